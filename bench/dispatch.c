@@ -1,0 +1,238 @@
+/*
+ * bench/dispatch: task throughput through memvisor against a bare socketpair ping-pong
+ * measured in the same run (DESIGN §9).
+ *
+ *     dispatch [--tasks N] [--prefetch P] [--runs R]
+ *
+ * Baseline: one parent, two children, one socketpair each, the same 16-byte framing
+ * (protocol.h) and an epoll loop: the floor any supervisor of two workers pays per task.
+ * memvisor: `memvisor run` with 2 no-op `api` workers (bench/noop_worker) over N tasks,
+ * results written to a file, per-task memory accounting on (the default). Each case runs R
+ * times; the median rate is reported, and the ratio to the baseline of the same shape.
+ * This measures; it asserts nothing (tests assert behaviour, benchmarks measure).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <memvisor/protocol.h>
+
+#define WORKERS 2
+
+static double now(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what)
+{
+    fprintf(stderr, "dispatch: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+/* Reads into buf[*len..cap); returns bytes read (0 at EOF). */
+static size_t fill(int fd, uint8_t *buf, size_t *len, size_t cap)
+{
+    ssize_t n;
+
+    do
+        n = read(fd, buf + *len, cap - *len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        die("read");
+    *len += (size_t)n;
+    return (size_t)n;
+}
+
+/* The baseline's child: answers every TASK with an empty DONE, batching like libmemvisor:
+ * all answers to what one read brought go out in one write. */
+static void echo_child(int fd)
+{
+    static uint8_t in[1 << 16], out[1 << 16];
+    size_t len = 0, off, olen;
+    struct mvw_msg m;
+    long used;
+
+    for (;;) {
+        if (fill(fd, in, &len, sizeof in) == 0)
+            _exit(0);
+        off = olen = 0;
+        while ((used = mvw_decode(in + off, len - off, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR, &m)) >
+               0) {
+            mvw_put_header(out + olen, MVW_MSG_DONE, 0, m.h.task, 0);
+            olen += MVW_HEADER_SIZE;
+            off += (size_t)used;
+        }
+        memmove(in, in + off, len - off);
+        len -= off;
+        if (olen && write(fd, out, olen) != (ssize_t)olen)
+            die("write");
+    }
+}
+
+/* Bare ping-pong: N tasks over WORKERS children, `prefetch` in flight each. Tasks/s. */
+static double baseline(long n, int prefetch)
+{
+    int fds[WORKERS], ep = epoll_create1(EPOLL_CLOEXEC);
+    pid_t pids[WORKERS];
+    long sent = 0, done = 0;
+    static uint8_t in[1 << 16], out[1 << 16];
+    double t0;
+
+    for (int i = 0; i < WORKERS; i++) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+            die("socketpair");
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            close(sv[0]);
+            for (int j = 0; j < i; j++)
+                close(fds[j]); /* else child j never sees EOF */
+            echo_child(sv[1]);
+        }
+        close(sv[1]);
+        fds[i] = sv[0];
+        epoll_ctl(ep, EPOLL_CTL_ADD, fds[i],
+                  &(struct epoll_event){.events = EPOLLIN, .data.u32 = (uint32_t)i});
+    }
+    t0 = now();
+    for (int i = 0; i < WORKERS; i++) {
+        size_t olen = 0;
+        for (int k = 0; k < prefetch && sent < n; k++, sent++) {
+            mvw_put_header(out + olen, MVW_MSG_TASK, 0, (uint64_t)sent + 1, 1);
+            out[olen + MVW_HEADER_SIZE] = 'x';
+            olen += MVW_HEADER_SIZE + 1;
+        }
+        if (write(fds[i], out, olen) != (ssize_t)olen)
+            die("write");
+    }
+    while (done < n) {
+        struct epoll_event ev[WORKERS];
+        int k = epoll_wait(ep, ev, WORKERS, -1);
+        for (int e = 0; e < k; e++) {
+            int fd = fds[ev[e].data.u32];
+            size_t len = 0, olen = 0, got;
+            fill(fd, in, &len, sizeof in);
+            got = len / MVW_HEADER_SIZE; /* empty DONEs: whole headers only */
+            done += (long)got;
+            for (size_t a = 0; a < got && sent < n; a++, sent++) {
+                mvw_put_header(out + olen, MVW_MSG_TASK, 0, (uint64_t)sent + 1, 1);
+                out[olen + MVW_HEADER_SIZE] = 'x';
+                olen += MVW_HEADER_SIZE + 1;
+            }
+            if (olen && write(fd, out, olen) != (ssize_t)olen)
+                die("write");
+        }
+    }
+    double rate = (double)n / (now() - t0);
+    for (int i = 0; i < WORKERS; i++) {
+        close(fds[i]);
+        waitpid(pids[i], NULL, 0);
+    }
+    close(ep);
+    return rate;
+}
+
+/* memvisor over `tasks` with the given overrides; tasks/s, or -1 if the run failed. */
+static double memvisor(const char *tasks, long n, int prefetch, const char *results)
+{
+    char pf[32];
+    pid_t pid;
+    int st;
+    double t0 = now();
+
+    snprintf(pf, sizeof pf, "worker.prefetch=%d", prefetch);
+    pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        execl(MV_BUILD_DIR "/memvisor", "memvisor", "run", "-o", "supervisor.workers=2", "-o", pf,
+              "-o", "log.level=warn", "--tasks", tasks, "--results", results, "--",
+              MV_BUILD_DIR "/bench/noop_worker", (char *)NULL);
+        _exit(127);
+    }
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    return (double)n / (now() - t0);
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp);
+    return v[n / 2];
+}
+
+int main(int argc, char **argv)
+{
+    long n = 200000;
+    int prefetch = 64, runs = 3;
+    char tasks[] = "/tmp/mv-bench-tasks-XXXXXX", results[64];
+    double b1[16], m1[16], bp[16], mp[16], mpn[16];
+    FILE *f;
+    int fd;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tasks") && i + 1 < argc)
+            n = atol(argv[++i]);
+        else if (!strcmp(argv[i], "--prefetch") && i + 1 < argc)
+            prefetch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: dispatch [--tasks N] [--prefetch P] [--runs R]\n");
+            return 2;
+        }
+    }
+    if (runs < 1 || runs > 16 || n < 1 || prefetch < 1 || prefetch > 4096)
+        return 2;
+    fd = mkstemp(tasks);
+    f = fdopen(fd, "w");
+    for (long i = 0; i < n; i++)
+        fputs("x\n", f);
+    fclose(f);
+    snprintf(results, sizeof results, "%s.jsonl", tasks);
+
+    /* Interleaved, so a noisy neighbour hurts every case alike. */
+    for (int r = 0; r < runs; r++) {
+        b1[r] = baseline(n, 1);
+        m1[r] = memvisor(tasks, n, 1, results);
+        bp[r] = baseline(n, prefetch);
+        mp[r] = memvisor(tasks, n, prefetch, results);
+        mpn[r] = memvisor(tasks, n, prefetch, "");
+    }
+    double B1 = median(b1, runs), M1 = median(m1, runs), BP = median(bp, runs),
+           MP = median(mp, runs), MPN = median(mpn, runs);
+    printf("dispatch: %ld no-op tasks, 2 api workers, median of %d runs\n", n, runs);
+    printf("  lock-step   bare socketpair  %9.0f tasks/s\n", B1);
+    printf("  lock-step   memvisor         %9.0f tasks/s  (%.0f%% of bare; target >= 80%%)\n", M1,
+           100.0 * M1 / B1);
+    printf("  prefetch %-3d bare socketpair  %9.0f tasks/s\n", prefetch, BP);
+    printf("  prefetch %-3d memvisor         %9.0f tasks/s  (%.0f%% of bare; results file)\n",
+           prefetch, MP, 100.0 * MP / BP);
+    printf("  prefetch %-3d memvisor         %9.0f tasks/s  (no results file; target >= 1M)\n",
+           prefetch, MPN);
+    unlink(tasks);
+    unlink(results);
+    return M1 < 0 || MP < 0 || MPN < 0;
+}

@@ -1,0 +1,214 @@
+/*
+ * memvisor wire protocol (`[worker] protocol = api`), declared once for both sides.
+ *
+ * A worker talks to memvisor over one SOCK_STREAM socketpair whose fd number is in the
+ * environment variable MEMVISOR_FD. Every message is a fixed 16-byte header followed by
+ * `length` bytes of payload:
+ *
+ *     offset 0   u32 length   payload bytes that follow the header
+ *     offset 4   u16 type     enum mvw_msg_type
+ *     offset 6   u16 flags    MVW_F_* bits; unknown bits are a protocol error
+ *     offset 8   u64 task     task id (TASK, DONE, FAIL, BEGIN, END), 0 otherwise
+ *
+ * Integers are in host byte order: the socketpair never leaves the machine.
+ *
+ * Conversation:
+ *     worker -> HELLO {version}            first message, once
+ *     memvisor -> GO {version, slot, prefetch, mode}
+ *     memvisor -> TASK id payload          up to `prefetch` outstanding
+ *     worker -> DONE id result | FAIL id error, in the order the tasks arrived
+ *     memvisor -> STOP                     finish the task in hand, start no other, exit 0
+ *     memvisor -> SNAPSHOT / worker -> SNAPSHOT {json}     heap view on request
+ *     worker -> BEGIN id kind / END id status              service mode: worker-made tasks
+ *
+ * The decoder below checks the length against the caller's limit before anything is copied,
+ * and checks type, flags, direction and fixed payload sizes. Short reads are normal: the
+ * decoder returns 0 ("need more bytes") until a whole message is buffered.
+ *
+ * This header needs libc only and has no link-time dependency.
+ */
+#ifndef MEMVISOR_PROTOCOL_H
+#define MEMVISOR_PROTOCOL_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MVW_PROTOCOL_VERSION 1u
+#define MVW_HEADER_SIZE      16u
+/* Hard cap of one payload; `[worker] max_message` can only lower it. */
+#define MVW_MAX_PAYLOAD (64u << 20)
+/* Environment variable that carries the socketpair fd number. */
+#define MVW_ENV_FD "MEMVISOR_FD"
+/* A worker that exits with this code is not respawned (sysexits' EX_CONFIG). */
+#define MVW_EXIT_FATAL 78
+
+enum mvw_msg_type {
+    MVW_MSG_HELLO = 1, /* w->s  payload: struct mvw_hello */
+    MVW_MSG_GO,        /* s->w  payload: struct mvw_go */
+    MVW_MSG_TASK,      /* s->w  task id, payload: the task line (any bytes) */
+    MVW_MSG_DONE,      /* w->s  task id, payload: the result (any bytes) */
+    MVW_MSG_FAIL,      /* w->s  task id, payload: the error (any bytes) */
+    MVW_MSG_STOP,      /* s->w  no payload: finish the current task, start no other, exit 0 */
+    MVW_MSG_BEGIN,     /* w->s  service mode: a task begins; task id chosen by the worker */
+    MVW_MSG_END,       /* w->s  service mode: that task ended; payload: u32 status (0 = ok) */
+    MVW_MSG_SNAPSHOT,  /* s->w request (no payload); w->s reply (payload: JSON text) */
+    MVW_MSG_TYPE_MAX
+};
+
+/* Flags. DONE/FAIL/BEGIN with MVW_F_KIND: payload starts with u8 n, then n bytes of task
+ * kind, then the result/error (BEGIN: nothing else). */
+#define MVW_F_KIND  0x0001u
+#define MVW_F_VALID 0x0001u
+
+/* GO modes. */
+#define MVW_MODE_BATCH   0u /* memvisor sends TASKs */
+#define MVW_MODE_SERVICE 1u /* the worker makes its own tasks with BEGIN/END */
+
+struct mvw_hello {
+    uint32_t version; /* MVW_PROTOCOL_VERSION the worker speaks */
+    uint32_t flags;   /* reserved, 0 */
+};
+
+struct mvw_go {
+    uint32_t version;  /* MVW_PROTOCOL_VERSION memvisor speaks */
+    uint32_t slot;     /* worker slot number, 1-based */
+    uint32_t prefetch; /* most TASKs memvisor keeps outstanding on this worker */
+    uint32_t mode;     /* MVW_MODE_* */
+};
+
+struct mvw_header {
+    uint32_t length;
+    uint16_t type;
+    uint16_t flags;
+    uint64_t task;
+};
+
+/* One decoded message; `payload` points into the caller's buffer. */
+struct mvw_msg {
+    struct mvw_header h;
+    const uint8_t *payload;
+};
+
+/* Who sent a message: a decoder accepts only the other side's types. */
+enum mvw_dir { MVW_FROM_WORKER, MVW_FROM_SUPERVISOR };
+
+/* Writes the header for a message into out[MVW_HEADER_SIZE]. */
+static inline void mvw_put_header(uint8_t *out, uint16_t type, uint16_t flags, uint64_t task,
+                                  uint32_t length)
+{
+    struct mvw_header h = {length, type, flags, task};
+    memcpy(out, &h.length, 4);
+    memcpy(out + 4, &h.type, 2);
+    memcpy(out + 6, &h.flags, 2);
+    memcpy(out + 8, &h.task, 8);
+}
+
+/* Fixed payload size of a type, or -1 when the payload is variable. */
+static inline long mvw_fixed_size(uint16_t type)
+{
+    switch (type) {
+    case MVW_MSG_HELLO: return (long)sizeof(struct mvw_hello);
+    case MVW_MSG_GO: return (long)sizeof(struct mvw_go);
+    case MVW_MSG_STOP: return 0;
+    case MVW_MSG_END: return 4;
+    default: return -1;
+    }
+}
+
+/* Whether `type` may travel in direction `dir`. */
+static inline int mvw_type_allowed(uint16_t type, enum mvw_dir dir)
+{
+    switch (type) {
+    case MVW_MSG_HELLO:
+    case MVW_MSG_DONE:
+    case MVW_MSG_FAIL:
+    case MVW_MSG_BEGIN:
+    case MVW_MSG_END: return dir == MVW_FROM_WORKER;
+    case MVW_MSG_GO:
+    case MVW_MSG_TASK:
+    case MVW_MSG_STOP: return dir == MVW_FROM_SUPERVISOR;
+    case MVW_MSG_SNAPSHOT: return 1;
+    default: return 0;
+    }
+}
+
+/*
+ * Decodes one message from buf[0..len).
+ * Returns the number of bytes it used (> 0), 0 when more bytes are needed, or
+ *   -EMSGSIZE  payload longer than `max_payload` (checked before anything is copied)
+ *   -EBADMSG   unknown type, wrong direction, unknown flag, or wrong fixed payload size
+ *              (including a non-empty SNAPSHOT request or BEGIN without MVW_F_KIND)
+ */
+static inline long mvw_decode(const uint8_t *buf, size_t len, uint32_t max_payload,
+                              enum mvw_dir dir, struct mvw_msg *out)
+{
+    struct mvw_header h;
+    long fixed;
+
+    if (len < MVW_HEADER_SIZE)
+        return 0;
+    memcpy(&h.length, buf, 4);
+    memcpy(&h.type, buf + 4, 2);
+    memcpy(&h.flags, buf + 6, 2);
+    memcpy(&h.task, buf + 8, 8);
+    if (!mvw_type_allowed(h.type, dir) || (h.flags & ~MVW_F_VALID))
+        return -EBADMSG;
+    if (h.length > max_payload || h.length > MVW_MAX_PAYLOAD)
+        return -EMSGSIZE;
+    fixed = mvw_fixed_size(h.type);
+    if (fixed >= 0 && (long)h.length != fixed)
+        return -EBADMSG;
+    if ((h.flags & MVW_F_KIND) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
+        h.type != MVW_MSG_BEGIN)
+        return -EBADMSG;
+    /* Payloads the conversation says are empty: a SNAPSHOT request, a BEGIN without kind. */
+    if (h.length != 0 && ((h.type == MVW_MSG_SNAPSHOT && dir == MVW_FROM_SUPERVISOR) ||
+                          (h.type == MVW_MSG_BEGIN && !(h.flags & MVW_F_KIND))))
+        return -EBADMSG;
+    if (len - MVW_HEADER_SIZE < h.length)
+        return 0;
+    out->h = h;
+    out->payload = buf + MVW_HEADER_SIZE;
+    return (long)(MVW_HEADER_SIZE + h.length);
+}
+
+/* Splits a payload with MVW_F_KIND into kind and rest. Returns 0 or -EBADMSG. */
+static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, size_t *kind_len,
+                                 const uint8_t **rest, size_t *rest_len)
+{
+    size_t n;
+
+    if (!(m->h.flags & MVW_F_KIND)) {
+        *kind = NULL;
+        *kind_len = 0;
+        *rest = m->payload;
+        *rest_len = m->h.length;
+        return 0;
+    }
+    if (m->h.length < 1)
+        return -EBADMSG;
+    n = m->payload[0];
+    if (n == 0 || n > m->h.length - 1)
+        return -EBADMSG;
+    /* BEGIN carries the kind and nothing else. */
+    if (m->h.type == MVW_MSG_BEGIN && m->h.length != 1 + n)
+        return -EBADMSG;
+    *kind = m->payload + 1;
+    *kind_len = n;
+    *rest = m->payload + 1 + n;
+    *rest_len = m->h.length - 1 - n;
+    return 0;
+}
+
+/* A short, stable name for a type, for logs. */
+static inline const char *mvw_type_name(uint16_t type)
+{
+    static const char *const names[MVW_MSG_TYPE_MAX] = {
+        "?", "HELLO", "GO", "TASK", "DONE", "FAIL", "STOP", "BEGIN", "END", "SNAPSHOT",
+    };
+    return type < MVW_MSG_TYPE_MAX ? names[type] : "?";
+}
+
+#endif

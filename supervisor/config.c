@@ -1,0 +1,900 @@
+/*
+ * config: the option table, the inih-driven loader, `-o` overrides, cross-key checks, the
+ * printer and the error list. The only file that includes <ini.h>. The value parsers for
+ * sizes, durations and bools, and the word splitter, are in units.c.
+ *
+ * inih quirks (Debian libinih 55, CGROUP-FACTS.md §1): its compile-time options are runtime
+ * globals, set before every parse; the handler gets no line number, so the reader counts
+ * lines; it reports only the first syntax error, so the reader classifies every line itself
+ * the way inih does and reports them all.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "config_int.h"
+
+#define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
+#define MAX_FILE      (16 * 1024 * 1024) /* a config file larger than this is a mistake */
+#define SYNTAX_REASON "syntax error: expected \"key = value\" or \"[section]\""
+
+static const char *const cgroup_choices[] = {"auto", "v1", "v2", "off", NULL};
+static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
+static const char *const metric_choices[] = {"private", "rss", NULL};
+static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+/* Section and key are the field's path in mv_config_t, so a key and its field cannot drift. */
+#define OPT(sec, key, typ, dflt, lo, hi, ch, text)                                            \
+    {                                                                                         \
+        .section = #sec, .name = #key, .type = typ, .offset = offsetof(mv_config_t, sec.key), \
+        .def = dflt, .min = lo, .max = hi, .choices = ch, .doc = text,                        \
+        .size = sizeof(((mv_config_t *)0)->sec.key),                                          \
+    }
+
+static const mv_option_t options[] = {
+    OPT(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
+        "worker processes; 0 = one per online CPU"),
+    OPT(supervisor, grace_period, MV_OPT_DURATION, "30s", 0, DAY, NULL,
+        "after SIGINT/SIGTERM, time running tasks get to finish before workers are stopped"),
+    OPT(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,
+        "per-worker memory cgroup: auto (v2, else v1, else off), v1, v2, off (sample /proc)"),
+    OPT(supervisor, cgroup_parent, MV_OPT_STRING, "", 0, 0, NULL,
+        "cgroup under which worker cgroups are made; empty = memvisor's own memory cgroup"),
+    OPT(supervisor, state_dir, MV_OPT_STRING, ".memvisor", 0, 0, NULL,
+        "directory for snapshots and run state"),
+
+    OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
+        "worker command (shell-style quoting, no expansion); words after -- override it"),
+    OPT(worker, protocol, MV_OPT_ENUM, "api", 0, 0, protocol_choices,
+        "how workers get tasks: api (libmemvisor socket), lines (stdin/stdout) or none"),
+    OPT(worker, prefetch, MV_OPT_INT, "1", 1, 4096, NULL,
+        "tasks in flight per worker; 1 = lock-step"),
+    OPT(worker, ready_timeout, MV_OPT_DURATION, "10s", 1, HOUR, NULL,
+        "from spawn to the worker's HELLO (api protocol) before it is killed"),
+    OPT(worker, kill_timeout, MV_OPT_DURATION, "5s", 0, HOUR, NULL, "from STOP/SIGTERM to SIGKILL"),
+    OPT(worker, max_message, MV_OPT_SIZE, "16M", 4 * KIB, 64 * MIB, NULL,
+        "largest protocol payload, result line or output line"),
+    OPT(worker, fatal_exit, MV_OPT_INT, "78", 1, 255, NULL,
+        "exit code by which a worker says \"do not respawn me\"; the run then ends"),
+    OPT(worker, backoff_min, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
+        "first respawn delay once a slot crash-loops"),
+    OPT(worker, backoff_max, MV_OPT_DURATION, "10s", 1, DAY, NULL,
+        "bound of the exponential respawn backoff"),
+    OPT(worker, crash_limit, MV_OPT_INT, "10", 0, 1000000, NULL,
+        "crashes in a row with no task ending (done or quarantined): give up; 0 = never"),
+    OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
+        "lines protocol: a reply line starting with this marks the task failed"),
+
+    OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
+        "recycle a worker after this many tasks; 0 = off"),
+    OPT(limits, max_tasks_jitter, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
+        "add a random 0..N tasks per worker so workers do not recycle together"),
+    OPT(limits, max_lifetime, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "recycle a worker after this long; 0 = off"),
+    OPT(limits, max_lifetime_jitter, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "add a random 0..N to max_lifetime per worker so workers do not recycle together"),
+    OPT(limits, memory_soft, MV_OPT_SIZE, "256M", 0, PIB, NULL,
+        "worker memory above which it finishes the current task, then recycles; 0 = off"),
+    OPT(limits, memory_hard, MV_OPT_SIZE, "512M", 0, PIB, NULL,
+        "worker memory at which it is killed at once (by the kernel, with cgroups); 0 = off"),
+    OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "stop a worker whose task runs longer; 0 = off"),
+    OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
+        "memory compared with the soft limit: private (anonymous) memory or rss"),
+    OPT(limits, sample_interval, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
+        "period of memory samples for what has no kernel event"),
+
+    OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
+
+    OPT(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
+        "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
+    OPT(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,
+        "results file (JSON Lines); --results takes precedence"),
+    OPT(tasks, max_attempts, MV_OPT_INT, "3", 1, 1000, NULL,
+        "attempts before a task is quarantined"),
+    OPT(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
+
+    OPT(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
+        "log line format: text for key=value fields, json for one JSON object per line"),
+    OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
+        "least severe level logged: debug, info, warn or error"),
+    OPT(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+};
+
+#define NOPT (sizeof options / sizeof options[0])
+
+/* ---- table --------------------------------------------------------------------------- */
+
+const mv_option_t *mv_config_options(size_t *n)
+{
+    if (n)
+        *n = NOPT;
+    return options;
+}
+
+const mv_option_t *mv_config_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < NOPT; i++)
+        if (strcmp(options[i].section, section) == 0 && strcmp(options[i].name, name) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static bool section_known(const char *section)
+{
+    for (size_t i = 0; i < NOPT; i++)
+        if (strcmp(options[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+/* Optimal string alignment distance, case-insensitive: "perfetch" is 1 from "prefetch". */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), d[33][33];
+
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j] + 1;
+
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 &&
+                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest known key of `section` (or closest section when key is NULL), if close enough. */
+static const char *closest(const char *section, const char *key)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX;
+    const char *word = key ? key : section;
+    size_t limit = 1 + strlen(word) / 4;
+
+    if (limit > 3)
+        limit = 3;
+    for (size_t i = 0; i < NOPT; i++) {
+        const char *cand = key ? options[i].name : options[i].section;
+        size_t d;
+
+        if (key && strcmp(options[i].section, section) != 0)
+            continue;
+        d = distance(word, cand);
+        if (d < bestd) {
+            bestd = d;
+            best = cand;
+        }
+    }
+    return bestd <= limit ? best : NULL;
+}
+
+/* The one section holding a key of this exact name, or NULL. */
+static const char *home_section(const char *key)
+{
+    const char *home = NULL;
+
+    for (size_t i = 0; i < NOPT; i++) {
+        if (strcmp(options[i].name, key) != 0)
+            continue;
+        if (home)
+            return NULL;
+        home = options[i].section;
+    }
+    return home;
+}
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+void mv_errors_add(mv_errors_t *e, const char *fmt, ...)
+{
+    va_list ap;
+    char *msg;
+
+    va_start(ap, fmt);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
+    va_end(ap);
+    if (!msg)
+        return; /* out of memory: the caller still sees the error return value */
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? 2 * e->cap : 8;
+        char **m = realloc(e->msg, cap * sizeof *m);
+
+        if (!m) {
+            free(msg);
+            return;
+        }
+        e->msg = m;
+        e->cap = cap;
+    }
+    e->msg[e->n++] = msg;
+}
+
+void mv_errors_print(const mv_errors_t *e, FILE *out)
+{
+    for (size_t i = 0; i < e->n; i++)
+        fprintf(out, "%s\n", e->msg[i]);
+}
+
+void mv_errors_free(mv_errors_t *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->msg[i]);
+    free(e->msg);
+    e->msg = NULL;
+    e->n = e->cap = 0;
+}
+
+/* Adds "WHERE: [section] key: reason"; section and key may be NULL. */
+__attribute__((format(printf, 5, 6))) static void
+report(mv_errors_t *e, mv_origin_t at, const char *section, const char *key, const char *fmt, ...)
+{
+    char where[64], *reason;
+    const char *file = at.file ? at.file : "(default)";
+    va_list ap;
+
+    if (at.file)
+        snprintf(where, sizeof where, ":%d", at.line);
+    else
+        where[0] = '\0';
+    va_start(ap, fmt);
+    if (vasprintf(&reason, fmt, ap) < 0)
+        reason = NULL;
+    va_end(ap);
+    if (!reason)
+        return;
+    if (section && key)
+        mv_errors_add(e, "%s%s: [%s] %s: %s", file, where, section, key, reason);
+    else if (section)
+        mv_errors_add(e, "%s%s: [%s]: %s", file, where, section, reason);
+    else if (key)
+        mv_errors_add(e, "%s%s: %s: %s", file, where, key, reason);
+    else
+        mv_errors_add(e, "%s%s: %s", file, where, reason);
+    free(reason);
+}
+
+/* A value fit for an error line: at most 40 characters, control characters as '?'. */
+static void quote(char out[64], const char *s)
+{
+    size_t n = 0, len = strlen(s);
+
+    out[n++] = '"';
+    for (size_t i = 0; i < len && i < 40; i++)
+        out[n++] = iscntrl((unsigned char)s[i]) ? '?' : s[i];
+    if (len > 40) {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* ---- typed access to fields ---------------------------------------------------------- */
+
+static void *field(const mv_config_t *c, const mv_option_t *o)
+{
+    return (char *)c + o->offset;
+}
+
+static int64_t get_num(const mv_config_t *c, const mv_option_t *o)
+{
+    int64_t v64;
+    int v;
+
+    if (o->size == sizeof(int64_t)) {
+        memcpy(&v64, field(c, o), sizeof v64);
+        return v64;
+    }
+    memcpy(&v, field(c, o), sizeof v);
+    return v;
+}
+
+static void set_num(mv_config_t *c, const mv_option_t *o, int64_t v64)
+{
+    int v = (int)v64;
+
+    if (o->size == sizeof(int64_t))
+        memcpy(field(c, o), &v64, sizeof v64);
+    else
+        memcpy(field(c, o), &v, sizeof v);
+}
+
+static char **str_field(const mv_config_t *c, const mv_option_t *o)
+{
+    return (char **)field(c, o);
+}
+
+/* Parses `s` for option `o` into *num (numbers, enums, bools); strings are only checked.
+ * On failure writes the reason (with the value quoted) into why. */
+static int parse_value(const mv_option_t *o, const char *s, int64_t *num, char *why, size_t wlen)
+{
+    const char *r = NULL;
+    char q[64], lo[32], hi[32];
+    int rc = 0, b = 0;
+    char **argv;
+
+    quote(q, s);
+    if (strpbrk(s, "\n\r")) {
+        snprintf(why, wlen, "%s: contains a line break", q);
+        return -EINVAL;
+    }
+    if (o->type == MV_OPT_STRING) {
+        if (o->offset == offsetof(mv_config_t, worker.command)) {
+            if ((rc = mv_split_words(s, &argv, NULL, &r)) < 0) {
+                snprintf(why, wlen, "%s: %s", q, r);
+                return rc;
+            }
+            mv_argv_free(argv);
+        }
+        return 0;
+    }
+    if (!*s) {
+        snprintf(why, wlen, "empty value");
+        return -EINVAL;
+    }
+    switch (o->type) {
+    case MV_OPT_INT: rc = mv_parse_int(s, num, &r); break;
+    case MV_OPT_SIZE: rc = mv_parse_size(s, num, &r); break;
+    case MV_OPT_DURATION: rc = mv_parse_duration(s, num, &r); break;
+    case MV_OPT_BOOL:
+        rc = mv_parse_bool(s, &b, &r);
+        *num = b;
+        break;
+    case MV_OPT_ENUM:
+        for (int i = 0; o->choices[i]; i++) {
+            if (strcasecmp(s, o->choices[i]) == 0) {
+                *num = i;
+                return 0;
+            }
+        }
+        rc = snprintf(why, wlen, "%s: not one of", q);
+        for (int i = 0; o->choices[i] && (size_t)rc < wlen; i++)
+            rc += snprintf(why + rc, wlen - (size_t)rc, "%s %s", i ? "," : "", o->choices[i]);
+        return -EINVAL;
+    case MV_OPT_STRING: break;
+    }
+    if (rc == 0 && o->type != MV_OPT_BOOL && (*num < o->min || *num > o->max))
+        rc = -ERANGE;
+    if (rc == -ERANGE) /* overflow too: the range says more than "too large" */
+        r = NULL;
+    if (rc < 0 && r) {
+        snprintf(why, wlen, "%s: %s", q, r);
+    } else if (rc < 0) {
+        mv_fmt_num(o->type, o->min, lo, sizeof lo);
+        mv_fmt_num(o->type, o->max, hi, sizeof hi);
+        snprintf(why, wlen, "%s: out of range (%s..%s)", q, lo, hi);
+    }
+    return rc;
+}
+
+/* Parses and stores one value; reports a mistake at `at`. */
+static int apply(mv_config_t *c, const mv_option_t *o, const char *value, mv_origin_t at,
+                 mv_errors_t *errs)
+{
+    char why[256];
+    int64_t num = 0;
+    char *dup;
+    int rc;
+
+    if ((rc = parse_value(o, value, &num, why, sizeof why)) < 0) {
+        report(errs, at, o->section, o->name, "%s", why);
+        return -EINVAL;
+    }
+    if (o->type == MV_OPT_STRING) {
+        if (!(dup = strdup(value)))
+            return -ENOMEM;
+        free(*str_field(c, o));
+        *str_field(c, o) = dup;
+    } else {
+        set_num(c, o, num);
+    }
+    c->origin[o - options] = at;
+    return 0;
+}
+
+/* ---- init / free --------------------------------------------------------------------- */
+
+void mv_config_free(mv_config_t *c)
+{
+    for (size_t i = 0; i < NOPT; i++)
+        if (options[i].type == MV_OPT_STRING)
+            free(*str_field(c, &options[i]));
+    for (size_t i = 0; i < c->nfiles; i++)
+        free(c->files[i]);
+    free(c->files);
+    free(c->origin);
+    memset(c, 0, sizeof *c);
+}
+
+int mv_config_init(mv_config_t *c)
+{
+    char why[256];
+    int64_t num;
+
+    memset(c, 0, sizeof *c);
+    if (!(c->origin = calloc(NOPT, sizeof *c->origin)))
+        return -ENOMEM;
+    for (size_t i = 0; i < NOPT; i++) {
+        const mv_option_t *o = &options[i];
+
+        if (parse_value(o, o->def, &num, why, sizeof why) < 0) {
+            mv_config_free(c); /* a bad default is a bug in the table; the tests catch it */
+            return -EINVAL;
+        }
+        if (o->type != MV_OPT_STRING) {
+            set_num(c, o, num);
+        } else if (!(*str_field(c, o) = strdup(o->def))) {
+            mv_config_free(c);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* ---- loading a file ------------------------------------------------------------------ */
+
+typedef struct load {
+    mv_config_t *c;
+    mv_errors_t *errs;
+    const char *path; /* owned by c->files */
+    const char *buf;  /* the whole file */
+    size_t len, pos;
+    int line;                /* line of the chunk handed to inih last */
+    bool bol;                /* the next chunk starts a line */
+    int skip_line;           /* an over-long line: inih's fragments of it are ignored */
+    unsigned char *reported; /* per line: classify() reported it (syntax, section) */
+    int *seen;               /* per option: the line that set it in this file, 0 = not yet */
+    bool nomem;
+} load_t;
+
+static mv_origin_t here(const load_t *x)
+{
+    return (mv_origin_t){x->path, x->line};
+}
+
+/* inih's find_chars_or_comment(): the first of `chars`, or an inline ';' after a blank. */
+static const char *find_or_comment(const char *s, const char *e, const char *chars)
+{
+    bool was_space = false;
+
+    for (; s < e && !strchr(chars, *s) && !(was_space && *s == ';'); s++)
+        was_space = isspace((unsigned char)*s);
+    return s;
+}
+
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && isspace((unsigned char)**s))
+        (*s)++;
+    while (*e > *s && isspace((unsigned char)(*e)[-1]))
+        (*e)--;
+}
+
+/* Judges line x->line (starting at x->pos) the way inih will, so that every syntax error
+ * and unknown section is reported, not only the first. */
+static void classify(load_t *x)
+{
+    const char *s = x->buf + x->pos, *nl = memchr(s, '\n', x->len - x->pos);
+    const char *e = nl ? nl : x->buf + x->len, *end;
+    char name[64], hint[128];
+    const char *close;
+
+    if ((size_t)(e - s) + 3 > MAX_LINE) {
+        report(x->errs, here(x), NULL, NULL, "line longer than 1 MiB");
+        x->reported[x->line] = 1;
+        x->skip_line = x->line;
+        return;
+    }
+    if (x->line == 1 && e - s >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+        s += 3; /* UTF-8 BOM, skipped by inih too */
+    trim(&s, &e);
+    if (s == e || *s == ';' || *s == '#')
+        return;
+    if (*s != '[') {
+        end = find_or_comment(s, e, "=:");
+        if (end < e && (*end == '=' || *end == ':'))
+            return;
+        report(x->errs, here(x), NULL, NULL, SYNTAX_REASON);
+        x->reported[x->line] = 1;
+        return;
+    }
+    end = find_or_comment(s + 1, e, "]");
+    if (end == e || *end != ']') {
+        report(x->errs, here(x), NULL, NULL, "syntax error: \"[\" without \"]\"");
+        x->reported[x->line] = 1;
+        return;
+    }
+    s++;
+    trim(&s, &end);
+    snprintf(name, sizeof name, "%.*s", (int)(end - s), s);
+    if (section_known(name))
+        return;
+    if ((close = closest(name, NULL)))
+        snprintf(hint, sizeof hint, "did you mean [%s]?", close);
+    else
+        snprintf(hint, sizeof hint, "sections: supervisor, worker, limits, recycle, tasks, log");
+    report(x->errs, here(x), name, NULL, "unknown section (%s)", hint);
+    x->reported[x->line] = 1;
+}
+
+/* fgets() over the file in memory, counting lines. inih reads a long line in several
+ * chunks (it reallocs in between); only a chunk after a '\n' starts a new line. */
+static char *reader(char *str, int num, void *stream)
+{
+    load_t *x = stream;
+    size_t n = 0;
+
+    if (x->pos >= x->len || num < 2)
+        return NULL;
+    if (x->bol) {
+        x->line++;
+        classify(x);
+    }
+    while (n < (size_t)num - 1 && x->pos < x->len) {
+        str[n] = x->buf[x->pos++];
+        if (str[n++] == '\n')
+            break;
+    }
+    str[n] = '\0';
+    x->bol = str[n - 1] == '\n';
+    return str;
+}
+
+static void unknown_key(load_t *x, const char *section, const char *name)
+{
+    const char *near = closest(section, name), *home = home_section(name);
+
+    if (near)
+        report(x->errs, here(x), section, name, "unknown key (did you mean \"%s\"?)", near);
+    else if (home)
+        report(x->errs, here(x), section, name, "unknown key (it belongs in [%s])", home);
+    else
+        report(x->errs, here(x), section, name, "unknown key");
+}
+
+/* Called by inih for every "key = value". Always returns 1: mistakes are reported here, so
+ * inih's return value only ever names a syntax error it found itself. */
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+    load_t *x = user;
+    const char *s = section, *e = section + strlen(section), *home;
+    const mv_option_t *o;
+    char sec[64];
+    size_t i;
+
+    if (x->line == x->skip_line)
+        return 1;
+    trim(&s, &e);
+    snprintf(sec, sizeof sec, "%.*s", (int)(e - s), s);
+    if (!*name) {
+        report(x->errs, here(x), sec[0] ? sec : NULL, NULL, "missing key name before \"=\"");
+        return 1;
+    }
+    if (!sec[0]) {
+        home = home_section(name);
+        if (home)
+            report(x->errs, here(x), NULL, name, "key before any [section] (it belongs in [%s])",
+                   home);
+        else
+            report(x->errs, here(x), NULL, name, "key before any [section]");
+        return 1;
+    }
+    if (!section_known(sec))
+        return 1; /* reported once, at the section line */
+    if (!(o = mv_config_find(sec, name))) {
+        unknown_key(x, sec, name);
+        return 1;
+    }
+    i = (size_t)(o - options);
+    if (x->seen[i]) {
+        report(x->errs, here(x), sec, name, "set twice (first at line %d)", x->seen[i]);
+        return 1;
+    }
+    x->seen[i] = x->line;
+    if (apply(x->c, o, value, here(x), x->errs) == -ENOMEM)
+        x->nomem = true;
+    return 1;
+}
+
+/* The whole file, NUL-terminated. 0 or -errno. */
+static int slurp(const char *path, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = 0, cap = 4096, r;
+    char *buf = NULL, *nb;
+    int rc = 0;
+
+    if (!f)
+        return -errno;
+    for (;;) {
+        if (!buf || n == cap) {
+            if (buf && cap >= MAX_FILE) {
+                rc = -EFBIG;
+                break;
+            }
+            cap = buf ? 2 * cap : cap;
+            if (!(nb = realloc(buf, cap + 1))) {
+                rc = -ENOMEM;
+                break;
+            }
+            buf = nb;
+        }
+        errno = 0;
+        if ((r = fread(buf + n, 1, cap - n, f)) == 0) {
+            if (ferror(f))
+                rc = errno ? -errno : -EIO;
+            break;
+        }
+        n += r;
+    }
+    fclose(f);
+    if (rc < 0) {
+        free(buf);
+        return rc;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Keeps `path` in c->files for the life of c: origins point at it. */
+static const char *keep_path(mv_config_t *c, const char *path)
+{
+    char **nf = realloc(c->files, (c->nfiles + 1) * sizeof *nf);
+
+    if (!nf)
+        return NULL;
+    c->files = nf;
+    if (!(c->files[c->nfiles] = strdup(path)))
+        return NULL;
+    c->path = c->files[c->nfiles++];
+    return c->path;
+}
+
+/* inih's knobs are globals in this build: a value longer than ~197 bytes is cut otherwise. */
+static void ini_setup(void)
+{
+    ini_use_stack = 0;
+    ini_allow_realloc = 1;
+    ini_max_line = MAX_LINE;
+    ini_allow_multiline = 0;
+    ini_stop_on_first_error = 0;
+}
+
+int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
+{
+    load_t x = {.c = c, .errs = errs, .bol = true};
+    size_t n0 = errs->n, lines = 1;
+    const char *nul;
+    char *buf = NULL;
+    int rc;
+
+    if (!c->origin)
+        return -EINVAL;
+    if (!(x.path = keep_path(c, path)))
+        return -ENOMEM;
+    if ((rc = slurp(path, &buf, &x.len)) < 0) {
+        mv_errors_add(errs, "%s: cannot read: %s", path,
+                      rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+        return rc;
+    }
+    x.buf = buf;
+    for (const char *p = buf; (p = memchr(p, '\n', x.len - (size_t)(p - buf))); p++)
+        lines++;
+    if ((nul = memchr(buf, '\0', x.len))) {
+        int line = 1;
+
+        for (const char *p = buf; p < nul; p++)
+            line += *p == '\n';
+        report(errs, (mv_origin_t){x.path, line}, NULL, NULL, "NUL byte: not a text file");
+        free(buf);
+        return -EINVAL;
+    }
+    x.reported = calloc(lines + 2, 1);
+    x.seen = calloc(NOPT, sizeof *x.seen);
+    rc = -ENOMEM;
+    if (!x.reported || !x.seen)
+        goto out;
+    ini_setup();
+    rc = ini_parse_stream(reader, &x, handler, &x);
+    if (rc == -2 || x.nomem) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* An over-long line shifts inih's line numbers: its own report is then unusable. */
+    if (rc > 0 && (size_t)rc <= lines && !x.reported[rc] && !x.skip_line)
+        report(errs, (mv_origin_t){x.path, rc}, NULL, NULL, SYNTAX_REASON);
+    rc = errs->n > n0 ? -EINVAL : 0;
+out:
+    free(x.reported);
+    free(x.seen);
+    free(buf);
+    return rc;
+}
+
+/* ---- overrides ----------------------------------------------------------------------- */
+
+int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *errs)
+{
+    mv_origin_t at = {"-o", nth};
+    const char *eq = strchr(spec, '='), *dot, *ks, *ke, *vs, *ve;
+    char sec[64], key[64], q[64], *value;
+    const mv_option_t *o;
+    const char *near;
+    int rc;
+
+    if (!c->origin)
+        return -EINVAL;
+    dot = eq ? memchr(spec, '.', (size_t)(eq - spec)) : NULL;
+    if (dot) {
+        ks = spec;
+        ke = dot;
+        trim(&ks, &ke);
+        snprintf(sec, sizeof sec, "%.*s", (int)(ke - ks), ks);
+        ks = dot + 1;
+        ke = eq;
+        trim(&ks, &ke);
+        snprintf(key, sizeof key, "%.*s", (int)(ke - ks), ks);
+    }
+    if (!dot || !sec[0] || !key[0]) {
+        quote(q, spec);
+        report(errs, at, NULL, NULL, "%s: expected SECTION.KEY=VALUE (e.g. worker.prefetch=4)", q);
+        return -EINVAL;
+    }
+    if (!section_known(sec)) {
+        if ((near = closest(sec, NULL)))
+            report(errs, at, sec, key, "unknown section (did you mean [%s]?)", near);
+        else
+            report(errs, at, sec, key, "unknown section");
+        return -EINVAL;
+    }
+    if (!(o = mv_config_find(sec, key))) {
+        load_t x = {.errs = errs, .path = "-o", .line = nth};
+
+        unknown_key(&x, sec, key);
+        return -EINVAL;
+    }
+    vs = eq + 1;
+    ve = vs + strlen(vs);
+    trim(&vs, &ve);
+    if (!(value = strndup(vs, (size_t)(ve - vs))))
+        return -ENOMEM;
+    rc = apply(c, o, value, at, errs);
+    free(value);
+    return rc;
+}
+
+/* ---- cross-key checks ---------------------------------------------------------------- */
+
+/* " (set at FILE:LINE)" for a value that did not come from the default, else "". */
+static void where_set(const mv_config_t *c, const mv_option_t *o, char *buf, size_t len)
+{
+    mv_origin_t at = c->origin[o - options];
+
+    if (at.file)
+        snprintf(buf, len, " (set at %s:%d)", at.file, at.line);
+    else
+        buf[0] = '\0';
+}
+
+/* Reports `a > b` (both read through the table) at a's origin. */
+static bool above(const mv_config_t *c, mv_errors_t *errs, const mv_option_t *a,
+                  const mv_option_t *b, const char *why)
+{
+    int64_t va = get_num(c, a), vb = get_num(c, b);
+    char ta[32], tb[32], w[96], other[96];
+
+    if (va <= vb)
+        return false;
+    mv_fmt_num(a->type, va, ta, sizeof ta);
+    mv_fmt_num(b->type, vb, tb, sizeof tb);
+    where_set(c, b, w, sizeof w);
+    if (strcmp(a->section, b->section) == 0)
+        snprintf(other, sizeof other, "%s", b->name);
+    else
+        snprintf(other, sizeof other, "[%s] %s", b->section, b->name);
+    report(errs, c->origin[a - options], a->section, a->name, "%s is above %s = %s%s: %s", ta,
+           other, tb, w, why);
+    return true;
+}
+
+/* Reports a jitter that is set while the limit it spreads is off. */
+static bool orphan_jitter(const mv_config_t *c, mv_errors_t *errs, const mv_option_t *jit,
+                          const mv_option_t *lim)
+{
+    char tj[32];
+
+    if (get_num(c, jit) == 0 || get_num(c, lim) != 0)
+        return false;
+    mv_fmt_num(jit->type, get_num(c, jit), tj, sizeof tj);
+    report(errs, c->origin[jit - options], jit->section, jit->name,
+           "%s has no effect while %s = 0 (off): set %s too, or remove it", tj, lim->name,
+           lim->name);
+    return true;
+}
+
+int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
+{
+#define O(s, k) mv_config_find(#s, #k)
+    bool bad = false;
+    long cpus;
+
+    if (!c->origin)
+        return -EINVAL;
+    if (c->limits.memory_soft && c->limits.memory_hard)
+        bad |= above(c, errs, O(limits, memory_soft), O(limits, memory_hard),
+                     "the soft limit must be the lower one");
+    bad |= orphan_jitter(c, errs, O(limits, max_tasks_jitter), O(limits, max_tasks));
+    bad |= orphan_jitter(c, errs, O(limits, max_lifetime_jitter), O(limits, max_lifetime));
+    bad |= above(c, errs, O(worker, backoff_min), O(worker, backoff_max),
+                 "the first delay cannot exceed the bound");
+    bad |= above(c, errs, O(tasks, max_size), O(worker, max_message),
+                 "a task line must fit in one message");
+#undef O
+    if (c->supervisor.workers == 0) {
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        c->supervisor.workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
+    }
+    return bad ? -EINVAL : 0;
+}
+
+/* ---- printing ------------------------------------------------------------------------ */
+
+mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const char *name)
+{
+    const mv_option_t *o = mv_config_find(section, name);
+
+    if (!o || !c->origin)
+        return (mv_origin_t){NULL, 0};
+    return c->origin[o - options];
+}
+
+void mv_config_print(const mv_config_t *c, FILE *out)
+{
+    const char *section = NULL, *val;
+    char buf[32];
+
+    for (size_t i = 0; i < NOPT; i++) {
+        const mv_option_t *o = &options[i];
+
+        if (!section || strcmp(section, o->section) != 0) {
+            fprintf(out, "%s[%s]\n", section ? "\n" : "", o->section);
+            section = o->section;
+        }
+        switch (o->type) {
+        case MV_OPT_STRING: val = *str_field(c, o) ? *str_field(c, o) : ""; break;
+        case MV_OPT_ENUM: val = o->choices[get_num(c, o)]; break;
+        case MV_OPT_BOOL: val = get_num(c, o) ? "yes" : "no"; break;
+        default: mv_fmt_num(o->type, get_num(c, o), buf, sizeof buf); val = buf;
+        }
+        fprintf(out, "; %s (default %s)\n", o->doc, o->def[0] ? o->def : "empty");
+        fprintf(out, "%s =%s%s\n", o->name, val[0] ? " " : "", val);
+    }
+}

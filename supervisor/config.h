@@ -1,0 +1,147 @@
+/*
+ * config: INI file (inih) -> one immutable mv_config_t.
+ *
+ * Every key lives in one table (mv_config_options): section, name, type, default, bounds and
+ * a line of doc. The parser, `-o section.key=value` overrides, `memvisor check` and the test
+ * of conf/memvisor.ini all read that table, so a key exists in exactly one place.
+ *
+ * Mistakes are collected, not fatal one by one: each is one line
+ *     FILE:LINE: [section] key: reason
+ * (overrides use "-o:N" as FILE:LINE, N being the 1-based position of the -o flag).
+ */
+#ifndef MV_CONFIG_H
+#define MV_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { MV_PROTO_API, MV_PROTO_LINES, MV_PROTO_NONE } mv_protocol_t;
+typedef enum { MV_METRIC_PRIVATE, MV_METRIC_RSS } mv_metric_t;
+typedef enum { MV_LOGFMT_TEXT, MV_LOGFMT_JSON } mv_logfmt_t;
+typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t;
+typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cgmode_t;
+
+/* Where a value came from, for error messages that name the line. */
+typedef struct mv_origin {
+    const char *file; /* points at mv_config_t.path, "-o", or NULL for the default */
+    int line;
+} mv_origin_t;
+
+/* Sizes are bytes, durations milliseconds; 0 means "off" where the doc says so. */
+typedef struct mv_config {
+    struct {
+        int workers;          /* 0 = one per online CPU (resolved by mv_config_finish) */
+        int64_t grace_period; /* ms running tasks get to finish after SIGINT/SIGTERM */
+        mv_cgmode_t cgroup;   /* auto|v1|v2|off */
+        char *cgroup_parent;  /* "" = memvisor's own memory cgroup */
+        char *state_dir;      /* snapshots and run state */
+    } supervisor;
+    struct {
+        char *command;          /* shell-like words; `memvisor run -- CMD...` overrides */
+        mv_protocol_t protocol; /* api|lines|none */
+        int prefetch;           /* tasks in flight per worker */
+        int64_t ready_timeout;  /* ms from spawn to HELLO (api) */
+        int64_t kill_timeout;   /* ms from STOP/SIGTERM to SIGKILL */
+        int64_t max_message;    /* largest protocol payload or result line, bytes */
+        int fatal_exit;         /* exit code that means "do not respawn" */
+        int64_t backoff_min;    /* ms, first delay after a crash loop starts */
+        int64_t backoff_max;    /* ms, bound of the exponential backoff */
+        int crash_limit;   /* consecutive crashes with no task ending before giving up; 0 = never */
+        char *fail_prefix; /* lines: a reply starting with this is a failure */
+    } worker;
+    struct {
+        int64_t max_tasks;           /* recycle after this many tasks; 0 = off */
+        int64_t max_tasks_jitter;    /* + uniform random [0, jitter] tasks per worker */
+        int64_t max_lifetime;        /* ms; 0 = off */
+        int64_t max_lifetime_jitter; /* ms */
+        int64_t memory_soft;         /* bytes: finish the task, then recycle; 0 = off */
+        int64_t memory_hard;         /* bytes: kill now; 0 = off */
+        int64_t task_timeout;        /* ms; 0 = off */
+        mv_metric_t metric;          /* private|rss: what the soft limit compares */
+        int64_t sample_interval;     /* ms between /proc or cgroup samples */
+    } limits;
+    struct {
+        int max_concurrent; /* workers recycling at once */
+    } recycle;
+    struct {
+        char *source;     /* task file, "-" = stdin, "" = none */
+        char *results;    /* JSON Lines results file, "" = none */
+        int max_attempts; /* attempts before a task is quarantined */
+        int64_t max_size; /* longest task line, bytes */
+    } tasks;
+    struct {
+        mv_logfmt_t format; /* text|json */
+        mv_level_t level;   /* debug|info|warn|error */
+        char *file;         /* "" = stderr */
+    } log;
+    char *path;               /* the file loaded last (= files[nfiles - 1]), or NULL */
+    struct mv_origin *origin; /* per option, indexed like the table */
+    char **files;             /* every file loaded: origins of earlier loads point here */
+    size_t nfiles;
+} mv_config_t;
+
+typedef enum {
+    MV_OPT_INT,      /* plain integer */
+    MV_OPT_SIZE,     /* bytes: N, NK, NM, NG, NT (also KiB..TiB, B); 1K = 1024 */
+    MV_OPT_DURATION, /* ms: Nms, Ns, Nm, Nh, Nd (decimals allowed); 0 needs no unit */
+    MV_OPT_BOOL,     /* yes/no, true/false, on/off, 1/0 */
+    MV_OPT_STRING,
+    MV_OPT_ENUM, /* one of `choices`, stored as int index */
+} mv_opt_type_t;
+
+typedef struct mv_option {
+    const char *section;
+    const char *name;
+    mv_opt_type_t type;
+    size_t offset;              /* into mv_config_t */
+    const char *def;            /* default, as it would be written in the file */
+    int64_t min, max;           /* bounds for INT/SIZE/DURATION (in bytes / ms) */
+    const char *const *choices; /* ENUM: NULL-terminated */
+    const char *doc;            /* one line */
+    size_t size;                /* of the field: int or int64_t (INT), int64_t (SIZE,
+                                 * DURATION), int (BOOL, ENUM), char * (STRING) */
+} mv_option_t;
+
+/* Collected mistakes: each entry is a full "FILE:LINE: [section] key: reason" line. */
+typedef struct mv_errors {
+    char **msg;
+    size_t n, cap;
+} mv_errors_t;
+
+/* The table, and its size. */
+const mv_option_t *mv_config_options(size_t *n);
+/* Finds an option; NULL when unknown. */
+const mv_option_t *mv_config_find(const char *section, const char *name);
+
+/* Fills *c with every default. 0 or -ENOMEM. */
+int mv_config_init(mv_config_t *c);
+/* Parses an INI file over the current values. 0, or -EINVAL with errs filled, or -errno
+ * when the file cannot be read (also reported in errs). */
+int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs);
+/* Applies one "section.key=value" override (the Nth -o flag). 0 or -EINVAL (errs filled). */
+int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *errs);
+/* Cross-key checks (soft above hard, ...) and resolution of automatic values
+ * (workers = 0). Call once after load and overrides. 0 or -EINVAL (errs filled). */
+int mv_config_finish(mv_config_t *c, mv_errors_t *errs);
+/* Writes the effective settings as an INI file, one "; doc" line above every key. */
+void mv_config_print(const mv_config_t *c, FILE *out);
+/* Where a key's value came from (after load/override); {NULL,0} for defaults. */
+mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const char *name);
+void mv_config_free(mv_config_t *c);
+
+/* Value parsers, exposed for tests and for the CLI. 0 or -EINVAL/-ERANGE; *why gets a
+ * static reason on failure. */
+int mv_parse_size(const char *s, int64_t *out, const char **why);
+int mv_parse_duration(const char *s, int64_t *out_ms, const char **why);
+int mv_parse_bool(const char *s, int *out, const char **why);
+/* Splits a command line into argv (single/double quotes and backslash escapes, no
+ * expansion). *argv is NULL-terminated and freed with mv_argv_free. 0, -EINVAL or -ENOMEM. */
+int mv_split_words(const char *s, char ***argv, int *argc, const char **why);
+void mv_argv_free(char **argv);
+
+void mv_errors_add(mv_errors_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mv_errors_print(const mv_errors_t *e, FILE *out);
+void mv_errors_free(mv_errors_t *e);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * config_int: what config.c and units.c share and nobody else sees. The units are defined
+ * once here so that the parsers (units.c) and the option table (config.c) cannot disagree on
+ * what "1K" or "1m" means: K = 1024 bytes, durations count milliseconds.
+ */
+#ifndef MV_CONFIG_INT_H
+#define MV_CONFIG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define KIB  (INT64_C(1) << 10)
+#define MIB  (INT64_C(1) << 20)
+#define GIB  (INT64_C(1) << 30)
+#define TIB  (INT64_C(1) << 40)
+#define PIB  (INT64_C(1) << 50)
+#define SEC  INT64_C(1000)
+#define MINU (60 * SEC)
+#define HOUR (60 * MINU)
+#define DAY  (24 * HOUR)
+
+/* A plain decimal integer, sign allowed (the option's range then names the mistake).
+ * 0, -EINVAL or -ERANGE; *why gets a static reason on failure. */
+int mv_parse_int(const char *s, int64_t *out, const char **why);
+/* The canonical text of a value of the given type, in its largest exact unit ("16M",
+ * "30s"): what mv_config_print writes and error lines quote. */
+void mv_fmt_num(mv_opt_type_t type, int64_t v, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,346 @@
+/*
+ * dispatch: handing tasks to workers, taking their answers, per-task memory, results,
+ * and the memory checks that drive recycling.
+ *
+ * Per-task accounting: the task at the head of a worker's in-flight list is the one being
+ * worked on (workers answer in order). Its "before" reading is taken when it becomes the
+ * head: at dispatch to an idle worker, or at the answer to the previous task; the reading
+ * taken for an answer is reused for the next task in the same loop iteration, so lock-step
+ * costs one reading per task, and with prefetch one reading per batch of answers.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+/* Whether `w` may be sent one more task. A worker waiting for its recycle takes none, and
+ * tasks in flight count toward max_tasks, so a worker never runs more than its limit. */
+static bool takes_tasks(const mv_worker_t *w)
+{
+    if (!mv_fsm_takes_tasks(w->state) || w->broken || w->wanted != MV_R_NONE ||
+        w->count >= w->cap || w->pool->cfg->worker.protocol == MV_PROTO_NONE)
+        return false;
+    return w->lim.max_tasks == 0 || w->tasks_done + w->count < w->lim.max_tasks;
+}
+
+static mv_task_t *head_task(const mv_worker_t *w)
+{
+    return w->count ? w->inflight[w->head] : NULL;
+}
+
+static void push_task(mv_worker_t *w, mv_task_t *t)
+{
+    w->inflight[(w->head + w->count) % w->cap] = t;
+    w->count++;
+}
+
+static mv_task_t *pop_task(mv_worker_t *w)
+{
+    mv_task_t *t = w->inflight[w->head];
+
+    w->head = (w->head + 1) % w->cap;
+    w->count--;
+    return t;
+}
+
+const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh)
+{
+    mv_pool_t *p = w->pool;
+    mv_slot_t *s = mv__slot(w);
+    mv_task_t *t;
+    mv_reading_t r;
+
+    if (!w->meter_ok)
+        return NULL;
+    if (!fresh && w->have_reading && w->last_tick == p->tick)
+        return &w->last;
+    if (mv_meter_read(&w->meter, &r) < 0)
+        return w->have_reading ? &w->last : NULL; /* gone: its last reading stands */
+    w->last = r;
+    w->last_tick = p->tick;
+    w->have_reading = true;
+    w->peak = MV_MAX(w->peak, r.usage);
+    s->peak = MV_MAX(s->peak, r.usage);
+    t = head_task(w);
+    if (t)
+        t->peak_seen = MV_MAX(t->peak_seen, r.usage);
+    return &w->last;
+}
+
+/* The task becomes the one the worker works on. */
+static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
+{
+    int64_t timeout = w->pool->cfg->limits.task_timeout;
+
+    t->attempts++;
+    t->started_ns = uv_hrtime();
+    t->measured = r != NULL;
+    if (r) {
+        t->before = *r;
+        t->peak_seen = r->usage;
+    }
+    if (timeout > 0)
+        mv__arm(w, MV_DL_TASK, timeout);
+}
+
+/* Writes a task's result line and lets it go. `w` is NULL for a task that never ran. */
+static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
+                     const void *payload, size_t n, const mv_reading_t *after)
+{
+    mv_metric_t metric = p->cfg->limits.metric;
+    const mv_attempt_t *last = t->nhist ? &t->hist[t->nhist - 1] : NULL;
+    mv_result_t res = {
+        .task = t->id,
+        .status = st,
+        .attempts = t->attempts,
+        .slot = w      ? w->slot
+                : last ? last->slot
+                       : 0,
+        .pid = w      ? w->pid
+               : last ? last->pid
+                      : 0,
+        .payload = payload,
+        .len = n,
+        .hist = t->hist,
+        .nhist = t->nhist,
+    };
+
+    if (w && after && t->measured) {
+        res.measured = true;
+        res.mem_before = mv_reading_metric(&t->before, metric);
+        res.mem_after = mv_reading_metric(after, metric);
+        res.retained = res.mem_after - res.mem_before;
+        res.mem_peak = after->peak >= 0 ? after->peak : MV_MAX(t->peak_seen, after->usage);
+        res.peak_source = after->peak >= 0 ? "kernel" : "sampled";
+        res.fds_before = t->before.fds;
+        res.fds_after = after->fds;
+    }
+    if (t->started_ns)
+        res.duration_ms = (double)(uv_hrtime() - t->started_ns) / 1e6;
+    if (mv_results_add(p->results, &res) < 0)
+        mv_error(p->log, "result_lost", MV_I("task", (long long)t->id),
+                 MV_S("error", "out of memory encoding the result"));
+    mv_tasks_end(p->tasks, t);
+    if (p->on_progress)
+        p->on_progress(p);
+}
+
+/* A task that used up its attempts. */
+static void quarantine(mv_pool_t *p, mv_task_t *t)
+{
+    const mv_attempt_t *last = &t->hist[t->nhist - 1];
+    char msg[160];
+
+    snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
+             mv_reason_name(last->reason));
+    mv_warn(p->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
+            MV_S("reason", mv_reason_name(last->reason)), MV_I("worker", last->slot),
+            MV_I("pid", last->pid));
+    /* A task ended: the pool is getting somewhere, even if its workers crash. */
+    p->consecutive_crashes = 0;
+    end_task(p, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
+}
+
+void mv__settle_tasks(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    /* A worker that exits 0 after STOP did not start the task at its head (DESIGN §3: STOP
+     * means "finish the task in hand, start no other"): it is not charged. */
+    bool clean = w->stop_sent && w->term_signal == 0 && w->exit_status == 0;
+    mv_reason_t why = w->reason == MV_R_NONE || w->reason == MV_R_MAX_TASKS ||
+                              w->reason == MV_R_MAX_LIFETIME || w->reason == MV_R_SOFT_LIMIT ||
+                              w->reason == MV_R_REQUESTED
+                          ? MV_R_CRASH
+                          : w->reason;
+    int status = w->term_signal ? -w->term_signal : (int)w->exit_status;
+
+    /* Newest first, so that requeueing at the front keeps their order. */
+    while (w->count > 0) {
+        unsigned i = (w->head + w->count - 1) % w->cap;
+        mv_task_t *t = w->inflight[i];
+        bool started = w->count == 1;
+
+        w->count--;
+        if (started && (clean || why == MV_R_SHUTDOWN))
+            t->attempts--; /* it did not really run: not an attempt */
+        else if (started) {
+            mv_task_note_attempt(t, why, w->slot, w->pid, status);
+            if (t->attempts >= p->cfg->tasks.max_attempts) {
+                quarantine(p, t);
+                continue;
+            }
+            mv_info(p->log, "requeue", MV_I("task", (long long)t->id),
+                    MV_I("attempts", t->attempts), MV_S("reason", mv_reason_name(why)),
+                    MV_I("worker", w->slot), MV_I("pid", w->pid));
+        }
+        p->stats.requeued++;
+        mv_tasks_requeue(p->tasks, t);
+    }
+    w->head = 0;
+}
+
+void mv__check_policy(mv_worker_t *w, const mv_reading_t *r)
+{
+    mv_wfacts_t f = {
+        .tasks_done = w->tasks_done,
+        .age_ms = mv_now_ms() - w->spawned_ms,
+        .soft_value = r ? mv_reading_metric(r, w->pool->cfg->limits.metric) : -1,
+        .hard_value = r ? r->usage : -1,
+        .hard_by_kernel = false,
+    };
+    mv_verdict_t v = mv_policy_check(&w->lim, &f);
+
+    if (v.kind == MV_VERDICT_KILL)
+        mv__kill(w, v.reason);
+    else if (v.kind == MV_VERDICT_RECYCLE && w->reason == MV_R_NONE)
+        mv__recycle(w, v.reason);
+}
+
+void mv__on_hello(mv_worker_t *w, uint32_t version)
+{
+    mv_pool_t *p = w->pool;
+    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)w->slot, (uint32_t)p->cfg->worker.prefetch,
+                        MVW_MODE_BATCH};
+    char what[96];
+
+    if (version != MVW_PROTOCOL_VERSION) {
+        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
+                 version, MVW_PROTOCOL_VERSION);
+        mv__on_protocol_error(w, what);
+        return;
+    }
+    if (w->state != MV_W_SPAWNING)
+        return; /* asked to stop before it was ready: it gets STOP, not GO */
+    mv__disarm(w);
+    mv__chan_send(w, MVW_MSG_GO, 0, &go, sizeof go);
+    mv__chan_flush(w);
+    mv__fsm(w, MV_EV_READY);
+    mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid),
+            MV_I("ms", (long long)(mv_now_ms() - w->spawned_ms)));
+    mv_pool_kick(p);
+}
+
+void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *payload, size_t n)
+{
+    mv_pool_t *p = w->pool;
+    mv_task_t *t = head_task(w);
+    const mv_reading_t *r;
+    char what[96];
+
+    if (w->broken)
+        return;
+    if (!t) {
+        mv__on_protocol_error(w, "answer with no task in flight");
+        return;
+    }
+    if (p->cfg->worker.protocol == MV_PROTO_API && id != t->id) {
+        snprintf(what, sizeof what, "answer for task %" PRIu64 ", expected %" PRIu64, id, t->id);
+        mv__on_protocol_error(w, what);
+        return;
+    }
+    pop_task(w);
+    r = mv__reading(w, false);
+    end_task(p, w, t, ok ? MV_ST_OK : MV_ST_FAILED, payload, n, r);
+    w->tasks_done++;
+    p->consecutive_crashes = 0;
+    mv__slot(w)->crashes = 0;
+    if (w->count > 0) {
+        begin_task(w, head_task(w), r);
+    } else {
+        if (w->deadline == MV_DL_TASK)
+            mv__disarm(w);
+        mv__fsm(w, MV_EV_IDLE);
+    }
+    if (w->state == MV_W_READY || w->state == MV_W_BUSY)
+        mv__check_policy(w, r);
+    mv_pool_kick(p);
+}
+
+static void dispatch_one(mv_worker_t *w, mv_task_t *t)
+{
+    if (w->count == 0)
+        begin_task(w, t, mv__reading(w, false));
+    push_task(w, t);
+    mv__chan_send_task(w, t);
+    mv__fsm(w, MV_EV_DISPATCH);
+}
+
+/* The next task worth sending; lines that could not become tasks end here. */
+static mv_task_t *next_task(mv_pool_t *p)
+{
+    mv_task_t *t;
+
+    while ((t = mv_tasks_pop(p->tasks)) && t->bad)
+        end_task(p, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+    return t;
+}
+
+/* Once per loop iteration when kicked: one task per ready worker per round, round after
+ * round, so tasks spread over workers; then one write per worker. */
+static void dispatch_cb(uv_check_t *h)
+{
+    mv_pool_t *p = h->data;
+    mv_worker_t *w;
+    mv_task_t *t = NULL;
+    bool gave;
+
+    if (!p->dispatch_pending)
+        return;
+    p->dispatch_pending = false;
+    /* While the results writer is backlogged, start nothing new: it calls back when it
+     * has caught up. */
+    if (p->accepting && !mv_results_backlogged(p->results)) {
+        do {
+            gave = false;
+            for (w = p->workers; w; w = w->next) {
+                if (!takes_tasks(w))
+                    continue;
+                t = next_task(p);
+                if (!t)
+                    break;
+                dispatch_one(w, t);
+                gave = true;
+            }
+        } while (gave && t);
+        for (w = p->workers; w; w = w->next)
+            mv__chan_flush(w);
+    }
+    mv_tasks_pump(p->tasks);
+    p->tick++;
+}
+
+static void sample_cb(uv_timer_t *h)
+{
+    mv_pool_t *p = h->data;
+    mv_worker_t *w, *next;
+
+    for (w = p->workers; w; w = next) {
+        next = w->next;
+        if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_SPAWNING)
+            continue;
+        mv__check_policy(w, mv__reading(w, true));
+        /* A worker with no tasks to prove itself (protocol none) ends a crash streak by
+         * staying up as long as the longest backoff. */
+        if (mv_now_ms() - w->spawned_ms >= (uint64_t)p->cfg->worker.backoff_max)
+            mv__slot(w)->crashes = 0;
+    }
+}
+
+int mv__dispatch_init(mv_pool_t *p)
+{
+    uv_check_init(p->loop, &p->dispatcher);
+    p->dispatcher.data = p;
+    uv_check_start(&p->dispatcher, dispatch_cb);
+    /* The check handle runs every iteration but must not keep the loop alive by itself. */
+    uv_unref((uv_handle_t *)&p->dispatcher);
+    p->open_handles++;
+    uv_timer_init(p->loop, &p->sampler);
+    p->sampler.data = p;
+    uv_timer_start(&p->sampler, sample_cb, (uint64_t)p->cfg->limits.sample_interval,
+                   (uint64_t)p->cfg->limits.sample_interval);
+    uv_unref((uv_handle_t *)&p->sampler);
+    p->open_handles++;
+    return 0;
+}

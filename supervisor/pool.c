@@ -1,0 +1,609 @@
+/*
+ * pool: worker slots and the life of each worker.
+ *
+ * The lifecycle is the table in fsm.c; this file only carries out its actions. Deaths are
+ * settled in one place (reap): the tasks of the dead worker are requeued or quarantined,
+ * the exit is classified (asked for, crash, fatal), and the slot is respawned (at once for
+ * workers that were asked to go, with exponential backoff for crash loops).
+ *
+ * Recycling keeps capacity (DESIGN §5): the replacement is spawned when the decision is
+ * taken, before the old worker retires (surge), and at most [recycle] max_concurrent
+ * workers recycle at once; the others wait their turn (`wanted`).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+mv_slot_t *mv__slot(mv_worker_t *w)
+{
+    return &w->pool->slots[w->slot - 1];
+}
+
+static uint64_t next_rand(mv_pool_t *p)
+{
+    /* xorshift64*: jitter only needs to differ between workers, not to be secret. */
+    p->rng ^= p->rng >> 12;
+    p->rng ^= p->rng << 25;
+    p->rng ^= p->rng >> 27;
+    return p->rng * 2685821657736338717ull;
+}
+
+static double rand01(mv_pool_t *p)
+{
+    return (double)(next_rand(p) >> 11) * 0x1.0p-53;
+}
+
+static void pool_closed(mv_pool_t *p)
+{
+    if (--p->open_handles == 0 && p->on_stopped)
+        p->on_stopped(p);
+}
+
+static void pool_handle_closed_cb(uv_handle_t *h)
+{
+    pool_closed(h->data);
+}
+
+/* A slot's backoff timer carries its slot, not the pool. */
+static void backoff_closed_cb(uv_handle_t *h)
+{
+    mv_slot_t *s = h->data;
+
+    pool_closed(s->pool);
+}
+
+/* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
+static void maybe_stopped(mv_pool_t *p)
+{
+    if (!p->stopping || p->workers || p->closing)
+        return;
+    p->closing = true;
+    uv_close((uv_handle_t *)&p->dispatcher, pool_handle_closed_cb);
+    uv_close((uv_handle_t *)&p->sampler, pool_handle_closed_cb);
+    uv_close((uv_handle_t *)&p->grace, pool_handle_closed_cb);
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slots[i].backoff_open) {
+            p->slots[i].backoff_open = false;
+            uv_close((uv_handle_t *)&p->slots[i].backoff, backoff_closed_cb);
+        }
+}
+
+/* ---- deadlines ---- */
+
+static void deadline_cb(uv_timer_t *t)
+{
+    mv_worker_t *w = t->data;
+    int what = w->deadline;
+
+    w->deadline = MV_DL_NONE;
+    switch (what) {
+    case MV_DL_READY:
+        mv_warn(w->pool->log, "ready_timeout", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_I("after_ms", w->pool->cfg->worker.ready_timeout));
+        mv__fault(w, MV_R_READY_TIMEOUT);
+        break;
+    case MV_DL_TASK: mv__fault(w, MV_R_TASK_TIMEOUT); break;
+    case MV_DL_CHANNEL:
+        mv_warn(w->pool->log, "channel_closed", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_S("msg", "worker closed its channel but did not exit"));
+        mv__fault(w, MV_R_CRASH);
+        break;
+    case MV_DL_KILL:
+        mv_warn(w->pool->log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_I("after_ms", w->pool->cfg->worker.kill_timeout), MV_S("action", "SIGKILL"));
+        mv__fsm(w, MV_EV_TIMEOUT);
+        break;
+    default: break;
+    }
+}
+
+void mv__arm(mv_worker_t *w, int deadline, int64_t ms)
+{
+    w->deadline = deadline;
+    uv_timer_start(&w->timer, deadline_cb, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
+void mv__disarm(mv_worker_t *w)
+{
+    w->deadline = MV_DL_NONE;
+    uv_timer_stop(&w->timer);
+}
+
+/* Whether leaving for `reason` is the worker's failure: then its slot is respawned only
+ * once it is gone, with the crash backoff, and it counts toward crash_limit. Planned
+ * recycles (and a task that hung or outgrew the limits) get their replacement at once. */
+static bool is_failure(mv_reason_t reason)
+{
+    return reason == MV_R_CRASH || reason == MV_R_READY_TIMEOUT || reason == MV_R_PROTOCOL_ERROR ||
+           reason == MV_R_FATAL;
+}
+
+/* ---- spawning ---- */
+
+static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms);
+
+/* Whether a spawn error means the command can never start (so retrying is pointless). */
+static bool spawn_hopeless(int err)
+{
+    return err == UV_ENOENT || err == UV_EACCES || err == UV_ENOTDIR || err == UV_EISDIR ||
+           err == UV_ENAMETOOLONG || err == UV_ELOOP || err == UV_EINVAL;
+}
+
+static void fatal(mv_pool_t *p)
+{
+    if (p->fatal)
+        return;
+    p->fatal = true;
+    p->accepting = false;
+    if (p->on_fatal)
+        p->on_fatal(p);
+}
+
+/* Starts a new worker in `slot`; on failure the slot retries after a backoff. */
+static int spawn_slot(mv_pool_t *p, int slot)
+{
+    mv_slot_t *s = &p->slots[slot - 1];
+    mv_worker_t *w = calloc(1, sizeof *w);
+    int r;
+
+    if (w)
+        w->inflight = calloc((size_t)p->cfg->worker.prefetch, sizeof *w->inflight);
+    if (!w || !w->inflight) {
+        free(w);
+        mv_error(p->log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
+        schedule_respawn(p, slot, (uint64_t)p->cfg->worker.backoff_max);
+        return -ENOMEM;
+    }
+    w->pool = p;
+    w->slot = slot;
+    w->gen = ++s->gen;
+    w->state = MV_W_SPAWNING;
+    w->cap = (unsigned)p->cfg->worker.prefetch;
+    w->lim = mv_policy_limits(p->cfg, rand01(p), rand01(p));
+    w->meter.statm_fd = w->meter.fd_dir_fd = -1;
+    w->next = p->workers;
+    p->workers = w;
+
+    r = mv__spawn(p, w);
+    if (r < 0) {
+        mv_error(p->log, "spawn_failed", MV_I("worker", slot), MV_S("command", p->argv[0]),
+                 MV_S("call", "uv_spawn"), MV_S("error", uv_strerror(r)));
+        if (w->pid > 0) {
+            /* It runs but we could not wire it up: kill it and let its exit respawn. */
+            s->active = w;
+            mv__kill(w, MV_R_CRASH);
+            return r;
+        }
+        w->state = MV_W_DEAD;
+        mv__close_handles(w);
+        if (spawn_hopeless(r)) {
+            fatal(p);
+            return r;
+        }
+        s->crashes++;
+        p->consecutive_crashes++;
+        schedule_respawn(
+            p, slot,
+            mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min, p->cfg->worker.backoff_max));
+        return r;
+    }
+    s->active = w;
+    p->stats.spawned++;
+    w->meter_ok = mv_meter_open(&w->meter, w->pid) == 0;
+    mv_info(p->log, "spawn", MV_I("worker", slot), MV_I("gen", w->gen), MV_I("pid", w->pid));
+    if (p->cfg->worker.protocol == MV_PROTO_API) {
+        mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
+    } else {
+        mv__fsm(w, MV_EV_READY);
+        mv_info(p->log, "ready", MV_I("worker", slot), MV_I("pid", w->pid), MV_I("ms", 0));
+        mv_pool_kick(p);
+    }
+    return 0;
+}
+
+static void backoff_cb(uv_timer_t *t)
+{
+    mv_slot_t *s = t->data;
+    mv_pool_t *p = s->pool;
+
+    s->backoff_armed = false;
+    if (!p->stopping && !p->fatal && !s->active)
+        spawn_slot(p, (int)(s - p->slots) + 1);
+}
+
+static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
+{
+    mv_slot_t *s = &p->slots[slot - 1];
+
+    if (p->stopping || p->fatal || s->fatal)
+        return;
+    if (delay_ms == 0) {
+        spawn_slot(p, slot);
+        return;
+    }
+    if (!s->backoff_open) {
+        uv_timer_init(p->loop, &s->backoff);
+        s->backoff.data = s;
+        s->backoff_open = true;
+        p->open_handles++;
+    }
+    mv_warn(p->log, "backoff", MV_I("worker", slot), MV_I("crashes", s->crashes),
+            MV_I("delay_ms", (long long)delay_ms));
+    s->backoff_armed = true;
+    uv_timer_start(&s->backoff, backoff_cb, delay_ms, 0);
+}
+
+/* ---- leaving ---- */
+
+/* Spawns the worker that takes over `w`'s slot, unless that already happened. */
+static void start_replacement(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    mv_slot_t *s = mv__slot(w);
+
+    if (w->replaced || p->stopping || p->fatal)
+        return;
+    w->replaced = true;
+    if (s->active == w) {
+        s->active = NULL;
+        spawn_slot(p, w->slot);
+    }
+}
+
+static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
+{
+    mv_log(w->pool->log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
+           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
+           MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
+           MV_I("tasks", w->tasks_done), MV_I("mem", w->have_reading ? w->last.priv : -1),
+           MV_I("rss", w->have_reading ? w->last.rss : -1));
+}
+
+/* Starts the recycles that were waiting for a free recycle slot. */
+static void start_wanted(mv_pool_t *p)
+{
+    for (mv_worker_t *w = p->workers; w && p->recycling < p->cfg->recycle.max_concurrent;
+         w = w->next)
+        if (w->wanted != MV_R_NONE && w->reason == MV_R_NONE && w->state != MV_W_DEAD)
+            mv__recycle(w, w->wanted);
+}
+
+void mv__recycle(mv_worker_t *w, mv_reason_t reason)
+{
+    mv_pool_t *p = w->pool;
+
+    if (w->reason != MV_R_NONE || w->state == MV_W_DEAD)
+        return;
+    if (reason != MV_R_SHUTDOWN && p->recycling >= p->cfg->recycle.max_concurrent) {
+        if (w->wanted == MV_R_NONE)
+            mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                     MV_S("reason", mv_reason_name(reason)));
+        w->wanted = reason;
+        return;
+    }
+    w->wanted = MV_R_NONE;
+    w->reason = reason;
+    log_leaving(w, reason, "drain");
+    if (reason != MV_R_SHUTDOWN) {
+        w->recycling = true;
+        p->recycling++;
+        p->stats.recycles[reason]++;
+        start_replacement(w);
+    }
+    mv__fsm(w, MV_EV_DRAIN);
+}
+
+/* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
+void mv__fault(mv_worker_t *w, mv_reason_t reason)
+{
+    mv_pool_t *p = w->pool;
+
+    if (w->state == MV_W_DEAD || w->state == MV_W_STOPPING || w->state == MV_W_KILLING)
+        return;
+    if (w->reason != MV_R_SHUTDOWN)
+        p->stats.recycles[reason]++;
+    w->reason = reason;
+    log_leaving(w, reason, "term");
+    if (!is_failure(reason))
+        start_replacement(w);
+    mv__fsm(w, MV_EV_FAULT);
+}
+
+/* SIGKILL now: the hard limit, or memvisor told twice to stop. */
+void mv__kill(mv_worker_t *w, mv_reason_t reason)
+{
+    mv_pool_t *p = w->pool;
+
+    if (w->state == MV_W_DEAD || w->state == MV_W_KILLING)
+        return;
+    if (reason != MV_R_SHUTDOWN)
+        p->stats.recycles[reason]++;
+    w->reason = reason;
+    log_leaving(w, reason, "kill");
+    start_replacement(w);
+    mv__fsm(w, MV_EV_KILL);
+}
+
+/* ---- the table's actions ---- */
+
+static void send_stop(mv_worker_t *w)
+{
+    if (w->pool->cfg->worker.protocol != MV_PROTO_API || w->stop_sent || !w->chan_open)
+        return;
+    w->stop_sent = true;
+    mv__chan_send(w, MVW_MSG_STOP, 0, NULL, 0);
+    mv__chan_flush(w);
+}
+
+static void reap(mv_worker_t *w);
+
+static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
+{
+    const mv_config_t *cfg = w->pool->cfg;
+
+    switch (a) {
+    case MV_ACT_NONE: break;
+    case MV_ACT_DRAIN: send_stop(w); break;
+    case MV_ACT_STOP:
+        if (cfg->worker.protocol == MV_PROTO_API) {
+            send_stop(w);
+        } else {
+            mv__chan_close_input(w);
+            mv__signal(w, SIGTERM);
+        }
+        mv__arm(w, MV_DL_KILL, cfg->worker.kill_timeout);
+        break;
+    case MV_ACT_TERM:
+        mv__signal(w, SIGTERM);
+        mv__arm(w, MV_DL_KILL, cfg->worker.kill_timeout);
+        break;
+    case MV_ACT_KILL:
+        mv__disarm(w);
+        mv__signal(w, SIGKILL);
+        break;
+    case MV_ACT_REAP: reap(w); break;
+    case MV_ACT_IMPOSSIBLE:
+        mv_error(w->pool->log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                 MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
+        break;
+    }
+}
+
+void mv__fsm(mv_worker_t *w, mv_wevent_t ev)
+{
+    mv_transition_t t = mv_fsm_step(w->state, ev);
+
+    if (t.action == MV_ACT_IMPOSSIBLE) {
+        act(w, t.action, ev);
+        return;
+    }
+    w->state = t.next;
+    act(w, t.action, ev);
+}
+
+/* ---- what the channel reports ---- */
+
+void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n)
+{
+    mv_info(w->pool->log, "output", MV_I("worker", w->slot), MV_I("pid", w->pid),
+            MV_S("stream", stream), MV_B("line", line, n));
+}
+
+void mv__on_protocol_error(mv_worker_t *w, const char *what)
+{
+    mv_pool_t *p = w->pool;
+    mv_task_t *t = w->count ? w->inflight[w->head] : NULL;
+
+    if (w->broken)
+        return;
+    w->broken = true;
+    p->stats.protocol_errors++;
+    mv_error(p->log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->pid),
+             MV_S("error", what), MV_I("task", t ? (long long)t->id : 0));
+    if (w->chan_open)
+        uv_read_stop((uv_stream_t *)&w->chan);
+    mv__fault(w, MV_R_PROTOCOL_ERROR);
+}
+
+void mv__on_chan_eof(mv_worker_t *w)
+{
+    /* Its exit normally follows at once; give it kill_timeout to do so. */
+    if (w->state != MV_W_STOPPING && w->state != MV_W_KILLING && w->state != MV_W_DEAD)
+        mv__arm(w, MV_DL_CHANNEL, w->pool->cfg->worker.kill_timeout);
+}
+
+/* ---- exit ---- */
+
+static void log_exit(mv_worker_t *w)
+{
+    mv_log(w->pool->log, is_failure(w->reason) ? MV_LVL_WARN : MV_LVL_INFO, "exit",
+           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
+           MV_S("reason", mv_reason_name(w->reason)),
+           w->term_signal ? MV_S("signal", strsignal(w->term_signal))
+                          : MV_I("status", w->exit_status),
+           MV_I("tasks", w->tasks_done), MV_I("peak", w->peak),
+           MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)));
+}
+
+/* Counts a failed worker: the fatal code ends the run; crashes feed backoff and the limit. */
+static void count_failure(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    mv_slot_t *s = mv__slot(w);
+    const mv_config_t *cfg = p->cfg;
+
+    if (w->reason == MV_R_FATAL) {
+        s->fatal = true;
+        mv_error(p->log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                 MV_I("status", w->exit_status),
+                 MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
+        fatal(p);
+        return;
+    }
+    s->crashes++;
+    p->consecutive_crashes++;
+    if (cfg->worker.crash_limit > 0 && p->consecutive_crashes >= cfg->worker.crash_limit) {
+        mv_error(p->log, "crash_limit", MV_I("crashes", p->consecutive_crashes),
+                 MV_S("msg", "workers keep failing without a task ending: giving up"));
+        fatal(p);
+    }
+}
+
+static void reap(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    mv_slot_t *s = mv__slot(w);
+    bool failed;
+
+    mv__disarm(w);
+    if (w->reason == MV_R_NONE) {
+        w->reason = w->term_signal == 0 && w->exit_status == p->cfg->worker.fatal_exit ? MV_R_FATAL
+                                                                                       : MV_R_CRASH;
+        p->stats.recycles[w->reason]++;
+    }
+    failed = is_failure(w->reason);
+    mv__settle_tasks(w);
+    log_exit(w);
+    if (failed)
+        count_failure(w);
+    if (w->recycling) {
+        w->recycling = false;
+        p->recycling--;
+    }
+    if (s->active == w) {
+        s->active = NULL;
+        schedule_respawn(p, w->slot,
+                         failed ? mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min,
+                                                    p->cfg->worker.backoff_max)
+                                : 0);
+    }
+    mv_meter_close(&w->meter);
+    w->meter_ok = false;
+    start_wanted(p);
+    mv__close_handles(w);
+    mv_pool_kick(p);
+}
+
+void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal)
+{
+    w->exit_status = status;
+    w->term_signal = term_signal;
+    /* Answers sent just before the exit are still in the pipes: count them first. */
+    mv__chan_drain(w);
+    mv__fsm(w, MV_EV_EXIT);
+}
+
+void mv__on_closed(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    mv_worker_t **pp;
+
+    for (pp = &p->workers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    mv_buf_free(&w->rbuf);
+    mv_buf_free(&w->wbuf);
+    mv_buf_free(&w->wflight);
+    mv_buf_free(&w->outline);
+    free(w->inflight);
+    free(w);
+    maybe_stopped(p);
+}
+
+/* ---- public ---- */
+
+static void grace_cb(uv_timer_t *t)
+{
+    mv_pool_t *p = t->data;
+    int n = 0;
+
+    for (mv_worker_t *w = p->workers; w; w = w->next)
+        if (w->state == MV_W_DRAINING || w->state == MV_W_BUSY || w->state == MV_W_SPAWNING) {
+            mv__fsm(w, MV_EV_FAULT);
+            n++;
+        }
+    if (n)
+        mv_warn(p->log, "grace_expired", MV_I("workers", n),
+                MV_I("grace_ms", p->cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
+}
+
+int mv_pool_start(mv_pool_t *p)
+{
+    int r;
+
+    p->nslots = p->cfg->supervisor.workers;
+    p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
+    if (!p->slots)
+        return -ENOMEM;
+    for (int i = 0; i < p->nslots; i++)
+        p->slots[i].pool = p;
+    p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    uv_timer_init(p->loop, &p->grace);
+    p->grace.data = p;
+    p->open_handles++;
+    r = mv__dispatch_init(p);
+    if (r < 0)
+        return r;
+    p->accepting = true;
+    for (int i = 1; i <= p->nslots && !p->fatal; i++)
+        spawn_slot(p, i);
+    return p->fatal ? -ECHILD : 0;
+}
+
+void mv_pool_kick(mv_pool_t *p)
+{
+    p->dispatch_pending = true;
+}
+
+void mv_pool_stop(mv_pool_t *p, bool graceful)
+{
+    mv_worker_t *w, *next;
+
+    p->accepting = false;
+    if (!p->stopping) {
+        p->stopping = true;
+        for (int i = 0; i < p->nslots; i++)
+            if (p->slots[i].backoff_armed) {
+                p->slots[i].backoff_armed = false;
+                uv_timer_stop(&p->slots[i].backoff);
+            }
+        if (graceful)
+            uv_timer_start(&p->grace, grace_cb, (uint64_t)p->cfg->supervisor.grace_period, 0);
+    }
+    for (w = p->workers; w; w = next) {
+        next = w->next;
+        if (w->state == MV_W_DEAD)
+            continue;
+        if (graceful)
+            mv__recycle(w, MV_R_SHUTDOWN);
+        else
+            mv__kill(w, MV_R_SHUTDOWN);
+    }
+    maybe_stopped(p);
+}
+
+int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason)
+{
+    int n = 0;
+
+    if (slot < 0 || slot > p->nslots)
+        return -EINVAL;
+    for (mv_worker_t *w = p->workers; w; w = w->next)
+        if ((slot == 0 || w->slot == slot) && mv__slot(w)->active == w && w->reason == MV_R_NONE) {
+            mv__recycle(w, reason);
+            n++;
+        }
+    return n;
+}
+
+void mv_pool_free(mv_pool_t *p)
+{
+    free(p->slots);
+    p->slots = NULL;
+}

@@ -1,0 +1,195 @@
+/*
+ * pool: the worker slots. Spawns workers, carries out the lifecycle table (fsm.h), hands
+ * out tasks, reads memory, asks the policy, recycles with surge and a concurrency cap,
+ * respawns with backoff, and settles the tasks of workers that die.
+ *
+ * Process mechanics live in spawn.c, message framing and I/O in channel.c; both work on
+ * mv_worker_t and report back through the mv__ functions at the end of this header
+ * (shared-private, as libuv's uv__).
+ */
+#ifndef MV_POOL_H
+#define MV_POOL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include <memvisor/protocol.h>
+
+#include "config.h"
+#include "fsm.h"
+#include "log.h"
+#include "meter.h"
+#include "policy.h"
+#include "results.h"
+#include "tasks.h"
+#include "util.h"
+
+struct mv_pool;
+
+typedef struct mv_worker {
+    struct mv_pool *pool;
+    struct mv_worker *next; /* the pool's list of workers whose handles are open */
+    int slot;               /* 1-based */
+    uint32_t gen;           /* generation within the slot */
+    mv_wstate_t state;
+    int pid;
+    uint64_t spawned_ms;
+    mv_wlimits_t lim;
+
+    /* handles (spawn.c); the worker is freed once all of them are closed */
+    uv_process_t proc;
+    uv_pipe_t chan;   /* api: our end of the socketpair; lines: the worker's stdout */
+    uv_pipe_t in;     /* lines: the worker's stdin */
+    uv_pipe_t out;    /* output for the log: stdout+stderr (api, none), stderr (lines) */
+    uv_timer_t timer; /* the current state's deadline */
+    int deadline;     /* what the timer is armed for: MV_DL_* */
+    unsigned open_handles;
+    bool chan_open, in_open, out_open;
+
+    /* channel (channel.c) */
+    mv_buf_t rbuf;    /* received, not yet decoded */
+    mv_buf_t wbuf;    /* to send */
+    mv_buf_t wflight; /* being sent by uv_write */
+    uv_write_t wreq;
+    bool writing;
+    mv_buf_t outline; /* partial output line */
+    bool hello;       /* api: HELLO seen */
+    bool stop_sent;   /* api: STOP sent */
+    bool chan_eof;    /* the worker closed its end of the channel */
+    bool broken;      /* it broke the protocol: nothing more it says counts */
+
+    /* tasks in flight, oldest first; the oldest is the one being worked on */
+    mv_task_t **inflight;
+    unsigned head, count, cap;
+    int64_t tasks_done;
+
+    /* memory */
+    mv_meter_t meter;
+    bool meter_ok;
+    mv_reading_t last; /* latest reading */
+    bool have_reading;
+    uint64_t last_tick; /* pool tick of `last` */
+    int64_t peak;       /* highest usage seen over its life */
+
+    /* leaving */
+    mv_reason_t reason; /* why it is being stopped; MV_R_NONE while it serves */
+    mv_reason_t wanted; /* a recycle waiting for a free recycle slot */
+    bool replaced;      /* its slot already has a replacement */
+    bool recycling;     /* counts against [recycle] max_concurrent */
+    int64_t exit_status;
+    int term_signal;
+} mv_worker_t;
+
+/* What a worker's timer is armed for. */
+enum { MV_DL_NONE, MV_DL_READY, MV_DL_TASK, MV_DL_KILL, MV_DL_CHANNEL };
+
+typedef struct mv_slot {
+    struct mv_pool *pool;
+    uint32_t gen;
+    int crashes;         /* consecutive crashes */
+    mv_worker_t *active; /* the worker serving this slot (not a retiring one) */
+    uv_timer_t backoff;
+    bool backoff_open, backoff_armed;
+    bool fatal;   /* its worker asked not to be respawned */
+    int64_t peak; /* highest usage of any of its workers */
+} mv_slot_t;
+
+typedef struct mv_pool_stats {
+    uint64_t spawned;
+    uint64_t recycles[MV_R_COUNT];
+    uint64_t requeued;
+    uint64_t protocol_errors;
+} mv_pool_stats_t;
+
+typedef void (*mv_pool_cb)(struct mv_pool *p);
+
+typedef struct mv_pool {
+    uv_loop_t *loop;
+    const mv_config_t *cfg;
+    mv_log_t *log;
+    mv_tasks_t *tasks;
+    mv_results_t *results;
+    char **argv;             /* the worker command */
+    char **env;              /* environment template for workers */
+    const char *cgroup_mode; /* for logs and status: "off (sampling /proc)" ... */
+
+    mv_slot_t *slots;
+    int nslots;
+    mv_worker_t *workers; /* every worker with open handles */
+    int recycling;
+    bool accepting;          /* tasks may be handed out */
+    bool stopping;           /* no respawns; every worker is being stopped */
+    bool fatal;              /* the run ends: fatal exit, crash limit, spawn impossible */
+    int consecutive_crashes; /* pool-wide, reset by any answered task */
+    uint64_t tick;           /* dispatch passes, to reuse readings taken in the same pass */
+    uint64_t rng;
+
+    uv_check_t dispatcher;
+    bool dispatch_pending;
+    uv_timer_t sampler;
+    uv_timer_t grace;
+    unsigned open_handles; /* the pool's own handles (dispatcher, sampler, grace, backoffs) */
+    bool closing;
+
+    mv_pool_stats_t stats;
+    mv_pool_cb on_progress; /* a task ended, or tasks may be dispatchable again */
+    mv_pool_cb on_stopped;  /* every worker is gone and every handle closed */
+    mv_pool_cb on_fatal;    /* the run cannot go on (already logged) */
+    void *data;
+} mv_pool_t;
+
+/* Sets up the pool and starts its workers. 0 or a negative errno (already logged). */
+int mv_pool_start(mv_pool_t *p);
+/* Asks for a dispatch pass at the end of this loop iteration. */
+void mv_pool_kick(mv_pool_t *p);
+/* Stops every worker: graceful (finish tasks within grace_period) or at once (SIGKILL). */
+void mv_pool_stop(mv_pool_t *p, bool graceful);
+/* Recycles one slot's worker (1-based) or all (0) with a rolling replacement. */
+int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason);
+/* Frees what is left after the loop ended. */
+void mv_pool_free(mv_pool_t *p);
+
+/* ---- shared-private: spawn.c, channel.c and pool.c ---- */
+
+/* spawn.c */
+int mv__spawn(mv_pool_t *p, mv_worker_t *w);
+void mv__handle_closed_cb(uv_handle_t *h);
+void mv__signal(mv_worker_t *w, int sig);
+void mv__close_handles(mv_worker_t *w);
+
+/* channel.c */
+int mv__chan_start(mv_worker_t *w);
+int mv__chan_send(mv_worker_t *w, uint16_t type, uint64_t task, const void *payload, size_t len);
+int mv__chan_send_task(mv_worker_t *w, const mv_task_t *t);
+void mv__chan_flush(mv_worker_t *w);
+void mv__chan_close_input(mv_worker_t *w);
+/* Reads whatever a dead worker left in its pipes (non-blocking), handling every message. */
+void mv__chan_drain(mv_worker_t *w);
+
+/* pool.c: lifecycle, for dispatch.c */
+void mv__arm(mv_worker_t *w, int deadline, int64_t ms);
+void mv__disarm(mv_worker_t *w);
+void mv__recycle(mv_worker_t *w, mv_reason_t reason);
+void mv__fault(mv_worker_t *w, mv_reason_t reason);
+void mv__kill(mv_worker_t *w, mv_reason_t reason);
+mv_slot_t *mv__slot(mv_worker_t *w);
+
+/* dispatch.c: tasks and memory, for pool.c */
+int mv__dispatch_init(mv_pool_t *p);
+const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh);
+void mv__settle_tasks(mv_worker_t *w);
+void mv__check_policy(mv_worker_t *w, const mv_reading_t *r);
+
+/* what the channel reports (hello and answers in dispatch.c, the rest in pool.c) */
+void mv__on_hello(mv_worker_t *w, uint32_t version);
+void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *p, size_t n);
+void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n);
+void mv__on_protocol_error(mv_worker_t *w, const char *what);
+void mv__on_chan_eof(mv_worker_t *w);
+void mv__fsm(mv_worker_t *w, mv_wevent_t ev);
+void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal);
+void mv__on_closed(mv_worker_t *w);
+
+#endif

@@ -1,0 +1,285 @@
+/*
+ * supervisor: a run from start to summary.
+ *
+ * Shutdown order: the pool stops its workers (gracefully: running tasks get grace_period),
+ * then the results are flushed and made durable, then the last handles close and uv_run
+ * returns. A second SIGINT/SIGTERM kills the workers at once.
+ */
+#include "supervisor.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void stop(mv_t *mv, bool graceful);
+
+static void close_signals(mv_t *mv)
+{
+    if (!mv->sig_open)
+        return;
+    mv->sig_open = false;
+    for (size_t i = 0; i < MV_ARRAY_LEN(mv->sig); i++)
+        uv_close((uv_handle_t *)&mv->sig[i], NULL);
+}
+
+static void results_closed_cb(void *arg)
+{
+    close_signals(arg);
+}
+
+static void pool_stopped_cb(mv_pool_t *p)
+{
+    mv_t *mv = p->data;
+
+    mv_tasks_close(&mv->tasks);
+    mv_results_close(&mv->results, results_closed_cb);
+}
+
+/* Whether the batch is complete: then the workers are let go. */
+static void check_done(mv_t *mv)
+{
+    if (mv->stopping || mv->cfg->worker.protocol == MV_PROTO_NONE ||
+        !mv_tasks_all_ended(&mv->tasks))
+        return;
+    mv_info(&mv->log, "batch_done", MV_I("tasks", (long long)mv->tasks.ended));
+    stop(mv, true);
+}
+
+static void progress_cb(mv_pool_t *p)
+{
+    check_done(p->data);
+}
+
+static void fatal_cb(mv_pool_t *p)
+{
+    mv_t *mv = p->data;
+
+    mv->cant_run = true;
+    stop(mv, true);
+}
+
+static void tasks_input_cb(void *arg)
+{
+    mv_t *mv = arg;
+
+    if (mv->tasks.error && !mv->stopping) {
+        mv_error(&mv->log, "tasks_read_failed", MV_S("source", mv->tasks.name),
+                 MV_I("line", (long long)mv->tasks.lineno),
+                 MV_S("error", uv_strerror(mv->tasks.error)));
+        mv->cant_run = true;
+        stop(mv, true);
+        return;
+    }
+    mv_pool_kick(&mv->pool);
+    check_done(mv);
+}
+
+static void results_drained_cb(void *arg)
+{
+    mv_t *mv = arg;
+
+    mv_pool_kick(&mv->pool);
+}
+
+static void results_error_cb(void *arg)
+{
+    mv_t *mv = arg;
+
+    mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
+             MV_S("error", uv_strerror(mv->results.error)));
+    mv->cant_run = true;
+    stop(mv, true);
+}
+
+static void stop(mv_t *mv, bool graceful)
+{
+    mv->stopping = true;
+    mv_pool_stop(&mv->pool, graceful);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    mv_t *mv = h->data;
+
+    if (signum == SIGHUP) {
+        mv_warn(&mv->log, "signal", MV_S("signal", "SIGHUP"),
+                MV_S("msg", "ignored: a batch run has nothing to reload"));
+        return;
+    }
+    if (mv->stop_signal == 0) {
+        mv->stop_signal = signum;
+        mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
+                MV_S("msg", "stopping: running tasks may finish; signal again to kill workers"),
+                MV_I("grace_ms", mv->cfg->supervisor.grace_period));
+        stop(mv, true);
+    } else {
+        mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
+                MV_S("msg", "killing workers now"));
+        stop(mv, false);
+    }
+}
+
+static int start_signals(mv_t *mv)
+{
+    static const int which[] = {SIGINT, SIGTERM, SIGHUP};
+    int r;
+
+    for (size_t i = 0; i < MV_ARRAY_LEN(which); i++) {
+        uv_signal_init(&mv->loop, &mv->sig[i]);
+        mv->sig[i].data = mv;
+        r = uv_signal_start(&mv->sig[i], signal_cb, which[i]);
+        if (r < 0)
+            return r;
+        /* Signal handles must not keep the loop alive on their own. */
+        uv_unref((uv_handle_t *)&mv->sig[i]);
+    }
+    mv->sig_open = true;
+    return 0;
+}
+
+static void summary(mv_t *mv, int code)
+{
+    const uint64_t *c = mv->results.count;
+    const mv_pool_stats_t *st = &mv->pool.stats;
+    uint64_t left = mv_tasks_outstanding(&mv->tasks);
+    char a[24], b[24];
+    int any = 0;
+
+    printf("\nmemvisor: %s in %.1f s\n",
+           mv->stop_signal ? "stopped by a signal"
+           : mv->cant_run  ? "run ended early"
+                           : "done",
+           (double)(mv_now_ms() - mv->started_ms) / 1000.0);
+    printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu requeued after a worker "
+           "died\n",
+           (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
+           (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)st->requeued);
+    if (left || !mv->tasks.eof)
+        printf("  not run   %llu loaded but unfinished%s (not in the results)\n",
+               (unsigned long long)left,
+               mv->tasks.eof || mv->tasks.kind == MV_SRC_NONE ? ""
+                                                              : ", and the rest of the source");
+    printf("  workers   %d slots, %llu spawned; recycles:", mv->pool.nslots,
+           (unsigned long long)st->spawned);
+    for (int r = 1; r < MV_R_COUNT; r++)
+        if (st->recycles[r] && r != MV_R_SHUTDOWN) {
+            printf("%s %s %llu", any ? "," : "", mv_reason_name(r),
+                   (unsigned long long)st->recycles[r]);
+            any = 1;
+        }
+    printf("%s\n", any ? "" : " none");
+    mv_fmt_bytes(mv->cfg->limits.memory_soft, a);
+    mv_fmt_bytes(mv->cfg->limits.memory_hard, b);
+    printf("  memory    peak per worker (%s):", mv->pool.cgroup_mode);
+    for (int i = 0; i < mv->pool.nslots; i++) {
+        char pk[24];
+        mv_fmt_bytes(mv->pool.slots[i].peak, pk);
+        printf("%s #%d %s", i ? "," : "", i + 1, pk);
+    }
+    printf("; limits soft %s, hard %s\n", mv->cfg->limits.memory_soft ? a : "off",
+           mv->cfg->limits.memory_hard ? b : "off");
+    if (mv->results.path && *mv->results.path)
+        printf("  results   %s\n", mv->results.path);
+    printf("  exit      %d\n", code);
+    fflush(stdout);
+}
+
+static int exit_code(mv_t *mv)
+{
+    const uint64_t *c = mv->results.count;
+
+    if (mv->cant_run)
+        return MV_EXIT_CANT_RUN;
+    if (mv->stop_signal && !mv_tasks_all_ended(&mv->tasks))
+        return 128 + mv->stop_signal;
+    if (c[MV_ST_FAILED] || c[MV_ST_QUARANTINED])
+        return MV_EXIT_TASKS;
+    return MV_EXIT_OK;
+}
+
+int mv_run(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    size_t read_ahead;
+    int r, code;
+
+    mv->started_ms = mv_now_ms();
+    r = uv_loop_init(&mv->loop);
+    if (r < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "uv_loop_init"),
+                 MV_S("error", uv_strerror(r)));
+        return MV_EXIT_CANT_RUN;
+    }
+    mv->pool.cgroup_mode = "sampling /proc";
+    mv_info(&mv->log, "start", MV_S("version", MV_VERSION),
+            MV_S("config", mv->config_path ? mv->config_path : "(defaults)"),
+            MV_S("command", mv->argv[0]), MV_I("workers", cfg->supervisor.workers),
+            MV_S("protocol", cfg->worker.protocol == MV_PROTO_API     ? "api"
+                             : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
+                                                                      : "none"),
+            MV_S("memory", mv->pool.cgroup_mode));
+
+    r = mv_results_open(&mv->results, &mv->loop, cfg->tasks.results, results_error_cb, mv);
+    mv->results.on_drained = results_drained_cb;
+    if (r < 0) {
+        mv_error(&mv->log, "results_open_failed", MV_S("file", cfg->tasks.results),
+                 MV_S("error", strerror(-r)));
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    /* Enough queued tasks to keep every worker's prefetch full twice over. */
+    read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
+    r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
+                      tasks_input_cb, mv);
+    if (r < 0) {
+        mv_error(&mv->log, "tasks_open_failed", MV_S("source", cfg->tasks.source),
+                 MV_S("error", strerror(-r)));
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    r = start_signals(mv);
+    if (r < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),
+                 MV_S("error", uv_strerror(r)));
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+
+    mv->pool.loop = &mv->loop;
+    mv->pool.cfg = cfg;
+    mv->pool.log = &mv->log;
+    mv->pool.tasks = &mv->tasks;
+    mv->pool.results = &mv->results;
+    mv->pool.argv = mv->argv;
+    mv->pool.env = environ;
+    mv->pool.on_progress = progress_cb;
+    mv->pool.on_stopped = pool_stopped_cb;
+    mv->pool.on_fatal = fatal_cb;
+    mv->pool.data = mv;
+    r = mv_pool_start(&mv->pool);
+    if (r < 0 && !mv->pool.fatal) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "mv_pool_start"),
+                 MV_S("error", strerror(-r)));
+        mv->cant_run = true;
+        stop(mv, false);
+    }
+    mv_tasks_pump(&mv->tasks);
+    check_done(mv);
+    uv_run(&mv->loop, UV_RUN_DEFAULT);
+    code = exit_code(mv);
+    summary(mv, code);
+
+out:
+    close_signals(mv);
+    if (mv->tasks.kind == MV_SRC_STREAM)
+        mv_tasks_close(&mv->tasks);
+    uv_run(&mv->loop, UV_RUN_NOWAIT); /* let closing handles finish */
+    if (uv_loop_close(&mv->loop) != 0)
+        mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
+    mv_tasks_free(&mv->tasks);
+    mv_results_free(&mv->results);
+    mv_pool_free(&mv->pool);
+    return code;
+}

@@ -1,0 +1,47 @@
+/*
+ * supervisor: the root of a run. One struct with one sub-struct per module (STYLE §7), one
+ * libuv loop, signals through uv_signal_t, and the exit code that says what happened.
+ */
+#ifndef MV_SUPERVISOR_H
+#define MV_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "results.h"
+#include "tasks.h"
+
+/* Exit codes (DESIGN §8); a run stopped by a signal before every task ended exits 128+N. */
+enum {
+    MV_EXIT_OK = 0,       /* every task ok */
+    MV_EXIT_TASKS = 1,    /* some task failed or was quarantined */
+    MV_EXIT_USAGE = 2,    /* usage or configuration error */
+    MV_EXIT_CANT_RUN = 3, /* spawn, cgroup or I/O failure; workers crash-looped or asked to stop */
+};
+
+typedef struct mv {
+    uv_loop_t loop;
+    const mv_config_t *cfg;
+    const char *config_path; /* for the first log line; NULL = built-in defaults */
+    char **argv;             /* the worker command */
+    mv_log_t log;
+    mv_tasks_t tasks;
+    mv_results_t results;
+    mv_pool_t pool;
+    uv_signal_t sig[3]; /* SIGINT, SIGTERM, SIGHUP */
+    bool sig_open;
+    int stop_signal; /* the first SIGINT/SIGTERM, 0 if none */
+    bool stopping;
+    bool cant_run; /* exit 3 */
+    uint64_t started_ms;
+} mv_t;
+
+/* Runs a batch (or a `none` pool) to its end. Returns the exit code; the log says why. */
+int mv_run(mv_t *mv);
+
+#endif

@@ -1,0 +1,331 @@
+/*
+ * tasks: streaming task source, queue, attempt records.
+ *
+ * A regular file is read with uv_fs_read (the thread pool), so a slow disk never stalls the
+ * loop; a pipe or terminal on stdin is a libuv stream, read without any thread and paused
+ * when the queue holds `read_ahead` tasks (backpressure on the producer).
+ */
+#include "tasks.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK (64 * 1024)
+
+mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len)
+{
+    mv_task_t *t;
+
+    if (len > UINT32_MAX)
+        return NULL;
+    t = malloc(sizeof *t + len + 1);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->id = id;
+    t->len = (uint32_t)len;
+    if (len)
+        memcpy(t->data, data, len);
+    t->data[len] = '\0';
+    return t;
+}
+
+void mv_task_free(mv_task_t *task)
+{
+    if (!task)
+        return;
+    free(task->hist);
+    free(task);
+}
+
+int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status)
+{
+    mv_attempt_t *h = realloc(task->hist, (task->nhist + 1u) * sizeof *h);
+
+    if (!h)
+        return -ENOMEM;
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status};
+    task->hist = h;
+    return 0;
+}
+
+static void enqueue(mv_tasks_t *t, mv_task_t *task)
+{
+    task->next = NULL;
+    if (t->tail)
+        t->tail->next = task;
+    else
+        t->head = task;
+    t->tail = task;
+    t->queued++;
+}
+
+mv_task_t *mv_tasks_pop(mv_tasks_t *t)
+{
+    mv_task_t *task = t->head;
+
+    if (!task)
+        return NULL;
+    t->head = task->next;
+    if (!t->head)
+        t->tail = NULL;
+    task->next = NULL;
+    t->queued--;
+    return task;
+}
+
+void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
+{
+    task->next = t->head;
+    t->head = task;
+    if (!t->tail)
+        t->tail = task;
+    t->queued++;
+    t->requeued++;
+}
+
+void mv_tasks_end(mv_tasks_t *t, mv_task_t *task)
+{
+    t->ended++;
+    mv_task_free(task);
+}
+
+bool mv_tasks_all_ended(const mv_tasks_t *t)
+{
+    return (t->eof || t->error || t->kind == MV_SRC_NONE) && t->queued == 0 &&
+           t->loaded == t->ended;
+}
+
+/* Makes a task of line `lineno` (bytes p[0..n)) or of the error that replaces it. */
+static void emit(mv_tasks_t *t, const char *p, size_t n, const char *bad)
+{
+    mv_task_t *task;
+
+    if (n == 0 && !bad)
+        return; /* empty line: not a task */
+    task = mv_task_new(t->lineno, bad ? NULL : p, bad ? 0 : n);
+    if (!task) {
+        /* Out of memory for one line: record it as an error rather than lose it. */
+        if (t->error == 0)
+            t->error = -ENOMEM;
+        return;
+    }
+    task->bad = bad;
+    enqueue(t, task);
+    t->loaded++;
+}
+
+/* The line in `t->line` (or the one being skipped) is complete: it becomes a task. */
+static void end_line(mv_tasks_t *t, const char *too_long)
+{
+    t->lineno++;
+    if (t->skipping)
+        emit(t, NULL, 0, too_long);
+    else
+        emit(t, (const char *)mv_buf_head(&t->line), mv_buf_unread(&t->line), NULL);
+    mv_buf_reset(&t->line);
+    t->skipping = false;
+}
+
+void mv_tasks_feed(mv_tasks_t *t, const char *p, size_t n, bool eof)
+{
+    static const char too_long[] = "task line longer than [tasks] max_size";
+    const char *end = p + n, *nl;
+
+    while (p < end) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        size_t take = (size_t)((nl ? nl : end) - p);
+
+        if (!t->skipping) {
+            if ((int64_t)(mv_buf_unread(&t->line) + take) > t->max_size) {
+                t->skipping = true;
+                mv_buf_reset(&t->line);
+            } else if (mv_buf_append(&t->line, p, take) < 0) {
+                t->skipping = true; /* treat as too long: nothing better to do */
+                mv_buf_reset(&t->line);
+            }
+        }
+        if (!nl)
+            break;
+        end_line(t, too_long);
+        p = nl + 1;
+    }
+    if (eof && (t->skipping || mv_buf_unread(&t->line) > 0))
+        end_line(t, too_long);
+}
+
+static void file_read_cb(uv_fs_t *req);
+
+static void start_file_read(mv_tasks_t *t)
+{
+    uv_buf_t b = uv_buf_init(t->chunk, CHUNK);
+    int r;
+
+    t->reading = true;
+    r = uv_fs_read(t->loop, &t->req, t->fd, &b, 1, -1, file_read_cb);
+    if (r < 0) {
+        t->reading = false;
+        t->error = r;
+        t->on_input(t->arg);
+    }
+}
+
+static void file_read_cb(uv_fs_t *req)
+{
+    mv_tasks_t *t = req->data;
+    ssize_t n = req->result;
+
+    uv_fs_req_cleanup(req);
+    t->reading = false;
+    if (t->closed) {
+        /* Closed while this read was in flight: what it read is not wanted any more. */
+        if (t->own_fd && t->fd >= 0)
+            close(t->fd);
+        t->fd = -1;
+        return;
+    }
+    if (n < 0) {
+        t->error = (int)n;
+        mv_tasks_feed(t, NULL, 0, true);
+    } else if (n == 0) {
+        t->eof = true;
+        mv_tasks_feed(t, NULL, 0, true);
+    } else {
+        mv_tasks_feed(t, t->chunk, (size_t)n, false);
+    }
+    if (t->fd >= 0 && (t->eof || t->error) && t->own_fd) {
+        close(t->fd);
+        t->fd = -1;
+    }
+    t->on_input(t->arg);
+    mv_tasks_pump(t);
+}
+
+static void stream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    mv_tasks_t *t = h->data;
+
+    buf->base = t->chunk;
+    buf->len = CHUNK;
+}
+
+static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    mv_tasks_t *t = s->data;
+
+    if (n == 0)
+        return;
+    if (n < 0) {
+        if (n != UV_EOF)
+            t->error = (int)n;
+        t->eof = true;
+        uv_read_stop(s);
+        t->reading = false;
+        mv_tasks_feed(t, NULL, 0, true);
+    } else {
+        mv_tasks_feed(t, buf->base, (size_t)n, false);
+        if (t->queued >= t->read_ahead) {
+            uv_read_stop(s);
+            t->reading = false;
+        }
+    }
+    t->on_input(t->arg);
+}
+
+void mv_tasks_pump(mv_tasks_t *t)
+{
+    if (t->closed || t->reading || t->eof || t->error || t->queued >= t->read_ahead)
+        return;
+    if (t->kind == MV_SRC_FILE) {
+        start_file_read(t);
+    } else if (t->kind == MV_SRC_STREAM) {
+        int r = uv_read_start((uv_stream_t *)&t->stream, stream_alloc_cb, stream_read_cb);
+        if (r < 0) {
+            t->error = r;
+            t->on_input(t->arg);
+            return;
+        }
+        t->reading = true;
+    }
+}
+
+int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
+                  size_t read_ahead, mv_tasks_cb on_input, void *arg)
+{
+    int r;
+
+    memset(t, 0, sizeof *t);
+    t->loop = loop;
+    t->fd = -1;
+    t->max_size = max_size;
+    t->read_ahead = read_ahead ? read_ahead : 1;
+    t->on_input = on_input;
+    t->arg = arg;
+    t->req.data = t;
+    if (!path || !*path) {
+        t->kind = MV_SRC_NONE;
+        return 0;
+    }
+    t->chunk = malloc(CHUNK);
+    if (!t->chunk)
+        return -ENOMEM;
+    if (strcmp(path, "-") == 0) {
+        t->name = "stdin";
+        t->fd = STDIN_FILENO;
+    } else {
+        t->name = path;
+        t->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (t->fd < 0)
+            return -errno;
+        t->own_fd = true;
+    }
+    switch (uv_guess_handle(t->fd)) {
+    case UV_FILE: t->kind = MV_SRC_FILE; return 0;
+    case UV_NAMED_PIPE:
+        r = uv_pipe_init(loop, &t->stream.pipe, 0);
+        if (r == 0)
+            r = uv_pipe_open(&t->stream.pipe, t->fd);
+        break;
+    case UV_TTY: r = uv_tty_init(loop, &t->stream.tty, t->fd, 1); break;
+    default: return -EINVAL;
+    }
+    if (r < 0)
+        return r;
+    t->stream.pipe.data = t;
+    t->stream_open = true;
+    t->kind = MV_SRC_STREAM;
+    return 0;
+}
+
+void mv_tasks_close(mv_tasks_t *t)
+{
+    t->closed = true;
+    if (t->kind == MV_SRC_STREAM && t->stream_open) {
+        t->stream_open = false;
+        /* A stream on stdin: closing the handle closes fd 0, which is what we want. */
+        uv_close((uv_handle_t *)&t->stream, NULL);
+        t->fd = -1;
+    }
+    if (t->kind == MV_SRC_FILE && !t->reading && t->own_fd && t->fd >= 0) {
+        close(t->fd);
+        t->fd = -1;
+    }
+    t->eof = t->eof || t->kind == MV_SRC_NONE;
+}
+
+void mv_tasks_free(mv_tasks_t *t)
+{
+    mv_task_t *task;
+
+    while ((task = mv_tasks_pop(t)))
+        mv_task_free(task);
+    if (t->kind == MV_SRC_FILE && t->own_fd && t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    mv_buf_free(&t->line);
+    free(t->chunk);
+    t->chunk = NULL;
+}

@@ -1,0 +1,119 @@
+/*
+ * tasks: the task source (a file or stdin, one task per line), the queue of tasks waiting
+ * for a worker, and each task's attempt record.
+ *
+ * The source is streamed with bounded read-ahead, so a file of millions of lines costs
+ * only the queued part in memory. Task id = 1-based line number; empty lines are skipped
+ * (ids stay line numbers). A line longer than [tasks] max_size becomes a task that already
+ * carries its error, so it still ends in the results exactly once.
+ *
+ * Requeued tasks go to the front of the queue: the task of a dead worker runs next.
+ */
+#ifndef MV_TASKS_H
+#define MV_TASKS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "meter.h"
+#include "policy.h"
+#include "util.h"
+
+/* One attempt that did not end the task (the worker died, hung, misbehaved). */
+typedef struct mv_attempt {
+    mv_reason_t reason;
+    int slot;
+    int pid;
+    int status; /* exit status, or -signal */
+} mv_attempt_t;
+
+typedef struct mv_task {
+    struct mv_task *next; /* queue link */
+    uint64_t id;          /* line number */
+    uint32_t len;         /* payload bytes; data[len] == '\0' */
+    uint16_t attempts;    /* times it was handed to a worker that started it */
+    uint16_t nhist;       /* entries in hist */
+    mv_attempt_t *hist;   /* why earlier attempts ended */
+    const char *bad;      /* static reason when the line could not become a task */
+    /* Accounting of the attempt in progress. */
+    uint64_t started_ns;
+    bool measured; /* `before` holds a reading */
+    mv_reading_t before;
+    int64_t peak_seen; /* highest usage sampled during the task */
+    char data[];
+} mv_task_t;
+
+typedef void (*mv_tasks_cb)(void *arg);
+
+typedef struct mv_tasks {
+    uv_loop_t *loop;
+    mv_task_t *head, *tail; /* waiting for a worker */
+    size_t queued;
+    size_t read_ahead; /* stop reading the source at this many queued tasks */
+    int64_t max_size;  /* longest line */
+
+    /* source */
+    enum { MV_SRC_NONE, MV_SRC_FILE, MV_SRC_STREAM } kind;
+    const char *name; /* for messages: the path, or "stdin" */
+    int fd;
+    bool own_fd;
+    uv_fs_t req; /* MV_SRC_FILE: one read at a time */
+    union {
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } stream; /* MV_SRC_STREAM */
+    bool stream_open;
+    char *chunk;  /* MV_SRC_FILE read buffer */
+    bool reading; /* a read is in progress (file) or started (stream) */
+    bool eof;
+    bool closed;     /* mv_tasks_close was called: read nothing more */
+    int error;       /* first read error, negative errno */
+    mv_buf_t line;   /* partial line carried between chunks */
+    bool skipping;   /* inside a line that was too long */
+    uint64_t lineno; /* lines seen so far */
+
+    /* counts */
+    uint64_t loaded; /* tasks made from the source */
+    uint64_t ended;  /* tasks that reached a final status */
+    uint64_t requeued;
+
+    mv_tasks_cb on_input; /* new tasks queued, EOF reached, or a read error */
+    void *arg;
+} mv_tasks_t;
+
+/* Sets up an empty queue. `path` NULL or "" = no source, "-" = stdin. 0 or -errno (the
+ * file cannot be opened). */
+int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
+                  size_t read_ahead, mv_tasks_cb on_input, void *arg);
+/* Starts or resumes reading when the queue is below its read-ahead. */
+void mv_tasks_pump(mv_tasks_t *t);
+/* Takes the next task (NULL when none is queued). */
+mv_task_t *mv_tasks_pop(mv_tasks_t *t);
+/* Puts a task back at the front. */
+void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
+/* Adds a task made in memory (tests, service mode); id is the caller's. */
+mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len);
+/* Appends an attempt to a task's record. 0 or -ENOMEM. */
+int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status);
+/* A task reached its final status: count it and free it. */
+void mv_tasks_end(mv_tasks_t *t, mv_task_t *task);
+void mv_task_free(mv_task_t *task);
+/* Whether every task of the source has ended (source exhausted, queue empty, none out). */
+bool mv_tasks_all_ended(const mv_tasks_t *t);
+/* Tasks loaded but not ended (queued + in flight). */
+static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
+{
+    return t->loaded - t->ended;
+}
+/* Stops reading and closes the source (a read in flight finishes and is dropped). */
+void mv_tasks_close(mv_tasks_t *t);
+/* Frees every queued task (after the loop ended). */
+void mv_tasks_free(mv_tasks_t *t);
+
+/* The line splitter, exposed for tests: feeds bytes, queues tasks. eof = flush a last
+ * unterminated line. */
+void mv_tasks_feed(mv_tasks_t *t, const char *p, size_t n, bool eof);
+
+#endif

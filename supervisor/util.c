@@ -1,0 +1,201 @@
+/*
+ * util: byte buffer, UTF-8, base64, time formatting.
+ */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <uv.h>
+
+int mv_buf_reserve(mv_buf_t *b, size_t n)
+{
+    size_t need, cap;
+    uint8_t *p;
+
+    /* Compact first: moving the unread tail is cheaper than growing for long-lived buffers. */
+    if (b->off > 0 && b->cap - b->len < n) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    if (b->cap - b->len >= n)
+        return 0;
+    need = b->len + n;
+    if (need < b->len)
+        return -ENOMEM;
+    cap = b->cap ? b->cap : 256;
+    while (cap < need)
+        cap = cap * 2 > cap ? cap * 2 : need;
+    p = realloc(b->data, cap);
+    if (!p)
+        return -ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int mv_buf_append(mv_buf_t *b, const void *p, size_t n)
+{
+    int r = mv_buf_reserve(b, n);
+
+    if (r < 0)
+        return r;
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void mv_buf_consume(mv_buf_t *b, size_t n)
+{
+    b->off += n;
+    if (b->off >= b->len)
+        b->off = b->len = 0;
+}
+
+void mv_buf_reset(mv_buf_t *b)
+{
+    b->off = b->len = 0;
+}
+
+void mv_buf_free(mv_buf_t *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof *b);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is invalid. */
+static size_t utf8_seq(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    size_t len;
+    uint32_t cp;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef)
+        len = 3, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+bool mv_utf8_valid(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    size_t i = 0, k;
+
+    while (i < n) {
+        /* Fast path for ASCII runs. */
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        k = utf8_seq(s + i, n - i);
+        if (!k)
+            return false;
+        i += k;
+    }
+    return true;
+}
+
+int mv_utf8_sanitize(const void *p, size_t n, mv_buf_t *out)
+{
+    static const uint8_t repl[3] = {0xef, 0xbf, 0xbd};
+    const uint8_t *s = p;
+    size_t i = 0, k;
+    int r = 0;
+
+    while (i < n && r == 0) {
+        k = utf8_seq(s + i, n - i);
+        if (k) {
+            r = mv_buf_append(out, s + i, k);
+            i += k;
+        } else {
+            r = mv_buf_append(out, repl, sizeof repl);
+            i++;
+        }
+    }
+    return r;
+}
+
+char *mv_base64(const void *p, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *s = p;
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    size_t i;
+
+    if (!out)
+        return NULL;
+    for (i = 0; i + 2 < n; i += 3) {
+        *o++ = tab[s[i] >> 2];
+        *o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+        *o++ = tab[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+        *o++ = tab[s[i + 2] & 63];
+    }
+    if (i < n) {
+        *o++ = tab[s[i] >> 2];
+        if (i + 1 < n) {
+            *o++ = tab[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+            *o++ = tab[(s[i + 1] & 15) << 2];
+        } else {
+            *o++ = tab[(s[i] & 3) << 4];
+            *o++ = '=';
+        }
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+uint64_t mv_now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+void mv_iso_time(char out[48])
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm);
+
+    snprintf(out + n, 48 - n, ".%03dZ", (int)(ts.tv_nsec / 1000000) % 1000);
+}
+
+void mv_fmt_bytes(int64_t bytes, char out[24])
+{
+    static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+
+    while ((v >= 1024.0 || v <= -1024.0) && u + 1 < MV_ARRAY_LEN(unit)) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, 24, "%lld B", (long long)bytes);
+    else
+        snprintf(out, 24, "%.1f %s", v, unit[u]);
+}

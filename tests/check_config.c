@@ -1,0 +1,1089 @@
+/*
+ * config: the option table, value parsers, file loading with file:line errors, -o
+ * overrides, cross-key checks, printing (round trip), conf/memvisor.ini, word splitting.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "suites.h"
+
+static char tmpdir[64];
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/mv-check-config-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    DIR *d = opendir(tmpdir);
+    struct dirent *de;
+    char p[PATH_MAX];
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s", tmpdir, de->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+/* Writes `text` to tmpdir/name; the path goes to out. */
+static void write_file(const char *name, const char *text, char out[PATH_MAX])
+{
+    FILE *f;
+
+    snprintf(out, PATH_MAX, "%s/%s", tmpdir, name);
+    f = fopen(out, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* mv_config_init + load of `text` from tmpdir/t.ini; path in out. */
+static int load_text(mv_config_t *c, mv_errors_t *e, const char *text, char out[PATH_MAX])
+{
+    write_file("t.ini", text, out);
+    ck_assert_int_eq(mv_config_init(c), 0);
+    return mv_config_load(c, out, e);
+}
+
+/* True when some error equals the formatted line. */
+__attribute__((format(printf, 2, 3))) static int has(const mv_errors_t *e, const char *fmt, ...)
+{
+    char want[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof want, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < e->n; i++)
+        if (strcmp(e->msg[i], want) == 0)
+            return 1;
+    fprintf(stderr, "missing error: %s\nhave %zu:\n", want, e->n);
+    mv_errors_print(e, stderr);
+    return 0;
+}
+
+/* Field equality through the table: bytes for numbers, text for strings. */
+static int same_field(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o)
+{
+    const char *pa = (const char *)a + o->offset, *pb = (const char *)b + o->offset;
+    const char *sa, *sb;
+
+    if (o->type != MV_OPT_STRING)
+        return memcmp(pa, pb, o->size) == 0;
+    memcpy(&sa, pa, sizeof sa);
+    memcpy(&sb, pb, sizeof sb);
+    return strcmp(sa, sb) == 0;
+}
+
+/* ---- table and defaults ---------------------------------------------------------------- */
+
+START_TEST(test_table_sane)
+{
+    size_t n, i, j;
+    const mv_option_t *t = mv_config_options(&n);
+    mv_config_t c;
+    char *buf = NULL, *line, *save;
+    size_t len = 0, k = 0;
+    FILE *f;
+
+    ck_assert_uint_eq(n, 33);
+    for (i = 0; i < n; i++) {
+        ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
+        ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
+        if (t[i].type == MV_OPT_INT)
+            ck_assert(t[i].size == sizeof(int64_t) ||
+                      (t[i].size == sizeof(int) && t[i].max <= INT_MAX));
+        if (t[i].type == MV_OPT_SIZE || t[i].type == MV_OPT_DURATION)
+            ck_assert_uint_eq(t[i].size, sizeof(int64_t));
+        if (t[i].type == MV_OPT_ENUM) {
+            ck_assert_uint_eq(t[i].size, sizeof(int));
+            for (j = 0; t[i].choices[j]; j++)
+                ck_assert_msg(strstr(t[i].doc, t[i].choices[j]), "%s: doc omits %s", t[i].name,
+                              t[i].choices[j]);
+        }
+        if (t[i].type == MV_OPT_STRING)
+            ck_assert_uint_eq(t[i].size, sizeof(char *));
+        /* a section is one block of the table */
+        for (j = i + 1; j < n; j++)
+            if (strcmp(t[j].section, t[i].section) == 0)
+                ck_assert_str_eq(t[j - 1].section, t[i].section);
+    }
+    ck_assert_ptr_null(mv_config_find("worker", "nope"));
+    ck_assert_ptr_null(mv_config_find("nope", "prefetch"));
+
+    /* Every default is canonical: printing the defaults gives back the `def` strings. */
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    f = open_memstream(&buf, &len);
+    mv_config_print(&c, f);
+    fclose(f);
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *eq = strstr(line, " =");
+
+        if (line[0] == ';' || line[0] == '[')
+            continue;
+        ck_assert_ptr_nonnull(eq);
+        ck_assert_uint_lt(k, n);
+        ck_assert_int_eq(strncmp(line, t[k].name, (size_t)(eq - line)), 0);
+        ck_assert_str_eq(eq[2] ? eq + 3 : "", t[k].def);
+        k++;
+    }
+    ck_assert_uint_eq(k, n);
+    free(buf);
+    mv_config_free(&c);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    mv_config_t c;
+    size_t n;
+    const mv_option_t *t = mv_config_options(&n);
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(c.supervisor.workers, 0);
+    ck_assert_int_eq(c.supervisor.grace_period, 30000);
+    ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_AUTO);
+    ck_assert_str_eq(c.supervisor.cgroup_parent, "");
+    ck_assert_str_eq(c.supervisor.state_dir, ".memvisor");
+    ck_assert_str_eq(c.worker.command, "");
+    ck_assert_int_eq(c.worker.protocol, MV_PROTO_API);
+    ck_assert_int_eq(c.worker.prefetch, 1);
+    ck_assert_int_eq(c.worker.ready_timeout, 10000);
+    ck_assert_int_eq(c.worker.kill_timeout, 5000);
+    ck_assert_int_eq(c.worker.max_message, 16 << 20);
+    ck_assert_int_eq(c.worker.fatal_exit, 78);
+    ck_assert_int_eq(c.worker.backoff_min, 100);
+    ck_assert_int_eq(c.worker.backoff_max, 10000);
+    ck_assert_int_eq(c.worker.crash_limit, 10);
+    ck_assert_str_eq(c.worker.fail_prefix, "FAIL:");
+    ck_assert_int_eq(c.limits.max_tasks, 0);
+    ck_assert_int_eq(c.limits.max_tasks_jitter, 0);
+    ck_assert_int_eq(c.limits.max_lifetime, 0);
+    ck_assert_int_eq(c.limits.max_lifetime_jitter, 0);
+    ck_assert_int_eq(c.limits.memory_soft, 256 << 20);
+    ck_assert_int_eq(c.limits.memory_hard, 512 << 20);
+    ck_assert_int_eq(c.limits.task_timeout, 0);
+    ck_assert_int_eq(c.limits.metric, MV_METRIC_PRIVATE);
+    ck_assert_int_eq(c.limits.sample_interval, 100);
+    ck_assert_int_eq(c.recycle.max_concurrent, 1);
+    ck_assert_str_eq(c.tasks.source, "");
+    ck_assert_str_eq(c.tasks.results, "");
+    ck_assert_int_eq(c.tasks.max_attempts, 3);
+    ck_assert_int_eq(c.tasks.max_size, 4 << 20);
+    ck_assert_int_eq(c.log.format, MV_LOGFMT_TEXT);
+    ck_assert_int_eq(c.log.level, MV_LVL_INFO);
+    ck_assert_str_eq(c.log.file, "");
+    ck_assert_ptr_null(c.path);
+    for (size_t i = 0; i < n; i++) {
+        mv_origin_t o = mv_config_origin(&c, t[i].section, t[i].name);
+
+        ck_assert_ptr_null(o.file);
+        ck_assert_int_eq(o.line, 0);
+    }
+    mv_config_free(&c);
+}
+END_TEST
+
+static const char *every_key_changed = "[supervisor]\n"
+                                       "workers = 7\n"
+                                       "grace_period = 1.5m\n"
+                                       "cgroup = v1\n"
+                                       "cgroup_parent = /memvisor.slice\n"
+                                       "state_dir = /var/lib/memvisor\n"
+                                       "[worker]\n"
+                                       "command = python3 -u 'my worker.py' --flag\n"
+                                       "protocol = lines\n"
+                                       "prefetch = 64\n"
+                                       "ready_timeout = 2500ms\n"
+                                       "kill_timeout = 0\n"
+                                       "max_message = 1.5M\n"
+                                       "fatal_exit = 3\n"
+                                       "backoff_min = 250ms\n"
+                                       "backoff_max = 1h\n"
+                                       "crash_limit = 0\n"
+                                       "fail_prefix = ERR \"x\":\n"
+                                       "[limits]\n"
+                                       "max_tasks = 1000000000000\n"
+                                       "max_tasks_jitter = 17\n"
+                                       "max_lifetime = 2d\n"
+                                       "max_lifetime_jitter = 90s\n"
+                                       "memory_soft = 1000\n"
+                                       "memory_hard = 1T\n"
+                                       "task_timeout = 365d\n"
+                                       "metric = rss\n"
+                                       "sample_interval = 1ms\n"
+                                       "[recycle]\n"
+                                       "max_concurrent = 1024\n"
+                                       "[tasks]\n"
+                                       "source = -\n"
+                                       "results = out/results.jsonl\n"
+                                       "max_attempts = 1000\n"
+                                       "max_size = 1\n"
+                                       "[log]\n"
+                                       "format = json\n"
+                                       "level = debug\n"
+                                       "file = /var/log/memvisor.log\n";
+
+START_TEST(test_roundtrip)
+{
+    mv_config_t c, d, def;
+    mv_errors_t e = {0};
+    char path[PATH_MAX], path2[PATH_MAX];
+    size_t n;
+    const mv_option_t *t = mv_config_options(&n);
+    FILE *f;
+
+    ck_assert_int_eq(load_text(&c, &e, every_key_changed, path), 0);
+    ck_assert_uint_eq(e.n, 0);
+    ck_assert_int_eq(c.supervisor.workers, 7);
+    ck_assert_int_eq(c.supervisor.grace_period, 90000);
+    ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_V1);
+    ck_assert_str_eq(c.supervisor.cgroup_parent, "/memvisor.slice");
+    ck_assert_str_eq(c.supervisor.state_dir, "/var/lib/memvisor");
+    ck_assert_str_eq(c.worker.command, "python3 -u 'my worker.py' --flag");
+    ck_assert_int_eq(c.worker.protocol, MV_PROTO_LINES);
+    ck_assert_int_eq(c.worker.prefetch, 64);
+    ck_assert_int_eq(c.worker.ready_timeout, 2500);
+    ck_assert_int_eq(c.worker.kill_timeout, 0);
+    ck_assert_int_eq(c.worker.max_message, 3 << 19);
+    ck_assert_int_eq(c.worker.fatal_exit, 3);
+    ck_assert_int_eq(c.worker.backoff_min, 250);
+    ck_assert_int_eq(c.worker.backoff_max, 3600000);
+    ck_assert_int_eq(c.worker.crash_limit, 0);
+    ck_assert_str_eq(c.worker.fail_prefix, "ERR \"x\":");
+    ck_assert_int_eq(c.limits.max_tasks, INT64_C(1000000000000));
+    ck_assert_int_eq(c.limits.max_tasks_jitter, 17);
+    ck_assert_int_eq(c.limits.max_lifetime, 2 * 86400000);
+    ck_assert_int_eq(c.limits.max_lifetime_jitter, 90000);
+    ck_assert_int_eq(c.limits.memory_soft, 1000);
+    ck_assert_int_eq(c.limits.memory_hard, INT64_C(1) << 40);
+    ck_assert_int_eq(c.limits.task_timeout, INT64_C(365) * 86400000);
+    ck_assert_int_eq(c.limits.metric, MV_METRIC_RSS);
+    ck_assert_int_eq(c.limits.sample_interval, 1);
+    ck_assert_int_eq(c.recycle.max_concurrent, 1024);
+    ck_assert_str_eq(c.tasks.source, "-");
+    ck_assert_str_eq(c.tasks.results, "out/results.jsonl");
+    ck_assert_int_eq(c.tasks.max_attempts, 1000);
+    ck_assert_int_eq(c.tasks.max_size, 1);
+    ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
+    ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
+    ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_str_eq(c.path, path);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+
+    /* print -> load -> the same values; and every one differs from its default */
+    snprintf(path2, sizeof path2, "%s/printed.ini", tmpdir);
+    f = fopen(path2, "w");
+    ck_assert_ptr_nonnull(f);
+    mv_config_print(&c, f);
+    fclose(f);
+    ck_assert_int_eq(mv_config_init(&d), 0);
+    ck_assert_int_eq(mv_config_init(&def), 0);
+    ck_assert_int_eq(mv_config_load(&d, path2, &e), 0);
+    ck_assert_uint_eq(e.n, 0);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(same_field(&c, &d, &t[i]), "%s changed in the round trip", t[i].name);
+        ck_assert_msg(!same_field(&c, &def, &t[i]), "%s is its default", t[i].name);
+        ck_assert_ptr_eq(mv_config_origin(&d, t[i].section, t[i].name).file, d.path);
+    }
+    mv_config_free(&c);
+    mv_config_free(&d);
+    mv_config_free(&def);
+}
+END_TEST
+
+START_TEST(test_finish_workers)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_int_eq(c.supervisor.workers, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
+    mv_config_free(&c);
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "supervisor.workers=3", 1, &e), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_int_eq(c.supervisor.workers, 3);
+    ck_assert_uint_eq(e.n, 0);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* ---- units ----------------------------------------------------------------------------- */
+
+START_TEST(test_sizes)
+{
+    static const struct {
+        const char *in;
+        int64_t want;
+    } ok[] = {
+        {"0", 0},
+        {"1", 1},
+        {"512B", 512},
+        {"7b", 7},
+        {"1K", 1024},
+        {"1k", 1024},
+        {"1KiB", 1024},
+        {"2kib", 2048},
+        {"2M", 2 << 20},
+        {"2MiB", 2 << 20},
+        {"3G", INT64_C(3) << 30},
+        {"3GiB", INT64_C(3) << 30},
+        {"3g", INT64_C(3) << 30},
+        {"1T", INT64_C(1) << 40},
+        {"1TiB", INT64_C(1) << 40},
+        {"16 M", 16 << 20},
+        {"1.5G", INT64_C(3) << 29},
+        {"0.5K", 512},
+        {"1.0005K", 1025}, /* 1024.512 rounds up */
+        {"1.0004K", 1024}, /* 1024.4096 rounds down */
+        {"0.1", 0},
+        {"1.5", 2},
+        {"8388607T", INT64_C(8388607) << 40},
+        {"9223372036854775807", INT64_MAX},
+    };
+    static const struct {
+        const char *in;
+        int rc;
+        const char *why; /* a substring */
+    } bad[] = {
+        {"", -EINVAL, "not a number"},
+        {"-1", -EINVAL, "negative"},
+        {"-1K", -EINVAL, "negative"},
+        {"abc", -EINVAL, "not a number"},
+        {"1.", -EINVAL, "not a number"},
+        {".5K", -EINVAL, "not a number"},
+        {"16MB", -EINVAL, "K means 1024"},
+        {"1KB", -EINVAL, "K means 1024"},
+        {"1gb", -EINVAL, "K means 1024"},
+        {"1TB", -EINVAL, "K means 1024"},
+        {"1X", -EINVAL, "bad unit (use B, K, M, G, T or KiB, MiB, GiB, TiB; K = 1024)"},
+        {"1PiB", -EINVAL, "bad unit"},
+        {"1e3", -EINVAL, "unexpected text"},
+        {"16M x", -EINVAL, "unexpected text after the number"},
+        {"16M!", -EINVAL, "unexpected text"},
+        {"1,5G", -EINVAL, "unexpected text"},
+        {"8388608T", -ERANGE, "too large"},
+        {"9223372036854775808", -ERANGE, "too large"},
+        {"99999999999999999999K", -ERANGE, "too large"},
+    };
+    int64_t v;
+    const char *why;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        why = NULL;
+        ck_assert_msg(mv_parse_size(ok[i].in, &v, &why) == 0, "%s: %s", ok[i].in, why);
+        ck_assert_msg(v == ok[i].want, "%s: %lld", ok[i].in, (long long)v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        ck_assert_msg(mv_parse_size(bad[i].in, &v, &why) == bad[i].rc, "%s accepted", bad[i].in);
+        ck_assert_msg(why && strstr(why, bad[i].why), "%s: %s", bad[i].in, why);
+    }
+}
+END_TEST
+
+START_TEST(test_durations)
+{
+    static const struct {
+        const char *in;
+        int64_t want;
+    } ok[] = {
+        {"0", 0},
+        {"0.0", 0},
+        {"0ms", 0},
+        {"1ms", 1},
+        {"100MS", 100},
+        {"1s", 1000},
+        {"1S", 1000},
+        {"1m", 60000},
+        {"1h", 3600000},
+        {"1d", 86400000},
+        {"0.5s", 500},
+        {"1.5h", 5400000},
+        {"2.5ms", 3},
+        {"0.0004s", 0},
+        {"30 s", 30000},
+        {"0.001s", 1},
+        {"365d", INT64_C(365) * 86400000},
+    };
+    static const struct {
+        const char *in;
+        int rc;
+        const char *why;
+    } bad[] = {
+        {"30", -EINVAL, "missing unit (use ms, s, m, h or d, e.g. 30s)"},
+        {"0.5", -EINVAL, "missing unit"},
+        {"1x", -EINVAL, "bad unit (use ms, s, m, h or d)"},
+        {"1sec", -EINVAL, "bad unit"},
+        {"1us", -EINVAL, "bad unit"},
+        {"-1s", -EINVAL, "negative"},
+        {"s", -EINVAL, "not a number"},
+        {"1s2", -EINVAL, "unexpected text"},
+        {"1h30m", -EINVAL, "unexpected text"},
+        {"", -EINVAL, "not a number"},
+        {"999999999999999999d", -ERANGE, "too large"},
+    };
+    int64_t v;
+    const char *why;
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        why = NULL;
+        ck_assert_msg(mv_parse_duration(ok[i].in, &v, &why) == 0, "%s: %s", ok[i].in, why);
+        ck_assert_msg(v == ok[i].want, "%s: %lld", ok[i].in, (long long)v);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        ck_assert_msg(mv_parse_duration(bad[i].in, &v, &why) == bad[i].rc, "%s accepted",
+                      bad[i].in);
+        ck_assert_msg(why && strstr(why, bad[i].why), "%s: %s", bad[i].in, why);
+    }
+}
+END_TEST
+
+START_TEST(test_bools)
+{
+    const char *yes[] = {"yes", "YES", "true", "On", "1"}, *no[] = {"no", "False", "off", "0"};
+    const char *why = NULL;
+    int v;
+
+    for (size_t i = 0; i < 5; i++) {
+        ck_assert_int_eq(mv_parse_bool(yes[i], &v, &why), 0);
+        ck_assert_int_eq(v, 1);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_int_eq(mv_parse_bool(no[i], &v, &why), 0);
+        ck_assert_int_eq(v, 0);
+    }
+    ck_assert_int_eq(mv_parse_bool("maybe", &v, &why), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "yes/no"));
+}
+END_TEST
+
+/* Value reasons as they appear in the file, with ranges in the key's own units. */
+START_TEST(test_value_reasons)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX];
+
+    ck_assert_int_eq(load_text(&c, &e,
+                               "[supervisor]\n"
+                               "workers = -5\n"      /* 2 */
+                               "grace_period = 2d\n" /* 3 */
+                               "cgroup = V2\n"       /* 4: enums ignore case */
+                               "[worker]\n"
+                               "prefetch = 1.5\n"                     /* 6 */
+                               "fatal_exit = 0x10\n"                  /* 7 */
+                               "ready_timeout = 0\n"                  /* 8 */
+                               "max_message = 1K\n"                   /* 9 */
+                               "protocol = http\n"                    /* 10 */
+                               "crash_limit = 99999999999999999999\n" /* 11 */
+                               "[limits]\n"
+                               "memory_hard = 2048T\n" /* 13 */
+                               "metric = pss\n"        /* 14 */
+                               "[log]\n"
+                               "level = trace\n", /* 16 */
+                               p),
+                     -EINVAL);
+    ck_assert(has(&e, "%s:2: [supervisor] workers: \"-5\": out of range (0..1024)", p));
+    ck_assert(has(&e, "%s:3: [supervisor] grace_period: \"2d\": out of range (0..1d)", p));
+    ck_assert(has(&e, "%s:6: [worker] prefetch: \"1.5\": not an integer", p));
+    ck_assert(has(&e, "%s:7: [worker] fatal_exit: \"0x10\": not an integer", p));
+    ck_assert(has(&e, "%s:8: [worker] ready_timeout: \"0\": out of range (1ms..1h)", p));
+    ck_assert(has(&e, "%s:9: [worker] max_message: \"1K\": out of range (4K..64M)", p));
+    ck_assert(has(&e, "%s:10: [worker] protocol: \"http\": not one of api, lines, none", p));
+    ck_assert(has(&e,
+                  "%s:11: [worker] crash_limit: \"99999999999999999999\": out of range "
+                  "(0..1000000)",
+                  p));
+    ck_assert(has(&e, "%s:13: [limits] memory_hard: \"2048T\": out of range (0..1024T)", p));
+    ck_assert(has(&e, "%s:14: [limits] metric: \"pss\": not one of private, rss", p));
+    ck_assert(has(&e, "%s:16: [log] level: \"trace\": not one of debug, info, warn, error", p));
+    ck_assert_uint_eq(e.n, 11);
+    ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_V2);
+    ck_assert_int_eq(c.worker.prefetch, 1); /* bad values leave the previous one */
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* ---- mistakes in files ----------------------------------------------------------------- */
+
+START_TEST(test_each_mistake)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX];
+
+    ck_assert_int_eq(load_text(&c, &e,
+                               "; a comment\n"            /* 1 */
+                               "stray = 1\n"              /* 2: before any section */
+                               "prefetch = 2\n"           /* 3: before, known key */
+                               "[supervisor]\n"           /* 4 */
+                               "workers = abc\n"          /* 5: not an integer */
+                               "grace_period = 30\n"      /* 6: missing unit */
+                               "this is junk\n"           /* 7: syntax */
+                               "[wroker]\n"               /* 8: unknown section */
+                               "prefetch = 2\n"           /* 9: ignored */
+                               "[worker]\n"               /* 10 */
+                               "perfetch = 3\n"           /* 11: did you mean */
+                               "max_message = 16MB\n"     /* 12: bad unit */
+                               "kill_timeout =\n"         /* 13: empty */
+                               "[limits\n"                /* 14: syntax */
+                               "memory_soft = 1G\n"       /* 15: wrong section */
+                               "prefetch = 4\n"           /* 16 */
+                               "prefetch = 5\n"           /* 17: twice */
+                               "command = \"unbalanced\n" /* 18: quote */
+                               "zzzzzz = 1\n"             /* 19: unknown, no hint */
+                               "= 3\n"                    /* 20: no key name */
+                               "[nothing_like_it]\n"      /* 21: unknown section */
+                               "[worker]\n"               /* 22 */
+                               "protocol = tcp\n",        /* 23: not a choice */
+                               p),
+                     -EINVAL);
+    ck_assert(has(&e, "%s:2: stray: key before any [section]", p));
+    ck_assert(has(&e, "%s:3: prefetch: key before any [section] (it belongs in [worker])", p));
+    ck_assert(has(&e, "%s:5: [supervisor] workers: \"abc\": not an integer", p));
+    ck_assert(has(&e,
+                  "%s:6: [supervisor] grace_period: \"30\": missing unit (use ms, s, m, h or d, "
+                  "e.g. 30s)",
+                  p));
+    ck_assert(has(&e, "%s:7: syntax error: expected \"key = value\" or \"[section]\"", p));
+    ck_assert(has(&e, "%s:8: [wroker]: unknown section (did you mean [worker]?)", p));
+    ck_assert(has(&e, "%s:11: [worker] perfetch: unknown key (did you mean \"prefetch\"?)", p));
+    ck_assert(has(&e,
+                  "%s:12: [worker] max_message: \"16MB\": KB, MB, GB and TB are not accepted: K "
+                  "means 1024 here (write K or KiB, M or MiB, ...)",
+                  p));
+    ck_assert(has(&e, "%s:13: [worker] kill_timeout: empty value", p));
+    ck_assert(has(&e, "%s:14: syntax error: \"[\" without \"]\"", p));
+    ck_assert(has(&e, "%s:15: [worker] memory_soft: unknown key (it belongs in [limits])", p));
+    ck_assert(has(&e, "%s:17: [worker] prefetch: set twice (first at line 16)", p));
+    ck_assert(has(&e, "%s:18: [worker] command: \"\"unbalanced\": unterminated double quote", p));
+    ck_assert(has(&e, "%s:19: [worker] zzzzzz: unknown key", p));
+    ck_assert(has(&e, "%s:20: [worker]: missing key name before \"=\"", p));
+    ck_assert(has(&e,
+                  "%s:21: [nothing_like_it]: unknown section (sections: supervisor, worker, "
+                  "limits, recycle, tasks, log)",
+                  p));
+    ck_assert(has(&e, "%s:23: [worker] protocol: \"tcp\": not one of api, lines, none", p));
+    ck_assert_uint_eq(e.n, 17);
+    /* in line order */
+    for (size_t i = 1; i < e.n; i++)
+        ck_assert_int_lt(atoi(e.msg[i - 1] + strlen(p) + 1), atoi(e.msg[i] + strlen(p) + 1));
+    ck_assert_int_eq(c.worker.prefetch, 4);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* A value far beyond inih's default 200-byte line is kept whole, and lines stay counted. */
+START_TEST(test_long_value)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX], *text, *cmd, *note;
+    size_t len = 5000;
+
+    cmd = malloc(len + 1);
+    note = malloc(len + 1);
+    ck_assert(cmd && note);
+    memcpy(cmd, "/bin/echo ", 10);
+    for (size_t i = 10; i < len; i++)
+        cmd[i] = i % 7 == 0 ? ' ' : (char)('a' + i % 26);
+    cmd[len - 1] = 'z';
+    cmd[len] = '\0';
+    memset(note, 'x', len);
+    note[0] = ';';
+    note[len] = '\0';
+    ck_assert_int_gt(asprintf(&text,
+                              "[worker]\n"          /* 1 */
+                              "command = %.1000s\n" /* 2: 1000 chars */
+                              "prefetch = x\n"      /* 3 */
+                              "%s\n"                /* 4: a 5000-char comment */
+                              "[tasks]\n"           /* 5 */
+                              "source = %s\n"       /* 6: 5000 chars */
+                              "max_attempts = 0\n"  /* 7 */
+                              "[log]\n"             /* 8 */
+                              "level = loud\n",     /* 9 */
+                              cmd, note, cmd),
+                     0);
+    ck_assert_int_eq(load_text(&c, &e, text, p), -EINVAL);
+    ck_assert_uint_eq(strlen(c.worker.command), 1000);
+    ck_assert_int_eq(strncmp(c.worker.command, cmd, 1000), 0);
+    ck_assert_str_eq(c.tasks.source, cmd);
+    ck_assert(has(&e, "%s:3: [worker] prefetch: \"x\": not an integer", p));
+    ck_assert(has(&e, "%s:7: [tasks] max_attempts: \"0\": out of range (1..1000)", p));
+    ck_assert(has(&e, "%s:9: [log] level: \"loud\": not one of debug, info, warn, error", p));
+    ck_assert_uint_eq(e.n, 3);
+    ck_assert_int_eq(mv_config_origin(&c, "tasks", "source").line, 6);
+    free(text);
+    free(cmd);
+    free(note);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* A line past the 1 MiB line limit is one mistake, not several, and lines stay counted. */
+START_TEST(test_huge_line)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX], *text;
+    size_t len = (size_t)3 << 20;
+
+    text = malloc(len + 64);
+    ck_assert_ptr_nonnull(text);
+    strcpy(text, "[worker]\ncommand = ");
+    memset(text + strlen(text), 'a', len);
+    strcpy(text + 19 + len, " = x\nprefetch = x\n");
+    ck_assert_int_eq(load_text(&c, &e, text, p), -EINVAL);
+    ck_assert(has(&e, "%s:2: line longer than 1 MiB", p));
+    ck_assert(has(&e, "%s:3: [worker] prefetch: \"x\": not an integer", p));
+    ck_assert_uint_eq(e.n, 2);
+    ck_assert_str_eq(c.worker.command, "");
+    free(text);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* inih quirks: ';' after a blank is a comment, '#' inside a line is not, blanks are stripped;
+ * CRLF and a BOM are fine; several syntax errors are all reported. */
+START_TEST(test_ini_quirks)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX];
+
+    ck_assert_int_eq(load_text(&c, &e,
+                               "\xEF\xBB\xBF; BOM first\r\n"
+                               "# a hash comment\r\n"
+                               "  [ worker ]  \r\n"
+                               "fail_prefix = FAIL: ; the marker\r\n"
+                               "command = a;b   \r\n"
+                               "  prefetch   =   9  \r\n"
+                               "[supervisor]\n"
+                               "state_dir = a # b\n"
+                               "cgroup_parent: /x\n",
+                               p),
+                     0);
+    ck_assert_uint_eq(e.n, 0);
+    ck_assert_str_eq(c.worker.fail_prefix, "FAIL:");
+    ck_assert_str_eq(c.worker.command, "a;b");
+    ck_assert_int_eq(c.worker.prefetch, 9);
+    ck_assert_str_eq(c.supervisor.state_dir, "a # b");
+    ck_assert_str_eq(c.supervisor.cgroup_parent, "/x");
+    ck_assert_int_eq(mv_config_origin(&c, "worker", "prefetch").line, 6);
+    mv_config_free(&c);
+
+    ck_assert_int_eq(load_text(&c, &e, "junk\n[worker]\nmore junk\nprefetch = 2\nx ; = y\n", p),
+                     -EINVAL);
+    ck_assert(has(&e, "%s:1: syntax error: expected \"key = value\" or \"[section]\"", p));
+    ck_assert(has(&e, "%s:3: syntax error: expected \"key = value\" or \"[section]\"", p));
+    ck_assert(has(&e, "%s:5: syntax error: expected \"key = value\" or \"[section]\"", p));
+    ck_assert_uint_eq(e.n, 3);
+    ck_assert_int_eq(c.worker.prefetch, 2);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+START_TEST(test_unreadable)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX];
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    snprintf(p, sizeof p, "%s/missing.ini", tmpdir);
+    ck_assert_int_eq(mv_config_load(&c, p, &e), -ENOENT);
+    ck_assert(has(&e, "%s: cannot read: %s", p, strerror(ENOENT)));
+    ck_assert_int_eq(mv_config_load(&c, tmpdir, &e), -EISDIR);
+    ck_assert(has(&e, "%s: cannot read: %s", tmpdir, strerror(EISDIR)));
+    mv_config_free(&c);
+    mv_errors_free(&e);
+
+    write_file("nul.ini", "[worker]\nprefetch = 2\n", p);
+    ck_assert_int_eq(truncate(p, 30), 0); /* NUL bytes from line 3 on */
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_load(&c, p, &e), -EINVAL);
+    ck_assert(has(&e, "%s:3: NUL byte: not a text file", p));
+    ck_assert_int_eq(c.worker.prefetch, 1);
+    mv_config_free(&c);
+    mv_errors_free(&e);
+}
+END_TEST
+
+/* Two files: the second wins, and origins from the first still name the first. */
+START_TEST(test_two_files)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char a[PATH_MAX], b[PATH_MAX];
+    mv_origin_t o;
+
+    write_file("a.ini", "[worker]\nprefetch = 2\nfatal_exit = 9\n", a);
+    write_file("b.ini", "\n[worker]\nprefetch = 3\n", b);
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_load(&c, a, &e), 0);
+    ck_assert_int_eq(mv_config_load(&c, b, &e), 0);
+    ck_assert_str_eq(c.path, b);
+    ck_assert_int_eq(c.worker.prefetch, 3);
+    ck_assert_int_eq(c.worker.fatal_exit, 9);
+    o = mv_config_origin(&c, "worker", "fatal_exit");
+    ck_assert_str_eq(o.file, a);
+    ck_assert_int_eq(o.line, 3);
+    o = mv_config_origin(&c, "worker", "prefetch");
+    ck_assert_str_eq(o.file, b);
+    ck_assert_int_eq(o.line, 3);
+    ck_assert_uint_eq(e.n, 0);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* ---- overrides ------------------------------------------------------------------------- */
+
+START_TEST(test_overrides)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    mv_origin_t o;
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "worker.prefetch=8", 1, &e), 0);
+    ck_assert_int_eq(c.worker.prefetch, 8);
+    o = mv_config_origin(&c, "worker", "prefetch");
+    ck_assert_str_eq(o.file, "-o");
+    ck_assert_int_eq(o.line, 1);
+    ck_assert_int_eq(mv_config_override(&c, " limits.memory_soft = 1.5G ", 2, &e), 0);
+    ck_assert_int_eq(c.limits.memory_soft, INT64_C(3) << 29);
+    ck_assert_int_eq(mv_config_override(&c, "worker.command=env A=1 ./w 'x y'", 3, &e), 0);
+    ck_assert_str_eq(c.worker.command, "env A=1 ./w 'x y'");
+    ck_assert_int_eq(mv_config_override(&c, "log.file=", 4, &e), 0);
+    ck_assert_str_eq(c.log.file, "");
+    ck_assert_int_eq(mv_config_override(&c, "worker.prefetch=16", 5, &e), 0); /* last wins */
+    ck_assert_int_eq(c.worker.prefetch, 16);
+    ck_assert_uint_eq(e.n, 0);
+
+    ck_assert_int_eq(mv_config_override(&c, "worker.prefetch=0", 6, &e), -EINVAL);
+    ck_assert(has(&e, "-o:6: [worker] prefetch: \"0\": out of range (1..4096)"));
+    ck_assert_int_eq(c.worker.prefetch, 16);
+    ck_assert_int_eq(mv_config_origin(&c, "worker", "prefetch").line, 5);
+    ck_assert_int_eq(mv_config_override(&c, "worker.prefetch=", 7, &e), -EINVAL);
+    ck_assert(has(&e, "-o:7: [worker] prefetch: empty value"));
+    ck_assert_int_eq(mv_config_override(&c, "worker.perfetch=3", 8, &e), -EINVAL);
+    ck_assert(has(&e, "-o:8: [worker] perfetch: unknown key (did you mean \"prefetch\"?)"));
+    ck_assert_int_eq(mv_config_override(&c, "wroker.prefetch=3", 9, &e), -EINVAL);
+    ck_assert(has(&e, "-o:9: [wroker] prefetch: unknown section (did you mean [worker]?)"));
+    ck_assert_int_eq(mv_config_override(&c, "worker.max_tasks=3", 10, &e), -EINVAL);
+    ck_assert(has(&e, "-o:10: [worker] max_tasks: unknown key (it belongs in [limits])"));
+    ck_assert_int_eq(mv_config_override(&c, "tasks.source=a\nb", 11, &e), -EINVAL);
+    ck_assert(has(&e, "-o:11: [tasks] source: \"a?b\": contains a line break"));
+    ck_assert_uint_eq(e.n, 6);
+    mv_errors_free(&e);
+
+    {
+        const char *malformed[] = {
+            "worker.prefetch", "prefetch=3", ".prefetch=3", "worker.=3", "", "=3", " . =3"};
+
+        for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
+            ck_assert_int_eq(mv_config_override(&c, malformed[i], (int)i + 1, &e), -EINVAL);
+            ck_assert(has(&e, "-o:%zu: \"%s\": expected SECTION.KEY=VALUE (e.g. worker.prefetch=4)",
+                          i + 1, malformed[i]));
+        }
+        ck_assert_uint_eq(e.n, sizeof malformed / sizeof malformed[0]);
+    }
+    mv_errors_free(&e);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* ---- cross-key checks ------------------------------------------------------------------ */
+
+START_TEST(test_cross_keys)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX];
+
+    ck_assert_int_eq(load_text(&c, &e,
+                               "[limits]\n"
+                               "max_tasks_jitter = 10\n"    /* 2 */
+                               "memory_soft = 600M\n"       /* 3 */
+                               "memory_hard = 512M\n"       /* 4 */
+                               "max_lifetime_jitter = 1m\n" /* 5 */
+                               "[worker]\n"
+                               "backoff_max = 1s\n" /* 7 */
+                               "backoff_min = 2s\n" /* 8 */
+                               "max_message = 4K\n" /* 9 */
+                               "[tasks]\n"
+                               "max_size = 8K\n", /* 11 */
+                               p),
+                     0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+    ck_assert(has(&e,
+                  "%s:3: [limits] memory_soft: 600M is above memory_hard = 512M (set at %s:4): "
+                  "the soft limit must be the lower one",
+                  p, p));
+    ck_assert(has(&e,
+                  "%s:2: [limits] max_tasks_jitter: 10 has no effect while max_tasks = 0 (off): "
+                  "set max_tasks too, or remove it",
+                  p));
+    ck_assert(has(&e,
+                  "%s:5: [limits] max_lifetime_jitter: 1m has no effect while max_lifetime = 0 "
+                  "(off): set max_lifetime too, or remove it",
+                  p));
+    ck_assert(has(&e,
+                  "%s:8: [worker] backoff_min: 2s is above backoff_max = 1s (set at %s:7): the "
+                  "first delay cannot exceed the bound",
+                  p, p));
+    ck_assert(has(&e,
+                  "%s:11: [tasks] max_size: 8K is above [worker] max_message = 4K (set at %s:9): "
+                  "a task line must fit in one message",
+                  p, p));
+    ck_assert_uint_eq(e.n, 5);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+
+    /* the key named first is a default: "(default)", and the other names its line */
+    ck_assert_int_eq(load_text(&c, &e, "[limits]\nmemory_hard = 128M\n", p), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+    ck_assert(has(&e,
+                  "(default): [limits] memory_soft: 256M is above memory_hard = 128M (set at "
+                  "%s:2): the soft limit must be the lower one",
+                  p));
+    ck_assert_uint_eq(e.n, 1);
+    mv_errors_free(&e);
+    mv_config_free(&c);
+
+    /* from an override; and a limit of 0 (off) is never "below" the other */
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "limits.memory_soft=1G", 1, &e), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+    ck_assert(has(&e, "-o:1: [limits] memory_soft: 1G is above memory_hard = 512M: the soft "
+                      "limit must be the lower one"));
+    mv_errors_free(&e);
+    ck_assert_int_eq(mv_config_override(&c, "limits.memory_hard=0", 2, &e), 0);
+    ck_assert_int_eq(mv_config_override(&c, "limits.max_tasks=100", 3, &e), 0);
+    ck_assert_int_eq(mv_config_override(&c, "limits.max_tasks_jitter=10", 4, &e), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_uint_eq(e.n, 0);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* ---- conf/memvisor.ini ----------------------------------------------------------------- */
+
+START_TEST(test_shipped_conf)
+{
+    const char *path = MV_SOURCE_DIR "/conf/memvisor.ini";
+    mv_config_t c;
+    mv_errors_t e = {0};
+    size_t n, next = 0, lineno = 0;
+    const mv_option_t *t = mv_config_options(&n);
+    int *count = calloc(n, sizeof *count);
+    char line[4096], prev[4096] = "", section[64] = "";
+    FILE *f;
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_load(&c, path, &e), 0);
+    ck_assert_uint_eq(e.n, 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    mv_config_free(&c);
+
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof line, f)) {
+        char *eq, *k, *ke, *v;
+        const mv_option_t *o;
+
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '[') {
+            ck_assert_int_eq(sscanf(line, "[%63[^]]]", section), 1);
+        } else if (line[0] && line[0] != ';') {
+            eq = strchr(line, '=');
+            ck_assert_msg(eq != NULL, "line %zu: %s", lineno, line);
+            for (k = line; *k == ' '; k++)
+                ;
+            for (ke = eq; ke > k && ke[-1] == ' '; ke--)
+                ;
+            *ke = '\0';
+            for (v = eq + 1; *v == ' '; v++)
+                ;
+            o = mv_config_find(section, k);
+            ck_assert_msg(o != NULL, "line %zu: [%s] %s is not in the table", lineno, section, k);
+            ck_assert_msg(strcmp(v, o->def) == 0, "line %zu: %s = \"%s\", default \"%s\"", lineno,
+                          k, v, o->def);
+            ck_assert_msg(prev[0] == ';', "line %zu: %s has no ; doc line above it", lineno, k);
+            ck_assert_msg(o == &t[next], "line %zu: %s is out of table order", lineno, k);
+            next++;
+            count[o - t]++;
+        }
+        snprintf(prev, sizeof prev, "%s", line);
+    }
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_msg(count[i] == 1, "[%s] %s appears %d times", t[i].section, t[i].name, count[i]);
+    free(count);
+}
+END_TEST
+
+/* ---- words ----------------------------------------------------------------------------- */
+
+/* Splits s and compares with the NULL-terminated list of expected words. */
+static void words_are(const char *s, ...)
+{
+    char **argv;
+    int argc, i = 0;
+    const char *why = NULL, *w;
+    va_list ap;
+
+    ck_assert_msg(mv_split_words(s, &argv, &argc, &why) == 0, "%s: %s", s, why);
+    va_start(ap, s);
+    while ((w = va_arg(ap, const char *))) {
+        ck_assert_msg(i < argc, "%s: too few words", s);
+        ck_assert_str_eq(argv[i], w);
+        i++;
+    }
+    va_end(ap);
+    ck_assert_int_eq(argc, i);
+    ck_assert_ptr_null(argv[argc]);
+    mv_argv_free(argv);
+}
+
+/* The README's option table names every key with its default (it is generated from
+ * conf/memvisor.ini; this keeps it from drifting from the code). */
+START_TEST(test_readme_table)
+{
+    FILE *f = fopen(MV_SOURCE_DIR "/README.md", "r");
+    static char text[1 << 17];
+    size_t n, count;
+    const mv_option_t *o = mv_config_options(&count);
+
+    ck_assert_ptr_nonnull(f);
+    n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        char row[256];
+        if (*o[i].def)
+            snprintf(row, sizeof row, "| `[%s] %s` | `%s` |", o[i].section, o[i].name, o[i].def);
+        else
+            snprintf(row, sizeof row, "| `[%s] %s` | (empty) |", o[i].section, o[i].name);
+        ck_assert_msg(strstr(text, row) != NULL, "README.md has no row starting %s", row);
+    }
+}
+END_TEST
+
+START_TEST(test_split_words)
+{
+    char **argv = (char **)1, big[1200];
+    int argc = -1;
+    const char *why = NULL;
+
+    words_are("", NULL);
+    words_are(" \t ", NULL);
+    words_are("./worker", "./worker", NULL);
+    words_are("  a  b\tc ", "a", "b", "c", NULL);
+    words_are("'a b' c", "a b", "c", NULL);
+    words_are("'a \\ \" $x'", "a \\ \" $x", NULL);
+    words_are("\"a \\\"b\\\" \\\\ \\x \\$ 'q'\"", "a \"b\" \\ \\x $ 'q'", NULL);
+    words_are("a\\ b c\\'d \\\\", "a b", "c'd", "\\", NULL);
+    words_are("a'b'\"c\"d", "abcd", NULL);
+    words_are("'' \"\" x", "", "", "x", NULL);
+    words_are("$HOME ~ *.c `id` a;b #c", "$HOME", "~", "*.c", "`id`", "a;b", "#c", NULL);
+    words_are("python3 -c 'import sys; print(sys.argv)' \"it's\"", "python3", "-c",
+              "import sys; print(sys.argv)", "it's", NULL);
+
+    big[0] = '\0';
+    for (int i = 0; i < 300; i++)
+        strcat(big, "ab ");
+    ck_assert_int_eq(mv_split_words(big, &argv, &argc, &why), 0);
+    ck_assert_int_eq(argc, 300);
+    ck_assert_str_eq(argv[299], "ab");
+    ck_assert_ptr_null(argv[300]);
+    mv_argv_free(argv);
+
+    ck_assert_int_eq(mv_split_words("a 'b", &argv, &argc, &why), -EINVAL);
+    ck_assert_str_eq(why, "unterminated single quote");
+    ck_assert_ptr_null(argv);
+    ck_assert_int_eq(mv_split_words("a \"b\\\"", &argv, &argc, &why), -EINVAL);
+    ck_assert_str_eq(why, "unterminated double quote");
+    ck_assert_int_eq(mv_split_words("a b\\", &argv, &argc, &why), -EINVAL);
+    ck_assert_str_eq(why, "backslash at the end");
+    mv_argv_free(NULL);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc;
+
+    tc = tcase_create("table");
+    tcase_set_timeout(tc, 10);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_table_sane);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_finish_workers);
+    tcase_add_test(tc, test_shipped_conf);
+    tcase_add_test(tc, test_readme_table);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("units");
+    tcase_set_timeout(tc, 10);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_durations);
+    tcase_add_test(tc, test_bools);
+    tcase_add_test(tc, test_value_reasons);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("file");
+    tcase_set_timeout(tc, 10);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_each_mistake);
+    tcase_add_test(tc, test_long_value);
+    tcase_add_test(tc, test_huge_line);
+    tcase_add_test(tc, test_ini_quirks);
+    tcase_add_test(tc, test_unreadable);
+    tcase_add_test(tc, test_two_files);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("override");
+    tcase_set_timeout(tc, 10);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_overrides);
+    tcase_add_test(tc, test_cross_keys);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("words");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_split_words);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,475 @@
+/*
+ * End to end, the batch path: the real memvisor binary, real worker processes, real
+ * sockets and pipes. Recycling, protocols, signals, configuration mistakes.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define MiB (1024LL * 1024)
+
+/* How many results each pid produced; returns the largest count. */
+static long long max_per_pid(const mvrun_t *r, int *distinct)
+{
+    long long pids[4096], counts[4096], best = 0;
+    int n = 0;
+
+    for (size_t i = 0; i < r->nres; i++) {
+        long long pid = jint(r->res[i], "pid");
+        int k;
+        for (k = 0; k < n && pids[k] != pid; k++)
+            ;
+        if (k == n) {
+            ck_assert_int_lt(n, 4096);
+            pids[n] = pid;
+            counts[n++] = 0;
+        }
+        counts[k]++;
+        if (counts[k] > best)
+            best = counts[k];
+    }
+    *distinct = n;
+    return best;
+}
+
+START_TEST(recycles_on_task_count)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 300);
+    const char *args[] = {"run",  "-o", "supervisor.workers=2", "-o", "limits.max_tasks=50", "--",
+                          MVTEST, NULL};
+    int pids;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 300, NULL);
+    ck_assert_int_le(max_per_pid(&r, &pids), 50);
+    ck_assert_int_ge(pids, 6);
+    ck_assert_int_ge(run_count(&r, "reason=max_tasks action=drain"), 4);
+    for (size_t i = 0; i < r.nres; i++)
+        ck_assert_str_eq(jstr(r.res[i], "status"), "ok");
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(recycles_on_memory_before_the_hard_limit)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("alloc 1", 150);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "limits.memory_soft=24M",
+                          "-o",
+                          "limits.memory_hard=64M",
+                          "-o",
+                          "supervisor.cgroup=off",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int pids;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 150, NULL);
+    max_per_pid(&r, &pids);
+    ck_assert_int_ge(pids, 4);
+    ck_assert_int_ge(run_count(&r, "reason=soft_limit"), 2);
+    ck_assert_int_eq(run_count(&r, "reason=hard_limit"), 0);
+    for (size_t i = 0; i < r.nres; i++) {
+        ck_assert_str_eq(jstr(r.res[i], "status"), "ok");
+        /* Recycled at the first answer over 24M: never near 64M. */
+        ck_assert_int_lt(jint(r.res[i], "mem_after"), 30 * MiB);
+        ck_assert_int_ge(jint(r.res[i], "retained"), 0);
+    }
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(result_lines_carry_memory_and_payloads)
+{
+    mvrun_t r;
+    const char *tasks = "echo caf\xc3\xa9 \xe2\x82\xac\n"
+                        "echo \xff\xfe binary\n"
+                        "fail it broke\n"
+                        "alloc 4\n";
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    json_t *j;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 4, NULL);
+    j = run_result(&r, 1);
+    ck_assert_str_eq(jstr(j, "result"), "echo caf\xc3\xa9 \xe2\x82\xac");
+    j = run_result(&r, 2);
+    ck_assert_ptr_null(json_object_get(j, "result"));
+    ck_assert_str_eq(jstr(j, "result_base64"), "ZWNobyD//iBiaW5hcnk=");
+    j = run_result(&r, 3);
+    ck_assert_str_eq(jstr(j, "status"), "failed");
+    ck_assert_str_eq(jstr(j, "error"), "it broke");
+    j = run_result(&r, 4);
+    ck_assert_str_eq(jstr(j, "status"), "ok");
+    ck_assert_int_eq(jint(j, "attempts"), 1);
+    ck_assert_int_eq(jint(j, "worker"), 1);
+    ck_assert_int_gt(jint(j, "pid"), 1);
+    /* 4 MiB written and kept: retained about 4 MiB, peak at least what is kept. */
+    ck_assert_int_ge(jint(j, "retained"), 4 * MiB - 256 * 1024);
+    ck_assert_int_le(jint(j, "retained"), 5 * MiB);
+    ck_assert_int_ge(jint(j, "mem_peak"), jint(j, "mem_after"));
+    ck_assert_int_gt(jint(j, "fds_after"), 2);
+    ck_assert(json_is_real(json_object_get(j, "duration_ms")));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(prefetch_pipelines_and_recycles_lose_nothing)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 3000);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "worker.prefetch=16",
+                          "-o",
+                          "limits.max_tasks=333",
+                          "-o",
+                          "limits.max_tasks_jitter=50",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int pids;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 3000, NULL);
+    ck_assert_int_le(max_per_pid(&r, &pids), 383);
+    ck_assert_int_ge(pids, 8);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(lines_protocol_with_a_shell_worker)
+{
+    mvrun_t r;
+    const char *tasks = "hello world\n"
+                        "fail no good\n"
+                        "\n"
+                        "one two three\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "supervisor.workers=2",
+                          "--",
+                          "/bin/sh",
+                          SOURCE_DIR "/examples/line_worker.sh",
+                          NULL};
+    const size_t skip[] = {3, 0}; /* the empty line is not a task */
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 4, skip);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "words=2 chars=11");
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "failed");
+    ck_assert_str_eq(jstr(run_result(&r, 2), "error"), "no good");
+    ck_assert_str_eq(jstr(run_result(&r, 4), "result"), "words=3 chars=13");
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(lines_protocol_with_python)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("the quick brown fox", 200);
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "limits.max_tasks=60",
+                          "--",
+                          "python3",
+                          SOURCE_DIR "/examples/line_worker.py",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 200, NULL);
+    ck_assert_int_ge(run_count(&r, "reason=max_tasks"), 2);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(tasks_from_stdin)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok from stdin", 500);
+    const char *args[] = {"run", "-o", "worker.prefetch=4", "--", MVTEST, NULL};
+
+    run_init(&r, NULL);
+    run_start(&r, args, tasks);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 500, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 250), "result"), "from stdin");
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(too_long_task_line_fails_alone)
+{
+    mvrun_t r;
+    char tasks[400];
+    const char *args[] = {"run", "-o", "tasks.max_size=64", "--", MVTEST, NULL};
+
+    snprintf(tasks, sizeof tasks, "ok a\nok %0200d\nok c\n", 7);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "failed");
+    ck_assert_ptr_nonnull(strstr(jstr(run_result(&r, 2), "error"), "max_size"));
+    ck_assert_str_eq(jstr(run_result(&r, 3), "result"), "c");
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(sigterm_mid_batch_finishes_running_tasks)
+{
+    mvrun_t r;
+    char *rest = repeat_line("sleep 40", 60);
+    char *tasks = malloc(strlen(rest) + 64);
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    char *line;
+
+    sprintf(tasks, "say started sleep 100\n%s", rest);
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "started pid=");
+    free(line);
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGTERM);
+    /* The task running when the signal came finished; nothing ran twice; not all ran. */
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
+    ck_assert_uint_lt(r.nres, 61);
+    for (size_t i = 0; i < r.nres; i++)
+        ck_assert_str_eq(jstr(r.res[i], "status"), "ok");
+    run_assert_at_most_once(&r, 61);
+    free(rest);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(second_signal_kills_at_once)
+{
+    mvrun_t r;
+    const char *tasks = "say hung hang\nhang\nok\n";
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=2", "-o", "supervisor.grace_period=1h", "--",
+        MVTEST, NULL};
+    char *line;
+
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "hung pid=");
+    free(line);
+    kill(r.pid, SIGINT);
+    line = run_wait_for(&r, "event=signal");
+    free(line);
+    kill(r.pid, SIGINT);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGINT);
+    ck_assert_ptr_null(run_result(&r, 1)); /* killed, not run: no result line */
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "not run"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(grace_period_then_sigterm_then_sigkill)
+{
+    mvrun_t r;
+    const char *tasks = "say hung hang\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "supervisor.grace_period=50ms",
+                          "-o",
+                          "worker.kill_timeout=50ms",
+                          "--",
+                          MVTEST,
+                          "--ignore-term",
+                          NULL};
+    char *line;
+
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "hung pid=");
+    free(line);
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGTERM);
+    ck_assert_int_eq(run_count(&r, "event=grace_expired"), 1);
+    ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 1);
+    ck_assert_uint_eq(r.nres, 0);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(protocol_none_recycles_by_age)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.protocol=none",
+                          "-o",
+                          "limits.max_lifetime=100ms",
+                          "-o",
+                          "supervisor.workers=1",
+                          "--",
+                          "/bin/sleep",
+                          "60",
+                          NULL};
+    char *line;
+
+    run_init(&r, NULL);
+    /* No task source at all: --tasks "" is the same as not giving one. */
+    strcpy(r.tasks, "");
+    run_start(&r, args, NULL);
+    for (int i = 0; i < 2; i++) {
+        line = run_wait_for(&r, "reason=max_lifetime action=drain");
+        free(line);
+    }
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_ge(run_count(&r, "event=spawn"), 3);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(json_log_lines)
+{
+    mvrun_t r;
+    const char *args[] = {"run",  "-o", "log.format=json", "-o", "limits.max_tasks=2", "--",
+                          MVTEST, NULL};
+    char *p, *save = NULL;
+    int events = 0;
+
+    ck_assert_int_eq(run_batch(&r, "ok\nsay \"quoted\"\\ok\nok\nok\n", args), 0);
+    for (p = strtok_r(r.log, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+        json_error_t e;
+        json_t *j = json_loads(p, 0, &e);
+        ck_assert_msg(j != NULL, "not JSON: %s", p);
+        ck_assert_ptr_nonnull(jstr(j, "event"));
+        ck_assert_ptr_nonnull(jstr(j, "ts"));
+        events++;
+        json_decref(j);
+    }
+    ck_assert_int_ge(events, 6);
+    r.log_len = 0; /* strtok_r cut it up */
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(config_mistakes_exit_2_naming_file_and_line)
+{
+    mvrun_t r;
+    const char *conf;
+    const char *args[] = {"run", "-c", NULL, "--", MVTEST, NULL};
+    const char *bad_o[] = {"run", "-o", "limits.memory_soft=lots", "--", MVTEST, NULL};
+    char want[200];
+
+    run_init(&r, "ok\n");
+    conf = run_file(&r, "bad.ini", "[worker]\nprotocol = api\nprefetch = 0\n[nope]\nx = 1\n");
+    args[2] = conf;
+    snprintf(want, sizeof want, "%s:3: [worker] prefetch:", conf);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 2);
+    ck_assert_msg(strstr(r.log, want) != NULL, "no \"%s\" in:\n%s", want, r.log);
+    ck_assert_ptr_nonnull(strstr(r.log, ":4:"));
+    ck_assert_uint_eq(r.nres, 0);
+    run_free(&r);
+
+    run_init(&r, "ok\n");
+    run_start(&r, bad_o, NULL);
+    ck_assert_int_eq(run_finish(&r), 2);
+    ck_assert_ptr_nonnull(strstr(r.log, "-o:1: [limits] memory_soft:"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(check_prints_the_effective_settings)
+{
+    mvrun_t r;
+    const char *args[] = {"check", "-c", SOURCE_DIR "/conf/memvisor.ini", "-o", "worker.prefetch=8",
+                          NULL};
+    const char *bad[] = {"check", "-o", "limits.memory_soft=2G", "-o", "limits.memory_hard=1G",
+                         NULL};
+    char *s;
+
+    run_init(&r, NULL);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    s = run_summary(&r);
+    ck_assert_ptr_nonnull(strstr(s, "prefetch = 8"));
+    ck_assert_ptr_nonnull(strstr(s, "[limits]"));
+    run_free(&r);
+
+    run_init(&r, NULL);
+    run_start(&r, bad, NULL);
+    ck_assert_int_eq(run_finish(&r), 2);
+    ck_assert_ptr_nonnull(strstr(r.log, "memory_soft"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(usage_errors_exit_2)
+{
+    mvrun_t r;
+    const char *no_cmd[] = {"run", NULL};
+    const char *bogus[] = {"frobnicate", NULL};
+
+    run_init(&r, "ok\n");
+    run_start(&r, no_cmd, NULL);
+    ck_assert_int_eq(run_finish(&r), 2);
+    ck_assert_ptr_nonnull(strstr(r.log, "no worker command"));
+    run_free(&r);
+    run_init(&r, NULL);
+    run_start(&r, bogus, NULL);
+    ck_assert_int_eq(run_finish(&r), 2);
+    run_free(&r);
+}
+END_TEST
+
+Suite *e2e_suite(void)
+{
+    Suite *s = suite_create("e2e");
+    TCase *batch = tcase_create("batch");
+    TCase *sig = tcase_create("signals");
+    TCase *cfg = tcase_create("config");
+
+    tcase_set_timeout(batch, 60);
+    tcase_set_timeout(sig, 60);
+    tcase_set_timeout(cfg, 30);
+    tcase_add_test(batch, recycles_on_task_count);
+    tcase_add_test(batch, recycles_on_memory_before_the_hard_limit);
+    tcase_add_test(batch, result_lines_carry_memory_and_payloads);
+    tcase_add_test(batch, prefetch_pipelines_and_recycles_lose_nothing);
+    tcase_add_test(batch, lines_protocol_with_a_shell_worker);
+    tcase_add_test(batch, lines_protocol_with_python);
+    tcase_add_test(batch, tasks_from_stdin);
+    tcase_add_test(batch, too_long_task_line_fails_alone);
+    tcase_add_test(batch, json_log_lines);
+    tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
+    tcase_add_test(sig, second_signal_kills_at_once);
+    tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);
+    tcase_add_test(sig, protocol_none_recycles_by_age);
+    tcase_add_test(cfg, config_mistakes_exit_2_naming_file_and_line);
+    tcase_add_test(cfg, check_prints_the_effective_settings);
+    tcase_add_test(cfg, usage_errors_exit_2);
+    suite_add_tcase(s, batch);
+    suite_add_tcase(s, sig);
+    suite_add_tcase(s, cfg);
+    return s;
+}

@@ -1,0 +1,351 @@
+/*
+ * End to end, the fault path: workers that die, hang, break the protocol, exceed limits or
+ * refuse to start. The supervisor survives, every task ends exactly once, and the log and
+ * the results say why.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* Reads "pid=N" out of a log line. */
+static pid_t pid_in(const char *line)
+{
+    const char *p = strstr(line, "pid=");
+    char *q = p ? strstr(p + 4, "pid=") : NULL; /* the worker's own "pid=" follows ours */
+
+    ck_assert_ptr_nonnull(p);
+    return (pid_t)atoi((q ? q : p) + 4);
+}
+
+START_TEST(kill_9_mid_task_loses_and_duplicates_nothing)
+{
+    mvrun_t r;
+    char *a = repeat_line("ok", 20), *tasks = malloc(2 * strlen(a) + 64);
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    char *line;
+    pid_t victim;
+    json_t *j, *why;
+
+    sprintf(tasks, "%ssay victim sleep 800\n%s", a, a);
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "victim pid=");
+    victim = pid_in(line);
+    free(line);
+    ck_assert_int_eq(kill(victim, SIGKILL), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 41, NULL);
+    j = run_result(&r, 21);
+    ck_assert_str_eq(jstr(j, "status"), "ok");
+    ck_assert_int_eq(jint(j, "attempts"), 2);
+    ck_assert_int_ne(jint(j, "pid"), victim);
+    why = json_array_get(json_object_get(j, "attempt_errors"), 0);
+    ck_assert_str_eq(jstr(why, "reason"), "crash");
+    ck_assert_int_eq(jint(why, "signal"), SIGKILL);
+    ck_assert_int_eq(jint(why, "pid"), victim);
+    ck_assert_int_eq(run_count(&r, "event=requeue task=21"), 1);
+    free(a);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(always_crashing_worker_backs_off_and_quarantines)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("crash", 4);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.backoff_min=5ms",
+                          "-o",
+                          "worker.backoff_max=20ms",
+                          "--",
+                          MVTEST,
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 4, NULL);
+    for (size_t i = 0; i < r.nres; i++) {
+        json_t *h = json_object_get(r.res[i], "attempt_errors");
+        ck_assert_str_eq(jstr(r.res[i], "status"), "quarantined");
+        ck_assert_int_eq(jint(r.res[i], "attempts"), 3);
+        ck_assert_uint_eq(json_array_size(h), 3);
+        ck_assert_str_eq(jstr(json_array_get(h, 2), "reason"), "crash");
+        ck_assert_int_eq(jint(json_array_get(h, 2), "signal"), SIGABRT);
+    }
+    ck_assert_int_ge(run_count(&r, "event=backoff"), 3);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "4 quarantined"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(poison_task_is_quarantined_after_max_attempts)
+{
+    mvrun_t r;
+    char *a = repeat_line("ok", 10), *tasks = malloc(2 * strlen(a) + 16);
+    const char *args[] = {"run",  "-o", "supervisor.workers=2", "-o", "tasks.max_attempts=2", "--",
+                          MVTEST, NULL};
+
+    sprintf(tasks, "%scrash\n%s", a, a);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 21, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 11), "status"), "quarantined");
+    ck_assert_int_eq(jint(run_result(&r, 11), "attempts"), 2);
+    for (size_t id = 1; id <= 21; id++)
+        if (id != 11)
+            ck_assert_str_eq(jstr(run_result(&r, id), "status"), "ok");
+    ck_assert_int_eq(run_count(&r, "event=quarantine task=11"), 1);
+    free(a);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(crash_at_start_gives_up_with_exit_3)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.crash_limit=4",
+                          "-o",
+                          "worker.backoff_min=1ms",
+                          "-o",
+                          "worker.backoff_max=5ms",
+                          "--",
+                          MVTEST,
+                          "--crash-at-start",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, "ok\nok\n", args), 3);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
+    ck_assert_uint_eq(r.nres, 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "not run"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(fatal_exit_code_is_not_respawned)
+{
+    mvrun_t r;
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, "--fatal", NULL};
+
+    ck_assert_int_eq(run_batch(&r, "ok\n", args), 3);
+    ck_assert_int_ge(run_count(&r, "event=fatal_exit"), 1);
+    ck_assert_int_le(run_count(&r, "event=spawn"), 2);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(missing_command_exits_3_and_names_it)
+{
+    mvrun_t r;
+    const char *args[] = {"run", "--", "/nonexistent/worker", NULL};
+
+    ck_assert_int_eq(run_batch(&r, "ok\n", args), 3);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spawn_failed"));
+    ck_assert_ptr_nonnull(strstr(r.log, "/nonexistent/worker"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(protocol_errors_condemn_only_that_worker)
+{
+    mvrun_t r;
+    const char *tasks = "ok 1\ngarbage\nok 3\noversize\nok 5\noutoforder\nok 7\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "tasks.max_attempts=2",
+                          "-o",
+                          "worker.kill_timeout=100ms",
+                          "--",
+                          MVTEST,
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 7, NULL);
+    for (size_t id = 2; id <= 6; id += 2) {
+        json_t *j = run_result(&r, id);
+        ck_assert_str_eq(jstr(j, "status"), "quarantined");
+        ck_assert_str_eq(jstr(json_array_get(json_object_get(j, "attempt_errors"), 0), "reason"),
+                         "protocol_error");
+    }
+    for (size_t id = 1; id <= 7; id += 2)
+        ck_assert_str_eq(jstr(run_result(&r, id), "status"), "ok");
+    ck_assert_int_eq(run_count(&r, "event=protocol_error"), 6);
+    ck_assert_ptr_nonnull(strstr(r.log, "longer than max_message"));
+    ck_assert_ptr_nonnull(strstr(r.log, "expected 6"));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(task_timeout_terminates_and_quarantines)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "limits.task_timeout=100ms",
+                          "-o",
+                          "worker.kill_timeout=100ms",
+                          "-o",
+                          "tasks.max_attempts=2",
+                          "--",
+                          MVTEST,
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, "ok a\nhang\nok c\n", args), 1);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "quarantined");
+    ck_assert_str_eq(
+        jstr(json_array_get(json_object_get(run_result(&r, 2), "attempt_errors"), 1), "reason"),
+        "task_timeout");
+    ck_assert_int_eq(run_count(&r, "reason=task_timeout action=term"), 2);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(stop_ignored_escalates_to_sigkill)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 6);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=2",
+                          "-o",
+                          "worker.kill_timeout=50ms",
+                          "--",
+                          MVTEST,
+                          "--ignore-stop",
+                          "--ignore-term",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 6, NULL);
+    ck_assert_int_ge(run_count(&r, "event=kill_timeout"), 2);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(ready_timeout_for_a_silent_worker)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.ready_timeout=50ms",
+                          "-o",
+                          "worker.kill_timeout=50ms",
+                          "-o",
+                          "worker.crash_limit=2",
+                          "-o",
+                          "worker.backoff_min=1ms",
+                          "--",
+                          MVTEST,
+                          "--no-hello",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, "ok\n", args), 3);
+    ck_assert_int_ge(run_count(&r, "event=ready_timeout"), 1);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(hard_limit_by_sampling_kills_a_growing_task)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.cgroup=off",
+                          "-o",
+                          "limits.memory_soft=0",
+                          "-o",
+                          "limits.memory_hard=24M",
+                          "-o",
+                          "limits.sample_interval=5ms",
+                          "-o",
+                          "tasks.max_attempts=2",
+                          "--",
+                          MVTEST,
+                          NULL};
+    json_t *j;
+
+    ck_assert_int_eq(run_batch(&r, "ok\ngrow 200 2\nok\n", args), 1);
+    run_assert_once(&r, 3, NULL);
+    j = run_result(&r, 2);
+    ck_assert_str_eq(jstr(j, "status"), "quarantined");
+    ck_assert_str_eq(jstr(json_array_get(json_object_get(j, "attempt_errors"), 0), "reason"),
+                     "hard_limit");
+    ck_assert_int_eq(run_count(&r, "reason=hard_limit action=kill"), 2);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(heavy_churn_keeps_exactly_once)
+{
+    mvrun_t r;
+    char *ok = repeat_line("ok", 100), *tasks = malloc(10 * (strlen(ok) + 8) + 1);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=3",
+                          "-o",
+                          "worker.prefetch=4",
+                          "-o",
+                          "limits.max_tasks=7",
+                          "-o",
+                          "recycle.max_concurrent=2",
+                          "-o",
+                          "worker.backoff_min=1ms",
+                          "-o",
+                          "worker.backoff_max=5ms",
+                          "--",
+                          MVTEST,
+                          NULL};
+
+    tasks[0] = '\0';
+    for (int i = 0; i < 10; i++) {
+        strcat(tasks, ok);
+        strcat(tasks, "crash\n");
+    }
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 1010, NULL);
+    for (size_t i = 0; i < r.nres; i++)
+        if (strcmp(jstr(r.res[i], "status"), "ok") != 0)
+            ck_assert_int_eq(jint(r.res[i], "task") % 101, 0);
+    free(ok);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+Suite *faults_suite(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("faults");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, kill_9_mid_task_loses_and_duplicates_nothing);
+    tcase_add_test(tc, always_crashing_worker_backs_off_and_quarantines);
+    tcase_add_test(tc, poison_task_is_quarantined_after_max_attempts);
+    tcase_add_test(tc, crash_at_start_gives_up_with_exit_3);
+    tcase_add_test(tc, fatal_exit_code_is_not_respawned);
+    tcase_add_test(tc, missing_command_exits_3_and_names_it);
+    tcase_add_test(tc, protocol_errors_condemn_only_that_worker);
+    tcase_add_test(tc, task_timeout_terminates_and_quarantines);
+    tcase_add_test(tc, stop_ignored_escalates_to_sigkill);
+    tcase_add_test(tc, ready_timeout_for_a_silent_worker);
+    tcase_add_test(tc, hard_limit_by_sampling_kills_a_growing_task);
+    tcase_add_test(tc, heavy_churn_keeps_exactly_once);
+    suite_add_tcase(s, tc);
+    return s;
+}

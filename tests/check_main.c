@@ -1,0 +1,25 @@
+/*
+ * The one Check runner: every module's suite, run with srunner_run_all(sr, CK_ENV).
+ * CK_RUN_SUITE=name / CK_RUN_CASE=name select; CK_FORK=no helps under gdb.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "suites.h"
+
+int main(void)
+{
+    Suite *(*const all[])(void) = {
+        config_suite, protocol_suite, worker_api_suite, fsm_suite,
+        policy_suite, tasks_suite,    e2e_suite,        faults_suite,
+    };
+    SRunner *sr = srunner_create(NULL);
+    int failed;
+
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        srunner_add_suite(sr, all[i]());
+    srunner_run_all(sr, CK_ENV);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,159 @@
+/*
+ * policy: recycling verdicts from plain numbers, jitter draws, crash backoff.
+ */
+#include <check.h>
+
+#include "config.h"
+#include "policy.h"
+#include "suites.h"
+
+#define MiB (1024 * 1024)
+
+static mv_wlimits_t lim(int64_t tasks, int64_t life, int64_t soft, int64_t hard)
+{
+    return (mv_wlimits_t){tasks, life, soft, hard};
+}
+
+static mv_wfacts_t facts(int64_t done, uint64_t age, int64_t soft_v, int64_t hard_v)
+{
+    return (mv_wfacts_t){done, age, soft_v, hard_v, false};
+}
+
+START_TEST(keep_when_under_everything)
+{
+    mv_wlimits_t l = lim(100, 60000, 256 * MiB, 512 * MiB);
+    mv_wfacts_t f = facts(99, 59999, 256 * MiB - 1, 512 * MiB - 1);
+    mv_verdict_t v = mv_policy_check(&l, &f);
+
+    ck_assert_int_eq(v.kind, MV_VERDICT_KEEP);
+    ck_assert_int_eq(v.reason, MV_R_NONE);
+}
+END_TEST
+
+START_TEST(each_trigger)
+{
+    mv_wlimits_t l = lim(100, 60000, 256 * MiB, 512 * MiB);
+    mv_wfacts_t f;
+    mv_verdict_t v;
+
+    f = facts(100, 0, 0, 0);
+    v = mv_policy_check(&l, &f);
+    ck_assert(v.kind == MV_VERDICT_RECYCLE && v.reason == MV_R_MAX_TASKS);
+    f = facts(0, 60000, 0, 0);
+    v = mv_policy_check(&l, &f);
+    ck_assert(v.kind == MV_VERDICT_RECYCLE && v.reason == MV_R_MAX_LIFETIME);
+    f = facts(0, 0, 256 * MiB, 0);
+    v = mv_policy_check(&l, &f);
+    ck_assert(v.kind == MV_VERDICT_RECYCLE && v.reason == MV_R_SOFT_LIMIT);
+    f = facts(0, 0, 0, 512 * MiB);
+    v = mv_policy_check(&l, &f);
+    ck_assert(v.kind == MV_VERDICT_KILL && v.reason == MV_R_HARD_LIMIT);
+}
+END_TEST
+
+START_TEST(kill_outranks_recycle_and_memory_outranks_counts)
+{
+    mv_wlimits_t l = lim(10, 1000, 100, 200);
+    mv_wfacts_t f = facts(50, 5000, 300, 300);
+    mv_verdict_t v = mv_policy_check(&l, &f);
+
+    ck_assert(v.kind == MV_VERDICT_KILL && v.reason == MV_R_HARD_LIMIT);
+    f.hard_value = 150;
+    v = mv_policy_check(&l, &f);
+    ck_assert(v.kind == MV_VERDICT_RECYCLE && v.reason == MV_R_SOFT_LIMIT);
+}
+END_TEST
+
+START_TEST(zero_means_off_and_unknown_reading_never_triggers)
+{
+    mv_wlimits_t l = lim(0, 0, 0, 0);
+    mv_wfacts_t f = facts(1000000, 1u << 30, 1LL << 40, 1LL << 40);
+    mv_verdict_t v = mv_policy_check(&l, &f);
+
+    ck_assert_int_eq(v.kind, MV_VERDICT_KEEP);
+    l = lim(0, 0, 100, 200);
+    f = facts(0, 0, -1, -1);
+    v = mv_policy_check(&l, &f);
+    ck_assert_int_eq(v.kind, MV_VERDICT_KEEP);
+}
+END_TEST
+
+START_TEST(kernel_enforced_hard_limit_is_not_killed_on_a_reading)
+{
+    mv_wlimits_t l = lim(0, 0, 0, 200);
+    mv_wfacts_t f = facts(0, 0, 0, 250);
+    mv_verdict_t v;
+
+    f.hard_by_kernel = true;
+    v = mv_policy_check(&l, &f);
+    ck_assert_int_eq(v.kind, MV_VERDICT_KEEP);
+}
+END_TEST
+
+START_TEST(jitter_draws)
+{
+    mv_config_t c;
+    mv_wlimits_t l;
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    c.limits.max_tasks = 1000;
+    c.limits.max_tasks_jitter = 100;
+    c.limits.max_lifetime = 60000;
+    c.limits.max_lifetime_jitter = 0;
+    l = mv_policy_limits(&c, 0.0, 0.0);
+    ck_assert_int_eq(l.max_tasks, 1000);
+    ck_assert_int_eq(l.lifetime_ms, 60000);
+    l = mv_policy_limits(&c, 0.999999, 0.999999);
+    ck_assert_int_eq(l.max_tasks, 1100); /* jitter is inclusive: 0..N */
+    ck_assert_int_eq(l.lifetime_ms, 60000);
+    l = mv_policy_limits(&c, 0.5, 0.5);
+    ck_assert(l.max_tasks > 1000 && l.max_tasks < 1100);
+    c.limits.max_tasks = 0;
+    l = mv_policy_limits(&c, 0.5, 0.5);
+    ck_assert_int_eq(l.max_tasks, 0); /* off stays off whatever the jitter */
+    ck_assert_int_eq(l.soft_bytes, c.limits.memory_soft);
+    ck_assert_int_eq(l.hard_bytes, c.limits.memory_hard);
+    mv_config_free(&c);
+}
+END_TEST
+
+START_TEST(backoff_grows_and_is_bounded)
+{
+    ck_assert_uint_eq(mv_policy_backoff(0, 100, 10000), 0);
+    ck_assert_uint_eq(mv_policy_backoff(1, 100, 10000), 0); /* one crash costs nothing */
+    ck_assert_uint_eq(mv_policy_backoff(2, 100, 10000), 100);
+    ck_assert_uint_eq(mv_policy_backoff(3, 100, 10000), 200);
+    ck_assert_uint_eq(mv_policy_backoff(4, 100, 10000), 400);
+    ck_assert_uint_eq(mv_policy_backoff(9, 100, 10000), 10000);
+    ck_assert_uint_eq(mv_policy_backoff(1000000, 100, 10000), 10000);
+}
+END_TEST
+
+START_TEST(reason_names)
+{
+    ck_assert_str_eq(mv_reason_name(MV_R_SOFT_LIMIT), "soft_limit");
+    ck_assert_str_eq(mv_reason_name(MV_R_HARD_LIMIT), "hard_limit");
+    ck_assert_str_eq(mv_reason_name(MV_R_KERNEL_OOM), "kernel_oom");
+    ck_assert_str_eq(mv_reason_name(MV_R_PROTOCOL_ERROR), "protocol_error");
+    ck_assert_str_eq(mv_reason_name(MV_R_COUNT), "?");
+    for (int r = 0; r < MV_R_COUNT; r++)
+        ck_assert_str_ne(mv_reason_name(r), "?");
+}
+END_TEST
+
+Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    TCase *tc = tcase_create("verdicts");
+
+    tcase_add_test(tc, keep_when_under_everything);
+    tcase_add_test(tc, each_trigger);
+    tcase_add_test(tc, kill_outranks_recycle_and_memory_outranks_counts);
+    tcase_add_test(tc, zero_means_off_and_unknown_reading_never_triggers);
+    tcase_add_test(tc, kernel_enforced_hard_limit_is_not_killed_on_a_reading);
+    tcase_add_test(tc, jitter_draws);
+    tcase_add_test(tc, backoff_grows_and_is_bounded);
+    tcase_add_test(tc, reason_names);
+    suite_add_tcase(s, tc);
+    return s;
+}

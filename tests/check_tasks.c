@@ -1,0 +1,431 @@
+/*
+ * tasks (line splitter, queue, sources), results encoding, meter parsing, util.
+ */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "meter.h"
+#include "results.h"
+#include "suites.h"
+#include "tasks.h"
+#include "util.h"
+
+static void noop_cb(void *arg)
+{
+    (void)arg;
+}
+
+static mv_tasks_t *fresh(int64_t max_size)
+{
+    static mv_tasks_t t;
+
+    memset(&t, 0, sizeof t);
+    t.max_size = max_size;
+    t.read_ahead = 1000000;
+    t.kind = MV_SRC_NONE;
+    t.on_input = noop_cb;
+    return &t;
+}
+
+START_TEST(lines_become_tasks_with_line_numbers)
+{
+    mv_tasks_t *t = fresh(100);
+    mv_task_t *x;
+
+    /* Split across feeds at awkward places, with an empty line and no final newline. */
+    mv_tasks_feed(t, "alpha\nbe", 8, false);
+    mv_tasks_feed(t, "ta\n\ngam", 7, false);
+    mv_tasks_feed(t, "ma", 2, false);
+    ck_assert_uint_eq(t->queued, 2);
+    mv_tasks_feed(t, NULL, 0, true);
+    ck_assert_uint_eq(t->queued, 3);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->id, 1);
+    ck_assert_str_eq(x->data, "alpha");
+    mv_task_free(x);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->id, 2);
+    ck_assert_str_eq(x->data, "beta");
+    mv_task_free(x);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->id, 4); /* line 3 was empty: skipped, numbering kept */
+    ck_assert_str_eq(x->data, "gamma");
+    ck_assert_uint_eq(x->len, 5);
+    mv_task_free(x);
+    ck_assert_ptr_null(mv_tasks_pop(t));
+    mv_tasks_free(t);
+}
+END_TEST
+
+START_TEST(any_bytes_survive)
+{
+    mv_tasks_t *t = fresh(100);
+    static const char in[] = "a\0b\r\xff\xfe\n";
+    mv_task_t *x;
+
+    mv_tasks_feed(t, in, sizeof in - 1, true);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->len, 6);
+    ck_assert_mem_eq(x->data, "a\0b\r\xff\xfe", 6);
+    ck_assert_int_eq(x->data[6], '\0');
+    mv_task_free(x);
+    mv_tasks_free(t);
+}
+END_TEST
+
+START_TEST(too_long_lines_become_failed_tasks)
+{
+    mv_tasks_t *t = fresh(4);
+    mv_task_t *x;
+
+    mv_tasks_feed(t, "ok\ntoolong", 10, false);
+    mv_tasks_feed(t, "ger\nfine\nxxxxx", 14, true);
+    x = mv_tasks_pop(t);
+    ck_assert_str_eq(x->data, "ok");
+    ck_assert_ptr_null(x->bad);
+    mv_task_free(x);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->id, 2);
+    ck_assert_ptr_nonnull(x->bad);
+    mv_task_free(x);
+    x = mv_tasks_pop(t);
+    ck_assert_uint_eq(x->id, 3);
+    ck_assert_str_eq(x->data, "fine");
+    mv_task_free(x);
+    x = mv_tasks_pop(t); /* the last line, too long and unterminated */
+    ck_assert_uint_eq(x->id, 4);
+    ck_assert_ptr_nonnull(x->bad);
+    mv_task_free(x);
+    ck_assert_uint_eq(t->loaded, 4);
+    mv_tasks_free(t);
+}
+END_TEST
+
+START_TEST(requeue_goes_first_and_attempts_are_recorded)
+{
+    mv_tasks_t *t = fresh(100);
+    mv_task_t *a, *b;
+
+    mv_tasks_feed(t, "a\nb\nc\n", 6, true);
+    t->eof = true;
+    a = mv_tasks_pop(t);
+    b = mv_tasks_pop(t);
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_CRASH, 1, 100, -9), 0);
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_HARD_LIMIT, 2, 200, -9), 0);
+    ck_assert_uint_eq(a->nhist, 2);
+    ck_assert_int_eq(a->hist[1].reason, MV_R_HARD_LIMIT);
+    mv_tasks_requeue(t, b);
+    mv_tasks_requeue(t, a);
+    ck_assert_ptr_eq(mv_tasks_pop(t), a);
+    ck_assert_ptr_eq(mv_tasks_pop(t), b);
+    ck_assert_uint_eq(t->requeued, 2);
+    ck_assert(!mv_tasks_all_ended(t));
+    mv_tasks_end(t, a);
+    mv_tasks_end(t, b);
+    mv_tasks_end(t, mv_tasks_pop(t));
+    ck_assert(mv_tasks_all_ended(t));
+    mv_tasks_free(t);
+}
+END_TEST
+
+/* Reading a real file through the loop: lines longer than one 64 KiB read, many lines. */
+static int inputs;
+
+static void count_cb(void *arg)
+{
+    mv_tasks_pump(arg);
+    inputs++;
+}
+
+START_TEST(file_source_streams_through_the_loop)
+{
+    char path[] = "/tmp/mv-tasks-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    uv_loop_t loop;
+    mv_tasks_t t;
+    uint64_t n = 0, bytes = 0;
+    mv_task_t *x;
+
+    for (int i = 1; i <= 5000; i++)
+        fprintf(f, "task %d\n", i);
+    for (int i = 0; i < 100000; i++)
+        fputc('L', f); /* line 5001: 100000 bytes, spans two reads */
+    fputc('\n', f);
+    fclose(f);
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_tasks_open(&t, &loop, path, 1 << 20, 1000000, count_cb, &t), 0);
+    t.arg = &t;
+    mv_tasks_pump(&t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(t.eof);
+    while ((x = mv_tasks_pop(&t))) {
+        n++;
+        bytes = x->len;
+        ck_assert_uint_eq(x->id, n);
+        mv_tasks_end(&t, x);
+    }
+    ck_assert_uint_eq(n, 5001);
+    ck_assert_uint_eq(bytes, 100000);
+    ck_assert(mv_tasks_all_ended(&t));
+    ck_assert_int_gt(inputs, 1);
+    mv_tasks_close(&t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mv_tasks_free(&t);
+    unlink(path);
+}
+END_TEST
+
+START_TEST(stdin_pipe_source_with_backpressure)
+{
+    uv_loop_t loop;
+    mv_tasks_t t;
+    int p[2];
+    mv_task_t *x;
+    uint64_t n = 0;
+
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(write(p[1], "one\ntwo\nthree\nfour\n", 19), 19);
+    close(p[1]);
+    dup2(p[0], STDIN_FILENO); /* Check forks each test: our stdin is ours to replace */
+    close(p[0]);
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_tasks_open(&t, &loop, "-", 100, 2, noop_cb, NULL), 0);
+    ck_assert_int_eq(t.kind, MV_SRC_STREAM);
+    for (int round = 0; round < 10 && !t.eof; round++) {
+        mv_tasks_pump(&t);
+        uv_run(&loop, UV_RUN_ONCE);
+        ck_assert_uint_le(t.queued, 4);
+        while ((x = mv_tasks_pop(&t))) {
+            n++;
+            mv_tasks_end(&t, x);
+        }
+    }
+    ck_assert(t.eof);
+    ck_assert_uint_eq(n, 4);
+    mv_tasks_close(&t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mv_tasks_free(&t);
+}
+END_TEST
+
+START_TEST(missing_file_is_an_error)
+{
+    uv_loop_t loop;
+    mv_tasks_t t;
+
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_tasks_open(&t, &loop, "/nonexistent/tasks.txt", 100, 10, noop_cb, NULL),
+                     -ENOENT);
+    mv_tasks_free(&t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* ---- results ---- */
+
+static json_t *encode(const mv_result_t *r)
+{
+    mv_buf_t b = {0};
+    json_error_t e;
+    json_t *j;
+
+    ck_assert_int_eq(mv_results_encode(r, &b), 0);
+    ck_assert_ptr_null(memchr(b.data, '\n', b.len)); /* one line */
+    j = json_loadb((const char *)b.data, b.len, 0, &e);
+    ck_assert_msg(j != NULL, "invalid JSON: %s", e.text);
+    mv_buf_free(&b);
+    return j;
+}
+
+START_TEST(result_line_has_every_field)
+{
+    mv_result_t r = {.task = 7,
+                     .status = MV_ST_OK,
+                     .attempts = 1,
+                     .slot = 2,
+                     .pid = 1234,
+                     .measured = true,
+                     .mem_before = 1000,
+                     .mem_after = 3000,
+                     .mem_peak = 9000,
+                     .retained = 2000,
+                     .peak_source = "kernel",
+                     .fds_before = 5,
+                     .fds_after = 6,
+                     .duration_ms = 1.5,
+                     .payload = "hello",
+                     .len = 5};
+    json_t *j = encode(&r);
+
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "task")), 7);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "worker")), 2);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "pid")), 1234);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "mem_before")), 1000);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "mem_after")), 3000);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "mem_peak")), 9000);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "retained")), 2000);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "fds_after")), 6);
+    ck_assert_double_eq_tol(json_real_value(json_object_get(j, "duration_ms")), 1.5, 1e-9);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "result")), "hello");
+    ck_assert_ptr_null(json_object_get(j, "error"));
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(any_payload_bytes_survive_in_json)
+{
+    static const char bin[] = "ok\xff\xc0\x80\0tail\"\\\n";
+    mv_result_t r = {.task = 1, .status = MV_ST_FAILED, .payload = bin, .len = sizeof bin - 1};
+    json_t *j = encode(&r);
+    const char *b64 = json_string_value(json_object_get(j, "error_base64"));
+    char *want = mv_base64(bin, sizeof bin - 1);
+
+    ck_assert_ptr_nonnull(b64);
+    ck_assert_str_eq(b64, want);
+    ck_assert(json_is_null(json_object_get(j, "worker"))); /* never ran */
+    ck_assert(json_is_null(json_object_get(j, "mem_before")));
+    free(want);
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(a_megabyte_of_text_and_control_chars)
+{
+    size_t n = 1 << 20;
+    char *big = malloc(n);
+    mv_result_t r = {.task = 1, .status = MV_ST_OK};
+    json_t *j;
+
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)(i % 95 == 0 ? '\t' : ' ' + (char)(i % 95));
+    r.payload = big;
+    r.len = n;
+    j = encode(&r);
+    ck_assert_uint_eq(json_string_length(json_object_get(j, "result")), n);
+    ck_assert_mem_eq(json_string_value(json_object_get(j, "result")), big, n);
+    json_decref(j);
+    free(big);
+}
+END_TEST
+
+START_TEST(quarantine_lists_every_attempt)
+{
+    mv_attempt_t h[3] = {
+        {MV_R_CRASH, 1, 10, -11}, {MV_R_HARD_LIMIT, 2, 20, -9}, {MV_R_CRASH, 1, 30, 3}};
+    mv_result_t r = {.task = 9,
+                     .status = MV_ST_QUARANTINED,
+                     .attempts = 3,
+                     .hist = h,
+                     .nhist = 3,
+                     .payload = "quarantined",
+                     .len = 11};
+    json_t *j = encode(&r), *a;
+
+    a = json_object_get(j, "attempt_errors");
+    ck_assert_uint_eq(json_array_size(a), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(a, 1), "reason")),
+                     "hard_limit");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 0), "signal")), 11);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 2), "exit")), 3);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "quarantined");
+    json_decref(j);
+}
+END_TEST
+
+/* ---- util and meter ---- */
+
+START_TEST(utf8_rules)
+{
+    ck_assert(mv_utf8_valid("plain ascii", 11));
+    ck_assert(mv_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+    ck_assert(!mv_utf8_valid("\xc0\x80", 2));         /* overlong NUL */
+    ck_assert(!mv_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    ck_assert(!mv_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    ck_assert(!mv_utf8_valid("\xe2\x82", 2));         /* truncated */
+    mv_buf_t b = {0};
+    ck_assert_int_eq(mv_utf8_sanitize("a\xffz", 3, &b), 0);
+    ck_assert_uint_eq(b.len, 5);
+    ck_assert_mem_eq(b.data, "a\xef\xbf\xbdz", 5);
+    mv_buf_free(&b);
+}
+END_TEST
+
+START_TEST(base64_vectors)
+{
+    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+
+    for (int i = 0; i < 7; i++) {
+        char *s = mv_base64(in[i], strlen(in[i]));
+        ck_assert_str_eq(s, out[i]);
+        free(s);
+    }
+}
+END_TEST
+
+START_TEST(statm_parsing_and_a_real_reading)
+{
+    int64_t rss, priv;
+    mv_meter_t m;
+    mv_reading_t r;
+
+    ck_assert_int_eq(mv_meter_parse_statm("619 409 383 1 0 89 0\n", 4096, &rss, &priv), 0);
+    ck_assert_int_eq(rss, 409 * 4096);
+    ck_assert_int_eq(priv, 26 * 4096);
+    ck_assert_int_eq(mv_meter_parse_statm("garbage", 4096, &rss, &priv), -EINVAL);
+    ck_assert_int_eq(mv_meter_open(&m, getpid()), 0);
+    ck_assert_int_eq(mv_meter_read(&m, &r), 0);
+    ck_assert_int_gt(r.rss, 0);
+    ck_assert_int_gt(r.priv, 0);
+    ck_assert_int_le(r.priv, r.rss);
+    ck_assert_int_eq(r.peak, -1);
+    int before = r.fds;
+    int fd = open("/dev/null", O_RDONLY);
+    ck_assert_int_eq(mv_meter_fds(&m), before + 1);
+    close(fd);
+    mv_meter_close(&m);
+    ck_assert_int_eq(mv_meter_open(&m, 999999999), -ENOENT);
+}
+END_TEST
+
+Suite *tasks_suite(void)
+{
+    Suite *s = suite_create("tasks");
+    TCase *tc = tcase_create("splitter");
+    TCase *src = tcase_create("sources");
+    TCase *res = tcase_create("results");
+    TCase *misc = tcase_create("util");
+
+    tcase_add_test(tc, lines_become_tasks_with_line_numbers);
+    tcase_add_test(tc, any_bytes_survive);
+    tcase_add_test(tc, too_long_lines_become_failed_tasks);
+    tcase_add_test(tc, requeue_goes_first_and_attempts_are_recorded);
+    tcase_set_timeout(src, 20);
+    tcase_add_test(src, file_source_streams_through_the_loop);
+    tcase_add_test(src, stdin_pipe_source_with_backpressure);
+    tcase_add_test(src, missing_file_is_an_error);
+    tcase_add_test(res, result_line_has_every_field);
+    tcase_add_test(res, any_payload_bytes_survive_in_json);
+    tcase_add_test(res, a_megabyte_of_text_and_control_chars);
+    tcase_add_test(res, quarantine_lists_every_attempt);
+    tcase_add_test(misc, utf8_rules);
+    tcase_add_test(misc, base64_vectors);
+    tcase_add_test(misc, statm_parsing_and_a_real_reading);
+    suite_add_tcase(s, tc);
+    suite_add_tcase(s, src);
+    suite_add_tcase(s, res);
+    suite_add_tcase(s, misc);
+    return s;
+}

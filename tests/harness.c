@@ -1,0 +1,293 @@
+/*
+ * harness: run the real memvisor binary from Check tests.
+ */
+#include "harness.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    ck_assert_msg(f != NULL, "cannot write %s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+void run_init(mvrun_t *r, const char *tasks)
+{
+    memset(r, 0, sizeof *r);
+    r->log_fd = -1;
+    strcpy(r->dir, "/tmp/mv-e2e-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    snprintf(r->tasks, sizeof r->tasks, "%s/tasks.txt", r->dir);
+    snprintf(r->results, sizeof r->results, "%s/results.jsonl", r->dir);
+    snprintf(r->summary_path, sizeof r->summary_path, "%s/summary.txt", r->dir);
+    if (tasks)
+        write_text(r->tasks, tasks);
+}
+
+const char *run_file(mvrun_t *r, const char *name, const char *text)
+{
+    static char path[160];
+
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    write_text(path, text);
+    return path;
+}
+
+void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
+{
+    const char *argv[96];
+    int n = 0, errp[2], inp[2] = {-1, -1};
+
+    argv[n++] = MEMVISOR;
+    argv[n++] = args[0]; /* the subcommand */
+    if (strcmp(args[0], "run") == 0) {
+        argv[n++] = "--tasks";
+        argv[n++] = stdin_text ? "-" : r->tasks;
+        argv[n++] = "--results";
+        argv[n++] = r->results;
+    }
+    for (int i = 1; args[i]; i++) {
+        ck_assert_int_lt(n, 94);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
+    if (stdin_text)
+        ck_assert_int_eq(pipe2(inp, O_CLOEXEC), 0);
+    r->pid = fork();
+    ck_assert_int_ge(r->pid, 0);
+    if (r->pid == 0) {
+        int out = open(r->summary_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(errp[1], STDERR_FILENO);
+        dup2(out, STDOUT_FILENO);
+        if (stdin_text)
+            dup2(inp[0], STDIN_FILENO);
+        execv(argv[0], (char **)argv);
+        _exit(127);
+    }
+    close(errp[1]);
+    r->log_fd = errp[0];
+    if (stdin_text) {
+        close(inp[0]);
+        /* Small texts fit the pipe; a writer process would be needed for more. */
+        ck_assert_uint_le(strlen(stdin_text), 60000);
+        ck_assert_int_eq(write(inp[1], stdin_text, strlen(stdin_text)),
+                         (ssize_t)strlen(stdin_text));
+        close(inp[1]);
+    }
+}
+
+/* Reads more of the log; false at EOF. */
+static bool read_more(mvrun_t *r)
+{
+    ssize_t n;
+
+    if (r->log_fd < 0)
+        return false;
+    if (r->log_cap - r->log_len < 4097) {
+        r->log_cap = r->log_cap ? r->log_cap * 2 : 65536;
+        r->log = realloc(r->log, r->log_cap);
+        ck_assert_ptr_nonnull(r->log);
+    }
+    do
+        n = read(r->log_fd, r->log + r->log_len, r->log_cap - r->log_len - 1);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        close(r->log_fd);
+        r->log_fd = -1;
+        return false;
+    }
+    r->log_len += (size_t)n;
+    r->log[r->log_len] = '\0';
+    return true;
+}
+
+char *run_wait_for(mvrun_t *r, const char *needle)
+{
+    for (;;) {
+        /* Look at whole lines after the previous match only. */
+        char *p = r->log ? r->log + r->log_off : NULL;
+        char *nl;
+
+        while (p && (nl = strchr(p, '\n'))) {
+            *nl = '\0';
+            if (strstr(p, needle)) {
+                char *line = strdup(p);
+                *nl = '\n';
+                r->log_off = (size_t)(nl + 1 - r->log);
+                return line;
+            }
+            *nl = '\n';
+            p = nl + 1;
+        }
+        if (!read_more(r))
+            ck_abort_msg("log ended before \"%s\" appeared; log:\n%s", needle,
+                         r->log ? r->log : "");
+    }
+}
+
+static void parse_results(mvrun_t *r)
+{
+    FILE *f = fopen(r->results, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+
+    if (!f)
+        return;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        json_error_t e;
+        json_t *j = json_loadb(line, (size_t)n, 0, &e);
+        ck_assert_msg(j != NULL, "result line %zu is not JSON (%s): %s", r->nres + 1, e.text, line);
+        ck_assert_msg(line[n - 1] == '\n', "result line %zu has no newline", r->nres + 1);
+        r->res = realloc(r->res, (r->nres + 1) * sizeof *r->res);
+        r->res[r->nres++] = j;
+    }
+    free(line);
+    fclose(f);
+}
+
+int run_finish(mvrun_t *r)
+{
+    int st;
+
+    while (read_more(r))
+        ;
+    while (waitpid(r->pid, &st, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    r->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    parse_results(r);
+    return r->code;
+}
+
+int run_batch(mvrun_t *r, const char *tasks, const char *const *args)
+{
+    run_init(r, tasks);
+    run_start(r, args, NULL);
+    return run_finish(r);
+}
+
+int run_count(const mvrun_t *r, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = r->log; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+char *run_summary(mvrun_t *r)
+{
+    static char buf[8192];
+    FILE *f = fopen(r->summary_path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+json_t *run_result(const mvrun_t *r, size_t id)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        if ((size_t)jint(r->res[i], "task") == id)
+            return r->res[i];
+    return NULL;
+}
+
+/* Marks every result's task in seen[1..n]; fails on unknown or duplicate ids. */
+static unsigned char *mark_seen(const mvrun_t *r, size_t n)
+{
+    unsigned char *seen = calloc(n + 1, 1);
+
+    for (size_t i = 0; i < r->nres; i++) {
+        long long id = jint(r->res[i], "task");
+        ck_assert_msg(id >= 1 && (size_t)id <= n, "result for unknown task %lld", id);
+        ck_assert_msg(!seen[id], "task %lld has two result lines", id);
+        seen[id] = 1;
+    }
+    return seen;
+}
+
+void run_assert_at_most_once(const mvrun_t *r, size_t n)
+{
+    free(mark_seen(r, n));
+}
+
+void run_assert_once(const mvrun_t *r, size_t n, const size_t *skip)
+{
+    unsigned char *seen = mark_seen(r, n);
+
+    for (size_t id = 1; id <= n; id++) {
+        bool skipped = false;
+        for (const size_t *s = skip; s && *s; s++)
+            skipped |= *s == id;
+        ck_assert_msg(seen[id] || skipped, "task %zu has no result line; log:\n%s", id,
+                      r->log ? r->log : "");
+    }
+    free(seen);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+void run_free(mvrun_t *r)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        json_decref(r->res[i]);
+    free(r->res);
+    free(r->log);
+    if (r->log_fd >= 0)
+        close(r->log_fd);
+    if (r->dir[0])
+        nftw(r->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    memset(r, 0, sizeof *r);
+}
+
+char *repeat_line(const char *line, int n)
+{
+    size_t len = strlen(line);
+    char *s = malloc((len + 1) * (size_t)n + 1), *p = s;
+
+    for (int i = 0; i < n; i++) {
+        memcpy(p, line, len);
+        p += len;
+        *p++ = '\n';
+    }
+    *p = '\0';
+    return s;
+}
+
+long long jint(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+bool pid_alive(pid_t pid)
+{
+    return kill(pid, 0) == 0 || errno != ESRCH;
+}

@@ -1,0 +1,73 @@
+/*
+ * harness: end-to-end tests drive the real build/memvisor binary.
+ *
+ * A run gets a private temp directory with its tasks file, results file and config. The
+ * log (memvisor's stderr) comes back through a pipe, so a test can block until an event
+ * appears in it (run_wait_for) instead of sleeping; the summary (stdout) goes to a file.
+ * memvisor is started with PR_SET_PDEATHSIG, so a test that dies takes it along.
+ */
+#ifndef MV_TEST_HARNESS_H
+#define MV_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define MEMVISOR   MV_BUILD_DIR "/memvisor"
+#define MVTEST     MV_BUILD_DIR "/helpers/mvtest_worker"
+#define LEAKY      MV_BUILD_DIR "/examples/leaky_worker"
+#define SOURCE_DIR MV_SOURCE_DIR
+
+typedef struct mvrun {
+    char dir[64];
+    char tasks[96];
+    char results[96];
+    char summary_path[96];
+    pid_t pid;
+    int log_fd; /* read end of memvisor's stderr */
+    char *log;  /* everything read so far, NUL-terminated */
+    size_t log_len, log_off, log_cap;
+    int code;     /* exit code, or 128 + signal */
+    json_t **res; /* parsed result lines */
+    size_t nres;
+} mvrun_t;
+
+/* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
+void run_init(mvrun_t *r, const char *tasks);
+/* Writes a file in the run's dir and returns its path (static until the next call). */
+const char *run_file(mvrun_t *r, const char *name, const char *text);
+/* Starts `memvisor SUBCOMMAND --tasks T --results R ARGS...` (args NULL-terminated).
+ * With stdin_text, the tasks come from a pipe on stdin (--tasks -). */
+void run_start(mvrun_t *r, const char *const *args, const char *stdin_text);
+/* Blocks until a log line containing `needle` arrives after the previous match; returns a
+ * copy of that line (free it). Fails the test at EOF. */
+char *run_wait_for(mvrun_t *r, const char *needle);
+/* Reads the rest of the log, reaps memvisor, parses the results; returns the exit code. */
+int run_finish(mvrun_t *r);
+/* Shorthand: init, start, finish. */
+int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
+/* Counts log lines containing `needle`. */
+int run_count(const mvrun_t *r, const char *needle);
+/* The summary memvisor printed. */
+char *run_summary(mvrun_t *r);
+/* Asserts that tasks 1..n (minus lines listed in `skip`, 0-terminated) each have exactly one
+ * result line, and no other task has any. */
+void run_assert_once(const mvrun_t *r, size_t n, const size_t *skip);
+/* Asserts that no task has two result lines and every line names a task in 1..n. */
+void run_assert_at_most_once(const mvrun_t *r, size_t n);
+/* The result line of task `id` (NULL if none). */
+json_t *run_result(const mvrun_t *r, size_t id);
+/* Removes the temp dir and frees everything. */
+void run_free(mvrun_t *r);
+
+/* A tasks text of `n` copies of `line`. */
+char *repeat_line(const char *line, int n);
+/* Integer field of a result, or -1. */
+long long jint(json_t *o, const char *key);
+const char *jstr(json_t *o, const char *key);
+/* Whether a process exists. */
+bool pid_alive(pid_t pid);
+
+#endif

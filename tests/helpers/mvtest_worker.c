@@ -1,0 +1,330 @@
+/*
+ * mvtest_worker: the `api` worker the end-to-end tests drive; every task line is a command.
+ *
+ *   ok [TEXT]      done with TEXT (or "ok")
+ *   echo ...       done with the task bytes unchanged, "echo" included (binary-safe)
+ *   fail [TEXT]    fail with TEXT (or "fail")
+ *   kind K REST    set the task kind to K, then behave as REST (empty REST: ok)
+ *   say WORD REST  write "WORD pid=PID task=ID" on stderr (memvisor logs it: the tests wait
+ *                  for that line to act mid-task), then behave as REST (empty REST: ok)
+ *   crash          abort()
+ *   exit N         _exit(N)
+ *   sleep MS       sleep MS milliseconds, then done "slept=MS"
+ *   alloc MIB      malloc + memset MIB MiB and keep it (a leak), done "allocated=MIB"
+ *   allocfree MIB  malloc + memset + free + malloc_trim(0), done "freed=MIB"
+ *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
+ *   hang           pause() forever
+ *   fds N          open N fds of /dev/null and keep them, done "fds=N"
+ *   garbage        write 32 bytes that are no message to the socket, then go on
+ *   oversize       write a header claiming a 0x7fffffff-byte payload, then go on
+ *   outoforder     send DONE for task id + 1000, then go on
+ *   big N          done with a result of N bytes
+ *   anything else  fail "unknown command"
+ *
+ * Options: --crash-at-start (abort before mvw_open), --fatal (exit MVW_EXIT_FATAL before
+ * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
+ * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
+ * --ignore-term (ignore SIGTERM).
+ *
+ * Deterministic: before anything abnormal (crash, exit, hang, raw bytes) the buffered answers
+ * are flushed, so what memvisor received does not depend on timing. It never forks, and it
+ * dies with its parent (PR_SET_PDEATHSIG) so a failed test leaves no stray process. Core
+ * dumps are off.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <memvisor/worker.h>
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: mvtest_worker [--crash-at-start] [--fatal] [--no-hello]\n"
+                    "       [--crash-after N] [--ignore-stop] [--ignore-term]\n");
+    exit(2);
+}
+
+/* Sleeps forever (pause() returns on every caught signal). */
+static void __attribute__((noreturn)) forever(void)
+{
+    for (;;)
+        pause();
+}
+
+static void sleep_ms(unsigned long ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Writes raw bytes to memvisor's socket, after what the library has buffered. */
+static void raw_write(mvw_t *w, const void *p, size_t n)
+{
+    const char *c = p;
+    ssize_t r;
+
+    mvw_flush(w);
+    while (n > 0) {
+        r = send(mvw_fd(w), c, n, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        c += r;
+        n -= (size_t)r;
+    }
+}
+
+/* Whether task bytes p[0..n) start with the word `cmd`; sets *arg to what follows it. */
+static int is_cmd(const char *p, size_t n, const char *cmd, const char **arg, size_t *arg_len)
+{
+    size_t k = strlen(cmd);
+
+    if (n < k || memcmp(p, cmd, k) != 0 || (n > k && p[k] != ' '))
+        return 0;
+    *arg = n > k ? p + k + 1 : p + n;
+    *arg_len = n > k ? n - k - 1 : 0;
+    return 1;
+}
+
+/* The numeric argument of a command (0 when missing or malformed). */
+static unsigned long num(const char *arg, size_t len)
+{
+    char tmp[24];
+
+    if (len == 0 || len >= sizeof tmp)
+        return 0;
+    memcpy(tmp, arg, len);
+    tmp[len] = '\0';
+    return strtoul(tmp, NULL, 10);
+}
+
+/* Touches and keeps (or frees and trims) `mib` MiB. 0 or -ENOMEM. */
+static int alloc_mib(unsigned long mib, int keep)
+{
+    static void **kept; /* reachable, so valgrind calls it "still reachable", like a cache */
+    static size_t nkept;
+    size_t size = (size_t)mib << 20;
+    void *p = malloc(size ? size : 1);
+    void **k;
+
+    if (!p)
+        return -ENOMEM;
+    memset(p, 0x5a, size);
+    if (!keep) {
+        free(p);
+        malloc_trim(0);
+        return 0;
+    }
+    k = realloc(kept, (nkept + 1) * sizeof *k);
+    if (!k) {
+        free(p);
+        return -ENOMEM;
+    }
+    kept = k;
+    kept[nkept++] = p;
+    return 0;
+}
+
+/* Answers "NAME=V". */
+static int done_num(mvw_t *w, const char *name, unsigned long v)
+{
+    char out[64];
+    int n = snprintf(out, sizeof out, "%s=%lu", name, v);
+
+    return mvw_done(w, out, (size_t)n);
+}
+
+/* Runs one command (the task bytes p[0..n)) and answers it. */
+static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
+{
+    const char *arg;
+    size_t len;
+
+    if (is_cmd(p, n, "ok", &arg, &len))
+        return len ? mvw_done(w, arg, len) : mvw_done(w, "ok", 2);
+    if (is_cmd(p, n, "echo", &arg, &len))
+        return mvw_done(w, p, n); /* the whole task (or REST under "kind") */
+    if (is_cmd(p, n, "fail", &arg, &len))
+        return len ? mvw_fail(w, arg, len) : mvw_fail(w, "fail", 4);
+    if (is_cmd(p, n, "kind", &arg, &len)) {
+        const char *sp = memchr(arg, ' ', len);
+        size_t klen = sp ? (size_t)(sp - arg) : len;
+        char kind[256];
+
+        if (klen == 0 || klen >= sizeof kind)
+            return mvw_fail(w, "bad kind", 8);
+        memcpy(kind, arg, klen);
+        kind[klen] = '\0';
+        if (mvw_set_kind(w, kind) < 0)
+            return mvw_fail(w, "bad kind", 8);
+        if (!sp)
+            return mvw_done(w, "ok", 2);
+        return run(w, t, sp + 1, len - klen - 1);
+    }
+    if (is_cmd(p, n, "say", &arg, &len)) {
+        const char *sp = memchr(arg, ' ', len);
+        size_t wlen = sp ? (size_t)(sp - arg) : len;
+
+        mvw_flush(w);
+        fprintf(stderr, "%.*s pid=%d task=%" PRIu64 "\n", (int)wlen, arg, (int)getpid(), t->id);
+        fflush(stderr);
+        if (!sp)
+            return mvw_done(w, "ok", 2);
+        return run(w, t, sp + 1, len - wlen - 1);
+    }
+    if (is_cmd(p, n, "crash", &arg, &len)) {
+        mvw_flush(w);
+        abort();
+    }
+    if (is_cmd(p, n, "exit", &arg, &len)) {
+        mvw_flush(w);
+        _exit((int)num(arg, len));
+    }
+    if (is_cmd(p, n, "sleep", &arg, &len)) {
+        sleep_ms(num(arg, len));
+        return done_num(w, "slept", num(arg, len));
+    }
+    if (is_cmd(p, n, "alloc", &arg, &len)) {
+        if (alloc_mib(num(arg, len), 1) < 0)
+            return mvw_fail(w, "out of memory", 13);
+        return done_num(w, "allocated", num(arg, len));
+    }
+    if (is_cmd(p, n, "grow", &arg, &len)) {
+        const char *sp = memchr(arg, ' ', len);
+        unsigned long mib = num(arg, sp ? (size_t)(sp - arg) : len);
+        unsigned long step = sp ? num(sp + 1, len - (size_t)(sp - arg) - 1) : 1;
+
+        mvw_flush(w);
+        for (unsigned long i = 0; i < mib; i++) {
+            if (alloc_mib(1, 1) < 0)
+                return mvw_fail(w, "out of memory", 13);
+            sleep_ms(step);
+        }
+        return done_num(w, "grown", mib);
+    }
+    if (is_cmd(p, n, "allocfree", &arg, &len)) {
+        if (alloc_mib(num(arg, len), 0) < 0)
+            return mvw_fail(w, "out of memory", 13);
+        return done_num(w, "freed", num(arg, len));
+    }
+    if (is_cmd(p, n, "hang", &arg, &len)) {
+        mvw_flush(w);
+        forever();
+    }
+    if (is_cmd(p, n, "fds", &arg, &len)) {
+        for (unsigned long i = 0; i < num(arg, len); i++)
+            if (open("/dev/null", O_RDONLY | O_CLOEXEC) < 0)
+                return mvw_fail(w, "open failed", 11);
+        return done_num(w, "fds", num(arg, len));
+    }
+    if (is_cmd(p, n, "garbage", &arg, &len)) {
+        uint8_t junk[32];
+        uint32_t x = 0x9e3779b9u;
+
+        for (size_t i = 0; i < sizeof junk; i++) {
+            x = x * 1664525u + 1013904223u;
+            junk[i] = (uint8_t)(x >> 24);
+        }
+        junk[4] = junk[5] = 0xff; /* type 0xffff: no message can start like this */
+        raw_write(w, junk, sizeof junk);
+        return mvw_done(w, "garbage", 7);
+    }
+    if (is_cmd(p, n, "oversize", &arg, &len)) {
+        uint8_t h[MVW_HEADER_SIZE];
+
+        mvw_put_header(h, MVW_MSG_DONE, 0, t->id, 0x7fffffffu);
+        raw_write(w, h, sizeof h);
+        return mvw_done(w, "oversize", 8);
+    }
+    if (is_cmd(p, n, "outoforder", &arg, &len)) {
+        uint8_t m[MVW_HEADER_SIZE + 10];
+
+        mvw_put_header(m, MVW_MSG_DONE, 0, t->id + 1000, 10);
+        memcpy(m + MVW_HEADER_SIZE, "outoforder", 10);
+        raw_write(w, m, sizeof m);
+        return mvw_done(w, "outoforder", 10);
+    }
+    if (is_cmd(p, n, "big", &arg, &len)) {
+        size_t size = num(arg, len);
+        char *out = malloc(size ? size : 1);
+        int rc;
+
+        if (!out)
+            return mvw_fail(w, "out of memory", 13);
+        for (size_t i = 0; i < size; i++)
+            out[i] = (char)('a' + i % 26);
+        rc = mvw_done(w, out, size);
+        free(out);
+        return rc;
+    }
+    return mvw_fail(w, "unknown command", 15);
+}
+
+int main(int argc, char **argv)
+{
+    long crash_after = -1, ntasks = 0;
+    const struct rlimit no_core = {0, 0};
+    int ignore_stop = 0, rc;
+    mvw_task_t t;
+    mvw_t *w;
+
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    setrlimit(RLIMIT_CORE, &no_core); /* `crash` must not litter the test directory */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--crash-at-start")) {
+            abort();
+        } else if (!strcmp(argv[i], "--fatal")) {
+            fprintf(stderr, "mvtest_worker: --fatal: exiting with %d\n", MVW_EXIT_FATAL);
+            return MVW_EXIT_FATAL;
+        } else if (!strcmp(argv[i], "--no-hello")) {
+            forever();
+        } else if (!strcmp(argv[i], "--crash-after") && i + 1 < argc) {
+            char *end;
+            crash_after = strtol(argv[++i], &end, 10);
+            if (*end || crash_after < 0)
+                usage();
+        } else if (!strcmp(argv[i], "--ignore-stop")) {
+            ignore_stop = 1;
+        } else if (!strcmp(argv[i], "--ignore-term")) {
+            signal(SIGTERM, SIG_IGN);
+        } else {
+            usage();
+        }
+    }
+
+    rc = mvw_open(&w);
+    if (rc < 0) {
+        fprintf(stderr, "mvtest_worker: mvw_open: %s\n", mvw_strerror(rc));
+        return MVW_EXIT_FATAL;
+    }
+    while ((rc = mvw_next(w, &t)) > 0) {
+        if (crash_after >= 0 && ntasks++ >= crash_after) {
+            mvw_flush(w);
+            abort();
+        }
+        rc = run(w, &t, t.data, t.len);
+        if (rc < 0)
+            break;
+    }
+    if (rc == 0 && ignore_stop) {
+        mvw_flush(w);
+        forever();
+    }
+    if (rc < 0)
+        fprintf(stderr, "mvtest_worker: %s\n", mvw_strerror(rc));
+    mvw_close(w);
+    return rc < 0 ? 1 : 0;
+}

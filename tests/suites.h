@@ -1,0 +1,16 @@
+/* Every Check suite of memvisor; tests/check_main.c runs them all (CK_RUN_SUITE picks one). */
+#ifndef MV_TEST_SUITES_H
+#define MV_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *config_suite(void);
+Suite *protocol_suite(void);
+Suite *worker_api_suite(void);
+Suite *fsm_suite(void);
+Suite *policy_suite(void);
+Suite *tasks_suite(void);
+Suite *e2e_suite(void);
+Suite *faults_suite(void);
+
+#endif

@@ -1,0 +1,772 @@
+/*
+ * libmemvisor: the worker side of the `api` protocol (include/memvisor/protocol.h).
+ *
+ * One mvw_t per worker, no global state. Input is read into a growable buffer and decoded
+ * in place; a TASK's bytes are copied into a buffer of their own so that data[len] can be a
+ * '\0' and so that later reads may move the input buffer. Answers are appended to a write
+ * buffer and flushed in batches (see want_flush()), always before the worker would block.
+ *
+ * Invariant of the input buffer: rbuf[rpos .. scan) holds only complete TASK messages that
+ * were already checked; rbuf[scan .. rlen) is not looked at yet. scan() moves `scan` forward
+ * and takes STOP and SNAPSHOT out of the stream as soon as they are buffered, so a STOP that
+ * arrives behind prefetched tasks abandons them (memvisor requeues what was not answered).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <malloc.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <memvisor/worker.h>
+
+#define MVW_API __attribute__((visibility("default")))
+
+#define RBUF_INIT      (64u << 10) /* one read takes up to this much */
+#define RBUF_KEEP      (1u << 20)  /* an empty input buffer above this is shrunk back */
+#define WBUF_INIT      (4u << 10)
+#define WBUF_DIRECT    (64u << 10) /* answers this big bypass the write buffer */
+#define FLUSH_COUNT    64u
+#define FLUSH_BYTES    (64u << 10)
+#define FLUSH_AGE_NS   200000ull /* since the last flush */
+#define FLUSH_SLOW_NS  50000ull  /* a task this slow is answered at once */
+#define TBUF_KEEP      (1u << 20)
+#define SNAP_CAP_FIRST (64u << 10)
+#define SNAP_CAP_MAX   (16u << 20)
+#define KIND_MAX       255u
+
+struct mvw {
+    int fd;
+    unsigned slot;
+    uint32_t prefetch;
+    uint32_t mode;
+    int err;     /* sticky: the channel is unusable (EOF, malformed input, I/O error) */
+    int stopped; /* STOP received */
+
+    uint8_t *rbuf; /* input: see the invariant at the top */
+    size_t rcap, rpos, rlen, scan;
+
+    uint8_t *tbuf; /* the current task's bytes plus a '\0' */
+    size_t tcap;
+    int in_task; /* a task was handed out and is not answered yet */
+    uint64_t task_id;
+    uint64_t task_start_ns;
+    uint8_t kind_len; /* 0: no kind set for the current task */
+    char kind[KIND_MAX + 1];
+
+    uint8_t *wbuf; /* output not sent yet */
+    size_t wcap, wlen;
+    unsigned wcount; /* answers in wbuf */
+    uint64_t last_flush_ns;
+
+    int svc_open; /* service mode: BEGIN sent, END not yet */
+    uint64_t svc_id;
+
+    mvw_snapshot_fn snap_fn;
+    void *snap_arg;
+};
+
+/* CLOCK_MONOTONIC in nanoseconds (vDSO: cheap enough to call per task). */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Parses $MEMVISOR_FD strictly: decimal digits only, no sign, no blanks, fits an int. */
+static int parse_fd(const char *s)
+{
+    long v = 0;
+
+    if (!*s)
+        return -EBADF;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -EBADF;
+        v = v * 10 + (*s - '0');
+        if (v > INT_MAX)
+            return -EBADF;
+    }
+    return (int)v;
+}
+
+/* Waits until fd is ready for `events`; used when a blocking call meets a non-blocking fd
+ * (the fd's O_NONBLOCK belongs to the open file description, which we do not change). */
+static int wait_fd(int fd, short events)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+
+    while (poll(&p, 1, -1) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+/* Records a fatal channel error once and returns it. */
+static int fail_channel(mvw_t *w, int err)
+{
+    if (!w->err)
+        w->err = err;
+    return w->err;
+}
+
+/* Sends every byte of iov[0..n) (partial sends loop; iov is consumed). MSG_NOSIGNAL: a dead
+ * supervisor gives -EPIPE, never SIGPIPE. */
+static int send_iov(mvw_t *w, struct iovec *iov, int n)
+{
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t r;
+    int rc;
+
+    while (mh.msg_iovlen > 0) {
+        if (mh.msg_iov->iov_len == 0) {
+            mh.msg_iov++;
+            mh.msg_iovlen--;
+            continue;
+        }
+        r = sendmsg(w->fd, &mh, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                rc = wait_fd(w->fd, POLLOUT);
+                if (rc < 0)
+                    return fail_channel(w, rc);
+                continue;
+            }
+            return fail_channel(w, -errno);
+        }
+        while (r > 0) {
+            size_t k = (size_t)r < mh.msg_iov->iov_len ? (size_t)r : mh.msg_iov->iov_len;
+            mh.msg_iov->iov_base = (uint8_t *)mh.msg_iov->iov_base + k;
+            mh.msg_iov->iov_len -= k;
+            r -= (ssize_t)k;
+            if (mh.msg_iov->iov_len == 0) {
+                mh.msg_iov++;
+                mh.msg_iovlen--;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Sends the write buffer. */
+static int flush_out(mvw_t *w)
+{
+    struct iovec iov;
+    int rc;
+
+    if (w->err)
+        return w->err;
+    if (w->wlen == 0) {
+        w->wcount = 0; /* answers that went out directly */
+        return 0;
+    }
+    iov.iov_base = w->wbuf;
+    iov.iov_len = w->wlen;
+    rc = send_iov(w, &iov, 1);
+    w->wlen = 0;
+    w->wcount = 0;
+    w->last_flush_ns = now_ns();
+    return rc;
+}
+
+/* Makes room for `n` more bytes in the write buffer. */
+static int wbuf_reserve(mvw_t *w, size_t n)
+{
+    size_t cap = w->wcap ? w->wcap : WBUF_INIT;
+    uint8_t *p;
+
+    if (w->wcap - w->wlen >= n)
+        return 0;
+    while (cap - w->wlen < n)
+        cap *= 2;
+    p = realloc(w->wbuf, cap);
+    if (!p)
+        return -ENOMEM;
+    w->wbuf = p;
+    w->wcap = cap;
+    return 0;
+}
+
+/*
+ * Queues one message: header, optional kind prefix (u8 n + n bytes), then body. Large bodies
+ * go out at once, without a copy, after what is already buffered.
+ */
+static int queue_msg(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
+                     const void *body, size_t len)
+{
+    uint8_t hdr[MVW_HEADER_SIZE + 1];
+    size_t pre = kind_len ? 1 + kind_len : 0;
+    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0);
+    struct iovec iov[3];
+    int rc;
+
+    if (w->err)
+        return w->err;
+    if (len > MVW_MAX_PAYLOAD - pre)
+        return -EMSGSIZE;
+    mvw_put_header(hdr, type, kind_len ? MVW_F_KIND : 0, task, (uint32_t)(pre + len));
+    hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
+    if (len >= WBUF_DIRECT) {
+        rc = flush_out(w);
+        if (rc < 0)
+            return rc;
+        iov[0] = (struct iovec){hdr, hlen};
+        iov[1] = (struct iovec){(void *)kind, kind_len};
+        iov[2] = (struct iovec){(void *)body, len};
+        rc = send_iov(w, iov, 3);
+        w->last_flush_ns = now_ns();
+        return rc;
+    }
+    rc = wbuf_reserve(w, hlen + kind_len + len);
+    if (rc < 0)
+        return rc;
+    memcpy(w->wbuf + w->wlen, hdr, hlen);
+    w->wlen += hlen;
+    if (kind_len)
+        memcpy(w->wbuf + w->wlen, kind, kind_len);
+    w->wlen += kind_len;
+    if (len)
+        memcpy(w->wbuf + w->wlen, body, len);
+    w->wlen += len;
+    return 0;
+}
+
+/* The default heap view: glibc's mallinfo2() as a JSON object. */
+static long default_snapshot(char *buf, size_t cap)
+{
+    int n;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+
+    n = snprintf(buf, cap,
+                 "{\"allocator\":\"glibc\",\"arena\":%zu,\"ordblks\":%zu,\"hblks\":%zu,"
+                 "\"hblkhd\":%zu,\"uordblks\":%zu,\"fordblks\":%zu,\"keepcost\":%zu}",
+                 mi.arena, mi.ordblks, mi.hblks, mi.hblkhd, mi.uordblks, mi.fordblks, mi.keepcost);
+#else
+    n = snprintf(buf, cap, "{\"allocator\":\"unknown\"}");
+#endif
+    return n < 0 || (size_t)n >= cap ? -ENOBUFS : n;
+}
+
+/* Answers a SNAPSHOT request at once (memvisor is waiting for it). A callback that fails is
+ * reported as a JSON error object; -ENOBUFS from it doubles the buffer and retries. */
+static int answer_snapshot(mvw_t *w)
+{
+    size_t cap = SNAP_CAP_FIRST;
+    char *buf = NULL, *p;
+    long n;
+    int rc;
+
+    for (;;) {
+        p = realloc(buf, cap);
+        if (!p) {
+            free(buf);
+            return -ENOMEM;
+        }
+        buf = p;
+        n = w->snap_fn ? w->snap_fn(w->snap_arg, buf, cap) : default_snapshot(buf, cap);
+        if (n != -ENOBUFS || cap >= SNAP_CAP_MAX)
+            break;
+        cap *= 2;
+    }
+    if (n < 0 || (size_t)n > cap)
+        n = snprintf(buf, cap, "{\"error\":\"snapshot callback failed\",\"errno\":%ld}",
+                     n < 0 ? -n : (long)EOVERFLOW);
+    rc = queue_msg(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, buf, (size_t)n);
+    free(buf);
+    return rc < 0 ? rc : flush_out(w);
+}
+
+/*
+ * Checks the unscanned input: TASKs stay in place, SNAPSHOT requests are answered and cut out,
+ * STOP ends the batch (everything buffered is dropped). A malformed message stops the scan;
+ * it is reported when it reaches the front. Anything else from memvisor here is an error.
+ */
+static int scan(mvw_t *w)
+{
+    struct mvw_msg m;
+    long n;
+    int rc;
+
+    while (!w->stopped && w->scan < w->rlen) {
+        n = mvw_decode(w->rbuf + w->scan, w->rlen - w->scan, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
+                       &m);
+        if (n <= 0)
+            return 0;
+        switch (m.h.type) {
+        case MVW_MSG_TASK:
+            if (w->mode == MVW_MODE_SERVICE)
+                return fail_channel(w, -EBADMSG);
+            w->scan += (size_t)n;
+            break;
+        case MVW_MSG_STOP:
+            w->stopped = 1;
+            w->rpos = w->rlen = w->scan = 0;
+            break;
+        case MVW_MSG_SNAPSHOT:
+            memmove(w->rbuf + w->scan, w->rbuf + w->scan + n, w->rlen - w->scan - (size_t)n);
+            w->rlen -= (size_t)n;
+            rc = answer_snapshot(w);
+            if (rc < 0)
+                return rc;
+            break;
+        default: /* a second GO */ return fail_channel(w, -EBADMSG);
+        }
+    }
+    return 0;
+}
+
+/* Makes room to read: compacts, grows to hold the whole message being received (its length
+ * is checked first), and gives back a large buffer once it is empty again. */
+static int rbuf_prepare(mvw_t *w)
+{
+    size_t avail = w->rlen - w->rpos, need = RBUF_INIT;
+    uint32_t len;
+    uint8_t *p;
+
+    if (w->rpos > 0 && (avail <= 4096 || w->rcap - w->rlen < RBUF_INIT / 4)) {
+        memmove(w->rbuf, w->rbuf + w->rpos, avail);
+        w->scan -= w->rpos;
+        w->rlen = avail;
+        w->rpos = 0;
+    }
+    if (avail == 0 && w->rcap > RBUF_KEEP) {
+        free(w->rbuf);
+        w->rbuf = NULL;
+        w->rcap = 0;
+    }
+    if (w->rlen - w->scan >= MVW_HEADER_SIZE) {
+        memcpy(&len, w->rbuf + w->scan, 4);
+        if (len <= MVW_MAX_PAYLOAD && w->scan + MVW_HEADER_SIZE + len > need)
+            need = w->scan + MVW_HEADER_SIZE + len;
+    }
+    if (w->rcap > w->rlen && w->rcap >= need)
+        return 0;
+    if (need <= w->rlen) /* full of complete messages (mvw_poll with tasks buffered) */
+        need = 2 * w->rlen;
+    p = realloc(w->rbuf, need);
+    if (!p)
+        return -ENOMEM;
+    w->rbuf = p;
+    w->rcap = need;
+    return 0;
+}
+
+/*
+ * Reads what is there (dontwait) or blocks for at least one byte. Returns bytes read,
+ * -EAGAIN (dontwait, nothing there) or a fatal error (EOF is -EPIPE).
+ */
+static long read_in(mvw_t *w, int dontwait)
+{
+    ssize_t r;
+    int rc;
+
+    rc = rbuf_prepare(w);
+    if (rc < 0)
+        return rc;
+    for (;;) {
+        r = recv(w->fd, w->rbuf + w->rlen, w->rcap - w->rlen, dontwait ? MSG_DONTWAIT : 0);
+        if (r > 0) {
+            w->rlen += (size_t)r;
+            return r;
+        }
+        if (r == 0)
+            return fail_channel(w, -EPIPE);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (dontwait)
+                return -EAGAIN;
+            rc = wait_fd(w->fd, POLLIN);
+            if (rc < 0)
+                return fail_channel(w, rc);
+            continue;
+        }
+        return fail_channel(w, -errno);
+    }
+}
+
+/* Whether buffered answers should go out now: many or large, the oldest flush is 200 us ago,
+ * or the task just answered was slow (then its answer is worth a syscall on its own). */
+static int want_flush(mvw_t *w)
+{
+    uint64_t now;
+
+    if (w->wcount >= FLUSH_COUNT || w->wlen >= FLUSH_BYTES)
+        return 1;
+    now = now_ns();
+    return now - w->last_flush_ns >= FLUSH_AGE_NS || now - w->task_start_ns >= FLUSH_SLOW_NS;
+}
+
+/* Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop. */
+static int handshake(mvw_t *w)
+{
+    struct mvw_go go;
+    struct mvw_msg m;
+    long n;
+
+    for (;;) {
+        n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
+                       &m);
+        if (n < 0)
+            return fail_channel(w, (int)n);
+        if (n == 0) {
+            n = read_in(w, 0);
+            if (n < 0)
+                return (int)n;
+            continue;
+        }
+        w->rpos += (size_t)n;
+        w->scan = w->rpos;
+        switch (m.h.type) {
+        case MVW_MSG_GO:
+            memcpy(&go, m.payload, sizeof go);
+            if (go.version != MVW_PROTOCOL_VERSION)
+                return fail_channel(w, -EPROTONOSUPPORT);
+            if (go.mode != MVW_MODE_BATCH && go.mode != MVW_MODE_SERVICE)
+                return fail_channel(w, -EBADMSG);
+            w->slot = go.slot;
+            w->prefetch = go.prefetch;
+            w->mode = go.mode;
+            /* What came with GO is handled now: a service polls the fd, which will not
+             * wake it for bytes already buffered here. */
+            return scan(w);
+        case MVW_MSG_STOP:
+            w->stopped = 1;
+            w->rpos = w->rlen = w->scan = 0;
+            return 0;
+        case MVW_MSG_SNAPSHOT: {
+            int rc = answer_snapshot(w);
+            if (rc < 0)
+                return rc;
+            break;
+        }
+        default: /* a TASK before GO */ return fail_channel(w, -EBADMSG);
+        }
+    }
+}
+
+/* Opens the channel named by $MEMVISOR_FD, says HELLO and waits for GO. */
+MVW_API int mvw_open(mvw_t **out)
+{
+    const char *env = getenv(MVW_ENV_FD);
+    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, 0};
+    int fd, flags, type, rc;
+    socklen_t tl = sizeof type;
+    mvw_t *w;
+
+    *out = NULL;
+    if (!env)
+        return -ENOENT;
+    fd = parse_fd(env);
+    if (fd < 0)
+        return fd;
+    flags = fcntl(fd, F_GETFD);
+    if (flags < 0)
+        return -EBADF;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+        return -errno;
+    if (type != SOCK_STREAM)
+        return -ESOCKTNOSUPPORT;
+    /* The worker's own children must not hold memvisor's channel open. */
+    if (!(flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
+        return -errno;
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->fd = fd;
+    w->last_flush_ns = now_ns();
+    rc = queue_msg(w, MVW_MSG_HELLO, 0, NULL, 0, &hello, sizeof hello);
+    if (rc == 0)
+        rc = flush_out(w);
+    if (rc == 0)
+        rc = handshake(w);
+    if (rc < 0) {
+        free(w->rbuf);
+        free(w->wbuf);
+        free(w);
+        return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+MVW_API int mvw_fd(const mvw_t *w)
+{
+    return w->fd;
+}
+
+MVW_API unsigned mvw_slot(const mvw_t *w)
+{
+    return w->slot;
+}
+
+MVW_API int mvw_is_service(const mvw_t *w)
+{
+    return w->mode == MVW_MODE_SERVICE;
+}
+
+/* Copies the TASK at the front into tbuf (NUL-terminated) and hands it out. */
+static int take_task(mvw_t *w, mvw_task_t *task)
+{
+    struct mvw_msg m;
+    long n =
+        mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR, &m);
+    size_t need, cap;
+    uint8_t *p;
+
+    if (n <= 0) /* cannot happen: scan() checked it */
+        return fail_channel(w, -EBADMSG);
+    need = (size_t)m.h.length + 1;
+    if (w->tcap < need || (w->tcap > TBUF_KEEP && need <= TBUF_KEEP / 4)) {
+        cap = w->tcap < need ? w->tcap * 2 : need; /* grow geometrically, shrink to fit */
+        if (cap < need)
+            cap = need < 256 ? 256 : need;
+        p = realloc(w->tbuf, cap);
+        if (!p)
+            return -ENOMEM;
+        w->tbuf = p;
+        w->tcap = cap;
+    }
+    memcpy(w->tbuf, m.payload, m.h.length);
+    w->tbuf[m.h.length] = '\0';
+    w->rpos += (size_t)n;
+    w->in_task = 1;
+    w->task_id = m.h.task;
+    w->kind_len = 0;
+    task->id = m.h.task;
+    task->data = w->tbuf;
+    task->len = m.h.length;
+    w->task_start_ns = now_ns();
+    return 1;
+}
+
+/*
+ * Batch mode: the next task, 0 after STOP, or a negative errno. Before blocking for input it
+ * sends every buffered answer; it first looks (without blocking) whether input is already
+ * there, so that a worker with prefetched tasks keeps batching its answers.
+ */
+MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
+{
+    struct mvw_msg m;
+    long n;
+    int rc;
+
+    if (w->in_task)
+        return -EINPROGRESS;
+    if (w->mode != MVW_MODE_BATCH)
+        return -EOPNOTSUPP;
+    for (;;) {
+        if (w->err)
+            return w->err;
+        rc = scan(w);
+        if (rc < 0)
+            return rc;
+        if (w->stopped)
+            return flush_out(w);
+        if (w->rpos < w->scan)
+            return take_task(w, task);
+        n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
+                       &m);
+        if (n < 0)
+            return fail_channel(w, (int)n);
+        n = w->wlen ? read_in(w, 1) : -EAGAIN;
+        if (n == -EAGAIN) {
+            rc = flush_out(w);
+            if (rc < 0)
+                return rc;
+            n = read_in(w, 0);
+        }
+        if (n < 0)
+            return (int)n;
+    }
+}
+
+/* Answers the task in hand with DONE or FAIL (plus its kind) and flushes per the policy. */
+static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
+{
+    int rc;
+
+    if (!w->in_task)
+        return -EINVAL;
+    if (!body && len)
+        return -EINVAL;
+    rc = queue_msg(w, type, w->task_id, w->kind, w->kind_len, body, len);
+    if (rc == -EMSGSIZE || rc == -ENOMEM)
+        return rc; /* still in hand: the caller may answer again, shorter */
+    w->in_task = 0;
+    w->wcount++;
+    if (rc < 0)
+        return rc;
+    return want_flush(w) ? flush_out(w) : 0;
+}
+
+MVW_API int mvw_done(mvw_t *w, const void *result, size_t len)
+{
+    return answer(w, MVW_MSG_DONE, result, len);
+}
+
+MVW_API int mvw_fail(mvw_t *w, const void *error, size_t len)
+{
+    return answer(w, MVW_MSG_FAIL, error, len);
+}
+
+/* Checks a task kind: 1..255 bytes. Returns its length or -EINVAL. */
+static int kind_length(const char *kind)
+{
+    size_t n;
+
+    if (!kind)
+        return -EINVAL;
+    n = strnlen(kind, KIND_MAX + 1);
+    return n == 0 || n > KIND_MAX ? -EINVAL : (int)n;
+}
+
+MVW_API int mvw_set_kind(mvw_t *w, const char *kind)
+{
+    int n = kind_length(kind);
+
+    if (n < 0 || !w->in_task)
+        return -EINVAL;
+    memcpy(w->kind, kind, (size_t)n);
+    w->kind_len = (uint8_t)n;
+    return 0;
+}
+
+/* Service mode: a request begins; BEGIN goes out at once with the next task id. */
+MVW_API int mvw_begin(mvw_t *w, const char *kind)
+{
+    int n = 0, rc;
+
+    if (w->mode != MVW_MODE_SERVICE)
+        return -EOPNOTSUPP;
+    if (w->svc_open)
+        return -EINPROGRESS;
+    if (kind) {
+        n = kind_length(kind);
+        if (n < 0)
+            return n;
+    }
+    rc = queue_msg(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, 0);
+    if (rc < 0)
+        return rc;
+    w->svc_id++;
+    w->svc_open = 1;
+    return flush_out(w);
+}
+
+/* Service mode: the open request ends with `status` (0 = ok); END goes out at once. */
+MVW_API int mvw_end(mvw_t *w, int status)
+{
+    uint32_t st = (uint32_t)status;
+    int rc;
+
+    if (w->mode != MVW_MODE_SERVICE)
+        return -EOPNOTSUPP;
+    if (!w->svc_open)
+        return -EINVAL;
+    rc = queue_msg(w, MVW_MSG_END, w->svc_id, NULL, 0, &st, sizeof st);
+    if (rc < 0)
+        return rc;
+    w->svc_open = 0;
+    return flush_out(w);
+}
+
+/* Non-blocking: reads what is there, handles STOP and SNAPSHOT, sends buffered answers. */
+MVW_API int mvw_poll(mvw_t *w)
+{
+    struct mvw_msg m;
+    long n;
+    int rc;
+
+    for (;;) {
+        if (w->err)
+            return w->err;
+        rc = scan(w);
+        if (rc < 0)
+            return rc;
+        if (w->stopped)
+            break;
+        /* scan() stops at a malformed message: report it now, not when a task is wanted. */
+        if (w->scan < w->rlen) {
+            n = mvw_decode(w->rbuf + w->scan, w->rlen - w->scan, MVW_MAX_PAYLOAD,
+                           MVW_FROM_SUPERVISOR, &m);
+            if (n < 0)
+                return fail_channel(w, (int)n);
+        }
+        n = read_in(w, 1);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0)
+            return (int)n;
+    }
+    return flush_out(w);
+}
+
+MVW_API int mvw_stop_requested(const mvw_t *w)
+{
+    return w->stopped;
+}
+
+MVW_API void mvw_set_snapshot(mvw_t *w, mvw_snapshot_fn fn, void *arg)
+{
+    w->snap_fn = fn;
+    w->snap_arg = arg;
+}
+
+MVW_API int mvw_flush(mvw_t *w)
+{
+    return flush_out(w);
+}
+
+/* Sends what is buffered (best effort), closes the channel and frees everything. */
+MVW_API void mvw_close(mvw_t *w)
+{
+    if (!w)
+        return;
+    flush_out(w);
+    close(w->fd);
+    free(w->rbuf);
+    free(w->tbuf);
+    free(w->wbuf);
+    free(w);
+}
+
+/* Static text for the errors this API returns; names what to do where that helps. */
+MVW_API const char *mvw_strerror(int err)
+{
+    switch (-err) {
+    case 0: return "success";
+    case ENOENT: return "not started by memvisor (MEMVISOR_FD is not set)";
+    case EBADF: return "MEMVISOR_FD does not name an open file descriptor";
+    case ENOTSOCK: return "MEMVISOR_FD is not a socket";
+    case ESOCKTNOSUPPORT: return "MEMVISOR_FD is not a stream socket";
+    case EPIPE: return "memvisor closed the channel";
+    case EBADMSG: return "malformed message from memvisor";
+    case EMSGSIZE: return "message too large";
+    case EPROTONOSUPPORT: return "memvisor speaks another protocol version";
+    case EINPROGRESS: return "the previous task or request is not finished";
+    case EINVAL: return "invalid argument, or no task or request in hand";
+    case EOPNOTSUPP: return "not available in this worker mode (batch or service)";
+    case ENOMEM: return "out of memory";
+    default: break;
+    }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+    {
+        const char *s = err < 0 ? strerrordesc_np(-err) : NULL;
+        return s ? s : "unknown error";
+    }
+#else
+    return "unknown error";
+#endif
+}
