@@ -102,6 +102,8 @@ static const mv_option_t options[] = {
     OPT(tasks, max_attempts, MV_OPT_INT, "3", 1, 1000, NULL,
         "attempts before a task is quarantined"),
     OPT(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
+    OPT(tasks, accounting, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "per-task memory and fd figures in the results; no = fewer syscalls, same limits"),
 
     OPT(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
         "log line format: text for key=value fields, json for one JSON object per line"),

@@ -69,6 +69,7 @@ typedef struct mv_config {
         char *results;    /* JSON Lines results file, "" = none */
         int max_attempts; /* attempts before a task is quarantined */
         int64_t max_size; /* longest task line, bytes */
+        int accounting;   /* per-task memory and fd readings in the results */
     } tasks;
     struct {
         mv_logfmt_t format; /* text|json */

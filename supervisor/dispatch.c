@@ -15,12 +15,13 @@
 
 #include "pool.h"
 
-/* Whether `w` may be sent one more task. A worker waiting for its recycle takes none, and
- * tasks in flight count toward max_tasks, so a worker never runs more than its limit. */
+/* Whether `w` may be sent one more task. Tasks in flight count toward max_tasks, so a worker
+ * never runs more than its limit; a worker waiting for its turn to recycle for another
+ * reason keeps working meanwhile, so capacity does not drop (the hard limit still holds). */
 static bool takes_tasks(const mv_worker_t *w)
 {
-    if (!mv_fsm_takes_tasks(w->state) || w->broken || w->wanted != MV_R_NONE ||
-        w->count >= w->cap || w->pool->cfg->worker.protocol == MV_PROTO_NONE)
+    if (!mv_fsm_takes_tasks(w->state) || w->broken || w->count >= w->cap ||
+        w->pool->cfg->worker.protocol == MV_PROTO_NONE)
         return false;
     return w->lim.max_tasks == 0 || w->tasks_done + w->count < w->lim.max_tasks;
 }
@@ -61,15 +62,21 @@ const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh)
     w->last = r;
     w->last_tick = p->tick;
     w->have_reading = true;
-    w->peak = MV_MAX(w->peak, r.usage);
-    s->peak = MV_MAX(s->peak, r.usage);
+    w->peak = MV_MAX(w->peak, MV_MAX(r.usage, r.peak));
+    s->peak = MV_MAX(s->peak, w->peak);
     t = head_task(w);
     if (t)
         t->peak_seen = MV_MAX(t->peak_seen, r.usage);
     return &w->last;
 }
 
-/* The task becomes the one the worker works on. */
+/* A reading for the task accounting, or NULL when [tasks] accounting is off. */
+static const mv_reading_t *task_reading(mv_worker_t *w)
+{
+    return w->pool->cfg->tasks.accounting ? mv__reading(w, false) : NULL;
+}
+
+/* The task becomes the one the worker works on: its "before" and a new peak window. */
 static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
 {
     int64_t timeout = w->pool->cfg->limits.task_timeout;
@@ -80,12 +87,15 @@ static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
     if (r) {
         t->before = *r;
         t->peak_seen = r->usage;
+        if (w->has_cg)
+            mv_cg_reset_peak(&w->cg);
     }
     if (timeout > 0)
         mv__arm(w, MV_DL_TASK, timeout);
 }
 
-/* Writes a task's result line and lets it go. `w` is NULL for a task that never ran. */
+/* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
+ * never ran); `after` is the reading at its end (NULL: no memory figures). */
 static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
                      const void *payload, size_t n, const mv_reading_t *after)
 {
@@ -127,20 +137,33 @@ static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
         p->on_progress(p);
 }
 
-/* A task that used up its attempts. */
-static void quarantine(mv_pool_t *p, mv_task_t *t)
+/* A task that used up its attempts (`why`: how the last one ended). */
+static void quarantine(mv_pool_t *p, mv_task_t *t, mv_reason_t why, mv_worker_t *w)
 {
-    const mv_attempt_t *last = &t->hist[t->nhist - 1];
     char msg[160];
 
     snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
-             mv_reason_name(last->reason));
+             mv_reason_name(why));
     mv_warn(p->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
-            MV_S("reason", mv_reason_name(last->reason)), MV_I("worker", last->slot),
-            MV_I("pid", last->pid));
+            MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->pid));
     /* A task ended: the pool is getting somewhere, even if its workers crash. */
     p->consecutive_crashes = 0;
-    end_task(p, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
+    end_task(p, w, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
+}
+
+/* What the task in hand of a dead worker is charged with: the worker's own reason when it
+ * was stopped for the task (limits, timeouts, protocol errors, the OOM killer); a crash when
+ * it died during a planned recycle, which lets the task in hand finish. */
+static mv_reason_t charged_reason(const mv_worker_t *w)
+{
+    switch (w->reason) {
+    case MV_R_NONE:
+    case MV_R_MAX_TASKS:
+    case MV_R_MAX_LIFETIME:
+    case MV_R_SOFT_LIMIT:
+    case MV_R_REQUESTED: return MV_R_CRASH;
+    default: return w->reason;
+    }
 }
 
 void mv__settle_tasks(mv_worker_t *w)
@@ -149,12 +172,11 @@ void mv__settle_tasks(mv_worker_t *w)
     /* A worker that exits 0 after STOP did not start the task at its head (DESIGN §3: STOP
      * means "finish the task in hand, start no other"): it is not charged. */
     bool clean = w->stop_sent && w->term_signal == 0 && w->exit_status == 0;
-    mv_reason_t why = w->reason == MV_R_NONE || w->reason == MV_R_MAX_TASKS ||
-                              w->reason == MV_R_MAX_LIFETIME || w->reason == MV_R_SOFT_LIMIT ||
-                              w->reason == MV_R_REQUESTED
-                          ? MV_R_CRASH
-                          : w->reason;
+    mv_reason_t why = charged_reason(w);
     int status = w->term_signal ? -w->term_signal : (int)w->exit_status;
+    /* The cgroup outlives its process: its kernel peak says how far the last task got. */
+    const mv_reading_t *last = mv__reading(w, true);
+    int64_t peak = last ? MV_MAX(last->peak, last->usage) : -1;
 
     /* Newest first, so that requeueing at the front keeps their order. */
     while (w->count > 0) {
@@ -166,16 +188,17 @@ void mv__settle_tasks(mv_worker_t *w)
         if (started && (clean || why == MV_R_SHUTDOWN))
             t->attempts--; /* it did not really run: not an attempt */
         else if (started) {
-            mv_task_note_attempt(t, why, w->slot, w->pid, status);
+            /* Out of memory for the record: the task still ends, its history is shorter. */
+            mv_task_note_attempt(t, why, w->slot, w->pid, status, peak);
             if (t->attempts >= p->cfg->tasks.max_attempts) {
-                quarantine(p, t);
+                quarantine(p, t, why, w);
                 continue;
             }
             mv_info(p->log, "requeue", MV_I("task", (long long)t->id),
                     MV_I("attempts", t->attempts), MV_S("reason", mv_reason_name(why)),
                     MV_I("worker", w->slot), MV_I("pid", w->pid));
+            p->stats.requeued++; /* only tasks that lost an attempt */
         }
-        p->stats.requeued++;
         mv_tasks_requeue(p->tasks, t);
     }
     w->head = 0;
@@ -188,7 +211,7 @@ void mv__check_policy(mv_worker_t *w, const mv_reading_t *r)
         .age_ms = mv_now_ms() - w->spawned_ms,
         .soft_value = r ? mv_reading_metric(r, w->pool->cfg->limits.metric) : -1,
         .hard_value = r ? r->usage : -1,
-        .hard_by_kernel = false,
+        .hard_by_kernel = w->has_cg,
     };
     mv_verdict_t v = mv_policy_check(&w->lim, &f);
 
@@ -241,7 +264,7 @@ void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *payload, si
         return;
     }
     pop_task(w);
-    r = mv__reading(w, false);
+    r = task_reading(w);
     end_task(p, w, t, ok ? MV_ST_OK : MV_ST_FAILED, payload, n, r);
     w->tasks_done++;
     p->consecutive_crashes = 0;
@@ -261,7 +284,7 @@ void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *payload, si
 static void dispatch_one(mv_worker_t *w, mv_task_t *t)
 {
     if (w->count == 0)
-        begin_task(w, t, mv__reading(w, false));
+        begin_task(w, t, task_reading(w));
     push_task(w, t);
     mv__chan_send_task(w, t);
     mv__fsm(w, MV_EV_DISPATCH);
@@ -318,14 +341,89 @@ static void sample_cb(uv_timer_t *h)
 
     for (w = p->workers; w; w = next) {
         next = w->next;
-        if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_SPAWNING)
+        if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_SPAWNING ||
+            w->state == MV_W_PREPARING)
             continue;
         mv__check_policy(w, mv__reading(w, true));
         /* A worker with no tasks to prove itself (protocol none) ends a crash streak by
          * staying up as long as the longest backoff. */
-        if (mv_now_ms() - w->spawned_ms >= (uint64_t)p->cfg->worker.backoff_max)
+        if (mv_now_ms() - w->spawned_ms >= (uint64_t)p->cfg->worker.backoff_max) {
             mv__slot(w)->crashes = 0;
+            p->consecutive_crashes = 0;
+        }
     }
+}
+
+#define RECHECK_MS 10
+
+/* Checks a worker whose cgroup usage is above the soft limit; says whether to keep at it. */
+static bool recheck_one(mv_worker_t *w)
+{
+    const mv_reading_t *r;
+
+    if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->reason != MV_R_NONE ||
+        w->wanted != MV_R_NONE)
+        return false;
+    r = mv__reading(w, true);
+    mv__check_policy(w, r);
+    return r && w->reason == MV_R_NONE && w->wanted == MV_R_NONE && r->usage >= w->lim.soft_bytes;
+}
+
+static void recheck_cb(uv_timer_t *h)
+{
+    mv_pool_t *p = h->data;
+    bool any = false;
+
+    for (mv_worker_t *w = p->workers; w; w = w->next)
+        if (w->near_soft)
+            any |= w->near_soft = recheck_one(w);
+    if (!any) {
+        p->rechecking = false;
+        uv_timer_stop(h);
+    }
+}
+
+/*
+ * The cgroup said something (v1 threshold crossed, v2 memory.events changed): look now.
+ * The v1 threshold is on usage, which counts page cache, and memory.stat lags the charge: the
+ * private figure the soft limit compares may still be just below it, and the threshold will
+ * not fire again. So while usage stays above the limit, the worker is re-read every 10 ms.
+ */
+static void notify_cb(uv_poll_t *h, int status, int events)
+{
+    mv_worker_t *w = h->data;
+    mv_pool_t *p = w->pool;
+
+    if (status < 0 || w->state == MV_W_DEAD || mv_cg_notified(&w->cg) <= 0)
+        return;
+    if (w->lim.soft_bytes > 0 && recheck_one(w)) {
+        w->near_soft = true;
+        if (!p->rechecking) {
+            p->rechecking = true;
+            uv_timer_start(&p->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
+        }
+    }
+}
+
+void mv__watch(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    int r;
+
+    if (!w->has_cg || w->cg.notify_fd < 0)
+        return;
+    r = uv_poll_init(p->loop, &w->notify, w->cg.notify_fd);
+    if (r < 0) {
+        /* e.g. a fixture tree of plain files: the sampler still watches this worker. */
+        mv_debug(p->log, "cgroup_poll_unavailable", MV_I("worker", w->slot),
+                 MV_S("error", uv_strerror(r)));
+        return;
+    }
+    w->notify.data = w;
+    w->notify_open = true;
+    w->open_handles++;
+    /* v2 signals memory.events changes as POLLPRI only; v1's eventfd is plain readable. */
+    uv_poll_start(&w->notify, w->cg.version == MV_CG_V2 ? UV_PRIORITIZED : UV_READABLE, notify_cb);
 }
 
 int mv__dispatch_init(mv_pool_t *p)
@@ -335,6 +433,10 @@ int mv__dispatch_init(mv_pool_t *p)
     uv_check_start(&p->dispatcher, dispatch_cb);
     /* The check handle runs every iteration but must not keep the loop alive by itself. */
     uv_unref((uv_handle_t *)&p->dispatcher);
+    p->open_handles++;
+    uv_timer_init(p->loop, &p->recheck);
+    p->recheck.data = p;
+    uv_unref((uv_handle_t *)&p->recheck);
     p->open_handles++;
     uv_timer_init(p->loop, &p->sampler);
     p->sampler.data = p;

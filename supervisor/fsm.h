@@ -10,17 +10,19 @@
 #define MV_FSM_H
 
 typedef enum {
-    MV_W_SPAWNING, /* process started, not ready yet (api: waiting for HELLO) */
-    MV_W_READY,    /* idle, takes tasks */
-    MV_W_BUSY,     /* one or more tasks in flight, takes more up to prefetch */
-    MV_W_DRAINING, /* recycling: finishes the task in hand, takes no new one */
-    MV_W_STOPPING, /* asked to exit (STOP, EOF+SIGTERM, SIGTERM); kill timer armed */
-    MV_W_KILLING,  /* SIGKILL sent, waiting for the exit */
-    MV_W_DEAD,     /* exited and reaped */
+    MV_W_PREPARING, /* its cgroup is being made in the thread pool; no process yet */
+    MV_W_SPAWNING,  /* process started, not ready yet (api: waiting for HELLO) */
+    MV_W_READY,     /* idle, takes tasks */
+    MV_W_BUSY,      /* one or more tasks in flight, takes more up to prefetch */
+    MV_W_DRAINING,  /* recycling: finishes the task in hand, takes no new one */
+    MV_W_STOPPING,  /* asked to exit (STOP, EOF+SIGTERM, SIGTERM); kill timer armed */
+    MV_W_KILLING,   /* SIGKILL sent, waiting for the exit */
+    MV_W_DEAD,      /* exited and reaped */
     MV_W_NSTATES
 } mv_wstate_t;
 
 typedef enum {
+    MV_EV_STARTED,  /* its process was started (uv_spawn succeeded) */
     MV_EV_READY,    /* the worker can take tasks (api: valid HELLO; lines/none: spawned) */
     MV_EV_DISPATCH, /* a task was sent to it */
     MV_EV_IDLE,     /* nothing it is working on is outstanding any more */
@@ -34,11 +36,13 @@ typedef enum {
 
 typedef enum {
     MV_ACT_NONE,       /* nothing to do beyond the state change */
-    MV_ACT_DRAIN,      /* stop handing out tasks; api: send STOP so the worker starts no other */
+    MV_ACT_DRAIN,      /* api: send STOP, so the worker starts no other task (DRAINING itself
+                        * already keeps new tasks away) */
     MV_ACT_STOP,       /* ask to exit: api STOP, lines EOF+SIGTERM, none SIGTERM; arm kill timer */
     MV_ACT_TERM,       /* SIGTERM whatever the protocol (stuck worker); arm kill timer */
     MV_ACT_KILL,       /* SIGKILL now */
     MV_ACT_REAP,       /* gone: settle its tasks, close its handles, let the slot respawn */
+    MV_ACT_DISCARD,    /* it never had a process: drop it once its cgroup is made */
     MV_ACT_IMPOSSIBLE, /* the pair cannot happen: log it, change nothing */
 } mv_action_t;
 

@@ -6,12 +6,15 @@
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
  *   memvisor version | help
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "pool.h"
 #include "supervisor.h"
 
 static const char usage_text[] =
@@ -125,6 +128,29 @@ static int set_string(char **field, const char *value)
     return 0;
 }
 
+/* Whether the worker command can be executed, looked up like execvp does (the exec happens
+ * later in the exec shim, where a failure would only look like a crash). 0 or -errno. */
+static int check_command(const char *cmd)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    int err = -ENOENT;
+
+    if (strchr(cmd, '/'))
+        return access(cmd, X_OK) == 0 ? 0 : -errno;
+    for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        snprintf(buf, sizeof buf, "%.*s/%s", (int)len, len ? p : ".", cmd);
+        if (access(buf, X_OK) == 0)
+            return 0;
+        if (errno == EACCES)
+            err = -EACCES;
+        p += len + (colon != NULL);
+    }
+    return err;
+}
+
 static int cmd_run(const cli_t *c, mv_config_t *cfg)
 {
     mv_t mv;
@@ -145,6 +171,12 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
         return MV_EXIT_USAGE;
     } else {
         mv.argv = words;
+    }
+    if ((n = check_command(mv.argv[0])) < 0) {
+        fprintf(stderr, "memvisor run: cannot run the worker command %s: %s\n", mv.argv[0],
+                strerror(-n));
+        code = MV_EXIT_CANT_RUN;
+        goto out;
     }
     if (cfg->worker.protocol == MV_PROTO_NONE && *cfg->tasks.source) {
         fprintf(stderr, "memvisor run: [worker] protocol = none takes no tasks (--tasks %s)\n",
@@ -177,6 +209,10 @@ int main(int argc, char **argv)
     mv_config_t cfg;
     cli_t c;
     int code;
+
+    /* First, before anything: the exec shim runs between fork and the worker's exec. */
+    if (argc >= 2 && strcmp(argv[1], "exec-shim") == 0)
+        return mv_exec_shim(argc, argv);
 
     /* A write to a worker that just died (or to a closed log pipe) must be an EPIPE error,
      * not a signal that kills the supervisor. Workers get SIG_DFL back from uv_spawn. */

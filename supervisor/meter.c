@@ -33,14 +33,15 @@ int mv_meter_parse_statm(const char *text, long page_size, int64_t *rss, int64_t
     return 0;
 }
 
-int mv_meter_open(mv_meter_t *m, pid_t pid)
+int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, bool want_rss)
 {
     char path[48];
     struct stat st;
 
     memset(m, 0, sizeof *m);
     m->fd_dir_fd = -1;
-    m->source = MV_METER_PROC;
+    m->cg = cg;
+    m->want_rss = want_rss;
     m->pid = pid;
     snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
     m->statm_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -62,8 +63,9 @@ int mv_meter_fds(mv_meter_t *m)
     DIR *d;
     int n = 0;
 
+    /* 0 means a process that is gone (every worker holds at least its output pipe). */
     if (m->fd_count_by_stat)
-        return fstat(m->fd_dir_fd, &st) == 0 ? (int)st.st_size : -1;
+        return fstat(m->fd_dir_fd, &st) == 0 && st.st_size > 0 ? (int)st.st_size : -1;
     d = opendir(m->fd_dir);
     if (!d)
         return -1;
@@ -74,26 +76,50 @@ int mv_meter_fds(mv_meter_t *m)
     return n;
 }
 
-int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
+/* rss and private memory from statm. */
+static int read_statm(mv_meter_t *m, int64_t *rss, int64_t *priv)
 {
     char buf[128];
     ssize_t n;
-    int rc;
 
-    if (m->statm_fd < 0)
-        return -EBADF;
     /* pread at 0 on a kept /proc fd re-generates the text: no reopen needed. */
     n = pread(m->statm_fd, buf, sizeof buf - 1, 0);
     if (n <= 0)
         return n < 0 ? -errno : -ESRCH; /* an exited process reads as empty */
     buf[n] = '\0';
-    rc = mv_meter_parse_statm(buf, m->page_size, &r->rss, &r->priv);
-    if (rc < 0)
-        return rc;
-    /* What a memory cgroup would charge an exec'd worker is its private memory, not RSS
-     * (which counts shared library pages once per worker): limits and peaks use that. */
-    r->usage = r->priv;
-    r->peak = -1;
+    n = mv_meter_parse_statm(buf, m->page_size, rss, priv);
+    /* A zombie (exited, not yet reaped) still has a statm, all zeros; a live process always
+     * has resident pages. */
+    return n < 0 ? (int)n : *rss == 0 ? -ESRCH : 0;
+}
+
+int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
+{
+    mv_cg_reading_t c;
+    int64_t priv;
+    int rc;
+
+    if (m->statm_fd < 0)
+        return -EBADF;
+    if (m->cg) {
+        rc = mv_cg_read(m->cg, &c);
+        if (rc < 0)
+            return rc;
+        r->usage = c.usage;
+        r->priv = c.anon;
+        r->peak = c.peak;
+        r->rss = -1;
+        if (m->want_rss && read_statm(m, &r->rss, &priv) < 0)
+            r->rss = -1;
+    } else {
+        rc = read_statm(m, &r->rss, &r->priv);
+        if (rc < 0)
+            return rc;
+        /* What a memory cgroup would charge an exec'd worker is its private memory, not RSS
+         * (which counts shared library pages once per worker): limits and peaks use that. */
+        r->usage = r->priv;
+        r->peak = -1;
+    }
     r->fds = mv_meter_fds(m);
     return 0;
 }

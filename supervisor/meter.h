@@ -2,6 +2,11 @@
  * meter: every memory reading of a worker goes through here, so the policy sees one kind of
  * figure whatever its source.
  *
+ * Source cgroup (cgroup.h): usage = what the kernel charges the worker's cgroup (all its
+ * processes, page cache included: what the hard limit applies to), private = anonymous memory
+ * from memory.stat, peak = the kernel's per-task peak. rss (statm) is read only when it is
+ * the configured metric.
+ *
  * Source /proc (the fallback, and the only one without a writable cgroup): /proc/PID/statm
  * through a kept fd (~0.6 us): rss = resident pages, private = resident - shared, which is
  * exactly RssAnon (anonymous memory, no file pages). `usage` (what the hard limit and peaks
@@ -18,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "config.h"
 
 typedef struct mv_reading {
@@ -28,10 +34,9 @@ typedef struct mv_reading {
     int fds;       /* open fds, -1 = unknown */
 } mv_reading_t;
 
-typedef enum { MV_METER_PROC, MV_METER_CGROUP } mv_meter_source_t;
-
 typedef struct mv_meter {
-    mv_meter_source_t source;
+    mv_cgw_t *cg;  /* the worker's cgroup, or NULL: /proc only */
+    bool want_rss; /* with a cgroup: also read statm for rss */
     pid_t pid;
     int statm_fd;
     long page_size;
@@ -40,8 +45,8 @@ typedef struct mv_meter {
     bool fd_count_by_stat; /* st_size works (>= 6.2) */
 } mv_meter_t;
 
-/* Opens the kept fds for a worker's readings. 0 or -errno (the process is gone). */
-int mv_meter_open(mv_meter_t *m, pid_t pid);
+/* Opens the kept fds for a worker's readings (cg may be NULL). 0 or -errno (it is gone). */
+int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, bool want_rss);
 /* Takes a reading. 0 or -errno. */
 int mv_meter_read(mv_meter_t *m, mv_reading_t *r);
 /* Counts the worker's open fds; -1 when unknown. */

@@ -18,6 +18,9 @@
 
 #include "pool.h"
 
+/* A memory stop this soon after spawn, with no task done, is a failed start. */
+#define MV_PREMATURE_MS 10000
+
 mv_slot_t *mv__slot(mv_worker_t *w)
 {
     return &w->pool->slots[w->slot - 1];
@@ -64,6 +67,7 @@ static void maybe_stopped(mv_pool_t *p)
     p->closing = true;
     uv_close((uv_handle_t *)&p->dispatcher, pool_handle_closed_cb);
     uv_close((uv_handle_t *)&p->sampler, pool_handle_closed_cb);
+    uv_close((uv_handle_t *)&p->recheck, pool_handle_closed_cb);
     uv_close((uv_handle_t *)&p->grace, pool_handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].backoff_open) {
@@ -103,6 +107,11 @@ static void deadline_cb(uv_timer_t *t)
 
 void mv__arm(mv_worker_t *w, int deadline, int64_t ms)
 {
+    /* Once SIGKILL is scheduled (kill_timeout) or the channel is gone, no task or ready
+     * deadline may push it back: that would leave a worker that ignores SIGTERM alive. */
+    if ((w->deadline == MV_DL_KILL || w->deadline == MV_DL_CHANNEL) &&
+        (deadline == MV_DL_TASK || deadline == MV_DL_READY))
+        return;
     w->deadline = deadline;
     uv_timer_start(&w->timer, deadline_cb, (uint64_t)(ms > 0 ? ms : 0), 0);
 }
@@ -113,13 +122,29 @@ void mv__disarm(mv_worker_t *w)
     uv_timer_stop(&w->timer);
 }
 
+/* A worker stopped for memory before it did anything: nothing done or in hand, and young.
+ * Its replacement would start the same way, so this is a startup that does not fit the
+ * limits, not a recycle. */
+static bool premature(const mv_worker_t *w)
+{
+    return w->tasks_done == 0 && w->count == 0 && mv_now_ms() - w->spawned_ms < MV_PREMATURE_MS;
+}
+
 /* Whether leaving for `reason` is the worker's failure: then its slot is respawned only
  * once it is gone, with the crash backoff, and it counts toward crash_limit. Planned
  * recycles (and a task that hung or outgrew the limits) get their replacement at once. */
-static bool is_failure(mv_reason_t reason)
+static bool is_failure(const mv_worker_t *w, mv_reason_t reason)
 {
-    return reason == MV_R_CRASH || reason == MV_R_READY_TIMEOUT || reason == MV_R_PROTOCOL_ERROR ||
-           reason == MV_R_FATAL;
+    switch (reason) {
+    case MV_R_CRASH:
+    case MV_R_READY_TIMEOUT:
+    case MV_R_PROTOCOL_ERROR:
+    case MV_R_FATAL: return true;
+    case MV_R_SOFT_LIMIT:
+    case MV_R_HARD_LIMIT:
+    case MV_R_KERNEL_OOM: return premature(w);
+    default: return false;
+    }
 }
 
 /* ---- spawning ---- */
@@ -143,12 +168,154 @@ static void fatal(mv_pool_t *p)
         p->on_fatal(p);
 }
 
-/* Starts a new worker in `slot`; on failure the slot retries after a backoff. */
+static void count_failure(mv_worker_t *w);
+
+/* Removes a dead worker's cgroup in the thread pool (rmdir may wait on cgroup_mutex). */
+typedef struct cg_removal {
+    uv_work_t req;
+    mv_cg_version_t version;
+    char *path;
+    int result;
+    char why[256];
+    mv_log_t *log;
+} cg_removal_t;
+
+static void removal_cb(uv_work_t *req)
+{
+    cg_removal_t *j = req->data;
+
+    j->result = mv_cg_remove(j->version, j->path, j->why, sizeof j->why);
+}
+
+static void removal_done_cb(uv_work_t *req, int status)
+{
+    cg_removal_t *j = req->data;
+
+    if (j->result < 0)
+        mv_warn(j->log, "cgroup_remove_failed", MV_S("cgroup", j->path), MV_S("error", j->why));
+    free(j->path);
+    free(j);
+}
+
+/* Closes a worker's cgroup files and has the directory removed. */
+static void release_cgroup(mv_worker_t *w)
+{
+    cg_removal_t *j;
+
+    if (!w->has_cg)
+        return;
+    w->has_cg = false;
+    j = calloc(1, sizeof *j);
+    if (j) {
+        j->req.data = j;
+        j->version = w->cg.version;
+        j->path = w->cg.path; /* the job owns the path now */
+        j->log = w->pool->log;
+        w->cg.path = NULL;
+        if (uv_queue_work(w->pool->loop, &j->req, removal_cb, removal_done_cb) < 0) {
+            mv_warn(w->pool->log, "cgroup_remove_failed", MV_S("cgroup", j->path),
+                    MV_S("error", "cannot queue the removal"));
+            free(j->path);
+            free(j);
+        }
+    }
+    mv_cg_close(&w->cg);
+}
+
+/* A worker could not be started (cgroup or spawn): the slot retries after a backoff, or the
+ * run ends when the command can never start. */
+static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bool hopeless)
+{
+    mv_pool_t *p = w->pool;
+    mv_slot_t *s = mv__slot(w);
+
+    mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_S("command", p->argv[0]),
+             MV_S("call", call), MV_S("error", error));
+    w->state = MV_W_DEAD;
+    release_cgroup(w);
+    mv__close_handles(w);
+    if (s->active == w)
+        s->active = NULL;
+    if (hopeless) {
+        fatal(p);
+        return;
+    }
+    w->reason = MV_R_CRASH;
+    count_failure(w);
+    schedule_respawn(
+        p, w->slot,
+        mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min, p->cfg->worker.backoff_max));
+}
+
+/* The worker's cgroup (if any) is ready: start its process. */
+static void start_process(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+    const char *call = "uv_spawn";
+    int r = mv__spawn(p, w, &call);
+
+    if (r < 0 && w->pid <= 0) {
+        spawn_failed(w, call, uv_strerror(r), spawn_hopeless(r));
+        return;
+    }
+    p->stats.spawned++;
+    mv__fsm(w, MV_EV_STARTED);
+    if (r < 0) {
+        /* It runs (already sent SIGKILL) but could not be wired up: its exit is reaped as a
+         * crash, with the backoff and crash_limit of any failure. */
+        mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                 MV_S("call", call), MV_S("error", uv_strerror(r)));
+        w->reason = MV_R_CRASH;
+        mv__fsm(w, MV_EV_KILL);
+        return;
+    }
+    w->meter_ok = mv_meter_open(&w->meter, w->pid, w->has_cg ? &w->cg : NULL,
+                                p->cfg->limits.metric == MV_METRIC_RSS) == 0;
+    mv__watch(w);
+    mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
+            MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+    if (p->cfg->worker.protocol == MV_PROTO_API) {
+        mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
+    } else {
+        mv__fsm(w, MV_EV_READY);
+        mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid), MV_I("ms", 0));
+        mv_pool_kick(p);
+    }
+}
+
+static void cg_create_cb(uv_work_t *req)
+{
+    mv_worker_t *w = req->data;
+
+    w->cg_result = mv_cg_create(w->pool->cg, w->slot, w->gen, &w->cg, w->cg_why, sizeof w->cg_why);
+}
+
+static void cg_created_cb(uv_work_t *req, int status)
+{
+    mv_worker_t *w = req->data;
+
+    if (status < 0 && w->cg_result == 0) {
+        w->cg_result = status;
+        snprintf(w->cg_why, sizeof w->cg_why, "the cgroup job was cancelled");
+    }
+    w->has_cg = w->cg_result == 0;
+    if (w->state == MV_W_DEAD) { /* discarded while its cgroup was being made */
+        release_cgroup(w);
+        mv__close_handles(w);
+        return;
+    }
+    if (!w->has_cg) {
+        spawn_failed(w, "cgroup", w->cg_why, false);
+        return;
+    }
+    start_process(w);
+}
+
+/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
 static int spawn_slot(mv_pool_t *p, int slot)
 {
     mv_slot_t *s = &p->slots[slot - 1];
     mv_worker_t *w = calloc(1, sizeof *w);
-    int r;
 
     if (w)
         w->inflight = calloc((size_t)p->cfg->worker.prefetch, sizeof *w->inflight);
@@ -161,47 +328,24 @@ static int spawn_slot(mv_pool_t *p, int slot)
     w->pool = p;
     w->slot = slot;
     w->gen = ++s->gen;
-    w->state = MV_W_SPAWNING;
+    w->state = MV_W_PREPARING;
     w->cap = (unsigned)p->cfg->worker.prefetch;
     w->lim = mv_policy_limits(p->cfg, rand01(p), rand01(p));
     w->meter.statm_fd = w->meter.fd_dir_fd = -1;
+    w->cg.procs_fd = w->cg.notify_fd = -1;
+    uv_timer_init(p->loop, &w->timer);
+    w->timer.data = w;
+    w->open_handles = 1;
     w->next = p->workers;
     p->workers = w;
-
-    r = mv__spawn(p, w);
-    if (r < 0) {
-        mv_error(p->log, "spawn_failed", MV_I("worker", slot), MV_S("command", p->argv[0]),
-                 MV_S("call", "uv_spawn"), MV_S("error", uv_strerror(r)));
-        if (w->pid > 0) {
-            /* It runs but we could not wire it up: kill it and let its exit respawn. */
-            s->active = w;
-            mv__kill(w, MV_R_CRASH);
-            return r;
-        }
-        w->state = MV_W_DEAD;
-        mv__close_handles(w);
-        if (spawn_hopeless(r)) {
-            fatal(p);
-            return r;
-        }
-        s->crashes++;
-        p->consecutive_crashes++;
-        schedule_respawn(
-            p, slot,
-            mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min, p->cfg->worker.backoff_max));
-        return r;
-    }
     s->active = w;
-    p->stats.spawned++;
-    w->meter_ok = mv_meter_open(&w->meter, w->pid) == 0;
-    mv_info(p->log, "spawn", MV_I("worker", slot), MV_I("gen", w->gen), MV_I("pid", w->pid));
-    if (p->cfg->worker.protocol == MV_PROTO_API) {
-        mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
-    } else {
-        mv__fsm(w, MV_EV_READY);
-        mv_info(p->log, "ready", MV_I("worker", slot), MV_I("pid", w->pid), MV_I("ms", 0));
-        mv_pool_kick(p);
+    if (p->cg->version == MV_CG_OFF) {
+        start_process(w);
+        return 0;
     }
+    w->cg_job.data = w;
+    if (uv_queue_work(p->loop, &w->cg_job, cg_create_cb, cg_created_cb) < 0)
+        spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
     return 0;
 }
 
@@ -260,7 +404,7 @@ static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
            MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
            MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
            MV_I("tasks", w->tasks_done), MV_I("mem", w->have_reading ? w->last.priv : -1),
-           MV_I("rss", w->have_reading ? w->last.rss : -1));
+           MV_I("usage", w->have_reading ? w->last.usage : -1));
 }
 
 /* Starts the recycles that were waiting for a free recycle slot. */
@@ -278,6 +422,14 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
 
     if (w->reason != MV_R_NONE || w->state == MV_W_DEAD)
         return;
+    if (w->state == MV_W_PREPARING) {
+        /* Brand new: nothing to recycle. Only a shutdown drops it. */
+        if (reason == MV_R_SHUTDOWN) {
+            w->reason = reason;
+            mv__fsm(w, MV_EV_DRAIN);
+        }
+        return;
+    }
     if (reason != MV_R_SHUTDOWN && p->recycling >= p->cfg->recycle.max_concurrent) {
         if (w->wanted == MV_R_NONE)
             mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->pid),
@@ -291,8 +443,8 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
     if (reason != MV_R_SHUTDOWN) {
         w->recycling = true;
         p->recycling++;
-        p->stats.recycles[reason]++;
-        start_replacement(w);
+        if (!is_failure(w, reason))
+            start_replacement(w);
     }
     mv__fsm(w, MV_EV_DRAIN);
 }
@@ -300,31 +452,25 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
 /* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
 void mv__fault(mv_worker_t *w, mv_reason_t reason)
 {
-    mv_pool_t *p = w->pool;
-
     if (w->state == MV_W_DEAD || w->state == MV_W_STOPPING || w->state == MV_W_KILLING)
         return;
-    if (w->reason != MV_R_SHUTDOWN)
-        p->stats.recycles[reason]++;
-    w->reason = reason;
+    if (w->reason != MV_R_SHUTDOWN) /* shutting down already: it stays a shutdown */
+        w->reason = reason;
     log_leaving(w, reason, "term");
-    if (!is_failure(reason))
+    if (!is_failure(w, reason))
         start_replacement(w);
     mv__fsm(w, MV_EV_FAULT);
 }
 
-/* SIGKILL now: the hard limit, or memvisor told twice to stop. */
+/* SIGKILL now: the hard limit by sampling, or memvisor told twice to stop. */
 void mv__kill(mv_worker_t *w, mv_reason_t reason)
 {
-    mv_pool_t *p = w->pool;
-
-    if (w->state == MV_W_DEAD || w->state == MV_W_KILLING)
+    if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_PREPARING)
         return;
-    if (reason != MV_R_SHUTDOWN)
-        p->stats.recycles[reason]++;
     w->reason = reason;
     log_leaving(w, reason, "kill");
-    start_replacement(w);
+    if (!is_failure(w, reason))
+        start_replacement(w);
     mv__fsm(w, MV_EV_KILL);
 }
 
@@ -366,6 +512,7 @@ static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
         mv__signal(w, SIGKILL);
         break;
     case MV_ACT_REAP: reap(w); break;
+    case MV_ACT_DISCARD: break; /* cg_created_cb lets it go once its cgroup job is done */
     case MV_ACT_IMPOSSIBLE:
         mv_error(w->pool->log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->pid),
                  MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
@@ -418,11 +565,10 @@ void mv__on_chan_eof(mv_worker_t *w)
 
 /* ---- exit ---- */
 
-static void log_exit(mv_worker_t *w)
+static void log_exit(mv_worker_t *w, bool failed)
 {
-    mv_log(w->pool->log, is_failure(w->reason) ? MV_LVL_WARN : MV_LVL_INFO, "exit",
-           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
-           MV_S("reason", mv_reason_name(w->reason)),
+    mv_log(w->pool->log, failed ? MV_LVL_WARN : MV_LVL_INFO, "exit", MV_I("worker", w->slot),
+           MV_I("gen", w->gen), MV_I("pid", w->pid), MV_S("reason", mv_reason_name(w->reason)),
            w->term_signal ? MV_S("signal", strsignal(w->term_signal))
                           : MV_I("status", w->exit_status),
            MV_I("tasks", w->tasks_done), MV_I("peak", w->peak),
@@ -453,6 +599,32 @@ static void count_failure(mv_worker_t *w)
     }
 }
 
+/* Whether the kernel OOM-killed the worker inside its cgroup (v1 oom_control / v2
+ * memory.events oom_kill, already counted when the exit arrives: CGROUP-FACTS §3.1). */
+static bool killed_by_oom(mv_worker_t *w)
+{
+    uint64_t n = 0;
+
+    return w->has_cg && w->term_signal == SIGKILL && w->reason != MV_R_HARD_LIMIT &&
+           w->reason != MV_R_SHUTDOWN && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0;
+}
+
+/* Why the worker left, when nobody asked it to: the kernel's OOM killer, the fatal code, or
+ * a crash. */
+static void classify_exit(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+
+    if (killed_by_oom(w)) {
+        w->reason = MV_R_KERNEL_OOM;
+        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard));
+    } else if (w->reason == MV_R_NONE) {
+        w->reason = w->term_signal == 0 && w->exit_status == p->cfg->worker.fatal_exit ? MV_R_FATAL
+                                                                                       : MV_R_CRASH;
+    }
+}
+
 static void reap(mv_worker_t *w)
 {
     mv_pool_t *p = w->pool;
@@ -460,14 +632,20 @@ static void reap(mv_worker_t *w)
     bool failed;
 
     mv__disarm(w);
-    if (w->reason == MV_R_NONE) {
-        w->reason = w->term_signal == 0 && w->exit_status == p->cfg->worker.fatal_exit ? MV_R_FATAL
-                                                                                       : MV_R_CRASH;
+    classify_exit(w);
+    /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
+     * OOM kill counts as kernel_oom). */
+    if (w->reason != MV_R_SHUTDOWN)
         p->stats.recycles[w->reason]++;
-    }
-    failed = is_failure(w->reason);
+    failed = is_failure(w, w->reason); /* before settling: it looks at the tasks in hand */
+    if (failed && (w->reason == MV_R_SOFT_LIMIT || w->reason == MV_R_HARD_LIMIT ||
+                   w->reason == MV_R_KERNEL_OOM))
+        mv_warn(p->log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_S("reason", mv_reason_name(w->reason)),
+                MV_S("msg", "stopped for memory before its first task: the limits may be too "
+                            "low for this worker to start"));
     mv__settle_tasks(w);
-    log_exit(w);
+    log_exit(w, failed);
     if (failed)
         count_failure(w);
     if (w->recycling) {
@@ -483,6 +661,11 @@ static void reap(mv_worker_t *w)
     }
     mv_meter_close(&w->meter);
     w->meter_ok = false;
+    if (w->notify_open) {
+        /* Off epoll before its fd closes with the cgroup's files. */
+        uv_poll_stop(&w->notify);
+    }
+    release_cgroup(w);
     start_wanted(p);
     mv__close_handles(w);
     mv_pool_kick(p);
@@ -490,6 +673,7 @@ static void reap(mv_worker_t *w)
 
 void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal)
 {
+    w->exited = true; /* libuv reaped it: from here on its pid is not ours to signal */
     w->exit_status = status;
     w->term_signal = term_signal;
     /* Answers sent just before the exit are still in the pipes: count them first. */
@@ -523,8 +707,10 @@ static void grace_cb(uv_timer_t *t)
     mv_pool_t *p = t->data;
     int n = 0;
 
+    /* Workers still finishing a task when the grace period ends get SIGTERM, then SIGKILL
+     * after kill_timeout, like any worker that does not stop when asked. */
     for (mv_worker_t *w = p->workers; w; w = w->next)
-        if (w->state == MV_W_DRAINING || w->state == MV_W_BUSY || w->state == MV_W_SPAWNING) {
+        if (w->state == MV_W_DRAINING || w->state == MV_W_BUSY) {
             mv__fsm(w, MV_EV_FAULT);
             n++;
         }
@@ -537,19 +723,20 @@ int mv_pool_start(mv_pool_t *p)
 {
     int r;
 
-    p->nslots = p->cfg->supervisor.workers;
-    p->slots = calloc((size_t)p->nslots, sizeof *p->slots);
-    if (!p->slots)
-        return -ENOMEM;
-    for (int i = 0; i < p->nslots; i++)
-        p->slots[i].pool = p;
-    p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    /* The pool's own handles first, so that stopping after any failure below is safe. */
     uv_timer_init(p->loop, &p->grace);
     p->grace.data = p;
     p->open_handles++;
     r = mv__dispatch_init(p);
     if (r < 0)
         return r;
+    p->slots = calloc((size_t)p->cfg->supervisor.workers, sizeof *p->slots);
+    if (!p->slots)
+        return -ENOMEM;
+    p->nslots = p->cfg->supervisor.workers;
+    for (int i = 0; i < p->nslots; i++)
+        p->slots[i].pool = p;
+    p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     p->accepting = true;
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);

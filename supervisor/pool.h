@@ -17,6 +17,7 @@
 
 #include <memvisor/protocol.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "fsm.h"
 #include "log.h"
@@ -65,6 +66,16 @@ typedef struct mv_worker {
     unsigned head, count, cap;
     int64_t tasks_done;
 
+    /* cgroup (cgroup.h): made by a thread-pool job while PREPARING */
+    mv_cgw_t cg;
+    bool has_cg;
+    uv_work_t cg_job;
+    int cg_result;
+    char cg_why[256];
+    uv_poll_t notify; /* the cgroup's notification fd (soft limit, OOM) */
+    bool notify_open;
+    bool near_soft; /* usage is above the soft limit, the metric not yet: recheck */
+
     /* memory */
     mv_meter_t meter;
     bool meter_ok;
@@ -78,6 +89,7 @@ typedef struct mv_worker {
     mv_reason_t wanted; /* a recycle waiting for a free recycle slot */
     bool replaced;      /* its slot already has a replacement */
     bool recycling;     /* counts against [recycle] max_concurrent */
+    bool exited;        /* its exit was reported: never signal its pid again */
     int64_t exit_status;
     int term_signal;
 } mv_worker_t;
@@ -111,9 +123,10 @@ typedef struct mv_pool {
     mv_log_t *log;
     mv_tasks_t *tasks;
     mv_results_t *results;
-    char **argv;             /* the worker command */
-    char **env;              /* environment template for workers */
-    const char *cgroup_mode; /* for logs and status: "off (sampling /proc)" ... */
+    char **argv;          /* the worker command */
+    char **env;           /* environment template for workers */
+    const char *self_exe; /* this binary, for the exec shim */
+    const mv_cg_t *cg;    /* cgroups (version MV_CG_OFF: /proc sampling only) */
 
     mv_slot_t *slots;
     int nslots;
@@ -129,6 +142,8 @@ typedef struct mv_pool {
     uv_check_t dispatcher;
     bool dispatch_pending;
     uv_timer_t sampler;
+    uv_timer_t recheck; /* fast re-reads of workers whose usage is near the soft limit */
+    bool rechecking;
     uv_timer_t grace;
     unsigned open_handles; /* the pool's own handles (dispatcher, sampler, grace, backoffs) */
     bool closing;
@@ -154,7 +169,11 @@ void mv_pool_free(mv_pool_t *p);
 /* ---- shared-private: spawn.c, channel.c and pool.c ---- */
 
 /* spawn.c */
-int mv__spawn(mv_pool_t *p, mv_worker_t *w);
+/* Starts the worker's process. 0, or -errno with *call naming what failed; when the process
+ * already runs (w->pid > 0) it has been sent SIGKILL. */
+int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call);
+/* The exec shim (`memvisor exec-shim FD COMMAND...`): joins the cgroup, then execs. */
+int mv_exec_shim(int argc, char **argv);
 void mv__handle_closed_cb(uv_handle_t *h);
 void mv__signal(mv_worker_t *w, int sig);
 void mv__close_handles(mv_worker_t *w);
@@ -181,6 +200,8 @@ int mv__dispatch_init(mv_pool_t *p);
 const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh);
 void mv__settle_tasks(mv_worker_t *w);
 void mv__check_policy(mv_worker_t *w, const mv_reading_t *r);
+/* Starts watching the worker's cgroup notifications (soft limit, OOM). */
+void mv__watch(mv_worker_t *w);
 
 /* what the channel reports (hello and answers in dispatch.c, the rest in pool.c) */
 void mv__on_hello(mv_worker_t *w, uint32_t version);

@@ -63,6 +63,8 @@ static json_t *attempts_json(const mv_attempt_t *h, int n)
             json_object_set_new(e, "signal", json_integer(-h[i].status));
         else
             json_object_set_new(e, "exit", json_integer(h[i].status));
+        if (h[i].peak >= 0)
+            json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
         json_array_append_new(a, e);
     }
     return a;
@@ -92,8 +94,10 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
         json_object_set_new(o, "mem_peak", json_integer(res->mem_peak));
         json_object_set_new(o, "retained", json_integer(res->retained));
         json_object_set_new(o, "peak_source", json_string(res->peak_source));
-        json_object_set_new(o, "fds_before", json_integer(res->fds_before));
-        json_object_set_new(o, "fds_after", json_integer(res->fds_after));
+        json_object_set_new(o, "fds_before",
+                            res->fds_before >= 0 ? json_integer(res->fds_before) : json_null());
+        json_object_set_new(o, "fds_after",
+                            res->fds_after >= 0 ? json_integer(res->fds_after) : json_null());
     } else {
         json_object_set_new(o, "mem_before", json_null());
         json_object_set_new(o, "mem_after", json_null());

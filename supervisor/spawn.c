@@ -9,6 +9,13 @@
  *   lines  0 task pipe, 1 result pipe, 2 output pipe (to the log)
  *   none   0 /dev/null, 1+2 output pipe (to the log)
  * The output pipe is made here, not by libuv, so stdout and stderr can share one pipe.
+ *
+ * With a cgroup, the worker must be inside it before any of its own code runs (DESIGN §2;
+ * attaching after uv_spawn races, and early charges stay in the wrong cgroup for good). libuv
+ * 1.44 has no pre-exec hook, so uv_spawn runs `memvisor exec-shim FD COMMAND...` with the
+ * worker cgroup's cgroup.procs open on FD: the shim writes "0" (itself) there, closes it and
+ * execs the worker. The migration write can block for an RCU grace period (5-16 ms): it
+ * blocks the new child, never the loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,39 +86,75 @@ static char **worker_env(mv_pool_t *p, mv_worker_t *w, char *fd_var, char *slot_
     return env;
 }
 
-int mv__spawn(mv_pool_t *p, mv_worker_t *w)
+int mv_exec_shim(int argc, char **argv)
+{
+    char *end;
+    long fd;
+
+    /* memvisor exec-shim FD COMMAND [ARG]... ; exit codes as a shell's: 125 could not set
+     * up, 126 cannot execute, 127 not found. */
+    if (argc < 4) {
+        fprintf(stderr, "usage: memvisor exec-shim FD COMMAND [ARG]...\n");
+        return 125;
+    }
+    fd = strtol(argv[2], &end, 10);
+    if (*end || fd < 3) {
+        fprintf(stderr, "memvisor exec-shim: bad fd %s\n", argv[2]);
+        return 125;
+    }
+    if (write((int)fd, "0", 1) != 1) {
+        fprintf(stderr, "memvisor exec-shim: cannot join the worker's cgroup: %s\n",
+                strerror(errno));
+        return 125;
+    }
+    close((int)fd);
+    execvp(argv[3], argv + 3);
+    fprintf(stderr, "memvisor exec-shim: cannot run %s: %s\n", argv[3], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
+
+/* argv for uv_spawn: the command, or the shim in front of it. NULL on ENOMEM. */
+static char **spawn_argv(mv_pool_t *p, int shim_fd, char *fd_text)
+{
+    size_t n = 0, k = 0;
+    char **a;
+
+    while (p->argv[n])
+        n++;
+    a = calloc(n + 4, sizeof *a);
+    if (!a)
+        return NULL;
+    if (shim_fd >= 0) {
+        snprintf(fd_text, 16, "%d", shim_fd);
+        a[k++] = (char *)p->self_exe;
+        a[k++] = "exec-shim";
+        a[k++] = fd_text;
+    }
+    for (size_t i = 0; i < n; i++)
+        a[k++] = p->argv[i];
+    a[k] = NULL;
+    return a;
+}
+
+/* The fds a worker is started with (see the top of this file). 0 or -errno; on failure the
+ * caller closes what `fds` holds. fds: op[0..1] output pipe, sv[0..1] api socketpair. */
+static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[5], int *count,
+                       int op[2], int sv[2])
 {
     mv_protocol_t proto = p->cfg->worker.protocol;
-    uv_process_options_t o;
-    uv_stdio_container_t st[4];
-    int sv[2] = {-1, -1}, op[2] = {-1, -1}, r;
-    char fd_var[32], slot_var[32];
-    char **env = NULL;
 
-    memset(&o, 0, sizeof o);
-    memset(st, 0, sizeof st);
-    r = uv_timer_init(p->loop, &w->timer);
-    if (r < 0)
-        return r;
-    w->timer.data = w;
-    w->open_handles++;
-
-    if (pipe2(op, O_CLOEXEC) < 0) {
-        r = -errno;
-        goto fail;
-    }
+    if (pipe2(op, O_CLOEXEC) < 0)
+        return -errno;
     st[0].flags = UV_IGNORE;
     st[1].flags = st[2].flags = UV_INHERIT_FD;
     st[1].data.fd = st[2].data.fd = op[1];
-    o.stdio_count = 3;
+    *count = 3;
     if (proto == MV_PROTO_API) {
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-            r = -errno;
-            goto fail;
-        }
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+            return -errno;
         st[3].flags = UV_INHERIT_FD;
         st[3].data.fd = sv[1];
-        o.stdio_count = 4;
+        *count = 4;
     } else if (proto == MV_PROTO_LINES) {
         /* libuv makes these two pipes; the handles must exist before uv_spawn. */
         uv_pipe_init(p->loop, &w->in, 0);
@@ -124,55 +167,86 @@ int mv__spawn(mv_pool_t *p, mv_worker_t *w)
         st[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
         st[1].data.stream = (uv_stream_t *)&w->chan;
     }
+    if (w->has_cg) {
+        /* The cgroup.procs fd goes to the next free child fd, for the shim. */
+        st[*count].flags = UV_INHERIT_FD;
+        st[*count].data.fd = w->cg.procs_fd;
+        (*count)++;
+    }
+    return 0;
+}
 
+/* Our ends of the worker's pipes become libuv streams, and reading starts. */
+static int wire_up(mv_worker_t *w, int out_fd, int chan_fd, const char **call)
+{
+    int r;
+
+    *call = "uv_pipe_open";
+    r = open_pipe(w, &w->out, out_fd, &w->out_open);
+    if (chan_fd >= 0) {
+        if (r == 0)
+            r = open_pipe(w, &w->chan, chan_fd, &w->chan_open);
+        else
+            close(chan_fd);
+    }
+    if (r == 0) {
+        *call = "uv_read_start";
+        r = mv__chan_start(w);
+    }
+    return r;
+}
+
+int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call)
+{
+    uv_process_options_t o;
+    uv_stdio_container_t st[5];
+    int sv[2] = {-1, -1}, op[2] = {-1, -1}, count = 0, r;
+    char fd_var[32], slot_var[32], shim_fd[16];
+    char **env = NULL, **args = NULL;
+
+    memset(&o, 0, sizeof o);
+    memset(st, 0, sizeof st);
+    *call = "pipe";
+    r = setup_stdio(p, w, st, &count, op, sv);
     env = worker_env(p, w, fd_var, slot_var);
-    if (!env) {
+    args = spawn_argv(p, w->has_cg ? count - 1 : -1, shim_fd);
+    if (r == 0 && (!env || !args))
         r = -ENOMEM;
-        goto fail;
+    if (r == 0) {
+        o.file = args[0];
+        o.args = args;
+        o.env = env;
+        o.stdio = st;
+        o.stdio_count = count;
+        o.exit_cb = exit_cb;
+        /* Its own session: a Ctrl-C at memvisor's terminal is memvisor's to handle (grace
+         * period first), not a SIGINT to every worker. */
+        o.flags = UV_PROCESS_DETACHED;
+        w->proc.data = w;
+        *call = "uv_spawn";
+        r = uv_spawn(p->loop, &w->proc, &o);
+        /* Unix uv_spawn initialises the handle before anything can fail: always close it. */
+        w->open_handles++;
     }
-    o.file = p->argv[0];
-    o.args = p->argv;
-    o.env = env;
-    o.stdio = st;
-    o.exit_cb = exit_cb;
-    w->proc.data = w;
-    r = uv_spawn(p->loop, &w->proc, &o);
-    /* Unix uv_spawn initialises the handle before anything can fail: always close it. */
-    w->open_handles++;
     free(env);
-    env = NULL;
-    close(op[1]);
-    op[1] = -1;
-    if (sv[1] >= 0) {
+    free(args);
+    /* The child's ends are the child's now (or nobody's). */
+    if (op[1] >= 0)
+        close(op[1]);
+    if (sv[1] >= 0)
         close(sv[1]);
-        sv[1] = -1;
-    }
-    if (r < 0)
-        goto fail;
-    w->pid = w->proc.pid;
-    w->spawned_ms = mv_now_ms();
-
-    r = open_pipe(w, &w->out, op[0], &w->out_open);
-    op[0] = -1;
-    if (r == 0 && proto == MV_PROTO_API) {
-        r = open_pipe(w, &w->chan, sv[0], &w->chan_open);
-        sv[0] = -1;
-    }
     if (r < 0) {
-        /* The process runs but we cannot talk to it: it must not outlive this failure. */
-        uv_process_kill(&w->proc, SIGKILL);
+        if (op[0] >= 0)
+            close(op[0]);
+        if (sv[0] >= 0)
+            close(sv[0]);
         return r;
     }
-    return mv__chan_start(w);
-
-fail:
-    free(env);
-    for (int i = 0; i < 2; i++) {
-        if (op[i] >= 0)
-            close(op[i]);
-        if (sv[i] >= 0)
-            close(sv[i]);
-    }
+    w->pid = w->proc.pid;
+    w->spawned_ms = mv_now_ms();
+    r = wire_up(w, op[0], sv[0], call);
+    if (r < 0)
+        uv_process_kill(&w->proc, SIGKILL); /* it runs, but we cannot talk to it */
     return r;
 }
 
@@ -180,9 +254,10 @@ void mv__signal(mv_worker_t *w, int sig)
 {
     int r;
 
-    if (w->state == MV_W_DEAD || w->pid <= 0)
+    if (w->state == MV_W_DEAD || w->pid <= 0 || w->exited)
         return;
-    /* By pid, through the handle: libuv has not reaped it yet, so the pid is still ours. */
+    /* By pid, through the handle, and only before its exit was reported: libuv reaps the
+     * child just before calling the exit callback, after which the pid may be reused. */
     r = uv_process_kill(&w->proc, sig);
     if (r < 0 && r != UV_ESRCH)
         mv_error(w->pool->log, "signal_failed", MV_I("worker", w->slot), MV_I("pid", w->pid),
@@ -210,6 +285,7 @@ void mv__close_handles(mv_worker_t *w)
     close_one((uv_handle_t *)&w->in, &w->in_open);
     close_one((uv_handle_t *)&w->out, &w->out_open);
     close_one((uv_handle_t *)&w->timer, NULL);
+    close_one((uv_handle_t *)&w->notify, &w->notify_open);
     if (w->proc.type == UV_PROCESS)
         close_one((uv_handle_t *)&w->proc, NULL);
 }

@@ -152,7 +152,7 @@ static void summary(mv_t *mv, int code)
            : mv->cant_run  ? "run ended early"
                            : "done",
            (double)(mv_now_ms() - mv->started_ms) / 1000.0);
-    printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu requeued after a worker "
+    printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu retried after their worker "
            "died\n",
            (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
            (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)st->requeued);
@@ -172,7 +172,9 @@ static void summary(mv_t *mv, int code)
     printf("%s\n", any ? "" : " none");
     mv_fmt_bytes(mv->cfg->limits.memory_soft, a);
     mv_fmt_bytes(mv->cfg->limits.memory_hard, b);
-    printf("  memory    peak per worker (%s):", mv->pool.cgroup_mode);
+    printf("  memory    peak per worker (%s):", mv->cg.version == MV_CG_V1   ? "cgroup v1"
+                                                : mv->cg.version == MV_CG_V2 ? "cgroup v2"
+                                                                             : "sampled");
     for (int i = 0; i < mv->pool.nslots; i++) {
         char pk[24];
         mv_fmt_bytes(mv->pool.slots[i].peak, pk);
@@ -180,7 +182,10 @@ static void summary(mv_t *mv, int code)
     }
     printf("; limits soft %s, hard %s\n", mv->cfg->limits.memory_soft ? a : "off",
            mv->cfg->limits.memory_hard ? b : "off");
-    if (mv->results.path && *mv->results.path)
+    if (mv->results.error)
+        printf("  results   %s: WRITING FAILED (%s): lines after the failure are missing\n",
+               mv->results.path, uv_strerror(mv->results.error));
+    else if (mv->results.path && *mv->results.path)
         printf("  results   %s\n", mv->results.path);
     printf("  exit      %d\n", code);
     fflush(stdout);
@@ -199,10 +204,84 @@ static int exit_code(mv_t *mv)
     return MV_EXIT_OK;
 }
 
+/* Sets up the per-worker cgroups. -1 when the configured mode cannot work (exit 3). */
+static int setup_cgroups(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    mv_cg_opts_t o = {
+        .mode = cfg->supervisor.cgroup,
+        .parent = cfg->supervisor.cgroup_parent,
+        .soft = cfg->limits.memory_soft,
+        .hard = cfg->limits.memory_hard,
+        /* A test knob: fixture trees in place of /proc's view of the cgroups. */
+        .proc_cgroup = getenv("MEMVISOR_TEST_PROC_CGROUP"),
+        .mountinfo = getenv("MEMVISOR_TEST_MOUNTINFO"),
+    };
+    char why[512];
+    ssize_t n;
+
+    n = readlink("/proc/self/exe", mv->self_exe, sizeof mv->self_exe - 1);
+    mv->self_exe[n > 0 ? n : 0] = '\0';
+    if (mv_cg_setup(&mv->cg, &o, why, sizeof why) < 0) {
+        mv_error(&mv->log, "cgroup_setup_failed",
+                 MV_S("mode", cfg->supervisor.cgroup == MV_CGMODE_V1 ? "v1" : "v2"),
+                 MV_S("error", why));
+        return -1;
+    }
+    if (mv->cg.version == MV_CG_OFF && cfg->supervisor.cgroup != MV_CGMODE_OFF)
+        /* Said once: limits now rest on samples, and peaks are sampled. */
+        mv_warn(&mv->log, "cgroup_unavailable", MV_S("reason", why),
+                MV_S("msg", "no per-worker cgroups: memory is sampled from /proc, the hard limit "
+                            "is enforced by sampling, per-task peaks are sampled"),
+                MV_I("sample_ms", cfg->limits.sample_interval));
+    else if (*why)
+        mv_warn(&mv->log, "cgroup_stale", MV_S("msg", why));
+    return 0;
+}
+
+static void teardown_cgroups(mv_t *mv)
+{
+    char why[512];
+
+    if (mv->cg.version != MV_CG_OFF && mv_cg_teardown(&mv->cg, why, sizeof why) < 0)
+        mv_warn(&mv->log, "cgroup_teardown_failed", MV_S("error", why));
+}
+
+/* Opens the task source, then the results file, then the signals. 0 or -1 (logged). */
+static int open_io(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    /* Enough queued tasks to keep every worker's prefetch full twice over. */
+    size_t read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
+    int r;
+
+    r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
+                      tasks_input_cb, mv);
+    if (r < 0) {
+        mv_error(&mv->log, "tasks_open_failed", MV_S("source", cfg->tasks.source),
+                 MV_S("error", strerror(-r)));
+        return -1;
+    }
+    /* Only once the task source opened: a typo in --tasks must not truncate old results. */
+    r = mv_results_open(&mv->results, &mv->loop, cfg->tasks.results, results_error_cb, mv);
+    mv->results.on_drained = results_drained_cb;
+    if (r < 0) {
+        mv_error(&mv->log, "results_open_failed", MV_S("file", cfg->tasks.results),
+                 MV_S("error", strerror(-r)));
+        return -1;
+    }
+    r = start_signals(mv);
+    if (r < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),
+                 MV_S("error", uv_strerror(r)));
+        return -1;
+    }
+    return 0;
+}
+
 int mv_run(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
-    size_t read_ahead;
     int r, code;
 
     mv->started_ms = mv_now_ms();
@@ -212,37 +291,19 @@ int mv_run(mv_t *mv)
                  MV_S("error", uv_strerror(r)));
         return MV_EXIT_CANT_RUN;
     }
-    mv->pool.cgroup_mode = "sampling /proc";
+    if (setup_cgroups(mv) < 0) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
     mv_info(&mv->log, "start", MV_S("version", MV_VERSION),
             MV_S("config", mv->config_path ? mv->config_path : "(defaults)"),
             MV_S("command", mv->argv[0]), MV_I("workers", cfg->supervisor.workers),
             MV_S("protocol", cfg->worker.protocol == MV_PROTO_API     ? "api"
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
-            MV_S("memory", mv->pool.cgroup_mode));
+            MV_S("memory", mv->cg.desc));
 
-    r = mv_results_open(&mv->results, &mv->loop, cfg->tasks.results, results_error_cb, mv);
-    mv->results.on_drained = results_drained_cb;
-    if (r < 0) {
-        mv_error(&mv->log, "results_open_failed", MV_S("file", cfg->tasks.results),
-                 MV_S("error", strerror(-r)));
-        code = MV_EXIT_CANT_RUN;
-        goto out;
-    }
-    /* Enough queued tasks to keep every worker's prefetch full twice over. */
-    read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
-    r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
-                      tasks_input_cb, mv);
-    if (r < 0) {
-        mv_error(&mv->log, "tasks_open_failed", MV_S("source", cfg->tasks.source),
-                 MV_S("error", strerror(-r)));
-        code = MV_EXIT_CANT_RUN;
-        goto out;
-    }
-    r = start_signals(mv);
-    if (r < 0) {
-        mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),
-                 MV_S("error", uv_strerror(r)));
+    if (open_io(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }
@@ -254,6 +315,8 @@ int mv_run(mv_t *mv)
     mv->pool.results = &mv->results;
     mv->pool.argv = mv->argv;
     mv->pool.env = environ;
+    mv->pool.self_exe = mv->self_exe;
+    mv->pool.cg = &mv->cg;
     mv->pool.on_progress = progress_cb;
     mv->pool.on_stopped = pool_stopped_cb;
     mv->pool.on_fatal = fatal_cb;
@@ -273,11 +336,13 @@ int mv_run(mv_t *mv)
 
 out:
     close_signals(mv);
-    if (mv->tasks.kind == MV_SRC_STREAM)
-        mv_tasks_close(&mv->tasks);
-    uv_run(&mv->loop, UV_RUN_NOWAIT); /* let closing handles finish */
+    mv_tasks_close(&mv->tasks);
+    if (mv->results.timer_open || mv->results.working)
+        mv_results_close(&mv->results, NULL); /* an early exit: write what there is */
+    uv_run(&mv->loop, UV_RUN_DEFAULT);        /* let closing handles and jobs finish */
     if (uv_loop_close(&mv->loop) != 0)
         mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
+    teardown_cgroups(mv);
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
     mv_pool_free(&mv->pool);

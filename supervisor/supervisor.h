@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "cgroup.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
@@ -30,6 +31,8 @@ typedef struct mv {
     const char *config_path; /* for the first log line; NULL = built-in defaults */
     char **argv;             /* the worker command */
     mv_log_t log;
+    mv_cg_t cg;
+    char self_exe[4096]; /* this binary, for the exec shim */
     mv_tasks_t tasks;
     mv_results_t results;
     mv_pool_t pool;

@@ -41,13 +41,14 @@ void mv_task_free(mv_task_t *task)
     free(task);
 }
 
-int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status)
+int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status,
+                         int64_t peak)
 {
     mv_attempt_t *h = realloc(task->hist, (task->nhist + 1u) * sizeof *h);
 
     if (!h)
         return -ENOMEM;
-    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status};
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak};
     task->hist = h;
     return 0;
 }

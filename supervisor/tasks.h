@@ -26,7 +26,8 @@ typedef struct mv_attempt {
     mv_reason_t reason;
     int slot;
     int pid;
-    int status; /* exit status, or -signal */
+    int status;   /* exit status, or -signal */
+    int64_t peak; /* the worker's peak memory during the attempt, -1 = unknown */
 } mv_attempt_t;
 
 typedef struct mv_task {
@@ -96,7 +97,8 @@ void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
 /* Adds a task made in memory (tests, service mode); id is the caller's. */
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len);
 /* Appends an attempt to a task's record. 0 or -ENOMEM. */
-int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status);
+int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status,
+                         int64_t peak);
 /* A task reached its final status: count it and free it. */
 void mv_tasks_end(mv_tasks_t *t, mv_task_t *task);
 void mv_task_free(mv_task_t *task);

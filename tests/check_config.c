@@ -103,7 +103,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 33);
+    ck_assert_uint_eq(n, 34);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -236,6 +236,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "results = out/results.jsonl\n"
                                        "max_attempts = 1000\n"
                                        "max_size = 1\n"
+                                       "accounting = no\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
@@ -282,6 +283,7 @@ START_TEST(test_roundtrip)
     ck_assert_str_eq(c.tasks.results, "out/results.jsonl");
     ck_assert_int_eq(c.tasks.max_attempts, 1000);
     ck_assert_int_eq(c.tasks.max_size, 1);
+    ck_assert_int_eq(c.tasks.accounting, 0);
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");

@@ -150,8 +150,8 @@ START_TEST(missing_command_exits_3_and_names_it)
     const char *args[] = {"run", "--", "/nonexistent/worker", NULL};
 
     ck_assert_int_eq(run_batch(&r, "ok\n", args), 3);
-    ck_assert_ptr_nonnull(strstr(r.log, "event=spawn_failed"));
-    ck_assert_ptr_nonnull(strstr(r.log, "/nonexistent/worker"));
+    ck_assert_ptr_nonnull(strstr(r.log, "cannot run the worker command /nonexistent/worker"));
+    ck_assert_uint_eq(r.nres, 0);
     run_free(&r);
 }
 END_TEST
@@ -328,6 +328,138 @@ START_TEST(heavy_churn_keeps_exactly_once)
 }
 END_TEST
 
+/* Review finding: a prefetched task starting while a worker ignores SIGTERM must not push
+ * back the scheduled SIGKILL (its task deadline used to replace the kill deadline). */
+START_TEST(ignored_sigterm_is_killed_even_when_a_prefetched_task_begins)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.prefetch=2",
+                          "-o",
+                          "limits.task_timeout=150ms",
+                          "-o",
+                          "worker.kill_timeout=300ms",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "--",
+                          MVTEST,
+                          "--ignore-term",
+                          NULL};
+
+    /* Task 1 overruns its timeout (SIGTERM, ignored) but answers at 250 ms; task 2 then
+     * begins and hangs: only the SIGKILL at 450 ms ends it. */
+    ck_assert_int_eq(run_batch(&r, "sleep 250\nhang\n", args), 1);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "quarantined");
+    ck_assert_int_ge(run_count(&r, "event=kill_timeout"), 1);
+    run_free(&r);
+}
+END_TEST
+
+/* Review finding: a `none` service whose workers crash now and then, after a good while
+ * each, must not hit crash_limit over its lifetime. */
+START_TEST(crash_streak_of_a_service_resets_with_uptime)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.protocol=none",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.backoff_min=1ms",
+                          "-o",
+                          "worker.backoff_max=150ms",
+                          "-o",
+                          "worker.crash_limit=3",
+                          "-o",
+                          "limits.sample_interval=20ms",
+                          "--",
+                          "/bin/sh",
+                          "-c",
+                          "sleep 0.3; exit 1",
+                          NULL};
+
+    run_init(&r, NULL);
+    strcpy(r.tasks, "");
+    run_start(&r, args, NULL);
+    for (int i = 0; i < 4; i++)
+        free(run_wait_for(&r, "reason=crash"));
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* Review finding: Ctrl-C at a terminal signals the whole foreground process group; workers
+ * are in their own session, so only memvisor hears it and the grace period applies. */
+START_TEST(ctrl_c_reaches_memvisor_not_its_workers)
+{
+    mvrun_t r;
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+
+    run_init(&r, "say up sleep 300\nok\n");
+    r.own_group = true;
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "up pid="));
+    kill(-r.pid, SIGINT);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGINT);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok"); /* it finished its task */
+    ck_assert_int_eq(jint(run_result(&r, 1), "attempts"), 1);
+    run_free(&r);
+}
+END_TEST
+
+/* Review finding: an unreadable task source must not truncate an earlier results file. */
+START_TEST(a_task_file_typo_keeps_old_results)
+{
+    mvrun_t r;
+    const char *args[] = {"run", "--", MVTEST, NULL};
+    FILE *f;
+    char buf[64] = "";
+
+    run_init(&r, NULL);
+    f = fopen(r.results, "w");
+    fputs("{\"task\":1}\n", f);
+    fclose(f);
+    /* r.tasks was never written: the source does not exist. */
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 3);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=tasks_open_failed"));
+    ck_assert_ptr_null(strstr(r.log, "loop_close_failed"));
+    f = fopen(r.results, "r");
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_eq(buf, "{\"task\":1}\n");
+    run_free(&r);
+}
+END_TEST
+
+/* Review finding: a worker that exits right after its answer is read as a zombie, whose
+ * statm is all zeros; its last real reading must stand instead. */
+START_TEST(a_worker_exiting_with_its_answer_keeps_real_figures)
+{
+    mvrun_t r;
+    const char *args[] = {
+        "run",     "-o", "worker.protocol=lines", "-o", "supervisor.cgroup=off", "--",
+        "/bin/sh", "-c", "read l; echo \"$l\"",   NULL};
+
+    ck_assert_int_eq(run_batch(&r, "one\ntwo\n", args), 0);
+    run_assert_once(&r, 2, NULL);
+    for (size_t i = 0; i < r.nres; i++) {
+        ck_assert_int_gt(jint(r.res[i], "mem_after"), 0);
+        ck_assert(jint(r.res[i], "fds_after") > 0 ||
+                  json_is_null(json_object_get(r.res[i], "fds_after")));
+    }
+    run_free(&r);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -346,6 +478,11 @@ Suite *faults_suite(void)
     tcase_add_test(tc, ready_timeout_for_a_silent_worker);
     tcase_add_test(tc, hard_limit_by_sampling_kills_a_growing_task);
     tcase_add_test(tc, heavy_churn_keeps_exactly_once);
+    tcase_add_test(tc, ignored_sigterm_is_killed_even_when_a_prefetched_task_begins);
+    tcase_add_test(tc, crash_streak_of_a_service_resets_with_uptime);
+    tcase_add_test(tc, ctrl_c_reaches_memvisor_not_its_workers);
+    tcase_add_test(tc, a_task_file_typo_keeps_old_results);
+    tcase_add_test(tc, a_worker_exiting_with_its_answer_keeps_real_figures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,8 +15,18 @@ typedef struct {
 
 /* The expected table, written from DESIGN §5 and STYLE §4, not copied from fsm.c. */
 static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
-    /* READY, DISPATCH, IDLE, DRAIN, FAULT, KILL, TIMEOUT, EXIT */
-    [MV_W_SPAWNING] = {{MV_W_READY, MV_ACT_NONE},
+    /* STARTED, READY, DISPATCH, IDLE, DRAIN, FAULT, KILL, TIMEOUT, EXIT */
+    [MV_W_PREPARING] = {{MV_W_SPAWNING, MV_ACT_NONE},
+                        {MV_W_PREPARING, X},
+                        {MV_W_PREPARING, X},
+                        {MV_W_PREPARING, X},
+                        {MV_W_DEAD, MV_ACT_DISCARD},
+                        {MV_W_DEAD, MV_ACT_DISCARD},
+                        {MV_W_DEAD, MV_ACT_DISCARD},
+                        {MV_W_PREPARING, X},
+                        {MV_W_PREPARING, X}},
+    [MV_W_SPAWNING] = {{MV_W_SPAWNING, X},
+                       {MV_W_READY, MV_ACT_NONE},
                        {MV_W_SPAWNING, X},
                        {MV_W_SPAWNING, X},
                        {MV_W_STOPPING, MV_ACT_STOP},
@@ -25,6 +35,7 @@ static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
                        {MV_W_SPAWNING, X},
                        {MV_W_DEAD, MV_ACT_REAP}},
     [MV_W_READY] = {{MV_W_READY, X},
+                    {MV_W_READY, X},
                     {MV_W_BUSY, MV_ACT_NONE},
                     {MV_W_READY, MV_ACT_NONE},
                     {MV_W_STOPPING, MV_ACT_STOP},
@@ -33,6 +44,7 @@ static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
                     {MV_W_READY, X},
                     {MV_W_DEAD, MV_ACT_REAP}},
     [MV_W_BUSY] = {{MV_W_BUSY, X},
+                   {MV_W_BUSY, X},
                    {MV_W_BUSY, MV_ACT_NONE},
                    {MV_W_READY, MV_ACT_NONE},
                    {MV_W_DRAINING, MV_ACT_DRAIN},
@@ -42,13 +54,15 @@ static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
                    {MV_W_DEAD, MV_ACT_REAP}},
     [MV_W_DRAINING] = {{MV_W_DRAINING, X},
                        {MV_W_DRAINING, X},
+                       {MV_W_DRAINING, X},
                        {MV_W_STOPPING, MV_ACT_STOP},
                        {MV_W_DRAINING, MV_ACT_NONE},
                        {MV_W_STOPPING, MV_ACT_TERM},
                        {MV_W_KILLING, MV_ACT_KILL},
                        {MV_W_DRAINING, X},
                        {MV_W_DEAD, MV_ACT_REAP}},
-    [MV_W_STOPPING] = {{MV_W_STOPPING, MV_ACT_NONE},
+    [MV_W_STOPPING] = {{MV_W_STOPPING, X},
+                       {MV_W_STOPPING, MV_ACT_NONE},
                        {MV_W_STOPPING, X},
                        {MV_W_STOPPING, MV_ACT_NONE},
                        {MV_W_STOPPING, MV_ACT_NONE},
@@ -56,7 +70,8 @@ static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
                        {MV_W_KILLING, MV_ACT_KILL},
                        {MV_W_KILLING, MV_ACT_KILL},
                        {MV_W_DEAD, MV_ACT_REAP}},
-    [MV_W_KILLING] = {{MV_W_KILLING, MV_ACT_NONE},
+    [MV_W_KILLING] = {{MV_W_KILLING, X},
+                      {MV_W_KILLING, MV_ACT_NONE},
                       {MV_W_KILLING, X},
                       {MV_W_KILLING, MV_ACT_NONE},
                       {MV_W_KILLING, MV_ACT_NONE},
@@ -65,6 +80,7 @@ static const want_t want[MV_W_NSTATES][MV_EV_NEVENTS] = {
                       {MV_W_KILLING, MV_ACT_NONE},
                       {MV_W_DEAD, MV_ACT_REAP}},
     [MV_W_DEAD] = {{MV_W_DEAD, X},
+                   {MV_W_DEAD, X},
                    {MV_W_DEAD, X},
                    {MV_W_DEAD, X},
                    {MV_W_DEAD, X},
@@ -96,9 +112,11 @@ START_TEST(invariants)
     for (int s = 0; s < MV_W_NSTATES; s++) {
         for (int e = 0; e < MV_EV_NEVENTS; e++) {
             mv_transition_t t = mv_fsm_step(s, e);
-            /* Only the exit leads to DEAD, and it always reaps. */
+            /* Only the exit leads a process to DEAD, and it always reaps; a worker that never
+             * had a process is discarded instead. */
             if (t.next == MV_W_DEAD && s != MV_W_DEAD)
-                ck_assert(e == MV_EV_EXIT && t.action == MV_ACT_REAP);
+                ck_assert(s == MV_W_PREPARING ? t.action == MV_ACT_DISCARD
+                                              : e == MV_EV_EXIT && t.action == MV_ACT_REAP);
             /* SIGKILL only for KILL, or after a kill_timeout that followed STOP/TERM. */
             if (t.action == MV_ACT_KILL)
                 ck_assert(e == MV_EV_KILL || (e == MV_EV_TIMEOUT && s == MV_W_STOPPING));
@@ -106,8 +124,8 @@ START_TEST(invariants)
             if (s >= MV_W_DRAINING)
                 ck_assert(!mv_fsm_takes_tasks(t.next));
         }
-        /* Every live state can be killed and can die. */
-        if (s != MV_W_DEAD) {
+        /* Every state with a process can be killed and can die. */
+        if (s != MV_W_DEAD && s != MV_W_PREPARING) {
             ck_assert_int_eq(mv_fsm_step(s, MV_EV_EXIT).next, MV_W_DEAD);
             ck_assert_int_ne(mv_fsm_step(s, MV_EV_KILL).action, MV_ACT_IMPOSSIBLE);
         }
@@ -141,8 +159,10 @@ START_TEST(a_life)
         {MV_EV_DRAIN, MV_W_DRAINING, MV_ACT_DRAIN}, {MV_EV_IDLE, MV_W_STOPPING, MV_ACT_STOP},
         {MV_EV_TIMEOUT, MV_W_KILLING, MV_ACT_KILL}, {MV_EV_EXIT, MV_W_DEAD, MV_ACT_REAP},
     };
-    mv_wstate_t s = MV_W_SPAWNING;
+    mv_wstate_t s = MV_W_PREPARING;
 
+    ck_assert_int_eq(mv_fsm_step(s, MV_EV_STARTED).next, MV_W_SPAWNING);
+    s = MV_W_SPAWNING;
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         mv_transition_t t = mv_fsm_step(s, steps[i].ev);
         ck_assert_int_eq(t.next, steps[i].state);

@@ -116,8 +116,8 @@ START_TEST(requeue_goes_first_and_attempts_are_recorded)
     t->eof = true;
     a = mv_tasks_pop(t);
     b = mv_tasks_pop(t);
-    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_CRASH, 1, 100, -9), 0);
-    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_HARD_LIMIT, 2, 200, -9), 0);
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_CRASH, 1, 100, -9, -1), 0);
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_HARD_LIMIT, 2, 200, -9, 1 << 20), 0);
     ck_assert_uint_eq(a->nhist, 2);
     ck_assert_int_eq(a->hist[1].reason, MV_R_HARD_LIMIT);
     mv_tasks_requeue(t, b);
@@ -321,8 +321,9 @@ END_TEST
 
 START_TEST(quarantine_lists_every_attempt)
 {
-    mv_attempt_t h[3] = {
-        {MV_R_CRASH, 1, 10, -11}, {MV_R_HARD_LIMIT, 2, 20, -9}, {MV_R_CRASH, 1, 30, 3}};
+    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1},
+                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20},
+                         {MV_R_CRASH, 1, 30, 3, -1}};
     mv_result_t r = {.task = 9,
                      .status = MV_ST_QUARANTINED,
                      .attempts = 3,
@@ -385,7 +386,7 @@ START_TEST(statm_parsing_and_a_real_reading)
     ck_assert_int_eq(rss, 409 * 4096);
     ck_assert_int_eq(priv, 26 * 4096);
     ck_assert_int_eq(mv_meter_parse_statm("garbage", 4096, &rss, &priv), -EINVAL);
-    ck_assert_int_eq(mv_meter_open(&m, getpid()), 0);
+    ck_assert_int_eq(mv_meter_open(&m, getpid(), NULL, false), 0);
     ck_assert_int_eq(mv_meter_read(&m, &r), 0);
     ck_assert_int_gt(r.rss, 0);
     ck_assert_int_gt(r.priv, 0);
@@ -396,7 +397,7 @@ START_TEST(statm_parsing_and_a_real_reading)
     ck_assert_int_eq(mv_meter_fds(&m), before + 1);
     close(fd);
     mv_meter_close(&m);
-    ck_assert_int_eq(mv_meter_open(&m, 999999999), -ENOENT);
+    ck_assert_int_eq(mv_meter_open(&m, 999999999, NULL, false), -ENOENT);
 }
 END_TEST
 

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,11 +69,21 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
     if (stdin_text)
         ck_assert_int_eq(pipe2(inp, O_CLOEXEC), 0);
+    if (r->uid) {
+        /* The unprivileged user writes its results and summary into the run's dir. */
+        chmod(r->dir, 0777);
+        chmod(r->tasks, 0644);
+    }
     r->pid = fork();
     ck_assert_int_ge(r->pid, 0);
     if (r->pid == 0) {
-        int out = open(r->summary_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int out = open(r->summary_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (r->uid && (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 || setuid(r->uid) < 0))
+            _exit(126);
+        /* After setuid: a change of credentials clears the parent-death signal. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (r->own_group)
+            setpgid(0, 0); /* like a shell's job: a terminal's Ctrl-C goes to the group */
         dup2(errp[1], STDERR_FILENO);
         dup2(out, STDOUT_FILENO);
         if (stdin_text)

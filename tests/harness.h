@@ -32,6 +32,9 @@ typedef struct mvrun {
     int code;     /* exit code, or 128 + signal */
     json_t **res; /* parsed result lines */
     size_t nres;
+    uid_t uid; /* set before run_start: run memvisor as this user (and its group) */
+    gid_t gid;
+    bool own_group; /* set before run_start: memvisor leads its own process group */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */

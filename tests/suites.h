@@ -12,5 +12,7 @@ Suite *policy_suite(void);
 Suite *tasks_suite(void);
 Suite *e2e_suite(void);
 Suite *faults_suite(void);
+Suite *cgroup_suite(void);
+Suite *cgroup_e2e_suite(void);
 
 #endif

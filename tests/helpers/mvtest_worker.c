@@ -21,7 +21,8 @@
  *   big N          done with a result of N bytes
  *   anything else  fail "unknown command"
  *
- * Options: --crash-at-start (abort before mvw_open), --fatal (exit MVW_EXIT_FATAL before
+ * Options: --alloc-at-start MIB (allocate and keep MIB MiB before mvw_open),
+ * --crash-at-start (abort before mvw_open), --fatal (exit MVW_EXIT_FATAL before
  * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
  * --ignore-term (ignore SIGTERM).
@@ -49,7 +50,8 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mvtest_worker [--crash-at-start] [--fatal] [--no-hello]\n"
+    fprintf(stderr, "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start] [--fatal]\n"
+                    "       [--no-hello]\n"
                     "       [--crash-after N] [--ignore-stop] [--ignore-term]\n");
     exit(2);
 }
@@ -123,6 +125,9 @@ static int alloc_mib(unsigned long mib, int keep)
     if (!p)
         return -ENOMEM;
     memset(p, 0x5a, size);
+    /* Without this barrier GCC drops malloc+memset+free as dead code, and nothing is
+     * ever charged to the worker. */
+    __asm__ volatile("" : : "r"(p) : "memory");
     if (!keep) {
         free(p);
         malloc_trim(0);
@@ -291,6 +296,10 @@ int main(int argc, char **argv)
             return MVW_EXIT_FATAL;
         } else if (!strcmp(argv[i], "--no-hello")) {
             forever();
+        } else if (!strcmp(argv[i], "--alloc-at-start") && i + 1 < argc) {
+            /* A worker too big for its limits before its first task. */
+            if (alloc_mib(strtoul(argv[++i], NULL, 10), 1) < 0)
+                return 1;
         } else if (!strcmp(argv[i], "--crash-after") && i + 1 < argc) {
             char *end;
             crash_after = strtol(argv[++i], &end, 10);

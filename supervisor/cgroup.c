@@ -1,0 +1,536 @@
+/*
+ * cgroup: which cgroup version to use, the run directory, and undoing it all at the end.
+ *
+ * libcgroup 2.0.2 is used where it is correct (CGROUP-FACTS.md §2): v1 discovery (the
+ * memory mount and memvisor's own path) and v1 creation. Everything else is plain file I/O,
+ * each place saying which libcgroup bug it avoids. On v2 libcgroup is not used at all: 2.0.2
+ * cannot find our own v2 path (its "%d:%[^:]:%s" parse fails on "0::/") and its create
+ * writes +controller into every ancestor's subtree_control, above the delegated cgroup.
+ */
+#include "cgroup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libcgroup.h>
+#include <uv.h>
+
+#include "cgroup_int.h"
+
+static uv_mutex_t cg_mutex;
+static uv_once_t cg_once = UV_ONCE_INIT;
+
+static void cg_mutex_init(void)
+{
+    uv_mutex_init(&cg_mutex);
+}
+
+void mv__cg_lock(void)
+{
+    uv_once(&cg_once, cg_mutex_init);
+    uv_mutex_lock(&cg_mutex);
+}
+
+void mv__cg_unlock(void)
+{
+    uv_mutex_unlock(&cg_mutex);
+}
+
+/* ---- small file helpers ---- */
+
+char *mv__cg_join(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    int r;
+
+    va_start(ap, fmt);
+    r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    return r < 0 ? NULL : s;
+}
+
+ssize_t mv__cg_read_file(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t r;
+
+    if (fd < 0)
+        return -errno;
+    r = mv__cg_pread(fd, buf, n);
+    close(fd);
+    return r;
+}
+
+int mv__cg_write_file(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t len = strlen(value);
+    ssize_t w;
+
+    if (fd < 0)
+        return -errno;
+    w = write(fd, value, len);
+    if (w < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    close(fd);
+    return (size_t)w == len ? 0 : -EIO;
+}
+
+ssize_t mv__cg_pread(int fd, char *buf, size_t n)
+{
+    ssize_t r = pread(fd, buf, n - 1, 0);
+
+    if (r < 0)
+        return -errno;
+    buf[r] = '\0';
+    return r;
+}
+
+int mv__cg_pread_int(int fd, int64_t *out)
+{
+    char buf[64], *end;
+    ssize_t r = mv__cg_pread(fd, buf, sizeof buf);
+    long long v;
+
+    if (r < 0)
+        return (int)r;
+    if (strncmp(buf, "max", 3) == 0) {
+        *out = INT64_MAX;
+        return 0;
+    }
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    if (end == buf || errno)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* ---- libcgroup ---- */
+
+const char *mv_cg_strerror(int code)
+{
+    /* 2.0.2's cgroup_strerror indexes its table with code - ECGROUPNOTCOMPILED, but the
+     * table has no entry for 50022, so from ECGEOF on every message is off by one, and
+     * ECGNONEMPTY reads past the end (a crash). Only trust it below 50022. */
+    if (code == ECGOTHER)
+        return strerror(cgroup_get_last_errno());
+    if (code >= ECGROUPNOTCOMPILED && code < ECGMOUNTFAIL + 1)
+        return cgroup_strerror(code);
+    switch (code) {
+    case ECGEOF: return "end of file or iterator";
+    case ECGCONFIGPARSEFAIL: return "failed to parse the configuration file";
+    case ECGNAMESPACEPATHS: return "bad namespace paths";
+    case ECGNAMESPACECONTROLLER: return "namespace for this controller is already set";
+    case ECGMOUNTNAMESPACE: return "a mount namespace is used";
+    case ECGROUPUNSUPP: return "operation not supported";
+    case ECGCANTSETVALUE: return "cannot set the value";
+    case ECGNONEMPTY: return "cgroup is not empty";
+    default: return "unknown libcgroup error";
+    }
+}
+
+/* A libcgroup code as -errno: ECGOTHER carries the real errno. */
+static int cg_errno(int code)
+{
+    if (code == ECGOTHER && cgroup_get_last_errno())
+        return -cgroup_get_last_errno();
+    if (code == ECGROUPNOTOWNER || code == ECGROUPNOTALLOWED)
+        return -EACCES;
+    if (code == ECGROUPNOTEXIST)
+        return -ENOENT;
+    return -EIO;
+}
+
+int mv__cg_v1_create(const char *rel, int64_t limit, char *why, size_t n)
+{
+    struct cgroup *cg;
+    struct cgroup_controller *mem;
+    int r = 0;
+
+    mv__cg_lock();
+    cg = cgroup_new_cgroup(rel);
+    mem = cg ? cgroup_add_controller(cg, "memory") : NULL;
+    if (!mem)
+        r = ECGFAIL;
+    if (r == 0 && limit > 0)
+        r = cgroup_add_value_int64(mem, "memory.limit_in_bytes", limit);
+    /* A fresh struct holding only what must be written: get->modify rewrites every file. */
+    if (r == 0)
+        r = cgroup_create_cgroup(cg, 0);
+    if (r != 0) {
+        snprintf(why, n, "libcgroup cgroup_create_cgroup(%s): %s", rel, mv_cg_strerror(r));
+        r = cg_errno(r);
+    }
+    if (cg)
+        cgroup_free(&cg);
+    mv__cg_unlock();
+    return r;
+}
+
+/* ---- discovery ---- */
+
+int mv_cg_parse_proc_cgroup(const char *text, mv_cg_version_t v, char **path)
+{
+    const char *line = text;
+
+    /* Lines are "ID:CONTROLLERS:PATH"; v1 memory has "memory" among the controllers, v2 is
+     * the "0::PATH" line. */
+    while (line && *line) {
+        const char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        const char *eol = strchr(line, '\n');
+        size_t plen;
+
+        if (!c2 || (eol && c2 > eol))
+            return -EINVAL;
+        plen = (size_t)((eol ? eol : line + strlen(line)) - (c2 + 1));
+        if (v == MV_CG_V2 ? (c1 - line == 1 && line[0] == '0' && c2 == c1 + 1)
+                          : memmem(c1 + 1, (size_t)(c2 - c1 - 1), "memory", 6) != NULL) {
+            *path = strndup(c2 + 1, plen);
+            return *path ? 0 : -ENOMEM;
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return -ENOENT;
+}
+
+/* The mount point of the v2 hierarchy (and the root it shows), from mountinfo. */
+static int find_v2_mount(const char *mountinfo, char **mount, char **root)
+{
+    FILE *f = fopen(mountinfo, "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int r = -ENOENT;
+
+    if (!f)
+        return -errno;
+    while (getline(&line, &cap, f) > 0 && r == -ENOENT) {
+        char mroot[4096], point[4096];
+        const char *sep = strstr(line, " - ");
+        /* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS ... - FSTYPE SOURCE SUPEROPTS" */
+        if (sep && strncmp(sep + 3, "cgroup2 ", 8) == 0 &&
+            sscanf(line, "%*s %*s %*s %4095s %4095s", mroot, point) == 2) {
+            *mount = strdup(point);
+            *root = strdup(mroot);
+            r = *mount && *root ? 0 : -ENOMEM;
+        }
+    }
+    free(line);
+    fclose(f);
+    return r;
+}
+
+/* Whether `name` is a word of the space-separated list in file `path`. */
+static bool file_has_word(const char *path, const char *name)
+{
+    char buf[1024];
+    size_t n = strlen(name);
+
+    if (mv__cg_read_file(path, buf, sizeof buf) < 0)
+        return false;
+    for (char *p = buf; (p = strstr(p, name)); p += n)
+        if ((p == buf || p[-1] == ' ' || p[-1] == '+') &&
+            (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* ---- stale runs ---- */
+
+/* Removes <base>/memvisor-<pid> directories whose memvisor is gone (a crashed run). A cgroup
+ * still holding processes is left, with a warning in `why`: they are not ours to kill. */
+static void remove_stale(const mv_cg_t *cg, pid_t self, char *why, size_t n)
+{
+    DIR *d = opendir(cg->base);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char *end, *dir;
+        long pid;
+
+        if (strncmp(de->d_name, "memvisor-", 9) != 0)
+            continue;
+        pid = strtol(de->d_name + 9, &end, 10);
+        if (*end || pid <= 0 || (pid != self && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
+            continue;
+        dir = mv__cg_join("%s/%s", cg->base, de->d_name);
+        if (!dir)
+            continue;
+        DIR *sub = opendir(dir);
+        struct dirent *w;
+        while (sub && (w = readdir(sub)))
+            if (w->d_type == DT_DIR && w->d_name[0] == 'w') {
+                char *wd = mv__cg_join("%s/%s", dir, w->d_name), tmp[128];
+                if (wd && mv_cg_remove(cg->version, wd, tmp, sizeof tmp) < 0 && !*why)
+                    snprintf(why, n, "stale cgroup %s left in place: %s", wd, tmp);
+                free(wd);
+            }
+        if (sub)
+            closedir(sub);
+        if (rmdir(dir) < 0 && !*why)
+            snprintf(why, n, "stale cgroup %s left in place: %s", dir, strerror(errno));
+        free(dir);
+    }
+    closedir(d);
+}
+
+/* ---- setup ---- */
+
+static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char *why, size_t n)
+{
+    char *mnt = NULL, *cur = NULL;
+    int r;
+
+    /* libcgroup for v1 discovery (it is correct there); the fixture-free real system only. */
+    mv__cg_lock();
+    r = cgroup_init();
+    if (r == 0)
+        r = cgroup_get_subsys_mount_point("memory", &mnt);
+    if (r == 0 && !o->proc_cgroup)
+        r = cgroup_get_current_controller_path(o->pid ? o->pid : getpid(), "memory", &cur);
+    mv__cg_unlock();
+    if (r != 0) {
+        snprintf(why, n, "libcgroup cannot find the memory hierarchy: %s", mv_cg_strerror(r));
+        free(mnt);
+        free(cur);
+        return -ENOENT;
+    }
+    cg->mount = mnt;
+    cg->v1_libcgroup = true;
+    if (*o->parent)
+        cg->base = mv__cg_join("%s/%s", mnt, o->parent + (o->parent[0] == '/'));
+    else
+        cg->base = mv__cg_join("%s%s", mnt, cur ? cur : own);
+    free(cur);
+    return cg->base ? 0 : -ENOMEM;
+}
+
+static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char *why, size_t n)
+{
+    char *root = NULL, *ctl;
+    const char *rel = own;
+    int r = find_v2_mount(o->mountinfo ? o->mountinfo : "/proc/self/mountinfo", &cg->mount, &root);
+
+    if (r < 0) {
+        snprintf(why, n, "no cgroup2 mount in mountinfo");
+        return r;
+    }
+    /* Inside a cgroup namespace or a bind mount, the mount shows a subtree: strip it. */
+    if (strcmp(root, "/") != 0 && strncmp(own, root, strlen(root)) == 0)
+        rel = own + strlen(root);
+    if (*o->parent)
+        cg->base = mv__cg_join("%s/%s", cg->mount, o->parent + (o->parent[0] == '/'));
+    else
+        cg->base = mv__cg_join("%s%s", cg->mount, strcmp(rel, "/") == 0 ? "" : rel);
+    free(root);
+    if (!cg->base)
+        return -ENOMEM;
+    ctl = mv__cg_join("%s/cgroup.controllers", cg->base);
+    r = ctl && file_has_word(ctl, "memory") ? 0 : -ENOTSUP;
+    if (r < 0)
+        snprintf(why, n, "the memory controller is not available in %s", cg->base);
+    free(ctl);
+    return r;
+}
+
+/* v2 "no internal processes": memvisor moves into <base>/supervisor, then +memory is
+ * enabled for <base>'s children. Only when base is memvisor's own cgroup. */
+static int v2_vacate(mv_cg_t *cg, const char *own_abs, char *why, size_t n)
+{
+    char *sup = NULL, *procs = NULL, *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
+    int r = 0;
+
+    if (!ctl)
+        return -ENOMEM;
+    if (strcmp(own_abs, cg->base) == 0) {
+        sup = mv__cg_join("%s/supervisor", cg->base);
+        procs = mv__cg_join("%s/supervisor/cgroup.procs", cg->base);
+        if (!sup || !procs)
+            r = -ENOMEM;
+        else if (mkdir(sup, 0755) < 0 && errno != EEXIST)
+            r = -errno;
+        else
+            r = mv__cg_write_file(procs, "0"); /* "0": this process, every thread */
+        if (r < 0)
+            snprintf(why, n, "cannot move memvisor into %s: %s", sup ? sup : "?", strerror(-r));
+        else
+            cg->vacated = strdup(cg->base);
+    }
+    if (r == 0 && !file_has_word(ctl, "memory")) {
+        r = mv__cg_write_file(ctl, "+memory");
+        if (r < 0)
+            snprintf(why, n, "cannot enable +memory in %s: %s%s", ctl, strerror(-r),
+                     r == -EBUSY ? " (other processes live in that cgroup)" : "");
+        else
+            cg->enabled = true;
+    }
+    free(sup);
+    free(procs);
+    free(ctl);
+    return r;
+}
+
+/* Makes the run directory (v1 through libcgroup). */
+static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
+{
+    char *ctl;
+    int r;
+
+    cg->run = mv__cg_join("%s/memvisor-%d", cg->base, (int)pid);
+    if (!cg->run)
+        return -ENOMEM;
+    if (cg->version == MV_CG_V1) {
+        cg->v1_rel = mv__cg_join("%s", cg->run + strlen(cg->mount));
+        if (!cg->v1_rel)
+            return -ENOMEM;
+        return mv__cg_v1_create(cg->v1_rel, 0, why, n);
+    }
+    if (mkdir(cg->run, 0755) < 0 && errno != EEXIST) {
+        r = -errno;
+        snprintf(why, n, "mkdir %s: %s", cg->run, strerror(errno));
+        return r;
+    }
+    ctl = mv__cg_join("%s/cgroup.subtree_control", cg->run);
+    r = ctl ? mv__cg_write_file(ctl, "+memory") : -ENOMEM;
+    if (r < 0)
+        snprintf(why, n, "cannot enable +memory in %s: %s", ctl ? ctl : "?", strerror(-r));
+    free(ctl);
+    return r;
+}
+
+static void reset(mv_cg_t *cg)
+{
+    free(cg->mount);
+    free(cg->base);
+    free(cg->run);
+    free(cg->vacated);
+    free(cg->v1_rel);
+    memset(cg, 0, sizeof *cg);
+}
+
+/* Tries one version; 0 when the run directory exists and workers can be made. */
+static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, const char *text,
+                       char *why, size_t n)
+{
+    pid_t pid = o->pid ? o->pid : getpid();
+    char *own = NULL, *own_abs = NULL;
+    char stale[256] = "";
+    int r;
+
+    reset(cg);
+    cg->version = v;
+    r = mv_cg_parse_proc_cgroup(text, v, &own);
+    if (r < 0) {
+        snprintf(why, n, "no %s memory cgroup in /proc/self/cgroup", v == MV_CG_V1 ? "v1" : "v2");
+        return r;
+    }
+    r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n) : v2_discover(cg, o, own, why, n);
+    if (r == 0 && v == MV_CG_V2) {
+        own_abs = mv__cg_join("%s%s", cg->mount, strcmp(own, "/") == 0 ? "" : own);
+        r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
+    }
+    if (r == 0) {
+        remove_stale(cg, pid, stale, sizeof stale);
+        r = make_run_dir(cg, pid, why, n);
+    }
+    /* On success `why` says only what the caller should hear: a stale run left in place
+     * (not the reason an earlier version was passed over). */
+    if (r == 0)
+        snprintf(why, n, "%s", stale);
+    free(own);
+    free(own_abs);
+    if (r < 0) {
+        char tmp[8];
+        mv_cg_teardown(cg, tmp, sizeof tmp);
+    }
+    return r;
+}
+
+int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
+{
+    char text[8192];
+    ssize_t len;
+    int r = -ENOENT;
+
+    memset(cg, 0, sizeof *cg);
+    why[0] = '\0';
+    cg->soft = o->soft;
+    cg->hard = o->hard;
+    snprintf(cg->desc, sizeof cg->desc, "no cgroup: sampling /proc");
+    if (o->mode == MV_CGMODE_OFF) {
+        snprintf(why, n, "[supervisor] cgroup = off");
+        return 0;
+    }
+    len =
+        mv__cg_read_file(o->proc_cgroup ? o->proc_cgroup : "/proc/self/cgroup", text, sizeof text);
+    if (len < 0) {
+        snprintf(why, n, "cannot read /proc/self/cgroup: %s", strerror((int)-len));
+        return o->mode == MV_CGMODE_AUTO ? 0 : (int)len;
+    }
+    /* auto: v2 where it has the memory controller (most systems), else v1 (hybrid). */
+    if (o->mode == MV_CGMODE_AUTO || o->mode == MV_CGMODE_V2)
+        r = try_version(cg, MV_CG_V2, o, text, why, n);
+    if (r < 0 && (o->mode == MV_CGMODE_AUTO || o->mode == MV_CGMODE_V1))
+        r = try_version(cg, MV_CG_V1, o, text, why, n);
+    if (r < 0)
+        reset(cg); /* nothing half-made remains, and version is OFF */
+    cg->soft = o->soft;
+    cg->hard = o->hard;
+    if (r < 0) {
+        snprintf(cg->desc, sizeof cg->desc, "no cgroup: sampling /proc");
+        return o->mode == MV_CGMODE_AUTO ? 0 : r;
+    }
+    snprintf(cg->desc, sizeof cg->desc, "cgroup %s %s", cg->version == MV_CG_V1 ? "v1" : "v2",
+             cg->run);
+    return 0;
+}
+
+int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n)
+{
+    int r = 0;
+
+    why[0] = '\0';
+    /* Plain rmdir: libcgroup's delete would move live tasks to the parent, or with
+     * CGFLAG_DELETE_EMPTY_ONLY report success without deleting (CGROUP-FACTS §2.2). */
+    for (int i = 0; cg->run && i < 50 && rmdir(cg->run) < 0 && errno == EBUSY; i++)
+        nanosleep(&(struct timespec){0, 2000000}, NULL);
+    if (cg->run && access(cg->run, F_OK) == 0) {
+        r = -EBUSY;
+        snprintf(why, n, "cannot remove %s: %s", cg->run, strerror(EBUSY));
+    }
+    if (cg->version == MV_CG_V2 && cg->vacated) {
+        char *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
+        char *procs = mv__cg_join("%s/cgroup.procs", cg->vacated);
+        char *sup = mv__cg_join("%s/supervisor", cg->base);
+        /* Undo in reverse: stop offering memory to children, move back, remove our leaf. */
+        if (cg->enabled && ctl)
+            mv__cg_write_file(ctl, "-memory");
+        if (procs && mv__cg_write_file(procs, "0") == 0 && sup)
+            rmdir(sup);
+        free(ctl);
+        free(procs);
+        free(sup);
+    } else if (cg->version == MV_CG_V2 && cg->enabled) {
+        char *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
+        if (ctl)
+            mv__cg_write_file(ctl, "-memory");
+        free(ctl);
+    }
+    reset(cg);
+    return r;
+}

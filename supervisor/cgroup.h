@@ -1,0 +1,111 @@
+/*
+ * cgroup: one memory cgroup per worker generation, for cgroup v1 and v2. The only file that
+ * knows the two apart and the only user of libcgroup (CGROUP-FACTS.md, DESIGN §2 and §4).
+ *
+ * Layout:  <base>/memvisor-<pid>/w<slot>.<gen>
+ *   base = [supervisor] cgroup_parent, or memvisor's own memory cgroup. On v2 memvisor first
+ *   moves itself into <base>/supervisor (no internal processes) and enables +memory for the
+ *   children of <base>; at the end it moves back and undoes exactly that.
+ *
+ * Threads: mv_cg_setup and mv_cg_teardown run before/after the loop; mv_cg_create and
+ * mv_cg_remove run in the thread pool (mkdir/rmdir take cgroup_mutex, which a concurrent
+ * migration can hold for an RCU grace period, 5-16 ms); everything else is a read or write
+ * on a kept-open fd, cheap enough for the loop.
+ */
+#ifndef MV_CGROUP_H
+#define MV_CGROUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+
+typedef enum { MV_CG_OFF, MV_CG_V1, MV_CG_V2 } mv_cg_version_t;
+
+/* Where to look; tests point these at fixture trees. NULL = the real /proc files. */
+typedef struct mv_cg_opts {
+    mv_cgmode_t mode;        /* auto|v1|v2|off */
+    const char *parent;      /* [supervisor] cgroup_parent; "" = own cgroup */
+    int64_t soft, hard;      /* limits in bytes, 0 = off */
+    const char *proc_cgroup; /* /proc/self/cgroup */
+    const char *mountinfo;   /* /proc/self/mountinfo */
+    pid_t pid;               /* names the run directory; 0 = getpid() */
+} mv_cg_opts_t;
+
+typedef struct mv_cg {
+    mv_cg_version_t version;
+    char *mount;       /* the memory hierarchy's mount point */
+    char *base;        /* absolute: the cgroup the run directory is made in */
+    char *run;         /* absolute: <base>/memvisor-<pid> */
+    char *vacated;     /* v2: the cgroup memvisor left for <base>/supervisor, or NULL */
+    bool enabled;      /* v2: we added +memory to <base>/cgroup.subtree_control */
+    bool v1_libcgroup; /* v1 discovery/creation through libcgroup worked */
+    char *v1_rel;      /* v1: run dir relative to the mount, for libcgroup names */
+    int64_t soft, hard;
+    char desc[192]; /* "v1 /sys/fs/cgroup/memory/.../memvisor-123", for logs and status */
+} mv_cg_t;
+
+/* One worker's cgroup and its kept-open files. */
+typedef struct mv_cgw {
+    mv_cg_version_t version;
+    char *path;         /* absolute directory */
+    int procs_fd;       /* cgroup.procs (O_WRONLY): the exec shim writes "0" to it */
+    int usage_fd;       /* v1 memory.usage_in_bytes / v2 memory.current */
+    int stat_fd;        /* memory.stat */
+    int peak_fd;        /* v1 memory.max_usage_in_bytes / v2 memory.peak (O_RDWR) */
+    int events_fd;      /* v1 memory.oom_control / v2 memory.events */
+    int notify_fd;      /* what to poll: v1 threshold eventfd; v2 = events_fd (POLLPRI) */
+    bool peak_kernel;   /* the peak can be reset per task: "kernel", else "sampled" */
+    int64_t last_usage; /* usage when memory.stat was last read */
+    int64_t last_anon;
+    bool have_anon;
+    uint64_t high_events; /* v2 memory.events "high" last seen */
+} mv_cgw_t;
+
+typedef struct mv_cg_reading {
+    int64_t usage; /* charged to the cgroup: anon + page cache + kernel */
+    int64_t anon;  /* private (anonymous) memory */
+    int64_t peak;  /* peak usage since the last reset, -1 = not available */
+} mv_cg_reading_t;
+
+/* What a notification meant. */
+enum { MV_CG_EV_SOFT = 1, MV_CG_EV_OOM = 2 };
+
+/*
+ * Picks the version, makes the run directory, removes stale ones of dead memvisor runs, and
+ * on v2 vacates <base>. With mode auto, a cgroup that cannot be used gives version OFF and a
+ * reason in `why`; with v1/v2 it is an error (-errno, reason in `why`).
+ */
+int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n);
+/* Undoes mv_cg_setup: removes the run directory, moves memvisor back, restores
+ * subtree_control. Reports what it could not undo in `why` (0 or -errno). */
+int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n);
+
+/* Thread pool: makes <run>/w<slot>.<gen> with its limits and opens its files. */
+int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n);
+/* Closes a worker cgroup's files (on the loop, once the worker is reaped). */
+void mv_cg_close(mv_cgw_t *w);
+/* Thread pool: kills what is left in the cgroup (a worker's own children), then removes it,
+ * retrying briefly while the kernel empties it. 0 or -errno (reason in `why`). */
+int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n);
+
+/* Reads usage, anon (re-read only when usage moved: memory.stat costs ~12 us) and peak. */
+int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r);
+/* Starts a new peak window (a task begins). */
+int mv_cg_reset_peak(mv_cgw_t *w);
+/* Consumes a notification (notify_fd readable): MV_CG_EV_* bits, or -errno. */
+int mv_cg_notified(mv_cgw_t *w);
+/* How many times the kernel OOM-killed in this cgroup. */
+int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
+
+/* Parsers, exposed for tests. */
+int mv_cg_parse_stat(const char *text, const char *key, int64_t *out);
+/* The v1 memory (or the v2) path in /proc/self/cgroup text. 0, -ENOENT or -EINVAL. */
+int mv_cg_parse_proc_cgroup(const char *text, mv_cg_version_t v, char **path);
+/* libcgroup's message for an ECG* code, without its 2.0.2 bugs (off by one from 50022 on,
+ * a crash on ECGNONEMPTY). */
+const char *mv_cg_strerror(int code);
+
+#endif

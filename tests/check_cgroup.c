@@ -1,0 +1,484 @@
+/*
+ * cgroup: parsers, libcgroup error text, the v2 path on a fixture tree in the cgroup2 file
+ * layout (this machine has no v2 memory controller), and the v1 path on the real kernel.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cgroup.h"
+#include "suites.h"
+
+#define MiB (1024 * 1024)
+
+/* ---- helpers ---- */
+
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[1024];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "fixture %s: %s", path, strerror(errno));
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *get(const char *dir, const char *name)
+{
+    static char buf[1024];
+    char path[1024];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "fixture %s: %s", path, strerror(errno));
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void mkdirs(const char *path)
+{
+    char tmp[1024];
+
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    mkdir(tmp, 0755);
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+/* ---- parsers ---- */
+
+START_TEST(proc_cgroup_lines)
+{
+    const char *hybrid = "9:name=systemd:/\n4:memory:/process_api/abc\n0::/\n";
+    const char *v2 = "0::/system.slice/memvisor.service\n";
+    char *p = NULL;
+
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup(hybrid, MV_CG_V1, &p), 0);
+    ck_assert_str_eq(p, "/process_api/abc");
+    free(p);
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup(hybrid, MV_CG_V2, &p), 0);
+    ck_assert_str_eq(p, "/");
+    free(p);
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup(v2, MV_CG_V2, &p), 0);
+    ck_assert_str_eq(p, "/system.slice/memvisor.service");
+    free(p);
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup(v2, MV_CG_V1, &p), -ENOENT);
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup("garbage", MV_CG_V1, &p), -EINVAL);
+    ck_assert_int_eq(mv_cg_parse_proc_cgroup("3:cpu,memory:/a\n", MV_CG_V1, &p), 0);
+    ck_assert_str_eq(p, "/a");
+    free(p);
+}
+END_TEST
+
+START_TEST(memory_stat_keys)
+{
+    const char *v1 = "cache 1933312\nrss 2347008\nrss_huge 0\ntotal_rss 9\n";
+    int64_t v;
+
+    ck_assert_int_eq(mv_cg_parse_stat(v1, "rss", &v), 0);
+    ck_assert_int_eq(v, 2347008); /* not rss_huge, not total_rss */
+    ck_assert_int_eq(mv_cg_parse_stat(v1, "rss_huge", &v), 0);
+    ck_assert_int_eq(v, 0);
+    ck_assert_int_eq(mv_cg_parse_stat("anon 12\nfile 3\n", "file", &v), 0);
+    ck_assert_int_eq(v, 3);
+    ck_assert_int_eq(mv_cg_parse_stat("anon x\n", "anon", &v), -EINVAL);
+    ck_assert_int_eq(mv_cg_parse_stat("anon 1\n", "oom_kill", &v), -ENOENT);
+}
+END_TEST
+
+START_TEST(libcgroup_errors_without_its_bugs)
+{
+    /* 2.0.2 crashes on ECGNONEMPTY (50030) and is off by one from 50022 on (ECGEOF is
+     * 50023): both must be safe. Numbers, so that only cgroup.c includes libcgroup.h. */
+    ck_assert_str_eq(mv_cg_strerror(50030), "cgroup is not empty");
+    ck_assert_str_eq(mv_cg_strerror(50023), "end of file or iterator");
+    ck_assert_ptr_nonnull(mv_cg_strerror(50002));
+    ck_assert_ptr_nonnull(mv_cg_strerror(60000));
+}
+END_TEST
+
+/* ---- v2 on a fixture tree ---- */
+
+typedef struct fixture {
+    char root[64];
+    char svc[128], run[160], w11[192];
+    char proc_cgroup[128], mountinfo[128];
+} fixture_t;
+
+/* A delegated v2 subtree: <root> is the cgroup2 mount, memvisor lives in /svc. */
+static void make_v2(fixture_t *f, pid_t pid)
+{
+    char text[512];
+
+    strcpy(f->root, "/tmp/mv-cgv2-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->root));
+    snprintf(f->svc, sizeof f->svc, "%s/svc", f->root);
+    snprintf(f->run, sizeof f->run, "%s/memvisor-%d", f->svc, (int)pid);
+    snprintf(f->w11, sizeof f->w11, "%s/w1.1", f->run);
+    snprintf(f->proc_cgroup, sizeof f->proc_cgroup, "%s/proc-cgroup", f->root);
+    snprintf(f->mountinfo, sizeof f->mountinfo, "%s/mountinfo", f->root);
+    mkdirs(f->w11);
+    mkdirs(f->svc);
+    put(f->root, "proc-cgroup", "0::/svc\n");
+    snprintf(text, sizeof text,
+             "24 30 0:22 / /proc rw - proc proc rw\n"
+             "30 1 0:26 / %s rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n",
+             f->root);
+    put(f->root, "mountinfo", text);
+    put(f->svc, "cgroup.controllers", "cpu io memory pids\n");
+    put(f->svc, "cgroup.subtree_control", "");
+    put(f->svc, "cgroup.procs", "");
+    mkdir(f->run, 0755);
+    put(f->run, "cgroup.subtree_control", "");
+    /* What the kernel would make in the worker cgroup (written files start empty: a plain
+     * file, unlike a kernel one, keeps what a shorter write did not overwrite). */
+    put(f->w11, "cgroup.procs", "");
+    put(f->w11, "memory.max", "");
+    put(f->w11, "memory.high", "");
+    put(f->w11, "memory.swap.max", "");
+    put(f->w11, "memory.oom.group", "");
+    put(f->w11, "memory.current", "1048576\n");
+    put(f->w11, "memory.stat", "anon 524288\nfile 262144\nkernel 8192\n");
+    put(f->w11, "memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n");
+    put(f->w11, "memory.peak", "2097152\n");
+}
+
+START_TEST(v2_setup_vacates_enables_and_restores)
+{
+    fixture_t f;
+    mv_cg_t cg;
+    mv_cg_opts_t o = {
+        .mode = MV_CGMODE_V2, .parent = "", .soft = 16 * MiB, .hard = 32 * MiB, .pid = 4242};
+    char why[512], sup[256];
+
+    make_v2(&f, 4242);
+    snprintf(sup, sizeof sup, "%s/supervisor", f.svc);
+    mkdir(sup, 0755);
+    put(sup, "cgroup.procs", "");
+    o.proc_cgroup = f.proc_cgroup;
+    o.mountinfo = f.mountinfo;
+    ck_assert_msg(mv_cg_setup(&cg, &o, why, sizeof why) == 0, "setup: %s", why);
+    ck_assert_int_eq(cg.version, MV_CG_V2);
+    ck_assert_str_eq(cg.base, f.svc);
+    ck_assert_str_eq(cg.run, f.run);
+    /* memvisor moved itself to a leaf, then offered memory to the children of /svc. */
+    ck_assert_str_eq(get(sup, "cgroup.procs"), "0");
+    ck_assert_str_eq(get(f.svc, "cgroup.subtree_control"), "+memory");
+    ck_assert_str_eq(get(f.run, "cgroup.subtree_control"), "+memory");
+    ck_assert_ptr_nonnull(strstr(cg.desc, "cgroup v2"));
+
+    /* Teardown undoes it in reverse. (A kernel cgroup directory can be removed with its
+     * control files in it; a fixture one must be emptied first.) */
+    nftw(f.run, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    unlink(strcat(strcpy(why, sup), "/cgroup.procs"));
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+    ck_assert_str_eq(get(f.svc, "cgroup.subtree_control"), "-memory");
+    ck_assert_str_eq(get(f.svc, "cgroup.procs"), "0"); /* moved back */
+    ck_assert_int_eq(access(sup, F_OK), -1);
+    nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+START_TEST(v2_without_the_memory_controller)
+{
+    fixture_t f;
+    mv_cg_t cg;
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "", .pid = 4242};
+    char why[512];
+
+    make_v2(&f, 4242);
+    put(f.svc, "cgroup.controllers", "cpu pids\n");
+    o.proc_cgroup = f.proc_cgroup;
+    o.mountinfo = f.mountinfo;
+    ck_assert_int_lt(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_ptr_nonnull(strstr(why, "memory controller is not available"));
+    /* auto falls back to sampling, with the reason. */
+    o.mode = MV_CGMODE_AUTO;
+    ck_assert_int_eq(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_int_eq(cg.version, MV_CG_OFF);
+    ck_assert_ptr_nonnull(strstr(cg.desc, "sampling"));
+    ck_assert_str_ne(why, "");
+    nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+START_TEST(v2_worker_cgroup_limits_readings_events)
+{
+    fixture_t f;
+    mv_cg_t cg;
+    mv_cgw_t w;
+    mv_cg_reading_t r;
+    mv_cg_opts_t o = {
+        .mode = MV_CGMODE_V2, .parent = "/svc", .soft = 16 * MiB, .hard = 32 * MiB, .pid = 4242};
+    char why[512];
+    uint64_t ooms = 9;
+
+    make_v2(&f, 4242);
+    o.proc_cgroup = f.proc_cgroup;
+    o.mountinfo = f.mountinfo;
+    /* cgroup_parent names the base: memvisor does not move itself then. */
+    put(f.root, "proc-cgroup", "0::/elsewhere\n");
+    ck_assert_msg(mv_cg_setup(&cg, &o, why, sizeof why) == 0, "setup: %s", why);
+    ck_assert_ptr_null(cg.vacated);
+    ck_assert_msg(mv_cg_create(&cg, 1, 1, &w, why, sizeof why) == 0, "create: %s", why);
+    ck_assert_str_eq(w.path, f.w11);
+    ck_assert_str_eq(get(f.w11, "memory.max"), "33554432");
+    ck_assert_str_eq(get(f.w11, "memory.high"), "16777216");
+    ck_assert_str_eq(get(f.w11, "memory.swap.max"), "0");
+    ck_assert_str_eq(get(f.w11, "memory.oom.group"), "1");
+    ck_assert_int_ge(w.procs_fd, 0);
+    ck_assert_int_eq(w.notify_fd, w.events_fd); /* v2 polls memory.events itself */
+    ck_assert(w.peak_kernel);
+
+    put(f.w11, "memory.peak", "3145728\n");
+    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(r.usage, 1048576);
+    ck_assert_int_eq(r.anon, 524288);
+    ck_assert_int_eq(r.peak, 3145728);
+    /* usage unchanged: memory.stat is not read again (its new value is not seen yet). */
+    put(f.w11, "memory.stat", "anon 999\n");
+    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(r.anon, 524288);
+    put(f.w11, "memory.current", "2097152\n");
+    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(r.anon, 999);
+
+    ck_assert_int_eq(mv_cg_notified(&w), 0);
+    put(f.w11, "memory.events", "low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\n");
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    ck_assert_int_eq(mv_cg_notified(&w), 0); /* consumed */
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &ooms), 0);
+    ck_assert_uint_eq(ooms, 0);
+    put(f.w11, "memory.events", "low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\n");
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_OOM);
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &ooms), 0);
+    ck_assert_uint_eq(ooms, 1);
+    mv_cg_close(&w);
+    ck_assert_int_eq(w.usage_fd, -1);
+    nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    mv_cg_teardown(&cg, why, sizeof why);
+}
+END_TEST
+
+START_TEST(v2_read_only_peak_is_sampled)
+{
+    fixture_t f;
+    mv_cg_t cg;
+    mv_cgw_t w;
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "/svc", .hard = 32 * MiB, .pid = 4242};
+    char why[512], peak[256];
+
+    make_v2(&f, 4242);
+    o.proc_cgroup = f.proc_cgroup;
+    o.mountinfo = f.mountinfo;
+    /* Before 5.19 there is no memory.peak, before 6.12 it cannot be reset: either way the
+     * peak is tracked from samples. */
+    snprintf(peak, sizeof peak, "%s/memory.peak", f.w11);
+    unlink(peak);
+    put(f.root, "proc-cgroup", "0::/elsewhere\n");
+    ck_assert_int_eq(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    ck_assert(!w.peak_kernel);
+    mv_cg_close(&w);
+    nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    mv_cg_teardown(&cg, why, sizeof why);
+}
+END_TEST
+
+/* ---- v1 on the real kernel ---- */
+
+/* Whether this machine gives us a writable v1 memory cgroup; says why not otherwise. */
+static bool v1_here(mv_cg_t *cg, int64_t soft, int64_t hard)
+{
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard};
+    char why[512];
+
+    if (mv_cg_setup(cg, &o, why, sizeof why) < 0) {
+        fprintf(stderr, "check_cgroup: skipped, no writable v1 memory cgroup here: %s\n", why);
+        return false;
+    }
+    return true;
+}
+
+/* A child that joins the cgroup, allocates `mib` and waits for a byte on `go`. */
+static pid_t child_in(mv_cgw_t *w, int mib, int ready, int go)
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        char c;
+        if (write(w->procs_fd, "0", 1) != 1)
+            _exit(3);
+        volatile char *p = malloc((size_t)mib * MiB);
+        for (long i = 0; p && i < (long)mib * MiB; i += 4096)
+            p[i] = 1;
+        if (write(ready, "r", 1) != 1 || read(go, &c, 1) < 0)
+            _exit(4);
+        _exit(0);
+    }
+    return pid;
+}
+
+START_TEST(v1_worker_cgroup_on_the_kernel)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    mv_cg_reading_t r;
+    int ready[2], go[2], st;
+    char why[512], c;
+    pid_t pid;
+    struct pollfd pfd;
+
+    if (!v1_here(&cg, 4 * MiB, 64 * MiB))
+        return;
+    ck_assert_int_eq(cg.version, MV_CG_V1);
+    ck_assert_msg(mv_cg_create(&cg, 3, 7, &w, why, sizeof why) == 0, "create: %s", why);
+    ck_assert_ptr_nonnull(strstr(w.path, "/w3.7"));
+    ck_assert_int_ge(w.notify_fd, 0); /* the soft-limit threshold eventfd */
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 8, ready[1], go[0]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_ge(r.usage, 8 * MiB);
+    ck_assert_int_ge(r.anon, 7 * MiB);
+    ck_assert_int_ge(r.peak, 8 * MiB);
+    /* Crossing the 4 MiB soft limit raised the threshold eventfd. */
+    pfd = (struct pollfd){.fd = w.notify_fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    /* A new peak window starts at the current usage. */
+    ck_assert_int_eq(mv_cg_reset_peak(&w), 0);
+    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_le(r.peak, r.usage + 512 * 1024);
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    waitpid(pid, &st, 0);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *path = strdup(w.path);
+    mv_cg_close(&w);
+    ck_assert_int_eq(mv_cg_remove(MV_CG_V1, path, why, sizeof why), 0);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    free(path);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+}
+END_TEST
+
+START_TEST(v1_oom_kill_is_counted_and_stays_inside)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    int ready[2], go[2], st;
+    char why[512];
+    uint64_t n = 0;
+    pid_t pid;
+
+    if (!v1_here(&cg, 0, 16 * MiB))
+        return;
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 64, ready[1], go[0]); /* 64 MiB into a 16 MiB cgroup */
+    waitpid(pid, &st, 0);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
+    ck_assert_uint_ge(n, 1);
+    char *path = strdup(w.path);
+    mv_cg_close(&w);
+    ck_assert_int_eq(mv_cg_remove(MV_CG_V1, path, why, sizeof why), 0);
+    free(path);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+}
+END_TEST
+
+START_TEST(v1_leftover_children_are_killed_on_removal)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    int ready[2], go[2];
+    char why[512], c;
+    pid_t pid;
+
+    if (!v1_here(&cg, 0, 0))
+        return;
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 1, ready[1], go[0]); /* stays, like a worker's forgotten child */
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    char *path = strdup(w.path);
+    mv_cg_close(&w);
+    ck_assert_int_eq(mv_cg_remove(MV_CG_V1, path, why, sizeof why), 0);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    waitpid(pid, NULL, 0);
+    free(path);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+}
+END_TEST
+
+START_TEST(v1_stale_runs_are_removed)
+{
+    mv_cg_t cg;
+    char why[512], stale[512], worker[600];
+
+    if (!v1_here(&cg, 0, 0))
+        return;
+    /* A run of a memvisor that no longer exists (pid max + 1 is never alive). */
+    snprintf(stale, sizeof stale, "%s/memvisor-%d", cg.base, 4194305);
+    snprintf(worker, sizeof worker, "%s/w2.9", stale);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+    ck_assert_int_eq(mkdir(stale, 0755), 0);
+    ck_assert_int_eq(mkdir(worker, 0755), 0);
+    ck_assert(v1_here(&cg, 0, 0));
+    ck_assert_int_eq(access(stale, F_OK), -1);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+}
+END_TEST
+
+Suite *cgroup_suite(void)
+{
+    Suite *s = suite_create("cgroup");
+    TCase *parse = tcase_create("parse");
+    TCase *v2 = tcase_create("v2-fixture");
+    TCase *v1 = tcase_create("v1-kernel");
+
+    tcase_add_test(parse, proc_cgroup_lines);
+    tcase_add_test(parse, memory_stat_keys);
+    tcase_add_test(parse, libcgroup_errors_without_its_bugs);
+    tcase_add_test(v2, v2_setup_vacates_enables_and_restores);
+    tcase_add_test(v2, v2_without_the_memory_controller);
+    tcase_add_test(v2, v2_worker_cgroup_limits_readings_events);
+    tcase_add_test(v2, v2_read_only_peak_is_sampled);
+    tcase_set_timeout(v1, 30);
+    tcase_add_test(v1, v1_worker_cgroup_on_the_kernel);
+    tcase_add_test(v1, v1_oom_kill_is_counted_and_stays_inside);
+    tcase_add_test(v1, v1_leftover_children_are_killed_on_removal);
+    tcase_add_test(v1, v1_stale_runs_are_removed);
+    suite_add_tcase(s, parse);
+    suite_add_tcase(s, v2);
+    suite_add_tcase(s, v1);
+    return s;
+}
