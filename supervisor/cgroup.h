@@ -61,6 +61,7 @@ typedef struct mv_cgw {
     int64_t last_usage; /* usage when memory.stat was last read */
     int64_t last_anon;
     bool have_anon;
+    bool peak_is_usage;   /* the last read found peak == usage: a reset would change nothing */
     uint64_t high_events; /* v2 memory.events "high" last seen */
 } mv_cgw_t;
 

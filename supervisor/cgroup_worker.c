@@ -195,6 +195,7 @@ int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r)
     r->peak = -1;
     if (w->peak_kernel && mv__cg_pread_int(w->peak_fd, &r->peak) < 0)
         r->peak = -1;
+    w->peak_is_usage = r->peak == r->usage;
     return 0;
 }
 
@@ -203,6 +204,10 @@ int mv_cg_reset_peak(mv_cgw_t *w)
     /* v1: "0" resets to the current usage (global, we are its only writer); v2: any write
      * resets the peak seen through this fd. */
     if (!w->peak_kernel)
+        return 0;
+    /* A reset sets the peak to the current usage: when they were equal at the last read
+     * (the worker has been idle since, between tasks) it would change nothing. */
+    if (w->peak_is_usage)
         return 0;
     return pwrite(w->peak_fd, "0\n", 2, 0) < 0 ? -errno : 0;
 }

@@ -87,8 +87,12 @@ static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
     if (r) {
         t->before = *r;
         t->peak_seen = r->usage;
-        if (w->has_cg)
+        /* One peak window per reading: the tasks of one batch of answers (prefetch) share
+         * their "before", and a reset per task would cost a system call per task. */
+        if (w->has_cg && w->peak_reset_tick != w->last_tick + 1) {
             mv_cg_reset_peak(&w->cg);
+            w->peak_reset_tick = w->last_tick + 1;
+        }
     }
     if (timeout > 0)
         mv__arm(w, MV_DL_TASK, timeout);
@@ -354,7 +358,7 @@ static void sample_cb(uv_timer_t *h)
     }
 }
 
-#define RECHECK_MS 10
+#define RECHECK_MS 5
 
 /* Checks a worker whose cgroup usage is above the soft limit; says whether to keep at it. */
 static bool recheck_one(mv_worker_t *w)
@@ -387,7 +391,7 @@ static void recheck_cb(uv_timer_t *h)
  * The cgroup said something (v1 threshold crossed, v2 memory.events changed): look now.
  * The v1 threshold is on usage, which counts page cache, and memory.stat lags the charge: the
  * private figure the soft limit compares may still be just below it, and the threshold will
- * not fire again. So while usage stays above the limit, the worker is re-read every 10 ms.
+ * not fire again. So while usage stays above the limit, the worker is re-read every 5 ms.
  */
 static void notify_cb(uv_poll_t *h, int status, int events)
 {

@@ -81,8 +81,9 @@ typedef struct mv_worker {
     bool meter_ok;
     mv_reading_t last; /* latest reading */
     bool have_reading;
-    uint64_t last_tick; /* pool tick of `last` */
-    int64_t peak;       /* highest usage seen over its life */
+    uint64_t last_tick;       /* pool tick of `last` */
+    uint64_t peak_reset_tick; /* last_tick + 1 when the kernel peak was last reset */
+    int64_t peak;             /* highest usage seen over its life */
 
     /* leaving */
     mv_reason_t reason; /* why it is being stopped; MV_R_NONE while it serves */

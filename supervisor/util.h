@@ -44,7 +44,7 @@ char *mv_base64(const void *s, size_t n);
 
 /* Monotonic milliseconds (libuv's clock, so it agrees with timers). */
 uint64_t mv_now_ms(void);
-/* "2026-11-21T14:49:00.123Z" into out[48]. */
+/* "2026-11-21T14:49:00.123456Z" into out[48]. */
 void mv_iso_time(char out[48]);
 /* Human-readable bytes: "512.0 MiB" into out[24]. */
 void mv_fmt_bytes(int64_t bytes, char out[24]);

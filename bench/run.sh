@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# make bench: the benchmarks of DESIGN §9 on this machine. They measure; nothing here asserts.
+set -euo pipefail
+build=${1:?usage: run.sh BUILD_DIR}
+echo "== dispatch (bench/dispatch) =="
+"$build/bench/dispatch" --tasks 200000 --runs 3
+echo
+echo "== detection (bench/detect) =="
+"$build/bench/detect" --runs 10
