@@ -1,5 +1,6 @@
 /*
- * cgroup: which cgroup version to use, the run directory, and undoing it all at the end.
+ * cgroup: which cgroup version to use, the run directory, each worker's cgroup, and undoing
+ * it all at the end. The one file that knows v1 from v2.
  *
  * libcgroup 2.0.2 is used where it is correct (CGROUP-FACTS.md §2): v1 discovery (the
  * memory mount and memvisor's own path) and v1 creation. Everything else is plain file I/O,
@@ -17,14 +18,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <libcgroup.h>
 #include <uv.h>
-
-#include "cgroup_int.h"
 
 static uv_mutex_t cg_mutex;
 static uv_once_t cg_once = UV_ONCE_INIT;
@@ -34,20 +34,23 @@ static void cg_mutex_init(void)
     uv_mutex_init(&cg_mutex);
 }
 
-void mv__cg_lock(void)
+static void cg_lock(void)
 {
     uv_once(&cg_once, cg_mutex_init);
     uv_mutex_lock(&cg_mutex);
 }
 
-void mv__cg_unlock(void)
+static void cg_unlock(void)
 {
     uv_mutex_unlock(&cg_mutex);
 }
 
 /* ---- small file helpers ---- */
 
-char *mv__cg_join(const char *fmt, ...)
+static ssize_t pread_text(int fd, char *buf, size_t n);
+static char *join(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *join(const char *fmt, ...)
 {
     va_list ap;
     char *s;
@@ -59,19 +62,19 @@ char *mv__cg_join(const char *fmt, ...)
     return r < 0 ? NULL : s;
 }
 
-ssize_t mv__cg_read_file(const char *path, char *buf, size_t n)
+static ssize_t read_file(const char *path, char *buf, size_t n)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t r;
 
     if (fd < 0)
         return -errno;
-    r = mv__cg_pread(fd, buf, n);
+    r = pread_text(fd, buf, n);
     close(fd);
     return r;
 }
 
-int mv__cg_write_file(const char *path, const char *value)
+static int write_file(const char *path, const char *value)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     size_t len = strlen(value);
@@ -89,7 +92,7 @@ int mv__cg_write_file(const char *path, const char *value)
     return (size_t)w == len ? 0 : -EIO;
 }
 
-ssize_t mv__cg_pread(int fd, char *buf, size_t n)
+static ssize_t pread_text(int fd, char *buf, size_t n)
 {
     ssize_t r = pread(fd, buf, n - 1, 0);
 
@@ -99,10 +102,10 @@ ssize_t mv__cg_pread(int fd, char *buf, size_t n)
     return r;
 }
 
-int mv__cg_pread_int(int fd, int64_t *out)
+static int pread_int(int fd, int64_t *out)
 {
     char buf[64], *end;
-    ssize_t r = mv__cg_pread(fd, buf, sizeof buf);
+    ssize_t r = pread_text(fd, buf, sizeof buf);
     long long v;
 
     if (r < 0)
@@ -155,13 +158,13 @@ static int cg_errno(int code)
     return -EIO;
 }
 
-int mv__cg_v1_create(const char *rel, int64_t limit, char *why, size_t n)
+static int v1_create(const char *rel, int64_t limit, char *why, size_t n)
 {
     struct cgroup *cg;
     struct cgroup_controller *mem;
     int r = 0;
 
-    mv__cg_lock();
+    cg_lock();
     cg = cgroup_new_cgroup(rel);
     mem = cg ? cgroup_add_controller(cg, "memory") : NULL;
     if (!mem)
@@ -177,7 +180,7 @@ int mv__cg_v1_create(const char *rel, int64_t limit, char *why, size_t n)
     }
     if (cg)
         cgroup_free(&cg);
-    mv__cg_unlock();
+    cg_unlock();
     return r;
 }
 
@@ -239,7 +242,7 @@ static bool file_has_word(const char *path, const char *name)
     char buf[1024];
     size_t n = strlen(name);
 
-    if (mv__cg_read_file(path, buf, sizeof buf) < 0)
+    if (read_file(path, buf, sizeof buf) < 0)
         return false;
     for (char *p = buf; (p = strstr(p, name)); p += n)
         if ((p == buf || p[-1] == ' ' || p[-1] == '+') &&
@@ -268,14 +271,14 @@ static void remove_stale(const mv_cg_t *cg, pid_t self, char *why, size_t n)
         pid = strtol(de->d_name + 9, &end, 10);
         if (*end || pid <= 0 || (pid != self && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
             continue;
-        dir = mv__cg_join("%s/%s", cg->base, de->d_name);
+        dir = join("%s/%s", cg->base, de->d_name);
         if (!dir)
             continue;
         DIR *sub = opendir(dir);
         struct dirent *w;
         while (sub && (w = readdir(sub)))
             if (w->d_type == DT_DIR && w->d_name[0] == 'w') {
-                char *wd = mv__cg_join("%s/%s", dir, w->d_name), tmp[128];
+                char *wd = join("%s/%s", dir, w->d_name), tmp[128];
                 if (wd && mv_cg_remove(cg->version, wd, tmp, sizeof tmp) < 0 && !*why)
                     snprintf(why, n, "stale cgroup %s left in place: %s", wd, tmp);
                 free(wd);
@@ -297,13 +300,13 @@ static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
     int r;
 
     /* libcgroup for v1 discovery (it is correct there); the fixture-free real system only. */
-    mv__cg_lock();
+    cg_lock();
     r = cgroup_init();
     if (r == 0)
         r = cgroup_get_subsys_mount_point("memory", &mnt);
     if (r == 0 && !o->proc_cgroup)
         r = cgroup_get_current_controller_path(o->pid ? o->pid : getpid(), "memory", &cur);
-    mv__cg_unlock();
+    cg_unlock();
     if (r != 0) {
         snprintf(why, n, "libcgroup cannot find the memory hierarchy: %s", mv_cg_strerror(r));
         free(mnt);
@@ -313,9 +316,9 @@ static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
     cg->mount = mnt;
     cg->v1_libcgroup = true;
     if (*o->parent)
-        cg->base = mv__cg_join("%s/%s", mnt, o->parent + (o->parent[0] == '/'));
+        cg->base = join("%s/%s", mnt, o->parent + (o->parent[0] == '/'));
     else
-        cg->base = mv__cg_join("%s%s", mnt, cur ? cur : own);
+        cg->base = join("%s%s", mnt, cur ? cur : own);
     free(cur);
     return cg->base ? 0 : -ENOMEM;
 }
@@ -334,13 +337,13 @@ static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
     if (strcmp(root, "/") != 0 && strncmp(own, root, strlen(root)) == 0)
         rel = own + strlen(root);
     if (*o->parent)
-        cg->base = mv__cg_join("%s/%s", cg->mount, o->parent + (o->parent[0] == '/'));
+        cg->base = join("%s/%s", cg->mount, o->parent + (o->parent[0] == '/'));
     else
-        cg->base = mv__cg_join("%s%s", cg->mount, strcmp(rel, "/") == 0 ? "" : rel);
+        cg->base = join("%s%s", cg->mount, strcmp(rel, "/") == 0 ? "" : rel);
     free(root);
     if (!cg->base)
         return -ENOMEM;
-    ctl = mv__cg_join("%s/cgroup.controllers", cg->base);
+    ctl = join("%s/cgroup.controllers", cg->base);
     r = ctl && file_has_word(ctl, "memory") ? 0 : -ENOTSUP;
     if (r < 0)
         snprintf(why, n, "the memory controller is not available in %s", cg->base);
@@ -352,27 +355,27 @@ static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
  * enabled for <base>'s children. Only when base is memvisor's own cgroup. */
 static int v2_vacate(mv_cg_t *cg, const char *own_abs, char *why, size_t n)
 {
-    char *sup = NULL, *procs = NULL, *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
+    char *sup = NULL, *procs = NULL, *ctl = join("%s/cgroup.subtree_control", cg->base);
     int r = 0;
 
     if (!ctl)
         return -ENOMEM;
     if (strcmp(own_abs, cg->base) == 0) {
-        sup = mv__cg_join("%s/supervisor", cg->base);
-        procs = mv__cg_join("%s/supervisor/cgroup.procs", cg->base);
+        sup = join("%s/supervisor", cg->base);
+        procs = join("%s/supervisor/cgroup.procs", cg->base);
         if (!sup || !procs)
             r = -ENOMEM;
         else if (mkdir(sup, 0755) < 0 && errno != EEXIST)
             r = -errno;
         else
-            r = mv__cg_write_file(procs, "0"); /* "0": this process, every thread */
+            r = write_file(procs, "0"); /* "0": this process, every thread */
         if (r < 0)
             snprintf(why, n, "cannot move memvisor into %s: %s", sup ? sup : "?", strerror(-r));
         else
             cg->vacated = strdup(cg->base);
     }
     if (r == 0 && !file_has_word(ctl, "memory")) {
-        r = mv__cg_write_file(ctl, "+memory");
+        r = write_file(ctl, "+memory");
         if (r < 0)
             snprintf(why, n, "cannot enable +memory in %s: %s%s", ctl, strerror(-r),
                      r == -EBUSY ? " (other processes live in that cgroup)" : "");
@@ -391,22 +394,22 @@ static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
     char *ctl;
     int r;
 
-    cg->run = mv__cg_join("%s/memvisor-%d", cg->base, (int)pid);
+    cg->run = join("%s/memvisor-%d", cg->base, (int)pid);
     if (!cg->run)
         return -ENOMEM;
     if (cg->version == MV_CG_V1) {
-        cg->v1_rel = mv__cg_join("%s", cg->run + strlen(cg->mount));
+        cg->v1_rel = join("%s", cg->run + strlen(cg->mount));
         if (!cg->v1_rel)
             return -ENOMEM;
-        return mv__cg_v1_create(cg->v1_rel, 0, why, n);
+        return v1_create(cg->v1_rel, 0, why, n);
     }
     if (mkdir(cg->run, 0755) < 0 && errno != EEXIST) {
         r = -errno;
         snprintf(why, n, "mkdir %s: %s", cg->run, strerror(errno));
         return r;
     }
-    ctl = mv__cg_join("%s/cgroup.subtree_control", cg->run);
-    r = ctl ? mv__cg_write_file(ctl, "+memory") : -ENOMEM;
+    ctl = join("%s/cgroup.subtree_control", cg->run);
+    r = ctl ? write_file(ctl, "+memory") : -ENOMEM;
     if (r < 0)
         snprintf(why, n, "cannot enable +memory in %s: %s", ctl ? ctl : "?", strerror(-r));
     free(ctl);
@@ -441,7 +444,7 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
     }
     r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n) : v2_discover(cg, o, own, why, n);
     if (r == 0 && v == MV_CG_V2) {
-        own_abs = mv__cg_join("%s%s", cg->mount, strcmp(own, "/") == 0 ? "" : own);
+        own_abs = join("%s%s", cg->mount, strcmp(own, "/") == 0 ? "" : own);
         r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
     }
     if (r == 0) {
@@ -476,8 +479,7 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
         snprintf(why, n, "[supervisor] cgroup = off");
         return 0;
     }
-    len =
-        mv__cg_read_file(o->proc_cgroup ? o->proc_cgroup : "/proc/self/cgroup", text, sizeof text);
+    len = read_file(o->proc_cgroup ? o->proc_cgroup : "/proc/self/cgroup", text, sizeof text);
     if (len < 0) {
         snprintf(why, n, "cannot read /proc/self/cgroup: %s", strerror((int)-len));
         return o->mode == MV_CGMODE_AUTO ? 0 : (int)len;
@@ -514,23 +516,305 @@ int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n)
         snprintf(why, n, "cannot remove %s: %s", cg->run, strerror(EBUSY));
     }
     if (cg->version == MV_CG_V2 && cg->vacated) {
-        char *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
-        char *procs = mv__cg_join("%s/cgroup.procs", cg->vacated);
-        char *sup = mv__cg_join("%s/supervisor", cg->base);
+        char *ctl = join("%s/cgroup.subtree_control", cg->base);
+        char *procs = join("%s/cgroup.procs", cg->vacated);
+        char *sup = join("%s/supervisor", cg->base);
         /* Undo in reverse: stop offering memory to children, move back, remove our leaf. */
         if (cg->enabled && ctl)
-            mv__cg_write_file(ctl, "-memory");
-        if (procs && mv__cg_write_file(procs, "0") == 0 && sup)
+            write_file(ctl, "-memory");
+        if (procs && write_file(procs, "0") == 0 && sup)
             rmdir(sup);
         free(ctl);
         free(procs);
         free(sup);
     } else if (cg->version == MV_CG_V2 && cg->enabled) {
-        char *ctl = mv__cg_join("%s/cgroup.subtree_control", cg->base);
+        char *ctl = join("%s/cgroup.subtree_control", cg->base);
         if (ctl)
-            mv__cg_write_file(ctl, "-memory");
+            write_file(ctl, "-memory");
         free(ctl);
     }
     reset(cg);
     return r;
+}
+
+/* ---- one worker's cgroup ---- */
+
+/*
+ * One worker's cgroup: making it with its limits, reading it on the hot path,
+ * its notifications, and removing it.
+ *
+ * v1 (CGROUP-FACTS §3): memory.limit_in_bytes is the hard limit (and memsw, where swap is
+ * accounted, so swap cannot stretch it); the soft limit is a usage threshold on an eventfd
+ * through cgroup.event_control (never memory.soft_limit_in_bytes: deprecated, and only a
+ * reclaim priority); the per-task peak is memory.max_usage_in_bytes, reset by writing "0"
+ * (it then restarts from the current usage, the right start for a task).
+ * v2 (kernel docs, cgroup-v2.rst): memory.max hard, memory.high soft (it throttles instead of
+ * killing, which buys the time to drain), memory.swap.max 0, memory.oom.group 1 (an OOM takes
+ * the worker's children too), memory.events polled with POLLPRI, memory.peak reset per open
+ * fd where the kernel allows it (>= 6.12), otherwise the peak is sampled.
+ */
+
+int mv_cg_parse_stat(const char *text, const char *key, int64_t *out)
+{
+    size_t k = strlen(key);
+
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, k) == 0 && p[k] == ' ') {
+            char *end;
+            long long v = strtoll(p + k + 1, &end, 10);
+            if (end == p + k + 1)
+                return -EINVAL;
+            *out = v;
+            return 0;
+        }
+    return -ENOENT;
+}
+
+/* Opens <dir>/<name> with `flags`; -1 when it cannot (the caller decides if that matters). */
+static int open_in(const char *dir, const char *name, int flags)
+{
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return open(path, flags | O_CLOEXEC);
+}
+
+static int write_in(const char *dir, const char *name, const char *value)
+{
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return write_file(path, value);
+}
+
+static void init_fds(mv_cgw_t *w)
+{
+    w->procs_fd = w->usage_fd = w->stat_fd = w->peak_fd = w->events_fd = w->notify_fd = -1;
+}
+
+void mv_cg_close(mv_cgw_t *w)
+{
+    int *fds[] = {&w->procs_fd, &w->usage_fd, &w->stat_fd, &w->peak_fd, &w->events_fd};
+
+    /* v2 polls events_fd itself: close it once. */
+    if (w->notify_fd >= 0 && w->notify_fd != w->events_fd)
+        close(w->notify_fd);
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+    init_fds(w);
+    free(w->path);
+    w->path = NULL;
+}
+
+/* v1: limits, files, and the soft-limit threshold eventfd. */
+static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, char *why, size_t n)
+{
+    char value[64];
+    int r = v1_create(rel, cg->hard, why, n);
+
+    if (r < 0)
+        return r;
+    if (cg->hard > 0) {
+        snprintf(value, sizeof value, "%lld", (long long)cg->hard);
+        /* Only where swap is accounted; the file is absent otherwise. */
+        write_in(w->path, "memory.memsw.limit_in_bytes", value);
+    }
+    w->usage_fd = open_in(w->path, "memory.usage_in_bytes", O_RDONLY);
+    w->peak_fd = open_in(w->path, "memory.max_usage_in_bytes", O_RDWR);
+    w->events_fd = open_in(w->path, "memory.oom_control", O_RDONLY);
+    w->peak_kernel = w->peak_fd >= 0;
+    if (cg->soft > 0 && w->usage_fd >= 0) {
+        w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        snprintf(value, sizeof value, "%d %d %lld", w->notify_fd, w->usage_fd, (long long)cg->soft);
+        if (w->notify_fd < 0 || write_in(w->path, "cgroup.event_control", value) < 0) {
+            snprintf(why, n, "cannot register the soft limit threshold in %s: %s", w->path,
+                     strerror(errno));
+            return -errno;
+        }
+    }
+    return 0;
+}
+
+/* v2: limits and files; memory.events is what gets polled. */
+static int create_v2(const mv_cg_t *cg, mv_cgw_t *w, char *why, size_t n)
+{
+    char value[64];
+    int r;
+
+    if (mkdir(w->path, 0755) < 0 && errno != EEXIST) {
+        r = -errno;
+        snprintf(why, n, "mkdir %s: %s", w->path, strerror(errno));
+        return r;
+    }
+    snprintf(value, sizeof value, "%lld", (long long)cg->hard);
+    r = cg->hard > 0 ? write_in(w->path, "memory.max", value) : 0;
+    if (r == 0 && cg->soft > 0) {
+        snprintf(value, sizeof value, "%lld", (long long)cg->soft);
+        r = write_in(w->path, "memory.high", value);
+    }
+    if (r < 0) {
+        snprintf(why, n, "cannot set the memory limits of %s: %s", w->path, strerror(-r));
+        return r;
+    }
+    write_in(w->path, "memory.swap.max", "0"); /* absent without swap accounting */
+    write_in(w->path, "memory.oom.group", "1");
+    w->usage_fd = open_in(w->path, "memory.current", O_RDONLY);
+    w->events_fd = open_in(w->path, "memory.events", O_RDONLY);
+    w->notify_fd = w->events_fd;
+    w->peak_fd = open_in(w->path, "memory.peak", O_RDWR);
+    /* Before 6.12 memory.peak is read-only: then the peak is tracked from samples. */
+    w->peak_kernel = w->peak_fd >= 0 && pwrite(w->peak_fd, "0\n", 2, 0) == 2;
+    return 0;
+}
+
+int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n)
+{
+    char rel[4096];
+    int r;
+
+    memset(w, 0, sizeof *w);
+    init_fds(w);
+    w->version = cg->version;
+    w->path = join("%s/w%d.%u", cg->run, slot, gen);
+    if (!w->path)
+        return -ENOMEM;
+    if (cg->version == MV_CG_V1) {
+        snprintf(rel, sizeof rel, "%s/w%d.%u", cg->v1_rel, slot, gen);
+        r = create_v1(cg, rel, w, why, n);
+    } else {
+        r = create_v2(cg, w, why, n);
+    }
+    if (r == 0) {
+        w->procs_fd = open_in(w->path, "cgroup.procs", O_WRONLY);
+        w->stat_fd = open_in(w->path, "memory.stat", O_RDONLY);
+        if (w->procs_fd < 0 || w->usage_fd < 0 || w->stat_fd < 0) {
+            r = -errno;
+            snprintf(why, n, "cannot open the files of %s: %s", w->path, strerror(errno));
+        }
+    }
+    if (r < 0) {
+        char tmp[64], *path = w->path;
+        w->path = NULL;
+        mv_cg_close(w);
+        if (path)
+            mv_cg_remove(cg->version, path, tmp, sizeof tmp);
+        free(path);
+    }
+    return r;
+}
+
+int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r)
+{
+    char buf[2048];
+    int rc = pread_int(w->usage_fd, &r->usage);
+
+    if (rc < 0)
+        return rc;
+    /* memory.stat costs ~12 us to read and moves with the same charges as usage: read it
+     * again only when usage moved. */
+    if (!w->have_anon || r->usage != w->last_usage) {
+        if (pread_text(w->stat_fd, buf, sizeof buf) < 0 ||
+            mv_cg_parse_stat(buf, w->version == MV_CG_V1 ? "rss" : "anon", &w->last_anon) < 0)
+            return -EIO;
+        w->last_usage = r->usage;
+        w->have_anon = true;
+    }
+    r->anon = w->last_anon;
+    r->peak = -1;
+    if (w->peak_kernel && pread_int(w->peak_fd, &r->peak) < 0)
+        r->peak = -1;
+    w->peak_is_usage = r->peak == r->usage;
+    return 0;
+}
+
+int mv_cg_reset_peak(mv_cgw_t *w)
+{
+    /* v1: "0" resets to the current usage (global, we are its only writer); v2: any write
+     * resets the peak seen through this fd. */
+    if (!w->peak_kernel)
+        return 0;
+    /* A reset sets the peak to the current usage: when they were equal at the last read
+     * (the worker has been idle since, between tasks) it would change nothing. */
+    if (w->peak_is_usage)
+        return 0;
+    return pwrite(w->peak_fd, "0\n", 2, 0) < 0 ? -errno : 0;
+}
+
+int mv_cg_notified(mv_cgw_t *w)
+{
+    char buf[512];
+    int64_t high = 0, ooms = 0;
+    uint64_t count;
+
+    if (w->version == MV_CG_V1) {
+        /* A threshold fires crossing up and down; the caller re-reads to see which. */
+        if (read(w->notify_fd, &count, sizeof count) != sizeof count)
+            return errno == EAGAIN ? 0 : -errno;
+        return MV_CG_EV_SOFT;
+    }
+    /* v2: re-reading memory.events at 0 both tells what changed and re-arms POLLPRI. */
+    if (pread_text(w->events_fd, buf, sizeof buf) < 0)
+        return -errno;
+    mv_cg_parse_stat(buf, "high", &high);
+    mv_cg_parse_stat(buf, "oom_kill", &ooms);
+    if ((uint64_t)high != w->high_events) {
+        w->high_events = (uint64_t)high;
+        return MV_CG_EV_SOFT | (ooms > 0 ? MV_CG_EV_OOM : 0);
+    }
+    return ooms > 0 ? MV_CG_EV_OOM : 0;
+}
+
+int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n)
+{
+    char buf[512];
+    int64_t v = 0;
+
+    if (w->events_fd < 0 || pread_text(w->events_fd, buf, sizeof buf) < 0)
+        return -EIO;
+    /* v1 memory.oom_control and v2 memory.events both say "oom_kill N" (v1 since 4.13). */
+    if (mv_cg_parse_stat(buf, "oom_kill", &v) < 0)
+        return -ENOENT;
+    *n = (uint64_t)v;
+    return 0;
+}
+
+/* Kills every process left in a cgroup (a worker's own children that outlived it). */
+static void kill_leftovers(mv_cg_version_t v, const char *path)
+{
+    char buf[4096], file[4096];
+    char *p, *end;
+
+    snprintf(file, sizeof file, "%s/cgroup.kill", path);
+    if (v == MV_CG_V2 && write_file(file, "1") == 0)
+        return; /* >= 5.14: the kernel kills the whole cgroup */
+    snprintf(file, sizeof file, "%s/cgroup.procs", path);
+    if (read_file(file, buf, sizeof buf) <= 0)
+        return;
+    for (p = buf; *p; p = end) {
+        long pid = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (pid > 0)
+            kill((pid_t)pid, SIGKILL);
+        while (*end == '\n')
+            end++;
+    }
+}
+
+int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n)
+{
+    /* Plain rmdir, not libcgroup: its delete moves live tasks to the parent instead of
+     * failing, and with CGFLAG_DELETE_EMPTY_ONLY returns 0 without deleting (2.0.2). */
+    for (int i = 0; i < 200; i++) {
+        if (rmdir(path) == 0 || errno == ENOENT)
+            return 0;
+        if (errno != EBUSY)
+            break;
+        if (i == 0)
+            kill_leftovers(v, path);
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: sleeping is fine */
+    }
+    snprintf(why, n, "rmdir %s: %s", path, strerror(errno));
+    return -errno;
 }
