@@ -474,6 +474,7 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
     why[0] = '\0';
     cg->soft = o->soft;
     cg->hard = o->hard;
+    cg->enforce = o->enforce;
     snprintf(cg->desc, sizeof cg->desc, "no cgroup: sampling /proc");
     if (o->mode == MV_CGMODE_OFF) {
         snprintf(why, n, "[supervisor] cgroup = off");
@@ -493,6 +494,7 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
         reset(cg); /* nothing half-made remains, and version is OFF */
     cg->soft = o->soft;
     cg->hard = o->hard;
+    cg->enforce = o->enforce;
     if (r < 0) {
         snprintf(cg->desc, sizeof cg->desc, "no cgroup: sampling /proc");
         return o->mode == MV_CGMODE_AUTO ? 0 : r;
@@ -611,11 +613,12 @@ void mv_cg_close(mv_cgw_t *w)
 static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, char *why, size_t n)
 {
     char value[64];
-    int r = v1_create(rel, cg->hard, why, n);
+    int64_t hard = cg->enforce ? cg->hard : 0; /* observe-only: measure, never limit */
+    int r = v1_create(rel, hard, why, n);
 
     if (r < 0)
         return r;
-    if (cg->hard > 0) {
+    if (hard > 0) {
         snprintf(value, sizeof value, "%lld", (long long)cg->hard);
         /* Only where swap is accounted; the file is absent otherwise. */
         write_in(w->path, "memory.memsw.limit_in_bytes", value);
@@ -648,8 +651,9 @@ static int create_v2(const mv_cg_t *cg, mv_cgw_t *w, char *why, size_t n)
         return r;
     }
     snprintf(value, sizeof value, "%lld", (long long)cg->hard);
-    r = cg->hard > 0 ? write_in(w->path, "memory.max", value) : 0;
-    if (r == 0 && cg->soft > 0) {
+    /* Observe-only: no limit and no throttling (the sampler reports would_recycle). */
+    r = cg->hard > 0 && cg->enforce ? write_in(w->path, "memory.max", value) : 0;
+    if (r == 0 && cg->soft > 0 && cg->enforce) {
         snprintf(value, sizeof value, "%lld", (long long)cg->soft);
         r = write_in(w->path, "memory.high", value);
     }
@@ -704,13 +708,16 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
     return r;
 }
 
-int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r)
+int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r)
 {
     char buf[2048];
     int rc = pread_int(w->usage_fd, &r->usage);
 
     if (rc < 0)
         return rc;
+    r->anon = -1;
+    if (r->usage < anon_from)
+        goto peak;
     /* memory.stat costs ~12 us to read and moves with the same charges as usage: read it
      * again only when usage moved. */
     if (!w->have_anon || r->usage != w->last_usage) {
@@ -721,6 +728,7 @@ int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r)
         w->have_anon = true;
     }
     r->anon = w->last_anon;
+peak:
     r->peak = -1;
     if (w->peak_kernel && pread_int(w->peak_fd, &r->peak) < 0)
         r->peak = -1;

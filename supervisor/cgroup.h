@@ -29,6 +29,7 @@ typedef struct mv_cg_opts {
     mv_cgmode_t mode;        /* auto|v1|v2|off */
     const char *parent;      /* [supervisor] cgroup_parent; "" = own cgroup */
     int64_t soft, hard;      /* limits in bytes, 0 = off */
+    bool enforce;            /* false: observe only, no kernel limit, no throttling */
     const char *proc_cgroup; /* /proc/self/cgroup */
     const char *mountinfo;   /* /proc/self/mountinfo */
     pid_t pid;               /* names the run directory; 0 = getpid() */
@@ -44,6 +45,7 @@ typedef struct mv_cg {
     bool v1_libcgroup; /* v1 discovery/creation through libcgroup worked */
     char *v1_rel;      /* v1: run dir relative to the mount, for libcgroup names */
     int64_t soft, hard;
+    bool enforce;
     char desc[192]; /* "v1 /sys/fs/cgroup/memory/.../memvisor-123", for logs and status */
 } mv_cg_t;
 
@@ -67,7 +69,7 @@ typedef struct mv_cgw {
 
 typedef struct mv_cg_reading {
     int64_t usage; /* charged to the cgroup: anon + page cache + kernel */
-    int64_t anon;  /* private (anonymous) memory */
+    int64_t anon;  /* private (anonymous) memory of the whole cgroup; -1 = not read */
     int64_t peak;  /* peak usage since the last reset, -1 = not available */
 } mv_cg_reading_t;
 
@@ -92,8 +94,9 @@ void mv_cg_close(mv_cgw_t *w);
  * retrying briefly while the kernel empties it. 0 or -errno (reason in `why`). */
 int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n);
 
-/* Reads usage, anon (re-read only when usage moved: memory.stat costs ~12 us) and peak. */
-int mv_cg_read(mv_cgw_t *w, mv_cg_reading_t *r);
+/* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
+ * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). */
+int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r);
 /* Starts a new peak window (a task begins). */
 int mv_cg_reset_peak(mv_cgw_t *w);
 /* Consumes a notification (notify_fd readable): MV_CG_EV_* bits, or -errno. */

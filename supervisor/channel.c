@@ -73,12 +73,18 @@ static void api_message(mv_worker_t *w, const struct mvw_msg *m)
             mv__on_protocol_error(w, "bad kind prefix");
             return;
         }
-        mv__on_answer(w, m->h.task, m->h.type == MVW_MSG_DONE, rest, rest_len);
+        mv__on_answer(w, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest, rest_len);
         return;
     case MVW_MSG_BEGIN:
     case MVW_MSG_END: mv__on_protocol_error(w, "BEGIN/END outside service mode"); return;
     case MVW_MSG_SNAPSHOT:
-        mv__on_protocol_error(w, "SNAPSHOT reply that was not asked for");
+        /* Answers to requests memvisor sent; a late one (after its deadline) is dropped. */
+        if (w->snap_asked == 0) {
+            mv__on_protocol_error(w, "SNAPSHOT reply that was not asked for");
+            return;
+        }
+        w->snap_asked--;
+        mv__on_snapshot_reply(w, m->payload, m->h.length);
         return;
     default: mv__on_protocol_error(w, "unexpected message type"); return;
     }
@@ -131,9 +137,9 @@ static void lines_process(mv_worker_t *w, bool eof)
             size_t skip = plen;
             while (skip < n && p[skip] == ' ')
                 skip++;
-            mv__on_answer(w, 0, false, p + skip, n - skip);
+            mv__on_answer(w, 0, false, NULL, 0, p + skip, n - skip);
         } else {
-            mv__on_answer(w, 0, true, p, n);
+            mv__on_answer(w, 0, true, NULL, 0, p, n);
         }
         mv_buf_consume(&w->rbuf, n + 1);
     }

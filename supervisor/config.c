@@ -30,6 +30,7 @@ static const char *const cgroup_choices[] = {"auto", "v1", "v2", "off", NULL};
 static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
 static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const kind_choices[] = {"word", "none", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift. */
@@ -90,6 +91,8 @@ static const mv_option_t options[] = {
         "stop a worker whose task runs longer; 0 = off"),
     OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
         "memory compared with the soft limit: private (anonymous) memory or rss"),
+    OPT(limits, enforce, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "no = observe only: measure and report, recycle nothing (would_recycle events)"),
     OPT(limits, sample_interval, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
         "period of memory samples for what has no kernel event"),
 
@@ -104,6 +107,21 @@ static const mv_option_t options[] = {
     OPT(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
     OPT(tasks, accounting, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "per-task memory and fd figures in the results; no = fewer syscalls, same limits"),
+
+    OPT(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "find the task kinds that leak, and write snapshots of their workers"),
+    OPT(leak, kind, MV_OPT_ENUM, "word", 0, 0, kind_choices,
+        "task kind unless the worker names it: word (the line's first word) or none (one kind)"),
+    OPT(leak, window, MV_OPT_INT, "50", 10, 100000, NULL,
+        "tasks of a kind whose retained memory the leak trend is judged over"),
+    OPT(leak, min_slope, MV_OPT_SIZE, "16K", 1, GIB, NULL,
+        "memory retained per task, steadily, that makes a kind a leak suspect"),
+    OPT(leak, task_growth, MV_OPT_SIZE, "32M", 1, PIB, NULL,
+        "memory one task may retain before it alone is a leak suspect"),
+    OPT(leak, snapshot_timeout, MV_OPT_DURATION, "2s", 0, HOUR, NULL,
+        "how long a snapshot waits for the worker's own heap view"),
+    OPT(leak, history, MV_OPT_INT, "20", 0, 1000, NULL,
+        "the worker's last tasks recorded in a snapshot"),
 
     OPT(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
         "log line format: text for key=value fields, json for one JSON object per line"),

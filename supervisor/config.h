@@ -21,6 +21,7 @@ typedef enum { MV_METRIC_PRIVATE, MV_METRIC_RSS } mv_metric_t;
 typedef enum { MV_LOGFMT_TEXT, MV_LOGFMT_JSON } mv_logfmt_t;
 typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t;
 typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cgmode_t;
+typedef enum { MV_KIND_WORD, MV_KIND_NONE } mv_leakkind_t;
 
 /* Where a value came from, for error messages that name the line. */
 typedef struct mv_origin {
@@ -60,6 +61,7 @@ typedef struct mv_config {
         int64_t task_timeout;        /* ms; 0 = off */
         mv_metric_t metric;          /* private|rss: what the soft limit compares */
         int64_t sample_interval;     /* ms between /proc or cgroup samples */
+        int enforce;                 /* 0 = observe only: would_recycle, never recycle */
     } limits;
     struct {
         int max_concurrent; /* workers recycling at once */
@@ -71,6 +73,15 @@ typedef struct mv_config {
         int64_t max_size; /* longest task line, bytes */
         int accounting;   /* per-task memory and fd readings in the results */
     } tasks;
+    struct {
+        int detect;               /* leak suspects and snapshots */
+        mv_leakkind_t kind;       /* word|none: a task's kind when its worker names none */
+        int window;               /* tasks of a kind the trend is judged over */
+        int64_t min_slope;        /* bytes retained per task that make a leak */
+        int64_t task_growth;      /* bytes one task may retain before it is a suspect */
+        int64_t snapshot_timeout; /* ms to wait for a worker's own heap view */
+        int history;              /* the worker's last tasks in a snapshot */
+    } leak;
     struct {
         mv_logfmt_t format; /* text|json */
         mv_level_t level;   /* debug|info|warn|error */

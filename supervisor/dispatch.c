@@ -21,9 +21,11 @@
 static bool takes_tasks(const mv_worker_t *w)
 {
     if (!mv_fsm_takes_tasks(w->state) || w->broken || w->count >= w->cap ||
-        w->pool->cfg->worker.protocol == MV_PROTO_NONE)
+        w->reason != MV_R_NONE || w->pool->cfg->worker.protocol == MV_PROTO_NONE)
         return false;
-    return w->lim.max_tasks == 0 || w->tasks_done + w->count < w->lim.max_tasks;
+    /* Observe-only: max_tasks is reported (would_recycle), not enforced. */
+    return w->lim.max_tasks == 0 || !w->pool->cfg->limits.enforce ||
+           w->tasks_done + w->count < w->lim.max_tasks;
 }
 
 static mv_task_t *head_task(const mv_worker_t *w)
@@ -59,6 +61,12 @@ const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh)
         return &w->last;
     if (mv_meter_read(&w->meter, &r) < 0)
         return w->have_reading ? &w->last : NULL; /* gone: its last reading stands */
+    if (r.priv < 0 && w->have_reading) {
+        /* The process is gone, its cgroup not: fresh usage and peak, its last own figures. */
+        r.priv = w->last.priv;
+        r.rss = w->last.rss;
+        r.fds = w->last.fds;
+    }
     w->last = r;
     w->last_tick = p->tick;
     w->have_reading = true;
@@ -101,8 +109,10 @@ static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `after` is the reading at its end (NULL: no memory figures). */
 static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
-                     const void *payload, size_t n, const mv_reading_t *after)
+                     const void *payload, size_t n, const mv_reading_t *after,
+                     const uint8_t *named, size_t named_len)
 {
+    char kind[MV_LEAK_KIND_MAX + 1];
     mv_metric_t metric = p->cfg->limits.metric;
     const mv_attempt_t *last = t->nhist ? &t->hist[t->nhist - 1] : NULL;
     mv_result_t res = {
@@ -119,12 +129,13 @@ static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
         .len = n,
         .hist = t->hist,
         .nhist = t->nhist,
+        .kind = t->bad ? NULL : mv__task_kind(p->cfg, t, named, named_len, kind),
     };
 
     if (w && after && t->measured) {
         res.measured = true;
-        res.mem_before = mv_reading_metric(&t->before, metric);
-        res.mem_after = mv_reading_metric(after, metric);
+        res.mem_before = mv_reading_task_metric(&t->before, metric);
+        res.mem_after = mv_reading_task_metric(after, metric);
         res.retained = res.mem_after - res.mem_before;
         res.mem_peak = after->peak >= 0 ? after->peak : MV_MAX(t->peak_seen, after->usage);
         res.peak_source = after->peak >= 0 ? "kernel" : "sampled";
@@ -136,6 +147,8 @@ static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
     if (mv_results_add(p->results, &res) < 0)
         mv_error(p->log, "result_lost", MV_I("task", (long long)t->id),
                  MV_S("error", "out of memory encoding the result"));
+    if (w && after)
+        mv__observe_task(w, t, res.kind, &res);
     mv_tasks_end(p->tasks, t);
     if (p->on_progress)
         p->on_progress(p);
@@ -152,7 +165,7 @@ static void quarantine(mv_pool_t *p, mv_task_t *t, mv_reason_t why, mv_worker_t 
             MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->pid));
     /* A task ended: the pool is getting somewhere, even if its workers crash. */
     p->consecutive_crashes = 0;
-    end_task(p, w, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
+    end_task(p, w, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL, NULL, 0);
 }
 
 /* What the task in hand of a dead worker is charged with: the worker's own reason when it
@@ -208,20 +221,38 @@ void mv__settle_tasks(mv_worker_t *w)
     w->head = 0;
 }
 
+/* Observe-only: says once per worker and reason what would have happened. */
+static void would_recycle(mv_worker_t *w, mv_reason_t reason, const mv_reading_t *r)
+{
+    if (w->would & (1u << reason))
+        return;
+    w->would |= 1u << reason;
+    mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot), MV_I("gen", w->gen),
+            MV_I("pid", w->pid), MV_S("reason", mv_reason_name(reason)),
+            MV_I("tasks", w->tasks_done), MV_I("mem", r ? r->priv : -1),
+            MV_I("usage", r ? r->usage : -1));
+}
+
 void mv__check_policy(mv_worker_t *w, const mv_reading_t *r)
 {
+    const mv_config_t *cfg = w->pool->cfg;
     mv_wfacts_t f = {
         .tasks_done = w->tasks_done,
         .age_ms = mv_now_ms() - w->spawned_ms,
-        .soft_value = r ? mv_reading_metric(r, w->pool->cfg->limits.metric) : -1,
+        .soft_value = r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1,
         .hard_value = r ? r->usage : -1,
-        .hard_by_kernel = w->has_cg,
+        .hard_by_kernel = w->has_cg && cfg->limits.enforce,
     };
     mv_verdict_t v = mv_policy_check(&w->lim, &f);
 
-    if (v.kind == MV_VERDICT_KILL)
+    mv__near_limit(w, r);
+    if (v.kind == MV_VERDICT_KEEP)
+        return;
+    if (!cfg->limits.enforce)
+        would_recycle(w, v.reason, r);
+    else if (v.kind == MV_VERDICT_KILL)
         mv__kill(w, v.reason);
-    else if (v.kind == MV_VERDICT_RECYCLE && w->reason == MV_R_NONE)
+    else if (w->reason == MV_R_NONE)
         mv__recycle(w, v.reason);
 }
 
@@ -249,7 +280,8 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
     mv_pool_kick(p);
 }
 
-void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *payload, size_t n)
+void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
+                  const void *payload, size_t n)
 {
     mv_pool_t *p = w->pool;
     mv_task_t *t = head_task(w);
@@ -269,7 +301,7 @@ void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *payload, si
     }
     pop_task(w);
     r = task_reading(w);
-    end_task(p, w, t, ok ? MV_ST_OK : MV_ST_FAILED, payload, n, r);
+    end_task(p, w, t, ok ? MV_ST_OK : MV_ST_FAILED, payload, n, r, kind, kind_len);
     w->tasks_done++;
     p->consecutive_crashes = 0;
     mv__slot(w)->crashes = 0;
@@ -300,7 +332,7 @@ static mv_task_t *next_task(mv_pool_t *p)
     mv_task_t *t;
 
     while ((t = mv_tasks_pop(p->tasks)) && t->bad)
-        end_task(p, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+        end_task(p, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL, NULL, 0);
     return t;
 }
 

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ static const char *const level_name[] = {"debug", "info", "warn", "error"};
 int mv_log_open(mv_log_t *lg, mv_logfmt_t format, mv_level_t level, const char *path)
 {
     memset(lg, 0, sizeof *lg);
+    lg->events_fd = -1;
     lg->format = format;
     lg->level = level;
     lg->fd = STDERR_FILENO;
@@ -157,27 +159,42 @@ static void format_json(mv_buf_t *b, const char *ts, mv_level_t level, const cha
     json_decref(o);
 }
 
-void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv)
+/* One write per line; a log that cannot be written is not worth killing the run for. */
+static void write_line(int fd, const mv_buf_t *b)
 {
-    mv_buf_t b = {0};
-    char ts[48];
     size_t off = 0;
 
-    if (level < lg->level || lg->fd < 0)
-        return;
-    mv_iso_time(ts);
-    if (lg->format == MV_LOGFMT_JSON)
-        format_json(&b, ts, level, event, kv);
-    else
-        format_text(&b, ts, level, event, kv);
-    /* One write per line; a log that cannot be written is not worth killing the run for. */
-    while (off < b.len) {
-        ssize_t w = write(lg->fd, b.data + off, b.len - off);
+    while (off < b->len) {
+        ssize_t w = write(fd, b->data + off, b->len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             break;
         off += (size_t)w;
+    }
+}
+
+void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv)
+{
+    bool to_log = level >= lg->level && lg->fd >= 0;
+    bool to_events = lg->events_fd >= 0 && level >= MV_LVL_INFO && strcmp(event, "output") != 0;
+    mv_buf_t b = {0};
+    char ts[48];
+
+    if (!to_log && !to_events)
+        return;
+    mv_iso_time(ts);
+    if (to_events) {
+        format_json(&b, ts, level, event, kv);
+        write_line(lg->events_fd, &b);
+        mv_buf_reset(&b);
+    }
+    if (to_log) {
+        if (lg->format == MV_LOGFMT_JSON)
+            format_json(&b, ts, level, event, kv);
+        else
+            format_text(&b, ts, level, event, kv);
+        write_line(lg->fd, &b);
     }
     mv_buf_free(&b);
 }

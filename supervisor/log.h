@@ -40,6 +40,8 @@ typedef struct mv_log {
     mv_level_t level;
     int fd;     /* where lines go */
     int own_fd; /* whether mv_log_close closes fd */
+    int events_fd;      /* the run's events.jsonl: every event at info and up, as JSON,
+                         * whatever the log's format and level, minus worker output; -1 = none */
 } mv_log_t;
 
 /* Opens the log: path "" = stderr. 0 or -errno. */

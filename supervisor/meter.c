@@ -33,7 +33,7 @@ int mv_meter_parse_statm(const char *text, long page_size, int64_t *rss, int64_t
     return 0;
 }
 
-int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, bool want_rss)
+int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, int64_t anon_from)
 {
     char path[48];
     struct stat st;
@@ -41,7 +41,7 @@ int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, bool want_rss)
     memset(m, 0, sizeof *m);
     m->fd_dir_fd = -1;
     m->cg = cg;
-    m->want_rss = want_rss;
+    m->anon_from = anon_from > 0 ? anon_from : INT64_MAX;
     m->pid = pid;
     snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
     m->statm_fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -96,29 +96,31 @@ static int read_statm(mv_meter_t *m, int64_t *rss, int64_t *priv)
 int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
 {
     mv_cg_reading_t c;
-    int64_t priv;
     int rc;
 
     if (m->statm_fd < 0)
         return -EBADF;
+    rc = read_statm(m, &r->rss, &r->priv);
     if (m->cg) {
-        rc = mv_cg_read(m->cg, &c);
-        if (rc < 0)
-            return rc;
+        /* The cgroup outlives its process: usage and peak can still be read after death. */
+        if (mv_cg_read(m->cg, m->anon_from, &c) < 0)
+            return rc < 0 ? rc : -EIO;
         r->usage = c.usage;
-        r->priv = c.anon;
         r->peak = c.peak;
-        r->rss = -1;
-        if (m->want_rss && read_statm(m, &r->rss, &priv) < 0)
-            r->rss = -1;
+        r->group_priv = c.anon;
+        if (rc < 0) {
+            r->rss = r->priv = -1;
+            r->fds = -1;
+            return 0;
+        }
     } else {
-        rc = read_statm(m, &r->rss, &r->priv);
         if (rc < 0)
             return rc;
         /* What a memory cgroup would charge an exec'd worker is its private memory, not RSS
          * (which counts shared library pages once per worker): limits and peaks use that. */
         r->usage = r->priv;
         r->peak = -1;
+        r->group_priv = -1;
     }
     r->fds = mv_meter_fds(m);
     return 0;

@@ -90,7 +90,15 @@ static void deadline_cb(uv_timer_t *t)
                 MV_I("after_ms", w->pool->cfg->worker.ready_timeout));
         mv__fault(w, MV_R_READY_TIMEOUT);
         break;
-    case MV_DL_TASK: mv__fault(w, MV_R_TASK_TIMEOUT); break;
+    case MV_DL_TASK:
+        if (w->pool->cfg->limits.enforce) {
+            mv__fault(w, MV_R_TASK_TIMEOUT);
+        } else if (!(w->would & (1u << MV_R_TASK_TIMEOUT))) {
+            w->would |= 1u << MV_R_TASK_TIMEOUT;
+            mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                    MV_S("reason", "task_timeout"));
+        }
+        break;
     case MV_DL_CHANNEL:
         mv_warn(w->pool->log, "channel_closed", MV_I("worker", w->slot), MV_I("pid", w->pid),
                 MV_S("msg", "worker closed its channel but did not exit"));
@@ -270,7 +278,7 @@ static void start_process(mv_worker_t *w)
         return;
     }
     w->meter_ok = mv_meter_open(&w->meter, w->pid, w->has_cg ? &w->cg : NULL,
-                                p->cfg->limits.metric == MV_METRIC_RSS) == 0;
+                                p->cfg->limits.memory_soft) == 0;
     mv__watch(w);
     mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
             MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -462,11 +470,17 @@ void mv__fault(mv_worker_t *w, mv_reason_t reason)
     mv__fsm(w, MV_EV_FAULT);
 }
 
-/* SIGKILL now: the hard limit by sampling, or memvisor told twice to stop. */
+/* SIGKILL now: the hard limit by sampling, or memvisor told twice to stop. A hard-limit kill
+ * first has the worker snapshot (stopped meanwhile), and comes back here once it is written. */
 void mv__kill(mv_worker_t *w, mv_reason_t reason)
 {
     if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_PREPARING)
         return;
+    if (reason == MV_R_HARD_LIMIT && w->reason != MV_R_HARD_LIMIT &&
+        mv__snapshot_then_kill(w, reason)) {
+        w->reason = reason; /* takes no task meanwhile */
+        return;
+    }
     w->reason = reason;
     log_leaving(w, reason, "kill");
     if (!is_failure(w, reason))
@@ -618,7 +632,8 @@ static void classify_exit(mv_worker_t *w)
     if (killed_by_oom(w)) {
         w->reason = MV_R_KERNEL_OOM;
         mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
-                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard));
+                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
+                MV_S("snapshot", w->last_snapshot));
     } else if (w->reason == MV_R_NONE) {
         w->reason = w->term_signal == 0 && w->exit_status == p->cfg->worker.fatal_exit ? MV_R_FATAL
                                                                                        : MV_R_CRASH;
@@ -666,6 +681,7 @@ static void reap(mv_worker_t *w)
         uv_poll_stop(&w->notify);
     }
     release_cgroup(w);
+    mv__suspect_release(w);
     start_wanted(p);
     mv__close_handles(w);
     mv_pool_kick(p);

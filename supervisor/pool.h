@@ -20,14 +20,26 @@
 #include "cgroup.h"
 #include "config.h"
 #include "fsm.h"
+#include "leak.h"
 #include "log.h"
 #include "meter.h"
 #include "policy.h"
 #include "results.h"
+#include "rundir.h"
 #include "tasks.h"
 #include "util.h"
 
 struct mv_pool;
+struct mv_snapjob;
+struct mv_basejob;
+
+/* One finished task, as a worker's history keeps it for snapshots. */
+typedef struct mv_taskrec {
+    uint64_t id;
+    char kind[MV_LEAK_KIND_MAX + 1];
+    int64_t mem_after, retained, mem_peak;
+    int fds_after;
+} mv_taskrec_t;
 
 typedef struct mv_worker {
     struct mv_pool *pool;
@@ -85,6 +97,18 @@ typedef struct mv_worker {
     uint64_t peak_reset_tick; /* last_tick + 1 when the kernel peak was last reset */
     int64_t peak;             /* highest usage seen over its life */
 
+    /* leak suspects and snapshots (suspect.c) */
+    mv_taskrec_t *history;   /* ring of the last [leak] history tasks */
+    unsigned hist_head, hist_n;
+    json_t *baseline;        /* resident memory per mapping after its first task */
+    struct mv_basejob *basejob;
+    struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
+    unsigned snap_asked;     /* SNAPSHOT requests sent and not answered yet */
+    char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
+    bool near_hard_done;     /* one near-hard-limit snapshot per worker */
+    bool kill_snapshot_done; /* the snapshot before a hard-limit kill is taken */
+    unsigned would;          /* observe-only: reasons already logged as would_recycle */
+
     /* leaving */
     mv_reason_t reason; /* why it is being stopped; MV_R_NONE while it serves */
     mv_reason_t wanted; /* a recycle waiting for a free recycle slot */
@@ -124,6 +148,8 @@ typedef struct mv_pool {
     mv_log_t *log;
     mv_tasks_t *tasks;
     mv_results_t *results;
+    mv_leak_t *leak;         /* NULL when [leak] detect is off */
+    mv_rundir_t *run;        /* where snapshots go; run->dir NULL: nowhere */
     char **argv;          /* the worker command */
     char **env;           /* environment template for workers */
     const char *self_exe; /* this binary, for the exec shim */
@@ -204,9 +230,23 @@ void mv__check_policy(mv_worker_t *w, const mv_reading_t *r);
 /* Starts watching the worker's cgroup notifications (soft limit, OOM). */
 void mv__watch(mv_worker_t *w);
 
+/* suspect.c: kinds, history, leak verdicts, snapshots */
+const char *mv__task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
+                          size_t named_len, char out[MV_LEAK_KIND_MAX + 1]);
+void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind,
+                      const mv_result_t *res);
+void mv__near_limit(mv_worker_t *w, const mv_reading_t *r);
+/* Snapshot before a hard-limit kill: stops the worker and kills it once written. Returns
+ * whether it took over the kill. */
+bool mv__snapshot_then_kill(mv_worker_t *w, mv_reason_t reason);
+void mv__on_snapshot_reply(mv_worker_t *w, const uint8_t *p, size_t n);
+/* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
+void mv__suspect_release(mv_worker_t *w);
+
 /* what the channel reports (hello and answers in dispatch.c, the rest in pool.c) */
 void mv__on_hello(mv_worker_t *w, uint32_t version);
-void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const void *p, size_t n);
+void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
+                  const void *p, size_t n);
 void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n);
 void mv__on_protocol_error(mv_worker_t *w, const char *what);
 void mv__on_chan_eof(mv_worker_t *w);

@@ -23,7 +23,8 @@
 typedef struct record {
     uint32_t size; /* whole record, padded to 8 */
     uint32_t nhist;
-    mv_result_t res; /* payload and hist pointers are rebuilt by the job */
+    uint32_t kind_len; /* 0 = no kind */
+    mv_result_t res; /* payload, hist and kind pointers are rebuilt by the job */
 } record_t;
 
 const char *mv_status_name(mv_status_t s)
@@ -88,6 +89,7 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
     json_object_set_new(o, "attempts", json_integer(res->attempts));
     json_object_set_new(o, "worker", res->slot ? json_integer(res->slot) : json_null());
     json_object_set_new(o, "pid", res->pid ? json_integer(res->pid) : json_null());
+    json_object_set_new(o, "kind", res->kind ? json_string(res->kind) : json_null());
     if (res->measured) {
         json_object_set_new(o, "mem_before", json_integer(res->mem_before));
         json_object_set_new(o, "mem_after", json_integer(res->mem_after));
@@ -137,6 +139,7 @@ static void job_cb(uv_work_t *req)
 
         res.hist = (const mv_attempt_t *)(rec + 1);
         res.payload = (const uint8_t *)res.hist + rec->nhist * sizeof(mv_attempt_t);
+        res.kind = rec->kind_len ? (const char *)res.payload + res.len : NULL;
         if (mv_results_encode(&res, &r->lines) < 0 || mv_buf_append(&r->lines, "\n", 1) < 0) {
             r->job_error = -ENOMEM;
             return;
@@ -261,7 +264,8 @@ int mv_results_open(mv_results_t *r, uv_loop_t *loop, const char *path, mv_resul
 int mv_results_add(mv_results_t *r, const mv_result_t *res)
 {
     size_t hist = (size_t)res->nhist * sizeof(mv_attempt_t);
-    size_t size = (sizeof(record_t) + hist + res->len + 7) & ~(size_t)7;
+    size_t kind = res->kind ? strlen(res->kind) + 1 : 0;
+    size_t size = (sizeof(record_t) + hist + res->len + kind + 7) & ~(size_t)7;
     record_t *rec;
     int rc;
 
@@ -274,11 +278,14 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     rec = (record_t *)(r->pending.data + r->pending.len);
     rec->size = (uint32_t)size;
     rec->nhist = (uint32_t)res->nhist;
+    rec->kind_len = (uint32_t)kind;
     rec->res = *res;
     if (hist)
         memcpy(rec + 1, res->hist, hist);
     if (res->len)
         memcpy((uint8_t *)(rec + 1) + hist, res->payload, res->len);
+    if (kind)
+        memcpy((uint8_t *)(rec + 1) + hist + res->len, res->kind, kind);
     r->pending.len += size;
     if (mv_buf_unread(&r->pending) >= FLUSH_BYTES)
         start_job(r);

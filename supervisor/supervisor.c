@@ -9,6 +9,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -213,6 +214,7 @@ static int setup_cgroups(mv_t *mv)
         .parent = cfg->supervisor.cgroup_parent,
         .soft = cfg->limits.memory_soft,
         .hard = cfg->limits.memory_hard,
+        .enforce = cfg->limits.enforce,
         /* A test knob: fixture trees in place of /proc's view of the cgroups. */
         .proc_cgroup = getenv("MEMVISOR_TEST_PROC_CGROUP"),
         .mountinfo = getenv("MEMVISOR_TEST_MOUNTINFO"),
@@ -245,6 +247,71 @@ static void teardown_cgroups(mv_t *mv)
 
     if (mv->cg.version != MV_CG_OFF && mv_cg_teardown(&mv->cg, why, sizeof why) < 0)
         mv_warn(&mv->log, "cgroup_teardown_failed", MV_S("error", why));
+}
+
+/* run.json: what ran, with what limits, where the results are, and (final) how it ended. */
+static void write_run_json(mv_t *mv, int code, bool final)
+{
+    const mv_config_t *cfg = mv->cfg;
+    char path[4200], now[48], results[4096];
+    json_t *doc, *cmd = json_array();
+
+    if (!mv->run.dir)
+        return;
+    for (char **a = mv->argv; *a; a++)
+        json_array_append_new(cmd, json_string(*a));
+    mv_iso_time(now);
+    if (!*cfg->tasks.results || !realpath(cfg->tasks.results, results))
+        snprintf(results, sizeof results, "%s", cfg->tasks.results);
+    doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:s, s:i}", "memvisor",
+                    MV_VERSION, "run", mv->run.id, "pid", (int)getpid(), "started",
+                    mv->started_iso, "ended", final ? now : NULL, "command", cmd, "config",
+                    mv->config_path, "results", *results ? results : NULL, "cgroup",
+                    mv->cg.desc, "workers", cfg->supervisor.workers);
+    json_object_set_new(doc, "limits",
+                        json_pack("{s:I, s:I, s:I, s:I, s:s, s:b}", "memory_soft",
+                                  (json_int_t)cfg->limits.memory_soft, "memory_hard",
+                                  (json_int_t)cfg->limits.memory_hard, "max_tasks",
+                                  (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
+                                  (json_int_t)cfg->limits.max_lifetime, "metric",
+                                  cfg->limits.metric == MV_METRIC_RSS ? "rss" : "private",
+                                  "enforce", cfg->limits.enforce));
+    json_object_set_new(doc, "leak",
+                        json_pack("{s:b, s:i, s:I, s:I, s:s}", "detect", cfg->leak.detect,
+                                  "window", cfg->leak.window, "min_slope",
+                                  (json_int_t)cfg->leak.min_slope, "task_growth",
+                                  (json_int_t)cfg->leak.task_growth, "kind",
+                                  cfg->leak.kind == MV_KIND_NONE ? "none" : "word"));
+    json_object_set_new(doc, "exit", final ? json_integer(code) : json_null());
+    json_object_set_new(doc, "tasks",
+                        json_pack("{s:I, s:I, s:I}", "ok",
+                                  (json_int_t)mv->results.count[MV_ST_OK], "failed",
+                                  (json_int_t)mv->results.count[MV_ST_FAILED], "quarantined",
+                                  (json_int_t)mv->results.count[MV_ST_QUARANTINED]));
+    snprintf(path, sizeof path, "%s/run.json", mv->run.dir);
+    if (mv_json_write_atomic(path, doc) < 0)
+        mv_warn(&mv->log, "run_file_failed", MV_S("file", path));
+    json_decref(doc);
+}
+
+/* The run directory (events, snapshots) and the leak detector. Without a usable state
+ * directory the run goes on, without snapshots: said once. */
+static void open_run(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.min_slope, cfg->leak.task_growth};
+    char why[512];
+
+    mv_iso_time(mv->started_iso);
+    if (mv_rundir_open(&mv->run, cfg->supervisor.state_dir, getpid(), why, sizeof why) < 0) {
+        mv_warn(&mv->log, "run_dir_unavailable", MV_S("error", why),
+                MV_S("msg", "no events file and no snapshots for this run"));
+        mv_rundir_close(&mv->run);
+    } else {
+        mv->log.events_fd = mv->run.events_fd;
+    }
+    if (cfg->leak.detect && !(mv->leak = mv_leak_new(&lc)))
+        mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
 }
 
 /* Opens the task source, then the results file, then the signals. 0 or -1 (logged). */
@@ -291,6 +358,7 @@ int mv_run(mv_t *mv)
                  MV_S("error", uv_strerror(r)));
         return MV_EXIT_CANT_RUN;
     }
+    open_run(mv);
     if (setup_cgroups(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
@@ -301,7 +369,7 @@ int mv_run(mv_t *mv)
             MV_S("protocol", cfg->worker.protocol == MV_PROTO_API     ? "api"
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
-            MV_S("memory", mv->cg.desc));
+            MV_S("memory", mv->cg.desc), MV_S("run", mv->run.dir));
 
     if (open_io(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
@@ -317,6 +385,8 @@ int mv_run(mv_t *mv)
     mv->pool.env = environ;
     mv->pool.self_exe = mv->self_exe;
     mv->pool.cg = &mv->cg;
+    mv->pool.leak = mv->leak;
+    mv->pool.run = &mv->run;
     mv->pool.on_progress = progress_cb;
     mv->pool.on_stopped = pool_stopped_cb;
     mv->pool.on_fatal = fatal_cb;
@@ -328,10 +398,12 @@ int mv_run(mv_t *mv)
         mv->cant_run = true;
         stop(mv, false);
     }
+    write_run_json(mv, 0, false);
     mv_tasks_pump(&mv->tasks);
     check_done(mv);
     uv_run(&mv->loop, UV_RUN_DEFAULT);
     code = exit_code(mv);
+    write_run_json(mv, code, true);
     summary(mv, code);
 
 out:
@@ -346,5 +418,8 @@ out:
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
     mv_pool_free(&mv->pool);
+    mv_leak_free(mv->leak);
+    mv->log.events_fd = -1;
+    mv_rundir_close(&mv->run);
     return code;
 }

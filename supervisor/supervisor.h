@@ -13,8 +13,10 @@
 #include "cgroup.h"
 #include "config.h"
 #include "log.h"
+#include "leak.h"
 #include "pool.h"
 #include "results.h"
+#include "rundir.h"
 #include "tasks.h"
 
 /* Exit codes (DESIGN §8); a run stopped by a signal before every task ended exits 128+N. */
@@ -32,6 +34,8 @@ typedef struct mv {
     char **argv;             /* the worker command */
     mv_log_t log;
     mv_cg_t cg;
+    mv_rundir_t run;     /* the run directory: events, snapshots, run.json */
+    mv_leak_t *leak;     /* NULL when [leak] detect is off */
     char self_exe[4096]; /* this binary, for the exec shim */
     mv_tasks_t tasks;
     mv_results_t results;
@@ -42,6 +46,7 @@ typedef struct mv {
     bool stopping;
     bool cant_run; /* exit 3 */
     uint64_t started_ms;
+    char started_iso[48];
 } mv_t;
 
 /* Runs a batch (or a `none` pool) to its end. Returns the exit code; the log says why. */

@@ -172,7 +172,7 @@ START_TEST(v2_setup_vacates_enables_and_restores)
     fixture_t f;
     mv_cg_t cg;
     mv_cg_opts_t o = {
-        .mode = MV_CGMODE_V2, .parent = "", .soft = 16 * MiB, .hard = 32 * MiB, .pid = 4242};
+        .mode = MV_CGMODE_V2, .parent = "", .soft = 16 * MiB, .hard = 32 * MiB, .enforce = true, .pid = 4242};
     char why[512], sup[256];
 
     make_v2(&f, 4242);
@@ -233,7 +233,7 @@ START_TEST(v2_worker_cgroup_limits_readings_events)
     mv_cgw_t w;
     mv_cg_reading_t r;
     mv_cg_opts_t o = {
-        .mode = MV_CGMODE_V2, .parent = "/svc", .soft = 16 * MiB, .hard = 32 * MiB, .pid = 4242};
+        .mode = MV_CGMODE_V2, .parent = "/svc", .soft = 16 * MiB, .hard = 32 * MiB, .enforce = true, .pid = 4242};
     char why[512];
     uint64_t ooms = 9;
 
@@ -255,16 +255,16 @@ START_TEST(v2_worker_cgroup_limits_readings_events)
     ck_assert(w.peak_kernel);
 
     put(f.w11, "memory.peak", "3145728\n");
-    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
     ck_assert_int_eq(r.usage, 1048576);
     ck_assert_int_eq(r.anon, 524288);
     ck_assert_int_eq(r.peak, 3145728);
     /* usage unchanged: memory.stat is not read again (its new value is not seen yet). */
     put(f.w11, "memory.stat", "anon 999\n");
-    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
     ck_assert_int_eq(r.anon, 524288);
     put(f.w11, "memory.current", "2097152\n");
-    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
     ck_assert_int_eq(r.anon, 999);
 
     ck_assert_int_eq(mv_cg_notified(&w), 0);
@@ -289,7 +289,7 @@ START_TEST(v2_read_only_peak_is_sampled)
     fixture_t f;
     mv_cg_t cg;
     mv_cgw_t w;
-    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "/svc", .hard = 32 * MiB, .pid = 4242};
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "/svc", .hard = 32 * MiB, .enforce = true, .pid = 4242};
     char why[512], peak[256];
 
     make_v2(&f, 4242);
@@ -314,7 +314,8 @@ END_TEST
 /* Whether this machine gives us a writable v1 memory cgroup; says why not otherwise. */
 static bool v1_here(mv_cg_t *cg, int64_t soft, int64_t hard)
 {
-    mv_cg_opts_t o = {.mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard};
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard,
+                      .enforce = true};
     char why[512];
 
     if (mv_cg_setup(cg, &o, why, sizeof why) < 0) {
@@ -363,7 +364,7 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     ck_assert_int_eq(pipe(go), 0);
     pid = child_in(&w, 8, ready[1], go[0]);
     ck_assert_int_eq(read(ready[0], &c, 1), 1);
-    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
     ck_assert_int_ge(r.usage, 8 * MiB);
     ck_assert_int_ge(r.anon, 7 * MiB);
     ck_assert_int_ge(r.peak, 8 * MiB);
@@ -373,7 +374,7 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
     /* A new peak window starts at the current usage. */
     ck_assert_int_eq(mv_cg_reset_peak(&w), 0);
-    ck_assert_int_eq(mv_cg_read(&w, &r), 0);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
     ck_assert_int_le(r.peak, r.usage + 512 * 1024);
     ck_assert_int_eq(write(go[1], "g", 1), 1);
     waitpid(pid, &st, 0);

@@ -103,7 +103,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 34);
+    ck_assert_uint_eq(n, 42);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -228,6 +228,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "memory_hard = 1T\n"
                                        "task_timeout = 365d\n"
                                        "metric = rss\n"
+                                       "enforce = no\n"
                                        "sample_interval = 1ms\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
@@ -237,6 +238,14 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "max_attempts = 1000\n"
                                        "max_size = 1\n"
                                        "accounting = no\n"
+                                       "[leak]\n"
+                                       "detect = no\n"
+                                       "kind = none\n"
+                                       "window = 500\n"
+                                       "min_slope = 1M\n"
+                                       "task_growth = 1G\n"
+                                       "snapshot_timeout = 250ms\n"
+                                       "history = 3\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
@@ -284,6 +293,14 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.tasks.max_attempts, 1000);
     ck_assert_int_eq(c.tasks.max_size, 1);
     ck_assert_int_eq(c.tasks.accounting, 0);
+    ck_assert_int_eq(c.limits.enforce, 0);
+    ck_assert_int_eq(c.leak.detect, 0);
+    ck_assert_int_eq(c.leak.kind, MV_KIND_NONE);
+    ck_assert_int_eq(c.leak.window, 500);
+    ck_assert_int_eq(c.leak.min_slope, 1 << 20);
+    ck_assert_int_eq(c.leak.task_growth, 1 << 30);
+    ck_assert_int_eq(c.leak.snapshot_timeout, 250);
+    ck_assert_int_eq(c.leak.history, 3);
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");

@@ -11,7 +11,7 @@ int main(void)
 {
     Suite *(*const all[])(void) = {
         config_suite, protocol_suite, worker_api_suite, fsm_suite,    policy_suite,
-        tasks_suite,  cgroup_suite,   e2e_suite,        faults_suite, cgroup_e2e_suite,
+        tasks_suite,  cgroup_suite,     leak_suite,   e2e_suite,        faults_suite, cgroup_e2e_suite,
     };
     SRunner *sr = srunner_create(NULL);
     int failed;

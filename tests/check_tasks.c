@@ -386,7 +386,7 @@ START_TEST(statm_parsing_and_a_real_reading)
     ck_assert_int_eq(rss, 409 * 4096);
     ck_assert_int_eq(priv, 26 * 4096);
     ck_assert_int_eq(mv_meter_parse_statm("garbage", 4096, &rss, &priv), -EINVAL);
-    ck_assert_int_eq(mv_meter_open(&m, getpid(), NULL, false), 0);
+    ck_assert_int_eq(mv_meter_open(&m, getpid(), NULL, 0), 0);
     ck_assert_int_eq(mv_meter_read(&m, &r), 0);
     ck_assert_int_gt(r.rss, 0);
     ck_assert_int_gt(r.priv, 0);
@@ -397,7 +397,7 @@ START_TEST(statm_parsing_and_a_real_reading)
     ck_assert_int_eq(mv_meter_fds(&m), before + 1);
     close(fd);
     mv_meter_close(&m);
-    ck_assert_int_eq(mv_meter_open(&m, 999999999, NULL, false), -ENOENT);
+    ck_assert_int_eq(mv_meter_open(&m, 999999999, NULL, 0), -ENOENT);
 }
 END_TEST
 

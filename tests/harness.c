@@ -56,6 +56,10 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     argv[n++] = MEMVISOR;
     argv[n++] = args[0]; /* the subcommand */
     if (strcmp(args[0], "run") == 0) {
+        /* Each run keeps its run directory (events, snapshots) in its own temp dir. */
+        snprintf(r->state_opt, sizeof r->state_opt, "supervisor.state_dir=%s/state", r->dir);
+        argv[n++] = "-o";
+        argv[n++] = r->state_opt;
         argv[n++] = "--tasks";
         argv[n++] = stdin_text ? "-" : r->tasks;
         argv[n++] = "--results";

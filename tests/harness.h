@@ -25,6 +25,7 @@ typedef struct mvrun {
     char tasks[96];
     char results[96];
     char summary_path[96];
+    char state_opt[128]; /* -o supervisor.state_dir=<dir>/state */
     pid_t pid;
     int log_fd; /* read end of memvisor's stderr */
     char *log;  /* everything read so far, NUL-terminated */

@@ -13,6 +13,7 @@ Suite *tasks_suite(void);
 Suite *e2e_suite(void);
 Suite *faults_suite(void);
 Suite *cgroup_suite(void);
+Suite *leak_suite(void);
 Suite *cgroup_e2e_suite(void);
 
 #endif

@@ -1,0 +1,317 @@
+/*
+ * leak: per-kind leak detection (see leak.h for the rules and why).
+ */
+#include "leak.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MV_MAX(a, b)  ((a) > (b) ? (a) : (b))
+#define REPORT_CHANGE 1.5 /* a new estimate this many times the last reported one is news */
+
+typedef struct kind_state {
+    char name[MV_LEAK_KIND_MAX + 1];
+    double *mem;              /* ring: retained of the last `window` tasks */
+    double *fds;              /* ring: fd deltas (0 when unknown) */
+    int head, n;
+    uint64_t seen;            /* tasks of the kind so far */
+    uint64_t last_eval;       /* `seen` at the last trend evaluation */
+    mv_leak_rule_t pending;   /* the previous judgement's rule: a suspect needs two */
+    mv_leak_rule_t reported;  /* what was last reported (NONE: nothing yet) */
+    double reported_value;
+} kind_state_t;
+
+struct mv_leak {
+    mv_leak_cfg_t cfg;
+    kind_state_t **table;     /* open addressing, power-of-two size */
+    size_t cap, count;
+    double *series;           /* scratch: the window in order */
+};
+
+static uint32_t hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+/* ---- the estimator ---- */
+
+/* The k-th smallest of v[0..n) (quickselect with a three-way partition; reorders v). */
+static double select_kth(double *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n; /* v[lo..hi) holds the k-th */
+
+    while (hi - lo > 1) {
+        double pivot = v[lo + (hi - lo) / 2], t;
+        size_t lt = lo, i = lo, gt = hi; /* [lo,lt) < pivot, [lt,gt) == pivot, [gt,hi) > */
+        while (i < gt) {
+            if (v[i] < pivot) {
+                t = v[lt], v[lt++] = v[i], v[i++] = t;
+            } else if (v[i] > pivot) {
+                t = v[--gt], v[gt] = v[i], v[i] = t;
+            } else {
+                i++;
+            }
+        }
+        if (k < lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return pivot;
+    }
+    return v[lo];
+}
+
+/* A robust spread of the increments (their noise): 1.4826 x MAD, which is 0 for increments
+ * quantised in kernel batches (mostly zeros), so never below 1.2533 x their mean absolute
+ * deviation (both estimate sigma for normal noise). */
+static double noise_sigma(const double *inc, int n, double *scratch)
+{
+    double med, mad, mean_dev = 0;
+
+    for (int i = 0; i < n; i++)
+        scratch[i] = inc[i];
+    med = select_kth(scratch, (size_t)n, (size_t)n / 2);
+    for (int i = 0; i < n; i++) {
+        scratch[i] = fabs(inc[i] - med);
+        mean_dev += scratch[i];
+    }
+    mad = select_kth(scratch, (size_t)n, (size_t)n / 2);
+    mean_dev /= n;
+    return fmax(1.4826 * mad, 1.2533 * mean_dev);
+}
+
+double mv_leak_noise(const double *inc, int n)
+{
+    double *scratch = malloc((size_t)n * sizeof *scratch), sigma;
+
+    if (!scratch || n < 2) {
+        free(scratch);
+        return 0;
+    }
+    sigma = noise_sigma(inc, n, scratch) / sqrt((double)n);
+    free(scratch);
+    return sigma;
+}
+
+double mv_leak_trend(const double *inc, int n, double *confidence)
+{
+    size_t pairs = (size_t)n * (size_t)(n + 1) / 2, k = 0;
+    double *cum, *slopes, slope;
+    int good = 0, last_good = 0;
+
+    *confidence = 0;
+    if (n < 2 * MV_LEAK_SEGMENTS)
+        return 0;
+    cum = malloc(((size_t)n + 1) * sizeof *cum);
+    slopes = malloc(pairs * sizeof *slopes);
+    if (!cum || !slopes) {
+        free(cum);
+        free(slopes);
+        return 0;
+    }
+    cum[0] = 0;
+    for (int i = 0; i < n; i++)
+        cum[i + 1] = cum[i] + inc[i];
+    /* Theil-Sen: the median of the slopes between every two points of the cumulative
+     * series. Outliers (a batch of 256 KiB, a freed spike) move few of them. */
+    for (int i = 0; i <= n; i++)
+        for (int j = i + 1; j <= n; j++)
+            slopes[k++] = (cum[j] - cum[i]) / (double)(j - i);
+    slope = select_kth(slopes, k, k / 2);
+    /* Consistency: growth in most segments, and in the latest one (a plateau is flat). */
+    for (int s = 0; s < MV_LEAK_SEGMENTS; s++) {
+        int a = s * n / MV_LEAK_SEGMENTS, b = (s + 1) * n / MV_LEAK_SEGMENTS;
+        double growth = cum[b] - cum[a];
+        if (slope > 0 && growth > 0 && growth >= 0.5 * slope * (b - a)) {
+            good++;
+            last_good = s == MV_LEAK_SEGMENTS - 1;
+        }
+    }
+    *confidence = last_good ? (double)good / MV_LEAK_SEGMENTS : 0;
+    free(cum);
+    free(slopes);
+    return slope;
+}
+
+/* ---- the kinds ---- */
+
+static kind_state_t *new_kind(const mv_leak_t *l, const char *name)
+{
+    kind_state_t *k = calloc(1, sizeof *k);
+
+    if (!k)
+        return NULL;
+    k->mem = calloc((size_t)l->cfg.window, sizeof *k->mem);
+    k->fds = calloc((size_t)l->cfg.window, sizeof *k->fds);
+    if (!k->mem || !k->fds) {
+        free(k->mem);
+        free(k->fds);
+        free(k);
+        return NULL;
+    }
+    snprintf(k->name, sizeof k->name, "%s", name);
+    return k;
+}
+
+/* The state of a kind, made on first sight; NULL on ENOMEM. */
+static kind_state_t *find_kind(mv_leak_t *l, const char *name)
+{
+    char cut[MV_LEAK_KIND_MAX + 1];
+    size_t i;
+
+    snprintf(cut, sizeof cut, "%s", name && *name ? name : "(none)");
+    for (i = hash(cut) & (l->cap - 1); l->table[i]; i = (i + 1) & (l->cap - 1))
+        if (strcmp(l->table[i]->name, cut) == 0)
+            return l->table[i];
+    /* Unbounded kinds (the first word of arbitrary lines) must not grow memvisor: past the
+     * cap they share "(other)", which is always allowed in (the table has room to spare). */
+    if (l->count >= MV_LEAK_KINDS_MAX && strcmp(cut, "(other)") != 0)
+        return find_kind(l, "(other)");
+    l->table[i] = new_kind(l, cut);
+    if (l->table[i])
+        l->count++;
+    return l->table[i];
+}
+
+mv_leak_t *mv_leak_new(const mv_leak_cfg_t *cfg)
+{
+    mv_leak_t *l = calloc(1, sizeof *l);
+
+    if (!l)
+        return NULL;
+    l->cfg = *cfg;
+    if (l->cfg.window < 2 * MV_LEAK_SEGMENTS)
+        l->cfg.window = 2 * MV_LEAK_SEGMENTS;
+    l->cap = 2048; /* twice MV_LEAK_KINDS_MAX: probing stays short */
+    l->table = calloc(l->cap, sizeof *l->table);
+    l->series = calloc((size_t)l->cfg.window, sizeof *l->series);
+    if (!l->table || !l->series) {
+        mv_leak_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void mv_leak_free(mv_leak_t *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; l->table && i < l->cap; i++)
+        if (l->table[i]) {
+            free(l->table[i]->mem);
+            free(l->table[i]->fds);
+            free(l->table[i]);
+        }
+    free(l->table);
+    free(l->series);
+    free(l);
+}
+
+/* The ring `r` of kind `k`, oldest first, into l->series; its mean. */
+static double in_order(mv_leak_t *l, const kind_state_t *k, const double *r)
+{
+    double sum = 0;
+
+    for (int i = 0; i < k->n; i++) {
+        l->series[i] = r[(k->head + i) % l->cfg.window];
+        sum += l->series[i];
+    }
+    return sum / k->n;
+}
+
+/* The trend verdict of a kind with a full window (memory first, then fds). */
+static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
+{
+    mv_leak_verdict_t v = {.rule = MV_LEAK_NONE, .tasks = k->n};
+    double conf, slope;
+
+    /* Cheap gate: a kind that does not grow on average never pays for Theil-Sen. The slope
+     * must then also stand out of the noise: the cumulative sum of pure noise is a random
+     * walk, whose slope over a window is easily larger than min_slope. */
+    if (in_order(l, k, k->mem) >= 0.5 * (double)l->cfg.min_slope) {
+        double floor = fmax((double)l->cfg.min_slope, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
+        slope = mv_leak_trend(l->series, k->n, &conf);
+        if (slope >= floor && conf >= 0.8) {
+            v.rule = MV_LEAK_TREND;
+            v.per_task = slope;
+            v.confidence = conf;
+        }
+    }
+    if (in_order(l, k, k->fds) >= 0.5 * MV_LEAK_FD_SLOPE) {
+        double floor = fmax(MV_LEAK_FD_SLOPE, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
+        slope = mv_leak_trend(l->series, k->n, &conf);
+        if (slope >= floor && conf >= 0.8) {
+            v.fds_per_task = slope;
+            if (v.rule == MV_LEAK_NONE) {
+                v.rule = MV_LEAK_FD_TREND;
+                v.confidence = conf;
+            }
+        }
+    }
+    return v;
+}
+
+/* Whether a verdict is news: the first of its kind, another rule, or a new estimate. */
+static bool newsworthy(kind_state_t *k, const mv_leak_verdict_t *v)
+{
+    double now = v->rule == MV_LEAK_FD_TREND ? v->fds_per_task : v->per_task;
+
+    if (k->reported == v->rule && now < k->reported_value * REPORT_CHANGE &&
+        now > k->reported_value / REPORT_CHANGE)
+        return false;
+    k->reported = v->rule;
+    k->reported_value = now;
+    return true;
+}
+
+mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
+{
+    mv_leak_verdict_t v = {.rule = MV_LEAK_NONE};
+    kind_state_t *k = find_kind(l, o->kind);
+    int w = l->cfg.window;
+
+    if (!k)
+        return v;
+    v.kind = k->name;
+    k->mem[(k->head + k->n) % w] = (double)o->retained;
+    k->fds[(k->head + k->n) % w] = o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
+    if (k->n < w)
+        k->n++;
+    else
+        k->head = (k->head + 1) % w;
+    k->seen++;
+    if (!o->worker_first && o->retained > l->cfg.task_growth) {
+        v.rule = MV_LEAK_TASK_GROWTH;
+        v.per_task = (double)o->retained;
+        v.confidence = 1;
+        v.tasks = 1;
+    } else if (k->n * 10 >= w * 8 &&
+               (k->last_eval == 0 || k->seen - k->last_eval >= (uint64_t)MV_MAX(1, w / 10))) {
+        mv_leak_rule_t now;
+        k->last_eval = k->seen;
+        v = judge_trend(l, k);
+        v.kind = k->name;
+        /* Two judgements in a row: noise almost never passes twice. */
+        now = v.rule;
+        if (v.rule != k->pending)
+            v.rule = MV_LEAK_NONE;
+        k->pending = now;
+    }
+    if (v.rule != MV_LEAK_NONE)
+        v.report = newsworthy(k, &v);
+    return v;
+}
+
+const char *mv_leak_rule_name(mv_leak_rule_t r)
+{
+    static const char *const n[] = {"none", "trend", "task_growth", "fd_trend"};
+    return (unsigned)r < sizeof n / sizeof n[0] ? n[r] : "?";
+}

@@ -1,0 +1,83 @@
+/*
+ * leak: which task kind leaks, and how much per task (DESIGN §7). Pure: fed one
+ * observation per finished task, it answers with a verdict; no I/O, no clock.
+ *
+ * Most of the work is knowing what is *not* a leak:
+ *   - a cache that warms up and plateaus: its recent tasks retain nothing;
+ *   - allocator noise, and the kernel's 256 KiB charge batches (a 64 KiB leak reads as
+ *     +256 KiB every 4th task): handled by estimating on the cumulative series;
+ *   - a task that allocates a lot and frees it: its retained is ~0;
+ *   - a one-off step (a lazy import, a cache loaded once): growth in one place only.
+ *
+ * Trend rule, per kind: over the last `window` tasks of the kind (any worker), the growth
+ * per task is the Theil-Sen slope of the cumulative retained series; it is a leak when the
+ * slope is at least `min_slope`, stands out of the noise (at least 5 standard errors: the
+ * cumulative sum of pure noise is a random walk with a slope of its own), and the growth is
+ * consistent: the window is cut in 5 segments, at least 4 of them grow by at least half the
+ * slope's share, the most recent one among them. A kind is judged from 80% of a window on,
+ * every tenth of a window, and is a suspect only when two judgements in a row say so (so a
+ * steady leak is named within `window` tasks, and noise very rarely twice). The same on fd
+ * counts (fds_after - fds_before) finds handle leaks.
+ * Task rule: one task retains more than `task_growth` (not a worker's first task, which is
+ * warm-up).
+ */
+#ifndef MV_LEAK_H
+#define MV_LEAK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MV_LEAK_SEGMENTS   5
+#define MV_LEAK_KIND_MAX   64   /* longer kinds are cut */
+#define MV_LEAK_KINDS_MAX  1024 /* kinds tracked; later ones share "(other)" */
+#define MV_LEAK_FD_SLOPE   0.5  /* fds per task that make a handle leak */
+#define MV_LEAK_Z          5.0  /* standard errors the slope must stand above the noise */
+
+typedef struct mv_leak_cfg {
+    int window;          /* tasks of a kind the trend is judged over */
+    int64_t min_slope;   /* bytes per task */
+    int64_t task_growth; /* bytes retained by one task */
+} mv_leak_cfg_t;
+
+/* One finished task. */
+typedef struct mv_leak_obs {
+    const char *kind;    /* NUL-terminated; NULL or "" = "(none)" */
+    int64_t retained;    /* private memory after - before */
+    int fds_delta;       /* fds after - before; INT32_MIN when unknown */
+    bool worker_first;   /* the worker's first task: warm-up, not judged alone */
+} mv_leak_obs_t;
+
+typedef enum { MV_LEAK_NONE, MV_LEAK_TREND, MV_LEAK_TASK_GROWTH, MV_LEAK_FD_TREND } mv_leak_rule_t;
+
+typedef struct mv_leak_verdict {
+    mv_leak_rule_t rule;   /* MV_LEAK_NONE: not a suspect */
+    double per_task;       /* bytes retained per task (trend), or by the task (task rule) */
+    double fds_per_task;
+    double confidence;     /* 0..1: the share of segments that grew */
+    int tasks;             /* observations of the kind behind the verdict */
+    bool report;           /* new, or changed materially since the last report: say it */
+    const char *kind;      /* the kind as tracked (valid until the next observation) */
+} mv_leak_verdict_t;
+
+typedef struct mv_leak mv_leak_t;
+
+mv_leak_t *mv_leak_new(const mv_leak_cfg_t *cfg);
+void mv_leak_free(mv_leak_t *l);
+/* Records one task and judges its kind. */
+mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o);
+
+/*
+ * The trend test on a series of per-task increments (oldest first): returns the growth per
+ * task (Theil-Sen slope of the cumulative sum) and, in *confidence, the share of the 5
+ * segments that grew by at least half their share of it (0 when the most recent did not).
+ * Exposed for tests.
+ */
+double mv_leak_trend(const double *inc, int n, double *confidence);
+
+/* The standard error of the mean of the increments, from a robust spread (see leak.c). */
+double mv_leak_noise(const double *inc, int n);
+
+const char *mv_leak_rule_name(mv_leak_rule_t r);
+
+#endif
