@@ -142,6 +142,8 @@ install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/memvisor.pc
 	install -m 644 include/memvisor/*.h $(DESTDIR)$(PREFIX)/include/memvisor/
 	install -m 644 conf/*.ini $(DESTDIR)$(PREFIX)/etc/memvisor/
+	install -d $(DESTDIR)$(PREFIX)/share/memvisor/python
+	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] include/memvisor/*.h \

@@ -77,6 +77,7 @@ typedef struct mv_config {
         int detect;               /* leak suspects and snapshots */
         mv_leakkind_t kind;       /* word|none: a task's kind when its worker names none */
         int window;               /* tasks of a kind the trend is judged over */
+        int warmup;               /* a worker's first tasks, left out of the trend */
         int64_t min_slope;        /* bytes retained per task that make a leak */
         int64_t task_growth;      /* bytes one task may retain before it is a suspect */
         int64_t snapshot_timeout; /* ms to wait for a worker's own heap view */

@@ -6,6 +6,7 @@
 #ifndef MV_CONFIG_INT_H
 #define MV_CONFIG_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,5 +28,14 @@ int mv_parse_int(const char *s, int64_t *out, const char **why);
 /* The canonical text of a value of the given type, in its largest exact unit ("16M",
  * "30s"): what mv_config_print writes and error lines quote. */
 void mv_fmt_num(mv_opt_type_t type, int64_t v, char *buf, size_t len);
+
+/* options.c: the table, and its size. */
+extern const mv_option_t mv__options[];
+extern const size_t mv__noptions;
+/* options.c: whether a section exists; the known section (key NULL) or key of `section`
+ * nearest to a misspelling, or NULL; the section a key belongs in when it is unique. */
+bool mv__config_section_known(const char *section);
+const char *mv__config_closest(const char *section, const char *key);
+const char *mv__config_home_section(const char *key);
 
 #endif

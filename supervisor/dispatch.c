@@ -109,8 +109,8 @@ static void begin_task(mv_worker_t *w, mv_task_t *t, const mv_reading_t *r)
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `after` is the reading at its end (NULL: no memory figures). */
 static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
-                     const void *payload, size_t n, const mv_reading_t *after,
-                     const uint8_t *named, size_t named_len)
+                     const void *payload, size_t n, const mv_reading_t *after, const uint8_t *named,
+                     size_t named_len)
 {
     char kind[MV_LEAK_KIND_MAX + 1];
     mv_metric_t metric = p->cfg->limits.metric;
@@ -229,7 +229,8 @@ static void would_recycle(mv_worker_t *w, mv_reason_t reason, const mv_reading_t
     w->would |= 1u << reason;
     mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->pid), MV_S("reason", mv_reason_name(reason)),
-            MV_I("tasks", w->tasks_done), MV_I("mem", r ? r->priv : -1),
+            MV_I("tasks", w->tasks_done),
+            MV_I("mem", r ? mv_reading_limit_metric(r, w->pool->cfg->limits.metric) : -1),
             MV_I("usage", r ? r->usage : -1));
 }
 
@@ -248,9 +249,12 @@ void mv__check_policy(mv_worker_t *w, const mv_reading_t *r)
     mv__near_limit(w, r);
     if (v.kind == MV_VERDICT_KEEP)
         return;
-    if (!cfg->limits.enforce)
-        would_recycle(w, v.reason, r);
-    else if (v.kind == MV_VERDICT_KILL)
+    if (!cfg->limits.enforce) {
+        unsigned all = mv_policy_reasons(&w->lim, &f);
+        for (int reason = 0; reason < MV_R_COUNT; reason++)
+            if (all & (1u << reason))
+                would_recycle(w, (mv_reason_t)reason, r);
+    } else if (v.kind == MV_VERDICT_KILL)
         mv__kill(w, v.reason);
     else if (w->reason == MV_R_NONE)
         mv__recycle(w, v.reason);
@@ -281,7 +285,7 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
 }
 
 void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
-                  const void *payload, size_t n)
+                   const void *payload, size_t n)
 {
     mv_pool_t *p = w->pool;
     mv_task_t *t = head_task(w);

@@ -10,25 +10,25 @@
 #include <string.h>
 
 #define MV_MAX(a, b)  ((a) > (b) ? (a) : (b))
-#define REPORT_CHANGE 1.5 /* a new estimate this many times the last reported one is news */
+#define REPORT_CHANGE 2.0 /* an estimate doubled or halved since it was last reported is news */
 
 typedef struct kind_state {
     char name[MV_LEAK_KIND_MAX + 1];
-    double *mem;              /* ring: retained of the last `window` tasks */
-    double *fds;              /* ring: fd deltas (0 when unknown) */
+    double *mem; /* ring: retained of the last `window` tasks */
+    double *fds; /* ring: fd deltas (0 when unknown) */
     int head, n;
-    uint64_t seen;            /* tasks of the kind so far */
-    uint64_t last_eval;       /* `seen` at the last trend evaluation */
-    mv_leak_rule_t pending;   /* the previous judgement's rule: a suspect needs two */
-    mv_leak_rule_t reported;  /* what was last reported (NONE: nothing yet) */
+    uint64_t seen;           /* tasks of the kind so far */
+    uint64_t last_eval;      /* `seen` at the last trend evaluation */
+    mv_leak_rule_t pending;  /* the previous judgement's rule: a suspect needs two */
+    mv_leak_rule_t reported; /* what was last reported (NONE: nothing yet) */
     double reported_value;
 } kind_state_t;
 
 struct mv_leak {
     mv_leak_cfg_t cfg;
-    kind_state_t **table;     /* open addressing, power-of-two size */
+    kind_state_t **table; /* open addressing, power-of-two size */
     size_t cap, count;
-    double *series;           /* scratch: the window in order */
+    double *series; /* scratch: the window in order */
 };
 
 static uint32_t hash(const char *s)
@@ -281,6 +281,16 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     if (!k)
         return v;
     v.kind = k->name;
+    if (o->worker_age > 0 && o->retained > l->cfg.task_growth) {
+        v.rule = MV_LEAK_TASK_GROWTH;
+        v.per_task = (double)o->retained;
+        v.confidence = 1;
+        v.tasks = 1;
+        v.report = newsworthy(k, &v);
+        return v;
+    }
+    if (o->worker_age < l->cfg.warmup)
+        return v; /* warm-up: not part of the trend */
     k->mem[(k->head + k->n) % w] = (double)o->retained;
     k->fds[(k->head + k->n) % w] = o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
     if (k->n < w)
@@ -288,13 +298,8 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     else
         k->head = (k->head + 1) % w;
     k->seen++;
-    if (!o->worker_first && o->retained > l->cfg.task_growth) {
-        v.rule = MV_LEAK_TASK_GROWTH;
-        v.per_task = (double)o->retained;
-        v.confidence = 1;
-        v.tasks = 1;
-    } else if (k->n * 10 >= w * 8 &&
-               (k->last_eval == 0 || k->seen - k->last_eval >= (uint64_t)MV_MAX(1, w / 10))) {
+    if (k->n * 10 >= w * 8 &&
+        (k->last_eval == 0 || k->seen - k->last_eval >= (uint64_t)MV_MAX(1, w / 10))) {
         mv_leak_rule_t now;
         k->last_eval = k->seen;
         v = judge_trend(l, k);

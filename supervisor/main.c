@@ -4,6 +4,7 @@
  *   memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-] [--results FILE]
  *                [-- COMMAND [ARG]...]
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
+ *   memvisor report PATH
  *   memvisor version | help
  */
 #include <errno.h>
@@ -15,16 +16,19 @@
 
 #include "config.h"
 #include "pool.h"
+#include "report.h"
 #include "supervisor.h"
 
 static const char usage_text[] =
     "usage: memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-]\n"
     "                    [--results FILE] [-- COMMAND [ARG]...]\n"
     "       memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...\n"
+    "       memvisor report PATH\n"
     "       memvisor version\n"
     "\n"
     "  run     run every task of the task source on a pool of recycled workers\n"
     "  check   validate the configuration and print the effective settings\n"
+    "  report  summarise a run directory, a state directory's latest run, or a results file\n"
     "\n"
     "  -c, --config FILE    INI file (default: built-in defaults, see conf/memvisor.ini)\n"
     "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
@@ -213,6 +217,9 @@ int main(int argc, char **argv)
     /* First, before anything: the exec shim runs between fork and the worker's exec. */
     if (argc >= 2 && strcmp(argv[1], "exec-shim") == 0)
         return mv_exec_shim(argc, argv);
+    /* Reads files and prints; SIGPIPE (| head) ends it quietly, like any filter. */
+    if (argc >= 2 && strcmp(argv[1], "report") == 0)
+        return mv_report_main(argc, argv);
 
     /* A write to a worker that just died (or to a closed log pipe) must be an EPIPE error,
      * not a signal that kills the supervisor. Workers get SIG_DFL back from uv_spawn. */

@@ -32,16 +32,16 @@
 #include "config.h"
 
 typedef struct mv_reading {
-    int64_t rss;   /* resident bytes */
-    int64_t priv;  /* private (anonymous) bytes */
-    int64_t usage; /* what a hard limit is compared with: cgroup usage, or private */
-    int64_t peak;  /* peak usage since the last reset, -1 = none (sampled) */
+    int64_t rss;        /* resident bytes */
+    int64_t priv;       /* private (anonymous) bytes */
+    int64_t usage;      /* what a hard limit is compared with: cgroup usage, or private */
+    int64_t peak;       /* peak usage since the last reset, -1 = none (sampled) */
     int64_t group_priv; /* the cgroup's anonymous memory; -1 = not read (usage below soft) */
-    int fds;       /* open fds, -1 = unknown */
+    int fds;            /* open fds, -1 = unknown */
 } mv_reading_t;
 
 typedef struct mv_meter {
-    mv_cgw_t *cg;  /* the worker's cgroup, or NULL: /proc only */
+    mv_cgw_t *cg;      /* the worker's cgroup, or NULL: /proc only */
     int64_t anon_from; /* usage from which the cgroup's anon is read (the soft limit) */
     pid_t pid;
     int statm_fd;

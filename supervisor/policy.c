@@ -35,6 +35,21 @@ mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f)
     return (mv_verdict_t){MV_VERDICT_KEEP, MV_R_NONE};
 }
 
+unsigned mv_policy_reasons(const mv_wlimits_t *lim, const mv_wfacts_t *f)
+{
+    unsigned m = 0;
+
+    if (lim->hard_bytes > 0 && !f->hard_by_kernel && f->hard_value >= lim->hard_bytes)
+        m |= 1u << MV_R_HARD_LIMIT;
+    if (lim->soft_bytes > 0 && f->soft_value >= lim->soft_bytes)
+        m |= 1u << MV_R_SOFT_LIMIT;
+    if (lim->max_tasks > 0 && f->tasks_done >= lim->max_tasks)
+        m |= 1u << MV_R_MAX_TASKS;
+    if (lim->lifetime_ms > 0 && f->age_ms >= (uint64_t)lim->lifetime_ms)
+        m |= 1u << MV_R_MAX_LIFETIME;
+    return m;
+}
+
 uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms)
 {
     uint64_t d;

@@ -67,6 +67,10 @@ mv_wlimits_t mv_policy_limits(const mv_config_t *cfg, double u_tasks, double u_l
  * here: the worker's deadline timer enforces it, see fsm.h.) */
 mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f);
 
+/* Every reason that applies now, as a bit mask (1 << mv_reason_t): what observe-only mode
+ * reports, each reason once. */
+unsigned mv_policy_reasons(const mv_wlimits_t *lim, const mv_wfacts_t *f);
+
 /*
  * Delay before respawning a slot after `crashes` consecutive crashes: none for the first
  * (a one-off crash costs nothing), then min, 2*min, 4*min ... bounded by max.

@@ -406,12 +406,18 @@ static void start_replacement(mv_worker_t *w)
     }
 }
 
+/* The figure the soft limit compares ([limits] metric), as last read; -1 if never read. */
+static int64_t leaving_mem(const mv_worker_t *w)
+{
+    return w->have_reading ? mv_reading_limit_metric(&w->last, w->pool->cfg->limits.metric) : -1;
+}
+
 static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
 {
     mv_log(w->pool->log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
            MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
            MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
-           MV_I("tasks", w->tasks_done), MV_I("mem", w->have_reading ? w->last.priv : -1),
+           MV_I("tasks", w->tasks_done), MV_I("mem", leaving_mem(w)),
            MV_I("usage", w->have_reading ? w->last.usage : -1));
 }
 

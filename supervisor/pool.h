@@ -98,9 +98,9 @@ typedef struct mv_worker {
     int64_t peak;             /* highest usage seen over its life */
 
     /* leak suspects and snapshots (suspect.c) */
-    mv_taskrec_t *history;   /* ring of the last [leak] history tasks */
+    mv_taskrec_t *history; /* ring of the last [leak] history tasks */
     unsigned hist_head, hist_n;
-    json_t *baseline;        /* resident memory per mapping after its first task */
+    json_t *baseline; /* resident memory per mapping after its first task */
     struct mv_basejob *basejob;
     struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
     unsigned snap_asked;     /* SNAPSHOT requests sent and not answered yet */
@@ -148,8 +148,8 @@ typedef struct mv_pool {
     mv_log_t *log;
     mv_tasks_t *tasks;
     mv_results_t *results;
-    mv_leak_t *leak;         /* NULL when [leak] detect is off */
-    mv_rundir_t *run;        /* where snapshots go; run->dir NULL: nowhere */
+    mv_leak_t *leak;      /* NULL when [leak] detect is off */
+    mv_rundir_t *run;     /* where snapshots go; run->dir NULL: nowhere */
     char **argv;          /* the worker command */
     char **env;           /* environment template for workers */
     const char *self_exe; /* this binary, for the exec shim */
@@ -233,8 +233,7 @@ void mv__watch(mv_worker_t *w);
 /* suspect.c: kinds, history, leak verdicts, snapshots */
 const char *mv__task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
                           size_t named_len, char out[MV_LEAK_KIND_MAX + 1]);
-void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind,
-                      const mv_result_t *res);
+void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, const mv_result_t *res);
 void mv__near_limit(mv_worker_t *w, const mv_reading_t *r);
 /* Snapshot before a hard-limit kill: stops the worker and kills it once written. Returns
  * whether it took over the kill. */
@@ -246,7 +245,7 @@ void mv__suspect_release(mv_worker_t *w);
 /* what the channel reports (hello and answers in dispatch.c, the rest in pool.c) */
 void mv__on_hello(mv_worker_t *w, uint32_t version);
 void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
-                  const void *p, size_t n);
+                   const void *p, size_t n);
 void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n);
 void mv__on_protocol_error(mv_worker_t *w, const char *what);
 void mv__on_chan_eof(mv_worker_t *w);

@@ -24,7 +24,7 @@ typedef struct record {
     uint32_t size; /* whole record, padded to 8 */
     uint32_t nhist;
     uint32_t kind_len; /* 0 = no kind */
-    mv_result_t res; /* payload, hist and kind pointers are rebuilt by the job */
+    mv_result_t res;   /* payload, hist and kind pointers are rebuilt by the job */
 } record_t;
 
 const char *mv_status_name(mv_status_t s)

@@ -40,7 +40,7 @@ typedef struct mv_result {
     size_t len;
     const mv_attempt_t *hist;
     int nhist;
-    const char *kind;        /* NULL = no kind */
+    const char *kind; /* NULL = no kind */
 } mv_result_t;
 
 typedef void (*mv_results_cb)(void *arg);

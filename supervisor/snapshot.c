@@ -132,13 +132,14 @@ json_t *mv_snap_growth(json_t *then, json_t *now, size_t top)
     json_t **rows;
     size_t n = 0;
 
-    json_object_foreach(now, name, v) {
+    json_object_foreach(now, name, v)
+    {
         json_int_t before = json_integer_value(json_object_get(then, name));
         json_int_t after = json_integer_value(v);
         if (after > before)
-            json_array_append_new(all, json_pack("{s:s, s:I, s:I, s:I}", "mapping", name,
-                                                 "rss_then", before, "rss_now", after, "growth",
-                                                 after - before));
+            json_array_append_new(all,
+                                  json_pack("{s:s, s:I, s:I, s:I}", "mapping", name, "rss_then",
+                                            before, "rss_now", after, "growth", after - before));
     }
     rows = calloc(json_array_size(all) + 1, sizeof *rows);
     json_array_foreach(all, n, v) rows[n] = v;
@@ -180,7 +181,9 @@ static void put_file(json_t *doc, const char *key, const char *path, bool kb)
     char *text = slurp(path, NULL);
 
     json_object_set_new(doc, key,
-                        !text ? json_null() : kb ? mv_snap_parse_kb(text) : mv_snap_parse_kv(text));
+                        !text ? json_null()
+                        : kb  ? mv_snap_parse_kb(text)
+                              : mv_snap_parse_kv(text));
     free(text);
 }
 

@@ -263,11 +263,11 @@ static void write_run_json(mv_t *mv, int code, bool final)
     mv_iso_time(now);
     if (!*cfg->tasks.results || !realpath(cfg->tasks.results, results))
         snprintf(results, sizeof results, "%s", cfg->tasks.results);
-    doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:s, s:i}", "memvisor",
-                    MV_VERSION, "run", mv->run.id, "pid", (int)getpid(), "started",
-                    mv->started_iso, "ended", final ? now : NULL, "command", cmd, "config",
-                    mv->config_path, "results", *results ? results : NULL, "cgroup",
-                    mv->cg.desc, "workers", cfg->supervisor.workers);
+    doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:s, s:i}", "memvisor", MV_VERSION,
+                    "run", mv->run.id, "pid", (int)getpid(), "started", mv->started_iso, "ended",
+                    final ? now : NULL, "command", cmd, "config", mv->config_path, "results",
+                    *results ? results : NULL, "cgroup", mv->cg.desc, "workers",
+                    cfg->supervisor.workers);
     json_object_set_new(doc, "limits",
                         json_pack("{s:I, s:I, s:I, s:I, s:s, s:b}", "memory_soft",
                                   (json_int_t)cfg->limits.memory_soft, "memory_hard",
@@ -277,17 +277,16 @@ static void write_run_json(mv_t *mv, int code, bool final)
                                   cfg->limits.metric == MV_METRIC_RSS ? "rss" : "private",
                                   "enforce", cfg->limits.enforce));
     json_object_set_new(doc, "leak",
-                        json_pack("{s:b, s:i, s:I, s:I, s:s}", "detect", cfg->leak.detect,
-                                  "window", cfg->leak.window, "min_slope",
-                                  (json_int_t)cfg->leak.min_slope, "task_growth",
+                        json_pack("{s:b, s:i, s:i, s:I, s:I, s:s}", "detect", cfg->leak.detect,
+                                  "window", cfg->leak.window, "warmup", cfg->leak.warmup,
+                                  "min_slope", (json_int_t)cfg->leak.min_slope, "task_growth",
                                   (json_int_t)cfg->leak.task_growth, "kind",
                                   cfg->leak.kind == MV_KIND_NONE ? "none" : "word"));
     json_object_set_new(doc, "exit", final ? json_integer(code) : json_null());
     json_object_set_new(doc, "tasks",
-                        json_pack("{s:I, s:I, s:I}", "ok",
-                                  (json_int_t)mv->results.count[MV_ST_OK], "failed",
-                                  (json_int_t)mv->results.count[MV_ST_FAILED], "quarantined",
-                                  (json_int_t)mv->results.count[MV_ST_QUARANTINED]));
+                        json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)mv->results.count[MV_ST_OK],
+                                  "failed", (json_int_t)mv->results.count[MV_ST_FAILED],
+                                  "quarantined", (json_int_t)mv->results.count[MV_ST_QUARANTINED]));
     snprintf(path, sizeof path, "%s/run.json", mv->run.dir);
     if (mv_json_write_atomic(path, doc) < 0)
         mv_warn(&mv->log, "run_file_failed", MV_S("file", path));
@@ -299,7 +298,8 @@ static void write_run_json(mv_t *mv, int code, bool final)
 static void open_run(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
-    mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.min_slope, cfg->leak.task_growth};
+    mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.warmup, cfg->leak.min_slope,
+                        cfg->leak.task_growth};
     char why[512];
 
     mv_iso_time(mv->started_iso);

@@ -22,23 +22,23 @@
 
 typedef struct mv_snapjob {
     uv_work_t job;
-    uv_timer_t timer;    /* the deadline of the worker's heap view */
-    int refs;            /* the timer and the thread-pool job each hold one */
-    bool queued;         /* the thread-pool job was started */
+    uv_timer_t timer; /* the deadline of the worker's heap view */
+    int refs;         /* the timer and the thread-pool job each hold one */
+    bool queued;      /* the thread-pool job was started */
     mv_pool_t *pool;
-    mv_worker_t *w;      /* NULL once the worker is gone */
+    mv_worker_t *w; /* NULL once the worker is gone */
     int pid;
-    char *cgroup;        /* the worker's cgroup directory, or NULL */
-    char *path;          /* the file to write */
+    char *cgroup; /* the worker's cgroup directory, or NULL */
+    char *path;   /* the file to write */
     json_t *doc;
-    json_t *baseline;    /* a reference to the worker's baseline mappings, or NULL */
+    json_t *baseline; /* a reference to the worker's baseline mappings, or NULL */
     int result;
-    mv_reason_t kill;    /* MV_R_NONE, or the reason of a kill waiting for this snapshot */
+    mv_reason_t kill; /* MV_R_NONE, or the reason of a kill waiting for this snapshot */
 } mv_snapjob_t;
 
 typedef struct mv_basejob {
     uv_work_t job;
-    mv_worker_t *w;      /* NULL once the worker is gone */
+    mv_worker_t *w; /* NULL once the worker is gone */
     int pid;
     json_t *mappings;
 } mv_basejob_t;
@@ -86,8 +86,11 @@ static void remember(mv_worker_t *w, const mv_task_t *t, const char *kind, const
         w->hist_n++;
     else
         w->hist_head = (w->hist_head + 1) % (unsigned)cap;
-    *rec = (mv_taskrec_t){.id = t->id, .mem_after = r->mem_after, .retained = r->retained,
-                          .mem_peak = r->mem_peak, .fds_after = r->fds_after};
+    *rec = (mv_taskrec_t){.id = t->id,
+                          .mem_after = r->mem_after,
+                          .retained = r->retained,
+                          .mem_peak = r->mem_peak,
+                          .fds_after = r->fds_after};
     snprintf(rec->kind, sizeof rec->kind, "%s", kind ? kind : "");
 }
 
@@ -98,11 +101,10 @@ static json_t *history_json(const mv_worker_t *w)
 
     for (unsigned i = 0; i < w->hist_n; i++) {
         const mv_taskrec_t *r = &w->history[(w->hist_head + i) % (unsigned)cap];
-        json_array_append_new(a, json_pack("{s:I, s:s, s:I, s:I, s:I, s:i}", "id",
-                                           (json_int_t)r->id, "kind", r->kind, "mem_after",
-                                           (json_int_t)r->mem_after, "retained",
-                                           (json_int_t)r->retained, "mem_peak",
-                                           (json_int_t)r->mem_peak, "fds_after", r->fds_after));
+        json_array_append_new(
+            a, json_pack("{s:I, s:s, s:I, s:I, s:I, s:i}", "id", (json_int_t)r->id, "kind", r->kind,
+                         "mem_after", (json_int_t)r->mem_after, "retained", (json_int_t)r->retained,
+                         "mem_peak", (json_int_t)r->mem_peak, "fds_after", r->fds_after));
     }
     return a;
 }
@@ -182,7 +184,9 @@ static void snap_done_cb(uv_work_t *req, int status)
     mv_info(s->pool->log, "snapshot", MV_S("path", s->path), MV_I("pid", s->pid),
             MV_S("reason", json_string_value(json_object_get(s->doc, "reason"))),
             MV_S("heap", json_string_value(json_object_get(s->doc, "heap_status"))),
-            MV_S("result", s->result == 0 ? "ok" : s->result == -ESRCH ? "gone" : "failed"));
+            MV_S("result", s->result == 0        ? "ok"
+                           : s->result == -ESRCH ? "gone"
+                                                 : "failed"));
     if (w) {
         w->snap = NULL;
         free(w->last_snapshot);
@@ -247,9 +251,9 @@ static json_t *start_doc(mv_worker_t *w, const char *reason, const mv_leak_verdi
         task = json_pack("{s:I, s:s?, s:o, s:I, s:I, s:I, s:I, s:i, s:i, s:f}", "id",
                          (json_int_t)t->id, "kind", r->kind, b64 ? "payload_base64" : "payload",
                          payload, "mem_before", (json_int_t)r->mem_before, "mem_after",
-                         (json_int_t)r->mem_after, "mem_peak", (json_int_t)r->mem_peak,
-                         "retained", (json_int_t)r->retained, "fds_before", r->fds_before,
-                         "fds_after", r->fds_after, "duration_ms", r->duration_ms);
+                         (json_int_t)r->mem_after, "mem_peak", (json_int_t)r->mem_peak, "retained",
+                         (json_int_t)r->retained, "fds_before", r->fds_before, "fds_after",
+                         r->fds_after, "duration_ms", r->duration_ms);
     }
     json_object_set_new(doc, "task", task ? task : json_null());
     json_object_set_new(doc, "history", history_json(w));
@@ -318,8 +322,7 @@ void mv__on_snapshot_reply(mv_worker_t *w, const uint8_t *p, size_t n)
 
 /* ---- what a finished task says ---- */
 
-void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind,
-                      const mv_result_t *res)
+void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, const mv_result_t *res)
 {
     mv_pool_t *p = w->pool;
     mv_leak_verdict_t v;
@@ -331,11 +334,10 @@ void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind,
     remember(w, t, kind, res);
     if (w->tasks_done == 0 && !w->baseline && !w->basejob)
         take_baseline(w);
-    o = (mv_leak_obs_t){kind, res->retained,
-                        res->fds_before >= 0 && res->fds_after >= 0
-                            ? res->fds_after - res->fds_before
-                            : INT32_MIN,
-                        w->tasks_done == 0};
+    o = (mv_leak_obs_t){
+        kind, res->retained,
+        res->fds_before >= 0 && res->fds_after >= 0 ? res->fds_after - res->fds_before : INT32_MIN,
+        w->tasks_done};
     v = mv_leak_observe(p->leak, &o);
     if (v.rule == MV_LEAK_NONE || !v.report)
         return;

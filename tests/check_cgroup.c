@@ -171,8 +171,12 @@ START_TEST(v2_setup_vacates_enables_and_restores)
 {
     fixture_t f;
     mv_cg_t cg;
-    mv_cg_opts_t o = {
-        .mode = MV_CGMODE_V2, .parent = "", .soft = 16 * MiB, .hard = 32 * MiB, .enforce = true, .pid = 4242};
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2,
+                      .parent = "",
+                      .soft = 16 * MiB,
+                      .hard = 32 * MiB,
+                      .enforce = true,
+                      .pid = 4242};
     char why[512], sup[256];
 
     make_v2(&f, 4242);
@@ -232,8 +236,12 @@ START_TEST(v2_worker_cgroup_limits_readings_events)
     mv_cg_t cg;
     mv_cgw_t w;
     mv_cg_reading_t r;
-    mv_cg_opts_t o = {
-        .mode = MV_CGMODE_V2, .parent = "/svc", .soft = 16 * MiB, .hard = 32 * MiB, .enforce = true, .pid = 4242};
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2,
+                      .parent = "/svc",
+                      .soft = 16 * MiB,
+                      .hard = 32 * MiB,
+                      .enforce = true,
+                      .pid = 4242};
     char why[512];
     uint64_t ooms = 9;
 
@@ -289,7 +297,8 @@ START_TEST(v2_read_only_peak_is_sampled)
     fixture_t f;
     mv_cg_t cg;
     mv_cgw_t w;
-    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "/svc", .hard = 32 * MiB, .enforce = true, .pid = 4242};
+    mv_cg_opts_t o = {
+        .mode = MV_CGMODE_V2, .parent = "/svc", .hard = 32 * MiB, .enforce = true, .pid = 4242};
     char why[512], peak[256];
 
     make_v2(&f, 4242);
@@ -314,8 +323,8 @@ END_TEST
 /* Whether this machine gives us a writable v1 memory cgroup; says why not otherwise. */
 static bool v1_here(mv_cg_t *cg, int64_t soft, int64_t hard)
 {
-    mv_cg_opts_t o = {.mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard,
-                      .enforce = true};
+    mv_cg_opts_t o = {
+        .mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard, .enforce = true};
     char why[512];
 
     if (mv_cg_setup(cg, &o, why, sizeof why) < 0) {

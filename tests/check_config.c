@@ -103,7 +103,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 42);
+    ck_assert_uint_eq(n, 43);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -242,6 +242,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "detect = no\n"
                                        "kind = none\n"
                                        "window = 500\n"
+                                       "warmup = 0\n"
                                        "min_slope = 1M\n"
                                        "task_growth = 1G\n"
                                        "snapshot_timeout = 250ms\n"
@@ -297,6 +298,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.detect, 0);
     ck_assert_int_eq(c.leak.kind, MV_KIND_NONE);
     ck_assert_int_eq(c.leak.window, 500);
+    ck_assert_int_eq(c.leak.warmup, 0);
     ck_assert_int_eq(c.leak.min_slope, 1 << 20);
     ck_assert_int_eq(c.leak.task_growth, 1 << 30);
     ck_assert_int_eq(c.leak.snapshot_timeout, 250);

@@ -13,7 +13,8 @@
 #define KiB 1024
 #define MiB (1024 * 1024)
 
-static const mv_leak_cfg_t cfg = {.window = 50, .min_slope = 16 * KiB, .task_growth = 32 * MiB};
+static const mv_leak_cfg_t cfg = {
+    .window = 50, .warmup = 0, .min_slope = 16 * KiB, .task_growth = 32 * MiB};
 
 /* Deterministic noise in [-amp, amp] (an LCG: tests must not depend on a seed). */
 static int64_t noise(uint64_t *s, int64_t amp)
@@ -23,9 +24,9 @@ static int64_t noise(uint64_t *s, int64_t amp)
 }
 
 typedef struct {
-    int first_flag;          /* task number of the first suspect (0 = never) */
-    int reports;             /* verdicts with report set */
-    mv_leak_verdict_t last;  /* the last suspect verdict */
+    int first_flag;         /* task number of the first suspect (0 = never) */
+    int reports;            /* verdicts with report set */
+    mv_leak_verdict_t last; /* the last suspect verdict */
 } run_t;
 
 /* Feeds `n` tasks of `kind` whose retained is f(i); returns what the detector said. */
@@ -36,7 +37,7 @@ static run_t feed(mv_leak_t *l, const char *kind, int n, int64_t (*f)(int, uint6
     uint64_t seed = 42;
 
     for (int i = 1; i <= n; i++) {
-        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i == 1};
+        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             if (!r.first_flag)
@@ -188,8 +189,8 @@ START_TEST(mixed_kinds_are_told_apart)
     for (int i = 1; i <= 400; i++) {
         bool parse = i % 3 != 0;
         mv_leak_obs_t o = {parse ? "parse" : "render",
-                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB),
-                           0, i == 1};
+                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB), 0,
+                           i - 1};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             ck_assert_str_eq(v.kind, parse ? "parse" : "render");
@@ -219,8 +220,8 @@ END_TEST
 START_TEST(one_task_retaining_too_much)
 {
     mv_leak_t *l = mv_leak_new(&cfg);
-    mv_leak_obs_t first = {"load", 40 * MiB, 0, true};
-    mv_leak_obs_t later = {"load", 40 * MiB, 0, false};
+    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0};
+    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1};
     mv_leak_verdict_t v;
 
     v = mv_leak_observe(l, &first); /* a worker's first task is warm-up */
@@ -246,12 +247,33 @@ START_TEST(kinds_are_bounded)
 
     for (int i = 0; i < 3000; i++) {
         snprintf(name, sizeof name, "kind-%d", i);
-        mv_leak_obs_t o = {name, 0, 0, false};
+        mv_leak_obs_t o = {name, 0, 0, 1};
         v = mv_leak_observe(l, &o);
     }
     ck_assert_str_eq(v.kind, "(other)");
-    mv_leak_obs_t none = {NULL, 0, 0, false};
+    mv_leak_obs_t none = {NULL, 0, 0, 1};
     ck_assert_str_eq(mv_leak_observe(l, &none).kind, "(other)");
+    mv_leak_free(l);
+}
+END_TEST
+
+START_TEST(warm_up_tasks_stay_out_of_the_trend)
+{
+    mv_leak_cfg_t c = cfg;
+    mv_leak_t *l;
+    int flagged = 0;
+
+    /* Every worker fills a 40-entry cache in its first 40 tasks: with warm-up 40 that is
+     * never judged, whatever the window. */
+    c.warmup = 40;
+    c.window = 20;
+    l = mv_leak_new(&c);
+    for (int worker = 0; worker < 5; worker++)
+        for (int age = 0; age < 100; age++) {
+            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age};
+            flagged += mv_leak_observe(l, &o).rule != MV_LEAK_NONE;
+        }
+    ck_assert_int_eq(flagged, 0);
     mv_leak_free(l);
 }
 END_TEST
@@ -290,6 +312,7 @@ Suite *leak_suite(void)
     tcase_add_test(tc, handle_leak_is_flagged);
     tcase_add_test(tc, one_task_retaining_too_much);
     tcase_add_test(tc, kinds_are_bounded);
+    tcase_add_test(tc, warm_up_tasks_stay_out_of_the_trend);
     tcase_add_test(tc, the_estimator_itself);
     suite_add_tcase(s, tc);
     return s;

@@ -117,6 +117,22 @@ START_TEST(jitter_draws)
 }
 END_TEST
 
+START_TEST(every_reason_that_applies)
+{
+    mv_wlimits_t l = lim(10, 1000, 100, 200);
+    mv_wfacts_t f = facts(50, 5000, 300, 300);
+    unsigned m = mv_policy_reasons(&l, &f);
+
+    ck_assert_uint_eq(m, (1u << MV_R_HARD_LIMIT) | (1u << MV_R_SOFT_LIMIT) |
+                             (1u << MV_R_MAX_TASKS) | (1u << MV_R_MAX_LIFETIME));
+    f = facts(0, 0, 0, 0);
+    ck_assert_uint_eq(mv_policy_reasons(&l, &f), 0);
+    f.hard_by_kernel = true;
+    f.hard_value = 300;
+    ck_assert_uint_eq(mv_policy_reasons(&l, &f), 0);
+}
+END_TEST
+
 START_TEST(backoff_grows_and_is_bounded)
 {
     ck_assert_uint_eq(mv_policy_backoff(0, 100, 10000), 0);
@@ -152,6 +168,7 @@ Suite *policy_suite(void)
     tcase_add_test(tc, zero_means_off_and_unknown_reading_never_triggers);
     tcase_add_test(tc, kernel_enforced_hard_limit_is_not_killed_on_a_reading);
     tcase_add_test(tc, jitter_draws);
+    tcase_add_test(tc, every_reason_that_applies);
     tcase_add_test(tc, backoff_grows_and_is_bounded);
     tcase_add_test(tc, reason_names);
     suite_add_tcase(s, tc);

@@ -84,8 +84,9 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
         int out = open(r->summary_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
         if (r->uid && (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 || setuid(r->uid) < 0))
             _exit(126);
-        /* After setuid: a change of credentials clears the parent-death signal. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* After setuid: a change of credentials clears the parent-death signal. SIGTERM, so
+         * that a failed test's memvisor still removes its cgroups before the next test. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (r->own_group)
             setpgid(0, 0); /* like a shell's job: a terminal's Ctrl-C goes to the group */
         dup2(errp[1], STDERR_FILENO);
@@ -306,4 +307,46 @@ const char *jstr(json_t *o, const char *key)
 bool pid_alive(pid_t pid)
 {
     return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+long long run_max_per_pid(const mvrun_t *r, int *distinct)
+{
+    long long *pids = calloc(r->nres + 1, sizeof *pids), *counts = calloc(r->nres + 1, 8);
+    long long best = 0;
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->nres; i++) {
+        long long pid = jint(r->res[i], "pid");
+        size_t k;
+        for (k = 0; k < n && pids[k] != pid; k++)
+            ;
+        if (k == n) {
+            pids[n] = pid;
+            counts[n++] = 0;
+        }
+        if (++counts[k] > best)
+            best = counts[k];
+    }
+    *distinct = (int)n;
+    free(pids);
+    free(counts);
+    return best;
+}
+
+char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *s;
+    long n;
+
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    s = malloc((size_t)n + 1);
+    n = (long)fread(s, 1, (size_t)n, f);
+    s[n] = '\0';
+    fclose(f);
+    return s;
 }

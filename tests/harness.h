@@ -66,6 +66,11 @@ json_t *run_result(const mvrun_t *r, size_t id);
 /* Removes the temp dir and frees everything. */
 void run_free(mvrun_t *r);
 
+/* How many result lines each worker pid produced: the largest count, and (distinct) how
+ * many pids there were. */
+long long run_max_per_pid(const mvrun_t *r, int *distinct);
+/* A whole file as a NUL-terminated string (free it); NULL if unreadable. */
+char *read_text(const char *path);
 /* A tasks text of `n` copies of `line`. */
 char *repeat_line(const char *line, int n);
 /* Integer field of a result, or -1. */

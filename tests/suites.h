@@ -14,6 +14,9 @@ Suite *e2e_suite(void);
 Suite *faults_suite(void);
 Suite *cgroup_suite(void);
 Suite *leak_suite(void);
+Suite *leak_e2e_suite(void);
 Suite *cgroup_e2e_suite(void);
+Suite *report_suite(void);
+Suite *python_suite(void);
 
 #endif

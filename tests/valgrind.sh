@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # make check-valgrind: one end-to-end batch with the supervisor under valgrind memcheck.
 # The batch exercises recycling (task count and memory), a crashing task, a protocol error,
-# prefetch and the results writer; valgrind must report no error and no leak.
+# prefetch and the results writer; a second one the leak detector, snapshots (with the
+# worker's heap view) and a hard-limit kill; then `memvisor report` reads that run. valgrind
+# must report no error and no leak in any of them.
 set -euo pipefail
 build=${1:?usage: valgrind.sh BUILD_DIR}
 dir=$(mktemp -d /tmp/mv-valgrind-XXXXXX)
 trap 'rm -rf "$dir"' EXIT
+vg=(valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect
+    --errors-for-leak-kinds=definite,indirect --track-fds=no)
 
 {
     for i in $(seq 1 300); do echo "ok $i"; done
@@ -16,11 +20,10 @@ trap 'rm -rf "$dir"' EXIT
 } >"$dir/tasks.txt"
 
 set +e
-valgrind --quiet --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect \
-    --errors-for-leak-kinds=definite,indirect --track-fds=no \
-    "$build/memvisor" run -o supervisor.workers=2 -o worker.prefetch=4 \
+"${vg[@]}" "$build/memvisor" run -o supervisor.workers=2 -o worker.prefetch=4 \
     -o limits.max_tasks=60 -o limits.memory_soft=32M -o tasks.max_attempts=2 \
-    -o worker.kill_timeout=200ms --tasks "$dir/tasks.txt" --results "$dir/results.jsonl" \
+    -o worker.kill_timeout=200ms -o supervisor.state_dir="$dir/state0" \
+    --tasks "$dir/tasks.txt" --results "$dir/results.jsonl" \
     -- "$build/helpers/mvtest_worker" 2>"$dir/log.txt" >"$dir/summary.txt"
 code=$?
 set -e
@@ -35,4 +38,32 @@ if [ "$code" -ne 1 ] || [ "$lines" -ne 502 ]; then
     tail -20 "$dir/log.txt" >&2
     exit 1
 fi
-echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error)"
+
+# Leak suspects and snapshots: the per-kind leak example, then a hard-limit kill.
+src=$(cd "$(dirname "$0")/.." && pwd)
+"${vg[@]}" "$build/memvisor" run -o supervisor.workers=2 -o supervisor.state_dir="$dir/state" \
+    --tasks "$src/examples/kinds.tasks" --results "$dir/kinds.jsonl" \
+    -- "$build/examples/kinds_worker" 2>"$dir/kinds.log" >/dev/null || {
+    echo "valgrind: leak-suspect batch failed (exit $?):" >&2
+    grep '^==' "$dir/kinds.log" >&2 || tail -20 "$dir/kinds.log" >&2
+    exit 1
+}
+grep -q 'event=leak_suspect' "$dir/kinds.log" || { echo "valgrind: no leak suspect" >&2; exit 1; }
+printf 'ok\ngrow 200 2\n' >"$dir/grow.txt"
+code=0
+"${vg[@]}" "$build/memvisor" run -o supervisor.workers=1 -o supervisor.cgroup=off \
+    -o supervisor.state_dir="$dir/state" -o limits.memory_soft=0 -o limits.memory_hard=24M \
+    -o limits.sample_interval=5ms -o tasks.max_attempts=1 --tasks "$dir/grow.txt" \
+    -- "$build/helpers/mvtest_worker" 2>"$dir/grow.log" >/dev/null || code=$?
+if [ "$code" -ne 1 ] || ! grep -q 'reason=hard_limit action=kill' "$dir/grow.log"; then
+    echo "valgrind: hard-limit batch: exit $code (want 1):" >&2
+    grep '^==' "$dir/grow.log" >&2 || tail -20 "$dir/grow.log" >&2
+    exit 1
+fi
+"${vg[@]}" "$build/memvisor" report "$dir/state" >"$dir/report.txt" 2>&1 || {
+    echo "valgrind: report failed:" >&2
+    cat "$dir/report.txt" >&2
+    exit 1
+}
+echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error;" \
+    "leak suspects, snapshots, a hard-limit kill; report)"

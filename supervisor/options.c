@@ -1,0 +1,217 @@
+/*
+ * options: the one table of every configuration key (section, name, type, default, bounds,
+ * one line of doc), and looking keys up in it, with "did you mean" for mistakes. The parser,
+ * `-o`, `memvisor check`, conf/memvisor.ini and the README's table all follow this table
+ * (the tests check the last two against it).
+ */
+#include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "config.h"
+#include "config_int.h"
+
+static const char *const cgroup_choices[] = {"auto", "v1", "v2", "off", NULL};
+static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
+static const char *const metric_choices[] = {"private", "rss", NULL};
+static const char *const format_choices[] = {"text", "json", NULL};
+static const char *const kind_choices[] = {"word", "none", NULL};
+static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+
+/* Section and key are the field's path in mv_config_t, so a key and its field cannot drift. */
+#define OPT(sec, key, typ, dflt, lo, hi, ch, text)                                            \
+    {                                                                                         \
+        .section = #sec, .name = #key, .type = typ, .offset = offsetof(mv_config_t, sec.key), \
+        .def = dflt, .min = lo, .max = hi, .choices = ch, .doc = text,                        \
+        .size = sizeof(((mv_config_t *)0)->sec.key),                                          \
+    }
+
+const mv_option_t mv__options[] = {
+    OPT(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
+        "worker processes; 0 = one per online CPU"),
+    OPT(supervisor, grace_period, MV_OPT_DURATION, "30s", 0, DAY, NULL,
+        "after SIGINT/SIGTERM, time running tasks get to finish before workers are stopped"),
+    OPT(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,
+        "per-worker memory cgroup: auto (v2, else v1, else off), v1, v2, off (sample /proc)"),
+    OPT(supervisor, cgroup_parent, MV_OPT_STRING, "", 0, 0, NULL,
+        "cgroup under which worker cgroups are made; empty = memvisor's own memory cgroup"),
+    OPT(supervisor, state_dir, MV_OPT_STRING, ".memvisor", 0, 0, NULL,
+        "directory for snapshots and run state"),
+
+    OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
+        "worker command (shell-style quoting, no expansion); words after -- override it"),
+    OPT(worker, protocol, MV_OPT_ENUM, "api", 0, 0, protocol_choices,
+        "how workers get tasks: api (libmemvisor socket), lines (stdin/stdout) or none"),
+    OPT(worker, prefetch, MV_OPT_INT, "1", 1, 4096, NULL,
+        "tasks in flight per worker; 1 = lock-step"),
+    OPT(worker, ready_timeout, MV_OPT_DURATION, "10s", 1, HOUR, NULL,
+        "from spawn to the worker's HELLO (api protocol) before it is killed"),
+    OPT(worker, kill_timeout, MV_OPT_DURATION, "5s", 0, HOUR, NULL, "from STOP/SIGTERM to SIGKILL"),
+    OPT(worker, max_message, MV_OPT_SIZE, "16M", 4 * KIB, 64 * MIB, NULL,
+        "largest protocol payload, result line or output line"),
+    OPT(worker, fatal_exit, MV_OPT_INT, "78", 1, 255, NULL,
+        "exit code by which a worker says \"do not respawn me\"; the run then ends"),
+    OPT(worker, backoff_min, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
+        "first respawn delay once a slot crash-loops"),
+    OPT(worker, backoff_max, MV_OPT_DURATION, "10s", 1, DAY, NULL,
+        "bound of the exponential respawn backoff"),
+    OPT(worker, crash_limit, MV_OPT_INT, "10", 0, 1000000, NULL,
+        "crashes in a row with no task ending (done or quarantined): give up; 0 = never"),
+    OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
+        "lines protocol: a reply line starting with this marks the task failed"),
+
+    OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
+        "recycle a worker after this many tasks; 0 = off"),
+    OPT(limits, max_tasks_jitter, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
+        "add a random 0..N tasks per worker so workers do not recycle together"),
+    OPT(limits, max_lifetime, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "recycle a worker after this long; 0 = off"),
+    OPT(limits, max_lifetime_jitter, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "add a random 0..N to max_lifetime per worker so workers do not recycle together"),
+    OPT(limits, memory_soft, MV_OPT_SIZE, "256M", 0, PIB, NULL,
+        "worker memory above which it finishes the current task, then recycles; 0 = off"),
+    OPT(limits, memory_hard, MV_OPT_SIZE, "512M", 0, PIB, NULL,
+        "worker memory at which it is killed at once (by the kernel, with cgroups); 0 = off"),
+    OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
+        "stop a worker whose task runs longer; 0 = off"),
+    OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
+        "memory compared with the soft limit: private (anonymous) memory or rss"),
+    OPT(limits, enforce, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "no = observe only: measure and report, recycle nothing (would_recycle events)"),
+    OPT(limits, sample_interval, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
+        "period of memory samples for what has no kernel event"),
+
+    OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
+
+    OPT(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
+        "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
+    OPT(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,
+        "results file (JSON Lines); --results takes precedence"),
+    OPT(tasks, max_attempts, MV_OPT_INT, "3", 1, 1000, NULL,
+        "attempts before a task is quarantined"),
+    OPT(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
+    OPT(tasks, accounting, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "per-task memory and fd figures in the results; no = fewer syscalls, same limits"),
+
+    OPT(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "find the task kinds that leak, and write snapshots of their workers"),
+    OPT(leak, kind, MV_OPT_ENUM, "word", 0, 0, kind_choices,
+        "task kind unless the worker names it: word (the line's first word) or none (one kind)"),
+    OPT(leak, window, MV_OPT_INT, "50", 10, 100000, NULL,
+        "tasks of a kind whose retained memory the leak trend is judged over"),
+    OPT(leak, warmup, MV_OPT_INT, "10", 0, 100000, NULL,
+        "a worker's first tasks, left out of the leak trend (imports, pools, small caches)"),
+    OPT(leak, min_slope, MV_OPT_SIZE, "16K", 1, GIB, NULL,
+        "memory retained per task, steadily, that makes a kind a leak suspect"),
+    OPT(leak, task_growth, MV_OPT_SIZE, "32M", 1, PIB, NULL,
+        "memory one task may retain before it alone is a leak suspect"),
+    OPT(leak, snapshot_timeout, MV_OPT_DURATION, "2s", 0, HOUR, NULL,
+        "how long a snapshot waits for the worker's own heap view"),
+    OPT(leak, history, MV_OPT_INT, "20", 0, 1000, NULL,
+        "the worker's last tasks recorded in a snapshot"),
+
+    OPT(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
+        "log line format: text for key=value fields, json for one JSON object per line"),
+    OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
+        "least severe level logged: debug, info, warn or error"),
+    OPT(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+};
+
+const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];
+
+/* ---- table --------------------------------------------------------------------------- */
+
+const mv_option_t *mv_config_options(size_t *n)
+{
+    if (n)
+        *n = mv__noptions;
+    return mv__options;
+}
+
+const mv_option_t *mv_config_find(const char *section, const char *name)
+{
+    for (size_t i = 0; i < mv__noptions; i++)
+        if (strcmp(mv__options[i].section, section) == 0 && strcmp(mv__options[i].name, name) == 0)
+            return &mv__options[i];
+    return NULL;
+}
+
+bool mv__config_section_known(const char *section)
+{
+    for (size_t i = 0; i < mv__noptions; i++)
+        if (strcmp(mv__options[i].section, section) == 0)
+            return true;
+    return false;
+}
+
+/* Optimal string alignment distance, case-insensitive: "perfetch" is 1 from "prefetch". */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), d[33][33];
+
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j] + 1;
+
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 &&
+                tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The closest known key of `section` (or closest section when key is NULL), if close enough. */
+const char *mv__config_closest(const char *section, const char *key)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX;
+    const char *word = key ? key : section;
+    size_t limit = 1 + strlen(word) / 4;
+
+    if (limit > 3)
+        limit = 3;
+    for (size_t i = 0; i < mv__noptions; i++) {
+        const char *cand = key ? mv__options[i].name : mv__options[i].section;
+        size_t d;
+
+        if (key && strcmp(mv__options[i].section, section) != 0)
+            continue;
+        d = distance(word, cand);
+        if (d < bestd) {
+            bestd = d;
+            best = cand;
+        }
+    }
+    return bestd <= limit ? best : NULL;
+}
+
+/* The one section holding a key of this exact name, or NULL. */
+const char *mv__config_home_section(const char *key)
+{
+    const char *home = NULL;
+
+    for (size_t i = 0; i < mv__noptions; i++) {
+        if (strcmp(mv__options[i].name, key) != 0)
+            continue;
+        if (home)
+            return NULL;
+        home = mv__options[i].section;
+    }
+    return home;
+}

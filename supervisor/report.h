@@ -1,0 +1,91 @@
+/*
+ * report: `memvisor report PATH`, a summary for a person of what a run left on disk
+ * (docs/run-files.md): the run, leak suspects with their evidence, recycles, per-kind memory
+ * distributions and suggested limits. Read-only; the pure pieces (percentiles, the limit
+ * advice) are exported so they can be tested with plain numbers.
+ */
+#ifndef MV_REPORT_H
+#define MV_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+/* Values of one figure (capacity: the next power of two from 8), sorted before use. */
+typedef struct mv_report_vec {
+    int64_t *v;
+    size_t n;
+} mv_report_vec_t;
+
+/* A task kind: its distributions from the results, its leak_suspect events folded. */
+typedef struct mv_report_kind {
+    char *name;
+    int64_t tasks, unmeasured; /* only tasks with memory figures fill the vectors */
+    mv_report_vec_t peak, retained, dur_us;
+    int64_t events;                   /* leak_suspect events of this kind */
+    double per_task, fds, confidence; /* the largest seen */
+    unsigned rules;                   /* bit i: trend, task_growth, fd_trend, another rule */
+    json_t *workers;                  /* "slot/pid" -> true */
+    char *snapshot;                   /* the latest snapshot path */
+} mv_report_kind_t;
+
+/* Everything one report read; what it prints is computed from this alone. Only report.c
+ * touches it: it is here, like every module's state, so the module reads top-down. */
+typedef struct mv_report {
+    char *why; /* the error message buffer (nwhy bytes) */
+    size_t nwhy;
+    char *dir;     /* the run directory; NULL for a results file alone */
+    char *results; /* the results file; NULL when none */
+    json_t *run;   /* run.json, checked */
+    bool running, results_b64;
+    long event_lines, result_lines;
+    bool events_tail, results_tail;   /* an incomplete last line of a running run was skipped */
+    json_t *recycles, *would, *exits; /* reason -> count */
+    int64_t ooms, requeues, quarantines, st[3], transient_max;
+    mv_report_kind_t all;    /* every task */
+    mv_report_kind_t *kinds; /* ranked once loaded: the nsus suspects first, by bytes per task */
+    size_t nkinds, nsus;
+    json_t *kind_index; /* name -> index in kinds, while loading (then kinds are ranked) */
+    mv_report_vec_t after, fresh; /* every mem_after; each worker's first mem_before */
+    json_t *fresh_seen;           /* "slot/pid" -> true */
+} mv_report_t;
+
+/* Nearest-rank percentile of sorted[0..n): the value at rank ceil(pct/100 * n), 1-based;
+ * pct 0 gives the minimum, pct above 100 counts as 100. 0 when n == 0. */
+int64_t mv_percentile(const int64_t *sorted, size_t n, unsigned pct);
+
+/* What the limit suggestions are computed from (bytes; values are clamped to 0..64 PiB). */
+typedef struct mv_advice_in {
+    int64_t peak_max;      /* the largest mem_peak of one task */
+    int64_t transient_max; /* the largest mem_peak - mem_before of one task */
+    int64_t after_p95;     /* p95 of mem_after */
+    int64_t fresh_p50;     /* p50 of each worker's first mem_before; -1 = unknown */
+    int64_t leak;          /* the largest suspect's bytes retained per task; 0 = none */
+} mv_advice_in_t;
+
+/* The suggestions, and which rule produced each (the report prints the reasoning). */
+typedef struct mv_advice {
+    int64_t hard;       /* memory_hard: peak_max x 1.25 rounded up to a MiB (>= 1 MiB) */
+    int64_t soft;       /* memory_soft: hard - transient rounded down to a MiB, >= floor */
+    int64_t floor;      /* after_p95 x 1.1 rounded up to a MiB */
+    int64_t max_tasks;  /* 0 = off (no leak); -1 = no suggestion (baseline unknown) */
+    bool floored;       /* soft was raised to the floor, and hard to floor + transient */
+    bool baseline_over; /* the fresh baseline is at or above soft: max_tasks is 1 */
+} mv_advice_t;
+
+/* Computes the suggested [limits] from the figures in `in`. Pure. */
+void mv_advise(const mv_advice_in_t *in, mv_advice_t *out);
+
+/* Writes the report of PATH to `out`. PATH is a run directory (holds run.json), a state
+ * directory (its `latest` run), or a results file (then only what the results allow).
+ * 0, or -errno with `why` (n bytes) naming the file and line at fault; nothing is written to
+ * `out` on error. */
+int mv_report(const char *path, FILE *out, char *why, size_t n);
+
+/* `memvisor report PATH`: argv as main's. Returns the exit code: 0, 2 usage, 3 unreadable. */
+int mv_report_main(int argc, char **argv);
+
+#endif

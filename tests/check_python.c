@@ -1,0 +1,228 @@
+/*
+ * The pure-Python worker module (worker-api/python/memvisor_worker.py): its own unittest
+ * suite (tests/python/), run by python3 from the source tree, and the Python examples
+ * (examples/python/) as `api` workers of the real memvisor binary.
+ *
+ * Python must not write __pycache__ into the source tree that other builds share:
+ * PYTHONDONTWRITEBYTECODE is set for python3 and, through memvisor, for its workers.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define PY_EXAMPLES SOURCE_DIR "/examples/python/"
+
+/* Runs argv in the source tree; its stdout and stderr land in *out (free it). Returns the
+ * exit code, or 128 + signal. */
+static int run_capture(const char *const *argv, char **out)
+{
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    int p[2], st;
+    ssize_t n;
+    pid_t pid;
+
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its timeout takes python along */
+        dup2(p[1], STDOUT_FILENO);
+        dup2(p[1], STDERR_FILENO);
+        if (chdir(SOURCE_DIR) < 0)
+            _exit(126);
+        execvp(argv[0], (char **)argv);
+        fprintf(stderr, "execvp(\"%s\") failed: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    for (;;) {
+        if (cap - len < 4097) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        n = read(p[0], buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    close(p[0]);
+    while (waitpid(pid, &st, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+START_TEST(module_unittests_pass)
+{
+    const char *argv[] = {"python3", "-m", "unittest", "-v", "tests/python/test_memvisor_worker.py",
+                          NULL};
+    char *out;
+    int code;
+
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    code = run_capture(argv, &out);
+    if (code != 0) {
+        /* The whole report, where Check's message would truncate it. */
+        fprintf(stderr, "python3 -m unittest exited %d:\n%s\n", code, out);
+        ck_abort_msg("python3 -m unittest tests/python/test_memvisor_worker.py exited %d; "
+                     "its output is on stderr",
+                     code);
+    }
+    free(out);
+}
+END_TEST
+
+/* The tasks file of an example: its text (free it) and its number of lines. */
+static char *example_tasks(const char *name, size_t *lines)
+{
+    char path[256];
+    FILE *f;
+    char *text;
+    long size;
+
+    snprintf(path, sizeof path, PY_EXAMPLES "%s.tasks", name);
+    f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s: %s", path, strerror(errno));
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    size = ftell(f);
+    ck_assert_int_gt(size, 0);
+    rewind(f);
+    text = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(fread(text, 1, (size_t)size, f), (size_t)size);
+    text[size] = '\0';
+    fclose(f);
+    *lines = 0;
+    for (const char *p = text; (p = strchr(p, '\n')); p++)
+        ++*lines;
+    return text;
+}
+
+/* Runs examples/python/NAME.py on its tasks file under memvisor with `opts` (-o pairs,
+ * NULL-terminated); checks that every task ended ok exactly once. Returns the task count. */
+static size_t run_example(mvrun_t *r, const char *name, const char *const *opts)
+{
+    const char *args[32] = {"run", "-o", "supervisor.workers=2"};
+    char script[256];
+    size_t n, lines;
+    char *tasks;
+    int code;
+
+    snprintf(script, sizeof script, PY_EXAMPLES "%s.py", name);
+    n = 3;
+    for (; opts && *opts; opts++) {
+        ck_assert_uint_lt(n, 26);
+        args[n++] = "-o";
+        args[n++] = *opts;
+    }
+    args[n++] = "--";
+    args[n++] = "python3";
+    args[n++] = script;
+    args[n] = NULL;
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    tasks = example_tasks(name, &lines);
+    code = run_batch(r, tasks, args);
+    ck_assert_msg(code == 0, "%s exited %d; log:\n%s", name, code, r->log ? r->log : "");
+    run_assert_once(r, lines, NULL);
+    for (size_t i = 0; i < r->nres; i++)
+        ck_assert_msg(strcmp(jstr(r->res[i], "status"), "ok") == 0, "%s: task %lld is %s: %s", name,
+                      jint(r->res[i], "task"), jstr(r->res[i], "status"),
+                      jstr(r->res[i], "error") ? jstr(r->res[i], "error") : "");
+    free(tasks);
+    return lines;
+}
+
+static const char *const examples[] = {"unbounded_cache", "lru_unbounded", "open_files",
+                                       "bounded_lru", "mixed"};
+
+START_TEST(example_runs_every_task_once)
+{
+    mvrun_t r;
+
+    run_example(&r, examples[_i], NULL);
+    run_free(&r);
+}
+END_TEST
+
+/* The worker names each task's kind (MVW_F_KIND): the result says it, and it is the first
+ * word of the line, as mixed.py sets it. */
+static void assert_kinds_are_first_words(const mvrun_t *r, const char *tasks_name)
+{
+    size_t lines;
+    char *tasks = example_tasks(tasks_name, &lines);
+    char *line = tasks, *nl;
+
+    for (size_t id = 1; id <= lines; id++, line = nl + 1) {
+        const char *kind = jstr(run_result(r, id), "kind");
+        nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(kind);
+        ck_assert_msg(strncmp(line, kind, strlen(kind)) == 0 && line[strlen(kind)] == ' ',
+                      "task %zu: kind \"%s\" for the line \"%.*s\"", id, kind, (int)(nl - line),
+                      line);
+    }
+    free(tasks);
+}
+
+/* The mixed example with max_tasks 50 (and `extra`): no worker answers more than 50 tasks,
+ * enough of them took turns, and every result has its kind. */
+static void run_mixed_recycled(const char *extra)
+{
+    const char *opts[] = {"limits.max_tasks=50", extra, NULL};
+    mvrun_t r;
+    size_t n;
+    int pids;
+
+    n = run_example(&r, "mixed", opts);
+    ck_assert_int_le(run_max_per_pid(&r, &pids), 50);
+    ck_assert_int_ge(pids, (int)(n / 50));
+    ck_assert_int_ge(run_count(&r, "reason=max_tasks"), (int)(n / 50) - 2);
+    assert_kinds_are_first_words(&r, "mixed");
+    run_free(&r);
+}
+
+START_TEST(mixed_recycles_by_task_count_and_loses_nothing)
+{
+    run_mixed_recycled(NULL);
+}
+END_TEST
+
+START_TEST(mixed_with_prefetch_recycles_and_loses_nothing)
+{
+    /* STOP reaches workers with prefetched tasks buffered: they are requeued, not lost. */
+    run_mixed_recycled("worker.prefetch=8");
+}
+END_TEST
+
+Suite *python_suite(void)
+{
+    Suite *s = suite_create("python");
+    TCase *unit = tcase_create("module");
+    TCase *e2e = tcase_create("examples");
+
+    tcase_set_timeout(unit, 60);
+    tcase_set_timeout(e2e, 60);
+    tcase_add_test(unit, module_unittests_pass);
+    tcase_add_loop_test(e2e, example_runs_every_task_once, 0,
+                        (int)(sizeof examples / sizeof examples[0]));
+    tcase_add_test(e2e, mixed_recycles_by_task_count_and_loses_nothing);
+    tcase_add_test(e2e, mixed_with_prefetch_recycles_and_loses_nothing);
+    suite_add_tcase(s, unit);
+    suite_add_tcase(s, e2e);
+    return s;
+}

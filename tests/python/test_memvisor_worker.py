@@ -1,0 +1,687 @@
+"""Tests of worker-api/python/memvisor_worker.py against a fake memvisor.
+
+Each test plays memvisor on one end of a real socketpair, with struct-packed messages, and
+runs the worker in a child process that gets the other end through MEMVISOR_FD (pass_fds).
+Every wait is bounded: socket reads time out, child processes are waited for with a
+timeout and killed in tearDown. Nothing sleeps to synchronise: a test that needs the worker
+to be inside a task has the task tell it so on a pipe.
+
+    python3 -m unittest -v tests/python/test_memvisor_worker.py
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import unittest
+from unittest import mock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODULE_DIR = os.path.normpath(os.path.join(HERE, "..", "..", "worker-api", "python"))
+sys.path.insert(0, MODULE_DIR)
+
+import memvisor_worker as mw  # noqa: E402
+
+TIMEOUT = 10.0  # seconds any single wait may take
+
+HEADER = struct.Struct("=IHHQ")
+HELLO = 1
+GO = 2
+TASK = 3
+DONE = 4
+FAIL = 5
+STOP = 6
+BEGIN = 7
+END = 8
+SNAPSHOT = 9
+F_KIND = 1
+
+# The worker side. Written to a file so that tracemalloc names a real file:line.
+CHILD = r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[2])
+import memvisor_worker as mw
+
+KEEP = []
+W = None
+
+
+class Leaky:
+    pass
+
+
+def handle(task):
+    word, _, rest = task.data.partition(b" ")
+    if word == b"kind":
+        kind, _, rest = rest.partition(b" ")
+        task.kind = kind.decode()
+        word, _, rest = rest.partition(b" ")
+    if word == b"raise":
+        raise ValueError(rest.decode())
+    if word == b"leak":
+        KEEP.append(bytearray(65536))  # THE LEAK
+        return None
+    if word == b"obj":
+        KEEP.append(Leaky())
+        return None
+    if word == b"text":
+        return task.text
+    if word == b"big":
+        return b"x" * int(rest)
+    if word == b"int":
+        return 42
+    if word == b"gate":  # tell the test we are in the task, wait for its go-ahead
+        sys.stdout.write("in task\n")
+        sys.stdout.flush()
+        sys.stdin.readline()
+        return b"gated"
+    if word == b"info":
+        return json.dumps({"slot": W.slot, "prefetch": W.prefetch, "mode": W.mode,
+                           "inheritable": os.get_inheritable(W.fileno())})
+    return task.data
+
+
+def service():
+    import selectors
+    W.begin("req")
+    W.end(0)
+    W.begin()
+    W.end(7)
+    sel = selectors.DefaultSelector()
+    sel.register(W.fileno(), selectors.EVENT_READ)
+    while not W.poll():
+        sel.select()
+
+
+def explicit():
+    for task in W:
+        try:
+            result = handle(task)
+        except ValueError as exc:
+            W.fail(str(exc))
+        else:
+            W.done(result)
+
+
+def main():
+    global W
+    mode = sys.argv[1]
+    if os.environ.get("TEST_SIGPIPE_DFL"):  # as an application that restores it might
+        import signal
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if mode == "main":
+        mw.main(handle)
+    try:
+        W = mw.Worker()
+        if mode == "run":
+            W.run(handle)
+        elif mode == "iter":
+            explicit()
+        elif mode == "service":
+            service()
+        W.close()
+    except mw.SupervisorGone as exc:
+        print("SupervisorGone:", exc, file=sys.stderr)
+        return 10
+    except mw.ProtocolError as exc:
+        print("ProtocolError:", exc, file=sys.stderr)
+        return 11
+    except mw.NotUnderMemvisor as exc:
+        print("NotUnderMemvisor:", exc, file=sys.stderr)
+        return 12
+    return 0
+
+
+sys.exit(main())
+'''
+LEAK_LINE = next(i for i, line in enumerate(CHILD.split("\n"), 1) if "THE LEAK" in line)
+
+_tmpdir = None
+CHILD_PATH = None
+
+
+def setUpModule():
+    global _tmpdir, CHILD_PATH
+    _tmpdir = tempfile.mkdtemp(prefix="mvw-py-")
+    CHILD_PATH = os.path.join(_tmpdir, "child_worker.py")
+    with open(CHILD_PATH, "w") as f:
+        f.write(CHILD)
+
+
+def tearDownModule():
+    shutil.rmtree(_tmpdir, ignore_errors=True)
+
+
+def child_env(extra=None, drop_fd=True):
+    env = dict(os.environ)
+    env.pop("MEMVISOR_TRACEMALLOC", None)
+    if drop_fd:
+        env.pop("MEMVISOR_FD", None)
+    env.update(extra or {})
+    return env
+
+
+class FakeMemvisor(unittest.TestCase):
+    """Base: one worker child per test, and the supervisor's end of its socketpair."""
+
+    def setUp(self):
+        self.proc = None
+        self.sup = None
+
+    def tearDown(self):
+        if self.sup is not None:
+            self.sup.close()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.communicate(timeout=TIMEOUT)
+
+    # -- the worker -------------------------------------------------------------------
+
+    def spawn(self, mode="run", env=None, nonblocking=False):
+        """Starts the worker child with the other end of a socketpair as MEMVISOR_FD."""
+        self.sup, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sup.settimeout(TIMEOUT)
+        fd = theirs.fileno()
+        if nonblocking:
+            os.set_blocking(fd, False)
+        self.proc = subprocess.Popen(
+            [sys.executable, CHILD_PATH, mode, MODULE_DIR],
+            env=child_env(dict(env or {}, MEMVISOR_FD=str(fd))),
+            pass_fds=(fd,), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        theirs.close()  # the child's EOF must follow our close alone
+
+    def wait_exit(self):
+        """The child's exit code and stderr."""
+        _out, err = self.proc.communicate(timeout=TIMEOUT)
+        return self.proc.returncode, err.decode(errors="replace")
+
+    def assert_exit(self, code, stderr_has=None):
+        rc, err = self.wait_exit()
+        self.assertEqual(rc, code, "worker stderr:\n" + err)
+        if stderr_has:
+            self.assertIn(stderr_has, err)
+
+    def wait_stdout_line(self):
+        ready, _, _ = select.select([self.proc.stdout], [], [], TIMEOUT)
+        self.assertTrue(ready, "the worker did not report in time")
+        return self.proc.stdout.readline()
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def send(self, mtype, task=0, payload=b"", flags=0):
+        self.sup.sendall(msg(mtype, task, payload, flags))
+
+    def recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sup.recv(n - len(buf))
+            if not chunk:
+                raise EOFError(f"worker closed the channel after {len(buf)} of {n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def recv(self):
+        length, mtype, flags, task = HEADER.unpack(self.recv_exact(HEADER.size))
+        return mtype, flags, task, self.recv_exact(length)
+
+    def expect_eof(self):
+        self.assertEqual(self.sup.recv(1), b"", "expected the worker to close the channel")
+
+    def handshake(self, slot=1, prefetch=1, mode=0, then=b""):
+        mtype, flags, task, payload = self.recv()
+        self.assertEqual((mtype, flags, task), (HELLO, 0, 0))
+        self.assertEqual(struct.unpack("=II", payload), (1, 0))
+        self.sup.sendall(go(slot, prefetch, mode) + then)
+
+    def expect(self, mtype, task, payload, flags=0):
+        self.assertEqual(self.recv(), (mtype, flags, task, payload))
+
+    def task(self, task_id, data):
+        """One lock-step task: its answer."""
+        self.send(TASK, task_id, data)
+        return self.recv()
+
+    def snapshot(self):
+        self.send(SNAPSHOT)
+        mtype, flags, task, payload = self.recv()
+        self.assertEqual((mtype, flags, task), (SNAPSHOT, 0, 0))
+        return json.loads(payload)
+
+
+def msg(mtype, task=0, payload=b"", flags=0):
+    return HEADER.pack(len(payload), mtype, flags, task) + payload
+
+
+def go(slot=1, prefetch=1, mode=0, version=1):
+    return msg(GO, 0, struct.pack("=IIII", version, slot, prefetch, mode))
+
+
+class Handshake(FakeMemvisor):
+    def test_hello_then_go_sets_slot_prefetch_mode(self):
+        self.spawn()
+        self.handshake(slot=3, prefetch=5)
+        mtype, _flags, task, payload = self.task(1, b"info")
+        self.assertEqual((mtype, task), (DONE, 1))
+        info = json.loads(payload)
+        self.assertEqual(info, {"slot": 3, "prefetch": 5, "mode": 0, "inheritable": False})
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_stop_before_go_is_a_clean_stop(self):
+        self.spawn()
+        self.recv()  # HELLO
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_snapshot_before_go_is_answered(self):
+        self.spawn()
+        self.recv()  # HELLO
+        self.assertEqual(self.snapshot()["runtime"], "python")
+        self.sup.sendall(go())
+        self.assertEqual(self.task(1, b"x"), (DONE, 0, 1, b"x"))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_other_protocol_version_is_a_protocol_error(self):
+        self.spawn()
+        self.recv()
+        self.sup.sendall(go(version=2))
+        self.assert_exit(11, "version 2")
+
+
+class Batch(FakeMemvisor):
+    def test_lock_step_tasks(self):
+        self.spawn()
+        self.handshake()
+        for i in range(1, 21):
+            self.assertEqual(self.task(i, b"line %d" % i), (DONE, 0, i, b"line %d" % i))
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_explicit_done_and_fail_in_a_for_loop(self):
+        self.spawn("iter")
+        self.handshake()
+        self.assertEqual(self.task(1, b"text caf\xc3\xa9"), (DONE, 0, 1, b"text caf\xc3\xa9"))
+        self.assertEqual(self.task(2, b"raise no good"), (FAIL, 0, 2, b"no good"))
+        self.assertEqual(self.task(3, b""), (DONE, 0, 3, b""))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_prefetch_batches_answers_in_order(self):
+        self.spawn()
+        self.handshake(prefetch=64)
+        self.sup.sendall(b"".join(msg(TASK, i, b"t%d" % i) for i in range(1, 51)))
+        for i in range(1, 51):
+            self.expect(DONE, i, b"t%d" % i)
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_kind_prefix_on_done_and_fail(self):
+        self.spawn()
+        self.handshake()
+        self.assertEqual(self.task(1, b"kind parse hello"),
+                         (DONE, F_KIND, 1, b"\x05parse" + b"kind parse hello"))
+        self.assertEqual(self.task(2, b"kind render raise oops"),
+                         (FAIL, F_KIND, 2, b"\x06render" + b"ValueError: oops"))
+        # The kind belongs to one task: the next one has none.
+        self.assertEqual(self.task(3, b"plain"), (DONE, 0, 3, b"plain"))
+        kind = b"k" * 255
+        self.assertEqual(self.task(4, b"kind " + kind + b" x"),
+                         (DONE, F_KIND, 4, b"\xff" + kind + b"kind " + kind + b" x"))
+        # 256 bytes is too long: the handler's assignment raises, the task fails.
+        mtype, flags, task, payload = self.task(5, b"kind " + b"k" * 256 + b" x")
+        self.assertEqual((mtype, flags, task), (FAIL, 0, 5))
+        self.assertIn(b"ValueError", payload)
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_exception_in_run_fails_the_task_and_goes_on(self):
+        self.spawn()
+        self.handshake()
+        self.assertEqual(self.task(1, b"raise it broke"), (FAIL, 0, 1, b"ValueError: it broke"))
+        mtype, _flags, _task, payload = self.task(2, b"int")
+        self.assertEqual(mtype, FAIL)
+        self.assertTrue(payload.startswith(b"TypeError: "), payload)
+        self.assertEqual(self.task(3, b"still alive"), (DONE, 0, 3, b"still alive"))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_binary_and_invalid_utf8_round_trip(self):
+        self.spawn()
+        self.handshake()
+        for i, data in enumerate([b"echo \xff\xfe\x00 binary \xed\xa0\x80",
+                                  b"text \xff\xfe\x00 binary \xed\xa0\x80 \xc3\xa9",
+                                  bytes(range(256)), b"text " + bytes(range(256))], 1):
+            self.assertEqual(self.task(i, data), (DONE, 0, i, data))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_large_tasks_and_results(self):
+        self.spawn()
+        self.handshake(prefetch=4)
+        big = b"echo " + os.urandom(3 << 20)
+        self.send(TASK, 1, big)
+        self.send(TASK, 2, b"big 5000000")
+        self.send(TASK, 3, b"small")
+        self.expect(DONE, 1, big)
+        self.expect(DONE, 2, b"x" * 5000000)
+        self.expect(DONE, 3, b"small")
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_messages_split_at_every_byte(self):
+        self.spawn()
+        self.handshake(prefetch=2)
+        data = msg(TASK, 1, b"one") + msg(SNAPSHOT) + msg(TASK, 2, b"two")
+        for i in range(len(data)):
+            self.sup.sendall(data[i:i + 1])
+        replies = [self.recv() for _ in range(3)]
+        # The SNAPSHOT reply may come first: it is answered as soon as it is buffered,
+        # before buffered tasks are started.
+        self.assertEqual([r for r in replies if r[0] == DONE],
+                         [(DONE, 0, 1, b"one"), (DONE, 0, 2, b"two")])
+        self.assertEqual([r[0] for r in replies].count(SNAPSHOT), 1)
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_nonblocking_fd(self):
+        self.spawn(nonblocking=True)
+        self.handshake()
+        self.assertEqual(self.task(1, b"a"), (DONE, 0, 1, b"a"))
+        self.send(TASK, 2, b"big 3000000")
+        self.expect(DONE, 2, b"x" * 3000000)
+        self.send(STOP)
+        self.assert_exit(0)
+
+
+class Stop(FakeMemvisor):
+    def test_stop_finishes_the_task_in_hand_and_abandons_buffered_ones(self):
+        self.spawn()
+        self.handshake(prefetch=4, then=msg(TASK, 1, b"gate"))
+        self.assertEqual(self.wait_stdout_line(), b"in task\n")
+        # Task 1 is in hand; tasks 2 and 3 and STOP arrive together, in one read.
+        self.sup.sendall(msg(TASK, 2, b"two") + msg(TASK, 3, b"three") + msg(STOP))
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        self.expect(DONE, 1, b"gated")
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_stop_buffered_behind_tasks_starts_none_of_them(self):
+        self.spawn()
+        # One write: GO, three tasks and STOP all reach the worker's buffer at once.
+        self.handshake(prefetch=4, then=b"".join(msg(TASK, i, b"t") for i in (1, 2, 3))
+                       + msg(STOP))
+        self.expect_eof()
+        self.assert_exit(0)
+
+
+class Snapshot(FakeMemvisor):
+    def check_shape(self, snap):
+        self.assertEqual(snap["runtime"], "python")
+        self.assertEqual(snap["version"], sys.version.split()[0])
+        self.assertEqual(snap["pid"], self.proc.pid)
+        self.assertIsInstance(snap["types"], list)
+        for t in snap["types"]:
+            self.assertEqual(set(t), {"type", "count", "diff"})
+            self.assertGreater(t["diff"], 0)
+        self.assertLessEqual(len(snap["types"]), 10)
+        self.assertIsInstance(snap["gc"]["garbage"], int)
+        self.assertEqual(len(snap["gc"]["counts"]), 3)
+
+    def test_snapshot_without_tracemalloc(self):
+        self.spawn()
+        self.handshake()
+        self.task(1, b"leak")
+        snap = self.snapshot()
+        self.check_shape(snap)
+        self.assertIsNone(snap["tracemalloc"])
+        # The first snapshot counts from zero: some types have grown.
+        self.assertTrue(snap["types"])
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_snapshot_with_tracemalloc_names_the_leaking_line(self):
+        self.spawn(env={"MEMVISOR_TRACEMALLOC": "1"})
+        self.handshake()
+        for i in range(1, 4):
+            self.assertEqual(self.task(i, b"leak"), (DONE, 0, i, b""))
+        snap = self.snapshot()  # while the worker waits for input
+        self.check_shape(snap)
+        tm = snap["tracemalloc"]
+        self.assertEqual(tm["frames"], 1)
+        self.assertGreater(tm["traced"], 3 * 65536)
+        self.assertGreaterEqual(tm["peak"], tm["traced"])
+        self.assertLessEqual(len(tm["top"]), 10)
+        for entry in tm["top"]:
+            self.assertEqual(set(entry), {"where", "size", "count", "size_diff", "count_diff"})
+            self.assertRegex(entry["where"], r"^.+:\d+$")
+            self.assertNotIn("tracemalloc.py", entry["where"])
+            self.assertNotIn("importlib", entry["where"])
+        where = f"{CHILD_PATH}:{LEAK_LINE}"
+        top = tm["top"][0]
+        self.assertEqual(top["where"], where)
+        self.assertGreaterEqual(top["size_diff"], 3 * 65536)
+
+        # The next snapshot shows growth since this one.
+        for i in range(4, 6):
+            self.task(i, b"leak")
+        tm = self.snapshot()["tracemalloc"]
+        top = tm["top"][0]
+        self.assertEqual(top["where"], where)
+        self.assertGreaterEqual(top["size"], 5 * 65536)
+        self.assertGreaterEqual(top["size_diff"], 2 * 65536)
+        self.assertLess(top["size_diff"], 3 * 65536)
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_snapshot_types_show_growth_since_the_previous_one(self):
+        self.spawn()
+        self.handshake()
+        self.snapshot()
+        for i in range(1, 31):
+            self.task(i, b"obj")
+        types = {t["type"]: t for t in self.snapshot()["types"]}
+        self.assertEqual(types["Leaky"], {"type": "Leaky", "count": 30, "diff": 30})
+        for i in range(31, 41):
+            self.task(i, b"obj")
+        types = {t["type"]: t for t in self.snapshot()["types"]}
+        self.assertEqual(types["Leaky"], {"type": "Leaky", "count": 40, "diff": 10})
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_bad_tracemalloc_setting_is_not_fatal(self):
+        self.spawn(env={"MEMVISOR_TRACEMALLOC": "lots"})
+        self.handshake()
+        self.assertIsNone(self.snapshot()["tracemalloc"])
+        self.send(STOP)
+        self.assert_exit(0, "MEMVISOR_TRACEMALLOC")
+
+
+class Service(FakeMemvisor):
+    def test_begin_end_poll_snapshot_stop(self):
+        self.spawn("service")
+        self.handshake(mode=1)
+        self.expect(BEGIN, 1, b"\x03req", F_KIND)
+        self.expect(END, 1, struct.pack("=I", 0))
+        self.expect(BEGIN, 2, b"")
+        self.expect(END, 2, struct.pack("=I", 7))
+        self.assertEqual(self.snapshot()["runtime"], "python")
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
+    def test_task_in_service_mode_is_a_protocol_error(self):
+        self.spawn("service")
+        self.handshake(mode=1)
+        for _ in range(4):
+            self.recv()
+        self.send(TASK, 1, b"no")
+        self.assert_exit(11, "service")
+
+
+class Errors(FakeMemvisor):
+    def test_eof_raises_supervisor_gone(self):
+        self.spawn()
+        self.handshake()
+        self.assertEqual(self.task(1, b"a"), (DONE, 0, 1, b"a"))
+        self.sup.close()
+        self.sup = None
+        self.assert_exit(10, "SupervisorGone")
+
+    def test_answer_to_a_closed_channel_raises_supervisor_gone_not_sigpipe(self):
+        self.spawn(env={"TEST_SIGPIPE_DFL": "1"})
+        self.handshake()
+        self.send(TASK, 1, b"gate")
+        self.assertEqual(self.wait_stdout_line(), b"in task\n")
+        self.sup.close()
+        self.sup = None
+        self.proc.stdin.write(b"go\n")
+        self.proc.stdin.flush()
+        self.assert_exit(10, "SupervisorGone")
+
+    def test_eof_before_go_raises_supervisor_gone(self):
+        self.spawn()
+        self.recv()
+        self.sup.close()
+        self.sup = None
+        self.assert_exit(10, "SupervisorGone")
+
+    def check_garbage(self, data, stderr_has):
+        self.spawn()
+        self.handshake()
+        self.sup.sendall(data)
+        self.assert_exit(11, stderr_has)
+
+    def test_unknown_type_is_a_protocol_error(self):
+        self.check_garbage(HEADER.pack(0, 77, 0, 0), "type 77")
+
+    def test_garbage_bytes_are_a_protocol_error(self):
+        self.check_garbage(b"\xde\xad\xbe\xef" * 8, "ProtocolError")
+
+    def test_oversized_message_is_refused_before_its_payload(self):
+        # Only the header is sent: the worker must not wait for 64 MiB.
+        self.check_garbage(HEADER.pack((64 << 20) + 1, TASK, 0, 1), "bytes")
+
+    def test_unknown_flag_is_a_protocol_error(self):
+        self.check_garbage(msg(TASK, 1, b"x", flags=2), "flags")
+
+    def test_worker_type_from_memvisor_is_a_protocol_error(self):
+        self.check_garbage(msg(DONE, 1, b"x"), "ProtocolError")
+
+    def test_snapshot_request_with_payload_is_a_protocol_error(self):
+        self.check_garbage(msg(SNAPSHOT, 0, b"{}"), "SNAPSHOT")
+
+    def test_second_go_is_a_protocol_error(self):
+        self.check_garbage(go(), "GO")
+
+    def test_tasks_before_garbage_still_run(self):
+        self.spawn()
+        self.handshake(prefetch=4, then=msg(TASK, 1, b"a") + HEADER.pack(0, 77, 0, 0))
+        self.expect(DONE, 1, b"a")
+        self.assert_exit(11, "type 77")
+
+
+class NotStartedByMemvisor(unittest.TestCase):
+    def open_with(self, value):
+        with mock.patch.dict(os.environ, {"MEMVISOR_FD": value}):
+            with self.assertRaises(mw.NotUnderMemvisor) as cm:
+                mw.Worker()
+        return str(cm.exception)
+
+    def test_no_memvisor_fd(self):
+        with mock.patch.dict(os.environ):
+            os.environ.pop("MEMVISOR_FD", None)
+            with self.assertRaises(mw.NotUnderMemvisor) as cm:
+                mw.Worker()
+        self.assertIn("MEMVISOR_FD is not set", str(cm.exception))
+        self.assertIn("memvisor run", str(cm.exception))
+
+    def test_memvisor_fd_not_a_number(self):
+        for value in ("", "abc", "-1", " 3", "3 ", "99999999999"):
+            self.assertIn("not a file descriptor number", self.open_with(value))
+
+    def test_memvisor_fd_closed(self):
+        r, w = os.pipe()
+        os.close(r)
+        os.close(w)
+        self.assertIn("does not name an open socket", self.open_with(str(r)))
+
+    def test_memvisor_fd_not_a_socket(self):
+        r, w = os.pipe()
+        try:
+            self.assertIn("is not a socket", self.open_with(str(r)))
+        finally:
+            os.close(r)
+            os.close(w)
+
+    def test_memvisor_fd_datagram_socket(self):
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            self.assertIn("not a stream socket", self.open_with(str(a.fileno())))
+            a.getsockname()  # still open: the failed Worker left it alone
+        finally:
+            a.close()
+            b.close()
+
+    def test_main_exits_78_with_a_hint(self):
+        proc = subprocess.run([sys.executable, CHILD_PATH, "main", MODULE_DIR],
+                              env=child_env(), capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(proc.returncode, 78, proc.stderr)
+        self.assertIn(b"not started by memvisor", proc.stderr)
+        self.assertIn(b"memvisor run", proc.stderr)
+
+
+class Units(unittest.TestCase):
+    """Pure pieces, in this process."""
+
+    def test_task_text_and_kind(self):
+        t = mw.Task(7, b"caf\xc3\xa9 \xff")
+        self.assertEqual(t.text, "caf\u00e9 \udcff")
+        self.assertIsNone(t.kind)
+        t.kind = "parse"
+        self.assertEqual(t.kind, "parse")
+        t.kind = b"render"
+        self.assertEqual(t.kind, "render")
+        for bad in ("", "x" * 256, b""):
+            with self.assertRaises(ValueError):
+                t.kind = bad
+        with self.assertRaises(TypeError):
+            t.kind = 5
+        t.kind = None
+        self.assertIsNone(t.kind)
+
+    def test_constants_match_protocol_h(self):
+        src = os.path.join(HERE, "..", "..", "include", "memvisor", "protocol.h")
+        with open(src) as f:
+            text = f.read()
+
+        def define(name):
+            return re.search(r"#define %s\s+(.+?)\s*(/\*|$)" % name, text, re.M).group(1)
+
+        self.assertEqual(define("MVW_PROTOCOL_VERSION"), "%du" % mw.PROTOCOL_VERSION)
+        self.assertEqual(define("MVW_HEADER_SIZE"), "%du" % mw.HEADER_SIZE)
+        self.assertEqual(define("MVW_MAX_PAYLOAD"), "(64u << 20)")
+        self.assertEqual(mw.MAX_PAYLOAD, 64 << 20)
+        self.assertEqual(define("MVW_EXIT_FATAL"), str(mw.EXIT_FATAL))
+        self.assertEqual(define("MVW_F_KIND"), "0x%04xu" % mw.F_KIND)
+        names = re.search(r"enum mvw_msg_type \{(.*?)\};", text, re.S).group(1)
+        order = re.findall(r"MVW_MSG_([A-Z_]+)", names)
+        for i, name in enumerate(order[:-1], 1):  # the last is MVW_MSG_TYPE_MAX
+            self.assertEqual(getattr(mw, "MSG_" + name), i, name)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,796 @@
+"""memvisor_worker: the memvisor `api` worker protocol in pure Python (standard library only).
+
+A worker started by ``memvisor run`` finds memvisor's end of a unix stream socket in the
+environment variable ``MEMVISOR_FD``. This module speaks the protocol declared in
+``include/memvisor/protocol.h`` over it and behaves like the C worker API
+(``worker-api/mvw.c``): the same handshake, STOP and SNAPSHOT handling, and answer batching.
+
+A batch worker::
+
+    import memvisor_worker
+
+    def handle(task):
+        task.kind = task.text.split(" ", 1)[0] or None   # optional: names the task's kind
+        return task.text.upper()                        # str, bytes or None: the result
+
+    if __name__ == "__main__":
+        memvisor_worker.main(handle)   # exceptions become FAIL "ExcType: message"
+
+or, answering explicitly::
+
+    with memvisor_worker.Worker() as worker:
+        for task in worker:            # ends when memvisor says STOP
+            if task.data.startswith(b"bad"):
+                worker.fail("no good")
+            else:
+                worker.done(task.data)
+
+Run it with ``memvisor run --tasks tasks.txt -- python3 my_worker.py``.
+
+A service with its own loop marks requests with ``begin()``/``end()`` (no round trip), and
+watches ``fileno()`` for readability; ``poll()`` then handles STOP and SNAPSHOT requests and
+says whether memvisor asked the service to drain::
+
+    worker = memvisor_worker.Worker()
+    sel.register(worker.fileno(), selectors.EVENT_READ)
+    ...
+    worker.begin("GET /users"); handle_request(); worker.end(0)
+    ...
+    if worker.poll():      # STOP: finish what is in hand, then exit 0
+        ...
+
+Heap snapshots: memvisor may send a SNAPSHOT request at any time; it is answered between
+tasks (and while the worker waits for input) with a JSON object described in
+docs/run-files.md: object-type growth (objgraph-style), gc counters and, when the environment
+variable ``MEMVISOR_TRACEMALLOC=N`` is set, the ``tracemalloc`` allocation sites that grew
+most (tracing N frames). Subclasses may override ``Worker.snapshot()``. A snapshot runs a
+full gc.collect() and walks gc.get_objects(): about 0.15 s per million live objects here, plus
+about 1 s per million traced blocks with tracemalloc on.
+
+Errors are MemvisorError subclasses: NotUnderMemvisor (no usable $MEMVISOR_FD; main() exits
+78, which memvisor does not respawn), ProtocolError (malformed input from memvisor) and
+SupervisorGone (memvisor closed the channel; also an EOFError). After the last two the
+channel is dead: every later call raises the same error, and the worker should exit.
+
+Not thread-safe: use one Worker from one thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import gc
+import heapq
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+import tracemalloc
+from typing import Any, Callable, Deque, Dict, Iterator, List, NoReturn, Optional, Tuple, Union
+
+__all__ = [
+    "Worker",
+    "Task",
+    "main",
+    "MemvisorError",
+    "NotUnderMemvisor",
+    "ProtocolError",
+    "SupervisorGone",
+    "PROTOCOL_VERSION",
+    "EXIT_FATAL",
+]
+
+# ---- The wire protocol: a copy of include/memvisor/protocol.h, which is the one declaration.
+# ---- Keep these in step with it.
+
+PROTOCOL_VERSION = 1  # MVW_PROTOCOL_VERSION
+HEADER_SIZE = 16  # MVW_HEADER_SIZE: u32 length, u16 type, u16 flags, u64 task
+MAX_PAYLOAD = 64 << 20  # MVW_MAX_PAYLOAD
+ENV_FD = "MEMVISOR_FD"  # MVW_ENV_FD
+EXIT_FATAL = 78  # MVW_EXIT_FATAL: memvisor does not respawn a worker that exits with it
+
+# enum mvw_msg_type
+MSG_HELLO = 1  # w->s {u32 version, u32 flags}
+MSG_GO = 2  # s->w {u32 version, u32 slot, u32 prefetch, u32 mode}
+MSG_TASK = 3  # s->w task id, payload: the task line
+MSG_DONE = 4  # w->s task id, payload: the result
+MSG_FAIL = 5  # w->s task id, payload: the error
+MSG_STOP = 6  # s->w no payload
+MSG_BEGIN = 7  # w->s service mode, worker-chosen task id
+MSG_END = 8  # w->s service mode, payload: u32 status
+MSG_SNAPSHOT = 9  # s->w request (no payload); w->s reply (JSON)
+
+F_KIND = 0x0001  # MVW_F_KIND: payload starts with u8 n + n bytes of task kind
+F_VALID = 0x0001  # MVW_F_VALID
+
+MODE_BATCH = 0  # MVW_MODE_BATCH
+MODE_SERVICE = 1  # MVW_MODE_SERVICE
+
+# Host byte order, standard sizes, no padding ("=" in struct): the socket never leaves the host.
+_HEADER = struct.Struct("=IHHQ")
+_HELLO = struct.Struct("=II")
+_GO = struct.Struct("=IIII")
+_END = struct.Struct("=I")
+# Payload sizes fixed for what memvisor sends (its SNAPSHOT is a request: empty); TASK varies.
+_FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0}
+_FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT)
+_NAMES = {MSG_GO: "GO", MSG_TASK: "TASK", MSG_STOP: "STOP", MSG_SNAPSHOT: "SNAPSHOT"}
+
+# ---- Buffering, as in worker-api/mvw.c.
+
+_RECV_SIZE = 64 << 10  # one read takes up to this much
+_FLUSH_COUNT = 64  # answers buffered
+_FLUSH_BYTES = 64 << 10  # bytes buffered
+_FLUSH_AGE_NS = 200_000  # since the last flush
+_FLUSH_SLOW_NS = 50_000  # a task this slow is answered at once
+_DIRECT_BYTES = 64 << 10  # answers this big bypass the write buffer
+_KIND_MAX = 255
+_SNAPSHOT_TOP = 10
+_MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # a dead peer gives EPIPE, never SIGPIPE
+
+Payload = Union[str, bytes, bytearray, memoryview, None]
+Handler = Callable[["Task"], Payload]
+
+
+class MemvisorError(Exception):
+    """Base class of the errors this module raises about the channel to memvisor."""
+
+
+class NotUnderMemvisor(MemvisorError):
+    """The process was not started by memvisor (no usable $MEMVISOR_FD)."""
+
+
+class ProtocolError(MemvisorError):
+    """memvisor sent a malformed, oversized or unexpected message; the worker should exit."""
+
+
+class SupervisorGone(MemvisorError, EOFError):
+    """memvisor closed the channel (EOF, EPIPE): nobody is left to answer; exit."""
+
+
+def _to_bytes(value: Payload, what: str) -> bytes:
+    """A result, error or kind as bytes: str is UTF-8 (surrogateescape: bytes that came in
+    undecodable go out unchanged), None is empty."""
+    if value is None:
+        return b""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be str, bytes or None, not {type(value).__name__}")
+
+
+def _check_kind(kind: Union[str, bytes, None]) -> Optional[bytes]:
+    """A task kind as 1..255 bytes, or None."""
+    if kind is None:
+        return None
+    raw = _to_bytes(kind, "kind")
+    if not 1 <= len(raw) <= _KIND_MAX:
+        raise ValueError(f"a task kind is 1..{_KIND_MAX} bytes, not {len(raw)}")
+    return raw
+
+
+def _clean(text: str) -> str:
+    """Text that JSON parsers accept: lone surrogates (undecodable bytes) become escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Task:
+    """One batch task: ``id`` (memvisor's id, the line number), ``data`` (the task line's
+    bytes), ``text`` (the same, decoded as UTF-8 with surrogateescape) and ``kind``
+    (None, or a 1..255-byte name sent with the answer for leak attribution)."""
+
+    __slots__ = ("id", "data", "_kind")
+
+    def __init__(self, task_id: int, data: bytes) -> None:
+        self.id = task_id
+        self.data = data
+        self._kind: Optional[bytes] = None
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", "surrogateescape")
+
+    @property
+    def kind(self) -> Optional[str]:
+        if self._kind is None:
+            return None
+        return self._kind.decode("utf-8", "surrogateescape")
+
+    @kind.setter
+    def kind(self, value: Union[str, bytes, None]) -> None:
+        # Checked here, so that a bad kind fails where it is set, not in done().
+        self._kind = _check_kind(value)
+
+    def __repr__(self) -> str:
+        return f"Task(id={self.id}, data={self.data[:64]!r}, kind={self.kind!r})"
+
+
+class Worker:
+    """The worker's end of the memvisor channel.
+
+    ``Worker()`` takes the socket named by $MEMVISOR_FD (made non-inheritable so that the
+    worker's own children do not hold memvisor's channel open), sends HELLO and waits for GO.
+    Raises NotUnderMemvisor when the process was not started by memvisor, ProtocolError when
+    memvisor speaks another protocol version, SupervisorGone when memvisor went away. A STOP
+    before GO is a clean stop: ``stop_requested`` is true and iteration yields nothing.
+
+    `fd` names the channel instead of $MEMVISOR_FD (for a wrapper that moved it).
+    Attributes from GO: ``slot`` (1-based), ``prefetch``, ``mode`` (MODE_BATCH, MODE_SERVICE).
+    """
+
+    def __init__(self, fd: Optional[int] = None) -> None:
+        self._sock: Optional[socket.socket] = None
+        self._error: Optional[MemvisorError] = None  # sticky: the channel is unusable
+        self._stopped = False
+        self.slot = 0
+        self.prefetch = 1
+        self.mode = MODE_BATCH
+        self._in = bytearray()  # input not decoded yet
+        self._tasks: Deque[Tuple[int, bytes]] = collections.deque()  # decoded, not started
+        self._bad: Optional[ProtocolError] = None  # malformed input behind buffered tasks
+        self._out = bytearray()  # answers not sent yet
+        self._out_count = 0
+        self._last_flush_ns = time.monotonic_ns()
+        self._task: Optional[Task] = None  # handed out, not answered yet
+        self._task_start_ns = 0
+        self._svc_open = False
+        self._svc_id = 0
+        self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
+        self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
+
+        self._sock = _open_channel(fd)
+        _start_tracemalloc()
+        # The census the first snapshot's type growth is measured against: what this
+        # process holds once started, so that a snapshot shows what grew since.
+        self._type_growth()
+        try:
+            self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, 0))
+            self._flush()
+            self._handshake()
+        except BaseException:
+            self._sock.close()
+            self._sock = None
+            raise
+
+    # ---- public API --------------------------------------------------------------------
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether memvisor asked this worker to stop (drain)."""
+        return self._stopped
+
+    @property
+    def is_service(self) -> bool:
+        """Whether memvisor runs this worker in service mode (tasks made with begin())."""
+        return self.mode == MODE_SERVICE
+
+    def fileno(self) -> int:
+        """The socket to watch for readability in a service's own event loop."""
+        return self._channel().fileno()
+
+    def __iter__(self) -> Iterator[Task]:
+        """Batch mode: every task until memvisor says STOP. Answer each one with done() or
+        fail() before asking for the next."""
+        while True:
+            task = self.next_task()
+            if task is None:
+                return
+            yield task
+
+    def next_task(self) -> Optional[Task]:
+        """Batch mode: waits for the next task; None when memvisor asked the worker to stop
+        (tasks received but not started are abandoned: memvisor requeues them). Buffered
+        answers are always sent before this blocks."""
+        self._check_usable()
+        if self._task is not None:
+            raise RuntimeError(f"task {self._task.id} was not answered with done() or fail()")
+        if self.mode != MODE_BATCH:
+            raise RuntimeError("next_task() is for batch mode; this worker runs as a service")
+        while True:
+            self._scan()
+            if self._stopped:
+                self._flush()
+                return None
+            if self._tasks:
+                task_id, data = self._tasks.popleft()
+                self._task = Task(task_id, data)
+                self._task_start_ns = time.monotonic_ns()
+                return self._task
+            if self._bad is not None:
+                self._fail_bad_input()
+            # Input already there keeps answers batched; else send them, then block.
+            if not (self._out and self._read(block=False)):
+                self._flush()
+                self._read(block=True)
+
+    def done(self, result: Payload = None) -> None:
+        """Answers the task in hand with success and `result` (str, bytes or None)."""
+        self._answer(MSG_DONE, result, "result")
+
+    def fail(self, error: Payload = None) -> None:
+        """Answers the task in hand with failure and `error` (str, bytes or None)."""
+        self._answer(MSG_FAIL, error, "error")
+
+    def run(self, handler: Handler) -> None:
+        """Batch mode: calls handler(task) for every task. Its return value (str, bytes or
+        None) is the result; an exception becomes FAIL "ExcType: message". Returns when
+        memvisor says STOP: the caller then exits 0."""
+        for task in self:
+            try:
+                # done() checks the result (type, size) before it answers: a bad one fails
+                # the task like an exception in the handler would.
+                self.done(handler(task))
+            except MemvisorError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any handler error fails its task only
+                self.fail(f"{type(exc).__name__}: {exc}")
+
+    def begin(self, kind: Union[str, bytes, None] = None) -> None:
+        """Service mode: a request begins (kind: None or 1..255 bytes). Sent at once."""
+        self._check_usable()
+        if self.mode != MODE_SERVICE:
+            raise RuntimeError("begin() is for service mode; this worker runs a batch")
+        if self._svc_open:
+            raise RuntimeError(f"request {self._svc_id} has not ended")
+        raw = _check_kind(kind)
+        self._queue(MSG_BEGIN, self._svc_id + 1, raw, b"")
+        self._svc_id += 1
+        self._svc_open = True
+        self._flush()
+
+    def end(self, status: int = 0) -> None:
+        """Service mode: the open request ends with `status` (0 = ok). Sent at once."""
+        self._check_usable()
+        if self.mode != MODE_SERVICE:
+            raise RuntimeError("end() is for service mode; this worker runs a batch")
+        if not self._svc_open:
+            raise RuntimeError("end() without a request begun")
+        self._queue(MSG_END, self._svc_id, None, _END.pack(status & 0xFFFFFFFF))
+        self._svc_open = False
+        self._flush()
+
+    def poll(self) -> bool:
+        """Non-blocking: handles whatever memvisor sent (STOP, SNAPSHOT) and sends buffered
+        answers. Returns stop_requested."""
+        self._check_usable()
+        while True:
+            self._scan()
+            if self._stopped:
+                break
+            if self._bad is not None:  # report it now, not when a task is wanted
+                self._fail_bad_input()
+            if not self._read(block=False):
+                break
+        self._flush()
+        return self._stopped
+
+    def flush(self) -> None:
+        """Sends buffered answers now (next_task() and close() do it on their own)."""
+        self._check_usable()
+        self._flush()
+
+    def close(self) -> None:
+        """Sends what is buffered (best effort) and closes the channel."""
+        if self._sock is None:
+            return
+        try:
+            if self._error is None:
+                self._flush()
+        except MemvisorError:
+            pass
+        finally:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def snapshot(self) -> dict:
+        """The heap view sent for a SNAPSHOT request (docs/run-files.md, "Python workers").
+        Each call compares with the previous one; override to send something else."""
+        # Read before collecting: gc.collect() resets them.
+        counts = list(gc.get_count())
+        gc.collect()  # as objgraph does: count live objects, not garbage awaiting collection
+        return {
+            "runtime": "python",
+            "version": sys.version.split()[0],
+            "pid": os.getpid(),
+            "tracemalloc": self._tracemalloc_growth(),
+            "types": self._type_growth(),
+            "gc": {"garbage": len(gc.garbage), "counts": counts},
+        }
+
+    # ---- snapshot parts ----------------------------------------------------------------
+
+    def _tracemalloc_growth(self) -> Optional[dict]:
+        """The allocation sites (innermost frame) whose traced memory grew most since the
+        previous call (the first call: since tracing started)."""
+        if not tracemalloc.is_tracing():
+            return None
+        traced, peak = tracemalloc.get_traced_memory()
+        sites = _traced_sites()
+        prev = self._prev_sites
+        self._prev_sites = sites
+        zero = (0, 0)
+        rows = [(size - prev.get(site, zero)[0], size, count - prev.get(site, zero)[1], count,
+                 site) for site, (size, count) in sites.items()]
+        # Sites that are gone shrank to nothing, as in Snapshot.compare_to().
+        rows += [(-size, 0, -count, 0, site) for site, (size, count) in prev.items()
+                 if site not in sites]
+        top = heapq.nlargest(_SNAPSHOT_TOP, rows, key=lambda r: (r[0], r[1]))
+        return {
+            "frames": tracemalloc.get_traceback_limit(),
+            "traced": traced,
+            "peak": peak,
+            "top": [{"where": _clean(f"{site[0]}:{site[1]}"), "size": size, "count": count,
+                     "size_diff": size_diff, "count_diff": count_diff}
+                    for size_diff, size, count_diff, count, site in top],
+        }
+
+    def _type_growth(self) -> list:
+        """objgraph's show_growth: live objects the collector tracks, counted by type name;
+        the types whose count rose most since the previous call."""
+        # Lists of None rather than a Counter: incrementing counts past 256 allocates an int
+        # per object, which tracemalloc (when on) traces: ten times slower.
+        by_type: Dict[type, list] = {}
+        for obj in gc.get_objects():
+            cls = type(obj)
+            seen = by_type.get(cls)
+            if seen is None:
+                by_type[cls] = seen = []
+            seen.append(None)
+        names: Dict[str, int] = {}
+        for cls, seen in by_type.items():
+            name = getattr(cls, "__name__", "?")
+            names[name] = names.get(name, 0) + len(seen)
+        prev = self._prev_types
+        self._prev_types = names
+        grown = [(n - prev.get(name, 0), n, name) for name, n in names.items()
+                 if n > prev.get(name, 0)]
+        return [{"type": _clean(name), "count": n, "diff": diff}
+                for diff, n, name in heapq.nlargest(_SNAPSHOT_TOP, grown)]
+
+    def _answer_snapshot(self) -> None:
+        """Answers a SNAPSHOT request at once (memvisor is waiting). Never raises for the
+        snapshot's own sake: any failure is sent as {"runtime": "python", "error": ...}."""
+        try:
+            body = json.dumps(self.snapshot(), separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode("utf-8")
+            if len(body) > MAX_PAYLOAD:
+                raise ValueError(f"the snapshot is {len(body)} bytes, over {MAX_PAYLOAD}")
+        except Exception as exc:  # noqa: BLE001 - a snapshot must never kill the worker
+            err = {"runtime": "python", "error": _clean(f"{type(exc).__name__}: {exc}")}
+            body = json.dumps(err, separators=(",", ":")).encode("utf-8")
+        self._queue(MSG_SNAPSHOT, 0, None, body)
+        self._flush()
+
+    # ---- input -------------------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        """Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop."""
+        while True:
+            try:
+                msg = self._decode()
+            except ProtocolError as exc:
+                self._fail(exc)
+            if msg is None:
+                self._read(block=True)
+                continue
+            mtype, _flags, _task, payload = msg
+            if mtype == MSG_GO:
+                version, self.slot, self.prefetch, mode = _GO.unpack(payload)
+                if version != PROTOCOL_VERSION:
+                    self._fail(ProtocolError(
+                        f"memvisor speaks protocol version {version}, this module "
+                        f"{PROTOCOL_VERSION}"))
+                if mode not in (MODE_BATCH, MODE_SERVICE):
+                    self._fail(ProtocolError(f"GO with unknown mode {mode}"))
+                self.mode = mode
+                # What came with GO is handled now: a service polls the fd, which will not
+                # wake it for bytes already buffered here.
+                self._scan()
+                return
+            if mtype == MSG_STOP:
+                self._stop()
+                return
+            if mtype == MSG_SNAPSHOT:
+                self._answer_snapshot()
+                continue
+            self._fail(ProtocolError(f"{_NAMES[mtype]} before GO"))
+
+    def _decode(self) -> Optional[Tuple[int, int, int, bytes]]:
+        """Takes one whole message off the input; None when more bytes are needed. The
+        header is checked (type, flags, size limits) before waiting for or copying the
+        payload; a bad one raises ProtocolError."""
+        buf = self._in
+        if len(buf) < HEADER_SIZE:
+            return None
+        length, mtype, flags, task = _HEADER.unpack_from(buf)
+        if mtype not in _FROM_SUPERVISOR:
+            raise ProtocolError(f"message type {mtype} is not one memvisor sends")
+        # Unknown bits are an error, and MVW_F_KIND belongs to DONE/FAIL/BEGIN, which memvisor
+        # never sends: any flag from memvisor is wrong.
+        if flags:
+            raise ProtocolError(f"{_NAMES[mtype]} with flags {flags:#x}")
+        if length > MAX_PAYLOAD:
+            raise ProtocolError(f"{_NAMES[mtype]} of {length} bytes (limit {MAX_PAYLOAD})")
+        fixed = _FIXED_SIZE.get(mtype)
+        if fixed is not None and length != fixed:
+            raise ProtocolError(f"{_NAMES[mtype]} of {length} bytes, not {fixed}")
+        end = HEADER_SIZE + length
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[HEADER_SIZE:end])
+        del buf[:end]
+        return mtype, flags, task, payload
+
+    def _scan(self) -> None:
+        """Takes every whole message off the input: TASKs are queued, SNAPSHOT requests are
+        answered, STOP drops everything not started. A malformed message stops the scan and
+        is reported once the tasks before it are done (as mvw.c does)."""
+        while not self._stopped and self._bad is None:
+            try:
+                msg = self._decode()
+            except ProtocolError as exc:
+                self._bad = exc
+                return
+            if msg is None:
+                return
+            mtype, _flags, task, payload = msg
+            if mtype == MSG_TASK:
+                if self.mode == MODE_SERVICE:
+                    self._fail(ProtocolError("TASK sent to a service-mode worker"))
+                self._tasks.append((task, payload))
+            elif mtype == MSG_STOP:
+                self._stop()
+            elif mtype == MSG_SNAPSHOT:
+                self._answer_snapshot()
+            else:
+                self._fail(ProtocolError("a second GO"))
+
+    def _stop(self) -> None:
+        """STOP: tasks received but not started are abandoned (memvisor requeues them)."""
+        self._stopped = True
+        self._tasks.clear()
+        self._in.clear()
+
+    def _read(self, block: bool) -> bool:
+        """Reads what is there (block=False: False when nothing is) or waits for at least one
+        byte. EOF raises SupervisorGone."""
+        sock = self._channel()
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE, 0 if block else socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                # The fd may be O_NONBLOCK (that flag belongs to the open file description,
+                # which is not ours to change): wait for it like a blocking read would.
+                if not block:
+                    return False
+                self._wait(select.POLLIN)
+                continue
+            except OSError as exc:
+                self._fail_io(exc)
+            if not data:
+                self._fail(SupervisorGone("memvisor closed the channel"))
+            self._in += data
+            return True
+
+    # ---- output ------------------------------------------------------------------------
+
+    def _answer(self, mtype: int, value: Payload, what: str) -> None:
+        """DONE or FAIL for the task in hand (with its kind), flushed per the policy."""
+        self._check_usable()
+        task = self._task
+        if task is None:
+            raise RuntimeError("no task in hand: done()/fail() answer the task next_task() "
+                               "returned, once")
+        body = _to_bytes(value, what)
+        self._queue(mtype, task.id, task._kind, body)  # a ValueError leaves it in hand
+        self._task = None
+        self._out_count += 1
+        if self._want_flush():
+            self._flush()
+
+    def _want_flush(self) -> bool:
+        """Many or large answers buffered, the last flush 200 us ago, or the task just
+        answered was slow (then its answer is worth a syscall on its own)."""
+        if self._out_count >= _FLUSH_COUNT or len(self._out) >= _FLUSH_BYTES:
+            return True
+        now = time.monotonic_ns()
+        return (now - self._last_flush_ns >= _FLUSH_AGE_NS
+                or now - self._task_start_ns >= _FLUSH_SLOW_NS)
+
+    def _queue(self, mtype: int, task: int, kind: Optional[bytes], body: bytes) -> None:
+        """Buffers one message: header, optional kind prefix, body. Large bodies go out at
+        once, after what is buffered, without a copy."""
+        prefix = bytes((len(kind),)) + kind if kind else b""
+        length = len(prefix) + len(body)
+        if length > MAX_PAYLOAD:
+            raise ValueError(f"a message payload is at most {MAX_PAYLOAD} bytes, not {length}")
+        header = _HEADER.pack(length, mtype, F_KIND if kind else 0, task)
+        if len(body) >= _DIRECT_BYTES:
+            self._flush()
+            self._send(header + prefix)
+            self._send(body)
+            self._last_flush_ns = time.monotonic_ns()
+            return
+        self._out += header
+        self._out += prefix
+        self._out += body
+
+    def _flush(self) -> None:
+        """Sends the write buffer."""
+        self._out_count = 0  # also answers that went out directly
+        if not self._out:
+            return
+        data = bytes(self._out)
+        self._out.clear()
+        self._send(data)
+        self._last_flush_ns = time.monotonic_ns()
+
+    def _send(self, data: bytes) -> None:
+        """Sends every byte; partial sends loop. A non-blocking fd is waited on."""
+        sock = self._channel()
+        view = memoryview(data)
+        while view:
+            try:
+                n = sock.send(view, _MSG_NOSIGNAL)
+            except BlockingIOError:
+                self._wait(select.POLLOUT)
+                continue
+            except OSError as exc:
+                self._fail_io(exc)
+            view = view[n:]
+
+    def _wait(self, events: int) -> None:
+        poller = select.poll()
+        poller.register(self._channel().fileno(), events)
+        poller.poll()  # PEP 475: EINTR is retried
+
+    # ---- errors ------------------------------------------------------------------------
+
+    def _channel(self) -> socket.socket:
+        if self._sock is None:
+            raise ValueError("the memvisor channel is closed")
+        return self._sock
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._channel()
+
+    def _fail(self, exc: MemvisorError) -> NoReturn:
+        """Records a fatal channel error once (later calls raise it again) and raises it."""
+        if self._error is None:
+            self._error = exc
+        raise self._error
+
+    def _fail_bad_input(self) -> NoReturn:
+        """Raises the malformed input met by _scan(), once the tasks before it are done.
+        The answers to those still go out (best effort): memvisor need not requeue them."""
+        assert self._bad is not None
+        try:
+            self._flush()
+        except MemvisorError:
+            pass
+        self._fail(self._bad)
+
+    def _fail_io(self, exc: OSError) -> NoReturn:
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError)):
+            err: MemvisorError = SupervisorGone(f"memvisor closed the channel ({exc.strerror})")
+        else:
+            err = MemvisorError(f"I/O on the memvisor channel failed: {exc}")
+        err.__cause__ = exc
+        self._fail(err)
+
+
+def _noise(filename: str) -> bool:
+    """Allocation sites that are no worker's leak: the import system, tracemalloc itself,
+    and this module, whose growth figures keep the previous snapshot's state (as the
+    snapshot kept for Snapshot.compare_to() is tracemalloc's)."""
+    return (filename in _OWN_FILES or filename == "<unknown>"
+            or filename.startswith("<frozen importlib._bootstrap"))
+
+
+_OWN_FILES = frozenset((tracemalloc.__file__, __file__))
+
+
+def _traced_sites() -> Dict[Tuple[str, int], Tuple[int, int]]:
+    """Live traced memory by innermost frame: {(filename, lineno): (size, count)}.
+
+    This is Snapshot.statistics("lineno") after filter_traces(), made fast enough for
+    memvisor's [leak] snapshot_timeout (2 s by default): those build objects and run fnmatch
+    per trace, and every allocation made per trace is traced in turn; on a million traces
+    they took 40 s here, this takes 1 s. Each trace costs a dict lookup and a list append
+    (no int is allocated: sizes are summed in C), and sites are filtered once each. The raw
+    traces come from the function take_snapshot() uses (CPython's tracemalloc._get_traces);
+    their tracebacks are tuples of (filename, lineno), innermost first.
+    """
+    get_traces = getattr(tracemalloc, "_get_traces", None)
+    if get_traces is not None:
+        traces = get_traces()  # [(domain, size, frames, total_nframe)]
+    else:  # not CPython's layout: the public, slower way to the same tuples
+        traces = [(0, t.size, ((t.traceback[-1].filename, t.traceback[-1].lineno),), 1)
+                  for t in tracemalloc.take_snapshot().traces]
+    groups: Dict[Tuple[str, int], List[int]] = {}
+    for trace in traces:
+        frames = trace[2]
+        site = frames[0] if frames else ("<unknown>", 0)
+        sizes = groups.get(site)
+        if sizes is None:
+            groups[site] = sizes = []
+        sizes.append(trace[1])
+    del traces
+    return {site: (sum(sizes), len(sizes)) for site, sizes in groups.items()
+            if not _noise(site[0])}
+
+
+def _open_channel(fd: Optional[int]) -> socket.socket:
+    """The stream socket named by $MEMVISOR_FD (or `fd`), made non-inheritable."""
+    hint = "run it under memvisor, e.g. `memvisor run --tasks FILE -- python3 SCRIPT`"
+    if fd is None:
+        env = os.environ.get(ENV_FD)
+        if env is None:
+            raise NotUnderMemvisor(f"not started by memvisor ({ENV_FD} is not set): {hint}")
+        # Strictly decimal digits, like mvw.c: no sign, no blanks.
+        if not env.isascii() or not env.isdigit() or len(env) > 10 or int(env) > 2**31 - 1:
+            raise NotUnderMemvisor(f"{ENV_FD}={env!r} is not a file descriptor number: {hint}")
+        fd = int(env)
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        what = "is not a socket" if exc.errno == errno.ENOTSOCK else \
+            f"does not name an open socket ({exc.strerror})"
+        raise NotUnderMemvisor(f"{ENV_FD}={fd} {what}: {hint}") from exc
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()  # not ours: leave the fd alone
+        raise NotUnderMemvisor(f"{ENV_FD}={fd} is not a stream socket: {hint}")
+    # The worker's own children must not hold memvisor's channel open.
+    os.set_inheritable(fd, False)
+    return sock
+
+
+def _start_tracemalloc() -> None:
+    """MEMVISOR_TRACEMALLOC=N: trace allocations with N frames from now on."""
+    env = os.environ.get("MEMVISOR_TRACEMALLOC", "").strip()
+    if not env or tracemalloc.is_tracing():
+        return
+    try:
+        frames = int(env)
+    except ValueError:
+        frames = -1
+    if frames < 0:
+        print(f"memvisor_worker: MEMVISOR_TRACEMALLOC={env!r} is not a number of frames; "
+              "tracemalloc stays off", file=sys.stderr)
+        return
+    if frames > 0:
+        tracemalloc.start(frames)
+
+
+def main(handler: Handler) -> NoReturn:
+    """Runs a batch worker around `handler` (see Worker.run) and exits: 0 after STOP,
+    EXIT_FATAL (78, not respawned) with a message when not started by memvisor, 1 when the
+    channel broke."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "worker"
+    try:
+        worker = Worker()
+    except NotUnderMemvisor as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FATAL)
+    except MemvisorError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    with worker:
+        try:
+            worker.run(handler)
+        except MemvisorError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            sys.exit(1)
+    sys.exit(0)
