@@ -10,7 +10,7 @@
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := libuv libcgroup inih jansson
+PKGS    := libuv libcgroup inih jansson libsystemd
 VERSION := 0.1.0
 
 OPT      ?= -O2 -g
@@ -141,7 +141,7 @@ install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 	ln -sf libmemvisor.so.0 $(DESTDIR)$(PREFIX)/lib/libmemvisor.so
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/memvisor.pc
 	install -m 644 include/memvisor/*.h $(DESTDIR)$(PREFIX)/include/memvisor/
-	install -m 644 conf/*.ini $(DESTDIR)$(PREFIX)/etc/memvisor/
+	install -m 644 conf/*.ini conf/memvisor.service $(DESTDIR)$(PREFIX)/etc/memvisor/
 	install -d $(DESTDIR)$(PREFIX)/share/memvisor/python
 	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
 

@@ -7,3 +7,6 @@ echo "== dispatch (bench/dispatch) =="
 echo
 echo "== detection (bench/detect) =="
 "$build/bench/detect" --runs 10
+echo
+echo "== service recycling under load (bench/service.sh) =="
+bash "$(dirname "$0")/service.sh" "$build"

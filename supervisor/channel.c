@@ -76,7 +76,21 @@ static void api_message(mv_worker_t *w, const struct mvw_msg *m)
         mv__on_answer(w, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest, rest_len);
         return;
     case MVW_MSG_BEGIN:
-    case MVW_MSG_END: mv__on_protocol_error(w, "BEGIN/END outside service mode"); return;
+    case MVW_MSG_END:
+        if (!w->hello || !w->pool->service) {
+            mv__on_protocol_error(w, "BEGIN/END outside service mode");
+            return;
+        }
+        if (m->h.type == MVW_MSG_END) {
+            uint32_t status;
+            memcpy(&status, m->payload, sizeof status);
+            mv__on_end(w, m->h.task, status);
+        } else if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0) {
+            mv__on_protocol_error(w, "bad kind prefix");
+        } else {
+            mv__on_begin(w, m->h.task, kind, kind_len);
+        }
+        return;
     case MVW_MSG_SNAPSHOT:
         /* Answers to requests memvisor sent; a late one (after its deadline) is dropped. */
         if (w->snap_asked == 0) {

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "config_int.h"
+#include "listen.h"
 
 #define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
 #define MAX_FILE      (16 * 1024 * 1024) /* a config file larger than this is a mistake */
@@ -146,6 +147,13 @@ static void set_num(mv_config_t *c, const mv_option_t *o, int64_t v64)
 static char **str_field(const mv_config_t *c, const mv_option_t *o)
 {
     return (char **)field(c, o);
+}
+
+bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o)
+{
+    if (o->type == MV_OPT_STRING)
+        return strcmp(*str_field(a, o), *str_field(b, o)) == 0;
+    return get_num(a, o) == get_num(b, o);
 }
 
 /* Parses `s` for option `o` into *num (numbers, enums, bools); strings are only checked.
@@ -662,6 +670,7 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
 {
 #define O(s, k) mv_config_find(#s, #k)
     bool bad = false;
+    char why[160];
     long cpus;
 
     if (!c->origin)
@@ -675,12 +684,49 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
                  "the first delay cannot exceed the bound");
     bad |= above(c, errs, O(tasks, max_size), O(worker, max_message),
                  "a task line must fit in one message");
+    if (mv_listen_check(c->service.listen, why, sizeof why) < 0) {
+        report(errs, c->origin[O(service, listen) - mv__options], "service", "listen", "%s", why);
+        bad = true;
+    }
 #undef O
     if (c->supervisor.workers == 0) {
         cpus = sysconf(_SC_NPROCESSORS_ONLN);
         c->supervisor.workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
     }
     return bad ? -EINVAL : 0;
+}
+
+int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                    mv_errors_t *errs)
+{
+    bool bad = false;
+
+    if (mv_config_init(c) < 0)
+        return -ENOMEM;
+    if (path && mv_config_load(c, path, errs) < 0)
+        bad = true;
+    for (int i = 0; i < n; i++)
+        if (mv_config_override(c, overrides[i], i + 1, errs) < 0)
+            bad = true;
+    if (!bad && mv_config_finish(c, errs) < 0)
+        bad = true;
+    return bad ? -EINVAL : 0;
+}
+
+int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                           FILE *out)
+{
+    mv_errors_t errs = {0};
+    int r = mv_config_build(c, path, overrides, n, &errs);
+
+    if (r == -ENOMEM) {
+        fprintf(out, "memvisor: out of memory\n");
+    } else if (r < 0) {
+        mv_errors_print(&errs, out);
+        fprintf(out, "memvisor: configuration has %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
+    }
+    mv_errors_free(&errs);
+    return r;
 }
 
 /* ---- printing ------------------------------------------------------------------------ */

@@ -13,6 +13,7 @@
 #define MV_CONFIG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -65,7 +66,15 @@ typedef struct mv_config {
     } limits;
     struct {
         int max_concurrent; /* workers recycling at once */
+        int64_t spacing;    /* ms between the starts of two planned recycles */
     } recycle;
+    struct {
+        char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */
+        int backlog;  /* listen(2) backlog of those sockets */
+    } service;
+    struct {
+        char *socket; /* control socket path; "" = STATE_DIR/control.sock; "none" = no socket */
+    } control;
     struct {
         char *source;     /* task file, "-" = stdin, "" = none */
         char *results;    /* JSON Lines results file, "" = none */
@@ -138,6 +147,17 @@ int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *e
  * (workers = 0). Call once after load and overrides. 0 or -EINVAL (errs filled). */
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs);
 /* Writes the effective settings as an INI file, one "; doc" line above every key. */
+/* Whether option `o` has the same value in both. */
+bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o);
+
+/* The whole sequence: defaults, the file (path may be NULL), each -o override (numbered from
+ * 1), the cross-key checks. 0, -EINVAL with every mistake in errs, or -ENOMEM. The caller
+ * frees c either way. */
+int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                    mv_errors_t *errs);
+/* mv_config_build, and every mistake (or the lack of memory) said on `out`. */
+int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                           FILE *out);
 void mv_config_print(const mv_config_t *c, FILE *out);
 /* Where a key's value came from (after load/override); {NULL,0} for defaults. */
 mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const char *name);

@@ -183,6 +183,24 @@ static mv_reason_t charged_reason(const mv_worker_t *w)
     }
 }
 
+/* Service mode: a request cannot be replayed, so the one a dead worker had open is lost. Only
+ * a kill does that (hard limit, kernel OOM, a crash): a drain lets requests finish. */
+static void lose_requests(mv_worker_t *w, mv_reason_t why)
+{
+    char msg[96];
+
+    while (w->count > 0) {
+        mv_task_t *t = head_task(w);
+        pop_task(w);
+        snprintf(msg, sizeof msg, "lost: the worker ended (%s)", mv_reason_name(why));
+        mv_warn(w->pool->log, "request_lost", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_I("request", (long long)t->id), MV_S("reason", mv_reason_name(why)));
+        end_task(w->pool, w, t, MV_ST_FAILED, msg, strlen(msg), NULL, (const uint8_t *)t->data,
+                 t->len);
+    }
+    w->head = 0;
+}
+
 void mv__settle_tasks(mv_worker_t *w)
 {
     mv_pool_t *p = w->pool;
@@ -195,6 +213,10 @@ void mv__settle_tasks(mv_worker_t *w)
     const mv_reading_t *last = mv__reading(w, true);
     int64_t peak = last ? MV_MAX(last->peak, last->usage) : -1;
 
+    if (p->service) {
+        lose_requests(w, why);
+        return;
+    }
     /* Newest first, so that requeueing at the front keeps their order. */
     while (w->count > 0) {
         unsigned i = (w->head + w->count - 1) % w->cap;
@@ -264,7 +286,7 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
 {
     mv_pool_t *p = w->pool;
     struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)w->slot, (uint32_t)p->cfg->worker.prefetch,
-                        MVW_MODE_BATCH};
+                        p->service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
     char what[96];
 
     if (version != MVW_PROTOCOL_VERSION) {
@@ -281,7 +303,82 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
     mv__fsm(w, MV_EV_READY);
     mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid),
             MV_I("ms", (long long)(mv_now_ms() - w->spawned_ms)));
+    mv__on_ready(w);
     mv_pool_kick(p);
+}
+
+/* ---- service mode: the worker makes its tasks (requests) with BEGIN/END ---- */
+
+void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_len)
+{
+    mv_pool_t *p = w->pool;
+    mv_task_t *t;
+    char what[96];
+
+    if (w->broken)
+        return;
+    if (w->count > 0) {
+        snprintf(what, sizeof what, "BEGIN %" PRIu64 " while request %" PRIu64 " is open", id,
+                 head_task(w)->id);
+        mv__on_protocol_error(w, what);
+        return;
+    }
+    /* The task's bytes are its kind: a request has no payload memvisor knows. */
+    t = mv_task_new(id, kind, kind_len);
+    if (!t) {
+        mv_error(p->log, "request_untracked", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                 MV_I("request", (long long)id), MV_S("error", "out of memory"));
+        w->untracked = true;
+        return;
+    }
+    p->tasks->loaded++;
+    push_task(w, t);
+    /* Its "before" is the reading at the previous END: a worker sends BEGIN and END after
+     * the work is done as far as memvisor can tell (they often arrive in one read), so a
+     * reading taken now would already hold the request's memory. */
+    begin_task(w, t, w->have_end ? &w->end_reading : task_reading(w));
+    /* A draining worker still finishes the requests of its open connections. */
+    if (w->state == MV_W_READY)
+        mv__fsm(w, MV_EV_DISPATCH);
+}
+
+void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status)
+{
+    mv_pool_t *p = w->pool;
+    mv_task_t *t = head_task(w);
+    const mv_reading_t *r;
+    char what[96];
+
+    if (w->broken)
+        return;
+    if (!t && w->untracked) {
+        w->untracked = false;
+        return;
+    }
+    if (!t || t->id != id) {
+        snprintf(what, sizeof what, "END %" PRIu64 " with %s", id,
+                 t ? "another request open" : "no request open");
+        mv__on_protocol_error(w, what);
+        return;
+    }
+    pop_task(w);
+    r = task_reading(w);
+    if (r) {
+        w->end_reading = *r;
+        w->have_end = true;
+    }
+    snprintf(what, sizeof what, "status %" PRIu32, status);
+    end_task(p, w, t, status == 0 ? MV_ST_OK : MV_ST_FAILED, status == 0 ? "" : what,
+             status == 0 ? 0 : strlen(what), r, (const uint8_t *)t->data, t->len);
+    w->tasks_done++;
+    p->consecutive_crashes = 0;
+    mv__slot(w)->crashes = 0;
+    if (w->deadline == MV_DL_TASK)
+        mv__disarm(w);
+    if (w->state == MV_W_BUSY || w->state == MV_W_DRAINING)
+        mv__fsm(w, MV_EV_IDLE);
+    if (w->state == MV_W_READY)
+        mv__check_policy(w, r);
 }
 
 void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
@@ -349,8 +446,12 @@ static void dispatch_cb(uv_check_t *h)
     mv_task_t *t = NULL;
     bool gave;
 
-    if (!p->dispatch_pending)
+    /* Every loop iteration ends a tick, with or without a dispatch pass (service mode's
+     * BEGIN/END have none): readings are reused within one iteration only. */
+    if (!p->dispatch_pending) {
+        p->tick++;
         return;
+    }
     p->dispatch_pending = false;
     /* While the results writer is backlogged, start nothing new: it calls back when it
      * has caught up. */

@@ -5,6 +5,7 @@
  *                [-- COMMAND [ARG]...]
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
  *   memvisor report PATH
+ *   memvisor status|recycle|reload|stop|metrics [--socket PATH] [--json]   (ctl.c)
  *   memvisor version | help
  */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "control.h"
 #include "pool.h"
 #include "report.h"
 #include "supervisor.h"
@@ -26,7 +28,8 @@ static const char usage_text[] =
     "       memvisor report PATH\n"
     "       memvisor version\n"
     "\n"
-    "  run     run every task of the task source on a pool of recycled workers\n"
+    "  run     run every task of the task source on a pool of recycled workers; without a\n"
+    "          task source, run the workers as a service until stopped\n"
     "  check   validate the configuration and print the effective settings\n"
     "  report  summarise a run directory, a state directory's latest run, or a results file\n"
     "\n"
@@ -36,8 +39,9 @@ static const char usage_text[] =
     "  --results FILE       JSON Lines results, one per task ([tasks] results)\n"
     "  -- COMMAND...        the worker command ([worker] command)\n"
     "\n"
-    "exit: 0 all tasks ok, 1 some failed or quarantined, 2 usage or config error,\n"
-    "      3 could not run, 128+N stopped by signal N before every task ended\n";
+    "exit: 0 all tasks ok (a service: stopped cleanly), 1 some failed or quarantined,\n"
+    "      2 usage or config error, 3 could not run, 128+N stopped by signal N before every\n"
+    "      task ended\n";
 
 typedef struct cli {
     const char *cmd;
@@ -97,27 +101,9 @@ static int parse_cli(int argc, char **argv, cli_t *c)
 /* Loads, overrides and checks the configuration; prints every mistake. */
 static int load_config(const cli_t *c, mv_config_t *cfg)
 {
-    mv_errors_t errs = {0};
-    int bad = 0;
+    int r = mv_config_build_or_say(cfg, c->config, c->overrides, c->noverrides, stderr);
 
-    if (mv_config_init(cfg) < 0) {
-        fprintf(stderr, "memvisor: out of memory\n");
-        return MV_EXIT_CANT_RUN;
-    }
-    if (c->config && mv_config_load(cfg, c->config, &errs) < 0)
-        bad = 1;
-    for (int i = 0; i < c->noverrides; i++)
-        if (mv_config_override(cfg, c->overrides[i], i + 1, &errs) < 0)
-            bad = 1;
-    if (!bad && mv_config_finish(cfg, &errs) < 0)
-        bad = 1;
-    if (bad) {
-        mv_errors_print(&errs, stderr);
-        fprintf(stderr, "memvisor: configuration has %zu error%s\n", errs.n,
-                errs.n == 1 ? "" : "s");
-    }
-    mv_errors_free(&errs);
-    return bad ? MV_EXIT_USAGE : -1;
+    return r == -ENOMEM ? MV_EXIT_CANT_RUN : r < 0 ? MV_EXIT_USAGE : -1;
 }
 
 /* Replaces a string setting (the CLI's --tasks/--results take precedence over the file). */
@@ -188,9 +174,10 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
         code = MV_EXIT_USAGE;
         goto out;
     }
-    if (cfg->worker.protocol != MV_PROTO_NONE && !*cfg->tasks.source) {
-        fprintf(stderr, "memvisor run: no tasks: give --tasks FILE (or - for stdin) or set "
-                        "[tasks] source\n");
+    if (cfg->worker.protocol == MV_PROTO_LINES && !*cfg->tasks.source) {
+        fprintf(stderr, "memvisor run: no tasks: the lines protocol needs --tasks FILE (or - for "
+                        "stdin) or [tasks] source; without tasks memvisor runs a service of "
+                        "api or none workers\n");
         code = MV_EXIT_USAGE;
         goto out;
     }
@@ -201,6 +188,9 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     }
     mv.cfg = cfg;
     mv.config_path = c->config;
+    mv.overrides = c->overrides;
+    mv.noverrides = c->noverrides;
+    mv.argv_from_cli = c->argv != NULL;
     code = mv_run(&mv);
     mv_log_close(&mv.log);
 out:
@@ -224,6 +214,10 @@ int main(int argc, char **argv)
     /* A write to a worker that just died (or to a closed log pipe) must be an EPIPE error,
      * not a signal that kills the supervisor. Workers get SIG_DFL back from uv_spawn. */
     signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "recycle") == 0 ||
+                      strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0 ||
+                      strcmp(argv[1], "metrics") == 0))
+        return mv_ctl_main(argc, argv);
     code = parse_cli(argc, argv, &c);
     if (code >= 0) {
         free(c.overrides);
@@ -236,6 +230,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(c.cmd, "help") == 0 || strcmp(c.cmd, "-h") == 0 || strcmp(c.cmd, "--help") == 0) {
         fputs(usage_text, stdout);
+        fputs(mv_ctl_usage, stdout);
         free(c.overrides);
         return MV_EXIT_OK;
     }

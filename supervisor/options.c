@@ -83,6 +83,17 @@ const mv_option_t mv__options[] = {
         "period of memory samples for what has no kernel event"),
 
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
+    OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
+        "least time between the starts of two planned recycles (not kills); 0 = none"),
+
+    OPT(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
+        "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "
+        "unix:/path, space-separated"),
+    OPT(service, backlog, MV_OPT_INT, "1024", 1, 65535, NULL, "listen(2) backlog of those sockets"),
+
+    OPT(control, socket, MV_OPT_STRING, "", 0, 0, NULL,
+        "control socket (status, recycle, reload, stop, metrics); empty = STATE_DIR/control.sock, "
+        "none = no socket"),
 
     OPT(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
         "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),

@@ -69,6 +69,7 @@ static void maybe_stopped(mv_pool_t *p)
     uv_close((uv_handle_t *)&p->sampler, pool_handle_closed_cb);
     uv_close((uv_handle_t *)&p->recheck, pool_handle_closed_cb);
     uv_close((uv_handle_t *)&p->grace, pool_handle_closed_cb);
+    uv_close((uv_handle_t *)&p->spacer, pool_handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
         if (p->slots[i].backoff_open) {
             p->slots[i].backoff_open = false;
@@ -287,6 +288,7 @@ static void start_process(mv_worker_t *w)
     } else {
         mv__fsm(w, MV_EV_READY);
         mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid), MV_I("ms", 0));
+        mv__on_ready(w);
         mv_pool_kick(p);
     }
 }
@@ -295,7 +297,7 @@ static void cg_create_cb(uv_work_t *req)
 {
     mv_worker_t *w = req->data;
 
-    w->cg_result = mv_cg_create(w->pool->cg, w->slot, w->gen, &w->cg, w->cg_why, sizeof w->cg_why);
+    w->cg_result = mv_cg_create(&w->cg_conf, w->slot, w->gen, &w->cg, w->cg_why, sizeof w->cg_why);
 }
 
 static void cg_created_cb(uv_work_t *req, int status)
@@ -352,6 +354,7 @@ static int spawn_slot(mv_pool_t *p, int slot)
         return 0;
     }
     w->cg_job.data = w;
+    w->cg_conf = *p->cg;
     if (uv_queue_work(p->loop, &w->cg_job, cg_create_cb, cg_created_cb) < 0)
         spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
     return 0;
@@ -421,7 +424,7 @@ static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
            MV_I("usage", w->have_reading ? w->last.usage : -1));
 }
 
-/* Starts the recycles that were waiting for a free recycle slot. */
+/* Starts the recycles that were waiting for a free recycle slot or for the spacing. */
 static void start_wanted(mv_pool_t *p)
 {
     for (mv_worker_t *w = p->workers; w && p->recycling < p->cfg->recycle.max_concurrent;
@@ -430,10 +433,51 @@ static void start_wanted(mv_pool_t *p)
             mv__recycle(w, w->wanted);
 }
 
+static void spacer_cb(uv_timer_t *t)
+{
+    start_wanted(t->data);
+}
+
+/* Whether a planned recycle must wait for [recycle] spacing (then the spacer is armed). */
+static bool too_soon(mv_pool_t *p)
+{
+    uint64_t now = mv_now_ms(), next = p->last_recycle_ms + (uint64_t)p->cfg->recycle.spacing;
+
+    if (p->cfg->recycle.spacing == 0 || p->last_recycle_ms == 0 || now >= next)
+        return false;
+    if (!uv_is_active((uv_handle_t *)&p->spacer))
+        uv_timer_start(&p->spacer, spacer_cb, next - now, 0);
+    return true;
+}
+
+void mv__on_ready(mv_worker_t *w)
+{
+    mv_pool_t *p = w->pool;
+
+    if (p->on_ready)
+        p->on_ready(p);
+    if (!p->service)
+        return;
+    /* Its capacity is there now: the worker it replaces can stop taking requests. */
+    for (mv_worker_t *old = p->workers; old; old = old->next)
+        if (old != w && old->slot == w->slot && old->drain_pending) {
+            old->drain_pending = false;
+            mv_debug(p->log, "drain", MV_I("worker", old->slot), MV_I("pid", old->pid),
+                     MV_I("replacement", w->pid));
+            mv__fsm(old, MV_EV_DRAIN);
+        }
+}
+
 void mv__recycle(mv_worker_t *w, mv_reason_t reason)
 {
     mv_pool_t *p = w->pool;
 
+    if (w->drain_pending && reason == MV_R_SHUTDOWN) {
+        /* Was waiting for its replacement, which will not come now. */
+        w->drain_pending = false;
+        mv__fsm(w, MV_EV_DRAIN);
+        return;
+    }
     if (w->reason != MV_R_NONE || w->state == MV_W_DEAD)
         return;
     if (w->state == MV_W_PREPARING) {
@@ -444,7 +488,8 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
         }
         return;
     }
-    if (reason != MV_R_SHUTDOWN && p->recycling >= p->cfg->recycle.max_concurrent) {
+    if (reason != MV_R_SHUTDOWN &&
+        (p->recycling >= p->cfg->recycle.max_concurrent || too_soon(p))) {
         if (w->wanted == MV_R_NONE)
             mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->pid),
                      MV_S("reason", mv_reason_name(reason)));
@@ -457,8 +502,15 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
     if (reason != MV_R_SHUTDOWN) {
         w->recycling = true;
         p->recycling++;
+        p->last_recycle_ms = mv_now_ms();
         if (!is_failure(w, reason))
             start_replacement(w);
+        /* A service keeps its capacity: the old worker serves until the new one is ready. */
+        if (p->service && w->replaced && mv__slot(w)->active &&
+            mv__slot(w)->active->state != MV_W_READY && mv__slot(w)->active->state != MV_W_BUSY) {
+            w->drain_pending = true;
+            return;
+        }
     }
     mv__fsm(w, MV_EV_DRAIN);
 }
@@ -748,7 +800,9 @@ int mv_pool_start(mv_pool_t *p)
     /* The pool's own handles first, so that stopping after any failure below is safe. */
     uv_timer_init(p->loop, &p->grace);
     p->grace.data = p;
-    p->open_handles++;
+    uv_timer_init(p->loop, &p->spacer);
+    p->spacer.data = p;
+    p->open_handles += 2;
     r = mv__dispatch_init(p);
     if (r < 0)
         return r;
@@ -795,6 +849,15 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
             mv__kill(w, MV_R_SHUTDOWN);
     }
     maybe_stopped(p);
+}
+
+int mv_pool_live(const mv_pool_t *p)
+{
+    int n = 0;
+
+    for (const mv_worker_t *w = p->workers; w; w = w->next)
+        n += mv_fsm_takes_tasks(w->state) && w->reason == MV_R_NONE;
+    return n;
 }
 
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason)

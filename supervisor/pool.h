@@ -81,6 +81,8 @@ typedef struct mv_worker {
     /* cgroup (cgroup.h): made by a thread-pool job while PREPARING */
     mv_cgw_t cg;
     bool has_cg;
+    mv_cg_t cg_conf; /* the run's cgroup settings at its spawn, for the job (a reload may
+                        change the run's limits meanwhile); shares the run's strings */
     uv_work_t cg_job;
     int cg_result;
     char cg_why[256];
@@ -110,11 +112,15 @@ typedef struct mv_worker {
     unsigned would;          /* observe-only: reasons already logged as would_recycle */
 
     /* leaving */
-    mv_reason_t reason; /* why it is being stopped; MV_R_NONE while it serves */
-    mv_reason_t wanted; /* a recycle waiting for a free recycle slot */
-    bool replaced;      /* its slot already has a replacement */
-    bool recycling;     /* counts against [recycle] max_concurrent */
-    bool exited;        /* its exit was reported: never signal its pid again */
+    mv_reason_t reason;       /* why it is being stopped; MV_R_NONE while it serves */
+    mv_reason_t wanted;       /* a recycle waiting for a free recycle slot */
+    bool replaced;            /* its slot already has a replacement */
+    bool recycling;           /* counts against [recycle] max_concurrent */
+    bool drain_pending;       /* service: drains once its replacement is ready */
+    bool untracked;           /* service: the open request could not be recorded (no memory) */
+    mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
+    bool have_end;
+    bool exited; /* its exit was reported: never signal its pid again */
     int64_t exit_status;
     int term_signal;
 } mv_worker_t;
@@ -138,6 +144,7 @@ typedef struct mv_pool_stats {
     uint64_t recycles[MV_R_COUNT];
     uint64_t requeued;
     uint64_t protocol_errors;
+    uint64_t suspects; /* leak_suspect events */
 } mv_pool_stats_t;
 
 typedef void (*mv_pool_cb)(struct mv_pool *p);
@@ -148,12 +155,14 @@ typedef struct mv_pool {
     mv_log_t *log;
     mv_tasks_t *tasks;
     mv_results_t *results;
-    mv_leak_t *leak;      /* NULL when [leak] detect is off */
-    mv_rundir_t *run;     /* where snapshots go; run->dir NULL: nowhere */
-    char **argv;          /* the worker command */
-    char **env;           /* environment template for workers */
-    const char *self_exe; /* this binary, for the exec shim */
-    const mv_cg_t *cg;    /* cgroups (version MV_CG_OFF: /proc sampling only) */
+    mv_leak_t *leak;                /* NULL when [leak] detect is off */
+    mv_rundir_t *run;               /* where snapshots go; run->dir NULL: nowhere */
+    char **argv;                    /* the worker command */
+    char **env;                     /* environment template for workers */
+    const char *self_exe;           /* this binary, for the exec shim */
+    const mv_cg_t *cg;              /* cgroups (version MV_CG_OFF: /proc sampling only) */
+    const struct mv_listen *listen; /* sockets every worker gets (NULL: none) */
+    bool service;                   /* no task source: workers make their own (BEGIN/END) */
 
     mv_slot_t *slots;
     int nslots;
@@ -172,13 +181,16 @@ typedef struct mv_pool {
     uv_timer_t recheck; /* fast re-reads of workers whose usage is near the soft limit */
     bool rechecking;
     uv_timer_t grace;
-    unsigned open_handles; /* the pool's own handles (dispatcher, sampler, grace, backoffs) */
+    uv_timer_t spacer;        /* [recycle] spacing: the next planned recycle may start then */
+    uint64_t last_recycle_ms; /* start of the latest planned recycle */
+    unsigned open_handles;    /* the pool's own handles (dispatcher, sampler, grace, backoffs) */
     bool closing;
 
     mv_pool_stats_t stats;
     mv_pool_cb on_progress; /* a task ended, or tasks may be dispatchable again */
     mv_pool_cb on_stopped;  /* every worker is gone and every handle closed */
     mv_pool_cb on_fatal;    /* the run cannot go on (already logged) */
+    mv_pool_cb on_ready;    /* a worker became ready */
     void *data;
 } mv_pool_t;
 
@@ -188,8 +200,11 @@ int mv_pool_start(mv_pool_t *p);
 void mv_pool_kick(mv_pool_t *p);
 /* Stops every worker: graceful (finish tasks within grace_period) or at once (SIGKILL). */
 void mv_pool_stop(mv_pool_t *p, bool graceful);
-/* Recycles one slot's worker (1-based) or all (0) with a rolling replacement. */
+/* Recycles one slot's worker (1-based) or all (0) with a rolling replacement; returns how
+ * many were asked, or -EINVAL for a slot that does not exist. */
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason);
+/* Workers serving now (ready or busy, not leaving). */
+int mv_pool_live(const mv_pool_t *p);
 /* Frees what is left after the loop ended. */
 void mv_pool_free(mv_pool_t *p);
 
@@ -215,6 +230,8 @@ void mv__chan_close_input(mv_worker_t *w);
 void mv__chan_drain(mv_worker_t *w);
 
 /* pool.c: lifecycle, for dispatch.c */
+/* The worker became ready: in service mode, the worker it replaces may now drain. */
+void mv__on_ready(mv_worker_t *w);
 void mv__arm(mv_worker_t *w, int deadline, int64_t ms);
 void mv__disarm(mv_worker_t *w);
 void mv__recycle(mv_worker_t *w, mv_reason_t reason);
@@ -248,6 +265,9 @@ void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, si
                    const void *p, size_t n);
 void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n);
 void mv__on_protocol_error(mv_worker_t *w, const char *what);
+/* Service mode: the worker began a request (its own id; kind may be empty) / ended it. */
+void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_len);
+void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status);
 void mv__on_chan_eof(mv_worker_t *w);
 void mv__fsm(mv_worker_t *w, mv_wevent_t ev);
 void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal);

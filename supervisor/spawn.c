@@ -5,17 +5,20 @@
  * (DESIGN §2: one mechanism; never waitpid(-1), no SIGCHLD handler of ours).
  *
  * File descriptors of a worker:
- *   api    0 /dev/null, 1+2 output pipe (to the log), 3 socketpair (MEMVISOR_FD=3)
+ *   api    0 /dev/null, 1+2 output pipe (to the log), then the socketpair (MEMVISOR_FD)
  *   lines  0 task pipe, 1 result pipe, 2 output pipe (to the log)
  *   none   0 /dev/null, 1+2 output pipe (to the log)
- * The output pipe is made here, not by libuv, so stdout and stderr can share one pipe.
+ * With [service] listen sockets, those come first from fd 3 (systemd's LISTEN_FDS
+ * convention), so MEMVISOR_FD is 3 + their number. The output pipe is made here, not by
+ * libuv, so stdout and stderr can share one pipe.
  *
  * With a cgroup, the worker must be inside it before any of its own code runs (DESIGN §2;
  * attaching after uv_spawn races, and early charges stay in the wrong cgroup for good). libuv
  * 1.44 has no pre-exec hook, so uv_spawn runs `memvisor exec-shim FD COMMAND...` with the
  * worker cgroup's cgroup.procs open on FD: the shim writes "0" (itself) there, closes it and
  * execs the worker. The migration write can block for an RCU grace period (5-16 ms): it
- * blocks the new child, never the loop.
+ * blocks the new child, never the loop. The shim also sets LISTEN_PID, which only the child
+ * knows; with listen sockets and no cgroup it runs as `exec-shim - COMMAND...`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,9 +29,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "listen.h"
+#include "notify.h"
 #include "pool.h"
 
-#define CHILD_CHAN_FD 3
+#define FIRST_CHILD_FD 3
+/* stdin/out/err, the listen sockets, the api socketpair, the shim's cgroup.procs fd */
+#define MAX_STDIO (FIRST_CHILD_FD + MV_LISTEN_MAX + 2)
 
 static void exit_cb(uv_process_t *proc, int64_t status, int term_signal)
 {
@@ -61,26 +68,51 @@ static int open_pipe(mv_worker_t *w, uv_pipe_t *p, int fd, bool *is_open)
     return r;
 }
 
-/* The worker's environment: memvisor's own, plus MEMVISOR_FD (api) and MEMVISOR_SLOT. */
-static char **worker_env(mv_pool_t *p, mv_worker_t *w, char *fd_var, char *slot_var)
+static int nlisten(const mv_pool_t *p)
+{
+    return p->listen ? p->listen->n : 0;
+}
+
+/* Variables of memvisor's environment a worker gets its own values of, or none. */
+static bool env_private(const char *entry)
+{
+    return strncmp(entry, MVW_ENV_FD "=", sizeof MVW_ENV_FD) == 0 ||
+           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 || mv_listen_env_private(entry) ||
+           mv_notify_env_private(entry);
+}
+
+/* The variables worker_env adds; their text lives here. */
+typedef struct env_extra {
+    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
+} env_extra_t;
+
+/* The worker's environment: memvisor's own, plus MEMVISOR_FD (api), MEMVISOR_SLOT and, with
+ * listen sockets, LISTEN_FDS and LISTEN_FDNAMES (LISTEN_PID: the shim). */
+static char **worker_env(mv_pool_t *p, mv_worker_t *w, env_extra_t *x)
 {
     size_t n = 0, k = 0;
     char **env;
 
     while (p->env && p->env[n])
         n++;
-    env = calloc(n + 3, sizeof *env);
+    env = calloc(n + 5, sizeof *env);
     if (!env)
         return NULL;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(p->env[i], MVW_ENV_FD "=", sizeof MVW_ENV_FD) != 0 &&
-            strncmp(p->env[i], "MEMVISOR_SLOT=", 14) != 0)
+        if (!env_private(p->env[i]))
             env[k++] = p->env[i];
-    snprintf(slot_var, 32, "MEMVISOR_SLOT=%d", w->slot);
-    env[k++] = slot_var;
+    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", w->slot);
+    env[k++] = x->slot;
     if (p->cfg->worker.protocol == MV_PROTO_API) {
-        snprintf(fd_var, 32, MVW_ENV_FD "=%d", CHILD_CHAN_FD);
-        env[k++] = fd_var;
+        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", FIRST_CHILD_FD + nlisten(p));
+        env[k++] = x->fd;
+    }
+    if (nlisten(p) > 0) {
+        size_t used = (size_t)snprintf(x->names, sizeof x->names, "LISTEN_FDNAMES=");
+        mv_listen_names(p->listen, x->names + used, sizeof x->names - used);
+        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nlisten(p));
+        env[k++] = x->fds;
+        env[k++] = x->names;
     }
     env[k] = NULL;
     return env;
@@ -89,31 +121,40 @@ static char **worker_env(mv_pool_t *p, mv_worker_t *w, char *fd_var, char *slot_
 int mv_exec_shim(int argc, char **argv)
 {
     char *end;
+    char pid[24];
     long fd;
 
-    /* memvisor exec-shim FD COMMAND [ARG]... ; exit codes as a shell's: 125 could not set
+    /* memvisor exec-shim FD|- COMMAND [ARG]... ; exit codes as a shell's: 125 could not set
      * up, 126 cannot execute, 127 not found. */
     if (argc < 4) {
-        fprintf(stderr, "usage: memvisor exec-shim FD COMMAND [ARG]...\n");
+        fprintf(stderr, "usage: memvisor exec-shim FD|- COMMAND [ARG]...\n");
         return 125;
     }
-    fd = strtol(argv[2], &end, 10);
-    if (*end || fd < 3) {
-        fprintf(stderr, "memvisor exec-shim: bad fd %s\n", argv[2]);
-        return 125;
+    if (strcmp(argv[2], "-") != 0) {
+        fd = strtol(argv[2], &end, 10);
+        if (*end || fd < 3) {
+            fprintf(stderr, "memvisor exec-shim: bad fd %s\n", argv[2]);
+            return 125;
+        }
+        if (write((int)fd, "0", 1) != 1) {
+            fprintf(stderr, "memvisor exec-shim: cannot join the worker's cgroup: %s\n",
+                    strerror(errno));
+            return 125;
+        }
+        close((int)fd);
     }
-    if (write((int)fd, "0", 1) != 1) {
-        fprintf(stderr, "memvisor exec-shim: cannot join the worker's cgroup: %s\n",
-                strerror(errno));
-        return 125;
+    /* Socket activation: the sockets are for this process, which exec keeps. */
+    if (getenv("LISTEN_FDS")) {
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        setenv("LISTEN_PID", pid, 1);
     }
-    close((int)fd);
     execvp(argv[3], argv + 3);
     fprintf(stderr, "memvisor exec-shim: cannot run %s: %s\n", argv[3], strerror(errno));
     return errno == ENOENT ? 127 : 126;
 }
 
-/* argv for uv_spawn: the command, or the shim in front of it. NULL on ENOMEM. */
+/* argv for uv_spawn: the command, or the shim in front of it (for a cgroup to join at
+ * `shim_fd`, or for LISTEN_PID). NULL on ENOMEM. */
 static char **spawn_argv(mv_pool_t *p, int shim_fd, char *fd_text)
 {
     size_t n = 0, k = 0;
@@ -124,8 +165,11 @@ static char **spawn_argv(mv_pool_t *p, int shim_fd, char *fd_text)
     a = calloc(n + 4, sizeof *a);
     if (!a)
         return NULL;
-    if (shim_fd >= 0) {
-        snprintf(fd_text, 16, "%d", shim_fd);
+    if (shim_fd >= 0 || nlisten(p) > 0) {
+        if (shim_fd >= 0)
+            snprintf(fd_text, 16, "%d", shim_fd);
+        else
+            snprintf(fd_text, 16, "-");
         a[k++] = (char *)p->self_exe;
         a[k++] = "exec-shim";
         a[k++] = fd_text;
@@ -138,7 +182,7 @@ static char **spawn_argv(mv_pool_t *p, int shim_fd, char *fd_text)
 
 /* The fds a worker is started with (see the top of this file). 0 or -errno; on failure the
  * caller closes what `fds` holds. fds: op[0..1] output pipe, sv[0..1] api socketpair. */
-static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[5], int *count,
+static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[MAX_STDIO], int *count,
                        int op[2], int sv[2])
 {
     mv_protocol_t proto = p->cfg->worker.protocol;
@@ -148,13 +192,18 @@ static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[5],
     st[0].flags = UV_IGNORE;
     st[1].flags = st[2].flags = UV_INHERIT_FD;
     st[1].data.fd = st[2].data.fd = op[1];
-    *count = 3;
+    *count = FIRST_CHILD_FD;
+    for (int i = 0; i < nlisten(p); i++) {
+        st[*count].flags = UV_INHERIT_FD;
+        st[*count].data.fd = p->listen->l[i].fd;
+        (*count)++;
+    }
     if (proto == MV_PROTO_API) {
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
             return -errno;
-        st[3].flags = UV_INHERIT_FD;
-        st[3].data.fd = sv[1];
-        *count = 4;
+        st[*count].flags = UV_INHERIT_FD;
+        st[*count].data.fd = sv[1];
+        (*count)++;
     } else if (proto == MV_PROTO_LINES) {
         /* libuv makes these two pipes; the handles must exist before uv_spawn. */
         uv_pipe_init(p->loop, &w->in, 0);
@@ -199,16 +248,17 @@ static int wire_up(mv_worker_t *w, int out_fd, int chan_fd, const char **call)
 int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call)
 {
     uv_process_options_t o;
-    uv_stdio_container_t st[5];
+    uv_stdio_container_t st[MAX_STDIO];
     int sv[2] = {-1, -1}, op[2] = {-1, -1}, count = 0, r;
-    char fd_var[32], slot_var[32], shim_fd[16];
+    env_extra_t extra;
+    char shim_fd[16];
     char **env = NULL, **args = NULL;
 
     memset(&o, 0, sizeof o);
     memset(st, 0, sizeof st);
     *call = "pipe";
     r = setup_stdio(p, w, st, &count, op, sv);
-    env = worker_env(p, w, fd_var, slot_var);
+    env = worker_env(p, w, &extra);
     args = spawn_argv(p, w->has_cg ? count - 1 : -1, shim_fd);
     if (r == 0 && (!env || !args))
         r = -ENOMEM;

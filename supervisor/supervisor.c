@@ -14,8 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static void stop(mv_t *mv, bool graceful);
-
 static void close_signals(mv_t *mv)
 {
     if (!mv->sig_open)
@@ -34,6 +32,11 @@ static void pool_stopped_cb(mv_pool_t *p)
 {
     mv_t *mv = p->data;
 
+    if (mv->control_open) {
+        mv->control_open = false;
+        mv_control_close(&mv->control, NULL, NULL);
+    }
+    mv_notify_close(&mv->notify);
     mv_tasks_close(&mv->tasks);
     mv_results_close(&mv->results, results_closed_cb);
 }
@@ -41,11 +44,10 @@ static void pool_stopped_cb(mv_pool_t *p)
 /* Whether the batch is complete: then the workers are let go. */
 static void check_done(mv_t *mv)
 {
-    if (mv->stopping || mv->cfg->worker.protocol == MV_PROTO_NONE ||
-        !mv_tasks_all_ended(&mv->tasks))
+    if (mv->stopping || mv->pool.service || !mv_tasks_all_ended(&mv->tasks))
         return;
     mv_info(&mv->log, "batch_done", MV_I("tasks", (long long)mv->tasks.ended));
-    stop(mv, true);
+    mv__stop(mv, true);
 }
 
 static void progress_cb(mv_pool_t *p)
@@ -53,12 +55,30 @@ static void progress_cb(mv_pool_t *p)
     check_done(p->data);
 }
 
+/* A worker became ready: systemd hears READY=1 once every slot has served, then STATUS. */
+static void ready_cb(mv_pool_t *p)
+{
+    mv_t *mv = p->data;
+    int live = mv_pool_live(p);
+    uint64_t done = mv->results.count[MV_ST_OK] + mv->results.count[MV_ST_FAILED];
+
+    if (!mv->announced && live >= p->nslots) {
+        mv->announced = true;
+        mv_info(&mv->log, "pool_ready", MV_I("workers", live));
+        mv_notify_ready(&mv->notify, "ready");
+    }
+    if (mv->announced)
+        mv_notify_status(&mv->notify, "%d/%d workers ready, %llu %s done, %llu spawned", live,
+                         p->nslots, (unsigned long long)done, p->service ? "requests" : "tasks",
+                         (unsigned long long)p->stats.spawned);
+}
+
 static void fatal_cb(mv_pool_t *p)
 {
     mv_t *mv = p->data;
 
     mv->cant_run = true;
-    stop(mv, true);
+    mv__stop(mv, true);
 }
 
 static void tasks_input_cb(void *arg)
@@ -70,7 +90,7 @@ static void tasks_input_cb(void *arg)
                  MV_I("line", (long long)mv->tasks.lineno),
                  MV_S("error", uv_strerror(mv->tasks.error)));
         mv->cant_run = true;
-        stop(mv, true);
+        mv__stop(mv, true);
         return;
     }
     mv_pool_kick(&mv->pool);
@@ -91,11 +111,13 @@ static void results_error_cb(void *arg)
     mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
              MV_S("error", uv_strerror(mv->results.error)));
     mv->cant_run = true;
-    stop(mv, true);
+    mv__stop(mv, true);
 }
 
-static void stop(mv_t *mv, bool graceful)
+void mv__stop(mv_t *mv, bool graceful)
 {
+    if (!mv->stopping)
+        mv_notify_stopping(&mv->notify);
     mv->stopping = true;
     mv_pool_stop(&mv->pool, graceful);
 }
@@ -105,8 +127,12 @@ static void signal_cb(uv_signal_t *h, int signum)
     mv_t *mv = h->data;
 
     if (signum == SIGHUP) {
-        mv_warn(&mv->log, "signal", MV_S("signal", "SIGHUP"),
-                MV_S("msg", "ignored: a batch run has nothing to reload"));
+        char err[1024];
+        json_t *reply;
+
+        mv_info(&mv->log, "signal", MV_S("signal", "SIGHUP"), MV_S("msg", "reloading"));
+        reply = mv->stopping ? NULL : mv__reload(mv, err, sizeof err);
+        json_decref(reply); /* the reload logged what it did, or why it did nothing */
         return;
     }
     if (mv->stop_signal == 0) {
@@ -114,11 +140,11 @@ static void signal_cb(uv_signal_t *h, int signum)
         mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
                 MV_S("msg", "stopping: running tasks may finish; signal again to kill workers"),
                 MV_I("grace_ms", mv->cfg->supervisor.grace_period));
-        stop(mv, true);
+        mv__stop(mv, true);
     } else {
         mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
                 MV_S("msg", "killing workers now"));
-        stop(mv, false);
+        mv__stop(mv, false);
     }
 }
 
@@ -198,6 +224,9 @@ static int exit_code(mv_t *mv)
 
     if (mv->cant_run)
         return MV_EXIT_CANT_RUN;
+    /* A service runs until it is told to stop: being stopped is its normal end. */
+    if (mv->pool.service)
+        return MV_EXIT_OK;
     if (mv->stop_signal && !mv_tasks_all_ended(&mv->tasks))
         return 128 + mv->stop_signal;
     if (c[MV_ST_FAILED] || c[MV_ST_QUARANTINED])
@@ -236,7 +265,7 @@ static int setup_cgroups(mv_t *mv)
                 MV_S("msg", "no per-worker cgroups: memory is sampled from /proc, the hard limit "
                             "is enforced by sampling, per-task peaks are sampled"),
                 MV_I("sample_ms", cfg->limits.sample_interval));
-    else if (*why)
+    else if (*why && mv->cg.version != MV_CG_OFF)
         mv_warn(&mv->log, "cgroup_stale", MV_S("msg", why));
     return 0;
 }
@@ -314,6 +343,38 @@ static void open_run(mv_t *mv)
         mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
 }
 
+/* The service's listening sockets and the control socket (said once if there is none).
+ * 0 or -1 (logged). */
+static int open_service(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    char path[256], why[512];
+    int r;
+
+    if (mv_listen_open(&mv->listen, cfg->service.listen, cfg->service.backlog, &mv->log, why,
+                       sizeof why) < 0) {
+        mv_error(&mv->log, "listen_failed", MV_S("listen", cfg->service.listen),
+                 MV_S("error", why));
+        return -1;
+    }
+    mv->pool.listen = mv->listen.n ? &mv->listen : NULL;
+    r = mv_control_path(cfg, path, sizeof path);
+    if (r == -ENOENT)
+        return 0; /* [control] socket = none */
+    if (r < 0) {
+        mv_error(&mv->log, "control_failed", MV_S("error", "control socket path too long"));
+        return -1;
+    }
+    if (mv_control_open(&mv->control, &mv->loop, &mv->log, path, mv__control, mv, why, sizeof why) <
+        0) {
+        mv_error(&mv->log, "control_failed", MV_S("socket", path), MV_S("error", why));
+        return -1;
+    }
+    mv->control_open = true;
+    mv_info(&mv->log, "control", MV_S("socket", path));
+    return 0;
+}
+
 /* Opens the task source, then the results file, then the signals. 0 or -1 (logged). */
 static int open_io(mv_t *mv)
 {
@@ -359,6 +420,8 @@ int mv_run(mv_t *mv)
         return MV_EXIT_CANT_RUN;
     }
     open_run(mv);
+    /* No task source: a service, whose workers make their own tasks (or none). */
+    mv->pool.service = !*cfg->tasks.source;
     if (setup_cgroups(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
@@ -369,9 +432,11 @@ int mv_run(mv_t *mv)
             MV_S("protocol", cfg->worker.protocol == MV_PROTO_API     ? "api"
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
-            MV_S("memory", mv->cg.desc), MV_S("run", mv->run.dir));
+            MV_S("mode", mv->pool.service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
+            MV_S("run", mv->run.dir));
 
-    if (open_io(mv) < 0) {
+    mv_notify_open(&mv->notify, &mv->loop, &mv->log);
+    if (open_io(mv) < 0 || open_service(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }
@@ -390,13 +455,14 @@ int mv_run(mv_t *mv)
     mv->pool.on_progress = progress_cb;
     mv->pool.on_stopped = pool_stopped_cb;
     mv->pool.on_fatal = fatal_cb;
+    mv->pool.on_ready = ready_cb;
     mv->pool.data = mv;
     r = mv_pool_start(&mv->pool);
     if (r < 0 && !mv->pool.fatal) {
         mv_error(&mv->log, "start_failed", MV_S("call", "mv_pool_start"),
                  MV_S("error", strerror(-r)));
         mv->cant_run = true;
-        stop(mv, false);
+        mv__stop(mv, false);
     }
     write_run_json(mv, 0, false);
     mv_tasks_pump(&mv->tasks);
@@ -408,6 +474,11 @@ int mv_run(mv_t *mv)
 
 out:
     close_signals(mv);
+    if (mv->control_open) {
+        mv->control_open = false;
+        mv_control_close(&mv->control, NULL, NULL);
+    }
+    mv_notify_close(&mv->notify);
     mv_tasks_close(&mv->tasks);
     if (mv->results.timer_open || mv->results.working)
         mv_results_close(&mv->results, NULL); /* an early exit: write what there is */
@@ -415,6 +486,8 @@ out:
     if (uv_loop_close(&mv->loop) != 0)
         mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
     teardown_cgroups(mv);
+    mv_listen_close(&mv->listen);
+    mv__reload_free(mv);
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
     mv_pool_free(&mv->pool);

@@ -342,6 +342,7 @@ void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, cons
     if (v.rule == MV_LEAK_NONE || !v.report)
         return;
     path = snapshot(w, "leak_suspect", v.kind, &v, t, res, true, MV_R_NONE);
+    p->stats.suspects++;
     mv_warn(p->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
             MV_D("fds_per_task", v.fds_per_task), MV_D("confidence", v.confidence),
             MV_I("tasks", v.tasks), MV_S("rule", mv_leak_rule_name(v.rule)),

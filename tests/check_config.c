@@ -103,7 +103,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 43);
+    ck_assert_uint_eq(n, 47);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -232,6 +232,12 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "sample_interval = 1ms\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
+                                       "spacing = 2s\n"
+                                       "[service]\n"
+                                       "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
+                                       "backlog = 16\n"
+                                       "[control]\n"
+                                       "socket = /run/memvisor.sock\n"
                                        "[tasks]\n"
                                        "source = -\n"
                                        "results = out/results.jsonl\n"
@@ -289,6 +295,10 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.limits.metric, MV_METRIC_RSS);
     ck_assert_int_eq(c.limits.sample_interval, 1);
     ck_assert_int_eq(c.recycle.max_concurrent, 1024);
+    ck_assert_int_eq(c.recycle.spacing, 2000);
+    ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
+    ck_assert_int_eq(c.service.backlog, 16);
+    ck_assert_str_eq(c.control.socket, "/run/memvisor.sock");
     ck_assert_str_eq(c.tasks.source, "-");
     ck_assert_str_eq(c.tasks.results, "out/results.jsonl");
     ck_assert_int_eq(c.tasks.max_attempts, 1000);

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -53,6 +54,8 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     const char *argv[96];
     int n = 0, errp[2], inp[2] = {-1, -1};
 
+    for (int i = 0; r->wrap && r->wrap[i]; i++)
+        argv[n++] = r->wrap[i];
     argv[n++] = MEMVISOR;
     argv[n++] = args[0]; /* the subcommand */
     if (strcmp(args[0], "run") == 0) {
@@ -60,10 +63,12 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
         snprintf(r->state_opt, sizeof r->state_opt, "supervisor.state_dir=%s/state", r->dir);
         argv[n++] = "-o";
         argv[n++] = r->state_opt;
-        argv[n++] = "--tasks";
-        argv[n++] = stdin_text ? "-" : r->tasks;
-        argv[n++] = "--results";
-        argv[n++] = r->results;
+        if (!r->service) {
+            argv[n++] = "--tasks";
+            argv[n++] = stdin_text ? "-" : r->tasks;
+            argv[n++] = "--results";
+            argv[n++] = r->results;
+        }
     }
     for (int i = 1; args[i]; i++) {
         ck_assert_int_lt(n, 94);
@@ -93,7 +98,7 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
         dup2(out, STDOUT_FILENO);
         if (stdin_text)
             dup2(inp[0], STDIN_FILENO);
-        execv(argv[0], (char **)argv);
+        execvp(argv[0], (char **)argv);
         _exit(127);
     }
     close(errp[1]);
@@ -131,6 +136,14 @@ static bool read_more(mvrun_t *r)
     r->log_len += (size_t)n;
     r->log[r->log_len] = '\0';
     return true;
+}
+
+void run_drain(mvrun_t *r)
+{
+    struct pollfd pfd = {.fd = r->log_fd, .events = POLLIN};
+
+    while (r->log_fd >= 0 && poll(&pfd, 1, 0) > 0 && read_more(r))
+        pfd.fd = r->log_fd;
 }
 
 char *run_wait_for(mvrun_t *r, const char *needle)

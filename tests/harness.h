@@ -35,7 +35,9 @@ typedef struct mvrun {
     size_t nres;
     uid_t uid; /* set before run_start: run memvisor as this user (and its group) */
     gid_t gid;
-    bool own_group; /* set before run_start: memvisor leads its own process group */
+    bool own_group;          /* set before run_start: memvisor leads its own process group */
+    bool service;            /* set before run_start: no --tasks/--results (a service run) */
+    const char *const *wrap; /* set before run_start: a command memvisor runs under (argv) */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
@@ -48,6 +50,9 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text);
 /* Blocks until a log line containing `needle` arrives after the previous match; returns a
  * copy of that line (free it). Fails the test at EOF. */
 char *run_wait_for(mvrun_t *r, const char *needle);
+/* Reads whatever log memvisor has written so far, without blocking: a test that waits on
+ * something else meanwhile keeps memvisor's stderr pipe from filling up. */
+void run_drain(mvrun_t *r);
 /* Reads the rest of the log, reaps memvisor, parses the results; returns the exit code. */
 int run_finish(mvrun_t *r);
 /* Shorthand: init, start, finish. */

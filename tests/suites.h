@@ -18,5 +18,8 @@ Suite *leak_e2e_suite(void);
 Suite *cgroup_e2e_suite(void);
 Suite *report_suite(void);
 Suite *python_suite(void);
+Suite *service_suite(void);
+Suite *notify_suite(void);
+Suite *control_suite(void);
 
 #endif

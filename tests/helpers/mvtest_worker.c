@@ -36,6 +36,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +51,10 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start] [--fatal]\n"
-                    "       [--no-hello]\n"
-                    "       [--crash-after N] [--ignore-stop] [--ignore-term]\n");
+    fprintf(stderr,
+            "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start] [--fatal]\n"
+            "       [--no-hello]\n"
+            "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n");
     exit(2);
 }
 
@@ -278,11 +280,48 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
     return mvw_fail(w, "unknown command", 15);
 }
 
+/* Service mode: runs `script` (';'-separated: "begin KIND", "end STATUS", "alloc MIB",
+ * "rawend ID" = an END written past the API, "rawbegin" = a BEGIN with no kind flag while one
+ * is open), then serves until STOP. */
+static int service(mvw_t *w, const char *script)
+{
+    char buf[4096], *save = NULL, *cmd;
+    uint8_t raw[MVW_HEADER_SIZE + 4] = {0};
+    int rc = 0;
+
+    snprintf(buf, sizeof buf, "%s", script);
+    for (cmd = strtok_r(buf, ";", &save); cmd && rc >= 0; cmd = strtok_r(NULL, ";", &save)) {
+        while (*cmd == ' ')
+            cmd++;
+        if (!strncmp(cmd, "begin ", 6))
+            rc = mvw_begin(w, cmd + 6);
+        else if (!strncmp(cmd, "end ", 4))
+            rc = mvw_end(w, atoi(cmd + 4));
+        else if (!strncmp(cmd, "alloc ", 6))
+            rc = alloc_mib(strtoul(cmd + 6, NULL, 10), 1);
+        else if (!strncmp(cmd, "rawend ", 7)) {
+            mvw_put_header(raw, MVW_MSG_END, 0, strtoull(cmd + 7, NULL, 10), 4);
+            rc = write(mvw_fd(w), raw, sizeof raw) == (ssize_t)sizeof raw ? 0 : -errno;
+        } else if (!strcmp(cmd, "rawbegin")) {
+            mvw_put_header(raw, MVW_MSG_BEGIN, 0, 777, 0);
+            rc = write(mvw_fd(w), raw, MVW_HEADER_SIZE) == MVW_HEADER_SIZE ? 0 : -errno;
+        } else
+            usage();
+    }
+    while (rc >= 0 && !mvw_stop_requested(w)) {
+        struct pollfd pfd = {.fd = mvw_fd(w), .events = POLLIN};
+        if (poll(&pfd, 1, -1) > 0)
+            rc = mvw_poll(w);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     long crash_after = -1, ntasks = 0;
     const struct rlimit no_core = {0, 0};
     int ignore_stop = 0, rc;
+    const char *script = NULL;
     mvw_task_t t;
     mvw_t *w;
 
@@ -305,6 +344,8 @@ int main(int argc, char **argv)
             crash_after = strtol(argv[++i], &end, 10);
             if (*end || crash_after < 0)
                 usage();
+        } else if (!strcmp(argv[i], "--service") && i + 1 < argc) {
+            script = argv[++i];
         } else if (!strcmp(argv[i], "--ignore-stop")) {
             ignore_stop = 1;
         } else if (!strcmp(argv[i], "--ignore-term")) {
@@ -318,6 +359,13 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "mvtest_worker: mvw_open: %s\n", mvw_strerror(rc));
         return MVW_EXIT_FATAL;
+    }
+    if (mvw_is_service(w)) {
+        rc = service(w, script ? script : "");
+        if (rc < 0)
+            fprintf(stderr, "mvtest_worker: %s\n", mvw_strerror(rc));
+        mvw_close(w);
+        return rc < 0 ? 1 : 0;
     }
     while ((rc = mvw_next(w, &t)) > 0) {
         if (crash_after >= 0 && ntasks++ >= crash_after) {

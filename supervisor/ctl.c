@@ -1,0 +1,538 @@
+/*
+ * ctl: `memvisor status|recycle|reload|stop|metrics`, the control socket's client.
+ *
+ * One request line, one reply line, a deadline of MV_CONTROL_CTL_MS over both; no libuv
+ * loop, just poll(2). The reply is printed as JSON (--json) or for people by small
+ * formatters that show "-" for anything the reply lacks, so an older or newer supervisor's
+ * reply still prints.
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+#include "util.h"
+
+#define MAX_REPLY (64 * 1024 * 1024) /* a reply this long is not one */
+
+const char mv_ctl_usage[] =
+    "usage: memvisor status|reload|stop|metrics [--socket PATH] [-c FILE]\n"
+    "                [-o SECTION.KEY=VALUE]... [--json]\n"
+    "       memvisor recycle SLOT|all [--socket PATH] [-c FILE] [-o SECTION.KEY=VALUE]...\n"
+    "                [--json]\n"
+    "\n"
+    "  status   the running memvisor: its workers, their memory, the totals\n"
+    "  recycle  recycle worker SLOT (or all) gracefully: each finishes its task first\n"
+    "  reload   re-read the configuration file and apply what can change live\n"
+    "  stop     stop gracefully, like SIGTERM\n"
+    "  metrics  the metrics in Prometheus text format\n"
+    "\n"
+    "  --socket PATH        the control socket (default: [control] socket, or\n"
+    "                       STATE_DIR/control.sock when it is empty)\n"
+    "  -c, --config FILE    the INI file the socket path is read from\n"
+    "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
+    "  --json               print the reply as JSON\n"
+    "\n"
+    "exit: 0 done, 1 memvisor answered with an error, 2 usage or config error,\n"
+    "      3 no answer (no socket, cannot connect, timeout, not a reply)\n";
+
+typedef struct ctl_cli {
+    const char *cmd;
+    const char *target; /* recycle: SLOT or all */
+    const char *socket;
+    const char *config;
+    const char **overrides;
+    int noverrides;
+    bool json;
+} ctl_cli_t;
+
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, "memvisor: %s%s\n%s", what, arg, mv_ctl_usage);
+    return MV_EXIT_USAGE;
+}
+
+/* Parses argv into cli; returns -1 on success, an exit code otherwise. */
+static int parse_cli(int argc, char **argv, ctl_cli_t *c)
+{
+    static const char *const cmds[] = {"status", "recycle", "reload", "stop", "metrics"};
+    bool known = false;
+
+    for (size_t i = 0; i < MV_ARRAY_LEN(cmds); i++)
+        known = known || (argc >= 2 && strcmp(argv[1], cmds[i]) == 0);
+    if (!known)
+        return usage_error("unknown command: ", argc >= 2 ? argv[1] : "");
+    c->cmd = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_next = i + 1 < argc;
+
+        if (strcmp(a, "--socket") == 0 && has_next)
+            c->socket = argv[++i];
+        else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && has_next)
+            c->config = argv[++i];
+        else if (strcmp(a, "-o") == 0 && has_next)
+            c->overrides[c->noverrides++] = argv[++i];
+        else if (strcmp(a, "--json") == 0)
+            c->json = true;
+        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            fputs(mv_ctl_usage, stdout);
+            return MV_EXIT_OK;
+        } else if (a[0] == '-' && a[1] != '\0')
+            return usage_error(has_next ? "unknown option: " : "unknown option or missing value: ",
+                               a);
+        else if (strcmp(c->cmd, "recycle") == 0 && !c->target)
+            c->target = a;
+        else
+            return usage_error("unexpected argument: ", a);
+    }
+    if (strcmp(c->cmd, "recycle") == 0 && !c->target)
+        return usage_error("recycle needs a worker slot or all", "");
+    return -1;
+}
+
+/* The request line's object. NULL after printing a usage error into *code. */
+static json_t *build_request(const ctl_cli_t *c, int *code)
+{
+    json_t *req = json_pack("{s:s}", "cmd", c->cmd);
+    char *end;
+    long slot;
+
+    if (!req) {
+        *code = MV_EXIT_CANT_RUN;
+        return NULL;
+    }
+    if (!c->target)
+        return req;
+    if (strcmp(c->target, "all") == 0) {
+        json_object_set_new(req, "slot", json_string("all"));
+        return req;
+    }
+    errno = 0;
+    slot = strtol(c->target, &end, 10);
+    if (errno || end == c->target || *end || slot < 1 || slot > INT_MAX) {
+        json_decref(req);
+        *code = usage_error("recycle: SLOT is a worker number (1, 2, ...) or all, not ", c->target);
+        return NULL;
+    }
+    json_object_set_new(req, "slot", json_integer(slot));
+    return req;
+}
+
+/* The socket path: --socket, else the configuration's. -1, or an exit code after saying why. */
+static int socket_path(const ctl_cli_t *c, char *out, size_t cap)
+{
+    mv_config_t cfg;
+    int r;
+
+    if (c->socket) {
+        if (strlen(c->socket) >= cap) {
+            fprintf(stderr, "memvisor: control socket path %s is too long\n", c->socket);
+            return MV_EXIT_USAGE;
+        }
+        strcpy(out, c->socket);
+        return -1;
+    }
+    r = mv_config_build_or_say(&cfg, c->config, c->overrides, c->noverrides, stderr);
+    if (r < 0) {
+        /* said */
+    } else if ((r = mv_control_path(&cfg, out, cap)) == -ENOENT) {
+        fprintf(stderr, "memvisor: [control] socket is none: this configuration has no control "
+                        "socket (give one with --socket PATH)\n");
+    } else if (r < 0) {
+        fprintf(stderr, "memvisor: the control socket path (from [control] socket or "
+                        "[supervisor] state_dir) is too long for a Unix socket\n");
+    }
+    mv_config_free(&cfg);
+    return r == -ENOMEM ? MV_EXIT_CANT_RUN : r < 0 ? MV_EXIT_USAGE : -1;
+}
+
+/* Waits until fd is ready for `ev` or the deadline passes. 0, -ETIMEDOUT or -errno. */
+static int wait_fd(int fd, short ev, uint64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = ev};
+    uint64_t now;
+    int r;
+
+    for (;;) {
+        now = mv_now_ms();
+        if (now >= deadline)
+            return -ETIMEDOUT;
+        r = poll(&p, 1, (int)MV_MIN(deadline - now, (uint64_t)INT_MAX));
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+static int connect_to(const char *path, uint64_t deadline, char *why, size_t n)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    socklen_t len = sizeof(int);
+    int fd, r, err = 0;
+
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(why, n, "control socket path %s is too long for a Unix socket", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sa.sun_path, path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        r = -errno;
+        snprintf(why, n, "socket() failed: %s", strerror(-r));
+        return r;
+    }
+    r = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    if (r == -EINPROGRESS && (r = wait_fd(fd, POLLOUT, deadline)) == 0)
+        r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 ? -errno : -err;
+    if (r == 0)
+        return fd;
+    close(fd);
+    if (r == -ENOENT)
+        snprintf(why, n,
+                 "no control socket at %s: is memvisor running with this "
+                 "configuration?",
+                 path);
+    else if (r == -ECONNREFUSED)
+        snprintf(why, n, "nobody listens on %s: memvisor is not running (a stale socket)", path);
+    else if (r == -EAGAIN)
+        snprintf(why, n, "memvisor does not accept connections on %s (backlog full)", path);
+    else
+        snprintf(why, n, "cannot connect to %s: %s", path, strerror(-r));
+    return r;
+}
+
+/* Sends the request line and reads one reply line. 0 with *reply set, or -errno with why. */
+static int exchange(const char *path, const json_t *req, json_t **reply, char *why, size_t n)
+{
+    uint64_t deadline = mv_now_ms() + MV_CONTROL_CTL_MS;
+    char *line = json_dumps(req, JSON_COMPACT);
+    mv_buf_t in = {0};
+    size_t len = line ? strlen(line) : 0, off = 0;
+    json_error_t je;
+    char *nl = NULL;
+    int fd, r = 0;
+
+    *reply = NULL;
+    if (!line) {
+        snprintf(why, n, "out of memory");
+        return -ENOMEM;
+    }
+    line[len++] = '\n'; /* over the NUL: sent by length */
+    fd = connect_to(path, deadline, why, n);
+    if (fd < 0) {
+        free(line);
+        return fd;
+    }
+    while (r == 0 && off < len) {
+        ssize_t w = send(fd, line + off, len - off, MSG_NOSIGNAL);
+
+        if (w >= 0)
+            off += (size_t)w;
+        else if (errno == EAGAIN)
+            r = wait_fd(fd, POLLOUT, deadline);
+        else if (errno == EPIPE || errno == ECONNRESET)
+            break; /* refused at once (another uid, too many connections): the reason is in */
+        else if (errno != EINTR)
+            r = -errno;
+    }
+    while (r == 0 && !nl) {
+        ssize_t got;
+
+        if (mv_buf_unread(&in) > MAX_REPLY) {
+            r = -EMSGSIZE;
+        } else if ((r = mv_buf_reserve(&in, 65536)) == 0) {
+            got = recv(fd, in.data + in.len, in.cap - in.len, 0);
+            if (got > 0) {
+                nl = memchr(in.data + in.len, '\n', (size_t)got);
+                in.len += (size_t)got;
+            } else if (got == 0) {
+                r = -ECONNRESET;
+            } else if (errno == EAGAIN) {
+                r = wait_fd(fd, POLLIN, deadline);
+            } else if (errno != EINTR) {
+                r = -errno;
+            }
+        }
+    }
+    close(fd);
+    free(line);
+    if (r == 0) {
+        *reply = json_loadb((const char *)in.data, (size_t)(nl - (char *)in.data), 0, &je);
+        if (!*reply)
+            snprintf(why, n, "bad reply from %s: %s", path, je.text);
+        else if (!json_is_object(*reply) || !json_is_boolean(json_object_get(*reply, "ok")))
+            snprintf(why, n, "bad reply from %s: not an object with a boolean \"ok\"", path);
+        else
+            goto out;
+        json_decref(*reply);
+        *reply = NULL;
+        r = -EPROTO;
+    } else if (r == -ETIMEDOUT) {
+        snprintf(why, n, "no reply from %s within %d s", path, MV_CONTROL_CTL_MS / 1000);
+    } else if (r == -ECONNRESET) {
+        snprintf(why, n, "%s closed the connection without a reply", path);
+    } else if (r == -EMSGSIZE) {
+        snprintf(why, n, "bad reply from %s: longer than %d bytes", path, MAX_REPLY);
+    } else {
+        snprintf(why, n, "talking to %s: %s", path, strerror(-r));
+    }
+out:
+    mv_buf_free(&in);
+    return r;
+}
+
+/* ---- printing for people --------------------------------------------------------------- */
+
+/* A duration in seconds the short way: 0.4s, 12s, 3m12s, 2h05m, 3d04h; "-" when unknown. */
+static void fmt_secs(const json_t *v, double scale, char out[24])
+{
+    double s = json_is_number(v) ? json_number_value(v) * scale : -1;
+    long long t = (long long)s;
+
+    if (!json_is_number(v) || !(s >= 0) || s > 1e15)
+        snprintf(out, 24, "-");
+    else if (s < 10)
+        snprintf(out, 24, "%.1fs", s);
+    else if (t < 60)
+        snprintf(out, 24, "%llds", t);
+    else if (t < 3600)
+        snprintf(out, 24, "%lldm%02llds", t / 60, t % 60);
+    else if (t < 86400)
+        snprintf(out, 24, "%lldh%02lldm", t / 3600, t % 3600 / 60);
+    else
+        snprintf(out, 24, "%lldd%02lldh", t / 86400, t % 86400 / 3600);
+}
+
+static void fmt_size(const json_t *v, char out[24])
+{
+    if (json_is_integer(v) && json_integer_value(v) >= 0)
+        mv_fmt_bytes(json_integer_value(v), out);
+    else
+        snprintf(out, 24, "-");
+}
+
+/* An integer, a string or a boolean as text; "-" for anything else. */
+static void fmt_val(const json_t *v, char *out, size_t n)
+{
+    if (json_is_integer(v))
+        snprintf(out, n, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, n, "%g", json_real_value(v));
+    else if (json_is_string(v))
+        snprintf(out, n, "%s", json_string_value(v));
+    else if (json_is_boolean(v))
+        snprintf(out, n, "%s", json_is_true(v) ? "yes" : "no");
+    else
+        snprintf(out, n, "-");
+}
+
+/* A limit: "off" when 0. */
+static void fmt_limit(const json_t *v, int kind, char out[24])
+{
+    if (json_is_integer(v) && json_integer_value(v) == 0)
+        snprintf(out, 24, "off");
+    else if (kind == 's')
+        fmt_size(v, out);
+    else if (kind == 't')
+        fmt_secs(v, 0.001, out);
+    else
+        fmt_val(v, out, 24);
+}
+
+static void print_header(json_t *reply, FILE *out)
+{
+    json_t *run = json_object_get(reply, "run"), *lim = json_object_get(reply, "limits");
+    char id[128], pid[24], mode[24], up[24], cg[24], rl[24], cfg[512], soft[24], hard[24],
+        tasks[24], life[24];
+
+    fmt_val(json_object_get(run, "id"), id, sizeof id);
+    fmt_val(json_object_get(run, "pid"), pid, sizeof pid);
+    fmt_val(json_object_get(run, "mode"), mode, sizeof mode);
+    fmt_secs(json_object_get(run, "uptime_s"), 1, up);
+    fmt_val(json_object_get(run, "cgroup"), cg, sizeof cg);
+    fmt_val(json_object_get(run, "reloads"), rl, sizeof rl);
+    fmt_val(json_object_get(run, "config"), cfg, sizeof cfg);
+    fmt_limit(json_object_get(lim, "memory_soft"), 's', soft);
+    fmt_limit(json_object_get(lim, "memory_hard"), 's', hard);
+    fmt_limit(json_object_get(lim, "max_tasks"), 'n', tasks);
+    fmt_limit(json_object_get(lim, "max_lifetime_ms"), 't', life);
+    fprintf(out, "run %s  pid %s  %s  up %s  cgroup %s  config %s  reloads %s\n", id, pid, mode, up,
+            cg, cfg, rl);
+    fprintf(out, "limits: memory_soft %s  memory_hard %s  max_tasks %s  max_lifetime %s\n", soft,
+            hard, tasks, life);
+}
+
+/* A worker's STATE cell: its state, or draining(REASON) while it is being recycled. */
+static void fmt_state(json_t *w, char *out, size_t n)
+{
+    const char *st = json_string_value(json_object_get(w, "state"));
+    const char *why = json_string_value(json_object_get(w, "reason"));
+
+    if (!st)
+        st = "-";
+    if (!json_is_true(json_object_get(w, "recycling"))) {
+        snprintf(out, n, "%s", st);
+        return;
+    }
+    /* Still alive and finishing its task: that is draining, whatever the pool calls it. */
+    if (strcmp(st, "ready") == 0 || strcmp(st, "busy") == 0 || strcmp(st, "-") == 0)
+        st = "draining";
+    snprintf(out, n, "%s(%s)", st, why ? why : "?");
+}
+
+static void print_workers(json_t *reply, FILE *out)
+{
+    json_t *ws = json_object_get(reply, "workers"), *w;
+    size_t i;
+
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", "SLOT", "GEN", "PID", "STATE", "AGE",
+            "TASKS", "MEM", "PEAK");
+    json_array_foreach(ws, i, w)
+    {
+        char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24];
+
+        fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
+        fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
+        fmt_val(json_object_get(w, "pid"), pid, sizeof pid);
+        fmt_state(w, state, sizeof state);
+        fmt_secs(json_object_get(w, "age_s"), 1, age);
+        fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
+        fmt_size(json_object_get(w, "mem"), mem);
+        fmt_size(json_object_get(w, "peak"), peak);
+        fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", slot, gen, pid, state, age, tasks,
+                mem, peak);
+    }
+    if (json_array_size(ws) == 0)
+        fprintf(out, "(no workers)\n");
+}
+
+static void print_totals(json_t *reply, FILE *out)
+{
+    json_t *t = json_object_get(reply, "totals"), *rec = json_object_get(t, "recycles"), *v;
+    char w[24], tasks[24], sus[24], q[24], fl[24], why[512] = "";
+    long long sum = 0;
+    const char *k;
+    size_t used = 0;
+
+    fmt_val(json_object_get(t, "workers"), w, sizeof w);
+    fmt_val(json_object_get(t, "tasks"), tasks, sizeof tasks);
+    fmt_val(json_object_get(t, "suspects"), sus, sizeof sus);
+    fmt_val(json_object_get(t, "queue"), q, sizeof q);
+    fmt_val(json_object_get(t, "in_flight"), fl, sizeof fl);
+    json_object_foreach(rec, k, v)
+    {
+        sum += json_integer_value(v);
+        if (used < sizeof why)
+            used += (size_t)snprintf(why + used, sizeof why - used, "%s%s %lld", used ? ", " : "",
+                                     k, (long long)json_integer_value(v));
+    }
+    fprintf(out, "totals: %s workers, %s tasks, ", w, tasks);
+    if (json_is_object(rec))
+        fprintf(out, "%lld recycles%s%s%s, ", sum, used ? " (" : "", why, used ? ")" : "");
+    else
+        fprintf(out, "- recycles, ");
+    fprintf(out, "%s suspects, queue %s, in flight %s\n", sus, q, fl);
+}
+
+/* The strings of an array, space-separated, after `label`; nothing when absent. */
+static void print_list(json_t *reply, const char *key, const char *label, FILE *out)
+{
+    json_t *a = json_object_get(reply, key), *v;
+    size_t i;
+
+    if (!json_is_array(a))
+        return;
+    fputs(label, out);
+    json_array_foreach(a, i, v)
+    {
+        char s[256];
+
+        fmt_val(v, s, sizeof s);
+        fprintf(out, " %s", s);
+    }
+    if (json_array_size(a) == 0)
+        fputs(" (none)", out);
+    fputc('\n', out);
+}
+
+void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
+{
+    const char *s;
+    char *dump;
+
+    if (strcmp(cmd, "status") == 0) {
+        print_header(reply, out);
+        print_workers(reply, out);
+        print_totals(reply, out);
+    } else if (strcmp(cmd, "metrics") == 0) {
+        s = json_string_value(json_object_get(reply, "text"));
+        fputs(s ? s : "-\n", out);
+        if (s && *s && s[strlen(s) - 1] != '\n')
+            fputc('\n', out);
+    } else if (strcmp(cmd, "recycle") == 0) {
+        print_list(reply, "workers", "recycling workers", out);
+        if (!json_is_array(json_object_get(reply, "workers")))
+            fputs("recycling workers -\n", out);
+    } else if (strcmp(cmd, "reload") == 0) {
+        s = json_string_value(json_object_get(reply, "message"));
+        fprintf(out, "%s\n", s ? s : "reloaded");
+        print_list(reply, "changed", "changed:", out);
+        print_list(reply, "restart_needed", "restart needed:", out);
+    } else if (strcmp(cmd, "stop") == 0) {
+        fputs("stopping\n", out);
+    } else if ((dump = json_dumps(reply, JSON_COMPACT))) {
+        fprintf(out, "%s\n", dump);
+        free(dump);
+    }
+}
+
+/* ---- main ------------------------------------------------------------------------------ */
+
+int mv_ctl_main(int argc, char **argv)
+{
+    ctl_cli_t c = {0};
+    json_t *req = NULL, *reply = NULL;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)], why[1024], *dump;
+    int code;
+
+    c.overrides = calloc((size_t)argc, sizeof *c.overrides);
+    if (!c.overrides)
+        return MV_EXIT_CANT_RUN;
+    if ((code = parse_cli(argc, argv, &c)) >= 0 || !(req = build_request(&c, &code)) ||
+        (code = socket_path(&c, path, sizeof path)) >= 0)
+        goto out;
+    if (exchange(path, req, &reply, why, sizeof why) < 0) {
+        fprintf(stderr, "memvisor %s: %s\n", c.cmd, why);
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    if (c.json && (dump = json_dumps(reply, JSON_INDENT(2)))) {
+        printf("%s\n", dump);
+        free(dump);
+    }
+    if (json_is_false(json_object_get(reply, "ok"))) {
+        const char *e = json_string_value(json_object_get(reply, "error"));
+
+        fprintf(stderr, "memvisor: %s\n", e ? e : "(the reply names no error)");
+        code = 1;
+        goto out;
+    }
+    if (!c.json)
+        mv_ctl_print(c.cmd, reply, stdout);
+    code = fflush(stdout) == 0 ? MV_EXIT_OK : MV_EXIT_CANT_RUN;
+out:
+    json_decref(req);
+    json_decref(reply);
+    free(c.overrides);
+    return code;
+}

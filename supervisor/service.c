@@ -1,0 +1,415 @@
+/*
+ * service: what the control socket answers (status, recycle, reload, stop, metrics) and the
+ * reload that SIGHUP also triggers. Replies are jansson objects; control.c frames them.
+ *
+ * Reload re-reads the file given with -c, re-applies every -o, validates all of it, and only
+ * then swaps the configuration: an invalid file changes nothing and the reply says why. The
+ * new settings reach workers by a rolling replacement of every worker (each new worker gets
+ * the new limits and command); settings a running pool cannot change (sockets, cgroup mode,
+ * the number of slots...) keep their old values and are named in `restart_needed`.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "supervisor.h"
+
+/* ---- status ---- */
+
+static json_t *worker_json(const mv_worker_t *w, uint64_t now)
+{
+    const mv_config_t *cfg = w->pool->cfg;
+    const mv_reading_t *r = w->have_reading ? &w->last : NULL;
+    bool leaving = w->reason != MV_R_NONE || w->drain_pending;
+
+    return json_pack(
+        "{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}", "slot", w->slot,
+        "gen", (int)w->gen, "pid", w->pid, "state", mv_wstate_name(w->state), "age_s",
+        w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0, "tasks",
+        (json_int_t)w->tasks_done, "in_flight", (json_int_t)w->count, "mem",
+        (json_int_t)(r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1), "usage",
+        (json_int_t)(r ? r->usage : -1), "peak", (json_int_t)w->peak, "fds",
+        (json_int_t)(r ? r->fds : -1), "recycling", leaving, "reason",
+        leaving ? mv_reason_name(w->reason != MV_R_NONE ? w->reason : w->wanted) : NULL,
+        "pending_drain", w->drain_pending);
+}
+
+static json_t *recycles_json(const mv_pool_stats_t *st)
+{
+    json_t *o = json_object();
+
+    for (int r = 1; r < MV_R_COUNT; r++)
+        if (st->recycles[r] && r != MV_R_SHUTDOWN)
+            json_object_set_new(o, mv_reason_name((mv_reason_t)r),
+                                json_integer((json_int_t)st->recycles[r]));
+    return o;
+}
+
+static json_t *status_json(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    const mv_pool_t *p = &mv->pool;
+    uint64_t now = mv_now_ms(), in_flight = 0;
+    json_t *workers = json_array(), *reply;
+
+    /* In slot order; a slot's retiring worker after its new one. */
+    for (int slot = 1; slot <= p->nslots; slot++)
+        for (const mv_worker_t *w = p->workers; w; w = w->next) {
+            if (w->slot != slot || w->state == MV_W_DEAD)
+                continue;
+            in_flight += w->count;
+            json_array_append_new(workers, worker_json(w, now));
+        }
+    reply = json_pack("{s:{s:s?, s:i, s:s, s:f, s:s, s:s?, s:i, s:b}}", "run", "id", mv->run.id,
+                      "pid", (int)getpid(), "mode", p->service ? "service" : "batch", "uptime_s",
+                      (double)(now - mv->started_ms) / 1000.0, "cgroup",
+                      mv->cg.version == MV_CG_V1   ? "v1"
+                      : mv->cg.version == MV_CG_V2 ? "v2"
+                                                   : "off",
+                      "config", mv->config_path, "reloads", mv->reloads, "stopping", mv->stopping);
+    json_object_set_new(
+        reply, "limits",
+        json_pack("{s:I, s:I, s:I, s:I, s:b}", "memory_soft", (json_int_t)cfg->limits.memory_soft,
+                  "memory_hard", (json_int_t)cfg->limits.memory_hard, "max_tasks",
+                  (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
+                  (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
+    json_object_set_new(reply, "workers", workers);
+    json_object_set_new(
+        reply, "totals",
+        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", p->nslots,
+                  "workers", mv_pool_live(p), "tasks",
+                  (json_int_t)(mv->results.count[MV_ST_OK] + mv->results.count[MV_ST_FAILED] +
+                               mv->results.count[MV_ST_QUARANTINED]),
+                  "ok", (json_int_t)mv->results.count[MV_ST_OK], "failed",
+                  (json_int_t)mv->results.count[MV_ST_FAILED], "recycles", recycles_json(&p->stats),
+                  "spawned", (json_int_t)p->stats.spawned, "suspects",
+                  (json_int_t)p->stats.suspects, "queue", (json_int_t)mv->tasks.queued, "in_flight",
+                  (json_int_t)in_flight));
+    return reply;
+}
+
+/* ---- metrics: the Prometheus text exposition format ---- */
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP memvisor_%s %s\n# TYPE memvisor_%s %s\n", name, help, name, type);
+}
+
+static char *metrics_text(mv_t *mv)
+{
+    const mv_pool_t *p = &mv->pool;
+    const mv_config_t *cfg = mv->cfg;
+    static const struct {
+        const char *name, *help;
+    } per_worker[] = {
+        {"worker_memory_bytes", "Memory the soft limit compares ([limits] metric)."},
+        {"worker_usage_bytes", "Memory charged to the worker's cgroup (or sampled)."},
+        {"worker_peak_bytes", "Highest memory of the worker so far."},
+        {"worker_tasks", "Tasks (requests) the worker has finished."},
+        {"worker_age_seconds", "Time since the worker was started."},
+    };
+    uint64_t now = mv_now_ms(), in_flight = 0;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+
+    if (!f)
+        return NULL;
+    for (size_t m = 0; m < MV_ARRAY_LEN(per_worker); m++) {
+        family(f, per_worker[m].name, "gauge", per_worker[m].help);
+        for (const mv_worker_t *w = p->workers; w; w = w->next) {
+            const mv_reading_t *r = w->have_reading ? &w->last : NULL;
+            double v = m == 0   ? (double)(r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1)
+                       : m == 1 ? (double)(r ? r->usage : -1)
+                       : m == 2 ? (double)w->peak
+                       : m == 3 ? (double)w->tasks_done
+                                : (double)(now - w->spawned_ms) / 1000.0;
+            if (w->state == MV_W_DEAD || w->pid <= 0)
+                continue;
+            fprintf(f, "memvisor_%s{slot=\"%d\",pid=\"%d\",state=\"%s\"} %.17g\n",
+                    per_worker[m].name, w->slot, w->pid, mv_wstate_name(w->state), v);
+        }
+    }
+    for (const mv_worker_t *w = p->workers; w; w = w->next)
+        in_flight += w->count;
+    family(f, "tasks_total", "counter", "Tasks (requests) ended, by status.");
+    for (int st = 0; st < MV_ST_COUNT; st++)
+        fprintf(f, "memvisor_tasks_total{status=\"%s\"} %llu\n", mv_status_name((mv_status_t)st),
+                (unsigned long long)mv->results.count[st]);
+    family(f, "recycles_total", "counter", "Workers that left, by reason.");
+    for (int r = 1; r < MV_R_COUNT; r++)
+        if (r != MV_R_SHUTDOWN)
+            fprintf(f, "memvisor_recycles_total{reason=\"%s\"} %llu\n",
+                    mv_reason_name((mv_reason_t)r), (unsigned long long)p->stats.recycles[r]);
+    family(f, "workers_spawned_total", "counter", "Workers started.");
+    fprintf(f, "memvisor_workers_spawned_total %llu\n", (unsigned long long)p->stats.spawned);
+    family(f, "leak_suspects_total", "counter", "Leak suspects reported.");
+    fprintf(f, "memvisor_leak_suspects_total %llu\n", (unsigned long long)p->stats.suspects);
+    family(f, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
+    fprintf(f, "memvisor_workers %d\n", mv_pool_live(p));
+    family(f, "queue_depth", "gauge", "Tasks waiting for a worker.");
+    fprintf(f, "memvisor_queue_depth %zu\n", mv->tasks.queued);
+    family(f, "tasks_in_flight", "gauge", "Tasks (requests) being worked on.");
+    fprintf(f, "memvisor_tasks_in_flight %llu\n", (unsigned long long)in_flight);
+    family(f, "reloads_total", "counter", "Configuration reloads applied.");
+    fprintf(f, "memvisor_reloads_total %d\n", mv->reloads);
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+/* ---- recycle ---- */
+
+static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
+{
+    json_t *slot = json_object_get(req, "slot"), *asked;
+    int n;
+
+    if (json_is_string(slot) && strcmp(json_string_value(slot), "all") == 0) {
+        n = 0;
+    } else if (json_is_integer(slot) && json_integer_value(slot) >= 1 &&
+               json_integer_value(slot) <= mv->pool.nslots) {
+        n = (int)json_integer_value(slot);
+    } else {
+        snprintf(err, errlen, "recycle takes \"slot\": a slot number from 1 to %d, or \"all\"",
+                 mv->pool.nslots);
+        return NULL;
+    }
+    if (mv->stopping) {
+        snprintf(err, errlen, "memvisor is stopping");
+        return NULL;
+    }
+    asked = json_array();
+    for (const mv_worker_t *w = mv->pool.workers; w; w = w->next)
+        if ((n == 0 || w->slot == n) && mv__slot((mv_worker_t *)w)->active == w &&
+            w->reason == MV_R_NONE && w->state != MV_W_DEAD)
+            json_array_append_new(asked, json_integer(w->slot));
+    mv_pool_recycle(&mv->pool, n, MV_R_REQUESTED);
+    mv_info(&mv->log, "recycle_requested", MV_S("slot", n ? "one" : "all"),
+            MV_I("workers", (long long)json_array_size(asked)));
+    return json_pack("{s:o}", "workers", asked);
+}
+
+/* ---- reload ---- */
+
+/* Settings a running pool keeps until memvisor restarts. */
+static bool needs_restart(const mv_option_t *o)
+{
+    static const char *const keys[] = {
+        "supervisor.workers",   "supervisor.cgroup", "supervisor.cgroup_parent",
+        "supervisor.state_dir", "worker.protocol",   "worker.prefetch",
+        "service.listen",       "service.backlog",   "control.socket",
+        "tasks.source",         "tasks.results",     "tasks.max_size",
+        "log.format",           "log.file",          "leak.detect",
+        "leak.window",          "leak.warmup",       "leak.min_slope",
+        "leak.task_growth",     "leak.kind",
+    };
+    char name[64];
+
+    snprintf(name, sizeof name, "%s.%s", o->section, o->name);
+    for (size_t i = 0; i < MV_ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Copies one option's value from `from` into `to` (strings are duplicated). 0 or -ENOMEM. */
+static int keep_value(mv_config_t *to, const mv_config_t *from, const mv_option_t *o)
+{
+    char **dst = (char **)((char *)to + o->offset);
+    char *const *src = (char *const *)((const char *)from + o->offset);
+
+    if (o->type != MV_OPT_STRING) {
+        memcpy((char *)to + o->offset, (const char *)from + o->offset, o->size);
+        return 0;
+    }
+    char *copy = strdup(*src);
+    if (!copy)
+        return -ENOMEM;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* Every mistake of the new configuration, in one line each. */
+static void errors_text(const mv_errors_t *e, char *err, size_t errlen)
+{
+    size_t used = 0;
+
+    err[0] = '\0';
+    for (size_t i = 0; i < e->n && used < errlen; i++)
+        used += (size_t)snprintf(err + used, errlen - used, "%s%s", i ? "; " : "", e->msg[i]);
+}
+
+/* Keeps a heap object until the run ends. 0 or -ENOMEM. */
+static int keep(void ***list, int *n, void *item)
+{
+    void **grown = realloc(*list, (size_t)(*n + 1) * sizeof *grown);
+
+    if (!grown)
+        return -ENOMEM;
+    grown[(*n)++] = item;
+    *list = grown;
+    return 0;
+}
+
+/* The new worker command, when it comes from the configuration and changed. */
+static int new_command(mv_t *mv, const mv_config_t *nc, char ***argv, char *err, size_t errlen)
+{
+    const char *why = NULL;
+    int n = 0;
+
+    *argv = NULL;
+    if (mv->argv_from_cli || strcmp(nc->worker.command, mv->cfg->worker.command) == 0)
+        return 0;
+    if (mv_split_words(nc->worker.command, argv, &n, &why) < 0 || n == 0) {
+        snprintf(err, errlen, "[worker] command: %s", why ? why : "empty");
+        mv_argv_free(*argv);
+        *argv = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
+{
+    mv_config_t *nc = calloc(1, sizeof *nc);
+    mv_errors_t errs = {0};
+    json_t *changed = json_array(), *kept = json_array(), *reply;
+    size_t n;
+    const mv_option_t *t = mv_config_options(&n);
+    char **argv = NULL;
+    int r;
+
+    if (mv->stopping || !nc) {
+        snprintf(err, errlen, "%s", nc ? "memvisor is stopping" : "out of memory");
+        free(nc);
+        json_decref(changed);
+        json_decref(kept);
+        return NULL;
+    }
+    mv_notify_reloading(&mv->notify);
+    r = mv_config_build(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
+    if (r == 0)
+        for (size_t i = 0; i < n && r == 0; i++) {
+            if (mv_config_same(nc, mv->cfg, &t[i]))
+                continue;
+            char name[64];
+            snprintf(name, sizeof name, "%s.%s", t[i].section, t[i].name);
+            if (needs_restart(&t[i])) {
+                json_array_append_new(kept, json_string(name));
+                r = keep_value(nc, mv->cfg, &t[i]);
+            } else {
+                json_array_append_new(changed, json_string(name));
+            }
+        }
+    if (r == 0 && new_command(mv, nc, &argv, err, errlen) < 0)
+        r = -EINVAL;
+    else if (r == -EINVAL)
+        errors_text(&errs, err, errlen);
+    else if (r == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    if (r == 0 && (keep((void ***)&mv->old_cfgs, &mv->nold, nc) < 0 ||
+                   (argv && keep((void ***)&mv->old_argvs, &mv->nold_argv, argv) < 0))) {
+        snprintf(err, errlen, "out of memory");
+        r = -ENOMEM;
+    }
+    mv_errors_free(&errs);
+    if (r < 0) {
+        mv_warn(&mv->log, "reload_failed", MV_S("config", mv->config_path), MV_S("error", err),
+                MV_S("msg", "nothing changed"));
+        if (nc && (mv->nold == 0 || mv->old_cfgs[mv->nold - 1] != nc)) {
+            mv_config_free(nc);
+            free(nc);
+        }
+        mv_argv_free(argv);
+        json_decref(changed);
+        json_decref(kept);
+        mv_notify_ready(&mv->notify, "reload failed: nothing changed");
+        return NULL;
+    }
+    /* The swap: everything reads the configuration through these pointers. */
+    mv->cfg = mv->pool.cfg = nc;
+    if (argv)
+        mv->argv = mv->pool.argv = argv;
+    mv->log.level = nc->log.level;
+    mv->cg.soft = nc->limits.memory_soft;
+    mv->cg.hard = nc->limits.memory_hard;
+    mv->cg.enforce = nc->limits.enforce;
+    uv_timer_set_repeat(&mv->pool.sampler, (uint64_t)nc->limits.sample_interval);
+    mv->reloads++;
+    reply = json_pack("{s:s?, s:o, s:o, s:o}", "config", mv->config_path, "changed", changed,
+                      "restart_needed", kept, "workers", json_array());
+    for (const mv_worker_t *w = mv->pool.workers; w; w = w->next)
+        if (mv__slot((mv_worker_t *)w)->active == w && w->reason == MV_R_NONE &&
+            w->state != MV_W_DEAD)
+            json_array_append_new(json_object_get(reply, "workers"), json_integer(w->slot));
+    mv_pool_recycle(&mv->pool, 0, MV_R_REQUESTED);
+    {
+        char *c = json_dumps(changed, JSON_COMPACT), *k = json_dumps(kept, JSON_COMPACT);
+        mv_info(&mv->log, "reload", MV_S("config", mv->config_path), MV_S("changed", c),
+                MV_S("restart_needed", k),
+                MV_I("recycling", (long long)json_array_size(json_object_get(reply, "workers"))));
+        free(c);
+        free(k);
+    }
+    json_object_set_new(reply, "message",
+                        json_sprintf("reloaded %s: %zu setting%s changed, %zu kept until restart; "
+                                     "replacing every worker",
+                                     mv->config_path ? mv->config_path : "(defaults and -o)",
+                                     json_array_size(changed),
+                                     json_array_size(changed) == 1 ? "" : "s",
+                                     json_array_size(kept)));
+    mv_notify_ready(&mv->notify, "reloaded");
+    return reply;
+}
+
+void mv__reload_free(mv_t *mv)
+{
+    for (int i = 0; i < mv->nold; i++) {
+        mv_config_free(mv->old_cfgs[i]);
+        free(mv->old_cfgs[i]);
+    }
+    for (int i = 0; i < mv->nold_argv; i++)
+        mv_argv_free(mv->old_argvs[i]);
+    free(mv->old_cfgs);
+    free(mv->old_argvs);
+    mv->old_cfgs = NULL;
+    mv->old_argvs = NULL;
+    mv->nold = mv->nold_argv = 0;
+}
+
+/* ---- the control socket's handler ---- */
+
+json_t *mv__control(void *arg, const char *cmd, json_t *req, char *err, size_t errlen)
+{
+    mv_t *mv = arg;
+
+    if (strcmp(cmd, "status") == 0)
+        return status_json(mv);
+    if (strcmp(cmd, "metrics") == 0) {
+        char *text = metrics_text(mv);
+        json_t *reply = text ? json_pack("{s:s}", "text", text) : NULL;
+        free(text);
+        if (!reply)
+            snprintf(err, errlen, "out of memory");
+        return reply;
+    }
+    if (strcmp(cmd, "recycle") == 0)
+        return recycle(mv, req, err, errlen);
+    if (strcmp(cmd, "reload") == 0)
+        return mv__reload(mv, err, errlen);
+    if (strcmp(cmd, "stop") == 0) {
+        mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
+        if (!mv->stopping)
+            mv__stop(mv, true);
+        return json_object();
+    }
+    snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",
+             cmd);
+    return NULL;
+}

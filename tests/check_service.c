@@ -1,0 +1,535 @@
+/*
+ * Service mode end to end: the real memvisor binary running the example HTTP service
+ * (examples/http_service.c) on a socket it binds once, a real HTTP client (wrk, curl) on
+ * 127.0.0.1, and the control socket through the real CLI. Under load while workers recycle,
+ * on `recycle all` and on `reload`, the client must see no error; bad control requests and
+ * other users are refused; BEGIN/END misuse is a protocol error; socket activation and
+ * sd_notify readiness work.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define HTTP MV_BUILD_DIR "/examples/http_service"
+
+typedef struct svc {
+    mvrun_t r;
+    int port;
+    char sock[128];   /* the control socket */
+    char config[160]; /* the config file svc_config wrote, if any */
+} svc_t;
+
+static void svc_init(svc_t *s)
+{
+    memset(s, 0, sizeof *s);
+    run_init(&s->r, NULL);
+    s->r.service = true;
+    snprintf(s->sock, sizeof s->sock, "%s/ctl.sock", s->r.dir);
+}
+
+/* (Re)writes the service's config file. */
+static void svc_config(svc_t *s, const char *text)
+{
+    snprintf(s->config, sizeof s->config, "%s", run_file(&s->r, "service.ini", text));
+}
+
+/* Starts example HTTP workers (`worker_args`) on a free port, with the config file if one
+ * was written and `extra` arguments (NULL-terminated, may be NULL); returns once every slot
+ * is ready. */
+static void svc_start(svc_t *s, const char *const *extra, const char *worker_args)
+{
+    const char *args[48] = {"run"};
+    char *line, sockopt[192], cmd[256];
+    int n = 1;
+
+    snprintf(sockopt, sizeof sockopt, "control.socket=%s", s->sock);
+    snprintf(cmd, sizeof cmd, "worker.command=%s %s", HTTP, worker_args);
+    if (*s->config) {
+        args[n++] = "-c";
+        args[n++] = s->config;
+    }
+    args[n++] = "-o";
+    args[n++] = "service.listen=127.0.0.1:0";
+    args[n++] = "-o";
+    args[n++] = sockopt;
+    args[n++] = "-o";
+    args[n++] = cmd;
+    for (int i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    run_start(&s->r, args, NULL);
+    line = run_wait_for(&s->r, "event=listen ");
+    s->port = atoi(strstr(line, "addr=127.0.0.1:") + 15);
+    ck_assert_int_gt(s->port, 0);
+    free(line);
+    free(run_wait_for(&s->r, "event=pool_ready"));
+}
+
+/* `memvisor CMD [ARG] --socket S --json` as user `uid` (0 = us): the exit code; the reply in
+ * *out (NULL when it printed none). */
+static int ctl_as(const svc_t *s, uid_t uid, const char *cmd, const char *arg, json_t **out)
+{
+    mvrun_t c;
+    const char *args[] = {cmd, "--socket", s->sock, "--json", arg, NULL};
+    const char *text;
+    int code;
+
+    run_init(&c, NULL);
+    c.uid = c.gid = uid;
+    run_start(&c, args, NULL);
+    code = run_finish(&c);
+    text = run_summary(&c);
+    if (out)
+        *out = json_loads(text, 0, NULL);
+    if (code == 0)
+        ck_assert_msg(!out || *out, "%s: not JSON: %s (stderr: %s)", cmd, text, c.log);
+    run_free(&c);
+    return code;
+}
+
+static int ctl(const svc_t *s, const char *cmd, const char *arg, json_t **out)
+{
+    return ctl_as(s, 0, cmd, arg, out);
+}
+
+/* Stops the service through the control socket: a clean exit, no lost request. */
+static void svc_stop(svc_t *s)
+{
+    int code = ctl(s, "stop", NULL, NULL);
+
+    ck_assert_int_eq(code, 0);
+    ck_assert_int_eq(run_finish(&s->r), 0);
+    ck_assert_int_eq(run_count(&s->r, "event=request_lost"), 0);
+    ck_assert_int_eq(run_count(&s->r, "event=protocol_error"), 0);
+}
+
+/* Whether a JSON array holds the string. */
+static bool has_string(json_t *array, const char *want)
+{
+    size_t i;
+    json_t *v;
+
+    json_array_foreach(array, i, v) if (json_is_string(v) &&
+                                        strcmp(json_string_value(v), want) == 0) return true;
+    return false;
+}
+
+/* ---- wrk, as a child process: its report in a file ---- */
+
+typedef struct load {
+    pid_t pid;
+    char out[160];
+} load_t;
+
+static void load_start(load_t *l, const svc_t *s, const char *path, const char *secs)
+{
+    char url[96];
+
+    snprintf(l->out, sizeof l->out, "%s/wrk.txt", s->r.dir);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    l->pid = fork();
+    ck_assert_int_ge(l->pid, 0);
+    if (l->pid == 0) {
+        int fd = open(l->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        execlp("wrk", "wrk", "-t2", "-c8", "-d", secs, "--timeout", "5s", url, (char *)NULL);
+        _exit(127);
+    }
+}
+
+/* Waits for wrk; returns the requests it completed and asserts it saw no error at all. */
+static long load_finish(load_t *l, svc_t *s)
+{
+    int status;
+    char *text, *p;
+    long requests;
+
+    /* Meanwhile memvisor's log keeps flowing (recycles): read it, or its pipe fills up. */
+    while (waitpid(l->pid, &status, WNOHANG) == 0) {
+        struct pollfd pfd = {.fd = s->r.log_fd, .events = POLLIN};
+        poll(&pfd, 1, 50);
+        run_drain(&s->r);
+    }
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    text = read_text(l->out);
+    ck_assert_ptr_nonnull(text);
+    /* wrk prints these lines only when there were errors. */
+    ck_assert_msg(!strstr(text, "Socket errors"), "wrk saw socket errors:\n%s", text);
+    ck_assert_msg(!strstr(text, "Non-2xx"), "wrk saw failed responses:\n%s", text);
+    p = strstr(text, " requests in ");
+    ck_assert_msg(p != NULL, "no wrk summary:\n%s", text);
+    while (p > text && p[-1] != '\n' && p[-1] != ' ')
+        p--;
+    requests = atol(p);
+    free(text);
+    return requests;
+}
+
+/* ---- tests ---- */
+
+START_TEST(recycling_under_load_loses_no_request)
+{
+    svc_t s;
+    load_t l;
+    const char *extra[] = {"-o", "supervisor.workers=2", "-o", "limits.max_tasks=300", NULL};
+
+    svc_init(&s);
+    svc_start(&s, extra, "--leak-kb 0");
+    load_start(&l, &s, "/ok", "3s");
+    ck_assert_int_gt(load_finish(&l, &s), 1000);
+    svc_stop(&s);
+    /* Every few hundred requests, each worker was replaced. */
+    ck_assert_int_ge(run_count(&s.r, "reason=max_tasks"), 3);
+    run_free(&s.r);
+}
+END_TEST
+
+START_TEST(recycle_all_and_reload_under_load_lose_no_request)
+{
+    svc_t s;
+    load_t l;
+    json_t *reply;
+
+    svc_init(&s);
+    svc_config(&s, "[supervisor]\nworkers = 2\n[limits]\nmemory_soft = 64M\n");
+    svc_start(&s, NULL, "--leak-kb 0");
+    load_start(&l, &s, "/ok", "3s");
+    ck_assert_int_eq(ctl(&s, "recycle", "all", &reply), 0);
+    ck_assert_int_eq(json_array_size(json_object_get(reply, "workers")), 2);
+    json_decref(reply);
+    svc_config(&s, "[supervisor]\nworkers = 2\n[limits]\nmemory_soft = 48M\n"
+                   "max_tasks = 5000\n[service]\nbacklog = 99\n");
+    ck_assert_int_eq(ctl(&s, "reload", NULL, &reply), 0);
+    ck_assert(has_string(json_object_get(reply, "changed"), "limits.memory_soft"));
+    ck_assert(has_string(json_object_get(reply, "changed"), "limits.max_tasks"));
+    ck_assert(has_string(json_object_get(reply, "restart_needed"), "service.backlog"));
+    json_decref(reply);
+    ck_assert_int_gt(load_finish(&l, &s), 1000);
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    ck_assert_int_eq(jint(json_object_get(reply, "limits"), "memory_soft"), 48 << 20);
+    ck_assert_int_eq(jint(json_object_get(reply, "run"), "reloads"), 1);
+    json_decref(reply);
+    svc_stop(&s);
+    ck_assert_int_eq(run_count(&s.r, "event=reload "), 1);
+    /* recycle all, then the reload's rolling replacement: each slot twice. */
+    ck_assert_int_ge(run_count(&s.r, "reason=requested"), 4);
+    run_free(&s.r);
+}
+END_TEST
+
+START_TEST(an_invalid_reload_changes_nothing)
+{
+    svc_t s;
+    json_t *before, *after;
+    char *line;
+
+    svc_init(&s);
+    svc_config(&s, "[limits]\nmemory_soft = 64M\n");
+    svc_start(&s, (const char *[]){"-o", "supervisor.workers=1", NULL}, "--leak-kb 0");
+    ck_assert_int_eq(ctl(&s, "status", NULL, &before), 0);
+    svc_config(&s, "[limits]\nmemory_soft = 48M\nmemory_sofft = 1M\n");
+    ck_assert_int_eq(ctl(&s, "reload", NULL, NULL), 1);
+    line = run_wait_for(&s.r, "event=reload_failed");
+    ck_assert_ptr_nonnull(strstr(line, "service.ini:3: [limits] memory_sofft"));
+    free(line);
+    /* SIGHUP is the same reload. */
+    kill(s.r.pid, SIGHUP);
+    free(run_wait_for(&s.r, "event=reload_failed"));
+    ck_assert_int_eq(ctl(&s, "status", NULL, &after), 0);
+    ck_assert_int_eq(jint(json_object_get(after, "limits"), "memory_soft"), 64 << 20);
+    ck_assert_int_eq(jint(json_object_get(after, "run"), "reloads"), 0);
+    /* The same worker serves: nothing was recycled. */
+    ck_assert_int_eq(jint(json_array_get(json_object_get(after, "workers"), 0), "pid"),
+                     jint(json_array_get(json_object_get(before, "workers"), 0), "pid"));
+    json_decref(before);
+    json_decref(after);
+    svc_stop(&s);
+    run_free(&s.r);
+}
+END_TEST
+
+/* The parent pid of a process, from /proc/PID/stat; -1 if gone. */
+static int parent_of(int pid)
+{
+    char path[64], text[512], *p;
+    int ppid = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (f && fgets(text, sizeof text, f) && (p = strrchr(text, ')')))
+        ppid = atoi(p + 4); /* ") S PPID" */
+    if (f)
+        fclose(f);
+    return ppid;
+}
+
+START_TEST(status_shows_the_workers_that_exist)
+{
+    svc_t s;
+    json_t *reply, *w;
+    size_t i;
+    const char *text;
+
+    svc_init(&s);
+    svc_start(&s, (const char *[]){"-o", "supervisor.workers=3", NULL}, "--leak-kb 0");
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    ck_assert_str_eq(jstr(json_object_get(reply, "run"), "mode"), "service");
+    ck_assert_int_eq(jint(json_object_get(reply, "run"), "pid"), s.r.pid);
+    ck_assert_int_eq(json_array_size(json_object_get(reply, "workers")), 3);
+    ck_assert_int_eq(jint(json_object_get(reply, "totals"), "workers"), 3);
+    json_array_foreach(json_object_get(reply, "workers"), i, w)
+    {
+        ck_assert_int_eq(jint(w, "slot"), (long long)i + 1); /* in slot order */
+        ck_assert_int_eq(parent_of((int)jint(w, "pid")), s.r.pid);
+        ck_assert_str_eq(jstr(w, "state"), "ready");
+    }
+    json_decref(reply);
+    /* The table for people, and the metrics. */
+    {
+        mvrun_t c;
+        run_init(&c, NULL);
+        run_start(&c, (const char *[]){"status", "--socket", s.sock, NULL}, NULL);
+        ck_assert_int_eq(run_finish(&c), 0);
+        text = run_summary(&c);
+        ck_assert_ptr_nonnull(strstr(text, "SLOT"));
+        run_free(&c);
+    }
+    ck_assert_int_eq(ctl(&s, "metrics", NULL, &reply), 0);
+    ck_assert_ptr_nonnull(strstr(jstr(reply, "text"), "memvisor_workers 3\n"));
+    ck_assert_ptr_nonnull(strstr(jstr(reply, "text"), "# TYPE memvisor_recycles_total counter"));
+    json_decref(reply);
+    svc_stop(&s);
+    run_free(&s.r);
+}
+END_TEST
+
+START_TEST(control_requests_from_others_and_garbage_are_refused)
+{
+    svc_t s;
+    json_t *reply;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    char buf[512];
+    ssize_t n;
+    int fd;
+
+    svc_init(&s);
+    svc_start(&s, (const char *[]){"-o", "supervisor.workers=1", NULL}, "--leak-kb 0");
+    /* 0600: another user cannot even connect; with the mode opened up, SO_PEERCRED says no. */
+    ck_assert_int_eq(ctl_as(&s, 65534, "status", NULL, NULL), 3);
+    ck_assert_int_eq(chmod(s.r.dir, 0755), 0);
+    ck_assert_int_eq(chmod(s.sock, 0666), 0);
+    ck_assert_int_eq(ctl_as(&s, 65534, "stop", NULL, &reply), 1);
+    ck_assert_ptr_nonnull(strstr(jstr(reply, "error"), "permission denied"));
+    json_decref(reply);
+    /* Garbage gets an error reply and changes nothing. */
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    snprintf(un.sun_path, sizeof un.sun_path, "%.100s", s.sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&un, sizeof un), 0);
+    ck_assert_int_eq(write(fd, "\x01\xffgarbage\n", 10), 10);
+    n = read(fd, buf, sizeof buf - 1);
+    ck_assert_int_gt(n, 0);
+    buf[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(buf, "\"ok\":false"));
+    close(fd);
+    ck_assert_int_eq(ctl(&s, "recycle", "9", NULL), 1);
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    ck_assert_int_eq(jint(json_object_get(reply, "totals"), "workers"), 1);
+    json_decref(reply);
+    svc_stop(&s);
+    ck_assert_int_ge(run_count(&s.r, "event=control_refused"), 1);
+    ck_assert_int_eq(run_count(&s.r, "event=recycle "), 0);
+    run_free(&s.r);
+}
+END_TEST
+
+START_TEST(begin_end_misuse_is_a_protocol_error)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "control.socket=none",
+                          "-o",
+                          "worker.crash_limit=0",
+                          "--",
+                          MVTEST,
+                          "--service",
+                          "begin a; alloc 1; end 0; rawend 99",
+                          NULL};
+
+    run_init(&r, NULL);
+    r.service = true;
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=protocol_error"));
+    ck_assert_ptr_nonnull(strstr(r.log, "END 99 with no request open"));
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* A free TCP port on 127.0.0.1 (bound, then released). */
+static int free_port(void)
+{
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof in;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&in, sizeof in), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&in, &len), 0);
+    port = ntohs(in.sin_port);
+    close(fd);
+    return port;
+}
+
+/* `curl URL`: its exit code; the body in out. */
+static int curl(const char *url, char *out, size_t cap)
+{
+    char cmd[256];
+    FILE *f;
+    size_t n;
+    int status;
+
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s", url);
+    f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    status = pclose(f);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(socket_activation_sockets_are_passed_on)
+{
+    mvrun_t r;
+    char listen[64], url[96], body[256];
+    const char *wrap[] = {"systemd-socket-activate", "-l", listen, "--fdname=web", NULL};
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "control.socket=none",
+                          "-o",
+                          "service.listen=127.0.0.1:1",
+                          "--",
+                          HTTP,
+                          NULL};
+    char *line;
+
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", free_port());
+    run_init(&r, NULL);
+    r.service = true;
+    r.wrap = wrap;
+    run_start(&r, args, NULL);
+    /* systemd-socket-activate starts memvisor at the first connection. */
+    snprintf(url, sizeof url, "http://%s/ok", listen);
+    ck_assert_int_eq(curl(url, body, sizeof body), 0);
+    ck_assert_ptr_nonnull(strstr(body, "ok pid="));
+    line = run_wait_for(&r, "event=listen ");
+    ck_assert_ptr_nonnull(strstr(line, "from=\"socket activation\""));
+    ck_assert_ptr_nonnull(strstr(line, "name=web"));
+    free(line);
+    kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 0);
+    /* The configured address (port 1, privileged anyway) was never bound. */
+    ck_assert_int_eq(run_count(&r, "event=listen_ignored"), 1);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(systemd_hears_ready_once_every_slot_is_up)
+{
+    svc_t s;
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    struct timeval tv = {.tv_sec = 20};
+    char buf[512], path[128];
+    bool ready = false;
+    ssize_t n;
+    int fd;
+
+    svc_init(&s);
+    snprintf(path, sizeof path, "%s/notify.sock", s.r.dir);
+    snprintf(un.sun_path, sizeof un.sun_path, "%.100s", path);
+    fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&un, sizeof un), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setenv("NOTIFY_SOCKET", path, 1);
+    svc_start(&s, (const char *[]){"-o", "supervisor.workers=2", NULL}, "");
+    unsetenv("NOTIFY_SOCKET");
+    /* Blocks until memvisor says it (the receive timeout only ends a broken test). */
+    while (!ready && (n = recv(fd, buf, sizeof buf - 1, 0)) > 0) {
+        buf[n] = '\0';
+        ready = strstr(buf, "READY=1") != NULL;
+    }
+    ck_assert_msg(ready, "no READY=1");
+    ck_assert_ptr_nonnull(strstr(s.r.log, "event=systemd"));
+    svc_stop(&s);
+    close(fd);
+    /* The workers did not inherit memvisor's NOTIFY_SOCKET: none of them spoke to it. */
+    run_free(&s.r);
+}
+END_TEST
+
+START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
+{
+    svc_t s;
+    char url[96], body[256];
+
+    svc_init(&s);
+    svc_start(&s,
+              (const char *[]){"-o", "supervisor.workers=1", "-o", "limits.memory_soft=0", "-o",
+                               "limits.memory_hard=24M", "-o", "supervisor.cgroup=off", "-o",
+                               "limits.sample_interval=5ms", NULL},
+              "--leak-kb 0");
+    /* One request that allocates far past the limit: the worker is killed in it. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/leak?kb=65536", s.port);
+    ck_assert_int_ne(curl(url, body, sizeof body), 0);
+    free(run_wait_for(&s.r, "event=request_lost"));
+    /* The replacement serves (the connection waits on the shared socket until it is up). */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", s.port);
+    ck_assert_int_eq(curl(url, body, sizeof body), 0);
+    ck_assert_int_eq(ctl(&s, "stop", NULL, NULL), 0);
+    ck_assert_int_eq(run_finish(&s.r), 0);
+    ck_assert_int_eq(run_count(&s.r, "event=request_lost"), 1);
+    ck_assert_int_eq(run_count(&s.r, "reason=hard_limit action=kill"), 1);
+    run_free(&s.r);
+}
+END_TEST
+
+Suite *service_suite(void)
+{
+    Suite *s = suite_create("service");
+    TCase *tc = tcase_create("http");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, recycling_under_load_loses_no_request);
+    tcase_add_test(tc, recycle_all_and_reload_under_load_lose_no_request);
+    tcase_add_test(tc, an_invalid_reload_changes_nothing);
+    tcase_add_test(tc, status_shows_the_workers_that_exist);
+    tcase_add_test(tc, control_requests_from_others_and_garbage_are_refused);
+    tcase_add_test(tc, begin_end_misuse_is_a_protocol_error);
+    tcase_add_test(tc, socket_activation_sockets_are_passed_on);
+    tcase_add_test(tc, systemd_hears_ready_once_every_slot_is_up);
+    tcase_add_test(tc, a_hard_limit_kill_is_the_only_lost_request_and_says_so);
+    suite_add_tcase(s, tc);
+    return s;
+}
