@@ -860,16 +860,19 @@ int mv_pool_live(const mv_pool_t *p)
     return n;
 }
 
-int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason)
+int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots)
 {
     int n = 0;
 
     if (slot < 0 || slot > p->nslots)
         return -EINVAL;
     for (mv_worker_t *w = p->workers; w; w = w->next)
-        if ((slot == 0 || w->slot == slot) && mv__slot(w)->active == w && w->reason == MV_R_NONE) {
-            mv__recycle(w, reason);
+        if ((slot == 0 || w->slot == slot) && mv__slot(w)->active == w && w->reason == MV_R_NONE &&
+            w->state != MV_W_DEAD) {
+            if (slots)
+                slots[n] = w->slot;
             n++;
+            mv__recycle(w, reason);
         }
     return n;
 }

@@ -201,8 +201,9 @@ void mv_pool_kick(mv_pool_t *p);
 /* Stops every worker: graceful (finish tasks within grace_period) or at once (SIGKILL). */
 void mv_pool_stop(mv_pool_t *p, bool graceful);
 /* Recycles one slot's worker (1-based) or all (0) with a rolling replacement; returns how
- * many were asked, or -EINVAL for a slot that does not exist. */
-int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason);
+ * many were asked (their slots in `slots`, room for nslots, may be NULL), or -EINVAL for a
+ * slot that does not exist. */
+int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots);
 /* Workers serving now (ready or busy, not leaving). */
 int mv_pool_live(const mv_pool_t *p);
 /* Frees what is left after the loop ended. */

@@ -164,6 +164,19 @@ static char *metrics_text(mv_t *mv)
 
 /* ---- recycle ---- */
 
+/* Recycles slot n (0 = all) with reason `requested`; the slots asked, as a JSON array. */
+static json_t *recycle_all_json(mv_t *mv, int n)
+{
+    int *slots = calloc((size_t)mv->pool.nslots, sizeof *slots);
+    int k = mv_pool_recycle(&mv->pool, n, MV_R_REQUESTED, slots);
+    json_t *a = json_array();
+
+    for (int i = 0; slots && i < k; i++)
+        json_array_append_new(a, json_integer(slots[i]));
+    free(slots);
+    return a;
+}
+
 static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
 {
     json_t *slot = json_object_get(req, "slot"), *asked;
@@ -183,12 +196,7 @@ static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
         snprintf(err, errlen, "memvisor is stopping");
         return NULL;
     }
-    asked = json_array();
-    for (const mv_worker_t *w = mv->pool.workers; w; w = w->next)
-        if ((n == 0 || w->slot == n) && mv__slot((mv_worker_t *)w)->active == w &&
-            w->reason == MV_R_NONE && w->state != MV_W_DEAD)
-            json_array_append_new(asked, json_integer(w->slot));
-    mv_pool_recycle(&mv->pool, n, MV_R_REQUESTED);
+    asked = recycle_all_json(mv, n);
     mv_info(&mv->log, "recycle_requested", MV_S("slot", n ? "one" : "all"),
             MV_I("workers", (long long)json_array_size(asked)));
     return json_pack("{s:o}", "workers", asked);
@@ -343,12 +351,7 @@ json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
     uv_timer_set_repeat(&mv->pool.sampler, (uint64_t)nc->limits.sample_interval);
     mv->reloads++;
     reply = json_pack("{s:s?, s:o, s:o, s:o}", "config", mv->config_path, "changed", changed,
-                      "restart_needed", kept, "workers", json_array());
-    for (const mv_worker_t *w = mv->pool.workers; w; w = w->next)
-        if (mv__slot((mv_worker_t *)w)->active == w && w->reason == MV_R_NONE &&
-            w->state != MV_W_DEAD)
-            json_array_append_new(json_object_get(reply, "workers"), json_integer(w->slot));
-    mv_pool_recycle(&mv->pool, 0, MV_R_REQUESTED);
+                      "restart_needed", kept, "workers", recycle_all_json(mv, 0));
     {
         char *c = json_dumps(changed, JSON_COMPACT), *k = json_dumps(kept, JSON_COMPACT);
         mv_info(&mv->log, "reload", MV_S("config", mv->config_path), MV_S("changed", c),
