@@ -8,6 +8,7 @@
  *   GET /       a short index
  *   GET /ok     allocates, touches and frees --leak-kb KiB (?kb=N overrides): no leak
  *   GET /leak   allocates, touches and keeps --leak-kb KiB (?kb=N overrides): a leak
+ *   ?ms=N       (both) holds the request N ms with the memory allocated: a slow request
  *
  * Sockets. It never binds on its own: memvisor binds `[service] listen` once and passes the
  * sockets to every worker by the systemd convention (LISTEN_PID, LISTEN_FDS, fds from 3,
@@ -50,6 +51,7 @@
 #define MAX_LISTEN     16
 #define ACCEPT_BURST   64
 #define MAX_KB         65536 /* largest ?kb= (64 MiB per request) */
+#define MAX_HOLD_MS    60000 /* largest ?ms= (how long a request holds its memory) */
 #define DRAIN_IDLE_MS  200   /* drain: an idle connection is closed after this */
 #define DRAIN_PART_MS  2000  /* drain: a half-received request gets this long */
 #define LINGER_MS      1000  /* after the last response, input is read and dropped this long */
@@ -378,29 +380,32 @@ static int respond(struct conn *c, int status, int keep, int head, const char *b
 
 /* ---- endpoints -------------------------------------------------------------------------- */
 
-/* ?kb=N in the query, else `dflt`. -1 when N is not a number in 0..MAX_KB. */
-static long query_kb(const char *query, size_t dflt)
+/* NAME=N in the query (name given with its '='), else `dflt`. -1 when N is not a number in
+ * 0..max. */
+static long query_num(const char *query, const char *name, unsigned long max, long dflt)
 {
+    size_t len = strlen(name);
     const char *p = query;
     char *end;
     unsigned long v;
 
     while (p) {
-        if (!strncmp(p, "kb=", 3)) {
-            if (!isdigit((unsigned char)p[3]))
+        if (!strncmp(p, name, len)) {
+            if (!isdigit((unsigned char)p[len]))
                 return -1;
-            v = strtoul(p + 3, &end, 10);
-            return (*end && *end != '&') || v > MAX_KB ? -1 : (long)v;
+            v = strtoul(p + len, &end, 10);
+            return (*end && *end != '&') || v > max ? -1 : (long)v;
         }
         p = strchr(p, '&');
         if (p)
             p++;
     }
-    return (long)dflt;
+    return dflt;
 }
 
-/* Allocates, touches and keeps kb KiB. 0 or -ENOMEM. */
-static int do_leak(struct server *s, size_t kb)
+/* Allocates, touches and keeps kb KiB, holding the request ms milliseconds with it. 0 or
+ * -ENOMEM. */
+static int do_leak(struct server *s, size_t kb, long ms)
 {
     struct leak *l;
 
@@ -410,14 +415,17 @@ static int do_leak(struct server *s, size_t kb)
     if (!l)
         return -ENOMEM;
     memset(l->data, 0xa5, kb * 1024);
+    if (ms > 0)
+        usleep((useconds_t)ms * 1000);
     l->next = s->leaks;
     s->leaks = l;
     s->leaked_kb += kb;
     return 0;
 }
 
-/* Allocates, touches and frees kb KiB. 0 or -ENOMEM. */
-static int do_churn(size_t kb)
+/* Allocates, touches and frees kb KiB, holding the request ms milliseconds with it. 0 or
+ * -ENOMEM. */
+static int do_churn(size_t kb, long ms)
 {
     char *p;
 
@@ -427,6 +435,8 @@ static int do_churn(size_t kb)
     if (!p)
         return -ENOMEM;
     memset(p, 0x5a, kb * 1024);
+    if (ms > 0)
+        usleep((useconds_t)ms * 1000);
     __asm__ volatile("" : : "r"(p) : "memory"); /* really touched, really freed */
     free(p);
     return 0;
@@ -448,7 +458,7 @@ static int handle(struct server *s, struct conn *c, struct request *rq, int keep
     char path[HEAD_MAX], body[256];
     const char *query = strchr(rq->target, '?'), *kind;
     int head = !strcmp(rq->method, "HEAD"), status = 200, n, rc;
-    long kb = 0;
+    long kb = 0, ms = 0;
 
     snprintf(path, sizeof path, "%.*s", query ? (int)(query - rq->target) : HEAD_MAX, rq->target);
     kind = endpoint(path);
@@ -468,10 +478,12 @@ static int handle(struct server *s, struct conn *c, struct request *rq, int keep
     } else if (!strcmp(kind, "notfound")) {
         status = 404;
         n = snprintf(body, sizeof body, "not found pid=%d\n", (int)getpid());
-    } else if ((kb = query_kb(query ? query + 1 : NULL, s->leak_kb)) < 0) {
+    } else if ((kb = query_num(query ? query + 1 : NULL, "kb=", MAX_KB, (long)s->leak_kb)) < 0 ||
+               (ms = query_num(query ? query + 1 : NULL, "ms=", MAX_HOLD_MS, 0)) < 0) {
         status = 400;
-        n = snprintf(body, sizeof body, "kb must be a number in 0..%d\n", MAX_KB);
-    } else if ((kind[0] == 'l' ? do_leak(s, (size_t)kb) : do_churn((size_t)kb)) < 0) {
+        n = snprintf(body, sizeof body, "kb must be a number in 0..%d, ms in 0..%d\n", MAX_KB,
+                     MAX_HOLD_MS);
+    } else if ((kind[0] == 'l' ? do_leak(s, (size_t)kb, ms) : do_churn((size_t)kb, ms)) < 0) {
         status = 500;
         n = snprintf(body, sizeof body, "out of memory\n");
     } else {

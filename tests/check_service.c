@@ -401,6 +401,28 @@ static int free_port(void)
     return port;
 }
 
+/* Waits until something listens on 127.0.0.1:port (read from /proc/net/tcp, so nothing
+ * connects: a probe would itself trigger socket activation). */
+static void wait_listening(int port)
+{
+    char want[32], line[256];
+
+    snprintf(want, sizeof want, ":%04X 00000000:0000 0A", (unsigned)port);
+    for (int tries = 0; tries < 1000; tries++) {
+        FILE *f = fopen("/proc/net/tcp", "r");
+        bool found = false;
+
+        ck_assert_ptr_nonnull(f);
+        while (!found && fgets(line, sizeof line, f))
+            found = strstr(line, want) != NULL;
+        fclose(f);
+        if (found)
+            return;
+        usleep(10 * 1000);
+    }
+    ck_abort_msg("nothing listens on port %d", port);
+}
+
 /* `curl URL`: its exit code; the body in out. */
 static int curl(const char *url, char *out, size_t cap)
 {
@@ -409,7 +431,7 @@ static int curl(const char *url, char *out, size_t cap)
     size_t n;
     int status;
 
-    snprintf(cmd, sizeof cmd, "curl -sS --max-time 10 %s", url);
+    snprintf(cmd, sizeof cmd, "curl -s --max-time 10 '%s'", url);
     f = popen(cmd, "r");
     ck_assert_ptr_nonnull(f);
     n = fread(out, 1, cap - 1, f);
@@ -422,6 +444,7 @@ START_TEST(socket_activation_sockets_are_passed_on)
 {
     mvrun_t r;
     char listen[64], url[96], body[256];
+    int port = free_port();
     const char *wrap[] = {"systemd-socket-activate", "-l", listen, "--fdname=web", NULL};
     const char *args[] = {"run",
                           "-o",
@@ -435,11 +458,12 @@ START_TEST(socket_activation_sockets_are_passed_on)
                           NULL};
     char *line;
 
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", free_port());
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     run_init(&r, NULL);
     r.service = true;
     r.wrap = wrap;
     run_start(&r, args, NULL);
+    wait_listening(port);
     /* systemd-socket-activate starts memvisor at the first connection. */
     snprintf(url, sizeof url, "http://%s/ok", listen);
     ck_assert_int_eq(curl(url, body, sizeof body), 0);
@@ -500,8 +524,9 @@ START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
                                "limits.memory_hard=24M", "-o", "supervisor.cgroup=off", "-o",
                                "limits.sample_interval=5ms", NULL},
               "--leak-kb 0");
-    /* One request that allocates far past the limit: the worker is killed in it. */
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/leak?kb=65536", s.port);
+    /* One request that allocates far past the limit and holds it: the worker is killed in it
+     * (a sample is due every 5 ms; the request would take 20 s). */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/leak?kb=65536&ms=20000", s.port);
     ck_assert_int_ne(curl(url, body, sizeof body), 0);
     free(run_wait_for(&s.r, "event=request_lost"));
     /* The replacement serves (the connection waits on the shared socket until it is up). */
