@@ -123,6 +123,8 @@ typedef struct mv_option {
     const char *doc;            /* one line */
     size_t size;                /* of the field: int or int64_t (INT), int64_t (SIZE,
                                  * DURATION), int (BOOL, ENUM), char * (STRING) */
+    bool reload;                /* a reload applies it (to workers started from then on);
+                                 * false: a running memvisor keeps it until restart */
 } mv_option_t;
 
 /* Collected mistakes: each entry is a full "FILE:LINE: [section] key: reason" line. */

@@ -18,7 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "exitcode.h"
 #include "util.h"
 
 #define MAX_REPLY (64 * 1024 * 1024) /* a reply this long is not one */

@@ -15,17 +15,22 @@
 
 #include "pool.h"
 
-/* Whether `w` may be sent one more task. Tasks in flight count toward max_tasks, so a worker
- * never runs more than its limit; a worker waiting for its turn to recycle for another
- * reason keeps working meanwhile, so capacity does not drop (the hard limit still holds). */
 static bool takes_tasks(const mv_worker_t *w)
 {
-    if (!mv_fsm_takes_tasks(w->state) || w->broken || w->count >= w->cap ||
-        w->reason != MV_R_NONE || w->pool->cfg->worker.protocol == MV_PROTO_NONE)
-        return false;
-    /* Observe-only: max_tasks is reported (would_recycle), not enforced. */
-    return w->lim.max_tasks == 0 || !w->pool->cfg->limits.enforce ||
-           w->tasks_done + w->count < w->lim.max_tasks;
+    const mv_config_t *cfg = w->pool->cfg;
+    mv_take_facts_t f = {
+        .serving = mv_fsm_takes_tasks(w->state),
+        .leaving = w->reason != MV_R_NONE,
+        .broken = w->broken,
+        .no_tasks = cfg->worker.protocol == MV_PROTO_NONE,
+        .in_flight = w->count,
+        .prefetch = w->cap,
+        .tasks_done = w->tasks_done,
+        .max_tasks = w->lim.max_tasks,
+        .enforce = cfg->limits.enforce,
+    };
+
+    return mv_policy_takes_tasks(&f);
 }
 
 static mv_task_t *head_task(const mv_worker_t *w)
@@ -168,21 +173,6 @@ static void quarantine(mv_pool_t *p, mv_task_t *t, mv_reason_t why, mv_worker_t 
     end_task(p, w, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL, NULL, 0);
 }
 
-/* What the task in hand of a dead worker is charged with: the worker's own reason when it
- * was stopped for the task (limits, timeouts, protocol errors, the OOM killer); a crash when
- * it died during a planned recycle, which lets the task in hand finish. */
-static mv_reason_t charged_reason(const mv_worker_t *w)
-{
-    switch (w->reason) {
-    case MV_R_NONE:
-    case MV_R_MAX_TASKS:
-    case MV_R_MAX_LIFETIME:
-    case MV_R_SOFT_LIMIT:
-    case MV_R_REQUESTED: return MV_R_CRASH;
-    default: return w->reason;
-    }
-}
-
 /* Service mode: a request cannot be replayed, so the one a dead worker had open is lost. Only
  * a kill does that (hard limit, kernel OOM, a crash): a drain lets requests finish. */
 static void lose_requests(mv_worker_t *w, mv_reason_t why)
@@ -207,7 +197,7 @@ void mv__settle_tasks(mv_worker_t *w)
     /* A worker that exits 0 after STOP did not start the task at its head (DESIGN §3: STOP
      * means "finish the task in hand, start no other"): it is not charged. */
     bool clean = w->stop_sent && w->term_signal == 0 && w->exit_status == 0;
-    mv_reason_t why = charged_reason(w);
+    mv_reason_t why = mv_policy_charge(w->reason);
     int status = w->term_signal ? -w->term_signal : (int)w->exit_status;
     /* The cgroup outlives its process: its kernel peak says how far the last task got. */
     const mv_reading_t *last = mv__reading(w, true);

@@ -19,32 +19,38 @@ static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const kind_choices[] = {"word", "none", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-/* Section and key are the field's path in mv_config_t, so a key and its field cannot drift. */
-#define OPT(sec, key, typ, dflt, lo, hi, ch, text)                                            \
+/* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
+ * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
+ * state) are kept by a running memvisor until it restarts. */
+#define OPTION(sec, key, typ, dflt, lo, hi, ch, text, reloadable)                             \
     {                                                                                         \
         .section = #sec, .name = #key, .type = typ, .offset = offsetof(mv_config_t, sec.key), \
         .def = dflt, .min = lo, .max = hi, .choices = ch, .doc = text,                        \
-        .size = sizeof(((mv_config_t *)0)->sec.key),                                          \
+        .size = sizeof(((mv_config_t *)0)->sec.key), .reload = reloadable,                    \
     }
+#define OPT(sec, key, typ, dflt, lo, hi, ch, text) \
+    OPTION(sec, key, typ, dflt, lo, hi, ch, text, true)
+#define FIXED(sec, key, typ, dflt, lo, hi, ch, text) \
+    OPTION(sec, key, typ, dflt, lo, hi, ch, text, false)
 
 const mv_option_t mv__options[] = {
-    OPT(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
-        "worker processes; 0 = one per online CPU"),
+    FIXED(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
+          "worker processes; 0 = one per online CPU"),
     OPT(supervisor, grace_period, MV_OPT_DURATION, "30s", 0, DAY, NULL,
         "after SIGINT/SIGTERM, time running tasks get to finish before workers are stopped"),
-    OPT(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,
-        "per-worker memory cgroup: auto (v2, else v1, else off), v1, v2, off (sample /proc)"),
-    OPT(supervisor, cgroup_parent, MV_OPT_STRING, "", 0, 0, NULL,
-        "cgroup under which worker cgroups are made; empty = memvisor's own memory cgroup"),
-    OPT(supervisor, state_dir, MV_OPT_STRING, ".memvisor", 0, 0, NULL,
-        "directory for snapshots and run state"),
+    FIXED(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,
+          "per-worker memory cgroup: auto (v2, else v1, else off), v1, v2, off (sample /proc)"),
+    FIXED(supervisor, cgroup_parent, MV_OPT_STRING, "", 0, 0, NULL,
+          "cgroup under which worker cgroups are made; empty = memvisor's own memory cgroup"),
+    FIXED(supervisor, state_dir, MV_OPT_STRING, ".memvisor", 0, 0, NULL,
+          "directory for snapshots and run state"),
 
     OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
         "worker command (shell-style quoting, no expansion); words after -- override it"),
-    OPT(worker, protocol, MV_OPT_ENUM, "api", 0, 0, protocol_choices,
-        "how workers get tasks: api (libmemvisor socket), lines (stdin/stdout) or none"),
-    OPT(worker, prefetch, MV_OPT_INT, "1", 1, 4096, NULL,
-        "tasks in flight per worker; 1 = lock-step"),
+    FIXED(worker, protocol, MV_OPT_ENUM, "api", 0, 0, protocol_choices,
+          "how workers get tasks: api (libmemvisor socket), lines (stdin/stdout) or none"),
+    FIXED(worker, prefetch, MV_OPT_INT, "1", 1, 4096, NULL,
+          "tasks in flight per worker; 1 = lock-step"),
     OPT(worker, ready_timeout, MV_OPT_DURATION, "10s", 1, HOUR, NULL,
         "from spawn to the worker's HELLO (api protocol) before it is killed"),
     OPT(worker, kill_timeout, MV_OPT_DURATION, "5s", 0, HOUR, NULL, "from STOP/SIGTERM to SIGKILL"),
@@ -86,47 +92,49 @@ const mv_option_t mv__options[] = {
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
 
-    OPT(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
-        "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "
-        "unix:/path, space-separated"),
-    OPT(service, backlog, MV_OPT_INT, "1024", 1, 65535, NULL, "listen(2) backlog of those sockets"),
+    FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
+          "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "
+          "unix:/path, space-separated"),
+    FIXED(service, backlog, MV_OPT_INT, "1024", 1, 65535, NULL,
+          "listen(2) backlog of those sockets"),
 
-    OPT(control, socket, MV_OPT_STRING, "", 0, 0, NULL,
+    FIXED(
+        control, socket, MV_OPT_STRING, "", 0, 0, NULL,
         "control socket (status, recycle, reload, stop, metrics); empty = STATE_DIR/control.sock, "
         "none = no socket"),
 
-    OPT(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
-        "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
-    OPT(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,
-        "results file (JSON Lines); --results takes precedence"),
+    FIXED(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
+          "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
+    FIXED(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,
+          "results file (JSON Lines); --results takes precedence"),
     OPT(tasks, max_attempts, MV_OPT_INT, "3", 1, 1000, NULL,
         "attempts before a task is quarantined"),
-    OPT(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
+    FIXED(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
     OPT(tasks, accounting, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "per-task memory and fd figures in the results; no = fewer syscalls, same limits"),
 
-    OPT(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
-        "find the task kinds that leak, and write snapshots of their workers"),
-    OPT(leak, kind, MV_OPT_ENUM, "word", 0, 0, kind_choices,
-        "task kind unless the worker names it: word (the line's first word) or none (one kind)"),
-    OPT(leak, window, MV_OPT_INT, "50", 10, 100000, NULL,
-        "tasks of a kind whose retained memory the leak trend is judged over"),
-    OPT(leak, warmup, MV_OPT_INT, "10", 0, 100000, NULL,
-        "a worker's first tasks, left out of the leak trend (imports, pools, small caches)"),
-    OPT(leak, min_slope, MV_OPT_SIZE, "16K", 1, GIB, NULL,
-        "memory retained per task, steadily, that makes a kind a leak suspect"),
-    OPT(leak, task_growth, MV_OPT_SIZE, "32M", 1, PIB, NULL,
-        "memory one task may retain before it alone is a leak suspect"),
+    FIXED(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
+          "find the task kinds that leak, and write snapshots of their workers"),
+    FIXED(leak, kind, MV_OPT_ENUM, "word", 0, 0, kind_choices,
+          "task kind unless the worker names it: word (the line's first word) or none (one kind)"),
+    FIXED(leak, window, MV_OPT_INT, "50", 10, 100000, NULL,
+          "tasks of a kind whose retained memory the leak trend is judged over"),
+    FIXED(leak, warmup, MV_OPT_INT, "10", 0, 100000, NULL,
+          "a worker's first tasks, left out of the leak trend (imports, pools, small caches)"),
+    FIXED(leak, min_slope, MV_OPT_SIZE, "16K", 1, GIB, NULL,
+          "memory retained per task, steadily, that makes a kind a leak suspect"),
+    FIXED(leak, task_growth, MV_OPT_SIZE, "32M", 1, PIB, NULL,
+          "memory one task may retain before it alone is a leak suspect"),
     OPT(leak, snapshot_timeout, MV_OPT_DURATION, "2s", 0, HOUR, NULL,
         "how long a snapshot waits for the worker's own heap view"),
     OPT(leak, history, MV_OPT_INT, "20", 0, 1000, NULL,
         "the worker's last tasks recorded in a snapshot"),
 
-    OPT(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
-        "log line format: text for key=value fields, json for one JSON object per line"),
+    FIXED(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
+          "log line format: text for key=value fields, json for one JSON object per line"),
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
-    OPT(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];

@@ -1,9 +1,15 @@
 /*
- * policy: pure recycling verdicts.
+ * policy: pure decisions about workers.
  */
 #include "policy.h"
 
+#include <errno.h>
+#include <signal.h>
+
 #include "util.h"
+
+/* A memory stop this soon after spawn, with no task done, is a failed start. */
+#define MV_PREMATURE_MS 10000
 
 mv_wlimits_t mv_policy_limits(const mv_config_t *cfg, double u_tasks, double u_life)
 {
@@ -20,25 +26,12 @@ mv_wlimits_t mv_policy_limits(const mv_config_t *cfg, double u_tasks, double u_l
     return l;
 }
 
-mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f)
-{
-    /* A reading over the hard limit kills now, unless the kernel enforces the limit itself
-     * (then it has already OOM-killed the worker, or will at its next allocation). */
-    if (lim->hard_bytes > 0 && !f->hard_by_kernel && f->hard_value >= lim->hard_bytes)
-        return (mv_verdict_t){MV_VERDICT_KILL, MV_R_HARD_LIMIT};
-    if (lim->soft_bytes > 0 && f->soft_value >= lim->soft_bytes)
-        return (mv_verdict_t){MV_VERDICT_RECYCLE, MV_R_SOFT_LIMIT};
-    if (lim->max_tasks > 0 && f->tasks_done >= lim->max_tasks)
-        return (mv_verdict_t){MV_VERDICT_RECYCLE, MV_R_MAX_TASKS};
-    if (lim->lifetime_ms > 0 && f->age_ms >= (uint64_t)lim->lifetime_ms)
-        return (mv_verdict_t){MV_VERDICT_RECYCLE, MV_R_MAX_LIFETIME};
-    return (mv_verdict_t){MV_VERDICT_KEEP, MV_R_NONE};
-}
-
 unsigned mv_policy_reasons(const mv_wlimits_t *lim, const mv_wfacts_t *f)
 {
     unsigned m = 0;
 
+    /* A reading over the hard limit kills, unless the kernel enforces the limit itself (then
+     * it has already OOM-killed the worker, or will at its next allocation). */
     if (lim->hard_bytes > 0 && !f->hard_by_kernel && f->hard_value >= lim->hard_bytes)
         m |= 1u << MV_R_HARD_LIMIT;
     if (lim->soft_bytes > 0 && f->soft_value >= lim->soft_bytes)
@@ -48,6 +41,84 @@ unsigned mv_policy_reasons(const mv_wlimits_t *lim, const mv_wfacts_t *f)
     if (lim->lifetime_ms > 0 && f->age_ms >= (uint64_t)lim->lifetime_ms)
         m |= 1u << MV_R_MAX_LIFETIME;
     return m;
+}
+
+mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f)
+{
+    static const mv_reason_t order[] = {MV_R_SOFT_LIMIT, MV_R_MAX_TASKS, MV_R_MAX_LIFETIME};
+    unsigned m = mv_policy_reasons(lim, f);
+
+    if (m & (1u << MV_R_HARD_LIMIT))
+        return (mv_verdict_t){MV_VERDICT_KILL, MV_R_HARD_LIMIT};
+    for (size_t i = 0; i < MV_ARRAY_LEN(order); i++)
+        if (m & (1u << order[i]))
+            return (mv_verdict_t){MV_VERDICT_RECYCLE, order[i]};
+    return (mv_verdict_t){MV_VERDICT_KEEP, MV_R_NONE};
+}
+
+bool mv_policy_takes_tasks(const mv_take_facts_t *f)
+{
+    if (!f->serving || f->leaving || f->broken || f->no_tasks || f->in_flight >= f->prefetch)
+        return false;
+    return f->max_tasks == 0 || !f->enforce || f->tasks_done + (int64_t)f->in_flight < f->max_tasks;
+}
+
+bool mv_policy_premature(const mv_start_facts_t *f)
+{
+    return f->tasks_done == 0 && f->in_flight == 0 && f->age_ms < MV_PREMATURE_MS;
+}
+
+bool mv_policy_is_failure(mv_reason_t reason, bool premature)
+{
+    switch (reason) {
+    case MV_R_CRASH:
+    case MV_R_READY_TIMEOUT:
+    case MV_R_PROTOCOL_ERROR:
+    case MV_R_FATAL: return true;
+    case MV_R_SOFT_LIMIT:
+    case MV_R_HARD_LIMIT:
+    case MV_R_KERNEL_OOM: return premature;
+    default: return false;
+    }
+}
+
+mv_exit_verdict_t mv_policy_exit(const mv_exit_facts_t *f)
+{
+    mv_exit_verdict_t v = {f->asked, false, false};
+
+    if (f->cgroup_oom && f->term_signal == SIGKILL && f->asked != MV_R_HARD_LIMIT &&
+        f->asked != MV_R_SHUTDOWN)
+        v.reason = MV_R_KERNEL_OOM;
+    else if (f->asked == MV_R_NONE)
+        v.reason = f->term_signal == 0 && f->exit_status == f->fatal_exit ? MV_R_FATAL : MV_R_CRASH;
+    v.failure = mv_policy_is_failure(v.reason, f->premature);
+    v.premature = v.failure && (v.reason == MV_R_SOFT_LIMIT || v.reason == MV_R_HARD_LIMIT ||
+                                v.reason == MV_R_KERNEL_OOM);
+    return v;
+}
+
+mv_reason_t mv_policy_charge(mv_reason_t reason)
+{
+    switch (reason) {
+    case MV_R_NONE:
+    case MV_R_MAX_TASKS:
+    case MV_R_MAX_LIFETIME:
+    case MV_R_SOFT_LIMIT:
+    case MV_R_REQUESTED: return MV_R_CRASH;
+    default: return reason;
+    }
+}
+
+mv_gate_t mv_policy_gate(int recycling, int max_concurrent, uint64_t now_ms, uint64_t last_start_ms,
+                         int64_t spacing_ms)
+{
+    uint64_t next = last_start_ms + (uint64_t)spacing_ms;
+
+    if (recycling >= max_concurrent)
+        return (mv_gate_t){false, 0};
+    if (spacing_ms > 0 && last_start_ms != 0 && now_ms < next)
+        return (mv_gate_t){false, next - now_ms};
+    return (mv_gate_t){true, 0};
 }
 
 uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms)
@@ -62,12 +133,8 @@ uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms)
     return d > (uint64_t)max_ms ? (uint64_t)max_ms : d;
 }
 
-const char *mv_reason_name(mv_reason_t r)
+bool mv_policy_spawn_hopeless(int err)
 {
-    static const char *const n[MV_R_COUNT] = {
-        "none",       "max_tasks",    "max_lifetime",  "soft_limit", "hard_limit",
-        "kernel_oom", "task_timeout", "ready_timeout", "crash",      "protocol_error",
-        "requested",  "shutdown",     "fatal",
-    };
-    return (unsigned)r < MV_R_COUNT ? n[r] : "?";
+    return err == -ENOENT || err == -EACCES || err == -ENOTDIR || err == -EISDIR ||
+           err == -ENAMETOOLONG || err == -ELOOP || err == -EINVAL;
 }

@@ -1,7 +1,19 @@
 /*
- * policy: recycling verdicts as a pure function of a worker's counters and memory readings
- * (DESIGN §5). No I/O, no clock: the caller passes `now` and the random draw for jitter, so
- * every verdict can be tested with plain numbers.
+ * policy: every decision about a worker as a pure function of plain facts (DESIGN §5). No
+ * I/O, no clock: callers pass `now` and random draws, so each decision is tested with plain
+ * numbers (tests/check_policy.c).
+ *
+ *   mv_policy_limits        a worker's limits, jitter drawn once at spawn
+ *   mv_policy_reasons       every limit that applies now (the one place limits are tested)
+ *   mv_policy_check         the verdict: keep, recycle (finish the task in hand) or kill
+ *   mv_policy_takes_tasks   whether a worker may be sent one more task
+ *   mv_policy_premature     a memory stop before the worker did anything
+ *   mv_policy_is_failure    whether leaving for a reason counts as the worker's failure
+ *   mv_policy_exit          why a worker that exited left, and whether that was a failure
+ *   mv_policy_charge        what the task in hand of a dead worker is charged with
+ *   mv_policy_gate          whether a planned recycle may start now (max_concurrent, spacing)
+ *   mv_policy_backoff       the respawn delay of a crash-looping slot
+ *   mv_policy_spawn_hopeless whether a spawn error means the command can never start
  */
 #ifndef MV_POLICY_H
 #define MV_POLICY_H
@@ -10,24 +22,7 @@
 #include <stdint.h>
 
 #include "config.h"
-
-/* Why a worker left; the names are the machine-readable `reason=` of recycle events. */
-typedef enum {
-    MV_R_NONE,
-    MV_R_MAX_TASKS,
-    MV_R_MAX_LIFETIME,
-    MV_R_SOFT_LIMIT,
-    MV_R_HARD_LIMIT,
-    MV_R_KERNEL_OOM,
-    MV_R_TASK_TIMEOUT,
-    MV_R_READY_TIMEOUT,
-    MV_R_CRASH,
-    MV_R_PROTOCOL_ERROR,
-    MV_R_REQUESTED,
-    MV_R_SHUTDOWN,
-    MV_R_FATAL,
-    MV_R_COUNT
-} mv_reason_t;
+#include "reason.h"
 
 typedef enum {
     MV_VERDICT_KEEP,    /* nothing to do */
@@ -48,7 +43,7 @@ typedef struct mv_wlimits {
     int64_t hard_bytes;
 } mv_wlimits_t;
 
-/* What the policy looks at. */
+/* What the limits are compared with. */
 typedef struct mv_wfacts {
     int64_t tasks_done;  /* tasks this worker answered */
     uint64_t age_ms;     /* since spawn */
@@ -57,26 +52,93 @@ typedef struct mv_wfacts {
     bool hard_by_kernel; /* the kernel enforces the hard limit: never kill on a reading */
 } mv_wfacts_t;
 
-/*
- * Draws one worker's limits from the config: max_tasks + u * jitter, lifetime + u * jitter,
- * where u in [0,1) is the caller's random draw (one per jitter).
- */
+/* Draws one worker's limits from the config: max_tasks + u * jitter, lifetime + u * jitter,
+ * where u in [0,1) is the caller's random draw (one per jitter). */
 mv_wlimits_t mv_policy_limits(const mv_config_t *cfg, double u_tasks, double u_life);
 
-/* The verdict for a worker now. Kill reasons outrank recycle reasons. (task_timeout is not
- * here: the worker's deadline timer enforces it, see fsm.h.) */
-mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f);
-
-/* Every reason that applies now, as a bit mask (1 << mv_reason_t): what observe-only mode
- * reports, each reason once. */
+/* Every limit that applies now, as a bit mask (1 << mv_reason_t): what observe-only mode
+ * reports (each reason once), and what mv_policy_check picks from. */
 unsigned mv_policy_reasons(const mv_wlimits_t *lim, const mv_wfacts_t *f);
 
-/*
- * Delay before respawning a slot after `crashes` consecutive crashes: none for the first
- * (a one-off crash costs nothing), then min, 2*min, 4*min ... bounded by max.
- */
+/* The verdict for a worker now: the hard limit (a kill) outranks the recycle reasons, memory
+ * outranks counts. (task_timeout is not here: the worker's deadline enforces it.) */
+mv_verdict_t mv_policy_check(const mv_wlimits_t *lim, const mv_wfacts_t *f);
+
+/* Whether a worker may be sent one more task. */
+typedef struct mv_take_facts {
+    bool serving;       /* its state takes tasks (fsm: mv_fsm_takes_tasks) */
+    bool leaving;       /* a recycle, fault or kill was decided for it */
+    bool broken;        /* it broke the protocol: nothing more it says counts */
+    bool no_tasks;      /* [worker] protocol = none */
+    unsigned in_flight; /* tasks sent and not answered */
+    unsigned prefetch;  /* [worker] prefetch */
+    int64_t tasks_done;
+    int64_t max_tasks; /* its drawn limit, 0 = off */
+    bool enforce;      /* [limits] enforce */
+} mv_take_facts_t;
+
+/* Tasks in flight count toward max_tasks, so a worker never runs more than its limit; in
+ * observe-only mode max_tasks is reported (would_recycle), not enforced. */
+bool mv_policy_takes_tasks(const mv_take_facts_t *f);
+
+/* What a worker has done so far, for the "premature" rule. */
+typedef struct mv_start_facts {
+    int64_t tasks_done;
+    unsigned in_flight;
+    uint64_t age_ms;
+} mv_start_facts_t;
+
+/* A worker stopped for memory before it did anything (no task done or in hand, and young):
+ * its replacement would start the same way, so this is a start-up that does not fit the
+ * limits, not a recycle. */
+bool mv_policy_premature(const mv_start_facts_t *f);
+
+/* Whether leaving for `reason` is the worker's failure: then its slot is respawned only once
+ * it is gone, with the crash backoff, and it counts toward crash_limit. Planned recycles (and
+ * a task that hung or outgrew the limits) get their replacement at once. */
+bool mv_policy_is_failure(mv_reason_t reason, bool premature);
+
+/* How a worker ended, as far as memvisor knows it. */
+typedef struct mv_exit_facts {
+    mv_reason_t asked; /* why memvisor stopped it; MV_R_NONE when nobody asked */
+    int term_signal;   /* 0 = it exited */
+    int64_t exit_status;
+    int fatal_exit;  /* [worker] fatal_exit */
+    bool cgroup_oom; /* its cgroup counts a kernel OOM kill (v1 oom_control, v2 oom_kill) */
+    bool premature;  /* mv_policy_premature at its exit */
+} mv_exit_facts_t;
+
+typedef struct mv_exit_verdict {
+    mv_reason_t reason; /* why it finally left */
+    bool failure;       /* counts toward crash_limit and the backoff */
+    bool premature;     /* stopped for memory before doing anything: say so */
+} mv_exit_verdict_t;
+
+/* A SIGKILL with an OOM kill in its cgroup is the kernel's (unless memvisor killed it for
+ * the hard limit or a shutdown: then the count may be an older kill); a worker nobody asked
+ * to go exited with the fatal code, or crashed. */
+mv_exit_verdict_t mv_policy_exit(const mv_exit_facts_t *f);
+
+/* What the task in hand of a dead worker is charged with: the worker's own reason when it was
+ * stopped for the task (limits, timeouts, protocol errors, the OOM killer); a crash when it
+ * died during a planned recycle, which lets the task in hand finish. */
+mv_reason_t mv_policy_charge(mv_reason_t reason);
+
+/* Whether a planned recycle may start now. */
+typedef struct mv_gate {
+    bool go;
+    uint64_t wait_ms; /* !go: > 0 = wait for the spacing; 0 = wait for a recycle to end */
+} mv_gate_t;
+
+mv_gate_t mv_policy_gate(int recycling, int max_concurrent, uint64_t now_ms, uint64_t last_start_ms,
+                         int64_t spacing_ms);
+
+/* Delay before respawning a slot after `crashes` consecutive crashes: none for the first
+ * (a one-off crash costs nothing), then min, 2*min, 4*min ... bounded by max. */
 uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms);
 
-const char *mv_reason_name(mv_reason_t r);
+/* Whether a spawn error (a negative errno) means the command can never start, so retrying
+ * is pointless and the run ends. */
+bool mv_policy_spawn_hopeless(int err);
 
 #endif

@@ -18,9 +18,6 @@
 
 #include "pool.h"
 
-/* A memory stop this soon after spawn, with no task done, is a failed start. */
-#define MV_PREMATURE_MS 10000
-
 mv_slot_t *mv__slot(mv_worker_t *w)
 {
     return &w->pool->slots[w->slot - 1];
@@ -131,41 +128,21 @@ void mv__disarm(mv_worker_t *w)
     uv_timer_stop(&w->timer);
 }
 
-/* A worker stopped for memory before it did anything: nothing done or in hand, and young.
- * Its replacement would start the same way, so this is a startup that does not fit the
- * limits, not a recycle. */
 static bool premature(const mv_worker_t *w)
 {
-    return w->tasks_done == 0 && w->count == 0 && mv_now_ms() - w->spawned_ms < MV_PREMATURE_MS;
+    mv_start_facts_t f = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+
+    return mv_policy_premature(&f);
 }
 
-/* Whether leaving for `reason` is the worker's failure: then its slot is respawned only
- * once it is gone, with the crash backoff, and it counts toward crash_limit. Planned
- * recycles (and a task that hung or outgrew the limits) get their replacement at once. */
 static bool is_failure(const mv_worker_t *w, mv_reason_t reason)
 {
-    switch (reason) {
-    case MV_R_CRASH:
-    case MV_R_READY_TIMEOUT:
-    case MV_R_PROTOCOL_ERROR:
-    case MV_R_FATAL: return true;
-    case MV_R_SOFT_LIMIT:
-    case MV_R_HARD_LIMIT:
-    case MV_R_KERNEL_OOM: return premature(w);
-    default: return false;
-    }
+    return mv_policy_is_failure(reason, premature(w));
 }
 
 /* ---- spawning ---- */
 
 static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms);
-
-/* Whether a spawn error means the command can never start (so retrying is pointless). */
-static bool spawn_hopeless(int err)
-{
-    return err == UV_ENOENT || err == UV_EACCES || err == UV_ENOTDIR || err == UV_EISDIR ||
-           err == UV_ENAMETOOLONG || err == UV_ELOOP || err == UV_EINVAL;
-}
 
 static void fatal(mv_pool_t *p)
 {
@@ -264,7 +241,7 @@ static void start_process(mv_worker_t *w)
     int r = mv__spawn(p, w, &call);
 
     if (r < 0 && w->pid <= 0) {
-        spawn_failed(w, call, uv_strerror(r), spawn_hopeless(r));
+        spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
         return;
     }
     p->stats.spawned++;
@@ -438,16 +415,16 @@ static void spacer_cb(uv_timer_t *t)
     start_wanted(t->data);
 }
 
-/* Whether a planned recycle must wait for [recycle] spacing (then the spacer is armed). */
-static bool too_soon(mv_pool_t *p)
+/* Whether a planned recycle may start now; when the spacing says "later", the spacer is
+ * armed to try again then. */
+static bool gate_open(mv_pool_t *p)
 {
-    uint64_t now = mv_now_ms(), next = p->last_recycle_ms + (uint64_t)p->cfg->recycle.spacing;
+    mv_gate_t g = mv_policy_gate(p->recycling, p->cfg->recycle.max_concurrent, mv_now_ms(),
+                                 p->last_recycle_ms, p->cfg->recycle.spacing);
 
-    if (p->cfg->recycle.spacing == 0 || p->last_recycle_ms == 0 || now >= next)
-        return false;
-    if (!uv_is_active((uv_handle_t *)&p->spacer))
-        uv_timer_start(&p->spacer, spacer_cb, next - now, 0);
-    return true;
+    if (!g.go && g.wait_ms > 0 && !uv_is_active((uv_handle_t *)&p->spacer))
+        uv_timer_start(&p->spacer, spacer_cb, g.wait_ms, 0);
+    return g.go;
 }
 
 void mv__on_ready(mv_worker_t *w)
@@ -488,8 +465,7 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
         }
         return;
     }
-    if (reason != MV_R_SHUTDOWN &&
-        (p->recycling >= p->cfg->recycle.max_concurrent || too_soon(p))) {
+    if (reason != MV_R_SHUTDOWN && !gate_open(p)) {
         if (w->wanted == MV_R_NONE)
             mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->pid),
                      MV_S("reason", mv_reason_name(reason)));
@@ -671,48 +647,43 @@ static void count_failure(mv_worker_t *w)
     }
 }
 
-/* Whether the kernel OOM-killed the worker inside its cgroup (v1 oom_control / v2
- * memory.events oom_kill, already counted when the exit arrives: CGROUP-FACTS §3.1). */
-static bool killed_by_oom(mv_worker_t *w)
+/* Why the worker left (the kernel's OOM killer, the fatal code, a crash, or what it was
+ * asked for), and whether that was its failure. */
+static mv_exit_verdict_t classify_exit(mv_worker_t *w)
 {
     uint64_t n = 0;
+    mv_exit_facts_t f = {
+        .asked = w->reason,
+        .term_signal = w->term_signal,
+        .exit_status = w->exit_status,
+        .fatal_exit = w->pool->cfg->worker.fatal_exit,
+        .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
+        .premature = premature(w),
+    };
 
-    return w->has_cg && w->term_signal == SIGKILL && w->reason != MV_R_HARD_LIMIT &&
-           w->reason != MV_R_SHUTDOWN && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0;
-}
-
-/* Why the worker left, when nobody asked it to: the kernel's OOM killer, the fatal code, or
- * a crash. */
-static void classify_exit(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-
-    if (killed_by_oom(w)) {
-        w->reason = MV_R_KERNEL_OOM;
-        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
-                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
-                MV_S("snapshot", w->last_snapshot));
-    } else if (w->reason == MV_R_NONE) {
-        w->reason = w->term_signal == 0 && w->exit_status == p->cfg->worker.fatal_exit ? MV_R_FATAL
-                                                                                       : MV_R_CRASH;
-    }
+    return mv_policy_exit(&f);
 }
 
 static void reap(mv_worker_t *w)
 {
     mv_pool_t *p = w->pool;
     mv_slot_t *s = mv__slot(w);
+    mv_exit_verdict_t v;
     bool failed;
 
     mv__disarm(w);
-    classify_exit(w);
+    v = classify_exit(w); /* before settling: it looks at the tasks in hand */
+    w->reason = v.reason;
+    failed = v.failure;
+    if (w->reason == MV_R_KERNEL_OOM)
+        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
+                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
+                MV_S("snapshot", w->last_snapshot));
     /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
      * OOM kill counts as kernel_oom). */
     if (w->reason != MV_R_SHUTDOWN)
         p->stats.recycles[w->reason]++;
-    failed = is_failure(w, w->reason); /* before settling: it looks at the tasks in hand */
-    if (failed && (w->reason == MV_R_SOFT_LIMIT || w->reason == MV_R_HARD_LIMIT ||
-                   w->reason == MV_R_KERNEL_OOM))
+    if (v.premature)
         mv_warn(p->log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->pid),
                 MV_S("reason", mv_reason_name(w->reason)),
                 MV_S("msg", "stopped for memory before its first task: the limits may be too "

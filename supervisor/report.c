@@ -19,7 +19,7 @@
 
 #include <jansson.h>
 
-#include "supervisor.h"
+#include "exitcode.h"
 #include "util.h"
 
 #define MIB       (INT64_C(1) << 20)

@@ -204,27 +204,6 @@ static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
 
 /* ---- reload ---- */
 
-/* Settings a running pool keeps until memvisor restarts. */
-static bool needs_restart(const mv_option_t *o)
-{
-    static const char *const keys[] = {
-        "supervisor.workers",   "supervisor.cgroup", "supervisor.cgroup_parent",
-        "supervisor.state_dir", "worker.protocol",   "worker.prefetch",
-        "service.listen",       "service.backlog",   "control.socket",
-        "tasks.source",         "tasks.results",     "tasks.max_size",
-        "log.format",           "log.file",          "leak.detect",
-        "leak.window",          "leak.warmup",       "leak.min_slope",
-        "leak.task_growth",     "leak.kind",
-    };
-    char name[64];
-
-    snprintf(name, sizeof name, "%s.%s", o->section, o->name);
-    for (size_t i = 0; i < MV_ARRAY_LEN(keys); i++)
-        if (strcmp(keys[i], name) == 0)
-            return true;
-    return false;
-}
-
 /* Copies one option's value from `from` into `to` (strings are duplicated). 0 or -ENOMEM. */
 static int keep_value(mv_config_t *to, const mv_config_t *from, const mv_option_t *o)
 {
@@ -308,7 +287,7 @@ json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
                 continue;
             char name[64];
             snprintf(name, sizeof name, "%s.%s", t[i].section, t[i].name);
-            if (needs_restart(&t[i])) {
+            if (!t[i].reload) {
                 json_array_append_new(kept, json_string(name));
                 r = keep_value(nc, mv->cfg, &t[i]);
             } else {

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "control.h"
+#include "exitcode.h"
 #include "leak.h"
 #include "listen.h"
 #include "notify.h"
@@ -21,14 +22,6 @@
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
-
-/* Exit codes (DESIGN §8); a run stopped by a signal before every task ended exits 128+N. */
-enum {
-    MV_EXIT_OK = 0,       /* every task ok */
-    MV_EXIT_TASKS = 1,    /* some task failed or was quarantined */
-    MV_EXIT_USAGE = 2,    /* usage or configuration error */
-    MV_EXIT_CANT_RUN = 3, /* spawn, cgroup or I/O failure; workers crash-looped or asked to stop */
-};
 
 typedef struct mv {
     uv_loop_t loop;

@@ -127,6 +127,12 @@ START_TEST(test_table_sane)
     }
     ck_assert_ptr_null(mv_config_find("worker", "nope"));
     ck_assert_ptr_null(mv_config_find("nope", "prefetch"));
+    /* What a reload applies, and what a running memvisor keeps until restart. */
+    ck_assert(mv_config_find("limits", "memory_soft")->reload);
+    ck_assert(mv_config_find("worker", "command")->reload);
+    ck_assert(!mv_config_find("supervisor", "workers")->reload);
+    ck_assert(!mv_config_find("service", "listen")->reload);
+    ck_assert(!mv_config_find("worker", "protocol")->reload);
 
     /* Every default is canonical: printing the defaults gives back the `def` strings. */
     ck_assert_int_eq(mv_config_init(&c), 0);

@@ -1,6 +1,9 @@
 /*
  * policy: recycling verdicts from plain numbers, jitter draws, crash backoff.
  */
+#include <errno.h>
+#include <signal.h>
+
 #include <check.h>
 
 #include "config.h"
@@ -157,6 +160,151 @@ START_TEST(reason_names)
 }
 END_TEST
 
+static mv_take_facts_t taker(unsigned in_flight, int64_t done, int64_t max_tasks)
+{
+    return (mv_take_facts_t){.serving = true,
+                             .in_flight = in_flight,
+                             .prefetch = 4,
+                             .tasks_done = done,
+                             .max_tasks = max_tasks,
+                             .enforce = true};
+}
+
+START_TEST(takes_tasks)
+{
+    mv_take_facts_t f = taker(0, 0, 0);
+
+    ck_assert(mv_policy_takes_tasks(&f));
+    f.in_flight = 4; /* prefetch full */
+    ck_assert(!mv_policy_takes_tasks(&f));
+    f = taker(0, 0, 0);
+    f.serving = false;
+    ck_assert(!mv_policy_takes_tasks(&f));
+    f = taker(0, 0, 0);
+    f.leaving = true;
+    ck_assert(!mv_policy_takes_tasks(&f));
+    f = taker(0, 0, 0);
+    f.broken = true;
+    ck_assert(!mv_policy_takes_tasks(&f));
+    f = taker(0, 0, 0);
+    f.no_tasks = true;
+    ck_assert(!mv_policy_takes_tasks(&f));
+    /* max_tasks counts the tasks in flight: a worker never runs more than its limit. */
+    f = taker(2, 7, 10);
+    ck_assert(mv_policy_takes_tasks(&f));
+    f = taker(3, 7, 10);
+    ck_assert(!mv_policy_takes_tasks(&f));
+    f.enforce = false; /* observe only: reported, not enforced */
+    ck_assert(mv_policy_takes_tasks(&f));
+}
+END_TEST
+
+START_TEST(premature_and_failure)
+{
+    mv_start_facts_t young = {0, 0, 500}, worked = {1, 0, 500}, busy = {0, 1, 500},
+                     old = {0, 0, 60000};
+
+    ck_assert(mv_policy_premature(&young));
+    ck_assert(!mv_policy_premature(&worked));
+    ck_assert(!mv_policy_premature(&busy));
+    ck_assert(!mv_policy_premature(&old));
+    ck_assert(mv_policy_is_failure(MV_R_CRASH, false));
+    ck_assert(mv_policy_is_failure(MV_R_READY_TIMEOUT, false));
+    ck_assert(mv_policy_is_failure(MV_R_PROTOCOL_ERROR, false));
+    ck_assert(mv_policy_is_failure(MV_R_FATAL, false));
+    ck_assert(!mv_policy_is_failure(MV_R_SOFT_LIMIT, false));
+    ck_assert(mv_policy_is_failure(MV_R_SOFT_LIMIT, true));
+    ck_assert(mv_policy_is_failure(MV_R_KERNEL_OOM, true));
+    ck_assert(!mv_policy_is_failure(MV_R_MAX_TASKS, true));
+    ck_assert(!mv_policy_is_failure(MV_R_TASK_TIMEOUT, false));
+    ck_assert(!mv_policy_is_failure(MV_R_REQUESTED, false));
+    ck_assert(!mv_policy_is_failure(MV_R_SHUTDOWN, false));
+}
+END_TEST
+
+START_TEST(exit_classification)
+{
+    mv_exit_facts_t f = {.asked = MV_R_NONE, .fatal_exit = 78};
+    mv_exit_verdict_t v;
+
+    v = mv_policy_exit(&f); /* exit 0 nobody asked for */
+    ck_assert(v.reason == MV_R_CRASH && v.failure && !v.premature);
+    f.exit_status = 78;
+    v = mv_policy_exit(&f);
+    ck_assert(v.reason == MV_R_FATAL && v.failure);
+    f.exit_status = 0;
+    f.term_signal = SIGKILL;
+    f.cgroup_oom = true;
+    v = mv_policy_exit(&f);
+    ck_assert(v.reason == MV_R_KERNEL_OOM && !v.failure);
+    f.premature = true;
+    v = mv_policy_exit(&f);
+    ck_assert(v.reason == MV_R_KERNEL_OOM && v.failure && v.premature);
+    /* A soft-limit drain that the OOM killer ends counts as kernel_oom... */
+    f.premature = false;
+    f.asked = MV_R_SOFT_LIMIT;
+    ck_assert_int_eq(mv_policy_exit(&f).reason, MV_R_KERNEL_OOM);
+    /* ...but memvisor's own SIGKILL (hard limit, shutdown) is not the kernel's. */
+    f.asked = MV_R_HARD_LIMIT;
+    ck_assert_int_eq(mv_policy_exit(&f).reason, MV_R_HARD_LIMIT);
+    f.asked = MV_R_SHUTDOWN;
+    ck_assert_int_eq(mv_policy_exit(&f).reason, MV_R_SHUTDOWN);
+    /* A signal other than SIGKILL is never the OOM killer. */
+    f.asked = MV_R_NONE;
+    f.term_signal = SIGSEGV;
+    ck_assert_int_eq(mv_policy_exit(&f).reason, MV_R_CRASH);
+    /* What it was asked for stands. */
+    f = (mv_exit_facts_t){.asked = MV_R_MAX_TASKS, .fatal_exit = 78};
+    v = mv_policy_exit(&f);
+    ck_assert(v.reason == MV_R_MAX_TASKS && !v.failure);
+}
+END_TEST
+
+START_TEST(charge)
+{
+    ck_assert_int_eq(mv_policy_charge(MV_R_NONE), MV_R_CRASH);
+    ck_assert_int_eq(mv_policy_charge(MV_R_MAX_TASKS), MV_R_CRASH);
+    ck_assert_int_eq(mv_policy_charge(MV_R_MAX_LIFETIME), MV_R_CRASH);
+    ck_assert_int_eq(mv_policy_charge(MV_R_SOFT_LIMIT), MV_R_CRASH);
+    ck_assert_int_eq(mv_policy_charge(MV_R_REQUESTED), MV_R_CRASH);
+    ck_assert_int_eq(mv_policy_charge(MV_R_HARD_LIMIT), MV_R_HARD_LIMIT);
+    ck_assert_int_eq(mv_policy_charge(MV_R_KERNEL_OOM), MV_R_KERNEL_OOM);
+    ck_assert_int_eq(mv_policy_charge(MV_R_TASK_TIMEOUT), MV_R_TASK_TIMEOUT);
+    ck_assert_int_eq(mv_policy_charge(MV_R_PROTOCOL_ERROR), MV_R_PROTOCOL_ERROR);
+    ck_assert_int_eq(mv_policy_charge(MV_R_SHUTDOWN), MV_R_SHUTDOWN);
+}
+END_TEST
+
+START_TEST(recycle_gate)
+{
+    mv_gate_t g;
+
+    g = mv_policy_gate(0, 1, 5000, 0, 0);
+    ck_assert(g.go);
+    g = mv_policy_gate(1, 1, 5000, 4000, 0); /* the cap: wait for a recycle to end */
+    ck_assert(!g.go && g.wait_ms == 0);
+    g = mv_policy_gate(1, 2, 5000, 4000, 0);
+    ck_assert(g.go);
+    g = mv_policy_gate(0, 2, 5000, 4800, 1000); /* spacing: 800 ms to go */
+    ck_assert(!g.go && g.wait_ms == 800);
+    g = mv_policy_gate(0, 2, 5800, 4800, 1000);
+    ck_assert(g.go);
+    g = mv_policy_gate(0, 2, 100, 0, 1000); /* no recycle yet: no spacing */
+    ck_assert(g.go);
+}
+END_TEST
+
+START_TEST(spawn_hopeless)
+{
+    ck_assert(mv_policy_spawn_hopeless(-ENOENT));
+    ck_assert(mv_policy_spawn_hopeless(-EACCES));
+    ck_assert(mv_policy_spawn_hopeless(-ENOTDIR));
+    ck_assert(!mv_policy_spawn_hopeless(-ENOMEM));
+    ck_assert(!mv_policy_spawn_hopeless(-EAGAIN));
+    ck_assert(!mv_policy_spawn_hopeless(-EMFILE));
+}
+END_TEST
+
 Suite *policy_suite(void)
 {
     Suite *s = suite_create("policy");
@@ -171,6 +319,12 @@ Suite *policy_suite(void)
     tcase_add_test(tc, every_reason_that_applies);
     tcase_add_test(tc, backoff_grows_and_is_bounded);
     tcase_add_test(tc, reason_names);
+    tcase_add_test(tc, takes_tasks);
+    tcase_add_test(tc, premature_and_failure);
+    tcase_add_test(tc, exit_classification);
+    tcase_add_test(tc, charge);
+    tcase_add_test(tc, recycle_gate);
+    tcase_add_test(tc, spawn_hopeless);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,28 @@
+/*
+ * reason: why a worker left (or was asked to), the machine-readable `reason=` of recycle,
+ * exit, requeue and quarantine events. Pure; every layer may use it.
+ */
+#ifndef MV_REASON_H
+#define MV_REASON_H
+
+typedef enum {
+    MV_R_NONE,
+    MV_R_MAX_TASKS,
+    MV_R_MAX_LIFETIME,
+    MV_R_SOFT_LIMIT,
+    MV_R_HARD_LIMIT,
+    MV_R_KERNEL_OOM,
+    MV_R_TASK_TIMEOUT,
+    MV_R_READY_TIMEOUT,
+    MV_R_CRASH,
+    MV_R_PROTOCOL_ERROR,
+    MV_R_REQUESTED,
+    MV_R_SHUTDOWN,
+    MV_R_FATAL,
+    MV_R_COUNT
+} mv_reason_t;
+
+/* "soft_limit", "kernel_oom", ...; "?" out of range. */
+const char *mv_reason_name(mv_reason_t r);
+
+#endif
