@@ -1,39 +1,186 @@
 /*
- * channel: bytes to and from a worker.
+ * channel: bytes to and from one worker (see channel.h).
  *
- * api: framed messages (include/memvisor/protocol.h) on the socketpair. Every length is
- * checked by mvw_decode before anything is copied; a malformed, oversized or unexpected
- * message is a protocol error of that worker only.
- * lines: one task line to stdin, one result line back on stdout, in order.
- * output: the worker's stdout/stderr lines (for the log), whatever the protocol.
- *
- * Writes are batched: messages are appended to wbuf during a dispatch pass and sent with one
- * write (uv_try_write, then uv_write for what the socket did not take).
+ * Every callback into the owner may close the channel: the loops below re-check chan_open
+ * and broken after each one, and the buffers live until the last handle has closed.
  */
+#include "channel.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include <memvisor/protocol.h>
 
 #define READ_CHUNK      (64 * 1024)
 #define OUTPUT_LINE_MAX (16 * 1024) /* longer output lines are logged in pieces */
 
-static uv_stream_t *input_of(mv_worker_t *w)
+static bool lines(const mv_chan_t *c)
 {
-    return w->pool->cfg->worker.protocol == MV_PROTO_LINES ? (uv_stream_t *)&w->in
-                                                           : (uv_stream_t *)&w->chan;
+    return c->o.protocol == MV_PROTO_LINES;
 }
 
-static bool input_open(const mv_worker_t *w)
+static uv_stream_t *input_of(mv_chan_t *c)
 {
-    return w->pool->cfg->worker.protocol == MV_PROTO_LINES ? w->in_open : w->chan_open;
+    return lines(c) ? (uv_stream_t *)&c->in : (uv_stream_t *)&c->chan;
 }
+
+static bool input_open(const mv_chan_t *c)
+{
+    return lines(c) ? c->in_open : c->chan_open;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void free_buffers(mv_chan_t *c)
+{
+    mv_buf_free(&c->rbuf);
+    mv_buf_free(&c->wbuf);
+    mv_buf_free(&c->wflight);
+    mv_buf_free(&c->outline);
+}
+
+void mv_chan_init(mv_chan_t *c, uv_loop_t *loop, const mv_chan_opts_t *o,
+                  const mv_chan_events_t *ev, void *owner)
+{
+    memset(c, 0, sizeof *c);
+    c->o = *o;
+    c->ev = ev;
+    c->owner = owner;
+    c->loop = loop;
+    c->fd_out[0] = c->fd_out[1] = c->fd_sock[0] = c->fd_sock[1] = -1;
+}
+
+/* The protocol was broken: said once, and nothing more the worker says counts. */
+void mv_chan_fail(mv_chan_t *c, const char *what)
+{
+    if (c->broken)
+        return;
+    c->broken = true;
+    if (c->chan_open)
+        uv_read_stop((uv_stream_t *)&c->chan);
+    c->ev->on_error(c->owner, what);
+}
+
+/* ---- api ---- */
+
+static void api_message(mv_chan_t *c, const struct mvw_msg *m)
+{
+    const uint8_t *kind, *rest;
+    size_t kind_len, rest_len;
+    struct mvw_hello hello;
+    uint32_t status;
+
+    switch (m->h.type) {
+    case MVW_MSG_HELLO:
+        if (c->hello)
+            return mv_chan_fail(c, "second HELLO");
+        c->hello = true;
+        memcpy(&hello, m->payload, sizeof hello);
+        c->ev->on_hello(c->owner, hello.version);
+        return;
+    case MVW_MSG_DONE:
+    case MVW_MSG_FAIL:
+        if (!c->hello)
+            return mv_chan_fail(c, "answer before HELLO");
+        if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0)
+            return mv_chan_fail(c, "bad kind prefix");
+        c->ev->on_answer(c->owner, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest,
+                         rest_len);
+        return;
+    case MVW_MSG_BEGIN:
+    case MVW_MSG_END:
+        if (!c->hello || !c->o.service)
+            return mv_chan_fail(c, "BEGIN/END outside service mode");
+        if (m->h.type == MVW_MSG_END) {
+            memcpy(&status, m->payload, sizeof status);
+            c->ev->on_end(c->owner, m->h.task, status);
+        } else if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0) {
+            mv_chan_fail(c, "bad kind prefix");
+        } else {
+            c->ev->on_begin(c->owner, m->h.task, kind, kind_len);
+        }
+        return;
+    case MVW_MSG_SNAPSHOT:
+        /* Answers to requests memvisor sent; a late one (after its deadline) is the owner's
+         * to drop. */
+        if (c->snap_asked == 0)
+            return mv_chan_fail(c, "SNAPSHOT reply that was not asked for");
+        c->snap_asked--;
+        c->ev->on_snapshot(c->owner, m->payload, m->h.length);
+        return;
+    default: mv_chan_fail(c, "unexpected message type"); return;
+    }
+}
+
+/* Decodes and handles every whole message in rbuf. Stops at the first protocol error. */
+static void api_process(mv_chan_t *c)
+{
+    struct mvw_msg m;
+    long used;
+
+    while (!c->broken && !c->closing) {
+        used = mvw_decode(mv_buf_head(&c->rbuf), mv_buf_unread(&c->rbuf), c->o.max_message,
+                          MVW_FROM_WORKER, &m);
+        if (used == 0)
+            break;
+        if (used < 0) {
+            mv_buf_reset(&c->rbuf);
+            mv_chan_fail(c, used == -EMSGSIZE ? "message longer than max_message"
+                                              : "malformed message");
+            return;
+        }
+        /* Consumed first: the handler may re-enter (drain) and must not see it again. The
+         * bytes stay valid until the next append, which only a read does. */
+        mv_buf_consume(&c->rbuf, (size_t)used);
+        api_message(c, &m);
+    }
+}
+
+/* ---- lines ---- */
+
+static void lines_process(mv_chan_t *c, bool eof)
+{
+    size_t plen = strlen(c->o.fail_prefix);
+    uint8_t *p, *nl;
+    size_t n, skip;
+
+    while (!c->broken && !c->closing && mv_buf_unread(&c->rbuf) > 0) {
+        p = mv_buf_head(&c->rbuf);
+        n = mv_buf_unread(&c->rbuf);
+        nl = memchr(p, '\n', n);
+        if ((nl ? (size_t)(nl - p) : n) > c->o.max_message)
+            return mv_chan_fail(c, "result line longer than max_message");
+        if (!nl) {
+            if (eof)
+                mv_chan_fail(c, "unterminated result line at end of output");
+            return;
+        }
+        n = (size_t)(nl - p);
+        mv_buf_consume(&c->rbuf, n + 1);
+        if (plen > 0 && n >= plen && memcmp(p, c->o.fail_prefix, plen) == 0) {
+            for (skip = plen; skip < n && p[skip] == ' ';)
+                skip++;
+            c->ev->on_answer(c->owner, 0, false, NULL, 0, p + skip, n - skip);
+        } else {
+            c->ev->on_answer(c->owner, 0, true, NULL, 0, p, n);
+        }
+    }
+}
+
+/* ---- reading ---- */
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    mv_worker_t *w = h->data;
-    mv_buf_t *b = h == (uv_handle_t *)&w->out ? &w->outline : &w->rbuf;
+    mv_chan_t *c = h->data;
+    mv_buf_t *b = h == (uv_handle_t *)&c->out ? &c->outline : &c->rbuf;
 
     /* On ENOMEM libuv calls the read callback with UV_ENOBUFS. */
     if (mv_buf_reserve(b, READ_CHUNK) < 0) {
@@ -45,199 +192,84 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = b->cap - b->len;
 }
 
-/* ---- api ---- */
-
-static void api_message(mv_worker_t *w, const struct mvw_msg *m)
+/* Handles what rbuf holds. */
+static void process(mv_chan_t *c, bool eof)
 {
-    const uint8_t *kind, *rest;
-    size_t kind_len, rest_len;
-    struct mvw_hello hello;
-
-    switch (m->h.type) {
-    case MVW_MSG_HELLO:
-        if (w->hello) {
-            mv__on_protocol_error(w, "second HELLO");
-            return;
-        }
-        w->hello = true;
-        memcpy(&hello, m->payload, sizeof hello);
-        mv__on_hello(w, hello.version);
-        return;
-    case MVW_MSG_DONE:
-    case MVW_MSG_FAIL:
-        if (!w->hello) {
-            mv__on_protocol_error(w, "answer before HELLO");
-            return;
-        }
-        if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0) {
-            mv__on_protocol_error(w, "bad kind prefix");
-            return;
-        }
-        mv__on_answer(w, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest, rest_len);
-        return;
-    case MVW_MSG_BEGIN:
-    case MVW_MSG_END:
-        if (!w->hello || !w->pool->service) {
-            mv__on_protocol_error(w, "BEGIN/END outside service mode");
-            return;
-        }
-        if (m->h.type == MVW_MSG_END) {
-            uint32_t status;
-            memcpy(&status, m->payload, sizeof status);
-            mv__on_end(w, m->h.task, status);
-        } else if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0) {
-            mv__on_protocol_error(w, "bad kind prefix");
-        } else {
-            mv__on_begin(w, m->h.task, kind, kind_len);
-        }
-        return;
-    case MVW_MSG_SNAPSHOT:
-        /* Answers to requests memvisor sent; a late one (after its deadline) is dropped. */
-        if (w->snap_asked == 0) {
-            mv__on_protocol_error(w, "SNAPSHOT reply that was not asked for");
-            return;
-        }
-        w->snap_asked--;
-        mv__on_snapshot_reply(w, m->payload, m->h.length);
-        return;
-    default: mv__on_protocol_error(w, "unexpected message type"); return;
-    }
+    if (lines(c))
+        lines_process(c, eof);
+    else
+        api_process(c);
 }
 
-/* Decodes and handles every whole message in rbuf. Stops at the first protocol error. */
-static void api_process(mv_worker_t *w)
+void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
-    uint32_t max = (uint32_t)w->pool->cfg->worker.max_message;
-    struct mvw_msg m;
-    long used;
-
-    while (w->chan_open && !w->broken) {
-        used = mvw_decode(mv_buf_head(&w->rbuf), mv_buf_unread(&w->rbuf), max, MVW_FROM_WORKER, &m);
-        if (used == 0)
-            break;
-        if (used < 0) {
-            mv__on_protocol_error(w, used == -EMSGSIZE ? "message longer than max_message"
-                                                       : "malformed message");
-            mv_buf_reset(&w->rbuf);
-            return;
-        }
-        api_message(w, &m);
-        mv_buf_consume(&w->rbuf, (size_t)used);
-    }
-}
-
-/* ---- lines ---- */
-
-static void lines_process(mv_worker_t *w, bool eof)
-{
-    const mv_config_t *cfg = w->pool->cfg;
-    size_t plen = strlen(cfg->worker.fail_prefix);
-    uint8_t *p, *nl;
-    size_t n;
-
-    while (w->chan_open && !w->broken && mv_buf_unread(&w->rbuf) > 0) {
-        p = mv_buf_head(&w->rbuf);
-        n = mv_buf_unread(&w->rbuf);
-        nl = memchr(p, '\n', n);
-        if (!nl) {
-            if ((int64_t)n > cfg->worker.max_message)
-                mv__on_protocol_error(w, "result line longer than max_message");
-            else if (eof)
-                mv__on_protocol_error(w, "unterminated result line at end of output");
-            return;
-        }
-        n = (size_t)(nl - p);
-        if (plen > 0 && n >= plen && memcmp(p, cfg->worker.fail_prefix, plen) == 0) {
-            size_t skip = plen;
-            while (skip < n && p[skip] == ' ')
-                skip++;
-            mv__on_answer(w, 0, false, NULL, 0, p + skip, n - skip);
-        } else {
-            mv__on_answer(w, 0, true, NULL, 0, p, n);
-        }
-        mv_buf_consume(&w->rbuf, n + 1);
-    }
-}
-
-/* ---- reading ---- */
-
-static void chan_eof(mv_worker_t *w)
-{
-    if (!w->chan_open)
-        return;
-    uv_read_stop((uv_stream_t *)&w->chan);
-    w->chan_eof = true;
+    if (mv_buf_append(&c->rbuf, p, n) < 0)
+        return mv_chan_fail(c, "out of memory for the worker's input");
+    process(c, eof);
 }
 
 static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    mv_worker_t *w = s->data;
-    bool lines = w->pool->cfg->worker.protocol == MV_PROTO_LINES;
+    mv_chan_t *c = s->data;
 
     if (n > 0) {
-        w->rbuf.len += (size_t)n;
-        if (lines)
-            lines_process(w, false);
-        else
-            api_process(w);
+        c->rbuf.len += (size_t)n; /* read in place: alloc_cb handed out rbuf's tail */
+        process(c, false);
         return;
     }
     if (n == 0)
         return;
-    if (lines)
-        lines_process(w, true);
-    /* EOF or error: the worker closed its end. Its exit normally follows; if it does not,
-     * the pool's channel deadline terminates it. */
-    chan_eof(w);
-    mv__on_chan_eof(w);
+    if (lines(c))
+        lines_process(c, true);
+    /* EOF or an error: the worker closed its end. Its exit normally follows. */
+    if (c->chan_open && !c->eof) {
+        uv_read_stop(s);
+        c->eof = true;
+        c->ev->on_eof(c->owner);
+    }
 }
 
 /* Logs whole output lines; keeps a partial one for the next read. */
-static void output_process(mv_worker_t *w, bool eof)
+static void output_process(mv_chan_t *c, bool eof)
 {
-    const char *stream = w->pool->cfg->worker.protocol == MV_PROTO_LINES ? "stderr" : "output";
+    const char *stream = lines(c) ? "stderr" : "output";
     uint8_t *p, *nl;
     size_t n;
 
-    while (mv_buf_unread(&w->outline) > 0) {
-        p = mv_buf_head(&w->outline);
-        n = mv_buf_unread(&w->outline);
+    while (mv_buf_unread(&c->outline) > 0) {
+        p = mv_buf_head(&c->outline);
+        n = mv_buf_unread(&c->outline);
         nl = memchr(p, '\n', n);
         if (nl) {
-            mv__on_output(w, stream, p, (size_t)(nl - p));
-            mv_buf_consume(&w->outline, (size_t)(nl - p) + 1);
+            mv_buf_consume(&c->outline, (size_t)(nl - p) + 1);
+            c->ev->on_output(c->owner, stream, p, (size_t)(nl - p));
         } else if (n >= OUTPUT_LINE_MAX || eof) {
             n = MV_MIN(n, OUTPUT_LINE_MAX);
-            mv__on_output(w, stream, p, n);
-            mv_buf_consume(&w->outline, n);
+            mv_buf_consume(&c->outline, n);
+            c->ev->on_output(c->owner, stream, p, n);
         } else {
             break;
         }
     }
 }
 
-static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+void mv_chan_output(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
-    mv_worker_t *w = s->data;
-
-    if (n > 0) {
-        w->outline.len += (size_t)n;
-        output_process(w, false);
-    } else if (n < 0) {
-        output_process(w, true);
-        uv_read_stop(s);
-    }
+    if (mv_buf_append(&c->outline, p, n) == 0)
+        output_process(c, eof);
 }
 
-int mv__chan_start(mv_worker_t *w)
+static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    int r = 0;
+    mv_chan_t *c = s->data;
 
-    if (w->out_open)
-        r = uv_read_start((uv_stream_t *)&w->out, alloc_cb, out_read_cb);
-    if (r == 0 && w->chan_open)
-        r = uv_read_start((uv_stream_t *)&w->chan, alloc_cb, chan_read_cb);
-    return r;
+    if (n > 0) {
+        c->outline.len += (size_t)n; /* read in place */
+        output_process(c, false);
+    } else if (n < 0) {
+        output_process(c, true);
+        uv_read_stop(s);
+    }
 }
 
 /* Reads a non-blocking fd until it has nothing more, into b. 1 at EOF, 0 at EAGAIN. */
@@ -257,110 +289,243 @@ static int read_rest(int fd, mv_buf_t *b)
     }
 }
 
-void mv__chan_drain(mv_worker_t *w)
+void mv_chan_drain(mv_chan_t *c)
 {
     uv_os_fd_t fd;
     int eof;
 
     /* The process is gone, so everything it wrote is already in the pipes: answers that
      * arrived together with the exit must count before its tasks are settled. */
-    if (w->chan_open && !w->chan_eof && uv_fileno((uv_handle_t *)&w->chan, &fd) == 0) {
-        eof = read_rest(fd, &w->rbuf);
-        if (w->pool->cfg->worker.protocol == MV_PROTO_LINES)
-            lines_process(w, eof);
-        else
-            api_process(w);
+    if (c->chan_open && !c->eof && !c->broken && uv_fileno((uv_handle_t *)&c->chan, &fd) == 0) {
+        eof = read_rest(fd, &c->rbuf);
+        process(c, eof);
     }
-    if (w->out_open && uv_fileno((uv_handle_t *)&w->out, &fd) == 0) {
-        eof = read_rest(fd, &w->outline);
-        output_process(w, eof);
+    if (c->out_open && uv_fileno((uv_handle_t *)&c->out, &fd) == 0) {
+        eof = read_rest(fd, &c->outline);
+        output_process(c, eof);
     }
+}
+
+/* ---- setting up ---- */
+
+int mv_chan_prepare(mv_chan_t *c, mv_chan_stdio_t *io)
+{
+    memset(io, 0, sizeof *io);
+    io->api_fd = -1;
+    /* The output pipe is made here, not by libuv, so stdout and stderr can share it. */
+    if (pipe2(c->fd_out, O_CLOEXEC) < 0)
+        return -errno;
+    io->st[0].flags = UV_IGNORE;
+    io->st[1].flags = io->st[2].flags = UV_INHERIT_FD;
+    io->st[1].data.fd = io->st[2].data.fd = c->fd_out[1];
+    if (c->o.protocol == MV_PROTO_API) {
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, c->fd_sock) < 0) {
+            int err = -errno;
+            close_fd(&c->fd_out[0]);
+            close_fd(&c->fd_out[1]);
+            return err;
+        }
+        io->api_fd = c->fd_sock[1];
+    } else if (lines(c)) {
+        /* libuv makes these two pipes at the spawn; the handles must exist before it. */
+        uv_pipe_init(c->loop, &c->in, 0);
+        uv_pipe_init(c->loop, &c->chan, 0);
+        c->in.data = c->chan.data = c;
+        c->open_handles += 2;
+        c->in_open = c->chan_open = true;
+        io->st[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+        io->st[0].data.stream = (uv_stream_t *)&c->in;
+        io->st[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        io->st[1].data.stream = (uv_stream_t *)&c->chan;
+    }
+    return 0;
+}
+
+void mv_chan_spawned(mv_chan_t *c)
+{
+    close_fd(&c->fd_out[1]);
+    close_fd(&c->fd_sock[1]);
+}
+
+/* Opens a pipe end we made ourselves as a libuv stream. 0 or -errno (the fd is closed). */
+static int open_pipe(mv_chan_t *c, uv_pipe_t *p, int *fd, bool *is_open)
+{
+    int r = uv_pipe_init(c->loop, p, 0);
+
+    if (r < 0) {
+        close_fd(fd);
+        return r;
+    }
+    p->data = c;
+    c->open_handles++;
+    *is_open = true;
+    r = uv_pipe_open(p, *fd);
+    if (r < 0)
+        close(*fd);
+    *fd = -1;
+    return r;
+}
+
+int mv_chan_start(mv_chan_t *c, const char **call)
+{
+    int r;
+
+    *call = "uv_pipe_open";
+    r = open_pipe(c, &c->out, &c->fd_out[0], &c->out_open);
+    if (r == 0 && c->fd_sock[0] >= 0)
+        r = open_pipe(c, &c->chan, &c->fd_sock[0], &c->chan_open);
+    if (r < 0)
+        return r;
+    *call = "uv_read_start";
+    r = uv_read_start((uv_stream_t *)&c->out, alloc_cb, out_read_cb);
+    if (r == 0 && c->chan_open)
+        r = uv_read_start((uv_stream_t *)&c->chan, alloc_cb, chan_read_cb);
+    return r;
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+    mv_chan_t *c = h->data;
+
+    if (--c->open_handles == 0) {
+        free_buffers(c);
+        c->ev->on_closed(c->owner);
+    }
+}
+
+static void close_one(mv_chan_t *c, uv_pipe_t *p, bool *is_open)
+{
+    if (!*is_open)
+        return;
+    *is_open = false;
+    uv_close((uv_handle_t *)p, closed_cb);
+}
+
+void mv_chan_close(mv_chan_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    close_fd(&c->fd_out[0]);
+    close_fd(&c->fd_out[1]);
+    close_fd(&c->fd_sock[0]);
+    close_fd(&c->fd_sock[1]);
+    if (c->open_handles == 0) {
+        free_buffers(c);
+        c->ev->on_closed(c->owner);
+        return;
+    }
+    close_one(c, &c->chan, &c->chan_open);
+    close_one(c, &c->in, &c->in_open);
+    close_one(c, &c->out, &c->out_open);
 }
 
 /* ---- writing ---- */
 
 static void write_cb(uv_write_t *req, int status)
 {
-    mv_worker_t *w = req->data;
+    mv_chan_t *c = req->data;
 
-    w->writing = false;
-    mv_buf_reset(&w->wflight);
+    c->writing = false;
+    mv_buf_reset(&c->wflight);
     /* A failed write means the worker is gone or closed its input; its exit settles its
      * tasks, so there is nothing to undo here. */
     if (status < 0) {
-        mv_buf_reset(&w->wbuf);
+        mv_buf_reset(&c->wbuf);
         return;
     }
-    mv__chan_flush(w);
+    mv_chan_flush(c);
 }
 
-void mv__chan_flush(mv_worker_t *w)
+void mv_chan_flush(mv_chan_t *c)
 {
-    uv_stream_t *s = input_of(w);
+    uv_stream_t *s = input_of(c);
     mv_buf_t tmp;
     uv_buf_t b;
-    int n, r;
+    int n;
 
-    if (w->writing || mv_buf_unread(&w->wbuf) == 0)
+    if (c->writing || mv_buf_unread(&c->wbuf) == 0)
         return;
-    if (!input_open(w)) {
-        mv_buf_reset(&w->wbuf);
+    if (!input_open(c) || c->closing) {
+        mv_buf_reset(&c->wbuf);
         return;
     }
-    b = uv_buf_init((char *)mv_buf_head(&w->wbuf), (unsigned)mv_buf_unread(&w->wbuf));
+    b = uv_buf_init((char *)mv_buf_head(&c->wbuf), (unsigned)mv_buf_unread(&c->wbuf));
     n = uv_try_write(s, &b, 1);
     if (n > 0)
-        mv_buf_consume(&w->wbuf, (size_t)n);
+        mv_buf_consume(&c->wbuf, (size_t)n);
     else if (n < 0 && n != UV_EAGAIN) {
-        mv_buf_reset(&w->wbuf);
+        mv_buf_reset(&c->wbuf);
         return;
     }
-    if (mv_buf_unread(&w->wbuf) == 0)
+    if (mv_buf_unread(&c->wbuf) == 0)
         return;
     /* The socket is full: hand the rest to libuv and collect new messages meanwhile. */
-    tmp = w->wflight;
-    w->wflight = w->wbuf;
-    w->wbuf = tmp;
-    mv_buf_reset(&w->wbuf);
-    b = uv_buf_init((char *)mv_buf_head(&w->wflight), (unsigned)mv_buf_unread(&w->wflight));
-    w->wreq.data = w;
-    r = uv_write(&w->wreq, s, &b, 1, write_cb);
-    if (r == 0)
-        w->writing = true;
+    tmp = c->wflight;
+    c->wflight = c->wbuf;
+    c->wbuf = tmp;
+    mv_buf_reset(&c->wbuf);
+    b = uv_buf_init((char *)mv_buf_head(&c->wflight), (unsigned)mv_buf_unread(&c->wflight));
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, s, &b, 1, write_cb) == 0)
+        c->writing = true;
     else
-        mv_buf_reset(&w->wflight);
+        mv_buf_reset(&c->wflight);
 }
 
-int mv__chan_send(mv_worker_t *w, uint16_t type, uint64_t task, const void *payload, size_t len)
+int mv_chan_send(mv_chan_t *c, uint16_t type, uint64_t id, const void *payload, size_t len)
 {
     uint8_t hdr[MVW_HEADER_SIZE];
     int r;
 
-    mvw_put_header(hdr, type, 0, task, (uint32_t)len);
-    r = mv_buf_append(&w->wbuf, hdr, sizeof hdr);
+    mvw_put_header(hdr, type, 0, id, (uint32_t)len);
+    r = mv_buf_append(&c->wbuf, hdr, sizeof hdr);
     if (r == 0)
-        r = mv_buf_append(&w->wbuf, payload, len);
+        r = mv_buf_append(&c->wbuf, payload, len);
     return r;
 }
 
-int mv__chan_send_task(mv_worker_t *w, const mv_task_t *t)
+int mv_chan_send_task(mv_chan_t *c, uint64_t id, const void *data, size_t len)
 {
     int r;
 
-    if (w->pool->cfg->worker.protocol != MV_PROTO_LINES)
-        return mv__chan_send(w, MVW_MSG_TASK, t->id, t->data, t->len);
-    r = mv_buf_append(&w->wbuf, t->data, t->len);
+    if (!lines(c))
+        return mv_chan_send(c, MVW_MSG_TASK, id, data, len);
+    r = mv_buf_append(&c->wbuf, data, len);
     if (r == 0)
-        r = mv_buf_append(&w->wbuf, "\n", 1);
+        r = mv_buf_append(&c->wbuf, "\n", 1);
     return r;
 }
 
-void mv__chan_close_input(mv_worker_t *w)
+void mv_chan_send_stop(mv_chan_t *c)
 {
-    /* lines: EOF on the worker's stdin is its polite request to finish. Pending writes are
-     * cancelled (write_cb with UV_ECANCELED). */
-    if (w->in_open) {
-        w->in_open = false;
-        uv_close((uv_handle_t *)&w->in, mv__handle_closed_cb);
+    if (c->o.protocol != MV_PROTO_API || c->stop_sent || !c->chan_open || c->closing)
+        return;
+    c->stop_sent = true;
+    mv_chan_send(c, MVW_MSG_STOP, 0, NULL, 0);
+    mv_chan_flush(c);
+}
+
+void mv_chan_close_input(mv_chan_t *c)
+{
+    /* Pending writes are cancelled (write_cb with UV_ECANCELED). */
+    if (c->in_open) {
+        c->in_open = false;
+        uv_close((uv_handle_t *)&c->in, closed_cb);
     }
+}
+
+bool mv_chan_can_snapshot(const mv_chan_t *c)
+{
+    return c->o.protocol == MV_PROTO_API && c->hello && c->chan_open && !c->broken && !c->closing;
+}
+
+int mv_chan_ask_snapshot(mv_chan_t *c)
+{
+    if (!mv_chan_can_snapshot(c))
+        return -ENOTCONN;
+    c->snap_asked++;
+    mv_chan_send(c, MVW_MSG_SNAPSHOT, 0, NULL, 0);
+    mv_chan_flush(c);
+    return 0;
 }

@@ -21,7 +21,7 @@ static bool takes_tasks(const mv_worker_t *w)
     mv_take_facts_t f = {
         .serving = mv_fsm_takes_tasks(w->state),
         .leaving = w->reason != MV_R_NONE,
-        .broken = w->broken,
+        .broken = w->chan.broken,
         .no_tasks = cfg->worker.protocol == MV_PROTO_NONE,
         .in_flight = w->count,
         .prefetch = w->cap,
@@ -196,7 +196,7 @@ void mv__settle_tasks(mv_worker_t *w)
     mv_pool_t *p = w->pool;
     /* A worker that exits 0 after STOP did not start the task at its head (DESIGN §3: STOP
      * means "finish the task in hand, start no other"): it is not charged. */
-    bool clean = w->stop_sent && w->term_signal == 0 && w->exit_status == 0;
+    bool clean = w->chan.stop_sent && w->term_signal == 0 && w->exit_status == 0;
     mv_reason_t why = mv_policy_charge(w->reason);
     int status = w->term_signal ? -w->term_signal : (int)w->exit_status;
     /* The cgroup outlives its process: its kernel peak says how far the last task got. */
@@ -282,14 +282,14 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
     if (version != MVW_PROTOCOL_VERSION) {
         snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
                  version, MVW_PROTOCOL_VERSION);
-        mv__on_protocol_error(w, what);
+        mv_chan_fail(&w->chan, what);
         return;
     }
     if (w->state != MV_W_SPAWNING)
         return; /* asked to stop before it was ready: it gets STOP, not GO */
     mv__disarm(w);
-    mv__chan_send(w, MVW_MSG_GO, 0, &go, sizeof go);
-    mv__chan_flush(w);
+    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+    mv_chan_flush(&w->chan);
     mv__fsm(w, MV_EV_READY);
     mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid),
             MV_I("ms", (long long)(mv_now_ms() - w->spawned_ms)));
@@ -305,12 +305,12 @@ void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_
     mv_task_t *t;
     char what[96];
 
-    if (w->broken)
+    if (w->chan.broken)
         return;
     if (w->count > 0) {
         snprintf(what, sizeof what, "BEGIN %" PRIu64 " while request %" PRIu64 " is open", id,
                  head_task(w)->id);
-        mv__on_protocol_error(w, what);
+        mv_chan_fail(&w->chan, what);
         return;
     }
     /* The task's bytes are its kind: a request has no payload memvisor knows. */
@@ -339,7 +339,7 @@ void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status)
     const mv_reading_t *r;
     char what[96];
 
-    if (w->broken)
+    if (w->chan.broken)
         return;
     if (!t && w->untracked) {
         w->untracked = false;
@@ -348,7 +348,7 @@ void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status)
     if (!t || t->id != id) {
         snprintf(what, sizeof what, "END %" PRIu64 " with %s", id,
                  t ? "another request open" : "no request open");
-        mv__on_protocol_error(w, what);
+        mv_chan_fail(&w->chan, what);
         return;
     }
     pop_task(w);
@@ -379,15 +379,15 @@ void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, si
     const mv_reading_t *r;
     char what[96];
 
-    if (w->broken)
+    if (w->chan.broken)
         return;
     if (!t) {
-        mv__on_protocol_error(w, "answer with no task in flight");
+        mv_chan_fail(&w->chan, "answer with no task in flight");
         return;
     }
     if (p->cfg->worker.protocol == MV_PROTO_API && id != t->id) {
         snprintf(what, sizeof what, "answer for task %" PRIu64 ", expected %" PRIu64, id, t->id);
-        mv__on_protocol_error(w, what);
+        mv_chan_fail(&w->chan, what);
         return;
     }
     pop_task(w);
@@ -413,7 +413,7 @@ static void dispatch_one(mv_worker_t *w, mv_task_t *t)
     if (w->count == 0)
         begin_task(w, t, task_reading(w));
     push_task(w, t);
-    mv__chan_send_task(w, t);
+    mv_chan_send_task(&w->chan, t->id, t->data, t->len);
     mv__fsm(w, MV_EV_DISPATCH);
 }
 
@@ -459,7 +459,7 @@ static void dispatch_cb(uv_check_t *h)
             }
         } while (gave && t);
         for (w = p->workers; w; w = w->next)
-            mv__chan_flush(w);
+            mv_chan_flush(&w->chan);
     }
     mv_tasks_pump(p->tasks);
     p->tick++;

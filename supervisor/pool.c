@@ -322,7 +322,11 @@ static int spawn_slot(mv_pool_t *p, int slot)
     w->cg.procs_fd = w->cg.notify_fd = -1;
     uv_timer_init(p->loop, &w->timer);
     w->timer.data = w;
-    w->open_handles = 1;
+    mv_chan_init(&w->chan, p->loop,
+                 &(mv_chan_opts_t){p->cfg->worker.protocol, (uint32_t)p->cfg->worker.max_message,
+                                   p->cfg->worker.fail_prefix, p->service},
+                 &mv__chan_events, w);
+    w->open_handles = 2; /* the timer and the channel */
     w->next = p->workers;
     p->workers = w;
     s->active = w;
@@ -524,15 +528,6 @@ void mv__kill(mv_worker_t *w, mv_reason_t reason)
 
 /* ---- the table's actions ---- */
 
-static void send_stop(mv_worker_t *w)
-{
-    if (w->pool->cfg->worker.protocol != MV_PROTO_API || w->stop_sent || !w->chan_open)
-        return;
-    w->stop_sent = true;
-    mv__chan_send(w, MVW_MSG_STOP, 0, NULL, 0);
-    mv__chan_flush(w);
-}
-
 static void reap(mv_worker_t *w);
 
 static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
@@ -541,12 +536,12 @@ static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
 
     switch (a) {
     case MV_ACT_NONE: break;
-    case MV_ACT_DRAIN: send_stop(w); break;
+    case MV_ACT_DRAIN: mv_chan_send_stop(&w->chan); break;
     case MV_ACT_STOP:
         if (cfg->worker.protocol == MV_PROTO_API) {
-            send_stop(w);
+            mv_chan_send_stop(&w->chan);
         } else {
-            mv__chan_close_input(w);
+            mv_chan_close_input(&w->chan);
             mv__signal(w, SIGTERM);
         }
         mv__arm(w, MV_DL_KILL, cfg->worker.kill_timeout);
@@ -582,34 +577,80 @@ void mv__fsm(mv_worker_t *w, mv_wevent_t ev)
 
 /* ---- what the channel reports ---- */
 
-void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n)
+static void chan_output(void *owner, const char *stream, const void *line, size_t n)
 {
+    mv_worker_t *w = owner;
+
     mv_info(w->pool->log, "output", MV_I("worker", w->slot), MV_I("pid", w->pid),
             MV_S("stream", stream), MV_B("line", line, n));
 }
 
-void mv__on_protocol_error(mv_worker_t *w, const char *what)
+static void chan_error(void *owner, const char *what)
 {
+    mv_worker_t *w = owner;
     mv_pool_t *p = w->pool;
     mv_task_t *t = w->count ? w->inflight[w->head] : NULL;
 
-    if (w->broken)
-        return;
-    w->broken = true;
     p->stats.protocol_errors++;
     mv_error(p->log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->pid),
              MV_S("error", what), MV_I("task", t ? (long long)t->id : 0));
-    if (w->chan_open)
-        uv_read_stop((uv_stream_t *)&w->chan);
     mv__fault(w, MV_R_PROTOCOL_ERROR);
 }
 
-void mv__on_chan_eof(mv_worker_t *w)
+static void chan_eof(void *owner)
 {
+    mv_worker_t *w = owner;
+
     /* Its exit normally follows at once; give it kill_timeout to do so. */
     if (w->state != MV_W_STOPPING && w->state != MV_W_KILLING && w->state != MV_W_DEAD)
         mv__arm(w, MV_DL_CHANNEL, w->pool->cfg->worker.kill_timeout);
 }
+
+static void chan_hello(void *owner, uint32_t version)
+{
+    mv__on_hello(owner, version);
+}
+
+static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
+                        const void *payload, size_t n)
+{
+    mv__on_answer(owner, id, ok, kind, kind_len, payload, n);
+}
+
+static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kind_len)
+{
+    mv__on_begin(owner, id, kind, kind_len);
+}
+
+static void chan_end(void *owner, uint64_t id, uint32_t status)
+{
+    mv__on_end(owner, id, status);
+}
+
+static void chan_snapshot(void *owner, const uint8_t *payload, size_t n)
+{
+    mv__on_snapshot_reply(owner, payload, n);
+}
+
+static void chan_closed(void *owner)
+{
+    mv_worker_t *w = owner;
+
+    if (--w->open_handles == 0)
+        mv__on_closed(w);
+}
+
+const mv_chan_events_t mv__chan_events = {
+    .on_hello = chan_hello,
+    .on_answer = chan_answer,
+    .on_begin = chan_begin,
+    .on_end = chan_end,
+    .on_snapshot = chan_snapshot,
+    .on_output = chan_output,
+    .on_error = chan_error,
+    .on_eof = chan_eof,
+    .on_closed = chan_closed,
+};
 
 /* ---- exit ---- */
 
@@ -722,7 +763,7 @@ void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal)
     w->exit_status = status;
     w->term_signal = term_signal;
     /* Answers sent just before the exit are still in the pipes: count them first. */
-    mv__chan_drain(w);
+    mv_chan_drain(&w->chan);
     mv__fsm(w, MV_EV_EXIT);
 }
 
@@ -736,10 +777,6 @@ void mv__on_closed(mv_worker_t *w)
             *pp = w->next;
             break;
         }
-    mv_buf_free(&w->rbuf);
-    mv_buf_free(&w->wbuf);
-    mv_buf_free(&w->wflight);
-    mv_buf_free(&w->outline);
     free(w->inflight);
     free(w);
     maybe_stopped(p);

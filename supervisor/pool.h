@@ -18,6 +18,7 @@
 #include <memvisor/protocol.h>
 
 #include "cgroup.h"
+#include "channel.h"
 #include "config.h"
 #include "fsm.h"
 #include "leak.h"
@@ -53,25 +54,10 @@ typedef struct mv_worker {
 
     /* handles (spawn.c); the worker is freed once all of them are closed */
     uv_process_t proc;
-    uv_pipe_t chan;   /* api: our end of the socketpair; lines: the worker's stdout */
-    uv_pipe_t in;     /* lines: the worker's stdin */
-    uv_pipe_t out;    /* output for the log: stdout+stderr (api, none), stderr (lines) */
     uv_timer_t timer; /* the current state's deadline */
     int deadline;     /* what the timer is armed for: MV_DL_* */
     unsigned open_handles;
-    bool chan_open, in_open, out_open;
-
-    /* channel (channel.c) */
-    mv_buf_t rbuf;    /* received, not yet decoded */
-    mv_buf_t wbuf;    /* to send */
-    mv_buf_t wflight; /* being sent by uv_write */
-    uv_write_t wreq;
-    bool writing;
-    mv_buf_t outline; /* partial output line */
-    bool hello;       /* api: HELLO seen */
-    bool stop_sent;   /* api: STOP sent */
-    bool chan_eof;    /* the worker closed its end of the channel */
-    bool broken;      /* it broke the protocol: nothing more it says counts */
+    mv_chan_t chan; /* its conversation (channel.c); counts as one handle until closed */
 
     /* tasks in flight, oldest first; the oldest is the one being worked on */
     mv_task_t **inflight;
@@ -105,7 +91,6 @@ typedef struct mv_worker {
     json_t *baseline; /* resident memory per mapping after its first task */
     struct mv_basejob *basejob;
     struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
-    unsigned snap_asked;     /* SNAPSHOT requests sent and not answered yet */
     char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
     bool near_hard_done;     /* one near-hard-limit snapshot per worker */
     bool kill_snapshot_done; /* the snapshot before a hard-limit kill is taken */
@@ -221,15 +206,6 @@ void mv__handle_closed_cb(uv_handle_t *h);
 void mv__signal(mv_worker_t *w, int sig);
 void mv__close_handles(mv_worker_t *w);
 
-/* channel.c */
-int mv__chan_start(mv_worker_t *w);
-int mv__chan_send(mv_worker_t *w, uint16_t type, uint64_t task, const void *payload, size_t len);
-int mv__chan_send_task(mv_worker_t *w, const mv_task_t *t);
-void mv__chan_flush(mv_worker_t *w);
-void mv__chan_close_input(mv_worker_t *w);
-/* Reads whatever a dead worker left in its pipes (non-blocking), handling every message. */
-void mv__chan_drain(mv_worker_t *w);
-
 /* pool.c: lifecycle, for dispatch.c */
 /* The worker became ready: in service mode, the worker it replaces may now drain. */
 void mv__on_ready(mv_worker_t *w);
@@ -260,16 +236,15 @@ void mv__on_snapshot_reply(mv_worker_t *w, const uint8_t *p, size_t n);
 /* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
 void mv__suspect_release(mv_worker_t *w);
 
-/* what the channel reports (hello and answers in dispatch.c, the rest in pool.c) */
+/* what the channel reports, handled in dispatch.c (hello, answers) and suspect.c */
 void mv__on_hello(mv_worker_t *w, uint32_t version);
 void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
                    const void *p, size_t n);
-void mv__on_output(mv_worker_t *w, const char *stream, const void *line, size_t n);
-void mv__on_protocol_error(mv_worker_t *w, const char *what);
 /* Service mode: the worker began a request (its own id; kind may be empty) / ended it. */
 void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_len);
 void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status);
-void mv__on_chan_eof(mv_worker_t *w);
+/* The channel's events, for spawn.c */
+extern const mv_chan_events_t mv__chan_events;
 void mv__fsm(mv_worker_t *w, mv_wevent_t ev);
 void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal);
 void mv__on_closed(mv_worker_t *w);

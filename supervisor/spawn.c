@@ -50,24 +50,6 @@ void mv__handle_closed_cb(uv_handle_t *h)
         mv__on_closed(w);
 }
 
-/* Opens a pipe end we made ourselves as a libuv stream of the worker. 0 or -errno. */
-static int open_pipe(mv_worker_t *w, uv_pipe_t *p, int fd, bool *is_open)
-{
-    int r = uv_pipe_init(w->pool->loop, p, 0);
-
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    p->data = w;
-    w->open_handles++;
-    *is_open = true;
-    r = uv_pipe_open(p, fd);
-    if (r < 0)
-        close(fd);
-    return r;
-}
-
 static int nlisten(const mv_pool_t *p)
 {
     return p->listen ? p->listen->n : 0;
@@ -180,41 +162,26 @@ static char **spawn_argv(mv_pool_t *p, int shim_fd, char *fd_text)
     return a;
 }
 
-/* The fds a worker is started with (see the top of this file). 0 or -errno; on failure the
- * caller closes what `fds` holds. fds: op[0..1] output pipe, sv[0..1] api socketpair. */
-static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[MAX_STDIO], int *count,
-                       int op[2], int sv[2])
+/* The fds a worker is started with (see the top of this file): the channel's stdio, the
+ * listen sockets, the api socket, the cgroup's procs fd for the shim. 0 or -errno. */
+static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[MAX_STDIO], int *count)
 {
-    mv_protocol_t proto = p->cfg->worker.protocol;
+    mv_chan_stdio_t io;
+    int r = mv_chan_prepare(&w->chan, &io);
 
-    if (pipe2(op, O_CLOEXEC) < 0)
-        return -errno;
-    st[0].flags = UV_IGNORE;
-    st[1].flags = st[2].flags = UV_INHERIT_FD;
-    st[1].data.fd = st[2].data.fd = op[1];
+    if (r < 0)
+        return r;
+    memcpy(st, io.st, sizeof io.st);
     *count = FIRST_CHILD_FD;
     for (int i = 0; i < nlisten(p); i++) {
         st[*count].flags = UV_INHERIT_FD;
         st[*count].data.fd = p->listen->l[i].fd;
         (*count)++;
     }
-    if (proto == MV_PROTO_API) {
-        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-            return -errno;
+    if (io.api_fd >= 0) {
         st[*count].flags = UV_INHERIT_FD;
-        st[*count].data.fd = sv[1];
+        st[*count].data.fd = io.api_fd;
         (*count)++;
-    } else if (proto == MV_PROTO_LINES) {
-        /* libuv makes these two pipes; the handles must exist before uv_spawn. */
-        uv_pipe_init(p->loop, &w->in, 0);
-        uv_pipe_init(p->loop, &w->chan, 0);
-        w->in.data = w->chan.data = w;
-        w->open_handles += 2;
-        w->in_open = w->chan_open = true;
-        st[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
-        st[0].data.stream = (uv_stream_t *)&w->in;
-        st[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-        st[1].data.stream = (uv_stream_t *)&w->chan;
     }
     if (w->has_cg) {
         /* The cgroup.procs fd goes to the next free child fd, for the shim. */
@@ -225,31 +192,11 @@ static int setup_stdio(mv_pool_t *p, mv_worker_t *w, uv_stdio_container_t st[MAX
     return 0;
 }
 
-/* Our ends of the worker's pipes become libuv streams, and reading starts. */
-static int wire_up(mv_worker_t *w, int out_fd, int chan_fd, const char **call)
-{
-    int r;
-
-    *call = "uv_pipe_open";
-    r = open_pipe(w, &w->out, out_fd, &w->out_open);
-    if (chan_fd >= 0) {
-        if (r == 0)
-            r = open_pipe(w, &w->chan, chan_fd, &w->chan_open);
-        else
-            close(chan_fd);
-    }
-    if (r == 0) {
-        *call = "uv_read_start";
-        r = mv__chan_start(w);
-    }
-    return r;
-}
-
 int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call)
 {
     uv_process_options_t o;
     uv_stdio_container_t st[MAX_STDIO];
-    int sv[2] = {-1, -1}, op[2] = {-1, -1}, count = 0, r;
+    int count = 0, r;
     env_extra_t extra;
     char shim_fd[16];
     char **env = NULL, **args = NULL;
@@ -257,7 +204,7 @@ int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call)
     memset(&o, 0, sizeof o);
     memset(st, 0, sizeof st);
     *call = "pipe";
-    r = setup_stdio(p, w, st, &count, op, sv);
+    r = setup_stdio(p, w, st, &count);
     env = worker_env(p, w, &extra);
     args = spawn_argv(p, w->has_cg ? count - 1 : -1, shim_fd);
     if (r == 0 && (!env || !args))
@@ -280,21 +227,12 @@ int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call)
     }
     free(env);
     free(args);
-    /* The child's ends are the child's now (or nobody's). */
-    if (op[1] >= 0)
-        close(op[1]);
-    if (sv[1] >= 0)
-        close(sv[1]);
-    if (r < 0) {
-        if (op[0] >= 0)
-            close(op[0]);
-        if (sv[0] >= 0)
-            close(sv[0]);
+    mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
+    if (r < 0)
         return r;
-    }
     w->pid = w->proc.pid;
     w->spawned_ms = mv_now_ms();
-    r = wire_up(w, op[0], sv[0], call);
+    r = mv_chan_start(&w->chan, call);
     if (r < 0)
         uv_process_kill(&w->proc, SIGKILL); /* it runs, but we cannot talk to it */
     return r;
@@ -327,13 +265,7 @@ static void close_one(uv_handle_t *h, bool *is_open)
 
 void mv__close_handles(mv_worker_t *w)
 {
-    if (w->open_handles == 0) {
-        mv__on_closed(w);
-        return;
-    }
-    close_one((uv_handle_t *)&w->chan, &w->chan_open);
-    close_one((uv_handle_t *)&w->in, &w->in_open);
-    close_one((uv_handle_t *)&w->out, &w->out_open);
+    mv_chan_close(&w->chan);
     close_one((uv_handle_t *)&w->timer, NULL);
     close_one((uv_handle_t *)&w->notify, &w->notify_open);
     if (w->proc.type == UV_PROCESS)

@@ -283,15 +283,12 @@ static const char *snapshot(mv_worker_t *w, const char *reason, const char *kind
     s->doc = start_doc(w, reason, v, t, r);
     s->baseline = json_incref(w->baseline);
     w->snap = s; /* one snapshot of a worker at a time, until it is written */
-    if (ask_heap && p->cfg->worker.protocol == MV_PROTO_API && w->hello && w->chan_open &&
-        !w->broken && p->cfg->leak.snapshot_timeout > 0) {
+    if (ask_heap && mv_chan_can_snapshot(&w->chan) && p->cfg->leak.snapshot_timeout > 0) {
         uv_timer_init(p->loop, &s->timer);
         s->timer.data = s;
         s->refs++;
         uv_timer_start(&s->timer, heap_timeout_cb, (uint64_t)p->cfg->leak.snapshot_timeout, 0);
-        w->snap_asked++;
-        mv__chan_send(w, MVW_MSG_SNAPSHOT, 0, NULL, 0);
-        mv__chan_flush(w);
+        mv_chan_ask_snapshot(&w->chan);
     } else {
         go(s, ask_heap ? "unsupported" : "skipped");
     }
