@@ -127,7 +127,7 @@ static void end_task(mv_pool_t *p, mv_worker_t *w, mv_task_t *t, mv_status_t st,
         .slot = w      ? w->slot
                 : last ? last->slot
                        : 0,
-        .pid = w      ? w->pid
+        .pid = w      ? w->proc.pid
                : last ? last->pid
                       : 0,
         .payload = payload,
@@ -167,7 +167,7 @@ static void quarantine(mv_pool_t *p, mv_task_t *t, mv_reason_t why, mv_worker_t 
     snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
              mv_reason_name(why));
     mv_warn(p->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
-            MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->pid));
+            MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
     /* A task ended: the pool is getting somewhere, even if its workers crash. */
     p->consecutive_crashes = 0;
     end_task(p, w, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL, NULL, 0);
@@ -183,7 +183,7 @@ static void lose_requests(mv_worker_t *w, mv_reason_t why)
         mv_task_t *t = head_task(w);
         pop_task(w);
         snprintf(msg, sizeof msg, "lost: the worker ended (%s)", mv_reason_name(why));
-        mv_warn(w->pool->log, "request_lost", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(w->pool->log, "request_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("request", (long long)t->id), MV_S("reason", mv_reason_name(why)));
         end_task(w->pool, w, t, MV_ST_FAILED, msg, strlen(msg), NULL, (const uint8_t *)t->data,
                  t->len);
@@ -196,9 +196,9 @@ void mv__settle_tasks(mv_worker_t *w)
     mv_pool_t *p = w->pool;
     /* A worker that exits 0 after STOP did not start the task at its head (DESIGN §3: STOP
      * means "finish the task in hand, start no other"): it is not charged. */
-    bool clean = w->chan.stop_sent && w->term_signal == 0 && w->exit_status == 0;
+    bool clean = w->chan.stop_sent && w->proc.term_signal == 0 && w->proc.status == 0;
     mv_reason_t why = mv_policy_charge(w->reason);
-    int status = w->term_signal ? -w->term_signal : (int)w->exit_status;
+    int status = w->proc.term_signal ? -w->proc.term_signal : (int)w->proc.status;
     /* The cgroup outlives its process: its kernel peak says how far the last task got. */
     const mv_reading_t *last = mv__reading(w, true);
     int64_t peak = last ? MV_MAX(last->peak, last->usage) : -1;
@@ -218,14 +218,14 @@ void mv__settle_tasks(mv_worker_t *w)
             t->attempts--; /* it did not really run: not an attempt */
         else if (started) {
             /* Out of memory for the record: the task still ends, its history is shorter. */
-            mv_task_note_attempt(t, why, w->slot, w->pid, status, peak);
+            mv_task_note_attempt(t, why, w->slot, w->proc.pid, status, peak);
             if (t->attempts >= p->cfg->tasks.max_attempts) {
                 quarantine(p, t, why, w);
                 continue;
             }
             mv_info(p->log, "requeue", MV_I("task", (long long)t->id),
                     MV_I("attempts", t->attempts), MV_S("reason", mv_reason_name(why)),
-                    MV_I("worker", w->slot), MV_I("pid", w->pid));
+                    MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
             p->stats.requeued++; /* only tasks that lost an attempt */
         }
         mv_tasks_requeue(p->tasks, t);
@@ -240,7 +240,7 @@ static void would_recycle(mv_worker_t *w, mv_reason_t reason, const mv_reading_t
         return;
     w->would |= 1u << reason;
     mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot), MV_I("gen", w->gen),
-            MV_I("pid", w->pid), MV_S("reason", mv_reason_name(reason)),
+            MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(reason)),
             MV_I("tasks", w->tasks_done),
             MV_I("mem", r ? mv_reading_limit_metric(r, w->pool->cfg->limits.metric) : -1),
             MV_I("usage", r ? r->usage : -1));
@@ -291,7 +291,7 @@ void mv__on_hello(mv_worker_t *w, uint32_t version)
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
     mv_chan_flush(&w->chan);
     mv__fsm(w, MV_EV_READY);
-    mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid),
+    mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
             MV_I("ms", (long long)(mv_now_ms() - w->spawned_ms)));
     mv__on_ready(w);
     mv_pool_kick(p);
@@ -316,7 +316,7 @@ void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_
     /* The task's bytes are its kind: a request has no payload memvisor knows. */
     t = mv_task_new(id, kind, kind_len);
     if (!t) {
-        mv_error(p->log, "request_untracked", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_error(p->log, "request_untracked", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_I("request", (long long)id), MV_S("error", "out of memory"));
         w->untracked = true;
         return;

@@ -17,7 +17,7 @@
 
 #include "config.h"
 #include "control.h"
-#include "pool.h"
+#include "proc.h"
 #include "report.h"
 #include "supervisor.h"
 

@@ -84,7 +84,7 @@ static void deadline_cb(uv_timer_t *t)
     w->deadline = MV_DL_NONE;
     switch (what) {
     case MV_DL_READY:
-        mv_warn(w->pool->log, "ready_timeout", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(w->pool->log, "ready_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("after_ms", w->pool->cfg->worker.ready_timeout));
         mv__fault(w, MV_R_READY_TIMEOUT);
         break;
@@ -93,17 +93,17 @@ static void deadline_cb(uv_timer_t *t)
             mv__fault(w, MV_R_TASK_TIMEOUT);
         } else if (!(w->would & (1u << MV_R_TASK_TIMEOUT))) {
             w->would |= 1u << MV_R_TASK_TIMEOUT;
-            mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot), MV_I("pid", w->pid),
-                    MV_S("reason", "task_timeout"));
+            mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot),
+                    MV_I("pid", w->proc.pid), MV_S("reason", "task_timeout"));
         }
         break;
     case MV_DL_CHANNEL:
-        mv_warn(w->pool->log, "channel_closed", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(w->pool->log, "channel_closed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("msg", "worker closed its channel but did not exit"));
         mv__fault(w, MV_R_CRASH);
         break;
     case MV_DL_KILL:
-        mv_warn(w->pool->log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(w->pool->log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("after_ms", w->pool->cfg->worker.kill_timeout), MV_S("action", "SIGKILL"));
         mv__fsm(w, MV_EV_TIMEOUT);
         break;
@@ -240,7 +240,7 @@ static void start_process(mv_worker_t *w)
     const char *call = "uv_spawn";
     int r = mv__spawn(p, w, &call);
 
-    if (r < 0 && w->pid <= 0) {
+    if (r < 0 && w->proc.pid <= 0) {
         spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
         return;
     }
@@ -249,22 +249,22 @@ static void start_process(mv_worker_t *w)
     if (r < 0) {
         /* It runs (already sent SIGKILL) but could not be wired up: its exit is reaped as a
          * crash, with the backoff and crash_limit of any failure. */
-        mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_S("call", call), MV_S("error", uv_strerror(r)));
         w->reason = MV_R_CRASH;
         mv__fsm(w, MV_EV_KILL);
         return;
     }
-    w->meter_ok = mv_meter_open(&w->meter, w->pid, w->has_cg ? &w->cg : NULL,
+    w->meter_ok = mv_meter_open(&w->meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
                                 p->cfg->limits.memory_soft) == 0;
     mv__watch(w);
-    mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
+    mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->proc.pid),
             MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
     if (p->cfg->worker.protocol == MV_PROTO_API) {
         mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
     } else {
         mv__fsm(w, MV_EV_READY);
-        mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->pid), MV_I("ms", 0));
+        mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid), MV_I("ms", 0));
         mv__on_ready(w);
         mv_pool_kick(p);
     }
@@ -326,7 +326,8 @@ static int spawn_slot(mv_pool_t *p, int slot)
                  &(mv_chan_opts_t){p->cfg->worker.protocol, (uint32_t)p->cfg->worker.max_message,
                                    p->cfg->worker.fail_prefix, p->service},
                  &mv__chan_events, w);
-    w->open_handles = 2; /* the timer and the channel */
+    mv_proc_init(&w->proc, &mv__proc_events, w);
+    w->open_handles = 3; /* the timer, the channel and the process */
     w->next = p->workers;
     p->workers = w;
     s->active = w;
@@ -399,7 +400,7 @@ static int64_t leaving_mem(const mv_worker_t *w)
 static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
 {
     mv_log(w->pool->log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
-           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
+           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->proc.pid),
            MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
            MV_I("tasks", w->tasks_done), MV_I("mem", leaving_mem(w)),
            MV_I("usage", w->have_reading ? w->last.usage : -1));
@@ -443,8 +444,8 @@ void mv__on_ready(mv_worker_t *w)
     for (mv_worker_t *old = p->workers; old; old = old->next)
         if (old != w && old->slot == w->slot && old->drain_pending) {
             old->drain_pending = false;
-            mv_debug(p->log, "drain", MV_I("worker", old->slot), MV_I("pid", old->pid),
-                     MV_I("replacement", w->pid));
+            mv_debug(p->log, "drain", MV_I("worker", old->slot), MV_I("pid", old->proc.pid),
+                     MV_I("replacement", w->proc.pid));
             mv__fsm(old, MV_EV_DRAIN);
         }
 }
@@ -471,7 +472,7 @@ void mv__recycle(mv_worker_t *w, mv_reason_t reason)
     }
     if (reason != MV_R_SHUTDOWN && !gate_open(p)) {
         if (w->wanted == MV_R_NONE)
-            mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->pid),
+            mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                      MV_S("reason", mv_reason_name(reason)));
         w->wanted = reason;
         return;
@@ -557,7 +558,7 @@ static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
     case MV_ACT_REAP: reap(w); break;
     case MV_ACT_DISCARD: break; /* cg_created_cb lets it go once its cgroup job is done */
     case MV_ACT_IMPOSSIBLE:
-        mv_error(w->pool->log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_error(w->pool->log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
         break;
     }
@@ -581,7 +582,7 @@ static void chan_output(void *owner, const char *stream, const void *line, size_
 {
     mv_worker_t *w = owner;
 
-    mv_info(w->pool->log, "output", MV_I("worker", w->slot), MV_I("pid", w->pid),
+    mv_info(w->pool->log, "output", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
             MV_S("stream", stream), MV_B("line", line, n));
 }
 
@@ -592,7 +593,7 @@ static void chan_error(void *owner, const char *what)
     mv_task_t *t = w->count ? w->inflight[w->head] : NULL;
 
     p->stats.protocol_errors++;
-    mv_error(p->log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->pid),
+    mv_error(p->log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
              MV_S("error", what), MV_I("task", t ? (long long)t->id : 0));
     mv__fault(w, MV_R_PROTOCOL_ERROR);
 }
@@ -657,9 +658,9 @@ const mv_chan_events_t mv__chan_events = {
 static void log_exit(mv_worker_t *w, bool failed)
 {
     mv_log(w->pool->log, failed ? MV_LVL_WARN : MV_LVL_INFO, "exit", MV_I("worker", w->slot),
-           MV_I("gen", w->gen), MV_I("pid", w->pid), MV_S("reason", mv_reason_name(w->reason)),
-           w->term_signal ? MV_S("signal", strsignal(w->term_signal))
-                          : MV_I("status", w->exit_status),
+           MV_I("gen", w->gen), MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(w->reason)),
+           w->proc.term_signal ? MV_S("signal", strsignal(w->proc.term_signal))
+                               : MV_I("status", w->proc.status),
            MV_I("tasks", w->tasks_done), MV_I("peak", w->peak),
            MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)));
 }
@@ -673,8 +674,8 @@ static void count_failure(mv_worker_t *w)
 
     if (w->reason == MV_R_FATAL) {
         s->fatal = true;
-        mv_error(p->log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->pid),
-                 MV_I("status", w->exit_status),
+        mv_error(p->log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_I("status", w->proc.status),
                  MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
         fatal(p);
         return;
@@ -695,8 +696,8 @@ static mv_exit_verdict_t classify_exit(mv_worker_t *w)
     uint64_t n = 0;
     mv_exit_facts_t f = {
         .asked = w->reason,
-        .term_signal = w->term_signal,
-        .exit_status = w->exit_status,
+        .term_signal = w->proc.term_signal,
+        .exit_status = w->proc.status,
         .fatal_exit = w->pool->cfg->worker.fatal_exit,
         .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
         .premature = premature(w),
@@ -717,7 +718,7 @@ static void reap(mv_worker_t *w)
     w->reason = v.reason;
     failed = v.failure;
     if (w->reason == MV_R_KERNEL_OOM)
-        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
                 MV_S("snapshot", w->last_snapshot));
     /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
@@ -725,7 +726,7 @@ static void reap(mv_worker_t *w)
     if (w->reason != MV_R_SHUTDOWN)
         p->stats.recycles[w->reason]++;
     if (v.premature)
-        mv_warn(p->log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->pid),
+        mv_warn(p->log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("reason", mv_reason_name(w->reason)),
                 MV_S("msg", "stopped for memory before its first task: the limits may be too "
                             "low for this worker to start"));
@@ -759,9 +760,6 @@ static void reap(mv_worker_t *w)
 
 void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal)
 {
-    w->exited = true; /* libuv reaped it: from here on its pid is not ours to signal */
-    w->exit_status = status;
-    w->term_signal = term_signal;
     /* Answers sent just before the exit are still in the pipes: count them first. */
     mv_chan_drain(&w->chan);
     mv__fsm(w, MV_EV_EXIT);

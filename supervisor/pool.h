@@ -25,6 +25,7 @@
 #include "log.h"
 #include "meter.h"
 #include "policy.h"
+#include "proc.h"
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
@@ -48,12 +49,11 @@ typedef struct mv_worker {
     int slot;               /* 1-based */
     uint32_t gen;           /* generation within the slot */
     mv_wstate_t state;
-    int pid;
     uint64_t spawned_ms;
     mv_wlimits_t lim;
 
     /* handles (spawn.c); the worker is freed once all of them are closed */
-    uv_process_t proc;
+    mv_proc_t proc;
     uv_timer_t timer; /* the current state's deadline */
     int deadline;     /* what the timer is armed for: MV_DL_* */
     unsigned open_handles;
@@ -105,9 +105,6 @@ typedef struct mv_worker {
     bool untracked;           /* service: the open request could not be recorded (no memory) */
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
     bool have_end;
-    bool exited; /* its exit was reported: never signal its pid again */
-    int64_t exit_status;
-    int term_signal;
 } mv_worker_t;
 
 /* What a worker's timer is armed for. */
@@ -200,8 +197,6 @@ void mv_pool_free(mv_pool_t *p);
 /* Starts the worker's process. 0, or -errno with *call naming what failed; when the process
  * already runs (w->pid > 0) it has been sent SIGKILL. */
 int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call);
-/* The exec shim (`memvisor exec-shim FD COMMAND...`): joins the cgroup, then execs. */
-int mv_exec_shim(int argc, char **argv);
 void mv__handle_closed_cb(uv_handle_t *h);
 void mv__signal(mv_worker_t *w, int sig);
 void mv__close_handles(mv_worker_t *w);
@@ -245,6 +240,8 @@ void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_
 void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status);
 /* The channel's events, for spawn.c */
 extern const mv_chan_events_t mv__chan_events;
+/* The process's events, for pool.c */
+extern const mv_proc_events_t mv__proc_events;
 void mv__fsm(mv_worker_t *w, mv_wevent_t ev);
 void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal);
 void mv__on_closed(mv_worker_t *w);

@@ -26,7 +26,7 @@ static json_t *worker_json(const mv_worker_t *w, uint64_t now)
 
     return json_pack(
         "{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}", "slot", w->slot,
-        "gen", (int)w->gen, "pid", w->pid, "state", mv_wstate_name(w->state), "age_s",
+        "gen", (int)w->gen, "pid", w->proc.pid, "state", mv_wstate_name(w->state), "age_s",
         w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0, "tasks",
         (json_int_t)w->tasks_done, "in_flight", (json_int_t)w->count, "mem",
         (json_int_t)(r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1), "usage",
@@ -126,10 +126,10 @@ static char *metrics_text(mv_t *mv)
                        : m == 2 ? (double)w->peak
                        : m == 3 ? (double)w->tasks_done
                                 : (double)(now - w->spawned_ms) / 1000.0;
-            if (w->state == MV_W_DEAD || w->pid <= 0)
+            if (w->state == MV_W_DEAD || w->proc.pid <= 0)
                 continue;
             fprintf(f, "memvisor_%s{slot=\"%d\",pid=\"%d\",state=\"%s\"} %.17g\n",
-                    per_worker[m].name, w->slot, w->pid, mv_wstate_name(w->state), v);
+                    per_worker[m].name, w->slot, w->proc.pid, mv_wstate_name(w->state), v);
         }
     }
     for (const mv_worker_t *w = p->workers; w; w = w->next)

@@ -138,7 +138,7 @@ static void take_baseline(mv_worker_t *w)
         return;
     j->job.data = j;
     j->w = w;
-    j->pid = w->pid;
+    j->pid = w->proc.pid;
     w->basejob = j;
     if (uv_queue_work(w->pool->loop, &j->job, base_cb, base_done_cb) < 0) {
         w->basejob = NULL;
@@ -242,7 +242,7 @@ static json_t *start_doc(mv_worker_t *w, const char *reason, const mv_leak_verdi
                                        mv_leak_rule_name(v->rule)));
     json_object_set_new(doc, "worker",
                         json_pack("{s:i, s:i, s:i, s:s?, s:I, s:I}", "slot", w->slot, "gen",
-                                  (int)w->gen, "pid", w->pid, "cgroup",
+                                  (int)w->gen, "pid", w->proc.pid, "cgroup",
                                   w->has_cg ? w->cg.path : NULL, "age_ms",
                                   (json_int_t)(mv_now_ms() - w->spawned_ms), "tasks_done",
                                   (json_int_t)w->tasks_done));
@@ -269,14 +269,14 @@ static const char *snapshot(mv_worker_t *w, const char *reason, const char *kind
     mv_pool_t *p = w->pool;
     mv_snapjob_t *s;
 
-    if (!p->run || !p->run->dir || w->snap || w->exited)
+    if (!p->run || !p->run->dir || w->snap || w->proc.exited)
         return NULL;
     s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->pool = p;
     s->w = w;
-    s->pid = w->pid;
+    s->pid = w->proc.pid;
     s->kill = kill;
     s->cgroup = w->has_cg && w->cg.path ? strdup(w->cg.path) : NULL;
     s->path = mv_rundir_snapshot_path(p->run, reason, kind, w->slot);
@@ -343,7 +343,7 @@ void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, cons
     mv_warn(p->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
             MV_D("fds_per_task", v.fds_per_task), MV_D("confidence", v.confidence),
             MV_I("tasks", v.tasks), MV_S("rule", mv_leak_rule_name(v.rule)),
-            MV_I("worker", w->slot), MV_I("pid", w->pid), MV_I("task", (long long)t->id),
+            MV_I("worker", w->slot), MV_I("pid", w->proc.pid), MV_I("task", (long long)t->id),
             MV_S("snapshot", path));
 }
 
@@ -361,7 +361,7 @@ void mv__near_limit(mv_worker_t *w, const mv_reading_t *r)
 
 bool mv__snapshot_then_kill(mv_worker_t *w, mv_reason_t reason)
 {
-    if (!w->pool->leak || w->kill_snapshot_done || w->snap || w->exited || !w->pool->run ||
+    if (!w->pool->leak || w->kill_snapshot_done || w->snap || w->proc.exited || !w->pool->run ||
         !w->pool->run->dir)
         return false;
     /* Frozen, it grows no further while it is read; SIGKILL works on a stopped process. */

@@ -1,0 +1,158 @@
+/*
+ * proc: starting, signalling and closing one child process (see proc.h).
+ */
+#include "proc.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void exit_cb(uv_process_t *h, int64_t status, int term_signal)
+{
+    mv_proc_t *p = h->data;
+
+    p->exited = true; /* libuv reaped it: from here on its pid is not ours to signal */
+    p->status = status;
+    p->term_signal = term_signal;
+    p->ev->on_exit(p->owner, status, term_signal);
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+    mv_proc_t *p = h->data;
+
+    p->ev->on_closed(p->owner);
+}
+
+/* argv for uv_spawn: the command, or the shim in front of it. NULL on ENOMEM. */
+static char **spawn_argv(const mv_proc_spec_t *s, int shim_fd, char fd_text[16])
+{
+    size_t n = 0, k = 0;
+    char **a;
+
+    while (s->argv[n])
+        n++;
+    a = calloc(n + 4, sizeof *a);
+    if (!a)
+        return NULL;
+    if (shim_fd >= 0 || s->listen_pid) {
+        if (shim_fd >= 0)
+            snprintf(fd_text, 16, "%d", shim_fd);
+        else
+            snprintf(fd_text, 16, "-");
+        a[k++] = (char *)s->self_exe;
+        a[k++] = "exec-shim";
+        a[k++] = fd_text;
+    }
+    for (size_t i = 0; i < n; i++)
+        a[k++] = s->argv[i];
+    a[k] = NULL;
+    return a;
+}
+
+void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner)
+{
+    memset(p, 0, sizeof *p);
+    p->ev = ev;
+    p->owner = owner;
+}
+
+int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
+{
+    uv_stdio_container_t st[MV_PROC_FIRST_FD + MV_PROC_MAX_FDS + 1];
+    uv_process_options_t o;
+    int count = MV_PROC_FIRST_FD, shim_fd = -1, r;
+    char fd_text[16];
+    char **args;
+
+    if (p->inited || p->closing)
+        return -EALREADY;
+    if (s->nfds > MV_PROC_MAX_FDS)
+        return -EMFILE;
+    memcpy(st, s->stdio, MV_PROC_FIRST_FD * sizeof *st);
+    for (int i = 0; i < s->nfds; i++) {
+        st[count].flags = UV_INHERIT_FD;
+        st[count++].data.fd = s->fds[i];
+    }
+    if (s->cgroup_procs_fd >= 0) {
+        /* The cgroup.procs fd goes to the next free child fd, for the shim. */
+        shim_fd = count;
+        st[count].flags = UV_INHERIT_FD;
+        st[count++].data.fd = s->cgroup_procs_fd;
+    }
+    args = spawn_argv(s, shim_fd, fd_text);
+    if (!args)
+        return -ENOMEM;
+    memset(&o, 0, sizeof o);
+    o.file = args[0];
+    o.args = args;
+    o.env = (char **)s->env;
+    o.stdio = st;
+    o.stdio_count = count;
+    o.exit_cb = exit_cb;
+    o.flags = s->own_session ? UV_PROCESS_DETACHED : 0;
+    p->h.data = p;
+    r = uv_spawn(loop, &p->h, &o);
+    /* Unix uv_spawn initialises the handle before anything can fail: always close it. */
+    p->inited = true;
+    free(args);
+    if (r == 0)
+        p->pid = p->h.pid;
+    return r;
+}
+
+int mv_proc_signal(mv_proc_t *p, int sig)
+{
+    /* By pid, through the handle, and only before its exit was reported. */
+    if (p->pid <= 0 || p->exited || p->closing)
+        return -ESRCH;
+    return uv_process_kill(&p->h, sig);
+}
+
+void mv_proc_close(mv_proc_t *p)
+{
+    if (p->closing)
+        return;
+    p->closing = true;
+    if (!p->inited) {
+        p->ev->on_closed(p->owner);
+        return;
+    }
+    uv_close((uv_handle_t *)&p->h, closed_cb);
+}
+
+int mv_exec_shim(int argc, char **argv)
+{
+    char *end;
+    char pid[24];
+    long fd;
+
+    if (argc < 4) {
+        fprintf(stderr, "usage: memvisor exec-shim FD|- COMMAND [ARG]...\n");
+        return 125;
+    }
+    if (strcmp(argv[2], "-") != 0) {
+        fd = strtol(argv[2], &end, 10);
+        if (*end || fd < 3) {
+            fprintf(stderr, "memvisor exec-shim: bad fd %s\n", argv[2]);
+            return 125;
+        }
+        if (write((int)fd, "0", 1) != 1) {
+            fprintf(stderr, "memvisor exec-shim: cannot join the worker's cgroup: %s\n",
+                    strerror(errno));
+            return 125;
+        }
+        close((int)fd);
+    }
+    /* Socket activation: the sockets are for this process, which exec keeps. */
+    if (getenv("LISTEN_FDS")) {
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        setenv("LISTEN_PID", pid, 1);
+    }
+    execvp(argv[3], argv + 3);
+    fprintf(stderr, "memvisor exec-shim: cannot run %s: %s\n", argv[3], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
