@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "config_int.h"
-#include "listen.h"
+#include "addr.h"
 
 #define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
 #define MAX_FILE      (16 * 1024 * 1024) /* a config file larger than this is a mistake */
@@ -684,7 +684,7 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
                  "the first delay cannot exceed the bound");
     bad |= above(c, errs, O(tasks, max_size), O(worker, max_message),
                  "a task line must fit in one message");
-    if (mv_listen_check(c->service.listen, why, sizeof why) < 0) {
+    if (mv_addr_check(c->service.listen, MV_ADDR_MAX, why, sizeof why) < 0) {
         report(errs, c->origin[O(service, listen) - mv__options], "service", "listen", "%s", why);
         bad = true;
     }

@@ -6,6 +6,8 @@
  */
 #include "listen.h"
 
+#include "addr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,119 +22,6 @@
 #include <unistd.h>
 
 #define SD_LISTEN_FDS_START 3
-
-/* One parsed address of `[service] listen`. */
-typedef struct laddr {
-    char name[MV_LISTEN_NAME];
-    bool is_unix;
-    char host[256]; /* tcp: without brackets */
-    char port[8];
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-} laddr_t;
-
-/* Parses one word. 0, or -1 with `why`. */
-static int parse_one(const char *word, laddr_t *a, char *why, size_t cap)
-{
-    const char *eq = strchr(word, '='), *colon, *rest = word;
-    char *end;
-    long port;
-
-    memset(a, 0, sizeof *a);
-    snprintf(a->name, sizeof a->name, "listen");
-    if (eq && (!strchr(word, ':') || eq < strchr(word, ':'))) {
-        size_t n = (size_t)(eq - word);
-        if (n == 0 || n >= sizeof a->name || memchr(word, ':', n)) {
-            snprintf(why, cap, "\"%s\": a name is 1-%zu characters, no ':'", word,
-                     sizeof a->name - 1);
-            return -1;
-        }
-        memcpy(a->name, word, n);
-        a->name[n] = '\0';
-        rest = eq + 1;
-    }
-    if (strncmp(rest, "unix:", 5) == 0) {
-        a->is_unix = true;
-        if (rest[5] != '/' || strlen(rest + 5) >= sizeof a->path) {
-            snprintf(why, cap, "\"%s\": unix: takes an absolute path shorter than %zu bytes", word,
-                     sizeof a->path);
-            return -1;
-        }
-        snprintf(a->path, sizeof a->path, "%s", rest + 5);
-        return 0;
-    }
-    if (rest[0] == '[') {
-        const char *close = strchr(rest, ']');
-        if (!close || close[1] != ':' || (size_t)(close - rest - 1) >= sizeof a->host) {
-            snprintf(why, cap, "\"%s\": an IPv6 address is [ADDRESS]:PORT", word);
-            return -1;
-        }
-        memcpy(a->host, rest + 1, (size_t)(close - rest - 1));
-        colon = close + 1;
-    } else {
-        colon = strrchr(rest, ':');
-        if (!colon || colon == rest || (size_t)(colon - rest) >= sizeof a->host ||
-            memchr(rest, ':', (size_t)(colon - rest))) {
-            snprintf(why, cap, "\"%s\": expected HOST:PORT, [V6]:PORT or unix:/PATH", word);
-            return -1;
-        }
-        memcpy(a->host, rest, (size_t)(colon - rest));
-    }
-    errno = 0;
-    port = strtol(colon + 1, &end, 10);
-    if (!colon[1] || *end || errno || port < 0 || port > 65535) {
-        snprintf(why, cap, "\"%s\": the port is a number from 0 to 65535", word);
-        return -1;
-    }
-    snprintf(a->port, sizeof a->port, "%ld", port);
-    return 0;
-}
-
-/* Calls fn for each word of spec; stops at the first failure. */
-static int each_word(const char *spec, int (*fn)(const char *word, void *arg), void *arg)
-{
-    char word[512];
-
-    for (const char *p = spec; *p;) {
-        size_t n;
-        p += strspn(p, " \t");
-        n = strcspn(p, " \t");
-        if (n == 0)
-            break;
-        if (n >= sizeof word)
-            n = sizeof word - 1; /* parse_one then complains about the cut word */
-        memcpy(word, p, n);
-        word[n] = '\0';
-        if (fn(word, arg) < 0)
-            return -1;
-        p += n;
-    }
-    return 0;
-}
-
-typedef struct check_ctx {
-    int n;
-    char *why;
-    size_t cap;
-} check_ctx_t;
-
-static int check_word(const char *word, void *arg)
-{
-    check_ctx_t *c = arg;
-    laddr_t a;
-
-    if (++c->n > MV_LISTEN_MAX) {
-        snprintf(c->why, c->cap, "at most %d addresses", MV_LISTEN_MAX);
-        return -1;
-    }
-    return parse_one(word, &a, c->why, c->cap);
-}
-
-int mv_listen_check(const char *spec, char *why, size_t cap)
-{
-    check_ctx_t c = {.why = why, .cap = cap};
-
-    return each_word(spec, check_word, &c);
-}
 
 /* "host:port" of a bound inet socket, for the log and tests (port 0 becomes the real one). */
 static void describe(int fd, char *out, size_t cap)
@@ -198,7 +87,7 @@ typedef struct bind_ctx {
     size_t cap;
 } bind_ctx_t;
 
-static int bind_unix(const laddr_t *a, mv_listener_t *l, int backlog, char *why, size_t cap)
+static int bind_unix(const mv_addr_t *a, mv_listener_t *l, int backlog, char *why, size_t cap)
 {
     struct sockaddr_un un = {.sun_family = AF_UNIX};
 
@@ -216,7 +105,7 @@ static int bind_unix(const laddr_t *a, mv_listener_t *l, int backlog, char *why,
     return 0;
 }
 
-static int bind_inet(const laddr_t *a, mv_listener_t *l, int backlog, char *why, size_t cap)
+static int bind_inet(const mv_addr_t *a, mv_listener_t *l, int backlog, char *why, size_t cap)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_ADDRCONFIG},
@@ -244,13 +133,13 @@ static int bind_word(const char *word, void *arg)
 {
     bind_ctx_t *c = arg;
     mv_listener_t *l;
-    laddr_t a;
+    mv_addr_t a;
 
     if (c->ls->n >= MV_LISTEN_MAX) {
         snprintf(c->why, c->cap, "at most %d addresses", MV_LISTEN_MAX);
         return -1;
     }
-    if (parse_one(word, &a, c->why, c->cap) < 0)
+    if (mv_addr_parse(word, &a, c->why, c->cap) < 0)
         return -1;
     l = &c->ls->l[c->ls->n++];
     l->fd = -1;
@@ -301,7 +190,7 @@ int mv_listen_open(mv_listen_t *ls, const char *spec, int backlog, mv_log_t *log
 
     memset(ls, 0, sizeof *ls);
     r = take_activated(ls, why, cap);
-    if (r == 0 && each_word(spec, bind_word, &c) < 0)
+    if (r == 0 && mv_addr_each(spec, bind_word, &c) < 0)
         r = -1;
     if (r < 0) {
         mv_listen_close(ls);

@@ -18,8 +18,10 @@
 
 #include "log.h"
 
-#define MV_LISTEN_MAX  16
-#define MV_LISTEN_NAME 64 /* systemd's FDNAME limit is 255; ours is shorter */
+#include "addr.h"
+
+#define MV_LISTEN_MAX  MV_ADDR_MAX
+#define MV_LISTEN_NAME MV_ADDR_NAME
 
 typedef struct mv_listener {
     int fd;
@@ -33,9 +35,6 @@ typedef struct mv_listen {
     int n;
     bool inherited; /* received by socket activation */
 } mv_listen_t;
-
-/* Checks a `[service] listen` value without binding. 0, or -1 with `why` filled. */
-int mv_listen_check(const char *spec, char *why, size_t cap);
 
 /* Takes the sockets of socket activation (LISTEN_PID = our pid), else binds `spec`; logs each
  * address (`event=listen`). 0, or -1 with `why` filled (nothing left open). */
