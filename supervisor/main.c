@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "commands.h"
 #include "proc.h"
 #include "report.h"
 #include "supervisor.h"
@@ -187,6 +188,7 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
         goto out;
     }
     mv.cfg = cfg;
+    mv.commands = &mv_commands;
     mv.config_path = c->config;
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;

@@ -1,26 +1,33 @@
 /*
- * pool: worker slots and the life of each worker.
- *
- * The lifecycle is the table in fsm.c; this file only carries out its actions. Deaths are
- * settled in one place (reap): the tasks of the dead worker are requeued or quarantined,
- * the exit is classified (asked for, crash, fatal), and the slot is respawned (at once for
- * workers that were asked to go, with exponential backoff for crash loops).
- *
- * Recycling keeps capacity (DESIGN §5): the replacement is spawned when the decision is
- * taken, before the old worker retires (surge), and at most [recycle] max_concurrent
- * workers recycle at once; the others wait their turn (`wanted`).
+ * pool: worker slots (see pool.h). Every decision is made in slots.c, policy.c or watch.c;
+ * this file carries them out and routes each worker event to the modules that need it.
  */
+#include "pool.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "pool.h"
+#include "notify.h"
 
-mv_slot_t *mv__slot(mv_worker_t *w)
+static void spawn_slot(mv_pool_t *p, int slot);
+static void start_queued(mv_pool_t *p);
+
+static mv_member_t *member_of(const mv_worker_t *w)
 {
-    return &w->pool->slots[w->slot - 1];
+    return w->data;
+}
+
+static mv_member_t *member_of_seat(mv_seat_t *s)
+{
+    return (mv_member_t *)((char *)s - offsetof(mv_member_t, seat));
+}
+
+static mv_pool_t *pool_of(const mv_worker_t *w)
+{
+    return member_of(w)->pool;
 }
 
 static uint64_t next_rand(mv_pool_t *p)
@@ -37,97 +44,6 @@ static double rand01(mv_pool_t *p)
     return (double)(next_rand(p) >> 11) * 0x1.0p-53;
 }
 
-static void pool_closed(mv_pool_t *p)
-{
-    if (--p->open_handles == 0 && p->on_stopped)
-        p->on_stopped(p);
-}
-
-static void pool_handle_closed_cb(uv_handle_t *h)
-{
-    pool_closed(h->data);
-}
-
-/* A slot's backoff timer carries its slot, not the pool. */
-static void backoff_closed_cb(uv_handle_t *h)
-{
-    mv_slot_t *s = h->data;
-
-    pool_closed(s->pool);
-}
-
-/* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
-static void maybe_stopped(mv_pool_t *p)
-{
-    if (!p->stopping || p->workers || p->closing)
-        return;
-    p->closing = true;
-    uv_close((uv_handle_t *)&p->dispatcher, pool_handle_closed_cb);
-    uv_close((uv_handle_t *)&p->sampler, pool_handle_closed_cb);
-    uv_close((uv_handle_t *)&p->recheck, pool_handle_closed_cb);
-    uv_close((uv_handle_t *)&p->grace, pool_handle_closed_cb);
-    uv_close((uv_handle_t *)&p->spacer, pool_handle_closed_cb);
-    for (int i = 0; i < p->nslots; i++)
-        if (p->slots[i].backoff_open) {
-            p->slots[i].backoff_open = false;
-            uv_close((uv_handle_t *)&p->slots[i].backoff, backoff_closed_cb);
-        }
-}
-
-/* ---- deadlines ---- */
-
-static void deadline_cb(uv_timer_t *t)
-{
-    mv_worker_t *w = t->data;
-    int what = w->deadline;
-
-    w->deadline = MV_DL_NONE;
-    switch (what) {
-    case MV_DL_READY:
-        mv_warn(w->pool->log, "ready_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_I("after_ms", w->pool->cfg->worker.ready_timeout));
-        mv__fault(w, MV_R_READY_TIMEOUT);
-        break;
-    case MV_DL_TASK:
-        if (w->pool->cfg->limits.enforce) {
-            mv__fault(w, MV_R_TASK_TIMEOUT);
-        } else if (!(w->would & (1u << MV_R_TASK_TIMEOUT))) {
-            w->would |= 1u << MV_R_TASK_TIMEOUT;
-            mv_info(w->pool->log, "would_recycle", MV_I("worker", w->slot),
-                    MV_I("pid", w->proc.pid), MV_S("reason", "task_timeout"));
-        }
-        break;
-    case MV_DL_CHANNEL:
-        mv_warn(w->pool->log, "channel_closed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("msg", "worker closed its channel but did not exit"));
-        mv__fault(w, MV_R_CRASH);
-        break;
-    case MV_DL_KILL:
-        mv_warn(w->pool->log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_I("after_ms", w->pool->cfg->worker.kill_timeout), MV_S("action", "SIGKILL"));
-        mv__fsm(w, MV_EV_TIMEOUT);
-        break;
-    default: break;
-    }
-}
-
-void mv__arm(mv_worker_t *w, int deadline, int64_t ms)
-{
-    /* Once SIGKILL is scheduled (kill_timeout) or the channel is gone, no task or ready
-     * deadline may push it back: that would leave a worker that ignores SIGTERM alive. */
-    if ((w->deadline == MV_DL_KILL || w->deadline == MV_DL_CHANNEL) &&
-        (deadline == MV_DL_TASK || deadline == MV_DL_READY))
-        return;
-    w->deadline = deadline;
-    uv_timer_start(&w->timer, deadline_cb, (uint64_t)(ms > 0 ? ms : 0), 0);
-}
-
-void mv__disarm(mv_worker_t *w)
-{
-    w->deadline = MV_DL_NONE;
-    uv_timer_stop(&w->timer);
-}
-
 static bool premature(const mv_worker_t *w)
 {
     mv_start_facts_t f = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
@@ -135,649 +51,469 @@ static bool premature(const mv_worker_t *w)
     return mv_policy_premature(&f);
 }
 
-static bool is_failure(const mv_worker_t *w, mv_reason_t reason)
-{
-    return mv_policy_is_failure(reason, premature(w));
-}
-
-/* ---- spawning ---- */
-
-static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms);
-
+/* The run cannot go on: no more tasks, no more respawns. */
 static void fatal(mv_pool_t *p)
 {
     if (p->fatal)
         return;
     p->fatal = true;
-    p->accepting = false;
-    if (p->on_fatal)
-        p->on_fatal(p);
+    p->slots.fatal = true;
+    mv_dispatch_stop(&p->dispatch);
+    p->ev->on_fatal(p->arg);
 }
 
-static void count_failure(mv_worker_t *w);
+/* ---- closing ---- */
 
-/* Removes a dead worker's cgroup in the thread pool (rmdir may wait on cgroup_mutex). */
-typedef struct cg_removal {
-    uv_work_t req;
-    mv_cg_version_t version;
-    char *path;
-    int result;
-    char why[256];
-    mv_log_t *log;
-} cg_removal_t;
-
-static void removal_cb(uv_work_t *req)
+static void part_closed(void *arg)
 {
-    cg_removal_t *j = req->data;
+    mv_pool_t *p = arg;
 
-    j->result = mv_cg_remove(j->version, j->path, j->why, sizeof j->why);
+    if (--p->open == 0)
+        p->ev->on_stopped(p->arg);
 }
 
-static void removal_done_cb(uv_work_t *req, int status)
+static void handle_closed_cb(uv_handle_t *h)
 {
-    cg_removal_t *j = req->data;
-
-    if (j->result < 0)
-        mv_warn(j->log, "cgroup_remove_failed", MV_S("cgroup", j->path), MV_S("error", j->why));
-    free(j->path);
-    free(j);
+    part_closed(h->data);
 }
 
-/* Closes a worker's cgroup files and has the directory removed. */
-static void release_cgroup(mv_worker_t *w)
+static void backoff_closed_cb(uv_handle_t *h)
 {
-    cg_removal_t *j;
+    mv_pool_slot_t *s = h->data;
 
-    if (!w->has_cg)
+    part_closed(s->pool);
+}
+
+/* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
+static void maybe_stopped(mv_pool_t *p)
+{
+    if (!p->stopping || p->members || p->closing)
         return;
-    w->has_cg = false;
-    j = calloc(1, sizeof *j);
-    if (j) {
-        j->req.data = j;
-        j->version = w->cg.version;
-        j->path = w->cg.path; /* the job owns the path now */
-        j->log = w->pool->log;
-        w->cg.path = NULL;
-        if (uv_queue_work(w->pool->loop, &j->req, removal_cb, removal_done_cb) < 0) {
-            mv_warn(w->pool->log, "cgroup_remove_failed", MV_S("cgroup", j->path),
-                    MV_S("error", "cannot queue the removal"));
-            free(j->path);
-            free(j);
+    p->closing = true;
+    mv_dispatch_close(&p->dispatch, part_closed, p);
+    mv_watch_close(&p->watch, part_closed, p);
+    uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
+    uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
+    for (int i = 0; i < p->nslots; i++)
+        if (p->slot[i].backoff_open) {
+            p->slot[i].backoff_open = false;
+            uv_close((uv_handle_t *)&p->slot[i].backoff, backoff_closed_cb);
         }
-    }
-    mv_cg_close(&w->cg);
 }
 
-/* A worker could not be started (cgroup or spawn): the slot retries after a backoff, or the
- * run ends when the command can never start. */
-static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bool hopeless)
-{
-    mv_pool_t *p = w->pool;
-    mv_slot_t *s = mv__slot(w);
+/* ---- leaving ---- */
 
-    mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_S("command", p->argv[0]),
-             MV_S("call", call), MV_S("error", error));
-    w->state = MV_W_DEAD;
-    release_cgroup(w);
-    mv__close_handles(w);
-    if (s->active == w)
-        s->active = NULL;
-    if (hopeless) {
-        fatal(p);
-        return;
-    }
-    w->reason = MV_R_CRASH;
-    count_failure(w);
-    schedule_respawn(
-        p, w->slot,
-        mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min, p->cfg->worker.backoff_max));
+/* The figure the soft limit compares ([limits] metric), as last read; -1 if never read. */
+static int64_t leaving_mem(const mv_pool_t *p, const mv_worker_t *w)
+{
+    return w->mem.have ? mv_reading_limit_metric(&w->mem.last, p->o.cfg->limits.metric) : -1;
 }
 
-/* The worker's cgroup (if any) is ready: start its process. */
-static void start_process(mv_worker_t *w)
+static void log_leaving(mv_pool_t *p, const mv_worker_t *w, mv_reason_t reason, const char *action)
 {
-    mv_pool_t *p = w->pool;
-    const char *call = "uv_spawn";
-    int r = mv__spawn(p, w, &call);
+    mv_log(p->o.log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
+           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->proc.pid),
+           MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
+           MV_I("tasks", w->tasks_done), MV_I("mem", leaving_mem(p, w)),
+           MV_I("usage", w->mem.have ? w->mem.last.usage : -1));
+}
 
-    if (r < 0 && w->proc.pid <= 0) {
-        spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
+static void spacer_cb(uv_timer_t *t)
+{
+    start_queued(t->data);
+}
+
+/* A planned recycle (or a shutdown): with surge and handover, or queued for its turn.
+ * Returns whether a decision is taken (it recycles, or waits its turn). */
+static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+    mv_recycle_plan_t plan;
+
+    if (w->state == MV_W_DEAD || m->seat.gone) {
+        mv_slots_unqueue(&p->slots, &m->seat);
+        return false;
+    }
+    if (w->state == MV_W_PREPARING) {
+        /* Brand new: nothing to recycle. Only a shutdown drops it. */
+        if (reason == MV_R_SHUTDOWN)
+            mv_worker_drain(w, reason);
+        mv_slots_unqueue(&p->slots, &m->seat);
+        return false;
+    }
+    if (mv_worker_leaving(w) && !(m->seat.handover && reason == MV_R_SHUTDOWN)) {
+        mv_slots_unqueue(&p->slots, &m->seat);
+        return true;
+    }
+    plan = mv_slots_recycle(&p->slots, &m->seat, reason, mv_policy_is_failure(reason, premature(w)),
+                            mv_now_ms());
+    if (!plan.go) {
+        if (!m->deferred_said)
+            mv_debug(p->o.log, "recycle_deferred", MV_I("worker", w->slot),
+                     MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(reason)));
+        m->deferred_said = true;
+        if (plan.retry_ms > 0 && !uv_is_active((uv_handle_t *)&p->spacer))
+            uv_timer_start(&p->spacer, spacer_cb, plan.retry_ms, 0);
+        return true;
+    }
+    if (reason != MV_R_SHUTDOWN || !mv_worker_leaving(w))
+        log_leaving(p, w, reason, "drain");
+    if (plan.replacement)
+        spawn_slot(p, w->slot);
+    if (plan.handover)
+        mv_worker_handover(w, reason);
+    else
+        mv_worker_drain(w, reason);
+    return true;
+}
+
+/* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
+static void fault(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+
+    if (!mv_fsm_has_process(w->state) || w->state == MV_W_STOPPING || w->state == MV_W_FROZEN ||
+        w->state == MV_W_KILLING)
+        return;
+    log_leaving(p, w, reason, "term");
+    if (mv_slots_replace_now(&p->slots, &m->seat, mv_policy_is_failure(reason, premature(w))))
+        spawn_slot(p, w->slot);
+    mv_worker_fault(w, reason);
+}
+
+/* SIGKILL now: the hard limit by sampling, or memvisor told twice to stop. A hard-limit kill
+ * first has the worker snapshot (frozen meanwhile), and comes back here once it is written. */
+static void kill_now(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+
+    if (w->state == MV_W_PREPARING && reason == MV_R_SHUTDOWN) {
+        mv_worker_drain(w, reason); /* no process yet: dropped */
         return;
     }
-    p->stats.spawned++;
-    mv__fsm(w, MV_EV_STARTED);
-    if (r < 0) {
-        /* It runs (already sent SIGKILL) but could not be wired up: its exit is reaped as a
-         * crash, with the backoff and crash_limit of any failure. */
-        mv_error(p->log, "spawn_failed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                 MV_S("call", call), MV_S("error", uv_strerror(r)));
-        w->reason = MV_R_CRASH;
-        mv__fsm(w, MV_EV_KILL);
+    if (!mv_fsm_has_process(w->state) || w->state == MV_W_KILLING)
+        return;
+    if (reason == MV_R_HARD_LIMIT && w->reason != MV_R_HARD_LIMIT &&
+        mv_suspect_before_kill(&p->suspect, &m->suspect)) {
+        mv_worker_freeze(w, reason);
         return;
     }
-    w->meter_ok = mv_meter_open(&w->meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                                p->cfg->limits.memory_soft) == 0;
-    mv__watch(w);
-    mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->proc.pid),
-            MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
-    if (p->cfg->worker.protocol == MV_PROTO_API) {
-        mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
+    log_leaving(p, w, reason, "kill");
+    if (mv_slots_replace_now(&p->slots, &m->seat, mv_policy_is_failure(reason, premature(w))))
+        spawn_slot(p, w->slot);
+    mv_worker_kill(w, reason);
+}
+
+/* Starts the recycles that waited for a free recycle slot or for the spacing. */
+static void start_queued(mv_pool_t *p)
+{
+    uint64_t retry = 0;
+    mv_seat_t *s;
+
+    while ((s = mv_slots_next_queued(&p->slots, mv_now_ms(), &retry)))
+        recycle(p, member_of_seat(s), s->queued);
+    if (retry > 0 && !uv_is_active((uv_handle_t *)&p->spacer))
+        uv_timer_start(&p->spacer, spacer_cb, retry, 0);
+}
+
+/* ---- what the layers below report ---- */
+
+static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
+                     bool sampled)
+{
+    mv_pool_t *p = arg;
+    mv_member_t *m = member_of(ww->w);
+    mv_worker_t *w = m->w;
+
+    mv_suspect_near_limit(&p->suspect, &m->suspect, r);
+    /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
+     * up as long as the longest backoff. */
+    if (sampled && mv_now_ms() - w->spawned_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
+        mv_slots_survived(&p->slots, &m->seat);
+    if (v.kind == MV_VERDICT_KILL) {
+        kill_now(p, m, v.reason);
+        return true;
+    }
+    if (v.kind == MV_VERDICT_RECYCLE && !mv_worker_leaving(w))
+        return recycle(p, m, v.reason);
+    return mv_worker_leaving(w) || m->seat.queued != MV_R_NONE;
+}
+
+static void on_result(void *arg, mv_worker_t *w, const mv_task_t *t, const mv_result_t *r)
+{
+    mv_pool_t *p = arg;
+
+    if (w && r->measured)
+        mv_suspect_observe(&p->suspect, &member_of(w)->suspect, t, r);
+    /* A task ended: the pool is getting somewhere, even if its workers crash. */
+    mv_slots_progress(&p->slots, w && r->status != MV_ST_QUARANTINED ? &member_of(w)->seat : NULL);
+}
+
+static void on_progress(void *arg)
+{
+    mv_pool_t *p = arg;
+
+    p->ev->on_progress(p->arg);
+}
+
+static void on_kill_ready(void *arg, mv_suspected_t *sw)
+{
+    mv_pool_t *p = arg;
+
+    kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
+}
+
+static const mv_dispatch_events_t dispatch_events = {on_result, on_progress};
+static const mv_watch_events_t watch_events = {on_check};
+static const mv_suspect_events_t suspect_events = {on_kill_ready};
+
+/* ---- what a worker reports ---- */
+
+static void w_started(mv_worker_t *w)
+{
+    pool_of(w)->spawned++;
+}
+
+static void w_ready(mv_worker_t *w)
+{
+    mv_pool_t *p = pool_of(w);
+    mv_member_t *m = member_of(w);
+    mv_seat_t *old[8];
+    int n;
+
+    mv_dispatch_attach(&p->dispatch, w);
+    /* Its capacity is there now: the workers it replaces can stop taking requests. */
+    while ((n = mv_slots_ready(&p->slots, &m->seat, old, (int)MV_ARRAY_LEN(old))) > 0)
+        for (int i = 0; i < n; i++) {
+            mv_worker_t *ow = member_of_seat(old[i])->w;
+            mv_debug(p->o.log, "drain", MV_I("worker", ow->slot), MV_I("pid", ow->proc.pid),
+                     MV_I("replacement", w->proc.pid));
+            mv_worker_replaced(ow);
+        }
+    p->ev->on_ready(p->arg);
+    mv_dispatch_kick(&p->dispatch);
+}
+
+static void w_answer(mv_worker_t *w, const mv_answer_t *a)
+{
+    mv_pool_t *p = pool_of(w);
+
+    mv_dispatch_answer(&p->dispatch, w, a);
+    mv_watch_check(&p->watch, &member_of(w)->watch, a->after);
+}
+
+static void w_begin(mv_worker_t *w, mv_task_t *t)
+{
+    mv_dispatch_begin(&pool_of(w)->dispatch, w, t);
+}
+
+static void w_end(mv_worker_t *w, const mv_answer_t *a)
+{
+    mv_pool_t *p = pool_of(w);
+
+    mv_dispatch_answer(&p->dispatch, w, a);
+    if (w->state == MV_W_READY)
+        mv_watch_check(&p->watch, &member_of(w)->watch, a->after);
+}
+
+static void w_snapshot(mv_worker_t *w, const uint8_t *payload, size_t n)
+{
+    mv_pool_t *p = pool_of(w);
+
+    mv_suspect_reply(&p->suspect, &member_of(w)->suspect, payload, n);
+}
+
+static void w_notify(mv_worker_t *w)
+{
+    mv_pool_t *p = pool_of(w);
+
+    mv_watch_notified(&p->watch, &member_of(w)->watch);
+}
+
+static void w_deadline(mv_worker_t *w, mv_deadline_t what)
+{
+    mv_pool_t *p = pool_of(w);
+    mv_member_t *m = member_of(w);
+
+    if (what == MV_DL_READY) {
+        mv_warn(p->o.log, "ready_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_I("after_ms", w->o.cfg->worker.ready_timeout));
+        fault(p, m, MV_R_READY_TIMEOUT);
+    } else if (w->o.cfg->limits.enforce) {
+        fault(p, m, MV_R_TASK_TIMEOUT);
     } else {
-        mv__fsm(w, MV_EV_READY);
-        mv_info(p->log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid), MV_I("ms", 0));
-        mv__on_ready(w);
-        mv_pool_kick(p);
+        mv_watch_would(&p->watch, &m->watch, MV_R_TASK_TIMEOUT, NULL);
     }
 }
 
-static void cg_create_cb(uv_work_t *req)
+static void w_error(mv_worker_t *w, const char *what)
 {
-    mv_worker_t *w = req->data;
+    mv_pool_t *p = pool_of(w);
+    mv_task_t *t = mv_worker_current(w);
 
-    w->cg_result = mv_cg_create(&w->cg_conf, w->slot, w->gen, &w->cg, w->cg_why, sizeof w->cg_why);
+    p->protocol_errors++;
+    mv_error(p->o.log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+             MV_S("error", what), MV_I("task", t ? (long long)t->id : 0));
+    fault(p, member_of(w), MV_R_PROTOCOL_ERROR);
 }
 
-static void cg_created_cb(uv_work_t *req, int status)
+static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms);
+
+static void w_gone(mv_worker_t *w, const mv_gone_t *g)
 {
-    mv_worker_t *w = req->data;
+    mv_pool_t *p = pool_of(w);
+    mv_member_t *m = member_of(w);
+    mv_reason_t why = g->verdict.reason;
+    mv_gone_plan_t plan;
 
-    if (status < 0 && w->cg_result == 0) {
-        w->cg_result = status;
-        snprintf(w->cg_why, sizeof w->cg_why, "the cgroup job was cancelled");
-    }
-    w->has_cg = w->cg_result == 0;
-    if (w->state == MV_W_DEAD) { /* discarded while its cgroup was being made */
-        release_cgroup(w);
-        mv__close_handles(w);
-        return;
-    }
-    if (!w->has_cg) {
-        spawn_failed(w, "cgroup", w->cg_why, false);
-        return;
-    }
-    start_process(w);
+    if (g->spawn_call && g->hopeless)
+        fatal(p); /* the command can never start: retrying is pointless */
+    if (why == MV_R_KERNEL_OOM)
+        mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_S("cgroup", w->cg.path), MV_I("limit", w->lim.hard_bytes),
+                MV_S("snapshot", m->suspect.last_snapshot));
+    /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
+     * OOM kill counts as kernel_oom). */
+    if (why != MV_R_SHUTDOWN && !g->spawn_call)
+        p->recycles[why]++;
+    if (g->verdict.premature)
+        mv_warn(p->o.log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_S("reason", mv_reason_name(why)),
+                MV_S("msg", "stopped for memory before its first task: the limits may be too "
+                            "low for this worker to start"));
+    mv_dispatch_detach(&p->dispatch, w);
+    mv_dispatch_settle(&p->dispatch, w, g);
+    mv_watch_remove(&p->watch, &m->watch);
+    mv_suspect_release(&p->suspect, &m->suspect);
+    p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
+    plan =
+        mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless, why == MV_R_FATAL);
+    if (plan.run_ends && why == MV_R_FATAL)
+        mv_error(p->o.log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_I("status", w->proc.status),
+                 MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
+    else if (plan.crash_limit)
+        mv_error(p->o.log, "crash_limit", MV_I("crashes", p->slots.streak),
+                 MV_S("msg", "workers keep failing without a task ending: giving up"));
+    if (plan.run_ends)
+        fatal(p);
+    if (plan.respawn)
+        schedule_respawn(p, w->slot, plan.delay_ms);
+    start_queued(p);
+    mv_dispatch_kick(&p->dispatch);
 }
+
+static void w_closed(mv_worker_t *w)
+{
+    mv_pool_t *p = pool_of(w);
+    mv_member_t *m = member_of(w);
+
+    for (mv_member_t **pp = &p->members; *pp; pp = &(*pp)->next)
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    /* A worker dropped before it had a process (a shutdown while its cgroup was being made)
+     * closes without being gone: let go of its seat and its watch here. */
+    if (!m->seat.gone) {
+        mv_slots_gone(&p->slots, &m->seat, false, false);
+        mv_watch_remove(&p->watch, &m->watch);
+        mv_suspect_release(&p->suspect, &m->suspect);
+    }
+    mv_worker_free(w);
+    free(m);
+    maybe_stopped(p);
+}
+
+static const mv_worker_events_t worker_events = {
+    .on_started = w_started,
+    .on_ready = w_ready,
+    .on_answer = w_answer,
+    .on_begin = w_begin,
+    .on_end = w_end,
+    .on_snapshot = w_snapshot,
+    .on_notify = w_notify,
+    .on_deadline = w_deadline,
+    .on_error = w_error,
+    .on_gone = w_gone,
+    .on_closed = w_closed,
+};
+
+/* ---- spawning ---- */
 
 /* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
-static int spawn_slot(mv_pool_t *p, int slot)
+static void spawn_slot(mv_pool_t *p, int slot)
 {
-    mv_slot_t *s = &p->slots[slot - 1];
-    mv_worker_t *w = calloc(1, sizeof *w);
+    mv_member_t *m = calloc(1, sizeof *m);
+    mv_worker_opts_t o = {
+        .loop = p->o.loop,
+        .log = p->o.log,
+        .cfg = p->o.cfg,
+        .argv = p->o.argv,
+        .env = p->env,
+        .self_exe = p->o.self_exe,
+        .listen = p->o.listen,
+        .cg = p->o.cg,
+        .service = p->o.service,
+        .pass = &p->dispatch.pass,
+    };
+    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
+    uint32_t gen;
 
-    if (w)
-        w->inflight = calloc((size_t)p->cfg->worker.prefetch, sizeof *w->inflight);
-    if (!w || !w->inflight) {
-        free(w);
-        mv_error(p->log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->cfg->worker.backoff_max);
-        return -ENOMEM;
+    if (!m) {
+        mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
+        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return;
     }
-    w->pool = p;
-    w->slot = slot;
-    w->gen = ++s->gen;
-    w->state = MV_W_PREPARING;
-    w->cap = (unsigned)p->cfg->worker.prefetch;
-    w->lim = mv_policy_limits(p->cfg, rand01(p), rand01(p));
-    w->meter.statm_fd = w->meter.fd_dir_fd = -1;
-    w->cg.procs_fd = w->cg.notify_fd = -1;
-    uv_timer_init(p->loop, &w->timer);
-    w->timer.data = w;
-    mv_chan_init(&w->chan, p->loop,
-                 &(mv_chan_opts_t){p->cfg->worker.protocol, (uint32_t)p->cfg->worker.max_message,
-                                   p->cfg->worker.fail_prefix, p->service},
-                 &mv__chan_events, w);
-    mv_proc_init(&w->proc, &mv__proc_events, w);
-    w->open_handles = 3; /* the timer, the channel and the process */
-    w->next = p->workers;
-    p->workers = w;
-    s->active = w;
-    if (p->cg->version == MV_CG_OFF) {
-        start_process(w);
-        return 0;
+    m->pool = p;
+    gen = mv_slots_take(&p->slots, &m->seat, slot);
+    m->w = mv_worker_new(&o, slot, gen, &lim, &worker_events, m);
+    if (!m->w) {
+        p->slots.slot[slot - 1].active = NULL;
+        free(m);
+        mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
+        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return;
     }
-    w->cg_job.data = w;
-    w->cg_conf = *p->cg;
-    if (uv_queue_work(p->loop, &w->cg_job, cg_create_cb, cg_created_cb) < 0)
-        spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
-    return 0;
+    m->next = p->members;
+    p->members = m;
+    mv_watch_add(&p->watch, &m->watch, m->w);
+    mv_suspect_attach(&p->suspect, &m->suspect, m->w);
+    mv_worker_start(m->w);
 }
 
 static void backoff_cb(uv_timer_t *t)
 {
-    mv_slot_t *s = t->data;
+    mv_pool_slot_t *s = t->data;
     mv_pool_t *p = s->pool;
+    int slot = (int)(s - p->slot) + 1;
 
     s->backoff_armed = false;
-    if (!p->stopping && !p->fatal && !s->active)
-        spawn_slot(p, (int)(s - p->slots) + 1);
+    if (mv_slots_may_spawn(&p->slots, slot))
+        spawn_slot(p, slot);
 }
 
 static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
 {
-    mv_slot_t *s = &p->slots[slot - 1];
+    mv_pool_slot_t *s = &p->slot[slot - 1];
 
-    if (p->stopping || p->fatal || s->fatal)
+    if (!mv_slots_may_spawn(&p->slots, slot))
         return;
     if (delay_ms == 0) {
         spawn_slot(p, slot);
         return;
     }
     if (!s->backoff_open) {
-        uv_timer_init(p->loop, &s->backoff);
+        uv_timer_init(p->o.loop, &s->backoff);
         s->backoff.data = s;
         s->backoff_open = true;
-        p->open_handles++;
+        p->open++;
     }
-    mv_warn(p->log, "backoff", MV_I("worker", slot), MV_I("crashes", s->crashes),
+    mv_warn(p->o.log, "backoff", MV_I("worker", slot),
+            MV_I("crashes", p->slots.slot[slot - 1].crashes),
             MV_I("delay_ms", (long long)delay_ms));
     s->backoff_armed = true;
     uv_timer_start(&s->backoff, backoff_cb, delay_ms, 0);
-}
-
-/* ---- leaving ---- */
-
-/* Spawns the worker that takes over `w`'s slot, unless that already happened. */
-static void start_replacement(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-    mv_slot_t *s = mv__slot(w);
-
-    if (w->replaced || p->stopping || p->fatal)
-        return;
-    w->replaced = true;
-    if (s->active == w) {
-        s->active = NULL;
-        spawn_slot(p, w->slot);
-    }
-}
-
-/* The figure the soft limit compares ([limits] metric), as last read; -1 if never read. */
-static int64_t leaving_mem(const mv_worker_t *w)
-{
-    return w->have_reading ? mv_reading_limit_metric(&w->last, w->pool->cfg->limits.metric) : -1;
-}
-
-static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
-{
-    mv_log(w->pool->log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
-           MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->proc.pid),
-           MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
-           MV_I("tasks", w->tasks_done), MV_I("mem", leaving_mem(w)),
-           MV_I("usage", w->have_reading ? w->last.usage : -1));
-}
-
-/* Starts the recycles that were waiting for a free recycle slot or for the spacing. */
-static void start_wanted(mv_pool_t *p)
-{
-    for (mv_worker_t *w = p->workers; w && p->recycling < p->cfg->recycle.max_concurrent;
-         w = w->next)
-        if (w->wanted != MV_R_NONE && w->reason == MV_R_NONE && w->state != MV_W_DEAD)
-            mv__recycle(w, w->wanted);
-}
-
-static void spacer_cb(uv_timer_t *t)
-{
-    start_wanted(t->data);
-}
-
-/* Whether a planned recycle may start now; when the spacing says "later", the spacer is
- * armed to try again then. */
-static bool gate_open(mv_pool_t *p)
-{
-    mv_gate_t g = mv_policy_gate(p->recycling, p->cfg->recycle.max_concurrent, mv_now_ms(),
-                                 p->last_recycle_ms, p->cfg->recycle.spacing);
-
-    if (!g.go && g.wait_ms > 0 && !uv_is_active((uv_handle_t *)&p->spacer))
-        uv_timer_start(&p->spacer, spacer_cb, g.wait_ms, 0);
-    return g.go;
-}
-
-void mv__on_ready(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-
-    if (p->on_ready)
-        p->on_ready(p);
-    if (!p->service)
-        return;
-    /* Its capacity is there now: the worker it replaces can stop taking requests. */
-    for (mv_worker_t *old = p->workers; old; old = old->next)
-        if (old != w && old->slot == w->slot && old->drain_pending) {
-            old->drain_pending = false;
-            mv_debug(p->log, "drain", MV_I("worker", old->slot), MV_I("pid", old->proc.pid),
-                     MV_I("replacement", w->proc.pid));
-            mv__fsm(old, MV_EV_DRAIN);
-        }
-}
-
-void mv__recycle(mv_worker_t *w, mv_reason_t reason)
-{
-    mv_pool_t *p = w->pool;
-
-    if (w->drain_pending && reason == MV_R_SHUTDOWN) {
-        /* Was waiting for its replacement, which will not come now. */
-        w->drain_pending = false;
-        mv__fsm(w, MV_EV_DRAIN);
-        return;
-    }
-    if (w->reason != MV_R_NONE || w->state == MV_W_DEAD)
-        return;
-    if (w->state == MV_W_PREPARING) {
-        /* Brand new: nothing to recycle. Only a shutdown drops it. */
-        if (reason == MV_R_SHUTDOWN) {
-            w->reason = reason;
-            mv__fsm(w, MV_EV_DRAIN);
-        }
-        return;
-    }
-    if (reason != MV_R_SHUTDOWN && !gate_open(p)) {
-        if (w->wanted == MV_R_NONE)
-            mv_debug(p->log, "recycle_deferred", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                     MV_S("reason", mv_reason_name(reason)));
-        w->wanted = reason;
-        return;
-    }
-    w->wanted = MV_R_NONE;
-    w->reason = reason;
-    log_leaving(w, reason, "drain");
-    if (reason != MV_R_SHUTDOWN) {
-        w->recycling = true;
-        p->recycling++;
-        p->last_recycle_ms = mv_now_ms();
-        if (!is_failure(w, reason))
-            start_replacement(w);
-        /* A service keeps its capacity: the old worker serves until the new one is ready. */
-        if (p->service && w->replaced && mv__slot(w)->active &&
-            mv__slot(w)->active->state != MV_W_READY && mv__slot(w)->active->state != MV_W_BUSY) {
-            w->drain_pending = true;
-            return;
-        }
-    }
-    mv__fsm(w, MV_EV_DRAIN);
-}
-
-/* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
-void mv__fault(mv_worker_t *w, mv_reason_t reason)
-{
-    if (w->state == MV_W_DEAD || w->state == MV_W_STOPPING || w->state == MV_W_KILLING)
-        return;
-    if (w->reason != MV_R_SHUTDOWN) /* shutting down already: it stays a shutdown */
-        w->reason = reason;
-    log_leaving(w, reason, "term");
-    if (!is_failure(w, reason))
-        start_replacement(w);
-    mv__fsm(w, MV_EV_FAULT);
-}
-
-/* SIGKILL now: the hard limit by sampling, or memvisor told twice to stop. A hard-limit kill
- * first has the worker snapshot (stopped meanwhile), and comes back here once it is written. */
-void mv__kill(mv_worker_t *w, mv_reason_t reason)
-{
-    if (w->state == MV_W_DEAD || w->state == MV_W_KILLING || w->state == MV_W_PREPARING)
-        return;
-    if (reason == MV_R_HARD_LIMIT && w->reason != MV_R_HARD_LIMIT &&
-        mv__snapshot_then_kill(w, reason)) {
-        w->reason = reason; /* takes no task meanwhile */
-        return;
-    }
-    w->reason = reason;
-    log_leaving(w, reason, "kill");
-    if (!is_failure(w, reason))
-        start_replacement(w);
-    mv__fsm(w, MV_EV_KILL);
-}
-
-/* ---- the table's actions ---- */
-
-static void reap(mv_worker_t *w);
-
-static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
-{
-    const mv_config_t *cfg = w->pool->cfg;
-
-    switch (a) {
-    case MV_ACT_NONE: break;
-    case MV_ACT_DRAIN: mv_chan_send_stop(&w->chan); break;
-    case MV_ACT_STOP:
-        if (cfg->worker.protocol == MV_PROTO_API) {
-            mv_chan_send_stop(&w->chan);
-        } else {
-            mv_chan_close_input(&w->chan);
-            mv__signal(w, SIGTERM);
-        }
-        mv__arm(w, MV_DL_KILL, cfg->worker.kill_timeout);
-        break;
-    case MV_ACT_TERM:
-        mv__signal(w, SIGTERM);
-        mv__arm(w, MV_DL_KILL, cfg->worker.kill_timeout);
-        break;
-    case MV_ACT_KILL:
-        mv__disarm(w);
-        mv__signal(w, SIGKILL);
-        break;
-    case MV_ACT_REAP: reap(w); break;
-    case MV_ACT_DISCARD: break; /* cg_created_cb lets it go once its cgroup job is done */
-    case MV_ACT_IMPOSSIBLE:
-        mv_error(w->pool->log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                 MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
-        break;
-    }
-}
-
-void mv__fsm(mv_worker_t *w, mv_wevent_t ev)
-{
-    mv_transition_t t = mv_fsm_step(w->state, ev);
-
-    if (t.action == MV_ACT_IMPOSSIBLE) {
-        act(w, t.action, ev);
-        return;
-    }
-    w->state = t.next;
-    act(w, t.action, ev);
-}
-
-/* ---- what the channel reports ---- */
-
-static void chan_output(void *owner, const char *stream, const void *line, size_t n)
-{
-    mv_worker_t *w = owner;
-
-    mv_info(w->pool->log, "output", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-            MV_S("stream", stream), MV_B("line", line, n));
-}
-
-static void chan_error(void *owner, const char *what)
-{
-    mv_worker_t *w = owner;
-    mv_pool_t *p = w->pool;
-    mv_task_t *t = w->count ? w->inflight[w->head] : NULL;
-
-    p->stats.protocol_errors++;
-    mv_error(p->log, "protocol_error", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-             MV_S("error", what), MV_I("task", t ? (long long)t->id : 0));
-    mv__fault(w, MV_R_PROTOCOL_ERROR);
-}
-
-static void chan_eof(void *owner)
-{
-    mv_worker_t *w = owner;
-
-    /* Its exit normally follows at once; give it kill_timeout to do so. */
-    if (w->state != MV_W_STOPPING && w->state != MV_W_KILLING && w->state != MV_W_DEAD)
-        mv__arm(w, MV_DL_CHANNEL, w->pool->cfg->worker.kill_timeout);
-}
-
-static void chan_hello(void *owner, uint32_t version)
-{
-    mv__on_hello(owner, version);
-}
-
-static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
-                        const void *payload, size_t n)
-{
-    mv__on_answer(owner, id, ok, kind, kind_len, payload, n);
-}
-
-static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kind_len)
-{
-    mv__on_begin(owner, id, kind, kind_len);
-}
-
-static void chan_end(void *owner, uint64_t id, uint32_t status)
-{
-    mv__on_end(owner, id, status);
-}
-
-static void chan_snapshot(void *owner, const uint8_t *payload, size_t n)
-{
-    mv__on_snapshot_reply(owner, payload, n);
-}
-
-static void chan_closed(void *owner)
-{
-    mv_worker_t *w = owner;
-
-    if (--w->open_handles == 0)
-        mv__on_closed(w);
-}
-
-const mv_chan_events_t mv__chan_events = {
-    .on_hello = chan_hello,
-    .on_answer = chan_answer,
-    .on_begin = chan_begin,
-    .on_end = chan_end,
-    .on_snapshot = chan_snapshot,
-    .on_output = chan_output,
-    .on_error = chan_error,
-    .on_eof = chan_eof,
-    .on_closed = chan_closed,
-};
-
-/* ---- exit ---- */
-
-static void log_exit(mv_worker_t *w, bool failed)
-{
-    mv_log(w->pool->log, failed ? MV_LVL_WARN : MV_LVL_INFO, "exit", MV_I("worker", w->slot),
-           MV_I("gen", w->gen), MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(w->reason)),
-           w->proc.term_signal ? MV_S("signal", strsignal(w->proc.term_signal))
-                               : MV_I("status", w->proc.status),
-           MV_I("tasks", w->tasks_done), MV_I("peak", w->peak),
-           MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)));
-}
-
-/* Counts a failed worker: the fatal code ends the run; crashes feed backoff and the limit. */
-static void count_failure(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-    mv_slot_t *s = mv__slot(w);
-    const mv_config_t *cfg = p->cfg;
-
-    if (w->reason == MV_R_FATAL) {
-        s->fatal = true;
-        mv_error(p->log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                 MV_I("status", w->proc.status),
-                 MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
-        fatal(p);
-        return;
-    }
-    s->crashes++;
-    p->consecutive_crashes++;
-    if (cfg->worker.crash_limit > 0 && p->consecutive_crashes >= cfg->worker.crash_limit) {
-        mv_error(p->log, "crash_limit", MV_I("crashes", p->consecutive_crashes),
-                 MV_S("msg", "workers keep failing without a task ending: giving up"));
-        fatal(p);
-    }
-}
-
-/* Why the worker left (the kernel's OOM killer, the fatal code, a crash, or what it was
- * asked for), and whether that was its failure. */
-static mv_exit_verdict_t classify_exit(mv_worker_t *w)
-{
-    uint64_t n = 0;
-    mv_exit_facts_t f = {
-        .asked = w->reason,
-        .term_signal = w->proc.term_signal,
-        .exit_status = w->proc.status,
-        .fatal_exit = w->pool->cfg->worker.fatal_exit,
-        .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
-        .premature = premature(w),
-    };
-
-    return mv_policy_exit(&f);
-}
-
-static void reap(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-    mv_slot_t *s = mv__slot(w);
-    mv_exit_verdict_t v;
-    bool failed;
-
-    mv__disarm(w);
-    v = classify_exit(w); /* before settling: it looks at the tasks in hand */
-    w->reason = v.reason;
-    failed = v.failure;
-    if (w->reason == MV_R_KERNEL_OOM)
-        mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
-                MV_S("snapshot", w->last_snapshot));
-    /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
-     * OOM kill counts as kernel_oom). */
-    if (w->reason != MV_R_SHUTDOWN)
-        p->stats.recycles[w->reason]++;
-    if (v.premature)
-        mv_warn(p->log, "premature_recycle", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("reason", mv_reason_name(w->reason)),
-                MV_S("msg", "stopped for memory before its first task: the limits may be too "
-                            "low for this worker to start"));
-    mv__settle_tasks(w);
-    log_exit(w, failed);
-    if (failed)
-        count_failure(w);
-    if (w->recycling) {
-        w->recycling = false;
-        p->recycling--;
-    }
-    if (s->active == w) {
-        s->active = NULL;
-        schedule_respawn(p, w->slot,
-                         failed ? mv_policy_backoff(s->crashes, p->cfg->worker.backoff_min,
-                                                    p->cfg->worker.backoff_max)
-                                : 0);
-    }
-    mv_meter_close(&w->meter);
-    w->meter_ok = false;
-    if (w->notify_open) {
-        /* Off epoll before its fd closes with the cgroup's files. */
-        uv_poll_stop(&w->notify);
-    }
-    release_cgroup(w);
-    mv__suspect_release(w);
-    start_wanted(p);
-    mv__close_handles(w);
-    mv_pool_kick(p);
-}
-
-void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal)
-{
-    /* Answers sent just before the exit are still in the pipes: count them first. */
-    mv_chan_drain(&w->chan);
-    mv__fsm(w, MV_EV_EXIT);
-}
-
-void mv__on_closed(mv_worker_t *w)
-{
-    mv_pool_t *p = w->pool;
-    mv_worker_t **pp;
-
-    for (pp = &p->workers; *pp; pp = &(*pp)->next)
-        if (*pp == w) {
-            *pp = w->next;
-            break;
-        }
-    free(w->inflight);
-    free(w);
-    maybe_stopped(p);
 }
 
 /* ---- public ---- */
@@ -787,72 +523,98 @@ static void grace_cb(uv_timer_t *t)
     mv_pool_t *p = t->data;
     int n = 0;
 
-    /* Workers still finishing a task when the grace period ends get SIGTERM, then SIGKILL
-     * after kill_timeout, like any worker that does not stop when asked. */
-    for (mv_worker_t *w = p->workers; w; w = w->next)
-        if (w->state == MV_W_DRAINING || w->state == MV_W_BUSY) {
-            mv__fsm(w, MV_EV_FAULT);
+    /* Workers still working when the grace period ends get SIGTERM, then SIGKILL after
+     * kill_timeout, like any worker that does not stop when asked. */
+    for (mv_member_t *m = p->members; m; m = m->next)
+        if (m->w->state == MV_W_DRAINING || m->w->state == MV_W_BUSY ||
+            m->w->state == MV_W_HANDOVER) {
+            mv_worker_fault(m->w, MV_R_SHUTDOWN);
             n++;
         }
     if (n)
-        mv_warn(p->log, "grace_expired", MV_I("workers", n),
-                MV_I("grace_ms", p->cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
+        mv_warn(p->o.log, "grace_expired", MV_I("workers", n),
+                MV_I("grace_ms", p->o.cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
 }
 
-int mv_pool_start(mv_pool_t *p)
+/* memvisor's environment minus what each worker gets its own value of, or none (NOTIFY_SOCKET
+ * is memvisor's). NULL on ENOMEM. */
+static char **pool_env(char *const *env)
 {
-    int r;
+    size_t n = 0, k = 0;
+    char **out;
 
-    /* The pool's own handles first, so that stopping after any failure below is safe. */
-    uv_timer_init(p->loop, &p->grace);
-    p->grace.data = p;
-    uv_timer_init(p->loop, &p->spacer);
-    p->spacer.data = p;
-    p->open_handles += 2;
-    r = mv__dispatch_init(p);
-    if (r < 0)
-        return r;
-    p->slots = calloc((size_t)p->cfg->supervisor.workers, sizeof *p->slots);
-    if (!p->slots)
+    while (env && env[n])
+        n++;
+    out = calloc(n + 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++)
+        if (!mv_worker_env_private(env[i]) && !mv_notify_env_private(env[i]))
+            out[k++] = env[i];
+    return out;
+}
+
+int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t *ev, void *arg)
+{
+    const mv_config_t *cfg = o->cfg;
+    mv_slots_cfg_t sc = {cfg->recycle.max_concurrent, cfg->recycle.spacing,
+                         cfg->worker.backoff_min,     cfg->worker.backoff_max,
+                         cfg->worker.crash_limit,     o->service};
+
+    memset(p, 0, sizeof *p);
+    p->o = *o;
+    p->ev = ev;
+    p->arg = arg;
+    p->nslots = cfg->supervisor.workers;
+    p->env = pool_env(o->env);
+    p->slot = calloc((size_t)p->nslots, sizeof *p->slot);
+    if (!p->env || !p->slot || mv_slots_init(&p->slots, p->nslots, &sc) < 0) {
+        mv_pool_free(p);
         return -ENOMEM;
-    p->nslots = p->cfg->supervisor.workers;
+    }
     for (int i = 0; i < p->nslots; i++)
-        p->slots[i].pool = p;
+        p->slot[i].pool = p;
+    mv_dispatch_init(&p->dispatch, o->loop, o->log, cfg, o->tasks, o->results, o->service,
+                     &dispatch_events, p);
+    mv_watch_init(&p->watch, o->loop, o->log, cfg, &watch_events, p);
+    mv_suspect_init(&p->suspect, o->loop, o->log, cfg, o->leak, o->run, &suspect_events, p);
+    uv_timer_init(o->loop, &p->grace);
+    p->grace.data = p;
+    uv_timer_init(o->loop, &p->spacer);
+    p->spacer.data = p;
+    p->open = 4; /* dispatch, watch, grace, spacer */
+    p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
-    p->accepting = true;
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
-    return p->fatal ? -ECHILD : 0;
+    return 0;
 }
 
 void mv_pool_kick(mv_pool_t *p)
 {
-    p->dispatch_pending = true;
+    mv_dispatch_kick(&p->dispatch);
 }
 
 void mv_pool_stop(mv_pool_t *p, bool graceful)
 {
-    mv_worker_t *w, *next;
+    mv_member_t *m, *next;
 
-    p->accepting = false;
+    mv_dispatch_stop(&p->dispatch);
     if (!p->stopping) {
         p->stopping = true;
+        mv_slots_stop(&p->slots);
         for (int i = 0; i < p->nslots; i++)
-            if (p->slots[i].backoff_armed) {
-                p->slots[i].backoff_armed = false;
-                uv_timer_stop(&p->slots[i].backoff);
+            if (p->slot[i].backoff_armed) {
+                p->slot[i].backoff_armed = false;
+                uv_timer_stop(&p->slot[i].backoff);
             }
         if (graceful)
-            uv_timer_start(&p->grace, grace_cb, (uint64_t)p->cfg->supervisor.grace_period, 0);
+            uv_timer_start(&p->grace, grace_cb, (uint64_t)p->o.cfg->supervisor.grace_period, 0);
     }
-    for (w = p->workers; w; w = next) {
-        next = w->next;
-        if (w->state == MV_W_DEAD)
-            continue;
+    for (m = p->members; m; m = next) {
+        next = m->next;
         if (graceful)
-            mv__recycle(w, MV_R_SHUTDOWN);
+            recycle(p, m, MV_R_SHUTDOWN);
         else
-            mv__kill(w, MV_R_SHUTDOWN);
+            kill_now(p, m, MV_R_SHUTDOWN);
     }
     maybe_stopped(p);
 }
@@ -861,30 +623,126 @@ int mv_pool_live(const mv_pool_t *p)
 {
     int n = 0;
 
-    for (const mv_worker_t *w = p->workers; w; w = w->next)
-        n += mv_fsm_takes_tasks(w->state) && w->reason == MV_R_NONE;
+    for (const mv_member_t *m = p->members; m; m = m->next)
+        n += mv_fsm_serving(m->w->state) && !mv_worker_leaving(m->w);
     return n;
 }
 
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots)
 {
+    mv_member_t *m, *next;
     int n = 0;
 
     if (slot < 0 || slot > p->nslots)
         return -EINVAL;
-    for (mv_worker_t *w = p->workers; w; w = w->next)
-        if ((slot == 0 || w->slot == slot) && mv__slot(w)->active == w && w->reason == MV_R_NONE &&
-            w->state != MV_W_DEAD) {
-            if (slots)
-                slots[n] = w->slot;
-            n++;
-            mv__recycle(w, reason);
-        }
+    for (m = p->members; m; m = next) {
+        next = m->next;
+        if ((slot != 0 && m->seat.slot != slot) ||
+            p->slots.slot[m->seat.slot - 1].active != &m->seat || mv_worker_leaving(m->w) ||
+            m->w->state == MV_W_DEAD)
+            continue;
+        if (slots)
+            slots[n] = m->seat.slot;
+        n++;
+        recycle(p, m, reason);
+    }
     return n;
+}
+
+void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv)
+{
+    p->o.cfg = cfg;
+    if (argv)
+        p->o.argv = argv;
+    p->dispatch.cfg = cfg;
+    p->suspect.cfg = cfg;
+    mv_watch_reconfigure(&p->watch, cfg);
+    p->slots.cfg.max_concurrent = cfg->recycle.max_concurrent;
+    p->slots.cfg.spacing = cfg->recycle.spacing;
+    p->slots.cfg.backoff_min = cfg->worker.backoff_min;
+    p->slots.cfg.backoff_max = cfg->worker.backoff_max;
+    p->slots.cfg.crash_limit = cfg->worker.crash_limit;
+}
+
+/* In slot order, a slot's retiring worker after its new one. */
+static int cmp_view(const void *a, const void *b)
+{
+    const mv_worker_view_t *x = a, *y = b;
+
+    if (x->slot != y->slot)
+        return x->slot - y->slot;
+    return x->recycling - y->recycling;
+}
+
+int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
+{
+    uint64_t now = mv_now_ms();
+    int n = 0;
+
+    memset(v, 0, sizeof *v);
+    for (const mv_member_t *m = p->members; m; m = m->next)
+        n++;
+    v->workers = calloc((size_t)(n ? n : 1), sizeof *v->workers);
+    v->slot_peak = calloc((size_t)(p->nslots ? p->nslots : 1), sizeof *v->slot_peak);
+    if (!v->workers || !v->slot_peak) {
+        mv_pool_view_free(v);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < p->nslots; i++)
+        v->slot_peak[i] = p->slot[i].peak;
+    v->nslots = p->nslots;
+    v->live = mv_pool_live(p);
+    v->spawned = p->spawned;
+    v->requeued = p->dispatch.requeued;
+    v->protocol_errors = p->protocol_errors;
+    v->suspects = p->suspect.suspects;
+    v->recycles = p->recycles;
+    for (const mv_member_t *m = p->members; m; m = m->next) {
+        const mv_worker_t *w = m->w;
+        const mv_reading_t *r = w->mem.have ? &w->mem.last : NULL;
+        mv_worker_view_t *wv;
+        mv_reason_t why = w->reason != MV_R_NONE ? w->reason : m->seat.queued;
+
+        v->slot_peak[w->slot - 1] = MV_MAX(v->slot_peak[w->slot - 1], w->mem.peak);
+        if (w->state == MV_W_DEAD)
+            continue;
+        wv = &v->workers[v->nworkers++];
+        v->in_flight += w->count;
+        *wv = (mv_worker_view_t){
+            .slot = w->slot,
+            .gen = w->gen,
+            .pid = w->proc.pid,
+            .state = mv_wstate_name(w->state),
+            .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
+            .tasks = w->tasks_done,
+            .in_flight = w->count,
+            .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
+            .usage = r ? r->usage : -1,
+            .peak = w->mem.peak,
+            .fds = r ? r->fds : -1,
+            .recycling = why != MV_R_NONE,
+            .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
+            .handover = m->seat.handover,
+        };
+    }
+    qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);
+    return 0;
+}
+
+void mv_pool_view_free(mv_pool_view_t *v)
+{
+    free(v->workers);
+    free(v->slot_peak);
+    v->workers = NULL;
+    v->slot_peak = NULL;
 }
 
 void mv_pool_free(mv_pool_t *p)
 {
-    free(p->slots);
-    p->slots = NULL;
+    mv_dispatch_free(&p->dispatch);
+    mv_slots_free(&p->slots);
+    free(p->slot);
+    free(p->env);
+    p->slot = NULL;
+    p->env = NULL;
 }

@@ -1,11 +1,12 @@
 /*
- * pool: the worker slots. Spawns workers, carries out the lifecycle table (fsm.h), hands
- * out tasks, reads memory, asks the policy, recycles with surge and a concurrency cap,
- * respawns with backoff, and settles the tasks of workers that die.
+ * pool: the worker slots. Starts a worker per slot, acts on what the layers below report
+ * (verdicts of watch, results of dispatch, snapshots of suspect, exits of workers), and
+ * carries out the decisions of slots.h: surge, handover, the recycle queue, respawn with
+ * backoff, crash streaks. Status, metrics, run.json and the summary all read one view of it
+ * (mv_pool_view).
  *
- * Process mechanics live in spawn.c, message framing and I/O in channel.c; both work on
- * mv_worker_t and report back through the mv__ functions at the end of this header
- * (shared-private, as libuv's uv__).
+ * Layering: pool includes worker, dispatch, watch, suspect and slots; none of them includes
+ * pool. It defines the one table of worker events and fans each out.
  */
 #ifndef MV_POOL_H
 #define MV_POOL_H
@@ -15,169 +16,115 @@
 
 #include <uv.h>
 
-#include <memvisor/protocol.h>
-
 #include "cgroup.h"
-#include "channel.h"
 #include "config.h"
-#include "fsm.h"
+#include "dispatch.h"
 #include "leak.h"
+#include "listen.h"
 #include "log.h"
-#include "meter.h"
-#include "policy.h"
-#include "proc.h"
 #include "results.h"
 #include "rundir.h"
+#include "slots.h"
+#include "suspect.h"
 #include "tasks.h"
-#include "util.h"
+#include "watch.h"
+#include "worker.h"
 
-struct mv_pool;
-struct mv_snapjob;
-struct mv_basejob;
-
-/* One finished task, as a worker's history keeps it for snapshots. */
-typedef struct mv_taskrec {
-    uint64_t id;
-    char kind[MV_LEAK_KIND_MAX + 1];
-    int64_t mem_after, retained, mem_peak;
-    int fds_after;
-} mv_taskrec_t;
-
-typedef struct mv_worker {
+/* The pool's record of one worker: each part written by its own module. */
+typedef struct mv_member {
     struct mv_pool *pool;
-    struct mv_worker *next; /* the pool's list of workers whose handles are open */
-    int slot;               /* 1-based */
-    uint32_t gen;           /* generation within the slot */
-    mv_wstate_t state;
-    uint64_t spawned_ms;
-    mv_wlimits_t lim;
+    mv_worker_t *w;         /* worker.c */
+    mv_seat_t seat;         /* slots.c */
+    mv_watched_t watch;     /* watch.c */
+    mv_suspected_t suspect; /* suspect.c */
+    struct mv_member *next; /* pool.c: every worker whose handles are open */
+    bool deferred_said;     /* pool.c: its queued recycle was logged */
+} mv_member_t;
 
-    /* handles (spawn.c); the worker is freed once all of them are closed */
-    mv_proc_t proc;
-    uv_timer_t timer; /* the current state's deadline */
-    int deadline;     /* what the timer is armed for: MV_DL_* */
-    unsigned open_handles;
-    mv_chan_t chan; /* its conversation (channel.c); counts as one handle until closed */
-
-    /* tasks in flight, oldest first; the oldest is the one being worked on */
-    mv_task_t **inflight;
-    unsigned head, count, cap;
-    int64_t tasks_done;
-
-    /* cgroup (cgroup.h): made by a thread-pool job while PREPARING */
-    mv_cgw_t cg;
-    bool has_cg;
-    mv_cg_t cg_conf; /* the run's cgroup settings at its spawn, for the job (a reload may
-                        change the run's limits meanwhile); shares the run's strings */
-    uv_work_t cg_job;
-    int cg_result;
-    char cg_why[256];
-    uv_poll_t notify; /* the cgroup's notification fd (soft limit, OOM) */
-    bool notify_open;
-    bool near_soft; /* usage is above the soft limit, the metric not yet: recheck */
-
-    /* memory */
-    mv_meter_t meter;
-    bool meter_ok;
-    mv_reading_t last; /* latest reading */
-    bool have_reading;
-    uint64_t last_tick;       /* pool tick of `last` */
-    uint64_t peak_reset_tick; /* last_tick + 1 when the kernel peak was last reset */
-    int64_t peak;             /* highest usage seen over its life */
-
-    /* leak suspects and snapshots (suspect.c) */
-    mv_taskrec_t *history; /* ring of the last [leak] history tasks */
-    unsigned hist_head, hist_n;
-    json_t *baseline; /* resident memory per mapping after its first task */
-    struct mv_basejob *basejob;
-    struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
-    char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
-    bool near_hard_done;     /* one near-hard-limit snapshot per worker */
-    bool kill_snapshot_done; /* the snapshot before a hard-limit kill is taken */
-    unsigned would;          /* observe-only: reasons already logged as would_recycle */
-
-    /* leaving */
-    mv_reason_t reason;       /* why it is being stopped; MV_R_NONE while it serves */
-    mv_reason_t wanted;       /* a recycle waiting for a free recycle slot */
-    bool replaced;            /* its slot already has a replacement */
-    bool recycling;           /* counts against [recycle] max_concurrent */
-    bool drain_pending;       /* service: drains once its replacement is ready */
-    bool untracked;           /* service: the open request could not be recorded (no memory) */
-    mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
-    bool have_end;
-} mv_worker_t;
-
-/* What a worker's timer is armed for. */
-enum { MV_DL_NONE, MV_DL_READY, MV_DL_TASK, MV_DL_KILL, MV_DL_CHANNEL };
-
-typedef struct mv_slot {
-    struct mv_pool *pool;
-    uint32_t gen;
-    int crashes;         /* consecutive crashes */
-    mv_worker_t *active; /* the worker serving this slot (not a retiring one) */
-    uv_timer_t backoff;
-    bool backoff_open, backoff_armed;
-    bool fatal;   /* its worker asked not to be respawned */
-    int64_t peak; /* highest usage of any of its workers */
-} mv_slot_t;
-
-typedef struct mv_pool_stats {
-    uint64_t spawned;
-    uint64_t recycles[MV_R_COUNT];
-    uint64_t requeued;
-    uint64_t protocol_errors;
-    uint64_t suspects; /* leak_suspect events */
-} mv_pool_stats_t;
-
-typedef void (*mv_pool_cb)(struct mv_pool *p);
-
-typedef struct mv_pool {
+/* What a pool runs with; the pointers outlive it. */
+typedef struct mv_pool_opts {
     uv_loop_t *loop;
-    const mv_config_t *cfg;
     mv_log_t *log;
+    const mv_config_t *cfg;
     mv_tasks_t *tasks;
     mv_results_t *results;
-    mv_leak_t *leak;                /* NULL when [leak] detect is off */
-    mv_rundir_t *run;               /* where snapshots go; run->dir NULL: nowhere */
-    char **argv;                    /* the worker command */
-    char **env;                     /* environment template for workers */
-    const char *self_exe;           /* this binary, for the exec shim */
-    const mv_cg_t *cg;              /* cgroups (version MV_CG_OFF: /proc sampling only) */
-    const struct mv_listen *listen; /* sockets every worker gets (NULL: none) */
-    bool service;                   /* no task source: workers make their own (BEGIN/END) */
+    mv_leak_t *leak;           /* NULL when [leak] detect is off */
+    mv_rundir_t *run;          /* where snapshots go; run->dir NULL: nowhere */
+    char *const *argv;         /* the worker command */
+    char *const *env;          /* memvisor's environment */
+    const char *self_exe;      /* this binary, for the exec shim */
+    const mv_cg_t *cg;         /* cgroups (version MV_CG_OFF: /proc sampling only) */
+    const mv_listen_t *listen; /* sockets every worker gets (NULL: none) */
+    bool service;              /* no task source: workers make their own (BEGIN/END) */
+} mv_pool_opts_t;
 
-    mv_slot_t *slots;
+typedef struct mv_pool_events {
+    void (*on_progress)(void *arg); /* a task ended, or tasks may be dispatchable again */
+    void (*on_ready)(void *arg);    /* a worker became ready */
+    void (*on_fatal)(void *arg);    /* the run cannot go on (already logged) */
+    void (*on_stopped)(void *arg);  /* every worker is gone and every handle closed */
+} mv_pool_events_t;
+
+typedef struct mv_pool_slot {
+    struct mv_pool *pool;
+    uv_timer_t backoff;
+    bool backoff_open, backoff_armed;
+    int64_t peak; /* highest usage of any of its workers */
+} mv_pool_slot_t;
+
+typedef struct mv_pool {
+    mv_pool_opts_t o;
+    const mv_pool_events_t *ev;
+    void *arg;
+    char **env; /* o.env minus memvisor's private variables */
+
+    mv_slots_t slots;
+    mv_pool_slot_t *slot;
     int nslots;
-    mv_worker_t *workers; /* every worker with open handles */
-    int recycling;
-    bool accepting;          /* tasks may be handed out */
-    bool stopping;           /* no respawns; every worker is being stopped */
-    bool fatal;              /* the run ends: fatal exit, crash limit, spawn impossible */
-    int consecutive_crashes; /* pool-wide, reset by any answered task */
-    uint64_t tick;           /* dispatch passes, to reuse readings taken in the same pass */
+    mv_member_t *members;
+    mv_dispatch_t dispatch;
+    mv_watch_t watch;
+    mv_suspect_t suspect;
+    uv_timer_t spacer; /* [recycle] spacing: the queue may move then */
+    uv_timer_t grace;
+    unsigned open; /* the pool's own handles and parts not yet closed */
+    bool started, stopping, closing, fatal;
     uint64_t rng;
 
-    uv_check_t dispatcher;
-    bool dispatch_pending;
-    uv_timer_t sampler;
-    uv_timer_t recheck; /* fast re-reads of workers whose usage is near the soft limit */
-    bool rechecking;
-    uv_timer_t grace;
-    uv_timer_t spacer;        /* [recycle] spacing: the next planned recycle may start then */
-    uint64_t last_recycle_ms; /* start of the latest planned recycle */
-    unsigned open_handles;    /* the pool's own handles (dispatcher, sampler, grace, backoffs) */
-    bool closing;
-
-    mv_pool_stats_t stats;
-    mv_pool_cb on_progress; /* a task ended, or tasks may be dispatchable again */
-    mv_pool_cb on_stopped;  /* every worker is gone and every handle closed */
-    mv_pool_cb on_fatal;    /* the run cannot go on (already logged) */
-    mv_pool_cb on_ready;    /* a worker became ready */
-    void *data;
+    uint64_t spawned;
+    uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
+    uint64_t protocol_errors;
 } mv_pool_t;
 
-/* Sets up the pool and starts its workers. 0 or a negative errno (already logged). */
-int mv_pool_start(mv_pool_t *p);
+/* One worker as status, metrics and the report see it. */
+typedef struct mv_worker_view {
+    int slot;
+    uint32_t gen;
+    int pid;
+    const char *state;
+    double age_s;
+    int64_t tasks;
+    unsigned in_flight;
+    int64_t mem, usage, peak; /* -1 = not read yet */
+    int fds;
+    bool recycling;     /* leaving, or waiting its turn to */
+    const char *reason; /* why, when recycling */
+    bool handover;      /* serving until its replacement is ready */
+} mv_worker_view_t;
+
+typedef struct mv_pool_view {
+    int nslots;
+    int live; /* serving now: ready or busy, not leaving */
+    uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    const uint64_t *recycles;  /* [MV_R_COUNT] */
+    int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
+    mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */
+    int nworkers;
+} mv_pool_view_t;
+
+/* Sets up the pool and starts its workers. 0, or -errno before anything was started (no
+ * callback ran); what happens to the workers is reported through the events. */
+int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t *ev, void *arg);
 /* Asks for a dispatch pass at the end of this loop iteration. */
 void mv_pool_kick(mv_pool_t *p);
 /* Stops every worker: graceful (finish tasks within grace_period) or at once (SIGKILL). */
@@ -186,64 +133,14 @@ void mv_pool_stop(mv_pool_t *p, bool graceful);
  * many were asked (their slots in `slots`, room for nslots, may be NULL), or -EINVAL for a
  * slot that does not exist. */
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots);
+/* A new configuration and command for the workers started from now on (reload). */
+void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv);
 /* Workers serving now (ready or busy, not leaving). */
 int mv_pool_live(const mv_pool_t *p);
+/* The view (free it with mv_pool_view_free). 0 or -ENOMEM. */
+int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v);
+void mv_pool_view_free(mv_pool_view_t *v);
 /* Frees what is left after the loop ended. */
 void mv_pool_free(mv_pool_t *p);
-
-/* ---- shared-private: spawn.c, channel.c and pool.c ---- */
-
-/* spawn.c */
-/* Starts the worker's process. 0, or -errno with *call naming what failed; when the process
- * already runs (w->pid > 0) it has been sent SIGKILL. */
-int mv__spawn(mv_pool_t *p, mv_worker_t *w, const char **call);
-void mv__handle_closed_cb(uv_handle_t *h);
-void mv__signal(mv_worker_t *w, int sig);
-void mv__close_handles(mv_worker_t *w);
-
-/* pool.c: lifecycle, for dispatch.c */
-/* The worker became ready: in service mode, the worker it replaces may now drain. */
-void mv__on_ready(mv_worker_t *w);
-void mv__arm(mv_worker_t *w, int deadline, int64_t ms);
-void mv__disarm(mv_worker_t *w);
-void mv__recycle(mv_worker_t *w, mv_reason_t reason);
-void mv__fault(mv_worker_t *w, mv_reason_t reason);
-void mv__kill(mv_worker_t *w, mv_reason_t reason);
-mv_slot_t *mv__slot(mv_worker_t *w);
-
-/* dispatch.c: tasks and memory, for pool.c */
-int mv__dispatch_init(mv_pool_t *p);
-const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh);
-void mv__settle_tasks(mv_worker_t *w);
-void mv__check_policy(mv_worker_t *w, const mv_reading_t *r);
-/* Starts watching the worker's cgroup notifications (soft limit, OOM). */
-void mv__watch(mv_worker_t *w);
-
-/* suspect.c: kinds, history, leak verdicts, snapshots */
-const char *mv__task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
-                          size_t named_len, char out[MV_LEAK_KIND_MAX + 1]);
-void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, const mv_result_t *res);
-void mv__near_limit(mv_worker_t *w, const mv_reading_t *r);
-/* Snapshot before a hard-limit kill: stops the worker and kills it once written. Returns
- * whether it took over the kill. */
-bool mv__snapshot_then_kill(mv_worker_t *w, mv_reason_t reason);
-void mv__on_snapshot_reply(mv_worker_t *w, const uint8_t *p, size_t n);
-/* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
-void mv__suspect_release(mv_worker_t *w);
-
-/* what the channel reports, handled in dispatch.c (hello, answers) and suspect.c */
-void mv__on_hello(mv_worker_t *w, uint32_t version);
-void mv__on_answer(mv_worker_t *w, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
-                   const void *p, size_t n);
-/* Service mode: the worker began a request (its own id; kind may be empty) / ended it. */
-void mv__on_begin(mv_worker_t *w, uint64_t id, const uint8_t *kind, size_t kind_len);
-void mv__on_end(mv_worker_t *w, uint64_t id, uint32_t status);
-/* The channel's events, for spawn.c */
-extern const mv_chan_events_t mv__chan_events;
-/* The process's events, for pool.c */
-extern const mv_proc_events_t mv__proc_events;
-void mv__fsm(mv_worker_t *w, mv_wevent_t ev);
-void mv__on_exit(mv_worker_t *w, int64_t status, int term_signal);
-void mv__on_closed(mv_worker_t *w);
 
 #endif

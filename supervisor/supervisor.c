@@ -28,9 +28,9 @@ static void results_closed_cb(void *arg)
     close_signals(arg);
 }
 
-static void pool_stopped_cb(mv_pool_t *p)
+static void pool_stopped_cb(void *arg)
 {
-    mv_t *mv = p->data;
+    mv_t *mv = arg;
 
     if (mv->control_open) {
         mv->control_open = false;
@@ -44,21 +44,22 @@ static void pool_stopped_cb(mv_pool_t *p)
 /* Whether the batch is complete: then the workers are let go. */
 static void check_done(mv_t *mv)
 {
-    if (mv->stopping || mv->pool.service || !mv_tasks_all_ended(&mv->tasks))
+    if (mv->stopping || mv->service || !mv_tasks_all_ended(&mv->tasks))
         return;
     mv_info(&mv->log, "batch_done", MV_I("tasks", (long long)mv->tasks.ended));
-    mv__stop(mv, true);
+    mv_stop(mv, true);
 }
 
-static void progress_cb(mv_pool_t *p)
+static void progress_cb(void *arg)
 {
-    check_done(p->data);
+    check_done(arg);
 }
 
 /* A worker became ready: systemd hears READY=1 once every slot has served, then STATUS. */
-static void ready_cb(mv_pool_t *p)
+static void ready_cb(void *arg)
 {
-    mv_t *mv = p->data;
+    mv_t *mv = arg;
+    mv_pool_t *p = &mv->pool;
     int live = mv_pool_live(p);
     uint64_t done = mv->results.count[MV_ST_OK] + mv->results.count[MV_ST_FAILED];
 
@@ -69,17 +70,24 @@ static void ready_cb(mv_pool_t *p)
     }
     if (mv->announced)
         mv_notify_status(&mv->notify, "%d/%d workers ready, %llu %s done, %llu spawned", live,
-                         p->nslots, (unsigned long long)done, p->service ? "requests" : "tasks",
-                         (unsigned long long)p->stats.spawned);
+                         p->nslots, (unsigned long long)done, mv->service ? "requests" : "tasks",
+                         (unsigned long long)p->spawned);
 }
 
-static void fatal_cb(mv_pool_t *p)
+static void fatal_cb(void *arg)
 {
-    mv_t *mv = p->data;
+    mv_t *mv = arg;
 
     mv->cant_run = true;
-    mv__stop(mv, true);
+    mv_stop(mv, true);
 }
+
+static const mv_pool_events_t pool_events = {
+    .on_progress = progress_cb,
+    .on_ready = ready_cb,
+    .on_fatal = fatal_cb,
+    .on_stopped = pool_stopped_cb,
+};
 
 static void tasks_input_cb(void *arg)
 {
@@ -90,7 +98,7 @@ static void tasks_input_cb(void *arg)
                  MV_I("line", (long long)mv->tasks.lineno),
                  MV_S("error", uv_strerror(mv->tasks.error)));
         mv->cant_run = true;
-        mv__stop(mv, true);
+        mv_stop(mv, true);
         return;
     }
     mv_pool_kick(&mv->pool);
@@ -111,10 +119,10 @@ static void results_error_cb(void *arg)
     mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
              MV_S("error", uv_strerror(mv->results.error)));
     mv->cant_run = true;
-    mv__stop(mv, true);
+    mv_stop(mv, true);
 }
 
-void mv__stop(mv_t *mv, bool graceful)
+void mv_stop(mv_t *mv, bool graceful)
 {
     if (!mv->stopping)
         mv_notify_stopping(&mv->notify);
@@ -131,7 +139,7 @@ static void signal_cb(uv_signal_t *h, int signum)
         json_t *reply;
 
         mv_info(&mv->log, "signal", MV_S("signal", "SIGHUP"), MV_S("msg", "reloading"));
-        reply = mv->stopping ? NULL : mv__reload(mv, err, sizeof err);
+        reply = mv->stopping ? NULL : mv->commands->reload(mv, err, sizeof err);
         json_decref(reply); /* the reload logged what it did, or why it did nothing */
         return;
     }
@@ -140,11 +148,11 @@ static void signal_cb(uv_signal_t *h, int signum)
         mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
                 MV_S("msg", "stopping: running tasks may finish; signal again to kill workers"),
                 MV_I("grace_ms", mv->cfg->supervisor.grace_period));
-        mv__stop(mv, true);
+        mv_stop(mv, true);
     } else {
         mv_warn(&mv->log, "signal", MV_S("signal", strsignal(signum)),
                 MV_S("msg", "killing workers now"));
-        mv__stop(mv, false);
+        mv_stop(mv, false);
     }
 }
 
@@ -169,11 +177,13 @@ static int start_signals(mv_t *mv)
 static void summary(mv_t *mv, int code)
 {
     const uint64_t *c = mv->results.count;
-    const mv_pool_stats_t *st = &mv->pool.stats;
     uint64_t left = mv_tasks_outstanding(&mv->tasks);
     char a[24], b[24];
+    mv_pool_view_t v;
     int any = 0;
 
+    if (mv_pool_view(&mv->pool, &v) < 0)
+        return;
     printf("\nmemvisor: %s in %.1f s\n",
            mv->stop_signal ? "stopped by a signal"
            : mv->cant_run  ? "run ended early"
@@ -182,18 +192,18 @@ static void summary(mv_t *mv, int code)
     printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu retried after their worker "
            "died\n",
            (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
-           (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)st->requeued);
+           (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)v.requeued);
     if (left || !mv->tasks.eof)
         printf("  not run   %llu loaded but unfinished%s (not in the results)\n",
                (unsigned long long)left,
                mv->tasks.eof || mv->tasks.kind == MV_SRC_NONE ? ""
                                                               : ", and the rest of the source");
-    printf("  workers   %d slots, %llu spawned; recycles:", mv->pool.nslots,
-           (unsigned long long)st->spawned);
+    printf("  workers   %d slots, %llu spawned; recycles:", v.nslots,
+           (unsigned long long)v.spawned);
     for (int r = 1; r < MV_R_COUNT; r++)
-        if (st->recycles[r] && r != MV_R_SHUTDOWN) {
+        if (v.recycles[r] && r != MV_R_SHUTDOWN) {
             printf("%s %s %llu", any ? "," : "", mv_reason_name(r),
-                   (unsigned long long)st->recycles[r]);
+                   (unsigned long long)v.recycles[r]);
             any = 1;
         }
     printf("%s\n", any ? "" : " none");
@@ -202,9 +212,9 @@ static void summary(mv_t *mv, int code)
     printf("  memory    peak per worker (%s):", mv->cg.version == MV_CG_V1   ? "cgroup v1"
                                                 : mv->cg.version == MV_CG_V2 ? "cgroup v2"
                                                                              : "sampled");
-    for (int i = 0; i < mv->pool.nslots; i++) {
+    for (int i = 0; i < v.nslots; i++) {
         char pk[24];
-        mv_fmt_bytes(mv->pool.slots[i].peak, pk);
+        mv_fmt_bytes(v.slot_peak[i], pk);
         printf("%s #%d %s", i ? "," : "", i + 1, pk);
     }
     printf("; limits soft %s, hard %s\n", mv->cfg->limits.memory_soft ? a : "off",
@@ -216,6 +226,7 @@ static void summary(mv_t *mv, int code)
         printf("  results   %s\n", mv->results.path);
     printf("  exit      %d\n", code);
     fflush(stdout);
+    mv_pool_view_free(&v);
 }
 
 static int exit_code(mv_t *mv)
@@ -225,7 +236,7 @@ static int exit_code(mv_t *mv)
     if (mv->cant_run)
         return MV_EXIT_CANT_RUN;
     /* A service runs until it is told to stop: being stopped is its normal end. */
-    if (mv->pool.service)
+    if (mv->service)
         return MV_EXIT_OK;
     if (mv->stop_signal && !mv_tasks_all_ended(&mv->tasks))
         return 128 + mv->stop_signal;
@@ -357,7 +368,6 @@ static int open_service(mv_t *mv)
                  MV_S("error", why));
         return -1;
     }
-    mv->pool.listen = mv->listen.n ? &mv->listen : NULL;
     r = mv_control_path(cfg, path, sizeof path);
     if (r == -ENOENT)
         return 0; /* [control] socket = none */
@@ -365,8 +375,8 @@ static int open_service(mv_t *mv)
         mv_error(&mv->log, "control_failed", MV_S("error", "control socket path too long"));
         return -1;
     }
-    if (mv_control_open(&mv->control, &mv->loop, &mv->log, path, mv__control, mv, why, sizeof why) <
-        0) {
+    if (mv_control_open(&mv->control, &mv->loop, &mv->log, path, mv->commands->control, mv, why,
+                        sizeof why) < 0) {
         mv_error(&mv->log, "control_failed", MV_S("socket", path), MV_S("error", why));
         return -1;
     }
@@ -421,7 +431,7 @@ int mv_run(mv_t *mv)
     }
     open_run(mv);
     /* No task source: a service, whose workers make their own tasks (or none). */
-    mv->pool.service = !*cfg->tasks.source;
+    mv->service = !*cfg->tasks.source;
     if (setup_cgroups(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
@@ -432,7 +442,7 @@ int mv_run(mv_t *mv)
             MV_S("protocol", cfg->worker.protocol == MV_PROTO_API     ? "api"
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
-            MV_S("mode", mv->pool.service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
+            MV_S("mode", mv->service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
             MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
@@ -441,28 +451,28 @@ int mv_run(mv_t *mv)
         goto out;
     }
 
-    mv->pool.loop = &mv->loop;
-    mv->pool.cfg = cfg;
-    mv->pool.log = &mv->log;
-    mv->pool.tasks = &mv->tasks;
-    mv->pool.results = &mv->results;
-    mv->pool.argv = mv->argv;
-    mv->pool.env = environ;
-    mv->pool.self_exe = mv->self_exe;
-    mv->pool.cg = &mv->cg;
-    mv->pool.leak = mv->leak;
-    mv->pool.run = &mv->run;
-    mv->pool.on_progress = progress_cb;
-    mv->pool.on_stopped = pool_stopped_cb;
-    mv->pool.on_fatal = fatal_cb;
-    mv->pool.on_ready = ready_cb;
-    mv->pool.data = mv;
-    r = mv_pool_start(&mv->pool);
-    if (r < 0 && !mv->pool.fatal) {
+    r = mv_pool_start(&mv->pool,
+                      &(mv_pool_opts_t){
+                          .loop = &mv->loop,
+                          .log = &mv->log,
+                          .cfg = cfg,
+                          .tasks = &mv->tasks,
+                          .results = &mv->results,
+                          .leak = mv->leak,
+                          .run = &mv->run,
+                          .argv = mv->argv,
+                          .env = environ,
+                          .self_exe = mv->self_exe,
+                          .cg = &mv->cg,
+                          .listen = mv->listen.n ? &mv->listen : NULL,
+                          .service = mv->service,
+                      },
+                      &pool_events, mv);
+    if (r < 0) {
         mv_error(&mv->log, "start_failed", MV_S("call", "mv_pool_start"),
                  MV_S("error", strerror(-r)));
         mv->cant_run = true;
-        mv__stop(mv, false);
+        mv_stop(mv, false);
     }
     write_run_json(mv, 0, false);
     mv_tasks_pump(&mv->tasks);
@@ -487,7 +497,7 @@ out:
         mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
     teardown_cgroups(mv);
     mv_listen_close(&mv->listen);
-    mv__reload_free(mv);
+    mv->commands->release(mv);
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
     mv_pool_free(&mv->pool);

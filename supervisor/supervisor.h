@@ -23,6 +23,19 @@
 #include "rundir.h"
 #include "tasks.h"
 
+struct mv;
+
+/* What the control socket and SIGHUP reach (commands.c, handed over by main.c). */
+typedef struct mv_commands {
+    /* A control request: the reply, or NULL with `err` (control.h's handler). */
+    json_t *(*control)(void *mv, const char *cmd, json_t *req, char *err, size_t errlen);
+    /* Re-reads the configuration and applies it by a rolling replacement; the reply, or NULL
+     * with `err` (nothing changed). */
+    json_t *(*reload)(struct mv *mv, char *err, size_t errlen);
+    /* Frees what reloads kept (old configurations and commands). */
+    void (*release)(struct mv *mv);
+} mv_commands_t;
+
 typedef struct mv {
     uv_loop_t loop;
     const mv_config_t *cfg;
@@ -39,6 +52,8 @@ typedef struct mv {
     mv_tasks_t tasks;
     mv_results_t results;
     mv_pool_t pool;
+    bool service; /* no task source: workers make their own tasks (or none) */
+    const mv_commands_t *commands;
     mv_listen_t listen; /* [service] listen sockets, or socket activation's */
     mv_control_t control;
     bool control_open;
@@ -60,16 +75,7 @@ typedef struct mv {
  * says why. */
 int mv_run(mv_t *mv);
 
-/* ---- shared-private: supervisor.c and service.c ---- */
-
 /* Stops the run: gracefully (running tasks finish within grace_period) or at once. */
-void mv__stop(mv_t *mv, bool graceful);
-/* service.c: the control socket's commands, and reload (also SIGHUP). */
-json_t *mv__control(void *arg, const char *cmd, json_t *req, char *err, size_t errlen);
-/* Re-reads the configuration and applies it by a rolling replacement; the reply, or NULL
- * with `err` (nothing changed). */
-json_t *mv__reload(mv_t *mv, char *err, size_t errlen);
-/* Frees what reloads replaced. */
-void mv__reload_free(mv_t *mv);
+void mv_stop(mv_t *mv, bool graceful);
 
 #endif

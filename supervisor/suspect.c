@@ -1,106 +1,79 @@
 /*
- * suspect: task kinds, each worker's recent tasks, leak verdicts and the snapshots they
- * trigger (DESIGN §7). The detector is pure (leak.c), the kernel reads run in the thread
- * pool (snapshot.c); this file ties them to workers on the loop.
+ * suspect: history, leak verdicts and snapshots (see suspect.h).
  *
- * A snapshot is written for the first suspect of a kind and when its estimate changes
- * materially (the detector's `report`), when a worker nears its hard limit (90%: the kernel
- * would kill it without warning), and before memvisor kills one for its hard limit (the
- * worker is stopped with SIGSTOP while it is read). For a leak suspect an `api` worker is
- * first asked for its own heap view; its answer (or [leak] snapshot_timeout) lets the
- * snapshot go ahead.
+ * A snapshot (snapjob) lives as long as its heap-view deadline timer and its thread-pool job
+ * each hold a reference; its worker may go away first (sw becomes NULL): the snapshot is
+ * still written, without the worker's own heap view.
  */
+#include "suspect.h"
+
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
 #include "snapshot.h"
 
 #define NEAR_HARD 0.9 /* share of the hard limit that makes a worker "near" it */
 
 typedef struct mv_snapjob {
-    uv_work_t job;
     uv_timer_t timer; /* the deadline of the worker's heap view */
     int refs;         /* the timer and the thread-pool job each hold one */
     bool queued;      /* the thread-pool job was started */
-    mv_pool_t *pool;
-    mv_worker_t *w; /* NULL once the worker is gone */
+    mv_suspect_t *s;
+    mv_suspected_t *sw; /* NULL once the worker is gone */
     int pid;
     char *cgroup; /* the worker's cgroup directory, or NULL */
     char *path;   /* the file to write */
     json_t *doc;
     json_t *baseline; /* a reference to the worker's baseline mappings, or NULL */
     int result;
-    mv_reason_t kill; /* MV_R_NONE, or the reason of a kill waiting for this snapshot */
+    bool kill; /* a hard-limit kill waits for this snapshot */
 } mv_snapjob_t;
 
-typedef struct mv_basejob {
-    uv_work_t job;
-    mv_worker_t *w; /* NULL once the worker is gone */
+typedef struct write_job {
+    mv_job_t job;
+    mv_snapjob_t *snap;
+} write_job_t;
+
+typedef struct base_job {
+    mv_job_t job;
     int pid;
     json_t *mappings;
-} mv_basejob_t;
-
-/* ---- kinds ---- */
-
-const char *mv__task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
-                          size_t named_len, char out[MV_LEAK_KIND_MAX + 1])
-{
-    const uint8_t *p = named;
-    size_t n = named_len;
-
-    if (!named) {
-        if (cfg->leak.kind == MV_KIND_NONE)
-            return NULL;
-        /* The first whitespace-separated word of the task line. */
-        p = (const uint8_t *)t->data;
-        while (n < t->len && p[n] != ' ' && p[n] != '\t')
-            n++;
-    }
-    if (n == 0)
-        return NULL;
-    if (n > MV_LEAK_KIND_MAX)
-        n = MV_LEAK_KIND_MAX;
-    /* A kind names files and JSON strings: bytes that are not plain text are replaced. */
-    for (size_t i = 0; i < n; i++)
-        out[i] = p[i] >= 0x21 && p[i] < 0x7f ? (char)p[i] : '?';
-    out[n] = '\0';
-    return out;
-}
+} base_job_t;
 
 /* ---- history and baseline ---- */
 
-static void remember(mv_worker_t *w, const mv_task_t *t, const char *kind, const mv_result_t *r)
+static void remember(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t, const mv_result_t *r)
 {
-    int cap = w->pool->cfg->leak.history;
+    /* The ring keeps the size the worker started with (a reload may change it). */
+    unsigned cap = sw->hist_cap;
     mv_taskrec_t *rec;
 
-    if (cap <= 0)
+    if (cap == 0)
         return;
-    if (!w->history && !(w->history = calloc((size_t)cap, sizeof *w->history)))
+    if (!sw->history && !(sw->history = calloc(cap, sizeof *sw->history)))
         return;
-    rec = &w->history[(w->hist_head + w->hist_n) % (unsigned)cap];
-    if (w->hist_n < (unsigned)cap)
-        w->hist_n++;
+    rec = &sw->history[(sw->hist_head + sw->hist_n) % cap];
+    if (sw->hist_n < cap)
+        sw->hist_n++;
     else
-        w->hist_head = (w->hist_head + 1) % (unsigned)cap;
+        sw->hist_head = (sw->hist_head + 1) % cap;
     *rec = (mv_taskrec_t){.id = t->id,
                           .mem_after = r->mem_after,
                           .retained = r->retained,
                           .mem_peak = r->mem_peak,
                           .fds_after = r->fds_after};
-    snprintf(rec->kind, sizeof rec->kind, "%s", kind ? kind : "");
+    snprintf(rec->kind, sizeof rec->kind, "%s", r->kind ? r->kind : "");
 }
 
-static json_t *history_json(const mv_worker_t *w)
+static json_t *history_json(const mv_suspected_t *sw)
 {
     json_t *a = json_array();
-    int cap = w->pool->cfg->leak.history;
 
-    for (unsigned i = 0; i < w->hist_n; i++) {
-        const mv_taskrec_t *r = &w->history[(w->hist_head + i) % (unsigned)cap];
+    for (unsigned i = 0; i < sw->hist_n; i++) {
+        const mv_taskrec_t *r = &sw->history[(sw->hist_head + i) % sw->hist_cap];
         json_array_append_new(
             a, json_pack("{s:I, s:s, s:I, s:I, s:I, s:i}", "id", (json_int_t)r->id, "kind", r->kind,
                          "mem_after", (json_int_t)r->mem_after, "retained", (json_int_t)r->retained,
@@ -109,66 +82,52 @@ static json_t *history_json(const mv_worker_t *w)
     return a;
 }
 
-static void base_cb(uv_work_t *req)
+static void base_work(mv_job_t *j)
 {
-    mv_basejob_t *j = req->data;
+    base_job_t *b = (base_job_t *)j;
 
-    j->mappings = mv_snap_mappings(j->pid);
+    b->mappings = mv_snap_mappings(b->pid);
 }
 
-static void base_done_cb(uv_work_t *req, int status)
+static void base_done(mv_job_t *j, void *owner, int cancelled)
 {
-    mv_basejob_t *j = req->data;
+    base_job_t *b = (base_job_t *)j;
+    mv_suspected_t *sw = owner;
 
-    if (j->w) {
-        j->w->baseline = j->mappings;
-        j->w->basejob = NULL;
+    if (sw) {
+        sw->baseline = b->mappings;
+        sw->basejob = NULL;
     } else {
-        json_decref(j->mappings);
+        json_decref(b->mappings);
     }
-    free(j);
 }
 
 /* The worker's mappings after its first task: what later snapshots compare with. */
-static void take_baseline(mv_worker_t *w)
+static void take_baseline(mv_suspect_t *s, mv_suspected_t *sw)
 {
-    mv_basejob_t *j = calloc(1, sizeof *j);
+    base_job_t *b = calloc(1, sizeof *b);
 
-    if (!j)
+    if (!b)
         return;
-    j->job.data = j;
-    j->w = w;
-    j->pid = w->proc.pid;
-    w->basejob = j;
-    if (uv_queue_work(w->pool->loop, &j->job, base_cb, base_done_cb) < 0) {
-        w->basejob = NULL;
-        free(j);
+    b->pid = sw->w->proc.pid;
+    if (mv_job_queue(s->loop, &b->job, base_work, base_done, sw) < 0) {
+        free(b);
+        return;
     }
+    sw->basejob = &b->job;
 }
 
 /* ---- snapshots ---- */
 
-static void snap_cb(uv_work_t *req)
+static void unref(mv_snapjob_t *sj)
 {
-    mv_snapjob_t *s = req->data;
-    char stamp[48];
-
-    s->result = mv_snap_collect(s->doc, s->pid, s->cgroup, s->baseline);
-    mv_iso_time(stamp);
-    json_object_set_new(s->doc, "written", json_string(stamp));
-    if (s->path && mv_json_write_atomic(s->path, s->doc) < 0)
-        s->result = -EIO;
-}
-
-static void unref(mv_snapjob_t *s)
-{
-    if (--s->refs > 0)
+    if (--sj->refs > 0)
         return;
-    json_decref(s->doc);
-    json_decref(s->baseline);
-    free(s->cgroup);
-    free(s->path);
-    free(s);
+    json_decref(sj->doc);
+    json_decref(sj->baseline);
+    free(sj->cgroup);
+    free(sj->path);
+    free(sj);
 }
 
 static void timer_closed_cb(uv_handle_t *h)
@@ -176,48 +135,71 @@ static void timer_closed_cb(uv_handle_t *h)
     unref(h->data);
 }
 
-static void snap_done_cb(uv_work_t *req, int status)
+static void write_work(mv_job_t *j)
 {
-    mv_snapjob_t *s = req->data;
-    mv_worker_t *w = s->w;
+    mv_snapjob_t *sj = ((write_job_t *)j)->snap;
+    char stamp[48];
 
-    mv_info(s->pool->log, "snapshot", MV_S("path", s->path), MV_I("pid", s->pid),
-            MV_S("reason", json_string_value(json_object_get(s->doc, "reason"))),
-            MV_S("heap", json_string_value(json_object_get(s->doc, "heap_status"))),
-            MV_S("result", s->result == 0        ? "ok"
-                           : s->result == -ESRCH ? "gone"
-                                                 : "failed"));
-    if (w) {
-        w->snap = NULL;
-        free(w->last_snapshot);
-        w->last_snapshot = s->path ? strdup(s->path) : NULL;
-        if (s->kill != MV_R_NONE) {
-            w->kill_snapshot_done = true;
-            mv__kill(w, s->kill); /* it was stopped while it was read */
-        }
-    }
-    unref(s);
+    sj->result = mv_snap_collect(sj->doc, sj->pid, sj->cgroup, sj->baseline);
+    mv_iso_time(stamp);
+    json_object_set_new(sj->doc, "written", json_string(stamp));
+    if (sj->path && mv_json_write_atomic(sj->path, sj->doc) < 0)
+        sj->result = -EIO;
 }
 
-/* Hands the snapshot to the thread pool (once the heap view came, or did not). */
-static void go(mv_snapjob_t *s, const char *heap_status)
+static void write_done(mv_job_t *j, void *owner, int cancelled)
 {
-    if (s->queued)
-        return;
-    s->queued = true;
-    json_object_set_new(s->doc, "heap_status", json_string(heap_status));
-    if (!json_object_get(s->doc, "heap"))
-        json_object_set_new(s->doc, "heap", json_null());
-    if (s->refs > 0) /* the deadline timer: not needed any more */
-        uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
-    s->job.data = s;
-    s->refs++;
-    if (uv_queue_work(s->pool->loop, &s->job, snap_cb, snap_done_cb) < 0) {
-        mv_warn(s->pool->log, "snapshot", MV_S("path", s->path), MV_S("result", "failed"));
-        if (s->w)
-            s->w->snap = NULL;
-        unref(s);
+    mv_snapjob_t *sj = ((write_job_t *)j)->snap;
+    mv_suspected_t *sw = sj->sw;
+    mv_suspect_t *s = sj->s;
+
+    mv_info(s->log, "snapshot", MV_S("path", sj->path), MV_I("pid", sj->pid),
+            MV_S("reason", json_string_value(json_object_get(sj->doc, "reason"))),
+            MV_S("heap", json_string_value(json_object_get(sj->doc, "heap_status"))),
+            MV_S("result", sj->result == 0        ? "ok"
+                           : sj->result == -ESRCH ? "gone"
+                                                  : "failed"));
+    if (sw) {
+        sw->snap = NULL;
+        free(sw->last_snapshot);
+        sw->last_snapshot = sj->path ? strdup(sj->path) : NULL;
+        if (sj->kill) {
+            sw->kill_snapshot_done = true;
+            s->ev->on_kill_ready(s->arg, sw); /* it was stopped while it was read */
+        }
     }
+    unref(sj);
+}
+
+/* Hands the snapshot to the thread pool (once the heap view came, or did not). false when
+ * it could not be queued: then it is dropped (and may be freed already). */
+static bool go(mv_snapjob_t *sj, const char *heap_status)
+{
+    write_job_t *j;
+
+    if (sj->queued)
+        return true;
+    sj->queued = true;
+    json_object_set_new(sj->doc, "heap_status", json_string(heap_status));
+    if (!json_object_get(sj->doc, "heap"))
+        json_object_set_new(sj->doc, "heap", json_null());
+    if (sj->refs > 0) /* the deadline timer: not needed any more */
+        uv_close((uv_handle_t *)&sj->timer, timer_closed_cb);
+    j = calloc(1, sizeof *j);
+    if (j) {
+        j->snap = sj;
+        sj->refs++;
+        if (mv_job_queue(sj->s->loop, &j->job, write_work, write_done, NULL) == 0)
+            return true;
+        free(j);
+    } else {
+        sj->refs++;
+    }
+    mv_warn(sj->s->log, "snapshot", MV_S("path", sj->path), MV_S("result", "failed"));
+    if (sj->sw)
+        sj->sw->snap = NULL;
+    unref(sj); /* the job's reference (the timer's, if any, goes when it is closed) */
+    return false;
 }
 
 static void heap_timeout_cb(uv_timer_t *t)
@@ -226,9 +208,10 @@ static void heap_timeout_cb(uv_timer_t *t)
 }
 
 /* The loop's part of a snapshot document. */
-static json_t *start_doc(mv_worker_t *w, const char *reason, const mv_leak_verdict_t *v,
+static json_t *start_doc(mv_suspected_t *sw, const char *reason, const mv_leak_verdict_t *v,
                          const mv_task_t *t, const mv_result_t *r)
 {
+    const mv_worker_t *w = sw->w;
     json_t *doc = json_object(), *task = json_null();
     int b64;
 
@@ -256,135 +239,146 @@ static json_t *start_doc(mv_worker_t *w, const char *reason, const mv_leak_verdi
                          r->fds_after, "duration_ms", r->duration_ms);
     }
     json_object_set_new(doc, "task", task ? task : json_null());
-    json_object_set_new(doc, "history", history_json(w));
+    json_object_set_new(doc, "history", history_json(sw));
     return doc;
 }
 
-/* Starts a snapshot of `w`; asks an api worker for its heap view when `ask_heap`. Returns
- * the path it will be written to (owned by the job), or NULL when none can be made. */
-static const char *snapshot(mv_worker_t *w, const char *reason, const char *kind,
-                            const mv_leak_verdict_t *v, const mv_task_t *t, const mv_result_t *r,
-                            bool ask_heap, mv_reason_t kill)
+/* Starts a snapshot of the worker; asks an api worker for its heap view when `ask_heap`.
+ * Returns the path it will be written to (owned by the job), or NULL when none can be made. */
+static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *reason,
+                            const char *kind, const mv_leak_verdict_t *v, const mv_task_t *t,
+                            const mv_result_t *r, bool ask_heap, bool kill)
 {
-    mv_pool_t *p = w->pool;
-    mv_snapjob_t *s;
+    mv_worker_t *w = sw->w;
+    mv_snapjob_t *sj;
 
-    if (!p->run || !p->run->dir || w->snap || w->proc.exited)
+    if (!s->run || !s->run->dir || sw->snap || w->proc.exited)
         return NULL;
-    s = calloc(1, sizeof *s);
-    if (!s)
+    sj = calloc(1, sizeof *sj);
+    if (!sj)
         return NULL;
-    s->pool = p;
-    s->w = w;
-    s->pid = w->proc.pid;
-    s->kill = kill;
-    s->cgroup = w->has_cg && w->cg.path ? strdup(w->cg.path) : NULL;
-    s->path = mv_rundir_snapshot_path(p->run, reason, kind, w->slot);
-    s->doc = start_doc(w, reason, v, t, r);
-    s->baseline = json_incref(w->baseline);
-    w->snap = s; /* one snapshot of a worker at a time, until it is written */
-    if (ask_heap && mv_chan_can_snapshot(&w->chan) && p->cfg->leak.snapshot_timeout > 0) {
-        uv_timer_init(p->loop, &s->timer);
-        s->timer.data = s;
-        s->refs++;
-        uv_timer_start(&s->timer, heap_timeout_cb, (uint64_t)p->cfg->leak.snapshot_timeout, 0);
-        mv_chan_ask_snapshot(&w->chan);
-    } else {
-        go(s, ask_heap ? "unsupported" : "skipped");
+    sj->s = s;
+    sj->sw = sw;
+    sj->pid = w->proc.pid;
+    sj->kill = kill;
+    sj->cgroup = w->has_cg && w->cg.path ? strdup(w->cg.path) : NULL;
+    sj->path = mv_rundir_snapshot_path(s->run, reason, kind, w->slot);
+    sj->doc = start_doc(sw, reason, v, t, r);
+    sj->baseline = json_incref(sw->baseline);
+    sw->snap = sj; /* one snapshot of a worker at a time, until it is written */
+    if (ask_heap && s->cfg->leak.snapshot_timeout > 0 && mv_worker_ask_snapshot(w) == 0) {
+        uv_timer_init(s->loop, &sj->timer);
+        sj->timer.data = sj;
+        sj->refs++;
+        uv_timer_start(&sj->timer, heap_timeout_cb, (uint64_t)s->cfg->leak.snapshot_timeout, 0);
+        return sj->path;
     }
-    return s->path;
+    return go(sj, ask_heap ? "unsupported" : "skipped") ? sj->path : NULL;
 }
 
-void mv__on_snapshot_reply(mv_worker_t *w, const uint8_t *p, size_t n)
+void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n)
 {
-    mv_snapjob_t *s = w->snap;
+    mv_snapjob_t *sj = sw->snap;
     json_error_t err;
     json_t *heap;
     int b64;
 
-    if (!s || s->queued)
+    if (!sj || sj->queued)
         return; /* a late answer, after the deadline: the snapshot went without it */
     heap = json_loadb((const char *)p, n, 0, &err);
     if (!json_is_object(heap)) {
         json_decref(heap);
         heap = json_pack("{s:s, s:o}", "error", "the worker's answer is not a JSON object",
                          "excerpt", mv_snap_excerpt(p, n, 256, &b64));
-        json_object_set_new(s->doc, "heap", heap);
-        go(s, "error");
+        json_object_set_new(sj->doc, "heap", heap);
+        go(sj, "error");
         return;
     }
-    json_object_set_new(s->doc, "heap", heap);
-    go(s, "worker");
+    json_object_set_new(sj->doc, "heap", heap);
+    go(sj, "worker");
 }
 
 /* ---- what a finished task says ---- */
 
-void mv__observe_task(mv_worker_t *w, const mv_task_t *t, const char *kind, const mv_result_t *res)
+void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
+                        const mv_result_t *res)
 {
-    mv_pool_t *p = w->pool;
+    mv_worker_t *w = sw->w;
     mv_leak_verdict_t v;
     mv_leak_obs_t o;
     const char *path;
 
-    if (!p->leak || !res->measured)
+    if (!s->leak || !res->measured)
         return;
-    remember(w, t, kind, res);
-    if (w->tasks_done == 0 && !w->baseline && !w->basejob)
-        take_baseline(w);
+    remember(s, sw, t, res);
+    if (w->tasks_done == 1 && !sw->baseline && !sw->basejob)
+        take_baseline(s, sw);
     o = (mv_leak_obs_t){
-        kind, res->retained,
+        res->kind, res->retained,
         res->fds_before >= 0 && res->fds_after >= 0 ? res->fds_after - res->fds_before : INT32_MIN,
-        w->tasks_done};
-    v = mv_leak_observe(p->leak, &o);
+        w->tasks_done - 1};
+    v = mv_leak_observe(s->leak, &o);
     if (v.rule == MV_LEAK_NONE || !v.report)
         return;
-    path = snapshot(w, "leak_suspect", v.kind, &v, t, res, true, MV_R_NONE);
-    p->stats.suspects++;
-    mv_warn(p->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
+    path = snapshot(s, sw, "leak_suspect", v.kind, &v, t, res, true, false);
+    s->suspects++;
+    mv_warn(s->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
             MV_D("fds_per_task", v.fds_per_task), MV_D("confidence", v.confidence),
             MV_I("tasks", v.tasks), MV_S("rule", mv_leak_rule_name(v.rule)),
             MV_I("worker", w->slot), MV_I("pid", w->proc.pid), MV_I("task", (long long)t->id),
             MV_S("snapshot", path));
 }
 
-void mv__near_limit(mv_worker_t *w, const mv_reading_t *r)
+void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading_t *r)
 {
-    int64_t hard = w->lim.hard_bytes;
+    int64_t hard = sw->w->lim.hard_bytes;
 
-    if (!w->pool->leak || w->near_hard_done || hard <= 0 || !r ||
+    if (!s->leak || sw->near_hard_done || hard <= 0 || !r ||
         (double)r->usage < NEAR_HARD * (double)hard)
         return;
     /* The kernel may kill it at the next page: no time to ask for its heap view. */
-    w->near_hard_done = true;
-    snapshot(w, "near_hard_limit", NULL, NULL, NULL, NULL, false, MV_R_NONE);
+    sw->near_hard_done = true;
+    snapshot(s, sw, "near_hard_limit", NULL, NULL, NULL, NULL, false, false);
 }
 
-bool mv__snapshot_then_kill(mv_worker_t *w, mv_reason_t reason)
+bool mv_suspect_before_kill(mv_suspect_t *s, mv_suspected_t *sw)
 {
-    if (!w->pool->leak || w->kill_snapshot_done || w->snap || w->proc.exited || !w->pool->run ||
-        !w->pool->run->dir)
+    if (!s->leak || sw->kill_snapshot_done || sw->snap || sw->w->proc.exited || !s->run ||
+        !s->run->dir)
         return false;
-    /* Frozen, it grows no further while it is read; SIGKILL works on a stopped process. */
-    mv__signal(w, SIGSTOP);
-    return snapshot(w, "hard_limit", NULL, NULL, NULL, NULL, false, reason) != NULL;
+    return snapshot(s, sw, "hard_limit", NULL, NULL, NULL, NULL, false, true) != NULL;
 }
 
-void mv__suspect_release(mv_worker_t *w)
+void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w)
 {
-    if (w->snap) {
-        mv_snapjob_t *s = w->snap;
-        s->w = NULL;
-        w->snap = NULL;
-        go(s, "gone"); /* nothing when already queued: it finishes without the worker */
+    memset(sw, 0, sizeof *sw);
+    sw->w = w;
+    sw->hist_cap = s->cfg->leak.history > 0 ? (unsigned)s->cfg->leak.history : 0;
+}
+
+void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
+{
+    if (sw->snap) {
+        mv_snapjob_t *sj = sw->snap;
+        sj->sw = NULL;
+        sw->snap = NULL;
+        go(sj, "gone"); /* nothing when already queued: it finishes without the worker */
     }
-    if (w->basejob) {
-        w->basejob->w = NULL;
-        w->basejob = NULL;
+    if (sw->basejob) {
+        mv_job_detach(sw->basejob);
+        sw->basejob = NULL;
     }
-    json_decref(w->baseline);
-    w->baseline = NULL;
-    free(w->history);
-    w->history = NULL;
-    free(w->last_snapshot);
-    w->last_snapshot = NULL;
+    json_decref(sw->baseline);
+    sw->baseline = NULL;
+    free(sw->history);
+    sw->history = NULL;
+    free(sw->last_snapshot);
+    sw->last_snapshot = NULL;
+}
+
+void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
+                     mv_leak_t *leak, mv_rundir_t *run, const mv_suspect_events_t *ev, void *arg)
+{
+    *s = (mv_suspect_t){
+        .loop = loop, .log = log, .cfg = cfg, .leak = leak, .run = run, .ev = ev, .arg = arg};
 }

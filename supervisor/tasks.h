@@ -17,8 +17,10 @@
 
 #include <uv.h>
 
+#include "config.h"
+#include "leak.h"
 #include "meter.h"
-#include "policy.h"
+#include "reason.h"
 #include "util.h"
 
 /* One attempt that did not end the task (the worker died, hung, misbehaved). */
@@ -38,11 +40,6 @@ typedef struct mv_task {
     uint16_t nhist;       /* entries in hist */
     mv_attempt_t *hist;   /* why earlier attempts ended */
     const char *bad;      /* static reason when the line could not become a task */
-    /* Accounting of the attempt in progress. */
-    uint64_t started_ns;
-    bool measured; /* `before` holds a reading */
-    mv_reading_t before;
-    int64_t peak_seen; /* highest usage sampled during the task */
     char data[];
 } mv_task_t;
 
@@ -113,6 +110,12 @@ static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
 void mv_tasks_close(mv_tasks_t *t);
 /* Frees every queued task (after the loop ended). */
 void mv_tasks_free(mv_tasks_t *t);
+
+/* A task's kind, for leak attribution and the results: the worker's name for it (`named`,
+ * when it gave one), else the first word of the task line ([leak] kind = word); at most
+ * MV_LEAK_KIND_MAX bytes, bytes that are not printable ASCII replaced by '?'. NULL: no kind. */
+const char *mv_task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
+                         size_t named_len, char out[MV_LEAK_KIND_MAX + 1]);
 
 /* The line splitter, exposed for tests: feeds bytes, queues tasks. eof = flush a last
  * unterminated line. */

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confdiff.h"
 #include "config.h"
 #include "suites.h"
 
@@ -1035,6 +1036,36 @@ START_TEST(test_readme_table)
 }
 END_TEST
 
+START_TEST(test_reload_diff)
+{
+    mv_config_t old, nc;
+    mv_config_diff_t d;
+    mv_errors_t errs = {0};
+
+    ck_assert_int_eq(mv_config_init(&old), 0);
+    ck_assert_int_eq(mv_config_init(&nc), 0);
+    ck_assert_int_eq(mv_config_override(&nc, "limits.memory_soft=100M", 1, &errs), 0);
+    ck_assert_int_eq(mv_config_override(&nc, "supervisor.workers=7", 2, &errs), 0);
+    ck_assert_int_eq(mv_config_override(&nc, "supervisor.state_dir=/elsewhere", 3, &errs), 0);
+    ck_assert_int_eq(mv_config_diff(&nc, &old, &d), 0);
+    ck_assert_uint_eq(d.nchanged, 1);
+    ck_assert_str_eq(d.changed[0]->name, "memory_soft");
+    ck_assert_uint_eq(d.nkept, 2);
+    /* What is kept until restart is the old value again, strings included. */
+    ck_assert_int_eq(nc.supervisor.workers, old.supervisor.workers);
+    ck_assert_str_eq(nc.supervisor.state_dir, old.supervisor.state_dir);
+    ck_assert_int_eq(nc.limits.memory_soft, 100 << 20);
+    mv_config_diff_free(&d);
+    /* The same configuration: nothing. */
+    ck_assert_int_eq(mv_config_diff(&nc, &nc, &d), 0);
+    ck_assert_uint_eq(d.nchanged + d.nkept, 0);
+    mv_config_diff_free(&d);
+    mv_errors_free(&errs);
+    mv_config_free(&old);
+    mv_config_free(&nc);
+}
+END_TEST
+
 START_TEST(test_split_words)
 {
     char **argv = (char **)1, big[1200];
@@ -1084,6 +1115,7 @@ Suite *config_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_table_sane);
+    tcase_add_test(tc, test_reload_diff);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_finish_workers);

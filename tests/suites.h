@@ -22,5 +22,7 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *channel_suite(void);
+Suite *worker_suite(void);
+Suite *pool_suite(void);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * service: what the control socket answers (status, recycle, reload, stop, metrics) and the
+ * commands: what the control socket answers (status, recycle, reload, stop, metrics) and the
  * reload that SIGHUP also triggers. Replies are jansson objects; control.c frames them.
  *
  * Reload re-reads the file given with -c, re-applies every -o, validates all of it, and only
@@ -14,56 +14,50 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "supervisor.h"
+#include "commands.h"
+#include "confdiff.h"
 
 /* ---- status ---- */
 
-static json_t *worker_json(const mv_worker_t *w, uint64_t now)
+static json_t *worker_json(const mv_worker_view_t *w)
 {
-    const mv_config_t *cfg = w->pool->cfg;
-    const mv_reading_t *r = w->have_reading ? &w->last : NULL;
-    bool leaving = w->reason != MV_R_NONE || w->drain_pending;
-
-    return json_pack(
-        "{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}", "slot", w->slot,
-        "gen", (int)w->gen, "pid", w->proc.pid, "state", mv_wstate_name(w->state), "age_s",
-        w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0, "tasks",
-        (json_int_t)w->tasks_done, "in_flight", (json_int_t)w->count, "mem",
-        (json_int_t)(r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1), "usage",
-        (json_int_t)(r ? r->usage : -1), "peak", (json_int_t)w->peak, "fds",
-        (json_int_t)(r ? r->fds : -1), "recycling", leaving, "reason",
-        leaving ? mv_reason_name(w->reason != MV_R_NONE ? w->reason : w->wanted) : NULL,
-        "pending_drain", w->drain_pending);
+    return json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}",
+                     "slot", w->slot, "gen", (int)w->gen, "pid", w->pid, "state", w->state, "age_s",
+                     w->age_s, "tasks", (json_int_t)w->tasks, "in_flight", (json_int_t)w->in_flight,
+                     "mem", (json_int_t)w->mem, "usage", (json_int_t)w->usage, "peak",
+                     (json_int_t)w->peak, "fds", (json_int_t)w->fds, "recycling",
+                     w->recycling || w->handover, "reason", w->reason, "pending_drain",
+                     w->handover);
 }
 
-static json_t *recycles_json(const mv_pool_stats_t *st)
+static json_t *recycles_json(const uint64_t *recycles)
 {
     json_t *o = json_object();
 
     for (int r = 1; r < MV_R_COUNT; r++)
-        if (st->recycles[r] && r != MV_R_SHUTDOWN)
+        if (recycles[r] && r != MV_R_SHUTDOWN)
             json_object_set_new(o, mv_reason_name((mv_reason_t)r),
-                                json_integer((json_int_t)st->recycles[r]));
+                                json_integer((json_int_t)recycles[r]));
     return o;
 }
 
-static json_t *status_json(mv_t *mv)
+static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 {
     const mv_config_t *cfg = mv->cfg;
-    const mv_pool_t *p = &mv->pool;
-    uint64_t now = mv_now_ms(), in_flight = 0;
+    const uint64_t *count = mv->results.count;
+    uint64_t now = mv_now_ms();
+    mv_pool_view_t v;
     json_t *workers = json_array(), *reply;
 
-    /* In slot order; a slot's retiring worker after its new one. */
-    for (int slot = 1; slot <= p->nslots; slot++)
-        for (const mv_worker_t *w = p->workers; w; w = w->next) {
-            if (w->slot != slot || w->state == MV_W_DEAD)
-                continue;
-            in_flight += w->count;
-            json_array_append_new(workers, worker_json(w, now));
-        }
+    if (mv_pool_view(&mv->pool, &v) < 0) {
+        json_decref(workers);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < v.nworkers; i++)
+        json_array_append_new(workers, worker_json(&v.workers[i]));
     reply = json_pack("{s:{s:s?, s:i, s:s, s:f, s:s, s:s?, s:i, s:b}}", "run", "id", mv->run.id,
-                      "pid", (int)getpid(), "mode", p->service ? "service" : "batch", "uptime_s",
+                      "pid", (int)getpid(), "mode", mv->service ? "service" : "batch", "uptime_s",
                       (double)(now - mv->started_ms) / 1000.0, "cgroup",
                       mv->cg.version == MV_CG_V1   ? "v1"
                       : mv->cg.version == MV_CG_V2 ? "v2"
@@ -78,15 +72,14 @@ static json_t *status_json(mv_t *mv)
     json_object_set_new(reply, "workers", workers);
     json_object_set_new(
         reply, "totals",
-        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", p->nslots,
-                  "workers", mv_pool_live(p), "tasks",
-                  (json_int_t)(mv->results.count[MV_ST_OK] + mv->results.count[MV_ST_FAILED] +
-                               mv->results.count[MV_ST_QUARANTINED]),
-                  "ok", (json_int_t)mv->results.count[MV_ST_OK], "failed",
-                  (json_int_t)mv->results.count[MV_ST_FAILED], "recycles", recycles_json(&p->stats),
-                  "spawned", (json_int_t)p->stats.spawned, "suspects",
-                  (json_int_t)p->stats.suspects, "queue", (json_int_t)mv->tasks.queued, "in_flight",
-                  (json_int_t)in_flight));
+        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
+                  "workers", v.live, "tasks",
+                  (json_int_t)(count[MV_ST_OK] + count[MV_ST_FAILED] + count[MV_ST_QUARANTINED]),
+                  "ok", (json_int_t)count[MV_ST_OK], "failed", (json_int_t)count[MV_ST_FAILED],
+                  "recycles", recycles_json(v.recycles), "spawned", (json_int_t)v.spawned,
+                  "suspects", (json_int_t)v.suspects, "queue", (json_int_t)mv->tasks.queued,
+                  "in_flight", (json_int_t)v.in_flight));
+    mv_pool_view_free(&v);
     return reply;
 }
 
@@ -99,8 +92,6 @@ static void family(FILE *f, const char *name, const char *type, const char *help
 
 static char *metrics_text(mv_t *mv)
 {
-    const mv_pool_t *p = &mv->pool;
-    const mv_config_t *cfg = mv->cfg;
     static const struct {
         const char *name, *help;
     } per_worker[] = {
@@ -110,30 +101,33 @@ static char *metrics_text(mv_t *mv)
         {"worker_tasks", "Tasks (requests) the worker has finished."},
         {"worker_age_seconds", "Time since the worker was started."},
     };
-    uint64_t now = mv_now_ms(), in_flight = 0;
     char *text = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
+    mv_pool_view_t v;
+    FILE *f;
 
-    if (!f)
+    if (mv_pool_view(&mv->pool, &v) < 0)
         return NULL;
+    f = open_memstream(&text, &len);
+    if (!f) {
+        mv_pool_view_free(&v);
+        return NULL;
+    }
     for (size_t m = 0; m < MV_ARRAY_LEN(per_worker); m++) {
         family(f, per_worker[m].name, "gauge", per_worker[m].help);
-        for (const mv_worker_t *w = p->workers; w; w = w->next) {
-            const mv_reading_t *r = w->have_reading ? &w->last : NULL;
-            double v = m == 0   ? (double)(r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1)
-                       : m == 1 ? (double)(r ? r->usage : -1)
+        for (int i = 0; i < v.nworkers; i++) {
+            const mv_worker_view_t *w = &v.workers[i];
+            double x = m == 0   ? (double)w->mem
+                       : m == 1 ? (double)w->usage
                        : m == 2 ? (double)w->peak
-                       : m == 3 ? (double)w->tasks_done
-                                : (double)(now - w->spawned_ms) / 1000.0;
-            if (w->state == MV_W_DEAD || w->proc.pid <= 0)
+                       : m == 3 ? (double)w->tasks
+                                : w->age_s;
+            if (w->pid <= 0)
                 continue;
             fprintf(f, "memvisor_%s{slot=\"%d\",pid=\"%d\",state=\"%s\"} %.17g\n",
-                    per_worker[m].name, w->slot, w->proc.pid, mv_wstate_name(w->state), v);
+                    per_worker[m].name, w->slot, w->pid, w->state, x);
         }
     }
-    for (const mv_worker_t *w = p->workers; w; w = w->next)
-        in_flight += w->count;
     family(f, "tasks_total", "counter", "Tasks (requests) ended, by status.");
     for (int st = 0; st < MV_ST_COUNT; st++)
         fprintf(f, "memvisor_tasks_total{status=\"%s\"} %llu\n", mv_status_name((mv_status_t)st),
@@ -142,19 +136,20 @@ static char *metrics_text(mv_t *mv)
     for (int r = 1; r < MV_R_COUNT; r++)
         if (r != MV_R_SHUTDOWN)
             fprintf(f, "memvisor_recycles_total{reason=\"%s\"} %llu\n",
-                    mv_reason_name((mv_reason_t)r), (unsigned long long)p->stats.recycles[r]);
+                    mv_reason_name((mv_reason_t)r), (unsigned long long)v.recycles[r]);
     family(f, "workers_spawned_total", "counter", "Workers started.");
-    fprintf(f, "memvisor_workers_spawned_total %llu\n", (unsigned long long)p->stats.spawned);
+    fprintf(f, "memvisor_workers_spawned_total %llu\n", (unsigned long long)v.spawned);
     family(f, "leak_suspects_total", "counter", "Leak suspects reported.");
-    fprintf(f, "memvisor_leak_suspects_total %llu\n", (unsigned long long)p->stats.suspects);
+    fprintf(f, "memvisor_leak_suspects_total %llu\n", (unsigned long long)v.suspects);
     family(f, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
-    fprintf(f, "memvisor_workers %d\n", mv_pool_live(p));
+    fprintf(f, "memvisor_workers %d\n", v.live);
     family(f, "queue_depth", "gauge", "Tasks waiting for a worker.");
     fprintf(f, "memvisor_queue_depth %zu\n", mv->tasks.queued);
     family(f, "tasks_in_flight", "gauge", "Tasks (requests) being worked on.");
-    fprintf(f, "memvisor_tasks_in_flight %llu\n", (unsigned long long)in_flight);
+    fprintf(f, "memvisor_tasks_in_flight %llu\n", (unsigned long long)v.in_flight);
     family(f, "reloads_total", "counter", "Configuration reloads applied.");
     fprintf(f, "memvisor_reloads_total %d\n", mv->reloads);
+    mv_pool_view_free(&v);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
@@ -204,24 +199,6 @@ static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
 
 /* ---- reload ---- */
 
-/* Copies one option's value from `from` into `to` (strings are duplicated). 0 or -ENOMEM. */
-static int keep_value(mv_config_t *to, const mv_config_t *from, const mv_option_t *o)
-{
-    char **dst = (char **)((char *)to + o->offset);
-    char *const *src = (char *const *)((const char *)from + o->offset);
-
-    if (o->type != MV_OPT_STRING) {
-        memcpy((char *)to + o->offset, (const char *)from + o->offset, o->size);
-        return 0;
-    }
-    char *copy = strdup(*src);
-    if (!copy)
-        return -ENOMEM;
-    free(*dst);
-    *dst = copy;
-    return 0;
-}
-
 /* Every mistake of the new configuration, in one line each. */
 static void errors_text(const mv_errors_t *e, char *err, size_t errlen)
 {
@@ -262,13 +239,12 @@ static int new_command(mv_t *mv, const mv_config_t *nc, char ***argv, char *err,
     return 0;
 }
 
-json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
+static json_t *reload(mv_t *mv, char *err, size_t errlen)
 {
     mv_config_t *nc = calloc(1, sizeof *nc);
     mv_errors_t errs = {0};
     json_t *changed = json_array(), *kept = json_array(), *reply;
-    size_t n;
-    const mv_option_t *t = mv_config_options(&n);
+    mv_config_diff_t diff = {0};
     char **argv = NULL;
     int r;
 
@@ -282,18 +258,14 @@ json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
     mv_notify_reloading(&mv->notify);
     r = mv_config_build(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
     if (r == 0)
-        for (size_t i = 0; i < n && r == 0; i++) {
-            if (mv_config_same(nc, mv->cfg, &t[i]))
-                continue;
-            char name[64];
-            snprintf(name, sizeof name, "%s.%s", t[i].section, t[i].name);
-            if (!t[i].reload) {
-                json_array_append_new(kept, json_string(name));
-                r = keep_value(nc, mv->cfg, &t[i]);
-            } else {
-                json_array_append_new(changed, json_string(name));
-            }
-        }
+        r = mv_config_diff(nc, mv->cfg, &diff);
+    for (size_t i = 0; i < diff.nchanged; i++)
+        json_array_append_new(
+            changed, json_sprintf("%s.%s", diff.changed[i]->section, diff.changed[i]->name));
+    for (size_t i = 0; i < diff.nkept; i++)
+        json_array_append_new(kept,
+                              json_sprintf("%s.%s", diff.kept[i]->section, diff.kept[i]->name));
+    mv_config_diff_free(&diff);
     if (r == 0 && new_command(mv, nc, &argv, err, errlen) < 0)
         r = -EINVAL;
     else if (r == -EINVAL)
@@ -320,14 +292,14 @@ json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
         return NULL;
     }
     /* The swap: everything reads the configuration through these pointers. */
-    mv->cfg = mv->pool.cfg = nc;
+    mv->cfg = nc;
     if (argv)
-        mv->argv = mv->pool.argv = argv;
+        mv->argv = argv;
     mv->log.level = nc->log.level;
     mv->cg.soft = nc->limits.memory_soft;
     mv->cg.hard = nc->limits.memory_hard;
     mv->cg.enforce = nc->limits.enforce;
-    uv_timer_set_repeat(&mv->pool.sampler, (uint64_t)nc->limits.sample_interval);
+    mv_pool_reconfigure(&mv->pool, nc, argv);
     mv->reloads++;
     reply = json_pack("{s:s?, s:o, s:o, s:o}", "config", mv->config_path, "changed", changed,
                       "restart_needed", kept, "workers", recycle_all_json(mv, 0));
@@ -350,7 +322,7 @@ json_t *mv__reload(mv_t *mv, char *err, size_t errlen)
     return reply;
 }
 
-void mv__reload_free(mv_t *mv)
+static void release(mv_t *mv)
 {
     for (int i = 0; i < mv->nold; i++) {
         mv_config_free(mv->old_cfgs[i]);
@@ -367,12 +339,12 @@ void mv__reload_free(mv_t *mv)
 
 /* ---- the control socket's handler ---- */
 
-json_t *mv__control(void *arg, const char *cmd, json_t *req, char *err, size_t errlen)
+static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_t errlen)
 {
     mv_t *mv = arg;
 
     if (strcmp(cmd, "status") == 0)
-        return status_json(mv);
+        return status_json(mv, err, errlen);
     if (strcmp(cmd, "metrics") == 0) {
         char *text = metrics_text(mv);
         json_t *reply = text ? json_pack("{s:s}", "text", text) : NULL;
@@ -384,14 +356,16 @@ json_t *mv__control(void *arg, const char *cmd, json_t *req, char *err, size_t e
     if (strcmp(cmd, "recycle") == 0)
         return recycle(mv, req, err, errlen);
     if (strcmp(cmd, "reload") == 0)
-        return mv__reload(mv, err, errlen);
+        return reload(mv, err, errlen);
     if (strcmp(cmd, "stop") == 0) {
         mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
         if (!mv->stopping)
-            mv__stop(mv, true);
+            mv_stop(mv, true);
         return json_object();
     }
     snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",
              cmd);
     return NULL;
 }
+
+const mv_commands_t mv_commands = {control, reload, release};

@@ -1,0 +1,114 @@
+/*
+ * cgasync: cgroup creation and removal in the thread pool.
+ */
+#include "cgasync.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct create_job {
+    mv_job_t job;
+    mv_cg_t conf; /* the run's settings at the request; shares the run's strings */
+    int slot;
+    unsigned gen;
+    mv_cgw_t cg;
+    int result;
+    char why[256];
+    mv_cg_created_cb cb;
+    uv_loop_t *loop;
+    mv_log_t *log;
+} create_job_t;
+
+typedef struct remove_job {
+    mv_job_t job;
+    mv_cg_version_t version;
+    char *path;
+    int result;
+    char why[256];
+    mv_log_t *log;
+} remove_job_t;
+
+static void create_work(mv_job_t *j)
+{
+    create_job_t *c = (create_job_t *)j;
+
+    c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, c->why, sizeof c->why);
+}
+
+static void create_done(mv_job_t *j, void *owner, int cancelled)
+{
+    create_job_t *c = (create_job_t *)j;
+
+    if (cancelled && c->result == 0) {
+        c->result = -ECANCELED;
+        snprintf(c->why, sizeof c->why, "the cgroup job was cancelled");
+    }
+    if (!owner) { /* its worker went away meanwhile */
+        if (c->result == 0)
+            mv_cg_remove_async(c->loop, c->log, &c->cg);
+        return;
+    }
+    c->cb(owner, c->result, &c->cg, c->why);
+}
+
+int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                       mv_cg_created_cb cb, void *owner, mv_job_t **job)
+{
+    create_job_t *c = calloc(1, sizeof *c);
+    int r;
+
+    if (!c)
+        return -ENOMEM;
+    c->conf = *cg;
+    c->slot = slot;
+    c->gen = gen;
+    c->cg.procs_fd = c->cg.notify_fd = -1;
+    c->cb = cb;
+    c->loop = loop;
+    c->log = log;
+    r = mv_job_queue(loop, &c->job, create_work, create_done, owner);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    *job = &c->job;
+    return 0;
+}
+
+static void remove_work(mv_job_t *j)
+{
+    remove_job_t *r = (remove_job_t *)j;
+
+    r->result = mv_cg_remove(r->version, r->path, r->why, sizeof r->why);
+}
+
+static void remove_done(mv_job_t *j, void *owner, int cancelled)
+{
+    remove_job_t *r = (remove_job_t *)j;
+
+    if (r->result < 0 || cancelled)
+        mv_warn(r->log, "cgroup_remove_failed", MV_S("cgroup", r->path),
+                MV_S("error", cancelled ? "the removal was cancelled" : r->why));
+    free(r->path);
+}
+
+void mv_cg_remove_async(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg)
+{
+    remove_job_t *r = calloc(1, sizeof *r);
+
+    if (r) {
+        r->version = cg->version;
+        r->path = cg->path; /* the job owns the path now */
+        r->log = log;
+        cg->path = NULL;
+        if (mv_job_queue(loop, &r->job, remove_work, remove_done, NULL) < 0) {
+            mv_warn(log, "cgroup_remove_failed", MV_S("cgroup", r->path),
+                    MV_S("error", "cannot queue the removal"));
+            free(r->path);
+            free(r);
+        }
+    }
+    mv_cg_close(cg);
+}

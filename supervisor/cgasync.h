@@ -1,0 +1,27 @@
+/*
+ * cgasync: a worker cgroup's creation and removal, off the loop. mkdir and rmdir take the
+ * kernel's cgroup_mutex, which a concurrent migration can hold for an RCU grace period
+ * (5-16 ms, CGROUP-FACTS §6), so both run in the thread pool (job.h).
+ */
+#ifndef MV_CGASYNC_H
+#define MV_CGASYNC_H
+
+#include <uv.h>
+
+#include "cgroup.h"
+#include "job.h"
+#include "log.h"
+
+/* The cgroup is made (result 0, *cg filled: the owner keeps it) or not (result -errno, why
+ * says what failed). */
+typedef void (*mv_cg_created_cb)(void *owner, int result, mv_cgw_t *cg, const char *why);
+
+/* Makes <run>/w<slot>.<gen> with the run's settings as they are now. 0 (*job: detach it if
+ * the owner goes first; the cgroup is then removed) or -errno (nothing queued). */
+int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                       mv_cg_created_cb cb, void *owner, mv_job_t **job);
+/* Closes a worker cgroup's files now and removes its directory in the thread pool (killing
+ * whatever its worker left in it); a failure is logged. */
+void mv_cg_remove_async(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg);
+
+#endif

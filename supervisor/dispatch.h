@@ -1,0 +1,92 @@
+/*
+ * dispatch: tasks to workers, answers to results.
+ *
+ *   - once per loop pass when kicked (a libuv check handle), one task per worker that takes
+ *     tasks, round after round, so tasks spread over workers; then one write per worker;
+ *     nothing new starts while the results writer is backlogged;
+ *   - an answer becomes a result line with its memory figures (one written definition each:
+ *     docs/run-files.md) and attempt record;
+ *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
+ *     worked on charged with an attempt, mv_policy_charge), or quarantined after
+ *     max_attempts; in service mode a request cannot be replayed, so an open one is lost.
+ *
+ * Workers are attached when they become ready and detached when they are gone; dispatch
+ * keeps no other state of theirs. It also counts the loop passes (`pass`), which readings
+ * use to tell "taken in this pass".
+ */
+#ifndef MV_DISPATCH_H
+#define MV_DISPATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "results.h"
+#include "tasks.h"
+#include "worker.h"
+
+typedef struct mv_dispatch mv_dispatch_t;
+
+typedef struct mv_dispatch_events {
+    /* A task reached its final status (w: the worker it ended on, NULL when it never ran or
+     * was settled after its worker died; t and r are valid during the call). */
+    void (*on_result)(void *arg, mv_worker_t *w, const mv_task_t *t, const mv_result_t *r);
+    /* ...and it counts as ended now (the batch may be complete). */
+    void (*on_progress)(void *arg);
+} mv_dispatch_events_t;
+
+/* What settling a gone worker's tasks did. */
+typedef struct mv_settled {
+    unsigned requeued;    /* charged an attempt and queued again */
+    unsigned quarantined; /* used up their attempts */
+    unsigned lost;        /* service requests that cannot be replayed */
+} mv_settled_t;
+
+struct mv_dispatch {
+    uv_loop_t *loop;
+    mv_log_t *log;
+    const mv_config_t *cfg;
+    mv_tasks_t *tasks;
+    mv_results_t *results;
+    bool service;
+    const mv_dispatch_events_t *ev;
+    void *arg;
+
+    uv_check_t check;
+    bool open;
+    void (*closed)(void *arg);
+    void *closed_arg;
+    bool pending;     /* kicked: a pass is due at the end of this loop iteration */
+    bool accepting;   /* tasks may be handed out */
+    uint64_t pass;    /* loop passes so far */
+    mv_worker_t **ws; /* workers that may take tasks */
+    int nws, capws;
+    uint64_t requeued; /* tasks that lost an attempt and ran again */
+};
+
+int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
+                     mv_tasks_t *tasks, mv_results_t *results, bool service,
+                     const mv_dispatch_events_t *ev, void *arg);
+/* A worker became ready / is gone. */
+int mv_dispatch_attach(mv_dispatch_t *d, mv_worker_t *w);
+void mv_dispatch_detach(mv_dispatch_t *d, mv_worker_t *w);
+/* Asks for a pass at the end of this loop iteration. */
+void mv_dispatch_kick(mv_dispatch_t *d);
+/* No task is handed out from now on. */
+void mv_dispatch_stop(mv_dispatch_t *d);
+
+/* A worker's answer (batch) or the end of a request (service): its result line. */
+void mv_dispatch_answer(mv_dispatch_t *d, mv_worker_t *w, const mv_answer_t *a);
+/* Service mode: a worker began a request (t NULL: it could not be recorded). */
+void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t);
+/* The tasks of a worker that is gone. */
+mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g);
+
+/* Closes its check handle; cb(arg) once it is closed. */
+void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg);
+void mv_dispatch_free(mv_dispatch_t *d);
+
+#endif

@@ -1,0 +1,245 @@
+/*
+ * slots: the pool's pure bookkeeping (see slots.h).
+ */
+#include "slots.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy.h"
+
+int mv_slots_init(mv_slots_t *s, int nslots, const mv_slots_cfg_t *cfg)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg;
+    s->slot = calloc((size_t)(nslots > 0 ? nslots : 1), sizeof *s->slot);
+    if (!s->slot)
+        return -ENOMEM;
+    s->n = nslots;
+    return 0;
+}
+
+void mv_slots_free(mv_slots_t *s)
+{
+    free(s->slot);
+    s->slot = NULL;
+    s->n = 0;
+}
+
+static mv_slot_t *slot_of(mv_slots_t *s, const mv_seat_t *w)
+{
+    return &s->slot[w->slot - 1];
+}
+
+uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot)
+{
+    mv_slot_t *sl = &s->slot[slot - 1];
+
+    memset(w, 0, sizeof *w);
+    w->slot = slot;
+    sl->active = w;
+    return ++sl->gen;
+}
+
+int mv_slots_urgency(mv_reason_t r)
+{
+    switch (r) {
+    case MV_R_SOFT_LIMIT: return 3; /* it grows meanwhile: the hard limit is next */
+    case MV_R_MAX_LIFETIME:
+    case MV_R_MAX_TASKS: return 2;
+    default: return 1; /* requested, reload */
+    }
+}
+
+static void dequeue(mv_slots_t *s, mv_seat_t *w);
+
+/* Queues a recycle, most urgent first, then in order of arrival. */
+static void enqueue(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason)
+{
+    mv_seat_t **pp;
+
+    if (w->queued != MV_R_NONE) {
+        if (mv_slots_urgency(reason) <= mv_slots_urgency(w->queued))
+            return;
+        dequeue(s, w); /* a more urgent reason moves it up */
+    }
+    w->queued = reason;
+    w->queued_seq = ++s->seq;
+    for (pp = &s->queue; *pp && mv_slots_urgency((*pp)->queued) >= mv_slots_urgency(reason);
+         pp = &(*pp)->qnext)
+        ;
+    w->qnext = *pp;
+    *pp = w;
+}
+
+static void dequeue(mv_slots_t *s, mv_seat_t *w)
+{
+    for (mv_seat_t **pp = &s->queue; *pp; pp = &(*pp)->qnext)
+        if (*pp == w) {
+            *pp = w->qnext;
+            break;
+        }
+    w->qnext = NULL;
+    w->queued = MV_R_NONE;
+}
+
+static void unhand(mv_slots_t *s, mv_seat_t *w)
+{
+    mv_slot_t *sl = slot_of(s, w);
+
+    for (mv_seat_t **pp = &sl->handing; *pp; pp = &(*pp)->hnext)
+        if (*pp == w) {
+            *pp = w->hnext;
+            break;
+        }
+    w->hnext = NULL;
+    w->handover = false;
+}
+
+/* Its slot gets a new worker now, unless it has one already, or the run is ending. */
+static bool surge(mv_slots_t *s, mv_seat_t *w)
+{
+    mv_slot_t *sl = slot_of(s, w);
+
+    if (w->replaced || s->stopping || s->fatal || sl->fatal)
+        return false;
+    w->replaced = true;
+    if (sl->active != w)
+        return false;
+    sl->active = NULL;
+    return true;
+}
+
+mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
+                                   uint64_t now)
+{
+    mv_recycle_plan_t p = {0};
+    mv_gate_t g;
+
+    if (w->gone)
+        return p;
+    if (reason == MV_R_SHUTDOWN) { /* never waits, and no handover: it drains now */
+        dequeue(s, w);
+        if (w->handover)
+            unhand(s, w);
+        p.go = true;
+        return p;
+    }
+    g = mv_policy_gate(s->recycling, s->cfg.max_concurrent, now, s->last_recycle_ms,
+                       s->cfg.spacing);
+    if (!g.go) {
+        enqueue(s, w, reason);
+        p.retry_ms = g.wait_ms;
+        return p;
+    }
+    dequeue(s, w);
+    p.go = true;
+    w->recycling = true;
+    s->recycling++;
+    s->last_recycle_ms = now;
+    if (!failure)
+        p.replacement = surge(s, w);
+    /* A service keeps its capacity: the old worker serves until the new one is ready. */
+    if (s->cfg.service && w->replaced && !slot_of(s, w)->fatal) {
+        p.handover = true;
+        w->handover = true;
+        w->hnext = slot_of(s, w)->handing;
+        slot_of(s, w)->handing = w;
+    }
+    return p;
+}
+
+bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure)
+{
+    dequeue(s, w);
+    return !failure && !w->gone && surge(s, w);
+}
+
+int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max)
+{
+    mv_slot_t *sl = slot_of(s, w);
+    int n = 0;
+
+    while (sl->handing && n < max) {
+        mv_seat_t *old = sl->handing;
+        unhand(s, old);
+        out[n++] = old;
+    }
+    return n;
+}
+
+mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal)
+{
+    mv_slot_t *sl = slot_of(s, w);
+    mv_gone_plan_t p = {0};
+
+    w->gone = true;
+    dequeue(s, w);
+    if (w->handover)
+        unhand(s, w);
+    if (w->recycling) {
+        w->recycling = false;
+        s->recycling--;
+    }
+    if (fatal) {
+        sl->fatal = true;
+        s->fatal = p.run_ends = true;
+    } else if (failure) {
+        sl->crashes++;
+        s->streak++;
+        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit)
+            s->fatal = p.run_ends = p.crash_limit = true;
+    }
+    if (sl->active == w) {
+        sl->active = NULL;
+        p.respawn = !s->stopping && !s->fatal && !sl->fatal;
+        p.delay_ms =
+            failure ? mv_policy_backoff(sl->crashes, s->cfg.backoff_min, s->cfg.backoff_max) : 0;
+    }
+    return p;
+}
+
+void mv_slots_progress(mv_slots_t *s, const mv_seat_t *w)
+{
+    s->streak = 0;
+    if (w)
+        slot_of(s, w)->crashes = 0;
+}
+
+void mv_slots_survived(mv_slots_t *s, const mv_seat_t *w)
+{
+    slot_of(s, w)->crashes = 0;
+    s->streak = 0;
+}
+
+mv_seat_t *mv_slots_next_queued(mv_slots_t *s, uint64_t now, uint64_t *retry_ms)
+{
+    mv_gate_t g;
+
+    *retry_ms = 0;
+    if (!s->queue || s->stopping || s->fatal)
+        return NULL;
+    g = mv_policy_gate(s->recycling, s->cfg.max_concurrent, now, s->last_recycle_ms,
+                       s->cfg.spacing);
+    if (!g.go) {
+        *retry_ms = g.wait_ms;
+        return NULL;
+    }
+    return s->queue;
+}
+
+void mv_slots_unqueue(mv_slots_t *s, mv_seat_t *w)
+{
+    dequeue(s, w);
+}
+
+bool mv_slots_may_spawn(const mv_slots_t *s, int slot)
+{
+    return !s->stopping && !s->fatal && !s->slot[slot - 1].fatal && !s->slot[slot - 1].active;
+}
+
+void mv_slots_stop(mv_slots_t *s)
+{
+    s->stopping = true;
+}

@@ -1,0 +1,126 @@
+/*
+ * slots: the pool's bookkeeping as pure decisions over plain structs, so that surge, the
+ * recycle queue, backoff and crash streaks are tested with fake workers (tests/check_pool.c)
+ * and pool.c only carries them out.
+ *
+ *   - a slot is served by one active worker; a recycled one keeps its seat until it is gone;
+ *   - surge: a planned recycle (or a kill that is not the worker's fault) has its replacement
+ *     started at once, before the old worker leaves;
+ *   - handover (service mode): the old worker serves on until its replacement is ready;
+ *   - at most max_concurrent recycles at once, spaced by `spacing`; the others wait in a
+ *     queue, most urgent first (memory before counts: a soft-limit recycle that waits its
+ *     turn may reach the hard limit), then in order of arrival;
+ *   - a worker that fails (crash, protocol error, ready timeout, a start that does not fit
+ *     the limits) is respawned with exponential backoff and counts toward crash_limit; any
+ *     task that ends resets the streak; the fatal exit code ends the run.
+ *
+ * No I/O and no clock: callers pass `now` (ms).
+ */
+#ifndef MV_SLOTS_H
+#define MV_SLOTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "reason.h"
+
+/* A worker, as the slots see it (embedded in the pool's record of the worker). */
+typedef struct mv_seat {
+    int slot;           /* 1-based */
+    bool recycling;     /* counts against max_concurrent */
+    bool replaced;      /* its slot has (or is getting) another worker */
+    bool handover;      /* serves until its replacement is ready */
+    bool gone;          /* it exited (its seat is free) */
+    mv_reason_t queued; /* a recycle waiting its turn; MV_R_NONE when none */
+    uint64_t queued_seq;
+    struct mv_seat *qnext; /* the recycle queue */
+    struct mv_seat *hnext; /* its slot's workers in handover */
+} mv_seat_t;
+
+typedef struct mv_slot {
+    mv_seat_t *active;  /* the worker serving the slot (not a retiring one); NULL: none */
+    mv_seat_t *handing; /* workers of this slot in handover, waiting for a ready one */
+    uint32_t gen;       /* generations started */
+    int crashes;        /* consecutive failures of this slot's workers */
+    bool fatal;         /* its worker asked not to be respawned */
+} mv_slot_t;
+
+typedef struct mv_slots_cfg {
+    int max_concurrent;  /* [recycle] max_concurrent */
+    int64_t spacing;     /* [recycle] spacing, ms */
+    int64_t backoff_min; /* [worker] backoff_min, ms */
+    int64_t backoff_max; /* [worker] backoff_max, ms */
+    int crash_limit;     /* [worker] crash_limit; 0 = never give up */
+    bool service;        /* handover: a recycled worker serves until its replacement is ready */
+} mv_slots_cfg_t;
+
+typedef struct mv_slots {
+    mv_slots_cfg_t cfg;
+    mv_slot_t *slot; /* [n], indexed by slot - 1 */
+    int n;
+    int recycling;            /* recycles under way (counted against max_concurrent) */
+    uint64_t last_recycle_ms; /* start of the latest planned recycle */
+    mv_seat_t *queue;         /* recycles waiting their turn, most urgent first */
+    uint64_t seq;
+    int streak; /* consecutive failures pool-wide, no task ending in between */
+    bool stopping;
+    bool fatal; /* the run ends */
+} mv_slots_t;
+
+/* What a recycle decision says. */
+typedef struct mv_recycle_plan {
+    bool go;           /* false: it waits its turn (queued, or already leaving) */
+    bool replacement;  /* start a new worker for its slot now (surge) */
+    bool handover;     /* serve until the replacement is ready, then drain */
+    uint64_t retry_ms; /* !go and queued: try the queue again after this (spacing); 0 = when
+                        * a recycle ends */
+} mv_recycle_plan_t;
+
+/* What a worker's exit means for its slot and the run. */
+typedef struct mv_gone_plan {
+    bool respawn;      /* start a new worker for the slot... */
+    uint64_t delay_ms; /* ...after this (the crash backoff; 0 = now) */
+    bool run_ends;     /* crash_limit reached, or the fatal code */
+    bool crash_limit;  /* which of the two */
+} mv_gone_plan_t;
+
+/* nslots slots, all empty. 0 or -ENOMEM. */
+int mv_slots_init(mv_slots_t *s, int nslots, const mv_slots_cfg_t *cfg);
+void mv_slots_free(mv_slots_t *s);
+
+/* A new worker takes `slot`: it becomes the active one; returns its generation. */
+uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot);
+
+/* A planned recycle (max_tasks, lifetime, soft limit, requested, reload), or a shutdown. A
+ * failure (premature: the limits do not fit its start-up) gets no replacement until gone.
+ * Planned recycles pass the gate (max_concurrent, spacing) or wait in the queue; a shutdown
+ * never waits. */
+mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
+                                   uint64_t now);
+/* A fault or kill (task timeout, hard limit, protocol error...): whether a replacement
+ * starts now (not for the worker's own failure, nor when it already has one). */
+bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure);
+/* w became ready: the handover workers of its slot it releases (drain them), at most `max`
+ * written to out; returns how many. */
+int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max);
+/* w is gone (failure: mv_policy_exit's verdict; fatal: the fatal exit code). */
+mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal);
+/* A task ended (done, failed or quarantined): the pool is getting somewhere. */
+void mv_slots_progress(mv_slots_t *s, const mv_seat_t *w);
+/* A worker stayed up as long as the longest backoff: its slot's streak is over. */
+void mv_slots_survived(mv_slots_t *s, const mv_seat_t *w);
+/* The most urgent queued recycle that may start now (recycle it: mv_slots_recycle takes it
+ * off the queue), or NULL; *retry_ms says when to look again if the spacing holds it (0: when
+ * a recycle ends). */
+mv_seat_t *mv_slots_next_queued(mv_slots_t *s, uint64_t now, uint64_t *retry_ms);
+/* Takes w off the recycle queue (it is leaving anyway, or gone). */
+void mv_slots_unqueue(mv_slots_t *s, mv_seat_t *w);
+/* Whether a slot with no worker may get one (not stopping, not fatal). */
+bool mv_slots_may_spawn(const mv_slots_t *s, int slot);
+/* Stopping: nothing is respawned or started from the queue from now on. */
+void mv_slots_stop(mv_slots_t *s);
+
+/* Urgency of a recycle reason: higher first (memory, then counts and requests). */
+int mv_slots_urgency(mv_reason_t r);
+
+#endif

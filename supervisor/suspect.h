@@ -1,0 +1,86 @@
+/*
+ * suspect: each worker's recent tasks, the leak verdicts the detector (leak.h, pure) gives on
+ * them, and the snapshots those verdicts and the limits trigger (DESIGN §7). The kernel
+ * reads run in the thread pool (snapshot.h, job.h); this module ties them to workers.
+ *
+ * A snapshot is written for the first suspect of a kind and when its estimate changes
+ * materially (the detector's `report`), when a worker nears its hard limit (90%: the kernel
+ * would kill it without warning), and before memvisor kills one for its hard limit (the pool
+ * freezes the worker while it is read and kills it when on_kill_ready says so). For a leak
+ * suspect an `api` worker is first asked for its own heap view; its answer (or [leak]
+ * snapshot_timeout) lets the snapshot go ahead.
+ */
+#ifndef MV_SUSPECT_H
+#define MV_SUSPECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "job.h"
+#include "leak.h"
+#include "log.h"
+#include "results.h"
+#include "rundir.h"
+#include "tasks.h"
+#include "worker.h"
+
+struct mv_snapjob;
+
+/* One finished task, as a worker's history keeps it for snapshots. */
+typedef struct mv_taskrec {
+    uint64_t id;
+    char kind[MV_LEAK_KIND_MAX + 1];
+    int64_t mem_after, retained, mem_peak;
+    int fds_after;
+} mv_taskrec_t;
+
+/* What suspect keeps of one worker (embedded in the pool's record of it). */
+typedef struct mv_suspected {
+    mv_worker_t *w;
+    mv_taskrec_t *history; /* ring of the last [leak] history tasks */
+    unsigned hist_cap, hist_head, hist_n;
+    json_t *baseline;        /* resident memory per mapping after its first task */
+    mv_job_t *basejob;       /* the baseline being read, or NULL */
+    struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
+    char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
+    bool near_hard_done;     /* one near-hard-limit snapshot per worker */
+    bool kill_snapshot_done; /* the snapshot before a hard-limit kill is written */
+} mv_suspected_t;
+
+typedef struct mv_suspect_events {
+    /* The snapshot taken before a hard-limit kill is written: the worker may be killed. */
+    void (*on_kill_ready)(void *arg, mv_suspected_t *sw);
+} mv_suspect_events_t;
+
+typedef struct mv_suspect {
+    uv_loop_t *loop;
+    mv_log_t *log;
+    const mv_config_t *cfg;
+    mv_leak_t *leak;  /* NULL when [leak] detect is off */
+    mv_rundir_t *run; /* where snapshots go; run->dir NULL: nowhere */
+    const mv_suspect_events_t *ev;
+    void *arg;
+    uint64_t suspects; /* leak_suspect events */
+} mv_suspect_t;
+
+void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
+                     mv_leak_t *leak, mv_rundir_t *run, const mv_suspect_events_t *ev, void *arg);
+void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w);
+/* A task of w ended with these figures: its history, the detector, maybe a snapshot. */
+void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
+                        const mv_result_t *res);
+/* A reading of w: one snapshot when it comes near its hard limit. */
+void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading_t *r);
+/* A hard-limit kill is decided: whether a snapshot is started first (then freeze the worker
+ * and kill it at on_kill_ready). */
+bool mv_suspect_before_kill(mv_suspect_t *s, mv_suspected_t *sw);
+/* The worker's reply to a SNAPSHOT request. */
+void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n);
+/* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
+void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw);
+
+#endif

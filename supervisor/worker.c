@@ -1,0 +1,848 @@
+/*
+ * worker: one worker process (see worker.h).
+ *
+ * File descriptors of a worker:
+ *   api    0 /dev/null, 1+2 output pipe (to the log), then the socketpair (MEMVISOR_FD)
+ *   lines  0 task pipe, 1 result pipe, 2 output pipe (to the log)
+ *   none   0 /dev/null, 1+2 output pipe (to the log)
+ * With [service] listen sockets, those come first from fd 3 (systemd's LISTEN_FDS
+ * convention), so MEMVISOR_FD is 3 + their number.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <memvisor/protocol.h>
+
+#include "cgasync.h"
+
+static void step(mv_worker_t *w, mv_wevent_t ev);
+
+/* ---- handles ---- */
+
+static void part_closed(mv_worker_t *w)
+{
+    if (--w->open == 0)
+        w->ev->on_closed(w);
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void chan_closed(void *owner)
+{
+    part_closed(owner);
+}
+
+static void proc_closed(void *owner)
+{
+    part_closed(owner);
+}
+
+void mv_worker_close(mv_worker_t *w)
+{
+    if (w->closing)
+        return;
+    w->closing = true;
+    if (w->cg_job) { /* dropped while its cgroup was being made: the job removes it */
+        mv_job_detach(w->cg_job);
+        w->cg_job = NULL;
+    }
+    mv_chan_close(&w->chan);
+    mv_proc_close(&w->proc);
+    if (w->notify_open) {
+        w->notify_open = false;
+        uv_close((uv_handle_t *)&w->notify, handle_closed_cb);
+    }
+    uv_close((uv_handle_t *)&w->timer, handle_closed_cb);
+}
+
+void mv_worker_free(mv_worker_t *w)
+{
+    if (!w)
+        return;
+    free(w->inflight);
+    free(w);
+}
+
+/* ---- in flight ---- */
+
+mv_task_t *mv_worker_current(const mv_worker_t *w)
+{
+    return w->count ? w->inflight[w->head] : NULL;
+}
+
+static void push_task(mv_worker_t *w, mv_task_t *t)
+{
+    w->inflight[(w->head + w->count) % w->cap] = t;
+    w->count++;
+}
+
+static mv_task_t *pop_task(mv_worker_t *w)
+{
+    mv_task_t *t = w->inflight[w->head];
+
+    w->head = (w->head + 1) % w->cap;
+    w->count--;
+    return t;
+}
+
+static void reverse(mv_task_t **a, unsigned from, unsigned to)
+{
+    while (from + 1 < to) {
+        mv_task_t *t = a[from];
+        a[from++] = a[--to];
+        a[to] = t;
+    }
+}
+
+/* Puts the ring in order from index 0 (rotating the whole ring left by `head`), so the owner
+ * gets one array. */
+static void linearize(mv_worker_t *w)
+{
+    reverse(w->inflight, 0, w->head);
+    reverse(w->inflight, w->head, w->cap);
+    reverse(w->inflight, 0, w->cap);
+    w->head = 0;
+}
+
+bool mv_worker_takes_tasks(const mv_worker_t *w)
+{
+    const mv_config_t *cfg = w->o.cfg;
+    mv_take_facts_t f = {
+        .serving = mv_fsm_takes_tasks(w->state),
+        .leaving = mv_worker_leaving(w),
+        .broken = w->chan.broken,
+        .no_tasks = cfg->worker.protocol == MV_PROTO_NONE || w->o.service,
+        .in_flight = w->count,
+        .prefetch = w->cap,
+        .tasks_done = w->tasks_done,
+        .max_tasks = w->lim.max_tasks,
+        .enforce = cfg->limits.enforce,
+    };
+
+    return mv_policy_takes_tasks(&f);
+}
+
+/* ---- memory ---- */
+
+const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
+{
+    mv_wmem_t *m = &w->mem;
+    mv_reading_t r;
+
+    if (!m->meter_ok)
+        return NULL;
+    if (!fresh && m->have && m->pass == *w->o.pass)
+        return &m->last;
+    if (mv_meter_read(&m->meter, &r) < 0)
+        return m->have ? &m->last : NULL; /* gone: its last reading stands */
+    if (r.priv < 0 && m->have) {
+        /* The process is gone, its cgroup not: fresh usage and peak, its last own figures. */
+        r.priv = m->last.priv;
+        r.rss = m->last.rss;
+        r.fds = m->last.fds;
+    }
+    m->last = r;
+    m->pass = *w->o.pass;
+    m->have = true;
+    m->peak = MV_MAX(m->peak, MV_MAX(r.usage, r.peak));
+    if (w->count)
+        w->win.peak_seen = MV_MAX(w->win.peak_seen, r.usage);
+    return &m->last;
+}
+
+/* A reading for the task accounting, or NULL when [tasks] accounting is off. */
+static const mv_reading_t *task_reading(mv_worker_t *w)
+{
+    return w->o.cfg->tasks.accounting ? mv_worker_read(w, false) : NULL;
+}
+
+/* ---- deadlines ---- */
+
+static void deadline_cb(uv_timer_t *t)
+{
+    mv_worker_t *w = t->data;
+    mv_deadline_t what = w->armed;
+
+    w->armed = MV_DL_NONE;
+    if (what == MV_DL_KILL) {
+        mv_warn(w->o.log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_I("after_ms", w->o.cfg->worker.kill_timeout), MV_S("action", "SIGKILL"));
+        step(w, MV_EV_TIMEOUT);
+    } else if (what != MV_DL_NONE) {
+        w->ev->on_deadline(w, what);
+    }
+}
+
+static void arm(mv_worker_t *w, mv_deadline_t what, int64_t ms)
+{
+    w->armed = what;
+    uv_timer_start(&w->timer, deadline_cb, (uint64_t)(ms > 0 ? ms : 0), 0);
+}
+
+static void disarm(mv_worker_t *w)
+{
+    w->armed = MV_DL_NONE;
+    uv_timer_stop(&w->timer);
+}
+
+/* The deadline of the state just entered: armed when it differs from what runs. A task
+ * deadline is armed per task (open_window), not by a state. */
+static void arm_state(mv_worker_t *w)
+{
+    const mv_config_t *cfg = w->o.cfg;
+    mv_deadline_t d = mv_fsm_deadline(w->state);
+
+    if (d == w->armed || (d == MV_DL_TASK && w->armed == MV_DL_NONE))
+        return;
+    if (d == MV_DL_READY)
+        arm(w, d, cfg->worker.ready_timeout);
+    else if (d == MV_DL_KILL)
+        arm(w, d, cfg->worker.kill_timeout);
+    else if (d == MV_DL_NONE)
+        disarm(w);
+}
+
+/* The task at the head becomes the one being worked on: its "before" and a new peak window
+ * (one per reading: the tasks of one batch of answers share their "before", and a reset per
+ * task would cost a system call per task). */
+static void open_window(mv_worker_t *w, const mv_reading_t *r)
+{
+    w->win.started_ns = uv_hrtime();
+    w->win.measured = r != NULL;
+    if (r) {
+        w->win.before = *r;
+        w->win.peak_seen = r->usage;
+        if (w->has_cg && w->mem.peak_reset_pass != w->mem.pass + 1) {
+            mv_cg_reset_peak(&w->cg);
+            w->mem.peak_reset_pass = w->mem.pass + 1;
+        }
+    }
+}
+
+/* The task deadline of the task just begun, in a state that has one. */
+static void arm_task(mv_worker_t *w)
+{
+    int64_t timeout = w->o.cfg->limits.task_timeout;
+
+    if (timeout > 0 && mv_fsm_deadline(w->state) == MV_DL_TASK)
+        arm(w, MV_DL_TASK, timeout);
+}
+
+/* Nothing is in flight any more: no task deadline. */
+static void idle(mv_worker_t *w)
+{
+    if (w->armed == MV_DL_TASK)
+        disarm(w);
+    step(w, MV_EV_IDLE);
+}
+
+/* ---- the table's actions ---- */
+
+void mv_worker_signal(mv_worker_t *w, int sig)
+{
+    int r = mv_proc_signal(&w->proc, sig);
+
+    if (r < 0 && r != -ESRCH)
+        mv_error(w->o.log, "signal_failed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_I("signal", sig), MV_S("error", uv_strerror(r)));
+}
+
+static void reap(mv_worker_t *w);
+
+static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
+{
+    switch (a) {
+    case MV_ACT_NONE: break;
+    case MV_ACT_DRAIN: mv_chan_send_stop(&w->chan); break;
+    case MV_ACT_STOP:
+        if (w->o.cfg->worker.protocol == MV_PROTO_API) {
+            mv_chan_send_stop(&w->chan);
+        } else {
+            mv_chan_close_input(&w->chan);
+            mv_worker_signal(w, SIGTERM);
+        }
+        break;
+    case MV_ACT_TERM: mv_worker_signal(w, SIGTERM); break;
+    case MV_ACT_FREEZE: mv_worker_signal(w, SIGSTOP); break;
+    case MV_ACT_KILL: mv_worker_signal(w, SIGKILL); break;
+    case MV_ACT_REAP: reap(w); break;
+    case MV_ACT_DISCARD: mv_worker_close(w); break;
+    case MV_ACT_IMPOSSIBLE:
+        mv_error(w->o.log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
+        break;
+    }
+}
+
+/* The only place a worker's state changes. */
+static void step(mv_worker_t *w, mv_wevent_t ev)
+{
+    mv_transition_t t = mv_fsm_step(w->state, ev);
+
+    if (t.action != MV_ACT_IMPOSSIBLE && t.next != w->state) {
+        w->state = t.next;
+        arm_state(w);
+    }
+    act(w, t.action, ev);
+    /* Draining with nothing in hand is idle at once. */
+    if (w->state == MV_W_DRAINING && w->count == 0)
+        step(w, MV_EV_IDLE);
+}
+
+/* ---- commands ---- */
+
+void mv_worker_drain(mv_worker_t *w, mv_reason_t reason)
+{
+    /* Brand new: nothing to recycle. Only a shutdown drops it. */
+    if (w->state == MV_W_PREPARING && reason != MV_R_SHUTDOWN)
+        return;
+    if (w->reason == MV_R_NONE || reason == MV_R_SHUTDOWN)
+        w->reason = reason;
+    step(w, MV_EV_DRAIN);
+}
+
+void mv_worker_handover(mv_worker_t *w, mv_reason_t reason)
+{
+    if (w->reason == MV_R_NONE)
+        w->reason = reason;
+    step(w, MV_EV_HANDOVER);
+}
+
+void mv_worker_replaced(mv_worker_t *w)
+{
+    step(w, MV_EV_REPLACED);
+}
+
+void mv_worker_fault(mv_worker_t *w, mv_reason_t reason)
+{
+    if (w->reason != MV_R_SHUTDOWN) /* shutting down already: it stays a shutdown */
+        w->reason = reason;
+    step(w, MV_EV_FAULT);
+}
+
+void mv_worker_freeze(mv_worker_t *w, mv_reason_t reason)
+{
+    w->reason = reason;
+    step(w, MV_EV_FREEZE);
+}
+
+void mv_worker_kill(mv_worker_t *w, mv_reason_t reason)
+{
+    w->reason = reason;
+    step(w, MV_EV_KILL);
+}
+
+int mv_worker_ask_snapshot(mv_worker_t *w)
+{
+    return mv_chan_ask_snapshot(&w->chan);
+}
+
+void mv_worker_send_task(mv_worker_t *w, mv_task_t *t)
+{
+    push_task(w, t);
+    if (w->count == 1)
+        open_window(w, task_reading(w));
+    mv_chan_send_task(&w->chan, t->id, t->data, t->len);
+    step(w, MV_EV_DISPATCH);
+    if (w->count == 1)
+        arm_task(w);
+}
+
+void mv_worker_flush(mv_worker_t *w)
+{
+    mv_chan_flush(&w->chan);
+}
+
+/* ---- what the channel says ---- */
+
+static void became_ready(mv_worker_t *w)
+{
+    w->ready_ms = mv_now_ms();
+    step(w, MV_EV_READY);
+    mv_info(w->o.log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+            MV_I("ms", (long long)(w->ready_ms - w->spawned_ms)));
+    w->ev->on_ready(w);
+}
+
+static void chan_hello(void *owner, uint32_t version)
+{
+    mv_worker_t *w = owner;
+    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)w->slot, w->cap,
+                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
+    char what[96];
+
+    if (version != MVW_PROTOCOL_VERSION) {
+        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
+                 version, MVW_PROTOCOL_VERSION);
+        return mv_chan_fail(&w->chan, what);
+    }
+    if (w->state != MV_W_SPAWNING)
+        return; /* asked to stop before it was ready: it gets STOP, not GO */
+    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+    mv_chan_flush(&w->chan);
+    became_ready(w);
+}
+
+static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
+                        const void *payload, size_t n)
+{
+    mv_worker_t *w = owner;
+    mv_task_t *t = mv_worker_current(w);
+    mv_reading_t before;
+    mv_answer_t a;
+    char what[96];
+
+    if (!t)
+        return mv_chan_fail(&w->chan, "answer with no task in flight");
+    if (w->o.cfg->worker.protocol == MV_PROTO_API && id != t->id) {
+        snprintf(what, sizeof what, "answer for task %" PRIu64 ", expected %" PRIu64, id, t->id);
+        return mv_chan_fail(&w->chan, what);
+    }
+    pop_task(w);
+    before = w->win.before;
+    a = (mv_answer_t){t,
+                      ok,
+                      kind,
+                      kind_len,
+                      payload,
+                      n,
+                      w->win.measured ? &before : NULL,
+                      NULL,
+                      w->win.peak_seen,
+                      (double)(uv_hrtime() - w->win.started_ns) / 1e6};
+    a.after = task_reading(w);
+    if (!a.after)
+        a.before = NULL;
+    w->tasks_done++;
+    if (w->count > 0) {
+        open_window(w, a.after);
+        arm_task(w);
+    } else {
+        idle(w);
+    }
+    w->ev->on_answer(w, &a);
+}
+
+static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kind_len)
+{
+    mv_worker_t *w = owner;
+    mv_task_t *t;
+    char what[96];
+
+    if (w->count > 0) {
+        snprintf(what, sizeof what, "BEGIN %" PRIu64 " while request %" PRIu64 " is open", id,
+                 mv_worker_current(w)->id);
+        return mv_chan_fail(&w->chan, what);
+    }
+    /* The task's bytes are its kind: a request has no payload memvisor knows. */
+    t = mv_task_new(id, kind, kind_len);
+    if (!t) {
+        w->untracked = true;
+        return w->ev->on_begin(w, NULL);
+    }
+    push_task(w, t);
+    /* Its "before" is the reading at the previous END: a worker sends BEGIN and END after
+     * the work is done as far as memvisor can tell (they often arrive in one read), so a
+     * reading taken now would already hold the request's memory. */
+    open_window(w, w->have_end ? &w->end_reading : task_reading(w));
+    step(w, MV_EV_DISPATCH);
+    arm_task(w);
+    w->ev->on_begin(w, t);
+}
+
+static void chan_end(void *owner, uint64_t id, uint32_t status)
+{
+    mv_worker_t *w = owner;
+    mv_task_t *t = mv_worker_current(w);
+    mv_reading_t before;
+    mv_answer_t a;
+    char what[96];
+
+    if (!t && w->untracked) {
+        w->untracked = false;
+        return;
+    }
+    if (!t || t->id != id) {
+        snprintf(what, sizeof what, "END %" PRIu64 " with %s", id,
+                 t ? "another request open" : "no request open");
+        return mv_chan_fail(&w->chan, what);
+    }
+    pop_task(w);
+    snprintf(what, sizeof what, "status %" PRIu32, status);
+    before = w->win.before;
+    a = (mv_answer_t){t,
+                      status == 0,
+                      (const uint8_t *)t->data,
+                      t->len,
+                      status == 0 ? "" : what,
+                      status == 0 ? 0 : strlen(what),
+                      w->win.measured ? &before : NULL,
+                      task_reading(w),
+                      w->win.peak_seen,
+                      (double)(uv_hrtime() - w->win.started_ns) / 1e6};
+    if (a.after) {
+        w->end_reading = *a.after;
+        w->have_end = true;
+    } else {
+        a.before = NULL;
+    }
+    w->tasks_done++;
+    idle(w);
+    w->ev->on_end(w, &a);
+}
+
+static void chan_snapshot(void *owner, const uint8_t *payload, size_t n)
+{
+    mv_worker_t *w = owner;
+
+    w->ev->on_snapshot(w, payload, n);
+}
+
+static void chan_output(void *owner, const char *stream, const void *line, size_t n)
+{
+    mv_worker_t *w = owner;
+
+    mv_info(w->o.log, "output", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+            MV_S("stream", stream), MV_B("line", line, n));
+}
+
+static void chan_error(void *owner, const char *what)
+{
+    mv_worker_t *w = owner;
+
+    w->ev->on_error(w, what);
+}
+
+static void chan_eof(void *owner)
+{
+    /* Its exit normally follows at once: STOPPING gives it kill_timeout to do so. */
+    step(owner, MV_EV_CHAN_EOF);
+}
+
+static const mv_chan_events_t chan_events = {
+    .on_hello = chan_hello,
+    .on_answer = chan_answer,
+    .on_begin = chan_begin,
+    .on_end = chan_end,
+    .on_snapshot = chan_snapshot,
+    .on_output = chan_output,
+    .on_error = chan_error,
+    .on_eof = chan_eof,
+    .on_closed = chan_closed,
+};
+
+/* ---- exit ---- */
+
+static void proc_exit(void *owner, int64_t status, int term_signal)
+{
+    mv_worker_t *w = owner;
+
+    /* Answers sent just before the exit are still in the pipes: count them first. */
+    mv_chan_drain(&w->chan);
+    step(w, MV_EV_EXIT);
+}
+
+static const mv_proc_events_t proc_events = {proc_exit, proc_closed};
+
+/* Why it left (the kernel's OOM killer, the fatal code, a crash, or what it was asked for),
+ * and whether that was its failure. */
+static mv_exit_verdict_t classify(mv_worker_t *w)
+{
+    uint64_t n = 0;
+    mv_start_facts_t s = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+    mv_exit_facts_t f = {
+        .asked = w->reason,
+        .term_signal = w->proc.term_signal,
+        .exit_status = w->proc.status,
+        .fatal_exit = w->o.cfg->worker.fatal_exit,
+        .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
+        .premature = mv_policy_premature(&s),
+    };
+
+    return mv_policy_exit(&f);
+}
+
+/* Lets go of its cgroup: files closed now, directory removed in the thread pool. */
+static void release_cgroup(mv_worker_t *w)
+{
+    if (w->notify_open) /* off epoll before its fd closes with the cgroup's files */
+        uv_poll_stop(&w->notify);
+    if (!w->has_cg)
+        return;
+    w->has_cg = false;
+    mv_cg_remove_async(w->o.loop, w->o.log, &w->cg);
+}
+
+static void log_exit(mv_worker_t *w, bool failed)
+{
+    mv_log(w->o.log, failed ? MV_LVL_WARN : MV_LVL_INFO, "exit", MV_I("worker", w->slot),
+           MV_I("gen", w->gen), MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(w->reason)),
+           w->proc.term_signal ? MV_S("signal", strsignal(w->proc.term_signal))
+                               : MV_I("status", w->proc.status),
+           MV_I("tasks", w->tasks_done), MV_I("peak", w->mem.peak),
+           MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)));
+}
+
+/* Gone: the verdict and its tasks go up, then everything it had is let go. */
+static void reap(mv_worker_t *w)
+{
+    /* The cgroup outlives its process: its kernel peak says how far the last task got. */
+    const mv_reading_t *last = mv_worker_read(w, true);
+    mv_gone_t g = {
+        .clean_stop = w->chan.stop_sent && w->proc.term_signal == 0 && w->proc.status == 0,
+        .status = w->proc.term_signal ? -w->proc.term_signal : (int)w->proc.status,
+        .peak = last ? MV_MAX(last->peak, last->usage) : -1,
+        .spawn_call = w->spawn_call,
+        .spawn_error = w->spawn_call ? w->spawn_why : NULL,
+        .hopeless = w->hopeless,
+    };
+
+    if (w->spawn_call)
+        g.verdict = (mv_exit_verdict_t){MV_R_CRASH, true, false};
+    else
+        g.verdict = classify(w);
+    disarm(w);
+    w->reason = g.verdict.reason;
+    linearize(w);
+    g.tasks = w->inflight;
+    g.ntasks = w->count;
+    w->ev->on_gone(w, &g);
+    w->count = 0;
+    if (!w->spawn_call)
+        log_exit(w, g.verdict.failure);
+    mv_meter_close(&w->mem.meter);
+    w->mem.meter_ok = false;
+    release_cgroup(w);
+    mv_worker_close(w);
+}
+
+/* ---- starting ---- */
+
+static void notify_cb(uv_poll_t *h, int status, int events)
+{
+    mv_worker_t *w = h->data;
+
+    if (status >= 0 && mv_fsm_has_process(w->state) && mv_cg_notified(&w->cg) > 0)
+        w->ev->on_notify(w);
+}
+
+/* Starts watching the cgroup's notifications (soft limit, OOM). */
+static void watch_cgroup(mv_worker_t *w)
+{
+    int r;
+
+    if (!w->has_cg || w->cg.notify_fd < 0)
+        return;
+    r = uv_poll_init(w->o.loop, &w->notify, w->cg.notify_fd);
+    if (r < 0) {
+        /* e.g. a fixture tree of plain files: the sampler still watches this worker. */
+        mv_debug(w->o.log, "cgroup_poll_unavailable", MV_I("worker", w->slot),
+                 MV_S("error", uv_strerror(r)));
+        return;
+    }
+    w->notify.data = w;
+    w->notify_open = true;
+    w->open++;
+    /* v2 signals memory.events changes as POLLPRI only; v1's eventfd is plain readable. */
+    uv_poll_start(&w->notify, w->cg.version == MV_CG_V2 ? UV_PRIORITIZED : UV_READABLE, notify_cb);
+}
+
+/* Variables of memvisor's environment a worker gets its own values of, or none. */
+bool mv_worker_env_private(const char *entry)
+{
+    return strncmp(entry, MVW_ENV_FD "=", sizeof MVW_ENV_FD) == 0 ||
+           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 || mv_listen_env_private(entry);
+}
+
+/* The variables worker_env adds; their text lives here. */
+typedef struct env_extra {
+    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
+} env_extra_t;
+
+static int nlisten(const mv_worker_t *w)
+{
+    return w->o.listen ? w->o.listen->n : 0;
+}
+
+/* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api) and, with
+ * listen sockets, LISTEN_FDS and LISTEN_FDNAMES (LISTEN_PID: the shim). */
+static char **worker_env(mv_worker_t *w, env_extra_t *x)
+{
+    size_t n = 0, k = 0;
+    char **env;
+
+    while (w->o.env && w->o.env[n])
+        n++;
+    env = calloc(n + 5, sizeof *env);
+    if (!env)
+        return NULL;
+    memcpy(env, w->o.env, n * sizeof *env);
+    k = n;
+    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", w->slot);
+    env[k++] = x->slot;
+    if (w->o.cfg->worker.protocol == MV_PROTO_API) {
+        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nlisten(w));
+        env[k++] = x->fd;
+    }
+    if (nlisten(w) > 0) {
+        size_t used = (size_t)snprintf(x->names, sizeof x->names, "LISTEN_FDNAMES=");
+        mv_listen_names(w->o.listen, x->names + used, sizeof x->names - used);
+        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nlisten(w));
+        env[k++] = x->fds;
+        env[k++] = x->names;
+    }
+    env[k] = NULL;
+    return env;
+}
+
+/* Starts its process. 0 or -errno with *call naming what failed. */
+static int spawn(mv_worker_t *w, const char **call)
+{
+    int fds[MV_LISTEN_MAX + 1], nfds = 0, r;
+    mv_chan_stdio_t io;
+    env_extra_t extra;
+    char **env;
+
+    *call = "pipe";
+    r = mv_chan_prepare(&w->chan, &io);
+    if (r < 0)
+        return r;
+    for (int i = 0; i < nlisten(w); i++)
+        fds[nfds++] = w->o.listen->l[i].fd;
+    if (io.api_fd >= 0)
+        fds[nfds++] = io.api_fd;
+    env = worker_env(w, &extra);
+    *call = "uv_spawn";
+    r = !env ? -ENOMEM
+             : mv_proc_spawn(&w->proc, w->o.loop,
+                             &(mv_proc_spec_t){
+                                 .argv = w->o.argv,
+                                 .env = env,
+                                 .self_exe = w->o.self_exe,
+                                 .stdio = io.st,
+                                 .fds = fds,
+                                 .nfds = nfds,
+                                 .cgroup_procs_fd = w->has_cg ? w->cg.procs_fd : -1,
+                                 .listen_pid = nlisten(w) > 0,
+                                 /* Its own session: a Ctrl-C at memvisor's terminal is
+                                  * memvisor's to handle (grace period first). */
+                                 .own_session = true,
+                             });
+    free(env);
+    mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
+    if (r < 0)
+        return r;
+    w->spawned_ms = mv_now_ms();
+    return mv_chan_start(&w->chan, call);
+}
+
+/* It could not be started: gone, with the failed call as its verdict. */
+static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bool hopeless)
+{
+    mv_error(w->o.log, "spawn_failed", MV_I("worker", w->slot), MV_S("command", w->o.argv[0]),
+             MV_S("call", call), MV_S("error", error));
+    w->spawn_call = call;
+    snprintf(w->spawn_why, sizeof w->spawn_why, "%s", error);
+    w->hopeless = hopeless;
+    w->reason = MV_R_CRASH;
+    step(w, MV_EV_SPAWN_FAILED);
+}
+
+static void start_process(mv_worker_t *w)
+{
+    const char *call;
+    int r = spawn(w, &call);
+
+    if (r < 0 && w->proc.pid <= 0) {
+        spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
+        return;
+    }
+    step(w, MV_EV_STARTED);
+    w->ev->on_started(w);
+    if (r < 0) {
+        /* It runs but cannot be talked to: killed, and its exit reaped as a crash (with the
+         * backoff and crash_limit of any failure). */
+        mv_error(w->o.log, "spawn_failed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_S("call", call), MV_S("error", uv_strerror(r)));
+        w->reason = MV_R_CRASH;
+        step(w, MV_EV_SPAWN_FAILED);
+        return;
+    }
+    w->mem.meter_ok = mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
+                                    w->o.cfg->limits.memory_soft) == 0;
+    watch_cgroup(w);
+    mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
+            MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+    if (w->o.cfg->worker.protocol != MV_PROTO_API)
+        became_ready(w);
+}
+
+static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
+{
+    mv_worker_t *w = owner;
+
+    w->cg_job = NULL;
+    if (result < 0) {
+        spawn_failed(w, "cgroup", why, false);
+        return;
+    }
+    w->cg = *cg;
+    w->has_cg = true;
+    start_process(w);
+}
+
+void mv_worker_start(mv_worker_t *w)
+{
+    const mv_cg_t *cg = w->o.cg;
+    int r;
+
+    if (!cg || cg->version == MV_CG_OFF) {
+        start_process(w);
+        return;
+    }
+    r = mv_cg_create_async(w->o.loop, w->o.log, cg, w->slot, w->gen, cg_created, w, &w->cg_job);
+    if (r < 0)
+        spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
+}
+
+mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
+                           const mv_wlimits_t *lim, const mv_worker_events_t *ev, void *data)
+{
+    mv_worker_t *w = calloc(1, sizeof *w);
+
+    if (w)
+        w->inflight = calloc((size_t)o->cfg->worker.prefetch, sizeof *w->inflight);
+    if (!w || !w->inflight) {
+        free(w);
+        return NULL;
+    }
+    w->o = *o;
+    w->slot = slot;
+    w->gen = gen;
+    w->lim = *lim;
+    w->ev = ev;
+    w->data = data;
+    w->state = MV_W_PREPARING;
+    w->cap = (unsigned)o->cfg->worker.prefetch;
+    w->created_ms = mv_now_ms();
+    w->mem.meter.statm_fd = w->mem.meter.fd_dir_fd = -1;
+    w->cg.procs_fd = w->cg.notify_fd = -1;
+    uv_timer_init(o->loop, &w->timer);
+    w->timer.data = w;
+    mv_chan_init(&w->chan, o->loop,
+                 &(mv_chan_opts_t){o->cfg->worker.protocol, (uint32_t)o->cfg->worker.max_message,
+                                   o->cfg->worker.fail_prefix, o->service},
+                 &chan_events, w);
+    mv_proc_init(&w->proc, &proc_events, w);
+    w->open = 3; /* the timer, the channel and the process */
+    return w;
+}

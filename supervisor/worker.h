@@ -1,0 +1,211 @@
+/*
+ * worker: one worker process and everything it has of its own: its cgroup, its process, its
+ * channel, its deadline timer, its tasks in flight and its memory readings. The only caller
+ * of the lifecycle table (fsm.h) and the only writer of a worker's state.
+ *
+ * Commands come down as plain calls (start, send a task, hand over, drain, fault, freeze,
+ * kill, read memory, ask for a snapshot, close); what happens comes back up through one const
+ * mv_worker_events_t (ready, an answer, a service request, a snapshot reply, a cgroup event,
+ * gone with a verdict, closed). It knows nothing of slots, queues or results: the pool above
+ * decides, the worker carries out.
+ *
+ * Per-task accounting: the task at the head of the in-flight list is the one being worked on
+ * (workers answer in order); its window opens when it becomes the head (a reading, a kernel
+ * peak reset) and closes at its answer (a reading). A reading taken in the same loop pass is
+ * reused (one reading per task in lock-step; per batch of answers with prefetch).
+ *
+ * Ownership: the pool allocates nothing of a worker; mv_worker_new does, and the worker is
+ * freed by the owner after on_closed (mv_worker_free).
+ */
+#ifndef MV_WORKER_H
+#define MV_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "cgroup.h"
+#include "channel.h"
+#include "config.h"
+#include "fsm.h"
+#include "job.h"
+#include "listen.h"
+#include "log.h"
+#include "meter.h"
+#include "policy.h"
+#include "proc.h"
+#include "tasks.h"
+
+typedef struct mv_worker mv_worker_t;
+
+/* What every worker of a pool starts from; copied into each worker at its creation (a
+ * reload changes what later workers get, never a running one). */
+typedef struct mv_worker_opts {
+    uv_loop_t *loop;
+    mv_log_t *log;
+    const mv_config_t *cfg;    /* the configuration it runs under (kept for its life) */
+    char *const *argv;         /* the command (kept for its life) */
+    char *const *env;          /* memvisor's environment minus its private variables */
+    const char *self_exe;      /* this binary, for the exec shim */
+    const mv_listen_t *listen; /* sockets every worker gets, or NULL */
+    const mv_cg_t *cg;         /* per-worker cgroups; NULL or version OFF: /proc only */
+    bool service;              /* no task source: workers make their requests */
+    const uint64_t *pass;      /* the pool's loop-pass counter: readings are reused within
+                                * one pass */
+} mv_worker_opts_t;
+
+/* A task's answer, with what the worker measured around it. */
+typedef struct mv_answer {
+    mv_task_t *task;
+    bool ok;
+    const uint8_t *kind; /* named by the worker, or NULL */
+    size_t kind_len;
+    const void *payload; /* the result (ok) or the error */
+    size_t len;
+    const mv_reading_t *before; /* at the start of its window; NULL: not measured */
+    const mv_reading_t *after;  /* at its answer; NULL: not measured */
+    int64_t peak_seen;          /* the highest usage sampled during the task */
+    double duration_ms;
+} mv_answer_t;
+
+/* A worker is gone: why, and the tasks it had. */
+typedef struct mv_gone {
+    mv_exit_verdict_t verdict;
+    mv_task_t **tasks; /* in flight, oldest first: the oldest is the one it worked on */
+    unsigned ntasks;
+    bool clean_stop; /* it exited 0 after STOP: it did not start the oldest one */
+    int status;      /* exit status, or -signal; 0 when it never started */
+    int64_t peak;    /* its cgroup's peak (or last usage): how far the last task got */
+    /* Never started: which call failed and why; hopeless = it never will. */
+    const char *spawn_call;
+    const char *spawn_error;
+    bool hopeless;
+} mv_gone_t;
+
+typedef struct mv_worker_events {
+    void (*on_started)(mv_worker_t *w); /* its process runs */
+    void (*on_ready)(mv_worker_t *w);
+    void (*on_answer)(mv_worker_t *w, const mv_answer_t *a);
+    /* Service mode: a request began (t is the worker's new task, NULL when it could not be
+     * recorded) / ended (a->task). */
+    void (*on_begin)(mv_worker_t *w, mv_task_t *t);
+    void (*on_end)(mv_worker_t *w, const mv_answer_t *a);
+    void (*on_snapshot)(mv_worker_t *w, const uint8_t *payload, size_t len);
+    /* Its cgroup said something (soft limit crossed, OOM): worth a look now. */
+    void (*on_notify)(mv_worker_t *w);
+    /* Its ready (MV_DL_READY) or task (MV_DL_TASK) deadline passed: the owner decides. */
+    void (*on_deadline)(mv_worker_t *w, mv_deadline_t what);
+    /* It broke the protocol (said once): the owner decides (it is not trusted any more). */
+    void (*on_error)(mv_worker_t *w, const char *what);
+    /* It exited, or could never start; tasks are the owner's from here on. */
+    void (*on_gone)(mv_worker_t *w, const mv_gone_t *g);
+    /* Every handle is closed (after mv_worker_close): mv_worker_free may follow. */
+    void (*on_closed)(mv_worker_t *w);
+} mv_worker_events_t;
+
+/* Its memory, as last read. */
+typedef struct mv_wmem {
+    mv_meter_t meter;
+    bool meter_ok;
+    mv_reading_t last;
+    bool have;
+    uint64_t pass;            /* loop pass of `last` */
+    uint64_t peak_reset_pass; /* pass + 1 when the kernel peak was last reset */
+    int64_t peak;             /* highest usage seen over its life */
+} mv_wmem_t;
+
+/* The window of the task being worked on (the head of the in-flight list). */
+typedef struct mv_window {
+    bool measured; /* `before` holds a reading */
+    mv_reading_t before;
+    int64_t peak_seen;
+    uint64_t started_ns;
+} mv_window_t;
+
+struct mv_worker {
+    /* identity, fixed at creation */
+    int slot; /* 1-based */
+    uint32_t gen;
+    mv_wlimits_t lim;
+    mv_worker_opts_t o;
+    const mv_worker_events_t *ev;
+    void *data; /* the owner's */
+
+    /* lifecycle */
+    mv_wstate_t state;
+    mv_reason_t reason; /* why it was asked to leave; MV_R_NONE while it serves */
+    uint64_t created_ms, spawned_ms, ready_ms;
+    int64_t tasks_done;
+    uv_timer_t timer; /* the state's deadline */
+    mv_deadline_t armed;
+    bool warned_timeout;    /* observe-only: task_timeout reported once */
+    bool untracked;         /* service: the open request could not be recorded */
+    const char *spawn_call; /* it could not be started: the call that failed... */
+    char spawn_why[256];    /* ...and why */
+    bool hopeless;          /* the command can never start */
+    unsigned open;          /* handles and parts not yet closed */
+    bool closing;
+
+    mv_proc_t proc;
+    mv_chan_t chan;
+    mv_cgw_t cg;
+    bool has_cg;
+    mv_job_t *cg_job; /* its cgroup being made, or NULL */
+    uv_poll_t notify; /* the cgroup's notification fd (soft limit, OOM) */
+    bool notify_open;
+
+    mv_task_t **inflight; /* oldest first from head; the oldest is being worked on */
+    unsigned head, count, cap;
+    mv_window_t win;
+    mv_wmem_t mem;
+    mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
+    bool have_end;
+};
+
+/* Variables of memvisor's environment a worker gets its own values of, or none. */
+bool mv_worker_env_private(const char *entry);
+
+/* A new worker for `slot` (not started). NULL on ENOMEM. */
+mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
+                           const mv_wlimits_t *lim, const mv_worker_events_t *ev, void *data);
+/* Makes its cgroup (in the thread pool), then starts its process. What happens is reported
+ * by on_ready or on_gone (which may come before this returns, when it cannot start). */
+void mv_worker_start(mv_worker_t *w);
+
+/* Sends a task (queued: mv_worker_flush sends what a pass queued). */
+void mv_worker_send_task(mv_worker_t *w, mv_task_t *t);
+void mv_worker_flush(mv_worker_t *w);
+
+/* Leaving. The first reason given stays (a shutdown outranks a fault); each is a no-op in a
+ * state it does not apply to (fsm.h). */
+void mv_worker_drain(mv_worker_t *w, mv_reason_t reason);    /* finish the task in hand */
+void mv_worker_handover(mv_worker_t *w, mv_reason_t reason); /* serve until REPLACED */
+void mv_worker_replaced(mv_worker_t *w);                     /* its replacement is ready */
+void mv_worker_fault(mv_worker_t *w, mv_reason_t reason);    /* SIGTERM, then SIGKILL */
+void mv_worker_freeze(mv_worker_t *w, mv_reason_t reason);   /* SIGSTOP until killed */
+void mv_worker_kill(mv_worker_t *w, mv_reason_t reason);     /* SIGKILL now */
+
+/* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
+ * cannot be read (never could, or gone before any reading). */
+const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh);
+/* Asks an api worker for its own heap view (on_snapshot answers). 0 or -ENOTCONN. */
+int mv_worker_ask_snapshot(mv_worker_t *w);
+/* Sends a signal to its process while it is its own (SIGSTOP for a snapshot...). */
+void mv_worker_signal(mv_worker_t *w, int sig);
+
+/* Whether it may be sent one more task now (mv_policy_takes_tasks). */
+bool mv_worker_takes_tasks(const mv_worker_t *w);
+/* The task being worked on, or NULL. */
+mv_task_t *mv_worker_current(const mv_worker_t *w);
+/* Whether a recycle, fault, freeze or kill was decided for it. */
+static inline bool mv_worker_leaving(const mv_worker_t *w)
+{
+    return w->reason != MV_R_NONE;
+}
+
+/* Closes every handle (once gone; or at once, dropping it); on_closed follows. */
+void mv_worker_close(mv_worker_t *w);
+void mv_worker_free(mv_worker_t *w);
+
+#endif
