@@ -149,9 +149,12 @@ format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] include/memvisor/*.h \
 	    tests/*.[ch] tests/helpers/*.c examples/*.c bench/*.c)
 
+# The static check, and the include layering (tools/layers.py: no file includes a higher
+# layer's header).
 lint:
 	cppcheck --quiet --enable=warning,performance,portability --error-exitcode=1 \
 	    --inline-suppr -Iinclude -Isupervisor -D_GNU_SOURCE supervisor worker-api
+	python3 tools/layers.py .
 
 clean:
 	rm -rf build build-asan
