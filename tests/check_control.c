@@ -151,8 +151,12 @@ static void pump(int fd, short ev)
 
 static bool log_has(const char *needle)
 {
-    char *s = read_text(log_path);
-    bool found = s && strstr(s, needle);
+    char *s;
+    bool found;
+
+    ck_assert_int_eq(mv_log_flush(&lg, 10000), 0); /* the log is written by its own thread */
+    s = read_text(log_path);
+    found = s && strstr(s, needle);
 
     free(s);
     return found;

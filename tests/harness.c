@@ -76,6 +76,8 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     }
     argv[n] = NULL;
     ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
+    if (r->log_pipe_size)
+        ck_assert_int_ge(fcntl(errp[0], F_SETPIPE_SZ, r->log_pipe_size), r->log_pipe_size);
     if (stdin_text)
         ck_assert_int_eq(pipe2(inp, O_CLOEXEC), 0);
     if (r->uid) {

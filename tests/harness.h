@@ -38,6 +38,9 @@ typedef struct mvrun {
     bool own_group;          /* set before run_start: memvisor leads its own process group */
     bool service;            /* set before run_start: no --tasks/--results (a service run) */
     const char *const *wrap; /* set before run_start: a command memvisor runs under (argv) */
+    int log_pipe_size;       /* set before run_start: F_SETPIPE_SZ of the stderr pipe (0 = the
+                              * default); with a small pipe, a test that does not read the log
+                              * stalls memvisor's log writer at once */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
