@@ -22,5 +22,6 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *log_suite(void);
+Suite *control_e2e_suite(void);
 
 #endif
