@@ -34,6 +34,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,8 +239,9 @@ static size_t chunk_len(const mv_buf_t *b)
     return nl ? (size_t)(nl - p) + 1 : n;
 }
 
-/* One write(2), cancellable while it blocks. Someone else may have set O_NONBLOCK on the
- * shared description: then EAGAIN waits in poll (also a cancellation point). */
+/* One write(2), cancellable while it blocks: bytes written or -errno. Someone else may have
+ * set O_NONBLOCK on the shared description: then EAGAIN waits in poll (also a cancellation
+ * point). */
 static ssize_t write_some(int fd, const void *p, size_t n)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLOUT};
@@ -247,7 +249,9 @@ static ssize_t write_some(int fd, const void *p, size_t n)
 
     pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
     r = write(fd, p, n);
-    if (r < 0 && errno == EAGAIN)
+    if (r < 0)
+        r = -errno;
+    if (r == -EAGAIN)
         poll(&pfd, 1, -1);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     return r;
@@ -284,7 +288,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&w->mu);
         if (r > 0) {
             mv_buf_consume(&w->out, (size_t)r);
-        } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        } else if (r == 0 || (r != -EINTR && r != -EAGAIN)) {
             /* The reader is gone (EPIPE) or the fd is unusable: nothing will ever be read. */
             w->broken = true;
             mv_buf_reset(&w->out);
@@ -301,6 +305,8 @@ static struct mv_log_writer *writer_start(int fd, mv_logfmt_t format)
 {
     struct mv_log_writer *w = calloc(1, sizeof *w);
     pthread_condattr_t ca;
+    sigset_t all, old;
+    int r;
 
     if (!w)
         return NULL;
@@ -314,7 +320,12 @@ static struct mv_log_writer *writer_start(int fd, mv_logfmt_t format)
     pthread_cond_init(&w->wake, &ca);
     pthread_cond_init(&w->drained, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+    /* Signals are the loop's (uv_signal): the thread starts with every one blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&w->thread, NULL, writer_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
         pthread_cond_destroy(&w->wake);
         pthread_cond_destroy(&w->drained);
         pthread_mutex_destroy(&w->mu);
