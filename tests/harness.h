@@ -15,9 +15,13 @@
 
 #include <jansson.h>
 
-#define MEMVISOR   MV_BUILD_DIR "/memvisor"
-#define MVTEST     MV_BUILD_DIR "/helpers/mvtest_worker"
-#define LEAKY      MV_BUILD_DIR "/examples/leaky_worker"
+/* The build tree's binaries: under $MV_BUILD when it is set (a copy of the build elsewhere:
+ * check_checkout runs the other-uid tests from a 0700 directory), else under the build this
+ * test binary belongs to. */
+const char *mv_test_path(const char *rel);
+#define MEMVISOR   mv_test_path("memvisor")
+#define MVTEST     mv_test_path("helpers/mvtest_worker")
+#define LEAKY      mv_test_path("examples/leaky_worker")
 #define SOURCE_DIR MV_SOURCE_DIR
 
 typedef struct mvrun {
@@ -33,8 +37,10 @@ typedef struct mvrun {
     int code;     /* exit code, or 128 + signal */
     json_t **res; /* parsed result lines */
     size_t nres;
-    uid_t uid; /* set before run_start: run memvisor as this user (and its group) */
+    uid_t uid; /* set by run_as: run memvisor as this user (and its group) */
     gid_t gid;
+    char *copies[8]; /* binaries copied where that user can run them */
+    int ncopies;
     bool own_group;          /* set before run_start: memvisor leads its own process group */
     bool service;            /* set before run_start: no --tasks/--results (a service run) */
     const char *const *wrap; /* set before run_start: a command memvisor runs under (argv) */
@@ -45,6 +51,11 @@ typedef struct mvrun {
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
 void run_init(mvrun_t *r, const char *tasks);
+/* Before run_start: run memvisor as uid:gid. memvisor, and any argument naming a file of the
+ * build tree, are copied into the run's directory first: the build tree may sit under a
+ * directory that user cannot enter (a 0700 home, mktemp -d). false, with a message on stderr,
+ * when that user cannot reach the run's directory either (the test should skip). */
+bool run_as(mvrun_t *r, uid_t uid, gid_t gid);
 /* Writes a file in the run's dir and returns its path (static until the next call). */
 const char *run_file(mvrun_t *r, const char *name, const char *text);
 /* Starts `memvisor SUBCOMMAND --tasks T --results R ARGS...` (args NULL-terminated).

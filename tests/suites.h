@@ -23,5 +23,6 @@ Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *log_suite(void);
 Suite *control_e2e_suite(void);
+Suite *checkout_suite(void);
 
 #endif
