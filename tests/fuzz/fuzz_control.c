@@ -82,12 +82,18 @@ static void open_server(void)
     }
 }
 
+static void remove_socket(void)
+{
+    unlink(path);
+}
+
 static void init_once(void)
 {
     if (uv_loop_init(&loop) < 0 || mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_DEBUG, "/dev/null") < 0)
         abort();
     snprintf(path, sizeof path, "/tmp/fuzz-control-%d.sock", (int)getpid());
     unlink(path);
+    atexit(remove_socket); /* libFuzzer ends with exit(), crashes included */
     open_server();
 }
 
