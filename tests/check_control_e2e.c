@@ -18,23 +18,6 @@
 #define ABUSERS 64
 #define MiB     (1024L * 1024L)
 
-/* `memvisor CMD --socket PATH`: its exit code. */
-static int ctl(const char *cmd, const char *sock)
-{
-    mvrun_t c;
-    const char *args[] = {cmd, "--socket", sock, NULL};
-    int code;
-
-    run_init(&c, NULL);
-    run_start(&c, args, NULL);
-    code = run_finish(&c);
-    if (code != 0)
-        fprintf(stderr, "memvisor %s: exit %d: %s%s\n", cmd, code, c.log ? c.log : "",
-                run_summary(&c));
-    run_free(&c);
-    return code;
-}
-
 /* VmRSS of a process, bytes. */
 static long rss_of(pid_t pid)
 {
@@ -98,7 +81,7 @@ START_TEST(clients_that_never_read_lock_nobody_out)
         run_drain(&r);
     }
     /* The operator gets answers. */
-    ck_assert_int_eq(ctl("status", sock), 0);
+    ck_assert_int_eq(run_ctl("status", sock), 0);
     run_drain(&r);
     after = rss_of(r.pid);
 #ifndef __SANITIZE_ADDRESS__
@@ -109,7 +92,7 @@ START_TEST(clients_that_never_read_lock_nobody_out)
     (void)before;
     (void)after;
 #endif
-    ck_assert_int_eq(ctl("stop", sock), 0);
+    ck_assert_int_eq(run_ctl("stop", sock), 0);
     run_finish(&r);
     ck_assert_int_gt(run_count(&r, "event=control_evicted"), 0);
     for (int i = 0; i < ABUSERS; i++)

@@ -268,20 +268,6 @@ END_TEST
 
 /* ---- end to end: memvisor with a stderr pipe nobody reads -------------------------------- */
 
-/* `memvisor CMD --socket PATH`: its exit code (its own stderr is drained). */
-static int ctl(const char *cmd, const char *sock)
-{
-    mvrun_t c;
-    const char *args[] = {cmd, "--socket", sock, NULL};
-    int code;
-
-    run_init(&c, NULL);
-    run_start(&c, args, NULL);
-    code = run_finish(&c);
-    run_free(&c);
-    return code;
-}
-
 /* Lines in the results file so far. */
 static int results_so_far(const mvrun_t *r)
 {
@@ -321,13 +307,13 @@ START_TEST(a_log_reader_that_stalls_stalls_nothing_else)
     ck_assert_int_gt(unread, 0);
     /* The control socket answers. */
     snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
-    ck_assert_int_eq(ctl("status", sock), 0);
+    ck_assert_int_eq(run_ctl("status", sock), 0);
     /* The reader comes back: what was lost is said once. */
     line = run_wait_for(&r, "event=log_dropped");
     ck_assert_int_gt(field(line, "output="), 0);
     ck_assert_int_eq(field(line, "events="), 0);
     free(line);
-    ck_assert_int_eq(ctl("stop", sock), 0);
+    ck_assert_int_eq(run_ctl("stop", sock), 0);
     run_finish(&r);
     ck_assert_int_eq(run_count(&r, "event=log_dropped"), 1);
     run_assert_at_most_once(&r, 21);

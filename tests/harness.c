@@ -279,6 +279,22 @@ int run_batch(mvrun_t *r, const char *tasks, const char *const *args)
     return run_finish(r);
 }
 
+int run_ctl(const char *cmd, const char *sock)
+{
+    mvrun_t c;
+    const char *args[] = {cmd, "--socket", sock, NULL};
+    int code;
+
+    run_init(&c, NULL);
+    run_start(&c, args, NULL);
+    code = run_finish(&c);
+    if (code != 0)
+        fprintf(stderr, "memvisor %s: exit %d: %s%s\n", cmd, code, c.log ? c.log : "",
+                run_summary(&c));
+    run_free(&c);
+    return code;
+}
+
 int run_count(const mvrun_t *r, const char *needle)
 {
     int n = 0;

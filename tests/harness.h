@@ -69,6 +69,9 @@ char *run_wait_for(mvrun_t *r, const char *needle);
 void run_drain(mvrun_t *r);
 /* Reads the rest of the log, reaps memvisor, parses the results; returns the exit code. */
 int run_finish(mvrun_t *r);
+/* `memvisor CMD --socket SOCK` (status, stop...): its exit code; its output is printed when
+ * it is not 0. */
+int run_ctl(const char *cmd, const char *sock);
 /* Shorthand: init, start, finish. */
 int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
 /* Counts log lines containing `needle`. */
