@@ -4,7 +4,10 @@
 #   make check      install missing Debian packages, build, run every test suite
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
+#   make fuzz       the libFuzzer harnesses, FUZZ_TIME seconds each (tests/fuzz/fuzz.mk)
 #   make bench      the benchmarks in bench/
+#   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
+#                   (SOAK_MINUTES=N for a shorter run; not in CI)
 #   make install PREFIX=/usr/local
 
 PREFIX  ?= /usr/local
@@ -53,7 +56,7 @@ HELPERS   := $(HELP_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind bench install clean format lint
+.PHONY: all deps demo check check-asan check-valgrind bench soak install clean format lint
 all: $(BIN) $(LIBA) $(LIBSO) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
@@ -113,6 +116,7 @@ $(TESTBIN): $(TEST_OBJ) $(SUPLIB) $(LIBA)
 check: deps
 	@$(MAKE) --no-print-directory all
 	@MV_BUILD=$(abspath $(BUILD)) $(TESTBIN)
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 check-asan: deps
 	@$(MAKE) --no-print-directory all BUILD=build-asan OPT='-O1 -g' \
@@ -132,6 +136,10 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh $(abspath $(BUILD))
 
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/soak.sh $(abspath $(BUILD))
+
 install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/include/memvisor $(DESTDIR)$(PREFIX)/etc/memvisor
@@ -147,7 +155,7 @@ install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] include/memvisor/*.h \
-	    tests/*.[ch] tests/helpers/*.c examples/*.c bench/*.c)
+	    tests/*.[ch] tests/helpers/*.c tests/fuzz/*.c examples/*.c bench/*.c)
 
 # The static check, and the include layering (tools/layers.py: no file includes a higher
 # layer's header).
@@ -157,6 +165,8 @@ lint:
 	python3 tools/layers.py .
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
+
+include tests/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -203,6 +203,8 @@ static void process(mv_chan_t *c, bool eof)
 
 void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
+    if (c->closing)
+        return; /* closed: nothing more is read */
     if (mv_buf_append(&c->rbuf, p, n) < 0)
         return mv_chan_fail(c, "out of memory for the worker's input");
     process(c, eof);
@@ -255,7 +257,7 @@ static void output_process(mv_chan_t *c, bool eof)
 
 void mv_chan_output(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
-    if (mv_buf_append(&c->outline, p, n) == 0)
+    if (!c->closing && mv_buf_append(&c->outline, p, n) == 0)
         output_process(c, eof);
 }
 

@@ -15,6 +15,12 @@
  *
  * SIGPIPE must be ignored by the process (memvisor's main does): a peer that goes away
  * mid-reply is then an EPIPE in the write callback, which closes the connection.
+ *
+ * Bounds (control.h): "reply bytes waiting" is libuv's write queue, what the kernel's socket
+ * buffer could not take, so a client that reads its replies never has any and only one that
+ * does not read is paused, timed out or evicted. The drill that motivated them: 32 clients
+ * pipelining `metrics` without reading held every slot for 55 s and grew the supervisor by
+ * 88 MB, because the queue was checked only after a whole 16 KiB read had been answered.
  */
 #include "control.h"
 
@@ -29,8 +35,7 @@
 #include "util.h"
 
 #define READ_CHUNK     16384
-#define MAX_QUEUED     (1024 * 1024) /* reply bytes queued before reading pauses */
-#define CLOSING_MS     1000          /* the last reply's time to drain once the server closes */
+#define CLOSING_MS     1000 /* the last reply's time to drain once the server closes */
 #define SUN_PATH_BYTES sizeof(((struct sockaddr_un *)0)->sun_path)
 
 typedef struct mv_control_conn {
@@ -39,12 +44,18 @@ typedef struct mv_control_conn {
     mv_control_t *c;
     struct mv_control_conn *next, **pprev;
     mv_buf_t in;
-    int handles; /* of pipe and idle, not closed yet */
-    int writes;  /* uv_write requests not called back yet */
+    uint64_t since; /* loop time of the last request read or reply written: eviction order */
+    int handles;    /* of pipe and idle, not closed yet */
+    int writes;     /* uv_write requests not called back yet */
     bool closing;
     bool close_after_write; /* no more requests: close once the last reply is written */
     bool in_handler;
-    bool paused; /* reading stopped while too many reply bytes are queued */
+    bool paused;   /* requests wait (reading stopped) while too many reply bytes do */
+    bool eof;      /* the peer sent everything; requests may still wait in `in` */
+    bool stalling; /* the timer counts stall_ms for unread replies, not idle_ms */
+    bool slot;     /* holds one of the max_conns slots */
+    bool reserved; /* holds the reserved slot: answers one status or stop */
+    bool waiting;  /* waits for a slot: not read yet */
     long long uid, pid;
 } conn_t;
 
@@ -157,13 +168,27 @@ static void conn_closed_cb(uv_handle_t *h)
     maybe_done(c);
 }
 
+static void promote(mv_control_t *c);
+
 static void conn_close(conn_t *cn)
 {
+    mv_control_t *c = cn->c;
+    bool freed = cn->slot || cn->reserved;
+
     if (cn->closing)
         return;
     cn->closing = true;
+    if (cn->slot)
+        c->used--;
+    if (cn->reserved)
+        c->reserved_busy = false;
+    if (cn->waiting)
+        c->waiting--;
+    cn->slot = cn->reserved = cn->waiting = false;
     uv_close((uv_handle_t *)&cn->pipe, conn_closed_cb);
     uv_close((uv_handle_t *)&cn->idle, conn_closed_cb);
+    if (freed && c->waiting > 0)
+        promote(c);
 }
 
 /* No more requests on this connection: close it once every reply is written. */
@@ -188,6 +213,60 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void process(conn_t *cn);
+
+/* Reply bytes waiting in memory: what the socket buffer could not take. */
+static size_t queued(conn_t *cn)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&cn->pipe);
+}
+
+static void refuse(conn_t *cn, const char *reason, const char *msg);
+
+static void idle_cb(uv_timer_t *t)
+{
+    conn_t *cn = t->data;
+    char msg[80];
+
+    if (cn->waiting) {
+        /* Silent holders have had stall_ms to become evictable since this one came. */
+        promote(cn->c);
+        if (!cn->waiting)
+            return;
+        cn->waiting = false;
+        cn->c->waiting--;
+        snprintf(msg, sizeof msg, "too many control connections (limit %d)", cn->c->max_conns);
+        refuse(cn, "connections", msg);
+        return;
+    }
+    if (cn->stalling && !cn->c->closing)
+        mv_warn(cn->c->log, "control_closed", MV_S("reason", "unread_replies"),
+                MV_I("uid", cn->uid), MV_I("pid", cn->pid), MV_I("queued", (long long)queued(cn)));
+    else
+        mv_debug(cn->c->log, "control_idle", MV_I("pid", cn->pid));
+    conn_close(cn);
+}
+
+/* The connection's one timer: while replies wait unread, stall_ms from the last reply
+ * written; otherwise idle_ms from the last request (stall_ms on the reserved slot).
+ * `progress`: a reply was written or a request read, so the count starts again. */
+static void rearm(conn_t *cn, bool progress)
+{
+    mv_control_t *c = cn->c;
+    bool pending = queued(cn) > 0;
+
+    if (cn->closing || c->closing || cn->waiting || (pending == cn->stalling && !progress))
+        return;
+    if (progress)
+        cn->since = uv_now(c->loop);
+    uv_timer_start(&cn->idle, idle_cb, pending || cn->reserved ? c->stall_ms : c->idle_ms, 0);
+    if (pending && !cn->stalling && cn->slot && c->waiting > 0) {
+        cn->stalling = true;
+        promote(c); /* someone waits for the slot this one no longer deserves */
+        return;
+    }
+    cn->stalling = pending;
+}
 
 static void write_cb(uv_write_t *req, int status)
 {
@@ -204,28 +283,40 @@ static void write_cb(uv_write_t *req, int status)
         conn_close(cn);
         return;
     }
+    rearm(cn, true);
     if (cn->close_after_write) {
         if (cn->writes == 0)
             conn_close(cn);
         return;
     }
-    if (cn->paused && !cn->closing &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&cn->pipe) < MAX_QUEUED) {
+    /* Replies drain: answer the requests that waited, then read more. */
+    if (cn->paused && !cn->closing && queued(cn) < cn->c->queue_pause) {
         cn->paused = false;
-        if (uv_read_start((uv_stream_t *)&cn->pipe, alloc_cb, read_cb) < 0)
+        process(cn);
+        if (!cn->paused && !cn->closing && !cn->close_after_write && !cn->eof &&
+            uv_read_start((uv_stream_t *)&cn->pipe, alloc_cb, read_cb) < 0)
             conn_close(cn);
     }
 }
 
-/* Queues one reply line. On failure the connection is closed. */
+/* Queues one reply line. On failure, or when it would queue more than queue_max bytes
+ * behind replies the peer has not read, the connection is closed. */
 static void send_json(conn_t *cn, json_t *o)
 {
     char *s = json_dumps(o, JSON_COMPACT);
-    size_t n = s ? strlen(s) : 0;
+    size_t n = s ? strlen(s) : 0, q = queued(cn);
     wreq_t *w = s ? malloc(sizeof *w + n + 1) : NULL;
     uv_buf_t buf;
     int r;
 
+    if (w && q > 0 && q + n + 1 > cn->c->queue_max) {
+        mv_warn(cn->c->log, "control_closed", MV_S("reason", "reply_queue"), MV_I("uid", cn->uid),
+                MV_I("pid", cn->pid), MV_I("queued", (long long)q));
+        free(s);
+        free(w);
+        conn_close(cn);
+        return;
+    }
     if (!w) {
         free(s);
         mv_error(cn->c->log, "control_error", MV_S("call", "json_dumps"),
@@ -246,6 +337,7 @@ static void send_json(conn_t *cn, json_t *o)
         return;
     }
     cn->writes++;
+    rearm(cn, false);
 }
 
 static void send_error(conn_t *cn, const char *msg)
@@ -274,8 +366,8 @@ static void send_reply(conn_t *cn, const char *cmd, json_t *reply)
     json_decref(o);
 }
 
-/* One request line (newline excluded): parse, dispatch, reply. */
-static void handle_line(conn_t *cn, const char *p, size_t len)
+/* One request line (newline excluded): parse, dispatch, reply. false for a blank line. */
+static bool handle_line(conn_t *cn, const char *p, size_t len)
 {
     mv_control_t *c = cn->c;
     json_t *req, *reply = NULL;
@@ -289,7 +381,7 @@ static void handle_line(conn_t *cn, const char *p, size_t len)
     for (i = 0; i < len && (p[i] == ' ' || p[i] == '\t'); i++)
         ;
     if (i == len)
-        return; /* a blank line (an interactive user's extra Enter) asks nothing */
+        return false; /* a blank line (an interactive user's extra Enter) asks nothing */
     req = json_loadb(p, len, JSON_REJECT_DUPLICATES, &je);
     if (!req)
         snprintf(err, sizeof err, "request is not JSON: %s", je.text);
@@ -297,6 +389,13 @@ static void handle_line(conn_t *cn, const char *p, size_t len)
         snprintf(err, sizeof err, "request is not a JSON object");
     else if (!(cmd = json_string_value(json_object_get(req, "cmd"))))
         snprintf(err, sizeof err, "request has no string \"cmd\"");
+    else if (cn->reserved && strcmp(cmd, "status") != 0 && strcmp(cmd, "stop") != 0) {
+        snprintf(err, sizeof err,
+                 "the control socket is at its limit of %d connections: this one may ask "
+                 "status or stop only",
+                 c->max_conns);
+        cmd = NULL;
+    }
     if (cmd) {
         mv_debug(c->log, "control", MV_S("cmd", cmd), MV_I("pid", cn->pid));
         cn->in_handler = true;
@@ -316,6 +415,7 @@ static void handle_line(conn_t *cn, const char *p, size_t len)
         send_error(cn, err);
     json_decref(reply);
     json_decref(req);
+    return true;
 }
 
 static void too_long(conn_t *cn)
@@ -329,9 +429,12 @@ static void too_long(conn_t *cn)
     conn_finish(cn);
 }
 
-/* Answers every complete line in the buffer, in order; at EOF an unterminated last line
- * counts too. */
-static void process(conn_t *cn, bool eof)
+/* Answers the complete lines in the buffer, in order, while the peer reads its replies; once
+ * the peer has sent everything, an unterminated last line counts too. The reply queue is
+ * checked before each line: requests already read wait in the buffer (and reading stops)
+ * until the queue drains, so one read full of requests cannot queue more than one reply past
+ * queue_pause. */
+static void process(conn_t *cn)
 {
     while (!cn->closing && !cn->close_after_write) {
         const char *p = (const char *)mv_buf_head(&cn->in);
@@ -343,32 +446,22 @@ static void process(conn_t *cn, bool eof)
             too_long(cn);
             return;
         }
-        if (!nl && (!eof || n == 0))
+        if (!nl && (!cn->eof || n == 0))
             break;
-        handle_line(cn, p, len);
+        if (queued(cn) >= cn->c->queue_pause) {
+            if (!cn->paused)
+                uv_read_stop((uv_stream_t *)&cn->pipe);
+            cn->paused = true;
+            return;
+        }
+        if (handle_line(cn, p, len) && cn->reserved && !cn->closing)
+            cn->close_after_write = true; /* the reserved slot answers one request */
         mv_buf_consume(&cn->in, nl ? len + 1 : len);
     }
-    if (cn->close_after_write && !cn->closing) {
-        conn_finish(cn); /* the server closed while a handler ran */
+    if (cn->closing)
         return;
-    }
-    if (eof) {
-        conn_finish(cn);
-        return;
-    }
-    /* A peer that sends requests without reading replies stops being read. */
-    if (!cn->closing && uv_stream_get_write_queue_size((uv_stream_t *)&cn->pipe) >= MAX_QUEUED) {
-        cn->paused = true;
-        uv_read_stop((uv_stream_t *)&cn->pipe);
-    }
-}
-
-static void idle_cb(uv_timer_t *t)
-{
-    conn_t *cn = t->data;
-
-    mv_debug(cn->c->log, "control_idle", MV_I("pid", cn->pid));
-    conn_close(cn);
+    if (cn->close_after_write || cn->eof)
+        conn_finish(cn); /* a handler closed the server, the reserved slot answered, or EOF */
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -377,10 +470,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (nread > 0) {
         cn->in.len += (size_t)nread;
-        uv_timer_start(&cn->idle, idle_cb, cn->c->idle_ms, 0);
-        process(cn, false);
+        rearm(cn, !cn->stalling); /* requests do not excuse unread replies */
+        process(cn);
     } else if (nread == UV_EOF) {
-        process(cn, true);
+        cn->eof = true;
+        uv_read_stop(s);
+        process(cn);
     } else if (nread < 0) {
         if (nread != UV_ECONNRESET)
             mv_debug(cn->c->log, "control_read", MV_I("pid", cn->pid),
@@ -406,11 +501,104 @@ static bool peer_allowed(conn_t *cn, char *msg, size_t n)
     cn->pid = cr.pid;
     if (cr.uid == 0 || cr.uid == geteuid())
         return true;
-    snprintf(msg, n,
-             "permission denied: uid %u may not use this control socket (only uid 0 and "
-             "uid %u may)",
-             (unsigned)cr.uid, (unsigned)geteuid());
+    if (geteuid() == 0)
+        snprintf(msg, n,
+                 "permission denied: uid %u may not use this control socket (only uid 0 may)",
+                 (unsigned)cr.uid);
+    else
+        snprintf(msg, n,
+                 "permission denied: uid %u may not use this control socket (only uid 0 and "
+                 "uid %u may)",
+                 (unsigned)cr.uid, (unsigned)geteuid());
     return false;
+}
+
+/* How much a connection deserves to lose its slot: 2 when its replies wait unread, 1 when it
+ * has been silent for stall_ms with nothing in flight, 0 otherwise. */
+static int eviction_rank(conn_t *cn, uint64_t now)
+{
+    if (!cn->slot)
+        return 0;
+    if (queued(cn) > 0)
+        return 2;
+    return cn->writes == 0 && now - cn->since >= cn->c->stall_ms ? 1 : 0;
+}
+
+/* The connection to make room for at the cap: the highest rank, then the longest without
+ * progress, then the oldest (the list is newest first); NULL if none deserves it. */
+static conn_t *eviction_victim(mv_control_t *c)
+{
+    uint64_t now = uv_now(c->loop);
+    conn_t *best = NULL;
+    int best_rank = 0;
+
+    for (conn_t *cn = c->conns; cn; cn = cn->next) {
+        int rank = eviction_rank(cn, now);
+
+        if (rank > best_rank || (rank > 0 && rank == best_rank && cn->since <= best->since)) {
+            best = cn;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+/* The connection that has waited longest for a slot (the list is newest first). */
+static conn_t *oldest_waiter(mv_control_t *c)
+{
+    conn_t *best = NULL;
+
+    for (conn_t *cn = c->conns; cn; cn = cn->next)
+        if (cn->waiting)
+            best = cn;
+    return best;
+}
+
+static void refuse(conn_t *cn, const char *reason, const char *msg)
+{
+    mv_warn(cn->c->log, "control_refused", MV_S("reason", reason), MV_I("uid", cn->uid),
+            MV_I("pid", cn->pid));
+    send_error(cn, msg);
+    conn_finish(cn);
+}
+
+/* Gives waiting connections slots, oldest first: a free one, one taken from a client that
+ * does not read its replies (or is silent), else the reserved one. Runs when a connection
+ * comes, when a slot comes free, when a holder stops reading, and when a wait ends. */
+static void promote(mv_control_t *c)
+{
+    conn_t *w, *v;
+
+    if (c->promoting || c->closing)
+        return;
+    c->promoting = true; /* conn_close of a victim calls back here */
+    while ((w = oldest_waiter(c))) {
+        if (c->used >= c->max_conns && (v = eviction_victim(c))) {
+            mv_warn(c->log, "control_evicted",
+                    MV_S("reason", queued(v) ? "unread_replies" : "silent"), MV_I("uid", v->uid),
+                    MV_I("pid", v->pid), MV_I("queued", (long long)queued(v)));
+            conn_close(v);
+        }
+        if (c->used < c->max_conns) {
+            w->slot = true;
+            c->used++;
+        } else if (!c->reserved_busy) {
+            w->reserved = c->reserved_busy = true;
+            mv_info(c->log, "control_reserved", MV_I("uid", w->uid), MV_I("pid", w->pid),
+                    MV_S("msg", "at the connection limit: this connection may ask status or stop"));
+        } else {
+            break;
+        }
+        w->waiting = false;
+        c->waiting--;
+        w->since = uv_now(c->loop);
+        uv_timer_start(&w->idle, idle_cb, w->reserved ? c->stall_ms : c->idle_ms, 0);
+        if (uv_read_start((uv_stream_t *)&w->pipe, alloc_cb, read_cb) < 0) {
+            mv_warn(c->log, "control_error", MV_S("call", "uv_read_start"), MV_I("pid", w->pid));
+            conn_close(w);
+        }
+    }
+    c->promoting = false;
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -449,26 +637,22 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(cn);
         return;
     }
-    uv_timer_start(&cn->idle, idle_cb, c->idle_ms, 0);
+    cn->since = uv_now(c->loop);
     if (!peer_allowed(cn, msg, sizeof msg)) {
-        mv_warn(c->log, "control_refused", MV_S("reason", "uid"), MV_I("uid", cn->uid),
-                MV_I("pid", cn->pid));
-        send_error(cn, msg);
-        conn_finish(cn);
+        uv_timer_start(&cn->idle, idle_cb, c->stall_ms, 0);
+        refuse(cn, "uid", msg);
         return;
     }
-    if (c->nconns > c->max_conns) {
+    /* Every connection waits for a slot, most for no time at all. */
+    cn->waiting = true;
+    c->waiting++;
+    uv_timer_start(&cn->idle, idle_cb, c->wait_ms, 0);
+    promote(c);
+    if (cn->waiting && c->waiting > c->max_conns) {
+        cn->waiting = false;
+        c->waiting--;
         snprintf(msg, sizeof msg, "too many control connections (limit %d)", c->max_conns);
-        mv_warn(c->log, "control_refused", MV_S("reason", "connections"), MV_I("uid", cn->uid),
-                MV_I("pid", cn->pid));
-        send_error(cn, msg);
-        conn_finish(cn);
-        return;
-    }
-    if ((r = uv_read_start((uv_stream_t *)&cn->pipe, alloc_cb, read_cb)) < 0) {
-        mv_warn(c->log, "control_error", MV_S("call", "uv_read_start"),
-                MV_S("error", uv_strerror(r)));
-        conn_close(cn);
+        refuse(cn, "connections", msg);
     }
 }
 
@@ -513,6 +697,9 @@ int mv_control_open(mv_control_t *c, uv_loop_t *loop, mv_log_t *log, const char 
     c->arg = arg;
     c->max_conns = MV_CONTROL_MAX_CONNS;
     c->idle_ms = MV_CONTROL_IDLE_MS;
+    c->stall_ms = c->wait_ms = MV_CONTROL_STALL_MS;
+    c->queue_pause = MV_CONTROL_QUEUE_PAUSE;
+    c->queue_max = MV_CONTROL_QUEUE_MAX;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
     if (len == 0) {
@@ -564,7 +751,9 @@ int mv_control_open(mv_control_t *c, uv_loop_t *loop, mv_log_t *log, const char 
         goto fail;
     }
     /* uv_listen calls listen(2) itself. */
-    if ((r = uv_listen((uv_stream_t *)&c->server, 16, on_connection)) < 0)
+    /* A burst of clients queues in the kernel rather than getting EAGAIN (unix sockets do
+     * not wait for a full backlog). */
+    if ((r = uv_listen((uv_stream_t *)&c->server, 128, on_connection)) < 0)
         goto fail;
     return 0;
 fail:

@@ -9,6 +9,18 @@
  *
  * The server never blocks the loop: reads, writes and closes are libuv's; a request is
  * handled by one synchronous callback that returns the reply object.
+ *
+ * Under abuse (a client that pipelines requests and never reads, or that holds connections
+ * open) the server's memory stays bounded and an operator is never locked out:
+ * - no request is handled while a connection has MV_CONTROL_QUEUE_PAUSE reply bytes waiting
+ *   in memory (checked before each line, so one read full of requests cannot queue more);
+ * - a reply that would queue past MV_CONTROL_QUEUE_MAX closes the connection instead;
+ * - a connection whose replies wait unread for MV_CONTROL_STALL_MS is closed;
+ * - at MV_CONTROL_MAX_CONNS, a new connection evicts the oldest one that is not reading its
+ *   replies (or has been silent for MV_CONTROL_STALL_MS); with none to evict it gets the one
+ *   reserved slot, which answers a single `status` or `stop`; with that slot taken too it
+ *   waits (as many as MV_CONTROL_MAX_CONNS may) until a holder frees or stops reading, and
+ *   is refused if none has after MV_CONTROL_STALL_MS.
  */
 #ifndef MV_CONTROL_H
 #define MV_CONTROL_H
@@ -24,10 +36,13 @@
 #include "config.h"
 #include "log.h"
 
-#define MV_CONTROL_MAX_LINE  65536 /* longest request, bytes, newline excluded */
-#define MV_CONTROL_MAX_CONNS 32    /* connections at once; more get an error reply */
-#define MV_CONTROL_IDLE_MS   60000 /* a connection with no request for this long is closed */
-#define MV_CONTROL_CTL_MS    10000 /* how long the client waits for its reply */
+#define MV_CONTROL_MAX_LINE    65536   /* longest request, bytes, newline excluded */
+#define MV_CONTROL_MAX_CONNS   32      /* connections at once, plus one reserved slot */
+#define MV_CONTROL_IDLE_MS     60000   /* a connection with no request for this long is closed */
+#define MV_CONTROL_STALL_MS    5000    /* ... and one whose replies wait unread this long */
+#define MV_CONTROL_QUEUE_PAUSE 16384   /* reply bytes in memory that stop request handling */
+#define MV_CONTROL_QUEUE_MAX   1048576 /* reply bytes in memory that close the connection */
+#define MV_CONTROL_CTL_MS      10000   /* how long the client waits for its reply */
 
 /* Handles one parsed request: `req` is a JSON object with a string "cmd" (borrowed). Returns
  * a new reply object (the module adds "ok": true unless the handler set "ok", and "cmd" when
@@ -48,9 +63,15 @@ typedef struct mv_control {
     uint64_t dev, ino;             /* of the socket file: close unlinks only that file */
     struct mv_control_conn *conns; /* every connection not yet freed, closing ones too */
     int nconns;
-    int max_conns;    /* MV_CONTROL_MAX_CONNS; tests may lower it after open */
-    uint64_t idle_ms; /* MV_CONTROL_IDLE_MS; tests may lower it after open */
-    bool listening;   /* `server` is initialised and not closed */
+    int used;           /* of the max_conns slots (refused connections hold none) */
+    int waiting;        /* connections waiting for a slot */
+    bool reserved_busy; /* the reserved slot is in use */
+    bool promoting;
+    /* Bounds, MV_CONTROL_* by default; tests may lower them after open. */
+    int max_conns;
+    uint64_t idle_ms, stall_ms, wait_ms;
+    size_t queue_pause, queue_max;
+    bool listening; /* `server` is initialised and not closed */
     bool closing;
     void (*close_cb)(void *);
     void *close_arg;

@@ -191,7 +191,11 @@ static int connect_to(const char *path, uint64_t deadline, char *why, size_t n)
         snprintf(why, n, "socket() failed: %s", strerror(-r));
         return r;
     }
-    r = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    /* A full backlog (a burst of other clients) is EAGAIN on a Unix socket, not a wait:
+     * try again until the deadline. */
+    while ((r = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno) == -EAGAIN &&
+           mv_now_ms() + 10 < deadline)
+        poll(NULL, 0, 10);
     if (r == -EINPROGRESS && (r = wait_fd(fd, POLLOUT, deadline)) == 0)
         r = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 ? -errno : -err;
     if (r == 0)

@@ -1,45 +1,70 @@
 /*
- * log: text or JSON event lines, one write(2) each.
+ * log: text or JSON event lines, queued for a writer thread.
+ *
+ * The loop never waits for the log's reader (reliability drill 4: a stderr pipe nobody read
+ * froze dispatch, the control socket, task timeouts and the watchdog). A line is formatted on
+ * the caller's thread and appended to a bounded queue; one thread owns the blocking write(2)s.
+ *
+ * Why a thread rather than O_NONBLOCK: O_NONBLOCK is a flag of the open file description, and
+ * stderr's description is shared with whoever else holds it (the shell and the other programs
+ * of a pipeline or a terminal session). dup(2) shares the description too, so setting the
+ * flag on a dup'd fd would still make *their* writes fail with EAGAIN. Reopening
+ * /proc/self/fd/2 gives a private description for pipes and ttys, but fails for sockets
+ * (journald's stream: ENXIO) and, for a file opened without O_APPEND, makes a second offset
+ * that overwrites the other writers' data. A thread doing plain blocking writes leaves the
+ * description alone, works for every kind of fd (a slow disk included), and needs no handle
+ * in the supervisor's loop (the log exists before the loop and outlives it).
+ *
+ * Bounds: at most `cap` bytes queued (MV_LOG_BUFFER). Worker output (event=output) may fill
+ * only half of it, so with a slow reader output is dropped first and memvisor's own events
+ * keep the other half; both are counted, and once the queue has drained to a quarter one
+ * `event=log_dropped` line says how many were lost. At close, what is queued gets
+ * MV_LOG_CLOSE_WAIT_MS to drain; a writer still blocked in write(2) then is cancelled (write
+ * is a cancellation point; cancellation is enabled only around it, so it never acts while
+ * the lock is held).
+ *
+ * The run's events.jsonl (events_fd) is written by the caller, every event, never dropped: it
+ * is a regular file in the state directory, so a write there waits for the disk only, never
+ * for a reader; and the supervisor closes that fd itself, which a queued write could outlive.
  */
 #include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "util.h"
 
+struct mv_log_writer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake;    /* lines queued, or closing */
+    pthread_cond_t drained; /* the queue emptied */
+    mv_buf_t in;            /* appended to by callers */
+    mv_buf_t out;           /* the thread's: data[off..len) is still to write */
+    size_t cap;
+    int close_wait_ms;
+    int fd;
+    mv_logfmt_t format;
+    bool closing;
+    bool abandon; /* close gave up waiting: write nothing more */
+    bool broken;  /* the sink failed for good (EPIPE, EBADF...): lines are discarded */
+    uint64_t drop_output, drop_events; /* since the last log_dropped line */
+    uint64_t drop_total;
+};
+
 static const char *const level_name[] = {"debug", "info", "warn", "error"};
-
-int mv_log_open(mv_log_t *lg, mv_logfmt_t format, mv_level_t level, const char *path)
-{
-    memset(lg, 0, sizeof *lg);
-    lg->events_fd = -1;
-    lg->format = format;
-    lg->level = level;
-    lg->fd = STDERR_FILENO;
-    if (path && *path) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd < 0)
-            return -errno;
-        lg->fd = fd;
-        lg->own_fd = 1;
-    }
-    return 0;
-}
-
-void mv_log_close(mv_log_t *lg)
-{
-    if (lg->own_fd && lg->fd >= 0)
-        close(lg->fd);
-    lg->fd = -1;
-    lg->own_fd = 0;
-}
 
 /* Whether a text value must be quoted: empty, blanks, quotes, '=', or any non-printable. */
 static int needs_quotes(const uint8_t *s, size_t n)
@@ -159,34 +184,324 @@ static void format_json(mv_buf_t *b, const char *ts, mv_level_t level, const cha
     json_decref(o);
 }
 
-/* One write per line; a log that cannot be written is not worth killing the run for. */
-static void write_line(int fd, const mv_buf_t *b)
+/* Writes all of b, for the paths that write directly (events.jsonl, no writer thread). */
+static void write_all(int fd, const void *p, size_t n)
 {
-    size_t off = 0;
+    const uint8_t *c = p;
 
-    while (off < b->len) {
-        ssize_t w = write(fd, b->data + off, b->len - off);
+    while (n > 0) {
+        ssize_t w = write(fd, c, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             break;
-        off += (size_t)w;
+        c += w;
+        n -= (size_t)w;
     }
+}
+
+/* ---- the writer thread -------------------------------------------------------------------- */
+
+static size_t queued(const struct mv_log_writer *w)
+{
+    return w->in.len + mv_buf_unread(&w->out);
+}
+
+/* Appends the log_dropped line to the queue (lock held). It is not counted against the cap:
+ * it is one line, and it is the one line that must not be lost. */
+static void report_drops(struct mv_log_writer *w)
+{
+    uint64_t out = w->drop_output, ev = w->drop_events;
+    const mv_kv_t kv[] = {MV_I("count", out + ev), MV_I("output", out), MV_I("events", ev),
+                          MV_KV_END_MARKER};
+    char ts[48];
+
+    w->drop_output = w->drop_events = 0;
+    mv_iso_time(ts);
+    if (w->format == MV_LOGFMT_JSON)
+        format_json(&w->in, ts, MV_LVL_WARN, "log_dropped", kv);
+    else
+        format_text(&w->in, ts, MV_LVL_WARN, "log_dropped", kv);
+}
+
+/* The next write: whole lines up to PIPE_BUF bytes (atomic on a pipe, so lines never
+ * interleave with another writer's), or one longer line. */
+static size_t chunk_len(const mv_buf_t *b)
+{
+    const uint8_t *p = mv_buf_head(b), *nl;
+    size_t n = mv_buf_unread(b);
+
+    if (n <= PIPE_BUF)
+        return n;
+    nl = memrchr(p, '\n', PIPE_BUF);
+    if (!nl)
+        nl = memchr(p, '\n', n);
+    return nl ? (size_t)(nl - p) + 1 : n;
+}
+
+/* One write(2), cancellable while it blocks: bytes written or -errno. Someone else may have
+ * set O_NONBLOCK on the shared description: then EAGAIN waits in poll (also a cancellation
+ * point). */
+static ssize_t write_some(int fd, const void *p, size_t n)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    ssize_t r;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+    r = write(fd, p, n);
+    if (r < 0)
+        r = -errno;
+    if (r == -EAGAIN)
+        poll(&pfd, 1, -1);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    return r;
+}
+
+static void *writer_main(void *arg)
+{
+    struct mv_log_writer *w = arg;
+    mv_buf_t t;
+    size_t n;
+    ssize_t r;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    pthread_mutex_lock(&w->mu);
+    while (!w->abandon) {
+        if (mv_buf_unread(&w->out) == 0) {
+            if (w->drop_output + w->drop_events > 0 && w->in.len <= w->cap / 4 && !w->broken)
+                report_drops(w);
+            if (w->in.len == 0) {
+                pthread_cond_broadcast(&w->drained);
+                if (w->closing)
+                    break;
+                pthread_cond_wait(&w->wake, &w->mu);
+                continue;
+            }
+            t = w->out; /* callers append to `in` while the thread writes `out` */
+            w->out = w->in;
+            w->in = t;
+            mv_buf_reset(&w->in);
+        }
+        n = chunk_len(&w->out);
+        pthread_mutex_unlock(&w->mu);
+        r = write_some(w->fd, mv_buf_head(&w->out), n);
+        pthread_mutex_lock(&w->mu);
+        if (r > 0) {
+            mv_buf_consume(&w->out, (size_t)r);
+        } else if (r == 0 || (r != -EINTR && r != -EAGAIN)) {
+            /* The reader is gone (EPIPE) or the fd is unusable: nothing will ever be read. */
+            w->broken = true;
+            mv_buf_reset(&w->out);
+            mv_buf_reset(&w->in);
+        }
+    }
+    pthread_cond_broadcast(&w->drained);
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* Starts the writer; NULL when it cannot (the caller then writes directly). */
+static struct mv_log_writer *writer_start(int fd, mv_logfmt_t format)
+{
+    struct mv_log_writer *w = calloc(1, sizeof *w);
+    pthread_condattr_t ca;
+    sigset_t all, old;
+    int r;
+
+    if (!w)
+        return NULL;
+    w->fd = fd;
+    w->format = format;
+    w->cap = MV_LOG_BUFFER;
+    w->close_wait_ms = MV_LOG_CLOSE_WAIT_MS;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* flush deadlines ignore clock steps */
+    pthread_cond_init(&w->wake, &ca);
+    pthread_cond_init(&w->drained, &ca);
+    pthread_condattr_destroy(&ca);
+    /* Signals are the loop's (uv_signal): the thread starts with every one blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&w->thread, NULL, writer_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) {
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->drained);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* Waits (lock held) until the queue is empty or the sink broken, at most timeout_ms. */
+static int wait_drained(struct mv_log_writer *w, int timeout_ms)
+{
+    struct timespec dl;
+
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    while (queued(w) > 0 && !w->broken) {
+        pthread_cond_signal(&w->wake);
+        if (pthread_cond_timedwait(&w->drained, &w->mu, &dl) == ETIMEDOUT)
+            return queued(w) > 0 && !w->broken ? -ETIMEDOUT : 0;
+    }
+    return 0;
+}
+
+/* ---- the API ------------------------------------------------------------------------------ */
+
+int mv_log_open(mv_log_t *lg, mv_logfmt_t format, mv_level_t level, const char *path)
+{
+    memset(lg, 0, sizeof *lg);
+    lg->events_fd = -1;
+    lg->format = format;
+    lg->level = level;
+    lg->fd = STDERR_FILENO;
+    if (path && *path) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        lg->fd = fd;
+        lg->own_fd = 1;
+    }
+    lg->writer = writer_start(lg->fd, format);
+    if (!lg->writer)
+        mv_warn(lg, "log_unbuffered", MV_S("error", "cannot start the log's writer thread"),
+                MV_S("msg", "log lines are written by the loop: a slow reader slows memvisor"));
+    return 0;
+}
+
+void mv_log_close(mv_log_t *lg)
+{
+    struct mv_log_writer *w = lg->writer;
+
+    if (w) {
+        pthread_mutex_lock(&w->mu);
+        w->closing = true;
+        if (wait_drained(w, w->close_wait_ms) < 0) {
+            /* The reader stalled: its lines are lost, and the writer may be blocked in
+             * write(2), which only cancellation ends. */
+            w->abandon = true;
+            pthread_cancel(w->thread);
+        }
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->thread, NULL);
+        mv_buf_free(&w->in);
+        mv_buf_free(&w->out);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->drained);
+        pthread_mutex_destroy(&w->mu);
+        free(w);
+        lg->writer = NULL;
+    }
+    if (lg->own_fd && lg->fd >= 0)
+        close(lg->fd);
+    lg->fd = -1;
+    lg->own_fd = 0;
+}
+
+int mv_log_flush(mv_log_t *lg, int timeout_ms)
+{
+    struct mv_log_writer *w = lg->writer;
+    int r;
+
+    if (!w)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    r = wait_drained(w, timeout_ms);
+    pthread_mutex_unlock(&w->mu);
+    return r;
+}
+
+void mv_log_set_limits(mv_log_t *lg, size_t buffer, int close_wait_ms)
+{
+    struct mv_log_writer *w = lg->writer;
+
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->cap = buffer;
+    w->close_wait_ms = close_wait_ms;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void mv_log_counts(mv_log_t *lg, mv_log_counts_t *out)
+{
+    struct mv_log_writer *w = lg->writer;
+
+    memset(out, 0, sizeof *out);
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    out->queued = queued(w);
+    out->output = w->drop_output;
+    out->events = w->drop_events;
+    out->total = w->drop_total;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Queues one formatted line, or counts it dropped: output may fill half the queue, memvisor's
+ * own events all of it. */
+static void enqueue(struct mv_log_writer *w, const mv_buf_t *b, bool output)
+{
+    pthread_mutex_lock(&w->mu);
+    if (w->broken) {
+        pthread_mutex_unlock(&w->mu);
+        return;
+    }
+    if (queued(w) + b->len > (output ? w->cap / 2 : w->cap) ||
+        mv_buf_append(&w->in, b->data, b->len) < 0) {
+        if (output)
+            w->drop_output++;
+        else
+            w->drop_events++;
+        w->drop_total++;
+    } else {
+        pthread_cond_signal(&w->wake);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Whether an output line would surely be dropped: then it is not even formatted (a flood of
+ * worker output against a stalled reader costs the loop a lock, not a JSON encoding). */
+static bool output_full(struct mv_log_writer *w)
+{
+    bool full;
+
+    pthread_mutex_lock(&w->mu);
+    full = w->broken || queued(w) >= w->cap / 2;
+    if (full && !w->broken) {
+        w->drop_output++;
+        w->drop_total++;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return full;
 }
 
 void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv)
 {
+    bool output = strcmp(event, "output") == 0;
     bool to_log = level >= lg->level && lg->fd >= 0;
-    bool to_events = lg->events_fd >= 0 && level >= MV_LVL_INFO && strcmp(event, "output") != 0;
+    bool to_events = lg->events_fd >= 0 && level >= MV_LVL_INFO && !output;
     mv_buf_t b = {0};
     char ts[48];
 
+    if (to_log && output && lg->writer && output_full(lg->writer))
+        to_log = false;
     if (!to_log && !to_events)
         return;
     mv_iso_time(ts);
     if (to_events) {
         format_json(&b, ts, level, event, kv);
-        write_line(lg->events_fd, &b);
+        write_all(lg->events_fd, b.data, b.len);
         mv_buf_reset(&b);
     }
     if (to_log) {
@@ -194,7 +509,10 @@ void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t 
             format_json(&b, ts, level, event, kv);
         else
             format_text(&b, ts, level, event, kv);
-        write_line(lg->fd, &b);
+        if (lg->writer)
+            enqueue(lg->writer, &b, output);
+        else
+            write_all(lg->fd, b.data, b.len);
     }
     mv_buf_free(&b);
 }

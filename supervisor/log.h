@@ -4,9 +4,14 @@
  *
  *     mv_log(lg, MV_LVL_INFO, "spawn", MV_I("worker", 1), MV_I("pid", pid));
  *
- * Each line goes out with one write(2) so lines from concurrent writers (O_APPEND) never
- * interleave. Worker output is arbitrary bytes: strings are made valid UTF-8 for JSON and
- * quoted/escaped in text.
+ * mv_log_kv never waits for the log's reader: lines are queued in a bounded buffer that a
+ * writer thread drains (log.c says why a thread). When the reader is slow, worker output
+ * (event=output) is dropped first, memvisor's own events last, both counted; one
+ * `event=log_dropped count=N output=N events=N` line follows once the queue has drained.
+ * Whole lines are written, at most PIPE_BUF bytes per write(2) when lines are short, so lines
+ * from concurrent writers (O_APPEND, a shared pipe) do not interleave. The run's events.jsonl
+ * (events_fd) gets every event, written by the caller, never dropped. Worker output is
+ * arbitrary bytes: strings are made valid UTF-8 for JSON and quoted/escaped in text.
  */
 #ifndef MV_LOG_H
 #define MV_LOG_H
@@ -35,18 +40,40 @@ typedef struct mv_kv {
 #define MV_D(k, x)       ((mv_kv_t){(k), MV_KV_DBL, {.d = (double)(x)}, 0})
 #define MV_KV_END_MARKER ((mv_kv_t){NULL, MV_KV_END, {0}, 0})
 
+#define MV_LOG_BUFFER        (256 * 1024) /* bytes queued for the log at most */
+#define MV_LOG_CLOSE_WAIT_MS 2000         /* how long mv_log_close waits for a slow reader */
+
+struct mv_log_writer;
+
 typedef struct mv_log {
     mv_logfmt_t format;
     mv_level_t level;
-    int fd;        /* where lines go */
-    int own_fd;    /* whether mv_log_close closes fd */
-    int events_fd; /* the run's events.jsonl: every event at info and up, as JSON,
-                    * whatever the log's format and level, minus worker output; -1 = none */
+    int fd;     /* where lines go */
+    int own_fd; /* whether mv_log_close closes fd */
+    /* The run's events.jsonl: every event at info and up, as JSON, whatever the log's format
+     * and level, minus worker output; -1 = none. */
+    int events_fd;
+    /* The queue and its thread; NULL = plain writes (no thread could be started). */
+    struct mv_log_writer *writer;
 } mv_log_t;
 
-/* Opens the log: path "" = stderr. 0 or -errno. */
+/* What the queue holds and has dropped (mv_log_counts). */
+typedef struct mv_log_counts {
+    size_t queued;           /* bytes waiting for the reader */
+    uint64_t output, events; /* lines dropped since the last log_dropped line */
+    uint64_t total;          /* lines dropped over the log's life */
+} mv_log_counts_t;
+
+/* Opens the log: path "" = stderr; starts its writer thread. 0 or -errno. */
 int mv_log_open(mv_log_t *lg, mv_logfmt_t format, mv_level_t level, const char *path);
+/* Writes what is queued, waiting at most MV_LOG_CLOSE_WAIT_MS for the reader (lines still
+ * queued then are lost), stops the thread and closes the file. */
 void mv_log_close(mv_log_t *lg);
+/* Waits until every line queued so far is written, at most timeout_ms. 0 or -ETIMEDOUT. */
+int mv_log_flush(mv_log_t *lg, int timeout_ms);
+/* Replaces the bounds (tests lower them): the queue's size in bytes, close's wait. */
+void mv_log_set_limits(mv_log_t *lg, size_t buffer, int close_wait_ms);
+void mv_log_counts(mv_log_t *lg, mv_log_counts_t *out);
 
 /* Writes one event line with the given fields (array ends with a MV_KV_END entry). */
 void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv);

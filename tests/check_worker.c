@@ -134,7 +134,7 @@ static void teardown(void)
 /* A worker running `argv` (NULL: mvtest_worker), started. */
 static mv_worker_t *start(owner_t *o, char *const *argv)
 {
-    static char *const dflt[] = {MVTEST, NULL};
+    static char *dflt[2]; /* the worker keeps the pointer for its life */
     static char *const env[] = {"PATH=/usr/bin:/bin", NULL};
     mv_worker_opts_t opts = {
         .loop = &loop,
@@ -147,6 +147,7 @@ static mv_worker_t *start(owner_t *o, char *const *argv)
     };
     mv_wlimits_t lim = {0};
 
+    dflt[0] = (char *)MVTEST;
     memset(o, 0, sizeof *o);
     o->w = mv_worker_new(&opts, 1, 1, &lim, &events, o);
     ck_assert_ptr_nonnull(o->w);
@@ -244,7 +245,7 @@ END_TEST
 START_TEST(a_silent_worker_hits_its_ready_deadline)
 {
     owner_t o;
-    char *const argv[] = {MVTEST, "--no-hello", NULL};
+    char *const argv[] = {(char *)MVTEST, "--no-hello", NULL};
     mv_worker_t *w;
 
     cfg.worker.ready_timeout = 50;

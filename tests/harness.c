@@ -40,6 +40,75 @@ void run_init(mvrun_t *r, const char *tasks)
         write_text(r->tasks, tasks);
 }
 
+const char *mv_test_path(const char *rel)
+{
+    static struct {
+        char rel[64];
+        char path[4096];
+    } cache[16];
+    static int n;
+    const char *build = getenv("MV_BUILD");
+
+    for (int i = 0; i < n; i++)
+        if (strcmp(cache[i].rel, rel) == 0)
+            return cache[i].path;
+    ck_assert_int_lt(n, 16);
+    ck_assert_uint_lt(strlen(rel), sizeof cache[n].rel);
+    snprintf(cache[n].rel, sizeof cache[n].rel, "%s", rel);
+    snprintf(cache[n].path, sizeof cache[n].path, "%s/%s", build && *build ? build : MV_BUILD_DIR,
+             rel);
+    return cache[n++].path;
+}
+
+bool run_as(mvrun_t *r, uid_t uid, gid_t gid)
+{
+    pid_t pid;
+    int st;
+
+    ck_assert_int_eq(chmod(r->dir, 0777), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0 ||
+              access(r->dir, W_OK | X_OK) < 0);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "skipped a test as uid %u: it cannot reach %s\n", (unsigned)uid, r->dir);
+        return false;
+    }
+    r->uid = uid;
+    r->gid = gid;
+    return true;
+}
+
+/* `path` if it is not in the build tree, else a copy in the run's directory (0755). */
+static const char *reachable(mvrun_t *r, const char *path)
+{
+    const char *build = mv_test_path("");
+    const char *base = strrchr(path, '/');
+    char *copy;
+    int in, out;
+    ssize_t n;
+    char buf[65536];
+
+    if (strncmp(path, build, strlen(build)) != 0 || access(path, F_OK) < 0)
+        return path;
+    ck_assert_int_lt(r->ncopies, 8);
+    ck_assert_int_ge(asprintf(&copy, "%s/bin%s", r->dir, base), 0);
+    r->copies[r->ncopies++] = copy;
+    snprintf(buf, sizeof buf, "%s/bin", r->dir);
+    mkdir(buf, 0755);
+    in = open(path, O_RDONLY | O_CLOEXEC);
+    out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    ck_assert_msg(in >= 0 && out >= 0, "cannot copy %s to %s: %s", path, copy, strerror(errno));
+    while ((n = read(in, buf, sizeof buf)) > 0)
+        ck_assert_int_eq(write(out, buf, (size_t)n), n);
+    ck_assert_int_eq(n, 0);
+    close(in);
+    ck_assert_int_eq(close(out), 0);
+    return copy;
+}
+
 const char *run_file(mvrun_t *r, const char *name, const char *text)
 {
     static char path[160];
@@ -56,7 +125,7 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
 
     for (int i = 0; r->wrap && r->wrap[i]; i++)
         argv[n++] = r->wrap[i];
-    argv[n++] = MEMVISOR;
+    argv[n++] = r->uid ? reachable(r, MEMVISOR) : MEMVISOR;
     argv[n++] = args[0]; /* the subcommand */
     if (strcmp(args[0], "run") == 0) {
         /* Each run keeps its run directory (events, snapshots) in its own temp dir. */
@@ -72,17 +141,16 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     }
     for (int i = 1; args[i]; i++) {
         ck_assert_int_lt(n, 94);
-        argv[n++] = args[i];
+        argv[n++] = r->uid ? reachable(r, args[i]) : args[i];
     }
     argv[n] = NULL;
     ck_assert_int_eq(pipe2(errp, O_CLOEXEC), 0);
+    if (r->log_pipe_size)
+        ck_assert_int_ge(fcntl(errp[0], F_SETPIPE_SZ, r->log_pipe_size), r->log_pipe_size);
     if (stdin_text)
         ck_assert_int_eq(pipe2(inp, O_CLOEXEC), 0);
-    if (r->uid) {
-        /* The unprivileged user writes its results and summary into the run's dir. */
-        chmod(r->dir, 0777);
+    if (r->uid) /* the unprivileged user reads its tasks from the run's dir */
         chmod(r->tasks, 0644);
-    }
     r->pid = fork();
     ck_assert_int_ge(r->pid, 0);
     if (r->pid == 0) {
@@ -211,6 +279,22 @@ int run_batch(mvrun_t *r, const char *tasks, const char *const *args)
     return run_finish(r);
 }
 
+int run_ctl(const char *cmd, const char *sock)
+{
+    mvrun_t c;
+    const char *args[] = {cmd, "--socket", sock, NULL};
+    int code;
+
+    run_init(&c, NULL);
+    run_start(&c, args, NULL);
+    code = run_finish(&c);
+    if (code != 0)
+        fprintf(stderr, "memvisor %s: exit %d: %s%s\n", cmd, code, c.log ? c.log : "",
+                run_summary(&c));
+    run_free(&c);
+    return code;
+}
+
 int run_count(const mvrun_t *r, const char *needle)
 {
     int n = 0;
@@ -284,6 +368,8 @@ void run_free(mvrun_t *r)
         json_decref(r->res[i]);
     free(r->res);
     free(r->log);
+    for (int i = 0; i < r->ncopies; i++)
+        free(r->copies[i]);
     if (r->log_fd >= 0)
         close(r->log_fd);
     if (r->dir[0])

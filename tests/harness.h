@@ -15,9 +15,13 @@
 
 #include <jansson.h>
 
-#define MEMVISOR   MV_BUILD_DIR "/memvisor"
-#define MVTEST     MV_BUILD_DIR "/helpers/mvtest_worker"
-#define LEAKY      MV_BUILD_DIR "/examples/leaky_worker"
+/* The build tree's binaries: under $MV_BUILD when it is set (a copy of the build elsewhere:
+ * check_checkout runs the other-uid tests from a 0700 directory), else under the build this
+ * test binary belongs to. */
+const char *mv_test_path(const char *rel);
+#define MEMVISOR   mv_test_path("memvisor")
+#define MVTEST     mv_test_path("helpers/mvtest_worker")
+#define LEAKY      mv_test_path("examples/leaky_worker")
 #define SOURCE_DIR MV_SOURCE_DIR
 
 typedef struct mvrun {
@@ -33,15 +37,25 @@ typedef struct mvrun {
     int code;     /* exit code, or 128 + signal */
     json_t **res; /* parsed result lines */
     size_t nres;
-    uid_t uid; /* set before run_start: run memvisor as this user (and its group) */
+    uid_t uid; /* set by run_as: run memvisor as this user (and its group) */
     gid_t gid;
+    char *copies[8]; /* binaries copied where that user can run them */
+    int ncopies;
     bool own_group;          /* set before run_start: memvisor leads its own process group */
     bool service;            /* set before run_start: no --tasks/--results (a service run) */
     const char *const *wrap; /* set before run_start: a command memvisor runs under (argv) */
+    int log_pipe_size;       /* set before run_start: F_SETPIPE_SZ of the stderr pipe (0 = the
+                              * default); with a small pipe, a test that does not read the log
+                              * stalls memvisor's log writer at once */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
 void run_init(mvrun_t *r, const char *tasks);
+/* Before run_start: run memvisor as uid:gid. memvisor, and any argument naming a file of the
+ * build tree, are copied into the run's directory first: the build tree may sit under a
+ * directory that user cannot enter (a 0700 home, mktemp -d). false, with a message on stderr,
+ * when that user cannot reach the run's directory either (the test should skip). */
+bool run_as(mvrun_t *r, uid_t uid, gid_t gid);
 /* Writes a file in the run's dir and returns its path (static until the next call). */
 const char *run_file(mvrun_t *r, const char *name, const char *text);
 /* Starts `memvisor SUBCOMMAND --tasks T --results R ARGS...` (args NULL-terminated).
@@ -55,6 +69,9 @@ char *run_wait_for(mvrun_t *r, const char *needle);
 void run_drain(mvrun_t *r);
 /* Reads the rest of the log, reaps memvisor, parses the results; returns the exit code. */
 int run_finish(mvrun_t *r);
+/* `memvisor CMD --socket SOCK` (status, stop...): its exit code; its output is printed when
+ * it is not 0. */
+int run_ctl(const char *cmd, const char *sock);
 /* Shorthand: init, start, finish. */
 int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
 /* Counts log lines containing `needle`. */

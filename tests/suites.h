@@ -24,5 +24,8 @@ Suite *control_suite(void);
 Suite *channel_suite(void);
 Suite *worker_suite(void);
 Suite *pool_suite(void);
+Suite *log_suite(void);
+Suite *control_e2e_suite(void);
+Suite *checkout_suite(void);
 
 #endif

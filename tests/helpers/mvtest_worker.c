@@ -7,6 +7,7 @@
  *   kind K REST    set the task kind to K, then behave as REST (empty REST: ok)
  *   say WORD REST  write "WORD pid=PID task=ID" on stderr (memvisor logs it: the tests wait
  *                  for that line to act mid-task), then behave as REST (empty REST: ok)
+ *   spew N         write N lines "spew I pid=PID task=ID" on stderr (a chatty worker)
  *   crash          abort()
  *   exit N         _exit(N)
  *   sleep MS       sleep MS milliseconds, then done "slept=MS"
@@ -191,6 +192,14 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (!sp)
             return mvw_done(w, "ok", 2);
         return run(w, t, sp + 1, len - wlen - 1);
+    }
+    if (is_cmd(p, n, "spew", &arg, &len)) {
+        unsigned long lines = num(arg, len);
+
+        for (unsigned long i = 0; i < lines; i++)
+            fprintf(stderr, "spew %lu pid=%d task=%" PRIu64 "\n", i, (int)getpid(), t->id);
+        fflush(stderr);
+        return done_num(w, "spewed", lines);
     }
     if (is_cmd(p, n, "crash", &arg, &len)) {
         mvw_flush(w);

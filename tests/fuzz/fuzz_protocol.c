@@ -1,10 +1,6 @@
 /*
- * libFuzzer target for the protocol decoder (include/memvisor/protocol.h). Not part of
- * `make check` (the runner links tests/check_*.c only). Build and run by hand:
- *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
- *       -Iinclude -D_GNU_SOURCE tests/fuzz_protocol.c -o build/fuzz_protocol
- *   mkdir -p build/fuzz-corpus && build/fuzz_protocol -max_total_time=60 build/fuzz-corpus
+ * libFuzzer target for the protocol decoder (include/memvisor/protocol.h), header-only.
+ * `make fuzz` builds and runs it (tests/fuzz/fuzz.mk); seeds in tests/fuzz/corpus/protocol.
  *
  * The first input byte picks the direction and the caller's payload limit; the rest is a
  * byte stream decoded message after message, as the supervisor and the worker do. Every

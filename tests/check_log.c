@@ -1,0 +1,347 @@
+/*
+ * log: the bounded, non-blocking log writer (log.c), against real pipes and files, and the
+ * real memvisor with a stderr pipe the test does not read.
+ *
+ * A stalled reader is a pipe shrunk to one page that nobody reads: any mv_log_kv that waited
+ * for it would hang the test (the case's timeout is then the failure), so no test measures
+ * time. A reader that comes back is the test reading the pipe.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "log.h"
+#include "suites.h"
+#include "util.h"
+
+static char tmp[64];
+static int pipefd[2] = {-1, -1};
+static mv_log_t lg;
+static bool lg_open;
+
+static void setup(void)
+{
+    strcpy(tmp, "/tmp/mv-check-log-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmp));
+    signal(SIGPIPE, SIG_IGN); /* as memvisor's main does */
+    lg_open = false;
+}
+
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    if (lg_open)
+        mv_log_close(&lg);
+    for (int i = 0; i < 2; i++)
+        if (pipefd[i] >= 0)
+            close(pipefd[i]);
+    pipefd[0] = pipefd[1] = -1;
+    nftw(tmp, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A log whose sink is a one-page pipe nobody reads yet (pipefd[0] is the reader). */
+static void open_stalled(mv_logfmt_t format, size_t buffer)
+{
+    char path[64];
+
+    ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+    ck_assert_int_ge(fcntl(pipefd[0], F_SETPIPE_SZ, 4096), 4096);
+    /* A description of its own, as a log file path would be. */
+    snprintf(path, sizeof path, "/proc/self/fd/%d", pipefd[1]);
+    ck_assert_int_eq(mv_log_open(&lg, format, MV_LVL_INFO, path), 0);
+    ck_assert_ptr_nonnull(lg.writer);
+    mv_log_set_limits(&lg, buffer, 10000);
+    lg_open = true;
+}
+
+static void log_output(int i)
+{
+    char line[96];
+    int n = snprintf(line, sizeof line, "worker line %d, some text to make it longer", i);
+
+    mv_info(&lg, "output", MV_I("worker", 1), MV_I("pid", 42), MV_S("stream", "output"),
+            MV_B("line", line, (size_t)n));
+}
+
+/* Reads the pipe until a line holding `needle` has arrived; returns everything read. */
+static char *read_until(const char *needle)
+{
+    mv_buf_t b = {0};
+    char *s;
+
+    for (;;) {
+        ssize_t n;
+
+        ck_assert_int_eq(mv_buf_reserve(&b, 65536 + 1), 0);
+        n = read(pipefd[0], b.data + b.len, 65536);
+        ck_assert_msg(n > 0, "the log ended before \"%s\"", needle);
+        b.len += (size_t)n;
+        b.data[b.len] = '\0';
+        s = strstr((char *)b.data, needle);
+        if (s && strchr(s, '\n'))
+            return (char *)b.data;
+    }
+}
+
+static long long field(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+
+    ck_assert_msg(p != NULL, "no %s in %s", key, line);
+    return strtoll(p + strlen(key), NULL, 10);
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* ---- unit: the writer -------------------------------------------------------------------- */
+
+START_TEST(lines_reach_a_file_whole_and_in_order)
+{
+    char path[96], want[64], *text, *p;
+
+    snprintf(path, sizeof path, "%s/log", tmp);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    lg_open = true;
+    for (int i = 0; i < 3000; i++)
+        mv_info(&lg, "tick", MV_I("n", i));
+    mv_debug(&lg, "hidden", MV_I("n", 0)); /* below the level: never queued */
+    ck_assert_int_eq(mv_log_flush(&lg, 10000), 0);
+    text = read_text(path);
+    p = text;
+    for (int i = 0; i < 3000; i++) {
+        snprintf(want, sizeof want, "event=tick n=%d\n", i);
+        p = strstr(p, want);
+        ck_assert_msg(p != NULL, "line %d missing or out of order", i);
+    }
+    ck_assert_int_eq(count(text, "\n"), 3000);
+    ck_assert_ptr_null(strstr(text, "hidden"));
+    free(text);
+}
+END_TEST
+
+START_TEST(a_stalled_reader_costs_worker_output_first)
+{
+    mv_log_counts_t c;
+    char *text, *line;
+    long long dropped;
+
+    open_stalled(MV_LOGFMT_TEXT, 16384);
+    /* 64 times what the pipe and the queue hold; memvisor's own events in between. */
+    for (int i = 0; i < 8000; i++) {
+        log_output(i);
+        if (i % 400 == 0)
+            mv_warn(&lg, "own_event", MV_I("n", i / 400));
+    }
+    mv_log_counts(&lg, &c);
+    ck_assert_uint_gt(c.output, 7000);
+    ck_assert_uint_eq(c.events, 0);
+    ck_assert_uint_le(c.queued, 16384);
+    /* The reader comes back: one line says what was lost. */
+    text = read_until("event=log_dropped");
+    line = strstr(text, "event=log_dropped");
+    dropped = field(line, "output=");
+    ck_assert_int_eq(field(line, "count="), dropped);
+    ck_assert_int_eq(field(line, "events="), 0);
+    ck_assert_int_eq((long long)c.output, dropped); /* nothing was logged after counting */
+    ck_assert_int_eq(count(text, "event=log_dropped"), 1);
+    /* Every own event logged before the line is there, and every output line that is not
+     * counted as dropped. */
+    ck_assert_int_eq(count(text, "event=own_event"), 20);
+    ck_assert_int_eq(count(text, "event=output"), 8000 - dropped);
+    free(text);
+    mv_log_counts(&lg, &c);
+    ck_assert_uint_eq(c.output + c.events, 0);
+    ck_assert_uint_eq(c.total, (uint64_t)dropped);
+}
+END_TEST
+
+START_TEST(own_events_are_dropped_last_and_counted)
+{
+    mv_log_counts_t c;
+    char *text, *line;
+    json_t *o;
+
+    open_stalled(MV_LOGFMT_JSON, 16384);
+    for (int i = 0; i < 2000; i++) {
+        log_output(i);
+        mv_warn(&lg, "own_event", MV_I("n", i), MV_S("why", "a longer field to fill the queue"));
+    }
+    mv_log_counts(&lg, &c);
+    ck_assert_uint_gt(c.events, 0);
+    ck_assert_uint_gt(c.output, c.events); /* output went first */
+    text = read_until("\"event\":\"log_dropped\"");
+    line = strstr(text, "\"event\":\"log_dropped\"");
+    while (line > text && line[-1] != '\n')
+        line--;
+    *strchr(line, '\n') = '\0';
+    o = json_loads(line, 0, NULL);
+    ck_assert_msg(o != NULL, "not JSON: %s", line);
+    ck_assert_str_eq(jstr(o, "level"), "warn");
+    ck_assert_int_eq(jint(o, "events"), (long long)c.events);
+    ck_assert_int_eq(jint(o, "output"), (long long)c.output);
+    ck_assert_int_eq(jint(o, "count"), (long long)(c.output + c.events));
+    json_decref(o);
+    free(text);
+}
+END_TEST
+
+START_TEST(events_file_gets_every_event_while_the_log_stalls)
+{
+    char path[96], *text;
+    mv_log_counts_t c;
+
+    open_stalled(MV_LOGFMT_TEXT, 8192);
+    snprintf(path, sizeof path, "%s/events.jsonl", tmp);
+    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(lg.events_fd, 0);
+    for (int i = 0; i < 3000; i++) {
+        mv_info(&lg, "tick", MV_I("n", i));
+        log_output(i); /* never in the events file */
+    }
+    mv_log_counts(&lg, &c);
+    ck_assert_uint_gt(c.events, 0); /* the log itself lost some */
+    close(lg.events_fd);
+    lg.events_fd = -1;
+    text = read_text(path);
+    ck_assert_int_eq(count(text, "\"event\":\"tick\""), 3000);
+    ck_assert_int_eq(count(text, "\n"), 3000);
+    ck_assert_ptr_null(strstr(text, "output"));
+    free(text);
+}
+END_TEST
+
+START_TEST(close_gives_up_on_a_reader_that_never_comes_back)
+{
+    char buf[4096];
+    ssize_t n;
+
+    open_stalled(MV_LOGFMT_TEXT, 65536);
+    mv_log_set_limits(&lg, 65536, 50);
+    for (int i = 0; i < 2000; i++)
+        mv_warn(&lg, "own_event", MV_I("n", i));
+    /* The writer is blocked in write(2) on the full pipe: close cancels it. */
+    mv_log_close(&lg);
+    lg_open = false;
+    /* Its end of the pipe is closed: with ours closed too, the reader sees EOF. */
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+        ;
+    ck_assert_int_eq(n, 0);
+}
+END_TEST
+
+START_TEST(a_reader_that_leaves_costs_nothing)
+{
+    mv_log_counts_t c;
+
+    open_stalled(MV_LOGFMT_TEXT, 65536);
+    close(pipefd[0]);
+    pipefd[0] = -1;
+    for (int i = 0; i < 5000; i++)
+        mv_warn(&lg, "own_event", MV_I("n", i)); /* EPIPE, not SIGPIPE, and no wait */
+    ck_assert_int_eq(mv_log_flush(&lg, 10000), 0);
+    mv_log_counts(&lg, &c);
+    ck_assert_uint_eq(c.queued, 0);
+}
+END_TEST
+
+/* ---- end to end: memvisor with a stderr pipe nobody reads -------------------------------- */
+
+/* Lines in the results file so far. */
+static int results_so_far(const mvrun_t *r)
+{
+    char *s = read_text(r->results);
+    int n = s ? count(s, "\n") : 0;
+
+    free(s);
+    return n;
+}
+
+START_TEST(a_log_reader_that_stalls_stalls_nothing_else)
+{
+    mvrun_t r;
+    char sock[128], *tasks = repeat_line("spew 400", 20), *all, *line;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "supervisor.grace_period=0",
+                          "-o",
+                          "worker.kill_timeout=100ms",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int unread = 0;
+
+    all = malloc(strlen(tasks) + 8);
+    sprintf(all, "%shang\n", tasks); /* keeps memvisor up until the test is done */
+    run_init(&r, all);
+    r.log_pipe_size = 4096;
+    run_start(&r, args, NULL);
+    /* 8000 output lines (~900 KiB of log) against a 4 KiB pipe the test does not read: the
+     * tasks still end. */
+    while (results_so_far(&r) < 20)
+        usleep(20000);
+    ck_assert_int_eq(ioctl(r.log_fd, FIONREAD, &unread), 0);
+    ck_assert_int_gt(unread, 0);
+    /* The control socket answers. */
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(run_ctl("status", sock), 0);
+    /* The reader comes back: what was lost is said once. */
+    line = run_wait_for(&r, "event=log_dropped");
+    ck_assert_int_gt(field(line, "output="), 0);
+    ck_assert_int_eq(field(line, "events="), 0);
+    free(line);
+    ck_assert_int_eq(run_ctl("stop", sock), 0);
+    run_finish(&r);
+    ck_assert_int_eq(run_count(&r, "event=log_dropped"), 1);
+    run_assert_at_most_once(&r, 21);
+    ck_assert_uint_eq(r.nres, 20); /* the hung task was stopped, every other one is ok */
+    free(tasks);
+    free(all);
+    run_free(&r);
+}
+END_TEST
+
+Suite *log_suite(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("writer");
+
+    tcase_set_timeout(tc, 20);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, lines_reach_a_file_whole_and_in_order);
+    tcase_add_test(tc, a_stalled_reader_costs_worker_output_first);
+    tcase_add_test(tc, own_events_are_dropped_last_and_counted);
+    tcase_add_test(tc, events_file_gets_every_event_while_the_log_stalls);
+    tcase_add_test(tc, close_gives_up_on_a_reader_that_never_comes_back);
+    tcase_add_test(tc, a_reader_that_leaves_costs_nothing);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("e2e");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, a_log_reader_that_stalls_stalls_nothing_else);
+    suite_add_tcase(s, tc);
+    return s;
+}

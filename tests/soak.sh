@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# make soak: constant recycling for SOAK_MINUTES (default 60), then a verdict on whether the
+# supervisor's own memory or file descriptors grow. Not part of make check or CI.
+#
+#   yes 't payload' | memvisor run --tasks - -o supervisor.workers=8 -o limits.memory_soft=16M
+#       -- leaky_worker --leak 512K --sleep 5ms
+#
+# Every SOAK_SAMPLE seconds (default 1) it reads the supervisor's VmRSS and its open fds; each
+# minute it prints the RSS at the end of the minute and the fewest and most fds seen in it,
+# with the workers spawned so far (from `memvisor status`). The first SOAK_WARMUP minutes (default 5;
+# half the run when that is shorter) are warm-up. Fails when, after warm-up:
+#   - RSS rises more than 512 KiB above its value at the end of warm-up (allocator noise is a
+#     few dozen KiB; a leak of one small allocation per recycle is megabytes an hour), or
+#   - the fewest fds seen in a minute is more than 2 above the highest such floor of the
+#     warm-up (fds come and go with every spawn, so a leak shows as a rising floor, not a
+#     higher peak; the floor itself wanders by a few fds from minute to minute).
+set -euo pipefail
+build=${1:?usage: soak.sh BUILD_DIR}
+minutes=${SOAK_MINUTES:-60}
+sample=${SOAK_SAMPLE:-1}
+warmup=${SOAK_WARMUP:-5}
+[ $((minutes / 2)) -lt "$warmup" ] && warmup=$((minutes / 2))
+[ "$warmup" -lt 1 ] && warmup=1
+[ "$minutes" -le "$warmup" ] && { echo "soak: SOAK_MINUTES must exceed the warm-up"; exit 2; }
+rss_tol=512  # KiB
+fd_tol=2
+
+dir=$(mktemp -d /tmp/memvisor-soak-XXXXXX)
+mv_pid=""
+cleanup() {
+    [ -n "$mv_pid" ] && kill "$mv_pid" 2>/dev/null && wait "$mv_pid" 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+sock=$dir/control.sock
+
+yes 't payload' | "$build/memvisor" run --tasks - --results /dev/null \
+    -o supervisor.workers=8 -o supervisor.state_dir="$dir/state" -o control.socket="$sock" \
+    -o limits.memory_soft=16M -o limits.memory_hard=64M -o recycle.max_concurrent=8 \
+    -o log.level=warn -o log.file="$dir/memvisor.log" \
+    -- "$build/examples/leaky_worker" --leak 512K --sleep 5ms >"$dir/summary.txt" &
+mv_pid=$!  # the pipeline's last command
+for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
+[ -S "$sock" ] || { echo "soak: memvisor did not start"; cat "$dir/memvisor.log"; exit 3; }
+
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$mv_pid/status"; }
+fds() { ls "/proc/$mv_pid/fd" | wc -l; }
+spawned() {
+    "$build/memvisor" status --socket "$sock" --json 2>/dev/null |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["totals"]["spawned"])' \
+            2>/dev/null || echo "?"
+}
+
+echo "soak: $minutes min, 8 workers, warm-up $warmup min; pid $mv_pid"
+printf '%6s %10s %8s %8s %10s\n' minute rss_kib fds_min fds_max spawned
+base_rss="" base_fd=0 worst_rss=0 worst_fd=0 failed=0
+per_minute=$((60 / sample))
+for m in $(seq 1 "$minutes"); do
+    lo=1000000 hi=0
+    for _ in $(seq "$per_minute"); do
+        sleep "$sample"
+        kill -0 "$mv_pid" 2>/dev/null || { echo "soak: memvisor exited"; cat "$dir/summary.txt"; exit 1; }
+        n=$(fds)
+        [ "$n" -lt "$lo" ] && lo=$n
+        [ "$n" -gt "$hi" ] && hi=$n
+    done
+    r=$(rss)
+    printf '%6d %10d %8d %8d %10s\n' "$m" "$r" "$lo" "$hi" "$(spawned)"
+    if [ "$m" -le "$warmup" ]; then
+        base_rss=$r
+        [ "$lo" -gt "$base_fd" ] && base_fd=$lo
+    elif [ "$m" -gt "$warmup" ]; then
+        [ $((r - base_rss)) -gt "$worst_rss" ] && worst_rss=$((r - base_rss))
+        [ $((lo - base_fd)) -gt "$worst_fd" ] && worst_fd=$((lo - base_fd))
+    fi
+done
+kill -TERM "$mv_pid"
+wait "$mv_pid" || true
+mv_pid=""
+echo "soak: after warm-up, RSS rose at most $worst_rss KiB above $base_rss KiB (tolerance" \
+    "$rss_tol), the fd floor at most $worst_fd above the warm-up's $base_fd (tolerance $fd_tol)"
+[ "$worst_rss" -gt "$rss_tol" ] && { echo "soak: FAILED: the supervisor's memory grows"; failed=1; }
+[ "$worst_fd" -gt "$fd_tol" ] && { echo "soak: FAILED: the supervisor leaks fds"; failed=1; }
+grep -E 'spawned|tasks' "$dir/summary.txt" || true
+[ $failed -eq 0 ] && echo "soak: ok"
+exit $failed
