@@ -46,6 +46,7 @@ TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 BIN       := $(BUILD)/memvisor
 LIBA      := $(BUILD)/libmemvisor.a
 LIBSO     := $(BUILD)/libmemvisor.so
+HEAPLIB   := $(BUILD)/libmemvisor-heap.so
 SUPLIB    := $(BUILD)/libmvsup.a
 PCFILE    := $(BUILD)/memvisor.pc
 EXAMPLES  := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
@@ -54,7 +55,7 @@ BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
 .PHONY: all deps demo check check-asan check-valgrind bench install clean format lint
-all: $(BIN) $(LIBA) $(LIBSO) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
+all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
 deps:
@@ -88,6 +89,13 @@ $(LIBA): $(WAPI_OBJ)
 $(LIBSO): $(WAPI_OBJ)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libmemvisor.so.0 $^ -o $@
 
+# The heap preload library (docs/heap.md): libc only, built plain like the workers it goes
+# into (a sanitizer runtime would interpose malloc itself). -fno-builtin: the compiler must not
+# turn code inside malloc into calls to malloc or calloc.
+$(HEAPLIB): worker-api/heap/heap.c include/memvisor/heap.h
+	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -fPIC -shared -fvisibility=hidden -fno-builtin $< \
+	    -o $@ -ldl -lpthread
+
 $(PCFILE): worker-api/memvisor.pc.in Makefile
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
@@ -99,6 +107,11 @@ $(BUILD)/examples/%: examples/%.c $(WAPI_SRC)
 $(BUILD)/helpers/%: tests/helpers/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
+
+# Statically linked on purpose: no interpreter, so no LD_PRELOAD (tests/check_heap.c).
+$(BUILD)/helpers/static_true: tests/helpers/static_true.c
+	@mkdir -p $(@D)
+	$(CC) $(PLAIN_CFLAGS) -static $< -o $@
 
 $(BUILD)/bench/%: bench/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
@@ -132,13 +145,14 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh $(abspath $(BUILD))
 
-install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
+install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/include/memvisor $(DESTDIR)$(PREFIX)/etc/memvisor
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/memvisor
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libmemvisor.a
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libmemvisor.so.0
 	ln -sf libmemvisor.so.0 $(DESTDIR)$(PREFIX)/lib/libmemvisor.so
+	install -m 755 $(HEAPLIB) $(DESTDIR)$(PREFIX)/lib/libmemvisor-heap.so
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/memvisor.pc
 	install -m 644 include/memvisor/*.h $(DESTDIR)$(PREFIX)/include/memvisor/
 	install -m 644 conf/*.ini conf/memvisor.service $(DESTDIR)$(PREFIX)/etc/memvisor/
@@ -146,7 +160,7 @@ install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
 
 format:
-	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] include/memvisor/*.h \
+	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] worker-api/heap/*.c include/memvisor/*.h \
 	    tests/*.[ch] tests/helpers/*.c examples/*.c bench/*.c)
 
 lint:
