@@ -113,6 +113,12 @@ $(BUILD)/helpers/static_true: tests/helpers/static_true.c
 	@mkdir -p $(@D)
 	$(CC) $(PLAIN_CFLAGS) -static $< -o $@
 
+# The heap overhead benchmark makes its pages with the supervisor's own heapmon.
+$(BUILD)/bench/heap_overhead: bench/heap_overhead.c supervisor/heapmon.c supervisor/heapmon.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -DMV_BUILD_DIR='"$(abspath $(BUILD))"' \
+	    bench/heap_overhead.c supervisor/heapmon.c -o $@
+
 $(BUILD)/bench/%: bench/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -DMV_BUILD_DIR='"$(abspath $(BUILD))"' \
