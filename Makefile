@@ -4,6 +4,7 @@
 #   make check      install missing Debian packages, build, run every test suite
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
+#   make check-leaks      the labelled leak suite (tests/leaks/): kinds named vs labels
 #   make bench      the benchmarks in bench/
 #   make install PREFIX=/usr/local
 
@@ -38,6 +39,7 @@ EX_SRC    := $(wildcard examples/*.c)
 HELP_SRC  := $(wildcard tests/helpers/*.c)
 TEST_SRC  := $(wildcard tests/check_*.c) tests/harness.c
 BENCH_SRC := $(wildcard bench/*.c)
+LEAKS_SRC := $(filter-out tests/leaks/ctleak.c,$(wildcard tests/leaks/*.c))
 
 SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
 WAPI_OBJ  := $(WAPI_SRC:%.c=$(BUILD)/obj/%.o)
@@ -52,10 +54,11 @@ PCFILE    := $(BUILD)/memvisor.pc
 EXAMPLES  := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 HELPERS   := $(HELP_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctleak.so
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind bench install clean format lint
-all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
+.PHONY: all deps demo check check-asan check-valgrind check-leaks bench install clean format lint
+all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(LEAKS) $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
 deps:
@@ -108,6 +111,15 @@ $(BUILD)/helpers/%: tests/helpers/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
 
+# The labelled leak suite's C workers and the C library its ctypes scenario calls.
+$(BUILD)/leaks/%: tests/leaks/%.c tests/leaks/c_worker.h $(WAPI_SRC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
+
+$(BUILD)/leaks/libctleak.so: tests/leaks/ctleak.c
+	@mkdir -p $(@D)
+	$(CC) $(PLAIN_CFLAGS) -fPIC -shared -fvisibility=hidden $< -o $@
+
 # Statically linked on purpose: no interpreter, so no LD_PRELOAD (tests/check_heap.c).
 $(BUILD)/helpers/static_true: tests/helpers/static_true.c
 	@mkdir -p $(@D)
@@ -128,16 +140,25 @@ $(TESTBIN): $(TEST_OBJ) $(SUPLIB) $(LIBA)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $(TEST_OBJ) $(SUPLIB) $(LIBA) $(PKG_LIBS) $(CHECK_LIBS) -lm -o $@
 
-# Every suite, in one Check runner; CK_RUN_SUITE=name runs one of them.
+# Every suite, in one Check runner; CK_RUN_SUITE=name runs one of them. LEAKS_ENFORCE=1 makes
+# the leak suite's fast subset check the detector's verdicts too (docs/leak-suite.md).
+LEAKS_ENFORCE ?=
 check: deps
 	@$(MAKE) --no-print-directory all
-	@MV_BUILD=$(abspath $(BUILD)) $(TESTBIN)
+	@MV_BUILD=$(abspath $(BUILD)) MV_LEAKS_ENFORCE=$(LEAKS_ENFORCE) $(TESTBIN)
+
+# Every labelled workload in every mode; LEAKS_ARGS passes options (e.g. '-o leak.window=80',
+# '--only newcomer', '--json out.json').
+check-leaks: deps
+	@$(MAKE) --no-print-directory all
+	@python3 tests/leaks/run.py --build $(abspath $(BUILD)) $(LEAKS_ARGS)
 
 check-asan: deps
 	@$(MAKE) --no-print-directory all BUILD=build-asan OPT='-O1 -g' \
 	    SANITIZE='-fsanitize=address,undefined -fno-sanitize-recover=undefined'
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	    MV_BUILD=$(abspath build-asan) build-asan/tests/check_memvisor
+	    MV_BUILD=$(abspath build-asan) MV_LEAKS_ENFORCE=$(LEAKS_ENFORCE) \
+	    build-asan/tests/check_memvisor
 
 check-valgrind: deps
 	@$(MAKE) --no-print-directory all
@@ -167,7 +188,7 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE)
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] worker-api/heap/*.c include/memvisor/*.h \
-	    tests/*.[ch] tests/helpers/*.c examples/*.c bench/*.c)
+	    tests/*.[ch] tests/helpers/*.c tests/leaks/*.[ch] examples/*.c bench/*.c)
 
 lint:
 	cppcheck --quiet --enable=warning,performance,portability --error-exitcode=1 \

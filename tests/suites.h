@@ -22,5 +22,6 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *heap_suite(void);
+Suite *leak_suite_suite(void);
 
 #endif
