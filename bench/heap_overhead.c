@@ -13,8 +13,9 @@
  *
  * Configurations take turns within each round (the machine is shared: the peers see the
  * same noise), and the median of the rounds is reported, with its ratio to the plain run of
- * the same group. A counting run also reports what its page counted, which shows the
- * preload was live. This measures; it asserts nothing.
+ * the same group. A counting run also reports its cost per counted call (against the
+ * uncounted run of the same allocator) and what its page counted, which shows the preload
+ * was live. This measures; it asserts nothing.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -35,8 +36,9 @@ typedef struct cfg {
     const char *group, *name;
     int preload, page;
     const char *pymalloc; /* PYTHONMALLOC value, NULL: unset */
+    int peer;             /* the uncounted run of the same work: per-call cost against it */
     int64_t ns[MAX_RUNS];
-    uint64_t allocs; /* counted by the page in the last run */
+    uint64_t allocs, calls; /* counted by the page in the last run */
     int64_t mapped;
 } cfg_t;
 
@@ -103,6 +105,7 @@ static int64_t run_once(cfg_t *c, char *const argv[])
     if (c->page) {
         if (mv_heapmon_read(&hm, &r) == 0 || r.pid) {
             c->allocs = r.allocs;
+            c->calls = r.allocs + r.frees + r.reallocs + r.mmaps + r.munmaps;
             c->mapped = r.mmap_bytes;
         }
         mv_heapmon_close(&hm);
@@ -145,8 +148,9 @@ static int race(cfg_t *cfgs, int n, char *const argv[], int rounds)
     for (int i = 0; i < n; i++) {
         double ms = median_ms(&cfgs[i], rounds);
         printf("  %-34s %9.1f ms  x%.3f", cfgs[i].name, ms, ms / base);
-        if (cfgs[i].page)
-            printf("   (page counted %llu allocations, %lld B mapped)",
+        if (cfgs[i].page && cfgs[i].calls)
+            printf("  %+5.1f ns/call  (page: %llu allocations, %lld B mapped)",
+                   (ms - median_ms(&cfgs[cfgs[i].peer], rounds)) * 1e6 / (double)cfgs[i].calls,
                    (unsigned long long)cfgs[i].allocs, (long long)cfgs[i].mapped);
         printf("\n");
     }
@@ -179,7 +183,7 @@ int main(int argc, char **argv)
         cfg_t c[] = {
             {.group = "C", .name = "plain"},
             {.group = "C", .name = "preloaded, inert (no page)", .preload = 1},
-            {.group = "C", .name = "preloaded, counting", .preload = 1, .page = 1},
+            {.group = "C", .name = "preloaded, counting", .preload = 1, .page = 1, .peer = 0},
         };
         printf("C malloc_worker, %ld ops x %s thread(s):\n", ops, thr[t]);
         if (race(c, 3, cargv, rounds) < 0)
