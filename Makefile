@@ -55,10 +55,12 @@ EXAMPLES  := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 HELPERS   := $(HELP_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctleak.so
+HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
 .PHONY: all deps demo check check-asan check-valgrind check-leaks bench install clean format lint
-all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(LEAKS) $(TESTBIN) \
+all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
+     $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
 deps:
@@ -119,6 +121,11 @@ $(BUILD)/leaks/%: tests/leaks/%.c tests/leaks/c_worker.h $(WAPI_SRC)
 $(BUILD)/leaks/libctleak.so: tests/leaks/ctleak.c
 	@mkdir -p $(@D)
 	$(CC) $(PLAIN_CFLAGS) -fPIC -shared -fvisibility=hidden $< -o $@
+
+# Libraries the tests preload next to the heap library.
+$(BUILD)/helpers/lib%.so: tests/helpers/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) -D_GNU_SOURCE $(PLAIN_CFLAGS) -fPIC -shared -fvisibility=hidden $< -o $@ -ldl
 
 # Statically linked on purpose: no interpreter, so no LD_PRELOAD (tests/check_heap.c).
 $(BUILD)/helpers/static_true: tests/helpers/static_true.c
@@ -188,7 +195,7 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE)
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] worker-api/heap/*.c include/memvisor/*.h \
-	    tests/*.[ch] tests/helpers/*.c tests/leaks/*.[ch] examples/*.c bench/*.c)
+	    tests/*.[ch] tests/helpers/*.c tests/helpers/preload/*.c tests/leaks/*.[ch] examples/*.c bench/*.c)
 
 lint:
 	cppcheck --quiet --enable=warning,performance,portability --error-exitcode=1 \

@@ -512,6 +512,31 @@ START_TEST(reset_peak_starts_a_new_window)
 }
 END_TEST
 
+/* glibc 2.36's dlsym does not allocate; older ones (and other libcs) do, from inside the
+ * heap library's own look-up of the real allocator. */
+START_TEST(bootstrap_serves_allocations_made_by_dlsym)
+{
+    const char *argv[] = {PROBE, NULL};
+    const char *env[] = {"LD_PRELOAD=" PRELOAD ":" MV_BUILD_DIR "/helpers/libdlsym_alloc.so", NULL};
+    probe_t p;
+    mv_heap_reading_t a, b;
+    long u;
+
+    probe_start_env(&p, argv, PAGE_FD_TEXT, -1, env);
+    ck_assert_int_eq(cmd(&p, "state"), MVH_STATE_SHARED);
+    a = rd(&p);
+    u = cmd(&p, "calloc 0 10 100");
+    cmd(&p, "realloc 0 5000");
+    cmd(&p, "free 0");
+    b = rd(&p);
+    ck_assert_int_ge(u, 1000);
+    ck_assert_int_eq(b.live_bytes, a.live_bytes);
+    ck_assert_uint_eq(b.allocs - a.allocs, 1);
+    ck_assert_uint_eq(b.frees - a.frees, 1);
+    ck_assert_int_eq(probe_stop(&p), 0);
+}
+END_TEST
+
 /* ---- Python ---- */
 
 static const char py_probe[] = "import sys\n"
@@ -688,6 +713,7 @@ Suite *heap_suite(void)
     tcase_add_test(procs, spawned_program_leaves_the_page_alone);
     tcase_add_test(procs, exec_of_the_same_pid_starts_a_new_generation);
     tcase_add_test(procs, inert_without_a_usable_page);
+    tcase_add_test(procs, bootstrap_serves_allocations_made_by_dlsym);
     tcase_add_test(python, python_bytearray_is_counted);
     tcase_add_test(python, python_small_objects_are_counted);
     tcase_add_test(files, dynamic_check_reads_elf_and_scripts);
