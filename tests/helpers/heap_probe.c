@@ -178,19 +178,9 @@ static int map_cmd(const char *cmd, int s, long n, const char *self)
     return 0;
 }
 
-/* One command; the answer goes to stdout. */
-static void command(char *line, const char *self)
+/* A malloc-family command on slot s. 1 done, 0 not one of these, -1 it went wrong. */
+static int alloc_cmd(const char *cmd, int s, long b, long c)
 {
-    char cmd[32] = "";
-    long a = 0, b = 0, c = 0;
-    int s, r = 0;
-    size_t u;
-
-    if (sscanf(line, "%31s %ld %ld %ld", cmd, &a, &b, &c) < 1)
-        goto bad;
-    s = (int)a;
-    if (s < 0 || s >= SLOTS)
-        s = 0;
     if (strcmp(cmd, "malloc") == 0)
         slot[s] = malloc((size_t)b);
     else if (strcmp(cmd, "calloc") == 0)
@@ -212,74 +202,102 @@ static void command(char *line, const char *self)
         slot[s] =
             cmd[0] == 'm' ? memalign((size_t)b, (size_t)c) : aligned_alloc((size_t)b, (size_t)c);
         if (slot[s] && (uintptr_t)slot[s] % (uintptr_t)b)
-            goto bad;
+            return -1;
     } else if (strcmp(cmd, "posix_memalign") == 0) {
         if (posix_memalign(&slot[s], (size_t)b, (size_t)c) != 0)
             slot[s] = NULL;
     } else if (strcmp(cmd, "valloc") == 0 || strcmp(cmd, "pvalloc") == 0) {
         slot[s] = cmd[0] == 'v' ? valloc((size_t)b) : pvalloc((size_t)b);
         if (slot[s] && (uintptr_t)slot[s] % (uintptr_t)sysconf(_SC_PAGESIZE))
-            goto bad;
-    } else if (strcmp(cmd, "calloc_overflow") == 0) {
-        void *q = calloc(huge, 4);
-        printf(q ? "error allocated\n" : "ok null\n");
-        return;
-    } else if (strcmp(cmd, "reallocarray_overflow") == 0) {
-        void *q = reallocarray(slot[s], huge, 4);
-        printf(q || errno != ENOMEM ? "error allocated\n" : "ok null\n");
-        return;
-    } else if (strncmp(cmd, "mmap", 4) == 0) {
-        r = map_cmd(cmd, s, b, self);
-        goto mapped;
-    } else if (strcmp(cmd, "munmap") == 0) {
-        r = munmap((char *)mslot[s] + b, (size_t)c);
-        goto mapped;
-    } else if (strcmp(cmd, "mremap") == 0) {
+            return -1;
+    } else
+        return 0;
+    return 1;
+}
+
+/* A mapping command on mapping slot s. 1 done, 0 not one of these, -1 it failed. */
+static int map_slot_cmd(const char *cmd, int s, long b, long c, const char *self)
+{
+    if (strncmp(cmd, "mmap", 4) == 0)
+        return map_cmd(cmd, s, b, self) < 0 ? -1 : 1;
+    if (strcmp(cmd, "munmap") == 0)
+        return munmap((char *)mslot[s] + b, (size_t)c) < 0 ? -1 : 1;
+    if (strcmp(cmd, "mremap") == 0) {
         void *q = mremap(mslot[s], maplen[s], (size_t)b, MREMAP_MAYMOVE);
-        r = q == MAP_FAILED ? -1 : 0;
-        if (q != MAP_FAILED)
-            mslot[s] = q, maplen[s] = (size_t)b;
-        goto mapped;
-    } else if (strcmp(cmd, "threads") == 0) {
-        if (threads(a, b, c, &u) < 0)
-            goto bad;
-        printf("ok %zu\n", u);
-        return;
-    } else if (strcmp(cmd, "threads_free") == 0) {
+        if (q == MAP_FAILED)
+            return -1;
+        mslot[s] = q, maplen[s] = (size_t)b;
+        return 1;
+    }
+    return 0;
+}
+
+/* Commands about processes and threads; prints its own answer. 0 when not one of these. */
+static int process_cmd(const char *cmd, long a, long b, long c, const char *self)
+{
+    char *argv[] = {(char *)self, NULL};
+    size_t u;
+    long r;
+
+    if (strcmp(cmd, "threads") == 0)
+        r = threads(a, b, c, &u) < 0 ? -1 : (long)u;
+    else if (strcmp(cmd, "threads_free") == 0) {
         for (int t = 0; t < THREADS; t++)
             for (; nkept[t] > 0; nkept[t]--)
                 free(kept[t][nkept[t] - 1]);
-    } else if (strcmp(cmd, "fork") == 0 || strcmp(cmd, "spawn") == 0) {
-        r = cmd[0] == 'f' ? fork_child(a) : spawn_self(self, a);
-        if (r < 0)
-            goto bad;
-        printf("ok %d\n", r);
-        return;
-    } else if (strcmp(cmd, "forkattach") == 0) {
-        long got = fork_attach((int)a, b);
-        if (got < 0)
-            goto bad;
-        printf("ok %ld\n", got);
-        return;
-    } else if (strcmp(cmd, "exec") == 0) {
-        char *argv[] = {(char *)self, NULL};
+        r = 0;
+    } else if (strcmp(cmd, "fork") == 0)
+        r = fork_child(a);
+    else if (strcmp(cmd, "spawn") == 0)
+        r = spawn_self(self, a);
+    else if (strcmp(cmd, "forkattach") == 0)
+        r = fork_attach((int)a, b);
+    else if (strcmp(cmd, "exec") == 0) {
         fflush(stdout);
         execv(self, argv);
+        r = -1;
+    } else if (strcmp(cmd, "state") == 0)
+        r = heap_state ? heap_state() : -1;
+    else
+        return 0;
+    if (r < 0)
+        printf("error %s %s\n", cmd, strerror(errno));
+    else
+        printf("ok %ld\n", r);
+    return 1;
+}
+
+/* One command; the answer goes to stdout. */
+static void command(char *line, const char *self)
+{
+    char cmd[32] = "";
+    long a = 0, b = 0, c = 0;
+    int s, r;
+
+    if (sscanf(line, "%31s %ld %ld %ld", cmd, &a, &b, &c) < 1)
         goto bad;
-    } else if (strcmp(cmd, "state") == 0) {
-        printf("ok %d\n", heap_state ? heap_state() : -1);
+    s = a >= 0 && a < SLOTS ? (int)a : 0;
+    if (strcmp(cmd, "calloc_overflow") == 0) {
+        void *q = calloc(huge, 4);
+        printf(q ? "error allocated\n" : "ok null\n");
         return;
-    } else
-        goto bad;
-    if (r < 0)
-        goto bad;
-    printf("ok %zu\n", usable(s));
-    return;
-mapped:
-    if (r < 0)
-        goto bad;
-    printf("ok\n");
-    return;
+    }
+    if (strcmp(cmd, "reallocarray_overflow") == 0) {
+        void *q = reallocarray(slot[s], huge, 4);
+        printf(q || errno != ENOMEM ? "error allocated\n" : "ok null\n");
+        return;
+    }
+    if (process_cmd(cmd, a, b, c, self))
+        return;
+    r = alloc_cmd(cmd, s, b, c);
+    if (r > 0) {
+        printf("ok %zu\n", usable(s));
+        return;
+    }
+    if (r == 0 && (r = map_slot_cmd(cmd, s, b, c, self)) > 0) {
+        printf("ok\n");
+        return;
+    }
 bad:
     printf("error %s %s\n", cmd, strerror(errno));
 }
