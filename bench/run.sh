@@ -10,3 +10,6 @@ echo "== detection (bench/detect) =="
 echo
 echo "== service recycling under load (bench/service.sh) =="
 bash "$(dirname "$0")/service.sh" "$build"
+echo
+echo "== heap accounting overhead (bench/heap_overhead) =="
+"$build/bench/heap_overhead" --rounds 7

@@ -9,13 +9,36 @@
 
 int main(void)
 {
+    /* One suite per line: a new one is one added line. */
+    /* clang-format off */
     Suite *(*const all[])(void) = {
-        config_suite,     protocol_suite, worker_api_suite, fsm_suite,         policy_suite,
-        tasks_suite,      cgroup_suite,   leak_suite,       e2e_suite,         faults_suite,
-        cgroup_e2e_suite, leak_e2e_suite, report_suite,     python_suite,      service_suite,
-        notify_suite,     control_suite,  log_suite,        control_e2e_suite, checkout_suite,
-        channel_suite,    worker_suite,   pool_suite,
+        config_suite,
+        protocol_suite,
+        worker_api_suite,
+        fsm_suite,
+        policy_suite,
+        tasks_suite,
+        cgroup_suite,
+        leak_suite,
+        e2e_suite,
+        faults_suite,
+        cgroup_e2e_suite,
+        leak_e2e_suite,
+        report_suite,
+        python_suite,
+        service_suite,
+        notify_suite,
+        control_suite,
+        log_suite,
+        control_e2e_suite,
+        checkout_suite,
+        channel_suite,
+        worker_suite,
+        pool_suite,
+        heap_suite,
+        leak_suite_suite,
     };
+    /* clang-format on */
     SRunner *sr = srunner_create(NULL);
     int failed;
 

@@ -449,3 +449,49 @@ char *read_text(const char *path)
     fclose(f);
     return s;
 }
+
+/* Runs argv in the source tree; its stdout and stderr land in *out (free it). Returns the
+ * exit code, or 128 + signal. */
+int run_capture(const char *const *argv, char **out)
+{
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    int p[2], st;
+    ssize_t n;
+    pid_t pid;
+
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its timeout takes python along */
+        dup2(p[1], STDOUT_FILENO);
+        dup2(p[1], STDERR_FILENO);
+        if (chdir(SOURCE_DIR) < 0)
+            _exit(126);
+        execvp(argv[0], (char **)argv);
+        fprintf(stderr, "execvp(\"%s\") failed: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    for (;;) {
+        if (cap - len < 4097) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        n = read(p[0], buf + len, cap - len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    close(p[0]);
+    while (waitpid(pid, &st, 0) < 0)
+        ck_assert_int_eq(errno, EINTR);
+    *out = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

@@ -98,6 +98,9 @@ char *repeat_line(const char *line, int n);
 /* Integer field of a result, or -1. */
 long long jint(json_t *o, const char *key);
 const char *jstr(json_t *o, const char *key);
+/* Runs argv in the source tree; its stdout and stderr land in *out (free it). Returns the
+ * exit code, or 128 + signal. */
+int run_capture(const char *const *argv, char **out);
 /* Whether a process exists. */
 bool pid_alive(pid_t pid);
 

@@ -27,5 +27,7 @@ Suite *pool_suite(void);
 Suite *log_suite(void);
 Suite *control_e2e_suite(void);
 Suite *checkout_suite(void);
+Suite *heap_suite(void);
+Suite *leak_suite_suite(void);
 
 #endif

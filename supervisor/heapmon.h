@@ -1,0 +1,78 @@
+/*
+ * heapmon: the supervisor's side of a worker's heap counters page (include/memvisor/heap.h,
+ * filled by libmemvisor-heap.so preloaded into the worker). No libuv, no log: calls return 0
+ * or -errno and the caller logs.
+ *
+ * Per worker process:
+ *
+ *     mv_heapmon_t hm;
+ *     mv_heapmon_open(&hm);            before the spawn: a sealed memfd, mapped read-only here
+ *     ...the child gets hm.fd at some fd number N (dup2 / libuv stdio: the memfd itself is
+ *        O_CLOEXEC), MEMVISOR_HEAP_FD=N and LD_PRELOAD=<mv_heapmon_library()>...
+ *     mv_heapmon_read(&hm, &r);        at each task boundary: ~20 loads, no system call
+ *     mv_heapmon_close(&hm);           after the worker is gone
+ *
+ * A reading's live/mapped figures are deltas-safe only within one `generation` and one `pid`:
+ * a worker that exec'd (same pid) starts again from zero with a new generation.
+ */
+#ifndef MV_HEAPMON_H
+#define MV_HEAPMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <memvisor/heap.h>
+
+typedef struct mv_heap_reading {
+    int pid;             /* the process counting; 0: nothing attached yet */
+    uint64_t generation; /* +1 at each attach */
+    uint64_t flags;      /* MVH_F_* */
+    int64_t live_bytes;  /* malloc family, usable sizes of live blocks */
+    int64_t mmap_bytes;  /* anonymous mappings made directly */
+    int64_t peak_bytes;  /* highest live + mmap since attach or the last reset */
+    uint64_t allocs, frees, reallocs, mmaps, munmaps;
+} mv_heap_reading_t;
+
+typedef struct mv_heapmon {
+    int fd;                          /* the memfd, O_CLOEXEC; -1 when closed */
+    const volatile mvh_page_t *page; /* PROT_READ, MAP_SHARED */
+} mv_heapmon_t;
+
+/* Creates the page: memfd (sealed against shrinking and growing), header written, mapped
+ * read-only. 0 or -errno; on error hm->fd is -1 and nothing is left open. */
+int mv_heapmon_open(mv_heapmon_t *hm);
+
+/* A consistent reading: two passes over the page agree (no call of the worker completed in
+ * between; a call in progress at that instant may show half-applied, at most one call's
+ * figures per worker thread). 0; -ENODATA nothing attached yet (r->pid == 0);
+ * -EPROTO the page's header is not ours any more (the worker overwrote it); -EAGAIN the
+ * figures kept moving (a busy multi-threaded worker): *r holds the last pass. */
+int mv_heapmon_read(const mv_heapmon_t *hm, mv_heap_reading_t *r);
+
+/* live + mmap: the figure per-task heap deltas are made of. */
+static inline int64_t mv_heap_total(const mv_heap_reading_t *r)
+{
+    return r->live_bytes + r->mmap_bytes;
+}
+
+/* Starts a new peak window: peak = the current live + mmap. Written through the fd (the
+ * mapping is read-only). A race with the worker can only lose the in-flight call's bytes
+ * from the new peak; call it when the worker is between tasks. 0 or -errno. */
+int mv_heapmon_reset_peak(mv_heapmon_t *hm);
+
+/* Unmaps and closes; safe on a closed or zeroed-then-failed heapmon. */
+void mv_heapmon_close(mv_heapmon_t *hm);
+
+/* Whether `cmd` (a path, or a name looked up in $PATH) is a dynamically linked executable,
+ * i.e. one LD_PRELOAD reaches: an ELF with a PT_INTERP program header. A script (#!) is
+ * judged by its interpreter (through `env NAME`, too). 1 dynamic, 0 static (static-pie
+ * included: no interpreter runs it), -ENOENT not found, -ENOEXEC neither ELF nor script,
+ * -ELOOP scripts nested too deep, other -errno of open/read. Reads a few hundred bytes of
+ * one to four files: call it once per configuration, not per spawn. */
+int mv_heapmon_dynamic(const char *cmd);
+
+/* Where libmemvisor-heap.so is for the memvisor binary at `exe` (NULL: this process): next to
+ * it (the build tree), else in ../lib (an install). 0 and the path in buf, or -ENOENT. */
+int mv_heapmon_library(const char *exe, char *buf, size_t cap);
+
+#endif

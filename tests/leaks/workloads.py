@@ -1,0 +1,94 @@
+"""workloads: the labelled workloads of the leak suite (see docs/leak-suite.md).
+
+A workload mixes task kinds in one worker process, interleaved at random with a fixed seed.
+Each Python workload runs twice, as a `lines` worker and as an `api` worker
+(tests/leaks/pyworker.py, the same kinds); a C workload is an `api` worker of its own
+(tests/leaks/c_*.c). Every kind of a workload has a label (scenarios.py): the truth the
+detector's verdicts are scored against.
+
+Task lines are "KIND N ARG": N the task's number, ARG a seeded random int (cache keys).
+Every leaking kind gets at least LEAK_TASKS tasks, so "named within 300 tasks of the kind"
+can be told from "named late" and from "not named".
+"""
+import math
+import random
+
+from scenarios import CLEAN, FD, KINDS, LEAK, PLATEAU
+
+LEAK_TASKS = 360  # tasks of each leaking kind, at least: 300 to be named in, and a margin
+
+
+class Workload:
+    def __init__(self, name, mix, story, seed, fast=False, c_worker=None, labels=None):
+        self.name = name
+        self.mix = mix  # kind -> weight
+        self.story = story
+        self.seed = seed
+        self.fast = fast
+        self.c_worker = c_worker  # None: the Python worker
+        self.labels = labels or {k: KINDS[k][1] for k in mix}
+        leaky = [w for k, w in mix.items() if self.labels[k] in (LEAK, FD)]
+        share = min(leaky) / sum(mix.values()) if leaky else 0.25
+        self.tasks = int(math.ceil(LEAK_TASKS / share / 100.0)) * 100
+
+    def modes(self):
+        return ["api"] if self.c_worker else ["lines", "api"]
+
+    def task_lines(self):
+        rng = random.Random(self.seed)
+        kinds = list(self.mix)
+        weights = [self.mix[k] for k in kinds]
+        for i in range(1, self.tasks + 1):
+            kind = rng.choices(kinds, weights)[0]
+            yield f"{kind} {i} {rng.randrange(1_000_000)}"
+
+    def leaking(self):
+        return sorted(k for k, v in self.labels.items() if v in (LEAK, FD))
+
+
+W = Workload
+WORKLOADS = [
+    W("newcomer", {"keep32": 1, "report": 2},
+      "the newcomer's worker: 32 KiB kept by 1 task in 3, 4 x 32 KiB scratch by the others",
+      seed=1, fast=True),
+    W("global_list", {"append": 3, "dataset": 3, "slots_temp": 3},
+      "an audit list that only grows, next to a big dataset loaded and dropped", seed=2),
+    W("sessions_cycles", {"sessions": 3, "cycles": 3, "cycles_del": 3},
+      "a session dict never expired, next to cyclic garbage with and without __del__", seed=3),
+    W("handles", {"open_files": 1, "sockets": 1, "dataset": 1, "objs_temp": 1},
+      "files and sockets never closed, next to big temporaries", seed=4),
+    W("caches", {"lru_unbounded": 3, "lru_bounded": 3, "bounded_lru": 3, "dataset": 2},
+      "lru_cache(maxsize=None) next to a bounded lru_cache and a hand-made LRU that plateau",
+      seed=5),
+    W("objects", {"objs_kept": 3, "slots_temp": 3, "objs_temp": 3},
+      "many small objects kept, next to many small objects (with and without __slots__) dropped",
+      seed=6),
+    W("callbacks_logging", {"callbacks": 1, "log_handler": 1, "callbacks_removed": 1,
+                            "dataset": 1},
+      "callbacks never unsubscribed and a logging handler added per task, next to the same "
+      "done right", seed=7),
+    W("threads", {"tls_cache": 3, "tls_scratch": 3, "objs_temp": 3},
+      "a thread-local list on pool threads that grows, next to a thread-local scratch buffer",
+      seed=8),
+    W("generators", {"parked_gen": 3, "consumed_gen": 3, "dataset": 3},
+      "generators parked holding buffers, next to the same generators run to the end", seed=9),
+    W("ctypes", {"ctypes_leak": 3, "ctypes_ok": 3, "dataset": 3},
+      "a leak inside C code called through ctypes, next to C code that frees", seed=10),
+    W("no_leak", {"dataset": 1, "cycles": 1, "bounded_lru": 1, "slots_temp": 1,
+                  "callbacks_removed": 1},
+      "nothing leaks: big temporaries, cyclic garbage, a plateauing cache", seed=11),
+    W("c_intern_render", {"intern": 3, "render": 3, "tally": 3},
+      "C: strings interned forever, next to a 1 MiB render scratch from the heap", seed=12,
+      fast=True, c_worker="c_intern_render",
+      labels={"intern": LEAK, "render": CLEAN, "tally": CLEAN}),
+    W("c_session_compress", {"session": 3, "compress": 3, "lookup": 3},
+      "C: many small session nodes kept, next to a compressor's 64 x 8 KiB block churn",
+      seed=13, c_worker="c_session_compress",
+      labels={"session": LEAK, "compress": CLEAN, "lookup": CLEAN}),
+    W("c_conn_parse", {"connect": 3, "parse": 3, "render": 3},
+      "C: a socket per connect never closed, next to big parse and render temporaries",
+      seed=14, fast=True, c_worker="c_conn_parse",
+      labels={"connect": FD, "parse": CLEAN, "render": CLEAN}),
+]
+
+assert all(lab in (LEAK, FD, CLEAN, PLATEAU) for w in WORKLOADS for lab in w.labels.values())
