@@ -2,7 +2,7 @@
  * memvisor: command line.
  *
  *   memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-] [--results FILE]
- *                [-- COMMAND [ARG]...]
+ *                [--resume] [-- COMMAND [ARG]...]
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
  *   memvisor report PATH
  *   memvisor status|recycle|reload|stop|metrics [--socket PATH] [--json]   (ctl.c)
@@ -19,11 +19,12 @@
 #include "control.h"
 #include "proc.h"
 #include "report.h"
+#include "runlock.h"
 #include "supervisor.h"
 
 static const char usage_text[] =
     "usage: memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-]\n"
-    "                    [--results FILE] [-- COMMAND [ARG]...]\n"
+    "                    [--results FILE] [--resume] [-- COMMAND [ARG]...]\n"
     "       memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...\n"
     "       memvisor report PATH\n"
     "       memvisor version\n"
@@ -36,7 +37,10 @@ static const char usage_text[] =
     "  -c, --config FILE    INI file (default: built-in defaults, see conf/memvisor.ini)\n"
     "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
     "  --tasks FILE|-       one task per line; - reads stdin ([tasks] source)\n"
-    "  --results FILE       JSON Lines results, one per task ([tasks] results)\n"
+    "  --results FILE       JSON Lines results, one per task ([tasks] results); an existing\n"
+    "                       non-empty file is refused unless the run resumes it\n"
+    "  --resume             continue the batch in the results file: tasks that have a line\n"
+    "                       are skipped, the others run and are appended ([tasks] resume)\n"
     "  -- COMMAND...        the worker command ([worker] command)\n"
     "\n"
     "exit: 0 all tasks ok (a service: stopped cleanly), 1 some failed or quarantined,\n"
@@ -50,6 +54,7 @@ typedef struct cli {
     int noverrides;
     const char *tasks;
     const char *results;
+    bool resume;
     char **argv; /* after "--" */
 } cli_t;
 
@@ -88,12 +93,16 @@ static int parse_cli(int argc, char **argv, cli_t *c)
             c->tasks = argv[++i];
         else if (strcmp(a, "--results") == 0 && has_next)
             c->results = argv[++i];
+        else if (strcmp(a, "--resume") == 0)
+            c->resume = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return MV_EXIT_OK;
         } else
-            return usage_error(
-                has_next || a[0] != '-' ? "unknown argument: " : "missing value after ", a);
+            return usage_error(has_next || a[0] != '-' || strcmp(a, "--resume") == 0
+                                   ? "unknown argument: "
+                                   : "missing value after ",
+                               a);
     }
     return -1;
 }
@@ -141,10 +150,36 @@ static int check_command(const char *cmd)
     return err;
 }
 
+/* What the results file and --resume allow, said before anything starts: a non-empty
+ * results file without --resume, or --resume without something to resume, is a usage error
+ * (exit 2); a file another run holds, a run that cannot start (exit 3). The run checks again
+ * when it claims the file (results.h): this is only for a clear message and exit code.
+ * -1 when the run may go on. */
+static int check_results(const mv_config_t *cfg)
+{
+    char why[1024];
+    int r;
+
+    if (cfg->tasks.resume && !*cfg->tasks.results) {
+        fprintf(stderr, "memvisor run: --resume continues a results file: give --results FILE "
+                        "(or [tasks] results)\n");
+        return MV_EXIT_USAGE;
+    }
+    if (cfg->tasks.resume && !*cfg->tasks.source) {
+        fprintf(stderr, "memvisor run: --resume continues a batch: give its task source with "
+                        "--tasks FILE|- (the same lines: ids are line numbers)\n");
+        return MV_EXIT_USAGE;
+    }
+    r = mv_results_check(cfg->tasks.results, cfg->tasks.resume, why, sizeof why);
+    if (r == -EBUSY || r == -EEXIST || r == -EINVAL)
+        fprintf(stderr, "memvisor run: %s\n", why);
+    return r == -EBUSY ? MV_EXIT_CANT_RUN : r == -EEXIST || r == -EINVAL ? MV_EXIT_USAGE : -1;
+}
+
 static int cmd_run(const cli_t *c, mv_config_t *cfg)
 {
     mv_t mv;
-    char **words = NULL;
+    char **words = NULL, pid[24];
     const char *why = NULL;
     int n = 0, code;
 
@@ -152,6 +187,8 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     if ((c->tasks && set_string(&cfg->tasks.source, c->tasks) < 0) ||
         (c->results && set_string(&cfg->tasks.results, c->results) < 0))
         return MV_EXIT_CANT_RUN;
+    if (c->resume)
+        cfg->tasks.resume = 1;
     if (c->argv) {
         mv.argv = c->argv;
     } else if (mv_split_words(cfg->worker.command, &words, &n, &why) < 0 || n == 0) {
@@ -181,6 +218,8 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
         code = MV_EXIT_USAGE;
         goto out;
     }
+    if ((code = check_results(cfg)) >= 0)
+        goto out;
     if (mv_log_open(&mv.log, cfg->log.format, cfg->log.level, cfg->log.file) < 0) {
         fprintf(stderr, "memvisor run: cannot open log file %s\n", cfg->log.file);
         code = MV_EXIT_CANT_RUN;
@@ -191,6 +230,9 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
+    /* For the exec shim's parent-death check (spawn.c): the workers' parent is this process. */
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv(MV_ENV_SUPERVISOR_PID, pid, 1);
     code = mv_run(&mv);
     mv_log_close(&mv.log);
 out:
