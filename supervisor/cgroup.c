@@ -311,6 +311,25 @@ static void remove_run(const mv_cg_t *cg, const char *dir, mv_log_t *log, char *
                                   : "a memvisor run that died left this cgroup"));
 }
 
+/* Serializes the starts of the runs that share a base: cleaning stale run directories and
+ * making (then locking) this run's one happen under an flock on the base itself, so a
+ * cleaner never meets a run directory that another run has made but not locked yet
+ * (libcgroup's create writes files after its mkdir: a cleaner removing the empty directory
+ * meanwhile made that create fail, measured with four concurrent starts). Held for the
+ * setup only; bounded (10 s), after which the run goes on without it. -1 when not taken. */
+static int lock_base(const char *base)
+{
+    int fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = -EWOULDBLOCK;
+
+    for (int i = 0; fd >= 0 && i < 1000 && (r = mv_lock_try(fd)) == -EWOULDBLOCK; i++)
+        nanosleep(&(struct timespec){0, 10000000}, NULL); /* before the loop runs */
+    if (fd >= 0 && r < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
 /* Removes the run directories of memvisor runs that are gone. "Gone" means its lock is free
  * (runlock.h), never "its pid is gone": a memvisor in another pid namespace sharing this
  * base has a pid that names nothing here, or something else, and must keep its workers. A
@@ -546,8 +565,11 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
         r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
     }
     if (r == 0) {
+        int base_fd = lock_base(cg->base);
         remove_stale(cg, o->log, stale, sizeof stale);
         r = make_run_dir(cg, pid, why, n);
+        if (base_fd >= 0)
+            close(base_fd);
     }
     /* On success `why` says only what the caller should hear: a stale run left in place
      * (not the reason an earlier version was passed over). */

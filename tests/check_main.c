@@ -13,7 +13,8 @@ int main(void)
         config_suite,     protocol_suite, worker_api_suite, fsm_suite,    policy_suite,
         tasks_suite,      cgroup_suite,   leak_suite,       e2e_suite,    faults_suite,
         cgroup_e2e_suite, leak_e2e_suite, report_suite,     python_suite, service_suite,
-        notify_suite,     control_suite,  channel_suite,
+        notify_suite,     control_suite,  channel_suite,    resume_suite, results_suite,
+        orphans_suite,
     };
     SRunner *sr = srunner_create(NULL);
     int failed;

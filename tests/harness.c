@@ -363,3 +363,37 @@ char *read_text(const char *path)
     fclose(f);
     return s;
 }
+
+void run_again(mvrun_t *r)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        json_decref(r->res[i]);
+    free(r->res);
+    free(r->log);
+    if (r->log_fd >= 0)
+        close(r->log_fd);
+    r->res = NULL;
+    r->nres = 0;
+    r->log = NULL;
+    r->log_len = r->log_off = r->log_cap = 0;
+    r->log_fd = -1;
+    r->pid = 0;
+    r->code = 0;
+}
+
+void run_wait_nth(mvrun_t *r, const char *needle, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(run_wait_for(r, needle));
+}
+
+size_t file_lines(const char *path)
+{
+    char *s = read_text(path);
+    size_t n = 0;
+
+    for (const char *p = s; p && (p = strchr(p, '\n')); p++)
+        n++;
+    free(s);
+    return n;
+}

@@ -22,5 +22,8 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *channel_suite(void);
+Suite *resume_suite(void);
+Suite *results_suite(void);
+Suite *orphans_suite(void);
 
 #endif
