@@ -131,11 +131,15 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
 
 /* ---- the job (thread pool) ---- */
 
-static uint64_t count_lines(const uint8_t *p, size_t n)
+/* Newlines in lines.data[from, to). (An empty batch has no data at all: NULL.) */
+static uint64_t count_lines(const mv_buf_t *b, size_t from, size_t to)
 {
+    const uint8_t *p, *e;
     uint64_t k = 0;
 
-    for (const uint8_t *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+    if (from >= to)
+        return 0;
+    for (p = b->data + from, e = b->data + to; (p = memchr(p, '\n', (size_t)(e - p))); p++)
         k++;
     return k;
 }
@@ -167,15 +171,14 @@ static int encode_batch(mv_results_t *r)
  * retry. A pipe or device cannot be cut: there the retry goes on where the write stopped. */
 static void keep_whole_lines(mv_results_t *r)
 {
-    const uint8_t *p = r->lines.data + r->lines_kept;
-    size_t n = r->lines_off - r->lines_kept, keep = r->lines_kept;
+    size_t keep = r->lines_kept;
 
-    for (size_t i = n; i > 0; i--)
-        if (p[i - 1] == '\n') {
-            keep += i;
+    for (size_t i = r->lines_off; i > r->lines_kept; i--)
+        if (r->lines.data[i - 1] == '\n') {
+            keep = i;
             break;
         }
-    r->job_lines += count_lines(p, keep - r->lines_kept);
+    r->job_lines += count_lines(&r->lines, r->lines_kept, keep);
     r->size += keep - r->lines_kept;
     r->lines_kept = keep;
     if (r->regular) {
@@ -219,7 +222,7 @@ static void job_cb(uv_work_t *req)
         }
         r->lines_off += (size_t)n;
     }
-    r->job_lines += count_lines(r->lines.data + r->lines_kept, r->lines.len - r->lines_kept);
+    r->job_lines += count_lines(&r->lines, r->lines_kept, r->lines.len);
     r->size += r->lines.len - r->lines_kept;
     r->lines_kept = r->lines_off;
     r->encoded = false;

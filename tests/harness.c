@@ -280,12 +280,7 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 
 void run_free(mvrun_t *r)
 {
-    for (size_t i = 0; i < r->nres; i++)
-        json_decref(r->res[i]);
-    free(r->res);
-    free(r->log);
-    if (r->log_fd >= 0)
-        close(r->log_fd);
+    run_again(r);
     if (r->dir[0])
         nftw(r->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
     memset(r, 0, sizeof *r);
