@@ -10,7 +10,6 @@
  */
 #include "cgroup.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +27,7 @@
 #include <uv.h>
 
 #include "runlock.h"
+#include "stale.h"
 
 static uv_mutex_t cg_mutex;
 static uv_once_t cg_once = UV_ONCE_INIT;
@@ -254,113 +254,6 @@ static bool file_has_word(const char *path, const char *name)
     return false;
 }
 
-/* ---- stale runs ---- */
-
-static int kill_leftovers(mv_cg_version_t v, const char *path, char *pids, size_t n);
-static int remove_counting(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
-                           char *why, size_t n);
-
-/* Whether `name` is a run directory: memvisor-<pid>, or memvisor-<pid>-<k> when that name
- * was taken by a run of another pid namespace. */
-static bool run_dir_name(const char *name)
-{
-    const char *p = name + 9;
-
-    if (strncmp(name, "memvisor-", 9) != 0 || !isdigit((unsigned char)*p))
-        return false;
-    while (isdigit((unsigned char)*p))
-        p++;
-    if (*p == '-' && isdigit((unsigned char)p[1]))
-        for (p++; isdigit((unsigned char)*p);)
-            p++;
-    return *p == '\0';
-}
-
-/* Removes one dead run's directory (its lock is ours): kills what is left in its worker
- * cgroups, removes them and it, and logs what it did. */
-static void remove_run(const mv_cg_t *cg, const char *dir, mv_log_t *log, char *why, size_t n)
-{
-    DIR *sub = opendir(dir);
-    struct dirent *w;
-    char pids[256] = "", tmp[160];
-    int killed = 0, workers = 0;
-
-    while (sub && (w = readdir(sub)))
-        if (w->d_type == DT_DIR && w->d_name[0] == 'w') {
-            char *wd = join("%s/%s", dir, w->d_name);
-            workers++;
-            if (wd &&
-                remove_counting(cg->version, wd, &killed, pids, sizeof pids, tmp, sizeof tmp) < 0 &&
-                !*why)
-                snprintf(why, n, "stale cgroup %s left in place: %s", wd, tmp);
-            free(wd);
-        }
-    if (sub)
-        closedir(sub);
-    if (rmdir(dir) < 0) {
-        if (!*why)
-            snprintf(why, n, "stale cgroup %s left in place: %s", dir, strerror(errno));
-        return;
-    }
-    /* A warning when it killed something: those processes outlived their memvisor. */
-    if (log)
-        mv_log(log, killed ? MV_LVL_WARN : MV_LVL_INFO, "stale_run_removed", MV_S("cgroup", dir),
-               MV_I("workers", workers), MV_I("killed", killed),
-               MV_S("pids", *pids ? pids : "none"),
-               MV_S("msg", killed ? "a memvisor run that died left processes here: killed"
-                                  : "a memvisor run that died left this cgroup"));
-}
-
-/* Serializes the starts of the runs that share a base: cleaning stale run directories and
- * making (then locking) this run's one happen under an flock on the base itself, so a
- * cleaner never meets a run directory that another run has made but not locked yet
- * (libcgroup's create writes files after its mkdir: a cleaner removing the empty directory
- * meanwhile made that create fail, measured with four concurrent starts). Held for the
- * setup only; bounded (10 s), after which the run goes on without it. -1 when not taken. */
-static int lock_base(const char *base)
-{
-    int fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = -EWOULDBLOCK;
-
-    for (int i = 0; fd >= 0 && i < 1000 && (r = mv_lock_try(fd)) == -EWOULDBLOCK; i++)
-        nanosleep(&(struct timespec){0, 10000000}, NULL); /* before the loop runs */
-    if (fd >= 0 && r < 0) {
-        close(fd);
-        fd = -1;
-    }
-    return fd;
-}
-
-/* Removes the run directories of memvisor runs that are gone. "Gone" means its lock is free
- * (runlock.h), never "its pid is gone": a memvisor in another pid namespace sharing this
- * base has a pid that names nothing here, or something else, and must keep its workers. A
- * run directory whose lock we take is dead; its leftovers (a worker's children, a worker of
- * a memvisor without parent-death signals) are killed first. What cannot be removed is said
- * in `why` (the first one). */
-static void remove_stale(const mv_cg_t *cg, mv_log_t *log, char *why, size_t n)
-{
-    DIR *d = opendir(cg->base);
-    struct dirent *de;
-
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char *dir;
-        int fd;
-
-        if (!run_dir_name(de->d_name))
-            continue;
-        dir = join("%s/%s", cg->base, de->d_name);
-        fd = dir ? mv_lock_path(dir) : -ENOMEM;
-        /* Held (a live run), gone meanwhile, or not ours to open: leave it. */
-        if (fd >= 0) {
-            remove_run(cg, dir, log, why, n);
-            close(fd);
-        }
-        free(dir);
-    }
-    closedir(d);
-}
-
 /* ---- setup ---- */
 
 static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char *why, size_t n)
@@ -488,7 +381,7 @@ static bool same_dir(int fd, const char *path)
 /* Makes the run directory and holds its lock (runlock.h) for the run: that lock is what
  * tells other memvisors sharing the base that this run is alive. memvisor-<pid>, or
  * memvisor-<pid>-<k> when a live run of another pid namespace holds that name. (An unlocked
- * one that is still there is a dead run's that remove_stale could not remove: it is taken
+ * one that is still there is a dead run's that stale.c could not remove: it is taken
  * over, as before locks.) */
 static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
 {
@@ -565,8 +458,8 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
         r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
     }
     if (r == 0) {
-        int base_fd = lock_base(cg->base);
-        remove_stale(cg, o->log, stale, sizeof stale);
+        int base_fd = mv_cg_lock_base(cg->base);
+        mv_cg_remove_stale(cg, o->log, stale, sizeof stale);
         r = make_run_dir(cg, pid, why, n);
         if (base_fd >= 0)
             close(base_fd);
@@ -940,8 +833,8 @@ static int kill_leftovers(mv_cg_version_t v, const char *path, char *pids, size_
     return count;
 }
 
-static int remove_counting(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
-                           char *why, size_t n)
+int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
+                         char *why, size_t n)
 {
     /* Plain rmdir, not libcgroup: its delete moves live tasks to the parent instead of
      * failing, and with CGFLAG_DELETE_EMPTY_ONLY returns 0 without deleting (2.0.2). */
@@ -967,5 +860,5 @@ int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n)
     int killed = 0;
 
     pids[0] = '\0';
-    return remove_counting(v, path, &killed, pids, sizeof pids, why, n);
+    return mv_cg_remove_counted(v, path, &killed, pids, sizeof pids, why, n);
 }

@@ -101,6 +101,10 @@ void mv_cg_close(mv_cgw_t *w);
 /* Thread pool: kills what is left in the cgroup (a worker's own children), then removes it,
  * retrying briefly while the kernel empties it. 0 or -errno (reason in `why`). */
 int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n);
+/* mv_cg_remove that also counts the processes it killed into *killed and appends their pids
+ * ("1,2,3") to `pids` (stale.c reports them). */
+int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
+                         char *why, size_t n);
 
 /* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
  * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). */

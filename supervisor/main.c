@@ -99,10 +99,8 @@ static int parse_cli(int argc, char **argv, cli_t *c)
             fputs(usage_text, stdout);
             return MV_EXIT_OK;
         } else
-            return usage_error(has_next || a[0] != '-' || strcmp(a, "--resume") == 0
-                                   ? "unknown argument: "
-                                   : "missing value after ",
-                               a);
+            return usage_error(
+                has_next || a[0] != '-' ? "unknown argument: " : "missing value after ", a);
     }
     return -1;
 }
@@ -230,7 +228,7 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
-    /* For the exec shim's parent-death check (spawn.c): the workers' parent is this process. */
+    /* For the exec shim's parent-death check (proc.h): the workers' parent is this process. */
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     setenv(MV_ENV_SUPERVISOR_PID, pid, 1);
     code = mv_run(&mv);

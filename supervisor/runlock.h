@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 /* The supervisor's pid, set in its environment by `memvisor run` so that the exec shim can
- * tell whether the process that forked it is still its parent (spawn.c, mv_exec_shim). */
+ * tell whether the process that forked it is still its parent (proc.h, mv_exec_shim). */
 #define MV_ENV_SUPERVISOR_PID "MEMVISOR_SUPERVISOR_PID"
 
 /* Takes an exclusive flock on fd without waiting. 0; -EWOULDBLOCK when another open file

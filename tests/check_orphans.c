@@ -347,6 +347,47 @@ START_TEST(a_pid_namespace_twin_gets_its_own_run_directory)
 }
 END_TEST
 
+/* Runs `memvisor exec-shim - /bin/sh -c SCRIPT` as a child whose expected parent is `parent`
+ * (MV_ENV_SUPERVISOR_PID); its exit code. */
+static int shim(pid_t parent, const char *script)
+{
+    char text[24];
+    pid_t p;
+    int st;
+
+    snprintf(text, sizeof text, "%d", (int)parent);
+    p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0) {
+        setenv(MV_ENV_SUPERVISOR_PID, text, 1);
+        execl(MEMVISOR, "memvisor", "exec-shim", "-", "/bin/sh", "-c", script, (char *)NULL);
+        _exit(99);
+    }
+    ck_assert_int_eq(waitpid(p, &st, 0), p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The shim arms the parent-death signal, then makes sure memvisor did not die before it did:
+ * a child whose parent is not the memvisor that started it runs nothing (exit 125). With its
+ * parent there it runs the command, which does not see the variable. */
+START_TEST(the_shim_runs_nothing_for_a_parent_that_is_gone)
+{
+    char dir[] = "/tmp/mv-shim-XXXXXX", script[128], mark[64], *text;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(mark, sizeof mark, "%s/ran", dir);
+    snprintf(script, sizeof script, "echo ${%s-unset} > %s", MV_ENV_SUPERVISOR_PID, mark);
+    ck_assert_int_eq(shim(dead_pid(), script), 125);
+    ck_assert_int_ne(access(mark, F_OK), 0);
+    ck_assert_int_eq(shim(getpid(), script), 0);
+    text = read_text(mark);
+    ck_assert_str_eq(text, "unset\n");
+    free(text);
+    unlink(mark);
+    rmdir(dir);
+}
+END_TEST
+
 Suite *orphans_suite(void)
 {
     Suite *s = suite_create("orphans");
@@ -356,6 +397,7 @@ Suite *orphans_suite(void)
     tcase_add_test(tc, workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up);
     tcase_add_test(tc, a_run_is_dead_when_its_lock_is_free_not_when_its_pid_is_gone);
     tcase_add_test(tc, a_pid_namespace_twin_gets_its_own_run_directory);
+    tcase_add_test(tc, the_shim_runs_nothing_for_a_parent_that_is_gone);
     suite_add_tcase(s, tc);
     return s;
 }
