@@ -466,7 +466,8 @@ static int resume_from(mv_results_t *r, const mv_results_opts_t *o, char *why, s
 }
 
 /* The verdicts shared by mv_results_check and mv_results_open, on an open fd of the file. */
-static int judge(const char *path, int fd, const struct stat *st, bool resume, char *why, size_t n)
+static int judge(const char *path, int fd, const struct stat *st, bool resume, bool *unlocked,
+                 char *why, size_t n)
 {
     char who[256];
     int rc = mv_lock_try(fd);
@@ -476,10 +477,13 @@ static int judge(const char *path, int fd, const struct stat *st, bool resume, c
         snprintf(why, n, "results file %s is in use by another memvisor run: %s", path, who);
         return -EBUSY;
     }
-    if (rc < 0) {
+    /* A file system without flock (some network ones): the run goes on unprotected. */
+    if (rc < 0 && rc != -ENOLCK && rc != -EOPNOTSUPP) {
         snprintf(why, n, "cannot lock %s: %s", path, strerror(-rc));
         return rc;
     }
+    if (rc < 0)
+        *unlocked = true;
     if (st->st_size > 0 && !resume) {
         snprintf(why, n,
                  "results file %s already holds %lld bytes of results: give --resume "
@@ -500,6 +504,7 @@ static int not_regular(const char *path, char *why, size_t n)
 int mv_results_check(const char *path, bool resume, char *why, size_t n)
 {
     struct stat st;
+    bool unlocked = false;
     int fd, rc;
 
     why[0] = '\0';
@@ -512,7 +517,7 @@ int mv_results_check(const char *path, bool resume, char *why, size_t n)
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return -errno;
-    rc = judge(path, fd, &st, resume, why, n);
+    rc = judge(path, fd, &st, resume, &unlocked, why, n);
     close(fd); /* lets the lock go: this was only a look */
     return rc;
 }
@@ -542,6 +547,7 @@ int mv_results_open(mv_results_t *r, uv_loop_t *loop, const mv_results_opts_t *o
                     size_t n)
 {
     struct stat st;
+    bool unlocked = false;
     int rc;
 
     memset(r, 0, sizeof *r);
@@ -567,7 +573,11 @@ int mv_results_open(mv_results_t *r, uv_loop_t *loop, const mv_results_opts_t *o
             rc = -errno;
         r->regular = rc == 0 && S_ISREG(st.st_mode);
         if (r->regular)
-            rc = judge(o->path, r->fd, &st, o->resume, why, n);
+            rc = judge(o->path, r->fd, &st, o->resume, &unlocked, why, n);
+        if (rc == 0 && unlocked && o->log)
+            mv_warn(o->log, "results_unlocked", MV_S("file", o->path),
+                    MV_S("msg", "this file system has no flock: a second memvisor on this file "
+                                "would not be refused"));
         if (rc == 0 && r->regular)
             r->size = (uint64_t)st.st_size;
         if (rc == 0 && o->resume && r->regular)
