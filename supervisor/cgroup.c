@@ -397,7 +397,7 @@ static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
         r = create_run_dir(cg, why, n);
         if (r < 0)
             return r;
-        r = mv_lock_path(cg->run);
+        r = mv_lock_path(cg->run, 0); /* held: a live run of another pid namespace */
         if (r == -EWOULDBLOCK) {
             k++; /* a live run holds this name */
         } else if (r >= 0 && !same_dir(r, cg->run)) {

@@ -44,7 +44,7 @@ static int lock_state_dir(mv_rundir_t *r, const char *real, char *why, size_t n)
 
     if (fd < 0)
         return 0;
-    rc = mv_lock_try(fd);
+    rc = mv_lock_take(fd, MV_LOCK_GRACE_MS);
     if (rc == 0) {
         r->lock_fd = fd;
         return 0;

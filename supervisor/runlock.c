@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 int mv_lock_try(int fd)
@@ -23,13 +25,30 @@ int mv_lock_try(int fd)
     return 0;
 }
 
-int mv_lock_path(const char *path)
+int mv_lock_take(int fd, int wait_ms)
+{
+    int r = mv_lock_try(fd);
+
+    for (int waited = 0; r == -EWOULDBLOCK && waited < wait_ms; waited += 10) {
+        pid_t holder = mv_lock_holder(fd);
+        /* A live locker keeps its lock for good: no point waiting. One this pid namespace
+         * cannot see (0) is taken for alive: a live run of another namespace must not delay
+         * every start. */
+        if (holder <= 0 || kill(holder, 0) == 0 || errno == EPERM)
+            break;
+        nanosleep(&(struct timespec){0, 10000000}, NULL);
+        r = mv_lock_try(fd);
+    }
+    return r;
+}
+
+int mv_lock_path(const char *path, int wait_ms)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY), r;
 
     if (fd < 0)
         return -errno;
-    r = mv_lock_try(fd);
+    r = mv_lock_take(fd, wait_ms);
     if (r < 0) {
         close(fd);
         return r;

@@ -19,12 +19,22 @@
  * tell whether the process that forked it is still its parent (proc.h, mv_exec_shim). */
 #define MV_ENV_SUPERVISOR_PID "MEMVISOR_SUPERVISOR_PID"
 
+/* How long a lock whose locker is gone may stay held (see mv_lock_take). */
+#define MV_LOCK_GRACE_MS 2000
+
 /* Takes an exclusive flock on fd without waiting. 0; -EWOULDBLOCK when another open file
  * holds it; or -errno. */
 int mv_lock_try(int fd);
-/* Opens `path` read-only (a directory is fine) and takes its lock: the fd (O_CLOEXEC, keep
- * it open to keep the lock), -EWOULDBLOCK when it is held, or -errno. */
-int mv_lock_path(const char *path);
+/* Takes fd's lock. While the process that took it is alive (or cannot be seen: another pid
+ * namespace), -EWOULDBLOCK at once. While that process is gone, waits up to wait_ms for the
+ * lock to go too: a child that memvisor forked just before it died shares the open file, so
+ * the lock outlives memvisor until that child's exec closes it (close-on-exec acts at exec,
+ * not at fork; measured: a rerun right after a SIGKILL was refused). 0, -EWOULDBLOCK or
+ * -errno. Before the loop runs only. */
+int mv_lock_take(int fd, int wait_ms);
+/* Opens `path` read-only (a directory is fine) and takes its lock (mv_lock_take): the fd
+ * (O_CLOEXEC, keep it open to keep the lock), -EWOULDBLOCK when it is held, or -errno. */
+int mv_lock_path(const char *path, int wait_ms);
 /* The pid holding an flock on the file `fd` refers to, as this pid namespace sees it (from
  * /proc/locks): > 0, or 0 when unknown (not held, or by a process this namespace cannot see). */
 pid_t mv_lock_holder(int fd);

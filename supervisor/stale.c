@@ -126,7 +126,7 @@ void mv_cg_remove_stale(const mv_cg_t *cg, mv_log_t *log, char *why, size_t n)
         if (!run_dir_name(de->d_name))
             continue;
         dir = asprintf_or_null("%s/%s", cg->base, de->d_name);
-        fd = dir ? mv_lock_path(dir) : -ENOMEM;
+        fd = dir ? mv_lock_path(dir, MV_LOCK_GRACE_MS) : -ENOMEM;
         /* Held (a live run), gone meanwhile, or not ours to open: leave it. */
         if (fd >= 0) {
             remove_run(cg, dir, log, why, n);
