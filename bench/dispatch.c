@@ -177,6 +177,7 @@ static double memvisor(const char *tasks, long n, int prefetch, const char *resu
     snprintf(log, sizeof log, "%s.log", tasks);
     snprintf(logopt, sizeof logopt, "log.file=%s", log);
     unlink(log);
+    unlink(results); /* memvisor refuses a non-empty results file it is not told to resume */
     pid = fork();
     if (pid == 0) {
         int null = open("/dev/null", O_WRONLY);

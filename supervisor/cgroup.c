@@ -26,6 +26,9 @@
 #include <libcgroup.h>
 #include <uv.h>
 
+#include "runlock.h"
+#include "stale.h"
+
 static uv_mutex_t cg_mutex;
 static uv_once_t cg_once = UV_ONCE_INIT;
 
@@ -251,47 +254,6 @@ static bool file_has_word(const char *path, const char *name)
     return false;
 }
 
-/* ---- stale runs ---- */
-
-/* Removes <base>/memvisor-<pid> directories whose memvisor is gone (a crashed run). A cgroup
- * still holding processes is left, with a warning in `why`: they are not ours to kill. */
-static void remove_stale(const mv_cg_t *cg, pid_t self, char *why, size_t n)
-{
-    DIR *d = opendir(cg->base);
-    struct dirent *de;
-
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char *end, *dir;
-        long pid;
-
-        if (strncmp(de->d_name, "memvisor-", 9) != 0)
-            continue;
-        pid = strtol(de->d_name + 9, &end, 10);
-        if (*end || pid <= 0 || (pid != self && (kill((pid_t)pid, 0) == 0 || errno != ESRCH)))
-            continue;
-        dir = join("%s/%s", cg->base, de->d_name);
-        if (!dir)
-            continue;
-        DIR *sub = opendir(dir);
-        struct dirent *w;
-        while (sub && (w = readdir(sub)))
-            if (w->d_type == DT_DIR && w->d_name[0] == 'w') {
-                char *wd = join("%s/%s", dir, w->d_name), tmp[128];
-                if (wd && mv_cg_remove(cg->version, wd, tmp, sizeof tmp) < 0 && !*why)
-                    snprintf(why, n, "stale cgroup %s left in place: %s", wd, tmp);
-                free(wd);
-            }
-        if (sub)
-            closedir(sub);
-        if (rmdir(dir) < 0 && !*why)
-            snprintf(why, n, "stale cgroup %s left in place: %s", dir, strerror(errno));
-        free(dir);
-    }
-    closedir(d);
-}
-
 /* ---- setup ---- */
 
 static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char *why, size_t n)
@@ -388,26 +350,71 @@ static int v2_vacate(mv_cg_t *cg, const char *own_abs, char *why, size_t n)
     return r;
 }
 
-/* Makes the run directory (v1 through libcgroup). */
-static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
+/* Makes one candidate run directory (v1 through libcgroup); one that exists is fine. */
+static int create_run_dir(mv_cg_t *cg, char *why, size_t n)
 {
-    char *ctl;
     int r;
 
-    cg->run = join("%s/memvisor-%d", cg->base, (int)pid);
-    if (!cg->run)
-        return -ENOMEM;
     if (cg->version == MV_CG_V1) {
+        free(cg->v1_rel);
         cg->v1_rel = join("%s", cg->run + strlen(cg->mount));
-        if (!cg->v1_rel)
-            return -ENOMEM;
-        return v1_create(cg->v1_rel, 0, why, n);
+        return cg->v1_rel ? v1_create(cg->v1_rel, 0, why, n) : -ENOMEM;
     }
     if (mkdir(cg->run, 0755) < 0 && errno != EEXIST) {
         r = -errno;
         snprintf(why, n, "mkdir %s: %s", cg->run, strerror(errno));
         return r;
     }
+    return 0;
+}
+
+/* Whether fd still is the directory at `path` (a stale-run cleaner may have removed the
+ * directory between its mkdir and our lock: it was empty and unlocked then). */
+static bool same_dir(int fd, const char *path)
+{
+    struct stat a, b;
+
+    return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+           a.st_dev == b.st_dev;
+}
+
+/* Makes the run directory and holds its lock (runlock.h) for the run: that lock is what
+ * tells other memvisors sharing the base that this run is alive. memvisor-<pid>, or
+ * memvisor-<pid>-<k> when a live run of another pid namespace holds that name. (An unlocked
+ * one that is still there is a dead run's that stale.c could not remove: it is taken
+ * over, as before locks.) */
+static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
+{
+    char *ctl;
+    int r = -EEXIST, k = 0;
+
+    for (int tries = 0; tries < 100 && r < 0; tries++) {
+        free(cg->run);
+        cg->run = k ? join("%s/memvisor-%d-%d", cg->base, (int)pid, k)
+                    : join("%s/memvisor-%d", cg->base, (int)pid);
+        if (!cg->run)
+            return -ENOMEM;
+        r = create_run_dir(cg, why, n);
+        if (r < 0)
+            return r;
+        r = mv_lock_path(cg->run, 0); /* held: a live run of another pid namespace */
+        if (r == -EWOULDBLOCK) {
+            k++; /* a live run holds this name */
+        } else if (r >= 0 && !same_dir(r, cg->run)) {
+            close(r); /* removed by a cleaner before we locked it: make it again */
+            r = -ENOENT;
+        } else if (r < 0 && r != -ENOENT) {
+            snprintf(why, n, "cannot lock %s: %s", cg->run, strerror(-r));
+            return r;
+        }
+    }
+    if (r < 0) {
+        snprintf(why, n, "no free run directory name under %s", cg->base);
+        return -EEXIST;
+    }
+    cg->run_fd = r;
+    if (cg->version == MV_CG_V1)
+        return 0;
     ctl = join("%s/cgroup.subtree_control", cg->run);
     r = ctl ? write_file(ctl, "+memory") : -ENOMEM;
     if (r < 0)
@@ -418,12 +425,15 @@ static int make_run_dir(mv_cg_t *cg, pid_t pid, char *why, size_t n)
 
 static void reset(mv_cg_t *cg)
 {
+    if (cg->run_fd >= 0)
+        close(cg->run_fd); /* after the rmdir: the run is over */
     free(cg->mount);
     free(cg->base);
     free(cg->run);
     free(cg->vacated);
     free(cg->v1_rel);
     memset(cg, 0, sizeof *cg);
+    cg->run_fd = -1;
 }
 
 /* Tries one version; 0 when the run directory exists and workers can be made. */
@@ -448,8 +458,11 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
         r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
     }
     if (r == 0) {
-        remove_stale(cg, pid, stale, sizeof stale);
+        int base_fd = mv_cg_lock_base(cg->base);
+        mv_cg_remove_stale(cg, o->log, stale, sizeof stale);
         r = make_run_dir(cg, pid, why, n);
+        if (base_fd >= 0)
+            close(base_fd);
     }
     /* On success `why` says only what the caller should hear: a stale run left in place
      * (not the reason an earlier version was passed over). */
@@ -471,6 +484,7 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
     int r = -ENOENT;
 
     memset(cg, 0, sizeof *cg);
+    cg->run_fd = -1;
     why[0] = '\0';
     cg->soft = o->soft;
     cg->hard = o->hard;
@@ -787,42 +801,64 @@ int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n)
     return 0;
 }
 
-/* Kills every process left in a cgroup (a worker's own children that outlived it). */
-static void kill_leftovers(mv_cg_version_t v, const char *path)
+/* Kills every process left in a cgroup (a worker's own children that outlived it, or the
+ * workers of a dead run); returns how many there were, their pids appended to `pids`. */
+static int kill_leftovers(mv_cg_version_t v, const char *path, char *pids, size_t pn)
 {
     char buf[4096], file[4096];
     char *p, *end;
+    int count = 0;
+    bool killed_all;
 
-    snprintf(file, sizeof file, "%s/cgroup.kill", path);
-    if (v == MV_CG_V2 && write_file(file, "1") == 0)
-        return; /* >= 5.14: the kernel kills the whole cgroup */
     snprintf(file, sizeof file, "%s/cgroup.procs", path);
     if (read_file(file, buf, sizeof buf) <= 0)
-        return;
+        buf[0] = '\0';
+    snprintf(file, sizeof file, "%s/cgroup.kill", path);
+    killed_all = v == MV_CG_V2 && write_file(file, "1") == 0; /* >= 5.14: the kernel kills all */
     for (p = buf; *p; p = end) {
         long pid = strtol(p, &end, 10);
+        size_t used = strlen(pids);
         if (end == p)
             break;
-        if (pid > 0)
-            kill((pid_t)pid, SIGKILL);
+        if (pid > 0) {
+            if (!killed_all)
+                kill((pid_t)pid, SIGKILL);
+            count++;
+            if (pn > used + 24)
+                snprintf(pids + used, pn - used, "%s%ld", used ? "," : "", pid);
+        }
         while (*end == '\n')
             end++;
     }
+    return count;
+}
+
+int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
+                         char *why, size_t n)
+{
+    /* Plain rmdir, not libcgroup: its delete moves live tasks to the parent instead of
+     * failing, and with CGFLAG_DELETE_EMPTY_ONLY returns 0 without deleting (2.0.2). */
+    int e = 0;
+
+    for (int i = 0; i < 200; i++) {
+        if (rmdir(path) == 0 || errno == ENOENT)
+            return 0;
+        e = errno;
+        if (e != EBUSY)
+            break;
+        if (i == 0)
+            *killed += kill_leftovers(v, path, pids, pn);
+        nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: sleeping is fine */
+    }
+    snprintf(why, n, "rmdir %s: %s", path, strerror(e));
+    return -e;
 }
 
 int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n)
 {
-    /* Plain rmdir, not libcgroup: its delete moves live tasks to the parent instead of
-     * failing, and with CGFLAG_DELETE_EMPTY_ONLY returns 0 without deleting (2.0.2). */
-    for (int i = 0; i < 200; i++) {
-        if (rmdir(path) == 0 || errno == ENOENT)
-            return 0;
-        if (errno != EBUSY)
-            break;
-        if (i == 0)
-            kill_leftovers(v, path);
-        nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: sleeping is fine */
-    }
-    snprintf(why, n, "rmdir %s: %s", path, strerror(errno));
-    return -errno;
+    char pids[8];
+    int killed = 0;
+
+    pids[0] = '\0';
+    return mv_cg_remove_counted(v, path, &killed, pids, sizeof pids, why, n);
 }

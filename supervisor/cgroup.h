@@ -6,6 +6,10 @@
  *   base = [supervisor] cgroup_parent, or memvisor's own memory cgroup. On v2 memvisor first
  *   moves itself into <base>/supervisor (no internal processes) and enables +memory for the
  *   children of <base>; at the end it moves back and undoes exactly that.
+ *   The run holds an flock on memvisor-<pid> (runlock.h): a run directory whose lock is free
+ *   belongs to a run that died, and the next setup under that base kills what is left in it
+ *   and removes it. A name taken by a live run of another pid namespace gets a suffix,
+ *   memvisor-<pid>-<k>.
  *
  * Threads: mv_cg_setup and mv_cg_teardown run before/after the loop; mv_cg_create and
  * mv_cg_remove run in the thread pool (mkdir/rmdir take cgroup_mutex, which a concurrent
@@ -21,6 +25,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "log.h"
 
 typedef enum { MV_CG_OFF, MV_CG_V1, MV_CG_V2 } mv_cg_version_t;
 
@@ -33,13 +38,15 @@ typedef struct mv_cg_opts {
     const char *proc_cgroup; /* /proc/self/cgroup */
     const char *mountinfo;   /* /proc/self/mountinfo */
     pid_t pid;               /* names the run directory; 0 = getpid() */
+    mv_log_t *log;           /* event=stale_run_removed; NULL = not logged */
 } mv_cg_opts_t;
 
 typedef struct mv_cg {
     mv_cg_version_t version;
     char *mount;       /* the memory hierarchy's mount point */
     char *base;        /* absolute: the cgroup the run directory is made in */
-    char *run;         /* absolute: <base>/memvisor-<pid> */
+    char *run;         /* absolute: <base>/memvisor-<pid>[-<k>] */
+    int run_fd;        /* the run directory, flocked while the run lives (runlock.h) */
     char *vacated;     /* v2: the cgroup memvisor left for <base>/supervisor, or NULL */
     bool enabled;      /* v2: we added +memory to <base>/cgroup.subtree_control */
     bool v1_libcgroup; /* v1 discovery/creation through libcgroup worked */
@@ -77,9 +84,10 @@ typedef struct mv_cg_reading {
 enum { MV_CG_EV_SOFT = 1, MV_CG_EV_OOM = 2 };
 
 /*
- * Picks the version, makes the run directory, removes stale ones of dead memvisor runs, and
- * on v2 vacates <base>. With mode auto, a cgroup that cannot be used gives version OFF and a
- * reason in `why`; with v1/v2 it is an error (-errno, reason in `why`).
+ * Picks the version, makes (and locks) the run directory, removes stale ones of dead memvisor
+ * runs (logged as stale_run_removed with what was killed), and on v2 vacates <base>. With mode
+ * auto, a cgroup that cannot be used gives version OFF and a reason in `why`; with v1/v2 it is an
+ * error (-errno, reason in `why`).
  */
 int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n);
 /* Undoes mv_cg_setup: removes the run directory, moves memvisor back, restores
@@ -93,6 +101,10 @@ void mv_cg_close(mv_cgw_t *w);
 /* Thread pool: kills what is left in the cgroup (a worker's own children), then removes it,
  * retrying briefly while the kernel empties it. 0 or -errno (reason in `why`). */
 int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n);
+/* mv_cg_remove that also counts the processes it killed into *killed and appends their pids
+ * ("1,2,3") to `pids` (stale.c reports them). */
+int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
+                         char *why, size_t n);
 
 /* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
  * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). */

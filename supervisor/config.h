@@ -76,11 +76,13 @@ typedef struct mv_config {
         char *socket; /* control socket path; "" = STATE_DIR/control.sock; "none" = no socket */
     } control;
     struct {
-        char *source;     /* task file, "-" = stdin, "" = none */
-        char *results;    /* JSON Lines results file, "" = none */
-        int max_attempts; /* attempts before a task is quarantined */
-        int64_t max_size; /* longest task line, bytes */
-        int accounting;   /* per-task memory and fd readings in the results */
+        char *source;          /* task file, "-" = stdin, "" = none */
+        char *results;         /* JSON Lines results file, "" = none */
+        int max_attempts;      /* attempts before a task is quarantined */
+        int64_t max_size;      /* longest task line, bytes */
+        int accounting;        /* per-task memory and fd readings in the results */
+        int resume;            /* continue the batch in an existing results file (--resume) */
+        int64_t results_retry; /* ms a failing results write is retried before giving up */
     } tasks;
     struct {
         int detect;               /* leak suspects and snapshots */

@@ -2,7 +2,7 @@
  * memvisor: command line.
  *
  *   memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-] [--results FILE]
- *                [-- COMMAND [ARG]...]
+ *                [--resume] [-- COMMAND [ARG]...]
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
  *   memvisor report PATH
  *   memvisor status|recycle|reload|stop|metrics [--socket PATH] [--json]   (ctl.c)
@@ -20,11 +20,12 @@
 #include "commands.h"
 #include "proc.h"
 #include "report.h"
+#include "runlock.h"
 #include "supervisor.h"
 
 static const char usage_text[] =
     "usage: memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-]\n"
-    "                    [--results FILE] [-- COMMAND [ARG]...]\n"
+    "                    [--results FILE] [--resume] [-- COMMAND [ARG]...]\n"
     "       memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...\n"
     "       memvisor report PATH\n"
     "       memvisor version\n"
@@ -37,7 +38,10 @@ static const char usage_text[] =
     "  -c, --config FILE    INI file (default: built-in defaults, see conf/memvisor.ini)\n"
     "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
     "  --tasks FILE|-       one task per line; - reads stdin ([tasks] source)\n"
-    "  --results FILE       JSON Lines results, one per task ([tasks] results)\n"
+    "  --results FILE       JSON Lines results, one per task ([tasks] results); an existing\n"
+    "                       non-empty file is refused unless the run resumes it\n"
+    "  --resume             continue the batch in the results file: tasks that have a line\n"
+    "                       are skipped, the others run and are appended ([tasks] resume)\n"
     "  -- COMMAND...        the worker command ([worker] command)\n"
     "\n"
     "exit: 0 all tasks ok (a service: stopped cleanly), 1 some failed or quarantined,\n"
@@ -51,6 +55,7 @@ typedef struct cli {
     int noverrides;
     const char *tasks;
     const char *results;
+    bool resume;
     char **argv; /* after "--" */
 } cli_t;
 
@@ -89,6 +94,8 @@ static int parse_cli(int argc, char **argv, cli_t *c)
             c->tasks = argv[++i];
         else if (strcmp(a, "--results") == 0 && has_next)
             c->results = argv[++i];
+        else if (strcmp(a, "--resume") == 0)
+            c->resume = true;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             fputs(usage_text, stdout);
             return MV_EXIT_OK;
@@ -119,33 +126,36 @@ static int set_string(char **field, const char *value)
     return 0;
 }
 
-/* Whether the worker command can be executed, looked up like execvp does (the exec happens
- * later in the exec shim, where a failure would only look like a crash). 0 or -errno. */
-static int check_command(const char *cmd)
+/* What the results file and --resume allow, said before anything starts: a non-empty
+ * results file without --resume, or --resume without something to resume, is a usage error
+ * (exit 2); a file another run holds, a run that cannot start (exit 3). The run checks again
+ * when it claims the file (results.h): this is only for a clear message and exit code.
+ * -1 when the run may go on. */
+static int check_results(const mv_config_t *cfg)
 {
-    const char *path = getenv("PATH");
-    char buf[4096];
-    int err = -ENOENT;
+    char why[1024];
+    int r;
 
-    if (strchr(cmd, '/'))
-        return access(cmd, X_OK) == 0 ? 0 : -errno;
-    for (const char *p = path ? path : "/usr/local/bin:/usr/bin:/bin"; *p;) {
-        const char *colon = strchr(p, ':');
-        size_t len = colon ? (size_t)(colon - p) : strlen(p);
-        snprintf(buf, sizeof buf, "%.*s/%s", (int)len, len ? p : ".", cmd);
-        if (access(buf, X_OK) == 0)
-            return 0;
-        if (errno == EACCES)
-            err = -EACCES;
-        p += len + (colon != NULL);
+    if (cfg->tasks.resume && !*cfg->tasks.results) {
+        fprintf(stderr, "memvisor run: --resume continues a results file: give --results FILE "
+                        "(or [tasks] results)\n");
+        return MV_EXIT_USAGE;
     }
-    return err;
+    if (cfg->tasks.resume && !*cfg->tasks.source) {
+        fprintf(stderr, "memvisor run: --resume continues a batch: give its task source with "
+                        "--tasks FILE|- (the same lines: ids are line numbers)\n");
+        return MV_EXIT_USAGE;
+    }
+    r = mv_results_check(cfg->tasks.results, cfg->tasks.resume, why, sizeof why);
+    if (r == -EBUSY || r == -EEXIST || r == -EINVAL)
+        fprintf(stderr, "memvisor run: %s\n", why);
+    return r == -EBUSY ? MV_EXIT_CANT_RUN : r == -EEXIST || r == -EINVAL ? MV_EXIT_USAGE : -1;
 }
 
 static int cmd_run(const cli_t *c, mv_config_t *cfg)
 {
     mv_t mv;
-    char **words = NULL;
+    char **words = NULL, pid[24];
     const char *why = NULL;
     int n = 0, code;
 
@@ -153,6 +163,8 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     if ((c->tasks && set_string(&cfg->tasks.source, c->tasks) < 0) ||
         (c->results && set_string(&cfg->tasks.results, c->results) < 0))
         return MV_EXIT_CANT_RUN;
+    if (c->resume)
+        cfg->tasks.resume = 1;
     if (c->argv) {
         mv.argv = c->argv;
     } else if (mv_split_words(cfg->worker.command, &words, &n, &why) < 0 || n == 0) {
@@ -163,7 +175,7 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     } else {
         mv.argv = words;
     }
-    if ((n = check_command(mv.argv[0])) < 0) {
+    if ((n = mv_proc_check_command(mv.argv[0])) < 0) {
         fprintf(stderr, "memvisor run: cannot run the worker command %s: %s\n", mv.argv[0],
                 strerror(-n));
         code = MV_EXIT_CANT_RUN;
@@ -182,6 +194,8 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
         code = MV_EXIT_USAGE;
         goto out;
     }
+    if ((code = check_results(cfg)) >= 0)
+        goto out;
     if (mv_log_open(&mv.log, cfg->log.format, cfg->log.level, cfg->log.file) < 0) {
         fprintf(stderr, "memvisor run: cannot open log file %s\n", cfg->log.file);
         code = MV_EXIT_CANT_RUN;
@@ -193,6 +207,9 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
+    /* For the exec shim's parent-death check (proc.h): the workers' parent is this process. */
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    setenv(MV_ENV_SUPERVISOR_PID, pid, 1);
     code = mv_run(&mv);
     mv_log_close(&mv.log);
 out:

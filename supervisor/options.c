@@ -112,6 +112,12 @@ const mv_option_t mv__options[] = {
     FIXED(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
     OPT(tasks, accounting, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "per-task memory and fd figures in the results; no = fewer syscalls, same limits"),
+    FIXED(tasks, resume, MV_OPT_BOOL, "no", 0, 1, NULL,
+          "continue the batch in an existing results file: skip tasks with a line, append; "
+          "--resume sets it"),
+    FIXED(tasks, results_retry, MV_OPT_DURATION, "1m", 0, DAY, NULL,
+          "how long a failing results write (full disk) is retried, dispatch paused; 0 = give "
+          "up at once"),
 
     FIXED(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
           "find the task kinds that leak, and write snapshots of their workers"),

@@ -1,7 +1,8 @@
 /*
- * proc: one child process. Starts it (through the exec shim when it must join a cgroup or
- * learn its own pid before running), signals it by pid only while that pid is still its own,
- * reports its exit, closes its handle. Knows nothing of workers, tasks or protocols.
+ * proc: one child process. Starts it (through the exec shim, which arms the parent-death
+ * signal and joins a cgroup before the command runs), signals it by pid only while that pid
+ * is still its own, reports its exit, closes its handle. Knows nothing of workers, tasks or
+ * protocols.
  *
  * Exits come from libuv's exit callback only (DESIGN §2: one mechanism; never waitpid(-1),
  * no SIGCHLD handler of ours). libuv reaps the child just before calling it, so from then on
@@ -13,7 +14,7 @@
  * with the cgroup's cgroup.procs open on FD: it writes "0" (itself) there, closes it and
  * execs the command. The migration write can block for an RCU grace period (5-16 ms): it
  * blocks the new child, never the loop. The shim also sets LISTEN_PID, which only the child
- * knows (socket activation).
+ * knows (socket activation), and arms the parent-death signal: every child goes through it.
  */
 #ifndef MV_PROC_H
 #define MV_PROC_H
@@ -67,8 +68,27 @@ int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */
 void mv_proc_close(mv_proc_t *p);
 
-/* `memvisor exec-shim FD|- COMMAND [ARG]...`: joins the cgroup, then execs. Exit codes as a
- * shell's: 125 could not set up, 126 cannot execute, 127 not found. */
+/* Whether a command can be executed, looked up in PATH as execvp does (the exec happens later
+ * in the exec shim, where a failure would only look like a crash). 0 or -errno. */
+int mv_proc_check_command(const char *cmd);
+
+/*
+ * `memvisor exec-shim FD|- COMMAND [ARG]...`: arms the parent-death signal, joins the cgroup,
+ * then execs. Exit codes as a shell's: 125 could not set up, 126 cannot execute, 127 not
+ * found.
+ *
+ * Parent death: PR_SET_PDEATHSIG(SIGKILL), so a child dies with memvisor even when memvisor
+ * is SIGKILLed (no STOP, no EOF needed: a busy worker and a `none` worker die too). It is
+ * kept across execve, but not across a set-uid exec or a change of credentials: a privilege
+ * drop must come before it, or arm it again. It fires when the *thread* that forked the
+ * child exits: uv_spawn runs on memvisor's loop thread, its main thread, so that is
+ * memvisor's exit. The race: memvisor may die between the fork and the prctl, and then the
+ * signal never comes; so the shim compares getppid() with the pid memvisor put in its
+ * environment (MV_ENV_SUPERVISOR_PID, runlock.h, set by `memvisor run`) and exits 125 when
+ * they differ (it was orphaned already). The variable is removed before the exec. The
+ * child's own children get no such signal: they stay in its cgroup, which the next memvisor
+ * on that base empties (cgroup.c, stale runs).
+ */
 int mv_exec_shim(int argc, char **argv);
 
 #endif

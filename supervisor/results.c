@@ -1,23 +1,30 @@
 /*
  * results: JSON Lines results, encoded and written by thread-pool jobs.
  *
- * Threads: the loop owns `pending`, the counts and the handles; a job owns `batch` and
- * `lines` while it runs. The two meet only in after_job (on the loop), when the job is done,
- * so no lock is needed.
+ * Threads: the loop owns `pending`, the counts and the handles; a job owns `batch`, `lines`
+ * and the file position fields while it runs. The two meet only in after_job (on the loop),
+ * when the job is done, so no lock is needed.
  */
 #include "results.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
+#include "runlock.h"
+
 #define FLUSH_BYTES    (64 * 1024)
 #define FLUSH_EVERY_MS 100
 #define BACKLOG_MAX    (1024 * 1024)
+#define RETRY_EVERY_MS 500
+#define SYNC_EVERY_MS  1000
+#define READ_CHUNK     (1024 * 1024)
 
 /* A result as the loop hands it to a job: this header, then hist[nhist], then the payload. */
 typedef struct record {
@@ -124,14 +131,24 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
 
 /* ---- the job (thread pool) ---- */
 
-/* Encodes every record of the batch and writes the lines; fsyncs after the last batch. */
-static void job_cb(uv_work_t *req)
+/* Newlines in lines.data[from, to). (An empty batch has no data at all: NULL.) */
+static uint64_t count_lines(const mv_buf_t *b, size_t from, size_t to)
 {
-    mv_results_t *r = req->data;
-    const uint8_t *p = mv_buf_head(&r->batch), *end = p + mv_buf_unread(&r->batch);
-    size_t off = 0;
+    const uint8_t *p, *e;
+    uint64_t k = 0;
 
-    r->job_error = 0;
+    if (from >= to)
+        return 0;
+    for (p = b->data + from, e = b->data + to; (p = memchr(p, '\n', (size_t)(e - p))); p++)
+        k++;
+    return k;
+}
+
+/* Encodes every record of the batch into `lines`. 0 or -ENOMEM. */
+static int encode_batch(mv_results_t *r)
+{
+    const uint8_t *p = mv_buf_head(&r->batch), *end = p + mv_buf_unread(&r->batch);
+
     mv_buf_reset(&r->lines);
     while (p < end) {
         const record_t *rec = (const record_t *)p;
@@ -140,53 +157,189 @@ static void job_cb(uv_work_t *req)
         res.hist = (const mv_attempt_t *)(rec + 1);
         res.payload = (const uint8_t *)res.hist + rec->nhist * sizeof(mv_attempt_t);
         res.kind = rec->kind_len ? (const char *)res.payload + res.len : NULL;
-        if (mv_results_encode(&res, &r->lines) < 0 || mv_buf_append(&r->lines, "\n", 1) < 0) {
-            r->job_error = -ENOMEM;
-            return;
-        }
+        if (mv_results_encode(&res, &r->lines) < 0 || mv_buf_append(&r->lines, "\n", 1) < 0)
+            return -ENOMEM;
         p += rec->size;
     }
-    while (off < r->lines.len) {
-        ssize_t n = write(r->fd, r->lines.data + off, r->lines.len - off);
+    r->encoded = true;
+    r->lines_kept = r->lines_off = 0;
+    return 0;
+}
+
+/* A write failed after lines_off bytes: keep the whole lines among them and cut the file
+ * back to the last one, so it never ends in a torn line. The rest is written again by the
+ * retry. A pipe or device cannot be cut: there the retry goes on where the write stopped. */
+static void keep_whole_lines(mv_results_t *r)
+{
+    size_t keep = r->lines_kept;
+
+    for (size_t i = r->lines_off; i > r->lines_kept; i--)
+        if (r->lines.data[i - 1] == '\n') {
+            keep = i;
+            break;
+        }
+    r->job_lines += count_lines(&r->lines, r->lines_kept, keep);
+    r->size += keep - r->lines_kept;
+    r->lines_kept = keep;
+    if (r->regular) {
+        r->lines_off = keep;
+        if (ftruncate(r->fd, (off_t)r->size) < 0)
+            r->job_fatal = true; /* the torn bytes stay: nothing more may be appended */
+    }
+}
+
+/* Encodes the batch (once: a retry reuses it), writes what is not in the file yet, and
+ * syncs at most once a second and after the last batch. */
+static void job_cb(uv_work_t *req)
+{
+    mv_results_t *r = req->data;
+    uint64_t now;
+
+    r->job_error = 0;
+    r->job_lines = 0;
+    /* The first job: every check passed and the run is committed to the file. A torn line
+     * left by the run this one resumes is cut before anything is appended (size is the end
+     * of its last whole line). */
+    if (!r->started && r->torn && ftruncate(r->fd, (off_t)r->size) < 0) {
+        r->job_error = -errno;
+        return;
+    }
+    r->started = true;
+    r->torn = 0;
+    if (!r->encoded && encode_batch(r) < 0) {
+        r->job_error = -ENOMEM;
+        r->job_fatal = true;
+        return;
+    }
+    while (r->lines_off < r->lines.len) {
+        ssize_t n = write(r->fd, r->lines.data + r->lines_off, r->lines.len - r->lines_off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             r->job_error = n < 0 ? -errno : -EIO;
+            keep_whole_lines(r);
             return;
         }
-        off += (size_t)n;
+        r->lines_off += (size_t)n;
     }
-    if (r->final && fsync(r->fd) < 0 && errno != EINVAL)
-        r->job_error = -errno;
+    r->job_lines += count_lines(&r->lines, r->lines_kept, r->lines.len);
+    r->size += r->lines.len - r->lines_kept;
+    r->lines_kept = r->lines_off;
+    r->encoded = false;
+    now = mv_now_ms();
+    if (r->final || now - r->synced_ms >= SYNC_EVERY_MS) {
+        /* fdatasync: the size is part of the data it makes durable. A failed sync is not
+         * retried: after one, Linux may have dropped the dirty pages it could not write, and
+         * a second sync would report success for data that is gone. EINVAL: a pipe. */
+        if (fdatasync(r->fd) < 0 && errno != EINVAL) {
+            r->job_error = -errno;
+            r->job_fatal = true;
+        }
+        r->synced_ms = now;
+    }
 }
 
 static void start_job(mv_results_t *r);
+
+/* Logs what a writer that gave up did not write (once, at close). */
+static void report_unwritten(mv_results_t *r)
+{
+    if (!r->log || r->added <= r->written)
+        return;
+    mv_error(
+        r->log, "results_incomplete", MV_S("file", r->path), MV_I("written", (long long)r->written),
+        MV_I("unwritten", (long long)(r->added - r->written)), MV_S("error", uv_strerror(r->error)),
+        MV_S("msg", r->regular ? "the file ends with whole lines; tasks without a line run "
+                                 "again with --resume once the file can be written"
+                               : "results after the failure are missing"));
+}
 
 static void finish_close(mv_results_t *r)
 {
     mv_results_cb cb = r->on_closed;
 
+    if (r->error)
+        report_unwritten(r);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
+    if (r->retry_open) {
+        r->retry_open = false;
+        uv_close((uv_handle_t *)&r->retry, NULL);
+    }
     r->on_closed = NULL;
     if (cb)
         cb(r->arg);
+}
+
+/* Errors a full or failing disk gives, which freeing space or a transient fault can end. */
+static bool retryable(int err)
+{
+    return err == -ENOSPC || err == -EDQUOT || err == -EIO || err == -EAGAIN;
+}
+
+static void queue_job(mv_results_t *r);
+
+static void retry_cb(uv_timer_t *t)
+{
+    mv_results_t *r = t->data;
+
+    if (r->stalled && !r->working)
+        queue_job(r); /* the same batch, from where it stopped */
+}
+
+/* A job failed with `err`: stall and retry, or give up. */
+static void job_failed(mv_results_t *r, int err, bool was_final)
+{
+    uint64_t now = mv_now_ms();
+
+    if (!r->job_fatal && retryable(err) && r->retry_ms > 0 &&
+        (!r->stalled || now - r->stall_since < (uint64_t)r->retry_ms)) {
+        if (!r->stalled) {
+            r->stalled = true;
+            r->stall_since = now;
+            if (r->log)
+                mv_warn(r->log, "results_write_stalled", MV_S("file", r->path),
+                        MV_S("error", uv_strerror(err)), MV_I("retry_ms", r->retry_ms),
+                        MV_S("msg", "no new task starts; results of running tasks wait in "
+                                    "memory while the write is retried"));
+        }
+        if (!r->retry_open) {
+            uv_timer_init(r->loop, &r->retry);
+            r->retry.data = r;
+            r->retry_open = true;
+        }
+        uv_timer_start(&r->retry, retry_cb, RETRY_EVERY_MS, 0);
+        return;
+    }
+    r->stalled = false;
+    r->error = err;
+    if (r->on_error)
+        r->on_error(r->arg);
+    if (was_final || r->closing)
+        finish_close(r);
 }
 
 static void after_job_cb(uv_work_t *req, int status)
 {
     mv_results_t *r = req->data;
     bool was_final = r->final;
+    int err = r->job_error ? r->job_error : status;
 
     r->working = false;
-    mv_buf_reset(&r->batch);
-    if ((r->job_error || status < 0) && !r->error) {
-        r->error = r->job_error ? r->job_error : status;
-        if (r->on_error)
-            r->on_error(r->arg);
+    r->written += r->job_lines;
+    if (err) {
+        job_failed(r, err, was_final);
+        return;
     }
-    if (was_final || (r->closing && r->error)) {
+    mv_buf_reset(&r->batch);
+    if (r->stalled) {
+        r->stalled = false;
+        if (r->log)
+            mv_info(r->log, "results_write_recovered", MV_S("file", r->path),
+                    MV_I("stalled_ms", (long long)(mv_now_ms() - r->stall_since)));
+    }
+    if (was_final) {
         finish_close(r);
         return;
     }
@@ -198,27 +351,21 @@ static void after_job_cb(uv_work_t *req, int status)
 
 bool mv_results_backlogged(const mv_results_t *r)
 {
-    return r->working && mv_buf_unread(&r->pending) >= BACKLOG_MAX;
+    return r->stalled || (r->working && mv_buf_unread(&r->pending) >= BACKLOG_MAX);
 }
 
-/* Hands the pending records to a job (the last one also fsyncs, when closing). */
-static void start_job(mv_results_t *r)
+/* Runs a job on `batch` (new, or the one a failed write left); the last one, when closing
+ * and nothing else waits, also syncs. */
+static void queue_job(mv_results_t *r)
 {
-    mv_buf_t tmp;
     int rc;
 
-    if (r->working || r->fd < 0 || r->error)
-        return;
-    if (mv_buf_unread(&r->pending) == 0 && !r->closing)
-        return;
-    tmp = r->batch;
-    r->batch = r->pending;
-    r->pending = tmp;
-    mv_buf_reset(&r->pending);
-    r->final = r->closing;
+    r->final = r->closing && mv_buf_unread(&r->pending) == 0;
+    r->job_fatal = false;
     r->work.data = r;
     rc = uv_queue_work(r->loop, &r->work, job_cb, after_job_cb);
     if (rc < 0) {
+        r->stalled = false;
         r->error = rc;
         if (r->on_error)
             r->on_error(r->arg);
@@ -229,36 +376,224 @@ static void start_job(mv_results_t *r)
     r->working = true;
 }
 
+/* Hands the pending records to a job. */
+static void start_job(mv_results_t *r)
+{
+    mv_buf_t tmp;
+
+    /* While stalled, the failed batch goes first: retry_cb runs it. */
+    if (r->working || r->fd < 0 || r->error || r->stalled)
+        return;
+    if (mv_buf_unread(&r->pending) == 0 && !r->closing)
+        return;
+    tmp = r->batch;
+    r->batch = r->pending;
+    r->pending = tmp;
+    mv_buf_reset(&r->pending);
+    r->encoded = false;
+    queue_job(r);
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     start_job(t->data);
 }
 
-int mv_results_open(mv_results_t *r, uv_loop_t *loop, const char *path, mv_results_cb on_error,
-                    void *arg)
+/* ---- opening: check, claim, read back ---- */
+
+/* Reads the file from the start into a scan. 0 or -errno. */
+static int read_back(int fd, mv_resume_scan_t *scan)
 {
+    char *buf = malloc(READ_CHUNK);
+    off_t off = 0;
+    ssize_t n;
+    int rc = 0;
+
+    if (!buf)
+        return -ENOMEM;
+    mv_resume_begin(scan);
+    while ((n = pread(fd, buf, READ_CHUNK, off)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        off += n;
+        rc = mv_resume_feed(scan, buf, (size_t)n);
+        if (rc < 0)
+            break;
+    }
+    free(buf);
+    if (rc == 0 || rc == -EINVAL)
+        rc = mv_resume_end(scan);
+    return rc;
+}
+
+/* Resume: the ids the file has lines for, the counts, and where appending starts. */
+static int resume_from(mv_results_t *r, const mv_results_opts_t *o, char *why, size_t n)
+{
+    mv_resume_scan_t scan;
+    int rc = read_back(r->fd, &scan);
+
+    if (rc == -EINVAL)
+        snprintf(why, n,
+                 "cannot resume %s: line %llu is not a result (%s); is it a memvisor "
+                 "results file?",
+                 r->path, (unsigned long long)scan.bad_line, scan.why);
+    else if (rc < 0)
+        snprintf(why, n, "cannot read %s back: %s", r->path, strerror(-rc));
+    if (rc < 0) {
+        mv_resume_free(&scan);
+        return rc;
+    }
+    r->done = scan.done;
+    scan.done = (mv_idset_t){0};
+    for (int k = 0; k < MV_ST_COUNT; k++)
+        r->count[k] = scan.count[k];
+    r->resumed = scan.lines;
+    r->size = scan.valid;
+    r->torn = scan.torn;
+    if (o->tasks)
+        o->tasks->skip = &r->done;
+    if (o->log)
+        mv_info(o->log, "resume", MV_S("file", r->path), MV_I("done", (long long)scan.lines),
+                MV_I("ok", (long long)scan.count[0]), MV_I("failed", (long long)scan.count[1]),
+                MV_I("quarantined", (long long)scan.count[2]),
+                MV_I("duplicates", (long long)scan.dups), MV_I("torn_bytes", (long long)scan.torn));
+    mv_resume_free(&scan);
+    return 0;
+}
+
+/* The verdicts shared by mv_results_check and mv_results_open, on an open fd of the file. */
+static int judge(const char *path, int fd, const struct stat *st, bool resume, bool *unlocked,
+                 char *why, size_t n)
+{
+    char who[256];
+    int rc = mv_lock_take(fd, MV_LOCK_GRACE_MS);
+
+    if (rc == -EWOULDBLOCK) {
+        mv_lock_describe(mv_lock_holder(fd), who, sizeof who);
+        snprintf(why, n, "results file %s is in use by another memvisor run: %s", path, who);
+        return -EBUSY;
+    }
+    /* A file system without flock (some network ones): the run goes on unprotected. */
+    if (rc < 0 && rc != -ENOLCK && rc != -EOPNOTSUPP) {
+        snprintf(why, n, "cannot lock %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (rc < 0)
+        *unlocked = true;
+    if (st->st_size > 0 && !resume) {
+        snprintf(why, n,
+                 "results file %s already holds %lld bytes of results: give --resume "
+                 "to continue that batch (tasks with a result line are skipped, the others run "
+                 "and are appended), or move the file away; memvisor never truncates results",
+                 path, (long long)st->st_size);
+        return -EEXIST;
+    }
+    return 0;
+}
+
+static int not_regular(const char *path, char *why, size_t n)
+{
+    snprintf(why, n, "--resume reads the results back: %s is not a regular file", path);
+    return -EINVAL;
+}
+
+int mv_results_check(const char *path, bool resume, char *why, size_t n)
+{
+    struct stat st;
+    bool unlocked = false;
+    int fd, rc;
+
+    why[0] = '\0';
+    if (!path || !*path)
+        return 0;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISREG(st.st_mode))
+        return resume ? not_regular(path, why, n) : 0;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    rc = judge(path, fd, &st, resume, &unlocked, why, n);
+    close(fd); /* lets the lock go: this was only a look */
+    return rc;
+}
+
+/* Opens a regular file (making it when it is missing) without truncating it. */
+static int open_regular(mv_results_t *r, bool resume)
+{
+    int flags = (resume ? O_RDWR : O_WRONLY) | O_APPEND | O_CLOEXEC | O_NOCTTY;
+
+    for (int i = 0; i < 2; i++) {
+        r->fd = open(r->path, flags | O_CREAT | O_EXCL, 0644);
+        if (r->fd >= 0) {
+            r->created = true;
+            return 0;
+        }
+        if (errno != EEXIST)
+            return -errno;
+        r->fd = open(r->path, flags);
+        if (r->fd >= 0 || errno != ENOENT)
+            return r->fd >= 0 ? 0 : -errno;
+        /* Removed between the two opens: make it, once more. */
+    }
+    return -ENOENT;
+}
+
+int mv_results_open(mv_results_t *r, uv_loop_t *loop, const mv_results_opts_t *o, char *why,
+                    size_t n)
+{
+    struct stat st;
+    bool unlocked = false;
     int rc;
 
     memset(r, 0, sizeof *r);
     r->loop = loop;
     r->fd = -1;
-    r->on_error = on_error;
-    r->arg = arg;
-    r->path = path;
-    if (!path || !*path)
+    r->path = o->path;
+    r->log = o->log;
+    r->retry_ms = o->retry_ms;
+    r->on_error = o->on_error;
+    r->arg = o->arg;
+    why[0] = '\0';
+    if (!o->path || !*o->path)
         return 0;
-    r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
-    if (r->fd < 0)
-        return -errno;
-    rc = uv_timer_init(loop, &r->timer);
-    if (rc < 0)
-        return rc;
-    r->timer.data = r;
-    r->timer_open = true;
-    uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
-    /* The flush timer alone must not keep the loop alive. */
-    uv_unref((uv_handle_t *)&r->timer);
-    return 0;
+    if (stat(o->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* A pipe, a terminal, /dev/null: written as it is, never locked or read back. */
+        if (o->resume)
+            return not_regular(o->path, why, n);
+        r->fd = open(o->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+        rc = r->fd < 0 ? -errno : 0;
+    } else {
+        rc = open_regular(r, o->resume);
+        if (rc == 0 && fstat(r->fd, &st) < 0)
+            rc = -errno;
+        r->regular = rc == 0 && S_ISREG(st.st_mode);
+        if (r->regular)
+            rc = judge(o->path, r->fd, &st, o->resume, &unlocked, why, n);
+        if (rc == 0 && unlocked && o->log)
+            mv_warn(o->log, "results_unlocked", MV_S("file", o->path),
+                    MV_S("msg", "this file system has no flock: a second memvisor on this file "
+                                "would not be refused"));
+        if (rc == 0 && r->regular)
+            r->size = (uint64_t)st.st_size;
+        if (rc == 0 && o->resume && r->regular)
+            rc = resume_from(r, o, why, n);
+    }
+    if (rc < 0 && !*why)
+        snprintf(why, n, "cannot open %s: %s", o->path, strerror(-rc));
+    if (rc < 0 && r->fd >= 0) {
+        /* Only a file this run made and locked is removed: a busy one is the holder's. */
+        if (r->created && rc != -EBUSY)
+            unlink(o->path);
+        close(r->fd);
+        r->fd = -1;
+        r->created = false;
+    }
+    return rc;
 }
 
 int mv_results_add(mv_results_t *r, const mv_result_t *res)
@@ -270,8 +605,18 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     int rc;
 
     r->count[res->status]++;
+    r->added++;
     if (r->fd < 0 || r->error)
         return 0;
+    if (!r->timer_open && !r->closing) {
+        /* The flush timer starts with the first result. It alone must not keep the loop
+         * alive. */
+        uv_timer_init(r->loop, &r->timer);
+        r->timer.data = r;
+        r->timer_open = true;
+        uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
+        uv_unref((uv_handle_t *)&r->timer);
+    }
     rc = mv_buf_reserve(&r->pending, size);
     if (rc < 0)
         return rc;
@@ -305,14 +650,21 @@ void mv_results_close(mv_results_t *r, mv_results_cb on_closed)
             finish_close(r);
         return;
     }
-    start_job(r); /* the final one: remaining records, then fsync (after any job in flight) */
+    /* The final job: remaining records, then a sync (after any job in flight; while stalled,
+     * after the retried batch). */
+    start_job(r);
 }
 
 void mv_results_free(mv_results_t *r)
 {
+    /* A run that never wrote (refused, or it ended before its loop ran) leaves no file it
+     * made itself. */
+    if (r->fd >= 0 && r->created && !r->started && r->path)
+        unlink(r->path);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
+    mv_idset_free(&r->done);
     mv_buf_free(&r->pending);
     mv_buf_free(&r->batch);
     mv_buf_free(&r->lines);

@@ -4,9 +4,25 @@
  * The loop only copies each result into a flat record (a memcpy); a libuv thread-pool job
  * encodes a batch of records with jansson and writes it, so neither JSON encoding nor the
  * disk ever runs on the loop. A job starts at 64 KiB of records, every 100 ms, and on close;
- * one job at a time, so lines keep their order. The file is fsync'd once at close. When
- * workers answer faster than a job encodes, the records waiting are bounded (1 MiB): the
- * dispatcher stops handing out tasks until the job catches up.
+ * one job at a time, so lines keep their order. When workers answer faster than a job
+ * encodes, the records waiting are bounded (1 MiB): the dispatcher stops handing out tasks
+ * until the job catches up.
+ *
+ * Results are sacred (docs/results.md):
+ *  - Opening only checks and claims: a regular results file is locked (flock) for the run,
+ *    and a second memvisor on it is refused, naming the holder. A non-empty file is refused
+ *    unless the run resumes it; nothing is ever truncated. The file is written to only by the
+ *    first job, which runs once the loop runs, after every check that can refuse the run.
+ *  - Resume: the file is read back (resume.h); ids with a line are skipped by the task
+ *    source, a torn last line is cut away by the first job, and new lines are appended.
+ *  - Only whole lines stay in the file: a write that fails part-way is cut back (ftruncate)
+ *    to the last complete line. ENOSPC, EDQUOT or EIO stall the writer: dispatch stops, the
+ *    results of running tasks wait in memory, and the write is retried every 500 ms for
+ *    [tasks] results_retry; then the run gives up (on_error: exit 3).
+ *  - fdatasync at most once a second and at close. A crash of memvisor costs the results not
+ *    yet written (at most 100 ms of them, or 64 KiB) and the tasks in flight; a crash of the
+ *    host, the lines of the last second too. Either way those tasks have no line, so
+ *    --resume runs them again: they are re-run, never lost.
  *
  * Payloads are arbitrary bytes: valid UTF-8 goes out as "result"/"error", anything else as
  * "result_base64"/"error_base64", so every byte survives.
@@ -19,6 +35,8 @@
 
 #include <uv.h>
 
+#include "log.h"
+#include "resume.h"
 #include "tasks.h"
 #include "util.h"
 
@@ -45,40 +63,80 @@ typedef struct mv_result {
 
 typedef void (*mv_results_cb)(void *arg);
 
+typedef struct mv_results_opts {
+    const char *path;       /* NULL or "" = no results file: lines are counted, not written */
+    bool resume;            /* continue the batch the file holds: skip its ids, append */
+    int64_t retry_ms;       /* how long a failing write is retried; 0 = give up at once */
+    mv_tasks_t *tasks;      /* resume: the source told which ids to skip (may be NULL) */
+    mv_log_t *log;          /* resume, stall and recovery events (may be NULL) */
+    mv_results_cb on_error; /* the writer gave up (once) */
+    void *arg;
+} mv_results_opts_t;
+
 typedef struct mv_results {
     uv_loop_t *loop;
     const char *path;
-    int fd;           /* -1 = no results file: lines are counted, not written */
+    mv_log_t *log;
+    int fd;           /* -1 = no results file */
+    bool regular;     /* a regular file: locked, cut back to whole lines on errors */
+    bool created;     /* this run made the file: removed again if no job ever ran */
+    mv_idset_t done;  /* resume: ids the file has a line for */
     mv_buf_t pending; /* records not yet handed to a job (loop only) */
     mv_buf_t batch;   /* records the job in flight encodes (job only) */
     mv_buf_t lines;   /* the job's encoded lines (job only) */
     uv_work_t work;
     bool working;  /* a job is in flight */
-    bool final;    /* the job in flight is the last one: it also fsyncs */
+    bool final;    /* the job in flight is the last one: it also syncs */
     int job_error; /* set by the job, read once it is done */
-    uv_timer_t timer;
+    bool job_fatal;
+    /* Owned by the job while one runs, by the loop otherwise. */
+    uint64_t size;      /* bytes of whole lines in the file: where the next line goes */
+    uint64_t torn;      /* resume: bytes of a torn last line, cut by the first job */
+    bool started;       /* a job ran: the run is committed to the file */
+    bool encoded;       /* `lines` holds `batch` encoded (a retry writes it again) */
+    size_t lines_kept;  /* bytes of `lines` in the file as whole lines */
+    size_t lines_off;   /* bytes of `lines` written */
+    uint64_t job_lines; /* lines the job made whole in the file */
+    uint64_t synced_ms; /* last fdatasync */
+    /* Retrying a failed write (loop). */
+    int64_t retry_ms;
+    bool stalled;         /* a write failed and is being retried: dispatch waits */
+    uint64_t stall_since; /* ms */
+    uv_timer_t retry;
+    bool retry_open;
+    uv_timer_t timer; /* the 100 ms flush, started by the first result */
     bool timer_open;
     bool closing;
-    int error; /* first write error, negative errno */
-    uint64_t count[MV_ST_COUNT];
-    mv_results_cb on_closed;  /* everything written and the file closed */
-    mv_results_cb on_drained; /* the backlog fell below its bound: dispatch may resume */
-    mv_results_cb on_error;   /* a write failed (once) */
+    int error;                   /* the writer gave up: negative errno */
+    uint64_t count[MV_ST_COUNT]; /* results of the batch, resumed lines included */
+    uint64_t resumed;            /* lines the file held when the run resumed it */
+    uint64_t added;              /* results of this run */
+    uint64_t written;            /* lines this run wrote */
+    mv_results_cb on_closed;     /* everything written and the file closed */
+    mv_results_cb on_drained;    /* the backlog fell below its bound: dispatch may resume */
+    mv_results_cb on_error;      /* the writer gave up (once) */
     void *arg;
 } mv_results_t;
 
-/* Opens (truncates) the results file; path NULL or "" = none. 0 or -errno. */
-int mv_results_open(mv_results_t *r, uv_loop_t *loop, const char *path, mv_results_cb on_error,
-                    void *arg);
+/* Checks and claims the results file, writing nothing: locks a regular file (-EBUSY when
+ * another run holds it), refuses a non-empty one without resume (-EEXIST), and with resume
+ * reads it back (-EINVAL at a line that is not a result) and tells o->tasks what to skip.
+ * 0 or -errno, with the reason (file, holder, option to use) in `why`. */
+int mv_results_open(mv_results_t *r, uv_loop_t *loop, const mv_results_opts_t *o, char *why,
+                    size_t n);
+/* The same verdicts as mv_results_open without claiming anything, for the command line's
+ * early checks (they pick the exit code): 0, -EBUSY, -EEXIST, -EINVAL (resume of a file
+ * that is not a regular file) or another -errno; reason in `why`. */
+int mv_results_check(const char *path, bool resume, char *why, size_t n);
 /* Queues one result line (counted at once, written soon). 0 or -ENOMEM. */
 int mv_results_add(mv_results_t *r, const mv_result_t *res);
 /* Encodes `res` as one JSON line into out (no newline). 0 or -ENOMEM. Exposed for tests. */
 int mv_results_encode(const mv_result_t *res, mv_buf_t *out);
-/* Whether so many results wait for the writer that no more tasks should be started: this
- * bounds memory when workers answer faster than jansson encodes (on_drained says when to
- * resume). */
+/* Whether no more tasks should be started: results wait for the writer (the backlog bounds
+ * memory when workers answer faster than jansson encodes), or a failed write is being
+ * retried. on_drained says when to resume. */
 bool mv_results_backlogged(const mv_results_t *r);
-/* Writes what is left, closes the file and its timer, then calls on_closed. */
+/* Writes what is left, syncs, closes the file and its timers, then calls on_closed. */
 void mv_results_close(mv_results_t *r, mv_results_cb on_closed);
 void mv_results_free(mv_results_t *r);
 

@@ -7,6 +7,7 @@
  */
 #include "supervisor.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <limits.h>
@@ -258,6 +259,7 @@ static int setup_cgroups(mv_t *mv)
         /* A test knob: fixture trees in place of /proc's view of the cgroups. */
         .proc_cgroup = getenv("MEMVISOR_TEST_PROC_CGROUP"),
         .mountinfo = getenv("MEMVISOR_TEST_MOUNTINFO"),
+        .log = &mv->log, /* event=stale_run_removed */
     };
     char why[512];
     ssize_t n;
@@ -334,16 +336,23 @@ static void write_run_json(mv_t *mv, int code, bool final)
 }
 
 /* The run directory (events, snapshots) and the leak detector. Without a usable state
- * directory the run goes on, without snapshots: said once. */
-static void open_run(mv_t *mv)
+ * directory the run goes on, without snapshots: said once. -1 (logged) when another run
+ * holds the state directory: refused before anything is touched. */
+static int open_run(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
     mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.warmup, cfg->leak.min_slope,
                         cfg->leak.task_growth};
     char why[512];
+    int r;
 
     mv_iso_time(mv->started_iso);
-    if (mv_rundir_open(&mv->run, cfg->supervisor.state_dir, getpid(), why, sizeof why) < 0) {
+    r = mv_rundir_open(&mv->run, cfg->supervisor.state_dir, getpid(), why, sizeof why);
+    if (r == -EBUSY) {
+        mv_error(&mv->log, "state_dir_in_use", MV_S("error", why));
+        return -1;
+    }
+    if (r < 0) {
         mv_warn(&mv->log, "run_dir_unavailable", MV_S("error", why),
                 MV_S("msg", "no events file and no snapshots for this run"));
         mv_rundir_close(&mv->run);
@@ -352,6 +361,7 @@ static void open_run(mv_t *mv)
     }
     if (cfg->leak.detect && !(mv->leak = mv_leak_new(&lc)))
         mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
+    return 0;
 }
 
 /* The service's listening sockets and the control socket (said once if there is none).
@@ -391,6 +401,7 @@ static int open_io(mv_t *mv)
     const mv_config_t *cfg = mv->cfg;
     /* Enough queued tasks to keep every worker's prefetch full twice over. */
     size_t read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
+    char why[1024];
     int r;
 
     r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
@@ -400,12 +411,17 @@ static int open_io(mv_t *mv)
                  MV_S("error", strerror(-r)));
         return -1;
     }
-    /* Only once the task source opened: a typo in --tasks must not truncate old results. */
-    r = mv_results_open(&mv->results, &mv->loop, cfg->tasks.results, results_error_cb, mv);
+    /* Checks and locks the results (with --resume, reads them back); writes nothing: the
+     * first write comes from the loop, after every check that can refuse the run. */
+    r = mv_results_open(&mv->results, &mv->loop,
+                        &(mv_results_opts_t){cfg->tasks.results, cfg->tasks.resume,
+                                             cfg->tasks.results_retry, &mv->tasks, &mv->log,
+                                             results_error_cb, mv},
+                        why, sizeof why);
     mv->results.on_drained = results_drained_cb;
     if (r < 0) {
         mv_error(&mv->log, "results_open_failed", MV_S("file", cfg->tasks.results),
-                 MV_S("error", strerror(-r)));
+                 MV_S("error", why));
         return -1;
     }
     r = start_signals(mv);
@@ -429,7 +445,10 @@ int mv_run(mv_t *mv)
                  MV_S("error", uv_strerror(r)));
         return MV_EXIT_CANT_RUN;
     }
-    open_run(mv);
+    if (open_run(mv) < 0) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
     /* No task source: a service, whose workers make their own tasks (or none). */
     mv->service = !*cfg->tasks.source;
     if (setup_cgroups(mv) < 0) {

@@ -107,6 +107,10 @@ static void emit(mv_tasks_t *t, const char *p, size_t n, const char *bad)
 
     if (n == 0 && !bad)
         return; /* empty line: not a task */
+    if (t->skip && mv_idset_has(t->skip, t->lineno)) {
+        t->skipped++; /* it has its result line already (resume) */
+        return;
+    }
     task = mv_task_new(t->lineno, bad ? NULL : p, bad ? 0 : n);
     if (!task) {
         /* Out of memory for one line: record it as an error rather than lose it. */

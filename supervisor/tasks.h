@@ -8,6 +8,9 @@
  * carries its error, so it still ends in the results exactly once.
  *
  * Requeued tasks go to the front of the queue: the task of a dead worker runs next.
+ *
+ * Resume (`--resume`): ids in `skip` (those with a final line in the results file already)
+ * are read and counted, never queued; the others keep their line numbers as ids.
  */
 #ifndef MV_TASKS_H
 #define MV_TASKS_H
@@ -21,6 +24,7 @@
 #include "leak.h"
 #include "meter.h"
 #include "reason.h"
+#include "resume.h"
 #include "util.h"
 
 /* One attempt that did not end the task (the worker died, hung, misbehaved). */
@@ -76,8 +80,10 @@ typedef struct mv_tasks {
     uint64_t loaded; /* tasks made from the source */
     uint64_t ended;  /* tasks that reached a final status */
     uint64_t requeued;
+    uint64_t skipped; /* lines whose id is in `skip` */
 
-    mv_tasks_cb on_input; /* new tasks queued, EOF reached, or a read error */
+    const mv_idset_t *skip; /* ids that ended in an earlier run (resume); NULL = none */
+    mv_tasks_cb on_input;   /* new tasks queued, EOF reached, or a read error */
     void *arg;
 } mv_tasks_t;
 

@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 47);
+    ck_assert_uint_eq(n, 49);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -251,6 +251,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "max_attempts = 1000\n"
                                        "max_size = 1\n"
                                        "accounting = no\n"
+                                       "resume = yes\n"
+                                       "results_retry = 5s\n"
                                        "[leak]\n"
                                        "detect = no\n"
                                        "kind = none\n"
@@ -311,6 +313,8 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.tasks.max_attempts, 1000);
     ck_assert_int_eq(c.tasks.max_size, 1);
     ck_assert_int_eq(c.tasks.accounting, 0);
+    ck_assert_int_eq(c.tasks.resume, 1);
+    ck_assert_int_eq(c.tasks.results_retry, 5000);
     ck_assert_int_eq(c.limits.enforce, 0);
     ck_assert_int_eq(c.leak.detect, 0);
     ck_assert_int_eq(c.leak.kind, MV_KIND_NONE);

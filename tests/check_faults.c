@@ -418,14 +418,15 @@ END_TEST
 /* Review finding: an unreadable task source must not truncate an earlier results file. */
 START_TEST(a_task_file_typo_keeps_old_results)
 {
+    static const char old[] = "{\"task\":1,\"status\":\"ok\"}\n";
     mvrun_t r;
-    const char *args[] = {"run", "--", MVTEST, NULL};
+    const char *args[] = {"run", "--resume", "--", MVTEST, NULL};
     FILE *f;
     char buf[64] = "";
 
     run_init(&r, NULL);
     f = fopen(r.results, "w");
-    fputs("{\"task\":1}\n", f);
+    fputs(old, f);
     fclose(f);
     /* r.tasks was never written: the source does not exist. */
     run_start(&r, args, NULL);
@@ -435,7 +436,7 @@ START_TEST(a_task_file_typo_keeps_old_results)
     f = fopen(r.results, "r");
     ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
     fclose(f);
-    ck_assert_str_eq(buf, "{\"task\":1}\n");
+    ck_assert_str_eq(buf, old);
     run_free(&r);
 }
 END_TEST

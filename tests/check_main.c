@@ -37,6 +37,9 @@ int main(void)
         pool_suite,
         heap_suite,
         leak_suite_suite,
+        resume_suite,
+        results_suite,
+        orphans_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -303,10 +303,15 @@ START_TEST(a_command_that_cannot_start)
     owner_t o;
     char *const argv[] = {"/nonexistent/worker", NULL};
 
+    /* Every worker starts through the exec shim (it joins the cgroup, arms the parent-death
+     * signal): the shim runs, its exec fails, it exits 127 like a shell. A crash, never
+     * ready: the pool's crash streak ends a run whose command cannot start. */
     start(&o, argv);
     run_until(&o.gone, 1);
-    ck_assert(o.spawn_failed && o.hopeless && o.verdict.failure);
-    ck_assert_int_eq(o.started, 0);
+    ck_assert(!o.spawn_failed && o.verdict.failure);
+    ck_assert_int_eq(o.verdict.reason, MV_R_CRASH);
+    ck_assert_int_eq(o.status, 127);
+    ck_assert_int_eq(o.ready, 0);
     finish(&o);
 }
 END_TEST

@@ -364,14 +364,9 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
 
 void run_free(mvrun_t *r)
 {
-    for (size_t i = 0; i < r->nres; i++)
-        json_decref(r->res[i]);
-    free(r->res);
-    free(r->log);
+    run_again(r);
     for (int i = 0; i < r->ncopies; i++)
         free(r->copies[i]);
-    if (r->log_fd >= 0)
-        close(r->log_fd);
     if (r->dir[0])
         nftw(r->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
     memset(r, 0, sizeof *r);
@@ -494,4 +489,38 @@ int run_capture(const char *const *argv, char **out)
         ck_assert_int_eq(errno, EINTR);
     *out = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void run_again(mvrun_t *r)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        json_decref(r->res[i]);
+    free(r->res);
+    free(r->log);
+    if (r->log_fd >= 0)
+        close(r->log_fd);
+    r->res = NULL;
+    r->nres = 0;
+    r->log = NULL;
+    r->log_len = r->log_off = r->log_cap = 0;
+    r->log_fd = -1;
+    r->pid = 0;
+    r->code = 0;
+}
+
+void run_wait_nth(mvrun_t *r, const char *needle, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(run_wait_for(r, needle));
+}
+
+size_t file_lines(const char *path)
+{
+    char *s = read_text(path);
+    size_t n = 0;
+
+    for (const char *p = s; p && (p = strchr(p, '\n')); p++)
+        n++;
+    free(s);
+    return n;
 }

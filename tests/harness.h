@@ -87,6 +87,13 @@ void run_assert_at_most_once(const mvrun_t *r, size_t n);
 json_t *run_result(const mvrun_t *r, size_t id);
 /* Removes the temp dir and frees everything. */
 void run_free(mvrun_t *r);
+/* Forgets what the last run left (log, parsed results, exit code) but keeps the dir and its
+ * files, so that memvisor can run again on them (resume). */
+void run_again(mvrun_t *r);
+/* Waits for the n-th log line containing `needle` after the previous match. */
+void run_wait_nth(mvrun_t *r, const char *needle, int n);
+/* Lines of a file (0 if it cannot be read). */
+size_t file_lines(const char *path);
 
 /* How many result lines each worker pid produced: the largest count, and (distinct) how
  * many pids there were. */

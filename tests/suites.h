@@ -29,5 +29,8 @@ Suite *control_e2e_suite(void);
 Suite *checkout_suite(void);
 Suite *heap_suite(void);
 Suite *leak_suite_suite(void);
+Suite *resume_suite(void);
+Suite *results_suite(void);
+Suite *orphans_suite(void);
 
 #endif

@@ -8,11 +8,11 @@ import sys
 
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
-    0: "util log config config_int options units reason exitcode fsm policy slots leak "
+    0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
        "confdiff addr",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify heapmon "
-       "control",
+    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify "
+       "heapmon runlock stale control",
     # 2: one worker
     2: "worker",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots

@@ -18,7 +18,7 @@ FUZZ_OBJS_protocol :=
 FUZZ_OBJS_config   := config options units util addr log
 FUZZ_OBJS_control  := control log util
 FUZZ_OBJS_channel  := channel util
-# FUZZ_OBJS_results  := results ...   (the results reader behind --resume: h3-results-resume)
+FUZZ_OBJS_results  := resume util
 
 FUZZ_FLAGS_config  := -max_len=8192
 FUZZ_FLAGS_control := -max_len=131072

@@ -1,0 +1,325 @@
+/*
+ * results are sacred: a second memvisor is refused before it touches a running batch's
+ * results or state directory (flocks, runlock.c); a full disk stalls the writer, keeps the
+ * results of running tasks in memory while it retries, and never leaves a torn line; a
+ * writer that gives up leaves whole lines that --resume completes.
+ *
+ * The full-disk tests mount a 64 KiB tmpfs (root only; skipped with a message otherwise).
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "results.h"
+#include "rundir.h"
+#include "runlock.h"
+#include "suites.h"
+
+static void nap_ms(long ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (ms % 1000) * 1000000L}, NULL);
+}
+
+/* ---- locks ---- */
+
+START_TEST(proc_locks_parser_finds_the_holder)
+{
+    static const char text[] = "1: POSIX  ADVISORY  WRITE 77 00:20:54980 0 EOF\n"
+                               "2: FLOCK  ADVISORY  WRITE 20981 00:20:54981 0 EOF\n"
+                               "2: -> FLOCK  ADVISORY  WRITE 20999 00:20:54981 0 EOF\n"
+                               "3: FLOCK  ADVISORY  WRITE 4242 fd:01:54980 0 EOF\n"
+                               "4: OFDLCK ADVISORY  READ  -1 00:20:7 0 EOF\n"
+                               "5: FLOCK  ADVISORY  WRITE 0 00:20:8 0 EOF\n";
+
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0, 0x20, 54981), 20981);
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0xfd, 1, 54980), 4242);
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0, 0x20, 54980), 0); /* POSIX, not flock */
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0, 0x20, 7), 0);
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0, 0x20, 8), 0); /* another pid namespace */
+    ck_assert_int_eq(mv_lock_parse_holder(text, 0, 0x20, 1), 0);
+    ck_assert_int_eq(mv_lock_parse_holder("", 0, 0, 1), 0);
+    ck_assert_int_eq(mv_lock_parse_holder("garbage\n\n1:\n", 0, 0, 1), 0);
+}
+END_TEST
+
+START_TEST(results_check_refuses_what_it_must)
+{
+    char dir[] = "/tmp/mv-results-XXXXXX", path[64], why[1024], me[32];
+    int fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.jsonl", dir);
+    snprintf(me, sizeof me, "pid %d", (int)getpid());
+    ck_assert_int_eq(mv_results_check(path, false, why, sizeof why), 0); /* missing: fine */
+    ck_assert_int_eq(mv_results_check("", true, why, sizeof why), 0);    /* none */
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(mv_results_check(path, false, why, sizeof why), 0); /* empty: fine */
+    ck_assert_int_eq(write(fd, "x\n", 2), 2);
+    ck_assert_int_eq(mv_results_check(path, false, why, sizeof why), -EEXIST);
+    ck_assert_ptr_nonnull(strstr(why, "--resume"));
+    ck_assert_int_eq(mv_results_check(path, true, why, sizeof why), 0);
+    /* Held by another open file (this process, as another run would): refused, naming it. */
+    ck_assert_int_eq(mv_lock_try(fd), 0);
+    ck_assert_int_eq(mv_results_check(path, true, why, sizeof why), -EBUSY);
+    ck_assert_msg(strstr(why, me) && strstr(why, path), "%s", why);
+    ck_assert_int_eq(mv_lock_holder(fd), getpid());
+    close(fd);
+    ck_assert_int_eq(mv_results_check(path, true, why, sizeof why), 0);
+    ck_assert_int_eq(mv_results_check(dir, true, why, sizeof why), -EINVAL);
+    ck_assert_int_eq(mv_results_check(dir, false, why, sizeof why), 0);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* A lock that outlives its locker for a moment (memvisor SIGKILLed just after a fork: the
+ * child shares the open file until its exec closes it) is waited for, not taken for a live
+ * run: a rerun right after a crash is not refused. */
+START_TEST(a_lock_left_by_a_dead_lockers_child_is_waited_for)
+{
+    char dir[] = "/tmp/mv-results-XXXXXX", path[64], why[1024];
+    pid_t a;
+    int fd;
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.jsonl", dir);
+    fd = open(path, O_WRONLY | O_CREAT, 0644);
+    close(fd);
+    a = fork();
+    ck_assert_int_ge(a, 0);
+    if (a == 0) {
+        /* the locker: locks, forks a child that keeps the open file 300 ms, dies */
+        fd = open(path, O_RDONLY);
+        if (fd < 0 || flock(fd, LOCK_EX) < 0)
+            _exit(1);
+        if (fork() == 0) {
+            nap_ms(300);
+            _exit(0);
+        }
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(a, NULL, 0), a);
+    ck_assert_int_eq(mv_results_check(path, true, why, sizeof why), 0);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* Waits until `path` has at least n lines. */
+static void wait_lines(const char *path, size_t n)
+{
+    for (int i = 0; i < 2000 && file_lines(path) < n; i++)
+        nap_ms(10);
+    ck_assert_uint_ge(file_lines(path), n);
+}
+
+/* Review drill 7d: a second memvisor on a running batch's results file or state directory is
+ * refused before it writes anything; the running batch's results all survive. */
+START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
+{
+    enum { N = 400 };
+    char state[128], opt_state[160], *tasks = repeat_line("sleep 3", N);
+    const char *a_args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    mvrun_t a, b;
+    pid_t holder;
+    size_t before;
+
+    run_init(&a, tasks);
+    run_start(&a, a_args, NULL);
+    snprintf(state, sizeof state, "%s/state", a.dir);
+    snprintf(opt_state, sizeof opt_state, "supervisor.state_dir=%s", state);
+    wait_lines(a.results, 1);
+    ck_assert_int_eq(mv_rundir_running(state, &holder), 1);
+    ck_assert_int_eq(holder, a.pid);
+    {
+        /* Same results file: refused at once, naming the file and the running memvisor. */
+        const char *same_results[] = {"run", "--results", a.results, "--", MVTEST, NULL};
+        const char *resume_it[] = {"run", "--resume", "--results", a.results, "--", MVTEST, NULL};
+        const char *no_socket[] = {
+            "run", "-o", "control.socket=none", "--results", a.results, "--", MVTEST, NULL};
+        /* Same state directory, own results: refused before touching `latest`. */
+        const char *same_state[] = {"run", "-o", opt_state, "--", MVTEST, NULL};
+        const char *const *cases[] = {same_results, resume_it, no_socket, same_state};
+        char pid_text[32];
+
+        snprintf(pid_text, sizeof pid_text, "pid %d", (int)a.pid);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            before = file_lines(a.results);
+            run_init(&b, "ok 1\n");
+            run_start(&b, cases[i], NULL);
+            ck_assert_int_eq(run_finish(&b), 3);
+            ck_assert_msg(strstr(b.log, "in use by") && strstr(b.log, pid_text), "case %zu: %s", i,
+                          b.log);
+            ck_assert_ptr_nonnull(strstr(b.log, i < 3 ? a.results : state));
+            ck_assert_int_eq(run_count(&b, "event=spawn"), 0);
+            ck_assert_uint_eq(b.nres, 0);
+            if (i == 3) /* it made no run directory and left `latest` alone */
+                ck_assert_int_eq(run_count(&b, "event=start"), 0);
+            ck_assert_uint_ge(file_lines(a.results), before);
+            run_free(&b);
+        }
+    }
+    ck_assert_int_eq(run_finish(&a), 0);
+    run_assert_once(&a, N, NULL);
+    ck_assert_int_eq(mv_rundir_running(state, &holder), 0); /* A ended: its lock is free */
+    free(tasks);
+    run_free(&a);
+}
+END_TEST
+
+/* ---- a full disk ---- */
+
+/* Mounts a tmpfs of `size` at <dir>/small and points the run's results there. false (with a
+ * message) when this cannot be done here (not root, no mount namespaces). */
+static bool small_disk(mvrun_t *r, const char *size, char *mnt, size_t n)
+{
+    char opts[32];
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "check_results: skipped a full-disk test: needs root to mount a tmpfs\n");
+        return false;
+    }
+    snprintf(mnt, n, "%s/small", r->dir);
+    ck_assert_int_eq(mkdir(mnt, 0755), 0);
+    snprintf(opts, sizeof opts, "size=%s", size);
+    /* In a mount namespace of this test's own (Check forks each test): the tmpfs goes away
+     * with the test even when an assertion ends it early. memvisor inherits it. */
+    if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount("tmpfs", mnt, "tmpfs", 0, opts) < 0) {
+        fprintf(stderr, "check_results: skipped a full-disk test: unshare/mount tmpfs: %s\n",
+                strerror(errno));
+        return false;
+    }
+    snprintf(r->results, sizeof r->results, "%s/results.jsonl", mnt);
+    return true;
+}
+
+static void resize(const char *mnt, const char *size)
+{
+    char opts[32];
+
+    snprintf(opts, sizeof opts, "size=%s", size);
+    ck_assert_int_eq(mount("tmpfs", mnt, "tmpfs", MS_REMOUNT, opts), 0);
+}
+
+/* ENOSPC that does not end: the writer retries for results_retry, then the run ends with
+ * exit 3 and a message; the file holds only whole lines (before: a torn last line). Once
+ * there is room, --resume finishes the batch, every task exactly once. */
+START_TEST(a_full_disk_leaves_whole_lines_and_resume_finishes)
+{
+    enum { N = 600 };
+    const char *args[] = {
+        "run", "-o", "supervisor.workers=2", "-o", "tasks.results_retry=1s", "--", MVTEST, NULL};
+    const char *again[] = {"run", "--resume", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    char *tasks = repeat_line("ok", N), mnt[128], *text;
+    struct stat st;
+    mvrun_t r;
+
+    run_init(&r, tasks);
+    if (!small_disk(&r, "64k", mnt, sizeof mnt))
+        goto out;
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 3); /* every line parsed and ends with a newline */
+    ck_assert_int_eq(run_count(&r, "event=results_write_stalled"), 1);
+    ck_assert_int_eq(run_count(&r, "event=results_write_failed"), 1);
+    ck_assert_int_eq(run_count(&r, "event=results_incomplete"), 1);
+    ck_assert_ptr_nonnull(strstr(r.log, "no space left on device"));
+    ck_assert_ptr_nonnull(strstr(r.log, "run again with --resume"));
+    run_assert_at_most_once(&r, N);
+    ck_assert_uint_gt(r.nres, 10);
+    ck_assert_uint_lt(r.nres, N);
+    ck_assert_int_eq(stat(r.results, &st), 0);
+    text = read_text(r.results);
+    ck_assert_int_eq(text[st.st_size - 1], '\n');
+    free(text);
+
+    resize(mnt, "4m");
+    run_again(&r);
+    run_start(&r, again, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, N, NULL);
+out:
+    umount2(mnt, MNT_DETACH);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* ENOSPC that ends: dispatch waits, the results of the tasks that were running wait in
+ * memory, and once there is room they are written; the batch ends with exit 0, every task
+ * exactly once. */
+START_TEST(a_full_disk_that_recovers_loses_nothing)
+{
+    enum { N = 600 };
+    const char *args[] = {
+        "run", "-o", "supervisor.workers=2", "-o", "tasks.results_retry=30s", "--", MVTEST, NULL};
+    char *tasks = repeat_line("ok", N), mnt[128], *line;
+    mvrun_t r;
+
+    run_init(&r, tasks);
+    if (!small_disk(&r, "64k", mnt, sizeof mnt))
+        goto out;
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "event=results_write_stalled");
+    ck_assert_ptr_nonnull(strstr(line, "no space left on device"));
+    free(line);
+    resize(mnt, "4m");
+    free(run_wait_for(&r, "event=results_write_recovered"));
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, N, NULL);
+    ck_assert_int_eq(run_count(&r, "event=results_write_failed"), 0);
+out:
+    umount2(mnt, MNT_DETACH);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* results_retry = 0: a write error ends the run at once (exit 3), loudly. */
+START_TEST(no_retry_gives_up_at_once)
+{
+    const char *args[] = {"run",  "-o", "tasks.results_retry=0", "--results", "/dev/full", "--",
+                          MVTEST, NULL};
+    mvrun_t r;
+
+    run_init(&r, "ok a\nok b\n");
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 3);
+    ck_assert_int_eq(run_count(&r, "event=results_write_stalled"), 0);
+    ck_assert_int_eq(run_count(&r, "event=results_write_failed"), 1);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "WRITING FAILED"));
+    run_free(&r);
+}
+END_TEST
+
+Suite *results_suite(void)
+{
+    Suite *s = suite_create("results");
+    TCase *tc = tcase_create("locks");
+    TCase *disk = tcase_create("disk");
+
+    tcase_add_test(tc, proc_locks_parser_finds_the_holder);
+    tcase_add_test(tc, results_check_refuses_what_it_must);
+    tcase_add_test(tc, a_lock_left_by_a_dead_lockers_child_is_waited_for);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_refused_second_run_leaves_the_running_batch_intact);
+    suite_add_tcase(s, tc);
+    tcase_set_timeout(disk, 60);
+    tcase_add_test(disk, a_full_disk_leaves_whole_lines_and_resume_finishes);
+    tcase_add_test(disk, a_full_disk_that_recovers_loses_nothing);
+    tcase_add_test(disk, no_retry_gives_up_at_once);
+    suite_add_tcase(s, disk);
+    return s;
+}
