@@ -309,8 +309,7 @@ static void write_run_json(mv_t *mv, int code, bool final)
                         json_pack("{s:b, s:i, s:i, s:I, s:I, s:s}", "detect", cfg->leak.detect,
                                   "window", cfg->leak.window, "warmup", cfg->leak.warmup,
                                   "min_slope", (json_int_t)cfg->leak.min_slope, "task_growth",
-                                  (json_int_t)cfg->leak.task_growth, "kind",
-                                  cfg->leak.kind == MV_KIND_NONE ? "none" : "word"));
+                                  (json_int_t)cfg->leak.task_growth, "kind", cfg->leak.kind));
     json_object_set_new(doc, "exit", final ? json_integer(code) : json_null());
     json_object_set_new(doc, "tasks",
                         json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)mv->results.count[MV_ST_OK],
@@ -433,7 +432,7 @@ int mv_run(mv_t *mv)
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
             MV_S("mode", mv->pool.service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
-            MV_S("run", mv->run.dir));
+            MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
     if (open_io(mv) < 0 || open_service(mv) < 0) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kind.h"
 #include "pool.h"
 #include "snapshot.h"
 
@@ -48,26 +49,10 @@ typedef struct mv_basejob {
 const char *mv__task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
                           size_t named_len, char out[MV_LEAK_KIND_MAX + 1])
 {
-    const uint8_t *p = named;
-    size_t n = named_len;
-
-    if (!named) {
-        if (cfg->leak.kind == MV_KIND_NONE)
-            return NULL;
-        /* The first whitespace-separated word of the task line. */
-        p = (const uint8_t *)t->data;
-        while (n < t->len && p[n] != ' ' && p[n] != '\t')
-            n++;
-    }
-    if (n == 0)
-        return NULL;
-    if (n > MV_LEAK_KIND_MAX)
-        n = MV_LEAK_KIND_MAX;
-    /* A kind names files and JSON strings: bytes that are not plain text are replaced. */
-    for (size_t i = 0; i < n; i++)
-        out[i] = p[i] >= 0x21 && p[i] < 0x7f ? (char)p[i] : '?';
-    out[n] = '\0';
-    return out;
+    /* The worker's own name for it, else what [leak] kind makes of the line (kind.h). */
+    if (named)
+        return mv_kind_clean(named, named_len, out);
+    return mv_task_kind(cfg, (const uint8_t *)t->data, t->len, out);
 }
 
 /* ---- history and baseline ---- */
