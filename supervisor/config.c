@@ -183,9 +183,8 @@ static int check_string(const mv_option_t *o, const char *s, const char *q, char
         mv_argv_free(argv);
     } else if (o->offset == offsetof(mv_config_t, leak.kind)) {
         if (mv_kind_spec(s, &mode, &field, &flen, &r) < 0) {
-            near = strncmp(r, "not one of", 10) == 0 && !strchr(s, ':')
-                       ? mv__config_closest_choice(s, kinds)
-                       : NULL;
+            near = strncmp(r, "not one of", 10) == 0 && !strchr(s, ':') ? mv_closest_word(s, kinds)
+                                                                        : NULL;
             snprintf(why, wlen, "%s: %s%s%s%s", q, r, near ? " (did you mean \"" : "",
                      near ? near : "", near ? "\"?)" : "");
             return -EINVAL;
@@ -197,7 +196,7 @@ static int check_string(const mv_option_t *o, const char *s, const char *q, char
 /* ", " and the choices of an enum, then a did-you-mean when one is close to `s`. */
 static void enum_reason(const mv_option_t *o, const char *s, const char *q, char *why, size_t wlen)
 {
-    const char *near = mv__config_closest_choice(s, o->choices);
+    const char *near = mv_closest_word(s, o->choices);
     size_t n = (size_t)snprintf(why, wlen, "%s: not one of", q);
 
     for (int i = 0; o->choices[i] && n < wlen; i++)

@@ -176,6 +176,10 @@ void mv_config_print(const mv_config_t *c, FILE *out);
 mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const char *name);
 void mv_config_free(mv_config_t *c);
 
+/* The one of `choices` (NULL-terminated) nearest to a misspelling of it ("line" -> "lines",
+ * case-insensitive, a quarter of the word's letters wrong at most), or NULL. */
+const char *mv_closest_word(const char *word, const char *const *choices);
+
 /* Value parsers, exposed for tests and for the CLI. 0 or -EINVAL/-ERANGE; *why gets a
  * static reason on failure. */
 int mv_parse_size(const char *s, int64_t *out, const char **why);

@@ -37,7 +37,5 @@ extern const size_t mv__noptions;
 bool mv__config_section_known(const char *section);
 const char *mv__config_closest(const char *section, const char *key);
 const char *mv__config_home_section(const char *key);
-/* options.c: the one of `choices` (NULL-terminated) nearest to a misspelling, or NULL. */
-const char *mv__config_closest_choice(const char *word, const char *const *choices);
 
 #endif

@@ -202,7 +202,7 @@ static bool near_enough(const char *word, size_t d)
     return d <= (limit > 3 ? 3 : limit);
 }
 
-const char *mv__config_closest_choice(const char *word, const char *const *choices)
+const char *mv_closest_word(const char *word, const char *const *choices)
 {
     const char *best = NULL;
     size_t bestd = SIZE_MAX, d;

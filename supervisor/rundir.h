@@ -14,10 +14,21 @@ typedef struct mv_rundir {
     char *dir;      /* absolute path of the run directory; NULL when there is none */
     char *id;       /* "20261121T160000Z-4242" */
     int events_fd;  /* events.jsonl (O_APPEND), -1 when there is none */
+    int lock_fd;    /* the run directory, flock(LOCK_EX) held while the run lives; -1 */
     unsigned snaps; /* snapshots named so far */
 } mv_rundir_t;
 
-/* Makes <state_dir>/<id>/ and snapshots/, opens events.jsonl, points `latest` at it.
+/* What mv_rundir_prune did. */
+typedef struct mv_prune {
+    int kept;    /* run directories among the newest `keep` */
+    int running; /* older ones left alone: their memvisor is alive (or might be) */
+    int removed; /* older ones removed */
+    int failed;  /* older ones that could not be removed (the first reason is in `why`) */
+} mv_prune_t;
+
+/* Makes <state_dir>/<id>/ and snapshots/, opens events.jsonl, points `latest` at it, and
+ * holds a flock(LOCK_EX) on the run directory until mv_rundir_close: how mv_rundir_prune
+ * (of another memvisor sharing the state directory) knows the run is alive.
  * 0 or -errno (reason in `why`). */
 int mv_rundir_open(mv_rundir_t *r, const char *state_dir, pid_t pid, char *why, size_t n);
 /* The path of the next snapshot file ("NNNN-REASON-KIND-wSLOT.json"); malloc'd. */
@@ -25,5 +36,16 @@ char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *ki
 /* Writes `doc` as <dir>/<name> through <name>.new + rename. 0 or -errno. Thread-safe. */
 int mv_json_write_atomic(const char *path, json_t *doc);
 void mv_rundir_close(mv_rundir_t *r);
+
+/* Whether `name` is a run directory's name ("20261121T160000Z-4242"); its pid in *pid. */
+bool mv_rundir_name(const char *name, pid_t *pid);
+/* Removes the run directories of `state_dir` beyond the newest `keep` (by name, i.e. start
+ * time) whose memvisor is gone: not while anyone holds a flock on the directory (or on a
+ * `lock` file in it), nor while the pid in its name is alive (a run from before locks, or
+ * one between mkdir and flock; a reused pid only keeps a run longer). Only entries named
+ * like runs, only real directories (never through a symlink), nothing else in state_dir.
+ * A missing state_dir is fine (nothing to do). 0, or -errno when state_dir cannot be read
+ * (why filled); removal failures are counted in res->failed, the first with its reason. */
+int mv_rundir_prune(const char *state_dir, int keep, mv_prune_t *res, char *why, size_t n);
 
 #endif

@@ -22,5 +22,6 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *kind_suite(void);
+Suite *ops_suite(void);
 
 #endif
