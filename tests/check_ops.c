@@ -693,8 +693,15 @@ START_TEST(install_follows_prefix)
 
     /* A worker built against the installed header and library, run by the installed
      * memvisor, nothing from the source tree. */
+    /* (In the sanitizer build the installed library is instrumented: so must the worker be,
+     * for the sanitizer's runtime to load first.) */
     snprintf(want, sizeof want,
-             "cc %s/examples/leaky_worker.c $(pkg-config --cflags --libs memvisor) -o %s/w",
+             "cc %s %s/examples/leaky_worker.c $(pkg-config --cflags --libs memvisor) -o %s/w",
+#ifdef __SANITIZE_ADDRESS__
+             "-fsanitize=address,undefined 2>/dev/null",
+#else
+             "",
+#endif
              SOURCE_DIR, p2);
     ck_assert_int_eq(sh(NULL, envs, &out, &err, (const char *[]){"sh", "-c", want, NULL}), 0);
     free(out);
