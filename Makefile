@@ -117,7 +117,7 @@ $(BUILD)/prefix: FORCE
 	@mkdir -p $(@D)
 	@echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
 
-$(PCFILE): worker-api/memvisor.pc.in $(BUILD)/prefix
+$(PCFILE): worker-api/memvisor.pc.in $(BUILD)/prefix Makefile
 	@mkdir -p $(@D)
 	$(SAY) GEN $@
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
