@@ -137,6 +137,35 @@ const mv_option_t mv__options[] = {
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];
 
+/* ---- automatic values: the rule the docs of memory_soft and memory_hard state --------- */
+
+#define HARD_AUTO (512 * MIB) /* memory_hard = auto, unless memory_soft asks for more */
+
+/* memory_soft and memory_hard left at "auto" follow the other one, so that setting either
+ * alone never clashes with a default the user did not write (config.h has the rule). */
+void mv__config_derive_limits(mv_config_t *c)
+{
+    mv_origin_t *sat = &c->origin[mv_config_find("limits", "memory_soft") - mv__options];
+    mv_origin_t *hat = &c->origin[mv_config_find("limits", "memory_hard") - mv__options];
+    int64_t *soft = &c->limits.memory_soft, *hard = &c->limits.memory_hard, base, v;
+
+    if (*hard == MV_CONFIG_AUTO) {
+        *hard = HARD_AUTO;
+        v = *soft > 0 ? (*soft / 3 * 4 + MIB - 1) / MIB * MIB : 0; /* >= 4/3, a whole MiB */
+        if (v > HARD_AUTO) {
+            *hard = v;
+            hat->via = "derived from memory_soft (4/3 of it, rounded up to a MiB)";
+        }
+    }
+    if (*soft == MV_CONFIG_AUTO) {
+        base = *hard > 0 ? *hard : HARD_AUTO;
+        v = base - base / 4;
+        *soft = v >= 4 * KIB ? v / (4 * KIB) * (4 * KIB) : v; /* whole pages */
+        sat->via =
+            *hard > 0 ? "derived from memory_hard (3/4 of it)" : "3/4 of 512M (memory_hard is off)";
+    }
+}
+
 /* ---- table --------------------------------------------------------------------------- */
 
 const mv_option_t *mv_config_options(size_t *n)
