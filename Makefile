@@ -1,7 +1,8 @@
 # memvisor — build, test, demo, install.
-#   make            build everything into build/
-#   make demo       install missing Debian packages, build, run the leaky-worker batch
-#   make check      install missing Debian packages, build, run every test suite
+#   make            build everything into build/ (V=1 shows each command)
+#   make demo       install missing build packages, build memvisor and one example, run the
+#                   leaky-worker batch
+#   make check      install missing packages, build, run every test suite
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
 #   make fuzz       the libFuzzer harnesses, FUZZ_TIME seconds each (tests/fuzz/fuzz.mk)
@@ -9,9 +10,13 @@
 #   make bench      the benchmarks in bench/
 #   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
 #                   (SOAK_MINUTES=N for a shorter run; not in CI)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local [DESTDIR=...]     make uninstall PREFIX=/usr/local
 
 PREFIX  ?= /usr/local
+# Where `make install` puts configuration, the systemd unit and the man page.
+SYSCONFDIR ?= $(PREFIX)/etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+MANDIR     ?= $(PREFIX)/share/man
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := libuv libcgroup inih jansson libsystemd
@@ -61,42 +66,59 @@ LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctl
 HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind check-leaks bench soak install clean format \
-        lint
+.PHONY: all deps demo check check-asan check-valgrind check-leaks bench soak install uninstall \
+        clean format lint FORCE
 all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
      $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
+# One short line per file built; V=1 shows the whole commands instead.
+ifeq ($(V),1)
+Q   :=
+SAY := @true
+else
+Q   := @
+SAY := @printf '  %-4s %s\n'
+endif
+
+# The Debian packages each target needs (.ci/deps has the lists): a demo only builds.
 deps:
-	@bash .ci/deps
+	@bash .ci/deps test
 
 $(BUILD)/obj/supervisor/%.o: supervisor/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # The worker API is libc only, position-independent for the shared library.
 $(BUILD)/obj/worker-api/%.o: worker-api/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c $< -o $@
 
 $(BUILD)/obj/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) \
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) $(CHECK_CFLAGS) \
 	    -DMV_BUILD_DIR='"$(abspath $(BUILD))"' -DMV_SOURCE_DIR='"$(abspath .)"' -c $< -o $@
 
 $(SUPLIB): $(SUP_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(SAY) AR $@
+	$(Q)ar rcs $@ $^
 
 $(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB)
-	$(CC) $(LDFLAGS) $^ $(PKG_LIBS) -lm -o $@
+	$(SAY) LD $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(PKG_LIBS) -lm -o $@
 
 $(LIBA): $(WAPI_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(SAY) AR $@
+	$(Q)ar rcs $@ $^
 
 $(LIBSO): $(WAPI_OBJ)
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libmemvisor.so.0 $^ -o $@
+	$(SAY) LD $@
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libmemvisor.so.0 $^ -o $@
 
 # The heap preload library (docs/heap.md): libc only, built plain like the workers it goes
 # into (a sanitizer runtime would interpose malloc itself). -fno-builtin: the compiler must not
@@ -105,17 +127,26 @@ $(HEAPLIB): worker-api/heap/heap.c include/memvisor/heap.h
 	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -fPIC -shared -fvisibility=hidden -fno-builtin $< \
 	    -o $@ -ldl -lpthread
 
-$(PCFILE): worker-api/memvisor.pc.in Makefile
+# The prefix the build was last asked for: rewritten only when PREFIX changes, so that the
+# .pc file is remade for `make install PREFIX=...` after a plain `make`.
+$(BUILD)/prefix: FORCE
 	@mkdir -p $(@D)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+	@echo '$(PREFIX)' | cmp -s - $@ || echo '$(PREFIX)' > $@
+
+$(PCFILE): worker-api/memvisor.pc.in $(BUILD)/prefix Makefile
+	@mkdir -p $(@D)
+	$(SAY) GEN $@
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
 
 $(BUILD)/examples/%: examples/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
 
 $(BUILD)/helpers/%: tests/helpers/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $< $(WAPI_SRC) -o $@
 
 # The labelled leak suite's C workers and the C library its ctypes scenario calls.
 $(BUILD)/leaks/%: tests/leaks/%.c tests/leaks/c_worker.h $(WAPI_SRC)
@@ -144,12 +175,14 @@ $(BUILD)/bench/heap_overhead: bench/heap_overhead.c supervisor/heapmon.c supervi
 
 $(BUILD)/bench/%: bench/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -DMV_BUILD_DIR='"$(abspath $(BUILD))"' \
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -DMV_BUILD_DIR='"$(abspath $(BUILD))"' \
 	    $< $(WAPI_SRC) -lm -o $@
 
 $(TESTBIN): $(TEST_OBJ) $(SUPLIB) $(LIBA)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) $(TEST_OBJ) $(SUPLIB) $(LIBA) $(PKG_LIBS) $(CHECK_LIBS) -lm -o $@
+	$(SAY) LD $@
+	$(Q)$(CC) $(LDFLAGS) $(TEST_OBJ) $(SUPLIB) $(LIBA) $(PKG_LIBS) $(CHECK_LIBS) -lm -o $@
 
 # Every suite, in one Check runner; CK_RUN_SUITE=name runs one of them. LEAKS_ENFORCE=1 makes
 # the leak suite's fast subset check the detector's verdicts too (docs/leak-suite.md).
@@ -172,15 +205,20 @@ check-asan: deps
 	    MV_BUILD=$(abspath build-asan) MV_LEAKS_ENFORCE=$(LEAKS_ENFORCE) \
 	    build-asan/tests/check_memvisor
 
-check-valgrind: deps
+check-valgrind:
+	@bash .ci/deps test valgrind
 	@$(MAKE) --no-print-directory all
 	@bash tests/valgrind.sh $(abspath $(BUILD))
 
-demo: deps
-	@$(MAKE) --no-print-directory all
+# Only what the demo runs: no test runner, no benchmarks, one line while it builds.
+demo:
+	@bash .ci/deps build
+	@echo "memvisor: building (make V=1 shows the commands)"
+	@$(MAKE) -s --no-print-directory SAY=@true $(BIN) $(BUILD)/examples/leaky_worker
 	@bash examples/demo.sh $(abspath $(BUILD))
 
-bench: deps
+bench:
+	@bash .ci/deps bench
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh $(abspath $(BUILD))
 
@@ -188,9 +226,33 @@ soak: deps
 	@$(MAKE) --no-print-directory all
 	@bash tests/soak.sh $(abspath $(BUILD))
 
-install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE)
+# What `make install` puts where (uninstall removes the same list).
+EX_DATA     := $(wildcard examples/python/*.py examples/python/*.tasks examples/*.tasks \
+                          examples/tasks.txt examples/line_worker.*)
+INST_BIN    := $(PREFIX)/bin/memvisor
+INST_LIB    := $(PREFIX)/lib/libmemvisor.a $(PREFIX)/lib/libmemvisor.so.0 \
+               $(PREFIX)/lib/libmemvisor.so $(PREFIX)/lib/libmemvisor-heap.so \
+               $(PREFIX)/lib/pkgconfig/memvisor.pc
+INST_INC    := $(patsubst include/memvisor/%,$(PREFIX)/include/memvisor/%, \
+                          $(wildcard include/memvisor/*.h))
+INST_CONF   := $(SYSCONFDIR)/memvisor/memvisor.ini $(SYSCONFDIR)/memvisor/service.ini
+INST_EX     := $(patsubst $(BUILD)/examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EXAMPLES)) \
+               $(patsubst examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EX_DATA))
+INST_OTHER  := $(UNITDIR)/memvisor.service $(MANDIR)/man1/memvisor.1 \
+               $(PREFIX)/share/memvisor/python/memvisor_worker.py
+# The installed service: its example worker where install puts it, its state where the
+# unit's StateDirectory= and RuntimeDirectory= make room (/var/lib/memvisor, /run/memvisor).
+SERVICE_SED := -e 's|^command = build/examples/|command = $(PREFIX)/lib/memvisor/examples/|' \
+               -e 's|^state_dir = .*|state_dir = /var/lib/memvisor|' \
+               -e 's|^socket =.*|socket = /run/memvisor/control.sock|'
+UNIT_SED    := -e 's|/usr/local/bin/memvisor|$(PREFIX)/bin/memvisor|g' \
+               -e 's|/usr/local/etc/memvisor|$(SYSCONFDIR)/memvisor|g'
+
+install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
-	    $(DESTDIR)$(PREFIX)/include/memvisor $(DESTDIR)$(PREFIX)/etc/memvisor
+	    $(DESTDIR)$(PREFIX)/include/memvisor $(DESTDIR)$(SYSCONFDIR)/memvisor \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PREFIX)/share/memvisor/python \
+	    $(DESTDIR)$(PREFIX)/lib/memvisor/examples/python
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/memvisor
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libmemvisor.a
 	install -m 755 $(LIBSO) $(DESTDIR)$(PREFIX)/lib/libmemvisor.so.0
@@ -198,9 +260,23 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE)
 	install -m 755 $(HEAPLIB) $(DESTDIR)$(PREFIX)/lib/libmemvisor-heap.so
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/memvisor.pc
 	install -m 644 include/memvisor/*.h $(DESTDIR)$(PREFIX)/include/memvisor/
-	install -m 644 conf/*.ini conf/memvisor.service $(DESTDIR)$(PREFIX)/etc/memvisor/
-	install -d $(DESTDIR)$(PREFIX)/share/memvisor/python
+	install -m 644 conf/memvisor.ini $(DESTDIR)$(SYSCONFDIR)/memvisor/
+	sed $(SERVICE_SED) conf/service.ini > $(DESTDIR)$(SYSCONFDIR)/memvisor/service.ini
+	sed $(UNIT_SED) conf/memvisor.service > $(DESTDIR)$(UNITDIR)/memvisor.service
+	install -m 644 docs/memvisor.1 $(DESTDIR)$(MANDIR)/man1/memvisor.1
 	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
+	install -m 755 $(EXAMPLES) $(DESTDIR)$(PREFIX)/lib/memvisor/examples/
+	for f in $(EX_DATA); do \
+	    install -m $$(test -x $$f && echo 755 || echo 644) $$f \
+	        $(DESTDIR)$(PREFIX)/lib/memvisor/$$f || exit 1; done
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INST_BIN) $(INST_LIB) $(INST_INC) $(INST_CONF) $(INST_EX) \
+	    $(INST_OTHER))
+	@for d in $(addprefix $(DESTDIR),$(PREFIX)/lib/memvisor/examples/python \
+	    $(PREFIX)/lib/memvisor/examples $(PREFIX)/lib/memvisor $(PREFIX)/include/memvisor \
+	    $(SYSCONFDIR)/memvisor $(PREFIX)/share/memvisor/python $(PREFIX)/share/memvisor); do \
+	    rmdir $$d 2>/dev/null || true; done
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] worker-api/heap/*.c \

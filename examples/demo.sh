@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: a real batch on the default config (conf/memvisor.ini) through the leaking
-# example worker. Each task leaks 1 MiB, so workers cross the 256 MiB soft limit and are
-# recycled long before the 512 MiB hard limit; every task still ends "ok", exactly once.
+# example worker. Each task leaks 1 MiB, so workers cross the 384 MiB soft limit (3/4 of the
+# 512 MiB hard limit) and are recycled before the hard limit; every task still ends "ok",
+# exactly once.
 set -euo pipefail
 build=${1:?usage: demo.sh BUILD_DIR}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,10 +14,11 @@ for i in $(seq 1 "$tasks"); do echo "task $i"; done >"$out/tasks.txt"
 
 cat <<MSG
 memvisor demo: $tasks tasks through examples/leaky_worker (leaks 1 MiB per task) on
-conf/memvisor.ini (soft limit 256 MiB, hard limit 512 MiB). Log: $out/memvisor.log
+conf/memvisor.ini (soft limit 384 MiB, hard limit 512 MiB). Log: $out/memvisor.log
 MSG
 set +e
 "$build/memvisor" run -c "$src/conf/memvisor.ini" -o log.file="$out/memvisor.log" \
+    -o supervisor.state_dir="$out/state" \
     --tasks "$out/tasks.txt" --results "$out/results.jsonl" \
     -- "$build/examples/leaky_worker" --leak 1M
 code=$?

@@ -22,6 +22,8 @@
 #include "config.h"
 #include "config_int.h"
 #include "addr.h"
+#include "kind.h"
+#include "paths.h"
 
 #define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
 #define MAX_FILE      (16 * 1024 * 1024) /* a config file larger than this is a mistake */
@@ -156,6 +158,53 @@ bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_
     return get_num(a, o) == get_num(b, o);
 }
 
+/* The sizes that may be "auto" (derived by mv_config_finish from each other). */
+static bool takes_auto(const mv_option_t *o)
+{
+    return o->offset == offsetof(mv_config_t, limits.memory_soft) ||
+           o->offset == offsetof(mv_config_t, limits.memory_hard);
+}
+
+/* Checks the strings that have a syntax of their own. 0 or -EINVAL with why filled. */
+static int check_string(const mv_option_t *o, const char *s, const char *q, char *why, size_t wlen)
+{
+    static const char *const kinds[] = {"auto", "word", "none", "json:", NULL};
+    const char *r = NULL, *field, *near;
+    mv_kind_mode_t mode;
+    size_t flen;
+    char **argv;
+    int rc;
+
+    if (o->offset == offsetof(mv_config_t, worker.command)) {
+        if ((rc = mv_split_words(s, &argv, NULL, &r)) < 0) {
+            snprintf(why, wlen, "%s: %s", q, r);
+            return rc;
+        }
+        mv_argv_free(argv);
+    } else if (o->offset == offsetof(mv_config_t, leak.kind)) {
+        if (mv_kind_spec(s, &mode, &field, &flen, &r) < 0) {
+            near = strncmp(r, "not one of", 10) == 0 && !strchr(s, ':') ? mv_closest_word(s, kinds)
+                                                                        : NULL;
+            snprintf(why, wlen, "%s: %s%s%s%s", q, r, near ? " (did you mean \"" : "",
+                     near ? near : "", near ? "\"?)" : "");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* ", " and the choices of an enum, then a did-you-mean when one is close to `s`. */
+static void enum_reason(const mv_option_t *o, const char *s, const char *q, char *why, size_t wlen)
+{
+    const char *near = mv_closest_word(s, o->choices);
+    size_t n = (size_t)snprintf(why, wlen, "%s: not one of", q);
+
+    for (int i = 0; o->choices[i] && n < wlen; i++)
+        n += (size_t)snprintf(why + n, wlen - n, "%s %s", i ? "," : "", o->choices[i]);
+    if (near && n < wlen)
+        snprintf(why + n, wlen - n, " (did you mean \"%s\"?)", near);
+}
+
 /* Parses `s` for option `o` into *num (numbers, enums, bools); strings are only checked.
  * On failure writes the reason (with the value quoted) into why. */
 static int parse_value(const mv_option_t *o, const char *s, int64_t *num, char *why, size_t wlen)
@@ -163,26 +212,21 @@ static int parse_value(const mv_option_t *o, const char *s, int64_t *num, char *
     const char *r = NULL;
     char q[64], lo[32], hi[32];
     int rc = 0, b = 0;
-    char **argv;
 
     quote(q, s);
     if (strpbrk(s, "\n\r")) {
         snprintf(why, wlen, "%s: contains a line break", q);
         return -EINVAL;
     }
-    if (o->type == MV_OPT_STRING) {
-        if (o->offset == offsetof(mv_config_t, worker.command)) {
-            if ((rc = mv_split_words(s, &argv, NULL, &r)) < 0) {
-                snprintf(why, wlen, "%s: %s", q, r);
-                return rc;
-            }
-            mv_argv_free(argv);
-        }
-        return 0;
-    }
+    if (o->type == MV_OPT_STRING)
+        return check_string(o, s, q, why, wlen);
     if (!*s) {
         snprintf(why, wlen, "empty value");
         return -EINVAL;
+    }
+    if (takes_auto(o) && strcasecmp(s, "auto") == 0) {
+        *num = MV_CONFIG_AUTO;
+        return 0;
     }
     switch (o->type) {
     case MV_OPT_INT: rc = mv_parse_int(s, num, &r); break;
@@ -199,9 +243,7 @@ static int parse_value(const mv_option_t *o, const char *s, int64_t *num, char *
                 return 0;
             }
         }
-        rc = snprintf(why, wlen, "%s: not one of", q);
-        for (int i = 0; o->choices[i] && (size_t)rc < wlen; i++)
-            rc += snprintf(why + rc, wlen - (size_t)rc, "%s %s", i ? "," : "", o->choices[i]);
+        enum_reason(o, s, q, why, wlen);
         return -EINVAL;
     case MV_OPT_STRING: break;
     }
@@ -301,7 +343,7 @@ typedef struct load {
 
 static mv_origin_t here(const load_t *x)
 {
-    return (mv_origin_t){x->path, x->line};
+    return (mv_origin_t){.file = x->path, .line = x->line};
 }
 
 /* inih's find_chars_or_comment(): the first of `chars`, or an inline ';' after a blank. */
@@ -539,7 +581,8 @@ int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
 
         for (const char *p = buf; p < nul; p++)
             line += *p == '\n';
-        report(errs, (mv_origin_t){x.path, line}, NULL, NULL, "NUL byte: not a text file");
+        report(errs, (mv_origin_t){.file = x.path, .line = line}, NULL, NULL,
+               "NUL byte: not a text file");
         free(buf);
         return -EINVAL;
     }
@@ -556,7 +599,7 @@ int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
     }
     /* An over-long line shifts inih's line numbers: its own report is then unusable. */
     if (rc > 0 && (size_t)rc <= lines && !x.reported[rc] && !x.skip_line)
-        report(errs, (mv_origin_t){x.path, rc}, NULL, NULL, SYNTAX_REASON);
+        report(errs, (mv_origin_t){.file = x.path, .line = rc}, NULL, NULL, SYNTAX_REASON);
     rc = errs->n > n0 ? -EINVAL : 0;
 out:
     free(x.reported);
@@ -569,7 +612,7 @@ out:
 
 int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *errs)
 {
-    mv_origin_t at = {"-o", nth};
+    mv_origin_t at = {.file = "-o", .line = nth};
     const char *eq = strchr(spec, '='), *dot, *ks, *ke, *vs, *ve;
     char sec[64], key[64], q[64], *value;
     const mv_option_t *o;
@@ -666,18 +709,74 @@ static bool orphan_jitter(const mv_config_t *c, mv_errors_t *errs, const mv_opti
     return true;
 }
 
+/* ---- automatic values: paths (derived limits: options.c) --------------------------- */
+
+/* Whether `file` is one of the config files loaded (not "-o"). */
+static bool from_file(const mv_config_t *c, const char *file)
+{
+    for (size_t i = 0; file && i < c->nfiles; i++)
+        if (file == c->files[i])
+            return true;
+    return false;
+}
+
+/* A relative state_dir or control socket made absolute, once (paths.h has the rule). */
+static int resolve_path(mv_config_t *c, const mv_option_t *o, mv_errors_t *errs)
+{
+    char **v = str_field(c, o), *base = NULL, *abs, q[64];
+    mv_origin_t *at = &c->origin[o - mv__options];
+    const char *file = NULL;
+    int rc;
+
+    if (!**v || (o->offset == offsetof(mv_config_t, control.socket) && strcmp(*v, "none") == 0))
+        return 0;
+    if ((*v)[0] != '/') {
+        file = from_file(c, at->file) ? at->file : !at->file ? c->path : NULL;
+        if ((rc = mv_path_base_of(file, &base)) < 0) {
+            quote(q, *v);
+            report(errs, *at, o->section, o->name, "%s: cannot resolve against %s: %s", q,
+                   file ? "the config file's directory" : "the working directory", strerror(-rc));
+            return rc == -ENOMEM ? rc : -EINVAL;
+        }
+        at->via =
+            file ? "relative to the config file's directory" : "relative to the working directory";
+    }
+    if (!(abs = malloc(PATH_MAX))) {
+        free(base);
+        return -ENOMEM;
+    }
+    if ((rc = mv_path_resolve(base, *v, abs, PATH_MAX)) < 0) {
+        quote(q, *v);
+        report(errs, *at, o->section, o->name, "%s: the absolute path is too long", q);
+        free(abs);
+        free(base);
+        return -EINVAL;
+    }
+    free(base);
+    free(*v);
+    *v = abs;
+    return 0;
+}
+
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
 {
 #define O(s, k) mv_config_find(#s, #k)
     bool bad = false;
     char why[160];
     long cpus;
+    int rc;
 
     if (!c->origin)
         return -EINVAL;
+    mv__config_derive_limits(c);
+    if ((rc = resolve_path(c, O(supervisor, state_dir), errs)) == -ENOMEM ||
+        (rc == 0 && (rc = resolve_path(c, O(control, socket), errs)) == -ENOMEM))
+        return -ENOMEM;
+    bad |= rc < 0;
     if (c->limits.memory_soft && c->limits.memory_hard)
         bad |= above(c, errs, O(limits, memory_soft), O(limits, memory_hard),
-                     "the soft limit must be the lower one");
+                     "the soft limit must be the lower one (or leave one of them out, or set "
+                     "it to auto: it then follows the other)");
     bad |= orphan_jitter(c, errs, O(limits, max_tasks_jitter), O(limits, max_tasks));
     bad |= orphan_jitter(c, errs, O(limits, max_lifetime_jitter), O(limits, max_lifetime));
     bad |= above(c, errs, O(worker, backoff_min), O(worker, backoff_max),
@@ -736,14 +835,32 @@ mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const ch
     const mv_option_t *o = mv_config_find(section, name);
 
     if (!o || !c->origin)
-        return (mv_origin_t){NULL, 0};
+        return (mv_origin_t){.file = NULL, .line = 0};
     return c->origin[o - mv__options];
+}
+
+/* Where option i's value came from, for `memvisor check`: "FILE:LINE", "-o N" or
+ * "default", and how it was derived, if it was. */
+static void origin_text(const mv_config_t *c, size_t i, char *buf, size_t n)
+{
+    mv_origin_t at = c->origin[i];
+    int k;
+
+    if (!at.file)
+        k = snprintf(buf, n, "default");
+    else if (!from_file(c, at.file) && strcmp(at.file, "-o") == 0)
+        k = snprintf(buf, n, "-o %d", at.line);
+    else
+        k = snprintf(buf, n, "%s:%d", at.file, at.line);
+    if (at.via && k >= 0 && (size_t)k < n)
+        snprintf(buf + k, n - (size_t)k, ", %s", at.via);
 }
 
 void mv_config_print(const mv_config_t *c, FILE *out)
 {
     const char *section = NULL, *val;
-    char buf[32];
+    char buf[32], from[PATH_MAX + 128];
+    int width;
 
     for (size_t i = 0; i < mv__noptions; i++) {
         const mv_option_t *o = &mv__options[i];
@@ -756,9 +873,17 @@ void mv_config_print(const mv_config_t *c, FILE *out)
         case MV_OPT_STRING: val = *str_field(c, o) ? *str_field(c, o) : ""; break;
         case MV_OPT_ENUM: val = o->choices[get_num(c, o)]; break;
         case MV_OPT_BOOL: val = get_num(c, o) ? "yes" : "no"; break;
-        default: mv_fmt_num(o->type, get_num(c, o), buf, sizeof buf); val = buf;
+        default:
+            if (takes_auto(o) && get_num(c, o) == MV_CONFIG_AUTO)
+                snprintf(buf, sizeof buf, "auto"); /* before mv_config_finish */
+            else
+                mv_fmt_num(o->type, get_num(c, o), buf, sizeof buf);
+            val = buf;
         }
+        origin_text(c, i, from, sizeof from);
         fprintf(out, "; %s (default %s)\n", o->doc, o->def[0] ? o->def : "empty");
-        fprintf(out, "%s =%s%s\n", o->name, val[0] ? " " : "", val);
+        /* The origin as an inline comment: inih drops it, so the output still loads. */
+        width = fprintf(out, "%s =%s%s", o->name, val[0] ? " " : "", val);
+        fprintf(out, "%*s; %s\n", width < 30 ? 32 - width : 2, "", from);
     }
 }

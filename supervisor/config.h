@@ -22,12 +22,16 @@ typedef enum { MV_METRIC_PRIVATE, MV_METRIC_RSS } mv_metric_t;
 typedef enum { MV_LOGFMT_TEXT, MV_LOGFMT_JSON } mv_logfmt_t;
 typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t;
 typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cgmode_t;
-typedef enum { MV_KIND_WORD, MV_KIND_NONE } mv_leakkind_t;
 
-/* Where a value came from, for error messages that name the line. */
+/* A size option's value while it is "auto", until mv_config_finish derives it. */
+#define MV_CONFIG_AUTO (-1)
+
+/* Where a value came from, for error messages that name the line and for `memvisor check`. */
 typedef struct mv_origin {
     const char *file; /* points at mv_config_t.path, "-o", or NULL for the default */
     int line;
+    const char *via; /* NULL, or how mv_config_finish made the value from what was written:
+                      * "derived from memory_hard (3/4 of it)", "relative to ..." */
 } mv_origin_t;
 
 /* Sizes are bytes, durations milliseconds; 0 means "off" where the doc says so. */
@@ -37,7 +41,8 @@ typedef struct mv_config {
         int64_t grace_period; /* ms running tasks get to finish after SIGINT/SIGTERM */
         mv_cgmode_t cgroup;   /* auto|v1|v2|off */
         char *cgroup_parent;  /* "" = memvisor's own memory cgroup */
-        char *state_dir;      /* snapshots and run state */
+        char *state_dir;      /* snapshots and run state; absolute after mv_config_finish */
+        int keep_runs;        /* run directories kept in state_dir; 0 = all */
     } supervisor;
     struct {
         char *command;          /* shell-like words; `memvisor run -- CMD...` overrides */
@@ -57,8 +62,10 @@ typedef struct mv_config {
         int64_t max_tasks_jitter;    /* + uniform random [0, jitter] tasks per worker */
         int64_t max_lifetime;        /* ms; 0 = off */
         int64_t max_lifetime_jitter; /* ms */
-        int64_t memory_soft;         /* bytes: finish the task, then recycle; 0 = off */
-        int64_t memory_hard;         /* bytes: kill now; 0 = off */
+        int64_t memory_soft;         /* bytes: finish the task, then recycle; 0 = off; auto (until
+                                      * finish): 3/4 of memory_hard */
+        int64_t memory_hard;         /* bytes: kill now; 0 = off; auto (until finish): 512M, or 4/3
+                                      * of memory_soft when that is more */
         int64_t task_timeout;        /* ms; 0 = off */
         mv_metric_t metric;          /* private|rss: what the soft limit compares */
         int64_t sample_interval;     /* ms between /proc or cgroup samples */
@@ -73,7 +80,8 @@ typedef struct mv_config {
         int backlog;  /* listen(2) backlog of those sockets */
     } service;
     struct {
-        char *socket; /* control socket path; "" = STATE_DIR/control.sock; "none" = no socket */
+        char *socket; /* control socket path; "" = STATE_DIR/control.sock; "none" = no socket;
+                       * absolute after mv_config_finish */
     } control;
     struct {
         char *source;          /* task file, "-" = stdin, "" = none */
@@ -86,7 +94,8 @@ typedef struct mv_config {
     } tasks;
     struct {
         int detect;               /* leak suspects and snapshots */
-        mv_leakkind_t kind;       /* word|none: a task's kind when its worker names none */
+        char *kind;               /* auto|word|none|json:FIELD (kind.h), when the worker names
+                                   * no kind */
         int window;               /* tasks of a kind the trend is judged over */
         int warmup;               /* a worker's first tasks, left out of the trend */
         int64_t min_slope;        /* bytes retained per task that make a leak */
@@ -147,10 +156,11 @@ int mv_config_init(mv_config_t *c);
 int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs);
 /* Applies one "section.key=value" override (the Nth -o flag). 0 or -EINVAL (errs filled). */
 int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *errs);
-/* Cross-key checks (soft above hard, ...) and resolution of automatic values
- * (workers = 0). Call once after load and overrides. 0 or -EINVAL (errs filled). */
+/* Cross-key checks (soft above hard, ...) and resolution of automatic values: workers = 0,
+ * memory_soft/memory_hard = auto, relative state_dir and control socket (paths.h has the
+ * rule: against the config file's directory, or the working directory). Call once after
+ * load and overrides. 0 or -EINVAL (errs filled). */
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs);
-/* Writes the effective settings as an INI file, one "; doc" line above every key. */
 /* Whether option `o` has the same value in both. */
 bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o);
 
@@ -162,10 +172,17 @@ int mv_config_build(mv_config_t *c, const char *path, const char *const *overrid
 /* mv_config_build, and every mistake (or the lack of memory) said on `out`. */
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
                            FILE *out);
+/* Writes the effective settings as an INI file: one "; doc (default X)" line above every
+ * key, and after each value, as a comment, where it came from: FILE:LINE, -o N, default,
+ * and how it was derived (e.g. "derived from memory_hard (3/4 of it)"). */
 void mv_config_print(const mv_config_t *c, FILE *out);
 /* Where a key's value came from (after load/override); {NULL,0} for defaults. */
 mv_origin_t mv_config_origin(const mv_config_t *c, const char *section, const char *name);
 void mv_config_free(mv_config_t *c);
+
+/* The one of `choices` (NULL-terminated) nearest to a misspelling of it ("line" -> "lines",
+ * case-insensitive, a quarter of the word's letters wrong at most), or NULL. */
+const char *mv_closest_word(const char *word, const char *const *choices);
 
 /* Value parsers, exposed for tests and for the CLI. 0 or -EINVAL/-ERANGE; *why gets a
  * static reason on failure. */

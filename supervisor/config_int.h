@@ -37,5 +37,8 @@ extern const size_t mv__noptions;
 bool mv__config_section_known(const char *section);
 const char *mv__config_closest(const char *section, const char *key);
 const char *mv__config_home_section(const char *key);
+/* options.c: memory_soft and memory_hard left at MV_CONFIG_AUTO made from each other (the
+ * table's docs state the rule), with the origin's `via` saying so. */
+void mv__config_derive_limits(mv_config_t *c);
 
 #endif

@@ -95,9 +95,6 @@ void mv_control_close(mv_control_t *c, void (*cb)(void *), void *arg);
 
 /* ---- the client (ctl.c) ---------------------------------------------------------------- */
 
-/* The usage lines of the client's commands, for `memvisor help`. */
-extern const char mv_ctl_usage[];
-
 /* `memvisor status|recycle|reload|stop|metrics ...`, argv as main's (argv[1] is the command).
  * Returns the exit code: 0 ok, 1 error reply (printed as "memvisor: ERROR"), 2 usage or
  * config error (a configuration whose socket is "none" too), 3 cannot connect, timeout or a

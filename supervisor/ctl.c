@@ -15,34 +15,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "exitcode.h"
 #include "util.h"
 
 #define MAX_REPLY (64 * 1024 * 1024) /* a reply this long is not one */
-
-const char mv_ctl_usage[] =
-    "usage: memvisor status|reload|stop|metrics [--socket PATH] [-c FILE]\n"
-    "                [-o SECTION.KEY=VALUE]... [--json]\n"
-    "       memvisor recycle SLOT|all [--socket PATH] [-c FILE] [-o SECTION.KEY=VALUE]...\n"
-    "                [--json]\n"
-    "\n"
-    "  status   the running memvisor: its workers, their memory, the totals\n"
-    "  recycle  recycle worker SLOT (or all) gracefully: each finishes its task first\n"
-    "  reload   re-read the configuration file and apply what can change live\n"
-    "  stop     stop gracefully, like SIGTERM\n"
-    "  metrics  the metrics in Prometheus text format\n"
-    "\n"
-    "  --socket PATH        the control socket (default: [control] socket, or\n"
-    "                       STATE_DIR/control.sock when it is empty)\n"
-    "  -c, --config FILE    the INI file the socket path is read from\n"
-    "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
-    "  --json               print the reply as JSON\n"
-    "\n"
-    "exit: 0 done, 1 memvisor answered with an error, 2 usage or config error,\n"
-    "      3 no answer (no socket, cannot connect, timeout, not a reply)\n";
 
 typedef struct ctl_cli {
     const char *cmd;
@@ -54,48 +35,40 @@ typedef struct ctl_cli {
     bool json;
 } ctl_cli_t;
 
-static int usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "memvisor: %s%s\n%s", what, arg, mv_ctl_usage);
-    return MV_EXIT_USAGE;
-}
-
-/* Parses argv into cli; returns -1 on success, an exit code otherwise. */
+/* Parses argv into cli; returns -1 on success, an exit code otherwise. The options are
+ * cli.c's table row of the command. */
 static int parse_cli(int argc, char **argv, ctl_cli_t *c)
 {
-    static const char *const cmds[] = {"status", "recycle", "reload", "stop", "metrics"};
-    bool known = false;
+    const mv_cli_cmd_t *cmd = argc >= 2 ? mv_cli_find(argv[1]) : NULL;
+    const mv_cli_opt_t *o;
 
-    for (size_t i = 0; i < MV_ARRAY_LEN(cmds); i++)
-        known = known || (argc >= 2 && strcmp(argv[1], cmds[i]) == 0);
-    if (!known)
-        return usage_error("unknown command: ", argc >= 2 ? argv[1] : "");
+    if (!cmd || cmd->id < MV_CMD_STATUS || cmd->id > MV_CMD_METRICS)
+        return mv_cli_usage_error(NULL, "unknown command: ", argc >= 2 ? argv[1] : "");
     c->cmd = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        bool has_next = i + 1 < argc;
 
-        if (strcmp(a, "--socket") == 0 && has_next)
-            c->socket = argv[++i];
-        else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && has_next)
-            c->config = argv[++i];
-        else if (strcmp(a, "-o") == 0 && has_next)
-            c->overrides[c->noverrides++] = argv[++i];
-        else if (strcmp(a, "--json") == 0)
-            c->json = true;
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(mv_ctl_usage, stdout);
+        if ((o = mv_cli_option(cmd, a)) && o->arg && i + 1 >= argc)
+            return mv_cli_usage_error(cmd, "missing value after ", a);
+        if (o && o->id == MV_CLI_HELP) {
+            mv_cli_help_command(cmd, stdout);
             return MV_EXIT_OK;
-        } else if (a[0] == '-' && a[1] != '\0')
-            return usage_error(has_next ? "unknown option: " : "unknown option or missing value: ",
-                               a);
-        else if (strcmp(c->cmd, "recycle") == 0 && !c->target)
+        }
+        switch (o ? o->id : MV_CLI_NOPTIONS) {
+        case MV_CLI_SOCKET: c->socket = argv[++i]; break;
+        case MV_CLI_CONFIG: c->config = argv[++i]; break;
+        case MV_CLI_OVERRIDE: c->overrides[c->noverrides++] = argv[++i]; break;
+        case MV_CLI_JSON: c->json = true; break;
+        default:
+            if (a[0] == '-' && a[1] != '\0')
+                return mv_cli_usage_error(cmd, "unknown option: ", a);
+            if (cmd->id != MV_CMD_RECYCLE || c->target)
+                return mv_cli_usage_error(cmd, "unexpected argument: ", a);
             c->target = a;
-        else
-            return usage_error("unexpected argument: ", a);
+        }
     }
-    if (strcmp(c->cmd, "recycle") == 0 && !c->target)
-        return usage_error("recycle needs a worker slot or all", "");
+    if (cmd->id == MV_CMD_RECYCLE && !c->target)
+        return mv_cli_usage_error(cmd, "recycle needs a worker slot or all", "");
     return -1;
 }
 
@@ -120,7 +93,9 @@ static json_t *build_request(const ctl_cli_t *c, int *code)
     slot = strtol(c->target, &end, 10);
     if (errno || end == c->target || *end || slot < 1 || slot > INT_MAX) {
         json_decref(req);
-        *code = usage_error("recycle: SLOT is a worker number (1, 2, ...) or all, not ", c->target);
+        *code = mv_cli_usage_error(mv_cli_find("recycle"),
+                                   "recycle: SLOT is a worker number (1, 2, ...) or all, not ",
+                                   c->target);
         return NULL;
     }
     json_object_set_new(req, "slot", json_integer(slot));
@@ -502,6 +477,19 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+/* After "no control socket at PATH": where the memvisor meant may be instead. */
+static void where_else(const ctl_cli_t *c, const char *path)
+{
+    static const char service[] = "/run/memvisor/control.sock"; /* the installed unit's */
+    struct stat st;
+
+    if (!c->config && !c->socket)
+        fprintf(stderr, "  (a memvisor started with -c FILE is found with the same -c FILE)\n");
+    if (strcmp(path, service) != 0 && stat(service, &st) == 0 && S_ISSOCK(st.st_mode))
+        fprintf(stderr, "  (the installed service's socket is %s: --socket %s)\n", service,
+                service);
+}
+
 int mv_ctl_main(int argc, char **argv)
 {
     ctl_cli_t c = {0};
@@ -515,8 +503,10 @@ int mv_ctl_main(int argc, char **argv)
     if ((code = parse_cli(argc, argv, &c)) >= 0 || !(req = build_request(&c, &code)) ||
         (code = socket_path(&c, path, sizeof path)) >= 0)
         goto out;
-    if (exchange(path, req, &reply, why, sizeof why) < 0) {
+    if ((code = exchange(path, req, &reply, why, sizeof why)) < 0) {
         fprintf(stderr, "memvisor %s: %s\n", c.cmd, why);
+        if (code == -ENOENT)
+            where_else(&c, path);
         code = MV_EXIT_CANT_RUN;
         goto out;
     }

@@ -1,55 +1,30 @@
 /*
- * memvisor: command line.
+ * memvisor: command line. The commands and their options are the table in cli.c: this file
+ * dispatches through it and parses only what it lists (`memvisor --help` prints it).
  *
- *   memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-] [--results FILE]
- *                [--resume] [-- COMMAND [ARG]...]
- *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
- *   memvisor report PATH
- *   memvisor status|recycle|reload|stop|metrics [--socket PATH] [--json]   (ctl.c)
- *   memvisor version | help
+ *   memvisor run|check|report|status|recycle|reload|stop|metrics|version|help ...
+ *   memvisor exec-shim ...    (internal, first: between fork and the worker's exec)
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "config.h"
 #include "control.h"
 #include "commands.h"
+#include "paths.h"
 #include "proc.h"
 #include "report.h"
 #include "runlock.h"
 #include "supervisor.h"
 
-static const char usage_text[] =
-    "usage: memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-]\n"
-    "                    [--results FILE] [--resume] [-- COMMAND [ARG]...]\n"
-    "       memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...\n"
-    "       memvisor report PATH\n"
-    "       memvisor version\n"
-    "\n"
-    "  run     run every task of the task source on a pool of recycled workers; without a\n"
-    "          task source, run the workers as a service until stopped\n"
-    "  check   validate the configuration and print the effective settings\n"
-    "  report  summarise a run directory, a state directory's latest run, or a results file\n"
-    "\n"
-    "  -c, --config FILE    INI file (default: built-in defaults, see conf/memvisor.ini)\n"
-    "  -o SECTION.KEY=VALUE override one setting (repeatable)\n"
-    "  --tasks FILE|-       one task per line; - reads stdin ([tasks] source)\n"
-    "  --results FILE       JSON Lines results, one per task ([tasks] results); an existing\n"
-    "                       non-empty file is refused unless the run resumes it\n"
-    "  --resume             continue the batch in the results file: tasks that have a line\n"
-    "                       are skipped, the others run and are appended ([tasks] resume)\n"
-    "  -- COMMAND...        the worker command ([worker] command)\n"
-    "\n"
-    "exit: 0 all tasks ok (a service: stopped cleanly), 1 some failed or quarantined,\n"
-    "      2 usage or config error, 3 could not run, 128+N stopped by signal N before every\n"
-    "      task ended\n";
-
 typedef struct cli {
-    const char *cmd;
+    const mv_cli_cmd_t *cmd;
     const char *config;
     const char **overrides;
     int noverrides;
@@ -59,49 +34,40 @@ typedef struct cli {
     char **argv; /* after "--" */
 } cli_t;
 
-static int usage_error(const char *what, const char *arg)
-{
-    fprintf(stderr, "memvisor: %s%s\n%s", what, arg, usage_text);
-    return MV_EXIT_USAGE;
-}
-
-/* Parses argv into cli; returns -1 on success, an exit code otherwise. */
+/* Parses run's and check's arguments into c; returns -1 on success, an exit code otherwise. */
 static int parse_cli(int argc, char **argv, cli_t *c)
 {
+    const mv_cli_opt_t *o;
     int i;
 
-    memset(c, 0, sizeof *c);
-    if (argc < 2)
-        return usage_error("missing command", "");
-    c->cmd = argv[1];
-    c->overrides = calloc((size_t)argc, sizeof *c->overrides);
-    if (!c->overrides)
-        return MV_EXIT_CANT_RUN;
     for (i = 2; i < argc; i++) {
         const char *a = argv[i];
-        bool has_next = i + 1 < argc;
 
-        if (strcmp(a, "--") == 0) {
+        if (strcmp(a, "--") == 0 && c->cmd->id == MV_CMD_RUN) {
             if (i + 1 < argc)
                 c->argv = argv + i + 1;
             break;
         }
-        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && has_next)
-            c->config = argv[++i];
-        else if (strcmp(a, "-o") == 0 && has_next)
-            c->overrides[c->noverrides++] = argv[++i];
-        else if (strcmp(a, "--tasks") == 0 && has_next)
-            c->tasks = argv[++i];
-        else if (strcmp(a, "--results") == 0 && has_next)
-            c->results = argv[++i];
-        else if (strcmp(a, "--resume") == 0)
-            c->resume = true;
-        else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            fputs(usage_text, stdout);
+        if (!(o = mv_cli_option(c->cmd, a)))
+            return mv_cli_usage_error(c->cmd,
+                                      a[0] == '-' ? "unknown option: "
+                                                  : "unexpected "
+                                                    "argument: ",
+                                      a);
+        if (o->id == MV_CLI_HELP) {
+            mv_cli_help_command(c->cmd, stdout);
             return MV_EXIT_OK;
-        } else
-            return usage_error(
-                has_next || a[0] != '-' ? "unknown argument: " : "missing value after ", a);
+        }
+        if (o->arg && i + 1 >= argc)
+            return mv_cli_usage_error(c->cmd, "missing value after ", a);
+        switch (o->id) {
+        case MV_CLI_CONFIG: c->config = argv[++i]; break;
+        case MV_CLI_OVERRIDE: c->overrides[c->noverrides++] = argv[++i]; break;
+        case MV_CLI_TASKS: c->tasks = argv[++i]; break;
+        case MV_CLI_RESULTS: c->results = argv[++i]; break;
+        case MV_CLI_RESUME: c->resume = true; break;
+        default: return mv_cli_usage_error(c->cmd, "unknown option: ", a);
+        }
     }
     return -1;
 }
@@ -154,8 +120,8 @@ static int check_results(const mv_config_t *cfg)
 
 static int cmd_run(const cli_t *c, mv_config_t *cfg)
 {
+    char **words = NULL, cwd[PATH_MAX], config_abs[PATH_MAX], pid[24];
     mv_t mv;
-    char **words = NULL, pid[24];
     const char *why = NULL;
     int n = 0, code;
 
@@ -203,7 +169,12 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     }
     mv.cfg = cfg;
     mv.commands = &mv_commands;
+    /* Absolute (not through symlinks: a reload reads what the path names then): the start
+     * event shows where it is. */
     mv.config_path = c->config;
+    if (c->config && getcwd(cwd, sizeof cwd) &&
+        mv_path_resolve(cwd, c->config, config_abs, sizeof config_abs) == 0)
+        mv.config_path = config_abs;
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
@@ -217,56 +188,171 @@ out:
     return code;
 }
 
-int main(int argc, char **argv)
+/* `memvisor report [PATH] [-c FILE] [-o ...]`: without PATH, the state directory's latest
+ * run, the state directory being -c FILE's (or the working directory's .memvisor). Every
+ * other argument goes to report.c as it is; an option of report.c's own that takes a value
+ * must be in cli.c's table (with its `arg`), or its value would count as the PATH. */
+static int cmd_report(const mv_cli_cmd_t *cmd, int argc, char **argv)
 {
+    char **av = calloc((size_t)argc + 2, sizeof *av), latest[PATH_MAX + 16], *dir = NULL;
+    const char **ovr = calloc((size_t)argc, sizeof *ovr), *config = NULL;
+    int n = 0, novr = 0, positional = 0, code = -1;
+    const mv_cli_opt_t *o;
     mv_config_t cfg;
-    cli_t c;
+
+    if (!av || !ovr) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    av[n++] = argv[0];
+    av[n++] = argv[1];
+    for (int i = 2; i < argc && code < 0; i++) {
+        if (!(o = mv_cli_option(cmd, argv[i]))) {
+            positional++; /* PATH, or an option report.c will judge: no default then */
+            av[n++] = argv[i];
+        } else if (o->id == MV_CLI_HELP) {
+            mv_cli_help_command(cmd, stdout);
+            code = MV_EXIT_OK;
+        } else if (o->arg && i + 1 >= argc) {
+            code = mv_cli_usage_error(cmd, "missing value after ", argv[i]);
+        } else if (o->id == MV_CLI_CONFIG) {
+            config = argv[++i];
+        } else if (o->id == MV_CLI_OVERRIDE) {
+            ovr[novr++] = argv[++i];
+        } else {
+            av[n++] = argv[i];
+            av[n++] = argv[++i]; /* an option of report.c's own, with its value */
+        }
+    }
+    if (code < 0 && positional && (config || novr))
+        code = mv_cli_usage_error(cmd, "give a PATH or -c FILE, not both", "");
+    if (code >= 0 || positional)
+        goto out;
+    if ((code = mv_config_build_or_say(&cfg, config, ovr, novr, stderr)) == 0)
+        dir = strdup(cfg.supervisor.state_dir);
+    mv_config_free(&cfg);
+    code = code == -ENOMEM || (code == 0 && !dir) ? MV_EXIT_CANT_RUN
+           : code < 0                             ? MV_EXIT_USAGE
+                                                  : -1;
+    if (code < 0) {
+        snprintf(latest, sizeof latest, "%s/latest", dir);
+        if (access(latest, F_OK) < 0) {
+            fprintf(stderr,
+                    "memvisor report: no run in %s yet (no %s): give a run directory or a "
+                    "results file, or the -c FILE the run used\n",
+                    dir, latest);
+            code = MV_EXIT_CANT_RUN;
+        }
+        av[n++] = dir;
+    }
+out:
+    if (code < 0)
+        code = mv_report_main(n, av);
+    free(dir);
+    free(av);
+    free(ovr);
+    return code;
+}
+
+/* `memvisor help [COMMAND]`. */
+static int cmd_help(const mv_cli_cmd_t *help, int argc, char **argv)
+{
+    const mv_cli_cmd_t *cmd;
+    const char *near;
+
+    if (argc < 3 || mv_cli_option(help, argv[2])) {
+        mv_cli_help(stdout);
+        return MV_EXIT_OK;
+    }
+    if (argc > 3)
+        return mv_cli_usage_error(help, "unexpected argument: ", argv[3]);
+    cmd = mv_cli_find(argv[2]);
+    if (!cmd) {
+        near = mv_cli_closest(argv[2]);
+        fprintf(stderr, "memvisor help: unknown command: %s%s%s%s\n", argv[2],
+                near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
+        return MV_EXIT_USAGE;
+    }
+    mv_cli_help_command(cmd, stdout);
+    return MV_EXIT_OK;
+}
+
+static int cmd_version(const mv_cli_cmd_t *cmd, int argc, char **argv)
+{
+    if (argc > 2 && mv_cli_option(cmd, argv[2])) {
+        mv_cli_help_command(cmd, stdout);
+        return MV_EXIT_OK;
+    }
+    if (argc > 2)
+        return mv_cli_usage_error(cmd, "unexpected argument: ", argv[2]);
+    printf("memvisor %s\n", MV_VERSION);
+    return MV_EXIT_OK;
+}
+
+/* `memvisor run|check ...`. */
+static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
+{
+    cli_t c = {.cmd = cmd};
+    mv_config_t cfg;
     int code;
 
-    /* First, before anything: the exec shim runs between fork and the worker's exec. */
-    if (argc >= 2 && strcmp(argv[1], "exec-shim") == 0)
-        return mv_exec_shim(argc, argv);
-    /* Reads files and prints; SIGPIPE (| head) ends it quietly, like any filter. */
-    if (argc >= 2 && strcmp(argv[1], "report") == 0)
-        return mv_report_main(argc, argv);
-
-    /* A write to a worker that just died (or to a closed log pipe) must be an EPIPE error,
-     * not a signal that kills the supervisor. Workers get SIG_DFL back from uv_spawn. */
-    signal(SIGPIPE, SIG_IGN);
-    if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "recycle") == 0 ||
-                      strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "stop") == 0 ||
-                      strcmp(argv[1], "metrics") == 0))
-        return mv_ctl_main(argc, argv);
+    if (!(c.overrides = calloc((size_t)argc, sizeof *c.overrides)))
+        return MV_EXIT_CANT_RUN;
     code = parse_cli(argc, argv, &c);
-    if (code >= 0) {
-        free(c.overrides);
-        return code;
-    }
-    if (strcmp(c.cmd, "version") == 0 || strcmp(c.cmd, "--version") == 0) {
-        printf("memvisor %s\n", MV_VERSION);
-        free(c.overrides);
-        return MV_EXIT_OK;
-    }
-    if (strcmp(c.cmd, "help") == 0 || strcmp(c.cmd, "-h") == 0 || strcmp(c.cmd, "--help") == 0) {
-        fputs(usage_text, stdout);
-        fputs(mv_ctl_usage, stdout);
-        free(c.overrides);
-        return MV_EXIT_OK;
-    }
-    if (strcmp(c.cmd, "run") != 0 && strcmp(c.cmd, "check") != 0) {
-        free(c.overrides);
-        return usage_error("unknown command: ", c.cmd);
-    }
-    code = load_config(&c, &cfg);
-    if (code < 0) {
-        if (strcmp(c.cmd, "check") == 0) {
-            mv_config_print(&cfg, stdout);
-            code = MV_EXIT_OK;
-        } else {
-            code = cmd_run(&c, &cfg);
-        }
+    if (code < 0)
+        code = load_config(&c, &cfg);
+    else
+        memset(&cfg, 0, sizeof cfg);
+    if (code < 0 && cmd->id == MV_CMD_CHECK) {
+        mv_config_print(&cfg, stdout);
+        code = MV_EXIT_OK;
+    } else if (code < 0) {
+        code = cmd_run(&c, &cfg);
     }
     mv_config_free(&cfg);
     free(c.overrides);
     return code;
+}
+
+int main(int argc, char **argv)
+{
+    const mv_cli_cmd_t *cmd;
+    const char *near;
+
+    /* First, before anything: the exec shim runs between fork and the worker's exec. */
+    if (argc >= 2 && strcmp(argv[1], "exec-shim") == 0)
+        return mv_exec_shim(argc, argv);
+    if (argc < 2)
+        return mv_cli_usage_error(NULL, "missing command", "");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)
+        argv[1] = "help";
+    else if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+        argv[1] = "version";
+    if (!(cmd = mv_cli_find(argv[1]))) {
+        near = mv_cli_closest(argv[1]);
+        fprintf(stderr,
+                "memvisor: unknown command: %s%s%s%s\n(memvisor --help lists every command)\n",
+                argv[1], near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
+        return MV_EXIT_USAGE;
+    }
+    /* Reads files and prints; SIGPIPE (| head) ends it quietly, like any filter. */
+    if (cmd->id == MV_CMD_REPORT)
+        return cmd_report(cmd, argc, argv);
+    if (cmd->id == MV_CMD_HELP)
+        return cmd_help(cmd, argc, argv);
+    if (cmd->id == MV_CMD_VERSION)
+        return cmd_version(cmd, argc, argv);
+    /* A write to a worker that just died (or to a closed log pipe) must be an EPIPE error,
+     * not a signal that kills the supervisor. Workers get SIG_DFL back from uv_spawn. */
+    signal(SIGPIPE, SIG_IGN);
+    switch (cmd->id) {
+    case MV_CMD_STATUS:
+    case MV_CMD_RECYCLE:
+    case MV_CMD_RELOAD:
+    case MV_CMD_STOP:
+    case MV_CMD_METRICS: return mv_ctl_main(argc, argv);
+    case MV_CMD_RUN:
+    case MV_CMD_CHECK: return cmd_config(cmd, argc, argv);
+    default: return mv_exec_shim(argc, argv); /* MV_CMD_EXEC_SHIM: handled above */
+    }
 }

@@ -16,7 +16,6 @@ static const char *const cgroup_choices[] = {"auto", "v1", "v2", "off", NULL};
 static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
 static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
-static const char *const kind_choices[] = {"word", "none", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
@@ -43,7 +42,11 @@ const mv_option_t mv__options[] = {
     FIXED(supervisor, cgroup_parent, MV_OPT_STRING, "", 0, 0, NULL,
           "cgroup under which worker cgroups are made; empty = memvisor's own memory cgroup"),
     FIXED(supervisor, state_dir, MV_OPT_STRING, ".memvisor", 0, 0, NULL,
-          "directory for snapshots and run state"),
+          "directory for run directories and the control socket; relative: to the config "
+          "file's directory (the working directory without one, or from -o)"),
+    FIXED(supervisor, keep_runs, MV_OPT_INT, "20", 0, 1000000, NULL,
+          "run directories kept in state_dir: older ones whose memvisor is gone are removed at "
+          "start; 0 = keep all"),
 
     OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
         "worker command (shell-style quoting, no expansion); words after -- override it"),
@@ -75,10 +78,12 @@ const mv_option_t mv__options[] = {
         "recycle a worker after this long; 0 = off"),
     OPT(limits, max_lifetime_jitter, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
         "add a random 0..N to max_lifetime per worker so workers do not recycle together"),
-    OPT(limits, memory_soft, MV_OPT_SIZE, "256M", 0, PIB, NULL,
-        "worker memory above which it finishes the current task, then recycles; 0 = off"),
-    OPT(limits, memory_hard, MV_OPT_SIZE, "512M", 0, PIB, NULL,
-        "worker memory at which it is killed at once (by the kernel, with cgroups); 0 = off"),
+    OPT(limits, memory_soft, MV_OPT_SIZE, "auto", 0, PIB, NULL,
+        "worker memory above which it finishes the current task, then recycles; 0 = off; "
+        "auto = 3/4 of memory_hard (384M when that is 0)"),
+    OPT(limits, memory_hard, MV_OPT_SIZE, "auto", 0, PIB, NULL,
+        "worker memory at which it is killed at once (by the kernel, with cgroups); 0 = off; "
+        "auto = 512M, or 4/3 of memory_soft when that is more"),
     OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
         "stop a worker whose task runs longer; 0 = off"),
     OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
@@ -101,7 +106,7 @@ const mv_option_t mv__options[] = {
     FIXED(
         control, socket, MV_OPT_STRING, "", 0, 0, NULL,
         "control socket (status, recycle, reload, stop, metrics); empty = STATE_DIR/control.sock, "
-        "none = no socket"),
+        "none = no socket; relative: like state_dir"),
 
     FIXED(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
           "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
@@ -121,8 +126,9 @@ const mv_option_t mv__options[] = {
 
     FIXED(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
           "find the task kinds that leak, and write snapshots of their workers"),
-    FIXED(leak, kind, MV_OPT_ENUM, "word", 0, 0, kind_choices,
-          "task kind unless the worker names it: word (the line's first word) or none (one kind)"),
+    FIXED(leak, kind, MV_OPT_STRING, "auto", 0, 0, NULL,
+          "task kind unless the worker names it: auto (a JSON line's kind/type/op/action field, "
+          "else the first word), word, json:FIELD or none (one kind); numbers and ids are no kind"),
     FIXED(leak, window, MV_OPT_INT, "50", 10, 100000, NULL,
           "tasks of a kind whose retained memory the leak trend is judged over"),
     FIXED(leak, warmup, MV_OPT_INT, "10", 0, 100000, NULL,
@@ -144,6 +150,35 @@ const mv_option_t mv__options[] = {
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];
+
+/* ---- automatic values: the rule the docs of memory_soft and memory_hard state --------- */
+
+#define HARD_AUTO (512 * MIB) /* memory_hard = auto, unless memory_soft asks for more */
+
+/* memory_soft and memory_hard left at "auto" follow the other one, so that setting either
+ * alone never clashes with a default the user did not write (config.h has the rule). */
+void mv__config_derive_limits(mv_config_t *c)
+{
+    mv_origin_t *sat = &c->origin[mv_config_find("limits", "memory_soft") - mv__options];
+    mv_origin_t *hat = &c->origin[mv_config_find("limits", "memory_hard") - mv__options];
+    int64_t *soft = &c->limits.memory_soft, *hard = &c->limits.memory_hard, base, v;
+
+    if (*hard == MV_CONFIG_AUTO) {
+        *hard = HARD_AUTO;
+        v = *soft > 0 ? (*soft / 3 * 4 + MIB - 1) / MIB * MIB : 0; /* >= 4/3, a whole MiB */
+        if (v > HARD_AUTO) {
+            *hard = v;
+            hat->via = "derived from memory_soft (4/3 of it, rounded up to a MiB)";
+        }
+    }
+    if (*soft == MV_CONFIG_AUTO) {
+        base = *hard > 0 ? *hard : HARD_AUTO;
+        v = base - base / 4;
+        *soft = v >= 4 * KIB ? v / (4 * KIB) * (4 * KIB) : v; /* whole pages */
+        sat->via =
+            *hard > 0 ? "derived from memory_hard (3/4 of it)" : "3/4 of 512M (memory_hard is off)";
+    }
+}
 
 /* ---- table --------------------------------------------------------------------------- */
 
@@ -201,16 +236,35 @@ static size_t distance(const char *a, const char *b)
     return d[la][lb];
 }
 
+/* Whether a candidate at distance d from `word` is close enough to be what was meant:
+ * within a quarter of the word's length (at least 1, at most 3). */
+static bool near_enough(const char *word, size_t d)
+{
+    size_t limit = 1 + strlen(word) / 4;
+
+    return d <= (limit > 3 ? 3 : limit);
+}
+
+const char *mv_closest_word(const char *word, const char *const *choices)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX, d;
+
+    for (size_t i = 0; choices[i]; i++)
+        if ((d = distance(word, choices[i])) < bestd) {
+            bestd = d;
+            best = choices[i];
+        }
+    return best && near_enough(word, bestd) ? best : NULL;
+}
+
 /* The closest known key of `section` (or closest section when key is NULL), if close enough. */
 const char *mv__config_closest(const char *section, const char *key)
 {
     const char *best = NULL;
     size_t bestd = SIZE_MAX;
     const char *word = key ? key : section;
-    size_t limit = 1 + strlen(word) / 4;
 
-    if (limit > 3)
-        limit = 3;
     for (size_t i = 0; i < mv__noptions; i++) {
         const char *cand = key ? mv__options[i].name : mv__options[i].section;
         size_t d;
@@ -223,7 +277,7 @@ const char *mv__config_closest(const char *section, const char *key)
             best = cand;
         }
     }
-    return bestd <= limit ? best : NULL;
+    return best && near_enough(word, bestd) ? best : NULL;
 }
 
 /* The one section holding a key of this exact name, or NULL. */

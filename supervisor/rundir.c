@@ -1,12 +1,17 @@
 /*
  * rundir: a run's directory on disk. Writes here are small and happen at start, at the end,
- * and in the thread pool (snapshots); events.jsonl lines go through the log.
+ * and in the thread pool (snapshots); events.jsonl lines go through the log. Pruning old
+ * runs ([supervisor] keep_runs) happens once, at start, before the event loop runs.
  */
 #include "rundir.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,4 +183,161 @@ void mv_rundir_close(mv_rundir_t *r)
     free(r->id);
     memset(r, 0, sizeof *r);
     r->events_fd = r->lock_fd = -1;
+}
+
+/* ---- pruning old runs ------------------------------------------------------------------ */
+
+bool mv_rundir_name(const char *name, pid_t *pid)
+{
+    static const char shape[] = "ddddddddTddddddZ-"; /* strftime's "%Y%m%dT%H%M%SZ", "-" */
+    long long v = 0;
+    size_t i;
+
+    for (i = 0; shape[i]; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)name[i]) : name[i] != shape[i])
+            return false;
+    if (!name[i])
+        return false;
+    for (; name[i]; i++) {
+        if (!isdigit((unsigned char)name[i]) || (v = v * 10 + (name[i] - '0')) > INT_MAX)
+            return false;
+    }
+    *pid = (pid_t)v;
+    return v > 0;
+}
+
+/* Newest first: the names start with the UTC start time; equal seconds order by pid. */
+static int newest_first(const void *a, const void *b)
+{
+    return strverscmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Whether the run whose directory is open as dfd belongs to a memvisor that is (or may be)
+ * alive. When it does not, its flock is taken, and held until dfd is closed, so that two
+ * memvisors pruning at once do not both remove it. */
+static bool in_use(int dfd, pid_t pid)
+{
+    int lfd;
+    bool busy;
+
+    if (flock(dfd, LOCK_EX | LOCK_NB) < 0)
+        return true; /* EWOULDBLOCK: its memvisor holds it; any other error: leave it */
+    /* A `lock` file inside, for a memvisor that locks that instead of the directory. */
+    lfd = openat(dfd, "lock", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (lfd >= 0) {
+        busy = flock(lfd, LOCK_EX | LOCK_NB) < 0;
+        close(lfd);
+        if (busy)
+            return true;
+    }
+    /* A run from before runs were locked, or one caught between its mkdir and its flock. */
+    return pid != getpid() && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* nftw's callback cannot return an errno of its own: it is kept here (prune runs once, at
+ * start, on the main thread). */
+static int rm_errno;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((flag == FTW_DP ? rmdir(path) : unlink(path)) == 0 || errno == ENOENT)
+        return 0;
+    rm_errno = errno;
+    return -1;
+}
+
+/* Removes one old run unless it is in use. */
+static void prune_one(const char *state_dir, const char *name, mv_prune_t *res, char *why, size_t n)
+{
+    char path[PATH_MAX];
+    pid_t pid = 0;
+    int dfd;
+
+    mv_rundir_name(name, &pid);
+    if (snprintf(path, sizeof path, "%s/%s", state_dir, name) >= (int)sizeof path)
+        return;
+    dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT)
+        return; /* another memvisor removed it meanwhile */
+    if (dfd >= 0 && in_use(dfd, pid)) {
+        res->running++;
+        close(dfd);
+        return;
+    }
+    rm_errno = 0;
+    if (dfd >= 0 && nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == 0) {
+        res->removed++;
+    } else {
+        if (res->failed++ == 0)
+            snprintf(why, n, "cannot remove %s: %s", path,
+                     strerror(dfd < 0    ? errno
+                              : rm_errno ? rm_errno
+                                         : EIO));
+    }
+    if (dfd >= 0)
+        close(dfd);
+}
+
+/* The names of the run directories in state_dir (real directories only), newest first. */
+static int list_runs(const char *state_dir, char ***out, size_t *count)
+{
+    char **names = NULL, **nn;
+    size_t cnt = 0, cap = 0;
+    struct dirent *de;
+    struct stat st;
+    pid_t pid;
+    DIR *d = opendir(state_dir);
+    int rc = 0;
+
+    if (!d)
+        return -errno;
+    while (rc == 0 && (de = readdir(d))) {
+        if (!mv_rundir_name(de->d_name, &pid) ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (cnt == cap) {
+            cap = cap ? 2 * cap : 64;
+            if (!(nn = realloc(names, cap * sizeof *nn))) {
+                rc = -ENOMEM;
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[cnt] = strdup(de->d_name)))
+            rc = -ENOMEM;
+        else
+            cnt++;
+    }
+    closedir(d);
+    if (cnt)
+        qsort(names, cnt, sizeof *names, newest_first);
+    *out = names;
+    *count = cnt;
+    return rc;
+}
+
+int mv_rundir_prune(const char *state_dir, int keep, mv_prune_t *res, char *why, size_t n)
+{
+    char **names = NULL;
+    size_t cnt = 0;
+    int rc;
+
+    memset(res, 0, sizeof *res);
+    rc = list_runs(state_dir, &names, &cnt);
+    if (rc == -ENOENT)
+        rc = 0; /* no state directory yet: nothing to prune */
+    else if (rc < 0)
+        snprintf(why, n, "cannot read the state directory %s: %s", state_dir, strerror(-rc));
+    for (size_t i = 0; rc == 0 && i < cnt; i++) {
+        if (i < (size_t)(keep > 0 ? keep : 0))
+            res->kept++;
+        else
+            prune_one(state_dir, names[i], res, why, n);
+    }
+    for (size_t i = 0; i < cnt; i++)
+        free(names[i]);
+    free(names);
+    return rc;
 }

@@ -24,6 +24,15 @@ typedef struct mv_rundir {
     unsigned snaps; /* snapshots named so far */
 } mv_rundir_t;
 
+
+/* What mv_rundir_prune did. */
+typedef struct mv_prune {
+    int kept;    /* run directories among the newest `keep` */
+    int running; /* older ones left alone: their memvisor is alive (or might be) */
+    int removed; /* older ones removed */
+    int failed;  /* older ones that could not be removed (the first reason is in `why`) */
+} mv_prune_t;
+
 /* Locks the state directory, makes <state_dir>/<id>/ and snapshots/, opens events.jsonl,
  * points `latest` at it. 0 or -errno (reason in `why`); -EBUSY: another run holds the state
  * directory (`why` names it) and nothing was touched. */
@@ -37,5 +46,17 @@ char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *ki
 /* Writes `doc` as <dir>/<name> through <name>.new + rename. 0 or -errno. Thread-safe. */
 int mv_json_write_atomic(const char *path, json_t *doc);
 void mv_rundir_close(mv_rundir_t *r);
+
+/* Whether `name` is a run directory's name ("20261121T160000Z-4242"); its pid in *pid. */
+bool mv_rundir_name(const char *name, pid_t *pid);
+/* Removes the run directories of `state_dir` beyond the newest `keep` (by name, i.e. start
+ * time) whose memvisor is gone; called with the state directory locked (mv_rundir_open), when
+ * no other run can be alive there, and careful anyway: not while anyone holds a flock on the directory (or on a
+ * `lock` file in it), nor while the pid in its name is alive (a run from before locks, or
+ * one between mkdir and flock; a reused pid only keeps a run longer). Only entries named
+ * like runs, only real directories (never through a symlink), nothing else in state_dir.
+ * A missing state_dir is fine (nothing to do). 0, or -errno when state_dir cannot be read
+ * (why filled); removal failures are counted in res->failed, the first with its reason. */
+int mv_rundir_prune(const char *state_dir, int keep, mv_prune_t *res, char *why, size_t n);
 
 #endif

@@ -322,8 +322,7 @@ static void write_run_json(mv_t *mv, int code, bool final)
                         json_pack("{s:b, s:i, s:i, s:I, s:I, s:s}", "detect", cfg->leak.detect,
                                   "window", cfg->leak.window, "warmup", cfg->leak.warmup,
                                   "min_slope", (json_int_t)cfg->leak.min_slope, "task_growth",
-                                  (json_int_t)cfg->leak.task_growth, "kind",
-                                  cfg->leak.kind == MV_KIND_NONE ? "none" : "word"));
+                                  (json_int_t)cfg->leak.task_growth, "kind", cfg->leak.kind));
     json_object_set_new(doc, "exit", final ? json_integer(code) : json_null());
     json_object_set_new(doc, "tasks",
                         json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)mv->results.count[MV_ST_OK],
@@ -338,6 +337,30 @@ static void write_run_json(mv_t *mv, int code, bool final)
 /* The run directory (events, snapshots) and the leak detector. Without a usable state
  * directory the run goes on, without snapshots: said once. -1 (logged) when another run
  * holds the state directory: refused before anything is touched. */
+/* [supervisor] keep_runs: with the state directory locked for this run, no other run is alive
+ * there, so the run directories beyond the newest keep_runs (this one included) go. */
+static void prune_runs(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    const char *dir = cfg->supervisor.state_dir;
+    char why[PATH_MAX + 128] = "";
+    mv_prune_t pr;
+
+    if (cfg->supervisor.keep_runs <= 0)
+        return;
+    if (mv_rundir_prune(dir, cfg->supervisor.keep_runs, &pr, why, sizeof why) < 0) {
+        mv_warn(&mv->log, "prune_failed", MV_S("state_dir", dir), MV_S("error", why));
+        return;
+    }
+    if (pr.removed)
+        mv_info(&mv->log, "runs_pruned", MV_S("state_dir", dir), MV_I("removed", pr.removed),
+                MV_I("kept", pr.kept), MV_I("running", pr.running),
+                MV_I("keep_runs", cfg->supervisor.keep_runs));
+    if (pr.failed)
+        mv_warn(&mv->log, "prune_failed", MV_S("state_dir", dir), MV_I("failed", pr.failed),
+                MV_S("error", why));
+}
+
 static int open_run(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
@@ -358,6 +381,7 @@ static int open_run(mv_t *mv)
         mv_rundir_close(&mv->run);
     } else {
         mv->log.events_fd = mv->run.events_fd;
+        prune_runs(mv);
     }
     if (cfg->leak.detect && !(mv->leak = mv_leak_new(&lc)))
         mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
@@ -462,7 +486,7 @@ int mv_run(mv_t *mv)
                              : cfg->worker.protocol == MV_PROTO_LINES ? "lines"
                                                                       : "none"),
             MV_S("mode", mv->service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
-            MV_S("run", mv->run.dir));
+            MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
     if (open_io(mv) < 0 || open_service(mv) < 0) {

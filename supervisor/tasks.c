@@ -7,6 +7,8 @@
  */
 #include "tasks.h"
 
+#include "kind.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -338,24 +340,8 @@ void mv_tasks_free(mv_tasks_t *t)
 const char *mv_task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
                          size_t named_len, char out[MV_LEAK_KIND_MAX + 1])
 {
-    const uint8_t *p = named;
-    size_t n = named_len;
-
-    if (!named) {
-        if (cfg->leak.kind == MV_KIND_NONE)
-            return NULL;
-        /* The first whitespace-separated word of the task line. */
-        p = (const uint8_t *)t->data;
-        while (n < t->len && p[n] != ' ' && p[n] != '\t')
-            n++;
-    }
-    if (n == 0)
-        return NULL;
-    if (n > MV_LEAK_KIND_MAX)
-        n = MV_LEAK_KIND_MAX;
-    /* A kind names files and JSON strings: bytes that are not plain text are replaced. */
-    for (size_t i = 0; i < n; i++)
-        out[i] = p[i] >= 0x21 && p[i] < 0x7f ? (char)p[i] : '?';
-    out[n] = '\0';
-    return out;
+    /* The worker's own name for it, else what [leak] kind makes of the line (kind.h). */
+    if (named)
+        return mv_kind_clean(named, named_len, out);
+    return mv_kind_of_line(cfg, (const uint8_t *)t->data, t->len, out);
 }

@@ -118,7 +118,7 @@ void mv_tasks_close(mv_tasks_t *t);
 void mv_tasks_free(mv_tasks_t *t);
 
 /* A task's kind, for leak attribution and the results: the worker's name for it (`named`,
- * when it gave one), else the first word of the task line ([leak] kind = word); at most
+ * when it gave one), else what [leak] kind makes of its line (kind.h); at most
  * MV_LEAK_KIND_MAX bytes, bytes that are not printable ASCII replaced by '?'. NULL: no kind. */
 const char *mv_task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,
                          size_t named_len, char out[MV_LEAK_KIND_MAX + 1]);

@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 49);
+    ck_assert_uint_eq(n, 50);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -148,6 +148,11 @@ START_TEST(test_table_sane)
         ck_assert_ptr_nonnull(eq);
         ck_assert_uint_lt(k, n);
         ck_assert_int_eq(strncmp(line, t[k].name, (size_t)(eq - line)), 0);
+        /* then the origin, as an inline comment after two blanks at least */
+        ck_assert_ptr_nonnull(strstr(line, "  ; default"));
+        *strstr(line, "  ; default") = '\0';
+        while (line[strlen(line) - 1] == ' ')
+            line[strlen(line) - 1] = '\0';
         ck_assert_str_eq(eq[2] ? eq + 3 : "", t[k].def);
         k++;
     }
@@ -169,6 +174,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_AUTO);
     ck_assert_str_eq(c.supervisor.cgroup_parent, "");
     ck_assert_str_eq(c.supervisor.state_dir, ".memvisor");
+    ck_assert_int_eq(c.supervisor.keep_runs, 20);
     ck_assert_str_eq(c.worker.command, "");
     ck_assert_int_eq(c.worker.protocol, MV_PROTO_API);
     ck_assert_int_eq(c.worker.prefetch, 1);
@@ -184,8 +190,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.limits.max_tasks_jitter, 0);
     ck_assert_int_eq(c.limits.max_lifetime, 0);
     ck_assert_int_eq(c.limits.max_lifetime_jitter, 0);
-    ck_assert_int_eq(c.limits.memory_soft, 256 << 20);
-    ck_assert_int_eq(c.limits.memory_hard, 512 << 20);
+    ck_assert_int_eq(c.limits.memory_soft, MV_CONFIG_AUTO);
+    ck_assert_int_eq(c.limits.memory_hard, MV_CONFIG_AUTO);
     ck_assert_int_eq(c.limits.task_timeout, 0);
     ck_assert_int_eq(c.limits.metric, MV_METRIC_PRIVATE);
     ck_assert_int_eq(c.limits.sample_interval, 100);
@@ -197,6 +203,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_TEXT);
     ck_assert_int_eq(c.log.level, MV_LVL_INFO);
     ck_assert_str_eq(c.log.file, "");
+    ck_assert_str_eq(c.leak.kind, "auto");
     ck_assert_ptr_null(c.path);
     for (size_t i = 0; i < n; i++) {
         mv_origin_t o = mv_config_origin(&c, t[i].section, t[i].name);
@@ -214,6 +221,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "cgroup = v1\n"
                                        "cgroup_parent = /memvisor.slice\n"
                                        "state_dir = /var/lib/memvisor\n"
+                                       "keep_runs = 0\n"
                                        "[worker]\n"
                                        "command = python3 -u 'my worker.py' --flag\n"
                                        "protocol = lines\n"
@@ -255,7 +263,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "results_retry = 5s\n"
                                        "[leak]\n"
                                        "detect = no\n"
-                                       "kind = none\n"
+                                       "kind = json:op\n"
                                        "window = 500\n"
                                        "warmup = 0\n"
                                        "min_slope = 1M\n"
@@ -283,6 +291,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_V1);
     ck_assert_str_eq(c.supervisor.cgroup_parent, "/memvisor.slice");
     ck_assert_str_eq(c.supervisor.state_dir, "/var/lib/memvisor");
+    ck_assert_int_eq(c.supervisor.keep_runs, 0);
     ck_assert_str_eq(c.worker.command, "python3 -u 'my worker.py' --flag");
     ck_assert_int_eq(c.worker.protocol, MV_PROTO_LINES);
     ck_assert_int_eq(c.worker.prefetch, 64);
@@ -317,7 +326,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.tasks.results_retry, 5000);
     ck_assert_int_eq(c.limits.enforce, 0);
     ck_assert_int_eq(c.leak.detect, 0);
-    ck_assert_int_eq(c.leak.kind, MV_KIND_NONE);
+    ck_assert_str_eq(c.leak.kind, "json:op");
     ck_assert_int_eq(c.leak.window, 500);
     ck_assert_int_eq(c.leak.warmup, 0);
     ck_assert_int_eq(c.leak.min_slope, 1 << 20);
@@ -559,7 +568,8 @@ START_TEST(test_value_reasons)
                   "(0..1000000)",
                   p));
     ck_assert(has(&e, "%s:13: [limits] memory_hard: \"2048T\": out of range (0..1024T)", p));
-    ck_assert(has(&e, "%s:14: [limits] metric: \"pss\": not one of private, rss", p));
+    ck_assert(has(
+        &e, "%s:14: [limits] metric: \"pss\": not one of private, rss (did you mean \"rss\"?)", p));
     ck_assert(has(&e, "%s:16: [log] level: \"trace\": not one of debug, info, warn, error", p));
     ck_assert_uint_eq(e.n, 11);
     ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_V2);
@@ -887,7 +897,8 @@ START_TEST(test_cross_keys)
     ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
     ck_assert(has(&e,
                   "%s:3: [limits] memory_soft: 600M is above memory_hard = 512M (set at %s:4): "
-                  "the soft limit must be the lower one",
+                  "the soft limit must be the lower one (or leave one of them out, or set it to "
+                  "auto: it then follows the other)",
                   p, p));
     ck_assert(has(&e,
                   "%s:2: [limits] max_tasks_jitter: 10 has no effect while max_tasks = 0 (off): "
@@ -909,29 +920,204 @@ START_TEST(test_cross_keys)
     mv_errors_free(&e);
     mv_config_free(&c);
 
-    /* the key named first is a default: "(default)", and the other names its line */
-    ck_assert_int_eq(load_text(&c, &e, "[limits]\nmemory_hard = 128M\n", p), 0);
+    /* from an override, where both were set: the error says how to get out of it */
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "limits.memory_soft=1G", 1, &e), 0);
+    ck_assert_int_eq(mv_config_override(&c, "limits.memory_hard=512M", 2, &e), 0);
     ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
-    ck_assert(has(&e,
-                  "(default): [limits] memory_soft: 256M is above memory_hard = 128M (set at "
-                  "%s:2): the soft limit must be the lower one",
-                  p));
-    ck_assert_uint_eq(e.n, 1);
+    ck_assert(has(&e, "-o:1: [limits] memory_soft: 1G is above memory_hard = 512M (set at -o:2): "
+                      "the soft limit must be the lower one (or leave one of them out, or set it "
+                      "to auto: it then follows the other)"));
     mv_errors_free(&e);
     mv_config_free(&c);
 
-    /* from an override; and a limit of 0 (off) is never "below" the other */
+    /* a limit of 0 (off) is never "below" the other */
     ck_assert_int_eq(mv_config_init(&c), 0);
     ck_assert_int_eq(mv_config_override(&c, "limits.memory_soft=1G", 1, &e), 0);
-    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
-    ck_assert(has(&e, "-o:1: [limits] memory_soft: 1G is above memory_hard = 512M: the soft "
-                      "limit must be the lower one"));
-    mv_errors_free(&e);
     ck_assert_int_eq(mv_config_override(&c, "limits.memory_hard=0", 2, &e), 0);
     ck_assert_int_eq(mv_config_override(&c, "limits.max_tasks=100", 3, &e), 0);
     ck_assert_int_eq(mv_config_override(&c, "limits.max_tasks_jitter=10", 4, &e), 0);
     ck_assert_int_eq(mv_config_finish(&c, &e), 0);
     ck_assert_uint_eq(e.n, 0);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* memory_soft and memory_hard at auto: each follows the other, and says so. */
+static void limits_of(const char *o1, const char *o2, int64_t soft, int64_t hard, const char *svia,
+                      const char *hvia)
+{
+    const char *ovr[2] = {o1, o2};
+    mv_errors_t e = {0};
+    mv_config_t c;
+    mv_origin_t so, ho;
+
+    ck_assert_int_eq(mv_config_build(&c, NULL, ovr, o2 ? 2 : o1 ? 1 : 0, &e), 0);
+    ck_assert_int_eq(c.limits.memory_soft, soft);
+    ck_assert_int_eq(c.limits.memory_hard, hard);
+    so = mv_config_origin(&c, "limits", "memory_soft");
+    ho = mv_config_origin(&c, "limits", "memory_hard");
+    if (svia)
+        ck_assert_str_eq(so.via, svia);
+    else
+        ck_assert_ptr_null(so.via);
+    if (hvia)
+        ck_assert_str_eq(ho.via, hvia);
+    else
+        ck_assert_ptr_null(ho.via);
+    mv_config_free(&c);
+}
+
+START_TEST(test_auto_limits)
+{
+    const char *from_hard = "derived from memory_hard (3/4 of it)";
+    const char *from_soft = "derived from memory_soft (4/3 of it, rounded up to a MiB)";
+    mv_config_t c;
+    mv_errors_t e = {0};
+    char p[PATH_MAX], *buf = NULL;
+    size_t len = 0;
+    FILE *f;
+
+    limits_of(NULL, NULL, 384 << 20, 512 << 20, from_hard, NULL);
+    /* only the hard limit, below the soft one's default: the newcomer's case */
+    limits_of("limits.memory_hard=64M", NULL, 48 << 20, 64 << 20, from_hard, NULL);
+    limits_of("limits.memory_hard=100M", NULL, 75 << 20, 100 << 20, from_hard, NULL);
+    limits_of("limits.memory_hard=1M", NULL, 768 << 10, 1 << 20, from_hard, NULL);
+    limits_of("limits.memory_hard=10K", NULL, 4096, 10 << 10, from_hard, NULL); /* pages */
+    limits_of("limits.memory_hard=4K", NULL, 3072, 4096, from_hard, NULL);
+    limits_of("limits.memory_hard=0", NULL, 384 << 20, 0, "3/4 of 512M (memory_hard is off)", NULL);
+    /* only the soft limit: the hard one stays 512M unless that is too close */
+    limits_of("limits.memory_soft=100M", NULL, 100 << 20, 512 << 20, NULL, NULL);
+    limits_of("limits.memory_soft=384M", NULL, 384 << 20, 512 << 20, NULL, NULL);
+    limits_of("limits.memory_soft=1G", NULL, 1 << 30, INT64_C(1366) << 20, NULL, from_soft);
+    limits_of("limits.memory_soft=0", NULL, 0, 512 << 20, NULL, NULL);
+    /* auto written out, in any case; both set: nothing derived */
+    limits_of("limits.memory_soft=AUTO", "limits.memory_hard=2G", INT64_C(1536) << 20,
+              INT64_C(2) << 30, from_hard, NULL);
+    limits_of("limits.memory_soft=1M", "limits.memory_hard=2M", 1 << 20, 2 << 20, NULL, NULL);
+
+    /* `memvisor check` says where each value came from */
+    ck_assert_int_eq(load_text(&c, &e, "[limits]\nmemory_hard = 64M\nmemory_soft = auto\n", p), 0);
+    ck_assert_int_eq(mv_config_override(&c, "supervisor.workers=3", 1, &e), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    f = open_memstream(&buf, &len);
+    mv_config_print(&c, f);
+    fclose(f);
+    ck_assert_msg(strstr(buf, "\nworkers = 3                     ; -o 1\n"), "%s", buf);
+    ck_assert_msg(strstr(buf, "\ngrace_period = 30s              ; default\n"), "%s", buf);
+    snprintf(p + strlen(p), 64, ":3, %s\n", from_hard);
+    ck_assert_msg(strstr(buf, "\nmemory_soft = 48M               ; "), "%s", buf);
+    ck_assert_msg(strstr(buf, p), "no %s in\n%s", p, buf);
+    free(buf);
+    mv_config_free(&c);
+    mv_errors_free(&e);
+}
+END_TEST
+
+/* Relative state_dir and socket: against the config file's directory, else the working
+ * directory (paths.h); printed absolute. */
+START_TEST(test_paths)
+{
+    char p[PATH_MAX], sub[PATH_MAX - 64], cwd[PATH_MAX], want[PATH_MAX + 64], *buf = NULL;
+    const char *ovr[1];
+    mv_errors_t e = {0};
+    mv_config_t c;
+    size_t len = 0;
+    FILE *f;
+
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    /* no file: the working directory */
+    ck_assert_int_eq(mv_config_build(&c, NULL, NULL, 0, &e), 0);
+    snprintf(want, sizeof want, "%s/.memvisor", strcmp(cwd, "/") ? cwd : "");
+    ck_assert_str_eq(c.supervisor.state_dir, want);
+    ck_assert_str_eq(mv_config_origin(&c, "supervisor", "state_dir").via,
+                     "relative to the working directory");
+    ck_assert_str_eq(c.control.socket, ""); /* empty: STATE_DIR/control.sock */
+    mv_config_free(&c);
+
+    /* a file: its directory, for the default and for what it says; -o: the working dir */
+    snprintf(sub, sizeof sub, "%s/conf", tmpdir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    write_file("conf/a.ini", "[control]\nsocket = ./run/../x//c.sock\n", p);
+    ck_assert_int_eq(mv_config_build(&c, p, NULL, 0, &e), 0);
+    snprintf(want, sizeof want, "%s/.memvisor", sub);
+    ck_assert_str_eq(c.supervisor.state_dir, want);
+    ck_assert_str_eq(mv_config_origin(&c, "supervisor", "state_dir").via,
+                     "relative to the config file's directory");
+    snprintf(want, sizeof want, "%s/run/../x/c.sock", sub); /* ".." inside is the kernel's */
+    ck_assert_str_eq(c.control.socket, want);
+    /* check prints them absolute */
+    f = open_memstream(&buf, &len);
+    mv_config_print(&c, f);
+    fclose(f);
+    snprintf(want, sizeof want, "\nstate_dir = %s/.memvisor", sub);
+    ck_assert_msg(strstr(buf, want), "%s", buf);
+    free(buf);
+    mv_config_free(&c);
+
+    ovr[0] = "supervisor.state_dir=../st";
+    write_file("conf/b.ini", "[supervisor]\nstate_dir = ../state\n", p);
+    ck_assert_int_eq(mv_config_build(&c, p, NULL, 0, &e), 0);
+    snprintf(want, sizeof want, "%s/state", tmpdir);
+    ck_assert_str_eq(c.supervisor.state_dir, want);
+    mv_config_free(&c);
+    ck_assert_int_eq(mv_config_build(&c, p, ovr, 1, &e), 0);
+    ck_assert_ptr_nonnull(strrchr(cwd, '/'));
+    snprintf(want, sizeof want, "%.*s/st", (int)(strrchr(cwd, '/') - cwd), cwd);
+    ck_assert_str_eq(c.supervisor.state_dir, strcmp(cwd, "/") ? want : "/st");
+    ck_assert_str_eq(mv_config_origin(&c, "supervisor", "state_dir").via,
+                     "relative to the working directory");
+    mv_config_free(&c);
+
+    /* absolute stays; none stays none; building twice gives the same */
+    write_file("conf/c.ini", "[supervisor]\nstate_dir = /var/lib//mv/\n[control]\nsocket = none\n",
+               p);
+    ck_assert_int_eq(mv_config_build(&c, p, NULL, 0, &e), 0);
+    ck_assert_str_eq(c.supervisor.state_dir, "/var/lib/mv");
+    ck_assert_ptr_null(mv_config_origin(&c, "supervisor", "state_dir").via);
+    ck_assert_str_eq(c.control.socket, "none");
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_str_eq(c.supervisor.state_dir, "/var/lib/mv");
+    mv_config_free(&c);
+    ck_assert_uint_eq(e.n, 0);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/a.ini", sub);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/b.ini", sub);
+    unlink(p);
+    rmdir(sub);
+}
+END_TEST
+
+START_TEST(test_kind_values)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=WORD", 1, &e), 0);
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=json:op", 2, &e), 0);
+    ck_assert_str_eq(c.leak.kind, "json:op");
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=wrod", 3, &e), -EINVAL);
+    ck_assert(has(&e, "-o:3: [leak] kind: \"wrod\": not one of auto, word, none, json:FIELD (did "
+                      "you mean \"word\"?)"));
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=json:", 4, &e), -EINVAL);
+    ck_assert(has(&e, "-o:4: [leak] kind: \"json:\": json: needs a field name (json:FIELD, e.g. "
+                      "json:op)"));
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=json", 5, &e), -EINVAL);
+    ck_assert(has(&e, "-o:5: [leak] kind: \"json\": json needs a field name: json:FIELD (e.g. "
+                      "json:op)"));
+    ck_assert_int_eq(mv_config_override(&c, "leak.kind=first", 6, &e), -EINVAL);
+    ck_assert(has(&e, "-o:6: [leak] kind: \"first\": not one of auto, word, none, json:FIELD"));
+    ck_assert_str_eq(c.leak.kind, "json:op");
+    /* an enum's did-you-mean */
+    ck_assert_int_eq(mv_config_override(&c, "worker.protocol=line", 7, &e), -EINVAL);
+    ck_assert(has(&e, "-o:7: [worker] protocol: \"line\": not one of api, lines, none (did you "
+                      "mean \"lines\"?)"));
+    ck_assert_int_eq(mv_config_override(&c, "worker.protocol=http", 8, &e), -EINVAL);
+    ck_assert(has(&e, "-o:8: [worker] protocol: \"http\": not one of api, lines, none"));
+    ck_assert_uint_eq(e.n, 6);
+    mv_errors_free(&e);
     mv_config_free(&c);
 }
 END_TEST
@@ -1152,6 +1338,9 @@ Suite *config_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_cross_keys);
+    tcase_add_test(tc, test_auto_limits);
+    tcase_add_test(tc, test_paths);
+    tcase_add_test(tc, test_kind_values);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("words");

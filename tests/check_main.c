@@ -40,6 +40,8 @@ int main(void)
         resume_suite,
         results_suite,
         orphans_suite,
+        kind_suite,
+        ops_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

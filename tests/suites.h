@@ -32,5 +32,7 @@ Suite *leak_suite_suite(void);
 Suite *resume_suite(void);
 Suite *results_suite(void);
 Suite *orphans_suite(void);
+Suite *kind_suite(void);
+Suite *ops_suite(void);
 
 #endif
