@@ -21,5 +21,6 @@ Suite *python_suite(void);
 Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
+Suite *timeline_suite(void);
 
 #endif
