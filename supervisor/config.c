@@ -22,6 +22,7 @@
 #include "config.h"
 #include "config_int.h"
 #include "listen.h"
+#include "metrics_http.h"
 
 #define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
 #define MAX_FILE      (16 * 1024 * 1024) /* a config file larger than this is a mistake */
@@ -686,6 +687,10 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
                  "a task line must fit in one message");
     if (mv_listen_check(c->service.listen, why, sizeof why) < 0) {
         report(errs, c->origin[O(service, listen) - mv__options], "service", "listen", "%s", why);
+        bad = true;
+    }
+    if (mv_metrics_http_check(c->metrics.listen, why, sizeof why) < 0) {
+        report(errs, c->origin[O(metrics, listen) - mv__options], "metrics", "listen", "%s", why);
         bad = true;
     }
 #undef O

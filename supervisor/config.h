@@ -76,6 +76,9 @@ typedef struct mv_config {
         char *socket; /* control socket path; "" = STATE_DIR/control.sock; "none" = no socket */
     } control;
     struct {
+        char *listen; /* HTTP address of GET /metrics, "" = off */
+    } metrics;
+    struct {
         char *source;     /* task file, "-" = stdin, "" = none */
         char *results;    /* JSON Lines results file, "" = none */
         int max_attempts; /* attempts before a task is quarantined */

@@ -300,8 +300,8 @@ int64_t mv_timeline_decimate(const char *in, const char *out, int64_t keep_from,
 
 /* ---- the job --------------------------------------------------------------------------- */
 
-/* Rewrites the file with its older points decimated, then appends to the new one. */
-static int rewrite(mv_timeline_t *tl)
+/* One pass: the file rewritten with its older points decimated, put in place. */
+static int rewrite_once(mv_timeline_t *tl)
 {
     char tmp[4096];
     int64_t bytes = 0, n;
@@ -324,10 +324,25 @@ static int rewrite(mv_timeline_t *tl)
     tl->fd = fd;
     tl->file_points = n;
     tl->file_bytes = bytes;
-    /* When decimating cannot shrink the file (generations too short to fold), the next
-     * rewrite waits for a quarter of the bound more, so rewrites never run back to back. */
-    tl->rewrite_at = MV_MAX(tl->max_bytes, bytes + tl->max_bytes / 4);
     tl->rewrites++;
+    return 0;
+}
+
+/* Decimates until the file is within 3/4 of the bound (room for the next appends); one
+ * batch can add more than a pass removes. A pass that cannot shrink the file by a tenth
+ * (generations too short to fold) stops it, and the next rewrite then waits for a quarter
+ * of the bound more, so rewrites never run back to back. */
+static int rewrite(mv_timeline_t *tl)
+{
+    int64_t before;
+    int e;
+
+    do {
+        before = tl->file_bytes;
+        if ((e = rewrite_once(tl)) < 0)
+            return e;
+    } while (tl->file_bytes > tl->max_bytes / 4 * 3 && tl->file_bytes < before - before / 10);
+    tl->rewrite_at = MV_MAX(tl->max_bytes, tl->file_bytes + tl->max_bytes / 4);
     return 0;
 }
 

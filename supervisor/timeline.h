@@ -12,7 +12,8 @@
  * rename) with the oldest three quarters of its points decimated: per generation, each run
  * of 4 consecutive points becomes its lowest- and highest-usage point (a min/max envelope,
  * so peaks and the sawtooth survive), the most recent quarter untouched. Repeated rewrites
- * make older periods coarser, the recent ones stay at full resolution. Marks, and the first
+ * make older periods coarser, the recent ones stay at full resolution; passes repeat until the
+ * file is within 3/4 of the bound (or a pass no longer shrinks it). Marks, and the first
  * point of every generation, are never dropped. Records waiting for the job are bounded
  * too (1 MiB): past that, points are dropped and counted (marks still queue).
  *

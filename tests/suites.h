@@ -22,5 +22,6 @@ Suite *service_suite(void);
 Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *timeline_suite(void);
+Suite *metrics_suite(void);
 
 #endif
