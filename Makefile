@@ -39,7 +39,10 @@ HELP_SRC  := $(wildcard tests/helpers/*.c)
 TEST_SRC  := $(wildcard tests/check_*.c) tests/harness.c
 BENCH_SRC := $(wildcard bench/*.c)
 
-SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
+SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/supervisor/assets.o
+# Files the binary embeds (supervisor/assets.S, .incbin): uPlot and the HTML report's page.
+ASSETS    := third_party/uplot/uPlot.iife.min.js third_party/uplot/uPlot.min.css \
+             supervisor/html/report.js supervisor/html/report.css
 WAPI_OBJ  := $(WAPI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -63,6 +66,10 @@ deps:
 $(BUILD)/obj/supervisor/%.o: supervisor/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/supervisor/assets.o: supervisor/assets.S $(ASSETS)
+	@mkdir -p $(@D)
+	$(CC) -Wa,-I. -c $< -o $@
 
 # The worker API is libc only, position-independent for the shared library.
 $(BUILD)/obj/worker-api/%.o: worker-api/%.c

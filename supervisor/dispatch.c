@@ -75,6 +75,10 @@ const mv_reading_t *mv__reading(mv_worker_t *w, bool fresh)
     t = head_task(w);
     if (t)
         t->peak_seen = MV_MAX(t->peak_seen, r.usage);
+    /* issue 15 hook: every fresh reading (samples, task boundaries) is a timeline point */
+    if (p->timeline)
+        mv_timeline_point(p->timeline, &(mv_tl_point_t){w->slot, w->gen, r.usage, r.priv, r.rss, -1,
+                                                        t ? t->id : 0});
     return &w->last;
 }
 

@@ -18,6 +18,8 @@
 
 #include "pool.h"
 
+static void tl_mark(mv_worker_t *w, mv_tl_what_t what, const char *reason);
+
 /* A memory stop this soon after spawn, with no task done, is a failed start. */
 #define MV_PREMATURE_MS 10000
 
@@ -283,6 +285,7 @@ static void start_process(mv_worker_t *w)
     mv__watch(w);
     mv_info(p->log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
             MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+    tl_mark(w, MV_TL_SPAWN, NULL);
     if (p->cfg->worker.protocol == MV_PROTO_API) {
         mv__arm(w, MV_DL_READY, p->cfg->worker.ready_timeout);
     } else {
@@ -415,8 +418,22 @@ static int64_t leaving_mem(const mv_worker_t *w)
     return w->have_reading ? mv_reading_limit_metric(&w->last, w->pool->cfg->limits.metric) : -1;
 }
 
+/* issue 15 hook: a timeline mark of the worker (spawn carries its limits). */
+static void tl_mark(mv_worker_t *w, mv_tl_what_t what, const char *reason)
+{
+    if (w->pool->timeline)
+        mv_timeline_mark(w->pool->timeline,
+                         &(mv_tl_mark_t){w->slot, w->gen, what, reason, w->pid,
+                                         what == MV_TL_SPAWN ? w->lim.soft_bytes : -1,
+                                         what == MV_TL_SPAWN ? w->lim.hard_bytes : -1,
+                                         w->count ? w->inflight[w->head]->id : 0});
+}
+
 static void log_leaving(mv_worker_t *w, mv_reason_t reason, const char *action)
 {
+    if (reason != MV_R_SHUTDOWN)
+        tl_mark(w, strcmp(action, "kill") == 0 ? MV_TL_KILL : MV_TL_RECYCLE,
+                mv_reason_name(reason));
     mv_log(w->pool->log, reason == MV_R_SHUTDOWN ? MV_LVL_DEBUG : MV_LVL_INFO, "recycle",
            MV_I("worker", w->slot), MV_I("gen", w->gen), MV_I("pid", w->pid),
            MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
@@ -639,6 +656,7 @@ void mv__on_chan_eof(mv_worker_t *w)
 
 static void log_exit(mv_worker_t *w, bool failed)
 {
+    tl_mark(w, MV_TL_EXIT, mv_reason_name(w->reason));
     mv_log(w->pool->log, failed ? MV_LVL_WARN : MV_LVL_INFO, "exit", MV_I("worker", w->slot),
            MV_I("gen", w->gen), MV_I("pid", w->pid), MV_S("reason", mv_reason_name(w->reason)),
            w->term_signal ? MV_S("signal", strsignal(w->term_signal))
@@ -689,6 +707,7 @@ static void classify_exit(mv_worker_t *w)
 
     if (killed_by_oom(w)) {
         w->reason = MV_R_KERNEL_OOM;
+        tl_mark(w, MV_TL_OOM, "kernel_oom");
         mv_warn(p->log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->pid),
                 MV_S("cgroup", w->cg.path), MV_I("limit", p->cfg->limits.memory_hard),
                 MV_S("snapshot", w->last_snapshot));

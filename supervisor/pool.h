@@ -27,6 +27,7 @@
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "timeline.h"
 #include "util.h"
 
 struct mv_pool;
@@ -162,6 +163,7 @@ typedef struct mv_pool {
     const char *self_exe;           /* this binary, for the exec shim */
     const mv_cg_t *cg;              /* cgroups (version MV_CG_OFF: /proc sampling only) */
     const struct mv_listen *listen; /* sockets every worker gets (NULL: none) */
+    struct mv_timeline *timeline;   /* memory timeline (timeline.h); NULL: none */
     bool service;                   /* no task source: workers make their own (BEGIN/END) */
 
     mv_slot_t *slots;

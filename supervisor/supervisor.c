@@ -38,6 +38,8 @@ static void pool_stopped_cb(mv_pool_t *p)
     }
     mv_notify_close(&mv->notify);
     mv_tasks_close(&mv->tasks);
+    p->timeline = NULL;
+    mv_timeline_close(&mv->timeline, NULL, NULL);
     mv_results_close(&mv->results, results_closed_cb);
 }
 
@@ -452,6 +454,12 @@ int mv_run(mv_t *mv)
     mv->pool.cg = &mv->cg;
     mv->pool.leak = mv->leak;
     mv->pool.run = &mv->run;
+    /* issue 15 hook: the memory timeline of the run (points from mv__reading, marks from
+     * pool.c); closed once the pool has stopped, so every exit mark is in it. */
+    if (mv->run.dir && (r = mv_timeline_open(&mv->timeline, &mv->loop, mv->run.dir, NULL)) < 0)
+        mv_warn(&mv->log, "timeline_open_failed", MV_S("dir", mv->run.dir),
+                MV_S("error", strerror(-r)));
+    mv->pool.timeline = mv->timeline.path ? &mv->timeline : NULL;
     mv->pool.on_progress = progress_cb;
     mv->pool.on_stopped = pool_stopped_cb;
     mv->pool.on_fatal = fatal_cb;
@@ -482,7 +490,11 @@ out:
     mv_tasks_close(&mv->tasks);
     if (mv->results.timer_open || mv->results.working)
         mv_results_close(&mv->results, NULL); /* an early exit: write what there is */
-    uv_run(&mv->loop, UV_RUN_DEFAULT);        /* let closing handles and jobs finish */
+    if (!mv->timeline.closing) {
+        mv->pool.timeline = NULL;
+        mv_timeline_close(&mv->timeline, NULL, NULL);
+    }
+    uv_run(&mv->loop, UV_RUN_DEFAULT); /* let closing handles and jobs finish */
     if (uv_loop_close(&mv->loop) != 0)
         mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
     teardown_cgroups(mv);
@@ -490,6 +502,7 @@ out:
     mv__reload_free(mv);
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
+    mv_timeline_free(&mv->timeline);
     mv_pool_free(&mv->pool);
     mv_leak_free(mv->leak);
     mv->log.events_fd = -1;

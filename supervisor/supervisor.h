@@ -21,6 +21,7 @@
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "timeline.h"
 
 /* Exit codes (DESIGN §8); a run stopped by a signal before every task ended exits 128+N. */
 enum {
@@ -45,6 +46,7 @@ typedef struct mv {
     char self_exe[4096]; /* this binary, for the exec shim */
     mv_tasks_t tasks;
     mv_results_t results;
+    mv_timeline_t timeline; /* <run dir>/timeline.csv; path NULL when not open */
     mv_pool_t pool;
     mv_listen_t listen; /* [service] listen sockets, or socket activation's */
     mv_control_t control;

@@ -391,7 +391,7 @@ static void finish_close(mv_timeline_t *tl)
 {
     mv_timeline_cb cb = tl->on_closed;
 
-    if (tl->fd >= 0)
+    if (tl->path && tl->fd >= 0)
         close(tl->fd);
     tl->fd = -1;
     tl->on_closed = NULL;
@@ -492,6 +492,8 @@ fail:
     if (tl->fd >= 0)
         close(tl->fd);
     tl->fd = -1;
+    free(tl->path);
+    tl->path = NULL; /* not open: point, mark and close do nothing */
     return e;
 }
 
@@ -500,7 +502,7 @@ static rec_t *push(mv_timeline_t *tl, char type)
 {
     rec_t *r;
 
-    if (tl->fd < 0 || tl->closing || tl->error)
+    if (!tl->path || tl->fd < 0 || tl->closing || tl->error)
         return NULL;
     if (mv_buf_reserve(&tl->pending, sizeof *r) < 0) {
         tl->error = -ENOMEM;
@@ -557,7 +559,7 @@ void mv_timeline_close(mv_timeline_t *tl, mv_timeline_cb cb, void *arg)
         tl->timer_open = false;
         uv_close((uv_handle_t *)&tl->timer, NULL);
     }
-    if (tl->fd < 0 || tl->error) {
+    if (!tl->path || tl->fd < 0 || tl->error) {
         if (!tl->working)
             finish_close(tl);
         return;
@@ -567,7 +569,7 @@ void mv_timeline_close(mv_timeline_t *tl, mv_timeline_cb cb, void *arg)
 
 void mv_timeline_free(mv_timeline_t *tl)
 {
-    if (tl->fd >= 0)
+    if (tl->path && tl->fd >= 0)
         close(tl->fd);
     tl->fd = -1;
     free(tl->path);

@@ -92,7 +92,8 @@ typedef struct mv_timeline {
 
 /* Creates <run_dir>/timeline.csv (truncating) with its header, and starts the flush timer
  * (unref'd: it never keeps the loop alive). opts may be NULL. 0 or -errno; on error nothing
- * is open and point/mark are no-ops. */
+ * is open and point/mark/close do nothing (as on a zeroed mv_timeline_t: open means `path`
+ * is set). */
 int mv_timeline_open(mv_timeline_t *tl, uv_loop_t *loop, const char *run_dir,
                      const mv_timeline_opts_t *opts);
 /* Queues one point, stamped now. Cheap: a copy into a buffer. */
