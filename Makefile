@@ -4,6 +4,7 @@
 #   make check      install missing Debian packages, build, run every test suite
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
+#   make check-html the HTML report of a real batch in headless chromium (installed if missing)
 #   make bench      the benchmarks in bench/
 #   make install PREFIX=/usr/local
 
@@ -56,7 +57,7 @@ HELPERS   := $(HELP_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind bench install clean format lint
+.PHONY: all deps demo check check-asan check-valgrind check-html bench install clean format lint
 all: $(BIN) $(LIBA) $(LIBSO) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
@@ -130,6 +131,15 @@ check-asan: deps
 check-valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@bash tests/valgrind.sh $(abspath $(BUILD))
+
+# Debian's chromium is installed here, not by .ci/deps: only this target needs a browser.
+check-html: deps
+	@$(MAKE) --no-print-directory all
+	@command -v chromium >/dev/null || { echo "memvisor: installing chromium"; \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@python3 tests/html/check_html.py $(abspath $(BUILD))
 
 demo: deps
 	@$(MAKE) --no-print-directory all
