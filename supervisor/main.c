@@ -4,7 +4,7 @@
  *   memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-] [--results FILE]
  *                [-- COMMAND [ARG]...]
  *   memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...
- *   memvisor report PATH
+ *   memvisor report [--html FILE] PATH
  *   memvisor status|recycle|reload|stop|metrics [--socket PATH] [--json]   (ctl.c)
  *   memvisor version | help
  */
@@ -25,7 +25,7 @@ static const char usage_text[] =
     "usage: memvisor run [-c FILE] [-o SECTION.KEY=VALUE]... [--tasks FILE|-]\n"
     "                    [--results FILE] [-- COMMAND [ARG]...]\n"
     "       memvisor check [-c FILE] [-o SECTION.KEY=VALUE]...\n"
-    "       memvisor report PATH\n"
+    "       memvisor report [--html FILE] PATH\n"
     "       memvisor version\n"
     "\n"
     "  run     run every task of the task source on a pool of recycled workers; without a\n"

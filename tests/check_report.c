@@ -679,7 +679,7 @@ START_TEST(binary_exit_codes)
 
     run_init(&r, NULL);
     ck_assert_int_eq(run_report(&r, NULL, NULL), 2);
-    HAS(r.log, "memvisor report: missing PATH\nusage: memvisor report PATH");
+    HAS(r.log, "memvisor report: missing PATH\nusage: memvisor report [--html FILE] PATH");
     run_free(&r);
 
     run_init(&r, NULL);

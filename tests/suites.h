@@ -23,5 +23,6 @@ Suite *notify_suite(void);
 Suite *control_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
+Suite *report_html_suite(void);
 
 #endif
