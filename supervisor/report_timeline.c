@@ -218,7 +218,7 @@ static int cmp_size(const void *a, const void *b)
 static void slot_points(json_t *s, const tpt_t *p, size_t n, int64_t tmin, int64_t span,
                         size_t buckets)
 {
-    size_t keep[64], nk = 0;
+    size_t keep[64] = {0}, nk = 0;
 
     for (size_t i = 0; i < n;) {
         size_t b = (size_t)((p[i].t - tmin) * (int64_t)buckets / span), j = i;
