@@ -314,8 +314,10 @@ int mv__report_timeline(mv_report_t *r, size_t budget, json_t **out)
     if (tl.tmin == INT64_MAX)
         tl.tmin = tl.tmax = 0;
     span = tl.tmax - tl.tmin + 1;
-    qsort(tl.p, tl.np, sizeof *tl.p, cmp_pt);
-    qsort(tl.m, tl.nm, sizeof *tl.m, cmp_mark);
+    if (tl.np > 1) /* qsort wants a non-null base */
+        qsort(tl.p, tl.np, sizeof *tl.p, cmp_pt);
+    if (tl.nm > 1)
+        qsort(tl.m, tl.nm, sizeof *tl.m, cmp_mark);
     per = MV_MAX(budget / (size_t)MV_MAX(tl.nslots, 1), 200);
     slots = json_array();
     for (int slot = 1; slot <= tl.nslots; slot++) {

@@ -60,11 +60,13 @@
   function width(parent) {
     return Math.max(320, Math.min(parent.clientWidth || 1100, 1400) - 8);
   }
-  function chart(parent, opts, data, rgbHex) {
+  /* A uPlot chart; `colors` are its series colours, one of which must show on its canvas. */
+  function chart(parent, opts, data, colors) {
     var box = add(parent, "div", "mv-chart");
     opts.width = opts.width || width(parent);
     var u = new uPlot(opts, data, box);
-    charts.push({u: u, rgb: hex2rgb(rgbHex)});
+    var title = parent.querySelector("h3") || parent.querySelector("h2");
+    charts.push({u: u, rgbs: [].concat(colors).map(hex2rgb), name: title ? title.textContent : "?"});
     return u;
   }
 
@@ -189,7 +191,7 @@
         {label: "hard", stroke: C.hard, width: 1, dash: [6, 4]}],
       hooks: {draw: [marksHook(s.marks, base)], setCursor: [tooltip(card, s, base, xs)]}
     };
-    chart(card, opts, [xs, even, odd, privE, privO, soft, hard], s.g[0] % 2 ? C.odd : C.even);
+    chart(card, opts, [xs, even, odd, privE, privO, soft, hard], [C.even, C.odd]);
   }
 
   function memory() {
@@ -240,19 +242,19 @@
     for (var e = K.lo; e <= K.hi; e++) labels.push((e === K.lo ? "< " + bytes(Math.pow(2, e + 1)) : bytes(Math.pow(2, e))));
     var xs = labels.map(function (_, i) { return i; });
     ["hist_peak", "hist_retained"].forEach(function (key) {
-      var series = [{}], data = [xs], any = null;
+      var series = [{}], data = [xs], any = [];
       K.kinds.forEach(function (k, i) {
         var col = KIND_COLORS[i % KIND_COLORS.length], tot = 0;
         k[key].forEach(function (c) { tot += c; });
         if (!tot) return;
-        any = any || col;
+        any.push(col);
         series.push({label: k.name + (k.suspect ? " (suspect)" : ""), stroke: col, width: 1.5,
           fill: col + "22", paths: uPlot.paths.stepped({align: 1}), points: {show: false}});
         data.push(k[key]);
       });
       var box = add(sec, "div", "mv-card");
       add(box, "h3", null, key === "hist_peak" ? "mem_peak per task" : "retained per task");
-      if (!any) { add(box, "p", "mv-note", "no measured task"); return; }
+      if (!any.length) { add(box, "p", "mv-note", "no measured task"); return; }
       chart(box, {height: 220, series: series, scales: {x: {time: false}},
         axes: [{values: function (u, v) { return v.map(function (i) { return labels[i] || ""; }); }},
           {size: 60, label: "tasks"}]}, data, any);
@@ -308,13 +310,19 @@
   }
 
   /* ---- the check ------------------------------------------------------------------- */
-  /* Whether a chart's canvas holds its own series colour: it drew data, not only axes. */
+  /* Whether a chart's canvas holds one of its series colours: it drew data, not only axes
+   * (later series may cover earlier ones, so any of them counts). */
   function drawn(c) {
     var cv = c.u.ctx.canvas, img, n = 0;
     try { img = c.u.ctx.getImageData(0, 0, cv.width, cv.height).data; } catch (e) { return false; }
-    for (var i = 0; i < img.length; i += 4)
-      if (img[i + 3] > 200 && Math.abs(img[i] - c.rgb[0]) < 12 && Math.abs(img[i + 1] - c.rgb[1]) < 12 &&
-          Math.abs(img[i + 2] - c.rgb[2]) < 12 && ++n > 20) return true;
+    for (var i = 0; i < img.length; i += 4) {
+      if (img[i + 3] < 200) continue;
+      for (var k = 0; k < c.rgbs.length; k++) {
+        var q = c.rgbs[k];
+        if (Math.abs(img[i] - q[0]) < 12 && Math.abs(img[i + 1] - q[1]) < 12 &&
+            Math.abs(img[i + 2] - q[2]) < 12 && ++n > 20) return true;
+      }
+    }
     return false;
   }
 
@@ -326,10 +334,14 @@
   advice();
   /* uPlot draws in a microtask after it is made: check once that has run */
   setTimeout(function () {
-    var st = add(document.body, "div", null), ok = 0;
-    charts.forEach(function (c) { ok += drawn(c); });
+    var st = add(document.body, "div", null), ok = 0, undrawn = [];
     st.id = "mv-status";
     st.hidden = true;
+    charts.forEach(function (c, i) {
+      if (drawn(c)) ok++;
+      else undrawn.push(i + ": " + c.name);
+    });
+    st.setAttribute("data-undrawn", undrawn.join(" | "));
     st.setAttribute("data-charts", charts.length);
     st.setAttribute("data-drawn", ok);
     st.setAttribute("data-errors", (window.mvErrors || []).length);

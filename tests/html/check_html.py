@@ -50,7 +50,7 @@ def chromium(url, *extra):
 def status(page):
     """The #mv-status attributes and the #mv-errors text of the page as chromium built it."""
     dom = chromium("file://" + page, "--dump-dom")
-    m = re.search(r'<div id="mv-status"([^>]*)>', dom)
+    m = re.search(r'<div ([^>]*id="mv-status"[^>]*)>', dom)
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', m.group(1))) if m else {}
     errs = re.search(r'<pre id="mv-errors"[^>]*>([^<]*)</pre>', dom)
     return attrs, (errs.group(1) if errs else ""), dom
