@@ -7,6 +7,7 @@
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
 #   make fuzz       the libFuzzer harnesses, FUZZ_TIME seconds each (tests/fuzz/fuzz.mk)
 #   make check-leaks      the labelled leak suite (tests/leaks/): kinds named vs labels
+#   make check-html the HTML report of a real batch in headless chromium (installed if missing)
 #   make bench      the benchmarks in bench/
 #   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
 #                   (SOAK_MINUTES=N for a shorter run; not in CI)
@@ -49,7 +50,10 @@ TEST_SRC  := $(wildcard tests/check_*.c) tests/harness.c
 BENCH_SRC := $(wildcard bench/*.c)
 LEAKS_SRC := $(filter-out tests/leaks/ctleak.c,$(wildcard tests/leaks/*.c))
 
-SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
+SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/supervisor/assets.o
+# Files the binary embeds (supervisor/assets.S, .incbin): uPlot and the HTML report's page.
+ASSETS    := third_party/uplot/uPlot.iife.min.js third_party/uplot/uPlot.min.css \
+             supervisor/html/report.js supervisor/html/report.css
 WAPI_OBJ  := $(WAPI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -66,8 +70,8 @@ LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctl
 HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind check-leaks bench soak install uninstall \
-        clean format lint FORCE
+.PHONY: all deps demo check check-asan check-valgrind check-leaks check-html bench soak install \
+        uninstall clean format lint FORCE
 all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
      $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
@@ -89,6 +93,11 @@ $(BUILD)/obj/supervisor/%.o: supervisor/%.c
 	@mkdir -p $(@D)
 	$(SAY) CC $<
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/supervisor/assets.o: supervisor/assets.S $(ASSETS)
+	@mkdir -p $(@D)
+	$(SAY) AS $<
+	$(Q)$(CC) -Wa,-I. -c $< -o $@
 
 # The worker API is libc only, position-independent for the shared library.
 $(BUILD)/obj/worker-api/%.o: worker-api/%.c
@@ -209,6 +218,15 @@ check-valgrind:
 	@bash .ci/deps test valgrind
 	@$(MAKE) --no-print-directory all
 	@bash tests/valgrind.sh $(abspath $(BUILD))
+
+# Debian's chromium is installed here, not by .ci/deps: only this target needs a browser.
+check-html: deps
+	@$(MAKE) --no-print-directory all
+	@command -v chromium >/dev/null || { echo "memvisor: installing chromium"; \
+	    $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@python3 tests/html/check_html.py $(abspath $(BUILD))
 
 # Only what the demo runs: no test runner, no benchmarks, one line while it builds.
 demo:

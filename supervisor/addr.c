@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 int mv_addr_parse(const char *word, mv_addr_t *a, char *why, size_t cap)
 {
@@ -108,4 +110,35 @@ int mv_addr_check(const char *spec, int max, char *why, size_t cap)
     check_ctx_t c = {.max = max, .why = why, .cap = cap};
 
     return mv_addr_each(spec, check_word, &c);
+}
+
+int mv_addr_numeric(const char *word, struct sockaddr_storage *sa, char *why, size_t cap)
+{
+    struct sockaddr_storage tmp;
+    struct sockaddr_in *in4;
+    struct sockaddr_in6 *in6;
+    mv_addr_t a;
+
+    if (!sa)
+        sa = &tmp;
+    memset(sa, 0, sizeof *sa);
+    if (strchr(word, '=') || mv_addr_parse(word, &a, why, cap) < 0)
+        return strchr(word, '=') ? snprintf(why, cap, "\"%s\": no name here", word), -1 : -1;
+    in4 = (struct sockaddr_in *)sa;
+    in6 = (struct sockaddr_in6 *)sa;
+    if (!a.is_unix && inet_pton(AF_INET, a.host, &in4->sin_addr) == 1) {
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons((uint16_t)atoi(a.port));
+        return 0;
+    }
+    if (!a.is_unix && inet_pton(AF_INET6, a.host, &in6->sin6_addr) == 1 && word[0] == '[') {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)atoi(a.port));
+        return 0;
+    }
+    snprintf(why, cap,
+             "\"%s\": not a numeric address (IPV4:PORT or [IPV6]:PORT, e.g. "
+             "127.0.0.1:9464)",
+             word);
+    return -1;
 }

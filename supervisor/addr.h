@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #define MV_ADDR_NAME 64 /* systemd's FDNAME limit is 255; ours is shorter */
@@ -29,6 +30,9 @@ typedef struct mv_addr {
 int mv_addr_parse(const char *word, mv_addr_t *a, char *why, size_t cap);
 /* Calls fn for each space-separated word of spec; stops at the first failure (-1). */
 int mv_addr_each(const char *spec, int (*fn)(const char *word, void *arg), void *arg);
+/* One numeric IPV4:PORT or [IPV6]:PORT (no name, no unix socket) into *sa (may be NULL: a
+ * check only). 0, or -1 with `why`. */
+int mv_addr_numeric(const char *word, struct sockaddr_storage *sa, char *why, size_t cap);
 /* Checks a space-separated list of at most `max` addresses. 0, or -1 with `why`. */
 int mv_addr_check(const char *spec, int max, char *why, size_t cap);
 

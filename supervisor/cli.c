@@ -31,6 +31,9 @@ static const mv_cli_opt_t options[MV_CLI_NOPTIONS] = {
     {MV_CLI_SOCKET, "--socket", NULL, "PATH", false,
      "the control socket (default: [control] socket, or STATE_DIR/control.sock)"},
     {MV_CLI_JSON, "--json", NULL, NULL, false, "print memvisor's reply as JSON"},
+    {MV_CLI_HTML, "--html", NULL, "FILE", false,
+     "also write one self-contained HTML page to FILE: memory over time per worker, throughput, "
+     "per-kind distributions, the suspects and the advice (opens offline)"},
     {MV_CLI_HELP, "-h", "--help", NULL, false, "this command's help"},
 };
 
@@ -68,7 +71,7 @@ static const mv_cli_cmd_t commands[] = {
      "[PATH]",
      "summarise a run directory, a state directory's latest run, or a results file; without "
      "PATH, the latest run in the state directory of -c FILE (else ./.memvisor)",
-     {MV_CLI_CONFIG, MV_CLI_OVERRIDE, MV_CLI_HELP, END},
+     {MV_CLI_HTML, MV_CLI_CONFIG, MV_CLI_OVERRIDE, MV_CLI_HELP, END},
      "0 done; 2 usage error; 3 cannot read",
      false},
     {MV_CMD_STATUS, "status", "", "the running memvisor: its workers, their memory, the totals",

@@ -19,6 +19,7 @@ typedef enum {
     MV_CLI_RESUME,   /* --resume */
     MV_CLI_SOCKET,   /* --socket PATH */
     MV_CLI_JSON,     /* --json */
+    MV_CLI_HTML,     /* --html FILE */
     MV_CLI_HELP,     /* -h, --help */
     MV_CLI_NOPTIONS,
 } mv_cli_opt_id_t;

@@ -16,6 +16,7 @@
 
 #include "commands.h"
 #include "confdiff.h"
+#include "metrics.h"
 
 /* ---- status ---- */
 
@@ -83,78 +84,74 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     return reply;
 }
 
-/* ---- metrics: the Prometheus text exposition format ---- */
+/* ---- metrics: the Prometheus text exposition format (metrics.h) ---- */
 
-static void family(FILE *f, const char *name, const char *type, const char *help)
+/* The exposition of the run now, from the pool's view: labelled by slot, never by pid or
+ * state, so a recycle does not start new series. 0 or -ENOMEM. */
+static int metrics(mv_t *mv, mv_buf_t *out)
 {
-    fprintf(f, "# HELP memvisor_%s %s\n# TYPE memvisor_%s %s\n", name, help, name, type);
-}
-
-static char *metrics_text(mv_t *mv)
-{
-    static const struct {
-        const char *name, *help;
-    } per_worker[] = {
-        {"worker_memory_bytes", "Memory the soft limit compares ([limits] metric)."},
-        {"worker_usage_bytes", "Memory charged to the worker's cgroup (or sampled)."},
-        {"worker_peak_bytes", "Highest memory of the worker so far."},
-        {"worker_tasks", "Tasks (requests) the worker has finished."},
-        {"worker_age_seconds", "Time since the worker was started."},
-    };
-    char *text = NULL;
-    size_t len = 0;
+    mv_metrics_slot_t *slots;
+    mv_metrics_count_t tasks[MV_ST_COUNT], recycles[MV_R_COUNT], *kinds;
+    size_t nrecycles = 0;
     mv_pool_view_t v;
-    FILE *f;
+    int r;
 
     if (mv_pool_view(&mv->pool, &v) < 0)
-        return NULL;
-    f = open_memstream(&text, &len);
-    if (!f) {
+        return -ENOMEM;
+    slots = calloc((size_t)(v.nslots ? v.nslots : 1), sizeof *slots);
+    kinds = calloc(v.nkinds ? v.nkinds : 1, sizeof *kinds);
+    if (!slots || !kinds) {
+        free(slots);
+        free(kinds);
         mv_pool_view_free(&v);
-        return NULL;
+        return -ENOMEM;
     }
-    for (size_t m = 0; m < MV_ARRAY_LEN(per_worker); m++) {
-        family(f, per_worker[m].name, "gauge", per_worker[m].help);
-        for (int i = 0; i < v.nworkers; i++) {
-            const mv_worker_view_t *w = &v.workers[i];
-            double x = m == 0   ? (double)w->mem
-                       : m == 1 ? (double)w->usage
-                       : m == 2 ? (double)w->peak
-                       : m == 3 ? (double)w->tasks
-                                : w->age_s;
-            if (w->pid <= 0)
-                continue;
-            fprintf(f, "memvisor_%s{slot=\"%d\",pid=\"%d\",state=\"%s\"} %.17g\n",
-                    per_worker[m].name, w->slot, w->pid, w->state, x);
-        }
+    for (int i = 0; i < v.nslots; i++)
+        slots[i] = (mv_metrics_slot_t){.slot = i + 1,
+                                       .mem = -1,
+                                       .usage = -1,
+                                       .priv = -1,
+                                       .rss = -1,
+                                       .peak = v.slot_peak[i],
+                                       .tasks = -1,
+                                       .age_s = -1};
+    for (int i = 0; i < v.nworkers; i++) {
+        const mv_worker_view_t *w = &v.workers[i];
+        mv_metrics_slot_t *sl = &slots[w->slot - 1];
+
+        if (!w->active)
+            continue;
+        *sl = (mv_metrics_slot_t){w->slot,  w->pid > 0, w->gen, w->soft, w->hard,  w->mem,
+                                  w->usage, w->priv,    w->rss, w->peak, w->tasks, w->age_s};
     }
-    family(f, "tasks_total", "counter", "Tasks (requests) ended, by status.");
     for (int st = 0; st < MV_ST_COUNT; st++)
-        fprintf(f, "memvisor_tasks_total{status=\"%s\"} %llu\n", mv_status_name((mv_status_t)st),
-                (unsigned long long)mv->results.count[st]);
-    family(f, "recycles_total", "counter", "Workers that left, by reason.");
-    for (int r = 1; r < MV_R_COUNT; r++)
-        if (r != MV_R_SHUTDOWN)
-            fprintf(f, "memvisor_recycles_total{reason=\"%s\"} %llu\n",
-                    mv_reason_name((mv_reason_t)r), (unsigned long long)v.recycles[r]);
-    family(f, "workers_spawned_total", "counter", "Workers started.");
-    fprintf(f, "memvisor_workers_spawned_total %llu\n", (unsigned long long)v.spawned);
-    family(f, "leak_suspects_total", "counter", "Leak suspects reported.");
-    fprintf(f, "memvisor_leak_suspects_total %llu\n", (unsigned long long)v.suspects);
-    family(f, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
-    fprintf(f, "memvisor_workers %d\n", v.live);
-    family(f, "queue_depth", "gauge", "Tasks waiting for a worker.");
-    fprintf(f, "memvisor_queue_depth %zu\n", mv->tasks.queued);
-    family(f, "tasks_in_flight", "gauge", "Tasks (requests) being worked on.");
-    fprintf(f, "memvisor_tasks_in_flight %llu\n", (unsigned long long)v.in_flight);
-    family(f, "reloads_total", "counter", "Configuration reloads applied.");
-    fprintf(f, "memvisor_reloads_total %d\n", mv->reloads);
+        tasks[st] = (mv_metrics_count_t){mv_status_name((mv_status_t)st), mv->results.count[st]};
+    for (int rr = 1; rr < MV_R_COUNT; rr++)
+        if (rr != MV_R_SHUTDOWN)
+            recycles[nrecycles++] =
+                (mv_metrics_count_t){mv_reason_name((mv_reason_t)rr), v.recycles[rr]};
+    for (size_t k = 0; k < v.nkinds; k++)
+        kinds[k] = (mv_metrics_count_t){v.suspects_by_kind[k].kind, v.suspects_by_kind[k].n};
+    r = mv_metrics_render(
+        &(mv_metrics_view_t){.slots = slots,
+                             .nslots = (size_t)v.nslots,
+                             .tasks = tasks,
+                             .ntasks = MV_ST_COUNT,
+                             .recycles = recycles,
+                             .nrecycles = nrecycles,
+                             .suspects = kinds,
+                             .nsuspects = v.nkinds,
+                             .spawned = v.spawned,
+                             .reloads = (uint64_t)mv->reloads,
+                             .workers = v.live,
+                             .queue = (int64_t)mv->tasks.queued,
+                             .in_flight = (int64_t)v.in_flight,
+                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0},
+        out);
+    free(slots);
+    free(kinds);
     mv_pool_view_free(&v);
-    if (fclose(f) != 0) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return r;
 }
 
 /* ---- recycle ---- */
@@ -346,9 +343,12 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
     if (strcmp(cmd, "status") == 0)
         return status_json(mv, err, errlen);
     if (strcmp(cmd, "metrics") == 0) {
-        char *text = metrics_text(mv);
-        json_t *reply = text ? json_pack("{s:s}", "text", text) : NULL;
-        free(text);
+        mv_buf_t text = {0};
+        json_t *reply = metrics(mv, &text) == 0
+                            ? json_pack("{s:s%}", "text", (const char *)mv_buf_head(&text),
+                                        mv_buf_unread(&text))
+                            : NULL;
+        mv_buf_free(&text);
         if (!reply)
             snprintf(err, errlen, "out of memory");
         return reply;
@@ -368,4 +368,4 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
     return NULL;
 }
 
-const mv_commands_t mv_commands = {control, reload, release};
+const mv_commands_t mv_commands = {control, reload, release, metrics};

@@ -787,6 +787,10 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
         report(errs, c->origin[O(service, listen) - mv__options], "service", "listen", "%s", why);
         bad = true;
     }
+    if (*c->metrics.listen && mv_addr_numeric(c->metrics.listen, NULL, why, sizeof why) < 0) {
+        report(errs, c->origin[O(metrics, listen) - mv__options], "metrics", "listen", "%s", why);
+        bad = true;
+    }
 #undef O
     if (c->supervisor.workers == 0) {
         cpus = sysconf(_SC_NPROCESSORS_ONLN);

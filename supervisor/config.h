@@ -84,6 +84,9 @@ typedef struct mv_config {
                        * absolute after mv_config_finish */
     } control;
     struct {
+        char *listen; /* HTTP address of GET /metrics, "" = off */
+    } metrics;
+    struct {
         char *source;          /* task file, "-" = stdin, "" = none */
         char *results;         /* JSON Lines results file, "" = none */
         int max_attempts;      /* attempts before a task is quarantined */

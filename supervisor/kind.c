@@ -232,7 +232,7 @@ static json_t *json_object_line(const uint8_t *p, size_t len)
 }
 
 const char *mv_kind_of_line(const mv_config_t *cfg, const uint8_t *line, size_t len,
-                         char out[MV_LEAK_KIND_MAX + 1])
+                            char out[MV_LEAK_KIND_MAX + 1])
 {
     mv_kind_mode_t mode = MV_KIND_AUTO;
     const char *field = NULL, *why, *kind = NULL;

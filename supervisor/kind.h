@@ -46,7 +46,7 @@ int mv_kind_spec(const char *spec, mv_kind_mode_t *mode, const char **field, siz
 /* The kind of the task line[0..len) under cfg's `[leak] kind`: `out`, or NULL when the task
  * has no kind. */
 const char *mv_kind_of_line(const mv_config_t *cfg, const uint8_t *line, size_t len,
-                         char out[MV_LEAK_KIND_MAX + 1]);
+                            char out[MV_LEAK_KIND_MAX + 1]);
 
 /* Bytes s[0..n) as a kind under the output contract, with no id rule: for a kind the worker
  * named itself. `out`, or NULL for an empty one. */

@@ -108,6 +108,10 @@ const mv_option_t mv__options[] = {
         "control socket (status, recycle, reload, stop, metrics); empty = STATE_DIR/control.sock, "
         "none = no socket; relative: like state_dir"),
 
+    FIXED(metrics, listen, MV_OPT_STRING, "", 0, 0, NULL,
+          "serve GET /metrics (Prometheus text) over HTTP at IPV4:PORT or [IPV6]:PORT, e.g. "
+          "127.0.0.1:9464; empty = off"),
+
     FIXED(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
           "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
     FIXED(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,

@@ -116,6 +116,12 @@ static void log_leaving(mv_pool_t *p, const mv_worker_t *w, mv_reason_t reason, 
            MV_S("reason", mv_reason_name(reason)), MV_S("action", action),
            MV_I("tasks", w->tasks_done), MV_I("mem", leaving_mem(p, w)),
            MV_I("usage", w->mem.have ? w->mem.last.usage : -1));
+    if (p->o.timeline && reason != MV_R_SHUTDOWN)
+        mv_timeline_mark(p->o.timeline,
+                         &(mv_tl_mark_t){w->slot, w->gen,
+                                         strcmp(action, "kill") == 0 ? MV_TL_KILL : MV_TL_RECYCLE,
+                                         mv_reason_name(reason), w->proc.pid, -1, -1,
+                                         w->count ? mv_worker_current(w)->id : 0});
 }
 
 static void spacer_cb(uv_timer_t *t)
@@ -368,6 +374,10 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
 
     if (g->spawn_call && g->hopeless)
         fatal(p); /* the command can never start: retrying is pointless */
+    if (why == MV_R_KERNEL_OOM && p->o.timeline)
+        mv_timeline_mark(p->o.timeline,
+                         &(mv_tl_mark_t){w->slot, w->gen, MV_TL_OOM, "kernel_oom", w->proc.pid, -1,
+                                         -1, g->ntasks ? g->tasks[0]->id : 0});
     if (why == MV_R_KERNEL_OOM)
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("cgroup", w->cg.path), MV_I("limit", w->lim.hard_bytes),
@@ -456,6 +466,7 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .cg = p->o.cg,
         .service = p->o.service,
         .pass = &p->dispatch.pass,
+        .timeline = p->o.timeline,
     };
     mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
@@ -696,6 +707,8 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->requeued = p->dispatch.requeued;
     v->protocol_errors = p->protocol_errors;
     v->suspects = p->suspect.suspects;
+    v->suspects_by_kind = p->suspect.by_kind;
+    v->nkinds = p->suspect.nkinds;
     v->recycles = p->recycles;
     for (const mv_member_t *m = p->members; m; m = m->next) {
         const mv_worker_t *w = m->w;
@@ -719,7 +732,12 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
             .usage = r ? r->usage : -1,
             .peak = w->mem.peak,
+            .priv = r ? r->priv : -1,
+            .rss = r ? r->rss : -1,
+            .soft = w->lim.soft_bytes,
+            .hard = w->lim.hard_bytes,
             .fds = r ? r->fds : -1,
+            .active = p->slots.slot[w->slot - 1].active == &m->seat,
             .recycling = why != MV_R_NONE,
             .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
             .handover = m->seat.handover,
@@ -739,6 +757,7 @@ void mv_pool_view_free(mv_pool_view_t *v)
 
 void mv_pool_free(mv_pool_t *p)
 {
+    mv_suspect_free(&p->suspect);
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
     free(p->slot);

@@ -27,6 +27,7 @@
 #include "slots.h"
 #include "suspect.h"
 #include "tasks.h"
+#include "timeline.h"
 #include "watch.h"
 #include "worker.h"
 
@@ -56,6 +57,7 @@ typedef struct mv_pool_opts {
     const mv_cg_t *cg;         /* cgroups (version MV_CG_OFF: /proc sampling only) */
     const mv_listen_t *listen; /* sockets every worker gets (NULL: none) */
     bool service;              /* no task source: workers make their own (BEGIN/END) */
+    mv_timeline_t *timeline;   /* the run's memory timeline, or NULL */
 } mv_pool_opts_t;
 
 typedef struct mv_pool_events {
@@ -106,7 +108,10 @@ typedef struct mv_worker_view {
     int64_t tasks;
     unsigned in_flight;
     int64_t mem, usage, peak; /* -1 = not read yet */
+    int64_t priv, rss;        /* -1 = not read yet */
+    int64_t soft, hard;       /* its limits, bytes; 0 = off */
     int fds;
+    bool active;        /* the worker serving its slot (not a retiring one) */
     bool recycling;     /* leaving, or waiting its turn to */
     const char *reason; /* why, when recycling */
     bool handover;      /* serving until its replacement is ready */
@@ -116,6 +121,8 @@ typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
+    size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */
     int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
     mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */

@@ -1,8 +1,8 @@
 /*
  * report: `memvisor report PATH`, a summary for a person of what a run left on disk
  * (docs/run-files.md): the run, leak suspects with their evidence, recycles, per-kind memory
- * distributions and suggested limits. Read-only; the pure pieces (percentiles, the limit
- * advice) are exported so they can be tested with plain numbers.
+ * distributions and suggested limits, as text or (--html) as a page. Read-only; the pure pieces
+ * (percentiles, the limit advice) are exported so they can be tested with plain numbers.
  */
 #ifndef MV_REPORT_H
 #define MV_REPORT_H
@@ -51,6 +51,10 @@ typedef struct mv_report {
     json_t *kind_index; /* name -> index in kinds, while loading (then kinds are ranked) */
     mv_report_vec_t after, fresh; /* every mem_after; each worker's first mem_before */
     json_t *fresh_seen;           /* "slot/pid" -> true */
+    /* Set before loading, may be NULL: sees every result line once it is checked (report_html
+     * takes its times from there). 0, or -errno with why filled: the load fails. */
+    int (*on_result)(void *arg, const char *file, long line, json_t *o);
+    void *arg;
 } mv_report_t;
 
 /* Nearest-rank percentile of sorted[0..n): the value at rank ceil(pct/100 * n), 1-based;
@@ -85,7 +89,13 @@ void mv_advise(const mv_advice_in_t *in, mv_advice_t *out);
  * `out` on error. */
 int mv_report(const char *path, FILE *out, char *why, size_t n);
 
-/* `memvisor report PATH`: argv as main's. Returns the exit code: 0, 2 usage, 3 unreadable. */
+/* Writes the report of PATH as one self-contained HTML page to html (NAME.new, then renamed):
+ * memory over time per worker slot, throughput, per-kind distributions, leak suspects with
+ * their evidence, the limit advice. 0, or -errno with `why` filled; no page on error. */
+int mv_report_html(const char *path, const char *html, char *why, size_t n);
+
+/* `memvisor report [--html FILE] PATH`: argv as main's. Returns the exit code: 0, 2 usage, 3
+ * unreadable. */
 int mv_report_main(int argc, char **argv);
 
 #endif

@@ -24,7 +24,6 @@ typedef struct mv_rundir {
     unsigned snaps; /* snapshots named so far */
 } mv_rundir_t;
 
-
 /* What mv_rundir_prune did. */
 typedef struct mv_prune {
     int kept;    /* run directories among the newest `keep` */
@@ -51,9 +50,9 @@ void mv_rundir_close(mv_rundir_t *r);
 bool mv_rundir_name(const char *name, pid_t *pid);
 /* Removes the run directories of `state_dir` beyond the newest `keep` (by name, i.e. start
  * time) whose memvisor is gone; called with the state directory locked (mv_rundir_open), when
- * no other run can be alive there, and careful anyway: not while anyone holds a flock on the directory (or on a
- * `lock` file in it), nor while the pid in its name is alive (a run from before locks, or
- * one between mkdir and flock; a reused pid only keeps a run longer). Only entries named
+ * no other run can be alive there, and careful anyway: not while anyone holds a flock on the
+ * directory (or on a `lock` file in it), nor while the pid in its name is alive (a run from before
+ * locks, or one between mkdir and flock; a reused pid only keeps a run longer). Only entries named
  * like runs, only real directories (never through a symlink), nothing else in state_dir.
  * A missing state_dir is fine (nothing to do). 0, or -errno when state_dir cannot be read
  * (why filled); removal failures are counted in res->failed, the first with its reason. */

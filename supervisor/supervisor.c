@@ -29,6 +29,8 @@ static void results_closed_cb(void *arg)
     close_signals(arg);
 }
 
+static void close_metrics(mv_t *mv);
+
 static void pool_stopped_cb(void *arg)
 {
     mv_t *mv = arg;
@@ -37,8 +39,10 @@ static void pool_stopped_cb(void *arg)
         mv->control_open = false;
         mv_control_close(&mv->control, NULL, NULL);
     }
+    close_metrics(mv);
     mv_notify_close(&mv->notify);
     mv_tasks_close(&mv->tasks);
+    mv_timeline_close(&mv->timeline, NULL, NULL); /* every worker is gone: no more points */
     mv_results_close(&mv->results, results_closed_cb);
 }
 
@@ -388,14 +392,48 @@ static int open_run(mv_t *mv)
     return 0;
 }
 
-/* The service's listening sockets and the control socket (said once if there is none).
- * 0 or -1 (logged). */
+static int metrics_cb(void *arg, mv_buf_t *out)
+{
+    mv_t *mv = arg;
+
+    return mv->commands->metrics(mv, out);
+}
+
+/* [metrics] listen: GET /metrics over HTTP, from the loop. 0 or -1 (logged). */
+static int open_metrics(mv_t *mv)
+{
+    const char *spec = mv->cfg->metrics.listen;
+    char why[256];
+
+    if (!*spec)
+        return 0;
+    if (mv_metrics_http_open(&mv->metrics, &mv->loop, &mv->log, spec, metrics_cb, mv, why,
+                             sizeof why) < 0) {
+        mv_error(&mv->log, "metrics_failed", MV_S("listen", spec), MV_S("error", why));
+        return -1;
+    }
+    mv->metrics_open = true;
+    return 0;
+}
+
+static void close_metrics(mv_t *mv)
+{
+    if (!mv->metrics_open)
+        return;
+    mv->metrics_open = false;
+    mv_metrics_http_close(&mv->metrics, NULL, NULL);
+}
+
+/* The service's listening sockets, the control socket (said once if there is none) and the
+ * metrics endpoint. 0 or -1 (logged). */
 static int open_service(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
     char path[256], why[512];
     int r;
 
+    if (open_metrics(mv) < 0)
+        return -1;
     if (mv_listen_open(&mv->listen, cfg->service.listen, cfg->service.backlog, &mv->log, why,
                        sizeof why) < 0) {
         mv_error(&mv->log, "listen_failed", MV_S("listen", cfg->service.listen),
@@ -494,6 +532,11 @@ int mv_run(mv_t *mv)
         goto out;
     }
 
+    /* The memory timeline of the run (points from the workers' readings, marks from the
+     * pool); closed once the pool has stopped, so every exit mark is in it. */
+    if (mv->run.dir && (r = mv_timeline_open(&mv->timeline, &mv->loop, mv->run.dir, NULL)) < 0)
+        mv_warn(&mv->log, "timeline_open_failed", MV_S("dir", mv->run.dir),
+                MV_S("error", strerror(-r)));
     r = mv_pool_start(&mv->pool,
                       &(mv_pool_opts_t){
                           .loop = &mv->loop,
@@ -509,6 +552,7 @@ int mv_run(mv_t *mv)
                           .cg = &mv->cg,
                           .listen = mv->listen.n ? &mv->listen : NULL,
                           .service = mv->service,
+                          .timeline = mv->timeline.path ? &mv->timeline : NULL,
                       },
                       &pool_events, mv);
     if (r < 0) {
@@ -531,11 +575,14 @@ out:
         mv->control_open = false;
         mv_control_close(&mv->control, NULL, NULL);
     }
+    close_metrics(mv);
     mv_notify_close(&mv->notify);
     mv_tasks_close(&mv->tasks);
     if (mv->results.timer_open || mv->results.working)
         mv_results_close(&mv->results, NULL); /* an early exit: write what there is */
-    uv_run(&mv->loop, UV_RUN_DEFAULT);        /* let closing handles and jobs finish */
+    if (!mv->timeline.closing)
+        mv_timeline_close(&mv->timeline, NULL, NULL);
+    uv_run(&mv->loop, UV_RUN_DEFAULT); /* let closing handles and jobs finish */
     if (uv_loop_close(&mv->loop) != 0)
         mv_error(&mv->log, "loop_close_failed", MV_S("msg", "handles left open at exit"));
     teardown_cgroups(mv);
@@ -543,6 +590,7 @@ out:
     mv->commands->release(mv);
     mv_tasks_free(&mv->tasks);
     mv_results_free(&mv->results);
+    mv_timeline_free(&mv->timeline);
     mv_pool_free(&mv->pool);
     mv_leak_free(mv->leak);
     mv->log.events_fd = -1;

@@ -17,11 +17,13 @@
 #include "exitcode.h"
 #include "leak.h"
 #include "listen.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "pool.h"
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "timeline.h"
 
 struct mv;
 
@@ -34,6 +36,8 @@ typedef struct mv_commands {
     json_t *(*reload)(struct mv *mv, char *err, size_t errlen);
     /* Frees what reloads kept (old configurations and commands). */
     void (*release)(struct mv *mv);
+    /* The Prometheus exposition of the run now, appended to out. 0 or -ENOMEM. */
+    int (*metrics)(struct mv *mv, mv_buf_t *out);
 } mv_commands_t;
 
 typedef struct mv {
@@ -51,12 +55,15 @@ typedef struct mv {
     char self_exe[4096]; /* this binary, for the exec shim */
     mv_tasks_t tasks;
     mv_results_t results;
+    mv_timeline_t timeline; /* <run dir>/timeline.csv; path NULL when not open */
     mv_pool_t pool;
     bool service; /* no task source: workers make their own tasks (or none) */
     const mv_commands_t *commands;
     mv_listen_t listen; /* [service] listen sockets, or socket activation's */
     mv_control_t control;
     bool control_open;
+    mv_metrics_http_t metrics; /* [metrics] listen */
+    bool metrics_open;
     mv_notify_t notify;
     bool announced;         /* READY=1 sent: every slot had a ready worker */
     mv_config_t **old_cfgs; /* configurations made by reloads, freed at the end */

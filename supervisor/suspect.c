@@ -298,6 +298,27 @@ void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, siz
     go(sj, "worker");
 }
 
+/* Counts a suspect of `kind` (the kinds are as few as the detector tracks). */
+static void count_kind(mv_suspect_t *s, const char *kind)
+{
+    mv_suspect_count_t *grown;
+
+    for (size_t i = 0; i < s->nkinds; i++)
+        if (strcmp(s->by_kind[i].kind, kind) == 0) {
+            s->by_kind[i].n++;
+            return;
+        }
+    if (s->nkinds == s->capkinds) {
+        size_t cap = s->capkinds ? s->capkinds * 2 : 8;
+        if (cap > MV_LEAK_KINDS_MAX || !(grown = realloc(s->by_kind, cap * sizeof *grown)))
+            return;
+        s->by_kind = grown;
+        s->capkinds = cap;
+    }
+    snprintf(s->by_kind[s->nkinds].kind, sizeof s->by_kind[0].kind, "%s", kind);
+    s->by_kind[s->nkinds++].n = 1;
+}
+
 /* ---- what a finished task says ---- */
 
 void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
@@ -322,6 +343,7 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         return;
     path = snapshot(s, sw, "leak_suspect", v.kind, &v, t, res, true, false);
     s->suspects++;
+    count_kind(s, v.kind ? v.kind : "(none)");
     mv_warn(s->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
             MV_D("fds_per_task", v.fds_per_task), MV_D("confidence", v.confidence),
             MV_I("tasks", v.tasks), MV_S("rule", mv_leak_rule_name(v.rule)),
@@ -381,4 +403,11 @@ void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_c
 {
     *s = (mv_suspect_t){
         .loop = loop, .log = log, .cfg = cfg, .leak = leak, .run = run, .ev = ev, .arg = arg};
+}
+
+void mv_suspect_free(mv_suspect_t *s)
+{
+    free(s->by_kind);
+    s->by_kind = NULL;
+    s->nkinds = s->capkinds = 0;
 }

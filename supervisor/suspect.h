@@ -51,6 +51,12 @@ typedef struct mv_suspected {
     bool kill_snapshot_done; /* the snapshot before a hard-limit kill is written */
 } mv_suspected_t;
 
+/* Leak suspects reported for one kind. */
+typedef struct mv_suspect_count {
+    char kind[MV_LEAK_KIND_MAX + 1];
+    uint64_t n;
+} mv_suspect_count_t;
+
 typedef struct mv_suspect_events {
     /* The snapshot taken before a hard-limit kill is written: the worker may be killed. */
     void (*on_kill_ready)(void *arg, mv_suspected_t *sw);
@@ -64,7 +70,9 @@ typedef struct mv_suspect {
     mv_rundir_t *run; /* where snapshots go; run->dir NULL: nowhere */
     const mv_suspect_events_t *ev;
     void *arg;
-    uint64_t suspects; /* leak_suspect events */
+    uint64_t suspects;           /* leak_suspect events */
+    mv_suspect_count_t *by_kind; /* ...per kind (metrics), at most MV_LEAK_KINDS_MAX */
+    size_t nkinds, capkinds;
 } mv_suspect_t;
 
 void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
@@ -82,5 +90,7 @@ bool mv_suspect_before_kill(mv_suspect_t *s, mv_suspected_t *sw);
 void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n);
 /* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
 void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw);
+/* Frees the module's own memory (after the loop). */
+void mv_suspect_free(mv_suspect_t *s);
 
 #endif

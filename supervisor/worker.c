@@ -156,6 +156,10 @@ const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
     m->peak = MV_MAX(m->peak, MV_MAX(r.usage, r.peak));
     if (w->count)
         w->win.peak_seen = MV_MAX(w->win.peak_seen, r.usage);
+    if (w->o.timeline)
+        mv_timeline_point(w->o.timeline,
+                          &(mv_tl_point_t){w->slot, w->gen, r.usage, r.priv, r.rss, -1,
+                                           w->count ? mv_worker_current(w)->id : 0});
     return &m->last;
 }
 
@@ -619,6 +623,10 @@ static void reap(mv_worker_t *w)
     w->count = 0;
     if (!w->spawn_call)
         log_exit(w, g.verdict.failure);
+    if (w->o.timeline)
+        mv_timeline_mark(w->o.timeline,
+                         &(mv_tl_mark_t){w->slot, w->gen, MV_TL_EXIT, mv_reason_name(w->reason),
+                                         w->proc.pid, -1, -1, 0});
     mv_meter_close(&w->mem.meter);
     w->mem.meter_ok = false;
     release_cgroup(w);
@@ -782,6 +790,10 @@ static void start_process(mv_worker_t *w)
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+    if (w->o.timeline)
+        mv_timeline_mark(w->o.timeline,
+                         &(mv_tl_mark_t){w->slot, w->gen, MV_TL_SPAWN, NULL, w->proc.pid,
+                                         w->lim.soft_bytes, w->lim.hard_bytes, 0});
     if (w->o.cfg->worker.protocol != MV_PROTO_API)
         became_ready(w);
 }

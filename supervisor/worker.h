@@ -36,6 +36,7 @@
 #include "policy.h"
 #include "proc.h"
 #include "tasks.h"
+#include "timeline.h"
 
 typedef struct mv_worker mv_worker_t;
 
@@ -53,6 +54,7 @@ typedef struct mv_worker_opts {
     bool service;              /* no task source: workers make their requests */
     const uint64_t *pass;      /* the pool's loop-pass counter: readings are reused within
                                 * one pass */
+    mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */

@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 50);
+    ck_assert_uint_eq(n, 51);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -253,6 +253,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "backlog = 16\n"
                                        "[control]\n"
                                        "socket = /run/memvisor.sock\n"
+                                       "[metrics]\n"
+                                       "listen = [::1]:9464\n"
                                        "[tasks]\n"
                                        "source = -\n"
                                        "results = out/results.jsonl\n"
@@ -317,6 +319,7 @@ START_TEST(test_roundtrip)
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
     ck_assert_int_eq(c.service.backlog, 16);
     ck_assert_str_eq(c.control.socket, "/run/memvisor.sock");
+    ck_assert_str_eq(c.metrics.listen, "[::1]:9464");
     ck_assert_str_eq(c.tasks.source, "-");
     ck_assert_str_eq(c.tasks.results, "out/results.jsonl");
     ck_assert_int_eq(c.tasks.max_attempts, 1000);

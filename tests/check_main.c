@@ -42,6 +42,9 @@ int main(void)
         orphans_suite,
         kind_suite,
         ops_suite,
+        timeline_suite,
+        metrics_suite,
+        report_html_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

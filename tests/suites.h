@@ -34,5 +34,8 @@ Suite *results_suite(void);
 Suite *orphans_suite(void);
 Suite *kind_suite(void);
 Suite *ops_suite(void);
+Suite *timeline_suite(void);
+Suite *metrics_suite(void);
+Suite *report_html_suite(void);
 
 #endif

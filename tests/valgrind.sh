@@ -2,7 +2,7 @@
 # make check-valgrind: one end-to-end batch with the supervisor under valgrind memcheck.
 # The batch exercises recycling (task count and memory), a crashing task, a protocol error,
 # prefetch and the results writer; a second one the leak detector, snapshots (with the
-# worker's heap view) and a hard-limit kill; then `memvisor report` reads that run. valgrind
+# worker's heap view) and a hard-limit kill; then `memvisor report` (text and --html) reads that run. valgrind
 # must report no error and no leak in any of them.
 set -euo pipefail
 build=${1:?usage: valgrind.sh BUILD_DIR}
@@ -65,5 +65,10 @@ fi
     cat "$dir/report.txt" >&2
     exit 1
 }
+"${vg[@]}" "$build/memvisor" report --html "$dir/report.html" "$dir/state" >"$dir/html.txt" 2>&1 || {
+    echo "valgrind: report --html failed:" >&2
+    cat "$dir/html.txt" >&2
+    exit 1
+}
 echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error;" \
-    "leak suspects, snapshots, a hard-limit kill; report)"
+    "leak suspects, snapshots, a hard-limit kill; report, report --html)"

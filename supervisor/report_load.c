@@ -1,6 +1,7 @@
 /*
- * report: `memvisor report PATH` reads what a run left on disk (docs/run-files.md: run.json,
- * events.jsonl, the snapshot files, the results file) and prints a summary for a person.
+ * report_load: what `memvisor report` reads (docs/run-files.md: run.json, events.jsonl, the
+ * results file), checked and folded into one mv_report_t, which report_print.c prints as text
+ * and report_html.c as a page.
  *
  * Everything is read first, then printed, so bad input gives one error naming the file (and
  * line) and no half-printed report. Every file is untrusted: a field that is absent or null is
@@ -9,6 +10,7 @@
  * cannot be read only costs its evidence lines: it is evidence, not the run's record.
  */
 #include "report.h"
+#include "report_int.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,17 +21,16 @@
 
 #include <jansson.h>
 
-#include "exitcode.h"
 #include "util.h"
 
 #define MIB       (INT64_C(1) << 20)
 #define MAX_BYTES (INT64_C(1) << 56) /* 64 PiB: every sum and x1.25 below stays in int64 */
 #define MAX_COUNT (INT64_C(1) << 53)
 #define MAX_TASKS INT64_C(1000000000000) /* the config's bound on [limits] max_tasks */
-#define MAX_SHOWN 20                     /* kinds listed in the distributions */
 #define OOM(r)    fail(r, -ENOMEM, "out of memory")
 
-static const char *const rule_name[] = {"trend", "task_growth", "fd_trend", "other"};
+const char *const mv__report_rule_name[4] = {"trend", "task_growth", "fd_trend", "other"};
+#define rule_name mv__report_rule_name
 
 /* A field a file must give the right type: absent or null is always accepted. */
 typedef struct spec {
@@ -426,6 +427,8 @@ static int on_result(rep_t *r, const src_t *s, json_t *o)
 
     if ((e = get_all(r, s, o, result_spec, R_N, v)) < 0)
         return e;
+    if (r->on_result && (e = r->on_result(r->arg, s->file, s->line, o)) < 0)
+        return e;
     for (size_t i = 0; v[R_STATUS].set == 1 && i < MV_ARRAY_LEN(st); i++)
         r->st[i] += strcmp(v[R_STATUS].s, st[i]) == 0;
     if (!(k = kind_of(r, &v[R_KIND], "(no kind)")))
@@ -532,304 +535,8 @@ static void rank(rep_t *r)
         qsort(r->kinds, r->nkinds, sizeof *r->kinds, cmp_kind);
 }
 
-/* A string field of a checked object, or dflt. */
-static const char *str_or(json_t *o, const char *key, const char *dflt)
-{
-    const char *s = json_string_value(json_object_get(o, key));
-
-    return s ? s : dflt;
-}
-
-/* An integer field of a checked object as text, "?" when absent; with bytes, as a size and
- * "off" for 0 (buf holds 24). */
-static const char *int_or(json_t *o, const char *key, bool bytes, char *buf)
-{
-    json_t *j = json_object_get(o, key);
-
-    if (!json_is_integer(j))
-        return "?";
-    if (bytes && json_integer_value(j) == 0)
-        return "off";
-    if (bytes)
-        mv_fmt_bytes(json_integer_value(j), buf);
-    else
-        snprintf(buf, 24, "%lld", (long long)json_integer_value(j));
-    return buf;
-}
-
-/* The header: which run, what ran, when, how it ended, its limits, the files read. */
-static void print_header(const rep_t *r, FILE *out)
-{
-    json_t *cmd = json_object_get(r->run, "command"), *t = json_object_get(r->run, "tasks");
-    json_t *lim = json_object_get(r->run, "limits"), *en = json_object_get(lim, "enforce");
-    const char *pre = "";
-    char a[24], b[24], c[24], d[24];
-    const char *mt = int_or(lim, "max_tasks", false, d);
-    size_t i;
-
-    if (!json_is_array(cmd) && (cmd = json_object_get(r->run, "command_base64")))
-        pre = "base64:";
-    fprintf(out, "memvisor report: run %s\n", str_or(r->run, "run", "?"));
-    fprintf(out, "  directory  %s\n  command   ", r->dir);
-    for (i = 0; i < json_array_size(cmd); i++)
-        fprintf(out, " %s%s", pre, json_string_value(json_array_get(cmd, i)));
-    fprintf(out, "%s\n", json_array_size(cmd) ? "" : " ?");
-    fprintf(out, "  config     %s\n  started    %s\n  ended      %s\n  exit       %s\n",
-            str_or(r->run, "config", "(built-in defaults)"), str_or(r->run, "started", "?"),
-            str_or(r->run, "ended", "(still running, or it ended without saying so)"),
-            int_or(r->run, "exit", false, a));
-    fprintf(out, "  tasks      %s ok, %s failed, %s quarantined\n", int_or(t, "ok", false, a),
-            int_or(t, "failed", false, b), int_or(t, "quarantined", false, c));
-    fprintf(out, "  workers    %s; memory: %s\n", int_or(r->run, "workers", false, a),
-            str_or(r->run, "cgroup", "sampled from /proc, no cgroup"));
-    fprintf(out, "  limits     soft %s, hard %s, max_tasks %s, enforce %s, metric %s\n",
-            int_or(lim, "memory_soft", true, a), int_or(lim, "memory_hard", true, b),
-            strcmp(mt, "0") ? mt : "0 (off)",
-            json_is_true(en)    ? "yes"
-            : json_is_false(en) ? "no (observe only)"
-                                : "?",
-            str_or(lim, "metric", "?"));
-    fprintf(out, "  events     %ld lines%s\n", r->event_lines,
-            r->events_tail ? " (an incomplete last line, still being written, skipped)" : "");
-    if (r->results)
-        fprintf(out, "  results    %s (%ld lines%s)\n", r->results, r->result_lines,
-                r->results_tail ? ", an incomplete last line skipped" : "");
-    else
-        fprintf(out, "  results    %s\n",
-                r->results_b64 ? "(a path that is not UTF-8: not read)" : "none");
-}
-
-/* The evidence of one snapshot (a relative path is under the run directory): the top
- * allocation site, the top growing type, the top growing mapping. */
-static void print_snapshot(const rep_t *r, FILE *out, const char *path)
-{
-    char where[2 * PATH_MAX], sz[24], fr[24];
-    json_error_t je;
-    json_t *j, *heap, *top, *ty, *map;
-
-    snprintf(where, sizeof where, "%s%s%s", path[0] == '/' ? "" : r->dir, path[0] == '/' ? "" : "/",
-             path);
-    j = json_load_file(where, 0, &je);
-    fprintf(out, "    snapshot   %s\n", where);
-    if (!json_is_object(j)) {
-        fprintf(out, "               unreadable: %s\n", j ? "not a JSON object" : je.text);
-        json_decref(j);
-        return;
-    }
-    heap = json_object_get(j, "heap");
-    top = json_array_get(json_object_get(json_object_get(heap, "tracemalloc"), "top"), 0);
-    ty = json_array_get(json_object_get(heap, "types"), 0);
-    map = json_array_get(json_object_get(j, "mappings_growth"), 0);
-    mv_fmt_bytes(json_integer_value(json_object_get(top, "size_diff")), sz);
-    if (json_is_string(json_object_get(top, "where")))
-        fprintf(out, "               tracemalloc  %s grew %s\n", str_or(top, "where", ""), sz);
-    if (json_is_string(json_object_get(ty, "type")))
-        fprintf(out, "               type         %s +%lld (%lld now)\n", str_or(ty, "type", ""),
-                (long long)json_integer_value(json_object_get(ty, "diff")),
-                (long long)json_integer_value(json_object_get(ty, "count")));
-    mv_fmt_bytes(json_integer_value(json_object_get(map, "growth")), sz);
-    if (json_is_string(json_object_get(map, "mapping")))
-        fprintf(out, "               mapping      %s grew %s\n", str_or(map, "mapping", ""), sz);
-    mv_fmt_bytes(json_integer_value(json_object_get(heap, "uordblks")), sz);
-    mv_fmt_bytes(json_integer_value(json_object_get(heap, "fordblks")), fr);
-    if (json_is_string(json_object_get(heap, "allocator")))
-        fprintf(out, "               heap         %s allocator: %s in use, %s free\n",
-                str_or(heap, "allocator", ""), sz, fr);
-    if (!json_is_object(heap))
-        fprintf(out, "               heap         no view from the worker (%s)\n",
-                str_or(j, "heap_status", "no heap_status"));
-    json_decref(j);
-}
-
-/* Leak suspects, the biggest bytes retained per task first, each with its evidence. */
-static void print_suspects(const rep_t *r, FILE *out)
-{
-    char sz[24];
-
-    fprintf(out, "\nLeak suspects, biggest retained per task first\n");
-    if (!r->dir)
-        fprintf(out, "  unknown: suspects are events (events.jsonl); a results file has none\n");
-    else if (r->nsus == 0)
-        fprintf(out, "  No leak suspected\n");
-    for (size_t i = 0; i < r->nsus; i++) {
-        const kind_t *k = &r->kinds[i];
-        size_t nw = json_object_size(k->workers);
-
-        mv_fmt_bytes((int64_t)k->per_task, sz);
-        fprintf(out, "  %-12s %10s/task  confidence %.2f  rule", k->name, sz, k->confidence);
-        for (unsigned b = 0, first = 1; b < 4; b++)
-            if (k->rules & (1u << b)) {
-                fprintf(out, "%s%s", first ? " " : ",", rule_name[b]);
-                first = 0;
-            }
-        fprintf(out, "%s  %lld event%s", k->rules ? "" : " ?", (long long)k->events,
-                k->events == 1 ? "" : "s");
-        if (k->fds > 0)
-            fprintf(out, "  %.2f fds/task", k->fds);
-        mv_fmt_bytes(mv_percentile(k->retained.v, k->retained.n, 50), sz);
-        if (k->retained.n)
-            fprintf(out, "\n    evidence   retained p50 %s over %zu tasks of this kind", sz,
-                    k->retained.n);
-        else
-            fprintf(out, "\n    evidence   no measured task of this kind in the results");
-        fprintf(out, "; seen on %zu worker%s\n", nw, nw == 1 ? "" : "s");
-        if (k->snapshot)
-            print_snapshot(r, out, k->snapshot);
-        else
-            fprintf(out, "    snapshot   none\n");
-    }
-}
-
-/* Prints counts by reason, in the order first seen, with `suffix` after each. */
-static void print_counts(json_t *counts, const char *suffix, FILE *out)
-{
-    for (void *it = json_object_iter(counts); it; it = json_object_iter_next(counts, it))
-        fprintf(out, "  %-20s %6lld%s\n", json_object_iter_key(it),
-                (long long)json_integer_value(json_object_iter_value(it)), suffix);
-}
-
-/* Recycles and would-be recycles by reason, kernel OOM kills, exits by reason. */
-static void print_recycles(const rep_t *r, FILE *out)
-{
-    fprintf(out, "\nRecycles by reason\n");
-    if (!r->dir) {
-        fprintf(out, "  unknown: recycles are events (events.jsonl); a results file has none\n");
-        return;
-    }
-    if (json_object_size(r->recycles) + json_object_size(r->would) == 0)
-        fprintf(out, "  none\n");
-    print_counts(r->recycles, "", out);
-    print_counts(r->would, "  would have recycled (observe-only)", out);
-    fprintf(out, "  %-20s %6lld\n", "kernel_oom", (long long)r->ooms);
-    fprintf(out, "Exits by reason\n");
-    if (json_object_size(r->exits) == 0)
-        fprintf(out, "  none\n");
-    print_counts(r->exits, "", out);
-    fprintf(out, "Requeued tasks %lld, quarantined tasks %lld\n", (long long)r->requeues,
-            (long long)r->quarantines);
-}
-
-/* One row of p50/p95/max: sizes, or milliseconds when ms. */
-static void print_row(FILE *out, const char *what, const vec_t *v, bool ms)
-{
-    static const unsigned pct[] = {50, 95, 100};
-    static const char *const label[] = {"p50", "p95", "max"};
-    char s[24];
-
-    fprintf(out, "    %-10s", what);
-    for (size_t i = 0; i < 3 && v->n; i++) {
-        int64_t x = mv_percentile(v->v, v->n, pct[i]);
-        if (ms)
-            snprintf(s, sizeof s, "%.2f ms", (double)x / 1000.0);
-        else
-            mv_fmt_bytes(x, s);
-        fprintf(out, "  %s %11s", label[i], s);
-    }
-    fprintf(out, "%s\n", v->n ? "" : "  (none)");
-}
-
-/* Per kind, after all tasks: the task count, then mem_peak, retained and duration rows. */
-static void print_kinds(const rep_t *r, FILE *out)
-{
-    size_t n = 0;
-
-    fprintf(out, "\nPer kind (nearest-rank percentiles over the tasks with memory figures)\n");
-    if (!r->results)
-        fprintf(out, "  no results file: no per-task figures\n");
-    for (size_t i = 0; r->results && i <= r->nkinds; i++) {
-        const kind_t *k = i ? &r->kinds[i - 1] : &r->all;
-
-        if (i && (!k->tasks || n++ >= MAX_SHOWN))
-            continue;
-        fprintf(out, "  %s: %lld task%s", i ? k->name : "(all)", (long long)k->tasks,
-                k->tasks == 1 ? "" : "s");
-        if (k->unmeasured)
-            fprintf(out, ", %lld without memory figures", (long long)k->unmeasured);
-        fprintf(out, "\n");
-        print_row(out, "mem_peak", &k->peak, false);
-        print_row(out, "retained", &k->retained, false);
-        print_row(out, "duration", &k->dur_us, true);
-    }
-    if (n > MAX_SHOWN)
-        fprintf(out, "  (%zu more kinds not shown)\n", n - MAX_SHOWN);
-}
-
-/* The max_tasks line with its reasoning (s, b, l: soft, fresh baseline, leak, formatted). */
-static void print_tasks_advice(const rep_t *r, const mv_advice_t *a, const char *s, const char *b,
-                               const char *l, FILE *out)
-{
-    fprintf(out, "  max_tasks    ");
-    if (!r->dir)
-        fprintf(out, "(no suggestion): suspects are events; a results file alone has none\n");
-    else if (r->nsus == 0 || a->max_tasks == 0)
-        fprintf(out, "%10s  %s\n", "0 (off)",
-                r->nsus ? "the suspects retain no bytes per task"
-                        : "no leak suspected, memory limits are enough");
-    else if (a->max_tasks < 0)
-        fprintf(out, "(no suggestion): no worker's first task in the results (no pid)\n");
-    else if (a->baseline_over)
-        fprintf(out, "%10s  a fresh worker's first mem_before (p50 %s) is already at soft\n", "1",
-                b);
-    else
-        fprintf(out,
-                "%10lld  (soft %s - fresh worker baseline p50 %s) / %s per task (%s), rounded "
-                "down: so that this leak alone never reaches the soft limit\n",
-                (long long)a->max_tasks, s, b, l, r->kinds[0].name);
-}
-
-/* Suggested [limits], each with its reasoning on one line, then as INI lines to paste. */
-static void print_advice(const rep_t *r, FILE *out)
-{
-    mv_advice_in_t in = {0, r->transient_max, 0, -1, 0};
-    json_t *lim = json_object_get(r->run, "limits");
-    char h[24], s[24], p[24], t[24], f[24], b[24], l[24], now[24];
-    mv_advice_t a;
-
-    fprintf(out, "\nSuggested limits (from %zu tasks with memory figures)\n", r->all.peak.n);
-    if (r->all.peak.n == 0) {
-        fprintf(out, "  no task with memory figures: no suggestion\n");
-        return;
-    }
-    in.peak_max = r->all.peak.v[r->all.peak.n - 1];
-    in.after_p95 = mv_percentile(r->after.v, r->after.n, 95);
-    in.fresh_p50 = r->fresh.n ? mv_percentile(r->fresh.v, r->fresh.n, 50) : -1;
-    in.leak = r->nsus ? (int64_t)r->kinds[0].per_task : 0;
-    mv_advise(&in, &a);
-    mv_fmt_bytes(a.hard, h), mv_fmt_bytes(a.soft, s), mv_fmt_bytes(in.peak_max, p);
-    mv_fmt_bytes(in.transient_max, t), mv_fmt_bytes(a.floor, f);
-    mv_fmt_bytes(in.fresh_p50, b), mv_fmt_bytes(in.leak, l);
-    fprintf(out, "  memory_hard  %10s  ", h);
-    if (!a.floored)
-        fprintf(out,
-                "largest task peak %s x 1.25, rounded up to a MiB: a legitimate big task "
-                "never hits it",
-                p);
-    else
-        fprintf(out,
-                "must grow: soft %s + largest single-task transient %s, so a worker just "
-                "under soft can still run its biggest task",
-                f, t);
-    fprintf(out, " (now %s)\n  memory_soft  %10s  ", int_or(lim, "memory_hard", true, now), s);
-    if (!a.floored)
-        fprintf(out,
-                "hard minus the largest single-task transient %s (mem_peak - mem_before), "
-                "rounded down to a MiB; not below p95 mem_after x 1.1 = %s",
-                t, f);
-    else
-        fprintf(out,
-                "p95 mem_after x 1.1, rounded up to a MiB: hard minus the largest "
-                "transient %s would recycle workers after most tasks",
-                t);
-    fprintf(out, " (now %s)\n", int_or(lim, "memory_soft", true, now));
-    print_tasks_advice(r, &a, s, b, l, out);
-    fprintf(out, "\n[limits]\nmemory_soft = %lldM\nmemory_hard = %lldM\n",
-            (long long)(a.soft / MIB), (long long)(a.hard / MIB));
-    if (r->dir && a.max_tasks >= 0)
-        fprintf(out, "max_tasks = %lld\n", (long long)a.max_tasks);
-}
-
 /* Frees everything a report read. */
-static void rep_free(rep_t *r)
+void mv__report_free(rep_t *r)
 {
     for (size_t i = 0; i <= r->nkinds; i++) {
         kind_t *k = i < r->nkinds ? &r->kinds[i] : &r->all;
@@ -841,60 +548,16 @@ static void rep_free(rep_t *r)
     json_decref(r->kind_index), json_decref(r->fresh_seen), json_decref(r->run);
 }
 
-/* Loads, ranks, prints, in that order: an error leaves nothing half-printed. */
-int mv_report(const char *path, FILE *out, char *why, size_t n)
+/* Reads and ranks everything the report of PATH shows (see report_int.h). */
+int mv__report_load(rep_t *r, const char *path)
 {
-    rep_t r;
     int e;
 
-    memset(&r, 0, sizeof r);
-    r.why = why;
-    r.nwhy = n;
-    r.recycles = json_object(), r.would = json_object(), r.exits = json_object();
-    r.kind_index = json_object(), r.fresh_seen = json_object();
-    if (!r.recycles || !r.would || !r.exits || !r.kind_index || !r.fresh_seen)
-        e = OOM(&r);
-    else if ((e = load(&r, path)) == 0)
-        rank(&r);
-    if (e == 0) {
-        if (r.dir) {
-            print_header(&r, out);
-        } else {
-            fprintf(out,
-                    "memvisor report: results file %s (%ld lines)\n  a results file alone: no "
-                    "run.json or events.jsonl, so no leak suspects, recycles or limits in force\n"
-                    "  tasks      %lld ok, %lld failed, %lld quarantined\n",
-                    r.results, r.result_lines, (long long)r.st[0], (long long)r.st[1],
-                    (long long)r.st[2]);
-        }
-        print_suspects(&r, out);
-        print_recycles(&r, out);
-        print_kinds(&r, out);
-        print_advice(&r, out);
-        if (fflush(out) != 0 || ferror(out))
-            e = fail(&r, -EIO, "cannot write the report: %s", strerror(errno));
-    }
-    rep_free(&r);
+    r->recycles = json_object(), r->would = json_object(), r->exits = json_object();
+    r->kind_index = json_object(), r->fresh_seen = json_object();
+    if (!r->recycles || !r->would || !r->exits || !r->kind_index || !r->fresh_seen)
+        return OOM(r);
+    if ((e = load(r, path)) == 0)
+        rank(r);
     return e;
-}
-
-/* The subcommand: argument checks, the report on stdout, the error on stderr. */
-int mv_report_main(int argc, char **argv)
-{
-    static const char usage[] = "usage: memvisor report PATH (a run directory, a state "
-                                "directory for its latest run, or a results file)\n";
-    char why[1024];
-
-    if (argc == 3 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0))
-        return fputs(usage, stdout), MV_EXIT_OK;
-    if (argc != 3 || !argv[2][0] || (argv[2][0] == '-' && argv[2][1])) {
-        fprintf(stderr, "memvisor report: %s\n%s", argc < 3 ? "missing PATH" : "bad arguments",
-                usage);
-        return MV_EXIT_USAGE;
-    }
-    if (mv_report(argv[2], stdout, why, sizeof why) < 0) {
-        fprintf(stderr, "memvisor report: %s\n", why);
-        return MV_EXIT_CANT_RUN;
-    }
-    return MV_EXIT_OK;
 }

@@ -1,0 +1,31 @@
+/*
+ * assets: files the memvisor binary carries, embedded at build time with the assembler's
+ * .incbin (no generator, no extra tool): uPlot (third_party/uplot, MIT) and the HTML report's
+ * own script and style (supervisor/html). Each is followed by a NUL, so C reads it as a
+ * string. Paths are relative to the repository root (the Makefile passes -Wa,-I.).
+ */
+    .section .rodata
+    .balign 16
+
+    .global mv_asset_uplot_js
+mv_asset_uplot_js:
+    .incbin "third_party/uplot/uPlot.iife.min.js"
+    .byte 0
+
+    .global mv_asset_uplot_css
+mv_asset_uplot_css:
+    .incbin "third_party/uplot/uPlot.min.css"
+    .byte 0
+
+    .global mv_asset_page_js
+mv_asset_page_js:
+    .incbin "supervisor/html/report.js"
+    .byte 0
+
+    .global mv_asset_page_css
+mv_asset_page_css:
+    .incbin "supervisor/html/report.css"
+    .byte 0
+
+/* No executable stack: this object must not make the linker ask for one. */
+    .section .note.GNU-stack,"",@progbits
