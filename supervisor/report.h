@@ -39,6 +39,7 @@ typedef struct mv_report {
     size_t nwhy;
     char *dir;     /* the run directory; NULL for a results file alone */
     char *results; /* the results file; NULL when none */
+    char *stream;  /* run.json's results when they went to a pipe or FIFO and no copy is kept */
     json_t *run;   /* run.json, checked */
     bool running, results_b64;
     long event_lines, result_lines;

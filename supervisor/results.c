@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -190,7 +191,9 @@ static void after_job_cb(uv_work_t *req, int status)
         finish_close(r);
         return;
     }
-    if (r->closing || mv_buf_unread(&r->pending) >= FLUSH_BYTES)
+    /* A stream's reader waits for each line: what came in meanwhile goes out at once. */
+    if (r->closing || mv_buf_unread(&r->pending) >= FLUSH_BYTES ||
+        (r->stream && mv_buf_unread(&r->pending) > 0))
         start_job(r);
     if (r->on_drained && !mv_results_backlogged(r))
         r->on_drained(r->arg);
@@ -237,6 +240,7 @@ static void timer_cb(uv_timer_t *t)
 int mv_results_open(mv_results_t *r, uv_loop_t *loop, const char *path, mv_results_cb on_error,
                     void *arg)
 {
+    struct stat st;
     int rc;
 
     memset(r, 0, sizeof *r);
@@ -250,12 +254,16 @@ int mv_results_open(mv_results_t *r, uv_loop_t *loop, const char *path, mv_resul
     r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (r->fd < 0)
         return -errno;
+    if (fstat(r->fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+        r->stream = true;
     rc = uv_timer_init(loop, &r->timer);
     if (rc < 0)
         return rc;
     r->timer.data = r;
     r->timer_open = true;
-    uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
+    /* A stream's timer is armed per result instead (mv_results_add). */
+    if (!r->stream)
+        uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
     /* The flush timer alone must not keep the loop alive. */
     uv_unref((uv_handle_t *)&r->timer);
     return 0;
@@ -289,6 +297,9 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     r->pending.len += size;
     if (mv_buf_unread(&r->pending) >= FLUSH_BYTES)
         start_job(r);
+    else if (r->stream && !r->working && !uv_is_active((uv_handle_t *)&r->timer))
+        /* Due at the next loop iteration: the results of this one go out together. */
+        uv_timer_start(&r->timer, timer_cb, 0, 0);
     return 0;
 }
 

@@ -4,9 +4,12 @@
  * The loop only copies each result into a flat record (a memcpy); a libuv thread-pool job
  * encodes a batch of records with jansson and writes it, so neither JSON encoding nor the
  * disk ever runs on the loop. A job starts at 64 KiB of records, every 100 ms, and on close;
- * one job at a time, so lines keep their order. The file is fsync'd once at close. When
- * workers answer faster than a job encodes, the records waiting are bounded (1 MiB): the
- * dispatcher stops handing out tasks until the job catches up.
+ * one job at a time, so lines keep their order. A results file that is a pipe, FIFO or socket
+ * (a program reading results as they come, e.g. memvisor.Pool) is written at the end of the
+ * loop iteration a result arrived in, and again as soon as the job in flight is done: at most
+ * one iteration of latency, batched as much as the writer is behind. The file is fsync'd once at
+ * close. When workers answer faster than a job encodes, the records waiting are bounded (1 MiB):
+ * the dispatcher stops handing out tasks until the job catches up.
  *
  * Payloads are arbitrary bytes: valid UTF-8 goes out as "result"/"error", anything else as
  * "result_base64"/"error_base64", so every byte survives.
@@ -55,6 +58,7 @@ typedef struct mv_results {
     uv_work_t work;
     bool working;  /* a job is in flight */
     bool final;    /* the job in flight is the last one: it also fsyncs */
+    bool stream;   /* the file is a pipe, FIFO or socket: someone reads each line live */
     int job_error; /* set by the job, read once it is done */
     uv_timer_t timer;
     bool timer_open;
