@@ -5,9 +5,14 @@
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
 #   make bench      the benchmarks in bench/
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (the Python modules too: see PYTHONDIR)
 
 PREFIX  ?= /usr/local
+# Python modules (memvisor, memvisor_worker) go where Debian's python3 looks for PREFIX: the
+# version-independent dist-packages for /usr, the versioned one elsewhere (/usr/local/lib/
+# python3.11/dist-packages). Another interpreter or a venv: pip install worker-api/python.
+PYVER     = $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := libuv libcgroup inih jansson libsystemd
@@ -142,8 +147,9 @@ install: $(BIN) $(LIBA) $(LIBSO) $(PCFILE)
 	install -m 644 $(PCFILE) $(DESTDIR)$(PREFIX)/lib/pkgconfig/memvisor.pc
 	install -m 644 include/memvisor/*.h $(DESTDIR)$(PREFIX)/include/memvisor/
 	install -m 644 conf/*.ini conf/memvisor.service $(DESTDIR)$(PREFIX)/etc/memvisor/
-	install -d $(DESTDIR)$(PREFIX)/share/memvisor/python
-	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
+	install -d $(DESTDIR)$(PYTHONDIR)/memvisor
+	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PYTHONDIR)/
+	install -m 644 worker-api/python/memvisor/*.py $(DESTDIR)$(PYTHONDIR)/memvisor/
 
 format:
 	clang-format -i $(wildcard supervisor/*.[ch] worker-api/*.[ch] include/memvisor/*.h \

@@ -10,3 +10,6 @@ echo "== detection (bench/detect) =="
 echo
 echo "== service recycling under load (bench/service.sh) =="
 bash "$(dirname "$0")/service.sh" "$build"
+echo
+echo "== W1, the leaky Python batch: memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
+MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
