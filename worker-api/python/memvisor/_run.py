@@ -100,7 +100,8 @@ def key_sections(binary: str) -> Dict[str, str]:
         cached = {}
         for section, keys in parse_ini(cp.stdout).items():
             for key in keys:
-                cached.setdefault(key, section)
+                # A key in two sections names neither: "" asks for options={"s.key": v}.
+                cached[key] = "" if key in cached else section
         _sections_cache[binary] = cached
     return cached
 
@@ -137,8 +138,11 @@ def build_options(binary: str, config: Optional[str],
             full = name
             if name.split(".", 1)[1] not in sections:
                 raise TypeError(f"memvisor has no setting {name!r}")
-        elif name in sections:
+        elif sections.get(name):
             full = f"{sections[name]}.{name}"
+        elif name in sections:
+            raise TypeError(f"{name}: a key of more than one section: say which with "
+                            f"options={{'section.{name}': ...}}")
         else:
             close = difflib.get_close_matches(name, list(sections), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -153,11 +157,10 @@ def build_options(binary: str, config: Optional[str],
     head = ["-c", config] if config else []
     cp = _check(binary, head + args)
     if cp.returncode == 2:
-        # "-o:N: ..." names the Nth override: say the keyword the caller wrote.
-        text = re.sub(r"^-o:(\d+):",
-                      lambda m: f"{names[int(m.group(1)) - 1]}=:"
-                      if 0 < int(m.group(1)) <= len(names) else m.group(0),
-                      cp.stderr.strip(), flags=re.MULTILINE)
+        # "-o:N" names the Nth override: say the keyword the caller wrote.
+        text = re.sub(r"-o:(\d+)",
+                      lambda m: f"Pool({names[int(m.group(1)) - 1]}=...)"
+                      if 0 < int(m.group(1)) <= len(names) else m.group(0), cp.stderr.strip())
         raise ValueError(f"memvisor.Pool: invalid settings:\n{text}")
     if cp.returncode != 0:
         raise PoolError(f"{binary} check failed ({cp.returncode}): {cp.stderr.strip()}")
