@@ -50,26 +50,31 @@ def run_mp(tasks):
             digests += 1
             maxrss = max(maxrss, rss)
     return {"rate": tasks / (time.monotonic() - t0), "done": digests, "rss": maxrss * 1024,
-            "peak": None, "recycles": None}
+            "peak": None, "recycles": None, "first": None}
 
 
 def run_mv(tasks, chunksize, state_dir, **settings):
     t0 = time.monotonic()
-    digests, maxrss, peak, pids = 0, 0, 0, set()
-    with memvisor.Pool(2, memory_soft="128M", state_dir=state_dir, **settings) as pool:
+    digests, maxrss, peak, pids, first = 0, 0, 0, set(), None
+    settings.setdefault("memory_soft", "128M")
+    with memvisor.Pool(2, state_dir=state_dir, **settings) as pool:
         for (digest, rss), stats in pool.imap_unordered(leaky, range(tasks), chunksize,
                                                          with_stats=True):
+            if first is None:
+                first = time.monotonic() - t0
             digests += 1
             maxrss = max(maxrss, rss)
             peak = max(peak, stats.mem_peak or 0)
             pids.add(stats.pid)
     return {"rate": tasks / (time.monotonic() - t0), "done": digests, "rss": maxrss * 1024,
-            "peak": peak, "recycles": len(pids) - 2}
+            "peak": peak, "recycles": len(pids) - 2, "first": first}
 
 
 def show(name, r):
     peak = f"kernel peak {r['peak'] / MiB:6.1f} MiB, " if r["peak"] is not None else ""
     recycles = f", {r['recycles']} recycles" if r["recycles"] is not None else ""
+    if r["first"] is not None:
+        recycles += f", first result after {r['first']:.2f} s"
     print(f"  {name:<44} {r['rate']:9,.0f} tasks/s  {r['done']} done  worker {peak}"
           f"max ru_maxrss {r['rss'] / MiB:6.1f} MiB{recycles}", flush=True)
 
@@ -88,6 +93,10 @@ def main():
         ("memvisor.Pool chunksize 1, prefetch 8",
          lambda: run_mv(args.tasks, 1, args.state_dir, prefetch=8)),
         ("memvisor.Pool chunksize 50", lambda: run_mv(args.tasks, 50, args.state_dir)),
+        # What recycling costs (a fresh interpreter per replacement; a warm template would
+        # fork one): the same with limits no worker reaches (~650 MiB each).
+        ("memvisor.Pool chunksize 50, no recycling",
+         lambda: run_mv(args.tasks, 50, args.state_dir, memory_soft="2G", memory_hard="3G")),
     ]
     rates = {name: [] for name, _ in cases}
     print(f"W1: {args.tasks} tasks (sha256 of 1 KiB, 64 KiB kept each), 2 workers, "

@@ -147,11 +147,17 @@ def main() -> None:
         print("memvisor.Pool worker: could not start (above): the pool stops", file=sys.stderr)
         sys.stderr.flush()
         os._exit(memvisor_worker.EXIT_FATAL)
+    code = 0
     try:
         serve()
     except memvisor_worker.MemvisorError as exc:
         print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
-        sys.exit(1)
+        code = 1
+    # As multiprocessing's workers end: no interpreter teardown (a leaky heap's objects freed
+    # one by one, atexit handlers): the replacement waits for this exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
