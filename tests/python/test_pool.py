@@ -391,6 +391,30 @@ class Settings(PoolTest):
             args, _ = _run.build_options("fake", None, {"only_a": 5, "b.shared": 4})
         self.assertEqual(args, ["-o", "a.only_a=5", "-o", "b.shared=4"])
 
+    def test_two_pools_in_one_state_directory(self):
+        # No control socket unless asked: two pools would share STATE_DIR/control.sock.
+        with self.pool(workers=1) as a, self.pool(workers=1) as b:
+            self.assertIn("control.socket=none", a._args)
+            ra, rb = a.map_async(pf.sq, range(5)), b.map_async(pf.add, [1])
+            self.assertEqual(ra.get(TIMEOUT), [0, 1, 4, 9, 16])
+            with self.assertRaises(TypeError):  # add() needs two arguments: b still answers
+                rb.get(TIMEOUT)
+            self.assertNotEqual(a.run_dir, b.run_dir)
+        sock = os.path.join(self.tmp, "c.sock")
+        with self.pool(workers=1, socket=sock) as c:
+            self.assertNotIn("control.socket=none", c._args)
+            self.assertEqual(c.apply(pf.sq, (3,)), 9)
+            self.assertTrue(os.path.exists(sock))
+
+    def test_a_callback_that_raises_is_logged_and_the_result_stands(self):
+        def bad(_value):
+            raise RuntimeError("callback broke")
+        with self.pool(workers=1) as pool:
+            with self.assertLogs("memvisor", logging.ERROR) as logs:
+                r = pool.apply_async(pf.sq, (5,), callback=bad)
+                self.assertEqual(r.get(TIMEOUT), 25)
+        self.assertIn("exception in a result callback", logs.output[0])
+
     def test_missing_binary_is_a_clear_error(self):
         with self.assertRaisesRegex(memvisor.MemvisorNotFound, "not an executable file"):
             memvisor.Pool(1, memvisor=os.path.join(self.tmp, "nope"))
