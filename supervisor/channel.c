@@ -176,6 +176,9 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
     if (n > 0) {
         w->rbuf.len += (size_t)n;
+        /* A reading taken earlier in this loop iteration (a sample, a recheck) may predate
+         * these answers: their "after" must be read now (mv__reading's per-tick reuse). */
+        w->last_tick = w->pool->tick - 1;
         if (lines)
             lines_process(w, false);
         else

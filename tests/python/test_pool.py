@@ -225,6 +225,21 @@ class Leaks(PoolTest):
         self.assertEqual(len(r.stats), 3)
         self.assertEqual(len({st.task for st in r.stats}), 3)
 
+    def test_each_task_is_measured_after_it_ended(self):
+        # memvisor samples workers on a timer (here every 1 ms); a sample taken in the loop
+        # iteration that then reads a task's answer was taken before the answer: it must not
+        # serve as the task's "after" (channel.c invalidates it per read). Each task keeps
+        # 16 MiB (and, once, the allocator keeps a freed 16 MiB more: glibc's adaptive mmap
+        # threshold moves the next temporary into the heap).
+        with self.pool(workers=1, sample_interval="1ms") as pool:
+            pool.apply(pf.sq, (1,))
+            r = pool.map_async(pf.keep_mib, [16] * 12)
+            r.get(TIMEOUT)
+        for s in r.stats:
+            self.assertGreaterEqual(s.retained, 15 * MiB, [x.retained >> 20 for x in r.stats])
+            self.assertLessEqual(s.retained, 34 * MiB, [x.retained >> 20 for x in r.stats])
+            self.assertGreaterEqual(s.mem_peak, s.mem_after)
+
     def test_a_leak_suspect_is_logged_with_its_snapshot(self):
         with self.assertLogs("memvisor", logging.WARNING) as logs:
             with self.pool(workers=1, window=20, warmup=2) as pool:

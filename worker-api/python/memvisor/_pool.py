@@ -93,7 +93,7 @@ class Pool:
                  progress: bool = False, config: Optional[str] = None,
                  memvisor: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
                  processes: Optional[int] = None, **settings: Any) -> None:
-        self._state = RUN  # set first: __del__ and close() may run after a failed __init__
+        self._state = RUN
         self._sv: Optional[_run.Supervisor] = None
         w = sys.modules.get("memvisor._worker")
         if w is not None and getattr(w, "bootstrapping", False):
