@@ -12,12 +12,18 @@
 #   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
 #                   (SOAK_MINUTES=N for a shorter run; not in CI)
 #   make install PREFIX=/usr/local [DESTDIR=...]     make uninstall PREFIX=/usr/local
+#                   (the Python modules too: see PYTHONDIR)
 
 PREFIX  ?= /usr/local
 # Where `make install` puts configuration, the systemd unit and the man page.
 SYSCONFDIR ?= $(PREFIX)/etc
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 MANDIR     ?= $(PREFIX)/share/man
+# Python modules (memvisor, memvisor_worker) go where Debian's python3 looks for PREFIX: the
+# version-independent dist-packages for /usr, the versioned one elsewhere (/usr/local/lib/
+# python3.11/dist-packages). Another interpreter or a venv: pip install worker-api/python.
+PYVER     = $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 BUILD   ?= build
 CC      ?= gcc
 PKGS    := libuv libcgroup inih jansson libsystemd
@@ -257,7 +263,8 @@ INST_CONF   := $(SYSCONFDIR)/memvisor/memvisor.ini $(SYSCONFDIR)/memvisor/servic
 INST_EX     := $(patsubst $(BUILD)/examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EXAMPLES)) \
                $(patsubst examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EX_DATA))
 INST_OTHER  := $(UNITDIR)/memvisor.service $(MANDIR)/man1/memvisor.1 \
-               $(PREFIX)/share/memvisor/python/memvisor_worker.py
+               $(PYTHONDIR)/memvisor_worker.py \
+               $(patsubst worker-api/python/%,$(PYTHONDIR)/%,$(wildcard worker-api/python/memvisor/*.py))
 # The installed service: its example worker where install puts it, its state where the
 # unit's StateDirectory= and RuntimeDirectory= make room (/var/lib/memvisor, /run/memvisor).
 SERVICE_SED := -e 's|^command = build/examples/|command = $(PREFIX)/lib/memvisor/examples/|' \
@@ -269,7 +276,7 @@ UNIT_SED    := -e 's|/usr/local/bin/memvisor|$(PREFIX)/bin/memvisor|g' \
 install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	    $(DESTDIR)$(PREFIX)/include/memvisor $(DESTDIR)$(SYSCONFDIR)/memvisor \
-	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(PREFIX)/share/memvisor/python \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(PREFIX)/lib/memvisor/examples/python
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/memvisor
 	install -m 644 $(LIBA) $(DESTDIR)$(PREFIX)/lib/libmemvisor.a
@@ -282,7 +289,9 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 	sed $(SERVICE_SED) conf/service.ini > $(DESTDIR)$(SYSCONFDIR)/memvisor/service.ini
 	sed $(UNIT_SED) conf/memvisor.service > $(DESTDIR)$(UNITDIR)/memvisor.service
 	install -m 644 docs/memvisor.1 $(DESTDIR)$(MANDIR)/man1/memvisor.1
-	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PREFIX)/share/memvisor/python/
+	install -d $(DESTDIR)$(PYTHONDIR)/memvisor
+	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PYTHONDIR)/
+	install -m 644 worker-api/python/memvisor/*.py $(DESTDIR)$(PYTHONDIR)/memvisor/
 	install -m 755 $(EXAMPLES) $(DESTDIR)$(PREFIX)/lib/memvisor/examples/
 	for f in $(EX_DATA); do \
 	    install -m $$(test -x $$f && echo 755 || echo 644) $$f \
@@ -293,7 +302,7 @@ uninstall:
 	    $(INST_OTHER))
 	@for d in $(addprefix $(DESTDIR),$(PREFIX)/lib/memvisor/examples/python \
 	    $(PREFIX)/lib/memvisor/examples $(PREFIX)/lib/memvisor $(PREFIX)/include/memvisor \
-	    $(SYSCONFDIR)/memvisor $(PREFIX)/share/memvisor/python $(PREFIX)/share/memvisor); do \
+	    $(SYSCONFDIR)/memvisor $(PYTHONDIR)/memvisor/__pycache__ $(PYTHONDIR)/memvisor); do \
 	    rmdir $$d 2>/dev/null || true; done
 
 format:

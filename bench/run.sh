@@ -13,3 +13,6 @@ bash "$(dirname "$0")/service.sh" "$build"
 echo
 echo "== heap accounting overhead (bench/heap_overhead) =="
 "$build/bench/heap_overhead" --rounds 7
+echo
+echo "== W1, the leaky Python batch: memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
+MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3

@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "runlock.h"
 #include "util.h"
 
 #define READ_CHUNK     16384
@@ -89,11 +90,22 @@ int mv_control_path(const mv_config_t *cfg, char *out, size_t cap)
 
 /* Makes room for a new socket at `path`: nothing there is fine; a socket nobody answers on
  * (ECONNREFUSED: its memvisor died) is removed; anything else is refused and left alone. */
-static int clear_path(mv_control_t *c, const struct sockaddr_un *sa, char *why, size_t n)
+int mv_control_probe(const char *path, char *why, size_t n)
 {
-    const char *path = sa->sun_path;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct ucred cred = {0};
+    socklen_t clen = sizeof cred;
+    char who[256];
     struct stat st;
     int fd, r;
+
+    if (strlen(path) >= sizeof sa.sun_path) {
+        snprintf(why, n,
+                 "control socket path %s is %zu bytes long; a Unix socket path holds at most %zu",
+                 path, strlen(path), sizeof sa.sun_path - 1);
+        return -ENAMETOOLONG;
+    }
+    memcpy(sa.sun_path, path, strlen(path) + 1);
 
     if (lstat(path, &st) < 0) {
         r = -errno;
@@ -116,11 +128,21 @@ static int clear_path(mv_control_t *c, const struct sockaddr_un *sa, char *why, 
                  strerror(-r));
         return r;
     }
-    /* Non-blocking: a listener with a full backlog answers EAGAIN, which still means alive. */
-    r = connect(fd, (const struct sockaddr *)sa, sizeof *sa) == 0 ? 0 : -errno;
+    /* Non-blocking: a listener with a full backlog answers EAGAIN, which still means alive.
+     * A connected unix socket's peer credentials are the listener's: name it. */
+    r = connect(fd, (const struct sockaddr *)&sa, sizeof sa) == 0 ? 0 : -errno;
+    if (r == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0)
+        cred.pid = 0;
     close(fd);
     if (r == 0 || r == -EAGAIN) {
-        snprintf(why, n, "control socket %s is in use by a running memvisor", path);
+        if (cred.pid > 0)
+            mv_lock_describe(cred.pid, who, sizeof who);
+        else
+            snprintf(who, sizeof who, "a running memvisor");
+        snprintf(why, n,
+                 "control socket %s is in use by %s: give this run its own [control] socket "
+                 "(or none)",
+                 path, who);
         return -EADDRINUSE;
     }
     if (r == -ENOENT)
@@ -130,6 +152,16 @@ static int clear_path(mv_control_t *c, const struct sockaddr_un *sa, char *why, 
                  strerror(-r));
         return r;
     }
+    return 1;
+}
+
+static int clear_path(mv_control_t *c, const struct sockaddr_un *sa, char *why, size_t n)
+{
+    const char *path = sa->sun_path;
+    int r = mv_control_probe(path, why, n);
+
+    if (r <= 0)
+        return r;
     if (unlink(path) < 0 && errno != ENOENT) {
         r = -errno;
         snprintf(why, n, "cannot remove the stale control socket %s: %s", path, strerror(-r));

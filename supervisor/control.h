@@ -82,6 +82,12 @@ typedef struct mv_control {
  * in `cap` bytes or in a sockaddr_un (it could never be bound). */
 int mv_control_path(const mv_config_t *cfg, char *out, size_t cap);
 
+/* Whether a control socket may be made at PATH, touching nothing: 0 (nothing there), 1 (a
+ * stale socket nobody answers on: mv_control_open replaces it), or -errno with `why` filled:
+ * -EADDRINUSE when a memvisor answers there (`why` names its pid and command), -EEXIST when
+ * something other than a socket is there. */
+int mv_control_probe(const char *path, char *why, size_t n);
+
 /* Binds PATH (0600) and listens in `loop`. A socket file already at PATH is replaced only
  * when nobody answers on it (a stale one); anything else there is refused and left alone.
  * 0, or -errno with `why` filled (a sentence naming the path); on failure nothing is left

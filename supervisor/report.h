@@ -39,6 +39,7 @@ typedef struct mv_report {
     size_t nwhy;
     char *dir;     /* the run directory; NULL for a results file alone */
     char *results; /* the results file; NULL when none */
+    char *stream;  /* a results pipe or FIFO the run wrote, with no copy to read; or NULL */
     json_t *run;   /* run.json, checked */
     bool running, results_b64;
     long event_lines, result_lines;

@@ -476,6 +476,29 @@ static int resolve(rep_t *r, const char *path)
                 "%s: not a run directory (no run.json) nor a state directory (no latest)", path);
 }
 
+/* A run whose results went to a pipe or FIFO (memvisor.Pool reads them as they come) left
+ * nothing to re-read there (and opening a FIFO would wait for a writer): its reader may keep
+ * a copy as results.jsonl in the run directory, read instead. A regular file is read as is. */
+static int stream_results(rep_t *r)
+{
+    char copy[PATH_MAX + 16];
+    struct stat st;
+    bool exists = stat(r->results, &st) == 0;
+
+    if (exists && S_ISREG(st.st_mode))
+        return 0;
+    snprintf(copy, sizeof copy, "%s/results.jsonl", r->dir);
+    if (stat(copy, &st) == 0 && S_ISREG(st.st_mode)) {
+        free(r->results);
+        return (r->results = strdup(copy)) ? 0 : OOM(r);
+    }
+    if (exists) { /* a pipe, FIFO, device or socket, with no copy */
+        r->stream = r->results;
+        r->results = NULL;
+    }
+    return 0; /* a missing file stays an error, said when it is read */
+}
+
 /* Reads everything the report needs: run.json, events.jsonl, the results. */
 static int load(rep_t *r, const char *path)
 {
@@ -488,7 +511,7 @@ static int load(rep_t *r, const char *path)
     if (r->dir) {
         snprintf(run, sizeof run, "%s/run.json", r->dir);
         snprintf(events, sizeof events, "%s/events.jsonl", r->dir);
-        if ((e = load_run(r, run)) < 0 ||
+        if ((e = load_run(r, run)) < 0 || (r->results && (e = stream_results(r)) < 0) ||
             (n = read_lines(r, events, on_event, &r->events_tail)) < 0)
             return e < 0 ? e : (int)n;
         r->event_lines = n;
@@ -543,7 +566,8 @@ void mv__report_free(rep_t *r)
         free(k->name), free(k->peak.v), free(k->retained.v), free(k->dur_us.v), free(k->snapshot);
         json_decref(k->workers);
     }
-    free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->dir), free(r->results);
+    free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->dir), free(r->results),
+        free(r->stream);
     json_decref(r->recycles), json_decref(r->would), json_decref(r->exits);
     json_decref(r->kind_index), json_decref(r->fresh_seen), json_decref(r->run);
 }

@@ -87,6 +87,9 @@ static void print_header(const rep_t *r, FILE *out)
     if (r->results)
         fprintf(out, "  results    %s (%ld lines%s)\n", r->results, r->result_lines,
                 r->results_tail ? ", an incomplete last line skipped" : "");
+    else if (r->stream)
+        fprintf(out, "  results    %s (a pipe or FIFO, read as the run went; no copy kept)\n",
+                r->stream);
     else
         fprintf(out, "  results    %s\n",
                 r->results_b64 ? "(a path that is not UTF-8: not read)" : "none");

@@ -343,7 +343,9 @@ static void after_job_cb(uv_work_t *req, int status)
         finish_close(r);
         return;
     }
-    if (r->closing || mv_buf_unread(&r->pending) >= FLUSH_BYTES)
+    /* A stream's reader waits for each line: what came in meanwhile goes out at once. */
+    if (r->closing || mv_buf_unread(&r->pending) >= FLUSH_BYTES ||
+        (r->stream && mv_buf_unread(&r->pending) > 0))
         start_job(r);
     if (r->on_drained && !mv_results_backlogged(r))
         r->on_drained(r->arg);
@@ -567,6 +569,7 @@ int mv_results_open(mv_results_t *r, uv_loop_t *loop, const mv_results_opts_t *o
             return not_regular(o->path, why, n);
         r->fd = open(o->path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
         rc = r->fd < 0 ? -errno : 0;
+        r->stream = S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode);
     } else {
         rc = open_regular(r, o->resume);
         if (rc == 0 && fstat(r->fd, &st) < 0)
@@ -614,7 +617,9 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
         uv_timer_init(r->loop, &r->timer);
         r->timer.data = r;
         r->timer_open = true;
-        uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
+        /* A stream's timer is armed per result instead (below). */
+        if (!r->stream)
+            uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
         uv_unref((uv_handle_t *)&r->timer);
     }
     rc = mv_buf_reserve(&r->pending, size);
@@ -634,6 +639,9 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     r->pending.len += size;
     if (mv_buf_unread(&r->pending) >= FLUSH_BYTES)
         start_job(r);
+    else if (r->stream && !r->working && !uv_is_active((uv_handle_t *)&r->timer))
+        /* Due at the next loop iteration: the results of this one go out together. */
+        uv_timer_start(&r->timer, timer_cb, 0, 0);
     return 0;
 }
 

@@ -4,9 +4,12 @@
  * The loop only copies each result into a flat record (a memcpy); a libuv thread-pool job
  * encodes a batch of records with jansson and writes it, so neither JSON encoding nor the
  * disk ever runs on the loop. A job starts at 64 KiB of records, every 100 ms, and on close;
- * one job at a time, so lines keep their order. When workers answer faster than a job
- * encodes, the records waiting are bounded (1 MiB): the dispatcher stops handing out tasks
- * until the job catches up.
+ * one job at a time, so lines keep their order. A results file that is a pipe, FIFO or socket
+ * (a program reading results as they come, e.g. memvisor.Pool) is written at the end of the
+ * loop iteration a result arrived in, and again as soon as the job in flight is done: at most
+ * one iteration of latency, batched as much as the writer is behind. When workers answer
+ * faster than a job encodes, the records waiting are bounded (1 MiB): the dispatcher stops
+ * handing out tasks until the job catches up.
  *
  * Results are sacred (docs/results.md):
  *  - Opening only checks and claims: a regular results file is locked (flock) for the run,
@@ -87,6 +90,7 @@ typedef struct mv_results {
     uv_work_t work;
     bool working;  /* a job is in flight */
     bool final;    /* the job in flight is the last one: it also syncs */
+    bool stream;   /* the file is a pipe, FIFO or socket: someone reads each line live */
     int job_error; /* set by the job, read once it is done */
     bool job_fatal;
     /* Owned by the job while one runs, by the loop otherwise. */

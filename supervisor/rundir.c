@@ -39,46 +39,42 @@ static int make_dirs(const char *path)
     return mkdir(tmp, 0755) < 0 && errno != EEXIST ? -errno : 0;
 }
 
-/* Claims the state directory for this run. A file system without flock (some network
- * ones: ENOLCK, EOPNOTSUPP) leaves the run unlocked rather than refused. */
-static int lock_state_dir(mv_rundir_t *r, const char *real, char *why, size_t n)
+/* Claims the run directory `dir` (just made) for this run. Only a pruner that caught it
+ * between its mkdir and this flock can hold it, briefly: mv_lock_take waits that out. A file
+ * system without flock (some network ones: ENOLCK, EOPNOTSUPP) leaves the run unlocked. */
+static int lock_run_dir(mv_rundir_t *r, char *why, size_t n)
 {
-    char latest[PATH_MAX + 16], id[256], who[256];
-    ssize_t len;
-    int fd = open(real, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
+    int fd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc;
 
-    if (fd < 0)
-        return 0;
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(why, n, "cannot open %s: %s", r->dir, strerror(errno));
+        return rc;
+    }
     rc = mv_lock_take(fd, MV_LOCK_GRACE_MS);
     if (rc == 0) {
         r->lock_fd = fd;
         return 0;
     }
-    if (rc == -EWOULDBLOCK) {
-        mv_lock_describe(mv_lock_holder(fd), who, sizeof who);
-        snprintf(latest, sizeof latest, "%s/latest", real);
-        len = readlink(latest, id, sizeof id - 1);
-        id[len > 0 ? len : 0] = '\0';
-        /* "... in use by run 20261121T160000Z-4242, pid 4242 (memvisor run ...)" */
-        snprintf(why, n,
-                 "state directory %s is in use by %s%s%s%s: give this run its own "
-                 "[supervisor] state_dir",
-                 real, len > 0 ? "run " : "", id, len > 0 ? ", " : "", who);
-        rc = -EBUSY;
-    } else {
-        rc = 0; /* no locks here: go on without */
-    }
     close(fd);
-    return rc;
+    if (rc == -EWOULDBLOCK) {
+        snprintf(why, n, "%s is locked by another process", r->dir);
+        return -EBUSY;
+    }
+    return 0; /* no locks here: go on without */
 }
 
 int mv_rundir_running(const char *state_dir, pid_t *pid)
 {
-    int fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    char latest[PATH_MAX + 16];
+    int fd, rc = 0;
 
     *pid = 0;
+    if (snprintf(latest, sizeof latest, "%s/latest", state_dir) >= (int)sizeof latest)
+        return -ENAMETOOLONG;
+    fd = open(latest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return errno == ENOENT ? 0 : -errno;
     /* A shared lock is enough to see whether a run holds the exclusive one, and two
      * lookers never block each other. */
     if (flock(fd, LOCK_SH | LOCK_NB) < 0) {
@@ -108,14 +104,18 @@ int mv_rundir_open(mv_rundir_t *r, const char *state_dir, pid_t pid, char *why, 
         snprintf(why, n, "cannot make the state directory %s: %s", state_dir, strerror(-rc));
         return rc;
     }
-    rc = lock_state_dir(r, real, why, n);
-    if (rc < 0)
-        return rc;
     if (asprintf(&r->id, "%s-%d", stamp, (int)pid) < 0 ||
         asprintf(&r->dir, "%s/%s", real, r->id) < 0)
         return -ENOMEM;
     snprintf(path, sizeof path, "%s/snapshots", r->dir);
-    if (mkdir(r->dir, 0755) < 0 || mkdir(path, 0755) < 0) {
+    if (mkdir(r->dir, 0755) < 0) {
+        rc = -errno;
+        snprintf(why, n, "cannot make %s: %s", r->dir, strerror(errno));
+        return rc;
+    }
+    if ((rc = lock_run_dir(r, why, n)) < 0)
+        return rc;
+    if (mkdir(path, 0755) < 0) {
         rc = -errno;
         snprintf(why, n, "cannot make %s: %s", path, strerror(errno));
         return rc;
@@ -178,7 +178,7 @@ void mv_rundir_close(mv_rundir_t *r)
     if (r->events_fd >= 0)
         close(r->events_fd);
     if (r->lock_fd >= 0)
-        close(r->lock_fd); /* the state directory is free for the next run */
+        close(r->lock_fd); /* the run has ended: a pruner may remove its directory */
     free(r->dir);
     free(r->id);
     memset(r, 0, sizeof *r);

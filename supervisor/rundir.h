@@ -2,11 +2,12 @@
  * rundir: the directory a run leaves behind (docs/run-files.md): run.json, events.jsonl,
  * snapshots/, and <state_dir>/latest pointing at it. Every file appears atomically.
  *
- * One run at a time per state directory: the run holds an flock on the state directory for
- * its whole life (runlock.h), taken before anything in it is made or changed, so a second
- * memvisor on the same state directory is refused before it touches `latest`, the control
- * socket or anything else. A run whose run.json has no "ended" is still running only while
- * that lock is held; otherwise it died (mv_rundir_running).
+ * Runs may share a state directory (two pools of one program, two batches with their own
+ * results files and control sockets: what they could not share, the results file and the
+ * control socket, are refused before the run directory is made). Each run holds an flock on
+ * its own run directory for its whole life (runlock.h), so a run whose run.json has no
+ * "ended" is still running only while that lock is held; otherwise it died, and pruning may
+ * remove it (mv_rundir_running, mv_rundir_prune). `latest` names the newest run started.
  */
 #ifndef MV_RUNDIR_H
 #define MV_RUNDIR_H
@@ -20,7 +21,7 @@ typedef struct mv_rundir {
     char *dir;      /* absolute path of the run directory; NULL when there is none */
     char *id;       /* "20261121T160000Z-4242" */
     int events_fd;  /* events.jsonl (O_APPEND), -1 when there is none */
-    int lock_fd;    /* the state directory, flocked for the run; -1 when there is none */
+    int lock_fd;    /* the run directory, flocked for the run; -1 when there is none */
     unsigned snaps; /* snapshots named so far */
 } mv_rundir_t;
 
@@ -32,11 +33,10 @@ typedef struct mv_prune {
     int failed;  /* older ones that could not be removed (the first reason is in `why`) */
 } mv_prune_t;
 
-/* Locks the state directory, makes <state_dir>/<id>/ and snapshots/, opens events.jsonl,
- * points `latest` at it. 0 or -errno (reason in `why`); -EBUSY: another run holds the state
- * directory (`why` names it) and nothing was touched. */
+/* Makes <state_dir>/<id>/ and locks it, makes snapshots/, opens events.jsonl, points
+ * `latest` at it. 0 or -errno (reason in `why`). */
 int mv_rundir_open(mv_rundir_t *r, const char *state_dir, pid_t pid, char *why, size_t n);
-/* Whether a memvisor run holds `state_dir` now (its `latest` run is alive): 1 (with its pid
+/* Whether the `latest` run of `state_dir` is alive (holds its lock): 1 (with its pid
  * in *pid when this pid namespace can see it, else 0), 0 (none: a run.json without "ended"
  * there is a run that died), or -errno. */
 int mv_rundir_running(const char *state_dir, pid_t *pid);
@@ -49,8 +49,7 @@ void mv_rundir_close(mv_rundir_t *r);
 /* Whether `name` is a run directory's name ("20261121T160000Z-4242"); its pid in *pid. */
 bool mv_rundir_name(const char *name, pid_t *pid);
 /* Removes the run directories of `state_dir` beyond the newest `keep` (by name, i.e. start
- * time) whose memvisor is gone; called with the state directory locked (mv_rundir_open), when
- * no other run can be alive there, and careful anyway: not while anyone holds a flock on the
+ * time) whose memvisor is gone: not while anyone holds a flock on the
  * directory (or on a `lock` file in it), nor while the pid in its name is alive (a run from before
  * locks, or one between mkdir and flock; a reused pid only keeps a run longer). Only entries named
  * like runs, only real directories (never through a symlink), nothing else in state_dir.

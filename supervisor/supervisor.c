@@ -338,11 +338,8 @@ static void write_run_json(mv_t *mv, int code, bool final)
     json_decref(doc);
 }
 
-/* The run directory (events, snapshots) and the leak detector. Without a usable state
- * directory the run goes on, without snapshots: said once. -1 (logged) when another run
- * holds the state directory: refused before anything is touched. */
-/* [supervisor] keep_runs: with the state directory locked for this run, no other run is alive
- * there, so the run directories beyond the newest keep_runs (this one included) go. */
+/* [supervisor] keep_runs: the run directories beyond the newest keep_runs (this one
+ * included) go, but for those whose memvisor still holds their lock. */
 static void prune_runs(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
@@ -365,21 +362,17 @@ static void prune_runs(mv_t *mv)
                 MV_S("error", why));
 }
 
-static int open_run(mv_t *mv)
+/* The run directory (events, snapshots) and the leak detector. Without a usable state
+ * directory the run goes on, without snapshots: said once. */
+static void open_run(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
     mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.warmup, cfg->leak.min_slope,
                         cfg->leak.task_growth};
     char why[512];
-    int r;
 
     mv_iso_time(mv->started_iso);
-    r = mv_rundir_open(&mv->run, cfg->supervisor.state_dir, getpid(), why, sizeof why);
-    if (r == -EBUSY) {
-        mv_error(&mv->log, "state_dir_in_use", MV_S("error", why));
-        return -1;
-    }
-    if (r < 0) {
+    if (mv_rundir_open(&mv->run, cfg->supervisor.state_dir, getpid(), why, sizeof why) < 0) {
         mv_warn(&mv->log, "run_dir_unavailable", MV_S("error", why),
                 MV_S("msg", "no events file and no snapshots for this run"));
         mv_rundir_close(&mv->run);
@@ -389,6 +382,25 @@ static int open_run(mv_t *mv)
     }
     if (cfg->leak.detect && !(mv->leak = mv_leak_new(&lc)))
         mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
+}
+
+/* A control socket another memvisor answers on refuses the run, before its run directory is
+ * made (mv_control_open replaces a stale one later). 0 or -1 (logged). */
+static int probe_control(mv_t *mv)
+{
+    char path[256], why[1024];
+    int r = mv_control_path(mv->cfg, path, sizeof path);
+
+    if (r == -ENOENT)
+        return 0; /* [control] socket = none */
+    if (r < 0) {
+        mv_error(&mv->log, "control_failed", MV_S("error", "control socket path too long"));
+        return -1;
+    }
+    if (mv_control_probe(path, why, sizeof why) < 0) {
+        mv_error(&mv->log, "control_failed", MV_S("socket", path), MV_S("error", why));
+        return -1;
+    }
     return 0;
 }
 
@@ -507,10 +519,13 @@ int mv_run(mv_t *mv)
                  MV_S("error", uv_strerror(r)));
         return MV_EXIT_CANT_RUN;
     }
-    if (open_run(mv) < 0) {
+    /* Every check that can refuse the run (the control socket, the results file's lock)
+     * comes before anything is made in the state directory. */
+    if (probe_control(mv) < 0 || open_io(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }
+    open_run(mv);
     /* No task source: a service, whose workers make their own tasks (or none). */
     mv->service = !*cfg->tasks.source;
     if (setup_cgroups(mv) < 0) {
@@ -527,7 +542,7 @@ int mv_run(mv_t *mv)
             MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
-    if (open_io(mv) < 0 || open_service(mv) < 0) {
+    if (open_service(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }

@@ -306,8 +306,8 @@ START_TEST(prune_keeps_the_newest_and_the_running)
 }
 END_TEST
 
-/* A run holds the lock on its state directory while it lives: another run is refused there
- * (and so never prunes beside it); once it ended, its directory may be pruned. */
+/* A run holds the lock on its run directory while it lives: another run may share the state
+ * directory, and pruning spares the live one and removes the ended one. */
 START_TEST(a_run_locks_its_directory)
 {
     char why[512] = "";
@@ -318,12 +318,18 @@ START_TEST(a_run_locks_its_directory)
 
     ck_assert_int_eq(mv_rundir_open(&r, at("state"), 99999990, why, sizeof why), 0);
     ck_assert_int_eq(mv_rundir_running(at("state"), &holder), 1);
+    ck_assert_int_eq(holder, getpid());
     child = fork();
     ck_assert_int_ge(child, 0);
-    if (child == 0) /* another process (flock is per open file, and held here) */
-        _exit(mv_rundir_open(&r2, at("state"), 99999991, why, sizeof why) == -EBUSY ? 0 : 1);
+    if (child == 0) /* another run, in another process (flock is per open file) */
+        _exit(mv_rundir_open(&r2, at("state"), 99999991, why, sizeof why) == 0 ? 0 : 1);
     ck_assert_int_eq(waitpid(child, &st, 0), child);
     ck_assert_int_eq(WEXITSTATUS(st), 0);
+    /* `latest` is the child's run, which died with the child. */
+    ck_assert_int_eq(mv_rundir_running(at("state"), &holder), 0);
+    ck_assert_int_eq(mv_rundir_prune(at("state"), 0, &pr, why, sizeof why), 0);
+    ck_assert_int_eq(pr.removed, 1);
+    ck_assert_int_eq(pr.running, 1);
     mv_rundir_close(&r);
     ck_assert_int_eq(mv_rundir_prune(at("state"), 0, &pr, why, sizeof why), 0);
     ck_assert_int_eq(pr.removed, 1);

@@ -1,7 +1,8 @@
 /*
- * The pure-Python worker module (worker-api/python/memvisor_worker.py): its own unittest
- * suite (tests/python/), run by python3 from the source tree, and the Python examples
- * (examples/python/) as `api` workers of the real memvisor binary.
+ * The pure-Python worker module (worker-api/python/memvisor_worker.py) and memvisor.Pool
+ * (worker-api/python/memvisor/): their unittest suites (tests/python/), run by python3 from
+ * the source tree (the Pool's with this build's memvisor as $MEMVISOR_BIN), and the Python
+ * examples (examples/python/) as `api` workers of the real memvisor binary.
  *
  * Python must not write __pycache__ into the source tree that other builds share:
  * PYTHONDONTWRITEBYTECODE is set for python3 and, through memvisor, for its workers.
@@ -22,23 +23,33 @@
 
 #define PY_EXAMPLES SOURCE_DIR "/examples/python/"
 
-START_TEST(module_unittests_pass)
+/* python3 -m unittest FILE, which must pass. */
+static void unittests_pass(const char *file)
 {
-    const char *argv[] = {"python3", "-m", "unittest", "-v", "tests/python/test_memvisor_worker.py",
-                          NULL};
+    const char *argv[] = {"python3", "-m", "unittest", "-v", file, NULL};
     char *out;
     int code;
 
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    setenv("MEMVISOR_BIN", MEMVISOR, 1);
     code = run_capture(argv, &out);
     if (code != 0) {
         /* The whole report, where Check's message would truncate it. */
-        fprintf(stderr, "python3 -m unittest exited %d:\n%s\n", code, out);
-        ck_abort_msg("python3 -m unittest tests/python/test_memvisor_worker.py exited %d; "
-                     "its output is on stderr",
-                     code);
+        fprintf(stderr, "python3 -m unittest %s exited %d:\n%s\n", file, code, out);
+        ck_abort_msg("python3 -m unittest %s exited %d; its output is on stderr", file, code);
     }
     free(out);
+}
+
+START_TEST(module_unittests_pass)
+{
+    unittests_pass("tests/python/test_memvisor_worker.py");
+}
+END_TEST
+
+START_TEST(pool_unittests_pass)
+{
+    unittests_pass("tests/python/test_pool.py");
 }
 END_TEST
 
@@ -172,6 +183,7 @@ Suite *python_suite(void)
     tcase_set_timeout(unit, 60);
     tcase_set_timeout(e2e, 60);
     tcase_add_test(unit, module_unittests_pass);
+    tcase_add_test(unit, pool_unittests_pass);
     tcase_add_loop_test(e2e, example_runs_every_task_once, 0,
                         (int)(sizeof examples / sizeof examples[0]));
     tcase_add_test(e2e, mixed_recycles_by_task_count_and_loses_nothing);

@@ -546,6 +546,34 @@ START_TEST(bad_results)
 }
 END_TEST
 
+/* Results read from a pipe or FIFO as the run went (memvisor.Pool): the FIFO is never opened
+ * (that would wait for a writer); the copy in the run directory is read when there is one. */
+START_TEST(results_through_a_fifo)
+{
+    char fifo[128];
+    char *s;
+
+    snprintf(fifo, sizeof fifo, "%s/results.fifo", tmp);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    put("run/run.json", "{'run': 'r1', 'results': '@/results.fifo', 'ended': null}");
+    put("run/events.jsonl", "");
+    s = report_ok("run");
+    HAS(s, "results.fifo (a pipe or FIFO, read as the run went; no copy kept)\n");
+    HAS(s, "  no results file: no per-task figures\n");
+    free(s);
+    put("run/results.jsonl", results);
+    s = report_ok("run");
+    HAS(s, "/run/results.jsonl (10 lines)\n");
+    HAS(s, "  parse: 6 tasks, 1 without memory figures\n");
+    free(s);
+    /* Gone (the reader's temporary directory was removed): the copy still serves. */
+    ck_assert_int_eq(unlink(fifo), 0);
+    s = report_ok("run");
+    HAS(s, "/run/results.jsonl (10 lines)\n");
+    free(s);
+}
+END_TEST
+
 START_TEST(partial_figures)
 {
     char *s;
@@ -729,6 +757,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, state_dir_follows_latest);
     tcase_add_test(tc, results_file_alone);
     tcase_add_test(tc, no_leak_and_no_results);
+    tcase_add_test(tc, results_through_a_fifo);
     tcase_add_test(tc, partial_figures);
     tcase_add_test(tc, snapshot_problems_cost_only_evidence);
     tcase_add_test(tc, c_worker_heap_and_many_kinds);

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -127,6 +128,21 @@ static void wait_lines(const char *path, size_t n)
 
 /* Review drill 7d: a second memvisor on a running batch's results file or state directory is
  * refused before it writes anything; the running batch's results all survive. */
+/* The run directories in a state directory. */
+static int count_runs(const char *state)
+{
+    DIR *d = opendir(state);
+    struct dirent *de;
+    pid_t pid;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((de = readdir(d)))
+        n += mv_rundir_name(de->d_name, &pid);
+    closedir(d);
+    return n;
+}
+
 START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
 {
     enum { N = 400 };
@@ -149,7 +165,8 @@ START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
         const char *resume_it[] = {"run", "--resume", "--results", a.results, "--", MVTEST, NULL};
         const char *no_socket[] = {
             "run", "-o", "control.socket=none", "--results", a.results, "--", MVTEST, NULL};
-        /* Same state directory, own results: refused before touching `latest`. */
+        /* Same state directory, own results, but the control socket A answers on: refused
+         * before touching `latest`. */
         const char *same_state[] = {"run", "-o", opt_state, "--", MVTEST, NULL};
         const char *const *cases[] = {same_results, resume_it, no_socket, same_state};
         char pid_text[32];
@@ -164,12 +181,25 @@ START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
                           b.log);
             ck_assert_ptr_nonnull(strstr(b.log, i < 3 ? a.results : state));
             ck_assert_int_eq(run_count(&b, "event=spawn"), 0);
+            ck_assert_int_eq(run_count(&b, "event=start"), 0); /* no run directory made */
             ck_assert_uint_eq(b.nres, 0);
-            if (i == 3) /* it made no run directory and left `latest` alone */
-                ck_assert_int_eq(run_count(&b, "event=start"), 0);
             ck_assert_uint_ge(file_lines(a.results), before);
             run_free(&b);
         }
+    }
+    {
+        /* Same state directory with its own results and no control socket: it runs beside A,
+         * in a run directory of its own, and its pruning (keep_runs = 1) spares A's, whose
+         * lock A holds. */
+        const char *beside[] = {
+            "run", "-o",   opt_state, "-o", "control.socket=none", "-o", "supervisor.keep_runs=1",
+            "--",  MVTEST, NULL};
+        run_init(&b, "ok 1\n");
+        run_start(&b, beside, NULL);
+        ck_assert_int_eq(run_finish(&b), 0);
+        ck_assert_uint_eq(b.nres, 1);
+        ck_assert_int_eq(count_runs(state), 2);
+        run_free(&b);
     }
     ck_assert_int_eq(run_finish(&a), 0);
     run_assert_once(&a, N, NULL);

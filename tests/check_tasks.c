@@ -344,6 +344,78 @@ START_TEST(quarantine_lists_every_attempt)
 }
 END_TEST
 
+static void keep_alive_cb(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* Results to a pipe (a reader that waits for each line, like memvisor.Pool): a result goes
+ * out at the next loop iteration, not at the 100 ms flush; to a regular file, it waits. */
+static void results_after_one_iteration(const char *path, int rfd, bool stream)
+{
+    mv_result_t res = {.task = 3, .status = MV_ST_OK, .payload = "x", .len = 1};
+    uv_loop_t loop;
+    uv_timer_t alive; /* the results' own timer does not keep a loop alive, as a worker does */
+    mv_results_t r;
+    char buf[512], why[256];
+    ssize_t n;
+
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uv_timer_init(&loop, &alive);
+    uv_timer_start(&alive, keep_alive_cb, 60000, 0);
+    ck_assert_int_eq(
+        mv_results_open(&r, &loop, &(mv_results_opts_t){.path = path}, why, sizeof why), 0);
+    ck_assert(r.stream == stream);
+    ck_assert_int_eq(mv_results_add(&r, &res), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (stream) {
+        /* The job started in that iteration; it may even be done. Wait for it. */
+        n = read(rfd, buf, sizeof buf - 1);
+        ck_assert(r.working || n > 0);
+        while (r.working)
+            uv_run(&loop, UV_RUN_ONCE);
+        if (n <= 0)
+            n = read(rfd, buf, sizeof buf - 1);
+        ck_assert_int_gt(n, 0);
+        buf[n] = '\0';
+        ck_assert_ptr_nonnull(strstr(buf, "{\"task\":3,\"status\":\"ok\""));
+        ck_assert_int_eq(buf[n - 1], '\n');
+    } else {
+        ck_assert(!r.working);
+    }
+    mv_results_close(&r, NULL);
+    uv_close((uv_handle_t *)&alive, NULL);
+    while (uv_run(&loop, UV_RUN_ONCE))
+        ;
+    mv_results_free(&r);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+
+START_TEST(results_to_a_pipe_go_out_at_once)
+{
+    char path[64];
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p[1]);
+    results_after_one_iteration(path, p[0], true);
+    close(p[0]);
+    close(p[1]);
+}
+END_TEST
+
+START_TEST(results_to_a_file_wait_for_the_flush)
+{
+    char path[] = "/tmp/mv-results-XXXXXX";
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    results_after_one_iteration(path, fd, false);
+    close(fd);
+    unlink(path);
+}
+END_TEST
+
 /* ---- util and meter ---- */
 
 START_TEST(utf8_rules)
@@ -421,6 +493,8 @@ Suite *tasks_suite(void)
     tcase_add_test(res, any_payload_bytes_survive_in_json);
     tcase_add_test(res, a_megabyte_of_text_and_control_chars);
     tcase_add_test(res, quarantine_lists_every_attempt);
+    tcase_add_test(res, results_to_a_pipe_go_out_at_once);
+    tcase_add_test(res, results_to_a_file_wait_for_the_flush);
     tcase_add_test(misc, utf8_rules);
     tcase_add_test(misc, base64_vectors);
     tcase_add_test(misc, statm_parsing_and_a_real_reading);

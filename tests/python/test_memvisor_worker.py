@@ -76,6 +76,16 @@ def handle(task):
         return b"x" * int(rest)
     if word == b"int":
         return 42
+    if word == b"dict":
+        return {"word": rest.decode(), "n": [1, 2.5, None, True], "caf\u00e9": {}}
+    if word == b"list":
+        return [rest.decode(), 1, ("tuple", "too")]
+    if word == b"badjson":
+        return {"x": object()}
+    if word == b"deep":
+        return recurse(int(rest))
+    if word == b"huge":
+        raise RuntimeError("y" * int(rest))
     if word == b"gate":  # tell the test we are in the task, wait for its go-ahead
         sys.stdout.write("in task\n")
         sys.stdout.flush()
@@ -85,6 +95,12 @@ def handle(task):
         return json.dumps({"slot": W.slot, "prefetch": W.prefetch, "mode": W.mode,
                            "inheritable": os.get_inheritable(W.fileno())})
     return task.data
+
+
+def recurse(n):
+    if n == 0:
+        raise KeyError("bottom")  # THE BOTTOM
+    return recurse(n - 1)
 
 
 def service():
@@ -141,6 +157,9 @@ def main():
 sys.exit(main())
 '''
 LEAK_LINE = next(i for i, line in enumerate(CHILD.split("\n"), 1) if "THE LEAK" in line)
+RAISE_LINE = next(i for i, line in enumerate(CHILD.split("\n"), 1)
+                  if "raise ValueError(rest" in line)
+BOTTOM_LINE = next(i for i, line in enumerate(CHILD.split("\n"), 1) if "THE BOTTOM" in line)
 
 _tmpdir = None
 CHILD_PATH = None
@@ -264,6 +283,57 @@ def go(slot=1, prefetch=1, mode=0, version=1):
     return msg(GO, 0, struct.pack("=IIII", version, slot, prefetch, mode))
 
 
+def local_handler(task):
+    word, _, rest = task.text.partition(" ")
+    task.kind = word
+    if word == "raise":
+        raise ValueError(rest)
+    if word == "dict":
+        return {"rest": rest}
+    if word == "bin":
+        return b"\xff" + task.data
+    return task.text.upper()
+
+
+class RunLocal(unittest.TestCase):
+    """memvisor_worker.run_local: a handler in this process, no memvisor."""
+
+    def test_results_like_memvisor_result_lines(self):
+        got = list(mw.run_local(local_handler, ["up a", "", b"dict x", "raise nope", "bin z"]))
+        self.assertEqual(got[0], {"task": 1, "status": "ok", "kind": "up", "result": "UP A"})
+        # Empty lines are skipped; ids stay line numbers, as memvisor numbers them.
+        self.assertEqual(got[1], {"task": 3, "status": "ok", "kind": "dict",
+                                  "result": '{"rest":"x"}'})
+        self.assertEqual(got[2]["task"], 4)
+        self.assertEqual(got[2]["status"], "failed")
+        self.assertTrue(got[2]["error"].startswith("ValueError: nope\nTraceback"), got[2])
+        self.assertIn("in local_handler", got[2]["error"])
+        self.assertEqual(got[3], {"task": 5, "status": "ok", "kind": "bin",
+                                  "result_base64": "/2JpbiB6"})
+        self.assertEqual(len(got), 4)
+
+    def test_a_file_of_lines(self):
+        path = os.path.join(_tmpdir, "local.tasks")
+        with open(path, "w") as f:
+            f.write("one\ntwo\n")
+        with open(path) as f:
+            got = [r["result"] for r in mw.run_local(local_handler, f)]
+        self.assertEqual(got, ["ONE", "TWO"])
+
+    def test_raise_errors_propagates_the_handler_exception(self):
+        results = mw.run_local(local_handler, ["ok", "raise here"], raise_errors=True)
+        self.assertEqual(next(results)["result"], "OK")
+        with self.assertRaisesRegex(ValueError, "^here$"):
+            next(results)
+
+    def test_a_bad_result_type_fails_the_task(self):
+        got = list(mw.run_local(lambda task: 42, ["x"]))
+        self.assertEqual(got[0]["status"], "failed")
+        self.assertTrue(got[0]["error"].startswith(
+            "TypeError: result must be str, bytes, None, or a dict or list (sent as JSON), "
+            "not int"), got[0])
+
+
 class Handshake(FakeMemvisor):
     def test_hello_then_go_sets_slot_prefetch_mode(self):
         self.spawn()
@@ -333,8 +403,9 @@ class Batch(FakeMemvisor):
         self.handshake()
         self.assertEqual(self.task(1, b"kind parse hello"),
                          (DONE, F_KIND, 1, b"\x05parse" + b"kind parse hello"))
-        self.assertEqual(self.task(2, b"kind render raise oops"),
-                         (FAIL, F_KIND, 2, b"\x06render" + b"ValueError: oops"))
+        mtype, flags, task, payload = self.task(2, b"kind render raise oops")
+        self.assertEqual((mtype, flags, task), (FAIL, F_KIND, 2))
+        self.assertTrue(payload.startswith(b"\x06render" + b"ValueError: oops\n"), payload)
         # The kind belongs to one task: the next one has none.
         self.assertEqual(self.task(3, b"plain"), (DONE, 0, 3, b"plain"))
         kind = b"k" * 255
@@ -350,11 +421,67 @@ class Batch(FakeMemvisor):
     def test_exception_in_run_fails_the_task_and_goes_on(self):
         self.spawn()
         self.handshake()
-        self.assertEqual(self.task(1, b"raise it broke"), (FAIL, 0, 1, b"ValueError: it broke"))
+        mtype, _flags, _task, payload = self.task(1, b"raise it broke")
+        self.assertEqual(mtype, FAIL)
+        self.assertEqual(payload.split(b"\n")[0], b"ValueError: it broke")
         mtype, _flags, _task, payload = self.task(2, b"int")
         self.assertEqual(mtype, FAIL)
         self.assertTrue(payload.startswith(b"TypeError: "), payload)
         self.assertEqual(self.task(3, b"still alive"), (DONE, 0, 3, b"still alive"))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_failed_task_error_carries_the_traceback(self):
+        self.spawn()
+        self.handshake()
+        mtype, _flags, _task, payload = self.task(1, b"raise it broke")
+        self.assertEqual(mtype, FAIL)
+        lines = payload.decode().split("\n")
+        self.assertEqual(lines[0], "ValueError: it broke")
+        self.assertEqual(lines[1], "Traceback (most recent call last):")
+        self.assertIn(f'child_worker.py", line {RAISE_LINE}, in handle', payload.decode())
+        self.assertEqual(lines[-1], "ValueError: it broke")
+        # The module's own frames (run()) are left out: the handler's frame comes first.
+        self.assertNotIn("memvisor_worker.py", payload.decode())
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_traceback_keeps_the_last_frames_and_is_bounded(self):
+        self.spawn()
+        self.handshake()
+        mtype, _flags, _task, payload = self.task(1, b"deep 50")
+        text = payload.decode()
+        self.assertEqual(mtype, FAIL)
+        self.assertTrue(text.startswith("KeyError: 'bottom'\n"), text)
+        # The last 8 of 52 frames: Python folds the identical ones (3 shown, 4 repeated, the
+        # bottom one).
+        self.assertEqual(text.count('File "'), 4, text)
+        self.assertIn("[Previous line repeated 4 more times]", text)
+        self.assertIn(f"line {BOTTOM_LINE}, in recurse", text)
+        self.assertTrue(text.endswith("KeyError: 'bottom'"), text)
+        mtype, _flags, _task, payload = self.task(2, b"huge 20000")
+        self.assertEqual(mtype, FAIL)
+        self.assertLessEqual(len(payload), 4096)
+        self.assertTrue(payload.startswith(b"RuntimeError: yyy"), payload[:40])
+        self.assertIn(b"\n[...]\n", payload)
+        self.assertTrue(payload.endswith(b"yyyy"), payload[-40:])
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_dict_and_list_results_are_sent_as_json(self):
+        self.spawn()
+        self.handshake()
+        mtype, _flags, _task, payload = self.task(1, b"dict hello")
+        self.assertEqual(mtype, DONE)
+        self.assertEqual(payload, '{"word":"hello","n":[1,2.5,null,true],"café":{}}'.encode())
+        self.assertEqual(self.task(2, b"list x"), (DONE, 0, 2, b'["x",1,["tuple","too"]]'))
+        # What JSON cannot say fails the task, with the reason; the worker goes on.
+        mtype, _flags, _task, payload = self.task(3, b"badjson")
+        self.assertEqual(mtype, FAIL)
+        self.assertTrue(payload.startswith(b"TypeError: a dict result is sent as JSON: "
+                                           b"Object of type object is not JSON serializable"),
+                        payload)
+        self.assertEqual(self.task(4, b"text ok"), (DONE, 0, 4, b"text ok"))
         self.send(STOP)
         self.assert_exit(0)
 

@@ -11,10 +11,11 @@ A batch worker::
 
     def handle(task):
         task.kind = task.text.split(" ", 1)[0] or None   # optional: names the task's kind
-        return task.text.upper()                        # str, bytes or None: the result
+        return task.text.upper()     # str, bytes, None, or a dict or list (sent as JSON)
 
     if __name__ == "__main__":
-        memvisor_worker.main(handle)   # exceptions become FAIL "ExcType: message"
+        memvisor_worker.main(handle)   # an exception fails the task: its type, message and
+                                       # traceback (last frames) are the task's error
 
 or, answering explicitly::
 
@@ -25,7 +26,15 @@ or, answering explicitly::
             else:
                 worker.done(task.data)
 
-Run it with ``memvisor run --tasks tasks.txt -- python3 my_worker.py``.
+Run it with ``memvisor run --tasks tasks.txt -- python3 my_worker.py``. Try the handler
+without memvisor, in this process (a debugger works), with ``run_local``::
+
+    for result in memvisor_worker.run_local(handle, ["parse a", "render b"]):
+        print(result)    # {"task": 1, "status": "ok", "kind": "parse", "result": "PARSE A"}
+
+Which line leaks? Run the worker with ``MEMVISOR_TRACEMALLOC=1`` in its environment: the
+snapshots memvisor takes of a leak suspect then name the allocation sites that grew, and
+``memvisor report`` prints the top one (see below).
 
 A service with its own loop marks requests with ``begin()``/``end()`` (no round trip), and
 watches ``fileno()`` for readability; ``poll()`` then handles STOP and SNAPSHOT requests and
@@ -57,6 +66,7 @@ Not thread-safe: use one Worker from one thread.
 
 from __future__ import annotations
 
+import base64
 import collections
 import errno
 import gc
@@ -68,13 +78,17 @@ import socket
 import struct
 import sys
 import time
+import traceback
 import tracemalloc
-from typing import Any, Callable, Deque, Dict, Iterator, List, NoReturn, Optional, Tuple, Union
+from typing import (Any, Callable, Deque, Dict, Iterable, Iterator, List, NoReturn, Optional,
+                    Tuple, Union)
 
 __all__ = [
     "Worker",
     "Task",
     "main",
+    "run_local",
+    "format_error",
     "MemvisorError",
     "NotUnderMemvisor",
     "ProtocolError",
@@ -128,11 +142,14 @@ _FLUSH_AGE_NS = 200_000  # since the last flush
 _FLUSH_SLOW_NS = 50_000  # a task this slow is answered at once
 _DIRECT_BYTES = 64 << 10  # answers this big bypass the write buffer
 _KIND_MAX = 255
+_TB_FRAMES = 8  # a failed task's error keeps the traceback's last frames...
+_TB_BYTES = 4096  # ...and at most this much of it (the head line, then the end)
 _SNAPSHOT_TOP = 10
 _MSG_NOSIGNAL = getattr(socket, "MSG_NOSIGNAL", 0)  # a dead peer gives EPIPE, never SIGPIPE
 
 Payload = Union[str, bytes, bytearray, memoryview, None]
-Handler = Callable[["Task"], Payload]
+Result = Union[Payload, dict, list, tuple]
+Handler = Callable[["Task"], Result]
 
 
 class MemvisorError(Exception):
@@ -161,6 +178,41 @@ def _to_bytes(value: Payload, what: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{what} must be str, bytes or None, not {type(value).__name__}")
+
+
+def _result_bytes(value: Result) -> bytes:
+    """A handler's result as bytes: a dict, list or tuple is sent as JSON (compact, UTF-8);
+    str, bytes and None as _to_bytes() says."""
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            text = json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"a {type(value).__name__} result is sent as JSON: {exc}") from exc
+        return text.encode("utf-8", "surrogateescape")
+    if value is None or isinstance(value, (str, bytes, bytearray, memoryview)):
+        return _to_bytes(value, "result")
+    raise TypeError(f"result must be str, bytes, None, or a dict or list (sent as JSON), "
+                    f"not {type(value).__name__}")
+
+
+def format_error(exc: BaseException) -> str:
+    """A failed task's error: ``ExcType: message`` on the first line, then the traceback's
+    last frames (frames of this module left out) and its final line, at most 4 KiB: the head
+    line is always kept, and a long traceback keeps its end, where the error is."""
+    head = f"{type(exc).__name__}: {exc}".rstrip()
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    body = "".join(traceback.format_exception(type(exc), exc, tb, limit=-_TB_FRAMES))
+    text = f"{head}\n{body}".rstrip("\n")
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) <= _TB_BYTES:
+        return text
+    first = head.encode("utf-8", "surrogateescape")[:_TB_BYTES // 4]
+    mark = b"\n[...]\n"
+    tail = raw[len(raw) - (_TB_BYTES - len(first) - len(mark)):]
+    return (first + mark + tail).decode("utf-8", "ignore")
 
 
 def _check_kind(kind: Union[str, bytes, None]) -> Optional[bytes]:
@@ -307,18 +359,21 @@ class Worker:
                 self._flush()
                 self._read(block=True)
 
-    def done(self, result: Payload = None) -> None:
-        """Answers the task in hand with success and `result` (str, bytes or None)."""
-        self._answer(MSG_DONE, result, "result")
+    def done(self, result: Result = None) -> None:
+        """Answers the task in hand with success and `result`: str (sent as UTF-8), bytes,
+        None (empty), or a dict, list or tuple (sent as JSON). A result of another type
+        raises TypeError and leaves the task in hand."""
+        self._answer(MSG_DONE, _result_bytes(result), "result")
 
     def fail(self, error: Payload = None) -> None:
         """Answers the task in hand with failure and `error` (str, bytes or None)."""
         self._answer(MSG_FAIL, error, "error")
 
     def run(self, handler: Handler) -> None:
-        """Batch mode: calls handler(task) for every task. Its return value (str, bytes or
-        None) is the result; an exception becomes FAIL "ExcType: message". Returns when
-        memvisor says STOP: the caller then exits 0."""
+        """Batch mode: calls handler(task) for every task. Its return value is the result
+        (see done()); an exception fails the task with format_error(): "ExcType: message",
+        then the traceback's last frames. Returns when memvisor says STOP: the caller then
+        exits 0."""
         for task in self:
             try:
                 # done() checks the result (type, size) before it answers: a bad one fails
@@ -327,7 +382,7 @@ class Worker:
             except MemvisorError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any handler error fails its task only
-                self.fail(f"{type(exc).__name__}: {exc}")
+                self.fail(format_error(exc))
 
     def begin(self, kind: Union[str, bytes, None] = None) -> None:
         """Service mode: a request begins (kind: None or 1..255 bytes). Sent at once."""
@@ -734,7 +789,8 @@ def _traced_sites() -> Dict[Tuple[str, int], Tuple[int, int]]:
 
 def _open_channel(fd: Optional[int]) -> socket.socket:
     """The stream socket named by $MEMVISOR_FD (or `fd`), made non-inheritable."""
-    hint = "run it under memvisor, e.g. `memvisor run --tasks FILE -- python3 SCRIPT`"
+    hint = ("run it under memvisor, e.g. `memvisor run --tasks FILE -- python3 SCRIPT`, or try "
+            "the handler without memvisor with memvisor_worker.run_local(handler, lines)")
     if fd is None:
         env = os.environ.get(ENV_FD)
         if env is None:
@@ -772,6 +828,41 @@ def _start_tracemalloc() -> None:
         return
     if frames > 0:
         tracemalloc.start(frames)
+
+
+def run_local(handler: Handler, tasks: Iterable[Union[str, bytes]], *,
+              raise_errors: bool = False) -> Iterator[Dict[str, Any]]:
+    """Runs `handler` in this process on `tasks`, without memvisor: for trying and debugging
+    a handler (breakpoints and pdb work). `tasks` are task lines, as str or bytes (an open
+    file works: a trailing newline is dropped); as memvisor does, a task's id is its line
+    number, from 1, and empty lines are skipped. Yields one dict per task, shaped like
+    memvisor's result lines (no memory figures: nothing measures them here): ``task``,
+    ``status`` (ok or failed), ``kind`` (as the handler named it, or None), and ``result`` or
+    ``error`` (``result_base64``/``error_base64`` when not valid UTF-8). With raise_errors,
+    an exception in the handler propagates instead (to stop in a debugger where it was
+    raised).
+    """
+    for number, line in enumerate(tasks, 1):
+        data = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
+        if data.endswith(b"\n"):
+            data = data[:-1]
+        if not data:
+            continue
+        task = Task(number, data)
+        try:
+            key, body = "result", _result_bytes(handler(task))
+            status = "ok"
+        except Exception as exc:  # noqa: BLE001 - as run(): an error fails its task only
+            if raise_errors:
+                raise
+            key, body, status = "error", format_error(exc).encode("utf-8", "surrogateescape"), \
+                "failed"
+        out: Dict[str, Any] = {"task": number, "status": status, "kind": task.kind}
+        try:
+            out[key] = body.decode("utf-8")
+        except UnicodeDecodeError:
+            out[key + "_base64"] = base64.b64encode(body).decode("ascii")
+        yield out
 
 
 def main(handler: Handler) -> NoReturn:

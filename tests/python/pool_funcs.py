@@ -1,0 +1,113 @@
+"""Functions the memvisor.Pool tests (test_pool.py) run in workers: importable by name, as
+workers need them. The same ones run in multiprocessing.Pool for comparison."""
+
+import os
+import threading
+import time
+
+KEPT = []  # what the leaking functions keep: this worker's leak
+INIT = {}
+
+
+def sq(x):
+    return x * x
+
+
+def add(a, b):
+    return a + b
+
+
+def call(a, b=0, *, c=0):
+    return (a, b, c)
+
+
+def fail_on(x, bad=3):
+    if x == bad:
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+def _inner(x):
+    raise KeyError(f"deep {x}")  # THE RAISE
+
+
+def raises_deep(x):
+    return _inner(x)
+
+
+class NeedsArgs(Exception):
+    """An exception that does not unpickle: its __init__ wants a keyword-only argument."""
+
+    def __init__(self, message, *, code):
+        super().__init__(message)
+        self.code = code
+
+
+def raises_unpicklable(x):
+    raise NeedsArgs(f"no way back {x}", code=7)
+
+
+def returns_a_lock(x):
+    return threading.Lock()
+
+
+def slow(x, seconds=5.0):
+    time.sleep(seconds)
+    return x
+
+
+def pid(x):
+    return os.getpid()
+
+
+def leak_mib(x):
+    """Keeps 1 MiB per task, touched, so that the worker's private memory grows."""
+    KEPT.append(bytearray(b"x" * (1 << 20)))
+    return x * 3
+
+
+def leak_64k(x):
+    KEPT.append(bytearray(b"y" * (64 << 10)))
+    return x
+
+
+def keep_mib(n):
+    KEPT.append(bytearray(b"z" * (n << 20)))
+    return n
+
+
+def hog_on(x, poison=5):
+    """Item `poison` grows by 4 MiB (touched) every 10 ms up to 512 MiB: past any test hard
+    limit, slowly enough that sampling /proc (no cgroups) sees it too."""
+    if x == poison:
+        blocks = []
+        for _ in range(128):
+            blocks.append(bytearray(b"h" * (4 << 20)))
+            time.sleep(0.01)
+        return len(blocks)
+    return x * 2
+
+
+def note_and_sleep(directory, x):
+    """Says it started (a file named after its pid) and sleeps: a task to be killed."""
+    with open(os.path.join(directory, str(os.getpid())), "w") as f:
+        f.write(str(x))
+    time.sleep(60)
+    return x
+
+
+def chatty(x):
+    print(f"chatty says {x}", flush=True)
+    return x
+
+
+def init_set(value):
+    INIT["value"] = value
+
+
+def init_get(x):
+    return (INIT.get("value"), x)
+
+
+def init_fail(value):
+    raise RuntimeError(f"initializer refuses {value}")

@@ -1,0 +1,686 @@
+"""Tests of memvisor.Pool (worker-api/python/memvisor/) with the real memvisor binary.
+
+The binary is $MEMVISOR_BIN (tests/check_python.c sets it to the build's), else build/memvisor
+in the source tree. Every pool is terminated by its test (the context manager), and every
+wait is bounded; nothing sleeps to synchronise.
+
+    MEMVISOR_BIN=build/memvisor python3 -m unittest -v tests/python/test_pool.py
+"""
+
+import contextlib
+import functools
+import io
+import itertools
+import logging
+import multiprocessing
+import os
+import pickle
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import types
+import unittest
+from unittest import mock
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.normpath(os.path.join(HERE, "..", ".."))
+MODULE_DIR = os.path.join(SOURCE, "worker-api", "python")
+sys.path.insert(0, MODULE_DIR)
+sys.path.insert(0, HERE)
+os.environ.setdefault("MEMVISOR_BIN", os.path.join(SOURCE, "build", "memvisor"))
+
+import memvisor  # noqa: E402
+import pool_funcs as pf  # noqa: E402
+
+TIMEOUT = 30.0  # seconds any single wait may take
+MiB = 1 << 20
+
+
+class PoolTest(unittest.TestCase):
+    """Base: a temporary state directory per test, and pools that use it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="mv-pool-test-")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def pool(self, workers=2, **kw):
+        kw.setdefault("state_dir", os.path.join(self.tmp, "state"))
+        return memvisor.Pool(workers, **kw)
+
+
+def mp_pool():
+    return multiprocessing.get_context("fork").Pool(2)
+
+
+class SameAsMultiprocessing(unittest.TestCase):
+    """Every API call gives what multiprocessing.Pool gives on the same input. One pool of
+    each for the whole class."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mv-pool-test-")
+        cls.mv = memvisor.Pool(2, state_dir=cls.tmp)
+        cls.mp = mp_pool()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mv.terminate()
+        cls.mp.terminate()
+        cls.mp.join()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def both(self, call):
+        """call(pool) on each pool: (memvisor's, multiprocessing's)."""
+        return call(self.mv), call(self.mp)
+
+    def assert_same(self, call):
+        mine, theirs = self.both(call)
+        self.assertEqual(mine, theirs)
+        return mine
+
+    def assert_same_error(self, call):
+        errors = []
+        for pool in (self.mv, self.mp):
+            with self.assertRaises(Exception) as cm:
+                call(pool)
+            errors.append(cm.exception)
+        self.assertIs(type(errors[0]), type(errors[1]))
+        self.assertEqual(errors[0].args, errors[1].args)
+        return errors[0]
+
+    def test_apply(self):
+        self.assertEqual(self.assert_same(lambda p: p.apply(pf.add, (2, 3))), 5)
+        self.assert_same(lambda p: p.apply(pf.call, (1,), {"b": 2, "c": 3}))
+        self.assert_same(lambda p: p.apply(pf.call, kwds={"a": "x"}))
+        self.assert_same_error(lambda p: p.apply(pf.fail_on, (3,)))
+
+    def test_apply_async_and_its_result(self):
+        for pool in (self.mv, self.mp):
+            r = pool.apply_async(pf.sq, (9,))
+            self.assertEqual(r.get(TIMEOUT), 81)
+            self.assertTrue(r.ready())
+            self.assertTrue(r.successful())
+            r = pool.apply_async(pf.fail_on, (3,))
+            r.wait(TIMEOUT)
+            self.assertTrue(r.ready())
+            self.assertFalse(r.successful())
+            with self.assertRaisesRegex(ValueError, "item 3 is bad"):
+                r.get(TIMEOUT)
+            slow = pool.apply_async(pf.slow, (1, 0.5))
+            with self.assertRaises(multiprocessing.TimeoutError):
+                slow.get(0.01)
+            self.assertFalse(slow.ready())
+            with self.assertRaises(ValueError):
+                slow.successful()
+            self.assertEqual(slow.get(TIMEOUT), 1)
+
+    def test_callbacks(self):
+        for pool in (self.mv, self.mp):
+            got, errs = [], []
+            pool.apply_async(pf.sq, (4,), callback=got.append).get(TIMEOUT)
+            r = pool.map_async(pf.sq, range(5), callback=got.append)
+            r.get(TIMEOUT)
+            e = pool.apply_async(pf.fail_on, (3,), error_callback=errs.append)
+            e.wait(TIMEOUT)
+            self.assertEqual(got, [16, [0, 1, 4, 9, 16]])
+            self.assertEqual([type(x) for x in errs], [ValueError])
+
+    def test_map_with_every_chunksize(self):
+        for chunksize in (None, 1, 3, 100):
+            self.assert_same(lambda p: p.map(pf.sq, range(23), chunksize))
+        self.assert_same(lambda p: p.map(pf.sq, []))
+        self.assert_same(lambda p: p.map(pf.sq, (x for x in range(7))))  # no len()
+        self.assert_same(lambda p: p.map_async(pf.sq, range(10), 4).get(TIMEOUT))
+        err = self.assert_same_error(lambda p: p.map(pf.fail_on, range(6)))
+        self.assertIsInstance(err.__cause__, memvisor.RemoteTraceback)
+
+    def test_starmap(self):
+        pairs = [(i, i + 1) for i in range(15)]
+        self.assert_same(lambda p: p.starmap(pf.add, pairs))
+        self.assert_same(lambda p: p.starmap(pf.add, pairs, 4))
+        self.assert_same(lambda p: p.starmap_async(pf.add, pairs, 2).get(TIMEOUT))
+        self.assert_same_error(lambda p: p.starmap(pf.fail_on, [(1,), (3,)]))
+
+    def test_imap_and_imap_unordered(self):
+        for chunksize in (1, 4):
+            self.assert_same(lambda p: list(p.imap(pf.sq, range(30), chunksize)))
+            self.assert_same(lambda p: sorted(p.imap_unordered(pf.sq, range(30), chunksize)))
+            # A generator, read lazily.
+            self.assert_same(lambda p: list(p.imap(pf.sq, (x for x in range(11)), chunksize)))
+        self.assert_same(lambda p: list(p.imap(pf.sq, [])))
+        for pool in (self.mv, self.mp):
+            it = pool.imap(pf.sq, [5, 6])
+            self.assertEqual(it.next(TIMEOUT), 25)
+            self.assertEqual(next(it), 36)
+            with self.assertRaises(StopIteration):
+                it.next(TIMEOUT)
+            it = pool.imap(pf.slow, [1])
+            with self.assertRaises(multiprocessing.TimeoutError):
+                it.next(0.01)
+
+    def test_imap_raises_at_the_failed_item_and_goes_on(self):
+        # multiprocessing (chunksize 1) raises at item 3 and goes on; so does memvisor.
+        for pool in (self.mv, self.mp):
+            it = pool.imap(pf.fail_on, range(6))
+            got = []
+            for _ in range(6):
+                try:
+                    got.append(next(it))
+                except ValueError as exc:
+                    got.append(str(exc))
+            self.assertEqual(got, [0, 1, 2, "item 3 is bad", 4, 5])
+
+    def test_an_input_that_raises(self):
+        def items():
+            yield 1
+            yield 2
+            raise OSError("the input broke")
+        for pool in (self.mv, self.mp):
+            it = pool.imap(pf.sq, items())
+            self.assertEqual([next(it), next(it)], [1, 4])
+            with self.assertRaisesRegex(OSError, "the input broke"):
+                next(it)
+
+    def test_lambda_refused(self):
+        # multiprocessing's spawn method refuses it too (at pickling); memvisor at submit.
+        with self.assertRaises(memvisor.NotImportable):
+            self.mv.map(lambda x: x, [1])
+
+
+class Leaks(PoolTest):
+    def test_a_worker_that_leaks_past_its_limit_is_recycled_and_no_result_is_lost(self):
+        n = 150
+        with self.pool(memory_soft="40M", memory_hard="400M") as pool:
+            got = list(pool.imap_unordered(pf.leak_mib, range(n), with_stats=True))
+        self.assertEqual(sorted(r for r, _s in got), [3 * i for i in range(n)])
+        stats = [s for _r, s in got]
+        self.assertEqual({s.status for s in stats}, {"ok"})
+        self.assertEqual({s.attempts for s in stats}, {1})
+        # 1 MiB kept per task, 40 MiB allowed: each worker is replaced every ~30 tasks (a few
+        # more: on cgroup v1 memvisor re-reads a worker over the threshold every 5 ms, and
+        # these tasks take 0.1 ms), and no worker was killed (1 attempt each).
+        self.assertGreaterEqual(len({s.pid for s in stats}), 5)
+        self.assertGreaterEqual(max(s.mem_after for s in stats), 38 * MiB)
+
+    def test_stats_of_each_task(self):
+        with self.pool(workers=1) as pool:
+            pool.apply(pf.sq, (1,))  # a worker's first task also pays for its warm-up
+            self.assertEqual(pool.apply(pf.keep_mib, (16,)), 16)
+            s = pool.last_stats
+            r = pool.map_async(pf.sq, range(3))
+            r.get(TIMEOUT)
+        self.assertEqual((s.status, s.worker, s.attempts, s.items), ("ok", 1, 1, 1))
+        self.assertEqual(s.kind, "pool_funcs.keep_mib")
+        # 16 MiB kept; the kernel's figures, with room for what the allocator does.
+        self.assertGreaterEqual(s.retained, 8 * MiB)
+        self.assertEqual(s.retained, s.mem_after - s.mem_before)
+        self.assertGreaterEqual(s.mem_peak, s.mem_after)
+        self.assertGreaterEqual(s.duration, 0)
+        self.assertEqual(len(r.stats), 3)
+        self.assertEqual(len({st.task for st in r.stats}), 3)
+
+    def test_each_task_is_measured_after_it_ended(self):
+        # memvisor samples workers on a timer (here every 1 ms); a sample taken in the loop
+        # iteration that then reads a task's answer was taken before the answer: it must not
+        # serve as the task's "after" (channel.c invalidates it per read). Each task keeps
+        # 16 MiB (and, once, the allocator keeps a freed 16 MiB more: glibc's adaptive mmap
+        # threshold moves the next temporary into the heap).
+        with self.pool(workers=1, sample_interval="1ms") as pool:
+            pool.apply(pf.sq, (1,))
+            r = pool.map_async(pf.keep_mib, [16] * 12)
+            r.get(TIMEOUT)
+        for s in r.stats:
+            self.assertGreaterEqual(s.retained, 15 * MiB, [x.retained >> 20 for x in r.stats])
+            self.assertLessEqual(s.retained, 34 * MiB, [x.retained >> 20 for x in r.stats])
+            self.assertGreaterEqual(s.mem_peak, s.mem_after)
+
+    def test_a_leak_suspect_is_logged_with_its_snapshot(self):
+        with self.assertLogs("memvisor", logging.WARNING) as logs:
+            with self.pool(workers=1, window=20, warmup=2) as pool:
+                list(pool.imap_unordered(pf.leak_64k, range(120)))
+                report = pool.report()
+        said = [r for r in logs.records if r.getMessage().startswith("leak suspect")]
+        self.assertTrue(said, [r.getMessage() for r in logs.records])
+        event = said[0].memvisor
+        self.assertEqual(event["kind"], "pool_funcs.leak_64k")
+        self.assertTrue(os.path.isfile(event["snapshot"]), event)
+        self.assertIn(event["snapshot"], said[0].getMessage())
+        # The report reads the run directory, and the copy of the results kept there.
+        self.assertIn("pool_funcs.leak_64k", report)
+        self.assertRegex(report, r"results\.jsonl \(120 lines")
+
+
+class Deaths(PoolTest):
+    def test_a_poison_input_is_quarantined_and_the_others_arrive(self):
+        with self.pool(memory_soft="48M", memory_hard="64M", max_attempts=2) as pool:
+            it = pool.imap(pf.hog_on, range(10))
+            got = []
+            for _ in range(10):
+                try:
+                    got.append(next(it))
+                except memvisor.TaskQuarantined as exc:
+                    got.append(exc)
+            with self.assertRaises(StopIteration):
+                next(it)
+            # The same with return_exceptions, and the pool still works.
+            listed = pool.map(pf.hog_on, [5, 6], return_exceptions=True)
+            self.assertEqual(pool.apply(pf.sq, (12,)), 144)
+        self.assertEqual(got[:5] + got[6:], [0, 2, 4, 6, 8, 12, 14, 16, 18])
+        exc = got[5]
+        self.assertIsInstance(exc, memvisor.TaskQuarantined)
+        self.assertEqual(exc.index, 5)
+        self.assertEqual(len(exc.attempts), 2)
+        for a in exc.attempts:
+            self.assertIn(a.reason, ("kernel_oom", "hard_limit"))
+            self.assertGreaterEqual(a.mem_peak, 60 * MiB)
+            self.assertEqual(a.signal, 9)
+        self.assertEqual(exc.stats.status, "quarantined")
+        self.assertIn("died on each of 2 attempts", str(exc))
+        self.assertIsInstance(listed[0], memvisor.TaskQuarantined)
+        self.assertEqual(listed[1], 12)
+
+
+class Errors(PoolTest):
+    def test_an_exception_carries_its_remote_traceback(self):
+        with self.pool(workers=1) as pool:
+            with self.assertRaises(KeyError) as cm:
+                pool.apply(pf.raises_deep, (7,))
+            exc = cm.exception
+            self.assertEqual(exc.args, ("deep 7",))
+            cause = exc.__cause__
+            self.assertIsInstance(cause, memvisor.RemoteTraceback)
+            with open(pf.__file__) as f:
+                line = next(i for i, text in enumerate(f, 1) if "THE RAISE" in text)
+            self.assertIn(f'pool_funcs.py", line {line}, in _inner', str(cause))
+            self.assertIn("in raises_deep", str(cause))
+            self.assertNotIn("memvisor/_worker.py", str(cause))
+            # An exception that does not come back as itself comes back as text.
+            with self.assertRaises(memvisor.RemoteError) as cm:
+                pool.apply(pf.raises_unpicklable, (1,))
+            self.assertEqual(cm.exception.type_name, "pool_funcs.NeedsArgs")
+            self.assertEqual(cm.exception.message, "no way back 1")
+            self.assertIn("in raises_unpicklable", cm.exception.traceback)
+            # A result that does not pickle fails its task, and says why.
+            with self.assertRaisesRegex(TypeError, "pickle"):
+                pool.apply(pf.returns_a_lock, (1,))
+
+    def test_functions_that_cannot_be_imported(self):
+        def local(x):
+            return x
+        with self.pool() as pool:
+            for fn in (lambda x: x, local, functools.partial(lambda x, y: x, 1)):
+                with self.assertRaisesRegex(memvisor.NotImportable,
+                                            "import functions by name") as cm:
+                    pool.imap(fn, [1])
+                self.assertIsInstance(cm.exception, TypeError)
+            self.assertIsNone(pool.pid)  # refused before anything ran
+            with self.assertRaises(memvisor.NotImportable):
+                memvisor.Pool(1, initializer=lambda: None)
+            # Importable here, not in a worker (a module made at run time): the task fails
+            # with the worker's ImportError.
+            dyn = types.ModuleType("mv_dynamic_module")
+            exec("def f(x):\n    return x\n", dyn.__dict__)
+            sys.modules["mv_dynamic_module"] = dyn
+            try:
+                self.assertEqual(pool.apply(pf.sq, (2,)), 4)  # the workers are up
+                with self.assertRaisesRegex(ModuleNotFoundError, "mv_dynamic_module"):
+                    pool.apply(dyn.f, (1,))
+            finally:
+                del sys.modules["mv_dynamic_module"]
+
+    def test_a_first_function_that_cannot_be_imported_stops_the_pool(self):
+        dyn = types.ModuleType("mv_dynamic_module2")
+        exec("def f(x):\n    return x\n", dyn.__dict__)
+        sys.modules["mv_dynamic_module2"] = dyn
+        try:
+            with self.pool(workers=1) as pool:
+                with self.assertRaises(memvisor.PoolBroken) as cm:
+                    pool.map(dyn.f, [1, 2])
+        finally:
+            del sys.modules["mv_dynamic_module2"]
+        self.assertEqual(cm.exception.exit_code, 3)
+        self.assertIn("No module named 'mv_dynamic_module2'", str(cm.exception))
+
+    def test_initializer(self):
+        with self.pool(initializer=pf.init_set, initargs=("ready",)) as pool:
+            self.assertEqual(pool.map(pf.init_get, [1, 2]), [("ready", 1), ("ready", 2)])
+        with self.pool(workers=1, initializer=pf.init_fail, initargs=(5,)) as pool:
+            with self.assertRaises(memvisor.PoolBroken) as cm:
+                pool.apply(pf.sq, (1,))
+        self.assertIn("RuntimeError: initializer refuses 5", str(cm.exception))
+
+    def test_arguments_too_long_for_a_task_line(self):
+        with self.pool(workers=1, max_size="4K") as pool:
+            got = pool.map(pf.sq, [2, "x" * 10000, 3], return_exceptions=True)
+        self.assertEqual(got[0], 4)
+        self.assertIsInstance(got[1], ValueError)
+        self.assertIn("longest task line", str(got[1]))
+        self.assertEqual(got[2], 9)
+
+
+class Settings(PoolTest):
+    def test_keywords_become_memvisor_settings_checked_at_once(self):
+        with self.assertRaisesRegex(TypeError, "'memory_sof'.*did you mean 'memory_soft'"):
+            memvisor.Pool(1, memory_sof="1G")
+        with self.assertRaisesRegex(ValueError, r'Pool\(task_timeout=...\): \[limits\] '
+                                                r'task_timeout: "30": missing unit'):
+            memvisor.Pool(1, task_timeout=30)
+        with self.assertRaisesRegex(ValueError, r"Pool\(memory_soft=...\): \[limits\] "
+                                                r"memory_soft: 600M is above memory_hard = "
+                                                r"512M \(set at Pool\(memory_hard=...\)\)"):
+            memvisor.Pool(1, memory_soft="600M", memory_hard="512M")
+        with self.assertRaisesRegex(TypeError, r"sets \[worker\] protocol itself"):
+            memvisor.Pool(1, protocol="lines")
+        with self.assertRaisesRegex(TypeError, "no setting 'limits.nope'"):
+            memvisor.Pool(1, options={"limits.nope": 1})
+        with self.assertRaises(ValueError):
+            memvisor.Pool(0)
+        # Good ones pass: a size in bytes, a bool, a timedelta, a dotted key.
+        import datetime
+        pool = memvisor.Pool(1, memory_soft=100 * MiB, enforce=False,
+                             task_timeout=datetime.timedelta(seconds=2),
+                             options={"leak.window": 30}, processes=1, maxtasksperchild=5)
+        self.assertIn("limits.memory_soft=104857600", pool._args)
+        self.assertIn("limits.enforce=no", pool._args)
+        self.assertIn("limits.task_timeout=2000ms", pool._args)
+        self.assertIn("leak.window=30", pool._args)
+        self.assertIn("limits.max_tasks=5", pool._args)
+        pool.close()
+        pool.join()
+
+    def test_a_key_in_two_sections_is_named_with_its_section(self):
+        # No memvisor key is in two sections today: a `memvisor check` that says otherwise.
+        from memvisor import _run
+        text = "[a]\nshared = 1\nonly_a = 2\n[b]\nshared = 3\n"
+        fake = lambda binary, args: subprocess.CompletedProcess(args, 0, text, "")  # noqa
+        with mock.patch.object(_run, "_check", fake), \
+                mock.patch.dict(_run._sections_cache, clear=True):
+            with self.assertRaisesRegex(TypeError, r"options=\{'section.shared': ...\}"):
+                _run.build_options("fake", None, {"shared": 1})
+            args, _ = _run.build_options("fake", None, {"only_a": 5, "b.shared": 4})
+        self.assertEqual(args, ["-o", "a.only_a=5", "-o", "b.shared=4"])
+
+    def test_two_pools_in_one_state_directory(self):
+        # No control socket unless asked: two pools would share STATE_DIR/control.sock.
+        with self.pool(workers=1) as a, self.pool(workers=1) as b:
+            self.assertIn("control.socket=none", a._args)
+            ra, rb = a.map_async(pf.sq, range(5)), b.map_async(pf.add, [1])
+            self.assertEqual(ra.get(TIMEOUT), [0, 1, 4, 9, 16])
+            with self.assertRaises(TypeError):  # add() needs two arguments: b still answers
+                rb.get(TIMEOUT)
+            self.assertNotEqual(a.run_dir, b.run_dir)
+        sock = os.path.join(self.tmp, "c.sock")
+        with self.pool(workers=1, socket=sock) as c:
+            self.assertNotIn("control.socket=none", c._args)
+            self.assertEqual(c.apply(pf.sq, (3,)), 9)
+            self.assertTrue(os.path.exists(sock))
+
+    def test_a_callback_that_raises_is_logged_and_the_result_stands(self):
+        def bad(_value):
+            raise RuntimeError("callback broke")
+        with self.pool(workers=1) as pool:
+            with self.assertLogs("memvisor", logging.ERROR) as logs:
+                r = pool.apply_async(pf.sq, (5,), callback=bad)
+                self.assertEqual(r.get(TIMEOUT), 25)
+        self.assertIn("exception in a result callback", logs.output[0])
+
+    def test_missing_binary_is_a_clear_error(self):
+        with self.assertRaisesRegex(memvisor.MemvisorNotFound, "not an executable file"):
+            memvisor.Pool(1, memvisor=os.path.join(self.tmp, "nope"))
+        env = dict(os.environ, PATH=self.tmp)
+        env.pop("MEMVISOR_BIN")
+        code = "import memvisor\ntry:\n    memvisor.Pool(1)\nexcept memvisor.MemvisorNotFound " \
+               "as e:\n    print(e)\n"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=TIMEOUT, cwd=MODULE_DIR)
+        self.assertIn("not on PATH", out.stdout, out.stderr)
+        self.assertIn("MEMVISOR_BIN", out.stdout)
+
+    def test_close_join_and_misuse(self):
+        pool = self.pool()
+        with self.assertRaisesRegex(ValueError, "still running"):
+            pool.join()
+        self.assertEqual(pool.map(pf.sq, [3]), [9])
+        pool.close()
+        with self.assertRaisesRegex(ValueError, "not running"):
+            pool.map(pf.sq, [1])
+        pool.join()
+        self.assertEqual(pool._sv.proc.returncode, 0)
+        with self.assertRaises(NotImplementedError):
+            pickle.dumps(pool)
+
+
+def _alive(pid, start):
+    """Whether process `pid`, started at `start` (clock ticks), still exists (even as a
+    zombie: a process left unreaped is left behind)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[19] == start
+
+
+def _tree(root):
+    """{pid: start time} of `root` and every descendant, from /proc."""
+    parent, start = {}, {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(name)], start[int(name)] = int(fields[1]), fields[19]
+    tree, grew = {root}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return {p: start[p] for p in tree if p in start}
+
+
+class Terminate(PoolTest):
+    def test_terminate_mid_map_leaves_no_process_behind(self):
+        notes = os.path.join(self.tmp, "notes")
+        os.mkdir(notes)
+        pool = self.pool()
+        r = pool.starmap_async(pf.note_and_sleep, [(notes, i) for i in range(6)])
+        # Calls behind it: one that memvisor may have read, an endless one it cannot.
+        queued = pool.map_async(pf.sq, range(3), return_exceptions=True)
+        endless = pool.imap(pf.sq, itertools.count())
+        # Both workers are inside a task once each wrote its note (bounded by the select).
+        fd = os.open(notes, os.O_RDONLY)
+        try:
+            for _ in range(int(TIMEOUT * 10)):
+                if len(os.listdir(notes)) >= 2:
+                    break
+                select.select([], [], [], 0.1)
+        finally:
+            os.close(fd)
+        self.assertEqual(len(os.listdir(notes)), 2)
+        procs = _tree(pool.pid)
+        workers = {int(n) for n in os.listdir(notes)}
+        self.assertTrue(workers <= set(procs), (workers, procs))
+        self.assertEqual(pool.worker_pids, workers)
+        pool.terminate()
+        left = [p for p, start in procs.items() if _alive(p, start)]
+        self.assertEqual(left, [], "processes left behind")
+        with self.assertRaises(memvisor.PoolTerminated):
+            r.get(TIMEOUT)
+        self.assertEqual([type(x) for x in queued.get(TIMEOUT)], [memvisor.PoolTerminated] * 3)
+        with self.assertRaises(memvisor.PoolTerminated):
+            endless.next(TIMEOUT)
+        pool.join()  # after terminate: returns at once
+
+
+PROGRESS_SCRIPT = textwrap.dedent('''
+    import os, sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def double(x):          # defined in the main script: workers import it as __mp_main__
+        print("worker prints", x) if x == 3 else None
+        return 2 * x
+
+    if __name__ == "__main__":
+        with memvisor.Pool(2, progress=True, state_dir=sys.argv[2]) as pool:
+            print(sum(pool.imap_unordered(double, range(20))))
+''')
+
+UNGUARDED_SCRIPT = textwrap.dedent('''
+    import sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def double(x):
+        return 2 * x
+
+    pool = memvisor.Pool(1, state_dir=sys.argv[2])   # no __main__ guard
+    try:
+        pool.map(double, [1])
+    except memvisor.PoolBroken as exc:
+        print("BROKEN", exc)
+    pool.terminate()
+''')
+
+
+class Scripts(PoolTest):
+    """Whole programs: a function of the main script, the progress line, worker output."""
+
+    def script(self, text):
+        path = os.path.join(self.tmp, "script.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return [sys.executable, path, MODULE_DIR, os.path.join(self.tmp, "state")]
+
+    def test_progress_on_a_terminal_and_worker_output(self):
+        primary, secondary = pty.openpty()
+        proc = subprocess.Popen(self.script(PROGRESS_SCRIPT), stdout=subprocess.PIPE,
+                                stderr=secondary)
+        os.close(secondary)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([primary], [], [], TIMEOUT)
+            self.assertTrue(ready, "no output in time")
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(primary)
+        out, _ = proc.communicate(timeout=TIMEOUT)
+        self.assertEqual(proc.returncode, 0, seen)
+        self.assertEqual(out.decode().strip(), "380")
+        text = seen.decode(errors="replace")
+        self.assertIn("memvisor 20/20 items", text)
+        self.assertIn("quarantined 0", text)
+        self.assertIn("worker prints 3", text)
+
+    def test_no_progress_when_stderr_is_not_a_terminal(self):
+        out = subprocess.run(self.script(PROGRESS_SCRIPT), capture_output=True, text=True,
+                             timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.strip(), "380")
+        self.assertNotIn("items", out.stderr)
+        self.assertIn("worker prints 3", out.stderr)
+
+    def test_a_pool_made_while_workers_import_the_main_script(self):
+        out = subprocess.run(self.script(UNGUARDED_SCRIPT), capture_output=True, text=True,
+                             timeout=TIMEOUT)
+        self.assertIn("BROKEN", out.stdout, out.stderr)
+        self.assertIn('guard the code that makes the pool with `if __name__ == "__main__":`',
+                      out.stdout)
+
+
+INSTALLED_SCRIPT = textwrap.dedent('''
+    import sys
+    import memvisor, memvisor_worker
+
+    def sq(x):
+        return x * x
+
+    if __name__ == "__main__":
+        with memvisor.Pool(1, state_dir=sys.argv[1]) as pool:
+            print(pool.map(sq, [1, 2, 3]))
+        print(memvisor.__file__)
+        print(memvisor_worker.__file__)
+''')
+
+
+class Packaging(PoolTest):
+    """The modules as installed, used from outside the source tree."""
+
+    def run_installed(self, libdir, binary):
+        script = os.path.join(self.tmp, "installed.py")
+        with open(script, "w") as f:
+            f.write(INSTALLED_SCRIPT)
+        env = dict(os.environ, PYTHONPATH=libdir, MEMVISOR_BIN=binary)
+        out = subprocess.run([sys.executable, script, os.path.join(self.tmp, "state")],
+                             env=env, cwd=self.tmp, capture_output=True, text=True,
+                             timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = out.stdout.split("\n")
+        self.assertEqual(lines[0], "[1, 4, 9]")
+        self.assertEqual(lines[1], os.path.join(libdir, "memvisor", "__init__.py"))
+        self.assertEqual(lines[2], os.path.join(libdir, "memvisor_worker.py"))
+
+    def test_pip_install_offline(self):
+        # Offline, the build backend is the one installed: Debian's python3-setuptools (and
+        # python3-wheel, which setuptools before 70.1 builds wheels with).
+        python = next((p for p in (sys.executable, "/usr/bin/python3") if os.path.exists(p)
+                       and subprocess.run([p, "-c", "import setuptools, wheel, pip"],
+                                          capture_output=True).returncode == 0), None)
+        if python is None:
+            self.skipTest("no python3 with pip, setuptools and wheel (Debian: python3-pip "
+                          "python3-setuptools python3-wheel)")
+        # pip builds in the source directory: build a copy, not the shared tree.
+        src = os.path.join(self.tmp, "src")
+        shutil.copytree(MODULE_DIR, src, ignore=shutil.ignore_patterns(
+            "__pycache__", "build", "*.egg-info"))
+        target = os.path.join(self.tmp, "target")
+        out = subprocess.run([python, "-m", "pip", "install", "--no-build-isolation",
+                              "--no-index", "--disable-pip-version-check", "--quiet",
+                              "--root-user-action=ignore",
+                              "--target", target, src], capture_output=True, text=True,
+                             timeout=120)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        self.run_installed(target, os.environ["MEMVISOR_BIN"])
+
+    def test_make_install(self):
+        build = os.path.dirname(os.path.abspath(os.environ["MEMVISOR_BIN"]))
+        if not os.path.isfile(os.path.join(SOURCE, "Makefile")):
+            self.skipTest("no Makefile: not run from the source tree")
+        dest = os.path.join(self.tmp, "dest")
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS",
+                                                                 "MAKELEVEL")}
+        out = subprocess.run(["make", "-s", "-C", SOURCE, "install", f"DESTDIR={dest}",
+                              "PREFIX=/usr/local", f"BUILD={build}"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+        version = "%d.%d" % sys.version_info[:2]
+        libdir = os.path.join(dest, f"usr/local/lib/python{version}/dist-packages")
+        self.run_installed(libdir, os.path.join(dest, "usr/local/bin/memvisor"))
+
+
+class WorkerOutput(PoolTest):
+    def test_prints_reach_the_callers_stderr(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            with self.pool(workers=1) as pool:
+                self.assertEqual(pool.map(pf.chatty, [1, 2]), [1, 2])
+                pool.close()
+                pool.join()
+        self.assertIn("chatty says 1\nchatty says 2\n", err.getvalue())
+
+
+if __name__ == "__main__":
+    unittest.main()

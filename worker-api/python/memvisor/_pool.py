@@ -1,0 +1,557 @@
+"""memvisor.Pool: multiprocessing.Pool's API on memvisor's workers (see the package's
+docstring for what it adds and what differs)."""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import importlib.util
+import itertools
+import json
+import logging
+import os
+import pickle
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from . import _codec, _run
+from ._errors import PoolBroken, PoolError, PoolTerminated, TaskStats
+from ._progress import Progress
+from ._results import AsyncResult, IMapIterator, _Job
+
+log = logging.getLogger("memvisor")
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.DEBUG, "warn": logging.WARNING,
+           "error": logging.ERROR}
+_SKIP_FIELDS = ("ts", "level", "event")
+_live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+
+
+def _chunks(iterable: Iterable[Any], size: int) -> Iterator[Tuple[List[Any], int]]:
+    """(items, index of the first) for each chunk of `size` items."""
+    it = iter(iterable)
+    index = 0
+    while True:
+        chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk, index
+        index += len(chunk)
+
+
+def _main_spec() -> Dict[str, Optional[str]]:
+    """How a worker imports the caller's main module, as multiprocessing's spawn does."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name:
+        if name == "__main__" or name.endswith(".__main__"):
+            name = None  # python -m package: its __main__ is not re-run in workers
+        return {"main_name": name, "main_path": None}
+    path = getattr(main, "__file__", None)
+    if path and os.path.splitext(os.path.basename(path))[0] != "ipython":
+        return {"main_name": None, "main_path": os.path.abspath(path)}
+    return {"main_name": None, "main_path": None}
+
+
+def _python_path() -> List[str]:
+    """Where the workers find this package and memvisor_worker."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.find_spec("memvisor_worker")
+    other = os.path.dirname(os.path.abspath(spec.origin)) if spec and spec.origin else here
+    return [here] if other == here else [here, other]
+
+
+class Pool:
+    """A pool of worker processes run by memvisor, with multiprocessing.Pool's API.
+
+    ``Pool(workers=None, initializer=None, initargs=(), maxtasksperchild=None, *,
+    memory_soft=None, memory_hard=None, max_tasks=None, progress=False, config=None,
+    memvisor=None, options=None, **settings)``
+
+    workers (alias ``processes``): worker processes, default one per CPU. memory_soft: a
+    worker above it finishes its task and is replaced; memory_hard: a worker reaching it is
+    killed by the kernel at once and its task retried (sizes: bytes or "256M"). max_tasks
+    (alias maxtasksperchild): tasks per worker before it is replaced. Any other memvisor
+    setting is a keyword named after its key (``task_timeout="30s"``, ``max_attempts=2``,
+    ``state_dir=...``; `memvisor check` lists them), or ``options={"section.key": value}``;
+    config names an INI file. memvisor names the binary (default $MEMVISOR_BIN, else PATH).
+    Settings are checked when the Pool is made: a bad value raises ValueError with
+    memvisor's message, an unknown keyword TypeError.
+    """
+
+    def __init__(self, workers: Optional[int] = None,
+                 initializer: Optional[Callable[..., Any]] = None, initargs: Iterable[Any] = (),
+                 maxtasksperchild: Optional[int] = None, *, memory_soft: Any = None,
+                 memory_hard: Any = None, max_tasks: Optional[int] = None,
+                 progress: bool = False, config: Optional[str] = None,
+                 memvisor: Optional[str] = None, options: Optional[Dict[str, Any]] = None,
+                 processes: Optional[int] = None, **settings: Any) -> None:
+        self._state = RUN
+        self._sv: Optional[_run.Supervisor] = None
+        w = sys.modules.get("memvisor._worker")
+        if w is not None and getattr(w, "bootstrapping", False):
+            raise RuntimeError(
+                "a memvisor.Pool was made while a worker imported the main module: guard the "
+                "code that makes the pool with `if __name__ == \"__main__\":` (workers import "
+                "the main module, as multiprocessing's spawn start method does)")
+        if processes is not None and workers is not None and processes != workers:
+            raise TypeError("give workers or processes (the same thing), not both")
+        workers = workers if workers is not None else processes
+        if workers is not None and workers < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if max_tasks is not None and maxtasksperchild is not None and \
+                max_tasks != maxtasksperchild:
+            raise TypeError("give max_tasks or maxtasksperchild (the same thing), not both")
+        max_tasks = max_tasks if max_tasks is not None else maxtasksperchild
+        if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        given: Dict[str, Any] = {"workers": workers, "memory_soft": memory_soft,
+                                 "memory_hard": memory_hard, "max_tasks": max_tasks}
+        given.update(settings)
+        given.update(options or {})
+        self._binary = _run.find_binary(memvisor)
+        self._args, effective = _run.build_options(self._binary, config, given)
+        if effective.get("control", {}).get("socket", "") == "":
+            # Two pools in one directory would share STATE_DIR/control.sock: none unless asked.
+            self._args += ["-o", "control.socket=none"]
+        self.workers = int(effective["supervisor"]["workers"]) or (os.cpu_count() or 1)
+        self._max_line = _run.parse_size(effective["tasks"]["max_size"])
+        soft = _run.parse_size(effective["limits"]["memory_soft"])
+        self._initializer: Optional[bytes] = None
+        if initializer is not None:
+            _codec.function_token(initializer)  # NotImportable now, not in every worker
+            self._initializer = pickle.dumps((initializer, tuple(initargs)),
+                                             _codec.PICKLE_PROTOCOL)
+        self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._taskq: "queue.Queue[Any]" = queue.Queue()
+        self._pending: Dict[int, Tuple[_Job, int, int, Optional[int]]] = {}
+        self._next_id = 1
+        self._broken: Optional[BaseException] = None
+        self._feeder: Optional[threading.Thread] = None
+        self._tmpdir: Optional[str] = None
+        self._run_dir: Optional[str] = None
+        self._run_known = threading.Event()
+        self._copy: Any = None  # results.jsonl in the run directory
+        self._worker_pids: Set[int] = set()
+        self._errors: Deque[str] = collections.deque(maxlen=8)
+        self._output: Deque[str] = collections.deque(maxlen=12)  # a traceback's end
+        self._cleaned = False
+        self.last_stats: Optional[TaskStats] = None
+        self._progress = Progress(sys.stderr, progress, soft)
+        _live.add(self)
+
+    # ---- multiprocessing.Pool's API ------------------------------------------------------
+
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (),
+              kwds: Optional[Dict[str, Any]] = None) -> Any:
+        """func(*args, **kwds) in a worker; waits for the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func: Callable[..., Any], args: Iterable[Any] = (),
+                    kwds: Optional[Dict[str, Any]] = None,
+                    callback: Optional[Callable[[Any], Any]] = None,
+                    error_callback: Optional[Callable[[BaseException], Any]] = None
+                    ) -> AsyncResult:
+        job = AsyncResult([1], True, callback, error_callback)
+        items = [((tuple(args), dict(kwds or {})), None)]
+        self._submit(func, _codec.MODE_CALL, job, iter(items), 1)
+        return job
+
+    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+            chunksize: Optional[int] = None, *, return_exceptions: bool = False) -> List[Any]:
+        """[func(x) for x in iterable], in workers; raises the first failure (unless
+        return_exceptions: then exceptions take their items' places)."""
+        return self._map_async(func, iterable, _codec.MODE_MAP, chunksize, None, None,
+                               return_exceptions).get()
+
+    def map_async(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+                  chunksize: Optional[int] = None,
+                  callback: Optional[Callable[[Any], Any]] = None,
+                  error_callback: Optional[Callable[[BaseException], Any]] = None, *,
+                  return_exceptions: bool = False) -> AsyncResult:
+        return self._map_async(func, iterable, _codec.MODE_MAP, chunksize, callback,
+                               error_callback, return_exceptions)
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                chunksize: Optional[int] = None, *,
+                return_exceptions: bool = False) -> List[Any]:
+        """[func(*args) for args in iterable], in workers."""
+        return self._map_async(func, iterable, _codec.MODE_STAR, chunksize, None, None,
+                               return_exceptions).get()
+
+    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]],
+                      chunksize: Optional[int] = None,
+                      callback: Optional[Callable[[Any], Any]] = None,
+                      error_callback: Optional[Callable[[BaseException], Any]] = None, *,
+                      return_exceptions: bool = False) -> AsyncResult:
+        return self._map_async(func, iterable, _codec.MODE_STAR, chunksize, callback,
+                               error_callback, return_exceptions)
+
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
+             with_stats: bool = False, return_exceptions: bool = False) -> IMapIterator:
+        """func(x) for each x, in input order, as results come (the input is read lazily)."""
+        return self._imap(func, iterable, chunksize, True, with_stats, return_exceptions)
+
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any],
+                       chunksize: int = 1, *, with_stats: bool = False,
+                       return_exceptions: bool = False) -> IMapIterator:
+        """func(x) for each x, in the order tasks end. with_stats: (result, TaskStats)."""
+        return self._imap(func, iterable, chunksize, False, with_stats, return_exceptions)
+
+    def close(self) -> None:
+        """No more tasks: the workers finish those submitted, then exit (join() waits)."""
+        with self._start_lock:
+            if self._state == RUN:
+                self._state = CLOSE
+                if self._sv is not None:
+                    self._taskq.put(None)
+
+    def terminate(self) -> None:
+        """Stops now: running tasks are killed with their workers, tasks not ended raise
+        PoolTerminated. Returns once memvisor and every worker are gone."""
+        with self._start_lock:
+            was = self._state
+            self._state = TERMINATE
+            sv = self._sv
+            if sv is not None and was == RUN:
+                self._taskq.put(None)
+        if sv is not None:
+            sv.terminate()
+        self._finish()
+
+    def join(self) -> None:
+        """Waits for the workers to exit; after close() or terminate()."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        self._finish()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.terminate()
+
+    def __reduce__(self) -> Any:
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __repr__(self) -> str:
+        pid = self._sv.pid if self._sv else None
+        return f"<memvisor.Pool state={self._state} workers={self.workers} memvisor_pid={pid}>"
+
+    # ---- what memvisor adds --------------------------------------------------------------
+
+    @property
+    def pid(self) -> Optional[int]:
+        """memvisor's process id (None before the first task is submitted)."""
+        return self._sv.pid if self._sv else None
+
+    @property
+    def worker_pids(self) -> Set[int]:
+        """The worker processes alive now, as memvisor's log says."""
+        with self._lock:
+            return set(self._worker_pids)
+
+    @property
+    def run_dir(self) -> Optional[str]:
+        """This run's directory (events, snapshots, run.json, results.jsonl)."""
+        return self._run_dir
+
+    def report(self) -> str:
+        """`memvisor report` of this run: leak suspects with their evidence, recycles,
+        per-task memory by kind, suggested limits."""
+        if not self._run_dir:
+            raise PoolError("no run directory yet: the pool has run no task (or memvisor "
+                            "could not create its state directory)")
+        with self._lock:
+            if self._copy is not None:
+                self._copy.flush()
+        cp = subprocess.run([self._binary, "report", self._run_dir], capture_output=True,
+                                 text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if cp.returncode != 0:
+            raise PoolError(f"memvisor report failed: {cp.stderr.strip()}")
+        return cp.stdout
+
+    # ---- submitting ----------------------------------------------------------------------
+
+    def _map_async(self, func: Callable[..., Any], iterable: Iterable[Any], mode: bytes,
+                   chunksize: Optional[int], callback: Optional[Callable[[Any], Any]],
+                   error_callback: Optional[Callable[[BaseException], Any]],
+                   return_exceptions: bool) -> AsyncResult:
+        self._check_running()
+        items = iterable if hasattr(iterable, "__len__") else list(iterable)
+        size = 1 if chunksize is None else chunksize
+        if size < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(size))
+        n = len(items)  # type: ignore[arg-type]
+        sizes = [min(size, n - i) for i in range(0, n, size)]
+        job = AsyncResult(sizes, False, callback, error_callback, return_exceptions)
+        if sizes:
+            self._submit(func, mode, job, _chunks(items, size), n)
+        else:
+            _codec.function_token(func)  # a lambda is refused, whatever the input
+        return job
+
+    def _imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int,
+              ordered: bool, with_stats: bool, return_exceptions: bool) -> IMapIterator:
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
+        n = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        job = IMapIterator(ordered, with_stats, return_exceptions)
+        self._submit(func, _codec.MODE_MAP, job, _chunks(iterable, chunksize), n)
+        return job
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def _submit(self, func: Callable[..., Any], mode: bytes, job: _Job,
+                chunks: Iterator[Tuple[Any, Optional[int]]], nitems: Optional[int]) -> None:
+        token = _codec.function_token(func)  # NotImportable here, before anything runs
+        with self._start_lock:
+            self._check_running()
+            if self._sv is None:
+                self._start(func)
+            self._progress.add_total(nitems)
+            self._taskq.put((job, token, mode, chunks, nitems is None))
+
+    def _start(self, func: Callable[..., Any]) -> None:
+        """memvisor and its workers, at the first task: the workers then import `func`'s
+        module before their first task (a warm template would import it once)."""
+        self._tmpdir = tempfile.mkdtemp(prefix="memvisor-pool-")
+        module = getattr(getattr(func, "func", func), "__module__", None)
+        spec = dict(_main_spec(), sys_path=list(sys.path), sys_argv=list(sys.argv),
+                    initializer=self._initializer,
+                    preload=[module] if module and module not in ("__main__", "__mp_main__")
+                    else [])
+        spec_path = os.path.join(self._tmpdir, "spec.pickle")
+        with open(spec_path, "wb") as f:
+            pickle.dump(spec, f, _codec.PICKLE_PROTOCOL)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(_python_path() + (
+            [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        env["MEMVISOR_POOL_SPEC"] = spec_path
+        env["PYTHONUNBUFFERED"] = "1"  # a worker's print() shows when it happens
+        sv = _run.Supervisor(self._binary, self._args, env, self._tmpdir, self._on_result,
+                             self._on_log, self._on_end)
+        try:
+            sv.start(_run.worker_command())
+        except BaseException:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            raise
+        self._sv = sv
+        self._feeder = threading.Thread(target=self._feed, name="memvisor-feeder", daemon=True)
+        self._feeder.start()
+
+    # ---- the feeder thread: task lines to memvisor ---------------------------------------
+
+    def _feed(self) -> None:
+        assert self._sv is not None
+        while True:
+            item = self._taskq.get()
+            if item is None:
+                break
+            try:
+                self._feed_job(*item)
+            except Exception:  # noqa: BLE001 - a bug here must not stop the other calls
+                log.exception("memvisor.Pool: feeding a call's tasks failed")
+        self._sv.end_input()
+
+    def _feed_job(self, job: _Job, token: bytes, mode: bytes,
+                  chunks: Iterator[Tuple[Any, Optional[int]]], unknown: bool) -> None:
+        """Sends one call's tasks. An item that cannot be sent (it does not pickle, or is too
+        long for a task line) fails at its place; an input that raises ends there."""
+        assert self._sv is not None
+        sent = items = 0
+        while True:
+            try:
+                chunk = next(chunks, None)
+            except Exception as exc:  # noqa: BLE001 - the caller's iterable raised
+                job._set(sent, False, exc, None, 1)
+                sent += 1
+                break
+            if chunk is None:
+                break
+            batch, first = chunk
+            nitems = len(batch) if mode != _codec.MODE_CALL else 1
+            try:
+                line = _codec.encode_task(token, mode, batch)
+                if len(line) >= self._max_line:
+                    raise ValueError(
+                        f"the arguments of item {first or 0} pickle to {len(line)} bytes, more "
+                        f"than memvisor's longest task line ([tasks] max_size "
+                        f"{self._max_line} bytes; raise it with Pool(max_size=...))")
+            except Exception as exc:  # noqa: BLE001 - pickling can raise anything
+                job._set(sent, False, exc, None, nitems)
+                sent, items = sent + 1, items + nitems
+                continue
+            with self._lock:
+                broken = self._broken
+                if broken is None and self._state == TERMINATE:
+                    broken = PoolTerminated("the pool was terminated before this task ran")
+                if broken is None:
+                    task_id = self._next_id
+                    self._next_id += 1
+                    self._pending[task_id] = (job, sent, nitems, first)
+            if broken is not None:
+                job._abort(sent, broken)
+                self._input_ended(job, unknown, items)
+                return
+            try:
+                self._sv.write(line + b"\n")
+            except OSError:
+                pass  # memvisor is gone: _on_end fails what is pending, this task included
+            sent, items = sent + 1, items + nitems
+        job._set_length(sent)
+        self._input_ended(job, unknown, items)
+
+    def _input_ended(self, job: _Job, unknown: bool, items: int) -> None:
+        if unknown:
+            self._progress.input_ended(items)
+
+    # ---- the results thread --------------------------------------------------------------
+
+    def _on_result(self, raw: bytes) -> None:
+        try:
+            obj = json.loads(raw)
+            task_id = obj["task"]
+        except (ValueError, KeyError, TypeError):
+            log.error("memvisor.Pool: a result line that does not parse: %.200r", raw)
+            return
+        self._keep_copy(raw)
+        with self._lock:
+            entry = self._pending.pop(task_id, None)
+        if entry is None:
+            log.error("memvisor.Pool: a result for task %s, which is not pending", task_id)
+            return
+        job, ci, nitems, first = entry
+        ok, value, stats = _codec.decode_result(obj, nitems, first)
+        self.last_stats = stats
+        self._progress.task_ended(nitems, stats.status, stats.mem_after)
+        job._set(ci, ok, value, stats, nitems)
+
+    def _keep_copy(self, raw: bytes) -> None:
+        """The result line, appended to results.jsonl in the run directory: the results go
+        to a FIFO, which `memvisor report` cannot re-read."""
+        if self._copy is None:
+            self._run_known.wait(10.0)  # memvisor logs its start before any result
+            if not self._run_dir:
+                return
+            with self._lock:
+                if self._copy is None and not self._cleaned:
+                    try:
+                        self._copy = open(os.path.join(self._run_dir, "results.jsonl"), "ab")
+                    except OSError as exc:
+                        log.warning("memvisor.Pool: no copy of the results in %s: %s",
+                                    self._run_dir, exc)
+                        self._run_dir = None
+                        return
+        with self._lock:
+            if self._copy is not None:
+                self._copy.write(raw if raw.endswith(b"\n") else raw + b"\n")
+
+    def _on_end(self, code: int) -> None:
+        """memvisor exited and every result was read: whatever is still pending fails."""
+        tail = "\n".join(list(self._errors) + [f"worker: {o}" for o in self._output])
+        with self._lock:
+            if self._state == TERMINATE:
+                err: BaseException = PoolTerminated(
+                    "the pool was terminated before this task ended")
+            else:
+                err = PoolBroken(f"memvisor exited with status {code} before this task ended",
+                                 code, tail)
+            self._broken = err
+            pending, self._pending = self._pending, {}
+        for job, ci, nitems, _first in pending.values():
+            job._set(ci, False, err, None, nitems)
+        self._run_known.set()
+
+    # ---- the log thread ------------------------------------------------------------------
+
+    def _on_log(self, obj: Any) -> None:
+        """memvisor's JSON log: worker output to our stderr, leak suspects and warnings to
+        logger "memvisor", the rest at DEBUG; pids, the run directory, recycles noted."""
+        if not isinstance(obj, dict):
+            self._errors.append(str(obj))
+            log.error("memvisor: %s", obj)
+            return
+        event, level = obj.get("event"), obj.get("level")
+        if event == "output":
+            line = str(obj.get("line", ""))
+            self._output.append(line)
+            self._progress.clear()
+            if sys.stderr is not None:
+                sys.stderr.write(f"{line}\n")
+            return
+        if event == "start":
+            run = obj.get("run")
+            self._run_dir = run if isinstance(run, str) and os.path.isabs(run) else None
+            self._run_known.set()
+        elif event == "spawn" and isinstance(obj.get("pid"), int):
+            with self._lock:
+                self._worker_pids.add(obj["pid"])
+        elif event == "exit":
+            with self._lock:
+                self._worker_pids.discard(obj.get("pid"))  # type: ignore[arg-type]
+            if obj.get("reason") not in ("shutdown", "fatal"):
+                self._progress.recycled()
+        elif event == "signal":
+            if self._sv is not None:
+                self._sv.signal_seen.set()
+            if self._state == TERMINATE:
+                level = "debug"  # ours: terminate() sent it
+        fields = " ".join(f"{k}={v}" for k, v in obj.items() if k not in _SKIP_FIELDS)
+        if level == "error":
+            self._errors.append(f"{event} {fields}")
+        if event == "leak_suspect":
+            self._progress.clear()
+            log.warning("leak suspect: tasks of %s keep %s bytes each (rule %s, confidence "
+                        "%s, over %s tasks); snapshot %s", obj.get("kind"), obj.get("per_task"),
+                        obj.get("rule"), obj.get("confidence"), obj.get("tasks"),
+                        obj.get("snapshot"), extra={"memvisor": obj})
+            return
+        lvl = _LEVELS.get(str(level), logging.INFO)
+        if log.isEnabledFor(lvl):
+            if lvl >= logging.WARNING:
+                self._progress.clear()
+            log.log(lvl, "%s %s", event, fields, extra={"memvisor": obj})
+
+    # ---- the end -------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """After close() or terminate(): waits for memvisor, its threads and the feeder, then
+        removes the temporary directory (once)."""
+        sv = self._sv
+        if sv is not None:
+            sv.wait()
+            if self._feeder is not None:
+                self._feeder.join(10.0)
+        with self._lock:
+            if self._cleaned:
+                return
+            self._cleaned = True
+            copy, self._copy = self._copy, None
+        if copy is not None:
+            copy.close()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        self._progress.finish()
+        _live.discard(self)
+
+
+@atexit.register
+def _terminate_live_pools() -> None:
+    """A pool left running at exit is terminated (memvisor would otherwise go on)."""
+    for pool in list(_live):
+        try:
+            pool.terminate()
+        except Exception:  # noqa: BLE001 - at exit, best effort
+            pass

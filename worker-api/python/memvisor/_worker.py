@@ -1,0 +1,164 @@
+"""``python3 -m memvisor._worker``: the worker memvisor.Pool runs under memvisor (api protocol).
+
+It runs in three steps, so that a warm template (a process that does the first step once and
+forks workers from it) can be put in later without changing what a worker does:
+
+1. ``bootstrap(spec)``: every import, before the first task: the caller's ``sys.path``, its
+   main module (imported as ``__mp_main__`` and aliased as ``__main__``, as multiprocessing's
+   spawn start method does, so that functions and classes of the main script unpickle), and
+   the modules of the functions the caller submitted first. A failure here is the caller's
+   configuration, not a task's: the worker prints the traceback (memvisor logs it, the Pool
+   shows it) and exits with the fatal code, so that memvisor ends the run instead of
+   respawning a worker that cannot work.
+2. ``initialize(spec)``: the Pool's ``initializer(*initargs)``, once per worker.
+3. ``serve()``: HELLO to memvisor, then every task: the function is unpickled from the task's
+   TOKEN once and cached; each task runs the function on its chunk and answers DONE with the
+   pickled results, or FAIL with the exception and its traceback (see _codec).
+
+The spec is a pickle file named by $MEMVISOR_POOL_SPEC, written by the Pool.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+import pickle
+import runpy
+import sys
+import traceback
+import types
+from typing import Any, Callable, Dict, Tuple
+
+import memvisor_worker
+
+from . import _codec
+
+ENV_SPEC = "MEMVISOR_POOL_SPEC"
+_CACHE_MAX = 256  # functions cached (tokens differ only for functools.partial arguments)
+
+# True while bootstrap() imports the caller's main module: a Pool created there (a script
+# with no `if __name__ == "__main__":` guard) would start workers that start workers.
+bootstrapping = False
+
+
+def load_spec() -> Dict[str, Any]:
+    path = os.environ.get(ENV_SPEC)
+    if not path:
+        raise RuntimeError(f"${ENV_SPEC} is not set: this module is started by memvisor.Pool")
+    with open(path, "rb") as f:
+        spec = pickle.load(f)
+    if not isinstance(spec, dict):
+        raise RuntimeError(f"{path}: not a memvisor.Pool worker spec")
+    return spec
+
+
+def _import_main(spec: Dict[str, Any]) -> None:
+    """The caller's main module as __mp_main__ (and __main__), as multiprocessing's spawn
+    does: by module name for ``python -m NAME``, else by path; skipped for none."""
+    name, path = spec.get("main_name"), spec.get("main_path")
+    if name:
+        namespace = runpy.run_module(name, run_name="__mp_main__", alter_sys=True)
+    elif path:
+        namespace = runpy.run_path(path, run_name="__mp_main__")
+    else:
+        return
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(namespace)
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def bootstrap(spec: Dict[str, Any]) -> None:
+    """Step 1: sys.path, the main module, the modules to preload."""
+    global bootstrapping
+    sys.path[:] = list(spec.get("sys_path") or sys.path)
+    if spec.get("sys_argv"):
+        sys.argv[:] = spec["sys_argv"]  # the main script may read it at import, as in the caller
+    bootstrapping = True
+    try:
+        _import_main(spec)
+    finally:
+        bootstrapping = False
+    for name in spec.get("preload") or ():
+        importlib.import_module(name)
+
+
+def initialize(spec: Dict[str, Any]) -> None:
+    """Step 2: initializer(*initargs), if any."""
+    if spec.get("initializer"):
+        func, args = pickle.loads(spec["initializer"])
+        func(*args)
+
+
+def _call(fn: Callable[..., Any], mode: bytes, items: Any) -> list:
+    if mode == _codec.MODE_CALL:
+        args, kwargs = items
+        return [fn(*args, **kwargs)]
+    results = []
+    if mode == _codec.MODE_STAR:
+        for item in items:
+            results.append(fn(*item))
+    else:
+        for item in items:
+            results.append(fn(item))
+    return results
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback of an exception raised in a task, without this module's frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def serve() -> None:
+    """Step 3: every task until memvisor says STOP."""
+    cache: Dict[bytes, Tuple[Callable[..., Any], str]] = {}
+    with memvisor_worker.Worker() as worker:
+        for task in worker:
+            try:
+                token, mode, items = _codec.decode_task(task.data)
+                entry = cache.get(token)
+                if entry is None:
+                    if len(cache) >= _CACHE_MAX:
+                        cache.clear()
+                    fn = pickle.loads(base64.b64decode(token))
+                    entry = cache[token] = (fn, _codec.kind_of(fn))
+                task.kind = entry[1]
+                body = _codec.encode_done(_call(entry[0], mode, items))
+            except Exception as exc:  # noqa: BLE001 - any error fails its task only
+                worker.fail(_codec.encode_fail(exc, _traceback(exc)))
+            else:
+                worker.done(body)
+
+
+def main() -> None:
+    # Run with -m, this module is __main__; under its own name too, so that a Pool created
+    # while bootstrap() imports the caller's main module finds `bootstrapping` set.
+    sys.modules.setdefault(__spec__.name if __spec__ else "memvisor._worker",
+                           sys.modules[__name__])
+    try:
+        spec = load_spec()
+        bootstrap(spec)
+        initialize(spec)
+    except BaseException:  # noqa: BLE001 - whatever it is, this worker cannot work
+        traceback.print_exc()
+        print("memvisor.Pool worker: could not start (above): the pool stops", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(memvisor_worker.EXIT_FATAL)
+    code = 0
+    try:
+        serve()
+    except memvisor_worker.MemvisorError as exc:
+        print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
+        code = 1
+    # As multiprocessing's workers end: no interpreter teardown (a leaky heap's objects freed
+    # one by one, atexit handlers): the replacement waits for this exit.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
