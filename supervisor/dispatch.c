@@ -493,6 +493,9 @@ static void sample_cb(uv_timer_t *h)
             p->consecutive_crashes = 0;
         }
     }
+    /* Timers run before the loop blocks in poll: an answer that wakes it must not reuse these
+     * readings, taken up to a sample interval earlier (a new tick). */
+    p->tick++;
 }
 
 #define RECHECK_MS 5
@@ -522,6 +525,7 @@ static void recheck_cb(uv_timer_t *h)
         p->rechecking = false;
         uv_timer_stop(h);
     }
+    p->tick++; /* as in sample_cb */
 }
 
 /*
