@@ -13,7 +13,7 @@ int main(void)
         config_suite,     protocol_suite, worker_api_suite, fsm_suite,    policy_suite,
         tasks_suite,      cgroup_suite,   leak_suite,       e2e_suite,    faults_suite,
         cgroup_e2e_suite, leak_e2e_suite, report_suite,     python_suite, service_suite,
-        notify_suite,     control_suite,
+        notify_suite,     control_suite,  cgroup_v2_suite,
     };
     SRunner *sr = srunner_create(NULL);
     int failed;

@@ -38,6 +38,8 @@ typedef struct mvrun {
     bool own_group;          /* set before run_start: memvisor leads its own process group */
     bool service;            /* set before run_start: no --tasks/--results (a service run) */
     const char *const *wrap; /* set before run_start: a command memvisor runs under (argv) */
+    const char *cgroup;      /* set before run_start: a cgroup directory memvisor starts in
+                                (joined as root, before any uid change: as systemd does) */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */
