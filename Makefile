@@ -4,6 +4,7 @@
 #   make check      install missing Debian packages, build, run every test suite
 #   make check-asan the same suites under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-valgrind   one end-to-end batch under valgrind: no leak in the supervisor
+#   make check-v2   the cgroup v2 tests on real kernels: Debian 6.1 and 6.12 booted under QEMU
 #   make bench      the benchmarks in bench/
 #   make install PREFIX=/usr/local
 
@@ -53,7 +54,7 @@ HELPERS   := $(HELP_SRC:tests/helpers/%.c=$(BUILD)/helpers/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind bench install clean format lint
+.PHONY: all deps demo check check-asan check-valgrind check-v2 bench install clean format lint
 all: $(BIN) $(LIBA) $(LIBSO) $(PCFILE) $(EXAMPLES) $(HELPERS) $(TESTBIN) \
      $(if $(SANITIZE),,$(BENCHES))
 
@@ -123,6 +124,14 @@ check-asan: deps
 check-valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@bash tests/valgrind.sh $(abspath $(BUILD))
+
+# Installs QEMU, busybox-static and the two kernel packages when missing (cached in
+# $(BUILD)/v2), boots each kernel with cgroup v2 only and runs the v2 set in it (tests/v2/).
+# V2_KERNELS="6.1" runs one; MV_V2_SUITES names the Check suites (docs/cgroup-v2-tests.md).
+V2_KERNELS ?= 6.1 6.12
+check-v2: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/v2/run.sh $(abspath $(BUILD)) $(V2_KERNELS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -10,3 +10,6 @@ echo "== detection (bench/detect) =="
 echo
 echo "== service recycling under load (bench/service.sh) =="
 bash "$(dirname "$0")/service.sh" "$build"
+echo
+echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
+bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
