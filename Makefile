@@ -8,6 +8,7 @@
 #   make fuzz       the libFuzzer harnesses, FUZZ_TIME seconds each (tests/fuzz/fuzz.mk)
 #   make check-leaks      the labelled leak suite (tests/leaks/): kinds named vs labels
 #   make check-html the HTML report of a real batch in headless chromium (installed if missing)
+#   make check-v2   the cgroup v2 tests on real kernels: Debian 6.1 and 6.12 booted under QEMU
 #   make bench      the benchmarks in bench/
 #   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
 #                   (SOAK_MINUTES=N for a shorter run; not in CI)
@@ -76,7 +77,7 @@ LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctl
 HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind check-leaks check-html bench soak install \
+.PHONY: all deps demo check check-asan check-valgrind check-leaks check-html check-v2 bench soak install \
         uninstall clean format lint FORCE
 all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
      $(TESTBIN) \
@@ -224,6 +225,14 @@ check-valgrind:
 	@bash .ci/deps test valgrind
 	@$(MAKE) --no-print-directory all
 	@bash tests/valgrind.sh $(abspath $(BUILD))
+
+# Installs QEMU, busybox-static and the two kernel packages when missing (cached in
+# $(BUILD)/v2), boots each kernel with cgroup v2 only and runs the v2 set in it (tests/v2/).
+# V2_KERNELS="6.1" runs one; MV_V2_SUITES names the Check suites (docs/cgroup-v2-tests.md).
+V2_KERNELS ?= 6.1 6.12
+check-v2: deps
+	@$(MAKE) --no-print-directory all
+	@bash tests/v2/run.sh $(abspath $(BUILD)) $(V2_KERNELS)
 
 # Debian's chromium is installed here, not by .ci/deps: only this target needs a browser.
 check-html: deps

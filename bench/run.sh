@@ -16,3 +16,6 @@ echo "== heap accounting overhead (bench/heap_overhead) =="
 echo
 echo "== W1, the leaky Python batch: memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
 MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
+echo
+echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
+bash "$(dirname "$0")/soft_throttle.sh" "$build" 3

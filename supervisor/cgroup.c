@@ -564,10 +564,21 @@ int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n)
  * through cgroup.event_control (never memory.soft_limit_in_bytes: deprecated, and only a
  * reclaim priority); the per-task peak is memory.max_usage_in_bytes, reset by writing "0"
  * (it then restarts from the current usage, the right start for a task).
- * v2 (kernel docs, cgroup-v2.rst): memory.max hard, memory.high soft (it throttles instead of
- * killing, which buys the time to drain), memory.swap.max 0, memory.oom.group 1 (an OOM takes
- * the worker's children too), memory.events polled with POLLPRI, memory.peak reset per open
- * fd where the kernel allows it (>= 6.12), otherwise the peak is sampled.
+ * v2 (kernel docs, cgroup-v2.rst): memory.max hard, memory.swap.max 0, memory.oom.group 1 (an
+ * OOM takes the worker's children too), memory.events polled with POLLPRI, memory.peak reset
+ * per open fd where the kernel allows it (>= 6.12), otherwise its high-water mark is used for
+ * the tasks that raise it and the rest are sampled.
+ * The soft limit: v2 has no usage threshold, and memory.high is the only size-based event. It
+ * is armed at the soft limit and lifted to "max" as soon as its "high" event is read. Left in
+ * place it throttles: past memory.high every allocation batch pays direct reclaim and, from
+ * ~1.5 % over, a sleep growing with the square of the excess up to 2 s, so a task that
+ * legitimately grows past the soft limit (which is meant to let it finish, then recycle)
+ * crawled for minutes in a guest (docs/cgroup-v2-tests.md). Lifted, it costs the task about
+ * the loop's reaction time. The lift needs usage still at or over the limit when the event is
+ * read: the kernel's reclaim at memory.high may have brought it back under (page cache), and
+ * then the loop-side check, which watches a worker while its usage is over the limit, would
+ * not watch it, and a lifted memory.high would give no further event. memory.high is armed
+ * again by any reading that finds usage under the limit, the reading that ends that watch.
  */
 
 int mv_cg_parse_stat(const char *text, const char *key, int64_t *out)
@@ -606,11 +617,12 @@ static int write_in(const char *dir, const char *name, const char *value)
 static void init_fds(mv_cgw_t *w)
 {
     w->procs_fd = w->usage_fd = w->stat_fd = w->peak_fd = w->events_fd = w->notify_fd = -1;
+    w->high_fd = -1;
 }
 
 void mv_cg_close(mv_cgw_t *w)
 {
-    int *fds[] = {&w->procs_fd, &w->usage_fd, &w->stat_fd, &w->peak_fd, &w->events_fd};
+    int *fds[] = {&w->procs_fd, &w->usage_fd, &w->stat_fd, &w->peak_fd, &w->events_fd, &w->high_fd};
 
     /* v2 polls events_fd itself: close it once. */
     if (w->notify_fd >= 0 && w->notify_fd != w->events_fd)
@@ -670,6 +682,11 @@ static int create_v2(const mv_cg_t *cg, mv_cgw_t *w, char *why, size_t n)
     if (r == 0 && cg->soft > 0 && cg->enforce) {
         snprintf(value, sizeof value, "%lld", (long long)cg->soft);
         r = write_in(w->path, "memory.high", value);
+        /* O_NONBLOCK: kernels >= 6.16 then skip the writer's reclaim (older ones ignore it). */
+        w->high_fd = r == 0 ? open_in(w->path, "memory.high", O_WRONLY | O_NONBLOCK) : -1;
+        w->soft = cg->soft;
+        if (r == 0 && w->high_fd < 0)
+            r = -errno; /* an event it could not lift would throttle the worker */
     }
     if (r < 0) {
         snprintf(why, n, "cannot set the memory limits of %s: %s", w->path, strerror(-r));
@@ -681,8 +698,10 @@ static int create_v2(const mv_cg_t *cg, mv_cgw_t *w, char *why, size_t n)
     w->events_fd = open_in(w->path, "memory.events", O_RDONLY);
     w->notify_fd = w->events_fd;
     w->peak_fd = open_in(w->path, "memory.peak", O_RDWR);
-    /* Before 6.12 memory.peak is read-only: then the peak is tracked from samples. */
     w->peak_kernel = w->peak_fd >= 0 && pwrite(w->peak_fd, "0\n", 2, 0) == 2;
+    /* 5.19-6.11: memory.peak is read-only (O_RDWR fails with EACCES), a high-water mark. */
+    if (w->peak_fd < 0)
+        w->peak_fd = open_in(w->path, "memory.peak", O_RDONLY);
     return 0;
 }
 
@@ -693,6 +712,7 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
 
     memset(w, 0, sizeof *w);
     init_fds(w);
+    w->life_peak = w->peak_base = INT64_MAX;
     w->version = cg->version;
     w->path = join("%s/w%d.%u", cg->run, slot, gen);
     if (!w->path)
@@ -722,6 +742,17 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
     return r;
 }
 
+/* Arms memory.high at the soft limit again (usage was just read below it; were it over by
+ * now, the write would reclaim in the loop, bounded, and the event would come at once). */
+static void rearm_high(mv_cgw_t *w)
+{
+    char value[32];
+    int len = snprintf(value, sizeof value, "%lld", (long long)w->soft);
+
+    if (pwrite(w->high_fd, value, (size_t)len, 0) == len)
+        w->high_lifted = false;
+}
+
 int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r)
 {
     char buf[2048];
@@ -746,16 +777,24 @@ peak:
     r->peak = -1;
     if (w->peak_kernel && pread_int(w->peak_fd, &r->peak) < 0)
         r->peak = -1;
+    if (!w->peak_kernel && w->peak_fd >= 0 && pread_int(w->peak_fd, &w->life_peak) == 0 &&
+        w->life_peak > w->peak_base)
+        r->peak = w->life_peak; /* the mark rose during the window: it is the window's peak */
     w->peak_is_usage = r->peak == r->usage;
+    if (w->high_lifted && r->usage < w->soft)
+        rearm_high(w);
     return 0;
 }
 
 int mv_cg_reset_peak(mv_cgw_t *w)
 {
     /* v1: "0" resets to the current usage (global, we are its only writer); v2: any write
-     * resets the peak seen through this fd. */
-    if (!w->peak_kernel)
+     * resets the peak seen through this fd. v2 before 6.12: the window starts from the mark
+     * at the reading that began it (taken just before, in the same loop iteration). */
+    if (!w->peak_kernel) {
+        w->peak_base = w->life_peak;
         return 0;
+    }
     /* A reset sets the peak to the current usage: when they were equal at the last read
      * (the worker has been idle since, between tasks) it would change nothing. */
     if (w->peak_is_usage)
@@ -766,7 +805,7 @@ int mv_cg_reset_peak(mv_cgw_t *w)
 int mv_cg_notified(mv_cgw_t *w)
 {
     char buf[512];
-    int64_t high = 0, ooms = 0;
+    int64_t high = 0, ooms = 0, usage;
     uint64_t count;
 
     if (w->version == MV_CG_V1) {
@@ -782,6 +821,10 @@ int mv_cg_notified(mv_cgw_t *w)
     mv_cg_parse_stat(buf, "oom_kill", &ooms);
     if ((uint64_t)high != w->high_events) {
         w->high_events = (uint64_t)high;
+        /* Raising memory.high above usage reclaims nothing: the write returns at once. */
+        if (w->high_fd >= 0 && !w->high_lifted && pread_int(w->usage_fd, &usage) == 0 &&
+            usage >= w->soft && pwrite(w->high_fd, "max", 3, 0) == 3)
+            w->high_lifted = true;
         return MV_CG_EV_SOFT | (ooms > 0 ? MV_CG_EV_OOM : 0);
     }
     return ooms > 0 ? MV_CG_EV_OOM : 0;

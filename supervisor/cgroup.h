@@ -66,12 +66,19 @@ typedef struct mv_cgw {
     int peak_fd;        /* v1 memory.max_usage_in_bytes / v2 memory.peak (O_RDWR) */
     int events_fd;      /* v1 memory.oom_control / v2 memory.events */
     int notify_fd;      /* what to poll: v1 threshold eventfd; v2 = events_fd (POLLPRI) */
-    bool peak_kernel;   /* the peak can be reset per task: "kernel", else "sampled" */
+    int high_fd;        /* v2 memory.high (O_WRONLY), when it carries the soft limit */
+    bool peak_kernel;   /* the peak can be reset per task (v1, v2 >= 6.12) */
     int64_t last_usage; /* usage when memory.stat was last read */
     int64_t last_anon;
     bool have_anon;
     bool peak_is_usage;   /* the last read found peak == usage: a reset would change nothing */
     uint64_t high_events; /* v2 memory.events "high" last seen */
+    /* v2 before 6.12: memory.peak is the cgroup's high-water mark since creation. A task
+     * that raises it has that mark as its exact peak; otherwise its peak is sampled. */
+    int64_t life_peak; /* the mark at the last read (INT64_MAX: not read yet) */
+    int64_t peak_base; /* the mark when the task's window began (INT64_MAX: none) */
+    int64_t soft;      /* v2: the soft limit memory.high is armed at */
+    bool high_lifted;  /* v2: memory.high was lifted to "max" after its event */
 } mv_cgw_t;
 
 typedef struct mv_cg_reading {
@@ -107,11 +114,16 @@ int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char 
                          char *why, size_t n);
 
 /* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
- * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). */
+ * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). On v2 a
+ * lifted memory.high is armed at the soft limit again when usage is under it. */
 int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r);
 /* Starts a new peak window (a task begins). */
 int mv_cg_reset_peak(mv_cgw_t *w);
-/* Consumes a notification (notify_fd readable): MV_CG_EV_* bits, or -errno. */
+/* Consumes a notification (notify_fd readable): MV_CG_EV_* bits, or -errno. On v2 a
+ * "high" event lifts memory.high to "max" at once if usage is still at or over the soft
+ * limit: it only had to say that the limit was crossed, and left in place it would throttle
+ * the task the soft limit lets finish. (The caller then watches the worker while its usage
+ * stays over the limit; the reading that finds it under arms memory.high again.) */
 int mv_cg_notified(mv_cgw_t *w);
 /* How many times the kernel OOM-killed in this cgroup. */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);

@@ -55,13 +55,15 @@ struct mv_dispatch {
     const mv_dispatch_events_t *ev;
     void *arg;
 
-    uv_check_t check;
+    uv_check_t check;     /* after I/O: hands tasks out, ends the pass */
+    uv_prepare_t prepare; /* before the loop blocks in poll: ends the pass too */
+    int handles;          /* of those two, not closed yet */
     bool open;
     void (*closed)(void *arg);
     void *closed_arg;
     bool pending;     /* kicked: a pass is due at the end of this loop iteration */
     bool accepting;   /* tasks may be handed out */
-    uint64_t pass;    /* loop passes so far */
+    uint64_t pass;    /* loop passes so far: a pass is what runs between two polls */
     mv_worker_t **ws; /* workers that may take tasks */
     int nws, capws;
     uint64_t requeued; /* tasks that lost an attempt and ran again */

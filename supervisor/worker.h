@@ -53,7 +53,7 @@ typedef struct mv_worker_opts {
     const mv_cg_t *cg;         /* per-worker cgroups; NULL or version OFF: /proc only */
     bool service;              /* no task source: workers make their requests */
     const uint64_t *pass;      /* the pool's loop-pass counter: readings are reused within
-                                * one pass */
+                                * one pass (what runs between two polls: mv_dispatch_t) */
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
 } mv_worker_opts_t;
 

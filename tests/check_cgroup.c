@@ -276,12 +276,31 @@ START_TEST(v2_worker_cgroup_limits_readings_events)
     ck_assert_int_eq(r.anon, 999);
 
     ck_assert_int_eq(mv_cg_notified(&w), 0);
+    /* A "high" event while usage is under the soft limit again (the kernel reclaimed page
+     * cache at memory.high): said, but memory.high stays armed for the next crossing. */
+    put(f.w11, "memory.high", "");
     put(f.w11, "memory.events", "low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\n");
     ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
     ck_assert_int_eq(mv_cg_notified(&w), 0); /* consumed */
+    ck_assert_str_eq(get(f.w11, "memory.high"), "");
+    /* Over it: lifted at once, so that the task is not throttled... */
+    put(f.w11, "memory.current", "20971520\n");
+    put(f.w11, "memory.events", "low 0\nhigh 4\nmax 0\noom 0\noom_kill 0\n");
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    ck_assert_str_eq(get(f.w11, "memory.high"), "max");
+    put(f.w11, "memory.high", "");
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
+    ck_assert_str_eq(get(f.w11, "memory.high"), ""); /* still over: stays lifted */
+    /* ...and armed again by the first reading under it. */
+    put(f.w11, "memory.current", "16777215\n");
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
+    ck_assert_str_eq(get(f.w11, "memory.high"), "16777216");
+    put(f.w11, "memory.high", "");
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
+    ck_assert_str_eq(get(f.w11, "memory.high"), ""); /* once */
     ck_assert_int_eq(mv_cg_oom_kills(&w, &ooms), 0);
     ck_assert_uint_eq(ooms, 0);
-    put(f.w11, "memory.events", "low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\n");
+    put(f.w11, "memory.events", "low 0\nhigh 4\nmax 1\noom 1\noom_kill 1\n");
     ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_OOM);
     ck_assert_int_eq(mv_cg_oom_kills(&w, &ooms), 0);
     ck_assert_uint_eq(ooms, 1);

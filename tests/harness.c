@@ -118,6 +118,21 @@ const char *run_file(mvrun_t *r, const char *name, const char *text)
     return path;
 }
 
+/* Moves the calling process (the forked child) into cgroup directory `dir`. */
+static int join_cgroup(const char *dir)
+{
+    char path[512];
+    int fd, ok;
+
+    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ok = write(fd, "0", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
 void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
 {
     const char *argv[96];
@@ -155,6 +170,8 @@ void run_start(mvrun_t *r, const char *const *args, const char *stdin_text)
     ck_assert_int_ge(r->pid, 0);
     if (r->pid == 0) {
         int out = open(r->summary_path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+        if (r->cgroup && join_cgroup(r->cgroup) < 0)
+            _exit(125);
         if (r->uid && (setgroups(0, NULL) < 0 || setgid(r->gid) < 0 || setuid(r->uid) < 0))
             _exit(126);
         /* After setuid: a change of credentials clears the parent-death signal. SIGTERM, so
@@ -430,17 +447,26 @@ long long run_max_per_pid(const mvrun_t *r, int *distinct)
 char *read_text(const char *path)
 {
     FILE *f = fopen(path, "r");
-    char *s;
-    long n;
+    size_t len = 0, cap = 4096, n;
+    char *s = NULL, *more;
 
     if (!f)
         return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    rewind(f);
-    s = malloc((size_t)n + 1);
-    n = (long)fread(s, 1, (size_t)n, f);
-    s[n] = '\0';
+    /* Read to EOF: kernfs and /proc files have no size to seek to. */
+    do {
+        more = realloc(s, cap + 1);
+        if (!more) {
+            free(s);
+            fclose(f);
+            return NULL;
+        }
+        s = more;
+        n = fread(s + len, 1, cap - len, f);
+        len += n;
+        if (len == cap)
+            cap *= 2;
+    } while (n > 0);
+    s[len] = '\0';
     fclose(f);
     return s;
 }

@@ -47,6 +47,8 @@ typedef struct mvrun {
     int log_pipe_size;       /* set before run_start: F_SETPIPE_SZ of the stderr pipe (0 = the
                               * default); with a small pipe, a test that does not read the log
                               * stalls memvisor's log writer at once */
+    const char *cgroup;      /* set before run_start: a cgroup directory memvisor starts in
+                                (joined as root, before any uid change: as systemd does) */
 } mvrun_t;
 
 /* Makes the temp dir; writes `tasks` (may be NULL: no tasks file). */

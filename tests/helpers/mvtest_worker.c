@@ -14,6 +14,11 @@
  *   alloc MIB      malloc + memset MIB MiB and keep it (a leak), done "allocated=MIB"
  *   allocfree MIB  malloc + memset + free + malloc_trim(0), done "freed=MIB"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
+ *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
+ *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
+ *                  done "held=MIB" ("held=0" when no SIGUSR1 came within 120 s)
+ *   cgroup         done with the worker's own cgroup: "cgroup=PATH" (the v2 "0::" line, else
+ *                  the v1 memory line of /proc/self/cgroup)
  *   hang           pause() forever
  *   fds N          open N fds of /dev/null and keep them, done "fds=N"
  *   garbage        write 32 bytes that are no message to the socket, then go on
@@ -155,6 +160,29 @@ static int done_num(mvw_t *w, const char *name, unsigned long v)
     return mvw_done(w, out, (size_t)n);
 }
 
+/* Answers "cgroup=PATH": where this worker is, as the kernel says. */
+static int own_cgroup(mvw_t *w)
+{
+    char line[512], out[600] = "", v2[600] = "";
+    FILE *f = fopen("/proc/self/cgroup", "re");
+
+    while (f && fgets(line, sizeof line, f)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        line[strcspn(line, "\n")] = '\0';
+        if (c2 && c2 == c1 + 1)
+            snprintf(v2, sizeof v2, "cgroup=%s", c2 + 1);
+        else if (c2 && memmem(c1, (size_t)(c2 - c1), "memory", 6))
+            snprintf(out, sizeof out, "cgroup=%s", c2 + 1);
+    }
+    if (f)
+        fclose(f);
+    if (!out[0]) /* no v1 memory controller: the unified hierarchy's */
+        memcpy(out, v2, sizeof out);
+    if (!out[0])
+        return mvw_fail(w, "no cgroup", 9);
+    return mvw_done(w, out, strlen(out));
+}
+
 /* Runs one command (the task bytes p[0..n)) and answers it. */
 static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
 {
@@ -231,6 +259,27 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         }
         return done_num(w, "grown", mib);
     }
+    if (is_cmd(p, n, "hold", &arg, &len)) {
+        sigset_t usr1;
+
+        /* Blocked before saying "held": a SIGUSR1 sent at once must wait for sigwait. */
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &usr1, NULL);
+        for (unsigned long i = 0; i < num(arg, len); i++)
+            if (alloc_mib(1, 1) < 0)
+                return mvw_fail(w, "out of memory", 13);
+        mvw_flush(w);
+        fprintf(stderr, "held pid=%d task=%" PRIu64 "\n", (int)getpid(), t->id);
+        fflush(stderr);
+        /* Bounded, so that a test waiting for something that never comes ends with the log
+         * ("held=0") instead of a deadlock. */
+        if (sigtimedwait(&usr1, NULL, &(struct timespec){120, 0}) != SIGUSR1)
+            return done_num(w, "held", 0);
+        return done_num(w, "held", num(arg, len));
+    }
+    if (is_cmd(p, n, "cgroup", &arg, &len))
+        return own_cgroup(w);
     if (is_cmd(p, n, "allocfree", &arg, &len)) {
         if (alloc_mib(num(arg, len), 0) < 0)
             return mvw_fail(w, "out of memory", 13);
