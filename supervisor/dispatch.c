@@ -52,7 +52,7 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         mv_error(d->log, "result_lost", MV_I("task", (long long)t->id),
                  MV_S("error", "out of memory encoding the result"));
     d->ev->on_result(d->arg, w, t, &res);
-    mv_tasks_end(d->tasks, t);
+    mv_tasks_end(d->tasks, t, &res);
     d->ev->on_progress(d->arg);
 }
 
@@ -141,13 +141,15 @@ mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_
     return s;
 }
 
-/* The next task worth sending; lines that could not become tasks end here. */
+/* The next task worth sending; lines that could not become tasks end here, and so do tasks
+ * that used up their attempts elsewhere (a Redis source's). */
 static mv_task_t *next_task(mv_dispatch_t *d)
 {
     mv_task_t *t;
 
     while ((t = mv_tasks_pop(d->tasks)) && t->bad)
-        end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+        end_task(d, NULL, t, t->quarantine ? MV_ST_QUARANTINED : MV_ST_FAILED, t->bad,
+                 strlen(t->bad), NULL);
     return t;
 }
 

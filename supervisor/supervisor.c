@@ -473,24 +473,23 @@ static int open_service(mv_t *mv)
 static int open_io(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
-    /* Enough queued tasks to keep every worker's prefetch full twice over. */
-    size_t read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
     char why[1024];
     int r;
 
-    r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
-                      tasks_input_cb, mv);
+    /* A file, stdin, or a Redis stream (rtasks.h); none for a service. */
+    r = mv_rtasks_open_any(&mv->tasks, &mv->loop, &mv->log, cfg, tasks_input_cb, mv, why,
+                           sizeof why);
     if (r < 0) {
         mv_error(&mv->log, "tasks_open_failed", MV_S("source", cfg->tasks.source),
-                 MV_S("error", strerror(-r)));
+                 MV_S("error", why));
         return -1;
     }
     /* Checks and locks the results (with --resume, reads them back); writes nothing: the
      * first write comes from the loop, after every check that can refuse the run. */
     r = mv_results_open(&mv->results, &mv->loop,
-                        &(mv_results_opts_t){cfg->tasks.results, cfg->tasks.resume,
-                                             cfg->tasks.results_retry, &mv->tasks, &mv->log,
-                                             results_error_cb, mv},
+                        &(mv_results_opts_t){mv_rurl_results_file(cfg->tasks.results),
+                                             cfg->tasks.resume, cfg->tasks.results_retry,
+                                             &mv->tasks, &mv->log, results_error_cb, mv},
                         why, sizeof why);
     mv->results.on_drained = results_drained_cb;
     if (r < 0) {
@@ -498,6 +497,7 @@ static int open_io(mv_t *mv)
                  MV_S("error", why));
         return -1;
     }
+    mv_rtasks_attach_results(&mv->tasks, &mv->results); /* a Redis source acks when written */
     r = start_signals(mv);
     if (r < 0) {
         mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),

@@ -21,7 +21,9 @@
 #include "notify.h"
 #include "pool.h"
 #include "results.h"
+#include "rtasks.h"
 #include "rundir.h"
+#include "rurl.h"
 #include "tasks.h"
 #include "timeline.h"
 

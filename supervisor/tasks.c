@@ -1,5 +1,5 @@
 /*
- * tasks: streaming task source, queue, attempt records.
+ * tasks: the queue, attempt records, and the file/stdin source.
  *
  * A regular file is read with uv_fs_read (the thread pool), so a slow disk never stalls the
  * loop; a pipe or terminal on stdin is a libuv stream, read without any thread and paused
@@ -50,7 +50,7 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
 
     if (!h)
         return -ENOMEM;
-    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak};
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak, ""};
     task->hist = h;
     return 0;
 }
@@ -66,7 +66,18 @@ static void enqueue(mv_tasks_t *t, mv_task_t *task)
     t->queued++;
 }
 
+void mv_tasks_add(mv_tasks_t *t, mv_task_t *task)
+{
+    enqueue(t, task);
+    t->loaded++;
+}
+
 mv_task_t *mv_tasks_pop(mv_tasks_t *t)
+{
+    return t->paused ? NULL : mv_tasks_take(t);
+}
+
+mv_task_t *mv_tasks_take(mv_tasks_t *t)
 {
     mv_task_t *task = t->head;
 
@@ -82,16 +93,22 @@ mv_task_t *mv_tasks_pop(mv_tasks_t *t)
 
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
 {
+    t->requeued++;
+    if (t->src && t->src->requeue && t->src->requeue(t, task)) {
+        t->returned++;
+        return;
+    }
     task->next = t->head;
     t->head = task;
     if (!t->tail)
         t->tail = task;
     t->queued++;
-    t->requeued++;
 }
 
-void mv_tasks_end(mv_tasks_t *t, mv_task_t *task)
+void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
 {
+    if (t->src && t->src->end)
+        t->src->end(t, task, res);
     t->ended++;
     mv_task_free(task);
 }
@@ -99,7 +116,7 @@ void mv_tasks_end(mv_tasks_t *t, mv_task_t *task)
 bool mv_tasks_all_ended(const mv_tasks_t *t)
 {
     return (t->eof || t->error || t->kind == MV_SRC_NONE) && t->queued == 0 &&
-           t->loaded == t->ended;
+           t->loaded == t->ended + t->returned;
 }
 
 /* Makes a task of line `lineno` (bytes p[0..n)) or of the error that replaces it. */
@@ -121,8 +138,7 @@ static void emit(mv_tasks_t *t, const char *p, size_t n, const char *bad)
         return;
     }
     task->bad = bad;
-    enqueue(t, task);
-    t->loaded++;
+    mv_tasks_add(t, task);
 }
 
 /* The line in `t->line` (or the one being skipped) is complete: it becomes a task. */
@@ -165,6 +181,7 @@ void mv_tasks_feed(mv_tasks_t *t, const char *p, size_t n, bool eof)
 }
 
 static void file_read_cb(uv_fs_t *req);
+static void file_pump(mv_tasks_t *t);
 
 static void start_file_read(mv_tasks_t *t)
 {
@@ -208,7 +225,7 @@ static void file_read_cb(uv_fs_t *req)
         t->fd = -1;
     }
     t->on_input(t->arg);
-    mv_tasks_pump(t);
+    file_pump(t);
 }
 
 static void stream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -242,7 +259,7 @@ static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     t->on_input(t->arg);
 }
 
-void mv_tasks_pump(mv_tasks_t *t)
+static void file_pump(mv_tasks_t *t)
 {
     if (t->closed || t->reading || t->eof || t->error || t->queued >= t->read_ahead)
         return;
@@ -259,11 +276,25 @@ void mv_tasks_pump(mv_tasks_t *t)
     }
 }
 
-int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
-                  size_t read_ahead, mv_tasks_cb on_input, void *arg)
+void mv_tasks_pump(mv_tasks_t *t)
 {
-    int r;
+    if (t->src && t->src->pump)
+        t->src->pump(t);
+}
 
+static void file_close(mv_tasks_t *t);
+static void file_free(mv_tasks_t *t);
+
+static const mv_tasks_source_t file_source = {
+    .kind = "file",
+    .pump = file_pump,
+    .close = file_close,
+    .free = file_free,
+};
+
+void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read_ahead,
+                   mv_tasks_cb on_input, void *arg)
+{
     memset(t, 0, sizeof *t);
     t->loop = loop;
     t->fd = -1;
@@ -272,10 +303,19 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
     t->on_input = on_input;
     t->arg = arg;
     t->req.data = t;
+}
+
+int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
+                  size_t read_ahead, mv_tasks_cb on_input, void *arg)
+{
+    int r;
+
+    mv_tasks_init(t, loop, max_size, read_ahead, on_input, arg);
     if (!path || !*path) {
         t->kind = MV_SRC_NONE;
         return 0;
     }
+    t->src = &file_source;
     t->chunk = malloc(CHUNK);
     if (!t->chunk)
         return -ENOMEM;
@@ -309,7 +349,16 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
 
 void mv_tasks_close(mv_tasks_t *t)
 {
+    bool was = t->closed;
+
     t->closed = true;
+    if (t->src && t->src->close && !was)
+        t->src->close(t);
+    t->eof = t->eof || t->kind == MV_SRC_NONE;
+}
+
+static void file_close(mv_tasks_t *t)
+{
     if (t->kind == MV_SRC_STREAM && t->stream_open) {
         t->stream_open = false;
         /* A stream on stdin: closing the handle closes fd 0, which is what we want. */
@@ -320,15 +369,21 @@ void mv_tasks_close(mv_tasks_t *t)
         close(t->fd);
         t->fd = -1;
     }
-    t->eof = t->eof || t->kind == MV_SRC_NONE;
 }
 
 void mv_tasks_free(mv_tasks_t *t)
 {
     mv_task_t *task;
 
-    while ((task = mv_tasks_pop(t)))
+    while ((task = mv_tasks_take(t)))
         mv_task_free(task);
+    if (t->src && t->src->free)
+        t->src->free(t);
+    t->src = NULL;
+}
+
+static void file_free(mv_tasks_t *t)
+{
     if (t->kind == MV_SRC_FILE && t->own_fd && t->fd >= 0)
         close(t->fd);
     t->fd = -1;

@@ -127,9 +127,9 @@ START_TEST(requeue_goes_first_and_attempts_are_recorded)
     ck_assert_ptr_eq(mv_tasks_pop(t), b);
     ck_assert_uint_eq(t->requeued, 2);
     ck_assert(!mv_tasks_all_ended(t));
-    mv_tasks_end(t, a);
-    mv_tasks_end(t, b);
-    mv_tasks_end(t, mv_tasks_pop(t));
+    mv_tasks_end(t, a, NULL);
+    mv_tasks_end(t, b, NULL);
+    mv_tasks_end(t, mv_tasks_pop(t), NULL);
     ck_assert(mv_tasks_all_ended(t));
     mv_tasks_free(t);
 }
@@ -170,7 +170,7 @@ START_TEST(file_source_streams_through_the_loop)
         n++;
         bytes = x->len;
         ck_assert_uint_eq(x->id, n);
-        mv_tasks_end(&t, x);
+        mv_tasks_end(&t, x, NULL);
     }
     ck_assert_uint_eq(n, 5001);
     ck_assert_uint_eq(bytes, 100000);
@@ -206,7 +206,7 @@ START_TEST(stdin_pipe_source_with_backpressure)
         ck_assert_uint_le(t.queued, 4);
         while ((x = mv_tasks_pop(&t))) {
             n++;
-            mv_tasks_end(&t, x);
+            mv_tasks_end(&t, x, NULL);
         }
     }
     ck_assert(t.eof);
@@ -322,9 +322,9 @@ END_TEST
 
 START_TEST(quarantine_lists_every_attempt)
 {
-    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1},
-                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20},
-                         {MV_R_CRASH, 1, 30, 3, -1}};
+    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1, ""},
+                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20, ""},
+                         {MV_R_CRASH, 1, 30, 3, -1, ""}};
     mv_result_t r = {.task = 9,
                      .status = MV_ST_QUARANTINED,
                      .attempts = 3,

@@ -1,0 +1,941 @@
+/*
+ * redis: many memvisors on one batch through Redis Streams (docs/many-hosts.md).
+ *
+ * The URL parser, the entry codec and the reply parser with plain inputs; then end to end,
+ * each test with its own redis-server on 127.0.0.1 on a free port (its data in the test's
+ * temp dir, killed by pid at the end; PR_SET_PDEATHSIG kills it with a test that failed), and
+ * two or three memvisors as separate "hosts": one killed -9 mid-batch, Redis restarted once,
+ * a memvisor stopped for longer than claim_idle (slow, not dead), a task longer than
+ * claim_idle; every task's result exactly once in the results stream.
+ */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "rentry.h"
+#include "rscript.h"
+#include "rurl.h"
+#include "suites.h"
+
+/* ---- the URL ---- */
+
+START_TEST(url_parser_takes_what_a_redis_url_holds)
+{
+    mv_rurl_t u;
+    char why[512], name[512];
+
+    ck_assert_int_eq(mv_rurl_parse("redis://h/s", &u, why, sizeof why), 0);
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_int_eq(u.port, 6379);
+    ck_assert_str_eq(u.stream, "s");
+    ck_assert_str_eq(u.pass, "");
+    ck_assert_int_eq(mv_rurl_parse("redis://10.0.0.5:7000/jobs:batch/1", &u, why, sizeof why), 0);
+    ck_assert_str_eq(u.host, "10.0.0.5");
+    ck_assert_int_eq(u.port, 7000);
+    ck_assert_str_eq(u.stream, "jobs:batch/1");
+    ck_assert_int_eq(mv_rurl_parse("redis://[::1]:7001/q", &u, why, sizeof why), 0);
+    ck_assert_str_eq(u.host, "::1");
+    ck_assert_int_eq(u.port, 7001);
+    mv_rurl_name(&u, name, sizeof name);
+    ck_assert_str_eq(name, "redis://[::1]:7001/q");
+    ck_assert_int_eq(mv_rurl_parse("redis://:p@ss@h:1/s", &u, why, sizeof why), 0);
+    ck_assert_str_eq(u.user, "");
+    ck_assert_str_eq(u.pass, "p@ss");
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_int_eq(mv_rurl_parse("redis://app:secret@h/s", &u, why, sizeof why), 0);
+    ck_assert_str_eq(u.user, "app");
+    ck_assert_str_eq(u.pass, "secret");
+    mv_rurl_name(&u, name, sizeof name);
+    ck_assert_str_eq(name, "redis://h:6379/s"); /* never the password */
+    ck_assert(mv_rurl_is("redis://x/y") && !mv_rurl_is("tasks.txt") && !mv_rurl_is(NULL));
+}
+END_TEST
+
+START_TEST(url_parser_names_what_is_wrong)
+{
+    static const struct {
+        const char *url, *says;
+    } bad[] = {
+        {"http://h/s", "not a redis:// URL"},
+        {"redis://h", "no /STREAM"},
+        {"redis://h/", "no stream name"},
+        {"redis:///s", "no host"},
+        {"redis://h:0/s", "port"},
+        {"redis://h:70000/s", "port"},
+        {"redis://h:x/s", "port"},
+        {"redis://h:/s", "without a port"},
+        {"redis://h:+1/s", "port"},
+        {"redis://[::1/s", "']'"},
+        {"redis://[]/s", "IPv6"},
+        {"redis://[::1]x/s", "no :PORT"},
+        {"redis://h%2f/s", "character"},
+        {"redis://h/a b", "space"},
+        {"redis://h/a\tb", "control"},
+    };
+    mv_rurl_t u;
+    char why[512];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(mv_rurl_parse(bad[i].url, &u, why, sizeof why), -EINVAL);
+        ck_assert_msg(strstr(why, bad[i].says) && strstr(why, "redis://[[USER]"), "%s: %s",
+                      bad[i].url, why);
+    }
+}
+END_TEST
+
+START_TEST(results_setting_splits_into_a_stream_and_a_file)
+{
+    char url[256], out[256], why[512];
+    const char *file;
+
+    ck_assert_int_eq(mv_rurl_results_split("redis://h/r out dir/x.jsonl", url, sizeof url, &file),
+                     0);
+    ck_assert_str_eq(url, "redis://h/r");
+    ck_assert_str_eq(file, "out dir/x.jsonl");
+    ck_assert_int_eq(mv_rurl_results_split("out.jsonl", url, sizeof url, &file), 0);
+    ck_assert_str_eq(url, "");
+    ck_assert_str_eq(file, "out.jsonl");
+    ck_assert_int_eq(mv_rurl_results_split("redis://h/r", url, sizeof url, &file), 0);
+    ck_assert_str_eq(file, "");
+    ck_assert_str_eq(mv_rurl_results_file("redis://h/r a.jsonl"), "a.jsonl");
+    ck_assert_int_eq(mv_rurl_results_split("redis://h/rrrrrrrrrr", url, 8, &file), -EINVAL);
+    /* --results twice: either order, never two of a kind */
+    ck_assert_int_eq(mv_rurl_results_join("a.jsonl", "redis://h/r", out, sizeof out), 0);
+    ck_assert_str_eq(out, "redis://h/r a.jsonl");
+    ck_assert_int_eq(mv_rurl_results_join("redis://h/r", "a.jsonl", out, sizeof out), 0);
+    ck_assert_str_eq(out, "redis://h/r a.jsonl");
+    ck_assert_int_eq(mv_rurl_results_join("a.jsonl", "b.jsonl", out, sizeof out), -EINVAL);
+    ck_assert_int_eq(mv_rurl_results_join("redis://h/r", "redis://h/q", out, sizeof out), -EINVAL);
+    /* the source and the results together */
+    ck_assert_int_eq(mv_rurl_check_settings("redis://h/t", "redis://h/r a.jsonl", why, sizeof why),
+                     0);
+    ck_assert_int_eq(mv_rurl_check_settings("t.txt", "a.jsonl", why, sizeof why), 0);
+    ck_assert_int_eq(mv_rurl_check_settings("t.txt", "redis://h/r", why, sizeof why), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "needs a Redis task source"));
+    ck_assert_int_eq(mv_rurl_check_settings("redis://h/t", "redis://g/r", why, sizeof why),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "must be on the task stream's Redis server"));
+    ck_assert_int_eq(mv_rurl_check_settings("redis://h/t", "redis://h/t", why, sizeof why),
+                     -EINVAL);
+    ck_assert_int_eq(mv_rurl_check_settings("redis://h:x/t", "", why, sizeof why), -EINVAL);
+}
+END_TEST
+
+/* ---- the entry codec ---- */
+
+/* The fields of an rentry as decode takes them. */
+static size_t fields_of(const mv_rentry_t *e, mv_rbytes_t *fv)
+{
+    for (int i = 0; i < e->argc; i++)
+        fv[i] = (mv_rbytes_t){e->argv[i], e->len[i]};
+    return (size_t)e->argc;
+}
+
+START_TEST(entry_round_trip_keeps_bytes_attempts_and_hosts)
+{
+    static const char data[] = "job\0with a NUL\n";
+    mv_task_t *t = mv_task_new(42, data, sizeof data - 1), *back;
+    mv_rbytes_t fv[MV_RENTRY_MAX_FIELDS];
+    mv_rentry_t e;
+    char why[256];
+
+    ck_assert_int_eq(mv_rentry_encode(t, "here", &e), 0);
+    ck_assert_int_eq(e.argc, 4); /* no attempts yet: id and data only */
+    mv_rentry_free(&e);
+    t->attempts = 2;
+    ck_assert_int_eq(mv_task_note_attempt(t, MV_R_HARD_LIMIT, 3, 4001, -9, 600 << 20), 0);
+    ck_assert_int_eq(mv_task_note_attempt(t, MV_R_LOST, 0, 0, 0, -1), 0);
+    snprintf(t->hist[1].host, sizeof t->hist[1].host, "web7");
+    ck_assert_int_eq(mv_rentry_encode(t, "here", &e), 0);
+    ck_assert_int_eq(e.argc, 8);
+    ck_assert_int_eq(mv_rentry_decode(fv, fields_of(&e, fv), 1 << 20, &back, why, sizeof why), 0);
+    ck_assert_uint_eq(back->id, 42);
+    ck_assert_uint_eq(back->len, sizeof data - 1);
+    ck_assert(memcmp(back->data, data, sizeof data - 1) == 0);
+    ck_assert_uint_eq(back->attempts, 2);
+    ck_assert_uint_eq(back->nhist, 2);
+    ck_assert_int_eq(back->hist[0].reason, MV_R_HARD_LIMIT);
+    ck_assert_int_eq(back->hist[0].slot, 3);
+    ck_assert_int_eq(back->hist[0].pid, 4001);
+    ck_assert_int_eq(back->hist[0].status, -9);
+    ck_assert_int_eq(back->hist[0].peak, 600 << 20);
+    ck_assert_str_eq(back->hist[0].host, "here"); /* made here: named by the encoder */
+    ck_assert_int_eq(back->hist[1].reason, MV_R_LOST);
+    ck_assert_str_eq(back->hist[1].host, "web7");
+    ck_assert_int_eq(back->hist[1].peak, -1);
+    ck_assert_ptr_null(back->bad);
+    mv_rentry_free(&e);
+    mv_task_free(back);
+    mv_task_free(t);
+}
+END_TEST
+
+START_TEST(entry_decoder_refuses_what_is_no_task)
+{
+    static const struct {
+        const char *f[8];
+        const char *says;
+    } bad[] = {
+        {{"data", "x"}, "no id field"},
+        {{"id", "0", "data", "x"}, "not an integer > 0"},
+        {{"id", "12a", "data", "x"}, "not an integer > 0"},
+        {{"id", "99999999999999999999", "data", "x"}, "not an integer > 0"},
+        {{"id", "", "data", "x"}, "not an integer > 0"},
+        {{"id", "7"}, "no data field"},
+        {{"id", "7", "data", "x", "attempts", "x"}, "attempts"},
+        {{"id", "7", "data", "x", "attempts", "70000"}, "attempts"},
+        {{"id", "7", "data", "x", "hist", "{"}, "hist is not a JSON array"},
+        {{"id", "7", "data", "x", "hist", "[{\"worker\":1}]"}, "hist entry 0"},
+    };
+    mv_rbytes_t fv[8];
+    mv_task_t *t;
+    char why[256];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t n = 0;
+        while (n < 8 && bad[i].f[n]) {
+            fv[n] = (mv_rbytes_t){bad[i].f[n], strlen(bad[i].f[n])};
+            n++;
+        }
+        ck_assert_int_eq(mv_rentry_decode(fv, n, 100, &t, why, sizeof why), -EINVAL);
+        ck_assert_ptr_null(t);
+        ck_assert_msg(strstr(why, bad[i].says), "case %zu: %s", i, why);
+    }
+    /* Too long for max_size: a task that ends as failed, without its data. Unknown fields
+     * are left alone. */
+    fv[0] = (mv_rbytes_t){"id", 2};
+    fv[1] = (mv_rbytes_t){"18446744073709551615", 20};
+    fv[2] = (mv_rbytes_t){"data", 4};
+    fv[3] = (mv_rbytes_t){"0123456789", 10};
+    fv[4] = (mv_rbytes_t){"future", 6};
+    fv[5] = (mv_rbytes_t){"x", 1};
+    ck_assert_int_eq(mv_rentry_decode(fv, 6, 9, &t, why, sizeof why), 0);
+    ck_assert_uint_eq(t->id, UINT64_MAX);
+    ck_assert_str_eq(t->bad, mv_rentry_too_long);
+    ck_assert_uint_eq(t->len, 0);
+    mv_task_free(t);
+}
+END_TEST
+
+/* A reply parsed from the protocol's bytes, as hiredis would hand it over. */
+static redisReply *reply_of(const char *resp)
+{
+    redisReader *rd = redisReaderCreate();
+    void *r = NULL;
+
+    ck_assert_int_eq(redisReaderFeed(rd, resp, strlen(resp)), REDIS_OK);
+    ck_assert_int_eq(redisReaderGetReply(rd, &r), REDIS_OK);
+    redisReaderFree(rd);
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+typedef struct seen {
+    char eid[8][48], owner[8][48];
+    long long deliveries[8];
+    size_t nfv[8];
+    int n;
+} seen_t;
+
+static void seen_cb(void *arg, const mv_rgot_t *g)
+{
+    seen_t *s = arg;
+
+    snprintf(s->eid[s->n], sizeof s->eid[0], "%s", g->eid);
+    snprintf(s->owner[s->n], sizeof s->owner[0], "%s", g->owner);
+    s->deliveries[s->n] = g->deliveries;
+    s->nfv[s->n++] = g->nfv;
+}
+
+START_TEST(replies_of_reads_and_claims_are_parsed_or_refused)
+{
+    redisReply *r;
+    seen_t s = {0};
+    char cursor[64] = "";
+
+    /* XREADGROUP: [[stream, [[id, [f, v, ...]], ...]]] */
+    r = reply_of("*1\r\n*2\r\n$4\r\njobs\r\n*2\r\n*2\r\n$3\r\n1-0\r\n*4\r\n$2\r\nid\r\n$1\r\n1\r\n"
+                 "$4\r\ndata\r\n$1\r\nx\r\n*2\r\n$3\r\n2-0\r\n*0\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, false, NULL, 0, seen_cb, &s), 2);
+    ck_assert_str_eq(s.eid[0], "1-0");
+    ck_assert_uint_eq(s.nfv[0], 4);
+    ck_assert_int_eq(s.deliveries[0], 1);
+    freeReplyObject(r);
+    /* nil: nothing new */
+    r = reply_of("*-1\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, false, NULL, 0, seen_cb, &s), 0);
+    freeReplyObject(r);
+    /* claim: [cursor, [[id, [f, v], deliveries, owner]]] */
+    memset(&s, 0, sizeof s);
+    r = reply_of("*2\r\n$3\r\n9-0\r\n*1\r\n*4\r\n$3\r\n5-1\r\n*2\r\n$2\r\nid\r\n$1\r\n5\r\n"
+                 ":3\r\n$11\r\nweb1:42:100\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, true, cursor, sizeof cursor, seen_cb, &s), 1);
+    ck_assert_str_eq(cursor, "9-0");
+    ck_assert_int_eq(s.deliveries[0], 3);
+    ck_assert_str_eq(s.owner[0], "web1:42:100");
+    freeReplyObject(r);
+    /* shapes that are no such reply */
+    r = reply_of(":1\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, false, NULL, 0, seen_cb, &s), -EPROTO);
+    ck_assert_int_eq(mv_rscript_entries(r, true, cursor, sizeof cursor, seen_cb, &s), -EPROTO);
+    freeReplyObject(r);
+    r = reply_of("*1\r\n*2\r\n$4\r\njobs\r\n*1\r\n*2\r\n:5\r\n*0\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, false, NULL, 0, seen_cb, &s), -EPROTO);
+    freeReplyObject(r);
+    r = reply_of("*2\r\n$3\r\n0-0\r\n*1\r\n*2\r\n$3\r\n5-1\r\n*0\r\n");
+    ck_assert_int_eq(mv_rscript_entries(r, true, cursor, sizeof cursor, seen_cb, &s), -EPROTO);
+    freeReplyObject(r);
+    /* the host of a consumer name */
+    mv_rscript_consumer_host("web1.example:42:1700", cursor, sizeof cursor);
+    ck_assert_str_eq(cursor, "web1.example");
+    mv_rscript_consumer_host("nocolons", cursor, sizeof cursor);
+    ck_assert_str_eq(cursor, "");
+}
+END_TEST
+
+/* ---- a redis-server per test ---- */
+
+typedef struct redis {
+    pid_t pid;
+    int port;
+    char dir[64];
+    bool aof;
+    const char *pass; /* NULL = none */
+    char url[128];    /* redis://[:pass@]127.0.0.1:PORT */
+} redis_t;
+
+static pid_t redis_pids[4];
+
+/* A test that fails exits: its servers go with it (and PR_SET_PDEATHSIG if it is killed). */
+static void kill_servers(void)
+{
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] > 0)
+            kill(redis_pids[i], SIGKILL);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static redisContext *cli(const redis_t *r)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    redisReply *rep;
+
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (r->pass) {
+        rep = redisCommand(c, "AUTH %s", r->pass);
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+/* Starts redis-server on r->port; false when it died (the port was taken). */
+static bool spawn_server(redis_t *r)
+{
+    char port[16], dir[80];
+    redisContext *c;
+    int st;
+
+    snprintf(port, sizeof port, "%d", r->port);
+    snprintf(dir, sizeof dir, "%s/data", r->dir);
+    r->pid = fork();
+    ck_assert_int_ge(r->pid, 0);
+    if (r->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", r->aof ? "yes" : "no", "--dir", dir, "--logfile", "redis.log",
+               r->pass ? "--requirepass" : NULL, r->pass, (char *)NULL);
+        _exit(127);
+    }
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] == 0) {
+            redis_pids[i] = r->pid;
+            break;
+        }
+    for (int i = 0; i < 250; i++) {
+        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+            ck_assert_msg(!WIFEXITED(st) || WEXITSTATUS(st) != 127,
+                          "redis-server is not installed: make deps (or apt-get install "
+                          "redis-server)");
+            r->pid = 0;
+            return false;
+        }
+        if ((c = cli(r))) {
+            redisReply *rep = redisCommand(c, "PING");
+            bool up = rep && rep->type == REDIS_REPLY_STATUS;
+            freeReplyObject(rep);
+            redisFree(c);
+            if (up)
+                return true;
+        }
+        nap_ms(20);
+    }
+    ck_abort_msg("redis-server on port %d did not answer within 5 s", r->port);
+    return false;
+}
+
+static void redis_start(redis_t *r, bool aof, const char *pass)
+{
+    char data[80];
+
+    memset(r, 0, sizeof *r);
+    memset(redis_pids, 0, sizeof redis_pids);
+    atexit(kill_servers);
+    r->aof = aof;
+    r->pass = pass;
+    strcpy(r->dir, "/tmp/mv-redis-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    snprintf(data, sizeof data, "%s/data", r->dir);
+    ck_assert_int_eq(mkdir(data, 0700), 0);
+    for (int tries = 0; tries < 5; tries++) {
+        r->port = free_port();
+        if (spawn_server(r))
+            break;
+    }
+    ck_assert_int_gt(r->pid, 0);
+    snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", pass ? ":" : "", pass ? pass : "",
+             pass ? "@" : "", r->port);
+}
+
+/* Kills the server (-9: its AOF is all it keeps) and waits for it. */
+static void redis_kill(redis_t *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] == r->pid)
+            redis_pids[i] = 0;
+    r->pid = 0;
+}
+
+static void redis_stop(redis_t *r)
+{
+    char cmd[128];
+
+    redis_kill(r);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", r->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static long long integer(redisContext *c, const char **argv, int argc)
+{
+    redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+    long long v;
+
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(rep->type == REDIS_REPLY_INTEGER, "%s: %s", argv[0],
+                  rep->type == REDIS_REPLY_ERROR ? rep->str : "not an integer");
+    v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+#define INT(c, ...)                             \
+    integer((c), (const char *[]){__VA_ARGS__}, \
+            (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
+
+/* The "result" JSON of every entry of a stream, in order (a JSON array; decref it). */
+static json_t *stream_results(redisContext *c, const char *key)
+{
+    redisReply *rep = redisCommand(c, "XRANGE %s - +", key);
+    json_t *all = json_array();
+
+    ck_assert_msg(rep && rep->type == REDIS_REPLY_ARRAY, "XRANGE %s", key);
+    for (size_t i = 0; i < rep->elements; i++) {
+        redisReply *f = rep->element[i]->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2)
+            if (strcmp(f->element[k]->str, "result") == 0) {
+                json_error_t e;
+                json_t *o = json_loads(f->element[k + 1]->str, 0, &e);
+                ck_assert_msg(o != NULL, "result entry is not JSON: %s", e.text);
+                json_array_append_new(all, o);
+            }
+    }
+    freeReplyObject(rep);
+    return all;
+}
+
+/* Each task 1..n has exactly one result; returns how many are quarantined. */
+static int assert_each_once(json_t *results, int n)
+{
+    int *seen = calloc((size_t)n + 1, sizeof *seen), quarantined = 0;
+    size_t i;
+    json_t *o;
+
+    json_array_foreach(results, i, o)
+    {
+        long long id = jint(o, "task");
+        ck_assert_msg(id >= 1 && id <= n, "a result for task %lld", id);
+        ck_assert_msg(++seen[id] == 1, "task %lld has %d results", id, seen[id]);
+        ck_assert_ptr_nonnull(jstr(o, "host"));
+        quarantined += strcmp(jstr(o, "status"), "quarantined") == 0;
+    }
+    for (int k = 1; k <= n; k++)
+        ck_assert_msg(seen[k] == 1, "task %d has no result", k);
+    free(seen);
+    return quarantined;
+}
+
+/* `memvisor submit` of `text` into the stream; returns its exit code. */
+static int submit(const redis_t *r, const char *stream, const char *text, const char *const *more)
+{
+    mvrun_t s;
+    char to[256];
+    const char *args[16] = {"submit", "--to", to};
+    int n = 3, code;
+
+    snprintf(to, sizeof to, "%s/%s", r->url, stream);
+    run_init(&s, text);
+    for (; more && *more; more++)
+        args[n++] = *more;
+    args[n++] = s.tasks;
+    args[n] = NULL;
+    run_start(&s, args, NULL);
+    code = run_finish(&s);
+    if (code != 0)
+        fprintf(stderr, "submit: %s", s.log ? s.log : "");
+    run_free(&s);
+    return code;
+}
+
+/* A memvisor "host" on the stream, its results to the results stream. */
+static void host_start(mvrun_t *m, const redis_t *r, const char *claim_idle, int workers,
+                       const char *const *more)
+{
+    static char tasks[4][256], results[4][256], idle[4][64], wk[4][64];
+    static int k;
+    const char *args[40] = {
+        "run",     "-o",     idle[k],     "-o",      wk[k], "-o", "tasks.max_attempts=2",
+        "--tasks", tasks[k], "--results", results[k]};
+    int n = 11;
+
+    snprintf(tasks[k], sizeof tasks[k], "%s/jobs", r->url);
+    snprintf(results[k], sizeof results[k], "%s/results", r->url);
+    snprintf(idle[k], sizeof idle[k], "tasks.claim_idle=%s", claim_idle);
+    snprintf(wk[k], sizeof wk[k], "supervisor.workers=%d", workers);
+    for (; more && *more; more++)
+        args[n++] = *more;
+    args[n++] = "--";
+    args[n++] = MVTEST;
+    args[n] = NULL;
+    run_init(m, NULL);
+    m->service = true; /* no --tasks FILE from the harness: ours */
+    run_start(m, args, NULL);
+    k = (k + 1) % 4;
+}
+
+/* Waits until the stream `key` has at least n entries. */
+static void wait_len(const redis_t *r, const char *key, long long n, mvrun_t *const *drain)
+{
+    for (int i = 0; i < 1000; i++) {
+        redisContext *c = cli(r);
+        long long len = c ? INT(c, "XLEN", key) : -1;
+        if (c)
+            redisFree(c);
+        if (len >= n)
+            return;
+        for (mvrun_t *const *d = drain; d && *d; d++)
+            run_drain(*d);
+        nap_ms(10);
+    }
+    ck_abort_msg("%s never had %lld entries", key, n);
+}
+
+/* ---- many hosts ---- */
+
+/* Three hosts, one killed -9 while it runs two tasks, Redis killed -9 and restarted once
+ * (appendonly: the streams survive): every task ends once in the results stream, the poison
+ * ones quarantined once, and nothing stays pending. */
+START_TEST(three_hosts_one_killed_and_a_redis_restart_give_each_result_once)
+{
+    enum { N = 48, POISON = 3 };
+    char *text = calloc(1, 64 * (N + POISON));
+    static const char *const three[] = {"-o", "tasks.max_attempts=3", NULL};
+    redis_t r;
+    mvrun_t h[3];
+    redisContext *c;
+    json_t *res, *q;
+    redisReply *p;
+    size_t i;
+
+    redis_start(&r, true, NULL);
+    for (int k = 1; k <= N + POISON; k++)
+        strcat(text, k <= 2 ? "say go sleep 400\n" : k <= N ? "sleep 30\n" : "crash\n");
+    ck_assert_int_eq(submit(&r, "jobs", text, NULL), 0);
+    free(text);
+    /* Host 1 takes the first two tasks: once it runs them, it dies. */
+    /* claim_idle is longer than the restart below: a live host's task is not taken over
+     * while it cannot refresh it (if it were, it would run twice, its result still once). */
+    host_start(&h[0], &r, "2s", 2, three);
+    free(run_wait_for(&h[0], "go pid="));
+    free(run_wait_for(&h[0], "go pid="));
+    host_start(&h[1], &r, "2s", 2, three);
+    host_start(&h[2], &r, "2s", 2, three);
+    kill(h[0].pid, SIGKILL);
+    ck_assert_int_eq(run_finish(&h[0]), 128 + SIGKILL);
+    wait_len(&r, "results", 12, (mvrun_t *const[]){&h[1], &h[2], NULL});
+    redis_kill(&r);
+    ck_assert(spawn_server(&r));
+    /* Both survivors finish the batch, taking over host 1's tasks after claim_idle. */
+    /* each exits 1 when a task it ended was quarantined (0 otherwise): some did */
+    ck_assert_int_le(run_finish(&h[1]), 1);
+    ck_assert_int_le(run_finish(&h[2]), 1);
+    ck_assert_int_eq(h[1].code + h[2].code >= 1, 1);
+    ck_assert_int_eq(run_count(&h[1], "event=redis_reconnected") +
+                         run_count(&h[2], "event=redis_reconnected"),
+                     2);
+    ck_assert_int_ge(
+        run_count(&h[1], "event=redis_claimed") + run_count(&h[2], "event=redis_claimed"), 2);
+    c = cli(&r);
+    ck_assert_ptr_nonnull(c);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, N + POISON), POISON);
+    json_array_foreach(res, i, q)
+    {
+        long long id = jint(q, "task");
+        if (id <= 2) { /* lost with host 1 (one attempt), then run */
+            ck_assert_int_ge(jint(q, "attempts"), 2);
+            ck_assert_str_eq(
+                jstr(json_array_get(json_object_get(q, "attempt_errors"), 0), "reason"), "lost");
+        }
+        if (id > N) {
+            ck_assert_str_eq(jstr(q, "status"), "quarantined");
+            ck_assert_int_ge(json_array_size(json_object_get(q, "attempt_errors")), 3);
+        }
+    }
+    json_decref(res);
+    /* Poison tasks in the quarantine stream, once each, with their attempts. */
+    ck_assert_int_eq(INT(c, "XLEN", "jobs:quarantine"), POISON);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), N + POISON);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0); /* acknowledged and deleted */
+    p = redisCommand(c, "XPENDING jobs memvisor");
+    ck_assert_int_eq(p->element[0]->integer, 0);
+    freeReplyObject(p);
+    redisFree(c);
+    for (int k = 0; k < 3; k++)
+        run_free(&h[k]);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A memvisor stopped (SIGSTOP) longer than claim_idle looks dead: another takes its task
+ * over and runs it. Once it goes on, its own run of the task ends too: the task ran twice,
+ * its result is in the stream once. */
+START_TEST(a_slow_host_and_its_taker_write_one_result)
+{
+    redis_t r;
+    mvrun_t a, b;
+    redisContext *c;
+    json_t *res;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say run sleep 300\nsleep 10\nsleep 10\nsleep 10\n", NULL),
+                     0);
+    host_start(&a, &r, "500ms", 1, NULL);
+    free(run_wait_for(&a, "run pid="));
+    kill(a.pid, SIGSTOP);
+    host_start(&b, &r, "500ms", 1, NULL);
+    free(run_wait_for(&b, "event=redis_claimed task=1"));
+    free(run_wait_for(&b, "run pid="));
+    ck_assert_int_eq(run_finish(&b), 0);
+    kill(a.pid, SIGCONT);
+    ck_assert_int_eq(run_finish(&a), 0);
+    ck_assert_int_eq(run_count(&a, "event=redis_result_duplicate task=1"), 1);
+    c = cli(&r);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 4), 0);
+    json_decref(res);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    redisFree(c);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
+ * other memvisor, idle and claiming, never takes it. */
+START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
+{
+    redis_t r;
+    mvrun_t a, b;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say long sleep 1500\nsleep 10\nsleep 10\n", NULL), 0);
+    host_start(&a, &r, "300ms", 1, NULL);
+    free(run_wait_for(&a, "long pid="));
+    host_start(&b, &r, "300ms", 1, NULL);
+    ck_assert_int_eq(run_finish(&b), 0);
+    ck_assert_int_eq(run_finish(&a), 0);
+    ck_assert_int_eq(run_count(&a, "long pid=") + run_count(&b, "long pid="), 1);
+    ck_assert_int_eq(run_count(&b, "event=redis_claimed"), 0);
+    ck_assert_int_eq(run_count(&a, "event=redis_task_taken_over"), 0);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
+/* ---- one host: a results file, status, bad entries ---- */
+
+/* `memvisor status` output, by the run's control socket. */
+static char *status_of(const mvrun_t *m)
+{
+    char sock[160], *out;
+
+    snprintf(sock, sizeof sock, "%s/state/control.sock", m->dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "status", "--socket", sock, NULL}, &out), 0);
+    return out;
+}
+
+/* Without a results stream the results file is the record: a task is acknowledged once its
+ * line is synced. A password travels in the URL. Status shows the stream. An entry that is
+ * no task goes to the quarantine stream. */
+START_TEST(results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    char src[256], *st;
+    redisReply *rep;
+
+    redis_start(&r, false, "s3cret");
+    ck_assert_int_eq(submit(&r, "jobs", "say first sleep 200\nsleep 200\nsleep 200\n", NULL), 0);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XADD jobs * no id"));
+    snprintf(src, sizeof src, "%s/jobs", r.url);
+    run_init(&m, NULL);
+    m.service = true;
+    run_start(&m,
+              (const char *[]){"run", "-o", "supervisor.workers=1", "-o", "tasks.follow=yes", "-o",
+                               "tasks.claim_idle=1s", "--tasks", src, "--results", m.results, "--",
+                               MVTEST, NULL},
+              NULL);
+    free(run_wait_for(&m, "first pid="));
+    st = status_of(&m);
+    ck_assert_msg(strstr(st, "stream: redis://127.0.0.1:") &&
+                      strstr(st, "/jobs group memvisor: ") && strstr(st, "held here"),
+                  "%s", st);
+    ck_assert_ptr_null(strstr(st, "s3cret"));
+    free(st);
+    free(run_wait_for(&m, "event=redis_bad_entry"));
+    /* follow = yes: it waits for more until stopped */
+    for (int i = 0; i < 500 && INT(c, "HLEN", "jobs:done") < 3; i++)
+        nap_ms(10);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 3);
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0); /* a queue follower's normal end, like a service's */
+    run_assert_once(&m, 3, (const size_t[]){0});
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    ck_assert_int_eq(INT(c, "EXISTS", "results"), 0); /* no results stream was asked for */
+    rep = redisCommand(c, "XRANGE jobs:quarantine - +");
+    ck_assert_int_eq(rep->elements, 1);
+    ck_assert_str_eq(rep->element[0]->element[1]->element[2]->str, "error");
+    ck_assert_str_eq(rep->element[0]->element[1]->element[3]->str, "no id field");
+    freeReplyObject(rep);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* Mistakes are named before anything runs (exit 2); what Redis refuses ends the run with
+ * the server's words and the stream's URL (exit 3). */
+START_TEST(bad_urls_and_redis_errors_are_named)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    char src[256], other[256], wrong[256], nobody[256];
+    int dead = free_port();
+
+    redis_start(&r, false, NULL);
+    snprintf(src, sizeof src, "%s/jobs", r.url);
+    snprintf(other, sizeof other, "redis://127.0.0.2:%d/results", r.port);
+    snprintf(wrong, sizeof wrong, "redis://:nope@127.0.0.1:%d/jobs", r.port);
+    snprintf(nobody, sizeof nobody, "redis://127.0.0.1:%d/jobs", dead);
+    /* the task source and results as given, and what the refusal says */
+    const char *usage[][4] = {
+        {"redis://127.0.0.1:99999/jobs", "a.jsonl", NULL, "the port is not a number"},
+        {"FILE", other, NULL, "needs a Redis task source"},
+        {src, other, NULL, "must be on the task stream's Redis server"},
+        {src, src, NULL, "the results stream and the task stream are both"},
+    };
+    for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+        run_init(&m, "x\n");
+        m.service = true;
+        run_start(&m,
+                  (const char *[]){"run", "--tasks",
+                                   strcmp(usage[i][0], "FILE") == 0 ? m.tasks : usage[i][0],
+                                   "--results", usage[i][1], usage[i][2] ? "--results" : "--",
+                                   usage[i][2] ? usage[i][2] : MVTEST, "--", MVTEST, NULL},
+                  NULL);
+        ck_assert_int_eq(run_finish(&m), 2);
+        ck_assert_msg(strstr(m.log, usage[i][3]), "case %zu: %s", i, m.log);
+        run_free(&m);
+    }
+    /* A key of another type where the stream should be; a wrong password; nobody there. */
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "SET jobs x"));
+    redisFree(c);
+    const char *urls[] = {src, wrong, nobody};
+    const char *says[] = {"WRONGTYPE", "AUTH", "Connection refused"};
+    for (int i = 0; i < 3; i++) {
+        run_init(&m, NULL);
+        m.service = true;
+        run_start(&m,
+                  (const char *[]){"run", "-o", "tasks.redis_retry=0", "--tasks", urls[i], "--",
+                                   MVTEST, NULL},
+                  NULL);
+        ck_assert_int_eq(run_finish(&m), 3);
+        ck_assert_msg(strstr(m.log, "event=redis_failed") && strstr(m.log, says[i]) &&
+                          strstr(m.log, "source=redis://127.0.0.1:"),
+                      "%s: %s", urls[i], m.log);
+        run_free(&m);
+    }
+    /* memvisor check names the key */
+    run_init(&m, NULL);
+    run_start(&m, (const char *[]){"check", "-o", "tasks.source=redis://h:0/x", NULL}, NULL);
+    ck_assert_int_eq(run_finish(&m), 2);
+    ck_assert_msg(strstr(m.log, "[tasks] source") && strstr(m.log, "port"), "%s", m.log);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* `memvisor submit`: what it takes, and each way it refuses. */
+START_TEST(submit_adds_numbered_tasks_and_refuses_bad_input)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    redisReply *rep;
+    char to[256], dead[256];
+
+    redis_start(&r, false, NULL);
+    snprintf(to, sizeof to, "%s/jobs", r.url);
+    snprintf(dead, sizeof dead, "redis://127.0.0.1:%d/jobs", free_port());
+    ck_assert_int_eq(submit(&r, "jobs", "a\n\nb\n", NULL), 0);
+    ck_assert_int_eq(submit(&r, "jobs", "c", NULL), 0); /* a second batch: ids go on */
+    c = cli(&r);
+    rep = redisCommand(c, "XRANGE jobs - +");
+    ck_assert_int_eq(rep->elements, 3);
+    ck_assert_str_eq(rep->element[2]->element[1]->element[1]->str, "3");
+    ck_assert_str_eq(rep->element[2]->element[1]->element[3]->str, "c");
+    freeReplyObject(rep);
+    static const struct {
+        const char *args[6];
+        int code;
+        const char *says;
+    } bad[] = {
+        {{"submit", NULL}, 2, "missing FILE"},
+        {{"submit", "--to", NULL}, 2, "missing value after --to"},
+        {{"submit", "--bogus", "f", NULL}, 2, "unknown option: --bogus"},
+        {{"submit", "a", "b", NULL}, 2, "one FILE only"},
+        {{"submit", "/nonexistent/tasks", "--to", "redis://127.0.0.1:1/x", NULL},
+         3,
+         "cannot open /nonexistent/tasks"},
+        {{"submit", "f", NULL}, 2, "no stream to add to"},
+        {{"submit", "f", "--to", "redis://h/", NULL}, 2, "no stream name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_init(&m, NULL);
+        run_start(&m, bad[i].args, NULL);
+        ck_assert_int_eq(run_finish(&m), bad[i].code);
+        ck_assert_msg(strstr(m.log, bad[i].says), "case %zu: %s", i, m.log);
+        run_free(&m);
+    }
+    /* from stdin */
+    run_init(&m, NULL);
+    run_start(&m, (const char *[]){"submit", "--to", to, "-", NULL}, "d\n");
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&m), "1 tasks added to redis://127.0.0.1:"));
+    run_free(&m);
+    run_init(&m, "x\n");
+    run_start(&m, (const char *[]){"submit", "--to", dead, m.tasks, NULL}, NULL);
+    ck_assert_int_eq(run_finish(&m), 3);
+    ck_assert_ptr_nonnull(strstr(m.log, "cannot connect to redis://127.0.0.1:"));
+    run_free(&m);
+    /* A line longer than max_size: the lines before it go in, it and the rest do not. */
+    run_init(&m, "short\nthis line is too long\nafter\n");
+    run_start(&m, (const char *[]){"submit", "-o", "tasks.max_size=8", "--to", to, m.tasks, NULL},
+              NULL);
+    ck_assert_int_eq(run_finish(&m), 2);
+    ck_assert_msg(strstr(m.log, "tasks.txt:2: a task line longer than [tasks] max_size") &&
+                      strstr(m.log, "1 tasks before it were"),
+                  "%s", m.log);
+    run_free(&m);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 5);
+    rep = redisCommand(c, "GET jobs:ids");
+    ck_assert_str_eq(rep->str, "5"); /* the refused line took no id, the one before did */
+    freeReplyObject(rep);
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
+Suite *redis_suite(void)
+{
+    Suite *s = suite_create("redis");
+    TCase *unit = tcase_create("unit");
+    TCase *e2e = tcase_create("e2e");
+
+    tcase_add_test(unit, url_parser_takes_what_a_redis_url_holds);
+    tcase_add_test(unit, url_parser_names_what_is_wrong);
+    tcase_add_test(unit, results_setting_splits_into_a_stream_and_a_file);
+    tcase_add_test(unit, entry_round_trip_keeps_bytes_attempts_and_hosts);
+    tcase_add_test(unit, entry_decoder_refuses_what_is_no_task);
+    tcase_add_test(unit, replies_of_reads_and_claims_are_parsed_or_refused);
+    suite_add_tcase(s, unit);
+    tcase_set_timeout(e2e, 60);
+    tcase_add_test(e2e, three_hosts_one_killed_and_a_redis_restart_give_each_result_once);
+    tcase_add_test(e2e, a_slow_host_and_its_taker_write_one_result);
+    tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
+    tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
+    tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
+    suite_add_tcase(s, e2e);
+    return s;
+}
