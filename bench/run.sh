@@ -19,3 +19,6 @@ MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
 echo
 echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
 bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
+echo
+echo "== many hosts: a Redis stream vs the file source (bench/redis.sh) =="
+bash "$(dirname "$0")/redis.sh" "$build" 5000 3

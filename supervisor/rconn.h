@@ -50,6 +50,10 @@ struct mv_rconn {
     bool gai_busy;
     uv_timer_t timer; /* backoff, connect timeout, reply watchdog */
     bool timer_open;
+    uv_idle_t flush; /* writes the commands queued, before the loop next polls */
+    bool flush_open;
+    bool want_write; /* commands wait for the flush */
+    bool flushing;
     int64_t backoff_ms; /* the next wait before a new attempt */
     unsigned inflight;  /* commands sent, reply not yet in */
     uint64_t last_io;   /* ms: the last reply (or the first command after a quiet time) */

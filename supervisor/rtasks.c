@@ -306,6 +306,7 @@ static void ready(mv_rtasks_t *rt)
         mv_info(rt->log, "redis_reconnected", MV_S("source", rt->name),
                 MV_I("down_ms", (long long)down), MV_I("held", (long long)rt->nheld));
     rt->down_since = 0;
+    rt->down_said = false;
     for (held_t *h = rt->held; h; h = h->next)
         if (h->state == H_SEND)
             mv__rt_send(rt, h);
@@ -396,8 +397,10 @@ static void down_cb(void *arg, const char *why)
     for (held_t *h = rt->held; h; h = h->next)
         if (h->state == H_SENT)
             h->state = H_SEND;
-    if (!rt->down_since) {
+    if (!rt->down_since)
         rt->down_since = now;
+    if (!rt->down_said) {
+        rt->down_said = true;
         mv_warn(rt->log, rt->ups ? "redis_disconnected" : "redis_unreachable",
                 MV_S("source", rt->name), MV_S("error", why), MV_I("retry_ms", rt->retry_ms),
                 MV_S("msg", "no new task starts until Redis answers; results wait in memory"));

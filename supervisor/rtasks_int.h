@@ -71,6 +71,7 @@ struct mv_rtasks {
     bool ready; /* connected, scripts loaded, group made */
     unsigned ups;
     uint64_t down_since; /* 0 = up */
+    bool down_said;      /* this outage was logged */
     held_t *held;
     uint64_t nheld;
     int64_t reading, claiming; /* tasks asked for by the read or claim in flight */

@@ -13,9 +13,30 @@ bool mv_rurl_is(const char *s)
     return s && strncmp(s, MV_RURL_PREFIX, strlen(MV_RURL_PREFIX)) == 0;
 }
 
+/* `s` for a message: a password in it shows as "***". */
+static void masked(const char *s, char *out, size_t n)
+{
+    const char *p = mv_rurl_is(s) ? s + strlen(MV_RURL_PREFIX) : NULL;
+    const char *path = p ? p + strcspn(p, "/") : NULL, *at = NULL, *colon;
+
+    for (const char *c = p; c && c < path; c++)
+        if (*c == '@')
+            at = c;
+    colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (!at)
+        snprintf(out, n, "%s", s);
+    else if (colon)
+        snprintf(out, n, "%.*s:***%s", (int)(colon - s), s, at);
+    else
+        snprintf(out, n, "%.*s***%s", (int)(p - s), s, at);
+}
+
 static int bad(char *why, size_t n, const char *s, const char *what)
 {
-    snprintf(why, n, "%s: %s (expected redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM)", s, what);
+    char shown[1024];
+
+    masked(s, shown, sizeof shown);
+    snprintf(why, n, "%s: %s (expected redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM)", shown, what);
     return -EINVAL;
 }
 
@@ -190,7 +211,7 @@ int mv_rurl_results_join(const char *a, const char *b, char *out, size_t n)
 
 int mv_rurl_check_settings(const char *source, const char *results, char *why, size_t n)
 {
-    char url[1024], sname[512];
+    char url[1024], sname[512], rname[512];
     const char *file;
     mv_rurl_t s, r;
     int rc;
@@ -205,11 +226,12 @@ int mv_rurl_check_settings(const char *source, const char *results, char *why, s
         return 0;
     if ((rc = mv_rurl_parse(url, &r, why, n)) < 0)
         return rc;
+    mv_rurl_name(&r, rname, sizeof rname);
     if (!mv_rurl_is(source)) {
         snprintf(why, n,
                  "a results stream (%s) needs a Redis task source (--tasks redis://...); a task "
                  "file's results go to a file",
-                 url);
+                 rname);
         return -EINVAL;
     }
     mv_rurl_name(&s, sname, sizeof sname);
@@ -217,7 +239,7 @@ int mv_rurl_check_settings(const char *source, const char *results, char *why, s
         snprintf(why, n,
                  "the results stream %s must be on the task stream's Redis server (%s): a result "
                  "and its task's acknowledgement are written in one script",
-                 url, sname);
+                 rname, sname);
         return -EINVAL;
     }
     if (strcmp(s.stream, r.stream) == 0) {

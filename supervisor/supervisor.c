@@ -299,6 +299,7 @@ static void teardown_cgroups(mv_t *mv)
 static void write_run_json(mv_t *mv, int code, bool final)
 {
     const mv_config_t *cfg = mv->cfg;
+    const char *file = mv_rurl_results_file(cfg->tasks.results);
     char path[4200], now[48], results[4096];
     json_t *doc, *cmd = json_array();
 
@@ -307,8 +308,9 @@ static void write_run_json(mv_t *mv, int code, bool final)
     for (char **a = mv->argv; *a; a++)
         json_array_append_new(cmd, json_string(*a));
     mv_iso_time(now);
-    if (!*cfg->tasks.results || !realpath(cfg->tasks.results, results))
-        snprintf(results, sizeof results, "%s", cfg->tasks.results);
+    /* the results file (a results stream's URL, which may hold a password, stays out) */
+    if (!*file || !realpath(file, results))
+        snprintf(results, sizeof results, "%s", file);
     doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:s, s:i}", "memvisor", MV_VERSION,
                     "run", mv->run.id, "pid", (int)getpid(), "started", mv->started_iso, "ended",
                     final ? now : NULL, "command", cmd, "config", mv->config_path, "results",

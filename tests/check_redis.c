@@ -61,6 +61,11 @@ START_TEST(url_parser_takes_what_a_redis_url_holds)
     mv_rurl_name(&u, name, sizeof name);
     ck_assert_str_eq(name, "redis://h:6379/s"); /* never the password */
     ck_assert(mv_rurl_is("redis://x/y") && !mv_rurl_is("tasks.txt") && !mv_rurl_is(NULL));
+    /* a message about a bad URL never shows its password */
+    ck_assert_int_eq(mv_rurl_parse("redis://app:hush@h:0/s", &u, why, sizeof why), -EINVAL);
+    ck_assert_msg(strstr(why, "redis://app:***@h:0/s") && !strstr(why, "hush"), "%s", why);
+    ck_assert_int_eq(mv_rurl_parse("redis://hush@h/", &u, why, sizeof why), -EINVAL);
+    ck_assert_msg(strstr(why, "redis://***@h/") && !strstr(why, "hush"), "%s", why);
 }
 END_TEST
 
@@ -413,7 +418,8 @@ static bool spawn_server(redis_t *r)
     return false;
 }
 
-static void redis_start(redis_t *r, bool aof, const char *pass)
+/* The temp dir and a port; no server yet (spawn_server starts it). */
+static void redis_prepare(redis_t *r, bool aof, const char *pass)
 {
     char data[80];
 
@@ -426,14 +432,22 @@ static void redis_start(redis_t *r, bool aof, const char *pass)
     ck_assert_ptr_nonnull(mkdtemp(r->dir));
     snprintf(data, sizeof data, "%s/data", r->dir);
     ck_assert_int_eq(mkdir(data, 0700), 0);
-    for (int tries = 0; tries < 5; tries++) {
-        r->port = free_port();
-        if (spawn_server(r))
-            break;
-    }
+    r->port = free_port();
+}
+
+static void set_url(redis_t *r)
+{
+    snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", r->pass ? ":" : "",
+             r->pass ? r->pass : "", r->pass ? "@" : "", r->port);
+}
+
+static void redis_start(redis_t *r, bool aof, const char *pass)
+{
+    redis_prepare(r, aof, pass);
+    for (int tries = 0; tries < 5 && !spawn_server(r); tries++)
+        r->port = free_port(); /* taken meanwhile: another */
     ck_assert_int_gt(r->pid, 0);
-    snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", pass ? ":" : "", pass ? pass : "",
-             pass ? "@" : "", r->port);
+    set_url(r);
 }
 
 /* Kills the server (-9: its AOF is all it keeps) and waits for it. */
@@ -612,6 +626,8 @@ START_TEST(three_hosts_one_killed_and_a_redis_restart_give_each_result_once)
     free(run_wait_for(&h[0], "go pid="));
     host_start(&h[1], &r, "2s", 2, three);
     host_start(&h[2], &r, "2s", 2, three);
+    free(run_wait_for(&h[1], "event=redis_connected"));
+    free(run_wait_for(&h[2], "event=redis_connected"));
     kill(h[0].pid, SIGKILL);
     ck_assert_int_eq(run_finish(&h[0]), 128 + SIGKILL);
     wait_len(&r, "results", 12, (mvrun_t *const[]){&h[1], &h[2], NULL});
@@ -694,6 +710,37 @@ START_TEST(a_slow_host_and_its_taker_write_one_result)
 }
 END_TEST
 
+/* A memvisor started before its Redis says so once, waits (backoff), and runs the batch once
+ * Redis is there. */
+START_TEST(a_memvisor_started_before_redis_waits_for_it)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res;
+
+    redis_prepare(&r, false, NULL);
+    set_url(&r);
+    /* follow: an empty stream does not end it, whether it connects before the submit or not */
+    host_start(&m, &r, "1s", 1, (const char *[]){"-o", "tasks.follow=yes", NULL});
+    free(run_wait_for(&m, "event=redis_unreachable"));
+    ck_assert(spawn_server(&r));
+    ck_assert_int_eq(submit(&r, "jobs", "ok\nok\n", NULL), 0);
+    wait_len(&r, "results", 2, (mvrun_t *const[]){&m, NULL});
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "event=redis_unreachable"), 1);
+    ck_assert_int_eq(run_count(&m, "event=redis_connected"), 1);
+    c = cli(&r);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 2), 0);
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
  * other memvisor, idle and claiming, never takes it. */
 START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
@@ -702,10 +749,11 @@ START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
     mvrun_t a, b;
 
     redis_start(&r, false, NULL);
-    ck_assert_int_eq(submit(&r, "jobs", "say long sleep 1500\nsleep 10\nsleep 10\n", NULL), 0);
-    host_start(&a, &r, "300ms", 1, NULL);
+    /* refreshed every 333 ms: taken only if its memvisor stalled for 667 ms */
+    ck_assert_int_eq(submit(&r, "jobs", "say long sleep 2500\nsleep 10\nsleep 10\n", NULL), 0);
+    host_start(&a, &r, "1s", 1, NULL);
     free(run_wait_for(&a, "long pid="));
-    host_start(&b, &r, "300ms", 1, NULL);
+    host_start(&b, &r, "1s", 1, NULL);
     ck_assert_int_eq(run_finish(&b), 0);
     ck_assert_int_eq(run_finish(&a), 0);
     ck_assert_int_eq(run_count(&a, "long pid=") + run_count(&b, "long pid="), 1);
@@ -935,6 +983,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;

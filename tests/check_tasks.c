@@ -144,6 +144,76 @@ static void count_cb(void *arg)
     inputs++;
 }
 
+/* A source that takes back the requeued tasks that lost an attempt (as a Redis source does)
+ * and hears of every final result; pop holds back while it says so. */
+typedef struct fake {
+    int pumps, taken_back, ended;
+    mv_status_t last;
+} fake_t;
+
+static void fake_pump(mv_tasks_t *t)
+{
+    ((fake_t *)t->src_data)->pumps++;
+}
+
+static bool fake_requeue(mv_tasks_t *t, mv_task_t *task)
+{
+    fake_t *f = t->src_data;
+
+    if (task->nhist == 0)
+        return false; /* not started: queued here again */
+    f->taken_back++;
+    mv_task_free(task);
+    return true;
+}
+
+static void fake_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
+{
+    fake_t *f = t->src_data;
+
+    f->ended++;
+    f->last = res->status;
+}
+
+START_TEST(a_source_takes_back_what_lost_an_attempt_and_hears_each_end)
+{
+    static const mv_tasks_source_t src = {"fake", fake_pump, fake_requeue, fake_end, NULL, NULL};
+    fake_t f = {0};
+    mv_tasks_t t;
+    mv_task_t *a = mv_task_new(1, "a", 1), *b = mv_task_new(2, "b", 1), *x;
+    mv_result_t r = {.task = 2, .status = MV_ST_QUARANTINED};
+
+    mv_tasks_init(&t, NULL, 100, 10, NULL, NULL);
+    t.src = &src;
+    t.src_data = &f;
+    mv_tasks_add(&t, a);
+    mv_tasks_add(&t, b);
+    mv_tasks_pump(&t);
+    ck_assert_int_eq(f.pumps, 1);
+    t.paused = true; /* the source holds dispatch back */
+    ck_assert_ptr_null(mv_tasks_pop(&t));
+    t.paused = false;
+    ck_assert_ptr_eq(mv_tasks_pop(&t), a);
+    ck_assert_ptr_eq(mv_tasks_pop(&t), b);
+    /* a lost an attempt: the source takes it; b was not started: it comes back here */
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_CRASH, 1, 10, -9, -1), 0);
+    mv_tasks_requeue(&t, a);
+    mv_tasks_requeue(&t, b);
+    ck_assert_int_eq(f.taken_back, 1);
+    ck_assert_uint_eq(t.returned, 1);
+    ck_assert_uint_eq(t.requeued, 2);
+    ck_assert_uint_eq(mv_tasks_outstanding(&t), 1);
+    ck_assert_ptr_eq((x = mv_tasks_pop(&t)), b);
+    t.eof = true;
+    ck_assert(!mv_tasks_all_ended(&t));
+    mv_tasks_end(&t, x, &r);
+    ck_assert_int_eq(f.ended, 1);
+    ck_assert_int_eq(f.last, MV_ST_QUARANTINED);
+    ck_assert(mv_tasks_all_ended(&t)); /* one ended, one handed back */
+    mv_tasks_free(&t);
+}
+END_TEST
+
 START_TEST(file_source_streams_through_the_loop)
 {
     char path[] = "/tmp/mv-tasks-XXXXXX";
@@ -533,6 +603,7 @@ Suite *tasks_suite(void)
     tcase_add_test(src, file_source_streams_through_the_loop);
     tcase_add_test(src, stdin_pipe_source_with_backpressure);
     tcase_add_test(src, missing_file_is_an_error);
+    tcase_add_test(src, a_source_takes_back_what_lost_an_attempt_and_hears_each_end);
     tcase_add_test(res, result_line_has_every_field);
     tcase_add_test(res, any_payload_bytes_survive_in_json);
     tcase_add_test(res, a_megabyte_of_text_and_control_chars);
