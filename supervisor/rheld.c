@@ -154,7 +154,7 @@ void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
     mv_tasks_add(rt->t, t);
 }
 
-/* ---- letting entries go: finish, mv__rt_readd, bad ---- */
+/* ---- letting entries go: finish, readd, bad ---- */
 
 static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
 {

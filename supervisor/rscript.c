@@ -13,10 +13,25 @@
 
 #include <hiredis/hiredis.h>
 
+/* Redis does not undo a script that fails half-way: the key types are checked before the
+ * first write, so that a key of another type fails the script before it changed anything. */
+#define TYPE_CHECK                                                                         \
+    "local function wrong(k, want)\n"                                                      \
+    "  local t = redis.call('TYPE', k)['ok']\n"                                            \
+    "  if t ~= 'none' and t ~= want then\n"                                                \
+    "    return redis.error_reply('WRONGTYPE ' .. k .. ' holds a ' .. t .. ', not a ' .. " \
+    "want)\n"                                                                              \
+    "  end\n"                                                                              \
+    "end\n"
+
 static const char finish_lua[] =
     "-- KEYS: tasks, done, results, quarantine\n"
     "-- ARGV: group, entry, task id, result JSON ('' = no results stream), consumer,\n"
-    "--       quarantined ('1'), then the quarantine entry's fields\n"
+    "--       quarantined ('1'), then the quarantine entry's fields\n" TYPE_CHECK
+    "local e = wrong(KEYS[1], 'stream') or wrong(KEYS[2], 'hash')\n"
+    "  or (ARGV[4] ~= '' and wrong(KEYS[3], 'stream'))\n"
+    "  or (ARGV[6] == '1' and wrong(KEYS[4], 'stream'))\n"
+    "if e then return e end\n"
     "local fresh = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[5])\n"
     "if fresh == 1 then\n"
     "  if ARGV[4] ~= '' then\n"
@@ -30,16 +45,22 @@ static const char finish_lua[] =
 
 static const char readd_lua[] =
     "-- KEYS: tasks, done; ARGV: group, entry, consumer, task id, the new entry's fields\n"
+    "-- (XPENDING fails on a tasks key of another type: before any write)\n" TYPE_CHECK
+    "local e = wrong(KEYS[2], 'hash')\n"
+    "if e then return e end\n"
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "local done = redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
-    "if redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1 then return 1 end\n"
+    "if done then return 1 end\n"
     "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
     "return 2\n";
 
 static const char bad_lua[] =
-    "-- KEYS: tasks, quarantine; ARGV: group, entry, the quarantine entry's fields\n"
+    "-- KEYS: tasks, quarantine; ARGV: group, entry, the quarantine entry's fields\n" TYPE_CHECK
+    "local e = wrong(KEYS[2], 'stream')\n"
+    "if e then return e end\n"
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
     "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"

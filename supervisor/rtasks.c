@@ -437,9 +437,17 @@ static void conn_closed_cb(void *arg)
             uv_close((uv_handle_t *)timers[i], handle_closed_cb);
 }
 
+static void give_up(mv_rtasks_t *rt, const char *why);
+
 void mv__rt_maybe_close(mv_rtasks_t *rt)
 {
-    if (!rt->closing || rt->conn_closing || (rt->nheld > 0 && !rt->gave_up))
+    if (!rt->closing || rt->conn_closing)
+        return;
+    /* After a failure that ends the run, a script sent again would fail again: no waiting. */
+    if (rt->nheld > 0 && !rt->gave_up && rt->t->error)
+        give_up(rt, "the run ends on a Redis error: these entries stay pending; another "
+                    "memvisor runs them after claim_idle, their results written once");
+    if (rt->nheld > 0 && !rt->gave_up)
         return;
     rt->conn_closing = true;
     if (rt->ready && rt->nheld == 0) {
@@ -451,25 +459,30 @@ void mv__rt_maybe_close(mv_rtasks_t *rt)
     mv_rconn_close(&rt->conn);
 }
 
-/* The connection did not come back in time at the end: what is held stays pending in Redis
- * (others take it over after claim_idle). */
-static void bound_cb(uv_timer_t *tm)
+/* What is held is let go without a word to Redis: it stays pending there, and others take
+ * it over after claim_idle. Scripts in flight still get their reply (or NULL). */
+static void give_up(mv_rtasks_t *rt, const char *why)
 {
-    mv_rtasks_t *rt = tm->data;
     held_t *h, *next;
 
     if (rt->nheld)
         mv_warn(rt->log, "redis_left_pending", MV_S("source", rt->name),
-                MV_I("entries", (long long)rt->nheld),
-                MV_S("msg", "no answer from Redis at the end: these entries stay pending; "
-                            "another memvisor runs them after claim_idle, their results "
-                            "written once"));
+                MV_I("entries", (long long)rt->nheld), MV_S("msg", why));
     rt->gave_up = true;
     for (h = rt->held; h; h = next) {
         next = h->next;
         if (h->state != H_SENT)
             mv__rt_held_free(rt, h);
     }
+}
+
+/* The connection did not come back in time at the end. */
+static void bound_cb(uv_timer_t *tm)
+{
+    mv_rtasks_t *rt = tm->data;
+
+    give_up(rt, "no answer from Redis at the end: these entries stay pending; another "
+                "memvisor runs them after claim_idle, their results written once");
     mv__rt_maybe_close(rt);
 }
 

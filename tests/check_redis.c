@@ -883,6 +883,23 @@ START_TEST(bad_urls_and_redis_errors_are_named)
                       "%s: %s", urls[i], m.log);
         run_free(&m);
     }
+    /* A results key of another type: the run ends naming it, and nothing was written for
+     * the task (no done mark without its result): it is still there to run. */
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "DEL jobs"));
+    freeReplyObject(redisCommand(c, "SET results x"));
+    redisFree(c);
+    ck_assert_int_eq(submit(&r, "jobs", "ok\n", NULL), 0);
+    host_start(&m, &r, "1s", 1, NULL);
+    ck_assert_int_eq(run_finish(&m), 3);
+    ck_assert_msg(strstr(m.log, "event=redis_failed") && strstr(m.log, "call=finish") &&
+                      strstr(m.log, "WRONGTYPE results holds a string, not a stream"),
+                  "%s", m.log);
+    c = cli(&r);
+    ck_assert_int_eq(INT(c, "EXISTS", "jobs:done"), 0);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 1);
+    redisFree(c);
+    run_free(&m);
     /* memvisor check names the key */
     run_init(&m, NULL);
     run_start(&m, (const char *[]){"check", "-o", "tasks.source=redis://h:0/x", NULL}, NULL);
