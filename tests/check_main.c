@@ -46,6 +46,7 @@ int main(void)
         metrics_suite,
         report_html_suite,
         cgroup_v2_suite,
+        truth_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);
