@@ -20,5 +20,8 @@ echo
 echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
 bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
 echo
+echo "== W2, a leaking gunicorn under wrk: memvisor vs gunicorn --max-requests (bench/w2.sh) =="
+bash "$(dirname "$0")/w2.sh" "$build"
+echo
 echo "== many hosts: a Redis stream vs the file source (bench/redis.sh) =="
 bash "$(dirname "$0")/redis.sh" "$build" 5000 3
