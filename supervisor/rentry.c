@@ -10,7 +10,7 @@
 
 #include <jansson.h>
 
-#include "results.h"
+#include "util.h"
 
 const char mv_rentry_too_long[] = "task longer than [tasks] max_size";
 
@@ -51,8 +51,14 @@ static int attempt_of(json_t *e, mv_attempt_t *a)
     a->pid = (int)json_integer_value(json_object_get(e, "pid"));
     a->status = sig ? -(int)json_integer_value(sig) : (int)json_integer_value(ex);
     a->peak = json_is_integer(peak) ? (int64_t)json_integer_value(peak) : -1;
-    if (json_is_string(host))
-        snprintf(a->host, sizeof a->host, "%s", json_string_value(host));
+    if (json_is_string(host)) {
+        /* Cut to fit, at a character boundary: it goes out again as JSON text. */
+        size_t n = strnlen(json_string_value(host), sizeof a->host - 1);
+        while (n > 0 && !mv_utf8_valid(json_string_value(host), n))
+            n--;
+        memcpy(a->host, json_string_value(host), n);
+        a->host[n] = '\0';
+    }
     return 0;
 }
 
@@ -154,7 +160,7 @@ int mv_rentry_encode(const mv_task_t *t, const char *here, mv_rentry_t *e)
         return 0;
     snprintf(e->attempts, sizeof e->attempts, "%u", (unsigned)t->attempts);
     mv_rentry_add(e, "attempts", e->attempts, strlen(e->attempts));
-    h = mv_results_attempts_json(t->hist, t->nhist, here);
+    h = mv_attempts_json(t->hist, t->nhist, here);
     e->hist = h ? json_dumps(h, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(h);
     if (!e->hist)

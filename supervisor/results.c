@@ -58,31 +58,6 @@ static int set_bytes(json_t *o, const char *key, const void *p, size_t n)
     return r;
 }
 
-json_t *mv_results_attempts_json(const mv_attempt_t *h, int n, const char *here)
-{
-    json_t *a = json_array();
-
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_object();
-        const char *host = h[i].host[0] ? h[i].host : here;
-
-        json_object_set_new(e, "reason", json_string(mv_reason_name(h[i].reason)));
-        json_object_set_new(e, "worker", json_integer(h[i].slot));
-        json_object_set_new(e, "pid", json_integer(h[i].pid));
-        /* A lost attempt's end was not seen: its memvisor went silent. */
-        if (h[i].reason != MV_R_LOST && h[i].status < 0)
-            json_object_set_new(e, "signal", json_integer(-h[i].status));
-        else if (h[i].reason != MV_R_LOST)
-            json_object_set_new(e, "exit", json_integer(h[i].status));
-        if (h[i].peak >= 0)
-            json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
-        if (host && *host)
-            json_object_set_new(e, "host", json_string(host));
-        json_array_append_new(a, e);
-    }
-    return a;
-}
-
 static int append_cb(const char *buffer, size_t size, void *data)
 {
     return mv_buf_append(data, buffer, size) < 0 ? -1 : 0;
@@ -128,8 +103,7 @@ int mv_results_encode_at(const mv_result_t *res, const char *host, const char *c
     if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
         r = -ENOMEM;
     if (res->nhist > 0)
-        json_object_set_new(o, "attempt_errors",
-                            mv_results_attempts_json(res->hist, res->nhist, host));
+        json_object_set_new(o, "attempt_errors", mv_attempts_json(res->hist, res->nhist, host));
     if (host)
         json_object_set_new(o, "host", json_string(host));
     if (consumer)

@@ -149,9 +149,6 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out);
  * with no host of their own were made on `host`. */
 int mv_results_encode_at(const mv_result_t *res, const char *host, const char *consumer,
                          mv_buf_t *out);
-/* A task's attempt record as a JSON array (the results' attempt_errors, a Redis entry's
- * hist); `here` (may be NULL) names the host of attempts that have none. */
-json_t *mv_results_attempts_json(const mv_attempt_t *h, int n, const char *here);
 /* Whether no more tasks should be started: results wait for the writer (the backlog bounds
  * memory when workers answer faster than jansson encodes), or a failed write is being
  * retried. on_drained says when to resume. */

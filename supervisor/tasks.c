@@ -55,6 +55,31 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
     return 0;
 }
 
+json_t *mv_attempts_json(const mv_attempt_t *h, int n, const char *here)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_object();
+        const char *host = h[i].host[0] ? h[i].host : here;
+
+        json_object_set_new(e, "reason", json_string(mv_reason_name(h[i].reason)));
+        json_object_set_new(e, "worker", json_integer(h[i].slot));
+        json_object_set_new(e, "pid", json_integer(h[i].pid));
+        /* A lost attempt's end was not seen: its memvisor went silent. */
+        if (h[i].reason != MV_R_LOST && h[i].status < 0)
+            json_object_set_new(e, "signal", json_integer(-h[i].status));
+        else if (h[i].reason != MV_R_LOST)
+            json_object_set_new(e, "exit", json_integer(h[i].status));
+        if (h[i].peak >= 0)
+            json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
+        if (host && *host)
+            json_object_set_new(e, "host", json_string(host));
+        json_array_append_new(a, e);
+    }
+    return a;
+}
+
 static void enqueue(mv_tasks_t *t, mv_task_t *task)
 {
     task->next = NULL;

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -140,6 +141,9 @@ mv_task_t *mv_tasks_take(mv_tasks_t *t);
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
 /* Adds a task made in memory (tests, service mode); id is the caller's. */
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len);
+/* A task's attempt record as a JSON array (the results' attempt_errors, a Redis entry's
+ * hist); `here` (may be NULL) names the host of attempts that have none. */
+json_t *mv_attempts_json(const mv_attempt_t *h, int n, const char *here);
 /* Appends an attempt to a task's record. 0 or -ENOMEM. */
 int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status,
                          int64_t peak);
