@@ -65,9 +65,13 @@ bool mv__rt_is_error(const redisReply *r)
     return r && r->type == REDIS_REPLY_ERROR;
 }
 
-static void take_read(void *arg, const mv_rgot_t *g)
+/* An entry id "MS-SEQ" as a pair that orders like the stream. */
+static void eid_of(const char *eid, uint64_t v[2])
 {
-    mv__rt_take(arg, g);
+    char *end;
+
+    v[0] = strtoull(eid, &end, 10);
+    v[1] = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
 }
 
 /* Claimed, or found pending for this consumer: it may be held here already (a reply that
@@ -78,6 +82,24 @@ static void take_claimed(void *arg, const mv_rgot_t *g)
 
     if (!mv__rt_held_find(rt, g->eid))
         mv__rt_take(rt, g);
+}
+
+/* A new entry: the group hands them out in id order, so one not after the last is a group
+ * that went back in time (a Redis restored from a snapshot, a replica that lagged), and may
+ * be one held here already. */
+static void take_read(void *arg, const mv_rgot_t *g)
+{
+    mv_rtasks_t *rt = arg;
+    uint64_t v[2];
+
+    eid_of(g->eid, v);
+    if (v[0] < rt->last_eid[0] || (v[0] == rt->last_eid[0] && v[1] <= rt->last_eid[1])) {
+        take_claimed(arg, g);
+        return;
+    }
+    rt->last_eid[0] = v[0];
+    rt->last_eid[1] = v[1];
+    mv__rt_take(rt, g);
 }
 
 /* Tasks wanted now: free slots, less what is already asked for. */

@@ -78,6 +78,7 @@ struct mv_rtasks {
     int refreshing;
     bool stating;
     char cursor[64];
+    uint64_t last_eid[2]; /* the last new entry read (ms, seq) */
     uv_timer_t tick, poll, bound;
     int handles; /* of those three, open */
     int64_t poll_ms;

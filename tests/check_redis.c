@@ -741,6 +741,32 @@ START_TEST(a_memvisor_started_before_redis_waits_for_it)
 }
 END_TEST
 
+/* A group set back in time (as a Redis restored from a snapshot would be) delivers again an
+ * entry this memvisor holds: it is not run a second time. */
+START_TEST(a_group_set_back_does_not_run_a_held_task_twice)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say held sleep 1500\nok\n", NULL), 0);
+    host_start(&m, &r, "1s", 2, NULL);
+    free(run_wait_for(&m, "held pid="));
+    c = cli(&r);
+    for (int i = 0; i < 500 && INT(c, "XLEN", "results") < 1; i++) /* the "ok" is done */
+        nap_ms(10);
+    freeReplyObject(redisCommand(c, "XGROUP SETID jobs memvisor 0"));
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "held pid="), 1);
+    ck_assert_int_eq(INT(c, "XLEN", "results"), 2);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
  * other memvisor, idle and claiming, never takes it. */
 START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
@@ -1001,6 +1027,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
+    tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;
