@@ -688,3 +688,18 @@ int mv_rtasks_view(const mv_tasks_t *t, mv_rtasks_view_t *v)
     };
     return 0;
 }
+
+void mv_rtasks_summary(const mv_tasks_t *t, FILE *out)
+{
+    const mv_rtasks_t *rt = t->src_data;
+
+    if (t->kind != MV_SRC_REDIS || !rt)
+        return;
+    fprintf(out,
+            "  stream    %s: %llu taken (%llu taken over), %llu re-added, %llu results written "
+            "here, %llu by another first%s%s\n",
+            rt->name, (unsigned long long)rt->taken, (unsigned long long)rt->claimed,
+            (unsigned long long)rt->readded, (unsigned long long)rt->finished,
+            (unsigned long long)rt->duplicates, *rt->results_stream ? "; results to " : "",
+            rt->results_stream);
+}

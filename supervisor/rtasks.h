@@ -29,6 +29,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -78,5 +79,7 @@ typedef struct mv_rtasks_view {
 
 /* -ENOENT when the source is not Redis. */
 int mv_rtasks_view(const mv_tasks_t *t, mv_rtasks_view_t *v);
+/* The run summary's line for a Redis source (nothing for another). */
+void mv_rtasks_summary(const mv_tasks_t *t, FILE *out);
 
 #endif

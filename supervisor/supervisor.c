@@ -229,6 +229,7 @@ static void summary(mv_t *mv, int code)
                mv->results.path, uv_strerror(mv->results.error));
     else if (mv->results.path && *mv->results.path)
         printf("  results   %s\n", mv->results.path);
+    mv_rtasks_summary(&mv->tasks, stdout); /* a Redis source: its line */
     printf("  exit      %d\n", code);
     fflush(stdout);
     mv_pool_view_free(&v);

@@ -698,6 +698,8 @@ START_TEST(a_slow_host_and_its_taker_write_one_result)
     kill(a.pid, SIGCONT);
     ck_assert_int_eq(run_finish(&a), 0);
     ck_assert_int_eq(run_count(&a, "event=redis_result_duplicate task=1"), 1);
+    ck_assert_ptr_nonnull(strstr(run_summary(&b), "(1 taken over)"));
+    ck_assert_ptr_nonnull(strstr(run_summary(&a), "0 results written here, 1 by another first"));
     c = cli(&r);
     res = stream_results(c, "results");
     ck_assert_int_eq(assert_each_once(res, 4), 0);
