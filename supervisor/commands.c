@@ -359,8 +359,10 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
         return reload(mv, err, errlen);
     if (strcmp(cmd, "stop") == 0) {
         mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
-        if (!mv->stopping)
+        if (!mv->stopping) {
+            mv->stop_requested = true; /* the exit code says who stopped the batch */
             mv_stop(mv, true);
+        }
         return json_object();
     }
     snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",

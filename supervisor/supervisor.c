@@ -190,19 +190,24 @@ static void summary(mv_t *mv, int code)
     if (mv_pool_view(&mv->pool, &v) < 0)
         return;
     printf("\nmemvisor: %s in %.1f s\n",
-           mv->stop_signal ? "stopped by a signal"
-           : mv->cant_run  ? "run ended early"
-                           : "done",
+           mv->cant_run         ? "run ended early"
+           : mv->stop_requested ? "stopped by memvisor stop"
+           : mv->stop_signal    ? "stopped by a signal"
+                                : "done",
            (double)(mv_now_ms() - mv->started_ms) / 1000.0);
     printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu retried after their worker "
            "died\n",
            (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
            (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)v.requeued);
-    if (left || !mv->tasks.eof)
-        printf("  not run   %llu loaded but unfinished%s (not in the results)\n",
-               (unsigned long long)left,
-               mv->tasks.eof || mv->tasks.kind == MV_SRC_NONE ? ""
-                                                              : ", and the rest of the source");
+    if (mv->not_run > 0)
+        printf("  not run   %lld tasks (%llu loaded but unfinished, %lld not read from the "
+               "source): no result line\n",
+               (long long)mv->not_run, (unsigned long long)left,
+               (long long)mv->not_run - (long long)left);
+    else if (mv->not_run < 0)
+        printf("  not run   %llu loaded but unfinished, and the rest of %s (not counted): no "
+               "result line\n",
+               (unsigned long long)left, mv->tasks.name ? mv->tasks.name : "the source");
     printf("  workers   %d slots, %llu spawned; recycles:", v.nslots,
            (unsigned long long)v.spawned);
     for (int r = 1; r < MV_R_COUNT; r++)
@@ -234,6 +239,18 @@ static void summary(mv_t *mv, int code)
     mv_pool_view_free(&v);
 }
 
+/* Tasks of the batch that got no final line: loaded but unfinished, and what the source
+ * still holds (-1: not countable, stdin). After the loop has ended: it may read a file. */
+static int64_t count_not_run(mv_t *mv)
+{
+    int64_t rest;
+
+    if (mv->service || mv_tasks_all_ended(&mv->tasks))
+        return 0;
+    rest = mv_tasks_count_rest(&mv->tasks);
+    return rest < 0 ? -1 : (int64_t)mv_tasks_outstanding(&mv->tasks) + rest;
+}
+
 static int exit_code(mv_t *mv)
 {
     const uint64_t *c = mv->results.count;
@@ -243,8 +260,11 @@ static int exit_code(mv_t *mv)
     /* A service runs until it is told to stop: being stopped is its normal end. */
     if (mv->service)
         return MV_EXIT_OK;
-    if (mv->stop_signal && !mv_tasks_all_ended(&mv->tasks))
-        return 128 + mv->stop_signal;
+    /* Judged at exit (exitcode.h): a stop that let the last tasks finish changed nothing. */
+    if (!mv_tasks_all_ended(&mv->tasks) && mv->stop_requested)
+        return MV_EXIT_STOPPED;
+    if (!mv_tasks_all_ended(&mv->tasks) && mv->stop_signal)
+        return MV_EXIT_SIGNAL + mv->stop_signal;
     if (c[MV_ST_FAILED] || c[MV_ST_QUARANTINED])
         return MV_EXIT_TASKS;
     return MV_EXIT_OK;
@@ -332,6 +352,9 @@ static void write_run_json(mv_t *mv, int code, bool final)
                         json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)mv->results.count[MV_ST_OK],
                                   "failed", (json_int_t)mv->results.count[MV_ST_FAILED],
                                   "quarantined", (json_int_t)mv->results.count[MV_ST_QUARANTINED]));
+    if (final) /* null: the rest of stdin was not counted */
+        json_object_set_new(json_object_get(doc, "tasks"), "not_run",
+                            mv->not_run >= 0 ? json_integer(mv->not_run) : json_null());
     snprintf(path, sizeof path, "%s/run.json", mv->run.dir);
     if (mv_json_write_atomic(path, doc) < 0)
         mv_warn(&mv->log, "run_file_failed", MV_S("file", path));
@@ -580,6 +603,7 @@ int mv_run(mv_t *mv)
     mv_tasks_pump(&mv->tasks);
     check_done(mv);
     uv_run(&mv->loop, UV_RUN_DEFAULT);
+    mv->not_run = count_not_run(mv);
     code = exit_code(mv);
     write_run_json(mv, code, true);
     summary(mv, code);

@@ -71,7 +71,9 @@ typedef struct mv {
     int nold, nold_argv, reloads;
     uv_signal_t sig[3]; /* SIGINT, SIGTERM, SIGHUP */
     bool sig_open;
-    int stop_signal; /* the first SIGINT/SIGTERM, 0 if none */
+    int stop_signal;     /* the first SIGINT/SIGTERM, 0 if none */
+    bool stop_requested; /* `memvisor stop` came first (before any signal) */
+    int64_t not_run;     /* at exit: tasks that never got a final line (-1: unknown) */
     bool stopping;
     bool cant_run; /* exit 3 */
     uint64_t started_ms;

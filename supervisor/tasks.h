@@ -75,6 +75,7 @@ typedef struct mv_tasks {
     mv_buf_t line;   /* partial line carried between chunks */
     bool skipping;   /* inside a line that was too long */
     uint64_t lineno; /* lines seen so far */
+    uint64_t offset; /* MV_SRC_FILE: bytes of the file fed so far */
 
     /* counts */
     uint64_t loaded; /* tasks made from the source */
@@ -112,6 +113,11 @@ static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
 {
     return t->loaded - t->ended;
 }
+/* The tasks the source still holds past what was read (a stop before the end): nonempty
+ * lines, resume's skipped ones left out, the line being read counted once. Reads the rest of
+ * a file source with plain blocking reads: only for the summary, after the loop has ended.
+ * -1 when it cannot be known (stdin, a read error). */
+int64_t mv_tasks_count_rest(const mv_tasks_t *t);
 /* Stops reading and closes the source (a read in flight finishes and is dropped). */
 void mv_tasks_close(mv_tasks_t *t);
 /* Frees every queued task (after the loop ended). */

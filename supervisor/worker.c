@@ -744,6 +744,10 @@ static int spawn(mv_worker_t *w, const char **call)
                                  /* Its own session: a Ctrl-C at memvisor's terminal is
                                   * memvisor's to handle (grace period first). */
                                  .own_session = true,
+                                 /* [worker] user/group: the shim drops to them (proc.h) */
+                                 .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
+                                 .uid = w->o.cfg->worker.uid,
+                                 .gid = w->o.cfg->worker.gid,
                              });
     free(env);
     mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */

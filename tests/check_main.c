@@ -45,6 +45,9 @@ int main(void)
         timeline_suite,
         metrics_suite,
         report_html_suite,
+        config_ext_suite,
+        privdrop_suite,
+        exitcode_suite,
         cgroup_v2_suite,
     };
     /* clang-format on */

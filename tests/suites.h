@@ -38,5 +38,8 @@ Suite *ops_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
 Suite *report_html_suite(void);
+Suite *config_ext_suite(void);
+Suite *privdrop_suite(void);
+Suite *exitcode_suite(void);
 
 #endif

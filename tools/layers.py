@@ -8,7 +8,7 @@ import sys
 
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
-    0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
+    0: "util log config config_int config_ext options units reason exitcode fsm policy slots leak resume "
        "confdiff addr kind paths metrics",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify "
