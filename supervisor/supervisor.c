@@ -17,6 +17,7 @@
 
 static void close_signals(mv_t *mv)
 {
+    mv_reaper_close(&mv->reaper);
     if (!mv->sig_open)
         return;
     mv->sig_open = false;
@@ -268,6 +269,30 @@ static int exit_code(mv_t *mv)
     if (c[MV_ST_FAILED] || c[MV_ST_QUARANTINED])
         return MV_EXIT_TASKS;
     return MV_EXIT_OK;
+}
+
+/* [supervisor] subreaper (reaper.h): auto is yes when memvisor is PID 1, where orphans come
+ * to it whatever it asks, and would stay zombies. -1 when it cannot be set up (logged). */
+static int open_reaper(mv_t *mv)
+{
+    mv_reapmode_t mode = mv->cfg->supervisor.subreaper;
+    bool pid1 = getpid() == 1;
+    char why[256];
+
+    if (mode == MV_REAP_NO || (mode == MV_REAP_AUTO && !pid1)) {
+        if (pid1)
+            mv_warn(&mv->log, "subreaper", MV_S("state", "off"), MV_I("pid1", 1),
+                    MV_S("msg", "memvisor is PID 1 with subreaper = no: orphans it inherits "
+                                "stay zombies until it exits"));
+        return 0;
+    }
+    if (mv_reaper_open(&mv->reaper, &mv->loop, &mv->log, why, sizeof why) < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "subreaper"), MV_S("error", why));
+        return -1;
+    }
+    mv_info(&mv->log, "subreaper", MV_S("state", "on"), MV_I("pid1", pid1),
+            MV_S("reason", mode == MV_REAP_YES ? "subreaper = yes" : "memvisor is PID 1"));
+    return 0;
 }
 
 /* Sets up the per-worker cgroups. -1 when the configured mode cannot work (exit 3). */
@@ -565,7 +590,7 @@ int mv_run(mv_t *mv)
             MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
-    if (open_service(mv) < 0) {
+    if (open_reaper(mv) < 0 || open_service(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }

@@ -20,6 +20,7 @@
 #include "metrics_http.h"
 #include "notify.h"
 #include "pool.h"
+#include "reaper.h"
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
@@ -71,6 +72,7 @@ typedef struct mv {
     int nold, nold_argv, reloads;
     uv_signal_t sig[3]; /* SIGINT, SIGTERM, SIGHUP */
     bool sig_open;
+    mv_reaper_t reaper;  /* [supervisor] subreaper: orphans reparented to memvisor */
     int stop_signal;     /* the first SIGINT/SIGTERM, 0 if none */
     bool stop_requested; /* `memvisor stop` came first (before any signal) */
     int64_t not_run;     /* at exit: tasks that never got a final line (-1: unknown) */

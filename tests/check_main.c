@@ -48,6 +48,7 @@ int main(void)
         config_ext_suite,
         privdrop_suite,
         exitcode_suite,
+        reaper_suite,
         cgroup_v2_suite,
     };
     /* clang-format on */

@@ -41,5 +41,6 @@ Suite *report_html_suite(void);
 Suite *config_ext_suite(void);
 Suite *privdrop_suite(void);
 Suite *exitcode_suite(void);
+Suite *reaper_suite(void);
 
 #endif

@@ -26,8 +26,9 @@
  *                  memory.limit_in_bytes, v2 memory.max) and writes nothing: done with
  *                  "cgwrite=ok", "cgwrite=denied" (EACCES/EPERM/EROFS) or "cgwrite=errno:N"
  *   orphan MS CODE double-forks a grandchild that exits CODE after MS ms (its parent, the
- *                  child, exits at once, so the grandchild is an orphan); done with
- *                  "orphan=PID" once the child is reaped
+ *                  child, exits at once, so the grandchild is an orphan); writes
+ *                  "orphan=PID worker=PID" on stderr and is done with "orphan=PID" once the
+ *                  child is reaped
  *   hang           pause() forever
  *   fds N          open N fds of /dev/null and keep them, done "fds=N"
  *   garbage        write 32 bytes that are no message to the socket, then go on
@@ -262,6 +263,9 @@ static int orphan(mvw_t *w, unsigned long ms, int code)
     }
     close(p[0]);
     waitpid(child, &st, 0);
+    /* Reparented by now (at the child's exit, before its wait): the test may look. */
+    fprintf(stderr, "orphan=%d worker=%d\n", (int)grandchild, (int)getpid());
+    fflush(stderr);
     return done_num(w, "orphan", (unsigned long)grandchild);
 }
 
