@@ -42,6 +42,24 @@ static json_t *recycles_json(const uint64_t *recycles)
     return o;
 }
 
+/* Whether new tasks are held back, and why: the host's memory (pause_below), a results
+ * writer that is behind. */
+static json_t *dispatch_json(mv_t *mv)
+{
+    const mv_hostmem_t *h = &mv->hostmem;
+    json_t *why = json_array();
+
+    if (mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY)
+        json_array_append_new(why, json_string("host_memory"));
+    if (mv_results_backlogged(&mv->results))
+        json_array_append_new(why, json_string("results_backlog"));
+    return json_pack("{s:b, s:o, s:o, s:o, s:I, s:I}", "paused", json_array_size(why) > 0,
+                     "reasons", why, "host_available",
+                     h->have ? json_integer(h->available) : json_null(), "host_threshold",
+                     h->have ? json_integer(h->threshold) : json_null(), "pauses",
+                     (json_int_t)h->pauses, "orphans_reaped", (json_int_t)mv->reaper.reaped);
+}
+
 static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 {
     const mv_config_t *cfg = mv->cfg;
@@ -71,6 +89,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "dispatch", dispatch_json(mv));
     json_object_set_new(
         reply, "totals",
         json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
@@ -146,7 +165,13 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .workers = v.live,
                              .queue = (int64_t)mv->tasks.queued,
                              .in_flight = (int64_t)v.in_flight,
-                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0},
+                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
+                             .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
+                             .paused_results = mv_results_backlogged(&mv->results),
+                             .have_host = mv->hostmem.have,
+                             .host_available = mv->hostmem.available,
+                             .host_threshold = mv->hostmem.threshold,
+                             .orphans_reaped = mv->reaper.reaped},
         out);
     free(slots);
     free(kinds);

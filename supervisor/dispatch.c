@@ -166,7 +166,7 @@ static void dispatch_cb(uv_check_t *h)
     d->pending = false;
     /* While the results writer is backlogged, start nothing new: it calls back when it has
      * caught up. */
-    if (d->accepting && !mv_results_backlogged(d->results)) {
+    if (d->accepting && !d->paused && !mv_results_backlogged(d->results)) {
         do {
             gave = false;
             for (int i = 0; i < d->nws; i++) {
@@ -230,6 +230,13 @@ void mv_dispatch_kick(mv_dispatch_t *d)
 void mv_dispatch_stop(mv_dispatch_t *d)
 {
     d->accepting = false;
+}
+
+void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on)
+{
+    d->paused = on ? d->paused | reason : d->paused & ~reason;
+    if (!d->paused)
+        mv_dispatch_kick(d);
 }
 
 int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,

@@ -3,7 +3,8 @@
  *
  *   - once per loop pass when kicked (a libuv check handle), one task per worker that takes
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
- *     nothing new starts while the results writer is backlogged;
+ *     nothing new starts while the results writer is backlogged or a pause reason holds it
+ *     (the host's memory: mv_dispatch_pause);
  *   - an answer becomes a result line with its memory figures (one written definition each:
  *     docs/run-files.md) and attempt record;
  *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
@@ -29,6 +30,10 @@
 #include "worker.h"
 
 typedef struct mv_dispatch mv_dispatch_t;
+
+/* Why dispatch may be paused besides a backlogged results writer (a bit each): running tasks
+ * go on, no new one is handed out. */
+enum { MV_PAUSE_HOST_MEMORY = 1u << 0 }; /* [supervisor] pause_below (hostmem.h) */
 
 typedef struct mv_dispatch_events {
     /* A task reached its final status (w: the worker it ended on, NULL when it never ran or
@@ -63,6 +68,7 @@ struct mv_dispatch {
     void *closed_arg;
     bool pending;     /* kicked: a pass is due at the end of this loop iteration */
     bool accepting;   /* tasks may be handed out */
+    unsigned paused;  /* MV_PAUSE_* reasons holding new tasks back */
     uint64_t pass;    /* loop passes so far: a pass is what runs between two polls */
     mv_worker_t **ws; /* workers that may take tasks */
     int nws, capws;
@@ -79,6 +85,8 @@ void mv_dispatch_detach(mv_dispatch_t *d, mv_worker_t *w);
 void mv_dispatch_kick(mv_dispatch_t *d);
 /* No task is handed out from now on. */
 void mv_dispatch_stop(mv_dispatch_t *d);
+/* Sets or clears a pause reason (MV_PAUSE_*); clearing the last one hands tasks out again. */
+void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on);
 
 /* A worker's answer (batch) or the end of a request (service): its result line. */
 void mv_dispatch_answer(mv_dispatch_t *d, mv_worker_t *w, const mv_answer_t *a);

@@ -18,6 +18,7 @@
 static void close_signals(mv_t *mv)
 {
     mv_reaper_close(&mv->reaper);
+    mv_hostmem_close(&mv->hostmem);
     if (!mv->sig_open)
         return;
     mv->sig_open = false;
@@ -293,6 +294,38 @@ static int open_reaper(mv_t *mv)
     mv_info(&mv->log, "subreaper", MV_S("state", "on"), MV_I("pid1", pid1),
             MV_S("reason", mode == MV_REAP_YES ? "subreaper = yes" : "memvisor is PID 1"));
     return 0;
+}
+
+static void host_memory_cb(void *arg, bool paused)
+{
+    mv_t *mv = arg;
+
+    mv_dispatch_pause(&mv->pool.dispatch, MV_PAUSE_HOST_MEMORY, paused);
+}
+
+/* [supervisor] pause_below (hostmem.h): read on the sampler's period, from before the first
+ * task is handed out. A service hands out no tasks: nothing to pause. */
+static void open_hostmem(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    /* A test knob: a fixture file in place of the host's /proc/meminfo. */
+    const char *path = getenv("MEMVISOR_TEST_MEMINFO");
+    int r;
+
+    if (!cfg->supervisor.pause_bytes && !cfg->supervisor.pause_permille)
+        return;
+    if (mv->service) {
+        mv_warn(&mv->log, "pause_ignored", MV_S("pause_below", cfg->supervisor.pause_below),
+                MV_S("msg", "a service hands out no tasks: [supervisor] pause_below is for "
+                            "batches"));
+        return;
+    }
+    r = mv_hostmem_open(&mv->hostmem, &mv->loop, &mv->log, path ? path : "/proc/meminfo",
+                        cfg->supervisor.pause_bytes, cfg->supervisor.pause_permille,
+                        (uint64_t)cfg->limits.sample_interval, host_memory_cb, mv);
+    if (r < 0)
+        mv_warn(&mv->log, "host_memory_unreadable", MV_S("error", uv_strerror(r)),
+                MV_S("msg", "no pause tier for this run"));
 }
 
 /* Sets up the per-worker cgroups. -1 when the configured mode cannot work (exit 3). */
@@ -624,6 +657,8 @@ int mv_run(mv_t *mv)
         mv->cant_run = true;
         mv_stop(mv, false);
     }
+    if (r == 0)
+        open_hostmem(mv);
     write_run_json(mv, 0, false);
     mv_tasks_pump(&mv->tasks);
     check_done(mv);

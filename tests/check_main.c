@@ -49,6 +49,7 @@ int main(void)
         privdrop_suite,
         exitcode_suite,
         reaper_suite,
+        hostmem_suite,
         cgroup_v2_suite,
     };
     /* clang-format on */

@@ -42,5 +42,6 @@ Suite *config_ext_suite(void);
 Suite *privdrop_suite(void);
 Suite *exitcode_suite(void);
 Suite *reaper_suite(void);
+Suite *hostmem_suite(void);
 
 #endif

@@ -11,7 +11,7 @@ LAYERS = {
     0: "util log config config_int config_ext options units reason exitcode fsm policy slots leak resume "
        "confdiff addr kind paths metrics",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify reaper "
+    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify reaper hostmem "
        "heapmon runlock stale control timeline metrics_http",
     # 2: one worker
     2: "worker",
