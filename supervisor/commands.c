@@ -99,6 +99,8 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   "recycles", recycles_json(v.recycles), "spawned", (json_int_t)v.spawned,
                   "suspects", (json_int_t)v.suspects, "queue", (json_int_t)mv->tasks.queued,
                   "in_flight", (json_int_t)v.in_flight));
+    json_object_set_new(json_object_get(reply, "totals"), "escalated",
+                        json_integer((json_int_t)v.escalated));
     mv_pool_view_free(&v);
     return reply;
 }

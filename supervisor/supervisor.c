@@ -198,9 +198,12 @@ static void summary(mv_t *mv, int code)
                                 : "done",
            (double)(mv_now_ms() - mv->started_ms) / 1000.0);
     printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu retried after their worker "
-           "died\n",
+           "died",
            (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
            (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)v.requeued);
+    if (v.escalated) /* [limits] escalate */
+        printf(", %llu of them with more memory", (unsigned long long)v.escalated);
+    printf("\n");
     if (mv->not_run > 0)
         printf("  not run   %lld tasks (%llu loaded but unfinished, %lld not read from the "
                "source): no result line\n",

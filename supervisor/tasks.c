@@ -50,7 +50,7 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
 
     if (!h)
         return -ENOMEM;
-    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak};
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak, 0};
     task->hist = h;
     return 0;
 }

@@ -32,8 +32,9 @@ typedef struct mv_attempt {
     mv_reason_t reason;
     int slot;
     int pid;
-    int status;   /* exit status, or -signal */
-    int64_t peak; /* the worker's peak memory during the attempt, -1 = unknown */
+    int status;    /* exit status, or -signal */
+    int64_t peak;  /* the worker's peak memory during the attempt, -1 = unknown */
+    int64_t limit; /* the hard limit it ran under, 0 = none or unknown */
 } mv_attempt_t;
 
 typedef struct mv_task {
@@ -42,8 +43,12 @@ typedef struct mv_task {
     uint32_t len;         /* payload bytes; data[len] == '\0' */
     uint16_t attempts;    /* times it was handed to a worker that started it */
     uint16_t nhist;       /* entries in hist */
+    uint16_t escalations; /* attempts that ended in a memory escalation (escalate.h) */
     mv_attempt_t *hist;   /* why earlier attempts ended */
     const char *bad;      /* static reason when the line could not become a task */
+    /* The hard limit it must run under, 0 = the pool's own: set by an escalation, and all a
+     * task source that moves tasks between hosts needs to carry to route it (escalate.h). */
+    int64_t limit;
     char data[];
 } mv_task_t;
 

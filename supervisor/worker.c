@@ -790,7 +790,7 @@ static void start_process(mv_worker_t *w)
         return;
     }
     w->mem.meter_ok = mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                                    w->o.cfg->limits.memory_soft) == 0;
+                                    w->lim.soft_bytes) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -819,13 +819,18 @@ static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
 void mv_worker_start(mv_worker_t *w)
 {
     const mv_cg_t *cg = w->o.cg;
+    mv_cg_t own;
     int r;
 
     if (!cg || cg->version == MV_CG_OFF) {
         start_process(w);
         return;
     }
-    r = mv_cg_create_async(w->o.loop, w->o.log, cg, w->slot, w->gen, cg_created, w, &w->cg_job);
+    /* Its cgroup gets its own limits: the run's, or an escalated task's raised ones. */
+    own = *cg;
+    own.soft = w->lim.soft_bytes;
+    own.hard = w->lim.hard_bytes;
+    r = mv_cg_create_async(w->o.loop, w->o.log, &own, w->slot, w->gen, cg_created, w, &w->cg_job);
     if (r < 0)
         spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
 }

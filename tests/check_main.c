@@ -50,6 +50,7 @@ int main(void)
         exitcode_suite,
         reaper_suite,
         hostmem_suite,
+        escalate_suite,
         cgroup_v2_suite,
     };
     /* clang-format on */

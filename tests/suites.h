@@ -43,5 +43,6 @@ Suite *privdrop_suite(void);
 Suite *exitcode_suite(void);
 Suite *reaper_suite(void);
 Suite *hostmem_suite(void);
+Suite *escalate_suite(void);
 
 #endif
