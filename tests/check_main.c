@@ -52,6 +52,7 @@ int main(void)
         hostmem_suite,
         escalate_suite,
         cgroup_v2_suite,
+        truth_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);
