@@ -7,9 +7,9 @@
  * Never a worker's status: libuv reaps the processes it spawned itself, each by its pid
  * (waitpid(pid), from its own SIGCHLD watcher; DESIGN §2: never waitpid(-1), which would take
  * their statuses from it). So on SIGCHLD (a uv_signal_t of our own, beside libuv's) the reaper
- * lists memvisor's children (/proc/self/task/TID/children of every thread: an orphan is
- * reparented to one of the process's threads; a scan of /proc for PPid when that file is
- * missing), leaves out every pid of a uv_process_t of the loop (uv_walk: libuv's own record of
+ * lists memvisor's children (/proc/self/task/PID/children: an orphan is reparented to the
+ * first live thread of the process, its main thread; a scan of /proc for PPid when that file
+ * is missing), leaves out every pid of a uv_process_t of the loop (uv_walk: libuv's own record of
  * what it spawned, nothing to keep in step), and waits for each other one with WNOHANG. One
  * loop thread runs both, so a pid libuv spawns is in the loop before any SIGCHLD of it is
  * handled. A child that is still running is left for a later SIGCHLD.
@@ -59,6 +59,9 @@ void mv_reaper_close(mv_reaper_t *r);
  * each second, with *suppressed set to (and cleared of) the lines left out before it. */
 bool mv_ratelimit_take(mv_ratelimit_t *rl, uint64_t now_ms, uint64_t *suppressed);
 
+/* memvisor's children, from r->proc (its children file, or a scan of every PID/stat when
+ * the kernel has none), up to max into out; returns how many. */
+int mv_reaper_children(const mv_reaper_t *r, int *out, int max);
 /* The pids in a /proc/PID/task/TID/children text ("12 34 "), up to max into out; returns
  * how many (pure, for tests). */
 int mv_reaper_parse_children(const char *text, int *out, int max);

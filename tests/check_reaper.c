@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,56 @@ START_TEST(rate_limit_and_children_text)
     ck_assert_int_eq(pids[1], 345);
     ck_assert_int_eq(mv_reaper_parse_children("1 2 3 4 5 6", pids, 4), 4);
     ck_assert_int_eq(mv_reaper_parse_children("7 x 8", pids, 4), 1);
+}
+END_TEST
+
+/* Writes `text` to dir/rel, making the directories on the way. */
+static void put(const char *dir, const char *rel, const char *text)
+{
+    char path[512], *slash;
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    for (slash = strchr(path + strlen(dir) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        mkdir(path, 0755);
+        *slash = '/';
+    }
+    if (!text)
+        return;
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* The children list from a fixture /proc: the main thread's children file, or (a kernel
+ * without it) a scan of every PID/stat for our pid as the parent, comm names with spaces and
+ * parentheses included. */
+START_TEST(children_from_a_fixture_proc)
+{
+    char dir[] = "/tmp/mv-reaper-XXXXXX", rel[128], text[128], *o = NULL;
+    mv_reaper_t r = {.proc = dir};
+    int out[8], n, me = (int)getpid();
+
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(rel, sizeof rel, "self/task/%d/children", me);
+    put(dir, rel, "41 42 ");
+    ck_assert_int_eq(mv_reaper_children(&r, out, 8), 2);
+    ck_assert_int_eq(out[1], 42);
+    snprintf(rel, sizeof rel, "%s/self/task/%d/children", dir, me);
+    ck_assert_int_eq(unlink(rel), 0);
+    snprintf(text, sizeof text, "100 (sh) S %d 1 1\n", me);
+    put(dir, "100/stat", text);
+    snprintf(text, sizeof text, "101 (a) b (c) S %d 1 1\n", me);
+    put(dir, "101/stat", text);
+    put(dir, "102/stat", "102 (x) S 1 1 1\n");
+    put(dir, "notapid/stat", text);
+    n = mv_reaper_children(&r, out, 8);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(out[0] + out[1], 201);
+    ck_assert_int_eq(run_capture((const char *const[]){"rm", "-rf", dir, NULL}, &o), 0);
+    free(o);
 }
 END_TEST
 
@@ -222,6 +273,7 @@ Suite *reaper_suite(void)
     TCase *tc = tcase_create("unit");
 
     tcase_add_test(tc, rate_limit_and_children_text);
+    tcase_add_test(tc, children_from_a_fixture_proc);
     suite_add_tcase(s, tc);
     tc = tcase_create("orphans");
     tcase_set_timeout(tc, 30);
