@@ -82,9 +82,27 @@ START_TEST(lines_workers_run_as_numeric_ids)
         "import ctypes, os, sys\n"
         "v = ctypes.c_int()\n"
         "ctypes.CDLL(None).prctl(2, ctypes.byref(v))\n"
+        /* its memory cgroup's hard limit (v1, else v2), opened to write (nothing is) */
+        "def cgwrite():\n"
+        "    f = {}\n"
+        "    for l in open('/proc/self/cgroup'):\n"
+        "        _, c, p = l.rstrip('\\n').split(':', 2)\n"
+        "        if 'memory' in c.split(','):\n"
+        "            f[1] = '/sys/fs/cgroup/memory%s/memory.limit_in_bytes' % p\n"
+        "        elif not c:\n"
+        "            f[2] = '/sys/fs/cgroup%s/memory.max' % p\n"
+        "    for k in (1, 2):\n"
+        "        if k in f and os.path.exists(f[k]):\n"
+        "            try:\n"
+        "                os.close(os.open(f[k], os.O_WRONLY))\n"
+        "                return 'ok'\n"
+        "            except PermissionError:\n"
+        "                return 'denied'\n"
+        "    return 'none'\n"
         "for line in sys.stdin:\n"
-        "    print('uid=%d gid=%d groups=%d pdeathsig=%d task=%s' % (os.getuid(), os.getgid(),\n"
-        "          len(os.getgroups()), v.value, line.strip()), flush=True)\n";
+        "    print('uid=%d gid=%d groups=%d pdeathsig=%d cgwrite=%s task=%s' % (os.getuid(),\n"
+        "          os.getgid(), len(os.getgroups()), v.value, cgwrite(), line.strip()),\n"
+        "          flush=True)\n";
     const char *args[] = {"run",
                           "-o",
                           "supervisor.workers=2",
@@ -108,7 +126,9 @@ START_TEST(lines_workers_run_as_numeric_ids)
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 4, NULL);
     ck_assert_str_eq(jstr(run_result(&r, 3), "result"),
-                     "uid=65534 gid=65534 groups=0 pdeathsig=9 task=c");
+                     cgroups_here(&r)
+                         ? "uid=65534 gid=65534 groups=0 pdeathsig=9 cgwrite=denied task=c"
+                         : "uid=65534 gid=65534 groups=0 pdeathsig=9 cgwrite=none task=c");
     run_free(&r);
 }
 END_TEST
