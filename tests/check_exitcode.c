@@ -13,25 +13,35 @@
 #include "harness.h"
 #include "suites.h"
 
-/* `started` tasks that say when they start ("say started sleep 300"), then `n` short ones,
- * on 2 workers; stopped once the first `started` run: by `memvisor stop` (how "stop"), then
- * signal `sig` if it is not 0, or by signal `sig` alone (how NULL). */
-static int stop_mid_batch(mvrun_t *r, int started, int n, const char *how, int sig)
+/* `held` tasks that hold their worker until released ("hold 0": SIGUSR1), then `n` short
+ * ones, on 2 workers; once the held ones run, stopped by `memvisor stop` (how "stop") and then
+ * signal `sig` if it is not 0, or by signal `sig` alone (how NULL); then the held tasks are
+ * released. Deterministic: whatever the speed of the machine, the held tasks are in flight
+ * when the stop comes. */
+static int stop_mid_batch(mvrun_t *r, int held, int n, const char *how, int sig)
 {
-    char *rest = repeat_line("sleep 20", n), *first = repeat_line("say started sleep 300", started);
-    char *tasks = malloc(strlen(rest) + strlen(first) + 1), sock[128];
+    char *rest = repeat_line("sleep 50", n), *first = repeat_line("hold 0", held);
+    char *tasks = malloc(strlen(rest) + strlen(first) + 1), sock[128], *line;
     const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    int pids[2];
 
+    ck_assert_int_le(held, 2);
     sprintf(tasks, "%s%s", first, rest);
     run_init(r, tasks);
     run_start(r, args, NULL);
-    for (int i = 0; i < started; i++)
-        free(run_wait_for(r, "started pid="));
+    for (int i = 0; i < held; i++) {
+        line = run_wait_for(r, "held pid=");
+        pids[i] = atoi(strstr(line, "held pid=") + 9);
+        free(line);
+    }
     snprintf(sock, sizeof sock, "%s/state/control.sock", r->dir);
     if (how)
         ck_assert_int_eq(run_ctl(how, sock), 0);
     if (sig)
         kill(r->pid, sig);
+    free(run_wait_for(r, how ? "event=stop_requested" : "event=signal"));
+    for (int i = 0; i < held; i++)
+        kill(pids[i], SIGUSR1);
     free(rest);
     free(first);
     free(tasks);
@@ -73,7 +83,7 @@ START_TEST(stop_before_the_end_exits_4)
     ck_assert_uint_lt(r.nres, 201);
     ck_assert_int_eq(summary_not_run(&r), 201 - (long long)r.nres);
     ck_assert_int_eq(run_json_not_run(&r), 201 - (long long)r.nres);
-    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok"); /* the running one finished */
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "held=0"); /* the running one finished */
     run_assert_at_most_once(&r, 201);
     run_free(&r);
 }

@@ -3,10 +3,12 @@
  * pause decision with plain inputs; then a batch whose "host" is a fixture meminfo file
  * (MEMVISOR_TEST_MEMINFO: the real host cannot be driven short of memory safely): it starts
  * paused, stays paused inside the hysteresis margin, resumes above it, pauses again with a
- * task running (which finishes; no other starts), and `memvisor status` says so throughout.
+ * task running (held until the test releases it: it finishes, no other starts), and
+ * `memvisor status` says so throughout.
  */
 #include <check.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,8 +159,9 @@ START_TEST(dispatch_pauses_and_resumes_on_host_memory)
                           NULL};
     json_t *s;
     char *line;
+    int held;
 
-    sprintf(tasks, "say started sleep 300\n%s", rest);
+    sprintf(tasks, "hold 0\n%s", rest); /* task 1 runs until the test releases it */
     run_init(&r, tasks);
     snprintf(fixture, sizeof fixture, "%s/meminfo", r.dir);
     setenv("MEMVISOR_TEST_MEMINFO", fixture, 1);
@@ -185,10 +188,13 @@ START_TEST(dispatch_pauses_and_resumes_on_host_memory)
     /* Above the resume point: tasks run. */
     host_has(&r, 1200 * MiB);
     free(run_wait_for(&r, "event=resume reason=host_memory available=1258291200"));
-    free(run_wait_for(&r, "started pid="));
+    line = run_wait_for(&r, "held pid=");
+    held = atoi(strstr(line, "held pid=") + 9);
+    free(line);
     /* Short again while task 1 runs: it finishes, nothing else starts. */
     host_has(&r, 256 * MiB);
     free(run_wait_for(&r, "event=pause reason=host_memory available=268435456"));
+    kill(held, SIGUSR1);
     for (;;) {
         s = status_seeing(&r, 256 * MiB);
         if (total(s, "in_flight") == 0)
