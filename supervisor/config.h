@@ -93,7 +93,7 @@ typedef struct mv_config {
         int64_t escalate_step;  /* MV_ESC_STEP: bytes added per step */
     } limits;
     struct {
-        int max_concurrent; /* workers recycling at once */
+        int max_concurrent;        /* workers recycling at once */
         int64_t spacing;           /* ms between the starts of two planned recycles */
         int64_t handover_headroom; /* bytes above memory_soft a recycled worker may serve on;
                                     * 0 = no bound */
