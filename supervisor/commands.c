@@ -66,6 +66,26 @@ static void source_json(mv_t *mv, json_t *reply)
                   (json_int_t)r.readded, "duplicates", (json_int_t)r.duplicates));
 }
 
+/* Whether new tasks are held back, and why: the host's memory (pause_below), a results
+ * writer that is behind. */
+static json_t *dispatch_json(mv_t *mv)
+{
+    const mv_hostmem_t *h = &mv->hostmem;
+    json_t *why = json_array();
+
+    if (mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY)
+        json_array_append_new(why, json_string("host_memory"));
+    if (mv_results_backlogged(&mv->results))
+        json_array_append_new(why, json_string("results_backlog"));
+    if (mv->tasks.paused && !mv->tasks.error) /* a Redis source without its connection */
+        json_array_append_new(why, json_string("source_disconnected"));
+    return json_pack("{s:b, s:o, s:o, s:o, s:I, s:I}", "paused", json_array_size(why) > 0,
+                     "reasons", why, "host_available",
+                     h->have ? json_integer(h->available) : json_null(), "host_threshold",
+                     h->have ? json_integer(h->threshold) : json_null(), "pauses",
+                     (json_int_t)h->pauses, "orphans_reaped", (json_int_t)mv->reaper.reaped);
+}
+
 static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 {
     const mv_config_t *cfg = mv->cfg;
@@ -95,6 +115,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "dispatch", dispatch_json(mv));
     json_object_set_new(
         reply, "totals",
         json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
@@ -104,6 +125,8 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   "recycles", recycles_json(v.recycles), "spawned", (json_int_t)v.spawned,
                   "suspects", (json_int_t)v.suspects, "queue", (json_int_t)mv->tasks.queued,
                   "in_flight", (json_int_t)v.in_flight));
+    json_object_set_new(json_object_get(reply, "totals"), "escalated",
+                        json_integer((json_int_t)v.escalated));
     mv_pool_view_free(&v);
     source_json(mv, reply);
     return reply;
@@ -171,7 +194,13 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .workers = v.live,
                              .queue = (int64_t)mv->tasks.queued,
                              .in_flight = (int64_t)v.in_flight,
-                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0},
+                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
+                             .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
+                             .paused_results = mv_results_backlogged(&mv->results),
+                             .have_host = mv->hostmem.have,
+                             .host_available = mv->hostmem.available,
+                             .host_threshold = mv->hostmem.threshold,
+                             .orphans_reaped = mv->reaper.reaped},
         out);
     free(slots);
     free(kinds);
@@ -384,8 +413,10 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
         return reload(mv, err, errlen);
     if (strcmp(cmd, "stop") == 0) {
         mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
-        if (!mv->stopping)
+        if (!mv->stopping) {
+            mv->stop_requested = true; /* the exit code says who stopped the batch */
             mv_stop(mv, true);
+        }
         return json_object();
     }
     snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",

@@ -450,6 +450,27 @@ static void print_source(json_t *reply, FILE *out)
             pending, held, age);
 }
 
+/* "dispatch: paused (host_memory; ...)" while new tasks are held back; nothing otherwise. */
+static void print_dispatch(json_t *reply, FILE *out)
+{
+    json_t *d = json_object_get(reply, "dispatch"), *v;
+    char avail[24], thr[24], why[128] = "";
+    size_t i, used = 0;
+
+    if (!json_is_true(json_object_get(d, "paused")))
+        return;
+    json_array_foreach(json_object_get(d, "reasons"), i, v)
+    {
+        if (used < sizeof why)
+            used += (size_t)snprintf(why + used, sizeof why - used, "%s%s", used ? ", " : "",
+                                     json_string_value(v) ? json_string_value(v) : "?");
+    }
+    fmt_size(json_object_get(d, "host_available"), avail);
+    fmt_size(json_object_get(d, "host_threshold"), thr);
+    fprintf(out, "dispatch: paused (%s); host memory available %s, threshold %s\n", why, avail,
+            thr);
+}
+
 /* The strings of an array, space-separated, after `label`; nothing when absent. */
 static void print_list(json_t *reply, const char *key, const char *label, FILE *out)
 {
@@ -481,6 +502,7 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_workers(reply, out);
         print_totals(reply, out);
         print_source(reply, out);
+        print_dispatch(reply, out);
     } else if (strcmp(cmd, "metrics") == 0) {
         s = json_string_value(json_object_get(reply, "text"));
         fputs(s ? s : "-\n", out);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "pool_int.h"
 
 static void spawn_slot(mv_pool_t *p, int slot);
 static void start_queued(mv_pool_t *p);
@@ -90,6 +91,7 @@ static void maybe_stopped(mv_pool_t *p)
     if (!p->stopping || p->members || p->closing)
         return;
     p->closing = true;
+    mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
@@ -313,7 +315,7 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
     kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
 }
 
-static const mv_dispatch_events_t dispatch_events = {on_result, on_progress};
+static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
 
@@ -331,6 +333,10 @@ static void w_ready(mv_worker_t *w)
     mv_seat_t *old[8];
     int n;
 
+    if (m->esc) { /* made for one escalated task: it takes that one only */
+        mv__pool_esc_ready(p, m);
+        return;
+    }
     mv_dispatch_attach(&p->dispatch, w);
     /* Its capacity is there now: the workers it replaces can stop taking requests. */
     while ((n = mv_slots_ready(&p->slots, &m->seat, old, (int)MV_ARRAY_LEN(old))) > 0)
@@ -438,6 +444,8 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
                             "low for this worker to start"));
     mv_dispatch_detach(&p->dispatch, w);
     mv_dispatch_settle(&p->dispatch, w, g);
+    if (m->esc)
+        mv__pool_esc_gone(p, m, g);
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
@@ -478,6 +486,8 @@ static void w_closed(mv_worker_t *w)
         mv_watch_remove(&p->watch, &m->watch);
         mv_suspect_release(&p->suspect, &m->suspect);
     }
+    if (m->esc)
+        mv__pool_esc_closed(p, m);
     mv_worker_free(w);
     free(m);
     maybe_stopped(p);
@@ -499,8 +509,7 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
-static void spawn_slot(mv_pool_t *p, int slot)
+mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc)
 {
     mv_member_t *m = calloc(1, sizeof *m);
     mv_worker_opts_t o = {
@@ -515,29 +524,43 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .service = p->o.service,
         .timeline = p->o.timeline,
     };
-    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
 
     if (!m) {
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->pool = p;
-    gen = mv_slots_take(&p->slots, &m->seat, slot);
-    m->w = mv_worker_new(&o, slot, gen, &lim, &worker_events, m);
+    m->esc = esc != NULL;
+    m->esc_task = esc;
+    gen = esc ? mv_slots_take_extra(&p->slots, &m->seat, slot)
+              : mv_slots_take(&p->slots, &m->seat, slot);
+    m->w = mv_worker_new(&o, slot, gen, lim, &worker_events, m);
     if (!m->w) {
-        p->slots.slot[slot - 1].active = NULL;
+        if (!esc)
+            p->slots.slot[slot - 1].active = NULL;
         free(m);
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->next = p->members;
     p->members = m;
     mv_watch_add(&p->watch, &m->watch, m->w);
     mv_suspect_attach(&p->suspect, &m->suspect, m->w);
     mv_worker_start(m->w);
+    return m;
+}
+
+/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
+static void spawn_slot(mv_pool_t *p, int slot)
+{
+    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
+
+    mv__pool_spawn(p, slot, &lim, NULL);
 }
 
 static void backoff_cb(uv_timer_t *t)
@@ -639,6 +662,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
     p->open = 4; /* dispatch, watch, grace, spacer */
+    mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
@@ -659,6 +683,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
+        mv__pool_esc_stop(p);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
@@ -752,6 +777,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->live = mv_pool_live(p);
     v->spawned = p->spawned;
     v->requeued = p->dispatch.requeued;
+    v->escalated = p->dispatch.escalated;
     v->protocol_errors = p->protocol_errors;
     v->suspects = p->suspect.suspects;
     v->suspects_by_kind = p->suspect.by_kind;

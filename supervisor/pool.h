@@ -40,6 +40,8 @@ typedef struct mv_member {
     mv_suspected_t suspect; /* suspect.c */
     struct mv_member *next; /* pool.c: every worker whose handles are open */
     bool deferred_said;     /* pool.c: its queued recycle was logged */
+    bool esc;               /* pool_esc.c: a worker made for one escalated task */
+    mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */
@@ -74,6 +76,18 @@ typedef struct mv_pool_slot {
     int64_t peak; /* highest usage of any of its workers */
 } mv_pool_slot_t;
 
+/* Escalated tasks waiting for a worker of their own (pool_esc.c). */
+typedef struct mv_pool_esc {
+    mv_task_t *head, *tail;
+    int live;         /* escalation workers not closed yet (at most one per slot) */
+    int next_slot;    /* the slot numbering the next one borrows (round robin) */
+    int failures;     /* in a row that could not take their task: the next waits (backoff) */
+    bool hold;        /* waiting for that backoff */
+    bool waited;      /* ...and it is over: one may go */
+    uv_timer_t timer; /* its end */
+    bool timer_open;
+} mv_pool_esc_t;
+
 typedef struct mv_pool {
     mv_pool_opts_t o;
     const mv_pool_events_t *ev;
@@ -92,6 +106,8 @@ typedef struct mv_pool {
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
     uint64_t rng;
+
+    mv_pool_esc_t esc;
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
@@ -123,6 +139,7 @@ typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    uint64_t escalated; /* requeued tasks that got more memory (escalate.h) */
     const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
     size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */

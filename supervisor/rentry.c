@@ -51,6 +51,7 @@ static int attempt_of(json_t *e, mv_attempt_t *a)
     a->pid = (int)json_integer_value(json_object_get(e, "pid"));
     a->status = sig ? -(int)json_integer_value(sig) : (int)json_integer_value(ex);
     a->peak = json_is_integer(peak) ? (int64_t)json_integer_value(peak) : -1;
+    a->limit = (int64_t)json_integer_value(json_object_get(e, "mem_limit")); /* 0: none */
     if (json_is_string(host)) {
         /* Cut to fit, at a character boundary: it goes out again as JSON text. */
         size_t n = strnlen(json_string_value(host), sizeof a->host - 1);
@@ -94,8 +95,8 @@ static int decode_hist(const mv_rbytes_t *b, mv_task_t *t, char *why, size_t wn)
 int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_t **out, char *why,
                      size_t wn)
 {
-    const mv_rbytes_t *id = NULL, *data = NULL, *att = NULL, *hist = NULL;
-    uint64_t idv = 0, attv = 0;
+    const mv_rbytes_t *id = NULL, *data = NULL, *att = NULL, *hist = NULL, *lim = NULL, *esc = NULL;
+    uint64_t idv = 0, attv = 0, limv = 0, escv = 0;
     bool too_long;
     mv_task_t *t;
     int r;
@@ -111,6 +112,10 @@ int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_
             att = v;
         else if (is(&fv[i], "hist"))
             hist = v;
+        else if (is(&fv[i], "limit"))
+            lim = v;
+        else if (is(&fv[i], "escalations"))
+            esc = v;
     }
     if (!id || !number(id, UINT64_MAX, &idv) || idv == 0) {
         snprintf(why, wn, "%s", id ? "the id field is not an integer > 0" : "no id field");
@@ -124,11 +129,17 @@ int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_
         snprintf(why, wn, "the attempts field is not an integer in 0..65535");
         return -EINVAL;
     }
+    if ((lim && !number(lim, INT64_MAX, &limv)) || (esc && !number(esc, UINT16_MAX, &escv))) {
+        snprintf(why, wn, "the limit or escalations field is not a number");
+        return -EINVAL;
+    }
     too_long = (int64_t)data->n > max_size;
     if (!(t = mv_task_new(idv, too_long ? NULL : data->p, too_long ? 0 : data->n)))
         return -ENOMEM;
     t->bad = too_long ? mv_rentry_too_long : NULL;
     t->attempts = (uint16_t)attv;
+    t->limit = (int64_t)limv;
+    t->escalations = (uint16_t)escv;
     if (hist && (r = decode_hist(hist, t, why, wn)) < 0) {
         mv_task_free(t);
         return r;
@@ -166,6 +177,12 @@ int mv_rentry_encode(const mv_task_t *t, const char *here, mv_rentry_t *e)
     if (!e->hist)
         return -ENOMEM;
     mv_rentry_add(e, "hist", e->hist, strlen(e->hist));
+    if (t->limit > 0) { /* an escalated task: the limit it needs goes with it (escalate.h) */
+        snprintf(e->limit, sizeof e->limit, "%lld", (long long)t->limit);
+        snprintf(e->escalations, sizeof e->escalations, "%u", (unsigned)t->escalations);
+        mv_rentry_add(e, "limit", e->limit, strlen(e->limit));
+        mv_rentry_add(e, "escalations", e->escalations, strlen(e->escalations));
+    }
     return 0;
 }
 

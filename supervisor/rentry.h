@@ -8,6 +8,9 @@
  *   attempts  attempts that did not end it, so far, on any host (absent = 0)
  *   hist      why they ended: a JSON array like a result's attempt_errors, each with its
  *             "host" (absent = none)
+ *   limit, escalations
+ *             an escalated task's raised hard limit (bytes) and how many of its attempts
+ *             ended in an escalation (escalate.h; absent = none)
  * Other fields are ignored, so a newer memvisor may add some.
  */
 #ifndef MV_RENTRY_H
@@ -24,14 +27,14 @@ typedef struct mv_rbytes {
     size_t n;
 } mv_rbytes_t;
 
-#define MV_RENTRY_MAX_FIELDS 12
+#define MV_RENTRY_MAX_FIELDS 16
 
 /* An entry's fields as XADD arguments: name, value, name, value... */
 typedef struct mv_rentry {
     const char *argv[MV_RENTRY_MAX_FIELDS];
     size_t len[MV_RENTRY_MAX_FIELDS];
     int argc;
-    char id[24], attempts[24];
+    char id[24], attempts[24], limit[24], escalations[24];
     char *hist; /* JSON, owned; NULL when there is none */
 } mv_rentry_t;
 
@@ -40,7 +43,8 @@ extern const char mv_rentry_too_long[];
 
 /* Makes a task of an entry's fields (fv[0..n): name, value, ...). A task whose data is longer
  * than max_size comes with `bad` set, and no data. 0, -ENOMEM, or -EINVAL with the reason in
- * `why` (no id, an id that is not a positive integer, no data, attempts or hist malformed). */
+ * `why` (no id, an id that is not a positive integer, no data, attempts, hist, limit or
+ * escalations malformed). */
 int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_t **out, char *why,
                      size_t wn);
 /* A task's fields: id, data, then attempts and hist when it has attempts; `here` names the

@@ -100,6 +100,10 @@ int mv_results_encode_at(const mv_result_t *res, const char *host, const char *c
         json_object_set_new(o, "retained", json_null());
     }
     json_object_set_new(o, "duration_ms", json_real(res->duration_ms));
+    json_object_set_new(o, "mem_limit",
+                        res->mem_limit > 0 ? json_integer(res->mem_limit) : json_null());
+    if (res->escalations > 0)
+        json_object_set_new(o, "escalations", json_integer(res->escalations));
     if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
         r = -ENOMEM;
     if (res->nhist > 0)

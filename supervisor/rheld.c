@@ -109,7 +109,8 @@ static void charge(mv_rtasks_t *rt, held_t *h, mv_task_t *t, const mv_rgot_t *g)
     if (lost > 0)
         mv_info(rt->log, "redis_claimed", MV_I("task", (long long)t->id), MV_S("entry", g->eid),
                 MV_S("from", *g->owner ? g->owner : "?"), MV_I("attempts", t->attempts));
-    if (t->bad || t->attempts < rt->max_attempts)
+    /* Counted as mv_escalate_decide counts: an attempt that ended in an escalation is not. */
+    if (t->bad || t->attempts - MV_MIN(t->escalations, t->attempts) < rt->max_attempts)
         return;
     snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
              mv_reason_name(t->nhist ? t->hist[t->nhist - 1].reason : MV_R_LOST));

@@ -164,8 +164,11 @@ START_TEST(entry_round_trip_keeps_bytes_attempts_and_hosts)
     ck_assert_int_eq(mv_task_note_attempt(t, MV_R_HARD_LIMIT, 3, 4001, -9, 600 << 20), 0);
     ck_assert_int_eq(mv_task_note_attempt(t, MV_R_LOST, 0, 0, 0, -1), 0);
     snprintf(t->hist[1].host, sizeof t->hist[1].host, "web7");
+    t->hist[0].limit = 512 << 20;
+    t->limit = 1 << 30; /* escalated: its raised limit travels with it */
+    t->escalations = 1;
     ck_assert_int_eq(mv_rentry_encode(t, "here", &e), 0);
-    ck_assert_int_eq(e.argc, 8);
+    ck_assert_int_eq(e.argc, 12);
     ck_assert_int_eq(mv_rentry_decode(fv, fields_of(&e, fv), 1 << 20, &back, why, sizeof why), 0);
     ck_assert_uint_eq(back->id, 42);
     ck_assert_uint_eq(back->len, sizeof data - 1);
@@ -177,6 +180,9 @@ START_TEST(entry_round_trip_keeps_bytes_attempts_and_hosts)
     ck_assert_int_eq(back->hist[0].pid, 4001);
     ck_assert_int_eq(back->hist[0].status, -9);
     ck_assert_int_eq(back->hist[0].peak, 600 << 20);
+    ck_assert_int_eq(back->hist[0].limit, 512 << 20);
+    ck_assert_int_eq(back->limit, 1 << 30);
+    ck_assert_uint_eq(back->escalations, 1);
     ck_assert_str_eq(back->hist[0].host, "here"); /* made here: named by the encoder */
     ck_assert_int_eq(back->hist[1].reason, MV_R_LOST);
     ck_assert_str_eq(back->hist[1].host, "web7");
@@ -204,6 +210,8 @@ START_TEST(entry_decoder_refuses_what_is_no_task)
         {{"id", "7", "data", "x", "attempts", "70000"}, "attempts"},
         {{"id", "7", "data", "x", "hist", "{"}, "hist is not a JSON array"},
         {{"id", "7", "data", "x", "hist", "[{\"worker\":1}]"}, "hist entry 0"},
+        {{"id", "7", "data", "x", "limit", "-1"}, "limit or escalations"},
+        {{"id", "7", "data", "x", "escalations", "x"}, "limit or escalations"},
     };
     mv_rbytes_t fv[8];
     mv_task_t *t;
@@ -769,6 +777,45 @@ START_TEST(a_group_set_back_does_not_run_a_held_task_twice)
 }
 END_TEST
 
+/* Memory escalation with a Redis source: a task killed at the hard limit runs again on its
+ * own worker with twice the limit (its entry held meanwhile), and a task that comes from the
+ * stream already escalated (its `limit` field: another host raised it) runs at that limit. */
+START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
+{
+    static const char *const esc[] = {"-o", "limits.memory_hard=64M",   "-o", "limits.escalate=2x",
+                                      "-o", "limits.escalate_max=256M", NULL};
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res, *o;
+    size_t i;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "alloc 100\nok\n", NULL), 0);
+    c = cli(&r);
+    freeReplyObject(
+        redisCommand(c, "XADD jobs * id 3 data %s limit %d escalations 1", "alloc 100", 128 << 20));
+    host_start(&m, &r, "1s", 2, esc);
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "event=escalate task=1 from=67108864 to=134217728"), 1);
+    ck_assert_int_eq(run_count(&m, "event=escalate "), 1); /* task 3 came raised */
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 3), 0);
+    json_array_foreach(res, i, o)
+    {
+        if (jint(o, "task") == 2)
+            continue;
+        ck_assert_str_eq(jstr(o, "status"), "ok");
+        ck_assert_int_eq(jint(o, "mem_limit"), 128 << 20);
+        ck_assert_int_eq(jint(o, "escalations"), 1);
+    }
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
  * other memvisor, idle and claiming, never takes it. */
 START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
@@ -1030,6 +1077,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
+    tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;

@@ -21,10 +21,12 @@
 static void same(const mv_task_t *a, const mv_task_t *b)
 {
     if (a->id != b->id || a->len != b->len || memcmp(a->data, b->data, a->len) != 0 ||
-        a->attempts != b->attempts || a->nhist != b->nhist)
+        a->attempts != b->attempts || a->nhist != b->nhist ||
+        (a->limit > 0 && (a->limit != b->limit || a->escalations != b->escalations)))
         abort();
     for (int i = 0; i < a->nhist; i++)
         if (a->hist[i].reason != b->hist[i].reason ||
+            (a->hist[i].limit > 0 && a->hist[i].limit != b->hist[i].limit) ||
             strcmp(a->hist[i].host[0] ? a->hist[i].host : "here", b->hist[i].host) != 0)
             abort();
 }
