@@ -16,7 +16,7 @@ redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$d
     --logfile redis.log &
 rpid=$!
 disown "$rpid" # killed at the end: no "Killed" line
-trap 'kill -9 $rpid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill -9 $rpid 2>/dev/null; while kill -0 $rpid 2>/dev/null; do sleep 0.02; done; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
 url="redis://127.0.0.1:$port"
 common=(-o supervisor.state_dir="$dir/state" -o leak.detect=no)

@@ -97,8 +97,13 @@ redis() {
     disown "$rpid" # killed below on purpose: no "Killed" line
     for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
 }
+# kill returns before the server is gone: wait, or rm -rf races with its AOF writes
+stop_redis() {
+    kill -9 "$rpid" 2>/dev/null || true
+    while kill -0 "$rpid" 2>/dev/null; do sleep 0.02; done
+}
 redis
-trap 'kill -9 $rpid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'stop_redis; rm -rf "$dir"' EXIT
 { for i in $(seq 1 150); do echo "sleep 5"; done; echo crash; } >"$dir/rtasks.txt"
 "${vg[@]}" "$build/memvisor" submit --to "redis://127.0.0.1:$port/jobs" "$dir/rtasks.txt" \
     >"$dir/submit.txt" 2>&1 || { echo "valgrind: submit failed:" >&2; cat "$dir/submit.txt" >&2; exit 1; }
@@ -112,8 +117,7 @@ for _ in $(seq 1 200); do
     [ "$(redis-cli -p "$port" xlen results)" -ge 20 ] && break
     sleep 0.05
 done
-kill -9 "$rpid"
-while kill -0 "$rpid" 2>/dev/null; do sleep 0.02; done
+stop_redis
 redis
 wait "$mpid" || code=$?
 n=$(redis-cli -p "$port" xlen results)
@@ -122,7 +126,7 @@ if [ "$code" -ne 1 ] || [ "$n" -ne 151 ] || ! grep -q 'event=redis_reconnected' 
     grep '^==' "$dir/redis.log" >&2 || tail -20 "$dir/redis.log" >&2
     exit 1
 fi
-kill -9 "$rpid"
+stop_redis
 
 echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error;" \
     "leak suspects, snapshots, a hard-limit kill; an escalation, orphans, the pause tier;" \
