@@ -52,6 +52,7 @@ int main(void)
         hostmem_suite,
         escalate_suite,
         redis_suite,
+        rentry_suite,
         cgroup_v2_suite,
         truth_suite,
     };

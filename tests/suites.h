@@ -46,5 +46,6 @@ Suite *reaper_suite(void);
 Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
 Suite *redis_suite(void);
+Suite *rentry_suite(void);
 
 #endif
