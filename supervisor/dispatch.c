@@ -10,6 +10,14 @@
 
 #include "meter.h"
 
+/* A task is handed to worker w (a service request: w began it): `started` of its result line
+ * (docs/run-files.md). The wall clock, read once per task (a vDSO call). */
+static void stamp_sent(mv_task_t *t, const mv_worker_t *w)
+{
+    t->sent_us = mv_wall_us();
+    t->gen = w->gen;
+}
+
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `a` holds its figures (NULL: none). */
 static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t st,
@@ -28,6 +36,13 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         .pid = w      ? w->proc.pid
                : last ? last->pid
                       : 0,
+        /* The generation it last ran on: the worker's that answered, else the one its last
+         * attempt was sent to (the one that died: quarantine); none for a line never sent. */
+        .gen = w            ? w->gen
+               : t->sent_us ? t->gen
+                            : 0,
+        .started_us = t->sent_us,
+        .ended_us = mv_wall_us(),
         .payload = payload,
         .len = n,
         .hist = t->hist,
@@ -70,6 +85,7 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
         return;
     }
     t->attempts = 1;
+    stamp_sent(t, w);
     d->tasks->loaded++;
 }
 
@@ -176,6 +192,7 @@ static void dispatch_cb(uv_check_t *h)
                 if (!t)
                     break;
                 t->attempts++;
+                stamp_sent(t, d->ws[i]);
                 mv_worker_send_task(d->ws[i], t);
                 gave = true;
             }

@@ -4,8 +4,9 @@
  *   - once per loop pass when kicked (a libuv check handle), one task per worker that takes
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
  *     nothing new starts while the results writer is backlogged;
- *   - an answer becomes a result line with its memory figures (one written definition each:
- *     docs/run-files.md) and attempt record;
+ *   - an answer becomes a result line with its memory figures and times (one written
+ *     definition each: docs/run-files.md; `started` is stamped here as a task is sent,
+ *     `ended` as its answer arrives) and attempt record;
  *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
  *     worked on charged with an attempt, mv_policy_charge), or quarantined after
  *     max_attempts; in service mode a request cannot be replayed, so an open one is lost.

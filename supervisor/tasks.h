@@ -44,6 +44,9 @@ typedef struct mv_task {
     uint16_t nhist;       /* entries in hist */
     mv_attempt_t *hist;   /* why earlier attempts ended */
     const char *bad;      /* static reason when the line could not become a task */
+    int64_t sent_us;      /* wall clock (Unix µs) its latest attempt was sent to a worker (a
+                           * service request: its BEGIN arrived); 0 = never */
+    uint32_t gen;         /* the generation of the worker it was last sent to */
     char data[];
 } mv_task_t;
 

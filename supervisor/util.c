@@ -172,17 +172,34 @@ uint64_t mv_now_ms(void)
     return uv_hrtime() / 1000000u;
 }
 
-void mv_iso_time(char out[48])
+int64_t mv_wall_us(void)
 {
     struct timespec ts;
-    struct tm tm;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
+void mv_iso_time_us(int64_t us, char out[48])
+{
+    time_t sec = (time_t)(us / 1000000);
+    int frac = (int)(us % 1000000);
+    struct tm tm;
+    size_t n;
+
+    if (frac < 0) { /* before 1970: floor, so the fraction stays positive */
+        sec--;
+        frac += 1000000;
+    }
+    gmtime_r(&sec, &tm);
+    n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm);
     /* Microseconds: reactions measured in the log (bench/detect) are well under 1 ms. */
-    snprintf(out + n, 48 - n, ".%06dZ", (int)(ts.tv_nsec / 1000) % 1000000);
+    snprintf(out + n, 48 - n, ".%06dZ", frac);
+}
+
+void mv_iso_time(char out[48])
+{
+    mv_iso_time_us(mv_wall_us(), out);
 }
 
 void mv_fmt_bytes(int64_t bytes, char out[24])
