@@ -17,6 +17,7 @@ static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
 static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const progress_choices[] = {"auto", "on", "off", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
  * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
@@ -151,6 +152,8 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
+          "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];

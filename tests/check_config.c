@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 51);
+    ck_assert_uint_eq(n, 52);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -275,7 +275,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
-                                       "file = /var/log/memvisor.log\n";
+                                       "file = /var/log/memvisor.log\n"
+                                       "progress = on\n";
 
 START_TEST(test_roundtrip)
 {
@@ -339,6 +340,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_int_eq(c.log.progress, MV_PROGRESS_ON);
     ck_assert_str_eq(c.path, path);
     ck_assert_int_eq(mv_config_finish(&c, &e), 0);
 
