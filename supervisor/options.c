@@ -1,8 +1,8 @@
 /*
  * options: the one table of every configuration key (section, name, type, default, bounds,
  * one line of doc), and looking keys up in it, with "did you mean" for mistakes. The parser,
- * `-o`, `memvisor check`, conf/memvisor.ini and the README's table all follow this table
- * (the tests check the last two against it).
+ * `-o`, `memvisor check`, conf/memvisor.ini, the man page and docs/configuration.md all follow
+ * this table (the tests check the last three against it).
  */
 #include <ctype.h>
 #include <stdbool.h>
