@@ -561,10 +561,13 @@ void mv_log_status_open(mv_log_t *lg, int fd)
 void mv_log_status(mv_log_t *lg, const char *text)
 {
     struct mv_log_writer *w = lg->writer;
-    size_t n = text ? strnlen(text, MV_LOG_STATUS_MAX) : 0;
+    size_t n;
 
     if (!w)
         return;
+    if (!text)
+        text = "";
+    n = strnlen(text, MV_LOG_STATUS_MAX);
     pthread_mutex_lock(&w->mu);
     if (w->status_fd >= 0 && (n != w->status_len || memcmp(text, w->status, n) != 0)) {
         /* One line of printable text: a control byte would move the cursor off it. */
