@@ -68,6 +68,7 @@ typedef struct mv_config {
         int64_t memory_hard;         /* bytes: kill now; 0 = off; auto (until finish): 512M, or 4/3
                                       * of memory_soft when that is more */
         int64_t task_timeout;        /* ms; 0 = off */
+        int64_t task_warn;           /* ms; 0 = off */
         mv_metric_t metric;          /* private|rss: what the soft limit compares */
         int64_t sample_interval;     /* ms between /proc or cgroup samples */
         int enforce;                 /* 0 = observe only: would_recycle, never recycle */

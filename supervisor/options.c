@@ -87,6 +87,8 @@ const mv_option_t mv__options[] = {
         "auto = 512M, or 4/3 of memory_soft when that is more"),
     OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
         "stop a worker whose task runs longer; 0 = off"),
+    OPT(limits, task_warn, MV_OPT_DURATION, "30s", 0, 365 * DAY, NULL,
+        "log task_slow when a task has run this long, and again at each doubling; 0 = off"),
     OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
         "memory compared with the soft limit: private (anonymous) memory or rss"),
     OPT(limits, enforce, MV_OPT_BOOL, "yes", 0, 1, NULL,

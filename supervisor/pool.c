@@ -396,12 +396,15 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
-    plan =
-        mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless, why == MV_R_FATAL);
+    plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless,
+                         why == MV_R_FATAL || why == MV_R_NO_HELLO);
     if (plan.run_ends && why == MV_R_FATAL)
         mv_error(p->o.log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_I("status", w->proc.status),
                  MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
+    else if (plan.run_ends && why == MV_R_NO_HELLO)
+        mv_error(p->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_S("msg", MV_NO_HELLO_HINT "; the run ends"));
     else if (plan.crash_limit)
         mv_error(p->o.log, "crash_limit", MV_I("crashes", p->slots.streak),
                  MV_S("msg", "workers keep failing without a task ending: giving up"));
@@ -465,7 +468,6 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .listen = p->o.listen,
         .cg = p->o.cg,
         .service = p->o.service,
-        .pass = &p->dispatch.pass,
         .timeline = p->o.timeline,
     };
     mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
@@ -741,6 +743,8 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             .recycling = why != MV_R_NONE,
             .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
             .handover = m->seat.handover,
+            .task = w->count ? mv_worker_current(w)->id : 0,
+            .task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0,
         };
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);

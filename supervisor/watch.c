@@ -51,15 +51,45 @@ void mv_watch_check(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r)
         look(wt, ww, r, false);
 }
 
+/* [limits] task_warn: a task running that long is said once, and again at each doubling of
+ * its running time (a worker that never answers, or never flushes, is not silent). */
+static void check_slow(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r)
+{
+    const mv_worker_t *w = ww->w;
+    const mv_task_t *t = mv_worker_current(w);
+    int64_t warn = wt->cfg->limits.task_warn, ms;
+
+    if (warn <= 0 || !t)
+        return;
+    if (ww->slow_task != t->id) {
+        ww->slow_task = t->id;
+        ww->slow_next_ms = warn;
+    }
+    ms = (int64_t)((uv_hrtime() - w->win.started_ns) / 1000000);
+    if (ms < ww->slow_next_ms)
+        return;
+    mv_warn(wt->log, "task_slow", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+            MV_I("task", (long long)t->id), MV_I("running_ms", ms), MV_I("mem", r ? r->usage : -1),
+            MV_S("msg", w->o.cfg->worker.protocol == MV_PROTO_LINES
+                            ? "no answer yet: a lines worker must flush each result line"
+                            : "no answer yet"));
+    while (ww->slow_next_ms <= ms)
+        ww->slow_next_ms *= 2;
+}
+
 static void sample_cb(uv_timer_t *h)
 {
     mv_watch_t *wt = h->data;
     mv_watched_t *ww, *next;
+    const mv_reading_t *r;
 
     for (ww = wt->list; ww; ww = next) {
         next = ww->next; /* a decision may end it (a kill of a /proc-sampled worker) */
-        if (mv_fsm_watched(ww->w->state))
-            look(wt, ww, mv_worker_read(ww->w, true), true);
+        if (!mv_fsm_watched(ww->w->state))
+            continue;
+        r = mv_worker_read(ww->w, true);
+        check_slow(wt, ww, r);
+        look(wt, ww, r, true);
     }
 }
 

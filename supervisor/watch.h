@@ -31,8 +31,10 @@
 typedef struct mv_watched {
     mv_worker_t *w;
     struct mv_watched *next;
-    bool near_soft; /* usage is above the soft limit, the metric not yet: recheck */
-    unsigned would; /* observe-only: reasons already logged as would_recycle */
+    bool near_soft;       /* usage is above the soft limit, the metric not yet: recheck */
+    unsigned would;       /* observe-only: reasons already logged as would_recycle */
+    uint64_t slow_task;   /* [limits] task_warn: the task last said to be slow... */
+    int64_t slow_next_ms; /* ...and the running time at which it is said again */
 } mv_watched_t;
 
 typedef struct mv_watch_events {

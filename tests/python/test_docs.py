@@ -176,9 +176,10 @@ class InStepWithTheCode(unittest.TestCase):
         layout = section(README, "How the code is laid out")
         for n, names in layers.LAYERS.items():
             for name in names.split():
-                self.assertRegex(internals, r"\n\| `%s` \| %d \| \S" % (name, n),
-                                 f"docs/internals.md: no row for {name} (layer {n})")
-                self.assertRegex(layout, r"\b%s\b" % name, f"README.md: {name} not in the layout")
+                self.assertTrue(re.search(r"\n\| `%s` \| %d \| \S" % (name, n), internals),
+                                f"docs/internals.md: no row for {name} (layer {n})")
+                self.assertTrue(re.search(r"\b%s\b" % name, layout),
+                                f"README.md: {name} not in the code layout")
         rows = re.findall(r"\n\| `(\w+)` \| \d \|", internals)
         self.assertEqual(len(rows), sum(len(v.split()) for v in layers.LAYERS.values()))
 
