@@ -10,11 +10,11 @@
 
 #include "meter.h"
 
-/* A task is handed to worker w (a service request: w began it): `started` of its result line
- * (docs/run-files.md). The wall clock, read once per task (a vDSO call). */
-static void stamp_sent(mv_task_t *t, const mv_worker_t *w)
+/* A task is handed to worker w at wall-clock time `now` (a service request: w began it):
+ * `started` of its result line (docs/run-files.md). */
+static void stamp_sent(mv_task_t *t, const mv_worker_t *w, int64_t now)
 {
-    t->sent_us = mv_wall_us();
+    t->sent_us = now;
     t->gen = w->gen;
 }
 
@@ -85,7 +85,7 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
         return;
     }
     t->attempts = 1;
-    stamp_sent(t, w);
+    stamp_sent(t, w, mv_wall_us());
     d->tasks->loaded++;
 }
 
@@ -171,6 +171,7 @@ static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
     mv_task_t *t = NULL;
+    int64_t now = 0;
     bool gave;
 
     if (!d->pending)
@@ -188,7 +189,11 @@ static void dispatch_cb(uv_check_t *h)
                 if (!t)
                     break;
                 t->attempts++;
-                stamp_sent(t, d->ws[i]);
+                /* One clock read per pass: what a pass hands out is written together at
+                 * its end (mv_worker_flush). */
+                if (!now)
+                    now = mv_wall_us();
+                stamp_sent(t, d->ws[i], now);
                 mv_worker_send_task(d->ws[i], t);
                 gave = true;
             }
