@@ -324,6 +324,21 @@ START_TEST(result_line_has_times_and_generation)
     ck_assert_str_eq(iso, "1970-01-01T00:00:00.000000Z");
     mv_iso_time_us(-1, iso);
     ck_assert_str_eq(iso, "1969-12-31T23:59:59.999999Z");
+    /* The same text as gmtime_r and strftime give, over centuries either side of 1970
+     * (leap years, century rules, month ends), to the microsecond. */
+    for (int64_t us = -INT64_C(2208988800000000); us < INT64_C(4102444800000000);
+         us += INT64_C(86399999997) + us % 7) {
+        time_t t = (time_t)(us / 1000000 - (us % 1000000 < 0));
+        struct tm tm;
+        char want[64];
+        size_t n;
+
+        ck_assert_ptr_nonnull(gmtime_r(&t, &tm));
+        n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want + n, sizeof want - n, ".%06dZ", (int)(us - (int64_t)t * 1000000));
+        mv_iso_time_us(us, iso);
+        ck_assert_str_eq(iso, want);
+    }
     /* The wall clock agrees with time(2) (same second or the next). */
     ck_assert_int_le(llabs(mv_wall_us() / 1000000 - (long long)time(NULL)), 1);
 }
