@@ -75,7 +75,10 @@ typedef struct mv_config {
     } limits;
     struct {
         int max_concurrent; /* workers recycling at once */
-        int64_t spacing;    /* ms between the starts of two planned recycles */
+        int64_t spacing;
+        int64_t handover_headroom;
+            /* bytes above memory_soft; 0 = no bound */ /* ms between the starts of two planned
+                                                           recycles */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */

@@ -99,6 +99,10 @@ const mv_option_t mv__options[] = {
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
+    OPT(recycle, handover_headroom, MV_OPT_SIZE, "16M", 0, PIB, NULL,
+        "a worker recycled for memory serves on (in handover until its replacement is ready; "
+        "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
+        "much, then drains; 0 = no bound"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "

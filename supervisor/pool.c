@@ -46,7 +46,7 @@ static double rand01(mv_pool_t *p)
 
 static bool premature(const mv_worker_t *w)
 {
-    mv_start_facts_t f = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
 
     return mv_policy_premature(&f);
 }
@@ -154,6 +154,9 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     plan = mv_slots_recycle(&p->slots, &m->seat, reason, mv_policy_is_failure(reason, premature(w)),
                             mv_now_ms());
     if (!plan.go) {
+        /* Waiting its turn, it serves on; for memory, only up to the headroom (on_check). */
+        if (reason == MV_R_SOFT_LIMIT)
+            mv_watch_follow(&p->watch, &m->watch, true);
         if (!m->deferred_said)
             mv_debug(p->o.log, "recycle_deferred", MV_I("worker", w->slot),
                      MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(reason)));
@@ -166,11 +169,24 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         log_leaving(p, w, reason, "drain");
     if (plan.replacement)
         spawn_slot(p, w->slot);
+    mv_watch_follow(&p->watch, &m->watch, plan.handover); /* its memory bounds the handover */
     if (plan.handover)
         mv_worker_handover(w, reason);
     else
         mv_worker_drain(w, reason);
     return true;
+}
+
+/* A worker that waited its turn to recycle for memory and passed the handover headroom: it
+ * drains now, past max_concurrent and spacing (memory does not wait), with its replacement. */
+static void drain_now(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+
+    log_leaving(p, w, reason, "drain");
+    if (mv_slots_replace_now(&p->slots, &m->seat, mv_policy_is_failure(reason, premature(w))))
+        spawn_slot(p, w->slot);
+    mv_worker_drain(w, reason);
 }
 
 /* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
@@ -224,6 +240,15 @@ static void start_queued(mv_pool_t *p)
 
 /* ---- what the layers below report ---- */
 
+/* A worker in handover whose memory passed the soft limit by [recycle] handover_headroom. */
+static bool headroom_passed(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r)
+{
+    int64_t headroom = p->o.cfg->recycle.handover_headroom;
+
+    return headroom > 0 && w->lim.soft_bytes > 0 &&
+           mv_reading_limit_metric(r, p->o.cfg->limits.metric) >= w->lim.soft_bytes + headroom;
+}
+
 static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
                      bool sampled)
 {
@@ -232,6 +257,25 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
     mv_worker_t *w = m->w;
 
     mv_suspect_near_limit(&p->suspect, &m->suspect, r);
+    /* Serving on while its replacement starts, or while it waits its turn to recycle, but
+     * not without bound: past the headroom it drains and the other workers take the load. */
+    if (ww->follow && (m->seat.handover || m->seat.queued != MV_R_NONE) && r &&
+        headroom_passed(p, w, r)) {
+        mv_watch_follow(&p->watch, ww, false);
+        mv_info(p->o.log, "headroom_passed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_I("mem", mv_reading_limit_metric(r, p->o.cfg->limits.metric)),
+                MV_I("soft", w->lim.soft_bytes),
+                MV_I("headroom", p->o.cfg->recycle.handover_headroom),
+                MV_S("msg", m->seat.handover ? "its replacement is not ready yet: it drains now"
+                                             : "it waited its turn to recycle: it drains now"));
+        if (m->seat.handover) {
+            mv_slots_handover_end(&p->slots, &m->seat);
+            mv_worker_replaced(w);
+        } else if (m->seat.queued != MV_R_NONE && !mv_worker_leaving(w)) {
+            drain_now(p, m, m->seat.queued);
+        }
+        return true;
+    }
     /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
      * up as long as the longest backoff. */
     if (sampled && mv_now_ms() - w->spawned_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
@@ -294,6 +338,7 @@ static void w_ready(mv_worker_t *w)
             mv_worker_t *ow = member_of_seat(old[i])->w;
             mv_debug(p->o.log, "drain", MV_I("worker", ow->slot), MV_I("pid", ow->proc.pid),
                      MV_I("replacement", w->proc.pid));
+            mv_watch_follow(&p->watch, &member_of_seat(old[i])->watch, false);
             mv_worker_replaced(ow);
         }
     p->ev->on_ready(p->arg);

@@ -112,6 +112,7 @@ void mv_waitprobe_init(mv_waitprobe_t *p)
     for (int i = 0; i < MV_PROBE_THREADS; i++)
         p->fds[i] = -1;
     p->stdin_at = -1;
+    p->idle_looks = MV_PROBE_IDLE_LOOKS;
 }
 
 static int open_thread(mv_waitprobe_t *p, pid_t tid)
@@ -240,13 +241,38 @@ int mv_waitprobe_look(mv_waitprobe_t *p)
             follow(p, p->root, 0);
         return MV_WAIT_BUSY;
     }
-    if (mv_wait_classify(&main_sc) == MV_WAIT_IDLE && p->same > 0 && main_sc.nr == p->last.nr &&
-        main_sc.arg0 == p->last.arg0 && main_sc.pc == p->last.pc)
-        p->same++;
-    else
-        p->same = mv_wait_classify(&main_sc) == MV_WAIT_IDLE;
-    p->last = main_sc;
-    return p->same >= MV_PROBE_IDLE_LOOKS ? MV_WAIT_IDLE : MV_WAIT_BUSY;
+    /* The same wait, look after look; looks that find it running do not count against it (a
+     * server under load is in its poll between requests), another wait starts over. */
+    if (mv_wait_classify(&main_sc) == MV_WAIT_IDLE) {
+        if (p->same > 0 && main_sc.nr == p->last.nr && main_sc.arg0 == p->last.arg0 &&
+            main_sc.pc == p->last.pc)
+            p->same++;
+        else
+            p->same = 1;
+        p->last = main_sc;
+    }
+    return p->same >= p->idle_looks ? MV_WAIT_IDLE : MV_WAIT_BUSY;
+}
+
+bool mv_waitprobe_has_socket(const mv_waitprobe_t *p, int first_fd)
+{
+    char path[48], link[32];
+    struct dirent *de;
+    bool found = false;
+    ssize_t n;
+    DIR *d;
+
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)p->pid);
+    d = opendir(path);
+    while (d && !found && (de = readdir(d))) {
+        if (atoi(de->d_name) < first_fd)
+            continue;
+        n = readlinkat(dirfd(d), de->d_name, link, sizeof link - 1);
+        found = n > 7 && memcmp(link, "socket:", 7) == 0;
+    }
+    if (d)
+        closedir(d);
+    return found;
 }
 
 int mv_waitprobe_back_on_stdin(mv_waitprobe_t *p)

@@ -12,8 +12,14 @@
  * that child (up to MV_PROBE_DEPTH levels): the child is the worker.
  *
  * A worker that waits on its stdin through poll/epoll/select (asyncio, event loops) never
- * shows a read on fd 0; one that sits unchanged in such a wait for MV_PROBE_IDLE_LOOKS looks
- * in a row counts as idle: ready (`none` workers: the same, any waiting system call).
+ * shows a read on fd 0; one found in the same such wait (same call, same place) on
+ * MV_PROBE_IDLE_LOOKS looks counts as idle: ready. Looks that find it running do not count
+ * against it (a server under load is back in its poll between requests); another wait starts
+ * the count over.
+ *
+ * A `none` worker (a server) is ready when its main thread is found in a wait on
+ * MV_PROBE_SERVER_LOOKS looks, or as soon as it holds a socket it did not inherit (it accepted
+ * a connection: a server under load from its first instant is never seen waiting).
  *
  * The file is readable by memvisor for its own children (ptrace access mode attach: root, or
  * the same user; Yama's scope 1 allows descendants). A kernel without it, or a worker that
@@ -27,9 +33,10 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#define MV_PROBE_THREADS    8  /* threads of the worker looked at (the first ones: main first) */
-#define MV_PROBE_IDLE_LOOKS 20 /* looks in the same wait that make a worker idle */
-#define MV_PROBE_DEPTH      4  /* wrappers followed down to their child */
+#define MV_PROBE_THREADS      8  /* threads of the worker looked at (the first ones: main first) */
+#define MV_PROBE_IDLE_LOOKS   20 /* looks in the same wait that make a lines worker idle */
+#define MV_PROBE_SERVER_LOOKS 3  /* ...and a none worker */
+#define MV_PROBE_DEPTH        4  /* wrappers followed down to their child */
 
 /* One thread's system call, parsed. */
 typedef enum mv_sc_state {
@@ -67,17 +74,21 @@ typedef struct mv_waitprobe {
     pid_t tids[MV_PROBE_THREADS];
     int n;
     int stdin_at;      /* index of the thread last seen reading stdin, or -1 */
-    mv_syscall_t last; /* the main thread at the previous look */
-    int same;          /* looks in a row that found it in that same wait */
+    mv_syscall_t last; /* the last wait the main thread was found in */
+    int same;          /* looks that found it in that same wait */
+    int idle_looks;    /* how many make it idle (MV_PROBE_IDLE_LOOKS by default) */
 } mv_waitprobe_t;
 
 void mv_waitprobe_init(mv_waitprobe_t *p);
 /* Starts looking at `pid`. 0 or -errno (-EACCES, -ENOENT: it cannot be looked at). */
 int mv_waitprobe_open(mv_waitprobe_t *p, pid_t pid);
 /* One look: MV_WAIT_STDIN when a thread reads its stdin, MV_WAIT_IDLE when the main thread
- * has been in the same idle wait for MV_PROBE_IDLE_LOOKS looks, else MV_WAIT_BUSY; or -errno
+ * has been found in the same idle wait on idle_looks looks, else MV_WAIT_BUSY; or -errno
  * (-ESRCH: it is gone). New threads are picked up. */
 int mv_waitprobe_look(mv_waitprobe_t *p);
+/* Whether the process looked at holds a socket at an fd >= first_fd (a connection it
+ * accepted, when fds below are the sockets it inherited). */
+bool mv_waitprobe_has_socket(const mv_waitprobe_t *p, int first_fd);
 /* The quick look after an answer: whether the thread that read stdin before is reading it
  * again. 1, 0, or -errno. */
 int mv_waitprobe_back_on_stdin(mv_waitprobe_t *p);

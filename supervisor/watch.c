@@ -99,9 +99,12 @@ static bool recheck_one(mv_watch_t *wt, mv_watched_t *ww)
     mv_worker_t *w = ww->w;
     bool decided;
 
-    if (!mv_fsm_watched(w->state) || mv_worker_leaving(w))
+    if (!mv_fsm_watched(w->state) || (mv_worker_leaving(w) && !ww->follow))
         return false;
     decided = look(wt, ww, mv_worker_read(w, true), false);
+    /* Followed (maybe since this look) until the pool says otherwise: it bounds its memory. */
+    if (ww->follow)
+        return true;
     return !decided && !mv_worker_leaving(w) && w->mem.have &&
            w->mem.last.usage >= w->lim.soft_bytes;
 }
@@ -120,15 +123,27 @@ static void recheck_cb(uv_timer_t *h)
     }
 }
 
+/* Re-reads ww every RECHECK_MS while recheck_one says so. */
+static void start_recheck(mv_watch_t *wt, mv_watched_t *ww)
+{
+    ww->near_soft = true;
+    if (!wt->rechecking) {
+        wt->rechecking = true;
+        uv_timer_start(&wt->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
+    }
+}
+
+void mv_watch_follow(mv_watch_t *wt, mv_watched_t *ww, bool on)
+{
+    ww->follow = on;
+    if (on)
+        start_recheck(wt, ww);
+}
+
 void mv_watch_notified(mv_watch_t *wt, mv_watched_t *ww)
 {
-    if (ww->w->lim.soft_bytes > 0 && recheck_one(wt, ww)) {
-        ww->near_soft = true;
-        if (!wt->rechecking) {
-            wt->rechecking = true;
-            uv_timer_start(&wt->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
-        }
-    }
+    if (ww->w->lim.soft_bytes > 0 && recheck_one(wt, ww))
+        start_recheck(wt, ww);
 }
 
 void mv_watch_add(mv_watch_t *wt, mv_watched_t *ww, mv_worker_t *w)

@@ -868,6 +868,8 @@ static void start_process(mv_worker_t *w)
         return; /* ready at its HELLO */
     r = mv_waitprobe_open(&w->probe, w->proc.pid);
     w->probe_ok = r == 0;
+    if (w->o.cfg->worker.protocol == MV_PROTO_NONE)
+        w->probe.idle_looks = MV_PROBE_SERVER_LOOKS;
     if (w->probe_ok)
         mv_wlook_later(w);
     else

@@ -79,11 +79,20 @@ void mv_wlook_assume_ready(mv_worker_t *w, const char *why)
     mv_worker_became_ready(w);
 }
 
+/* A none worker holding a socket it did not inherit (its listen sockets come first from fd 3)
+ * has accepted a connection: it serves. */
+static bool serving(mv_worker_t *w)
+{
+    return w->o.cfg->worker.protocol == MV_PROTO_NONE &&
+           mv_waitprobe_has_socket(&w->probe,
+                                   MV_PROC_FIRST_FD + (w->o.listen ? w->o.listen->n : 0));
+}
+
 static void look_for_ready(mv_worker_t *w)
 {
     int r = mv_waitprobe_look(&w->probe);
 
-    if (r == MV_WAIT_STDIN || r == MV_WAIT_IDLE)
+    if (r == MV_WAIT_STDIN || r == MV_WAIT_IDLE || (r >= 0 && serving(w)))
         mv_worker_became_ready(w);
     else if (r == -ESRCH)
         return; /* gone: its exit follows */

@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 53);
+    ck_assert_uint_eq(n, 54);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -249,6 +249,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
                                        "spacing = 2s\n"
+                                       "handover_headroom = 1G\n"
                                        "[service]\n"
                                        "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
                                        "backlog = 16\n"

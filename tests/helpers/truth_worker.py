@@ -6,11 +6,14 @@ For every task it reads, at the start and at the end of the task, its own cgroup
 peak and its own /proc/self/statm (private = resident - shared, as memvisor computes it), and
 answers with them as JSON:
 
-    {"task": "spike 50", "start": {...}, "end": {...}, "pid": N}
+    {"task": "spike 50", "start": {...}, "end": {...}, "cgroup": "v1", "pid": N}
 
 with each reading {"usage": B, "peak": B, "priv": B, "rss": B} (usage/peak: -1 when it has no
 memory cgroup of its own). The end reading is taken after the work, just before the answer
-is written.
+is written. On v1 "peak" is memory.max_usage_in_bytes, which memvisor resets at each task's
+start: the worker sees memvisor's window. On v2, memory.peak read through a new fd is the
+cgroup's peak since its creation. The worker never writes it: on 6.12 a write through any fd
+resets the watermark every fd's window is kept from, so it would erase memvisor's.
 
 Task lines:
     ok            nothing
@@ -52,12 +55,14 @@ def cgroup_dir():
 
 
 CG = cgroup_dir()
+VERSION = None
 if CG and os.path.exists(CG + "/memory.usage_in_bytes"):
-    USAGE, PEAK = CG + "/memory.usage_in_bytes", CG + "/memory.max_usage_in_bytes"
+    USAGE, PEAK, VERSION = CG + "/memory.usage_in_bytes", CG + "/memory.max_usage_in_bytes", "v1"
 elif CG:
-    USAGE, PEAK = CG + "/memory.current", CG + "/memory.peak"
+    USAGE, PEAK, VERSION = CG + "/memory.current", CG + "/memory.peak", "v2"
 else:
     USAGE = PEAK = None
+
 
 
 def number(path):
@@ -97,7 +102,9 @@ def work(line, out):
     elif cmd == "sleep":
         time.sleep(int(arg) / 1000)
     end = reading()
-    return json.dumps({"task": line, "start": start, "end": end, "pid": os.getpid()})
+    return json.dumps({"task": line, "start": start, "end": end,
+                       "cgroup": VERSION,
+                       "pid": os.getpid()})
 
 
 def lines_main(flush):
