@@ -45,5 +45,6 @@ Suite *exitcode_suite(void);
 Suite *reaper_suite(void);
 Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
+Suite *progress_suite(void);
 
 #endif
