@@ -49,9 +49,9 @@ typedef struct mv_task {
     /* The hard limit it must run under, 0 = the pool's own: set by an escalation, and all a
      * task source that moves tasks between hosts needs to carry to route it (escalate.h). */
     int64_t limit;
-    int64_t sent_us;      /* wall clock (Unix µs) its latest attempt was sent to a worker (a
-                           * service request: its BEGIN arrived); 0 = never */
-    uint32_t gen;         /* the generation of the worker it was last sent to */
+    int64_t sent_us; /* wall clock (Unix µs) its latest attempt was sent to a worker (a
+                      * service request: its BEGIN arrived); 0 = never */
+    uint32_t gen;    /* the generation of the worker it was last sent to */
     char data[];
 } mv_task_t;
 
