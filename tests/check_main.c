@@ -53,6 +53,7 @@ int main(void)
         escalate_suite,
         redis_suite,
         rentry_suite,
+        progress_suite,
         cgroup_v2_suite,
         truth_suite,
     };

@@ -47,5 +47,6 @@ Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
 Suite *redis_suite(void);
 Suite *rentry_suite(void);
+Suite *progress_suite(void);
 
 #endif
