@@ -467,6 +467,7 @@ void mv_tasks_free(mv_tasks_t *t)
     if (t->src && t->src->free)
         t->src->free(t);
     t->src = NULL;
+    mv_buf_free(&t->line); /* mv_tasks_feed's, whoever fed it (tests feed a bare queue) */
 }
 
 static void file_free(mv_tasks_t *t)
@@ -474,7 +475,6 @@ static void file_free(mv_tasks_t *t)
     if (t->kind == MV_SRC_FILE && t->own_fd && t->fd >= 0)
         close(t->fd);
     t->fd = -1;
-    mv_buf_free(&t->line);
     free(t->chunk);
     t->chunk = NULL;
 }
