@@ -245,11 +245,35 @@ static void open_window(mv_worker_t *w, const mv_reading_t *r)
     if (r) {
         w->win.before = *r;
         w->win.peak_seen = r->usage;
-        if (w->has_cg && w->mem.reset_seq != w->mem.seq) {
-            mv_cg_reset_peak(&w->cg);
+        if (w->mem.reset_seq != w->mem.seq) {
+            if (w->has_cg)
+                mv_cg_reset_peak(&w->cg);
+            w->win.hwm_reset = mv_meter_reset_hwm(&w->mem.meter) == 0;
             w->mem.reset_seq = w->mem.seq;
         }
     }
+}
+
+/* The task's mem_peak (docs/run-files.md): the kernel's peak of the window when the cgroup
+ * has one; else the highest of the usage seen during it and the usage it began at plus how
+ * far the process's resident high-water mark rose above its resident size then. Read before
+ * the next window resets them. */
+static int64_t window_peak(mv_worker_t *w, const mv_reading_t *after, const char **source)
+{
+    const mv_reading_t *before = &w->win.before;
+    int64_t peak = MV_MAX(w->win.peak_seen, after->usage), hwm;
+
+    if (after->peak >= 0) {
+        *source = "kernel";
+        return after->peak;
+    }
+    *source = "sampled";
+    if (w->win.measured && w->win.hwm_reset && before->rss > 0 &&
+        (hwm = mv_meter_hwm(&w->mem.meter)) >= before->rss) {
+        *source = "process";
+        peak = MV_MAX(peak, before->usage + (hwm - before->rss));
+    }
+    return peak;
 }
 
 /* The task deadline of the task just begun, in a state that has one. */
@@ -438,12 +462,14 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      payload,
                      n,
                      w->win.measured ? &before : NULL,
+                     task_reading(w, since_ns),
+                     0,
                      NULL,
-                     w->win.peak_seen,
                      (double)(since_ns - w->win.started_ns) / 1e6};
 
-    a.after = task_reading(w, since_ns);
-    if (!a.after)
+    if (a.after)
+        a.peak = window_peak(w, a.after, &a.peak_source);
+    else
         a.before = NULL;
     w->tasks_done++;
     if (w->count > 0) {
@@ -538,9 +564,11 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       status == 0 ? 0 : strlen(what),
                       w->win.measured ? &before : NULL,
                       task_reading(w, w->chan.rx_ns),
-                      w->win.peak_seen,
+                      0,
+                      NULL,
                       (double)(uv_hrtime() - w->win.started_ns) / 1e6};
     if (a.after) {
+        a.peak = window_peak(w, a.after, &a.peak_source);
         w->end_reading = *a.after;
         w->have_end = true;
     } else {

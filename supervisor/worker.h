@@ -85,7 +85,8 @@ typedef struct mv_answer {
     size_t len;
     const mv_reading_t *before; /* at the start of its window; NULL: not measured */
     const mv_reading_t *after;  /* at its answer; NULL: not measured */
-    int64_t peak_seen;          /* the highest usage sampled during the task */
+    int64_t peak;               /* mem_peak (docs/run-files.md), with after */
+    const char *peak_source;    /* "kernel", "process" or "sampled" */
     double duration_ms;
 } mv_answer_t;
 
@@ -140,7 +141,8 @@ typedef struct mv_wmem {
 typedef struct mv_window {
     bool measured; /* `before` holds a reading */
     mv_reading_t before;
-    int64_t peak_seen;
+    int64_t peak_seen; /* the highest usage sampled during it */
+    bool hwm_reset;    /* the process's high-water mark was reset at its start */
     uint64_t started_ns;
 } mv_window_t;
 
