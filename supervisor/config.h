@@ -74,6 +74,8 @@ typedef struct mv_config {
     struct {
         int max_concurrent; /* workers recycling at once */
         int64_t spacing;    /* ms between the starts of two planned recycles */
+        int spares;         /* workers kept started, ready to take a slot (spares.h) */
+        int cgroup_ahead;   /* each slot's next cgroup made while its worker runs (cgahead.h) */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */

@@ -59,6 +59,7 @@ typedef struct mv_metrics_view {
     uint64_t spawned, reloads;
     int64_t workers, queue, in_flight; /* -1 = unknown */
     double uptime_s;
+    int64_t spares, spares_usage; /* spares (spares.h) ready or starting; their usage */
 } mv_metrics_view_t;
 
 /* Appends the exposition text of v to out. 0 or -ENOMEM. */

@@ -96,6 +96,12 @@ const mv_option_t mv__options[] = {
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
+    OPT(recycle, spares, MV_OPT_INT, "0", 0, 1024, NULL,
+        "workers kept started, in their own cgroups, to take a slot the moment one recycles; "
+        "they count against nothing until then"),
+    OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
+        "replacement only starts its process"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "

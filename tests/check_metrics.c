@@ -37,7 +37,8 @@ static const mv_metrics_count_t suspects[] = {{"parse", 1}, {"a\"b\\c\nd\xff", 2
 
 static mv_metrics_view_t view(void)
 {
-    return (mv_metrics_view_t){slots, 2, tasks, 3, recycles, 2, suspects, 2, 5, 1, 1, 7, 1, 3.25};
+    return (mv_metrics_view_t){slots, 2, tasks, 3, recycles, 2,    suspects, 2,
+                               5,     1, 1,     7, 1,        3.25, 2,        8 << 20};
 }
 
 static char *render(void)
@@ -75,6 +76,8 @@ START_TEST(test_render_lines)
         strstr(t, "memvisor_leak_suspects_total{kind=\"a\\\"b\\\\c\\nd\xef\xbf\xbd\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_workers_spawned_total 5\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_queue_depth 7\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_spares 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_spares_usage_bytes 8388608\n"));
     free(t);
 }
 END_TEST

@@ -11,14 +11,14 @@ LAYERS = {
     0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
        "confdiff addr kind paths metrics",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify "
+    1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen notify "
        "heapmon runlock stale control timeline metrics_http",
     # 2: one worker
     2: "worker",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect",
     # 4: the slots
-    4: "pool",
+    4: "pool spares",
     # 5: the run, its commands and the command lines
     5: "supervisor commands main ctl report cli report_int report_load report_print report_html report_timeline",
 }
