@@ -177,11 +177,26 @@ static void lines_process(mv_chan_t *c, bool eof)
 
 /* ---- reading ---- */
 
+/* One read buffer lent to every channel in turn. libuv calls alloc_cb then the read callback
+ * for one stream at a time, and a read is handled before its callback returns, so a channel
+ * needs storage of its own only for what a read leaves unhandled (a partial message or line),
+ * copied there. Before, each channel kept 64 KiB for each of its two streams: 8 MiB of heap
+ * for 64 workers, about 1 MiB of it resident (bench/footprint, docs/recycling.md). The
+ * supervisor has one loop thread; tests that feed bytes (mv_chan_input) never use it. */
+static uint8_t scratch[READ_CHUNK];
+static bool scratch_lent;
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     mv_chan_t *c = h->data;
     mv_buf_t *b = h == (uv_handle_t *)&c->out ? &c->outline : &c->rbuf;
 
+    if (mv_buf_unread(b) == 0 && !scratch_lent) {
+        scratch_lent = true;
+        buf->base = (char *)scratch;
+        buf->len = sizeof scratch;
+        return;
+    }
     /* On ENOMEM libuv calls the read callback with UV_ENOBUFS. */
     if (mv_buf_reserve(b, READ_CHUNK) < 0) {
         buf->base = NULL;
@@ -201,6 +216,38 @@ static void process(mv_chan_t *c, bool eof)
         api_process(c);
 }
 
+/* A read is over: the scratch buffer (if it was lent for it) is free again. */
+static void return_scratch(const uv_buf_t *buf)
+{
+    if (buf->base == (char *)scratch)
+        scratch_lent = false;
+}
+
+/* Handles n bytes read into buf: in b's own tail, or in the scratch buffer, which b points at
+ * while `handle` runs; what it leaves unread is then copied into b's own storage. */
+static void handle_read(mv_chan_t *c, mv_buf_t *b, const uv_buf_t *buf, size_t n,
+                        void (*handle)(mv_chan_t *c, bool eof))
+{
+    mv_buf_t own = *b;
+
+    if (buf->base != (char *)scratch) {
+        b->len += n; /* read in place: alloc_cb handed out b's tail */
+        handle(c, false);
+        return;
+    }
+    *b = (mv_buf_t){.data = scratch, .len = n, .cap = sizeof scratch};
+    handle(c, false);
+    own.off = own.len = 0;
+    if (mv_buf_unread(b) > 0 && mv_buf_append(&own, mv_buf_head(b), mv_buf_unread(b)) < 0 &&
+        b == &c->rbuf) {
+        *b = own;
+        scratch_lent = false;
+        return mv_chan_fail(c, "out of memory for the worker's input");
+    }
+    *b = own;
+    scratch_lent = false;
+}
+
 void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
     if (c->closing)
@@ -215,10 +262,10 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mv_chan_t *c = s->data;
 
     if (n > 0) {
-        c->rbuf.len += (size_t)n; /* read in place: alloc_cb handed out rbuf's tail */
-        process(c, false);
+        handle_read(c, &c->rbuf, buf, (size_t)n, process);
         return;
     }
+    return_scratch(buf);
     if (n == 0)
         return;
     if (lines(c))
@@ -266,9 +313,11 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mv_chan_t *c = s->data;
 
     if (n > 0) {
-        c->outline.len += (size_t)n; /* read in place */
-        output_process(c, false);
-    } else if (n < 0) {
+        handle_read(c, &c->outline, buf, (size_t)n, output_process);
+        return;
+    }
+    return_scratch(buf);
+    if (n < 0) {
         output_process(c, true);
         uv_read_stop(s);
     }
