@@ -192,6 +192,12 @@ $(BUILD)/bench/heap_overhead: bench/heap_overhead.c supervisor/heapmon.c supervi
 	$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) -DMV_BUILD_DIR='"$(abspath $(BUILD))"' \
 	    bench/heap_overhead.c supervisor/heapmon.c -o $@
 
+# bench/accounting times the supervisor's own meter and cgroup reads: it links them.
+$(BUILD)/bench/accounting: bench/accounting.c $(SUPLIB)
+	@mkdir -p $(@D)
+	$(SAY) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(PLAIN_CFLAGS) $(PKG_CFLAGS) $< $(SUPLIB) $(PKG_LIBS) -lm -o $@
+
 $(BUILD)/bench/%: bench/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
 	$(SAY) CC $<
