@@ -140,7 +140,8 @@ uint64_t mv_policy_spare_delay(int *streak, bool failure, uint64_t age_ms, int64
         *streak = 0;
         return 0;
     }
-    ++*streak;
+    if (*streak < 1000) /* past a few, the backoff is at its bound anyway */
+        ++*streak;
     return mv_policy_backoff(*streak, min_ms, max_ms);
 }
 

@@ -13,6 +13,7 @@
  *   mv_policy_charge        what the task in hand of a dead worker is charged with
  *   mv_policy_gate          whether a planned recycle may start now (max_concurrent, spacing)
  *   mv_policy_backoff       the respawn delay of a crash-looping slot
+ *   mv_policy_spare_delay   when a spare that died is replaced (spares.h)
  *   mv_policy_spawn_hopeless whether a spawn error means the command can never start
  */
 #ifndef MV_POLICY_H

@@ -38,5 +38,6 @@ Suite *ops_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
 Suite *report_html_suite(void);
+Suite *recycle_suite(void);
 
 #endif
