@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,8 +40,39 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* One read buffer lent to every channel in turn. libuv calls alloc_cb then the read callback
+ * for one stream at a time, and a read is handled before its callback returns, so a channel
+ * needs storage of its own only for what a read leaves unhandled (a partial message or line),
+ * copied there. Before, each channel kept 64 KiB for each of its two streams: 8 MiB of heap
+ * for 64 workers, about 1 MiB of it resident (bench/footprint, docs/recycling.md). The
+ * supervisor has one loop thread. While a read is handled, the buffer it landed in (c->lent)
+ * points at this one; whatever must add to it meanwhile (a drain called back from the
+ * handling) first gives it back its own storage (unlend). */
+static uint8_t scratch[READ_CHUNK];
+static bool scratch_lent;
+
+/* The lent buffer gets its own storage back, with what the handling left unread copied in.
+ * 0 or -ENOMEM (then what was unread is lost: the caller fails the channel). */
+static int unlend(mv_chan_t *c)
+{
+    mv_buf_t *b = c->lent, own = c->stash;
+    int r = 0;
+
+    if (!b)
+        return 0;
+    own.off = own.len = 0;
+    if (mv_buf_unread(b) > 0)
+        r = mv_buf_append(&own, mv_buf_head(b), mv_buf_unread(b));
+    *b = own;
+    c->lent = NULL;
+    memset(&c->stash, 0, sizeof c->stash);
+    scratch_lent = false;
+    return r;
+}
+
 static void free_buffers(mv_chan_t *c)
 {
+    unlend(c); /* never free the shared buffer */
     mv_buf_free(&c->rbuf);
     mv_buf_free(&c->wbuf);
     mv_buf_free(&c->wflight);
@@ -177,15 +209,6 @@ static void lines_process(mv_chan_t *c, bool eof)
 
 /* ---- reading ---- */
 
-/* One read buffer lent to every channel in turn. libuv calls alloc_cb then the read callback
- * for one stream at a time, and a read is handled before its callback returns, so a channel
- * needs storage of its own only for what a read leaves unhandled (a partial message or line),
- * copied there. Before, each channel kept 64 KiB for each of its two streams: 8 MiB of heap
- * for 64 workers, about 1 MiB of it resident (bench/footprint, docs/recycling.md). The
- * supervisor has one loop thread; tests that feed bytes (mv_chan_input) never use it. */
-static uint8_t scratch[READ_CHUNK];
-static bool scratch_lent;
-
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     mv_chan_t *c = h->data;
@@ -228,30 +251,26 @@ static void return_scratch(const uv_buf_t *buf)
 static void handle_read(mv_chan_t *c, mv_buf_t *b, const uv_buf_t *buf, size_t n,
                         void (*handle)(mv_chan_t *c, bool eof))
 {
-    mv_buf_t own = *b;
-
     if (buf->base != (char *)scratch) {
         b->len += n; /* read in place: alloc_cb handed out b's tail */
         handle(c, false);
         return;
     }
+    c->stash = *b;
+    c->lent = b;
     *b = (mv_buf_t){.data = scratch, .len = n, .cap = sizeof scratch};
     handle(c, false);
-    own.off = own.len = 0;
-    if (mv_buf_unread(b) > 0 && mv_buf_append(&own, mv_buf_head(b), mv_buf_unread(b)) < 0 &&
-        b == &c->rbuf) {
-        *b = own;
-        scratch_lent = false;
-        return mv_chan_fail(c, "out of memory for the worker's input");
-    }
-    *b = own;
-    scratch_lent = false;
+    if (unlend(c) < 0 && b == &c->rbuf)
+        mv_chan_fail(c, "out of memory for the worker's input");
 }
 
 void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
     if (c->closing)
         return; /* closed: nothing more is read */
+    if (unlend(c) < 0)
+        return mv_chan_fail(c, "out of memory for the worker's input");
+    c->rx_ns = uv_hrtime();
     if (mv_buf_append(&c->rbuf, p, n) < 0)
         return mv_chan_fail(c, "out of memory for the worker's input");
     process(c, eof);
@@ -262,6 +281,7 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mv_chan_t *c = s->data;
 
     if (n > 0) {
+        c->rx_ns = uv_hrtime();
         handle_read(c, &c->rbuf, buf, (size_t)n, process);
         return;
     }
@@ -304,7 +324,7 @@ static void output_process(mv_chan_t *c, bool eof)
 
 void mv_chan_output(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
-    if (!c->closing && mv_buf_append(&c->outline, p, n) == 0)
+    if (!c->closing && unlend(c) == 0 && mv_buf_append(&c->outline, p, n) == 0)
         output_process(c, eof);
 }
 
@@ -346,9 +366,13 @@ void mv_chan_drain(mv_chan_t *c)
     int eof;
 
     /* The process is gone, so everything it wrote is already in the pipes: answers that
-     * arrived together with the exit must count before its tasks are settled. */
+     * arrived together with the exit must count before its tasks are settled. (Called back
+     * while a read of this channel is handled, the buffer gets its own storage first.) */
+    if (unlend(c) < 0)
+        return mv_chan_fail(c, "out of memory for the worker's input");
     if (c->chan_open && !c->eof && !c->broken && uv_fileno((uv_handle_t *)&c->chan, &fd) == 0) {
         eof = read_rest(fd, &c->rbuf);
+        c->rx_ns = uv_hrtime();
         process(c, eof);
     }
     if (c->out_open && uv_fileno((uv_handle_t *)&c->out, &fd) == 0) {
@@ -522,6 +546,19 @@ void mv_chan_flush(mv_chan_t *c)
         c->writing = true;
     else
         mv_buf_reset(&c->wflight);
+}
+
+size_t mv_chan_input_pending(const mv_chan_t *c)
+{
+    uv_os_fd_t fd;
+    int queued = 0;
+    size_t n = mv_buf_unread(&c->wbuf) + (c->writing ? mv_buf_unread(&c->wflight) : 0);
+
+    /* FIONREAD works on either end of a pipe: what is written and not yet read. */
+    if (lines(c) && c->in_open && uv_fileno((const uv_handle_t *)&c->in, &fd) == 0 &&
+        ioctl(fd, FIONREAD, &queued) == 0 && queued > 0)
+        n += (size_t)queued;
+    return n;
 }
 
 int mv_chan_send(mv_chan_t *c, uint16_t type, uint64_t id, const void *payload, size_t len)

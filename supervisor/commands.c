@@ -22,13 +22,18 @@
 
 static json_t *worker_json(const mv_worker_view_t *w)
 {
-    return json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}",
-                     "slot", w->slot, "gen", (int)w->gen, "pid", w->pid, "state", w->state, "age_s",
-                     w->age_s, "tasks", (json_int_t)w->tasks, "in_flight", (json_int_t)w->in_flight,
-                     "mem", (json_int_t)w->mem, "usage", (json_int_t)w->usage, "peak",
-                     (json_int_t)w->peak, "fds", (json_int_t)w->fds, "recycling",
-                     w->recycling || w->handover, "reason", w->reason, "pending_drain",
-                     w->handover);
+    json_t *o =
+        json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}", "slot",
+                  w->slot, "gen", (int)w->gen, "pid", w->pid, "state", w->state, "age_s", w->age_s,
+                  "tasks", (json_int_t)w->tasks, "in_flight", (json_int_t)w->in_flight, "mem",
+                  (json_int_t)w->mem, "usage", (json_int_t)w->usage, "peak", (json_int_t)w->peak,
+                  "fds", (json_int_t)w->fds, "recycling", w->recycling || w->handover, "reason",
+                  w->reason, "pending_drain", w->handover);
+
+    /* The task in hand and how long it has run: a worker that never answers shows here. */
+    json_object_set_new(o, "task", w->task ? json_integer((json_int_t)w->task) : json_null());
+    json_object_set_new(o, "task_s", w->task ? json_real(w->task_s) : json_null());
+    return o;
 }
 
 static json_t *recycles_json(const uint64_t *recycles)

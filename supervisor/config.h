@@ -67,15 +67,17 @@ typedef struct mv_config {
         int64_t memory_hard;         /* bytes: kill now; 0 = off; auto (until finish): 512M, or 4/3
                                       * of memory_soft when that is more */
         int64_t task_timeout;        /* ms; 0 = off */
+        int64_t task_warn;           /* ms; 0 = off */
         mv_metric_t metric;          /* private|rss: what the soft limit compares */
         int64_t sample_interval;     /* ms between /proc or cgroup samples */
         int enforce;                 /* 0 = observe only: would_recycle, never recycle */
     } limits;
     struct {
-        int max_concurrent; /* workers recycling at once */
-        int64_t spacing;    /* ms between the starts of two planned recycles */
-        int spares;         /* workers kept started, ready to take a slot (spares.h) */
-        int cgroup_ahead;   /* each slot's next cgroup made while its worker runs (cgahead.h) */
+        int max_concurrent;        /* workers recycling at once */
+        int64_t spacing;           /* ms between the starts of two planned recycles */
+        int64_t handover_headroom; /* bytes above memory_soft; 0 = no bound */
+        int spares;                /* workers kept started, ready to take a slot (spares.h) */
+        int cgroup_ahead; /* each slot's next cgroup made while its worker runs (cgahead.h) */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */

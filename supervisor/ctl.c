@@ -372,7 +372,8 @@ static void fmt_state(json_t *w, char *out, size_t n)
 /* One row of the workers table; a spare (slot 0) has no slot yet: "-" (its state says spare). */
 static void print_row(json_t *w, FILE *out)
 {
-    char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24];
+    char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
+        task_s[24], current[56] = "-";
 
     fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
     if (json_is_integer(json_object_get(w, "slot")) &&
@@ -385,8 +386,13 @@ static void print_row(json_t *w, FILE *out)
     fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
     fmt_size(json_object_get(w, "mem"), mem);
     fmt_size(json_object_get(w, "peak"), peak);
-    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", slot, gen, pid, state, age, tasks, mem,
-            peak);
+    if (json_is_integer(json_object_get(w, "task"))) {
+        fmt_val(json_object_get(w, "task"), task, sizeof task);
+        fmt_secs(json_object_get(w, "task_s"), 1, task_s);
+        snprintf(current, sizeof current, "%s for %s", task, task_s);
+    }
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age, tasks,
+            mem, peak, current);
 }
 
 static void print_workers(json_t *reply, FILE *out)
@@ -394,8 +400,8 @@ static void print_workers(json_t *reply, FILE *out)
     json_t *ws = json_object_get(reply, "workers"), *w;
     size_t i;
 
-    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", "SLOT", "GEN", "PID", "STATE", "AGE",
-            "TASKS", "MEM", "PEAK");
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", "SLOT", "GEN", "PID", "STATE", "AGE",
+            "TASKS", "MEM", "PEAK", "TASK");
     json_array_foreach(ws, i, w)
     {
         print_row(w, out);

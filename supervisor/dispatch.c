@@ -157,12 +157,8 @@ static void dispatch_cb(uv_check_t *h)
     mv_task_t *t = NULL;
     bool gave;
 
-    /* Every loop iteration ends a pass, with or without dispatching (service mode's
-     * BEGIN/END have none): readings are reused within one pass only. */
-    if (!d->pending) {
-        d->pass++;
+    if (!d->pending)
         return;
-    }
     d->pending = false;
     /* While the results writer is backlogged, start nothing new: it calls back when it has
      * caught up. */
@@ -184,17 +180,6 @@ static void dispatch_cb(uv_check_t *h)
             mv_worker_flush(d->ws[i]);
     }
     mv_tasks_pump(d->tasks);
-    d->pass++;
-}
-
-/* Timers (the sampler, the watch) run before the loop blocks in poll; the answers that wake
- * it come up to a sample interval later. A reading taken by a timer must not stand as the
- * end of a task answered after the poll, nor as the start of the next: a new pass. */
-static void before_poll_cb(uv_prepare_t *h)
-{
-    mv_dispatch_t *d = h->data;
-
-    d->pass++;
 }
 
 int mv_dispatch_attach(mv_dispatch_t *d, mv_worker_t *w)
@@ -249,13 +234,8 @@ int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_
     uv_check_init(loop, &d->check);
     d->check.data = d;
     uv_check_start(&d->check, dispatch_cb);
-    uv_prepare_init(loop, &d->prepare);
-    d->prepare.data = d;
-    uv_prepare_start(&d->prepare, before_poll_cb);
-    /* Both run every iteration but must not keep the loop alive by themselves. */
+    /* The check handle runs every iteration but must not keep the loop alive by itself. */
     uv_unref((uv_handle_t *)&d->check);
-    uv_unref((uv_handle_t *)&d->prepare);
-    d->handles = 2;
     d->open = true;
     return 0;
 }
@@ -264,7 +244,7 @@ static void handle_closed_cb(uv_handle_t *h)
 {
     mv_dispatch_t *d = h->data;
 
-    if (--d->handles == 0 && d->closed)
+    if (d->closed)
         d->closed(d->closed_arg);
 }
 
@@ -276,7 +256,6 @@ void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg)
     d->closed = cb;
     d->closed_arg = arg;
     uv_close((uv_handle_t *)&d->check, handle_closed_cb);
-    uv_close((uv_handle_t *)&d->prepare, handle_closed_cb);
 }
 
 void mv_dispatch_free(mv_dispatch_t *d)

@@ -1,7 +1,7 @@
 /*
  * dispatch: tasks to workers, answers to results.
  *
- *   - once per loop pass when kicked (a libuv check handle), one task per worker that takes
+ *   - once per loop iteration when kicked (a libuv check handle), one task per worker that takes
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
  *     nothing new starts while the results writer is backlogged;
  *   - an answer becomes a result line with its memory figures (one written definition each:
@@ -11,8 +11,7 @@
  *     max_attempts; in service mode a request cannot be replayed, so an open one is lost.
  *
  * Workers are attached when they become ready and detached when they are gone; dispatch
- * keeps no other state of theirs. It also counts the loop passes (`pass`), which readings
- * use to tell "taken in this pass".
+ * keeps no other state of theirs.
  */
 #ifndef MV_DISPATCH_H
 #define MV_DISPATCH_H
@@ -55,15 +54,12 @@ struct mv_dispatch {
     const mv_dispatch_events_t *ev;
     void *arg;
 
-    uv_check_t check;     /* after I/O: hands tasks out, ends the pass */
-    uv_prepare_t prepare; /* before the loop blocks in poll: ends the pass too */
-    int handles;          /* of those two, not closed yet */
+    uv_check_t check; /* after I/O: hands tasks out */
     bool open;
     void (*closed)(void *arg);
     void *closed_arg;
     bool pending;     /* kicked: a pass is due at the end of this loop iteration */
     bool accepting;   /* tasks may be handed out */
-    uint64_t pass;    /* loop passes so far: a pass is what runs between two polls */
     mv_worker_t **ws; /* workers that may take tasks */
     int nws, capws;
     uint64_t requeued; /* tasks that lost an attempt and ran again */

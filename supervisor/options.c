@@ -86,6 +86,8 @@ const mv_option_t mv__options[] = {
         "auto = 512M, or 4/3 of memory_soft when that is more"),
     OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
         "stop a worker whose task runs longer; 0 = off"),
+    OPT(limits, task_warn, MV_OPT_DURATION, "30s", 0, 365 * DAY, NULL,
+        "log task_slow when a task has run this long, and again at each doubling; 0 = off"),
     OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
         "memory compared with the soft limit: private (anonymous) memory or rss"),
     OPT(limits, enforce, MV_OPT_BOOL, "yes", 0, 1, NULL,
@@ -96,6 +98,10 @@ const mv_option_t mv__options[] = {
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
+    OPT(recycle, handover_headroom, MV_OPT_SIZE, "16M", 0, PIB, NULL,
+        "a worker recycled for memory serves on (in handover until its replacement is ready; "
+        "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
+        "much, then drains; 0 = no bound"),
     OPT(recycle, spares, MV_OPT_INT, "0", 0, 1024, NULL,
         "workers kept started, in their own cgroups, to take a slot the moment one recycles; "
         "they count against nothing until then"),

@@ -46,7 +46,7 @@ static double rand01(mv_pool_t *p)
 
 static bool premature(const mv_worker_t *w)
 {
-    mv_start_facts_t f = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
 
     return mv_policy_premature(&f);
 }
@@ -155,6 +155,9 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     plan = mv_slots_recycle(&p->slots, &m->seat, reason, mv_policy_is_failure(reason, premature(w)),
                             mv_now_ms());
     if (!plan.go) {
+        /* Waiting its turn, it serves on; for memory, only up to the headroom (on_check). */
+        if (reason == MV_R_SOFT_LIMIT)
+            mv_watch_follow(&p->watch, &m->watch, true);
         if (!m->deferred_said)
             mv_debug(p->o.log, "recycle_deferred", MV_I("worker", w->slot),
                      MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(reason)));
@@ -165,6 +168,7 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     }
     if (reason != MV_R_SHUTDOWN || !mv_worker_leaving(w))
         log_leaving(p, w, reason, "drain");
+    mv_watch_follow(&p->watch, &m->watch, plan.handover); /* its memory bounds the handover */
     /* Its own way out first: a replacement taken from the spares is ready at once, and its
      * readiness is what ends a handover. */
     if (plan.handover)
@@ -174,6 +178,18 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     if (plan.replacement)
         spawn_slot(p, w->slot);
     return true;
+}
+
+/* A worker that waited its turn to recycle for memory and passed the handover headroom: it
+ * drains now, past max_concurrent and spacing (memory does not wait), with its replacement. */
+static void drain_now(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+
+    log_leaving(p, w, reason, "drain");
+    if (mv_slots_replace_now(&p->slots, &m->seat, mv_policy_is_failure(reason, premature(w))))
+        spawn_slot(p, w->slot);
+    mv_worker_drain(w, reason);
 }
 
 /* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
@@ -227,6 +243,15 @@ static void start_queued(mv_pool_t *p)
 
 /* ---- what the layers below report ---- */
 
+/* A worker in handover whose memory passed the soft limit by [recycle] handover_headroom. */
+static bool headroom_passed(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r)
+{
+    int64_t headroom = p->o.cfg->recycle.handover_headroom;
+
+    return headroom > 0 && w->lim.soft_bytes > 0 &&
+           mv_reading_limit_metric(r, p->o.cfg->limits.metric) >= w->lim.soft_bytes + headroom;
+}
+
 static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
                      bool sampled)
 {
@@ -235,6 +260,25 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
     mv_worker_t *w = m->w;
 
     mv_suspect_near_limit(&p->suspect, &m->suspect, r);
+    /* Serving on while its replacement starts, or while it waits its turn to recycle, but
+     * not without bound: past the headroom it drains and the other workers take the load. */
+    if (ww->follow && (m->seat.handover || m->seat.queued != MV_R_NONE) && r &&
+        headroom_passed(p, w, r)) {
+        mv_watch_follow(&p->watch, ww, false);
+        mv_info(p->o.log, "headroom_passed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_I("mem", mv_reading_limit_metric(r, p->o.cfg->limits.metric)),
+                MV_I("soft", w->lim.soft_bytes),
+                MV_I("headroom", p->o.cfg->recycle.handover_headroom),
+                MV_S("msg", m->seat.handover ? "its replacement is not ready yet: it drains now"
+                                             : "it waited its turn to recycle: it drains now"));
+        if (m->seat.handover) {
+            mv_slots_handover_end(&p->slots, &m->seat);
+            mv_worker_replaced(w);
+        } else if (m->seat.queued != MV_R_NONE && !mv_worker_leaving(w)) {
+            drain_now(p, m, m->seat.queued);
+        }
+        return true;
+    }
     /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
      * up as long as the longest backoff. */
     if (sampled && mv_now_ms() - w->spawned_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
@@ -299,6 +343,7 @@ static void w_ready(mv_worker_t *w)
             mv_worker_t *ow = member_of_seat(old[i])->w;
             mv_debug(p->o.log, "drain", MV_I("worker", ow->slot), MV_I("pid", ow->proc.pid),
                      MV_I("replacement", w->proc.pid));
+            mv_watch_follow(&p->watch, &member_of_seat(old[i])->watch, false);
             mv_worker_replaced(ow);
         }
     p->ev->on_ready(p->arg);
@@ -401,12 +446,15 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
-    plan =
-        mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless, why == MV_R_FATAL);
+    plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless,
+                         why == MV_R_FATAL || why == MV_R_NO_HELLO);
     if (plan.run_ends && why == MV_R_FATAL)
         mv_error(p->o.log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_I("status", w->proc.status),
                  MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
+    else if (plan.run_ends && why == MV_R_NO_HELLO)
+        mv_error(p->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_S("msg", MV_NO_HELLO_HINT "; the run ends"));
     else if (plan.crash_limit)
         mv_error(p->o.log, "crash_limit", MV_I("crashes", p->slots.streak),
                  MV_S("msg", "workers keep failing without a task ending: giving up"));
@@ -468,7 +516,6 @@ static mv_worker_opts_t worker_opts(const mv_pool_t *p)
         .listen = p->o.listen,
         .cg = p->o.cg,
         .service = p->o.service,
-        .pass = &p->dispatch.pass,
         .timeline = p->o.timeline,
     };
 }
@@ -737,6 +784,27 @@ static int cmp_view(const void *a, const void *b)
     return x->recycling - y->recycling;
 }
 
+/* What the view shows of any worker: who it is and its memory as read (r NULL: not read). */
+static mv_worker_view_t view_of(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r,
+                                uint64_t now)
+{
+    return (mv_worker_view_t){
+        .slot = w->slot,
+        .gen = w->gen,
+        .pid = w->proc.pid,
+        .state = mv_wstate_name(w->state),
+        .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
+        .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
+        .usage = r ? r->usage : -1,
+        .peak = w->mem.peak,
+        .priv = r ? r->priv : -1,
+        .rss = r ? r->rss : -1,
+        .soft = w->lim.soft_bytes,
+        .hard = w->lim.hard_bytes,
+        .fds = r ? r->fds : -1,
+    };
+}
+
 /* The spares (slot 0): what they hold while they wait. 0 or -ENOMEM. */
 static int view_spares(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
 {
@@ -761,21 +829,10 @@ static int view_spares(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
             continue;
         /* Nothing samples a spare (it is not watched): read it for the view. */
         r = mv_fsm_has_process(w->state) ? mv_worker_read(w, false) : NULL;
-        v->spares[v->nspares++] = (mv_worker_view_t){
-            .gen = w->gen,
-            .pid = w->proc.pid,
-            .state = sp->ready && !sp->retire ? "spare" : mv_wstate_name(w->state),
-            .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
-            .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
-            .usage = r ? r->usage : -1,
-            .peak = w->mem.peak,
-            .priv = r ? r->priv : -1,
-            .rss = r ? r->rss : -1,
-            .soft = w->lim.soft_bytes,
-            .hard = w->lim.hard_bytes,
-            .fds = r ? r->fds : -1,
-            .recycling = sp->retire,
-        };
+        v->spares[v->nspares] = view_of(p, w, r, now);
+        if (sp->ready && !sp->retire)
+            v->spares[v->nspares].state = "spare";
+        v->spares[v->nspares++].recycling = sp->retire;
     }
     return 0;
 }
@@ -816,27 +873,15 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             continue;
         wv = &v->workers[v->nworkers++];
         v->in_flight += w->count;
-        *wv = (mv_worker_view_t){
-            .slot = w->slot,
-            .gen = w->gen,
-            .pid = w->proc.pid,
-            .state = mv_wstate_name(w->state),
-            .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
-            .tasks = w->tasks_done,
-            .in_flight = w->count,
-            .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
-            .usage = r ? r->usage : -1,
-            .peak = w->mem.peak,
-            .priv = r ? r->priv : -1,
-            .rss = r ? r->rss : -1,
-            .soft = w->lim.soft_bytes,
-            .hard = w->lim.hard_bytes,
-            .fds = r ? r->fds : -1,
-            .active = p->slots.slot[w->slot - 1].active == &m->seat,
-            .recycling = why != MV_R_NONE,
-            .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
-            .handover = m->seat.handover,
-        };
+        *wv = view_of(p, w, r, now);
+        wv->tasks = w->tasks_done;
+        wv->in_flight = w->count;
+        wv->active = p->slots.slot[w->slot - 1].active == &m->seat;
+        wv->recycling = why != MV_R_NONE;
+        wv->reason = why != MV_R_NONE ? mv_reason_name(why) : NULL;
+        wv->handover = m->seat.handover;
+        wv->task = w->count ? mv_worker_current(w)->id : 0;
+        wv->task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0;
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);
     return view_spares(p, v, now);

@@ -119,6 +119,8 @@ typedef struct mv_worker_view {
     bool recycling;     /* leaving, or waiting its turn to */
     const char *reason; /* why, when recycling */
     bool handover;      /* serving until its replacement is ready */
+    uint64_t task;      /* the task it works on; 0 = none */
+    double task_s;      /* how long it has run */
 } mv_worker_view_t;
 
 typedef struct mv_pool_view {

@@ -169,6 +169,12 @@ int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max)
     return n;
 }
 
+void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w)
+{
+    if (w->handover)
+        unhand(s, w);
+}
+
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal)
 {
     mv_slot_t *sl = slot_of(s, w);

@@ -103,6 +103,9 @@ bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure);
 /* w became ready: the handover workers of its slot it releases (drain them), at most `max`
  * written to out; returns how many. */
 int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max);
+/* w's handover ends before its replacement is ready (it passed the handover headroom): it
+ * drains now, and the replacement, once ready, has nothing of it to release. */
+void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w);
 /* w is gone (failure: mv_policy_exit's verdict; fatal: the fatal exit code). */
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal);
 /* A task ended (done, failed or quarantined): the pool is getting somewhere. */

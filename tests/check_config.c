@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 53);
+    ck_assert_uint_eq(n, 55);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -242,12 +242,14 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "memory_soft = 1000\n"
                                        "memory_hard = 1T\n"
                                        "task_timeout = 365d\n"
+                                       "task_warn = 1h\n"
                                        "metric = rss\n"
                                        "enforce = no\n"
                                        "sample_interval = 1ms\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
                                        "spacing = 2s\n"
+                                       "handover_headroom = 1G\n"
                                        "spares = 3\n"
                                        "cgroup_ahead = no\n"
                                        "[service]\n"

@@ -47,6 +47,7 @@ int main(void)
         report_html_suite,
         recycle_suite,
         cgroup_v2_suite,
+        truth_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

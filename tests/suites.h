@@ -17,6 +17,7 @@ Suite *leak_suite(void);
 Suite *leak_e2e_suite(void);
 Suite *cgroup_e2e_suite(void);
 Suite *cgroup_v2_suite(void);
+Suite *truth_suite(void);
 Suite *report_suite(void);
 Suite *python_suite(void);
 Suite *service_suite(void);

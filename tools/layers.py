@@ -11,10 +11,10 @@ LAYERS = {
     0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
        "confdiff addr kind paths metrics",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen notify "
-       "heapmon runlock stale control timeline metrics_http",
+    1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
+       "notify heapmon runlock stale control timeline metrics_http waitprobe",
     # 2: one worker
-    2: "worker",
+    2: "worker worker_int worker_look",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect",
     # 4: the slots
