@@ -347,7 +347,9 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static int read_rest(int fd, mv_buf_t *b)
 {
     for (;;) {
-        if (mv_buf_reserve(b, READ_CHUNK) < 0)
+        /* 4 KiB at a time (the buffer doubles as it fills): what a worker leaves in its pipes
+         * at its exit is little, and a pool that stops drains every worker at once. */
+        if (mv_buf_reserve(b, 4096) < 0)
             return 0;
         ssize_t n = read(fd, b->data + b->len, b->cap - b->len);
         if (n > 0) {

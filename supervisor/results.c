@@ -337,7 +337,10 @@ static void after_job_cb(uv_work_t *req, int status)
     mv_buf_reset(&r->batch);
     /* What a burst grew is given back: a steady rate keeps its batches small. */
     mv_buf_shrink(&r->batch, 4 * FLUSH_BYTES);
-    mv_buf_shrink(&r->lines, 4 * FLUSH_BYTES);
+    if (!r->encoded) { /* written: its text is not needed for a retry */
+        mv_buf_reset(&r->lines);
+        mv_buf_shrink(&r->lines, 4 * FLUSH_BYTES);
+    }
     if (r->stalled) {
         r->stalled = false;
         if (r->log)

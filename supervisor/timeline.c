@@ -409,6 +409,7 @@ static void after_job_cb(uv_work_t *req, int status)
     mv_buf_reset(&tl->batch);
     /* What a burst grew is given back: a steady rate keeps its batches small. */
     mv_buf_shrink(&tl->batch, 4 * FLUSH_BYTES);
+    mv_buf_reset(&tl->text); /* written (or the timeline failed): never needed again */
     mv_buf_shrink(&tl->text, 4 * FLUSH_BYTES);
     if (!tl->error)
         tl->error = tl->job_error ? tl->job_error : status < 0 ? status : 0;
