@@ -104,6 +104,11 @@ int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_j
     return MV_AHEAD_READY;
 }
 
+bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen)
+{
+    return slot >= 1 && slot <= a->n && gen != 0 && a->slot[slot - 1].gen == gen;
+}
+
 void mv_cgahead_drop(mv_cgahead_t *a, bool on)
 {
     for (int i = 0; i < a->n; i++)

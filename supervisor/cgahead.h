@@ -58,6 +58,10 @@ enum { MV_AHEAD_NONE, MV_AHEAD_READY, MV_AHEAD_MAKING };
  * second cgroup of that name is made meanwhile) or NONE (one made for another generation is
  * removed). */
 int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_job_t **job);
+/* Whether (slot, gen) is being made or made ahead: a worker that is not the slot's next one
+ * (an escalation worker beside it) must not take that generation, whose cgroup directory is
+ * this one's. */
+bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen);
 /* Removes every cgroup made ahead (reload, stop); `on` for the requests from now on. */
 void mv_cgahead_drop(mv_cgahead_t *a, bool on);
 /* Drops everything and frees the table (after the loop, or at the pool's end). */

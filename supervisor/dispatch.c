@@ -8,7 +8,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escalate.h"
 #include "meter.h"
+
+/* A task is handed to worker w at wall-clock time `now` (a service request: w began it):
+ * `started` of its result line (docs/run-files.md). */
+static void stamp_sent(mv_task_t *t, const mv_worker_t *w, int64_t now)
+{
+    t->sent_us = now;
+    t->gen = w->gen;
+}
 
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `a` holds its figures (NULL: none). */
@@ -28,12 +37,23 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         .pid = w      ? w->proc.pid
                : last ? last->pid
                       : 0,
+        /* The generation it last ran on: the worker's that answered, else the one its last
+         * attempt was sent to (the one that died: quarantine); none for a line never sent. */
+        .gen = w            ? w->gen
+               : t->sent_us ? t->gen
+                            : 0,
+        .started_us = t->sent_us,
+        .ended_us = mv_wall_us(),
         .payload = payload,
         .len = n,
         .hist = t->hist,
         .nhist = t->nhist,
         .kind =
             t->bad ? NULL : mv_task_kind(d->cfg, t, a ? a->kind : NULL, a ? a->kind_len : 0, kind),
+        .mem_limit = w      ? w->lim.hard_bytes
+                     : last ? last->limit
+                            : 0,
+        .escalations = t->escalations,
     };
 
     if (a && a->before && a->after) {
@@ -70,16 +90,24 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
         return;
     }
     t->attempts = 1;
+    stamp_sent(t, w, mv_wall_us());
     d->tasks->loaded++;
 }
 
-/* A task that used up its attempts (`why`: how the last one ended). */
-static void quarantine(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worker_t *w)
+/* A task that used up its attempts, or was killed for memory at escalate_max (`at_max`);
+ * `why`: how the last one ended. */
+static void quarantine(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worker_t *w, bool at_max)
 {
-    char msg[160];
+    char msg[200];
 
-    snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
-             mv_reason_name(why));
+    if (at_max)
+        snprintf(msg, sizeof msg,
+                 "quarantined after %u attempts: %s at escalate_max (%lld bytes), the highest "
+                 "limit",
+                 t->attempts, mv_reason_name(why), (long long)w->lim.hard_bytes);
+    else
+        snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
+                 mv_reason_name(why));
     mv_warn(d->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
             MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
     end_task(d, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
@@ -102,6 +130,42 @@ static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t 
     return g->ntasks;
 }
 
+/* The task a dead worker worked on, charged with the attempt: quarantined, escalated (handed
+ * to the owner to run with more memory) or to be requeued (true). */
+static bool charge(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_task_t *t,
+                   mv_reason_t why, mv_settled_t *s)
+{
+    mv_esc_cfg_t ec = mv_escalate_cfg(d->cfg);
+    mv_esc_verdict_t v;
+
+    /* Out of memory for the record: the task still ends, its history is shorter. */
+    if (mv_task_note_attempt(t, why, w->slot, w->proc.pid, g->status, g->peak) == 0)
+        t->hist[t->nhist - 1].limit = w->lim.hard_bytes;
+    v = mv_escalate_decide(&ec, &(mv_esc_facts_t){why, w->lim.hard_bytes, t->attempts,
+                                                  t->escalations, d->cfg->tasks.max_attempts});
+    if (v.action == MV_ESC_QUARANTINE) {
+        quarantine(d, t, why, w, v.at_max);
+        s->quarantined++;
+        return false;
+    }
+    s->requeued++;
+    d->requeued++; /* only tasks that lost an attempt */
+    if (v.action == MV_ESC_RAISE) {
+        mv_warn(d->log, "escalate", MV_I("task", (long long)t->id), MV_I("from", w->lim.hard_bytes),
+                MV_I("to", v.limit), MV_S("reason", mv_reason_name(why)),
+                MV_I("attempts", t->attempts), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
+        t->limit = v.limit;
+        t->escalations++;
+        s->escalated++;
+        d->escalated++;
+        d->ev->on_escalate(d->arg, t);
+        return false;
+    }
+    mv_info(d->log, "requeue", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
+            MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
+    return true;
+}
+
 mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g)
 {
     mv_reason_t why = mv_policy_charge(g->verdict.reason);
@@ -119,26 +183,72 @@ mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_
         mv_task_t *t = g->tasks[i];
         bool started = i == 0 && !g->clean_stop && why != MV_R_SHUTDOWN;
 
-        if (!started) {
+        if (!started)
             t->attempts--; /* it did not really run: not an attempt */
-        } else {
-            /* Out of memory for the record: the task still ends, its history is shorter. */
-            mv_task_note_attempt(t, why, w->slot, w->proc.pid, g->status, g->peak);
-            if (t->attempts >= d->cfg->tasks.max_attempts) {
-                quarantine(d, t, why, w);
-                s.quarantined++;
-                continue;
-            }
-            mv_info(d->log, "requeue", MV_I("task", (long long)t->id),
-                    MV_I("attempts", t->attempts), MV_S("reason", mv_reason_name(why)),
-                    MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
-            s.requeued++;
-            d->requeued++; /* only tasks that lost an attempt */
-        }
-        mv_tasks_requeue(d->tasks, t);
+        else if (!charge(d, w, g, t, why, &s))
+            continue;
+        /* An escalated task runs on a worker of its own only (but at a shutdown: it stays in
+         * the queue, counted as not run). */
+        if (t->limit > 0 && why != MV_R_SHUTDOWN)
+            d->ev->on_escalate(d->arg, t);
+        else
+            mv_tasks_requeue(d->tasks, t);
     }
     mv_dispatch_kick(d);
     return s;
+}
+
+int mv_dispatch_reserve(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
+{
+    if (d->nr == d->capr) {
+        int cap = d->capr ? d->capr * 2 : 8;
+        mv_worker_t **rw = realloc(d->rw, (size_t)cap * sizeof *rw);
+        mv_task_t **rt = rw ? realloc(d->rt, (size_t)cap * sizeof *rt) : NULL;
+
+        if (rw)
+            d->rw = rw;
+        if (!rt)
+            return -ENOMEM;
+        d->rt = rt;
+        d->capr = cap;
+    }
+    d->rw[d->nr] = w;
+    d->rt[d->nr++] = t;
+    mv_dispatch_kick(d);
+    return 0;
+}
+
+mv_task_t *mv_dispatch_unreserve(mv_dispatch_t *d, mv_worker_t *w)
+{
+    mv_task_t *t;
+
+    for (int i = 0; i < d->nr; i++)
+        if (d->rw[i] == w) {
+            t = d->rt[i];
+            d->rw[i] = d->rw[--d->nr];
+            d->rt[i] = d->rt[d->nr];
+            return t;
+        }
+    return NULL;
+}
+
+/* Escalated tasks go to the workers made for them, and those take no other task. */
+static void give_reserved(mv_dispatch_t *d)
+{
+    for (int i = 0; i < d->nr;) {
+        mv_worker_t *w = d->rw[i];
+        mv_task_t *t = d->rt[i];
+
+        if (!mv_worker_takes_tasks(w)) {
+            i++;
+            continue;
+        }
+        d->rw[i] = d->rw[--d->nr];
+        d->rt[i] = d->rt[d->nr];
+        t->attempts++;
+        mv_worker_send_task(w, t);
+        mv_worker_flush(w);
+    }
 }
 
 /* The next task worth sending; lines that could not become tasks end here. */
@@ -155,6 +265,7 @@ static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
     mv_task_t *t = NULL;
+    int64_t now = 0;
     bool gave;
 
     if (!d->pending)
@@ -162,7 +273,8 @@ static void dispatch_cb(uv_check_t *h)
     d->pending = false;
     /* While the results writer is backlogged, start nothing new: it calls back when it has
      * caught up. */
-    if (d->accepting && !mv_results_backlogged(d->results)) {
+    if (d->accepting && !d->paused && !mv_results_backlogged(d->results)) {
+        give_reserved(d);
         do {
             gave = false;
             for (int i = 0; i < d->nws; i++) {
@@ -172,6 +284,11 @@ static void dispatch_cb(uv_check_t *h)
                 if (!t)
                     break;
                 t->attempts++;
+                /* One clock read per pass: what a pass hands out is written together at
+                 * its end (mv_worker_flush). */
+                if (!now)
+                    now = mv_wall_us();
+                stamp_sent(t, d->ws[i], now);
                 mv_worker_send_task(d->ws[i], t);
                 gave = true;
             }
@@ -217,6 +334,13 @@ void mv_dispatch_stop(mv_dispatch_t *d)
     d->accepting = false;
 }
 
+void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on)
+{
+    d->paused = on ? d->paused | reason : d->paused & ~reason;
+    if (!d->paused)
+        mv_dispatch_kick(d);
+}
+
 int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
                      mv_tasks_t *tasks, mv_results_t *results, bool service,
                      const mv_dispatch_events_t *ev, void *arg)
@@ -260,6 +384,14 @@ void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg)
 
 void mv_dispatch_free(mv_dispatch_t *d)
 {
+    /* Every reserved worker is gone by now (its task went back to the pool): none is left,
+     * but the memory is ours either way. */
+    while (d->nr > 0)
+        mv_task_free(d->rt[--d->nr]);
+    free(d->rw);
+    free(d->rt);
+    d->rw = NULL;
+    d->rt = NULL;
     free(d->ws);
     d->ws = NULL;
     d->nws = d->capws = 0;

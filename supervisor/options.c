@@ -1,8 +1,8 @@
 /*
  * options: the one table of every configuration key (section, name, type, default, bounds,
  * one line of doc), and looking keys up in it, with "did you mean" for mistakes. The parser,
- * `-o`, `memvisor check`, conf/memvisor.ini and the README's table all follow this table
- * (the tests check the last two against it).
+ * `-o`, `memvisor check`, conf/memvisor.ini, the man page and docs/configuration.md all follow
+ * this table (the tests check the last three against it).
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -17,6 +17,8 @@ static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
 static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const reap_choices[] = {"auto", "yes", "no", NULL};
+static const char *const progress_choices[] = {"auto", "on", "off", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
  * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
@@ -47,6 +49,12 @@ const mv_option_t mv__options[] = {
     FIXED(supervisor, keep_runs, MV_OPT_INT, "20", 0, 1000000, NULL,
           "run directories kept in state_dir: older ones whose memvisor is gone are removed at "
           "start; 0 = keep all"),
+    FIXED(supervisor, subreaper, MV_OPT_ENUM, "auto", 0, 0, reap_choices,
+          "reap orphaned grandchildren of workers (PR_SET_CHILD_SUBREAPER): auto = yes when "
+          "memvisor is PID 1 (a container), yes, no"),
+    FIXED(supervisor, pause_below, MV_OPT_STRING, "0", 0, 0, NULL,
+          "hand out no new task while the host's MemAvailable is under this size or percentage "
+          "of MemTotal (running tasks go on); resume above it plus an eighth; 0 = off"),
 
     OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
         "worker command (shell-style quoting, no expansion); words after -- override it"),
@@ -69,6 +77,12 @@ const mv_option_t mv__options[] = {
         "crashes in a row with no task ending (done or quarantined): give up; 0 = never"),
     OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
         "lines protocol: a reply line starting with this marks the task failed"),
+    FIXED(worker, user, MV_OPT_STRING, "", 0, 0, NULL,
+          "run workers as this user (name or numeric id; memvisor must run as root); empty = "
+          "memvisor's own"),
+    FIXED(worker, group, MV_OPT_STRING, "", 0, 0, NULL,
+          "run workers with this group (name or numeric id); empty = the user's primary group; "
+          "supplementary groups are always dropped"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),
@@ -94,6 +108,12 @@ const mv_option_t mv__options[] = {
         "no = observe only: measure and report, recycle nothing (would_recycle events)"),
     OPT(limits, sample_interval, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
         "period of memory samples for what has no kernel event"),
+    OPT(limits, escalate, MV_OPT_STRING, "off", 0, 0, NULL,
+        "a task whose worker hit memory_hard (or was OOM-killed) runs again on a fresh worker "
+        "with a raised limit: Nx (times the last limit, e.g. 2x) or SIZE (added); off = no"),
+    OPT(limits, escalate_max, MV_OPT_SIZE, "0", 0, PIB, NULL,
+        "highest hard limit an escalated task gets; a task killed at it is quarantined; 0 = 4 "
+        "times memory_hard"),
 
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
@@ -163,6 +183,8 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
+          "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];

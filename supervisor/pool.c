@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "pool_int.h"
 
 static void spawn_slot(mv_pool_t *p, int slot);
 static void start_queued(mv_pool_t *p);
@@ -91,6 +92,7 @@ static void maybe_stopped(mv_pool_t *p)
         return;
     p->closing = true;
     mv_spares_close(&p->spares, part_closed, p);
+    mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
@@ -316,7 +318,7 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
     kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
 }
 
-static const mv_dispatch_events_t dispatch_events = {on_result, on_progress};
+static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
 
@@ -334,6 +336,10 @@ static void w_ready(mv_worker_t *w)
     mv_seat_t *old[8];
     int n;
 
+    if (m->esc) { /* made for one escalated task: it takes that one only */
+        mv__pool_esc_ready(p, m);
+        return;
+    }
     mv_dispatch_attach(&p->dispatch, w);
     if (p->slots.slot[w->slot - 1].active == &m->seat)
         mv_cgahead_prepare(&p->ahead, w->slot, p->slots.slot[w->slot - 1].gen + 1);
@@ -443,6 +449,8 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
                             "low for this worker to start"));
     mv_dispatch_detach(&p->dispatch, w);
     mv_dispatch_settle(&p->dispatch, w, g);
+    if (m->esc)
+        mv__pool_esc_gone(p, m, g);
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
@@ -483,6 +491,8 @@ static void w_closed(mv_worker_t *w)
         mv_watch_remove(&p->watch, &m->watch);
         mv_suspect_release(&p->suspect, &m->suspect);
     }
+    if (m->esc)
+        mv__pool_esc_closed(p, m);
     mv_worker_free(w);
     free(m);
     maybe_stopped(p);
@@ -535,37 +545,63 @@ static bool adopt_spare(mv_pool_t *p, mv_member_t *m, uint32_t gen, const mv_wli
     return true;
 }
 
-/* A new worker for `slot`: a spare if one is ready; else its cgroup (made ahead, or now in
- * the thread pool), then its process. */
-static void spawn_slot(mv_pool_t *p, int slot)
+/* A new worker for `slot` with limits `lim` (pool_int.h): a spare if one is ready; else its
+ * cgroup (made ahead, or now in the thread pool), then its process. An escalation worker takes
+ * neither: a spare and a cgroup made ahead have the run's limits, not the task's raised ones. */
+mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc)
 {
     mv_member_t *m = calloc(1, sizeof *m);
     mv_worker_opts_t o = worker_opts(p);
-    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
 
     if (!m) {
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->pool = p;
-    gen = mv_slots_take(&p->slots, &m->seat, slot);
-    if (adopt_spare(p, m, gen, &lim))
-        return;
-    m->w = mv_worker_new(&o, slot, gen, &lim, &worker_events, m);
+    m->esc = esc != NULL;
+    m->esc_task = esc;
+    if (esc) {
+        /* Beside the slot's own worker, never in the cgroup made ahead for its successor: a
+         * generation that cgahead is making is passed over (made twice, the directory would
+         * be one, and its removal would kill this worker). */
+        do
+            gen = mv_slots_take_extra(&p->slots, &m->seat, slot);
+        while (mv_cgahead_holds(&p->ahead, slot, gen));
+    } else {
+        gen = mv_slots_take(&p->slots, &m->seat, slot);
+        if (adopt_spare(p, m, gen, lim))
+            return m;
+    }
+    m->w = mv_worker_new(&o, slot, gen, lim, &worker_events, m);
     if (!m->w) {
-        p->slots.slot[slot - 1].active = NULL;
+        if (!esc)
+            p->slots.slot[slot - 1].active = NULL;
         free(m);
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->next = p->members;
     p->members = m;
     mv_watch_add(&p->watch, &m->watch, m->w);
     mv_suspect_attach(&p->suspect, &m->suspect, m->w);
-    mv_worker_start_ahead(m->w, &p->ahead);
+    if (esc)
+        mv_worker_start(m->w);
+    else
+        mv_worker_start_ahead(m->w, &p->ahead);
+    return m;
+}
+
+/* A new worker for `slot`, with the run's limits. */
+static void spawn_slot(mv_pool_t *p, int slot)
+{
+    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
+
+    mv__pool_spawn(p, slot, &lim, NULL);
 }
 
 static void spare_closed(void *arg)
@@ -684,6 +720,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
     p->open = 5; /* dispatch, watch, grace, spacer, spares */
+    mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
@@ -707,6 +744,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
         p->stopping = true;
         mv_slots_stop(&p->slots);
         mv_cgahead_drop(&p->ahead, false);
+        mv__pool_esc_stop(p);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
@@ -857,6 +895,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->live = mv_pool_live(p);
     v->spawned = p->spawned;
     v->requeued = p->dispatch.requeued;
+    v->escalated = p->dispatch.escalated;
     v->protocol_errors = p->protocol_errors;
     v->suspects = p->suspect.suspects;
     v->suspects_by_kind = p->suspect.by_kind;
@@ -884,6 +923,15 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
         wv->task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0;
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);
+    /* The figures a progress line shows (ticker.c). */
+    v->top = -1;
+    for (int i = 0; i < v->nworkers; i++) {
+        v->busy += v->workers[i].in_flight > 0;
+        if (v->workers[i].mem >= 0 && (v->top < 0 || v->workers[i].mem > v->workers[v->top].mem))
+            v->top = i;
+    }
+    for (int r = 1; r < MV_R_COUNT; r++)
+        v->recycled += r != MV_R_SHUTDOWN ? p->recycles[r] : 0;
     return view_spares(p, v, now);
 }
 

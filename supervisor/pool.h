@@ -42,6 +42,8 @@ typedef struct mv_member {
     mv_suspected_t suspect; /* suspect.c */
     struct mv_member *next; /* pool.c: every worker whose handles are open */
     bool deferred_said;     /* pool.c: its queued recycle was logged */
+    bool esc;               /* pool_esc.c: a worker made for one escalated task */
+    mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */
@@ -76,6 +78,18 @@ typedef struct mv_pool_slot {
     int64_t peak; /* highest usage of any of its workers */
 } mv_pool_slot_t;
 
+/* Escalated tasks waiting for a worker of their own (pool_esc.c). */
+typedef struct mv_pool_esc {
+    mv_task_t *head, *tail;
+    int live;         /* escalation workers not closed yet (at most one per slot) */
+    int next_slot;    /* the slot numbering the next one borrows (round robin) */
+    int failures;     /* in a row that could not take their task: the next waits (backoff) */
+    bool hold;        /* waiting for that backoff */
+    bool waited;      /* ...and it is over: one may go */
+    uv_timer_t timer; /* its end */
+    bool timer_open;
+} mv_pool_esc_t;
+
 typedef struct mv_pool {
     mv_pool_opts_t o;
     const mv_pool_events_t *ev;
@@ -96,6 +110,8 @@ typedef struct mv_pool {
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
     uint64_t rng;
+
+    mv_pool_esc_t esc;
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
@@ -127,12 +143,16 @@ typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    uint64_t escalated; /* requeued tasks that got more memory (escalate.h) */
     const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
     size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */
     int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
     mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */
     int nworkers;
+    int busy;          /* workers with a task in flight */
+    uint64_t recycled; /* workers that left, for any reason but the run's end */
+    int top;           /* the worker using the most memory (index in workers); -1 = none read */
     mv_worker_view_t *spares; /* slot 0, oldest first; `state` "spare" once ready */
     int nspares;
     uint64_t spares_started, spares_taken, spares_lost;

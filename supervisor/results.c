@@ -75,9 +75,22 @@ static json_t *attempts_json(const mv_attempt_t *h, int n)
             json_object_set_new(e, "exit", json_integer(h[i].status));
         if (h[i].peak >= 0)
             json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
+        if (h[i].limit > 0)
+            json_object_set_new(e, "mem_limit", json_integer(h[i].limit));
         json_array_append_new(a, e);
     }
     return a;
+}
+
+/* A wall-clock time as ISO 8601 UTC with microseconds; 0 = null (never happened). */
+static json_t *iso_or_null(int64_t us)
+{
+    char iso[48];
+
+    if (!us)
+        return json_null();
+    mv_iso_time_us(us, iso);
+    return json_string_nocheck(iso); /* ASCII digits and punctuation: nothing to check */
 }
 
 static int append_cb(const char *buffer, size_t size, void *data)
@@ -97,8 +110,11 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
     json_object_set_new(o, "status", json_string(mv_status_name(res->status)));
     json_object_set_new(o, "attempts", json_integer(res->attempts));
     json_object_set_new(o, "worker", res->slot ? json_integer(res->slot) : json_null());
+    json_object_set_new(o, "gen", res->gen ? json_integer(res->gen) : json_null());
     json_object_set_new(o, "pid", res->pid ? json_integer(res->pid) : json_null());
     json_object_set_new(o, "kind", res->kind ? json_string(res->kind) : json_null());
+    json_object_set_new(o, "started", iso_or_null(res->started_us));
+    json_object_set_new(o, "ended", iso_or_null(res->ended_us));
     if (res->measured) {
         json_object_set_new(o, "mem_before", json_integer(res->mem_before));
         json_object_set_new(o, "mem_after", json_integer(res->mem_after));
@@ -116,6 +132,10 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
         json_object_set_new(o, "retained", json_null());
     }
     json_object_set_new(o, "duration_ms", json_real(res->duration_ms));
+    json_object_set_new(o, "mem_limit",
+                        res->mem_limit > 0 ? json_integer(res->mem_limit) : json_null());
+    if (res->escalations > 0)
+        json_object_set_new(o, "escalations", json_integer(res->escalations));
     if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
         r = -ENOMEM;
     if (res->nhist > 0)

@@ -90,6 +90,10 @@ void mv_slots_free(mv_slots_t *s);
 
 /* A new worker takes `slot`: it becomes the active one; returns its generation. */
 uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot);
+/* A worker beside `slot`'s active one, never active itself (an escalated task's: escalate.h):
+ * counted as replaced from the start, so nothing replaces or respawns it, while its failures
+ * count toward crash_limit like any worker's. Returns its generation (the slot's numbering). */
+uint32_t mv_slots_take_extra(mv_slots_t *s, mv_seat_t *w, int slot);
 
 /* A planned recycle (max_tasks, lifetime, soft limit, requested, reload), or a shutdown. A
  * failure (premature: the limits do not fit its start-up) gets no replacement until gone.

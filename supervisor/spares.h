@@ -18,6 +18,7 @@
  *   - one that dies or cannot start is replaced, after the crash backoff while spares keep
  *     dying young (mv_policy_spare_delay), and never counts as a crash of the pool; one that
  *     crosses the soft limit while it waits is stopped and replaced the same way.
+ *   - an escalation worker (pool_esc.c) never takes a spare: it needs the task's raised limits.
  * A reload retires every spare (they run the old configuration and command) and starts new
  * ones; a stop retires them with the workers.
  */

@@ -15,14 +15,17 @@
 #include "log.h"
 #include "control.h"
 #include "exitcode.h"
+#include "hostmem.h"
 #include "leak.h"
 #include "listen.h"
 #include "metrics_http.h"
 #include "notify.h"
 #include "pool.h"
+#include "reaper.h"
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "ticker.h"
 #include "timeline.h"
 
 struct mv;
@@ -57,7 +60,8 @@ typedef struct mv {
     mv_results_t results;
     mv_timeline_t timeline; /* <run dir>/timeline.csv; path NULL when not open */
     mv_pool_t pool;
-    bool service; /* no task source: workers make their own tasks (or none) */
+    mv_ticker_t ticker; /* progress: the line on a terminal, the status figures */
+    bool service;       /* no task source: workers make their own tasks (or none) */
     const mv_commands_t *commands;
     mv_listen_t listen; /* [service] listen sockets, or socket activation's */
     mv_control_t control;
@@ -71,7 +75,11 @@ typedef struct mv {
     int nold, nold_argv, reloads;
     uv_signal_t sig[3]; /* SIGINT, SIGTERM, SIGHUP */
     bool sig_open;
-    int stop_signal; /* the first SIGINT/SIGTERM, 0 if none */
+    mv_reaper_t reaper;   /* [supervisor] subreaper: orphans reparented to memvisor */
+    mv_hostmem_t hostmem; /* [supervisor] pause_below: the host's available memory */
+    int stop_signal;      /* the first SIGINT/SIGTERM, 0 if none */
+    bool stop_requested;  /* `memvisor stop` came first (before any signal) */
+    int64_t not_run;      /* at exit: tasks that never got a final line (-1: unknown) */
     bool stopping;
     bool cant_run; /* exit 3 */
     uint64_t started_ms;

@@ -816,6 +816,10 @@ static int spawn(mv_worker_t *w, const char **call)
                                  /* Its own session: a Ctrl-C at memvisor's terminal is
                                   * memvisor's to handle (grace period first). */
                                  .own_session = true,
+                                 /* [worker] user/group: the shim drops to them (proc.h) */
+                                 .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
+                                 .uid = w->o.cfg->worker.uid,
+                                 .gid = w->o.cfg->worker.gid,
                              });
     free(env);
     mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
@@ -860,8 +864,7 @@ static void start_process(mv_worker_t *w)
     /* memory.stat only for the private metric (the rss one never needs the cgroup's anon). */
     w->mem.meter_ok =
         mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                      w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->o.cfg->limits.memory_soft
-                                                                   : 0) == 0;
+                      w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->lim.soft_bytes : 0) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -898,13 +901,18 @@ static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
 void mv_worker_start(mv_worker_t *w)
 {
     const mv_cg_t *cg = w->o.cg;
+    mv_cg_t own;
     int r;
 
     if (!cg || cg->version == MV_CG_OFF) {
         start_process(w);
         return;
     }
-    r = mv_cg_create_async(w->o.loop, w->o.log, cg, w->slot, w->gen, cg_created, w, &w->cg_job);
+    /* Its cgroup gets its own limits: the run's, or an escalated task's raised ones. */
+    own = *cg;
+    own.soft = w->lim.soft_bytes;
+    own.hard = w->lim.hard_bytes;
+    r = mv_cg_create_async(w->o.loop, w->o.log, &own, w->slot, w->gen, cg_created, w, &w->cg_job);
     if (r < 0)
         spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
 }

@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 55);
+    ck_assert_uint_eq(n, 62);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -222,6 +222,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "cgroup_parent = /memvisor.slice\n"
                                        "state_dir = /var/lib/memvisor\n"
                                        "keep_runs = 0\n"
+                                       "subreaper = no\n"
+                                       "pause_below = 2.5%\n"
                                        "[worker]\n"
                                        "command = python3 -u 'my worker.py' --flag\n"
                                        "protocol = lines\n"
@@ -234,6 +236,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "backoff_max = 1h\n"
                                        "crash_limit = 0\n"
                                        "fail_prefix = ERR \"x\":\n"
+                                       "user = 0\n"
+                                       "group = 0\n"
                                        "[limits]\n"
                                        "max_tasks = 1000000000000\n"
                                        "max_tasks_jitter = 17\n"
@@ -246,6 +250,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "metric = rss\n"
                                        "enforce = no\n"
                                        "sample_interval = 1ms\n"
+                                       "escalate = 1.5x\n"
+                                       "escalate_max = 3T\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
                                        "spacing = 2s\n"
@@ -279,7 +285,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
-                                       "file = /var/log/memvisor.log\n";
+                                       "file = /var/log/memvisor.log\n"
+                                       "progress = on\n";
 
 START_TEST(test_roundtrip)
 {
@@ -345,8 +352,27 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_int_eq(c.supervisor.subreaper, MV_REAP_NO);
+    ck_assert_str_eq(c.supervisor.pause_below, "2.5%");
+    ck_assert_str_eq(c.worker.user, "0");
+    ck_assert_str_eq(c.worker.group, "0");
+    ck_assert_str_eq(c.limits.escalate, "1.5x");
+    ck_assert_int_eq(c.limits.escalate_max, INT64_C(3) << 40);
+    ck_assert_int_eq(c.log.progress, MV_PROGRESS_ON);
     ck_assert_str_eq(c.path, path);
-    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+        ck_assert_int_eq(c.worker.uid, 0);
+        ck_assert_int_eq(c.worker.gid, 0);
+    } else { /* only root may switch a worker's user: the one mistake */
+        ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+        ck_assert_uint_eq(e.n, 1);
+        ck_assert_ptr_nonnull(strstr(e.msg[0], "[worker] user: \"0\": only root can"));
+        mv_errors_free(&e);
+    }
+    ck_assert_int_eq(c.supervisor.pause_permille, 25);
+    ck_assert_int_eq(c.limits.escalate_mode, MV_ESC_FACTOR);
+    ck_assert(c.limits.escalate_factor > 1.49 && c.limits.escalate_factor < 1.51);
 
     /* print -> load -> the same values; and every one differs from its default */
     snprintf(path2, sizeof path2, "%s/printed.ini", tmpdir);
@@ -1211,13 +1237,14 @@ static void words_are(const char *s, ...)
     mv_argv_free(argv);
 }
 
-/* The README's option table names every key with its default (it is generated from
- * conf/memvisor.ini; this keeps it from drifting from the code). */
-START_TEST(test_readme_table)
+/* docs/configuration.md's table has one row per key, exactly: its default, whether a reload
+ * applies it, and its doc line from the table in options.c; and no row for a key that is
+ * not one. So the page cannot drift from the code. */
+START_TEST(test_configuration_table)
 {
-    FILE *f = fopen(MV_SOURCE_DIR "/README.md", "r");
+    FILE *f = fopen(MV_SOURCE_DIR "/docs/configuration.md", "r");
     static char text[1 << 17];
-    size_t n, count;
+    size_t n, count, rows = 0;
     const mv_option_t *o = mv_config_options(&count);
 
     ck_assert_ptr_nonnull(f);
@@ -1225,13 +1252,19 @@ START_TEST(test_readme_table)
     fclose(f);
     text[n] = '\0';
     for (size_t i = 0; i < count; i++) {
-        char row[256];
+        char row[512], def[80];
+
         if (*o[i].def)
-            snprintf(row, sizeof row, "| `[%s] %s` | `%s` |", o[i].section, o[i].name, o[i].def);
+            snprintf(def, sizeof def, "`%s`", o[i].def);
         else
-            snprintf(row, sizeof row, "| `[%s] %s` | (empty) |", o[i].section, o[i].name);
-        ck_assert_msg(strstr(text, row) != NULL, "README.md has no row starting %s", row);
+            snprintf(def, sizeof def, "(empty)");
+        snprintf(row, sizeof row, "\n| `[%s] %s` | %s | %s | %s |\n", o[i].section, o[i].name, def,
+                 o[i].reload ? "yes" : "restart", o[i].doc);
+        ck_assert_msg(strstr(text, row) != NULL, "docs/configuration.md has no row%s", row);
     }
+    for (const char *p = text; (p = strstr(p, "\n| `[")); p++)
+        rows++;
+    ck_assert_uint_eq(rows, count);
 }
 END_TEST
 
@@ -1319,7 +1352,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_finish_workers);
     tcase_add_test(tc, test_shipped_conf);
-    tcase_add_test(tc, test_readme_table);
+    tcase_add_test(tc, test_configuration_table);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("units");

@@ -46,6 +46,13 @@ int main(void)
         metrics_suite,
         report_html_suite,
         recycle_suite,
+        config_ext_suite,
+        privdrop_suite,
+        exitcode_suite,
+        reaper_suite,
+        hostmem_suite,
+        escalate_suite,
+        progress_suite,
         cgroup_v2_suite,
         truth_suite,
     };

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cgahead.h"
 #include "harness.h"
 #include "suites.h"
 
@@ -366,6 +367,95 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
 }
 END_TEST
 
+/* What a slot's cgroup made ahead is for: only that generation of that slot; nothing for a
+ * slot out of range or generation 0 (none asked). */
+START_TEST(cgahead_holds_only_the_generation_asked)
+{
+    mv_cgahead_t a;
+
+    ck_assert_int_eq(mv_cgahead_init(&a, NULL, NULL, NULL, 2, true), 0);
+    ck_assert(!a.on); /* no cgroups: nothing is ever made */
+    ck_assert(!mv_cgahead_holds(&a, 1, 0));
+    a.slot[1].gen = 3; /* as mv_cgahead_prepare(&a, 2, 3) leaves it while it is made */
+    ck_assert(mv_cgahead_holds(&a, 2, 3));
+    ck_assert(!mv_cgahead_holds(&a, 2, 4));
+    ck_assert(!mv_cgahead_holds(&a, 1, 3));
+    ck_assert(!mv_cgahead_holds(&a, 0, 3));
+    ck_assert(!mv_cgahead_holds(&a, 3, 3));
+    ck_assert(!mv_cgahead_holds(&a, -1, 3));
+    a.slot[1].gen = 0;
+    mv_cgahead_free(&a);
+}
+END_TEST
+
+/* Escalation workers (pool_esc.c) and spares both start workers beside a slot's own: they do
+ * not fight. The task killed at memory_hard runs again on an escalation worker that took
+ * neither the spare (its limits are the run's) nor the cgroup made ahead for the slot's next
+ * worker (the same directory); the spare takes the slot. */
+START_TEST(escalation_workers_take_no_spare_and_no_cgroup_made_ahead)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "recycle.spares=1",
+                          "-o",
+                          "recycle.cgroup_ahead=yes",
+                          "-o",
+                          "limits.memory_hard=64M",
+                          "-o",
+                          "limits.escalate=2x",
+                          "-o",
+                          "limits.escalate_max=256M",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          MVTEST,
+                          NULL};
+    char needle[64], esc_cg[512], made[512];
+    const char *taken, *at;
+    json_t *t1;
+    long long esc_pid;
+    mvrun_t r;
+
+    run_init(&r, "alloc 100\nok\nok\n");
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    t1 = run_result(&r, 1);
+    ck_assert_str_eq(jstr(t1, "status"), "ok");
+    ck_assert_int_eq(jint(t1, "escalations"), 1);
+    ck_assert_int_eq(jint(t1, "mem_limit"), 128 << 20);
+    esc_pid = jint(t1, "pid");
+    /* One spare taken, by the slot (its worker was killed); not by the escalation worker. */
+    ck_assert_int_eq(run_count(&r, "event=spare_taken "), 1);
+    taken = log_at(&r, NULL, "event=spare_taken worker=1 ");
+    ck_assert_int_ne(atoll(strstr(taken, " pid=") + 5), esc_pid);
+    /* Made where one was made ahead, its cgroup failed (v1: libcgroup refuses a cgroup that
+     * exists) or was shared (v2: mkdir finds it). */
+    ck_assert_msg(run_count(&r, "event=spawn_failed") == 0, "%s", r.log);
+    ck_assert_int_eq(run_count(&r, "event=cgroup_remove_failed"), 0);
+    if (!cgroups_here(&r)) {
+        run_free(&r);
+        return;
+    }
+    /* The escalation worker's cgroup is none that was made ahead. */
+    snprintf(needle, sizeof needle, " pid=%lld cgroup=", esc_pid);
+    ck_assert_ptr_nonnull(log_at(&r, NULL, needle));
+    log_field(&r, needle, "cgroup", esc_cg, sizeof esc_cg);
+    ck_assert_int_ge(run_count(&r, "event=cgroup_ahead "), 1);
+    for (at = log_at(&r, NULL, "event=cgroup_ahead "); at;
+         at = log_at(&r, at + 1, "event=cgroup_ahead ")) {
+        const char *c = strstr(at, " cgroup=") + 8;
+        snprintf(made, sizeof made, "%.*s", (int)strcspn(c, " \n"), c);
+        ck_assert_str_ne(made, esc_cg);
+    }
+    run_free(&r);
+}
+END_TEST
+
 /* Batching: 64 task lines in flight per worker, written together and answered in bulk by
  * cat (which writes whatever it read, cut anywhere), still pair each answer with its task. */
 START_TEST(lines_answers_pair_with_tasks_at_prefetch_64)
@@ -428,6 +518,8 @@ Suite *recycle_suite(void)
     tcase_add_test(tc, a_none_spare_takes_the_slot_of_a_service);
     tcase_add_test(tc, a_reload_replaces_the_spares);
     tcase_add_test(tc, spares_out_of_range_is_a_config_error);
+    tcase_add_test(tc, escalation_workers_take_no_spare_and_no_cgroup_made_ahead);
+    tcase_add_test(tc, cgahead_holds_only_the_generation_asked);
     suite_add_tcase(s, tc);
     tc = tcase_create("surge");
     tcase_set_timeout(tc, 60);
