@@ -155,6 +155,7 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
         if (mv_cg_read(m->cg, m->anon_from, &c) < 0)
             return rc < 0 ? rc : -EIO;
         r->usage = c.usage;
+        r->usage_fresh = c.usage_fresh;
         r->peak = c.peak;
         r->group_priv = c.anon;
         if (rc < 0) {
@@ -168,6 +169,7 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
         /* What a memory cgroup would charge an exec'd worker is its private memory, not RSS
          * (which counts shared library pages once per worker): limits and peaks use that. */
         r->usage = r->priv;
+        r->usage_fresh = true;
         r->peak = -1;
         r->group_priv = -1;
     }

@@ -442,9 +442,11 @@ static void chan_hello(void *owner, uint32_t version)
         return mv_chan_fail(&w->chan, what);
     }
     if (w->state != MV_W_SPAWNING)
-        return; /* asked to stop before it was ready: it gets STOP, not GO */
-    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
-    mv_chan_flush(&w->chan);
+        return;        /* asked to stop before it was ready: it gets STOP, not GO */
+    if (w->slot > 0) { /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
+        mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+        mv_chan_flush(&w->chan);
+    }
     mv_worker_became_ready(w);
 }
 
@@ -887,8 +889,10 @@ static void start_process(mv_worker_t *w)
         step(w, MV_EV_SPAWN_FAILED);
         return;
     }
-    w->mem.meter_ok = mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                                    w->lim.soft_bytes) == 0;
+    /* memory.stat only for the private metric (the rss one never needs the cgroup's anon). */
+    w->mem.meter_ok =
+        mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
+                      w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->lim.soft_bytes : 0) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -976,4 +980,49 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     mv_proc_init(&w->proc, &proc_events, w);
     w->open = 4; /* the two timers, the channel and the process */
     return w;
+}
+
+/* ---- spares and cgroups made ahead (pool.h: spares.h, cgahead.h) ---- */
+
+void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
+{
+    mv_cgw_t cg;
+    mv_job_t *job = NULL;
+
+    switch (mv_cgahead_take(ahead, w->slot, w->gen, &cg, &job)) {
+    case MV_AHEAD_READY: cg_created(w, 0, &cg, ""); break;
+    case MV_AHEAD_MAKING: /* its job is ours now: closing the worker detaches it, as usual */
+        w->cg_job = job;
+        mv_cg_create_retarget(job, cg_created, w);
+        break;
+    default: mv_worker_start(w); break;
+    }
+}
+
+void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
+                     const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline)
+{
+    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)slot, w->cap,
+                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
+
+    mv_info(w->o.log, "spare_taken", MV_I("worker", slot), MV_I("gen", gen),
+            MV_I("pid", w->proc.pid), MV_I("spare", w->gen),
+            MV_I("waited_ms", (long long)(mv_now_ms() - w->ready_ms)));
+    w->slot = slot;
+    w->gen = gen;
+    w->lim = *lim;
+    w->ev = ev;
+    w->data = data;
+    w->o.timeline = timeline;
+    /* Its life in a slot starts now: max_lifetime counts from here, and its first task's
+     * "before" is read now, not taken from its readiness (it may have waited long). */
+    w->spawned_ms = mv_now_ms();
+    w->idle_ns = uv_hrtime();
+    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello) {
+        mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+        mv_chan_flush(&w->chan);
+    }
+    if (timeline)
+        mv_timeline_mark(timeline, &(mv_tl_mark_t){slot, gen, MV_TL_SPAWN, "spare", w->proc.pid,
+                                                   w->lim.soft_bytes, w->lim.hard_bytes, 0});
 }
