@@ -119,15 +119,18 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     uint64_t now = mv_now_ms();
     mv_pool_view_t v;
     mv_progress_t pg;
-    json_t *workers = json_array(), *reply;
+    json_t *workers = json_array(), *spares = json_array(), *reply;
 
     if (mv_pool_view(&mv->pool, &v) < 0 || mv_ticker_figures(mv, &pg) < 0) {
         json_decref(workers);
+        json_decref(spares);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     for (int i = 0; i < v.nworkers; i++)
         json_array_append_new(workers, worker_json(&v.workers[i]));
+    for (int i = 0; i < v.nspares; i++)
+        json_array_append_new(spares, worker_json(&v.spares[i]));
     reply = json_pack("{s:{s:s?, s:i, s:s, s:f, s:s, s:s?, s:i, s:b}}", "run", "id", mv->run.id,
                       "pid", (int)getpid(), "mode", mv->service ? "service" : "batch", "uptime_s",
                       (double)(now - mv->started_ms) / 1000.0, "cgroup",
@@ -142,6 +145,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "spares", spares); /* spares.h: slot 0, counted in no total */
     json_object_set_new(reply, "dispatch", dispatch_json(mv));
     /* queue: tasks not sent to a worker yet (null while the total is not known). */
     json_object_set_new(
@@ -163,6 +167,15 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 }
 
 /* ---- metrics: the Prometheus text exposition format (metrics.h) ---- */
+
+static int64_t spares_usage(const mv_pool_view_t *v)
+{
+    int64_t sum = 0;
+
+    for (int i = 0; i < v->nspares; i++)
+        sum += v->spares[i].usage > 0 ? v->spares[i].usage : 0;
+    return sum;
+}
 
 /* The exposition of the run now, from the pool's view: labelled by slot, never by pid or
  * state, so a recycle does not start new series. 0 or -ENOMEM. */
@@ -225,6 +238,8 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .workers = v.live,
                              .queue = pg.queue,
                              .in_flight = (int64_t)v.in_flight,
+                             .spares = v.nspares,
+                             .spares_usage = spares_usage(&v),
                              .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
                              .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
                              .paused_results = mv_results_backlogged(&mv->results),

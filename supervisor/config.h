@@ -98,6 +98,8 @@ typedef struct mv_config {
         int64_t spacing;           /* ms between the starts of two planned recycles */
         int64_t handover_headroom; /* bytes above memory_soft a recycled worker may serve on;
                                     * 0 = no bound */
+        int spares;                /* workers kept started, ready to take a slot (spares.h) */
+        int cgroup_ahead; /* each slot's next cgroup made while its worker runs (cgahead.h) */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */

@@ -370,6 +370,32 @@ static void fmt_state(json_t *w, char *out, size_t n)
     snprintf(out, n, "%s(%s)", st, why ? why : "?");
 }
 
+/* One row of the workers table; a spare (slot 0) has no slot yet: "-" (its state says spare). */
+static void print_row(json_t *w, FILE *out)
+{
+    char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
+        task_s[24], current[56] = "-";
+
+    fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
+    if (json_is_integer(json_object_get(w, "slot")) &&
+        json_integer_value(json_object_get(w, "slot")) == 0)
+        snprintf(slot, sizeof slot, "-");
+    fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
+    fmt_val(json_object_get(w, "pid"), pid, sizeof pid);
+    fmt_state(w, state, sizeof state);
+    fmt_secs(json_object_get(w, "age_s"), 1, age);
+    fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
+    fmt_size(json_object_get(w, "mem"), mem);
+    fmt_size(json_object_get(w, "peak"), peak);
+    if (json_is_integer(json_object_get(w, "task"))) {
+        fmt_val(json_object_get(w, "task"), task, sizeof task);
+        fmt_secs(json_object_get(w, "task_s"), 1, task_s);
+        snprintf(current, sizeof current, "%s for %s", task, task_s);
+    }
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age, tasks,
+            mem, peak, current);
+}
+
 static void print_workers(json_t *reply, FILE *out)
 {
     json_t *ws = json_object_get(reply, "workers"), *w;
@@ -379,27 +405,14 @@ static void print_workers(json_t *reply, FILE *out)
             "TASKS", "MEM", "PEAK", "TASK");
     json_array_foreach(ws, i, w)
     {
-        char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
-            task_s[24], current[56] = "-";
-
-        fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
-        fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
-        fmt_val(json_object_get(w, "pid"), pid, sizeof pid);
-        fmt_state(w, state, sizeof state);
-        fmt_secs(json_object_get(w, "age_s"), 1, age);
-        fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
-        fmt_size(json_object_get(w, "mem"), mem);
-        fmt_size(json_object_get(w, "peak"), peak);
-        if (json_is_integer(json_object_get(w, "task"))) {
-            fmt_val(json_object_get(w, "task"), task, sizeof task);
-            fmt_secs(json_object_get(w, "task_s"), 1, task_s);
-            snprintf(current, sizeof current, "%s for %s", task, task_s);
-        }
-        fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age,
-                tasks, mem, peak, current);
+        print_row(w, out);
     }
     if (json_array_size(ws) == 0)
         fprintf(out, "(no workers)\n");
+    json_array_foreach(json_object_get(reply, "spares"), i, w)
+    {
+        print_row(w, out);
+    }
 }
 
 static void print_totals(json_t *reply, FILE *out)

@@ -61,8 +61,8 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         res.mem_before = mv_reading_task_metric(a->before, metric);
         res.mem_after = mv_reading_task_metric(a->after, metric);
         res.retained = res.mem_after - res.mem_before;
-        res.mem_peak = a->after->peak >= 0 ? a->after->peak : MV_MAX(a->peak_seen, a->after->usage);
-        res.peak_source = a->after->peak >= 0 ? "kernel" : "sampled";
+        res.mem_peak = a->peak;
+        res.peak_source = a->peak_source;
         res.fds_before = a->before->fds;
         res.fds_after = a->after->fds;
     }

@@ -122,6 +122,12 @@ const mv_option_t mv__options[] = {
         "a worker recycled for memory serves on (in handover until its replacement is ready; "
         "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
         "much, then drains; 0 = no bound"),
+    OPT(recycle, spares, MV_OPT_INT, "0", 0, 1024, NULL,
+        "workers kept started, in their own cgroups, to take a slot the moment one recycles; "
+        "they count against nothing until then"),
+    OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
+        "replacement only starts its process"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "cgahead.h"
 #include "cgroup.h"
 #include "config.h"
 #include "dispatch.h"
@@ -25,6 +26,7 @@
 #include "results.h"
 #include "rundir.h"
 #include "slots.h"
+#include "spares.h"
 #include "suspect.h"
 #include "tasks.h"
 #include "timeline.h"
@@ -101,7 +103,9 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    uv_timer_t spacer; /* [recycle] spacing: the queue may move then */
+    mv_spares_t spares; /* spares.c: workers started ahead, taken by spawn_slot */
+    mv_cgahead_t ahead; /* cgahead.c: each slot's next cgroup */
+    uv_timer_t spacer;  /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
@@ -149,6 +153,9 @@ typedef struct mv_pool_view {
     int busy;          /* workers with a task in flight */
     uint64_t recycled; /* workers that left, for any reason but the run's end */
     int top;           /* the worker using the most memory (index in workers); -1 = none read */
+    mv_worker_view_t *spares; /* slot 0, oldest first; `state` "spare" once ready */
+    int nspares;
+    uint64_t spares_started, spares_taken, spares_lost;
 } mv_pool_view_t;
 
 /* Sets up the pool and starts its workers. 0, or -errno before anything was started (no

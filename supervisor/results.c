@@ -19,7 +19,9 @@
 
 #include "runlock.h"
 
-#define FLUSH_BYTES    (64 * 1024)
+/* Small batches: at a modest rate the buffers stay small (bench/footprint); at a high one
+ * results pile up while a job runs, so the batches grow by themselves. */
+#define FLUSH_BYTES    (16 * 1024)
 #define FLUSH_EVERY_MS 100
 #define BACKLOG_MAX    (1024 * 1024)
 #define RETRY_EVERY_MS 500
@@ -343,6 +345,12 @@ static void after_job_cb(uv_work_t *req, int status)
         return;
     }
     mv_buf_reset(&r->batch);
+    /* What a burst grew is given back: a steady rate keeps its batches small. */
+    mv_buf_shrink(&r->batch, 4 * FLUSH_BYTES);
+    if (!r->encoded) { /* written: its text is not needed for a retry */
+        mv_buf_reset(&r->lines);
+        mv_buf_shrink(&r->lines, 4 * FLUSH_BYTES);
+    }
     if (r->stalled) {
         r->stalled = false;
         if (r->log)

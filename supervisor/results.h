@@ -56,7 +56,7 @@ typedef struct mv_result {
     int pid;
     bool measured; /* the memory fields below are valid */
     int64_t mem_before, mem_after, mem_peak, retained;
-    const char *peak_source; /* "kernel" or "sampled" */
+    const char *peak_source; /* "kernel", "process" or "sampled" */
     int fds_before, fds_after;
     double duration_ms;
     int64_t started_us, ended_us; /* wall clock, Unix µs (docs/run-files.md); 0 = null */

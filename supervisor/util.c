@@ -68,6 +68,12 @@ void mv_buf_free(mv_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
+void mv_buf_shrink(mv_buf_t *b, size_t keep)
+{
+    if (mv_buf_unread(b) == 0 && b->cap > keep)
+        mv_buf_free(b);
+}
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is invalid. */
 static size_t utf8_seq(const uint8_t *s, size_t n)
 {

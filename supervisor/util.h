@@ -34,6 +34,8 @@ static inline uint8_t *mv_buf_head(const mv_buf_t *b)
 }
 void mv_buf_reset(mv_buf_t *b);
 void mv_buf_free(mv_buf_t *b);
+/* Frees an empty buffer's storage when it grew past `keep` bytes (a burst is over). */
+void mv_buf_shrink(mv_buf_t *b, size_t keep);
 
 /* Whether s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool mv_utf8_valid(const void *s, size_t n);

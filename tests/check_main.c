@@ -45,6 +45,7 @@ int main(void)
         timeline_suite,
         metrics_suite,
         report_html_suite,
+        recycle_suite,
         config_ext_suite,
         privdrop_suite,
         exitcode_suite,

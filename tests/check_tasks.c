@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -619,6 +620,37 @@ START_TEST(statm_parsing_and_a_real_reading)
 }
 END_TEST
 
+/* The process's own peak: VmHWM parsed from status text, and reset by clear_refs to about
+ * the current resident size once 32 MiB touched and freed raised it. */
+START_TEST(the_process_high_water_mark_resets)
+{
+    const size_t big = 32u << 20;
+    int64_t b = 0, high, low;
+    mv_meter_t m;
+    mv_reading_t r;
+    char *p;
+
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmPeak:\t 9 kB\nVmHWM:\t  1234 kB\n", &b), 0);
+    ck_assert_int_eq(b, 1234 * 1024);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tkthreadd\nState:\tS\n", &b), -EINVAL);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmHWM:\t  12 MB\n", &b), -EINVAL);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmHWM:\t\n", &b), -EINVAL);
+
+    ck_assert_int_eq(mv_meter_open(&m, getpid(), NULL, 0), 0);
+    p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    memset(p, 1, big);
+    munmap(p, big);
+    high = mv_meter_hwm(&m);
+    ck_assert_int_eq(mv_meter_read(&m, &r), 0);
+    ck_assert_int_ge(high, r.rss + (int64_t)big - (1 << 20));
+    ck_assert_int_eq(mv_meter_reset_hwm(&m), 0);
+    low = mv_meter_hwm(&m);
+    ck_assert_int_lt(low, r.rss + (1 << 20));
+    mv_meter_close(&m);
+}
+END_TEST
+
 /* A zombie has no fds: "unknown" (-1), whether they are counted by st_size (>= 6.2) or by
  * listing the directory (older kernels: a 6.1 guest of make check-v2 found it said 0). */
 START_TEST(a_zombie_has_no_fd_count)
@@ -689,6 +721,7 @@ Suite *tasks_suite(void)
     tcase_add_test(misc, utf8_rules);
     tcase_add_test(misc, base64_vectors);
     tcase_add_test(misc, statm_parsing_and_a_real_reading);
+    tcase_add_test(misc, the_process_high_water_mark_resets);
     tcase_add_test(misc, a_zombie_has_no_fd_count);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, src);
