@@ -56,6 +56,7 @@ typedef struct mv_config {
         int64_t backoff_max;    /* ms, bound of the exponential backoff */
         int crash_limit;   /* consecutive crashes with no task ending before giving up; 0 = never */
         char *fail_prefix; /* lines: a reply starting with this is a failure */
+        int template;      /* start workers by forking a warm template (api only) */
     } worker;
     struct {
         int64_t max_tasks;           /* recycle after this many tasks; 0 = off */

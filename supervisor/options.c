@@ -69,6 +69,9 @@ const mv_option_t mv__options[] = {
         "crashes in a row with no task ending (done or quarantined): give up; 0 = never"),
     OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
         "lines protocol: a reply line starting with this marks the task failed"),
+    FIXED(worker, template, MV_OPT_BOOL, "no", 0, 1, NULL,
+          "yes = run the command once as a template (its start-up before mvw_open) and fork "
+          "each worker from it (api only; docs/templates.md)"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),

@@ -92,6 +92,8 @@ static void maybe_stopped(mv_pool_t *p)
     p->closing = true;
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
+    if (p->tmpl.started)
+        mv_templates_close(&p->tmpl, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
@@ -451,11 +453,10 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
-static void spawn_slot(mv_pool_t *p, int slot)
+/* What every worker (and the warm template) is started with. */
+static mv_worker_opts_t worker_opts(mv_pool_t *p)
 {
-    mv_member_t *m = calloc(1, sizeof *m);
-    mv_worker_opts_t o = {
+    return (mv_worker_opts_t){
         .loop = p->o.loop,
         .log = p->o.log,
         .cfg = p->o.cfg,
@@ -467,7 +468,15 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .service = p->o.service,
         .pass = &p->dispatch.pass,
         .timeline = p->o.timeline,
+        .forker = mv_templates_forker(&p->tmpl),
     };
+}
+
+/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
+static void spawn_slot(mv_pool_t *p, int slot)
+{
+    mv_member_t *m = calloc(1, sizeof *m);
+    mv_worker_opts_t o = worker_opts(p);
     mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
 
@@ -528,6 +537,14 @@ static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
 }
 
 /* ---- public ---- */
+
+/* The warm template's start-up said "do not retry" (its fatal exit code): as a worker's. */
+static void on_template_fatal(void *arg)
+{
+    fatal(arg);
+}
+
+static const mv_templates_events_t templates_events = {on_template_fatal};
 
 static void grace_cb(uv_timer_t *t)
 {
@@ -594,6 +611,11 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->open = 4; /* dispatch, watch, grace, spacer */
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    if (cfg->worker.template) {
+        mv_worker_opts_t wo = worker_opts(p);
+        mv_templates_start(&p->tmpl, &wo, &templates_events, p);
+        p->open++;
+    }
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
     return 0;
@@ -609,6 +631,8 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     mv_member_t *m, *next;
 
     mv_dispatch_stop(&p->dispatch);
+    if (p->tmpl.started)
+        mv_templates_stop(&p->tmpl, graceful);
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
@@ -673,6 +697,8 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->slots.cfg.backoff_min = cfg->worker.backoff_min;
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
+    if (p->tmpl.started)
+        mv_templates_reconfigure(&p->tmpl, cfg, argv);
 }
 
 /* In slot order, a slot's retiring worker after its new one. */
@@ -710,6 +736,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->suspects_by_kind = p->suspect.by_kind;
     v->nkinds = p->suspect.nkinds;
     v->recycles = p->recycles;
+    mv_templates_view(&p->tmpl, &v->tmpl);
     for (const mv_member_t *m = p->members; m; m = m->next) {
         const mv_worker_t *w = m->w;
         const mv_reading_t *r = w->mem.have ? &w->mem.last : NULL;

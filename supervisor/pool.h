@@ -27,6 +27,7 @@
 #include "slots.h"
 #include "suspect.h"
 #include "tasks.h"
+#include "templates.h"
 #include "timeline.h"
 #include "watch.h"
 #include "worker.h"
@@ -87,7 +88,8 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    uv_timer_t spacer; /* [recycle] spacing: the queue may move then */
+    mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
+    uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
@@ -127,6 +129,7 @@ typedef struct mv_pool_view {
     int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
     mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */
     int nworkers;
+    mv_template_view_t tmpl; /* the warm template (tmpl.on: there is one) */
 } mv_pool_view_t;
 
 /* Sets up the pool and starts its workers. 0, or -errno before anything was started (no

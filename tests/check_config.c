@@ -104,7 +104,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 51);
+    ck_assert_uint_eq(n, 52);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -234,6 +234,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "backoff_max = 1h\n"
                                        "crash_limit = 0\n"
                                        "fail_prefix = ERR \"x\":\n"
+                                       "template = yes\n"
                                        "[limits]\n"
                                        "max_tasks = 1000000000000\n"
                                        "max_tasks_jitter = 17\n"
@@ -305,6 +306,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.worker.backoff_max, 3600000);
     ck_assert_int_eq(c.worker.crash_limit, 0);
     ck_assert_str_eq(c.worker.fail_prefix, "ERR \"x\":");
+    ck_assert_int_eq(c.worker.template, 1);
     ck_assert_int_eq(c.limits.max_tasks, INT64_C(1000000000000));
     ck_assert_int_eq(c.limits.max_tasks_jitter, 17);
     ck_assert_int_eq(c.limits.max_lifetime, 2 * 86400000);
@@ -340,7 +342,16 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
     ck_assert_str_eq(c.path, path);
-    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    /* Every key off its default includes a lines worker with a template, which cannot be:
+     * that is the one mistake the cross-key checks find. */
+    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+    ck_assert_uint_eq(e.n, 1);
+    ck_assert(has(&e,
+                  "%s:20: [worker] template: only api workers can be templates (a lines "
+                  "worker has no mvw_open to fork from): set protocol = api, or template = no",
+                  path));
+    mv_errors_free(&e);
+    memset(&e, 0, sizeof e);
 
     /* print -> load -> the same values; and every one differs from its default */
     snprintf(path2, sizeof path2, "%s/printed.ini", tmpdir);

@@ -9,14 +9,14 @@ import sys
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
     0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
-       "confdiff addr kind paths metrics",
+       "confdiff addr kind paths metrics tpolicy",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify "
        "heapmon runlock stale control timeline metrics_http",
     # 2: one worker
-    2: "worker",
+    2: "worker template",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
-    3: "dispatch watch suspect",
+    3: "dispatch watch suspect templates",
     # 4: the slots
     4: "pool",
     # 5: the run, its commands and the command lines
