@@ -42,6 +42,18 @@ static json_t *recycles_json(const uint64_t *recycles)
     return o;
 }
 
+/* The warm template, or null without one. */
+static json_t *template_json(const mv_template_view_t *t)
+{
+    if (!t->on)
+        return json_null();
+    return json_pack("{s:i, s:i, s:s?, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "gen", (int)t->gen,
+                     "pid", t->pid, "state", t->state, "age_s", t->age_s, "forks",
+                     (json_int_t)t->forks, "replaced", (json_int_t)t->replaced, "failed",
+                     (json_int_t)t->failed, "mem", (json_int_t)t->mem, "usage",
+                     (json_int_t)t->usage, "peak", (json_int_t)t->peak, "fallback", t->fallback);
+}
+
 static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 {
     const mv_config_t *cfg = mv->cfg;
@@ -71,6 +83,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "template", template_json(&v.tmpl));
     json_object_set_new(
         reply, "totals",
         json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
@@ -92,6 +105,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
 {
     mv_metrics_slot_t *slots;
     mv_metrics_count_t tasks[MV_ST_COUNT], recycles[MV_R_COUNT], *kinds;
+    mv_metrics_template_t tm;
     size_t nrecycles = 0;
     mv_pool_view_t v;
     int r;
@@ -132,6 +146,13 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                 (mv_metrics_count_t){mv_reason_name((mv_reason_t)rr), v.recycles[rr]};
     for (size_t k = 0; k < v.nkinds; k++)
         kinds[k] = (mv_metrics_count_t){v.suspects_by_kind[k].kind, v.suspects_by_kind[k].n};
+    tm = (mv_metrics_template_t){v.tmpl.pid > 0 && v.tmpl.state && !strcmp(v.tmpl.state, "ready"),
+                                 v.tmpl.gen,
+                                 v.tmpl.mem,
+                                 v.tmpl.usage,
+                                 v.tmpl.peak,
+                                 v.tmpl.forks,
+                                 v.tmpl.replaced};
     r = mv_metrics_render(
         &(mv_metrics_view_t){.slots = slots,
                              .nslots = (size_t)v.nslots,
@@ -146,7 +167,8 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .workers = v.live,
                              .queue = (int64_t)mv->tasks.queued,
                              .in_flight = (int64_t)v.in_flight,
-                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0},
+                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
+                             .tmpl = v.tmpl.on ? &tm : NULL},
         out);
     free(slots);
     free(kinds);

@@ -46,6 +46,8 @@ int main(void)
         metrics_suite,
         report_html_suite,
         cgroup_v2_suite,
+        tpolicy_suite,
+        template_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -38,5 +38,7 @@ Suite *ops_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
 Suite *report_html_suite(void);
+Suite *tpolicy_suite(void);
+Suite *template_suite(void);
 
 #endif

@@ -129,26 +129,6 @@ class _Clone:
 _clone: Optional[_Clone] = None
 
 
-def can_template() -> bool:
-    """Whether this process can serve as a template now: clone3 is reachable through ctypes
-    and the process is single-threaded (no lock can be held by a thread that the child would
-    not have)."""
-    global _clone
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            stat = f.read()
-        if int(stat[stat.rindex(b")") + 2:].split()[17]) != 1:  # num_threads, field 20
-            return False
-    except (OSError, ValueError, IndexError):
-        pass
-    if _clone is None:
-        try:
-            _clone = _Clone()
-        except (OSError, AttributeError):
-            return False
-    return True
-
-
 def _read_exact(worker: "_mw.Worker", n: int, fds: List[int]) -> bytes:
     """Exactly n bytes: first what the handshake read ahead (no fds come with it: memvisor
     sends FORK only after TEMPLATE), then from the socket, keeping the fds that come along."""
@@ -260,7 +240,12 @@ def serve(worker: "_mw.Worker") -> bool:
         return False  # STOP came with GO
     if worker._tasks:
         worker._fail(_mw.ProtocolError("TASK sent to a template"))
-    assert _clone is not None
+    global _clone
+    if _clone is None:
+        _clone = _Clone()
+        # What loading ctypes made is no worker's growth: the census the workers' first
+        # snapshots compare with is taken again.
+        worker._type_growth()
     features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
     worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
     worker._flush()

@@ -852,13 +852,18 @@ def _open_channel(fd: Optional[int]) -> socket.socket:
 
 
 def _can_template() -> bool:
-    """Whether this process can serve as memvisor's warm template (memvisor_template: a
-    single-threaded CPython with ctypes)."""
-    try:
-        import memvisor_template  # noqa: PLC0415 - optional: a copied-alone module works
-    except ImportError:
+    """Whether this process can serve as memvisor's warm template: memvisor_template is
+    there (it is loaded, with ctypes, only when memvisor asks), and the process is
+    single-threaded (no lock can be held by a thread the child would not have)."""
+    if "memvisor_template" not in sys.modules and not os.path.exists(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "memvisor_template.py")):
         return False
-    return memvisor_template.can_template()
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[17]) == 1  # num_threads, field 20
+    except (OSError, ValueError, IndexError):
+        return True  # no /proc: nothing says otherwise
 
 
 def _start_tracemalloc() -> None:
