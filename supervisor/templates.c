@@ -151,7 +151,7 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
         mv_freq_free(r);
         return err;
     }
-    r->asked_ms = mv_now_ms();
+    r->queued_ns = uv_hrtime();
     for (pp = &ts->queue; *pp;)
         pp = &(*pp)->next;
     *pp = r;
@@ -261,6 +261,9 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
     mv_proc_t *p = r->p;
     bool hopeless = pid <= 0 && mv_tpolicy_fork_hopeless(err);
 
+    mv_debug(ts->o.log, "forked", MV_I("template", t->gen), MV_I("slot", r->body.slot),
+             MV_I("pid", pid), MV_I("us", (long long)((uv_hrtime() - r->queued_ns) / 1000)),
+             MV_S("cgroup", in_cgroup ? "born_in" : "joins"));
     mv_freq_free(r);
     if (pid > 0) {
         ts->streak = 0;

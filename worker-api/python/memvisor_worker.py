@@ -288,10 +288,17 @@ class Worker:
 
     `fd` names the channel instead of $MEMVISOR_FD (for a wrapper that moved it).
     Attributes from GO: ``slot`` (1-based), ``prefetch``, ``mode`` (MODE_BATCH, MODE_SERVICE).
+
+    When memvisor runs the pool with a warm template (``[worker] template = yes``,
+    docs/templates.md), the first process to make a Worker serves as the template: the code
+    before it ran once, and this constructor returns in each worker forked from it
+    (``forked`` is then true), connected on its own channel. A template that memvisor
+    retires returns from here with ``stop_requested`` true, as after STOP.
     """
 
     def __init__(self, fd: Optional[int] = None) -> None:
         self._sock: Optional[socket.socket] = None
+        self.forked = False  # forked from a warm template (docs/templates.md)
         self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
         self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
         self._init_channel_state()
@@ -311,6 +318,7 @@ class Worker:
                     break
                 self._sock.detach()  # that fd number is this worker's channel now
                 self._sock = None
+                self.forked = True
                 self._init_channel_state()
                 self._sock = _open_channel(None)
                 self._connect()
@@ -918,10 +926,27 @@ def run_local(handler: Handler, tasks: Iterable[Union[str, bytes]], *,
         yield out
 
 
+def _leave(worker: Optional[Worker], code: int) -> NoReturn:
+    """Exits with `code`. A worker forked from a template ends as multiprocessing's forked
+    workers do, with os._exit() after flushing stdio: the interpreter's teardown (atexit
+    handlers, every object freed) would only copy the template's pages it shares, one by
+    one, before the replacement can start."""
+    if worker is not None and worker.forked:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(handler: Handler) -> NoReturn:
     """Runs a batch worker around `handler` (see Worker.run) and exits: 0 after STOP,
     EXIT_FATAL (78, not respawned) with a message when not started by memvisor, 1 when the
-    channel broke."""
+    channel broke. With a template (docs/templates.md), the code before main() is the
+    workers' start-up, run once in the template; each worker forked from it ends with
+    os._exit() (see _leave)."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "worker"
     try:
         worker = Worker()
@@ -936,5 +961,5 @@ def main(handler: Handler) -> NoReturn:
             worker.run(handler)
         except MemvisorError as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(0)
+            _leave(worker, 1)
+    _leave(worker, 0)
