@@ -631,11 +631,12 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     mv_member_t *m, *next;
 
     mv_dispatch_stop(&p->dispatch);
-    if (p->tmpl.started)
-        mv_templates_stop(&p->tmpl, graceful);
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
+        /* After the slots: the workers waiting for a fork are not respawned by exec. */
+        if (p->tmpl.started)
+            mv_templates_stop(&p->tmpl, graceful);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;

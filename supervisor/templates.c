@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 #include "tpolicy.h"
@@ -187,8 +188,10 @@ const mv_forker_t *mv_templates_forker(mv_templates_t *ts)
 
 static void retire_all(mv_templates_t *ts)
 {
-    for (mv_template_t *t = ts->all; t; t = t->link)
+    for (mv_template_t *t = ts->all, *next; t; t = next) {
+        next = t->link;
         mv_template_retire(t);
+    }
     ts->serving = ts->next = NULL;
 }
 
@@ -388,6 +391,23 @@ static void start_template(mv_templates_t *ts)
 
 /* ---- public ---- */
 
+/* Whether this kernel gives pidfds (Linux 5.3; valgrind 3.19 does not know the call either):
+ * forked workers are watched through them. Without, templates are given up at once. */
+static bool pidfds_work(mv_templates_t *ts)
+{
+    int fd = pidfd_open(getpid(), 0);
+
+    if (fd >= 0) {
+        close(fd);
+        return true;
+    }
+    ts->off = true;
+    mv_warn(ts->o.log, "template_unsupported", MV_S("error", strerror(errno)),
+            MV_S("msg", "no pidfd_open (Linux 5.3) to watch forked workers: workers are "
+                        "started by exec"));
+    return false;
+}
+
 int mv_templates_start(mv_templates_t *ts, const mv_worker_opts_t *o,
                        const mv_templates_events_t *ev, void *arg)
 {
@@ -401,6 +421,8 @@ int mv_templates_start(mv_templates_t *ts, const mv_worker_opts_t *o,
     ts->backoff.data = ts;
     ts->open = 1; /* the timer */
     ts->started = true;
+    if (!pidfds_work(ts))
+        return 0;
     start_template(ts);
     return 0;
 }
@@ -428,7 +450,8 @@ void mv_templates_stop(mv_templates_t *ts, bool graceful)
     ts->stopping = true;
     uv_timer_stop(&ts->backoff);
     fail_queue(ts);
-    for (mv_template_t *t = ts->all; t; t = t->link) {
+    for (mv_template_t *t = ts->all, *next; t; t = next) {
+        next = t->link;
         if (graceful) {
             mv_template_retire(t);
         } else {
@@ -450,7 +473,8 @@ void mv_templates_close(mv_templates_t *ts, void (*cb)(void *arg), void *arg)
     ts->closing = true;
     ts->closed_cb = cb;
     ts->closed_arg = arg;
-    for (mv_template_t *t = ts->all; t; t = t->link) {
+    for (mv_template_t *t = ts->all, *next; t; t = next) {
+        next = t->link;
         t->asked = true;
         mv_template_kill(t); /* retiring ones that still run */
     }

@@ -325,15 +325,16 @@ END_TEST
 
 /* A Python worker whose template grows by 4 MiB before each fork (os.register_at_fork: the
  * interpreter's own before-fork hooks run in the template), and which answers with what it
- * is: pid, parent, slot, a random number. Each task takes 10 ms, so that a new template has
- * time to be ready before the batch ends. */
+ * is: pid, parent, slot, a random number. A "wait" task waits for the file named by its
+ * third argument: the test holds the batch there until the new template is ready. */
 static const char *grower = "import os, random, sys, time\n"
                             "sys.path.insert(0, sys.argv[1])\n"
                             "KEPT = []\n"
                             "os.register_at_fork(before=lambda: KEPT.append(b'x' * (4 << 20)))\n"
                             "import memvisor_worker\n"
                             "def handle(task):\n"
-                            "    time.sleep(0.01)\n"
+                            "    while task.text == 'wait' and not os.path.exists(sys.argv[2]):\n"
+                            "        time.sleep(0.01)\n"
                             "    return '%d %d %s %r' % (os.getpid(), os.getppid(),\n"
                             "        os.environ['MEMVISOR_SLOT'], random.random())\n"
                             "memvisor_worker.main(handle)\n";
@@ -341,7 +342,7 @@ static const char *grower = "import os, random, sys, time\n"
 START_TEST(a_python_template_that_grows_past_the_soft_limit_is_replaced)
 {
     mvrun_t r;
-    char *tasks = repeat_line("who", 24);
+    char *who = repeat_line("who", 12), *tasks = malloc(strlen(who) * 2 + 16), flag[128];
     const char *script, *args[] = {"run",
                                    "-o",
                                    "supervisor.workers=1",
@@ -357,22 +358,30 @@ START_TEST(a_python_template_that_grows_past_the_soft_limit_is_replaced)
                                    "python3",
                                    NULL,
                                    SOURCE_DIR "/worker-api/python",
+                                   flag,
                                    NULL};
-    char seen[24][64];
+    char seen[25][64];
+    FILE *f;
 
+    sprintf(tasks, "%swait\n%s", who, who);
     run_init(&r, tasks);
     script = run_file(&r, "grower.py", grower);
     args[13] = script;
+    snprintf(flag, sizeof flag, "%s/go", r.dir);
     run_start(&r, args, NULL);
+    /* The first one grew past 32M after a few forks: a new one starts, the old one serves
+     * until it is ready (the batch waits meanwhile at "wait"), then retires. */
+    free(run_wait_for(&r, "event=template_recycle template=1"));
+    free(run_wait_for(&r, "event=template_ready template=2"));
+    f = fopen(flag, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
     ck_assert_int_eq(run_finish(&r), 0);
-    run_assert_once(&r, 24, NULL);
-    /* It grew past 32M after a few forks: a new template took over, the old one retired. */
-    ck_assert_int_ge(run_count(&r, "event=template_recycle template=1"), 1);
+    run_assert_once(&r, 25, NULL);
     ck_assert_int_ge(run_count(&r, "reason=soft_limit"), 1);
-    ck_assert_int_ge(run_count(&r, "event=template_ready template=2"), 1);
-    ck_assert_int_ge(run_count(&r, "event=template_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_exit template=1"), 1);
     ck_assert_int_eq(run_count(&r, "start=exec"), 0);
-    for (size_t i = 1; i <= 24; i++) {
+    for (size_t i = 1; i <= 25; i++) {
         json_t *j = run_result(&r, i);
         long long pid, ppid;
         char slot[8], rnd[48];
@@ -388,6 +397,7 @@ START_TEST(a_python_template_that_grows_past_the_soft_limit_is_replaced)
         for (size_t k = 0; k + 1 < i; k++)
             ck_assert_str_ne(seen[k], rnd);
     }
+    free(who);
     free(tasks);
     run_free(&r);
 }

@@ -129,8 +129,10 @@ static int read_exact(mvw_t *w, tmsg_t *t, size_t off, size_t n)
     size_t got = w->rlen - w->rpos < n ? w->rlen - w->rpos : n;
     int bad = 0, rc;
 
-    memcpy(t->buf + off, w->rbuf + w->rpos, got);
-    w->rpos += got;
+    if (got) {
+        memcpy(t->buf + off, w->rbuf + w->rpos, got);
+        w->rpos += got;
+    }
     while (got < n) {
         struct iovec iov = {t->buf + off + got, n - got};
         struct msghdr mh = {
