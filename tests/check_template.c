@@ -72,6 +72,12 @@ static bool gone_soon(pid_t pid)
     return false;
 }
 
+/* Whether the run's cgroups are v2 ones. */
+static bool v2_run(mvrun_t *r)
+{
+    return run_count(r, "memory=\"cgroup v2") > 0;
+}
+
 /* Whether the run's cgroups are real (the per-task kernel figures exist). */
 static bool cgroups(mvrun_t *r)
 {
@@ -81,7 +87,7 @@ static bool cgroups(mvrun_t *r)
 START_TEST(forked_workers_exit_with_their_exact_status)
 {
     mvrun_t r;
-    const char *tasks = "ok\nexit 3\ncrash\nok\nok\n";
+    const char *tasks = "ok\nexit 3\ncrash\ncgroup\nok\n";
     const char *args[] = {
         "run",  "-o", "supervisor.workers=2", "-o", "tasks.max_attempts=1", "-o", T, "--",
         MVTEST, NULL};
@@ -103,6 +109,14 @@ START_TEST(forked_workers_exit_with_their_exact_status)
     for (size_t i = 1; i <= 5; i++)
         ck_assert_int_ne(jint(run_result(&r, i), "pid"), tp);
     ck_assert_str_eq(jstr(run_result(&r, 5), "status"), "ok");
+    /* In its own cgroup (w<slot>.<gen>), not the template's (w0.<gen>): born there on v2,
+     * moved there before any of its code ran on v1. */
+    if (cgroups(&r)) {
+        const char *cg = jstr(run_result(&r, 4), "result");
+        ck_assert_ptr_nonnull(cg);
+        ck_assert_msg(strstr(cg, "/w1.") || strstr(cg, "/w2."), "%s", cg);
+        ck_assert_int_eq(run_count(&r, v2_run(&r) ? "start=fork\n" : "start=fork_in_cgroup"), 0);
+    }
     /* Every worker was forked (none exec'd), from the one template, retired at the end: the
      * two first ones and a replacement for each death (the last may not be needed). */
     ck_assert_int_ge(run_count(&r, "event=spawn "), 3);
