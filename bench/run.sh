@@ -25,3 +25,6 @@ python3 "$(dirname "$0")/fork_per_task.py" "$build" --runs 3
 echo
 echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
 bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
+echo
+echo "== W2, a leaking gunicorn under wrk: memvisor vs gunicorn --max-requests (bench/w2.sh) =="
+bash "$(dirname "$0")/w2.sh" "$build"

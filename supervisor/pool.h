@@ -41,6 +41,8 @@ typedef struct mv_member {
     mv_suspected_t suspect; /* suspect.c */
     struct mv_member *next; /* pool.c: every worker whose handles are open */
     bool deferred_said;     /* pool.c: its queued recycle was logged */
+    bool esc;               /* pool_esc.c: a worker made for one escalated task */
+    mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */
@@ -75,6 +77,18 @@ typedef struct mv_pool_slot {
     int64_t peak; /* highest usage of any of its workers */
 } mv_pool_slot_t;
 
+/* Escalated tasks waiting for a worker of their own (pool_esc.c). */
+typedef struct mv_pool_esc {
+    mv_task_t *head, *tail;
+    int live;         /* escalation workers not closed yet (at most one per slot) */
+    int next_slot;    /* the slot numbering the next one borrows (round robin) */
+    int failures;     /* in a row that could not take their task: the next waits (backoff) */
+    bool hold;        /* waiting for that backoff */
+    bool waited;      /* ...and it is over: one may go */
+    uv_timer_t timer; /* its end */
+    bool timer_open;
+} mv_pool_esc_t;
+
 typedef struct mv_pool {
     mv_pool_opts_t o;
     const mv_pool_events_t *ev;
@@ -94,6 +108,8 @@ typedef struct mv_pool {
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
     uint64_t rng;
+
+    mv_pool_esc_t esc;
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
@@ -117,12 +133,15 @@ typedef struct mv_worker_view {
     bool recycling;     /* leaving, or waiting its turn to */
     const char *reason; /* why, when recycling */
     bool handover;      /* serving until its replacement is ready */
+    uint64_t task;      /* the task it works on; 0 = none */
+    double task_s;      /* how long it has run */
 } mv_worker_view_t;
 
 typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    uint64_t escalated; /* requeued tasks that got more memory (escalate.h) */
     const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
     size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */
@@ -145,6 +164,9 @@ void mv_pool_stop(mv_pool_t *p, bool graceful);
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots);
 /* A new configuration and command for the workers started from now on (reload). */
 void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv);
+/* Whether pid is a child the pool reaps itself (a worker forked by its template, or one that
+ * may be: a fork is under way), for the subreaper (reaper.h) to leave alone. */
+bool mv_pool_keeps(const mv_pool_t *p, int pid);
 /* Workers serving now (ready or busy, not leaving). */
 int mv_pool_live(const mv_pool_t *p);
 /* The view (free it with mv_pool_view_free). 0 or -ENOMEM. */

@@ -530,6 +530,10 @@ static int spawn(mv_template_t *t, const char **call)
                                  .cgroup_procs_fd = t->has_cg ? t->cg.procs_fd : -1,
                                  .listen_pid = nl > 0,
                                  .own_session = true,
+                                 /* [worker] user/group: its workers are forked with them */
+                                 .set_creds = *t->o.cfg->worker.user || *t->o.cfg->worker.group,
+                                 .uid = t->o.cfg->worker.uid,
+                                 .gid = t->o.cfg->worker.gid,
                              });
     free(env);
     mv_chan_spawned(&t->out);

@@ -45,10 +45,10 @@ typedef struct mv_freq {
     struct mvw_fork body;
     int fds[3 + MVW_FORK_MAX_FDS]; /* our copies, sent with FORK, closed once sent */
     int nfds;
-    uint64_t asked_ms; /* sent to the template (the answer deadline counts from it) */
+    uint64_t asked_ms;  /* sent to the template (the answer deadline counts from it) */
     uint64_t queued_ns; /* asked for (uv_hrtime): the fork's latency counts from it */
-    uint64_t at;   /* template.c: where its FORK starts in the channel's byte stream */
-    bool fds_sent; /* template.c */
+    uint64_t at;        /* template.c: where its FORK starts in the channel's byte stream */
+    bool fds_sent;      /* template.c */
     struct mv_freq *next;
 } mv_freq_t;
 

@@ -27,6 +27,7 @@ static void part_closed(mv_templates_t *ts)
 typedef struct orphan {
     mv_proc_t p;
     mv_templates_t *ts;
+    struct orphan *next;
 } orphan_t;
 
 static void orphan_exit(void *owner, int64_t status, int term_signal)
@@ -41,6 +42,11 @@ static void orphan_closed(void *owner)
     orphan_t *o = owner;
     mv_templates_t *ts = o->ts;
 
+    for (orphan_t **pp = &ts->orphans; *pp; pp = &(*pp)->next)
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
     free(o);
     part_closed(ts);
 }
@@ -71,6 +77,8 @@ static void reap_orphan(mv_templates_t *ts, int pid)
         return;
     }
     o->ts = ts;
+    o->next = ts->orphans;
+    ts->orphans = o;
     ts->open++;
     mv_proc_init(&o->p, &orphan_events, o);
     mv_proc_forked(&o->p, ts->o.loop, pid, 0, false);
@@ -479,6 +487,17 @@ void mv_templates_close(mv_templates_t *ts, void (*cb)(void *arg), void *arg)
         mv_template_kill(t); /* retiring ones that still run */
     }
     uv_close((uv_handle_t *)&ts->backoff, backoff_closed_cb);
+}
+
+bool mv_templates_keeps(const mv_templates_t *ts, int pid)
+{
+    for (const mv_template_t *t = ts->all; t; t = t->link)
+        if (t->sent)
+            return true;
+    for (const orphan_t *o = ts->orphans; o; o = o->next)
+        if (o->p.pid == pid)
+            return true;
+    return false;
 }
 
 void mv_templates_view(const mv_templates_t *ts, mv_template_view_t *v)

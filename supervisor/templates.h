@@ -37,6 +37,7 @@ typedef struct mv_templates {
     mv_template_t *next;    /* being started to replace `serving` */
     mv_template_t *all;     /* every template not closed yet */
     mv_freq_t *queue;       /* waiting for a ready template, oldest first */
+    struct orphan *orphans; /* children nobody waits for, being killed and reaped */
     uint64_t next_id;
     uint32_t gen;
     int streak; /* failed templates in a row (tpolicy.h) */
@@ -72,5 +73,8 @@ void mv_templates_stop(mv_templates_t *ts, bool graceful);
 /* Kills what still runs and closes everything; cb(arg) once all is closed. */
 void mv_templates_close(mv_templates_t *ts, void (*cb)(void *arg), void *arg);
 void mv_templates_view(const mv_templates_t *ts, mv_template_view_t *v);
+/* Whether pid is a child of ours it reaps (an orphan being killed), or may be: a fork is
+ * under way, whose child may exit before its pid is known. */
+bool mv_templates_keeps(const mv_templates_t *ts, int pid);
 
 #endif

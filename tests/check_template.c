@@ -130,6 +130,41 @@ START_TEST(forked_workers_exit_with_their_exact_status)
 }
 END_TEST
 
+/* As a subreaper (or PID 1) memvisor reaps the orphans it inherits; a forked worker is its
+ * child but not libuv's: the orphan reaper must leave it to its pidfd, or its status would be
+ * lost. */
+START_TEST(forked_workers_keep_their_status_with_a_subreaper)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "-o",
+                          "supervisor.subreaper=yes",
+                          "-o",
+                          T,
+                          "--",
+                          MVTEST,
+                          NULL};
+    json_t *why;
+
+    ck_assert_int_eq(run_batch(&r, "exit 5\ncrash\nok\nexit 6\nok\n", args), 1);
+    run_assert_once(&r, 5, NULL);
+    why = json_array_get(json_object_get(run_result(&r, 1), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "exit"), 5);
+    why = json_array_get(json_object_get(run_result(&r, 2), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "signal"), SIGABRT);
+    why = json_array_get(json_object_get(run_result(&r, 4), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "exit"), 6);
+    ck_assert_int_eq(run_count(&r, "event=subreaper state=on"), 1);
+    ck_assert_int_eq(run_count(&r, "event=orphan_reaped"), 0);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(the_hard_limit_kills_a_forked_worker_and_only_it)
 {
     mvrun_t r;
@@ -496,6 +531,7 @@ Suite *template_suite(void)
 
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, forked_workers_exit_with_their_exact_status);
+    tcase_add_test(tc, forked_workers_keep_their_status_with_a_subreaper);
     tcase_add_test(tc, the_hard_limit_kills_a_forked_worker_and_only_it);
     tcase_add_test(tc, per_task_figures_of_a_forked_worker_match_its_own);
     tcase_add_test(tc, a_template_over_the_soft_limit_from_its_start_is_kept);

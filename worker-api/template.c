@@ -201,10 +201,12 @@ static long clone_child(int cgdir, pid_t *tid, uint32_t *flags)
             *flags |= MVW_FORKED_IN_CGROUP;
             return pid;
         }
-        /* Before 5.7 (E2BIG: the cgroup field is unknown), or a cgroup a process cannot be
-         * born in: the child joins it by writing cgroup.procs instead. */
+        /* Before 5.7 (E2BIG: the cgroup field is unknown), a cgroup a process cannot be born
+         * in, or a template that may not write the cgroups' common ancestor (it runs as
+         * [worker] user: EACCES): the child joins it by writing the cgroup.procs memvisor
+         * opened instead (v2 checks the opener's credentials there). */
         if (errno != E2BIG && errno != EINVAL && errno != EOPNOTSUPP && errno != EBUSY &&
-            errno != EBADF)
+            errno != EBADF && errno != EACCES && errno != EPERM)
             return -1;
         a.flags &= ~(uint64_t)CLONE_INTO_CGROUP;
         a.cgroup = 0;

@@ -23,6 +23,7 @@ its cgroup.procs before anything else runs in it, at-fork hooks included.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import gc
 import os
@@ -44,6 +45,8 @@ _PR_SET_PDEATHSIG = 1
 _SIGKILL = 9
 _MAX_FDS = 3 + _mw.FORK_MAX_FDS  # the output, nfds, the cgroup dir, cgroup.procs
 _INT = struct.Struct("=i")
+_INTO_CGROUP_REFUSED = (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, errno.EBUSY, errno.EBADF,
+                        errno.EACCES, errno.EPERM)
 
 
 class _CloneArgs(ctypes.Structure):
@@ -98,9 +101,10 @@ class _Clone:
         pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
                             ctypes.c_size_t(ctypes.sizeof(args)))
         err = ctypes.get_errno() if pid < 0 else 0
-        if pid < 0 and in_cgroup and err in (22, 7, 95, 16, 9):  # EINVAL E2BIG EOPNOTSUPP EBUSY EBADF
-            # Before 5.7, or a cgroup a process cannot be born in: the child writes
-            # cgroup.procs instead.
+        if pid < 0 and in_cgroup and err in _INTO_CGROUP_REFUSED:
+            # Before 5.7, a cgroup a process cannot be born in, or a template that may not
+            # write the cgroups' common ancestor ([worker] user): the child writes the
+            # cgroup.procs memvisor opened instead.
             args.flags &= ~_CLONE_INTO_CGROUP
             args.cgroup = 0
             in_cgroup = False
