@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -452,6 +453,39 @@ START_TEST(a_python_template_that_grows_past_the_soft_limit_is_replaced)
 }
 END_TEST
 
+/* [worker] user: the template runs as that user (the exec shim drops to it), so its workers
+ * are that user from their first instruction; they still join their own cgroups (v1: the
+ * cgroup.procs memvisor opened as root; v2: born there when allowed, else the same write),
+ * whose limits they cannot touch. */
+START_TEST(forked_workers_run_as_the_worker_user)
+{
+    mvrun_t r;
+    struct passwd *pw = getpwnam("nobody");
+    const char *args[] = {
+        "run", "-o", "supervisor.workers=1", "-o", "worker.user=nobody", "-o", T, "--", NULL, NULL};
+
+    if (geteuid() != 0 || !pw || pw->pw_uid != 65534) {
+        fprintf(stderr, "template: skipped the worker user test (needs root and nobody)\n");
+        return;
+    }
+    run_init(&r, "whoami\ncgwrite\ncgroup\n");
+    args[8] = run_reachable(&r, MVTEST);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_ptr_nonnull(
+        strstr(jstr(run_result(&r, 1), "result"), "uid=65534 gid=65534 groups=0"));
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1);
+    if (cgroups(&r)) {
+        ck_assert_str_eq(jstr(run_result(&r, 2), "result"), "cgwrite=denied");
+        ck_assert_msg(strstr(jstr(run_result(&r, 3), "result"), "/w1."), "%s",
+                      jstr(run_result(&r, 3), "result"));
+    }
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(kill_9_of_memvisor_leaves_no_template_and_no_worker)
 {
     mvrun_t r;
@@ -539,6 +573,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, a_template_fatal_exit_ends_the_run);
     tcase_add_test(tc, a_template_killed_later_is_replaced_and_its_workers_live_on);
     tcase_add_test(tc, a_python_template_that_grows_past_the_soft_limit_is_replaced);
+    tcase_add_test(tc, forked_workers_run_as_the_worker_user);
     tcase_add_test(tc, kill_9_of_memvisor_leaves_no_template_and_no_worker);
     tcase_add_test(tc, status_and_metrics_show_the_template);
     suite_add_tcase(s, tc);
