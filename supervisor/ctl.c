@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "exitcode.h"
+#include "progress.h"
 #include "util.h"
 
 #define MAX_REPLY (64 * 1024 * 1024) /* a reply this long is not one */
@@ -471,6 +472,52 @@ static void print_dispatch(json_t *reply, FILE *out)
             thr);
 }
 
+/* An integer of a reply, or `unknown` when it is absent or null. */
+static int64_t int_or(json_t *o, const char *key, int64_t unknown)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : unknown;
+}
+
+/* A number of a reply, or -1 when it is absent or null. */
+static double num_or(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* The batch's progress, as the live line on memvisor's terminal shows it (progress.h). */
+static void print_progress(json_t *reply, FILE *out)
+{
+    json_t *pg = json_object_get(reply, "progress"), *top = json_object_get(pg, "top");
+    char line[512];
+    mv_progress_t p = {
+        .done = (uint64_t)int_or(pg, "done", 0),
+        .ok = (uint64_t)int_or(pg, "ok", 0),
+        .failed = (uint64_t)int_or(pg, "failed", 0),
+        .quarantined = (uint64_t)int_or(pg, "quarantined", 0),
+        .total = int_or(pg, "total", -1),
+        .queue = int_or(pg, "queue", -1),
+        .in_flight = (uint64_t)int_or(pg, "in_flight", 0),
+        .rate = num_or(pg, "rate"),
+        .eta_s = num_or(pg, "eta_s"),
+        .busy = (int)int_or(pg, "busy", 0),
+        .workers = (int)int_or(pg, "workers", 0),
+        .recycles = (uint64_t)int_or(pg, "recycles", 0),
+        .top_slot = (int)int_or(top, "slot", 0),
+        .top_mem = int_or(top, "mem", -1),
+        .top_soft = int_or(top, "memory_soft", 0),
+        .top_hard = int_or(top, "memory_hard", 0),
+    };
+
+    if (!json_is_object(pg))
+        return;
+    mv_progress_format(&p, line, sizeof line);
+    fprintf(out, "progress: %s\n", line);
+}
+
 /* The strings of an array, space-separated, after `label`; nothing when absent. */
 static void print_list(json_t *reply, const char *key, const char *label, FILE *out)
 {
@@ -502,6 +549,7 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_workers(reply, out);
         print_totals(reply, out);
         print_dispatch(reply, out);
+        print_progress(reply, out);
     } else if (strcmp(cmd, "metrics") == 0) {
         s = json_string_value(json_object_get(reply, "text"));
         fputs(s ? s : "-\n", out);

@@ -11,6 +11,14 @@
 #include "escalate.h"
 #include "meter.h"
 
+/* A task is handed to worker w at wall-clock time `now` (a service request: w began it):
+ * `started` of its result line (docs/run-files.md). */
+static void stamp_sent(mv_task_t *t, const mv_worker_t *w, int64_t now)
+{
+    t->sent_us = now;
+    t->gen = w->gen;
+}
+
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `a` holds its figures (NULL: none). */
 static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t st,
@@ -29,6 +37,13 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         .pid = w      ? w->proc.pid
                : last ? last->pid
                       : 0,
+        /* The generation it last ran on: the worker's that answered, else the one its last
+         * attempt was sent to (the one that died: quarantine); none for a line never sent. */
+        .gen = w            ? w->gen
+               : t->sent_us ? t->gen
+                            : 0,
+        .started_us = t->sent_us,
+        .ended_us = mv_wall_us(),
         .payload = payload,
         .len = n,
         .hist = t->hist,
@@ -75,6 +90,7 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
         return;
     }
     t->attempts = 1;
+    stamp_sent(t, w, mv_wall_us());
     d->tasks->loaded++;
 }
 
@@ -249,6 +265,7 @@ static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
     mv_task_t *t = NULL;
+    int64_t now = 0;
     bool gave;
 
     if (!d->pending)
@@ -267,6 +284,11 @@ static void dispatch_cb(uv_check_t *h)
                 if (!t)
                     break;
                 t->attempts++;
+                /* One clock read per pass: what a pass hands out is written together at
+                 * its end (mv_worker_flush). */
+                if (!now)
+                    now = mv_wall_us();
+                stamp_sent(t, d->ws[i], now);
                 mv_worker_send_task(d->ws[i], t);
                 gave = true;
             }

@@ -158,7 +158,7 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
     family(&o, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
     if (v->workers >= 0)
         put(&o, "memvisor_workers %" PRId64 "\n", v->workers);
-    family(&o, "queue_depth", "gauge", "Tasks waiting for a worker.");
+    family(&o, "queue_depth", "gauge", "Tasks not sent to a worker yet.");
     if (v->queue >= 0)
         put(&o, "memvisor_queue_depth %" PRId64 "\n", v->queue);
     family(&o, "tasks_in_flight", "gauge", "Tasks (requests) being worked on.");

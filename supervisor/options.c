@@ -1,8 +1,8 @@
 /*
  * options: the one table of every configuration key (section, name, type, default, bounds,
  * one line of doc), and looking keys up in it, with "did you mean" for mistakes. The parser,
- * `-o`, `memvisor check`, conf/memvisor.ini and the README's table all follow this table
- * (the tests check the last two against it).
+ * `-o`, `memvisor check`, conf/memvisor.ini, the man page and docs/configuration.md all follow
+ * this table (the tests check the last three against it).
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -18,6 +18,7 @@ static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const reap_choices[] = {"auto", "yes", "no", NULL};
+static const char *const progress_choices[] = {"auto", "on", "off", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
  * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
@@ -179,6 +180,8 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
+          "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];

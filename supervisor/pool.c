@@ -859,6 +859,15 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
         };
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);
+    /* The figures a progress line shows (ticker.c). */
+    v->top = -1;
+    for (int i = 0; i < v->nworkers; i++) {
+        v->busy += v->workers[i].in_flight > 0;
+        if (v->workers[i].mem >= 0 && (v->top < 0 || v->workers[i].mem > v->workers[v->top].mem))
+            v->top = i;
+    }
+    for (int r = 1; r < MV_R_COUNT; r++)
+        v->recycled += r != MV_R_SHUTDOWN ? p->recycles[r] : 0;
     return 0;
 }
 

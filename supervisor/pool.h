@@ -148,6 +148,9 @@ typedef struct mv_pool_view {
     int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
     mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */
     int nworkers;
+    int busy;          /* workers with a task in flight */
+    uint64_t recycled; /* workers that left, for any reason but the run's end */
+    int top;           /* the worker using the most memory (index in workers); -1 = none read */
     mv_template_view_t tmpl; /* the warm template (tmpl.on: there is one) */
 } mv_pool_view_t;
 

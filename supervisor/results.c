@@ -80,6 +80,17 @@ static json_t *attempts_json(const mv_attempt_t *h, int n)
     return a;
 }
 
+/* A wall-clock time as ISO 8601 UTC with microseconds; 0 = null (never happened). */
+static json_t *iso_or_null(int64_t us)
+{
+    char iso[48];
+
+    if (!us)
+        return json_null();
+    mv_iso_time_us(us, iso);
+    return json_string_nocheck(iso); /* ASCII digits and punctuation: nothing to check */
+}
+
 static int append_cb(const char *buffer, size_t size, void *data)
 {
     return mv_buf_append(data, buffer, size) < 0 ? -1 : 0;
@@ -97,8 +108,11 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
     json_object_set_new(o, "status", json_string(mv_status_name(res->status)));
     json_object_set_new(o, "attempts", json_integer(res->attempts));
     json_object_set_new(o, "worker", res->slot ? json_integer(res->slot) : json_null());
+    json_object_set_new(o, "gen", res->gen ? json_integer(res->gen) : json_null());
     json_object_set_new(o, "pid", res->pid ? json_integer(res->pid) : json_null());
     json_object_set_new(o, "kind", res->kind ? json_string(res->kind) : json_null());
+    json_object_set_new(o, "started", iso_or_null(res->started_us));
+    json_object_set_new(o, "ended", iso_or_null(res->ended_us));
     if (res->measured) {
         json_object_set_new(o, "mem_before", json_integer(res->mem_before));
         json_object_set_new(o, "mem_after", json_integer(res->mem_after));

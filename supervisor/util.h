@@ -46,6 +46,10 @@ char *mv_base64(const void *s, size_t n);
 uint64_t mv_now_ms(void);
 /* "2026-11-21T14:49:00.123456Z" into out[48]. */
 void mv_iso_time(char out[48]);
+/* The wall clock: microseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t mv_wall_us(void);
+/* A wall-clock time in microseconds as "2026-11-21T14:49:00.123456Z" (UTC) into out[48]. */
+void mv_iso_time_us(int64_t us, char out[48]);
 /* Human-readable bytes: "512.0 MiB" into out[24]. */
 void mv_fmt_bytes(int64_t bytes, char out[24]);
 

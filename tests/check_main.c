@@ -51,6 +51,7 @@ int main(void)
         reaper_suite,
         hostmem_suite,
         escalate_suite,
+        progress_suite,
         cgroup_v2_suite,
         truth_suite,
         tpolicy_suite,

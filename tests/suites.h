@@ -47,5 +47,6 @@ Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
 Suite *tpolicy_suite(void);
 Suite *template_suite(void);
+Suite *progress_suite(void);
 
 #endif
