@@ -70,6 +70,7 @@ typedef struct mv_config {
         /* resolved by mv_config_finish (config_ext.c); used only when user or group is set:
          * the ids to switch to (gid: the user's primary group unless group is set) */
         int64_t uid, gid;
+        int template; /* start workers by forking a warm template (api only) */
     } worker;
     struct {
         int64_t max_tasks;           /* recycle after this many tasks; 0 = off */

@@ -83,6 +83,9 @@ const mv_option_t mv__options[] = {
     FIXED(worker, group, MV_OPT_STRING, "", 0, 0, NULL,
           "run workers with this group (name or numeric id); empty = the user's primary group; "
           "supplementary groups are always dropped"),
+    FIXED(worker, template, MV_OPT_BOOL, "no", 0, 1, NULL,
+          "yes = run the command once as a template (its start-up before mvw_open) and fork "
+          "each worker from it (api only; docs/templates.md)"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),

@@ -95,6 +95,8 @@ static void maybe_stopped(mv_pool_t *p)
     mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
+    if (p->tmpl.started)
+        mv_templates_close(&p->tmpl, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
@@ -514,7 +516,8 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-static mv_worker_opts_t worker_opts(const mv_pool_t *p)
+/* What every worker (and the warm template) is started with. */
+static mv_worker_opts_t worker_opts(mv_pool_t *p)
 {
     return (mv_worker_opts_t){
         .loop = p->o.loop,
@@ -527,6 +530,7 @@ static mv_worker_opts_t worker_opts(const mv_pool_t *p)
         .cg = p->o.cg,
         .service = p->o.service,
         .timeline = p->o.timeline,
+        .forker = mv_templates_forker(&p->tmpl),
     };
 }
 
@@ -655,6 +659,14 @@ static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
 
 /* ---- public ---- */
 
+/* The warm template's start-up said "do not retry" (its fatal exit code): as a worker's. */
+static void on_template_fatal(void *arg)
+{
+    fatal(arg);
+}
+
+static const mv_templates_events_t templates_events = {on_template_fatal};
+
 static void grace_cb(uv_timer_t *t)
 {
     mv_pool_t *p = t->data;
@@ -724,6 +736,11 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
+    if (cfg->worker.template) {
+        mv_worker_opts_t wo = worker_opts(p);
+        mv_templates_start(&p->tmpl, &wo, &templates_events, p);
+        p->open++;
+    }
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
     pool_spares(p); /* after the slots: their workers' cgroups come first */
@@ -745,6 +762,9 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
         mv_slots_stop(&p->slots);
         mv_cgahead_drop(&p->ahead, false);
         mv__pool_esc_stop(p);
+        /* After the slots: the workers waiting for a fork are not respawned by exec. */
+        if (p->tmpl.started)
+            mv_templates_stop(&p->tmpl, graceful);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
@@ -762,6 +782,18 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
             kill_now(p, m, MV_R_SHUTDOWN);
     }
     maybe_stopped(p);
+}
+
+bool mv_pool_keeps(const mv_pool_t *p, int pid)
+{
+    if (!p->tmpl.started)
+        return false;
+    if (mv_templates_keeps(&p->tmpl, pid))
+        return true;
+    for (const mv_member_t *m = p->members; m; m = m->next)
+        if (m->w->proc.forked && m->w->proc.pid == pid)
+            return true;
+    return false;
 }
 
 int mv_pool_live(const mv_pool_t *p)
@@ -807,7 +839,10 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->slots.cfg.backoff_min = cfg->worker.backoff_min;
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
-    /* Spares and cgroups made ahead carry the old command and limits. */
+    /* The template first: spares started from here on fork from the new one. Spares and
+     * cgroups made ahead carry the old command and limits. */
+    if (p->tmpl.started)
+        mv_templates_reconfigure(&p->tmpl, cfg, argv);
     mv_cgahead_drop(&p->ahead, cfg->recycle.cgroup_ahead);
     pool_spares(p);
 }
@@ -901,6 +936,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->suspects_by_kind = p->suspect.by_kind;
     v->nkinds = p->suspect.nkinds;
     v->recycles = p->recycles;
+    mv_templates_view(&p->tmpl, &v->tmpl);
     for (const mv_member_t *m = p->members; m; m = m->next) {
         const mv_worker_t *w = m->w;
         const mv_reading_t *r = w->mem.have ? &w->mem.last : NULL;

@@ -332,7 +332,10 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
     if (!s->leak || !res->measured)
         return;
     remember(s, sw, t, res);
-    if (w->tasks_done == 1 && !sw->baseline && !sw->basejob)
+    /* Not for a worker that takes no other task (max_tasks reached, e.g. a process per
+     * task): nothing would ever be compared with it, and smaps costs ~1 ms a worker. */
+    if (w->tasks_done == 1 && !sw->baseline && !sw->basejob &&
+        !(w->lim.max_tasks > 0 && w->tasks_done >= w->lim.max_tasks))
         take_baseline(s, sw);
     o = (mv_leak_obs_t){
         res->kind, res->retained,

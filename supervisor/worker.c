@@ -305,6 +305,7 @@ void mv_worker_signal(mv_worker_t *w, int sig)
 }
 
 static void reap(mv_worker_t *w);
+static void release_cgroup(mv_worker_t *w);
 
 static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
 {
@@ -323,7 +324,10 @@ static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
     case MV_ACT_FREEZE: mv_worker_signal(w, SIGSTOP); break;
     case MV_ACT_KILL: mv_worker_signal(w, SIGKILL); break;
     case MV_ACT_REAP: reap(w); break;
-    case MV_ACT_DISCARD: mv_worker_close(w); break;
+    case MV_ACT_DISCARD: /* its cgroup may be made already (a template's fork was pending) */
+        release_cgroup(w);
+        mv_worker_close(w);
+        break;
     case MV_ACT_IMPOSSIBLE:
         mv_error(w->o.log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
@@ -436,11 +440,12 @@ static void chan_hello(void *owner, uint32_t version)
                         w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
     char what[96];
 
-    if (version != MVW_PROTOCOL_VERSION) {
-        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
-                 version, MVW_PROTOCOL_VERSION);
+    if (version < MVW_PROTOCOL_MIN) {
+        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u-%u",
+                 version, MVW_PROTOCOL_MIN, MVW_PROTOCOL_VERSION);
         return mv_chan_fail(&w->chan, what);
     }
+    go.version = MV_MIN(version, MVW_PROTOCOL_VERSION); /* the lower of the two */
     if (w->state != MV_W_SPAWNING)
         return;        /* asked to stop before it was ready: it gets STOP, not GO */
     if (w->slot > 0) { /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
@@ -637,7 +642,9 @@ static void proc_exit(void *owner, int64_t status, int term_signal)
     step(w, MV_EV_EXIT);
 }
 
-static const mv_proc_events_t proc_events = {proc_exit, proc_closed};
+static void proc_started(void *owner);
+static void proc_failed(void *owner, int err, bool retry);
+static const mv_proc_events_t proc_events = {proc_exit, proc_closed, proc_started, proc_failed};
 
 /* Why it left (the kernel's OOM killer, the fatal code, a crash, or what it was asked for),
  * and whether that was its failure. */
@@ -705,7 +712,7 @@ static void reap(mv_worker_t *w)
     };
 
     if (w->spawn_call)
-        g.verdict = (mv_exit_verdict_t){MV_R_CRASH, true, false};
+        g.verdict = (mv_exit_verdict_t){MV_R_CRASH, !w->spawn_retry, false};
     else
         g.verdict = classify(w);
     disarm(w);
@@ -765,46 +772,39 @@ bool mv_worker_env_private(const char *entry)
            strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 || mv_listen_env_private(entry);
 }
 
-/* The variables worker_env adds; their text lives here. */
-typedef struct env_extra {
-    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
-} env_extra_t;
-
 static int nlisten(const mv_worker_t *w)
 {
     return w->o.listen ? w->o.listen->n : 0;
 }
 
-/* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api),
- * PYTHONUNBUFFERED=1 (lines, unless set) and, with listen sockets, LISTEN_FDS and
- * LISTEN_FDNAMES (LISTEN_PID: the shim). */
-static char **worker_env(mv_worker_t *w, env_extra_t *x)
+char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x)
 {
+    int nl = o->listen ? o->listen->n : 0;
     size_t n = 0, k = 0;
     bool unbuffered = false;
     char **env;
 
-    while (w->o.env && w->o.env[n])
-        unbuffered |= strncmp(w->o.env[n++], "PYTHONUNBUFFERED=", 17) == 0;
+    while (o->env && o->env[n])
+        unbuffered |= strncmp(o->env[n++], "PYTHONUNBUFFERED=", 17) == 0;
     env = calloc(n + 6, sizeof *env);
     if (!env)
         return NULL;
-    memcpy(env, w->o.env, n * sizeof *env);
+    memcpy(env, o->env, n * sizeof *env);
     k = n;
-    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", w->slot);
+    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", slot);
     env[k++] = x->slot;
-    if (w->o.cfg->worker.protocol == MV_PROTO_API) {
-        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nlisten(w));
+    if (o->cfg->worker.protocol == MV_PROTO_API) {
+        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nl);
         env[k++] = x->fd;
     }
     /* A Python lines worker whose print() is not flushed would hold its answers in its
      * buffer for ever: unbuffered, unless the user said otherwise. */
-    if (w->o.cfg->worker.protocol == MV_PROTO_LINES && !unbuffered)
+    if (o->cfg->worker.protocol == MV_PROTO_LINES && !unbuffered)
         env[k++] = "PYTHONUNBUFFERED=1";
-    if (nlisten(w) > 0) {
+    if (nl > 0) {
         size_t used = (size_t)snprintf(x->names, sizeof x->names, "LISTEN_FDNAMES=");
-        mv_listen_names(w->o.listen, x->names + used, sizeof x->names - used);
-        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nlisten(w));
+        mv_listen_names(o->listen, x->names + used, sizeof x->names - used);
+        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nl);
         env[k++] = x->fds;
         env[k++] = x->names;
     }
@@ -817,7 +817,7 @@ static int spawn(mv_worker_t *w, const char **call)
 {
     int fds[MV_LISTEN_MAX + 1], nfds = 0, r;
     mv_chan_stdio_t io;
-    env_extra_t extra;
+    mv_worker_env_t extra;
     char **env;
 
     *call = "pipe";
@@ -828,31 +828,36 @@ static int spawn(mv_worker_t *w, const char **call)
         fds[nfds++] = w->o.listen->l[i].fd;
     if (io.api_fd >= 0)
         fds[nfds++] = io.api_fd;
-    env = worker_env(w, &extra);
+    env = mv_worker_env(&w->o, w->slot, &extra);
     *call = "uv_spawn";
     r = !env ? -ENOMEM
-             : mv_proc_spawn(&w->proc, w->o.loop,
-                             &(mv_proc_spec_t){
-                                 .argv = w->o.argv,
-                                 .env = env,
-                                 .self_exe = w->o.self_exe,
-                                 .stdio = io.st,
-                                 .fds = fds,
-                                 .nfds = nfds,
-                                 .cgroup_procs_fd = w->has_cg ? w->cg.procs_fd : -1,
-                                 .listen_pid = nlisten(w) > 0,
-                                 /* Its own session: a Ctrl-C at memvisor's terminal is
-                                  * memvisor's to handle (grace period first). */
-                                 .own_session = true,
-                                 /* [worker] user/group: the shim drops to them (proc.h) */
-                                 .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
-                                 .uid = w->o.cfg->worker.uid,
-                                 .gid = w->o.cfg->worker.gid,
-                             });
+             : mv_proc_spawn(
+                   &w->proc, w->o.loop,
+                   &(mv_proc_spec_t){
+                       .argv = w->o.argv,
+                       .env = env,
+                       .self_exe = w->o.self_exe,
+                       .stdio = io.st,
+                       .fds = fds,
+                       .nfds = nfds,
+                       .cgroup_procs_fd = w->has_cg ? w->cg.procs_fd : -1,
+                       .listen_pid = nlisten(w) > 0,
+                       /* Its own session: a Ctrl-C at memvisor's terminal is
+                        * memvisor's to handle (grace period first). */
+                       .own_session = true,
+                       /* [worker] user/group: the shim drops to them (proc.h); a forked
+                        * worker has the template's, dropped the same way */
+                       .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
+                       .uid = w->o.cfg->worker.uid,
+                       .gid = w->o.cfg->worker.gid,
+                       .forker = w->o.forker,
+                       .cgroup_dir = w->has_cg && w->cg.version == MV_CG_V2 ? w->cg.path : NULL,
+                       .slot = w->slot,
+                   });
     free(env);
     mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
-    if (r < 0)
-        return r;
+    if (r < 0 || w->proc.pending)
+        return r; /* forked: proc_started follows */
     w->spawned_ms = mv_now_ms();
     return mv_chan_start(&w->chan, call);
 }
@@ -869,6 +874,8 @@ static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bo
     step(w, MV_EV_SPAWN_FAILED);
 }
 
+static void running(mv_worker_t *w, int r, const char *call);
+
 static void start_process(mv_worker_t *w)
 {
     const char *call;
@@ -878,6 +885,32 @@ static void start_process(mv_worker_t *w)
         spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
         return;
     }
+    if (!w->proc.pending)
+        running(w, r, call);
+}
+
+/* A template forked it: its channel is read from now on (not before: its HELLO must find it
+ * SPAWNING). */
+static void proc_started(void *owner)
+{
+    mv_worker_t *w = owner;
+    const char *call;
+
+    w->spawned_ms = mv_now_ms();
+    running(w, mv_chan_start(&w->chan, &call), call);
+}
+
+static void proc_failed(void *owner, int err, bool retry)
+{
+    mv_worker_t *w = owner;
+
+    w->spawn_retry = retry;
+    spawn_failed(w, "template", uv_strerror(err), false);
+}
+
+/* Its process runs (r < 0: but its channel could not be opened, `call` says how). */
+static void running(mv_worker_t *w, int r, const char *call)
+{
     step(w, MV_EV_STARTED);
     w->ev->on_started(w);
     if (r < 0) {
@@ -895,7 +928,10 @@ static void start_process(mv_worker_t *w)
                       w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->lim.soft_bytes : 0) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
-            MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+            MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"),
+            MV_S("start", !w->proc.forked     ? "exec"
+                          : w->proc.in_cgroup ? "fork_in_cgroup"
+                                              : "fork"));
     if (w->o.timeline)
         mv_timeline_mark(w->o.timeline,
                          &(mv_tl_mark_t){w->slot, w->gen, MV_TL_SPAWN, NULL, w->proc.pid,

@@ -74,6 +74,7 @@ typedef struct mv_worker_opts {
     const mv_cg_t *cg;         /* per-worker cgroups; NULL or version OFF: /proc only */
     bool service;              /* no task source: workers make their requests */
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
+    const mv_forker_t *forker; /* the warm template to fork it from; NULL: exec'd */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */
@@ -180,6 +181,7 @@ struct mv_worker {
     const char *spawn_call; /* it could not be started: the call that failed... */
     char spawn_why[256];    /* ...and why */
     bool hopeless;          /* the command can never start */
+    bool spawn_retry;       /* ...and that was not its failure (the template went away) */
     unsigned open;          /* handles and parts not yet closed */
     bool closing;
 
@@ -207,6 +209,16 @@ struct mv_worker {
 
 /* Variables of memvisor's environment a worker gets its own values of, or none. */
 bool mv_worker_env_private(const char *entry);
+
+/* The text of the variables mv_worker_env adds. */
+typedef struct mv_worker_env {
+    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
+} mv_worker_env_t;
+/* The environment of slot's worker (the warm template's: slot 0): the pool's, plus
+ * MEMVISOR_SLOT, MEMVISOR_FD (api) and, with listen sockets, LISTEN_FDS and LISTEN_FDNAMES
+ * (LISTEN_PID: the exec shim, or the forked child). Free the array (not its strings); NULL on
+ * ENOMEM. */
+char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x);
 
 /* A new worker for `slot` (not started). NULL on ENOMEM. */
 mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,

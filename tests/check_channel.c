@@ -189,7 +189,7 @@ START_TEST(api_conversation)
 
     api_open(&r, false, 1024, &sock, &out);
     hello(sock);
-    until(&r, "hello 1\n");
+    until(&r, "hello 2\n");
     /* A task goes out as one TASK frame. */
     ck_assert_int_eq(mv_chan_send_task(&r.c, 7, "work 7", 6), 0);
     mv_chan_flush(&r.c);
@@ -197,7 +197,7 @@ START_TEST(api_conversation)
     put(sock, MVW_MSG_DONE, MVW_F_KIND, 7, kinded, 8);
     put(sock, MVW_MSG_FAIL, 0, 8, "bad", 3);
     until(&r, "fail 8");
-    ck_assert_str_eq(r.log, "hello 1\ndone 7 [parse] ok\nfail 8 [-] bad\n");
+    ck_assert_str_eq(r.log, "hello 2\ndone 7 [parse] ok\nfail 8 [-] bad\n");
     /* A snapshot request, and its answer. */
     ck_assert(mv_chan_can_snapshot(&r.c));
     ck_assert_int_eq(mv_chan_ask_snapshot(&r.c), 0);
@@ -256,7 +256,7 @@ START_TEST(service_begin_end)
     put(sock, MVW_MSG_BEGIN, MVW_F_KIND, 41, k, 4);
     put(sock, MVW_MSG_END, 0, 41, &status, sizeof status);
     until(&r, "end 41 500\n");
-    ck_assert_str_eq(r.log, "hello 1\nbegin 41 [GET]\nend 41 500\n");
+    ck_assert_str_eq(r.log, "hello 2\nbegin 41 [GET]\nend 41 500\n");
     close(sock);
     close(out);
     finish(&r);
@@ -358,7 +358,7 @@ START_TEST(a_failure_found_above_breaks_it_too)
     put(sock, MVW_MSG_DONE, 0, 8, "x", 1);
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
-    ck_assert_str_eq(r.log, "hello 1\nerror answer for task 9, expected 8\n");
+    ck_assert_str_eq(r.log, "hello 2\nerror answer for task 9, expected 8\n");
     close(sock);
     close(out);
     finish(&r);
@@ -378,7 +378,7 @@ START_TEST(drain_reads_what_a_dead_worker_left)
     close(out);
     /* No loop pass: the answers are read by the drain, as when the exit comes first. */
     mv_chan_drain(&r.c);
-    ck_assert_str_eq(r.log, "hello 1\ndone 1 [-] last words\noutput 3 bye\n");
+    ck_assert_str_eq(r.log, "hello 2\ndone 1 [-] last words\noutput 3 bye\n");
     finish(&r);
 }
 END_TEST

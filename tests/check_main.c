@@ -57,6 +57,8 @@ int main(void)
         progress_suite,
         cgroup_v2_suite,
         truth_suite,
+        tpolicy_suite,
+        template_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -191,7 +191,7 @@ static void sup_handshake(struct sup *s, uint32_t slot, uint32_t prefetch, uint3
     sup_expect(s, &m, MVW_MSG_HELLO, 0);
     memcpy(&hello, m.payload, sizeof hello);
     ck_assert_uint_eq(hello.version, MVW_PROTOCOL_VERSION);
-    ck_assert_uint_eq(hello.flags, 0);
+    ck_assert_uint_eq(hello.flags, MVW_HELLO_TEMPLATE); /* single-threaded: it can be one */
     sup_send(s, MVW_MSG_GO, 0, 0, &go, sizeof go);
 }
 

@@ -48,6 +48,8 @@ Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
 Suite *redis_suite(void);
 Suite *rentry_suite(void);
+Suite *tpolicy_suite(void);
+Suite *template_suite(void);
 Suite *progress_suite(void);
 
 #endif

@@ -26,6 +26,8 @@
 
 #include <memvisor/worker.h>
 
+#include "mvw_int.h"
+
 #define MVW_API __attribute__((visibility("default")))
 
 #define RBUF_INIT      (64u << 10) /* one read takes up to this much */
@@ -39,38 +41,6 @@
 #define TBUF_KEEP      (1u << 20)
 #define SNAP_CAP_FIRST (64u << 10)
 #define SNAP_CAP_MAX   (16u << 20)
-#define KIND_MAX       255u
-
-struct mvw {
-    int fd;
-    unsigned slot;
-    uint32_t prefetch;
-    uint32_t mode;
-    int err;     /* sticky: the channel is unusable (EOF, malformed input, I/O error) */
-    int stopped; /* STOP received */
-
-    uint8_t *rbuf; /* input: see the invariant at the top */
-    size_t rcap, rpos, rlen, scan;
-
-    uint8_t *tbuf; /* the current task's bytes plus a '\0' */
-    size_t tcap;
-    int in_task; /* a task was handed out and is not answered yet */
-    uint64_t task_id;
-    uint64_t task_start_ns;
-    uint8_t kind_len; /* 0: no kind set for the current task */
-    char kind[KIND_MAX + 1];
-
-    uint8_t *wbuf; /* output not sent yet */
-    size_t wcap, wlen;
-    unsigned wcount; /* answers in wbuf */
-    uint64_t last_flush_ns;
-
-    int svc_open; /* service mode: BEGIN sent, END not yet */
-    uint64_t svc_id;
-
-    mvw_snapshot_fn snap_fn;
-    void *snap_arg;
-};
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO: cheap enough to call per task). */
 static uint64_t now_ns(void)
@@ -100,7 +70,7 @@ static int parse_fd(const char *s)
 
 /* Waits until fd is ready for `events`; used when a blocking call meets a non-blocking fd
  * (the fd's O_NONBLOCK belongs to the open file description, which we do not change). */
-static int wait_fd(int fd, short events)
+int mvw__wait_fd(int fd, short events)
 {
     struct pollfd p = {.fd = fd, .events = events};
 
@@ -111,7 +81,7 @@ static int wait_fd(int fd, short events)
 }
 
 /* Records a fatal channel error once and returns it. */
-static int fail_channel(mvw_t *w, int err)
+int mvw__fail(mvw_t *w, int err)
 {
     if (!w->err)
         w->err = err;
@@ -137,12 +107,12 @@ static int send_iov(mvw_t *w, struct iovec *iov, int n)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                rc = wait_fd(w->fd, POLLOUT);
+                rc = mvw__wait_fd(w->fd, POLLOUT);
                 if (rc < 0)
-                    return fail_channel(w, rc);
+                    return mvw__fail(w, rc);
                 continue;
             }
-            return fail_channel(w, -errno);
+            return mvw__fail(w, -errno);
         }
         while (r > 0) {
             size_t k = (size_t)r < mh.msg_iov->iov_len ? (size_t)r : mh.msg_iov->iov_len;
@@ -159,7 +129,7 @@ static int send_iov(mvw_t *w, struct iovec *iov, int n)
 }
 
 /* Sends the write buffer. */
-static int flush_out(mvw_t *w)
+int mvw__flush(mvw_t *w)
 {
     struct iovec iov;
     int rc;
@@ -201,8 +171,8 @@ static int wbuf_reserve(mvw_t *w, size_t n)
  * Queues one message: header, optional kind prefix (u8 n + n bytes), then body. Large bodies
  * go out at once, without a copy, after what is already buffered.
  */
-static int queue_msg(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
-                     const void *body, size_t len)
+int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
+               const void *body, size_t len)
 {
     uint8_t hdr[MVW_HEADER_SIZE + 1];
     size_t pre = kind_len ? 1 + kind_len : 0;
@@ -217,7 +187,7 @@ static int queue_msg(mvw_t *w, uint16_t type, uint64_t task, const char *kind, s
     mvw_put_header(hdr, type, kind_len ? MVW_F_KIND : 0, task, (uint32_t)(pre + len));
     hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
     if (len >= WBUF_DIRECT) {
-        rc = flush_out(w);
+        rc = mvw__flush(w);
         if (rc < 0)
             return rc;
         iov[0] = (struct iovec){hdr, hlen};
@@ -260,7 +230,7 @@ static long default_snapshot(char *buf, size_t cap)
 
 /* Answers a SNAPSHOT request at once (memvisor is waiting for it). A callback that fails is
  * reported as a JSON error object; -ENOBUFS from it doubles the buffer and retries. */
-static int answer_snapshot(mvw_t *w)
+int mvw__answer_snapshot(mvw_t *w)
 {
     size_t cap = SNAP_CAP_FIRST;
     char *buf = NULL, *p;
@@ -282,9 +252,9 @@ static int answer_snapshot(mvw_t *w)
     if (n < 0 || (size_t)n > cap)
         n = snprintf(buf, cap, "{\"error\":\"snapshot callback failed\",\"errno\":%ld}",
                      n < 0 ? -n : (long)EOVERFLOW);
-    rc = queue_msg(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, buf, (size_t)n);
+    rc = mvw__queue(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, buf, (size_t)n);
     free(buf);
-    return rc < 0 ? rc : flush_out(w);
+    return rc < 0 ? rc : mvw__flush(w);
 }
 
 /*
@@ -292,7 +262,7 @@ static int answer_snapshot(mvw_t *w)
  * STOP ends the batch (everything buffered is dropped). A malformed message stops the scan;
  * it is reported when it reaches the front. Anything else from memvisor here is an error.
  */
-static int scan(mvw_t *w)
+int mvw__scan(mvw_t *w)
 {
     struct mvw_msg m;
     long n;
@@ -306,7 +276,7 @@ static int scan(mvw_t *w)
         switch (m.h.type) {
         case MVW_MSG_TASK:
             if (w->mode == MVW_MODE_SERVICE)
-                return fail_channel(w, -EBADMSG);
+                return mvw__fail(w, -EBADMSG);
             w->scan += (size_t)n;
             break;
         case MVW_MSG_STOP:
@@ -316,11 +286,11 @@ static int scan(mvw_t *w)
         case MVW_MSG_SNAPSHOT:
             memmove(w->rbuf + w->scan, w->rbuf + w->scan + n, w->rlen - w->scan - (size_t)n);
             w->rlen -= (size_t)n;
-            rc = answer_snapshot(w);
+            rc = mvw__answer_snapshot(w);
             if (rc < 0)
                 return rc;
             break;
-        default: /* a second GO */ return fail_channel(w, -EBADMSG);
+        default: /* a second GO */ return mvw__fail(w, -EBADMSG);
         }
     }
     return 0;
@@ -381,18 +351,18 @@ static long read_in(mvw_t *w, int dontwait)
             return r;
         }
         if (r == 0)
-            return fail_channel(w, -EPIPE);
+            return mvw__fail(w, -EPIPE);
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (dontwait)
                 return -EAGAIN;
-            rc = wait_fd(w->fd, POLLIN);
+            rc = mvw__wait_fd(w->fd, POLLIN);
             if (rc < 0)
-                return fail_channel(w, rc);
+                return mvw__fail(w, rc);
             continue;
         }
-        return fail_channel(w, -errno);
+        return mvw__fail(w, -errno);
     }
 }
 
@@ -408,6 +378,14 @@ static int want_flush(mvw_t *w)
     return now - w->last_flush_ns >= FLUSH_AGE_NS || now - w->task_start_ns >= FLUSH_SLOW_NS;
 }
 
+static void free_mvw(mvw_t *w)
+{
+    free(w->rbuf);
+    free(w->tbuf);
+    free(w->wbuf);
+    free(w);
+}
+
 /* Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop. */
 static int handshake(mvw_t *w)
 {
@@ -419,7 +397,7 @@ static int handshake(mvw_t *w)
         n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
                        &m);
         if (n < 0)
-            return fail_channel(w, (int)n);
+            return mvw__fail(w, (int)n);
         if (n == 0) {
             n = read_in(w, 0);
             if (n < 0)
@@ -431,36 +409,39 @@ static int handshake(mvw_t *w)
         switch (m.h.type) {
         case MVW_MSG_GO:
             memcpy(&go, m.payload, sizeof go);
-            if (go.version != MVW_PROTOCOL_VERSION)
-                return fail_channel(w, -EPROTONOSUPPORT);
-            if (go.mode != MVW_MODE_BATCH && go.mode != MVW_MODE_SERVICE)
-                return fail_channel(w, -EBADMSG);
+            /* memvisor answers with the lower of the two versions. */
+            if (go.version < MVW_PROTOCOL_MIN || go.version > MVW_PROTOCOL_VERSION)
+                return mvw__fail(w, -EPROTONOSUPPORT);
+            if (go.mode != MVW_MODE_BATCH && go.mode != MVW_MODE_SERVICE &&
+                go.mode != MVW_MODE_TEMPLATE)
+                return mvw__fail(w, -EBADMSG);
             w->slot = go.slot;
             w->prefetch = go.prefetch;
             w->mode = go.mode;
             /* What came with GO is handled now: a service polls the fd, which will not
              * wake it for bytes already buffered here. */
-            return scan(w);
+            return mvw__scan(w);
         case MVW_MSG_STOP:
             w->stopped = 1;
             w->rpos = w->rlen = w->scan = 0;
             return 0;
         case MVW_MSG_SNAPSHOT: {
-            int rc = answer_snapshot(w);
+            int rc = mvw__answer_snapshot(w);
             if (rc < 0)
                 return rc;
             break;
         }
-        default: /* a TASK before GO */ return fail_channel(w, -EBADMSG);
+        default: /* a TASK before GO */ return mvw__fail(w, -EBADMSG);
         }
     }
 }
 
 /* Opens the channel named by $MEMVISOR_FD, says HELLO and waits for GO. */
-MVW_API int mvw_open(mvw_t **out)
+static int open_channel(mvw_t **out)
 {
     const char *env = getenv(MVW_ENV_FD);
-    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, 0};
+    /* A single-threaded process can serve as a template (template.c). */
+    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, mvw__can_template() ? MVW_HELLO_TEMPLATE : 0};
     int fd, flags, type, rc;
     socklen_t tl = sizeof type;
     mvw_t *w;
@@ -486,16 +467,48 @@ MVW_API int mvw_open(mvw_t **out)
         return -ENOMEM;
     w->fd = fd;
     w->last_flush_ns = now_ns();
-    rc = queue_msg(w, MVW_MSG_HELLO, 0, NULL, 0, &hello, sizeof hello);
+    rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, &hello, sizeof hello);
     if (rc == 0)
-        rc = flush_out(w);
+        rc = mvw__flush(w);
     if (rc == 0)
         rc = handshake(w);
     if (rc < 0) {
-        free(w->rbuf);
-        free(w->wbuf);
-        free(w);
+        free_mvw(w);
         return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/*
+ * Connects as open_channel does. When memvisor asks this process to be the template (GO with
+ * MVW_MODE_TEMPLATE), everything before this call was the workers' start-up: the process now
+ * forks a worker per FORK request, and each child comes back here and connects on its own
+ * channel as a normal worker. A retired template returns 0 with mvw_stop_requested() true,
+ * as a worker told STOP before GO does, so the caller ends as it would after STOP.
+ */
+MVW_API int mvw_open(mvw_t **out)
+{
+    mvw_t *w;
+    int rc;
+
+    *out = NULL;
+    for (;;) {
+        rc = open_channel(&w);
+        if (rc < 0)
+            return rc;
+        if (w->mode != MVW_MODE_TEMPLATE)
+            break;
+        rc = mvw__serve_template(w);
+        if (rc < 0) {
+            free_mvw(w);
+            return rc;
+        }
+        if (rc == 0) {
+            w->mode = MVW_MODE_BATCH; /* retired: mvw_next() says STOP */
+            break;
+        }
+        free_mvw(w); /* a new worker: its channel has the template's fd number */
     }
     *out = w;
     return 0;
@@ -526,7 +539,7 @@ static int take_task(mvw_t *w, mvw_task_t *task)
     uint8_t *p;
 
     if (n <= 0) /* cannot happen: scan() checked it */
-        return fail_channel(w, -EBADMSG);
+        return mvw__fail(w, -EBADMSG);
     need = (size_t)m.h.length + 1;
     if (w->tcap < need || (w->tcap > TBUF_KEEP && need <= TBUF_KEEP / 4)) {
         cap = w->tcap < need ? w->tcap * 2 : need; /* grow geometrically, shrink to fit */
@@ -569,20 +582,20 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
     for (;;) {
         if (w->err)
             return w->err;
-        rc = scan(w);
+        rc = mvw__scan(w);
         if (rc < 0)
             return rc;
         if (w->stopped)
-            return flush_out(w);
+            return mvw__flush(w);
         if (w->rpos < w->scan)
             return take_task(w, task);
         n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
                        &m);
         if (n < 0)
-            return fail_channel(w, (int)n);
+            return mvw__fail(w, (int)n);
         n = w->wlen ? read_in(w, 1) : -EAGAIN;
         if (n == -EAGAIN) {
-            rc = flush_out(w);
+            rc = mvw__flush(w);
             if (rc < 0)
                 return rc;
             n = read_in(w, 0);
@@ -601,14 +614,14 @@ static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
         return -EINVAL;
     if (!body && len)
         return -EINVAL;
-    rc = queue_msg(w, type, w->task_id, w->kind, w->kind_len, body, len);
+    rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, body, len);
     if (rc == -EMSGSIZE || rc == -ENOMEM)
         return rc; /* still in hand: the caller may answer again, shorter */
     w->in_task = 0;
     w->wcount++;
     if (rc < 0)
         return rc;
-    return want_flush(w) ? flush_out(w) : 0;
+    return want_flush(w) ? mvw__flush(w) : 0;
 }
 
 MVW_API int mvw_done(mvw_t *w, const void *result, size_t len)
@@ -657,12 +670,12 @@ MVW_API int mvw_begin(mvw_t *w, const char *kind)
         if (n < 0)
             return n;
     }
-    rc = queue_msg(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, 0);
+    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, 0);
     if (rc < 0)
         return rc;
     w->svc_id++;
     w->svc_open = 1;
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Service mode: the open request ends with `status` (0 = ok); END goes out at once. */
@@ -675,11 +688,11 @@ MVW_API int mvw_end(mvw_t *w, int status)
         return -EOPNOTSUPP;
     if (!w->svc_open)
         return -EINVAL;
-    rc = queue_msg(w, MVW_MSG_END, w->svc_id, NULL, 0, &st, sizeof st);
+    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, &st, sizeof st);
     if (rc < 0)
         return rc;
     w->svc_open = 0;
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Non-blocking: reads what is there, handles STOP and SNAPSHOT, sends buffered answers. */
@@ -692,7 +705,7 @@ MVW_API int mvw_poll(mvw_t *w)
     for (;;) {
         if (w->err)
             return w->err;
-        rc = scan(w);
+        rc = mvw__scan(w);
         if (rc < 0)
             return rc;
         if (w->stopped)
@@ -702,7 +715,7 @@ MVW_API int mvw_poll(mvw_t *w)
             n = mvw_decode(w->rbuf + w->scan, w->rlen - w->scan, MVW_MAX_PAYLOAD,
                            MVW_FROM_SUPERVISOR, &m);
             if (n < 0)
-                return fail_channel(w, (int)n);
+                return mvw__fail(w, (int)n);
         }
         n = read_in(w, 1);
         if (n == -EAGAIN)
@@ -710,7 +723,7 @@ MVW_API int mvw_poll(mvw_t *w)
         if (n < 0)
             return (int)n;
     }
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 MVW_API int mvw_stop_requested(const mvw_t *w)
@@ -726,7 +739,7 @@ MVW_API void mvw_set_snapshot(mvw_t *w, mvw_snapshot_fn fn, void *arg)
 
 MVW_API int mvw_flush(mvw_t *w)
 {
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Sends what is buffered (best effort), closes the channel and frees everything. */
@@ -734,12 +747,9 @@ MVW_API void mvw_close(mvw_t *w)
 {
     if (!w)
         return;
-    flush_out(w);
+    mvw__flush(w);
     close(w->fd);
-    free(w->rbuf);
-    free(w->tbuf);
-    free(w->wbuf);
-    free(w);
+    free_mvw(w);
 }
 
 /* Static text for the errors this API returns; names what to do where that helps. */

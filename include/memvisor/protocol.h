@@ -21,6 +21,21 @@
  *     memvisor -> SNAPSHOT / worker -> SNAPSHOT {json}     heap view on request
  *     worker -> BEGIN id kind / END id status              service mode: worker-made tasks
  *
+ * Versions: memvisor answers GO with the lower of the worker's version and its own, and
+ * serves every version from MVW_PROTOCOL_MIN. Version 2 adds the warm template (a worker
+ * whose start-up runs once and which forks new workers on request, docs/templates.md):
+ *     worker -> HELLO {version 2, flags MVW_HELLO_TEMPLATE}   it can serve as a template
+ *     memvisor -> GO {mode MVW_MODE_TEMPLATE}          serve as the template
+ *     worker -> TEMPLATE {pid, features}               ready: nothing is sent before it
+ *     memvisor -> FORK id {slot, ...} + fds            (SCM_RIGHTS, see struct mvw_fork)
+ *     worker -> FORKED id {pid | error}                in the order of the FORKs
+ *     memvisor -> STOP                                 retire: answer what was asked, exit 0
+ * Every message memvisor sends a template after GO carries its fds on its own first byte, so
+ * the template reads them with exact-size recvmsg calls (the header, then the payload) and
+ * the fds that come during those reads belong to that message. TEMPLATE is what allows
+ * memvisor to send FORK at all: the template's handshake reads ahead with plain recv(),
+ * which would drop the fds of a FORK it read along with GO.
+ *
  * The decoder below checks the length against the caller's limit before anything is copied,
  * and checks type, flags, direction and fixed payload sizes. Short reads are normal: the
  * decoder returns 0 ("need more bytes") until a whole message is buffered.
@@ -35,8 +50,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MVW_PROTOCOL_VERSION 1u
-#define MVW_HEADER_SIZE      16u
+#define MVW_PROTOCOL_VERSION 2u
+/* The oldest version memvisor still serves (version 1: no template). */
+#define MVW_PROTOCOL_MIN 1u
+#define MVW_HEADER_SIZE  16u
 /* Hard cap of one payload; `[worker] max_message` can only lower it. */
 #define MVW_MAX_PAYLOAD (64u << 20)
 /* Environment variable that carries the socketpair fd number. */
@@ -54,6 +71,9 @@ enum mvw_msg_type {
     MVW_MSG_BEGIN,     /* w->s  service mode: a task begins; task id chosen by the worker */
     MVW_MSG_END,       /* w->s  service mode: that task ended; payload: u32 status (0 = ok) */
     MVW_MSG_SNAPSHOT,  /* s->w request (no payload); w->s reply (payload: JSON text) */
+    MVW_MSG_FORK,      /* s->w template: start a worker; payload struct mvw_fork, fds */
+    MVW_MSG_FORKED,    /* w->s template: FORK's answer (same id); payload struct mvw_forked */
+    MVW_MSG_TEMPLATE,  /* w->s template: ready for FORK; payload struct mvw_template */
     MVW_MSG_TYPE_MAX
 };
 
@@ -63,8 +83,12 @@ enum mvw_msg_type {
 #define MVW_F_VALID 0x0001u
 
 /* GO modes. */
-#define MVW_MODE_BATCH   0u /* memvisor sends TASKs */
-#define MVW_MODE_SERVICE 1u /* the worker makes its own tasks with BEGIN/END */
+#define MVW_MODE_BATCH    0u /* memvisor sends TASKs */
+#define MVW_MODE_SERVICE  1u /* the worker makes its own tasks with BEGIN/END */
+#define MVW_MODE_TEMPLATE 2u /* version 2: fork workers on FORK (see above) */
+
+/* HELLO flags. */
+#define MVW_HELLO_TEMPLATE 0x1u /* version 2: this worker can serve as a template */
 
 struct mvw_hello {
     uint32_t version; /* MVW_PROTOCOL_VERSION the worker speaks */
@@ -76,6 +100,42 @@ struct mvw_go {
     uint32_t slot;     /* worker slot number, 1-based */
     uint32_t prefetch; /* most TASKs memvisor keeps outstanding on this worker */
     uint32_t mode;     /* MVW_MODE_* */
+};
+
+/*
+ * FORK: start a worker from the template. The fds come with the message (SCM_RIGHTS), in
+ * this order: the output pipe (the child's stdout and stderr), then `nfds` fds the child gets
+ * as fds 3, 4, ... (as an exec'd worker inherits them: the listen sockets, then its channel,
+ * at the number MEMVISOR_FD already names), then the cgroup directory (MVW_FORK_CGROUP_DIR,
+ * cgroup v2: clone3(CLONE_INTO_CGROUP), so the child is born in it), then its cgroup.procs
+ * (MVW_FORK_CGROUP_PROCS: the child writes "0" to it before anything else when it was not
+ * born there: cgroup v1, or a kernel without CLONE_INTO_CGROUP).
+ */
+#define MVW_FORK_CGROUP_DIR   0x1u
+#define MVW_FORK_CGROUP_PROCS 0x2u
+#define MVW_FORK_FLAGS        0x3u
+#define MVW_FORK_MAX_FDS      64u /* nfds limit: well under the kernel's SCM_MAX_FD (253) */
+struct mvw_fork {
+    uint32_t slot;  /* the worker's slot (its MEMVISOR_SLOT) */
+    uint32_t nfds;  /* fds for 3, 4, ... */
+    uint32_t flags; /* MVW_FORK_* */
+    uint32_t reserved;
+};
+
+/* FORKED: the child's pid, or the errno of the failed start (pid 0). */
+#define MVW_FORKED_IN_CGROUP 0x1u /* born in its cgroup (CLONE_INTO_CGROUP) */
+struct mvw_forked {
+    int32_t pid;
+    int32_t error;
+    uint32_t flags; /* MVW_FORKED_* */
+    uint32_t reserved;
+};
+
+/* TEMPLATE: the template is ready. */
+#define MVW_TEMPLATE_TID 0x1u /* its children's thread ids are set as fork() sets them */
+struct mvw_template {
+    uint32_t pid;      /* the template's own pid */
+    uint32_t features; /* MVW_TEMPLATE_* */
 };
 
 struct mvw_header {
@@ -113,6 +173,9 @@ static inline long mvw_fixed_size(uint16_t type)
     case MVW_MSG_GO: return (long)sizeof(struct mvw_go);
     case MVW_MSG_STOP: return 0;
     case MVW_MSG_END: return 4;
+    case MVW_MSG_FORK: return (long)sizeof(struct mvw_fork);
+    case MVW_MSG_FORKED: return (long)sizeof(struct mvw_forked);
+    case MVW_MSG_TEMPLATE: return (long)sizeof(struct mvw_template);
     default: return -1;
     }
 }
@@ -125,10 +188,13 @@ static inline int mvw_type_allowed(uint16_t type, enum mvw_dir dir)
     case MVW_MSG_DONE:
     case MVW_MSG_FAIL:
     case MVW_MSG_BEGIN:
-    case MVW_MSG_END: return dir == MVW_FROM_WORKER;
+    case MVW_MSG_END:
+    case MVW_MSG_FORKED:
+    case MVW_MSG_TEMPLATE: return dir == MVW_FROM_WORKER;
     case MVW_MSG_GO:
     case MVW_MSG_TASK:
-    case MVW_MSG_STOP: return dir == MVW_FROM_SUPERVISOR;
+    case MVW_MSG_STOP:
+    case MVW_MSG_FORK: return dir == MVW_FROM_SUPERVISOR;
     case MVW_MSG_SNAPSHOT: return 1;
     default: return 0;
     }
@@ -206,7 +272,8 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
 static inline const char *mvw_type_name(uint16_t type)
 {
     static const char *const names[MVW_MSG_TYPE_MAX] = {
-        "?", "HELLO", "GO", "TASK", "DONE", "FAIL", "STOP", "BEGIN", "END", "SNAPSHOT",
+        "?",     "HELLO", "GO",       "TASK", "DONE",   "FAIL",     "STOP",
+        "BEGIN", "END",   "SNAPSHOT", "FORK", "FORKED", "TEMPLATE",
     };
     return type < MVW_MSG_TYPE_MAX ? names[type] : "?";
 }

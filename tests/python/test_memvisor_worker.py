@@ -257,7 +257,9 @@ class FakeMemvisor(unittest.TestCase):
     def handshake(self, slot=1, prefetch=1, mode=0, then=b""):
         mtype, flags, task, payload = self.recv()
         self.assertEqual((mtype, flags, task), (HELLO, 0, 0))
-        self.assertEqual(struct.unpack("=II", payload), (1, 0))
+        version, hello_flags = struct.unpack("=II", payload)
+        self.assertEqual(version, mw.PROTOCOL_VERSION)
+        self.assertIn(hello_flags, (0, mw.HELLO_TEMPLATE))  # 0 in a process with threads
         self.sup.sendall(go(slot, prefetch, mode) + then)
 
     def expect(self, mtype, task, payload, flags=0):
@@ -365,8 +367,8 @@ class Handshake(FakeMemvisor):
     def test_other_protocol_version_is_a_protocol_error(self):
         self.spawn()
         self.recv()
-        self.sup.sendall(go(version=2))
-        self.assert_exit(11, "version 2")
+        self.sup.sendall(go(version=mw.PROTOCOL_VERSION + 1))
+        self.assert_exit(11, "version %d" % (mw.PROTOCOL_VERSION + 1))
 
 
 class Batch(FakeMemvisor):

@@ -100,7 +100,8 @@ __all__ = [
 # ---- The wire protocol: a copy of include/memvisor/protocol.h, which is the one declaration.
 # ---- Keep these in step with it.
 
-PROTOCOL_VERSION = 1  # MVW_PROTOCOL_VERSION
+PROTOCOL_VERSION = 2  # MVW_PROTOCOL_VERSION
+PROTOCOL_MIN = 1  # MVW_PROTOCOL_MIN
 HEADER_SIZE = 16  # MVW_HEADER_SIZE: u32 length, u16 type, u16 flags, u64 task
 MAX_PAYLOAD = 64 << 20  # MVW_MAX_PAYLOAD
 ENV_FD = "MEMVISOR_FD"  # MVW_ENV_FD
@@ -116,22 +117,37 @@ MSG_STOP = 6  # s->w no payload
 MSG_BEGIN = 7  # w->s service mode, worker-chosen task id
 MSG_END = 8  # w->s service mode, payload: u32 status
 MSG_SNAPSHOT = 9  # s->w request (no payload); w->s reply (JSON)
+MSG_FORK = 10  # s->w template: {u32 slot, u32 nfds, u32 flags, u32 reserved} + fds
+MSG_FORKED = 11  # w->s template: {i32 pid, i32 error, u32 flags, u32 reserved}
+MSG_TEMPLATE = 12  # w->s template ready: {u32 pid, u32 features}
 
 F_KIND = 0x0001  # MVW_F_KIND: payload starts with u8 n + n bytes of task kind
 F_VALID = 0x0001  # MVW_F_VALID
 
 MODE_BATCH = 0  # MVW_MODE_BATCH
 MODE_SERVICE = 1  # MVW_MODE_SERVICE
+MODE_TEMPLATE = 2  # MVW_MODE_TEMPLATE
+
+HELLO_TEMPLATE = 0x1  # MVW_HELLO_TEMPLATE
+FORK_CGROUP_DIR = 0x1  # MVW_FORK_CGROUP_DIR
+FORK_CGROUP_PROCS = 0x2  # MVW_FORK_CGROUP_PROCS
+FORK_MAX_FDS = 64  # MVW_FORK_MAX_FDS
+FORKED_IN_CGROUP = 0x1  # MVW_FORKED_IN_CGROUP
+TEMPLATE_TID = 0x1  # MVW_TEMPLATE_TID
 
 # Host byte order, standard sizes, no padding ("=" in struct): the socket never leaves the host.
 _HEADER = struct.Struct("=IHHQ")
 _HELLO = struct.Struct("=II")
 _GO = struct.Struct("=IIII")
 _END = struct.Struct("=I")
+_FORK = struct.Struct("=IIII")
+_FORKED = struct.Struct("=iiII")
+_TEMPLATE = struct.Struct("=II")
 # Payload sizes fixed for what memvisor sends (its SNAPSHOT is a request: empty); TASK varies.
-_FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0}
-_FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT)
-_NAMES = {MSG_GO: "GO", MSG_TASK: "TASK", MSG_STOP: "STOP", MSG_SNAPSHOT: "SNAPSHOT"}
+_FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0, MSG_FORK: _FORK.size}
+_FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT, MSG_FORK)
+_NAMES = {MSG_GO: "GO", MSG_TASK: "TASK", MSG_STOP: "STOP", MSG_SNAPSHOT: "SNAPSHOT",
+          MSG_FORK: "FORK"}
 
 # ---- Buffering, as in worker-api/mvw.c.
 
@@ -272,10 +288,47 @@ class Worker:
 
     `fd` names the channel instead of $MEMVISOR_FD (for a wrapper that moved it).
     Attributes from GO: ``slot`` (1-based), ``prefetch``, ``mode`` (MODE_BATCH, MODE_SERVICE).
+
+    When memvisor runs the pool with a warm template (``[worker] template = yes``,
+    docs/templates.md), the first process to make a Worker serves as the template: the code
+    before it ran once, and this constructor returns in each worker forked from it
+    (``forked`` is then true), connected on its own channel. A template that memvisor
+    retires returns from here with ``stop_requested`` true, as after STOP.
     """
 
     def __init__(self, fd: Optional[int] = None) -> None:
         self._sock: Optional[socket.socket] = None
+        self.forked = False  # forked from a warm template (docs/templates.md)
+        self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
+        self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
+        self._init_channel_state()
+        self._sock = _open_channel(fd)
+        _start_tracemalloc()
+        # The census the first snapshot's type growth is measured against: what this
+        # process holds once started, so that a snapshot shows what grew since.
+        self._type_growth()
+        try:
+            self._connect()
+            # Asked to be the warm template: everything before Worker() was the workers'
+            # start-up; each child comes back here as a new worker (memvisor_template).
+            while self.mode == MODE_TEMPLATE:
+                import memvisor_template  # noqa: PLC0415 - only templates need it
+                if not memvisor_template.serve(self):
+                    self.mode = MODE_BATCH  # retired: iteration says STOP, as after STOP
+                    break
+                self._sock.detach()  # that fd number is this worker's channel now
+                self._sock = None
+                self.forked = True
+                self._init_channel_state()
+                self._sock = _open_channel(None)
+                self._connect()
+        except BaseException:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = None
+            raise
+
+    def _init_channel_state(self) -> None:
         self._error: Optional[MemvisorError] = None  # sticky: the channel is unusable
         self._stopped = False
         self.slot = 0
@@ -291,22 +344,13 @@ class Worker:
         self._task_start_ns = 0
         self._svc_open = False
         self._svc_id = 0
-        self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
-        self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
 
-        self._sock = _open_channel(fd)
-        _start_tracemalloc()
-        # The census the first snapshot's type growth is measured against: what this
-        # process holds once started, so that a snapshot shows what grew since.
-        self._type_growth()
-        try:
-            self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, 0))
-            self._flush()
-            self._handshake()
-        except BaseException:
-            self._sock.close()
-            self._sock = None
-            raise
+    def _connect(self) -> None:
+        """HELLO (saying whether this process can serve as a template), then GO."""
+        flags = HELLO_TEMPLATE if _can_template() else 0
+        self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, flags))
+        self._flush()
+        self._handshake(flags)
 
     # ---- public API --------------------------------------------------------------------
 
@@ -528,7 +572,7 @@ class Worker:
 
     # ---- input -------------------------------------------------------------------------
 
-    def _handshake(self) -> None:
+    def _handshake(self, hello_flags: int) -> None:
         """Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop."""
         while True:
             try:
@@ -541,11 +585,13 @@ class Worker:
             mtype, _flags, _task, payload = msg
             if mtype == MSG_GO:
                 version, self.slot, self.prefetch, mode = _GO.unpack(payload)
-                if version != PROTOCOL_VERSION:
+                # memvisor answers with the lower of the two versions.
+                if not PROTOCOL_MIN <= version <= PROTOCOL_VERSION:
                     self._fail(ProtocolError(
                         f"memvisor speaks protocol version {version}, this module "
-                        f"{PROTOCOL_VERSION}"))
-                if mode not in (MODE_BATCH, MODE_SERVICE):
+                        f"{PROTOCOL_MIN}-{PROTOCOL_VERSION}"))
+                if mode not in (MODE_BATCH, MODE_SERVICE) and not (
+                        mode == MODE_TEMPLATE and hello_flags & HELLO_TEMPLATE):
                     self._fail(ProtocolError(f"GO with unknown mode {mode}"))
                 self.mode = mode
                 # What came with GO is handled now: a service polls the fd, which will not
@@ -813,6 +859,21 @@ def _open_channel(fd: Optional[int]) -> socket.socket:
     return sock
 
 
+def _can_template() -> bool:
+    """Whether this process can serve as memvisor's warm template: memvisor_template is
+    there (it is loaded, with ctypes, only when memvisor asks), and the process is
+    single-threaded (no lock can be held by a thread the child would not have)."""
+    if "memvisor_template" not in sys.modules and not os.path.exists(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "memvisor_template.py")):
+        return False
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[17]) == 1  # num_threads, field 20
+    except (OSError, ValueError, IndexError):
+        return True  # no /proc: nothing says otherwise
+
+
 def _start_tracemalloc() -> None:
     """MEMVISOR_TRACEMALLOC=N: trace allocations with N frames from now on."""
     env = os.environ.get("MEMVISOR_TRACEMALLOC", "").strip()
@@ -865,10 +926,27 @@ def run_local(handler: Handler, tasks: Iterable[Union[str, bytes]], *,
         yield out
 
 
+def _leave(worker: Optional[Worker], code: int) -> NoReturn:
+    """Exits with `code`. A worker forked from a template ends as multiprocessing's forked
+    workers do, with os._exit() after flushing stdio: the interpreter's teardown (atexit
+    handlers, every object freed) would only copy the template's pages it shares, one by
+    one, before the replacement can start."""
+    if worker is not None and worker.forked:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(handler: Handler) -> NoReturn:
     """Runs a batch worker around `handler` (see Worker.run) and exits: 0 after STOP,
     EXIT_FATAL (78, not respawned) with a message when not started by memvisor, 1 when the
-    channel broke."""
+    channel broke. With a template (docs/templates.md), the code before main() is the
+    workers' start-up, run once in the template; each worker forked from it ends with
+    os._exit() (see _leave)."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "worker"
     try:
         worker = Worker()
@@ -883,5 +961,5 @@ def main(handler: Handler) -> NoReturn:
             worker.run(handler)
         except MemvisorError as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(0)
+            _leave(worker, 1)
+    _leave(worker, 0)
