@@ -104,8 +104,8 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    mv_spares_t spares; /* spares.c: workers started ahead, taken by spawn_slot */
-    mv_cgahead_t ahead; /* cgahead.c: each slot's next cgroup */
+    mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
+    mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
     mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
     uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
