@@ -29,6 +29,8 @@
 
 #include <uv.h>
 
+#include <memvisor/protocol.h>
+
 #include "config.h"
 #include "util.h"
 
@@ -90,7 +92,11 @@ typedef struct mv_chan {
     bool writing;
     mv_buf_t outline; /* partial output line */
 
-    bool hello;          /* api: HELLO seen */
+    bool hello;       /* api: HELLO seen */
+    uint32_t version; /* api: the version the worker's HELLO said */
+    bool collect;     /* api v2: TASKs ask the worker to collect garbage before answering */
+    int heap_fresh;   /* api v2: the answer being handled came with `heap` (1) or not (0) */
+    struct mvw_heap heap;
     bool stop_sent;      /* api: STOP sent */
     bool eof;            /* the worker closed its end */
     bool broken;         /* it broke the protocol: nothing more it says counts */

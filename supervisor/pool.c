@@ -269,7 +269,29 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
     kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
 }
 
+/* A leak experiment wants a fresh worker in `slot`: a worker that has run nothing is fresh
+ * already; any other is recycled, and its replacement attaches to the experiment. */
+static void on_fresh(void *arg, int slot)
+{
+    mv_pool_t *p = arg;
+    mv_seat_t *seat = p->slots.slot[slot - 1].active;
+    mv_member_t *m = seat ? member_of_seat(seat) : NULL;
+
+    if (m && m->w->tasks_done == 0 && !mv_worker_leaving(m->w))
+        mv_experiment_attach(&p->exp, m->w);
+    else if (m)
+        recycle(p, m, MV_R_EXPERIMENT);
+}
+
+static void on_verdict(void *arg, const mv_exp_verdict_t *v)
+{
+    mv_pool_t *p = arg;
+
+    mv_suspect_verdict(&p->suspect, v->w ? &member_of(v->w)->suspect : NULL, v);
+}
+
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress};
+static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
 
@@ -467,6 +489,7 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .service = p->o.service,
         .pass = &p->dispatch.pass,
         .timeline = p->o.timeline,
+        .heap = &p->heap,
     };
     mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
@@ -547,6 +570,18 @@ static void grace_cb(uv_timer_t *t)
                 MV_I("grace_ms", p->o.cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
 }
 
+/* [leak] heap for the workers of cfg and argv: decided and said once per configuration. */
+static void plan_heap(mv_pool_t *p, const mv_config_t *cfg)
+{
+    mv_heapmon_plan(cfg->leak.heap, cfg->leak.python_malloc,
+                    cfg->worker.protocol != MV_PROTO_NONE && !p->o.service, p->o.argv,
+                    p->o.self_exe, &p->heap);
+    mv_log(p->o.log,
+           p->heap.preload || cfg->leak.heap != MV_HEAPMODE_PRELOAD ? MV_LVL_INFO : MV_LVL_WARN,
+           "heap", MV_S("preload", p->heap.preload ? p->heap.library : "off"),
+           MV_S("python_malloc", p->heap.python ? "yes" : "no"), MV_S("why", p->heap.why));
+}
+
 /* memvisor's environment minus what each worker gets its own value of, or none (NOTIFY_SOCKET
  * is memvisor's). NULL on ENOMEM. */
 static char **pool_env(char *const *env)
@@ -587,6 +622,11 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
                      &dispatch_events, p);
     mv_watch_init(&p->watch, o->loop, o->log, cfg, &watch_events, p);
     mv_suspect_init(&p->suspect, o->loop, o->log, cfg, o->leak, o->run, &suspect_events, p);
+    mv_experiment_init(&p->exp, o->log, cfg, o->tasks, o->service, &experiment_events, p);
+    if (p->exp.enabled && o->leak) {
+        p->suspect.exp = &p->exp;
+        mv_dispatch_set_filter(&p->dispatch, mv_experiment_filter(&p->exp));
+    }
     uv_timer_init(o->loop, &p->grace);
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
@@ -594,6 +634,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->open = 4; /* dispatch, watch, grace, spacer */
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    plan_heap(p, cfg);
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
     return 0;
@@ -665,8 +706,10 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->o.cfg = cfg;
     if (argv)
         p->o.argv = argv;
+    plan_heap(p, cfg);
     p->dispatch.cfg = cfg;
     p->suspect.cfg = cfg;
+    p->exp.cfg = cfg;
     mv_watch_reconfigure(&p->watch, cfg);
     p->slots.cfg.max_concurrent = cfg->recycle.max_concurrent;
     p->slots.cfg.spacing = cfg->recycle.spacing;
@@ -758,6 +801,7 @@ void mv_pool_view_free(mv_pool_view_t *v)
 void mv_pool_free(mv_pool_t *p)
 {
     mv_suspect_free(&p->suspect);
+    mv_experiment_free(&p->exp);
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
     free(p->slot);

@@ -87,11 +87,14 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    uv_timer_t spacer; /* [recycle] spacing: the queue may move then */
+    mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
+    uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
     uint64_t rng;
+
+    mv_heapplan_t heap; /* [leak] heap for the workers started from now on */
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */

@@ -128,6 +128,22 @@ void mv_proc_close(mv_proc_t *p)
     uv_close((uv_handle_t *)&p->h, closed_cb);
 }
 
+/* MV_PROC_ENV_PRELOAD goes in front of LD_PRELOAD, for the command only (proc.h). 0 or -1. */
+static int preload_command(void)
+{
+    const char *lib = getenv(MV_PROC_ENV_PRELOAD), *had = getenv("LD_PRELOAD");
+    char *both = NULL;
+    int r;
+
+    if (!lib || !*lib)
+        return unsetenv(MV_PROC_ENV_PRELOAD);
+    if (had && *had && asprintf(&both, "%s:%s", lib, had) < 0)
+        return -1;
+    r = setenv("LD_PRELOAD", both ? both : lib, 1);
+    free(both);
+    return r < 0 ? r : unsetenv(MV_PROC_ENV_PRELOAD);
+}
+
 int mv_exec_shim(int argc, char **argv)
 {
     const char *parent = getenv(MV_ENV_SUPERVISOR_PID);
@@ -159,6 +175,10 @@ int mv_exec_shim(int argc, char **argv)
             return 125;
         }
         close((int)fd);
+    }
+    if (preload_command() < 0) {
+        fprintf(stderr, "memvisor exec-shim: cannot set LD_PRELOAD: %s\n", strerror(errno));
+        return 125;
     }
     /* Socket activation: the sockets are for this process, which exec keeps. */
     if (getenv("LISTEN_FDS")) {

@@ -38,6 +38,7 @@
 
 #include <uv.h>
 
+#include "heapmon.h"
 #include "log.h"
 #include "resume.h"
 #include "tasks.h"
@@ -56,6 +57,7 @@ typedef struct mv_result {
     int64_t mem_before, mem_after, mem_peak, retained;
     const char *peak_source; /* "kernel" or "sampled" */
     int fds_before, fds_after;
+    mv_heap_task_t heap; /* heap figures: heap.measured says whether there are any */
     double duration_ms;
     const void *payload; /* result (ok) or error (failed/quarantined) */
     size_t len;

@@ -68,6 +68,7 @@ void mv_worker_free(mv_worker_t *w)
 {
     if (!w)
         return;
+    mv_heapwin_end(&w->heap);
     free(w->inflight);
     free(w);
 }
@@ -222,6 +223,8 @@ static void open_window(mv_worker_t *w, const mv_reading_t *r)
 {
     w->win.started_ns = uv_hrtime();
     w->win.measured = r != NULL;
+    if (r)
+        mv_heapwin_open(&w->heap); /* the heap's "before", next to the kernel's */
     if (r) {
         w->win.before = *r;
         w->win.peak_seen = r->usage;
@@ -345,6 +348,11 @@ void mv_worker_kill(mv_worker_t *w, mv_reason_t reason)
     step(w, MV_EV_KILL);
 }
 
+void mv_worker_collect(mv_worker_t *w, bool on)
+{
+    w->chan.collect = on;
+}
+
 int mv_worker_ask_snapshot(mv_worker_t *w)
 {
     return mv_chan_ask_snapshot(&w->chan);
@@ -377,18 +385,28 @@ static void became_ready(mv_worker_t *w)
     w->ev->on_ready(w);
 }
 
+/* Whether a batch worker should send its own heap figures with each answer (v2): only when
+ * they are used (accounting and detection on) and nothing better counts (no preload page). */
+static bool wants_heap_reports(const mv_worker_t *w, uint32_t version)
+{
+    return version >= 2 && !w->o.service && !w->heap.hm.page && w->o.cfg->tasks.accounting &&
+           w->o.cfg->leak.detect;
+}
+
 static void chan_hello(void *owner, uint32_t version)
 {
     mv_worker_t *w = owner;
-    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)w->slot, w->cap,
+    struct mvw_go go = {version, (uint32_t)w->slot, w->cap,
                         w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
     char what[96];
 
-    if (version != MVW_PROTOCOL_VERSION) {
-        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
-                 version, MVW_PROTOCOL_VERSION);
+    if (version < MVW_PROTOCOL_MIN || version > MVW_PROTOCOL_VERSION) {
+        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u to %u",
+                 version, MVW_PROTOCOL_MIN, MVW_PROTOCOL_VERSION);
         return mv_chan_fail(&w->chan, what);
     }
+    if (wants_heap_reports(w, version))
+        go.mode |= MVW_GO_HEAP;
     if (w->state != MV_W_SPAWNING)
         return; /* asked to stop before it was ready: it gets STOP, not GO */
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
@@ -401,6 +419,7 @@ static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, 
 {
     mv_worker_t *w = owner;
     mv_task_t *t = mv_worker_current(w);
+    mv_heap_task_t heap;
     mv_reading_t before;
     mv_answer_t a;
     char what[96];
@@ -422,10 +441,13 @@ static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, 
                       w->win.measured ? &before : NULL,
                       NULL,
                       w->win.peak_seen,
-                      (double)(uv_hrtime() - w->win.started_ns) / 1e6};
+                      (double)(uv_hrtime() - w->win.started_ns) / 1e6,
+                      NULL};
     a.after = task_reading(w);
     if (!a.after)
         a.before = NULL;
+    mv_heapwin_close(&w->heap, w->chan.heap_fresh > 0 ? &w->chan.heap : NULL, &heap);
+    a.heap = a.before ? &heap : NULL;
     w->tasks_done++;
     if (w->count > 0) {
         open_window(w, a.after);
@@ -458,6 +480,8 @@ static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kin
      * the work is done as far as memvisor can tell (they often arrive in one read), so a
      * reading taken now would already hold the request's memory. */
     open_window(w, w->have_end ? &w->end_reading : task_reading(w));
+    if (w->have_end)
+        mv_heapwin_since_close(&w->heap); /* the same for the heap */
     step(w, MV_EV_DISPATCH);
     arm_task(w);
     w->ev->on_begin(w, t);
@@ -467,6 +491,7 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
 {
     mv_worker_t *w = owner;
     mv_task_t *t = mv_worker_current(w);
+    mv_heap_task_t heap;
     mv_reading_t before;
     mv_answer_t a;
     char what[96];
@@ -492,13 +517,16 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       w->win.measured ? &before : NULL,
                       task_reading(w),
                       w->win.peak_seen,
-                      (double)(uv_hrtime() - w->win.started_ns) / 1e6};
+                      (double)(uv_hrtime() - w->win.started_ns) / 1e6,
+                      NULL};
     if (a.after) {
         w->end_reading = *a.after;
         w->have_end = true;
     } else {
         a.before = NULL;
     }
+    mv_heapwin_close(&w->heap, NULL, &heap);
+    a.heap = a.before ? &heap : NULL;
     w->tasks_done++;
     idle(w);
     w->ev->on_end(w, &a);
@@ -629,6 +657,7 @@ static void reap(mv_worker_t *w)
                                          w->proc.pid, -1, -1, 0});
     mv_meter_close(&w->mem.meter);
     w->mem.meter_ok = false;
+    mv_heapwin_end(&w->heap);
     release_cgroup(w);
     mv_worker_close(w);
 }
@@ -668,17 +697,43 @@ static void watch_cgroup(mv_worker_t *w)
 bool mv_worker_env_private(const char *entry)
 {
     return strncmp(entry, MVW_ENV_FD "=", sizeof MVW_ENV_FD) == 0 ||
-           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 || mv_listen_env_private(entry);
+           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 ||
+           strncmp(entry, MVH_ENV_FD "=", sizeof MVH_ENV_FD) == 0 ||
+           strncmp(entry, MV_PROC_ENV_PRELOAD "=", sizeof MV_PROC_ENV_PRELOAD) == 0 ||
+           mv_listen_env_private(entry);
 }
 
 /* The variables worker_env adds; their text lives here. */
 typedef struct env_extra {
     char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
+    char heap_fd[40], preload[PATH_MAX + 32];
+    int heap_at; /* the child's fd number of the heap page, -1: none */
 } env_extra_t;
 
 static int nlisten(const mv_worker_t *w)
 {
     return w->o.listen ? w->o.listen->n : 0;
+}
+
+/* The heap preload's variables (up to 3, into out): the page's fd, the library for the exec
+ * shim (MV_PROC_ENV_PRELOAD), PYTHONMALLOC=malloc for Python unless env[0..n) sets it. */
+static size_t heap_env(mv_worker_t *w, env_extra_t *x, char **out, char *const *env, size_t n)
+{
+    static char pymalloc[] = "PYTHONMALLOC=malloc";
+    size_t k = 0;
+
+    if (x->heap_at < 0)
+        return 0;
+    snprintf(x->heap_fd, sizeof x->heap_fd, MVH_ENV_FD "=%d", x->heap_at);
+    snprintf(x->preload, sizeof x->preload, MV_PROC_ENV_PRELOAD "=%s", w->o.heap->library);
+    out[k++] = x->heap_fd;
+    out[k++] = x->preload;
+    for (size_t i = 0; w->o.heap->python && i <= n; i++)
+        if (i == n)
+            out[k++] = pymalloc;
+        else if (strncmp(env[i], "PYTHONMALLOC=", 13) == 0)
+            break;
+    return k;
 }
 
 /* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api) and, with
@@ -690,11 +745,12 @@ static char **worker_env(mv_worker_t *w, env_extra_t *x)
 
     while (w->o.env && w->o.env[n])
         n++;
-    env = calloc(n + 5, sizeof *env);
+    env = calloc(n + 8, sizeof *env);
     if (!env)
         return NULL;
     memcpy(env, w->o.env, n * sizeof *env);
     k = n;
+    k += heap_env(w, x, env + k, env, n);
     snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", w->slot);
     env[k++] = x->slot;
     if (w->o.cfg->worker.protocol == MV_PROTO_API) {
@@ -712,12 +768,26 @@ static char **worker_env(mv_worker_t *w, env_extra_t *x)
     return env;
 }
 
+/* Makes its heap page when the plan says so; without one it runs unmeasured (said once). */
+static bool start_heap(mv_worker_t *w)
+{
+    int r;
+
+    if (!w->o.heap || !w->o.heap->preload)
+        return false;
+    r = mv_heapwin_start(&w->heap);
+    if (r < 0)
+        mv_warn(w->o.log, "heap_unavailable", MV_I("worker", w->slot), MV_S("call", "memfd_create"),
+                MV_S("error", strerror(-r)));
+    return r == 0;
+}
+
 /* Starts its process. 0 or -errno with *call naming what failed. */
 static int spawn(mv_worker_t *w, const char **call)
 {
-    int fds[MV_LISTEN_MAX + 1], nfds = 0, r;
+    int fds[MV_LISTEN_MAX + 2], nfds = 0, r;
     mv_chan_stdio_t io;
-    env_extra_t extra;
+    env_extra_t extra = {.heap_at = -1};
     char **env;
 
     *call = "pipe";
@@ -728,6 +798,10 @@ static int spawn(mv_worker_t *w, const char **call)
         fds[nfds++] = w->o.listen->l[i].fd;
     if (io.api_fd >= 0)
         fds[nfds++] = io.api_fd;
+    if (start_heap(w)) {
+        extra.heap_at = MV_PROC_FIRST_FD + nfds;
+        fds[nfds++] = w->heap.hm.fd;
+    }
     env = worker_env(w, &extra);
     *call = "uv_spawn";
     r = !env ? -ENOMEM
@@ -848,6 +922,7 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     w->created_ms = mv_now_ms();
     w->mem.meter.statm_fd = w->mem.meter.fd_dir_fd = -1;
     w->cg.procs_fd = w->cg.notify_fd = -1;
+    mv_heapwin_init(&w->heap);
     uv_timer_init(o->loop, &w->timer);
     w->timer.data = w;
     mv_chan_init(&w->chan, o->loop,

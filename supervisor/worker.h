@@ -29,6 +29,7 @@
 #include "channel.h"
 #include "config.h"
 #include "fsm.h"
+#include "heapmon.h"
 #include "job.h"
 #include "listen.h"
 #include "log.h"
@@ -55,6 +56,7 @@ typedef struct mv_worker_opts {
     const uint64_t *pass;      /* the pool's loop-pass counter: readings are reused within
                                 * one pass (what runs between two polls: mv_dispatch_t) */
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
+    const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */
@@ -69,6 +71,7 @@ typedef struct mv_answer {
     const mv_reading_t *after;  /* at its answer; NULL: not measured */
     int64_t peak_seen;          /* the highest usage sampled during the task */
     double duration_ms;
+    const mv_heap_task_t *heap; /* its heap figures (heapmon.h); NULL: none */
 } mv_answer_t;
 
 /* A worker is gone: why, and the tasks it had. */
@@ -163,6 +166,7 @@ struct mv_worker {
     mv_wmem_t mem;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
     bool have_end;
+    mv_heapwin_t heap; /* heap figures per task window (heap preload, or api v2 reports) */
 };
 
 /* Variables of memvisor's environment a worker gets its own values of, or none. */
@@ -191,6 +195,9 @@ void mv_worker_kill(mv_worker_t *w, mv_reason_t reason);     /* SIGKILL now */
 /* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
  * cannot be read (never could, or gone before any reading). */
 const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh);
+/* Whether the tasks sent from now on ask an api worker (v2) to collect its garbage before it
+ * answers (Python: gc.collect()): for the readings a verdict is made from. */
+void mv_worker_collect(mv_worker_t *w, bool on);
 /* Asks an api worker for its own heap view (on_snapshot answers). 0 or -ENOTCONN. */
 int mv_worker_ask_snapshot(mv_worker_t *w);
 /* Sends a signal to its process while it is its own (SIGSTOP for a snapshot...). */

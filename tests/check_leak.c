@@ -37,7 +37,7 @@ static run_t feed(mv_leak_t *l, const char *kind, int n, int64_t (*f)(int, uint6
     uint64_t seed = 42;
 
     for (int i = 1; i <= n; i++) {
-        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1};
+        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1, false, false};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             if (!r.first_flag)
@@ -189,8 +189,11 @@ START_TEST(mixed_kinds_are_told_apart)
     for (int i = 1; i <= 400; i++) {
         bool parse = i % 3 != 0;
         mv_leak_obs_t o = {parse ? "parse" : "render",
-                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB), 0,
-                           i - 1};
+                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB),
+                           0,
+                           i - 1,
+                           false,
+                           false};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             ck_assert_str_eq(v.kind, parse ? "parse" : "render");
@@ -220,8 +223,8 @@ END_TEST
 START_TEST(one_task_retaining_too_much)
 {
     mv_leak_t *l = mv_leak_new(&cfg);
-    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0};
-    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1};
+    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0, false, false};
+    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1, false, false};
     mv_leak_verdict_t v;
 
     v = mv_leak_observe(l, &first); /* a worker's first task is warm-up */
@@ -247,11 +250,11 @@ START_TEST(kinds_are_bounded)
 
     for (int i = 0; i < 3000; i++) {
         snprintf(name, sizeof name, "kind-%d", i);
-        mv_leak_obs_t o = {name, 0, 0, 1};
+        mv_leak_obs_t o = {name, 0, 0, 1, false, false};
         v = mv_leak_observe(l, &o);
     }
     ck_assert_str_eq(v.kind, "(other)");
-    mv_leak_obs_t none = {NULL, 0, 0, 1};
+    mv_leak_obs_t none = {NULL, 0, 0, 1, false, false};
     ck_assert_str_eq(mv_leak_observe(l, &none).kind, "(other)");
     mv_leak_free(l);
 }
@@ -270,7 +273,7 @@ START_TEST(warm_up_tasks_stay_out_of_the_trend)
     l = mv_leak_new(&c);
     for (int worker = 0; worker < 5; worker++)
         for (int age = 0; age < 100; age++) {
-            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age};
+            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age, false, false};
             flagged += mv_leak_observe(l, &o).rule != MV_LEAK_NONE;
         }
     ck_assert_int_eq(flagged, 0);

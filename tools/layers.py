@@ -8,7 +8,7 @@ import sys
 
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
-    0: "util log config config_int options units reason exitcode fsm policy slots leak resume "
+    0: "util log config config_int options units reason exitcode fsm policy slots leak isolate resume "
        "confdiff addr kind paths metrics",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify "
@@ -16,7 +16,7 @@ LAYERS = {
     # 2: one worker
     2: "worker",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
-    3: "dispatch watch suspect",
+    3: "dispatch watch suspect experiment",
     # 4: the slots
     4: "pool",
     # 5: the run, its commands and the command lines
