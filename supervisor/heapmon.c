@@ -189,11 +189,15 @@ static int elf_has_interp(int fd, const unsigned char *head, size_t n)
     return 0;
 }
 
-/* Where judge() says which ELF finally runs (NULL: nobody asked). */
+/* Where judge() says which ELF finally runs (NULL: nobody asked), and whether a CPython
+ * interpreter's name came up on the way (a pyenv shim is a bash script that runs python). */
 typedef struct judged {
     char *elf;
     size_t cap;
+    bool python;
 } judged_t;
+
+static bool python_name(const char *path);
 
 static int judge(const char *path, int depth, judged_t *out);
 
@@ -216,6 +220,8 @@ static int judge_script(char *line, int depth, judged_t *out)
         ;
     if (!arg)
         return judge(interp, depth + 1, out); /* `env` alone: it runs nothing of a script */
+    if (out && python_name(arg))
+        out->python = true;
     r = find_command(arg, found, sizeof found);
     return r < 0 ? r : judge(found, depth + 1, out);
 }
@@ -228,6 +234,8 @@ static int judge(const char *path, int depth, judged_t *out)
 
     if (depth > SCRIPT_DEPTH)
         return -ELOOP;
+    if (out && python_name(path))
+        out->python = true;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -247,20 +255,29 @@ static int judge(const char *path, int depth, judged_t *out)
     return r;
 }
 
-int mv_heapmon_probe(const char *cmd, char *elf, size_t cap)
+/* mv_heapmon_probe, and whether a python name came up on the way. */
+static int probe(const char *cmd, char *elf, size_t cap, bool *python)
 {
     char path[PATH_MAX];
-    judged_t out = {elf, cap};
+    judged_t out = {elf, cap, false};
     int r = find_command(cmd, path, sizeof path);
 
     if (elf && cap)
         elf[0] = '\0';
-    return r < 0 ? r : judge(path, 0, &out);
+    r = r < 0 ? r : judge(path, 0, &out);
+    if (python)
+        *python = out.python;
+    return r;
+}
+
+int mv_heapmon_probe(const char *cmd, char *elf, size_t cap)
+{
+    return probe(cmd, elf, cap, NULL);
 }
 
 int mv_heapmon_dynamic(const char *cmd)
 {
-    return mv_heapmon_probe(cmd, NULL, 0);
+    return probe(cmd, NULL, 0, NULL);
 }
 
 int mv_heapmon_library(const char *exe, char *buf, size_t cap)
@@ -330,6 +347,7 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
 {
     char elf[PATH_MAX];
     const char *cmd;
+    bool python = false;
     int r;
 
     memset(plan, 0, sizeof *plan);
@@ -346,7 +364,7 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
         return;
     }
     cmd = command_run(argv);
-    r = mv_heapmon_probe(cmd, elf, sizeof elf);
+    r = probe(cmd, elf, sizeof elf, &python);
     if (r == 0) {
         plan->why = "statically linked: LD_PRELOAD cannot reach it";
         return;
@@ -360,8 +378,7 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
         return;
     }
     plan->preload = true;
-    plan->python =
-        py == MV_HEAPPY_YES || (py == MV_HEAPPY_AUTO && (python_name(cmd) || python_name(elf)));
+    plan->python = py == MV_HEAPPY_YES || (py == MV_HEAPPY_AUTO && (python_name(cmd) || python));
     plan->why = mode == MV_HEAPMODE_AUTO ? "auto: a dynamically linked worker" : "heap = preload";
 }
 

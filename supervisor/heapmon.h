@@ -105,6 +105,12 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
 
 /* ---- one worker's heap figures per task window (worker.c) ---- */
 
+/* Bytes per live block the detector counts for a worker that reports blocks its bytes do not
+ * hold: Python's small objects under pymalloc (sys.getallocatedblocks()), which no cheap
+ * call sizes. A typical small object; only a worker's own reports use it (the preload counts
+ * every block's bytes). */
+#define MV_HEAP_BLOCK_BYTES 64
+
 /* What a task's window saw of the heap. */
 typedef struct mv_heap_task {
     bool measured;

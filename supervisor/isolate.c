@@ -65,8 +65,8 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
         return MV_ISO_V_PENDING;
     short_run = n < cfg->tasks;
     /* A kind among k in an arm shows 1/k of its leak per task of the arm, about. */
-    floor =
-        fmax((double)cfg->min_slope / (kinds > 1 ? kinds : 1), MV_LEAK_Z * mv_leak_noise(inc, n));
+    floor = fmax((double)cfg->min_slope / (kinds > 1 ? kinds : 1),
+                 MV_LEAK_Z * mv_leak_block_noise(inc, n));
     *slope = mv_leak_trend(inc, n, confidence);
     s1 = half_slope(inc, half);
     s2 = half_slope(inc + half, n - half);

@@ -101,6 +101,27 @@ double mv_leak_noise(const double *inc, int n)
     return sigma;
 }
 
+double mv_leak_block_noise(const double *inc, int n)
+{
+    int nb = n / MV_LEAK_BLOCK;
+    double mean = 0, var = 0, b;
+
+    if (nb < 2)
+        return 0;
+    for (int i = 0; i < nb * MV_LEAK_BLOCK; i++)
+        mean += inc[i];
+    mean /= nb * MV_LEAK_BLOCK;
+    for (int k = 0; k < nb; k++) {
+        b = 0;
+        for (int i = 0; i < MV_LEAK_BLOCK; i++)
+            b += inc[k * MV_LEAK_BLOCK + i];
+        b /= MV_LEAK_BLOCK;
+        var += (b - mean) * (b - mean);
+    }
+    /* the standard error of the mean of nb block means */
+    return sqrt(var / (nb - 1)) / sqrt((double)nb);
+}
+
 double mv_leak_trend(const double *inc, int n, double *confidence)
 {
     size_t pairs = (size_t)n * (size_t)(n + 1) / 2, k = 0;
@@ -345,7 +366,7 @@ bool mv_leak_grows(const mv_leak_cfg_t *cfg, const double *inc, int n, int kinds
     floor = (double)cfg->min_slope / (kinds > 1 ? kinds : 1);
     if (sum / n < 0.5 * floor) /* the cheap gate, as for a kind */
         return false;
-    floor = fmax(floor, MV_LEAK_Z * mv_leak_noise(inc, n));
+    floor = fmax(floor, MV_LEAK_Z * mv_leak_block_noise(inc, n));
     *per_task = mv_leak_trend(inc, n, &conf);
     return *per_task >= floor && conf >= 0.8;
 }

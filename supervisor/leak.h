@@ -85,6 +85,12 @@ double mv_leak_trend(const double *inc, int n, double *confidence);
 /* The standard error of the mean of the increments, from a robust spread (see leak.c). */
 double mv_leak_noise(const double *inc, int n);
 
+/* The same from the means of consecutive blocks of MV_LEAK_BLOCK increments: for a series
+ * that mixes tasks (a worker's, an experiment's arm), where a leak of one kind among several
+ * comes as sparse steps that a per-task spread would count as noise. 0 under two blocks. */
+#define MV_LEAK_BLOCK 5
+double mv_leak_block_noise(const double *inc, int n);
+
 const char *mv_leak_rule_name(mv_leak_rule_t r);
 
 /* Whether the trend rule has judged `kind` twice (a suspect needs two judgements): before

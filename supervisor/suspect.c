@@ -330,6 +330,9 @@ static bool task_figure(mv_suspected_t *sw, const mv_result_t *res, int64_t *fig
     if (res->heap.measured) {
         sw->heap_seen = true;
         *fig = res->heap.after - res->heap.before;
+        /* A worker's own figures: its small objects are counted as blocks only. */
+        if (strcmp(res->heap.source, "worker") == 0 && res->heap.blocks != INT64_MIN)
+            *fig += res->heap.blocks * MV_HEAP_BLOCK_BYTES;
         return true;
     }
     *fig = res->retained;
@@ -449,7 +452,8 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
         break;
     case MV_EXP_NOW:
         say_suspect(s, sw, v, t, res, true,
-                    v->rule == MV_LEAK_FD_TREND ? "kernel-trend" : evidence(v->heap, false), NULL);
+                    v->rule == MV_LEAK_FD_TREND ? "kernel-trend" : evidence(v->heap, false),
+                    "none");
         break;
     }
 }
