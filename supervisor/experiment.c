@@ -139,7 +139,7 @@ static void start_next(mv_experiment_t *x)
 {
     for (size_t i = 0; i < x->nkinds && x->iso.mode == MV_ISO_NONE; i++) {
         mv_exp_kind_t *k = &x->kinds[i];
-        if (k->state != MV_EXP_QUEUED)
+        if (k->state != MV_EXP_QUEUED || k->held)
             continue;
         if (mv_iso_isolate(&x->iso, k->name, x->slots, now(x)) < 0) {
             k->state = MV_EXP_NOW; /* out of memory: it stands on its own evidence */
@@ -270,6 +270,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
         return MV_EXP_CLEARED;
     k->state = MV_EXP_QUEUED;
     k->heap = heap;
+    k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     x->spare_slot = slot;
     /* A bisection looks for growth no kind explains: this one may. Its isolation first. */
     if (x->iso.mode == MV_ISO_BISECT) {
@@ -342,6 +343,68 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w)
     mv_iso_stop_arm(&x->iso, arm);
     x->arm[arm].w = NULL; /* no collect flag to clear: it is gone */
     drive(x);
+}
+
+void mv_experiment_hold(mv_experiment_t *x, const char *kind, bool held)
+{
+    mv_exp_kind_t *k = kind_rec(x, kind, false);
+
+    if (!k || k->held == held)
+        return;
+    k->held = held;
+    if (!held)
+        drive(x);
+}
+
+/* ---- allocation sites ---- */
+
+void mv_experiment_link_sites(mv_experiment_t *x, const char *kind, const char *const *sites, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct mv_exp_site *e = NULL, *grown;
+        for (size_t j = 0; j < x->nsites && !e; j++)
+            if (strncmp(x->sites[j].site, sites[i], MV_EXP_SITE_MAX - 1) == 0)
+                e = &x->sites[j];
+        if (e) {
+            if (strcmp(e->kind, kind) != 0)
+                e->kind[0] = '\0'; /* grows for two kinds: nobody's alone */
+            continue;
+        }
+        if (x->nsites == x->capsites) {
+            size_t cap = x->capsites ? 2 * x->capsites : 16;
+            if (cap > MV_EXP_SITES_MAX || !(grown = realloc(x->sites, cap * sizeof *grown)))
+                return;
+            x->sites = grown;
+            x->capsites = cap;
+        }
+        e = &x->sites[x->nsites++];
+        snprintf(e->site, sizeof e->site, "%s", sites[i]);
+        snprintf(e->kind, sizeof e->kind, "%s", kind);
+    }
+}
+
+const char *mv_experiment_site_owner(const mv_experiment_t *x, const char *site)
+{
+    for (size_t j = 0; j < x->nsites; j++)
+        if (strncmp(x->sites[j].site, site, MV_EXP_SITE_MAX - 1) == 0)
+            return x->sites[j].kind[0] ? x->sites[j].kind : NULL;
+    return NULL;
+}
+
+void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *other, const char *site)
+{
+    mv_exp_kind_t *k = kind_rec(x, kind, true), *o = kind_rec(x, other, true);
+    bool running = x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, kind) == 0;
+
+    if (!k || k->state != MV_EXP_QUEUED || running)
+        return; /* said, confirmed, or being tried alone already: that one will tell */
+    k->state = MV_EXP_CLEARED;
+    k->cleared_at = now(x);
+    mv_info(x->log, "leak_cleared", MV_S("kind", kind), MV_S("verdict", "demoted"),
+            MV_S("evidence", "snapshot"), MV_S("site", site), MV_S("other", other),
+            MV_S("why", "its snapshot grows most at a site of another kind"));
+    if (o && o->state != MV_EXP_KNOWN)
+        mv_experiment_suspect(x, other, k->heap, 0);
 }
 
 /* ---- the dispatch predicate ---- */
@@ -452,6 +515,8 @@ void mv_experiment_free(mv_experiment_t *x)
 {
     mv_iso_free(&x->iso);
     free(x->kinds);
+    free(x->sites);
     x->kinds = NULL;
-    x->nkinds = x->capkinds = 0;
+    x->sites = NULL;
+    x->nkinds = x->capkinds = x->nsites = x->capsites = 0;
 }

@@ -32,6 +32,9 @@
 #include "tasks.h"
 #include "worker.h"
 
+#define MV_EXP_SITE_MAX  192 /* "file.py:123", cut */
+#define MV_EXP_SITES_MAX 512 /* sites linked to kinds; more are not remembered */
+
 /* What an experiment decided about a kind. */
 typedef struct mv_exp_verdict {
     const char *kind;
@@ -71,6 +74,8 @@ typedef struct mv_exp_kind {
     bool heap;           /* the suspect's figures were heap bytes */
     uint64_t line_ok;    /* its tasks whose line gives this kind ([leak] kind)... */
     uint64_t line_bad;   /* ...and those whose line gives another (the worker names it) */
+    bool held;           /* its suspect's snapshot is being taken: its evidence may demote
+                          * the suspect, so the isolation waits for it (snapshot_timeout) */
 } mv_exp_kind_t;
 
 typedef struct mv_experiment {
@@ -95,6 +100,11 @@ typedef struct mv_experiment {
     size_t nkinds, capkinds;
     uint64_t bisect_after; /* no bisection before this many tasks ended */
     uint64_t experiments;  /* started so far */
+    struct mv_exp_site {
+        char site[MV_EXP_SITE_MAX];
+        char kind[MV_LEAK_KIND_MAX + 1]; /* "" = more than one kind grows there */
+    } * sites;
+    size_t nsites, capsites;
     mv_dispatch_filter_t filter;
 } mv_experiment_t;
 
@@ -103,7 +113,9 @@ void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cf
                         void *arg);
 void mv_experiment_free(mv_experiment_t *x);
 
-/* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. */
+/* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. A kind newly
+ * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
+ * it (mv_experiment_demote) before an isolation is spent on it. */
 /* `slot`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
  * elsewhere when there is another slot. */
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot);
@@ -123,6 +135,19 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
                            double inc, bool measured, bool heap);
 /* The worker is gone. */
 void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w);
+
+/* The isolation of a queued `kind` waits for (held) or may go on after (not) its suspect's
+ * snapshot. */
+void mv_experiment_hold(mv_experiment_t *x, const char *kind, bool held);
+/* Allocation sites from a snapshot of a worker that ran `kind` alone: that kind's. */
+void mv_experiment_link_sites(mv_experiment_t *x, const char *kind, const char *const *sites,
+                              int n);
+/* The kind a site is linked to; NULL when none (or more than one). */
+const char *mv_experiment_site_owner(const mv_experiment_t *x, const char *site);
+/* A suspect's snapshot grows most at `site`, linked to `other`: the suspect is demoted (its
+ * isolation dropped when it has not started; said once) and `other` examined. */
+void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *other,
+                          const char *site);
 
 /* The dispatch predicate (dispatch.h) over this experiment. */
 const mv_dispatch_filter_t *mv_experiment_filter(mv_experiment_t *x);

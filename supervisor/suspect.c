@@ -30,6 +30,11 @@ typedef struct mv_snapjob {
     json_t *baseline; /* a reference to the worker's baseline mappings, or NULL */
     int result;
     bool kill; /* a hard-limit kill waits for this snapshot */
+    /* What its allocation sites are for (the worker's own heap view, Python tracemalloc):
+     * LINK: a worker that ran `kind` alone, whose growing sites are that kind's; CHECK: a
+     * suspect of `kind` whose growth may be at another kind's site. */
+    enum { SITES_NONE, SITES_LINK, SITES_CHECK } sites;
+    char kind[MV_LEAK_KIND_MAX + 1];
 } mv_snapjob_t;
 
 typedef struct write_job {
@@ -180,6 +185,9 @@ static bool go(mv_snapjob_t *sj, const char *heap_status)
     if (sj->queued)
         return true;
     sj->queued = true;
+    /* A suspect's own evidence is in (or will not come): its isolation may start. */
+    if (sj->sites == SITES_CHECK && sj->s->exp)
+        mv_experiment_hold(sj->s->exp, sj->kind, false);
     json_object_set_new(sj->doc, "heap_status", json_string(heap_status));
     if (!json_object_get(sj->doc, "heap"))
         json_object_set_new(sj->doc, "heap", json_null());
@@ -276,6 +284,41 @@ static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *rea
     return go(sj, ask_heap ? "unsupported" : "skipped") ? sj->path : NULL;
 }
 
+/* The sites that grew most, as the worker's heap view lists them (Python tracemalloc:
+ * {"tracemalloc": {"top": [{"where": "file.py:12", "size_diff": N}, ...]}}), biggest first;
+ * only those that grew. Valid while `heap` is. */
+static int grown_sites(json_t *heap, const char **sites, int max)
+{
+    json_t *top = json_object_get(json_object_get(heap, "tracemalloc"), "top");
+    int n = 0;
+
+    for (size_t i = 0; i < json_array_size(top) && n < max; i++) {
+        json_t *e = json_array_get(top, i);
+        const char *where = json_string_value(json_object_get(e, "where"));
+        if (where && json_integer_value(json_object_get(e, "size_diff")) > 0)
+            sites[n++] = where;
+    }
+    return n;
+}
+
+/* A snapshot's own evidence: the sites a kind grows at alone are linked to it; a suspect
+ * whose biggest growth is at another kind's site is demoted, and that kind examined. */
+static void weigh_sites(mv_suspect_t *s, const mv_snapjob_t *sj, json_t *heap)
+{
+    const char *sites[8], *owner;
+    int n;
+
+    if (!s->exp || sj->sites == SITES_NONE || (n = grown_sites(heap, sites, 8)) == 0)
+        return;
+    if (sj->sites == SITES_LINK) {
+        mv_experiment_link_sites(s->exp, sj->kind, sites, n);
+        return;
+    }
+    owner = mv_experiment_site_owner(s->exp, sites[0]);
+    if (owner && strcmp(owner, sj->kind) != 0)
+        mv_experiment_demote(s->exp, sj->kind, owner, sites[0]);
+}
+
 void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n)
 {
     mv_snapjob_t *sj = sw->snap;
@@ -294,8 +337,18 @@ void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, siz
         go(sj, "error");
         return;
     }
+    weigh_sites(s, sj, heap);
     json_object_set_new(sj->doc, "heap", heap);
     go(sj, "worker");
+}
+
+/* Says what the snapshot just started for `sw` is for (snapshot() may have started none). */
+static void snapshot_sites(mv_suspect_t *s, mv_suspected_t *sw, int sites, const char *kind)
+{
+    if (!sw || !sw->snap || sw->snap->queued || !kind)
+        return;
+    sw->snap->sites = sites;
+    snprintf(sw->snap->kind, sizeof sw->snap->kind, "%s", kind);
 }
 
 /* Counts a suspect of `kind` (the kinds are as few as the detector tracks). */
@@ -444,6 +497,10 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
     switch (a) {
     case MV_EXP_QUEUED:
         say_suspect(s, sw, v, t, res, false, evidence(v->heap, false), "queued");
+        snapshot_sites(s, sw, SITES_CHECK, v->kind);
+        /* Held for its snapshot's evidence; with no heap view coming, it may go now. */
+        if (!sw->snap || sw->snap->sites != SITES_CHECK || sw->snap->queued)
+            mv_experiment_hold(s->exp, v->kind, false);
         break;
     case MV_EXP_KNOWN: say_suspect(s, sw, v, t, res, true, evidence(v->heap, true), NULL); break;
     case MV_EXP_CLEARED:
@@ -503,26 +560,38 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
 
     if (!v->kind)
         return; /* a bisection that found nothing: its leak_experiment event said so */
-    if (v->verdict == MV_ISO_V_LEAK || (v->verdict == MV_ISO_V_INCONCLUSIVE && v->suspect_heap)) {
-        bool iso = v->verdict == MV_ISO_V_LEAK;
+    if (v->verdict == MV_ISO_V_LEAK) {
         path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false) : NULL;
+        snapshot_sites(s, sw, SITES_LINK, v->kind);
         s->suspects++;
         count_kind(s, v->kind);
         mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind),
                 MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", 0),
                 MV_D("confidence", v->confidence), MV_I("tasks", v->tasks), MV_S("rule", "trend"),
-                MV_T("confirmed", true), MV_S("evidence", iso ? evidence(v->heap, true) : "heap"),
-                MV_S("experiment", iso ? how : "inconclusive"), MV_S("why", v->why),
-                MV_I("worker", sw ? sw->w->slot : 0), MV_I("pid", sw ? sw->w->proc.pid : 0),
-                MV_I("task", (long long)v->task), MV_S("snapshot", path));
+                MV_T("confirmed", true), MV_S("evidence", evidence(v->heap, true)),
+                MV_S("experiment", how), MV_S("why", v->why), MV_I("worker", sw ? sw->w->slot : 0),
+                MV_I("pid", sw ? sw->w->proc.pid : 0), MV_I("task", (long long)v->task),
+                MV_S("snapshot", path));
         return;
     }
-    mv_log(s->log, v->verdict == MV_ISO_V_INCONCLUSIVE ? MV_LVL_WARN : MV_LVL_INFO, "leak_cleared",
-           MV_S("kind", v->kind), MV_S("verdict", mv_iso_verdict_name(v->verdict)),
-           MV_I("per_task", (long long)v->per_task), MV_I("tasks", v->tasks),
-           MV_S("evidence", v->verdict == MV_ISO_V_INCONCLUSIVE ? "none" : how),
-           MV_S("figures", v->heap ? "heap" : "kernel"), MV_S("why", v->why),
-           MV_I("task", (long long)v->task));
+    /* The experiment could not say: the suspect stays a suspect, not confirmed. */
+    if (v->verdict == MV_ISO_V_INCONCLUSIVE) {
+        mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind), MV_I("per_task", 0),
+                MV_D("fds_per_task", 0), MV_D("confidence", 0), MV_I("tasks", v->tasks),
+                MV_S("rule", "trend"), MV_T("confirmed", false),
+                MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
+                MV_S("experiment", "inconclusive"), MV_S("why", v->why), MV_I("worker", 0),
+                MV_I("pid", 0), MV_I("task", (long long)v->task), MV_S("snapshot", NULL));
+        return;
+    }
+    /* A kind that ran alone: its growing sites are its own, even when it is not a leak. */
+    path = sw ? snapshot(s, sw, "leak_cleared", v->kind, &lv, NULL, NULL, true, false) : NULL;
+    snapshot_sites(s, sw, SITES_LINK, v->kind);
+    mv_info(s->log, "leak_cleared", MV_S("kind", v->kind),
+            MV_S("verdict", mv_iso_verdict_name(v->verdict)),
+            MV_I("per_task", (long long)v->per_task), MV_I("tasks", v->tasks),
+            MV_S("evidence", how), MV_S("figures", v->heap ? "heap" : "kernel"),
+            MV_S("why", v->why), MV_I("task", (long long)v->task), MV_S("snapshot", path));
 }
 
 void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading_t *r)

@@ -143,6 +143,39 @@ START_TEST(without_heap_figures_the_kernel_trend_is_the_evidence)
 }
 END_TEST
 
+START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
+{
+    /* keep leaks from the start: isolated, confirmed, its growing site linked to it by the
+     * snapshot of the worker that ran it alone. From line 600 on, defer's garbage is
+     * suspected too: its snapshot grows most at keep's site, so it is demoted (no
+     * experiment of its own). One worker: its isolation waits for that snapshot. */
+    size_t cap = 1200 * 16, len = 0;
+    char *tasks = malloc(cap);
+    const char *args[] = {"run", "-o",      "supervisor.workers=1",
+                          "--",  "python3", SOURCE_DIR "/tests/helpers/sites_worker.py",
+                          NULL};
+    mvrun_t r;
+
+    ck_assert_ptr_nonnull(tasks);
+    for (int i = 1; i <= 1200; i++) {
+        const char *k = i % 3 == 0 ? "keep" : i > 600 && i % 3 == 1 ? "defer" : "ok";
+        len += (size_t)snprintf(tasks + len, cap - len, "%s %d\n", k, i);
+    }
+    setenv("MEMVISOR_TRACEMALLOC", "1", 1);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    unsetenv("MEMVISOR_TRACEMALLOC");
+    run_assert_once(&r, 1200, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "kind=keep per_task"));
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    ck_assert_msg(strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"),
+                  "defer was not demoted");
+    ck_assert_ptr_nonnull(strstr(r.log, "sites_worker.py:"));
+    ck_assert_ptr_null(strstr(r.log, "step=start mode=isolation kind=defer"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *experiment_suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -154,6 +187,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_kind_that_stops_coming_is_not_waited_for);
     tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
+    tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     suite_add_tcase(s, tc);
     return s;
 }
