@@ -327,7 +327,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     if (x->iso.mode == MV_ISO_NONE)
         return;
     if ((arm = arm_of(x, w)) >= 0) {
-        mv_iso_observe(&x->iso, arm, kind, inc, measured);
+        mv_iso_observe(&x->iso, arm, kind, inc, measured, now(x));
         x->arm[arm].last = t->id;
         x->arm[arm].heap = heap;
     }

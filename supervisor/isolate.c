@@ -95,6 +95,7 @@ static void arm_reset(mv_iso_arm_t *a)
     a->state = MV_ARM_IDLE;
     a->complement = false;
     a->nkinds = a->nran = a->n = a->seen = 0;
+    a->since = 0;
     a->verdict = MV_ISO_V_PENDING;
     a->slope = a->confidence = 0;
 }
@@ -222,7 +223,7 @@ void mv_iso_bound(mv_iso_t *e, int arm)
         e->arm[arm].state = MV_ARM_RUNNING;
 }
 
-void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured)
+void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured, uint64_t now)
 {
     mv_iso_arm_t *a;
     int max = e->cfg.max_tasks;
@@ -230,7 +231,10 @@ void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool mea
     if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
         return;
     a = &e->arm[arm];
-    if (a->state != MV_ARM_RUNNING || a->seen++ < e->cfg.warmup || !measured || a->n >= max)
+    if (a->state != MV_ARM_RUNNING)
+        return;
+    a->since = now ? now : 1;
+    if (a->seen++ < e->cfg.warmup || !measured || a->n >= max)
         return;
     a->inc[a->n++] = inc;
     add_kind(a->ran, &a->nran, kind_name(kind));
@@ -332,19 +336,18 @@ static mv_iso_step_t next_round(mv_iso_t *e, uint64_t now)
 mv_iso_step_t mv_iso_step(mv_iso_t *e, uint64_t now)
 {
     mv_iso_step_t st = {-1, false, {0}};
-    bool timed_out;
+    bool timed_out = false;
 
     if (e->mode == MV_ISO_NONE)
         return st;
-    timed_out = now - e->started > e->cfg.timeout;
     for (int i = 0; i < MV_ISO_ARMS; i++) {
         mv_iso_arm_t *a = &e->arm[i];
-        if (a->state == MV_ARM_RUNNING || (timed_out && a->state == MV_ARM_WANTED))
-            judge_arm(e, a, timed_out);
-        else if (timed_out && a->state == MV_ARM_IDLE) {
-            a->state = MV_ARM_DONE;
-            a->verdict = MV_ISO_V_INCONCLUSIVE;
-        }
+        /* No progress for `timeout` tasks: no worker came, or its tasks stopped ending. */
+        bool late = (a->state == MV_ARM_WANTED && now - e->started > e->cfg.timeout) ||
+                    (a->state == MV_ARM_RUNNING && a->since && now - a->since > e->cfg.timeout);
+        timed_out |= late;
+        if (a->state == MV_ARM_RUNNING || late)
+            judge_arm(e, a, late);
     }
     if (e->mode == MV_ISO_ISOLATE) {
         mv_iso_arm_t *a = &e->arm[0];

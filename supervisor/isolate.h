@@ -55,7 +55,10 @@ typedef struct mv_iso_cfg {
     int max_tasks;     /* ...and at most, while its growth slows down */
     int warmup;        /* an arm worker's first tasks, not measured */
     int64_t min_slope; /* bytes per task of one kind: a leak */
-    uint64_t timeout;  /* tasks ended anywhere after which an experiment gives up */
+    uint64_t timeout;  /* tasks ended anywhere while an arm makes no progress (no fresh worker
+                        * for it, or no task of it ending) before it is given up; a fresh
+                        * worker that is starting (its first task not done) is not timed:
+                        * its own ready and task timeouts are */
 } mv_iso_cfg_t;
 
 typedef enum { MV_ARM_IDLE, MV_ARM_WANTED, MV_ARM_RUNNING, MV_ARM_DONE } mv_arm_state_t;
@@ -67,8 +70,9 @@ typedef struct mv_iso_arm {
     int nkinds;
     char (*ran)[MV_LEAK_KIND_MAX + 1]; /* distinct kinds its worker ran (measured) */
     int nran;
-    double *inc; /* growth per measured task */
-    int n, seen; /* measured tasks; every task its worker finished */
+    double *inc;    /* growth per measured task */
+    int n, seen;    /* measured tasks; every task its worker finished */
+    uint64_t since; /* tasks ended anywhere at its last task's end; 0: none yet */
     mv_iso_verdict_t verdict;
     double slope, confidence;
 } mv_iso_arm_t;
@@ -124,8 +128,9 @@ bool mv_iso_takes(const mv_iso_t *e, int arm, const char *kind);
 /* Arm `arm`'s worker was started (its fresh worker is there). */
 void mv_iso_bound(mv_iso_t *e, int arm);
 /* A task of `kind` ended on arm `arm`'s worker with growth `inc` (bytes; measured false: no
- * figure, the task still counts toward the warm-up). */
-void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured);
+ * figure, the task still counts toward the warm-up), `now` tasks ended anywhere. */
+void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured,
+                    uint64_t now);
 /* Arm `arm`'s worker is gone, or will get no more tasks (nothing left for it): it is judged
  * on what it has. */
 void mv_iso_stop_arm(mv_iso_t *e, int arm);

@@ -114,7 +114,7 @@ END_TEST
 static void feed(mv_iso_t *e, int arm, const char *kind, int n, double (*f)(int))
 {
     for (int i = 0; i < n; i++)
-        mv_iso_observe(e, arm, kind, f(i), true);
+        mv_iso_observe(e, arm, kind, f(i), true, 1);
 }
 
 static double leak32(int i)
@@ -210,6 +210,16 @@ START_TEST(a_lost_worker_or_the_timeout_ends_it)
     ck_assert(st.ended);
     ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
     ck_assert_str_eq(st.result.why, "timed out");
+    /* a fresh worker that is starting is not timed; once its tasks end, they must go on */
+    mv_iso_isolate(&e, "a", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    ck_assert(!mv_iso_step(&e, 50000).ended);
+    mv_iso_observe(&e, 0, "a", 0, true, 50000);
+    ck_assert(!mv_iso_step(&e, 51000).ended);
+    st = mv_iso_step(&e, 51001);
+    ck_assert(st.ended);
+    ck_assert_str_eq(st.result.why, "timed out");
     /* aborted (the filters held tasks back) */
     mv_iso_isolate(&e, "a", 2, 0);
     mv_iso_step(&e, 0);
@@ -241,7 +251,7 @@ static void run_arm(mv_iso_t *e, int arm, const char *leaky)
         const char *kind = four[i % 4];
         if (!mv_iso_takes(e, arm, kind))
             kind = k;
-        mv_iso_observe(e, arm, kind, strcmp(kind, leaky) == 0 ? 32 * KiB : 0, true);
+        mv_iso_observe(e, arm, kind, strcmp(kind, leaky) == 0 ? 32 * KiB : 0, true, 1);
     }
 }
 
