@@ -56,6 +56,12 @@ most (tracing N frames). Subclasses may override ``Worker.snapshot()``. A snapsh
 full gc.collect() and walks gc.get_objects(): about 0.15 s per million live objects here, plus
 about 1 s per million traced blocks with tracemalloc on.
 
+Leak attribution (protocol version 2): when memvisor has no heap preload in the worker, GO
+asks for the worker's own heap figures, and every answer carries them (glibc's mallinfo2()
+through ctypes, and sys.getallocatedblocks()); a TASK of a leak experiment asks for a
+gc.collect() before its answer, so that garbage waiting for the collector is not read as
+growth. Nothing to do in the handler (docs/leaks.md).
+
 Errors are MemvisorError subclasses: NotUnderMemvisor (no usable $MEMVISOR_FD; main() exits
 78, which memvisor does not respawn), ProtocolError (malformed input from memvisor) and
 SupervisorGone (memvisor closed the channel; also an EOFError). After the last two the
