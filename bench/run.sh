@@ -22,3 +22,6 @@ MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
 echo
 echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
 bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
+echo
+echo "== W2, a leaking gunicorn under wrk: memvisor vs gunicorn --max-requests (bench/w2.sh) =="
+bash "$(dirname "$0")/w2.sh" "$build"

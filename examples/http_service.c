@@ -733,8 +733,10 @@ static int serve_once(struct server *s, const sigset_t *mask)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: http_service [--leak-kb N] [--listen HOST:PORT]\n"
+    fprintf(f, "usage: http_service [--leak-kb N] [--start-ms N] [--listen HOST:PORT]\n"
                "  --leak-kb N         KiB per /leak and /ok request (default 64)\n"
+               "  --start-ms N        busy N ms before serving, as an application's start-up\n"
+               "                      (imports, configuration) would be (default 0)\n"
                "  --listen HOST:PORT  bind this socket when not given sockets by LISTEN_FDS\n"
                "Run it as a memvisor service: memvisor run -c conf/service.ini\n");
 }
@@ -744,6 +746,7 @@ int main(int argc, char **argv)
     struct server s = {.leak_kb = 64};
     struct sigaction sa = {.sa_handler = on_signal};
     char *listen_arg = NULL, *end;
+    long start_ms = 0;
     sigset_t block, orig;
     int rc, n;
 
@@ -762,6 +765,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "http_service: --leak-kb wants 0..%d\n", MAX_KB);
                 return MVW_EXIT_FATAL;
             }
+        } else if (!strcmp(argv[i], "--start-ms") && i + 1 < argc) {
+            start_ms = strtol(argv[++i], &end, 10);
+            if (!isdigit((unsigned char)*argv[i]) || *end || start_ms > 600000) {
+                fprintf(stderr, "http_service: --start-ms wants 0..600000\n");
+                return MVW_EXIT_FATAL;
+            }
         } else if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
             listen_arg = argv[++i];
         } else {
@@ -770,6 +779,9 @@ int main(int argc, char **argv)
             return MVW_EXIT_FATAL; /* a bad command line: memvisor must not respawn it */
         }
     }
+    /* A start-up that works (a sleep would look like a server waiting for requests). */
+    for (long long until = now_ms() + start_ms; now_ms() < until;)
+        ;
     n = listen_fds(&s);
     if (n == 0 && listen_arg)
         n = listen_on(&s, listen_arg) < 0 ? -1 : 1;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -210,6 +211,7 @@ void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
     if (c->closing)
         return; /* closed: nothing more is read */
+    c->rx_ns = uv_hrtime();
     if (mv_buf_append(&c->rbuf, p, n) < 0)
         return mv_chan_fail(c, "out of memory for the worker's input");
     process(c, eof);
@@ -220,6 +222,7 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mv_chan_t *c = s->data;
 
     if (n > 0) {
+        c->rx_ns = uv_hrtime();
         c->rbuf.len += (size_t)n; /* read in place: alloc_cb handed out rbuf's tail */
         process(c, false);
         return;
@@ -305,6 +308,7 @@ void mv_chan_drain(mv_chan_t *c)
      * arrived together with the exit must count before its tasks are settled. */
     if (c->chan_open && !c->eof && !c->broken && uv_fileno((uv_handle_t *)&c->chan, &fd) == 0) {
         eof = read_rest(fd, &c->rbuf);
+        c->rx_ns = uv_hrtime();
         process(c, eof);
     }
     if (c->out_open && uv_fileno((uv_handle_t *)&c->out, &fd) == 0) {
@@ -478,6 +482,19 @@ void mv_chan_flush(mv_chan_t *c)
         c->writing = true;
     else
         mv_buf_reset(&c->wflight);
+}
+
+size_t mv_chan_input_pending(const mv_chan_t *c)
+{
+    uv_os_fd_t fd;
+    int queued = 0;
+    size_t n = mv_buf_unread(&c->wbuf) + (c->writing ? mv_buf_unread(&c->wflight) : 0);
+
+    /* FIONREAD works on either end of a pipe: what is written and not yet read. */
+    if (lines(c) && c->in_open && uv_fileno((const uv_handle_t *)&c->in, &fd) == 0 &&
+        ioctl(fd, FIONREAD, &queued) == 0 && queued > 0)
+        n += (size_t)queued;
+    return n;
 }
 
 int mv_chan_send(mv_chan_t *c, uint16_t type, uint64_t id, const void *payload, size_t len)

@@ -92,6 +92,7 @@ typedef struct mv_chan {
     bool writing;
     mv_buf_t outline; /* partial output line */
 
+    uint64_t rx_ns;   /* when the bytes being handled were read (uv_hrtime) */
     bool hello;       /* api: HELLO seen */
     uint32_t version; /* api: the version the worker's HELLO said */
     bool collect;     /* api v2: TASKs ask the worker to collect garbage before answering */
@@ -120,6 +121,9 @@ int mv_chan_send(mv_chan_t *c, uint16_t type, uint64_t id, const void *payload, 
 /* Queues a task: a TASK message (api) or the line and a newline (lines). 0 or -ENOMEM. */
 int mv_chan_send_task(mv_chan_t *c, uint64_t id, const void *data, size_t len);
 void mv_chan_flush(mv_chan_t *c);
+/* lines: bytes of task input the worker has not read yet (queued here, or in its stdin pipe;
+ * 0 for other protocols' pipes). */
+size_t mv_chan_input_pending(const mv_chan_t *c);
 /* api: STOP (finish the task in hand, start no other), sent once. */
 void mv_chan_send_stop(mv_chan_t *c);
 /* lines: EOF on the worker's stdin, its polite request to finish. Pending writes are

@@ -22,13 +22,18 @@
 
 static json_t *worker_json(const mv_worker_view_t *w)
 {
-    return json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}",
-                     "slot", w->slot, "gen", (int)w->gen, "pid", w->pid, "state", w->state, "age_s",
-                     w->age_s, "tasks", (json_int_t)w->tasks, "in_flight", (json_int_t)w->in_flight,
-                     "mem", (json_int_t)w->mem, "usage", (json_int_t)w->usage, "peak",
-                     (json_int_t)w->peak, "fds", (json_int_t)w->fds, "recycling",
-                     w->recycling || w->handover, "reason", w->reason, "pending_drain",
-                     w->handover);
+    json_t *o =
+        json_pack("{s:i, s:i, s:i, s:s, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:b}", "slot",
+                  w->slot, "gen", (int)w->gen, "pid", w->pid, "state", w->state, "age_s", w->age_s,
+                  "tasks", (json_int_t)w->tasks, "in_flight", (json_int_t)w->in_flight, "mem",
+                  (json_int_t)w->mem, "usage", (json_int_t)w->usage, "peak", (json_int_t)w->peak,
+                  "fds", (json_int_t)w->fds, "recycling", w->recycling || w->handover, "reason",
+                  w->reason, "pending_drain", w->handover);
+
+    /* The task in hand and how long it has run: a worker that never answers shows here. */
+    json_object_set_new(o, "task", w->task ? json_integer((json_int_t)w->task) : json_null());
+    json_object_set_new(o, "task_s", w->task ? json_real(w->task_s) : json_null());
+    return o;
 }
 
 static json_t *recycles_json(const uint64_t *recycles)
@@ -40,6 +45,24 @@ static json_t *recycles_json(const uint64_t *recycles)
             json_object_set_new(o, mv_reason_name((mv_reason_t)r),
                                 json_integer((json_int_t)recycles[r]));
     return o;
+}
+
+/* Whether new tasks are held back, and why: the host's memory (pause_below), a results
+ * writer that is behind. */
+static json_t *dispatch_json(mv_t *mv)
+{
+    const mv_hostmem_t *h = &mv->hostmem;
+    json_t *why = json_array();
+
+    if (mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY)
+        json_array_append_new(why, json_string("host_memory"));
+    if (mv_results_backlogged(&mv->results))
+        json_array_append_new(why, json_string("results_backlog"));
+    return json_pack("{s:b, s:o, s:o, s:o, s:I, s:I}", "paused", json_array_size(why) > 0,
+                     "reasons", why, "host_available",
+                     h->have ? json_integer(h->available) : json_null(), "host_threshold",
+                     h->have ? json_integer(h->threshold) : json_null(), "pauses",
+                     (json_int_t)h->pauses, "orphans_reaped", (json_int_t)mv->reaper.reaped);
 }
 
 static json_t *status_json(mv_t *mv, char *err, size_t errlen)
@@ -71,6 +94,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "dispatch", dispatch_json(mv));
     json_object_set_new(
         reply, "totals",
         json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
@@ -80,6 +104,8 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   "recycles", recycles_json(v.recycles), "spawned", (json_int_t)v.spawned,
                   "suspects", (json_int_t)v.suspects, "queue", (json_int_t)mv->tasks.queued,
                   "in_flight", (json_int_t)v.in_flight));
+    json_object_set_new(json_object_get(reply, "totals"), "escalated",
+                        json_integer((json_int_t)v.escalated));
     mv_pool_view_free(&v);
     return reply;
 }
@@ -146,7 +172,13 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .workers = v.live,
                              .queue = (int64_t)mv->tasks.queued,
                              .in_flight = (int64_t)v.in_flight,
-                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0},
+                             .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
+                             .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
+                             .paused_results = mv_results_backlogged(&mv->results),
+                             .have_host = mv->hostmem.have,
+                             .host_available = mv->hostmem.available,
+                             .host_threshold = mv->hostmem.threshold,
+                             .orphans_reaped = mv->reaper.reaped},
         out);
     free(slots);
     free(kinds);
@@ -359,8 +391,10 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
         return reload(mv, err, errlen);
     if (strcmp(cmd, "stop") == 0) {
         mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
-        if (!mv->stopping)
+        if (!mv->stopping) {
+            mv->stop_requested = true; /* the exit code says who stopped the batch */
             mv_stop(mv, true);
+        }
         return json_object();
     }
     snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",

@@ -100,6 +100,12 @@ report(mv_errors_t *e, mv_origin_t at, const char *section, const char *key, con
     free(reason);
 }
 
+void mv__config_report(mv_errors_t *e, mv_origin_t at, const char *section, const char *key,
+                       const char *reason)
+{
+    report(e, at, section, key, "%s", reason);
+}
+
 /* A value fit for an error line: at most 40 characters, control characters as '?'. */
 static void quote(char out[64], const char *s)
 {
@@ -190,7 +196,7 @@ static int check_string(const mv_option_t *o, const char *s, const char *q, char
             return -EINVAL;
         }
     }
-    return 0;
+    return mv__config_check_ext(o, s, q, why, wlen);
 }
 
 /* ", " and the choices of an enum, then a did-you-mean when one is close to `s`. */
@@ -783,6 +789,7 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
                  "the first delay cannot exceed the bound");
     bad |= above(c, errs, O(tasks, max_size), O(worker, max_message),
                  "a task line must fit in one message");
+    bad |= mv__config_finish_ext(c, errs);
     if (mv_addr_check(c->service.listen, MV_ADDR_MAX, why, sizeof why) < 0) {
         report(errs, c->origin[O(service, listen) - mv__options], "service", "listen", "%s", why);
         bad = true;

@@ -22,6 +22,8 @@ typedef enum { MV_METRIC_PRIVATE, MV_METRIC_RSS } mv_metric_t;
 typedef enum { MV_LOGFMT_TEXT, MV_LOGFMT_JSON } mv_logfmt_t;
 typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t;
 typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cgmode_t;
+typedef enum { MV_REAP_AUTO, MV_REAP_YES, MV_REAP_NO } mv_reapmode_t;
+typedef enum { MV_ESC_OFF, MV_ESC_FACTOR, MV_ESC_STEP } mv_escmode_t;
 typedef enum { MV_CONFIRM_ISOLATE, MV_CONFIRM_OFF } mv_confirm_t;
 
 /* A size option's value while it is "auto", until mv_config_finish derives it. */
@@ -44,6 +46,12 @@ typedef struct mv_config {
         char *cgroup_parent;  /* "" = memvisor's own memory cgroup */
         char *state_dir;      /* snapshots and run state; absolute after mv_config_finish */
         int keep_runs;        /* run directories kept in state_dir; 0 = all */
+
+        mv_reapmode_t subreaper; /* auto|yes|no: reap orphans reparented to memvisor */
+        char *pause_below;       /* SIZE|N%|0: host MemAvailable under which dispatch pauses */
+        /* resolved by mv_config_finish (config_ext.c) */
+        int64_t pause_bytes; /* pause_below as bytes; 0 = off or a percentage */
+        int pause_permille;  /* pause_below as thousandths of MemTotal; 0 = off or bytes */
     } supervisor;
     struct {
         char *command;          /* shell-like words; `memvisor run -- CMD...` overrides */
@@ -57,6 +65,11 @@ typedef struct mv_config {
         int64_t backoff_max;    /* ms, bound of the exponential backoff */
         int crash_limit;   /* consecutive crashes with no task ending before giving up; 0 = never */
         char *fail_prefix; /* lines: a reply starting with this is a failure */
+        char *user;        /* run workers as this user (name or id); "" = memvisor's */
+        char *group;       /* ...and group (name or id); "" = the user's primary group */
+        /* resolved by mv_config_finish (config_ext.c); used only when user or group is set:
+         * the ids to switch to (gid: the user's primary group unless group is set) */
+        int64_t uid, gid;
     } worker;
     struct {
         int64_t max_tasks;           /* recycle after this many tasks; 0 = off */
@@ -68,13 +81,23 @@ typedef struct mv_config {
         int64_t memory_hard;         /* bytes: kill now; 0 = off; auto (until finish): 512M, or 4/3
                                       * of memory_soft when that is more */
         int64_t task_timeout;        /* ms; 0 = off */
+        int64_t task_warn;           /* ms; 0 = off */
         mv_metric_t metric;          /* private|rss: what the soft limit compares */
         int64_t sample_interval;     /* ms between /proc or cgroup samples */
         int enforce;                 /* 0 = observe only: would_recycle, never recycle */
+        char *escalate;              /* off|Nx|SIZE: a task killed for memory runs again higher */
+        int64_t escalate_max;        /* bytes: the highest escalated hard limit; 0 = 4x memory_hard
+                                      * (resolved by mv_config_finish) */
+        /* resolved by mv_config_finish (config_ext.c) */
+        mv_escmode_t escalate_mode;
+        double escalate_factor; /* MV_ESC_FACTOR: > 1 */
+        int64_t escalate_step;  /* MV_ESC_STEP: bytes added per step */
     } limits;
     struct {
-        int max_concurrent; /* workers recycling at once */
-        int64_t spacing;    /* ms between the starts of two planned recycles */
+        int max_concurrent;        /* workers recycling at once */
+        int64_t spacing;           /* ms between the starts of two planned recycles */
+        int64_t handover_headroom; /* bytes above memory_soft a recycled worker may serve on;
+                                    * 0 = no bound */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */
@@ -196,6 +219,12 @@ const char *mv_closest_word(const char *word, const char *const *choices);
 int mv_parse_size(const char *s, int64_t *out, const char **why);
 int mv_parse_duration(const char *s, int64_t *out_ms, const char **why);
 int mv_parse_bool(const char *s, int *out, const char **why);
+/* [limits] escalate: off, a factor ("2x", "1.5x": > 1, at most 100) or a step (a size > 0). */
+int mv_parse_escalate(const char *s, mv_escmode_t *mode, double *factor, int64_t *step,
+                      const char **why);
+/* [supervisor] pause_below: 0 (off), a size, or a percentage of MemTotal ("10%", "2.5%":
+ * kept as thousandths, at least 0.1%, below 100%). */
+int mv_parse_pause(const char *s, int64_t *bytes, int *permille, const char **why);
 /* Splits a command line into argv (single/double quotes and backslash escapes, no
  * expansion). *argv is NULL-terminated and freed with mv_argv_free. 0, -EINVAL or -ENOMEM. */
 int mv_split_words(const char *s, char ***argv, int *argc, const char **why);

@@ -41,4 +41,15 @@ const char *mv__config_home_section(const char *key);
  * table's docs state the rule), with the origin's `via` saying so. */
 void mv__config_derive_limits(mv_config_t *c);
 
+/* config.c: adds "WHERE: [section] key: reason" to errs (what config.c reports with). */
+void mv__config_report(mv_errors_t *e, mv_origin_t at, const char *section, const char *key,
+                       const char *reason);
+/* config_ext.c: the syntax of the values that have one of their own (escalate, pause_below),
+ * as each is read (q: the value quoted for the message). 0 or -EINVAL with why filled. */
+int mv__config_check_ext(const mv_option_t *o, const char *s, const char *q, char *why,
+                         size_t wlen);
+/* config_ext.c: in mv_config_finish: [worker] user/group to ids (root only), escalate and
+ * escalate_max, pause_below. Returns whether a mistake was reported. */
+bool mv__config_finish_ext(mv_config_t *c, mv_errors_t *errs);
+
 #endif

@@ -374,11 +374,12 @@ static void print_workers(json_t *reply, FILE *out)
     json_t *ws = json_object_get(reply, "workers"), *w;
     size_t i;
 
-    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", "SLOT", "GEN", "PID", "STATE", "AGE",
-            "TASKS", "MEM", "PEAK");
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", "SLOT", "GEN", "PID", "STATE", "AGE",
+            "TASKS", "MEM", "PEAK", "TASK");
     json_array_foreach(ws, i, w)
     {
-        char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24];
+        char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
+            task_s[24], current[56] = "-";
 
         fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
         fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
@@ -388,8 +389,13 @@ static void print_workers(json_t *reply, FILE *out)
         fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
         fmt_size(json_object_get(w, "mem"), mem);
         fmt_size(json_object_get(w, "peak"), peak);
-        fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", slot, gen, pid, state, age, tasks,
-                mem, peak);
+        if (json_is_integer(json_object_get(w, "task"))) {
+            fmt_val(json_object_get(w, "task"), task, sizeof task);
+            fmt_secs(json_object_get(w, "task_s"), 1, task_s);
+            snprintf(current, sizeof current, "%s for %s", task, task_s);
+        }
+        fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age,
+                tasks, mem, peak, current);
     }
     if (json_array_size(ws) == 0)
         fprintf(out, "(no workers)\n");
@@ -423,6 +429,27 @@ static void print_totals(json_t *reply, FILE *out)
     fprintf(out, "%s suspects, queue %s, in flight %s\n", sus, q, fl);
 }
 
+/* "dispatch: paused (host_memory; ...)" while new tasks are held back; nothing otherwise. */
+static void print_dispatch(json_t *reply, FILE *out)
+{
+    json_t *d = json_object_get(reply, "dispatch"), *v;
+    char avail[24], thr[24], why[128] = "";
+    size_t i, used = 0;
+
+    if (!json_is_true(json_object_get(d, "paused")))
+        return;
+    json_array_foreach(json_object_get(d, "reasons"), i, v)
+    {
+        if (used < sizeof why)
+            used += (size_t)snprintf(why + used, sizeof why - used, "%s%s", used ? ", " : "",
+                                     json_string_value(v) ? json_string_value(v) : "?");
+    }
+    fmt_size(json_object_get(d, "host_available"), avail);
+    fmt_size(json_object_get(d, "host_threshold"), thr);
+    fprintf(out, "dispatch: paused (%s); host memory available %s, threshold %s\n", why, avail,
+            thr);
+}
+
 /* The strings of an array, space-separated, after `label`; nothing when absent. */
 static void print_list(json_t *reply, const char *key, const char *label, FILE *out)
 {
@@ -453,6 +480,7 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_header(reply, out);
         print_workers(reply, out);
         print_totals(reply, out);
+        print_dispatch(reply, out);
     } else if (strcmp(cmd, "metrics") == 0) {
         s = json_string_value(json_object_get(reply, "text"));
         fputs(s ? s : "-\n", out);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escalate.h"
 #include "meter.h"
 
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
@@ -34,6 +35,10 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         .nhist = t->nhist,
         .kind =
             t->bad ? NULL : mv_task_kind(d->cfg, t, a ? a->kind : NULL, a ? a->kind_len : 0, kind),
+        .mem_limit = w      ? w->lim.hard_bytes
+                     : last ? last->limit
+                            : 0,
+        .escalations = t->escalations,
     };
 
     if (a && a->before && a->after) {
@@ -75,13 +80,20 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
     d->tasks->loaded++;
 }
 
-/* A task that used up its attempts (`why`: how the last one ended). */
-static void quarantine(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worker_t *w)
+/* A task that used up its attempts, or was killed for memory at escalate_max (`at_max`);
+ * `why`: how the last one ended. */
+static void quarantine(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worker_t *w, bool at_max)
 {
-    char msg[160];
+    char msg[200];
 
-    snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
-             mv_reason_name(why));
+    if (at_max)
+        snprintf(msg, sizeof msg,
+                 "quarantined after %u attempts: %s at escalate_max (%lld bytes), the highest "
+                 "limit",
+                 t->attempts, mv_reason_name(why), (long long)w->lim.hard_bytes);
+    else
+        snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
+                 mv_reason_name(why));
     mv_warn(d->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
             MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
     end_task(d, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
@@ -104,6 +116,42 @@ static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t 
     return g->ntasks;
 }
 
+/* The task a dead worker worked on, charged with the attempt: quarantined, escalated (handed
+ * to the owner to run with more memory) or to be requeued (true). */
+static bool charge(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_task_t *t,
+                   mv_reason_t why, mv_settled_t *s)
+{
+    mv_esc_cfg_t ec = mv_escalate_cfg(d->cfg);
+    mv_esc_verdict_t v;
+
+    /* Out of memory for the record: the task still ends, its history is shorter. */
+    if (mv_task_note_attempt(t, why, w->slot, w->proc.pid, g->status, g->peak) == 0)
+        t->hist[t->nhist - 1].limit = w->lim.hard_bytes;
+    v = mv_escalate_decide(&ec, &(mv_esc_facts_t){why, w->lim.hard_bytes, t->attempts,
+                                                  t->escalations, d->cfg->tasks.max_attempts});
+    if (v.action == MV_ESC_QUARANTINE) {
+        quarantine(d, t, why, w, v.at_max);
+        s->quarantined++;
+        return false;
+    }
+    s->requeued++;
+    d->requeued++; /* only tasks that lost an attempt */
+    if (v.action == MV_ESC_RAISE) {
+        mv_warn(d->log, "escalate", MV_I("task", (long long)t->id), MV_I("from", w->lim.hard_bytes),
+                MV_I("to", v.limit), MV_S("reason", mv_reason_name(why)),
+                MV_I("attempts", t->attempts), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
+        t->limit = v.limit;
+        t->escalations++;
+        s->escalated++;
+        d->escalated++;
+        d->ev->on_escalate(d->arg, t);
+        return false;
+    }
+    mv_info(d->log, "requeue", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
+            MV_S("reason", mv_reason_name(why)), MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
+    return true;
+}
+
 mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g)
 {
     mv_reason_t why = mv_policy_charge(g->verdict.reason);
@@ -121,26 +169,72 @@ mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_
         mv_task_t *t = g->tasks[i];
         bool started = i == 0 && !g->clean_stop && why != MV_R_SHUTDOWN;
 
-        if (!started) {
+        if (!started)
             t->attempts--; /* it did not really run: not an attempt */
-        } else {
-            /* Out of memory for the record: the task still ends, its history is shorter. */
-            mv_task_note_attempt(t, why, w->slot, w->proc.pid, g->status, g->peak);
-            if (t->attempts >= d->cfg->tasks.max_attempts) {
-                quarantine(d, t, why, w);
-                s.quarantined++;
-                continue;
-            }
-            mv_info(d->log, "requeue", MV_I("task", (long long)t->id),
-                    MV_I("attempts", t->attempts), MV_S("reason", mv_reason_name(why)),
-                    MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
-            s.requeued++;
-            d->requeued++; /* only tasks that lost an attempt */
-        }
-        mv_tasks_requeue(d->tasks, t);
+        else if (!charge(d, w, g, t, why, &s))
+            continue;
+        /* An escalated task runs on a worker of its own only (but at a shutdown: it stays in
+         * the queue, counted as not run). */
+        if (t->limit > 0 && why != MV_R_SHUTDOWN)
+            d->ev->on_escalate(d->arg, t);
+        else
+            mv_tasks_requeue(d->tasks, t);
     }
     mv_dispatch_kick(d);
     return s;
+}
+
+int mv_dispatch_reserve(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
+{
+    if (d->nr == d->capr) {
+        int cap = d->capr ? d->capr * 2 : 8;
+        mv_worker_t **rw = realloc(d->rw, (size_t)cap * sizeof *rw);
+        mv_task_t **rt = rw ? realloc(d->rt, (size_t)cap * sizeof *rt) : NULL;
+
+        if (rw)
+            d->rw = rw;
+        if (!rt)
+            return -ENOMEM;
+        d->rt = rt;
+        d->capr = cap;
+    }
+    d->rw[d->nr] = w;
+    d->rt[d->nr++] = t;
+    mv_dispatch_kick(d);
+    return 0;
+}
+
+mv_task_t *mv_dispatch_unreserve(mv_dispatch_t *d, mv_worker_t *w)
+{
+    mv_task_t *t;
+
+    for (int i = 0; i < d->nr; i++)
+        if (d->rw[i] == w) {
+            t = d->rt[i];
+            d->rw[i] = d->rw[--d->nr];
+            d->rt[i] = d->rt[d->nr];
+            return t;
+        }
+    return NULL;
+}
+
+/* Escalated tasks go to the workers made for them, and those take no other task. */
+static void give_reserved(mv_dispatch_t *d)
+{
+    for (int i = 0; i < d->nr;) {
+        mv_worker_t *w = d->rw[i];
+        mv_task_t *t = d->rt[i];
+
+        if (!mv_worker_takes_tasks(w)) {
+            i++;
+            continue;
+        }
+        d->rw[i] = d->rw[--d->nr];
+        d->rt[i] = d->rt[d->nr];
+        t->attempts++;
+        mv_worker_send_task(w, t);
+        mv_worker_flush(w);
+    }
 }
 
 /* The next task worth sending; lines that could not become tasks end here. */
@@ -202,16 +296,13 @@ static void dispatch_cb(uv_check_t *h)
     mv_task_t *t = NULL;
     bool gave, free_worker = false, any = false;
 
-    /* Every loop iteration ends a pass, with or without dispatching (service mode's
-     * BEGIN/END have none): readings are reused within one pass only. */
-    if (!d->pending) {
-        d->pass++;
+    if (!d->pending)
         return;
-    }
     d->pending = false;
     /* While the results writer is backlogged, start nothing new: it calls back when it has
      * caught up. */
-    if (d->accepting && !mv_results_backlogged(d->results)) {
+    if (d->accepting && !d->paused && !mv_results_backlogged(d->results)) {
+        give_reserved(d);
         do {
             gave = false;
             for (int i = 0; i < d->nws && d->tasks->queued; i++) {
@@ -234,17 +325,6 @@ static void dispatch_cb(uv_check_t *h)
             mv_dispatch_kick(d);
     }
     mv_tasks_pump(d->tasks);
-    d->pass++;
-}
-
-/* Timers (the sampler, the watch) run before the loop blocks in poll; the answers that wake
- * it come up to a sample interval later. A reading taken by a timer must not stand as the
- * end of a task answered after the poll, nor as the start of the next: a new pass. */
-static void before_poll_cb(uv_prepare_t *h)
-{
-    mv_dispatch_t *d = h->data;
-
-    d->pass++;
 }
 
 int mv_dispatch_attach(mv_dispatch_t *d, mv_worker_t *w)
@@ -287,6 +367,13 @@ void mv_dispatch_stop(mv_dispatch_t *d)
     d->accepting = false;
 }
 
+void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on)
+{
+    d->paused = on ? d->paused | reason : d->paused & ~reason;
+    if (!d->paused)
+        mv_dispatch_kick(d);
+}
+
 int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
                      mv_tasks_t *tasks, mv_results_t *results, bool service,
                      const mv_dispatch_events_t *ev, void *arg)
@@ -304,13 +391,8 @@ int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_
     uv_check_init(loop, &d->check);
     d->check.data = d;
     uv_check_start(&d->check, dispatch_cb);
-    uv_prepare_init(loop, &d->prepare);
-    d->prepare.data = d;
-    uv_prepare_start(&d->prepare, before_poll_cb);
-    /* Both run every iteration but must not keep the loop alive by themselves. */
+    /* The check handle runs every iteration but must not keep the loop alive by itself. */
     uv_unref((uv_handle_t *)&d->check);
-    uv_unref((uv_handle_t *)&d->prepare);
-    d->handles = 2;
     d->open = true;
     return 0;
 }
@@ -319,7 +401,7 @@ static void handle_closed_cb(uv_handle_t *h)
 {
     mv_dispatch_t *d = h->data;
 
-    if (--d->handles == 0 && d->closed)
+    if (d->closed)
         d->closed(d->closed_arg);
 }
 
@@ -331,11 +413,18 @@ void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg)
     d->closed = cb;
     d->closed_arg = arg;
     uv_close((uv_handle_t *)&d->check, handle_closed_cb);
-    uv_close((uv_handle_t *)&d->prepare, handle_closed_cb);
 }
 
 void mv_dispatch_free(mv_dispatch_t *d)
 {
+    /* Every reserved worker is gone by now (its task went back to the pool): none is left,
+     * but the memory is ours either way. */
+    while (d->nr > 0)
+        mv_task_free(d->rt[--d->nr]);
+    free(d->rw);
+    free(d->rt);
+    d->rw = NULL;
+    d->rt = NULL;
     free(d->ws);
     d->ws = NULL;
     d->nws = d->capws = 0;

@@ -1,18 +1,20 @@
 /*
  * dispatch: tasks to workers, answers to results.
  *
- *   - once per loop pass when kicked (a libuv check handle), one task per worker that takes
+ *   - once per loop iteration when kicked (a libuv check handle), one task per worker that takes
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
- *     nothing new starts while the results writer is backlogged;
+ *     nothing new starts while the results writer is backlogged or a pause reason holds it
+ *     (the host's memory: mv_dispatch_pause);
  *   - an answer becomes a result line with its memory figures (one written definition each:
  *     docs/run-files.md) and attempt record;
  *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
- *     worked on charged with an attempt, mv_policy_charge), or quarantined after
- *     max_attempts; in service mode a request cannot be replayed, so an open one is lost.
+ *     worked on charged with an attempt, mv_policy_charge), escalated to run again on a
+ *     worker of its own with more memory when it was killed for memory (escalate.h), or
+ *     quarantined after max_attempts; in service mode a request cannot be replayed, so an
+ *     open one is lost.
  *
  * Workers are attached when they become ready and detached when they are gone; dispatch
- * keeps no other state of theirs. It also counts the loop passes (`pass`), which readings
- * use to tell "taken in this pass".
+ * keeps no other state of theirs.
  */
 #ifndef MV_DISPATCH_H
 #define MV_DISPATCH_H
@@ -30,12 +32,20 @@
 
 typedef struct mv_dispatch mv_dispatch_t;
 
+/* Why dispatch may be paused besides a backlogged results writer (a bit each): running tasks
+ * go on, no new one is handed out. */
+enum { MV_PAUSE_HOST_MEMORY = 1u << 0 }; /* [supervisor] pause_below (hostmem.h) */
+
 typedef struct mv_dispatch_events {
     /* A task reached its final status (w: the worker it ended on, NULL when it never ran or
      * was settled after its worker died; t and r are valid during the call). */
     void (*on_result)(void *arg, mv_worker_t *w, const mv_task_t *t, const mv_result_t *r);
     /* ...and it counts as ended now (the batch may be complete). */
     void (*on_progress)(void *arg);
+    /* A task needs a worker of its own with raised limits (escalate.h; t->limit): the owner
+     * runs one for it and hands it over with mv_dispatch_reserve, or puts it back in the queue
+     * (mv_tasks_requeue) when the run is stopping. The task is the owner's from here on. */
+    void (*on_escalate)(void *arg, mv_task_t *t);
 } mv_dispatch_events_t;
 
 /* Which tasks a worker may take (experiment.h): a predicate dispatch asks, per worker. A
@@ -57,6 +67,7 @@ typedef struct mv_dispatch_filter {
 /* What settling a gone worker's tasks did. */
 typedef struct mv_settled {
     unsigned requeued;    /* charged an attempt and queued again */
+    unsigned escalated;   /* killed for memory: to run again with more (on_escalate) */
     unsigned quarantined; /* used up their attempts */
     unsigned lost;        /* service requests that cannot be replayed */
 } mv_settled_t;
@@ -71,18 +82,21 @@ struct mv_dispatch {
     const mv_dispatch_events_t *ev;
     void *arg;
 
-    uv_check_t check;     /* after I/O: hands tasks out, ends the pass */
-    uv_prepare_t prepare; /* before the loop blocks in poll: ends the pass too */
-    int handles;          /* of those two, not closed yet */
+    uv_check_t check; /* after I/O: hands tasks out */
     bool open;
     void (*closed)(void *arg);
     void *closed_arg;
     bool pending;     /* kicked: a pass is due at the end of this loop iteration */
     bool accepting;   /* tasks may be handed out */
-    uint64_t pass;    /* loop passes so far: a pass is what runs between two polls */
+    unsigned paused;  /* MV_PAUSE_* reasons holding new tasks back */
     mv_worker_t **ws; /* workers that may take tasks */
     int nws, capws;
-    uint64_t requeued;                  /* tasks that lost an attempt and ran again */
+    uint64_t requeued;  /* tasks that lost an attempt and ran again */
+    uint64_t escalated; /* ...of them, to run with more memory (escalate.h) */
+    /* Escalated tasks reserved for the workers made for them (those take no other task). */
+    mv_worker_t **rw;
+    mv_task_t **rt;
+    int nr, capr;
     const mv_dispatch_filter_t *filter; /* NULL: every worker takes any task */
 };
 
@@ -98,6 +112,8 @@ void mv_dispatch_set_filter(mv_dispatch_t *d, const mv_dispatch_filter_t *f);
 void mv_dispatch_kick(mv_dispatch_t *d);
 /* No task is handed out from now on. */
 void mv_dispatch_stop(mv_dispatch_t *d);
+/* Sets or clears a pause reason (MV_PAUSE_*); clearing the last one hands tasks out again. */
+void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on);
 
 /* A worker's answer (batch) or the end of a request (service): its result line. */
 void mv_dispatch_answer(mv_dispatch_t *d, mv_worker_t *w, const mv_answer_t *a);
@@ -105,6 +121,11 @@ void mv_dispatch_answer(mv_dispatch_t *d, mv_worker_t *w, const mv_answer_t *a);
 void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t);
 /* The tasks of a worker that is gone. */
 mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g);
+/* Escalation (escalate.h): `w`, a ready worker made for task `t` (and not attached), gets it
+ * at the next pass that hands tasks out; `t` is dispatch's until then. 0 or -ENOMEM. */
+int mv_dispatch_reserve(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t);
+/* A reserved worker is gone before it got its task: the task back (the caller's), or NULL. */
+mv_task_t *mv_dispatch_unreserve(mv_dispatch_t *d, mv_worker_t *w);
 
 /* Closes its check handle; cb(arg) once it is closed. */
 void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg);

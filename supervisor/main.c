@@ -141,8 +141,13 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     } else {
         mv.argv = words;
     }
-    if ((n = mv_proc_check_command(mv.argv[0])) < 0) {
-        fprintf(stderr, "memvisor run: cannot run the worker command %s: %s\n", mv.argv[0],
+    /* As the worker's user, when it has one: a command that user cannot reach (a 0700
+     * home) fails here, once, not as a crash loop. */
+    if ((n = mv_proc_check_command_as(
+             mv.argv[0], *cfg->worker.user || *cfg->worker.group ? cfg->worker.uid : -1,
+             cfg->worker.gid)) < 0) {
+        fprintf(stderr, "memvisor run: cannot run the worker command %s%s: %s\n", mv.argv[0],
+                *cfg->worker.user || *cfg->worker.group ? " as [worker] user/group" : "",
                 strerror(-n));
         code = MV_EXIT_CANT_RUN;
         goto out;

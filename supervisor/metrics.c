@@ -142,6 +142,18 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
         put(&o, "memvisor_tasks_in_flight %" PRId64 "\n", v->in_flight);
     family(&o, "uptime_seconds", "gauge", "Time since memvisor started.");
     put(&o, "memvisor_uptime_seconds %.3f\n", v->uptime_s);
+    family(&o, "dispatch_paused", "gauge", "1 while new tasks are held back, by reason.");
+    put(&o, "memvisor_dispatch_paused{reason=\"host_memory\"} %d\n", v->paused_host);
+    put(&o, "memvisor_dispatch_paused{reason=\"results_backlog\"} %d\n", v->paused_results);
+    family(&o, "host_memory_available_bytes", "gauge", "The host's MemAvailable (pause_below).");
+    if (v->have_host)
+        put(&o, "memvisor_host_memory_available_bytes %" PRId64 "\n", v->host_available);
+    family(&o, "host_memory_pause_threshold_bytes", "gauge",
+           "MemAvailable under which dispatch pauses (pause_below).");
+    if (v->have_host)
+        put(&o, "memvisor_host_memory_pause_threshold_bytes %" PRId64 "\n", v->host_threshold);
+    family(&o, "orphans_reaped_total", "counter", "Orphaned processes reaped (subreaper).");
+    put(&o, "memvisor_orphans_reaped_total %" PRIu64 "\n", v->orphans_reaped);
     if (o.err)
         out->len = mark;
     return o.err;

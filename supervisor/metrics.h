@@ -16,6 +16,9 @@
  *   tasks_total {status}, recycles_total {reason}, leak_suspects_total {kind},
  *   workers_spawned_total, reloads_total                          counters
  *   workers, queue_depth, tasks_in_flight, uptime_seconds          gauges
+ *   dispatch_paused {reason}, host_memory_available_bytes,
+ *   host_memory_pause_threshold_bytes                              gauges
+ *   orphans_reaped_total                                           counter
  */
 #ifndef MV_METRICS_H
 #define MV_METRICS_H
@@ -59,6 +62,11 @@ typedef struct mv_metrics_view {
     uint64_t spawned, reloads;
     int64_t workers, queue, in_flight; /* -1 = unknown */
     double uptime_s;
+    /* The pause tier ([supervisor] pause_below) and the subreaper. */
+    bool paused_host, paused_results;       /* new tasks held back: host memory, results writer */
+    bool have_host;                         /* the host's memory was read (else left out) */
+    int64_t host_available, host_threshold; /* bytes */
+    uint64_t orphans_reaped;
 } mv_metrics_view_t;
 
 /* Appends the exposition text of v to out. 0 or -ENOMEM. */

@@ -17,6 +17,7 @@ static const char *const protocol_choices[] = {"api", "lines", "none", NULL};
 static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
+static const char *const reap_choices[] = {"auto", "yes", "no", NULL};
 /* In the order of mv_heapmode_t, mv_heappy_t (heapmon.h) and mv_confirm_t (config.h). */
 static const char *const heap_choices[] = {"off", "preload", "auto", NULL};
 static const char *const python_malloc_choices[] = {"auto", "yes", "no", NULL};
@@ -51,6 +52,12 @@ const mv_option_t mv__options[] = {
     FIXED(supervisor, keep_runs, MV_OPT_INT, "20", 0, 1000000, NULL,
           "run directories kept in state_dir: older ones whose memvisor is gone are removed at "
           "start; 0 = keep all"),
+    FIXED(supervisor, subreaper, MV_OPT_ENUM, "auto", 0, 0, reap_choices,
+          "reap orphaned grandchildren of workers (PR_SET_CHILD_SUBREAPER): auto = yes when "
+          "memvisor is PID 1 (a container), yes, no"),
+    FIXED(supervisor, pause_below, MV_OPT_STRING, "0", 0, 0, NULL,
+          "hand out no new task while the host's MemAvailable is under this size or percentage "
+          "of MemTotal (running tasks go on); resume above it plus an eighth; 0 = off"),
 
     OPT(worker, command, MV_OPT_STRING, "", 0, 0, NULL,
         "worker command (shell-style quoting, no expansion); words after -- override it"),
@@ -73,6 +80,12 @@ const mv_option_t mv__options[] = {
         "crashes in a row with no task ending (done or quarantined): give up; 0 = never"),
     OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
         "lines protocol: a reply line starting with this marks the task failed"),
+    FIXED(worker, user, MV_OPT_STRING, "", 0, 0, NULL,
+          "run workers as this user (name or numeric id; memvisor must run as root); empty = "
+          "memvisor's own"),
+    FIXED(worker, group, MV_OPT_STRING, "", 0, 0, NULL,
+          "run workers with this group (name or numeric id); empty = the user's primary group; "
+          "supplementary groups are always dropped"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),
@@ -90,16 +103,28 @@ const mv_option_t mv__options[] = {
         "auto = 512M, or 4/3 of memory_soft when that is more"),
     OPT(limits, task_timeout, MV_OPT_DURATION, "0", 0, 365 * DAY, NULL,
         "stop a worker whose task runs longer; 0 = off"),
+    OPT(limits, task_warn, MV_OPT_DURATION, "30s", 0, 365 * DAY, NULL,
+        "log task_slow when a task has run this long, and again at each doubling; 0 = off"),
     OPT(limits, metric, MV_OPT_ENUM, "private", 0, 0, metric_choices,
         "memory compared with the soft limit: private (anonymous) memory or rss"),
     OPT(limits, enforce, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "no = observe only: measure and report, recycle nothing (would_recycle events)"),
     OPT(limits, sample_interval, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,
         "period of memory samples for what has no kernel event"),
+    OPT(limits, escalate, MV_OPT_STRING, "off", 0, 0, NULL,
+        "a task whose worker hit memory_hard (or was OOM-killed) runs again on a fresh worker "
+        "with a raised limit: Nx (times the last limit, e.g. 2x) or SIZE (added); off = no"),
+    OPT(limits, escalate_max, MV_OPT_SIZE, "0", 0, PIB, NULL,
+        "highest hard limit an escalated task gets; a task killed at it is quarantined; 0 = 4 "
+        "times memory_hard"),
 
     OPT(recycle, max_concurrent, MV_OPT_INT, "1", 1, 1024, NULL, "workers recycling at once"),
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
+    OPT(recycle, handover_headroom, MV_OPT_SIZE, "16M", 0, PIB, NULL,
+        "a worker recycled for memory serves on (in handover until its replacement is ready; "
+        "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
+        "much, then drains; 0 = no bound"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "

@@ -9,7 +9,6 @@
 #include "util.h"
 
 /* A memory stop this soon after spawn, with no task done, is a failed start. */
-#define MV_PREMATURE_MS 10000
 
 mv_wlimits_t mv_policy_limits(const mv_config_t *cfg, double u_tasks, double u_life)
 {
@@ -65,7 +64,7 @@ bool mv_policy_takes_tasks(const mv_take_facts_t *f)
 
 bool mv_policy_premature(const mv_start_facts_t *f)
 {
-    return f->tasks_done == 0 && f->in_flight == 0 && f->age_ms < MV_PREMATURE_MS;
+    return !f->ready || (f->soft > 0 && f->startup >= f->soft);
 }
 
 bool mv_policy_is_failure(mv_reason_t reason, bool premature)
@@ -74,7 +73,8 @@ bool mv_policy_is_failure(mv_reason_t reason, bool premature)
     case MV_R_CRASH:
     case MV_R_READY_TIMEOUT:
     case MV_R_PROTOCOL_ERROR:
-    case MV_R_FATAL: return true;
+    case MV_R_FATAL:
+    case MV_R_NO_HELLO: return true;
     case MV_R_SOFT_LIMIT:
     case MV_R_HARD_LIMIT:
     case MV_R_KERNEL_OOM: return premature;
@@ -89,8 +89,12 @@ mv_exit_verdict_t mv_policy_exit(const mv_exit_facts_t *f)
     if (f->cgroup_oom && f->term_signal == SIGKILL && f->asked != MV_R_HARD_LIMIT &&
         f->asked != MV_R_SHUTDOWN)
         v.reason = MV_R_KERNEL_OOM;
+    else if (f->asked == MV_R_NONE && f->term_signal == 0 && f->exit_status == f->fatal_exit)
+        v.reason = MV_R_FATAL;
+    else if (f->asked == MV_R_NONE && f->term_signal == 0 && f->exit_status == 0 && f->no_hello)
+        v.reason = MV_R_NO_HELLO;
     else if (f->asked == MV_R_NONE)
-        v.reason = f->term_signal == 0 && f->exit_status == f->fatal_exit ? MV_R_FATAL : MV_R_CRASH;
+        v.reason = MV_R_CRASH;
     v.failure = mv_policy_is_failure(v.reason, f->premature);
     v.premature = v.failure && (v.reason == MV_R_SOFT_LIMIT || v.reason == MV_R_HARD_LIMIT ||
                                 v.reason == MV_R_KERNEL_OOM);

@@ -81,16 +81,18 @@ typedef struct mv_take_facts {
  * observe-only mode max_tasks is reported (would_recycle), not enforced. */
 bool mv_policy_takes_tasks(const mv_take_facts_t *f);
 
-/* What a worker has done so far, for the "premature" rule. */
+/* How a worker started, for the "premature" rule. */
 typedef struct mv_start_facts {
-    int64_t tasks_done;
-    unsigned in_flight;
-    uint64_t age_ms;
+    bool ready;      /* it finished starting (HELLO, or waiting for its first task) */
+    int64_t startup; /* its memory then (the figure the soft limit compares) */
+    int64_t soft;    /* its soft limit; 0 = none */
 } mv_start_facts_t;
 
-/* A worker stopped for memory before it did anything (no task done or in hand, and young):
- * its replacement would start the same way, so this is a start-up that does not fit the
- * limits, not a recycle. */
+/* A worker stopped for memory whose start-up does not fit the limits: it was stopped before
+ * it finished starting, or it was already at or above its soft limit when it did. Its
+ * replacement would start the same way: a failure (crash backoff, crash_limit). Any other
+ * memory stop, however soon after the start (a leaking service under load crosses its soft
+ * limit within a second), is a recycle doing its job. */
 bool mv_policy_premature(const mv_start_facts_t *f);
 
 /* Whether leaving for `reason` is the worker's failure: then its slot is respawned only once
@@ -105,6 +107,7 @@ typedef struct mv_exit_facts {
     int64_t exit_status;
     int fatal_exit;  /* [worker] fatal_exit */
     bool cgroup_oom; /* its cgroup counts a kernel OOM kill (v1 oom_control, v2 oom_kill) */
+    bool no_hello;   /* an api worker that never said HELLO */
     bool premature;  /* mv_policy_premature at its exit */
 } mv_exit_facts_t;
 
@@ -116,7 +119,8 @@ typedef struct mv_exit_verdict {
 
 /* A SIGKILL with an OOM kill in its cgroup is the kernel's (unless memvisor killed it for
  * the hard limit or a shutdown: then the count may be an older kill); a worker nobody asked
- * to go exited with the fatal code, or crashed. */
+ * to go exited with the fatal code, or exited 0 without a HELLO (it does not speak the api
+ * protocol: no use starting it again), or crashed. */
 mv_exit_verdict_t mv_policy_exit(const mv_exit_facts_t *f);
 
 /* What the task in hand of a dead worker is charged with: the worker's own reason when it was

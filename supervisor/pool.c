@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "pool_int.h"
 
 static void spawn_slot(mv_pool_t *p, int slot);
 static void start_queued(mv_pool_t *p);
@@ -46,7 +47,7 @@ static double rand01(mv_pool_t *p)
 
 static bool premature(const mv_worker_t *w)
 {
-    mv_start_facts_t f = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
 
     return mv_policy_premature(&f);
 }
@@ -90,6 +91,7 @@ static void maybe_stopped(mv_pool_t *p)
     if (!p->stopping || p->members || p->closing)
         return;
     p->closing = true;
+    mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
@@ -154,6 +156,9 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     plan = mv_slots_recycle(&p->slots, &m->seat, reason, mv_policy_is_failure(reason, premature(w)),
                             mv_now_ms());
     if (!plan.go) {
+        /* Waiting its turn, it serves on; for memory, only up to the headroom (on_check). */
+        if (reason == MV_R_SOFT_LIMIT)
+            mv_watch_follow(&p->watch, &m->watch, true);
         if (!m->deferred_said)
             mv_debug(p->o.log, "recycle_deferred", MV_I("worker", w->slot),
                      MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(reason)));
@@ -166,11 +171,24 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         log_leaving(p, w, reason, "drain");
     if (plan.replacement)
         spawn_slot(p, w->slot);
+    mv_watch_follow(&p->watch, &m->watch, plan.handover); /* its memory bounds the handover */
     if (plan.handover)
         mv_worker_handover(w, reason);
     else
         mv_worker_drain(w, reason);
     return true;
+}
+
+/* A worker that waited its turn to recycle for memory and passed the handover headroom: it
+ * drains now, past max_concurrent and spacing (memory does not wait), with its replacement. */
+static void drain_now(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
+{
+    mv_worker_t *w = m->w;
+
+    log_leaving(p, w, reason, "drain");
+    if (mv_slots_replace_now(&p->slots, &m->seat, mv_policy_is_failure(reason, premature(w))))
+        spawn_slot(p, w->slot);
+    mv_worker_drain(w, reason);
 }
 
 /* Stuck or broken: SIGTERM now, SIGKILL after kill_timeout. */
@@ -224,6 +242,15 @@ static void start_queued(mv_pool_t *p)
 
 /* ---- what the layers below report ---- */
 
+/* A worker in handover whose memory passed the soft limit by [recycle] handover_headroom. */
+static bool headroom_passed(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r)
+{
+    int64_t headroom = p->o.cfg->recycle.handover_headroom;
+
+    return headroom > 0 && w->lim.soft_bytes > 0 &&
+           mv_reading_limit_metric(r, p->o.cfg->limits.metric) >= w->lim.soft_bytes + headroom;
+}
+
 static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
                      bool sampled)
 {
@@ -232,6 +259,25 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
     mv_worker_t *w = m->w;
 
     mv_suspect_near_limit(&p->suspect, &m->suspect, r);
+    /* Serving on while its replacement starts, or while it waits its turn to recycle, but
+     * not without bound: past the headroom it drains and the other workers take the load. */
+    if (ww->follow && (m->seat.handover || m->seat.queued != MV_R_NONE) && r &&
+        headroom_passed(p, w, r)) {
+        mv_watch_follow(&p->watch, ww, false);
+        mv_info(p->o.log, "headroom_passed", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_I("mem", mv_reading_limit_metric(r, p->o.cfg->limits.metric)),
+                MV_I("soft", w->lim.soft_bytes),
+                MV_I("headroom", p->o.cfg->recycle.handover_headroom),
+                MV_S("msg", m->seat.handover ? "its replacement is not ready yet: it drains now"
+                                             : "it waited its turn to recycle: it drains now"));
+        if (m->seat.handover) {
+            mv_slots_handover_end(&p->slots, &m->seat);
+            mv_worker_replaced(w);
+        } else if (m->seat.queued != MV_R_NONE && !mv_worker_leaving(w)) {
+            drain_now(p, m, m->seat.queued);
+        }
+        return true;
+    }
     /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
      * up as long as the longest backoff. */
     if (sampled && mv_now_ms() - w->spawned_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
@@ -270,17 +316,22 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
 }
 
 /* A leak experiment wants a fresh worker in `slot`: a worker that has run nothing is fresh
- * already; any other is recycled, and its replacement attaches to the experiment. */
+ * already; any other drains now, and its replacement attaches to the experiment. It does not
+ * wait its turn behind [recycle] spacing or max_concurrent: the experiment holds its kind's
+ * tasks back until that replacement is ready, and one experiment runs at a time. A worker
+ * already leaving has its replacement on the way. */
 static void on_fresh(void *arg, int slot)
 {
     mv_pool_t *p = arg;
     mv_seat_t *seat = p->slots.slot[slot - 1].active;
     mv_member_t *m = seat ? member_of_seat(seat) : NULL;
 
-    if (m && m->w->tasks_done == 0 && !mv_worker_leaving(m->w))
+    if (!m || mv_worker_leaving(m->w))
+        return;
+    if (m->w->tasks_done == 0)
         mv_experiment_attach(&p->exp, m->w);
-    else if (m)
-        recycle(p, m, MV_R_EXPERIMENT);
+    else if (m->w->state != MV_W_DEAD && !seat->gone)
+        drain_now(p, m, MV_R_EXPERIMENT);
 }
 
 static void on_verdict(void *arg, const mv_exp_verdict_t *v)
@@ -290,7 +341,7 @@ static void on_verdict(void *arg, const mv_exp_verdict_t *v)
     mv_suspect_verdict(&p->suspect, v->w ? &member_of(v->w)->suspect : NULL, v);
 }
 
-static const mv_dispatch_events_t dispatch_events = {on_result, on_progress};
+static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
 static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
@@ -309,6 +360,10 @@ static void w_ready(mv_worker_t *w)
     mv_seat_t *old[8];
     int n;
 
+    if (m->esc) { /* made for one escalated task: it takes that one only */
+        mv__pool_esc_ready(p, m);
+        return;
+    }
     mv_dispatch_attach(&p->dispatch, w);
     /* Its capacity is there now: the workers it replaces can stop taking requests. */
     while ((n = mv_slots_ready(&p->slots, &m->seat, old, (int)MV_ARRAY_LEN(old))) > 0)
@@ -316,6 +371,7 @@ static void w_ready(mv_worker_t *w)
             mv_worker_t *ow = member_of_seat(old[i])->w;
             mv_debug(p->o.log, "drain", MV_I("worker", ow->slot), MV_I("pid", ow->proc.pid),
                      MV_I("replacement", w->proc.pid));
+            mv_watch_follow(&p->watch, &member_of_seat(old[i])->watch, false);
             mv_worker_replaced(ow);
         }
     p->ev->on_ready(p->arg);
@@ -415,15 +471,20 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
                             "low for this worker to start"));
     mv_dispatch_detach(&p->dispatch, w);
     mv_dispatch_settle(&p->dispatch, w, g);
+    if (m->esc)
+        mv__pool_esc_gone(p, m, g);
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
-    plan =
-        mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless, why == MV_R_FATAL);
+    plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless,
+                         why == MV_R_FATAL || why == MV_R_NO_HELLO);
     if (plan.run_ends && why == MV_R_FATAL)
         mv_error(p->o.log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_I("status", w->proc.status),
                  MV_S("msg", "worker exited with the fatal code: not respawned; the run ends"));
+    else if (plan.run_ends && why == MV_R_NO_HELLO)
+        mv_error(p->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                 MV_S("msg", MV_NO_HELLO_HINT "; the run ends"));
     else if (plan.crash_limit)
         mv_error(p->o.log, "crash_limit", MV_I("crashes", p->slots.streak),
                  MV_S("msg", "workers keep failing without a task ending: giving up"));
@@ -452,6 +513,8 @@ static void w_closed(mv_worker_t *w)
         mv_watch_remove(&p->watch, &m->watch);
         mv_suspect_release(&p->suspect, &m->suspect);
     }
+    if (m->esc)
+        mv__pool_esc_closed(p, m);
     mv_worker_free(w);
     free(m);
     maybe_stopped(p);
@@ -473,8 +536,7 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
-static void spawn_slot(mv_pool_t *p, int slot)
+mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc)
 {
     mv_member_t *m = calloc(1, sizeof *m);
     mv_worker_opts_t o = {
@@ -487,33 +549,46 @@ static void spawn_slot(mv_pool_t *p, int slot)
         .listen = p->o.listen,
         .cg = p->o.cg,
         .service = p->o.service,
-        .pass = &p->dispatch.pass,
         .timeline = p->o.timeline,
         .heap = &p->heap,
     };
-    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
     uint32_t gen;
 
     if (!m) {
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->pool = p;
-    gen = mv_slots_take(&p->slots, &m->seat, slot);
-    m->w = mv_worker_new(&o, slot, gen, &lim, &worker_events, m);
+    m->esc = esc != NULL;
+    m->esc_task = esc;
+    gen = esc ? mv_slots_take_extra(&p->slots, &m->seat, slot)
+              : mv_slots_take(&p->slots, &m->seat, slot);
+    m->w = mv_worker_new(&o, slot, gen, lim, &worker_events, m);
     if (!m->w) {
-        p->slots.slot[slot - 1].active = NULL;
+        if (!esc)
+            p->slots.slot[slot - 1].active = NULL;
         free(m);
         mv_error(p->o.log, "spawn_failed", MV_I("worker", slot), MV_S("error", "out of memory"));
-        schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
-        return;
+        if (!esc)
+            schedule_respawn(p, slot, (uint64_t)p->o.cfg->worker.backoff_max);
+        return NULL;
     }
     m->next = p->members;
     p->members = m;
     mv_watch_add(&p->watch, &m->watch, m->w);
     mv_suspect_attach(&p->suspect, &m->suspect, m->w);
     mv_worker_start(m->w);
+    return m;
+}
+
+/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
+static void spawn_slot(mv_pool_t *p, int slot)
+{
+    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
+
+    mv__pool_spawn(p, slot, &lim, NULL);
 }
 
 static void backoff_cb(uv_timer_t *t)
@@ -632,6 +707,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
     p->open = 4; /* dispatch, watch, grace, spacer */
+    mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     plan_heap(p, cfg);
@@ -653,6 +729,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
+        mv__pool_esc_stop(p);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
@@ -748,6 +825,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->live = mv_pool_live(p);
     v->spawned = p->spawned;
     v->requeued = p->dispatch.requeued;
+    v->escalated = p->dispatch.escalated;
     v->protocol_errors = p->protocol_errors;
     v->suspects = p->suspect.suspects;
     v->suspects_by_kind = p->suspect.by_kind;
@@ -784,6 +862,8 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             .recycling = why != MV_R_NONE,
             .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
             .handover = m->seat.handover,
+            .task = w->count ? mv_worker_current(w)->id : 0,
+            .task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0,
         };
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);

@@ -40,6 +40,8 @@ typedef struct mv_member {
     mv_suspected_t suspect; /* suspect.c */
     struct mv_member *next; /* pool.c: every worker whose handles are open */
     bool deferred_said;     /* pool.c: its queued recycle was logged */
+    bool esc;               /* pool_esc.c: a worker made for one escalated task */
+    mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */
@@ -74,6 +76,18 @@ typedef struct mv_pool_slot {
     int64_t peak; /* highest usage of any of its workers */
 } mv_pool_slot_t;
 
+/* Escalated tasks waiting for a worker of their own (pool_esc.c). */
+typedef struct mv_pool_esc {
+    mv_task_t *head, *tail;
+    int live;         /* escalation workers not closed yet (at most one per slot) */
+    int next_slot;    /* the slot numbering the next one borrows (round robin) */
+    int failures;     /* in a row that could not take their task: the next waits (backoff) */
+    bool hold;        /* waiting for that backoff */
+    bool waited;      /* ...and it is over: one may go */
+    uv_timer_t timer; /* its end */
+    bool timer_open;
+} mv_pool_esc_t;
+
 typedef struct mv_pool {
     mv_pool_opts_t o;
     const mv_pool_events_t *ev;
@@ -94,6 +108,7 @@ typedef struct mv_pool {
     bool started, stopping, closing, fatal;
     uint64_t rng;
 
+    mv_pool_esc_t esc;
     mv_heapplan_t heap; /* [leak] heap for the workers started from now on */
 
     uint64_t spawned;
@@ -118,12 +133,15 @@ typedef struct mv_worker_view {
     bool recycling;     /* leaving, or waiting its turn to */
     const char *reason; /* why, when recycling */
     bool handover;      /* serving until its replacement is ready */
+    uint64_t task;      /* the task it works on; 0 = none */
+    double task_s;      /* how long it has run */
 } mv_worker_view_t;
 
 typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
+    uint64_t escalated; /* requeued tasks that got more memory (escalate.h) */
     const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
     size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */

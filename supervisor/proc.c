@@ -4,11 +4,14 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "runlock.h"
@@ -30,16 +33,16 @@ static void closed_cb(uv_handle_t *h)
     p->ev->on_closed(p->owner);
 }
 
-/* argv for uv_spawn: the shim (joining the cgroup at `shim_fd`, if any), then the command.
- * NULL on ENOMEM. */
-static char **spawn_argv(const mv_proc_spec_t *s, int shim_fd, char fd_text[16])
+/* argv for uv_spawn: the shim (joining the cgroup at `shim_fd`, if any; switching to the
+ * credentials, if any), then the command. NULL on ENOMEM. */
+static char **spawn_argv(const mv_proc_spec_t *s, int shim_fd, char fd_text[16], char creds[48])
 {
     size_t n = 0, k = 0;
     char **a;
 
     while (s->argv[n])
         n++;
-    a = calloc(n + 4, sizeof *a);
+    a = calloc(n + 6, sizeof *a);
     if (!a)
         return NULL;
     /* Always through the shim: it arms the parent-death signal (mv_exec_shim), which every
@@ -50,6 +53,11 @@ static char **spawn_argv(const mv_proc_spec_t *s, int shim_fd, char fd_text[16])
         snprintf(fd_text, 16, "-");
     a[k++] = (char *)s->self_exe;
     a[k++] = "exec-shim";
+    if (s->set_creds) {
+        snprintf(creds, 48, "%" PRId64 ":%" PRId64, s->uid, s->gid);
+        a[k++] = "-u";
+        a[k++] = creds;
+    }
     a[k++] = fd_text;
     for (size_t i = 0; i < n; i++)
         a[k++] = s->argv[i];
@@ -69,7 +77,7 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
     uv_stdio_container_t st[MV_PROC_FIRST_FD + MV_PROC_MAX_FDS + 1];
     uv_process_options_t o;
     int count = MV_PROC_FIRST_FD, shim_fd = -1, r;
-    char fd_text[16];
+    char fd_text[16], creds[48];
     char **args;
 
     if (p->inited || p->closing)
@@ -87,7 +95,7 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
         st[count].flags = UV_INHERIT_FD;
         st[count++].data.fd = s->cgroup_procs_fd;
     }
-    args = spawn_argv(s, shim_fd, fd_text);
+    args = spawn_argv(s, shim_fd, fd_text, creds);
     if (!args)
         return -ENOMEM;
     memset(&o, 0, sizeof o);
@@ -144,24 +152,85 @@ static int preload_command(void)
     return r < 0 ? r : unsetenv(MV_PROC_ENV_PRELOAD);
 }
 
-int mv_exec_shim(int argc, char **argv)
+/* Parent death (proc.h): armed, then checked against a parent that died before. 0, or the
+ * shim's exit code. */
+static int arm_parent_death(long parent)
 {
-    const char *parent = getenv(MV_ENV_SUPERVISOR_PID);
-    char *end;
-    char pid[24];
-    long fd;
-
-    if (argc < 4) {
-        fprintf(stderr, "usage: memvisor exec-shim FD|- COMMAND [ARG]...\n");
-        return 125;
-    }
-    /* Parent death first (proc.h): armed, then checked against a parent that died before. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
         fprintf(stderr, "memvisor exec-shim: prctl(PR_SET_PDEATHSIG): %s\n", strerror(errno));
         return 125;
     }
-    if (parent && *parent && strtol(parent, NULL, 10) != (long)getppid())
+    if (parent > 0 && parent != (long)getppid())
         return 125; /* memvisor died before the prctl: nobody to run for */
+    return 0;
+}
+
+/* "UID:GID" -> both. 0 or -EINVAL. */
+static int parse_creds(const char *s, uid_t *uid, gid_t *gid)
+{
+    char *end;
+    unsigned long long u, g;
+
+    errno = 0;
+    u = strtoull(s, &end, 10);
+    if (end == s || *end != ':' || errno || u >= UINT32_MAX)
+        return -EINVAL;
+    s = end + 1;
+    g = strtoull(s, &end, 10);
+    if (end == s || *end || errno || g >= UINT32_MAX)
+        return -EINVAL;
+    *uid = (uid_t)u;
+    *gid = (gid_t)g;
+    return 0;
+}
+
+/* The privilege drop (proc.h): groups, group, user, in that order. 0 or the exit code. */
+static int drop_creds(uid_t uid, gid_t gid)
+{
+    const char *call = NULL;
+    int err = 0;
+
+    if (setgroups(0, NULL) < 0)
+        call = "setgroups", err = errno;
+    else if (setgid(gid) < 0)
+        call = "setgid", err = errno;
+    else if (setuid(uid) < 0)
+        call = "setuid", err = errno;
+    else if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid)
+        call = "the id check";
+    if (!call)
+        return 0;
+    fprintf(stderr, "memvisor exec-shim: cannot switch to uid %u gid %u: %s: %s\n", (unsigned)uid,
+            (unsigned)gid, call, err ? strerror(err) : "the ids differ");
+    return 125;
+}
+
+int mv_exec_shim(int argc, char **argv)
+{
+    const char *env = getenv(MV_ENV_SUPERVISOR_PID);
+    long parent = env && *env ? strtol(env, NULL, 10) : 0;
+    bool creds = argc >= 4 && strcmp(argv[2], "-u") == 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    char *end;
+    char pid[24];
+    long fd;
+    int r;
+
+    if (creds) { /* shift "-u UID:GID" off: the rest is as without it */
+        if (parse_creds(argv[3], &uid, &gid) < 0) {
+            fprintf(stderr, "memvisor exec-shim: bad -u %s (UID:GID)\n", argv[3]);
+            return 125;
+        }
+        argv += 2;
+        argc -= 2;
+    }
+    if (argc < 4) {
+        fprintf(stderr, "usage: memvisor exec-shim [-u UID:GID] FD|- COMMAND [ARG]...\n");
+        return 125;
+    }
+    if ((r = arm_parent_death(parent)) != 0)
+        return r;
     unsetenv(MV_ENV_SUPERVISOR_PID);
     if (strcmp(argv[2], "-") != 0) {
         fd = strtol(argv[2], &end, 10);
@@ -176,6 +245,9 @@ int mv_exec_shim(int argc, char **argv)
         }
         close((int)fd);
     }
+    /* After the cgroup move; the credential change cleared the parent-death signal. */
+    if (creds && ((r = drop_creds(uid, gid)) != 0 || (r = arm_parent_death(parent)) != 0))
+        return r;
     if (preload_command() < 0) {
         fprintf(stderr, "memvisor exec-shim: cannot set LD_PRELOAD: %s\n", strerror(errno));
         return 125;
@@ -211,4 +283,26 @@ int mv_proc_check_command(const char *cmd)
         p += len + (colon != NULL);
     }
     return err;
+}
+
+int mv_proc_check_command_as(const char *cmd, int64_t uid, int64_t gid)
+{
+    pid_t pid;
+    int st;
+
+    if (uid < 0)
+        return mv_proc_check_command(cmd);
+    pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        /* The exit code carries the errno: 0, or 1..255 (every errno the check returns). */
+        if (setgroups(0, NULL) < 0 || setgid((gid_t)gid) < 0 || setuid((uid_t)uid) < 0)
+            _exit(EPERM);
+        _exit(-mv_proc_check_command(cmd) & 0xff);
+    }
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return WIFEXITED(st) ? -WEXITSTATUS(st) : -ECHILD;
 }

@@ -49,6 +49,8 @@ typedef struct mv_proc_spec {
     int cgroup_procs_fd; /* >= 0: the shim joins this cgroup.procs before exec */
     bool listen_pid;     /* the shim sets LISTEN_PID (socket activation) */
     bool own_session;    /* setsid: a Ctrl-C at memvisor's terminal stays memvisor's */
+    bool set_creds;      /* the shim switches to uid:gid (after the cgroup move) */
+    int64_t uid, gid;
 } mv_proc_spec_t;
 
 typedef struct mv_proc {
@@ -75,11 +77,22 @@ void mv_proc_close(mv_proc_t *p);
 /* Whether a command can be executed, looked up in PATH as execvp does (the exec happens later
  * in the exec shim, where a failure would only look like a crash). 0 or -errno. */
 int mv_proc_check_command(const char *cmd);
+/* The same check as uid:gid would make it (a forked child switches to them and looks; only
+ * before the loop runs: it waits for the child). uid < 0: as memvisor, no fork. */
+int mv_proc_check_command_as(const char *cmd, int64_t uid, int64_t gid);
 
 /*
- * `memvisor exec-shim FD|- COMMAND [ARG]...`: arms the parent-death signal, joins the cgroup,
- * then execs. Exit codes as a shell's: 125 could not set up, 126 cannot execute, 127 not
- * found.
+ * `memvisor exec-shim [-u UID:GID] FD|- COMMAND [ARG]...`: arms the parent-death signal, joins
+ * the cgroup, switches to UID:GID if given, then execs. Exit codes as a shell's: 125 could not
+ * set up, 126 cannot execute, 127 not found.
+ *
+ * Privilege drop ([worker] user/group): after the cgroup move (which needs memvisor's
+ * credentials: the cgroup's files are root's and stay root's, so the worker cannot raise its
+ * own limits), supplementary groups are dropped (setgroups(0)), then the group is set, then
+ * the user (after setuid the process could not change its group any more). setgid/setuid as
+ * root set the real, effective and saved ids, so nothing can switch back. The credential
+ * change clears the parent-death signal (kernel/cred.c, commit_creds): it is armed again and
+ * checked against the parent's death once more.
  *
  * Parent death: PR_SET_PDEATHSIG(SIGKILL), so a child dies with memvisor even when memvisor
  * is SIGKILLed (no STOP, no EOF needed: a busy worker and a `none` worker die too). It is

@@ -57,8 +57,9 @@ typedef struct mv_report {
     mv_report_kind_t *kinds; /* ranked once loaded: the nsus suspects first, by bytes per task */
     size_t nkinds, nsus;
     json_t *kind_index; /* name -> index in kinds, while loading (then kinds are ranked) */
-    mv_report_vec_t after, fresh; /* every mem_after; each worker's first mem_before */
-    json_t *fresh_seen;           /* "slot/pid" -> true */
+    mv_report_vec_t after, fresh;            /* every mem_after; each worker's first mem_before */
+    mv_report_vec_t startup_mem, startup_us; /* each worker's start-up (exit events) */
+    json_t *fresh_seen;                      /* "slot/pid" -> true */
     /* Set before loading, may be NULL: sees every result line once it is checked (report_html
      * takes its times from there). 0, or -errno with why filled: the load fails. */
     int (*on_result)(void *arg, const char *file, long line, json_t *o);

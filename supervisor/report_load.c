@@ -91,7 +91,9 @@ enum { S_KIND, S_PER, S_FDS, S_CONF, S_RULE, S_SLOT, S_PID, S_SNAP, S_CONFIRMED,
 static const spec_t cleared_spec[] = {STR("kind"), STR("verdict"), STR("evidence"), STR("why"),
                                       STR("site"), STR("other")};
 enum { C_KIND, C_VERDICT, C_EVIDENCE, C_WHY, C_SITE, C_OTHER, C_N };
-static const spec_t event_spec[] = {STR("event"), STR("reason")};
+static const spec_t event_spec[] = {STR("event"), STR("reason"),
+                                    INT("startup_mem", -1, MAX_BYTES),
+                                    INT("startup_ms", -1, MAX_COUNT)};
 /* clang-format on */
 
 /* Fills `why` and returns err: the one way every error leaves this file. */
@@ -445,7 +447,7 @@ static int on_cleared(rep_t *r, const src_t *s, json_t *o)
 /* One events.jsonl line: counts what the report shows; other events are ignored. */
 static int on_event(rep_t *r, const src_t *s, json_t *o)
 {
-    val_t v[2];
+    val_t v[4];
     json_t *counts = NULL;
     const char *ev, *why;
     int e;
@@ -468,8 +470,12 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
         counts = r->exits;
     if (!counts)
         return 0;
-    if ((e = get_all(r, s, o, event_spec, 2, v)) < 0)
+    if ((e = get_all(r, s, o, event_spec, counts == r->exits ? 4 : 2, v)) < 0)
         return e;
+    /* Each worker's start-up, as it said at its exit (-1: it never finished starting). */
+    if (counts == r->exits && v[2].set == 1 && v[2].i >= 0 && v[3].set == 1 && v[3].i >= 0 &&
+        (vec_push(&r->startup_mem, v[2].i) < 0 || vec_push(&r->startup_us, v[3].i * 1000) < 0))
+        return OOM(r);
     why = v[1].set == 1 ? v[1].s : "(no reason)";
     e = json_object_set_new(counts, why,
                             json_integer(json_integer_value(json_object_get(counts, why)) + 1));
@@ -615,7 +621,8 @@ static int cmp_kind(const void *a, const void *b)
  * vector, for percentiles, each on its own; the kinds, so the first nsus are the suspects. */
 static void rank(rep_t *r)
 {
-    mv_report_vec_t *all[] = {&r->all.peak, &r->all.retained, &r->all.dur_us, &r->after, &r->fresh};
+    mv_report_vec_t *all[] = {&r->all.peak, &r->all.retained, &r->all.dur_us, &r->after,
+                              &r->fresh,    &r->startup_mem,  &r->startup_us};
 
     for (size_t i = 0; i < MV_ARRAY_LEN(all); i++)
         vec_sort(all[i]);
@@ -638,8 +645,8 @@ void mv__report_free(rep_t *r)
         free(k->evidence), free(k->note), free(k->heap.v);
         json_decref(k->workers);
     }
-    free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->dir), free(r->results),
-        free(r->stream);
+    free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->startup_mem.v),
+        free(r->startup_us.v), free(r->dir), free(r->results), free(r->stream);
     json_decref(r->recycles), json_decref(r->would), json_decref(r->exits);
     json_decref(r->kind_index), json_decref(r->fresh_seen), json_decref(r->run);
 }

@@ -212,6 +212,25 @@ static void print_counts(json_t *counts, const char *suffix, FILE *out)
                 (long long)json_integer_value(json_object_iter_value(it)), suffix);
 }
 
+/* One row of p50/p95/max: sizes, or milliseconds when ms. */
+static void print_row(FILE *out, const char *what, const vec_t *v, bool ms)
+{
+    static const unsigned pct[] = {50, 95, 100};
+    static const char *const label[] = {"p50", "p95", "max"};
+    char s[24];
+
+    fprintf(out, "    %-10s", what);
+    for (size_t i = 0; i < 3 && v->n; i++) {
+        int64_t x = mv_percentile(v->v, v->n, pct[i]);
+        if (ms)
+            snprintf(s, sizeof s, "%.2f ms", (double)x / 1000.0);
+        else
+            mv_fmt_bytes(x, s);
+        fprintf(out, "  %s %11s", label[i], s);
+    }
+    fprintf(out, "%s\n", v->n ? "" : "  (none)");
+}
+
 /* Recycles and would-be recycles by reason, kernel OOM kills, exits by reason. */
 static void print_recycles(const rep_t *r, FILE *out)
 {
@@ -231,25 +250,10 @@ static void print_recycles(const rep_t *r, FILE *out)
     print_counts(r->exits, "", out);
     fprintf(out, "Requeued tasks %lld, quarantined tasks %lld\n", (long long)r->requeues,
             (long long)r->quarantines);
-}
-
-/* One row of p50/p95/max: sizes, or milliseconds when ms. */
-static void print_row(FILE *out, const char *what, const vec_t *v, bool ms)
-{
-    static const unsigned pct[] = {50, 95, 100};
-    static const char *const label[] = {"p50", "p95", "max"};
-    char s[24];
-
-    fprintf(out, "    %-10s", what);
-    for (size_t i = 0; i < 3 && v->n; i++) {
-        int64_t x = mv_percentile(v->v, v->n, pct[i]);
-        if (ms)
-            snprintf(s, sizeof s, "%.2f ms", (double)x / 1000.0);
-        else
-            mv_fmt_bytes(x, s);
-        fprintf(out, "  %s %11s", label[i], s);
-    }
-    fprintf(out, "%s\n", v->n ? "" : "  (none)");
+    /* What each new worker costs before its first task: what a warm template saves. */
+    fprintf(out, "Worker start-up (%zu workers that exited)\n", r->startup_mem.n);
+    print_row(out, "memory", &r->startup_mem, false);
+    print_row(out, "time", &r->startup_us, true);
 }
 
 /* Per kind, after all tasks: the task count, then mem_peak, retained and duration rows. */

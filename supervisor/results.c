@@ -73,6 +73,8 @@ static json_t *attempts_json(const mv_attempt_t *h, int n)
             json_object_set_new(e, "exit", json_integer(h[i].status));
         if (h[i].peak >= 0)
             json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
+        if (h[i].limit > 0)
+            json_object_set_new(e, "mem_limit", json_integer(h[i].limit));
         json_array_append_new(a, e);
     }
     return a;
@@ -129,6 +131,10 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
         json_object_set_new(o, "retained", json_null());
     }
     json_object_set_new(o, "duration_ms", json_real(res->duration_ms));
+    json_object_set_new(o, "mem_limit",
+                        res->mem_limit > 0 ? json_integer(res->mem_limit) : json_null());
+    if (res->escalations > 0)
+        json_object_set_new(o, "escalations", json_integer(res->escalations));
     if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
         r = -ENOMEM;
     if (res->nhist > 0)

@@ -63,7 +63,9 @@ typedef struct mv_result {
     size_t len;
     const mv_attempt_t *hist;
     int nhist;
-    const char *kind; /* NULL = no kind */
+    const char *kind;     /* NULL = no kind */
+    int64_t mem_limit;    /* the hard limit it last ran under; 0 = none, or it never ran */
+    unsigned escalations; /* runs that ended in a memory escalation */
 } mv_result_t;
 
 typedef void (*mv_results_cb)(void *arg);

@@ -42,6 +42,14 @@ uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot)
     return ++sl->gen;
 }
 
+uint32_t mv_slots_take_extra(mv_slots_t *s, mv_seat_t *w, int slot)
+{
+    memset(w, 0, sizeof *w);
+    w->slot = slot;
+    w->replaced = true;
+    return ++s->slot[slot - 1].gen;
+}
+
 int mv_slots_urgency(mv_reason_t r)
 {
     switch (r) {
@@ -167,6 +175,12 @@ int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max)
         out[n++] = old;
     }
     return n;
+}
+
+void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w)
+{
+    if (w->handover)
+        unhand(s, w);
 }
 
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal)

@@ -90,6 +90,10 @@ void mv_slots_free(mv_slots_t *s);
 
 /* A new worker takes `slot`: it becomes the active one; returns its generation. */
 uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot);
+/* A worker beside `slot`'s active one, never active itself (an escalated task's: escalate.h):
+ * counted as replaced from the start, so nothing replaces or respawns it, while its failures
+ * count toward crash_limit like any worker's. Returns its generation (the slot's numbering). */
+uint32_t mv_slots_take_extra(mv_slots_t *s, mv_seat_t *w, int slot);
 
 /* A planned recycle (max_tasks, lifetime, soft limit, requested, reload), or a shutdown. A
  * failure (premature: the limits do not fit its start-up) gets no replacement until gone.
@@ -103,6 +107,9 @@ bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure);
 /* w became ready: the handover workers of its slot it releases (drain them), at most `max`
  * written to out; returns how many. */
 int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max);
+/* w's handover ends before its replacement is ready (it passed the handover headroom): it
+ * drains now, and the replacement, once ready, has nothing of it to release. */
+void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w);
 /* w is gone (failure: mv_policy_exit's verdict; fatal: the fatal exit code). */
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal);
 /* A task ended (done, failed or quarantined): the pool is getting somewhere. */

@@ -17,6 +17,8 @@
 
 static void close_signals(mv_t *mv)
 {
+    mv_reaper_close(&mv->reaper);
+    mv_hostmem_close(&mv->hostmem);
     if (!mv->sig_open)
         return;
     mv->sig_open = false;
@@ -190,19 +192,27 @@ static void summary(mv_t *mv, int code)
     if (mv_pool_view(&mv->pool, &v) < 0)
         return;
     printf("\nmemvisor: %s in %.1f s\n",
-           mv->stop_signal ? "stopped by a signal"
-           : mv->cant_run  ? "run ended early"
-                           : "done",
+           mv->cant_run         ? "run ended early"
+           : mv->stop_requested ? "stopped by memvisor stop"
+           : mv->stop_signal    ? "stopped by a signal"
+                                : "done",
            (double)(mv_now_ms() - mv->started_ms) / 1000.0);
     printf("  tasks     %llu ok, %llu failed, %llu quarantined; %llu retried after their worker "
-           "died\n",
+           "died",
            (unsigned long long)c[MV_ST_OK], (unsigned long long)c[MV_ST_FAILED],
            (unsigned long long)c[MV_ST_QUARANTINED], (unsigned long long)v.requeued);
-    if (left || !mv->tasks.eof)
-        printf("  not run   %llu loaded but unfinished%s (not in the results)\n",
-               (unsigned long long)left,
-               mv->tasks.eof || mv->tasks.kind == MV_SRC_NONE ? ""
-                                                              : ", and the rest of the source");
+    if (v.escalated) /* [limits] escalate */
+        printf(", %llu of them with more memory", (unsigned long long)v.escalated);
+    printf("\n");
+    if (mv->not_run > 0)
+        printf("  not run   %lld tasks (%llu loaded but unfinished, %lld not read from the "
+               "source): no result line\n",
+               (long long)mv->not_run, (unsigned long long)left,
+               (long long)mv->not_run - (long long)left);
+    else if (mv->not_run < 0)
+        printf("  not run   %llu loaded but unfinished, and the rest of %s (not counted): no "
+               "result line\n",
+               (unsigned long long)left, mv->tasks.name ? mv->tasks.name : "the source");
     printf("  workers   %d slots, %llu spawned; recycles:", v.nslots,
            (unsigned long long)v.spawned);
     for (int r = 1; r < MV_R_COUNT; r++)
@@ -234,6 +244,18 @@ static void summary(mv_t *mv, int code)
     mv_pool_view_free(&v);
 }
 
+/* Tasks of the batch that got no final line: loaded but unfinished, and what the source
+ * still holds (-1: not countable, stdin). After the loop has ended: it may read a file. */
+static int64_t count_not_run(mv_t *mv)
+{
+    int64_t rest;
+
+    if (mv->service || mv_tasks_all_ended(&mv->tasks))
+        return 0;
+    rest = mv_tasks_count_rest(&mv->tasks);
+    return rest < 0 ? -1 : (int64_t)mv_tasks_outstanding(&mv->tasks) + rest;
+}
+
 static int exit_code(mv_t *mv)
 {
     const uint64_t *c = mv->results.count;
@@ -243,11 +265,70 @@ static int exit_code(mv_t *mv)
     /* A service runs until it is told to stop: being stopped is its normal end. */
     if (mv->service)
         return MV_EXIT_OK;
-    if (mv->stop_signal && !mv_tasks_all_ended(&mv->tasks))
-        return 128 + mv->stop_signal;
+    /* Judged at exit (exitcode.h): a stop that let the last tasks finish changed nothing. */
+    if (!mv_tasks_all_ended(&mv->tasks) && mv->stop_requested)
+        return MV_EXIT_STOPPED;
+    if (!mv_tasks_all_ended(&mv->tasks) && mv->stop_signal)
+        return MV_EXIT_SIGNAL + mv->stop_signal;
     if (c[MV_ST_FAILED] || c[MV_ST_QUARANTINED])
         return MV_EXIT_TASKS;
     return MV_EXIT_OK;
+}
+
+/* [supervisor] subreaper (reaper.h): auto is yes when memvisor is PID 1, where orphans come
+ * to it whatever it asks, and would stay zombies. -1 when it cannot be set up (logged). */
+static int open_reaper(mv_t *mv)
+{
+    mv_reapmode_t mode = mv->cfg->supervisor.subreaper;
+    bool pid1 = getpid() == 1;
+    char why[256];
+
+    if (mode == MV_REAP_NO || (mode == MV_REAP_AUTO && !pid1)) {
+        if (pid1)
+            mv_warn(&mv->log, "subreaper", MV_S("state", "off"), MV_I("pid1", 1),
+                    MV_S("msg", "memvisor is PID 1 with subreaper = no: orphans it inherits "
+                                "stay zombies until it exits"));
+        return 0;
+    }
+    if (mv_reaper_open(&mv->reaper, &mv->loop, &mv->log, why, sizeof why) < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "subreaper"), MV_S("error", why));
+        return -1;
+    }
+    mv_info(&mv->log, "subreaper", MV_S("state", "on"), MV_I("pid1", pid1),
+            MV_S("reason", mode == MV_REAP_YES ? "subreaper = yes" : "memvisor is PID 1"));
+    return 0;
+}
+
+static void host_memory_cb(void *arg, bool paused)
+{
+    mv_t *mv = arg;
+
+    mv_dispatch_pause(&mv->pool.dispatch, MV_PAUSE_HOST_MEMORY, paused);
+}
+
+/* [supervisor] pause_below (hostmem.h): read on the sampler's period, from before the first
+ * task is handed out. A service hands out no tasks: nothing to pause. */
+static void open_hostmem(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    /* A test knob: a fixture file in place of the host's /proc/meminfo. */
+    const char *path = getenv("MEMVISOR_TEST_MEMINFO");
+    int r;
+
+    if (!cfg->supervisor.pause_bytes && !cfg->supervisor.pause_permille)
+        return;
+    if (mv->service) {
+        mv_warn(&mv->log, "pause_ignored", MV_S("pause_below", cfg->supervisor.pause_below),
+                MV_S("msg", "a service hands out no tasks: [supervisor] pause_below is for "
+                            "batches"));
+        return;
+    }
+    r = mv_hostmem_open(&mv->hostmem, &mv->loop, &mv->log, path ? path : "/proc/meminfo",
+                        cfg->supervisor.pause_bytes, cfg->supervisor.pause_permille,
+                        (uint64_t)cfg->limits.sample_interval, host_memory_cb, mv);
+    if (r < 0)
+        mv_warn(&mv->log, "host_memory_unreadable", MV_S("error", uv_strerror(r)),
+                MV_S("msg", "no pause tier for this run"));
 }
 
 /* Sets up the per-worker cgroups. -1 when the configured mode cannot work (exit 3). */
@@ -332,6 +413,9 @@ static void write_run_json(mv_t *mv, int code, bool final)
                         json_pack("{s:I, s:I, s:I}", "ok", (json_int_t)mv->results.count[MV_ST_OK],
                                   "failed", (json_int_t)mv->results.count[MV_ST_FAILED],
                                   "quarantined", (json_int_t)mv->results.count[MV_ST_QUARANTINED]));
+    if (final) /* null: the rest of stdin was not counted */
+        json_object_set_new(json_object_get(doc, "tasks"), "not_run",
+                            mv->not_run >= 0 ? json_integer(mv->not_run) : json_null());
     snprintf(path, sizeof path, "%s/run.json", mv->run.dir);
     if (mv_json_write_atomic(path, doc) < 0)
         mv_warn(&mv->log, "run_file_failed", MV_S("file", path));
@@ -542,7 +626,7 @@ int mv_run(mv_t *mv)
             MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
 
     mv_notify_open(&mv->notify, &mv->loop, &mv->log);
-    if (open_service(mv) < 0) {
+    if (open_reaper(mv) < 0 || open_service(mv) < 0) {
         code = MV_EXIT_CANT_RUN;
         goto out;
     }
@@ -576,10 +660,13 @@ int mv_run(mv_t *mv)
         mv->cant_run = true;
         mv_stop(mv, false);
     }
+    if (r == 0)
+        open_hostmem(mv);
     write_run_json(mv, 0, false);
     mv_tasks_pump(&mv->tasks);
     check_done(mv);
     uv_run(&mv->loop, UV_RUN_DEFAULT);
+    mv->not_run = count_not_run(mv);
     code = exit_code(mv);
     write_run_json(mv, code, true);
     summary(mv, code);

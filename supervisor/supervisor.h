@@ -15,11 +15,13 @@
 #include "log.h"
 #include "control.h"
 #include "exitcode.h"
+#include "hostmem.h"
 #include "leak.h"
 #include "listen.h"
 #include "metrics_http.h"
 #include "notify.h"
 #include "pool.h"
+#include "reaper.h"
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
@@ -71,7 +73,11 @@ typedef struct mv {
     int nold, nold_argv, reloads;
     uv_signal_t sig[3]; /* SIGINT, SIGTERM, SIGHUP */
     bool sig_open;
-    int stop_signal; /* the first SIGINT/SIGTERM, 0 if none */
+    mv_reaper_t reaper;   /* [supervisor] subreaper: orphans reparented to memvisor */
+    mv_hostmem_t hostmem; /* [supervisor] pause_below: the host's available memory */
+    int stop_signal;      /* the first SIGINT/SIGTERM, 0 if none */
+    bool stop_requested;  /* `memvisor stop` came first (before any signal) */
+    int64_t not_run;      /* at exit: tasks that never got a final line (-1: unknown) */
     bool stopping;
     bool cant_run; /* exit 3 */
     uint64_t started_ms;

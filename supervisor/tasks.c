@@ -50,7 +50,7 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
 
     if (!h)
         return -ENOMEM;
-    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak};
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak, 0};
     task->hist = h;
     return 0;
 }
@@ -228,6 +228,7 @@ static void file_read_cb(uv_fs_t *req)
         t->eof = true;
         mv_tasks_feed(t, NULL, 0, true);
     } else {
+        t->offset += (uint64_t)n;
         mv_tasks_feed(t, t->chunk, (size_t)n, false);
     }
     if (t->fd >= 0 && (t->eof || t->error) && t->own_fd) {
@@ -332,6 +333,48 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
     t->stream_open = true;
     t->kind = MV_SRC_STREAM;
     return 0;
+}
+
+int64_t mv_tasks_count_rest(const mv_tasks_t *t)
+{
+    bool open_line = t->skipping || mv_buf_unread(&t->line) > 0;
+    uint64_t lineno = t->lineno, off = t->offset;
+    int64_t n = 0;
+    char buf[CHUNK];
+    ssize_t got;
+    int fd;
+
+    if (t->kind == MV_SRC_NONE || t->eof)
+        return 0;
+    if (t->kind != MV_SRC_FILE || t->error)
+        return -1;
+    /* Its own description: the run's fd may be closed already, and its offset is the
+     * run's. The rest is read on from where the run's reads stopped. */
+    fd = open(t->name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    while ((got = pread(fd, buf, sizeof buf, (off_t)off)) != 0) {
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            close(fd);
+            return -1;
+        }
+        for (ssize_t i = 0; i < got; i++) {
+            if (buf[i] != '\n') {
+                open_line = true;
+                continue;
+            }
+            lineno++;
+            n += open_line && !(t->skip && mv_idset_has(t->skip, lineno));
+            open_line = false;
+        }
+        off += (uint64_t)got;
+    }
+    close(fd);
+    if (open_line && !(t->skip && mv_idset_has(t->skip, lineno + 1)))
+        n++;
+    return n;
 }
 
 void mv_tasks_close(mv_tasks_t *t)

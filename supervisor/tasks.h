@@ -32,8 +32,9 @@ typedef struct mv_attempt {
     mv_reason_t reason;
     int slot;
     int pid;
-    int status;   /* exit status, or -signal */
-    int64_t peak; /* the worker's peak memory during the attempt, -1 = unknown */
+    int status;    /* exit status, or -signal */
+    int64_t peak;  /* the worker's peak memory during the attempt, -1 = unknown */
+    int64_t limit; /* the hard limit it ran under, 0 = none or unknown */
 } mv_attempt_t;
 
 typedef struct mv_task {
@@ -42,8 +43,12 @@ typedef struct mv_task {
     uint32_t len;         /* payload bytes; data[len] == '\0' */
     uint16_t attempts;    /* times it was handed to a worker that started it */
     uint16_t nhist;       /* entries in hist */
+    uint16_t escalations; /* attempts that ended in a memory escalation (escalate.h) */
     mv_attempt_t *hist;   /* why earlier attempts ended */
     const char *bad;      /* static reason when the line could not become a task */
+    /* The hard limit it must run under, 0 = the pool's own: set by an escalation, and all a
+     * task source that moves tasks between hosts needs to carry to route it (escalate.h). */
+    int64_t limit;
     char data[];
 } mv_task_t;
 
@@ -75,6 +80,7 @@ typedef struct mv_tasks {
     mv_buf_t line;   /* partial line carried between chunks */
     bool skipping;   /* inside a line that was too long */
     uint64_t lineno; /* lines seen so far */
+    uint64_t offset; /* MV_SRC_FILE: bytes of the file fed so far */
 
     /* counts */
     uint64_t loaded; /* tasks made from the source */
@@ -123,6 +129,11 @@ static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
 {
     return t->loaded - t->ended;
 }
+/* The tasks the source still holds past what was read (a stop before the end): nonempty
+ * lines, resume's skipped ones left out, the line being read counted once. Reads the rest of
+ * a file source with plain blocking reads: only for the summary, after the loop has ended.
+ * -1 when it cannot be known (stdin, a read error). */
+int64_t mv_tasks_count_rest(const mv_tasks_t *t);
 /* Stops reading and closes the source (a read in flight finishes and is dropped). */
 void mv_tasks_close(mv_tasks_t *t);
 /* Frees every queued task (after the loop ended). */

@@ -51,15 +51,45 @@ void mv_watch_check(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r)
         look(wt, ww, r, false);
 }
 
+/* [limits] task_warn: a task running that long is said once, and again at each doubling of
+ * its running time (a worker that never answers, or never flushes, is not silent). */
+static void check_slow(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r)
+{
+    const mv_worker_t *w = ww->w;
+    const mv_task_t *t = mv_worker_current(w);
+    int64_t warn = wt->cfg->limits.task_warn, ms;
+
+    if (warn <= 0 || !t)
+        return;
+    if (ww->slow_task != t->id) {
+        ww->slow_task = t->id;
+        ww->slow_next_ms = warn;
+    }
+    ms = (int64_t)((uv_hrtime() - w->win.started_ns) / 1000000);
+    if (ms < ww->slow_next_ms)
+        return;
+    mv_warn(wt->log, "task_slow", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+            MV_I("task", (long long)t->id), MV_I("running_ms", ms), MV_I("mem", r ? r->usage : -1),
+            MV_S("msg", w->o.cfg->worker.protocol == MV_PROTO_LINES
+                            ? "no answer yet: a lines worker must flush each result line"
+                            : "no answer yet"));
+    while (ww->slow_next_ms <= ms)
+        ww->slow_next_ms *= 2;
+}
+
 static void sample_cb(uv_timer_t *h)
 {
     mv_watch_t *wt = h->data;
     mv_watched_t *ww, *next;
+    const mv_reading_t *r;
 
     for (ww = wt->list; ww; ww = next) {
         next = ww->next; /* a decision may end it (a kill of a /proc-sampled worker) */
-        if (mv_fsm_watched(ww->w->state))
-            look(wt, ww, mv_worker_read(ww->w, true), true);
+        if (!mv_fsm_watched(ww->w->state))
+            continue;
+        r = mv_worker_read(ww->w, true);
+        check_slow(wt, ww, r);
+        look(wt, ww, r, true);
     }
 }
 
@@ -69,9 +99,12 @@ static bool recheck_one(mv_watch_t *wt, mv_watched_t *ww)
     mv_worker_t *w = ww->w;
     bool decided;
 
-    if (!mv_fsm_watched(w->state) || mv_worker_leaving(w))
+    if (!mv_fsm_watched(w->state) || (mv_worker_leaving(w) && !ww->follow))
         return false;
     decided = look(wt, ww, mv_worker_read(w, true), false);
+    /* Followed (maybe since this look) until the pool says otherwise: it bounds its memory. */
+    if (ww->follow)
+        return true;
     return !decided && !mv_worker_leaving(w) && w->mem.have &&
            w->mem.last.usage >= w->lim.soft_bytes;
 }
@@ -90,15 +123,27 @@ static void recheck_cb(uv_timer_t *h)
     }
 }
 
+/* Re-reads ww every RECHECK_MS while recheck_one says so. */
+static void start_recheck(mv_watch_t *wt, mv_watched_t *ww)
+{
+    ww->near_soft = true;
+    if (!wt->rechecking) {
+        wt->rechecking = true;
+        uv_timer_start(&wt->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
+    }
+}
+
+void mv_watch_follow(mv_watch_t *wt, mv_watched_t *ww, bool on)
+{
+    ww->follow = on;
+    if (on)
+        start_recheck(wt, ww);
+}
+
 void mv_watch_notified(mv_watch_t *wt, mv_watched_t *ww)
 {
-    if (ww->w->lim.soft_bytes > 0 && recheck_one(wt, ww)) {
-        ww->near_soft = true;
-        if (!wt->rechecking) {
-            wt->rechecking = true;
-            uv_timer_start(&wt->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
-        }
-    }
+    if (ww->w->lim.soft_bytes > 0 && recheck_one(wt, ww))
+        start_recheck(wt, ww);
 }
 
 void mv_watch_add(mv_watch_t *wt, mv_watched_t *ww, mv_worker_t *w)

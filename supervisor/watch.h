@@ -8,7 +8,9 @@
  *     threshold is on usage, which counts page cache, and memory.stat lags the charge, so
  *     the private figure the soft limit compares may still be just below it and the
  *     threshold will not fire again; while usage stays above the limit and no decision was
- *     taken, the worker is re-read every 5 ms.
+ *     taken, the worker is re-read every 5 ms;
+ *   - every 5 ms while the pool follows a worker (in handover, or waiting its turn to recycle
+ *     for memory), whatever was decided for it.
  *
  * Each look reads the worker (mv_worker_read) and asks the pure policy (mv_policy_check); the
  * verdict goes up (on_check) and the pool acts on it. In observe-only mode ([limits] enforce
@@ -31,8 +33,11 @@
 typedef struct mv_watched {
     mv_worker_t *w;
     struct mv_watched *next;
-    bool near_soft; /* usage is above the soft limit, the metric not yet: recheck */
-    unsigned would; /* observe-only: reasons already logged as would_recycle */
+    bool near_soft;       /* usage is above the soft limit, the metric not yet: recheck */
+    bool follow;          /* the pool follows it: recheck whatever was decided */
+    unsigned would;       /* observe-only: reasons already logged as would_recycle */
+    uint64_t slow_task;   /* [limits] task_warn: the task last said to be slow... */
+    int64_t slow_next_ms; /* ...and the running time at which it is said again */
 } mv_watched_t;
 
 typedef struct mv_watch_events {
@@ -67,6 +72,10 @@ void mv_watch_remove(mv_watch_t *wt, mv_watched_t *ww);
 void mv_watch_check(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r);
 /* Its cgroup said something: look now, and keep looking while it stays above the limit. */
 void mv_watch_notified(mv_watch_t *wt, mv_watched_t *ww);
+/* Follow it (on) or not: a followed worker is looked at every 5 ms while it serves, whatever
+ * was decided for it (the pool bounds the memory of a worker in handover, or waiting its turn
+ * to recycle, by [recycle] handover_headroom). */
+void mv_watch_follow(mv_watch_t *wt, mv_watched_t *ww, bool on);
 /* Observe-only: says once per worker and reason what would have happened. */
 void mv_watch_would(mv_watch_t *wt, mv_watched_t *ww, mv_reason_t reason, const mv_reading_t *r);
 /* A new configuration (reload): the sample interval and limits it reads. */

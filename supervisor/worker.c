@@ -8,7 +8,7 @@
  * With [service] listen sockets, those come first from fd 3 (systemd's LISTEN_FDS
  * convention), so MEMVISOR_FD is 3 + their number.
  */
-#include "worker.h"
+#include "worker_int.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -57,6 +57,9 @@ void mv_worker_close(mv_worker_t *w)
     }
     mv_chan_close(&w->chan);
     mv_proc_close(&w->proc);
+    mv_waitprobe_close(&w->probe);
+    w->probe_ok = false;
+    uv_close((uv_handle_t *)&w->look, handle_closed_cb);
     if (w->notify_open) {
         w->notify_open = false;
         uv_close((uv_handle_t *)&w->notify, handle_closed_cb);
@@ -70,6 +73,7 @@ void mv_worker_free(mv_worker_t *w)
         return;
     mv_heapwin_end(&w->heap);
     free(w->inflight);
+    mv_buf_free(&w->held.payload);
     free(w);
 }
 
@@ -134,14 +138,16 @@ bool mv_worker_takes_tasks(const mv_worker_t *w)
 
 /* ---- memory ---- */
 
-const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
+/* A reading taken at or after `since_ns` (uv_hrtime): the last one when it is that recent,
+ * else a new one. NULL when it cannot be read (never could, or gone before any reading). */
+static const mv_reading_t *read_since(mv_worker_t *w, uint64_t since_ns)
 {
     mv_wmem_t *m = &w->mem;
     mv_reading_t r;
 
     if (!m->meter_ok)
         return NULL;
-    if (!fresh && m->have && m->pass == *w->o.pass)
+    if (m->have && m->taken_ns >= since_ns)
         return &m->last;
     if (mv_meter_read(&m->meter, &r) < 0)
         return m->have ? &m->last : NULL; /* gone: its last reading stands */
@@ -152,7 +158,8 @@ const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
         r.fds = m->last.fds;
     }
     m->last = r;
-    m->pass = *w->o.pass;
+    m->taken_ns = uv_hrtime();
+    m->seq++;
     m->have = true;
     m->peak = MV_MAX(m->peak, MV_MAX(r.usage, r.peak));
     if (w->count)
@@ -164,10 +171,16 @@ const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
     return &m->last;
 }
 
-/* A reading for the task accounting, or NULL when [tasks] accounting is off. */
-static const mv_reading_t *task_reading(mv_worker_t *w)
+const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
 {
-    return w->o.cfg->tasks.accounting ? mv_worker_read(w, false) : NULL;
+    return read_since(w, fresh ? UINT64_MAX : 0);
+}
+
+/* A reading for the task accounting taken at or after since_ns, or NULL when [tasks]
+ * accounting is off. */
+static const mv_reading_t *task_reading(mv_worker_t *w, uint64_t since_ns)
+{
+    return w->o.cfg->tasks.accounting ? read_since(w, since_ns) : NULL;
 }
 
 /* ---- deadlines ---- */
@@ -178,6 +191,12 @@ static void deadline_cb(uv_timer_t *t)
     mv_deadline_t what = w->armed;
 
     w->armed = MV_DL_NONE;
+    if (what == MV_DL_READY && w->o.cfg->worker.protocol != MV_PROTO_API) {
+        /* Not seen reading its stdin or waiting yet: long start-ups are no failure of a
+         * lines or none worker (it never promised a HELLO). */
+        mv_wlook_assume_ready(w, "not seen waiting for its first task within ready_timeout");
+        return;
+    }
     if (what == MV_DL_KILL) {
         mv_warn(w->o.log, "kill_timeout", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("after_ms", w->o.cfg->worker.kill_timeout), MV_S("action", "SIGKILL"));
@@ -216,21 +235,22 @@ static void arm_state(mv_worker_t *w)
         disarm(w);
 }
 
-/* The task at the head becomes the one being worked on: its "before" and a new peak window
- * (one per reading: the tasks of one batch of answers share their "before", and a reset per
- * task would cost a system call per task). */
+/* The task at the head becomes the one being worked on: its "before" (r, the worker's last
+ * reading) and a new kernel peak window, reset right after that reading (once per reading:
+ * with prefetch, tasks whose answers came together share one). */
 static void open_window(mv_worker_t *w, const mv_reading_t *r)
 {
     w->win.started_ns = uv_hrtime();
-    w->win.measured = r != NULL;
+    w->win.measured = r != NULL && !w->first_unmeasured;
+    w->first_unmeasured = false;
     if (r)
         mv_heapwin_open(&w->heap); /* the heap's "before", next to the kernel's */
     if (r) {
         w->win.before = *r;
         w->win.peak_seen = r->usage;
-        if (w->has_cg && w->mem.peak_reset_pass != w->mem.pass + 1) {
+        if (w->has_cg && w->mem.reset_seq != w->mem.seq) {
             mv_cg_reset_peak(&w->cg);
-            w->mem.peak_reset_pass = w->mem.pass + 1;
+            w->mem.reset_seq = w->mem.seq;
         }
     }
 }
@@ -362,7 +382,7 @@ void mv_worker_send_task(mv_worker_t *w, mv_task_t *t)
 {
     push_task(w, t);
     if (w->count == 1)
-        open_window(w, task_reading(w));
+        open_window(w, task_reading(w, w->idle_ns));
     mv_chan_send_task(&w->chan, t->id, t->data, t->len);
     step(w, MV_EV_DISPATCH);
     if (w->count == 1)
@@ -376,12 +396,20 @@ void mv_worker_flush(mv_worker_t *w)
 
 /* ---- what the channel says ---- */
 
-static void became_ready(mv_worker_t *w)
+/* It has started: what it holds now is its start-up memory, and the reading stands as its
+ * first task's "before". */
+void mv_worker_became_ready(mv_worker_t *w)
 {
+    const mv_reading_t *r;
+
     w->ready_ms = mv_now_ms();
+    w->ready = true;
+    w->idle_ns = uv_hrtime();
+    r = read_since(w, w->idle_ns);
+    w->startup = r ? mv_reading_limit_metric(r, w->o.cfg->limits.metric) : -1;
     step(w, MV_EV_READY);
     mv_info(w->o.log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-            MV_I("ms", (long long)(w->ready_ms - w->spawned_ms)));
+            MV_I("ms", (long long)(w->ready_ms - w->spawned_ms)), MV_I("startup_mem", w->startup));
     w->ev->on_ready(w);
 }
 
@@ -411,7 +439,47 @@ static void chan_hello(void *owner, uint32_t version)
         return; /* asked to stop before it was ready: it gets STOP, not GO */
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
     mv_chan_flush(&w->chan);
-    became_ready(w);
+    mv_worker_became_ready(w);
+}
+
+/* The task being worked on is answered; `since_ns`: when the answer was complete, so that no
+ * reading from before then stands as its "after". */
+void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kind_len,
+                        const void *payload, size_t n, uint64_t since_ns)
+{
+    mv_task_t *t = pop_task(w);
+    mv_reading_t before = w->win.before;
+    mv_heap_task_t heap;
+    mv_answer_t a = {t,
+                     ok,
+                     kind,
+                     kind_len,
+                     payload,
+                     n,
+                     w->win.measured ? &before : NULL,
+                     NULL,
+                     w->win.peak_seen,
+                     (double)(since_ns - w->win.started_ns) / 1e6,
+                     NULL};
+
+    a.after = task_reading(w, since_ns);
+    if (!a.after)
+        a.before = NULL;
+    /* The heap's "after" next to the kernel's; an api worker's own figures came with it. */
+    mv_heapwin_close(
+        &w->heap,
+        w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.heap_fresh > 0 ? &w->chan.heap : NULL,
+        &heap);
+    a.heap = a.before ? &heap : NULL;
+    w->tasks_done++;
+    if (w->count > 0) {
+        open_window(w, a.after);
+        arm_task(w);
+    } else {
+        w->idle_ns = since_ns;
+        idle(w);
+    }
+    w->ev->on_answer(w, &a);
 }
 
 static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, size_t kind_len,
@@ -419,43 +487,26 @@ static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, 
 {
     mv_worker_t *w = owner;
     mv_task_t *t = mv_worker_current(w);
-    mv_heap_task_t heap;
-    mv_reading_t before;
-    mv_answer_t a;
     char what[96];
 
     if (!t)
-        return mv_chan_fail(&w->chan, "answer with no task in flight");
-    if (w->o.cfg->worker.protocol == MV_PROTO_API && id != t->id) {
-        snprintf(what, sizeof what, "answer for task %" PRIu64 ", expected %" PRIu64, id, t->id);
-        return mv_chan_fail(&w->chan, what);
+        return mv_wlook_stray(w, "while it had no task");
+    if (w->o.cfg->worker.protocol == MV_PROTO_API) {
+        if (id != t->id) {
+            snprintf(what, sizeof what, "answer for task %" PRIu64 ", expected %" PRIu64, id,
+                     t->id);
+            return mv_chan_fail(&w->chan, what);
+        }
+        return mv_worker_answered(w, ok, kind, kind_len, payload, n, w->chan.rx_ns);
     }
-    pop_task(w);
-    before = w->win.before;
-    a = (mv_answer_t){t,
-                      ok,
-                      kind,
-                      kind_len,
-                      payload,
-                      n,
-                      w->win.measured ? &before : NULL,
-                      NULL,
-                      w->win.peak_seen,
-                      (double)(uv_hrtime() - w->win.started_ns) / 1e6,
-                      NULL};
-    a.after = task_reading(w);
-    if (!a.after)
-        a.before = NULL;
-    mv_heapwin_close(&w->heap, w->chan.heap_fresh > 0 ? &w->chan.heap : NULL, &heap);
-    a.heap = a.before ? &heap : NULL;
-    w->tasks_done++;
-    if (w->count > 0) {
-        open_window(w, a.after);
-        arm_task(w);
-    } else {
-        idle(w);
-    }
-    w->ev->on_answer(w, &a);
+    /* lines: in lock-step, one line per task is checked (with prefetch it cannot be). */
+    if (w->cap > 1 || !w->probe_ok)
+        return mv_worker_answered(w, ok, kind, kind_len, payload, n, w->chan.rx_ns);
+    if (w->held.held)
+        return mv_wlook_stray(w, "twice for one task");
+    if (mv_chan_input_pending(&w->chan) > 0)
+        return mv_wlook_stray(w, "before it read its task");
+    mv_wlook_hold(w, ok, payload, n);
 }
 
 static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kind_len)
@@ -479,7 +530,7 @@ static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kin
     /* Its "before" is the reading at the previous END: a worker sends BEGIN and END after
      * the work is done as far as memvisor can tell (they often arrive in one read), so a
      * reading taken now would already hold the request's memory. */
-    open_window(w, w->have_end ? &w->end_reading : task_reading(w));
+    open_window(w, w->have_end ? &w->end_reading : task_reading(w, w->idle_ns));
     if (w->have_end)
         mv_heapwin_since_close(&w->heap); /* the same for the heap */
     step(w, MV_EV_DISPATCH);
@@ -515,7 +566,7 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       status == 0 ? "" : what,
                       status == 0 ? 0 : strlen(what),
                       w->win.measured ? &before : NULL,
-                      task_reading(w),
+                      task_reading(w, w->chan.rx_ns),
                       w->win.peak_seen,
                       (double)(uv_hrtime() - w->win.started_ns) / 1e6,
                       NULL};
@@ -556,8 +607,11 @@ static void chan_error(void *owner, const char *what)
 
 static void chan_eof(void *owner)
 {
+    mv_worker_t *w = owner;
+
+    mv_wlook_release(w, uv_hrtime()); /* nothing more can come for the held answer */
     /* Its exit normally follows at once: STOPPING gives it kill_timeout to do so. */
-    step(owner, MV_EV_CHAN_EOF);
+    step(w, MV_EV_CHAN_EOF);
 }
 
 static const mv_chan_events_t chan_events = {
@@ -578,8 +632,10 @@ static void proc_exit(void *owner, int64_t status, int term_signal)
 {
     mv_worker_t *w = owner;
 
-    /* Answers sent just before the exit are still in the pipes: count them first. */
+    /* Answers sent just before the exit are still in the pipes: count them first. A lines
+     * answer held for the worker to be back on its stdin stands: nothing more can come. */
     mv_chan_drain(&w->chan);
+    mv_wlook_release(w, uv_hrtime());
     step(w, MV_EV_EXIT);
 }
 
@@ -590,13 +646,14 @@ static const mv_proc_events_t proc_events = {proc_exit, proc_closed};
 static mv_exit_verdict_t classify(mv_worker_t *w)
 {
     uint64_t n = 0;
-    mv_start_facts_t s = {w->tasks_done, w->count, mv_now_ms() - w->spawned_ms};
+    mv_start_facts_t s = {w->ready, w->startup, w->lim.soft_bytes};
     mv_exit_facts_t f = {
         .asked = w->reason,
         .term_signal = w->proc.term_signal,
         .exit_status = w->proc.status,
         .fatal_exit = w->o.cfg->worker.fatal_exit,
         .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
+        .no_hello = w->o.cfg->worker.protocol == MV_PROTO_API && !w->chan.hello,
         .premature = mv_policy_premature(&s),
     };
 
@@ -621,7 +678,18 @@ static void log_exit(mv_worker_t *w, bool failed)
            w->proc.term_signal ? MV_S("signal", strsignal(w->proc.term_signal))
                                : MV_I("status", w->proc.status),
            MV_I("tasks", w->tasks_done), MV_I("peak", w->mem.peak),
-           MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)));
+           MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)),
+           MV_I("startup_mem", w->ready ? w->startup : -1),
+           MV_I("startup_ms", w->ready ? (long long)(w->ready_ms - w->spawned_ms) : -1));
+    /* An api worker that failed without a HELLO (a crash at start, or one that does not speak
+     * the protocol: exiting 0 ends the run with the same hint, pool.c). */
+    if (failed && w->reason != MV_R_NO_HELLO && w->o.cfg->worker.protocol == MV_PROTO_API &&
+        !w->chan.hello)
+        mv_warn(w->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_S("msg",
+                     "it failed before saying HELLO; if it is a worker that reads tasks from "
+                     "stdin and writes one result line per task to stdout, it needs "
+                     "[worker] protocol = lines"));
 }
 
 /* Gone: the verdict and its tasks go up, then everything it had is let go. */
@@ -736,16 +804,18 @@ static size_t heap_env(mv_worker_t *w, env_extra_t *x, char **out, char *const *
     return k;
 }
 
-/* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api) and, with
- * listen sockets, LISTEN_FDS and LISTEN_FDNAMES (LISTEN_PID: the shim). */
+/* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api),
+ * PYTHONUNBUFFERED=1 (lines, unless set), the heap preload's (heap_env) and, with listen
+ * sockets, LISTEN_FDS and LISTEN_FDNAMES (LISTEN_PID: the shim). */
 static char **worker_env(mv_worker_t *w, env_extra_t *x)
 {
     size_t n = 0, k = 0;
+    bool unbuffered = false;
     char **env;
 
     while (w->o.env && w->o.env[n])
-        n++;
-    env = calloc(n + 8, sizeof *env);
+        unbuffered |= strncmp(w->o.env[n++], "PYTHONUNBUFFERED=", 17) == 0;
+    env = calloc(n + 9, sizeof *env);
     if (!env)
         return NULL;
     memcpy(env, w->o.env, n * sizeof *env);
@@ -757,6 +827,10 @@ static char **worker_env(mv_worker_t *w, env_extra_t *x)
         snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nlisten(w));
         env[k++] = x->fd;
     }
+    /* A Python lines worker whose print() is not flushed would hold its answers in its
+     * buffer for ever: unbuffered, unless the user said otherwise. */
+    if (w->o.cfg->worker.protocol == MV_PROTO_LINES && !unbuffered)
+        env[k++] = "PYTHONUNBUFFERED=1";
     if (nlisten(w) > 0) {
         size_t used = (size_t)snprintf(x->names, sizeof x->names, "LISTEN_FDNAMES=");
         mv_listen_names(w->o.listen, x->names + used, sizeof x->names - used);
@@ -818,6 +892,10 @@ static int spawn(mv_worker_t *w, const char **call)
                                  /* Its own session: a Ctrl-C at memvisor's terminal is
                                   * memvisor's to handle (grace period first). */
                                  .own_session = true,
+                                 /* [worker] user/group: the shim drops to them (proc.h) */
+                                 .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
+                                 .uid = w->o.cfg->worker.uid,
+                                 .gid = w->o.cfg->worker.gid,
                              });
     free(env);
     mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
@@ -860,7 +938,7 @@ static void start_process(mv_worker_t *w)
         return;
     }
     w->mem.meter_ok = mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                                    w->o.cfg->limits.memory_soft) == 0;
+                                    w->lim.soft_bytes) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -868,8 +946,16 @@ static void start_process(mv_worker_t *w)
         mv_timeline_mark(w->o.timeline,
                          &(mv_tl_mark_t){w->slot, w->gen, MV_TL_SPAWN, NULL, w->proc.pid,
                                          w->lim.soft_bytes, w->lim.hard_bytes, 0});
-    if (w->o.cfg->worker.protocol != MV_PROTO_API)
-        became_ready(w);
+    if (w->o.cfg->worker.protocol == MV_PROTO_API)
+        return; /* ready at its HELLO */
+    r = mv_waitprobe_open(&w->probe, w->proc.pid);
+    w->probe_ok = r == 0;
+    if (w->o.cfg->worker.protocol == MV_PROTO_NONE)
+        w->probe.idle_looks = MV_PROBE_SERVER_LOOKS;
+    if (w->probe_ok)
+        mv_wlook_later(w);
+    else
+        mv_wlook_assume_ready(w, strerror(-r));
 }
 
 static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
@@ -889,13 +975,18 @@ static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
 void mv_worker_start(mv_worker_t *w)
 {
     const mv_cg_t *cg = w->o.cg;
+    mv_cg_t own;
     int r;
 
     if (!cg || cg->version == MV_CG_OFF) {
         start_process(w);
         return;
     }
-    r = mv_cg_create_async(w->o.loop, w->o.log, cg, w->slot, w->gen, cg_created, w, &w->cg_job);
+    /* Its cgroup gets its own limits: the run's, or an escalated task's raised ones. */
+    own = *cg;
+    own.soft = w->lim.soft_bytes;
+    own.hard = w->lim.hard_bytes;
+    r = mv_cg_create_async(w->o.loop, w->o.log, &own, w->slot, w->gen, cg_created, w, &w->cg_job);
     if (r < 0)
         spawn_failed(w, "uv_queue_work", "cannot queue the cgroup job", false);
 }
@@ -925,11 +1016,15 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     mv_heapwin_init(&w->heap);
     uv_timer_init(o->loop, &w->timer);
     w->timer.data = w;
+    uv_timer_init(o->loop, &w->look);
+    w->look.data = w;
+    mv_waitprobe_init(&w->probe);
+    w->startup = -1;
     mv_chan_init(&w->chan, o->loop,
                  &(mv_chan_opts_t){o->cfg->worker.protocol, (uint32_t)o->cfg->worker.max_message,
                                    o->cfg->worker.fail_prefix, o->service},
                  &chan_events, w);
     mv_proc_init(&w->proc, &proc_events, w);
-    w->open = 3; /* the timer, the channel and the process */
+    w->open = 4; /* the two timers, the channel and the process */
     return w;
 }

@@ -9,10 +9,23 @@
  * gone with a verdict, closed). It knows nothing of slots, queues or results: the pool above
  * decides, the worker carries out.
  *
- * Per-task accounting: the task at the head of the in-flight list is the one being worked on
- * (workers answer in order); its window opens when it becomes the head (a reading, a kernel
- * peak reset) and closes at its answer (a reading). A reading taken in the same loop pass is
- * reused (one reading per task in lock-step; per batch of answers with prefetch).
+ * Readiness: an api worker is ready at its HELLO; a lines worker when one of its threads
+ * blocks reading its stdin, a none worker when it sits in a wait (waitprobe.h), so that its
+ * start-up is not charged to its first task. What it holds then is its start-up memory.
+ *
+ * Per-task accounting (README "Per-task figures"): the task at the head of the in-flight list
+ * is the one being worked on (workers answer in order). Its window opens when the worker is
+ * ready for it and does not have it yet (a reading: mem_before; a kernel peak reset) and
+ * closes when its answer has arrived (a reading: mem_after and the window's peak). A reading
+ * is reused only when it was taken after the moment it stands for: the "after" of a task is
+ * never a reading taken before its answer arrived, the "before" never one taken before the
+ * worker was idle. In lock-step the "after" of one task is the "before" of the next (the
+ * worker is idle in between). With prefetch > 1 a worker may begin the next task before its
+ * answer to this one is seen: each window runs from the previous answer seen to this one.
+ *
+ * Lines workers in lock-step: an answer is held until the worker is back reading its stdin
+ * with its task consumed; a second line for the same task, or a line before it read its
+ * task, is a protocol error (the task runs again), never an answer to the wrong task.
  *
  * Ownership: the pool allocates nothing of a worker; mv_worker_new does, and the worker is
  * freed by the owner after on_closed (mv_worker_free).
@@ -38,8 +51,15 @@
 #include "proc.h"
 #include "tasks.h"
 #include "timeline.h"
+#include "waitprobe.h"
 
 typedef struct mv_worker mv_worker_t;
+
+/* What an api worker that never said HELLO is told (exit event, no_hello). */
+#define MV_NO_HELLO_HINT                                                                        \
+    "it never said HELLO, so it does not speak the api protocol: a worker that reads tasks "    \
+    "from stdin and writes one result line per task to stdout needs [worker] protocol = lines " \
+    "(-o worker.protocol=lines)"
 
 /* What every worker of a pool starts from; copied into each worker at its creation (a
  * reload changes what later workers get, never a running one). */
@@ -53,8 +73,6 @@ typedef struct mv_worker_opts {
     const mv_listen_t *listen; /* sockets every worker gets, or NULL */
     const mv_cg_t *cg;         /* per-worker cgroups; NULL or version OFF: /proc only */
     bool service;              /* no task source: workers make their requests */
-    const uint64_t *pass;      /* the pool's loop-pass counter: readings are reused within
-                                * one pass (what runs between two polls: mv_dispatch_t) */
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
     const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
 } mv_worker_opts_t;
@@ -115,9 +133,10 @@ typedef struct mv_wmem {
     bool meter_ok;
     mv_reading_t last;
     bool have;
-    uint64_t pass;            /* loop pass of `last` */
-    uint64_t peak_reset_pass; /* pass + 1 when the kernel peak was last reset */
-    int64_t peak;             /* highest usage seen over its life */
+    uint64_t taken_ns;  /* when `last` was taken (uv_hrtime) */
+    uint64_t seq;       /* readings taken so far: `last` is number seq */
+    uint64_t reset_seq; /* the reading the kernel peak was last reset after */
+    int64_t peak;       /* highest usage seen over its life */
 } mv_wmem_t;
 
 /* The window of the task being worked on (the head of the in-flight list). */
@@ -127,6 +146,14 @@ typedef struct mv_window {
     int64_t peak_seen;
     uint64_t started_ns;
 } mv_window_t;
+
+/* A lines answer held until the worker is back on its stdin (lock-step). */
+typedef struct mv_held {
+    bool held;
+    bool ok;
+    mv_buf_t payload;
+    uint64_t at_ns; /* when it arrived */
+} mv_held_t;
 
 struct mv_worker {
     /* identity, fixed at creation */
@@ -141,6 +168,10 @@ struct mv_worker {
     mv_wstate_t state;
     mv_reason_t reason; /* why it was asked to leave; MV_R_NONE while it serves */
     uint64_t created_ms, spawned_ms, ready_ms;
+    bool ready;            /* it finished starting once */
+    int64_t startup;       /* its memory then (the soft limit's figure), -1 = unknown */
+    bool first_unmeasured; /* readiness could not be seen: its first task has no figures */
+    uint64_t idle_ns;      /* since when it has had nothing to do (uv_hrtime) */
     int64_t tasks_done;
     uv_timer_t timer; /* the state's deadline */
     mv_deadline_t armed;
@@ -164,6 +195,12 @@ struct mv_worker {
     unsigned head, count, cap;
     mv_window_t win;
     mv_wmem_t mem;
+    /* lines and none: what it waits for (readiness; lines answers in lock-step) */
+    mv_waitprobe_t probe;
+    bool probe_ok;   /* its system calls can be looked at */
+    uv_timer_t look; /* the next look */
+    unsigned looks;
+    mv_held_t held;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
     bool have_end;
     mv_heapwin_t heap; /* heap figures per task window (heap preload, or api v2 reports) */

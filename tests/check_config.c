@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 54);
+    ck_assert_uint_eq(n, 62);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -223,6 +223,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "cgroup_parent = /memvisor.slice\n"
                                        "state_dir = /var/lib/memvisor\n"
                                        "keep_runs = 0\n"
+                                       "subreaper = no\n"
+                                       "pause_below = 2.5%\n"
                                        "[worker]\n"
                                        "command = python3 -u 'my worker.py' --flag\n"
                                        "protocol = lines\n"
@@ -235,6 +237,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "backoff_max = 1h\n"
                                        "crash_limit = 0\n"
                                        "fail_prefix = ERR \"x\":\n"
+                                       "user = 0\n"
+                                       "group = 0\n"
                                        "[limits]\n"
                                        "max_tasks = 1000000000000\n"
                                        "max_tasks_jitter = 17\n"
@@ -243,12 +247,16 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "memory_soft = 1000\n"
                                        "memory_hard = 1T\n"
                                        "task_timeout = 365d\n"
+                                       "task_warn = 1h\n"
                                        "metric = rss\n"
                                        "enforce = no\n"
                                        "sample_interval = 1ms\n"
+                                       "escalate = 1.5x\n"
+                                       "escalate_max = 3T\n"
                                        "[recycle]\n"
                                        "max_concurrent = 1024\n"
                                        "spacing = 2s\n"
+                                       "handover_headroom = 1G\n"
                                        "[service]\n"
                                        "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
                                        "backlog = 16\n"
@@ -346,8 +354,26 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_int_eq(c.supervisor.subreaper, MV_REAP_NO);
+    ck_assert_str_eq(c.supervisor.pause_below, "2.5%");
+    ck_assert_str_eq(c.worker.user, "0");
+    ck_assert_str_eq(c.worker.group, "0");
+    ck_assert_str_eq(c.limits.escalate, "1.5x");
+    ck_assert_int_eq(c.limits.escalate_max, INT64_C(3) << 40);
     ck_assert_str_eq(c.path, path);
-    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    if (geteuid() == 0) {
+        ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+        ck_assert_int_eq(c.worker.uid, 0);
+        ck_assert_int_eq(c.worker.gid, 0);
+    } else { /* only root may switch a worker's user: the one mistake */
+        ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+        ck_assert_uint_eq(e.n, 1);
+        ck_assert_ptr_nonnull(strstr(e.msg[0], "[worker] user: \"0\": only root can"));
+        mv_errors_free(&e);
+    }
+    ck_assert_int_eq(c.supervisor.pause_permille, 25);
+    ck_assert_int_eq(c.limits.escalate_mode, MV_ESC_FACTOR);
+    ck_assert(c.limits.escalate_factor > 1.49 && c.limits.escalate_factor < 1.51);
 
     /* print -> load -> the same values; and every one differs from its default */
     snprintf(path2, sizeof path2, "%s/printed.ini", tmpdir);

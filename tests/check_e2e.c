@@ -437,6 +437,44 @@ START_TEST(a_sample_is_not_reused_as_a_task_end)
 }
 END_TEST
 
+/* A worker waiting its turn to recycle for memory (here held back by [recycle] spacing) keeps
+ * working only until it passes the soft limit by the handover headroom: then it drains at
+ * once, spacing or not. Each task leaks 1 MiB and each answer is looked at: the worker stops
+ * within a task of soft + headroom. */
+START_TEST(a_worker_waiting_its_turn_stops_at_the_headroom)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "limits.memory_soft=16M",
+                          "-o",
+                          "limits.memory_hard=512M",
+                          "-o",
+                          "recycle.spacing=60s",
+                          "-o",
+                          "recycle.handover_headroom=8M",
+                          "--",
+                          MVTEST,
+                          NULL};
+    char *tasks = repeat_line("alloc 1", 120), *p;
+    mvrun_t r;
+    int n = 0;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 120, NULL);
+    /* The first recycle starts the spacing; every later one passed the headroom first. */
+    ck_assert_int_ge(run_count(&r, "event=headroom_passed"), 1);
+    for (p = r.log; (p = strstr(p, "event=headroom_passed")); p++, n++) {
+        long long mem = atoll(strstr(p, " mem=") + 5);
+        ck_assert_msg(mem < 26 * 1024 * 1024, "drained at %lld bytes", mem);
+    }
+    ck_assert_int_gt(n, 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -457,6 +495,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, too_long_task_line_fails_alone);
     tcase_add_test(batch, json_log_lines);
     tcase_add_test(batch, a_sample_is_not_reused_as_a_task_end);
+    tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
     tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
     tcase_add_test(sig, second_signal_kills_at_once);
     tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);

@@ -2,7 +2,8 @@
  * experiment: leak experiments on the real binary ([leak] confirm, docs/leaks.md): garbage a
  * collector frees during other kinds' tasks is suspected, then cleared by running its kind
  * alone; one worker slot runs the experiment and every task still ends once; a kind whose
- * tasks stop coming is not waited for; confirm = off and kernel figures say their evidence.
+ * tasks stop coming is not waited for, nor is [recycle] spacing; confirm = off and kernel
+ * figures say their evidence.
  */
 #include <check.h>
 #include <stdio.h>
@@ -176,6 +177,38 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
 }
 END_TEST
 
+/* After one recycle for memory, [recycle] spacing holds the next back for an hour. The
+ * worker an experiment recycles for a fresh one does not wait its turn: the experiment holds
+ * its kind's tasks back until that fresh worker is ready. */
+START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
+{
+    char *tasks = mix(240, 2, "alloc 1", "ok");
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "limits.memory_soft=8M",
+                          "-o",
+                          "recycle.handover_headroom=256M",
+                          "-o",
+                          "recycle.spacing=1h",
+                          "--",
+                          MVTEST,
+                          NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 240, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "reason=soft_limit action=drain"));
+    ck_assert_ptr_nonnull(strstr(r.log, "reason=leak_experiment action=drain"));
+    ck_assert_ptr_nonnull(strstr(r.log, "step=arm_started"));
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    ck_assert_ptr_null(strstr(r.log, "step=relaxed"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *experiment_suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -188,6 +221,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
+    tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
     suite_add_tcase(s, tc);
     return s;
 }

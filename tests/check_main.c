@@ -48,7 +48,14 @@ int main(void)
         timeline_suite,
         metrics_suite,
         report_html_suite,
+        config_ext_suite,
+        privdrop_suite,
+        exitcode_suite,
+        reaper_suite,
+        hostmem_suite,
+        escalate_suite,
         cgroup_v2_suite,
+        truth_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -201,13 +201,13 @@ END_TEST
 
 START_TEST(premature_and_failure)
 {
-    mv_start_facts_t young = {0, 0, 500}, worked = {1, 0, 500}, busy = {0, 1, 500},
-                     old = {0, 0, 60000};
+    mv_start_facts_t starting = {false, 0, 100}, fits = {true, 99, 100}, too_big = {true, 100, 100},
+                     no_soft = {true, 1000, 0};
 
-    ck_assert(mv_policy_premature(&young));
-    ck_assert(!mv_policy_premature(&worked));
-    ck_assert(!mv_policy_premature(&busy));
-    ck_assert(!mv_policy_premature(&old));
+    ck_assert(mv_policy_premature(&starting)); /* stopped before it was ready */
+    ck_assert(!mv_policy_premature(&fits));    /* it fit: any later memory stop is a recycle */
+    ck_assert(mv_policy_premature(&too_big));  /* ready already at its soft limit */
+    ck_assert(!mv_policy_premature(&no_soft));
     ck_assert(mv_policy_is_failure(MV_R_CRASH, false));
     ck_assert(mv_policy_is_failure(MV_R_READY_TIMEOUT, false));
     ck_assert(mv_policy_is_failure(MV_R_PROTOCOL_ERROR, false));

@@ -268,6 +268,9 @@ START_TEST(sigkill_at_several_points_then_resume_runs_every_task_once)
                 run_wait_nth(&r, plan[i].needle, plan[i].nth);
             ck_assert_int_eq(kill(r.pid, SIGKILL), 0);
             ck_assert_int_eq(run_finish(&r), 128 + SIGKILL);
+            /* Killed before its cgroups were made (at "resume", say): nothing to clean. */
+            if (!strstr(r.log, "event=start "))
+                dead[0] = '\0';
             run_assert_at_most_once(&r, N);
             ck_assert_uint_ge(r.nres, before); /* nothing the file held is gone */
         } else {

@@ -206,6 +206,33 @@ START_TEST(recycling_under_load_loses_no_request)
 }
 END_TEST
 
+/* A leaking service under load crosses its soft limit within a second of each start: each
+ * time a recycle, never a failure (no premature_recycle, no crash_limit: the run would end
+ * and close the listening socket), and no request fails. Its replacement takes 300 ms to
+ * start: the old worker serves on only up to the handover headroom, then drains while the
+ * kernel queues the connections for the replacement. */
+START_TEST(a_leaking_service_under_load_is_recycled_not_failed)
+{
+    svc_t s;
+    load_t l;
+    const char *extra[] = {"-o", "supervisor.workers=1",         "-o", "worker.protocol=none",
+                           "-o", "limits.memory_soft=24M",       "-o", "limits.memory_hard=256M",
+                           "-o", "recycle.handover_headroom=8M", "-o", "worker.crash_limit=3",
+                           NULL};
+
+    svc_init(&s);
+    svc_start(&s, extra, "--leak-kb 64 --start-ms 300");
+    load_start(&l, &s, "/leak", "4s");
+    ck_assert_int_gt(load_finish(&l, &s), 500);
+    svc_stop(&s);
+    ck_assert_int_ge(run_count(&s.r, "event=recycle "), 3);
+    ck_assert_int_eq(run_count(&s.r, "event=premature_recycle"), 0);
+    ck_assert_int_eq(run_count(&s.r, "event=crash_limit"), 0);
+    ck_assert_int_ge(run_count(&s.r, "event=headroom_passed"), 1);
+    run_free(&s.r);
+}
+END_TEST
+
 START_TEST(recycle_all_and_reload_under_load_lose_no_request)
 {
     svc_t s;
@@ -556,6 +583,7 @@ Suite *service_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, recycling_under_load_loses_no_request);
+    tcase_add_test(tc, a_leaking_service_under_load_is_recycled_not_failed);
     tcase_add_test(tc, recycle_all_and_reload_under_load_lose_no_request);
     tcase_add_test(tc, an_invalid_reload_changes_nothing);
     tcase_add_test(tc, status_shows_the_workers_that_exist);

@@ -359,16 +359,18 @@ END_TEST
 
 START_TEST(quarantine_lists_every_attempt)
 {
-    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1},
-                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20},
-                         {MV_R_CRASH, 1, 30, 3, -1}};
+    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1, 0},
+                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20, 4 << 20},
+                         {MV_R_CRASH, 1, 30, 3, -1, 0}};
     mv_result_t r = {.task = 9,
                      .status = MV_ST_QUARANTINED,
                      .attempts = 3,
                      .hist = h,
                      .nhist = 3,
                      .payload = "quarantined",
-                     .len = 11};
+                     .len = 11,
+                     .mem_limit = 8 << 20,
+                     .escalations = 1};
     json_t *j = encode(&r), *a;
 
     a = json_object_get(j, "attempt_errors");
@@ -377,7 +379,20 @@ START_TEST(quarantine_lists_every_attempt)
                      "hard_limit");
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 0), "signal")), 11);
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 2), "exit")), 3);
+    /* the limit each attempt ran under, when it had one (an escalation raised it after) */
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(a, 1), "mem_limit")),
+                     4 << 20);
+    ck_assert_ptr_null(json_object_get(json_array_get(a, 0), "mem_limit"));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "mem_limit")), 8 << 20);
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "escalations")), 1);
     ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "quarantined");
+    json_decref(j);
+    /* never ran, never escalated: null, and no escalations field */
+    r.mem_limit = 0;
+    r.escalations = 0;
+    j = encode(&r);
+    ck_assert(json_is_null(json_object_get(j, "mem_limit")));
+    ck_assert_ptr_null(json_object_get(j, "escalations"));
     json_decref(j);
 }
 END_TEST

@@ -34,7 +34,6 @@ typedef struct owner {
 static uv_loop_t loop;
 static mv_log_t lg;
 static mv_config_t cfg;
-static uint64_t pass;
 
 static owner_t *own(mv_worker_t *w)
 {
@@ -143,7 +142,6 @@ static mv_worker_t *start(owner_t *o, char *const *argv)
         .argv = argv ? argv : dflt,
         .env = env,
         .self_exe = MEMVISOR,
-        .pass = &pass,
     };
     mv_wlimits_t lim = {0};
 
@@ -165,7 +163,6 @@ static void send_line(mv_worker_t *w, uint64_t id, const char *line)
 {
     mv_worker_send_task(w, mv_task_new(id, line, strlen(line)));
     mv_worker_flush(w);
-    pass++;
 }
 
 static void finish(owner_t *o)

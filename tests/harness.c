@@ -109,6 +109,12 @@ static const char *reachable(mvrun_t *r, const char *path)
     return copy;
 }
 
+const char *run_reachable(mvrun_t *r, const char *path)
+{
+    ck_assert_int_eq(chmod(r->dir, 0755), 0);
+    return reachable(r, path);
+}
+
 const char *run_file(mvrun_t *r, const char *name, const char *text)
 {
     static char path[160];

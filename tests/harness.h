@@ -58,6 +58,10 @@ void run_init(mvrun_t *r, const char *tasks);
  * directory that user cannot enter (a 0700 home, mktemp -d). false, with a message on stderr,
  * when that user cannot reach the run's directory either (the test should skip). */
 bool run_as(mvrun_t *r, uid_t uid, gid_t gid);
+/* `path` as another user can run it, for workers that run as [worker] user while memvisor
+ * runs as root: a file of the build tree is copied into the run's directory, which is made
+ * enterable by anyone; any other path is returned as it is. */
+const char *run_reachable(mvrun_t *r, const char *path);
 /* Writes a file in the run's dir and returns its path (static until the next call). */
 const char *run_file(mvrun_t *r, const char *name, const char *text);
 /* Starts `memvisor SUBCOMMAND --tasks T --results R ARGS...` (args NULL-terminated).

@@ -20,6 +20,7 @@ Suite *experiment_suite(void);
 Suite *leak_e2e_suite(void);
 Suite *cgroup_e2e_suite(void);
 Suite *cgroup_v2_suite(void);
+Suite *truth_suite(void);
 Suite *report_suite(void);
 Suite *python_suite(void);
 Suite *service_suite(void);
@@ -41,5 +42,11 @@ Suite *ops_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
 Suite *report_html_suite(void);
+Suite *config_ext_suite(void);
+Suite *privdrop_suite(void);
+Suite *exitcode_suite(void);
+Suite *reaper_suite(void);
+Suite *hostmem_suite(void);
+Suite *escalate_suite(void);
 
 #endif

@@ -60,6 +60,21 @@ if [ "$code" -ne 1 ] || ! grep -q 'reason=hard_limit action=kill' "$dir/grow.log
     grep '^==' "$dir/grow.log" >&2 || tail -20 "$dir/grow.log" >&2
     exit 1
 fi
+# Hardening: an escalated task (a kernel OOM kill, then twice the limit), orphans reaped by
+# the subreaper, and the pause tier reading a fixture meminfo.
+printf 'orphan 50 3\nalloc 100\nok\n' >"$dir/esc.txt"
+printf 'MemTotal: 16000000 kB\nMemAvailable: 8000000 kB\n' >"$dir/meminfo"
+code=0
+MEMVISOR_TEST_MEMINFO="$dir/meminfo" "${vg[@]}" "$build/memvisor" run -o supervisor.workers=1 \
+    -o supervisor.state_dir="$dir/state" -o supervisor.subreaper=yes \
+    -o supervisor.pause_below=10% -o limits.memory_hard=64M -o limits.escalate=2x \
+    --tasks "$dir/esc.txt" -- "$build/helpers/mvtest_worker" 2>"$dir/esc.log" >/dev/null || code=$?
+if [ "$code" -ne 0 ] || ! grep -q 'event=escalate task=2' "$dir/esc.log" ||
+    ! grep -q 'event=orphan_reaped' "$dir/esc.log"; then
+    echo "valgrind: escalation batch: exit $code (want 0):" >&2
+    grep '^==' "$dir/esc.log" >&2 || tail -20 "$dir/esc.log" >&2
+    exit 1
+fi
 "${vg[@]}" "$build/memvisor" report "$dir/state" >"$dir/report.txt" 2>&1 || {
     echo "valgrind: report failed:" >&2
     cat "$dir/report.txt" >&2
@@ -71,4 +86,5 @@ fi
     exit 1
 }
 echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error;" \
-    "leak suspects, snapshots, a hard-limit kill; report, report --html)"
+    "leak suspects, snapshots, a hard-limit kill; an escalation, orphans, the pause tier;" \
+    "report, report --html)"

@@ -15,7 +15,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 60
 
 FUZZ_OBJS_protocol :=
-FUZZ_OBJS_config   := config options units util addr log kind paths
+FUZZ_OBJS_config   := config config_ext options units util addr log kind paths
 FUZZ_OBJS_control  := control runlock log util
 FUZZ_OBJS_channel  := channel util
 FUZZ_OBJS_results  := resume util

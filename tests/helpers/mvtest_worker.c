@@ -22,6 +22,16 @@
  *                  done "held=MIB" ("held=0" when no SIGUSR1 came within 120 s)
  *   cgroup         done with the worker's own cgroup: "cgroup=PATH" (the v2 "0::" line, else
  *                  the v1 memory line of /proc/self/cgroup)
+ *   whoami         done with "uid=U gid=G groups=N pdeathsig=S": its ids, how many
+ *                  supplementary groups it has, and the parent-death signal it was started
+ *                  with (read before it arms its own)
+ *   cgwrite        tries to open its own cgroup's hard-limit file for writing (v1
+ *                  memory.limit_in_bytes, v2 memory.max) and writes nothing: done with
+ *                  "cgwrite=ok", "cgwrite=denied" (EACCES/EPERM/EROFS) or "cgwrite=errno:N"
+ *   orphan MS CODE double-forks a grandchild that exits CODE after MS ms (its parent, the
+ *                  child, exits at once, so the grandchild is an orphan); writes
+ *                  "orphan=PID worker=PID" on stderr and is done with "orphan=PID" once the
+ *                  child is reaped
  *   hang           pause() forever
  *   fds N          open N fds of /dev/null and keep them, done "fds=N"
  *   garbage        write 32 bytes that are no message to the socket, then go on
@@ -37,9 +47,9 @@
  * --ignore-term (ignore SIGTERM).
  *
  * Deterministic: before anything abnormal (crash, exit, hang, raw bytes) the buffered answers
- * are flushed, so what memvisor received does not depend on timing. It never forks, and it
- * dies with its parent (PR_SET_PDEATHSIG) so a failed test leaves no stray process. Core
- * dumps are off.
+ * are flushed, so what memvisor received does not depend on timing. It never forks (but for
+ * `orphan`), and it dies with its parent (PR_SET_PDEATHSIG) so a failed test leaves no stray
+ * process. Core dumps are off.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +63,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -211,6 +222,81 @@ static int own_cgroup(mvw_t *w)
     return mvw_done(w, out, strlen(out));
 }
 
+static int inherited_pdeathsig; /* read in main before this worker arms its own */
+
+/* Answers "uid=U gid=G groups=N pdeathsig=S". */
+static int whoami(mvw_t *w)
+{
+    char out[128];
+    int n = snprintf(out, sizeof out, "uid=%u gid=%u groups=%d pdeathsig=%d", (unsigned)getuid(),
+                     (unsigned)getgid(), getgroups(0, NULL), inherited_pdeathsig);
+
+    return mvw_done(w, out, (size_t)n);
+}
+
+/* Answers whether its own cgroup's hard-limit file opens for writing (nothing is written). */
+static int cgwrite(mvw_t *w)
+{
+    char line[512], path[700] = "", out[64];
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    int fd, n;
+
+    while (f && fgets(line, sizeof line, f)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        line[strcspn(line, "\n")] = '\0';
+        if (c2 && memmem(c1, (size_t)(c2 - c1), "memory", 6))
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", c2 + 1);
+        else if (c2 && c2 == c1 + 1 && !path[0])
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", c2 + 1);
+    }
+    if (f)
+        fclose(f);
+    fd = path[0] ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        close(fd);
+        return mvw_done(w, "cgwrite=ok", 10);
+    }
+    if (errno == EACCES || errno == EPERM || errno == EROFS)
+        return mvw_done(w, "cgwrite=denied", 14);
+    n = snprintf(out, sizeof out, "cgwrite=errno:%d", path[0] ? errno : 0);
+    return mvw_done(w, out, (size_t)n);
+}
+
+/* Double-forks a grandchild that exits `code` after `ms`; answers "orphan=PID". */
+static int orphan(mvw_t *w, unsigned long ms, int code)
+{
+    int p[2], st;
+    pid_t child, grandchild = 0;
+
+    if (pipe(p) < 0)
+        return mvw_fail(w, "pipe failed", 11);
+    mvw_flush(w);
+    child = fork();
+    if (child == 0) {
+        pid_t g = fork();
+        if (g == 0) {
+            close(p[0]);
+            close(p[1]);
+            prctl(PR_SET_PDEATHSIG, 0); /* an orphan outlives its parent on purpose */
+            sleep_ms(ms);
+            _exit(code);
+        }
+        (void)!write(p[1], &g, sizeof g);
+        _exit(0);
+    }
+    close(p[1]);
+    if (child < 0 || read(p[0], &grandchild, sizeof grandchild) != (ssize_t)sizeof grandchild) {
+        close(p[0]);
+        return mvw_fail(w, "fork failed", 11);
+    }
+    close(p[0]);
+    waitpid(child, &st, 0);
+    /* Reparented by now (at the child's exit, before its wait): the test may look. */
+    fprintf(stderr, "orphan=%d worker=%d\n", (int)grandchild, (int)getpid());
+    fflush(stderr);
+    return done_num(w, "orphan", (unsigned long)grandchild);
+}
+
 /* Runs one command (the task bytes p[0..n)) and answers it. */
 static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
 {
@@ -312,6 +398,17 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (ngarbage == sizeof garbage / sizeof garbage[0] || defer_kib(num(arg, len)) < 0)
             return mvw_fail(w, "out of memory", 13);
         return done_num(w, "deferred", num(arg, len));
+    }
+    if (is_cmd(p, n, "whoami", &arg, &len))
+        return whoami(w);
+    if (is_cmd(p, n, "cgwrite", &arg, &len))
+        return cgwrite(w);
+    if (is_cmd(p, n, "orphan", &arg, &len)) {
+        const char *sp = memchr(arg, ' ', len);
+        unsigned long ms = num(arg, sp ? (size_t)(sp - arg) : len);
+        int code = sp ? (int)num(sp + 1, len - (size_t)(sp - arg) - 1) : 0;
+
+        return orphan(w, ms, code);
     }
     if (is_cmd(p, n, "allocfree", &arg, &len)) {
         if (alloc_mib(num(arg, len), 0) < 0)
@@ -416,6 +513,7 @@ int main(int argc, char **argv)
     mvw_task_t t;
     mvw_t *w;
 
+    prctl(PR_GET_PDEATHSIG, &inherited_pdeathsig);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     setrlimit(RLIMIT_CORE, &no_core); /* `crash` must not litter the test directory */
     for (int i = 1; i < argc; i++) {

@@ -1,0 +1,25 @@
+/*
+ * pool_int: what pool.c and pool_esc.c share and nobody else sees. pool_esc.c holds the
+ * escalation workers (escalate.h) apart from the slots' own machinery, which reaches it only
+ * through the hooks below, one line each in pool.c.
+ */
+#ifndef MV_POOL_INT_H
+#define MV_POOL_INT_H
+
+#include "pool.h"
+
+/* pool.c: a new worker for `slot` with limits `lim`, started. With `esc`, a worker of its
+ * own for that escalated task, beside the slot's (mv_slots_take_extra). The member, or NULL
+ * when out of memory (logged; the slot's own worker is respawned later). */
+mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc);
+
+/* pool_esc.c, the hooks. */
+void mv__pool_esc_init(mv_pool_t *p);                  /* mv_pool_start */
+void mv__pool_esc_task(void *arg, mv_task_t *t);       /* dispatch's on_escalate */
+void mv__pool_esc_ready(mv_pool_t *p, mv_member_t *m); /* an escalation worker is ready */
+void mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g); /* ...is gone */
+void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m);                   /* ...is closed */
+void mv__pool_esc_stop(mv_pool_t *p);                                     /* mv_pool_stop */
+void mv__pool_esc_close(mv_pool_t *p); /* the pool's handles close */
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * worker_int: what worker.c and worker_look.c share (the worker module, worker.h). Nothing
+ * else includes this.
+ */
+#ifndef MV_WORKER_INT_H
+#define MV_WORKER_INT_H
+
+#include "worker.h"
+
+/* worker.c */
+
+/* It has started: its start-up reading, READY, on_ready. */
+void mv_worker_became_ready(mv_worker_t *w);
+/* The task being worked on is answered; since_ns: when the answer was complete, so that no
+ * reading from before then stands as its "after". */
+void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kind_len,
+                        const void *payload, size_t n, uint64_t since_ns);
+
+/* worker_look.c */
+
+/* The next look at what it waits for (on the `look` timer). */
+void mv_wlook_later(mv_worker_t *w);
+/* It cannot be seen starting: taken as ready now (a lines worker's first task unmeasured). */
+void mv_wlook_assume_ready(mv_worker_t *w, const char *why);
+/* A lines answer in lock-step, held until the worker is back on its stdin. */
+void mv_wlook_hold(mv_worker_t *w, bool ok, const void *payload, size_t n);
+/* Releases a held answer (nothing more can come for it); a no-op when none is held. */
+void mv_wlook_release(mv_worker_t *w, uint64_t since_ns);
+/* A line that is no answer: a protocol error that says what to do. */
+void mv_wlook_stray(mv_worker_t *w, const char *when);
+
+#endif
