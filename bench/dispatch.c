@@ -2,7 +2,7 @@
  * bench/dispatch: task throughput through memvisor against a bare socketpair ping-pong
  * measured in the same run (DESIGN §9).
  *
- *     dispatch [--tasks N] [--prefetch P] [--runs R]
+ *     dispatch [--tasks N] [--prefetch P] [--runs R] [--mode api|lines|both]
  *
  * Baseline: one parent, two children, one socketpair each, the same 16-byte framing
  * (protocol.h) and an epoll loop: the floor any supervisor of two workers pays per task.
@@ -12,6 +12,9 @@
  * per-task memory accounting on (the default) and off, so the
  * cost of accounting per task is measured in the same run. Each case runs R times; the
  * median rate is reported, and the ratio to the baseline of the same shape.
+ * Lines mode: 2 `lines` workers (bench/noop_lines: one write of answers per read) at
+ * prefetch 1, 8 and 64, against the same exchange over bare pipes: task lines written in one
+ * write per pass and answers read in bulk is what prefetch buys a line worker.
  * This measures; it asserts nothing (tests assert behaviour, benchmarks measure).
  */
 #include <errno.h>
@@ -150,6 +153,71 @@ static double baseline(long n, int prefetch)
     return rate;
 }
 
+/* Bare lines: N task lines over WORKERS children's stdin/stdout pipes (noop_lines),
+ * `prefetch` in flight each, every pass's lines in one write. Tasks/s. */
+static double baseline_lines(long n, int prefetch)
+{
+    int to[WORKERS], from[WORKERS], ep = epoll_create1(EPOLL_CLOEXEC);
+    pid_t pids[WORKERS];
+    long sent = 0, done = 0;
+    static char in[1 << 16], out[1 << 17];
+    double t0;
+
+    for (int i = 0; i < WORKERS; i++) {
+        int a[2], b[2];
+        if (pipe2(a, O_CLOEXEC) < 0 || pipe2(b, O_CLOEXEC) < 0)
+            die("pipe");
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            dup2(a[0], STDIN_FILENO);
+            dup2(b[1], STDOUT_FILENO);
+            execl(MV_BUILD_DIR "/bench/noop_lines", "noop_lines", (char *)NULL);
+            _exit(127);
+        }
+        close(a[0]);
+        close(b[1]);
+        to[i] = a[1];
+        from[i] = b[0];
+        epoll_ctl(ep, EPOLL_CTL_ADD, from[i],
+                  &(struct epoll_event){.events = EPOLLIN, .data.u32 = (uint32_t)i});
+    }
+    t0 = now();
+    for (int i = 0; i < WORKERS; i++) {
+        size_t olen = 0;
+        for (int k = 0; k < prefetch && sent < n; k++, sent++)
+            memcpy(out + 2 * (olen++), "x\n", 2);
+        if (write(to[i], out, 2 * olen) != (ssize_t)(2 * olen))
+            die("write");
+    }
+    while (done < n) {
+        struct epoll_event ev[WORKERS];
+        int k = epoll_wait(ep, ev, WORKERS, -1);
+        for (int e = 0; e < k; e++) {
+            int i = (int)ev[e].data.u32;
+            ssize_t r = read(from[i], in, sizeof in);
+            size_t got = 0, olen = 0;
+            if (r <= 0)
+                die("read");
+            for (ssize_t j = 0; j < r; j++)
+                got += in[j] == '\n';
+            done += (long)got;
+            for (size_t a = 0; a < got && sent < n; a++, sent++)
+                memcpy(out + 2 * (olen++), "x\n", 2);
+            if (olen && write(to[i], out, 2 * olen) != (ssize_t)(2 * olen))
+                die("write");
+        }
+    }
+    double rate = (double)n / (now() - t0);
+    for (int i = 0; i < WORKERS; i++) {
+        close(to[i]);
+        close(from[i]);
+        waitpid(pids[i], NULL, 0);
+    }
+    close(ep);
+    return rate;
+}
+
 /* "2026-11-21T15:05:06.818204Z" at the start of a log line -> seconds; 0 if none. */
 static double log_seconds(const char *line)
 {
@@ -165,7 +233,7 @@ static double log_seconds(const char *line)
 
 /* memvisor over `tasks`: tasks/s from the first `ready` to `batch_done`, or -1. */
 static double memvisor(const char *tasks, long n, int prefetch, const char *results,
-                       bool accounting)
+                       bool accounting, bool lines)
 {
     char pf[32], log[64], logopt[80], line[1024];
     double t0 = 0, t1 = 0;
@@ -184,8 +252,10 @@ static double memvisor(const char *tasks, long n, int prefetch, const char *resu
         dup2(null, STDOUT_FILENO);
         dup2(null, STDERR_FILENO);
         execl(MV_BUILD_DIR "/memvisor", "memvisor", "run", "-o", "supervisor.workers=2", "-o", pf,
-              "-o", logopt, "-o", accounting ? "tasks.accounting=yes" : "tasks.accounting=no",
-              "--tasks", tasks, "--results", results, "--", MV_BUILD_DIR "/bench/noop_worker",
+              "-o", logopt, "-o", accounting ? "tasks.accounting=yes" : "tasks.accounting=no", "-o",
+              lines ? "worker.protocol=lines" : "worker.protocol=api", "--tasks", tasks,
+              "--results", results, "--",
+              lines ? MV_BUILD_DIR "/bench/noop_lines" : MV_BUILD_DIR "/bench/noop_worker",
               (char *)NULL);
         _exit(127);
     }
@@ -217,12 +287,71 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
+/* The api cases: lock-step with accounting on and off, and prefetch P. Non-zero on a failure. */
+static int api_cases(const char *tasks, const char *results, long n, int prefetch, int runs)
+{
+    double b1[16], m1[16], m0[16], bp[16], mp[16], mpn[16];
+
+    /* Interleaved, so a noisy neighbour hurts every case alike. */
+    for (int r = 0; r < runs; r++) {
+        b1[r] = baseline(n, 1);
+        m1[r] = memvisor(tasks, n, 1, results, true, false);
+        m0[r] = memvisor(tasks, n, 1, results, false, false);
+        bp[r] = baseline(n, prefetch);
+        mp[r] = memvisor(tasks, n, prefetch, results, true, false);
+        mpn[r] = memvisor(tasks, n, prefetch, "", true, false);
+    }
+    double B1 = median(b1, runs), M1 = median(m1, runs), M0 = median(m0, runs),
+           BP = median(bp, runs), MP = median(mp, runs), MPN = median(mpn, runs);
+    printf("dispatch: %ld no-op tasks, 2 api workers, median of %d runs\n", n, runs);
+    printf("  lock-step   bare socketpair  %9.0f tasks/s\n", B1);
+    printf("  lock-step   memvisor         %9.0f tasks/s  ratio %.2f of bare, accounting on "
+           "(target >= 0.80)\n",
+           M1, M1 / B1);
+    printf("  lock-step   memvisor         %9.0f tasks/s  ratio %.2f of bare, accounting off\n", M0,
+           M0 / B1);
+    printf("  accounting costs %.1f us per task on average (%.0f%% of lock-step throughput; "
+           "bench/accounting has it read by read, with percentiles)\n",
+           1e6 / M1 - 1e6 / M0, 100.0 * (1.0 - M1 / M0));
+    printf("  prefetch %-3d bare socketpair  %9.0f tasks/s\n", prefetch, BP);
+    printf("  prefetch %-3d memvisor         %9.0f tasks/s  ratio %.2f of bare (results file)\n",
+           prefetch, MP, MP / BP);
+    printf("  prefetch %-3d memvisor         %9.0f tasks/s  (no results file; target >= 1M)\n",
+           prefetch, MPN);
+    return M1 < 0 || M0 < 0 || MP < 0 || MPN < 0;
+}
+
+/* The lines cases: prefetch 1, 8 and 64, against bare pipes. Non-zero on a failure. */
+static int lines_cases(const char *tasks, const char *results, long n, int runs)
+{
+    static const int pf[] = {1, 8, 64};
+    double b[3][16], m[3][16], B[3], M[3];
+    int bad = 0;
+
+    for (int r = 0; r < runs; r++)
+        for (int i = 0; i < 3; i++) {
+            b[i][r] = baseline_lines(n, pf[i]);
+            m[i][r] = memvisor(tasks, n, pf[i], results, true, true);
+        }
+    printf("dispatch: %ld no-op tasks, 2 lines workers, accounting on, median of %d runs\n", n,
+           runs);
+    for (int i = 0; i < 3; i++) {
+        B[i] = median(b[i], runs);
+        M[i] = median(m[i], runs);
+        bad |= M[i] < 0;
+        printf("  prefetch %-3d bare pipes %9.0f tasks/s  memvisor %9.0f tasks/s  ratio %.2f  "
+               "(%.1fx prefetch 1)\n",
+               pf[i], B[i], M[i], M[i] / B[i], M[i] / M[0]);
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     long n = 200000;
-    int prefetch = 64, runs = 3;
+    int prefetch = 64, runs = 3, bad = 0;
+    const char *mode = "both";
     char tasks[] = "/tmp/mv-bench-tasks-XXXXXX", results[64];
-    double b1[16], m1[16], m0[16], bp[16], mp[16], mpn[16];
     FILE *f;
     int fd;
 
@@ -233,12 +362,16 @@ int main(int argc, char **argv)
             prefetch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+            mode = argv[++i];
         else {
-            fprintf(stderr, "usage: dispatch [--tasks N] [--prefetch P] [--runs R]\n");
+            fprintf(stderr, "usage: dispatch [--tasks N] [--prefetch P] [--runs R] "
+                            "[--mode api|lines|both]\n");
             return 2;
         }
     }
-    if (runs < 1 || runs > 16 || n < 1 || prefetch < 1 || prefetch > 4096)
+    if (runs < 1 || runs > 16 || n < 1 || prefetch < 1 || prefetch > 4096 ||
+        (strcmp(mode, "api") && strcmp(mode, "lines") && strcmp(mode, "both")))
         return 2;
     fd = mkstemp(tasks);
     f = fdopen(fd, "w");
@@ -246,32 +379,11 @@ int main(int argc, char **argv)
         fputs("x\n", f);
     fclose(f);
     snprintf(results, sizeof results, "%s.jsonl", tasks);
-
-    /* Interleaved, so a noisy neighbour hurts every case alike. */
-    for (int r = 0; r < runs; r++) {
-        b1[r] = baseline(n, 1);
-        m1[r] = memvisor(tasks, n, 1, results, true);
-        m0[r] = memvisor(tasks, n, 1, results, false);
-        bp[r] = baseline(n, prefetch);
-        mp[r] = memvisor(tasks, n, prefetch, results, true);
-        mpn[r] = memvisor(tasks, n, prefetch, "", true);
-    }
-    double B1 = median(b1, runs), M1 = median(m1, runs), M0 = median(m0, runs),
-           BP = median(bp, runs), MP = median(mp, runs), MPN = median(mpn, runs);
-    printf("dispatch: %ld no-op tasks, 2 api workers, median of %d runs\n", n, runs);
-    printf("  lock-step   bare socketpair  %9.0f tasks/s\n", B1);
-    printf("  lock-step   memvisor         %9.0f tasks/s  (%.0f%% of bare; target >= 80%%)\n", M1,
-           100.0 * M1 / B1);
-    printf("  lock-step   memvisor         %9.0f tasks/s  (%.0f%% of bare; accounting off)\n", M0,
-           100.0 * M0 / B1);
-    printf("  accounting costs %.1f us per task (%.0f%% of lock-step throughput)\n",
-           1e6 / M1 - 1e6 / M0, 100.0 * (1.0 - M1 / M0));
-    printf("  prefetch %-3d bare socketpair  %9.0f tasks/s\n", prefetch, BP);
-    printf("  prefetch %-3d memvisor         %9.0f tasks/s  (%.0f%% of bare; results file)\n",
-           prefetch, MP, 100.0 * MP / BP);
-    printf("  prefetch %-3d memvisor         %9.0f tasks/s  (no results file; target >= 1M)\n",
-           prefetch, MPN);
+    if (strcmp(mode, "lines") != 0)
+        bad |= api_cases(tasks, results, n, prefetch, runs);
+    if (strcmp(mode, "api") != 0)
+        bad |= lines_cases(tasks, results, n, runs);
     unlink(tasks);
     unlink(results);
-    return M1 < 0 || M0 < 0 || MP < 0 || MPN < 0;
+    return bad;
 }

@@ -25,3 +25,12 @@ bash "$(dirname "$0")/soft_throttle.sh" "$build" 3
 echo
 echo "== W2, a leaking gunicorn under wrk: memvisor vs gunicorn --max-requests (bench/w2.sh) =="
 bash "$(dirname "$0")/w2.sh" "$build"
+echo
+echo "== recycle: decision -> replacement answering, with and without spares (bench/recycle) =="
+"$build/bench/recycle" --recycles 100
+echo
+echo "== per-task accounting, read by read (bench/accounting) =="
+"$build/bench/accounting" --tasks 20000
+echo
+echo "== the supervisor's own footprint with 64 workers (bench/footprint) =="
+"$build/bench/footprint" --seconds 3

@@ -77,6 +77,14 @@ int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int sl
     return 0;
 }
 
+void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner)
+{
+    create_job_t *c = (create_job_t *)job;
+
+    c->cb = cb;
+    job->owner = owner;
+}
+
 static void remove_work(mv_job_t *j)
 {
     remove_job_t *r = (remove_job_t *)j;

@@ -20,6 +20,9 @@ typedef void (*mv_cg_created_cb)(void *owner, int result, mv_cgw_t *cg, const ch
  * the owner goes first; the cgroup is then removed) or -errno (nothing queued). */
 int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
                        mv_cg_created_cb cb, void *owner, mv_job_t **job);
+/* Hands a creation job still under way to another owner and callback (a cgroup made ahead
+ * for a worker that needs it now: cgahead.h). */
+void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner);
 /* Closes a worker cgroup's files now and removes its directory in the thread pool (killing
  * whatever its worker left in it); a failure is logged. */
 void mv_cg_remove_async(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg);

@@ -26,8 +26,10 @@
 #include <libcgroup.h>
 #include <uv.h>
 
+#include "lean.h"
 #include "runlock.h"
 #include "stale.h"
+#include "util.h"
 
 static uv_mutex_t cg_mutex;
 static uv_once_t cg_once = UV_ONCE_INIT;
@@ -264,6 +266,8 @@ static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
     /* libcgroup for v1 discovery (it is correct there); the fixture-free real system only. */
     cg_lock();
     r = cgroup_init();
+    if (r == 0) /* its init dirties an 800 KiB table, mostly zeros (lean.h) */
+        mv_lean_zero_bss((const void *)cgroup_init);
     if (r == 0)
         r = cgroup_get_subsys_mount_point("memory", &mnt);
     if (r == 0 && !o->proc_cgroup)
@@ -714,6 +718,8 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
     init_fds(w);
     w->life_peak = w->peak_base = INT64_MAX;
     w->version = cg->version;
+    /* Observe-only: no kernel limit, so the hard limit is checked on readings of usage. */
+    w->usage_gate = !cg->enforce && cg->hard > 0 ? cg->hard : INT64_MAX;
     w->path = join("%s/w%d.%u", cg->run, slot, gen);
     if (!w->path)
         return -ENOMEM;
@@ -753,30 +759,57 @@ static void rearm_high(mv_cgw_t *w)
         w->high_lifted = false;
 }
 
+/* How old a usage a reading may carry when the kernel peak shows it cannot matter. */
+#define USAGE_MAX_AGE_NS (10 * 1000 * 1000)
+
+/* The window's kernel peak bounds the usage (usage <= peak): below every limit usage is
+ * compared with (the soft limit's memory.stat threshold, and the hard limit when the kernel
+ * does not enforce it), a reading need not read usage, and carries the one read at most
+ * USAGE_MAX_AGE_NS ago (usage is no per-task figure: limits, status and the timeline use
+ * it). That saves a read per task; a reset then always follows (peak == usage is unknown). */
+static bool usage_can_wait(mv_cgw_t *w, int64_t anon_from, int64_t peak, uint64_t now)
+{
+    return peak >= 0 && peak < anon_from && peak < w->usage_gate && w->usage_ns > 0 &&
+           now - w->usage_ns < USAGE_MAX_AGE_NS;
+}
+
 int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r)
 {
     char buf[2048];
-    int rc = pread_int(w->usage_fd, &r->usage);
+    uint64_t now = uv_hrtime();
+    int rc;
 
-    if (rc < 0)
-        return rc;
-    r->anon = -1;
-    if (r->usage < anon_from)
-        goto peak;
-    /* memory.stat costs ~12 us to read and moves with the same charges as usage: read it
-     * again only when usage moved. */
-    if (!w->have_anon || r->usage != w->last_usage) {
-        if (pread_text(w->stat_fd, buf, sizeof buf) < 0 ||
-            mv_cg_parse_stat(buf, w->version == MV_CG_V1 ? "rss" : "anon", &w->last_anon) < 0)
-            return -EIO;
-        w->last_usage = r->usage;
-        w->have_anon = true;
-    }
-    r->anon = w->last_anon;
-peak:
-    r->peak = -1;
+    r->anon = r->peak = -1;
+    r->usage_fresh = true;
     if (w->peak_kernel && pread_int(w->peak_fd, &r->peak) < 0)
         r->peak = -1;
+    if (usage_can_wait(w, anon_from, r->peak, now)) {
+        r->usage = w->usage_read;
+        r->usage_fresh = false;
+        w->peak_is_usage = false;
+        if (w->high_lifted && r->peak < w->soft) /* usage <= peak: under the soft limit */
+            rearm_high(w);
+        return 0;
+    }
+    if ((rc = pread_int(w->usage_fd, &r->usage)) < 0)
+        return rc;
+    w->usage_read = r->usage;
+    w->usage_ns = now;
+    /* Read after the peak: charges in between belong to the same window. */
+    if (r->peak >= 0)
+        r->peak = MV_MAX(r->peak, r->usage);
+    if (r->usage >= anon_from) {
+        /* memory.stat costs ~6-12 us to read and moves with the same charges as usage:
+         * read it again only when usage moved. */
+        if (!w->have_anon || r->usage != w->last_usage) {
+            if (pread_text(w->stat_fd, buf, sizeof buf) < 0 ||
+                mv_cg_parse_stat(buf, w->version == MV_CG_V1 ? "rss" : "anon", &w->last_anon) < 0)
+                return -EIO;
+            w->last_usage = r->usage;
+            w->have_anon = true;
+        }
+        r->anon = w->last_anon;
+    }
     if (!w->peak_kernel && w->peak_fd >= 0 && pread_int(w->peak_fd, &w->life_peak) == 0 &&
         w->life_peak > w->peak_base)
         r->peak = w->life_peak; /* the mark rose during the window: it is the window's peak */

@@ -75,16 +75,21 @@ typedef struct mv_cgw {
     uint64_t high_events; /* v2 memory.events "high" last seen */
     /* v2 before 6.12: memory.peak is the cgroup's high-water mark since creation. A task
      * that raises it has that mark as its exact peak; otherwise its peak is sampled. */
-    int64_t life_peak; /* the mark at the last read (INT64_MAX: not read yet) */
-    int64_t peak_base; /* the mark when the task's window began (INT64_MAX: none) */
-    int64_t soft;      /* v2: the soft limit memory.high is armed at */
-    bool high_lifted;  /* v2: memory.high was lifted to "max" after its event */
+    int64_t life_peak;  /* the mark at the last read (INT64_MAX: not read yet) */
+    int64_t peak_base;  /* the mark when the task's window began (INT64_MAX: none) */
+    int64_t soft;       /* v2: the soft limit memory.high is armed at */
+    int64_t usage_gate; /* a kernel peak below this (and the soft limit) may skip usage */
+    int64_t usage_read; /* usage at its last read... */
+    uint64_t usage_ns;  /* ...at this uv_hrtime (0: never) */
+    bool high_lifted;   /* v2: memory.high was lifted to "max" after its event */
 } mv_cgw_t;
 
 typedef struct mv_cg_reading {
-    int64_t usage; /* charged to the cgroup: anon + page cache + kernel */
-    int64_t anon;  /* private (anonymous) memory of the whole cgroup; -1 = not read */
-    int64_t peak;  /* peak usage since the last reset, -1 = not available */
+    int64_t usage;    /* charged to the cgroup: anon + page cache + kernel */
+    int64_t anon;     /* private (anonymous) memory of the whole cgroup; -1 = not read */
+    int64_t peak;     /* peak usage since the last reset, -1 = not available */
+    bool usage_fresh; /* false: usage was carried from a read < 10 ms ago, the peak being below
+                       * every limit usage is compared with (mv_cg_read) */
 } mv_cg_reading_t;
 
 /* What a notification meant. */
@@ -114,7 +119,9 @@ int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char 
                          char *why, size_t n);
 
 /* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
- * ~12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). On v2 a
+ * ~6-12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). With a
+ * resettable kernel peak below anon_from and the observe-only hard limit, usage is carried
+ * from a read < 10 ms old instead (usage_fresh false): it cannot matter either. On v2 a
  * lifted memory.high is armed at the soft limit again when usage is under it. */
 int mv_cg_read(mv_cgw_t *w, int64_t anon_from, mv_cg_reading_t *r);
 /* Starts a new peak window (a task begins). */

@@ -40,8 +40,39 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* One read buffer lent to every channel in turn. libuv calls alloc_cb then the read callback
+ * for one stream at a time, and a read is handled before its callback returns, so a channel
+ * needs storage of its own only for what a read leaves unhandled (a partial message or line),
+ * copied there. Before, each channel kept 64 KiB for each of its two streams: 8 MiB of heap
+ * for 64 workers, about 1 MiB of it resident (bench/footprint, docs/recycling.md). The
+ * supervisor has one loop thread. While a read is handled, the buffer it landed in (c->lent)
+ * points at this one; whatever must add to it meanwhile (a drain called back from the
+ * handling) first gives it back its own storage (unlend). */
+static uint8_t scratch[READ_CHUNK];
+static bool scratch_lent;
+
+/* The lent buffer gets its own storage back, with what the handling left unread copied in.
+ * 0 or -ENOMEM (then what was unread is lost: the caller fails the channel). */
+static int unlend(mv_chan_t *c)
+{
+    mv_buf_t *b = c->lent, own = c->stash;
+    int r = 0;
+
+    if (!b)
+        return 0;
+    own.off = own.len = 0;
+    if (mv_buf_unread(b) > 0)
+        r = mv_buf_append(&own, mv_buf_head(b), mv_buf_unread(b));
+    *b = own;
+    c->lent = NULL;
+    memset(&c->stash, 0, sizeof c->stash);
+    scratch_lent = false;
+    return r;
+}
+
 static void free_buffers(mv_chan_t *c)
 {
+    unlend(c); /* never free the shared buffer */
     mv_buf_free(&c->rbuf);
     mv_buf_free(&c->wbuf);
     mv_buf_free(&c->wflight);
@@ -188,6 +219,12 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     mv_chan_t *c = h->data;
     mv_buf_t *b = h == (uv_handle_t *)&c->out ? &c->outline : &c->rbuf;
 
+    if (mv_buf_unread(b) == 0 && !scratch_lent) {
+        scratch_lent = true;
+        buf->base = (char *)scratch;
+        buf->len = sizeof scratch;
+        return;
+    }
     /* On ENOMEM libuv calls the read callback with UV_ENOBUFS. */
     if (mv_buf_reserve(b, READ_CHUNK) < 0) {
         buf->base = NULL;
@@ -207,10 +244,37 @@ static void process(mv_chan_t *c, bool eof)
         api_process(c);
 }
 
+/* A read is over: the scratch buffer (if it was lent for it) is free again. */
+static void return_scratch(const uv_buf_t *buf)
+{
+    if (buf->base == (char *)scratch)
+        scratch_lent = false;
+}
+
+/* Handles n bytes read into buf: in b's own tail, or in the scratch buffer, which b points at
+ * while `handle` runs; what it leaves unread is then copied into b's own storage. */
+static void handle_read(mv_chan_t *c, mv_buf_t *b, const uv_buf_t *buf, size_t n,
+                        void (*handle)(mv_chan_t *c, bool eof))
+{
+    if (buf->base != (char *)scratch) {
+        b->len += n; /* read in place: alloc_cb handed out b's tail */
+        handle(c, false);
+        return;
+    }
+    c->stash = *b;
+    c->lent = b;
+    *b = (mv_buf_t){.data = scratch, .len = n, .cap = sizeof scratch};
+    handle(c, false);
+    if (unlend(c) < 0 && b == &c->rbuf)
+        mv_chan_fail(c, "out of memory for the worker's input");
+}
+
 void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
     if (c->closing)
         return; /* closed: nothing more is read */
+    if (unlend(c) < 0)
+        return mv_chan_fail(c, "out of memory for the worker's input");
     c->rx_ns = uv_hrtime();
     if (mv_buf_append(&c->rbuf, p, n) < 0)
         return mv_chan_fail(c, "out of memory for the worker's input");
@@ -223,10 +287,10 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
     if (n > 0) {
         c->rx_ns = uv_hrtime();
-        c->rbuf.len += (size_t)n; /* read in place: alloc_cb handed out rbuf's tail */
-        process(c, false);
+        handle_read(c, &c->rbuf, buf, (size_t)n, process);
         return;
     }
+    return_scratch(buf);
     if (n == 0)
         return;
     if (lines(c))
@@ -265,7 +329,7 @@ static void output_process(mv_chan_t *c, bool eof)
 
 void mv_chan_output(mv_chan_t *c, const void *p, size_t n, bool eof)
 {
-    if (!c->closing && mv_buf_append(&c->outline, p, n) == 0)
+    if (!c->closing && unlend(c) == 0 && mv_buf_append(&c->outline, p, n) == 0)
         output_process(c, eof);
 }
 
@@ -274,9 +338,11 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     mv_chan_t *c = s->data;
 
     if (n > 0) {
-        c->outline.len += (size_t)n; /* read in place */
-        output_process(c, false);
-    } else if (n < 0) {
+        handle_read(c, &c->outline, buf, (size_t)n, output_process);
+        return;
+    }
+    return_scratch(buf);
+    if (n < 0) {
         output_process(c, true);
         uv_read_stop(s);
     }
@@ -286,7 +352,9 @@ static void out_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static int read_rest(int fd, mv_buf_t *b)
 {
     for (;;) {
-        if (mv_buf_reserve(b, READ_CHUNK) < 0)
+        /* 4 KiB at a time (the buffer doubles as it fills): what a worker leaves in its pipes
+         * at its exit is little, and a pool that stops drains every worker at once. */
+        if (mv_buf_reserve(b, 4096) < 0)
             return 0;
         ssize_t n = read(fd, b->data + b->len, b->cap - b->len);
         if (n > 0) {
@@ -305,7 +373,10 @@ void mv_chan_drain(mv_chan_t *c)
     int eof;
 
     /* The process is gone, so everything it wrote is already in the pipes: answers that
-     * arrived together with the exit must count before its tasks are settled. */
+     * arrived together with the exit must count before its tasks are settled. (Called back
+     * while a read of this channel is handled, the buffer gets its own storage first.) */
+    if (unlend(c) < 0)
+        return mv_chan_fail(c, "out of memory for the worker's input");
     if (c->chan_open && !c->eof && !c->broken && uv_fileno((uv_handle_t *)&c->chan, &fd) == 0) {
         eof = read_rest(fd, &c->rbuf);
         c->rx_ns = uv_hrtime();

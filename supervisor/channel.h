@@ -91,6 +91,8 @@ typedef struct mv_chan {
     uv_write_t wreq;
     bool writing;
     mv_buf_t outline; /* partial output line */
+    mv_buf_t *lent;   /* rbuf or outline while it points at the shared read buffer (channel.c)... */
+    mv_buf_t stash;   /* ...and its own storage meanwhile */
 
     uint64_t rx_ns;   /* when the bytes being handled were read (uv_hrtime) */
     bool hello;       /* api: HELLO seen */

@@ -65,21 +65,51 @@ static json_t *dispatch_json(mv_t *mv)
                      (json_int_t)h->pauses, "orphans_reaped", (json_int_t)mv->reaper.reaped);
 }
 
+/* An integer, or null for -1 (not known). */
+static json_t *known(int64_t v)
+{
+    return v >= 0 ? json_integer((json_int_t)v) : json_null();
+}
+
+/* The progress line's figures (ticker.c): the same numbers a terminal shows. */
+static json_t *progress_json(const mv_progress_t *p)
+{
+    json_t *o = json_pack("{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:i, s:i, s:I}", "done",
+                          (json_int_t)p->done, "total", known(p->total), "queue", known(p->queue),
+                          "in_flight", (json_int_t)p->in_flight, "ok", (json_int_t)p->ok, "failed",
+                          (json_int_t)p->failed, "quarantined", (json_int_t)p->quarantined, "rate",
+                          p->rate >= 0 ? json_real(p->rate) : json_null(), "eta_s",
+                          p->eta_s >= 0 ? json_real(p->eta_s) : json_null(), "busy", p->busy,
+                          "workers", p->workers, "recycles", (json_int_t)p->recycles);
+
+    json_object_set_new(o, "top",
+                        p->top_slot > 0 ? json_pack("{s:i, s:I, s:I, s:I}", "slot", p->top_slot,
+                                                    "mem", (json_int_t)p->top_mem, "memory_soft",
+                                                    (json_int_t)p->top_soft, "memory_hard",
+                                                    (json_int_t)p->top_hard)
+                                        : json_null());
+    return o;
+}
+
 static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 {
     const mv_config_t *cfg = mv->cfg;
     const uint64_t *count = mv->results.count;
     uint64_t now = mv_now_ms();
     mv_pool_view_t v;
-    json_t *workers = json_array(), *reply;
+    mv_progress_t pg;
+    json_t *workers = json_array(), *spares = json_array(), *reply;
 
-    if (mv_pool_view(&mv->pool, &v) < 0) {
+    if (mv_pool_view(&mv->pool, &v) < 0 || mv_ticker_figures(mv, &pg) < 0) {
         json_decref(workers);
+        json_decref(spares);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     for (int i = 0; i < v.nworkers; i++)
         json_array_append_new(workers, worker_json(&v.workers[i]));
+    for (int i = 0; i < v.nspares; i++)
+        json_array_append_new(spares, worker_json(&v.spares[i]));
     reply = json_pack("{s:{s:s?, s:i, s:s, s:f, s:s, s:s?, s:i, s:b}}", "run", "id", mv->run.id,
                       "pid", (int)getpid(), "mode", mv->service ? "service" : "batch", "uptime_s",
                       (double)(now - mv->started_ms) / 1000.0, "cgroup",
@@ -94,23 +124,36 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_tasks, "max_lifetime_ms",
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
+    json_object_set_new(reply, "spares", spares); /* spares.h: slot 0, counted in no total */
     json_object_set_new(reply, "dispatch", dispatch_json(mv));
+    /* queue: tasks not sent to a worker yet (null while the total is not known). */
     json_object_set_new(
         reply, "totals",
-        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:I}", "slots", v.nslots,
+        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I}", "slots", v.nslots,
                   "workers", v.live, "tasks",
                   (json_int_t)(count[MV_ST_OK] + count[MV_ST_FAILED] + count[MV_ST_QUARANTINED]),
                   "ok", (json_int_t)count[MV_ST_OK], "failed", (json_int_t)count[MV_ST_FAILED],
                   "recycles", recycles_json(v.recycles), "spawned", (json_int_t)v.spawned,
-                  "suspects", (json_int_t)v.suspects, "queue", (json_int_t)mv->tasks.queued,
-                  "in_flight", (json_int_t)v.in_flight));
+                  "suspects", (json_int_t)v.suspects, "queue", known(pg.queue), "in_flight",
+                  (json_int_t)v.in_flight));
     json_object_set_new(json_object_get(reply, "totals"), "escalated",
                         json_integer((json_int_t)v.escalated));
+    if (!mv->service)
+        json_object_set_new(reply, "progress", progress_json(&pg));
     mv_pool_view_free(&v);
     return reply;
 }
 
 /* ---- metrics: the Prometheus text exposition format (metrics.h) ---- */
+
+static int64_t spares_usage(const mv_pool_view_t *v)
+{
+    int64_t sum = 0;
+
+    for (int i = 0; i < v->nspares; i++)
+        sum += v->spares[i].usage > 0 ? v->spares[i].usage : 0;
+    return sum;
+}
 
 /* The exposition of the run now, from the pool's view: labelled by slot, never by pid or
  * state, so a recycle does not start new series. 0 or -ENOMEM. */
@@ -120,9 +163,10 @@ static int metrics(mv_t *mv, mv_buf_t *out)
     mv_metrics_count_t tasks[MV_ST_COUNT], recycles[MV_R_COUNT], *kinds;
     size_t nrecycles = 0;
     mv_pool_view_t v;
+    mv_progress_t pg;
     int r;
 
-    if (mv_pool_view(&mv->pool, &v) < 0)
+    if (mv_ticker_figures(mv, &pg) < 0 || mv_pool_view(&mv->pool, &v) < 0)
         return -ENOMEM;
     slots = calloc((size_t)(v.nslots ? v.nslots : 1), sizeof *slots);
     kinds = calloc(v.nkinds ? v.nkinds : 1, sizeof *kinds);
@@ -170,8 +214,10 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .spawned = v.spawned,
                              .reloads = (uint64_t)mv->reloads,
                              .workers = v.live,
-                             .queue = (int64_t)mv->tasks.queued,
+                             .queue = pg.queue,
                              .in_flight = (int64_t)v.in_flight,
+                             .spares = v.nspares,
+                             .spares_usage = spares_usage(&v),
                              .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
                              .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
                              .paused_results = mv_results_backlogged(&mv->results),

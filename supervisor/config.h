@@ -25,6 +25,7 @@ typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cg
 typedef enum { MV_REAP_AUTO, MV_REAP_YES, MV_REAP_NO } mv_reapmode_t;
 typedef enum { MV_ESC_OFF, MV_ESC_FACTOR, MV_ESC_STEP } mv_escmode_t;
 typedef enum { MV_CONFIRM_ISOLATE, MV_CONFIRM_OFF } mv_confirm_t;
+typedef enum { MV_PROGRESS_AUTO, MV_PROGRESS_ON, MV_PROGRESS_OFF } mv_progress_mode_t;
 
 /* A size option's value while it is "auto", until mv_config_finish derives it. */
 #define MV_CONFIG_AUTO (-1)
@@ -98,6 +99,8 @@ typedef struct mv_config {
         int64_t spacing;           /* ms between the starts of two planned recycles */
         int64_t handover_headroom; /* bytes above memory_soft a recycled worker may serve on;
                                     * 0 = no bound */
+        int spares;                /* workers kept started, ready to take a slot (spares.h) */
+        int cgroup_ahead; /* each slot's next cgroup made while its worker runs (cgahead.h) */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */
@@ -134,9 +137,10 @@ typedef struct mv_config {
         int confirm;              /* mv_confirm_t: isolate|off */
     } leak;
     struct {
-        mv_logfmt_t format; /* text|json */
-        mv_level_t level;   /* debug|info|warn|error */
-        char *file;         /* "" = stderr */
+        mv_logfmt_t format;          /* text|json */
+        mv_level_t level;            /* debug|info|warn|error */
+        char *file;                  /* "" = stderr */
+        mv_progress_mode_t progress; /* batch progress line on stderr: auto = if a terminal */
     } log;
     char *path;               /* the file loaded last (= files[nfiles - 1]), or NULL */
     struct mv_origin *origin; /* per option, indexed like the table */

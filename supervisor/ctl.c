@@ -21,6 +21,7 @@
 
 #include "cli.h"
 #include "exitcode.h"
+#include "progress.h"
 #include "util.h"
 
 #define MAX_REPLY (64 * 1024 * 1024) /* a reply this long is not one */
@@ -369,6 +370,32 @@ static void fmt_state(json_t *w, char *out, size_t n)
     snprintf(out, n, "%s(%s)", st, why ? why : "?");
 }
 
+/* One row of the workers table; a spare (slot 0) has no slot yet: "-" (its state says spare). */
+static void print_row(json_t *w, FILE *out)
+{
+    char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
+        task_s[24], current[56] = "-";
+
+    fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
+    if (json_is_integer(json_object_get(w, "slot")) &&
+        json_integer_value(json_object_get(w, "slot")) == 0)
+        snprintf(slot, sizeof slot, "-");
+    fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
+    fmt_val(json_object_get(w, "pid"), pid, sizeof pid);
+    fmt_state(w, state, sizeof state);
+    fmt_secs(json_object_get(w, "age_s"), 1, age);
+    fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
+    fmt_size(json_object_get(w, "mem"), mem);
+    fmt_size(json_object_get(w, "peak"), peak);
+    if (json_is_integer(json_object_get(w, "task"))) {
+        fmt_val(json_object_get(w, "task"), task, sizeof task);
+        fmt_secs(json_object_get(w, "task_s"), 1, task_s);
+        snprintf(current, sizeof current, "%s for %s", task, task_s);
+    }
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age, tasks,
+            mem, peak, current);
+}
+
 static void print_workers(json_t *reply, FILE *out)
 {
     json_t *ws = json_object_get(reply, "workers"), *w;
@@ -378,27 +405,14 @@ static void print_workers(json_t *reply, FILE *out)
             "TASKS", "MEM", "PEAK", "TASK");
     json_array_foreach(ws, i, w)
     {
-        char slot[24], gen[24], pid[24], state[64], age[24], tasks[24], mem[24], peak[24], task[24],
-            task_s[24], current[56] = "-";
-
-        fmt_val(json_object_get(w, "slot"), slot, sizeof slot);
-        fmt_val(json_object_get(w, "gen"), gen, sizeof gen);
-        fmt_val(json_object_get(w, "pid"), pid, sizeof pid);
-        fmt_state(w, state, sizeof state);
-        fmt_secs(json_object_get(w, "age_s"), 1, age);
-        fmt_val(json_object_get(w, "tasks"), tasks, sizeof tasks);
-        fmt_size(json_object_get(w, "mem"), mem);
-        fmt_size(json_object_get(w, "peak"), peak);
-        if (json_is_integer(json_object_get(w, "task"))) {
-            fmt_val(json_object_get(w, "task"), task, sizeof task);
-            fmt_secs(json_object_get(w, "task_s"), 1, task_s);
-            snprintf(current, sizeof current, "%s for %s", task, task_s);
-        }
-        fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s  %s\n", slot, gen, pid, state, age,
-                tasks, mem, peak, current);
+        print_row(w, out);
     }
     if (json_array_size(ws) == 0)
         fprintf(out, "(no workers)\n");
+    json_array_foreach(json_object_get(reply, "spares"), i, w)
+    {
+        print_row(w, out);
+    }
 }
 
 static void print_totals(json_t *reply, FILE *out)
@@ -450,6 +464,52 @@ static void print_dispatch(json_t *reply, FILE *out)
             thr);
 }
 
+/* An integer of a reply, or `unknown` when it is absent or null. */
+static int64_t int_or(json_t *o, const char *key, int64_t unknown)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : unknown;
+}
+
+/* A number of a reply, or -1 when it is absent or null. */
+static double num_or(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_number(v) ? json_number_value(v) : -1;
+}
+
+/* The batch's progress, as the live line on memvisor's terminal shows it (progress.h). */
+static void print_progress(json_t *reply, FILE *out)
+{
+    json_t *pg = json_object_get(reply, "progress"), *top = json_object_get(pg, "top");
+    char line[512];
+    mv_progress_t p = {
+        .done = (uint64_t)int_or(pg, "done", 0),
+        .ok = (uint64_t)int_or(pg, "ok", 0),
+        .failed = (uint64_t)int_or(pg, "failed", 0),
+        .quarantined = (uint64_t)int_or(pg, "quarantined", 0),
+        .total = int_or(pg, "total", -1),
+        .queue = int_or(pg, "queue", -1),
+        .in_flight = (uint64_t)int_or(pg, "in_flight", 0),
+        .rate = num_or(pg, "rate"),
+        .eta_s = num_or(pg, "eta_s"),
+        .busy = (int)int_or(pg, "busy", 0),
+        .workers = (int)int_or(pg, "workers", 0),
+        .recycles = (uint64_t)int_or(pg, "recycles", 0),
+        .top_slot = (int)int_or(top, "slot", 0),
+        .top_mem = int_or(top, "mem", -1),
+        .top_soft = int_or(top, "memory_soft", 0),
+        .top_hard = int_or(top, "memory_hard", 0),
+    };
+
+    if (!json_is_object(pg))
+        return;
+    mv_progress_format(&p, line, sizeof line);
+    fprintf(out, "progress: %s\n", line);
+}
+
 /* The strings of an array, space-separated, after `label`; nothing when absent. */
 static void print_list(json_t *reply, const char *key, const char *label, FILE *out)
 {
@@ -481,6 +541,7 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_workers(reply, out);
         print_totals(reply, out);
         print_dispatch(reply, out);
+        print_progress(reply, out);
     } else if (strcmp(cmd, "metrics") == 0) {
         s = json_string_value(json_object_get(reply, "text"));
         fputs(s ? s : "-\n", out);

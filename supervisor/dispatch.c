@@ -11,6 +11,14 @@
 #include "escalate.h"
 #include "meter.h"
 
+/* A task is handed to worker w at wall-clock time `now` (a service request: w began it):
+ * `started` of its result line (docs/run-files.md). */
+static void stamp_sent(mv_task_t *t, const mv_worker_t *w, int64_t now)
+{
+    t->sent_us = now;
+    t->gen = w->gen;
+}
+
 /* Writes a task's result line and lets it go. `w` is the worker it last ran on (NULL: it
  * never ran); `a` holds its figures (NULL: none). */
 static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t st,
@@ -29,6 +37,13 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         .pid = w      ? w->proc.pid
                : last ? last->pid
                       : 0,
+        /* The generation it last ran on: the worker's that answered, else the one its last
+         * attempt was sent to (the one that died: quarantine); none for a line never sent. */
+        .gen = w            ? w->gen
+               : t->sent_us ? t->gen
+                            : 0,
+        .started_us = t->sent_us,
+        .ended_us = mv_wall_us(),
         .payload = payload,
         .len = n,
         .hist = t->hist,
@@ -46,8 +61,8 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         res.mem_before = mv_reading_task_metric(a->before, metric);
         res.mem_after = mv_reading_task_metric(a->after, metric);
         res.retained = res.mem_after - res.mem_before;
-        res.mem_peak = a->after->peak >= 0 ? a->after->peak : MV_MAX(a->peak_seen, a->after->usage);
-        res.peak_source = a->after->peak >= 0 ? "kernel" : "sampled";
+        res.mem_peak = a->peak;
+        res.peak_source = a->peak_source;
         res.fds_before = a->before->fds;
         res.fds_after = a->after->fds;
         if (a->heap)
@@ -77,6 +92,7 @@ void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t)
         return;
     }
     t->attempts = 1;
+    stamp_sent(t, w, mv_wall_us());
     d->tasks->loaded++;
 }
 
@@ -294,6 +310,7 @@ static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
     mv_task_t *t = NULL;
+    int64_t now = 0;
     bool gave, free_worker = false, any = false;
 
     if (!d->pending)
@@ -313,6 +330,11 @@ static void dispatch_cb(uv_check_t *h)
                 if (!t)
                     continue; /* a filter: others may still take what is queued */
                 t->attempts++;
+                /* One clock read per pass: what a pass hands out is written together at
+                 * its end (mv_worker_flush). */
+                if (!now)
+                    now = mv_wall_us();
+                stamp_sent(t, d->ws[i], now);
                 mv_worker_send_task(d->ws[i], t);
                 gave = any = true;
             }

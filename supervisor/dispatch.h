@@ -5,8 +5,9 @@
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
  *     nothing new starts while the results writer is backlogged or a pause reason holds it
  *     (the host's memory: mv_dispatch_pause);
- *   - an answer becomes a result line with its memory figures (one written definition each:
- *     docs/run-files.md) and attempt record;
+ *   - an answer becomes a result line with its memory figures and times (one written
+ *     definition each: docs/run-files.md; `started` is stamped here as a task is sent,
+ *     `ended` as its answer arrives) and attempt record;
  *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
  *     worked on charged with an attempt, mv_policy_charge), escalated to run again on a
  *     worker of its own with more memory when it was killed for memory (escalate.h), or

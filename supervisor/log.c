@@ -62,6 +62,13 @@ struct mv_log_writer {
     bool broken;  /* the sink failed for good (EPIPE, EBADF...): lines are discarded */
     uint64_t drop_output, drop_events; /* since the last log_dropped line */
     uint64_t drop_total;
+    /* The status line (mv_log_status): its text, and whether the screen shows it. */
+    int status_fd; /* -1 = none */
+    char status[MV_LOG_STATUS_MAX + 1];
+    size_t status_len;
+    bool status_dirty;       /* the screen is not showing `status` yet */
+    bool status_shown;       /* the screen shows a status line now */
+    int64_t status_drawn_ns; /* CLOCK_MONOTONIC of the latest draw */
 };
 
 static const char *const level_name[] = {"debug", "info", "warn", "error"};
@@ -259,6 +266,84 @@ static ssize_t write_some(int fd, const void *p, size_t n)
     return r;
 }
 
+/* Writes all of p[0..n) to the status line's terminal (lock held, released around the
+ * writes); a terminal that fails for good gets no more status lines. */
+static void status_write(struct mv_log_writer *w, const char *p, size_t n)
+{
+    int fd = w->status_fd;
+
+    pthread_mutex_unlock(&w->mu);
+    while (n > 0) {
+        ssize_t r = write_some(fd, p, n);
+        if (r == -EINTR || r == -EAGAIN)
+            continue;
+        if (r <= 0)
+            break;
+        p += r;
+        n -= (size_t)r;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (n > 0)
+        w->status_fd = -1;
+}
+
+/* Erases the status line from the screen (lock held); it is drawn again once the log lines
+ * queued now are written. */
+static void clear_status(struct mv_log_writer *w)
+{
+    static const char erase[] = "\r\033[K"; /* back to the left margin, erase to the end */
+
+    w->status_shown = false;
+    w->status_dirty = w->status_len > 0;
+    status_write(w, erase, sizeof erase - 1);
+}
+
+/* Whether the status line may be drawn now: at most once every MV_LOG_STATUS_EVERY_MS,
+ * log lines or not (erasing it is always allowed); else when, in `at`. */
+static bool status_due(const struct mv_log_writer *w, struct timespec *at)
+{
+    struct timespec now;
+    int64_t next;
+
+    if (w->status_len == 0 || w->status_fd < 0)
+        return true;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    next = w->status_drawn_ns + (int64_t)MV_LOG_STATUS_EVERY_MS * 1000000;
+    if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec >= next)
+        return true;
+    at->tv_sec = (time_t)(next / 1000000000);
+    at->tv_nsec = (long)(next % 1000000000);
+    return false;
+}
+
+/* Draws the status line as it is now, or erases it when it is empty (lock held). */
+static void draw_status(struct mv_log_writer *w)
+{
+    char line[MV_LOG_STATUS_MAX + 8];
+    struct timespec now;
+    size_t n = 0;
+
+    w->status_dirty = false;
+    if (w->status_fd < 0)
+        return;
+    if (w->status_len == 0) {
+        if (w->status_shown)
+            clear_status(w);
+        w->status_dirty = false;
+        return;
+    }
+    /* One write: the carriage return, the text, then erase what a longer line left. */
+    line[n++] = '\r';
+    memcpy(line + n, w->status, w->status_len);
+    n += w->status_len;
+    memcpy(line + n, "\033[K", 3);
+    n += 3;
+    w->status_shown = true;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    w->status_drawn_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    status_write(w, line, n);
+}
+
 static void *writer_main(void *arg)
 {
     struct mv_log_writer *w = arg;
@@ -273,6 +358,14 @@ static void *writer_main(void *arg)
             if (w->drop_output + w->drop_events > 0 && w->in.len <= w->cap / 4 && !w->broken)
                 report_drops(w);
             if (w->in.len == 0) {
+                if (w->status_dirty) { /* idle: the status line goes back under the log */
+                    struct timespec at;
+                    if (status_due(w, &at) || w->closing)
+                        draw_status(w);
+                    else
+                        pthread_cond_timedwait(&w->wake, &w->mu, &at);
+                    continue;
+                }
                 pthread_cond_broadcast(&w->drained);
                 if (w->closing)
                     break;
@@ -283,6 +376,8 @@ static void *writer_main(void *arg)
             w->out = w->in;
             w->in = t;
             mv_buf_reset(&w->in);
+            if (w->status_shown && w->status_fd == w->fd)
+                clear_status(w); /* log lines start at the left margin, on a clean line */
         }
         n = chunk_len(&w->out);
         pthread_mutex_unlock(&w->mu);
@@ -313,6 +408,7 @@ static struct mv_log_writer *writer_start(int fd, mv_logfmt_t format)
     if (!w)
         return NULL;
     w->fd = fd;
+    w->status_fd = -1;
     w->format = format;
     w->cap = MV_LOG_BUFFER;
     w->close_wait_ms = MV_LOG_CLOSE_WAIT_MS;
@@ -349,10 +445,12 @@ static int wait_drained(struct mv_log_writer *w, int timeout_ms)
         dl.tv_sec++;
         dl.tv_nsec -= 1000000000L;
     }
-    while (queued(w) > 0 && !w->broken) {
+    while ((queued(w) > 0 && !w->broken) || (w->status_dirty && w->status_fd >= 0)) {
         pthread_cond_signal(&w->wake);
         if (pthread_cond_timedwait(&w->drained, &w->mu, &dl) == ETIMEDOUT)
-            return queued(w) > 0 && !w->broken ? -ETIMEDOUT : 0;
+            return (queued(w) > 0 && !w->broken) || (w->status_dirty && w->status_fd >= 0)
+                       ? -ETIMEDOUT
+                       : 0;
     }
     return 0;
 }
@@ -385,6 +483,7 @@ void mv_log_close(mv_log_t *lg)
     struct mv_log_writer *w = lg->writer;
 
     if (w) {
+        mv_log_status(lg, NULL); /* the terminal is left with no half-drawn line */
         pthread_mutex_lock(&w->mu);
         w->closing = true;
         if (wait_drained(w, w->close_wait_ms) < 0) {
@@ -447,6 +546,39 @@ void mv_log_counts(mv_log_t *lg, mv_log_counts_t *out)
     out->output = w->drop_output;
     out->events = w->drop_events;
     out->total = w->drop_total;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void mv_log_status_open(mv_log_t *lg, int fd)
+{
+    struct mv_log_writer *w = lg->writer;
+
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->status_fd = fd;
+    pthread_mutex_unlock(&w->mu);
+}
+
+void mv_log_status(mv_log_t *lg, const char *text)
+{
+    struct mv_log_writer *w = lg->writer;
+    size_t n;
+
+    if (!w)
+        return;
+    if (!text)
+        text = "";
+    n = strnlen(text, MV_LOG_STATUS_MAX);
+    pthread_mutex_lock(&w->mu);
+    if (w->status_fd >= 0 && (n != w->status_len || memcmp(text, w->status, n) != 0)) {
+        /* One line of printable text: a control byte would move the cursor off it. */
+        for (size_t i = 0; i < n; i++)
+            w->status[i] = (unsigned char)text[i] < ' ' || text[i] == 0x7f ? '?' : text[i];
+        w->status_len = n;
+        w->status_dirty = true;
+        pthread_cond_signal(&w->wake);
+    }
     pthread_mutex_unlock(&w->mu);
 }
 

@@ -12,6 +12,11 @@
  * from concurrent writers (O_APPEND, a shared pipe) do not interleave. The run's events.jsonl
  * (events_fd) gets every event, written by the caller, never dropped. Worker output is
  * arbitrary bytes: strings are made valid UTF-8 for JSON and quoted/escaped in text.
+ *
+ * The status line (a batch's progress on a terminal) belongs to the same writer thread, so
+ * that nothing else ever writes to that terminal: before log lines go to it the thread
+ * clears the line ("\r", erase to the end of line), writes them, then redraws it. A log line
+ * is therefore never cut by a redraw, and the status line stays the last line on screen.
  */
 #ifndef MV_LOG_H
 #define MV_LOG_H
@@ -41,8 +46,10 @@ typedef struct mv_kv {
 #define MV_T(k, x)       ((mv_kv_t){(k), MV_KV_BOOL, {.i = !!(x)}, 0}) /* true / false */
 #define MV_KV_END_MARKER ((mv_kv_t){NULL, MV_KV_END, {0}, 0})
 
-#define MV_LOG_BUFFER        (256 * 1024) /* bytes queued for the log at most */
-#define MV_LOG_CLOSE_WAIT_MS 2000         /* how long mv_log_close waits for a slow reader */
+#define MV_LOG_BUFFER          (256 * 1024) /* bytes queued for the log at most */
+#define MV_LOG_CLOSE_WAIT_MS   2000         /* how long mv_log_close waits for a slow reader */
+#define MV_LOG_STATUS_MAX      512          /* bytes of the status line kept */
+#define MV_LOG_STATUS_EVERY_MS 250          /* the status line is drawn at most this often */
 
 struct mv_log_writer;
 
@@ -70,11 +77,19 @@ int mv_log_open(mv_log_t *lg, mv_logfmt_t format, mv_level_t level, const char *
 /* Writes what is queued, waiting at most MV_LOG_CLOSE_WAIT_MS for the reader (lines still
  * queued then are lost), stops the thread and closes the file. */
 void mv_log_close(mv_log_t *lg);
-/* Waits until every line queued so far is written, at most timeout_ms. 0 or -ETIMEDOUT. */
+/* Waits until every line queued so far is written (and the status line drawn or cleared), at
+ * most timeout_ms. 0 or -ETIMEDOUT. */
 int mv_log_flush(mv_log_t *lg, int timeout_ms);
 /* Replaces the bounds (tests lower them): the queue's size in bytes, close's wait. */
 void mv_log_set_limits(mv_log_t *lg, size_t buffer, int close_wait_ms);
 void mv_log_counts(mv_log_t *lg, mv_log_counts_t *out);
+
+/* The status line: drawn on `fd` (a terminal; -1 = none), kept below the log lines when the
+ * log goes to the same fd. Nothing is drawn without a writer thread. */
+void mv_log_status_open(mv_log_t *lg, int fd);
+/* Replaces the status line's text (one line, no newline; at most MV_LOG_STATUS_MAX bytes
+ * kept): the writer draws it when it is next idle. NULL or "" clears it. Never waits. */
+void mv_log_status(mv_log_t *lg, const char *text);
 
 /* Writes one event line with the given fields (array ends with a MV_KV_END entry). */
 void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv);

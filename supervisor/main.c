@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "lean.h"
 #include "control.h"
 #include "commands.h"
 #include "paths.h"
@@ -356,7 +357,7 @@ int main(int argc, char **argv)
     case MV_CMD_RELOAD:
     case MV_CMD_STOP:
     case MV_CMD_METRICS: return mv_ctl_main(argc, argv);
-    case MV_CMD_RUN:
+    case MV_CMD_RUN: mv_lean_malloc(); return cmd_config(cmd, argc, argv);
     case MV_CMD_CHECK: return cmd_config(cmd, argc, argv);
     default: return mv_exec_shim(argc, argv); /* MV_CMD_EXEC_SHIM: handled above */
     }

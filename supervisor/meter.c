@@ -39,7 +39,7 @@ int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, int64_t anon_from)
     struct stat st;
 
     memset(m, 0, sizeof *m);
-    m->fd_dir_fd = -1;
+    m->fd_dir_fd = m->status_fd = m->clear_refs_fd = -1;
     m->cg = cg;
     m->anon_from = anon_from > 0 ? anon_from : INT64_MAX;
     m->pid = pid;
@@ -53,7 +53,54 @@ int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, int64_t anon_from)
      * stdin..stderr, so a working st_size is never 0 (the count needs Linux >= 6.2). */
     m->fd_dir_fd = open(m->fd_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     m->fd_count_by_stat = m->fd_dir_fd >= 0 && fstat(m->fd_dir_fd, &st) == 0 && st.st_size > 0;
+    if (!cg || !cg->peak_kernel) {
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+        m->status_fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* Owned by the process's user (root when it is not dumpable): not always ours. */
+        snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)pid);
+        m->clear_refs_fd = open(path, O_WRONLY | O_CLOEXEC);
+    }
     return 0;
+}
+
+int mv_meter_reset_hwm(mv_meter_t *m)
+{
+    if (m->clear_refs_fd < 0 || m->status_fd < 0)
+        return -ENOTSUP;
+    /* 5 = CLEAR_REFS_MM_HIWATER_RSS; the kept fd names the process, not a path. */
+    return pwrite(m->clear_refs_fd, "5", 1, 0) == 1 ? 0 : -errno;
+}
+
+int mv_meter_parse_hwm(const char *text, int64_t *bytes)
+{
+    const char *p = strstr(text, "\nVmHWM:");
+    char *end;
+    long long kib;
+
+    if (!p)
+        return -EINVAL;
+    errno = 0;
+    kib = strtoll(p + 7, &end, 10);
+    if (end == p + 7 || errno || kib < 0 || strncmp(end, " kB", 3) != 0)
+        return -EINVAL;
+    *bytes = (int64_t)kib * 1024;
+    return 0;
+}
+
+int64_t mv_meter_hwm(mv_meter_t *m)
+{
+    char buf[4096];
+    int64_t bytes;
+    ssize_t n;
+
+    if (m->status_fd < 0)
+        return -1;
+    /* VmHWM comes in the first ~1 KiB (before the signal masks and the cpu lists). */
+    n = pread(m->status_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return mv_meter_parse_hwm(buf, &bytes) == 0 ? bytes : -1;
 }
 
 int mv_meter_fds(mv_meter_t *m)
@@ -108,6 +155,7 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
         if (mv_cg_read(m->cg, m->anon_from, &c) < 0)
             return rc < 0 ? rc : -EIO;
         r->usage = c.usage;
+        r->usage_fresh = c.usage_fresh;
         r->peak = c.peak;
         r->group_priv = c.anon;
         if (rc < 0) {
@@ -121,6 +169,7 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
         /* What a memory cgroup would charge an exec'd worker is its private memory, not RSS
          * (which counts shared library pages once per worker): limits and peaks use that. */
         r->usage = r->priv;
+        r->usage_fresh = true;
         r->peak = -1;
         r->group_priv = -1;
     }
@@ -134,5 +183,9 @@ void mv_meter_close(mv_meter_t *m)
         close(m->statm_fd);
     if (m->fd_dir_fd >= 0)
         close(m->fd_dir_fd);
-    m->statm_fd = m->fd_dir_fd = -1;
+    if (m->status_fd >= 0)
+        close(m->status_fd);
+    if (m->clear_refs_fd >= 0)
+        close(m->clear_refs_fd);
+    m->statm_fd = m->fd_dir_fd = m->status_fd = m->clear_refs_fd = -1;
 }

@@ -134,7 +134,11 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
     family(&o, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
     if (v->workers >= 0)
         put(&o, "memvisor_workers %" PRId64 "\n", v->workers);
-    family(&o, "queue_depth", "gauge", "Tasks waiting for a worker.");
+    family(&o, "spares", "gauge", "Spare workers, started and waiting for a slot.");
+    put(&o, "memvisor_spares %" PRId64 "\n", v->spares);
+    family(&o, "spares_usage_bytes", "gauge", "Memory charged to the spares' cgroups, together.");
+    put(&o, "memvisor_spares_usage_bytes %" PRId64 "\n", v->spares_usage);
+    family(&o, "queue_depth", "gauge", "Tasks not sent to a worker yet.");
     if (v->queue >= 0)
         put(&o, "memvisor_queue_depth %" PRId64 "\n", v->queue);
     family(&o, "tasks_in_flight", "gauge", "Tasks (requests) being worked on.");

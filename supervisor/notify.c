@@ -10,6 +10,7 @@
  */
 #include "notify.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +22,44 @@
 
 #include "util.h"
 
+/* libsystemd is loaded only under systemd (NOTIFY_SOCKET set), not linked: linked, every
+ * memvisor maps it and the six libraries it needs (libgcrypt, libgpg-error, liblzma,
+ * libzstd, liblz4, libcap), ~400 KiB resident (bench/footprint), and every exec shim loads
+ * them again before each worker starts. The prototypes still come from its header. */
+_Static_assert(
+    __builtin_types_compatible_p(__typeof__(&sd_notify),
+                                 __typeof__(((mv_notify_t *)0)->sd_notify)) &&
+        __builtin_types_compatible_p(__typeof__(&sd_watchdog_enabled),
+                                     __typeof__(((mv_notify_t *)0)->sd_watchdog_enabled)),
+    "libsystemd's prototypes");
+
+static int load_libsystemd(mv_notify_t *n)
+{
+    n->lib = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (!n->lib) {
+        const char *e = dlerror();
+        mv_warn(n->log, "notify_failed", MV_S("call", "dlopen"), MV_S("library", "libsystemd.so.0"),
+                MV_S("error", e ? e : "?"));
+        return -ENOENT;
+    }
+    *(void **)&n->sd_notify = dlsym(n->lib, "sd_notify");
+    *(void **)&n->sd_watchdog_enabled = dlsym(n->lib, "sd_watchdog_enabled");
+    if (!n->sd_notify || !n->sd_watchdog_enabled) {
+        mv_warn(n->log, "notify_failed", MV_S("call", "dlsym"), MV_S("library", "libsystemd.so.0"),
+                MV_S("error", "sd_notify or sd_watchdog_enabled missing"));
+        dlclose(n->lib);
+        n->lib = NULL;
+        return -ENOENT;
+    }
+    return 0;
+}
+
 /* Sends one message; a failure is counted, and the first one logged. `what` names the
  * message in the log line. */
 static void send_msg(mv_notify_t *n, const char *what, const char *msg)
 {
     const char *sock;
-    int r = sd_notify(0, msg);
+    int r = n->sd_notify(0, msg);
 
     if (r > 0)
         return;
@@ -80,10 +113,10 @@ int mv_notify_open(mv_notify_t *n, uv_loop_t *loop, mv_log_t *log)
 
     memset(n, 0, sizeof *n);
     n->log = log;
-    if (!sock || !*sock)
+    if (!sock || !*sock || load_libsystemd(n) < 0)
         return 0;
     /* 0 = no watchdog, or one meant for another process (WATCHDOG_PID). */
-    r = sd_watchdog_enabled(0, &usec);
+    r = n->sd_watchdog_enabled(0, &usec);
     if (r < 0) {
         const char *v = getenv("WATCHDOG_USEC");
         mv_warn(log, "notify_failed", MV_S("call", "sd_watchdog_enabled"),
@@ -143,7 +176,7 @@ void mv_notify_status(mv_notify_t *n, const char *fmt, ...)
     if (strcmp(text, n->status) == 0)
         return;
     snprintf(msg, sizeof msg, "STATUS=%s", text);
-    r = sd_notify(0, msg);
+    r = n->sd_notify(0, msg);
     if (r > 0) {
         memcpy(n->status, text, sizeof text);
         return;
@@ -184,6 +217,9 @@ void mv_notify_close(mv_notify_t *n)
     }
     n->timer_inited = false;
     n->enabled = false;
+    if (n->lib)
+        dlclose(n->lib);
+    n->lib = NULL;
 }
 
 bool mv_notify_env_private(const char *envvar)

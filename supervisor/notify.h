@@ -35,6 +35,9 @@ typedef struct mv_notify {
     uint64_t watchdog_usec;            /* WatchdogSec= for us; 0 = no watchdog */
     unsigned failures;                 /* failed sends, logged or not */
     char status[MV_NOTIFY_STATUS_MAX]; /* the last STATUS= sent */
+    void *lib;                         /* libsystemd, loaded when NOTIFY_SOCKET is set */
+    int (*sd_notify)(int unset_environment, const char *state);
+    int (*sd_watchdog_enabled)(int unset_environment, uint64_t *usec);
 } mv_notify_t;
 
 /* Reads NOTIFY_SOCKET and the watchdog variables (WATCHDOG_USEC, honoured only when

@@ -1,8 +1,8 @@
 /*
  * options: the one table of every configuration key (section, name, type, default, bounds,
  * one line of doc), and looking keys up in it, with "did you mean" for mistakes. The parser,
- * `-o`, `memvisor check`, conf/memvisor.ini and the README's table all follow this table
- * (the tests check the last two against it).
+ * `-o`, `memvisor check`, conf/memvisor.ini, the man page and docs/configuration.md all follow
+ * this table (the tests check the last three against it).
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -22,6 +22,7 @@ static const char *const reap_choices[] = {"auto", "yes", "no", NULL};
 static const char *const heap_choices[] = {"off", "preload", "auto", NULL};
 static const char *const python_malloc_choices[] = {"auto", "yes", "no", NULL};
 static const char *const confirm_choices[] = {"isolate", "off", NULL};
+static const char *const progress_choices[] = {"auto", "on", "off", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
  * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
@@ -125,6 +126,12 @@ const mv_option_t mv__options[] = {
         "a worker recycled for memory serves on (in handover until its replacement is ready; "
         "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
         "much, then drains; 0 = no bound"),
+    OPT(recycle, spares, MV_OPT_INT, "0", 0, 1024, NULL,
+        "workers kept started, in their own cgroups, to take a slot the moment one recycles; "
+        "they count against nothing until then"),
+    OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
+        "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
+        "replacement only starts its process"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "
@@ -189,6 +196,8 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
+          "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };
 
 const size_t mv__noptions = sizeof mv__options / sizeof mv__options[0];

@@ -137,6 +137,18 @@ uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms)
     return d > (uint64_t)max_ms ? (uint64_t)max_ms : d;
 }
 
+uint64_t mv_policy_spare_delay(int *streak, bool failure, uint64_t age_ms, int64_t min_ms,
+                               int64_t max_ms)
+{
+    if (!failure || age_ms >= (uint64_t)max_ms) {
+        *streak = 0;
+        return 0;
+    }
+    if (*streak < 1000) /* past a few, the backoff is at its bound anyway */
+        ++*streak;
+    return mv_policy_backoff(*streak, min_ms, max_ms);
+}
+
 bool mv_policy_spawn_hopeless(int err)
 {
     return err == -ENOENT || err == -EACCES || err == -ENOTDIR || err == -EISDIR ||

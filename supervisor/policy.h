@@ -13,6 +13,7 @@
  *   mv_policy_charge        what the task in hand of a dead worker is charged with
  *   mv_policy_gate          whether a planned recycle may start now (max_concurrent, spacing)
  *   mv_policy_backoff       the respawn delay of a crash-looping slot
+ *   mv_policy_spare_delay   when a spare that died is replaced (spares.h)
  *   mv_policy_spawn_hopeless whether a spawn error means the command can never start
  */
 #ifndef MV_POLICY_H
@@ -140,6 +141,14 @@ mv_gate_t mv_policy_gate(int recycling, int max_concurrent, uint64_t now_ms, uin
 /* Delay before respawning a slot after `crashes` consecutive crashes: none for the first
  * (a one-off crash costs nothing), then min, 2*min, 4*min ... bounded by max. */
 uint64_t mv_policy_backoff(int crashes, int64_t min_ms, int64_t max_ms);
+
+/* A spare is gone before it took a slot: the delay before the next spare starts, and the
+ * streak of spares that died young (*streak). One that lived at least max_ms (the longest
+ * backoff), or that was asked to go (failure false), ends the streak; one that died younger
+ * extends it, and the delay is the crash backoff of that streak. Spares never count toward
+ * crash_limit: a command that cannot start shows in the slots' own workers. */
+uint64_t mv_policy_spare_delay(int *streak, bool failure, uint64_t age_ms, int64_t min_ms,
+                               int64_t max_ms);
 
 /* Whether a spawn error (a negative errno) means the command can never start, so retrying
  * is pointless and the run ends. */

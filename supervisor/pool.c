@@ -88,9 +88,10 @@ static void backoff_closed_cb(uv_handle_t *h)
 /* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
 static void maybe_stopped(mv_pool_t *p)
 {
-    if (!p->stopping || p->members || p->closing)
+    if (!p->stopping || p->members || p->closing || !mv_spares_done(&p->spares))
         return;
     p->closing = true;
+    mv_spares_close(&p->spares, part_closed, p);
     mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
@@ -169,13 +170,15 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     }
     if (reason != MV_R_SHUTDOWN || !mv_worker_leaving(w))
         log_leaving(p, w, reason, "drain");
-    if (plan.replacement)
-        spawn_slot(p, w->slot);
     mv_watch_follow(&p->watch, &m->watch, plan.handover); /* its memory bounds the handover */
+    /* Its own way out first: a replacement taken from the spares is ready at once, and its
+     * readiness is what ends a handover. */
     if (plan.handover)
         mv_worker_handover(w, reason);
     else
         mv_worker_drain(w, reason);
+    if (plan.replacement)
+        spawn_slot(p, w->slot);
     return true;
 }
 
@@ -365,6 +368,8 @@ static void w_ready(mv_worker_t *w)
         return;
     }
     mv_dispatch_attach(&p->dispatch, w);
+    if (p->slots.slot[w->slot - 1].active == &m->seat)
+        mv_cgahead_prepare(&p->ahead, w->slot, p->slots.slot[w->slot - 1].gen + 1);
     /* Its capacity is there now: the workers it replaces can stop taking requests. */
     while ((n = mv_slots_ready(&p->slots, &m->seat, old, (int)MV_ARRAY_LEN(old))) > 0)
         for (int i = 0; i < n; i++) {
@@ -536,10 +541,9 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc)
+static mv_worker_opts_t worker_opts(const mv_pool_t *p)
 {
-    mv_member_t *m = calloc(1, sizeof *m);
-    mv_worker_opts_t o = {
+    return (mv_worker_opts_t){
         .loop = p->o.loop,
         .log = p->o.log,
         .cfg = p->o.cfg,
@@ -552,6 +556,30 @@ mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_
         .timeline = p->o.timeline,
         .heap = &p->heap,
     };
+}
+
+/* A ready spare takes the slot (spares.h): it is ready in this pass. */
+static bool adopt_spare(mv_pool_t *p, mv_member_t *m, uint32_t gen, const mv_wlimits_t *lim)
+{
+    if (!(m->w = mv_spares_take(&p->spares)))
+        return false;
+    mv_worker_adopt(m->w, m->seat.slot, gen, lim, &worker_events, m, p->o.timeline);
+    m->next = p->members;
+    p->members = m;
+    mv_watch_add(&p->watch, &m->watch, m->w);
+    mv_suspect_attach(&p->suspect, &m->suspect, m->w);
+    p->spawned++;
+    w_ready(m->w);
+    return true;
+}
+
+/* A new worker for `slot` with limits `lim` (pool_int.h): a spare if one is ready; else its
+ * cgroup (made ahead, or now in the thread pool), then its process. An escalation worker takes
+ * neither: a spare and a cgroup made ahead have the run's limits, not the task's raised ones. */
+mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc)
+{
+    mv_member_t *m = calloc(1, sizeof *m);
+    mv_worker_opts_t o = worker_opts(p);
     uint32_t gen;
 
     if (!m) {
@@ -563,8 +591,18 @@ mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_
     m->pool = p;
     m->esc = esc != NULL;
     m->esc_task = esc;
-    gen = esc ? mv_slots_take_extra(&p->slots, &m->seat, slot)
-              : mv_slots_take(&p->slots, &m->seat, slot);
+    if (esc) {
+        /* Beside the slot's own worker, never in the cgroup made ahead for its successor: a
+         * generation that cgahead is making is passed over (made twice, the directory would
+         * be one, and its removal would kill this worker). */
+        do
+            gen = mv_slots_take_extra(&p->slots, &m->seat, slot);
+        while (mv_cgahead_holds(&p->ahead, slot, gen));
+    } else {
+        gen = mv_slots_take(&p->slots, &m->seat, slot);
+        if (adopt_spare(p, m, gen, lim))
+            return m;
+    }
     m->w = mv_worker_new(&o, slot, gen, lim, &worker_events, m);
     if (!m->w) {
         if (!esc)
@@ -579,16 +617,34 @@ mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_
     p->members = m;
     mv_watch_add(&p->watch, &m->watch, m->w);
     mv_suspect_attach(&p->suspect, &m->suspect, m->w);
-    mv_worker_start(m->w);
+    if (esc)
+        mv_worker_start(m->w);
+    else
+        mv_worker_start_ahead(m->w, &p->ahead);
     return m;
 }
 
-/* A new worker for `slot`: its cgroup is made in the thread pool, then its process starts. */
+/* A new worker for `slot`, with the run's limits. */
 static void spawn_slot(mv_pool_t *p, int slot)
 {
     mv_wlimits_t lim = mv_policy_limits(p->o.cfg, rand01(p), rand01(p));
 
     mv__pool_spawn(p, slot, &lim, NULL);
+}
+
+static void spare_closed(void *arg)
+{
+    maybe_stopped(arg);
+}
+
+static const mv_spares_events_t spares_events = {spare_closed};
+
+/* The spares the configuration asks for now, started with its command (start, reload). */
+static void pool_spares(mv_pool_t *p)
+{
+    mv_worker_opts_t o = worker_opts(p);
+
+    mv_spares_reconfigure(&p->spares, &o, p->stopping ? 0 : p->o.cfg->recycle.spares);
 }
 
 static void backoff_cb(uv_timer_t *t)
@@ -687,7 +743,9 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->nslots = cfg->supervisor.workers;
     p->env = pool_env(o->env);
     p->slot = calloc((size_t)p->nslots, sizeof *p->slot);
-    if (!p->env || !p->slot || mv_slots_init(&p->slots, p->nslots, &sc) < 0) {
+    if (!p->env || !p->slot || mv_slots_init(&p->slots, p->nslots, &sc) < 0 ||
+        mv_cgahead_init(&p->ahead, o->loop, o->log, o->cg, p->nslots, cfg->recycle.cgroup_ahead) <
+            0) {
         mv_pool_free(p);
         return -ENOMEM;
     }
@@ -706,13 +764,15 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
-    p->open = 4; /* dispatch, watch, grace, spacer */
+    p->open = 5; /* dispatch, watch, grace, spacer, spares */
     mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     plan_heap(p, cfg);
+    mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
+    pool_spares(p); /* after the slots: their workers' cgroups come first */
     return 0;
 }
 
@@ -729,6 +789,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
+        mv_cgahead_drop(&p->ahead, false);
         mv__pool_esc_stop(p);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
@@ -738,6 +799,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
         if (graceful)
             uv_timer_start(&p->grace, grace_cb, (uint64_t)p->o.cfg->supervisor.grace_period, 0);
     }
+    mv_spares_stop(&p->spares, graceful);
     for (m = p->members; m; m = next) {
         next = m->next;
         if (graceful)
@@ -793,6 +855,9 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->slots.cfg.backoff_min = cfg->worker.backoff_min;
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
+    /* Spares and cgroups made ahead carry the old command and limits. */
+    mv_cgahead_drop(&p->ahead, cfg->recycle.cgroup_ahead);
+    pool_spares(p);
 }
 
 /* In slot order, a slot's retiring worker after its new one. */
@@ -803,6 +868,59 @@ static int cmp_view(const void *a, const void *b)
     if (x->slot != y->slot)
         return x->slot - y->slot;
     return x->recycling - y->recycling;
+}
+
+/* What the view shows of any worker: who it is and its memory as read (r NULL: not read). */
+static mv_worker_view_t view_of(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r,
+                                uint64_t now)
+{
+    return (mv_worker_view_t){
+        .slot = w->slot,
+        .gen = w->gen,
+        .pid = w->proc.pid,
+        .state = mv_wstate_name(w->state),
+        .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
+        .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
+        .usage = r ? r->usage : -1,
+        .peak = w->mem.peak,
+        .priv = r ? r->priv : -1,
+        .rss = r ? r->rss : -1,
+        .soft = w->lim.soft_bytes,
+        .hard = w->lim.hard_bytes,
+        .fds = r ? r->fds : -1,
+    };
+}
+
+/* The spares (slot 0): what they hold while they wait. 0 or -ENOMEM. */
+static int view_spares(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
+{
+    int n = 0;
+
+    v->spares_started = p->spares.started;
+    v->spares_taken = p->spares.taken;
+    v->spares_lost = p->spares.lost;
+    for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next)
+        n++;
+    if (n == 0)
+        return 0;
+    if (!(v->spares = calloc((size_t)n, sizeof *v->spares))) {
+        mv_pool_view_free(v);
+        return -ENOMEM;
+    }
+    for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next) {
+        mv_worker_t *w = sp->w;
+        const mv_reading_t *r;
+
+        if (w->state == MV_W_DEAD)
+            continue;
+        /* Nothing samples a spare (it is not watched): read it for the view. */
+        r = mv_fsm_has_process(w->state) ? mv_worker_read(w, false) : NULL;
+        v->spares[v->nspares] = view_of(p, w, r, now);
+        if (sp->ready && !sp->retire)
+            v->spares[v->nspares].state = "spare";
+        v->spares[v->nspares++].recycling = sp->retire;
+    }
+    return 0;
 }
 
 int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
@@ -842,40 +960,37 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             continue;
         wv = &v->workers[v->nworkers++];
         v->in_flight += w->count;
-        *wv = (mv_worker_view_t){
-            .slot = w->slot,
-            .gen = w->gen,
-            .pid = w->proc.pid,
-            .state = mv_wstate_name(w->state),
-            .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
-            .tasks = w->tasks_done,
-            .in_flight = w->count,
-            .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
-            .usage = r ? r->usage : -1,
-            .peak = w->mem.peak,
-            .priv = r ? r->priv : -1,
-            .rss = r ? r->rss : -1,
-            .soft = w->lim.soft_bytes,
-            .hard = w->lim.hard_bytes,
-            .fds = r ? r->fds : -1,
-            .active = p->slots.slot[w->slot - 1].active == &m->seat,
-            .recycling = why != MV_R_NONE,
-            .reason = why != MV_R_NONE ? mv_reason_name(why) : NULL,
-            .handover = m->seat.handover,
-            .task = w->count ? mv_worker_current(w)->id : 0,
-            .task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0,
-        };
+        *wv = view_of(p, w, r, now);
+        wv->tasks = w->tasks_done;
+        wv->in_flight = w->count;
+        wv->active = p->slots.slot[w->slot - 1].active == &m->seat;
+        wv->recycling = why != MV_R_NONE;
+        wv->reason = why != MV_R_NONE ? mv_reason_name(why) : NULL;
+        wv->handover = m->seat.handover;
+        wv->task = w->count ? mv_worker_current(w)->id : 0;
+        wv->task_s = w->count ? (double)(uv_hrtime() - w->win.started_ns) / 1e9 : 0.0;
     }
     qsort(v->workers, (size_t)v->nworkers, sizeof *v->workers, cmp_view);
-    return 0;
+    /* The figures a progress line shows (ticker.c). */
+    v->top = -1;
+    for (int i = 0; i < v->nworkers; i++) {
+        v->busy += v->workers[i].in_flight > 0;
+        if (v->workers[i].mem >= 0 && (v->top < 0 || v->workers[i].mem > v->workers[v->top].mem))
+            v->top = i;
+    }
+    for (int r = 1; r < MV_R_COUNT; r++)
+        v->recycled += r != MV_R_SHUTDOWN ? p->recycles[r] : 0;
+    return view_spares(p, v, now);
 }
 
 void mv_pool_view_free(mv_pool_view_t *v)
 {
     free(v->workers);
     free(v->slot_peak);
+    free(v->spares);
     v->workers = NULL;
     v->slot_peak = NULL;
+    v->spares = NULL;
 }
 
 void mv_pool_free(mv_pool_t *p)
@@ -884,6 +999,7 @@ void mv_pool_free(mv_pool_t *p)
     mv_experiment_free(&p->exp);
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
+    mv_cgahead_free(&p->ahead);
     free(p->slot);
     free(p->env);
     p->slot = NULL;

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include "cgahead.h"
 #include "cgroup.h"
 #include "config.h"
 #include "dispatch.h"
@@ -25,6 +26,7 @@
 #include "results.h"
 #include "rundir.h"
 #include "slots.h"
+#include "spares.h"
 #include "suspect.h"
 #include "tasks.h"
 #include "timeline.h"
@@ -102,6 +104,8 @@ typedef struct mv_pool {
     mv_watch_t watch;
     mv_suspect_t suspect;
     mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
+    mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
+    mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
     uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
@@ -148,6 +152,12 @@ typedef struct mv_pool_view {
     int64_t *slot_peak;        /* [nslots]: highest usage of any worker of each slot */
     mv_worker_view_t *workers; /* in slot order, a slot's retiring worker after its new one */
     int nworkers;
+    int busy;          /* workers with a task in flight */
+    uint64_t recycled; /* workers that left, for any reason but the run's end */
+    int top;           /* the worker using the most memory (index in workers); -1 = none read */
+    mv_worker_view_t *spares; /* slot 0, oldest first; `state` "spare" once ready */
+    int nspares;
+    uint64_t spares_started, spares_taken, spares_lost;
 } mv_pool_view_t;
 
 /* Sets up the pool and starts its workers. 0, or -errno before anything was started (no

@@ -79,9 +79,10 @@ static const spec_t result_spec[] = {
     STR("status"), STR("kind"), INT("mem_before", 0, MAX_BYTES), INT("mem_after", 0, MAX_BYTES),
     INT("mem_peak", 0, MAX_BYTES), INT("retained", -MAX_BYTES, MAX_BYTES),
     NUM("duration_ms", MAX_COUNT), INT("worker", 0, INT32_MAX), INT("pid", 0, INT32_MAX),
-    INT("heap_retained", -MAX_BYTES, MAX_BYTES)};
+    INT("heap_retained", -MAX_BYTES, MAX_BYTES), STR("started"), STR("ended"),
+    INT("gen", 1, UINT32_MAX)};
 enum { R_STATUS, R_KIND, R_BEFORE, R_AFTER, R_PEAK, R_RETAINED, R_DUR, R_SLOT, R_PID, R_HEAP,
-       R_N };
+       R_STARTED, R_ENDED, R_GEN, R_N };
 static const spec_t suspect_spec[] = {
     STR("kind"), NUM("per_task", MAX_BYTES), NUM("fds_per_task", MAX_COUNT), NUM("confidence", 1),
     STR("rule"), INT("worker", 0, INT32_MAX), INT("pid", 0, INT32_MAX), STR("snapshot"),

@@ -19,7 +19,9 @@
 
 #include "runlock.h"
 
-#define FLUSH_BYTES    (64 * 1024)
+/* Small batches: at a modest rate the buffers stay small (bench/footprint); at a high one
+ * results pile up while a job runs, so the batches grow by themselves. */
+#define FLUSH_BYTES    (16 * 1024)
 #define FLUSH_EVERY_MS 100
 #define BACKLOG_MAX    (1024 * 1024)
 #define RETRY_EVERY_MS 500
@@ -93,6 +95,17 @@ static void heap_json(json_t *o, const mv_heap_task_t *h)
     json_object_set_new(o, "heap_frees", h->frees >= 0 ? json_integer(h->frees) : json_null());
 }
 
+/* A wall-clock time as ISO 8601 UTC with microseconds; 0 = null (never happened). */
+static json_t *iso_or_null(int64_t us)
+{
+    char iso[48];
+
+    if (!us)
+        return json_null();
+    mv_iso_time_us(us, iso);
+    return json_string_nocheck(iso); /* ASCII digits and punctuation: nothing to check */
+}
+
 static int append_cb(const char *buffer, size_t size, void *data)
 {
     return mv_buf_append(data, buffer, size) < 0 ? -1 : 0;
@@ -110,8 +123,11 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
     json_object_set_new(o, "status", json_string(mv_status_name(res->status)));
     json_object_set_new(o, "attempts", json_integer(res->attempts));
     json_object_set_new(o, "worker", res->slot ? json_integer(res->slot) : json_null());
+    json_object_set_new(o, "gen", res->gen ? json_integer(res->gen) : json_null());
     json_object_set_new(o, "pid", res->pid ? json_integer(res->pid) : json_null());
     json_object_set_new(o, "kind", res->kind ? json_string(res->kind) : json_null());
+    json_object_set_new(o, "started", iso_or_null(res->started_us));
+    json_object_set_new(o, "ended", iso_or_null(res->ended_us));
     if (res->measured) {
         json_object_set_new(o, "mem_before", json_integer(res->mem_before));
         json_object_set_new(o, "mem_after", json_integer(res->mem_after));
@@ -354,6 +370,12 @@ static void after_job_cb(uv_work_t *req, int status)
         return;
     }
     mv_buf_reset(&r->batch);
+    /* What a burst grew is given back: a steady rate keeps its batches small. */
+    mv_buf_shrink(&r->batch, 4 * FLUSH_BYTES);
+    if (!r->encoded) { /* written: its text is not needed for a retry */
+        mv_buf_reset(&r->lines);
+        mv_buf_shrink(&r->lines, 4 * FLUSH_BYTES);
+    }
     if (r->stalled) {
         r->stalled = false;
         if (r->log)

@@ -51,15 +51,17 @@ typedef struct mv_result {
     uint64_t task;
     mv_status_t status;
     int attempts;
-    int slot; /* 0 = never ran */
+    int slot;     /* 0 = never ran */
+    uint32_t gen; /* the worker's generation; 0 = never ran */
     int pid;
     bool measured; /* the memory fields below are valid */
     int64_t mem_before, mem_after, mem_peak, retained;
-    const char *peak_source; /* "kernel" or "sampled" */
+    const char *peak_source; /* "kernel", "process" or "sampled" */
     int fds_before, fds_after;
     mv_heap_task_t heap; /* heap figures: heap.measured says whether there are any */
     double duration_ms;
-    const void *payload; /* result (ok) or error (failed/quarantined) */
+    int64_t started_us, ended_us; /* wall clock, Unix µs (docs/run-files.md); 0 = null */
+    const void *payload;          /* result (ok) or error (failed/quarantined) */
     size_t len;
     const mv_attempt_t *hist;
     int nhist;

@@ -37,6 +37,7 @@ static void pool_stopped_cb(void *arg)
 {
     mv_t *mv = arg;
 
+    mv_ticker_stop(mv);
     if (mv->control_open) {
         mv->control_open = false;
         mv_control_close(&mv->control, NULL, NULL);
@@ -663,15 +664,20 @@ int mv_run(mv_t *mv)
     if (r == 0)
         open_hostmem(mv);
     write_run_json(mv, 0, false);
+    if ((r = mv_ticker_start(mv)) < 0)
+        mv_warn(&mv->log, "progress_unavailable", MV_S("error", uv_strerror(r)));
     mv_tasks_pump(&mv->tasks);
     check_done(mv);
     uv_run(&mv->loop, UV_RUN_DEFAULT);
     mv->not_run = count_not_run(mv);
     code = exit_code(mv);
     write_run_json(mv, code, true);
+    if (mv->ticker.draw)
+        mv_log_flush(&mv->log, 1000); /* the progress line is erased before the summary */
     summary(mv, code);
 
 out:
+    mv_ticker_stop(mv);
     close_signals(mv);
     if (mv->control_open) {
         mv->control_open = false;

@@ -25,6 +25,7 @@
 #include "results.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "ticker.h"
 #include "timeline.h"
 
 struct mv;
@@ -59,7 +60,8 @@ typedef struct mv {
     mv_results_t results;
     mv_timeline_t timeline; /* <run dir>/timeline.csv; path NULL when not open */
     mv_pool_t pool;
-    bool service; /* no task source: workers make their own tasks (or none) */
+    mv_ticker_t ticker; /* progress: the line on a terminal, the status figures */
+    bool service;       /* no task source: workers make their own tasks (or none) */
     const mv_commands_t *commands;
     mv_listen_t listen; /* [service] listen sockets, or socket activation's */
     mv_control_t control;

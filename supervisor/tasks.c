@@ -7,15 +7,20 @@
  */
 #include "tasks.h"
 
+#include "job.h"
 #include "kind.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK (64 * 1024)
+/* A read parses every line it brought before read_ahead is checked: 16 KiB of short lines is
+ * already ~3,000 tasks queued (bench/footprint). */
+#define CHUNK       (16 * 1024)
+#define COUNT_CHUNK (1024 * 1024)
 
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len)
 {
@@ -191,6 +196,13 @@ void mv_tasks_feed(mv_tasks_t *t, const char *p, size_t n, bool eof)
         end_line(t, too_long);
 }
 
+/* The source ended: its total is what was read. */
+static void reached_end(mv_tasks_t *t)
+{
+    if (!t->error)
+        t->total = (int64_t)(t->loaded + t->skipped);
+}
+
 static void file_read_cb(uv_fs_t *req);
 
 static void start_file_read(mv_tasks_t *t)
@@ -227,6 +239,7 @@ static void file_read_cb(uv_fs_t *req)
     } else if (n == 0) {
         t->eof = true;
         mv_tasks_feed(t, NULL, 0, true);
+        reached_end(t);
     } else {
         t->offset += (uint64_t)n;
         mv_tasks_feed(t, t->chunk, (size_t)n, false);
@@ -260,6 +273,7 @@ static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         uv_read_stop(s);
         t->reading = false;
         mv_tasks_feed(t, NULL, 0, true);
+        reached_end(t);
     } else {
         mv_tasks_feed(t, buf->base, (size_t)n, false);
         if (t->queued >= t->read_ahead) {
@@ -295,6 +309,7 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
     memset(t, 0, sizeof *t);
     t->loop = loop;
     t->fd = -1;
+    t->total = -1;
     t->max_size = max_size;
     t->read_ahead = read_ahead ? read_ahead : 1;
     t->on_input = on_input;
@@ -377,9 +392,12 @@ int64_t mv_tasks_count_rest(const mv_tasks_t *t)
     return n;
 }
 
+static void stop_counting(mv_tasks_t *t);
+
 void mv_tasks_close(mv_tasks_t *t)
 {
     t->closed = true;
+    stop_counting(t);
     if (t->kind == MV_SRC_STREAM && t->stream_open) {
         t->stream_open = false;
         /* A stream on stdin: closing the handle closes fd 0, which is what we want. */
@@ -397,6 +415,7 @@ void mv_tasks_free(mv_tasks_t *t)
 {
     mv_task_t *task;
 
+    stop_counting(t);
     while ((task = mv_tasks_pop(t)))
         mv_task_free(task);
     if (t->kind == MV_SRC_FILE && t->own_fd && t->fd >= 0)
@@ -405,6 +424,123 @@ void mv_tasks_free(mv_tasks_t *t)
     mv_buf_free(&t->line);
     free(t->chunk);
     t->chunk = NULL;
+}
+
+/* ---- counting ahead ---------------------------------------------------------------------- */
+
+/* A count of the source's tasks, in the thread pool: its own fd (a dup: pread leaves the
+ * reader's offset alone), from where the reader started. */
+struct mv_count_job {
+    mv_job_t job; /* first: job.c frees the whole struct */
+    int fd;
+    off_t from;
+    atomic_bool stop; /* the source closed: give up at the next chunk */
+    int64_t lines;    /* -1: failed or stopped */
+};
+
+uint64_t mv_tasks_count_lines(const char *p, size_t n, bool *in_line)
+{
+    const char *end = p + n, *nl;
+    uint64_t k = 0;
+
+    while (p < end) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            *in_line = true;
+            break;
+        }
+        if (nl > p || *in_line)
+            k++;
+        *in_line = false;
+        p = nl + 1;
+    }
+    return k;
+}
+
+/* Thread pool: reads the file to its end, chunk by chunk, counting. */
+static void count_work(mv_job_t *j)
+{
+    struct mv_count_job *c = (struct mv_count_job *)j;
+    char *buf = malloc(COUNT_CHUNK);
+    off_t off = c->from;
+    bool open_line = false;
+    uint64_t k = 0;
+    ssize_t n;
+
+    c->lines = -1;
+    if (!buf)
+        goto out;
+    while (!atomic_load(&c->stop)) {
+        n = pread(c->fd, buf, COUNT_CHUNK, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto out;
+        if (n == 0) {
+            c->lines = (int64_t)(k + open_line);
+            break;
+        }
+        k += mv_tasks_count_lines(buf, (size_t)n, &open_line);
+        off += n;
+    }
+out:
+    free(buf);
+    close(c->fd);
+}
+
+/* Loop: the count is the total unless the reader got there first (or the source closed). */
+static void count_done(mv_job_t *j, void *owner, int cancelled)
+{
+    struct mv_count_job *c = (struct mv_count_job *)j;
+    mv_tasks_t *t = owner;
+
+    if (cancelled)
+        close(c->fd);
+    if (!t)
+        return;
+    t->counting = NULL;
+    if (!cancelled && c->lines >= 0 && t->total < 0)
+        t->total = c->lines;
+}
+
+int mv_tasks_count(mv_tasks_t *t)
+{
+    struct mv_count_job *c;
+    int r;
+
+    if (t->kind != MV_SRC_FILE || t->counting || t->total >= 0 || t->fd < 0)
+        return 0;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    /* Where the reader starts (stdin may be a file opened at an offset), before any read. */
+    c->from = lseek(t->fd, 0, SEEK_CUR);
+    c->fd = fcntl(t->fd, F_DUPFD_CLOEXEC, 0);
+    if (c->from < 0 || c->fd < 0) {
+        r = -errno;
+        if (c->fd >= 0)
+            close(c->fd);
+        free(c);
+        return r;
+    }
+    atomic_init(&c->stop, false);
+    r = mv_job_queue(t->loop, &c->job, count_work, count_done, t);
+    if (r < 0) {
+        close(c->fd);
+        free(c);
+        return r;
+    }
+    t->counting = c;
+    return 0;
+}
+
+static void stop_counting(mv_tasks_t *t)
+{
+    if (!t->counting)
+        return;
+    atomic_store(&t->counting->stop, true);
+    mv_job_detach(&t->counting->job);
+    t->counting = NULL;
 }
 
 const char *mv_task_kind(const mv_config_t *cfg, const mv_task_t *t, const uint8_t *named,

@@ -49,6 +49,9 @@ typedef struct mv_task {
     /* The hard limit it must run under, 0 = the pool's own: set by an escalation, and all a
      * task source that moves tasks between hosts needs to carry to route it (escalate.h). */
     int64_t limit;
+    int64_t sent_us; /* wall clock (Unix µs) its latest attempt was sent to a worker (a
+                      * service request: its BEGIN arrived); 0 = never */
+    uint32_t gen;    /* the generation of the worker it was last sent to */
     char data[];
 } mv_task_t;
 
@@ -87,6 +90,11 @@ typedef struct mv_tasks {
     uint64_t ended;  /* tasks that reached a final status */
     uint64_t requeued;
     uint64_t skipped; /* lines whose id is in `skip` */
+
+    /* Tasks in the source (its non-empty lines, resumed ones included): -1 until known, at
+     * the source's end or counted ahead by mv_tasks_count. */
+    int64_t total;
+    struct mv_count_job *counting; /* mv_tasks_count in flight, or NULL */
 
     const mv_idset_t *skip; /* ids that ended in an earlier run (resume); NULL = none */
     mv_tasks_cb on_input;   /* new tasks queued, EOF reached, or a read error */
@@ -134,6 +142,14 @@ static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
  * a file source with plain blocking reads: only for the summary, after the loop has ended.
  * -1 when it cannot be known (stdin, a read error). */
 int64_t mv_tasks_count_rest(const mv_tasks_t *t);
+/* Counts the tasks of a file source in the thread pool, ahead of the reader, so that `total`
+ * is known long before the reader gets to the end (progress, status). Nothing for a stream
+ * (its total is known at its end) or no source. 0 or -errno (the total then waits for the
+ * end). */
+int mv_tasks_count(mv_tasks_t *t);
+/* Non-empty lines in p[0..n) as mv_tasks_feed sees them: *in_line says a line is open at
+ * the end of a chunk (0 at the start; a last line without its newline is one more). */
+uint64_t mv_tasks_count_lines(const char *p, size_t n, bool *in_line);
 /* Stops reading and closes the source (a read in flight finishes and is dropped). */
 void mv_tasks_close(mv_tasks_t *t);
 /* Frees every queued task (after the loop ended). */

@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FLUSH_BYTES (64 * 1024)
+/* Small batches: at a modest rate the buffers stay small (bench/footprint); at a high one
+ * records pile up while a job runs, so the batches grow by themselves. */
+#define FLUSH_BYTES (16 * 1024)
 #define BACKLOG_MAX (1024 * 1024)
 #define GROUP       4 /* points a decimation folds into two */
 #define REASON_MAX  32
@@ -405,6 +407,10 @@ static void after_job_cb(uv_work_t *req, int status)
 
     tl->working = false;
     mv_buf_reset(&tl->batch);
+    /* What a burst grew is given back: a steady rate keeps its batches small. */
+    mv_buf_shrink(&tl->batch, 4 * FLUSH_BYTES);
+    mv_buf_reset(&tl->text); /* written (or the timeline failed): never needed again */
+    mv_buf_shrink(&tl->text, 4 * FLUSH_BYTES);
     if (!tl->error)
         tl->error = tl->job_error ? tl->job_error : status < 0 ? status : 0;
     if (tl->final || (tl->closing && tl->error)) {

@@ -68,6 +68,12 @@ void mv_buf_free(mv_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
+void mv_buf_shrink(mv_buf_t *b, size_t keep)
+{
+    if (mv_buf_unread(b) == 0 && b->cap > keep)
+        mv_buf_free(b);
+}
+
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 when it is invalid. */
 static size_t utf8_seq(const uint8_t *s, size_t n)
 {
@@ -172,17 +178,68 @@ uint64_t mv_now_ms(void)
     return uv_hrtime() / 1000000u;
 }
 
-void mv_iso_time(char out[48])
+int64_t mv_wall_us(void)
 {
     struct timespec ts;
-    struct tm tm;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
+/* Writes v as `n` digits, zero-padded, and returns the end. */
+static char *digits(char *p, int64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + n;
+}
+
+void mv_iso_time_us(int64_t us, char out[48])
+{
+    /* Floor divisions, so that a time before 1970 keeps a positive fraction. */
+    int64_t sec = us / 1000000 - (us % 1000000 < 0), frac = us - sec * 1000000;
+    int64_t days = sec / 86400 - (sec % 86400 < 0), tod = sec - days * 86400;
+    /* The civil date of a day count (H. Hinnant's days_from_civil, inverted): plain
+     * arithmetic where gmtime_r would take glibc's time zone lock for every result line. */
+    int64_t z = days + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
+    int64_t d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    int64_t y = yoe + era * 400 + (m <= 2);
+    char *p = out;
+
+    if (y < 0 || y > 9999) { /* no clock here says so: the general (slower) path */
+        time_t t = (time_t)sec;
+        struct tm tm;
+        size_t n;
+
+        if (!gmtime_r(&t, &tm) || !(n = strftime(out, 48, "%Y-%m-%dT%H:%M:%S", &tm)))
+            n = (size_t)snprintf(out, 48, "%lld", (long long)sec);
+        snprintf(out + n, 48 - n, ".%06dZ", (int)frac);
+        return;
+    }
+    p = digits(p, y, 4);
+    *p++ = '-';
+    p = digits(p, m, 2);
+    *p++ = '-';
+    p = digits(p, d, 2);
+    *p++ = 'T';
+    p = digits(p, tod / 3600, 2);
+    *p++ = ':';
+    p = digits(p, tod / 60 % 60, 2);
+    *p++ = ':';
+    p = digits(p, tod % 60, 2);
+    *p++ = '.';
     /* Microseconds: reactions measured in the log (bench/detect) are well under 1 ms. */
-    snprintf(out + n, 48 - n, ".%06dZ", (int)(ts.tv_nsec / 1000) % 1000000);
+    p = digits(p, frac, 6);
+    *p++ = 'Z';
+    *p = '\0';
+}
+
+void mv_iso_time(char out[48])
+{
+    mv_iso_time_us(mv_wall_us(), out);
 }
 
 void mv_fmt_bytes(int64_t bytes, char out[24])

@@ -34,6 +34,8 @@ static inline uint8_t *mv_buf_head(const mv_buf_t *b)
 }
 void mv_buf_reset(mv_buf_t *b);
 void mv_buf_free(mv_buf_t *b);
+/* Frees an empty buffer's storage when it grew past `keep` bytes (a burst is over). */
+void mv_buf_shrink(mv_buf_t *b, size_t keep);
 
 /* Whether s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool mv_utf8_valid(const void *s, size_t n);
@@ -46,6 +48,10 @@ char *mv_base64(const void *s, size_t n);
 uint64_t mv_now_ms(void);
 /* "2026-11-21T14:49:00.123456Z" into out[48]. */
 void mv_iso_time(char out[48]);
+/* The wall clock: microseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t mv_wall_us(void);
+/* A wall-clock time in microseconds as "2026-11-21T14:49:00.123456Z" (UTC) into out[48]. */
+void mv_iso_time_us(int64_t us, char out[48]);
 /* Human-readable bytes: "512.0 MiB" into out[24]. */
 void mv_fmt_bytes(int64_t bytes, char out[24]);
 

@@ -248,11 +248,35 @@ static void open_window(mv_worker_t *w, const mv_reading_t *r)
     if (r) {
         w->win.before = *r;
         w->win.peak_seen = r->usage;
-        if (w->has_cg && w->mem.reset_seq != w->mem.seq) {
-            mv_cg_reset_peak(&w->cg);
+        if (w->mem.reset_seq != w->mem.seq) {
+            if (w->has_cg)
+                mv_cg_reset_peak(&w->cg);
+            w->win.hwm_reset = mv_meter_reset_hwm(&w->mem.meter) == 0;
             w->mem.reset_seq = w->mem.seq;
         }
     }
+}
+
+/* The task's mem_peak (docs/run-files.md): the kernel's peak of the window when the cgroup
+ * has one; else the highest of the usage seen during it and the usage it began at plus how
+ * far the process's resident high-water mark rose above its resident size then. Read before
+ * the next window resets them. */
+static int64_t window_peak(mv_worker_t *w, const mv_reading_t *after, const char **source)
+{
+    const mv_reading_t *before = &w->win.before;
+    int64_t peak = MV_MAX(w->win.peak_seen, after->usage), hwm;
+
+    if (after->peak >= 0) {
+        *source = "kernel";
+        return after->peak;
+    }
+    *source = "sampled";
+    if (w->win.measured && w->win.hwm_reset && before->rss > 0 &&
+        (hwm = mv_meter_hwm(&w->mem.meter)) >= before->rss) {
+        *source = "process";
+        peak = MV_MAX(peak, before->usage + (hwm - before->rss));
+    }
+    return peak;
 }
 
 /* The task deadline of the task just begun, in a state that has one. */
@@ -421,11 +445,22 @@ static bool wants_heap_reports(const mv_worker_t *w, uint32_t version)
            w->o.cfg->leak.detect;
 }
 
+/* GO, in the version the worker's HELLO said, with its slot (and whether to send heap
+ * figures). */
+static void send_go(mv_worker_t *w)
+{
+    struct mvw_go go = {w->chan.version, (uint32_t)w->slot, w->cap,
+                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
+
+    if (wants_heap_reports(w, w->chan.version))
+        go.mode |= MVW_GO_HEAP;
+    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+    mv_chan_flush(&w->chan);
+}
+
 static void chan_hello(void *owner, uint32_t version)
 {
     mv_worker_t *w = owner;
-    struct mvw_go go = {version, (uint32_t)w->slot, w->cap,
-                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
     char what[96];
 
     if (version < MVW_PROTOCOL_MIN || version > MVW_PROTOCOL_VERSION) {
@@ -433,12 +468,10 @@ static void chan_hello(void *owner, uint32_t version)
                  version, MVW_PROTOCOL_MIN, MVW_PROTOCOL_VERSION);
         return mv_chan_fail(&w->chan, what);
     }
-    if (wants_heap_reports(w, version))
-        go.mode |= MVW_GO_HEAP;
     if (w->state != MV_W_SPAWNING)
-        return; /* asked to stop before it was ready: it gets STOP, not GO */
-    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
-    mv_chan_flush(&w->chan);
+        return;      /* asked to stop before it was ready: it gets STOP, not GO */
+    if (w->slot > 0) /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
+        send_go(w);
     mv_worker_became_ready(w);
 }
 
@@ -457,13 +490,15 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      payload,
                      n,
                      w->win.measured ? &before : NULL,
+                     task_reading(w, since_ns),
+                     0,
                      NULL,
-                     w->win.peak_seen,
                      (double)(since_ns - w->win.started_ns) / 1e6,
                      NULL};
 
-    a.after = task_reading(w, since_ns);
-    if (!a.after)
+    if (a.after)
+        a.peak = window_peak(w, a.after, &a.peak_source);
+    else
         a.before = NULL;
     /* The heap's "after" next to the kernel's; an api worker's own figures came with it. */
     mv_heapwin_close(
@@ -567,10 +602,12 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       status == 0 ? 0 : strlen(what),
                       w->win.measured ? &before : NULL,
                       task_reading(w, w->chan.rx_ns),
-                      w->win.peak_seen,
+                      0,
+                      NULL,
                       (double)(uv_hrtime() - w->win.started_ns) / 1e6,
                       NULL};
     if (a.after) {
+        a.peak = window_peak(w, a.after, &a.peak_source);
         w->end_reading = *a.after;
         w->have_end = true;
     } else {
@@ -937,8 +974,10 @@ static void start_process(mv_worker_t *w)
         step(w, MV_EV_SPAWN_FAILED);
         return;
     }
-    w->mem.meter_ok = mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
-                                    w->lim.soft_bytes) == 0;
+    /* memory.stat only for the private metric (the rss one never needs the cgroup's anon). */
+    w->mem.meter_ok =
+        mv_meter_open(&w->mem.meter, w->proc.pid, w->has_cg ? &w->cg : NULL,
+                      w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->lim.soft_bytes : 0) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
@@ -1027,4 +1066,44 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     mv_proc_init(&w->proc, &proc_events, w);
     w->open = 4; /* the two timers, the channel and the process */
     return w;
+}
+
+/* ---- spares and cgroups made ahead (pool.h: spares.h, cgahead.h) ---- */
+
+void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
+{
+    mv_cgw_t cg;
+    mv_job_t *job = NULL;
+
+    switch (mv_cgahead_take(ahead, w->slot, w->gen, &cg, &job)) {
+    case MV_AHEAD_READY: cg_created(w, 0, &cg, ""); break;
+    case MV_AHEAD_MAKING: /* its job is ours now: closing the worker detaches it, as usual */
+        w->cg_job = job;
+        mv_cg_create_retarget(job, cg_created, w);
+        break;
+    default: mv_worker_start(w); break;
+    }
+}
+
+void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
+                     const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline)
+{
+    mv_info(w->o.log, "spare_taken", MV_I("worker", slot), MV_I("gen", gen),
+            MV_I("pid", w->proc.pid), MV_I("spare", w->gen),
+            MV_I("waited_ms", (long long)(mv_now_ms() - w->ready_ms)));
+    w->slot = slot;
+    w->gen = gen;
+    w->lim = *lim;
+    w->ev = ev;
+    w->data = data;
+    w->o.timeline = timeline;
+    /* Its life in a slot starts now: max_lifetime counts from here, and its first task's
+     * "before" is read now, not taken from its readiness (it may have waited long). */
+    w->spawned_ms = mv_now_ms();
+    w->idle_ns = uv_hrtime();
+    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello)
+        send_go(w);
+    if (timeline)
+        mv_timeline_mark(timeline, &(mv_tl_mark_t){slot, gen, MV_TL_SPAWN, "spare", w->proc.pid,
+                                                   w->lim.soft_bytes, w->lim.hard_bytes, 0});
 }

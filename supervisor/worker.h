@@ -38,6 +38,7 @@
 
 #include <uv.h>
 
+#include "cgahead.h"
 #include "cgroup.h"
 #include "channel.h"
 #include "config.h"
@@ -87,7 +88,8 @@ typedef struct mv_answer {
     size_t len;
     const mv_reading_t *before; /* at the start of its window; NULL: not measured */
     const mv_reading_t *after;  /* at its answer; NULL: not measured */
-    int64_t peak_seen;          /* the highest usage sampled during the task */
+    int64_t peak;               /* mem_peak (docs/run-files.md), with after */
+    const char *peak_source;    /* "kernel", "process" or "sampled" */
     double duration_ms;
     const mv_heap_task_t *heap; /* its heap figures (heapmon.h); NULL: none */
 } mv_answer_t;
@@ -143,7 +145,8 @@ typedef struct mv_wmem {
 typedef struct mv_window {
     bool measured; /* `before` holds a reading */
     mv_reading_t before;
-    int64_t peak_seen;
+    int64_t peak_seen; /* the highest usage sampled during it */
+    bool hwm_reset;    /* the process's high-water mark was reset at its start */
     uint64_t started_ns;
 } mv_window_t;
 
@@ -215,6 +218,17 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
 /* Makes its cgroup (in the thread pool), then starts its process. What happens is reported
  * by on_ready or on_gone (which may come before this returns, when it cannot start). */
 void mv_worker_start(mv_worker_t *w);
+
+/* mv_worker_start with the cgroup made ahead for its slot and generation (cgahead.h): its
+ * process starts at once when that cgroup is made, or when its job ends; without one it
+ * makes its own. */
+void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead);
+/* A spare (a worker made for slot 0: its api HELLO gets no GO, its MEMVISOR_SLOT is 0) takes
+ * `slot` as generation `gen`: it gets its limits, its owner's events and the run's timeline,
+ * and an api worker its GO (carrying the slot). Ready spares only; nothing is reported (the
+ * owner treats it as ready). */
+void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
+                     const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline);
 
 /* Sends a task (queued: mv_worker_flush sends what a pass queued). */
 void mv_worker_send_task(mv_worker_t *w, mv_task_t *t);

@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 62);
+    ck_assert_uint_eq(n, 65);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -257,6 +257,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "max_concurrent = 1024\n"
                                        "spacing = 2s\n"
                                        "handover_headroom = 1G\n"
+                                       "spares = 3\n"
+                                       "cgroup_ahead = no\n"
                                        "[service]\n"
                                        "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
                                        "backlog = 16\n"
@@ -287,7 +289,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
-                                       "file = /var/log/memvisor.log\n";
+                                       "file = /var/log/memvisor.log\n"
+                                       "progress = on\n";
 
 START_TEST(test_roundtrip)
 {
@@ -328,6 +331,8 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.limits.sample_interval, 1);
     ck_assert_int_eq(c.recycle.max_concurrent, 1024);
     ck_assert_int_eq(c.recycle.spacing, 2000);
+    ck_assert_int_eq(c.recycle.spares, 3);
+    ck_assert_int_eq(c.recycle.cgroup_ahead, 0);
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
     ck_assert_int_eq(c.service.backlog, 16);
     ck_assert_str_eq(c.control.socket, "/run/memvisor.sock");
@@ -360,6 +365,7 @@ START_TEST(test_roundtrip)
     ck_assert_str_eq(c.worker.group, "0");
     ck_assert_str_eq(c.limits.escalate, "1.5x");
     ck_assert_int_eq(c.limits.escalate_max, INT64_C(3) << 40);
+    ck_assert_int_eq(c.log.progress, MV_PROGRESS_ON);
     ck_assert_str_eq(c.path, path);
     if (geteuid() == 0) {
         ck_assert_int_eq(mv_config_finish(&c, &e), 0);
@@ -1238,13 +1244,14 @@ static void words_are(const char *s, ...)
     mv_argv_free(argv);
 }
 
-/* The README's option table names every key with its default (it is generated from
- * conf/memvisor.ini; this keeps it from drifting from the code). */
-START_TEST(test_readme_table)
+/* docs/configuration.md's table has one row per key, exactly: its default, whether a reload
+ * applies it, and its doc line from the table in options.c; and no row for a key that is
+ * not one. So the page cannot drift from the code. */
+START_TEST(test_configuration_table)
 {
-    FILE *f = fopen(MV_SOURCE_DIR "/README.md", "r");
+    FILE *f = fopen(MV_SOURCE_DIR "/docs/configuration.md", "r");
     static char text[1 << 17];
-    size_t n, count;
+    size_t n, count, rows = 0;
     const mv_option_t *o = mv_config_options(&count);
 
     ck_assert_ptr_nonnull(f);
@@ -1252,13 +1259,19 @@ START_TEST(test_readme_table)
     fclose(f);
     text[n] = '\0';
     for (size_t i = 0; i < count; i++) {
-        char row[256];
+        char row[512], def[80];
+
         if (*o[i].def)
-            snprintf(row, sizeof row, "| `[%s] %s` | `%s` |", o[i].section, o[i].name, o[i].def);
+            snprintf(def, sizeof def, "`%s`", o[i].def);
         else
-            snprintf(row, sizeof row, "| `[%s] %s` | (empty) |", o[i].section, o[i].name);
-        ck_assert_msg(strstr(text, row) != NULL, "README.md has no row starting %s", row);
+            snprintf(def, sizeof def, "(empty)");
+        snprintf(row, sizeof row, "\n| `[%s] %s` | %s | %s | %s |\n", o[i].section, o[i].name, def,
+                 o[i].reload ? "yes" : "restart", o[i].doc);
+        ck_assert_msg(strstr(text, row) != NULL, "docs/configuration.md has no row%s", row);
     }
+    for (const char *p = text; (p = strstr(p, "\n| `[")); p++)
+        rows++;
+    ck_assert_uint_eq(rows, count);
 }
 END_TEST
 
@@ -1346,7 +1359,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_finish_workers);
     tcase_add_test(tc, test_shipped_conf);
-    tcase_add_test(tc, test_readme_table);
+    tcase_add_test(tc, test_configuration_table);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("units");

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "suites.h"
@@ -91,6 +92,81 @@ START_TEST(result_lines_carry_memory_and_payloads)
     ck_assert_int_ge(jint(j, "mem_peak"), jint(j, "mem_after"));
     ck_assert_int_gt(jint(j, "fds_after"), 2);
     ck_assert(json_is_real(json_object_get(j, "duration_ms")));
+    run_free(&r);
+}
+END_TEST
+
+/* "2026-11-21T16:00:00.123456Z" -> Unix µs, failing the test on any other shape. */
+static long long iso_us(json_t *o, const char *key)
+{
+    const char *s = jstr(o, key);
+    struct tm tm = {0};
+    int us = -1, n = 0;
+
+    ck_assert_msg(s != NULL, "%s: not a string", key);
+    ck_assert_msg(sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                         &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &us, &n) == 7 &&
+                      n == 27 && s[n] == '\0',
+                  "%s: %s is not ISO 8601 UTC with microseconds", key, s);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm) * 1000000 + us;
+}
+
+/* started (sent to the worker) <= ended (answer received), both within the run; gen counts
+ * the slot's workers; a quarantined task has its last attempt's times and generation (the
+ * worker that died), a line that never reached a worker has neither. */
+START_TEST(result_lines_carry_times_and_generation)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 30), *t;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=10",
+                          "-o",
+                          "tasks.max_size=64",
+                          "-o",
+                          "tasks.max_attempts=2",
+                          "--",
+                          MVTEST,
+                          NULL};
+    long long before = (long long)time(NULL) * 1000000, after;
+    char want[96];
+    json_t *j;
+    size_t n = strlen(tasks);
+
+    /* Line 31: the poison task; line 32: too long to be a task. */
+    t = malloc(n + 200);
+    snprintf(t, n + 200, "%scrash\n%0100d\n", tasks, 0);
+    ck_assert_int_eq(run_batch(&r, t, args), 1);
+    after = ((long long)time(NULL) + 1) * 1000000;
+    run_assert_once(&r, 32, NULL);
+    for (size_t i = 1; i <= 30; i++) {
+        j = run_result(&r, i);
+        ck_assert_int_le(before, iso_us(j, "started"));
+        ck_assert_int_le(iso_us(j, "started"), iso_us(j, "ended"));
+        ck_assert_int_le(iso_us(j, "ended"), after);
+        /* One worker recycled every 10 tasks, in task order: generations 1, 2, 3. */
+        ck_assert_int_eq(jint(j, "gen"), (long long)(i - 1) / 10 + 1);
+    }
+    j = run_result(&r, 31);
+    ck_assert_str_eq(jstr(j, "status"), "quarantined");
+    ck_assert_int_le(iso_us(j, "started"), iso_us(j, "ended"));
+    ck_assert_int_le(iso_us(run_result(&r, 30), "ended"), iso_us(j, "started"));
+    /* Its generation is the one of the worker its last attempt died on. */
+    snprintf(want, sizeof want, "event=exit worker=1 gen=%lld pid=%lld", jint(j, "gen"),
+             jint(json_array_get(json_object_get(j, "attempt_errors"), 1), "pid"));
+    ck_assert_msg(run_count(&r, want) == 1, "no log line %s", want);
+    ck_assert_int_ge(jint(j, "gen"), 5); /* 3 for the ok tasks, then one per attempt */
+    j = run_result(&r, 32);
+    ck_assert_str_eq(jstr(j, "status"), "failed");
+    ck_assert(json_is_null(json_object_get(j, "started")));
+    ck_assert(json_is_null(json_object_get(j, "gen")));
+    ck_assert_int_le(before, iso_us(j, "ended"));
+    free(t);
+    free(tasks);
     run_free(&r);
 }
 END_TEST
@@ -488,6 +564,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, recycles_on_task_count);
     tcase_add_test(batch, recycles_on_memory_before_the_hard_limit);
     tcase_add_test(batch, result_lines_carry_memory_and_payloads);
+    tcase_add_test(batch, result_lines_carry_times_and_generation);
     tcase_add_test(batch, prefetch_pipelines_and_recycles_lose_nothing);
     tcase_add_test(batch, lines_protocol_with_a_shell_worker);
     tcase_add_test(batch, lines_protocol_with_python);

@@ -302,6 +302,32 @@ START_TEST(without_the_preload_an_api_worker_reports_its_own)
 }
 END_TEST
 
+/* A hot spare hears GO when it takes a slot: with the heap flag too, so its tasks carry the
+ * worker's own figures like any other worker's; and it was started with the preload. */
+START_TEST(a_spare_that_takes_a_slot_has_heap_figures)
+{
+    const char *off[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
+                         "-o", "limits.max_tasks=2",   "-o", "leak.heap=off",
+                         NULL};
+    const char *on[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
+                        "-o", "limits.max_tasks=2",   NULL};
+    const char *argv[] = {MVTEST, NULL};
+    const char *tasks = "sleep 300\nalloc 1\nalloc 1\nalloc 3\n";
+    mvrun_t r;
+
+    run_with(&r, tasks, off, argv);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spare_taken"));
+    ck_assert_str_eq(jstr(run_result(&r, 4), "heap_source"), "worker");
+    ck_assert_int_ge(jint(run_result(&r, 4), "heap_retained"), 3 * MiB);
+    run_free(&r);
+    run_with(&r, tasks, on, argv);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spare_taken"));
+    ck_assert_str_eq(jstr(run_result(&r, 4), "heap_source"), "preload");
+    ck_assert_int_ge(jint(run_result(&r, 4), "heap_retained"), 3 * MiB);
+    run_free(&r);
+}
+END_TEST
+
 Suite *heapwire_suite(void)
 {
     Suite *s = suite_create("heapwire");
@@ -317,6 +343,7 @@ Suite *heapwire_suite(void)
     tcase_add_test(runs, no_heap_figures_when_off);
     tcase_add_test(runs, python_gets_pythonmalloc_unless_it_has_one);
     tcase_add_test(runs, without_the_preload_an_api_worker_reports_its_own);
+    tcase_add_test(runs, a_spare_that_takes_a_slot_has_heap_figures);
     suite_add_tcase(s, unit);
     suite_add_tcase(s, runs);
     return s;

@@ -324,6 +324,171 @@ START_TEST(a_log_reader_that_stalls_stalls_nothing_else)
 }
 END_TEST
 
+/* ---- unit: the status line ------------------------------------------------------------- */
+
+/* A log on a pipe the test reads, with the status line on the same fd (a terminal would be). */
+static void open_piped_status(void)
+{
+    char path[64];
+
+    ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", pipefd[1]);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    ck_assert_ptr_nonnull(lg.writer);
+    mv_log_status_open(&lg, lg.fd);
+    lg_open = true;
+}
+
+/* What the pipe holds now (the writer has flushed): appended to b, NUL-terminated. */
+static void read_now(mv_buf_t *b)
+{
+    ck_assert_int_eq(mv_log_flush(&lg, 5000), 0);
+    for (;;) {
+        int avail = 0;
+        ssize_t n;
+
+        ck_assert_int_eq(ioctl(pipefd[0], FIONREAD, &avail), 0);
+        if (avail == 0)
+            break;
+        ck_assert_int_eq(mv_buf_reserve(b, (size_t)avail + 1), 0);
+        n = read(pipefd[0], b->data + b->len, (size_t)avail);
+        ck_assert_int_gt(n, 0);
+        b->len += (size_t)n;
+    }
+    ck_assert_int_eq(mv_buf_reserve(b, 1), 0);
+    b->data[b->len] = '\0';
+}
+
+/* Drawn, erased before a log line, redrawn after it; erased when cleared. */
+START_TEST(status_line_is_erased_for_log_lines_and_redrawn)
+{
+    mv_buf_t b = {0};
+    screen_t sc;
+    size_t bad;
+
+    open_piped_status();
+    mv_log_status(&lg, "3/10 30%");
+    read_now(&b);
+    ck_assert_str_eq((char *)b.data, "\r3/10 30%\033[K");
+    mv_info(&lg, "recycle", MV_I("worker", 1));
+    read_now(&b);
+    ck_assert_msg(screen_parse((char *)b.data, b.len, &sc, &bad), "cut at %zu: %s", bad, b.data);
+    ck_assert_uint_eq(sc.nlines, 1);
+    ck_assert_ptr_nonnull(strstr(sc.lines[0], "info  event=recycle worker=1"));
+    ck_assert_uint_eq(sc.ndraws, 2);
+    ck_assert_str_eq(sc.draws[1], "3/10 30%");
+    ck_assert_uint_eq(sc.erasures, 1);
+    ck_assert(!sc.erased_last);
+    screen_free(&sc);
+    /* The same text again draws nothing; control bytes never reach the terminal. */
+    b.len = 0;
+    mv_log_status(&lg, "3/10 30%");
+    read_now(&b);
+    ck_assert_uint_eq(b.len, 0);
+    mv_log_status(&lg, "a\nb\033c\r");
+    read_now(&b);
+    ck_assert_str_eq((char *)b.data, "\ra?b?c?\033[K");
+    /* Cleared: erased, and nothing is drawn for log lines that follow. */
+    b.len = 0;
+    mv_log_status(&lg, NULL);
+    mv_info(&lg, "exit", MV_I("worker", 1));
+    read_now(&b);
+    ck_assert_msg(screen_parse((char *)b.data, b.len, &sc, &bad), "cut at %zu", bad);
+    ck_assert_uint_eq(sc.ndraws, 0);
+    ck_assert_uint_eq(sc.erasures, 1);
+    ck_assert_uint_eq(sc.nlines, 1);
+    screen_free(&sc);
+    mv_buf_free(&b);
+}
+END_TEST
+
+/* Log lines and status updates as fast as they come, for a while: every log line arrives
+ * whole and in order, and the line is drawn at most every MV_LOG_STATUS_EVERY_MS. */
+START_TEST(status_line_never_cuts_a_log_line_and_is_drawn_four_times_a_second_at_most)
+{
+    char path[96], text[64];
+    uint64_t t0, elapsed;
+    screen_t sc;
+    size_t bad;
+    char *out;
+    int i;
+
+    snprintf(path, sizeof path, "%s/terminal", tmp);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    lg_open = true;
+    mv_log_status_open(&lg, lg.fd); /* a file stands for the terminal: it keeps every byte */
+    t0 = mv_now_ms();
+    for (i = 0; mv_now_ms() - t0 < 700; i++) {
+        snprintf(text, sizeof text, "%d/? %d.0/s", i, i * 3);
+        mv_log_status(&lg, text);
+        mv_info(&lg, "line", MV_I("i", i), MV_S("text", "some words to make it longer"));
+        usleep(500);
+    }
+    ck_assert_int_eq(mv_log_flush(&lg, 5000), 0); /* the last line is drawn again */
+    elapsed = mv_now_ms() - t0;
+    mv_log_close(&lg);
+    lg_open = false;
+    out = read_text(path);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(screen_parse(out, strlen(out), &sc, &bad), "cut at %zu: %.80s", bad, out + bad);
+    ck_assert_uint_eq(sc.nlines, (size_t)i);
+    for (size_t k = 0; k < sc.nlines; k++) {
+        char want[48];
+
+        snprintf(want, sizeof want, " info  event=line i=%zu text=", k);
+        ck_assert_msg(strstr(sc.lines[k], want) != NULL, "line %zu: %s", k, sc.lines[k]);
+    }
+    ck_assert_uint_ge(sc.ndraws, 2);
+    ck_assert_msg(sc.ndraws <= elapsed / MV_LOG_STATUS_EVERY_MS + 1, "%zu draws in %llu ms",
+                  sc.ndraws, (unsigned long long)elapsed);
+    ck_assert(sc.erased_last); /* close erased it */
+    screen_free(&sc);
+    free(out);
+}
+END_TEST
+
+/* Log to a file, status line on a terminal of its own: log lines are never touched. */
+START_TEST(status_line_on_another_fd_leaves_the_log_alone)
+{
+    char path[96];
+    mv_buf_t b = {0};
+    char *log;
+
+    snprintf(path, sizeof path, "%s/log", tmp);
+    ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    lg_open = true;
+    mv_log_status_open(&lg, pipefd[1]);
+    mv_log_status(&lg, "1/2");
+    mv_info(&lg, "spawn", MV_I("worker", 1));
+    read_now(&b);
+    ck_assert_str_eq((char *)b.data, "\r1/2\033[K");
+    mv_log_close(&lg);
+    lg_open = false;
+    log = read_text(path);
+    ck_assert_ptr_nonnull(strstr(log, "event=spawn worker=1\n"));
+    ck_assert_ptr_null(strchr(log, '\r'));
+    ck_assert_ptr_null(strchr(log, '\033'));
+    free(log);
+    /* Closing the log erased the line on its terminal. */
+    b.len = 0;
+    for (;;) {
+        ssize_t n;
+
+        ck_assert_int_eq(mv_buf_reserve(&b, 64), 0);
+        n = read(pipefd[0], b.data + b.len, 63);
+        if (n <= 0)
+            break;
+        b.len += (size_t)n;
+        if (b.len >= 4)
+            break;
+    }
+    b.data[b.len] = '\0';
+    ck_assert_str_eq((char *)b.data, "\r\033[K");
+    mv_buf_free(&b);
+}
+END_TEST
+
 Suite *log_suite(void)
 {
     Suite *s = suite_create("log");
@@ -337,6 +502,9 @@ Suite *log_suite(void)
     tcase_add_test(tc, events_file_gets_every_event_while_the_log_stalls);
     tcase_add_test(tc, close_gives_up_on_a_reader_that_never_comes_back);
     tcase_add_test(tc, a_reader_that_leaves_costs_nothing);
+    tcase_add_test(tc, status_line_is_erased_for_log_lines_and_redrawn);
+    tcase_add_test(tc, status_line_never_cuts_a_log_line_and_is_drawn_four_times_a_second_at_most);
+    tcase_add_test(tc, status_line_on_another_fd_leaves_the_log_alone);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("e2e");

@@ -37,8 +37,9 @@ static const mv_metrics_count_t suspects[] = {{"parse", 1}, {"a\"b\\c\nd\xff", 2
 
 static mv_metrics_view_t view(void)
 {
-    return (mv_metrics_view_t){slots, 2, tasks, 3,    recycles, 2,    suspects, 2,         5, 1, 1,
-                               7,     1, 3.25,  true, false,    true, 1 << 30,  2LL << 30, 4};
+    return (mv_metrics_view_t){slots, 2,     tasks, 3,       recycles,  2,    suspects, 2,
+                               5,     1,     1,     7,       1,         3.25, 2,        8 << 20,
+                               true,  false, true,  1 << 30, 2LL << 30, 4};
 }
 
 static char *render(void)
@@ -76,6 +77,8 @@ START_TEST(test_render_lines)
         strstr(t, "memvisor_leak_suspects_total{kind=\"a\\\"b\\\\c\\nd\xef\xbf\xbd\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_workers_spawned_total 5\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_queue_depth 7\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_spares 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_spares_usage_bytes 8388608\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_dispatch_paused{reason=\"host_memory\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_dispatch_paused{reason=\"results_backlog\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_host_memory_available_bytes 1073741824\n"));

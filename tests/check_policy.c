@@ -136,6 +136,31 @@ START_TEST(every_reason_that_applies)
 }
 END_TEST
 
+/* Spares that die young back off like a crashing slot, without counting as crashes; one that
+ * lived the longest backoff, or was asked to go, ends the streak. */
+START_TEST(spare_delay_backs_off_and_resets)
+{
+    int streak = 0;
+
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, true, 5, 100, 10000), 0); /* first: now */
+    ck_assert_int_eq(streak, 1);
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, true, 5, 100, 10000), 100);
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, true, 5, 100, 10000), 200);
+    ck_assert_int_eq(streak, 3);
+    for (int i = 0; i < 20; i++)
+        mv_policy_spare_delay(&streak, true, 5, 100, 10000);
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, true, 5, 100, 10000), 10000); /* bound */
+    /* Lived as long as the longest backoff: not a young death. */
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, true, 10000, 100, 10000), 0);
+    ck_assert_int_eq(streak, 0);
+    mv_policy_spare_delay(&streak, true, 5, 100, 10000);
+    mv_policy_spare_delay(&streak, true, 5, 100, 10000);
+    /* Retired by memvisor (reload, stop): no failure at all. */
+    ck_assert_uint_eq(mv_policy_spare_delay(&streak, false, 5, 100, 10000), 0);
+    ck_assert_int_eq(streak, 0);
+}
+END_TEST
+
 START_TEST(backoff_grows_and_is_bounded)
 {
     ck_assert_uint_eq(mv_policy_backoff(0, 100, 10000), 0);
@@ -318,6 +343,7 @@ Suite *policy_suite(void)
     tcase_add_test(tc, jitter_draws);
     tcase_add_test(tc, every_reason_that_applies);
     tcase_add_test(tc, backoff_grows_and_is_bounded);
+    tcase_add_test(tc, spare_delay_backs_off_and_resets);
     tcase_add_test(tc, reason_names);
     tcase_add_test(tc, takes_tasks);
     tcase_add_test(tc, premature_and_failure);

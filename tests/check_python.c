@@ -2,7 +2,8 @@
  * The pure-Python worker module (worker-api/python/memvisor_worker.py) and memvisor.Pool
  * (worker-api/python/memvisor/): their unittest suites (tests/python/), run by python3 from
  * the source tree (the Pool's with this build's memvisor as $MEMVISOR_BIN), and the Python
- * examples (examples/python/) as `api` workers of the real memvisor binary.
+ * examples (examples/python/) as `api` workers of the real memvisor binary; and the README and
+ * docs/ against the real binary (tests/python/test_docs.py).
  *
  * Python must not write __pycache__ into the source tree that other builds share:
  * PYTHONDONTWRITEBYTECODE is set for python3 and, through memvisor, for its workers.
@@ -50,6 +51,13 @@ END_TEST
 START_TEST(pool_unittests_pass)
 {
     unittests_pass("tests/python/test_pool.py");
+}
+END_TEST
+
+/* The README and docs/ against the real binary and the source (tests/python/test_docs.py). */
+START_TEST(docs_unittests_pass)
+{
+    unittests_pass("tests/python/test_docs.py");
 }
 END_TEST
 
@@ -174,6 +182,54 @@ START_TEST(mixed_with_prefetch_recycles_and_loses_nothing)
 }
 END_TEST
 
+/* A module worker through the real memvisor: a handler's exception fails its task with the
+ * type, message and traceback (the raising line named); a dict or list result is written as
+ * JSON; str as it is. */
+START_TEST(module_worker_sends_tracebacks_and_json)
+{
+    static const char worker[] = "import sys\n"
+                                 "sys.path.insert(0, '" SOURCE_DIR "/worker-api/python')\n"
+                                 "import memvisor_worker\n"
+                                 "\n"
+                                 "def parse(text):\n"
+                                 "    raise ValueError('no number in ' + text)\n"
+                                 "\n"
+                                 "def handle(task):\n"
+                                 "    verb, _, rest = task.text.partition(' ')\n"
+                                 "    if verb == 'parse':\n"
+                                 "        return parse(rest)\n"
+                                 "    if verb == 'dict':\n"
+                                 "        return {'words': rest.split(), 'n': len(rest)}\n"
+                                 "    if verb == 'list':\n"
+                                 "        return [1, 'two', None]\n"
+                                 "    return rest\n"
+                                 "\n"
+                                 "memvisor_worker.main(handle)\n";
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", "python3", NULL, NULL};
+    const char *err;
+    mvrun_t r;
+
+    run_init(&r, "parse abc\ndict a b\nlist\nplain text\n");
+    args[5] = run_file(&r, "w.py", worker);
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 1);
+    run_assert_once(&r, 4, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "failed");
+    err = jstr(run_result(&r, 1), "error");
+    ck_assert_msg(
+        strncmp(err, "ValueError: no number in abc\nTraceback (most recent call last):", 62) == 0,
+        "%s", err);
+    ck_assert_msg(strstr(err, "line 6, in parse\n    raise ValueError('no number in ' + text)") &&
+                      strstr(err, "in handle\n"),
+                  "%s", err);
+    ck_assert_str_eq(jstr(run_result(&r, 2), "result"), "{\"words\":[\"a\",\"b\"],\"n\":3}");
+    ck_assert_str_eq(jstr(run_result(&r, 3), "result"), "[1,\"two\",null]");
+    ck_assert_str_eq(jstr(run_result(&r, 4), "result"), "text");
+    run_free(&r);
+}
+END_TEST
+
 Suite *python_suite(void)
 {
     Suite *s = suite_create("python");
@@ -184,10 +240,12 @@ Suite *python_suite(void)
     tcase_set_timeout(e2e, 60);
     tcase_add_test(unit, module_unittests_pass);
     tcase_add_test(unit, pool_unittests_pass);
+    tcase_add_test(unit, docs_unittests_pass);
     tcase_add_loop_test(e2e, example_runs_every_task_once, 0,
                         (int)(sizeof examples / sizeof examples[0]));
     tcase_add_test(e2e, mixed_recycles_by_task_count_and_loses_nothing);
     tcase_add_test(e2e, mixed_with_prefetch_recycles_and_loses_nothing);
+    tcase_add_test(e2e, module_worker_sends_tracebacks_and_json);
     suite_add_tcase(s, unit);
     suite_add_tcase(s, e2e);
     return s;

@@ -164,8 +164,11 @@ static const char snapshot[] =
     "  'types': [{'type': 'dict', 'count': 1200, 'diff': 1000}]},\n"
     " 'heap_status': 'worker'}\n";
 
+/* Lines with times and a generation (task 1) and without (older lines) mix. */
 static const char results[] =
-    "{'task': 1, 'status': 'ok', 'kind': 'parse', 'worker': 1, 'pid': 4249, 'mem_before': 1048576, "
+    "{'task': 1, 'status': 'ok', 'kind': 'parse', 'worker': 1, 'gen': 1, 'pid': 4249, "
+    "'started': '2026-11-21T16:00:00.000100Z', 'ended': '2026-11-21T16:00:00.001200Z', "
+    "'mem_before': 1048576, "
     "'mem_after': 1114112, 'mem_peak': 1572864, 'retained': 65536, 'duration_ms': 1.0}\n"
     "{'task': 2, 'status': 'ok', 'kind': 'render', 'worker': 2, 'pid': 4250, 'mem_before': "
     "2097152, "
@@ -589,6 +592,15 @@ START_TEST(bad_results)
     report_fails("r.jsonl", -EINVAL, "r.jsonl:1: kind: expected a string");
     put("r.jsonl", "{'task': 1, 'kind_base64': 3}\n");
     report_fails("r.jsonl", -EINVAL, "r.jsonl:1: kind_base64: expected a string");
+    /* Times and the generation (result lines without them are fine: results_file_alone). */
+    put("r.jsonl", "{'task': 1, 'started': '2026-11-21T16:00:00.000001Z', 'ended': 5}\n");
+    report_fails("r.jsonl", -EINVAL, "r.jsonl:1: ended: expected a string");
+    put("r.jsonl", "{'task': 1, 'started': 1795276800}\n");
+    report_fails("r.jsonl", -EINVAL, "r.jsonl:1: started: expected a string");
+    put("r.jsonl", "{'task': 1, 'gen': 0}\n");
+    report_fails("r.jsonl", -EINVAL, "r.jsonl:1: gen: out of range");
+    put("r.jsonl", "{'task': 1, 'gen': 'two'}\n");
+    report_fails("r.jsonl", -EINVAL, "r.jsonl:1: gen: expected an integer");
     put("r.jsonl", "{'task': 1}\n{'task': 2}\n{'task': 3, 'stat");
     report_fails("r.jsonl", -EINVAL, "r.jsonl:3: invalid JSON");
     put("r.jsonl", "\"just a string\"\n");

@@ -126,6 +126,28 @@ START_TEST(reader_counts_duplicates_and_keeps_any_payload)
 }
 END_TEST
 
+/* Lines written before result lines had times and a generation, and lines with them, in one
+ * file: both are results (a batch begun by an older memvisor resumes under a newer one). */
+START_TEST(reader_reads_lines_with_and_without_times)
+{
+    static const char text[] =
+        LINE(1, "ok") "{\"task\":2,\"status\":\"ok\",\"attempts\":1,\"worker\":1,\"gen\":3,"
+                      "\"pid\":9,\"started\":\"2026-11-21T16:00:00.000123Z\","
+                      "\"ended\":\"2026-11-21T16:00:00.000456Z\",\"result\":\"x\"}\n"
+                      "{\"task\":3,\"status\":\"failed\",\"gen\":null,\"started\":null,"
+                      "\"ended\":\"2026-11-21T16:00:01.000000Z\",\"error\":\"too long\"}\n";
+    mv_resume_scan_t s;
+
+    ck_assert_int_eq(mv_resume_scan(&s, text, sizeof text - 1), 0);
+    ck_assert_uint_eq(s.lines, 3);
+    ck_assert_uint_eq(s.count[MV_RESUME_OK], 2);
+    ck_assert_uint_eq(s.count[MV_RESUME_FAILED], 1);
+    ck_assert_uint_eq(mv_idset_count(&s.done), 3);
+    ck_assert_uint_eq(s.torn, 0);
+    mv_resume_free(&s);
+}
+END_TEST
+
 START_TEST(reader_refuses_a_line_that_is_not_a_result)
 {
     static const struct {
@@ -431,6 +453,7 @@ Suite *resume_suite(void)
     tcase_add_test(tc, reader_finds_ids_counts_and_a_torn_tail);
     tcase_add_test(tc, reader_gives_the_same_answer_for_any_chunks);
     tcase_add_test(tc, reader_counts_duplicates_and_keeps_any_payload);
+    tcase_add_test(tc, reader_reads_lines_with_and_without_times);
     tcase_add_test(tc, reader_refuses_a_line_that_is_not_a_result);
     tcase_add_test(tc, reader_of_nothing_or_only_a_torn_line);
     tcase_add_test(tc, task_source_skips_done_ids_and_keeps_line_numbers);

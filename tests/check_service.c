@@ -552,13 +552,15 @@ END_TEST
 START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
 {
     svc_t s;
-    char url[96], body[256];
+    char url[96], body[256], results[160];
+    json_t *lost, *ok;
 
     svc_init(&s);
+    snprintf(results, sizeof results, "tasks.results=%s", s.r.results);
     svc_start(&s,
               (const char *[]){"-o", "supervisor.workers=1", "-o", "limits.memory_soft=0", "-o",
                                "limits.memory_hard=24M", "-o", "supervisor.cgroup=off", "-o",
-                               "limits.sample_interval=5ms", NULL},
+                               "limits.sample_interval=5ms", "-o", results, NULL},
               "--leak-kb 0");
     /* One request that allocates far past the limit and holds it: the worker is killed in it
      * (a sample is due every 5 ms; the request would take 20 s). */
@@ -572,6 +574,19 @@ START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
     ck_assert_int_eq(run_finish(&s.r), 0);
     ck_assert_int_eq(run_count(&s.r, "event=request_lost"), 1);
     ck_assert_int_eq(run_count(&s.r, "reason=hard_limit action=kill"), 1);
+    /* Request lines have times and a generation too: the lost one, of the killed worker (from
+     * its BEGIN to the kill), and the one its replacement served. */
+    ck_assert_uint_eq(s.r.nres, 2);
+    lost = s.r.res[0], ok = s.r.res[1];
+    ck_assert_str_eq(jstr(lost, "status"), "failed");
+    ck_assert_int_eq(jint(lost, "gen"), 1);
+    ck_assert_str_eq(jstr(ok, "status"), "ok");
+    ck_assert_int_eq(jint(ok, "gen"), 2);
+    /* ISO 8601 UTC with microseconds sort as text: BEGIN <= END, and the lost one first. */
+    ck_assert_int_le(strcmp(jstr(lost, "started"), jstr(lost, "ended")), 0);
+    ck_assert_int_le(strcmp(jstr(lost, "ended"), jstr(ok, "started")), 0);
+    ck_assert_int_le(strcmp(jstr(ok, "started"), jstr(ok, "ended")), 0);
+    ck_assert_uint_eq(strlen(jstr(ok, "ended")), 27);
     run_free(&s.r);
 }
 END_TEST

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -270,6 +272,14 @@ END_TEST
 
 /* ---- results ---- */
 
+static const char *jstr_of(json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+
+    ck_assert_msg(s != NULL, "no string %s", key);
+    return s;
+}
+
 static json_t *encode(const mv_result_t *r)
 {
     mv_buf_t b = {0};
@@ -318,6 +328,57 @@ START_TEST(result_line_has_every_field)
     ck_assert_str_eq(json_string_value(json_object_get(j, "result")), "hello");
     ck_assert_ptr_null(json_object_get(j, "error"));
     json_decref(j);
+}
+END_TEST
+
+/* started/ended: the wall clock in ISO 8601 UTC with microseconds; gen: the worker's
+ * generation; all three null for a task that never reached a worker. */
+START_TEST(result_line_has_times_and_generation)
+{
+    /* 2026-11-21T16:00:00.000123Z, and the same time one second and 5 µs later. */
+    mv_result_t r = {.task = 3,
+                     .status = MV_ST_OK,
+                     .attempts = 1,
+                     .slot = 1,
+                     .gen = 7,
+                     .pid = 99,
+                     .started_us = INT64_C(1795276800000123),
+                     .ended_us = INT64_C(1795276801000128)};
+    mv_result_t never = {.task = 4, .status = MV_ST_FAILED, .ended_us = INT64_C(1795276800000000)};
+    json_t *j = encode(&r);
+    char iso[48];
+
+    ck_assert_str_eq(jstr_of(j, "started"), "2026-11-21T16:00:00.000123Z");
+    ck_assert_str_eq(jstr_of(j, "ended"), "2026-11-21T16:00:01.000128Z");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "gen")), 7);
+    json_decref(j);
+    j = encode(&never);
+    ck_assert(json_is_null(json_object_get(j, "started")));
+    ck_assert(json_is_null(json_object_get(j, "gen")));
+    ck_assert_str_eq(jstr_of(j, "ended"), "2026-11-21T16:00:00.000000Z");
+    json_decref(j);
+    /* The formatter alone: the epoch, and a time before it (floored, fraction positive). */
+    mv_iso_time_us(0, iso);
+    ck_assert_str_eq(iso, "1970-01-01T00:00:00.000000Z");
+    mv_iso_time_us(-1, iso);
+    ck_assert_str_eq(iso, "1969-12-31T23:59:59.999999Z");
+    /* The same text as gmtime_r and strftime give, over centuries either side of 1970
+     * (leap years, century rules, month ends), to the microsecond. */
+    for (int64_t us = -INT64_C(2208988800000000); us < INT64_C(4102444800000000);
+         us += INT64_C(86399999997) + us % 7) {
+        time_t t = (time_t)(us / 1000000 - (us % 1000000 < 0));
+        struct tm tm;
+        char want[64];
+        size_t n;
+
+        ck_assert_ptr_nonnull(gmtime_r(&t, &tm));
+        n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(want + n, sizeof want - n, ".%06dZ", (int)(us - (int64_t)t * 1000000));
+        mv_iso_time_us(us, iso);
+        ck_assert_str_eq(iso, want);
+    }
+    /* The wall clock agrees with time(2) (same second or the next). */
+    ck_assert_int_le(llabs(mv_wall_us() / 1000000 - (long long)time(NULL)), 1);
 }
 END_TEST
 
@@ -526,6 +587,37 @@ START_TEST(statm_parsing_and_a_real_reading)
 }
 END_TEST
 
+/* The process's own peak: VmHWM parsed from status text, and reset by clear_refs to about
+ * the current resident size once 32 MiB touched and freed raised it. */
+START_TEST(the_process_high_water_mark_resets)
+{
+    const size_t big = 32u << 20;
+    int64_t b = 0, high, low;
+    mv_meter_t m;
+    mv_reading_t r;
+    char *p;
+
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmPeak:\t 9 kB\nVmHWM:\t  1234 kB\n", &b), 0);
+    ck_assert_int_eq(b, 1234 * 1024);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tkthreadd\nState:\tS\n", &b), -EINVAL);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmHWM:\t  12 MB\n", &b), -EINVAL);
+    ck_assert_int_eq(mv_meter_parse_hwm("Name:\tx\nVmHWM:\t\n", &b), -EINVAL);
+
+    ck_assert_int_eq(mv_meter_open(&m, getpid(), NULL, 0), 0);
+    p = mmap(NULL, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(p, MAP_FAILED);
+    memset(p, 1, big);
+    munmap(p, big);
+    high = mv_meter_hwm(&m);
+    ck_assert_int_eq(mv_meter_read(&m, &r), 0);
+    ck_assert_int_ge(high, r.rss + (int64_t)big - (1 << 20));
+    ck_assert_int_eq(mv_meter_reset_hwm(&m), 0);
+    low = mv_meter_hwm(&m);
+    ck_assert_int_lt(low, r.rss + (1 << 20));
+    mv_meter_close(&m);
+}
+END_TEST
+
 /* A zombie has no fds: "unknown" (-1), whether they are counted by st_size (>= 6.2) or by
  * listing the directory (older kernels: a 6.1 guest of make check-v2 found it said 0). */
 START_TEST(a_zombie_has_no_fd_count)
@@ -587,6 +679,7 @@ Suite *tasks_suite(void)
     tcase_add_test(src, stdin_pipe_source_with_backpressure);
     tcase_add_test(src, missing_file_is_an_error);
     tcase_add_test(res, result_line_has_every_field);
+    tcase_add_test(res, result_line_has_times_and_generation);
     tcase_add_test(res, any_payload_bytes_survive_in_json);
     tcase_add_test(res, a_megabyte_of_text_and_control_chars);
     tcase_add_test(res, quarantine_lists_every_attempt);
@@ -595,6 +688,7 @@ Suite *tasks_suite(void)
     tcase_add_test(misc, utf8_rules);
     tcase_add_test(misc, base64_vectors);
     tcase_add_test(misc, statm_parsing_and_a_real_reading);
+    tcase_add_test(misc, the_process_high_water_mark_resets);
     tcase_add_test(misc, a_zombie_has_no_fd_count);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, src);

@@ -222,6 +222,15 @@ START_TEST(samples_colliding_with_answers)
 }
 END_TEST
 
+/* With prefetch, task `id`'s spike shows in its own peak or in the one before (`prev`, NULL
+ * for the first): the worker may have begun it before memvisor saw that one's answer. */
+static void assert_spike_seen(const truth_t *t, const truth_t *prev, size_t id)
+{
+    ck_assert_msg(MV_MAX(t->peak, prev ? prev->peak : 0) >= spike_of(t->task),
+                  "task %zu (%s): mem_peak %lld, the one before %lld", id, t->task, t->peak,
+                  prev ? prev->peak : -1);
+}
+
 /* prefetch = 8: windows chain (each begins where the previous task's ended on that worker),
  * and every spike shows in its own task's peak or the one before it (the worker may have
  * begun it before memvisor saw that one's answer). */
@@ -243,9 +252,46 @@ START_TEST(prefetch_windows_chain_and_lose_no_peak)
                           "task %zu: mem_before %lld, task %zu ended at %lld", id, t.before, id - 1,
                           prev.after);
         ck_assert_int_eq(t.retained, t.after - t.before);
-        ck_assert_msg(MV_MAX(t.peak, id > 1 ? prev.peak : 0) >= spike_of(t.task),
-                      "task %zu (%s): mem_peak %lld, the one before %lld", id, t.task, t.peak,
-                      prev.peak);
+        assert_spike_seen(&t, id > 1 ? &prev : NULL, id);
+        prev = t;
+        json_decref(ans);
+    }
+    run_free(&r);
+}
+END_TEST
+
+/* Without a cgroup (or on v2 before 6.12, when the cgroup's lifetime mark does not move), the
+ * peak is the process's own: its resident high-water mark, reset at each task's start. Every
+ * spike shows in full, and a task that touched nothing big never carries an earlier one's
+ * peak (the mark was reset), in lock-step and with prefetch (its own or the one before). */
+START_TEST(without_a_cgroup_the_process_peak_is_per_task)
+{
+    const char *lock_step[] = {"supervisor.cgroup=off", NULL};
+    const char *prefetch[] = {"supervisor.cgroup=off", "worker.prefetch=8", NULL};
+    mvrun_t r;
+    truth_t prev = {0};
+    json_t *ans;
+
+    run_truth(&r, mixed, _i & 1, _i < 2 ? lock_step : prefetch);
+    for (size_t id = 1; id <= 8; id++) {
+        truth_t t = truth_of(&r, id, &ans);
+        long long spike = spike_of(t.task);
+
+        ck_assert_str_eq(jstr(run_result(&r, id), "peak_source"), "process");
+        ck_assert_int_ge(t.peak, MV_MAX(t.before, t.after));
+        if (_i < 2) {
+            ck_assert_msg(llabs(t.before - t.start_priv) <= TOL &&
+                              llabs(t.after - t.end_priv) <= TOL,
+                          "task %zu (%s): %lld..%lld, the worker's own %lld..%lld", id, t.task,
+                          t.before, t.after, t.start_priv, t.end_priv);
+            ck_assert_msg(t.peak >= t.before + spike - TOL,
+                          "task %zu (%s): mem_peak %lld from %lld", id, t.task, t.peak, t.before);
+            ck_assert_msg(spike > 0 || t.peak <= t.after + TOL,
+                          "task %zu (%s): mem_peak %lld, mem_after %lld", id, t.task, t.peak,
+                          t.after);
+        } else {
+            assert_spike_seen(&t, id > 1 ? &prev : NULL, id);
+        }
         prev = t;
         json_decref(ans);
     }
@@ -584,6 +630,7 @@ Suite *truth_suite(void)
     tcase_add_loop_test(tc, spike_leak_spike_in_lock_step, 0, 2);
     tcase_add_loop_test(tc, samples_colliding_with_answers, 0, 2);
     tcase_add_loop_test(tc, prefetch_windows_chain_and_lose_no_peak, 0, 2);
+    tcase_add_loop_test(tc, without_a_cgroup_the_process_peak_is_per_task, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("waitprobe");

@@ -556,3 +556,78 @@ size_t file_lines(const char *path)
     free(s);
     return n;
 }
+
+/* ---- a terminal with a status line -------------------------------------------------------- */
+
+static void push(char ***v, size_t *n, const char *p, size_t len)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof **v);
+
+    ck_assert_ptr_nonnull(nv);
+    *v = nv;
+    nv[*n] = strndup(p, len);
+    ck_assert_ptr_nonnull(nv[*n]);
+    ++*n;
+}
+
+bool screen_parse(const char *buf, size_t n, screen_t *s, size_t *bad)
+{
+    static const char erase[] = "\033[K";
+    const char *p = buf, *end = buf + n;
+
+    memset(s, 0, sizeof *s);
+    while (p < end) {
+        const char *e;
+
+        if (*p == '\r' && p + 1 < end && p[1] != '\n') {
+            /* A draw or an erasure: "\r" TEXT ESC[K, TEXT printable. */
+            e = p + 1;
+            while (e < end && *e != '\033' && *e != '\r' && *e != '\n')
+                e++;
+            if ((size_t)(end - e) < 3 || memcmp(e, erase, 3) != 0) {
+                *bad = (size_t)(p - buf);
+                return false;
+            }
+            if (e == p + 1) {
+                s->erasures++;
+                s->erased_last = true;
+            } else {
+                push(&s->draws, &s->ndraws, p + 1, (size_t)(e - p - 1));
+                s->erased_last = false;
+                s->line_since_draw = false;
+            }
+            p = e + 3;
+            continue;
+        }
+        /* A line: no "\r" but the pty's before its "\n", no escape. */
+        e = memchr(p, '\n', (size_t)(end - p));
+        if (!e) {
+            *bad = (size_t)(p - buf);
+            return false;
+        }
+        for (const char *q = p; q < e; q++)
+            if (*q == '\033' || (*q == '\r' && q + 1 != e)) {
+                *bad = (size_t)(q - buf);
+                return false;
+            }
+        s->shown = realloc(s->shown, (s->nlines + 1) * sizeof *s->shown);
+        ck_assert_ptr_nonnull(s->shown);
+        s->shown[s->nlines] = s->ndraws > 0 && !s->erased_last && !s->line_since_draw;
+        push(&s->lines, &s->nlines, p, (size_t)(e - p - (e > p && e[-1] == '\r')));
+        s->line_since_draw = true;
+        p = e + 1;
+    }
+    return true;
+}
+
+void screen_free(screen_t *s)
+{
+    for (size_t i = 0; i < s->nlines; i++)
+        free(s->lines[i]);
+    for (size_t i = 0; i < s->ndraws; i++)
+        free(s->draws[i]);
+    free(s->lines);
+    free(s->shown);
+    free(s->draws);
+    memset(s, 0, sizeof *s);
+}

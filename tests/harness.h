@@ -117,4 +117,21 @@ int run_capture(const char *const *argv, char **out);
 /* Whether a process exists. */
 bool pid_alive(pid_t pid);
 
+/* A terminal's byte stream with a status line on it (log.h): draws ("\r" TEXT "\033[K"),
+ * erasures ("\r\033[K") and whole lines (ending in "\n", or "\r\n" from a pty). */
+typedef struct screen {
+    char **lines; /* the lines, in order, without their end (free with screen_free) */
+    bool *shown;  /* per line: a status line was on screen where it began (not erased) */
+    size_t nlines;
+    char **draws; /* the status line's texts, in order */
+    size_t ndraws;
+    size_t erasures;
+    bool erased_last;     /* nothing was drawn after the last erasure */
+    bool line_since_draw; /* (parsing) a line ended after the last draw: the cursor moved on */
+} screen_t;
+/* Parses buf[0..n) into s. false, with the offset in *bad, where a "\r" or an escape sits
+ * inside a line: something was drawn into it (a line that does not end is bad too). */
+bool screen_parse(const char *buf, size_t n, screen_t *s, size_t *bad);
+void screen_free(screen_t *s);
+
 #endif

@@ -42,11 +42,13 @@ Suite *ops_suite(void);
 Suite *timeline_suite(void);
 Suite *metrics_suite(void);
 Suite *report_html_suite(void);
+Suite *recycle_suite(void);
 Suite *config_ext_suite(void);
 Suite *privdrop_suite(void);
 Suite *exitcode_suite(void);
 Suite *reaper_suite(void);
 Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
+Suite *progress_suite(void);
 
 #endif

@@ -9,18 +9,18 @@ import sys
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
     0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak isolate resume "
-       "confdiff addr kind paths metrics",
+       "confdiff addr kind paths metrics progress",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc channel job cgroup cgasync meter snapshot rundir tasks results listen notify reaper hostmem "
-       "heapmon runlock stale control timeline metrics_http waitprobe",
+    1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
+       "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe",
     # 2: one worker
     2: "worker worker_int worker_look",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect experiment",
     # 4: the slots
-    4: "pool pool_int pool_esc",
+    4: "pool pool_int pool_esc spares",
     # 5: the run, its commands and the command lines
-    5: "supervisor commands main ctl report cli report_int report_load report_print report_html report_timeline",
+    5: "supervisor commands main ctl ticker report cli report_int report_load report_print report_html report_timeline",
 }
 
 

@@ -1,0 +1,531 @@
+/*
+ * End to end: a replacement ready before it is needed (issue 13). Hot spares taking a slot
+ * at a recycle, with every protocol; a spare that dies while it waits is replaced and is no
+ * crash; spares leave nothing behind; the replacement of a `lines` worker in batch mode
+ * starts before the old one exits (surge), at once when its cgroup was made ahead; answers
+ * of a `lines` worker with 64 tasks in flight pair with their tasks. Orderings are asserted
+ * through the log's events, never through timing.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgahead.h"
+#include "harness.h"
+#include "suites.h"
+
+/* Where `needle` first appears in the log after `from` (NULL: nowhere). */
+static const char *log_at(const mvrun_t *r, const char *from, const char *needle)
+{
+    return strstr(from ? from : r->log, needle);
+}
+
+/* The value of `key=` in the first log line holding `needle` (a copy in buf), or "". */
+static const char *log_field(const mvrun_t *r, const char *needle, const char *key, char *buf,
+                             size_t n)
+{
+    const char *line = log_at(r, NULL, needle), *p;
+    size_t k = strlen(key);
+
+    buf[0] = '\0';
+    if (!line)
+        return buf;
+    for (p = line; *p && *p != '\n'; p++)
+        if (p[-1] == ' ' && strncmp(p, key, k) == 0 && p[k] == '=') {
+            snprintf(buf, n, "%.*s", (int)strcspn(p + k + 1, " \n"), p + k + 1);
+            break;
+        }
+    return buf;
+}
+
+/* Reads the log until both needles are in it, in either order (run_wait_for wants an
+ * order). */
+static void wait_both(mvrun_t *r, const char *a, const char *b)
+{
+    for (;;) {
+        run_drain(r);
+        if (r->log && strstr(r->log, a) && strstr(r->log, b))
+            return;
+        ck_assert_msg(pid_alive(r->pid), "memvisor ended before %s and %s", a, b);
+        usleep(10000);
+    }
+}
+
+static bool cgroups_here(const mvrun_t *r)
+{
+    if (strstr(r->log, "memory=\"cgroup v"))
+        return true;
+    fprintf(stderr, "check_recycle: no memory cgroup here, cgroup parts not checked\n");
+    return false;
+}
+
+/* The `status --json` reply of a running memvisor (free it). */
+static json_t *status_of(const mvrun_t *r)
+{
+    char sock[160], *out = NULL;
+    json_t *j;
+
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r->dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "status", "--json", "--socket", sock, NULL}, &out),
+        0);
+    j = json_loads(out, 0, NULL);
+    ck_assert_msg(j != NULL, "%s", out);
+    free(out);
+    return j;
+}
+
+/* api: the spare is started, in its own cgroup, shown by status, and takes the slot in the
+ * pass that decides the recycle (its spare_taken comes before the old worker's exit); the
+ * tasks after it are its; at the end its cgroup and every spare's are gone. */
+START_TEST(a_spare_takes_the_slot_at_the_recycle)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "recycle.spares=1",
+                          "-o",
+                          "limits.max_tasks=3",
+                          "--",
+                          MVTEST,
+                          NULL};
+    char pid[32], cg[512];
+    const char *held;
+    const char *taken, *exit1;
+    json_t *st, *sp;
+    mvrun_t r;
+
+    run_init(&r, "hold 0\nok\nok\nok\nok\nok\n");
+    run_start(&r, args, NULL);
+    /* The slot's worker holds its first task until the spare is ready. */
+    wait_both(&r, "held pid=", "event=ready worker=0 ");
+    held = strstr(r.log, "held pid=");
+    st = status_of(&r);
+    sp = json_array_get(json_object_get(st, "spares"), 0);
+    ck_assert_ptr_nonnull(sp);
+    ck_assert_int_eq(json_integer_value(json_object_get(sp, "slot")), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(sp, "state")), "spare");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(st, "totals"), "workers")),
+                     1); /* a spare is no worker of the pool */
+    json_decref(st);
+    ck_assert_int_eq(kill(atoi(held + 9), SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 6, NULL);
+
+    log_field(&r, "event=spawn worker=0 gen=1 ", "pid", pid, sizeof pid);
+    taken = log_at(&r, NULL, "event=spare_taken worker=1 gen=2 ");
+    exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
+    ck_assert_msg(taken && exit1 && taken < exit1, "%s", r.log);
+    ck_assert_ptr_nonnull(
+        log_at(&r, log_at(&r, NULL, "reason=max_tasks action=drain"), "event=spare_taken"));
+    ck_assert_int_eq(atoi(pid), atoi(strstr(taken, " pid=") + 5));
+    /* Tasks 4..6 ran on the spare. */
+    for (size_t t = 4; t <= 6; t++)
+        ck_assert_int_eq(jint(run_result(&r, t), "pid"), atoi(pid));
+    ck_assert(!pid_alive(atoi(pid)));
+    /* Every spare's cgroup is gone with the run (the one taken and the ones still waiting). */
+    if (cgroups_here(&r))
+        for (int g = 1; g <= 3; g++) {
+            char needle[64];
+            snprintf(needle, sizeof needle, "event=spawn worker=0 gen=%d ", g);
+            if (!log_at(&r, NULL, needle))
+                continue;
+            log_field(&r, needle, "cgroup", cg, sizeof cg);
+            ck_assert_msg(strstr(cg, "/w0.") != NULL, "%s", cg);
+            ck_assert_msg(access(cg, F_OK) != 0, "%s is left", cg);
+        }
+    run_free(&r);
+}
+END_TEST
+
+/* A reload retires the spares (they run the old command and limits) and starts new ones. */
+START_TEST(a_reload_replaces_the_spares)
+{
+    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "recycle.spares=1", "--",
+                          MVTEST, NULL};
+    char sock[160], *out = NULL;
+    mvrun_t r;
+
+    run_init(&r, "hold 0\nok\n");
+    run_start(&r, args, NULL);
+    wait_both(&r, "held pid=", "event=ready worker=0 ");
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "reload", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    free(run_wait_for(&r, "event=exit worker=0 gen=1 "));
+    free(run_wait_for(&r, "event=spawn worker=0 gen=2 "));
+    ck_assert_int_eq(kill(atoi(strstr(r.log, "held pid=") + 9), SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_ptr_nonnull(strstr(strstr(r.log, "event=exit worker=0 gen=1 "), "reason=requested"));
+    run_free(&r);
+}
+END_TEST
+
+/* lines: spares that die at their start (three of them) are replaced, with crash_limit 1
+ * still not reached: a spare's death is no crash of the pool. The fourth one takes the slot. */
+START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
+{
+    const char *script = "#!/bin/sh\n"
+                         "d=$(dirname \"$0\")\n"
+                         "if [ \"$MEMVISOR_SLOT\" = 0 ]; then\n"
+                         "  for i in 1 2 3; do\n"
+                         "    mkdir \"$d/died.$i\" 2>/dev/null && exit 3\n"
+                         "  done\n"
+                         "fi\n"
+                         "while IFS= read -r line; do\n"
+                         "  while [ ! -e \"$d/go\" ]; do sleep 0.01; done\n"
+                         "  echo \"ok $MEMVISOR_SLOT $line\"\n"
+                         "done\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "recycle.spares=1",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "worker.crash_limit=1",
+                          "-o",
+                          "worker.backoff_min=10ms",
+                          "-o",
+                          "limits.max_tasks=2",
+                          "--",
+                          NULL,
+                          NULL};
+    char path[256], go[256];
+    mvrun_t r;
+
+    run_init(&r, "a\nb\nc\nd\n");
+    snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
+    chmod(path, 0755);
+    args[14] = path;
+    run_start(&r, args, NULL);
+    run_wait_nth(&r, "event=spare_gone ", 3);
+    free(run_wait_for(&r, "event=spawn worker=0 gen=4 "));
+    free(run_wait_for(&r, "event=ready worker=0 "));
+    snprintf(go, sizeof go, "%s", run_file(&r, "go", ""));
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 4, NULL);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    ck_assert_int_eq(run_count(&r, "event=spare_gone "), 3);
+    ck_assert_ptr_nonnull(log_at(&r, NULL, "event=spare_taken worker=1 gen=2 "));
+    /* The first slot worker and the spare that took the slot were told their slot: 1 by the
+     * environment, the spare 0 (it started as one). */
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "ok 1 a");
+    ck_assert_str_eq(jstr(run_result(&r, 3), "result"), "ok 0 c");
+    run_free(&r);
+}
+END_TEST
+
+/* none (a service with no conversation): the spare is running, takes the slot at a recycle
+ * asked over the control socket, and the stop ends it. */
+START_TEST(a_none_spare_takes_the_slot_of_a_service)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "recycle.spares=1",
+                          "-o",
+                          "worker.protocol=none",
+                          "-o",
+                          "worker.kill_timeout=1s",
+                          "--",
+                          "sleep",
+                          "300",
+                          NULL};
+    char sock[160], pid[32], *out = NULL;
+    mvrun_t r;
+
+    run_init(&r, NULL);
+    r.service = true;
+    run_start(&r, args, NULL);
+    wait_both(&r, "event=pool_ready", "event=ready worker=0 ");
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "recycle", "1", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    free(run_wait_for(&r, "event=spare_taken worker=1 gen=2 "));
+    ck_assert_int_eq(run_ctl("stop", sock), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    log_field(&r, "event=spawn worker=0 gen=1 ", "pid", pid, sizeof pid);
+    ck_assert_int_eq(atoi(pid), atoi(strstr(log_at(&r, NULL, "event=spare_taken"), " pid=") + 5));
+    ck_assert(!pid_alive(atoi(pid)));
+    run_free(&r);
+}
+END_TEST
+
+/* Surge for `lines` in batch mode: the replacement is started when the recycle is decided,
+ * not once the old worker has exited. The old worker (it ignores SIGTERM) waits, after its
+ * EOF, for the next worker to have started: if the replacement were only started after the
+ * exit, the exit would come first (after its 10 s wait). A worker that did fewer than
+ * max_tasks was not recycled (the batch ended): it exits at its EOF. */
+START_TEST(lines_replacement_starts_before_the_old_worker_exits)
+{
+    const char *script = "#!/bin/sh\n"
+                         "trap '' TERM\n"
+                         "d=$(dirname \"$0\")\n"
+                         "i=1\n"
+                         "while ! mkdir \"$d/started.$i\" 2>/dev/null; do i=$((i+1)); done\n"
+                         "c=0\n"
+                         "while IFS= read -r line; do echo \"ok $i\"; c=$((c+1)); done\n"
+                         "[ $c -lt 3 ] && exit 0 # not recycled: the batch is over\n"
+                         "n=0\n"
+                         "while [ ! -d \"$d/started.$((i+1))\" ] && [ $n -lt 100 ]; do\n"
+                         "  sleep 0.1; n=$((n+1))\n"
+                         "done\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "limits.max_tasks=3",
+                          "-o",
+                          "worker.kill_timeout=30s",
+                          "--",
+                          NULL,
+                          NULL};
+    char path[256];
+    const char *spawn2, *exit1;
+    mvrun_t r;
+
+    run_init(&r, "a\nb\nc\nd\ne\n");
+    snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
+    chmod(path, 0755);
+    args[10] = path;
+    ck_assert_int_eq((run_start(&r, args, NULL), run_finish(&r)), 0);
+    run_assert_once(&r, 5, NULL);
+    spawn2 = log_at(&r, NULL, "event=spawn worker=1 gen=2 ");
+    exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
+    ck_assert_msg(spawn2 && exit1 && spawn2 < exit1, "%s", r.log);
+    ck_assert_str_eq(jstr(run_result(&r, 4), "result"), "ok 2");
+    run_free(&r);
+}
+END_TEST
+
+/* [recycle] cgroup_ahead: once the slot's next cgroup is made, a recycle starts the
+ * replacement's process in the same pass (its spawn logged before anything else happens to
+ * the old worker, which exits at its EOF), in that cgroup. */
+START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
+{
+    const char *script = "#!/bin/sh\n"
+                         "d=$(dirname \"$0\")\n"
+                         "while IFS= read -r line; do\n"
+                         "  while [ ! -e \"$d/go\" ]; do sleep 0.01; done\n"
+                         "  echo ok\n"
+                         "done\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          NULL,
+                          NULL};
+    char path[256], made[512], used[512];
+    const char *rec, *spawn2, *exit1;
+    char *line;
+    mvrun_t r;
+
+    run_init(&r, "a\nb\n");
+    snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
+    chmod(path, 0755);
+    args[10] = path;
+    run_start(&r, args, NULL);
+    if (!strstr((line = run_wait_for(&r, "event=start ")), "memory=\"cgroup v")) {
+        fprintf(stderr, "check_recycle: no memory cgroup here, cgroup_ahead not checked\n");
+        run_file(&r, "go", "");
+        free(line);
+        ck_assert_int_eq(run_finish(&r), 0);
+        run_free(&r);
+        return;
+    }
+    free(line);
+    free(run_wait_for(&r, "event=cgroup_ahead worker=1 gen=2 "));
+    run_file(&r, "go", "");
+    ck_assert_int_eq(run_finish(&r), 0);
+    rec = log_at(&r, NULL, "event=recycle worker=1 gen=1 ");
+    spawn2 = log_at(&r, NULL, "event=spawn worker=1 gen=2 ");
+    exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
+    ck_assert_msg(rec && spawn2 && exit1 && rec < spawn2 && spawn2 < exit1, "%s", r.log);
+    log_field(&r, "event=cgroup_ahead worker=1 gen=2 ", "cgroup", made, sizeof made);
+    log_field(&r, "event=spawn worker=1 gen=2 ", "cgroup", used, sizeof used);
+    ck_assert_str_eq(made, used);
+    run_free(&r);
+}
+END_TEST
+
+/* What a slot's cgroup made ahead is for: only that generation of that slot; nothing for a
+ * slot out of range or generation 0 (none asked). */
+START_TEST(cgahead_holds_only_the_generation_asked)
+{
+    mv_cgahead_t a;
+
+    ck_assert_int_eq(mv_cgahead_init(&a, NULL, NULL, NULL, 2, true), 0);
+    ck_assert(!a.on); /* no cgroups: nothing is ever made */
+    ck_assert(!mv_cgahead_holds(&a, 1, 0));
+    a.slot[1].gen = 3; /* as mv_cgahead_prepare(&a, 2, 3) leaves it while it is made */
+    ck_assert(mv_cgahead_holds(&a, 2, 3));
+    ck_assert(!mv_cgahead_holds(&a, 2, 4));
+    ck_assert(!mv_cgahead_holds(&a, 1, 3));
+    ck_assert(!mv_cgahead_holds(&a, 0, 3));
+    ck_assert(!mv_cgahead_holds(&a, 3, 3));
+    ck_assert(!mv_cgahead_holds(&a, -1, 3));
+    a.slot[1].gen = 0;
+    mv_cgahead_free(&a);
+}
+END_TEST
+
+/* Escalation workers (pool_esc.c) and spares both start workers beside a slot's own: they do
+ * not fight. The task killed at memory_hard runs again on an escalation worker that took
+ * neither the spare (its limits are the run's) nor the cgroup made ahead for the slot's next
+ * worker (the same directory); the spare takes the slot. */
+START_TEST(escalation_workers_take_no_spare_and_no_cgroup_made_ahead)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "recycle.spares=1",
+                          "-o",
+                          "recycle.cgroup_ahead=yes",
+                          "-o",
+                          "limits.memory_hard=64M",
+                          "-o",
+                          "limits.escalate=2x",
+                          "-o",
+                          "limits.escalate_max=256M",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          MVTEST,
+                          NULL};
+    char needle[64], esc_cg[512], made[512];
+    const char *taken, *at;
+    json_t *t1;
+    long long esc_pid;
+    mvrun_t r;
+
+    run_init(&r, "alloc 100\nok\nok\n");
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    t1 = run_result(&r, 1);
+    ck_assert_str_eq(jstr(t1, "status"), "ok");
+    ck_assert_int_eq(jint(t1, "escalations"), 1);
+    ck_assert_int_eq(jint(t1, "mem_limit"), 128 << 20);
+    esc_pid = jint(t1, "pid");
+    /* One spare taken, by the slot (its worker was killed); not by the escalation worker. */
+    ck_assert_int_eq(run_count(&r, "event=spare_taken "), 1);
+    taken = log_at(&r, NULL, "event=spare_taken worker=1 ");
+    ck_assert_int_ne(atoll(strstr(taken, " pid=") + 5), esc_pid);
+    /* Made where one was made ahead, its cgroup failed (v1: libcgroup refuses a cgroup that
+     * exists) or was shared (v2: mkdir finds it). */
+    ck_assert_msg(run_count(&r, "event=spawn_failed") == 0, "%s", r.log);
+    ck_assert_int_eq(run_count(&r, "event=cgroup_remove_failed"), 0);
+    if (!cgroups_here(&r)) {
+        run_free(&r);
+        return;
+    }
+    /* The escalation worker's cgroup is none that was made ahead. */
+    snprintf(needle, sizeof needle, " pid=%lld cgroup=", esc_pid);
+    ck_assert_ptr_nonnull(log_at(&r, NULL, needle));
+    log_field(&r, needle, "cgroup", esc_cg, sizeof esc_cg);
+    ck_assert_int_ge(run_count(&r, "event=cgroup_ahead "), 1);
+    for (at = log_at(&r, NULL, "event=cgroup_ahead "); at;
+         at = log_at(&r, at + 1, "event=cgroup_ahead ")) {
+        const char *c = strstr(at, " cgroup=") + 8;
+        snprintf(made, sizeof made, "%.*s", (int)strcspn(c, " \n"), c);
+        ck_assert_str_ne(made, esc_cg);
+    }
+    run_free(&r);
+}
+END_TEST
+
+/* Batching: 64 task lines in flight per worker, written together and answered in bulk by
+ * cat (which writes whatever it read, cut anywhere), still pair each answer with its task. */
+START_TEST(lines_answers_pair_with_tasks_at_prefetch_64)
+{
+    enum { N = 2000 };
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "worker.prefetch=64",
+                          "--",
+                          "cat",
+                          NULL};
+    char *tasks = calloc(N, 16), want[16];
+    size_t used = 0;
+    mvrun_t r;
+
+    for (int i = 1; i <= N; i++)
+        used += (size_t)sprintf(tasks + used, "task-%d\n", i);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, N, NULL);
+    for (int i = 1; i <= N; i++) {
+        snprintf(want, sizeof want, "task-%d", i);
+        ck_assert_str_eq(jstr(run_result(&r, (size_t)i), "result"), want);
+    }
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* A bad spares count is a configuration error naming the key. */
+START_TEST(spares_out_of_range_is_a_config_error)
+{
+    char *out = NULL;
+
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "check", "-o", "recycle.spares=2000", NULL}, &out),
+        2);
+    ck_assert_msg(strstr(out, "spares"), "%s", out);
+    free(out);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "check", "-o", "recycle.cgroup_ahead=maybe", NULL},
+                    &out),
+        2);
+    ck_assert_msg(strstr(out, "cgroup_ahead"), "%s", out);
+    free(out);
+}
+END_TEST
+
+Suite *recycle_suite(void)
+{
+    Suite *s = suite_create("recycle");
+    TCase *tc = tcase_create("spares");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_spare_takes_the_slot_at_the_recycle);
+    tcase_add_test(tc, a_spare_that_dies_while_waiting_is_replaced_and_no_crash);
+    tcase_add_test(tc, a_none_spare_takes_the_slot_of_a_service);
+    tcase_add_test(tc, a_reload_replaces_the_spares);
+    tcase_add_test(tc, spares_out_of_range_is_a_config_error);
+    tcase_add_test(tc, escalation_workers_take_no_spare_and_no_cgroup_made_ahead);
+    tcase_add_test(tc, cgahead_holds_only_the_generation_asked);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("surge");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, lines_replacement_starts_before_the_old_worker_exits);
+    tcase_add_test(tc, a_cgroup_made_ahead_starts_the_replacement_at_once);
+    tcase_add_test(tc, lines_answers_pair_with_tasks_at_prefetch_64);
+    suite_add_tcase(s, tc);
+    return s;
+}
