@@ -27,7 +27,7 @@ PYVER     = $(shell python3 -c 'import sys; print("%d.%d" % sys.version_info[:2]
 PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 BUILD   ?= build
 CC      ?= gcc
-PKGS    := libuv libcgroup inih jansson libsystemd
+PKGS    := libuv libcgroup inih jansson libsystemd hiredis
 VERSION := 0.1.0
 
 OPT      ?= -O2 -g

@@ -34,3 +34,6 @@ echo "== per-task accounting, read by read (bench/accounting) =="
 echo
 echo "== the supervisor's own footprint with 64 workers (bench/footprint) =="
 "$build/bench/footprint" --seconds 3
+echo
+echo "== many hosts: a Redis stream vs the file source (bench/redis.sh) =="
+bash "$(dirname "$0")/redis.sh" "$build" 5000 3

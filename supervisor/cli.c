@@ -20,11 +20,13 @@ static const mv_cli_opt_t options[MV_CLI_NOPTIONS] = {
     {MV_CLI_OVERRIDE, "-o", NULL, "SECTION.KEY=VALUE", true,
      "override one setting of the file (repeatable); a relative path here is relative to the "
      "working directory"},
-    {MV_CLI_TASKS, "--tasks", NULL, "FILE|-", false,
-     "the task source, one task per line; - reads stdin ([tasks] source)"},
-    {MV_CLI_RESULTS, "--results", NULL, "FILE", false,
+    {MV_CLI_TASKS, "--tasks", NULL, "FILE|-|URL", false,
+     "the task source, one task per line; - reads stdin; redis://HOST:PORT/STREAM reads a "
+     "stream that many memvisors share ([tasks] source)"},
+    {MV_CLI_RESULTS, "--results", NULL, "FILE|URL", true,
      "the results, one JSON line per task ([tasks] results); an existing non-empty file is "
-     "refused unless the run resumes it"},
+     "refused unless the run resumes it; with a Redis source, redis://HOST:PORT/STREAM writes "
+     "them to a stream, and --results given for both writes both"},
     {MV_CLI_RESUME, "--resume", NULL, NULL, false,
      "continue the batch in the results file: tasks that have a line are skipped, the others "
      "run and are appended ([tasks] resume)"},
@@ -34,6 +36,9 @@ static const mv_cli_opt_t options[MV_CLI_NOPTIONS] = {
     {MV_CLI_HTML, "--html", NULL, "FILE", false,
      "also write one self-contained HTML page to FILE: memory over time per worker, throughput, "
      "per-kind distributions, the suspects and the advice (opens offline)"},
+    {MV_CLI_TO, "--to", NULL, "URL", false,
+     "the stream to add to, redis://[[USER]:PASSWORD@]HOST[:PORT]/STREAM (default: [tasks] "
+     "source, when it is one)"},
     {MV_CLI_HELP, "-h", "--help", NULL, false, "this command's help"},
 };
 
@@ -84,6 +89,15 @@ static const mv_cli_cmd_t commands[] = {
      CTL_EXIT, false},
     {MV_CMD_STOP, "stop", "", "stop gracefully, like SIGTERM", CTL_OPTS, CTL_EXIT, false},
     {MV_CMD_METRICS, "metrics", "", "the metrics, in Prometheus text format", CTL_OPTS, CTL_EXIT,
+     false},
+    {MV_CMD_SUBMIT,
+     "submit",
+     "FILE|-",
+     "add the tasks of FILE (or stdin), one per line, to a Redis stream that `memvisor run "
+     "--tasks redis://...` reads on any number of hosts; prints the task ids they got",
+     {MV_CLI_TO, MV_CLI_CONFIG, MV_CLI_OVERRIDE, MV_CLI_HELP, END},
+     "0 every task added; 2 usage or configuration error, or a line longer than [tasks] "
+     "max_size (the lines before it were added); 3 cannot read FILE or write to Redis",
      false},
     {MV_CMD_VERSION,
      "version",

@@ -20,6 +20,7 @@ typedef enum {
     MV_CLI_SOCKET,   /* --socket PATH */
     MV_CLI_JSON,     /* --json */
     MV_CLI_HTML,     /* --html FILE */
+    MV_CLI_TO,       /* --to URL */
     MV_CLI_HELP,     /* -h, --help */
     MV_CLI_NOPTIONS,
 } mv_cli_opt_id_t;
@@ -42,6 +43,7 @@ typedef enum {
     MV_CMD_RELOAD,
     MV_CMD_STOP,
     MV_CMD_METRICS,
+    MV_CMD_SUBMIT,
     MV_CMD_VERSION,
     MV_CMD_HELP,
     MV_CMD_EXEC_SHIM, /* internal: between fork and the worker's exec */

@@ -47,6 +47,25 @@ static json_t *recycles_json(const uint64_t *recycles)
     return o;
 }
 
+/* A Redis source: the stream's figures as last read (rtasks.h). */
+static void source_json(mv_t *mv, json_t *reply)
+{
+    mv_rtasks_view_t r;
+
+    if (mv_rtasks_view(&mv->tasks, &r) < 0)
+        return;
+    json_object_set_new(
+        reply, "source",
+        json_pack("{s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:I}", "kind",
+                  "redis", "url", r.url, "group", r.group, "consumer", r.consumer, "connected",
+                  r.connected, "waiting",
+                  r.length >= 0 ? json_integer(MV_MAX(r.length - r.pending, 0)) : json_null(),
+                  "pending", r.length >= 0 ? json_integer(r.pending) : json_null(), "as_of_s",
+                  r.age_s >= 0 ? json_real(r.age_s) : json_null(), "held", (json_int_t)r.held,
+                  "taken", (json_int_t)r.taken, "claimed", (json_int_t)r.claimed, "readded",
+                  (json_int_t)r.readded, "duplicates", (json_int_t)r.duplicates));
+}
+
 /* Whether new tasks are held back, and why: the host's memory (pause_below), a results
  * writer that is behind. */
 static json_t *dispatch_json(mv_t *mv)
@@ -58,6 +77,8 @@ static json_t *dispatch_json(mv_t *mv)
         json_array_append_new(why, json_string("host_memory"));
     if (mv_results_backlogged(&mv->results))
         json_array_append_new(why, json_string("results_backlog"));
+    if (mv->tasks.paused && !mv->tasks.error) /* a Redis source without its connection */
+        json_array_append_new(why, json_string("source_disconnected"));
     return json_pack("{s:b, s:o, s:o, s:o, s:I, s:I}", "paused", json_array_size(why) > 0,
                      "reasons", why, "host_available",
                      h->have ? json_integer(h->available) : json_null(), "host_threshold",
@@ -141,6 +162,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     if (!mv->service)
         json_object_set_new(reply, "progress", progress_json(&pg));
     mv_pool_view_free(&v);
+    source_json(mv, reply);
     return reply;
 }
 
@@ -197,7 +219,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
     for (int st = 0; st < MV_ST_COUNT; st++)
         tasks[st] = (mv_metrics_count_t){mv_status_name((mv_status_t)st), mv->results.count[st]};
     for (int rr = 1; rr < MV_R_COUNT; rr++)
-        if (rr != MV_R_SHUTDOWN)
+        if (rr != MV_R_SHUTDOWN && rr != MV_R_LOST) /* lost: a task's attempt, no recycle */
             recycles[nrecycles++] =
                 (mv_metrics_count_t){mv_reason_name((mv_reason_t)rr), v.recycles[rr]};
     for (size_t k = 0; k < v.nkinds; k++)

@@ -23,6 +23,7 @@
 #include "config_int.h"
 #include "addr.h"
 #include "kind.h"
+#include "rurl.h"
 #include "paths.h"
 
 #define MAX_LINE      (1 << 20)          /* longest INI line we accept (ini_max_line) */
@@ -187,6 +188,22 @@ static int check_string(const mv_option_t *o, const char *s, const char *q, char
             return rc;
         }
         mv_argv_free(argv);
+    } else if (o->offset == offsetof(mv_config_t, tasks.source) ||
+               o->offset == offsetof(mv_config_t, tasks.results)) {
+        char url[1024];
+        const char *file;
+        mv_rurl_t u;
+
+        if (mv_rurl_results_split(s, url, sizeof url, &file) < 0 ||
+            (*url && mv_rurl_parse(url, &u, why, wlen) < 0)) {
+            if (!*url)
+                snprintf(why, wlen, "%s: the redis:// URL is too long", q);
+            return -EINVAL;
+        }
+        if (o->offset == offsetof(mv_config_t, tasks.source) && *url && *file) {
+            snprintf(why, wlen, "%s: a task source is one stream or one file", q);
+            return -EINVAL;
+        }
     } else if (o->offset == offsetof(mv_config_t, leak.kind)) {
         if (mv_kind_spec(s, &mode, &field, &flen, &r) < 0) {
             near = strncmp(r, "not one of", 10) == 0 && !strchr(s, ':') ? mv_closest_word(s, kinds)

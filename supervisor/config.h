@@ -114,13 +114,18 @@ typedef struct mv_config {
         char *listen; /* HTTP address of GET /metrics, "" = off */
     } metrics;
     struct {
-        char *source;          /* task file, "-" = stdin, "" = none */
-        char *results;         /* JSON Lines results file, "" = none */
+        char *source;          /* task file, "-" = stdin, redis://... (rurl.h), "" = none */
+        char *results;         /* JSON Lines results file, a redis:// stream, or "URL FILE";
+                                * "" = none */
         int max_attempts;      /* attempts before a task is quarantined */
         int64_t max_size;      /* longest task line, bytes */
         int accounting;        /* per-task memory and fd readings in the results */
         int resume;            /* continue the batch in an existing results file (--resume) */
         int64_t results_retry; /* ms a failing results write is retried before giving up */
+        char *group;           /* Redis source: the consumer group of one batch */
+        int64_t claim_idle;    /* ms a task's entry idles before another memvisor takes it */
+        int follow;            /* Redis source: wait for new tasks once the stream is empty */
+        int64_t redis_retry;   /* ms a lost Redis connection is retried before giving up */
     } tasks;
     struct {
         int detect;               /* leak suspects and snapshots */

@@ -443,6 +443,27 @@ static void print_totals(json_t *reply, FILE *out)
     fprintf(out, "%s suspects, queue %s, in flight %s\n", sus, q, fl);
 }
 
+/* A shared task stream: what waits in it, what some memvisor runs, what this one holds. */
+static void print_source(json_t *reply, FILE *out)
+{
+    json_t *src = json_object_get(reply, "source");
+    char waiting[24], pending[24], held[24], age[24];
+
+    if (!json_is_object(src))
+        return;
+    fmt_val(json_object_get(src, "waiting"), waiting, sizeof waiting);
+    fmt_val(json_object_get(src, "pending"), pending, sizeof pending);
+    fmt_val(json_object_get(src, "held"), held, sizeof held);
+    fmt_secs(json_object_get(src, "as_of_s"), 1, age);
+    fprintf(out,
+            "stream: %s group %s%s: %s waiting, %s pending (running somewhere), %s held here; "
+            "as of %s ago\n",
+            json_string_value(json_object_get(src, "url")),
+            json_string_value(json_object_get(src, "group")),
+            json_is_true(json_object_get(src, "connected")) ? "" : " (DISCONNECTED)", waiting,
+            pending, held, age);
+}
+
 /* "dispatch: paused (host_memory; ...)" while new tasks are held back; nothing otherwise. */
 static void print_dispatch(json_t *reply, FILE *out)
 {
@@ -540,6 +561,7 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_header(reply, out);
         print_workers(reply, out);
         print_totals(reply, out);
+        print_source(reply, out);
         print_dispatch(reply, out);
         print_progress(reply, out);
     } else if (strcmp(cmd, "metrics") == 0) {

@@ -74,7 +74,7 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         mv_error(d->log, "result_lost", MV_I("task", (long long)t->id),
                  MV_S("error", "out of memory encoding the result"));
     d->ev->on_result(d->arg, w, t, &res);
-    mv_tasks_end(d->tasks, t);
+    mv_tasks_end(d->tasks, t, &res);
     d->ev->on_progress(d->arg);
 }
 
@@ -253,17 +253,28 @@ static void give_reserved(mv_dispatch_t *d)
     }
 }
 
-/* The next task worth sending; lines that could not become tasks end here. */
+/* The next task worth sending; lines that could not become tasks end here, and so do tasks
+ * that used up their attempts elsewhere (a Redis source's); tasks escalated elsewhere go to
+ * the pool's escalation workers. */
 static mv_task_t *next_task(mv_dispatch_t *d)
 {
     mv_task_t *t;
 
-    while ((t = mv_tasks_pop(d->tasks)) && t->bad)
-        end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+    while ((t = mv_tasks_pop(d->tasks)) && (t->bad || t->limit > 0)) {
+        if (t->bad) {
+            end_task(d, NULL, t, t->quarantine ? MV_ST_QUARANTINED : MV_ST_FAILED, t->bad,
+                     strlen(t->bad), NULL);
+            continue;
+        }
+        /* Escalated on another host (a Redis source): its own worker, at its raised limit. */
+        d->ev->on_escalate(d->arg, t);
+        if (d->tasks->head == t)
+            return NULL; /* the pool cannot take it now (stopping): it waits in the queue */
+    }
     return t;
 }
 
-/* A filter's predicate for mv_tasks_take. */
+/* A filter's predicate for mv_tasks_take_if. */
 typedef struct take_ctx {
     mv_dispatch_t *d;
     const mv_worker_t *w;
@@ -286,7 +297,7 @@ static mv_task_t *next_for(mv_dispatch_t *d, mv_worker_t *w)
     if (!f || !f->active(f->arg, w))
         return next_task(d);
     /* Lines that could not become tasks end wherever they are: no worker runs them. */
-    while ((t = mv_tasks_take(d->tasks, may_take, &c)) && t->bad)
+    while ((t = mv_tasks_take_if(d->tasks, may_take, &c)) && t->bad)
         end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
     if (!t)
         f->starved(f->arg, w, mv_tasks_source_done(d->tasks));

@@ -22,6 +22,8 @@
 #include "proc.h"
 #include "report.h"
 #include "runlock.h"
+#include "rurl.h"
+#include "submit.h"
 #include "supervisor.h"
 
 typedef struct cli {
@@ -30,7 +32,8 @@ typedef struct cli {
     const char **overrides;
     int noverrides;
     const char *tasks;
-    const char *results;
+    const char *results;    /* the last --results FILE */
+    const char *results_to; /* the last --results redis://...: both are written */
     bool resume;
     char **argv; /* after "--" */
 } cli_t;
@@ -65,7 +68,10 @@ static int parse_cli(int argc, char **argv, cli_t *c)
         case MV_CLI_CONFIG: c->config = argv[++i]; break;
         case MV_CLI_OVERRIDE: c->overrides[c->noverrides++] = argv[++i]; break;
         case MV_CLI_TASKS: c->tasks = argv[++i]; break;
-        case MV_CLI_RESULTS: c->results = argv[++i]; break;
+        case MV_CLI_RESULTS:
+            i++;
+            *(mv_rurl_is(argv[i]) ? &c->results_to : &c->results) = argv[i];
+            break;
         case MV_CLI_RESUME: c->resume = true; break;
         default: return mv_cli_usage_error(c->cmd, "unknown option: ", a);
         }
@@ -100,10 +106,15 @@ static int set_string(char **field, const char *value)
  * -1 when the run may go on. */
 static int check_results(const mv_config_t *cfg)
 {
+    const char *file = mv_rurl_results_file(cfg->tasks.results);
     char why[1024];
     int r;
 
-    if (cfg->tasks.resume && !*cfg->tasks.results) {
+    if (mv_rurl_check_settings(cfg->tasks.source, cfg->tasks.results, why, sizeof why) < 0) {
+        fprintf(stderr, "memvisor run: %s\n", why);
+        return MV_EXIT_USAGE;
+    }
+    if (cfg->tasks.resume && !*file) {
         fprintf(stderr, "memvisor run: --resume continues a results file: give --results FILE "
                         "(or [tasks] results)\n");
         return MV_EXIT_USAGE;
@@ -113,7 +124,7 @@ static int check_results(const mv_config_t *cfg)
                         "--tasks FILE|- (the same lines: ids are line numbers)\n");
         return MV_EXIT_USAGE;
     }
-    r = mv_results_check(cfg->tasks.results, cfg->tasks.resume, why, sizeof why);
+    r = mv_results_check(file, cfg->tasks.resume, why, sizeof why);
     if (r == -EBUSY || r == -EEXIST || r == -EINVAL)
         fprintf(stderr, "memvisor run: %s\n", why);
     return r == -EBUSY ? MV_EXIT_CANT_RUN : r == -EEXIST || r == -EINVAL ? MV_EXIT_USAGE : -1;
@@ -127,8 +138,14 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     int n = 0, code;
 
     memset(&mv, 0, sizeof mv);
+    /* --results FILE and --results redis://...: both ("URL FILE", rurl.h) */
+    if (c->results_to && mv_rurl_results_join(c->results_to, c->results, cwd, sizeof cwd) < 0) {
+        fprintf(stderr, "memvisor run: --results %s: too long\n", c->results_to);
+        return MV_EXIT_USAGE;
+    }
     if ((c->tasks && set_string(&cfg->tasks.source, c->tasks) < 0) ||
-        (c->results && set_string(&cfg->tasks.results, c->results) < 0))
+        ((c->results || c->results_to) &&
+         set_string(&cfg->tasks.results, c->results_to ? cwd : c->results) < 0))
         return MV_EXIT_CANT_RUN;
     if (c->resume)
         cfg->tasks.resume = 1;
@@ -357,6 +374,7 @@ int main(int argc, char **argv)
     case MV_CMD_RELOAD:
     case MV_CMD_STOP:
     case MV_CMD_METRICS: return mv_ctl_main(argc, argv);
+    case MV_CMD_SUBMIT: return mv_submit_main(cmd, argc, argv);
     case MV_CMD_RUN: mv_lean_malloc(); return cmd_config(cmd, argc, argv);
     case MV_CMD_CHECK: return cmd_config(cmd, argc, argv);
     default: return mv_exec_shim(argc, argv); /* MV_CMD_EXEC_SHIM: handled above */

@@ -149,9 +149,11 @@ const mv_option_t mv__options[] = {
           "127.0.0.1:9464; empty = off"),
 
     FIXED(tasks, source, MV_OPT_STRING, "", 0, 0, NULL,
-          "task file, one task per line; \"-\" = stdin; --tasks takes precedence"),
+          "task file, one task per line; \"-\" = stdin; redis://HOST:PORT/STREAM = a stream "
+          "many memvisors share (docs/many-hosts.md); --tasks takes precedence"),
     FIXED(tasks, results, MV_OPT_STRING, "", 0, 0, NULL,
-          "results file (JSON Lines); --results takes precedence"),
+          "results file (JSON Lines), or redis://HOST:PORT/STREAM (a results stream, with a "
+          "Redis source), or both: the URL, a space, the file; --results takes precedence"),
     OPT(tasks, max_attempts, MV_OPT_INT, "3", 1, 1000, NULL,
         "attempts before a task is quarantined"),
     FIXED(tasks, max_size, MV_OPT_SIZE, "4M", 1, 64 * MIB, NULL, "longest task line"),
@@ -163,6 +165,17 @@ const mv_option_t mv__options[] = {
     FIXED(tasks, results_retry, MV_OPT_DURATION, "1m", 0, DAY, NULL,
           "how long a failing results write (full disk) is retried, dispatch paused; 0 = give "
           "up at once"),
+    FIXED(tasks, group, MV_OPT_STRING, "memvisor", 0, 0, NULL,
+          "Redis source: the consumer group that the memvisors of one batch join"),
+    FIXED(tasks, claim_idle, MV_OPT_DURATION, "30s", 100, DAY, NULL,
+          "Redis source: a task silent this long (its memvisor died) is taken over by another; "
+          "live ones refresh theirs every claim_idle/3"),
+    FIXED(tasks, follow, MV_OPT_BOOL, "no", 0, 1, NULL,
+          "Redis source: keep waiting for new tasks once the stream is empty; no = the run "
+          "ends when no task is waiting or running anywhere"),
+    FIXED(tasks, redis_retry, MV_OPT_DURATION, "5m", 0, 365 * DAY, NULL,
+          "how long a lost Redis connection is retried (backoff 100ms..5s, dispatch paused) "
+          "before the run gives up; 0 = give up at once"),
 
     FIXED(leak, detect, MV_OPT_BOOL, "yes", 0, 1, NULL,
           "find the task kinds that leak, and write snapshots of their workers"),

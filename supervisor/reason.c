@@ -3,12 +3,23 @@
  */
 #include "reason.h"
 
+#include <string.h>
+
 const char *mv_reason_name(mv_reason_t r)
 {
     static const char *const n[MV_R_COUNT] = {
-        "none",       "max_tasks",    "max_lifetime",  "soft_limit", "hard_limit",
-        "kernel_oom", "task_timeout", "ready_timeout", "crash",      "protocol_error",
-        "requested",  "shutdown",     "fatal",         "no_hello",   "leak_experiment",
+        "none",       "max_tasks",      "max_lifetime", "soft_limit",
+        "hard_limit", "kernel_oom",     "task_timeout", "ready_timeout",
+        "crash",      "protocol_error", "requested",    "shutdown",
+        "fatal",      "no_hello",       "lost",         "leak_experiment",
     };
     return (unsigned)r < MV_R_COUNT ? n[r] : "?";
+}
+
+mv_reason_t mv_reason_from_name(const char *name)
+{
+    for (int r = 0; name && r < MV_R_COUNT; r++)
+        if (strcmp(mv_reason_name((mv_reason_t)r), name) == 0)
+            return (mv_reason_t)r;
+    return MV_R_NONE;
 }

@@ -20,11 +20,14 @@ typedef enum {
     MV_R_SHUTDOWN,
     MV_R_FATAL,
     MV_R_NO_HELLO,   /* an api worker that exited 0 without a HELLO: not an api worker */
+    MV_R_LOST,       /* the memvisor holding the task went silent (Redis source): another took it */
     MV_R_EXPERIMENT, /* a leak experiment wants a fresh worker in its slot */
     MV_R_COUNT
 } mv_reason_t;
 
 /* "soft_limit", "kernel_oom", ...; "?" out of range. */
 const char *mv_reason_name(mv_reason_t r);
+/* The reason of a name mv_reason_name gives; MV_R_NONE for any other (a newer memvisor's). */
+mv_reason_t mv_reason_from_name(const char *name);
 
 #endif

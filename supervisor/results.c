@@ -60,28 +60,6 @@ static int set_bytes(json_t *o, const char *key, const void *p, size_t n)
     return r;
 }
 
-static json_t *attempts_json(const mv_attempt_t *h, int n)
-{
-    json_t *a = json_array();
-
-    for (int i = 0; i < n; i++) {
-        json_t *e = json_object();
-        json_object_set_new(e, "reason", json_string(mv_reason_name(h[i].reason)));
-        json_object_set_new(e, "worker", json_integer(h[i].slot));
-        json_object_set_new(e, "pid", json_integer(h[i].pid));
-        if (h[i].status < 0)
-            json_object_set_new(e, "signal", json_integer(-h[i].status));
-        else
-            json_object_set_new(e, "exit", json_integer(h[i].status));
-        if (h[i].peak >= 0)
-            json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
-        if (h[i].limit > 0)
-            json_object_set_new(e, "mem_limit", json_integer(h[i].limit));
-        json_array_append_new(a, e);
-    }
-    return a;
-}
-
 /* The heap figures of a task (docs/run-files.md): only when it has some. */
 static void heap_json(json_t *o, const mv_heap_task_t *h)
 {
@@ -112,6 +90,12 @@ static int append_cb(const char *buffer, size_t size, void *data)
 }
 
 int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
+{
+    return mv_results_encode_at(res, NULL, NULL, out);
+}
+
+int mv_results_encode_at(const mv_result_t *res, const char *host, const char *consumer,
+                         mv_buf_t *out)
 {
     json_t *o = json_object();
     size_t mark = out->len;
@@ -154,7 +138,11 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
     if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
         r = -ENOMEM;
     if (res->nhist > 0)
-        json_object_set_new(o, "attempt_errors", attempts_json(res->hist, res->nhist));
+        json_object_set_new(o, "attempt_errors", mv_attempts_json(res->hist, res->nhist, host));
+    if (host)
+        json_object_set_new(o, "host", json_string(host));
+    if (consumer)
+        json_object_set_new(o, "consumer", json_string(consumer));
     /* One pass straight into the buffer. */
     if (r == 0 &&
         json_dump_callback(o, append_cb, out,
@@ -264,7 +252,7 @@ static void job_cb(uv_work_t *req)
     r->lines_kept = r->lines_off;
     r->encoded = false;
     now = mv_now_ms();
-    if (r->final || now - r->synced_ms >= SYNC_EVERY_MS) {
+    if (r->final || r->sync_each || now - r->synced_ms >= SYNC_EVERY_MS) {
         /* fdatasync: the size is part of the data it makes durable. A failed sync is not
          * retried: after one, Linux may have dropped the dirty pages it could not write, and
          * a second sync would report success for data that is gone. EINVAL: a pipe. */
@@ -297,6 +285,8 @@ static void finish_close(mv_results_t *r)
 
     if (r->error)
         report_unwritten(r);
+    if (r->on_written)
+        r->on_written(r->written_arg, r->written, true);
     if (r->fd >= 0)
         close(r->fd);
     r->fd = -1;
@@ -382,6 +372,8 @@ static void after_job_cb(uv_work_t *req, int status)
             mv_info(r->log, "results_write_recovered", MV_S("file", r->path),
                     MV_I("stalled_ms", (long long)(mv_now_ms() - r->stall_since)));
     }
+    if (r->on_written && !was_final)
+        r->on_written(r->written_arg, r->written, false);
     if (was_final) {
         finish_close(r);
         return;

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "heapmon.h"
@@ -71,6 +72,9 @@ typedef struct mv_result {
 } mv_result_t;
 
 typedef void (*mv_results_cb)(void *arg);
+/* `lines` results of this run are whole in the file (synced, with sync_each); `closed`: the
+ * file is closed and no more will be. */
+typedef void (*mv_results_written_cb)(void *arg, uint64_t lines, bool closed);
 
 typedef struct mv_results_opts {
     const char *path;       /* NULL or "" = no results file: lines are counted, not written */
@@ -126,6 +130,11 @@ typedef struct mv_results {
     mv_results_cb on_drained;    /* the backlog fell below its bound: dispatch may resume */
     mv_results_cb on_error;      /* the writer gave up (once) */
     void *arg;
+    /* Set after open by a task source that acknowledges tasks once their line is durable
+     * (a Redis source without a results stream): every job then syncs, and says so. */
+    bool sync_each;
+    mv_results_written_cb on_written;
+    void *written_arg;
 } mv_results_t;
 
 /* Checks and claims the results file, writing nothing: locks a regular file (-EBUSY when
@@ -142,6 +151,10 @@ int mv_results_check(const char *path, bool resume, char *why, size_t n);
 int mv_results_add(mv_results_t *r, const mv_result_t *res);
 /* Encodes `res` as one JSON line into out (no newline). 0 or -ENOMEM. Exposed for tests. */
 int mv_results_encode(const mv_result_t *res, mv_buf_t *out);
+/* The same, plus "host" and "consumer" when not NULL (a results stream's entry); attempts
+ * with no host of their own were made on `host`. */
+int mv_results_encode_at(const mv_result_t *res, const char *host, const char *consumer,
+                         mv_buf_t *out);
 /* Whether no more tasks should be started: results wait for the writer (the backlog bounds
  * memory when workers answer faster than jansson encodes), or a failed write is being
  * retried. on_drained says when to resume. */

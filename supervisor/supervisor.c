@@ -240,6 +240,7 @@ static void summary(mv_t *mv, int code)
                mv->results.path, uv_strerror(mv->results.error));
     else if (mv->results.path && *mv->results.path)
         printf("  results   %s\n", mv->results.path);
+    mv_rtasks_summary(&mv->tasks, stdout); /* a Redis source: its line */
     printf("  exit      %d\n", code);
     fflush(stdout);
     mv_pool_view_free(&v);
@@ -381,6 +382,7 @@ static void teardown_cgroups(mv_t *mv)
 static void write_run_json(mv_t *mv, int code, bool final)
 {
     const mv_config_t *cfg = mv->cfg;
+    const char *file = mv_rurl_results_file(cfg->tasks.results);
     char path[4200], now[48], results[4096];
     json_t *doc, *cmd = json_array();
 
@@ -389,8 +391,9 @@ static void write_run_json(mv_t *mv, int code, bool final)
     for (char **a = mv->argv; *a; a++)
         json_array_append_new(cmd, json_string(*a));
     mv_iso_time(now);
-    if (!*cfg->tasks.results || !realpath(cfg->tasks.results, results))
-        snprintf(results, sizeof results, "%s", cfg->tasks.results);
+    /* the results file (a results stream's URL, which may hold a password, stays out) */
+    if (!*file || !realpath(file, results))
+        snprintf(results, sizeof results, "%s", file);
     doc = json_pack("{s:s, s:s, s:i, s:s, s:s?, s:o, s:s?, s:s?, s:s, s:i}", "memvisor", MV_VERSION,
                     "run", mv->run.id, "pid", (int)getpid(), "started", mv->started_iso, "ended",
                     final ? now : NULL, "command", cmd, "config", mv->config_path, "results",
@@ -558,24 +561,23 @@ static int open_service(mv_t *mv)
 static int open_io(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
-    /* Enough queued tasks to keep every worker's prefetch full twice over. */
-    size_t read_ahead = (size_t)cfg->supervisor.workers * (size_t)cfg->worker.prefetch * 2 + 256;
     char why[1024];
     int r;
 
-    r = mv_tasks_open(&mv->tasks, &mv->loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead,
-                      tasks_input_cb, mv);
+    /* A file, stdin, or a Redis stream (rtasks.h); none for a service. */
+    r = mv_rtasks_open_any(&mv->tasks, &mv->loop, &mv->log, cfg, tasks_input_cb, mv, why,
+                           sizeof why);
     if (r < 0) {
         mv_error(&mv->log, "tasks_open_failed", MV_S("source", cfg->tasks.source),
-                 MV_S("error", strerror(-r)));
+                 MV_S("error", why));
         return -1;
     }
     /* Checks and locks the results (with --resume, reads them back); writes nothing: the
      * first write comes from the loop, after every check that can refuse the run. */
     r = mv_results_open(&mv->results, &mv->loop,
-                        &(mv_results_opts_t){cfg->tasks.results, cfg->tasks.resume,
-                                             cfg->tasks.results_retry, &mv->tasks, &mv->log,
-                                             results_error_cb, mv},
+                        &(mv_results_opts_t){mv_rurl_results_file(cfg->tasks.results),
+                                             cfg->tasks.resume, cfg->tasks.results_retry,
+                                             &mv->tasks, &mv->log, results_error_cb, mv},
                         why, sizeof why);
     mv->results.on_drained = results_drained_cb;
     if (r < 0) {
@@ -583,6 +585,7 @@ static int open_io(mv_t *mv)
                  MV_S("error", why));
         return -1;
     }
+    mv_rtasks_attach_results(&mv->tasks, &mv->results); /* a Redis source acks when written */
     r = start_signals(mv);
     if (r < 0) {
         mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),

@@ -1,5 +1,5 @@
 /*
- * tasks: streaming task source, queue, attempt records.
+ * tasks: the queue, attempt records, and the file/stdin source.
  *
  * A regular file is read with uv_fs_read (the thread pool), so a slow disk never stalls the
  * loop; a pipe or terminal on stdin is a libuv stream, read without any thread and paused
@@ -19,8 +19,10 @@
 
 /* A read parses every line it brought before read_ahead is checked: 16 KiB of short lines is
  * already ~3,000 tasks queued (bench/footprint). */
-#define CHUNK       (16 * 1024)
-#define COUNT_CHUNK (1024 * 1024)
+#define CHUNK (16 * 1024)
+/* Counting reads 64 KiB at a time (a syscall per ~10,000 short lines): below the mmap
+ * threshold, so the buffer comes and goes without touching the supervisor's footprint. */
+#define COUNT_CHUNK (64 * 1024)
 
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len)
 {
@@ -55,9 +57,36 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
 
     if (!h)
         return -ENOMEM;
-    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak, 0};
+    h[task->nhist++] = (mv_attempt_t){reason, slot, pid, status, peak, 0, ""};
     task->hist = h;
     return 0;
+}
+
+json_t *mv_attempts_json(const mv_attempt_t *h, int n, const char *here)
+{
+    json_t *a = json_array();
+
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_object();
+        const char *host = h[i].host[0] ? h[i].host : here;
+
+        json_object_set_new(e, "reason", json_string(mv_reason_name(h[i].reason)));
+        json_object_set_new(e, "worker", json_integer(h[i].slot));
+        json_object_set_new(e, "pid", json_integer(h[i].pid));
+        /* A lost attempt's end was not seen: its memvisor went silent. */
+        if (h[i].reason != MV_R_LOST && h[i].status < 0)
+            json_object_set_new(e, "signal", json_integer(-h[i].status));
+        else if (h[i].reason != MV_R_LOST)
+            json_object_set_new(e, "exit", json_integer(h[i].status));
+        if (h[i].peak >= 0)
+            json_object_set_new(e, "mem_peak", json_integer(h[i].peak));
+        if (h[i].limit > 0)
+            json_object_set_new(e, "mem_limit", json_integer(h[i].limit));
+        if (host && *host)
+            json_object_set_new(e, "host", json_string(host));
+        json_array_append_new(a, e);
+    }
+    return a;
 }
 
 static void enqueue(mv_tasks_t *t, mv_task_t *task)
@@ -71,7 +100,18 @@ static void enqueue(mv_tasks_t *t, mv_task_t *task)
     t->queued++;
 }
 
+void mv_tasks_add(mv_tasks_t *t, mv_task_t *task)
+{
+    enqueue(t, task);
+    t->loaded++;
+}
+
 mv_task_t *mv_tasks_pop(mv_tasks_t *t)
+{
+    return t->paused ? NULL : mv_tasks_take(t);
+}
+
+mv_task_t *mv_tasks_take(mv_tasks_t *t)
 {
     mv_task_t *task = t->head;
 
@@ -85,10 +125,12 @@ mv_task_t *mv_tasks_pop(mv_tasks_t *t)
     return task;
 }
 
-mv_task_t *mv_tasks_take(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg)
+mv_task_t *mv_tasks_take_if(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg)
 {
     mv_task_t **pp, *prev = NULL;
 
+    if (t->paused)
+        return NULL;
     for (pp = &t->head; *pp; prev = *pp, pp = &(*pp)->next) {
         mv_task_t *task = *pp;
         if (!ok(arg, task))
@@ -106,6 +148,8 @@ mv_task_t *mv_tasks_take(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *t
 const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task),
                                void *arg)
 {
+    if (t->paused)
+        return NULL;
     for (const mv_task_t *task = t->head; task; task = task->next)
         if (ok(arg, task))
             return task;
@@ -114,16 +158,22 @@ const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const 
 
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
 {
+    t->requeued++;
+    if (t->src && t->src->requeue && t->src->requeue(t, task)) {
+        t->returned++;
+        return;
+    }
     task->next = t->head;
     t->head = task;
     if (!t->tail)
         t->tail = task;
     t->queued++;
-    t->requeued++;
 }
 
-void mv_tasks_end(mv_tasks_t *t, mv_task_t *task)
+void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
 {
+    if (t->src && t->src->end)
+        t->src->end(t, task, res);
     t->ended++;
     mv_task_free(task);
 }
@@ -131,7 +181,7 @@ void mv_tasks_end(mv_tasks_t *t, mv_task_t *task)
 bool mv_tasks_all_ended(const mv_tasks_t *t)
 {
     return (t->eof || t->error || t->kind == MV_SRC_NONE) && t->queued == 0 &&
-           t->loaded == t->ended;
+           t->loaded == t->ended + t->returned;
 }
 
 /* Makes a task of line `lineno` (bytes p[0..n)) or of the error that replaces it. */
@@ -153,8 +203,7 @@ static void emit(mv_tasks_t *t, const char *p, size_t n, const char *bad)
         return;
     }
     task->bad = bad;
-    enqueue(t, task);
-    t->loaded++;
+    mv_tasks_add(t, task);
 }
 
 /* The line in `t->line` (or the one being skipped) is complete: it becomes a task. */
@@ -204,6 +253,7 @@ static void reached_end(mv_tasks_t *t)
 }
 
 static void file_read_cb(uv_fs_t *req);
+static void file_pump(mv_tasks_t *t);
 
 static void start_file_read(mv_tasks_t *t)
 {
@@ -249,7 +299,7 @@ static void file_read_cb(uv_fs_t *req)
         t->fd = -1;
     }
     t->on_input(t->arg);
-    mv_tasks_pump(t);
+    file_pump(t);
 }
 
 static void stream_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
@@ -284,7 +334,7 @@ static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     t->on_input(t->arg);
 }
 
-void mv_tasks_pump(mv_tasks_t *t)
+static void file_pump(mv_tasks_t *t)
 {
     if (t->closed || t->reading || t->eof || t->error || t->queued >= t->read_ahead)
         return;
@@ -301,11 +351,25 @@ void mv_tasks_pump(mv_tasks_t *t)
     }
 }
 
-int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
-                  size_t read_ahead, mv_tasks_cb on_input, void *arg)
+void mv_tasks_pump(mv_tasks_t *t)
 {
-    int r;
+    if (t->src && t->src->pump)
+        t->src->pump(t);
+}
 
+static void file_close(mv_tasks_t *t);
+static void file_free(mv_tasks_t *t);
+
+static const mv_tasks_source_t file_source = {
+    .kind = "file",
+    .pump = file_pump,
+    .close = file_close,
+    .free = file_free,
+};
+
+void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read_ahead,
+                   mv_tasks_cb on_input, void *arg)
+{
     memset(t, 0, sizeof *t);
     t->loop = loop;
     t->fd = -1;
@@ -315,10 +379,19 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
     t->on_input = on_input;
     t->arg = arg;
     t->req.data = t;
+}
+
+int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
+                  size_t read_ahead, mv_tasks_cb on_input, void *arg)
+{
+    int r;
+
+    mv_tasks_init(t, loop, max_size, read_ahead, on_input, arg);
     if (!path || !*path) {
         t->kind = MV_SRC_NONE;
         return 0;
     }
+    t->src = &file_source;
     t->chunk = malloc(CHUNK);
     if (!t->chunk)
         return -ENOMEM;
@@ -396,8 +469,17 @@ static void stop_counting(mv_tasks_t *t);
 
 void mv_tasks_close(mv_tasks_t *t)
 {
+    bool was = t->closed;
+
     t->closed = true;
     stop_counting(t);
+    if (t->src && t->src->close && !was)
+        t->src->close(t);
+    t->eof = t->eof || t->kind == MV_SRC_NONE;
+}
+
+static void file_close(mv_tasks_t *t)
+{
     if (t->kind == MV_SRC_STREAM && t->stream_open) {
         t->stream_open = false;
         /* A stream on stdin: closing the handle closes fd 0, which is what we want. */
@@ -408,7 +490,6 @@ void mv_tasks_close(mv_tasks_t *t)
         close(t->fd);
         t->fd = -1;
     }
-    t->eof = t->eof || t->kind == MV_SRC_NONE;
 }
 
 void mv_tasks_free(mv_tasks_t *t)
@@ -416,12 +497,19 @@ void mv_tasks_free(mv_tasks_t *t)
     mv_task_t *task;
 
     stop_counting(t);
-    while ((task = mv_tasks_pop(t)))
+    while ((task = mv_tasks_take(t)))
         mv_task_free(task);
+    if (t->src && t->src->free)
+        t->src->free(t);
+    t->src = NULL;
+    mv_buf_free(&t->line); /* mv_tasks_feed's, whoever fed it (tests feed a bare queue) */
+}
+
+static void file_free(mv_tasks_t *t)
+{
     if (t->kind == MV_SRC_FILE && t->own_fd && t->fd >= 0)
         close(t->fd);
     t->fd = -1;
-    mv_buf_free(&t->line);
     free(t->chunk);
     t->chunk = NULL;
 }

@@ -1,6 +1,12 @@
 /*
- * tasks: the task source (a file or stdin, one task per line), the queue of tasks waiting
- * for a worker, and each task's attempt record.
+ * tasks: the task source, the queue of tasks waiting for a worker, and each task's attempt
+ * record.
+ *
+ * A source is one of two implementations of mv_tasks_source_t: the file/stdin reader here
+ * (one task per line) and the Redis stream reader (rtasks.h: many memvisors on one batch).
+ * Dispatch sees only the queue (pop, requeue, end); the source fills it, may take a requeued
+ * task back (Redis: re-added to the stream with its attempts) and hears of every final
+ * result (Redis: acknowledged once the result is written).
  *
  * The source is streamed with bounded read-ahead, so a file of millions of lines costs
  * only the queued part in memory. Task id = 1-based line number; empty lines are skipped
@@ -18,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "config.h"
@@ -35,6 +42,7 @@ typedef struct mv_attempt {
     int status;    /* exit status, or -signal */
     int64_t peak;  /* the worker's peak memory during the attempt, -1 = unknown */
     int64_t limit; /* the hard limit it ran under, 0 = none or unknown */
+    char host[64]; /* where it ran when that was another memvisor (Redis source); "" = here */
 } mv_attempt_t;
 
 typedef struct mv_task {
@@ -45,7 +53,10 @@ typedef struct mv_task {
     uint16_t nhist;       /* entries in hist */
     uint16_t escalations; /* attempts that ended in a memory escalation (escalate.h) */
     mv_attempt_t *hist;   /* why earlier attempts ended */
-    const char *bad;      /* static reason when the line could not become a task */
+    const char *bad;      /* why the line could not become a task (static, or the source's) */
+    bool quarantine;      /* with `bad`: it used up its attempts elsewhere (quarantined, not
+                           * failed) */
+    void *ref;            /* the source's handle of it (Redis: its stream entry); NULL = none */
     /* The hard limit it must run under, 0 = the pool's own: set by an escalation, and all a
      * task source that moves tasks between hosts needs to carry to route it (escalate.h). */
     int64_t limit;
@@ -57,7 +68,26 @@ typedef struct mv_task {
 
 typedef void (*mv_tasks_cb)(void *arg);
 
-typedef struct mv_tasks {
+typedef struct mv_tasks mv_tasks_t;
+struct mv_result;
+
+/* What a source does; NULL members do nothing (requeue: the task is queued again here). */
+typedef struct mv_tasks_source {
+    const char *kind; /* "file", "redis" */
+    /* Reads more when fewer than read_ahead tasks are queued; never blocks. */
+    void (*pump)(mv_tasks_t *t);
+    /* A task goes back (it lost an attempt, or was sent ahead and not started): true when
+     * the source took it (it freed the task); false to queue it here again, at the front. */
+    bool (*requeue)(mv_tasks_t *t, mv_task_t *task);
+    /* A task reached its final status; `res` is its result (the task is freed after). */
+    void (*end)(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res);
+    /* Stops reading; what the source holds it lets go of, from the loop. */
+    void (*close)(mv_tasks_t *t);
+    /* After the loop ended. */
+    void (*free)(mv_tasks_t *t);
+} mv_tasks_source_t;
+
+struct mv_tasks {
     uv_loop_t *loop;
     mv_task_t *head, *tail; /* waiting for a worker */
     size_t queued;
@@ -65,8 +95,12 @@ typedef struct mv_tasks {
     int64_t max_size;  /* longest line */
 
     /* source */
-    enum { MV_SRC_NONE, MV_SRC_FILE, MV_SRC_STREAM } kind;
-    const char *name; /* for messages: the path, or "stdin" */
+    enum { MV_SRC_NONE, MV_SRC_FILE, MV_SRC_STREAM, MV_SRC_REDIS } kind;
+    const mv_tasks_source_t *src; /* NULL: none */
+    void *src_data;               /* the source's own state (Redis: mv_rtasks_t) */
+    bool paused;                  /* the source holds dispatch back (Redis: disconnected) */
+    const char *name;             /* for messages: the path, "stdin", or the stream's URL */
+    /* the file/stdin source */
     int fd;
     bool own_fd;
     uv_fs_t req; /* MV_SRC_FILE: one read at a time */
@@ -75,9 +109,9 @@ typedef struct mv_tasks {
         uv_tty_t tty;
     } stream; /* MV_SRC_STREAM */
     bool stream_open;
-    char *chunk;  /* MV_SRC_FILE read buffer */
-    bool reading; /* a read is in progress (file) or started (stream) */
-    bool eof;
+    char *chunk;     /* MV_SRC_FILE read buffer */
+    bool reading;    /* a read is in progress (file) or started (stream) */
+    bool eof;        /* the source has no more tasks (Redis: the stream is empty) */
     bool closed;     /* mv_tasks_close was called: read nothing more */
     int error;       /* first read error, negative errno */
     mv_buf_t line;   /* partial line carried between chunks */
@@ -89,7 +123,8 @@ typedef struct mv_tasks {
     uint64_t loaded; /* tasks made from the source */
     uint64_t ended;  /* tasks that reached a final status */
     uint64_t requeued;
-    uint64_t skipped; /* lines whose id is in `skip` */
+    uint64_t returned; /* requeued tasks the source took back (Redis: to the stream) */
+    uint64_t skipped;  /* lines whose id is in `skip` */
 
     /* Tasks in the source (its non-empty lines, resumed ones included): -1 until known, at
      * the source's end or counted ahead by mv_tasks_count. */
@@ -99,19 +134,27 @@ typedef struct mv_tasks {
     const mv_idset_t *skip; /* ids that ended in an earlier run (resume); NULL = none */
     mv_tasks_cb on_input;   /* new tasks queued, EOF reached, or a read error */
     void *arg;
-} mv_tasks_t;
+};
 
 /* Sets up an empty queue. `path` NULL or "" = no source, "-" = stdin. 0 or -errno (the
- * file cannot be opened). */
+ * file cannot be opened). A redis:// source is opened by mv_rtasks_open instead. */
 int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
                   size_t read_ahead, mv_tasks_cb on_input, void *arg);
+/* An empty queue with no source yet: what every source's open starts with. */
+void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read_ahead,
+                   mv_tasks_cb on_input, void *arg);
+/* A task the source made joins the queue (at the back) and counts as loaded. */
+void mv_tasks_add(mv_tasks_t *t, mv_task_t *task);
 /* Starts or resumes reading when the queue is below its read-ahead. */
 void mv_tasks_pump(mv_tasks_t *t);
-/* Takes the next task (NULL when none is queued). */
+/* Takes the next task (NULL when none is queued, or the source holds dispatch back). */
 mv_task_t *mv_tasks_pop(mv_tasks_t *t);
-/* Takes the first queued task `ok` accepts (NULL when none does); the others keep their
- * order. The queue is bounded by the read-ahead: a few hundred tasks at most. */
-mv_task_t *mv_tasks_take(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg);
+/* Takes the next task even while paused (a source handing its queue back). */
+mv_task_t *mv_tasks_take(mv_tasks_t *t);
+/* Takes the first queued task `ok` accepts (NULL when none does, or the source holds
+ * dispatch back); the others keep their order. The queue is bounded by the read-ahead: a few
+ * hundred tasks at most. */
+mv_task_t *mv_tasks_take_if(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg);
 /* The same, without taking it. */
 const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task),
                                void *arg);
@@ -120,22 +163,26 @@ static inline bool mv_tasks_source_done(const mv_tasks_t *t)
 {
     return t->eof || t->error || t->kind == MV_SRC_NONE || t->closed;
 }
-/* Puts a task back at the front. */
+/* Puts a task back: to the source when it takes it, else at the front. */
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
 /* Adds a task made in memory (tests, service mode); id is the caller's. */
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len);
+/* A task's attempt record as a JSON array (the results' attempt_errors, a Redis entry's
+ * hist); `here` (may be NULL) names the host of attempts that have none. */
+json_t *mv_attempts_json(const mv_attempt_t *h, int n, const char *here);
 /* Appends an attempt to a task's record. 0 or -ENOMEM. */
 int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status,
                          int64_t peak);
-/* A task reached its final status: count it and free it. */
-void mv_tasks_end(mv_tasks_t *t, mv_task_t *task);
+/* A task reached its final status (`res`: its result, which the source may forward): count
+ * it and free it. */
+void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res);
 void mv_task_free(mv_task_t *task);
 /* Whether every task of the source has ended (source exhausted, queue empty, none out). */
 bool mv_tasks_all_ended(const mv_tasks_t *t);
-/* Tasks loaded but not ended (queued + in flight). */
+/* Tasks loaded but not ended (queued + in flight), less those the source took back. */
 static inline uint64_t mv_tasks_outstanding(const mv_tasks_t *t)
 {
-    return t->loaded - t->ended;
+    return t->loaded - t->ended - t->returned;
 }
 /* The tasks the source still holds past what was read (a stop before the end): nonempty
  * lines, resume's skipped ones left out, the line being read counted once. Reads the rest of

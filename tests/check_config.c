@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 65);
+    ck_assert_uint_eq(n, 69);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -274,6 +274,10 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "accounting = no\n"
                                        "resume = yes\n"
                                        "results_retry = 5s\n"
+                                       "group = batch7\n"
+                                       "claim_idle = 2m\n"
+                                       "follow = yes\n"
+                                       "redis_retry = 0\n"
                                        "[leak]\n"
                                        "detect = no\n"
                                        "kind = json:op\n"
@@ -344,6 +348,10 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.tasks.accounting, 0);
     ck_assert_int_eq(c.tasks.resume, 1);
     ck_assert_int_eq(c.tasks.results_retry, 5000);
+    ck_assert_str_eq(c.tasks.group, "batch7");
+    ck_assert_int_eq(c.tasks.claim_idle, 120000);
+    ck_assert_int_eq(c.tasks.follow, 1);
+    ck_assert_int_eq(c.tasks.redis_retry, 0);
     ck_assert_int_eq(c.limits.enforce, 0);
     ck_assert_int_eq(c.leak.detect, 0);
     ck_assert_str_eq(c.leak.kind, "json:op");

@@ -55,6 +55,8 @@ int main(void)
         reaper_suite,
         hostmem_suite,
         escalate_suite,
+        redis_suite,
+        rentry_suite,
         progress_suite,
         cgroup_v2_suite,
         truth_suite,

@@ -129,9 +129,9 @@ START_TEST(requeue_goes_first_and_attempts_are_recorded)
     ck_assert_ptr_eq(mv_tasks_pop(t), b);
     ck_assert_uint_eq(t->requeued, 2);
     ck_assert(!mv_tasks_all_ended(t));
-    mv_tasks_end(t, a);
-    mv_tasks_end(t, b);
-    mv_tasks_end(t, mv_tasks_pop(t));
+    mv_tasks_end(t, a, NULL);
+    mv_tasks_end(t, b, NULL);
+    mv_tasks_end(t, mv_tasks_pop(t), NULL);
     ck_assert(mv_tasks_all_ended(t));
     mv_tasks_free(t);
 }
@@ -151,24 +151,28 @@ START_TEST(take_the_first_task_a_filter_accepts)
 
     mv_tasks_feed(t, "a1\nb2\na3\nb4\n", 12, false);
     ck_assert_ptr_null(mv_tasks_find(t, starts_with, &z));
-    ck_assert_ptr_null(mv_tasks_take(t, starts_with, &z));
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &z));
     ck_assert_uint_eq(t->queued, 4);
+    t->paused = true; /* the source holds dispatch back: nothing is taken, filtered or not */
+    ck_assert_ptr_null(mv_tasks_find(t, starts_with, &b));
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &b));
+    t->paused = false;
     ck_assert_uint_eq(mv_tasks_find(t, starts_with, &b)->id, 2);
-    x = mv_tasks_take(t, starts_with, &b);
+    x = mv_tasks_take_if(t, starts_with, &b);
     ck_assert_uint_eq(x->id, 2);
-    mv_tasks_end(t, x);
-    x = mv_tasks_take(t, starts_with, &b); /* the tail itself */
+    mv_tasks_end(t, x, NULL);
+    x = mv_tasks_take_if(t, starts_with, &b); /* the tail itself */
     ck_assert_uint_eq(x->id, 4);
-    mv_tasks_end(t, x);
-    ck_assert_ptr_null(mv_tasks_take(t, starts_with, &b));
+    mv_tasks_end(t, x, NULL);
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &b));
     ck_assert_uint_eq(t->queued, 2);
     mv_tasks_feed(t, "b5\n", 3, true); /* the tail moved back: appends still land last */
     ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 1);
-    mv_tasks_end(t, x);
+    mv_tasks_end(t, x, NULL);
     ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 3);
-    mv_tasks_end(t, x);
+    mv_tasks_end(t, x, NULL);
     ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 5);
-    mv_tasks_end(t, x);
+    mv_tasks_end(t, x, NULL);
     ck_assert_ptr_null(mv_tasks_pop(t));
     mv_tasks_free(t);
 }
@@ -182,6 +186,76 @@ static void count_cb(void *arg)
     mv_tasks_pump(arg);
     inputs++;
 }
+
+/* A source that takes back the requeued tasks that lost an attempt (as a Redis source does)
+ * and hears of every final result; pop holds back while it says so. */
+typedef struct fake {
+    int pumps, taken_back, ended;
+    mv_status_t last;
+} fake_t;
+
+static void fake_pump(mv_tasks_t *t)
+{
+    ((fake_t *)t->src_data)->pumps++;
+}
+
+static bool fake_requeue(mv_tasks_t *t, mv_task_t *task)
+{
+    fake_t *f = t->src_data;
+
+    if (task->nhist == 0)
+        return false; /* not started: queued here again */
+    f->taken_back++;
+    mv_task_free(task);
+    return true;
+}
+
+static void fake_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
+{
+    fake_t *f = t->src_data;
+
+    f->ended++;
+    f->last = res->status;
+}
+
+START_TEST(a_source_takes_back_what_lost_an_attempt_and_hears_each_end)
+{
+    static const mv_tasks_source_t src = {"fake", fake_pump, fake_requeue, fake_end, NULL, NULL};
+    fake_t f = {0};
+    mv_tasks_t t;
+    mv_task_t *a = mv_task_new(1, "a", 1), *b = mv_task_new(2, "b", 1), *x;
+    mv_result_t r = {.task = 2, .status = MV_ST_QUARANTINED};
+
+    mv_tasks_init(&t, NULL, 100, 10, NULL, NULL);
+    t.src = &src;
+    t.src_data = &f;
+    mv_tasks_add(&t, a);
+    mv_tasks_add(&t, b);
+    mv_tasks_pump(&t);
+    ck_assert_int_eq(f.pumps, 1);
+    t.paused = true; /* the source holds dispatch back */
+    ck_assert_ptr_null(mv_tasks_pop(&t));
+    t.paused = false;
+    ck_assert_ptr_eq(mv_tasks_pop(&t), a);
+    ck_assert_ptr_eq(mv_tasks_pop(&t), b);
+    /* a lost an attempt: the source takes it; b was not started: it comes back here */
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_CRASH, 1, 10, -9, -1), 0);
+    mv_tasks_requeue(&t, a);
+    mv_tasks_requeue(&t, b);
+    ck_assert_int_eq(f.taken_back, 1);
+    ck_assert_uint_eq(t.returned, 1);
+    ck_assert_uint_eq(t.requeued, 2);
+    ck_assert_uint_eq(mv_tasks_outstanding(&t), 1);
+    ck_assert_ptr_eq((x = mv_tasks_pop(&t)), b);
+    t.eof = true;
+    ck_assert(!mv_tasks_all_ended(&t));
+    mv_tasks_end(&t, x, &r);
+    ck_assert_int_eq(f.ended, 1);
+    ck_assert_int_eq(f.last, MV_ST_QUARANTINED);
+    ck_assert(mv_tasks_all_ended(&t)); /* one ended, one handed back */
+    mv_tasks_free(&t);
+}
+END_TEST
 
 START_TEST(file_source_streams_through_the_loop)
 {
@@ -209,7 +283,7 @@ START_TEST(file_source_streams_through_the_loop)
         n++;
         bytes = x->len;
         ck_assert_uint_eq(x->id, n);
-        mv_tasks_end(&t, x);
+        mv_tasks_end(&t, x, NULL);
     }
     ck_assert_uint_eq(n, 5001);
     ck_assert_uint_eq(bytes, 100000);
@@ -245,7 +319,7 @@ START_TEST(stdin_pipe_source_with_backpressure)
         ck_assert_uint_le(t.queued, 4);
         while ((x = mv_tasks_pop(&t))) {
             n++;
-            mv_tasks_end(&t, x);
+            mv_tasks_end(&t, x, NULL);
         }
     }
     ck_assert(t.eof);
@@ -420,9 +494,9 @@ END_TEST
 
 START_TEST(quarantine_lists_every_attempt)
 {
-    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1, 0},
-                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20, 4 << 20},
-                         {MV_R_CRASH, 1, 30, 3, -1, 0}};
+    mv_attempt_t h[3] = {{MV_R_CRASH, 1, 10, -11, -1, 0, ""},
+                         {MV_R_HARD_LIMIT, 2, 20, -9, 5 << 20, 4 << 20, ""},
+                         {MV_R_CRASH, 1, 30, 3, -1, 0, ""}};
     mv_result_t r = {.task = 9,
                      .status = MV_ST_QUARANTINED,
                      .attempts = 3,
@@ -678,6 +752,7 @@ Suite *tasks_suite(void)
     tcase_add_test(src, file_source_streams_through_the_loop);
     tcase_add_test(src, stdin_pipe_source_with_backpressure);
     tcase_add_test(src, missing_file_is_an_error);
+    tcase_add_test(src, a_source_takes_back_what_lost_an_attempt_and_hears_each_end);
     tcase_add_test(res, result_line_has_every_field);
     tcase_add_test(res, result_line_has_times_and_generation);
     tcase_add_test(res, any_payload_bytes_survive_in_json);

@@ -49,6 +49,8 @@ Suite *exitcode_suite(void);
 Suite *reaper_suite(void);
 Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
+Suite *redis_suite(void);
+Suite *rentry_suite(void);
 Suite *progress_suite(void);
 
 #endif

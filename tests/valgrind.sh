@@ -2,8 +2,8 @@
 # make check-valgrind: one end-to-end batch with the supervisor under valgrind memcheck.
 # The batch exercises recycling (task count and memory), a crashing task, a protocol error,
 # prefetch and the results writer; a second one the leak detector, snapshots (with the
-# worker's heap view) and a hard-limit kill; then `memvisor report` (text and --html) reads that run. valgrind
-# must report no error and no leak in any of them.
+# worker's heap view) and a hard-limit kill; then `memvisor report` (text and --html) reads that run;
+# then a Redis batch with a Redis restart. valgrind must report no error and no leak in any of them.
 set -euo pipefail
 build=${1:?usage: valgrind.sh BUILD_DIR}
 dir=$(mktemp -d /tmp/mv-valgrind-XXXXXX)
@@ -85,6 +85,49 @@ fi
     cat "$dir/html.txt" >&2
     exit 1
 }
+# A Redis source (docs/many-hosts.md): results to a stream and a file, a poison task re-added
+# and quarantined, Redis killed and restarted mid-batch (the supervisor reconnects), and
+# `memvisor submit` under valgrind too.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$dir/redis"
+redis() {
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly yes --dir "$dir/redis" \
+        --logfile redis.log &
+    rpid=$!
+    disown "$rpid" # killed below on purpose: no "Killed" line
+    for _ in $(seq 1 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
+}
+# kill returns before the server is gone: wait, or rm -rf races with its AOF writes
+stop_redis() {
+    kill -9 "$rpid" 2>/dev/null || true
+    while kill -0 "$rpid" 2>/dev/null; do sleep 0.02; done
+}
+redis
+trap 'stop_redis; rm -rf "$dir"' EXIT
+{ for i in $(seq 1 150); do echo "sleep 5"; done; echo crash; } >"$dir/rtasks.txt"
+"${vg[@]}" "$build/memvisor" submit --to "redis://127.0.0.1:$port/jobs" "$dir/rtasks.txt" \
+    >"$dir/submit.txt" 2>&1 || { echo "valgrind: submit failed:" >&2; cat "$dir/submit.txt" >&2; exit 1; }
+code=0
+"${vg[@]}" "$build/memvisor" run -o supervisor.workers=2 -o supervisor.state_dir="$dir/rstate" \
+    -o tasks.claim_idle=2s -o tasks.max_attempts=2 --tasks "redis://127.0.0.1:$port/jobs" \
+    --results "redis://127.0.0.1:$port/results" --results "$dir/rresults.jsonl" \
+    -- "$build/helpers/mvtest_worker" 2>"$dir/redis.log" >/dev/null &
+mpid=$!
+for _ in $(seq 1 200); do
+    [ "$(redis-cli -p "$port" xlen results)" -ge 20 ] && break
+    sleep 0.05
+done
+stop_redis
+redis
+wait "$mpid" || code=$?
+n=$(redis-cli -p "$port" xlen results)
+if [ "$code" -ne 1 ] || [ "$n" -ne 151 ] || ! grep -q 'event=redis_reconnected' "$dir/redis.log"; then
+    echo "valgrind: Redis batch: exit $code (want 1), $n results (want 151):" >&2
+    grep '^==' "$dir/redis.log" >&2 || tail -20 "$dir/redis.log" >&2
+    exit 1
+fi
+stop_redis
+
 echo "valgrind: supervisor clean (502 tasks, recycles, a crash and a protocol error;" \
     "leak suspects, snapshots, a hard-limit kill; an escalation, orphans, the pause tier;" \
-    "report, report --html)"
+    "report, report --html; a Redis batch with a Redis restart, submit)"

@@ -9,10 +9,11 @@ import sys
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
     0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak isolate resume "
-       "confdiff addr kind paths metrics progress",
+       "confdiff addr kind paths metrics progress rurl",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
-       "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe",
+       "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
+       "rscript rconn rtasks rtasks_int rheld",
     # 2: one worker
     2: "worker worker_int worker_look",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
@@ -20,7 +21,8 @@ LAYERS = {
     # 4: the slots
     4: "pool pool_int pool_esc spares",
     # 5: the run, its commands and the command lines
-    5: "supervisor commands main ctl ticker report cli report_int report_load report_print report_html report_timeline",
+    5: "supervisor commands main ctl ticker report cli report_int report_load report_print report_html report_timeline "
+       "submit",
 }
 
 

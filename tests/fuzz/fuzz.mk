@@ -15,10 +15,11 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 60
 
 FUZZ_OBJS_protocol :=
-FUZZ_OBJS_config   := config config_ext options units util addr log kind paths
+FUZZ_OBJS_config   := config config_ext options units util addr log kind paths rurl
 FUZZ_OBJS_control  := control runlock log util
 FUZZ_OBJS_channel  := channel util
 FUZZ_OBJS_results  := resume util
+FUZZ_OBJS_rentry   := rentry rurl tasks job kind resume reason util
 
 FUZZ_FLAGS_config  := -max_len=8192
 FUZZ_FLAGS_control := -max_len=131072

@@ -1,0 +1,342 @@
+/*
+ * rheld: the stream entries a Redis task source holds, from taken to let go (rtasks_int.h):
+ * an entry becomes a task (or, when it is none, goes to the quarantine stream); a task that
+ * lost an attempt is re-added; a task's final result is written once and its entry
+ * acknowledged, at once or once the results file holds the line.
+ */
+#include "rtasks_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "rentry.h"
+
+/* ---- held records ---- */
+
+held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *eid)
+{
+    held_t *h = calloc(1, sizeof *h);
+
+    if (!h)
+        return NULL;
+    h->rt = rt;
+    snprintf(h->eid, sizeof h->eid, "%s", eid);
+    h->next = rt->held;
+    if (rt->held)
+        rt->held->prev = h;
+    rt->held = h;
+    rt->nheld++;
+    return h;
+}
+
+void mv__rt_held_free(mv_rtasks_t *rt, held_t *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        rt->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    rt->nheld--;
+    redisFreeCommand(h->cmd);
+    free(h->msg);
+    free(h);
+}
+
+held_t *mv__rt_held_find(mv_rtasks_t *rt, const char *eid)
+{
+    for (held_t *h = rt->held; h; h = h->next)
+        if (strcmp(h->eid, eid) == 0)
+            return h;
+    return NULL;
+}
+
+/* ---- taking entries ---- */
+
+/* An entry that is no task: to STREAM:quarantine with why, acknowledged. */
+static void bad_entry(mv_rtasks_t *rt, const mv_rgot_t *g, const char *why)
+{
+    mv_rargs_t a = {0};
+    held_t *h;
+    int n;
+
+    mv_warn(rt->log, "redis_bad_entry", MV_S("stream", rt->name), MV_S("entry", g->eid),
+            MV_S("error", why), MV_S("msg", "moved to the quarantine stream"),
+            MV_S("quarantine", rt->quar_key));
+    if (mv__rt_held_find(rt, g->eid) || !(h = mv__rt_held_new(rt, g->eid)))
+        return;
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_BAD], 2);
+    mv_rargs_str(&a, rt->url.stream);
+    mv_rargs_str(&a, rt->quar_key);
+    mv_rargs_str(&a, rt->group);
+    mv_rargs_str(&a, g->eid);
+    mv_rargs_str(&a, "entry");
+    mv_rargs_str(&a, g->eid);
+    mv_rargs_str(&a, "error");
+    mv_rargs_str(&a, why);
+    mv_rargs_str(&a, "host");
+    mv_rargs_str(&a, rt->consumer);
+    for (size_t i = 0; i < g->nfv; i++)
+        mv_rargs_add(&a, g->fv[i].p, g->fv[i].n);
+    n = mv_rargs_format(&a, &h->cmd);
+    mv_rargs_free(&a);
+    h->op = OP_BAD;
+    if (n < 0) {
+        mv__rt_held_free(rt, h); /* it stays pending: another memvisor takes it after claim_idle */
+        return;
+    }
+    h->cmdlen = (size_t)n;
+    mv__rt_send(rt, h);
+}
+
+/* Each time the entry was taken over (delivered more than once) cost an attempt: memvisor
+ * cannot know whether the silent one had started it. */
+static void charge(mv_rtasks_t *rt, held_t *h, mv_task_t *t, const mv_rgot_t *g)
+{
+    long long lost = g->deliveries - 1;
+    char msg[160];
+
+    for (long long i = 0; i < lost && t->attempts < UINT16_MAX; i++) {
+        if (mv_task_note_attempt(t, MV_R_LOST, 0, 0, 0, -1) == 0 && i == lost - 1)
+            mv_rscript_consumer_host(g->owner, t->hist[t->nhist - 1].host,
+                                     sizeof t->hist[t->nhist - 1].host);
+        t->attempts++;
+    }
+    if (lost > 0)
+        mv_info(rt->log, "redis_claimed", MV_I("task", (long long)t->id), MV_S("entry", g->eid),
+                MV_S("from", *g->owner ? g->owner : "?"), MV_I("attempts", t->attempts));
+    /* Counted as mv_escalate_decide counts: an attempt that ended in an escalation is not. */
+    if (t->bad || t->attempts - MV_MIN(t->escalations, t->attempts) < rt->max_attempts)
+        return;
+    snprintf(msg, sizeof msg, "quarantined after %u attempts; last: %s", t->attempts,
+             mv_reason_name(t->nhist ? t->hist[t->nhist - 1].reason : MV_R_LOST));
+    if (!(h->msg = strdup(msg)))
+        return;
+    t->bad = h->msg;
+    t->quarantine = true;
+}
+
+/* An entry read, claimed or found pending here becomes a task in the queue. */
+void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
+{
+    mv_task_t *t;
+    held_t *h;
+    char why[256];
+    int rc;
+
+    rc = mv_rentry_decode(g->fv, g->nfv, rt->t->max_size, &t, why, sizeof why);
+    if (rc == -EINVAL) {
+        bad_entry(rt, g, why);
+        return;
+    }
+    if (rc < 0 || !(h = mv__rt_held_new(rt, g->eid))) {
+        /* Left pending: it idles out and is taken over (this memvisor included). */
+        mv_error(rt->log, "redis_entry_dropped", MV_S("entry", g->eid),
+                 MV_S("error", "out of memory"));
+        if (rc == 0)
+            mv_task_free(t);
+        return;
+    }
+    charge(rt, h, t, g);
+    h->task = t;
+    h->task_id = t->id;
+    h->nhist0 = t->nhist;
+    t->ref = h;
+    if (rt->closing) {
+        mv__rt_readd(rt, h, t); /* arrived after the close: back to the stream at once */
+        return;
+    }
+    rt->taken++;
+    rt->claimed += g->deliveries > 1;
+    mv_tasks_add(rt->t, t);
+}
+
+/* ---- letting entries go: finish, readd, bad ---- */
+
+static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
+{
+    held_t *h = priv;
+    mv_rtasks_t *rt = h->rt;
+
+    if (!r || mv__rt_is_error(r)) {
+        h->state = H_SEND; /* sent again after the reconnect */
+        if (!r && rt->gave_up)
+            mv__rt_held_free(rt, h);
+        else if (r)
+            mv__rt_error(rt,
+                         mv_rscript_name(h->op == OP_FINISH  ? MV_RS_FINISH
+                                         : h->op == OP_READD ? MV_RS_READD
+                                                             : MV_RS_BAD),
+                         r);
+        return;
+    }
+    if (h->op == OP_FINISH && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
+        rt->duplicates++;
+        mv_info(rt->log, "redis_result_duplicate", MV_I("task", (long long)h->task_id),
+                MV_S("entry", h->eid),
+                MV_S("msg", "another memvisor wrote this task's result first: this one is "
+                            "dropped"));
+    } else if (h->op == OP_FINISH) {
+        rt->finished++;
+    }
+    mv__rt_held_free(rt, h);
+    if (rt->closing)
+        mv__rt_maybe_close(rt);
+    else if (rt->nheld == 0 && mv_tasks_outstanding(rt->t) == 0)
+        mv__rt_stat(rt);
+}
+
+void mv__rt_send(mv_rtasks_t *rt, held_t *h)
+{
+    h->state = H_SEND;
+    if (rt->ready && mv_rconn_formatted(&rt->conn, held_cb, h, h->cmd, h->cmdlen) == 0)
+        h->state = H_SENT;
+}
+
+/* The task leaves this memvisor for the stream: a new entry with its attempts for the old
+ * one (in one script). Frees the task. */
+void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
+{
+    mv_rentry_t e;
+    mv_rargs_t a = {0};
+    char id[24];
+    int n = -ENOMEM;
+
+    snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
+    if (mv_rentry_encode(t, rt->host, &e) == 0) {
+        mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 2);
+        mv_rargs_str(&a, rt->url.stream);
+        mv_rargs_str(&a, rt->done_key);
+        mv_rargs_str(&a, rt->group);
+        mv_rargs_str(&a, h->eid);
+        mv_rargs_str(&a, rt->consumer);
+        mv_rargs_str(&a, id);
+        for (int i = 0; i < e.argc; i++)
+            mv_rargs_add(&a, e.argv[i], e.len[i]);
+        n = mv_rargs_format(&a, &h->cmd);
+    }
+    mv_rargs_free(&a);
+    mv_rentry_free(&e);
+    t->ref = NULL;
+    mv_task_free(t);
+    h->task = NULL;
+    h->op = OP_READD;
+    if (n < 0) {
+        /* Out of memory: the entry stays pending with its old attempts; it idles out. */
+        mv__rt_held_free(rt, h);
+        return;
+    }
+    h->cmdlen = (size_t)n;
+    mv__rt_send(rt, h);
+}
+
+bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task)
+{
+    mv_rtasks_t *rt = t->src_data;
+    held_t *h = task->ref;
+
+    if (!h || task->nhist == h->nhist0)
+        return false; /* not started: it stays here, at the front */
+    mv_info(rt->log, "redis_readd", MV_I("task", (long long)task->id), MV_S("entry", h->eid),
+            MV_I("attempts", task->attempts));
+    rt->readded++;
+    mv__rt_readd(rt, h, task);
+    return true;
+}
+
+/* The script call that writes a task's result once and acknowledges its entry. */
+static int finish_call(mv_rtasks_t *rt, held_t *h, const mv_task_t *t, const mv_result_t *res)
+{
+    mv_buf_t json = {0};
+    mv_rentry_t e = {0};
+    mv_rargs_t a = {0};
+    char id[24];
+    bool q = res->status == MV_ST_QUARANTINED;
+    int n = -ENOMEM;
+
+    snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
+    if (*rt->results_stream && (mv_results_encode_at(res, rt->host, rt->consumer, &json) < 0 ||
+                                mv_buf_append(&json, "", 1) < 0))
+        goto out;
+    if (q && (mv_rentry_encode(t, rt->host, &e) < 0 ||
+              mv_rentry_add(&e, "error", res->payload, res->len) < 0 ||
+              mv_rentry_add(&e, "host", rt->consumer, strlen(rt->consumer)) < 0))
+        goto out;
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_FINISH], 4);
+    mv_rargs_str(&a, rt->url.stream);
+    mv_rargs_str(&a, rt->done_key);
+    mv_rargs_str(&a, *rt->results_stream ? rt->results_stream : rt->done_key);
+    mv_rargs_str(&a, rt->quar_key);
+    mv_rargs_str(&a, rt->group);
+    mv_rargs_str(&a, h->eid);
+    mv_rargs_str(&a, id);
+    mv_rargs_str(&a, json.len ? (const char *)json.data : "");
+    mv_rargs_str(&a, rt->consumer);
+    mv_rargs_str(&a, q ? "1" : "0");
+    for (int i = 0; q && i < e.argc; i++)
+        mv_rargs_add(&a, e.argv[i], e.len[i]);
+    n = mv_rargs_format(&a, &h->cmd);
+out:
+    mv_rargs_free(&a);
+    mv_rentry_free(&e);
+    mv_buf_free(&json);
+    return n;
+}
+
+void mv__rt_end(mv_tasks_t *t, mv_task_t *task, const mv_result_t *res)
+{
+    mv_rtasks_t *rt = t->src_data;
+    held_t *h = task->ref;
+    int n;
+
+    if (!h)
+        return;
+    task->ref = NULL;
+    h->task = NULL;
+    h->op = OP_FINISH;
+    h->quarantine = res->status == MV_ST_QUARANTINED;
+    if ((n = finish_call(rt, h, task, res)) < 0) {
+        mv_error(rt->log, "redis_result_lost", MV_I("task", (long long)task->id),
+                 MV_S("error", "out of memory"),
+                 MV_S("msg", "its entry stays pending: another memvisor runs it again"));
+        mv__rt_held_free(rt, h);
+        return;
+    }
+    h->cmdlen = (size_t)n;
+    if (rt->wait_file) {
+        h->seq = rt->results->added;
+        h->state = H_WAIT_FILE;
+        return;
+    }
+    mv__rt_send(rt, h);
+}
+
+/* Without a results stream: the lines up to `lines` are synced in the results file. */
+void mv__rt_written(void *arg, uint64_t lines, bool closed)
+{
+    mv_rtasks_t *rt = arg;
+    held_t *h, *next;
+    uint64_t left = 0;
+
+    for (h = rt->held; h; h = next) {
+        next = h->next;
+        if (h->state != H_WAIT_FILE)
+            continue;
+        if (h->seq <= lines)
+            mv__rt_send(rt, h);
+        else if (closed) {
+            left++;
+            mv__rt_held_free(rt, h);
+        }
+    }
+    if (left)
+        mv_warn(rt->log, "redis_results_unwritten", MV_I("tasks", (long long)left),
+                MV_S("msg", "their lines are not in the results file: their entries stay "
+                            "pending, and another memvisor runs them after claim_idle"));
+    if (closed)
+        mv__rt_maybe_close(rt);
+}

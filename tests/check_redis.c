@@ -1,0 +1,783 @@
+/*
+ * redis: many memvisors on one batch through Redis Streams (docs/many-hosts.md), end to end
+ * (the URL parser, the entry codec and the replies with plain inputs: check_rentry.c). Each
+ * test has its own redis-server on 127.0.0.1 on a free port (its data in the test's temp dir,
+ * killed by pid at the end; PR_SET_PDEATHSIG kills it with a test that failed), and
+ * two or three memvisors as separate "hosts": one killed -9 mid-batch, Redis restarted once,
+ * a memvisor stopped for longer than claim_idle (slow, not dead), a task longer than
+ * claim_idle; every task's result exactly once in the results stream.
+ */
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* ---- a redis-server per test ---- */
+
+typedef struct redis {
+    pid_t pid;
+    int port;
+    char dir[64];
+    bool aof;
+    const char *pass; /* NULL = none */
+    char url[128];    /* redis://[:pass@]127.0.0.1:PORT */
+} redis_t;
+
+static pid_t redis_pids[4];
+
+/* A test that fails exits: its servers go with it (and PR_SET_PDEATHSIG if it is killed). */
+static void kill_servers(void)
+{
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] > 0)
+            kill(redis_pids[i], SIGKILL);
+}
+
+static int free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static redisContext *cli(const redis_t *r)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    redisReply *rep;
+
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (r->pass) {
+        rep = redisCommand(c, "AUTH %s", r->pass);
+        freeReplyObject(rep);
+    }
+    return c;
+}
+
+/* Starts redis-server on r->port; false when it died (the port was taken). */
+static bool spawn_server(redis_t *r)
+{
+    char port[16], dir[80];
+    redisContext *c;
+    int st;
+
+    snprintf(port, sizeof port, "%d", r->port);
+    snprintf(dir, sizeof dir, "%s/data", r->dir);
+    r->pid = fork();
+    ck_assert_int_ge(r->pid, 0);
+    if (r->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (!freopen("/dev/null", "w", stdout))
+            _exit(126);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", r->aof ? "yes" : "no", "--dir", dir, "--logfile", "redis.log",
+               r->pass ? "--requirepass" : NULL, r->pass, (char *)NULL);
+        _exit(127);
+    }
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] == 0) {
+            redis_pids[i] = r->pid;
+            break;
+        }
+    for (int i = 0; i < 250; i++) {
+        if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+            ck_assert_msg(!WIFEXITED(st) || WEXITSTATUS(st) != 127,
+                          "redis-server is not installed: make deps (or apt-get install "
+                          "redis-server)");
+            r->pid = 0;
+            return false;
+        }
+        if ((c = cli(r))) {
+            redisReply *rep = redisCommand(c, "PING");
+            bool up = rep && rep->type == REDIS_REPLY_STATUS;
+            freeReplyObject(rep);
+            redisFree(c);
+            if (up)
+                return true;
+        }
+        nap_ms(20);
+    }
+    ck_abort_msg("redis-server on port %d did not answer within 5 s", r->port);
+    return false;
+}
+
+/* The temp dir and a port; no server yet (spawn_server starts it). */
+static void redis_prepare(redis_t *r, bool aof, const char *pass)
+{
+    char data[80];
+
+    memset(r, 0, sizeof *r);
+    memset(redis_pids, 0, sizeof redis_pids);
+    atexit(kill_servers);
+    r->aof = aof;
+    r->pass = pass;
+    strcpy(r->dir, "/tmp/mv-redis-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(r->dir));
+    snprintf(data, sizeof data, "%s/data", r->dir);
+    ck_assert_int_eq(mkdir(data, 0700), 0);
+    r->port = free_port();
+}
+
+static void set_url(redis_t *r)
+{
+    snprintf(r->url, sizeof r->url, "redis://%s%s%s127.0.0.1:%d", r->pass ? ":" : "",
+             r->pass ? r->pass : "", r->pass ? "@" : "", r->port);
+}
+
+static void redis_start(redis_t *r, bool aof, const char *pass)
+{
+    redis_prepare(r, aof, pass);
+    for (int tries = 0; tries < 5 && !spawn_server(r); tries++)
+        r->port = free_port(); /* taken meanwhile: another */
+    ck_assert_int_gt(r->pid, 0);
+    set_url(r);
+}
+
+/* Kills the server (-9: its AOF is all it keeps) and waits for it. */
+static void redis_kill(redis_t *r)
+{
+    if (r->pid <= 0)
+        return;
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    for (size_t i = 0; i < sizeof redis_pids / sizeof redis_pids[0]; i++)
+        if (redis_pids[i] == r->pid)
+            redis_pids[i] = 0;
+    r->pid = 0;
+}
+
+static void redis_stop(redis_t *r)
+{
+    char cmd[128];
+
+    redis_kill(r);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", r->dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static long long integer(redisContext *c, const char **argv, int argc)
+{
+    redisReply *rep = redisCommandArgv(c, argc, argv, NULL);
+    long long v;
+
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(rep->type == REDIS_REPLY_INTEGER, "%s: %s", argv[0],
+                  rep->type == REDIS_REPLY_ERROR ? rep->str : "not an integer");
+    v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+#define INT(c, ...)                             \
+    integer((c), (const char *[]){__VA_ARGS__}, \
+            (int)(sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *)))
+
+/* The "result" JSON of every entry of a stream, in order (a JSON array; decref it). */
+static json_t *stream_results(redisContext *c, const char *key)
+{
+    redisReply *rep = redisCommand(c, "XRANGE %s - +", key);
+    json_t *all = json_array();
+
+    ck_assert_msg(rep && rep->type == REDIS_REPLY_ARRAY, "XRANGE %s", key);
+    for (size_t i = 0; i < rep->elements; i++) {
+        redisReply *f = rep->element[i]->element[1];
+        for (size_t k = 0; k + 1 < f->elements; k += 2)
+            if (strcmp(f->element[k]->str, "result") == 0) {
+                json_error_t e;
+                json_t *o = json_loads(f->element[k + 1]->str, 0, &e);
+                ck_assert_msg(o != NULL, "result entry is not JSON: %s", e.text);
+                json_array_append_new(all, o);
+            }
+    }
+    freeReplyObject(rep);
+    return all;
+}
+
+/* Each task 1..n has exactly one result; returns how many are quarantined. */
+static int assert_each_once(json_t *results, int n)
+{
+    int *seen = calloc((size_t)n + 1, sizeof *seen), quarantined = 0;
+    size_t i;
+    json_t *o;
+
+    json_array_foreach(results, i, o)
+    {
+        long long id = jint(o, "task");
+        ck_assert_msg(id >= 1 && id <= n, "a result for task %lld", id);
+        ck_assert_msg(++seen[id] == 1, "task %lld has %d results", id, seen[id]);
+        ck_assert_ptr_nonnull(jstr(o, "host"));
+        quarantined += strcmp(jstr(o, "status"), "quarantined") == 0;
+    }
+    for (int k = 1; k <= n; k++)
+        ck_assert_msg(seen[k] == 1, "task %d has no result", k);
+    free(seen);
+    return quarantined;
+}
+
+/* `memvisor submit` of `text` into the stream; returns its exit code. */
+static int submit(const redis_t *r, const char *stream, const char *text, const char *const *more)
+{
+    mvrun_t s;
+    char to[256];
+    const char *args[16] = {"submit", "--to", to};
+    int n = 3, code;
+
+    snprintf(to, sizeof to, "%s/%s", r->url, stream);
+    run_init(&s, text);
+    for (; more && *more; more++)
+        args[n++] = *more;
+    args[n++] = s.tasks;
+    args[n] = NULL;
+    run_start(&s, args, NULL);
+    code = run_finish(&s);
+    if (code != 0)
+        fprintf(stderr, "submit: %s", s.log ? s.log : "");
+    run_free(&s);
+    return code;
+}
+
+/* A memvisor "host" on the stream, its results to the results stream. */
+static void host_start(mvrun_t *m, const redis_t *r, const char *claim_idle, int workers,
+                       const char *const *more)
+{
+    static char tasks[4][256], results[4][256], idle[4][64], wk[4][64];
+    static int k;
+    const char *args[40] = {
+        "run",     "-o",     idle[k],     "-o",      wk[k], "-o", "tasks.max_attempts=2",
+        "--tasks", tasks[k], "--results", results[k]};
+    int n = 11;
+
+    snprintf(tasks[k], sizeof tasks[k], "%s/jobs", r->url);
+    snprintf(results[k], sizeof results[k], "%s/results", r->url);
+    snprintf(idle[k], sizeof idle[k], "tasks.claim_idle=%s", claim_idle);
+    snprintf(wk[k], sizeof wk[k], "supervisor.workers=%d", workers);
+    for (; more && *more; more++)
+        args[n++] = *more;
+    args[n++] = "--";
+    args[n++] = MVTEST;
+    args[n] = NULL;
+    run_init(m, NULL);
+    m->service = true; /* no --tasks FILE from the harness: ours */
+    run_start(m, args, NULL);
+    k = (k + 1) % 4;
+}
+
+/* Waits until the stream `key` has at least n entries. */
+static void wait_len(const redis_t *r, const char *key, long long n, mvrun_t *const *drain)
+{
+    for (int i = 0; i < 1000; i++) {
+        redisContext *c = cli(r);
+        long long len = c ? INT(c, "XLEN", key) : -1;
+        if (c)
+            redisFree(c);
+        if (len >= n)
+            return;
+        for (mvrun_t *const *d = drain; d && *d; d++)
+            run_drain(*d);
+        nap_ms(10);
+    }
+    ck_abort_msg("%s never had %lld entries", key, n);
+}
+
+/* ---- many hosts ---- */
+
+/* Three hosts, one killed -9 while it runs two tasks, Redis killed -9 and restarted once
+ * (appendonly: the streams survive): every task ends once in the results stream, the poison
+ * ones quarantined once, and nothing stays pending. */
+START_TEST(three_hosts_one_killed_and_a_redis_restart_give_each_result_once)
+{
+    enum { N = 48, POISON = 3 };
+    char *text = calloc(1, 64 * (N + POISON));
+    static const char *const three[] = {"-o", "tasks.max_attempts=3", NULL};
+    redis_t r;
+    mvrun_t h[3];
+    redisContext *c;
+    json_t *res, *q;
+    redisReply *p;
+    size_t i;
+
+    redis_start(&r, true, NULL);
+    for (int k = 1; k <= N + POISON; k++)
+        strcat(text, k <= 2 ? "say go sleep 400\n" : k <= N ? "sleep 30\n" : "crash\n");
+    ck_assert_int_eq(submit(&r, "jobs", text, NULL), 0);
+    free(text);
+    /* Host 1 takes the first two tasks: once it runs them, it dies. */
+    /* claim_idle is longer than the restart below: a live host's task is not taken over
+     * while it cannot refresh it (if it were, it would run twice, its result still once). */
+    host_start(&h[0], &r, "2s", 2, three);
+    free(run_wait_for(&h[0], "go pid="));
+    free(run_wait_for(&h[0], "go pid="));
+    host_start(&h[1], &r, "2s", 2, three);
+    host_start(&h[2], &r, "2s", 2, three);
+    free(run_wait_for(&h[1], "event=redis_connected"));
+    free(run_wait_for(&h[2], "event=redis_connected"));
+    kill(h[0].pid, SIGKILL);
+    ck_assert_int_eq(run_finish(&h[0]), 128 + SIGKILL);
+    wait_len(&r, "results", 12, (mvrun_t *const[]){&h[1], &h[2], NULL});
+    redis_kill(&r);
+    ck_assert(spawn_server(&r));
+    /* Both survivors finish the batch, taking over host 1's tasks after claim_idle. */
+    /* each exits 1 when a task it ended was quarantined (0 otherwise): some did */
+    ck_assert_int_le(run_finish(&h[1]), 1);
+    ck_assert_int_le(run_finish(&h[2]), 1);
+    ck_assert_int_eq(h[1].code + h[2].code >= 1, 1);
+    ck_assert_int_eq(run_count(&h[1], "event=redis_reconnected") +
+                         run_count(&h[2], "event=redis_reconnected"),
+                     2);
+    ck_assert_int_ge(
+        run_count(&h[1], "event=redis_claimed") + run_count(&h[2], "event=redis_claimed"), 2);
+    c = cli(&r);
+    ck_assert_ptr_nonnull(c);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, N + POISON), POISON);
+    json_array_foreach(res, i, q)
+    {
+        long long id = jint(q, "task");
+        if (id <= 2) { /* lost with host 1 (one attempt), then run */
+            ck_assert_int_ge(jint(q, "attempts"), 2);
+            ck_assert_str_eq(
+                jstr(json_array_get(json_object_get(q, "attempt_errors"), 0), "reason"), "lost");
+        }
+        if (id > N) {
+            ck_assert_str_eq(jstr(q, "status"), "quarantined");
+            ck_assert_int_ge(json_array_size(json_object_get(q, "attempt_errors")), 3);
+        }
+    }
+    json_decref(res);
+    /* Poison tasks in the quarantine stream, once each, with their attempts. */
+    ck_assert_int_eq(INT(c, "XLEN", "jobs:quarantine"), POISON);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), N + POISON);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0); /* acknowledged and deleted */
+    p = redisCommand(c, "XPENDING jobs memvisor");
+    ck_assert_int_eq(p->element[0]->integer, 0);
+    freeReplyObject(p);
+    redisFree(c);
+    for (int k = 0; k < 3; k++)
+        run_free(&h[k]);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A memvisor stopped (SIGSTOP) longer than claim_idle looks dead: another takes its task
+ * over and runs it. Once it goes on, its own run of the task ends too: the task ran twice,
+ * its result is in the stream once. */
+START_TEST(a_slow_host_and_its_taker_write_one_result)
+{
+    redis_t r;
+    mvrun_t a, b;
+    redisContext *c;
+    json_t *res;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say run sleep 300\nsleep 10\nsleep 10\nsleep 10\n", NULL),
+                     0);
+    host_start(&a, &r, "500ms", 1, NULL);
+    free(run_wait_for(&a, "run pid="));
+    kill(a.pid, SIGSTOP);
+    host_start(&b, &r, "500ms", 1, NULL);
+    free(run_wait_for(&b, "event=redis_claimed task=1"));
+    free(run_wait_for(&b, "run pid="));
+    ck_assert_int_eq(run_finish(&b), 0);
+    kill(a.pid, SIGCONT);
+    ck_assert_int_eq(run_finish(&a), 0);
+    ck_assert_int_eq(run_count(&a, "event=redis_result_duplicate task=1"), 1);
+    ck_assert_ptr_nonnull(strstr(run_summary(&b), "(1 taken over)"));
+    ck_assert_ptr_nonnull(strstr(run_summary(&a), "0 results written here, 1 by another first"));
+    c = cli(&r);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 4), 0);
+    json_decref(res);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    redisFree(c);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A memvisor started before its Redis says so once, waits (backoff), and runs the batch once
+ * Redis is there. */
+START_TEST(a_memvisor_started_before_redis_waits_for_it)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res;
+
+    redis_prepare(&r, false, NULL);
+    set_url(&r);
+    /* follow: an empty stream does not end it, whether it connects before the submit or not */
+    host_start(&m, &r, "1s", 1, (const char *[]){"-o", "tasks.follow=yes", NULL});
+    free(run_wait_for(&m, "event=redis_unreachable"));
+    ck_assert(spawn_server(&r));
+    ck_assert_int_eq(submit(&r, "jobs", "ok\nok\n", NULL), 0);
+    wait_len(&r, "results", 2, (mvrun_t *const[]){&m, NULL});
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "event=redis_unreachable"), 1);
+    ck_assert_int_eq(run_count(&m, "event=redis_connected"), 1);
+    c = cli(&r);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 2), 0);
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A group set back in time (as a Redis restored from a snapshot would be) delivers again an
+ * entry this memvisor holds: it is not run a second time. */
+START_TEST(a_group_set_back_does_not_run_a_held_task_twice)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say held sleep 1500\nok\n", NULL), 0);
+    host_start(&m, &r, "1s", 2, NULL);
+    free(run_wait_for(&m, "held pid="));
+    c = cli(&r);
+    for (int i = 0; i < 500 && INT(c, "XLEN", "results") < 1; i++) /* the "ok" is done */
+        nap_ms(10);
+    freeReplyObject(redisCommand(c, "XGROUP SETID jobs memvisor 0"));
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "held pid="), 1);
+    ck_assert_int_eq(INT(c, "XLEN", "results"), 2);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* Memory escalation with a Redis source: a task killed at the hard limit runs again on its
+ * own worker with twice the limit (its entry held meanwhile), and a task that comes from the
+ * stream already escalated (its `limit` field: another host raised it) runs at that limit. */
+START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
+{
+    static const char *const esc[] = {"-o", "limits.memory_hard=64M",   "-o", "limits.escalate=2x",
+                                      "-o", "limits.escalate_max=256M", NULL};
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res, *o;
+    size_t i;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "alloc 100\nok\n", NULL), 0);
+    c = cli(&r);
+    freeReplyObject(
+        redisCommand(c, "XADD jobs * id 3 data %s limit %d escalations 1", "alloc 100", 128 << 20));
+    host_start(&m, &r, "1s", 2, esc);
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "event=escalate task=1 from=67108864 to=134217728"), 1);
+    ck_assert_int_eq(run_count(&m, "event=escalate "), 1); /* task 3 came raised */
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 3), 0);
+    json_array_foreach(res, i, o)
+    {
+        if (jint(o, "task") == 2)
+            continue;
+        ck_assert_str_eq(jstr(o, "status"), "ok");
+        ck_assert_int_eq(jint(o, "mem_limit"), 128 << 20);
+        ck_assert_int_eq(jint(o, "escalations"), 1);
+    }
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
+ * other memvisor, idle and claiming, never takes it. */
+START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
+{
+    redis_t r;
+    mvrun_t a, b;
+
+    redis_start(&r, false, NULL);
+    /* refreshed every 333 ms: taken only if its memvisor stalled for 667 ms */
+    ck_assert_int_eq(submit(&r, "jobs", "say long sleep 2500\nsleep 10\nsleep 10\n", NULL), 0);
+    host_start(&a, &r, "1s", 1, NULL);
+    free(run_wait_for(&a, "long pid="));
+    host_start(&b, &r, "1s", 1, NULL);
+    ck_assert_int_eq(run_finish(&b), 0);
+    ck_assert_int_eq(run_finish(&a), 0);
+    ck_assert_int_eq(run_count(&a, "long pid=") + run_count(&b, "long pid="), 1);
+    ck_assert_int_eq(run_count(&b, "event=redis_claimed"), 0);
+    ck_assert_int_eq(run_count(&a, "event=redis_task_taken_over"), 0);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
+/* ---- one host: a results file, status, bad entries ---- */
+
+/* `memvisor status` output, by the run's control socket. */
+static char *status_of(const mvrun_t *m)
+{
+    char sock[160], *out;
+
+    snprintf(sock, sizeof sock, "%s/state/control.sock", m->dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "status", "--socket", sock, NULL}, &out), 0);
+    return out;
+}
+
+/* Without a results stream the results file is the record: a task is acknowledged once its
+ * line is synced. A password travels in the URL. Status shows the stream. An entry that is
+ * no task goes to the quarantine stream. */
+START_TEST(results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    char src[256], *st;
+    redisReply *rep;
+
+    redis_start(&r, false, "s3cret");
+    ck_assert_int_eq(submit(&r, "jobs", "say first sleep 200\nsleep 200\nsleep 200\n", NULL), 0);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XADD jobs * no id"));
+    snprintf(src, sizeof src, "%s/jobs", r.url);
+    run_init(&m, NULL);
+    m.service = true;
+    run_start(&m,
+              (const char *[]){"run", "-o", "supervisor.workers=1", "-o", "tasks.follow=yes", "-o",
+                               "tasks.claim_idle=1s", "--tasks", src, "--results", m.results, "--",
+                               MVTEST, NULL},
+              NULL);
+    free(run_wait_for(&m, "first pid="));
+    st = status_of(&m);
+    ck_assert_msg(strstr(st, "stream: redis://127.0.0.1:") &&
+                      strstr(st, "/jobs group memvisor: ") && strstr(st, "held here"),
+                  "%s", st);
+    ck_assert_ptr_null(strstr(st, "s3cret"));
+    free(st);
+    free(run_wait_for(&m, "event=redis_bad_entry"));
+    /* follow = yes: it waits for more until stopped */
+    for (int i = 0; i < 500 && INT(c, "HLEN", "jobs:done") < 3; i++)
+        nap_ms(10);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 3);
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0); /* a queue follower's normal end, like a service's */
+    run_assert_once(&m, 3, (const size_t[]){0});
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    ck_assert_int_eq(INT(c, "EXISTS", "results"), 0); /* no results stream was asked for */
+    rep = redisCommand(c, "XRANGE jobs:quarantine - +");
+    ck_assert_int_eq(rep->elements, 1);
+    ck_assert_str_eq(rep->element[0]->element[1]->element[2]->str, "error");
+    ck_assert_str_eq(rep->element[0]->element[1]->element[3]->str, "no id field");
+    freeReplyObject(rep);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* Mistakes are named before anything runs (exit 2); what Redis refuses ends the run with
+ * the server's words and the stream's URL (exit 3). */
+START_TEST(bad_urls_and_redis_errors_are_named)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    char src[256], other[256], wrong[256], nobody[256];
+    int dead = free_port();
+
+    redis_start(&r, false, NULL);
+    snprintf(src, sizeof src, "%s/jobs", r.url);
+    snprintf(other, sizeof other, "redis://127.0.0.2:%d/results", r.port);
+    snprintf(wrong, sizeof wrong, "redis://:nope@127.0.0.1:%d/jobs", r.port);
+    snprintf(nobody, sizeof nobody, "redis://127.0.0.1:%d/jobs", dead);
+    /* the task source and results as given, and what the refusal says */
+    const char *usage[][4] = {
+        {"redis://127.0.0.1:99999/jobs", "a.jsonl", NULL, "the port is not a number"},
+        {"FILE", other, NULL, "needs a Redis task source"},
+        {src, other, NULL, "must be on the task stream's Redis server"},
+        {src, src, NULL, "the results stream and the task stream are both"},
+    };
+    for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+        run_init(&m, "x\n");
+        m.service = true;
+        run_start(&m,
+                  (const char *[]){"run", "--tasks",
+                                   strcmp(usage[i][0], "FILE") == 0 ? m.tasks : usage[i][0],
+                                   "--results", usage[i][1], usage[i][2] ? "--results" : "--",
+                                   usage[i][2] ? usage[i][2] : MVTEST, "--", MVTEST, NULL},
+                  NULL);
+        ck_assert_int_eq(run_finish(&m), 2);
+        ck_assert_msg(strstr(m.log, usage[i][3]), "case %zu: %s", i, m.log);
+        run_free(&m);
+    }
+    /* A key of another type where the stream should be; a wrong password; nobody there. */
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "SET jobs x"));
+    redisFree(c);
+    const char *urls[] = {src, wrong, nobody};
+    const char *says[] = {"WRONGTYPE", "AUTH", "Connection refused"};
+    for (int i = 0; i < 3; i++) {
+        run_init(&m, NULL);
+        m.service = true;
+        run_start(&m,
+                  (const char *[]){"run", "-o", "tasks.redis_retry=0", "--tasks", urls[i], "--",
+                                   MVTEST, NULL},
+                  NULL);
+        ck_assert_int_eq(run_finish(&m), 3);
+        ck_assert_msg(strstr(m.log, "event=redis_failed") && strstr(m.log, says[i]) &&
+                          strstr(m.log, "source=redis://127.0.0.1:"),
+                      "%s: %s", urls[i], m.log);
+        run_free(&m);
+    }
+    /* A results key of another type: the run ends naming it, and nothing was written for
+     * the task (no done mark without its result): it is still there to run. */
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "DEL jobs"));
+    freeReplyObject(redisCommand(c, "SET results x"));
+    redisFree(c);
+    ck_assert_int_eq(submit(&r, "jobs", "ok\n", NULL), 0);
+    host_start(&m, &r, "1s", 1, NULL);
+    ck_assert_int_eq(run_finish(&m), 3);
+    ck_assert_msg(strstr(m.log, "event=redis_failed") && strstr(m.log, "call=finish") &&
+                      strstr(m.log, "WRONGTYPE results holds a string, not a stream"),
+                  "%s", m.log);
+    c = cli(&r);
+    ck_assert_int_eq(INT(c, "EXISTS", "jobs:done"), 0);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 1);
+    redisFree(c);
+    run_free(&m);
+    /* memvisor check names the key */
+    run_init(&m, NULL);
+    run_start(&m, (const char *[]){"check", "-o", "tasks.source=redis://h:0/x", NULL}, NULL);
+    ck_assert_int_eq(run_finish(&m), 2);
+    ck_assert_msg(strstr(m.log, "[tasks] source") && strstr(m.log, "port"), "%s", m.log);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* `memvisor submit`: what it takes, and each way it refuses. */
+START_TEST(submit_adds_numbered_tasks_and_refuses_bad_input)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    redisReply *rep;
+    char to[256], dead[256];
+
+    redis_start(&r, false, NULL);
+    snprintf(to, sizeof to, "%s/jobs", r.url);
+    snprintf(dead, sizeof dead, "redis://127.0.0.1:%d/jobs", free_port());
+    ck_assert_int_eq(submit(&r, "jobs", "a\n\nb\n", NULL), 0);
+    ck_assert_int_eq(submit(&r, "jobs", "c", NULL), 0); /* a second batch: ids go on */
+    c = cli(&r);
+    rep = redisCommand(c, "XRANGE jobs - +");
+    ck_assert_int_eq(rep->elements, 3);
+    ck_assert_str_eq(rep->element[2]->element[1]->element[1]->str, "3");
+    ck_assert_str_eq(rep->element[2]->element[1]->element[3]->str, "c");
+    freeReplyObject(rep);
+    static const struct {
+        const char *args[6];
+        int code;
+        const char *says;
+    } bad[] = {
+        {{"submit", NULL}, 2, "missing FILE"},
+        {{"submit", "--to", NULL}, 2, "missing value after --to"},
+        {{"submit", "--bogus", "f", NULL}, 2, "unknown option: --bogus"},
+        {{"submit", "a", "b", NULL}, 2, "one FILE only"},
+        {{"submit", "/nonexistent/tasks", "--to", "redis://127.0.0.1:1/x", NULL},
+         3,
+         "cannot open /nonexistent/tasks"},
+        {{"submit", "f", NULL}, 2, "no stream to add to"},
+        {{"submit", "f", "--to", "redis://h/", NULL}, 2, "no stream name"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        run_init(&m, NULL);
+        run_start(&m, bad[i].args, NULL);
+        ck_assert_int_eq(run_finish(&m), bad[i].code);
+        ck_assert_msg(strstr(m.log, bad[i].says), "case %zu: %s", i, m.log);
+        run_free(&m);
+    }
+    /* from stdin */
+    run_init(&m, NULL);
+    run_start(&m, (const char *[]){"submit", "--to", to, "-", NULL}, "d\n");
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&m), "1 tasks added to redis://127.0.0.1:"));
+    run_free(&m);
+    run_init(&m, "x\n");
+    run_start(&m, (const char *[]){"submit", "--to", dead, m.tasks, NULL}, NULL);
+    ck_assert_int_eq(run_finish(&m), 3);
+    ck_assert_ptr_nonnull(strstr(m.log, "cannot connect to redis://127.0.0.1:"));
+    run_free(&m);
+    /* A line longer than max_size: the lines before it go in, it and the rest do not. */
+    run_init(&m, "short\nthis line is too long\nafter\n");
+    run_start(&m, (const char *[]){"submit", "-o", "tasks.max_size=8", "--to", to, m.tasks, NULL},
+              NULL);
+    ck_assert_int_eq(run_finish(&m), 2);
+    ck_assert_msg(strstr(m.log, "tasks.txt:2: a task line longer than [tasks] max_size") &&
+                      strstr(m.log, "1 tasks before it were"),
+                  "%s", m.log);
+    run_free(&m);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 5);
+    rep = redisCommand(c, "GET jobs:ids");
+    ck_assert_str_eq(rep->str, "5"); /* the refused line took no id, the one before did */
+    freeReplyObject(rep);
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
+Suite *redis_suite(void)
+{
+    Suite *s = suite_create("redis");
+    TCase *e2e = tcase_create("e2e");
+
+    tcase_set_timeout(e2e, 60);
+    tcase_add_test(e2e, three_hosts_one_killed_and_a_redis_restart_give_each_result_once);
+    tcase_add_test(e2e, a_slow_host_and_its_taker_write_one_result);
+    tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
+    tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
+    tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
+    tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
+    tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
+    tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
+    suite_add_tcase(s, e2e);
+    return s;
+}
