@@ -14,6 +14,9 @@ echo
 echo "== heap accounting overhead (bench/heap_overhead) =="
 "$build/bench/heap_overhead" --rounds 7
 echo
+echo "== leak attribution end to end: heap preload, worker figures, PYTHONMALLOC (bench/heap_e2e.py) =="
+python3 "$(dirname "$0")/heap_e2e.py" --build "$build" --rounds 3
+echo
 echo "== W1, the leaky Python batch: memvisor (module + template, lines) vs multiprocessing.Pool (bench/w1.py) =="
 python3 "$(dirname "$0")/w1.py" "$build" --runs 3
 echo

@@ -320,7 +320,34 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
     kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
 }
 
+/* A leak experiment wants a fresh worker in `slot`: a worker that has run nothing is fresh
+ * already; any other drains now, and its replacement attaches to the experiment. It does not
+ * wait its turn behind [recycle] spacing or max_concurrent: the experiment holds its kind's
+ * tasks back until that replacement is ready, and one experiment runs at a time. A worker
+ * already leaving has its replacement on the way. */
+static void on_fresh(void *arg, int slot)
+{
+    mv_pool_t *p = arg;
+    mv_seat_t *seat = p->slots.slot[slot - 1].active;
+    mv_member_t *m = seat ? member_of_seat(seat) : NULL;
+
+    if (!m || mv_worker_leaving(m->w))
+        return;
+    if (m->w->tasks_done == 0)
+        mv_experiment_attach(&p->exp, m->w);
+    else if (m->w->state != MV_W_DEAD && !seat->gone)
+        drain_now(p, m, MV_R_EXPERIMENT);
+}
+
+static void on_verdict(void *arg, const mv_exp_verdict_t *v)
+{
+    mv_pool_t *p = arg;
+
+    mv_suspect_verdict(&p->suspect, v->w ? &member_of(v->w)->suspect : NULL, v);
+}
+
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
+static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
 
@@ -531,6 +558,7 @@ static mv_worker_opts_t worker_opts(mv_pool_t *p)
         .service = p->o.service,
         .timeline = p->o.timeline,
         .forker = mv_templates_forker(&p->tmpl),
+        .heap = &p->heap,
     };
 }
 
@@ -685,6 +713,18 @@ static void grace_cb(uv_timer_t *t)
                 MV_I("grace_ms", p->o.cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
 }
 
+/* [leak] heap for the workers of cfg and argv: decided and said once per configuration. */
+static void plan_heap(mv_pool_t *p, const mv_config_t *cfg)
+{
+    mv_heapmon_plan(cfg->leak.heap, cfg->leak.python_malloc,
+                    cfg->worker.protocol != MV_PROTO_NONE && !p->o.service, p->o.argv,
+                    p->o.self_exe, &p->heap);
+    mv_log(p->o.log,
+           p->heap.preload || cfg->leak.heap != MV_HEAPMODE_PRELOAD ? MV_LVL_INFO : MV_LVL_WARN,
+           "heap", MV_S("preload", p->heap.preload ? p->heap.library : "off"),
+           MV_S("python_malloc", p->heap.python ? "yes" : "no"), MV_S("why", p->heap.why));
+}
+
 /* memvisor's environment minus what each worker gets its own value of, or none (NOTIFY_SOCKET
  * is memvisor's). NULL on ENOMEM. */
 static char **pool_env(char *const *env)
@@ -727,6 +767,11 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
                      &dispatch_events, p);
     mv_watch_init(&p->watch, o->loop, o->log, cfg, &watch_events, p);
     mv_suspect_init(&p->suspect, o->loop, o->log, cfg, o->leak, o->run, &suspect_events, p);
+    mv_experiment_init(&p->exp, o->log, cfg, o->tasks, o->service, &experiment_events, p);
+    if (p->exp.enabled && o->leak) {
+        p->suspect.exp = &p->exp;
+        mv_dispatch_set_filter(&p->dispatch, mv_experiment_filter(&p->exp));
+    }
     uv_timer_init(o->loop, &p->grace);
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
@@ -735,6 +780,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    plan_heap(p, cfg);
     mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
     if (cfg->worker.template) {
         mv_worker_opts_t wo = worker_opts(p);
@@ -831,8 +877,10 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->o.cfg = cfg;
     if (argv)
         p->o.argv = argv;
+    plan_heap(p, cfg);
     p->dispatch.cfg = cfg;
     p->suspect.cfg = cfg;
+    p->exp.cfg = cfg;
     mv_watch_reconfigure(&p->watch, cfg);
     p->slots.cfg.max_concurrent = cfg->recycle.max_concurrent;
     p->slots.cfg.spacing = cfg->recycle.spacing;
@@ -984,6 +1032,7 @@ void mv_pool_view_free(mv_pool_view_t *v)
 void mv_pool_free(mv_pool_t *p)
 {
     mv_suspect_free(&p->suspect);
+    mv_experiment_free(&p->exp);
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
     mv_cgahead_free(&p->ahead);

@@ -104,6 +104,7 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
+    mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
     mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
     mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
     mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
@@ -114,6 +115,7 @@ typedef struct mv_pool {
     uint64_t rng;
 
     mv_pool_esc_t esc;
+    mv_heapplan_t heap; /* [leak] heap for the workers started from now on */
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */

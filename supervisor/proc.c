@@ -248,6 +248,22 @@ void mv_proc_close(mv_proc_t *p)
         uv_close((uv_handle_t *)&p->h, closed_cb);
 }
 
+/* MV_PROC_ENV_PRELOAD goes in front of LD_PRELOAD, for the command only (proc.h). 0 or -1. */
+static int preload_command(void)
+{
+    const char *lib = getenv(MV_PROC_ENV_PRELOAD), *had = getenv("LD_PRELOAD");
+    char *both = NULL;
+    int r;
+
+    if (!lib || !*lib)
+        return unsetenv(MV_PROC_ENV_PRELOAD);
+    if (had && *had && asprintf(&both, "%s:%s", lib, had) < 0)
+        return -1;
+    r = setenv("LD_PRELOAD", both ? both : lib, 1);
+    free(both);
+    return r < 0 ? r : unsetenv(MV_PROC_ENV_PRELOAD);
+}
+
 /* Parent death (proc.h): armed, then checked against a parent that died before. 0, or the
  * shim's exit code. */
 static int arm_parent_death(long parent)
@@ -344,6 +360,10 @@ int mv_exec_shim(int argc, char **argv)
     /* After the cgroup move; the credential change cleared the parent-death signal. */
     if (creds && ((r = drop_creds(uid, gid)) != 0 || (r = arm_parent_death(parent)) != 0))
         return r;
+    if (preload_command() < 0) {
+        fprintf(stderr, "memvisor exec-shim: cannot set LD_PRELOAD: %s\n", strerror(errno));
+        return 125;
+    }
     /* Socket activation: the sockets are for this process, which exec keeps. */
     if (getenv("LISTEN_FDS")) {
         snprintf(pid, sizeof pid, "%d", (int)getpid());

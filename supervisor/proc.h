@@ -36,7 +36,11 @@
 #include <uv.h>
 
 #define MV_PROC_FIRST_FD 3 /* the first inherited fd after stdin, stdout, stderr */
-#define MV_PROC_MAX_FDS  80
+/* A library the exec shim puts in front of LD_PRELOAD just before it execs the command, and
+ * not before: memvisor itself (the shim) must not load it (an ASan build refuses any preload
+ * that comes before its runtime; and the shim would claim the heap page for nothing). */
+#define MV_PROC_ENV_PRELOAD "MEMVISOR_SHIM_PRELOAD"
+#define MV_PROC_MAX_FDS     80
 
 typedef struct mv_proc mv_proc_t;
 

@@ -503,7 +503,7 @@ static int spawn(mv_template_t *t, const char **call)
 {
     int fds[MV_LISTEN_MAX + 1], nfds = 0, nl = t->o.listen ? t->o.listen->n : 0, r;
     mv_chan_stdio_t io;
-    mv_worker_env_t extra;
+    mv_worker_env_t extra = {.heap_at = -1};
     char **env;
 
     *call = "socketpair";

@@ -15,6 +15,7 @@
 
 #include "confdiff.h"
 #include "config.h"
+#include "heapmon.h"
 #include "suites.h"
 
 static char tmpdir[64];
@@ -104,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 67);
+    ck_assert_uint_eq(n, 70);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -287,6 +288,9 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "task_growth = 1G\n"
                                        "snapshot_timeout = 250ms\n"
                                        "history = 3\n"
+                                       "heap = off\n"
+                                       "python_malloc = no\n"
+                                       "confirm = off\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
@@ -359,6 +363,9 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.task_growth, 1 << 30);
     ck_assert_int_eq(c.leak.snapshot_timeout, 250);
     ck_assert_int_eq(c.leak.history, 3);
+    ck_assert_int_eq(c.leak.heap, MV_HEAPMODE_OFF);
+    ck_assert_int_eq(c.leak.python_malloc, MV_HEAPPY_NO);
+    ck_assert_int_eq(c.leak.confirm, MV_CONFIRM_OFF);
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");

@@ -168,23 +168,25 @@ static int wbuf_reserve(mvw_t *w, size_t n)
 }
 
 /*
- * Queues one message: header, optional kind prefix (u8 n + n bytes), then body. Large bodies
- * go out at once, without a copy, after what is already buffered.
+ * Queues one message: header, optional kind prefix (u8 n + n bytes), optional heap figures
+ * (struct mvw_heap), then body. Large bodies go out at once, without a copy, after what is
+ * already buffered.
  */
 int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
-               const void *body, size_t len)
+               const struct mvw_heap *heap, const void *body, size_t len)
 {
     uint8_t hdr[MVW_HEADER_SIZE + 1];
-    size_t pre = kind_len ? 1 + kind_len : 0;
-    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0);
-    struct iovec iov[3];
+    size_t pre = (kind_len ? 1 + kind_len : 0) + (heap ? sizeof *heap : 0);
+    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0), hsize = heap ? sizeof *heap : 0;
+    uint16_t flags = (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0);
+    struct iovec iov[4];
     int rc;
 
     if (w->err)
         return w->err;
     if (len > MVW_MAX_PAYLOAD - pre)
         return -EMSGSIZE;
-    mvw_put_header(hdr, type, kind_len ? MVW_F_KIND : 0, task, (uint32_t)(pre + len));
+    mvw_put_header(hdr, type, flags, task, (uint32_t)(pre + len));
     hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
     if (len >= WBUF_DIRECT) {
         rc = mvw__flush(w);
@@ -192,12 +194,13 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
             return rc;
         iov[0] = (struct iovec){hdr, hlen};
         iov[1] = (struct iovec){(void *)kind, kind_len};
-        iov[2] = (struct iovec){(void *)body, len};
-        rc = send_iov(w, iov, 3);
+        iov[2] = (struct iovec){(void *)heap, hsize};
+        iov[3] = (struct iovec){(void *)body, len};
+        rc = send_iov(w, iov, 4);
         w->last_flush_ns = now_ns();
         return rc;
     }
-    rc = wbuf_reserve(w, hlen + kind_len + len);
+    rc = wbuf_reserve(w, hlen + kind_len + hsize + len);
     if (rc < 0)
         return rc;
     memcpy(w->wbuf + w->wlen, hdr, hlen);
@@ -205,10 +208,28 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
     if (kind_len)
         memcpy(w->wbuf + w->wlen, kind, kind_len);
     w->wlen += kind_len;
+    if (hsize)
+        memcpy(w->wbuf + w->wlen, heap, hsize);
+    w->wlen += hsize;
     if (len)
         memcpy(w->wbuf + w->wlen, body, len);
     w->wlen += len;
     return 0;
+}
+
+/* The heap figures sent with each answer when memvisor asks (MVW_GO_HEAP): glibc's
+ * mallinfo2(), bytes in use in its arenas plus its mmap'd chunks. It walks the allocator's
+ * free lists under the arena lock: a few microseconds per task (bench/heap_overhead). */
+static void heap_figures(struct mvw_heap *h)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+
+    h->live_bytes = (int64_t)(mi.uordblks + mi.hblkhd);
+#else
+    h->live_bytes = -1;
+#endif
+    h->blocks = -1; /* glibc counts free chunks, not live ones */
 }
 
 /* The default heap view: glibc's mallinfo2() as a JSON object. */
@@ -252,7 +273,7 @@ int mvw__answer_snapshot(mvw_t *w)
     if (n < 0 || (size_t)n > cap)
         n = snprintf(buf, cap, "{\"error\":\"snapshot callback failed\",\"errno\":%ld}",
                      n < 0 ? -n : (long)EOVERFLOW);
-    rc = mvw__queue(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, buf, (size_t)n);
+    rc = mvw__queue(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, NULL, buf, (size_t)n);
     free(buf);
     return rc < 0 ? rc : mvw__flush(w);
 }
@@ -409,15 +430,17 @@ static int handshake(mvw_t *w)
         switch (m.h.type) {
         case MVW_MSG_GO:
             memcpy(&go, m.payload, sizeof go);
-            /* memvisor answers with the lower of the two versions. */
             if (go.version < MVW_PROTOCOL_MIN || go.version > MVW_PROTOCOL_VERSION)
                 return mvw__fail(w, -EPROTONOSUPPORT);
-            if (go.mode != MVW_MODE_BATCH && go.mode != MVW_MODE_SERVICE &&
-                go.mode != MVW_MODE_TEMPLATE)
+            w->mode = go.mode & MVW_MODE_MASK;
+            if ((w->mode != MVW_MODE_BATCH && w->mode != MVW_MODE_SERVICE &&
+                 w->mode != MVW_MODE_TEMPLATE) ||
+                (go.mode & ~(uint32_t)MVW_GO_VALID) || (go.version < 2 && go.mode != w->mode))
                 return mvw__fail(w, -EBADMSG);
             w->slot = go.slot;
             w->prefetch = go.prefetch;
-            w->mode = go.mode;
+            w->version = go.version;
+            w->report_heap = (go.mode & MVW_GO_HEAP) && w->mode == MVW_MODE_BATCH;
             /* What came with GO is handled now: a service polls the fd, which will not
              * wake it for bytes already buffered here. */
             return mvw__scan(w);
@@ -467,7 +490,7 @@ static int open_channel(mvw_t **out)
         return -ENOMEM;
     w->fd = fd;
     w->last_flush_ns = now_ns();
-    rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, &hello, sizeof hello);
+    rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, NULL, &hello, sizeof hello);
     if (rc == 0)
         rc = mvw__flush(w);
     if (rc == 0)
@@ -608,13 +631,18 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
 /* Answers the task in hand with DONE or FAIL (plus its kind) and flushes per the policy. */
 static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
 {
+    struct mvw_heap heap;
     int rc;
 
     if (!w->in_task)
         return -EINVAL;
     if (!body && len)
         return -EINVAL;
-    rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, body, len);
+    /* MVW_F_COLLECT asks for garbage to be collected first: C has none to collect. */
+    if (w->report_heap)
+        heap_figures(&heap);
+    rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, w->report_heap ? &heap : NULL, body,
+                    len);
     if (rc == -EMSGSIZE || rc == -ENOMEM)
         return rc; /* still in hand: the caller may answer again, shorter */
     w->in_task = 0;
@@ -670,7 +698,7 @@ MVW_API int mvw_begin(mvw_t *w, const char *kind)
         if (n < 0)
             return n;
     }
-    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, 0);
+    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, NULL, 0);
     if (rc < 0)
         return rc;
     w->svc_id++;
@@ -688,7 +716,7 @@ MVW_API int mvw_end(mvw_t *w, int status)
         return -EOPNOTSUPP;
     if (!w->svc_open)
         return -EINVAL;
-    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, &st, sizeof st);
+    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, NULL, &st, sizeof st);
     if (rc < 0)
         return rc;
     w->svc_open = 0;

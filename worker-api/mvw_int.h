@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <memvisor/protocol.h>
 #include <memvisor/worker.h>
 
 #define KIND_MAX 255u
@@ -17,8 +18,10 @@ struct mvw {
     unsigned slot;
     uint32_t prefetch;
     uint32_t mode;
-    int err;     /* sticky: the channel is unusable (EOF, malformed input, I/O error) */
-    int stopped; /* STOP received */
+    uint32_t version; /* the conversation's (GO's) */
+    int report_heap;  /* GO asked for heap figures with every answer (v2) */
+    int err;          /* sticky: the channel is unusable (EOF, malformed input, I/O error) */
+    int stopped;      /* STOP received */
 
     uint8_t *rbuf; /* input: see the invariant at the top */
     size_t rcap, rpos, rlen, scan;
@@ -49,9 +52,9 @@ int mvw__wait_fd(int fd, short events);
 int mvw__fail(mvw_t *w, int err);
 /* Sends the write buffer. */
 int mvw__flush(mvw_t *w);
-/* Queues one message (header, optional kind, body). */
+/* Queues one message (header, optional kind, optional heap figures, body). */
 int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
-               const void *body, size_t len);
+               const struct mvw_heap *heap, const void *body, size_t len);
 /* Answers a SNAPSHOT request at once. */
 int mvw__answer_snapshot(mvw_t *w);
 /* Handles the unscanned input (TASKs stay, STOP and SNAPSHOT are acted on). */

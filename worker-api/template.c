@@ -291,7 +291,7 @@ static int fork_one(mvw_t *w, tmsg_t *t, pid_t *tid)
     close_fds(t);
     ans.pid = pid > 0 ? (int32_t)pid : 0;
     ans.error = pid > 0 ? 0 : err;
-    rc = mvw__queue(w, MVW_MSG_FORKED, t->m.h.task, NULL, 0, &ans, sizeof ans);
+    rc = mvw__queue(w, MVW_MSG_FORKED, t->m.h.task, NULL, 0, NULL, &ans, sizeof ans);
     return rc < 0 ? rc : mvw__flush(w);
 }
 
@@ -331,7 +331,7 @@ int mvw__serve_template(mvw_t *w)
         return mvw__fail(w, -EBADMSG); /* a TASK for a template */
     if (tid)
         ready.features |= MVW_TEMPLATE_TID;
-    rc = mvw__queue(w, MVW_MSG_TEMPLATE, 0, NULL, 0, &ready, sizeof ready);
+    rc = mvw__queue(w, MVW_MSG_TEMPLATE, 0, NULL, 0, NULL, &ready, sizeof ready);
     if (rc == 0)
         rc = mvw__flush(w);
     while (rc == 0) {

@@ -21,20 +21,29 @@
  *     memvisor -> SNAPSHOT / worker -> SNAPSHOT {json}     heap view on request
  *     worker -> BEGIN id kind / END id status              service mode: worker-made tasks
  *
- * Versions: memvisor answers GO with the lower of the worker's version and its own, and
- * serves every version from MVW_PROTOCOL_MIN. Version 2 adds the warm template (a worker
- * whose start-up runs once and which forks new workers on request, docs/templates.md):
+ * Versions. memvisor speaks every version from MVW_PROTOCOL_MIN to MVW_PROTOCOL_VERSION and
+ * answers HELLO with a GO of the version the worker said: that is the conversation's version.
+ * Version 2 adds, for leak attribution (docs/leaks.md):
+ *   - GO's mode may carry MVW_GO_HEAP: the worker answers every task with its own heap
+ *     figures (MVW_F_HEAP on DONE/FAIL, struct mvw_heap after the kind). memvisor asks only
+ *     when it has no better figures (no heap preload) and counts them for attribution only;
+ *   - TASK may carry MVW_F_COLLECT: the worker collects garbage (Python: gc.collect()) after
+ *     the task and before it answers, so that the reading at the answer holds no garbage
+ *     waiting for a collector. Sent for the tasks whose readings a verdict is made from.
+ *   - the warm template (a worker whose start-up runs once and which forks new workers on
+ *     request, docs/templates.md):
  *     worker -> HELLO {version 2, flags MVW_HELLO_TEMPLATE}   it can serve as a template
  *     memvisor -> GO {mode MVW_MODE_TEMPLATE}          serve as the template
  *     worker -> TEMPLATE {pid, features}               ready: nothing is sent before it
  *     memvisor -> FORK id {slot, ...} + fds            (SCM_RIGHTS, see struct mvw_fork)
  *     worker -> FORKED id {pid | error}                in the order of the FORKs
  *     memvisor -> STOP                                 retire: answer what was asked, exit 0
- * Every message memvisor sends a template after GO carries its fds on its own first byte, so
- * the template reads them with exact-size recvmsg calls (the header, then the payload) and
- * the fds that come during those reads belong to that message. TEMPLATE is what allows
- * memvisor to send FORK at all: the template's handshake reads ahead with plain recv(),
- * which would drop the fds of a FORK it read along with GO.
+ *   Every message memvisor sends a template after GO carries its fds on its own first byte,
+ *   so the template reads them with exact-size recvmsg calls (the header, then the payload)
+ *   and the fds that come during those reads belong to that message. TEMPLATE is what allows
+ *   memvisor to send FORK at all: the template's handshake reads ahead with plain recv(),
+ *   which would drop the fds of a FORK it read along with GO.
+ * A version-1 worker gets none of these.
  *
  * The decoder below checks the length against the caller's limit before anything is copied,
  * and checks type, flags, direction and fixed payload sizes. Short reads are normal: the
@@ -51,9 +60,8 @@
 #include <string.h>
 
 #define MVW_PROTOCOL_VERSION 2u
-/* The oldest version memvisor still serves (version 1: no template). */
-#define MVW_PROTOCOL_MIN 1u
-#define MVW_HEADER_SIZE  16u
+#define MVW_PROTOCOL_MIN     1u /* the oldest version memvisor still speaks */
+#define MVW_HEADER_SIZE      16u
 /* Hard cap of one payload; `[worker] max_message` can only lower it. */
 #define MVW_MAX_PAYLOAD (64u << 20)
 /* Environment variable that carries the socketpair fd number. */
@@ -78,14 +86,21 @@ enum mvw_msg_type {
 };
 
 /* Flags. DONE/FAIL/BEGIN with MVW_F_KIND: payload starts with u8 n, then n bytes of task
- * kind, then the result/error (BEGIN: nothing else). */
-#define MVW_F_KIND  0x0001u
-#define MVW_F_VALID 0x0001u
+ * kind, then the result/error (BEGIN: nothing else). DONE/FAIL with MVW_F_HEAP (v2): a
+ * struct mvw_heap follows the kind (or starts the payload), then the result/error. TASK with
+ * MVW_F_COLLECT (v2): collect garbage before answering. */
+#define MVW_F_KIND    0x0001u
+#define MVW_F_HEAP    0x0002u
+#define MVW_F_COLLECT 0x0004u
+#define MVW_F_VALID   0x0007u
 
-/* GO modes. */
-#define MVW_MODE_BATCH    0u /* memvisor sends TASKs */
-#define MVW_MODE_SERVICE  1u /* the worker makes its own tasks with BEGIN/END */
-#define MVW_MODE_TEMPLATE 2u /* version 2: fork workers on FORK (see above) */
+/* GO modes: the low byte; higher bits are requests (v2). */
+#define MVW_MODE_BATCH    0u      /* memvisor sends TASKs */
+#define MVW_MODE_SERVICE  1u      /* the worker makes its own tasks with BEGIN/END */
+#define MVW_MODE_TEMPLATE 2u      /* version 2: fork workers on FORK (see above) */
+#define MVW_MODE_MASK     0x00ffu /* the mode itself */
+#define MVW_GO_HEAP       0x0100u /* answer every task with MVW_F_HEAP (batch mode) */
+#define MVW_GO_VALID      (MVW_MODE_MASK | MVW_GO_HEAP)
 
 /* HELLO flags. */
 #define MVW_HELLO_TEMPLATE 0x1u /* version 2: this worker can serve as a template */
@@ -96,10 +111,19 @@ struct mvw_hello {
 };
 
 struct mvw_go {
-    uint32_t version;  /* MVW_PROTOCOL_VERSION memvisor speaks */
+    uint32_t version;  /* the conversation's version: the worker's, when memvisor speaks it */
     uint32_t slot;     /* worker slot number, 1-based */
     uint32_t prefetch; /* most TASKs memvisor keeps outstanding on this worker */
-    uint32_t mode;     /* MVW_MODE_* */
+    uint32_t mode;     /* MVW_MODE_*, plus MVW_GO_HEAP (v2) */
+};
+
+/* A worker's own heap figures, sent with an answer (MVW_F_HEAP), as the worker's allocator
+ * sees them just before it answers: C, glibc's mallinfo2() (bytes in use in its arenas plus
+ * its mmap'd chunks); Python, the same through ctypes plus sys.getallocatedblocks(). -1 =
+ * unknown. memvisor makes per-task deltas of consecutive answers. */
+struct mvw_heap {
+    int64_t live_bytes; /* bytes the allocator has handed out and not had back */
+    int64_t blocks;     /* live blocks (Python: pymalloc's allocated blocks) */
 };
 
 /*
@@ -229,6 +253,10 @@ static inline long mvw_decode(const uint8_t *buf, size_t len, uint32_t max_paylo
     if ((h.flags & MVW_F_KIND) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
         h.type != MVW_MSG_BEGIN)
         return -EBADMSG;
+    if ((h.flags & MVW_F_HEAP) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL)
+        return -EBADMSG;
+    if ((h.flags & MVW_F_COLLECT) && h.type != MVW_MSG_TASK)
+        return -EBADMSG;
     /* Payloads the conversation says are empty: a SNAPSHOT request, a BEGIN without kind. */
     if (h.length != 0 && ((h.type == MVW_MSG_SNAPSHOT && dir == MVW_FROM_SUPERVISOR) ||
                           (h.type == MVW_MSG_BEGIN && !(h.flags & MVW_F_KIND))))
@@ -266,6 +294,22 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
     *rest = m->payload + 1 + n;
     *rest_len = m->h.length - 1 - n;
     return 0;
+}
+
+/* After mvw_split_kind: takes the struct mvw_heap of a DONE/FAIL with MVW_F_HEAP off the
+ * front of rest[0..*rest_len) into *heap. 1 when there was one, 0 when the message has none
+ * (*heap untouched), -EBADMSG when it is cut short. */
+static inline int mvw_split_heap(const struct mvw_msg *m, const uint8_t **rest, size_t *rest_len,
+                                 struct mvw_heap *heap)
+{
+    if (!(m->h.flags & MVW_F_HEAP))
+        return 0;
+    if (*rest_len < sizeof *heap)
+        return -EBADMSG;
+    memcpy(heap, *rest, sizeof *heap);
+    *rest += sizeof *heap;
+    *rest_len -= sizeof *heap;
+    return 1;
 }
 
 /* A short, stable name for a type, for logs. */

@@ -13,6 +13,9 @@
  *   sleep MS       sleep MS milliseconds, then done "slept=MS"
  *   alloc MIB      malloc + memset MIB MiB and keep it (a leak), done "allocated=MIB"
  *   allocfree MIB  malloc + memset + free + malloc_trim(0), done "freed=MIB"
+ *   defer KIB      keep KIB KiB as garbage a collector frees: at the start of any task
+ *                  after 8 such blocks (a generational collector's threshold), all of them
+ *                  are freed -- by whatever task comes, of whatever kind, done "deferred=KIB"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
@@ -165,6 +168,31 @@ static int alloc_mib(unsigned long mib, int keep)
     }
     kept = k;
     kept[nkept++] = p;
+    return 0;
+}
+
+/* Garbage waiting for a collector (the defer command). */
+static void *garbage[8];
+static size_t ngarbage;
+
+/* The collector: runs at the start of every task, frees the garbage once there are 8. */
+static void collect(void)
+{
+    if (ngarbage < sizeof garbage / sizeof garbage[0])
+        return;
+    while (ngarbage)
+        free(garbage[--ngarbage]);
+}
+
+static int defer_kib(unsigned long kib)
+{
+    void *p = malloc(kib ? kib << 10 : 1);
+
+    if (!p)
+        return -ENOMEM;
+    memset(p, 0x33, kib << 10);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    garbage[ngarbage++] = p;
     return 0;
 }
 
@@ -429,6 +457,11 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         return own_cgroup(w);
     if (is_cmd(p, n, "selfmem", &arg, &len))
         return self_measured(w, num(arg, len));
+    if (is_cmd(p, n, "defer", &arg, &len)) {
+        if (ngarbage == sizeof garbage / sizeof garbage[0] || defer_kib(num(arg, len)) < 0)
+            return mvw_fail(w, "out of memory", 13);
+        return done_num(w, "deferred", num(arg, len));
+    }
     if (is_cmd(p, n, "whoami", &arg, &len))
         return whoami(w);
     if (is_cmd(p, n, "cgwrite", &arg, &len))
@@ -595,6 +628,7 @@ int main(int argc, char **argv)
             mvw_flush(w);
             abort();
         }
+        collect();
         rc = run(w, &t, t.data, t.len);
         if (rc < 0)
             break;

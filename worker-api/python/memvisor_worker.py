@@ -56,6 +56,12 @@ most (tracing N frames). Subclasses may override ``Worker.snapshot()``. A snapsh
 full gc.collect() and walks gc.get_objects(): about 0.15 s per million live objects here, plus
 about 1 s per million traced blocks with tracemalloc on.
 
+Leak attribution (protocol version 2): when memvisor has no heap preload in the worker, GO
+asks for the worker's own heap figures, and every answer carries them (glibc's mallinfo2()
+through ctypes, and sys.getallocatedblocks()); a TASK of a leak experiment asks for a
+gc.collect() before its answer, so that garbage waiting for the collector is not read as
+growth. Nothing to do in the handler (docs/leaks.md).
+
 Errors are MemvisorError subclasses: NotUnderMemvisor (no usable $MEMVISOR_FD; main() exits
 78, which memvisor does not respawn), ProtocolError (malformed input from memvisor) and
 SupervisorGone (memvisor closed the channel; also an EOFError). After the last two the
@@ -101,7 +107,7 @@ __all__ = [
 # ---- Keep these in step with it.
 
 PROTOCOL_VERSION = 2  # MVW_PROTOCOL_VERSION
-PROTOCOL_MIN = 1  # MVW_PROTOCOL_MIN
+PROTOCOL_MIN = 1  # MVW_PROTOCOL_MIN: GO may say any version from here to PROTOCOL_VERSION
 HEADER_SIZE = 16  # MVW_HEADER_SIZE: u32 length, u16 type, u16 flags, u64 task
 MAX_PAYLOAD = 64 << 20  # MVW_MAX_PAYLOAD
 ENV_FD = "MEMVISOR_FD"  # MVW_ENV_FD
@@ -122,7 +128,9 @@ MSG_FORKED = 11  # w->s template: {i32 pid, i32 error, u32 flags, u32 reserved}
 MSG_TEMPLATE = 12  # w->s template ready: {u32 pid, u32 features}
 
 F_KIND = 0x0001  # MVW_F_KIND: payload starts with u8 n + n bytes of task kind
-F_VALID = 0x0001  # MVW_F_VALID
+F_HEAP = 0x0002  # MVW_F_HEAP (v2): DONE/FAIL carry struct mvw_heap after the kind
+F_COLLECT = 0x0004  # MVW_F_COLLECT (v2): TASK: collect garbage before answering
+F_VALID = 0x0007  # MVW_F_VALID
 
 MODE_BATCH = 0  # MVW_MODE_BATCH
 MODE_SERVICE = 1  # MVW_MODE_SERVICE
@@ -134,6 +142,9 @@ FORK_CGROUP_PROCS = 0x2  # MVW_FORK_CGROUP_PROCS
 FORK_MAX_FDS = 64  # MVW_FORK_MAX_FDS
 FORKED_IN_CGROUP = 0x1  # MVW_FORKED_IN_CGROUP
 TEMPLATE_TID = 0x1  # MVW_TEMPLATE_TID
+MODE_MASK = 0x00FF  # MVW_MODE_MASK
+GO_HEAP = 0x0100  # MVW_GO_HEAP (v2): answer every task with heap figures
+GO_VALID = 0x01FF  # MVW_GO_VALID
 
 # Host byte order, standard sizes, no padding ("=" in struct): the socket never leaves the host.
 _HEADER = struct.Struct("=IHHQ")
@@ -143,6 +154,7 @@ _END = struct.Struct("=I")
 _FORK = struct.Struct("=IIII")
 _FORKED = struct.Struct("=iiII")
 _TEMPLATE = struct.Struct("=II")
+_HEAP = struct.Struct("=qq")  # struct mvw_heap: live_bytes, blocks (-1 = unknown)
 # Payload sizes fixed for what memvisor sends (its SNAPSHOT is a request: empty); TASK varies.
 _FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0, MSG_FORK: _FORK.size}
 _FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT, MSG_FORK)
@@ -251,12 +263,13 @@ class Task:
     bytes), ``text`` (the same, decoded as UTF-8 with surrogateescape) and ``kind``
     (None, or a 1..255-byte name sent with the answer for leak attribution)."""
 
-    __slots__ = ("id", "data", "_kind")
+    __slots__ = ("id", "data", "_kind", "_collect")
 
     def __init__(self, task_id: int, data: bytes) -> None:
         self.id = task_id
         self.data = data
         self._kind: Optional[bytes] = None
+        self._collect = False  # memvisor asked: gc.collect() before the answer (F_COLLECT)
 
     @property
     def text(self) -> str:
@@ -335,7 +348,10 @@ class Worker:
         self.prefetch = 1
         self.mode = MODE_BATCH
         self._in = bytearray()  # input not decoded yet
-        self._tasks: Deque[Tuple[int, bytes]] = collections.deque()  # decoded, not started
+        # decoded, not started: (id, payload, flags)
+        self._tasks: Deque[Tuple[int, bytes, int]] = collections.deque()
+        self._report_heap = False  # GO asked for heap figures with every answer (v2)
+        self.version = PROTOCOL_VERSION  # the conversation's, from GO
         self._bad: Optional[ProtocolError] = None  # malformed input behind buffered tasks
         self._out = bytearray()  # answers not sent yet
         self._out_count = 0
@@ -392,8 +408,9 @@ class Worker:
                 self._flush()
                 return None
             if self._tasks:
-                task_id, data = self._tasks.popleft()
+                task_id, data, flags = self._tasks.popleft()
                 self._task = Task(task_id, data)
+                self._task._collect = bool(flags & F_COLLECT)
                 self._task_start_ns = time.monotonic_ns()
                 return self._task
             if self._bad is not None:
@@ -496,14 +513,15 @@ class Worker:
         Each call compares with the previous one; override to send something else."""
         # Read before collecting: gc.collect() resets them.
         counts = list(gc.get_count())
-        gc.collect()  # as objgraph does: count live objects, not garbage awaiting collection
+        # As objgraph does: count live objects, not garbage awaiting collection.
+        collected = gc.collect()
         return {
             "runtime": "python",
             "version": sys.version.split()[0],
             "pid": os.getpid(),
             "tracemalloc": self._tracemalloc_growth(),
             "types": self._type_growth(),
-            "gc": {"garbage": len(gc.garbage), "counts": counts},
+            "gc": {"garbage": len(gc.garbage), "counts": counts, "collected": collected},
         }
 
     # ---- snapshot parts ----------------------------------------------------------------
@@ -585,15 +603,18 @@ class Worker:
             mtype, _flags, _task, payload = msg
             if mtype == MSG_GO:
                 version, self.slot, self.prefetch, mode = _GO.unpack(payload)
-                # memvisor answers with the lower of the two versions.
                 if not PROTOCOL_MIN <= version <= PROTOCOL_VERSION:
                     self._fail(ProtocolError(
                         f"memvisor speaks protocol version {version}, this module "
-                        f"{PROTOCOL_MIN}-{PROTOCOL_VERSION}"))
-                if mode not in (MODE_BATCH, MODE_SERVICE) and not (
-                        mode == MODE_TEMPLATE and hello_flags & HELLO_TEMPLATE):
-                    self._fail(ProtocolError(f"GO with unknown mode {mode}"))
-                self.mode = mode
+                        f"{PROTOCOL_MIN} to {PROTOCOL_VERSION}"))
+                base = mode & MODE_MASK
+                if ((base not in (MODE_BATCH, MODE_SERVICE)
+                     and not (base == MODE_TEMPLATE and hello_flags & HELLO_TEMPLATE))
+                        or mode & ~GO_VALID or (version < 2 and mode & ~MODE_MASK)):
+                    self._fail(ProtocolError(f"GO with unknown mode {mode:#x}"))
+                self.version = version
+                self.mode = base
+                self._report_heap = bool(mode & GO_HEAP) and self.mode == MODE_BATCH
                 # What came with GO is handled now: a service polls the fd, which will not
                 # wake it for bytes already buffered here.
                 self._scan()
@@ -616,9 +637,9 @@ class Worker:
         length, mtype, flags, task = _HEADER.unpack_from(buf)
         if mtype not in _FROM_SUPERVISOR:
             raise ProtocolError(f"message type {mtype} is not one memvisor sends")
-        # Unknown bits are an error, and MVW_F_KIND belongs to DONE/FAIL/BEGIN, which memvisor
-        # never sends: any flag from memvisor is wrong.
-        if flags:
+        # Unknown bits are an error, MVW_F_KIND and MVW_F_HEAP belong to what workers send,
+        # and MVW_F_COLLECT to TASK: any other flag from memvisor is wrong.
+        if flags & ~(F_COLLECT if mtype == MSG_TASK else 0):
             raise ProtocolError(f"{_NAMES[mtype]} with flags {flags:#x}")
         if length > MAX_PAYLOAD:
             raise ProtocolError(f"{_NAMES[mtype]} of {length} bytes (limit {MAX_PAYLOAD})")
@@ -644,11 +665,11 @@ class Worker:
                 return
             if msg is None:
                 return
-            mtype, _flags, task, payload = msg
+            mtype, flags, task, payload = msg
             if mtype == MSG_TASK:
                 if self.mode == MODE_SERVICE:
                     self._fail(ProtocolError("TASK sent to a service-mode worker"))
-                self._tasks.append((task, payload))
+                self._tasks.append((task, payload, flags))
             elif mtype == MSG_STOP:
                 self._stop()
             elif mtype == MSG_SNAPSHOT:
@@ -693,7 +714,10 @@ class Worker:
             raise RuntimeError("no task in hand: done()/fail() answer the task next_task() "
                                "returned, once")
         body = _to_bytes(value, what)
-        self._queue(mtype, task.id, task._kind, body)  # a ValueError leaves it in hand
+        if task._collect:
+            gc.collect()  # memvisor reads the heap at this answer: no garbage in it
+        heap = _heap_figures() if self._report_heap else None
+        self._queue(mtype, task.id, task._kind, body, heap)  # a ValueError leaves it in hand
         self._task = None
         self._out_count += 1
         if self._want_flush():
@@ -708,14 +732,19 @@ class Worker:
         return (now - self._last_flush_ns >= _FLUSH_AGE_NS
                 or now - self._task_start_ns >= _FLUSH_SLOW_NS)
 
-    def _queue(self, mtype: int, task: int, kind: Optional[bytes], body: bytes) -> None:
-        """Buffers one message: header, optional kind prefix, body. Large bodies go out at
-        once, after what is buffered, without a copy."""
+    def _queue(self, mtype: int, task: int, kind: Optional[bytes], body: bytes,
+               heap: Optional[bytes] = None) -> None:
+        """Buffers one message: header, optional kind prefix, optional heap figures (packed
+        struct mvw_heap), body. Large bodies go out at once, after what is buffered, without
+        a copy."""
         prefix = bytes((len(kind),)) + kind if kind else b""
+        if heap is not None:
+            prefix += heap
         length = len(prefix) + len(body)
         if length > MAX_PAYLOAD:
             raise ValueError(f"a message payload is at most {MAX_PAYLOAD} bytes, not {length}")
-        header = _HEADER.pack(length, mtype, F_KIND if kind else 0, task)
+        header = _HEADER.pack(length, mtype, (F_KIND if kind else 0) | (F_HEAP if heap else 0),
+                              task)
         if len(body) >= _DIRECT_BYTES:
             self._flush()
             self._send(header + prefix)
@@ -831,6 +860,45 @@ def _traced_sites() -> Dict[Tuple[str, int], Tuple[int, int]]:
     del traces
     return {site: (sum(sizes), len(sizes)) for site, sizes in groups.items()
             if not _noise(site[0])}
+
+
+_MALLINFO2: Any = None  # glibc's mallinfo2 through ctypes; False when there is none
+
+
+def _mallinfo2() -> Any:
+    """glibc's mallinfo2() as a ctypes function, or False (another libc, an old glibc).
+    ctypes is imported here, the first time memvisor asks for heap figures: a worker that is
+    never asked does not pay for the import."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return False
+    fn.restype = Mallinfo2
+    fn.argtypes = []
+    return fn
+
+
+def _heap_figures() -> bytes:
+    """struct mvw_heap for an answer (memvisor asked with MVW_GO_HEAP: there is no heap
+    preload): glibc's bytes in use (mallinfo2: arenas and mmap'd chunks, which hold every
+    object under PYTHONMALLOC=malloc and the big ones under pymalloc) and pymalloc's live
+    blocks (sys.getallocatedblocks(): the small objects, which malloc does not see). About
+    3 us per answer here."""
+    global _MALLINFO2
+    if _MALLINFO2 is None:
+        _MALLINFO2 = _mallinfo2()
+    live = -1
+    if _MALLINFO2:
+        mi = _MALLINFO2()
+        live = mi.uordblks + mi.hblkhd
+    return _HEAP.pack(live, sys.getallocatedblocks())
 
 
 def _open_channel(fd: Optional[int]) -> socket.socket:
