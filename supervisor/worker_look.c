@@ -2,8 +2,10 @@
  * worker_look: what a lines or none worker waits for (waitprobe.h), part of the worker module
  * (worker.h): when it is ready, and, for a lines worker in lock-step, when its answer is
  * certain. Looks are taken on the worker's `look` timer: every millisecond while it starts
- * (every 10 ms after 200 looks), and right away then every millisecond while an answer is
- * held.
+ * (every 10 ms after 200 looks); while an answer is held, on every pass of the loop for the
+ * first LOOK_SPIN_NS after it came (a worker is back on its stdin microseconds after it wrote
+ * its answer: a millisecond's wait would cap lock-step at ~1,000 tasks a second), then every
+ * millisecond.
  */
 #include "worker_int.h"
 
@@ -54,12 +56,14 @@ void mv_wlook_stray(mv_worker_t *w, const char *when)
 #define LOOK_FAST_MS    1   /* between looks while it starts... */
 #define LOOK_FAST_LOOKS 200 /* ...for the first looks, then: */
 #define LOOK_SLOW_MS    10
+#define LOOK_SPIN_NS    300000 /* a held answer: looked at on every loop pass this long */
 
 static void look_cb(uv_timer_t *t);
 
 void mv_wlook_later(mv_worker_t *w)
 {
-    uint64_t ms = w->held.held                 ? (w->looks == 0 ? 0 : LOOK_FAST_MS)
+    /* 0: due on the loop's next pass, which then polls without blocking. */
+    uint64_t ms = w->held.held ? (uv_hrtime() - w->held.at_ns < LOOK_SPIN_NS ? 0 : LOOK_FAST_MS)
                   : w->looks < LOOK_FAST_LOOKS ? LOOK_FAST_MS
                                                : LOOK_SLOW_MS;
 
