@@ -431,13 +431,14 @@ void mv_worker_became_ready(mv_worker_t *w)
     const mv_reading_t *r;
 
     w->ready_ms = mv_now_ms();
+    w->startup_ms = (int64_t)(w->ready_ms - w->spawned_ms);
     w->ready = true;
     w->idle_ns = uv_hrtime();
     r = read_since(w, w->idle_ns);
     w->startup = r ? mv_reading_limit_metric(r, w->o.cfg->limits.metric) : -1;
     step(w, MV_EV_READY);
     mv_info(w->o.log, "ready", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-            MV_I("ms", (long long)(w->ready_ms - w->spawned_ms)), MV_I("startup_mem", w->startup));
+            MV_I("ms", (long long)w->startup_ms), MV_I("startup_mem", w->startup));
     w->ev->on_ready(w);
 }
 
@@ -723,7 +724,7 @@ static void log_exit(mv_worker_t *w, bool failed)
            MV_I("tasks", w->tasks_done), MV_I("peak", w->mem.peak),
            MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)),
            MV_I("startup_mem", w->ready ? w->startup : -1),
-           MV_I("startup_ms", w->ready ? (long long)(w->ready_ms - w->spawned_ms) : -1));
+           MV_I("startup_ms", w->ready ? (long long)w->startup_ms : -1));
     /* An api worker that failed without a HELLO (a crash at start, or one that does not speak
      * the protocol: exiting 0 ends the run with the same hint, pool.c). */
     if (failed && w->reason != MV_R_NO_HELLO && w->o.cfg->worker.protocol == MV_PROTO_API &&

@@ -174,6 +174,7 @@ struct mv_worker {
     uint64_t created_ms, spawned_ms, ready_ms;
     bool ready;            /* it finished starting once */
     int64_t startup;       /* its memory then (the soft limit's figure), -1 = unknown */
+    int64_t startup_ms;    /* from its spawn to then (a spare's own, not its slot's) */
     bool first_unmeasured; /* readiness could not be seen: its first task has no figures */
     uint64_t idle_ns;      /* since when it has had nothing to do (uv_hrtime) */
     int64_t tasks_done;
