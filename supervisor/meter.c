@@ -35,13 +35,18 @@ int mv_meter_parse_statm(const char *text, long page_size, int64_t *rss, int64_t
     return 0;
 }
 
+void mv_meter_init(mv_meter_t *m)
+{
+    memset(m, 0, sizeof *m);
+    m->statm_fd = m->fd_dir_fd = m->status_fd = m->clear_refs_fd = -1;
+}
+
 int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, int64_t anon_from)
 {
     char path[48];
     struct stat st;
 
-    memset(m, 0, sizeof *m);
-    m->fd_dir_fd = m->status_fd = m->clear_refs_fd = -1;
+    mv_meter_init(m);
     m->cg = cg;
     m->anon_from = anon_from > 0 ? anon_from : INT64_MAX;
     m->pid = pid;

@@ -66,6 +66,8 @@ typedef struct mv_meter {
     int clear_refs_fd;     /* /proc/PID/clear_refs, write-only, -1 likewise or not allowed */
 } mv_meter_t;
 
+/* A meter with nothing open (mv_meter_close is then a no-op). */
+void mv_meter_init(mv_meter_t *m);
 /* Opens the kept fds for a worker's readings (cg may be NULL; anon_from: see group_priv, 0
  * or less = never). 0 or -errno (it is gone). */
 int mv_meter_open(mv_meter_t *m, pid_t pid, mv_cgw_t *cg, int64_t anon_from);

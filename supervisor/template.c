@@ -656,7 +656,7 @@ mv_template_t *mv_template_new(const mv_worker_opts_t *o, uint32_t gen,
     t->state = MV_T_PREPARING;
     t->ctl[0] = t->ctl[1] = -1;
     t->at_ready = -1;
-    t->meter.statm_fd = t->meter.fd_dir_fd = -1;
+    mv_meter_init(&t->meter);
     t->cg.procs_fd = t->cg.notify_fd = -1;
     uv_timer_init(o->loop, &t->timer);
     t->timer.data = t;

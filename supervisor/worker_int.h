@@ -1,6 +1,6 @@
 /*
- * worker_int: what worker.c and worker_look.c share (the worker module, worker.h). Nothing
- * else includes this.
+ * worker_int: what worker.c, worker_start.c and worker_look.c share (the worker module,
+ * worker.h). Nothing else includes this.
  */
 #ifndef MV_WORKER_INT_H
 #define MV_WORKER_INT_H
@@ -9,12 +9,21 @@
 
 /* worker.c */
 
+/* The lifecycle table's step: the only way a worker's state changes. */
+void mv_worker_step(mv_worker_t *w, mv_wevent_t ev);
+/* GO, with its slot and what this conversation asks of the worker (api). */
+void mv_worker_send_go(mv_worker_t *w);
+
 /* It has started: its start-up reading, READY, on_ready. */
 void mv_worker_became_ready(mv_worker_t *w);
 /* The task being worked on is answered; since_ns: when the answer was complete, so that no
  * reading from before then stands as its "after". */
 void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kind_len,
                         const void *payload, size_t n, uint64_t since_ns);
+
+/* worker_start.c: the process module's events of a start (proc.h). */
+void mv_worker_proc_started(void *owner);
+void mv_worker_proc_failed(void *owner, int err, bool retry);
 
 /* worker_look.c */
 

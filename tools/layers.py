@@ -15,7 +15,7 @@ LAYERS = {
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
        "rscript rconn rtasks rtasks_int rheld",
     # 2: one worker
-    2: "worker worker_int worker_look template",
+    2: "worker worker_int worker_start worker_look template",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect templates experiment",
     # 4: the slots
