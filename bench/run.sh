@@ -14,8 +14,17 @@ echo
 echo "== heap accounting overhead (bench/heap_overhead) =="
 "$build/bench/heap_overhead" --rounds 7
 echo
-echo "== W1, the leaky Python batch: memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
+echo "== leak attribution end to end: heap preload, worker figures, PYTHONMALLOC (bench/heap_e2e.py) =="
+python3 "$(dirname "$0")/heap_e2e.py" --build "$build" --rounds 3
+echo
+echo "== W1, the leaky Python batch: memvisor (module + template, lines) vs multiprocessing.Pool (bench/w1.py) =="
+python3 "$(dirname "$0")/w1.py" "$build" --runs 3
+echo
+echo "== W1 through memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
 MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
+echo
+echo "== a process per task, warm template vs xargs -P2 (bench/fork_per_task.py) =="
+python3 "$(dirname "$0")/fork_per_task.py" "$build" --runs 3
 echo
 echo "== soft limit cost to a growing task (bench/soft_throttle.sh) =="
 bash "$(dirname "$0")/soft_throttle.sh" "$build" 3

@@ -30,7 +30,7 @@ code=$?
 set -e
 
 echo
-echo "first recycles in the log (each worker is drained and replaced at the soft limit):"
+echo "first recycles in the log (each worker is drained and replaced: at the soft limit, or for a leak experiment's fresh worker):"
 grep -E 'event=recycle' "$out/memvisor.log" | head -4 | sed -E 's/^[^ ]+ +[a-z]+ +/  /'
 ok=$(grep -c '"status":"ok"' "$out/results.jsonl" || true)
 lines=$(wc -l <"$out/results.jsonl")

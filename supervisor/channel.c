@@ -116,6 +116,7 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
             return mv_chan_fail(c, "second HELLO");
         c->hello = true;
         memcpy(&hello, m->payload, sizeof hello);
+        c->version = hello.version;
         c->ev->on_hello(c->owner, hello.version);
         return;
     case MVW_MSG_DONE:
@@ -124,6 +125,10 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
             return mv_chan_fail(c, "answer before HELLO");
         if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0)
             return mv_chan_fail(c, "bad kind prefix");
+        /* The worker's own heap figures (v2), for the owner to take during on_answer. */
+        c->heap_fresh = mvw_split_heap(m, &rest, &rest_len, &c->heap);
+        if (c->heap_fresh < 0 || (c->heap_fresh && c->version < 2))
+            return mv_chan_fail(c, "bad heap figures");
         c->ev->on_answer(c->owner, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest,
                          rest_len);
         return;
@@ -579,8 +584,14 @@ int mv_chan_send_task(mv_chan_t *c, uint64_t id, const void *data, size_t len)
 {
     int r;
 
-    if (!lines(c))
-        return mv_chan_send(c, MVW_MSG_TASK, id, data, len);
+    uint8_t hdr[MVW_HEADER_SIZE];
+
+    if (!lines(c)) {
+        mvw_put_header(hdr, MVW_MSG_TASK, c->collect && c->version >= 2 ? MVW_F_COLLECT : 0, id,
+                       (uint32_t)len);
+        r = mv_buf_append(&c->wbuf, hdr, sizeof hdr);
+        return r == 0 ? mv_buf_append(&c->wbuf, data, len) : r;
+    }
     r = mv_buf_append(&c->wbuf, data, len);
     if (r == 0)
         r = mv_buf_append(&c->wbuf, "\n", 1);

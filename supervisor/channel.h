@@ -29,6 +29,8 @@
 
 #include <uv.h>
 
+#include <memvisor/protocol.h>
+
 #include "config.h"
 #include "util.h"
 
@@ -92,8 +94,12 @@ typedef struct mv_chan {
     mv_buf_t *lent;   /* rbuf or outline while it points at the shared read buffer (channel.c)... */
     mv_buf_t stash;   /* ...and its own storage meanwhile */
 
-    uint64_t rx_ns;      /* when the bytes being handled were read (uv_hrtime) */
-    bool hello;          /* api: HELLO seen */
+    uint64_t rx_ns;   /* when the bytes being handled were read (uv_hrtime) */
+    bool hello;       /* api: HELLO seen */
+    uint32_t version; /* api: the version the worker's HELLO said */
+    bool collect;     /* api v2: TASKs ask the worker to collect garbage before answering */
+    int heap_fresh;   /* api v2: the answer being handled came with `heap` (1) or not (0) */
+    struct mvw_heap heap;
     bool stop_sent;      /* api: STOP sent */
     bool eof;            /* the worker closed its end */
     bool broken;         /* it broke the protocol: nothing more it says counts */

@@ -66,6 +66,18 @@ static void source_json(mv_t *mv, json_t *reply)
                   (json_int_t)r.readded, "duplicates", (json_int_t)r.duplicates));
 }
 
+/* The warm template, or null without one. */
+static json_t *template_json(const mv_template_view_t *t)
+{
+    if (!t->on)
+        return json_null();
+    return json_pack("{s:i, s:i, s:s?, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:b}", "gen", (int)t->gen,
+                     "pid", t->pid, "state", t->state, "age_s", t->age_s, "forks",
+                     (json_int_t)t->forks, "replaced", (json_int_t)t->replaced, "failed",
+                     (json_int_t)t->failed, "mem", (json_int_t)t->mem, "usage",
+                     (json_int_t)t->usage, "peak", (json_int_t)t->peak, "fallback", t->fallback);
+}
+
 /* Whether new tasks are held back, and why: the host's memory (pause_below), a results
  * writer that is behind. */
 static json_t *dispatch_json(mv_t *mv)
@@ -147,6 +159,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     json_object_set_new(reply, "workers", workers);
     json_object_set_new(reply, "spares", spares); /* spares.h: slot 0, counted in no total */
     json_object_set_new(reply, "dispatch", dispatch_json(mv));
+    json_object_set_new(reply, "template", template_json(&v.tmpl));
     /* queue: tasks not sent to a worker yet (null while the total is not known). */
     json_object_set_new(
         reply, "totals",
@@ -183,6 +196,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
 {
     mv_metrics_slot_t *slots;
     mv_metrics_count_t tasks[MV_ST_COUNT], recycles[MV_R_COUNT], *kinds;
+    mv_metrics_template_t tm;
     size_t nrecycles = 0;
     mv_pool_view_t v;
     mv_progress_t pg;
@@ -224,6 +238,13 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                 (mv_metrics_count_t){mv_reason_name((mv_reason_t)rr), v.recycles[rr]};
     for (size_t k = 0; k < v.nkinds; k++)
         kinds[k] = (mv_metrics_count_t){v.suspects_by_kind[k].kind, v.suspects_by_kind[k].n};
+    tm = (mv_metrics_template_t){v.tmpl.pid > 0 && v.tmpl.state && !strcmp(v.tmpl.state, "ready"),
+                                 v.tmpl.gen,
+                                 v.tmpl.mem,
+                                 v.tmpl.usage,
+                                 v.tmpl.peak,
+                                 v.tmpl.forks,
+                                 v.tmpl.replaced};
     r = mv_metrics_render(
         &(mv_metrics_view_t){.slots = slots,
                              .nslots = (size_t)v.nslots,
@@ -246,7 +267,8 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .have_host = mv->hostmem.have,
                              .host_available = mv->hostmem.available,
                              .host_threshold = mv->hostmem.threshold,
-                             .orphans_reaped = mv->reaper.reaped},
+                             .orphans_reaped = mv->reaper.reaped,
+                             .tmpl = v.tmpl.on ? &tm : NULL},
         out);
     free(slots);
     free(kinds);

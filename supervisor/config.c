@@ -815,6 +815,15 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
         report(errs, c->origin[O(metrics, listen) - mv__options], "metrics", "listen", "%s", why);
         bad = true;
     }
+    /* A template forks from mvw_open() or memvisor_worker's Worker(): only api workers have
+     * one (docs/templates.md). */
+    if (c->worker.template && c->worker.protocol != MV_PROTO_API) {
+        report(errs, c->origin[O(worker, template) - mv__options], "worker", "template",
+               "only api workers can be templates (a %s worker has no mvw_open to fork from): "
+               "set protocol = api, or template = no",
+               c->worker.protocol == MV_PROTO_LINES ? "lines" : "none");
+        bad = true;
+    }
 #undef O
     if (c->supervisor.workers == 0) {
         cpus = sysconf(_SC_NPROCESSORS_ONLN);

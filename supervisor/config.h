@@ -24,6 +24,7 @@ typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t
 typedef enum { MV_CGMODE_AUTO, MV_CGMODE_V1, MV_CGMODE_V2, MV_CGMODE_OFF } mv_cgmode_t;
 typedef enum { MV_REAP_AUTO, MV_REAP_YES, MV_REAP_NO } mv_reapmode_t;
 typedef enum { MV_ESC_OFF, MV_ESC_FACTOR, MV_ESC_STEP } mv_escmode_t;
+typedef enum { MV_CONFIRM_ISOLATE, MV_CONFIRM_OFF } mv_confirm_t;
 typedef enum { MV_PROGRESS_AUTO, MV_PROGRESS_ON, MV_PROGRESS_OFF } mv_progress_mode_t;
 
 /* A size option's value while it is "auto", until mv_config_finish derives it. */
@@ -70,6 +71,7 @@ typedef struct mv_config {
         /* resolved by mv_config_finish (config_ext.c); used only when user or group is set:
          * the ids to switch to (gid: the user's primary group unless group is set) */
         int64_t uid, gid;
+        int template; /* start workers by forking a warm template (api only) */
     } worker;
     struct {
         int64_t max_tasks;           /* recycle after this many tasks; 0 = off */
@@ -136,6 +138,9 @@ typedef struct mv_config {
         int64_t task_growth;      /* bytes one task may retain before it is a suspect */
         int64_t snapshot_timeout; /* ms to wait for a worker's own heap view */
         int history;              /* the worker's last tasks in a snapshot */
+        int heap;                 /* mv_heapmode_t: off|preload|auto (heapmon.h) */
+        int python_malloc;        /* mv_heappy_t: auto|yes|no */
+        int confirm;              /* mv_confirm_t: isolate|off */
     } leak;
     struct {
         mv_logfmt_t format;          /* text|json */

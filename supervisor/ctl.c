@@ -396,6 +396,26 @@ static void print_row(json_t *w, FILE *out)
             mem, peak, current);
 }
 
+/* The warm template, as one more row: FORKS in the TASKS column. */
+static void print_template(json_t *t, FILE *out)
+{
+    char gen[24], pid[24], state[64], age[24], forks[24], mem[24], peak[24];
+
+    if (!json_is_object(t))
+        return;
+    fmt_val(json_object_get(t, "gen"), gen, sizeof gen);
+    fmt_val(json_object_get(t, "pid"), pid, sizeof pid);
+    fmt_val(json_object_get(t, "state"), state, sizeof state);
+    if (json_is_true(json_object_get(t, "fallback")))
+        snprintf(state, sizeof state, "given up: exec");
+    fmt_secs(json_object_get(t, "age_s"), 1, age);
+    fmt_val(json_object_get(t, "forks"), forks, sizeof forks);
+    fmt_size(json_object_get(t, "mem"), mem);
+    fmt_size(json_object_get(t, "peak"), peak);
+    fprintf(out, "%4s %4s %8s  %-24s %8s %8s %10s %10s\n", "tmpl", gen, pid, state, age, forks, mem,
+            peak);
+}
+
 static void print_workers(json_t *reply, FILE *out)
 {
     json_t *ws = json_object_get(reply, "workers"), *w;
@@ -413,6 +433,7 @@ static void print_workers(json_t *reply, FILE *out)
     {
         print_row(w, out);
     }
+    print_template(json_object_get(reply, "template"), out);
 }
 
 static void print_totals(json_t *reply, FILE *out)

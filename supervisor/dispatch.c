@@ -65,6 +65,8 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         res.peak_source = a->peak_source;
         res.fds_before = a->before->fds;
         res.fds_after = a->after->fds;
+        if (a->heap)
+            res.heap = *a->heap;
     }
     if (a)
         res.duration_ms = a->duration_ms;
@@ -301,12 +303,55 @@ static mv_task_t *next_task(mv_dispatch_t *d)
     return t;
 }
 
+/* A filter's predicate for mv_tasks_take_if. */
+typedef struct take_ctx {
+    mv_dispatch_t *d;
+    const mv_worker_t *w;
+} take_ctx_t;
+
+static bool may_take(void *arg, const mv_task_t *t)
+{
+    take_ctx_t *c = arg;
+
+    return t->bad || c->d->filter->may_take(c->d->filter->arg, c->w, t);
+}
+
+/* The next task worker w may take (the head, without a filter); NULL when none. */
+static mv_task_t *next_for(mv_dispatch_t *d, mv_worker_t *w)
+{
+    const mv_dispatch_filter_t *f = d->filter;
+    take_ctx_t c = {d, w};
+    mv_task_t *t;
+
+    if (!f || !f->active(f->arg, w))
+        return next_task(d);
+    /* Lines that could not become tasks end wherever they are: no worker runs them. */
+    while ((t = mv_tasks_take_if(d->tasks, may_take, &c)) && t->bad)
+        end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+    if (!t)
+        f->starved(f->arg, w, mv_tasks_source_done(d->tasks));
+    return t;
+}
+
+/* Whether no worker that serves (free or busy, not leaving) may take any queued task. */
+static bool held_back(mv_dispatch_t *d)
+{
+    for (int i = 0; i < d->nws; i++) {
+        take_ctx_t c = {d, d->ws[i]};
+        if (mv_worker_leaving(d->ws[i]))
+            continue;
+        if (!d->filter->active(d->filter->arg, d->ws[i]) || mv_tasks_find(d->tasks, may_take, &c))
+            return false;
+    }
+    return true;
+}
+
 static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
     mv_task_t *t = NULL;
     int64_t now = 0;
-    bool gave;
+    bool gave, free_worker = false, any = false;
 
     if (!d->pending)
         return;
@@ -317,12 +362,13 @@ static void dispatch_cb(uv_check_t *h)
         give_reserved(d);
         do {
             gave = false;
-            for (int i = 0; i < d->nws; i++) {
+            for (int i = 0; i < d->nws && d->tasks->queued; i++) {
                 if (!mv_worker_takes_tasks(d->ws[i]))
                     continue;
-                t = next_task(d);
+                free_worker = true;
+                t = next_for(d, d->ws[i]);
                 if (!t)
-                    break;
+                    continue; /* a filter: others may still take what is queued */
                 t->attempts++;
                 /* One clock read per pass: what a pass hands out is written together at
                  * its end (mv_worker_flush). */
@@ -330,11 +376,15 @@ static void dispatch_cb(uv_check_t *h)
                     now = mv_wall_us();
                 stamp_sent(t, d->ws[i], now);
                 mv_worker_send_task(d->ws[i], t);
-                gave = true;
+                gave = any = true;
             }
-        } while (gave && t);
+        } while (gave && d->tasks->queued);
         for (int i = 0; i < d->nws; i++)
             mv_worker_flush(d->ws[i]);
+        /* Filters must never leave tasks waiting that no worker will ever take. */
+        if (d->filter && free_worker && !any && d->tasks->queued && held_back(d) &&
+            d->filter->stuck(d->filter->arg))
+            mv_dispatch_kick(d);
     }
     mv_tasks_pump(d->tasks);
 }
@@ -362,6 +412,11 @@ void mv_dispatch_detach(mv_dispatch_t *d, mv_worker_t *w)
             d->nws--;
             return;
         }
+}
+
+void mv_dispatch_set_filter(mv_dispatch_t *d, const mv_dispatch_filter_t *f)
+{
+    d->filter = f;
 }
 
 void mv_dispatch_kick(mv_dispatch_t *d)

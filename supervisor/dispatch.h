@@ -49,6 +49,22 @@ typedef struct mv_dispatch_events {
     void (*on_escalate)(void *arg, mv_task_t *t);
 } mv_dispatch_events_t;
 
+/* Which tasks a worker may take (experiment.h): a predicate dispatch asks, per worker. A
+ * worker with a filter takes the first queued task it may take (others keep their order);
+ * one with none takes the head, as always. */
+typedef struct mv_dispatch_filter {
+    bool (*active)(void *arg, const mv_worker_t *w); /* w has a filter */
+    bool (*may_take)(void *arg, const mv_worker_t *w, const mv_task_t *t);
+    /* A free worker with a filter found no task it may take; `source_done`: no more tasks
+     * will come from the source (requeued ones aside). */
+    void (*starved)(void *arg, mv_worker_t *w, bool source_done);
+    /* A pass ended with tasks queued, a worker free, nothing handed out, and no serving
+     * worker that may take any queued task. Whoever set the filters relaxes them (returns
+     * true: dispatch passes again) unless a worker that will take them is on its way. */
+    bool (*stuck)(void *arg);
+    void *arg;
+} mv_dispatch_filter_t;
+
 /* What settling a gone worker's tasks did. */
 typedef struct mv_settled {
     unsigned requeued;    /* charged an attempt and queued again */
@@ -82,6 +98,7 @@ struct mv_dispatch {
     mv_worker_t **rw;
     mv_task_t **rt;
     int nr, capr;
+    const mv_dispatch_filter_t *filter; /* NULL: every worker takes any task */
 };
 
 int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,
@@ -90,6 +107,8 @@ int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_
 /* A worker became ready / is gone. */
 int mv_dispatch_attach(mv_dispatch_t *d, mv_worker_t *w);
 void mv_dispatch_detach(mv_dispatch_t *d, mv_worker_t *w);
+/* Workers may take only what `f` allows from now on (NULL: anything). */
+void mv_dispatch_set_filter(mv_dispatch_t *d, const mv_dispatch_filter_t *f);
 /* Asks for a pass at the end of this loop iteration. */
 void mv_dispatch_kick(mv_dispatch_t *d);
 /* No task is handed out from now on. */

@@ -189,10 +189,20 @@ static int elf_has_interp(int fd, const unsigned char *head, size_t n)
     return 0;
 }
 
-static int judge(const char *path, int depth);
+/* Where judge() says which ELF finally runs (NULL: nobody asked), and whether a CPython
+ * interpreter's name came up on the way (a pyenv shim is a bash script that runs python). */
+typedef struct judged {
+    char *elf;
+    size_t cap;
+    bool python;
+} judged_t;
+
+static bool python_name(const char *path);
+
+static int judge(const char *path, int depth, judged_t *out);
 
 /* The interpreter of a "#!" line (NUL-terminated in line), through `env NAME` too. */
-static int judge_script(char *line, int depth)
+static int judge_script(char *line, int depth, judged_t *out)
 {
     char *save = NULL, *interp = strtok_r(line + 2, " \t\r\n", &save), *arg;
     const char *base;
@@ -204,17 +214,19 @@ static int judge_script(char *line, int depth)
     base = strrchr(interp, '/');
     base = base ? base + 1 : interp;
     if (strcmp(base, "env") != 0)
-        return judge(interp, depth + 1);
+        return judge(interp, depth + 1, out);
     /* #!/usr/bin/env [-S] [-i] [VAR=value]... NAME [ARG]... */
     while ((arg = strtok_r(NULL, " \t\r\n", &save)) && (arg[0] == '-' || strchr(arg, '=')))
         ;
     if (!arg)
-        return judge(interp, depth + 1); /* `env` alone: it runs nothing of a script */
+        return judge(interp, depth + 1, out); /* `env` alone: it runs nothing of a script */
+    if (out && python_name(arg))
+        out->python = true;
     r = find_command(arg, found, sizeof found);
-    return r < 0 ? r : judge(found, depth + 1);
+    return r < 0 ? r : judge(found, depth + 1, out);
 }
 
-static int judge(const char *path, int depth)
+static int judge(const char *path, int depth, judged_t *out)
 {
     unsigned char head[SHEBANG_MAX + 1];
     ssize_t n;
@@ -222,6 +234,8 @@ static int judge(const char *path, int depth)
 
     if (depth > SCRIPT_DEPTH)
         return -ELOOP;
+    if (out && python_name(path))
+        out->python = true;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -230,21 +244,40 @@ static int judge(const char *path, int depth)
         r = -errno;
     else if (n >= 2 && head[0] == '#' && head[1] == '!') {
         head[n] = '\0';
-        r = judge_script((char *)head, depth);
-    } else if ((size_t)n >= EI_NIDENT && memcmp(head, ELFMAG, SELFMAG) == 0)
+        r = judge_script((char *)head, depth, out);
+    } else if ((size_t)n >= EI_NIDENT && memcmp(head, ELFMAG, SELFMAG) == 0) {
         r = elf_has_interp(fd, head, (size_t)n);
-    else
+        if (r >= 0 && out && out->elf)
+            snprintf(out->elf, out->cap, "%s", path);
+    } else
         r = -ENOEXEC;
     close(fd);
     return r;
 }
 
-int mv_heapmon_dynamic(const char *cmd)
+/* mv_heapmon_probe, and whether a python name came up on the way. */
+static int probe(const char *cmd, char *elf, size_t cap, bool *python)
 {
     char path[PATH_MAX];
+    judged_t out = {elf, cap, false};
     int r = find_command(cmd, path, sizeof path);
 
-    return r < 0 ? r : judge(path, 0);
+    if (elf && cap)
+        elf[0] = '\0';
+    r = r < 0 ? r : judge(path, 0, &out);
+    if (python)
+        *python = out.python;
+    return r;
+}
+
+int mv_heapmon_probe(const char *cmd, char *elf, size_t cap)
+{
+    return probe(cmd, elf, cap, NULL);
+}
+
+int mv_heapmon_dynamic(const char *cmd)
+{
+    return probe(cmd, NULL, 0, NULL);
 }
 
 int mv_heapmon_library(const char *exe, char *buf, size_t cap)
@@ -277,4 +310,145 @@ int mv_heapmon_library(const char *exe, char *buf, size_t cap)
         }
     }
     return -ENOENT;
+}
+
+/* ---- the plan ---- */
+
+/* Whether a file name is a CPython interpreter's: python, python3, python3.11, python3.11d. */
+static bool python_name(const char *path)
+{
+    const char *base = strrchr(path, '/');
+
+    base = base ? base + 1 : path;
+    if (strncmp(base, "python", 6) != 0)
+        return false;
+    for (base += 6; *base; base++)
+        if (!strchr("0123456789.dmu", *base))
+            return false;
+    return true;
+}
+
+/* The command `env [-opt]... [VAR=value]... NAME ...` runs: NAME; anything else: argv[0]. */
+static const char *command_run(char *const *argv)
+{
+    const char *base = strrchr(argv[0], '/');
+    int i = 1;
+
+    base = base ? base + 1 : argv[0];
+    if (strcmp(base, "env") != 0)
+        return argv[0];
+    while (argv[i] && (argv[i][0] == '-' || strchr(argv[i], '=')))
+        i++;
+    return argv[i] ? argv[i] : argv[0];
+}
+
+void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const *argv,
+                     const char *self_exe, mv_heapplan_t *plan)
+{
+    char elf[PATH_MAX];
+    const char *cmd;
+    bool python = false;
+    int r;
+
+    memset(plan, 0, sizeof *plan);
+    if (mode == MV_HEAPMODE_OFF) {
+        plan->why = "heap = off";
+        return;
+    }
+    if (mode == MV_HEAPMODE_AUTO && !tasks) {
+        plan->why = "no tasks to attribute (protocol none)";
+        return;
+    }
+    if (!argv || !argv[0]) {
+        plan->why = "no worker command";
+        return;
+    }
+    cmd = command_run(argv);
+    r = probe(cmd, elf, sizeof elf, &python);
+    if (r == 0) {
+        plan->why = "statically linked: LD_PRELOAD cannot reach it";
+        return;
+    }
+    if (r < 0) {
+        plan->why = "the command's executable could not be read";
+        return;
+    }
+    if (mv_heapmon_library(self_exe, plan->library, sizeof plan->library) < 0) {
+        plan->why = "libmemvisor-heap.so not found next to memvisor or in ../lib";
+        return;
+    }
+    plan->preload = true;
+    plan->python = py == MV_HEAPPY_YES || (py == MV_HEAPPY_AUTO && (python_name(cmd) || python));
+    plan->why = mode == MV_HEAPMODE_AUTO ? "auto: a dynamically linked worker" : "heap = preload";
+}
+
+/* ---- a worker's windows ---- */
+
+void mv_heapwin_init(mv_heapwin_t *hw)
+{
+    memset(hw, 0, sizeof *hw);
+    hw->hm.fd = -1;
+}
+
+int mv_heapwin_start(mv_heapwin_t *hw)
+{
+    mv_heapwin_end(hw);
+    return mv_heapmon_open(&hw->hm);
+}
+
+void mv_heapwin_open(mv_heapwin_t *hw)
+{
+    hw->open_ok = hw->hm.page && mv_heapmon_read(&hw->hm, &hw->open) == 0;
+}
+
+void mv_heapwin_close(mv_heapwin_t *hw, const struct mvw_heap *rep, mv_heap_task_t *out)
+{
+    mv_heap_reading_t now;
+
+    memset(out, 0, sizeof *out);
+    out->blocks = INT64_MIN;
+    out->allocs = out->frees = -1;
+    if (hw->hm.page) {
+        /* A page that changed owner or generation (an exec) starts from zero: no delta. */
+        hw->closed_ok = mv_heapmon_read(&hw->hm, &now) == 0;
+        hw->closed = now;
+        if (!hw->open_ok || !hw->closed_ok || now.pid != hw->open.pid ||
+            now.generation != hw->open.generation)
+            return;
+        *out = (mv_heap_task_t){true,
+                                "preload",
+                                mv_heap_total(&hw->open),
+                                mv_heap_total(&now),
+                                (int64_t)(now.allocs - hw->open.allocs) -
+                                    (int64_t)(now.frees - hw->open.frees),
+                                (int64_t)(now.allocs - hw->open.allocs),
+                                (int64_t)(now.frees - hw->open.frees)};
+        return;
+    }
+    if (!rep || rep->live_bytes < 0) {
+        hw->prev.have = false; /* the next answer has no "before" */
+        return;
+    }
+    if (hw->prev.have) {
+        out->measured = true;
+        out->source = "worker";
+        out->before = hw->prev.bytes;
+        out->after = rep->live_bytes;
+        if (rep->blocks >= 0 && hw->prev.blocks >= 0)
+            out->blocks = rep->blocks - hw->prev.blocks;
+    }
+    hw->prev = (struct mvh_report){rep->live_bytes, rep->blocks, true};
+}
+
+void mv_heapwin_since_close(mv_heapwin_t *hw)
+{
+    hw->open = hw->closed;
+    hw->open_ok = hw->closed_ok;
+}
+
+void mv_heapwin_end(mv_heapwin_t *hw)
+{
+    mv_heapmon_close(&hw->hm);
+    hw->open_ok = hw->closed_ok = false;
+    hw->prev.have = false;
 }

@@ -18,10 +18,13 @@
 #ifndef MV_HEAPMON_H
 #define MV_HEAPMON_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <memvisor/heap.h>
+#include <memvisor/protocol.h>
 
 typedef struct mv_heap_reading {
     int pid;             /* the process counting; 0: nothing attached yet */
@@ -74,5 +77,75 @@ int mv_heapmon_dynamic(const char *cmd);
 /* Where libmemvisor-heap.so is for the memvisor binary at `exe` (NULL: this process): next to
  * it (the build tree), else in ../lib (an install). 0 and the path in buf, or -ENOENT. */
 int mv_heapmon_library(const char *exe, char *buf, size_t cap);
+
+/* mv_heapmon_dynamic, and the ELF that finally runs (the interpreter of a script, through
+ * `env NAME` too) in elf[cap] when elf is not NULL. */
+int mv_heapmon_probe(const char *cmd, char *elf, size_t cap);
+
+/* ---- what a pool's workers get: [leak] heap, decided once per configuration ---- */
+
+typedef enum { MV_HEAPMODE_OFF, MV_HEAPMODE_PRELOAD, MV_HEAPMODE_AUTO } mv_heapmode_t;
+typedef enum { MV_HEAPPY_AUTO, MV_HEAPPY_YES, MV_HEAPPY_NO } mv_heappy_t;
+
+typedef struct mv_heapplan {
+    bool preload;           /* each worker gets a page, the library and MEMVISOR_HEAP_FD */
+    bool python;            /* ...and PYTHONMALLOC=malloc (unless its environment sets one) */
+    const char *why;        /* static: what decided it, for the log */
+    char library[PATH_MAX]; /* the preload library, when preload */
+} mv_heapplan_t;
+
+/* The plan for workers running argv under `mode`: off; preload (unless the library cannot be
+ * found or the command is statically linked: LD_PRELOAD would do nothing); auto = preload for
+ * workers that get tasks (tasks = api or lines) when the command is dynamically linked.
+ * Python: the command (after `env [VAR=...]`) or the ELF that finally runs is python*; or
+ * `py` says yes/no. `self_exe` locates the library (NULL: this process). Always fills *plan;
+ * reads a few files (mv_heapmon_probe): once per configuration, never per spawn. */
+void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const *argv,
+                     const char *self_exe, mv_heapplan_t *plan);
+
+/* ---- one worker's heap figures per task window (worker.c) ---- */
+
+/* Bytes per live block the detector counts for a worker that reports blocks its bytes do not
+ * hold: Python's small objects under pymalloc (sys.getallocatedblocks()), which no cheap
+ * call sizes. A typical small object; only a worker's own reports use it (the preload counts
+ * every block's bytes). */
+#define MV_HEAP_BLOCK_BYTES 64
+
+/* What a task's window saw of the heap. */
+typedef struct mv_heap_task {
+    bool measured;
+    const char *source;    /* "preload" (the page) or "worker" (its own figures, api v2) */
+    int64_t before, after; /* live bytes */
+    int64_t blocks;        /* live blocks it left (allocations - frees); INT64_MIN unknown */
+    int64_t allocs, frees; /* blocks allocated and freed during it; -1 unknown */
+} mv_heap_task_t;
+
+typedef struct mv_heapwin {
+    mv_heapmon_t hm; /* the page (fd -1: no preload) */
+    mv_heap_reading_t open, closed;
+    bool open_ok;       /* `open` holds the reading at the window's start */
+    bool closed_ok;     /* `closed` holds the reading at the last window's end */
+    struct mvh_report { /* the worker's own figures (api v2, no preload) */
+        int64_t bytes, blocks;
+        bool have;
+    } prev; /* ...with its previous answer: the "before" of the next */
+} mv_heapwin_t;
+
+/* No page, nothing read (safe to mv_heapwin_end). */
+void mv_heapwin_init(mv_heapwin_t *hw);
+/* Before the spawn: makes the page (mv_heapmon_open). 0 or -errno. */
+int mv_heapwin_start(mv_heapwin_t *hw);
+/* A task's window opens: a fresh reading of the page (no page: nothing). */
+void mv_heapwin_open(mv_heapwin_t *hw);
+/* Its answer came: a fresh reading, and the task's figures in *out (measured false when the
+ * page could not be read consistently at both ends, or changed owner in between). `rep`:
+ * the figures the worker sent with this answer, or NULL; used when there is no page, with the
+ * previous answer's as "before". */
+void mv_heapwin_close(mv_heapwin_t *hw, const struct mvw_heap *rep, mv_heap_task_t *out);
+/* Service mode: the window that opens starts at the last window's end (requests are marked
+ * after their work is done, so a reading now would already hold the request's memory). */
+void mv_heapwin_since_close(mv_heapwin_t *hw);
+/* The worker is gone: the page is let go. */
+void mv_heapwin_end(mv_heapwin_t *hw);
 
 #endif

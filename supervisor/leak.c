@@ -101,6 +101,27 @@ double mv_leak_noise(const double *inc, int n)
     return sigma;
 }
 
+double mv_leak_block_noise(const double *inc, int n)
+{
+    int nb = n / MV_LEAK_BLOCK;
+    double mean = 0, var = 0, b;
+
+    if (nb < 2)
+        return 0;
+    for (int i = 0; i < nb * MV_LEAK_BLOCK; i++)
+        mean += inc[i];
+    mean /= nb * MV_LEAK_BLOCK;
+    for (int k = 0; k < nb; k++) {
+        b = 0;
+        for (int i = 0; i < MV_LEAK_BLOCK; i++)
+            b += inc[k * MV_LEAK_BLOCK + i];
+        b /= MV_LEAK_BLOCK;
+        var += (b - mean) * (b - mean);
+    }
+    /* the standard error of the mean of nb block means */
+    return sqrt(var / (nb - 1)) / sqrt((double)nb);
+}
+
 double mv_leak_trend(const double *inc, int n, double *confidence)
 {
     size_t pairs = (size_t)n * (size_t)(n + 1) / 2, k = 0;
@@ -281,7 +302,8 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     if (!k)
         return v;
     v.kind = k->name;
-    if (o->worker_age > 0 && o->retained > l->cfg.task_growth) {
+    v.heap = o->heap;
+    if (o->worker_age > 0 && !o->no_memory && o->retained > l->cfg.task_growth) {
         v.rule = MV_LEAK_TASK_GROWTH;
         v.per_task = (double)o->retained;
         v.confidence = 1;
@@ -291,7 +313,9 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     }
     if (o->worker_age < l->cfg.warmup)
         return v; /* warm-up: not part of the trend */
-    k->mem[(k->head + k->n) % w] = (double)o->retained;
+    /* No memory figure (a worker that has heap figures, but not for this task): nothing, so
+     * that a kernel delta never lands in a series of heap deltas. */
+    k->mem[(k->head + k->n) % w] = o->no_memory ? 0 : (double)o->retained;
     k->fds[(k->head + k->n) % w] = o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
     if (k->n < w)
         k->n++;
@@ -304,6 +328,7 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
         k->last_eval = k->seen;
         v = judge_trend(l, k);
         v.kind = k->name;
+        v.heap = o->heap;
         /* Two judgements in a row: noise almost never passes twice. */
         now = v.rule;
         if (v.rule != k->pending)
@@ -319,4 +344,29 @@ const char *mv_leak_rule_name(mv_leak_rule_t r)
 {
     static const char *const n[] = {"none", "trend", "task_growth", "fd_trend"};
     return (unsigned)r < sizeof n / sizeof n[0] ? n[r] : "?";
+}
+
+bool mv_leak_judged(mv_leak_t *l, const char *kind)
+{
+    kind_state_t *k = find_kind(l, kind);
+    int w = l->cfg.window;
+
+    return k && k->seen * 10 >= (uint64_t)(w * 8 + (w >= 10 ? w : 10));
+}
+
+bool mv_leak_grows(const mv_leak_cfg_t *cfg, const double *inc, int n, int kinds, double *per_task)
+{
+    double floor, conf, sum = 0;
+
+    *per_task = 0;
+    if (n < 2 * MV_LEAK_SEGMENTS)
+        return false;
+    for (int i = 0; i < n; i++)
+        sum += inc[i];
+    floor = (double)cfg->min_slope / (kinds > 1 ? kinds : 1);
+    if (sum / n < 0.5 * floor) /* the cheap gate, as for a kind */
+        return false;
+    floor = fmax(floor, MV_LEAK_Z * mv_leak_block_noise(inc, n));
+    *per_task = mv_leak_trend(inc, n, &conf);
+    return *per_task >= floor && conf >= 0.8;
 }

@@ -47,9 +47,11 @@ typedef struct mv_leak_cfg {
 /* One finished task. */
 typedef struct mv_leak_obs {
     const char *kind;   /* NUL-terminated; NULL or "" = "(none)" */
-    int64_t retained;   /* private memory after - before */
+    int64_t retained;   /* memory after - before: live heap bytes (heap) or the kernel's */
     int fds_delta;      /* fds after - before; INT32_MIN when unknown */
     int64_t worker_age; /* tasks the worker finished before this one */
+    bool heap;          /* `retained` is live heap bytes (the preload, or the worker's own) */
+    bool no_memory;     /* no memory figure for this task: only its fds count */
 } mv_leak_obs_t;
 
 typedef enum { MV_LEAK_NONE, MV_LEAK_TREND, MV_LEAK_TASK_GROWTH, MV_LEAK_FD_TREND } mv_leak_rule_t;
@@ -61,6 +63,7 @@ typedef struct mv_leak_verdict {
     double confidence; /* 0..1: the share of segments that grew */
     int tasks;         /* observations of the kind behind the verdict */
     bool report;       /* new, or changed materially since the last report: say it */
+    bool heap;         /* a memory verdict made of live heap bytes (else kernel figures) */
     const char *kind;  /* the kind as tracked (valid until the next observation) */
 } mv_leak_verdict_t;
 
@@ -82,6 +85,23 @@ double mv_leak_trend(const double *inc, int n, double *confidence);
 /* The standard error of the mean of the increments, from a robust spread (see leak.c). */
 double mv_leak_noise(const double *inc, int n);
 
+/* The same from the means of consecutive blocks of MV_LEAK_BLOCK increments: for a series
+ * that mixes tasks (a worker's, an experiment's arm), where a leak of one kind among several
+ * comes as sparse steps that a per-task spread would count as noise. 0 under two blocks. */
+#define MV_LEAK_BLOCK 5
+double mv_leak_block_noise(const double *inc, int n);
+
 const char *mv_leak_rule_name(mv_leak_rule_t r);
+
+/* Whether the trend rule has judged `kind` twice (a suspect needs two judgements): before
+ * that, "no suspect" says nothing about it. */
+bool mv_leak_judged(mv_leak_t *l, const char *kind);
+
+/*
+ * Whether a worker grows: its growth per task inc[0..n) (oldest first) over tasks of `kinds`
+ * distinct kinds, by the trend rule above with a floor of min_slope / kinds (one leaking kind
+ * among k shows about 1/k of its leak per task of the worker). The slope in *per_task.
+ */
+bool mv_leak_grows(const mv_leak_cfg_t *cfg, const double *inc, int n, int kinds, double *per_task);
 
 #endif

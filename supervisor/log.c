@@ -139,6 +139,7 @@ static void format_text(mv_buf_t *b, const char *ts, mv_level_t level, const cha
             break;
         case MV_KV_STR: text_value(b, kv->v.s ? kv->v.s : "", kv->v.s ? strlen(kv->v.s) : 0); break;
         case MV_KV_BYTES: text_value(b, kv->v.s, kv->len); break;
+        case MV_KV_BOOL: mv_buf_append(b, kv->v.i ? "true" : "false", kv->v.i ? 4 : 5); break;
         case MV_KV_END: break;
         }
     }
@@ -178,6 +179,7 @@ static void format_json(mv_buf_t *b, const char *ts, mv_level_t level, const cha
         case MV_KV_DBL: v = json_real(kv->v.d); break;
         case MV_KV_STR: v = kv->v.s ? json_bytes(kv->v.s, strlen(kv->v.s)) : json_null(); break;
         case MV_KV_BYTES: v = json_bytes(kv->v.s, kv->len); break;
+        case MV_KV_BOOL: v = json_boolean(kv->v.i); break;
         case MV_KV_END: break;
         }
         json_object_set_new(o, kv->key, v ? v : json_null());

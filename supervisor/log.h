@@ -26,7 +26,7 @@
 
 #include "config.h"
 
-typedef enum { MV_KV_END, MV_KV_INT, MV_KV_STR, MV_KV_BYTES, MV_KV_DBL } mv_kv_type_t;
+typedef enum { MV_KV_END, MV_KV_INT, MV_KV_STR, MV_KV_BYTES, MV_KV_DBL, MV_KV_BOOL } mv_kv_type_t;
 
 typedef struct mv_kv {
     const char *key;
@@ -43,6 +43,7 @@ typedef struct mv_kv {
 #define MV_S(k, x)       ((mv_kv_t){(k), MV_KV_STR, {.s = (x)}, 0})
 #define MV_B(k, p, n)    ((mv_kv_t){(k), MV_KV_BYTES, {.s = (const char *)(p)}, (n)})
 #define MV_D(k, x)       ((mv_kv_t){(k), MV_KV_DBL, {.d = (double)(x)}, 0})
+#define MV_T(k, x)       ((mv_kv_t){(k), MV_KV_BOOL, {.i = !!(x)}, 0}) /* true / false */
 #define MV_KV_END_MARKER ((mv_kv_t){NULL, MV_KV_END, {0}, 0})
 
 #define MV_LOG_BUFFER          (256 * 1024) /* bytes queued for the log at most */

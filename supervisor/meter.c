@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util.h"
+
 int mv_meter_parse_statm(const char *text, long page_size, int64_t *rss, int64_t *priv)
 {
     long long f[3];
@@ -163,6 +165,12 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
             r->fds = -1;
             return 0;
         }
+        /* Not read (usage under the soft limit): the cgroup's anon is at most its usage. A
+         * worker forked from a template maps the template's pages, charged to the template's
+         * cgroup and counted in its own private memory: capped, they never count against
+         * its soft limit (docs/templates.md). */
+        if (c.anon < 0)
+            r->group_priv = MV_MIN(r->priv, c.usage);
     } else {
         if (rc < 0)
             return rc;

@@ -47,7 +47,8 @@ typedef struct mv_reading {
     int64_t priv;       /* private (anonymous) bytes */
     int64_t usage;      /* what a hard limit is compared with: cgroup usage, or private */
     int64_t peak;       /* peak usage since the last reset, -1 = none (sampled) */
-    int64_t group_priv; /* the cgroup's anonymous memory; -1 = not read (usage below soft) */
+    int64_t group_priv; /* the cgroup's anonymous memory (usage below soft: not read, the
+                         * private figure capped by usage); -1 = no cgroup */
     int fds;            /* open fds, -1 = unknown */
     bool usage_fresh;   /* false: usage carried from a read < 10 ms old (mv_cg_read) */
 } mv_reading_t;
@@ -86,8 +87,8 @@ static inline int64_t mv_reading_task_metric(const mv_reading_t *r, mv_metric_t 
     return metric == MV_METRIC_RSS ? r->rss : r->priv;
 }
 
-/* The figure the soft limit compares: private (the cgroup's when read, else the process's:
- * both below usage, itself below the limit then) or rss. */
+/* The figure the soft limit compares: private (the cgroup's; when not read, the process's
+ * capped by the cgroup's usage, itself below the limit then) or rss. */
 static inline int64_t mv_reading_limit_metric(const mv_reading_t *r, mv_metric_t metric)
 {
     if (metric == MV_METRIC_RSS)

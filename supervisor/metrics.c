@@ -115,6 +115,30 @@ static void slot_gauges(out_t *o, const mv_metrics_slot_t *s, size_t n)
     }
 }
 
+/* One unlabelled sample, left out when unknown (< 0). */
+static void sample(out_t *o, const char *name, const char *type, const char *help, int64_t v)
+{
+    family(o, name, type, help);
+    if (v >= 0)
+        put(o, "memvisor_%s %" PRId64 "\n", name, v);
+}
+
+static void template_families(out_t *o, const mv_metrics_template_t *t)
+{
+    sample(o, "template_up", "gauge", "1 when the warm template serves forks.", t->up);
+    sample(o, "template_generation", "gauge", "Generation of the template: goes up when replaced.",
+           (int64_t)t->gen);
+    sample(o, "template_memory_bytes", "gauge", "Memory of the template the soft limit compares.",
+           t->mem);
+    sample(o, "template_usage_bytes", "gauge",
+           "Memory charged to the template's cgroup (pages its workers share).", t->usage);
+    sample(o, "template_peak_bytes", "gauge", "Highest usage of the template so far.", t->peak);
+    sample(o, "template_forks_total", "counter", "Workers forked from templates.",
+           (int64_t)t->forks);
+    sample(o, "template_replaced_total", "counter", "Templates replaced (grown, reloaded).",
+           (int64_t)t->replaced);
+}
+
 int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
 {
     out_t o = {out, 0};
@@ -158,6 +182,8 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
         put(&o, "memvisor_host_memory_pause_threshold_bytes %" PRId64 "\n", v->host_threshold);
     family(&o, "orphans_reaped_total", "counter", "Orphaned processes reaped (subreaper).");
     put(&o, "memvisor_orphans_reaped_total %" PRIu64 "\n", v->orphans_reaped);
+    if (v->tmpl)
+        template_families(&o, v->tmpl);
     if (o.err)
         out->len = mark;
     return o.err;

@@ -19,6 +19,10 @@
  *   dispatch_paused {reason}, host_memory_available_bytes,
  *   host_memory_pause_threshold_bytes                              gauges
  *   orphans_reaped_total                                           counter
+ *   template_up, template_generation, template_memory_bytes, template_usage_bytes,
+ *   template_peak_bytes                                            gauges
+ *   template_forks_total, template_replaced_total                  counters
+ *   (the template families only with [worker] template = yes)
  */
 #ifndef MV_METRICS_H
 #define MV_METRICS_H
@@ -47,6 +51,14 @@ typedef struct mv_metrics_count {
     uint64_t n;
 } mv_metrics_count_t;
 
+/* The warm template (docs/templates.md). */
+typedef struct mv_metrics_template {
+    bool up;                  /* a template serves forks now */
+    uint32_t gen;             /* its generation */
+    int64_t mem, usage, peak; /* bytes; -1 = unknown */
+    uint64_t forks, replaced; /* workers forked; templates replaced (grown, reloaded) */
+} mv_metrics_template_t;
+
 /* Everything the exposition shows. Arrays are borrowed; n = 0 leaves a family empty (its
  * HELP and TYPE lines stay). List every reason and status, zeros too: a series that exists
  * from the start makes rate() right from the first recycle. */
@@ -68,6 +80,7 @@ typedef struct mv_metrics_view {
     bool have_host;                         /* the host's memory was read (else left out) */
     int64_t host_available, host_threshold; /* bytes */
     uint64_t orphans_reaped;
+    const mv_metrics_template_t *tmpl; /* NULL: no template */
 } mv_metrics_view_t;
 
 /* Appends the exposition text of v to out. 0 or -ENOMEM. */

@@ -18,6 +18,10 @@ static const char *const metric_choices[] = {"private", "rss", NULL};
 static const char *const format_choices[] = {"text", "json", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const reap_choices[] = {"auto", "yes", "no", NULL};
+/* In the order of mv_heapmode_t, mv_heappy_t (heapmon.h) and mv_confirm_t (config.h). */
+static const char *const heap_choices[] = {"off", "preload", "auto", NULL};
+static const char *const python_malloc_choices[] = {"auto", "yes", "no", NULL};
+static const char *const confirm_choices[] = {"isolate", "off", NULL};
 static const char *const progress_choices[] = {"auto", "on", "off", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
@@ -83,6 +87,9 @@ const mv_option_t mv__options[] = {
     FIXED(worker, group, MV_OPT_STRING, "", 0, 0, NULL,
           "run workers with this group (name or numeric id); empty = the user's primary group; "
           "supplementary groups are always dropped"),
+    FIXED(worker, template, MV_OPT_BOOL, "no", 0, 1, NULL,
+          "yes = run the command once as a template (its start-up before mvw_open) and fork "
+          "each worker from it (api only; docs/templates.md)"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),
@@ -190,6 +197,15 @@ const mv_option_t mv__options[] = {
         "how long a snapshot waits for the worker's own heap view"),
     OPT(leak, history, MV_OPT_INT, "20", 0, 1000, NULL,
         "the worker's last tasks recorded in a snapshot"),
+    OPT(leak, heap, MV_OPT_ENUM, "auto", 0, 0, heap_choices,
+        "live heap bytes per task from the libmemvisor-heap.so preload: off, preload, or auto "
+        "(api and lines workers whose command is dynamically linked)"),
+    OPT(leak, python_malloc, MV_OPT_ENUM, "auto", 0, 0, python_malloc_choices,
+        "with the heap preload, PYTHONMALLOC=malloc so Python's small objects are counted too: "
+        "auto (when the command is python), yes, no"),
+    FIXED(leak, confirm, MV_OPT_ENUM, "isolate", 0, 0, confirm_choices,
+          "batch mode: confirm a leak suspect by running its kind alone on a fresh worker "
+          "(and bisect kinds when a worker grows unexplained): isolate, or off"),
 
     FIXED(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
           "log line format: text for key=value fields, json for one JSON object per line"),

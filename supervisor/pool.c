@@ -95,6 +95,8 @@ static void maybe_stopped(mv_pool_t *p)
     mv__pool_esc_close(p);
     mv_dispatch_close(&p->dispatch, part_closed, p);
     mv_watch_close(&p->watch, part_closed, p);
+    if (p->tmpl.started)
+        mv_templates_close(&p->tmpl, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
@@ -318,7 +320,34 @@ static void on_kill_ready(void *arg, mv_suspected_t *sw)
     kill_now(p, member_of(sw->w), MV_R_HARD_LIMIT);
 }
 
+/* A leak experiment wants a fresh worker in `slot`: a worker that has run nothing is fresh
+ * already; any other drains now, and its replacement attaches to the experiment. It does not
+ * wait its turn behind [recycle] spacing or max_concurrent: the experiment holds its kind's
+ * tasks back until that replacement is ready, and one experiment runs at a time. A worker
+ * already leaving has its replacement on the way. */
+static void on_fresh(void *arg, int slot)
+{
+    mv_pool_t *p = arg;
+    mv_seat_t *seat = p->slots.slot[slot - 1].active;
+    mv_member_t *m = seat ? member_of_seat(seat) : NULL;
+
+    if (!m || mv_worker_leaving(m->w))
+        return;
+    if (m->w->tasks_done == 0)
+        mv_experiment_attach(&p->exp, m->w);
+    else if (m->w->state != MV_W_DEAD && !seat->gone)
+        drain_now(p, m, MV_R_EXPERIMENT);
+}
+
+static void on_verdict(void *arg, const mv_exp_verdict_t *v)
+{
+    mv_pool_t *p = arg;
+
+    mv_suspect_verdict(&p->suspect, v->w ? &member_of(v->w)->suspect : NULL, v);
+}
+
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
+static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready};
 
@@ -514,7 +543,8 @@ static const mv_worker_events_t worker_events = {
 
 /* ---- spawning ---- */
 
-static mv_worker_opts_t worker_opts(const mv_pool_t *p)
+/* What every worker (and the warm template) is started with. */
+static mv_worker_opts_t worker_opts(mv_pool_t *p)
 {
     return (mv_worker_opts_t){
         .loop = p->o.loop,
@@ -527,6 +557,8 @@ static mv_worker_opts_t worker_opts(const mv_pool_t *p)
         .cg = p->o.cg,
         .service = p->o.service,
         .timeline = p->o.timeline,
+        .forker = mv_templates_forker(&p->tmpl),
+        .heap = &p->heap,
     };
 }
 
@@ -655,6 +687,14 @@ static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
 
 /* ---- public ---- */
 
+/* The warm template's start-up said "do not retry" (its fatal exit code): as a worker's. */
+static void on_template_fatal(void *arg)
+{
+    fatal(arg);
+}
+
+static const mv_templates_events_t templates_events = {on_template_fatal};
+
 static void grace_cb(uv_timer_t *t)
 {
     mv_pool_t *p = t->data;
@@ -671,6 +711,18 @@ static void grace_cb(uv_timer_t *t)
     if (n)
         mv_warn(p->o.log, "grace_expired", MV_I("workers", n),
                 MV_I("grace_ms", p->o.cfg->supervisor.grace_period), MV_S("action", "SIGTERM"));
+}
+
+/* [leak] heap for the workers of cfg and argv: decided and said once per configuration. */
+static void plan_heap(mv_pool_t *p, const mv_config_t *cfg)
+{
+    mv_heapmon_plan(cfg->leak.heap, cfg->leak.python_malloc,
+                    cfg->worker.protocol != MV_PROTO_NONE && !p->o.service, p->o.argv,
+                    p->o.self_exe, &p->heap);
+    mv_log(p->o.log,
+           p->heap.preload || cfg->leak.heap != MV_HEAPMODE_PRELOAD ? MV_LVL_INFO : MV_LVL_WARN,
+           "heap", MV_S("preload", p->heap.preload ? p->heap.library : "off"),
+           MV_S("python_malloc", p->heap.python ? "yes" : "no"), MV_S("why", p->heap.why));
 }
 
 /* memvisor's environment minus what each worker gets its own value of, or none (NOTIFY_SOCKET
@@ -715,6 +767,11 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
                      &dispatch_events, p);
     mv_watch_init(&p->watch, o->loop, o->log, cfg, &watch_events, p);
     mv_suspect_init(&p->suspect, o->loop, o->log, cfg, o->leak, o->run, &suspect_events, p);
+    mv_experiment_init(&p->exp, o->log, cfg, o->tasks, o->service, &experiment_events, p);
+    if (p->exp.enabled && o->leak) {
+        p->suspect.exp = &p->exp;
+        mv_dispatch_set_filter(&p->dispatch, mv_experiment_filter(&p->exp));
+    }
     uv_timer_init(o->loop, &p->grace);
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
@@ -723,7 +780,13 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+    plan_heap(p, cfg);
     mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
+    if (cfg->worker.template) {
+        mv_worker_opts_t wo = worker_opts(p);
+        mv_templates_start(&p->tmpl, &wo, &templates_events, p);
+        p->open++;
+    }
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
     pool_spares(p); /* after the slots: their workers' cgroups come first */
@@ -745,6 +808,9 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
         mv_slots_stop(&p->slots);
         mv_cgahead_drop(&p->ahead, false);
         mv__pool_esc_stop(p);
+        /* After the slots: the workers waiting for a fork are not respawned by exec. */
+        if (p->tmpl.started)
+            mv_templates_stop(&p->tmpl, graceful);
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
@@ -762,6 +828,18 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
             kill_now(p, m, MV_R_SHUTDOWN);
     }
     maybe_stopped(p);
+}
+
+bool mv_pool_keeps(const mv_pool_t *p, int pid)
+{
+    if (!p->tmpl.started)
+        return false;
+    if (mv_templates_keeps(&p->tmpl, pid))
+        return true;
+    for (const mv_member_t *m = p->members; m; m = m->next)
+        if (m->w->proc.forked && m->w->proc.pid == pid)
+            return true;
+    return false;
 }
 
 int mv_pool_live(const mv_pool_t *p)
@@ -799,15 +877,20 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->o.cfg = cfg;
     if (argv)
         p->o.argv = argv;
+    plan_heap(p, cfg);
     p->dispatch.cfg = cfg;
     p->suspect.cfg = cfg;
+    p->exp.cfg = cfg;
     mv_watch_reconfigure(&p->watch, cfg);
     p->slots.cfg.max_concurrent = cfg->recycle.max_concurrent;
     p->slots.cfg.spacing = cfg->recycle.spacing;
     p->slots.cfg.backoff_min = cfg->worker.backoff_min;
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
-    /* Spares and cgroups made ahead carry the old command and limits. */
+    /* The template first: spares started from here on fork from the new one. Spares and
+     * cgroups made ahead carry the old command and limits. */
+    if (p->tmpl.started)
+        mv_templates_reconfigure(&p->tmpl, cfg, argv);
     mv_cgahead_drop(&p->ahead, cfg->recycle.cgroup_ahead);
     pool_spares(p);
 }
@@ -901,6 +984,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->suspects_by_kind = p->suspect.by_kind;
     v->nkinds = p->suspect.nkinds;
     v->recycles = p->recycles;
+    mv_templates_view(&p->tmpl, &v->tmpl);
     for (const mv_member_t *m = p->members; m; m = m->next) {
         const mv_worker_t *w = m->w;
         const mv_reading_t *r = w->mem.have ? &w->mem.last : NULL;
@@ -948,6 +1032,7 @@ void mv_pool_view_free(mv_pool_view_t *v)
 void mv_pool_free(mv_pool_t *p)
 {
     mv_suspect_free(&p->suspect);
+    mv_experiment_free(&p->exp);
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
     mv_cgahead_free(&p->ahead);

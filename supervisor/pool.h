@@ -29,6 +29,7 @@
 #include "spares.h"
 #include "suspect.h"
 #include "tasks.h"
+#include "templates.h"
 #include "timeline.h"
 #include "watch.h"
 #include "worker.h"
@@ -103,15 +104,18 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    mv_spares_t spares; /* spares.c: workers started ahead, taken by spawn_slot */
-    mv_cgahead_t ahead; /* cgahead.c: each slot's next cgroup */
-    uv_timer_t spacer;  /* [recycle] spacing: the queue may move then */
+    mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
+    mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
+    mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
+    mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
+    uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;
     uint64_t rng;
 
     mv_pool_esc_t esc;
+    mv_heapplan_t heap; /* [leak] heap for the workers started from now on */
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
@@ -156,6 +160,7 @@ typedef struct mv_pool_view {
     mv_worker_view_t *spares; /* slot 0, oldest first; `state` "spare" once ready */
     int nspares;
     uint64_t spares_started, spares_taken, spares_lost;
+    mv_template_view_t tmpl; /* the warm template (tmpl.on: there is one) */
 } mv_pool_view_t;
 
 /* Sets up the pool and starts its workers. 0, or -errno before anything was started (no
@@ -171,6 +176,9 @@ void mv_pool_stop(mv_pool_t *p, bool graceful);
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots);
 /* A new configuration and command for the workers started from now on (reload). */
 void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv);
+/* Whether pid is a child the pool reaps itself (a worker forked by its template, or one that
+ * may be: a fork is under way), for the subreaper (reaper.h) to leave alone. */
+bool mv_pool_keeps(const mv_pool_t *p, int pid);
 /* Workers serving now (ready or busy, not leaving). */
 int mv_pool_live(const mv_pool_t *p);
 /* The view (free it with mv_pool_view_free). 0 or -ENOMEM. */

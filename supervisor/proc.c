@@ -4,12 +4,14 @@
 #include "proc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,7 +72,97 @@ void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner)
     memset(p, 0, sizeof *p);
     p->ev = ev;
     p->owner = owner;
+    p->pidfd = -1;
 }
+
+/* ---- forked ---- */
+
+/* Its pidfd is readable: it exited. Reaped here, by pidfd only. */
+static void pidfd_cb(uv_poll_t *h, int status, int events)
+{
+    mv_proc_t *p = h->data;
+    siginfo_t si;
+
+    memset(&si, 0, sizeof si);
+    if (p->exited)
+        return;
+    if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0) {
+        if (errno != ECHILD)
+            return;
+        /* Reaped by someone else (nothing of ours should: reaper.h leaves forked workers
+         * alone): it is gone, its status unknown (-1), rather than waited for for ever. */
+        si.si_code = CLD_EXITED;
+        si.si_status = -1;
+    } else if (si.si_pid == 0) {
+        return; /* not yet */
+    }
+    uv_poll_stop(h);
+    p->exited = true;
+    if (si.si_code == CLD_EXITED) {
+        p->status = si.si_status;
+    } else {
+        p->status = 0;
+        p->term_signal = si.si_status; /* CLD_KILLED, CLD_DUMPED */
+    }
+    p->ev->on_exit(p->owner, p->status, p->term_signal);
+}
+
+/* Asks the forker for the process; the answer comes through mv_proc_forked. */
+static int fork_spawn(mv_proc_t *p, const mv_proc_spec_t *s)
+{
+    mv_fork_spec_t f = {
+        .slot = s->slot,
+        .out_fd = s->stdio[1].data.fd,
+        .fds = s->fds,
+        .nfds = s->nfds,
+        .cgroup_dir_fd = -1,
+        .cgroup_procs_fd = s->cgroup_procs_fd,
+    };
+    int r;
+
+    /* The directory is opened per start: one open, cheaper than a kept fd per worker. */
+    if (s->cgroup_dir)
+        f.cgroup_dir_fd = open(s->cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    r = s->forker->fork(s->forker->self, p, &f);
+    if (f.cgroup_dir_fd >= 0)
+        close(f.cgroup_dir_fd);
+    if (r < 0)
+        return r;
+    p->forker = s->forker;
+    p->pending = true;
+    return 0;
+}
+
+void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
+{
+    int r = -ECHILD;
+
+    p->pending = false;
+    p->forker = NULL;
+    if (pid > 0) {
+        p->pidfd = pidfd_open(pid, 0);
+        r = p->pidfd < 0 ? -errno : uv_poll_init(loop, &p->pidpoll, p->pidfd);
+        if (r < 0) {
+            /* Ours, and nothing can watch it: it goes now (and stays a zombie). */
+            kill(pid, SIGKILL);
+            if (p->pidfd >= 0)
+                close(p->pidfd);
+            p->pidfd = -1;
+            err = r;
+        }
+    }
+    if (r < 0) {
+        p->ev->on_failed(p->owner, err < 0 ? err : -ECHILD, retry);
+        return;
+    }
+    p->pidpoll.data = p;
+    p->inited = p->forked = true;
+    p->pid = pid;
+    uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
+    p->ev->on_started(p->owner);
+}
+
+/* ---- exec'd ---- */
 
 int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
 {
@@ -80,10 +172,12 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
     char fd_text[16], creds[48];
     char **args;
 
-    if (p->inited || p->closing)
+    if (p->inited || p->closing || p->pending)
         return -EALREADY;
     if (s->nfds > MV_PROC_MAX_FDS)
         return -EMFILE;
+    if (s->forker)
+        return fork_spawn(p, s);
     memcpy(st, s->stdio, MV_PROC_FIRST_FD * sizeof *st);
     for (int i = 0; i < s->nfds; i++) {
         st[count].flags = UV_INHERIT_FD;
@@ -121,7 +215,18 @@ int mv_proc_signal(mv_proc_t *p, int sig)
     /* By pid, through the handle, and only before its exit was reported. */
     if (p->pid <= 0 || p->exited || p->closing)
         return -ESRCH;
+    if (p->forked)
+        return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
     return uv_process_kill(&p->h, sig);
+}
+
+static void pidpoll_closed_cb(uv_handle_t *h)
+{
+    mv_proc_t *p = h->data;
+
+    close(p->pidfd);
+    p->pidfd = -1;
+    p->ev->on_closed(p->owner);
 }
 
 void mv_proc_close(mv_proc_t *p)
@@ -129,11 +234,34 @@ void mv_proc_close(mv_proc_t *p)
     if (p->closing)
         return;
     p->closing = true;
+    if (p->pending) {
+        p->pending = false;
+        p->forker->cancel(p->forker->self, p);
+    }
     if (!p->inited) {
         p->ev->on_closed(p->owner);
         return;
     }
-    uv_close((uv_handle_t *)&p->h, closed_cb);
+    if (p->forked)
+        uv_close((uv_handle_t *)&p->pidpoll, pidpoll_closed_cb);
+    else
+        uv_close((uv_handle_t *)&p->h, closed_cb);
+}
+
+/* MV_PROC_ENV_PRELOAD goes in front of LD_PRELOAD, for the command only (proc.h). 0 or -1. */
+static int preload_command(void)
+{
+    const char *lib = getenv(MV_PROC_ENV_PRELOAD), *had = getenv("LD_PRELOAD");
+    char *both = NULL;
+    int r;
+
+    if (!lib || !*lib)
+        return unsetenv(MV_PROC_ENV_PRELOAD);
+    if (had && *had && asprintf(&both, "%s:%s", lib, had) < 0)
+        return -1;
+    r = setenv("LD_PRELOAD", both ? both : lib, 1);
+    free(both);
+    return r < 0 ? r : unsetenv(MV_PROC_ENV_PRELOAD);
 }
 
 /* Parent death (proc.h): armed, then checked against a parent that died before. 0, or the
@@ -232,6 +360,10 @@ int mv_exec_shim(int argc, char **argv)
     /* After the cgroup move; the credential change cleared the parent-death signal. */
     if (creds && ((r = drop_creds(uid, gid)) != 0 || (r = arm_parent_death(parent)) != 0))
         return r;
+    if (preload_command() < 0) {
+        fprintf(stderr, "memvisor exec-shim: cannot set LD_PRELOAD: %s\n", strerror(errno));
+        return 125;
+    }
     /* Socket activation: the sockets are for this process, which exec keeps. */
     if (getenv("LISTEN_FDS")) {
         snprintf(pid, sizeof pid, "%d", (int)getpid());

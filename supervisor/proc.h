@@ -4,9 +4,20 @@
  * is still its own, reports its exit, closes its handle. Knows nothing of workers, tasks or
  * protocols.
  *
- * Exits come from libuv's exit callback only (DESIGN §2: one mechanism; never waitpid(-1),
- * no SIGCHLD handler of ours). libuv reaps the child just before calling it, so from then on
- * the pid may belong to someone else: mv_proc_signal refuses.
+ * Two ways to start one, behind the same calls:
+ *   exec     uv_spawn of the exec shim; its exit comes from libuv's exit callback. libuv
+ *            reaps the child just before calling it, so from then on the pid may belong to
+ *            someone else: mv_proc_signal refuses.
+ *   forked   a forker (the warm template, template.h) is asked for the process; its answer
+ *            (mv_proc_forked) comes later and gives a pid. The template clones it with
+ *            CLONE_PARENT, so it is our child all the same: we watch it through its pidfd
+ *            (uv_poll, readable at its exit) and reap it with waitid(P_PIDFD), which gives
+ *            the exact status. Signals go through the pidfd (pidfd_send_signal), which never
+ *            names another process.
+ * The two mechanisms never see each other's children (DESIGN §2: never waitpid(-1), no
+ * SIGCHLD handler of ours): libuv reaps only the pids it spawned, waitid(P_PIDFD) only the
+ * one its pidfd names. An unreaped child stays a zombie, so the pid behind a pidfd cannot be
+ * reused before we reap it.
  *
  * The exec shim (`memvisor exec-shim FD|- COMMAND...`): with a cgroup, the child must be in
  * it before any of its own code runs (attaching after uv_spawn races, and early charges stay
@@ -25,14 +36,49 @@
 #include <uv.h>
 
 #define MV_PROC_FIRST_FD 3 /* the first inherited fd after stdin, stdout, stderr */
-#define MV_PROC_MAX_FDS  80
+/* A library the exec shim puts in front of LD_PRELOAD just before it execs the command, and
+ * not before: memvisor itself (the shim) must not load it (an ASan build refuses any preload
+ * that comes before its runtime; and the shim would claim the heap page for nothing). */
+#define MV_PROC_ENV_PRELOAD "MEMVISOR_SHIM_PRELOAD"
+#define MV_PROC_MAX_FDS     80
+
+typedef struct mv_proc mv_proc_t;
 
 typedef struct mv_proc_events {
     /* The process exited (status) or was killed (term_signal); reaped already. */
     void (*on_exit)(void *owner, int64_t status, int term_signal);
     /* Its handle is closed (after mv_proc_close). */
     void (*on_closed)(void *owner);
+    /* Forked only (an exec'd process runs when mv_proc_spawn returns 0): it runs (its pid is
+     * set), or it could not be started (-errno; retry: not the process's failure, e.g. the
+     * template went away before answering). Exactly one of the two, never from inside
+     * mv_proc_spawn, and never after mv_proc_close. NULL for processes that are never
+     * forked. */
+    void (*on_started)(void *owner);
+    void (*on_failed)(void *owner, int err, bool retry);
 } mv_proc_events_t;
+
+/* What a forker is asked for: the child's fds (the forker dups what it keeps: the caller
+ * closes its own when the call returns). */
+typedef struct mv_fork_spec {
+    int slot;
+    int out_fd;     /* its stdout and stderr */
+    const int *fds; /* inherited as fds 3, 4, ... */
+    int nfds;
+    int cgroup_dir_fd;   /* >= 0: a cgroup v2 directory to be born in (CLONE_INTO_CGROUP) */
+    int cgroup_procs_fd; /* >= 0: its cgroup.procs, to join otherwise */
+} mv_fork_spec_t;
+
+/* Something that starts processes on request: the warm template (templates.h). */
+typedef struct mv_forker {
+    /* Asks for a child for p. 0: mv_proc_forked answers later (never from inside this call);
+     * -errno: nothing was asked. */
+    int (*fork)(void *self, mv_proc_t *p, const mv_fork_spec_t *s);
+    /* p does not wait for the answer any more (it is being closed): a child that still
+     * comes is the forker's to kill and reap. */
+    void (*cancel)(void *self, mv_proc_t *p);
+    void *self;
+} mv_forker_t;
 
 /* How to start it. */
 typedef struct mv_proc_spec {
@@ -47,24 +93,41 @@ typedef struct mv_proc_spec {
     bool own_session;    /* setsid: a Ctrl-C at memvisor's terminal stays memvisor's */
     bool set_creds;      /* the shim switches to uid:gid (after the cgroup move) */
     int64_t uid, gid;
+    /* Forked instead of exec'd (NULL: exec): the child gets stdio[1] as its output (stdin
+     * and the command are the template's), fds, and its cgroup (cgroup_dir: a cgroup v2
+     * directory to be born in, else the procs fd is written by the child). */
+    const mv_forker_t *forker;
+    const char *cgroup_dir;
+    int slot;
 } mv_proc_spec_t;
 
-typedef struct mv_proc {
+struct mv_proc {
     uv_process_t h;
     const mv_proc_events_t *ev;
     void *owner;
-    bool inited;  /* uv_spawn was called: the handle must be closed */
+    bool inited;  /* uv_spawn was called (or a forked pid is watched): must be closed */
     bool exited;  /* reaped: its pid is not ours any more */
     bool closing; /* mv_proc_close was called */
     int pid;      /* 0 until started */
     int64_t status;
     int term_signal;
-} mv_proc_t;
+    /* forked */
+    const mv_forker_t *forker;
+    bool pending;      /* the forker was asked and has not answered */
+    bool forked;       /* its pid came from a forker */
+    bool in_cgroup;    /* it was born in its cgroup (no migration) */
+    int pidfd;         /* -1 until forked */
+    uv_poll_t pidpoll; /* readable at its exit */
+};
 
 /* Sets up a process that is not started yet; mv_proc_close must follow. */
 void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner);
 /* Starts the process (once). 0 or -errno. */
 int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s);
+/* A forker's answer for p: its pid (> 0), or err (< 0) when it could not be started (retry:
+ * not the process's failure). on_started or on_failed follows at once; a pid it cannot watch
+ * is killed and the start fails. */
+void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
 /* Sends a signal while the pid is still its own. 0, -ESRCH (gone) or -errno. */
 int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */

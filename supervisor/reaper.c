@@ -173,9 +173,16 @@ int mv_reaper_sweep(mv_reaper_t *r)
     uv_walk(r->loop, collect_cb, &uv);
     qsort(ours, (size_t)uv.n, sizeof *ours, cmp_int);
     for (int i = 0; i < n; i++)
-        if (!bsearch(&kids[i], ours, (size_t)uv.n, sizeof *ours, cmp_int))
+        if (!bsearch(&kids[i], ours, (size_t)uv.n, sizeof *ours, cmp_int) &&
+            !(r->keep && r->keep(r->keep_arg, kids[i])))
             reaped += reap_one(r, kids[i]);
     return reaped;
+}
+
+void mv_reaper_keep(mv_reaper_t *r, mv_reaper_keep_fn fn, void *arg)
+{
+    r->keep = fn;
+    r->keep_arg = arg;
 }
 
 static void sigchld_cb(uv_signal_t *h, int signum)

@@ -38,6 +38,11 @@ typedef struct mv_ratelimit {
     uint64_t suppressed;
 } mv_ratelimit_t;
 
+/* Children their owner reaps itself: workers forked by a warm template are memvisor's children
+ * (clone3 CLONE_PARENT) but not libuv's; they are watched through their pidfds (proc.h), which
+ * must get their statuses. Asked for each child that is not libuv's; true leaves it alone. */
+typedef bool (*mv_reaper_keep_fn)(void *arg, int pid);
+
 typedef struct mv_reaper {
     uv_loop_t *loop;
     mv_log_t *log;
@@ -45,11 +50,15 @@ typedef struct mv_reaper {
     bool open;
     uint64_t reaped; /* orphans waited for */
     mv_ratelimit_t rl;
-    const char *proc; /* "/proc"; tests point it elsewhere */
+    const char *proc;       /* "/proc"; tests point it elsewhere */
+    mv_reaper_keep_fn keep; /* NULL: every child that is not libuv's is an orphan */
+    void *keep_arg;
 } mv_reaper_t;
 
 /* Makes memvisor a subreaper and starts watching SIGCHLD. 0 or -errno (`why` filled). */
 int mv_reaper_open(mv_reaper_t *r, uv_loop_t *loop, mv_log_t *log, char *why, size_t n);
+/* Sets who keeps which children (see mv_reaper_keep_fn). */
+void mv_reaper_keep(mv_reaper_t *r, mv_reaper_keep_fn fn, void *arg);
 /* Reaps every orphan that has exited now (what SIGCHLD runs). Returns how many. */
 int mv_reaper_sweep(mv_reaper_t *r);
 /* Stops watching (the signal handle closes; nothing else to wait for). */

@@ -20,12 +20,19 @@ typedef struct mv_report_vec {
     size_t n;
 } mv_report_vec_t;
 
-/* A task kind: its distributions from the results, its leak_suspect events folded. */
+/* What became of a kind's suspicion (mv_report_kind_t.status), weakest first. */
+enum { MV_REPORT_NONE, MV_REPORT_CLEARED, MV_REPORT_SUSPECTED, MV_REPORT_CONFIRMED };
+
+/* A task kind: its distributions from the results, its leak events folded. */
 typedef struct mv_report_kind {
     char *name;
     int64_t tasks, unmeasured; /* only tasks with memory figures fill the vectors */
     mv_report_vec_t peak, retained, dur_us;
-    int64_t events;                   /* leak_suspect events of this kind */
+    mv_report_vec_t heap;             /* heap_retained of the tasks that have it */
+    int64_t events;                   /* confirmed leak_suspect events of this kind */
+    int status;                       /* MV_REPORT_* below: what became of its suspicion */
+    char *evidence;                   /* what confirmed it ("heap,isolation"...), or NULL */
+    char *note;                       /* suspected or cleared: why, as the events say */
     double per_task, fds, confidence; /* the largest seen */
     unsigned rules;                   /* bit i: trend, task_growth, fd_trend, another rule */
     json_t *workers;                  /* "slot/pid" -> true */

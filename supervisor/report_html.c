@@ -249,14 +249,31 @@ static json_t *suspects(const mv_report_t *r)
         for (unsigned b = 0; b < 4; b++)
             if (k->rules & (1u << b))
                 json_array_append_new(rules, json_string(mv__report_rule_name[b]));
-        json_array_append_new(
-            a, json_pack("{s:s,s:f,s:f,s:f,s:o,s:I,s:I,s:I,s:I,s:o}", "kind", k->name, "per_task",
-                         k->per_task, "fds_per_task", k->fds, "confidence", k->confidence, "rules",
-                         rules, "events", (json_int_t)k->events, "workers",
-                         (json_int_t)json_object_size(k->workers), "retained_p50",
-                         (json_int_t)mv_percentile(k->retained.v, k->retained.n, 50), "retained_n",
-                         (json_int_t)k->retained.n, "snapshot",
-                         k->snapshot ? snapshot(r, k->snapshot) : json_null()));
+        json_array_append_new(a,
+                              json_pack("{s:s,s:s?,s:f,s:f,s:f,s:o,s:I,s:I,s:I,s:I,s:o}", "kind",
+                                        k->name, "evidence", k->evidence, "per_task", k->per_task,
+                                        "fds_per_task", k->fds, "confidence", k->confidence,
+                                        "rules", rules, "events", (json_int_t)k->events, "workers",
+                                        (json_int_t)json_object_size(k->workers), "retained_p50",
+                                        (json_int_t)mv_percentile(k->retained.v, k->retained.n, 50),
+                                        "retained_n", (json_int_t)k->retained.n, "snapshot",
+                                        k->snapshot ? snapshot(r, k->snapshot) : json_null()));
+    }
+    return a;
+}
+
+/* Kinds suspected and not confirmed, or cleared: [{kind, status, note}]. */
+static json_t *not_confirmed(const mv_report_t *r)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < r->nkinds; i++) {
+        const mv_report_kind_t *k = &r->kinds[i];
+        if (k->status == MV_REPORT_SUSPECTED || k->status == MV_REPORT_CLEARED)
+            json_array_append_new(
+                a, json_pack("{s:s,s:s,s:s?}", "kind", k->name, "status",
+                             k->status == MV_REPORT_CLEARED ? "cleared" : "suspected", "note",
+                             k->note));
     }
     return a;
 }
@@ -300,6 +317,8 @@ static json_t *page_data(const mv_report_t *r, const ctx_t *c, json_t *tl)
                   (json_int_t)r->st[1], (json_int_t)r->st[2], "kinds", kinds(r), "suspects",
                   suspects(r), "advice", advice(r), "throughput", throughput(c, tl), "timeline",
                   tl);
+    if (d)
+        json_object_set_new(d, "not_confirmed", not_confirmed(r));
     if (d && !tl)
         json_object_set_new(d, "timeline_note",
                             json_string(r->dir ? "this run directory has no timeline.csv (a run "

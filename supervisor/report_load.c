@@ -79,13 +79,19 @@ static const spec_t result_spec[] = {
     STR("status"), STR("kind"), INT("mem_before", 0, MAX_BYTES), INT("mem_after", 0, MAX_BYTES),
     INT("mem_peak", 0, MAX_BYTES), INT("retained", -MAX_BYTES, MAX_BYTES),
     NUM("duration_ms", MAX_COUNT), INT("worker", 0, INT32_MAX), INT("pid", 0, INT32_MAX),
-    STR("started"), STR("ended"), INT("gen", 1, UINT32_MAX)};
-enum { R_STATUS, R_KIND, R_BEFORE, R_AFTER, R_PEAK, R_RETAINED, R_DUR, R_SLOT, R_PID, R_STARTED,
-       R_ENDED, R_GEN, R_N };
+    INT("heap_retained", -MAX_BYTES, MAX_BYTES), STR("started"), STR("ended"),
+    INT("gen", 1, UINT32_MAX)};
+enum { R_STATUS, R_KIND, R_BEFORE, R_AFTER, R_PEAK, R_RETAINED, R_DUR, R_SLOT, R_PID, R_HEAP,
+       R_STARTED, R_ENDED, R_GEN, R_N };
 static const spec_t suspect_spec[] = {
     STR("kind"), NUM("per_task", MAX_BYTES), NUM("fds_per_task", MAX_COUNT), NUM("confidence", 1),
-    STR("rule"), INT("worker", 0, INT32_MAX), INT("pid", 0, INT32_MAX), STR("snapshot")};
-enum { S_KIND, S_PER, S_FDS, S_CONF, S_RULE, S_SLOT, S_PID, S_SNAP, S_N };
+    STR("rule"), INT("worker", 0, INT32_MAX), INT("pid", 0, INT32_MAX), STR("snapshot"),
+    {"confirmed", 'b', 0, 0}, STR("evidence"), STR("experiment"), STR("why")};
+enum { S_KIND, S_PER, S_FDS, S_CONF, S_RULE, S_SLOT, S_PID, S_SNAP, S_CONFIRMED, S_EVIDENCE,
+       S_EXPERIMENT, S_WHY, S_N };
+static const spec_t cleared_spec[] = {STR("kind"), STR("verdict"), STR("evidence"), STR("why"),
+                                      STR("site"), STR("other")};
+enum { C_KIND, C_VERDICT, C_EVIDENCE, C_WHY, C_SITE, C_OTHER, C_N };
 static const spec_t event_spec[] = {STR("event"), STR("reason"),
                                     INT("startup_mem", -1, MAX_BYTES),
                                     INT("startup_ms", -1, MAX_COUNT)};
@@ -346,7 +352,36 @@ static kind_t *kind_of(rep_t *r, const val_t *v, const char *dflt)
     return k;
 }
 
-/* One leak_suspect event, folded into its kind. */
+/* Replaces *dst with a copy of the text (NULL: no text). 0 or -ENOMEM. */
+static int set_text(char **dst, const char *text)
+{
+    char *t = text ? strdup(text) : NULL;
+
+    if (text && !t)
+        return -ENOMEM;
+    free(*dst);
+    *dst = t;
+    return 0;
+}
+
+/* A suspect that is not confirmed (yet): what it stands on, and what its experiment said. */
+static int on_unconfirmed(rep_t *r, kind_t *k, const val_t *v)
+{
+    char note[256];
+
+    k->per_task = MV_MAX(k->per_task, v[S_PER].n);
+    if (k->status >= MV_REPORT_SUSPECTED)
+        return 0;
+    k->status = MV_REPORT_SUSPECTED;
+    snprintf(note, sizeof note, "suspected on %s figures; experiment %s%s%s",
+             v[S_EVIDENCE].set == 1 ? v[S_EVIDENCE].s : "?",
+             v[S_EXPERIMENT].set == 1 ? v[S_EXPERIMENT].s : "?", v[S_WHY].set == 1 ? ": " : "",
+             v[S_WHY].set == 1 ? v[S_WHY].s : "");
+    return set_text(&k->note, note) < 0 ? OOM(r) : 0;
+}
+
+/* One leak_suspect event, folded into its kind: confirmed ones make the suspects (events
+ * written before suspects could be unconfirmed say nothing: they are confirmed). */
 static int on_suspect(rep_t *r, const src_t *s, json_t *o)
 {
     val_t v[S_N];
@@ -360,6 +395,11 @@ static int on_suspect(rep_t *r, const src_t *s, json_t *o)
     if (!(k = kind_of(r, &v[S_KIND], "(unknown)")))
         return OOM(r);
     if (!k->workers && !(k->workers = json_object()))
+        return OOM(r);
+    if (v[S_CONFIRMED].set && !v[S_CONFIRMED].i)
+        return on_unconfirmed(r, k, v);
+    k->status = MV_REPORT_CONFIRMED;
+    if (v[S_EVIDENCE].set == 1 && set_text(&k->evidence, v[S_EVIDENCE].s) < 0)
         return OOM(r);
     r->nsus += k->events++ == 0;
     k->per_task = MV_MAX(k->per_task, v[S_PER].n);
@@ -379,6 +419,32 @@ static int on_suspect(rep_t *r, const src_t *s, json_t *o)
     return 0;
 }
 
+/* One leak_cleared event: the kind was suspected, then found not to leak, and why. */
+static int on_cleared(rep_t *r, const src_t *s, json_t *o)
+{
+    char note[512];
+    val_t v[C_N];
+    kind_t *k;
+    int e;
+
+    if ((e = get_all(r, s, o, cleared_spec, C_N, v)) < 0)
+        return e;
+    if (!(k = kind_of(r, &v[C_KIND], "(unknown)")))
+        return OOM(r);
+    if (k->status == MV_REPORT_CONFIRMED)
+        return 0;
+    k->status = MV_REPORT_CLEARED;
+    snprintf(note, sizeof note, "%s, by %s%s%s%s%s%s%s",
+             v[C_VERDICT].set == 1 ? v[C_VERDICT].s : "cleared",
+             v[C_EVIDENCE].set == 1 ? v[C_EVIDENCE].s : "?", v[C_WHY].set == 1 ? ": " : "",
+             v[C_WHY].set == 1 ? v[C_WHY].s : "", v[C_SITE].set == 1 ? " (" : "",
+             v[C_SITE].set == 1 ? v[C_SITE].s : "", v[C_OTHER].set == 1 ? ", kind " : "",
+             v[C_OTHER].set == 1 ? v[C_OTHER].s : "");
+    if (v[C_SITE].set == 1)
+        strncat(note, ")", sizeof note - strlen(note) - 1);
+    return set_text(&k->note, note) < 0 ? OOM(r) : 0;
+}
+
 /* One events.jsonl line: counts what the report shows; other events are ignored. */
 static int on_event(rep_t *r, const src_t *s, json_t *o)
 {
@@ -392,6 +458,8 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
     ev = v[0].s;
     if (strcmp(ev, "leak_suspect") == 0)
         return on_suspect(r, s, o);
+    if (strcmp(ev, "leak_cleared") == 0)
+        return on_cleared(r, s, o);
     r->ooms += strcmp(ev, "kernel_oom") == 0;
     r->requeues += strcmp(ev, "requeue") == 0;
     r->quarantines += strcmp(ev, "quarantine") == 0;
@@ -418,7 +486,8 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
 /* Adds one measured task's figures to a kind. 0 or -ENOMEM. */
 static int kind_add(kind_t *k, const val_t *v)
 {
-    if (vec_push(&k->peak, v[R_PEAK].i) < 0 || vec_push(&k->retained, v[R_RETAINED].i) < 0)
+    if (vec_push(&k->peak, v[R_PEAK].i) < 0 || vec_push(&k->retained, v[R_RETAINED].i) < 0 ||
+        (v[R_HEAP].set && vec_push(&k->heap, v[R_HEAP].i) < 0))
         return -ENOMEM;
     return v[R_DUR].set ? vec_push(&k->dur_us, (int64_t)(v[R_DUR].n * 1000.0 + 0.5)) : 0;
 }
@@ -562,6 +631,7 @@ static void rank(rep_t *r)
         vec_sort(&r->kinds[i].peak);
         vec_sort(&r->kinds[i].retained);
         vec_sort(&r->kinds[i].dur_us);
+        vec_sort(&r->kinds[i].heap);
     }
     if (r->nkinds > 1)
         qsort(r->kinds, r->nkinds, sizeof *r->kinds, cmp_kind);
@@ -573,6 +643,7 @@ void mv__report_free(rep_t *r)
     for (size_t i = 0; i <= r->nkinds; i++) {
         kind_t *k = i < r->nkinds ? &r->kinds[i] : &r->all;
         free(k->name), free(k->peak.v), free(k->retained.v), free(k->dur_us.v), free(k->snapshot);
+        free(k->evidence), free(k->note), free(k->heap.v);
         json_decref(k->workers);
     }
     free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->startup_mem.v),

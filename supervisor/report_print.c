@@ -162,17 +162,45 @@ static void print_suspects(const rep_t *r, FILE *out)
                 k->events == 1 ? "" : "s");
         if (k->fds > 0)
             fprintf(out, "  %.2f fds/task", k->fds);
+        if (k->evidence)
+            fprintf(out, "\n    confirmed  by %s", k->evidence);
         mv_fmt_bytes(mv_percentile(k->retained.v, k->retained.n, 50), sz);
         if (k->retained.n)
             fprintf(out, "\n    evidence   retained p50 %s over %zu tasks of this kind", sz,
                     k->retained.n);
         else
             fprintf(out, "\n    evidence   no measured task of this kind in the results");
+        mv_fmt_bytes(mv_percentile(k->heap.v, k->heap.n, 50), sz);
+        if (k->heap.n)
+            fprintf(out, " (live heap bytes p50 %s over %zu)", sz, k->heap.n);
         fprintf(out, "; seen on %zu worker%s\n", nw, nw == 1 ? "" : "s");
         if (k->snapshot)
             print_snapshot(r, out, k->snapshot);
         else
             fprintf(out, "    snapshot   none\n");
+    }
+}
+
+/* The kinds suspected and not confirmed, and those cleared: each with why. */
+static void print_not_confirmed(const rep_t *r, FILE *out)
+{
+    static const struct {
+        int status;
+        const char *title;
+    } part[] = {{MV_REPORT_SUSPECTED, "Suspected, not confirmed (no advice is built on them)"},
+                {MV_REPORT_CLEARED, "Suspected, then cleared"}};
+
+    for (size_t p = 0; p < MV_ARRAY_LEN(part); p++) {
+        bool any = false;
+        for (size_t i = 0; i < r->nkinds; i++) {
+            const kind_t *k = &r->kinds[i];
+            if (k->status != part[p].status)
+                continue;
+            if (!any)
+                fprintf(out, "\n%s\n", part[p].title);
+            any = true;
+            fprintf(out, "  %-12s %s\n", k->name, k->note ? k->note : "");
+        }
     }
 }
 
@@ -349,6 +377,7 @@ int mv_report(const char *path, FILE *out, char *why, size_t n)
                     (long long)r.st[2]);
         }
         print_suspects(&r, out);
+        print_not_confirmed(&r, out);
         print_recycles(&r, out);
         print_kinds(&r, out);
         mv__report_print_advice(&r, out);

@@ -60,6 +60,19 @@ static int set_bytes(json_t *o, const char *key, const void *p, size_t n)
     return r;
 }
 
+/* The heap figures of a task (docs/run-files.md): only when it has some. */
+static void heap_json(json_t *o, const mv_heap_task_t *h)
+{
+    json_object_set_new(o, "heap_source", json_string(h->source));
+    json_object_set_new(o, "heap_before", json_integer(h->before));
+    json_object_set_new(o, "heap_after", json_integer(h->after));
+    json_object_set_new(o, "heap_retained", json_integer(h->after - h->before));
+    json_object_set_new(o, "heap_blocks",
+                        h->blocks != INT64_MIN ? json_integer(h->blocks) : json_null());
+    json_object_set_new(o, "heap_allocs", h->allocs >= 0 ? json_integer(h->allocs) : json_null());
+    json_object_set_new(o, "heap_frees", h->frees >= 0 ? json_integer(h->frees) : json_null());
+}
+
 /* A wall-clock time as ISO 8601 UTC with microseconds; 0 = null (never happened). */
 static json_t *iso_or_null(int64_t us)
 {
@@ -109,6 +122,8 @@ int mv_results_encode_at(const mv_result_t *res, const char *host, const char *c
                             res->fds_before >= 0 ? json_integer(res->fds_before) : json_null());
         json_object_set_new(o, "fds_after",
                             res->fds_after >= 0 ? json_integer(res->fds_after) : json_null());
+        if (res->heap.measured)
+            heap_json(o, &res->heap);
     } else {
         json_object_set_new(o, "mem_before", json_null());
         json_object_set_new(o, "mem_after", json_null());

@@ -39,6 +39,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "heapmon.h"
 #include "log.h"
 #include "resume.h"
 #include "tasks.h"
@@ -58,6 +59,7 @@ typedef struct mv_result {
     int64_t mem_before, mem_after, mem_peak, retained;
     const char *peak_source; /* "kernel", "process" or "sampled" */
     int fds_before, fds_after;
+    mv_heap_task_t heap; /* heap figures: heap.measured says whether there are any */
     double duration_ms;
     int64_t started_us, ended_us; /* wall clock, Unix µs (docs/run-files.md); 0 = null */
     const void *payload;          /* result (ok) or error (failed/quarantined) */

@@ -277,6 +277,12 @@ static int exit_code(mv_t *mv)
     return MV_EXIT_OK;
 }
 
+/* The children the pool reaps itself: workers forked by its warm template (templates.h). */
+static bool pool_keeps(void *arg, int pid)
+{
+    return mv_pool_keeps(arg, pid);
+}
+
 /* [supervisor] subreaper (reaper.h): auto is yes when memvisor is PID 1, where orphans come
  * to it whatever it asks, and would stay zombies. -1 when it cannot be set up (logged). */
 static int open_reaper(mv_t *mv)
@@ -296,6 +302,7 @@ static int open_reaper(mv_t *mv)
         mv_error(&mv->log, "start_failed", MV_S("call", "subreaper"), MV_S("error", why));
         return -1;
     }
+    mv_reaper_keep(&mv->reaper, pool_keeps, &mv->pool);
     mv_info(&mv->log, "subreaper", MV_S("state", "on"), MV_I("pid1", pid1),
             MV_S("reason", mode == MV_REAP_YES ? "subreaper = yes" : "memvisor is PID 1"));
     return 0;

@@ -30,6 +30,11 @@ typedef struct mv_snapjob {
     json_t *baseline; /* a reference to the worker's baseline mappings, or NULL */
     int result;
     bool kill; /* a hard-limit kill waits for this snapshot */
+    /* What its allocation sites are for (the worker's own heap view, Python tracemalloc):
+     * LINK: a worker that ran `kind` alone, whose growing sites are that kind's; CHECK: a
+     * suspect of `kind` whose growth may be at another kind's site. */
+    enum { SITES_NONE, SITES_LINK, SITES_CHECK } sites;
+    char kind[MV_LEAK_KIND_MAX + 1];
 } mv_snapjob_t;
 
 typedef struct write_job {
@@ -180,6 +185,9 @@ static bool go(mv_snapjob_t *sj, const char *heap_status)
     if (sj->queued)
         return true;
     sj->queued = true;
+    /* A suspect's own evidence is in (or will not come): its isolation may start. */
+    if (sj->sites == SITES_CHECK && sj->s->exp)
+        mv_experiment_hold(sj->s->exp, sj->kind, false);
     json_object_set_new(sj->doc, "heap_status", json_string(heap_status));
     if (!json_object_get(sj->doc, "heap"))
         json_object_set_new(sj->doc, "heap", json_null());
@@ -276,6 +284,41 @@ static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *rea
     return go(sj, ask_heap ? "unsupported" : "skipped") ? sj->path : NULL;
 }
 
+/* The sites that grew most, as the worker's heap view lists them (Python tracemalloc:
+ * {"tracemalloc": {"top": [{"where": "file.py:12", "size_diff": N}, ...]}}), biggest first;
+ * only those that grew. Valid while `heap` is. */
+static int grown_sites(json_t *heap, const char **sites, int max)
+{
+    json_t *top = json_object_get(json_object_get(heap, "tracemalloc"), "top");
+    int n = 0;
+
+    for (size_t i = 0; i < json_array_size(top) && n < max; i++) {
+        json_t *e = json_array_get(top, i);
+        const char *where = json_string_value(json_object_get(e, "where"));
+        if (where && json_integer_value(json_object_get(e, "size_diff")) > 0)
+            sites[n++] = where;
+    }
+    return n;
+}
+
+/* A snapshot's own evidence: the sites a kind grows at alone are linked to it; a suspect
+ * whose biggest growth is at another kind's site is demoted, and that kind examined. */
+static void weigh_sites(mv_suspect_t *s, const mv_snapjob_t *sj, json_t *heap)
+{
+    const char *sites[8], *owner;
+    int n;
+
+    if (!s->exp || sj->sites == SITES_NONE || (n = grown_sites(heap, sites, 8)) == 0)
+        return;
+    if (sj->sites == SITES_LINK) {
+        mv_experiment_link_sites(s->exp, sj->kind, sites, n);
+        return;
+    }
+    owner = mv_experiment_site_owner(s->exp, sites[0]);
+    if (owner && strcmp(owner, sj->kind) != 0)
+        mv_experiment_demote(s->exp, sj->kind, owner, sites[0]);
+}
+
 void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n)
 {
     mv_snapjob_t *sj = sw->snap;
@@ -294,8 +337,18 @@ void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, siz
         go(sj, "error");
         return;
     }
+    weigh_sites(s, sj, heap);
     json_object_set_new(sj->doc, "heap", heap);
     go(sj, "worker");
+}
+
+/* Says what the snapshot just started for `sw` is for (snapshot() may have started none). */
+static void snapshot_sites(mv_suspect_t *s, mv_suspected_t *sw, int sites, const char *kind)
+{
+    if (!sw || !sw->snap || sw->snap->queued || !kind)
+        return;
+    sw->snap->sites = sites;
+    snprintf(sw->snap->kind, sizeof sw->snap->kind, "%s", kind);
 }
 
 /* Counts a suspect of `kind` (the kinds are as few as the detector tracks). */
@@ -321,34 +374,227 @@ static void count_kind(mv_suspect_t *s, const char *kind)
 
 /* ---- what a finished task says ---- */
 
+/* The memory figure the detector takes for a task: live heap bytes when it has them; else,
+ * for a worker that never had any, the kernel's retained; else none (a kernel delta must not
+ * land among heap deltas). */
+static bool task_figure(mv_suspected_t *sw, const mv_result_t *res, int64_t *fig, bool *heap)
+{
+    *heap = res->heap.measured;
+    if (res->heap.measured) {
+        sw->heap_seen = true;
+        *fig = res->heap.after - res->heap.before;
+        /* A worker's own figures: its small objects are counted as blocks only. */
+        if (strcmp(res->heap.source, "worker") == 0 && res->heap.blocks != INT64_MIN)
+            *fig += res->heap.blocks * MV_HEAP_BLOCK_BYTES;
+        return true;
+    }
+    *fig = res->retained;
+    return !sw->heap_seen;
+}
+
+/* Whether the detector judged each kind that makes a tenth or more of the worker's recent
+ * tasks: only then does "no kind is suspected" mean that no kind explains its growth. */
+static bool kinds_judged(mv_suspect_t *s, const mv_suspected_t *sw, const char *const *kinds,
+                         int nk)
+{
+    for (int j = 0; j < nk; j++) {
+        unsigned n = 0;
+        for (unsigned i = 0; i < sw->grow_n; i++)
+            n += strcmp(sw->grow_kind[(sw->grow_head + i) % sw->grow_cap], kinds[j]) == 0;
+        if (n * 10 >= sw->grow_n && !mv_leak_judged(s->leak, kinds[j]))
+            return false;
+    }
+    return true;
+}
+
+/* Its growth, for the bisection of a worker that grows while no kind is suspected: judged
+ * every tenth of a window from 80% of one (as a kind's trend), twice in a row. */
+static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, int64_t fig)
+{
+    const mv_config_t *cfg = s->cfg;
+    mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.warmup, cfg->leak.min_slope,
+                        cfg->leak.task_growth};
+    const char *kinds[MV_ISO_KINDS_MAX];
+    double series[1024], per;
+    unsigned cap = sw->grow_cap, n;
+    int nk = 0;
+    bool grows;
+
+    if (cap == 0 || sw->w->tasks_done <= cfg->leak.warmup || mv_experiment_is_arm(s->exp, sw->w))
+        return;
+    if (!sw->grow && (!(sw->grow = calloc(cap, sizeof *sw->grow)) ||
+                      !(sw->grow_kind = calloc(cap, sizeof *sw->grow_kind)))) {
+        sw->grow_cap = 0; /* out of memory: this worker is not watched */
+        return;
+    }
+    n = (sw->grow_head + sw->grow_n) % cap;
+    sw->grow[n] = (double)fig;
+    snprintf(sw->grow_kind[n], sizeof sw->grow_kind[0], "%s", kind && *kind ? kind : "(none)");
+    if (sw->grow_n < cap)
+        sw->grow_n++;
+    else
+        sw->grow_head = (sw->grow_head + 1) % cap;
+    if (sw->grow_n * 10 < cap * 8 || ++sw->grow_since < (cap >= 10 ? cap / 10 : 1))
+        return;
+    sw->grow_since = 0;
+    for (unsigned i = 0; i < sw->grow_n; i++) {
+        unsigned at = (sw->grow_head + i) % cap;
+        int j = 0;
+        series[i] = sw->grow[at];
+        while (j < nk && strcmp(kinds[j], sw->grow_kind[at]) != 0)
+            j++;
+        if (j == nk && nk < MV_ISO_KINDS_MAX)
+            kinds[nk++] = sw->grow_kind[at];
+    }
+    grows = mv_leak_grows(&lc, series, (int)sw->grow_n, nk, &per);
+    if (grows && sw->grow_pending && !mv_experiment_explains(s->exp) &&
+        kinds_judged(s, sw, kinds, nk)) {
+        mv_info(s->log, "worker_grows", MV_I("worker", sw->w->slot), MV_I("pid", sw->w->proc.pid),
+                MV_I("per_task", (long long)per), MV_I("kinds", nk), MV_I("tasks", sw->grow_n));
+        mv_experiment_grows(s->exp, sw->w, kinds, nk);
+    }
+    sw->grow_pending = grows;
+}
+
+/* The evidence a memory verdict stands on, as the events say it. */
+static const char *evidence(bool heap, bool isolation)
+{
+    if (isolation)
+        return heap ? "heap,isolation" : "isolation";
+    return heap ? "heap" : "kernel-trend";
+}
+
+/* Says a suspect: confirmed (with its evidence), or suspected until an experiment says. */
+static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
+                        const mv_task_t *t, const mv_result_t *res, bool confirmed, const char *ev,
+                        const char *experiment)
+{
+    const char *path = snapshot(s, sw, "leak_suspect", v->kind, v, t, res, true, false);
+    mv_worker_t *w = sw->w;
+
+    if (confirmed) {
+        s->suspects++;
+        count_kind(s, v->kind ? v->kind : "(none)");
+    }
+    mv_log(s->log, confirmed ? MV_LVL_WARN : MV_LVL_INFO, "leak_suspect", MV_S("kind", v->kind),
+           MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", v->fds_per_task),
+           MV_D("confidence", v->confidence), MV_I("tasks", v->tasks),
+           MV_S("rule", mv_leak_rule_name(v->rule)), MV_T("confirmed", confirmed),
+           MV_S("evidence", ev), MV_S("experiment", experiment), MV_I("worker", w->slot),
+           MV_I("pid", w->proc.pid), MV_I("task", t ? (long long)t->id : 0),
+           MV_S("snapshot", path));
+}
+
+/* A verdict of the detector: a handle leak stands on the kernel's fd counts; a memory one is
+ * confirmed by an isolation when there can be one, else stands on its own figures. */
+static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
+                          const mv_task_t *t, const mv_result_t *res)
+{
+    mv_exp_answer_t a = MV_EXP_NOW;
+
+    if (v->rule != MV_LEAK_FD_TREND && s->exp)
+        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w->slot);
+    switch (a) {
+    case MV_EXP_QUEUED:
+        say_suspect(s, sw, v, t, res, false, evidence(v->heap, false), "queued");
+        snapshot_sites(s, sw, SITES_CHECK, v->kind);
+        /* Held for its snapshot's evidence; with no heap view coming, it may go now. */
+        if (!sw->snap || sw->snap->sites != SITES_CHECK || sw->snap->queued)
+            mv_experiment_hold(s->exp, v->kind, false);
+        break;
+    case MV_EXP_KNOWN: say_suspect(s, sw, v, t, res, true, evidence(v->heap, true), NULL); break;
+    case MV_EXP_CLEARED:
+        mv_debug(s->log, "leak_suspect_cleared", MV_S("kind", v->kind),
+                 MV_S("msg", "an isolation cleared this kind already"));
+        break;
+    case MV_EXP_NOW:
+        say_suspect(s, sw, v, t, res, true,
+                    v->rule == MV_LEAK_FD_TREND ? "kernel-trend" : evidence(v->heap, false),
+                    "none");
+        break;
+    }
+}
+
 void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
                         const mv_result_t *res)
 {
     mv_worker_t *w = sw->w;
     mv_leak_verdict_t v;
     mv_leak_obs_t o;
-    const char *path;
+    int64_t fig;
+    bool heap, known;
 
     if (!s->leak || !res->measured)
         return;
     remember(s, sw, t, res);
-    if (w->tasks_done == 1 && !sw->baseline && !sw->basejob)
+    /* Not for a worker that takes no other task (max_tasks reached, e.g. a process per
+     * task): nothing would ever be compared with it, and smaps costs ~1 ms a worker. */
+    if (w->tasks_done == 1 && !sw->baseline && !sw->basejob &&
+        !(w->lim.max_tasks > 0 && w->tasks_done >= w->lim.max_tasks))
         take_baseline(s, sw);
+    known = task_figure(sw, res, &fig, &heap);
     o = (mv_leak_obs_t){
-        res->kind, res->retained,
+        res->kind,
+        fig,
         res->fds_before >= 0 && res->fds_after >= 0 ? res->fds_after - res->fds_before : INT32_MIN,
-        w->tasks_done - 1};
+        w->tasks_done - 1,
+        heap,
+        !known};
     v = mv_leak_observe(s->leak, &o);
-    if (v.rule == MV_LEAK_NONE || !v.report)
+    if (s->exp)
+        mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap);
+    /* A suspect first: it may explain the worker's growth. */
+    if (v.rule != MV_LEAK_NONE && v.report)
+        judge_suspect(s, sw, &v, t, res);
+    if (s->exp && known)
+        watch_growth(s, sw, res->kind, fig);
+}
+
+void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdict_t *v)
+{
+    const char *how = v->mode == MV_ISO_BISECT ? "bisection" : "isolation";
+    mv_leak_verdict_t lv = {.rule = MV_LEAK_TREND,
+                            .per_task = v->per_task,
+                            .confidence = v->confidence,
+                            .tasks = v->tasks,
+                            .heap = v->heap,
+                            .kind = v->kind};
+    const char *path;
+
+    if (!v->kind)
+        return; /* a bisection that found nothing: its leak_experiment event said so */
+    if (v->verdict == MV_ISO_V_LEAK) {
+        path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false) : NULL;
+        snapshot_sites(s, sw, SITES_LINK, v->kind);
+        s->suspects++;
+        count_kind(s, v->kind);
+        mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind),
+                MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", 0),
+                MV_D("confidence", v->confidence), MV_I("tasks", v->tasks), MV_S("rule", "trend"),
+                MV_T("confirmed", true), MV_S("evidence", evidence(v->heap, true)),
+                MV_S("experiment", how), MV_S("why", v->why), MV_I("worker", sw ? sw->w->slot : 0),
+                MV_I("pid", sw ? sw->w->proc.pid : 0), MV_I("task", (long long)v->task),
+                MV_S("snapshot", path));
         return;
-    path = snapshot(s, sw, "leak_suspect", v.kind, &v, t, res, true, false);
-    s->suspects++;
-    count_kind(s, v.kind ? v.kind : "(none)");
-    mv_warn(s->log, "leak_suspect", MV_S("kind", v.kind), MV_I("per_task", (long long)v.per_task),
-            MV_D("fds_per_task", v.fds_per_task), MV_D("confidence", v.confidence),
-            MV_I("tasks", v.tasks), MV_S("rule", mv_leak_rule_name(v.rule)),
-            MV_I("worker", w->slot), MV_I("pid", w->proc.pid), MV_I("task", (long long)t->id),
-            MV_S("snapshot", path));
+    }
+    /* The experiment could not say: the suspect stays a suspect, not confirmed. */
+    if (v->verdict == MV_ISO_V_INCONCLUSIVE) {
+        mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind), MV_I("per_task", 0),
+                MV_D("fds_per_task", 0), MV_D("confidence", 0), MV_I("tasks", v->tasks),
+                MV_S("rule", "trend"), MV_T("confirmed", false),
+                MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
+                MV_S("experiment", "inconclusive"), MV_S("why", v->why), MV_I("worker", 0),
+                MV_I("pid", 0), MV_I("task", (long long)v->task), MV_S("snapshot", NULL));
+        return;
+    }
+    /* A kind that ran alone: its growing sites are its own, even when it is not a leak. */
+    path = sw ? snapshot(s, sw, "leak_cleared", v->kind, &lv, NULL, NULL, true, false) : NULL;
+    snapshot_sites(s, sw, SITES_LINK, v->kind);
+    mv_info(s->log, "leak_cleared", MV_S("kind", v->kind),
+            MV_S("verdict", mv_iso_verdict_name(v->verdict)),
+            MV_I("per_task", (long long)v->per_task), MV_I("tasks", v->tasks),
+            MV_S("evidence", how), MV_S("figures", v->heap ? "heap" : "kernel"),
+            MV_S("why", v->why), MV_I("task", (long long)v->task), MV_S("snapshot", path));
 }
 
 void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading_t *r)
@@ -376,6 +622,9 @@ void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w)
     memset(sw, 0, sizeof *sw);
     sw->w = w;
     sw->hist_cap = s->cfg->leak.history > 0 ? (unsigned)s->cfg->leak.history : 0;
+    sw->grow_cap = s->exp && s->cfg->leak.window <= 1024 ? (unsigned)s->cfg->leak.window : 0;
+    if (s->exp)
+        mv_experiment_attach(s->exp, w);
 }
 
 void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
@@ -396,6 +645,12 @@ void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
     sw->history = NULL;
     free(sw->last_snapshot);
     sw->last_snapshot = NULL;
+    free(sw->grow);
+    free(sw->grow_kind);
+    sw->grow = NULL;
+    sw->grow_kind = NULL;
+    if (s->exp)
+        mv_experiment_gone(s->exp, sw->w);
 }
 
 void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,

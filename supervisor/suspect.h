@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "experiment.h"
 #include "job.h"
 #include "leak.h"
 #include "log.h"
@@ -49,6 +50,13 @@ typedef struct mv_suspected {
     char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
     bool near_hard_done;     /* one near-hard-limit snapshot per worker */
     bool kill_snapshot_done; /* the snapshot before a hard-limit kill is written */
+    bool heap_seen;          /* a task of it had heap figures: tasks without have no figure */
+    /* Its growth per task over its last [leak] window tasks, and their kinds: a worker that
+     * grows while no kind is suspected asks for a bisection (experiment.h). */
+    double *grow;
+    char (*grow_kind)[MV_LEAK_KIND_MAX + 1];
+    unsigned grow_head, grow_n, grow_cap, grow_since;
+    bool grow_pending; /* the previous judgement said it grows: a bisection needs two */
 } mv_suspected_t;
 
 /* Leak suspects reported for one kind. */
@@ -70,7 +78,8 @@ typedef struct mv_suspect {
     mv_rundir_t *run; /* where snapshots go; run->dir NULL: nowhere */
     const mv_suspect_events_t *ev;
     void *arg;
-    uint64_t suspects;           /* leak_suspect events */
+    mv_experiment_t *exp;        /* leak experiments ([leak] confirm), or NULL */
+    uint64_t suspects;           /* leak_suspect events that say confirmed */
     mv_suspect_count_t *by_kind; /* ...per kind (metrics), at most MV_LEAK_KINDS_MAX */
     size_t nkinds, capkinds;
 } mv_suspect_t;
@@ -81,6 +90,8 @@ void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w);
 /* A task of w ended with these figures: its history, the detector, maybe a snapshot. */
 void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
                         const mv_result_t *res);
+/* An experiment's verdict on a kind (sw: the deciding arm's worker, NULL when gone). */
+void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdict_t *v);
 /* A reading of w: one snapshot when it comes near its hard limit. */
 void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading_t *r);
 /* A hard-limit kill is decided: whether a snapshot is started first (then freeze the worker

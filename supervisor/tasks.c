@@ -125,6 +125,37 @@ mv_task_t *mv_tasks_take(mv_tasks_t *t)
     return task;
 }
 
+mv_task_t *mv_tasks_take_if(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg)
+{
+    mv_task_t **pp, *prev = NULL;
+
+    if (t->paused)
+        return NULL;
+    for (pp = &t->head; *pp; prev = *pp, pp = &(*pp)->next) {
+        mv_task_t *task = *pp;
+        if (!ok(arg, task))
+            continue;
+        *pp = task->next;
+        if (t->tail == task)
+            t->tail = prev;
+        task->next = NULL;
+        t->queued--;
+        return task;
+    }
+    return NULL;
+}
+
+const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task),
+                               void *arg)
+{
+    if (t->paused)
+        return NULL;
+    for (const mv_task_t *task = t->head; task; task = task->next)
+        if (ok(arg, task))
+            return task;
+    return NULL;
+}
+
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
 {
     t->requeued++;

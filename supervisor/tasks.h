@@ -155,6 +155,18 @@ void mv_tasks_pump(mv_tasks_t *t);
 mv_task_t *mv_tasks_pop(mv_tasks_t *t);
 /* Takes the next task even while paused (a source handing its queue back). */
 mv_task_t *mv_tasks_take(mv_tasks_t *t);
+/* Takes the first queued task `ok` accepts (NULL when none does, or the source holds
+ * dispatch back); the others keep their order. The queue is bounded by the read-ahead: a few
+ * hundred tasks at most. */
+mv_task_t *mv_tasks_take_if(mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task), void *arg);
+/* The same, without taking it. */
+const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const mv_task_t *task),
+                               void *arg);
+/* Whether no more tasks will come from the source (requeued ones aside). */
+static inline bool mv_tasks_source_done(const mv_tasks_t *t)
+{
+    return t->eof || t->error || t->kind == MV_SRC_NONE || t->closed;
+}
 /* Puts a task back: to the source when it takes it, else at the front. */
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
 /* Adds a task made in memory (tests, service mode); id is the caller's. */

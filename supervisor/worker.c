@@ -71,6 +71,7 @@ void mv_worker_free(mv_worker_t *w)
 {
     if (!w)
         return;
+    mv_heapwin_end(&w->heap);
     free(w->inflight);
     mv_buf_free(&w->held.payload);
     free(w);
@@ -242,6 +243,8 @@ static void open_window(mv_worker_t *w, const mv_reading_t *r)
     w->win.started_ns = uv_hrtime();
     w->win.measured = r != NULL && !w->first_unmeasured;
     w->first_unmeasured = false;
+    if (r)
+        mv_heapwin_open(&w->heap); /* the heap's "before", next to the kernel's */
     if (r) {
         w->win.before = *r;
         w->win.peak_seen = r->usage;
@@ -305,6 +308,7 @@ void mv_worker_signal(mv_worker_t *w, int sig)
 }
 
 static void reap(mv_worker_t *w);
+static void release_cgroup(mv_worker_t *w);
 
 static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
 {
@@ -323,7 +327,10 @@ static void act(mv_worker_t *w, mv_action_t a, mv_wevent_t ev)
     case MV_ACT_FREEZE: mv_worker_signal(w, SIGSTOP); break;
     case MV_ACT_KILL: mv_worker_signal(w, SIGKILL); break;
     case MV_ACT_REAP: reap(w); break;
-    case MV_ACT_DISCARD: mv_worker_close(w); break;
+    case MV_ACT_DISCARD: /* its cgroup may be made already (a template's fork was pending) */
+        release_cgroup(w);
+        mv_worker_close(w);
+        break;
     case MV_ACT_IMPOSSIBLE:
         mv_error(w->o.log, "cant_happen", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                  MV_S("state", mv_wstate_name(w->state)), MV_S("fsm_event", mv_wevent_name(ev)));
@@ -389,6 +396,11 @@ void mv_worker_kill(mv_worker_t *w, mv_reason_t reason)
     step(w, MV_EV_KILL);
 }
 
+void mv_worker_collect(mv_worker_t *w, bool on)
+{
+    w->chan.collect = on;
+}
+
 int mv_worker_ask_snapshot(mv_worker_t *w)
 {
     return mv_chan_ask_snapshot(&w->chan);
@@ -429,24 +441,41 @@ void mv_worker_became_ready(mv_worker_t *w)
     w->ev->on_ready(w);
 }
 
+/* Whether a batch worker should send its own heap figures with each answer (v2): only when
+ * they are used (accounting and detection on) and nothing better counts (no preload page). */
+static bool wants_heap_reports(const mv_worker_t *w, uint32_t version)
+{
+    return version >= 2 && !w->o.service && !w->heap.hm.page && w->o.cfg->tasks.accounting &&
+           w->o.cfg->leak.detect;
+}
+
+/* GO, in the version the worker's HELLO said, with its slot (and whether to send heap
+ * figures). */
+static void send_go(mv_worker_t *w)
+{
+    struct mvw_go go = {w->chan.version, (uint32_t)w->slot, w->cap,
+                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
+
+    if (wants_heap_reports(w, w->chan.version))
+        go.mode |= MVW_GO_HEAP;
+    mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+    mv_chan_flush(&w->chan);
+}
+
 static void chan_hello(void *owner, uint32_t version)
 {
     mv_worker_t *w = owner;
-    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)w->slot, w->cap,
-                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
     char what[96];
 
-    if (version != MVW_PROTOCOL_VERSION) {
-        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u",
-                 version, MVW_PROTOCOL_VERSION);
+    if (version < MVW_PROTOCOL_MIN || version > MVW_PROTOCOL_VERSION) {
+        snprintf(what, sizeof what, "worker speaks protocol %" PRIu32 ", memvisor speaks %u to %u",
+                 version, MVW_PROTOCOL_MIN, MVW_PROTOCOL_VERSION);
         return mv_chan_fail(&w->chan, what);
     }
     if (w->state != MV_W_SPAWNING)
-        return;        /* asked to stop before it was ready: it gets STOP, not GO */
-    if (w->slot > 0) { /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
-        mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
-        mv_chan_flush(&w->chan);
-    }
+        return;      /* asked to stop before it was ready: it gets STOP, not GO */
+    if (w->slot > 0) /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
+        send_go(w);
     mv_worker_became_ready(w);
 }
 
@@ -457,6 +486,7 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
 {
     mv_task_t *t = pop_task(w);
     mv_reading_t before = w->win.before;
+    mv_heap_task_t heap;
     mv_answer_t a = {t,
                      ok,
                      kind,
@@ -467,12 +497,19 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      task_reading(w, since_ns),
                      0,
                      NULL,
-                     (double)(since_ns - w->win.started_ns) / 1e6};
+                     (double)(since_ns - w->win.started_ns) / 1e6,
+                     NULL};
 
     if (a.after)
         a.peak = window_peak(w, a.after, &a.peak_source);
     else
         a.before = NULL;
+    /* The heap's "after" next to the kernel's; an api worker's own figures came with it. */
+    mv_heapwin_close(
+        &w->heap,
+        w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.heap_fresh > 0 ? &w->chan.heap : NULL,
+        &heap);
+    a.heap = a.before ? &heap : NULL;
     w->tasks_done++;
     if (w->count > 0) {
         open_window(w, a.after);
@@ -533,6 +570,8 @@ static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kin
      * the work is done as far as memvisor can tell (they often arrive in one read), so a
      * reading taken now would already hold the request's memory. */
     open_window(w, w->have_end ? &w->end_reading : task_reading(w, w->idle_ns));
+    if (w->have_end)
+        mv_heapwin_since_close(&w->heap); /* the same for the heap */
     step(w, MV_EV_DISPATCH);
     arm_task(w);
     w->ev->on_begin(w, t);
@@ -542,6 +581,7 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
 {
     mv_worker_t *w = owner;
     mv_task_t *t = mv_worker_current(w);
+    mv_heap_task_t heap;
     mv_reading_t before;
     mv_answer_t a;
     char what[96];
@@ -568,7 +608,8 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       task_reading(w, w->chan.rx_ns),
                       0,
                       NULL,
-                      (double)(uv_hrtime() - w->win.started_ns) / 1e6};
+                      (double)(uv_hrtime() - w->win.started_ns) / 1e6,
+                      NULL};
     if (a.after) {
         a.peak = window_peak(w, a.after, &a.peak_source);
         w->end_reading = *a.after;
@@ -576,6 +617,8 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
     } else {
         a.before = NULL;
     }
+    mv_heapwin_close(&w->heap, NULL, &heap);
+    a.heap = a.before ? &heap : NULL;
     w->tasks_done++;
     idle(w);
     w->ev->on_end(w, &a);
@@ -637,7 +680,9 @@ static void proc_exit(void *owner, int64_t status, int term_signal)
     step(w, MV_EV_EXIT);
 }
 
-static const mv_proc_events_t proc_events = {proc_exit, proc_closed};
+static void proc_started(void *owner);
+static void proc_failed(void *owner, int err, bool retry);
+static const mv_proc_events_t proc_events = {proc_exit, proc_closed, proc_started, proc_failed};
 
 /* Why it left (the kernel's OOM killer, the fatal code, a crash, or what it was asked for),
  * and whether that was its failure. */
@@ -705,7 +750,7 @@ static void reap(mv_worker_t *w)
     };
 
     if (w->spawn_call)
-        g.verdict = (mv_exit_verdict_t){MV_R_CRASH, true, false};
+        g.verdict = (mv_exit_verdict_t){MV_R_CRASH, !w->spawn_retry, false};
     else
         g.verdict = classify(w);
     disarm(w);
@@ -723,6 +768,7 @@ static void reap(mv_worker_t *w)
                                          w->proc.pid, -1, -1, 0});
     mv_meter_close(&w->mem.meter);
     w->mem.meter_ok = false;
+    mv_heapwin_end(&w->heap);
     release_cgroup(w);
     mv_worker_close(w);
 }
@@ -762,49 +808,68 @@ static void watch_cgroup(mv_worker_t *w)
 bool mv_worker_env_private(const char *entry)
 {
     return strncmp(entry, MVW_ENV_FD "=", sizeof MVW_ENV_FD) == 0 ||
-           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 || mv_listen_env_private(entry);
+           strncmp(entry, "MEMVISOR_SLOT=", 14) == 0 ||
+           strncmp(entry, MVH_ENV_FD "=", sizeof MVH_ENV_FD) == 0 ||
+           strncmp(entry, MV_PROC_ENV_PRELOAD "=", sizeof MV_PROC_ENV_PRELOAD) == 0 ||
+           mv_listen_env_private(entry);
 }
-
-/* The variables worker_env adds; their text lives here. */
-typedef struct env_extra {
-    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
-} env_extra_t;
 
 static int nlisten(const mv_worker_t *w)
 {
     return w->o.listen ? w->o.listen->n : 0;
 }
 
-/* The worker's environment: the pool's, plus MEMVISOR_SLOT, MEMVISOR_FD (api),
- * PYTHONUNBUFFERED=1 (lines, unless set) and, with listen sockets, LISTEN_FDS and
- * LISTEN_FDNAMES (LISTEN_PID: the shim). */
-static char **worker_env(mv_worker_t *w, env_extra_t *x)
+/* The heap preload's variables (up to 3, into out): the page's fd, the library for the exec
+ * shim (MV_PROC_ENV_PRELOAD), PYTHONMALLOC=malloc for Python unless env[0..n) sets it. */
+static size_t heap_env(const mv_worker_opts_t *o, mv_worker_env_t *x, char **out, char *const *env,
+                       size_t n)
 {
+    static char pymalloc[] = "PYTHONMALLOC=malloc";
+    size_t k = 0;
+
+    if (x->heap_at < 0)
+        return 0;
+    snprintf(x->heap_fd, sizeof x->heap_fd, MVH_ENV_FD "=%d", x->heap_at);
+    snprintf(x->preload, sizeof x->preload, MV_PROC_ENV_PRELOAD "=%s", o->heap->library);
+    out[k++] = x->heap_fd;
+    out[k++] = x->preload;
+    for (size_t i = 0; o->heap->python && i <= n; i++)
+        if (i == n)
+            out[k++] = pymalloc;
+        else if (strncmp(env[i], "PYTHONMALLOC=", 13) == 0)
+            break;
+    return k;
+}
+
+char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x)
+{
+    int nl = o->listen ? o->listen->n : 0;
     size_t n = 0, k = 0;
     bool unbuffered = false;
     char **env;
 
-    while (w->o.env && w->o.env[n])
-        unbuffered |= strncmp(w->o.env[n++], "PYTHONUNBUFFERED=", 17) == 0;
-    env = calloc(n + 6, sizeof *env);
+    while (o->env && o->env[n])
+        unbuffered |= strncmp(o->env[n++], "PYTHONUNBUFFERED=", 17) == 0;
+    env = calloc(n + 9, sizeof *env);
     if (!env)
         return NULL;
-    memcpy(env, w->o.env, n * sizeof *env);
+    memcpy(env, o->env, n * sizeof *env);
     k = n;
-    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", w->slot);
+    k += heap_env(o, x, env + k, env, n);
+    snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", slot);
     env[k++] = x->slot;
-    if (w->o.cfg->worker.protocol == MV_PROTO_API) {
-        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nlisten(w));
+    if (o->cfg->worker.protocol == MV_PROTO_API) {
+        snprintf(x->fd, sizeof x->fd, MVW_ENV_FD "=%d", MV_PROC_FIRST_FD + nl);
         env[k++] = x->fd;
     }
     /* A Python lines worker whose print() is not flushed would hold its answers in its
      * buffer for ever: unbuffered, unless the user said otherwise. */
-    if (w->o.cfg->worker.protocol == MV_PROTO_LINES && !unbuffered)
+    if (o->cfg->worker.protocol == MV_PROTO_LINES && !unbuffered)
         env[k++] = "PYTHONUNBUFFERED=1";
-    if (nlisten(w) > 0) {
+    if (nl > 0) {
         size_t used = (size_t)snprintf(x->names, sizeof x->names, "LISTEN_FDNAMES=");
-        mv_listen_names(w->o.listen, x->names + used, sizeof x->names - used);
-        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nlisten(w));
+        mv_listen_names(o->listen, x->names + used, sizeof x->names - used);
+        snprintf(x->fds, sizeof x->fds, "LISTEN_FDS=%d", nl);
         env[k++] = x->fds;
         env[k++] = x->names;
     }
@@ -812,12 +877,26 @@ static char **worker_env(mv_worker_t *w, env_extra_t *x)
     return env;
 }
 
+/* Makes its heap page when the plan says so; without one it runs unmeasured (said once). */
+static bool start_heap(mv_worker_t *w)
+{
+    int r;
+
+    if (!w->o.heap || !w->o.heap->preload)
+        return false;
+    r = mv_heapwin_start(&w->heap);
+    if (r < 0)
+        mv_warn(w->o.log, "heap_unavailable", MV_I("worker", w->slot), MV_S("call", "memfd_create"),
+                MV_S("error", strerror(-r)));
+    return r == 0;
+}
+
 /* Starts its process. 0 or -errno with *call naming what failed. */
 static int spawn(mv_worker_t *w, const char **call)
 {
-    int fds[MV_LISTEN_MAX + 1], nfds = 0, r;
+    int fds[MV_LISTEN_MAX + 2], nfds = 0, r;
     mv_chan_stdio_t io;
-    env_extra_t extra;
+    mv_worker_env_t extra = {.heap_at = -1};
     char **env;
 
     *call = "pipe";
@@ -828,31 +907,40 @@ static int spawn(mv_worker_t *w, const char **call)
         fds[nfds++] = w->o.listen->l[i].fd;
     if (io.api_fd >= 0)
         fds[nfds++] = io.api_fd;
-    env = worker_env(w, &extra);
+    if (start_heap(w)) {
+        extra.heap_at = MV_PROC_FIRST_FD + nfds;
+        fds[nfds++] = w->heap.hm.fd;
+    }
+    env = mv_worker_env(&w->o, w->slot, &extra);
     *call = "uv_spawn";
     r = !env ? -ENOMEM
-             : mv_proc_spawn(&w->proc, w->o.loop,
-                             &(mv_proc_spec_t){
-                                 .argv = w->o.argv,
-                                 .env = env,
-                                 .self_exe = w->o.self_exe,
-                                 .stdio = io.st,
-                                 .fds = fds,
-                                 .nfds = nfds,
-                                 .cgroup_procs_fd = w->has_cg ? w->cg.procs_fd : -1,
-                                 .listen_pid = nlisten(w) > 0,
-                                 /* Its own session: a Ctrl-C at memvisor's terminal is
-                                  * memvisor's to handle (grace period first). */
-                                 .own_session = true,
-                                 /* [worker] user/group: the shim drops to them (proc.h) */
-                                 .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
-                                 .uid = w->o.cfg->worker.uid,
-                                 .gid = w->o.cfg->worker.gid,
-                             });
+             : mv_proc_spawn(
+                   &w->proc, w->o.loop,
+                   &(mv_proc_spec_t){
+                       .argv = w->o.argv,
+                       .env = env,
+                       .self_exe = w->o.self_exe,
+                       .stdio = io.st,
+                       .fds = fds,
+                       .nfds = nfds,
+                       .cgroup_procs_fd = w->has_cg ? w->cg.procs_fd : -1,
+                       .listen_pid = nlisten(w) > 0,
+                       /* Its own session: a Ctrl-C at memvisor's terminal is
+                        * memvisor's to handle (grace period first). */
+                       .own_session = true,
+                       /* [worker] user/group: the shim drops to them (proc.h); a forked
+                        * worker has the template's, dropped the same way */
+                       .set_creds = *w->o.cfg->worker.user || *w->o.cfg->worker.group,
+                       .uid = w->o.cfg->worker.uid,
+                       .gid = w->o.cfg->worker.gid,
+                       .forker = w->o.forker,
+                       .cgroup_dir = w->has_cg && w->cg.version == MV_CG_V2 ? w->cg.path : NULL,
+                       .slot = w->slot,
+                   });
     free(env);
     mv_chan_spawned(&w->chan); /* the child's ends are the child's now (or nobody's) */
-    if (r < 0)
-        return r;
+    if (r < 0 || w->proc.pending)
+        return r; /* forked: proc_started follows */
     w->spawned_ms = mv_now_ms();
     return mv_chan_start(&w->chan, call);
 }
@@ -869,6 +957,8 @@ static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bo
     step(w, MV_EV_SPAWN_FAILED);
 }
 
+static void running(mv_worker_t *w, int r, const char *call);
+
 static void start_process(mv_worker_t *w)
 {
     const char *call;
@@ -878,6 +968,32 @@ static void start_process(mv_worker_t *w)
         spawn_failed(w, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
         return;
     }
+    if (!w->proc.pending)
+        running(w, r, call);
+}
+
+/* A template forked it: its channel is read from now on (not before: its HELLO must find it
+ * SPAWNING). */
+static void proc_started(void *owner)
+{
+    mv_worker_t *w = owner;
+    const char *call;
+
+    w->spawned_ms = mv_now_ms();
+    running(w, mv_chan_start(&w->chan, &call), call);
+}
+
+static void proc_failed(void *owner, int err, bool retry)
+{
+    mv_worker_t *w = owner;
+
+    w->spawn_retry = retry;
+    spawn_failed(w, "template", uv_strerror(err), false);
+}
+
+/* Its process runs (r < 0: but its channel could not be opened, `call` says how). */
+static void running(mv_worker_t *w, int r, const char *call)
+{
     step(w, MV_EV_STARTED);
     w->ev->on_started(w);
     if (r < 0) {
@@ -895,7 +1011,10 @@ static void start_process(mv_worker_t *w)
                       w->o.cfg->limits.metric == MV_METRIC_PRIVATE ? w->lim.soft_bytes : 0) == 0;
     watch_cgroup(w);
     mv_info(w->o.log, "spawn", MV_I("worker", w->slot), MV_I("gen", w->gen),
-            MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"));
+            MV_I("pid", w->proc.pid), MV_S("cgroup", w->has_cg ? w->cg.path : "none"),
+            MV_S("start", !w->proc.forked     ? "exec"
+                          : w->proc.in_cgroup ? "fork_in_cgroup"
+                                              : "fork"));
     if (w->o.timeline)
         mv_timeline_mark(w->o.timeline,
                          &(mv_tl_mark_t){w->slot, w->gen, MV_TL_SPAWN, NULL, w->proc.pid,
@@ -967,6 +1086,7 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     w->created_ms = mv_now_ms();
     w->mem.meter.statm_fd = w->mem.meter.fd_dir_fd = -1;
     w->cg.procs_fd = w->cg.notify_fd = -1;
+    mv_heapwin_init(&w->heap);
     uv_timer_init(o->loop, &w->timer);
     w->timer.data = w;
     uv_timer_init(o->loop, &w->look);
@@ -1002,9 +1122,6 @@ void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
 void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
                      const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline)
 {
-    struct mvw_go go = {MVW_PROTOCOL_VERSION, (uint32_t)slot, w->cap,
-                        w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
-
     mv_info(w->o.log, "spare_taken", MV_I("worker", slot), MV_I("gen", gen),
             MV_I("pid", w->proc.pid), MV_I("spare", w->gen),
             MV_I("waited_ms", (long long)(mv_now_ms() - w->ready_ms)));
@@ -1018,10 +1135,8 @@ void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t 
      * "before" is read now, not taken from its readiness (it may have waited long). */
     w->spawned_ms = mv_now_ms();
     w->idle_ns = uv_hrtime();
-    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello) {
-        mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
-        mv_chan_flush(&w->chan);
-    }
+    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello)
+        send_go(w);
     if (timeline)
         mv_timeline_mark(timeline, &(mv_tl_mark_t){slot, gen, MV_TL_SPAWN, "spare", w->proc.pid,
                                                    w->lim.soft_bytes, w->lim.hard_bytes, 0});

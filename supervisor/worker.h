@@ -43,6 +43,7 @@
 #include "channel.h"
 #include "config.h"
 #include "fsm.h"
+#include "heapmon.h"
 #include "job.h"
 #include "listen.h"
 #include "log.h"
@@ -74,6 +75,8 @@ typedef struct mv_worker_opts {
     const mv_cg_t *cg;         /* per-worker cgroups; NULL or version OFF: /proc only */
     bool service;              /* no task source: workers make their requests */
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
+    const mv_forker_t *forker; /* the warm template to fork it from; NULL: exec'd */
+    const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */
@@ -89,6 +92,7 @@ typedef struct mv_answer {
     int64_t peak;               /* mem_peak (docs/run-files.md), with after */
     const char *peak_source;    /* "kernel", "process" or "sampled" */
     double duration_ms;
+    const mv_heap_task_t *heap; /* its heap figures (heapmon.h); NULL: none */
 } mv_answer_t;
 
 /* A worker is gone: why, and the tasks it had. */
@@ -180,6 +184,7 @@ struct mv_worker {
     const char *spawn_call; /* it could not be started: the call that failed... */
     char spawn_why[256];    /* ...and why */
     bool hopeless;          /* the command can never start */
+    bool spawn_retry;       /* ...and that was not its failure (the template went away) */
     unsigned open;          /* handles and parts not yet closed */
     bool closing;
 
@@ -203,10 +208,24 @@ struct mv_worker {
     mv_held_t held;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
     bool have_end;
+    mv_heapwin_t heap; /* heap figures per task window (heap preload, or api v2 reports) */
 };
 
 /* Variables of memvisor's environment a worker gets its own values of, or none. */
 bool mv_worker_env_private(const char *entry);
+
+/* The text of the variables mv_worker_env adds. */
+typedef struct mv_worker_env {
+    char fd[32], slot[32], fds[32], names[MV_LISTEN_MAX * MV_LISTEN_NAME + 16];
+    char heap_fd[40], preload[PATH_MAX + 32];
+    int heap_at; /* the child's fd number of the heap page, -1: none (set it) */
+} mv_worker_env_t;
+/* The environment of slot's worker (the warm template's: slot 0): the pool's, plus
+ * MEMVISOR_SLOT, MEMVISOR_FD (api), PYTHONUNBUFFERED=1 (lines, unless set), the heap
+ * preload's (heap_at >= 0) and, with listen sockets, LISTEN_FDS and LISTEN_FDNAMES
+ * (LISTEN_PID: the exec shim, or the forked child). Free the array (not its strings); NULL on
+ * ENOMEM. */
+char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x);
 
 /* A new worker for `slot` (not started). NULL on ENOMEM. */
 mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
@@ -242,6 +261,9 @@ void mv_worker_kill(mv_worker_t *w, mv_reason_t reason);     /* SIGKILL now */
 /* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
  * cannot be read (never could, or gone before any reading). */
 const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh);
+/* Whether the tasks sent from now on ask an api worker (v2) to collect its garbage before it
+ * answers (Python: gc.collect()): for the readings a verdict is made from. */
+void mv_worker_collect(mv_worker_t *w, bool on);
 /* Asks an api worker for its own heap view (on_snapshot answers). 0 or -ENOTCONN. */
 int mv_worker_ask_snapshot(mv_worker_t *w);
 /* Sends a signal to its process while it is its own (SIGSTOP for a snapshot...). */

@@ -53,6 +53,8 @@ static void ev_answer(void *o, uint64_t id, bool ok, const uint8_t *kind, size_t
 
     note(r, "%s %llu [%.*s] %.*s\n", ok ? "done" : "fail", (unsigned long long)id,
          kind ? (int)kl : 1, kind ? (const char *)kind : "-", (int)n, (const char *)p);
+    if (r->c.heap_fresh > 0)
+        note(r, "heap %lld %lld\n", (long long)r->c.heap.live_bytes, (long long)r->c.heap.blocks);
     if (r->close_on_answer)
         mv_chan_close(&r->c);
 }
@@ -189,7 +191,7 @@ START_TEST(api_conversation)
 
     api_open(&r, false, 1024, &sock, &out);
     hello(sock);
-    until(&r, "hello 1\n");
+    until(&r, "hello 2\n");
     /* A task goes out as one TASK frame. */
     ck_assert_int_eq(mv_chan_send_task(&r.c, 7, "work 7", 6), 0);
     mv_chan_flush(&r.c);
@@ -197,7 +199,7 @@ START_TEST(api_conversation)
     put(sock, MVW_MSG_DONE, MVW_F_KIND, 7, kinded, 8);
     put(sock, MVW_MSG_FAIL, 0, 8, "bad", 3);
     until(&r, "fail 8");
-    ck_assert_str_eq(r.log, "hello 1\ndone 7 [parse] ok\nfail 8 [-] bad\n");
+    ck_assert_str_eq(r.log, "hello 2\ndone 7 [parse] ok\nfail 8 [-] bad\n");
     /* A snapshot request, and its answer. */
     ck_assert(mv_chan_can_snapshot(&r.c));
     ck_assert_int_eq(mv_chan_ask_snapshot(&r.c), 0);
@@ -218,6 +220,71 @@ START_TEST(api_conversation)
     close(sock);
     until(&r, "eof\n");
     ck_assert_int_eq(r.errors, 0);
+    close(out);
+    finish(&r);
+}
+END_TEST
+
+/* The flags of the next message the channel sent to the worker's end. */
+static uint16_t sent_flags(int fd)
+{
+    uint8_t buf[256];
+    struct mvw_msg m = {{0, 0, 0, 0}, NULL};
+    size_t got = 0;
+
+    while (mvw_decode(buf, got, 1024, MVW_FROM_SUPERVISOR, &m) == 0) {
+        ssize_t k;
+        uv_run(&loop, UV_RUN_NOWAIT);
+        k = read(fd, buf + got, sizeof buf - got);
+        if (k > 0)
+            got += (size_t)k;
+    }
+    return m.h.flags;
+}
+
+/* Version 2: TASKs ask for a collection when the owner says so; answers carry the worker's
+ * heap figures. A version-1 worker gets no such flag and may send no figures. */
+START_TEST(api_v2_collect_and_heap_figures)
+{
+    struct mvw_hello v1 = {1, 0};
+    uint8_t p[64];
+    struct mvw_heap h = {5000, 12};
+    rec_t r;
+    int sock, out;
+
+    api_open(&r, false, 1024, &sock, &out);
+    hello(sock);
+    until(&r, "hello 2\n");
+    ck_assert_int_eq(mv_chan_send_task(&r.c, 1, "a", 1), 0);
+    mv_chan_flush(&r.c);
+    ck_assert_uint_eq(sent_flags(sock), 0);
+    r.c.collect = true;
+    ck_assert_int_eq(mv_chan_send_task(&r.c, 2, "b", 1), 0);
+    mv_chan_flush(&r.c);
+    ck_assert_uint_eq(sent_flags(sock), MVW_F_COLLECT);
+    p[0] = 1;
+    p[1] = 'k';
+    memcpy(p + 2, &h, sizeof h);
+    memcpy(p + 2 + sizeof h, "ok", 2);
+    put(sock, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP, 1, p, 2 + sizeof h + 2);
+    put(sock, MVW_MSG_DONE, 0, 2, "no", 2);
+    until(&r, "done 2");
+    ck_assert_str_eq(r.log, "hello 2\ndone 1 [k] ok\nheap 5000 12\ndone 2 [-] no\n");
+    close(sock);
+    close(out);
+    finish(&r);
+
+    /* version 1: no collect flag, and figures are a protocol error */
+    api_open(&r, false, 1024, &sock, &out);
+    put(sock, MVW_MSG_HELLO, 0, 0, &v1, sizeof v1);
+    until(&r, "hello 1\n");
+    r.c.collect = true;
+    ck_assert_int_eq(mv_chan_send_task(&r.c, 1, "a", 1), 0);
+    mv_chan_flush(&r.c);
+    ck_assert_uint_eq(sent_flags(sock), 0);
+    put(sock, MVW_MSG_DONE, MVW_F_HEAP, 1, &h, sizeof h);
+    until(&r, "error bad heap figures");
+    close(sock);
     close(out);
     finish(&r);
 }
@@ -256,7 +323,7 @@ START_TEST(service_begin_end)
     put(sock, MVW_MSG_BEGIN, MVW_F_KIND, 41, k, 4);
     put(sock, MVW_MSG_END, 0, 41, &status, sizeof status);
     until(&r, "end 41 500\n");
-    ck_assert_str_eq(r.log, "hello 1\nbegin 41 [GET]\nend 41 500\n");
+    ck_assert_str_eq(r.log, "hello 2\nbegin 41 [GET]\nend 41 500\n");
     close(sock);
     close(out);
     finish(&r);
@@ -358,7 +425,7 @@ START_TEST(a_failure_found_above_breaks_it_too)
     put(sock, MVW_MSG_DONE, 0, 8, "x", 1);
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
-    ck_assert_str_eq(r.log, "hello 1\nerror answer for task 9, expected 8\n");
+    ck_assert_str_eq(r.log, "hello 2\nerror answer for task 9, expected 8\n");
     close(sock);
     close(out);
     finish(&r);
@@ -378,7 +445,7 @@ START_TEST(drain_reads_what_a_dead_worker_left)
     close(out);
     /* No loop pass: the answers are read by the drain, as when the exit comes first. */
     mv_chan_drain(&r.c);
-    ck_assert_str_eq(r.log, "hello 1\ndone 1 [-] last words\noutput 3 bye\n");
+    ck_assert_str_eq(r.log, "hello 2\ndone 1 [-] last words\noutput 3 bye\n");
     finish(&r);
 }
 END_TEST
@@ -523,6 +590,7 @@ Suite *channel_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, api_conversation);
     tcase_add_test(tc, api_byte_by_byte);
+    tcase_add_test(tc, api_v2_collect_and_heap_figures);
     tcase_add_test(tc, service_begin_end);
     tcase_add_test(tc, api_mistakes);
     tcase_add_test(tc, a_failure_found_above_breaks_it_too);

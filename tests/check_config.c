@@ -15,6 +15,7 @@
 
 #include "confdiff.h"
 #include "config.h"
+#include "heapmon.h"
 #include "suites.h"
 
 static char tmpdir[64];
@@ -104,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 66);
+    ck_assert_uint_eq(n, 70);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -238,6 +239,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "fail_prefix = ERR \"x\":\n"
                                        "user = 0\n"
                                        "group = 0\n"
+                                       "template = yes\n"
                                        "[limits]\n"
                                        "max_tasks = 1000000000000\n"
                                        "max_tasks_jitter = 17\n"
@@ -286,6 +288,9 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "task_growth = 1G\n"
                                        "snapshot_timeout = 250ms\n"
                                        "history = 3\n"
+                                       "heap = off\n"
+                                       "python_malloc = no\n"
+                                       "confirm = off\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
@@ -320,6 +325,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.worker.backoff_max, 3600000);
     ck_assert_int_eq(c.worker.crash_limit, 0);
     ck_assert_str_eq(c.worker.fail_prefix, "ERR \"x\":");
+    ck_assert_int_eq(c.worker.template, 1);
     ck_assert_int_eq(c.limits.max_tasks, INT64_C(1000000000000));
     ck_assert_int_eq(c.limits.max_tasks_jitter, 17);
     ck_assert_int_eq(c.limits.max_lifetime, 2 * 86400000);
@@ -357,6 +363,9 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.task_growth, 1 << 30);
     ck_assert_int_eq(c.leak.snapshot_timeout, 250);
     ck_assert_int_eq(c.leak.history, 3);
+    ck_assert_int_eq(c.leak.heap, MV_HEAPMODE_OFF);
+    ck_assert_int_eq(c.leak.python_malloc, MV_HEAPPY_NO);
+    ck_assert_int_eq(c.leak.confirm, MV_CONFIRM_OFF);
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
@@ -368,16 +377,23 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.limits.escalate_max, INT64_C(3) << 40);
     ck_assert_int_eq(c.log.progress, MV_PROGRESS_ON);
     ck_assert_str_eq(c.path, path);
+    /* Every key off its default includes a lines worker with a template, which cannot be
+     * (the cross-key checks find it), and, unless memvisor is root, a worker user. */
+    ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
+    ck_assert(has(&e,
+                  "%s:24: [worker] template: only api workers can be templates (a lines "
+                  "worker has no mvw_open to fork from): set protocol = api, or template = no",
+                  path));
     if (geteuid() == 0) {
-        ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+        ck_assert_uint_eq(e.n, 1);
         ck_assert_int_eq(c.worker.uid, 0);
         ck_assert_int_eq(c.worker.gid, 0);
-    } else { /* only root may switch a worker's user: the one mistake */
-        ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
-        ck_assert_uint_eq(e.n, 1);
+    } else { /* only root may switch a worker's user */
+        ck_assert_uint_eq(e.n, 2);
         ck_assert_ptr_nonnull(strstr(e.msg[0], "[worker] user: \"0\": only root can"));
-        mv_errors_free(&e);
     }
+    mv_errors_free(&e);
+    memset(&e, 0, sizeof e);
     ck_assert_int_eq(c.supervisor.pause_permille, 25);
     ck_assert_int_eq(c.limits.escalate_mode, MV_ESC_FACTOR);
     ck_assert(c.limits.escalate_factor > 1.49 && c.limits.escalate_factor < 1.51);

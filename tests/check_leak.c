@@ -37,7 +37,7 @@ static run_t feed(mv_leak_t *l, const char *kind, int n, int64_t (*f)(int, uint6
     uint64_t seed = 42;
 
     for (int i = 1; i <= n; i++) {
-        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1};
+        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1, false, false};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             if (!r.first_flag)
@@ -189,8 +189,11 @@ START_TEST(mixed_kinds_are_told_apart)
     for (int i = 1; i <= 400; i++) {
         bool parse = i % 3 != 0;
         mv_leak_obs_t o = {parse ? "parse" : "render",
-                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB), 0,
-                           i - 1};
+                           parse ? 64 * KiB + noise(&seed, 16 * KiB) : noise(&seed, 64 * KiB),
+                           0,
+                           i - 1,
+                           false,
+                           false};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             ck_assert_str_eq(v.kind, parse ? "parse" : "render");
@@ -220,8 +223,8 @@ END_TEST
 START_TEST(one_task_retaining_too_much)
 {
     mv_leak_t *l = mv_leak_new(&cfg);
-    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0};
-    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1};
+    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0, false, false};
+    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1, false, false};
     mv_leak_verdict_t v;
 
     v = mv_leak_observe(l, &first); /* a worker's first task is warm-up */
@@ -247,11 +250,11 @@ START_TEST(kinds_are_bounded)
 
     for (int i = 0; i < 3000; i++) {
         snprintf(name, sizeof name, "kind-%d", i);
-        mv_leak_obs_t o = {name, 0, 0, 1};
+        mv_leak_obs_t o = {name, 0, 0, 1, false, false};
         v = mv_leak_observe(l, &o);
     }
     ck_assert_str_eq(v.kind, "(other)");
-    mv_leak_obs_t none = {NULL, 0, 0, 1};
+    mv_leak_obs_t none = {NULL, 0, 0, 1, false, false};
     ck_assert_str_eq(mv_leak_observe(l, &none).kind, "(other)");
     mv_leak_free(l);
 }
@@ -270,7 +273,7 @@ START_TEST(warm_up_tasks_stay_out_of_the_trend)
     l = mv_leak_new(&c);
     for (int worker = 0; worker < 5; worker++)
         for (int age = 0; age < 100; age++) {
-            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age};
+            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age, false, false};
             flagged += mv_leak_observe(l, &o).rule != MV_LEAK_NONE;
         }
     ck_assert_int_eq(flagged, 0);
@@ -296,6 +299,63 @@ START_TEST(the_estimator_itself)
 }
 END_TEST
 
+/* A worker's growth: one kind in four leaking 32 KiB grows the worker by 8 KiB per task,
+ * below one kind's min_slope but a leak for a worker of four kinds. */
+START_TEST(a_worker_grows_by_its_share_of_a_leak)
+{
+    double inc[50], per;
+    uint64_t seed = 5;
+
+    for (int i = 0; i < 50; i++)
+        inc[i] = (i % 4 == 0 ? 32 * KiB : 0) + (double)noise(&seed, 2 * KiB);
+    ck_assert(mv_leak_grows(&cfg, inc, 50, 4, &per));
+    ck_assert(per > 6 * KiB && per < 10 * KiB);
+    ck_assert(!mv_leak_grows(&cfg, inc, 50, 1, &per)); /* as one kind: below min_slope */
+    /* big temporaries freed, or a cache that stopped growing: no */
+    for (int i = 0; i < 50; i++)
+        inc[i] = (double)noise(&seed, 512 * KiB);
+    ck_assert(!mv_leak_grows(&cfg, inc, 50, 4, &per));
+    for (int i = 0; i < 50; i++)
+        inc[i] = i < 30 ? 32 * KiB : 0;
+    ck_assert(!mv_leak_grows(&cfg, inc, 50, 4, &per));
+    ck_assert(!mv_leak_grows(&cfg, inc, 9, 4, &per)); /* too few tasks */
+}
+END_TEST
+
+/* A kind is judged once the trend rule has looked at it twice; a task without a memory
+ * figure adds nothing to its memory series (only its fds count). */
+START_TEST(judged_kinds_and_tasks_without_figures)
+{
+    mv_leak_t *l = mv_leak_new(&cfg);
+    mv_leak_obs_t o = {"k", 0, 0, 5, true, false};
+    int i;
+
+    ck_assert(!mv_leak_judged(l, "k"));
+    for (i = 0; i < 44; i++)
+        mv_leak_observe(l, &o);
+    ck_assert(!mv_leak_judged(l, "k"));
+    mv_leak_observe(l, &o);
+    ck_assert(mv_leak_judged(l, "k"));
+    /* Huge kernel deltas without a heap figure: never a memory suspect, not even by the
+     * one-task rule; and the heap figures around them say nothing grows. */
+    for (i = 0; i < 200; i++) {
+        mv_leak_obs_t k = {"mixed", i % 2 ? 64 * MiB : 0, 0, 5, i % 2 == 0, i % 2 == 1};
+        ck_assert_int_eq(mv_leak_observe(l, &k).rule, MV_LEAK_NONE);
+    }
+    /* a heap verdict says so */
+    for (i = 0; i < 60; i++) {
+        mv_leak_obs_t h = {"heapy", 24 * KiB, 0, 5, true, false};
+        mv_leak_verdict_t v = mv_leak_observe(l, &h);
+        if (v.rule != MV_LEAK_NONE) {
+            ck_assert(v.heap);
+            break;
+        }
+    }
+    ck_assert_int_lt(i, 60);
+    mv_leak_free(l);
+}
+END_TEST
+
 Suite *leak_suite(void)
 {
     Suite *s = suite_create("leak");
@@ -314,6 +374,8 @@ Suite *leak_suite(void)
     tcase_add_test(tc, kinds_are_bounded);
     tcase_add_test(tc, warm_up_tasks_stay_out_of_the_trend);
     tcase_add_test(tc, the_estimator_itself);
+    tcase_add_test(tc, a_worker_grows_by_its_share_of_a_leak);
+    tcase_add_test(tc, judged_kinds_and_tasks_without_figures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -73,16 +73,29 @@ START_TEST(the_leaking_kind_is_named_within_the_window)
     run_start(&r, args, NULL);
     line = run_wait_for(&r, "event=leak_suspect");
     ck_assert_msg(strstr(line, "kind=load") != NULL, "wrong kind: %s", line);
+    ck_assert_msg(strstr(line, "confirmed=false") != NULL, "not queued first: %s", line);
+    ck_assert_msg(strstr(line, "evidence=heap") != NULL, "no heap figures: %s", line);
     task = atol(strstr(line, " task=") + 6);
     free(line);
-    ck_assert_int_eq(run_finish(&r), 0);
     /* "load" is every third line: the suspect came within the window (50) of its tasks,
      * plus those left out as each worker's warm-up (10 tasks each, a third of them load). */
     ck_assert_int_le(task / 3, 50 + 2 * 10 / 3 + 1);
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 1);
+    /* Then confirmed by running "load" alone on a fresh worker: its warm-up (10) and the
+     * window (50), or up to three windows while its growth slows down. */
+    line = run_wait_for(&r, "event=leak_suspect");
+    ck_assert_msg(strstr(line, "kind=load") && strstr(line, "confirmed=true") &&
+                      strstr(line, "evidence=heap,isolation"),
+                  "not confirmed by its isolation: %s", line);
+    task = atol(strstr(line, " task=") + 6);
+    free(line);
+    ck_assert_int_le(task / 3, 50 + 2 * 10 / 3 + 1 + 10 + 3 * 50 + 2);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 2);
+    ck_assert_int_eq(run_count(&r, "step=verdict"), 1);
     ck_assert_int_eq(run_count(&r, "kind=render"), 0);
     ck_assert_int_eq(run_count(&r, "kind=tally"), 0);
-    ck_assert_int_eq(check_snapshots(&r, "leak_suspect", &snap), 1);
+    /* The suspect's snapshot, and its confirmation's (the worker that ran it alone). */
+    ck_assert_int_eq(check_snapshots(&r, "leak_suspect", &snap), 2);
     ck_assert_str_eq(jstr(json_object_get(snap, "suspect"), "kind"), "load");
     ck_assert_str_eq(jstr(snap, "heap_status"), "worker");
     heap = json_object_get(snap, "heap"); /* the worker's own snapshot callback */
@@ -308,7 +321,7 @@ START_TEST(python_mixed_names_the_kind_the_line_and_the_type)
     long task;
 
     run_python(&r, "mixed");
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 1);
+    ck_assert_int_eq(run_count(&r, "confirmed=true"), 1);
     ck_assert_ptr_nonnull(strstr(r.log, "event=leak_suspect kind=parse"));
     /* Within the window (50): the parse tasks before the suspect are at most the window,
      * the second judgement that confirms it, each worker generation's warm-up (10 tasks of
@@ -317,7 +330,7 @@ START_TEST(python_mixed_names_the_kind_the_line_and_the_type)
     for (long id = 1; id < task && p; id++, p = strchr(p, '\n'), p = p ? p + 1 : NULL)
         parse_before += strncmp(p, "parse", 5) == 0;
     ck_assert_int_le(parse_before, 50 + 1 + run_count(&r, "event=spawn ") * 10 + 1);
-    ck_assert_int_eq(check_snapshots(&r, "leak_suspect", &snap), 1);
+    ck_assert_int_eq(check_snapshots(&r, "leak_suspect", &snap), 2);
     heap = json_object_get(snap, "heap");
     ck_assert_str_eq(jstr(snap, "heap_status"), "worker");
     ck_assert_str_eq(jstr(heap, "runtime"), "python");
@@ -355,7 +368,7 @@ static void expect_suspect(const char *example, const char *needle)
     mvrun_t r;
 
     run_python(&r, example);
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect"), needle ? 1 : 0);
+    ck_assert_int_eq(run_count(&r, "confirmed=true"), needle ? 1 : 0);
     if (needle)
         ck_assert_ptr_nonnull(strstr(r.log, needle));
     run_free(&r);

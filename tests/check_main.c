@@ -20,6 +20,9 @@ int main(void)
         tasks_suite,
         cgroup_suite,
         leak_suite,
+        isolate_suite,
+        heapwire_suite,
+        experiment_suite,
         e2e_suite,
         faults_suite,
         cgroup_e2e_suite,
@@ -57,6 +60,8 @@ int main(void)
         progress_suite,
         cgroup_v2_suite,
         truth_suite,
+        tpolicy_suite,
+        template_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

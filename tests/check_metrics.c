@@ -35,11 +35,13 @@ static const mv_metrics_count_t recycles[] = {{"soft_limit", 4}, {"max_tasks", 0
 /* a kind from a task line can hold anything: quotes, backslashes, newlines, bad UTF-8 */
 static const mv_metrics_count_t suspects[] = {{"parse", 1}, {"a\"b\\c\nd\xff", 2}};
 
+static const mv_metrics_template_t tmpl = {true, 2, 9 << 20, 10 << 20, 11 << 20, 40, 1};
+
 static mv_metrics_view_t view(void)
 {
     return (mv_metrics_view_t){slots, 2,     tasks, 3,       recycles,  2,    suspects, 2,
                                5,     1,     1,     7,       1,         3.25, 2,        8 << 20,
-                               true,  false, true,  1 << 30, 2LL << 30, 4};
+                               true,  false, true,  1 << 30, 2LL << 30, 4,    &tmpl};
 }
 
 static char *render(void)
@@ -84,7 +86,26 @@ START_TEST(test_render_lines)
     ck_assert_ptr_nonnull(strstr(t, "memvisor_host_memory_available_bytes 1073741824\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_host_memory_pause_threshold_bytes 2147483648\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_orphans_reaped_total 4\n"));
+    /* the warm template, as one more set of families */
+    ck_assert_ptr_nonnull(strstr(t, "# TYPE memvisor_template_usage_bytes gauge\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_template_usage_bytes 10485760\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_template_generation 2\n"));
+    ck_assert_ptr_nonnull(strstr(t, "# TYPE memvisor_template_forks_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_template_forks_total 40\n"));
     free(t);
+}
+END_TEST
+
+START_TEST(test_no_template_no_families)
+{
+    mv_buf_t b = {0};
+    mv_metrics_view_t v = view();
+
+    v.tmpl = NULL;
+    ck_assert_int_eq(mv_metrics_render(&v, &b), 0);
+    ck_assert_int_eq(mv_buf_append(&b, "", 1), 0);
+    ck_assert_ptr_null(strstr((char *)b.data, "template"));
+    mv_buf_free(&b);
 }
 END_TEST
 
@@ -518,6 +539,7 @@ Suite *metrics_suite(void)
 
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_render_lines);
+    tcase_add_test(tc, test_no_template_no_families);
     tcase_add_test(tc, test_prometheus_parser);
     tcase_add_test(tc, test_listen_check);
     tcase_add_test(tc, test_http_requests);

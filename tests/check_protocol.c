@@ -195,12 +195,22 @@ START_TEST(test_unknown_flags)
     const uint16_t no_kind[] = {MVW_MSG_HELLO, MVW_MSG_END};
     const uint16_t no_kind_sup[] = {MVW_MSG_GO, MVW_MSG_TASK, MVW_MSG_STOP, MVW_MSG_SNAPSHOT};
 
-    for (unsigned bit = 1; bit < 16; bit++) {
+    for (unsigned bit = 3; bit < 16; bit++) {
         ck_assert_int_eq(dec_header(MVW_MSG_DONE, (uint16_t)(1u << bit), 0, MVW_FROM_WORKER),
                          -EBADMSG);
         ck_assert_int_eq(dec_header(MVW_MSG_TASK, (uint16_t)(1u << bit), 0, MVW_FROM_SUPERVISOR),
                          -EBADMSG);
     }
+    /* v2: MVW_F_HEAP on answers only, MVW_F_COLLECT on TASK only. */
+    ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_HEAP, 16, MVW_FROM_WORKER), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_KIND, 18, MVW_FROM_WORKER), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_COLLECT, 3, MVW_FROM_SUPERVISOR), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_COLLECT, 3, MVW_FROM_WORKER), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_HEAP, 16, MVW_FROM_SUPERVISOR), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP | MVW_F_KIND, 18, MVW_FROM_WORKER),
+                     -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_END, MVW_F_HEAP, 4, MVW_FROM_WORKER), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_HELLO, MVW_F_COLLECT, 8, MVW_FROM_WORKER), -EBADMSG);
     /* MVW_F_KIND is known, but only DONE, FAIL and BEGIN may carry it. */
     for (size_t i = 0; i < sizeof no_kind / sizeof no_kind[0]; i++)
         ck_assert_int_eq(dec_header(no_kind[i], MVW_F_KIND, (uint32_t)mvw_fixed_size(no_kind[i]),
@@ -298,6 +308,51 @@ START_TEST(test_kind_split)
     n = enc(buf, MVW_MSG_BEGIN, MVW_F_KIND, 1, p, kind_payload(p, "http", "x"));
     ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
     ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), -EBADMSG);
+}
+END_TEST
+
+/* v2: the worker's heap figures after the kind (or first), then the result. */
+START_TEST(test_heap_split)
+{
+    uint8_t buf[512], p[300];
+    struct mvw_heap h = {123456789, 42}, got = {-7, -7};
+    const uint8_t *kind, *rest;
+    size_t kl, rl, n, k;
+    struct mvw_msg m;
+
+    /* kind, figures, result */
+    k = kind_payload(p, "parse", "");
+    memcpy(p + k, &h, sizeof h);
+    memcpy(p + k + sizeof h, "ok", 2);
+    n = enc(buf, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP, 9, p, k + sizeof h + 2);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_int_eq(got.live_bytes, 123456789);
+    ck_assert_int_eq(got.blocks, 42);
+    ck_assert_uint_eq(rl, 2);
+    ck_assert_mem_eq(rest, "ok", 2);
+    /* figures without a kind */
+    memcpy(p, &h, sizeof h);
+    n = enc(buf, MVW_MSG_FAIL, MVW_F_HEAP, 9, p, sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_uint_eq(rl, 0);
+    /* no flag: nothing taken, the figures untouched */
+    got.live_bytes = -7;
+    n = enc(buf, MVW_MSG_DONE, 0, 9, p, sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 0);
+    ck_assert_int_eq(got.live_bytes, -7);
+    ck_assert_uint_eq(rl, sizeof h);
+    /* cut short: a flag with fewer bytes than the figures */
+    k = kind_payload(p, "parse", "1234567");
+    n = enc(buf, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP, 9, p, k);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), -EBADMSG);
 }
 END_TEST
 
@@ -432,6 +487,7 @@ Suite *protocol_suite(void)
     tcase_add_test(tc, test_unknown_flags);
     tcase_add_test(tc, test_fixed_sizes);
     tcase_add_test(tc, test_kind_split);
+    tcase_add_test(tc, test_heap_split);
     tcase_add_test(tc, test_type_names);
     suite_add_tcase(s, tc);
     tcase_set_timeout(fz, 60);

@@ -418,6 +418,60 @@ START_TEST(results_file_alone)
 }
 END_TEST
 
+/* Suspects an experiment did not confirm, and kinds it cleared, are listed with why; the
+ * advice is built on confirmed suspects only. */
+START_TEST(unconfirmed_and_cleared_suspects)
+{
+    char *s;
+
+    put("run/run.json", "{'run': 'r3', 'results': '@/results.jsonl', 'ended': null}");
+    put("run/events.jsonl",
+        EV("leak_suspect", ", 'kind': 'render', 'per_task': 900000, 'rule': 'trend', "
+                           "'confirmed': false, 'evidence': 'heap', 'experiment': 'queued'")
+            EV("leak_cleared", ", 'kind': 'render', 'verdict': 'plateau', 'evidence': "
+                               "'isolation', 'why': 'the kind ran alone'")
+                EV("leak_suspect", ", 'kind': 'tally', 'per_task': 800000, 'rule': 'trend', "
+                                   "'confirmed': false, 'evidence': 'kernel-trend', 'experiment': "
+                                   "'inconclusive', 'why': 'timed out'")
+                    EV("leak_cleared",
+                       ", 'kind': 'cache', 'verdict': 'demoted', 'evidence': 'snapshot', "
+                       "'why': 'its snapshot grows most at a site of another kind', "
+                       "'site': 'app.py:12', 'other': 'parse'"));
+    put("results.jsonl", results);
+    s = report_ok("run");
+    HAS(s, "  No leak suspected\n");
+    HAS(s,
+        "Suspected, not confirmed (no advice is built on them)\n"
+        "  tally        suspected on kernel-trend figures; experiment inconclusive: timed out\n");
+    HAS(s, "Suspected, then cleared\n");
+    HAS(s, "  render       plateau, by isolation: the kind ran alone\n");
+    HAS(s, "  cache        demoted, by snapshot: its snapshot grows most at a site of another kind "
+           "(app.py:12, kind parse)\n");
+    HAS(s, "  max_tasks       0 (off)  no leak suspected, memory limits are enough\n");
+    free(s);
+    /* and once confirmed, a suspect says by what */
+    put("run/events.jsonl",
+        EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                           "'confirmed': false, 'evidence': 'heap', 'experiment': 'queued'")
+            EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                               "'confirmed': true, 'evidence': 'heap,isolation', 'experiment': "
+                               "'isolation'")
+                EV("leak_suspect",
+                   ", 'kind': 'render', 'per_task': 900000, 'rule': 'trend', "
+                   "'confirmed': false, 'evidence': 'heap', 'experiment': 'queued'"));
+    s = report_ok("run");
+    HAS(s, "  parse          64.0 KiB/task  confidence 0.00  rule trend  1 event\n"
+           "    confirmed  by heap,isolation\n");
+    HASNT(s, "  render        878.9 KiB/task");
+    HAS(s, "  render       suspected on heap figures; experiment queued\n");
+    HAS(s, "/ 64.0 KiB per task (parse)");
+    free(s);
+    /* a wrong type is an error naming the field */
+    put("run/events.jsonl", EV("leak_suspect", ", 'kind': 'a', 'confirmed': 'yes'"));
+    report_fails("run", -EINVAL, "confirmed");
+}
+END_TEST
+
 START_TEST(no_leak_and_no_results)
 {
     char *s;
@@ -763,6 +817,7 @@ Suite *report_suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, rich_header_and_suspects);
+    tcase_add_test(tc, unconfirmed_and_cleared_suspects);
     tcase_add_test(tc, rich_recycles_and_exits);
     tcase_add_test(tc, rich_distributions);
     tcase_add_test(tc, rich_advice);

@@ -137,6 +137,47 @@ START_TEST(requeue_goes_first_and_attempts_are_recorded)
 }
 END_TEST
 
+static bool starts_with(void *arg, const mv_task_t *task)
+{
+    return task->data[0] == *(const char *)arg;
+}
+
+/* A worker with a filter takes the first task it may take; the others keep their order. */
+START_TEST(take_the_first_task_a_filter_accepts)
+{
+    mv_tasks_t *t = fresh(100);
+    mv_task_t *x;
+    char b = 'b', z = 'z';
+
+    mv_tasks_feed(t, "a1\nb2\na3\nb4\n", 12, false);
+    ck_assert_ptr_null(mv_tasks_find(t, starts_with, &z));
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &z));
+    ck_assert_uint_eq(t->queued, 4);
+    t->paused = true; /* the source holds dispatch back: nothing is taken, filtered or not */
+    ck_assert_ptr_null(mv_tasks_find(t, starts_with, &b));
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &b));
+    t->paused = false;
+    ck_assert_uint_eq(mv_tasks_find(t, starts_with, &b)->id, 2);
+    x = mv_tasks_take_if(t, starts_with, &b);
+    ck_assert_uint_eq(x->id, 2);
+    mv_tasks_end(t, x, NULL);
+    x = mv_tasks_take_if(t, starts_with, &b); /* the tail itself */
+    ck_assert_uint_eq(x->id, 4);
+    mv_tasks_end(t, x, NULL);
+    ck_assert_ptr_null(mv_tasks_take_if(t, starts_with, &b));
+    ck_assert_uint_eq(t->queued, 2);
+    mv_tasks_feed(t, "b5\n", 3, true); /* the tail moved back: appends still land last */
+    ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 1);
+    mv_tasks_end(t, x, NULL);
+    ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 3);
+    mv_tasks_end(t, x, NULL);
+    ck_assert_uint_eq((x = mv_tasks_pop(t))->id, 5);
+    mv_tasks_end(t, x, NULL);
+    ck_assert_ptr_null(mv_tasks_pop(t));
+    mv_tasks_free(t);
+}
+END_TEST
+
 /* Reading a real file through the loop: lines longer than one 64 KiB read, many lines. */
 static int inputs;
 
@@ -729,6 +770,7 @@ Suite *tasks_suite(void)
     TCase *misc = tcase_create("util");
 
     tcase_add_test(tc, lines_become_tasks_with_line_numbers);
+    tcase_add_test(tc, take_the_first_task_a_filter_accepts);
     tcase_add_test(tc, any_bytes_survive);
     tcase_add_test(tc, too_long_lines_become_failed_tasks);
     tcase_add_test(tc, requeue_goes_first_and_attempts_are_recorded);

@@ -191,7 +191,7 @@ static void sup_handshake(struct sup *s, uint32_t slot, uint32_t prefetch, uint3
     sup_expect(s, &m, MVW_MSG_HELLO, 0);
     memcpy(&hello, m.payload, sizeof hello);
     ck_assert_uint_eq(hello.version, MVW_PROTOCOL_VERSION);
-    ck_assert_uint_eq(hello.flags, 0);
+    ck_assert_uint_eq(hello.flags, MVW_HELLO_TEMPLATE); /* single-threaded: it can be one */
     sup_send(s, MVW_MSG_GO, 0, 0, &go, sizeof go);
 }
 
@@ -312,6 +312,107 @@ START_TEST(test_version_mismatch)
     sup_start(&s, version_worker, NULL);
     sup_expect(&s, &m, MVW_MSG_HELLO, 0);
     sup_send(&s, MVW_MSG_GO, 0, 0, &go, sizeof go);
+    sup_finish(&s);
+}
+END_TEST
+
+/* Keeps what each "keep N" task asks for: the heap figures of its answers must show it. */
+static int heap_worker(void *arg)
+{
+    mvw_task_t t;
+    mvw_t *w;
+
+    CHILD_EQ(mvw_open(&w), 0);
+    while (mvw_next(w, &t) > 0) {
+        size_t n = (size_t)strtoul((const char *)t.data + 5, NULL, 10);
+        void *p = n ? malloc(n) : NULL;
+        if (p)
+            memset(p, 1, n); /* kept: the leak */
+        CHILD_EQ(mvw_done(w, "ok", 2), 0);
+    }
+    mvw_close(w);
+    return 0;
+}
+
+/* The live bytes of the next answer (DONE with MVW_F_HEAP, then "ok"). */
+static int64_t heap_answer(struct sup *s, uint64_t id, const char *task)
+{
+    const uint8_t *kind, *rest;
+    struct mvw_heap h;
+    size_t kl, rl;
+    struct mvw_msg m;
+
+    sup_send(s, MVW_MSG_TASK, 0, id, task, strlen(task));
+    sup_expect(s, &m, MVW_MSG_DONE, id);
+    ck_assert_uint_eq(m.h.flags, MVW_F_HEAP);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &h), 1);
+    ck_assert_uint_eq(rl, 2);
+    ck_assert_int_eq(h.blocks, -1); /* glibc's mallinfo2 counts no live blocks */
+    return h.live_bytes;
+}
+
+/* Version 2: GO asks for heap figures, and every answer carries mallinfo2's live bytes. */
+START_TEST(test_heap_figures_on_request)
+{
+    struct mvw_go go = {MVW_PROTOCOL_VERSION, 1, 1, MVW_MODE_BATCH | MVW_GO_HEAP};
+    int64_t a, b, c;
+    struct mvw_msg m;
+    struct sup s;
+
+    sup_start(&s, heap_worker, NULL);
+    sup_expect(&s, &m, MVW_MSG_HELLO, 0);
+    sup_send(&s, MVW_MSG_GO, 0, 0, &go, sizeof go);
+    a = heap_answer(&s, 1, "keep 0");
+    b = heap_answer(&s, 2, "keep 300000");
+    c = heap_answer(&s, 3, "keep 0");
+    ck_assert_int_gt(a, 0);
+    ck_assert_int_ge(b - a, 300000);
+    ck_assert_int_lt(c - b, 4096);
+    /* a TASK that asks for a collection is a TASK like any other in C */
+    sup_send(&s, MVW_MSG_TASK, MVW_F_COLLECT, 4, "keep 0", 6);
+    sup_expect(&s, &m, MVW_MSG_DONE, 4);
+    sup_send(&s, MVW_MSG_STOP, 0, 0, NULL, 0);
+    sup_expect_eof(&s);
+    sup_finish(&s);
+}
+END_TEST
+
+/* A memvisor that speaks version 1: no figures; and version 1 knows no request bits. */
+static int old_go_worker(void *arg)
+{
+    mvw_task_t t;
+    mvw_t *w;
+
+    if (arg) {
+        CHILD_EQ(mvw_open(&w), -EBADMSG);
+        return 0;
+    }
+    CHILD_EQ(mvw_open(&w), 0);
+    while (mvw_next(w, &t) > 0)
+        CHILD_EQ(mvw_done(w, "ok", 2), 0);
+    mvw_close(w);
+    return 0;
+}
+
+START_TEST(test_version_1_conversation)
+{
+    struct mvw_go go = {1, 1, 1, MVW_MODE_BATCH}, bad = {1, 1, 1, MVW_MODE_BATCH | MVW_GO_HEAP};
+    struct mvw_msg m;
+    struct sup s;
+
+    sup_start(&s, old_go_worker, NULL);
+    sup_expect(&s, &m, MVW_MSG_HELLO, 0);
+    sup_send(&s, MVW_MSG_GO, 0, 0, &go, sizeof go);
+    sup_send(&s, MVW_MSG_TASK, 0, 1, "x", 1);
+    sup_expect(&s, &m, MVW_MSG_DONE, 1);
+    ck_assert_uint_eq(m.h.flags, 0);
+    sup_send(&s, MVW_MSG_STOP, 0, 0, NULL, 0);
+    sup_expect_eof(&s);
+    sup_finish(&s);
+    sup_start(&s, old_go_worker, (void *)1);
+    sup_expect(&s, &m, MVW_MSG_HELLO, 0);
+    sup_send(&s, MVW_MSG_GO, 0, 0, &bad, sizeof bad);
     sup_finish(&s);
 }
 END_TEST
@@ -1149,6 +1250,8 @@ Suite *worker_api_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_handshake);
     tcase_add_test(tc, test_version_mismatch);
+    tcase_add_test(tc, test_heap_figures_on_request);
+    tcase_add_test(tc, test_version_1_conversation);
     tcase_add_test(tc, test_stop_before_go);
     tcase_add_test(tc, test_stop_with_go);
     tcase_add_test(tc, test_lockstep);

@@ -14,6 +14,9 @@ Suite *e2e_suite(void);
 Suite *faults_suite(void);
 Suite *cgroup_suite(void);
 Suite *leak_suite(void);
+Suite *isolate_suite(void);
+Suite *heapwire_suite(void);
+Suite *experiment_suite(void);
 Suite *leak_e2e_suite(void);
 Suite *cgroup_e2e_suite(void);
 Suite *cgroup_v2_suite(void);
@@ -48,6 +51,8 @@ Suite *hostmem_suite(void);
 Suite *escalate_suite(void);
 Suite *redis_suite(void);
 Suite *rentry_suite(void);
+Suite *tpolicy_suite(void);
+Suite *template_suite(void);
 Suite *progress_suite(void);
 
 #endif

@@ -8,16 +8,16 @@ import sys
 
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
-    0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak resume "
-       "confdiff addr kind paths metrics progress rurl",
+    0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak isolate resume "
+       "confdiff addr kind paths metrics progress rurl tpolicy",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
        "rscript rconn rtasks rtasks_int rheld",
     # 2: one worker
-    2: "worker worker_int worker_look",
+    2: "worker worker_int worker_look template",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
-    3: "dispatch watch suspect",
+    3: "dispatch watch suspect templates experiment",
     # 4: the slots
     4: "pool pool_int pool_esc spares",
     # 5: the run, its commands and the command lines

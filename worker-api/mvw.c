@@ -26,6 +26,8 @@
 
 #include <memvisor/worker.h>
 
+#include "mvw_int.h"
+
 #define MVW_API __attribute__((visibility("default")))
 
 #define RBUF_INIT      (64u << 10) /* one read takes up to this much */
@@ -39,38 +41,6 @@
 #define TBUF_KEEP      (1u << 20)
 #define SNAP_CAP_FIRST (64u << 10)
 #define SNAP_CAP_MAX   (16u << 20)
-#define KIND_MAX       255u
-
-struct mvw {
-    int fd;
-    unsigned slot;
-    uint32_t prefetch;
-    uint32_t mode;
-    int err;     /* sticky: the channel is unusable (EOF, malformed input, I/O error) */
-    int stopped; /* STOP received */
-
-    uint8_t *rbuf; /* input: see the invariant at the top */
-    size_t rcap, rpos, rlen, scan;
-
-    uint8_t *tbuf; /* the current task's bytes plus a '\0' */
-    size_t tcap;
-    int in_task; /* a task was handed out and is not answered yet */
-    uint64_t task_id;
-    uint64_t task_start_ns;
-    uint8_t kind_len; /* 0: no kind set for the current task */
-    char kind[KIND_MAX + 1];
-
-    uint8_t *wbuf; /* output not sent yet */
-    size_t wcap, wlen;
-    unsigned wcount; /* answers in wbuf */
-    uint64_t last_flush_ns;
-
-    int svc_open; /* service mode: BEGIN sent, END not yet */
-    uint64_t svc_id;
-
-    mvw_snapshot_fn snap_fn;
-    void *snap_arg;
-};
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO: cheap enough to call per task). */
 static uint64_t now_ns(void)
@@ -100,7 +70,7 @@ static int parse_fd(const char *s)
 
 /* Waits until fd is ready for `events`; used when a blocking call meets a non-blocking fd
  * (the fd's O_NONBLOCK belongs to the open file description, which we do not change). */
-static int wait_fd(int fd, short events)
+int mvw__wait_fd(int fd, short events)
 {
     struct pollfd p = {.fd = fd, .events = events};
 
@@ -111,7 +81,7 @@ static int wait_fd(int fd, short events)
 }
 
 /* Records a fatal channel error once and returns it. */
-static int fail_channel(mvw_t *w, int err)
+int mvw__fail(mvw_t *w, int err)
 {
     if (!w->err)
         w->err = err;
@@ -137,12 +107,12 @@ static int send_iov(mvw_t *w, struct iovec *iov, int n)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                rc = wait_fd(w->fd, POLLOUT);
+                rc = mvw__wait_fd(w->fd, POLLOUT);
                 if (rc < 0)
-                    return fail_channel(w, rc);
+                    return mvw__fail(w, rc);
                 continue;
             }
-            return fail_channel(w, -errno);
+            return mvw__fail(w, -errno);
         }
         while (r > 0) {
             size_t k = (size_t)r < mh.msg_iov->iov_len ? (size_t)r : mh.msg_iov->iov_len;
@@ -159,7 +129,7 @@ static int send_iov(mvw_t *w, struct iovec *iov, int n)
 }
 
 /* Sends the write buffer. */
-static int flush_out(mvw_t *w)
+int mvw__flush(mvw_t *w)
 {
     struct iovec iov;
     int rc;
@@ -198,36 +168,39 @@ static int wbuf_reserve(mvw_t *w, size_t n)
 }
 
 /*
- * Queues one message: header, optional kind prefix (u8 n + n bytes), then body. Large bodies
- * go out at once, without a copy, after what is already buffered.
+ * Queues one message: header, optional kind prefix (u8 n + n bytes), optional heap figures
+ * (struct mvw_heap), then body. Large bodies go out at once, without a copy, after what is
+ * already buffered.
  */
-static int queue_msg(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
-                     const void *body, size_t len)
+int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
+               const struct mvw_heap *heap, const void *body, size_t len)
 {
     uint8_t hdr[MVW_HEADER_SIZE + 1];
-    size_t pre = kind_len ? 1 + kind_len : 0;
-    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0);
-    struct iovec iov[3];
+    size_t pre = (kind_len ? 1 + kind_len : 0) + (heap ? sizeof *heap : 0);
+    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0), hsize = heap ? sizeof *heap : 0;
+    uint16_t flags = (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0);
+    struct iovec iov[4];
     int rc;
 
     if (w->err)
         return w->err;
     if (len > MVW_MAX_PAYLOAD - pre)
         return -EMSGSIZE;
-    mvw_put_header(hdr, type, kind_len ? MVW_F_KIND : 0, task, (uint32_t)(pre + len));
+    mvw_put_header(hdr, type, flags, task, (uint32_t)(pre + len));
     hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
     if (len >= WBUF_DIRECT) {
-        rc = flush_out(w);
+        rc = mvw__flush(w);
         if (rc < 0)
             return rc;
         iov[0] = (struct iovec){hdr, hlen};
         iov[1] = (struct iovec){(void *)kind, kind_len};
-        iov[2] = (struct iovec){(void *)body, len};
-        rc = send_iov(w, iov, 3);
+        iov[2] = (struct iovec){(void *)heap, hsize};
+        iov[3] = (struct iovec){(void *)body, len};
+        rc = send_iov(w, iov, 4);
         w->last_flush_ns = now_ns();
         return rc;
     }
-    rc = wbuf_reserve(w, hlen + kind_len + len);
+    rc = wbuf_reserve(w, hlen + kind_len + hsize + len);
     if (rc < 0)
         return rc;
     memcpy(w->wbuf + w->wlen, hdr, hlen);
@@ -235,10 +208,28 @@ static int queue_msg(mvw_t *w, uint16_t type, uint64_t task, const char *kind, s
     if (kind_len)
         memcpy(w->wbuf + w->wlen, kind, kind_len);
     w->wlen += kind_len;
+    if (hsize)
+        memcpy(w->wbuf + w->wlen, heap, hsize);
+    w->wlen += hsize;
     if (len)
         memcpy(w->wbuf + w->wlen, body, len);
     w->wlen += len;
     return 0;
+}
+
+/* The heap figures sent with each answer when memvisor asks (MVW_GO_HEAP): glibc's
+ * mallinfo2(), bytes in use in its arenas plus its mmap'd chunks. It walks the allocator's
+ * free lists under the arena lock: a few microseconds per task (bench/heap_overhead). */
+static void heap_figures(struct mvw_heap *h)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+
+    h->live_bytes = (int64_t)(mi.uordblks + mi.hblkhd);
+#else
+    h->live_bytes = -1;
+#endif
+    h->blocks = -1; /* glibc counts free chunks, not live ones */
 }
 
 /* The default heap view: glibc's mallinfo2() as a JSON object. */
@@ -260,7 +251,7 @@ static long default_snapshot(char *buf, size_t cap)
 
 /* Answers a SNAPSHOT request at once (memvisor is waiting for it). A callback that fails is
  * reported as a JSON error object; -ENOBUFS from it doubles the buffer and retries. */
-static int answer_snapshot(mvw_t *w)
+int mvw__answer_snapshot(mvw_t *w)
 {
     size_t cap = SNAP_CAP_FIRST;
     char *buf = NULL, *p;
@@ -282,9 +273,9 @@ static int answer_snapshot(mvw_t *w)
     if (n < 0 || (size_t)n > cap)
         n = snprintf(buf, cap, "{\"error\":\"snapshot callback failed\",\"errno\":%ld}",
                      n < 0 ? -n : (long)EOVERFLOW);
-    rc = queue_msg(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, buf, (size_t)n);
+    rc = mvw__queue(w, MVW_MSG_SNAPSHOT, 0, NULL, 0, NULL, buf, (size_t)n);
     free(buf);
-    return rc < 0 ? rc : flush_out(w);
+    return rc < 0 ? rc : mvw__flush(w);
 }
 
 /*
@@ -292,7 +283,7 @@ static int answer_snapshot(mvw_t *w)
  * STOP ends the batch (everything buffered is dropped). A malformed message stops the scan;
  * it is reported when it reaches the front. Anything else from memvisor here is an error.
  */
-static int scan(mvw_t *w)
+int mvw__scan(mvw_t *w)
 {
     struct mvw_msg m;
     long n;
@@ -306,7 +297,7 @@ static int scan(mvw_t *w)
         switch (m.h.type) {
         case MVW_MSG_TASK:
             if (w->mode == MVW_MODE_SERVICE)
-                return fail_channel(w, -EBADMSG);
+                return mvw__fail(w, -EBADMSG);
             w->scan += (size_t)n;
             break;
         case MVW_MSG_STOP:
@@ -316,11 +307,11 @@ static int scan(mvw_t *w)
         case MVW_MSG_SNAPSHOT:
             memmove(w->rbuf + w->scan, w->rbuf + w->scan + n, w->rlen - w->scan - (size_t)n);
             w->rlen -= (size_t)n;
-            rc = answer_snapshot(w);
+            rc = mvw__answer_snapshot(w);
             if (rc < 0)
                 return rc;
             break;
-        default: /* a second GO */ return fail_channel(w, -EBADMSG);
+        default: /* a second GO */ return mvw__fail(w, -EBADMSG);
         }
     }
     return 0;
@@ -381,18 +372,18 @@ static long read_in(mvw_t *w, int dontwait)
             return r;
         }
         if (r == 0)
-            return fail_channel(w, -EPIPE);
+            return mvw__fail(w, -EPIPE);
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (dontwait)
                 return -EAGAIN;
-            rc = wait_fd(w->fd, POLLIN);
+            rc = mvw__wait_fd(w->fd, POLLIN);
             if (rc < 0)
-                return fail_channel(w, rc);
+                return mvw__fail(w, rc);
             continue;
         }
-        return fail_channel(w, -errno);
+        return mvw__fail(w, -errno);
     }
 }
 
@@ -408,6 +399,14 @@ static int want_flush(mvw_t *w)
     return now - w->last_flush_ns >= FLUSH_AGE_NS || now - w->task_start_ns >= FLUSH_SLOW_NS;
 }
 
+static void free_mvw(mvw_t *w)
+{
+    free(w->rbuf);
+    free(w->tbuf);
+    free(w->wbuf);
+    free(w);
+}
+
 /* Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop. */
 static int handshake(mvw_t *w)
 {
@@ -419,7 +418,7 @@ static int handshake(mvw_t *w)
         n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
                        &m);
         if (n < 0)
-            return fail_channel(w, (int)n);
+            return mvw__fail(w, (int)n);
         if (n == 0) {
             n = read_in(w, 0);
             if (n < 0)
@@ -431,36 +430,41 @@ static int handshake(mvw_t *w)
         switch (m.h.type) {
         case MVW_MSG_GO:
             memcpy(&go, m.payload, sizeof go);
-            if (go.version != MVW_PROTOCOL_VERSION)
-                return fail_channel(w, -EPROTONOSUPPORT);
-            if (go.mode != MVW_MODE_BATCH && go.mode != MVW_MODE_SERVICE)
-                return fail_channel(w, -EBADMSG);
+            if (go.version < MVW_PROTOCOL_MIN || go.version > MVW_PROTOCOL_VERSION)
+                return mvw__fail(w, -EPROTONOSUPPORT);
+            w->mode = go.mode & MVW_MODE_MASK;
+            if ((w->mode != MVW_MODE_BATCH && w->mode != MVW_MODE_SERVICE &&
+                 w->mode != MVW_MODE_TEMPLATE) ||
+                (go.mode & ~(uint32_t)MVW_GO_VALID) || (go.version < 2 && go.mode != w->mode))
+                return mvw__fail(w, -EBADMSG);
             w->slot = go.slot;
             w->prefetch = go.prefetch;
-            w->mode = go.mode;
+            w->version = go.version;
+            w->report_heap = (go.mode & MVW_GO_HEAP) && w->mode == MVW_MODE_BATCH;
             /* What came with GO is handled now: a service polls the fd, which will not
              * wake it for bytes already buffered here. */
-            return scan(w);
+            return mvw__scan(w);
         case MVW_MSG_STOP:
             w->stopped = 1;
             w->rpos = w->rlen = w->scan = 0;
             return 0;
         case MVW_MSG_SNAPSHOT: {
-            int rc = answer_snapshot(w);
+            int rc = mvw__answer_snapshot(w);
             if (rc < 0)
                 return rc;
             break;
         }
-        default: /* a TASK before GO */ return fail_channel(w, -EBADMSG);
+        default: /* a TASK before GO */ return mvw__fail(w, -EBADMSG);
         }
     }
 }
 
 /* Opens the channel named by $MEMVISOR_FD, says HELLO and waits for GO. */
-MVW_API int mvw_open(mvw_t **out)
+static int open_channel(mvw_t **out)
 {
     const char *env = getenv(MVW_ENV_FD);
-    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, 0};
+    /* A single-threaded process can serve as a template (template.c). */
+    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, mvw__can_template() ? MVW_HELLO_TEMPLATE : 0};
     int fd, flags, type, rc;
     socklen_t tl = sizeof type;
     mvw_t *w;
@@ -486,16 +490,48 @@ MVW_API int mvw_open(mvw_t **out)
         return -ENOMEM;
     w->fd = fd;
     w->last_flush_ns = now_ns();
-    rc = queue_msg(w, MVW_MSG_HELLO, 0, NULL, 0, &hello, sizeof hello);
+    rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, NULL, &hello, sizeof hello);
     if (rc == 0)
-        rc = flush_out(w);
+        rc = mvw__flush(w);
     if (rc == 0)
         rc = handshake(w);
     if (rc < 0) {
-        free(w->rbuf);
-        free(w->wbuf);
-        free(w);
+        free_mvw(w);
         return rc;
+    }
+    *out = w;
+    return 0;
+}
+
+/*
+ * Connects as open_channel does. When memvisor asks this process to be the template (GO with
+ * MVW_MODE_TEMPLATE), everything before this call was the workers' start-up: the process now
+ * forks a worker per FORK request, and each child comes back here and connects on its own
+ * channel as a normal worker. A retired template returns 0 with mvw_stop_requested() true,
+ * as a worker told STOP before GO does, so the caller ends as it would after STOP.
+ */
+MVW_API int mvw_open(mvw_t **out)
+{
+    mvw_t *w;
+    int rc;
+
+    *out = NULL;
+    for (;;) {
+        rc = open_channel(&w);
+        if (rc < 0)
+            return rc;
+        if (w->mode != MVW_MODE_TEMPLATE)
+            break;
+        rc = mvw__serve_template(w);
+        if (rc < 0) {
+            free_mvw(w);
+            return rc;
+        }
+        if (rc == 0) {
+            w->mode = MVW_MODE_BATCH; /* retired: mvw_next() says STOP */
+            break;
+        }
+        free_mvw(w); /* a new worker: its channel has the template's fd number */
     }
     *out = w;
     return 0;
@@ -526,7 +562,7 @@ static int take_task(mvw_t *w, mvw_task_t *task)
     uint8_t *p;
 
     if (n <= 0) /* cannot happen: scan() checked it */
-        return fail_channel(w, -EBADMSG);
+        return mvw__fail(w, -EBADMSG);
     need = (size_t)m.h.length + 1;
     if (w->tcap < need || (w->tcap > TBUF_KEEP && need <= TBUF_KEEP / 4)) {
         cap = w->tcap < need ? w->tcap * 2 : need; /* grow geometrically, shrink to fit */
@@ -569,20 +605,20 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
     for (;;) {
         if (w->err)
             return w->err;
-        rc = scan(w);
+        rc = mvw__scan(w);
         if (rc < 0)
             return rc;
         if (w->stopped)
-            return flush_out(w);
+            return mvw__flush(w);
         if (w->rpos < w->scan)
             return take_task(w, task);
         n = mvw_decode(w->rbuf + w->rpos, w->rlen - w->rpos, MVW_MAX_PAYLOAD, MVW_FROM_SUPERVISOR,
                        &m);
         if (n < 0)
-            return fail_channel(w, (int)n);
+            return mvw__fail(w, (int)n);
         n = w->wlen ? read_in(w, 1) : -EAGAIN;
         if (n == -EAGAIN) {
-            rc = flush_out(w);
+            rc = mvw__flush(w);
             if (rc < 0)
                 return rc;
             n = read_in(w, 0);
@@ -595,20 +631,25 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
 /* Answers the task in hand with DONE or FAIL (plus its kind) and flushes per the policy. */
 static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
 {
+    struct mvw_heap heap;
     int rc;
 
     if (!w->in_task)
         return -EINVAL;
     if (!body && len)
         return -EINVAL;
-    rc = queue_msg(w, type, w->task_id, w->kind, w->kind_len, body, len);
+    /* MVW_F_COLLECT asks for garbage to be collected first: C has none to collect. */
+    if (w->report_heap)
+        heap_figures(&heap);
+    rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, w->report_heap ? &heap : NULL, body,
+                    len);
     if (rc == -EMSGSIZE || rc == -ENOMEM)
         return rc; /* still in hand: the caller may answer again, shorter */
     w->in_task = 0;
     w->wcount++;
     if (rc < 0)
         return rc;
-    return want_flush(w) ? flush_out(w) : 0;
+    return want_flush(w) ? mvw__flush(w) : 0;
 }
 
 MVW_API int mvw_done(mvw_t *w, const void *result, size_t len)
@@ -657,12 +698,12 @@ MVW_API int mvw_begin(mvw_t *w, const char *kind)
         if (n < 0)
             return n;
     }
-    rc = queue_msg(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, 0);
+    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, NULL, 0);
     if (rc < 0)
         return rc;
     w->svc_id++;
     w->svc_open = 1;
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Service mode: the open request ends with `status` (0 = ok); END goes out at once. */
@@ -675,11 +716,11 @@ MVW_API int mvw_end(mvw_t *w, int status)
         return -EOPNOTSUPP;
     if (!w->svc_open)
         return -EINVAL;
-    rc = queue_msg(w, MVW_MSG_END, w->svc_id, NULL, 0, &st, sizeof st);
+    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, NULL, &st, sizeof st);
     if (rc < 0)
         return rc;
     w->svc_open = 0;
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Non-blocking: reads what is there, handles STOP and SNAPSHOT, sends buffered answers. */
@@ -692,7 +733,7 @@ MVW_API int mvw_poll(mvw_t *w)
     for (;;) {
         if (w->err)
             return w->err;
-        rc = scan(w);
+        rc = mvw__scan(w);
         if (rc < 0)
             return rc;
         if (w->stopped)
@@ -702,7 +743,7 @@ MVW_API int mvw_poll(mvw_t *w)
             n = mvw_decode(w->rbuf + w->scan, w->rlen - w->scan, MVW_MAX_PAYLOAD,
                            MVW_FROM_SUPERVISOR, &m);
             if (n < 0)
-                return fail_channel(w, (int)n);
+                return mvw__fail(w, (int)n);
         }
         n = read_in(w, 1);
         if (n == -EAGAIN)
@@ -710,7 +751,7 @@ MVW_API int mvw_poll(mvw_t *w)
         if (n < 0)
             return (int)n;
     }
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 MVW_API int mvw_stop_requested(const mvw_t *w)
@@ -726,7 +767,7 @@ MVW_API void mvw_set_snapshot(mvw_t *w, mvw_snapshot_fn fn, void *arg)
 
 MVW_API int mvw_flush(mvw_t *w)
 {
-    return flush_out(w);
+    return mvw__flush(w);
 }
 
 /* Sends what is buffered (best effort), closes the channel and frees everything. */
@@ -734,12 +775,9 @@ MVW_API void mvw_close(mvw_t *w)
 {
     if (!w)
         return;
-    flush_out(w);
+    mvw__flush(w);
     close(w->fd);
-    free(w->rbuf);
-    free(w->tbuf);
-    free(w->wbuf);
-    free(w);
+    free_mvw(w);
 }
 
 /* Static text for the errors this API returns; names what to do where that helps. */

@@ -21,6 +21,30 @@
  *     memvisor -> SNAPSHOT / worker -> SNAPSHOT {json}     heap view on request
  *     worker -> BEGIN id kind / END id status              service mode: worker-made tasks
  *
+ * Versions. memvisor speaks every version from MVW_PROTOCOL_MIN to MVW_PROTOCOL_VERSION and
+ * answers HELLO with a GO of the version the worker said: that is the conversation's version.
+ * Version 2 adds, for leak attribution (docs/leaks.md):
+ *   - GO's mode may carry MVW_GO_HEAP: the worker answers every task with its own heap
+ *     figures (MVW_F_HEAP on DONE/FAIL, struct mvw_heap after the kind). memvisor asks only
+ *     when it has no better figures (no heap preload) and counts them for attribution only;
+ *   - TASK may carry MVW_F_COLLECT: the worker collects garbage (Python: gc.collect()) after
+ *     the task and before it answers, so that the reading at the answer holds no garbage
+ *     waiting for a collector. Sent for the tasks whose readings a verdict is made from.
+ *   - the warm template (a worker whose start-up runs once and which forks new workers on
+ *     request, docs/templates.md):
+ *     worker -> HELLO {version 2, flags MVW_HELLO_TEMPLATE}   it can serve as a template
+ *     memvisor -> GO {mode MVW_MODE_TEMPLATE}          serve as the template
+ *     worker -> TEMPLATE {pid, features}               ready: nothing is sent before it
+ *     memvisor -> FORK id {slot, ...} + fds            (SCM_RIGHTS, see struct mvw_fork)
+ *     worker -> FORKED id {pid | error}                in the order of the FORKs
+ *     memvisor -> STOP                                 retire: answer what was asked, exit 0
+ *   Every message memvisor sends a template after GO carries its fds on its own first byte,
+ *   so the template reads them with exact-size recvmsg calls (the header, then the payload)
+ *   and the fds that come during those reads belong to that message. TEMPLATE is what allows
+ *   memvisor to send FORK at all: the template's handshake reads ahead with plain recv(),
+ *   which would drop the fds of a FORK it read along with GO.
+ * A version-1 worker gets none of these.
+ *
  * The decoder below checks the length against the caller's limit before anything is copied,
  * and checks type, flags, direction and fixed payload sizes. Short reads are normal: the
  * decoder returns 0 ("need more bytes") until a whole message is buffered.
@@ -35,7 +59,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define MVW_PROTOCOL_VERSION 1u
+#define MVW_PROTOCOL_VERSION 2u
+#define MVW_PROTOCOL_MIN     1u /* the oldest version memvisor still speaks */
 #define MVW_HEADER_SIZE      16u
 /* Hard cap of one payload; `[worker] max_message` can only lower it. */
 #define MVW_MAX_PAYLOAD (64u << 20)
@@ -54,17 +79,31 @@ enum mvw_msg_type {
     MVW_MSG_BEGIN,     /* w->s  service mode: a task begins; task id chosen by the worker */
     MVW_MSG_END,       /* w->s  service mode: that task ended; payload: u32 status (0 = ok) */
     MVW_MSG_SNAPSHOT,  /* s->w request (no payload); w->s reply (payload: JSON text) */
+    MVW_MSG_FORK,      /* s->w template: start a worker; payload struct mvw_fork, fds */
+    MVW_MSG_FORKED,    /* w->s template: FORK's answer (same id); payload struct mvw_forked */
+    MVW_MSG_TEMPLATE,  /* w->s template: ready for FORK; payload struct mvw_template */
     MVW_MSG_TYPE_MAX
 };
 
 /* Flags. DONE/FAIL/BEGIN with MVW_F_KIND: payload starts with u8 n, then n bytes of task
- * kind, then the result/error (BEGIN: nothing else). */
-#define MVW_F_KIND  0x0001u
-#define MVW_F_VALID 0x0001u
+ * kind, then the result/error (BEGIN: nothing else). DONE/FAIL with MVW_F_HEAP (v2): a
+ * struct mvw_heap follows the kind (or starts the payload), then the result/error. TASK with
+ * MVW_F_COLLECT (v2): collect garbage before answering. */
+#define MVW_F_KIND    0x0001u
+#define MVW_F_HEAP    0x0002u
+#define MVW_F_COLLECT 0x0004u
+#define MVW_F_VALID   0x0007u
 
-/* GO modes. */
-#define MVW_MODE_BATCH   0u /* memvisor sends TASKs */
-#define MVW_MODE_SERVICE 1u /* the worker makes its own tasks with BEGIN/END */
+/* GO modes: the low byte; higher bits are requests (v2). */
+#define MVW_MODE_BATCH    0u      /* memvisor sends TASKs */
+#define MVW_MODE_SERVICE  1u      /* the worker makes its own tasks with BEGIN/END */
+#define MVW_MODE_TEMPLATE 2u      /* version 2: fork workers on FORK (see above) */
+#define MVW_MODE_MASK     0x00ffu /* the mode itself */
+#define MVW_GO_HEAP       0x0100u /* answer every task with MVW_F_HEAP (batch mode) */
+#define MVW_GO_VALID      (MVW_MODE_MASK | MVW_GO_HEAP)
+
+/* HELLO flags. */
+#define MVW_HELLO_TEMPLATE 0x1u /* version 2: this worker can serve as a template */
 
 struct mvw_hello {
     uint32_t version; /* MVW_PROTOCOL_VERSION the worker speaks */
@@ -72,10 +111,55 @@ struct mvw_hello {
 };
 
 struct mvw_go {
-    uint32_t version;  /* MVW_PROTOCOL_VERSION memvisor speaks */
+    uint32_t version;  /* the conversation's version: the worker's, when memvisor speaks it */
     uint32_t slot;     /* worker slot number, 1-based */
     uint32_t prefetch; /* most TASKs memvisor keeps outstanding on this worker */
-    uint32_t mode;     /* MVW_MODE_* */
+    uint32_t mode;     /* MVW_MODE_*, plus MVW_GO_HEAP (v2) */
+};
+
+/* A worker's own heap figures, sent with an answer (MVW_F_HEAP), as the worker's allocator
+ * sees them just before it answers: C, glibc's mallinfo2() (bytes in use in its arenas plus
+ * its mmap'd chunks); Python, the same through ctypes plus sys.getallocatedblocks(). -1 =
+ * unknown. memvisor makes per-task deltas of consecutive answers. */
+struct mvw_heap {
+    int64_t live_bytes; /* bytes the allocator has handed out and not had back */
+    int64_t blocks;     /* live blocks (Python: pymalloc's allocated blocks) */
+};
+
+/*
+ * FORK: start a worker from the template. The fds come with the message (SCM_RIGHTS), in
+ * this order: the output pipe (the child's stdout and stderr), then `nfds` fds the child gets
+ * as fds 3, 4, ... (as an exec'd worker inherits them: the listen sockets, then its channel,
+ * at the number MEMVISOR_FD already names), then the cgroup directory (MVW_FORK_CGROUP_DIR,
+ * cgroup v2: clone3(CLONE_INTO_CGROUP), so the child is born in it), then its cgroup.procs
+ * (MVW_FORK_CGROUP_PROCS: the child writes "0" to it before anything else when it was not
+ * born there: cgroup v1, or a kernel without CLONE_INTO_CGROUP).
+ */
+#define MVW_FORK_CGROUP_DIR   0x1u
+#define MVW_FORK_CGROUP_PROCS 0x2u
+#define MVW_FORK_FLAGS        0x3u
+#define MVW_FORK_MAX_FDS      64u /* nfds limit: well under the kernel's SCM_MAX_FD (253) */
+struct mvw_fork {
+    uint32_t slot;  /* the worker's slot (its MEMVISOR_SLOT) */
+    uint32_t nfds;  /* fds for 3, 4, ... */
+    uint32_t flags; /* MVW_FORK_* */
+    uint32_t reserved;
+};
+
+/* FORKED: the child's pid, or the errno of the failed start (pid 0). */
+#define MVW_FORKED_IN_CGROUP 0x1u /* born in its cgroup (CLONE_INTO_CGROUP) */
+struct mvw_forked {
+    int32_t pid;
+    int32_t error;
+    uint32_t flags; /* MVW_FORKED_* */
+    uint32_t reserved;
+};
+
+/* TEMPLATE: the template is ready. */
+#define MVW_TEMPLATE_TID 0x1u /* its children's thread ids are set as fork() sets them */
+struct mvw_template {
+    uint32_t pid;      /* the template's own pid */
+    uint32_t features; /* MVW_TEMPLATE_* */
 };
 
 struct mvw_header {
@@ -113,6 +197,9 @@ static inline long mvw_fixed_size(uint16_t type)
     case MVW_MSG_GO: return (long)sizeof(struct mvw_go);
     case MVW_MSG_STOP: return 0;
     case MVW_MSG_END: return 4;
+    case MVW_MSG_FORK: return (long)sizeof(struct mvw_fork);
+    case MVW_MSG_FORKED: return (long)sizeof(struct mvw_forked);
+    case MVW_MSG_TEMPLATE: return (long)sizeof(struct mvw_template);
     default: return -1;
     }
 }
@@ -125,10 +212,13 @@ static inline int mvw_type_allowed(uint16_t type, enum mvw_dir dir)
     case MVW_MSG_DONE:
     case MVW_MSG_FAIL:
     case MVW_MSG_BEGIN:
-    case MVW_MSG_END: return dir == MVW_FROM_WORKER;
+    case MVW_MSG_END:
+    case MVW_MSG_FORKED:
+    case MVW_MSG_TEMPLATE: return dir == MVW_FROM_WORKER;
     case MVW_MSG_GO:
     case MVW_MSG_TASK:
-    case MVW_MSG_STOP: return dir == MVW_FROM_SUPERVISOR;
+    case MVW_MSG_STOP:
+    case MVW_MSG_FORK: return dir == MVW_FROM_SUPERVISOR;
     case MVW_MSG_SNAPSHOT: return 1;
     default: return 0;
     }
@@ -162,6 +252,10 @@ static inline long mvw_decode(const uint8_t *buf, size_t len, uint32_t max_paylo
         return -EBADMSG;
     if ((h.flags & MVW_F_KIND) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
         h.type != MVW_MSG_BEGIN)
+        return -EBADMSG;
+    if ((h.flags & MVW_F_HEAP) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL)
+        return -EBADMSG;
+    if ((h.flags & MVW_F_COLLECT) && h.type != MVW_MSG_TASK)
         return -EBADMSG;
     /* Payloads the conversation says are empty: a SNAPSHOT request, a BEGIN without kind. */
     if (h.length != 0 && ((h.type == MVW_MSG_SNAPSHOT && dir == MVW_FROM_SUPERVISOR) ||
@@ -202,11 +296,28 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
     return 0;
 }
 
+/* After mvw_split_kind: takes the struct mvw_heap of a DONE/FAIL with MVW_F_HEAP off the
+ * front of rest[0..*rest_len) into *heap. 1 when there was one, 0 when the message has none
+ * (*heap untouched), -EBADMSG when it is cut short. */
+static inline int mvw_split_heap(const struct mvw_msg *m, const uint8_t **rest, size_t *rest_len,
+                                 struct mvw_heap *heap)
+{
+    if (!(m->h.flags & MVW_F_HEAP))
+        return 0;
+    if (*rest_len < sizeof *heap)
+        return -EBADMSG;
+    memcpy(heap, *rest, sizeof *heap);
+    *rest += sizeof *heap;
+    *rest_len -= sizeof *heap;
+    return 1;
+}
+
 /* A short, stable name for a type, for logs. */
 static inline const char *mvw_type_name(uint16_t type)
 {
     static const char *const names[MVW_MSG_TYPE_MAX] = {
-        "?", "HELLO", "GO", "TASK", "DONE", "FAIL", "STOP", "BEGIN", "END", "SNAPSHOT",
+        "?",     "HELLO", "GO",       "TASK", "DONE",   "FAIL",     "STOP",
+        "BEGIN", "END",   "SNAPSHOT", "FORK", "FORKED", "TEMPLATE",
     };
     return type < MVW_MSG_TYPE_MAX ? names[type] : "?";
 }

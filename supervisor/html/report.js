@@ -268,6 +268,16 @@
     if (K.more > 0) add(sec, "p", "mv-note", K.more + " more kinds not shown.");
   }
 
+  /* ---- kinds suspected and not confirmed, or cleared, and why ---------------------- */
+  function notConfirmed() {
+    var list = D.not_confirmed || [];
+    if (!list.length) return;
+    var sec = section("Suspected, not confirmed or cleared",
+      "Suspects become leaks only when an experiment (the kind alone on a fresh worker) or " +
+      "their own evidence confirms them; the limit advice uses confirmed suspects only.");
+    table(sec, ["kind", "status", "why"], list.map(function (k) { return [k.kind, k.status, k.note || ""]; }));
+  }
+
   /* ---- suspects -------------------------------------------------------------------- */
   function suspects() {
     var sec = section("Leak suspects, biggest retained per task first",
@@ -281,6 +291,7 @@
       add(card, "h3", null, s.kind + " — " + sbytes(s.per_task) + " per task, confidence " +
         s.confidence.toFixed(2) + ", rule " + (s.rules.join(",") || "?") + ", " + s.events +
         " event" + (s.events === 1 ? "" : "s") + (s.fds_per_task > 0 ? ", " + s.fds_per_task.toFixed(2) + " fds/task" : ""));
+      if (s.evidence) add(card, "p", null, "confirmed by " + s.evidence);
       add(card, "p", null, s.retained_n ? "retained p50 " + sbytes(s.retained_p50) + " over " + s.retained_n +
         " tasks of this kind; seen on " + s.workers + " worker" + (s.workers === 1 ? "" : "s")
         : "no measured task of this kind in the results; seen on " + s.workers + " worker(s)");
@@ -331,6 +342,7 @@
   throughput();
   distributions();
   suspects();
+  notConfirmed();
   advice();
   /* uPlot draws in a microtask after it is made: check once that has run */
   setTimeout(function () {

@@ -13,12 +13,19 @@
  *   sleep MS       sleep MS milliseconds, then done "slept=MS"
  *   alloc MIB      malloc + memset MIB MiB and keep it (a leak), done "allocated=MIB"
  *   allocfree MIB  malloc + memset + free + malloc_trim(0), done "freed=MIB"
+ *   defer KIB      keep KIB KiB as garbage a collector frees: at the start of any task
+ *                  after 8 such blocks (a generational collector's threshold), all of them
+ *                  are freed -- by whatever task comes, of whatever kind, done "deferred=KIB"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
  *                  done "held=MIB" ("held=0" when no SIGUSR1 came within 120 s)
  *   cgroup         done with the worker's own cgroup: "cgroup=PATH" (the v2 "0::" line, else
  *                  the v1 memory line of /proc/self/cgroup)
+ *   selfmem MIB    what the worker measures of itself around keeping MIB MiB more (touched):
+ *                  done "usage=U0,U1 priv=P0,P1 pid=PID", its cgroup's usage (v1
+ *                  memory.usage_in_bytes, v2 memory.current) and its private memory (statm:
+ *                  resident - shared) at the task's start and end
  *   whoami         done with "uid=U gid=G groups=N pdeathsig=S": its ids, how many
  *                  supplementary groups it has, and the parent-death signal it was started
  *                  with (read before it arms its own)
@@ -38,7 +45,8 @@
  *   anything else  fail "unknown command"
  *
  * Options: --alloc-at-start MIB (allocate and keep MIB MiB before mvw_open),
- * --crash-at-start (abort before mvw_open), --fatal (exit MVW_EXIT_FATAL before
+ * --crash-at-start (abort before mvw_open), --crash-at-start-slot N (the same when
+ * MEMVISOR_SLOT is N: 0 is the warm template), --fatal (exit MVW_EXIT_FATAL before
  * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
  * --ignore-term (ignore SIGTERM).
@@ -69,7 +77,8 @@
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start] [--fatal]\n"
+            "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
+            "       [--crash-at-start-slot N] [--fatal]\n"
             "       [--no-hello]\n"
             "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n");
     exit(2);
@@ -159,6 +168,31 @@ static int alloc_mib(unsigned long mib, int keep)
     }
     kept = k;
     kept[nkept++] = p;
+    return 0;
+}
+
+/* Garbage waiting for a collector (the defer command). */
+static void *garbage[8];
+static size_t ngarbage;
+
+/* The collector: runs at the start of every task, frees the garbage once there are 8. */
+static void collect(void)
+{
+    if (ngarbage < sizeof garbage / sizeof garbage[0])
+        return;
+    while (ngarbage)
+        free(garbage[--ngarbage]);
+}
+
+static int defer_kib(unsigned long kib)
+{
+    void *p = malloc(kib ? kib << 10 : 1);
+
+    if (!p)
+        return -ENOMEM;
+    memset(p, 0x33, kib << 10);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    garbage[ngarbage++] = p;
     return 0;
 }
 
@@ -269,6 +303,61 @@ static int orphan(mvw_t *w, unsigned long ms, int code)
     return done_num(w, "orphan", (unsigned long)grandchild);
 }
 
+/* This process's cgroup usage (v2 memory.current, else v1 memory.usage_in_bytes), -1 when
+ * unknown. */
+static long long own_usage(void)
+{
+    char line[512], path[700] = "";
+    long long v = -1;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+
+    while (f && fgets(line, sizeof line, f)) {
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        line[strcspn(line, "\n")] = '\0';
+        if (c2 && c2 != c1 + 1 && memmem(c1, (size_t)(c2 - c1), "memory", 6))
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", c2 + 1);
+        else if (c2 && c2 == c1 + 1 && !path[0])
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.current", c2 + 1);
+    }
+    if (f)
+        fclose(f);
+    f = path[0] ? fopen(path, "re") : NULL;
+    if (f && fscanf(f, "%lld", &v) != 1)
+        v = -1;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* This process's private memory as statm gives it (resident - shared), -1 when unknown. */
+static long long own_private(void)
+{
+    long long size, res = -1, shared = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+
+    if (f && fscanf(f, "%lld %lld %lld", &size, &res, &shared) != 3)
+        res = -1;
+    if (f)
+        fclose(f);
+    return res < 0 ? -1 : (res - shared) * sysconf(_SC_PAGESIZE);
+}
+
+/* Answers what it measured of itself around keeping `mib` MiB more. */
+static int self_measured(mvw_t *w, unsigned long mib)
+{
+    long long u0 = own_usage(), p0 = own_private(), u1, p1;
+    char out[160];
+    int n;
+
+    if (alloc_mib(mib, 1) < 0)
+        return mvw_fail(w, "out of memory", 13);
+    u1 = own_usage();
+    p1 = own_private();
+    n = snprintf(out, sizeof out, "usage=%lld,%lld priv=%lld,%lld pid=%d", u0, u1, p0, p1,
+                 (int)getpid());
+    return mvw_done(w, out, (size_t)n);
+}
+
 /* Runs one command (the task bytes p[0..n)) and answers it. */
 static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
 {
@@ -366,6 +455,13 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
     }
     if (is_cmd(p, n, "cgroup", &arg, &len))
         return own_cgroup(w);
+    if (is_cmd(p, n, "selfmem", &arg, &len))
+        return self_measured(w, num(arg, len));
+    if (is_cmd(p, n, "defer", &arg, &len)) {
+        if (ngarbage == sizeof garbage / sizeof garbage[0] || defer_kib(num(arg, len)) < 0)
+            return mvw_fail(w, "out of memory", 13);
+        return done_num(w, "deferred", num(arg, len));
+    }
     if (is_cmd(p, n, "whoami", &arg, &len))
         return whoami(w);
     if (is_cmd(p, n, "cgwrite", &arg, &len))
@@ -486,6 +582,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--crash-at-start")) {
             abort();
+        } else if (!strcmp(argv[i], "--crash-at-start-slot") && i + 1 < argc) {
+            const char *slot = getenv("MEMVISOR_SLOT");
+            if (slot && !strcmp(slot, argv[++i]))
+                abort();
         } else if (!strcmp(argv[i], "--fatal")) {
             fprintf(stderr, "mvtest_worker: --fatal: exiting with %d\n", MVW_EXIT_FATAL);
             return MVW_EXIT_FATAL;
@@ -528,6 +628,7 @@ int main(int argc, char **argv)
             mvw_flush(w);
             abort();
         }
+        collect();
         rc = run(w, &t, t.data, t.len);
         if (rc < 0)
             break;

@@ -41,6 +41,9 @@ BEGIN = 7
 END = 8
 SNAPSHOT = 9
 F_KIND = 1
+F_HEAP = 2
+F_COLLECT = 4
+GO_HEAP = 0x100
 
 # The worker side. Written to a file so that tracemalloc names a real file:line.
 CHILD = r'''
@@ -69,6 +72,10 @@ def handle(task):
         return None
     if word == b"obj":
         KEEP.append(Leaky())
+        return None
+    if word == b"cycle":  # 1 MiB only the cyclic collector frees
+        a, b = Leaky(), Leaky()
+        a.other, b.other, a.data = b, a, bytearray(1 << 20)
         return None
     if word == b"text":
         return task.text
@@ -257,7 +264,9 @@ class FakeMemvisor(unittest.TestCase):
     def handshake(self, slot=1, prefetch=1, mode=0, then=b""):
         mtype, flags, task, payload = self.recv()
         self.assertEqual((mtype, flags, task), (HELLO, 0, 0))
-        self.assertEqual(struct.unpack("=II", payload), (1, 0))
+        version, hello_flags = struct.unpack("=II", payload)
+        self.assertEqual(version, mw.PROTOCOL_VERSION)
+        self.assertIn(hello_flags, (0, mw.HELLO_TEMPLATE))  # 0 in a process with threads
         self.sup.sendall(go(slot, prefetch, mode) + then)
 
     def expect(self, mtype, task, payload, flags=0):
@@ -279,7 +288,7 @@ def msg(mtype, task=0, payload=b"", flags=0):
     return HEADER.pack(len(payload), mtype, flags, task) + payload
 
 
-def go(slot=1, prefetch=1, mode=0, version=1):
+def go(slot=1, prefetch=1, mode=0, version=2):
     return msg(GO, 0, struct.pack("=IIII", version, slot, prefetch, mode))
 
 
@@ -365,8 +374,65 @@ class Handshake(FakeMemvisor):
     def test_other_protocol_version_is_a_protocol_error(self):
         self.spawn()
         self.recv()
-        self.sup.sendall(go(version=2))
-        self.assert_exit(11, "version 2")
+        self.sup.sendall(go(version=mw.PROTOCOL_VERSION + 1))
+        self.assert_exit(11, "version %d" % (mw.PROTOCOL_VERSION + 1))
+
+    def test_version_1_conversation_works_without_requests(self):
+        self.spawn()
+        self.recv()
+        self.sup.sendall(go(version=1))
+        self.assertEqual(self.task(1, b"x"), (DONE, 0, 1, b"x"))
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_version_1_go_with_a_request_is_a_protocol_error(self):
+        self.spawn()
+        self.recv()
+        self.sup.sendall(go(mode=GO_HEAP, version=1))
+        self.assert_exit(11, "mode")
+
+    def test_unknown_go_request_is_a_protocol_error(self):
+        self.spawn()
+        self.recv()
+        self.sup.sendall(go(mode=0x200))
+        self.assert_exit(11, "mode")
+
+
+class HeapFigures(FakeMemvisor):
+    """Version 2: the worker's own heap figures with every answer when GO asks
+    (MVW_GO_HEAP), and a collection before the answer when a TASK asks (MVW_F_COLLECT)."""
+
+    def figures(self, task_id, data, flags=0, result=b""):
+        self.send(TASK, task_id, data, flags)
+        mtype, mflags, task, payload = self.recv()
+        self.assertEqual((mtype, mflags & F_HEAP, task), (DONE, F_HEAP, task_id))
+        live, blocks = struct.unpack_from("=qq", payload)
+        self.assertEqual(payload[16:], result)
+        self.assertGreater(live, 0)
+        self.assertGreater(blocks, 0)
+        return live
+
+    def test_answers_carry_live_bytes_and_collect_when_asked(self):
+        self.spawn()
+        self.handshake(mode=GO_HEAP)
+        base = self.figures(1, b"text", result=b"text")
+        kept = self.figures(2, b"leak")
+        self.assertGreaterEqual(kept - base, 65536)  # the 64 KiB it keeps
+        garbage = self.figures(3, b"cycle")
+        self.assertGreaterEqual(garbage - kept, 1 << 20)  # waits for the collector
+        collected = self.figures(4, b"cycle", F_COLLECT)
+        self.assertLess(collected - kept, 1 << 19)  # both cycles collected before the answer
+        self.send(STOP)
+        self.assert_exit(0)
+
+    def test_no_figures_unless_asked(self):
+        self.spawn()
+        self.handshake()
+        self.assertEqual(self.task(1, b"text"), (DONE, 0, 1, b"text"))
+        self.send(TASK, 2, b"text", F_COLLECT)  # a collection alone changes no answer
+        self.assertEqual(self.recv(), (DONE, 0, 2, b"text"))
+        self.send(STOP)
+        self.assert_exit(0)
 
 
 class Batch(FakeMemvisor):
@@ -804,6 +870,12 @@ class Units(unittest.TestCase):
         self.assertEqual(mw.MAX_PAYLOAD, 64 << 20)
         self.assertEqual(define("MVW_EXIT_FATAL"), str(mw.EXIT_FATAL))
         self.assertEqual(define("MVW_F_KIND"), "0x%04xu" % mw.F_KIND)
+        self.assertEqual(define("MVW_F_HEAP"), "0x%04xu" % mw.F_HEAP)
+        self.assertEqual(define("MVW_F_COLLECT"), "0x%04xu" % mw.F_COLLECT)
+        self.assertEqual(define("MVW_F_VALID"), "0x%04xu" % mw.F_VALID)
+        self.assertEqual(define("MVW_PROTOCOL_MIN"), "%du" % mw.PROTOCOL_MIN)
+        self.assertEqual(define("MVW_MODE_MASK"), "0x%04xu" % mw.MODE_MASK)
+        self.assertEqual(define("MVW_GO_HEAP"), "0x%04xu" % mw.GO_HEAP)
         names = re.search(r"enum mvw_msg_type \{(.*?)\};", text, re.S).group(1)
         order = re.findall(r"MVW_MSG_([A-Z_]+)", names)
         for i, name in enumerate(order[:-1], 1):  # the last is MVW_MSG_TYPE_MAX

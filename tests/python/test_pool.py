@@ -195,16 +195,17 @@ class SameAsMultiprocessing(unittest.TestCase):
 
 class Leaks(PoolTest):
     def test_a_worker_that_leaks_past_its_limit_is_recycled_and_no_result_is_lost(self):
-        n = 150
+        n = 200
         with self.pool(memory_soft="40M", memory_hard="400M") as pool:
             got = list(pool.imap_unordered(pf.leak_mib, range(n), with_stats=True))
         self.assertEqual(sorted(r for r, _s in got), [3 * i for i in range(n)])
         stats = [s for _r, s in got]
         self.assertEqual({s.status for s in stats}, {"ok"})
         self.assertEqual({s.attempts for s in stats}, {1})
-        # 1 MiB kept per task, 40 MiB allowed: each worker is replaced every ~30 tasks (a few
-        # more: on cgroup v1 memvisor re-reads a worker over the threshold every 5 ms, and
-        # these tasks take 0.1 ms), and no worker was killed (1 attempt each).
+        # 1 MiB kept per task, 40 MiB allowed: each worker is replaced every ~30-40 tasks (a
+        # few more: on cgroup v1 memvisor re-reads a worker over the threshold every 5 ms, and
+        # these tasks take 0.1 ms; forked from the template, the interpreter's own pages are
+        # the template's, not the worker's), and no worker was killed (1 attempt each).
         self.assertGreaterEqual(len({s.pid for s in stats}), 5)
         self.assertGreaterEqual(max(s.mem_after for s in stats), 38 * MiB)
 
@@ -238,7 +239,10 @@ class Leaks(PoolTest):
         for s in r.stats:
             self.assertGreaterEqual(s.retained, 15 * MiB, [x.retained >> 20 for x in r.stats])
             self.assertLessEqual(s.retained, 34 * MiB, [x.retained >> 20 for x in r.stats])
-            self.assertGreaterEqual(s.mem_peak, s.mem_after)
+            # The peak is the worker's cgroup's; mem_after, its private memory, also counts
+            # the template's pages it maps (charged to the template): the peak holds what
+            # the task kept.
+            self.assertGreaterEqual(s.mem_peak, s.retained)
 
     def test_a_leak_suspect_is_logged_with_its_snapshot(self):
         with self.assertLogs("memvisor", logging.WARNING) as logs:

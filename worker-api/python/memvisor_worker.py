@@ -56,6 +56,12 @@ most (tracing N frames). Subclasses may override ``Worker.snapshot()``. A snapsh
 full gc.collect() and walks gc.get_objects(): about 0.15 s per million live objects here, plus
 about 1 s per million traced blocks with tracemalloc on.
 
+Leak attribution (protocol version 2): when memvisor has no heap preload in the worker, GO
+asks for the worker's own heap figures, and every answer carries them (glibc's mallinfo2()
+through ctypes, and sys.getallocatedblocks()); a TASK of a leak experiment asks for a
+gc.collect() before its answer, so that garbage waiting for the collector is not read as
+growth. Nothing to do in the handler (docs/leaks.md).
+
 Errors are MemvisorError subclasses: NotUnderMemvisor (no usable $MEMVISOR_FD; main() exits
 78, which memvisor does not respawn), ProtocolError (malformed input from memvisor) and
 SupervisorGone (memvisor closed the channel; also an EOFError). After the last two the
@@ -100,7 +106,8 @@ __all__ = [
 # ---- The wire protocol: a copy of include/memvisor/protocol.h, which is the one declaration.
 # ---- Keep these in step with it.
 
-PROTOCOL_VERSION = 1  # MVW_PROTOCOL_VERSION
+PROTOCOL_VERSION = 2  # MVW_PROTOCOL_VERSION
+PROTOCOL_MIN = 1  # MVW_PROTOCOL_MIN: GO may say any version from here to PROTOCOL_VERSION
 HEADER_SIZE = 16  # MVW_HEADER_SIZE: u32 length, u16 type, u16 flags, u64 task
 MAX_PAYLOAD = 64 << 20  # MVW_MAX_PAYLOAD
 ENV_FD = "MEMVISOR_FD"  # MVW_ENV_FD
@@ -116,22 +123,43 @@ MSG_STOP = 6  # s->w no payload
 MSG_BEGIN = 7  # w->s service mode, worker-chosen task id
 MSG_END = 8  # w->s service mode, payload: u32 status
 MSG_SNAPSHOT = 9  # s->w request (no payload); w->s reply (JSON)
+MSG_FORK = 10  # s->w template: {u32 slot, u32 nfds, u32 flags, u32 reserved} + fds
+MSG_FORKED = 11  # w->s template: {i32 pid, i32 error, u32 flags, u32 reserved}
+MSG_TEMPLATE = 12  # w->s template ready: {u32 pid, u32 features}
 
 F_KIND = 0x0001  # MVW_F_KIND: payload starts with u8 n + n bytes of task kind
-F_VALID = 0x0001  # MVW_F_VALID
+F_HEAP = 0x0002  # MVW_F_HEAP (v2): DONE/FAIL carry struct mvw_heap after the kind
+F_COLLECT = 0x0004  # MVW_F_COLLECT (v2): TASK: collect garbage before answering
+F_VALID = 0x0007  # MVW_F_VALID
 
 MODE_BATCH = 0  # MVW_MODE_BATCH
 MODE_SERVICE = 1  # MVW_MODE_SERVICE
+MODE_TEMPLATE = 2  # MVW_MODE_TEMPLATE
+
+HELLO_TEMPLATE = 0x1  # MVW_HELLO_TEMPLATE
+FORK_CGROUP_DIR = 0x1  # MVW_FORK_CGROUP_DIR
+FORK_CGROUP_PROCS = 0x2  # MVW_FORK_CGROUP_PROCS
+FORK_MAX_FDS = 64  # MVW_FORK_MAX_FDS
+FORKED_IN_CGROUP = 0x1  # MVW_FORKED_IN_CGROUP
+TEMPLATE_TID = 0x1  # MVW_TEMPLATE_TID
+MODE_MASK = 0x00FF  # MVW_MODE_MASK
+GO_HEAP = 0x0100  # MVW_GO_HEAP (v2): answer every task with heap figures
+GO_VALID = 0x01FF  # MVW_GO_VALID
 
 # Host byte order, standard sizes, no padding ("=" in struct): the socket never leaves the host.
 _HEADER = struct.Struct("=IHHQ")
 _HELLO = struct.Struct("=II")
 _GO = struct.Struct("=IIII")
 _END = struct.Struct("=I")
+_FORK = struct.Struct("=IIII")
+_FORKED = struct.Struct("=iiII")
+_TEMPLATE = struct.Struct("=II")
+_HEAP = struct.Struct("=qq")  # struct mvw_heap: live_bytes, blocks (-1 = unknown)
 # Payload sizes fixed for what memvisor sends (its SNAPSHOT is a request: empty); TASK varies.
-_FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0}
-_FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT)
-_NAMES = {MSG_GO: "GO", MSG_TASK: "TASK", MSG_STOP: "STOP", MSG_SNAPSHOT: "SNAPSHOT"}
+_FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0, MSG_FORK: _FORK.size}
+_FROM_SUPERVISOR = (MSG_GO, MSG_TASK, MSG_STOP, MSG_SNAPSHOT, MSG_FORK)
+_NAMES = {MSG_GO: "GO", MSG_TASK: "TASK", MSG_STOP: "STOP", MSG_SNAPSHOT: "SNAPSHOT",
+          MSG_FORK: "FORK"}
 
 # ---- Buffering, as in worker-api/mvw.c.
 
@@ -235,12 +263,13 @@ class Task:
     bytes), ``text`` (the same, decoded as UTF-8 with surrogateescape) and ``kind``
     (None, or a 1..255-byte name sent with the answer for leak attribution)."""
 
-    __slots__ = ("id", "data", "_kind")
+    __slots__ = ("id", "data", "_kind", "_collect")
 
     def __init__(self, task_id: int, data: bytes) -> None:
         self.id = task_id
         self.data = data
         self._kind: Optional[bytes] = None
+        self._collect = False  # memvisor asked: gc.collect() before the answer (F_COLLECT)
 
     @property
     def text(self) -> str:
@@ -272,17 +301,57 @@ class Worker:
 
     `fd` names the channel instead of $MEMVISOR_FD (for a wrapper that moved it).
     Attributes from GO: ``slot`` (1-based), ``prefetch``, ``mode`` (MODE_BATCH, MODE_SERVICE).
+
+    When memvisor runs the pool with a warm template (``[worker] template = yes``,
+    docs/templates.md), the first process to make a Worker serves as the template: the code
+    before it ran once, and this constructor returns in each worker forked from it
+    (``forked`` is then true), connected on its own channel. A template that memvisor
+    retires returns from here with ``stop_requested`` true, as after STOP.
     """
 
     def __init__(self, fd: Optional[int] = None) -> None:
         self._sock: Optional[socket.socket] = None
+        self.forked = False  # forked from a warm template (docs/templates.md)
+        self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
+        self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
+        self._init_channel_state()
+        self._sock = _open_channel(fd)
+        _start_tracemalloc()
+        # The census the first snapshot's type growth is measured against: what this
+        # process holds once started, so that a snapshot shows what grew since.
+        self._type_growth()
+        try:
+            self._connect()
+            # Asked to be the warm template: everything before Worker() was the workers'
+            # start-up; each child comes back here as a new worker (memvisor_template).
+            while self.mode == MODE_TEMPLATE:
+                import memvisor_template  # noqa: PLC0415 - only templates need it
+                if not memvisor_template.serve(self):
+                    self.mode = MODE_BATCH  # retired: iteration says STOP, as after STOP
+                    break
+                self._sock.detach()  # that fd number is this worker's channel now
+                self._sock = None
+                self.forked = True
+                self._init_channel_state()
+                self._sock = _open_channel(None)
+                self._connect()
+        except BaseException:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = None
+            raise
+
+    def _init_channel_state(self) -> None:
         self._error: Optional[MemvisorError] = None  # sticky: the channel is unusable
         self._stopped = False
         self.slot = 0
         self.prefetch = 1
         self.mode = MODE_BATCH
         self._in = bytearray()  # input not decoded yet
-        self._tasks: Deque[Tuple[int, bytes]] = collections.deque()  # decoded, not started
+        # decoded, not started: (id, payload, flags)
+        self._tasks: Deque[Tuple[int, bytes, int]] = collections.deque()
+        self._report_heap = False  # GO asked for heap figures with every answer (v2)
+        self.version = PROTOCOL_VERSION  # the conversation's, from GO
         self._bad: Optional[ProtocolError] = None  # malformed input behind buffered tasks
         self._out = bytearray()  # answers not sent yet
         self._out_count = 0
@@ -291,22 +360,13 @@ class Worker:
         self._task_start_ns = 0
         self._svc_open = False
         self._svc_id = 0
-        self._prev_types: Dict[str, int] = {}  # for the next snapshot's growth figures
-        self._prev_sites: Dict[Tuple[str, int], Tuple[int, int]] = {}
 
-        self._sock = _open_channel(fd)
-        _start_tracemalloc()
-        # The census the first snapshot's type growth is measured against: what this
-        # process holds once started, so that a snapshot shows what grew since.
-        self._type_growth()
-        try:
-            self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, 0))
-            self._flush()
-            self._handshake()
-        except BaseException:
-            self._sock.close()
-            self._sock = None
-            raise
+    def _connect(self) -> None:
+        """HELLO (saying whether this process can serve as a template), then GO."""
+        flags = HELLO_TEMPLATE if _can_template() else 0
+        self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, flags))
+        self._flush()
+        self._handshake(flags)
 
     # ---- public API --------------------------------------------------------------------
 
@@ -348,8 +408,9 @@ class Worker:
                 self._flush()
                 return None
             if self._tasks:
-                task_id, data = self._tasks.popleft()
+                task_id, data, flags = self._tasks.popleft()
                 self._task = Task(task_id, data)
+                self._task._collect = bool(flags & F_COLLECT)
                 self._task_start_ns = time.monotonic_ns()
                 return self._task
             if self._bad is not None:
@@ -452,14 +513,15 @@ class Worker:
         Each call compares with the previous one; override to send something else."""
         # Read before collecting: gc.collect() resets them.
         counts = list(gc.get_count())
-        gc.collect()  # as objgraph does: count live objects, not garbage awaiting collection
+        # As objgraph does: count live objects, not garbage awaiting collection.
+        collected = gc.collect()
         return {
             "runtime": "python",
             "version": sys.version.split()[0],
             "pid": os.getpid(),
             "tracemalloc": self._tracemalloc_growth(),
             "types": self._type_growth(),
-            "gc": {"garbage": len(gc.garbage), "counts": counts},
+            "gc": {"garbage": len(gc.garbage), "counts": counts, "collected": collected},
         }
 
     # ---- snapshot parts ----------------------------------------------------------------
@@ -528,7 +590,7 @@ class Worker:
 
     # ---- input -------------------------------------------------------------------------
 
-    def _handshake(self) -> None:
+    def _handshake(self, hello_flags: int) -> None:
         """Waits for GO (answering SNAPSHOT requests meanwhile); STOP first is a clean stop."""
         while True:
             try:
@@ -541,13 +603,18 @@ class Worker:
             mtype, _flags, _task, payload = msg
             if mtype == MSG_GO:
                 version, self.slot, self.prefetch, mode = _GO.unpack(payload)
-                if version != PROTOCOL_VERSION:
+                if not PROTOCOL_MIN <= version <= PROTOCOL_VERSION:
                     self._fail(ProtocolError(
                         f"memvisor speaks protocol version {version}, this module "
-                        f"{PROTOCOL_VERSION}"))
-                if mode not in (MODE_BATCH, MODE_SERVICE):
-                    self._fail(ProtocolError(f"GO with unknown mode {mode}"))
-                self.mode = mode
+                        f"{PROTOCOL_MIN} to {PROTOCOL_VERSION}"))
+                base = mode & MODE_MASK
+                if ((base not in (MODE_BATCH, MODE_SERVICE)
+                     and not (base == MODE_TEMPLATE and hello_flags & HELLO_TEMPLATE))
+                        or mode & ~GO_VALID or (version < 2 and mode & ~MODE_MASK)):
+                    self._fail(ProtocolError(f"GO with unknown mode {mode:#x}"))
+                self.version = version
+                self.mode = base
+                self._report_heap = bool(mode & GO_HEAP) and self.mode == MODE_BATCH
                 # What came with GO is handled now: a service polls the fd, which will not
                 # wake it for bytes already buffered here.
                 self._scan()
@@ -570,9 +637,9 @@ class Worker:
         length, mtype, flags, task = _HEADER.unpack_from(buf)
         if mtype not in _FROM_SUPERVISOR:
             raise ProtocolError(f"message type {mtype} is not one memvisor sends")
-        # Unknown bits are an error, and MVW_F_KIND belongs to DONE/FAIL/BEGIN, which memvisor
-        # never sends: any flag from memvisor is wrong.
-        if flags:
+        # Unknown bits are an error, MVW_F_KIND and MVW_F_HEAP belong to what workers send,
+        # and MVW_F_COLLECT to TASK: any other flag from memvisor is wrong.
+        if flags & ~(F_COLLECT if mtype == MSG_TASK else 0):
             raise ProtocolError(f"{_NAMES[mtype]} with flags {flags:#x}")
         if length > MAX_PAYLOAD:
             raise ProtocolError(f"{_NAMES[mtype]} of {length} bytes (limit {MAX_PAYLOAD})")
@@ -598,11 +665,11 @@ class Worker:
                 return
             if msg is None:
                 return
-            mtype, _flags, task, payload = msg
+            mtype, flags, task, payload = msg
             if mtype == MSG_TASK:
                 if self.mode == MODE_SERVICE:
                     self._fail(ProtocolError("TASK sent to a service-mode worker"))
-                self._tasks.append((task, payload))
+                self._tasks.append((task, payload, flags))
             elif mtype == MSG_STOP:
                 self._stop()
             elif mtype == MSG_SNAPSHOT:
@@ -647,7 +714,10 @@ class Worker:
             raise RuntimeError("no task in hand: done()/fail() answer the task next_task() "
                                "returned, once")
         body = _to_bytes(value, what)
-        self._queue(mtype, task.id, task._kind, body)  # a ValueError leaves it in hand
+        if task._collect:
+            gc.collect()  # memvisor reads the heap at this answer: no garbage in it
+        heap = _heap_figures() if self._report_heap else None
+        self._queue(mtype, task.id, task._kind, body, heap)  # a ValueError leaves it in hand
         self._task = None
         self._out_count += 1
         if self._want_flush():
@@ -662,14 +732,19 @@ class Worker:
         return (now - self._last_flush_ns >= _FLUSH_AGE_NS
                 or now - self._task_start_ns >= _FLUSH_SLOW_NS)
 
-    def _queue(self, mtype: int, task: int, kind: Optional[bytes], body: bytes) -> None:
-        """Buffers one message: header, optional kind prefix, body. Large bodies go out at
-        once, after what is buffered, without a copy."""
+    def _queue(self, mtype: int, task: int, kind: Optional[bytes], body: bytes,
+               heap: Optional[bytes] = None) -> None:
+        """Buffers one message: header, optional kind prefix, optional heap figures (packed
+        struct mvw_heap), body. Large bodies go out at once, after what is buffered, without
+        a copy."""
         prefix = bytes((len(kind),)) + kind if kind else b""
+        if heap is not None:
+            prefix += heap
         length = len(prefix) + len(body)
         if length > MAX_PAYLOAD:
             raise ValueError(f"a message payload is at most {MAX_PAYLOAD} bytes, not {length}")
-        header = _HEADER.pack(length, mtype, F_KIND if kind else 0, task)
+        header = _HEADER.pack(length, mtype, (F_KIND if kind else 0) | (F_HEAP if heap else 0),
+                              task)
         if len(body) >= _DIRECT_BYTES:
             self._flush()
             self._send(header + prefix)
@@ -787,6 +862,45 @@ def _traced_sites() -> Dict[Tuple[str, int], Tuple[int, int]]:
             if not _noise(site[0])}
 
 
+_MALLINFO2: Any = None  # glibc's mallinfo2 through ctypes; False when there is none
+
+
+def _mallinfo2() -> Any:
+    """glibc's mallinfo2() as a ctypes function, or False (another libc, an old glibc).
+    ctypes is imported here, the first time memvisor asks for heap figures: a worker that is
+    never asked does not pay for the import."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+            "fordblks", "keepcost")]
+
+    try:
+        fn = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return False
+    fn.restype = Mallinfo2
+    fn.argtypes = []
+    return fn
+
+
+def _heap_figures() -> bytes:
+    """struct mvw_heap for an answer (memvisor asked with MVW_GO_HEAP: there is no heap
+    preload): glibc's bytes in use (mallinfo2: arenas and mmap'd chunks, which hold every
+    object under PYTHONMALLOC=malloc and the big ones under pymalloc) and pymalloc's live
+    blocks (sys.getallocatedblocks(): the small objects, which malloc does not see). About
+    3 us per answer here."""
+    global _MALLINFO2
+    if _MALLINFO2 is None:
+        _MALLINFO2 = _mallinfo2()
+    live = -1
+    if _MALLINFO2:
+        mi = _MALLINFO2()
+        live = mi.uordblks + mi.hblkhd
+    return _HEAP.pack(live, sys.getallocatedblocks())
+
+
 def _open_channel(fd: Optional[int]) -> socket.socket:
     """The stream socket named by $MEMVISOR_FD (or `fd`), made non-inheritable."""
     hint = ("run it under memvisor, e.g. `memvisor run --tasks FILE -- python3 SCRIPT`, or try "
@@ -811,6 +925,21 @@ def _open_channel(fd: Optional[int]) -> socket.socket:
     # The worker's own children must not hold memvisor's channel open.
     os.set_inheritable(fd, False)
     return sock
+
+
+def _can_template() -> bool:
+    """Whether this process can serve as memvisor's warm template: memvisor_template is
+    there (it is loaded, with ctypes, only when memvisor asks), and the process is
+    single-threaded (no lock can be held by a thread the child would not have)."""
+    if "memvisor_template" not in sys.modules and not os.path.exists(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "memvisor_template.py")):
+        return False
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[17]) == 1  # num_threads, field 20
+    except (OSError, ValueError, IndexError):
+        return True  # no /proc: nothing says otherwise
 
 
 def _start_tracemalloc() -> None:
@@ -865,10 +994,27 @@ def run_local(handler: Handler, tasks: Iterable[Union[str, bytes]], *,
         yield out
 
 
+def _leave(worker: Optional[Worker], code: int) -> NoReturn:
+    """Exits with `code`. A worker forked from a template ends as multiprocessing's forked
+    workers do, with os._exit() after flushing stdio: the interpreter's teardown (atexit
+    handlers, every object freed) would only copy the template's pages it shares, one by
+    one, before the replacement can start."""
+    if worker is not None and worker.forked:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(handler: Handler) -> NoReturn:
     """Runs a batch worker around `handler` (see Worker.run) and exits: 0 after STOP,
     EXIT_FATAL (78, not respawned) with a message when not started by memvisor, 1 when the
-    channel broke."""
+    channel broke. With a template (docs/templates.md), the code before main() is the
+    workers' start-up, run once in the template; each worker forked from it ends with
+    os._exit() (see _leave)."""
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "worker"
     try:
         worker = Worker()
@@ -883,5 +1029,5 @@ def main(handler: Handler) -> NoReturn:
             worker.run(handler)
         except MemvisorError as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
-            sys.exit(1)
-    sys.exit(0)
+            _leave(worker, 1)
+    _leave(worker, 0)

@@ -112,8 +112,11 @@ class Pool:
         max_tasks = max_tasks if max_tasks is not None else maxtasksperchild
         if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
             raise ValueError("maxtasksperchild must be a positive int or None")
+        # A warm template imports fn's module once and forks the workers (docs/templates.md);
+        # template=False starts a fresh interpreter per worker instead.
         given: Dict[str, Any] = {"workers": workers, "memory_soft": memory_soft,
-                                 "memory_hard": memory_hard, "max_tasks": max_tasks}
+                                 "memory_hard": memory_hard, "max_tasks": max_tasks,
+                                 "template": True}
         given.update(settings)
         given.update(options or {})
         self._binary = _run.find_binary(memvisor)
@@ -325,7 +328,7 @@ class Pool:
 
     def _start(self, func: Callable[..., Any]) -> None:
         """memvisor and its workers, at the first task: the workers then import `func`'s
-        module before their first task (a warm template would import it once)."""
+        module before their first task (the warm template imports it once for all)."""
         self._tmpdir = tempfile.mkdtemp(prefix="memvisor-pool-")
         module = getattr(getattr(func, "func", func), "__module__", None)
         spec = dict(_main_spec(), sys_path=list(sys.path), sys_argv=list(sys.argv),

@@ -1,7 +1,9 @@
 """``python3 -m memvisor._worker``: the worker memvisor.Pool runs under memvisor (api protocol).
 
-It runs in three steps, so that a warm template (a process that does the first step once and
-forks workers from it) can be put in later without changing what a worker does:
+It runs in three steps around the warm template (``[worker] template = yes``, which the Pool
+sets unless told ``template=False``; docs/templates.md): the first step runs once, in the
+template, and each worker is forked from it when ``memvisor_worker.Worker()`` connects; the
+other two run in each worker. Without a template every worker runs all three.
 
 1. ``bootstrap(spec)``: every import, before the first task: the caller's ``sys.path``, its
    main module (imported as ``__mp_main__`` and aliased as ``__main__``, as multiprocessing's
@@ -10,8 +12,9 @@ forks workers from it) can be put in later without changing what a worker does:
    configuration, not a task's: the worker prints the traceback (memvisor logs it, the Pool
    shows it) and exits with the fatal code, so that memvisor ends the run instead of
    respawning a worker that cannot work.
-2. ``initialize(spec)``: the Pool's ``initializer(*initargs)``, once per worker.
-3. ``serve()``: HELLO to memvisor, then every task: the function is unpickled from the task's
+2. ``initialize(spec)``: the Pool's ``initializer(*initargs)``, once per worker (after its
+   HELLO: in the worker, not in the template, so that what it opens is the worker's own).
+3. ``serve(worker)``: every task: the function is unpickled from the task's
    TOKEN once and cached; each task runs the function on its chunk and answers DONE with the
    pickled results, or FAIL with the exception and its traceback (see _codec).
 
@@ -112,10 +115,10 @@ def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def serve() -> None:
+def serve(worker: memvisor_worker.Worker) -> None:
     """Step 3: every task until memvisor says STOP."""
     cache: Dict[bytes, Tuple[Callable[..., Any], str]] = {}
-    with memvisor_worker.Worker() as worker:
+    with worker:
         for task in worker:
             try:
                 token, mode, items = _codec.decode_task(task.data)
@@ -133,6 +136,15 @@ def serve() -> None:
                 worker.done(body)
 
 
+def cannot_start() -> None:
+    """The start-up failed: the traceback for the Pool to show, and the fatal code (memvisor
+    ends the run instead of respawning a worker that cannot work)."""
+    traceback.print_exc()
+    print("memvisor.Pool worker: could not start (above): the pool stops", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(memvisor_worker.EXIT_FATAL)
+
+
 def main() -> None:
     # Run with -m, this module is __main__; under its own name too, so that a Pool created
     # while bootstrap() imports the caller's main module finds `bootstrapping` set.
@@ -141,15 +153,17 @@ def main() -> None:
     try:
         spec = load_spec()
         bootstrap(spec)
-        initialize(spec)
     except BaseException:  # noqa: BLE001 - whatever it is, this worker cannot work
-        traceback.print_exc()
-        print("memvisor.Pool worker: could not start (above): the pool stops", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(memvisor_worker.EXIT_FATAL)
+        cannot_start()
     code = 0
     try:
-        serve()
+        # With a template, this process forks here and each worker returns on its own.
+        worker = memvisor_worker.Worker()
+        try:
+            initialize(spec)
+        except BaseException:  # noqa: BLE001 - as above
+            cannot_start()
+        serve(worker)
     except memvisor_worker.MemvisorError as exc:
         print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
         code = 1

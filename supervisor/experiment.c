@@ -1,0 +1,522 @@
+/*
+ * experiment: leak experiments on real workers (see experiment.h; decisions in isolate.c).
+ */
+#include "experiment.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kind.h"
+
+#define MAX_TRIES      2  /* isolations that cleared a kind before it is left alone */
+#define RETRY_WINDOWS  20 /* windows of tasks (ended anywhere) before a cleared kind is retried */
+#define UNEXPLAINED    10 /* windows of tasks before another bisection, after a fruitless one */
+#define TIMEOUT_MIN    1000
+#define TIMEOUT_WINDOW 20  /* windows of tasks ended anywhere: an experiment's timeout */
+#define LINE_KIND_OK   0.9 /* share of a kind's tasks whose line gives that kind: isolatable */
+
+static uint64_t now(const mv_experiment_t *x)
+{
+    return x->tasks->ended;
+}
+
+static uint64_t window(const mv_experiment_t *x)
+{
+    return (uint64_t)x->cfg->leak.window;
+}
+
+/* ---- what is known of each kind ---- */
+
+/* The record of a kind (made on first sight when `make`); NULL when unknown or on ENOMEM. */
+static mv_exp_kind_t *kind_rec(mv_experiment_t *x, const char *name, bool make)
+{
+    mv_exp_kind_t *grown;
+
+    name = name && *name ? name : "(none)";
+    for (size_t i = 0; i < x->nkinds; i++)
+        if (strcmp(x->kinds[i].name, name) == 0)
+            return &x->kinds[i];
+    if (!make || x->nkinds >= MV_LEAK_KINDS_MAX)
+        return NULL;
+    if (x->nkinds == x->capkinds) {
+        size_t cap = x->capkinds ? 2 * x->capkinds : 16;
+        if (!(grown = realloc(x->kinds, cap * sizeof *grown)))
+            return NULL;
+        x->kinds = grown;
+        x->capkinds = cap;
+    }
+    memset(&x->kinds[x->nkinds], 0, sizeof x->kinds[0]);
+    snprintf(x->kinds[x->nkinds].name, sizeof x->kinds[0].name, "%s", name);
+    return &x->kinds[x->nkinds++];
+}
+
+bool mv_experiment_explains(const mv_experiment_t *x)
+{
+    for (size_t i = 0; i < x->nkinds; i++)
+        if (x->kinds[i].state == MV_EXP_QUEUED || x->kinds[i].state == MV_EXP_KNOWN)
+            return true;
+    return false;
+}
+
+/* ---- arms and their workers ---- */
+
+static int arm_of(const mv_experiment_t *x, const mv_worker_t *w)
+{
+    if (x->iso.mode == MV_ISO_NONE)
+        return -1;
+    for (int i = 0; i < MV_ISO_ARMS; i++)
+        if (x->arm[i].w == w)
+            return i;
+    return -1;
+}
+
+bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w)
+{
+    return arm_of(x, w) >= 0;
+}
+
+/* The arm's worker goes back to taking anything. */
+static void unbind(mv_experiment_t *x, int arm)
+{
+    if (x->arm[arm].w)
+        mv_worker_collect(x->arm[arm].w, false);
+    x->arm[arm].w = NULL;
+    x->arm[arm].slot = 0;
+}
+
+/* The kinds an arm runs, for the log: "a,b" (its candidates), or "all but a,b". */
+static void arm_kinds(const mv_experiment_t *x, int arm, char *buf, size_t cap)
+{
+    const mv_iso_arm_t *a = &x->iso.arm[arm], *src = a->complement ? &x->iso.arm[1 - arm] : a;
+    size_t used = (size_t)snprintf(buf, cap, "%s", a->complement ? "all but " : "");
+
+    for (int i = 0; i < src->nkinds && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "", src->kinds[i]);
+}
+
+static void want_worker(mv_experiment_t *x, int arm)
+{
+    char kinds[256];
+    /* Arm 0 in slot 1, arm 1 in slot 2; with one slot both take turns in it. An isolation
+     * spares the suspect's worker, whose snapshot is being taken. */
+    int slot = arm == 1 && x->slots >= 2 ? 2 : 1;
+
+    if (x->iso.mode == MV_ISO_ISOLATE && x->slots >= 2 && x->spare_slot == slot)
+        slot = slot == 1 ? 2 : 1;
+
+    unbind(x, arm);
+    x->arm[arm] = (struct mv_exp_arm){slot, NULL, 0, false, false};
+    arm_kinds(x, arm, kinds, sizeof kinds);
+    mv_info(x->log, "leak_experiment", MV_S("step", "fresh_worker"),
+            MV_S("mode", mv_iso_mode_name(x->iso.mode)), MV_I("arm", arm), MV_I("worker", slot),
+            MV_S("kinds", kinds));
+    x->ev->on_fresh(x->arg, slot);
+}
+
+void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
+{
+    for (int i = 0; i < MV_ISO_ARMS && x->iso.mode != MV_ISO_NONE; i++) {
+        if (x->arm[i].slot != w->slot || x->arm[i].w || x->iso.arm[i].state != MV_ARM_WANTED)
+            continue;
+        x->arm[i].w = w;
+        mv_iso_bound(&x->iso, i);
+        /* Its readings make the verdict: no garbage waiting for a collector in them. */
+        mv_worker_collect(w, true);
+        mv_info(x->log, "leak_experiment", MV_S("step", "arm_started"), MV_I("arm", i),
+                MV_I("worker", w->slot), MV_I("gen", w->gen));
+        return;
+    }
+}
+
+/* ---- starting and ending ---- */
+
+static void drive(mv_experiment_t *x);
+
+/* Starts the isolation of the first queued kind, if any (and nothing runs). */
+static void start_next(mv_experiment_t *x)
+{
+    for (size_t i = 0; i < x->nkinds && x->iso.mode == MV_ISO_NONE; i++) {
+        mv_exp_kind_t *k = &x->kinds[i];
+        if (k->state != MV_EXP_QUEUED || k->held)
+            continue;
+        if (mv_iso_isolate(&x->iso, k->name, x->slots, now(x)) < 0) {
+            k->state = MV_EXP_NOW; /* out of memory: it stands on its own evidence */
+            continue;
+        }
+        x->suspected = true;
+        x->experiments++;
+        mv_info(x->log, "leak_experiment", MV_S("step", "start"), MV_S("mode", "isolation"),
+                MV_S("kind", k->name), MV_I("tasks", x->iso.cfg.tasks),
+                MV_I("warmup", x->iso.cfg.warmup));
+    }
+}
+
+/* The experiment ended: the verdict goes up, the arms' workers take anything again. */
+static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
+{
+    /* Isolation decides on arm 0; a bisection that found a kind, on arm 0 alone too. */
+    int a = res->mode == MV_ISO_ISOLATE || res->verdict == MV_ISO_V_LEAK ? 0 : -1;
+    mv_exp_kind_t *k = res->kind ? kind_rec(x, res->kind, true) : NULL;
+    mv_exp_verdict_t v = {
+        .kind = res->kind,
+        .verdict = res->verdict,
+        .mode = res->mode,
+        .per_task = res->slope,
+        .confidence = res->confidence,
+        .tasks = res->tasks,
+        .rounds = res->rounds,
+        .heap = a >= 0 && x->arm[a].heap,
+        .suspected = x->suspected,
+        .suspect_heap = x->suspected && k && k->heap,
+        .why = res->why,
+        .w = a >= 0 ? x->arm[a].w : NULL,
+        .task = a >= 0 ? x->arm[a].last : 0,
+    };
+
+    mv_log(x->log, res->verdict == MV_ISO_V_LEAK ? MV_LVL_WARN : MV_LVL_INFO, "leak_experiment",
+           MV_S("step", "verdict"), MV_S("mode", mv_iso_mode_name(res->mode)),
+           MV_S("kind", res->kind), MV_S("verdict", mv_iso_verdict_name(res->verdict)),
+           MV_I("per_task", (long long)res->slope), MV_D("confidence", res->confidence),
+           MV_I("tasks", res->tasks), MV_I("rounds", res->rounds),
+           MV_S("figures", v.heap ? "heap" : "kernel"), MV_S("why", res->why));
+    if (k) {
+        if (res->verdict == MV_ISO_V_LEAK) {
+            k->state = MV_EXP_KNOWN;
+        } else if (res->verdict == MV_ISO_V_INCONCLUSIVE) {
+            k->state = MV_EXP_NOW;
+        } else {
+            k->state = MV_EXP_CLEARED;
+            k->tries++;
+            k->cleared_at = now(x);
+        }
+    }
+    if (res->mode == MV_ISO_BISECT && res->verdict != MV_ISO_V_LEAK)
+        x->bisect_after = now(x) + UNEXPLAINED * window(x);
+    x->ev->on_verdict(x->arg, &v);
+    for (int i = 0; i < MV_ISO_ARMS; i++)
+        unbind(x, i);
+}
+
+/* Logs the verdict of each arm once it is decided (a bisection's rounds show that way). */
+static void say_arms(mv_experiment_t *x)
+{
+    char kinds[256];
+
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        const mv_iso_arm_t *a = &x->iso.arm[i];
+        if (x->arm[i].said || !x->arm[i].slot || a->state != MV_ARM_DONE)
+            continue;
+        x->arm[i].said = true;
+        arm_kinds(x, i, kinds, sizeof kinds);
+        mv_info(x->log, "leak_experiment", MV_S("step", "arm_done"),
+                MV_S("mode", mv_iso_mode_name(x->iso.mode)), MV_I("arm", i),
+                MV_I("round", x->iso.rounds), MV_S("kinds", kinds),
+                MV_S("verdict", mv_iso_verdict_name(a->verdict)),
+                MV_I("per_task", (long long)a->slope), MV_D("confidence", a->confidence),
+                MV_I("tasks", a->n));
+    }
+}
+
+/* Runs the decisions until nothing is left to do now. */
+static void drive(mv_experiment_t *x)
+{
+    for (int guard = 0; guard < 64; guard++) {
+        mv_iso_step_t st;
+
+        if (x->iso.mode == MV_ISO_NONE)
+            start_next(x);
+        if (x->iso.mode == MV_ISO_NONE)
+            return;
+        /* Nothing more will come from the source and nothing is queued: the arms have what
+         * they will ever have. */
+        if (mv_tasks_source_done(x->tasks) && x->tasks->queued == 0)
+            mv_iso_abort(&x->iso);
+        if (x->iso.mode == MV_ISO_BISECT)
+            say_arms(x);
+        st = mv_iso_step(&x->iso, now(x));
+        if (x->iso.mode == MV_ISO_BISECT)
+            say_arms(x);
+        /* Arms that are decided, or not started: their workers take anything. */
+        for (int i = 0; i < MV_ISO_ARMS; i++)
+            if (x->arm[i].w && x->iso.arm[i].state != MV_ARM_RUNNING && !st.ended)
+                unbind(x, i);
+        if (st.ended)
+            conclude(x, &st.result);
+        else if (st.start_arm >= 0)
+            want_worker(x, st.start_arm);
+        else
+            return;
+    }
+}
+
+/* ---- what the run says ---- */
+
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot)
+{
+    mv_exp_kind_t *k;
+
+    if (!x->enabled || !(k = kind_rec(x, kind, true)))
+        return MV_EXP_NOW;
+    /* Its tasks must be told apart by their lines for a worker to take only them. */
+    if (k->line_ok + k->line_bad > 0 &&
+        (double)k->line_ok < LINE_KIND_OK * (double)(k->line_ok + k->line_bad))
+        return MV_EXP_NOW;
+    if (k->state == MV_EXP_KNOWN || k->state == MV_EXP_QUEUED)
+        return (mv_exp_answer_t)k->state;
+    if (k->state == MV_EXP_CLEARED &&
+        (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x)))
+        return MV_EXP_CLEARED;
+    k->state = MV_EXP_QUEUED;
+    k->heap = heap;
+    k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
+    x->spare_slot = slot;
+    /* A bisection looks for growth no kind explains: this one may. Its isolation first. */
+    if (x->iso.mode == MV_ISO_BISECT) {
+        mv_info(x->log, "leak_experiment", MV_S("step", "relaxed"), MV_S("mode", "bisection"),
+                MV_S("why", "a kind is suspected: its isolation comes first"),
+                MV_S("kind", k->name));
+        mv_iso_abort(&x->iso);
+    }
+    drive(x);
+    return MV_EXP_QUEUED;
+}
+
+void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n)
+{
+    int r;
+
+    if (!x->enabled || x->iso.mode != MV_ISO_NONE || mv_experiment_explains(x) ||
+        now(x) < x->bisect_after)
+        return;
+    r = mv_iso_bisect(&x->iso, kinds, n, x->slots, now(x));
+    if (r == -EINVAL && n > 0) {
+        /* One kind: its isolation, as if it were suspected (but it was not). */
+        r = mv_iso_isolate(&x->iso, kinds[0], x->slots, now(x));
+    }
+    if (r < 0)
+        return;
+    x->suspected = false;
+    x->experiments++;
+    mv_info(x->log, "leak_experiment", MV_S("step", "start"),
+            MV_S("mode", mv_iso_mode_name(x->iso.mode)), MV_S("why", "a worker grows unexplained"),
+            MV_I("worker", w->slot),
+            MV_I("candidates", x->iso.mode == MV_ISO_BISECT ? x->iso.ncand : 1));
+    drive(x);
+}
+
+void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
+                           double inc, bool measured, bool heap)
+{
+    char line_kind[MV_LEAK_KIND_MAX + 1];
+    mv_exp_kind_t *k;
+    const char *lk;
+    int arm;
+
+    if (!x->enabled)
+        return;
+    /* Whether this kind can be told by its line (a worker may name kinds its own way). */
+    if ((k = kind_rec(x, kind, true))) {
+        lk = mv_kind_of_line(x->cfg, (const uint8_t *)t->data, t->len, line_kind);
+        if (strcmp(lk ? lk : "(none)", k->name) == 0)
+            k->line_ok++;
+        else
+            k->line_bad++;
+    }
+    if (x->iso.mode == MV_ISO_NONE)
+        return;
+    if ((arm = arm_of(x, w)) >= 0) {
+        mv_iso_observe(&x->iso, arm, kind, inc, measured, now(x));
+        x->arm[arm].last = t->id;
+        x->arm[arm].heap = heap;
+    }
+    drive(x);
+}
+
+void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w)
+{
+    int arm = arm_of(x, w);
+
+    if (arm < 0)
+        return;
+    mv_iso_stop_arm(&x->iso, arm);
+    x->arm[arm].w = NULL; /* no collect flag to clear: it is gone */
+    drive(x);
+}
+
+void mv_experiment_hold(mv_experiment_t *x, const char *kind, bool held)
+{
+    mv_exp_kind_t *k = kind_rec(x, kind, false);
+
+    if (!k || k->held == held)
+        return;
+    k->held = held;
+    if (!held)
+        drive(x);
+}
+
+/* ---- allocation sites ---- */
+
+void mv_experiment_link_sites(mv_experiment_t *x, const char *kind, const char *const *sites, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct mv_exp_site *e = NULL, *grown;
+        for (size_t j = 0; j < x->nsites && !e; j++)
+            if (strncmp(x->sites[j].site, sites[i], MV_EXP_SITE_MAX - 1) == 0)
+                e = &x->sites[j];
+        if (e) {
+            if (strcmp(e->kind, kind) != 0)
+                e->kind[0] = '\0'; /* grows for two kinds: nobody's alone */
+            continue;
+        }
+        if (x->nsites == x->capsites) {
+            size_t cap = x->capsites ? 2 * x->capsites : 16;
+            if (cap > MV_EXP_SITES_MAX || !(grown = realloc(x->sites, cap * sizeof *grown)))
+                return;
+            x->sites = grown;
+            x->capsites = cap;
+        }
+        e = &x->sites[x->nsites++];
+        snprintf(e->site, sizeof e->site, "%s", sites[i]);
+        snprintf(e->kind, sizeof e->kind, "%s", kind);
+    }
+}
+
+const char *mv_experiment_site_owner(const mv_experiment_t *x, const char *site)
+{
+    for (size_t j = 0; j < x->nsites; j++)
+        if (strncmp(x->sites[j].site, site, MV_EXP_SITE_MAX - 1) == 0)
+            return x->sites[j].kind[0] ? x->sites[j].kind : NULL;
+    return NULL;
+}
+
+void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *other, const char *site)
+{
+    mv_exp_kind_t *k = kind_rec(x, kind, true), *o = kind_rec(x, other, true);
+    bool running = x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, kind) == 0;
+
+    if (!k || k->state != MV_EXP_QUEUED || running)
+        return; /* said, confirmed, or being tried alone already: that one will tell */
+    k->state = MV_EXP_CLEARED;
+    k->cleared_at = now(x);
+    mv_info(x->log, "leak_cleared", MV_S("kind", kind), MV_S("verdict", "demoted"),
+            MV_S("evidence", "snapshot"), MV_S("site", site), MV_S("other", other),
+            MV_S("why", "its snapshot grows most at a site of another kind"));
+    if (o && o->state != MV_EXP_KNOWN)
+        mv_experiment_suspect(x, other, k->heap, 0);
+}
+
+/* ---- the dispatch predicate ---- */
+
+/* During an isolation every worker is filtered: the arm's takes only its kind, the others
+ * every other kind, so that the kind's tasks wait for its fresh worker (a fresh worker
+ * starts slowly; meanwhile the kind's tasks would go on running in the mixed workers) and
+ * its verdict comes within as few of its tasks as the experiment needs. */
+static bool f_active(void *arg, const mv_worker_t *w)
+{
+    const mv_experiment_t *x = arg;
+
+    return x->iso.mode == MV_ISO_ISOLATE || arm_of(x, w) >= 0;
+}
+
+static bool f_may_take(void *arg, const mv_worker_t *w, const mv_task_t *t)
+{
+    mv_experiment_t *x = arg;
+    char buf[MV_LEAK_KIND_MAX + 1];
+
+    const char *kind = mv_kind_of_line(x->cfg, (const uint8_t *)t->data, t->len, buf);
+    int arm = arm_of(x, w);
+
+    if (arm < 0) /* an isolation's other workers: anything but its kind */
+        return x->iso.mode != MV_ISO_ISOLATE || !mv_iso_takes(&x->iso, 0, kind);
+    return mv_iso_takes(&x->iso, arm, kind);
+}
+
+/* Whether an arm's fresh worker is on its way (asked for, or started and not ready yet). */
+static bool arm_coming(const mv_experiment_t *x)
+{
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        const mv_worker_t *w = x->arm[i].w;
+        if (x->iso.arm[i].state == MV_ARM_WANTED ||
+            (x->iso.arm[i].state == MV_ARM_RUNNING && w &&
+             (w->state == MV_W_PREPARING || w->state == MV_W_SPAWNING)))
+            return true;
+    }
+    return false;
+}
+
+static void f_starved(void *arg, mv_worker_t *w, bool source_done)
+{
+    mv_experiment_t *x = arg;
+    int arm = arm_of(x, w);
+
+    /* Nothing more will come for it: judged on what it ran. Else more may come: it waits
+     * (the timeout bounds that). */
+    if (arm < 0 || !source_done)
+        return;
+    mv_info(x->log, "leak_experiment", MV_S("step", "arm_starved"), MV_I("arm", arm),
+            MV_I("worker", w->slot), MV_I("tasks", x->iso.arm[arm].n));
+    mv_iso_stop_arm(&x->iso, arm);
+    drive(x);
+}
+
+static bool f_stuck(void *arg)
+{
+    mv_experiment_t *x = arg;
+
+    if (x->iso.mode == MV_ISO_NONE)
+        return true;
+    if (arm_coming(x))
+        return false; /* its worker will take them: dispatch is kicked when it is ready */
+    mv_warn(x->log, "leak_experiment", MV_S("step", "relaxed"),
+            MV_S("mode", mv_iso_mode_name(x->iso.mode)),
+            MV_S("why", "queued tasks that no worker of the experiment may take"));
+    mv_iso_abort(&x->iso);
+    drive(x);
+    return true;
+}
+
+const mv_dispatch_filter_t *mv_experiment_filter(mv_experiment_t *x)
+{
+    return &x->filter;
+}
+
+/* ---- set-up ---- */
+
+void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cfg,
+                        mv_tasks_t *tasks, bool service, const mv_experiment_events_t *ev,
+                        void *arg)
+{
+    int w = cfg->leak.window;
+    mv_iso_cfg_t ic = {
+        .tasks = w,
+        .max_tasks = 3 * w,
+        .warmup = cfg->leak.warmup,
+        .min_slope = cfg->leak.min_slope,
+        .timeout = (uint64_t)(TIMEOUT_WINDOW * w > TIMEOUT_MIN ? TIMEOUT_WINDOW * w : TIMEOUT_MIN),
+    };
+
+    memset(x, 0, sizeof *x);
+    x->log = log;
+    x->cfg = cfg;
+    x->tasks = tasks;
+    x->ev = ev;
+    x->arg = arg;
+    /* Observe-only ([limits] enforce = no) recycles nothing: no fresh worker, no experiment. */
+    x->enabled = cfg->leak.detect && cfg->leak.confirm == MV_CONFIRM_ISOLATE && !service &&
+                 cfg->worker.protocol != MV_PROTO_NONE && cfg->limits.enforce;
+    x->slots = cfg->supervisor.workers > 0 ? cfg->supervisor.workers : 1;
+    mv_iso_init(&x->iso, &ic);
+    x->filter = (mv_dispatch_filter_t){f_active, f_may_take, f_starved, f_stuck, x};
+}
+
+void mv_experiment_free(mv_experiment_t *x)
+{
+    mv_iso_free(&x->iso);
+    free(x->kinds);
+    free(x->sites);
+    x->kinds = NULL;
+    x->sites = NULL;
+    x->nkinds = x->capkinds = x->nsites = x->capsites = 0;
+}

@@ -1,0 +1,155 @@
+/*
+ * experiment: leak experiments run on real workers ([leak] confirm = isolate; batch mode).
+ * The decisions are isolate.h's (pure); this module carries them out:
+ *
+ *   - a memory suspect (suspect.c) is queued for an isolation; a worker that grows while no
+ *     kind is suspected asks for a bisection; at most one experiment runs at a time;
+ *   - an arm needs a fresh worker: it asks its owner (the pool) to recycle a slot's worker
+ *     (on_fresh) and takes the next worker started in that slot (mv_experiment_attach);
+ *   - an arm's worker takes only the arm's tasks: dispatch asks mv_experiment_filter()'s
+ *     predicate "may worker W take task T" (the kind of T from its line, [leak] kind), and
+ *     those workers' tasks ask to collect garbage before answering (api v2: gc.collect());
+ *   - it never holds tasks back for good: an arm with nothing left to run is judged on what
+ *     it has; when filters leave queued tasks with no worker to take them, or the experiment
+ *     runs past its timeout, it ends (inconclusive) and every worker takes anything again;
+ *   - each step is logged (event=leak_experiment) and the verdict goes up (on_verdict).
+ *
+ * Tasks are independent in batch mode: an experiment changes which worker runs a task,
+ * never whether or how often it runs. Service mode has no experiments (its tasks are the
+ * worker's own): mv_experiment_suspect answers MV_EXP_NOW there.
+ */
+#ifndef MV_EXPERIMENT_H
+#define MV_EXPERIMENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "dispatch.h"
+#include "isolate.h"
+#include "log.h"
+#include "results.h"
+#include "tasks.h"
+#include "worker.h"
+
+#define MV_EXP_SITE_MAX  192 /* "file.py:123", cut */
+#define MV_EXP_SITES_MAX 512 /* sites linked to kinds; more are not remembered */
+
+/* What an experiment decided about a kind. */
+typedef struct mv_exp_verdict {
+    const char *kind;
+    mv_iso_verdict_t verdict; /* LEAK: confirmed; PLATEAU, CLEAN: cleared; INCONCLUSIVE */
+    mv_iso_mode_t mode;       /* isolation or bisection */
+    double per_task, confidence;
+    int tasks;         /* measured tasks of the deciding arm */
+    int rounds;        /* bisection rounds */
+    bool heap;         /* the arm's figures were live heap bytes (else the kernel's) */
+    bool suspected;    /* a suspect asked for it (else a bisection found it) */
+    bool suspect_heap; /* ...and that suspect was made of heap bytes */
+    const char *why;   /* static */
+    mv_worker_t *w;    /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
+    uint64_t task;     /* the deciding arm's last task, 0 = none */
+} mv_exp_verdict_t;
+
+typedef struct mv_experiment_events {
+    /* A fresh worker is wanted in `slot`: its worker is recycled (or, when it has not run a
+     * task yet, given to mv_experiment_attach as it is). */
+    void (*on_fresh)(void *arg, int slot);
+    void (*on_verdict)(void *arg, const mv_exp_verdict_t *v);
+} mv_experiment_events_t;
+
+/* What mv_experiment_suspect makes of a suspect. */
+typedef enum {
+    MV_EXP_NOW,     /* no experiment: the suspect stands on its own evidence */
+    MV_EXP_QUEUED,  /* an isolation will confirm or clear it (said by on_verdict) */
+    MV_EXP_KNOWN,   /* an isolation confirmed it already */
+    MV_EXP_CLEARED, /* an isolation cleared it already (not tried again yet) */
+} mv_exp_answer_t;
+
+typedef struct mv_exp_kind {
+    char name[MV_LEAK_KIND_MAX + 1];
+    int state; /* mv_exp_answer_t: QUEUED while waiting or running, KNOWN, CLEARED */
+    int tries;
+    uint64_t cleared_at; /* tasks ended when it was cleared */
+    bool heap;           /* the suspect's figures were heap bytes */
+    uint64_t line_ok;    /* its tasks whose line gives this kind ([leak] kind)... */
+    uint64_t line_bad;   /* ...and those whose line gives another (the worker names it) */
+    bool held;           /* its suspect's snapshot is being taken: its evidence may demote
+                          * the suspect, so the isolation waits for it (snapshot_timeout) */
+} mv_exp_kind_t;
+
+typedef struct mv_experiment {
+    mv_log_t *log;
+    const mv_config_t *cfg;
+    mv_tasks_t *tasks; /* its `ended` is the experiment's clock */
+    const mv_experiment_events_t *ev;
+    void *arg;
+    bool enabled; /* confirm = isolate, batch mode, detection on */
+    int slots;
+    mv_iso_t iso;
+    struct mv_exp_arm {
+        int slot;       /* 0: none */
+        mv_worker_t *w; /* its fresh worker, once attached */
+        uint64_t last;  /* its last task */
+        bool heap;      /* its figures were heap bytes */
+        bool said;      /* its verdict was logged */
+    } arm[MV_ISO_ARMS];
+    bool suspected; /* the running isolation was asked by a suspect */
+    int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
+    mv_exp_kind_t *kinds;
+    size_t nkinds, capkinds;
+    uint64_t bisect_after; /* no bisection before this many tasks ended */
+    uint64_t experiments;  /* started so far */
+    struct mv_exp_site {
+        char site[MV_EXP_SITE_MAX];
+        char kind[MV_LEAK_KIND_MAX + 1]; /* "" = more than one kind grows there */
+    } * sites;
+    size_t nsites, capsites;
+    mv_dispatch_filter_t filter;
+} mv_experiment_t;
+
+void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cfg,
+                        mv_tasks_t *tasks, bool service, const mv_experiment_events_t *ev,
+                        void *arg);
+void mv_experiment_free(mv_experiment_t *x);
+
+/* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. A kind newly
+ * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
+ * it (mv_experiment_demote) before an isolation is spent on it. */
+/* `slot`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
+ * elsewhere when there is another slot. */
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot);
+/* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. */
+void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n);
+/* Whether the worker is an arm's (its growth is the experiment's to judge). */
+bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w);
+/* Whether some kind explains a worker's growth: known to leak, or suspected (queued, under
+ * experiment). */
+bool mv_experiment_explains(const mv_experiment_t *x);
+
+/* A new worker in its slot (before its process starts): it may be the fresh worker an arm
+ * waits for. */
+void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w);
+/* A task of w ended: growth `inc` (measured false: none) of `kind`. */
+void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
+                           double inc, bool measured, bool heap);
+/* The worker is gone. */
+void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w);
+
+/* The isolation of a queued `kind` waits for (held) or may go on after (not) its suspect's
+ * snapshot. */
+void mv_experiment_hold(mv_experiment_t *x, const char *kind, bool held);
+/* Allocation sites from a snapshot of a worker that ran `kind` alone: that kind's. */
+void mv_experiment_link_sites(mv_experiment_t *x, const char *kind, const char *const *sites,
+                              int n);
+/* The kind a site is linked to; NULL when none (or more than one). */
+const char *mv_experiment_site_owner(const mv_experiment_t *x, const char *site);
+/* A suspect's snapshot grows most at `site`, linked to `other`: the suspect is demoted (its
+ * isolation dropped when it has not started; said once) and `other` examined. */
+void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *other,
+                          const char *site);
+
+/* The dispatch predicate (dispatch.h) over this experiment. */
+const mv_dispatch_filter_t *mv_experiment_filter(mv_experiment_t *x);
+
+#endif

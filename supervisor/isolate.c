@@ -1,0 +1,385 @@
+/*
+ * isolate: the decisions of a leak experiment (see isolate.h for the why).
+ */
+#include "isolate.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ROUNDS 12  /* bisection rounds: 64 kinds need 7, and a final isolation */
+#define STEADY     0.8 /* share of segments that must grow (as leak.c's trend rule) */
+#define SLOWING    0.5 /* second half's slope below this share of the first's: slowing down */
+#define GREW       0.5 /* a plateau grew at this share of a leak's floor, at least, at first */
+
+typedef char kind_t[MV_LEAK_KIND_MAX + 1];
+
+static const char *kind_name(const char *kind)
+{
+    return kind && *kind ? kind : "(none)";
+}
+
+static bool in_set(const kind_t *set, int n, const char *kind)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(set[i], kind) == 0)
+            return true;
+    return false;
+}
+
+/* Adds kind to set[0..*n) (room for MV_ISO_KINDS_MAX) unless it is there or it is full. */
+static void add_kind(kind_t *set, int *n, const char *kind)
+{
+    if (*n < MV_ISO_KINDS_MAX && !in_set(set, *n, kind))
+        snprintf(set[(*n)++], sizeof set[0], "%s", kind);
+}
+
+/* ---- an arm's verdict ---- */
+
+/* Growth per task over inc[0..n): Theil-Sen on the cumulative series when there are enough
+ * points for it (mv_leak_trend needs 10), else the mean. */
+static double half_slope(const double *inc, int n)
+{
+    double conf, sum = 0;
+
+    if (n >= 2 * MV_LEAK_SEGMENTS)
+        return mv_leak_trend(inc, n, &conf);
+    for (int i = 0; i < n; i++)
+        sum += inc[i];
+    return n ? sum / n : 0;
+}
+
+mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n, int kinds,
+                              bool final, double *slope, double *confidence)
+{
+    double floor, s1, s2;
+    int half = n / 2;
+    bool short_run;
+
+    *slope = *confidence = 0;
+    if (n < MV_ISO_MIN_TASKS)
+        return final ? MV_ISO_V_INCONCLUSIVE : MV_ISO_V_PENDING;
+    if (!final && n < cfg->tasks)
+        return MV_ISO_V_PENDING;
+    short_run = n < cfg->tasks;
+    /* A kind among k in an arm shows 1/k of its leak per task of the arm, about. */
+    floor = fmax((double)cfg->min_slope / (kinds > 1 ? kinds : 1),
+                 MV_LEAK_Z * mv_leak_block_noise(inc, n));
+    *slope = mv_leak_trend(inc, n, confidence);
+    s1 = half_slope(inc, half);
+    s2 = half_slope(inc + half, n - half);
+    if (*slope >= floor && *confidence >= STEADY) {
+        if (s2 >= SLOWING * s1)
+            return MV_ISO_V_LEAK;
+        /* Slowing down: a cache filling up, or a leak with a noisy start. Longer tells. */
+        if (!final && n < cfg->max_tasks)
+            return MV_ISO_V_PENDING;
+        return s2 >= floor ? MV_ISO_V_LEAK : MV_ISO_V_PLATEAU;
+    }
+    /* Clearing a kind takes a whole run: a short one (its worker lost, nothing left for it)
+     * shows too little of the noise to say growth is not there. */
+    if (short_run)
+        return MV_ISO_V_INCONCLUSIVE;
+    /* Not steady: it grew at first and then flattened (a plateau), or it never grew. */
+    if (s1 >= GREW * floor && s2 < SLOWING * s1 && s2 < floor)
+        return MV_ISO_V_PLATEAU;
+    return MV_ISO_V_CLEAN;
+}
+
+/* ---- set-up ---- */
+
+static void arm_reset(mv_iso_arm_t *a)
+{
+    a->state = MV_ARM_IDLE;
+    a->complement = false;
+    a->nkinds = a->nran = a->n = a->seen = 0;
+    a->since = 0;
+    a->verdict = MV_ISO_V_PENDING;
+    a->slope = a->confidence = 0;
+}
+
+void mv_iso_init(mv_iso_t *e, const mv_iso_cfg_t *cfg)
+{
+    memset(e, 0, sizeof *e);
+    e->cfg = *cfg;
+    if (e->cfg.max_tasks < e->cfg.tasks)
+        e->cfg.max_tasks = e->cfg.tasks;
+    if (e->cfg.tasks < MV_ISO_MIN_TASKS)
+        e->cfg.tasks = MV_ISO_MIN_TASKS;
+}
+
+void mv_iso_free(mv_iso_t *e)
+{
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        free(e->arm[i].kinds);
+        free(e->arm[i].ran);
+        free(e->arm[i].inc);
+        e->arm[i].kinds = e->arm[i].ran = NULL;
+        e->arm[i].inc = NULL;
+    }
+    free(e->cand);
+    e->cand = NULL;
+    e->mode = MV_ISO_NONE;
+}
+
+/* The memory of both arms and the candidates, once. */
+static int take_memory(mv_iso_t *e)
+{
+    int max = e->cfg.max_tasks > 0 ? e->cfg.max_tasks : e->cfg.tasks;
+
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        mv_iso_arm_t *a = &e->arm[i];
+        if (!a->kinds && !(a->kinds = calloc(MV_ISO_KINDS_MAX, sizeof *a->kinds)))
+            return -ENOMEM;
+        if (!a->ran && !(a->ran = calloc(MV_ISO_KINDS_MAX, sizeof *a->ran)))
+            return -ENOMEM;
+        if (!a->inc && !(a->inc = calloc((size_t)max, sizeof *a->inc)))
+            return -ENOMEM;
+    }
+    if (!e->cand && !(e->cand = calloc(MV_ISO_KINDS_MAX, sizeof *e->cand)))
+        return -ENOMEM;
+    return 0;
+}
+
+static void begin(mv_iso_t *e, mv_iso_mode_t mode, int slots, uint64_t now)
+{
+    e->mode = mode;
+    e->aborting = false;
+    e->slots = slots > 0 ? slots : 1;
+    e->started = now;
+    e->rounds = 1;
+    memset(&e->result, 0, sizeof e->result);
+    arm_reset(&e->arm[0]);
+    arm_reset(&e->arm[1]);
+}
+
+int mv_iso_isolate(mv_iso_t *e, const char *kind, int slots, uint64_t now)
+{
+    int r;
+
+    if (e->mode != MV_ISO_NONE)
+        return -EBUSY;
+    if ((r = take_memory(e)) < 0)
+        return r;
+    begin(e, MV_ISO_ISOLATE, slots, now);
+    snprintf(e->subject, sizeof e->subject, "%s", kind_name(kind));
+    add_kind(e->arm[0].kinds, &e->arm[0].nkinds, e->subject);
+    e->arm[1].state = MV_ARM_DONE; /* no second arm */
+    return 0;
+}
+
+/* A bisection round over the candidates: arm 0 the first half, arm 1 the rest. */
+static void split(mv_iso_t *e)
+{
+    int half = (e->ncand + 1) / 2;
+
+    arm_reset(&e->arm[0]);
+    arm_reset(&e->arm[1]);
+    for (int i = 0; i < half; i++)
+        add_kind(e->arm[0].kinds, &e->arm[0].nkinds, e->cand[i]);
+    e->arm[1].complement = true;
+}
+
+int mv_iso_bisect(mv_iso_t *e, const char *const *kinds, int n, int slots, uint64_t now)
+{
+    int r;
+
+    if (e->mode != MV_ISO_NONE)
+        return -EBUSY;
+    if ((r = take_memory(e)) < 0)
+        return r;
+    e->ncand = 0;
+    for (int i = 0; i < n; i++)
+        add_kind(e->cand, &e->ncand, kind_name(kinds[i]));
+    if (e->ncand < 2)
+        return -EINVAL;
+    begin(e, MV_ISO_BISECT, slots, now);
+    e->subject[0] = '\0';
+    split(e);
+    return 0;
+}
+
+/* ---- what the arms' workers do ---- */
+
+bool mv_iso_takes(const mv_iso_t *e, int arm, const char *kind)
+{
+    const mv_iso_arm_t *a;
+
+    if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
+        return true;
+    a = &e->arm[arm];
+    kind = kind_name(kind);
+    if (a->complement)
+        return !in_set(e->arm[1 - arm].kinds, e->arm[1 - arm].nkinds, kind);
+    return in_set(a->kinds, a->nkinds, kind);
+}
+
+void mv_iso_bound(mv_iso_t *e, int arm)
+{
+    if (e->mode != MV_ISO_NONE && arm >= 0 && arm < MV_ISO_ARMS &&
+        e->arm[arm].state == MV_ARM_WANTED)
+        e->arm[arm].state = MV_ARM_RUNNING;
+}
+
+void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured, uint64_t now)
+{
+    mv_iso_arm_t *a;
+    int max = e->cfg.max_tasks;
+
+    if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
+        return;
+    a = &e->arm[arm];
+    if (a->state != MV_ARM_RUNNING)
+        return;
+    a->since = now ? now : 1;
+    if (a->seen++ < e->cfg.warmup || !measured || a->n >= max)
+        return;
+    a->inc[a->n++] = inc;
+    add_kind(a->ran, &a->nran, kind_name(kind));
+}
+
+/* Judges an arm (final: on what it has) and marks it done when decided. */
+static void judge_arm(mv_iso_t *e, mv_iso_arm_t *a, bool final)
+{
+    a->verdict = mv_iso_judge(&e->cfg, a->inc, a->n, a->nran, final, &a->slope, &a->confidence);
+    if (a->verdict != MV_ISO_V_PENDING)
+        a->state = MV_ARM_DONE;
+}
+
+void mv_iso_stop_arm(mv_iso_t *e, int arm)
+{
+    mv_iso_arm_t *a;
+
+    if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
+        return;
+    a = &e->arm[arm];
+    if (a->state == MV_ARM_RUNNING || a->state == MV_ARM_WANTED)
+        judge_arm(e, a, true);
+}
+
+void mv_iso_abort(mv_iso_t *e)
+{
+    if (e->mode == MV_ISO_NONE)
+        return;
+    e->aborting = true;
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        mv_iso_arm_t *a = &e->arm[i];
+        if (a->state == MV_ARM_RUNNING || a->state == MV_ARM_WANTED)
+            judge_arm(e, a, true);
+        else if (a->state == MV_ARM_IDLE) {
+            a->state = MV_ARM_DONE;
+            a->verdict = MV_ISO_V_INCONCLUSIVE;
+        }
+    }
+}
+
+/* ---- what now ---- */
+
+static mv_iso_step_t finish(mv_iso_t *e, mv_iso_verdict_t v, const mv_iso_arm_t *a,
+                            const char *kind, const char *why)
+{
+    mv_iso_step_t st = {-1, true, {0}};
+
+    if (kind && kind != e->subject)
+        snprintf(e->subject, sizeof e->subject, "%s", kind);
+    e->result = (mv_iso_result_t){e->mode,
+                                  v,
+                                  kind ? e->subject : NULL,
+                                  a ? a->slope : 0,
+                                  a ? a->confidence : 0,
+                                  a ? a->n : 0,
+                                  e->rounds,
+                                  why};
+    st.result = e->result;
+    e->mode = MV_ISO_NONE;
+    return st;
+}
+
+/* Both arms of a bisection round are decided: which half keeps the candidates. */
+static mv_iso_step_t next_round(mv_iso_t *e, uint64_t now)
+{
+    mv_iso_arm_t *a0 = &e->arm[0], *a1 = &e->arm[1], *grew;
+    bool g0 = a0->verdict == MV_ISO_V_LEAK, g1 = a1->verdict == MV_ISO_V_LEAK;
+    int k = 0;
+
+    if (!g0 && !g1) {
+        bool unsure = a0->verdict == MV_ISO_V_INCONCLUSIVE || a1->verdict == MV_ISO_V_INCONCLUSIVE;
+        return finish(e, unsure ? MV_ISO_V_INCONCLUSIVE : MV_ISO_V_CLEAN, NULL, NULL,
+                      unsure ? "an arm could not run enough tasks" : "no half grows on its own");
+    }
+    grew = g0 && (!g1 || a0->slope >= a1->slope) ? a0 : a1;
+    if (grew == a0 && a0->nkinds == 1)
+        return finish(e, MV_ISO_V_LEAK, a0, a0->kinds[0], "the kind grows alone");
+    if (grew == a0) {
+        for (int i = 0; i < a0->nkinds; i++)
+            snprintf(e->cand[i], sizeof e->cand[0], "%s", a0->kinds[i]);
+        e->ncand = a0->nkinds;
+    } else {
+        for (int i = 0; i < e->ncand; i++)
+            if (!in_set(a0->kinds, a0->nkinds, e->cand[i]))
+                memmove(e->cand[k++], e->cand[i], sizeof e->cand[0]);
+        e->ncand = k;
+        if (k == 0)
+            return finish(e, MV_ISO_V_CLEAN, a1, NULL, "growth outside the candidates");
+    }
+    if (e->aborting)
+        return finish(e, MV_ISO_V_INCONCLUSIVE, grew, NULL, "relaxed before the end");
+    if (++e->rounds > MAX_ROUNDS)
+        return finish(e, MV_ISO_V_INCONCLUSIVE, grew, NULL, "too many rounds");
+    e->started = now;
+    split(e);
+    return mv_iso_step(e, now);
+}
+
+mv_iso_step_t mv_iso_step(mv_iso_t *e, uint64_t now)
+{
+    mv_iso_step_t st = {-1, false, {0}};
+    bool timed_out = false;
+
+    if (e->mode == MV_ISO_NONE)
+        return st;
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        mv_iso_arm_t *a = &e->arm[i];
+        /* No progress for `timeout` tasks: no worker came, or its tasks stopped ending. */
+        bool late = (a->state == MV_ARM_WANTED && now - e->started > e->cfg.timeout) ||
+                    (a->state == MV_ARM_RUNNING && a->since && now - a->since > e->cfg.timeout);
+        timed_out |= late;
+        if (a->state == MV_ARM_RUNNING || late)
+            judge_arm(e, a, late);
+    }
+    if (e->mode == MV_ISO_ISOLATE) {
+        mv_iso_arm_t *a = &e->arm[0];
+        if (a->state == MV_ARM_DONE)
+            return finish(e, a->verdict, a, e->subject,
+                          timed_out     ? "timed out"
+                          : e->aborting ? "relaxed: tasks were held back"
+                                        : "the kind ran alone");
+    } else if (e->arm[0].state == MV_ARM_DONE && e->arm[1].state == MV_ARM_DONE) {
+        return next_round(e, now);
+    }
+    /* Arms start at once with two slots or more, else one after the other. */
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        if (e->arm[i].state != MV_ARM_IDLE)
+            continue;
+        if (i == 1 && e->slots < 2 && e->arm[0].state != MV_ARM_DONE)
+            break;
+        e->arm[i].state = MV_ARM_WANTED;
+        st.start_arm = i;
+        return st;
+    }
+    return st;
+}
+
+const char *mv_iso_verdict_name(mv_iso_verdict_t v)
+{
+    static const char *const n[] = {"pending", "leak", "plateau", "clean", "inconclusive"};
+    return (unsigned)v < sizeof n / sizeof n[0] ? n[v] : "?";
+}
+
+const char *mv_iso_mode_name(mv_iso_mode_t m)
+{
+    static const char *const n[] = {"none", "isolation", "bisection"};
+    return (unsigned)m < sizeof n / sizeof n[0] ? n[m] : "?";
+}

@@ -1,0 +1,227 @@
+/*
+ * experiment: leak experiments on the real binary ([leak] confirm, docs/leaks.md): garbage a
+ * collector frees during other kinds' tasks is suspected, then cleared by running its kind
+ * alone; one worker slot runs the experiment and every task still ends once; a kind whose
+ * tasks stop coming is not waited for, nor is [recycle] spacing; confirm = off and kernel
+ * figures say their evidence.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define KINDS MV_BUILD_DIR "/examples/kinds_worker"
+
+/* n task lines: `odd` for one task in `every`, `even` for the others (deterministic). */
+static char *mix(int n, int every, const char *odd, const char *even)
+{
+    size_t cap = (size_t)n * 64 + 1, len = 0;
+    char *t = malloc(cap);
+
+    ck_assert_ptr_nonnull(t);
+    for (int i = 1; i <= n; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%s %d\n", i % every == 0 ? odd : even, i);
+    return t;
+}
+
+START_TEST(deferred_garbage_is_suspected_then_cleared_alone)
+{
+    /* One task in four keeps 64 KiB that a collector frees every 8 blocks, during whatever
+     * task comes next: in the mix, other kinds' tasks free it, so its own figures grow. */
+    char *tasks = mix(800, 4, "defer 64", "ok");
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 800, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=leak_suspect kind=defer"));
+    ck_assert_int_eq(run_count(&r, "confirmed=false"), 1);
+    ck_assert_int_eq(run_count(&r, "confirmed=true"), 0);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=leak_cleared kind=defer verdict=clean"));
+    ck_assert_ptr_nonnull(strstr(r.log, "step=arm_started"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(one_slot_runs_the_experiment_and_every_task_once)
+{
+    char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", KINDS, NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 600, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    ck_assert_ptr_nonnull(strstr(r.log, "kind=load"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_kind_that_stops_coming_is_not_waited_for)
+{
+    /* 250 tasks of three kinds, then only tally: with one slot, the kind's fresh worker
+     * finds nothing more of its kind while the queue holds others: the experiment lets go. */
+    char *head = read_text(SOURCE_DIR "/examples/kinds.tasks"), *tasks;
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", KINDS, NULL};
+    size_t len = 0, cap;
+    char *p = head;
+    mvrun_t r;
+
+    ck_assert_ptr_nonnull(head);
+    for (int i = 0; i < 200 && p; i++)
+        p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL;
+    ck_assert_ptr_nonnull(p);
+    cap = (size_t)(p - head) + 600 * 16;
+    tasks = malloc(cap);
+    ck_assert_ptr_nonnull(tasks);
+    memcpy(tasks, head, (size_t)(p - head));
+    len = (size_t)(p - head);
+    for (int i = 0; i < 600; i++)
+        len += (size_t)snprintf(tasks + len, cap - len, "tally a b c\n");
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 800, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "step=start mode=isolation kind=load"));
+    ck_assert_msg(strstr(r.log, "step=relaxed") || strstr(r.log, "step=arm_starved"),
+                  "the experiment held tasks back");
+    ck_assert_ptr_nonnull(strstr(r.log, "step=verdict"));
+    free(head);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(confirm_off_stands_on_the_heap_figures)
+{
+    char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", "leak.confirm=off", "--",
+                          KINDS, NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=leak_suspect kind=load"));
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap "));
+    ck_assert_int_eq(run_count(&r, "event=leak_experiment"), 0);
+    ck_assert_int_eq(run_count(&r, "reason=leak_experiment"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(without_heap_figures_the_kernel_trend_is_the_evidence)
+{
+    const char *py = "import sys\n"
+                     "keep = []\n"
+                     "for line in sys.stdin:\n"
+                     "    keep.append(bytearray(256 * 1024))\n"
+                     "    print('ok', flush=True)\n";
+    char *tasks = mix(150, 1, "keep", "x");
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.protocol=lines",
+                          "-o",
+                          "leak.heap=off",
+                          "-o",
+                          "leak.confirm=off",
+                          "--",
+                          "python3",
+                          "-c",
+                          py,
+                          NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=kernel-trend"));
+    ck_assert_ptr_null(json_object_get(run_result(&r, 100), "heap_source"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
+{
+    /* keep leaks from the start: isolated, confirmed, its growing site linked to it by the
+     * snapshot of the worker that ran it alone. From line 600 on, defer's garbage is
+     * suspected too: its snapshot grows most at keep's site, so it is demoted (no
+     * experiment of its own). One worker: its isolation waits for that snapshot. */
+    size_t cap = 1200 * 16, len = 0;
+    char *tasks = malloc(cap);
+    const char *args[] = {"run", "-o",      "supervisor.workers=1",
+                          "--",  "python3", SOURCE_DIR "/tests/helpers/sites_worker.py",
+                          NULL};
+    mvrun_t r;
+
+    ck_assert_ptr_nonnull(tasks);
+    for (int i = 1; i <= 1200; i++) {
+        const char *k = i % 3 == 0 ? "keep" : i > 600 && i % 3 == 1 ? "defer" : "ok";
+        len += (size_t)snprintf(tasks + len, cap - len, "%s %d\n", k, i);
+    }
+    setenv("MEMVISOR_TRACEMALLOC", "1", 1);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    unsetenv("MEMVISOR_TRACEMALLOC");
+    run_assert_once(&r, 1200, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "kind=keep per_task"));
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    ck_assert_msg(strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"),
+                  "defer was not demoted");
+    ck_assert_ptr_nonnull(strstr(r.log, "sites_worker.py:"));
+    ck_assert_ptr_null(strstr(r.log, "step=start mode=isolation kind=defer"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* After one recycle for memory, [recycle] spacing holds the next back for an hour. The
+ * worker an experiment recycles for a fresh one does not wait its turn: the experiment holds
+ * its kind's tasks back until that fresh worker is ready. */
+START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
+{
+    char *tasks = mix(240, 2, "alloc 1", "ok");
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "limits.memory_soft=8M",
+                          "-o",
+                          "recycle.handover_headroom=256M",
+                          "-o",
+                          "recycle.spacing=1h",
+                          "--",
+                          MVTEST,
+                          NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 240, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "reason=soft_limit action=drain"));
+    ck_assert_ptr_nonnull(strstr(r.log, "reason=leak_experiment action=drain"));
+    ck_assert_ptr_nonnull(strstr(r.log, "step=arm_started"));
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    ck_assert_ptr_null(strstr(r.log, "step=relaxed"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+Suite *experiment_suite(void)
+{
+    Suite *s = suite_create("experiment");
+    TCase *tc = tcase_create("runs");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, deferred_garbage_is_suspected_then_cleared_alone);
+    tcase_add_test(tc, one_slot_runs_the_experiment_and_every_task_once);
+    tcase_add_test(tc, a_kind_that_stops_coming_is_not_waited_for);
+    tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
+    tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
+    tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
+    tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,350 @@
+/*
+ * heapwire: the heap preload wired into memvisor ([leak] heap, docs/leaks.md): the plan made
+ * once per configuration (dynamic or not, Python or not, library found or not), a worker's
+ * per-task windows over its page or its own reports, the exec shim's LD_PRELOAD, and real
+ * runs whose results carry heap figures -- or none, when the preload is off or cannot reach
+ * the command.
+ */
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "heapmon.h"
+#include "proc.h"
+#include "suites.h"
+
+#define STATIC_TRUE MV_BUILD_DIR "/helpers/static_true"
+#define MiB         (1024LL * 1024)
+
+/* ---- the plan ---- */
+
+START_TEST(plan_follows_the_mode_the_command_and_python)
+{
+    char *c_worker[] = {(char *)MVTEST, NULL};
+    char *python[] = {"python3", "-u", "w.py", NULL};
+    char *env_python[] = {"env", "A=1", "python3", "w.py", NULL};
+    char *static_cmd[] = {(char *)STATIC_TRUE, NULL};
+    char *missing[] = {"no-such-command-here", NULL};
+    char script[256];
+    char *script_cmd[] = {script, NULL};
+    mv_heapplan_t p;
+    mvrun_t r;
+
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, c_worker, MEMVISOR, &p);
+    ck_assert(p.preload);
+    ck_assert(!p.python);
+    ck_assert_ptr_nonnull(strstr(p.library, "libmemvisor-heap.so"));
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, python, MEMVISOR, &p);
+    ck_assert(p.preload && p.python);
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, env_python, MEMVISOR, &p);
+    ck_assert(p.preload && p.python);
+    run_init(&r, NULL);
+    snprintf(script, sizeof script, "%s",
+             run_file(&r, "w.py", "#!/usr/bin/env python3\nprint('hi')\n"));
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, script_cmd, MEMVISOR, &p);
+    ck_assert(p.preload && p.python); /* by the interpreter its #! line runs */
+    run_free(&r);
+    /* python_malloc says otherwise */
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_NO, true, python, MEMVISOR, &p);
+    ck_assert(p.preload && !p.python);
+    mv_heapmon_plan(MV_HEAPMODE_PRELOAD, MV_HEAPPY_YES, true, c_worker, MEMVISOR, &p);
+    ck_assert(p.preload && p.python);
+    /* what keeps it off */
+    mv_heapmon_plan(MV_HEAPMODE_OFF, MV_HEAPPY_AUTO, true, c_worker, MEMVISOR, &p);
+    ck_assert(!p.preload);
+    ck_assert_str_eq(p.why, "heap = off");
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, false, c_worker, MEMVISOR, &p);
+    ck_assert(!p.preload); /* protocol none: no tasks to attribute */
+    mv_heapmon_plan(MV_HEAPMODE_PRELOAD, MV_HEAPPY_AUTO, false, c_worker, MEMVISOR, &p);
+    ck_assert(p.preload); /* asked for: the heap figures still show in snapshots */
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, static_cmd, MEMVISOR, &p);
+    ck_assert(!p.preload);
+    ck_assert_ptr_nonnull(strstr(p.why, "statically linked"));
+    mv_heapmon_plan(MV_HEAPMODE_PRELOAD, MV_HEAPPY_AUTO, true, missing, MEMVISOR, &p);
+    ck_assert(!p.preload);
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, c_worker, "/nonexistent/bin/memvisor",
+                    &p);
+    ck_assert(!p.preload);
+    ck_assert_ptr_nonnull(strstr(p.why, "not found"));
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, NULL, MEMVISOR, &p);
+    ck_assert(!p.preload);
+}
+END_TEST
+
+/* ---- a worker's windows ---- */
+
+/* Writes what the library would: the page's owner and counters (through the fd). */
+static void page_set(const mv_heapwin_t *hw, int32_t pid, uint64_t gen, int64_t live,
+                     uint64_t allocs, uint64_t frees)
+{
+    ck_assert_int_eq(pwrite(hw->hm.fd, &pid, sizeof pid, offsetof(mvh_page_t, pid)), sizeof pid);
+    ck_assert_int_eq(pwrite(hw->hm.fd, &gen, sizeof gen, offsetof(mvh_page_t, generation)),
+                     sizeof gen);
+    ck_assert_int_eq(pwrite(hw->hm.fd, &live, sizeof live, offsetof(mvh_page_t, live_bytes)),
+                     sizeof live);
+    ck_assert_int_eq(pwrite(hw->hm.fd, &allocs, 8, offsetof(mvh_page_t, allocs)), 8);
+    ck_assert_int_eq(pwrite(hw->hm.fd, &frees, 8, offsetof(mvh_page_t, frees)), 8);
+}
+
+START_TEST(windows_over_the_page)
+{
+    mv_heapwin_t hw;
+    mv_heap_task_t t;
+
+    mv_heapwin_init(&hw);
+    ck_assert_int_eq(mv_heapwin_start(&hw), 0);
+    /* nobody attached yet: not measured */
+    mv_heapwin_open(&hw);
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(!t.measured);
+    page_set(&hw, 1234, 1, 1000, 10, 4);
+    mv_heapwin_open(&hw);
+    page_set(&hw, 1234, 1, 5096, 15, 6);
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(t.measured);
+    ck_assert_str_eq(t.source, "preload");
+    ck_assert_int_eq(t.before, 1000);
+    ck_assert_int_eq(t.after, 5096);
+    ck_assert_int_eq(t.allocs, 5);
+    ck_assert_int_eq(t.frees, 2);
+    ck_assert_int_eq(t.blocks, 3);
+    /* the worker exec'd (a new generation) or the page changed hands: no delta */
+    mv_heapwin_open(&hw);
+    page_set(&hw, 1234, 2, 10, 1, 0);
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_open(&hw);
+    page_set(&hw, 999, 2, 10, 1, 0);
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(!t.measured);
+    /* service mode: the next window starts where the last one ended */
+    page_set(&hw, 999, 2, 100, 1, 0);
+    mv_heapwin_open(&hw);
+    page_set(&hw, 999, 2, 300, 2, 0);
+    mv_heapwin_close(&hw, NULL, &t);
+    page_set(&hw, 999, 2, 700, 3, 0); /* the request's work, before BEGIN came */
+    mv_heapwin_since_close(&hw);
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(t.measured);
+    ck_assert_int_eq(t.after - t.before, 400);
+    mv_heapwin_end(&hw);
+    ck_assert_int_eq(hw.hm.fd, -1);
+    mv_heapwin_end(&hw); /* twice is harmless */
+}
+END_TEST
+
+START_TEST(windows_over_the_workers_own_figures)
+{
+    mv_heapwin_t hw;
+    mv_heap_task_t t;
+    struct mvw_heap a = {1000, 10}, b = {1500, 25}, none = {-1, -1}, c = {2000, -1};
+
+    mv_heapwin_init(&hw);
+    /* no page: the first report is only the next task's "before" */
+    mv_heapwin_close(&hw, &a, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_close(&hw, &b, &t);
+    ck_assert(t.measured);
+    ck_assert_str_eq(t.source, "worker");
+    ck_assert_int_eq(t.after - t.before, 500);
+    ck_assert_int_eq(t.blocks, 15);
+    ck_assert_int_eq(t.allocs, -1);
+    /* an answer without figures (or unknown ones) breaks the chain */
+    mv_heapwin_close(&hw, NULL, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_close(&hw, &c, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_close(&hw, &none, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_close(&hw, &c, &t);
+    ck_assert(!t.measured);
+    mv_heapwin_close(&hw, &c, &t);
+    ck_assert(t.measured);
+    ck_assert_int_eq(t.blocks, INT64_MIN); /* blocks unknown */
+    mv_heapwin_end(&hw);
+}
+END_TEST
+
+/* ---- the exec shim ---- */
+
+START_TEST(the_shim_preloads_the_command_only)
+{
+    const char *argv[] = {MEMVISOR, "exec-shim",
+                          "-",      "sh",
+                          "-c",     "echo \"$LD_PRELOAD|${" MV_PROC_ENV_PRELOAD "-unset}\"",
+                          NULL};
+    char lib[PATH_MAX + 64], *out;
+
+    ck_assert_int_eq(mv_heapmon_library(MEMVISOR, lib, sizeof lib), 0);
+    setenv(MV_PROC_ENV_PRELOAD, lib, 1);
+    setenv("LD_PRELOAD", "", 1);
+    ck_assert_int_eq(run_capture(argv, &out), 0);
+    ck_assert_msg(strncmp(out, lib, strlen(lib)) == 0 && strstr(out, "|unset"), "%s", out);
+    free(out);
+    /* in front of what the user preloads */
+    setenv("LD_PRELOAD", lib, 1);
+    ck_assert_int_eq(run_capture(argv, &out), 0);
+    ck_assert_ptr_nonnull(strstr(out, ":"));
+    free(out);
+    unsetenv(MV_PROC_ENV_PRELOAD);
+    unsetenv("LD_PRELOAD");
+    ck_assert_int_eq(run_capture(argv, &out), 0);
+    ck_assert_str_eq(out, "|unset\n");
+    free(out);
+}
+END_TEST
+
+/* ---- real runs ---- */
+
+/* Runs `tasks` with the options (NULL-terminated, before "--") on argv; returns the run. */
+static void run_with(mvrun_t *r, const char *tasks, const char *const *opts,
+                     const char *const *argv)
+{
+    const char *args[32];
+    int n = 0;
+
+    args[n++] = "run";
+    for (int i = 0; opts[i]; i++)
+        args[n++] = opts[i];
+    args[n++] = "--";
+    for (int i = 0; argv[i]; i++)
+        args[n++] = argv[i];
+    args[n] = NULL;
+    ck_assert_int_eq(run_batch(r, tasks, args), 0);
+}
+
+START_TEST(results_carry_the_heap_figures_of_each_task)
+{
+    const char *opts[] = {"-o", "supervisor.workers=1", NULL};
+    const char *argv[] = {MVTEST, NULL};
+    mvrun_t r;
+    json_t *a, *f;
+
+    run_with(&r, "alloc 1\nallocfree 4\nalloc 2\n", opts, argv);
+    a = run_result(&r, 3);
+    f = run_result(&r, 2);
+    ck_assert_str_eq(jstr(a, "heap_source"), "preload");
+    ck_assert_int_ge(jint(a, "heap_retained"), 2 * MiB);
+    ck_assert_int_lt(jint(a, "heap_retained"), 2 * MiB + 64 * 1024);
+    ck_assert_int_eq(jint(a, "heap_after") - jint(a, "heap_before"), jint(a, "heap_retained"));
+    ck_assert_int_ge(jint(a, "heap_allocs"), 1);
+    ck_assert_int_ge(jint(a, "heap_blocks"), 1);
+    /* 4 MiB allocated and freed: nothing retained on the heap */
+    ck_assert_int_lt(llabs(jint(f, "heap_retained")), 64 * 1024);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=heap preload="));
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(no_heap_figures_when_off)
+{
+    const char *off[] = {"-o", "supervisor.workers=1",  "-o", "leak.heap=off",
+                         "-o", "worker.protocol=lines", NULL};
+    const char *lines[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=lines", NULL};
+    const char *sh[] = {"sh", "-c", "while read l; do echo \"$LD_PRELOAD\"; done", NULL};
+    mvrun_t r;
+
+    run_with(&r, "a\nb\n", off, sh);
+    ck_assert_ptr_null(json_object_get(run_result(&r, 2), "heap_source"));
+    ck_assert_str_eq(jstr(run_result(&r, 2), "result"), "");
+    ck_assert_ptr_nonnull(strstr(r.log, "why=\"heap = off\""));
+    run_free(&r);
+    /* dynamically linked lines worker: the library reached it, the shim did not keep it */
+    run_with(&r, "a\nb\n", lines, sh);
+    ck_assert_ptr_nonnull(strstr(jstr(run_result(&r, 2), "result"), "libmemvisor-heap.so"));
+    ck_assert_str_eq(jstr(run_result(&r, 2), "heap_source"), "preload");
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(python_gets_pythonmalloc_unless_it_has_one)
+{
+    const char *opts[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=lines", NULL};
+    const char *py[] = {"python3", "-c",
+                        "import os, sys\n"
+                        "for l in sys.stdin:\n"
+                        "    print(os.environ.get('PYTHONMALLOC', '-'), flush=True)\n",
+                        NULL};
+    mvrun_t r;
+
+    run_with(&r, "a\nb\n", opts, py);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "malloc");
+    ck_assert_ptr_nonnull(strstr(r.log, "python_malloc=yes"));
+    run_free(&r);
+    setenv("PYTHONMALLOC", "pymalloc_debug", 1);
+    run_with(&r, "a\n", opts, py);
+    unsetenv("PYTHONMALLOC");
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "pymalloc_debug");
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(without_the_preload_an_api_worker_reports_its_own)
+{
+    const char *opts[] = {"-o", "supervisor.workers=1", "-o", "leak.heap=off", NULL};
+    const char *argv[] = {MVTEST, NULL};
+    mvrun_t r;
+    json_t *a;
+
+    run_with(&r, "alloc 1\nalloc 3\n", opts, argv);
+    ck_assert_ptr_null(json_object_get(run_result(&r, 1), "heap_source")); /* no "before" */
+    a = run_result(&r, 2);
+    ck_assert_str_eq(jstr(a, "heap_source"), "worker");
+    ck_assert_int_ge(jint(a, "heap_retained"), 3 * MiB);
+    ck_assert(json_is_null(json_object_get(a, "heap_allocs")));
+    run_free(&r);
+}
+END_TEST
+
+/* A hot spare hears GO when it takes a slot: with the heap flag too, so its tasks carry the
+ * worker's own figures like any other worker's; and it was started with the preload. */
+START_TEST(a_spare_that_takes_a_slot_has_heap_figures)
+{
+    const char *off[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
+                         "-o", "limits.max_tasks=2",   "-o", "leak.heap=off",
+                         NULL};
+    const char *on[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
+                        "-o", "limits.max_tasks=2",   NULL};
+    const char *argv[] = {MVTEST, NULL};
+    const char *tasks = "sleep 300\nalloc 1\nalloc 1\nalloc 3\n";
+    mvrun_t r;
+
+    run_with(&r, tasks, off, argv);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spare_taken"));
+    ck_assert_str_eq(jstr(run_result(&r, 4), "heap_source"), "worker");
+    ck_assert_int_ge(jint(run_result(&r, 4), "heap_retained"), 3 * MiB);
+    run_free(&r);
+    run_with(&r, tasks, on, argv);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spare_taken"));
+    ck_assert_str_eq(jstr(run_result(&r, 4), "heap_source"), "preload");
+    ck_assert_int_ge(jint(run_result(&r, 4), "heap_retained"), 3 * MiB);
+    run_free(&r);
+}
+END_TEST
+
+Suite *heapwire_suite(void)
+{
+    Suite *s = suite_create("heapwire");
+    TCase *unit = tcase_create("unit");
+    TCase *runs = tcase_create("runs");
+
+    tcase_add_test(unit, plan_follows_the_mode_the_command_and_python);
+    tcase_add_test(unit, windows_over_the_page);
+    tcase_add_test(unit, windows_over_the_workers_own_figures);
+    tcase_add_test(unit, the_shim_preloads_the_command_only);
+    tcase_set_timeout(runs, 30);
+    tcase_add_test(runs, results_carry_the_heap_figures_of_each_task);
+    tcase_add_test(runs, no_heap_figures_when_off);
+    tcase_add_test(runs, python_gets_pythonmalloc_unless_it_has_one);
+    tcase_add_test(runs, without_the_preload_an_api_worker_reports_its_own);
+    tcase_add_test(runs, a_spare_that_takes_a_slot_has_heap_figures);
+    suite_add_tcase(s, unit);
+    suite_add_tcase(s, runs);
+    return s;
+}

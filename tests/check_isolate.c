@@ -1,0 +1,376 @@
+/*
+ * isolate: the leak experiment's decisions (supervisor/isolate.h) with plain inputs: an arm's
+ * verdict on a series of growth per task, an isolation from start to verdict, bisection
+ * rounds with one and two worker slots, lost workers, timeouts and aborts.
+ */
+#include <check.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "isolate.h"
+#include "suites.h"
+
+#define KiB 1024.0
+
+static const mv_iso_cfg_t cfg = {
+    .tasks = 50, .max_tasks = 150, .warmup = 10, .min_slope = 16 * 1024, .timeout = 1000};
+
+/* Noise: a uniform integer in [-amp, amp], from a fixed seed. */
+static double noise(uint64_t *s, double amp)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return amp * ((double)(*s >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+
+/* ---- an arm's verdict ---- */
+
+START_TEST(steady_growth_is_a_leak)
+{
+    double inc[50], slope, conf;
+    uint64_t seed = 1;
+
+    for (int i = 0; i < 50; i++)
+        inc[i] = 24 * KiB + noise(&seed, 4 * KiB);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+    ck_assert(fabs(slope - 24 * KiB) < 3 * KiB);
+    ck_assert(conf >= 0.8);
+}
+END_TEST
+
+START_TEST(no_growth_is_clean)
+{
+    double inc[50], slope, conf;
+    uint64_t seed = 2;
+
+    for (int i = 0; i < 50; i++)
+        inc[i] = noise(&seed, 64 * KiB); /* big temporaries, freed */
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+    /* garbage freed by a collector every 8 tasks: a sawtooth, no trend */
+    for (int i = 0; i < 50; i++)
+        inc[i] = i % 8 == 7 ? -7 * 80 * KiB : 80 * KiB;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+}
+END_TEST
+
+START_TEST(a_cache_that_fills_then_stops_is_a_plateau)
+{
+    double inc[150], slope, conf;
+
+    /* 30 tasks of 16 KiB, then nothing: the last segments are flat. */
+    for (int i = 0; i < 50; i++)
+        inc[i] = i < 30 ? 16 * KiB : 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PLATEAU);
+    /* Still growing in every segment, but the second half at well under half the first's
+     * rate: slowing down, run it longer... */
+    for (int i = 0; i < 150; i++)
+        inc[i] = i < 25 ? 40 * KiB : i < 50 ? 15 * KiB : 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    /* ...which shows it flat */
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 100, 1, false, &slope, &conf), MV_ISO_V_PLATEAU);
+    /* at the longest run, a leak that slows down but still grows is a leak */
+    for (int i = 0; i < 150; i++)
+        inc[i] = i < 75 ? 40 * KiB : 18 * KiB;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 150, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+}
+END_TEST
+
+START_TEST(short_runs_confirm_but_never_clear)
+{
+    double inc[50], slope, conf;
+
+    for (int i = 0; i < 50; i++)
+        inc[i] = 32 * KiB;
+    /* not final: wait for the whole run */
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 20, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    /* final (its worker is gone, nothing left for it): enough to confirm a steady leak */
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 20, 1, true, &slope, &conf), MV_ISO_V_LEAK);
+    /* ...but too little to clear a kind, or to say anything under ten tasks */
+    for (int i = 0; i < 50; i++)
+        inc[i] = 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 20, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 9, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 0, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+}
+END_TEST
+
+START_TEST(an_arm_of_several_kinds_has_a_lower_floor)
+{
+    double inc[50], slope, conf;
+
+    /* One kind in four keeps 24 KiB: 6 KiB per task of the arm. */
+    for (int i = 0; i < 50; i++)
+        inc[i] = i % 4 == 0 ? 24 * KiB : 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 4, false, &slope, &conf), MV_ISO_V_LEAK);
+}
+END_TEST
+
+/* ---- isolation ---- */
+
+/* Feeds arm `arm` n tasks of `kind`, growth f(i) each. */
+static void feed(mv_iso_t *e, int arm, const char *kind, int n, double (*f)(int))
+{
+    for (int i = 0; i < n; i++)
+        mv_iso_observe(e, arm, kind, f(i), true, 1);
+}
+
+static double leak32(int i)
+{
+    return 32 * KiB + (i % 3) * 100;
+}
+
+static double nothing(int i)
+{
+    return (i % 2) ? 100 : -100;
+}
+
+START_TEST(isolation_from_start_to_verdict)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    ck_assert_int_eq(mv_iso_isolate(&e, "parse", 2, 100), 0);
+    ck_assert_int_eq(mv_iso_isolate(&e, "other", 2, 100), -EBUSY);
+    st = mv_iso_step(&e, 100);
+    ck_assert_int_eq(st.start_arm, 0); /* a fresh worker for it */
+    ck_assert(!st.ended);
+    ck_assert_int_eq(mv_iso_step(&e, 100).start_arm, -1); /* asked once */
+    /* its worker takes its kind only */
+    ck_assert(mv_iso_takes(&e, 0, "parse"));
+    ck_assert(!mv_iso_takes(&e, 0, "render"));
+    ck_assert(!mv_iso_takes(&e, 0, NULL));
+    /* tasks before its worker is bound count for nothing */
+    feed(&e, 0, "parse", 5, leak32);
+    mv_iso_bound(&e, 0);
+    feed(&e, 0, "parse", 10 + 49, leak32); /* warm-up, then one task short */
+    ck_assert(!mv_iso_step(&e, 200).ended);
+    feed(&e, 0, "parse", 1, leak32);
+    st = mv_iso_step(&e, 210);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.mode, MV_ISO_ISOLATE);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_LEAK);
+    ck_assert_str_eq(st.result.kind, "parse");
+    ck_assert_int_eq(st.result.tasks, 50);
+    ck_assert(st.result.slope > 30 * KiB);
+    /* over: every worker takes anything again */
+    ck_assert(mv_iso_takes(&e, 0, "render"));
+    ck_assert_int_eq(mv_iso_isolate(&e, "render", 2, 300), 0);
+    mv_iso_free(&e);
+}
+END_TEST
+
+START_TEST(isolation_clears_a_kind_that_does_not_grow_alone)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    ck_assert_int_eq(mv_iso_isolate(&e, "report", 1, 0), 0);
+    ck_assert_int_eq(mv_iso_step(&e, 0).start_arm, 0);
+    mv_iso_bound(&e, 0);
+    feed(&e, 0, "report", 60, nothing);
+    st = mv_iso_step(&e, 60);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_CLEAN);
+    mv_iso_free(&e);
+}
+END_TEST
+
+START_TEST(a_lost_worker_or_the_timeout_ends_it)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    /* its worker dies after 5 measured tasks: too few */
+    mv_iso_isolate(&e, "a", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    feed(&e, 0, "a", 15, leak32);
+    mv_iso_stop_arm(&e, 0);
+    st = mv_iso_step(&e, 20);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    /* ...after 30: enough to confirm */
+    mv_iso_isolate(&e, "a", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    feed(&e, 0, "a", 40, leak32);
+    mv_iso_stop_arm(&e, 0);
+    ck_assert_int_eq(mv_iso_step(&e, 50).result.verdict, MV_ISO_V_LEAK);
+    /* its worker never comes: the timeout (tasks ended anywhere) */
+    mv_iso_isolate(&e, "a", 2, 500);
+    ck_assert_int_eq(mv_iso_step(&e, 500).start_arm, 0);
+    ck_assert(!mv_iso_step(&e, 1500).ended);
+    st = mv_iso_step(&e, 1501);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    ck_assert_str_eq(st.result.why, "timed out");
+    /* a fresh worker that is starting is not timed; once its tasks end, they must go on */
+    mv_iso_isolate(&e, "a", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    ck_assert(!mv_iso_step(&e, 50000).ended);
+    mv_iso_observe(&e, 0, "a", 0, true, 50000);
+    ck_assert(!mv_iso_step(&e, 51000).ended);
+    st = mv_iso_step(&e, 51001);
+    ck_assert(st.ended);
+    ck_assert_str_eq(st.result.why, "timed out");
+    /* aborted (the filters held tasks back) */
+    mv_iso_isolate(&e, "a", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    mv_iso_abort(&e);
+    st = mv_iso_step(&e, 1);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    mv_iso_free(&e);
+}
+END_TEST
+
+/* ---- bisection ---- */
+
+static const char *const four[] = {"a", "b", "c", "d"};
+
+/* Runs an arm to its end on its own kinds: `leaky` grows 32 KiB per task, others nothing. */
+static void run_arm(mv_iso_t *e, int arm, const char *leaky)
+{
+    const char *k = NULL;
+
+    for (int i = 0; i < 4 && !k; i++)
+        if (mv_iso_takes(e, arm, four[i]))
+            k = four[i];
+    ck_assert_ptr_nonnull(k);
+    mv_iso_bound(e, arm);
+    for (int i = 0; i < 60; i++) {
+        /* a complement arm runs every kind it may: round-robin over them */
+        const char *kind = four[i % 4];
+        if (!mv_iso_takes(e, arm, kind))
+            kind = k;
+        mv_iso_observe(e, arm, kind, strcmp(kind, leaky) == 0 ? 32 * KiB : 0, true, 1);
+    }
+}
+
+START_TEST(bisection_finds_the_kind_with_two_slots)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    ck_assert_int_eq(mv_iso_bisect(&e, four, 4, 2, 0), 0);
+    /* round 1: arm 0 runs a, b; arm 1 everything else; both at once */
+    ck_assert_int_eq(mv_iso_step(&e, 0).start_arm, 0);
+    ck_assert_int_eq(mv_iso_step(&e, 0).start_arm, 1);
+    ck_assert(mv_iso_takes(&e, 0, "a") && mv_iso_takes(&e, 0, "b") && !mv_iso_takes(&e, 0, "c"));
+    ck_assert(!mv_iso_takes(&e, 1, "a") && mv_iso_takes(&e, 1, "c") &&
+              mv_iso_takes(&e, 1, "new-kind"));
+    run_arm(&e, 0, "c");
+    run_arm(&e, 1, "c");
+    /* arm 1 grew: candidates c, d; round 2 isolates c against the rest */
+    st = mv_iso_step(&e, 200);
+    ck_assert(!st.ended);
+    ck_assert_int_eq(st.start_arm, 0);
+    ck_assert_int_eq(e.rounds, 2);
+    ck_assert(mv_iso_takes(&e, 0, "c") && !mv_iso_takes(&e, 0, "d"));
+    ck_assert_int_eq(mv_iso_step(&e, 200).start_arm, 1);
+    run_arm(&e, 0, "c");
+    run_arm(&e, 1, "c");
+    st = mv_iso_step(&e, 400);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.mode, MV_ISO_BISECT);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_LEAK);
+    ck_assert_str_eq(st.result.kind, "c");
+    ck_assert_int_eq(st.result.rounds, 2);
+    mv_iso_free(&e);
+}
+END_TEST
+
+START_TEST(bisection_with_one_slot_runs_the_arms_in_turn)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    ck_assert_int_eq(mv_iso_bisect(&e, four, 4, 1, 0), 0);
+    ck_assert_int_eq(mv_iso_step(&e, 0).start_arm, 0);
+    ck_assert_int_eq(mv_iso_step(&e, 0).start_arm, -1); /* not arm 1 yet */
+    run_arm(&e, 0, "b");
+    ck_assert_int_eq(mv_iso_step(&e, 60).start_arm, 1); /* now */
+    run_arm(&e, 1, "b");
+    /* arm 0 (a, b) grew: round 2 is a against the rest, then b is found... */
+    st = mv_iso_step(&e, 120);
+    ck_assert_int_eq(st.start_arm, 0);
+    run_arm(&e, 0, "b");
+    ck_assert_int_eq(mv_iso_step(&e, 180).start_arm, 1);
+    run_arm(&e, 1, "b");
+    /* ...a did not grow alone, the rest did: b alone next */
+    st = mv_iso_step(&e, 240);
+    ck_assert_int_eq(st.start_arm, 0);
+    ck_assert(mv_iso_takes(&e, 0, "b") && !mv_iso_takes(&e, 0, "a"));
+    run_arm(&e, 0, "b");
+    mv_iso_step(&e, 300);
+    run_arm(&e, 1, "b");
+    st = mv_iso_step(&e, 360);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_LEAK);
+    ck_assert_str_eq(st.result.kind, "b");
+    mv_iso_free(&e);
+}
+END_TEST
+
+START_TEST(bisection_where_no_half_grows_is_unexplained)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    ck_assert_int_eq(mv_iso_bisect(&e, four, 4, 2, 0), 0);
+    mv_iso_step(&e, 0);
+    mv_iso_step(&e, 0);
+    run_arm(&e, 0, "none");
+    run_arm(&e, 1, "none");
+    st = mv_iso_step(&e, 100);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_CLEAN);
+    ck_assert_ptr_null(st.result.kind);
+    /* bad input: one kind is an isolation's job; duplicates count once */
+    ck_assert_int_eq(mv_iso_bisect(&e, (const char *const[]){"a", "a"}, 2, 2, 0), -EINVAL);
+    ck_assert_int_eq(mv_iso_bisect(&e, four, 0, 2, 0), -EINVAL);
+    /* an abort between rounds ends it */
+    ck_assert_int_eq(mv_iso_bisect(&e, four, 4, 2, 0), 0);
+    mv_iso_step(&e, 0);
+    mv_iso_step(&e, 0);
+    run_arm(&e, 0, "a");
+    mv_iso_abort(&e);
+    st = mv_iso_step(&e, 100);
+    ck_assert(st.ended);
+    ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    ck_assert_str_eq(mv_iso_verdict_name(st.result.verdict), "inconclusive");
+    ck_assert_str_eq(mv_iso_mode_name(MV_ISO_BISECT), "bisection");
+    mv_iso_free(&e);
+}
+END_TEST
+
+Suite *isolate_suite(void)
+{
+    Suite *s = suite_create("isolate");
+    TCase *tc = tcase_create("isolate");
+
+    tcase_add_test(tc, steady_growth_is_a_leak);
+    tcase_add_test(tc, no_growth_is_clean);
+    tcase_add_test(tc, a_cache_that_fills_then_stops_is_a_plateau);
+    tcase_add_test(tc, short_runs_confirm_but_never_clear);
+    tcase_add_test(tc, an_arm_of_several_kinds_has_a_lower_floor);
+    tcase_add_test(tc, isolation_from_start_to_verdict);
+    tcase_add_test(tc, isolation_clears_a_kind_that_does_not_grow_alone);
+    tcase_add_test(tc, a_lost_worker_or_the_timeout_ends_it);
+    tcase_add_test(tc, bisection_finds_the_kind_with_two_slots);
+    tcase_add_test(tc, bisection_with_one_slot_runs_the_arms_in_turn);
+    tcase_add_test(tc, bisection_where_no_half_grows_is_unexplained);
+    suite_add_tcase(s, tc);
+    return s;
+}

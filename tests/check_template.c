@@ -1,0 +1,581 @@
+/*
+ * template: [worker] template = yes end to end (docs/templates.md). The real binary starts a
+ * real template (mvtest_worker, whose code before mvw_open is its start-up, or a Python
+ * worker), which forks every worker; each test checks that a forked worker is a worker in
+ * every respect (its exit status, its limits, its figures against what it measures of
+ * itself) and that the template itself is supervised (a crash at start and later, growth past
+ * the soft limit, a fatal exit, memvisor killed with SIGKILL).
+ *
+ * On cgroup v2 (the check-v2 guest) the workers are born in their cgroups; here (v1) they
+ * join them by writing cgroup.procs: both ways run the same tests.
+ */
+#include <check.h>
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+#define MiB (1024LL * 1024)
+#define T   "worker.template=yes"
+
+/* The number after `key` in a log line (key includes its '='), or -1. */
+static long long field(const char *line, const char *key)
+{
+    const char *p = line ? strstr(line, key) : NULL;
+
+    return p ? atoll(p + strlen(key)) : -1;
+}
+
+/* The pid of the template that became ready (the next template_ready line). */
+static pid_t template_pid(mvrun_t *r)
+{
+    char *line = run_wait_for(r, "event=template_ready");
+    pid_t pid = (pid_t)field(line, " pid=");
+
+    free(line);
+    ck_assert_int_gt(pid, 1);
+    return pid;
+}
+
+/* Whether a process is gone (reaped, or a zombie nobody waits for yet). */
+static bool gone(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return true;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] == 'Z';
+}
+
+/* Waits up to 5 s for a process to be gone. */
+static bool gone_soon(pid_t pid)
+{
+    for (int i = 0; i < 500; i++) {
+        if (gone(pid))
+            return true;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    return false;
+}
+
+/* Whether the run's cgroups are v2 ones. */
+static bool v2_run(mvrun_t *r)
+{
+    return run_count(r, "memory=\"cgroup v2") > 0;
+}
+
+/* Whether the run's cgroups are real (the per-task kernel figures exist). */
+static bool cgroups(mvrun_t *r)
+{
+    return run_count(r, "memory=\"cgroup v") > 0;
+}
+
+START_TEST(forked_workers_exit_with_their_exact_status)
+{
+    mvrun_t r;
+    const char *tasks = "ok\nexit 3\ncrash\ncgroup\nok\n";
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=2", "-o", "tasks.max_attempts=1", "-o", T, "--",
+        MVTEST, NULL};
+    json_t *why;
+    pid_t tp;
+
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    tp = template_pid(&r);
+    ck_assert_int_eq(run_finish(&r), 1);
+    run_assert_once(&r, 5, NULL);
+    why = json_array_get(json_object_get(run_result(&r, 2), "attempt_errors"), 0);
+    ck_assert_str_eq(jstr(why, "reason"), "crash");
+    ck_assert_int_eq(jint(why, "exit"), 3);
+    ck_assert_ptr_null(json_object_get(why, "signal"));
+    why = json_array_get(json_object_get(run_result(&r, 3), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "signal"), SIGABRT);
+    ck_assert_ptr_null(json_object_get(why, "exit"));
+    for (size_t i = 1; i <= 5; i++)
+        ck_assert_int_ne(jint(run_result(&r, i), "pid"), tp);
+    ck_assert_str_eq(jstr(run_result(&r, 5), "status"), "ok");
+    /* In its own cgroup (w<slot>.<gen>), not the template's (w0.<gen>): born there on v2,
+     * moved there before any of its code ran on v1. */
+    if (cgroups(&r)) {
+        const char *cg = jstr(run_result(&r, 4), "result");
+        ck_assert_ptr_nonnull(cg);
+        ck_assert_msg(strstr(cg, "/w1.") || strstr(cg, "/w2."), "%s", cg);
+        ck_assert_int_eq(run_count(&r, v2_run(&r) ? "start=fork\n" : "start=fork_in_cgroup"), 0);
+    }
+    /* Every worker was forked (none exec'd), from the one template, retired at the end: the
+     * two first ones and a replacement for each death (the last may not be needed). */
+    ck_assert_int_ge(run_count(&r, "event=spawn "), 3);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1);
+    ck_assert_int_eq(run_count(&r, "status=3 "), 1);
+    ck_assert_int_eq(run_count(&r, "signal=Aborted"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "reason=retired"), 1);
+    run_free(&r);
+}
+END_TEST
+
+/* As a subreaper (or PID 1) memvisor reaps the orphans it inherits; a forked worker is its
+ * child but not libuv's: the orphan reaper must leave it to its pidfd, or its status would be
+ * lost. */
+START_TEST(forked_workers_keep_their_status_with_a_subreaper)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "-o",
+                          "supervisor.subreaper=yes",
+                          "-o",
+                          T,
+                          "--",
+                          MVTEST,
+                          NULL};
+    json_t *why;
+
+    ck_assert_int_eq(run_batch(&r, "exit 5\ncrash\nok\nexit 6\nok\n", args), 1);
+    run_assert_once(&r, 5, NULL);
+    why = json_array_get(json_object_get(run_result(&r, 1), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "exit"), 5);
+    why = json_array_get(json_object_get(run_result(&r, 2), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "signal"), SIGABRT);
+    why = json_array_get(json_object_get(run_result(&r, 4), "attempt_errors"), 0);
+    ck_assert_int_eq(jint(why, "exit"), 6);
+    ck_assert_int_eq(run_count(&r, "event=subreaper state=on"), 1);
+    ck_assert_int_eq(run_count(&r, "event=orphan_reaped"), 0);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(the_hard_limit_kills_a_forked_worker_and_only_it)
+{
+    mvrun_t r;
+    const char *tasks = "ok\nalloc 200\nok\nok\nok\n";
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.memory_hard=48M",
+                          "-o",
+                          "tasks.max_attempts=2",
+                          "-o",
+                          T,
+                          "--",
+                          MVTEST,
+                          NULL};
+    json_t *j, *a;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 1);
+    run_assert_once(&r, 5, NULL);
+    j = run_result(&r, 2);
+    ck_assert_str_eq(jstr(j, "status"), "quarantined");
+    ck_assert_int_eq(json_array_size(json_object_get(j, "attempt_errors")), 2);
+    for (size_t i = 0; i < 2; i++) {
+        a = json_array_get(json_object_get(j, "attempt_errors"), i);
+        /* the kernel, in the worker's own cgroup; or memvisor's reading without cgroups */
+        ck_assert_str_eq(jstr(a, "reason"), cgroups(&r) ? "kernel_oom" : "hard_limit");
+        ck_assert_int_eq(jint(a, "signal"), SIGKILL);
+    }
+    for (size_t i = 3; i <= 5; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i), "status"), "ok");
+    /* The template lived through it and forked every replacement (one at least: the retry
+     * may come last, when no worker is needed after it). */
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_ge(run_count(&r, "event=spawn "), 2);
+    run_free(&r);
+}
+END_TEST
+
+/* "usage=U0,U1 priv=P0,P1 pid=PID": what mvtest_worker's selfmem measured. */
+static void self_figures(json_t *j, long long f[4])
+{
+    const char *s = jstr(j, "result");
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(sscanf(s, "usage=%lld,%lld priv=%lld,%lld", &f[0], &f[1], &f[2], &f[3]), 4);
+}
+
+START_TEST(per_task_figures_of_a_forked_worker_match_its_own)
+{
+    mvrun_t r;
+    const char *tasks = "selfmem 8\nselfmem 8\nselfmem 4\n";
+    /* The template keeps 16 MiB (touched) before mvw_open: its workers map those pages. */
+    const char *args[] = {"run", "-o",   "supervisor.workers=1", "-o", T,
+                          "--",  MVTEST, "--alloc-at-start",     "16", NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 3, NULL);
+    for (size_t i = 1; i <= 3; i++) {
+        json_t *j = run_result(&r, i);
+        long long f[4];
+
+        self_figures(j, f);
+        /* Private memory: statm, the same source; "before" is read before the task is sent
+         * (the worker then holds its bytes), "after" once its answer is in. */
+        ck_assert_int_le(llabs(jint(j, "mem_before") - f[2]), 64 * 1024);
+        ck_assert_int_le(llabs(jint(j, "mem_after") - f[3]), 64 * 1024);
+        ck_assert_int_le(llabs(jint(j, "retained") - (f[3] - f[2])), 64 * 1024);
+        /* The template's 16 MiB count in the worker's private memory (it maps them)... */
+        ck_assert_int_ge(f[2], 16 * MiB);
+        if (!cgroups(&r))
+            continue;
+        /* ...but not in its cgroup: they are charged to the template's. The kernel's peak
+         * of the task is the cgroup's usage at its end (the task only grew). */
+        ck_assert_int_lt(f[0], 16 * MiB + 8 * MiB * (long long)(i - 1));
+        ck_assert_int_le(llabs(jint(j, "mem_peak") - f[1]), 512 * 1024);
+        ck_assert_str_eq(jstr(j, "peak_source"), "kernel");
+    }
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    /* Recycled for none of that: the soft limit (384M) sees the worker's own memory. */
+    ck_assert_int_eq(run_count(&r, "event=recycle "), 0);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_template_over_the_soft_limit_from_its_start_is_kept)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 20);
+    /* 40 MiB at start, soft 32M: the template is over it before it forks anything, and its
+     * workers map those 40 MiB. Neither is recycled for it: a new template would be as big,
+     * and the pages are not the workers'. */
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "limits.memory_soft=32M",
+                          "-o",
+                          "limits.memory_hard=256M",
+                          "-o",
+                          "limits.max_tasks=4",
+                          "-o",
+                          T,
+                          "--",
+                          MVTEST,
+                          "--alloc-at-start",
+                          "40",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 20, NULL);
+    ck_assert_int_eq(run_count(&r, "event=template_over_soft_limit"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1);
+    ck_assert_int_eq(run_count(&r, "reason=soft_limit"), 0);
+    ck_assert_int_ge(run_count(&r, "reason=max_tasks"), 4);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_template_that_crashes_at_start_falls_back_to_exec)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 10);
+    /* It aborts before mvw_open only as the template (MEMVISOR_SLOT=0). */
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          "worker.backoff_min=5ms",
+                          "-o",
+                          T,
+                          "--",
+                          MVTEST,
+                          "--crash-at-start-slot",
+                          "0",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 10, NULL);
+    ck_assert_int_eq(run_count(&r, "event=template_exit"), 3);
+    ck_assert_int_eq(run_count(&r, "signal=Aborted"), 3);
+    ck_assert_int_eq(run_count(&r, "event=template_fallback reason=crash_limit"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 0);
+    /* Meanwhile the workers waited; then every one was exec'd (the second may not be needed
+     * before the batch ends), and none counts as crashed. */
+    ck_assert_int_ge(run_count(&r, "start=exec"), 1);
+    ck_assert_int_eq(run_count(&r, "start=fork"), 0);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_template_fatal_exit_ends_the_run)
+{
+    mvrun_t r;
+    const char *args[] = {"run",     "-o", "supervisor.workers=2", "-o", T, "--", MVTEST,
+                          "--fatal", NULL};
+
+    ck_assert_int_ne(run_batch(&r, "ok\nok\n", args), 0);
+    ck_assert_int_eq(run_count(&r, "event=fatal_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_exit"), 1);
+    ck_assert_int_eq(run_count(&r, "event=spawn "), 0); /* no worker was started at all */
+    ck_assert_int_eq(run_count(&r, "--fatal: exiting with 78"), 1);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(a_template_killed_later_is_replaced_and_its_workers_live_on)
+{
+    mvrun_t r;
+    const char *tasks = "ok\nsay busy sleep 500\nok\nok\nok\nok\n";
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=2", "-o", "limits.max_tasks=1", "-o", T, "--",
+        MVTEST, NULL};
+    char *line;
+    pid_t tp, busy;
+    json_t *j;
+
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    tp = template_pid(&r);
+    line = run_wait_for(&r, "busy pid=");
+    busy = (pid_t)field(line, "busy pid=");
+    free(line);
+    ck_assert_int_eq(kill(tp, SIGKILL), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 6, NULL);
+    /* The busy worker finished its task: the template's death is not its own. */
+    j = run_result(&r, 2);
+    ck_assert_int_eq(jint(j, "pid"), busy);
+    ck_assert_int_eq(jint(j, "attempts"), 1);
+    ck_assert_str_eq(jstr(j, "result"), "slept=500");
+    ck_assert_int_eq(run_count(&r, "event=template_exit template=1"), 1);
+    ck_assert_int_ge(run_count(&r, "signal=Killed"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_ready template=2"), 1);
+    /* Later workers came from the new template; nobody gave up on templates. */
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_eq(run_count(&r, "template_fallback"), 0);
+    for (size_t i = 1; i <= 6; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i), "status"), "ok");
+    run_free(&r);
+}
+END_TEST
+
+/* A Python worker whose template grows by 4 MiB before each fork (os.register_at_fork: the
+ * interpreter's own before-fork hooks run in the template), and which answers with what it
+ * is: pid, parent, slot, a random number. A "wait" task waits for the file named by its
+ * third argument: the test holds the batch there until the new template is ready. */
+static const char *grower = "import os, random, sys, time\n"
+                            "sys.path.insert(0, sys.argv[1])\n"
+                            "KEPT = []\n"
+                            "os.register_at_fork(before=lambda: KEPT.append(b'x' * (4 << 20)))\n"
+                            "import memvisor_worker\n"
+                            "def handle(task):\n"
+                            "    while task.text == 'wait' and not os.path.exists(sys.argv[2]):\n"
+                            "        time.sleep(0.01)\n"
+                            "    return '%d %d %s %r' % (os.getpid(), os.getppid(),\n"
+                            "        os.environ['MEMVISOR_SLOT'], random.random())\n"
+                            "memvisor_worker.main(handle)\n";
+
+START_TEST(a_python_template_that_grows_past_the_soft_limit_is_replaced)
+{
+    mvrun_t r;
+    char *who = repeat_line("who", 12), *tasks = malloc(strlen(who) * 2 + 16), flag[128];
+    const char *script, *args[] = {"run",
+                                   "-o",
+                                   "supervisor.workers=1",
+                                   "-o",
+                                   "limits.memory_soft=32M",
+                                   "-o",
+                                   "limits.memory_hard=256M",
+                                   "-o",
+                                   "limits.max_tasks=1",
+                                   "-o",
+                                   T,
+                                   "--",
+                                   "python3",
+                                   NULL,
+                                   SOURCE_DIR "/worker-api/python",
+                                   flag,
+                                   NULL};
+    char seen[25][64];
+    FILE *f;
+
+    sprintf(tasks, "%swait\n%s", who, who);
+    run_init(&r, tasks);
+    script = run_file(&r, "grower.py", grower);
+    args[13] = script;
+    snprintf(flag, sizeof flag, "%s/go", r.dir);
+    run_start(&r, args, NULL);
+    /* The first one grew past 32M after a few forks: a new one starts, the old one serves
+     * until it is ready (the batch waits meanwhile at "wait"), then retires. */
+    free(run_wait_for(&r, "event=template_recycle template=1"));
+    free(run_wait_for(&r, "event=template_ready template=2"));
+    f = fopen(flag, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 25, NULL);
+    ck_assert_int_ge(run_count(&r, "reason=soft_limit"), 1);
+    ck_assert_int_eq(run_count(&r, "event=template_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    for (size_t i = 1; i <= 25; i++) {
+        json_t *j = run_result(&r, i);
+        long long pid, ppid;
+        char slot[8], rnd[48];
+
+        ck_assert_str_eq(jstr(j, "status"), "ok");
+        ck_assert_int_eq(sscanf(jstr(j, "result"), "%lld %lld %7s %47s", &pid, &ppid, slot, rnd),
+                         4);
+        /* memvisor is every worker's parent; each has its slot and its own random state */
+        ck_assert_int_eq(pid, jint(j, "pid"));
+        ck_assert_int_eq(ppid, r.pid);
+        ck_assert_str_eq(slot, "1");
+        snprintf(seen[i - 1], sizeof seen[i - 1], "%s", rnd);
+        for (size_t k = 0; k + 1 < i; k++)
+            ck_assert_str_ne(seen[k], rnd);
+    }
+    free(who);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* [worker] user: the template runs as that user (the exec shim drops to it), so its workers
+ * are that user from their first instruction; they still join their own cgroups (v1: the
+ * cgroup.procs memvisor opened as root; v2: born there when allowed, else the same write),
+ * whose limits they cannot touch. */
+START_TEST(forked_workers_run_as_the_worker_user)
+{
+    mvrun_t r;
+    struct passwd *pw = getpwnam("nobody");
+    const char *args[] = {
+        "run", "-o", "supervisor.workers=1", "-o", "worker.user=nobody", "-o", T, "--", NULL, NULL};
+
+    if (geteuid() != 0 || !pw || pw->pw_uid != 65534) {
+        fprintf(stderr, "template: skipped the worker user test (needs root and nobody)\n");
+        return;
+    }
+    run_init(&r, "whoami\ncgwrite\ncgroup\n");
+    args[8] = run_reachable(&r, MVTEST);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_ptr_nonnull(
+        strstr(jstr(run_result(&r, 1), "result"), "uid=65534 gid=65534 groups=0"));
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1);
+    if (cgroups(&r)) {
+        ck_assert_str_eq(jstr(run_result(&r, 2), "result"), "cgwrite=denied");
+        ck_assert_msg(strstr(jstr(run_result(&r, 3), "result"), "/w1."), "%s",
+                      jstr(run_result(&r, 3), "result"));
+    }
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(kill_9_of_memvisor_leaves_no_template_and_no_worker)
+{
+    mvrun_t r;
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", T, "--", MVTEST, NULL};
+    pid_t tp, w[2];
+    char *line;
+
+    run_init(&r, "say held hang\nsay held hang\n");
+    run_start(&r, args, NULL);
+    tp = template_pid(&r);
+    for (int i = 0; i < 2; i++) {
+        line = run_wait_for(&r, "held pid=");
+        w[i] = (pid_t)field(line, "held pid=");
+        free(line);
+    }
+    kill(r.pid, SIGKILL);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGKILL);
+    ck_assert_msg(gone_soon(tp), "the template %d outlived memvisor", (int)tp);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(gone_soon(w[i]), "worker %d outlived memvisor", (int)w[i]);
+    run_free(&r);
+}
+END_TEST
+
+START_TEST(status_and_metrics_show_the_template)
+{
+    mvrun_t r, c;
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", T, "--", MVTEST, NULL};
+    char sock[160];
+    const char *ctl[] = {"status", "--json", "--socket", sock, NULL};
+    json_error_t je;
+    json_t *j, *t;
+    pid_t tp;
+
+    run_init(&r, "say held hang\nsay held hang\n");
+    run_start(&r, args, NULL);
+    tp = template_pid(&r);
+    free(run_wait_for(&r, "held pid="));
+    free(run_wait_for(&r, "held pid="));
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    run_init(&c, NULL);
+    run_start(&c, ctl, NULL);
+    ck_assert_int_eq(run_finish(&c), 0);
+    j = json_loads(run_summary(&c), 0, &je);
+    ck_assert_msg(j != NULL, "%s", je.text);
+    t = json_object_get(j, "template");
+    ck_assert_int_eq(jint(t, "pid"), tp);
+    ck_assert_int_eq(jint(t, "gen"), 1);
+    ck_assert_str_eq(jstr(t, "state"), "ready");
+    ck_assert_int_ge(jint(t, "forks"), 2);
+    ck_assert_int_gt(jint(t, "usage"), 0);
+    ck_assert(json_is_false(json_object_get(t, "fallback")));
+    json_decref(j);
+    run_free(&c);
+    ctl[0] = "metrics";
+    ctl[1] = "--socket";
+    ctl[2] = sock;
+    ctl[3] = NULL;
+    run_init(&c, NULL);
+    run_start(&c, ctl, NULL);
+    ck_assert_int_eq(run_finish(&c), 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&c), "memvisor_template_up 1\n"));
+    ck_assert_ptr_nonnull(strstr(run_summary(&c), "memvisor_template_generation 1\n"));
+    ck_assert_ptr_nonnull(strstr(run_summary(&c), "memvisor_template_forks_total "));
+    run_free(&c);
+    ck_assert_int_eq(run_ctl("stop", sock), 0);
+    kill(r.pid, SIGKILL); /* the workers hang: no need to wait for the grace period */
+    run_finish(&r);
+    run_free(&r);
+}
+END_TEST
+
+Suite *template_suite(void)
+{
+    Suite *s = suite_create("template");
+    TCase *tc = tcase_create("forked");
+
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, forked_workers_exit_with_their_exact_status);
+    tcase_add_test(tc, forked_workers_keep_their_status_with_a_subreaper);
+    tcase_add_test(tc, the_hard_limit_kills_a_forked_worker_and_only_it);
+    tcase_add_test(tc, per_task_figures_of_a_forked_worker_match_its_own);
+    tcase_add_test(tc, a_template_over_the_soft_limit_from_its_start_is_kept);
+    tcase_add_test(tc, a_template_that_crashes_at_start_falls_back_to_exec);
+    tcase_add_test(tc, a_template_fatal_exit_ends_the_run);
+    tcase_add_test(tc, a_template_killed_later_is_replaced_and_its_workers_live_on);
+    tcase_add_test(tc, a_python_template_that_grows_past_the_soft_limit_is_replaced);
+    tcase_add_test(tc, forked_workers_run_as_the_worker_user);
+    tcase_add_test(tc, kill_9_of_memvisor_leaves_no_template_and_no_worker);
+    tcase_add_test(tc, status_and_metrics_show_the_template);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,33 @@
+"""sites_worker: a Python api worker for tests/check_experiment.c. Task lines "KIND N":
+
+    keep    keeps a 48 KiB bytes object in a global list (a leak, at one line: THE LEAK)
+    defer   adds 64 KiB of garbage to a pool a "collector" empties at the start of any task
+            once it holds 8 (as a cyclic collector would): the pool's growth shows in the
+            defer tasks, its frees in whatever task comes next
+    ok      nothing
+
+The kind is the line's first word (the worker names none).
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "worker-api", "python"))
+import memvisor_worker  # noqa: E402
+
+KEPT = []
+POOL = []
+
+
+def handle(task):
+    if len(POOL) >= 8:
+        POOL.clear()
+    kind = task.text.split()[0]
+    if kind == "keep":
+        KEPT.append(b"k" * (48 * 1024 + len(KEPT) % 7))  # THE LEAK
+    elif kind == "defer":
+        POOL.append(bytearray(64 * 1024))
+    return kind
+
+
+memvisor_worker.main(handle)

@@ -1,0 +1,270 @@
+"""memvisor_template: a Python worker serving as memvisor's warm template (standard library only).
+
+Used by memvisor_worker: when memvisor runs a pool with ``[worker] template = yes``, the first
+process of the worker command runs its start-up (everything before ``memvisor_worker.Worker()``
+or ``memvisor_worker.main()``: imports, configuration, loaded models) once, and memvisor asks
+it, in GO, to serve as the template: it then forks one worker per FORK request, and each
+child returns from ``Worker()`` as a normal worker on its own channel. See docs/templates.md.
+
+How a child is made: clone3(CLONE_PARENT) through ctypes (the standard library has no clone3),
+so memvisor, the template's parent, is the child's parent too: it reaps every worker itself
+(the exact exit status), the parent-death signal points at memvisor, and the workers do not
+depend on the template once they run. Around the clone, the interpreter's own fork bookkeeping
+runs as for os.fork(): PyOS_BeforeFork(), then PyOS_AfterFork_Child() or
+PyOS_AfterFork_Parent(), so os.register_at_fork() hooks run (``random`` reseeds, ``threading``
+and ``logging`` reset their locks). The C library's pthread_atfork() handlers do not: a
+template must be single-threaded (a process with threads says in its HELLO that it cannot be
+a template, and memvisor then starts every worker by exec).
+
+On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); otherwise it writes "0" to
+its cgroup.procs before anything else runs in it, at-fork hooks included.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import gc
+import os
+import socket
+import struct
+import sys
+import threading
+from typing import List, Optional, Tuple
+
+import memvisor_worker as _mw
+
+_SYS_CLONE3 = 435  # the same number on every architecture
+_CLONE_PARENT = 0x00008000
+_CLONE_CHILD_CLEARTID = 0x00200000
+_CLONE_CHILD_SETTID = 0x01000000
+_CLONE_INTO_CGROUP = 0x200000000
+_CLONE3_SIZE_VER0 = 64  # the 5.3 layout: no set_tid, no cgroup
+_PR_SET_PDEATHSIG = 1
+_SIGKILL = 9
+_MAX_FDS = 3 + _mw.FORK_MAX_FDS  # the output, nfds, the cgroup dir, cgroup.procs
+_INT = struct.Struct("=i")
+_INTO_CGROUP_REFUSED = (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, errno.EBUSY, errno.EBADF,
+                        errno.EACCES, errno.EPERM)
+
+
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args (linux/sched.h; `cgroup` since 5.7)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size",
+        "tls", "set_tid", "set_tid_size", "cgroup")]
+
+
+class _Clone:
+    """clone3(CLONE_PARENT) with the interpreter's fork bookkeeping around it."""
+
+    def __init__(self) -> None:
+        # PyDLL: the GIL stays held across the call, as os.fork() holds it across fork().
+        self._libc = ctypes.PyDLL(None, use_errno=True)
+        self._syscall = self._libc.syscall
+        self._syscall.restype = ctypes.c_long
+        self._api = ctypes.pythonapi
+        self._tid = self._tid_field()
+
+    def _tid_field(self) -> int:
+        """The address of glibc's thread id field of this (the main) thread, where its fork()
+        has the kernel write the child's id (the descriptor glibc gives debuggers,
+        {bits, count, offset}); 0 when unknown."""
+        try:
+            desc = (ctypes.c_uint32 * 3).in_dll(self._libc, "_thread_db_pthread_tid")
+            self._libc.pthread_self.restype = ctypes.c_void_p
+            base = self._libc.pthread_self()
+        except (ValueError, AttributeError):
+            return 0
+        if desc[0] != 32 or desc[1] != 1 or desc[2] > 65536 or not base:
+            return 0
+        addr = base + desc[2]
+        return addr if ctypes.c_int.from_address(addr).value == threading.get_native_id() else 0
+
+    @property
+    def sets_tid(self) -> bool:
+        return self._tid != 0
+
+    def clone(self, cgdir: int) -> Tuple[int, int, bool]:
+        """(pid, errno, born in the cgroup): pid 0 in the child, -1 on failure."""
+        args = _CloneArgs(flags=_CLONE_PARENT)
+        if self._tid:
+            args.flags |= _CLONE_CHILD_SETTID | _CLONE_CHILD_CLEARTID
+            args.child_tid = self._tid
+        in_cgroup = cgdir >= 0
+        if in_cgroup:
+            args.flags |= _CLONE_INTO_CGROUP
+            args.cgroup = cgdir
+        self._api.PyOS_BeforeFork()
+        pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
+                            ctypes.c_size_t(ctypes.sizeof(args)))
+        err = ctypes.get_errno() if pid < 0 else 0
+        if pid < 0 and in_cgroup and err in _INTO_CGROUP_REFUSED:
+            # Before 5.7, a cgroup a process cannot be born in, or a template that may not
+            # write the cgroups' common ancestor ([worker] user): the child writes the
+            # cgroup.procs memvisor opened instead.
+            args.flags &= ~_CLONE_INTO_CGROUP
+            args.cgroup = 0
+            in_cgroup = False
+            pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
+                                ctypes.c_size_t(_CLONE3_SIZE_VER0))
+            err = ctypes.get_errno() if pid < 0 else 0
+        if pid != 0:
+            self._api.PyOS_AfterFork_Parent()
+        return pid, err, in_cgroup
+
+    def child_first(self, parent: int, procs: int) -> None:
+        """In the child, before anything of Python's runs: the parent-death signal (checked
+        against a memvisor that died before it was armed), its cgroup; then the interpreter's
+        after-fork work. Exits 125 (as the exec shim: could not set up) on failure."""
+        libc = self._libc
+        if (libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0
+                or libc.getppid() != parent):
+            os._exit(125)
+        if procs >= 0 and libc.write(procs, b"0", 1) != 1:
+            msg = f"memvisor worker (forked): cannot join its cgroup: errno {ctypes.get_errno()}\n"
+            libc.write(2, msg.encode(), len(msg))
+            os._exit(125)
+        self._api.PyOS_AfterFork_Child()
+
+
+_clone: Optional[_Clone] = None
+
+
+def _read_exact(worker: "_mw.Worker", n: int, fds: List[int]) -> bytes:
+    """Exactly n bytes: first what the handshake read ahead (no fds come with it: memvisor
+    sends FORK only after TEMPLATE), then from the socket, keeping the fds that come along."""
+    data = bytes(worker._in[:n])
+    del worker._in[:len(data)]
+    sock = worker._channel()
+    while len(data) < n:
+        try:
+            chunk, anc, flags, _ = sock.recvmsg(n - len(data), socket.CMSG_SPACE(_MAX_FDS * 4),
+                                                socket.MSG_CMSG_CLOEXEC)
+        except BlockingIOError:
+            worker._wait(_mw.select.POLLIN)
+            continue
+        except OSError as exc:
+            worker._fail_io(exc)
+        for level, kind, blob in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(blob) - len(blob) % 4
+                fds.extend(_INT.unpack_from(blob, i)[0] for i in range(0, usable, 4))
+        if flags & socket.MSG_CTRUNC:
+            worker._fail(_mw.ProtocolError("fds of a FORK were lost (MSG_CTRUNC)"))
+        if not chunk:
+            worker._fail(_mw.SupervisorGone("memvisor closed the channel"))
+        data += chunk
+    return data
+
+
+def _read_msg(worker: "_mw.Worker") -> Tuple[int, int, bytes, List[int]]:
+    """The next message (type, task id, payload) and its fds, checked as any other."""
+    fds: List[int] = []
+    try:
+        header = _read_exact(worker, _mw.HEADER_SIZE, fds)
+        length = _mw._HEADER.unpack(header)[0]
+        if length > 64:  # only fixed-size messages come to a template
+            worker._fail(_mw.ProtocolError(f"a {length}-byte message for a template"))
+        worker._in[:0] = header + _read_exact(worker, length, fds)
+        msg = worker._decode()
+        if msg is None:
+            worker._fail(_mw.ProtocolError("a message cut short"))
+    except BaseException:
+        _close(fds)
+        raise
+    mtype, _flags, task, payload = msg
+    return mtype, task, payload, fds
+
+
+def _close(fds: List[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _child_setup(slot: int, fds: List[int], nfds: int) -> None:
+    """In the new worker, after the clone: a session of its own, its fds where an exec'd
+    worker has them (the output on 1 and 2, then 3, 4, ...: its channel lands on the fd
+    MEMVISOR_FD names, over the template's), its slot."""
+    os.setsid()
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + nfds) for fd in fds[:1 + nfds]]
+    _close(fds)
+    os.dup2(moved[0], 1)
+    os.dup2(moved[0], 2)
+    for i in range(nfds):
+        os.dup2(moved[1 + i], 3 + i)
+    _close(moved)
+    os.environ["MEMVISOR_SLOT"] = str(slot)
+    if "LISTEN_FDS" in os.environ:  # socket activation: the sockets are this process's now
+        os.environ["LISTEN_PID"] = str(os.getpid())
+
+
+def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -> bool:
+    """One FORK: True in the child, False in the template once FORKED is sent."""
+    slot, nfds, flags, _ = _mw._FORK.unpack(payload)
+    want = 1 + nfds + bool(flags & _mw.FORK_CGROUP_DIR) + bool(flags & _mw.FORK_CGROUP_PROCS)
+    if flags & ~(_mw.FORK_CGROUP_DIR | _mw.FORK_CGROUP_PROCS) or nfds > _mw.FORK_MAX_FDS \
+            or len(fds) != want:
+        _close(fds)
+        worker._fail(_mw.ProtocolError(f"FORK with {len(fds)} fds, not {want}"))
+    k = 1 + nfds
+    cgdir = procs = -1
+    if flags & _mw.FORK_CGROUP_DIR:
+        cgdir, k = fds[k], k + 1
+    if flags & _mw.FORK_CGROUP_PROCS:
+        procs = fds[k]
+    assert _clone is not None
+    parent = os.getppid()
+    for stream in (sys.stdout, sys.stderr):  # buffered output is the template's, not the child's
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    _clone._libc.fflush(None)
+    gc.freeze()  # the child's collections leave the template's objects (and their pages) alone
+    pid, err, in_cgroup = _clone.clone(cgdir)
+    if pid == 0:
+        _clone.child_first(parent, -1 if in_cgroup else procs)
+        _child_setup(slot, fds, nfds)
+        return True
+    _close(fds)
+    reply = _mw._FORKED.pack(max(pid, 0), 0 if pid > 0 else err,
+                             _mw.FORKED_IN_CGROUP if in_cgroup else 0, 0)
+    worker._queue(_mw.MSG_FORKED, task, None, reply)
+    worker._flush()
+    return False
+
+
+def serve(worker: "_mw.Worker") -> bool:
+    """Template mode (GO said so): a worker per FORK. Returns True in a child (a new worker:
+    its channel now has the template's fd number), False when memvisor retired the template."""
+    if worker._stopped:
+        return False  # STOP came with GO
+    if worker._tasks:
+        worker._fail(_mw.ProtocolError("TASK sent to a template"))
+    global _clone
+    if _clone is None:
+        _clone = _Clone()
+        # What loading ctypes made is no worker's growth: the census the workers' first
+        # snapshots compare with is taken again.
+        worker._type_growth()
+    features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
+    worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
+    worker._flush()
+    while True:
+        mtype, task, payload, fds = _read_msg(worker)
+        if mtype == _mw.MSG_FORK:
+            if _fork_one(worker, task, payload, fds):
+                return True
+        elif mtype == _mw.MSG_STOP:
+            _close(fds)
+            worker._stop()
+            return False
+        elif mtype == _mw.MSG_SNAPSHOT:
+            _close(fds)
+            worker._answer_snapshot()
+        else:
+            _close(fds)
+            worker._fail(_mw.ProtocolError(f"{_mw._NAMES[mtype]} sent to a template"))
