@@ -132,6 +132,30 @@ static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t 
     return g->ntasks;
 }
 
+/* A task killed for memory at this host's ceiling: handed to the task source for a host
+ * with more memory (escalate.h; Redis: a routed stream), at the next rung of this host's
+ * ladder. False (nothing changed) when the source has nowhere to send it. */
+static bool escalate_elsewhere(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worker_t *w,
+                               const mv_esc_cfg_t *ec)
+{
+    int64_t need = mv_escalate_beyond(ec, w->lim.hard_bytes), was = t->limit;
+    long long id = (long long)t->id, attempts = t->attempts;
+
+    if (need <= w->lim.hard_bytes)
+        return false;
+    t->limit = need;
+    t->escalations++;
+    if (!mv_tasks_route(d->tasks, t)) { /* the task is the source's now, if it took it */
+        t->limit = was;
+        t->escalations--;
+        return false;
+    }
+    mv_warn(d->log, "escalate_elsewhere", MV_I("task", id), MV_I("from", w->lim.hard_bytes),
+            MV_I("need", need), MV_S("reason", mv_reason_name(why)), MV_I("attempts", attempts),
+            MV_I("worker", w->slot), MV_I("pid", w->proc.pid));
+    return true;
+}
+
 /* The task a dead worker worked on, charged with the attempt: quarantined, escalated (handed
  * to the owner to run with more memory) or to be requeued (true). */
 static bool charge(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_task_t *t,
@@ -146,6 +170,11 @@ static bool charge(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_task
     v = mv_escalate_decide(&ec, &(mv_esc_facts_t){why, w->lim.hard_bytes, t->attempts,
                                                   t->escalations, d->cfg->tasks.max_attempts});
     if (v.action == MV_ESC_QUARANTINE) {
+        if (v.at_max && escalate_elsewhere(d, t, why, w, &ec)) {
+            s->requeued++;
+            d->requeued++;
+            return false;
+        }
         quarantine(d, t, why, w, v.at_max);
         s->quarantined++;
         return false;

@@ -35,6 +35,21 @@ int64_t mv_escalate_next(const mv_esc_cfg_t *c, int64_t cur)
     return n > c->max ? c->max : n;
 }
 
+int64_t mv_escalate_beyond(const mv_esc_cfg_t *c, int64_t cur)
+{
+    mv_esc_cfg_t open = *c;
+
+    open.max = INT64_MAX / 2; /* far above any memory, and cur * factor still fits */
+    return cur >= open.max ? cur : mv_escalate_next(&open, cur);
+}
+
+int64_t mv_escalate_ceiling(const mv_esc_cfg_t *c, int64_t hard)
+{
+    if (c->mode != MV_ESC_OFF)
+        return c->max;
+    return hard > 0 ? hard : INT64_MAX;
+}
+
 mv_esc_verdict_t mv_escalate_decide(const mv_esc_cfg_t *c, const mv_esc_facts_t *f)
 {
     mv_esc_verdict_t v = {MV_ESC_REQUEUE, 0, false};

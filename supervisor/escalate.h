@@ -19,8 +19,11 @@
  *
  * The mark. An escalated task carries the hard limit it needs (mv_task_t.limit, 0 = the
  * pool's own): that field alone routes it, so a task source that moves tasks between hosts
- * (the Redis stream work) can carry it with the task and let only a host whose escalate_max
- * allows that limit take it.
+ * (the Redis stream) carries it with the task and lets only a host whose ceiling allows that
+ * limit take it:
+ *   mv_escalate_ceiling  the highest hard limit this host gives a task
+ *   mv_escalate_beyond   the limit a task killed at this host's ceiling needs from another
+ *                        host: the next rung of this host's ladder, without its cap
  */
 #ifndef MV_ESCALATE_H
 #define MV_ESCALATE_H
@@ -68,6 +71,13 @@ bool mv_escalate_for_memory(mv_reason_t r);
 /* The hard limit after `cur`: cur * factor or cur + step, rounded up to a whole page, at most
  * max; `cur` itself when it is at max already (or escalation is off). */
 int64_t mv_escalate_next(const mv_esc_cfg_t *c, int64_t cur);
+/* The rung after `cur` as mv_escalate_next climbs, with no escalate_max: what a task killed
+ * for memory at `cur` (this host's ceiling) asks of a bigger host. `cur` itself when
+ * escalation is off or `cur` is 0. */
+int64_t mv_escalate_beyond(const mv_esc_cfg_t *c, int64_t cur);
+/* The highest hard limit this host runs a task under: escalate_max, or with escalation off
+ * the pool's hard limit `hard` (no limit at all: INT64_MAX, it takes any task). */
+int64_t mv_escalate_ceiling(const mv_esc_cfg_t *c, int64_t hard);
 mv_esc_verdict_t mv_escalate_decide(const mv_esc_cfg_t *c, const mv_esc_facts_t *f);
 /* The limits of a worker for one escalated task: `base` (the pool's, as drawn) with the hard
  * limit `hard`, the soft limit raised in the same proportion (off stays off), one task, no

@@ -129,8 +129,12 @@ int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_
         snprintf(why, wn, "the attempts field is not an integer in 0..65535");
         return -EINVAL;
     }
-    if ((lim && !number(lim, INT64_MAX, &limv)) || (esc && !number(esc, UINT16_MAX, &escv))) {
-        snprintf(why, wn, "the limit or escalations field is not a number");
+    if (lim && !number(lim, INT64_MAX, &limv)) {
+        snprintf(why, wn, "the limit field is not a hard limit in bytes (a decimal integer)");
+        return -EINVAL;
+    }
+    if (esc && !number(esc, UINT16_MAX, &escv)) {
+        snprintf(why, wn, "the escalations field is not an integer in 0..65535");
         return -EINVAL;
     }
     too_long = (int64_t)data->n > max_size;

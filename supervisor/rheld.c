@@ -17,7 +17,7 @@
 
 /* ---- held records ---- */
 
-held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *eid)
+held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *stream, const char *eid)
 {
     held_t *h = calloc(1, sizeof *h);
 
@@ -25,6 +25,7 @@ held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *eid)
         return NULL;
     h->rt = rt;
     snprintf(h->eid, sizeof h->eid, "%s", eid);
+    snprintf(h->stream, sizeof h->stream, "%s", stream ? stream : rt->url.stream);
     h->next = rt->held;
     if (rt->held)
         rt->held->prev = h;
@@ -42,15 +43,19 @@ void mv__rt_held_free(mv_rtasks_t *rt, held_t *h)
     if (h->next)
         h->next->prev = h->prev;
     rt->nheld--;
+    if (h->op == OP_ROUTE && h->task)
+        mv_task_free(h->task); /* routed, or left pending in Redis: the stream keeps it */
     redisFreeCommand(h->cmd);
     free(h->msg);
     free(h);
 }
 
-held_t *mv__rt_held_find(mv_rtasks_t *rt, const char *eid)
+held_t *mv__rt_held_find(mv_rtasks_t *rt, const char *stream, const char *eid)
 {
+    if (!stream)
+        stream = rt->url.stream;
     for (held_t *h = rt->held; h; h = h->next)
-        if (strcmp(h->eid, eid) == 0)
+        if (strcmp(h->eid, eid) == 0 && strcmp(h->stream, stream) == 0)
             return h;
     return NULL;
 }
@@ -64,13 +69,13 @@ static void bad_entry(mv_rtasks_t *rt, const mv_rgot_t *g, const char *why)
     held_t *h;
     int n;
 
-    mv_warn(rt->log, "redis_bad_entry", MV_S("stream", rt->name), MV_S("entry", g->eid),
-            MV_S("error", why), MV_S("msg", "moved to the quarantine stream"),
-            MV_S("quarantine", rt->quar_key));
-    if (mv__rt_held_find(rt, g->eid) || !(h = mv__rt_held_new(rt, g->eid)))
+    mv_warn(rt->log, "redis_bad_entry", MV_S("stream", g->stream ? g->stream : rt->name),
+            MV_S("entry", g->eid), MV_S("error", why),
+            MV_S("msg", "moved to the quarantine stream"), MV_S("quarantine", rt->quar_key));
+    if (mv__rt_held_find(rt, g->stream, g->eid) || !(h = mv__rt_held_new(rt, g->stream, g->eid)))
         return;
     mv_rargs_evalsha(&a, rt->sha[MV_RS_BAD], 2);
-    mv_rargs_str(&a, rt->url.stream);
+    mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->quar_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, g->eid);
@@ -120,6 +125,40 @@ static void charge(mv_rtasks_t *rt, held_t *h, mv_task_t *t, const mv_rgot_t *g)
     t->quarantine = true;
 }
 
+static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t);
+
+/* Quarantines a task (`bad` from h->msg) with why it needs more than any memvisor gives. */
+static void too_big(held_t *h, mv_task_t *t, int64_t highest)
+{
+    char msg[200];
+
+    if (highest >= 0)
+        snprintf(msg, sizeof msg,
+                 "quarantined after %u attempts: it needs a hard limit of %lld bytes, more than "
+                 "any memvisor seen within claim_idle gives (the highest: %lld)",
+                 t->attempts, (long long)t->limit, (long long)highest);
+    else
+        snprintf(msg, sizeof msg,
+                 "quarantined after %u attempts: it needs a hard limit of %lld bytes, and no "
+                 "memvisor seen within claim_idle gives that much",
+                 t->attempts, (long long)t->limit);
+    free(h->msg);
+    h->msg = strdup(msg);
+    t->bad = h->msg ? h->msg : "quarantined: it needs more memory than any memvisor gives";
+    t->quarantine = true;
+}
+
+/* An entry of a routed stream no live memvisor can serve: quarantined here, once. */
+static void orphan(mv_rtasks_t *rt, held_t *h, mv_task_t *t, const mv_rgot_t *g)
+{
+    if (t->limit < g->limit)
+        t->limit = g->limit;
+    mv_warn(rt->log, "redis_route_orphan", MV_I("task", (long long)t->id), MV_S("entry", g->eid),
+            MV_S("stream", g->stream), MV_I("limit", g->limit),
+            MV_S("msg", "no memvisor seen within claim_idle can give its limit: quarantined"));
+    too_big(h, t, -1);
+}
+
 /* An entry read, claimed or found pending here becomes a task in the queue. */
 void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
 {
@@ -133,7 +172,7 @@ void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
         bad_entry(rt, g, why);
         return;
     }
-    if (rc < 0 || !(h = mv__rt_held_new(rt, g->eid))) {
+    if (rc < 0 || !(h = mv__rt_held_new(rt, g->stream, g->eid))) {
         /* Left pending: it idles out and is taken over (this memvisor included). */
         mv_error(rt->log, "redis_entry_dropped", MV_S("entry", g->eid),
                  MV_S("error", "out of memory"));
@@ -152,10 +191,43 @@ void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
     }
     rt->taken++;
     rt->claimed += g->deliveries > 1;
+    rt->routed_in += g->stream != NULL;
+    if (!t->bad && g->orphan)
+        orphan(rt, h, t, g);
+    else if (!t->bad && t->limit > rt->ceiling) {
+        /* Raised beyond this memvisor's ceiling elsewhere (and re-added at a stop): on to
+         * a memvisor that can give it. */
+        send_route(rt, h, t);
+        return;
+    }
     mv_tasks_add(rt->t, t);
 }
 
 /* ---- letting entries go: finish, readd, bad ---- */
+
+/* Redis found no live memvisor with the ceiling the task needs: it is quarantined here (the
+ * entry is still this memvisor's, unchanged), or at a stop handed back to the stream. */
+static void route_none(mv_rtasks_t *rt, held_t *h, int64_t highest)
+{
+    mv_task_t *t = h->task;
+
+    mv_warn(rt->log, "redis_route_none", MV_I("task", (long long)t->id), MV_S("entry", h->eid),
+            MV_I("limit", t->limit), MV_I("highest", highest),
+            MV_S("msg", "no memvisor seen within claim_idle can give its limit: quarantined"));
+    redisFreeCommand(h->cmd);
+    h->cmd = NULL;
+    h->op = OP_NONE;
+    h->state = H_TAKEN;
+    h->nhist0 = t->nhist;
+    t->ref = h;
+    if (rt->closing) {
+        mv__rt_readd(rt, h, t);
+        return;
+    }
+    too_big(h, t, highest);
+    mv_tasks_add(rt->t, t);
+    rt->t->on_input(rt->t->arg);
+}
 
 static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
 {
@@ -170,8 +242,14 @@ static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
             mv__rt_error(rt,
                          mv_rscript_name(h->op == OP_FINISH  ? MV_RS_FINISH
                                          : h->op == OP_READD ? MV_RS_READD
+                                         : h->op == OP_ROUTE ? MV_RS_ROUTE
                                                              : MV_RS_BAD),
                          r);
+        return;
+    }
+    if (h->op == OP_ROUTE && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        route_none(rt, h, strtoll(r->element[1]->str, NULL, 10));
         return;
     }
     if (h->op == OP_FINISH && r->type == REDIS_REPLY_INTEGER && r->integer == 0) {
@@ -209,7 +287,7 @@ void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
     snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
     if (mv_rentry_encode(t, rt->host, &e) == 0) {
         mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 2);
-        mv_rargs_str(&a, rt->url.stream);
+        mv_rargs_str(&a, h->stream);
         mv_rargs_str(&a, rt->done_key);
         mv_rargs_str(&a, rt->group);
         mv_rargs_str(&a, h->eid);
@@ -248,6 +326,65 @@ bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task)
     return true;
 }
 
+/* The task goes to the routed stream of its limit, for a memvisor that can give it (or,
+ * when none can, comes back: route_none). The held record keeps the task until then. */
+static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
+{
+    mv_rentry_t e;
+    mv_rargs_t a = {0};
+    char id[24], lim[24], idle[24], to[ROUTED_MAX + 1];
+    int n = -ENOMEM;
+
+    snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
+    snprintf(lim, sizeof lim, "%lld", (long long)t->limit);
+    snprintf(idle, sizeof idle, "%lld", (long long)rt->claim_idle);
+    snprintf(to, sizeof to, "%s:need:%lld", rt->url.stream, (long long)t->limit);
+    mv_info(rt->log, "redis_route", MV_I("task", (long long)t->id), MV_S("entry", h->eid),
+            MV_I("limit", t->limit), MV_I("ceiling", rt->ceiling), MV_S("to", to),
+            MV_I("attempts", t->attempts));
+    if (mv_rentry_encode(t, rt->host, &e) == 0) {
+        mv_rargs_evalsha(&a, rt->sha[MV_RS_ROUTE], 5);
+        mv_rargs_str(&a, h->stream);
+        mv_rargs_str(&a, rt->done_key);
+        mv_rargs_str(&a, rt->need_key);
+        mv_rargs_str(&a, rt->hosts_key);
+        mv_rargs_str(&a, to);
+        mv_rargs_str(&a, rt->group);
+        mv_rargs_str(&a, h->eid);
+        mv_rargs_str(&a, rt->consumer);
+        mv_rargs_str(&a, id);
+        mv_rargs_str(&a, lim);
+        mv_rargs_str(&a, idle);
+        for (int i = 0; i < e.argc; i++)
+            mv_rargs_add(&a, e.argv[i], e.len[i]);
+        n = mv_rargs_format(&a, &h->cmd);
+    }
+    mv_rargs_free(&a);
+    mv_rentry_free(&e);
+    t->ref = NULL;
+    h->task = t;
+    h->op = OP_ROUTE;
+    rt->routed_out++;
+    if (n < 0) {
+        /* Out of memory: the entry stays pending as it was; it idles out. */
+        mv__rt_held_free(rt, h);
+        return;
+    }
+    h->cmdlen = (size_t)n;
+    mv__rt_send(rt, h);
+}
+
+bool mv__rt_route(mv_tasks_t *t, mv_task_t *task)
+{
+    mv_rtasks_t *rt = t->src_data;
+    held_t *h = task->ref;
+
+    if (!h)
+        return false;
+    send_route(rt, h, task);
+    return true;
+}
+
 /* The script call that writes a task's result once and acknowledges its entry. */
 static int finish_call(mv_rtasks_t *rt, held_t *h, const mv_task_t *t, const mv_result_t *res)
 {
@@ -267,7 +404,7 @@ static int finish_call(mv_rtasks_t *rt, held_t *h, const mv_task_t *t, const mv_
               mv_rentry_add(&e, "host", rt->consumer, strlen(rt->consumer)) < 0))
         goto out;
     mv_rargs_evalsha(&a, rt->sha[MV_RS_FINISH], 4);
-    mv_rargs_str(&a, rt->url.stream);
+    mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->done_key);
     mv_rargs_str(&a, *rt->results_stream ? rt->results_stream : rt->done_key);
     mv_rargs_str(&a, rt->quar_key);

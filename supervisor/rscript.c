@@ -24,6 +24,27 @@
     "  end\n"                                                                              \
     "end\n"
 
+/* The highest ceiling of a memvisor seen within ARGV idle ms (the hosts hash: consumer ->
+ * "CEILING SEEN_MS", written by stat), -1 when none; TIME is Redis's clock, the same for
+ * every host. Effects replication (the default since Redis 7) makes TIME then a write
+ * legal; 6.2 needs the call first. */
+#define LIVE_CEILING                                                                   \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"                \
+    "local function now_ms()\n"                                                        \
+    "  local t = redis.call('TIME')\n"                                                 \
+    "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"             \
+    "end\n"                                                                            \
+    "local function live_top(hosts, idle)\n"                                           \
+    "  local now, top, h = now_ms(), -1, redis.call('HGETALL', hosts)\n"               \
+    "  for i = 1, #h, 2 do\n"                                                          \
+    "    local c, seen = string.match(h[i + 1], '^(%d+) (%d+)$')\n"                    \
+    "    if c and now - tonumber(seen) <= tonumber(idle) and tonumber(c) > top then\n" \
+    "      top = tonumber(c)\n"                                                        \
+    "    end\n"                                                                        \
+    "  end\n"                                                                          \
+    "  return top\n"                                                                   \
+    "end\n"
+
 static const char finish_lua[] =
     "-- KEYS: tasks, done, results, quarantine\n"
     "-- ARGV: group, entry, task id, result JSON ('' = no results stream), consumer,\n"
@@ -56,6 +77,70 @@ static const char readd_lua[] =
     "if done then return 1 end\n"
     "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
     "return 2\n";
+
+static const char route_lua[] =
+    "-- KEYS: tasks (the entry's stream), done, need, hosts, the routed stream\n"
+    "-- ARGV: group, entry, consumer, task id, limit, claim_idle ms, the new entry's "
+    "fields\n" TYPE_CHECK LIVE_CEILING
+    "local e = wrong(KEYS[2], 'hash') or wrong(KEYS[3], 'zset') or wrong(KEYS[4], 'hash')\n"
+    "  or wrong(KEYS[5], 'stream')\n"
+    "if e then return e end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
+    "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
+    "local done = redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1\n"
+    "local top = live_top(KEYS[4], ARGV[6])\n"
+    "if not done and top < tonumber(ARGV[5]) then\n"
+    "  return {3, string.format('%.0f', top)}\n"
+    "end\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "if done then return 1 end\n"
+    "redis.call('ZADD', KEYS[3], ARGV[5], KEYS[5])\n"
+    "redis.pcall('XGROUP', 'CREATE', KEYS[5], ARGV[1], '0', 'MKSTREAM')\n"
+    "redis.call('XADD', KEYS[5], '*', unpack(ARGV, 7))\n"
+    "return 2\n";
+
+/* The routed streams are named by the need zset, not declared: Redis Cluster is not
+ * supported anyway (docs/many-hosts.md). */
+static const char routed_lua[] =
+    "-- KEYS: need, hosts; ARGV: group, consumer, ceiling, claim_idle ms, count\n" LIVE_CEILING
+    "local left, out, top = tonumber(ARGV[5]), {}, nil\n"
+    "local z = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')\n"
+    "for i = 1, #z, 2 do\n"
+    "  local s, lim, orphan = z[i], tonumber(z[i + 1]), 0\n"
+    "  if lim > tonumber(ARGV[3]) then\n"
+    "    top = top or live_top(KEYS[2], ARGV[4])\n"
+    "    orphan = top < lim and 1 or -1\n"
+    "  end\n"
+    "  if left > 0 and orphan >= 0 and redis.call('XLEN', s) > 0 then\n"
+    "    local got, ids, owner = {}, {}, {}\n"
+    "    for _, e in ipairs(redis.call('XPENDING', s, ARGV[1], 'IDLE', ARGV[4], '-', '+',\n"
+    "                                  left)) do\n"
+    "      ids[#ids + 1] = e[1]\n"
+    "      owner[e[1]] = e[2]\n"
+    "    end\n"
+    "    if #ids > 0 then\n"
+    "      for _, e in ipairs(redis.call('XCLAIM', s, ARGV[1], ARGV[2], ARGV[4],\n"
+    "                                    unpack(ids))) do\n"
+    "        if type(e) == 'table' and type(e[2]) == 'table' then\n"
+    "          local d = redis.call('XPENDING', s, ARGV[1], e[1], e[1], 1)\n"
+    "          got[#got + 1] = {e[1], e[2], d[1] and d[1][4] or 1, owner[e[1]] or ''}\n"
+    "        end\n"
+    "      end\n"
+    "    end\n"
+    "    if left - #got > 0 then\n"
+    "      local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT',\n"
+    "                           left - #got, 'STREAMS', s, '>')\n"
+    "      if r then\n"
+    "        for _, e in ipairs(r[1][2]) do got[#got + 1] = {e[1], e[2], 1, ''} end\n"
+    "      end\n"
+    "    end\n"
+    "    left = left - #got\n"
+    "    if #got > 0 then out[#out + 1] = {s, z[i + 1], orphan, got} end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 static const char bad_lua[] =
     "-- KEYS: tasks, quarantine; ARGV: group, entry, the quarantine entry's fields\n" TYPE_CHECK
@@ -99,12 +184,15 @@ static const char mine_lua[] =
 
 static const char refresh_lua[] =
     "-- KEYS: tasks; ARGV: group, consumer, the entries it holds\n"
+    "-- returns the stream, then the entries this consumer no longer owns\n"
+    "local keep, gone = {KEYS[1], ARGV[1], ARGV[2], 0}, {KEYS[1]}\n"
     "local mine = {}\n"
-    "for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000,\n"
-    "                              ARGV[2])) do\n"
-    "  mine[e[1]] = true\n"
+    "if redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "  for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000,\n"
+    "                                ARGV[2])) do\n"
+    "    mine[e[1]] = true\n"
+    "  end\n"
     "end\n"
-    "local keep, gone = {KEYS[1], ARGV[1], ARGV[2], 0}, {}\n"
     "for i = 3, #ARGV do\n"
     "  if mine[ARGV[i]] then keep[#keep + 1] = ARGV[i] else gone[#gone + 1] = ARGV[i] end\n"
     "end\n"
@@ -114,13 +202,30 @@ static const char refresh_lua[] =
     "end\n"
     "return gone\n";
 
-static const char stat_lua[] = "-- KEYS: tasks; ARGV: group\n"
-                               "local n = redis.call('XLEN', KEYS[1])\n"
-                               "local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
-                               "return {n, p[1]}\n";
+static const char stat_lua[] =
+    "-- KEYS: tasks, need, hosts; ARGV: group, consumer, ceiling, claim_idle ms\n"
+    "-- also says this memvisor is alive, with its ceiling (the hosts hash), and forgets\n"
+    "-- memvisors silent for 10 claim_idle\n" TYPE_CHECK LIVE_CEILING
+    "local e = wrong(KEYS[2], 'zset') or wrong(KEYS[3], 'hash')\n"
+    "if e then return e end\n"
+    "local n = redis.call('XLEN', KEYS[1])\n"
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1])\n"
+    "local now = now_ms()\n"
+    "redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. now)\n"
+    "local h = redis.call('HGETALL', KEYS[3])\n"
+    "for i = 1, #h, 2 do\n"
+    "  local seen = string.match(h[i + 1], ' (%d+)$')\n"
+    "  if not seen or now - tonumber(seen) > 10 * tonumber(ARGV[4]) then\n"
+    "    redis.call('HDEL', KEYS[3], h[i])\n"
+    "  end\n"
+    "end\n"
+    "local z, routed = redis.call('ZRANGE', KEYS[2], 0, -1), 0\n"
+    "for _, s in ipairs(z) do routed = routed + redis.call('XLEN', s) end\n"
+    "return {n, p[1], #z, routed}\n";
 
 static const char drop_lua[] =
-    "-- KEYS: tasks; ARGV: group, consumer\n"
+    "-- KEYS: tasks, hosts; ARGV: group, consumer\n"
+    "redis.call('HDEL', KEYS[2], ARGV[2])\n"
     "if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then\n"
     "  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
     "end\n"
@@ -131,6 +236,7 @@ static const struct {
 } scripts[MV_RS_COUNT] = {
     {"finish", finish_lua}, {"readd", readd_lua},     {"bad", bad_lua},   {"claim", claim_lua},
     {"mine", mine_lua},     {"refresh", refresh_lua}, {"stat", stat_lua}, {"drop", drop_lua},
+    {"route", route_lua},   {"routed", routed_lua},
 };
 
 const char *mv_rscript_text(mv_rscript_t s)
@@ -201,10 +307,10 @@ static bool is_str(const redisReply *r)
 }
 
 /* One entry: [id, [f, v, ...]] (XREADGROUP), or [id, [f, v, ...], deliveries, owner]. */
-static int one(const redisReply *e, bool claim, mv_rgot_cb cb, void *arg)
+static int one(const redisReply *e, bool claim, const mv_rgot_t *base, mv_rgot_cb cb, void *arg)
 {
     const redisReply *f;
-    mv_rgot_t g = {.deliveries = 1, .owner = ""};
+    mv_rgot_t g = *base;
 
     if (!e || e->type != REDIS_REPLY_ARRAY || e->elements < (claim ? 4u : 2u) ||
         !is_str(e->element[0]))
@@ -234,6 +340,7 @@ int mv_rscript_entries(const redisReply *r, bool claim, char *cursor, size_t cn,
                        void *arg)
 {
     const redisReply *list;
+    mv_rgot_t base = {.deliveries = 1, .owner = ""};
     int n = 0, k;
 
     if (!r)
@@ -256,9 +363,39 @@ int mv_rscript_entries(const redisReply *r, bool claim, char *cursor, size_t cn,
         list = r->element[0]->element[1];
     }
     for (size_t i = 0; i < list->elements; i++) {
-        if ((k = one(list->element[i], claim, cb, arg)) < 0)
+        if ((k = one(list->element[i], claim, &base, cb, arg)) < 0)
             return k;
         n += k;
+    }
+    return n;
+}
+
+/* [[stream, limit, orphan, [[id, fields, deliveries, owner]...]]...] */
+int mv_rscript_routed(const redisReply *r, mv_rgot_cb cb, void *arg)
+{
+    int n = 0, k;
+
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return -EPROTO;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *s = r->element[i];
+        mv_rgot_t base = {.deliveries = 1, .owner = ""};
+        char *end;
+
+        if (s->type != REDIS_REPLY_ARRAY || s->elements != 4 || !is_str(s->element[0]) ||
+            !is_str(s->element[1]) || s->element[2]->type != REDIS_REPLY_INTEGER ||
+            s->element[3]->type != REDIS_REPLY_ARRAY)
+            return -EPROTO;
+        base.stream = s->element[0]->str;
+        base.limit = strtoll(s->element[1]->str, &end, 10);
+        base.orphan = s->element[2]->integer > 0;
+        if (*end || base.limit <= 0)
+            return -EPROTO;
+        for (size_t j = 0; j < s->element[3]->elements; j++) {
+            if ((k = one(s->element[3]->element[j], true, &base, cb, arg)) < 0)
+                return k;
+            n += k;
+        }
     }
     return n;
 }

@@ -16,12 +16,23 @@
  *   mine     the entries this consumer owns (after a reconnect: replies lost on the way)
  *   refresh  XCLAIM ... JUSTID of the entries this consumer holds and still owns (their idle
  *            time restarts, so nobody claims them); says which it no longer owns
- *   stat     XLEN and the group's pending count
- *   drop     XGROUP DELCONSUMER of this consumer, when it owns nothing
+ *   stat     XLEN and the group's pending count, and the routed streams' count and total
+ *            length; says this memvisor is alive, with its ceiling (STREAM:hosts)
+ *   drop     XGROUP DELCONSUMER of this consumer, when it owns nothing; it leaves
+ *            STREAM:hosts
+ *   route    a task that needs a higher limit than its memvisor gives goes to the routed
+ *            stream STREAM:need:LIMIT (named in the zset STREAM:need, scored by LIMIT): only
+ *            while this consumer owns the entry, the task has no result, and a memvisor
+ *            seen within claim_idle has a ceiling >= LIMIT (else {3, the highest}: the
+ *            caller quarantines it)
+ *   routed   from each routed stream this memvisor can serve (LIMIT <= its ceiling), or
+ *            that no live memvisor can (orphans, to quarantine): entries idle for
+ *            claim_idle (XCLAIM), then new ones, COUNT in all
  */
 #ifndef MV_RSCRIPT_H
 #define MV_RSCRIPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,6 +49,8 @@ typedef enum {
     MV_RS_REFRESH,
     MV_RS_STAT,
     MV_RS_DROP,
+    MV_RS_ROUTE,
+    MV_RS_ROUTED,
     MV_RS_COUNT
 } mv_rscript_t;
 
@@ -68,7 +81,10 @@ typedef struct mv_rgot {
     mv_rbytes_t fv[64]; /* name, value, ... (fields beyond 32 are not seen) */
     size_t nfv;
     long long deliveries;
-    const char *owner; /* "" = not known */
+    const char *owner;  /* "" = not known */
+    const char *stream; /* a routed stream's name; NULL = the task stream */
+    int64_t limit;      /* a routed stream's limit */
+    bool orphan;        /* of a routed stream no live memvisor can serve: quarantine it */
 } mv_rgot_t;
 
 /* Calls cb for each entry of an XREADGROUP reply (nil = none) or of a claim or mine reply
@@ -77,6 +93,10 @@ typedef struct mv_rgot {
 typedef void (*mv_rgot_cb)(void *arg, const mv_rgot_t *g);
 int mv_rscript_entries(const struct redisReply *r, bool claim, char *cursor, size_t cn,
                        mv_rgot_cb cb, void *arg);
+
+/* Calls cb for each entry of a routed script's reply (each with its stream, limit and
+ * orphan mark). The number of entries, or -EPROTO. */
+int mv_rscript_routed(const struct redisReply *r, mv_rgot_cb cb, void *arg);
 
 /* The host part of a consumer name HOST:PID:START ("" when it has no such shape). */
 void mv_rscript_consumer_host(const char *consumer, char *host, size_t n);

@@ -13,10 +13,13 @@
 
 #include <hiredis/hiredis.h>
 
-#define POLL_MIN_MS   50
-#define POLL_MAX_MS   1000
-#define CLOSE_WAIT_MS 10000 /* at most, at the end, for the connection to come back */
-#define REFRESH_CHUNK 1000  /* entries per refresh call */
+#include "escalate.h"
+
+#define POLL_MIN_MS    50
+#define POLL_MAX_MS    1000
+#define CLOSE_WAIT_MS  10000 /* at most, at the end, for the connection to come back */
+#define REFRESH_CHUNK  1000  /* entries per refresh call */
+#define ROUTED_REFRESH 32    /* routed streams refreshed per tick */
 
 static void pump(mv_tasks_t *t);
 
@@ -80,7 +83,7 @@ static void take_claimed(void *arg, const mv_rgot_t *g)
 {
     mv_rtasks_t *rt = arg;
 
-    if (!mv__rt_held_find(rt, g->eid))
+    if (!mv__rt_held_find(rt, g->stream, g->eid))
         mv__rt_take(rt, g);
 }
 
@@ -105,7 +108,8 @@ static void take_read(void *arg, const mv_rgot_t *g)
 /* Tasks wanted now: free slots, less what is already asked for. */
 static int64_t wanted(const mv_rtasks_t *rt)
 {
-    return rt->capacity - (int64_t)mv_tasks_outstanding(rt->t) - rt->reading - rt->claiming;
+    return rt->capacity - (int64_t)mv_tasks_outstanding(rt->t) - rt->reading - rt->claiming -
+           rt->routing;
 }
 
 static void poll_cb(uv_timer_t *tm)
@@ -145,6 +149,48 @@ static void read_cb(mv_rconn_t *c, redisReply *r, void *priv)
     pump(rt->t);
 }
 
+static void routed_cb(mv_rconn_t *c, redisReply *r, void *priv)
+{
+    mv_rtasks_t *rt = priv;
+    int n;
+
+    rt->routing = 0;
+    if (!r)
+        return;
+    if (mv__rt_is_error(r)) {
+        mv__rt_error(rt, "routed", r);
+        return;
+    }
+    if ((n = mv_rscript_routed(r, take_claimed, rt)) < 0) {
+        mv__rt_fatal(rt, "routed", "a reply that is no list of routed streams' entries");
+        return;
+    }
+    rt->routed_fresh = true;
+    if (n > 0)
+        rt->t->on_input(rt->t->arg);
+    pump(rt->t);
+}
+
+/* Tasks escalated beyond other memvisors' ceilings, from the routed streams this one can
+ * serve (and orphans no live memvisor can, to quarantine): before each read of the task
+ * stream while there are routed streams, so they do not wait behind it. */
+static bool read_routed(mv_rtasks_t *rt, int64_t want)
+{
+    char count[24], idle[24];
+    const char *argv[] = {
+        "EVALSHA", rt->sha[MV_RS_ROUTED], "2",           rt->need_key, rt->hosts_key,
+        rt->group, rt->consumer,          rt->ceiling_s, idle,         count};
+
+    if (rt->routed <= 0 || rt->routed_fresh || rt->routing)
+        return false;
+    snprintf(count, sizeof count, "%lld", (long long)want);
+    snprintf(idle, sizeof idle, "%lld", (long long)rt->claim_idle);
+    if (mv_rconn_command(&rt->conn, routed_cb, rt, (int)MV_ARRAY_LEN(argv), argv, NULL) < 0)
+        return false;
+    rt->routing = want;
+    return true;
+}
+
 static void pump(mv_tasks_t *t)
 {
     mv_rtasks_t *rt = t->src_data;
@@ -153,9 +199,12 @@ static void pump(mv_tasks_t *t)
     const char *argv[] = {"XREADGROUP", "GROUP",   rt->group,      rt->consumer, "COUNT",
                           count,        "STREAMS", rt->url.stream, ">"};
 
-    if (!rt->ready || rt->closing || t->error || t->eof || rt->reading || rt->poll_wait ||
-        want <= 0)
+    if (!rt->ready || rt->closing || t->error || t->eof || rt->reading || rt->routing ||
+        rt->poll_wait || want <= 0)
         return;
+    if (read_routed(rt, want))
+        return;
+    rt->routed_fresh = false;
     snprintf(count, sizeof count, "%lld", (long long)want);
     if (mv_rconn_command(&rt->conn, read_cb, rt, (int)MV_ARRAY_LEN(argv), argv, NULL) == 0)
         rt->reading = want;
@@ -171,14 +220,16 @@ static void refresh_cb(mv_rconn_t *c, redisReply *r, void *priv)
     rt->refreshing--;
     if (!r)
         return;
-    if (mv__rt_is_error(r) || r->type != REDIS_REPLY_ARRAY) {
+    if (mv__rt_is_error(r) || r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING) {
         if (mv__rt_is_error(r))
             mv__rt_error(rt, "refresh", r);
         return;
     }
-    for (size_t i = 0; i < r->elements; i++) {
+    /* [stream, the entries of it this consumer no longer owns...] */
+    for (size_t i = 1; i < r->elements; i++) {
         if (r->element[i]->type != REDIS_REPLY_STRING ||
-            !(h = mv__rt_held_find(rt, r->element[i]->str)))
+            !(h = mv__rt_held_find(rt, r->element[0]->str, r->element[i]->str)))
             continue;
         if (!h->gone && h->state != H_SENT)
             mv_warn(rt->log, "redis_task_taken_over", MV_I("task", (long long)h->task_id),
@@ -189,22 +240,21 @@ static void refresh_cb(mv_rconn_t *c, redisReply *r, void *priv)
     }
 }
 
-static void refresh(mv_rtasks_t *rt)
+/* Refreshes the entries held of one stream. */
+static void refresh_stream(mv_rtasks_t *rt, const char *stream)
 {
     held_t *h = rt->held;
 
-    if (rt->refreshing)
-        return;
     while (h) {
         mv_rargs_t a = {0};
         int k = 0;
 
         mv_rargs_evalsha(&a, rt->sha[MV_RS_REFRESH], 1);
-        mv_rargs_str(&a, rt->url.stream);
+        mv_rargs_str(&a, stream);
         mv_rargs_str(&a, rt->group);
         mv_rargs_str(&a, rt->consumer);
         for (; h && k < REFRESH_CHUNK; h = h->next)
-            if (!h->gone) {
+            if (!h->gone && strcmp(h->stream, stream) == 0) {
                 mv_rargs_str(&a, h->eid);
                 k++;
             }
@@ -212,6 +262,28 @@ static void refresh(mv_rtasks_t *rt)
             rt->refreshing++;
         mv_rargs_free(&a);
     }
+}
+
+/* The task stream's entries, then each routed stream's (few: one per limit tasks were
+ * escalated to; beyond ROUTED_REFRESH of them at once, the rest wait for the next tick). */
+static void refresh(mv_rtasks_t *rt)
+{
+    const char *routed[ROUTED_REFRESH];
+    int n = 0, i;
+
+    if (rt->refreshing)
+        return;
+    refresh_stream(rt, rt->url.stream);
+    for (held_t *h = rt->held; h && n < ROUTED_REFRESH; h = h->next) {
+        if (h->gone || strcmp(h->stream, rt->url.stream) == 0)
+            continue;
+        for (i = 0; i < n && strcmp(routed[i], h->stream) != 0; i++)
+            ;
+        if (i == n)
+            routed[n++] = h->stream;
+    }
+    for (i = 0; i < n; i++)
+        refresh_stream(rt, routed[i]);
 }
 
 static void claim_cb(mv_rconn_t *c, redisReply *r, void *priv)
@@ -272,16 +344,22 @@ static void stat_cb(mv_rconn_t *c, redisReply *r, void *priv)
         mv__rt_error(rt, "stat", r);
         return;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4)
         return;
+    for (size_t i = 0; i < 4; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+            return;
     rt->length = r->element[0]->integer;
     rt->pending = r->element[1]->integer;
+    rt->routed = r->element[2]->integer;
+    rt->routed_len = r->element[3]->integer;
     rt->stat_ms = mv_now_ms();
     /* Acknowledged entries are deleted: an empty stream is a batch with nothing left to run,
-     * here or anywhere. */
-    if (!rt->follow && !t->eof && !rt->closing && rt->length == 0 && rt->nheld == 0 &&
-        mv_tasks_outstanding(t) == 0 && !rt->reading && !rt->claiming) {
+     * here or anywhere (a task routed to a bigger memvisor included: this one stays until
+     * it is done, or quarantines it once no live memvisor can take it). */
+    if (!rt->follow && !t->eof && !rt->closing && rt->length == 0 && rt->routed_len == 0 &&
+        rt->nheld == 0 && mv_tasks_outstanding(t) == 0 && !rt->reading && !rt->claiming &&
+        !rt->routing) {
         mv_info(rt->log, "redis_drained", MV_S("stream", rt->name),
                 MV_I("taken", (long long)rt->taken));
         t->eof = true;
@@ -291,7 +369,12 @@ static void stat_cb(mv_rconn_t *c, redisReply *r, void *priv)
 
 void mv__rt_stat(mv_rtasks_t *rt)
 {
-    const char *argv[] = {"EVALSHA", rt->sha[MV_RS_STAT], "1", rt->url.stream, rt->group};
+    char idle[24];
+    const char *argv[] = {
+        "EVALSHA",     rt->sha[MV_RS_STAT], "3",          rt->url.stream, rt->need_key,
+        rt->hosts_key, rt->group,           rt->consumer, rt->ceiling_s,  idle};
+
+    snprintf(idle, sizeof idle, "%lld", (long long)rt->claim_idle);
 
     if (!rt->ready || rt->stating)
         return;
@@ -413,7 +496,7 @@ static void down_cb(void *arg, const char *why)
 
     rt->ready = false;
     rt->t->paused = true;
-    rt->reading = rt->claiming = 0;
+    rt->reading = rt->claiming = rt->routing = 0;
     rt->refreshing = 0;
     rt->stating = false;
     for (held_t *h = rt->held; h; h = h->next)
@@ -474,8 +557,8 @@ void mv__rt_maybe_close(mv_rtasks_t *rt)
     rt->conn_closing = true;
     if (rt->ready && rt->nheld == 0) {
         /* Nothing of this consumer is left: forget its name (only if it owns nothing). */
-        const char *argv[] = {"EVALSHA",      rt->sha[MV_RS_DROP], "1",
-                              rt->url.stream, rt->group,           rt->consumer};
+        const char *argv[] = {"EVALSHA",     rt->sha[MV_RS_DROP], "2",         rt->url.stream,
+                              rt->hosts_key, rt->group,           rt->consumer};
         mv_rconn_command(&rt->conn, NULL, NULL, (int)MV_ARRAY_LEN(argv), argv, NULL);
     }
     mv_rconn_close(&rt->conn);
@@ -557,6 +640,7 @@ static const mv_tasks_source_t redis_source = {
     .kind = "redis",
     .pump = pump,
     .requeue = mv__rt_requeue,
+    .route = mv__rt_route,
     .end = mv__rt_end,
     .close = rt_close,
     .free = rt_free,
@@ -597,6 +681,10 @@ int mv_rtasks_open(mv_tasks_t *t, const mv_rtasks_opts_t *o, char *why, size_t n
     mv_rurl_name(&rt->url, rt->name, sizeof rt->name);
     snprintf(rt->done_key, sizeof rt->done_key, "%s:done", rt->url.stream);
     snprintf(rt->quar_key, sizeof rt->quar_key, "%s:quarantine", rt->url.stream);
+    snprintf(rt->need_key, sizeof rt->need_key, "%s:need", rt->url.stream);
+    snprintf(rt->hosts_key, sizeof rt->hosts_key, "%s:hosts", rt->url.stream);
+    rt->ceiling = o->ceiling > 0 ? o->ceiling : INT64_MAX;
+    snprintf(rt->ceiling_s, sizeof rt->ceiling_s, "%lld", (long long)rt->ceiling);
     snprintf(rt->group, sizeof rt->group, "%s", o->group);
     snprintf(rt->cursor, sizeof rt->cursor, "0-0");
     name_consumer(rt);
@@ -634,6 +722,8 @@ int mv_rtasks_open_any(mv_tasks_t *t, uv_loop_t *loop, mv_log_t *log, const mv_c
     /* Enough queued tasks to keep every worker's prefetch full twice over (a file); exactly
      * the free slots (a shared stream: what is not read here, another memvisor runs). */
     int capacity = cfg->supervisor.workers * cfg->worker.prefetch;
+    mv_esc_cfg_t ec = mv_escalate_cfg(cfg);
+    int64_t ceiling = mv_escalate_ceiling(&ec, cfg->limits.memory_hard);
     size_t read_ahead = (size_t)capacity * 2 + 256;
     int r;
 
@@ -643,7 +733,7 @@ int mv_rtasks_open_any(mv_tasks_t *t, uv_loop_t *loop, mv_log_t *log, const mv_c
                                                   cfg->tasks.group, cfg->tasks.claim_idle,
                                                   cfg->tasks.redis_retry, cfg->tasks.follow,
                                                   capacity, cfg->tasks.max_attempts,
-                                                  cfg->tasks.max_size, on_input, arg},
+                                                  cfg->tasks.max_size, ceiling, on_input, arg},
                               why, n);
     r = mv_tasks_open(t, loop, cfg->tasks.source, cfg->tasks.max_size, read_ahead, on_input, arg);
     if (r < 0)

@@ -22,6 +22,9 @@
  *     [tasks] redis_retry;
  *   - without [tasks] follow, ends the batch once the stream is empty (XDEL of acknowledged
  *     entries makes its length the tasks not yet done, everyone's).
+ *   - routes a task that needs a higher hard limit than its ceiling (escalate_max) gives to
+ *     the stream STREAM:need:LIMIT, which only memvisors with a ceiling >= LIMIT read, while a
+ *     live one exists (STREAM:hosts); else, or once none is left, quarantines it once.
  * All I/O is hiredis's async API on the loop (rconn.h).
  */
 #ifndef MV_RTASKS_H
@@ -50,6 +53,7 @@ typedef struct mv_rtasks_opts {
     int capacity;       /* tasks run at once: workers x prefetch */
     int max_attempts;
     int64_t max_size;
+    int64_t ceiling; /* the highest hard limit a task gets here (escalate.h); 0 = any */
     mv_tasks_cb on_input;
     void *arg;
 } mv_rtasks_opts_t;

@@ -22,20 +22,23 @@
 
 struct redisReply;
 
-#define KEY_MAX (MV_RURL_STREAM_MAX + 16)
+#define KEY_MAX    (MV_RURL_STREAM_MAX + 16)
+#define ROUTED_MAX (MV_RURL_STREAM_MAX + 32) /* STREAM:need:LIMIT */
 
 typedef enum { H_TAKEN, H_WAIT_FILE, H_SEND, H_SENT } hstate_t;
-typedef enum { OP_NONE, OP_FINISH, OP_READD, OP_BAD } hop_t;
+typedef enum { OP_NONE, OP_FINISH, OP_READD, OP_BAD, OP_ROUTE } hop_t;
 
 typedef struct mv_rtasks mv_rtasks_t;
 
 typedef struct held {
     struct held *next, *prev;
     mv_rtasks_t *rt;
-    char eid[48];     /* the stream entry */
-    uint64_t task_id; /* for the log */
-    mv_task_t *task;  /* H_TAKEN: queued here or in a worker */
-    uint16_t nhist0;  /* attempts on record when taken: more at a requeue = it lost one */
+    char eid[48];                /* the stream entry */
+    char stream[ROUTED_MAX + 1]; /* its stream: the task stream, or a routed one */
+    uint64_t task_id;            /* for the log */
+    mv_task_t *task; /* H_TAKEN: queued here or in a worker; OP_ROUTE: kept (owned) until
+                      * Redis says where it went */
+    uint16_t nhist0; /* attempts on record when taken: more at a requeue = it lost one */
     hstate_t state;
     hop_t op;
     bool gone;       /* another memvisor owns the entry now */
@@ -59,7 +62,12 @@ struct mv_rtasks {
     mv_rurl_t url;
     char name[512];
     char results_stream[MV_RURL_STREAM_MAX + 1]; /* "" = none */
-    char done_key[KEY_MAX], quar_key[KEY_MAX];
+    char done_key[KEY_MAX], quar_key[KEY_MAX], need_key[KEY_MAX], hosts_key[KEY_MAX];
+    int64_t ceiling;    /* the highest hard limit this memvisor gives a task */
+    char ceiling_s[24]; /* ...in decimal */
+    int64_t routed;     /* routed streams (stat), and entries in them */
+    int64_t routed_len;
+    bool routed_fresh; /* the routed streams were read since the last read of the stream */
     char group[128], consumer[160], host[64];
     int64_t claim_idle, retry_ms;
     bool follow;
@@ -75,6 +83,7 @@ struct mv_rtasks {
     held_t *held;
     uint64_t nheld;
     int64_t reading, claiming; /* tasks asked for by the read or claim in flight */
+    int64_t routing;           /* ...by the routed read in flight */
     int refreshing;
     bool stating;
     char cursor[64];
@@ -88,19 +97,21 @@ struct mv_rtasks {
     mv_results_t *results;
     bool wait_file;
     bool closing, conn_closing, gave_up;
-    uint64_t taken, claimed, readded, released, finished, duplicates;
+    uint64_t taken, claimed, readded, released, finished, duplicates, routed_out, routed_in;
 };
 
 /* rheld.c */
-held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *eid);
+held_t *mv__rt_held_new(mv_rtasks_t *rt, const char *stream, const char *eid);
 void mv__rt_held_free(mv_rtasks_t *rt, held_t *h);
-held_t *mv__rt_held_find(mv_rtasks_t *rt, const char *eid);
+/* stream NULL = the task stream */
+held_t *mv__rt_held_find(mv_rtasks_t *rt, const char *stream, const char *eid);
 /* An entry read, claimed or found pending here becomes a task in the queue. */
 void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g);
 /* Sends the held entry's script (or keeps it for the reconnect). */
 void mv__rt_send(mv_rtasks_t *rt, held_t *h);
 void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t);
 bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task);
+bool mv__rt_route(mv_tasks_t *t, mv_task_t *task);
 void mv__rt_end(mv_tasks_t *t, mv_task_t *task, const mv_result_t *res);
 void mv__rt_written(void *arg, uint64_t lines, bool closed);
 

@@ -170,6 +170,15 @@ void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
     t->queued++;
 }
 
+bool mv_tasks_route(mv_tasks_t *t, mv_task_t *task)
+{
+    if (!t->src || !t->src->route || !t->src->route(t, task))
+        return false;
+    t->requeued++;
+    t->returned++;
+    return true;
+}
+
 void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
 {
     if (t->src && t->src->end)

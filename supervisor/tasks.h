@@ -85,6 +85,10 @@ typedef struct mv_tasks_source {
     void (*close)(mv_tasks_t *t);
     /* After the loop ended. */
     void (*free)(mv_tasks_t *t);
+    /* A task needs a higher hard limit (task->limit) than this host gives: true when the
+     * source took it to hand to a host that can (Redis: the routed streams; it frees the
+     * task), false when it cannot (the task is then quarantined here). */
+    bool (*route)(mv_tasks_t *t, mv_task_t *task);
 } mv_tasks_source_t;
 
 struct mv_tasks {
@@ -175,6 +179,9 @@ int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid,
                          int64_t peak);
 /* A task reached its final status (`res`: its result, which the source may forward): count
  * it and free it. */
+/* Hands a task that needs more memory than this host gives to the source (its `route`):
+ * true when the source took it (counted as returned), false when it has nowhere to send it. */
+bool mv_tasks_route(mv_tasks_t *t, mv_task_t *task);
 void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res);
 void mv_task_free(mv_task_t *task);
 /* Whether every task of the source has ended (source exhausted, queue empty, none out). */

@@ -37,6 +37,25 @@ START_TEST(next_limit)
 }
 END_TEST
 
+/* What a task killed at this host's ceiling asks of a bigger host, and the ceiling itself. */
+START_TEST(beyond_and_ceiling)
+{
+    mv_esc_cfg_t f = {MV_ESC_FACTOR, 2.0, 0, 256 * MiB};
+    mv_esc_cfg_t s = {MV_ESC_STEP, 0, 48 * MiB, 200 * MiB};
+    mv_esc_cfg_t off = {MV_ESC_OFF, 0, 0, 256 * MiB};
+
+    ck_assert_int_eq(mv_escalate_beyond(&f, 256 * MiB), 512 * MiB); /* past escalate_max */
+    ck_assert_int_eq(mv_escalate_beyond(&s, 200 * MiB), 248 * MiB);
+    ck_assert_int_eq(mv_escalate_beyond(&f, 1000001), 2002944);
+    ck_assert_int_eq(mv_escalate_beyond(&off, 64 * MiB), 64 * MiB);
+    ck_assert_int_eq(mv_escalate_beyond(&f, 0), 0);
+    ck_assert_int_eq(mv_escalate_beyond(&f, INT64_MAX), INT64_MAX); /* no overflow */
+    ck_assert_int_eq(mv_escalate_ceiling(&f, 64 * MiB), 256 * MiB);
+    ck_assert_int_eq(mv_escalate_ceiling(&off, 64 * MiB), 64 * MiB);
+    ck_assert_int_eq(mv_escalate_ceiling(&off, 0), INT64_MAX);
+}
+END_TEST
+
 START_TEST(decide)
 {
     mv_esc_cfg_t c = {MV_ESC_FACTOR, 2.0, 0, 256 * MiB};
@@ -225,6 +244,7 @@ Suite *escalate_suite(void)
     TCase *tc = tcase_create("unit");
 
     tcase_add_test(tc, next_limit);
+    tcase_add_test(tc, beyond_and_ceiling);
     tcase_add_test(tc, decide);
     tcase_add_test(tc, worker_limits);
     tcase_add_test(tc, extra_seat);

@@ -523,6 +523,104 @@ START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
 }
 END_TEST
 
+/* Hosts of different sizes (issue 14 #4): a task killed at the small host's ceiling
+ * (escalate_max 64M) goes to the routed stream of 128M, and the big host (256M) runs it there:
+ * ok, once, with the small host's attempts. A task too big for both climbs to the big host's
+ * ceiling and is quarantined once, since no live memvisor can give it more; so is a task
+ * waiting in a routed stream no live memvisor can serve. An entry whose limit is no number
+ * is set aside, named. */
+START_TEST(a_task_too_big_for_its_host_runs_on_a_bigger_one)
+{
+    static const char *const small[] = {"-o", "limits.memory_hard=32M",  "-o", "limits.escalate=2x",
+                                        "-o", "limits.escalate_max=64M", NULL};
+    static const char *const big[] = {"-o", "limits.memory_hard=32M",   "-o", "limits.escalate=2x",
+                                      "-o", "limits.escalate_max=256M", NULL};
+    redis_t r;
+    mvrun_t a, b;
+    redisContext *c;
+    json_t *res, *o, *errs;
+    redisReply *rep;
+    char *line, consumer[200];
+    size_t i;
+
+    redis_start(&r, false, NULL);
+    /* The big host is busy with task 1 (one worker: it reads nothing else meanwhile), so the
+     * small host takes tasks 2 and 3. */
+    ck_assert_int_eq(submit(&r, "jobs", "say busy sleep 2500\n", NULL), 0);
+    host_start(&b, &r, "1s", 1, big);
+    line = run_wait_for(&b, "event=redis_connected");
+    ck_assert_ptr_nonnull(strstr(line, "consumer="));
+    sscanf(strstr(line, "consumer=") + 9, "%199s", consumer);
+    free(line);
+    free(run_wait_for(&b, "busy pid="));
+    ck_assert_int_eq(submit(&r, "jobs", "alloc 100\nalloc 300\n", NULL), 0);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XADD jobs * id 9 data ok limit 12x"));
+    /* Task 4 waits in a routed stream no live memvisor can serve (1 TiB): an orphan. */
+    freeReplyObject(redisCommand(c, "ZADD jobs:need 1099511627776 jobs:need:1099511627776"));
+    freeReplyObject(redisCommand(c, "XGROUP CREATE jobs:need:1099511627776 memvisor 0 MKSTREAM"));
+    freeReplyObject(
+        redisCommand(c, "XADD jobs:need:1099511627776 * id 4 data ok limit 1099511627776"));
+    host_start(&a, &r, "1s", 1, small);
+    free(run_wait_for(&a, "event=escalate task=2 from=33554432 to=67108864"));
+    ck_assert_int_le(run_finish(&a), 1);
+    ck_assert_int_le(run_finish(&b), 1);
+    ck_assert_int_eq(a.code + b.code >= 1, 1); /* the quarantines of tasks 3 and 4 */
+    ck_assert_int_eq(run_count(&a, "event=escalate_elsewhere task=2 from=67108864 need=134217728"),
+                     1);
+    ck_assert_int_eq(run_count(&a, "event=redis_route task=2 "), 1);
+    ck_assert_int_eq(run_count(&b, "event=redis_route_none task=3 ") +
+                         run_count(&a, "event=redis_route_none task=3 "),
+                     1);
+    ck_assert_int_eq(
+        run_count(&a, "event=redis_bad_entry") + run_count(&b, "event=redis_bad_entry"), 1);
+    ck_assert_ptr_nonnull(strstr(a.log, "the limit field is not a hard limit in bytes") ? a.log
+                                                                                        : b.log);
+    ck_assert_int_eq(run_count(&a, "event=redis_route_orphan task=4 ") +
+                         run_count(&b, "event=redis_route_orphan task=4 "),
+                     1);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 4), 2);
+    json_array_foreach(res, i, o)
+    {
+        long long id = jint(o, "task");
+        errs = json_object_get(o, "attempt_errors");
+        if (id == 4)
+            ck_assert_ptr_nonnull(strstr(jstr(o, "error"), "needs a hard limit of 1099511627776"));
+        if (id == 2) { /* two attempts on the small host, then ok at 128M on the big one */
+            ck_assert_str_eq(jstr(o, "status"), "ok");
+            ck_assert_str_eq(jstr(o, "consumer"), consumer);
+            ck_assert_int_eq(jint(o, "mem_limit"), 128 << 20);
+            ck_assert_int_eq(jint(o, "attempts"), 3);
+            ck_assert_int_eq(json_array_size(errs), 2);
+            ck_assert_int_eq(jint(json_array_get(errs, 0), "mem_limit"), 32 << 20);
+            ck_assert_int_eq(jint(json_array_get(errs, 1), "mem_limit"), 64 << 20);
+        }
+        if (id == 3) { /* 32M, 64M here; 128M, 256M there; nobody gives 512M */
+            ck_assert_str_eq(jstr(o, "status"), "quarantined");
+            ck_assert_ptr_nonnull(strstr(jstr(o, "error"), "needs a hard limit of 536870912"));
+            ck_assert_int_eq(json_array_size(errs), 4);
+            ck_assert_int_eq(jint(json_array_get(errs, 3), "mem_limit"), 256 << 20);
+        }
+    }
+    json_decref(res);
+    /* The quarantine stream: tasks 3 and 4 once, and the bad entry. */
+    ck_assert_int_eq(INT(c, "XLEN", "jobs:quarantine"), 3);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs:need:1099511627776"), 0);
+    rep = redisCommand(c, "ZRANGE jobs:need 0 -1 WITHSCORES");
+    ck_assert_int_eq(rep->elements, 4); /* 128M (tasks 2 and 3) and 1T; 512M was never made */
+    ck_assert_str_eq(rep->element[0]->str, "jobs:need:134217728");
+    freeReplyObject(rep);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs:need:134217728"), 0);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:hosts"), 0); /* both left */
+    redisFree(c);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A live memvisor's task that runs longer than claim_idle is refreshed (XCLAIM JUSTID): the
  * other memvisor, idle and claiming, never takes it. */
 START_TEST(a_task_longer_than_claim_idle_is_not_taken_from_a_live_host)
@@ -777,6 +875,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
+    tcase_add_test(e2e, a_task_too_big_for_its_host_runs_on_a_bigger_one);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;

@@ -196,8 +196,10 @@ START_TEST(entry_decoder_refuses_what_is_no_task)
         {{"id", "7", "data", "x", "attempts", "70000"}, "attempts"},
         {{"id", "7", "data", "x", "hist", "{"}, "hist is not a JSON array"},
         {{"id", "7", "data", "x", "hist", "[{\"worker\":1}]"}, "hist entry 0"},
-        {{"id", "7", "data", "x", "limit", "-1"}, "limit or escalations"},
-        {{"id", "7", "data", "x", "escalations", "x"}, "limit or escalations"},
+        {{"id", "7", "data", "x", "limit", "-1"}, "the limit field is not a hard limit in bytes"},
+        {{"id", "7", "data", "x", "escalations", "x"}, "the escalations field is not an integer"},
+        {{"id", "7", "data", "x", "limit", "64Mx"}, "the limit field is not a hard limit in bytes"},
+        {{"id", "7", "data", "x", "limit", "99999999999999999999"}, "the limit field"},
     };
     mv_rbytes_t fv[8];
     mv_task_t *t;
@@ -243,8 +245,9 @@ static redisReply *reply_of(const char *resp)
 }
 
 typedef struct seen {
-    char eid[8][48], owner[8][48];
-    long long deliveries[8];
+    char eid[8][48], owner[8][48], stream[8][48];
+    long long deliveries[8], limit[8];
+    bool orphan[8];
     size_t nfv[8];
     int n;
 } seen_t;
@@ -255,7 +258,10 @@ static void seen_cb(void *arg, const mv_rgot_t *g)
 
     snprintf(s->eid[s->n], sizeof s->eid[0], "%s", g->eid);
     snprintf(s->owner[s->n], sizeof s->owner[0], "%s", g->owner);
+    snprintf(s->stream[s->n], sizeof s->stream[0], "%s", g->stream ? g->stream : "");
     s->deliveries[s->n] = g->deliveries;
+    s->limit[s->n] = g->limit;
+    s->orphan[s->n] = g->orphan;
     s->nfv[s->n++] = g->nfv;
 }
 
@@ -296,6 +302,27 @@ START_TEST(replies_of_reads_and_claims_are_parsed_or_refused)
     freeReplyObject(r);
     r = reply_of("*2\r\n$3\r\n0-0\r\n*1\r\n*2\r\n$3\r\n5-1\r\n*0\r\n");
     ck_assert_int_eq(mv_rscript_entries(r, true, cursor, sizeof cursor, seen_cb, &s), -EPROTO);
+    freeReplyObject(r);
+    /* routed: [[stream, limit, orphan, [[id, [f, v], deliveries, owner]...]]...] */
+    memset(&s, 0, sizeof s);
+    r = reply_of("*2\r\n*4\r\n$12\r\njobs:need:64\r\n$2\r\n64\r\n:0\r\n*1\r\n*4\r\n$3\r\n5-1\r\n"
+                 "*2\r\n$2\r\nid\r\n$1\r\n5\r\n:1\r\n$0\r\n\r\n"
+                 "*4\r\n$13\r\njobs:need:512\r\n$3\r\n512\r\n:1\r\n*1\r\n*4\r\n$3\r\n6-0\r\n"
+                 "*2\r\n$2\r\nid\r\n$1\r\n6\r\n:2\r\n$5\r\na:1:2\r\n");
+    ck_assert_int_eq(mv_rscript_routed(r, seen_cb, &s), 2);
+    ck_assert_str_eq(s.stream[0], "jobs:need:64");
+    ck_assert_int_eq(s.limit[0], 64);
+    ck_assert(!s.orphan[0]);
+    ck_assert_str_eq(s.stream[1], "jobs:need:512");
+    ck_assert(s.orphan[1]);
+    ck_assert_int_eq(s.deliveries[1], 2);
+    freeReplyObject(r);
+    /* a limit that is no number, a group of the wrong shape */
+    r = reply_of("*1\r\n*4\r\n$1\r\nx\r\n$2\r\n6x\r\n:0\r\n*0\r\n");
+    ck_assert_int_eq(mv_rscript_routed(r, seen_cb, &s), -EPROTO);
+    freeReplyObject(r);
+    r = reply_of("*1\r\n*2\r\n$1\r\nx\r\n$2\r\n64\r\n");
+    ck_assert_int_eq(mv_rscript_routed(r, seen_cb, &s), -EPROTO);
     freeReplyObject(r);
     /* the host of a consumer name */
     mv_rscript_consumer_host("web1.example:42:1700", cursor, sizeof cursor);

@@ -190,13 +190,25 @@ static void count_cb(void *arg)
 /* A source that takes back the requeued tasks that lost an attempt (as a Redis source does)
  * and hears of every final result; pop holds back while it says so. */
 typedef struct fake {
-    int pumps, taken_back, ended;
+    int pumps, taken_back, ended, routed;
     mv_status_t last;
 } fake_t;
 
 static void fake_pump(mv_tasks_t *t)
 {
     ((fake_t *)t->src_data)->pumps++;
+}
+
+/* Only limits up to 1000 have somewhere to go. */
+static bool fake_route(mv_tasks_t *t, mv_task_t *task)
+{
+    fake_t *f = t->src_data;
+
+    if (task->limit > 1000)
+        return false;
+    f->routed++;
+    mv_task_free(task);
+    return true;
 }
 
 static bool fake_requeue(mv_tasks_t *t, mv_task_t *task)
@@ -220,7 +232,8 @@ static void fake_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res
 
 START_TEST(a_source_takes_back_what_lost_an_attempt_and_hears_each_end)
 {
-    static const mv_tasks_source_t src = {"fake", fake_pump, fake_requeue, fake_end, NULL, NULL};
+    static const mv_tasks_source_t src = {"fake", fake_pump, fake_requeue, fake_end,
+                                          NULL,   NULL,      fake_route};
     fake_t f = {0};
     mv_tasks_t t;
     mv_task_t *a = mv_task_new(1, "a", 1), *b = mv_task_new(2, "b", 1), *x;
@@ -253,6 +266,19 @@ START_TEST(a_source_takes_back_what_lost_an_attempt_and_hears_each_end)
     ck_assert_int_eq(f.ended, 1);
     ck_assert_int_eq(f.last, MV_ST_QUARANTINED);
     ck_assert(mv_tasks_all_ended(&t)); /* one ended, one handed back */
+    /* A task that needs more memory than this host gives: the source routes it (counted as
+     * handed back), or has nowhere to (the caller keeps it); no source route: nowhere. */
+    x = mv_task_new(3, "c", 1);
+    x->limit = 5000;
+    ck_assert(!mv_tasks_route(&t, x));
+    ck_assert_int_eq(f.routed, 0);
+    x->limit = 500;
+    mv_tasks_add(&t, x);
+    ck_assert_ptr_eq(mv_tasks_pop(&t), x);
+    ck_assert(mv_tasks_route(&t, x));
+    ck_assert_int_eq(f.routed, 1);
+    ck_assert_uint_eq(t.returned, 2);
+    ck_assert(mv_tasks_all_ended(&t));
     mv_tasks_free(&t);
 }
 END_TEST
