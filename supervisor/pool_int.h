@@ -1,7 +1,7 @@
 /*
- * pool_int: what pool.c and pool_esc.c share and nobody else sees. pool_esc.c holds the
- * escalation workers (escalate.h) apart from the slots' own machinery, which reaches it only
- * through the hooks below, one line each in pool.c.
+ * pool_int: what pool.c, pool_esc.c and pool_view.c share and nobody else sees. pool_esc.c
+ * holds the escalation workers (escalate.h) apart from the slots' own machinery, which
+ * reaches it only through the hooks below, one line each in pool.c; pool_view.c only reads.
  */
 #ifndef MV_POOL_INT_H
 #define MV_POOL_INT_H
