@@ -6,17 +6,18 @@
 #             --max-requests-jitter 100 (gunicorn's own answer to a leak)
 #   memvisor  two gunicorn instances (-w 1 each) as `none` workers on memvisor's shared socket
 #             (LISTEN_FDS, which gunicorn takes as systemd socket activation), recycled on
-#             memory: memory_soft 128M, memory_hard 512M, handover_headroom 16M
+#             memory: memory_soft 128M, memory_hard 512M, handover_headroom 16M, and
+#             W2_SPARES (default 2) hot spares: booted instances waiting to take a slot
 # One line each: requests/s, wrk's errors (socket errors + non-2xx), and for memvisor the
 # recycles, whether it stayed up, and the highest peak of one worker's cgroup (its exit
 # events) against soft + headroom. Then the ratio memvisor/peer of requests/s.
-#   W2_DURATION=20s  wrk's -d
+#   W2_DURATION=20s  wrk's -d;  W2_SPARES=2  [recycle] spares (0: the replacement boots at the recycle)
 # Exit 0 (it measures); 3 when gunicorn or wrk is missing (make bench installs them).
 set -euo pipefail
 build=${1:?usage: w2.sh BUILD_DIR}
 src=$(cd "$(dirname "$0")/.." && pwd)
 duration=${W2_DURATION:-20s}
-soft=128M headroom=16M
+soft=128M headroom=16M spares=${W2_SPARES:-2}
 for c in gunicorn wrk; do
     command -v "$c" >/dev/null || { echo "w2.sh: $c is not installed (make bench)" >&2; exit 3; }
 done
@@ -62,7 +63,7 @@ printf '  %-9s %8s req/s  errors %s\n' peer "$peer_rps" "$(errors_of "$tmp/peer.
 "$build/memvisor" run -o service.listen=127.0.0.1:0 -o supervisor.workers=2 \
     -o worker.protocol=none -o supervisor.state_dir="$tmp/state" -o control.socket=none \
     -o log.file="$tmp/memvisor.log" -o limits.memory_soft=$soft -o limits.memory_hard=512M \
-    -o recycle.handover_headroom=$headroom -o worker.kill_timeout=10s \
+    -o recycle.handover_headroom=$headroom -o recycle.spares=$spares -o worker.kill_timeout=10s \
     -- env -C "$src/bench" gunicorn -w 1 --log-level warning w2_app:app \
     >"$tmp/memvisor.out" 2>&1 &
 mv_pid=$!

@@ -602,31 +602,11 @@ static int open_io(mv_t *mv)
     return 0;
 }
 
-int mv_run(mv_t *mv)
+/* The run's first line: what runs, how, where. */
+static void log_start(mv_t *mv)
 {
     const mv_config_t *cfg = mv->cfg;
-    int r, code;
 
-    mv->started_ms = mv_now_ms();
-    r = uv_loop_init(&mv->loop);
-    if (r < 0) {
-        mv_error(&mv->log, "start_failed", MV_S("call", "uv_loop_init"),
-                 MV_S("error", uv_strerror(r)));
-        return MV_EXIT_CANT_RUN;
-    }
-    /* Every check that can refuse the run (the control socket, the results file's lock)
-     * comes before anything is made in the state directory. */
-    if (probe_control(mv) < 0 || open_io(mv) < 0) {
-        code = MV_EXIT_CANT_RUN;
-        goto out;
-    }
-    open_run(mv);
-    /* No task source: a service, whose workers make their own tasks (or none). */
-    mv->service = !*cfg->tasks.source;
-    if (setup_cgroups(mv) < 0) {
-        code = MV_EXIT_CANT_RUN;
-        goto out;
-    }
     mv_info(&mv->log, "start", MV_S("version", MV_VERSION),
             MV_S("config", mv->config_path ? mv->config_path : "(defaults)"),
             MV_S("command", mv->argv[0]), MV_I("workers", cfg->supervisor.workers),
@@ -635,15 +615,15 @@ int mv_run(mv_t *mv)
                                                                       : "none"),
             MV_S("mode", mv->service ? "service" : "batch"), MV_S("memory", mv->cg.desc),
             MV_S("state_dir", cfg->supervisor.state_dir), MV_S("run", mv->run.dir));
+}
 
-    mv_notify_open(&mv->notify, &mv->loop, &mv->log);
-    if (open_reaper(mv) < 0 || open_service(mv) < 0) {
-        code = MV_EXIT_CANT_RUN;
-        goto out;
-    }
+/* The memory timeline of the run (points from the workers' readings, marks from the pool;
+ * closed once the pool has stopped, so every exit mark is in it), then the pool. A pool
+ * that cannot start stops the run (exit 3); one that did watches the host's memory. */
+static void start_pool(mv_t *mv)
+{
+    int r;
 
-    /* The memory timeline of the run (points from the workers' readings, marks from the
-     * pool); closed once the pool has stopped, so every exit mark is in it. */
     if (mv->run.dir && (r = mv_timeline_open(&mv->timeline, &mv->loop, mv->run.dir, NULL)) < 0)
         mv_warn(&mv->log, "timeline_open_failed", MV_S("dir", mv->run.dir),
                 MV_S("error", strerror(-r)));
@@ -651,7 +631,7 @@ int mv_run(mv_t *mv)
                       &(mv_pool_opts_t){
                           .loop = &mv->loop,
                           .log = &mv->log,
-                          .cfg = cfg,
+                          .cfg = mv->cfg,
                           .tasks = &mv->tasks,
                           .results = &mv->results,
                           .leak = mv->leak,
@@ -673,20 +653,12 @@ int mv_run(mv_t *mv)
     }
     if (r == 0)
         open_hostmem(mv);
-    write_run_json(mv, 0, false);
-    if ((r = mv_ticker_start(mv)) < 0)
-        mv_warn(&mv->log, "progress_unavailable", MV_S("error", uv_strerror(r)));
-    mv_tasks_pump(&mv->tasks);
-    check_done(mv);
-    uv_run(&mv->loop, UV_RUN_DEFAULT);
-    mv->not_run = count_not_run(mv);
-    code = exit_code(mv);
-    write_run_json(mv, code, true);
-    if (mv->ticker.draw)
-        mv_log_flush(&mv->log, 1000); /* the progress line is erased before the summary */
-    summary(mv, code);
+}
 
-out:
+/* Everything the run opened, closed in order; the loop runs once more so that closing
+ * handles and jobs finish. */
+static void close_run(mv_t *mv)
+{
     mv_ticker_stop(mv);
     close_signals(mv);
     if (mv->control_open) {
@@ -713,5 +685,56 @@ out:
     mv_leak_free(mv->leak);
     mv->log.events_fd = -1;
     mv_rundir_close(&mv->run);
+}
+
+int mv_run(mv_t *mv)
+{
+    const mv_config_t *cfg = mv->cfg;
+    int r, code;
+
+    mv->started_ms = mv_now_ms();
+    r = uv_loop_init(&mv->loop);
+    if (r < 0) {
+        mv_error(&mv->log, "start_failed", MV_S("call", "uv_loop_init"),
+                 MV_S("error", uv_strerror(r)));
+        return MV_EXIT_CANT_RUN;
+    }
+    /* Every check that can refuse the run (the control socket, the results file's lock)
+     * comes before anything is made in the state directory. */
+    if (probe_control(mv) < 0 || open_io(mv) < 0) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    open_run(mv);
+    /* No task source: a service, whose workers make their own tasks (or none). */
+    mv->service = !*cfg->tasks.source;
+    if (setup_cgroups(mv) < 0) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+    log_start(mv);
+
+    mv_notify_open(&mv->notify, &mv->loop, &mv->log);
+    if (open_reaper(mv) < 0 || open_service(mv) < 0) {
+        code = MV_EXIT_CANT_RUN;
+        goto out;
+    }
+
+    start_pool(mv);
+    write_run_json(mv, 0, false);
+    if ((r = mv_ticker_start(mv)) < 0)
+        mv_warn(&mv->log, "progress_unavailable", MV_S("error", uv_strerror(r)));
+    mv_tasks_pump(&mv->tasks);
+    check_done(mv);
+    uv_run(&mv->loop, UV_RUN_DEFAULT);
+    mv->not_run = count_not_run(mv);
+    code = exit_code(mv);
+    write_run_json(mv, code, true);
+    if (mv->ticker.draw)
+        mv_log_flush(&mv->log, 1000); /* the progress line is erased before the summary */
+    summary(mv, code);
+
+out:
+    close_run(mv);
     return code;
 }

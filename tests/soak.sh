@@ -6,11 +6,13 @@
 #       -- leaky_worker --leak 512K --sleep 5ms
 #
 # Every SOAK_SAMPLE seconds (default 1) it reads the supervisor's VmRSS and its open fds; each
-# minute it prints the RSS at the end of the minute and the fewest and most fds seen in it,
-# with the workers spawned so far (from `memvisor status`). The first SOAK_WARMUP minutes (default 5;
+# minute it prints the lowest and highest RSS and the fewest and most fds seen in it, with the
+# workers spawned so far (from `memvisor status`). The first SOAK_WARMUP minutes (default 5;
 # half the run when that is shorter) are warm-up. Fails when, after warm-up:
-#   - RSS rises more than 512 KiB above its value at the end of warm-up (allocator noise is a
-#     few dozen KiB; a leak of one small allocation per recycle is megabytes an hour), or
+#   - the lowest RSS of a minute is more than 512 KiB above the highest such floor of the
+#     warm-up (allocator noise is a few dozen KiB; a leak of one small allocation per recycle
+#     is megabytes an hour and raises every sample; a burst of results queued while the host
+#     is busy raises a few samples and is given back: a floor, not a peak), or
 #   - the fewest fds seen in a minute is more than 2 above the highest such floor of the
 #     warm-up (fds come and go with every spawn, so a leak shows as a rising floor, not a
 #     higher peak; the floor itself wanders by a few fds from minute to minute).
@@ -52,22 +54,24 @@ spawned() {
 }
 
 echo "soak: $minutes min, 8 workers, warm-up $warmup min; pid $mv_pid"
-printf '%6s %10s %8s %8s %10s\n' minute rss_kib fds_min fds_max spawned
-base_rss="" base_fd=0 worst_rss=0 worst_fd=0 failed=0
+printf '%6s %12s %12s %8s %8s %10s\n' minute rss_min_kib rss_max_kib fds_min fds_max spawned
+base_rss=0 base_fd=0 worst_rss=0 worst_fd=0 failed=0
 per_minute=$((60 / sample))
 for m in $(seq 1 "$minutes"); do
-    lo=1000000 hi=0
+    lo=1000000 hi=0 r=1000000000 rhi=0
     for _ in $(seq "$per_minute"); do
         sleep "$sample"
         kill -0 "$mv_pid" 2>/dev/null || { echo "soak: memvisor exited"; cat "$dir/summary.txt"; exit 1; }
         n=$(fds)
         [ "$n" -lt "$lo" ] && lo=$n
         [ "$n" -gt "$hi" ] && hi=$n
+        k=$(rss)
+        [ "$k" -lt "$r" ] && r=$k
+        [ "$k" -gt "$rhi" ] && rhi=$k
     done
-    r=$(rss)
-    printf '%6d %10d %8d %8d %10s\n' "$m" "$r" "$lo" "$hi" "$(spawned)"
+    printf '%6d %12d %12d %8d %8d %10s\n' "$m" "$r" "$rhi" "$lo" "$hi" "$(spawned)"
     if [ "$m" -le "$warmup" ]; then
-        base_rss=$r
+        [ "$r" -gt "$base_rss" ] && base_rss=$r
         [ "$lo" -gt "$base_fd" ] && base_fd=$lo
     elif [ "$m" -gt "$warmup" ]; then
         [ $((r - base_rss)) -gt "$worst_rss" ] && worst_rss=$((r - base_rss))
@@ -77,7 +81,7 @@ done
 kill -TERM "$mv_pid"
 wait "$mv_pid" || true
 mv_pid=""
-echo "soak: after warm-up, RSS rose at most $worst_rss KiB above $base_rss KiB (tolerance" \
+echo "soak: after warm-up, the RSS floor rose at most $worst_rss KiB above $base_rss KiB (tolerance" \
     "$rss_tol), the fd floor at most $worst_fd above the warm-up's $base_fd (tolerance $fd_tol)"
 [ "$worst_rss" -gt "$rss_tol" ] && { echo "soak: FAILED: the supervisor's memory grows"; failed=1; }
 [ "$worst_fd" -gt "$fd_tol" ] && { echo "soak: FAILED: the supervisor leaks fds"; failed=1; }
