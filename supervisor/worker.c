@@ -21,7 +21,6 @@
 
 #include "cgasync.h"
 
-
 /* ---- handles ---- */
 
 static void part_closed(mv_worker_t *w)
