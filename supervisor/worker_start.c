@@ -125,7 +125,9 @@ static bool start_heap(mv_worker_t *w)
 {
     int r;
 
-    if (!w->o.heap || !w->o.heap->preload)
+    /* A forked worker runs the template's image, loaded without the preload: a page would
+     * stay blank, and an api worker reports its own figures instead (mv_worker_send_go). */
+    if (!w->o.heap || !w->o.heap->preload || w->o.forker)
         return false;
     r = mv_heapwin_start(&w->heap);
     if (r < 0)

@@ -230,6 +230,14 @@ START_TEST(per_task_figures_of_a_forked_worker_match_its_own)
         long long f[4];
 
         self_figures(j, f);
+        /* Live heap bytes: the worker's own (a forked worker runs the template's image, which
+         * was not preloaded: a preload page would stay blank), from its second answer on (the
+         * first has no answer before it), 8 or 4 MiB kept. */
+        ck_assert_msg(i == 1 ||
+                          (jstr(j, "heap_source") && strcmp(jstr(j, "heap_source"), "worker") == 0),
+                      "task %zu: heap_source %s", i, jstr(j, "heap_source"));
+        if (i > 1)
+            ck_assert_int_ge(jint(j, "heap_retained"), (i == 3 ? 4 : 8) * MiB - 256 * 1024);
         /* Private memory: statm, the same source; "before" is read before the task is sent
          * (the worker then holds its bytes), "after" once its answer is in. */
         ck_assert_int_le(llabs(jint(j, "mem_before") - f[2]), 64 * 1024);
