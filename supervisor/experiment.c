@@ -14,8 +14,9 @@
 #define RETRY_WINDOWS  20 /* windows of tasks (ended anywhere) before a cleared kind is retried */
 #define UNEXPLAINED    10 /* windows of tasks before another bisection, after a fruitless one */
 #define TIMEOUT_MIN    1000
-#define TIMEOUT_WINDOW 20  /* windows of tasks ended anywhere: an experiment's timeout */
-#define LINE_KIND_OK   0.9 /* share of a kind's tasks whose line gives that kind: isolatable */
+#define TIMEOUT_WINDOW 20   /* windows of tasks ended anywhere: an experiment's timeout */
+#define LINE_KIND_OK   0.9  /* share of a kind's tasks whose line gives that kind: isolatable */
+#define KIND_INDEX_CAP 2048 /* twice MV_LEAK_KINDS_MAX: probing stays short */
 
 static uint64_t now(const mv_experiment_t *x)
 {
@@ -30,14 +31,29 @@ static uint64_t window(const mv_experiment_t *x)
 /* ---- what is known of each kind ---- */
 
 /* The record of a kind (made on first sight when `make`); NULL when unknown or on ENOMEM. */
+static uint32_t name_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+
+    while (*s)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
 static mv_exp_kind_t *kind_rec(mv_experiment_t *x, const char *name, bool make)
 {
     mv_exp_kind_t *grown;
+    size_t i;
 
     name = name && *name ? name : "(none)";
-    for (size_t i = 0; i < x->nkinds; i++)
-        if (strcmp(x->kinds[i].name, name) == 0)
-            return &x->kinds[i];
+    /* Looked up for every task: an index, not a scan (the first word of lines that are file
+     * paths is a new kind each time, up to MV_LEAK_KINDS_MAX of them). */
+    if (!x->index && !(x->index = calloc(KIND_INDEX_CAP, sizeof *x->index)))
+        return NULL;
+    for (i = name_hash(name) & (KIND_INDEX_CAP - 1); x->index[i];
+         i = (i + 1) & (KIND_INDEX_CAP - 1))
+        if (strcmp(x->kinds[x->index[i] - 1].name, name) == 0)
+            return &x->kinds[x->index[i] - 1];
     if (!make || x->nkinds >= MV_LEAK_KINDS_MAX)
         return NULL;
     if (x->nkinds == x->capkinds) {
@@ -49,6 +65,7 @@ static mv_exp_kind_t *kind_rec(mv_experiment_t *x, const char *name, bool make)
     }
     memset(&x->kinds[x->nkinds], 0, sizeof x->kinds[0]);
     snprintf(x->kinds[x->nkinds].name, sizeof x->kinds[0].name, "%s", name);
+    x->index[i] = (uint32_t)x->nkinds + 1;
     return &x->kinds[x->nkinds++];
 }
 
@@ -515,8 +532,10 @@ void mv_experiment_free(mv_experiment_t *x)
 {
     mv_iso_free(&x->iso);
     free(x->kinds);
+    free(x->index);
     free(x->sites);
     x->kinds = NULL;
+    x->index = NULL;
     x->sites = NULL;
     x->nkinds = x->capkinds = x->nsites = x->capsites = 0;
 }

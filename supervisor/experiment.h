@@ -98,6 +98,7 @@ typedef struct mv_experiment {
     int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
+    uint32_t *index;       /* KIND_INDEX_CAP slots: a kind's position in kinds + 1, 0 = free */
     uint64_t bisect_after; /* no bisection before this many tasks ended */
     uint64_t experiments;  /* started so far */
     struct mv_exp_site {
