@@ -410,9 +410,11 @@ const char *mv_experiment_site_owner(const mv_experiment_t *x, const char *site)
 
 void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *other, const char *site)
 {
+    /* Both made first, then both looked up: making a record may move every record. */
     mv_exp_kind_t *k = kind_rec(x, kind, true), *o = kind_rec(x, other, true);
     bool running = x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, kind) == 0;
 
+    k = k ? kind_rec(x, kind, false) : NULL;
     if (!k || k->state != MV_EXP_QUEUED || running)
         return; /* said, confirmed, or being tried alone already: that one will tell */
     k->state = MV_EXP_CLEARED;

@@ -58,6 +58,7 @@ void mv_worker_close(mv_worker_t *w)
     mv_waitprobe_close(&w->probe);
     w->probe_ok = false;
     uv_close((uv_handle_t *)&w->look, handle_closed_cb);
+    uv_close((uv_handle_t *)&w->spin, handle_closed_cb);
     if (w->notify_open) {
         w->notify_open = false;
         uv_close((uv_handle_t *)&w->notify, handle_closed_cb);
@@ -269,8 +270,14 @@ static int64_t window_peak(mv_worker_t *w, const mv_reading_t *after, const char
         return after->peak;
     }
     *source = "sampled";
-    if (w->win.measured && w->win.hwm_reset && before->rss > 0 &&
-        (hwm = mv_meter_hwm(&w->mem.meter)) >= before->rss) {
+    /* Answers that came together share one reading, and the mark is reset after the first
+     * of them: the others take what it said then (the group's peak, as the kernel's). */
+    if (w->mem.hwm_seq != w->mem.seq) {
+        w->mem.hwm = mv_meter_hwm(&w->mem.meter);
+        w->mem.hwm_seq = w->mem.seq;
+    }
+    hwm = w->mem.hwm;
+    if (w->win.measured && w->win.hwm_reset && before->rss > 0 && hwm >= before->rss) {
         *source = "process";
         peak = MV_MAX(peak, before->usage + (hwm - before->rss));
     }
@@ -798,6 +805,8 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     w->timer.data = w;
     uv_timer_init(o->loop, &w->look);
     w->look.data = w;
+    uv_idle_init(o->loop, &w->spin);
+    w->spin.data = w;
     mv_waitprobe_init(&w->probe);
     w->startup = -1;
     mv_chan_init(&w->chan, o->loop,
@@ -805,6 +814,6 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
                                    o->cfg->worker.fail_prefix, o->service},
                  &chan_events, w);
     mv_proc_init(&w->proc, &proc_events, w);
-    w->open = 4; /* the two timers, the channel and the process */
+    w->open = 5; /* the two timers, the idle handle, the channel and the process */
     return w;
 }

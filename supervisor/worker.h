@@ -139,6 +139,8 @@ typedef struct mv_wmem {
     uint64_t taken_ns;  /* when `last` was taken (uv_hrtime) */
     uint64_t seq;       /* readings taken so far: `last` is number seq */
     uint64_t reset_seq; /* the reading the kernel peak was last reset after */
+    uint64_t hwm_seq;   /* the reading hwm was read with (answers that share it share it) */
+    int64_t hwm;        /* the process's high-water mark then */
     int64_t peak;       /* highest usage seen over its life */
 } mv_wmem_t;
 
@@ -205,6 +207,7 @@ struct mv_worker {
     mv_waitprobe_t probe;
     bool probe_ok;   /* its system calls can be looked at */
     uv_timer_t look; /* the next look */
+    uv_idle_t spin;  /* ...or on the loop's next pass (a held answer's first LOOK_SPIN_NS) */
     unsigned looks;
     mv_held_t held;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */

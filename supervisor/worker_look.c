@@ -2,10 +2,10 @@
  * worker_look: what a lines or none worker waits for (waitprobe.h), part of the worker module
  * (worker.h): when it is ready, and, for a lines worker in lock-step, when its answer is
  * certain. Looks are taken on the worker's `look` timer: every millisecond while it starts
- * (every 10 ms after 200 looks); while an answer is held, on every pass of the loop for the
- * first LOOK_SPIN_NS after it came (a worker is back on its stdin microseconds after it wrote
- * its answer: a millisecond's wait would cap lock-step at ~1,000 tasks a second), then every
- * millisecond.
+ * (every 10 ms after 200 looks); while an answer is held, on every pass of the loop (the
+ * `spin` idle handle) for the first LOOK_SPIN_NS after it came (a worker is back on its stdin
+ * microseconds after it wrote its answer: a millisecond's wait would cap lock-step at ~1,000 tasks
+ * a second), then every millisecond.
  */
 #include "worker_int.h"
 
@@ -36,6 +36,7 @@ void mv_wlook_release(mv_worker_t *w, uint64_t since_ns)
         return;
     w->held.held = false;
     uv_timer_stop(&w->look);
+    uv_idle_stop(&w->spin);
     mv_worker_answered(w, w->held.ok, NULL, 0, mv_buf_head(&w->held.payload),
                        mv_buf_unread(&w->held.payload), since_ns);
 }
@@ -50,6 +51,7 @@ void mv_wlook_stray(mv_worker_t *w, const char *when)
              when);
     w->held.held = false;
     uv_timer_stop(&w->look);
+    uv_idle_stop(&w->spin);
     mv_chan_fail(&w->chan, what);
 }
 
@@ -59,15 +61,22 @@ void mv_wlook_stray(mv_worker_t *w, const char *when)
 #define LOOK_SPIN_NS    300000 /* a held answer: looked at on every loop pass this long */
 
 static void look_cb(uv_timer_t *t);
+static void spin_cb(uv_idle_t *h);
 
 void mv_wlook_later(mv_worker_t *w)
 {
-    /* 0: due on the loop's next pass, which then polls without blocking. */
-    uint64_t ms = w->held.held ? (uv_hrtime() - w->held.at_ns < LOOK_SPIN_NS ? 0 : LOOK_FAST_MS)
+    uint64_t ms = w->held.held                 ? LOOK_FAST_MS
                   : w->looks < LOOK_FAST_LOOKS ? LOOK_FAST_MS
                                                : LOOK_SLOW_MS;
 
     w->looks++;
+    /* An idle handle runs once per pass of the loop, which then polls without blocking. Not
+     * a 0 ms timer: libuv before 1.48 runs a timer restarted from its own callback again in
+     * the same pass, against the same clock (libuv#4245), and no I/O would be read. */
+    if (w->held.held && uv_hrtime() - w->held.at_ns < LOOK_SPIN_NS) {
+        uv_idle_start(&w->spin, spin_cb);
+        return;
+    }
     uv_timer_start(&w->look, look_cb, ms, 0);
 }
 
@@ -121,6 +130,15 @@ static void settle(mv_worker_t *w)
     } else {
         mv_wlook_later(w);
     }
+}
+
+static void spin_cb(uv_idle_t *h)
+{
+    mv_worker_t *w = h->data;
+
+    uv_idle_stop(h);
+    if (w->held.held)
+        settle(w);
 }
 
 static void look_cb(uv_timer_t *t)
