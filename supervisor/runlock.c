@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,26 @@ int mv_lock_try(int fd)
     return 0;
 }
 
+/* Whether pid is a running process: not gone, and not a zombie (which holds no files: a lock
+ * it took lives on in another holder of the open file, a child that has not exec'd yet). */
+static bool running(pid_t pid)
+{
+    char path[48], buf[256], *p;
+    ssize_t n;
+    int fd;
+
+    if (kill(pid, 0) < 0 && errno != EPERM)
+        return false;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return true; /* no /proc: kill said it exists */
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    p = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold anything */
+    return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
+}
+
 int mv_lock_take(int fd, int wait_ms)
 {
     int r = mv_lock_try(fd);
@@ -34,7 +55,7 @@ int mv_lock_take(int fd, int wait_ms)
         /* A live locker keeps its lock for good: no point waiting. One this pid namespace
          * cannot see (0) is taken for alive: a live run of another namespace must not delay
          * every start. */
-        if (holder <= 0 || kill(holder, 0) == 0 || errno == EPERM)
+        if (holder <= 0 || running(holder))
             break;
         nanosleep(&(struct timespec){0, 10000000}, NULL);
         r = mv_lock_try(fd);
