@@ -189,12 +189,37 @@ static int elf_has_interp(int fd, const unsigned char *head, size_t n)
     return 0;
 }
 
-/* Where judge() says which ELF finally runs (NULL: nobody asked), and whether a CPython
- * interpreter's name came up on the way (a pyenv shim is a bash script that runs python). */
+/* Whether an ELF carries a sanitizer's runtime (ASan, TSan, MSan, HWASan; linked in, or
+ * gcc's shared one): that runtime interposes malloc itself and insists on coming first, so a
+ * preloaded counter would abort the process at start. Its init symbol is in the dynamic
+ * string table, which linkers place in the file's first pages: 4 MiB are searched. */
+static bool sanitized(int fd)
+{
+    static const char *const marks[] = {"__asan_init", "__tsan_init", "__msan_init",
+                                        "__hwasan_init"};
+    size_t cap = 4u << 20, len = 0;
+    char *buf = malloc(cap);
+    bool found = false;
+    ssize_t n;
+
+    if (!buf)
+        return false;
+    while (len < cap && (n = pread(fd, buf + len, cap - len, (off_t)len)) > 0)
+        len += (size_t)n;
+    for (size_t i = 0; i < sizeof marks / sizeof marks[0] && !found; i++)
+        found = memmem(buf, len, marks[i], strlen(marks[i]) + 1) != NULL;
+    free(buf);
+    return found;
+}
+
+/* Where judge() says which ELF finally runs (NULL: nobody asked), whether a CPython
+ * interpreter's name came up on the way (a pyenv shim is a bash script that runs python), and
+ * whether that ELF carries a sanitizer's runtime. */
 typedef struct judged {
     char *elf;
     size_t cap;
     bool python;
+    bool sanitized;
 } judged_t;
 
 static bool python_name(const char *path);
@@ -249,17 +274,20 @@ static int judge(const char *path, int depth, judged_t *out)
         r = elf_has_interp(fd, head, (size_t)n);
         if (r >= 0 && out && out->elf)
             snprintf(out->elf, out->cap, "%s", path);
+        if (r > 0 && out)
+            out->sanitized = sanitized(fd);
     } else
         r = -ENOEXEC;
     close(fd);
     return r;
 }
 
-/* mv_heapmon_probe, and whether a python name came up on the way. */
-static int probe(const char *cmd, char *elf, size_t cap, bool *python)
+/* mv_heapmon_probe, whether a python name came up on the way, and whether the ELF carries a
+ * sanitizer's runtime. */
+static int probe(const char *cmd, char *elf, size_t cap, bool *python, bool *san)
 {
     char path[PATH_MAX];
-    judged_t out = {elf, cap, false};
+    judged_t out = {elf, cap, false, false};
     int r = find_command(cmd, path, sizeof path);
 
     if (elf && cap)
@@ -267,17 +295,19 @@ static int probe(const char *cmd, char *elf, size_t cap, bool *python)
     r = r < 0 ? r : judge(path, 0, &out);
     if (python)
         *python = out.python;
+    if (san)
+        *san = out.sanitized;
     return r;
 }
 
 int mv_heapmon_probe(const char *cmd, char *elf, size_t cap)
 {
-    return probe(cmd, elf, cap, NULL);
+    return probe(cmd, elf, cap, NULL, NULL);
 }
 
 int mv_heapmon_dynamic(const char *cmd)
 {
-    return probe(cmd, NULL, 0, NULL);
+    return probe(cmd, NULL, 0, NULL, NULL);
 }
 
 int mv_heapmon_library(const char *exe, char *buf, size_t cap)
@@ -347,7 +377,7 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
 {
     char elf[PATH_MAX];
     const char *cmd;
-    bool python = false;
+    bool python = false, san = false;
     int r;
 
     memset(plan, 0, sizeof *plan);
@@ -364,9 +394,13 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
         return;
     }
     cmd = command_run(argv);
-    r = probe(cmd, elf, sizeof elf, &python);
+    r = probe(cmd, elf, sizeof elf, &python, &san);
     if (r == 0) {
         plan->why = "statically linked: LD_PRELOAD cannot reach it";
+        return;
+    }
+    if (r > 0 && san) {
+        plan->why = "built with a sanitizer, whose runtime interposes malloc and must come first";
         return;
     }
     if (r < 0) {

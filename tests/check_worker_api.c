@@ -366,9 +366,16 @@ START_TEST(test_heap_figures_on_request)
     a = heap_answer(&s, 1, "keep 0");
     b = heap_answer(&s, 2, "keep 300000");
     c = heap_answer(&s, 3, "keep 0");
+#ifdef __SANITIZE_ADDRESS__
+    /* The sanitizer's malloc is not glibc's: mallinfo2 knows nothing, and says unknown. */
+    ck_assert_int_eq(a, -1);
+    ck_assert_int_eq(b, -1);
+    ck_assert_int_eq(c, -1);
+#else
     ck_assert_int_gt(a, 0);
     ck_assert_int_ge(b - a, 300000);
     ck_assert_int_lt(c - b, 4096);
+#endif
     /* a TASK that asks for a collection is a TASK like any other in C */
     sup_send(&s, MVW_MSG_TASK, MVW_F_COLLECT, 4, "keep 0", 6);
     sup_expect(&s, &m, MVW_MSG_DONE, 4);

@@ -225,7 +225,9 @@ static void heap_figures(struct mvw_heap *h)
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
     struct mallinfo2 mi = mallinfo2();
 
-    h->live_bytes = (int64_t)(mi.uordblks + mi.hblkhd);
+    /* All zero: malloc is not glibc's (a sanitizer's runtime, tcmalloc, jemalloc), and
+     * mallinfo2 knows nothing of it: unknown, not "nothing live". */
+    h->live_bytes = mi.arena || mi.hblkhd ? (int64_t)(mi.uordblks + mi.hblkhd) : -1;
 #else
     h->live_bytes = -1;
 #endif
