@@ -171,8 +171,8 @@ int mv_rentry_encode(const mv_task_t *t, const char *here, mv_rentry_t *e)
     snprintf(e->id, sizeof e->id, "%llu", (unsigned long long)t->id);
     mv_rentry_add(e, "id", e->id, strlen(e->id));
     mv_rentry_add(e, "data", t->data, t->len);
-    if (t->attempts == 0 && t->nhist == 0)
-        return 0;
+    if (t->attempts == 0 && t->nhist == 0 && t->limit <= 0)
+        return 0; /* a fresh task: its id and data say it all */
     snprintf(e->attempts, sizeof e->attempts, "%u", (unsigned)t->attempts);
     mv_rentry_add(e, "attempts", e->attempts, strlen(e->attempts));
     h = mv_attempts_json(t->hist, t->nhist, here);

@@ -146,6 +146,13 @@ START_TEST(entry_round_trip_keeps_bytes_attempts_and_hosts)
     ck_assert_int_eq(mv_rentry_encode(t, "here", &e), 0);
     ck_assert_int_eq(e.argc, 4); /* no attempts yet: id and data only */
     mv_rentry_free(&e);
+    /* A limit without attempts (an entry from outside) keeps its limit (found by fuzzing). */
+    t->limit = 24;
+    ck_assert_int_eq(mv_rentry_encode(t, "here", &e), 0);
+    ck_assert_int_eq(mv_rentry_decode(fv, fields_of(&e, fv), 1 << 20, &back, why, sizeof why), 0);
+    ck_assert_int_eq(back->limit, 24);
+    mv_task_free(back);
+    mv_rentry_free(&e);
     t->attempts = 2;
     ck_assert_int_eq(mv_task_note_attempt(t, MV_R_HARD_LIMIT, 3, 4001, -9, 600 << 20), 0);
     ck_assert_int_eq(mv_task_note_attempt(t, MV_R_LOST, 0, 0, 0, -1), 0);
