@@ -275,41 +275,49 @@ void mv__rt_send(mv_rtasks_t *rt, held_t *h)
         h->state = H_SENT;
 }
 
-/* The task leaves this memvisor for the stream: a new entry with its attempts for the old
- * one (in one script). Frees the task. */
-void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
+/* Sends h's script call: what `a` holds (the script, its keys, its first arguments), then
+ * task t's entry fields. Frees `a`. Out of memory the record goes: its entry stays pending
+ * as it was in Redis, and idles out to be claimed. */
+static void send_with_entry(mv_rtasks_t *rt, held_t *h, mv_rargs_t *a, const mv_task_t *t)
 {
     mv_rentry_t e;
-    mv_rargs_t a = {0};
-    char id[24];
     int n = -ENOMEM;
 
-    snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
     if (mv_rentry_encode(t, rt->host, &e) == 0) {
-        mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 2);
-        mv_rargs_str(&a, h->stream);
-        mv_rargs_str(&a, rt->done_key);
-        mv_rargs_str(&a, rt->group);
-        mv_rargs_str(&a, h->eid);
-        mv_rargs_str(&a, rt->consumer);
-        mv_rargs_str(&a, id);
         for (int i = 0; i < e.argc; i++)
-            mv_rargs_add(&a, e.argv[i], e.len[i]);
-        n = mv_rargs_format(&a, &h->cmd);
+            mv_rargs_add(a, e.argv[i], e.len[i]);
+        n = mv_rargs_format(a, &h->cmd);
     }
-    mv_rargs_free(&a);
+    mv_rargs_free(a);
     mv_rentry_free(&e);
-    t->ref = NULL;
-    mv_task_free(t);
-    h->task = NULL;
-    h->op = OP_READD;
     if (n < 0) {
-        /* Out of memory: the entry stays pending with its old attempts; it idles out. */
         mv__rt_held_free(rt, h);
         return;
     }
     h->cmdlen = (size_t)n;
     mv__rt_send(rt, h);
+}
+
+/* The task leaves this memvisor for the stream: a new entry with its attempts for the old
+ * one (in one script). Frees the task. */
+void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
+{
+    mv_rargs_t a = {0};
+    char id[24];
+
+    snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 2);
+    mv_rargs_str(&a, h->stream);
+    mv_rargs_str(&a, rt->done_key);
+    mv_rargs_str(&a, rt->group);
+    mv_rargs_str(&a, h->eid);
+    mv_rargs_str(&a, rt->consumer);
+    mv_rargs_str(&a, id);
+    t->ref = NULL;
+    h->task = NULL;
+    h->op = OP_READD;
+    send_with_entry(rt, h, &a, t);
+    mv_task_free(t);
 }
 
 bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task)
@@ -330,10 +338,8 @@ bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task)
  * when none can, comes back: route_none). The held record keeps the task until then. */
 static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
 {
-    mv_rentry_t e;
     mv_rargs_t a = {0};
     char id[24], lim[24], idle[24], to[ROUTED_MAX + 1];
-    int n = -ENOMEM;
 
     snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
     snprintf(lim, sizeof lim, "%lld", (long long)t->limit);
@@ -342,36 +348,23 @@ static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
     mv_info(rt->log, "redis_route", MV_I("task", (long long)t->id), MV_S("entry", h->eid),
             MV_I("limit", t->limit), MV_I("ceiling", rt->ceiling), MV_S("to", to),
             MV_I("attempts", t->attempts));
-    if (mv_rentry_encode(t, rt->host, &e) == 0) {
-        mv_rargs_evalsha(&a, rt->sha[MV_RS_ROUTE], 5);
-        mv_rargs_str(&a, h->stream);
-        mv_rargs_str(&a, rt->done_key);
-        mv_rargs_str(&a, rt->need_key);
-        mv_rargs_str(&a, rt->hosts_key);
-        mv_rargs_str(&a, to);
-        mv_rargs_str(&a, rt->group);
-        mv_rargs_str(&a, h->eid);
-        mv_rargs_str(&a, rt->consumer);
-        mv_rargs_str(&a, id);
-        mv_rargs_str(&a, lim);
-        mv_rargs_str(&a, idle);
-        for (int i = 0; i < e.argc; i++)
-            mv_rargs_add(&a, e.argv[i], e.len[i]);
-        n = mv_rargs_format(&a, &h->cmd);
-    }
-    mv_rargs_free(&a);
-    mv_rentry_free(&e);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_ROUTE], 5);
+    mv_rargs_str(&a, h->stream);
+    mv_rargs_str(&a, rt->done_key);
+    mv_rargs_str(&a, rt->need_key);
+    mv_rargs_str(&a, rt->hosts_key);
+    mv_rargs_str(&a, to);
+    mv_rargs_str(&a, rt->group);
+    mv_rargs_str(&a, h->eid);
+    mv_rargs_str(&a, rt->consumer);
+    mv_rargs_str(&a, id);
+    mv_rargs_str(&a, lim);
+    mv_rargs_str(&a, idle);
     t->ref = NULL;
     h->task = t;
     h->op = OP_ROUTE;
     rt->routed_out++;
-    if (n < 0) {
-        /* Out of memory: the entry stays pending as it was; it idles out. */
-        mv__rt_held_free(rt, h);
-        return;
-    }
-    h->cmdlen = (size_t)n;
-    mv__rt_send(rt, h);
+    send_with_entry(rt, h, &a, t);
 }
 
 bool mv__rt_route(mv_tasks_t *t, mv_task_t *task)
