@@ -15,10 +15,13 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-/* A read parses every line it brought before read_ahead is checked: 16 KiB of short lines is
- * already ~3,000 tasks queued (bench/footprint). */
+/* 16 KiB of short lines is ~3,000 tasks, each ~100 bytes in memory where its line is a few: a
+ * read of a regular file queues lines only up to twice read_ahead and leaves the rest in the
+ * file, read again next time (bench/footprint). A pipe's bytes cannot be read again: all of
+ * its chunk is queued. */
 #define CHUNK (16 * 1024)
 /* Counting reads 64 KiB at a time (a syscall per ~10,000 short lines): below the mmap
  * threshold, so the buffer comes and goes without touching the supervisor's footprint. */
@@ -264,6 +267,30 @@ static void reached_end(mv_tasks_t *t)
 static void file_read_cb(uv_fs_t *req);
 static void file_pump(mv_tasks_t *t);
 
+/* Feeds whole lines of p[0..n) until the queue holds twice read_ahead; returns the bytes fed
+ * (all of them when a line is longer than what is left). */
+static size_t feed_some(mv_tasks_t *t, const char *p, size_t n)
+{
+    size_t used = 0;
+
+    while (used < n && t->queued < 2 * t->read_ahead) {
+        const char *nl = memchr(p + used, '\n', n - used);
+        size_t take = nl ? (size_t)(nl - (p + used)) + 1 : n - used;
+        mv_tasks_feed(t, p + used, take, false);
+        used += take;
+    }
+    return used;
+}
+
+/* Fed n bytes of what the read brought (got): the file position goes back to the first byte
+ * not fed, which the next read brings again. */
+static void unread_rest(mv_tasks_t *t, size_t n, size_t got)
+{
+    t->offset += (uint64_t)n;
+    if (n < got && lseek(t->fd, (off_t)n - (off_t)got, SEEK_CUR) < 0)
+        t->error = -errno;
+}
+
 static void start_file_read(mv_tasks_t *t)
 {
     uv_buf_t b = uv_buf_init(t->chunk, CHUNK);
@@ -299,6 +326,8 @@ static void file_read_cb(uv_fs_t *req)
         t->eof = true;
         mv_tasks_feed(t, NULL, 0, true);
         reached_end(t);
+    } else if (t->seekable) {
+        unread_rest(t, feed_some(t, t->chunk, (size_t)n), (size_t)n);
     } else {
         t->offset += (uint64_t)n;
         mv_tasks_feed(t, t->chunk, (size_t)n, false);
@@ -393,6 +422,7 @@ void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read
 int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_size,
                   size_t read_ahead, mv_tasks_cb on_input, void *arg)
 {
+    struct stat st;
     int r;
 
     mv_tasks_init(t, loop, max_size, read_ahead, on_input, arg);
@@ -415,7 +445,10 @@ int mv_tasks_open(mv_tasks_t *t, uv_loop_t *loop, const char *path, int64_t max_
         t->own_fd = true;
     }
     switch (uv_guess_handle(t->fd)) {
-    case UV_FILE: t->kind = MV_SRC_FILE; return 0;
+    case UV_FILE:
+        t->kind = MV_SRC_FILE;
+        t->seekable = fstat(t->fd, &st) == 0 && S_ISREG(st.st_mode); /* not a device */
+        return 0;
     case UV_NAMED_PIPE:
         r = uv_pipe_init(loop, &t->stream.pipe, 0);
         if (r == 0)

@@ -114,6 +114,7 @@ struct mv_tasks {
     } stream; /* MV_SRC_STREAM */
     bool stream_open;
     char *chunk;     /* MV_SRC_FILE read buffer */
+    bool seekable;   /* MV_SRC_FILE on a regular file: what a read did not queue is read again */
     bool reading;    /* a read is in progress (file) or started (stream) */
     bool eof;        /* the source has no more tasks (Redis: the stream is empty) */
     bool closed;     /* mv_tasks_close was called: read nothing more */
@@ -121,7 +122,7 @@ struct mv_tasks {
     mv_buf_t line;   /* partial line carried between chunks */
     bool skipping;   /* inside a line that was too long */
     uint64_t lineno; /* lines seen so far */
-    uint64_t offset; /* MV_SRC_FILE: bytes of the file fed so far */
+    uint64_t offset; /* MV_SRC_FILE: bytes of the file fed so far (its position: the next read) */
 
     /* counts */
     uint64_t loaded; /* tasks made from the source */

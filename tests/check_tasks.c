@@ -323,6 +323,69 @@ START_TEST(file_source_streams_through_the_loop)
 }
 END_TEST
 
+/* A regular file is queued only up to twice read_ahead a read (what a read brought beyond that
+ * is read again later, from where the queue stopped): every line still becomes its task, once
+ * and in order, a line longer than a read included. */
+typedef struct sip {
+    mv_tasks_t t;
+    uint64_t next;  /* the id the next task must have */
+    size_t most;    /* the longest queue seen */
+    size_t longest; /* the longest task */
+} sip_t;
+
+static void sip_cb(void *arg)
+{
+    sip_t *s = arg;
+    mv_task_t *x;
+
+    s->most = MV_MAX(s->most, s->t.queued);
+    for (int i = 0; i < 10 && (x = mv_tasks_pop(&s->t)); i++) {
+        ck_assert_uint_eq(x->id, s->next);
+        s->next += x->id == 1499 ? 2 : 1; /* line 1500 is empty: no task */
+        s->longest = MV_MAX(s->longest, x->len);
+        mv_tasks_end(&s->t, x, NULL);
+    }
+    mv_tasks_pump(&s->t);
+}
+
+START_TEST(a_file_is_queued_only_to_twice_read_ahead)
+{
+    char path[] = "/tmp/mv-tasks-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    static sip_t s;
+    uv_loop_t loop;
+    long size;
+
+    for (int i = 1; i <= 3000; i++) {
+        if (i == 1000)
+            for (int k = 0; k < 100000; k++)
+                fputc('L', f); /* line 1000: longer than a read */
+        if (i != 1500)
+            fprintf(f, "%d", i);
+        fputc('\n', f);
+    }
+    size = ftell(f);
+    fclose(f);
+    s.next = 1;
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_tasks_open(&s.t, &loop, path, 1 << 20, 8, sip_cb, &s), 0);
+    mv_tasks_pump(&s.t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(s.t.eof);
+    ck_assert_uint_eq(s.next, 3001);
+    ck_assert_uint_eq(s.longest, 100004);
+    ck_assert_uint_le(s.most, 16);
+    ck_assert_uint_eq(s.t.offset, (uint64_t)size);
+    ck_assert(mv_tasks_all_ended(&s.t));
+    mv_tasks_close(&s.t);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mv_tasks_free(&s.t);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(stdin_pipe_source_with_backpressure)
 {
     uv_loop_t loop;
@@ -776,6 +839,7 @@ Suite *tasks_suite(void)
     tcase_add_test(tc, requeue_goes_first_and_attempts_are_recorded);
     tcase_set_timeout(src, 20);
     tcase_add_test(src, file_source_streams_through_the_loop);
+    tcase_add_test(src, a_file_is_queued_only_to_twice_read_ahead);
     tcase_add_test(src, stdin_pipe_source_with_backpressure);
     tcase_add_test(src, missing_file_is_an_error);
     tcase_add_test(src, a_source_takes_back_what_lost_an_attempt_and_hears_each_end);
