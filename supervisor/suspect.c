@@ -50,6 +50,22 @@ typedef struct base_job {
 
 /* ---- history and baseline ---- */
 
+/* What a ring entry refers to when the pool is out of memory (never dropped). */
+static const char no_kind[] = "";
+
+static const char *hold_kind(mv_suspect_t *s, const char *name)
+{
+    const char *k = mv_kindpool_hold(&s->kinds, name, MV_LEAK_KIND_MAX);
+
+    return k ? k : no_kind;
+}
+
+static void drop_kind(mv_suspect_t *s, const char *kind)
+{
+    if (kind && kind != no_kind)
+        mv_kindpool_drop(&s->kinds, kind);
+}
+
 static void remember(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t, const mv_result_t *r)
 {
     /* The ring keeps the size the worker started with (a reload may change it). */
@@ -61,16 +77,34 @@ static void remember(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t, co
     if (!sw->history && !(sw->history = calloc(cap, sizeof *sw->history)))
         return;
     rec = &sw->history[(sw->hist_head + sw->hist_n) % cap];
-    if (sw->hist_n < cap)
+    if (sw->hist_n < cap) {
         sw->hist_n++;
-    else
+    } else {
+        drop_kind(s, rec->kind); /* the oldest entry's */
         sw->hist_head = (sw->hist_head + 1) % cap;
+    }
     *rec = (mv_taskrec_t){.id = t->id,
+                          .kind = hold_kind(s, r->kind ? r->kind : ""),
                           .mem_after = r->mem_after,
                           .retained = r->retained,
                           .mem_peak = r->mem_peak,
                           .fds_after = r->fds_after};
-    snprintf(rec->kind, sizeof rec->kind, "%s", r->kind ? r->kind : "");
+}
+
+/* The worker's rings go, with their references to kinds. */
+static void forget(mv_suspect_t *s, mv_suspected_t *sw)
+{
+    for (unsigned i = 0; sw->history && i < sw->hist_n; i++)
+        drop_kind(s, sw->history[(sw->hist_head + i) % sw->hist_cap].kind);
+    for (unsigned i = 0; sw->grow_kind && i < sw->grow_n; i++)
+        drop_kind(s, sw->grow_kind[(sw->grow_head + i) % sw->grow_cap]);
+    free(sw->history);
+    free(sw->grow);
+    free(sw->grow_kind);
+    sw->history = NULL;
+    sw->grow = NULL;
+    sw->grow_kind = NULL;
+    sw->hist_n = sw->grow_n = 0;
 }
 
 static json_t *history_json(const mv_suspected_t *sw)
@@ -429,11 +463,13 @@ static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, 
     }
     n = (sw->grow_head + sw->grow_n) % cap;
     sw->grow[n] = (double)fig;
-    snprintf(sw->grow_kind[n], sizeof sw->grow_kind[0], "%s", kind && *kind ? kind : "(none)");
-    if (sw->grow_n < cap)
+    if (sw->grow_n < cap) {
         sw->grow_n++;
-    else
+    } else {
+        drop_kind(s, sw->grow_kind[n]); /* the oldest entry's */
         sw->grow_head = (sw->grow_head + 1) % cap;
+    }
+    sw->grow_kind[n] = hold_kind(s, kind && *kind ? kind : "(none)");
     if (sw->grow_n * 10 < cap * 8 || ++sw->grow_since < (cap >= 10 ? cap / 10 : 1))
         return;
     sw->grow_since = 0;
@@ -641,14 +677,9 @@ void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
     }
     json_decref(sw->baseline);
     sw->baseline = NULL;
-    free(sw->history);
-    sw->history = NULL;
+    forget(s, sw);
     free(sw->last_snapshot);
     sw->last_snapshot = NULL;
-    free(sw->grow);
-    free(sw->grow_kind);
-    sw->grow = NULL;
-    sw->grow_kind = NULL;
     if (s->exp)
         mv_experiment_gone(s->exp, sw->w);
 }
@@ -665,4 +696,5 @@ void mv_suspect_free(mv_suspect_t *s)
     free(s->by_kind);
     s->by_kind = NULL;
     s->nkinds = s->capkinds = 0;
+    mv_kindpool_free(&s->kinds);
 }

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "experiment.h"
 #include "job.h"
+#include "kindpool.h"
 #include "leak.h"
 #include "log.h"
 #include "results.h"
@@ -34,7 +35,7 @@ struct mv_snapjob;
 /* One finished task, as a worker's history keeps it for snapshots. */
 typedef struct mv_taskrec {
     uint64_t id;
-    char kind[MV_LEAK_KIND_MAX + 1];
+    const char *kind; /* a reference to the module's copy (kindpool.h); "" for none */
     int64_t mem_after, retained, mem_peak;
     int fds_after;
 } mv_taskrec_t;
@@ -54,7 +55,7 @@ typedef struct mv_suspected {
     /* Its growth per task over its last [leak] window tasks, and their kinds: a worker that
      * grows while no kind is suspected asks for a bisection (experiment.h). */
     double *grow;
-    char (*grow_kind)[MV_LEAK_KIND_MAX + 1];
+    const char **grow_kind; /* references to the module's copies (kindpool.h) */
     unsigned grow_head, grow_n, grow_cap, grow_since;
     bool grow_pending; /* the previous judgement said it grows: a bisection needs two */
 } mv_suspected_t;
@@ -82,6 +83,7 @@ typedef struct mv_suspect {
     uint64_t suspects;           /* leak_suspect events that say confirmed */
     mv_suspect_count_t *by_kind; /* ...per kind (metrics), at most MV_LEAK_KINDS_MAX */
     size_t nkinds, capkinds;
+    mv_kindpool_t kinds; /* the kinds the workers' rings refer to */
 } mv_suspect_t;
 
 void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "harness.h"
 #include "kind.h"
+#include "kindpool.h"
 #include "suites.h"
 
 /* The kind of `line` under `[leak] kind = spec` (NULL: the default); "" for no kind. */
@@ -248,6 +249,50 @@ START_TEST(json_tasks_end_to_end)
 }
 END_TEST
 
+/* The pool: one copy per kind, shared by every reference, gone with the last one; kinds are
+ * cut to the length asked for; many kinds (the table grows) all come back intact. */
+START_TEST(kind_pool_keeps_one_copy_while_referred_to)
+{
+    mv_kindpool_t p = {0};
+    const char *a = mv_kindpool_hold(&p, "resize", 64), *b = mv_kindpool_hold(&p, "resize", 64);
+    const char *c = mv_kindpool_hold(&p, "resize-and-more", 6), *e = mv_kindpool_hold(&p, "", 64);
+    const char *many[300];
+    char name[32];
+
+    ck_assert_str_eq(a, "resize");
+    ck_assert_ptr_eq(a, b);
+    ck_assert_ptr_eq(a, c); /* cut to 6 bytes: the same kind */
+    ck_assert_str_eq(e, "");
+    ck_assert_uint_eq(mv_kindpool_count(&p), 2);
+    mv_kindpool_drop(&p, a);
+    mv_kindpool_drop(&p, b);
+    ck_assert_uint_eq(mv_kindpool_count(&p), 2);
+    mv_kindpool_drop(&p, c); /* the last reference */
+    ck_assert_uint_eq(mv_kindpool_count(&p), 1);
+    a = mv_kindpool_hold(&p, "resizer", 64);
+    ck_assert_str_eq(a, "resizer");
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "kind%d", i);
+        many[i] = mv_kindpool_hold(&p, name, 64);
+    }
+    ck_assert_uint_eq(mv_kindpool_count(&p), 302);
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "kind%d", i);
+        ck_assert_str_eq(many[i], name);
+        ck_assert_ptr_eq(mv_kindpool_hold(&p, name, 64), many[i]);
+        mv_kindpool_drop(&p, many[i]);
+        if (i % 2)
+            mv_kindpool_drop(&p, many[i]);
+    }
+    ck_assert_uint_eq(mv_kindpool_count(&p), 152);
+    mv_kindpool_drop(&p, e);
+    mv_kindpool_drop(&p, a);
+    ck_assert_uint_eq(mv_kindpool_count(&p), 150);
+    mv_kindpool_free(&p); /* the 150 still held go too (ASan: no leak) */
+    ck_assert_uint_eq(mv_kindpool_count(&p), 0);
+}
+END_TEST
+
 Suite *kind_suite(void)
 {
     Suite *s = suite_create("kind");
@@ -258,6 +303,7 @@ Suite *kind_suite(void)
     tcase_add_test(tc, word_json_and_none);
     tcase_add_test(tc, spec_parsing);
     tcase_add_test(tc, output_contract);
+    tcase_add_test(tc, kind_pool_keeps_one_copy_while_referred_to);
     suite_add_tcase(s, tc);
     tc = tcase_create("batch");
     tcase_set_timeout(tc, 30);
