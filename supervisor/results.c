@@ -27,6 +27,9 @@
 #define RETRY_EVERY_MS 500
 #define SYNC_EVERY_MS  1000
 #define READ_CHUNK     (1024 * 1024)
+/* A job writes its batch's lines this much at a time: a line is ~2.5 times its record, and a
+ * burst's batch (records that piled up while a job ran) made a text of a megabyte. */
+#define SLICE_BYTES (16 * 1024)
 
 /* A result as the loop hands it to a job: this header, then hist[nhist], then the payload. */
 typedef struct record {
@@ -169,13 +172,15 @@ static uint64_t count_lines(const mv_buf_t *b, size_t from, size_t to)
     return k;
 }
 
-/* Encodes every record of the batch into `lines`. 0 or -ENOMEM. */
-static int encode_batch(mv_results_t *r)
+/* Encodes the batch's next records, from batch_off, into `lines` until it holds SLICE_BYTES.
+ * 0 or -ENOMEM. */
+static int encode_slice(mv_results_t *r)
 {
-    const uint8_t *p = mv_buf_head(&r->batch), *end = p + mv_buf_unread(&r->batch);
+    const uint8_t *p = mv_buf_head(&r->batch) + r->batch_off,
+                  *end = mv_buf_head(&r->batch) + mv_buf_unread(&r->batch);
 
     mv_buf_reset(&r->lines);
-    while (p < end) {
+    while (p < end && r->lines.len < SLICE_BYTES) {
         const record_t *rec = (const record_t *)p;
         mv_result_t res = rec->res;
 
@@ -186,6 +191,7 @@ static int encode_batch(mv_results_t *r)
             return -ENOMEM;
         p += rec->size;
     }
+    r->batch_off = (size_t)(p - mv_buf_head(&r->batch));
     r->encoded = true;
     r->lines_kept = r->lines_off = 0;
     return 0;
@@ -213,8 +219,9 @@ static void keep_whole_lines(mv_results_t *r)
     }
 }
 
-/* Encodes the batch (once: a retry reuses it), writes what is not in the file yet, and
- * syncs at most once a second and after the last batch. */
+/* Encodes the batch a slice at a time (a retry writes the slice a failed write left, then
+ * goes on), writes what is not in the file yet, and syncs at most once a second and after
+ * the last batch. */
 static void job_cb(uv_work_t *req)
 {
     mv_results_t *r = req->data;
@@ -231,26 +238,29 @@ static void job_cb(uv_work_t *req)
     }
     r->started = true;
     r->torn = 0;
-    if (!r->encoded && encode_batch(r) < 0) {
-        r->job_error = -ENOMEM;
-        r->job_fatal = true;
-        return;
-    }
-    while (r->lines_off < r->lines.len) {
-        ssize_t n = write(r->fd, r->lines.data + r->lines_off, r->lines.len - r->lines_off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r->job_error = n < 0 ? -errno : -EIO;
-            keep_whole_lines(r);
+    /* Slice by slice: a burst's batch is not held twice over, as records and as its text. */
+    while (r->encoded || r->batch_off < mv_buf_unread(&r->batch)) {
+        if (!r->encoded && encode_slice(r) < 0) {
+            r->job_error = -ENOMEM;
+            r->job_fatal = true;
             return;
         }
-        r->lines_off += (size_t)n;
+        while (r->lines_off < r->lines.len) {
+            ssize_t n = write(r->fd, r->lines.data + r->lines_off, r->lines.len - r->lines_off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                r->job_error = n < 0 ? -errno : -EIO;
+                keep_whole_lines(r);
+                return;
+            }
+            r->lines_off += (size_t)n;
+        }
+        r->job_lines += count_lines(&r->lines, r->lines_kept, r->lines.len);
+        r->size += r->lines.len - r->lines_kept;
+        r->lines_kept = r->lines_off;
+        r->encoded = false;
     }
-    r->job_lines += count_lines(&r->lines, r->lines_kept, r->lines.len);
-    r->size += r->lines.len - r->lines_kept;
-    r->lines_kept = r->lines_off;
-    r->encoded = false;
     now = mv_now_ms();
     if (r->final || r->sync_each || now - r->synced_ms >= SYNC_EVERY_MS) {
         /* fdatasync: the size is part of the data it makes durable. A failed sync is not
@@ -360,6 +370,7 @@ static void after_job_cb(uv_work_t *req, int status)
         return;
     }
     mv_buf_reset(&r->batch);
+    r->batch_off = 0;
     /* What a burst grew is given back: a steady rate keeps its batches small. */
     mv_buf_shrink(&r->batch, 4 * FLUSH_BYTES);
     if (!r->encoded) { /* written: its text is not needed for a retry */
@@ -428,6 +439,7 @@ static void start_job(mv_results_t *r)
     r->pending = tmp;
     mv_buf_reset(&r->pending);
     r->encoded = false;
+    r->batch_off = 0;
     queue_job(r);
 }
 

@@ -107,7 +107,8 @@ typedef struct mv_results {
     uint64_t size;      /* bytes of whole lines in the file: where the next line goes */
     uint64_t torn;      /* resume: bytes of a torn last line, cut by the first job */
     bool started;       /* a job ran: the run is committed to the file */
-    bool encoded;       /* `lines` holds `batch` encoded (a retry writes it again) */
+    bool encoded;       /* `lines` holds a slice of `batch` not all in the file yet */
+    size_t batch_off;   /* bytes of `batch` encoded into lines so far */
     size_t lines_kept;  /* bytes of `lines` in the file as whole lines */
     size_t lines_off;   /* bytes of `lines` written */
     uint64_t job_lines; /* lines the job made whole in the file */

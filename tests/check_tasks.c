@@ -693,6 +693,56 @@ START_TEST(results_to_a_file_wait_for_the_flush)
 }
 END_TEST
 
+/* A batch whose text is many slices (3,000 results added within one loop pass: they pile up
+ * while the first job runs, then go as one batch): every line whole in the file, once, in
+ * order. */
+START_TEST(a_batch_of_many_slices_is_written_whole_and_in_order)
+{
+    enum { N = 3000 };
+    char path[] = "/tmp/mv-results-XXXXXX", why[256], *line = NULL;
+    int fd = mkstemp(path);
+    uv_loop_t loop;
+    mv_results_t r;
+    size_t cap = 0;
+    FILE *f;
+    int n = 0;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(
+        mv_results_open(&r, &loop, &(mv_results_opts_t){.path = path}, why, sizeof why), 0);
+    for (int i = 1; i <= N; i++) {
+        char payload[64];
+        int len = snprintf(payload, sizeof payload, "result of task %d", i);
+        mv_result_t res = {
+            .task = (uint64_t)i, .status = MV_ST_OK, .payload = payload, .len = (size_t)len};
+        ck_assert_int_eq(mv_results_add(&r, &res), 0);
+    }
+    mv_results_close(&r, NULL);
+    while (uv_run(&loop, UV_RUN_ONCE))
+        ;
+    ck_assert_uint_eq(r.written, N);
+    f = fopen(path, "r");
+    while (getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        char want[64];
+        n++;
+        ck_assert_ptr_nonnull(j);
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "task")), n);
+        snprintf(want, sizeof want, "result of task %d", n);
+        ck_assert_str_eq(json_string_value(json_object_get(j, "result")), want);
+        json_decref(j);
+    }
+    ck_assert_int_eq(n, N);
+    free(line);
+    fclose(f);
+    mv_results_free(&r);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    unlink(path);
+}
+END_TEST
+
 /* ---- util and meter ---- */
 
 START_TEST(utf8_rules)
@@ -850,6 +900,7 @@ Suite *tasks_suite(void)
     tcase_add_test(res, quarantine_lists_every_attempt);
     tcase_add_test(res, results_to_a_pipe_go_out_at_once);
     tcase_add_test(res, results_to_a_file_wait_for_the_flush);
+    tcase_add_test(res, a_batch_of_many_slices_is_written_whole_and_in_order);
     tcase_add_test(misc, utf8_rules);
     tcase_add_test(misc, base64_vectors);
     tcase_add_test(misc, statm_parsing_and_a_real_reading);
