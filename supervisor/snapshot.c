@@ -97,24 +97,36 @@ static const char *mapping_name(const char *line, char *name, size_t n)
 
 json_t *mv_snap_mappings(int pid)
 {
-    char path[64], name[512] = "", *text;
-    json_t *o;
+    char path[64], name[512] = "", *line = NULL;
+    size_t cap = 0;
+    bool any = false;
     long long kb;
+    json_t *o;
+    FILE *f;
 
     snprintf(path, sizeof path, "/proc/%d/smaps", pid);
-    text = slurp(path, NULL);
-    if (!text)
+    /* Line by line: a worker's smaps is 100-300 KiB of text, and a thread-pool thread that
+     * read it whole for each worker's baseline (four at a time at a pool's start) kept that
+     * much mapped each (bench/footprint). */
+    f = fopen(path, "re");
+    if (!f)
         return NULL;
     o = json_object();
-    for (char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (sscanf(p, "Rss: %lld kB", &kb) == 1 && *name) {
+    while (o && getline(&line, &cap, f) > 0) {
+        any = true;
+        if (sscanf(line, "Rss: %lld kB", &kb) == 1 && *name) {
             json_t *cur = json_object_get(o, name);
             json_object_set_new(o, name, json_integer(json_integer_value(cur) + kb * 1024));
-        } else if (!strchr(p, ':') || strchr(p, '-') < strchr(p, ':')) {
-            mapping_name(p, name, sizeof name);
+        } else {
+            mapping_name(line, name, sizeof name); /* a header line, or nothing */
         }
     }
-    free(text);
+    free(line);
+    fclose(f);
+    if (!any) { /* gone: an empty file, as a whole read found it */
+        json_decref(o);
+        o = NULL;
+    }
     return o;
 }
 
