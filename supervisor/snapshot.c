@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,4 +226,52 @@ int mv_snap_collect(json_t *doc, int pid, const char *cgroup_dir, json_t *baseli
                         now && baseline ? mv_snap_growth(baseline, now, 10) : json_null());
     json_decref(now);
     return json_is_object(status) ? 0 : -ESRCH;
+}
+
+char *mv_snap_pack(json_t *mappings)
+{
+    size_t size = sizeof(uint64_t), at = sizeof(uint64_t);
+    uint64_t n = 0;
+    const char *name;
+    json_t *v;
+    char *p;
+
+    if (!json_is_object(mappings))
+        return NULL;
+    json_object_foreach(mappings, name, v) size += sizeof(int64_t) + strlen(name) + 1;
+    if (!(p = malloc(size)))
+        return NULL;
+    json_object_foreach(mappings, name, v)
+    {
+        int64_t bytes = json_integer_value(v);
+        size_t len = strlen(name) + 1;
+        memcpy(p + at, &bytes, sizeof bytes);
+        memcpy(p + at + sizeof bytes, name, len);
+        at += sizeof bytes + len;
+        n++;
+    }
+    memcpy(p, &n, sizeof n);
+    return p;
+}
+
+json_t *mv_snap_unpack(const char *packed)
+{
+    size_t at = sizeof(uint64_t);
+    uint64_t n;
+    json_t *o;
+
+    if (!packed || !(o = json_object()))
+        return NULL;
+    memcpy(&n, packed, sizeof n);
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t bytes;
+        const char *name = packed + at + sizeof bytes;
+        memcpy(&bytes, packed + at, sizeof bytes);
+        if (json_object_set_new(o, name, json_integer(bytes)) < 0) {
+            json_decref(o);
+            return NULL;
+        }
+        at += sizeof bytes + strlen(name) + 1;
+    }
+    return o;
 }

@@ -30,6 +30,11 @@ json_t *mv_snap_parse_kb(const char *text);
 json_t *mv_snap_parse_kv(const char *text);
 /* The biggest growths of `now` over `then` (both from mv_snap_mappings), at most `top`. */
 json_t *mv_snap_growth(json_t *then, json_t *now, size_t top);
+/* mv_snap_mappings' object packed into one block, and a new object from one: how a worker's
+ * baseline is kept between its first task and a snapshot (~2 KiB of jansson objects a worker
+ * packed into ~0.7; bench/footprint). Free the block; NULL for NULL or on ENOMEM. */
+char *mv_snap_pack(json_t *mappings);
+json_t *mv_snap_unpack(const char *packed);
 
 /* A JSON string of up to `max` bytes of p[0..n): valid UTF-8 is kept as text (cut on a
  * character boundary), anything else is base64. `*b64` says which. */

@@ -27,7 +27,7 @@ typedef struct mv_snapjob {
     char *cgroup; /* the worker's cgroup directory, or NULL */
     char *path;   /* the file to write */
     json_t *doc;
-    json_t *baseline; /* a reference to the worker's baseline mappings, or NULL */
+    json_t *baseline; /* the worker's baseline mappings (unpacked for this job), or NULL */
     int result;
     bool kill; /* a hard-limit kill waits for this snapshot */
     /* What its allocation sites are for (the worker's own heap view, Python tracemalloc):
@@ -134,11 +134,10 @@ static void base_done(mv_job_t *j, void *owner, int cancelled)
     mv_suspected_t *sw = owner;
 
     if (sw) {
-        sw->baseline = b->mappings;
+        sw->baseline = mv_snap_pack(b->mappings);
         sw->basejob = NULL;
-    } else {
-        json_decref(b->mappings);
     }
+    json_decref(b->mappings);
 }
 
 /* The worker's mappings after its first task: what later snapshots compare with. */
@@ -306,7 +305,7 @@ static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *rea
     sj->cgroup = w->has_cg && w->cg.path ? strdup(w->cg.path) : NULL;
     sj->path = mv_rundir_snapshot_path(s->run, reason, kind, w->slot);
     sj->doc = start_doc(sw, reason, v, t, r);
-    sj->baseline = json_incref(sw->baseline);
+    sj->baseline = mv_snap_unpack(sw->baseline);
     sw->snap = sj; /* one snapshot of a worker at a time, until it is written */
     if (ask_heap && s->cfg->leak.snapshot_timeout > 0 && mv_worker_ask_snapshot(w) == 0) {
         uv_timer_init(s->loop, &sj->timer);
@@ -675,7 +674,7 @@ void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
         mv_job_detach(sw->basejob);
         sw->basejob = NULL;
     }
-    json_decref(sw->baseline);
+    free(sw->baseline);
     sw->baseline = NULL;
     forget(s, sw);
     free(sw->last_snapshot);

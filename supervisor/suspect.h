@@ -45,7 +45,7 @@ typedef struct mv_suspected {
     mv_worker_t *w;
     mv_taskrec_t *history; /* ring of the last [leak] history tasks */
     unsigned hist_cap, hist_head, hist_n;
-    json_t *baseline;        /* resident memory per mapping after its first task */
+    char *baseline;          /* resident memory per mapping after its first task (packed) */
     mv_job_t *basejob;       /* the baseline being read, or NULL */
     struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
     char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */

@@ -6,8 +6,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "leak.h"
+#include "snapshot.h"
 #include "suites.h"
 
 #define KiB 1024
@@ -356,6 +358,40 @@ START_TEST(judged_kinds_and_tasks_without_figures)
 }
 END_TEST
 
+/* A worker's baseline is kept packed: this process's own mappings come back from the block
+ * as the same object (names and bytes), so a snapshot's growth against it is the same; an
+ * empty object and no object too. */
+START_TEST(a_packed_baseline_unpacks_to_the_same_mappings)
+{
+    json_t *m = mv_snap_mappings((int)getpid()), *back, *empty = json_object(), *g1, *g2;
+    char *p, *q;
+
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_gt(json_object_size(m), 3);
+    json_object_set_new(m, "[a mapping with a long name, spaces and a [bracket]]",
+                        json_integer(INT64_MAX));
+    ck_assert_ptr_nonnull(p = mv_snap_pack(m));
+    ck_assert_ptr_nonnull(back = mv_snap_unpack(p));
+    ck_assert(json_equal(m, back));
+    g1 = mv_snap_growth(empty, m, 100);
+    g2 = mv_snap_growth(empty, back, 100);
+    ck_assert(json_equal(g1, g2));
+    ck_assert_ptr_nonnull(q = mv_snap_pack(empty));
+    json_decref(back);
+    ck_assert_ptr_nonnull(back = mv_snap_unpack(q));
+    ck_assert_uint_eq(json_object_size(back), 0);
+    ck_assert_ptr_null(mv_snap_pack(NULL));
+    ck_assert_ptr_null(mv_snap_unpack(NULL));
+    free(p);
+    free(q);
+    json_decref(back);
+    json_decref(g1);
+    json_decref(g2);
+    json_decref(empty);
+    json_decref(m);
+}
+END_TEST
+
 Suite *leak_suite(void)
 {
     Suite *s = suite_create("leak");
@@ -376,6 +412,7 @@ Suite *leak_suite(void)
     tcase_add_test(tc, the_estimator_itself);
     tcase_add_test(tc, a_worker_grows_by_its_share_of_a_leak);
     tcase_add_test(tc, judged_kinds_and_tasks_without_figures);
+    tcase_add_test(tc, a_packed_baseline_unpacks_to_the_same_mappings);
     suite_add_tcase(s, tc);
     return s;
 }
