@@ -7,9 +7,12 @@
  * memvisor runs W bench/stamp_worker `api` workers over tasks that sleep U us (10000: about
  * W*100 tasks a second), with per-task accounting, results and the timeline on (the
  * defaults); after the pool is ready it is sampled every 250 ms for S seconds (3). Printed:
- * the highest VmRSS and its parts (heap, other anonymous memory: thread stacks and malloc
- * arenas, file mappings: the binary and its libraries), the largest mappings, and the ratio to
- * the target. It measures and asserts nothing.
+ * the highest VmRSS (the process's own: RssAnon + RssFile + RssShmem) and its parts: heap,
+ * other anonymous memory (thread stacks, libraries' bss, blocks malloc mmaps), file mappings
+ * (the binary and its libraries: every page of them this process maps counts, shared with
+ * other processes or not) with the workers' heap counter pages (shared memory, one 4 KiB
+ * page a worker); the largest mappings; and the ratio to the target. It measures and
+ * asserts nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +28,7 @@
 #define TARGET_KIB 4096
 
 typedef struct sample {
-    long rss, anon, file, heap, other_anon, threads;
+    long rss, anon, file, shmem, heap, other_anon, threads;
 } sample_t;
 
 static long status_field(pid_t pid, const char *key)
@@ -162,6 +165,7 @@ int main(int argc, char **argv)
         sleep_ms(250);
         s.rss = status_field(pid, "VmRSS");
         s.anon = status_field(pid, "RssAnon");
+        s.shmem = status_field(pid, "RssShmem");
         s.threads = status_field(pid, "Threads");
         smaps(pid, &s, false);
         if (s.rss > best.rss)
@@ -172,9 +176,10 @@ int main(int argc, char **argv)
            workers, task_us, max_tasks ? " and recycling" : "", seconds * 4);
     printf("  VmRSS %ld KiB = %.2f MiB  (target <= %d KiB: %.2fx of it)\n", best.rss,
            best.rss / 1024.0, TARGET_KIB, (double)best.rss / TARGET_KIB);
-    printf("  anonymous %ld KiB (heap %ld, other: thread stacks and malloc arenas %ld), "
-           "file-backed %ld KiB, %ld threads\n",
-           best.anon, best.heap, best.other_anon, best.file, best.threads);
+    printf("  anonymous %ld KiB (heap %ld, other: thread stacks, libraries' bss and mmap'd "
+           "blocks %ld), file-backed %ld KiB (of which shared memory %ld: the workers' heap "
+           "counter pages, 4 KiB each), %ld threads\n",
+           best.anon, best.heap, best.other_anon, best.file, best.shmem, best.threads);
     printf("  mappings over 64 KiB now:\n");
     smaps(pid, &(sample_t){0}, true);
     kill(pid, SIGINT);
