@@ -31,7 +31,10 @@ import socket
 import struct
 import sys
 import threading
-from typing import List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing is for type checkers: a template starts without it
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 import memvisor_worker as _mw
 
