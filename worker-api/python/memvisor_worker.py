@@ -965,13 +965,20 @@ def _heap_figures_raw() -> Tuple[int, int]:
     walks every pool of every arena for them), 0.4 us for mallinfo2() on a heap of a few
     thousand free chunks. mallinfo2() walks every free chunk in every bin: on a fragmented
     heap it costs far more (docs/leaks.md)."""
+    mallinfo2 = _MALLINFO2 if _MALLINFO2 is not None else _heap_source()
+    if mallinfo2:
+        mi = mallinfo2()
+        return mi.uordblks + mi.hblkhd, sys.getallocatedblocks()
+    return -1, sys.getallocatedblocks()
+
+
+def _heap_source() -> Any:
+    """glibc's mallinfo2 as a ctypes function (found once: a template finds it before it
+    forks), or False."""
     global _MALLINFO2
     if _MALLINFO2 is None:
         _MALLINFO2 = _mallinfo2()
-    if _MALLINFO2:
-        mi = _MALLINFO2()
-        return mi.uordblks + mi.hblkhd, sys.getallocatedblocks()
-    return -1, sys.getallocatedblocks()
+    return _MALLINFO2
 
 
 def _heap_figures() -> bytes:
