@@ -740,7 +740,16 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
         r = create_v2(cg, w, why, n);
     }
     if (r == 0) {
-        w->procs_fd = open_in(w->path, "cgroup.procs", O_WRONLY);
+        /* v1: "tasks". Whoever writes "0" to it (the exec shim, a template's child) is a new
+         * process with one thread, so moving that thread moves the process, and a thread
+         * moving itself skips the write side of cgroup_threadgroup_rwsem (kernel >= 5.15,
+         * "cgroup: Optimize single thread migration"): through cgroup.procs that waits for an
+         * RCU grace period when no move came in the last one (CGROUP-FACTS §6), holding
+         * cgroup_mutex, and a template's next fork waits behind it (docs/recycling.md has
+         * the figures). v2 has no such file for a domain cgroup; its children are born in
+         * their cgroup anyway. */
+        w->procs_fd =
+            open_in(w->path, cg->version == MV_CG_V1 ? "tasks" : "cgroup.procs", O_WRONLY);
         w->stat_fd = open_in(w->path, "memory.stat", O_RDONLY);
         if (w->procs_fd < 0 || w->usage_fd < 0 || w->stat_fd < 0) {
             r = -errno;
@@ -804,9 +813,10 @@ int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t 
         snprintf(why, n, "cannot read the usage of %s: %s", w->path, strerror(-r));
         return r;
     }
-    /* What its workers leave is kernel memory (~0.1-0.3 MiB here, below the 256 KiB per-CPU
-     * charge batches a new cgroup's figures move in) and page cache they wrote, which stays
-     * charged: a new cgroup then, not figures that start with someone else's files. */
+    /* What its workers leave is kernel memory and the per-CPU charge stock (0-0.5 MiB here,
+     * median 0.2: the 256 KiB per-CPU grain a new cgroup's figures move in anyway), and page
+     * cache or shared memory they wrote, which stays charged: a new cgroup then, not figures
+     * that start with someone else's files. */
     if (left > max_left) {
         snprintf(why, n, "%lld bytes are still charged to %s", (long long)left, w->path);
         return -E2BIG;

@@ -60,7 +60,7 @@ typedef struct mv_cg {
 typedef struct mv_cgw {
     mv_cg_version_t version;
     char *path;         /* absolute directory */
-    int procs_fd;       /* cgroup.procs (O_WRONLY): the exec shim writes "0" to it */
+    int procs_fd;       /* v1 tasks, v2 cgroup.procs (O_WRONLY): a new child writes "0" */
     int usage_fd;       /* v1 memory.usage_in_bytes / v2 memory.current */
     int stat_fd;        /* memory.stat */
     int peak_fd;        /* v1 memory.max_usage_in_bytes / v2 memory.peak (O_RDWR) */

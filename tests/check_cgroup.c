@@ -378,7 +378,7 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     mv_cgw_t w;
     mv_cg_reading_t r;
     int ready[2], go[2], st;
-    char why[512], c;
+    char why[512], link[512], c;
     pid_t pid;
     struct pollfd pfd;
 
@@ -388,6 +388,13 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     ck_assert_msg(mv_cg_create(&cg, 3, 7, &w, why, sizeof why) == 0, "create: %s", why);
     ck_assert_ptr_nonnull(strstr(w.path, "/w3.7"));
     ck_assert_int_ge(w.notify_fd, 0); /* the soft-limit threshold eventfd */
+    /* A new child joins through "tasks": moving its one thread skips the lock whose write
+     * side waits for an RCU grace period (cgroup.c); child_in below lands in the cgroup. */
+    snprintf(why, sizeof why, "/proc/self/fd/%d", w.procs_fd);
+    ssize_t len = readlink(why, link, sizeof link - 1);
+    ck_assert_int_gt(len, 6);
+    link[len] = '\0';
+    ck_assert_str_eq(link + len - 6, "/tasks");
     ck_assert_int_eq(pipe(ready), 0);
     ck_assert_int_eq(pipe(go), 0);
     pid = child_in(&w, 8, ready[1], go[0]);
