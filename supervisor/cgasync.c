@@ -65,6 +65,10 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
         c->result = -ECANCELED;
         snprintf(c->why, sizeof c->why, "the cgroup job was cancelled");
     }
+    if (c->reuse && c->result == 0) /* whoever takes it (cgahead's callback, or a worker) */
+        mv_debug(c->log, "cgroup_reuse", MV_I("worker", c->slot), MV_I("gen", c->gen),
+                 MV_S("cgroup", c->cg.path), MV_I("inherited", c->cg.inherited),
+                 MV_S("not_reused", *c->why ? c->why : "-"));
     if (c->result < 0 && c->cg.path) { /* a kept one the job never ran on (cancelled) */
         mv_cg_remove_async(c->loop, c->log, &c->cg);
     }
