@@ -10,9 +10,10 @@ sides (bench/fork_task.c and bench/fork_task.py: a hash of the task's text):
   Python  xargs -P2 python3 per task                vs  the Python module forked from a template
 memvisor runs with [limits] max_tasks = 1, [worker] template = yes and [recycle]
 max_concurrent = 2 (both slots may be replaced at once: with the default of 1 a slot waits for
-the other's replacement), per-worker cgroups off (the peer has none; `--cgroup auto` adds them:
-on cgroup v1 each costs a threshold registration that waits for an RCU grace period), every
-other setting at its default (per-task accounting and leak detection on). The exec'd worker
+the other's replacement), a memory cgroup per worker as in production (`--cgroup auto`, the
+default: on v1 a slot's cgroup is reused for its next worker, docs/recycling.md; `--cgroup
+off` shows memvisor without them, as the peer runs), every other setting at its default
+(per-task accounting and leak detection on). The exec'd worker
 without a template is shown too. Times are wall clock from start to exit, start-up included
 (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
@@ -53,7 +54,7 @@ def peer(tmp, tasks, n, command):
     return took
 
 
-def memvisor(tmp, build, tasks, n, command, template=True, cgroup="off"):
+def memvisor(tmp, build, tasks, n, command, template=True, cgroup="auto"):
     results = os.path.join(tmp, "results.jsonl")
     if os.path.exists(results):
         os.unlink(results)
@@ -72,7 +73,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--cgroup", default="off", help="memvisor's [supervisor] cgroup")
+    ap.add_argument("--cgroup", default="auto", help="memvisor's [supervisor] cgroup")
     ap.add_argument("--python", default="/usr/bin/python3" if os.path.exists("/usr/bin/python3")
                     else sys.executable, help="the interpreter both sides run (not a shim)")
     ap.add_argument("--only", choices=("c", "python"))

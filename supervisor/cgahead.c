@@ -58,8 +58,12 @@ static void made_cb(void *owner, int result, mv_cgw_t *cg, const char *why)
     x->cg = *cg;
     x->ready = true;
     x->ahead->made++;
+    x->ahead->reused += cg->inherited >= 0;
+    /* inherited: what its earlier workers left charged to a reused one (-1: a new one;
+     * `not_reused` says why a kept one was not). */
     mv_debug(x->ahead->log, "cgroup_ahead", MV_I("worker", (int)(x - x->ahead->slot) + 1),
-             MV_I("gen", x->gen), MV_S("cgroup", cg->path));
+             MV_I("gen", x->gen), MV_S("cgroup", cg->path), MV_I("inherited", cg->inherited),
+             MV_S("not_reused", why && *why ? why : "-"));
 }
 
 void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen)
@@ -73,8 +77,29 @@ void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen)
         return;
     release(x);
     x->gen = gen;
+    if (x->nkept > 0) {
+        if (mv_cg_reuse_async(a->loop, a->log, a->cg, slot, gen, &x->kept[x->nkept - 1], made_cb, x,
+                              &x->job) == 0) {
+            x->nkept--;
+            return;
+        }
+    }
     if (mv_cg_create_async(a->loop, a->log, a->cg, slot, gen, made_cb, x, &x->job) < 0)
         x->gen = 0;
+}
+
+bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg)
+{
+    mv_cgnext_t *x;
+
+    if (!a->on || slot < 1 || slot > a->n || !mv_cg_reusable(a->cg, cg))
+        return false;
+    x = &a->slot[slot - 1];
+    if (x->nkept >= MV_CGAHEAD_KEEP)
+        return false;
+    x->kept[x->nkept++] = *cg;
+    mv_cg_forget(cg);
+    return true;
 }
 
 int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_job_t **job)
@@ -111,8 +136,12 @@ bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen)
 
 void mv_cgahead_drop(mv_cgahead_t *a, bool on)
 {
-    for (int i = 0; i < a->n; i++)
-        release(&a->slot[i]);
+    for (int i = 0; i < a->n; i++) {
+        mv_cgnext_t *x = &a->slot[i];
+        release(x);
+        while (x->nkept > 0)
+            mv_cg_remove_async(a->loop, a->log, &x->kept[--x->nkept]);
+    }
     a->on = on && a->cg && a->cg->version != MV_CG_OFF;
 }
 

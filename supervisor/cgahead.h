@@ -12,6 +12,12 @@
  * slot whose next generation went to a spare (spares.h) has it removed and a new one made.
  * A reload changes the limits: every cgroup made ahead is dropped (removed in the thread
  * pool) and the next ones are made with the new limits.
+ *
+ * v1: the cgroup of a slot's gone worker is kept for a later generation of the slot
+ * (mv_cgahead_keep), and the next one asked for is that one, renamed, instead of a new one
+ * (mv_cg_reuse: the threshold registration is what a new v1 cgroup costs; measured figures
+ * in docs/recycling.md). Up to MV_CGAHEAD_KEEP a slot; kept ones go at a reload and at the
+ * end. v2 makes new ones: its cgroups cost no grace period, and v2 cannot rename them.
  */
 #ifndef MV_CGAHEAD_H
 #define MV_CGAHEAD_H
@@ -27,12 +33,18 @@
 
 typedef struct mv_cgahead mv_cgahead_t;
 
+/* Gone workers' cgroups a slot keeps for reuse: with surge, a slot's worker and its
+ * replacement live at once, so the next cgroup is asked for before the last one is free. */
+#define MV_CGAHEAD_KEEP 2
+
 typedef struct mv_cgnext {
     mv_cgahead_t *ahead;
     uint32_t gen;  /* the generation it is for; 0 = none asked */
     mv_job_t *job; /* being made, or NULL */
     bool ready;    /* made: cg holds it */
     mv_cgw_t cg;
+    mv_cgw_t kept[MV_CGAHEAD_KEEP]; /* v1: gone workers' cgroups, their files open */
+    int nkept;
 } mv_cgnext_t;
 
 struct mv_cgahead {
@@ -42,7 +54,7 @@ struct mv_cgahead {
     bool on;           /* [recycle] cgroup_ahead, and cgroups in use */
     mv_cgnext_t *slot; /* [n], by slot - 1 */
     int n;
-    uint64_t made, used, dropped;
+    uint64_t made, used, dropped, reused;
 };
 
 /* nslots slots, nothing made yet. 0 or -ENOMEM. */
@@ -62,7 +74,11 @@ int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_j
  * (an escalation worker beside it) must not take that generation, whose cgroup directory is
  * this one's. */
 bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen);
-/* Removes every cgroup made ahead (reload, stop); `on` for the requests from now on. */
+/* A slot's worker is gone (reaped): its cgroup is kept for a later generation when that can
+ * be exact (v1, made with the run's limits now, room in the slot): true, and *cg is the
+ * slot's now (cleared). false: the caller removes it. */
+bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg);
+/* Removes every cgroup made ahead or kept (reload, stop); `on` for the requests from now on. */
 void mv_cgahead_drop(mv_cgahead_t *a, bool on);
 /* Drops everything and frees the table (after the loop, or at the pool's end). */
 void mv_cgahead_free(mv_cgahead_t *a);

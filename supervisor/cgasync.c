@@ -13,7 +13,8 @@ typedef struct create_job {
     mv_cg_t conf; /* the run's settings at the request; shares the run's strings */
     int slot;
     unsigned gen;
-    mv_cgw_t cg;
+    mv_cgw_t cg; /* made, or (reuse) the kept one to take first */
+    bool reuse;
     int result;
     char why[256];
     mv_cg_created_cb cb;
@@ -33,7 +34,26 @@ typedef struct remove_job {
 static void create_work(mv_job_t *j)
 {
     create_job_t *c = (create_job_t *)j;
+    char tmp[64], *path;
 
+    if (c->reuse) {
+        c->result =
+            mv_cg_reuse(&c->conf, c->slot, c->gen, &c->cg, MV_CG_REUSE_LEFT, c->why, sizeof c->why);
+        if (c->result == 0)
+            return;
+        /* Not reusable: removed (what is left in it killed), and a new one made; `why`
+         * keeps the reason for the log. */
+        path = c->cg.path;
+        c->cg.path = NULL;
+        mv_cg_close(&c->cg);
+        if (path)
+            mv_cg_remove(c->conf.version, path, tmp, sizeof tmp);
+        free(path);
+        c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, tmp, sizeof tmp);
+        if (c->result < 0)
+            snprintf(c->why, sizeof c->why, "%s", tmp);
+        return;
+    }
     c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, c->why, sizeof c->why);
 }
 
@@ -45,6 +65,13 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
         c->result = -ECANCELED;
         snprintf(c->why, sizeof c->why, "the cgroup job was cancelled");
     }
+    if (c->reuse && c->result == 0) /* whoever takes it (cgahead's callback, or a worker) */
+        mv_debug(c->log, "cgroup_reuse", MV_I("worker", c->slot), MV_I("gen", c->gen),
+                 MV_S("cgroup", c->cg.path), MV_I("inherited", c->cg.inherited),
+                 MV_S("not_reused", *c->why ? c->why : "-"));
+    if (c->result < 0 && c->cg.path) { /* a kept one the job never ran on (cancelled) */
+        mv_cg_remove_async(c->loop, c->log, &c->cg);
+    }
     if (!owner) { /* its worker went away meanwhile */
         if (c->result == 0)
             mv_cg_remove_async(c->loop, c->log, &c->cg);
@@ -53,8 +80,9 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
     c->cb(owner, c->result, &c->cg, c->why);
 }
 
-int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
-                       mv_cg_created_cb cb, void *owner, mv_job_t **job)
+/* Queues the making (kept NULL) or the reuse of a cgroup. */
+static int queue_create(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                        mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job)
 {
     create_job_t *c = calloc(1, sizeof *c);
     int r;
@@ -65,6 +93,10 @@ int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int sl
     c->slot = slot;
     c->gen = gen;
     c->cg.procs_fd = c->cg.notify_fd = -1;
+    if (kept) {
+        c->cg = *kept;
+        c->reuse = true;
+    }
     c->cb = cb;
     c->loop = loop;
     c->log = log;
@@ -73,8 +105,22 @@ int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int sl
         free(c);
         return r;
     }
+    if (kept) /* the job has it now */
+        mv_cg_forget(kept);
     *job = &c->job;
     return 0;
+}
+
+int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                       mv_cg_created_cb cb, void *owner, mv_job_t **job)
+{
+    return queue_create(loop, log, cg, slot, gen, NULL, cb, owner, job);
+}
+
+int mv_cg_reuse_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                      mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job)
+{
+    return queue_create(loop, log, cg, slot, gen, kept, cb, owner, job);
 }
 
 void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner)

@@ -20,6 +20,16 @@ typedef void (*mv_cg_created_cb)(void *owner, int result, mv_cgw_t *cg, const ch
  * the owner goes first; the cgroup is then removed) or -errno (nothing queued). */
 int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
                        mv_cg_created_cb cb, void *owner, mv_job_t **job);
+/* v1: more than this left charged to a gone worker's cgroup (page cache it wrote) and it is
+ * not reused (mv_cg_reuse): two 256 KiB per-CPU charge batches, the grain a new cgroup's
+ * figures move in on this 2-CPU machine anyway. */
+#define MV_CG_REUSE_LEFT (512 * 1024)
+/* mv_cg_create_async that first tries to reuse `kept`, the cgroup of a gone worker
+ * (mv_cg_reuse; the job takes it over: *kept is cleared). When it cannot be reused it is
+ * removed and a new one made: the callback then gets result 0 with `why` saying why not
+ * (it is "" after a reuse); cg->inherited says which happened. */
+int mv_cg_reuse_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                      mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job);
 /* Hands a creation job still under way to another owner and callback (a cgroup made ahead
  * for a worker that needs it now: cgahead.h). */
 void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner);

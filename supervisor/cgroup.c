@@ -624,6 +624,13 @@ static void init_fds(mv_cgw_t *w)
     w->high_fd = -1;
 }
 
+void mv_cg_forget(mv_cgw_t *w)
+{
+    memset(w, 0, sizeof *w);
+    init_fds(w);
+    w->inherited = -1;
+}
+
 void mv_cg_close(mv_cgw_t *w)
 {
     int *fds[] = {&w->procs_fd, &w->usage_fd, &w->stat_fd, &w->peak_fd, &w->events_fd, &w->high_fd};
@@ -657,7 +664,9 @@ static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, char *why,
     w->peak_fd = open_in(w->path, "memory.max_usage_in_bytes", O_RDWR);
     w->events_fd = open_in(w->path, "memory.oom_control", O_RDONLY);
     w->peak_kernel = w->peak_fd >= 0;
+    w->made_hard = hard > 0 ? hard : 0;
     if (cg->soft > 0 && w->usage_fd >= 0) {
+        w->made_soft = cg->soft;
         w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         snprintf(value, sizeof value, "%d %d %lld", w->notify_fd, w->usage_fd, (long long)cg->soft);
         if (w->notify_fd < 0 || write_in(w->path, "cgroup.event_control", value) < 0) {
@@ -717,6 +726,7 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
     memset(w, 0, sizeof *w);
     init_fds(w);
     w->life_peak = w->peak_base = INT64_MAX;
+    w->inherited = -1;
     w->version = cg->version;
     /* Observe-only: no kernel limit, so the hard limit is checked on readings of usage. */
     w->usage_gate = !cg->enforce && cg->hard > 0 ? cg->hard : INT64_MAX;
@@ -730,7 +740,16 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
         r = create_v2(cg, w, why, n);
     }
     if (r == 0) {
-        w->procs_fd = open_in(w->path, "cgroup.procs", O_WRONLY);
+        /* v1: "tasks". Whoever writes "0" to it (the exec shim, a template's child) is a new
+         * process with one thread, so moving that thread moves the process, and a thread
+         * moving itself skips the write side of cgroup_threadgroup_rwsem (kernel >= 5.15,
+         * "cgroup: Optimize single thread migration"): through cgroup.procs that waits for an
+         * RCU grace period when no move came in the last one (CGROUP-FACTS §6), holding
+         * cgroup_mutex, and a template's next fork waits behind it (docs/recycling.md has
+         * the figures). v2 has no such file for a domain cgroup; its children are born in
+         * their cgroup anyway. */
+        w->procs_fd =
+            open_in(w->path, cg->version == MV_CG_V1 ? "tasks" : "cgroup.procs", O_WRONLY);
         w->stat_fd = open_in(w->path, "memory.stat", O_RDONLY);
         if (w->procs_fd < 0 || w->usage_fd < 0 || w->stat_fd < 0) {
             r = -errno;
@@ -746,6 +765,84 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
         free(path);
     }
     return r;
+}
+
+bool mv_cg_reusable(const mv_cg_t *cg, const mv_cgw_t *w)
+{
+    int64_t hard = cg->enforce && cg->hard > 0 ? cg->hard : 0;
+
+    return cg->version == MV_CG_V1 && w->version == MV_CG_V1 && w->path && w->usage_fd >= 0 &&
+           w->made_hard == hard && w->made_soft == (cg->soft > 0 ? cg->soft : 0);
+}
+
+/* Whether a cgroup holds no process (cgroup.procs reads empty). */
+static int holds_nothing(const char *dir)
+{
+    char buf[64], path[4096];
+    ssize_t r;
+
+    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+    r = read_file(path, buf, sizeof buf);
+    return r < 0 ? (int)r : r == 0 ? 0 : -EBUSY;
+}
+
+int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t max_left, char *why,
+                size_t n)
+{
+    uint64_t ooms = 0, count;
+    int64_t left;
+    char *path;
+    int r;
+
+    if (!mv_cg_reusable(cg, w)) {
+        snprintf(why, n, "%s was made with other limits", w->path ? w->path : "?");
+        return -EINVAL;
+    }
+    if ((r = holds_nothing(w->path)) < 0) {
+        snprintf(why, n, "%s %s", w->path,
+                 r == -EBUSY ? "still holds a process" : "cannot be read");
+        return r;
+    }
+    /* Its peak restarts from what is left (a new cgroup's starts from 0): the peak of the
+     * worker before must not be anyone's figure. */
+    if (w->peak_fd >= 0 && pwrite(w->peak_fd, "0", 1, 0) < 0) {
+        snprintf(why, n, "cannot reset the peak of %s: %s", w->path, strerror(errno));
+        return -errno;
+    }
+    if ((r = pread_int(w->usage_fd, &left)) < 0) {
+        snprintf(why, n, "cannot read the usage of %s: %s", w->path, strerror(-r));
+        return r;
+    }
+    /* What its workers leave is kernel memory and the per-CPU charge stock (0-0.5 MiB here,
+     * median 0.2: the 256 KiB per-CPU grain a new cgroup's figures move in anyway), and page
+     * cache or shared memory they wrote, which stays charged: a new cgroup then, not figures
+     * that start with someone else's files. */
+    if (left > max_left) {
+        snprintf(why, n, "%lld bytes are still charged to %s", (long long)left, w->path);
+        return -E2BIG;
+    }
+    path = join("%s/w%d.%u", cg->run, slot, gen);
+    if (!path)
+        return -ENOMEM;
+    /* v1 renames a cgroup in place (cgroup1_rename); the open files stay valid. */
+    if (rename(w->path, path) < 0) {
+        r = -errno;
+        snprintf(why, n, "rename %s to %s: %s", w->path, path, strerror(errno));
+        free(path);
+        return r;
+    }
+    free(w->path);
+    w->path = path;
+    /* Events of the worker before (v1 thresholds fire on the way down too) say nothing now. */
+    while (w->notify_fd >= 0 && read(w->notify_fd, &count, sizeof count) == sizeof count)
+        ;
+    mv_cg_oom_kills(w, &ooms);
+    w->oom_base += ooms;
+    w->inherited = left;
+    w->last_usage = w->last_anon = w->usage_read = 0;
+    w->have_anon = w->peak_is_usage = false;
+    w->usage_ns = 0;
+    return 0;
 }
 
 /* Arms memory.high at the soft limit again (usage was just read below it; were it over by
@@ -873,7 +970,7 @@ int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n)
     /* v1 memory.oom_control and v2 memory.events both say "oom_kill N" (v1 since 4.13). */
     if (mv_cg_parse_stat(buf, "oom_kill", &v) < 0)
         return -ENOENT;
-    *n = (uint64_t)v;
+    *n = (uint64_t)v > w->oom_base ? (uint64_t)v - w->oom_base : 0;
     return 0;
 }
 

@@ -60,7 +60,7 @@ typedef struct mv_cg {
 typedef struct mv_cgw {
     mv_cg_version_t version;
     char *path;         /* absolute directory */
-    int procs_fd;       /* cgroup.procs (O_WRONLY): the exec shim writes "0" to it */
+    int procs_fd;       /* v1 tasks, v2 cgroup.procs (O_WRONLY): a new child writes "0" */
     int usage_fd;       /* v1 memory.usage_in_bytes / v2 memory.current */
     int stat_fd;        /* memory.stat */
     int peak_fd;        /* v1 memory.max_usage_in_bytes / v2 memory.peak (O_RDWR) */
@@ -82,6 +82,11 @@ typedef struct mv_cgw {
     int64_t usage_read; /* usage at its last read... */
     uint64_t usage_ns;  /* ...at this uv_hrtime (0: never) */
     bool high_lifted;   /* v2: memory.high was lifted to "max" after its event */
+    /* v1: what it was made with, so that it is reused only under the same limits
+     * (mv_cg_reuse), and what its earlier workers left (a reused one). */
+    int64_t made_soft, made_hard; /* the threshold's and the kernel limit's bytes, 0 = none */
+    uint64_t oom_base;            /* oom_kill count when it was taken: only later ones count */
+    int64_t inherited;            /* reused: usage left when it was taken; -1 = made new */
 } mv_cgw_t;
 
 typedef struct mv_cg_reading {
@@ -108,6 +113,20 @@ int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n);
 
 /* Thread pool: makes <run>/w<slot>.<gen> with its limits and opens its files. */
 int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n);
+/* Thread pool, v1: the cgroup of a gone worker (w, its files still open) becomes the
+ * cgroup of <run>/w<slot>.<gen>, instead of a new one: renamed, its peak reset, its pending
+ * threshold events drained, its OOM kills so far set aside (mv_cg_oom_kills counts from
+ * here). Its soft-limit threshold stays registered: that registration is what a new v1
+ * cgroup costs (cgroup.event_control waits for an RCU grace period, 5-15 ms here). Refused
+ * (-EBUSY) while a process is left in it, (-E2BIG) when more than `max_left` bytes are still
+ * charged to it (page cache its worker wrote), (-EINVAL) when it is not a v1 cgroup with the
+ * run's limits now; `why` says which, and the cgroup keeps its name and files. */
+int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t max_left, char *why,
+                size_t n);
+/* Whether a cgroup was made with the limits `cg` makes cgroups with now (v1 only). */
+bool mv_cg_reusable(const mv_cg_t *cg, const mv_cgw_t *w);
+/* Its files moved to another mv_cgw_t: w holds nothing now (nothing is closed). */
+void mv_cg_forget(mv_cgw_t *w);
 /* Closes a worker cgroup's files (on the loop, once the worker is reaped). */
 void mv_cg_close(mv_cgw_t *w);
 /* Thread pool: kills what is left in the cgroup (a worker's own children), then removes it,
@@ -132,7 +151,7 @@ int mv_cg_reset_peak(mv_cgw_t *w);
  * the task the soft limit lets finish. (The caller then watches the worker while its usage
  * stays over the limit; the reading that finds it under arms memory.high again.) */
 int mv_cg_notified(mv_cgw_t *w);
-/* How many times the kernel OOM-killed in this cgroup. */
+/* How many times the kernel OOM-killed in this cgroup (since it was taken, when reused). */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
 
 /* Parsers, exposed for tests. */

@@ -713,7 +713,8 @@ static mv_exit_verdict_t classify(mv_worker_t *w)
     return mv_policy_exit(&f);
 }
 
-/* Lets go of its cgroup: files closed now, directory removed in the thread pool. */
+/* Lets go of its cgroup (it is reaped): kept by its slot for a later worker (cgahead.h),
+ * or its files closed now and its directory removed in the thread pool. */
 static void release_cgroup(mv_worker_t *w)
 {
     if (w->notify_open) /* off epoll before its fd closes with the cgroup's files */
@@ -721,7 +722,8 @@ static void release_cgroup(mv_worker_t *w)
     if (!w->has_cg)
         return;
     w->has_cg = false;
-    mv_cg_remove_async(w->o.loop, w->o.log, &w->cg);
+    if (!w->ahead || !mv_cgahead_keep(w->ahead, w->slot, &w->cg))
+        mv_cg_remove_async(w->o.loop, w->o.log, &w->cg);
 }
 
 static void log_exit(mv_worker_t *w, bool failed)

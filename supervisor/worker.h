@@ -201,6 +201,8 @@ struct mv_worker {
     mv_cgw_t cg;
     bool has_cg;
     mv_job_t *cg_job; /* its cgroup being made, or NULL */
+    /* Its slot's cgroups made ahead: its own is offered back there when it is gone. */
+    mv_cgahead_t *ahead;
     uv_poll_t notify; /* the cgroup's notification fd (soft limit, OOM) */
     bool notify_open;
 

@@ -316,6 +316,7 @@ void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
     mv_cgw_t cg;
     mv_job_t *job = NULL;
 
+    w->ahead = ahead;
     switch (mv_cgahead_take(ahead, w->slot, w->gen, &cg, &job)) {
     case MV_AHEAD_READY: cg_created(w, 0, &cg, ""); break;
     case MV_AHEAD_MAKING: /* its job is ours now: closing the worker detaches it, as usual */

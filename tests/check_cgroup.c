@@ -378,7 +378,7 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     mv_cgw_t w;
     mv_cg_reading_t r;
     int ready[2], go[2], st;
-    char why[512], c;
+    char why[512], link[512], c;
     pid_t pid;
     struct pollfd pfd;
 
@@ -388,6 +388,13 @@ START_TEST(v1_worker_cgroup_on_the_kernel)
     ck_assert_msg(mv_cg_create(&cg, 3, 7, &w, why, sizeof why) == 0, "create: %s", why);
     ck_assert_ptr_nonnull(strstr(w.path, "/w3.7"));
     ck_assert_int_ge(w.notify_fd, 0); /* the soft-limit threshold eventfd */
+    /* A new child joins through "tasks": moving its one thread skips the lock whose write
+     * side waits for an RCU grace period (cgroup.c); child_in below lands in the cgroup. */
+    snprintf(why, sizeof why, "/proc/self/fd/%d", w.procs_fd);
+    ssize_t len = readlink(why, link, sizeof link - 1);
+    ck_assert_int_gt(len, 6);
+    link[len] = '\0';
+    ck_assert_str_eq(link + len - 6, "/tasks");
     ck_assert_int_eq(pipe(ready), 0);
     ck_assert_int_eq(pipe(go), 0);
     pid = child_in(&w, 8, ready[1], go[0]);
@@ -468,6 +475,173 @@ START_TEST(v1_leftover_children_are_killed_on_removal)
 }
 END_TEST
 
+/* Removes a worker cgroup and the run's (the end of a test). */
+static void remove_all(mv_cg_t *cg, mv_cgw_t *w)
+{
+    char why[512], *path = strdup(w->path);
+
+    mv_cg_close(w);
+    ck_assert_int_eq(mv_cg_remove(MV_CG_V1, path, why, sizeof why), 0);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    free(path);
+    ck_assert_int_eq(mv_cg_teardown(cg, why, sizeof why), 0);
+}
+
+/* Lets a child_in go and reaps it. */
+static void child_done(pid_t pid, int go)
+{
+    int st;
+
+    ck_assert_int_eq(write(go, "g", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* The cgroup of a gone worker becomes the next generation's (cgahead.h): renamed, its peak
+ * reset (the next worker's figures never show the last one's), the threshold events of the
+ * last worker drained, and the threshold still registered. */
+START_TEST(v1_a_gone_workers_cgroup_is_reused_with_fresh_figures)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    mv_cg_reading_t r;
+    int ready[2], go[2];
+    char why[512], c, *old;
+    pid_t pid;
+    struct pollfd pfd;
+
+    if (!v1_here(&cg, 4 * MiB, 64 * MiB))
+        return;
+    ck_assert_msg(mv_cg_create(&cg, 2, 1, &w, why, sizeof why) == 0, "create: %s", why);
+    ck_assert_int_eq(w.inherited, -1);
+    ck_assert(mv_cg_reusable(&cg, &w));
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 16, ready[1], go[0]); /* over the soft limit: the threshold fires */
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    child_done(pid, go[1]);
+    old = strdup(w.path);
+    ck_assert_msg(mv_cg_reuse(&cg, 2, 3, &w, 512 * 1024, why, sizeof why) == 0, "%s", why);
+    ck_assert_ptr_nonnull(strstr(w.path, "/w2.3"));
+    ck_assert_int_eq(access(old, F_OK), -1);
+    ck_assert_int_eq(access(w.path, F_OK), 0);
+    ck_assert_int_ge(w.inherited, 0);
+    ck_assert_int_le(w.inherited, 512 * 1024);
+    /* The 16 MiB peak of the worker before is gone; its threshold events too. */
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
+    ck_assert_int_lt(r.peak, 1 * MiB);
+    ck_assert_int_eq(mv_cg_notified(&w), 0);
+    /* The next worker joins through the same open files and crosses the same threshold. */
+    pid = child_in(&w, 8, ready[1], go[0]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    pfd = (struct pollfd){.fd = w.notify_fd, .events = POLLIN};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    ck_assert_int_eq(mv_cg_read(&w, 0, &r), 0);
+    ck_assert_int_ge(r.usage, 8 * MiB);
+    ck_assert_int_lt(r.peak, 16 * MiB);
+    child_done(pid, go[1]);
+    free(old);
+    remove_all(&cg, &w);
+}
+END_TEST
+
+/* A reused cgroup counts only the OOM kills of its workers from then on: the worker after
+ * one that the kernel killed is not taken for a kernel_oom. */
+START_TEST(v1_a_reused_cgroup_counts_only_later_oom_kills)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    int ready[2], go[2], st;
+    char why[512];
+    uint64_t n = 0;
+    pid_t pid;
+
+    if (!v1_here(&cg, 0, 16 * MiB))
+        return;
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 64, ready[1], go[0]);
+    waitpid(pid, &st, 0);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_msg(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why) == 0, "%s", why);
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    pid = child_in(&w, 64, ready[1], go[0]);
+    waitpid(pid, &st, 0);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    remove_all(&cg, &w);
+}
+END_TEST
+
+/* A child that joins the cgroup, writes `kib` KiB to the shared-memory file `path` (its
+ * pages stay charged to the cgroup after it exits, like page cache a worker wrote) and exits. */
+static void child_writes(mv_cgw_t *w, const char *path, int kib)
+{
+    pid_t pid = fork();
+    int st;
+
+    if (pid == 0) {
+        static char buf[1024];
+        int fd;
+        if (write(w->procs_fd, "0", 1) != 1)
+            _exit(3);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        memset(buf, 'x', sizeof buf);
+        for (int i = 0; fd >= 0 && i < kib; i++)
+            if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf)
+                _exit(4);
+        _exit(fd >= 0 ? 0 : 5);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Reuse is refused where it could not be exact, and the cgroup is left as it was: a process
+ * still in it, other limits than the run's now (a reload), more left charged to it than the
+ * caller allows (files its worker wrote). */
+START_TEST(v1_reuse_is_refused_where_it_would_not_be_exact)
+{
+    mv_cg_t cg;
+    mv_cgw_t w;
+    int ready[2], go[2];
+    char why[512], c, shm[64], *path;
+    pid_t pid;
+
+    if (!v1_here(&cg, 4 * MiB, 64 * MiB))
+        return;
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    path = strdup(w.path);
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 1, ready[1], go[0]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_int_eq(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why), -EBUSY);
+    ck_assert_ptr_nonnull(strstr(why, "still holds a process"));
+    ck_assert_str_eq(w.path, path);
+    child_done(pid, go[1]);
+    cg.soft = 8 * MiB; /* a reload changed the soft limit */
+    ck_assert(!mv_cg_reusable(&cg, &w));
+    ck_assert_int_eq(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why), -EINVAL);
+    cg.soft = 4 * MiB;
+    snprintf(shm, sizeof shm, "/dev/shm/mvtest-reuse-%d", (int)getpid());
+    child_writes(&w, shm, 2048);
+    ck_assert_int_eq(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why), -E2BIG);
+    ck_assert_ptr_nonnull(strstr(why, "still charged"));
+    ck_assert_str_eq(w.path, path);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    unlink(shm); /* its pages uncharged: the cgroup is as good as new again */
+    ck_assert_msg(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why) == 0, "%s", why);
+    free(path);
+    remove_all(&cg, &w);
+}
+END_TEST
+
 START_TEST(v1_stale_runs_are_removed)
 {
     mv_cg_t cg;
@@ -506,6 +680,9 @@ Suite *cgroup_suite(void)
     tcase_add_test(v1, v1_oom_kill_is_counted_and_stays_inside);
     tcase_add_test(v1, v1_leftover_children_are_killed_on_removal);
     tcase_add_test(v1, v1_stale_runs_are_removed);
+    tcase_add_test(v1, v1_a_gone_workers_cgroup_is_reused_with_fresh_figures);
+    tcase_add_test(v1, v1_a_reused_cgroup_counts_only_later_oom_kills);
+    tcase_add_test(v1, v1_reuse_is_refused_where_it_would_not_be_exact);
     suite_add_tcase(s, parse);
     suite_add_tcase(s, v2);
     suite_add_tcase(s, v1);

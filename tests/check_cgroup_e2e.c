@@ -159,6 +159,66 @@ START_TEST(per_task_memory_comes_from_the_kernel)
 }
 END_TEST
 
+/* v1: a slot's next worker gets the cgroup of a gone one (cgahead.h), renamed for its
+ * generation, and nothing of the workers before shows in its figures: not the 8 MiB the
+ * first one kept, not the kernel OOM kill of the third (the later workers exit for max_tasks,
+ * and only one kernel_oom is counted). */
+START_TEST(a_slots_cgroup_is_reused_and_its_figures_start_fresh)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "limits.memory_soft=0",
+                          "-o",
+                          "limits.memory_hard=32M",
+                          "-o",
+                          "tasks.max_attempts=1",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int reused = 0;
+    char want[64];
+
+    if (!cgroups_here())
+        return;
+    ck_assert_int_eq(run_batch(&r, "alloc 8\nok\ngrow 200 1\nok\nok\nok\nok\nok\n", args), 1);
+    run_assert_once(&r, 8, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 3), "status"), "quarantined");
+    ck_assert_int_eq(run_count(&r, "event=kernel_oom"), 1);
+    for (size_t id = 4; id <= 8; id++) {
+        json_t *j = run_result(&r, id);
+        ck_assert_str_eq(jstr(j, "status"), "ok");
+        ck_assert_str_eq(jstr(j, "peak_source"), "kernel");
+        ck_assert_msg(jint(j, "mem_peak") < 4 * MiB, "task %zu: mem_peak %lld", id,
+                      jint(j, "mem_peak"));
+    }
+    /* Kept cgroups are taken by the next generations asked for (one or two a slot): most of
+     * the 7 after the first; how many depends on whether the old worker was reaped before
+     * its replacement was ready. */
+    for (const char *at = strstr(r.log, "event=cgroup_reuse "); at;
+         at = strstr(at + 1, "event=cgroup_reuse "))
+        reused += atoll(strstr(at, " inherited=") + 11) >= 0;
+    ck_assert_msg(reused >= 2, "%d cgroups reused", reused);
+    /* Each generation's cgroup still has its name, and only the OOM-killed one is kernel_oom. */
+    for (int gen = 1; gen <= 8; gen++) {
+        snprintf(want, sizeof want, "event=spawn worker=1 gen=%d ", gen);
+        const char *sp = strstr(r.log, want);
+        ck_assert_msg(sp != NULL, "no %s", want);
+        snprintf(want, sizeof want, "/w1.%d ", gen);
+        ck_assert_msg(strstr(sp, want) && strstr(sp, want) < strchr(sp, '\n'), "%.300s", sp);
+    }
+    ck_assert_int_eq(run_count(&r, "reason=kernel_oom signal="), 1);
+    ck_assert_int_eq(run_count(&r, "reason=max_tasks status=0"), 6); /* the 8th: shutdown */
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(soft_limit_is_noticed_by_a_kernel_event)
 {
     mvrun_t r;
@@ -343,6 +403,7 @@ Suite *cgroup_e2e_suite(void)
     tcase_add_test(tc, no_worker_ever_passes_the_hard_limit);
     tcase_add_test(tc, per_task_memory_comes_from_the_kernel);
     tcase_add_test(tc, soft_limit_is_noticed_by_a_kernel_event);
+    tcase_add_test(tc, a_slots_cgroup_is_reused_and_its_figures_start_fresh);
     tcase_add_test(tc, nothing_left_behind_after_a_run_sigterm_or_sigkill);
     tcase_add_test(tc, an_explicit_mode_that_cannot_work_exits_3);
     tcase_add_test(tc, cgroup_parent_names_where_workers_go);
