@@ -132,6 +132,11 @@ int mv_cg_reset_peak(mv_cgw_t *w);
  * the task the soft limit lets finish. (The caller then watches the worker while its usage
  * stays over the limit; the reading that finds it under arms memory.high again.) */
 int mv_cg_notified(mv_cgw_t *w);
+/* Lowers the hard limit (v1 memory.limit_in_bytes and memsw, v2 memory.max) to `bytes`:
+ * for a worker that drains after a memory stop, so that the kernel, not a reading, bounds
+ * how far it grows while it finishes. -EBUSY (nothing written) when usage is within a MiB of
+ * it; 0 or -errno. */
+int mv_cg_cap(mv_cgw_t *w, int64_t bytes);
 /* How many times the kernel OOM-killed in this cgroup. */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
 
