@@ -15,6 +15,11 @@ each lock-step (prefetch 1) and with prefetch 64, at a 128 MiB soft limit and at
 alternate the peer and memvisor; medians are compared (the machine is shared: only ratios
 within one run mean anything). Measures, asserts nothing. Targets: module + template >= 1.5x
 the peer, lines >= 1.0x, at either limit.
+
+The ceiling rows are what no supervisor can beat on this machine: 2 processes forked from
+this script run the task in a loop, a fresh fork every time a worker would reach the limit
+(the limit less a 10 MiB interpreter, in 64 KiB tasks), with no IPC, no results and no
+accounting at all. A target above the ceiling cannot be met by any supervisor here.
 """
 
 import argparse
@@ -49,6 +54,25 @@ def run_pool(n):
     took = time.monotonic() - t0
     assert done == n
     return {"took": took, "recycles": None, "peak": None}
+
+
+def run_ceiling(n, soft):
+    per = max(1, (soft - 10 * MiB) // (64 << 10))
+    t0 = time.monotonic()
+    start, running = 0, 0
+    while start < n or running:
+        while running < 2 and start < n:
+            count = min(per, n - start)
+            if os.fork() == 0:
+                for i in range(start, start + count):
+                    leaky(i)
+                os._exit(0)
+            start += count
+            running += 1
+        _, status = os.wait()
+        assert status == 0
+        running -= 1
+    return {"took": time.monotonic() - t0, "recycles": None, "peak": None}
 
 
 def run_memvisor(build, tmp, tasks, n, command, opts):
@@ -93,6 +117,8 @@ def main():
     lines = [args.python, os.path.join(HERE, "w1_lines.py")]
     cases = [("multiprocessing.Pool maxtasksperchild=20 chunk 50", lambda: run_pool(args.tasks))]
     for soft in ("128M", "32M"):
+        cases.append((f"ceiling: no supervisor, fork every {soft}",
+                      lambda s=int(soft[:-1]) * MiB: run_ceiling(args.tasks, s)))
         for name, cmd, extra in (("module + template", module, ["worker.template=yes"]),
                                  ("lines", lines, ["worker.protocol=lines"])):
             for prefetch in (1, 64):

@@ -67,6 +67,7 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
         res.fds_after = a->after->fds;
         if (a->heap)
             res.heap = *a->heap;
+        res.shared_reading = a->shared;
     }
     if (a)
         res.duration_ms = a->duration_ms;

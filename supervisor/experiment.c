@@ -12,7 +12,7 @@
 
 #define MAX_TRIES      2  /* isolations that cleared a kind before it is left alone */
 #define RETRY_WINDOWS  20 /* windows of tasks (ended anywhere) before a cleared kind is retried */
-#define UNEXPLAINED    10 /* windows of tasks before another bisection, after a fruitless one */
+#define UNEXPLAINED    10 /* windows of tasks before unexplained growth is looked into again */
 #define TIMEOUT_MIN    1000
 #define TIMEOUT_WINDOW 20   /* windows of tasks ended anywhere: an experiment's timeout */
 #define LINE_KIND_OK   0.9  /* share of a kind's tasks whose line gives that kind: isolatable */
@@ -98,7 +98,7 @@ bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w)
 static void unbind(mv_experiment_t *x, int arm)
 {
     if (x->arm[arm].w)
-        mv_worker_collect(x->arm[arm].w, false);
+        mv_worker_measure_exactly(x->arm[arm].w, false);
     x->arm[arm].w = NULL;
     x->arm[arm].slot = 0;
 }
@@ -139,8 +139,9 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
             continue;
         x->arm[i].w = w;
         mv_iso_bound(&x->iso, i);
-        /* Its readings make the verdict: no garbage waiting for a collector in them. */
-        mv_worker_collect(w, true);
+        /* Its readings make the verdict: one task per reading, no garbage waiting for a
+         * collector in them. */
+        mv_worker_measure_exactly(w, true);
         mv_info(x->log, "leak_experiment", MV_S("step", "arm_started"), MV_I("arm", i),
                 MV_I("worker", w->slot), MV_I("gen", w->gen));
         return;
@@ -209,7 +210,10 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
             k->cleared_at = now(x);
         }
     }
-    if (res->mode == MV_ISO_BISECT && res->verdict != MV_ISO_V_LEAK)
+    /* Growth that an experiment could not pin on a kind (a bisection, or the isolation of
+     * the only kind a growing worker ran) is not looked into again at once: each try costs a
+     * fresh worker, and the same growth would start the same experiment at the next task. */
+    if (res->verdict != MV_ISO_V_LEAK && (res->mode == MV_ISO_BISECT || !x->suspected))
         x->bisect_after = now(x) + UNEXPLAINED * window(x);
     x->ev->on_verdict(x->arg, &v);
     for (int i = 0; i < MV_ISO_ARMS; i++)
@@ -358,7 +362,7 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w)
     if (arm < 0)
         return;
     mv_iso_stop_arm(&x->iso, arm);
-    x->arm[arm].w = NULL; /* no collect flag to clear: it is gone */
+    x->arm[arm].w = NULL; /* nothing to clear: it is gone */
     drive(x);
 }
 

@@ -99,7 +99,7 @@ typedef struct mv_experiment {
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
     uint32_t *index;       /* KIND_INDEX_CAP slots: a kind's position in kinds + 1, 0 = free */
-    uint64_t bisect_after; /* no bisection before this many tasks ended */
+    uint64_t bisect_after; /* no experiment for unexplained growth before this many tasks ended */
     uint64_t experiments;  /* started so far */
     struct mv_exp_site {
         char site[MV_EXP_SITE_MAX];

@@ -354,6 +354,13 @@ bool mv_leak_judged(mv_leak_t *l, const char *kind)
     return k && k->seen * 10 >= (uint64_t)(w * 8 + (w >= 10 ? w : 10));
 }
 
+const char *mv_leak_kind_name(mv_leak_t *l, const char *kind)
+{
+    kind_state_t *k = find_kind(l, kind);
+
+    return k ? k->name : NULL;
+}
+
 bool mv_leak_grows(const mv_leak_cfg_t *cfg, const double *inc, int n, int kinds, double *per_task)
 {
     double floor, conf, sum = 0;

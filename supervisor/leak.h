@@ -96,6 +96,9 @@ const char *mv_leak_rule_name(mv_leak_rule_t r);
 /* Whether the trend rule has judged `kind` twice (a suspect needs two judgements): before
  * that, "no suspect" says nothing about it. */
 bool mv_leak_judged(mv_leak_t *l, const char *kind);
+/* The detector's own copy of a kind's name (as verdicts name it: cut, "(none)" for none,
+ * "(other)" past the kinds cap), valid as long as l; NULL on ENOMEM. */
+const char *mv_leak_kind_name(mv_leak_t *l, const char *kind);
 
 /*
  * Whether a worker grows: its growth per task inc[0..n) (oldest first) over tasks of `kinds`

@@ -60,6 +60,7 @@ typedef struct mv_result {
     const char *peak_source; /* "kernel", "process" or "sampled" */
     int fds_before, fds_after;
     mv_heap_task_t heap; /* heap figures: heap.measured says whether there are any */
+    bool shared_reading; /* its figures are of a reading it shared (mv_answer_t.shared) */
     double duration_ms;
     int64_t started_us, ended_us; /* wall clock, Unix µs (docs/run-files.md); 0 = null */
     const void *payload;          /* result (ok) or error (failed/quarantined) */

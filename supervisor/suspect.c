@@ -515,11 +515,78 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
     }
 }
 
+/* One observation for the detector; t and res: the task that ended (what a verdict made now
+ * names and snapshots). */
+static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, const mv_task_t *t,
+                   const mv_result_t *res)
+{
+    mv_leak_verdict_t v = mv_leak_observe(s->leak, o);
+
+    /* A suspect first: it may explain the worker's growth. */
+    if (v.rule != MV_LEAK_NONE && v.report)
+        judge_suspect(s, sw, &v, t, res);
+    if (s->exp && !o->no_memory)
+        watch_growth(s, sw, o->kind, o->retained);
+}
+
+/* ---- answers that share a reading ----
+ * With prefetch, answers that came together share one reading: the first task of them shows
+ * their growth and the others none, as their per-task figures say (docs/protocols.md). Fed
+ * as it is, that series is a staircase, and a trend over a window shorter than a step reads
+ * no growth at all: a leak of 64 KiB a task with prefetch 64 went unseen. The detector gets
+ * the group's growth spread evenly over its tasks instead (all the readings say of each),
+ * when the next reading shows where the group ended. An experiment's worker takes one task
+ * at a time (worker.h: mv_worker_measure_exactly): its figures are its own. */
+
+static bool in_groups(const mv_suspected_t *sw)
+{
+    return sw->w->cap > 1 && !sw->w->one_at_a_time;
+}
+
+/* Feeds the detector the group kept so far, if any. */
+static void flush_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
+                        const mv_result_t *res)
+{
+    unsigned n = sw->group.n;
+
+    sw->group.n = 0;
+    for (unsigned i = 0; i < n; i++) {
+        int64_t share = sw->group.growth / n + (i == 0 ? sw->group.growth % n : 0);
+        mv_leak_obs_t o = {sw->group.kind[i], share,          sw->group.fds[i],
+                           sw->group.age + i, sw->group.heap, !sw->group.known};
+        detect(s, sw, &o, t, res);
+    }
+}
+
+/* Keeps o in the group: the first of a new one, or one more that shared its reading. False
+ * when it cannot be kept (no memory, or the group is full). */
+static bool keep_in_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, bool first)
+{
+    const char *kind = mv_leak_kind_name(s->leak, o->kind);
+    unsigned cap = sw->w->cap;
+
+    if (!sw->group.kind) {
+        sw->group.kind = calloc(cap, sizeof *sw->group.kind);
+        sw->group.fds = calloc(cap, sizeof *sw->group.fds);
+        sw->group.cap = sw->group.kind && sw->group.fds ? cap : 0;
+    }
+    if (!kind || sw->group.n >= sw->group.cap)
+        return false;
+    if (first) {
+        sw->group.growth = o->retained;
+        sw->group.age = o->worker_age;
+        sw->group.heap = o->heap;
+        sw->group.known = !o->no_memory;
+    }
+    sw->group.kind[sw->group.n] = kind;
+    sw->group.fds[sw->group.n++] = o->fds_delta;
+    return true;
+}
+
 void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
                         const mv_result_t *res)
 {
     mv_worker_t *w = sw->w;
-    mv_leak_verdict_t v;
     mv_leak_obs_t o;
     int64_t fig;
     bool heap, known;
@@ -540,14 +607,18 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         w->tasks_done - 1,
         heap,
         !known};
-    v = mv_leak_observe(s->leak, &o);
     if (s->exp)
         mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap);
-    /* A suspect first: it may explain the worker's growth. */
-    if (v.rule != MV_LEAK_NONE && v.report)
-        judge_suspect(s, sw, &v, t, res);
-    if (s->exp && known)
-        watch_growth(s, sw, res->kind, fig);
+    if (!in_groups(sw)) {
+        flush_group(s, sw, t, res); /* kept before it became an experiment's worker */
+        detect(s, sw, &o, t, res);
+        return;
+    }
+    if (res->shared_reading && sw->group.n > 0 && keep_in_group(s, sw, &o, false))
+        return;
+    flush_group(s, sw, t, res);
+    if (!keep_in_group(s, sw, &o, true))
+        detect(s, sw, &o, t, res);
 }
 
 void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdict_t *v)
@@ -649,6 +720,11 @@ void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
     free(sw->grow_kind);
     sw->grow = NULL;
     sw->grow_kind = NULL;
+    free(sw->group.kind);
+    free(sw->group.fds);
+    sw->group.kind = NULL;
+    sw->group.fds = NULL;
+    sw->group.n = sw->group.cap = 0;
     if (s->exp)
         mv_experiment_gone(s->exp, sw->w);
 }

@@ -57,6 +57,16 @@ typedef struct mv_suspected {
     char (*grow_kind)[MV_LEAK_KIND_MAX + 1];
     unsigned grow_head, grow_n, grow_cap, grow_since;
     bool grow_pending; /* the previous judgement said it grows: a bisection needs two */
+    /* Answers that shared one reading (prefetch), kept until the next reading shows where
+     * they end: the detector gets their growth spread over them (suspect.c). */
+    struct {
+        const char **kind; /* each task's kind, the detector's copy */
+        int32_t *fds;      /* each task's fd delta (INT32_MIN: unknown) */
+        unsigned n, cap;
+        int64_t growth; /* the first task's figure: the growth of all of them */
+        uint64_t age;   /* the first task's worker age */
+        bool heap, known;
+    } group;
 } mv_suspected_t;
 
 /* Leak suspects reported for one kind. */

@@ -126,7 +126,7 @@ bool mv_worker_takes_tasks(const mv_worker_t *w)
         .broken = w->chan.broken,
         .no_tasks = cfg->worker.protocol == MV_PROTO_NONE || w->o.service,
         .in_flight = w->count,
-        .prefetch = w->cap,
+        .prefetch = w->one_at_a_time ? 1 : w->cap,
         .tasks_done = w->tasks_done,
         .max_tasks = w->lim.max_tasks,
         .enforce = cfg->limits.enforce,
@@ -246,6 +246,7 @@ static void open_window(mv_worker_t *w, const mv_reading_t *r)
         mv_heapwin_open(&w->heap); /* the heap's "before", next to the kernel's */
     if (r) {
         w->win.before = *r;
+        w->win.before_seq = r == &w->mem.last ? w->mem.seq : 0;
         w->win.peak_seen = r->usage;
         if (w->mem.reset_seq != w->mem.seq) {
             if (w->has_cg)
@@ -406,9 +407,10 @@ void mv_worker_kill(mv_worker_t *w, mv_reason_t reason)
     mv_worker_step(w, MV_EV_KILL);
 }
 
-void mv_worker_collect(mv_worker_t *w, bool on)
+void mv_worker_measure_exactly(mv_worker_t *w, bool on)
 {
     w->chan.collect = on;
+    w->one_at_a_time = on;
 }
 
 int mv_worker_ask_snapshot(mv_worker_t *w)
@@ -497,6 +499,8 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
 {
     mv_task_t *t = pop_task(w);
     mv_reading_t before = w->win.before;
+    uint64_t before_seq = w->win.before_seq;
+    bool own_heap = w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.heap_fresh > 0;
     mv_heap_task_t heap;
     mv_answer_t a = {t,
                      ok,
@@ -509,18 +513,17 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      0,
                      NULL,
                      (double)(since_ns - w->win.started_ns) / 1e6,
-                     NULL};
+                     NULL,
+                     false};
 
     if (a.after)
         a.peak = window_peak(w, a.after, &a.peak_source);
     else
         a.before = NULL;
     /* The heap's "after" next to the kernel's; an api worker's own figures came with it. */
-    mv_heapwin_close(
-        &w->heap,
-        w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.heap_fresh > 0 ? &w->chan.heap : NULL,
-        &heap);
+    mv_heapwin_close(&w->heap, own_heap ? &w->chan.heap : NULL, &heap);
     a.heap = a.before ? &heap : NULL;
+    a.shared = a.before && before_seq != 0 && before_seq == w->mem.seq && !own_heap;
     w->tasks_done++;
     if (w->count > 0) {
         open_window(w, a.after);
@@ -620,7 +623,8 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       0,
                       NULL,
                       (double)(uv_hrtime() - w->win.started_ns) / 1e6,
-                      NULL};
+                      NULL,
+                      false};
     if (a.after) {
         a.peak = window_peak(w, a.after, &a.peak_source);
         w->end_reading = *a.after;

@@ -93,6 +93,10 @@ typedef struct mv_answer {
     const char *peak_source;    /* "kernel", "process" or "sampled" */
     double duration_ms;
     const mv_heap_task_t *heap; /* its heap figures (heapmon.h); NULL: none */
+    /* Its window had no reading of its own: answers that came together (prefetch) share
+     * one, the first shows their growth and the others none. False when the worker sent its
+     * own heap figures with the answer (they are its own, task by task). */
+    bool shared;
 } mv_answer_t;
 
 /* A worker is gone: why, and the tasks it had. */
@@ -148,8 +152,9 @@ typedef struct mv_wmem {
 typedef struct mv_window {
     bool measured; /* `before` holds a reading */
     mv_reading_t before;
-    int64_t peak_seen; /* the highest usage sampled during it */
-    bool hwm_reset;    /* the process's high-water mark was reset at its start */
+    uint64_t before_seq; /* which reading `before` is (mv_wmem_t.seq); 0: not one of them */
+    int64_t peak_seen;   /* the highest usage sampled during it */
+    bool hwm_reset;      /* the process's high-water mark was reset at its start */
     uint64_t started_ns;
 } mv_window_t;
 
@@ -201,6 +206,7 @@ struct mv_worker {
 
     mv_task_t **inflight; /* oldest first from head; the oldest is being worked on */
     unsigned head, count, cap;
+    bool one_at_a_time; /* measured for a verdict: one task in flight whatever the prefetch */
     mv_window_t win;
     mv_wmem_t mem;
     /* lines and none: what it waits for (readiness; lines answers in lock-step) */
@@ -268,9 +274,11 @@ int mv_worker_cap(mv_worker_t *w, int64_t bytes);
 /* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
  * cannot be read (never could, or gone before any reading). */
 const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh);
-/* Whether the tasks sent from now on ask an api worker (v2) to collect its garbage before it
- * answers (Python: gc.collect()): for the readings a verdict is made from. */
-void mv_worker_collect(mv_worker_t *w, bool on);
+/* Whether the tasks sent from now on are measured for a verdict: an api worker (v2) collects
+ * its garbage before it answers (Python: gc.collect()), and every worker gets one task at a
+ * time whatever the prefetch (tasks answered together share one reading: the first shows
+ * their growth and the others none, a staircase that no per-task trend can read). */
+void mv_worker_measure_exactly(mv_worker_t *w, bool on);
 /* Asks an api worker for its own heap view (on_snapshot answers). 0 or -ENOTCONN. */
 int mv_worker_ask_snapshot(mv_worker_t *w);
 /* Sends a signal to its process while it is its own (SIGSTOP for a snapshot...). */
