@@ -77,6 +77,16 @@ bool mv_experiment_explains(const mv_experiment_t *x)
     return false;
 }
 
+bool mv_experiment_settled(const mv_experiment_t *x)
+{
+    /* A known kind stays known (mv_experiment_suspect answers KNOWN for it and nothing
+     * else changes its state), and explains every worker's growth from then on. */
+    for (size_t i = 0; i < x->nkinds; i++)
+        if (x->kinds[i].state == MV_EXP_KNOWN)
+            return true;
+    return false;
+}
+
 /* ---- arms and their workers ---- */
 
 static int arm_of(const mv_experiment_t *x, const mv_worker_t *w)

@@ -127,6 +127,9 @@ bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w);
 /* Whether some kind explains a worker's growth: known to leak, or suspected (queued, under
  * experiment). */
 bool mv_experiment_explains(const mv_experiment_t *x);
+/* Whether that holds for good (a kind is known to leak): no worker's growth can start an
+ * experiment any more, so judging it is wasted. */
+bool mv_experiment_settled(const mv_experiment_t *x);
 
 /* A new worker in its slot (before its process starts): it may be the fresh worker an arm
  * waits for. */

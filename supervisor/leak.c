@@ -69,6 +69,81 @@ static double select_kth(double *v, size_t n, size_t k)
     return v[lo];
 }
 
+/* The same for v without NaN or -0.0 (then the k-th is one bit pattern), without a branch on
+ * a comparison: the partitions of select_kth mispredict about every other element. Each
+ * round splits [lo,hi) around a median of three in two passes, below the pivot | the rest,
+ * then equal | above. */
+static double select_kth_nb(double *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+
+    while (hi - lo > 1) {
+        double a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1], pivot, t;
+        size_t lt = lo, eq;
+        pivot = fmax(fmin(a, b), fmin(fmax(a, b), c));
+        for (size_t i = lo; i < hi; i++) {
+            bool less = v[i] < pivot;
+            t = v[i], v[i] = v[lt], v[lt] = t;
+            lt += less;
+        }
+        if (k < lt) {
+            hi = lt;
+            continue;
+        }
+        eq = lt;
+        for (size_t i = lt; i < hi; i++) {
+            bool same = v[i] <= pivot;
+            t = v[i], v[i] = v[eq], v[eq] = t;
+            eq += same;
+        }
+        if (k < eq)
+            return pivot;
+        lo = eq;
+    }
+    return v[lo];
+}
+
+#define SAMPLE        64 /* values of the sample that brackets the k-th (mv_leak_select) */
+#define SAMPLE_MARGIN 5  /* sample ranks either side of k's: a miss costs a full select */
+
+double mv_leak_select(double *v, size_t n, size_t k, double *scratch)
+{
+    size_t ns = 0, step = n / SAMPLE, c, below = 0, within = 0;
+    double lo, hi;
+
+    if (n < 4 * SAMPLE)
+        return select_kth_nb(v, n, k);
+    /* Evenly spaced: the slopes come ordered by their first point, every gap in each run. */
+    for (size_t i = step / 2; i < n && ns < SAMPLE; i += step)
+        scratch[ns++] = v[i];
+    c = k * ns / n;
+    lo = select_kth_nb(scratch, ns, c > SAMPLE_MARGIN ? c - SAMPLE_MARGIN : 0);
+    hi = select_kth_nb(scratch, ns, c + SAMPLE_MARGIN < ns ? c + SAMPLE_MARGIN : ns - 1);
+    for (size_t i = 0; i < n; i++) { /* branch-free: a compare's outcome is a coin toss */
+        below += v[i] < lo;
+        within += (v[i] >= lo) & (v[i] <= hi);
+    }
+    if (k < below || k >= below + within)
+        return select_kth_nb(v, n, k); /* the sample misled: rare, and still exact */
+    within = 0;
+    for (size_t i = 0; i < n; i++) {
+        scratch[within] = v[i];
+        within += (v[i] >= lo) & (v[i] <= hi);
+    }
+    return select_kth_nb(scratch, within, k - below);
+}
+
+/* Whether every increment is a whole number (bytes, fds): then no slope is NaN or -0.0 (a
+ * difference of whole numbers is 0 or at least 1 in magnitude), so the k-th smallest slope
+ * is one bit pattern however it is found, and mv_leak_select may find it. */
+static bool whole_numbers(const double *inc, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fabs(inc[i]) < 0x1p52 ? inc[i] != (double)(int64_t)inc[i] : !isfinite(inc[i]))
+            return false;
+    return true;
+}
+
 /* A robust spread of the increments (their noise): 1.4826 x MAD, which is 0 for increments
  * quantised in kernel batches (mostly zeros), so never below 1.2533 x their mean absolute
  * deviation (both estimate sigma for normal noise). */
@@ -131,13 +206,11 @@ double mv_leak_trend(const double *inc, int n, double *confidence)
     *confidence = 0;
     if (n < 2 * MV_LEAK_SEGMENTS)
         return 0;
-    cum = malloc(((size_t)n + 1) * sizeof *cum);
-    slopes = malloc(pairs * sizeof *slopes);
-    if (!cum || !slopes) {
-        free(cum);
-        free(slopes);
+    /* One block: the cumulative series, the slopes, and mv_leak_select's scratch. */
+    cum = malloc(((size_t)n + 1 + 2 * pairs) * sizeof *cum);
+    if (!cum)
         return 0;
-    }
+    slopes = cum + n + 1;
     cum[0] = 0;
     for (int i = 0; i < n; i++)
         cum[i + 1] = cum[i] + inc[i];
@@ -146,7 +219,8 @@ double mv_leak_trend(const double *inc, int n, double *confidence)
     for (int i = 0; i <= n; i++)
         for (int j = i + 1; j <= n; j++)
             slopes[k++] = (cum[j] - cum[i]) / (double)(j - i);
-    slope = select_kth(slopes, k, k / 2);
+    slope = whole_numbers(inc, n) ? mv_leak_select(slopes, k, k / 2, slopes + pairs)
+                                  : select_kth(slopes, k, k / 2);
     /* Consistency: growth in most segments, and in the latest one (a plateau is flat). */
     for (int s = 0; s < MV_LEAK_SEGMENTS; s++) {
         int a = s * n / MV_LEAK_SEGMENTS, b = (s + 1) * n / MV_LEAK_SEGMENTS;
@@ -158,7 +232,6 @@ double mv_leak_trend(const double *inc, int n, double *confidence)
     }
     *confidence = last_good ? (double)good / MV_LEAK_SEGMENTS : 0;
     free(cum);
-    free(slopes);
     return slope;
 }
 

@@ -82,6 +82,15 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o);
  */
 double mv_leak_trend(const double *inc, int n, double *confidence);
 
+/*
+ * The k-th smallest of v[0..n) (0-based), the value a plain quickselect finds, found faster
+ * on a large v (the ~n^2/2 slopes of the trend): an evenly spaced sample brackets it, one pass
+ * keeps the few values inside the bracket, and the k-th is selected among them. v must hold
+ * no NaN and no -0.0 (else "the k-th" is not one bit pattern); v may be reordered; scratch has
+ * room for n values. Exposed for tests.
+ */
+double mv_leak_select(double *v, size_t n, size_t k, double *scratch);
+
 /* The standard error of the mean of the increments, from a robust spread (see leak.c). */
 double mv_leak_noise(const double *inc, int n);
 

@@ -437,6 +437,10 @@ static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, 
     if (sw->grow_n * 10 < cap * 8 || ++sw->grow_since < (cap >= 10 ? cap / 10 : 1))
         return;
     sw->grow_since = 0;
+    /* Its verdict could only start an experiment that a known kind forbids for good (and
+     * says nothing else): the Theil-Sen judgement is spared. */
+    if (mv_experiment_settled(s->exp))
+        return;
     for (unsigned i = 0; i < sw->grow_n; i++) {
         unsigned at = (sw->grow_head + i) % cap;
         int j = 0;

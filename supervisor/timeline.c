@@ -167,16 +167,22 @@ static void flush_series(dec_t *d, series_t *s)
     s->n = 0;
 }
 
-/* The open series of (slot, gen); made on first sight, then `*fresh` is set. */
+/* The open series of (slot, gen); made on first sight (in the place of one whose generation
+ * has ended, when there is one), then `*fresh` is set. */
 static series_t *series_of(dec_t *d, int slot, uint32_t gen, bool *fresh)
 {
-    series_t *s;
+    series_t *s, *free_one = NULL;
 
     *fresh = false;
-    for (size_t i = 0; i < d->ns; i++)
+    for (size_t i = 0; i < d->ns; i++) {
         if (d->s[i].used && d->s[i].slot == slot && d->s[i].gen == gen)
             return &d->s[i];
-    if (d->ns == d->cap) {
+        if (!d->s[i].used && !free_one)
+            free_one = &d->s[i];
+    }
+    if (free_one) {
+        s = free_one;
+    } else if (d->ns == d->cap) {
         size_t cap = MV_MAX(d->cap * 2, 16);
         series_t *n = realloc(d->s, cap * sizeof *n);
 
@@ -184,8 +190,10 @@ static series_t *series_of(dec_t *d, int slot, uint32_t gen, bool *fresh)
             return NULL;
         d->s = n;
         d->cap = cap;
+        s = &d->s[d->ns++];
+    } else {
+        s = &d->s[d->ns++];
     }
-    s = &d->s[d->ns++];
     memset(s, 0, sizeof *s);
     s->slot = slot;
     s->gen = gen;
@@ -214,12 +222,27 @@ static void dec_point(dec_t *d, const pt_t *x)
         flush_series(d, s);
 }
 
-/* A mark ends its generation's group, so points never move across a mark. */
-static void dec_mark(dec_t *d, int slot, uint32_t gen)
+/* A mark ends its generation's group, so points never move across a mark; an exit mark ends
+ * the generation (no point of it comes after), and its series is free for another: the
+ * series open stay those of live generations, not every one the file has seen (a long run
+ * recycling constantly has tens of thousands). */
+static void dec_mark(dec_t *d, int slot, uint32_t gen, bool ends)
 {
     for (size_t i = 0; i < d->ns; i++)
-        if (d->s[i].used && d->s[i].slot == slot && d->s[i].gen == gen)
+        if (d->s[i].used && d->s[i].slot == slot && d->s[i].gen == gen) {
             flush_series(d, &d->s[i]);
+            d->s[i].used = !ends;
+        }
+}
+
+/* Whether a mark row ("m,t,slot,gen,what,...") is an exit. */
+static bool exit_row(const char *line)
+{
+    const char *p = line;
+
+    for (int i = 0; i < 4 && p; i++)
+        p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
+    return p && strncmp(p, "exit,", 5) == 0;
 }
 
 static void flush_all(dec_t *d)
@@ -279,7 +302,7 @@ int64_t mv_timeline_decimate(const char *in, const char *out, int64_t keep_from,
             d.written++;
         } else if (line[0] == 'm' && line[1] == ',' && fields(row, v, 3) == 3 &&
                    seen <= keep_from) {
-            dec_mark(&d, (int)v[1], (uint32_t)v[2]);
+            dec_mark(&d, (int)v[1], (uint32_t)v[2], exit_row(line));
         }
         if (fwrite(line, 1, (size_t)len, d.out) != (size_t)len)
             d.err = -EIO;
@@ -300,17 +323,58 @@ int64_t mv_timeline_decimate(const char *in, const char *out, int64_t keep_from,
     return d.err ? d.err : d.written;
 }
 
+int64_t mv_timeline_cut(const char *in, const char *out, int64_t drop, int64_t *bytes)
+{
+    FILE *f = fopen(in, "r"), *o;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int64_t skipped = 0, written = 0;
+    int err = 0;
+
+    if (!f)
+        return -errno;
+    if (!(o = fopen(out, "w"))) {
+        err = -errno;
+        fclose(f);
+        return err;
+    }
+    while (!err && (len = getline(&line, &cap, f)) > 0) {
+        if (line[0] != '#' && skipped < drop) {
+            skipped += len;
+            continue;
+        }
+        written += line[0] == 'p' && line[1] == ',';
+        if (fwrite(line, 1, (size_t)len, o) != (size_t)len)
+            err = -EIO;
+    }
+    if (!err && ferror(f))
+        err = -EIO;
+    if (!err && (fflush(o) != 0 || fsync(fileno(o)) < 0))
+        err = -errno;
+    if (bytes)
+        *bytes = ftell(o);
+    if (fclose(o) != 0 && !err)
+        err = -EIO;
+    fclose(f);
+    free(line);
+    return err ? err : written;
+}
+
 /* ---- the job --------------------------------------------------------------------------- */
 
-/* One pass: the file rewritten with its older points decimated, put in place. */
-static int rewrite_once(mv_timeline_t *tl)
+/* One pass: the file rewritten with its older points decimated (cut: the oldest `cut` bytes
+ * of rows dropped instead), put in place. */
+static int rewrite_once(mv_timeline_t *tl, int64_t cut)
 {
     char tmp[4096];
     int64_t bytes = 0, n;
     int fd;
 
     snprintf(tmp, sizeof tmp, "%s.new", tl->path);
-    n = mv_timeline_decimate(tl->path, tmp, tl->file_points - tl->file_points / 4, &bytes);
+    n = cut > 0
+            ? mv_timeline_cut(tl->path, tmp, cut, &bytes)
+            : mv_timeline_decimate(tl->path, tmp, tl->file_points - tl->file_points / 4, &bytes);
     if (n < 0) {
         unlink(tmp);
         return (int)n;
@@ -332,8 +396,9 @@ static int rewrite_once(mv_timeline_t *tl)
 
 /* Decimates until the file is within 3/4 of the bound (room for the next appends); one
  * batch can add more than a pass removes. A pass that cannot shrink the file by a tenth
- * (generations too short to fold) stops it, and the next rewrite then waits for a quarter
- * of the bound more, so rewrites never run back to back. */
+ * stops it: its generations are too short to fold (a few points each, between marks that
+ * are never folded: constant recycling). Then the oldest rows go, down to half the bound,
+ * so that the file stays bounded and the next rewrite is half a bound of appends away. */
 static int rewrite(mv_timeline_t *tl)
 {
     int64_t before;
@@ -341,10 +406,15 @@ static int rewrite(mv_timeline_t *tl)
 
     do {
         before = tl->file_bytes;
-        if ((e = rewrite_once(tl)) < 0)
+        if ((e = rewrite_once(tl, 0)) < 0)
             return e;
     } while (tl->file_bytes > tl->max_bytes / 4 * 3 && tl->file_bytes < before - before / 10);
-    tl->rewrite_at = MV_MAX(tl->max_bytes, tl->file_bytes + tl->max_bytes / 4);
+    if (tl->file_bytes > tl->max_bytes / 4 * 3) {
+        if ((e = rewrite_once(tl, tl->file_bytes - tl->max_bytes / 2)) < 0)
+            return e;
+        tl->cuts++;
+    }
+    tl->rewrite_at = tl->max_bytes;
     return 0;
 }
 

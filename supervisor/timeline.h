@@ -13,9 +13,11 @@
  * of 4 consecutive points becomes its lowest- and highest-usage point (a min/max envelope,
  * so peaks and the sawtooth survive), the most recent quarter untouched. Repeated rewrites
  * make older periods coarser, the recent ones stay at full resolution; passes repeat until the
- * file is within 3/4 of the bound (or a pass no longer shrinks it). Marks, and the first
- * point of every generation, are never dropped. Records waiting for the job are bounded
- * too (1 MiB): past that, points are dropped and counted (marks still queue).
+ * file is within 3/4 of the bound. Marks, and the first point of every generation, are
+ * never folded. When folding cannot hold the bound (generations of a few points each, a
+ * run that recycles constantly: their marks alone outgrow it), the oldest rows are cut
+ * instead, down to half the bound: the file then starts later. Records waiting for the job
+ * are bounded too (1 MiB): past that, points are dropped and counted (marks still queue).
  *
  * Threads: the loop owns `pending`, the counters and the handles; a job owns `batch`, `fd`
  * and the file while it runs; they meet only in the after-work callback (on the loop).
@@ -84,8 +86,9 @@ typedef struct mv_timeline {
     uv_work_t work;
     uv_timer_t timer;
     bool timer_open, working, final, closing;
-    int job_error, error; /* the job's, and the first one kept (negative errno) */
-    uint64_t points, marks, dropped, rewrites; /* counted on the loop (rewrites by the job) */
+    int job_error, error;            /* the job's, and the first one kept (negative errno) */
+    uint64_t points, marks, dropped; /* counted on the loop */
+    uint64_t rewrites, cuts;         /* counted by the job: passes, and cuts of the oldest rows */
     mv_timeline_cb on_closed;
     void *arg;
 } mv_timeline_t;
@@ -114,5 +117,9 @@ const char *mv_tl_what_name(mv_tl_what_t w);
  * first `keep_from` point rows decimated, the rest copied. Returns the point rows written,
  * or -errno. *bytes gets the bytes written. Pure file I/O, no loop. */
 int64_t mv_timeline_decimate(const char *in, const char *out, int64_t keep_from, int64_t *bytes);
+/* Rewrites `in` into `out` without its oldest rows: the header lines ('#') kept, then rows
+ * skipped until at least `drop` bytes of them are, the rest copied. Returns the point rows
+ * written, or -errno; *bytes gets the bytes written. */
+int64_t mv_timeline_cut(const char *in, const char *out, int64_t drop, int64_t *bytes);
 
 #endif

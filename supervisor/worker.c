@@ -234,12 +234,13 @@ static void arm_state(mv_worker_t *w)
         disarm(w);
 }
 
-/* The task at the head becomes the one being worked on: its "before" (r, the worker's last
- * reading) and a new kernel peak window, reset right after that reading (once per reading:
- * with prefetch, tasks whose answers came together share one). */
-static void open_window(mv_worker_t *w, const mv_reading_t *r)
+/* The task at the head becomes the one being worked on, from start_ns on (its send, or the
+ * previous answer when it was sent ahead): its "before" (r, the worker's last reading) and a
+ * new kernel peak window, reset right after that reading (once per reading: with prefetch,
+ * tasks whose answers came together share one). */
+static void open_window(mv_worker_t *w, const mv_reading_t *r, uint64_t start_ns)
 {
-    w->win.started_ns = uv_hrtime();
+    w->win.started_ns = start_ns;
     w->win.measured = r != NULL && !w->first_unmeasured;
     w->first_unmeasured = false;
     if (r)
@@ -422,7 +423,7 @@ void mv_worker_send_task(mv_worker_t *w, mv_task_t *t)
 {
     push_task(w, t);
     if (w->count == 1)
-        open_window(w, task_reading(w, w->idle_ns));
+        open_window(w, task_reading(w, w->idle_ns), uv_hrtime());
     mv_chan_send_task(&w->chan, t->id, t->data, t->len);
     mv_worker_step(w, MV_EV_DISPATCH);
     if (w->count == 1)
@@ -512,7 +513,7 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      task_reading(w, since_ns),
                      0,
                      NULL,
-                     (double)(since_ns - w->win.started_ns) / 1e6,
+                     (double)(since_ns - MV_MIN(since_ns, w->win.started_ns)) / 1e6,
                      NULL,
                      false};
 
@@ -526,7 +527,7 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
     a.shared = a.before && before_seq != 0 && before_seq == w->mem.seq && !own_heap;
     w->tasks_done++;
     if (w->count > 0) {
-        open_window(w, a.after);
+        open_window(w, a.after, since_ns);
         arm_task(w);
     } else {
         w->idle_ns = since_ns;
@@ -583,7 +584,7 @@ static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kin
     /* Its "before" is the reading at the previous END: a worker sends BEGIN and END after
      * the work is done as far as memvisor can tell (they often arrive in one read), so a
      * reading taken now would already hold the request's memory. */
-    open_window(w, w->have_end ? &w->end_reading : task_reading(w, w->idle_ns));
+    open_window(w, w->have_end ? &w->end_reading : task_reading(w, w->idle_ns), uv_hrtime());
     if (w->have_end)
         mv_heapwin_since_close(&w->heap); /* the same for the heap */
     mv_worker_step(w, MV_EV_DISPATCH);

@@ -3,6 +3,7 @@
  * sockets and pipes. Recycling, protocols, signals, configuration mistakes.
  */
 #include <check.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,12 @@ START_TEST(tasks_from_stdin)
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 500, NULL);
     ck_assert_str_eq(jstr(run_result(&r, 250), "result"), "from stdin");
+    /* Sent ahead, a task's window starts at the answer before it: never before its send's
+     * answer was seen, never a negative (wrapped) duration. */
+    for (uint64_t id = 1; id <= 500; id++) {
+        double ms = json_real_value(json_object_get(run_result(&r, id), "duration_ms"));
+        ck_assert_msg(ms >= 0 && ms < 60000, "task %" PRIu64 ": duration_ms %g", id, ms);
+    }
     free(tasks);
     run_free(&r);
 }

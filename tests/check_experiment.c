@@ -3,13 +3,14 @@
  * collector frees during other kinds' tasks is suspected, then cleared by running its kind
  * alone; one worker slot runs the experiment and every task still ends once; a kind whose
  * tasks stop coming is not waited for, nor is [recycle] spacing; confirm = off and kernel
- * figures say their evidence.
+ * figures say their evidence. Unit: when the experiments are settled for good.
  */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "experiment.h"
 #include "harness.h"
 #include "suites.h"
 
@@ -252,6 +253,29 @@ START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
 }
 END_TEST
 
+/* Settled for good once a kind is known to leak, not before: queued, cleared or judged on
+ * their own evidence, kinds may still leave a worker's growth unexplained. */
+START_TEST(a_known_kind_settles_the_experiments_for_good)
+{
+    mv_exp_kind_t kinds[3] = {
+        {.state = MV_EXP_NOW}, {.state = MV_EXP_QUEUED}, {.state = MV_EXP_CLEARED}};
+    mv_experiment_t x;
+
+    memset(&x, 0, sizeof x);
+    ck_assert(!mv_experiment_settled(&x)); /* no kind at all */
+    x.kinds = kinds;
+    x.nkinds = 3;
+    ck_assert(!mv_experiment_settled(&x));
+    ck_assert(mv_experiment_explains(&x)); /* queued explains, but not for good */
+    kinds[1].state = MV_EXP_CLEARED;
+    ck_assert(!mv_experiment_settled(&x));
+    ck_assert(!mv_experiment_explains(&x));
+    kinds[2].state = MV_EXP_KNOWN;
+    ck_assert(mv_experiment_settled(&x));
+    ck_assert(mv_experiment_explains(&x));
+}
+END_TEST
+
 Suite *experiment_suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -266,6 +290,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
+    tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
     suite_add_tcase(s, tc);
     return s;
 }

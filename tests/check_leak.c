@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "leak.h"
 #include "suites.h"
@@ -299,6 +300,154 @@ START_TEST(the_estimator_itself)
 }
 END_TEST
 
+/* ---- the estimator as it was before mv_leak_select: the reference of the tests below ---- */
+
+static double ref_select(double *v, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n;
+
+    while (hi - lo > 1) {
+        double pivot = v[lo + (hi - lo) / 2], t;
+        size_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            if (v[i] < pivot) {
+                t = v[lt], v[lt++] = v[i], v[i++] = t;
+            } else if (v[i] > pivot) {
+                t = v[--gt], v[gt] = v[i], v[i] = t;
+            } else {
+                i++;
+            }
+        }
+        if (k < lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return pivot;
+    }
+    return v[lo];
+}
+
+static double ref_trend(const double *inc, int n, double *confidence)
+{
+    size_t pairs = (size_t)n * (size_t)(n + 1) / 2, k = 0;
+    double *cum = malloc(((size_t)n + 1) * sizeof *cum), *slopes = malloc(pairs * sizeof *slopes);
+    double slope;
+    int good = 0, last_good = 0;
+
+    *confidence = 0;
+    ck_assert(cum && slopes);
+    if (n < 2 * MV_LEAK_SEGMENTS) {
+        free(cum);
+        free(slopes);
+        return 0;
+    }
+    cum[0] = 0;
+    for (int i = 0; i < n; i++)
+        cum[i + 1] = cum[i] + inc[i];
+    for (int i = 0; i <= n; i++)
+        for (int j = i + 1; j <= n; j++)
+            slopes[k++] = (cum[j] - cum[i]) / (double)(j - i);
+    slope = ref_select(slopes, k, k / 2);
+    for (int s = 0; s < MV_LEAK_SEGMENTS; s++) {
+        int a = s * n / MV_LEAK_SEGMENTS, b = (s + 1) * n / MV_LEAK_SEGMENTS;
+        double growth = cum[b] - cum[a];
+        if (slope > 0 && growth > 0 && growth >= 0.5 * slope * (b - a)) {
+            good++;
+            last_good = s == MV_LEAK_SEGMENTS - 1;
+        }
+    }
+    *confidence = last_good ? (double)good / MV_LEAK_SEGMENTS : 0;
+    free(cum);
+    free(slopes);
+    return slope;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* mv_leak_select finds what sorting finds, bit for bit: small and large arrays, wide and
+ * narrow spreads, many ties, fractions, a zig-zag, and values its sample brackets wrongly
+ * (all equal but the last few: the bracket holds one value, the k-th may lie above it). */
+START_TEST(the_fast_select_finds_the_kth)
+{
+    static double v[3000], sorted[3000], work[3000], scratch[3000];
+    static const size_t sizes[] = {1, 2, 7, 255, 256, 1275, 3000};
+    uint64_t seed = 7;
+
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        size_t n = sizes[z];
+        for (int shape = 0; shape < 5; shape++) {
+            for (size_t i = 0; i < n; i++) {
+                double x = (double)noise(&seed, shape == 1 ? 3 : 1000000);
+                if (shape == 2)
+                    x /= 7.0;
+                else if (shape == 3)
+                    x = i + 4 < n ? 5.0 : 1e9 + (double)i;
+                else if (shape == 4)
+                    x = (double)(i % 2 ? -1 : 1) * (double)i;
+                v[i] = x;
+            }
+            memcpy(sorted, v, n * sizeof *v);
+            qsort(sorted, n, sizeof *sorted, cmp_double);
+            for (size_t k = 0; k < n; k = k < n - 1 && k + n / 7 + 1 >= n ? n - 1 : k + n / 7 + 1) {
+                double got;
+                memcpy(work, v, n * sizeof *v);
+                got = mv_leak_select(work, n, k, scratch);
+                ck_assert_msg(memcmp(&got, &sorted[k], sizeof got) == 0,
+                              "n=%zu shape=%d k=%zu: %.17g, sorted %.17g", n, shape, k, got,
+                              sorted[k]);
+            }
+        }
+    }
+}
+END_TEST
+
+/* The trend (slope and confidence) is the estimator's of before, bit for bit, on random
+ * series of every shape the detector meets: steady leaks under noise, kernel charge batches,
+ * plateaus, spikes, pure noise, fd counts, mixed kinds; whole numbers (the fast path) and
+ * fractions and non-finite values (the plain one); windows of 10 to 200. */
+START_TEST(the_trend_is_the_estimator_of_before_bit_for_bit)
+{
+    static const int lengths[] = {10, 11, 37, 50, 64, 100, 200};
+    static double inc[200];
+    uint64_t seed = 11;
+    int tried = 0;
+
+    for (int round = 0; round < 40; round++)
+        for (size_t z = 0; z < sizeof lengths / sizeof lengths[0]; z++) {
+            int n = lengths[z], shape = (round + (int)z) % 8;
+            double conf_ref, conf, slope_ref, slope;
+            for (int i = 0; i < n; i++) {
+                int64_t e = noise(&seed, 4 * KiB);
+                switch (shape) {
+                case 0: inc[i] = (double)(64 * KiB + e); break;                 /* steady leak */
+                case 1: inc[i] = i % 4 == 0 ? 256 * KiB : 0; break;             /* kernel batches */
+                case 2: inc[i] = i < n / 2 ? (double)(32 * KiB + e) : 0; break; /* plateau */
+                case 3: inc[i] = (double)(i == n / 3 ? 8 * MiB : e); break;     /* one spike */
+                case 4: inc[i] = (double)noise(&seed, 512 * KiB); break;        /* pure noise */
+                case 5: inc[i] = (double)noise(&seed, 2); break;                /* fd counts */
+                case 6: inc[i] = (double)(i % 3 == 0 ? 96 * KiB + e : e); break; /* mixed */
+                default: inc[i] = (double)e / 3.0; break;                        /* fractions */
+                }
+            }
+            if (round == 39 && z == 0)
+                inc[n / 2] = 0.0 / 0.0; /* a NaN: the plain path, as before */
+            slope_ref = ref_trend(inc, n, &conf_ref);
+            slope = mv_leak_trend(inc, n, &conf);
+            ck_assert_msg(memcmp(&slope, &slope_ref, sizeof slope) == 0 &&
+                              memcmp(&conf, &conf_ref, sizeof conf) == 0,
+                          "n=%d shape=%d: slope %.17g conf %g, before %.17g conf %g", n, shape,
+                          slope, conf, slope_ref, conf_ref);
+            tried++;
+        }
+    ck_assert_int_eq(tried, 280);
+}
+END_TEST
+
 /* A worker's growth: one kind in four leaking 32 KiB grows the worker by 8 KiB per task,
  * below one kind's min_slope but a leak for a worker of four kinds. */
 START_TEST(a_worker_grows_by_its_share_of_a_leak)
@@ -374,6 +523,8 @@ Suite *leak_suite(void)
     tcase_add_test(tc, kinds_are_bounded);
     tcase_add_test(tc, warm_up_tasks_stay_out_of_the_trend);
     tcase_add_test(tc, the_estimator_itself);
+    tcase_add_test(tc, the_fast_select_finds_the_kth);
+    tcase_add_test(tc, the_trend_is_the_estimator_of_before_bit_for_bit);
     tcase_add_test(tc, a_worker_grows_by_its_share_of_a_leak);
     tcase_add_test(tc, judged_kinds_and_tasks_without_figures);
     suite_add_tcase(s, tc);

@@ -179,6 +179,7 @@ START_TEST(test_bound_keeps_marks_first_and_recent)
     ck_assert_int_eq(tl.error, 0);
     ck_assert_int_eq(tl.dropped, 0);
     ck_assert_int_gt(tl.rewrites, 2);
+    ck_assert_int_eq(tl.cuts, 0); /* folding held the bound */
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_le(st.st_size, BOUND);
 
@@ -288,6 +289,81 @@ START_TEST(test_decimate_rule)
 }
 END_TEST
 
+/* Constant recycling: generations of two points each, whose marks alone outgrow the bound.
+ * Folding cannot hold it; the oldest rows are cut, the file stays bounded, the newest rows
+ * are there. */
+START_TEST(test_short_generations_are_cut_to_the_bound)
+{
+    enum { SLOTS = 4, GENS = 400, BOUND = 32768 };
+    uv_loop_t loop;
+    mv_timeline_t tl;
+    mv_timeline_opts_t o = {BOUND, 1};
+    size_t np, nm;
+    char **pr, **mr, *text;
+    struct stat st;
+    uint64_t task = 0;
+
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_timeline_open(&tl, &loop, tmp, &o), 0);
+    uv_ref((uv_handle_t *)&tl.timer);
+    for (uint32_t g = 1; g <= GENS; g++) {
+        for (int s = 1; s <= SLOTS; s++) {
+            mv_timeline_mark(&tl, &(mv_tl_mark_t){s, g, MV_TL_SPAWN, NULL, 100 + s, 1000, 2000, 0});
+            mv_tl_point_t a = pt(s, g, 1000 * g, ++task), b = pt(s, g, 1000 * g + 1, ++task);
+            mv_timeline_point(&tl, &a);
+            mv_timeline_point(&tl, &b);
+            mv_timeline_mark(&tl,
+                             &(mv_tl_mark_t){s, g, MV_TL_EXIT, "soft_limit", 100 + s, -1, -1, 0});
+        }
+        while (!tl.error && (tl.working || mv_buf_unread(&tl.pending)))
+            uv_run(&loop, UV_RUN_ONCE);
+    }
+    close_all(&tl, &loop);
+    ck_assert_int_eq(tl.error, 0);
+    ck_assert_int_gt(tl.cuts, 0);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_le(st.st_size, BOUND + 4096); /* the bound, and at most one batch past it */
+    text = read_text(path);
+    ck_assert_ptr_nonnull(strstr(text, "#memvisor-timeline 1 ")); /* the header stays */
+    free(text);
+    pr = rows('p', &np);
+    mr = rows('m', &nm);
+    ck_assert_uint_gt(np, 0);
+    ck_assert_uint_lt(nm, 2 * SLOTS * GENS);      /* the oldest marks went */
+    ck_assert_int_eq(field(pr[np - 1], 2), GENS); /* the newest are there */
+    ck_assert_int_eq(field(mr[nm - 1], 2), GENS);
+    free_rows(pr, np);
+    free_rows(mr, nm);
+    mv_timeline_free(&tl);
+}
+END_TEST
+
+/* The cut on exact rows: header lines kept, whole rows dropped until `drop` bytes are. */
+START_TEST(test_cut_rule)
+{
+    char out[160], *text;
+    int64_t bytes = 0;
+
+    snprintf(out, sizeof out, "%s/out.csv", tmp);
+    put(path, "#memvisor-timeline 1 epoch_ms=1 epoch=x\n"
+              "#p,t_ms,slot,gen,usage,private,rss,heap,task\n"
+              "m,1,1,1,spawn,,5,,,\n" /* 20 bytes */
+              "p,2,1,1,10,,,,\n"      /* 15: 35 >= 30, the last dropped */
+              "p,3,1,1,20,,,,\n"
+              "m,4,1,1,exit,crash,5,,,\n");
+    ck_assert_int_eq(mv_timeline_cut(path, out, 30, &bytes), 1);
+    text = read_text(out);
+    ck_assert_str_eq(text, "#memvisor-timeline 1 epoch_ms=1 epoch=x\n"
+                           "#p,t_ms,slot,gen,usage,private,rss,heap,task\n"
+                           "p,3,1,1,20,,,,\n"
+                           "m,4,1,1,exit,crash,5,,,\n");
+    ck_assert_int_eq(bytes, (int64_t)strlen(text));
+    free(text);
+    ck_assert_int_eq(mv_timeline_cut(path, out, 0, NULL), 2); /* nothing to drop: a copy */
+    ck_assert_int_eq(mv_timeline_cut("/nonexistent/x", out, 1, NULL), -ENOENT);
+}
+END_TEST
+
 START_TEST(test_open_fails_cleanly)
 {
     uv_loop_t loop;
@@ -318,6 +394,8 @@ Suite *timeline_suite(void)
     tcase_add_test(tc, test_bound_keeps_marks_first_and_recent);
     tcase_add_test(tc, test_backlog_drops_points_not_marks);
     tcase_add_test(tc, test_decimate_rule);
+    tcase_add_test(tc, test_short_generations_are_cut_to_the_bound);
+    tcase_add_test(tc, test_cut_rule);
     tcase_add_test(tc, test_open_fails_cleanly);
     suite_add_tcase(s, tc);
     return s;

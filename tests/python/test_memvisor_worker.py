@@ -425,6 +425,28 @@ class HeapFigures(FakeMemvisor):
         self.send(STOP)
         self.assert_exit(0)
 
+    def test_figures_on_fail_and_after_a_kind(self):
+        # Payload order: the kind prefix (u8 n + n bytes), struct mvw_heap, the body; for an
+        # answer with a kind, without one, and for FAIL, batched in one read.
+        self.spawn()
+        self.handshake(mode=GO_HEAP, prefetch=8)
+        self.sup.sendall(msg(TASK, 1, b"raise no good") + msg(TASK, 2, b"kind parse text x")
+                         + msg(TASK, 3, b"kind parse raise bad") + msg(TASK, 4, b"text y"))
+        want = [(FAIL, F_HEAP, 1, b"", b"ValueError: no good"),
+                (DONE, F_HEAP | F_KIND, 2, b"\x05parse", b"kind parse text x"),
+                (FAIL, F_HEAP | F_KIND, 3, b"\x05parse", b"ValueError: bad"),
+                (DONE, F_HEAP, 4, b"", b"text y")]
+        for mtype, flags, task_id, prefix, body in want:
+            got_type, got_flags, got_task, payload = self.recv()
+            self.assertEqual((got_type, got_flags, got_task), (mtype, flags, task_id))
+            self.assertEqual(payload[:len(prefix)], prefix)
+            live, blocks = struct.unpack_from("=qq", payload, len(prefix))
+            self.assertGreater(live, 0)
+            self.assertGreater(blocks, 0)
+            self.assertTrue(payload[len(prefix) + 16:].startswith(body), payload)
+        self.send(STOP)
+        self.assert_exit(0)
+
     def test_no_figures_unless_asked(self):
         self.spawn()
         self.handshake()

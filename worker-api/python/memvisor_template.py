@@ -31,7 +31,10 @@ import socket
 import struct
 import sys
 import threading
-from typing import List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing is for type checkers: a template starts without it
+if TYPE_CHECKING:
+    from typing import List, Optional, Tuple
 
 import memvisor_worker as _mw
 
@@ -247,6 +250,9 @@ def serve(worker: "_mw.Worker") -> bool:
     global _clone
     if _clone is None:
         _clone = _Clone()
+        # glibc's mallinfo2 found once here, not in every worker that memvisor asks for heap
+        # figures (50-70 us of each fork's first answer, and the pages a ctypes class dirties).
+        _mw._heap_source()
         # What loading ctypes made is no worker's growth: the census the workers' first
         # snapshots compare with is taken again.
         worker._type_growth()
