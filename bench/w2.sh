@@ -12,6 +12,8 @@
 # recycles, whether it stayed up, and the highest peak of one worker's cgroup (its exit
 # events) against soft + headroom. Then the ratio memvisor/peer of requests/s.
 #   W2_DURATION=20s  wrk's -d;  W2_SPARES=2  [recycle] spares (0: the replacement boots at the recycle)
+#   W2_KEEP=1  keeps the temporary directory (memvisor.log) and says where
+#   W2_DRAIN_CAP=yes  [recycle] drain_cap (a drain under a hard limit of soft + headroom)
 # Exit 0 (it measures); 3 when gunicorn or wrk is missing (make bench installs them).
 set -euo pipefail
 build=${1:?usage: w2.sh BUILD_DIR}
@@ -26,7 +28,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
+    if [ -n "${W2_KEEP:-}" ]; then echo "w2.sh: logs kept in $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 
@@ -64,6 +66,7 @@ printf '  %-9s %8s req/s  errors %s\n' peer "$peer_rps" "$(errors_of "$tmp/peer.
     -o worker.protocol=none -o supervisor.state_dir="$tmp/state" -o control.socket=none \
     -o log.file="$tmp/memvisor.log" -o limits.memory_soft=$soft -o limits.memory_hard=512M \
     -o recycle.handover_headroom=$headroom -o recycle.spares=$spares -o worker.kill_timeout=10s \
+    -o recycle.drain_cap="${W2_DRAIN_CAP:-no}" \
     -- env -C "$src/bench" gunicorn -w 1 --log-level warning w2_app:app \
     >"$tmp/memvisor.out" 2>&1 &
 mv_pid=$!
@@ -82,8 +85,9 @@ wait "$mv_pid" 2>/dev/null || true
 pids=()
 mv_rps=$(rps_of "$tmp/mv.txt")
 recycles=$(grep -c 'event=recycle ' "$tmp/memvisor.log" || true)
+ooms=$(grep -c 'event=kernel_oom ' "$tmp/memvisor.log" || true)
 peak=$(grep -o 'event=exit .* peak=[0-9]*' "$tmp/memvisor.log" | sed 's/.*peak=//' | sort -n | tail -1)
-printf '  %-9s %8s req/s  errors %s  recycles %s  stayed up %s  worker peak %s MiB (soft + headroom = %s MiB)\n' \
-    memvisor "$mv_rps" "$(errors_of "$tmp/mv.txt")" "$recycles" "$up" "$(( ${peak:-0} >> 20 ))" \
+printf '  %-9s %8s req/s  errors %s  recycles %s  kernel OOM kills %s  stayed up %s  worker peak %s MiB (soft + headroom = %s MiB)\n' \
+    memvisor "$mv_rps" "$(errors_of "$tmp/mv.txt")" "$recycles" "$ooms" "$up" "$(( ${peak:-0} >> 20 ))" \
     "$(( (128 + 16) ))"
 awk -v a="$mv_rps" -v b="$peer_rps" 'BEGIN {printf "  ratio memvisor/peer %.2f (target >= 1.0)\n", (b > 0 ? a / b : 0)}'

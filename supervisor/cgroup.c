@@ -960,6 +960,37 @@ int mv_cg_notified(mv_cgw_t *w)
     return ooms > 0 ? MV_CG_EV_OOM : 0;
 }
 
+int mv_cg_cap(mv_cgw_t *w, int64_t bytes)
+{
+    char value[32];
+    int64_t usage;
+    int fd, len, r = 0;
+
+    /* Under usage the write would reclaim in the caller (the loop) and fail with EBUSY on
+     * v1; a MiB below it, the window for the worker to reach it is a few milliseconds. */
+    if (pread_int(w->usage_fd, &usage) < 0)
+        return -EIO;
+    if (usage + (1 << 20) > bytes)
+        return -EBUSY;
+    len = snprintf(value, sizeof value, "%lld", (long long)bytes);
+    /* v2: O_NONBLOCK, so that kernels >= 6.16 skip the writer's reclaim. */
+    fd = open_in(w->path, w->version == MV_CG_V1 ? "memory.limit_in_bytes" : "memory.max",
+                 O_WRONLY | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, value, (size_t)len) != len)
+        r = -errno;
+    close(fd);
+    /* v1 where swap is accounted: memsw must stay >= the limit, so it follows it down. */
+    if (r == 0 && w->version == MV_CG_V1)
+        write_in(w->path, "memory.memsw.limit_in_bytes", value);
+    /* Its kernel limit is no longer the one it was made with: never reused for another
+     * worker (which would run under the drain's cap). */
+    if (r == 0)
+        w->made_hard = -1;
+    return r;
+}
+
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n)
 {
     char buf[512];

@@ -84,9 +84,10 @@ typedef struct mv_cgw {
     bool high_lifted;   /* v2: memory.high was lifted to "max" after its event */
     /* v1: what it was made with, so that it is reused only under the same limits
      * (mv_cg_reuse), and what its earlier workers left (a reused one). */
-    int64_t made_soft, made_hard; /* the threshold's and the kernel limit's bytes, 0 = none */
-    uint64_t oom_base;            /* oom_kill count when it was taken: only later ones count */
-    int64_t inherited;            /* reused: usage left when it was taken; -1 = made new */
+    int64_t made_soft,
+        made_hard; /* the threshold's and the kernel limit's bytes, 0 = none, -1 = capped since */
+    uint64_t oom_base; /* oom_kill count when it was taken: only later ones count */
+    int64_t inherited; /* reused: usage left when it was taken; -1 = made new */
 } mv_cgw_t;
 
 typedef struct mv_cg_reading {
@@ -151,6 +152,11 @@ int mv_cg_reset_peak(mv_cgw_t *w);
  * the task the soft limit lets finish. (The caller then watches the worker while its usage
  * stays over the limit; the reading that finds it under arms memory.high again.) */
 int mv_cg_notified(mv_cgw_t *w);
+/* Lowers the hard limit (v1 memory.limit_in_bytes and memsw, v2 memory.max) to `bytes`:
+ * for a worker that drains after a memory stop, so that the kernel, not a reading, bounds
+ * how far it grows while it finishes. -EBUSY (nothing written) when usage is within a MiB of
+ * it; 0 or -errno. */
+int mv_cg_cap(mv_cgw_t *w, int64_t bytes);
 /* How many times the kernel OOM-killed in this cgroup (since it was taken, when reused). */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
 

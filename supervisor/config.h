@@ -102,6 +102,7 @@ typedef struct mv_config {
                                     * 0 = no bound */
         int spares;                /* workers kept started, ready to take a slot (spares.h) */
         int cgroup_ahead; /* each slot's next cgroup made while its worker runs (cgahead.h) */
+        int drain_cap;    /* a service worker drains under soft + handover_headroom (pool.c) */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */

@@ -126,12 +126,17 @@ const mv_option_t mv__options[] = {
     OPT(recycle, spacing, MV_OPT_DURATION, "0", 0, HOUR, NULL,
         "least time between the starts of two planned recycles (not kills); 0 = none"),
     OPT(recycle, handover_headroom, MV_OPT_SIZE, "16M", 0, PIB, NULL,
-        "a worker recycled for memory serves on (in handover until its replacement is ready; "
-        "waiting its turn under max_concurrent) until its memory passes the soft limit by this "
-        "much, then drains; 0 = no bound"),
+        "how far over the soft limit a worker recycled for memory may peak: it serves on (in "
+        "handover until its replacement is ready; waiting its turn under max_concurrent) until "
+        "it is that far over, less what drains were seen to grow after their stop, then drains; "
+        "0 = no bound"),
     OPT(recycle, spares, MV_OPT_INT, "0", 0, 1024, NULL,
         "workers kept started, in their own cgroups, to take a slot the moment one recycles; "
         "they count against nothing until then"),
+    OPT(recycle, drain_cap, MV_OPT_BOOL, "no", 0, 1, NULL,
+        "a service worker recycled for memory drains under a hard limit of soft + "
+        "handover_headroom: the kernel stops one that grows past it, and the requests it had in "
+        "flight are lost; no = kill_timeout and memory_hard bound its drain"),
     OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
         "replacement only starts its process"),

@@ -154,3 +154,24 @@ bool mv_policy_spawn_hopeless(int err)
     return err == -ENOENT || err == -EACCES || err == -ENOTDIR || err == -EISDIR ||
            err == -ENAMETOOLONG || err == -ELOOP || err == -EINVAL;
 }
+
+int64_t mv_policy_overshoot(int64_t learned, int64_t growth)
+{
+    int64_t decayed = learned - learned / 16;
+
+    if (growth < 0)
+        growth = 0;
+    return growth > decayed ? growth : decayed;
+}
+
+int64_t mv_policy_stop_at(int64_t soft, int64_t headroom, int64_t overshoot)
+{
+    int64_t margin;
+
+    if (soft <= 0 || headroom <= 0)
+        return INT64_MAX;
+    /* Nothing learned yet: all of it (the first stop is at soft). Learned: a quarter more
+     * than the figure, for drains slower than any of the recent ones. */
+    margin = overshoot < 0 ? headroom : overshoot + overshoot / 4;
+    return margin >= headroom ? soft : soft + headroom - margin;
+}

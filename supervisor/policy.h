@@ -14,6 +14,8 @@
  *   mv_policy_gate          whether a planned recycle may start now (max_concurrent, spacing)
  *   mv_policy_backoff       the respawn delay of a crash-looping slot
  *   mv_policy_spare_delay   when a spare that died is replaced (spares.h)
+ *   mv_policy_overshoot     how far a worker stopped for memory grows after its stop
+ *   mv_policy_stop_at       where a worker recycled for memory that still serves is stopped
  *   mv_policy_spawn_hopeless whether a spawn error means the command can never start
  */
 #ifndef MV_POLICY_H
@@ -137,6 +139,21 @@ typedef struct mv_gate {
 
 mv_gate_t mv_policy_gate(int recycling, int max_concurrent, uint64_t now_ms, uint64_t last_start_ms,
                          int64_t spacing_ms);
+
+/* How far a worker stopped for memory grows after its stop (SIGTERM or STOP: it finishes
+ * what it has in flight), learned over the run from `growth`, one drain's peak less its
+ * memory at the stop: the larger of that and the figure so far (-1: none yet) decayed by a
+ * sixteenth (one slow drain raises it at once; it comes back down over some 20 drains).
+ * Negative growth counts as 0. */
+int64_t mv_policy_overshoot(int64_t learned, int64_t growth);
+
+/* Where a worker recycled for memory that still serves (its replacement starting, or waiting
+ * its turn) is stopped: at soft + headroom less a margin, so that its peak, not its stop,
+ * stays within soft + headroom: the learned overshoot and a quarter more (drains vary), or
+ * all of the headroom while nothing is learned (overshoot < 0: it stops at soft); never
+ * below soft. INT64_MAX:
+ * no bound (headroom 0, or no soft limit). */
+int64_t mv_policy_stop_at(int64_t soft, int64_t headroom, int64_t overshoot);
 
 /* Delay before respawning a slot after `crashes` consecutive crashes: none for the first
  * (a one-off crash costs nothing), then min, 2*min, 4*min ... bounded by max. */

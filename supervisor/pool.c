@@ -15,6 +15,7 @@
 
 static void spawn_slot(mv_pool_t *p, int slot);
 static void start_queued(mv_pool_t *p);
+static void memory_stop(const mv_pool_t *p, mv_member_t *m);
 
 static mv_member_t *member_of(const mv_worker_t *w)
 {
@@ -140,6 +141,7 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
 {
     mv_worker_t *w = m->w;
     mv_recycle_plan_t plan;
+    bool failure;
 
     if (w->state == MV_W_DEAD || m->seat.gone) {
         mv_slots_unqueue(&p->slots, &m->seat);
@@ -156,8 +158,11 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         mv_slots_unqueue(&p->slots, &m->seat);
         return true;
     }
-    plan = mv_slots_recycle(&p->slots, &m->seat, reason, mv_policy_is_failure(reason, premature(w)),
-                            mv_now_ms());
+    failure = mv_policy_is_failure(reason, premature(w));
+    /* A memory recycle a ready spare can take at once does not wait its turn (slots.h). */
+    plan = reason == MV_R_SOFT_LIMIT && mv_spares_ready(&p->spares)
+               ? mv_slots_recycle_spare(&p->slots, &m->seat, reason, failure, mv_now_ms())
+               : mv_slots_recycle(&p->slots, &m->seat, reason, failure, mv_now_ms());
     if (!plan.go) {
         /* Waiting its turn, it serves on; for memory, only up to the headroom (on_check). */
         if (reason == MV_R_SOFT_LIMIT)
@@ -175,10 +180,12 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
     mv_watch_follow(&p->watch, &m->watch, plan.handover); /* its memory bounds the handover */
     /* Its own way out first: a replacement taken from the spares is ready at once, and its
      * readiness is what ends a handover. */
-    if (plan.handover)
+    if (plan.handover) {
         mv_worker_handover(w, reason);
-    else
+    } else {
         mv_worker_drain(w, reason);
+        memory_stop(p, m);
+    }
     if (plan.replacement)
         spawn_slot(p, w->slot);
     return true;
@@ -247,13 +254,61 @@ static void start_queued(mv_pool_t *p)
 
 /* ---- what the layers below report ---- */
 
-/* A worker in handover whose memory passed the soft limit by [recycle] handover_headroom. */
+/* Where a worker recycled for memory that serves on is stopped (mv_policy_stop_at). */
+static int64_t stop_at(const mv_pool_t *p, const mv_worker_t *w)
+{
+    return mv_policy_stop_at(w->lim.soft_bytes, p->o.cfg->recycle.handover_headroom, p->overshoot);
+}
+
+/* A worker in handover (or waiting its turn) whose memory reached its stop point: soft +
+ * [recycle] handover_headroom, less what workers stopped for memory grew after their stop. */
 static bool headroom_passed(const mv_pool_t *p, const mv_worker_t *w, const mv_reading_t *r)
 {
-    int64_t headroom = p->o.cfg->recycle.handover_headroom;
+    return mv_reading_limit_metric(r, p->o.cfg->limits.metric) >= stop_at(p, w);
+}
 
-    return headroom > 0 && w->lim.soft_bytes > 0 &&
-           mv_reading_limit_metric(r, p->o.cfg->limits.metric) >= w->lim.soft_bytes + headroom;
+/* [recycle] drain_cap: a service worker stopped for memory drains under a hard limit of soft +
+ * handover_headroom: what it finishes after its stop (its connections' requests in flight)
+ * may take it that far and no further; the kernel enforces it where a reading would come
+ * late. Off by default: a drain that needs more is OOM-killed and its requests are lost (a
+ * 700 MB/s leak under wrk with an 8M headroom: socket errors). Never in a batch: a task the
+ * soft limit lets finish may need more than the headroom. */
+static void drain_cap(const mv_pool_t *p, mv_member_t *m)
+{
+    mv_worker_t *w = m->w;
+    int64_t head = p->o.cfg->recycle.handover_headroom, cap = w->lim.soft_bytes + head;
+    int r;
+
+    if (!p->o.cfg->recycle.drain_cap || !p->o.service || !p->o.cfg->limits.enforce || head <= 0 ||
+        w->lim.soft_bytes <= 0 || (w->lim.hard_bytes > 0 && cap >= w->lim.hard_bytes))
+        return;
+    r = mv_worker_cap(w, cap);
+    if (r == 0)
+        m->cap = cap;
+    mv_log(p->o.log, r == 0 ? MV_LVL_INFO : MV_LVL_DEBUG, "drain_cap", MV_I("worker", w->slot),
+           MV_I("pid", w->proc.pid), MV_I("limit", cap), MV_I("mem", leaving_mem(p, w)),
+           MV_S("result", r == 0 ? "ok" : strerror(-r)));
+}
+
+/* w is told to stop now for memory: the limit's figure then, to learn its overshoot at
+ * exit. Its peak is of usage, so the overshoot includes what usage counts beyond the figure
+ * (page cache): with the stop at soft + headroom less the overshoot, the peak of usage
+ * stays within soft + headroom. */
+static void memory_stop(const mv_pool_t *p, mv_member_t *m)
+{
+    int64_t mem = leaving_mem(p, m->w);
+
+    if (m->w->reason != MV_R_SOFT_LIMIT || mem <= 0)
+        return;
+    m->stop_mem = mem;
+    drain_cap(p, m);
+}
+
+/* A worker stopped for memory is gone: how far it grew after its stop. */
+static void learn_overshoot(mv_pool_t *p, const mv_member_t *m)
+{
+    if (m->stop_mem > 0 && m->w->mem.peak > 0)
+        p->overshoot = mv_policy_overshoot(p->overshoot, m->w->mem.peak - m->stop_mem);
 }
 
 static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
@@ -273,6 +328,7 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
                 MV_I("mem", mv_reading_limit_metric(r, p->o.cfg->limits.metric)),
                 MV_I("soft", w->lim.soft_bytes),
                 MV_I("headroom", p->o.cfg->recycle.handover_headroom),
+                MV_I("overshoot", p->overshoot), MV_I("stop_at", stop_at(p, w)),
                 MV_S("msg", m->seat.handover ? "its replacement is not ready yet: it drains now"
                                              : "it waited its turn to recycle: it drains now"));
         if (m->seat.handover) {
@@ -281,6 +337,7 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
         } else if (m->seat.queued != MV_R_NONE && !mv_worker_leaving(w)) {
             drain_now(p, m, m->seat.queued);
         }
+        memory_stop(p, m);
         return true;
     }
     /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
@@ -380,6 +437,7 @@ static void w_ready(mv_worker_t *w)
                      MV_I("replacement", w->proc.pid));
             mv_watch_follow(&p->watch, &member_of_seat(old[i])->watch, false);
             mv_worker_replaced(ow);
+            memory_stop(p, member_of_seat(old[i]));
         }
     p->ev->on_ready(p->arg);
     mv_dispatch_kick(&p->dispatch);
@@ -465,7 +523,7 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
                                          -1, g->ntasks ? g->tasks[0]->id : 0});
     if (why == MV_R_KERNEL_OOM)
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("cgroup", w->cg.path), MV_I("limit", w->lim.hard_bytes),
+                MV_S("cgroup", w->cg.path), MV_I("limit", m->cap ? m->cap : w->lim.hard_bytes),
                 MV_S("snapshot", m->suspect.last_snapshot));
     /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
      * OOM kill counts as kernel_oom). */
@@ -483,6 +541,7 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
+    learn_overshoot(p, m);
     plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless,
                          why == MV_R_FATAL || why == MV_R_NO_HELLO);
     if (plan.run_ends && why == MV_R_FATAL)
@@ -752,6 +811,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->o = *o;
     p->ev = ev;
     p->arg = arg;
+    p->overshoot = -1; /* nothing learned yet */
     p->nslots = cfg->supervisor.workers;
     p->env = pool_env(o->env);
     p->slot = calloc((size_t)p->nslots, sizeof *p->slot);

@@ -43,6 +43,8 @@ typedef struct mv_member {
     mv_suspected_t suspect; /* suspect.c */
     struct mv_member *next; /* pool.c: every worker whose handles are open */
     bool deferred_said;     /* pool.c: its queued recycle was logged */
+    int64_t stop_mem;       /* pool.c: its [limits] metric when stopped for memory (0: not) */
+    int64_t cap;            /* pool.c: the hard limit it drains under (0: its own) */
     bool esc;               /* pool_esc.c: a worker made for one escalated task */
     mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
 } mv_member_t;
@@ -120,6 +122,7 @@ typedef struct mv_pool {
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
     uint64_t protocol_errors;
+    int64_t overshoot; /* growth after a memory stop, learned (mv_policy_overshoot); -1: none */
 } mv_pool_t;
 
 /* One worker as status, metrics and the report see it. */

@@ -119,8 +119,9 @@ static bool surge(mv_slots_t *s, mv_seat_t *w)
     return true;
 }
 
-mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
-                                   uint64_t now)
+/* mv_slots_recycle and mv_slots_recycle_spare: `spare` = its replacement is ready at once. */
+static mv_recycle_plan_t plan_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
+                                      uint64_t now, bool spare)
 {
     mv_recycle_plan_t p = {0};
     mv_gate_t g;
@@ -136,6 +137,9 @@ mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reas
     }
     g = mv_policy_gate(s->recycling, s->cfg.max_concurrent, now, s->last_recycle_ms,
                        s->cfg.spacing);
+    /* A memory recycle whose replacement is a ready spare does not wait its turn (slots.h). */
+    if (spare && reason == MV_R_SOFT_LIMIT && !failure && !w->replaced && !s->stopping && !s->fatal)
+        g.go = true;
     if (!g.go) {
         enqueue(s, w, reason);
         p.retry_ms = g.wait_ms;
@@ -156,6 +160,18 @@ mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reas
         slot_of(s, w)->handing = w;
     }
     return p;
+}
+
+mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
+                                   uint64_t now)
+{
+    return plan_recycle(s, w, reason, failure, now, false);
+}
+
+mv_recycle_plan_t mv_slots_recycle_spare(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason,
+                                         bool failure, uint64_t now)
+{
+    return plan_recycle(s, w, reason, failure, now, true);
 }
 
 bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure)

@@ -101,6 +101,14 @@ uint32_t mv_slots_take_extra(mv_slots_t *s, mv_seat_t *w, int slot);
  * never waits. */
 mv_recycle_plan_t mv_slots_recycle(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason, bool failure,
                                    uint64_t now);
+/* mv_slots_recycle when a ready hot spare will replace w at once: a soft-limit recycle of
+ * the slot's active worker (not a failure) then passes the gate. max_concurrent and spacing
+ * keep capacity and spread start-ups; with the replacement ready there is neither a drop nor
+ * a start-up, while a worker past its soft limit that waits its turn keeps growing toward
+ * soft + handover_headroom (bench/w2: 17 of 18 headroom passes were such waits). It still
+ * counts as a recycle under way. Any other recycle is planned as by mv_slots_recycle. */
+mv_recycle_plan_t mv_slots_recycle_spare(mv_slots_t *s, mv_seat_t *w, mv_reason_t reason,
+                                         bool failure, uint64_t now);
 /* A fault or kill (task timeout, hard limit, protocol error...): whether a replacement
  * starts now (not for the worker's own failure, nor when it already has one). */
 bool mv_slots_replace_now(mv_slots_t *s, mv_seat_t *w, bool failure);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "policy.h"
+
 static void start_one(mv_spares_t *s);
 
 static mv_spare_t *spare_of(const mv_worker_t *w)
@@ -95,18 +97,62 @@ static void sp_snapshot(mv_worker_t *w, const uint8_t *payload, size_t len)
     (void)w, (void)payload, (void)len; /* never asked */
 }
 
-/* Its cgroup said something while it waits: the soft limit crossed before any task means the
- * limits do not fit its start-up; it is replaced (with the backoff of a spare dying young). */
-static void sp_notify(mv_worker_t *w)
+/* A spare at or over its soft limit now (a fresh reading) is retired and replaced, and
+ * returns true. Its start-up memory says whether that is a failure (sp_gone): limits that do
+ * not fit its start-up, or a `none` spare that served connections on the shared sockets while
+ * it waited, and grew. */
+static bool over_limit(mv_worker_t *w)
 {
     const mv_reading_t *r = mv_worker_read(w, true);
     int64_t mem = r ? mv_reading_limit_metric(r, w->o.cfg->limits.metric) : -1;
 
     if (spare_of(w)->retire || w->lim.soft_bytes <= 0 || mem < w->lim.soft_bytes)
-        return;
+        return false;
     mv_warn(w->o.log, "spare_over_limit", MV_I("worker", 0), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_I("mem", mem), MV_I("soft", w->lim.soft_bytes));
     retire(spare_of(w), MV_R_SOFT_LIMIT, false);
+    return true;
+}
+
+/* Every 5 ms while a spare's usage is over its soft limit and the limit's figure is not (on
+ * v1 the threshold is on usage, memory.stat lags the charge, and the threshold will not fire
+ * again): the figure catches up within milliseconds, and a `none` spare serving the shared
+ * sockets meanwhile grows as fast as the slots' workers. */
+#define RECHECK_MS 5
+
+static void recheck_cb(uv_timer_t *t)
+{
+    mv_spares_t *s = t->data;
+    bool any = false;
+
+    for (mv_spare_t *sp = s->list; sp; sp = sp->next) {
+        const mv_reading_t *r;
+        if (!sp->near || sp->retire || sp->w->state == MV_W_DEAD || over_limit(sp->w)) {
+            sp->near = false;
+            continue;
+        }
+        r = mv_worker_read(sp->w, false); /* over_limit just read it */
+        sp->near = r && r->usage >= sp->w->lim.soft_bytes;
+        any |= sp->near;
+    }
+    if (!any)
+        uv_timer_stop(&s->recheck);
+}
+
+/* Its cgroup said something while it waits. */
+static void sp_notify(mv_worker_t *w)
+{
+    mv_spare_t *sp = spare_of(w);
+    const mv_reading_t *r;
+
+    if (over_limit(w) || sp->retire)
+        return;
+    r = mv_worker_read(w, false);
+    if (r && w->lim.soft_bytes > 0 && r->usage >= w->lim.soft_bytes) {
+        sp->near = true;
+        if (!uv_is_active((uv_handle_t *)&sp->s->recheck))
+            uv_timer_start(&sp->s->recheck, recheck_cb, RECHECK_MS, RECHECK_MS);
+    }
 }
 
 static void sp_deadline(mv_worker_t *w, mv_deadline_t what)
@@ -130,7 +176,8 @@ static void sp_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_spare_t *sp = spare_of(w);
     mv_spares_t *s = sp->s;
     const mv_config_t *cfg = w->o.cfg;
-    bool failure = !sp->retire || w->reason == MV_R_SOFT_LIMIT;
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
+    bool failure = !sp->retire || (w->reason == MV_R_SOFT_LIMIT && mv_policy_premature(&f));
     uint64_t age = w->spawned_ms ? mv_now_ms() - w->spawned_ms : 0, delay;
 
     for (unsigned i = 0; i < g->ntasks; i++)
@@ -201,16 +248,31 @@ static void start_one(mv_spares_t *s)
     mv_worker_start(sp->w);
 }
 
-mv_worker_t *mv_spares_take(mv_spares_t *s)
+/* The spare mv_spares_take would give, or NULL. */
+static mv_spare_t *pick(mv_spares_t *s)
 {
     mv_spare_t *best = NULL;
-    mv_worker_t *w;
 
-    /* The one that waited longest: the others stay warm in turn. */
+    /* The one that waited longest: the others stay warm in turn. Not one at its soft limit
+     * (read now: the threshold's event may have come while memory.stat lagged the charge):
+     * it would be recycled at once and overshoot while it drains. */
     for (mv_spare_t *sp = s->list; sp; sp = sp->next)
         if (sp->ready && !sp->retire && sp->w->state == MV_W_READY && !mv_worker_leaving(sp->w) &&
-            (!best || sp->w->ready_ms <= best->w->ready_ms))
+            (!best || sp->w->ready_ms <= best->w->ready_ms) && !over_limit(sp->w))
             best = sp;
+    return best;
+}
+
+bool mv_spares_ready(mv_spares_t *s)
+{
+    return pick(s) != NULL;
+}
+
+mv_worker_t *mv_spares_take(mv_spares_t *s)
+{
+    mv_spare_t *best = pick(s);
+    mv_worker_t *w;
+
     if (!best)
         return NULL;
     for (mv_spare_t **pp = &s->list; *pp; pp = &(*pp)->next)
@@ -238,6 +300,9 @@ void mv_spares_init(mv_spares_t *s, const mv_worker_opts_t *wo, int want,
     uv_timer_init(wo->loop, &s->backoff);
     s->backoff.data = s;
     uv_unref((uv_handle_t *)&s->backoff);
+    uv_timer_init(wo->loop, &s->recheck);
+    s->recheck.data = s;
+    uv_unref((uv_handle_t *)&s->recheck);
 }
 
 void mv_spares_reconfigure(mv_spares_t *s, const mv_worker_opts_t *wo, int want)
@@ -259,6 +324,7 @@ void mv_spares_stop(mv_spares_t *s, bool graceful)
 
     s->stopping = true;
     uv_timer_stop(&s->backoff);
+    uv_timer_stop(&s->recheck);
     for (sp = s->list; sp; sp = next) {
         next = sp->next; /* a kill of a spare with no process yet closes it at once */
         if (sp->w->state != MV_W_DEAD && (!sp->retire || !graceful))
@@ -275,12 +341,15 @@ static void timer_closed_cb(uv_handle_t *h)
 {
     mv_spares_t *s = h->data;
 
-    s->closed(s->closed_arg);
+    if (--s->closing == 0)
+        s->closed(s->closed_arg);
 }
 
 void mv_spares_close(mv_spares_t *s, void (*cb)(void *arg), void *arg)
 {
     s->closed = cb;
     s->closed_arg = arg;
+    s->closing = 2;
     uv_close((uv_handle_t *)&s->backoff, timer_closed_cb);
+    uv_close((uv_handle_t *)&s->recheck, timer_closed_cb);
 }

@@ -17,7 +17,10 @@
  *     (memvisor_spares, memvisor_spares_usage_bytes);
  *   - one that dies or cannot start is replaced, after the crash backoff while spares keep
  *     dying young (mv_policy_spare_delay), and never counts as a crash of the pool; one that
- *     crosses the soft limit while it waits is stopped and replaced the same way.
+ *     crosses the soft limit while it waits (or is found over it when a slot would take it)
+ *     is stopped and replaced the same way, with the backoff only when its start-up memory
+ *     was already at the limit (mv_policy_premature): a `none` spare serving the shared
+ *     sockets grows like the slots' workers, and that is no failure.
  *   - an escalation worker (pool_esc.c) never takes a spare: it needs the task's raised limits.
  * A reload retires every spare (they run the old configuration and command) and starts new
  * ones; a stop retires them with the workers.
@@ -40,6 +43,7 @@ typedef struct mv_spare {
     struct mv_spare *next;
     bool ready;  /* it can take a slot */
     bool retire; /* asked to leave (reload, stop, soft limit) */
+    bool near;   /* its usage is over the soft limit, the limit's figure not yet: recheck */
 } mv_spare_t;
 
 typedef struct mv_spares_events {
@@ -55,6 +59,8 @@ struct mv_spares {
     uint32_t seq;     /* spares started: the generation of the next one (cgroup w0.<seq>) */
     int streak;       /* spares in a row that died young (the backoff) */
     uv_timer_t backoff;
+    uv_timer_t recheck; /* every 5 ms while a spare is near its soft limit */
+    int closing;        /* timers not closed yet (mv_spares_close) */
     bool stopping;
     void (*closed)(void *arg);
     void *closed_arg;
@@ -69,6 +75,8 @@ void mv_spares_fill(mv_spares_t *s);
 /* A ready spare, no longer the module's (adopt it now: mv_worker_adopt), or NULL; a new
  * spare is started in its place. */
 mv_worker_t *mv_spares_take(mv_spares_t *s);
+/* Whether mv_spares_take would give a spare now (one at its soft limit is retired instead). */
+bool mv_spares_ready(mv_spares_t *s);
 /* A reload: every spare is retired, new ones start with wo and `want`. */
 void mv_spares_reconfigure(mv_spares_t *s, const mv_worker_opts_t *wo, int want);
 /* No more spares: the ones there leave (STOP, or SIGKILL when not graceful). */

@@ -379,6 +379,11 @@ void mv_worker_handover(mv_worker_t *w, mv_reason_t reason)
     mv_worker_step(w, MV_EV_HANDOVER);
 }
 
+int mv_worker_cap(mv_worker_t *w, int64_t bytes)
+{
+    return w->has_cg ? mv_cg_cap(&w->cg, bytes) : -ENODEV;
+}
+
 void mv_worker_replaced(mv_worker_t *w)
 {
     mv_worker_step(w, MV_EV_REPLACED);

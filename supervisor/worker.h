@@ -269,6 +269,9 @@ void mv_worker_replaced(mv_worker_t *w);                     /* its replacement 
 void mv_worker_fault(mv_worker_t *w, mv_reason_t reason);    /* SIGTERM, then SIGKILL */
 void mv_worker_freeze(mv_worker_t *w, mv_reason_t reason);   /* SIGSTOP until killed */
 void mv_worker_kill(mv_worker_t *w, mv_reason_t reason);     /* SIGKILL now */
+/* Lowers its cgroup's hard limit to `bytes` while it drains (mv_cg_cap): 0, -ENODEV without
+ * a cgroup, -EBUSY when its usage is already within a MiB of it, or -errno. */
+int mv_worker_cap(mv_worker_t *w, int64_t bytes);
 
 /* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
  * cannot be read (never could, or gone before any reading). */

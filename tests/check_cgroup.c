@@ -637,6 +637,10 @@ START_TEST(v1_reuse_is_refused_where_it_would_not_be_exact)
     ck_assert_int_eq(access(path, F_OK), 0);
     unlink(shm); /* its pages uncharged: the cgroup is as good as new again */
     ck_assert_msg(mv_cg_reuse(&cg, 1, 2, &w, 512 * 1024, why, sizeof why) == 0, "%s", why);
+    /* A drain's cap ([recycle] drain_cap) lowered its kernel limit: not for another worker. */
+    ck_assert_int_eq(mv_cg_cap(&w, 32 * MiB), 0);
+    ck_assert(!mv_cg_reusable(&cg, &w));
+    ck_assert_int_eq(mv_cg_reuse(&cg, 1, 3, &w, 512 * 1024, why, sizeof why), -EINVAL);
     free(path);
     remove_all(&cg, &w);
 }

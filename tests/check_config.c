@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 70);
+    ck_assert_uint_eq(n, 71);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -260,6 +260,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "handover_headroom = 1G\n"
                                        "spares = 3\n"
                                        "cgroup_ahead = no\n"
+                                       "drain_cap = yes\n"
                                        "[service]\n"
                                        "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
                                        "backlog = 16\n"
@@ -338,6 +339,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.recycle.max_concurrent, 1024);
     ck_assert_int_eq(c.recycle.spacing, 2000);
     ck_assert_int_eq(c.recycle.spares, 3);
+    ck_assert_int_eq(c.recycle.drain_cap, 1);
     ck_assert_int_eq(c.recycle.cgroup_ahead, 0);
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
     ck_assert_int_eq(c.service.backlog, 16);

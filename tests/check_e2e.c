@@ -558,6 +558,80 @@ START_TEST(a_worker_waiting_its_turn_stops_at_the_headroom)
 }
 END_TEST
 
+/* The exit line of worker `pid` in the log (a copy: free it), or NULL. */
+static char *exit_line(const mvrun_t *r, long pid)
+{
+    char needle[64];
+    const char *p = r->log, *end;
+
+    snprintf(needle, sizeof needle, " pid=%ld ", pid);
+    while ((p = strstr(p, "event=exit "))) {
+        end = strchr(p, '\n');
+        if (!end)
+            end = p + strlen(p);
+        if (memmem(p, (size_t)(end - p), needle, strlen(needle)))
+            return strndup(p, (size_t)(end - p));
+        p = end;
+    }
+    return NULL;
+}
+
+/* [recycle] drain_cap: a service worker stopped for memory drains under a hard limit of
+ * soft + handover_headroom (event=drain_cap). One that ignores its SIGTERM and keeps growing
+ * (1 MiB every 2 ms) is stopped there by the kernel: its peak stays within the bound, long
+ * before kill_timeout (60 s) or memory_hard (512M) would have stopped it. */
+START_TEST(a_draining_service_worker_is_stopped_at_the_headroom)
+{
+    const long long cap = 40LL << 20; /* soft 24M + headroom 16M */
+    const char *args[] = {"run",
+                          "-o",
+                          "worker.protocol=none",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.memory_soft=24M",
+                          "-o",
+                          "limits.memory_hard=512M",
+                          "-o",
+                          "recycle.handover_headroom=16M",
+                          "-o",
+                          "worker.kill_timeout=60s",
+                          "-o",
+                          "recycle.drain_cap=yes",
+                          "--",
+                          MVTEST,
+                          "--ignore-term",
+                          "--leak-forever",
+                          "2",
+                          NULL};
+    mvrun_t r;
+
+    run_init(&r, NULL);
+    strcpy(r.tasks, ""); /* no task source: a service */
+    run_start(&r, args, NULL);
+    run_wait_nth(&r, "event=kernel_oom ", 2);
+    kill(r.pid, SIGTERM);
+    kill(r.pid, SIGTERM); /* the second: its worker ignores SIGTERM, kill it at once */
+    run_finish(&r);
+    ck_assert_int_ge(run_count(&r, "event=drain_cap "), 2);
+    ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 0);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    for (const char *p = r.log; (p = strstr(p, "event=drain_cap ")); p++) {
+        long pid = atol(strstr(p, " pid=") + 5);
+        char *exit = exit_line(&r, pid);
+        ck_assert_int_eq(atoll(strstr(p, " limit=") + 7), cap);
+        ck_assert_msg(strstr(p, "result=ok") != NULL, "%.200s", p);
+        ck_assert_msg(exit != NULL, "no exit of %ld", pid);
+        if (!strstr(exit, "reason=shutdown")) { /* the last one, killed by the stop */
+            ck_assert_msg(strstr(exit, "reason=kernel_oom") != NULL, "%s", exit);
+            ck_assert_msg(atoll(strstr(exit, " peak=") + 6) <= cap, "%s", exit);
+        }
+        free(exit);
+    }
+    run_free(&r);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -580,6 +654,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, json_log_lines);
     tcase_add_test(batch, a_sample_is_not_reused_as_a_task_end);
     tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
+    tcase_add_test(batch, a_draining_service_worker_is_stopped_at_the_headroom);
     tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
     tcase_add_test(sig, second_signal_kills_at_once);
     tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);

@@ -161,6 +161,35 @@ START_TEST(spare_delay_backs_off_and_resets)
 }
 END_TEST
 
+START_TEST(overshoot_is_learned_and_decays)
+{
+    int64_t o = mv_policy_overshoot(-1, 16 << 20);
+
+    ck_assert_int_eq(o, 16 << 20);                                /* the first drain */
+    ck_assert_int_eq(mv_policy_overshoot(o, 20 << 20), 20 << 20); /* a slower one: at once */
+    ck_assert_int_eq(mv_policy_overshoot(o, 1 << 20), 15 << 20);  /* faster: decays */
+    ck_assert_int_eq(mv_policy_overshoot(o, -5), 15 << 20);       /* it shrank: 0 */
+    ck_assert_int_eq(mv_policy_overshoot(-1, -5), 0);
+    for (int i = 0; i < 400; i++)
+        o = mv_policy_overshoot(o, 0);
+    ck_assert_int_lt(o, 16); /* fast drains bring it back down */
+}
+END_TEST
+
+START_TEST(stop_lands_before_the_headroom)
+{
+    const int64_t soft = 128 << 20, head = 16 << 20;
+
+    ck_assert_int_eq(mv_policy_stop_at(soft, head, -1), soft);       /* nothing learned yet */
+    ck_assert_int_eq(mv_policy_stop_at(soft, head, 0), soft + head); /* instant drains */
+    ck_assert_int_eq(mv_policy_stop_at(soft, head, 8 << 20), soft + (6 << 20)); /* 8M + 2M */
+    ck_assert_int_eq(mv_policy_stop_at(soft, head, 13 << 20), soft); /* never below soft */
+    ck_assert_int_eq(mv_policy_stop_at(soft, head, 1LL << 40), soft);
+    ck_assert_int_eq(mv_policy_stop_at(soft, 0, 0), INT64_MAX); /* headroom off: no bound */
+    ck_assert_int_eq(mv_policy_stop_at(0, head, 0), INT64_MAX); /* no soft limit */
+}
+END_TEST
+
 START_TEST(backoff_grows_and_is_bounded)
 {
     ck_assert_uint_eq(mv_policy_backoff(0, 100, 10000), 0);
@@ -350,6 +379,8 @@ Suite *policy_suite(void)
     tcase_add_test(tc, exit_classification);
     tcase_add_test(tc, charge);
     tcase_add_test(tc, recycle_gate);
+    tcase_add_test(tc, overshoot_is_learned_and_decays);
+    tcase_add_test(tc, stop_lands_before_the_headroom);
     tcase_add_test(tc, spawn_hopeless);
     suite_add_tcase(s, tc);
     return s;

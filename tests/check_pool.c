@@ -43,6 +43,41 @@ START_TEST(surge_starts_the_replacement_before_the_old_one_leaves)
 }
 END_TEST
 
+/* With a ready spare to replace it at once, a memory recycle does not wait its turn behind
+ * max_concurrent or the spacing (it still counts as a recycle under way); any other recycle,
+ * a failure, or a worker that is no slot's active one (nothing to replace) still waits. */
+START_TEST(a_memory_recycle_with_a_ready_spare_does_not_wait_its_turn)
+{
+    mv_slots_t s;
+    mv_seat_t w[4], extra;
+    mv_recycle_plan_t p;
+
+    start(&s, w, 4, cfg(1, 60000, 10, true));
+    p = mv_slots_recycle(&s, &w[0], MV_R_MAX_TASKS, false, 1000);
+    ck_assert(p.go && p.replacement && p.handover);
+    /* Held by max_concurrent and the spacing... */
+    p = mv_slots_recycle(&s, &w[1], MV_R_SOFT_LIMIT, false, 1001);
+    ck_assert(!p.go);
+    ck_assert_int_eq(w[1].queued, MV_R_SOFT_LIMIT);
+    /* ...unless a spare is ready: it goes now, off the queue, with its replacement. */
+    p = mv_slots_recycle_spare(&s, &w[1], MV_R_SOFT_LIMIT, false, 1002);
+    ck_assert(p.go && p.replacement && p.handover);
+    ck_assert_int_eq(w[1].queued, MV_R_NONE);
+    ck_assert_ptr_null(s.queue);
+    ck_assert_int_eq(s.recycling, 2);
+    /* Not for counts, nor for a failure (premature: no replacement to start). */
+    ck_assert(!mv_slots_recycle_spare(&s, &w[2], MV_R_MAX_TASKS, false, 1003).go);
+    ck_assert(!mv_slots_recycle_spare(&s, &w[3], MV_R_SOFT_LIMIT, true, 1004).go);
+    /* Nor for a worker beside the slot's own (an escalated task's): no spare replaces it. */
+    mv_slots_take_extra(&s, &extra, 1);
+    ck_assert(!mv_slots_recycle_spare(&s, &extra, MV_R_SOFT_LIMIT, false, 1005).go);
+    /* Nor once stopping: shutdowns take over. */
+    mv_slots_stop(&s);
+    ck_assert(!mv_slots_recycle_spare(&s, &w[3], MV_R_SOFT_LIMIT, false, 1006).go);
+    mv_slots_free(&s);
+}
+END_TEST
+
 START_TEST(a_failure_gets_no_replacement_until_it_is_gone)
 {
     mv_slots_t s;
@@ -244,6 +279,7 @@ Suite *pool_suite(void)
 
     tcase_add_test(tc, surge_starts_the_replacement_before_the_old_one_leaves);
     tcase_add_test(tc, a_failure_gets_no_replacement_until_it_is_gone);
+    tcase_add_test(tc, a_memory_recycle_with_a_ready_spare_does_not_wait_its_turn);
     tcase_add_test(tc, the_queue_waits_for_the_cap_and_puts_memory_first);
     tcase_add_test(tc, spacing_holds_planned_recycles_apart);
     tcase_add_test(tc, handover_releases_the_old_worker_when_the_new_one_is_ready);

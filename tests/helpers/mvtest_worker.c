@@ -49,7 +49,8 @@
  * MEMVISOR_SLOT is N: 0 is the warm template), --fatal (exit MVW_EXIT_FATAL before
  * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
- * --ignore-term (ignore SIGTERM).
+ * --ignore-term (ignore SIGTERM), --leak-forever MS (a `none` worker: never opens the API,
+ * keeps 1 MiB more every MS milliseconds until it is killed).
  *
  * Deterministic: before anything abnormal (crash, exit, hang, raw bytes) the buffered answers
  * are flushed, so what memvisor received does not depend on timing. It never forks (but for
@@ -76,11 +77,11 @@
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
-            "       [--crash-at-start-slot N] [--fatal]\n"
-            "       [--no-hello]\n"
-            "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n");
+    fprintf(stderr, "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
+                    "       [--crash-at-start-slot N] [--fatal]\n"
+                    "       [--no-hello]\n"
+                    "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n"
+                    "       [--leak-forever MS]\n");
     exit(2);
 }
 
@@ -569,7 +570,7 @@ static int service(mvw_t *w, const char *script)
 
 int main(int argc, char **argv)
 {
-    long crash_after = -1, ntasks = 0;
+    long crash_after = -1, ntasks = 0, leak_ms = 0;
     const struct rlimit no_core = {0, 0};
     int ignore_stop = 0, rc;
     const char *script = NULL;
@@ -606,11 +607,21 @@ int main(int argc, char **argv)
             ignore_stop = 1;
         } else if (!strcmp(argv[i], "--ignore-term")) {
             signal(SIGTERM, SIG_IGN);
+        } else if (!strcmp(argv[i], "--leak-forever") && i + 1 < argc) {
+            leak_ms = strtol(argv[++i], NULL, 10);
+            if (leak_ms <= 0)
+                usage();
         } else {
             usage();
         }
     }
 
+    while (leak_ms > 0) {
+        struct timespec ts = {leak_ms / 1000, (leak_ms % 1000) * 1000000};
+        if (alloc_mib(1, 1) < 0)
+            return 1;
+        nanosleep(&ts, NULL);
+    }
     rc = mvw_open(&w);
     if (rc < 0) {
         fprintf(stderr, "mvtest_worker: mvw_open: %s\n", mvw_strerror(rc));
