@@ -524,7 +524,7 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
     if (why == MV_R_KERNEL_OOM)
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("cgroup", w->cg.path), MV_I("limit", m->cap ? m->cap : w->lim.hard_bytes),
-                MV_S("snapshot", m->suspect.last_snapshot));
+                MV_S("snapshot", mv_suspect_last_snapshot(&m->suspect)));
     /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
      * OOM kill counts as kernel_oom). */
     if (why != MV_R_SHUTDOWN && !g->spawn_call)

@@ -185,6 +185,10 @@ static void write_work(mv_job_t *j)
         sj->result = -EIO;
 }
 
+static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *reason,
+                            const char *kind, const mv_leak_verdict_t *v, const mv_task_t *t,
+                            const mv_result_t *r, bool ask_heap, bool kill);
+
 static void write_done(mv_job_t *j, void *owner, int cancelled)
 {
     mv_snapjob_t *sj = ((write_job_t *)j)->snap;
@@ -204,6 +208,14 @@ static void write_done(mv_job_t *j, void *owner, int cancelled)
         if (sj->kill) {
             sw->kill_snapshot_done = true;
             s->ev->on_kill_ready(s->arg, sw); /* it was stopped while it was read */
+        } else if (sw->kill_snapshot_next) {
+            /* The kill waited for this one (the worker is stopped): its own now, or the
+             * kill at once when it cannot be taken. */
+            sw->kill_snapshot_next = false;
+            if (!snapshot(s, sw, "hard_limit", NULL, NULL, NULL, NULL, false, true)) {
+                sw->kill_snapshot_done = true;
+                s->ev->on_kill_ready(s->arg, sw);
+            }
         }
     }
     unref(sj);
@@ -721,10 +733,21 @@ void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading
 
 bool mv_suspect_before_kill(mv_suspect_t *s, mv_suspected_t *sw)
 {
-    if (!s->leak || sw->kill_snapshot_done || sw->snap || sw->w->proc.exited || !s->run ||
-        !s->run->dir)
+    if (!s->leak || sw->kill_snapshot_done || sw->kill_snapshot_next || sw->w->proc.exited ||
+        !s->run || !s->run->dir)
         return false;
+    /* One snapshot of a worker at a time: one in progress (near the limit, a suspect's) is
+     * written first, and the kill's own taken after it (a busy host can be that slow). */
+    if (sw->snap) {
+        sw->kill_snapshot_next = true;
+        return true;
+    }
     return snapshot(s, sw, "hard_limit", NULL, NULL, NULL, NULL, false, true) != NULL;
+}
+
+const char *mv_suspect_last_snapshot(const mv_suspected_t *sw)
+{
+    return sw->snap && sw->snap->path ? sw->snap->path : sw->last_snapshot;
 }
 
 void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w)

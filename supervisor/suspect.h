@@ -51,6 +51,7 @@ typedef struct mv_suspected {
     char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
     bool near_hard_done;     /* one near-hard-limit snapshot per worker */
     bool kill_snapshot_done; /* the snapshot before a hard-limit kill is written */
+    bool kill_snapshot_next; /* ...is due once the snapshot in progress is written */
     bool heap_seen;          /* a task of it had heap figures: tasks without have no figure */
     /* Its growth per task over its last [leak] window tasks, and their kinds: a worker that
      * grows while no kind is suspected asks for a bisection (experiment.h). */
@@ -109,6 +110,9 @@ void mv_suspect_near_limit(mv_suspect_t *s, mv_suspected_t *sw, const mv_reading
 /* A hard-limit kill is decided: whether a snapshot is started first (then freeze the worker
  * and kill it at on_kill_ready). */
 bool mv_suspect_before_kill(mv_suspect_t *s, mv_suspected_t *sw);
+/* The path of its latest snapshot: the one being written (the kernel may kill the worker
+ * before a busy thread pool writes it), else the last one written; NULL when none. */
+const char *mv_suspect_last_snapshot(const mv_suspected_t *sw);
 /* The worker's reply to a SNAPSHOT request. */
 void mv_suspect_reply(mv_suspect_t *s, mv_suspected_t *sw, const uint8_t *p, size_t n);
 /* The worker is gone: its pending snapshot goes ahead without it, its history is freed. */
