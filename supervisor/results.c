@@ -20,16 +20,20 @@
 #include "runlock.h"
 
 /* Small batches: at a modest rate the buffers stay small (bench/footprint); at a high one
- * results pile up while a job runs, so the batches grow by themselves. */
+ * results pile up while a job runs, so the batches grow by themselves. A batch is handed to a
+ * job before a record would take it past FLUSH_BYTES, so with no job running it stays at
+ * that (it doubled to 32 KiB at each flush, and kept 64 KiB after a burst: bench/footprint). */
 #define FLUSH_BYTES    (16 * 1024)
 #define FLUSH_EVERY_MS 100
 #define BACKLOG_MAX    (1024 * 1024)
 #define RETRY_EVERY_MS 500
 #define SYNC_EVERY_MS  1000
 #define READ_CHUNK     (1024 * 1024)
-/* A job writes its batch's lines this much at a time: a line is ~2.5 times its record, and a
- * burst's batch (records that piled up while a job ran) made a text of a megabyte. */
-#define SLICE_BYTES (16 * 1024)
+/* A job writes its batch's lines once they hold this much: a line is ~2.5 times its record,
+ * and a burst's batch (records that piled up while a job ran) made a text of a megabyte.
+ * Half of FLUSH_BYTES: with lines shorter than 8 KiB the text's buffer stays at 16 KiB (a
+ * 16 KiB slice went past it, and the buffer doubled to 32 KiB). */
+#define SLICE_BYTES (8 * 1024)
 
 /* A result as the loop hands it to a job: this header, then hist[nhist], then the payload. */
 typedef struct record {
@@ -371,11 +375,11 @@ static void after_job_cb(uv_work_t *req, int status)
     }
     mv_buf_reset(&r->batch);
     r->batch_off = 0;
-    /* What a burst grew is given back: a steady rate keeps its batches small. */
-    mv_buf_shrink(&r->batch, 4 * FLUSH_BYTES);
+    /* What a burst grew is given back: a steady rate keeps its batches at FLUSH_BYTES. */
+    mv_buf_shrink(&r->batch, FLUSH_BYTES);
     if (!r->encoded) { /* written: its text is not needed for a retry */
         mv_buf_reset(&r->lines);
-        mv_buf_shrink(&r->lines, 4 * FLUSH_BYTES);
+        mv_buf_shrink(&r->lines, FLUSH_BYTES);
     }
     if (r->stalled) {
         r->stalled = false;
@@ -669,6 +673,9 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
             uv_timer_start(&r->timer, timer_cb, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
         uv_unref((uv_handle_t *)&r->timer);
     }
+    /* Full: handed to a job first (when none runs), rather than grown. */
+    if (mv_buf_unread(&r->pending) + size > FLUSH_BYTES)
+        start_job(r);
     rc = mv_buf_reserve(&r->pending, size);
     if (rc < 0)
         return rc;

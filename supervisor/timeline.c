@@ -19,8 +19,15 @@
 #include <unistd.h>
 
 /* Small batches: at a modest rate the buffers stay small (bench/footprint); at a high one
- * records pile up while a job runs, so the batches grow by themselves. */
+ * records pile up while a job runs, so the batches grow by themselves. A batch is handed to a
+ * job before a record would take it past FLUSH_BYTES, so with no job running it never grows
+ * past that (it doubled to 32 KiB at each flush: bench/footprint). */
 #define FLUSH_BYTES (16 * 1024)
+/* A job writes its text once it holds this much (the longest row is 224 bytes): the text of
+ * a 16 KiB batch is ~8 KiB, and of a burst's batch as much as the records; it is written in
+ * pieces so that its buffer stays at TEXT_BYTES. */
+#define TEXT_BYTES  (8 * 1024)
+#define ROW_MAX     256
 #define BACKLOG_MAX (1024 * 1024)
 #define GROUP       4 /* points a decimation folds into two */
 #define REASON_MAX  32
@@ -444,14 +451,14 @@ static void job_cb(uv_work_t *req)
         e = r[i].type == 'p' ? format_point(&tl->text, r[i].t, &r[i].p)
                              : format_mark(&tl->text, &r[i]);
         tl->file_points += r[i].type == 'p';
+        if (e == 0 && (i + 1 == n || tl->text.len > TEXT_BYTES - ROW_MAX)) {
+            e = write_all(tl->fd, tl->text.data, tl->text.len);
+            tl->file_bytes += e == 0 ? (int64_t)tl->text.len : 0;
+            mv_buf_reset(&tl->text);
+        }
     }
-    if (e == 0)
-        e = write_all(tl->fd, tl->text.data, tl->text.len);
-    if (e == 0) {
-        tl->file_bytes += (int64_t)tl->text.len;
-        if (tl->file_bytes > tl->rewrite_at)
-            e = rewrite(tl);
-    }
+    if (e == 0 && tl->file_bytes > tl->rewrite_at)
+        e = rewrite(tl);
     if (e == 0 && tl->final && fsync(tl->fd) < 0 && errno != EINVAL)
         e = -errno;
     tl->job_error = e;
@@ -477,10 +484,10 @@ static void after_job_cb(uv_work_t *req, int status)
 
     tl->working = false;
     mv_buf_reset(&tl->batch);
-    /* What a burst grew is given back: a steady rate keeps its batches small. */
-    mv_buf_shrink(&tl->batch, 4 * FLUSH_BYTES);
+    /* What a burst grew is given back: a steady rate keeps its batches at FLUSH_BYTES. */
+    mv_buf_shrink(&tl->batch, FLUSH_BYTES);
     mv_buf_reset(&tl->text); /* written (or the timeline failed): never needed again */
-    mv_buf_shrink(&tl->text, 4 * FLUSH_BYTES);
+    mv_buf_shrink(&tl->text, TEXT_BYTES);
     if (!tl->error)
         tl->error = tl->job_error ? tl->job_error : status < 0 ? status : 0;
     if (tl->final || (tl->closing && tl->error)) {
@@ -580,6 +587,9 @@ static rec_t *push(mv_timeline_t *tl, char type)
 
     if (!tl->path || tl->fd < 0 || tl->closing || tl->error)
         return NULL;
+    /* Full: handed to a job first (when none runs), rather than grown. */
+    if (mv_buf_unread(&tl->pending) + sizeof *r > FLUSH_BYTES)
+        start_job(tl);
     if (mv_buf_reserve(&tl->pending, sizeof *r) < 0) {
         tl->error = -ENOMEM;
         return NULL;
