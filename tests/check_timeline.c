@@ -241,6 +241,55 @@ START_TEST(test_backlog_drops_points_not_marks)
 }
 END_TEST
 
+/* The buffers' sizes (bench/footprint): a steady feed, each job done before the next point,
+ * keeps the batches at 16 KiB and the text at 8 KiB (a batch used to double to 32 KiB at each
+ * flush); a burst grows them, and once written they are back to that; no row is lost. */
+START_TEST(test_buffers_stay_small_and_shrink_after_a_burst)
+{
+    uv_loop_t loop;
+    mv_timeline_t tl;
+    size_t np, nm;
+    char **pr, **mr;
+
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_timeline_open(&tl, &loop, tmp, NULL), 0);
+    for (int i = 0; i < 3000; i++) {
+        mv_tl_point_t x = pt(1, 1, i, (uint64_t)i + 1);
+        mv_timeline_point(&tl, &x);
+        while (tl.working)
+            uv_run(&loop, UV_RUN_ONCE);
+        ck_assert_uint_le(tl.pending.cap, 16384);
+        ck_assert_uint_le(tl.batch.cap, 16384);
+        ck_assert_uint_le(tl.text.cap, 8192);
+    }
+    ck_assert_int_eq(tl.error, 0);
+    /* A burst: the loop does not run while 3000 points come */
+    for (int i = 0; i < 3000; i++) {
+        mv_tl_point_t x = pt(2, 1, i, (uint64_t)i + 1);
+        mv_timeline_point(&tl, &x);
+    }
+    mv_timeline_mark(&tl, &(mv_tl_mark_t){2, 1, MV_TL_EXIT, "done", 9, -1, -1, 0});
+    ck_assert(tl.working);
+    ck_assert_uint_gt(tl.pending.cap, 16384);
+    while (tl.working)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_uint_le(tl.batch.cap, 16384);
+    ck_assert_uint_le(tl.text.cap, 8192);
+    close_all(&tl, &loop);
+    ck_assert_int_eq(tl.error, 0);
+    ck_assert_uint_le(tl.pending.cap, 16384);
+    ck_assert_uint_le(tl.batch.cap, 16384);
+    pr = rows('p', &np);
+    mr = rows('m', &nm);
+    ck_assert_uint_eq(np, 6000);
+    ck_assert_uint_eq(nm, 1);
+    ck_assert_int_eq(tl.dropped, 0);
+    free_rows(pr, np);
+    free_rows(mr, nm);
+    mv_timeline_free(&tl);
+}
+END_TEST
+
 static void put(const char *p, const char *text)
 {
     FILE *f = fopen(p, "w");
@@ -393,6 +442,7 @@ Suite *timeline_suite(void)
     tcase_add_test(tc, test_points_and_marks);
     tcase_add_test(tc, test_bound_keeps_marks_first_and_recent);
     tcase_add_test(tc, test_backlog_drops_points_not_marks);
+    tcase_add_test(tc, test_buffers_stay_small_and_shrink_after_a_burst);
     tcase_add_test(tc, test_decimate_rule);
     tcase_add_test(tc, test_short_generations_are_cut_to_the_bound);
     tcase_add_test(tc, test_cut_rule);
