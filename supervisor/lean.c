@@ -21,6 +21,11 @@ void mv_lean_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 }
 
+void mv_lean_trim(void)
+{
+    malloc_trim(0);
+}
+
 typedef struct find {
     uintptr_t base;   /* the library's load address (dladdr) */
     uintptr_t lo, hi; /* its bss past the last file-backed page */

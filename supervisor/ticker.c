@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "lean.h"
 #include "supervisor.h"
 
 /* stderr's width in columns now; 0 when it is not a terminal. */
@@ -61,6 +62,10 @@ static void tick_cb(uv_timer_t *h)
     int width;
 
     mv_rate_add(&tk->rate, mv_now_ms(), c[MV_ST_OK] + c[MV_ST_FAILED] + c[MV_ST_QUARANTINED]);
+    /* The supervisor's own footprint (DESIGN §9): what a burst left free in the heap goes
+     * back to the kernel rather than staying resident until the next burst. */
+    if (++tk->ticks % MV_TICKER_TRIM == 0)
+        mv_lean_trim();
     if (!tk->draw || mv_ticker_figures(mv, &p) < 0)
         return;
     /* One column short of the width: a line that reaches the last column wraps on some

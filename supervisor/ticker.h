@@ -18,6 +18,9 @@
 #include "progress.h"
 
 #define MV_TICKER_MS 250
+/* Every this many ticks the heap's free pages are given back (mv_lean_trim): each tick, as
+ * a burst's free chunks stay resident until the next trim; ~25 us a time. */
+#define MV_TICKER_TRIM 1
 
 struct mv;
 
@@ -26,6 +29,7 @@ typedef struct mv_ticker {
     bool open;
     bool draw; /* the line is shown on stderr */
     int width; /* stderr's columns when the run started (0 = not a terminal) */
+    unsigned ticks;
     mv_rate_t rate;
 } mv_ticker_t;
 

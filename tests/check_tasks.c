@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "lean.h"
 #include "meter.h"
 #include "results.h"
 #include "suites.h"
@@ -743,6 +744,56 @@ START_TEST(a_batch_of_many_slices_is_written_whole_and_in_order)
 }
 END_TEST
 
+/* The buffers' sizes (bench/footprint): results added one at a time, each job done before
+ * the next, keep the batches and the text at 16 KiB (a batch used to double to 32 KiB at each
+ * flush); a burst grows them and they are back to 16 KiB once it is written; every line is in
+ * the file. */
+START_TEST(results_buffers_stay_small_and_shrink_after_a_burst)
+{
+    enum { N = 2000 };
+    char path[] = "/tmp/mv-results-XXXXXX", why[256];
+    int fd = mkstemp(path);
+    uv_loop_t loop;
+    mv_results_t r;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(
+        mv_results_open(&r, &loop, &(mv_results_opts_t){.path = path}, why, sizeof why), 0);
+    for (int i = 1; i <= 2 * N; i++) {
+        char payload[64];
+        int len = snprintf(payload, sizeof payload, "result of task %d", i);
+        mv_result_t res = {
+            .task = (uint64_t)i, .status = MV_ST_OK, .payload = payload, .len = (size_t)len};
+        ck_assert_int_eq(mv_results_add(&r, &res), 0);
+        if (i > N) /* the second half is a burst: nothing is written until it is all in */
+            continue;
+        while (r.working)
+            uv_run(&loop, UV_RUN_ONCE);
+        ck_assert_uint_le(r.pending.cap, 16384);
+        ck_assert_uint_le(r.batch.cap, 16384);
+        ck_assert_uint_le(r.lines.cap, 16384);
+    }
+    ck_assert(r.working);
+    ck_assert_uint_gt(r.pending.cap, 16384);
+    while (r.working)
+        uv_run(&loop, UV_RUN_ONCE);
+    ck_assert_uint_le(r.batch.cap, 16384);
+    ck_assert_uint_le(r.lines.cap, 16384);
+    mv_results_close(&r, NULL);
+    while (uv_run(&loop, UV_RUN_ONCE))
+        ;
+    ck_assert_int_eq(r.error, 0);
+    ck_assert_uint_eq(r.written, 2 * N);
+    ck_assert_uint_le(r.pending.cap, 16384);
+    ck_assert_uint_le(r.batch.cap, 16384);
+    mv_results_free(&r);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    unlink(path);
+}
+END_TEST
+
 /* ---- util and meter ---- */
 
 START_TEST(utf8_rules)
@@ -772,6 +823,45 @@ START_TEST(base64_vectors)
         ck_assert_str_eq(s, out[i]);
         free(s);
     }
+}
+END_TEST
+
+/* This process's resident bytes, from /proc/self/statm. */
+static long resident_bytes(void)
+{
+    long size = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld %ld", &size, &rss), 2);
+    fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* mv_lean_trim gives back the pages of free chunks inside the heap (below a live block, so
+ * glibc's own trimming of the heap's top cannot): 4 MiB freed there stay resident until then.
+ * AddressSanitizer has its own allocator, which malloc_trim does not reach. */
+START_TEST(lean_trim_gives_free_heap_pages_back)
+{
+#ifndef __SANITIZE_ADDRESS__
+    enum { N = 65, SIZE = 64 * 1024 };
+    char *block[N];
+    long before, after;
+
+    for (int i = 0; i < N; i++) {
+        block[i] = malloc(SIZE); /* below the mmap threshold: in the heap, one after another */
+        ck_assert_ptr_nonnull(block[i]);
+        memset(block[i], 1, SIZE);
+    }
+    /* The last one stays: the others are free chunks below it, not the heap's top. */
+    for (int i = 0; i < N - 1; i++)
+        free(block[i]);
+    before = resident_bytes();
+    mv_lean_trim();
+    after = resident_bytes();
+    ck_assert_msg(before - after >= 2 * 1024 * 1024, "resident %ld -> %ld", before, after);
+    free(block[N - 1]);
+#endif
 }
 END_TEST
 
@@ -901,9 +991,11 @@ Suite *tasks_suite(void)
     tcase_add_test(res, results_to_a_pipe_go_out_at_once);
     tcase_add_test(res, results_to_a_file_wait_for_the_flush);
     tcase_add_test(res, a_batch_of_many_slices_is_written_whole_and_in_order);
+    tcase_add_test(res, results_buffers_stay_small_and_shrink_after_a_burst);
     tcase_add_test(misc, utf8_rules);
     tcase_add_test(misc, base64_vectors);
     tcase_add_test(misc, statm_parsing_and_a_real_reading);
+    tcase_add_test(misc, lean_trim_gives_free_heap_pages_back);
     tcase_add_test(misc, the_process_high_water_mark_resets);
     tcase_add_test(misc, a_zombie_has_no_fd_count);
     suite_add_tcase(s, tc);
