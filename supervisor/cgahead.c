@@ -30,6 +30,7 @@ int mv_cgahead_init(mv_cgahead_t *a, uv_loop_t *loop, mv_log_t *log, const mv_cg
  * is removed when its job ends (the job sees no owner). */
 static void release(mv_cgnext_t *x)
 {
+    x->queued = false;
     if (x->job) {
         mv_job_detach(x->job);
         x->job = NULL;
@@ -42,11 +43,14 @@ static void release(mv_cgnext_t *x)
     x->gen = 0;
 }
 
+static void pump(mv_cgahead_t *a);
+
 static void made_cb(void *owner, int result, mv_cgw_t *cg, const char *why)
 {
     mv_cgnext_t *x = owner;
 
     x->job = NULL;
+    pump(x->ahead);
     if (result < 0) {
         /* The spawn path will make it again, and say what fails then. */
         mv_debug(x->ahead->log, "cgroup_ahead_failed",
@@ -66,6 +70,49 @@ static void made_cb(void *owner, int result, mv_cgw_t *cg, const char *why)
              MV_S("not_reused", why && *why ? why : "-"));
 }
 
+/* Starts making a slot's requested cgroup: a kept one renamed, or a new one. */
+static void make(mv_cgahead_t *a, mv_cgnext_t *x)
+{
+    int slot = (int)(x - a->slot) + 1;
+
+    x->queued = false;
+    if (x->nkept > 0) {
+        if (mv_cg_reuse_async(a->loop, a->log, a->cg, slot, x->gen, &x->kept[x->nkept - 1], made_cb,
+                              x, &x->job) == 0) {
+            x->nkept--;
+            return;
+        }
+    }
+    if (mv_cg_create_async(a->loop, a->log, a->cg, slot, x->gen, made_cb, x, &x->job) < 0)
+        x->gen = 0;
+}
+
+static int making(const mv_cgahead_t *a)
+{
+    int n = 0;
+
+    for (int i = 0; i < a->n; i++)
+        n += a->slot[i].job != NULL;
+    return n;
+}
+
+/* Starts queued requests while fewer than MV_CGAHEAD_JOBS are being made, in turn from the
+ * slot after the last one started (a slot that recycles often does not keep the others
+ * waiting). */
+static void pump(mv_cgahead_t *a)
+{
+    int busy = making(a);
+
+    for (int k = 0; k < a->n && busy < MV_CGAHEAD_JOBS; k++) {
+        mv_cgnext_t *x = &a->slot[(a->turn + k) % a->n];
+        if (!x->queued)
+            continue;
+        make(a, x);
+        busy += x->job != NULL;
+        a->turn = (int)(x - a->slot) + 1;
+    }
+}
+
 void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen)
 {
     mv_cgnext_t *x;
@@ -77,15 +124,8 @@ void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen)
         return;
     release(x);
     x->gen = gen;
-    if (x->nkept > 0) {
-        if (mv_cg_reuse_async(a->loop, a->log, a->cg, slot, gen, &x->kept[x->nkept - 1], made_cb, x,
-                              &x->job) == 0) {
-            x->nkept--;
-            return;
-        }
-    }
-    if (mv_cg_create_async(a->loop, a->log, a->cg, slot, gen, made_cb, x, &x->job) < 0)
-        x->gen = 0;
+    x->queued = true;
+    pump(a);
 }
 
 bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg)
@@ -118,8 +158,10 @@ int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_j
         *job = x->job;
         x->job = NULL;
         a->used++;
+        pump(a); /* the job is the caller's now */
         return MV_AHEAD_MAKING;
     }
+    x->queued = false;
     if (!x->ready)
         return MV_AHEAD_NONE;
     *out = x->cg;

@@ -36,11 +36,18 @@ typedef struct mv_cgahead mv_cgahead_t;
 /* Gone workers' cgroups a slot keeps for reuse: with surge, a slot's worker and its
  * replacement live at once, so the next cgroup is asked for before the last one is free. */
 #define MV_CGAHEAD_KEEP 2
+/* At most this many made at once; the other slots' requests wait their turn.
+ * The pool asks for every slot's next cgroup at its start: 64 jobs that the kernel serializes
+ * anyway (the threshold registration) held all four thread-pool threads for ~270 ms, while
+ * the results and timeline jobs waited and their batches grew to 256 KiB (bench/footprint).
+ * Two leave the other threads to them. Queued requests start in turn. */
+#define MV_CGAHEAD_JOBS 2
 
 typedef struct mv_cgnext {
     mv_cgahead_t *ahead;
     uint32_t gen;  /* the generation it is for; 0 = none asked */
     mv_job_t *job; /* being made, or NULL */
+    bool queued;   /* asked for, waiting for one of the MV_CGAHEAD_JOBS */
     bool ready;    /* made: cg holds it */
     mv_cgw_t cg;
     mv_cgw_t kept[MV_CGAHEAD_KEEP]; /* v1: gone workers' cgroups, their files open */
@@ -54,6 +61,7 @@ struct mv_cgahead {
     bool on;           /* [recycle] cgroup_ahead, and cgroups in use */
     mv_cgnext_t *slot; /* [n], by slot - 1 */
     int n;
+    int turn; /* where the next queued request is looked for (slot - 1) */
     uint64_t made, used, dropped, reused;
 };
 
@@ -61,14 +69,15 @@ struct mv_cgahead {
 int mv_cgahead_init(mv_cgahead_t *a, uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int nslots,
                     bool on);
 /* Makes <run>/w<slot>.<gen> ahead (a no-op when off, when it is being made or made already);
- * one made for another generation of the slot is removed. */
+ * one made for another generation of the slot is removed. Queued while MV_CGAHEAD_JOBS are
+ * being made. */
 void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen);
 /* What a slot has for (slot, gen). */
 enum { MV_AHEAD_NONE, MV_AHEAD_READY, MV_AHEAD_MAKING };
 /* Takes the cgroup made for (slot, gen): READY (*out: the caller owns it now), MAKING (*job:
  * still being made; the caller takes the job over with mv_cg_create_retarget, so that no
  * second cgroup of that name is made meanwhile) or NONE (one made for another generation is
- * removed). */
+ * removed; a queued request is dropped: the caller makes its own). */
 int mv_cgahead_take(mv_cgahead_t *a, int slot, uint32_t gen, mv_cgw_t *out, mv_job_t **job);
 /* Whether (slot, gen) is being made or made ahead: a worker that is not the slot's next one
  * (an escalation worker beside it) must not take that generation, whose cgroup directory is

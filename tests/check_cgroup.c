@@ -15,6 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <uv.h>
+
+#include "cgahead.h"
 #include "cgroup.h"
 #include "suites.h"
 
@@ -475,6 +478,69 @@ START_TEST(v1_leftover_children_are_killed_on_removal)
 }
 END_TEST
 
+static int ahead_making(const mv_cgahead_t *a, int *queued, int *ready)
+{
+    int n = 0;
+
+    *queued = *ready = 0;
+    for (int i = 0; i < a->n; i++) {
+        n += a->slot[i].job != NULL;
+        *queued += a->slot[i].queued;
+        *ready += a->slot[i].ready;
+    }
+    return n;
+}
+
+/* cgahead makes at most MV_CGAHEAD_JOBS cgroups at once (the rest of the thread pool stays
+ * free for results and timeline jobs: bench/footprint); the others wait and are all made in
+ * turn; a queued request taken by its worker is dropped (the worker makes its own) and never
+ * made; everything goes at the end. */
+START_TEST(v1_cgroups_made_ahead_a_few_at_a_time)
+{
+    enum { N = 6 };
+    char log_path[] = "/tmp/mv-cgahead-log-XXXXXX", why[512];
+    mv_cgahead_t a;
+    mv_log_t lg;
+    uv_loop_t loop;
+    mv_cgw_t out;
+    mv_job_t *job = NULL;
+    int queued, ready, fd;
+    mv_cg_t cg;
+
+    if (!v1_here(&cg, 0, 64 * MiB))
+        return;
+    fd = mkstemp(log_path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_DEBUG, log_path), 0);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(mv_cgahead_init(&a, &loop, &lg, &cg, N, true), 0);
+    ck_assert(a.on);
+    for (int slot = 1; slot <= N; slot++)
+        mv_cgahead_prepare(&a, slot, 2);
+    ck_assert_int_eq(ahead_making(&a, &queued, &ready), MV_CGAHEAD_JOBS);
+    ck_assert_int_eq(queued, N - MV_CGAHEAD_JOBS);
+    ck_assert(mv_cgahead_holds(&a, N, 2)); /* queued: asked for, its name taken */
+    /* The last slot's worker comes before its turn: nothing for it, and nothing made later */
+    ck_assert_int_eq(mv_cgahead_take(&a, N, 2, &out, &job), MV_AHEAD_NONE);
+    ck_assert(!mv_cgahead_holds(&a, N, 2));
+    while (ahead_making(&a, &queued, &ready) > 0 || queued > 0) {
+        ck_assert_int_le(ahead_making(&a, &queued, &ready), MV_CGAHEAD_JOBS);
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    ck_assert_int_eq(ready, N - 1);
+    ck_assert(!a.slot[N - 1].ready);
+    ck_assert_uint_eq(a.made, N - 1);
+    mv_cgahead_free(&a);
+    while (uv_run(&loop, UV_RUN_ONCE)) /* the removals */
+        ;
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mv_log_close(&lg);
+    unlink(log_path);
+    ck_assert_msg(mv_cg_teardown(&cg, why, sizeof why) == 0, "%s", why);
+}
+END_TEST
+
 /* Removes a worker cgroup and the run's (the end of a test). */
 static void remove_all(mv_cg_t *cg, mv_cgw_t *w)
 {
@@ -685,6 +751,7 @@ Suite *cgroup_suite(void)
     tcase_add_test(v1, v1_leftover_children_are_killed_on_removal);
     tcase_add_test(v1, v1_stale_runs_are_removed);
     tcase_add_test(v1, v1_a_gone_workers_cgroup_is_reused_with_fresh_figures);
+    tcase_add_test(v1, v1_cgroups_made_ahead_a_few_at_a_time);
     tcase_add_test(v1, v1_a_reused_cgroup_counts_only_later_oom_kills);
     tcase_add_test(v1, v1_reuse_is_refused_where_it_would_not_be_exact);
     suite_add_tcase(s, parse);
