@@ -126,9 +126,21 @@ $(SUPLIB): $(SUP_OBJ)
 
 # libm statically: memvisor needs sqrt and fmax of it, and the shared library costs ~300 KiB
 # resident (its load-time ifunc resolution touches most of its text; bench/footprint).
+# libuv, hiredis, jansson and inih (MIT and BSD licensed) statically too when their archives
+# are installed (Debian's -dev packages ship them): each shared library costs this process
+# its own mapped headers, relocated data and text windows, and every exec shim (one per worker
+# spawned) their loading and relocation. Measured (bench/footprint, docs/benchmarks.md):
+# ~120 KiB less resident, and an exec of memvisor 1.34 -> 1.07 ms. The price: a security
+# update of one of them needs memvisor rebuilt. STATIC_LIBS=no links them all shared.
+# libcgroup (LGPL) stays shared.
+STATIC_LIBS ?= yes
+STATIC_A = $(if $(filter yes,$(STATIC_LIBS)),$(foreach a,libuv_a.a libhiredis.a libjansson.a \
+             libinih.a,$(filter /%,$(shell $(CC) -print-file-name=$(a)))))
+BIN_LIBS = $(STATIC_A) $(filter-out $(patsubst %_a,%,$(patsubst lib%.a,-l%,$(notdir $(STATIC_A)))),\
+             $(PKG_LIBS))
 $(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB)
 	$(SAY) LD $@
-	$(Q)$(CC) $(LDFLAGS) $^ $(PKG_LIBS) -Wl,-Bstatic -lm -Wl,-Bdynamic -o $@
+	$(Q)$(CC) $(LDFLAGS) $^ $(BIN_LIBS) -Wl,-Bstatic -lm -Wl,-Bdynamic -o $@
 
 $(LIBA): $(WAPI_OBJ)
 	@rm -f $@
