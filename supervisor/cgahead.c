@@ -137,6 +137,8 @@ bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg)
     x = &a->slot[slot - 1];
     if (x->nkept >= MV_CGAHEAD_KEEP)
         return false;
+    if (!x->kept && !(x->kept = calloc(MV_CGAHEAD_KEEP, sizeof *x->kept)))
+        return false;
     x->kept[x->nkept++] = *cg;
     mv_cg_forget(cg);
     return true;
@@ -183,6 +185,8 @@ void mv_cgahead_drop(mv_cgahead_t *a, bool on)
         release(x);
         while (x->nkept > 0)
             mv_cg_remove_async(a->loop, a->log, &x->kept[--x->nkept]);
+        free(x->kept);
+        x->kept = NULL;
     }
     a->on = on && a->cg && a->cg->version != MV_CG_OFF;
 }

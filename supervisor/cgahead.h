@@ -50,7 +50,9 @@ typedef struct mv_cgnext {
     bool queued;   /* asked for, waiting for one of the MV_CGAHEAD_JOBS */
     bool ready;    /* made: cg holds it */
     mv_cgw_t cg;
-    mv_cgw_t kept[MV_CGAHEAD_KEEP]; /* v1: gone workers' cgroups, their files open */
+    /* v1: gone workers' cgroups, their files open ([MV_CGAHEAD_KEEP], allocated at the first
+     * one kept: a slot that never recycles holds no room for them, 336 bytes a slot) */
+    mv_cgw_t *kept;
     int nkept;
 } mv_cgnext_t;
 

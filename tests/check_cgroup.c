@@ -494,7 +494,8 @@ static int ahead_making(const mv_cgahead_t *a, int *queued, int *ready)
 /* cgahead makes at most MV_CGAHEAD_JOBS cgroups at once (the rest of the thread pool stays
  * free for results and timeline jobs: bench/footprint); the others wait and are all made in
  * turn; a queued request taken by its worker is dropped (the worker makes its own) and never
- * made; everything goes at the end. */
+ * made; a slot has room for gone workers' cgroups once it keeps one; everything goes at the
+ * end. */
 START_TEST(v1_cgroups_made_ahead_a_few_at_a_time)
 {
     enum { N = 6 };
@@ -531,6 +532,13 @@ START_TEST(v1_cgroups_made_ahead_a_few_at_a_time)
     ck_assert_int_eq(ready, N - 1);
     ck_assert(!a.slot[N - 1].ready);
     ck_assert_uint_eq(a.made, N - 1);
+    /* Room for gone workers' cgroups only once one is kept */
+    ck_assert_ptr_null(a.slot[0].kept);
+    ck_assert_int_eq(mv_cgahead_take(&a, 1, 2, &out, &job), MV_AHEAD_READY);
+    ck_assert(mv_cgahead_keep(&a, 1, &out));
+    ck_assert_ptr_nonnull(a.slot[0].kept);
+    ck_assert_int_eq(a.slot[0].nkept, 1);
+    ck_assert_ptr_null(out.path); /* the slot's now */
     mv_cgahead_free(&a);
     while (uv_run(&loop, UV_RUN_ONCE)) /* the removals */
         ;
