@@ -138,9 +138,11 @@ STATIC_A = $(if $(filter yes,$(STATIC_LIBS)),$(foreach a,libuv_a.a libhiredis.a 
              libinih.a,$(filter /%,$(shell $(CC) -print-file-name=$(a)))))
 BIN_LIBS = $(STATIC_A) $(filter-out $(patsubst %_a,%,$(patsubst lib%.a,-l%,$(notdir $(STATIC_A)))),\
              $(PKG_LIBS))
-$(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB)
+# supervisor/assets.ld: the report's embedded files away from the data a run reads (assets.S).
+$(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB) supervisor/assets.ld
 	$(SAY) LD $@
-	$(Q)$(CC) $(LDFLAGS) $^ $(BIN_LIBS) -Wl,-Bstatic -lm -Wl,-Bdynamic -o $@
+	$(Q)$(CC) $(LDFLAGS) $(filter %.o %.a,$^) $(BIN_LIBS) -Wl,-Bstatic -lm -Wl,-Bdynamic \
+	    -Wl,-T,supervisor/assets.ld -o $@
 
 $(LIBA): $(WAPI_OBJ)
 	@rm -f $@

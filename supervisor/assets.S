@@ -4,7 +4,13 @@
  * own script and style (supervisor/html). Each is followed by a NUL, so C reads it as a
  * string. Paths are relative to the repository root (the Makefile passes -Wa,-I.).
  */
-    .section .rodata
+/* A section of their own, not .rodata: only `memvisor report --html` reads them. In .rodata
+ * they sat between the strings and tables a run reads, and the kernel maps a file's pages up to
+ * 64 KiB around each one touched (fault-around), so every run mapped most of them too (~64
+ * KiB resident, bench/footprint). supervisor/assets.ld puts the section after the unwind
+ * tables (.eh_frame, ~90 KiB that a C program reads only to unwind): what a run reads stays
+ * that far from them. */
+    .section mv_assets, "a"
     .balign 16
 
     .global mv_asset_uplot_js
