@@ -11,8 +11,9 @@
  * other anonymous memory (thread stacks, libraries' bss, blocks malloc mmaps), file mappings
  * (the binary and its libraries: every page of them this process maps counts, shared with
  * other processes or not) with the workers' heap counter pages (shared memory, one 4 KiB
- * page a worker); the largest mappings; and the ratio to the target. It measures and
- * asserts nothing.
+ * page a worker); what each mapped object holds resident now (the binary, each library, the
+ * heap, the anonymous mappings, the stack, the heap counter pages); and the ratio to the
+ * target. It measures and asserts nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,11 +49,16 @@ static long status_field(pid_t pid, const char *key)
     return v;
 }
 
+#define NAMES 64
+
 /* Rss of the heap and of the other anonymous mappings, and the file-backed Rss, from smaps;
- * with `print`, every mapping of more than 64 KiB. */
+ * with `print`, the Rss of each mapped object (all its mappings together; the heap counter
+ * pages as one line), largest first. */
 static void smaps(pid_t pid, sample_t *s, bool print)
 {
-    char path[64], line[512], name[400] = "";
+    char path[64], line[512], name[400] = "", names[NAMES][160];
+    long rss[NAMES] = {0};
+    int n = 0;
     bool anon = false;
     FILE *f;
 
@@ -61,7 +67,7 @@ static void smaps(pid_t pid, sample_t *s, bool print)
     while (f && fgets(line, sizeof line, f)) {
         unsigned long lo, hi;
         long kb;
-        int off = 0;
+        int off = 0, i;
 
         if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) == 2 && off > 0) {
             snprintf(name, sizeof name, "%s", line + off);
@@ -77,11 +83,26 @@ static void smaps(pid_t pid, sample_t *s, bool print)
             s->other_anon += kb;
         if (!anon)
             s->file += kb;
-        if (print && kb > 64)
-            printf("    %6ld KiB  %s\n", kb, name[0] ? name : "(anonymous)");
+        /* One line per object: the workers' heap counter pages (/memfd:memvisor-heap) as one */
+        for (i = 0; i < n && strncmp(names[i], name[0] ? name : "(anonymous)", 159) != 0; i++)
+            ;
+        if (i == n && n < NAMES)
+            snprintf(names[n++], sizeof names[0], "%s", name[0] ? name : "(anonymous)");
+        if (i < n)
+            rss[i] += kb;
     }
     if (f)
         fclose(f);
+    for (int k = 0; print && k < n; k++) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (rss[i] > rss[best])
+                best = i;
+        if (rss[best] <= 0)
+            break;
+        printf("    %6ld KiB  %s\n", rss[best], names[best]);
+        rss[best] = -1;
+    }
 }
 
 static bool ready(const char *log)
@@ -180,7 +201,8 @@ int main(int argc, char **argv)
            "blocks %ld), file-backed %ld KiB (of which shared memory %ld: the workers' heap "
            "counter pages, 4 KiB each), %ld threads\n",
            best.anon, best.heap, best.other_anon, best.file, best.shmem, best.threads);
-    printf("  mappings over 64 KiB now:\n");
+    printf("  resident now, by object (shared libraries' text is mapped by the kernel's "
+           "fault-around and shared with every process that maps them):\n");
     smaps(pid, &(sample_t){0}, true);
     kill(pid, SIGINT);
     waitpid(pid, NULL, 0);
