@@ -7,11 +7,14 @@
 #   memvisor  two gunicorn instances (-w 1 each) as `none` workers on memvisor's shared socket
 #             (LISTEN_FDS, which gunicorn takes as systemd socket activation), recycled on
 #             memory: memory_soft 128M, memory_hard 512M, handover_headroom 16M, and
-#             W2_SPARES (default 2) hot spares: booted instances waiting to take a slot
+#             [recycle] target = W2_TARGET (default child: the gunicorn worker that grew is
+#             told to stop and its arbiter forks the replacement; worker: the whole instance
+#             is replaced, with W2_SPARES hot spares, default 2, booted and waiting)
 # One line each: requests/s, wrk's errors (socket errors + non-2xx), and for memvisor the
 # recycles, whether it stayed up, and the highest peak of one worker's cgroup (its exit
 # events) against soft + headroom. Then the ratio memvisor/peer of requests/s.
-#   W2_DURATION=20s  wrk's -d;  W2_SPARES=2  [recycle] spares (0: the replacement boots at the recycle)
+#   W2_DURATION=20s  wrk's -d;  W2_TARGET=child|worker  [recycle] target
+#   W2_SPARES=2  [recycle] spares with target = worker (0: the replacement boots at the recycle)
 #   W2_KEEP=1  keeps the temporary directory (memvisor.log) and says where
 #   W2_DRAIN_CAP=yes  [recycle] drain_cap (a drain under a hard limit of soft + headroom)
 # Exit 0 (it measures); 3 when gunicorn or wrk is missing (make bench installs them).
@@ -19,7 +22,8 @@ set -euo pipefail
 build=${1:?usage: w2.sh BUILD_DIR}
 src=$(cd "$(dirname "$0")/.." && pwd)
 duration=${W2_DURATION:-20s}
-soft=128M headroom=16M spares=${W2_SPARES:-2}
+soft=128M headroom=16M target=${W2_TARGET:-child} spares=${W2_SPARES:-2}
+[ "$target" = child ] && spares=0 # the arbiter forks the replacement: nothing to keep booted
 for c in gunicorn wrk; do
     command -v "$c" >/dev/null || { echo "w2.sh: $c is not installed (make bench)" >&2; exit 3; }
 done
@@ -66,7 +70,7 @@ printf '  %-9s %8s req/s  errors %s\n' peer "$peer_rps" "$(errors_of "$tmp/peer.
     -o worker.protocol=none -o supervisor.state_dir="$tmp/state" -o control.socket=none \
     -o log.file="$tmp/memvisor.log" -o limits.memory_soft=$soft -o limits.memory_hard=512M \
     -o recycle.handover_headroom=$headroom -o recycle.spares=$spares -o worker.kill_timeout=10s \
-    -o recycle.drain_cap="${W2_DRAIN_CAP:-no}" \
+    -o recycle.drain_cap="${W2_DRAIN_CAP:-no}" -o recycle.target="$target" \
     -- env -C "$src/bench" gunicorn -w 1 --log-level warning w2_app:app \
     >"$tmp/memvisor.out" 2>&1 &
 mv_pid=$!
@@ -85,9 +89,10 @@ wait "$mv_pid" 2>/dev/null || true
 pids=()
 mv_rps=$(rps_of "$tmp/mv.txt")
 recycles=$(grep -c 'event=recycle ' "$tmp/memvisor.log" || true)
+child_recycles=$(grep -c 'event=recycle .*action=child' "$tmp/memvisor.log" || true)
 ooms=$(grep -c 'event=kernel_oom ' "$tmp/memvisor.log" || true)
 peak=$(grep -o 'event=exit .* peak=[0-9]*' "$tmp/memvisor.log" | sed 's/.*peak=//' | sort -n | tail -1)
-printf '  %-9s %8s req/s  errors %s  recycles %s  kernel OOM kills %s  stayed up %s  worker peak %s MiB (soft + headroom = %s MiB)\n' \
-    memvisor "$mv_rps" "$(errors_of "$tmp/mv.txt")" "$recycles" "$ooms" "$up" "$(( ${peak:-0} >> 20 ))" \
-    "$(( (128 + 16) ))"
+printf '  %-9s %8s req/s  errors %s  recycles %s (of children: %s; target = %s)  kernel OOM kills %s  stayed up %s  worker peak %s MiB (soft + headroom = %s MiB)\n' \
+    memvisor "$mv_rps" "$(errors_of "$tmp/mv.txt")" "$recycles" "$child_recycles" "$target" "$ooms" "$up" \
+    "$(( ${peak:-0} >> 20 ))" "$(( (128 + 16) ))"
 awk -v a="$mv_rps" -v b="$peer_rps" 'BEGIN {printf "  ratio memvisor/peer %.2f (target >= 1.0)\n", (b > 0 ? a / b : 0)}'
