@@ -20,7 +20,7 @@
 
 void mv_lean_malloc(void);
 /* malloc_trim(0): free pages inside the heap are dropped (MADV_DONTNEED) and its top cut.
- * ~20-60 us with a 1 MiB heap (bench/footprint); any thread. */
+ * 22 us median, 0.3 ms at most, with a 1 MiB heap (bench/footprint); any thread. */
 void mv_lean_trim(void);
 /* The library holding `addr` (any of its functions): its bss pages that are all zeros are
  * dropped (MADV_DONTNEED on private anonymous memory: they read as zeros again, and cost
