@@ -372,7 +372,7 @@ static bool newsworthy(kind_state_t *k, const mv_leak_verdict_t *v)
  * leak the judgement just confirmed again (the same rule twice, an estimate that is no news):
  * then twice the last interval, up to a window. A leak of every task is judged for as long as
  * the run lasts, and at every tenth of a window the Theil-Sen slope over the window's ~1,300
- * pairs was most of the supervisor's own CPU per task on a leaky batch (issue 13). What is
+ * pairs was ~14% of the supervisor's main thread on a leaky batch (W1, issue 13). What is
  * given up: a reported leak whose estimate changes is said up to a window later than at every
  * tenth (the window is still whole when it is judged); the first report, any report after a
  * change of rule and any kind not yet reported keep the tenth, and so does every judgement
