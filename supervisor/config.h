@@ -160,6 +160,7 @@ typedef struct mv_config {
         mv_logfmt_t format;          /* text|json */
         mv_level_t level;            /* debug|info|warn|error */
         char *file;                  /* "" = stderr */
+        int64_t events_max;          /* bytes of events.jsonl before it rotates; 0 = no bound */
         mv_progress_mode_t progress; /* batch progress line on stderr: auto = if a terminal */
     } log;
     char *path;               /* the file loaded last (= files[nfiles - 1]), or NULL */

@@ -228,6 +228,9 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, events_max, MV_OPT_SIZE, "64M", 0, PIB, NULL,
+          "the run's events.jsonl is at most this big: past it, it becomes events.1.jsonl "
+          "(replacing the one before) and a new one starts; 0 = no bound"),
     FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
           "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };

@@ -137,6 +137,10 @@ static bool stop_largest(mv_pool_t *p, mv_member_t *m, const mv_reading_t *r, in
     if (rc == 0) {
         p->child_recycles++;
         m->kid_told_ms = mv_now_ms();
+        if (p->o.timeline) /* a grey line on the worker's series, as any recycle */
+            mv_timeline_mark(p->o.timeline,
+                             &(mv_tl_mark_t){w->slot, w->gen, MV_TL_RECYCLE, "soft_limit_child",
+                                             w->proc.pid, -1, -1, 0});
         mv_info(p->o.log, "recycle", MV_I("worker", w->slot), MV_I("gen", w->gen),
                 MV_I("pid", w->proc.pid), MV_S("reason", mv_reason_name(MV_R_SOFT_LIMIT)),
                 MV_S("action", "child"), MV_I("child", kids[i].pid),

@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 73);
+    ck_assert_uint_eq(n, 74);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -204,6 +204,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_TEXT);
     ck_assert_int_eq(c.log.level, MV_LVL_INFO);
     ck_assert_str_eq(c.log.file, "");
+    ck_assert_int_eq(c.log.events_max, 64LL << 20);
     ck_assert_str_eq(c.leak.kind, "auto");
     ck_assert_ptr_null(c.path);
     for (size_t i = 0; i < n; i++) {
@@ -298,6 +299,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "format = json\n"
                                        "level = debug\n"
                                        "file = /var/log/memvisor.log\n"
+                                       "events_max = 1G\n"
                                        "progress = on\n";
 
 START_TEST(test_roundtrip)
@@ -375,6 +377,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_int_eq(c.log.events_max, 1LL << 30);
     ck_assert_int_eq(c.supervisor.subreaper, MV_REAP_NO);
     ck_assert_str_eq(c.supervisor.pause_below, "2.5%");
     ck_assert_str_eq(c.worker.user, "0");

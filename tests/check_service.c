@@ -267,6 +267,13 @@ START_TEST(a_leaking_master_has_its_children_recycled_not_itself)
     ck_assert_int_eq(run_count(&s.r, "event=crash_limit"), 0);
     ck_assert_int_ge(run_count(&s.r, "event=child_gone "), children - 1);
     master = atol(strstr(strstr(s.r.log, "event=spawn "), " pid=") + 5);
+    { /* each a recycle mark on the worker's memory timeline */
+        char path[300], *tl;
+        snprintf(path, sizeof path, "%s/state/latest/timeline.csv", s.r.dir);
+        ck_assert_ptr_nonnull(tl = read_text(path));
+        ck_assert_msg(strstr(tl, "soft_limit_child"), "%.400s", tl);
+        free(tl);
+    }
     for (p = s.r.log; (p = strstr(p, "action=child ")); p++) {
         const char *line = p;
         while (line > s.r.log && line[-1] != '\n')
