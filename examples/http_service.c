@@ -27,6 +27,13 @@
  * already arriving on open connections with `Connection: close`, closes keep-alive
  * connections that stay idle DRAIN_IDLE_MS (a request already on the wire is still served),
  * and exits 0 once no connection is left (1 when the channel failed).
+ *
+ * Prefork. With --children N it is a master, as gunicorn's arbiter is: it forks N servers
+ * that share the listening sockets, and forks a new one whenever one exits. The master serves
+ * nothing and does not talk to memvisor (run it as protocol none); a child that gets SIGTERM
+ * drains as above. memvisor's `[recycle] target = child` tells the child that grew to stop,
+ * and this master replaces it by a fork. SIGTERM or SIGINT to the master: passed on to the
+ * children, which drain; the master exits 0 once they are gone.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -40,6 +47,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -731,13 +739,78 @@ static int serve_once(struct server *s, const sigset_t *mask)
     return 0;
 }
 
+/* ---- prefork master ---------------------------------------------------------------------- */
+
+#define MAX_CHILDREN   64
+#define RESPAWN_MIN_MS 100 /* a child that died younger than this is replaced this much later */
+
+/* Forks one server; 0 in the child, its pid or -1 in the master. */
+static pid_t fork_child(const sigset_t *orig)
+{
+    pid_t pid = fork();
+
+    if (pid == 0)
+        sigprocmask(SIG_SETMASK, orig, NULL);
+    return pid;
+}
+
+/* The master: returns in a child only (it goes on to serve); the master exits here. */
+static void run_master(int n, const sigset_t *orig)
+{
+    pid_t kids[MAX_CHILDREN] = {0};
+    long long born[MAX_CHILDREN] = {0}, wait_until = 0;
+    int live = 0, stopping = 0, sig;
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (;;) {
+        struct timespec ts = {0, 20 * 1000000L};
+        for (int i = 0; i < n && !stopping && now_ms() >= wait_until; i++) {
+            if (kids[i])
+                continue;
+            if ((kids[i] = fork_child(orig)) == 0)
+                return;
+            if (kids[i] < 0) {
+                kids[i] = 0;
+                wait_until = now_ms() + RESPAWN_MIN_MS;
+                continue;
+            }
+            born[i] = now_ms();
+            live++;
+        }
+        if (stopping && live == 0)
+            exit(0);
+        sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            stopping = 1;
+            for (int i = 0; i < n; i++)
+                if (kids[i])
+                    kill(kids[i], SIGTERM);
+        }
+        for (pid_t pid; (pid = waitpid(-1, NULL, WNOHANG)) > 0;)
+            for (int i = 0; i < n; i++)
+                if (kids[i] == pid) {
+                    kids[i] = 0;
+                    live--;
+                    if (now_ms() - born[i] < RESPAWN_MIN_MS)
+                        wait_until = now_ms() + RESPAWN_MIN_MS;
+                }
+    }
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: http_service [--leak-kb N] [--start-ms N] [--listen HOST:PORT]\n"
+    fprintf(f, "usage: http_service [--leak-kb N] [--start-ms N] [--listen HOST:PORT] "
+               "[--children N]\n"
                "  --leak-kb N         KiB per /leak and /ok request (default 64)\n"
                "  --start-ms N        busy N ms before serving, as an application's start-up\n"
                "                      (imports, configuration) would be (default 0)\n"
                "  --listen HOST:PORT  bind this socket when not given sockets by LISTEN_FDS\n"
+               "  --children N        a prefork master: N servers, each replaced when it exits\n"
                "Run it as a memvisor service: memvisor run -c conf/service.ini\n");
 }
 
@@ -746,7 +819,7 @@ int main(int argc, char **argv)
     struct server s = {.leak_kb = 64};
     struct sigaction sa = {.sa_handler = on_signal};
     char *listen_arg = NULL, *end;
-    long start_ms = 0;
+    long start_ms = 0, children = 0;
     sigset_t block, orig;
     int rc, n;
 
@@ -773,6 +846,12 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(argv[i], "--listen") && i + 1 < argc) {
             listen_arg = argv[++i];
+        } else if (!strcmp(argv[i], "--children") && i + 1 < argc) {
+            children = strtol(argv[++i], &end, 10);
+            if (!isdigit((unsigned char)*argv[i]) || *end || children > MAX_CHILDREN) {
+                fprintf(stderr, "http_service: --children wants 0..%d\n", MAX_CHILDREN);
+                return MVW_EXIT_FATAL;
+            }
         } else {
             fprintf(stderr, "http_service: bad argument '%s'\n", argv[i]);
             usage(stderr);
@@ -793,11 +872,18 @@ int main(int argc, char **argv)
         return MVW_EXIT_FATAL;
     }
 
-    rc = mvw_open(&s.w);
+    if (children > 0) {
+        sigset_t orig_mask;
+        sigprocmask(SIG_BLOCK, NULL, &orig_mask);
+        run_master((int)children, &orig_mask); /* returns in a child: it serves */
+    }
+    /* A prefork child serves without a channel: its master is the worker memvisor knows. */
+    rc = children > 0 ? -ENOENT : mvw_open(&s.w);
     if (rc == -ENOENT) {
         s.w = NULL;
-        fprintf(stderr, "http_service: pid %d serving %d socket(s) %s, not under memvisor\n",
-                (int)getpid(), n, s.names);
+        if (!children)
+            fprintf(stderr, "http_service: pid %d serving %d socket(s) %s, not under memvisor\n",
+                    (int)getpid(), n, s.names);
     } else if (rc < 0) {
         fprintf(stderr, "http_service: mvw_open: %s\n", mvw_strerror(rc));
         return MVW_EXIT_FATAL;

@@ -172,6 +172,8 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)v.in_flight));
     json_object_set_new(json_object_get(reply, "totals"), "escalated",
                         json_integer((json_int_t)v.escalated));
+    json_object_set_new(json_object_get(reply, "totals"), "child_recycles",
+                        json_integer((json_int_t)v.child_recycles));
     if (!mv->service)
         json_object_set_new(reply, "progress", progress_json(&pg));
     mv_pool_view_free(&v);
@@ -255,6 +257,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .suspects = kinds,
                              .nsuspects = v.nkinds,
                              .spawned = v.spawned,
+                             .child_recycles = v.child_recycles,
                              .reloads = (uint64_t)mv->reloads,
                              .workers = v.live,
                              .queue = pg.queue,

@@ -824,6 +824,16 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
                c->worker.protocol == MV_PROTO_LINES ? "lines" : "none");
         bad = true;
     }
+    /* A child recycle stops a process the worker forked: api and lines workers run the tasks
+     * themselves, and their children are theirs to manage (docs/service.md). */
+    if (c->recycle.target == MV_TARGET_CHILD && c->worker.protocol != MV_PROTO_NONE) {
+        report(errs, c->origin[O(recycle, target) - mv__options], "recycle", "target",
+               "child needs protocol = none (a master such as gunicorn that forks its own "
+               "children): a%s %s worker is recycled whole",
+               c->worker.protocol == MV_PROTO_API ? "n" : "",
+               c->worker.protocol == MV_PROTO_API ? "api" : "lines");
+        bad = true;
+    }
 #undef O
     if (c->supervisor.workers == 0) {
         cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -18,6 +18,17 @@
 #include <stdio.h>
 
 typedef enum { MV_PROTO_API, MV_PROTO_LINES, MV_PROTO_NONE } mv_protocol_t;
+/* [recycle] target: what a memory recycle replaces (kids.h). */
+typedef enum { MV_TARGET_WORKER, MV_TARGET_CHILD } mv_target_t;
+/* [recycle] child_signal, in the order of options.c's choices. */
+typedef enum {
+    MV_CSIG_TERM,
+    MV_CSIG_INT,
+    MV_CSIG_QUIT,
+    MV_CSIG_HUP,
+    MV_CSIG_USR1,
+    MV_CSIG_USR2
+} mv_child_signal_t;
 typedef enum { MV_METRIC_PRIVATE, MV_METRIC_RSS } mv_metric_t;
 typedef enum { MV_LOGFMT_TEXT, MV_LOGFMT_JSON } mv_logfmt_t;
 typedef enum { MV_LVL_DEBUG, MV_LVL_INFO, MV_LVL_WARN, MV_LVL_ERROR } mv_level_t;
@@ -101,8 +112,10 @@ typedef struct mv_config {
         int64_t handover_headroom; /* bytes above memory_soft a recycled worker may serve on;
                                     * 0 = no bound */
         int spares;                /* workers kept started, ready to take a slot (spares.h) */
-        int cgroup_ahead; /* each slot's next cgroup made while its worker runs (cgahead.h) */
-        int drain_cap;    /* a service worker drains under soft + handover_headroom (pool.c) */
+        int cgroup_ahead;   /* each slot's next cgroup made while its worker runs (cgahead.h) */
+        int drain_cap;      /* a service worker drains under soft + handover_headroom (pool.c) */
+        mv_target_t target; /* worker|child: what a memory recycle replaces */
+        mv_child_signal_t child_signal; /* what tells a master's child to stop */
     } recycle;
     struct {
         char *listen; /* addresses to bind and pass to workers, space-separated; "" = none */
@@ -147,6 +160,7 @@ typedef struct mv_config {
         mv_logfmt_t format;          /* text|json */
         mv_level_t level;            /* debug|info|warn|error */
         char *file;                  /* "" = stderr */
+        int64_t events_max;          /* bytes of events.jsonl before it rotates; 0 = no bound */
         mv_progress_mode_t progress; /* batch progress line on stderr: auto = if a terminal */
     } log;
     char *path;               /* the file loaded last (= files[nfiles - 1]), or NULL */

@@ -16,8 +16,10 @@
  * consistent: the window is cut in 5 segments, at least 4 of them grow by at least half the
  * slope's share, the most recent one among them. A kind is judged from 80% of a window on,
  * every tenth of a window, and is a suspect only when two judgements in a row say so (so a
- * steady leak is named within `window` tasks, and noise very rarely twice). The same on fd
- * counts (fds_after - fds_before) finds handle leaks.
+ * steady leak is named within `window` tasks, and noise very rarely twice). A reported leak
+ * that each judgement confirms (same rule, same estimate within 2x) is judged less often, the
+ * interval doubling up to a window; anything else brings back every tenth (leak.c:
+ * next_every). The same on fd counts (fds_after - fds_before) finds handle leaks.
  * Task rule: one task retains more than `task_growth` (not a worker's first task).
  *
  * Warm-up: a worker's first `warmup` tasks stay out of the trend (imports, pools and small

@@ -679,6 +679,43 @@ static bool output_full(struct mv_log_writer *w)
     return full;
 }
 
+/* events.jsonl is full: it becomes events.1.jsonl (replacing the one before) and the same fd
+ * number a new events.jsonl, whose first line says so. An event is never dropped for it:
+ * when a step fails, writing goes on where it was and the bound is given up. */
+static void rotate_events(mv_log_t *lg, const char *ts)
+{
+    size_t n = strlen(lg->events_path);
+    char *old = malloc(n + 8);
+    mv_buf_t b = {0};
+    int fd = -1;
+
+    if (!old || n < 6 || strcmp(lg->events_path + n - 6, ".jsonl") != 0)
+        goto give_up;
+    snprintf(old, n + 8, "%.*s.1.jsonl", (int)(n - 6), lg->events_path);
+    if (rename(lg->events_path, old) < 0)
+        goto give_up;
+    fd = open(lg->events_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || dup3(fd, lg->events_fd, O_CLOEXEC) < 0) {
+        rename(old, lg->events_path); /* the fd still writes to it: put it back */
+        goto give_up;
+    }
+    close(fd);
+    free(old);
+    lg->events_bytes = 0;
+    format_json(&b, ts, MV_LVL_INFO, "events_rotated",
+                (const mv_kv_t[]){MV_S("previous", "events.1.jsonl"),
+                                  MV_I("max", (long long)lg->events_max), MV_KV_END_MARKER});
+    write_all(lg->events_fd, b.data, b.len);
+    lg->events_bytes += (int64_t)b.len;
+    mv_buf_free(&b);
+    return;
+give_up:
+    if (fd >= 0)
+        close(fd);
+    free(old);
+    lg->events_max = 0;
+}
+
 void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv)
 {
     bool output = strcmp(event, "output") == 0;
@@ -694,7 +731,11 @@ void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t 
     mv_iso_time(ts);
     if (to_events) {
         format_json(&b, ts, level, event, kv);
+        if (lg->events_max > 0 && lg->events_path && lg->events_bytes > 0 &&
+            lg->events_bytes + (int64_t)b.len > lg->events_max)
+            rotate_events(lg, ts);
         write_all(lg->events_fd, b.data, b.len);
+        lg->events_bytes += (int64_t)b.len;
         mv_buf_reset(&b);
     }
     if (to_log) {

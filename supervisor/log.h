@@ -62,6 +62,10 @@ typedef struct mv_log {
     /* The run's events.jsonl: every event at info and up, as JSON, whatever the log's format
      * and level, minus worker output; -1 = none. */
     int events_fd;
+    /* events.jsonl's bound: once events_bytes would pass events_max (0 = none), the file at
+     * events_path becomes events.1.jsonl and events_fd (the same number) a new file. */
+    char *events_path; /* owned; NULL = never rotated */
+    int64_t events_max, events_bytes;
     /* The queue and its thread; NULL = plain writes (no thread could be started). */
     struct mv_log_writer *writer;
 } mv_log_t;

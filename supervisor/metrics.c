@@ -153,6 +153,9 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
              v->suspects, v->nsuspects);
     family(&o, "workers_spawned_total", "counter", "Workers started.");
     put(&o, "memvisor_workers_spawned_total %" PRIu64 "\n", v->spawned);
+    family(&o, "child_recycles_total", "counter",
+           "Children of master workers told to stop for memory ([recycle] target = child).");
+    put(&o, "memvisor_child_recycles_total %" PRIu64 "\n", v->child_recycles);
     family(&o, "reloads_total", "counter", "Configuration reloads applied.");
     put(&o, "memvisor_reloads_total %" PRIu64 "\n", v->reloads);
     family(&o, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");

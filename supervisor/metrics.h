@@ -14,7 +14,7 @@
  *   compares), worker_usage_bytes, worker_private_bytes, worker_rss_bytes,
  *   worker_peak_bytes, worker_tasks, worker_age_seconds          gauges, {slot}
  *   tasks_total {status}, recycles_total {reason}, leak_suspects_total {kind},
- *   workers_spawned_total, reloads_total                          counters
+ *   workers_spawned_total, reloads_total, child_recycles_total    counters
  *   workers, queue_depth, tasks_in_flight, uptime_seconds          gauges
  *   dispatch_paused {reason}, host_memory_available_bytes,
  *   host_memory_pause_threshold_bytes                              gauges
@@ -81,6 +81,7 @@ typedef struct mv_metrics_view {
     int64_t host_available, host_threshold; /* bytes */
     uint64_t orphans_reaped;
     const mv_metrics_template_t *tmpl; /* NULL: no template */
+    uint64_t child_recycles;           /* [recycle] target = child: children told to stop */
 } mv_metrics_view_t;
 
 /* Appends the exposition text of v to out. 0 or -ENOMEM. */

@@ -23,6 +23,9 @@ static const char *const heap_choices[] = {"off", "preload", "auto", NULL};
 static const char *const python_malloc_choices[] = {"auto", "yes", "no", NULL};
 static const char *const confirm_choices[] = {"isolate", "off", NULL};
 static const char *const progress_choices[] = {"auto", "on", "off", NULL};
+static const char *const target_choices[] = {"worker", "child", NULL};
+/* The order of mv_child_signal_t. */
+static const char *const csig_choices[] = {"TERM", "INT", "QUIT", "HUP", "USR1", "USR2", NULL};
 
 /* Section and key are the field's path in mv_config_t, so a key and its field cannot drift.
  * OPT keys take effect on reload; FIXED keys (sockets, the pool's shape, the detector's
@@ -140,6 +143,14 @@ const mv_option_t mv__options[] = {
     OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
         "replacement only starts its process"),
+    OPT(recycle, target, MV_OPT_ENUM, "worker", 0, 0, target_choices,
+        "what a memory recycle replaces: worker = the whole worker; child = a protocol-none "
+        "worker that is a master forking its own children (gunicorn and the like): its "
+        "largest child is told to stop and the master forks the replacement (docs/service.md)"),
+    OPT(recycle, child_signal, MV_OPT_ENUM, "TERM", 0, 0, csig_choices,
+        "with target = child, the signal that tells a child to finish what it serves and exit: "
+        "TERM, INT, QUIT, HUP, USR1 or USR2 (gunicorn's workers: TERM, a graceful stop; see "
+        "your master's docs); SIGKILL after kill_timeout"),
 
     FIXED(service, listen, MV_OPT_STRING, "", 0, 0, NULL,
           "sockets bound once and passed to every worker (LISTEN_FDS): host:port [v6]:port "
@@ -217,6 +228,9 @@ const mv_option_t mv__options[] = {
     OPT(log, level, MV_OPT_ENUM, "info", 0, 0, level_choices,
         "least severe level logged: debug, info, warn or error"),
     FIXED(log, file, MV_OPT_STRING, "", 0, 0, NULL, "log file (appended); empty = stderr"),
+    FIXED(log, events_max, MV_OPT_SIZE, "64M", 0, PIB, NULL,
+          "the run's events.jsonl is at most this big: past it, it becomes events.1.jsonl "
+          "(replacing the one before) and a new one starts; 0 = no bound"),
     FIXED(log, progress, MV_OPT_ENUM, "auto", 0, 0, progress_choices,
           "a batch's live progress line on stderr: auto (when stderr is a terminal), on or off"),
 };

@@ -348,6 +348,8 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
         kill_now(p, m, v.reason);
         return true;
     }
+    if (mv__pool_kids_check(p, m, r, v))
+        return true;
     if (v.kind == MV_VERDICT_RECYCLE && !mv_worker_leaving(w))
         return recycle(p, m, v.reason);
     return mv_worker_leaving(w) || m->seat.queued != MV_R_NONE;
@@ -525,6 +527,7 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("cgroup", w->cg.path), MV_I("limit", m->cap ? m->cap : w->lim.hard_bytes),
                 MV_S("snapshot", mv_suspect_last_snapshot(&m->suspect)));
+    mv__pool_kids_exit(p, m, why);
     /* One count per worker, by why it finally left (a soft-limit drain that ends in a kernel
      * OOM kill counts as kernel_oom). */
     if (why != MV_R_SHUTDOWN && !g->spawn_call)
@@ -581,6 +584,7 @@ static void w_closed(mv_worker_t *w)
     }
     if (m->esc)
         mv__pool_esc_closed(p, m);
+    mv__pool_kids_gone(m);
     mv_worker_free(w);
     free(m);
     maybe_stopped(p);

@@ -20,6 +20,7 @@
 #include "cgroup.h"
 #include "config.h"
 #include "dispatch.h"
+#include "kids.h"
 #include "leak.h"
 #include "listen.h"
 #include "log.h"
@@ -47,6 +48,9 @@ typedef struct mv_member {
     int64_t cap;            /* pool.c: the hard limit it drains under (0: its own) */
     bool esc;               /* pool_esc.c: a worker made for one escalated task */
     mv_task_t *esc_task;    /* pool_esc.c: that task, until it is reserved at ready */
+    mv_kidstop_t *kids;     /* pool_kids.c: its children told to stop (target = child), or NULL */
+    bool kid_follow;        /* pool_kids.c: followed since a child was told to stop */
+    uint64_t kid_told_ms;   /* pool_kids.c: when a child was last told (mv_now_ms), 0 = never */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */
@@ -121,6 +125,7 @@ typedef struct mv_pool {
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */
+    uint64_t child_recycles;       /* children of master workers told to stop (pool_kids.c) */
     uint64_t protocol_errors;
     int64_t overshoot; /* growth after a memory stop, learned (mv_policy_overshoot); -1: none */
 } mv_pool_t;
@@ -150,7 +155,8 @@ typedef struct mv_pool_view {
     int nslots;
     int live; /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
-    uint64_t escalated; /* requeued tasks that got more memory (escalate.h) */
+    uint64_t child_recycles; /* [recycle] target = child: children told to stop */
+    uint64_t escalated;      /* requeued tasks that got more memory (escalate.h) */
     const mv_suspect_count_t *suspects_by_kind; /* [nkinds] */
     size_t nkinds;
     const uint64_t *recycles;  /* [MV_R_COUNT] */

@@ -1,6 +1,6 @@
 /*
- * pool_int: what pool.c, pool_esc.c and pool_view.c share and nobody else sees. pool_esc.c
- * holds the escalation workers (escalate.h) apart from the slots' own machinery, which
+ * pool_int: what pool.c, pool_esc.c, pool_kids.c and pool_view.c share and nobody else sees.
+ * pool_esc.c holds the escalation workers (escalate.h) apart from the slots' own machinery, which
  * reaches it only through the hooks below, one line each in pool.c; pool_view.c only reads.
  */
 #ifndef MV_POOL_INT_H
@@ -21,5 +21,14 @@ void mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g); /* ...
 void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m);                   /* ...is closed */
 void mv__pool_esc_stop(mv_pool_t *p);                                     /* mv_pool_stop */
 void mv__pool_esc_close(mv_pool_t *p); /* the pool's handles close */
+
+/* pool_kids.c: [recycle] target = child. A look at m with reading r and verdict v: whether
+ * it took the look (a child of m's master told to stop, or still stopping); otherwise the
+ * pool acts on v as for any worker (a whole-worker recycle). */
+bool mv__pool_kids_check(mv_pool_t *p, mv_member_t *m, const mv_reading_t *r, mv_verdict_t v);
+/* m's worker (the master) has exited for `why`: said when it follows a child's stop. */
+void mv__pool_kids_exit(mv_pool_t *p, mv_member_t *m, mv_reason_t why);
+/* m's record is going: forgets its stopping child. */
+void mv__pool_kids_gone(mv_member_t *m);
 
 #endif

@@ -89,6 +89,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     v->nslots = p->nslots;
     v->live = mv_pool_live(p);
     v->spawned = p->spawned;
+    v->child_recycles = p->child_recycles;
     v->requeued = p->dispatch.requeued;
     v->escalated = p->dispatch.escalated;
     v->protocol_errors = p->protocol_errors;

@@ -51,6 +51,8 @@ typedef struct mv_report {
     bool running, results_b64;
     long event_lines, result_lines;
     bool events_tail, results_tail;   /* an incomplete last line of a running run was skipped */
+    int64_t rotations;                /* events_rotated lines read ([log] events_max) */
+    bool events_cut;                  /* events older than events.1.jsonl were rotated away */
     json_t *recycles, *would, *exits; /* reason -> count */
     int64_t ooms, requeues, quarantines, st[3], transient_max;
     mv_report_kind_t all;    /* every task */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -461,6 +462,7 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
     if (strcmp(ev, "leak_cleared") == 0)
         return on_cleared(r, s, o);
     r->ooms += strcmp(ev, "kernel_oom") == 0;
+    r->rotations += strcmp(ev, "events_rotated") == 0;
     r->requeues += strcmp(ev, "requeue") == 0;
     r->quarantines += strcmp(ev, "quarantine") == 0;
     if (strcmp(ev, "recycle") == 0)
@@ -587,11 +589,21 @@ static int load(rep_t *r, const char *path)
         return e;
     if (r->dir) {
         snprintf(run, sizeof run, "%s/run.json", r->dir);
+        if ((e = load_run(r, run)) < 0 || (r->results && (e = stream_results(r)) < 0))
+            return e;
+        /* The older half of a rotated events.jsonl ([log] events_max) first; when it was
+         * itself rotated once, older events are gone (events_cut). */
+        snprintf(events, sizeof events, "%s/events.1.jsonl", r->dir);
+        if (access(events, F_OK) == 0) {
+            if ((n = read_lines(r, events, on_event, &r->events_tail)) < 0)
+                return (int)n;
+            r->event_lines = n;
+            r->events_cut = r->rotations > 0;
+        }
         snprintf(events, sizeof events, "%s/events.jsonl", r->dir);
-        if ((e = load_run(r, run)) < 0 || (r->results && (e = stream_results(r)) < 0) ||
-            (n = read_lines(r, events, on_event, &r->events_tail)) < 0)
-            return e < 0 ? e : (int)n;
-        r->event_lines = n;
+        if ((n = read_lines(r, events, on_event, &r->events_tail)) < 0)
+            return (int)n;
+        r->event_lines += n;
     }
     if (!r->results)
         return 0;

@@ -82,8 +82,11 @@ static void print_header(const rep_t *r, FILE *out)
             : json_is_false(en) ? "no (observe only)"
                                 : "?",
             str_or(lim, "metric", "?"));
-    fprintf(out, "  events     %ld lines%s\n", r->event_lines,
-            r->events_tail ? " (an incomplete last line, still being written, skipped)" : "");
+    fprintf(out, "  events     %ld lines%s%s\n", r->event_lines,
+            r->events_tail ? " (an incomplete last line, still being written, skipped)" : "",
+            r->events_cut ? "; the oldest were rotated away ([log] events_max): the counts below "
+                            "cover the last two files"
+                          : "");
     if (r->results)
         fprintf(out, "  results    %s (%ld lines%s)\n", r->results, r->result_lines,
                 r->results_tail ? ", an incomplete last line skipped" : "");

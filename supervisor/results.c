@@ -45,51 +45,210 @@ const char *mv_status_name(mv_status_t s)
     return (unsigned)s < MV_ST_COUNT ? n[s] : "?";
 }
 
+/*
+ * Encoding. A batch of a leaky Python run is 60,000 results whose lines all have the same keys
+ * in the same order; a new jansson object for each (a malloc per key and per value, a hash
+ * table grown three times) was a quarter of the ~6 us of thread-pool CPU a line costs, and on
+ * a 2-core host every microsecond of it is taken from the workers (issue 13; the rest is
+ * jansson's dump). So a job keeps one object and
+ * overwrites its values in place, walking its keys in order: a line gets the keys (and the
+ * order) that a fresh object would have, because the same calls below name them in the same
+ * order; the first key that differs (another shape: not measured, heap figures, an error, a
+ * retry...) clears the object and builds it anew from that result. Either way the text is
+ * what json_dump_callback makes of the same keys and values.
+ */
+typedef struct put {
+    json_t *o;
+    void *iter; /* updating: the next key of o; NULL when building */
+    bool update, differs;
+} put_t;
+
+/* Puts v (a new reference) under key, as a new key or over the value there. v NULL (out of
+ * memory, text jansson refused, a NaN) leaves the key out, as json_object_set_new does. */
+static void put(put_t *p, const char *key, json_t *v)
+{
+    if (!p->update) {
+        json_object_set_new_nocheck(p->o, key, v);
+        return;
+    }
+    if (!v || p->differs || !p->iter || strcmp(json_object_iter_key(p->iter), key) != 0) {
+        p->differs = true;
+        json_decref(v);
+        return;
+    }
+    json_object_iter_set_new(p->o, p->iter, v);
+    p->iter = json_object_iter_next(p->o, p->iter);
+}
+
+/* The value to overwrite in place for key, or NULL: building, another key (the shape
+ * differs), or a value of another type (then put() replaces it). Moves past the key when it
+ * returns one. */
+static json_t *in_place(put_t *p, const char *key, json_type type)
+{
+    json_t *cur;
+
+    if (!p->update || p->differs || !p->iter)
+        return NULL;
+    if (strcmp(json_object_iter_key(p->iter), key) != 0) {
+        p->differs = true;
+        return NULL;
+    }
+    cur = json_object_iter_value(p->iter);
+    if (json_typeof(cur) != type)
+        return NULL;
+    p->iter = json_object_iter_next(p->o, p->iter);
+    return cur;
+}
+
+/* An overwrite that jansson refused (text that is not UTF-8, a NaN): a fresh object would
+ * leave the key out, so this one is built anew. */
+static void set_or_differ(put_t *p, int rc)
+{
+    if (rc < 0)
+        p->differs = true;
+}
+
+static void put_int(put_t *p, const char *key, json_int_t n)
+{
+    json_t *cur = in_place(p, key, JSON_INTEGER);
+
+    if (cur)
+        json_integer_set(cur, n);
+    else if (!p->differs)
+        put(p, key, json_integer(n));
+}
+
+/* An integer when `have`, else null. */
+static void put_int_if(put_t *p, const char *key, bool have, json_int_t n)
+{
+    if (have)
+        put_int(p, key, n);
+    else if (!in_place(p, key, JSON_NULL) && !p->differs)
+        put(p, key, json_null());
+}
+
+/* Text jansson checks (UTF-8): left out when it is not, or NULL. */
+static void put_text(put_t *p, const char *key, const char *s)
+{
+    json_t *cur = s ? in_place(p, key, JSON_STRING) : NULL;
+
+    if (cur)
+        set_or_differ(p, json_string_set(cur, s));
+    else if (!p->differs)
+        put(p, key, json_string(s));
+}
+
 /* Sets key (text) or key_base64 (any other bytes) so that every payload survives. */
-static int set_bytes(json_t *o, const char *key, const void *p, size_t n)
+static int put_bytes(put_t *p, const char *key, const void *b, size_t n)
 {
     char k64[32];
     char *b64;
-    int r;
+    json_t *cur;
 
-    if (mv_utf8_valid(p, n))
-        return json_object_set_new(o, key, json_stringn(p ? p : "", n));
-    b64 = mv_base64(p, n);
+    if (mv_utf8_valid(b, n)) {
+        if ((cur = in_place(p, key, JSON_STRING)))
+            set_or_differ(p, json_string_setn(cur, b ? b : "", n));
+        else if (!p->differs)
+            put(p, key, json_stringn(b ? b : "", n));
+        return 0;
+    }
+    b64 = mv_base64(b, n);
     if (!b64)
         return -1;
     snprintf(k64, sizeof k64, "%s_base64", key);
-    r = json_object_set_new(o, k64, json_string(b64));
+    put_text(p, k64, b64);
     free(b64);
-    return r;
+    return 0;
 }
 
 /* The heap figures of a task (docs/run-files.md): only when it has some. */
-static void heap_json(json_t *o, const mv_heap_task_t *h)
+static void heap_json(put_t *p, const mv_heap_task_t *h)
 {
-    json_object_set_new(o, "heap_source", json_string(h->source));
-    json_object_set_new(o, "heap_before", json_integer(h->before));
-    json_object_set_new(o, "heap_after", json_integer(h->after));
-    json_object_set_new(o, "heap_retained", json_integer(h->after - h->before));
-    json_object_set_new(o, "heap_blocks",
-                        h->blocks != INT64_MIN ? json_integer(h->blocks) : json_null());
-    json_object_set_new(o, "heap_allocs", h->allocs >= 0 ? json_integer(h->allocs) : json_null());
-    json_object_set_new(o, "heap_frees", h->frees >= 0 ? json_integer(h->frees) : json_null());
+    put_text(p, "heap_source", h->source);
+    put_int(p, "heap_before", h->before);
+    put_int(p, "heap_after", h->after);
+    put_int(p, "heap_retained", h->after - h->before);
+    put_int_if(p, "heap_blocks", h->blocks != INT64_MIN, h->blocks);
+    put_int_if(p, "heap_allocs", h->allocs >= 0, h->allocs);
+    put_int_if(p, "heap_frees", h->frees >= 0, h->frees);
 }
 
 /* A wall-clock time as ISO 8601 UTC with microseconds; 0 = null (never happened). */
-static json_t *iso_or_null(int64_t us)
+static void put_time(put_t *p, const char *key, int64_t us)
 {
     char iso[48];
+    json_t *cur;
 
-    if (!us)
-        return json_null();
+    if (!us) {
+        put_int_if(p, key, false, 0);
+        return;
+    }
     mv_iso_time_us(us, iso);
-    return json_string_nocheck(iso); /* ASCII digits and punctuation: nothing to check */
+    /* ASCII digits and punctuation: nothing to check */
+    if ((cur = in_place(p, key, JSON_STRING)))
+        json_string_set_nocheck(cur, iso);
+    else if (!p->differs)
+        put(p, key, json_string_nocheck(iso));
 }
 
+/* Every key of a result line, in order. -ENOMEM for a payload that cannot be encoded. */
+static int put_result(put_t *p, const mv_result_t *res, const char *host, const char *consumer)
+{
+    json_t *cur;
+    int r = 0;
+
+    put_int(p, "task", (json_int_t)res->task);
+    put_text(p, "status", mv_status_name(res->status));
+    put_int(p, "attempts", res->attempts);
+    put_int_if(p, "worker", res->slot, res->slot);
+    put_int_if(p, "gen", res->gen, res->gen);
+    put_int_if(p, "pid", res->pid, res->pid);
+    if (res->kind)
+        put_text(p, "kind", res->kind);
+    else
+        put_int_if(p, "kind", false, 0);
+    put_time(p, "started", res->started_us);
+    put_time(p, "ended", res->ended_us);
+    put_int_if(p, "mem_before", res->measured, res->mem_before);
+    put_int_if(p, "mem_after", res->measured, res->mem_after);
+    put_int_if(p, "mem_peak", res->measured, res->mem_peak);
+    put_int_if(p, "retained", res->measured, res->retained);
+    if (res->measured) {
+        put_text(p, "peak_source", res->peak_source);
+        put_int_if(p, "fds_before", res->fds_before >= 0, res->fds_before);
+        put_int_if(p, "fds_after", res->fds_after >= 0, res->fds_after);
+        if (res->heap.measured)
+            heap_json(p, &res->heap);
+    }
+    if ((cur = in_place(p, "duration_ms", JSON_REAL)))
+        set_or_differ(p, json_real_set(cur, res->duration_ms));
+    else if (!p->differs)
+        put(p, "duration_ms", json_real(res->duration_ms));
+    put_int_if(p, "mem_limit", res->mem_limit > 0, res->mem_limit);
+    if (res->escalations > 0)
+        put_int(p, "escalations", res->escalations);
+    if (put_bytes(p, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
+        r = -ENOMEM;
+    if (res->nhist > 0)
+        put(p, "attempt_errors", mv_attempts_json(res->hist, res->nhist, host));
+    if (host)
+        put_text(p, "host", host);
+    if (consumer)
+        put_text(p, "consumer", consumer);
+    return r;
+}
+
+/* jansson calls this for every token: the common case (room left) stays a memcpy. */
 static int append_cb(const char *buffer, size_t size, void *data)
 {
-    return mv_buf_append(data, buffer, size) < 0 ? -1 : 0;
+    mv_buf_t *b = data;
+
+    if (b->cap - b->len >= size) {
+        memcpy(b->data + b->len, buffer, size);
+        b->len += size;
+        return 0;
+    }
+    return mv_buf_append(b, buffer, size) < 0 ? -1 : 0;
 }
 
 int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
@@ -100,60 +259,41 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out)
 int mv_results_encode_at(const mv_result_t *res, const char *host, const char *consumer,
                          mv_buf_t *out)
 {
-    json_t *o = json_object();
-    size_t mark = out->len;
-    int r = 0;
+    return mv_results_encode_into(NULL, res, host, consumer, out);
+}
 
-    if (!o)
-        return -ENOMEM;
-    json_object_set_new(o, "task", json_integer((json_int_t)res->task));
-    json_object_set_new(o, "status", json_string(mv_status_name(res->status)));
-    json_object_set_new(o, "attempts", json_integer(res->attempts));
-    json_object_set_new(o, "worker", res->slot ? json_integer(res->slot) : json_null());
-    json_object_set_new(o, "gen", res->gen ? json_integer(res->gen) : json_null());
-    json_object_set_new(o, "pid", res->pid ? json_integer(res->pid) : json_null());
-    json_object_set_new(o, "kind", res->kind ? json_string(res->kind) : json_null());
-    json_object_set_new(o, "started", iso_or_null(res->started_us));
-    json_object_set_new(o, "ended", iso_or_null(res->ended_us));
-    if (res->measured) {
-        json_object_set_new(o, "mem_before", json_integer(res->mem_before));
-        json_object_set_new(o, "mem_after", json_integer(res->mem_after));
-        json_object_set_new(o, "mem_peak", json_integer(res->mem_peak));
-        json_object_set_new(o, "retained", json_integer(res->retained));
-        json_object_set_new(o, "peak_source", json_string(res->peak_source));
-        json_object_set_new(o, "fds_before",
-                            res->fds_before >= 0 ? json_integer(res->fds_before) : json_null());
-        json_object_set_new(o, "fds_after",
-                            res->fds_after >= 0 ? json_integer(res->fds_after) : json_null());
-        if (res->heap.measured)
-            heap_json(o, &res->heap);
+int mv_results_encode_into(json_t **keep, const mv_result_t *res, const char *host,
+                           const char *consumer, mv_buf_t *out)
+{
+    put_t p = {.o = keep ? *keep : NULL};
+    size_t mark = out->len;
+    int r;
+
+    if (p.o) {
+        p.update = true;
+        p.iter = json_object_iter(p.o);
+        r = put_result(&p, res, host, consumer);
+        if (p.differs || p.iter) { /* another shape: built anew */
+            json_object_clear(p.o);
+            p = (put_t){.o = p.o};
+            r = put_result(&p, res, host, consumer);
+        }
     } else {
-        json_object_set_new(o, "mem_before", json_null());
-        json_object_set_new(o, "mem_after", json_null());
-        json_object_set_new(o, "mem_peak", json_null());
-        json_object_set_new(o, "retained", json_null());
+        if (!(p.o = json_object()))
+            return -ENOMEM;
+        r = put_result(&p, res, host, consumer);
     }
-    json_object_set_new(o, "duration_ms", json_real(res->duration_ms));
-    json_object_set_new(o, "mem_limit",
-                        res->mem_limit > 0 ? json_integer(res->mem_limit) : json_null());
-    if (res->escalations > 0)
-        json_object_set_new(o, "escalations", json_integer(res->escalations));
-    if (set_bytes(o, res->status == MV_ST_OK ? "result" : "error", res->payload, res->len) < 0)
-        r = -ENOMEM;
-    if (res->nhist > 0)
-        json_object_set_new(o, "attempt_errors", mv_attempts_json(res->hist, res->nhist, host));
-    if (host)
-        json_object_set_new(o, "host", json_string(host));
-    if (consumer)
-        json_object_set_new(o, "consumer", json_string(consumer));
     /* One pass straight into the buffer. */
     if (r == 0 &&
-        json_dump_callback(o, append_cb, out,
+        json_dump_callback(p.o, append_cb, out,
                            JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) < 0) {
         out->len = mark;
         r = -ENOMEM;
     }
-    json_decref(o);
+    if (keep)
+        *keep = p.o;
+    else
+        json_decref(p.o);
     return r;
 }
 
@@ -187,7 +327,8 @@ static int encode_slice(mv_results_t *r)
         res.hist = (const mv_attempt_t *)(rec + 1);
         res.payload = (const uint8_t *)res.hist + rec->nhist * sizeof(mv_attempt_t);
         res.kind = rec->kind_len ? (const char *)res.payload + res.len : NULL;
-        if (mv_results_encode(&res, &r->lines) < 0 || mv_buf_append(&r->lines, "\n", 1) < 0)
+        if (mv_results_encode_into(&r->enc, &res, NULL, NULL, &r->lines) < 0 ||
+            mv_buf_append(&r->lines, "\n", 1) < 0)
             return -ENOMEM;
         p += rec->size;
     }
@@ -723,4 +864,6 @@ void mv_results_free(mv_results_t *r)
     mv_buf_free(&r->pending);
     mv_buf_free(&r->batch);
     mv_buf_free(&r->lines);
+    json_decref(r->enc);
+    r->enc = NULL;
 }

@@ -98,6 +98,7 @@ typedef struct mv_results {
     mv_buf_t pending; /* records not yet handed to a job (loop only) */
     mv_buf_t batch;   /* records the job in flight encodes (job only) */
     mv_buf_t lines;   /* the job's encoded lines (job only) */
+    json_t *enc;      /* the job's result object, kept from line to line (job only) */
     uv_work_t work;
     bool working;  /* a job is in flight */
     bool final;    /* the job in flight is the last one: it also syncs */
@@ -157,6 +158,11 @@ int mv_results_encode(const mv_result_t *res, mv_buf_t *out);
  * with no host of their own were made on `host`. */
 int mv_results_encode_at(const mv_result_t *res, const char *host, const char *consumer,
                          mv_buf_t *out);
+/* The same text, through an object kept in *keep between calls (NULL at first; the caller
+ * json_decrefs it at the end): its values are overwritten in place while the keys stay the
+ * same, which spares a malloc per key and value. keep NULL: a new object each time. */
+int mv_results_encode_into(json_t **keep, const mv_result_t *res, const char *host,
+                           const char *consumer, mv_buf_t *out);
 /* Whether no more tasks should be started: results wait for the writer (the backlog bounds
  * memory when workers answer faster than jansson encodes), or a failed write is being
  * retried. on_drained says when to resume. */

@@ -473,6 +473,10 @@ static void open_run(mv_t *mv)
         mv_rundir_close(&mv->run);
     } else {
         mv->log.events_fd = mv->run.events_fd;
+        mv->log.events_max = cfg->log.events_max;
+        mv->log.events_bytes = 0;
+        if (asprintf(&mv->log.events_path, "%s/events.jsonl", mv->run.dir) < 0)
+            mv->log.events_path = NULL; /* no bound, rather than no events */
         prune_runs(mv);
     }
     if (cfg->leak.detect && !(mv->leak = mv_leak_new(&lc)))
@@ -684,6 +688,8 @@ static void close_run(mv_t *mv)
     mv_pool_free(&mv->pool);
     mv_leak_free(mv->leak);
     mv->log.events_fd = -1;
+    free(mv->log.events_path);
+    mv->log.events_path = NULL;
     mv_rundir_close(&mv->run);
 }
 

@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 71);
+    ck_assert_uint_eq(n, 74);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -204,6 +204,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_TEXT);
     ck_assert_int_eq(c.log.level, MV_LVL_INFO);
     ck_assert_str_eq(c.log.file, "");
+    ck_assert_int_eq(c.log.events_max, 64LL << 20);
     ck_assert_str_eq(c.leak.kind, "auto");
     ck_assert_ptr_null(c.path);
     for (size_t i = 0; i < n; i++) {
@@ -261,6 +262,8 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "spares = 3\n"
                                        "cgroup_ahead = no\n"
                                        "drain_cap = yes\n"
+                                       "target = child\n"
+                                       "child_signal = QUIT\n"
                                        "[service]\n"
                                        "listen = 127.0.0.1:8080 [::1]:8080 unix:/run/m.sock\n"
                                        "backlog = 16\n"
@@ -296,6 +299,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "format = json\n"
                                        "level = debug\n"
                                        "file = /var/log/memvisor.log\n"
+                                       "events_max = 1G\n"
                                        "progress = on\n";
 
 START_TEST(test_roundtrip)
@@ -341,6 +345,8 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.recycle.spares, 3);
     ck_assert_int_eq(c.recycle.drain_cap, 1);
     ck_assert_int_eq(c.recycle.cgroup_ahead, 0);
+    ck_assert_int_eq(c.recycle.target, MV_TARGET_CHILD);
+    ck_assert_int_eq(c.recycle.child_signal, MV_CSIG_QUIT);
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
     ck_assert_int_eq(c.service.backlog, 16);
     ck_assert_str_eq(c.control.socket, "/run/memvisor.sock");
@@ -371,6 +377,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
+    ck_assert_int_eq(c.log.events_max, 1LL << 30);
     ck_assert_int_eq(c.supervisor.subreaper, MV_REAP_NO);
     ck_assert_str_eq(c.supervisor.pause_below, "2.5%");
     ck_assert_str_eq(c.worker.user, "0");
@@ -380,18 +387,23 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.log.progress, MV_PROGRESS_ON);
     ck_assert_str_eq(c.path, path);
     /* Every key off its default includes a lines worker with a template, which cannot be
-     * (the cross-key checks find it), and, unless memvisor is root, a worker user. */
+     * (the cross-key checks find it), a lines worker whose children are recycled, which
+     * cannot be either, and, unless memvisor is root, a worker user. */
     ck_assert_int_eq(mv_config_finish(&c, &e), -EINVAL);
     ck_assert(has(&e,
                   "%s:24: [worker] template: only api workers can be templates (a lines "
                   "worker has no mvw_open to fork from): set protocol = api, or template = no",
                   path));
+    ck_assert(has(&e,
+                  "%s:46: [recycle] target: child needs protocol = none (a master such as "
+                  "gunicorn that forks its own children): a lines worker is recycled whole",
+                  path));
     if (geteuid() == 0) {
-        ck_assert_uint_eq(e.n, 1);
+        ck_assert_uint_eq(e.n, 2);
         ck_assert_int_eq(c.worker.uid, 0);
         ck_assert_int_eq(c.worker.gid, 0);
     } else { /* only root may switch a worker's user */
-        ck_assert_uint_eq(e.n, 2);
+        ck_assert_uint_eq(e.n, 3);
         ck_assert_ptr_nonnull(strstr(e.msg[0], "[worker] user: \"0\": only root can"));
     }
     mv_errors_free(&e);

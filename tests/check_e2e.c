@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "suites.h"
@@ -30,6 +31,43 @@ START_TEST(recycles_on_task_count)
     ck_assert_int_ge(run_count(&r, "reason=max_tasks action=drain"), 4);
     for (size_t i = 0; i < r.nres; i++)
         ck_assert_str_eq(jstr(r.res[i], "status"), "ok");
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* [log] events_max: a run's events.jsonl rotates at the bound (60 workers' events are far
+ * more than 2 KiB), and `memvisor report` reads both files and says the oldest are gone. */
+START_TEST(a_run_rotates_its_events_file)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 60), path[320], *now, *out = NULL;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "log.events_max=2K",
+                          "--",
+                          MVTEST,
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 60, NULL);
+    snprintf(path, sizeof path, "%s/state/latest/events.1.jsonl", r.dir);
+    ck_assert_msg(access(path, F_OK) == 0, "%s", path);
+    snprintf(path, sizeof path, "%s/state/latest/events.jsonl", r.dir);
+    ck_assert_ptr_nonnull(now = read_text(path));
+    ck_assert_msg(strstr(now, "\"event\":\"events_rotated\"") &&
+                      strstr(now, "\"event\":\"events_rotated\"") < strchr(now, '\n'),
+                  "%.300s", now);
+    ck_assert_uint_le(strlen(now), 2048 + 1024);
+    free(now);
+    snprintf(path, sizeof path, "%s/state/latest", r.dir);
+    ck_assert_int_eq(run_capture((const char *[]){MEMVISOR, "report", path, NULL}, &out), 0);
+    ck_assert_msg(strstr(out, "the oldest were rotated away"), "%s", out);
+    free(out);
     free(tasks);
     run_free(&r);
 }
@@ -671,6 +709,7 @@ Suite *e2e_suite(void)
     tcase_set_timeout(sig, 60);
     tcase_set_timeout(cfg, 30);
     tcase_add_test(batch, recycles_on_task_count);
+    tcase_add_test(batch, a_run_rotates_its_events_file);
     tcase_add_test(batch, recycles_on_memory_before_the_hard_limit);
     tcase_add_test(batch, result_lines_carry_memory_and_payloads);
     tcase_add_test(batch, result_lines_carry_times_and_generation);

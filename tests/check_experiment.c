@@ -224,9 +224,10 @@ END_TEST
  * its kind's tasks back until that fresh worker is ready. */
 START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
 {
-    /* 480: room for the suspect to be judged on a slow run (the sanitizer build under load
-     * once ended 240 tasks before any experiment began). */
-    char *tasks = mix(480, 2, "alloc 1", "ok");
+    /* 960: room for the suspect to be judged and its experiment to start on a slow run (the
+     * sanitizer build under load once ended 240 tasks before any experiment began, and make
+     * check beside two QEMU guests 480). */
+    char *tasks = mix(960, 2, "alloc 1", "ok");
     const char *args[] = {"run",
                           "-o",
                           "supervisor.workers=2",
@@ -242,7 +243,7 @@ START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
-    run_assert_once(&r, 480, NULL);
+    run_assert_once(&r, 960, NULL);
     ck_assert_ptr_nonnull(strstr(r.log, "reason=soft_limit action=drain"));
     ck_assert_ptr_nonnull(strstr(r.log, "reason=leak_experiment action=drain"));
     ck_assert_ptr_nonnull(strstr(r.log, "step=arm_started"));

@@ -507,6 +507,47 @@ START_TEST(judged_kinds_and_tasks_without_figures)
 }
 END_TEST
 
+/* A reported leak that goes on is judged less often (up to once a window: judging it every
+ * tenth was most of the supervisor's CPU per task on a leaky batch), yet a change of its
+ * estimate is still said within the window after the window has seen it, and the judgements
+ * after that news come every tenth of a window again. */
+START_TEST(a_reported_leak_backs_off_but_a_change_is_still_said)
+{
+    mv_leak_t *l = mv_leak_new(&cfg);
+    int w = cfg.window, judged = 0, reports = 0, said = 0, after = 0;
+
+    for (int i = 1; i <= 1000; i++) {
+        mv_leak_obs_t o = {"k", 64 * KiB, 0, i, false, false};
+        mv_leak_verdict_t v = mv_leak_observe(l, &o);
+        reports += v.report;
+        judged += i > 500 && v.rule != MV_LEAK_NONE;
+    }
+    ck_assert_int_eq(reports, 1);
+    /* every tenth would be 100 judgements in these 500 tasks; once a window is 10 */
+    ck_assert_int_ge(judged, 500 / w - 1);
+    ck_assert_int_le(judged, 500 / w + 1);
+    /* it now leaks four times as much */
+    for (int i = 1001; i <= 1000 + 3 * w; i++) {
+        mv_leak_obs_t o = {"k", 256 * KiB, 0, i, false, false};
+        mv_leak_verdict_t v = mv_leak_observe(l, &o);
+        if (v.report) {
+            ck_assert_int_eq(said, 0);
+            ck_assert_int_eq(v.rule, MV_LEAK_TREND);
+            ck_assert_double_gt(v.per_task, 2 * 64 * KiB);
+            ck_assert_double_le(v.per_task, 256 * KiB);
+            said = i;
+        } else if (said && !after && v.rule != MV_LEAK_NONE) {
+            after = i;
+        }
+    }
+    /* the window holds the change from about a third on: said within a window after that */
+    ck_assert_int_gt(said, 1000);
+    ck_assert_int_le(said, 1000 + w / 2 + w);
+    ck_assert_int_eq(after - said, w / 10);
+    mv_leak_free(l);
+}
+END_TEST
+
 /* A worker's baseline is kept packed: this process's own mappings come back from the block
  * as the same object (names and bytes), so a snapshot's growth against it is the same; an
  * empty object and no object too. */
@@ -563,6 +604,7 @@ Suite *leak_suite(void)
     tcase_add_test(tc, the_trend_is_the_estimator_of_before_bit_for_bit);
     tcase_add_test(tc, a_worker_grows_by_its_share_of_a_leak);
     tcase_add_test(tc, judged_kinds_and_tasks_without_figures);
+    tcase_add_test(tc, a_reported_leak_backs_off_but_a_change_is_still_said);
     tcase_add_test(tc, a_packed_baseline_unpacks_to_the_same_mappings);
     suite_add_tcase(s, tc);
     return s;

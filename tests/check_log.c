@@ -260,6 +260,53 @@ START_TEST(events_file_gets_every_event_while_the_log_stalls)
 }
 END_TEST
 
+/* [log] events_max: past the bound, events.jsonl becomes events.1.jsonl (replacing the one
+ * before) and a new file starts with an events_rotated line; no event of the last two files
+ * is lost, and neither file grows past the bound by more than one line. */
+START_TEST(events_file_rotates_at_its_bound)
+{
+    char path[96], old[96], *now, *before;
+    const char *p;
+    int first, last, n = 0;
+
+    open_stalled(MV_LOGFMT_TEXT, 1 << 20);
+    snprintf(path, sizeof path, "%s/events.jsonl", tmp);
+    snprintf(old, sizeof old, "%s/events.1.jsonl", tmp);
+    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(lg.events_fd, 0);
+    lg.events_path = strdup(path);
+    lg.events_max = 4096;
+    for (int i = 0; i < 1000; i++)
+        mv_info(&lg, "tick", MV_I("n", i));
+    close(lg.events_fd);
+    lg.events_fd = -1;
+    free(lg.events_path);
+    lg.events_path = NULL;
+    now = read_text(path);
+    before = read_text(old);
+    ck_assert_ptr_nonnull(now);
+    ck_assert_ptr_nonnull(before);
+    ck_assert_uint_le(strlen(now), 4096 + 128);
+    ck_assert_uint_le(strlen(before), 4096 + 128);
+    ck_assert_msg(strncmp(strstr(now, "\"event\""), "\"event\":\"events_rotated\"", 24) == 0,
+                  "%.200s", now);
+    ck_assert_msg(strstr(before, "\"event\":\"events_rotated\""), "%.200s", before);
+    /* The ticks of the two files run on without a gap, up to the last one. */
+    first = atoi(strstr(before, "\"n\":") + 4);
+    last = first - 1;
+    for (int f = 0; f < 2; f++)
+        for (p = f ? now : before; (p = strstr(p, "\"n\":")); p += 4, n++) {
+            ck_assert_int_eq(atoi(p + 4), last + 1);
+            last = atoi(p + 4);
+        }
+    ck_assert_int_eq(last, 999);
+    ck_assert_int_eq(n, 1000 - first);
+    ck_assert_int_gt(first, 0); /* it rotated more than once: the oldest are gone */
+    free(now);
+    free(before);
+}
+END_TEST
+
 START_TEST(close_gives_up_on_a_reader_that_never_comes_back)
 {
     char buf[4096];
@@ -531,6 +578,7 @@ Suite *log_suite(void)
     tcase_add_test(tc, a_stalled_reader_costs_worker_output_first);
     tcase_add_test(tc, own_events_are_dropped_last_and_counted);
     tcase_add_test(tc, events_file_gets_every_event_while_the_log_stalls);
+    tcase_add_test(tc, events_file_rotates_at_its_bound);
     tcase_add_test(tc, close_gives_up_on_a_reader_that_never_comes_back);
     tcase_add_test(tc, a_reader_that_leaves_costs_nothing);
     tcase_add_test(tc, status_line_is_erased_for_log_lines_and_redrawn);

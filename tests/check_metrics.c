@@ -41,7 +41,7 @@ static mv_metrics_view_t view(void)
 {
     return (mv_metrics_view_t){slots, 2,     tasks, 3,       recycles,  2,    suspects, 2,
                                5,     1,     1,     7,       1,         3.25, 2,        8 << 20,
-                               true,  false, true,  1 << 30, 2LL << 30, 4,    &tmpl};
+                               true,  false, true,  1 << 30, 2LL << 30, 4,    &tmpl,    6};
 }
 
 static char *render(void)
@@ -78,6 +78,7 @@ START_TEST(test_render_lines)
     ck_assert_ptr_nonnull(
         strstr(t, "memvisor_leak_suspects_total{kind=\"a\\\"b\\\\c\\nd\xef\xbf\xbd\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_workers_spawned_total 5\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_child_recycles_total 6\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_queue_depth 7\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_spares 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_spares_usage_bytes 8388608\n"));

@@ -334,6 +334,27 @@ START_TEST(rich_recycles_and_exits)
 }
 END_TEST
 
+/* [log] events_max: events.1.jsonl, the older half, is read first and counted too; when it
+ * begins with a rotation itself, older events are gone and the report says so. */
+START_TEST(rotated_events_are_counted_and_a_cut_is_said)
+{
+    char *s;
+
+    rich_run();
+    put("run/events.1.jsonl", EV("recycle", ", 'worker': 1, 'reason': 'max_tasks'"));
+    s = report_ok("run");
+    HAS(s, "  max_tasks                 2\n");
+    HASNT(s, "rotated away");
+    free(s);
+    put("run/events.1.jsonl", EV("events_rotated", ", 'previous': 'events.1.jsonl', 'max': 4096")
+                                  EV("recycle", ", 'worker': 1, 'reason': 'max_tasks'"));
+    s = report_ok("run");
+    HAS(s, "  max_tasks                 2\n");
+    HAS(s, "the oldest were rotated away ([log] events_max)");
+    free(s);
+}
+END_TEST
+
 START_TEST(rich_distributions)
 {
     char *s;
@@ -819,6 +840,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, rich_header_and_suspects);
     tcase_add_test(tc, unconfirmed_and_cleared_suspects);
     tcase_add_test(tc, rich_recycles_and_exits);
+    tcase_add_test(tc, rotated_events_are_counted_and_a_cut_is_said);
     tcase_add_test(tc, rich_distributions);
     tcase_add_test(tc, rich_advice);
     tcase_add_test(tc, state_dir_follows_latest);

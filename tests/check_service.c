@@ -236,6 +236,56 @@ START_TEST(a_leaking_service_under_load_is_recycled_not_failed)
 }
 END_TEST
 
+/* [recycle] target = child: a prefork master (the example with --children 2, as gunicorn's
+ * arbiter) leaking under load. Each memory recycle tells the largest child to stop, and the
+ * master forks its replacement: the worker itself (the master) is never replaced, no
+ * request fails, and status and the log count the child recycles. */
+START_TEST(a_leaking_master_has_its_children_recycled_not_itself)
+{
+    svc_t s;
+    load_t l;
+    json_t *reply;
+    const char *extra[] = {"-o", "supervisor.workers=1",   "-o", "worker.protocol=none",
+                           "-o", "limits.memory_soft=24M", "-o", "limits.memory_hard=2G",
+                           "-o", "recycle.target=child",   NULL};
+    const char *p;
+    long master, children = 0;
+
+    svc_init(&s);
+    svc_start(&s, extra, "--leak-kb 64 --children 2");
+    load_start(&l, &s, "/leak", "3s");
+    ck_assert_int_gt(load_finish(&l, &s), 500);
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    children = jint(json_object_get(reply, "totals"), "child_recycles");
+    json_decref(reply);
+    svc_stop(&s);
+    ck_assert_int_ge(children, 3);
+    ck_assert_int_ge(run_count(&s.r, "action=child "), children);
+    ck_assert_int_eq(run_count(&s.r, "event=spawn "), 1); /* the master, once */
+    ck_assert_int_eq(run_count(&s.r, "event=exit "), 1);  /* at the stop */
+    ck_assert_int_eq(run_count(&s.r, "event=child_recycle_skipped"), 0);
+    ck_assert_int_eq(run_count(&s.r, "event=crash_limit"), 0);
+    ck_assert_int_ge(run_count(&s.r, "event=child_gone "), children - 1);
+    master = atol(strstr(strstr(s.r.log, "event=spawn "), " pid=") + 5);
+    { /* each a recycle mark on the worker's memory timeline */
+        char path[300], *tl;
+        snprintf(path, sizeof path, "%s/state/latest/timeline.csv", s.r.dir);
+        ck_assert_ptr_nonnull(tl = read_text(path));
+        ck_assert_msg(strstr(tl, "soft_limit_child"), "%.400s", tl);
+        free(tl);
+    }
+    for (p = s.r.log; (p = strstr(p, "action=child ")); p++) {
+        const char *line = p;
+        while (line > s.r.log && line[-1] != '\n')
+            line--;
+        ck_assert_int_eq(atol(strstr(line, " pid=") + 5), master);
+        ck_assert_int_ne(atol(strstr(p, " child=") + 7), master);
+        ck_assert_int_gt(atoll(strstr(p, " child_mem=") + 11), 0);
+    }
+    run_free(&s.r);
+}
+END_TEST
+
 START_TEST(recycle_all_and_reload_under_load_lose_no_request)
 {
     svc_t s;
@@ -602,6 +652,7 @@ Suite *service_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, recycling_under_load_loses_no_request);
     tcase_add_test(tc, a_leaking_service_under_load_is_recycled_not_failed);
+    tcase_add_test(tc, a_leaking_master_has_its_children_recycled_not_itself);
     tcase_add_test(tc, recycle_all_and_reload_under_load_lose_no_request);
     tcase_add_test(tc, an_invalid_reload_changes_nothing);
     tcase_add_test(tc, status_shows_the_workers_that_exist);

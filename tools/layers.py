@@ -13,13 +13,13 @@ LAYERS = {
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
-       "rscript rconn rtasks rtasks_int rheld",
+       "rscript rconn rtasks rtasks_int rheld kids",
     # 2: one worker
     2: "worker worker_int worker_start worker_look template",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect templates experiment",
     # 4: the slots
-    4: "pool pool_int pool_esc pool_view spares",
+    4: "pool pool_int pool_esc pool_kids pool_view spares",
     # 5: the run, its commands and the command lines
     5: "supervisor commands main ctl ticker report cli report_int report_load report_print report_html report_timeline "
        "submit",

@@ -4,7 +4,8 @@
 # OUT/plan, writes everything it prints to OUT/check.log (and the console), then OUT/status.
 #
 # Plan lines:  build DIR      the build directory (absolute, as on the host)
-#              suite NAME     run that Check suite (CK_RUN_SUITE=NAME)
+#              suite NAME     run that Check suite (CK_RUN_SUITE=NAME); NAME/CASE runs one
+#                             test case of it (CK_RUN_CASE=CASE)
 #              cmd COMMAND    run a shell command instead (benchmarks)
 checkout=$1
 out=$2
@@ -21,7 +22,12 @@ run_plan() {
         build) build=$arg ;;
         suite)
             t0=$(date +%s%N)
-            CK_RUN_SUITE=$arg MV_BUILD=$build "$build/tests/check_memvisor" || failed=$((failed + 1))
+            case "$arg" in
+            */*) CK_RUN_CASE=${arg#*/} ;;
+            *) CK_RUN_CASE= ;;
+            esac
+            export CK_RUN_CASE
+            CK_RUN_SUITE=${arg%%/*} MV_BUILD=$build "$build/tests/check_memvisor" || failed=$((failed + 1))
             echo "check-v2: suite $arg took $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN {printf "%.1f", (b - a) / 1e9}') s"
             ;;
         cmd) sh -c "$arg" || failed=$((failed + 1)) ;;
