@@ -380,13 +380,14 @@ static void dispatch_cb(uv_check_t *h)
                 gave = any = true;
             }
         } while (gave && d->tasks->queued);
-        for (int i = 0; i < d->nws; i++)
-            mv_worker_flush(d->ws[i]);
         /* Filters must never leave tasks waiting that no worker will ever take. */
         if (d->filter && free_worker && !any && d->tasks->queued && held_back(d) &&
             d->filter->stuck(d->filter->arg))
             mv_dispatch_kick(d);
     }
+    /* Every pass, given tasks or not: a new worker's GO waits here (mv_dispatch_attach). */
+    for (int i = 0; i < d->nws; i++)
+        mv_worker_flush(d->ws[i]);
     mv_tasks_pump(d->tasks);
 }
 
@@ -401,6 +402,9 @@ int mv_dispatch_attach(mv_dispatch_t *d, mv_worker_t *w)
         d->capws = cap;
     }
     d->ws[d->nws++] = w;
+    /* Its channel is flushed by every pass from now on, the first one in this loop iteration
+     * (kicked here): what it is sent meanwhile (GO) goes with its first task. */
+    w->flush_at_dispatch = true;
     mv_dispatch_kick(d);
     return 0;
 }
@@ -411,6 +415,8 @@ void mv_dispatch_detach(mv_dispatch_t *d, mv_worker_t *w)
         if (d->ws[i] == w) {
             memmove(d->ws + i, d->ws + i + 1, (size_t)(d->nws - i - 1) * sizeof *d->ws);
             d->nws--;
+            w->flush_at_dispatch = false;
+            mv_worker_flush(w);
             return;
         }
 }

@@ -50,6 +50,7 @@ typedef struct mv_kv {
 #define MV_LOG_CLOSE_WAIT_MS   2000         /* how long mv_log_close waits for a slow reader */
 #define MV_LOG_STATUS_MAX      512          /* bytes of the status line kept */
 #define MV_LOG_STATUS_EVERY_MS 250          /* the status line is drawn at most this often */
+#define MV_LOG_GATHER_MS       2            /* lines gathered this long before a write */
 
 struct mv_log_writer;
 

@@ -463,9 +463,9 @@ static bool wants_heap_reports(const mv_worker_t *w, uint32_t version)
            w->o.cfg->leak.detect;
 }
 
-/* GO, in the version the worker's HELLO said, with its slot (and whether to send heap
+/* Queues GO, in the version the worker's HELLO said, with its slot (and whether to send heap
  * figures). */
-void mv_worker_send_go(mv_worker_t *w)
+static void queue_go(mv_worker_t *w)
 {
     struct mvw_go go = {w->chan.version, (uint32_t)w->slot, w->cap,
                         w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
@@ -473,6 +473,11 @@ void mv_worker_send_go(mv_worker_t *w)
     if (wants_heap_reports(w, w->chan.version))
         go.mode |= MVW_GO_HEAP;
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
+}
+
+void mv_worker_send_go(mv_worker_t *w)
+{
+    queue_go(w);
     mv_chan_flush(&w->chan);
 }
 
@@ -489,8 +494,15 @@ static void chan_hello(void *owner, uint32_t version)
     if (w->state != MV_W_SPAWNING)
         return;      /* asked to stop before it was ready: it gets STOP, not GO */
     if (w->slot > 0) /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
-        mv_worker_send_go(w);
+        queue_go(w);
     mv_worker_became_ready(w);
+    /* Ready, it is attached to the dispatcher, whose pass at the end of this loop iteration
+     * writes GO and the first task together: the worker reads both at once instead of
+     * sleeping between them (a wake-up and a write less per worker; with `max_tasks = 1`
+     * that is per task). Anyone else's worker, or one that left meanwhile, gets GO now (a
+     * STOP or a snapshot request flushes what is queued before it too). */
+    if (!w->flush_at_dispatch || mv_worker_leaving(w))
+        mv_chan_flush(&w->chan);
 }
 
 /* The task being worked on is answered; `since_ns`: when the answer was complete, so that no

@@ -179,7 +179,10 @@ struct mv_worker {
     mv_wstate_t state;
     mv_reason_t reason; /* why it was asked to leave; MV_R_NONE while it serves */
     uint64_t created_ms, spawned_ms, ready_ms;
-    bool ready;            /* it finished starting once */
+    bool ready; /* it finished starting once */
+    /* Attached to a dispatcher, which flushes its channel at the end of each pass: its GO
+     * then waits there for its first task, and both go in one write (mv_dispatch_attach). */
+    bool flush_at_dispatch;
     int64_t startup;       /* its memory then (the soft limit's figure), -1 = unknown */
     int64_t startup_ms;    /* from its spawn to then (a spare's own, not its slot's) */
     bool first_unmeasured; /* readiness could not be seen: its first task has no figures */

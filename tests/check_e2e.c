@@ -670,6 +670,34 @@ START_TEST(a_draining_service_worker_is_stopped_at_the_headroom)
 }
 END_TEST
 
+/* A new worker's GO waits for the dispatcher's pass and goes in one write with its first
+ * task (dispatch.c, worker.c chan_hello). tests/helpers/first_read.py reads once right after
+ * its HELLO and answers with the messages of that read: GO, then the task. A GO left queued
+ * would hang the worker (the case's timeout); a task before GO, or GO alone, fails the
+ * answer. (Written apart, both could still be read at once by a worker slow to wake: this
+ * checks the order and the delivery, not the number of writes.) */
+START_TEST(a_new_worker_reads_go_and_its_first_task_at_once)
+{
+    mvrun_t r;
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "--",
+                          "python3",
+                          SOURCE_DIR "/tests/helpers/first_read.py",
+                          NULL};
+
+    ck_assert_int_eq(run_batch(&r, "a\nb\n", args), 0);
+    run_assert_once(&r, 2, NULL);
+    /* Each task had a worker of its own (max_tasks = 1): both were first tasks. */
+    for (size_t i = 1; i <= 2; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i), "result"), "msgs=2 types=2,3");
+    run_free(&r);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -691,6 +719,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, tasks_from_stdin);
     tcase_add_test(batch, too_long_task_line_fails_alone);
     tcase_add_test(batch, json_log_lines);
+    tcase_add_test(batch, a_new_worker_reads_go_and_its_first_task_at_once);
     tcase_add_test(batch, a_sample_is_not_reused_as_a_task_end);
     tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
     tcase_add_test(batch, a_draining_service_worker_is_stopped_at_the_headroom);

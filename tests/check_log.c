@@ -139,6 +139,36 @@ START_TEST(lines_reach_a_file_whole_and_in_order)
 }
 END_TEST
 
+/* The loop wakes the writer only when it sleeps with nothing queued, and the writer gathers
+ * what follows for MV_LOG_GATHER_MS (log.c): lines logged one at a time, and a burst logged
+ * while it gathers, all reach the reader without a flush, whole and in order (a writer
+ * nobody woke would leave them queued: read_until would wait for ever, the case's timeout). */
+START_TEST(lines_reach_a_reader_without_a_flush_one_by_one_and_in_bursts)
+{
+    char want[64], *text, *p;
+
+    ck_assert_int_eq(pipe2(pipefd, O_CLOEXEC), 0);
+    snprintf(want, sizeof want, "/proc/self/fd/%d", pipefd[1]);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, want), 0);
+    lg_open = true;
+    for (int i = 0; i < 3; i++) { /* each after the writer went back to sleep */
+        snprintf(want, sizeof want, "event=single n=%d\n", i);
+        mv_info(&lg, "single", MV_I("n", i));
+        free(read_until(want));
+    }
+    for (int i = 0; i < 200; i++)
+        mv_info(&lg, "burst", MV_I("n", i));
+    text = read_until("event=burst n=199\n");
+    p = text;
+    for (int i = 0; i < 200; i++) {
+        snprintf(want, sizeof want, "event=burst n=%d\n", i);
+        p = strstr(p, want);
+        ck_assert_msg(p != NULL, "burst line %d missing or out of order", i);
+    }
+    free(text);
+}
+END_TEST
+
 START_TEST(a_stalled_reader_costs_worker_output_first)
 {
     mv_log_counts_t c;
@@ -544,6 +574,7 @@ Suite *log_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, lines_reach_a_file_whole_and_in_order);
+    tcase_add_test(tc, lines_reach_a_reader_without_a_flush_one_by_one_and_in_bursts);
     tcase_add_test(tc, a_stalled_reader_costs_worker_output_first);
     tcase_add_test(tc, own_events_are_dropped_last_and_counted);
     tcase_add_test(tc, events_file_gets_every_event_while_the_log_stalls);

@@ -461,12 +461,15 @@ static int handshake(mvw_t *w)
     }
 }
 
-/* Opens the channel named by $MEMVISOR_FD, says HELLO and waits for GO. */
-static int open_channel(mvw_t **out)
+/* Opens the channel named by $MEMVISOR_FD, says HELLO and waits for GO. `forked`: this
+ * process was just forked from the template. */
+static int open_channel(mvw_t **out, int forked)
 {
     const char *env = getenv(MVW_ENV_FD);
-    /* A single-threaded process can serve as a template (template.c). */
-    struct mvw_hello hello = {MVW_PROTOCOL_VERSION, mvw__can_template() ? MVW_HELLO_TEMPLATE : 0};
+    /* A single-threaded process can serve as a template (template.c). A worker just forked
+     * has one thread (the clone copies only the calling one): no /proc read to say so. */
+    struct mvw_hello hello = {MVW_PROTOCOL_VERSION,
+                              forked || mvw__can_template() ? MVW_HELLO_TEMPLATE : 0};
     int fd, flags, type, rc;
     socklen_t tl = sizeof type;
     mvw_t *w;
@@ -518,8 +521,8 @@ MVW_API int mvw_open(mvw_t **out)
     int rc;
 
     *out = NULL;
-    for (;;) {
-        rc = open_channel(&w);
+    for (int forked = 0;; forked = 1) {
+        rc = open_channel(&w, forked);
         if (rc < 0)
             return rc;
         if (w->mode != MVW_MODE_TEMPLATE)

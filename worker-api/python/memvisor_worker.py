@@ -372,7 +372,10 @@ class Worker:
 
     def _connect(self) -> None:
         """HELLO (saying whether this process can serve as a template), then GO."""
-        flags = HELLO_TEMPLATE if _can_template() else 0
+        # A worker just forked from the template has one thread (a clone copies only the
+        # calling one) and memvisor_template loaded: it can, without reading /proc (an open,
+        # a read and a parse in every forked worker, before its HELLO).
+        flags = HELLO_TEMPLATE if self.forked or _can_template() else 0
         self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, flags))
         self._flush()
         self._handshake(flags)
