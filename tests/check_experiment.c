@@ -32,14 +32,24 @@ START_TEST(deferred_garbage_is_suspected_then_cleared_alone)
 {
     /* One task in four keeps 64 KiB that a collector frees every 8 blocks, during whatever
      * task comes next: in the mix, other kinds' tasks free it, so its own figures grow. */
-    char *tasks = mix(800, 4, "defer 64", "ok");
+    /* 1600: room on a slow run for the suspect to be judged (800 were once not enough for
+     * it to be named at all). */
+    char *tasks = mix(1600, 4, "defer 64", "ok");
     const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
-    run_assert_once(&r, 800, NULL);
+    run_assert_once(&r, 1600, NULL);
+    if (!strstr(r.log, "event=leak_suspect kind=defer"))
+        fprintf(stderr, "%s", r.log); /* too long for a Check message */
     ck_assert_ptr_nonnull(strstr(r.log, "event=leak_suspect kind=defer"));
-    ck_assert_int_eq(run_count(&r, "confirmed=false"), 1);
+    /* Suspected, never confirmed. A slow run (the sanitizer build in CI) may say the suspect
+     * twice: a new estimate while its experiment waits for a fresh worker is news; each time
+     * it is the queued one. */
+    ck_assert_int_ge(run_count(&r, "confirmed=false"), 1);
+    ck_assert_int_eq(run_count(&r, "confirmed=false"),
+                     run_count(&r, "event=leak_suspect kind=defer "));
+    ck_assert_int_eq(run_count(&r, "confirmed=false"), run_count(&r, "experiment=queued"));
     ck_assert_int_eq(run_count(&r, "confirmed=true"), 0);
     ck_assert_ptr_nonnull(strstr(r.log, "event=leak_cleared kind=defer verdict=clean"));
     ck_assert_ptr_nonnull(strstr(r.log, "step=arm_started"));
@@ -192,7 +202,7 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
      * snapshot of the worker that ran it alone. From line 600 on, defer's garbage is
      * suspected too: its snapshot grows most at keep's site, so it is demoted (no
      * experiment of its own). One worker: its isolation waits for that snapshot. */
-    size_t cap = 1200 * 16, len = 0;
+    size_t cap = 1800 * 16, len = 0;
     char *tasks = malloc(cap);
     const char *args[] = {"run", "-o",      "supervisor.workers=1",
                           "--",  "python3", SOURCE_DIR "/tests/helpers/sites_worker.py",
@@ -200,16 +210,20 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
     mvrun_t r;
 
     ck_assert_ptr_nonnull(tasks);
-    for (int i = 1; i <= 1200; i++) {
+    for (int i = 1; i <= 1800; i++) { /* 1800: room on a slow run (1200 once were not) */
         const char *k = i % 3 == 0 ? "keep" : i > 600 && i % 3 == 1 ? "defer" : "ok";
         len += (size_t)snprintf(tasks + len, cap - len, "%s %d\n", k, i);
     }
     setenv("MEMVISOR_TRACEMALLOC", "1", 1);
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     unsetenv("MEMVISOR_TRACEMALLOC");
-    run_assert_once(&r, 1200, NULL);
+    run_assert_once(&r, 1800, NULL);
     ck_assert_ptr_nonnull(strstr(r.log, "kind=keep per_task"));
     ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    /* Seen once under load (a helper's benchmarks beside make check): the log, should it
+     * come again (too long for a Check message). */
+    if (!strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"))
+        fprintf(stderr, "%s", r.log);
     ck_assert_msg(strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"),
                   "defer was not demoted");
     ck_assert_ptr_nonnull(strstr(r.log, "sites_worker.py:"));
