@@ -97,7 +97,7 @@ void mv_kidstop_init(mv_kidstop_t *ks)
     *ks = (mv_kidstop_t){.pidfd = -1};
 }
 
-int mv_kidstop_start(mv_kidstop_t *ks, pid_t pid, int64_t mem, int sig)
+int mv_kidstop_start(mv_kidstop_t *ks, pid_t pid, int sig)
 {
     int fd = pidfd_open(pid, 0);
 
@@ -109,7 +109,7 @@ int mv_kidstop_start(mv_kidstop_t *ks, pid_t pid, int64_t mem, int sig)
         return e;
     }
     mv_kidstop_end(ks);
-    *ks = (mv_kidstop_t){.pidfd = fd, .pid = pid, .mem = mem, .since_ms = mv_now_ms()};
+    *ks = (mv_kidstop_t){.pidfd = fd, .pid = pid, .since_ms = mv_now_ms()};
     return 0;
 }
 

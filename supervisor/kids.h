@@ -43,16 +43,14 @@ int64_t mv_kids_priv(pid_t pid);
 typedef struct mv_kidstop {
     int pidfd; /* -1: none */
     pid_t pid;
-    int64_t mem;       /* its private memory when it was told */
     uint64_t since_ms; /* when it was told (mv_now_ms) */
     bool killed;       /* SIGKILL was sent */
 } mv_kidstop_t;
 
 /* Nothing stopping. */
 void mv_kidstop_init(mv_kidstop_t *ks);
-/* Tells child `pid` (private memory `mem`) to stop with `sig`. 0 or -errno (gone already:
- * -ESRCH). */
-int mv_kidstop_start(mv_kidstop_t *ks, pid_t pid, int64_t mem, int sig);
+/* Tells child `pid` to stop with `sig`. 0 or -errno (gone already: -ESRCH). */
+int mv_kidstop_start(mv_kidstop_t *ks, pid_t pid, int sig);
 /* Whether it has exited (or can no longer be watched). */
 bool mv_kidstop_gone(const mv_kidstop_t *ks);
 /* SIGKILL (once). 0 or -errno. */

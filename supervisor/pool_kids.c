@@ -129,7 +129,7 @@ static bool stop_largest(mv_pool_t *p, mv_member_t *m, const mv_reading_t *r, in
         *why = "too many children stopping at once";
         return false;
     }
-    rc = mv_kidstop_start(k, kids[i].pid, kids[i].priv, signal_of(p->o.cfg->recycle.child_signal));
+    rc = mv_kidstop_start(k, kids[i].pid, signal_of(p->o.cfg->recycle.child_signal));
     if (rc < 0 && rc != -ESRCH) {
         *why = strerror(-rc);
         return false;

@@ -563,12 +563,12 @@ START_TEST(children_are_listed_weighed_and_stopped)
     ck_assert_int_eq(kids[big].pid, pid[1]);
     mv_kidstop_init(&ks);
     ck_assert(mv_kidstop_gone(&ks)); /* nothing stopping */
-    ck_assert_int_eq(mv_kidstop_start(&ks, pid[1], kids[big].priv, SIGTERM), 0);
+    ck_assert_int_eq(mv_kidstop_start(&ks, pid[1], SIGTERM), 0);
     ck_assert_int_eq(waitpid(pid[1], &st, 0), pid[1]);
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
     ck_assert(mv_kidstop_gone(&ks));
     mv_kidstop_end(&ks);
-    ck_assert_int_eq(mv_kidstop_start(&ks, pid[0], 1, SIGSTOP), 0); /* stopped, not gone */
+    ck_assert_int_eq(mv_kidstop_start(&ks, pid[0], SIGSTOP), 0); /* stopped, not gone */
     ck_assert(!mv_kidstop_gone(&ks));
     ck_assert_int_eq(mv_kidstop_kill(&ks), 0);
     ck_assert_int_eq(waitpid(pid[0], &st, 0), pid[0]);
