@@ -18,6 +18,11 @@ without a template is shown too. Times are wall clock from start to exit, start-
 (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
 Targets (DESIGN §9): C >= 2x, Python >= 10x.
+
+The ceiling row is what no supervisor can beat on this machine: the same program with
+`--ceiling`, its start-up done once (the Python module imported, gc.freeze() as a template
+does), then each task in a child forked from it, two at a time, the child writing its answer
+and exiting; no exec, no IPC, no cgroup, no accounting. A target above it cannot be met.
 """
 
 import argparse
@@ -54,13 +59,21 @@ def peer(tmp, tasks, n, command):
     return took
 
 
-def memvisor(tmp, build, tasks, n, command, template=True, cgroup="auto"):
+def ceiling(tmp, tasks, n, command):
+    out = os.path.join(tmp, "ceiling.out")
+    took = timed([*command, "--ceiling"], tasks, out)
+    assert lines(out) == n, f"the ceiling answered {lines(out)} of {n}"
+    return took
+
+
+def memvisor(tmp, build, tasks, n, command, template=True, cgroup="auto", extra=()):
     results = os.path.join(tmp, "results.jsonl")
     if os.path.exists(results):
         os.unlink(results)
     argv = [os.path.join(build, "memvisor"), "run", "-o", "supervisor.workers=2", "-o",
             "limits.max_tasks=1", "-o", "recycle.max_concurrent=2", "-o",
             f"worker.template={'yes' if template else 'no'}", "-o", f"supervisor.cgroup={cgroup}",
+            *[a for o in extra for a in ("-o", o)],
             "-o", f"supervisor.state_dir={tmp}/state", "-o", "supervisor.keep_runs=1",
             "--tasks", tasks, "--results", results, "--", *command]
     took = timed(argv, os.devnull, os.path.join(tmp, "summary.txt"))
@@ -77,6 +90,9 @@ def main():
     ap.add_argument("--python", default="/usr/bin/python3" if os.path.exists("/usr/bin/python3")
                     else sys.executable, help="the interpreter both sides run (not a shim)")
     ap.add_argument("--only", choices=("c", "python"))
+    ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
+                    help="one more memvisor row, the template one with these options too "
+                    "(comma-separated, e.g. recycle.spares=2,recycle.successor=no); repeatable")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="memvisor-bench-fork-")
@@ -94,24 +110,29 @@ def main():
         for name, prog in workloads:
             cases = [
                 ("xargs -P2, a process per task", lambda: peer(tmp, tasks, args.tasks, prog)),
+                ("ceiling: no supervisor, fork per task",
+                 lambda: ceiling(tmp, tasks, args.tasks, prog)),
                 ("memvisor, forked from a template",
                  lambda: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup)),
                 ("memvisor, exec'd (no template)",
                  lambda: memvisor(tmp, build, tasks, args.tasks, prog, template=False,
                                   cgroup=args.cgroup)),
-            ]
+            ] + [(f"memvisor, template, {o}",
+                  lambda o=o: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup,
+                                       extra=o.split(",")))
+                 for o in args.also]
             took = {c: [] for c, _ in cases}
             for i in range(args.runs):
                 for case, run in cases:
                     took[case].append(run())
                 print(f"  {name} round {i + 1}: " + ", ".join(
-                    f"{case.split(',')[0] if case.startswith('x') else case[10:]} "
+                    f"{case.split(',')[0] if not case.startswith('memvisor') else case[10:]} "
                     f"{took[case][-1]:.2f} s" for case, _ in cases), flush=True)
             base = statistics.median(took[cases[0][0]])
             print(f"{name}: medians (tasks/s, ratio to the peer in the same run)")
             for case, _ in cases:
                 med = statistics.median(took[case])
-                print(f"  {case:<36} {args.tasks / med:8,.0f} tasks/s  {base / med:5.2f}x")
+                print(f"  {case:<50} {args.tasks / med:8,.0f} tasks/s  {base / med:5.2f}x")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,12 +15,35 @@ def answer(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-if len(sys.argv) > 1:
+
+def ceiling():
+    running = 0
+    sys.stdout.flush()
+    for line in sys.stdin:
+        if running == 2:
+            os.wait()
+            running -= 1
+        if os.fork() == 0:
+            os.write(1, (answer(line.rstrip("\n")) + "\n").encode())
+            os._exit(0)
+        running += 1
+    while running:
+        os.wait()
+        running -= 1
+
+
+if len(sys.argv) > 1 and sys.argv[1] != "--ceiling":
     print(answer(sys.argv[1]))
     sys.exit(0)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "worker-api",
                                 "python"))
 import memvisor_worker  # noqa: E402
+
+if len(sys.argv) > 1:
+    import gc
+    gc.freeze()
+    ceiling()
+    sys.exit(0)
 
 memvisor_worker.main(lambda task: answer(task.text))

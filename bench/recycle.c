@@ -9,6 +9,9 @@
  *                workers this is why the replacement started after the old worker exited)
  *   ahead        cgroup_ahead = yes: the slot's next cgroup was made while the worker ran
  *   spares 1/2   [recycle] spares = 1 or 2: a started worker takes the slot
+ *   successor    [recycle] successor = yes (and cgroup_ahead): the slot's next worker
+ *                started when its worker was sent its last task (succ.h)
+ * The four first run with successor = no.
  *
  *     recycle [--recycles N] [--max-tasks M] [--task-us U] [--workers W]
  *
@@ -151,9 +154,9 @@ static stats_t latencies(void)
 }
 
 static stats_t run(const char *dir, const char *tasks, int workers, int max_tasks, bool ahead,
-                   int spares)
+                   int spares, bool successor)
 {
-    char log[256], res[256], state[300], o[6][300];
+    char log[256], res[256], state[300], o[7][300];
     pid_t pid;
     int st;
 
@@ -166,6 +169,7 @@ static stats_t run(const char *dir, const char *tasks, int workers, int max_task
     snprintf(o[3], sizeof o[3], "recycle.spares=%d", spares);
     snprintf(o[4], sizeof o[4], "log.file=%s", log);
     snprintf(o[5], sizeof o[5], "leak.detect=no");
+    snprintf(o[6], sizeof o[6], "recycle.successor=%s", successor ? "yes" : "no");
     unlink(log);
     unlink(res);
     pid = fork();
@@ -174,8 +178,8 @@ static stats_t run(const char *dir, const char *tasks, int workers, int max_task
         dup2(null, STDOUT_FILENO);
         dup2(null, STDERR_FILENO);
         execl(MV_BUILD_DIR "/memvisor", "memvisor", "run", "-o", state, "-o", o[0], "-o", o[1],
-              "-o", o[2], "-o", o[3], "-o", o[4], "-o", o[5], "--tasks", tasks, "--results", res,
-              "--", MV_BUILD_DIR "/bench/stamp_worker", (char *)NULL);
+              "-o", o[2], "-o", o[3], "-o", o[4], "-o", o[5], "-o", o[6], "--tasks", tasks,
+              "--results", res, "--", MV_BUILD_DIR "/bench/stamp_worker", (char *)NULL);
         _exit(127);
     }
     waitpid(pid, &st, 0);
@@ -194,8 +198,8 @@ int main(int argc, char **argv)
     int recycles = 100, max_tasks = 50, task_us = 2000, workers = 2;
     char dir[] = "/tmp/mv-bench-recycle-XXXXXX", tasks[128], cmd[160];
     const char *names[] = {"at decision (cgroup_ahead=no)", "cgroup ahead", "spares = 1",
-                           "spares = 2"};
-    stats_t s[4];
+                           "spares = 2", "successor"};
+    stats_t s[5];
     FILE *f;
 
     for (int i = 1; i < argc; i++) {
@@ -222,16 +226,17 @@ int main(int argc, char **argv)
         fprintf(f, "%d\n", task_us);
     if (f)
         fclose(f);
-    s[0] = run(dir, tasks, workers, max_tasks, false, 0);
-    s[1] = run(dir, tasks, workers, max_tasks, true, 0);
-    s[2] = run(dir, tasks, workers, max_tasks, true, 1);
-    s[3] = run(dir, tasks, workers, max_tasks, true, 2);
+    s[0] = run(dir, tasks, workers, max_tasks, false, 0, false);
+    s[1] = run(dir, tasks, workers, max_tasks, true, 0, false);
+    s[2] = run(dir, tasks, workers, max_tasks, true, 1, false);
+    s[3] = run(dir, tasks, workers, max_tasks, true, 2, false);
+    s[4] = run(dir, tasks, workers, max_tasks, true, 0, true);
     printf("recycle: decision -> replacement's first answer, ms; %d C api workers, max_tasks %d, "
            "%d us tasks\n",
            workers, max_tasks, task_us);
     printf("  %-32s %5s %7s %7s %7s %7s  %s\n", "replacement", "n", "p50", "p90", "p99", "max",
            "p50 vs at decision");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         printf("  %-32s %5d %7.2f %7.2f %7.2f %7.2f  %.2fx%s\n", names[i], s[i].n, s[i].p50,
                s[i].p90, s[i].p99, s[i].max, s[i].p50 > 0 ? s[0].p50 / s[i].p50 : 0.0,
                i >= 2 ? "  (target p99 <= 5 ms)" : "");

@@ -113,6 +113,7 @@ typedef struct mv_config {
                                     * 0 = no bound */
         int spares;                /* workers kept started, ready to take a slot (spares.h) */
         int cgroup_ahead;   /* each slot's next cgroup made while its worker runs (cgahead.h) */
+        int successor;      /* a slot's next worker started at its worker's last task (succ.h) */
         int drain_cap;      /* a service worker drains under soft + handover_headroom (pool.c) */
         mv_target_t target; /* worker|child: what a memory recycle replaces */
         mv_child_signal_t child_signal; /* what tells a master's child to stop */

@@ -62,6 +62,12 @@ bool mv_policy_takes_tasks(const mv_take_facts_t *f)
     return f->max_tasks == 0 || !f->enforce || f->tasks_done + (int64_t)f->in_flight < f->max_tasks;
 }
 
+bool mv_policy_last_task(const mv_take_facts_t *f)
+{
+    return f->max_tasks > 0 && f->enforce && !f->no_tasks &&
+           f->tasks_done + (int64_t)f->in_flight == f->max_tasks;
+}
+
 bool mv_policy_premature(const mv_start_facts_t *f)
 {
     return !f->ready || (f->soft > 0 && f->startup >= f->soft);

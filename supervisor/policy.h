@@ -7,6 +7,7 @@
  *   mv_policy_reasons       every limit that applies now (the one place limits are tested)
  *   mv_policy_check         the verdict: keep, recycle (finish the task in hand) or kill
  *   mv_policy_takes_tasks   whether a worker may be sent one more task
+ *   mv_policy_last_task     whether the task just sent is the last one max_tasks allows
  *   mv_policy_premature     a memory stop before the worker did anything
  *   mv_policy_is_failure    whether leaving for a reason counts as the worker's failure
  *   mv_policy_exit          why a worker that exited left, and whether that was a failure
@@ -83,6 +84,12 @@ typedef struct mv_take_facts {
 /* Tasks in flight count toward max_tasks, so a worker never runs more than its limit; in
  * observe-only mode max_tasks is reported (would_recycle), not enforced. */
 bool mv_policy_takes_tasks(const mv_take_facts_t *f);
+
+/* Whether the task just sent (counted in in_flight) is the last one its count limit lets the
+ * worker take: max_tasks on and enforced, reached by tasks done plus in flight just now. Its
+ * slot's next worker may start then (a successor, succ.h): the recycle itself is decided at
+ * the answer, as for any worker. */
+bool mv_policy_last_task(const mv_take_facts_t *f);
 
 /* How a worker started, for the "premature" rule. */
 typedef struct mv_start_facts {

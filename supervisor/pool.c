@@ -89,7 +89,8 @@ static void backoff_closed_cb(uv_handle_t *h)
 /* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
 static void maybe_stopped(mv_pool_t *p)
 {
-    if (!p->stopping || p->members || p->closing || !mv_spares_done(&p->spares))
+    if (!p->stopping || p->members || p->closing || !mv_spares_done(&p->spares) ||
+        !mv_succ_done(&p->succ))
         return;
     p->closing = true;
     mv_spares_close(&p->spares, part_closed, p);
@@ -510,6 +511,25 @@ static void w_error(mv_worker_t *w, const char *what)
 
 static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms);
 
+/* Its last task is on its way (max_tasks): the slot's next worker starts now and waits for
+ * the answer's recycle to adopt it (succ.h; adopt_successor). */
+static void w_last_task(mv_worker_t *w)
+{
+    mv_pool_t *p = pool_of(w);
+    mv_member_t *m = member_of(w);
+    mv_wlimits_t lim = mv_policy_limits(p->o.cfg, 0, 0); /* count jitter: drawn at adoption */
+    uint32_t gen;
+
+    if (m->esc || p->stopping || p->fatal || p->slots.slot[w->slot - 1].active != &m->seat ||
+        !mv_succ_may_start(&p->succ, w->slot))
+        return;
+    gen = mv_slots_reserve(&p->slots, w->slot);
+    /* The cgroup after its own, made now: it took the one made at this worker's start, and
+     * the next successor starts within a task from here (v1 rotates the slot's cgroups). */
+    if (mv_succ_start(&p->succ, w->slot, gen, &lim))
+        mv_cgahead_prepare(&p->ahead, w->slot, gen + 1);
+}
+
 static void w_gone(mv_worker_t *w, const mv_gone_t *g)
 {
     mv_pool_t *p = pool_of(w);
@@ -602,6 +622,7 @@ static const mv_worker_events_t worker_events = {
     .on_error = w_error,
     .on_gone = w_gone,
     .on_closed = w_closed,
+    .on_last_task = w_last_task,
 };
 
 /* ---- spawning ---- */
@@ -623,6 +644,29 @@ static mv_worker_opts_t worker_opts(mv_pool_t *p)
         .forker = mv_templates_forker(&p->tmpl),
         .heap = &p->heap,
     };
+}
+
+/* The slot's successor takes it (succ.h): ready, or it reports its start and readiness. */
+static bool adopt_successor(mv_pool_t *p, mv_member_t *m, int slot, const mv_wlimits_t *lim)
+{
+    mv_succ_taken_t t = mv_succ_take(&p->succ, slot);
+
+    if (!t.w)
+        return false;
+    mv_slots_take_reserved(&p->slots, &m->seat, slot);
+    m->w = t.w;
+    mv_worker_adopt(m->w, slot, m->w->gen, lim, &worker_events, m, p->o.timeline);
+    m->next = p->members;
+    p->members = m;
+    mv_watch_add(&p->watch, &m->watch, m->w);
+    mv_suspect_attach(&p->suspect, &m->suspect, m->w);
+    if (t.started)
+        p->spawned++;
+    if (t.ready)
+        w_ready(m->w);
+    if (t.notified && mv_fsm_has_process(m->w->state))
+        w_notify(m->w);
+    return true;
 }
 
 /* A ready spare takes the slot (spares.h): it is ready in this pass. */
@@ -666,6 +710,8 @@ mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_
             gen = mv_slots_take_extra(&p->slots, &m->seat, slot);
         while (mv_cgahead_holds(&p->ahead, slot, gen));
     } else {
+        if (adopt_successor(p, m, slot, lim))
+            return m;
         gen = mv_slots_take(&p->slots, &m->seat, slot);
         if (adopt_spare(p, m, gen, lim))
             return m;
@@ -712,6 +758,20 @@ static void pool_spares(mv_pool_t *p)
     mv_worker_opts_t o = worker_opts(p);
 
     mv_spares_reconfigure(&p->spares, &o, p->stopping ? 0 : p->o.cfg->recycle.spares);
+}
+
+static void successor_closed(void *arg)
+{
+    maybe_stopped(arg);
+}
+
+static const mv_succ_events_t succ_events = {successor_closed};
+
+/* Whether the configuration has slots start their next worker at the last task (succ.h):
+ * batch workers that take tasks. */
+static bool successors_on(const mv_pool_t *p, const mv_config_t *cfg)
+{
+    return cfg->recycle.successor && !p->o.service && cfg->worker.protocol != MV_PROTO_NONE;
 }
 
 static void backoff_cb(uv_timer_t *t)
@@ -851,6 +911,14 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
         mv_templates_start(&p->tmpl, &wo, &templates_events, p);
         p->open++;
     }
+    {
+        mv_worker_opts_t wo = worker_opts(p); /* after the template: they fork from it */
+        if (mv_succ_init(&p->succ, &wo, &p->ahead, p->nslots, successors_on(p, cfg), &succ_events,
+                         p) < 0) {
+            mv_error(o->log, "successors_off", MV_S("error", "out of memory"));
+            p->succ.on = false;
+        }
+    }
     for (int i = 1; i <= p->nslots && !p->fatal; i++)
         spawn_slot(p, i);
     pool_spares(p); /* after the slots: their workers' cgroups come first */
@@ -884,6 +952,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
             uv_timer_start(&p->grace, grace_cb, (uint64_t)p->o.cfg->supervisor.grace_period, 0);
     }
     mv_spares_stop(&p->spares, graceful);
+    mv_succ_stop(&p->succ, graceful);
     for (m = p->members; m; m = next) {
         next = m->next;
         if (graceful)
@@ -957,6 +1026,10 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
         mv_templates_reconfigure(&p->tmpl, cfg, argv);
     mv_cgahead_drop(&p->ahead, cfg->recycle.cgroup_ahead);
     pool_spares(p);
+    {
+        mv_worker_opts_t o = worker_opts(p);
+        mv_succ_reconfigure(&p->succ, &o, successors_on(p, cfg));
+    }
 }
 
 void mv_pool_free(mv_pool_t *p)
@@ -966,6 +1039,7 @@ void mv_pool_free(mv_pool_t *p)
     mv_dispatch_free(&p->dispatch);
     mv_slots_free(&p->slots);
     mv_cgahead_free(&p->ahead);
+    mv_succ_free(&p->succ);
     free(p->slot);
     free(p->env);
     p->slot = NULL;

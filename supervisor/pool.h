@@ -28,6 +28,7 @@
 #include "rundir.h"
 #include "slots.h"
 #include "spares.h"
+#include "succ.h"
 #include "suspect.h"
 #include "tasks.h"
 #include "templates.h"
@@ -113,6 +114,7 @@ typedef struct mv_pool {
     mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
     mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
     mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
+    mv_succ_t succ;      /* succ.c: each slot's next worker, started at its last task */
     mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
     uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;

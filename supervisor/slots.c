@@ -42,6 +42,18 @@ uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot)
     return ++sl->gen;
 }
 
+uint32_t mv_slots_reserve(mv_slots_t *s, int slot)
+{
+    return ++s->slot[slot - 1].gen;
+}
+
+void mv_slots_take_reserved(mv_slots_t *s, mv_seat_t *w, int slot)
+{
+    memset(w, 0, sizeof *w);
+    w->slot = slot;
+    s->slot[slot - 1].active = w;
+}
+
 uint32_t mv_slots_take_extra(mv_slots_t *s, mv_seat_t *w, int slot)
 {
     memset(w, 0, sizeof *w);

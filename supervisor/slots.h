@@ -90,6 +90,12 @@ void mv_slots_free(mv_slots_t *s);
 
 /* A new worker takes `slot`: it becomes the active one; returns its generation. */
 uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot);
+/* Reserves `slot`'s next generation for a worker started ahead of its turn (a successor,
+ * succ.h): no other worker gets it, whether that one takes the slot or not (its cgroup
+ * w<slot>.<gen> is its own, kept or not). */
+uint32_t mv_slots_reserve(mv_slots_t *s, int slot);
+/* mv_slots_take for the worker started ahead with a reserved generation (it keeps it). */
+void mv_slots_take_reserved(mv_slots_t *s, mv_seat_t *w, int slot);
 /* A worker beside `slot`'s active one, never active itself (an escalated task's: escalate.h):
  * counted as replaced from the start, so nothing replaces or respawns it, while its failures
  * count toward crash_limit like any worker's. Returns its generation (the slot's numbering). */

@@ -117,10 +117,11 @@ static void linearize(mv_worker_t *w)
     w->head = 0;
 }
 
-bool mv_worker_takes_tasks(const mv_worker_t *w)
+static mv_take_facts_t take_facts(const mv_worker_t *w)
 {
     const mv_config_t *cfg = w->o.cfg;
-    mv_take_facts_t f = {
+
+    return (mv_take_facts_t){
         .serving = mv_fsm_takes_tasks(w->state),
         .leaving = mv_worker_leaving(w),
         .broken = w->chan.broken,
@@ -131,6 +132,11 @@ bool mv_worker_takes_tasks(const mv_worker_t *w)
         .max_tasks = w->lim.max_tasks,
         .enforce = cfg->limits.enforce,
     };
+}
+
+bool mv_worker_takes_tasks(const mv_worker_t *w)
+{
+    mv_take_facts_t f = take_facts(w);
 
     return mv_policy_takes_tasks(&f);
 }
@@ -428,6 +434,11 @@ void mv_worker_send_task(mv_worker_t *w, mv_task_t *t)
     mv_worker_step(w, MV_EV_DISPATCH);
     if (w->count == 1)
         arm_task(w);
+    if (w->ev->on_last_task) {
+        mv_take_facts_t f = take_facts(w);
+        if (mv_policy_last_task(&f))
+            w->ev->on_last_task(w);
+    }
 }
 
 void mv_worker_flush(mv_worker_t *w)
@@ -475,10 +486,9 @@ static void queue_go(mv_worker_t *w)
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
 }
 
-void mv_worker_send_go(mv_worker_t *w)
+void mv_worker_queue_go(mv_worker_t *w)
 {
     queue_go(w);
-    mv_chan_flush(&w->chan);
 }
 
 static void chan_hello(void *owner, uint32_t version)
@@ -492,8 +502,10 @@ static void chan_hello(void *owner, uint32_t version)
         return mv_chan_fail(&w->chan, what);
     }
     if (w->state != MV_W_SPAWNING)
-        return;      /* asked to stop before it was ready: it gets STOP, not GO */
-    if (w->slot > 0) /* a spare hears GO, with its slot, when it takes one (mv_worker_adopt) */
+        return; /* asked to stop before it was ready: it gets STOP, not GO */
+    /* A spare (slot 0) or a successor hears GO, with its slot, when it takes one
+     * (mv_worker_adopt). */
+    if (w->slot > 0 && !w->hold_go)
         queue_go(w);
     mv_worker_became_ready(w);
     /* Ready, it is attached to the dispatcher, whose pass at the end of this loop iteration

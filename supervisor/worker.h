@@ -132,6 +132,9 @@ typedef struct mv_worker_events {
     void (*on_gone)(mv_worker_t *w, const mv_gone_t *g);
     /* Every handle is closed (after mv_worker_close): mv_worker_free may follow. */
     void (*on_closed)(mv_worker_t *w);
+    /* Optional: it was just sent the last task its max_tasks allows (mv_policy_last_task),
+     * in the dispatcher's pass: its slot's next worker may start (succ.h). */
+    void (*on_last_task)(mv_worker_t *w);
 } mv_worker_events_t;
 
 /* Its memory, as last read. */
@@ -183,6 +186,9 @@ struct mv_worker {
     /* Attached to a dispatcher, which flushes its channel at the end of each pass: its GO
      * then waits there for its first task, and both go in one write (mv_dispatch_attach). */
     bool flush_at_dispatch;
+    /* A successor (succ.h): its api HELLO gets no GO until mv_worker_adopt (a spare's is held
+     * by its slot 0). */
+    bool hold_go;
     int64_t startup;       /* its memory then (the soft limit's figure), -1 = unknown */
     int64_t startup_ms;    /* from its spawn to then (a spare's own, not its slot's) */
     bool first_unmeasured; /* readiness could not be seen: its first task has no figures */
@@ -253,10 +259,12 @@ void mv_worker_start(mv_worker_t *w);
  * process starts at once when that cgroup is made, or when its job ends; without one it
  * makes its own. */
 void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead);
-/* A spare (a worker made for slot 0: its api HELLO gets no GO, its MEMVISOR_SLOT is 0) takes
- * `slot` as generation `gen`: it gets its limits, its owner's events and the run's timeline,
- * and an api worker its GO (carrying the slot). Ready spares only; nothing is reported (the
- * owner treats it as ready). */
+/* A spare (a worker made for slot 0: its api HELLO gets no GO, its MEMVISOR_SLOT is 0) or a
+ * successor (hold_go) takes `slot` as generation `gen`: it gets its limits, its owner's events
+ * and the run's timeline, and an api worker its GO (carrying the slot), queued: the owner's
+ * dispatcher writes it with the first task (mv_dispatch_attach). A ready one is not reported
+ * ready (the owner treats it as ready); a successor still starting reports on_started and
+ * on_ready to its new owner when they come. */
 void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
                      const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline);
 

@@ -11,8 +11,9 @@
 
 /* The lifecycle table's step: the only way a worker's state changes. */
 void mv_worker_step(mv_worker_t *w, mv_wevent_t ev);
-/* GO, with its slot and what this conversation asks of the worker (api). */
-void mv_worker_send_go(mv_worker_t *w);
+/* GO, with its slot and what this conversation asks of the worker (api), queued: the next
+ * flush writes it (an adopted worker's: the dispatcher's pass, with its first task). */
+void mv_worker_queue_go(mv_worker_t *w);
 
 /* It has started: its start-up reading, READY, on_ready. */
 void mv_worker_became_ready(mv_worker_t *w);

@@ -126,7 +126,7 @@ static bool start_heap(mv_worker_t *w)
     int r;
 
     /* A forked worker runs the template's image, loaded without the preload: a page would
-     * stay blank, and an api worker reports its own figures instead (mv_worker_send_go). */
+     * stay blank, and an api worker reports its own figures instead (mv_worker_queue_go). */
     if (!w->o.heap || !w->o.heap->preload || w->o.forker)
         return false;
     r = mv_heapwin_start(&w->heap);
@@ -330,9 +330,15 @@ void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
 void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,
                      const mv_worker_events_t *ev, void *data, mv_timeline_t *timeline)
 {
-    mv_info(w->o.log, "spare_taken", MV_I("worker", slot), MV_I("gen", gen),
-            MV_I("pid", w->proc.pid), MV_I("spare", w->gen),
-            MV_I("waited_ms", (long long)(mv_now_ms() - w->ready_ms)));
+    bool successor = w->hold_go;
+
+    /* A successor is the slot's own next worker, started early: said at debug level (with a
+     * worker per task, an info line a worker is CPU the loop spends per task). */
+    mv_log(w->o.log, successor ? MV_LVL_DEBUG : MV_LVL_INFO,
+           successor ? "successor_taken" : "spare_taken", MV_I("worker", slot), MV_I("gen", gen),
+           MV_I("pid", w->proc.pid), MV_I(successor ? "ready" : "spare", w->ready ? w->gen : 0),
+           MV_I("waited_ms", w->ready ? (long long)(mv_now_ms() - w->ready_ms) : -1));
+    w->hold_go = false;
     w->slot = slot;
     w->gen = gen;
     w->lim = *lim;
@@ -340,12 +346,15 @@ void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t 
     w->data = data;
     w->o.timeline = timeline;
     /* Its life in a slot starts now: max_lifetime counts from here, and its first task's
-     * "before" is read now, not taken from its readiness (it may have waited long). */
+     * "before" is read now, not taken from its readiness (it may have waited long). One still
+     * starting sets both again when it runs and when it is ready. */
     w->spawned_ms = mv_now_ms();
     w->idle_ns = uv_hrtime();
     if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello)
-        mv_worker_send_go(w);
-    if (timeline)
-        mv_timeline_mark(timeline, &(mv_tl_mark_t){slot, gen, MV_TL_SPAWN, "spare", w->proc.pid,
-                                                   w->lim.soft_bytes, w->lim.hard_bytes, 0});
+        mv_worker_queue_go(w);
+    /* One with no process yet is marked when it gets one (running). */
+    if (timeline && w->state != MV_W_PREPARING)
+        mv_timeline_mark(timeline,
+                         &(mv_tl_mark_t){slot, gen, MV_TL_SPAWN, successor ? NULL : "spare",
+                                         w->proc.pid, w->lim.soft_bytes, w->lim.hard_bytes, 0});
 }

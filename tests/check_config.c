@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 74);
+    ck_assert_uint_eq(n, 75);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -261,6 +261,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "handover_headroom = 1G\n"
                                        "spares = 3\n"
                                        "cgroup_ahead = no\n"
+                                       "successor = no\n"
                                        "drain_cap = yes\n"
                                        "target = child\n"
                                        "child_signal = QUIT\n"
@@ -345,6 +346,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.recycle.spares, 3);
     ck_assert_int_eq(c.recycle.drain_cap, 1);
     ck_assert_int_eq(c.recycle.cgroup_ahead, 0);
+    ck_assert_int_eq(c.recycle.successor, 0);
     ck_assert_int_eq(c.recycle.target, MV_TARGET_CHILD);
     ck_assert_int_eq(c.recycle.child_signal, MV_CSIG_QUIT);
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");
@@ -395,7 +397,7 @@ START_TEST(test_roundtrip)
                   "worker has no mvw_open to fork from): set protocol = api, or template = no",
                   path));
     ck_assert(has(&e,
-                  "%s:46: [recycle] target: child needs protocol = none (a master such as "
+                  "%s:47: [recycle] target: child needs protocol = none (a master such as "
                   "gunicorn that forks its own children): a lines worker is recycled whole",
                   path));
     if (geteuid() == 0) {

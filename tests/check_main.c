@@ -62,6 +62,7 @@ int main(void)
         truth_suite,
         tpolicy_suite,
         template_suite,
+        succ_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -253,6 +253,28 @@ START_TEST(takes_tasks)
 }
 END_TEST
 
+START_TEST(last_task)
+{
+    mv_take_facts_t f = taker(1, 0, 1);
+
+    ck_assert(mv_policy_last_task(&f)); /* a worker per task: its one task is its last */
+    f = taker(1, 8, 10);
+    ck_assert(!mv_policy_last_task(&f));
+    f = taker(2, 8, 10); /* prefetch: the second in flight is the tenth */
+    ck_assert(mv_policy_last_task(&f));
+    f = taker(1, 9, 10); /* an answer came since: the same sum, said once at the send only */
+    ck_assert(mv_policy_last_task(&f));
+    f = taker(1, 0, 0); /* no count limit */
+    ck_assert(!mv_policy_last_task(&f));
+    f = taker(1, 0, 1);
+    f.enforce = false; /* observe only: it will not be recycled */
+    ck_assert(!mv_policy_last_task(&f));
+    f = taker(1, 0, 1);
+    f.no_tasks = true;
+    ck_assert(!mv_policy_last_task(&f));
+}
+END_TEST
+
 START_TEST(premature_and_failure)
 {
     mv_start_facts_t starting = {false, 0, 100}, fits = {true, 99, 100}, too_big = {true, 100, 100},
@@ -375,6 +397,7 @@ Suite *policy_suite(void)
     tcase_add_test(tc, spare_delay_backs_off_and_resets);
     tcase_add_test(tc, reason_names);
     tcase_add_test(tc, takes_tasks);
+    tcase_add_test(tc, last_task);
     tcase_add_test(tc, premature_and_failure);
     tcase_add_test(tc, exit_classification);
     tcase_add_test(tc, charge);

@@ -78,6 +78,25 @@ START_TEST(a_memory_recycle_with_a_ready_spare_does_not_wait_its_turn)
 }
 END_TEST
 
+/* A generation reserved for a worker started ahead is nobody else's: the slot's numbering
+ * moves past it, taken by that worker or not. */
+START_TEST(a_reserved_generation_is_given_once)
+{
+    mv_slots_t s;
+    mv_seat_t w[1], succ, next;
+
+    start(&s, w, 1, cfg(1, 0, 10, false));
+    ck_assert_uint_eq(mv_slots_reserve(&s, 1), 2);
+    mv_slots_take_reserved(&s, &succ, 1);
+    ck_assert_ptr_eq(s.slot[0].active, &succ);
+    ck_assert_int_eq(succ.slot, 1);
+    ck_assert_uint_eq(mv_slots_reserve(&s, 1), 3);     /* this one dies unused... */
+    ck_assert_uint_eq(mv_slots_take(&s, &next, 1), 4); /* ...and its number is not reused */
+    ck_assert_ptr_eq(s.slot[0].active, &next);
+    mv_slots_free(&s);
+}
+END_TEST
+
 START_TEST(a_failure_gets_no_replacement_until_it_is_gone)
 {
     mv_slots_t s;
@@ -279,6 +298,7 @@ Suite *pool_suite(void)
 
     tcase_add_test(tc, surge_starts_the_replacement_before_the_old_one_leaves);
     tcase_add_test(tc, a_failure_gets_no_replacement_until_it_is_gone);
+    tcase_add_test(tc, a_reserved_generation_is_given_once);
     tcase_add_test(tc, a_memory_recycle_with_a_ready_spare_does_not_wait_its_turn);
     tcase_add_test(tc, the_queue_waits_for_the_cap_and_puts_memory_first);
     tcase_add_test(tc, spacing_holds_planned_recycles_apart);

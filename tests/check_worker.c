@@ -112,7 +112,7 @@ static void e_closed(mv_worker_t *w)
 
 static const mv_worker_events_t events = {e_started, e_ready,    e_answer, e_begin,
                                           e_end,     e_snapshot, e_notify, e_deadline,
-                                          e_error,   e_gone,     e_closed};
+                                          e_error,   e_gone,     e_closed, NULL};
 
 static void setup(void)
 {

@@ -19,7 +19,7 @@ LAYERS = {
     # 3: tasks to workers, memory to verdicts, leaks to snapshots
     3: "dispatch watch suspect templates experiment",
     # 4: the slots
-    4: "pool pool_int pool_esc pool_kids pool_view spares",
+    4: "pool pool_int pool_esc pool_kids pool_view spares succ",
     # 5: the run, its commands and the command lines
     5: "supervisor commands main ctl ticker report cli report_int report_load report_print report_html report_timeline "
        "submit",

@@ -1,0 +1,273 @@
+/*
+ * End to end: successors ([recycle] successor, succ.h). A slot's next worker starts when its
+ * worker is sent its last task (max_tasks) and waits, without GO, for that task's answer; the
+ * recycle then adopts it. Each test holds the last task (`hold`, released by SIGUSR1) so the
+ * successor is seen waiting, then checks that it ran no task before it took the slot, that
+ * every task ran exactly once, and what happens when it dies, when memvisor stops and when
+ * the configuration is reloaded while it waits. Orderings are asserted through the log's
+ * events, never through timing.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "suites.h"
+
+/* Where `needle` first appears in the log after `from` (NULL: nowhere). */
+static const char *at(const mvrun_t *r, const char *from, const char *needle)
+{
+    return strstr(from ? from : r->log, needle);
+}
+
+/* The pid in the first log line holding `needle` (0: none). */
+static int pid_in(const mvrun_t *r, const char *needle)
+{
+    const char *line = at(r, NULL, needle), *p;
+
+    if (!line)
+        return 0;
+    p = strstr(line, " pid=");
+    return p && p < line + strcspn(line, "\n") ? atoi(p + 5) : 0;
+}
+
+/* Reads the log until `needle` is in it (anywhere: run_wait_for wants an order). */
+static void wait_seen(mvrun_t *r, const char *needle)
+{
+    for (;;) {
+        run_drain(r);
+        if (r->log && strstr(r->log, needle))
+            return;
+        ck_assert_msg(pid_alive(r->pid), "memvisor ended before %s:\n%s", needle, r->log);
+        usleep(10000);
+    }
+}
+
+/* Waits until `slot`'s successor of generation `gen` said it is ready; its pid. */
+static int successor_ready(mvrun_t *r, int slot, int gen)
+{
+    char needle[64];
+    int pid;
+
+    snprintf(needle, sizeof needle, "event=spawn worker=%d gen=%d ", slot, gen);
+    wait_seen(r, needle);
+    pid = pid_in(r, needle);
+    ck_assert_int_gt(pid, 1);
+    snprintf(needle, sizeof needle, "event=ready worker=%d pid=%d ", slot, pid);
+    wait_seen(r, needle);
+    return pid;
+}
+
+/* The holder's pid (its "held pid=" line); it is released with SIGUSR1. */
+static int holder(mvrun_t *r)
+{
+    const char *p;
+
+    wait_seen(r, "held pid=");
+    p = strstr(r->log, "held pid=");
+    return atoi(p + 9);
+}
+
+/* Starts a run whose slot 1 holds its first task (`hold`): the holder's pid in *first, and
+ * the pid of the successor (generation 2), once it is ready, returned. */
+static int start_held(mvrun_t *r, const char *tasks, const char *const *args, int *first)
+{
+    run_init(r, tasks);
+    run_start(r, args, NULL);
+    *first = holder(r);
+    return successor_ready(r, 1, 2);
+}
+
+static int results_of(const mvrun_t *r, int pid)
+{
+    int n = 0;
+
+    for (size_t i = 0; i < r->nres; i++)
+        n += jint(r->res[i], "pid") == pid;
+    return n;
+}
+
+/* Forked from a template, `max_tasks = 2`: the successor starts with the second task, waits
+ * at HELLO while that task is held, takes the slot at its answer (after the recycle is
+ * decided) and runs the next two, in the slot's cgroup, with its own per-task figures. */
+START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=2",
+                          "-o",
+                          "worker.template=yes",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int first, succ;
+    const char *taken, *drain;
+    json_t *t3;
+    mvrun_t r;
+
+    succ = start_held(&r, "ok\nhold 0\ncgroup\nok\nok\n", args, &first);
+    ck_assert_int_ne(succ, first);
+    /* Ready, it waits: no task of it yet, and the recycle is still to be decided. */
+    ck_assert_ptr_null(at(&r, NULL, "event=successor_taken"));
+    ck_assert_ptr_null(at(&r, NULL, "action=drain"));
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 5, NULL);
+    ck_assert_int_eq(jint(run_result(&r, 1), "pid"), first);
+    ck_assert_int_eq(jint(run_result(&r, 2), "pid"), first);
+    ck_assert_int_eq(jint(run_result(&r, 3), "pid"), succ);
+    ck_assert_int_eq(jint(run_result(&r, 4), "pid"), succ);
+    ck_assert_int_ne(jint(run_result(&r, 5), "pid"), succ);
+    drain = at(&r, NULL, "event=recycle worker=1 gen=1 ");
+    ck_assert_ptr_nonnull(drain);
+    ck_assert_ptr_nonnull(strstr(drain, "reason=max_tasks action=drain"));
+    taken = at(&r, drain, "event=successor_taken worker=1 gen=2 ");
+    ck_assert_msg(taken != NULL, "%s", r.log);
+    /* A normal worker: its own figures, its exit status, the slot's cgroup. */
+    t3 = run_result(&r, 3);
+    ck_assert_int_gt(jint(t3, "mem_before"), 0);
+    ck_assert_int_gt(jint(t3, "mem_after"), 0);
+    ck_assert_int_eq(jint(t3, "gen"), 2);
+    if (strstr(r.log, "memory=\"cgroup v"))
+        ck_assert_msg(strstr(jstr(t3, "result"), "/w1.2") != NULL, "%s", jstr(t3, "result"));
+    ck_assert_ptr_nonnull(at(&r, NULL, "event=exit worker=1 gen=2 "));
+    ck_assert_ptr_nonnull(strstr(at(&r, NULL, "event=exit worker=1 gen=2 "), "status=0 "));
+    ck_assert_int_eq(run_count(&r, "event=successor_gone"), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* A successor killed while it waits is said (successor_gone), is no crash (crash_limit 1 is
+ * not reached), and the slot's next worker is started the ordinary way; no task is lost. */
+START_TEST(a_successor_that_dies_while_waiting_is_no_crash)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "worker.crash_limit=1",
+                          "-o",
+                          "worker.template=yes",
+                          "--",
+                          MVTEST,
+                          NULL};
+    int first, succ;
+    mvrun_t r;
+
+    succ = start_held(&r, "hold 0\nok\nok\nok\n", args, &first);
+    ck_assert_int_eq(kill(succ, SIGKILL), 0);
+    wait_seen(&r, "event=successor_gone worker=1 gen=2 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 4, NULL);
+    ck_assert_int_eq(results_of(&r, succ), 0);
+    ck_assert_int_eq(run_count(&r, "event=successor_gone"), 1);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    /* Its generation was its: the slot's next worker is the next one, started then. */
+    ck_assert_int_eq(jint(run_result(&r, 2), "gen"), 3);
+    run_free(&r);
+}
+END_TEST
+
+/* memvisor stopped (SIGTERM) while both slots' successors wait: they leave cleanly (STOP)
+ * and run nothing; the held tasks finish; nothing runs twice. */
+START_TEST(a_stop_while_successors_wait_runs_nothing_on_them)
+{
+    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
+                          MVTEST, NULL};
+    int first, succ;
+    mvrun_t r;
+
+    succ = start_held(&r, "hold 0\nok\nok\nok\n", args, &first);
+    kill(r.pid, SIGTERM);
+    wait_seen(&r, "event=exit worker=1 gen=2 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGTERM);
+    run_assert_at_most_once(&r, 4);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
+    ck_assert_int_eq(results_of(&r, succ), 0);
+    ck_assert_ptr_nonnull(strstr(at(&r, NULL, "event=exit worker=1 gen=2 "), "status=0 "));
+    ck_assert(!pid_alive(succ));
+    run_free(&r);
+}
+END_TEST
+
+/* A reload retires the waiting successor (old command, old limits): it runs nothing, and the
+ * slot's next worker starts with the new configuration; every task runs once. */
+START_TEST(a_reload_retires_the_waiting_successor)
+{
+    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
+                          MVTEST, NULL};
+    char sock[160], *out = NULL;
+    int first, succ;
+    mvrun_t r;
+
+    succ = start_held(&r, "hold 0\nok\nok\n", args, &first);
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "reload", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    wait_seen(&r, "event=exit worker=1 gen=2 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_int_eq(results_of(&r, succ), 0);
+    ck_assert_ptr_nonnull(strstr(at(&r, NULL, "event=exit worker=1 gen=2 "), "reason=requested"));
+    run_free(&r);
+}
+END_TEST
+
+/* `successor = no` starts none; a value that is no boolean is a configuration error. */
+START_TEST(successor_off_starts_none_and_bad_values_are_errors)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "recycle.successor=no",
+                          "-o",
+                          "log.level=debug",
+                          "--",
+                          MVTEST,
+                          NULL};
+    char *out = NULL;
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, "ok\nok\nok\n", args), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_int_eq(run_count(&r, "event=successor_taken"), 0);
+    run_free(&r);
+    ck_assert_int_ne(
+        run_capture((const char *[]){MEMVISOR, "check", "-o", "recycle.successor=maybe", NULL},
+                    &out),
+        0);
+    ck_assert_ptr_nonnull(strstr(out, "successor"));
+    free(out);
+}
+END_TEST
+
+Suite *succ_suite(void)
+{
+    Suite *s = suite_create("succ");
+    TCase *tc = tcase_create("successor");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_successor_waits_and_takes_the_slot_at_the_answer);
+    tcase_add_test(tc, a_successor_that_dies_while_waiting_is_no_crash);
+    tcase_add_test(tc, a_stop_while_successors_wait_runs_nothing_on_them);
+    tcase_add_test(tc, a_reload_retires_the_waiting_successor);
+    tcase_add_test(tc, successor_off_starts_none_and_bad_values_are_errors);
+    suite_add_tcase(s, tc);
+    return s;
+}
