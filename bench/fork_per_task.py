@@ -13,8 +13,9 @@ max_concurrent = 2 (both slots may be replaced at once: with the default of 1 a 
 the other's replacement), a memory cgroup per worker as in production (`--cgroup auto`, the
 default: on v1 a slot's cgroup is reused for its next worker, docs/recycling.md; `--cgroup
 off` shows memvisor without them, as the peer runs), every other setting at its default
-(per-task accounting and leak detection on). The exec'd worker
-without a template is shown too. Times are wall clock from start to exit, start-up included
+(per-task accounting and leak detection on). The same with `[recycle] successor = yes` (each
+slot's next worker started at its worker's last task), and the exec'd worker without a
+template, are shown too; `--also` adds rows. Times are wall clock from start to exit, start-up included
 (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
 Targets (DESIGN §9): C >= 2x, Python >= 10x.
@@ -114,6 +115,9 @@ def main():
                  lambda: ceiling(tmp, tasks, args.tasks, prog)),
                 ("memvisor, forked from a template",
                  lambda: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup)),
+                ("memvisor, template + successors",
+                 lambda: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup,
+                                  extra=("recycle.successor=yes",))),
                 ("memvisor, exec'd (no template)",
                  lambda: memvisor(tmp, build, tasks, args.tasks, prog, template=False,
                                   cgroup=args.cgroup)),

@@ -140,10 +140,11 @@ const mv_option_t mv__options[] = {
         "a service worker recycled for memory drains under a hard limit of soft + "
         "handover_headroom: the kernel stops one that grows past it, and the requests it had in "
         "flight are lost; no = kill_timeout and memory_hard bound its drain"),
-    OPT(recycle, successor, MV_OPT_BOOL, "yes", 0, 1, NULL,
+    OPT(recycle, successor, MV_OPT_BOOL, "no", 0, 1, NULL,
         "start a slot's next worker when its worker is sent the last task max_tasks allows, "
         "so that it is ready (forked, in its cgroup, started) when that task's answer "
-        "recycles the worker; it waits for that answer and takes no task before"),
+        "recycles the worker; it waits for that answer and takes no task before (what it "
+        "gains and costs: docs/recycling.md)"),
     OPT(recycle, cgroup_ahead, MV_OPT_BOOL, "yes", 0, 1, NULL,
         "make each slot's next cgroup (limits, notifications) while its worker runs, so a "
         "replacement only starts its process"),

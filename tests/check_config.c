@@ -261,7 +261,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "handover_headroom = 1G\n"
                                        "spares = 3\n"
                                        "cgroup_ahead = no\n"
-                                       "successor = no\n"
+                                       "successor = yes\n"
                                        "drain_cap = yes\n"
                                        "target = child\n"
                                        "child_signal = QUIT\n"
@@ -346,7 +346,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.recycle.spares, 3);
     ck_assert_int_eq(c.recycle.drain_cap, 1);
     ck_assert_int_eq(c.recycle.cgroup_ahead, 0);
-    ck_assert_int_eq(c.recycle.successor, 0);
+    ck_assert_int_eq(c.recycle.successor, 1);
     ck_assert_int_eq(c.recycle.target, MV_TARGET_CHILD);
     ck_assert_int_eq(c.recycle.child_signal, MV_CSIG_QUIT);
     ck_assert_str_eq(c.service.listen, "127.0.0.1:8080 [::1]:8080 unix:/run/m.sock");

@@ -324,10 +324,9 @@ START_TEST(a_spare_that_takes_a_slot_has_heap_figures)
 {
     const char *off[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
                          "-o", "limits.max_tasks=2",   "-o", "leak.heap=off",
-                         "-o", "recycle.successor=no", NULL};
+                         NULL};
     const char *on[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
-                        "-o", "limits.max_tasks=2",   "-o", "recycle.successor=no",
-                        NULL};
+                        "-o", "limits.max_tasks=2",   NULL};
     const char *argv[] = {MVTEST, NULL};
     const char *tasks = "sleep 300\nalloc 1\nalloc 1\nalloc 3\n";
     mvrun_t r;

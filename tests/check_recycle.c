@@ -94,8 +94,6 @@ START_TEST(a_spare_takes_the_slot_at_the_recycle)
                           "-o",
                           "recycle.spares=1",
                           "-o",
-                          "recycle.successor=no",
-                          "-o",
                           "limits.max_tasks=3",
                           "--",
                           MVTEST,
@@ -199,8 +197,6 @@ START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
                           "-o",
                           "recycle.spares=1",
                           "-o",
-                          "recycle.successor=no",
-                          "-o",
                           "worker.protocol=lines",
                           "-o",
                           "worker.crash_limit=1",
@@ -217,7 +213,7 @@ START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
     run_init(&r, "a\nb\nc\nd\n");
     snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
     chmod(path, 0755);
-    args[16] = path;
+    args[14] = path;
     run_start(&r, args, NULL);
     run_wait_nth(&r, "event=spare_gone ", 3);
     free(run_wait_for(&r, "event=spawn worker=0 gen=4 "));
@@ -342,8 +338,6 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
                           "-o",
                           "limits.max_tasks=1",
                           "-o",
-                          "recycle.successor=no",
-                          "-o",
                           "log.level=debug",
                           "--",
                           NULL,
@@ -356,7 +350,7 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
     run_init(&r, "a\nb\n");
     snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
     chmod(path, 0755);
-    args[12] = path;
+    args[10] = path;
     run_start(&r, args, NULL);
     if (!strstr((line = run_wait_for(&r, "event=start ")), "memory=\"cgroup v")) {
         fprintf(stderr, "check_recycle: no memory cgroup here, cgroup_ahead not checked\n");

@@ -17,6 +17,8 @@
 #include "harness.h"
 #include "suites.h"
 
+#define ON "recycle.successor=yes"
+
 /* Where `needle` first appears in the log after `from` (NULL: nowhere). */
 static const char *at(const mvrun_t *r, const char *from, const char *needle)
 {
@@ -104,6 +106,8 @@ START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
                           "worker.template=yes",
                           "-o",
                           "log.level=debug",
+                          "-o",
+                          ON,
                           "--",
                           MVTEST,
                           NULL};
@@ -157,6 +161,8 @@ START_TEST(a_successor_that_dies_while_waiting_is_no_crash)
                           "worker.crash_limit=1",
                           "-o",
                           "worker.template=yes",
+                          "-o",
+                          ON,
                           "--",
                           MVTEST,
                           NULL};
@@ -182,8 +188,9 @@ END_TEST
  * and run nothing; the held tasks finish; nothing runs twice. */
 START_TEST(a_stop_while_successors_wait_runs_nothing_on_them)
 {
-    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
-                          MVTEST, NULL};
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "-o", ON, "--",
+        MVTEST, NULL};
     int first, succ;
     mvrun_t r;
 
@@ -205,8 +212,9 @@ END_TEST
  * slot's next worker starts with the new configuration; every task runs once. */
 START_TEST(a_reload_retires_the_waiting_successor)
 {
-    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
-                          MVTEST, NULL};
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "-o", ON, "--",
+        MVTEST, NULL};
     char sock[160], *out = NULL;
     int first, succ;
     mvrun_t r;
@@ -226,16 +234,15 @@ START_TEST(a_reload_retires_the_waiting_successor)
 }
 END_TEST
 
-/* `successor = no` starts none; a value that is no boolean is a configuration error. */
-START_TEST(successor_off_starts_none_and_bad_values_are_errors)
+/* Successors are off unless asked for (none starts); a value that is no boolean is a
+ * configuration error. */
+START_TEST(successors_are_off_by_default_and_bad_values_are_errors)
 {
     const char *args[] = {"run",
                           "-o",
                           "supervisor.workers=1",
                           "-o",
                           "limits.max_tasks=1",
-                          "-o",
-                          "recycle.successor=no",
                           "-o",
                           "log.level=debug",
                           "--",
@@ -247,6 +254,7 @@ START_TEST(successor_off_starts_none_and_bad_values_are_errors)
     ck_assert_int_eq(run_batch(&r, "ok\nok\nok\n", args), 0);
     run_assert_once(&r, 3, NULL);
     ck_assert_int_eq(run_count(&r, "event=successor_taken"), 0);
+    ck_assert_int_eq(run_count(&r, "event=spawn "), 3); /* one a task, none more */
     run_free(&r);
     ck_assert_int_ne(
         run_capture((const char *[]){MEMVISOR, "check", "-o", "recycle.successor=maybe", NULL},
@@ -267,7 +275,7 @@ Suite *succ_suite(void)
     tcase_add_test(tc, a_successor_that_dies_while_waiting_is_no_crash);
     tcase_add_test(tc, a_stop_while_successors_wait_runs_nothing_on_them);
     tcase_add_test(tc, a_reload_retires_the_waiting_successor);
-    tcase_add_test(tc, successor_off_starts_none_and_bad_values_are_errors);
+    tcase_add_test(tc, successors_are_off_by_default_and_bad_values_are_errors);
     suite_add_tcase(s, tc);
     return s;
 }
