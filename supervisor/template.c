@@ -175,8 +175,14 @@ static void ctl_cb(uv_poll_t *h, int status, int events);
 
 static void ctl_watch(mv_template_t *t)
 {
-    if (t->ctl_open)
-        uv_poll_start(&t->ctlpoll, UV_READABLE | (t->ctl_writable ? UV_WRITABLE : 0), ctl_cb);
+    int events = UV_READABLE | (t->ctl_writable ? UV_WRITABLE : 0);
+
+    /* uv_poll_start takes the fd off epoll and puts it back even for the same events: two
+     * system calls at each FORK sent and each answer read, so only a change restarts it. */
+    if (t->ctl_open && events != t->ctl_events) {
+        uv_poll_start(&t->ctlpoll, events, ctl_cb);
+        t->ctl_events = events;
+    }
 }
 
 /* Something the template did or did not do that the protocol does not allow: killed. */
@@ -347,6 +353,7 @@ static void ctl_cb(uv_poll_t *h, int status, int events)
         /* EOF: the template closed its end; its exit follows. */
         if (t->ctl_open)
             uv_poll_stop(&t->ctlpoll);
+        t->ctl_events = 0;
         return;
     }
     if ((events & UV_WRITABLE) && ctl_flush(t) < 0) {

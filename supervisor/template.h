@@ -108,6 +108,7 @@ struct mv_template {
     int ctl[2];    /* the control socketpair: [0] ours, [1] the template's until spawned */
     uv_poll_t ctlpoll;
     bool ctl_open, ctl_writable;
+    int ctl_events; /* what ctlpoll watches (UV_READABLE...), 0: stopped */
     mv_buf_t rbuf, wbuf;
     uint64_t wpos;     /* bytes of the stream sent so far */
     mv_freq_t *sent;   /* sent or being sent, unanswered, in order */
