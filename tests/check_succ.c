@@ -234,6 +234,42 @@ START_TEST(a_reload_retires_the_waiting_successor)
 }
 END_TEST
 
+/* The template killed while a successor it forked waits: the successor is a worker of its own
+ * (memvisor's child), takes the slot and runs the next task; later workers come from the new
+ * template. */
+START_TEST(a_successor_outlives_its_template)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "worker.template=yes",
+                          "-o",
+                          ON,
+                          "--",
+                          MVTEST,
+                          NULL};
+    int first, succ, tp;
+    mvrun_t r;
+
+    succ = start_held(&r, "hold 0\nok\nok\n", args, &first);
+    tp = pid_in(&r, "event=template_ready template=1 ");
+    ck_assert_int_gt(tp, 1);
+    ck_assert_int_eq(kill(tp, SIGKILL), 0);
+    wait_seen(&r, "event=template_exit template=1 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_int_eq(jint(run_result(&r, 2), "pid"), succ);
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "ok");
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    ck_assert_int_eq(run_count(&r, "event=successor_gone"), 0);
+    run_free(&r);
+}
+END_TEST
+
 /* Successors are off unless asked for (none starts); a value that is no boolean is a
  * configuration error. */
 START_TEST(successors_are_off_by_default_and_bad_values_are_errors)
@@ -275,6 +311,7 @@ Suite *succ_suite(void)
     tcase_add_test(tc, a_successor_that_dies_while_waiting_is_no_crash);
     tcase_add_test(tc, a_stop_while_successors_wait_runs_nothing_on_them);
     tcase_add_test(tc, a_reload_retires_the_waiting_successor);
+    tcase_add_test(tc, a_successor_outlives_its_template);
     tcase_add_test(tc, successors_are_off_by_default_and_bad_values_are_errors);
     suite_add_tcase(s, tc);
     return s;
