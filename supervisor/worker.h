@@ -261,8 +261,9 @@ void mv_worker_start(mv_worker_t *w);
 void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead);
 /* A spare (a worker made for slot 0: its api HELLO gets no GO, its MEMVISOR_SLOT is 0) or a
  * successor (hold_go) takes `slot` as generation `gen`: it gets its limits, its owner's events
- * and the run's timeline, and an api worker its GO (carrying the slot), queued: the owner's
- * dispatcher writes it with the first task (mv_dispatch_attach). A ready one is not reported
+ * and the run's timeline, and an api worker its GO (carrying the slot): a spare's now, a
+ * successor's queued for the owner's dispatcher to write with the first task
+ * (mv_dispatch_attach). A ready one is not reported
  * ready (the owner treats it as ready); a successor still starting reports on_started and
  * on_ready to its new owner when they come. */
 void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t *lim,

@@ -350,8 +350,14 @@ void mv_worker_adopt(mv_worker_t *w, int slot, uint32_t gen, const mv_wlimits_t 
      * starting sets both again when it runs and when it is ready. */
     w->spawned_ms = mv_now_ms();
     w->idle_ns = uv_hrtime();
-    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello)
+    /* A successor's GO goes with its first task, in the dispatcher's pass (batch only); a
+     * spare's at once: a service worker starts serving at its GO, and a pass run from a timer
+     * callback waits for the loop's next poll. */
+    if (w->o.cfg->worker.protocol == MV_PROTO_API && w->chan.hello) {
         mv_worker_queue_go(w);
+        if (!successor)
+            mv_chan_flush(&w->chan);
+    }
     /* One with no process yet is marked when it gets one (running). */
     if (timeline && w->state != MV_W_PREPARING)
         mv_timeline_mark(timeline,
