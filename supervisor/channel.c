@@ -281,6 +281,12 @@ void mv_chan_input(mv_chan_t *c, const void *p, size_t n, bool eof)
     process(c, eof);
 }
 
+/* Reading is on (not paused, not over). */
+static bool reading(const mv_chan_t *c)
+{
+    return c->chan_open && !c->eof && !c->broken && !c->closing && !c->paused;
+}
+
 static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     mv_chan_t *c = s->data;
@@ -288,6 +294,8 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n > 0) {
         c->rx_ns = uv_hrtime();
         handle_read(c, &c->rbuf, buf, (size_t)n, process);
+        if (c->ev->on_read && reading(c))
+            c->ev->on_read(c->owner);
         return;
     }
     return_scratch(buf);
@@ -301,6 +309,40 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         c->eof = true;
         c->ev->on_eof(c->owner);
     }
+}
+
+static void resume_cb(uv_timer_t *t)
+{
+    mv_chan_t *c = t->data;
+
+    c->paused = false;
+    if (reading(c) && uv_read_start((uv_stream_t *)&c->chan, alloc_cb, chan_read_cb) < 0)
+        mv_chan_fail(c, "could not read the worker's answers again (uv_read_start)");
+}
+
+int mv_chan_pause(mv_chan_t *c, uint64_t ms)
+{
+    int r;
+
+    if (!reading(c))
+        return 0;
+    if (!c->resume_open) {
+        r = uv_timer_init(c->loop, &c->resume);
+        if (r < 0)
+            return r;
+        c->resume.data = c;
+        c->resume_open = true;
+        c->open_handles++;
+    }
+    r = uv_read_stop((uv_stream_t *)&c->chan);
+    if (r == 0)
+        r = uv_timer_start(&c->resume, resume_cb, ms, 0);
+    if (r < 0) {
+        uv_read_start((uv_stream_t *)&c->chan, alloc_cb, chan_read_cb);
+        return r;
+    }
+    c->paused = true;
+    return 0;
 }
 
 /* Logs whole output lines; keeps a partial one for the next read. */
@@ -500,6 +542,10 @@ void mv_chan_close(mv_chan_t *c)
     close_one(c, &c->chan, &c->chan_open);
     close_one(c, &c->in, &c->in_open);
     close_one(c, &c->out, &c->out_open);
+    if (c->resume_open) {
+        c->resume_open = false;
+        uv_close((uv_handle_t *)&c->resume, closed_cb);
+    }
 }
 
 /* ---- writing ---- */
