@@ -87,7 +87,9 @@ typedef struct mv_chan {
     unsigned open_handles;
     bool closing;
     int fd_out[2];  /* the output pipe until mv_chan_start: [0] ours, [1] the child's */
-    int fd_sock[2]; /* api socketpair until mv_chan_start */
+    int fd_sock[2]; /* until mv_chan_start, [0] ours, [1] the child's: the api socketpair,
+                     * or the lines worker's stdout pipe */
+    int fd_in[2];   /* lines: its stdin pipe until mv_chan_start: [0] the child's, [1] ours */
 
     mv_buf_t rbuf;    /* received, not yet decoded */
     mv_buf_t wbuf;    /* to send */

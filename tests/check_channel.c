@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -503,19 +504,18 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, NULL);
 }
 
-static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
+static void lines_spawn(rec_t *r, uint32_t max, uv_process_t *proc, char **args)
 {
     mv_chan_opts_t o = {MV_PROTO_LINES, max, "FAIL:", false};
     mv_chan_stdio_t io;
     uv_process_options_t po = {0};
-    char *args[] = {"cat", NULL};
     const char *call;
 
     memset(r, 0, sizeof *r);
     mv_chan_init(&r->c, &loop, &o, &events, r);
     ck_assert_int_eq(mv_chan_prepare(&r->c, &io), 0);
     ck_assert_int_eq(io.api_fd, -1);
-    po.file = "cat";
+    po.file = args[0];
     po.args = args;
     po.stdio = io.st;
     po.stdio_count = 3;
@@ -524,6 +524,39 @@ static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
     mv_chan_spawned(&r->c);
     ck_assert_int_eq(mv_chan_start(&r->c, &call), 0);
 }
+
+static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
+{
+    char *args[] = {"cat", NULL};
+
+    lines_spawn(r, max, proc, args);
+}
+
+/* A lines worker's stdin and stdout are pipes, and what it has not read yet of its stdin is
+ * seen (FIONREAD on our end: on the socketpairs libuv makes it said 0 whatever was queued). */
+START_TEST(lines_stdio_are_pipes_and_unread_input_is_seen)
+{
+    char *args[] = {"sleep", "30", NULL};
+    char path[64];
+    struct stat st;
+    rec_t r;
+    uv_process_t proc;
+
+    lines_spawn(&r, 1024, &proc, args);
+    for (int fd = 0; fd <= 1; fd++) {
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", proc.pid, fd);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_msg(S_ISFIFO(st.st_mode), "fd %d of the worker is no pipe", fd);
+    }
+    ck_assert_uint_eq(mv_chan_input_pending(&r.c), 0);
+    mv_chan_send_task(&r.c, 1, "unread", 6);
+    mv_chan_flush(&r.c);
+    ck_assert_uint_eq(mv_chan_input_pending(&r.c), 7); /* in the pipe, not in our buffer */
+    ck_assert_int_eq(uv_process_kill(&proc, SIGKILL), 0);
+    until(&r, "eof\n");
+    finish(&r);
+}
+END_TEST
 
 START_TEST(lines_conversation)
 {
@@ -681,6 +714,7 @@ Suite *channel_suite(void)
     tcase_add_test(tc, closing_from_inside_an_event);
     tcase_add_test(tc, output_lines_are_bounded);
     tcase_add_test(tc, lines_conversation);
+    tcase_add_test(tc, lines_stdio_are_pipes_and_unread_input_is_seen);
     tcase_add_test(tc, lines_unterminated_and_too_long);
     tcase_add_test(tc, a_pause_gathers_answers_into_one_read);
     tcase_add_test(tc, closing_a_paused_channel);
