@@ -690,15 +690,15 @@ static void chan_eof(void *owner)
     mv_worker_step(w, MV_EV_CHAN_EOF);
 }
 
-/* A read's answers are handled. With prefetch, a batch lines worker ([worker] gather) learns
- * how fast it answers, and the dispatch pass that follows may pause reading it (gather.h).
- * Not in lock-step: there an answer waits for the worker to be back on its stdin. */
+/* A read's answers are handled. With prefetch, a batch worker ([worker] gather) learns how
+ * fast it answers, and the dispatch pass that follows may pause reading it (gather.h). Not in
+ * lock-step (a lines answer there waits for the worker to be back on its stdin), nor in
+ * service mode (requests are the worker's, not handed out ahead). */
 static void chan_read(void *owner)
 {
     mv_worker_t *w = owner;
 
-    if (w->cap > 1 && !w->o.service && w->o.cfg->worker.gather &&
-        w->o.cfg->worker.protocol == MV_PROTO_LINES)
+    if (w->cap > 1 && !w->o.service && w->o.cfg->worker.gather)
         mv_gather_read(&w->gather, w->chan.rx_ns, (uint64_t)w->tasks_done, w->count);
 }
 
