@@ -293,6 +293,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "task_growth = 1G\n"
                                        "snapshot_timeout = 250ms\n"
                                        "history = 3\n"
+                                       "snapshots_max = 7\n"
                                        "heap = off\n"
                                        "python_malloc = no\n"
                                        "confirm = off\n"
@@ -372,6 +373,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.task_growth, 1 << 30);
     ck_assert_int_eq(c.leak.snapshot_timeout, 250);
     ck_assert_int_eq(c.leak.history, 3);
+    ck_assert_int_eq(c.leak.snapshots_max, 7);
     ck_assert_int_eq(c.leak.heap, MV_HEAPMODE_OFF);
     ck_assert_int_eq(c.leak.python_malloc, MV_HEAPPY_NO);
     ck_assert_int_eq(c.leak.confirm, MV_CONFIRM_OFF);
