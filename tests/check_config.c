@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 76);
+    ck_assert_uint_eq(n, 77);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -400,7 +400,7 @@ START_TEST(test_roundtrip)
                   "worker has no mvw_open to fork from): set protocol = api, or template = no",
                   path));
     ck_assert(has(&e,
-                  "%s:47: [recycle] target: child needs protocol = none (a master such as "
+                  "%s:48: [recycle] target: child needs protocol = none (a master such as "
                   "gunicorn that forks its own children): a lines worker is recycled whole",
                   path));
     if (geteuid() == 0) {
