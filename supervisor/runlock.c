@@ -52,6 +52,16 @@ int mv_lock_take(int fd, int wait_ms)
 
     for (int waited = 0; r == -EWOULDBLOCK && waited < wait_ms; waited += 10) {
         pid_t holder = mv_lock_holder(fd);
+        /* No holder in /proc/locks may be a lock let go since the try: a dead locker's child
+         * that exec'd meanwhile (the usual end of the wait below). Read as "a live run of
+         * another namespace", it refused a rerun right after a SIGKILL; so it is tried again
+         * first, and only a lock still held is looked up again. */
+        if (holder <= 0) {
+            r = mv_lock_try(fd);
+            if (r != -EWOULDBLOCK)
+                break;
+            holder = mv_lock_holder(fd);
+        }
         /* A live locker keeps its lock for good: no point waiting. One this pid namespace
          * cannot see (0) is taken for alive: a live run of another namespace must not delay
          * every start. */
