@@ -23,6 +23,9 @@ echo
 echo "== W1 through memvisor.Pool vs multiprocessing.Pool (bench/w1_pool.py) =="
 MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/w1_pool.py" --runs 3
 echo
+echo "== Pool.map with its defaults, memvisor.Pool vs multiprocessing.Pool (bench/pool_map.py) =="
+MEMVISOR_BIN="$build/memvisor" python3 "$(dirname "$0")/pool_map.py" --runs 3
+echo
 echo "== a process per task, warm template vs xargs -P2 (bench/fork_per_task.py) =="
 python3 "$(dirname "$0")/fork_per_task.py" "$build" --runs 3
 echo

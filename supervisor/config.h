@@ -152,6 +152,7 @@ typedef struct mv_config {
         int64_t task_growth;      /* bytes one task may retain before it is a suspect */
         int64_t snapshot_timeout; /* ms to wait for a worker's own heap view */
         int history;              /* the worker's last tasks in a snapshot */
+        int snapshots_max;        /* snapshot files a run keeps, the newest; 0 = all */
         int heap;                 /* mv_heapmode_t: off|preload|auto (heapmon.h) */
         int python_malloc;        /* mv_heappy_t: auto|yes|no */
         int confirm;              /* mv_confirm_t: isolate|off */

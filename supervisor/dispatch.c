@@ -327,8 +327,14 @@ static mv_task_t *next_for(mv_dispatch_t *d, mv_worker_t *w)
     if (!f || !f->active(f->arg, w))
         return next_task(d);
     /* Lines that could not become tasks end wherever they are: no worker runs them. */
-    while ((t = mv_tasks_take_if(d->tasks, may_take, &c)) && t->bad)
+    for (;;) {
+        if (f->scan)
+            f->scan(f->arg, w);
+        t = mv_tasks_take_if(d->tasks, may_take, &c);
+        if (!t || !t->bad)
+            break;
         end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
+    }
     if (!t)
         f->starved(f->arg, w, mv_tasks_source_done(d->tasks));
     return t;
@@ -341,6 +347,8 @@ static bool held_back(mv_dispatch_t *d)
         take_ctx_t c = {d, d->ws[i]};
         if (mv_worker_leaving(d->ws[i]))
             continue;
+        if (d->filter->scan)
+            d->filter->scan(d->filter->arg, d->ws[i]);
         if (!d->filter->active(d->filter->arg, d->ws[i]) || mv_tasks_find(d->tasks, may_take, &c))
             return false;
     }

@@ -62,6 +62,9 @@ typedef struct mv_dispatch_filter {
      * worker that may take any queued task. Whoever set the filters relaxes them (returns
      * true: dispatch passes again) unless a worker that will take them is on its way. */
     bool (*stuck)(void *arg);
+    /* A look through the queue for worker w begins (may_take is then asked in queue order,
+     * from the head); NULL = none wanted. */
+    void (*scan)(void *arg, const mv_worker_t *w);
     void *arg;
 } mv_dispatch_filter_t;
 

@@ -69,6 +69,58 @@ static mv_exp_kind_t *kind_rec(mv_experiment_t *x, const char *name, bool make)
     return &x->kinds[x->nkinds++];
 }
 
+/* ---- tasks saved for an isolation that waits ---- */
+
+/* How many of a saved kind's queued tasks the other workers leave for it: what its
+ * isolation's arm runs first (its warm-up and window), within half the read-ahead; the queue
+ * gets that much room more (mv_tasks_set_room), so the other workers lack no task for it. */
+static int save_quota(const mv_experiment_t *x)
+{
+    size_t room = x->tasks->read_ahead / (2 * (size_t)(x->nsaved > 0 ? x->nsaved : 1));
+    size_t want = (size_t)x->iso.cfg.warmup + (size_t)x->iso.cfg.tasks;
+
+    return (int)(want < room ? want : room);
+}
+
+/* Whether `k` is the kind being tried alone now. */
+static bool isolating(const mv_experiment_t *x, const mv_exp_kind_t *k)
+{
+    return x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, k->name) == 0;
+}
+
+static void save(mv_experiment_t *x, mv_exp_kind_t *k)
+{
+    if (k->saved || x->nsaved >= MV_EXP_SAVED_MAX)
+        return; /* more waiting kinds than that: the later ones run as they come */
+    k->saved = true;
+    x->saved[x->nsaved++] = (uint32_t)(k - x->kinds);
+    mv_tasks_set_room(x->tasks, (size_t)(save_quota(x) * x->nsaved));
+    mv_info(x->log, "leak_experiment", MV_S("step", "saving"), MV_S("kind", k->name),
+            MV_I("tasks", save_quota(x)));
+}
+
+static void unsave(mv_experiment_t *x, mv_exp_kind_t *k)
+{
+    if (!k->saved)
+        return;
+    k->saved = false;
+    for (int i = 0; i < x->nsaved; i++)
+        if (&x->kinds[x->saved[i]] == k) {
+            x->saved[i] = x->saved[--x->nsaved];
+            break;
+        }
+    mv_tasks_set_room(x->tasks, (size_t)(save_quota(x) * x->nsaved));
+}
+
+/* Whether a worker outside the experiment leaves this task of `kind` queued: one of the first
+ * save_quota() of a saved kind met in this look through the queue. */
+static bool saved_task(mv_experiment_t *x, const char *kind)
+{
+    mv_exp_kind_t *k = kind_rec(x, kind, false);
+
+    return k && k->saved && k->seen++ < save_quota(x);
+}
+
 bool mv_experiment_explains(const mv_experiment_t *x)
 {
     for (size_t i = 0; i < x->nkinds; i++)
@@ -169,6 +221,7 @@ static void start_next(mv_experiment_t *x)
         mv_exp_kind_t *k = &x->kinds[i];
         if (k->state != MV_EXP_QUEUED || k->held)
             continue;
+        unsave(x, k); /* its arm takes its tasks from here on */
         if (mv_iso_isolate(&x->iso, k->name, x->slots, now(x)) < 0) {
             k->state = MV_EXP_NOW; /* out of memory: it stands on its own evidence */
             continue;
@@ -263,7 +316,7 @@ static void drive(mv_experiment_t *x)
         /* Nothing more will come from the source and nothing is queued: the arms have what
          * they will ever have. */
         if (mv_tasks_source_done(x->tasks) && x->tasks->queued == 0)
-            mv_iso_abort(&x->iso);
+            mv_iso_abort(&x->iso, "the batch ran out of tasks: judged on what ran");
         if (x->iso.mode == MV_ISO_BISECT)
             say_arms(x);
         st = mv_iso_step(&x->iso, now(x));
@@ -308,9 +361,12 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
         mv_info(x->log, "leak_experiment", MV_S("step", "relaxed"), MV_S("mode", "bisection"),
                 MV_S("why", "a kind is suspected: its isolation comes first"),
                 MV_S("kind", k->name));
-        mv_iso_abort(&x->iso);
+        mv_iso_abort(&x->iso, "a kind is suspected: its isolation comes first");
     }
     drive(x);
+    /* Not tried alone at once: its next tasks wait for its turn. */
+    if ((k = kind_rec(x, kind, false)) && k->state == MV_EXP_QUEUED && !isolating(x, k))
+        save(x, k);
     return MV_EXP_QUEUED;
 }
 
@@ -426,11 +482,10 @@ void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *othe
 {
     /* Both made first, then both looked up: making a record may move every record. */
     mv_exp_kind_t *k = kind_rec(x, kind, true), *o = kind_rec(x, other, true);
-    bool running = x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, kind) == 0;
-
     k = k ? kind_rec(x, kind, false) : NULL;
-    if (!k || k->state != MV_EXP_QUEUED || running)
+    if (!k || k->state != MV_EXP_QUEUED || isolating(x, k))
         return; /* said, confirmed, or being tried alone already: that one will tell */
+    unsave(x, k);
     k->state = MV_EXP_CLEARED;
     k->cleared_at = now(x);
     mv_info(x->log, "leak_cleared", MV_S("kind", kind), MV_S("verdict", "demoted"),
@@ -450,7 +505,7 @@ static bool f_active(void *arg, const mv_worker_t *w)
 {
     const mv_experiment_t *x = arg;
 
-    return x->iso.mode == MV_ISO_ISOLATE || arm_of(x, w) >= 0;
+    return x->iso.mode == MV_ISO_ISOLATE || x->nsaved > 0 || arm_of(x, w) >= 0;
 }
 
 static bool f_may_take(void *arg, const mv_worker_t *w, const mv_task_t *t)
@@ -461,9 +516,21 @@ static bool f_may_take(void *arg, const mv_worker_t *w, const mv_task_t *t)
     const char *kind = mv_kind_of_line(x->cfg, (const uint8_t *)t->data, t->len, buf);
     int arm = arm_of(x, w);
 
-    if (arm < 0) /* an isolation's other workers: anything but its kind */
-        return x->iso.mode != MV_ISO_ISOLATE || !mv_iso_takes(&x->iso, 0, kind);
-    return mv_iso_takes(&x->iso, arm, kind);
+    if (arm >= 0)
+        return mv_iso_takes(&x->iso, arm, kind);
+    /* An isolation's other workers: anything but its kind, and saved tasks stay. */
+    if (x->iso.mode == MV_ISO_ISOLATE && mv_iso_takes(&x->iso, 0, kind))
+        return false;
+    return x->nsaved == 0 || !saved_task(x, kind);
+}
+
+static void f_scan(void *arg, const mv_worker_t *w)
+{
+    mv_experiment_t *x = arg;
+
+    (void)w;
+    for (int i = 0; i < x->nsaved; i++)
+        x->kinds[x->saved[i]].seen = 0;
 }
 
 /* Whether an arm's fresh worker is on its way (asked for, or started and not ready yet). */
@@ -498,14 +565,23 @@ static bool f_stuck(void *arg)
 {
     mv_experiment_t *x = arg;
 
+    if (x->iso.mode != MV_ISO_NONE && arm_coming(x))
+        return false; /* its worker will take them: dispatch is kicked when it is ready */
+    /* Saved tasks are all that is queued for an idle worker: they run now. */
+    if (x->nsaved > 0) {
+        mv_info(x->log, "leak_experiment", MV_S("step", "released"),
+                MV_S("why", "saved tasks were all a free worker could take"),
+                MV_I("kinds", x->nsaved));
+        while (x->nsaved > 0)
+            unsave(x, &x->kinds[x->saved[0]]);
+        return true;
+    }
     if (x->iso.mode == MV_ISO_NONE)
         return true;
-    if (arm_coming(x))
-        return false; /* its worker will take them: dispatch is kicked when it is ready */
     mv_warn(x->log, "leak_experiment", MV_S("step", "relaxed"),
             MV_S("mode", mv_iso_mode_name(x->iso.mode)),
             MV_S("why", "queued tasks that no worker of the experiment may take"));
-    mv_iso_abort(&x->iso);
+    mv_iso_abort(&x->iso, "relaxed: tasks were held back");
     drive(x);
     return true;
 }
@@ -541,7 +617,12 @@ void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cf
                  cfg->worker.protocol != MV_PROTO_NONE && cfg->limits.enforce;
     x->slots = cfg->supervisor.workers > 0 ? cfg->supervisor.workers : 1;
     mv_iso_init(&x->iso, &ic);
-    x->filter = (mv_dispatch_filter_t){f_active, f_may_take, f_starved, f_stuck, x};
+    x->filter = (mv_dispatch_filter_t){.active = f_active,
+                                       .may_take = f_may_take,
+                                       .starved = f_starved,
+                                       .stuck = f_stuck,
+                                       .scan = f_scan,
+                                       .arg = x};
 }
 
 void mv_experiment_free(mv_experiment_t *x)

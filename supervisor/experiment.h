@@ -9,9 +9,14 @@
  *   - an arm's worker takes only the arm's tasks: dispatch asks mv_experiment_filter()'s
  *     predicate "may worker W take task T" (the kind of T from its line, [leak] kind), and
  *     those workers' tasks ask to collect garbage before answering (api v2: gc.collect());
+ *   - a suspected kind that waits for its isolation (another runs, or its snapshot is being
+ *     taken) has its next tasks saved for it: the other workers leave the first ones queued
+ *     (an isolation's warm-up and window of them, at most half the read-ahead), so that a
+ *     short batch does not run out of them before its turn; the rest run as usual;
  *   - it never holds tasks back for good: an arm with nothing left to run is judged on what
- *     it has; when filters leave queued tasks with no worker to take them, or the experiment
- *     runs past its timeout, it ends (inconclusive) and every worker takes anything again;
+ *     it has; saved tasks that would leave a worker idle are released; when filters leave queued
+ * tasks with no worker to take them, or the experiment runs past its timeout, it ends
+ * (inconclusive) and every worker takes anything again;
  *   - each step is logged (event=leak_experiment) and the verdict goes up (on_verdict).
  *
  * Tasks are independent in batch mode: an experiment changes which worker runs a task,
@@ -34,6 +39,7 @@
 
 #define MV_EXP_SITE_MAX  192 /* "file.py:123", cut */
 #define MV_EXP_SITES_MAX 512 /* sites linked to kinds; more are not remembered */
+#define MV_EXP_SAVED_MAX 4   /* kinds whose tasks are saved for their isolations at once */
 
 /* What an experiment decided about a kind. */
 typedef struct mv_exp_verdict {
@@ -76,6 +82,8 @@ typedef struct mv_exp_kind {
     uint64_t line_bad;   /* ...and those whose line gives another (the worker names it) */
     bool held;           /* its suspect's snapshot is being taken: its evidence may demote
                           * the suspect, so the isolation waits for it (snapshot_timeout) */
+    bool saved;          /* waits for its isolation: its first queued tasks are kept for it */
+    int seen;            /* its tasks met so far in the current look through the queue */
 } mv_exp_kind_t;
 
 typedef struct mv_experiment {
@@ -98,6 +106,8 @@ typedef struct mv_experiment {
     int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
+    uint32_t saved[MV_EXP_SAVED_MAX]; /* the saved kinds (positions in kinds) */
+    int nsaved;
     uint32_t *index;       /* KIND_INDEX_CAP slots: a kind's position in kinds + 1, 0 = free */
     uint64_t bisect_after; /* no experiment for unexplained growth before this many tasks ended */
     uint64_t experiments;  /* started so far */

@@ -259,10 +259,12 @@ void mv_iso_stop_arm(mv_iso_t *e, int arm)
         judge_arm(e, a, true);
 }
 
-void mv_iso_abort(mv_iso_t *e)
+void mv_iso_abort(mv_iso_t *e, const char *why)
 {
     if (e->mode == MV_ISO_NONE)
         return;
+    if (!e->aborting)
+        e->abort_why = why;
     e->aborting = true;
     for (int i = 0; i < MV_ISO_ARMS; i++) {
         mv_iso_arm_t *a = &e->arm[i];
@@ -354,7 +356,7 @@ mv_iso_step_t mv_iso_step(mv_iso_t *e, uint64_t now)
         if (a->state == MV_ARM_DONE)
             return finish(e, a->verdict, a, e->subject,
                           timed_out     ? "timed out"
-                          : e->aborting ? "relaxed: tasks were held back"
+                          : e->aborting ? e->abort_why
                                         : "the kind ran alone");
     } else if (e->arm[0].state == MV_ARM_DONE && e->arm[1].state == MV_ARM_DONE) {
         return next_round(e, now);

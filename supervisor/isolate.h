@@ -102,7 +102,8 @@ typedef struct mv_iso {
     int slots;          /* worker slots: arms run at once with two or more */
     uint64_t started;   /* tasks ended anywhere when it (or its round) started */
     int rounds;
-    bool aborting; /* mv_iso_abort: no new arm or round */
+    bool aborting;         /* mv_iso_abort: no new arm or round... */
+    const char *abort_why; /* ...and why (static) */
     mv_iso_arm_t arm[MV_ISO_ARMS];
     /* bisection: the kinds that may still explain the growth */
     char (*cand)[MV_LEAK_KIND_MAX + 1];
@@ -136,8 +137,9 @@ void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool mea
 void mv_iso_stop_arm(mv_iso_t *e, int arm);
 
 /* Ends the experiment at its next step: arms are judged on what they have, no arm or
- * bisection round starts any more (the filters must let go of the tasks: dispatch.h). */
-void mv_iso_abort(mv_iso_t *e);
+ * bisection round starts any more (the filters must let go of the tasks: dispatch.h). `why`
+ * (static) is an isolation's verdict's why. */
+void mv_iso_abort(mv_iso_t *e, const char *why);
 
 /* What now, `now` tasks ended anywhere: an arm to start, or the end and its result. Call
  * after each event above; a bisection round that is decided starts the next. */

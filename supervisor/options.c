@@ -213,6 +213,8 @@ const mv_option_t mv__options[] = {
         "how long a snapshot waits for the worker's own heap view"),
     OPT(leak, history, MV_OPT_INT, "20", 0, 1000, NULL,
         "the worker's last tasks recorded in a snapshot"),
+    OPT(leak, snapshots_max, MV_OPT_INT, "100", 0, 1000000, NULL,
+        "snapshot files a run keeps: past it the oldest are removed (0 = keep all)"),
     OPT(leak, heap, MV_OPT_ENUM, "auto", 0, 0, heap_choices,
         "live heap bytes per task from the libmemvisor-heap.so preload: off, preload, or auto "
         "(api and lines workers whose command is dynamically linked)"),

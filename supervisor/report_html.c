@@ -217,6 +217,9 @@ static json_t *snapshot(const mv_report_t *r, const char *path)
     snprintf(where, sizeof where, "%s%s%s", path[0] == '/' ? "" : r->dir, path[0] == '/' ? "" : "/",
              path);
     j = json_load_file(where, 0, &je);
+    if (!j && access(where, F_OK) != 0 && errno == ENOENT)
+        return json_pack("{s:s,s:s}", "path", where, "error",
+                         "removed: a run keeps its newest [leak] snapshots_max");
     if (!json_is_object(j)) {
         json_decref(j);
         return json_pack("{s:s,s:s}", "path", where, "error", j ? "not a JSON object" : je.text);

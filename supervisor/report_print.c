@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -110,6 +111,10 @@ static void print_snapshot(const rep_t *r, FILE *out, const char *path)
              path);
     j = json_load_file(where, 0, &je);
     fprintf(out, "    snapshot   %s\n", where);
+    if (!j && access(where, F_OK) != 0 && errno == ENOENT) {
+        fprintf(out, "               removed: a run keeps its newest [leak] snapshots_max\n");
+        return;
+    }
     if (!json_is_object(j)) {
         fprintf(out, "               unreadable: %s\n", j ? "not a JSON object" : je.text);
         json_decref(j);

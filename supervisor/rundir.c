@@ -137,7 +137,8 @@ int mv_rundir_open(mv_rundir_t *r, const char *state_dir, pid_t pid, char *why, 
     return 0;
 }
 
-char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *kind, int slot)
+char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *kind, int slot,
+                              unsigned *num)
 {
     char safe[48], *path = NULL;
     size_t k = 0;
@@ -154,7 +155,49 @@ char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *ki
     if (asprintf(&path, "%s/snapshots/%04u-%s-%s-w%d.json", r->dir, ++r->snaps, reason, safe,
                  slot) < 0)
         return NULL;
+    *num = r->snaps;
     return path;
+}
+
+/* The number of a snapshot file's name ("0042-leak_suspect-load-w1.json" -> 42), 0 when the
+ * name is no snapshot's (numbers start at 1). */
+static unsigned long snapshot_number(const char *name)
+{
+    size_t len = strlen(name);
+    unsigned long n = 0;
+    const char *p = name;
+
+    if (len < 6 || strcmp(name + len - 5, ".json") != 0)
+        return 0;
+    for (; isdigit((unsigned char)*p) && n < UINT_MAX; p++)
+        n = n * 10 + (unsigned long)(*p - '0');
+    return p > name && *p == '-' ? n : 0;
+}
+
+int mv_rundir_trim_snapshots(const char *path, unsigned num, unsigned keep)
+{
+    char dir[PATH_MAX], file[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    struct dirent *de;
+    int removed = 0;
+    DIR *d;
+
+    if (keep == 0 || num <= keep || !slash || (size_t)(slash - path) >= sizeof dir)
+        return 0;
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (!(d = opendir(dir)))
+        return -errno;
+    while ((de = readdir(d))) {
+        unsigned long n = snapshot_number(de->d_name);
+
+        if (n == 0 || n > num - keep)
+            continue;
+        if (snprintf(file, sizeof file, "%s/%s", dir, de->d_name) < (int)sizeof file &&
+            unlink(file) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 int mv_json_write_atomic(const char *path, json_t *doc)

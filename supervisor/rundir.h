@@ -40,8 +40,15 @@ int mv_rundir_open(mv_rundir_t *r, const char *state_dir, pid_t pid, char *why, 
  * in *pid when this pid namespace can see it, else 0), 0 (none: a run.json without "ended"
  * there is a run that died), or -errno. */
 int mv_rundir_running(const char *state_dir, pid_t *pid);
-/* The path of the next snapshot file ("NNNN-REASON-KIND-wSLOT.json"); malloc'd. */
-char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *kind, int slot);
+/* The path of the next snapshot file ("NNNN-REASON-KIND-wSLOT.json"); malloc'd. Its number
+ * NNNN (1, 2, ... in the order they are named) in *num. */
+char *mv_rundir_snapshot_path(mv_rundir_t *r, const char *reason, const char *kind, int slot,
+                              unsigned *num);
+/* Keeps a run's newest snapshots ([leak] snapshots_max): removes the snapshot files of the
+ * directory `path` is in numbered num - keep or lower (only "NNNN-....json" files: a
+ * ".json.new" being written is left to its writer). The number of files removed, or -errno
+ * when the directory cannot be read. Thread-safe (runs in the thread pool). */
+int mv_rundir_trim_snapshots(const char *path, unsigned num, unsigned keep);
 /* Writes `doc` as <dir>/<name> through <name>.new + rename. 0 or -errno. Thread-safe. */
 int mv_json_write_atomic(const char *path, json_t *doc);
 void mv_rundir_close(mv_rundir_t *r);

@@ -24,8 +24,11 @@ typedef struct mv_snapjob {
     mv_suspect_t *s;
     mv_suspected_t *sw; /* NULL once the worker is gone */
     int pid;
-    char *cgroup; /* the worker's cgroup directory, or NULL */
-    char *path;   /* the file to write */
+    char *cgroup;  /* the worker's cgroup directory, or NULL */
+    char *path;    /* the file to write */
+    unsigned num;  /* its number in the run (mv_rundir_snapshot_path) */
+    unsigned keep; /* [leak] snapshots_max when it was taken */
+    int trimmed;   /* older snapshot files removed for `keep`, or -errno */
     json_t *doc;
     json_t *baseline; /* the worker's baseline mappings (unpacked for this job), or NULL */
     int result;
@@ -183,6 +186,8 @@ static void write_work(mv_job_t *j)
     json_object_set_new(sj->doc, "written", json_string(stamp));
     if (sj->path && mv_json_write_atomic(sj->path, sj->doc) < 0)
         sj->result = -EIO;
+    else if (sj->path)
+        sj->trimmed = mv_rundir_trim_snapshots(sj->path, sj->num, sj->keep);
 }
 
 static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *reason,
@@ -201,6 +206,11 @@ static void write_done(mv_job_t *j, void *owner, int cancelled)
             MV_S("result", sj->result == 0        ? "ok"
                            : sj->result == -ESRCH ? "gone"
                                                   : "failed"));
+    if (sj->trimmed > 0)
+        mv_info(s->log, "snapshots_trimmed", MV_I("removed", sj->trimmed), MV_I("keep", sj->keep));
+    else if (sj->trimmed < 0)
+        mv_warn(s->log, "snapshots_trimmed", MV_I("removed", 0), MV_I("keep", sj->keep),
+                MV_S("error", strerror(-sj->trimmed)));
     if (sw) {
         sw->snap = NULL;
         free(sw->last_snapshot);
@@ -315,7 +325,8 @@ static const char *snapshot(mv_suspect_t *s, mv_suspected_t *sw, const char *rea
     sj->pid = w->proc.pid;
     sj->kill = kill;
     sj->cgroup = w->has_cg && w->cg.path ? strdup(w->cg.path) : NULL;
-    sj->path = mv_rundir_snapshot_path(s->run, reason, kind, w->slot);
+    sj->path = mv_rundir_snapshot_path(s->run, reason, kind, w->slot, &sj->num);
+    sj->keep = (unsigned)s->cfg->leak.snapshots_max;
     sj->doc = start_doc(sw, reason, v, t, r);
     sj->baseline = mv_snap_unpack(sw->baseline);
     sw->snap = sj; /* one snapshot of a worker at a time, until it is written */

@@ -267,13 +267,24 @@ static void reached_end(mv_tasks_t *t)
 static void file_read_cb(uv_fs_t *req);
 static void file_pump(mv_tasks_t *t);
 
+/* The queued tasks reading stops at: the read-ahead, and the room a filter holds tasks in. */
+static size_t ahead(const mv_tasks_t *t)
+{
+    return t->read_ahead + t->room;
+}
+
+void mv_tasks_set_room(mv_tasks_t *t, size_t room)
+{
+    t->room = room;
+}
+
 /* Feeds whole lines of p[0..n) until the queue holds twice read_ahead; returns the bytes fed
  * (all of them when a line is longer than what is left). */
 static size_t feed_some(mv_tasks_t *t, const char *p, size_t n)
 {
     size_t used = 0;
 
-    while (used < n && t->queued < 2 * t->read_ahead) {
+    while (used < n && t->queued < 2 * ahead(t)) {
         const char *nl = memchr(p + used, '\n', n - used);
         size_t take = nl ? (size_t)(nl - (p + used)) + 1 : n - used;
         mv_tasks_feed(t, p + used, take, false);
@@ -364,7 +375,7 @@ static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         reached_end(t);
     } else {
         mv_tasks_feed(t, buf->base, (size_t)n, false);
-        if (t->queued >= t->read_ahead) {
+        if (t->queued >= ahead(t)) {
             uv_read_stop(s);
             t->reading = false;
         }
@@ -374,7 +385,7 @@ static void stream_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void file_pump(mv_tasks_t *t)
 {
-    if (t->closed || t->reading || t->eof || t->error || t->queued >= t->read_ahead)
+    if (t->closed || t->reading || t->eof || t->error || t->queued >= ahead(t))
         return;
     if (t->kind == MV_SRC_FILE) {
         start_file_read(t);

@@ -95,7 +95,8 @@ struct mv_tasks {
     uv_loop_t *loop;
     mv_task_t *head, *tail; /* waiting for a worker */
     size_t queued;
-    size_t read_ahead; /* stop reading the source at this many queued tasks */
+    size_t read_ahead; /* stop reading the source at this many queued tasks... */
+    size_t room;       /* ...plus this many, held back by a dispatch filter */
     int64_t max_size;  /* longest line */
 
     /* source */
@@ -150,6 +151,10 @@ void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read
                    mv_tasks_cb on_input, void *arg);
 /* A task the source made joins the queue (at the back) and counts as loaded. */
 void mv_tasks_add(mv_tasks_t *t, mv_task_t *task);
+/* Lets the queue hold `room` tasks more than its read-ahead: tasks a dispatch filter keeps
+ * queued for later (experiment.h), which would otherwise stop the reading (the next
+ * mv_tasks_pump reads on). */
+void mv_tasks_set_room(mv_tasks_t *t, size_t room);
 /* Starts or resumes reading when the queue is below its read-ahead. */
 void mv_tasks_pump(mv_tasks_t *t);
 /* Takes the next task (NULL when none is queued, or the source holds dispatch back). */

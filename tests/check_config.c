@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 74);
+    ck_assert_uint_eq(n, 75);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -292,6 +292,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "task_growth = 1G\n"
                                        "snapshot_timeout = 250ms\n"
                                        "history = 3\n"
+                                       "snapshots_max = 7\n"
                                        "heap = off\n"
                                        "python_malloc = no\n"
                                        "confirm = off\n"
@@ -371,6 +372,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.task_growth, 1 << 30);
     ck_assert_int_eq(c.leak.snapshot_timeout, 250);
     ck_assert_int_eq(c.leak.history, 3);
+    ck_assert_int_eq(c.leak.snapshots_max, 7);
     ck_assert_int_eq(c.leak.heap, MV_HEAPMODE_OFF);
     ck_assert_int_eq(c.leak.python_malloc, MV_HEAPPY_NO);
     ck_assert_int_eq(c.leak.confirm, MV_CONFIRM_OFF);

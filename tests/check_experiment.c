@@ -28,6 +28,25 @@ static char *mix(int n, int every, const char *odd, const char *even)
     return t;
 }
 
+/* n task lines "KIND I" for I = 1..n, the kind of each from kind_of(I). */
+static char *lines_of(int n, const char *(*kind_of)(int i))
+{
+    size_t cap = (size_t)n * 24 + 1, len = 0;
+    char *t = malloc(cap);
+
+    ck_assert_ptr_nonnull(t);
+    for (int i = 1; i <= n; i++)
+        len += (size_t)snprintf(t + len, cap - len, "%s %d\n", kind_of(i), i);
+    return t;
+}
+
+/* The sites worker's python3 command (tests/helpers/sites_worker.py), on `workers` slots. */
+#define SITES_ARGS(workers)                                           \
+    {                                                                 \
+        "run", "-o", "supervisor.workers=" #workers, "--", "python3", \
+            SOURCE_DIR "/tests/helpers/sites_worker.py", NULL         \
+    }
+
 START_TEST(deferred_garbage_is_suspected_then_cleared_alone)
 {
     /* One task in four keeps 64 KiB that a collector frees every 8 blocks, during whatever
@@ -195,6 +214,11 @@ START_TEST(a_lines_leak_with_prefetch_is_confirmed_not_cleared)
 }
 END_TEST
 
+static const char *keep_then_defer(int i)
+{
+    return i % 3 == 0 ? "keep" : i > 600 && i % 3 == 1 ? "defer" : "ok";
+}
+
 START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
 {
     /* keep leaks from the start: isolated, confirmed, its growing site linked to it by the
@@ -207,8 +231,7 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
      * defer's isolation is not held back, and defer runs alone instead (clean): what a slow
      * host showed once ("defer was not demoted"), and what 30 ms shows every time. The
      * deadline is not what this test is about: room for a loaded host. */
-    size_t cap = 1200 * 16, len = 0;
-    char *tasks = malloc(cap);
+    char *tasks = lines_of(1200, keep_then_defer);
     const char *args[] = {"run",
                           "-o",
                           "supervisor.workers=1",
@@ -220,11 +243,6 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
                           NULL};
     mvrun_t r;
 
-    ck_assert_ptr_nonnull(tasks);
-    for (int i = 1; i <= 1200; i++) {
-        const char *k = i % 3 == 0 ? "keep" : i > 600 && i % 3 == 1 ? "defer" : "ok";
-        len += (size_t)snprintf(tasks + len, cap - len, "%s %d\n", k, i);
-    }
     setenv("MEMVISOR_TRACEMALLOC", "1", 1);
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     unsetenv("MEMVISOR_TRACEMALLOC");
@@ -239,6 +257,36 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
                   "defer was not demoted");
     ck_assert_ptr_nonnull(strstr(r.log, "sites_worker.py:"));
     ck_assert_ptr_null(strstr(r.log, "step=start mode=isolation kind=defer"));
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* Two kinds leak, suspected a few tasks apart in a short batch of quick tasks: the second
+ * waits for the first's isolation, and its next tasks are saved for its own meanwhile (the
+ * other worker would have run every one of them by then: it was never confirmed). */
+static const char *keep_and_stash(int i)
+{
+    return i % 4 == 1 ? "keep" : i % 4 == 3 ? "stash" : "ok";
+}
+
+START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
+{
+    char *tasks = lines_of(1200, keep_and_stash);
+    const char *args[] = SITES_ARGS(2);
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 1200, NULL);
+    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 2)
+        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=keep "), 2);
+    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=stash "), 2);
+    ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 2);
+    ck_assert_int_eq(run_count(&r, "step=verdict mode=isolation"), 2);
+    /* Whichever came second was saved for (the first, too, while its snapshot was taken). */
+    ck_assert_int_ge(run_count(&r, "step=saving"), 1);
+    ck_assert_int_eq(run_count(&r, "step=released"), 0);
     free(tasks);
     run_free(&r);
 }
@@ -302,6 +350,103 @@ START_TEST(a_known_kind_settles_the_experiments_for_good)
 }
 END_TEST
 
+static int fresh_slot;
+
+static void on_fresh(void *arg, int slot)
+{
+    (void)arg;
+    fresh_slot = slot;
+}
+
+static void on_verdict(void *arg, const mv_exp_verdict_t *v)
+{
+    (void)arg, (void)v;
+}
+
+/* How many of the queued tasks of `kind` worker w may take, in one look through the queue. */
+static int takes(mv_experiment_t *x, const mv_worker_t *w, const char *kind)
+{
+    const mv_dispatch_filter_t *f = mv_experiment_filter(x);
+    size_t n = strlen(kind);
+    int yes = 0;
+
+    f->scan(f->arg, w);
+    for (const mv_task_t *t = x->tasks->head; t; t = t->next)
+        if (strncmp(t->data, kind, n) == 0 && t->data[n] == ' ')
+            yes += f->may_take(f->arg, w, t);
+    return yes;
+}
+
+/* The saving of a waiting kind's tasks, through the dispatch filter: the first warm-up +
+ * window of them stay queued for the other workers (with that much room more in the queue),
+ * the isolating kind's wait for its arm, other kinds run; saved tasks that are all a free
+ * worker could take are released (and then an isolation without a coming arm relaxes). */
+START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
+{
+    static const mv_experiment_events_t ev = {on_fresh, on_verdict};
+    const mv_dispatch_filter_t *f;
+    mv_worker_t mixed, arm;
+    mv_experiment_t x;
+    mv_config_t cfg;
+    mv_tasks_t tasks;
+    mv_log_t lg;
+    char line[32];
+
+    ck_assert_int_eq(mv_config_init(&cfg), 0);
+    cfg.supervisor.workers = 2;
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_ERROR, "/dev/null"), 0);
+    mv_tasks_init(&tasks, NULL, 1024, 1000, NULL, NULL);
+    for (int i = 1; i <= 300; i++) {
+        int n = snprintf(line, sizeof line, "%s %d", i % 3 == 0 ? "a" : i % 3 == 1 ? "b" : "c", i);
+        mv_tasks_add(&tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+    }
+    mv_experiment_init(&x, &lg, &cfg, &tasks, false, &ev, NULL);
+    f = mv_experiment_filter(&x);
+    memset(&mixed, 0, sizeof mixed);
+    memset(&arm, 0, sizeof arm);
+    ck_assert(!f->active(f->arg, &mixed)); /* nothing suspected: no filter */
+    /* a: saved while its snapshot is taken, then tried alone (an arm in slot 1 wanted) */
+    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, 2), MV_EXP_QUEUED);
+    ck_assert_int_eq(x.nsaved, 1);
+    ck_assert_uint_eq(tasks.room, 60); /* warm-up 10 + window 50 */
+    ck_assert_int_eq(takes(&x, &mixed, "a"), 100 - 60);
+    mv_experiment_hold(&x, "a", false);
+    ck_assert_int_eq(fresh_slot, 1);
+    ck_assert_int_eq(x.nsaved, 0);
+    ck_assert_uint_eq(tasks.room, 0);
+    /* b: suspected while a runs alone: saved; c runs as usual; a waits for its arm */
+    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, 1), MV_EXP_QUEUED);
+    ck_assert(f->active(f->arg, &mixed));
+    ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60);
+    ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60); /* each look counts anew */
+    ck_assert_int_eq(takes(&x, &mixed, "c"), 100);
+    ck_assert_int_eq(takes(&x, &mixed, "a"), 0);
+    ck_assert_uint_eq(tasks.room, 60);
+    /* While a's arm is on its way, idle workers wait for it: b stays saved. */
+    ck_assert(!f->stuck(f->arg));
+    ck_assert_int_eq(x.nsaved, 1);
+    /* Its worker came and is busy: saved tasks would leave a worker idle: released. */
+    arm.slot = 1;
+    arm.state = MV_W_BUSY;
+    mv_experiment_attach(&x, &arm);
+    ck_assert_int_eq(takes(&x, &arm, "a"), 100);
+    ck_assert_int_eq(takes(&x, &arm, "b"), 0);
+    ck_assert(f->stuck(f->arg));
+    ck_assert_int_eq(x.nsaved, 0);
+    ck_assert_uint_eq(tasks.room, 0);
+    ck_assert_int_eq(takes(&x, &mixed, "b"), 100);
+    ck_assert_int_eq(takes(&x, &mixed, "a"), 0);
+    /* Stuck again, with nothing saved: the isolation relaxes (as before saving). */
+    ck_assert(f->stuck(f->arg));
+    ck_assert_int_eq(x.iso.mode, MV_ISO_NONE);
+    ck_assert_int_eq(takes(&x, &mixed, "a"), 100);
+    mv_experiment_free(&x);
+    mv_tasks_free(&tasks);
+    mv_log_close(&lg);
+    mv_config_free(&cfg);
+}
+END_TEST
+
 Suite *experiment_suite(void)
 {
     Suite *s = suite_create("experiment");
@@ -316,6 +461,8 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
+    tcase_add_test(tc, a_second_suspect_keeps_tasks_for_its_isolation);
+    tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
     suite_add_tcase(s, tc);
     return s;

@@ -224,10 +224,12 @@ START_TEST(a_lost_worker_or_the_timeout_ends_it)
     mv_iso_isolate(&e, "a", 2, 0);
     mv_iso_step(&e, 0);
     mv_iso_bound(&e, 0);
-    mv_iso_abort(&e);
+    mv_iso_abort(&e, "relaxed: tasks were held back");
+    mv_iso_abort(&e, "a second reason"); /* the first one stands */
     st = mv_iso_step(&e, 1);
     ck_assert(st.ended);
     ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    ck_assert_str_eq(st.result.why, "relaxed: tasks were held back");
     mv_iso_free(&e);
 }
 END_TEST
@@ -345,7 +347,7 @@ START_TEST(bisection_where_no_half_grows_is_unexplained)
     mv_iso_step(&e, 0);
     mv_iso_step(&e, 0);
     run_arm(&e, 0, "a");
-    mv_iso_abort(&e);
+    mv_iso_abort(&e, "relaxed");
     st = mv_iso_step(&e, 100);
     ck_assert(st.ended);
     ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);

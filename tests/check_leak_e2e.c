@@ -173,25 +173,16 @@ START_TEST(observe_only_recycles_nothing)
 }
 END_TEST
 
+/* One worker without a cgroup, killed by memvisor at 24 MiB, no task retried. */
+#define HARD_24M                                                              \
+    "run", "-o", "supervisor.workers=1", "-o", "supervisor.cgroup=off", "-o", \
+        "limits.memory_soft=0", "-o", "limits.memory_hard=24M", "-o",         \
+        "limits.sample_interval=5ms", "-o", "tasks.max_attempts=1"
+
 START_TEST(a_hard_limit_kill_leaves_a_snapshot_taken_before)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "supervisor.cgroup=off",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=24M",
-                          "-o",
-                          "limits.sample_interval=5ms",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    const char *args[] = {HARD_24M, "--", MVTEST, NULL};
     json_t *snap = NULL, *status;
 
     ck_assert_int_eq(run_batch(&r, "ok\ngrow 200 2\n", args), 1);
@@ -202,6 +193,36 @@ START_TEST(a_hard_limit_kill_leaves_a_snapshot_taken_before)
     ck_assert_int_ge(jint(status, "RssAnon"), 20 * MiB);
     ck_assert_int_eq(run_count(&r, "reason=hard_limit action=kill"), 1);
     json_decref(snap);
+    run_free(&r);
+}
+END_TEST
+
+/* [leak] snapshots_max: three hard-limit kills, a snapshot before each (and one near the
+ * limit when a sample saw it coming); the run keeps the newest two. */
+START_TEST(a_run_keeps_its_newest_snapshots)
+{
+    mvrun_t r;
+    const char *args[] = {HARD_24M, "-o", "leak.snapshots_max=2", "--", MVTEST, NULL};
+    char dir[512];
+    struct dirent *de;
+    int n;
+    DIR *d;
+
+    ck_assert_int_eq(run_batch(&r, "grow 200 2\ngrow 200 2\ngrow 200 2\n", args), 1);
+    ck_assert_int_eq(run_count(&r, "reason=hard_limit action=kill"), 3);
+    n = run_count(&r, "event=snapshot ");
+    ck_assert_int_ge(n, 3);
+    /* One at a time (one worker): each past the second removed exactly one. */
+    ck_assert_int_eq(run_count(&r, "event=snapshots_trimmed removed=1 keep=2"), n - 2);
+    ck_assert_int_eq(run_count(&r, "event=snapshots_trimmed"), n - 2);
+    ck_assert_int_eq(check_snapshots(&r, NULL, NULL), 2);
+    snprintf(dir, sizeof dir, "%s/state/latest/snapshots", r.dir);
+    ck_assert((d = opendir(dir)) != NULL);
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            ck_assert_msg(atoi(de->d_name) == n || atoi(de->d_name) == n - 1,
+                          "%s is not one of the newest two of %d", de->d_name, n);
+    closedir(d);
     run_free(&r);
 }
 END_TEST
@@ -404,6 +425,7 @@ Suite *leak_e2e_suite(void)
     tcase_add_test(tc, a_handle_leak_is_named);
     tcase_add_test(tc, observe_only_recycles_nothing);
     tcase_add_test(tc, a_hard_limit_kill_leaves_a_snapshot_taken_before);
+    tcase_add_test(tc, a_run_keeps_its_newest_snapshots);
     tcase_add_test(tc, near_the_kernel_limit_a_snapshot_comes_first);
     tcase_add_test(tc, hostile_payloads_keep_every_file_json);
     tcase_add_test(tc, python_mixed_names_the_kind_the_line_and_the_type);

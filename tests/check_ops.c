@@ -222,6 +222,40 @@ START_TEST(run_names)
 }
 END_TEST
 
+/* [leak] snapshots_max: the newest snapshot files of a run stay, nothing else is touched. */
+START_TEST(snapshot_trim_keeps_the_newest)
+{
+    static const char *const names[] = {"0001-leak_suspect-load-w1.json",
+                                        "0002-hard_limit-none-w2.json",
+                                        "0003-leak_cleared-a_b-w1.json",
+                                        "0004-leak_suspect-load-w2.json",
+                                        "0005-leak_suspect-x-w1.json",
+                                        "0002-hard_limit-none-w1.json.new", /* being written */
+                                        "notes.json",
+                                        "0001.json", /* no snapshot's */
+                                        "-1-x.json",
+                                        "0003-x-w1.txt"};
+    char dir[512], p[1024];
+
+    snprintf(dir, sizeof dir, "%s/snapshots", tmp);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        put(p, "{}");
+    }
+    snprintf(p, sizeof p, "%s/0005-leak_suspect-x-w1.json", dir);
+    ck_assert_int_eq(mv_rundir_trim_snapshots(p, 5, 0), 0); /* no bound */
+    ck_assert_int_eq(mv_rundir_trim_snapshots(p, 5, 5), 0); /* within it */
+    ck_assert_int_eq(mv_rundir_trim_snapshots(p, 5, 2), 3); /* 1, 2 and 3 go */
+    ck_assert(!exists(dir, names[0]) && !exists(dir, names[1]) && !exists(dir, names[2]));
+    for (size_t i = 3; i < sizeof names / sizeof names[0]; i++)
+        ck_assert_msg(exists(dir, names[i]), "%s was removed", names[i]);
+    ck_assert_int_eq(mv_rundir_trim_snapshots(p, 5, 2), 0); /* again: nothing left to do */
+    snprintf(p, sizeof p, "%s/gone/0009-x-none-w1.json", tmp);
+    ck_assert_int_eq(mv_rundir_trim_snapshots(p, 9, 2), -ENOENT);
+}
+END_TEST
+
 START_TEST(prune_keeps_the_newest_and_the_running)
 {
     char state[256], name[64], why[512] = "", outside[256];
@@ -832,6 +866,7 @@ Suite *ops_suite(void)
     tc = tcase_create("prune");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, run_names);
+    tcase_add_test(tc, snapshot_trim_keeps_the_newest);
     tcase_add_test(tc, prune_keeps_the_newest_and_the_running);
     tcase_add_test(tc, a_run_locks_its_directory);
     tcase_add_test(tc, keep_runs_end_to_end);

@@ -1,6 +1,7 @@
 """sites_worker: a Python api worker for tests/check_experiment.c. Task lines "KIND N":
 
     keep    keeps a 48 KiB bytes object in a global list (a leak, at one line: THE LEAK)
+    stash   keeps a 32 KiB bytearray in another global list (a second leak, another line)
     defer   adds 64 KiB of garbage to a pool a "collector" empties at the start of any task
             once it holds 8 (as a cyclic collector would): the pool's growth shows in the
             defer tasks, its frees in whatever task comes next
@@ -16,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import memvisor_worker  # noqa: E402
 
 KEPT = []
+STASH = []
 POOL = []
 
 
@@ -25,6 +27,8 @@ def handle(task):
     kind = task.text.split()[0]
     if kind == "keep":
         KEPT.append(b"k" * (48 * 1024 + len(KEPT) % 7))  # THE LEAK
+    elif kind == "stash":
+        STASH.append(bytearray(32 * 1024))  # THE SECOND LEAK
     elif kind == "defer":
         POOL.append(bytearray(64 * 1024))
     return kind

@@ -226,6 +226,35 @@ class Leaks(PoolTest):
         self.assertEqual(len(r.stats), 3)
         self.assertEqual(len({st.task for st in r.stats}), 3)
 
+    def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
+        # Without a chunksize: tiny items go in tasks of ~5 ms (at least 50 tasks a worker),
+        # once the first answers say how long an item takes; slow items stay one a task.
+        # The task time is a task's duration as memvisor measures it, a round trip included:
+        # 0.2 s here, so that a loaded host's slow round trips cannot hide the grouping.
+        from memvisor import _pool
+        with self.pool() as pool, mock.patch.object(_pool, "AUTO_TASK_SECONDS", 0.2):
+            quick = pool.map_async(pf.sq, range(20000))
+            self.assertEqual(quick.get(TIMEOUT), [x * x for x in range(20000)])
+        with self.pool() as pool:
+            # items of 10 ms: one a task (each call is timed on its own answers)
+            slow = pool.starmap_async(pf.slow, [(x, 0.01) for x in range(300)])
+            self.assertEqual(slow.get(TIMEOUT * 2), list(range(300)))
+        sizes = [s.items for s in {s.task: s for s in quick.stats}.values()]
+        self.assertEqual(sum(sizes), 20000)
+        self.assertLess(len(sizes), 2000, "quick items were not grouped")
+        self.assertLessEqual(max(sizes), 20000 // (2 * 50))
+        self.assertEqual(sizes[0], 1)  # before any answer: one item
+        self.assertEqual({s.items for s in slow.stats}, {1})
+
+    def test_auto_chunk_size(self):
+        from memvisor import _pool
+        self.assertEqual(_pool._auto_size(100000, 2, None), 1)  # nothing timed yet
+        self.assertEqual(_pool._auto_size(100000, 2, 0.02), 1)  # slower than 5 ms
+        self.assertEqual(_pool._auto_size(100000, 2, 0.0001), 50)  # 5 ms of 0.1-ms items
+        self.assertEqual(_pool._auto_size(100000, 2, 1e-9), 1000)  # 50 tasks a worker
+        self.assertEqual(_pool._auto_size(150, 2, 1e-9), 1)  # small maps: one item a task
+        self.assertEqual(_pool._auto_size(10 ** 6, 4, 1e-6), 5000)
+
     def test_each_task_is_measured_after_it_ended(self):
         # memvisor samples workers on a timer (here every 1 ms); a sample taken in the loop
         # iteration that then reads a task's answer was taken before the answer: it must not

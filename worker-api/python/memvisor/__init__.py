@@ -48,9 +48,12 @@ What differs from multiprocessing.Pool:
   with ``if __name__ == "__main__":``.
 - Workers start at the first submitted task, not in Pool(); they import that function's
   module before their first task.
-- chunksize defaults to 1 everywhere (multiprocessing's map picks len / (4 x workers)): one
-  item is one task, so memory figures, retries, quarantine and ``max_tasks`` are per item.
-  A chunk fails or is quarantined as a whole, as in multiprocessing.
+- map and starmap without a chunksize time their items as the answers come: items that
+  take 5 ms or more are one task each (memory figures, retries, quarantine and
+  ``max_tasks`` per item); quicker ones are grouped into tasks of about 5 ms, and at least
+  50 tasks a worker (multiprocessing's map picks len / (4 x workers) whatever the items).
+  imap and imap_unordered default to 1, as in multiprocessing. A chunk fails or is
+  quarantined as a whole, as in multiprocessing.
 - An imap iterator raises a failed task's exception at its place and can be iterated on
   after it (multiprocessing's chunked imap ends there).
 - terminate() makes tasks that did not end raise PoolTerminated (multiprocessing leaves them

@@ -33,6 +33,14 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.DEBUG, "warn": logging.WARNIN
 _SKIP_FIELDS = ("ts", "level", "event")
 _live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
+# map and starmap without a chunksize: items that take less than AUTO_TASK_SECONDS each go
+# in tasks of about that long (a task's round trip costs ~0.1 ms: a task per 10-us item is
+# ~10x slower than multiprocessing's chunks), an item that takes longer stays a task of its
+# own (its memory figures its own); and there are at least AUTO_TASKS_PER_WORKER tasks a
+# worker, so leak windows and recycling still have tasks to work with.
+AUTO_TASK_SECONDS = 0.005
+AUTO_TASKS_PER_WORKER = 50
+
 
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[Tuple[List[Any], int]]:
     """(items, index of the first) for each chunk of `size` items."""
@@ -40,6 +48,29 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[Tuple[List[Any], int
     index = 0
     while True:
         chunk = list(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk, index
+        index += len(chunk)
+
+
+def _auto_size(n: int, workers: int, item_seconds: Optional[float]) -> int:
+    """Items in the next task of a map of n items without a chunksize: one until the first
+    results say how long an item takes."""
+    if item_seconds is None:
+        return 1
+    cap = max(1, n // (workers * AUTO_TASKS_PER_WORKER))
+    return max(1, min(cap, int(AUTO_TASK_SECONDS / max(item_seconds, 1e-7))))
+
+
+def _auto_chunks(job: _Job, items: Iterable[Any], n: int,
+                 workers: int) -> Iterator[Tuple[List[Any], int]]:
+    """(items, index of the first) for each task of a map without a chunksize, sized as the
+    feeder makes it from how long this call's items took so far (job.item_seconds)."""
+    it = iter(items)
+    index = 0
+    while True:
+        chunk = list(itertools.islice(it, _auto_size(n, workers, job.item_seconds)))
         if not chunk:
             return
         yield chunk, index
@@ -163,7 +194,7 @@ class Pool:
                     callback: Optional[Callable[[Any], Any]] = None,
                     error_callback: Optional[Callable[[BaseException], Any]] = None
                     ) -> AsyncResult:
-        job = AsyncResult([1], True, callback, error_callback)
+        job = AsyncResult(1, True, callback, error_callback)
         items = [((tuple(args), dict(kwds or {})), None)]
         self._submit(func, _codec.MODE_CALL, job, iter(items), 1)
         return job
@@ -290,17 +321,18 @@ class Pool:
                    return_exceptions: bool) -> AsyncResult:
         self._check_running()
         items = iterable if hasattr(iterable, "__len__") else list(iterable)
-        size = 1 if chunksize is None else chunksize
-        if size < 1:
-            raise ValueError("Chunksize must be 1+, not {0:n}".format(size))
+        if chunksize is not None and chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
         n = len(items)  # type: ignore[arg-type]
-        sizes = [min(size, n - i) for i in range(0, n, size)]
-        job = AsyncResult(sizes, False, callback, error_callback, return_exceptions)
-        if sizes:
-            self._submit(func, mode, job, _chunks(items, size), n)
-        else:
+        job = AsyncResult(n, False, callback, error_callback, return_exceptions)
+        if n == 0:
             _codec.function_token(func)  # a lambda is refused, whatever the input
+        elif chunksize is None:
+            self._submit(func, mode, job, _auto_chunks(job, items, n, self.workers), n)
+        else:
+            self._submit(func, mode, job, _chunks(items, chunksize), n)
         return job
+
 
     def _imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int,
               ordered: bool, with_stats: bool, return_exceptions: bool) -> IMapIterator:
@@ -405,7 +437,7 @@ class Pool:
                     self._next_id += 1
                     self._pending[task_id] = (job, sent, nitems, first)
             if broken is not None:
-                job._abort(sent, broken)
+                job._abort(sent, broken, items)
                 self._input_ended(job, unknown, items)
                 return
             try:
@@ -438,6 +470,9 @@ class Pool:
         job, ci, nitems, first = entry
         ok, value, stats = _codec.decode_result(obj, nitems, first)
         self.last_stats = stats
+        if ok and stats.duration > 0:  # a moving average: items change as a map goes on
+            t = stats.duration / nitems
+            job.item_seconds = t if job.item_seconds is None else 0.7 * job.item_seconds + 0.3 * t
         self._progress.task_ended(nitems, stats.status, stats.mem_after)
         job._set(ci, ok, value, stats, nitems)
 

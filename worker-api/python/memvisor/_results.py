@@ -25,6 +25,9 @@ class _Job:
 
     def __init__(self, return_exceptions: bool) -> None:
         self._return_exceptions = return_exceptions
+        # How long one of its items takes (seconds, a moving average of its answers so
+        # far; None before the first): what sizes a map's tasks without a chunksize.
+        self.item_seconds: Optional[float] = None
         self._cond = threading.Condition(threading.Lock())
 
     def _set(self, ci: int, ok: bool, value: Any, stats: Optional[TaskStats],
@@ -34,9 +37,9 @@ class _Job:
     def _set_length(self, chunks: int) -> None:
         """The input ended after `chunks` tasks (only iterators learn it late)."""
 
-    def _abort(self, ci: int, exc: BaseException) -> None:
-        """Tasks ci.. were never sent (memvisor ended, or terminate()): the input ends there,
-        with exc in its place."""
+    def _abort(self, ci: int, exc: BaseException, first: int) -> None:
+        """Tasks ci.. (items first..) were never sent (memvisor ended, or terminate()): the
+        input ends there, with exc in its place."""
         self._set(ci, False, exc, None, 1)
         self._set_length(ci + 1)
 
@@ -47,23 +50,22 @@ class AsyncResult(_Job):
     map). As in multiprocessing, a map is ready (and failed) at its first failed task, unless
     return_exceptions is set: then exceptions take their items' places in the list."""
 
-    def __init__(self, sizes: List[int], single: bool, callback: Optional[Callable[[Any], Any]],
+    def __init__(self, items: int, single: bool, callback: Optional[Callable[[Any], Any]],
                  error_callback: Optional[Callable[[BaseException], Any]],
                  return_exceptions: bool = False) -> None:
         super().__init__(return_exceptions)
-        nchunks = len(sizes)
         self._single = single
-        self._sizes = sizes  # items per task
-        self._chunks: List[Optional[Tuple[bool, Any, Optional[TaskStats], int]]] = \
-            [None] * nchunks
-        self._left = nchunks
+        # Task ci's answer, with the items it carried (tasks are sized as they are sent).
+        self._chunks: Dict[int, Tuple[bool, Any, Optional[TaskStats], int]] = {}
+        self._items = items
+        self._left = items  # items without an answer
         self._event = threading.Event()
         self._callback = callback
         self._error_callback = error_callback
         self._success: Optional[bool] = None
         self._value: Any = None
         self._stats: Any = None
-        if nchunks == 0:
+        if items == 0:
             self._success, self._value, self._stats = True, [], []
             self._event.set()
 
@@ -97,10 +99,10 @@ class AsyncResult(_Job):
     def _set(self, ci: int, ok: bool, value: Any, stats: Optional[TaskStats],
              nitems: int) -> None:
         with self._cond:
-            if self._event.is_set() or ci >= len(self._chunks) or self._chunks[ci] is not None:
+            if self._event.is_set() or ci in self._chunks or nitems > self._left:
                 return
-            self._chunks[ci] = (ok, value, stats, self._sizes[ci])
-            self._left -= 1
+            self._chunks[ci] = (ok, value, stats, nitems)
+            self._left -= nitems
             if not ok and not self._return_exceptions:
                 self._success, self._value = False, value
                 self._stats = stats if self._single else None
@@ -110,26 +112,26 @@ class AsyncResult(_Job):
                 return
         self._finish()
 
-    def _abort(self, ci: int, exc: BaseException) -> None:
-        """Tasks ci.. were never sent: each fails with exc (their places are known)."""
-        for i, size in enumerate(list(self._sizes[ci:]), ci):
-            self._set(i, False, exc, None, size)
+    def _abort(self, ci: int, exc: BaseException, first: int) -> None:
+        """Tasks ci.. were never sent: their items, first.., fail with exc (one task's place:
+        they were not divided into tasks yet)."""
+        self._set(ci, False, exc, None, self._items - first)
 
     def _assemble(self) -> None:
         if self._single:
-            ok, value, stats, _n = self._chunks[0]  # type: ignore[misc]
+            ok, value, stats, _n = self._chunks[0]
             self._success, self._value, self._stats = True, value[0] if ok else value, stats
             return
         values: List[Any] = []
         stats_list: List[Optional[TaskStats]] = []
-        for ok, value, stats, nitems in self._chunks:  # type: ignore[misc]
+        for _ci, (ok, value, stats, nitems) in sorted(self._chunks.items()):
             values.extend(value if ok else [value] * nitems)
             stats_list.extend([stats] * nitems)
         self._success, self._value, self._stats = True, values, stats_list
 
     def _finish(self) -> None:
         callback = self._callback if self._success else self._error_callback
-        self._chunks, self._sizes = [], []
+        self._chunks = {}
         if callback is not None:
             try:
                 callback(self._value)
