@@ -3,7 +3,9 @@
 case by case, multiprocessing.Pool raced at the start and end of each round, so that a change
 is compared in the same conditions on a shared host (docs/benchmarks.md).
 
-    w1_ab.py BUILD_A BUILD_B [--tasks 20000] [--runs 3] [--python /usr/bin/python3]
+    w1_ab.py BUILD_A BUILD_B [--tasks 20000] [--runs 3] [--python /usr/bin/python3] [--only TEXT]
+
+--only keeps the cases whose name holds TEXT (e.g. `--only lines`, `--only "prefetch 64"`).
 
 Prints each case's median tasks/s and its ratio to Pool's median, for A and B. Measures,
 asserts nothing.
@@ -27,6 +29,7 @@ def main():
     ap.add_argument("--tasks", type=int, default=20000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--only", default="", help="run only the cases whose name holds this")
     args = ap.parse_args()
     n, builds = args.tasks, [os.path.abspath(args.a), os.path.abspath(args.b)]
     tmp = tempfile.mkdtemp(prefix="memvisor-bench-w1ab-")
@@ -42,6 +45,7 @@ def main():
             for p in (1, 64):
                 cases.append((f"{name}, prefetch {p}, soft {soft}", cmd,
                               [f"limits.memory_soft={soft}", f"worker.prefetch={p}", *extra]))
+    cases = [c for c in cases if args.only in c[0]]
     took = {"pool": []}
     try:
         for r in range(args.runs):

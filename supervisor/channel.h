@@ -54,6 +54,8 @@ typedef struct mv_chan_events {
     void (*on_eof)(void *owner);
     /* Every handle of the channel is closed (after mv_chan_close). */
     void (*on_closed)(void *owner);
+    /* Everything one read of the conversation brought is handled (NULL: not wanted). */
+    void (*on_read)(void *owner);
 } mv_chan_events_t;
 
 typedef struct mv_chan_opts {
@@ -76,14 +78,18 @@ typedef struct mv_chan {
     void *owner;
     uv_loop_t *loop;
 
-    uv_pipe_t chan; /* api: our end of the socketpair; lines: the worker's stdout */
-    uv_pipe_t in;   /* lines: the worker's stdin */
-    uv_pipe_t out;  /* output for the log: stdout+stderr (api, none), stderr (lines) */
-    bool chan_open, in_open, out_open;
+    uv_pipe_t chan;    /* api: our end of the socketpair; lines: the worker's stdout */
+    uv_pipe_t in;      /* lines: the worker's stdin */
+    uv_pipe_t out;     /* output for the log: stdout+stderr (api, none), stderr (lines) */
+    uv_timer_t resume; /* mv_chan_pause: reading the conversation starts again */
+    bool chan_open, in_open, out_open, resume_open;
+    bool paused; /* the conversation is not read until `resume` fires */
     unsigned open_handles;
     bool closing;
     int fd_out[2];  /* the output pipe until mv_chan_start: [0] ours, [1] the child's */
-    int fd_sock[2]; /* api socketpair until mv_chan_start */
+    int fd_sock[2]; /* until mv_chan_start, [0] ours, [1] the child's: the api socketpair,
+                     * or the lines worker's stdout pipe */
+    int fd_in[2];   /* lines: its stdin pipe until mv_chan_start: [0] the child's, [1] ours */
 
     mv_buf_t rbuf;    /* received, not yet decoded */
     mv_buf_t wbuf;    /* to send */
@@ -134,6 +140,9 @@ void mv_chan_close_input(mv_chan_t *c);
 /* A protocol error found above the channel (an answer nobody asked for, a wrong version):
  * the channel breaks as for its own errors (on_error, reading stops). */
 void mv_chan_fail(mv_chan_t *c, const char *what);
+/* Stops reading the conversation for `ms` (answers wait in the pipe, to be read together),
+ * then reads on. Not while paused already. 0 or a negative libuv error (nothing paused). */
+int mv_chan_pause(mv_chan_t *c, uint64_t ms);
 /* Whether the worker can be asked for its own heap view (api, after HELLO, not broken). */
 bool mv_chan_can_snapshot(const mv_chan_t *c);
 /* Sends a SNAPSHOT request. 0, or -ENOTCONN when it cannot be asked. */

@@ -83,6 +83,7 @@ typedef struct mv_config {
          * the ids to switch to (gid: the user's primary group unless group is set) */
         int64_t uid, gid;
         int template; /* start workers by forking a warm template (api only) */
+        int gather;   /* prefetch > 1: read a busy worker's answers in batches */
     } worker;
     struct {
         int64_t max_tasks;           /* recycle after this many tasks; 0 = off */

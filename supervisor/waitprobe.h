@@ -37,6 +37,7 @@
 #define MV_PROBE_IDLE_LOOKS   20 /* looks in the same wait that make a lines worker idle */
 #define MV_PROBE_SERVER_LOOKS 3  /* ...and a none worker */
 #define MV_PROBE_DEPTH        4  /* wrappers followed down to their child */
+#define MV_PROBE_RELIST       16 /* looks between listings of its threads when none came */
 
 /* One thread's system call, parsed. */
 typedef enum mv_sc_state {
@@ -73,10 +74,13 @@ typedef struct mv_waitprobe {
     int fds[MV_PROBE_THREADS]; /* task/TID/syscall, kept open; -1 = none */
     pid_t tids[MV_PROBE_THREADS];
     int n;
-    int stdin_at;      /* index of the thread last seen reading stdin, or -1 */
-    mv_syscall_t last; /* the last wait the main thread was found in */
-    int same;          /* looks that found it in that same wait */
-    int idle_looks;    /* how many make it idle (MV_PROBE_IDLE_LOOKS by default) */
+    int task_fd;          /* /proc/PID/task, kept open: its link count is 2 + its threads */
+    unsigned long listed; /* that link count when its threads were last listed */
+    int unlisted;         /* looks since then */
+    int stdin_at;         /* index of the thread last seen reading stdin, or -1 */
+    mv_syscall_t last;    /* the last wait the main thread was found in */
+    int same;             /* looks that found it in that same wait */
+    int idle_looks;       /* how many make it idle (MV_PROBE_IDLE_LOOKS by default) */
 } mv_waitprobe_t;
 
 void mv_waitprobe_init(mv_waitprobe_t *p);

@@ -430,9 +430,16 @@ void mv_worker_send_task(mv_worker_t *w, mv_task_t *t)
         arm_task(w);
 }
 
+/* After a dispatch pass: what it was given is written, then (gather.h) reading its answers
+ * may pause, now that the pass has refilled it. */
 void mv_worker_flush(mv_worker_t *w)
 {
+    uint64_t ms;
+
     mv_chan_flush(&w->chan);
+    ms = mv_gather_pause(&w->gather, w->count);
+    if (ms > 0)
+        mv_chan_pause(&w->chan, ms);
 }
 
 /* ---- what the channel says ---- */
@@ -683,6 +690,18 @@ static void chan_eof(void *owner)
     mv_worker_step(w, MV_EV_CHAN_EOF);
 }
 
+/* A read's answers are handled. With prefetch, a batch worker ([worker] gather) learns how
+ * fast it answers, and the dispatch pass that follows may pause reading it (gather.h). Not in
+ * lock-step (a lines answer there waits for the worker to be back on its stdin), nor in
+ * service mode (requests are the worker's, not handed out ahead). */
+static void chan_read(void *owner)
+{
+    mv_worker_t *w = owner;
+
+    if (w->cap > 1 && !w->o.service && w->o.cfg->worker.gather)
+        mv_gather_read(&w->gather, w->chan.rx_ns, (uint64_t)w->tasks_done, w->count);
+}
+
 static const mv_chan_events_t chan_events = {
     .on_hello = chan_hello,
     .on_answer = chan_answer,
@@ -693,6 +712,7 @@ static const mv_chan_events_t chan_events = {
     .on_error = chan_error,
     .on_eof = chan_eof,
     .on_closed = chan_closed,
+    .on_read = chan_read,
 };
 
 /* ---- exit ---- */

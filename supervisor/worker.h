@@ -43,6 +43,7 @@
 #include "channel.h"
 #include "config.h"
 #include "fsm.h"
+#include "gather.h"
 #include "heapmon.h"
 #include "job.h"
 #include "listen.h"
@@ -224,7 +225,8 @@ struct mv_worker {
     mv_held_t held;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */
     bool have_end;
-    mv_heapwin_t heap; /* heap figures per task window (heap preload, or api v2 reports) */
+    mv_heapwin_t heap;  /* heap figures per task window (heap preload, or api v2 reports) */
+    mv_gather_t gather; /* prefetch: when its answers are read in batches */
 };
 
 /* Variables of memvisor's environment a worker gets its own values of, or none. */

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -24,7 +26,7 @@ typedef struct rec {
     mv_chan_t c;
     char log[8192]; /* one line per event */
     size_t len;
-    int errors, eofs, closed;
+    int errors, eofs, closed, reads;
     bool close_on_answer; /* an owner that closes the channel from inside an event */
 } rec_t;
 
@@ -100,8 +102,14 @@ static void ev_closed(void *o)
     ((rec_t *)o)->closed++;
 }
 
-static const mv_chan_events_t events = {ev_hello,  ev_answer, ev_begin, ev_end,   ev_snapshot,
-                                        ev_output, ev_error,  ev_eof,   ev_closed};
+/* A read of the conversation handled: counted, not noted (the transcripts stay the same). */
+static void ev_read(void *o)
+{
+    ((rec_t *)o)->reads++;
+}
+
+static const mv_chan_events_t events = {ev_hello,  ev_answer, ev_begin, ev_end,    ev_snapshot,
+                                        ev_output, ev_error,  ev_eof,   ev_closed, ev_read};
 
 static void setup(void)
 {
@@ -496,19 +504,18 @@ static void exit_cb(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, NULL);
 }
 
-static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
+static void lines_spawn(rec_t *r, uint32_t max, uv_process_t *proc, char **args)
 {
     mv_chan_opts_t o = {MV_PROTO_LINES, max, "FAIL:", false};
     mv_chan_stdio_t io;
     uv_process_options_t po = {0};
-    char *args[] = {"cat", NULL};
     const char *call;
 
     memset(r, 0, sizeof *r);
     mv_chan_init(&r->c, &loop, &o, &events, r);
     ck_assert_int_eq(mv_chan_prepare(&r->c, &io), 0);
     ck_assert_int_eq(io.api_fd, -1);
-    po.file = "cat";
+    po.file = args[0];
     po.args = args;
     po.stdio = io.st;
     po.stdio_count = 3;
@@ -517,6 +524,39 @@ static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
     mv_chan_spawned(&r->c);
     ck_assert_int_eq(mv_chan_start(&r->c, &call), 0);
 }
+
+static void lines_open(rec_t *r, uint32_t max, uv_process_t *proc)
+{
+    char *args[] = {"cat", NULL};
+
+    lines_spawn(r, max, proc, args);
+}
+
+/* A lines worker's stdin and stdout are pipes, and what it has not read yet of its stdin is
+ * seen (FIONREAD on our end: on the socketpairs libuv makes it said 0 whatever was queued). */
+START_TEST(lines_stdio_are_pipes_and_unread_input_is_seen)
+{
+    char *args[] = {"sleep", "30", NULL};
+    char path[64];
+    struct stat st;
+    rec_t r;
+    uv_process_t proc;
+
+    lines_spawn(&r, 1024, &proc, args);
+    for (int fd = 0; fd <= 1; fd++) {
+        snprintf(path, sizeof path, "/proc/%d/fd/%d", proc.pid, fd);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_msg(S_ISFIFO(st.st_mode), "fd %d of the worker is no pipe", fd);
+    }
+    ck_assert_uint_eq(mv_chan_input_pending(&r.c), 0);
+    mv_chan_send_task(&r.c, 1, "unread", 6);
+    mv_chan_flush(&r.c);
+    ck_assert_uint_eq(mv_chan_input_pending(&r.c), 7); /* in the pipe, not in our buffer */
+    ck_assert_int_eq(uv_process_kill(&proc, SIGKILL), 0);
+    until(&r, "eof\n");
+    finish(&r);
+}
+END_TEST
 
 START_TEST(lines_conversation)
 {
@@ -534,6 +574,82 @@ START_TEST(lines_conversation)
     mv_chan_close_input(&r.c);
     until(&r, "eof\n");
     ck_assert_int_eq(r.errors, 0);
+    finish(&r);
+}
+END_TEST
+
+/* Runs the loop n passes without waiting. */
+static void spin(int n)
+{
+    for (int i = 0; i < n; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* A lines channel to `cat` that answered one task ("one"). */
+static void answered_once(rec_t *r, uv_process_t *proc)
+{
+    lines_open(r, 1024, proc);
+    mv_chan_send_task(&r->c, 1, "one", 3);
+    mv_chan_flush(&r->c);
+    until(r, "done 0 [-] one\n");
+}
+
+/* Bytes waiting to be read from the worker's stdout. */
+static int answers_waiting(rec_t *r)
+{
+    uv_os_fd_t fd;
+    int n = 0;
+
+    ck_assert_int_eq(uv_fileno((uv_handle_t *)&r->c.chan, &fd), 0);
+    ck_assert_int_eq(ioctl(fd, FIONREAD, &n), 0);
+    return n;
+}
+
+/* A paused channel reads nothing (its answers wait in the pipe) until it reads on by itself;
+ * then what waited comes in one read. A pause is not stacked, and not taken once reading is
+ * over. */
+START_TEST(a_pause_gathers_answers_into_one_read)
+{
+    rec_t r;
+    uv_process_t proc;
+
+    answered_once(&r, &proc);
+    ck_assert_int_eq(r.reads, 1);
+    ck_assert_int_eq(mv_chan_pause(&r.c, 1000), 0);
+    ck_assert(r.c.paused);
+    ck_assert_int_eq(mv_chan_pause(&r.c, 1), 0); /* paused already: the first pause stands */
+    mv_chan_send_task(&r.c, 2, "two", 3);
+    mv_chan_flush(&r.c);
+    mv_chan_send_task(&r.c, 3, "three", 5);
+    mv_chan_flush(&r.c);
+    /* cat answers both; while paused they wait in the pipe, unread. */
+    while (answers_waiting(&r) < 10)
+        spin(1);
+    spin(20);
+    ck_assert_int_eq(r.reads, 1);
+    ck_assert_str_eq(r.log, "done 0 [-] one\n");
+    until(&r, "done 0 [-] three\n");
+    ck_assert(!r.c.paused);
+    ck_assert_int_eq(r.reads, 2); /* both in one read */
+    ck_assert_str_eq(r.log, "done 0 [-] one\ndone 0 [-] two\ndone 0 [-] three\n");
+    mv_chan_close_input(&r.c);
+    until(&r, "eof\n");
+    ck_assert_int_eq(mv_chan_pause(&r.c, 1000), 0); /* over: nothing to pause */
+    ck_assert(!r.c.paused);
+    ck_assert_int_eq(r.errors, 0);
+    finish(&r);
+}
+END_TEST
+
+/* Closing a paused channel closes its timer too (finish checks on_closed came once). */
+START_TEST(closing_a_paused_channel)
+{
+    rec_t r;
+    uv_process_t proc;
+
+    answered_once(&r, &proc);
+    ck_assert_int_eq(mv_chan_pause(&r.c, 60000), 0);
+    mv_chan_close_input(&r.c);
     finish(&r);
 }
 END_TEST
@@ -598,7 +714,10 @@ Suite *channel_suite(void)
     tcase_add_test(tc, closing_from_inside_an_event);
     tcase_add_test(tc, output_lines_are_bounded);
     tcase_add_test(tc, lines_conversation);
+    tcase_add_test(tc, lines_stdio_are_pipes_and_unread_input_is_seen);
     tcase_add_test(tc, lines_unterminated_and_too_long);
+    tcase_add_test(tc, a_pause_gathers_answers_into_one_read);
+    tcase_add_test(tc, closing_a_paused_channel);
     tcase_add_test(tc, fed_input_without_a_process);
     suite_add_tcase(s, tc);
     return s;

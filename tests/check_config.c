@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 75);
+    ck_assert_uint_eq(n, 76);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -241,6 +241,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "user = 0\n"
                                        "group = 0\n"
                                        "template = yes\n"
+                                       "gather = no\n"
                                        "[limits]\n"
                                        "max_tasks = 1000000000000\n"
                                        "max_tasks_jitter = 17\n"
@@ -397,7 +398,7 @@ START_TEST(test_roundtrip)
                   "worker has no mvw_open to fork from): set protocol = api, or template = no",
                   path));
     ck_assert(has(&e,
-                  "%s:46: [recycle] target: child needs protocol = none (a master such as "
+                  "%s:47: [recycle] target: child needs protocol = none (a master such as "
                   "gunicorn that forks its own children): a lines worker is recycled whole",
                   path));
     if (geteuid() == 0) {

@@ -17,6 +17,7 @@ int main(void)
         worker_api_suite,
         fsm_suite,
         policy_suite,
+        gather_suite,
         tasks_suite,
         cgroup_suite,
         leak_suite,

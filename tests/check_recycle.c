@@ -496,6 +496,86 @@ START_TEST(lines_answers_pair_with_tasks_at_prefetch_64)
 }
 END_TEST
 
+/* Gathered answers ([worker] gather, on by default): a worker at prefetch 64 whose tasks take
+ * ~150 us holds enough work for its answers to be read in batches. Every answer still pairs
+ * with its task, and each worker's windows still chain (a task's mem_before is the previous
+ * task's mem_after on that worker): tasks read together share one reading. A lines worker
+ * and an api one (the Python module), each with gather = yes and no. */
+static const char *const pace_lines = "import sys, time\n"
+                                      "for line in sys.stdin:\n"
+                                      "    t = time.perf_counter()\n"
+                                      "    while time.perf_counter() - t < 0.00015:\n"
+                                      "        pass\n"
+                                      "    sys.stdout.write(line)\n"
+                                      "    sys.stdout.flush()\n";
+static const char *const pace_api = "import sys, time\n"
+                                    "sys.path.insert(0, '" SOURCE_DIR "/worker-api/python')\n"
+                                    "import memvisor_worker\n"
+                                    "def task(t):\n"
+                                    "    s = time.perf_counter()\n"
+                                    "    while time.perf_counter() - s < 0.00015:\n"
+                                    "        pass\n"
+                                    "    return t.data\n"
+                                    "memvisor_worker.main(task)\n";
+
+/* One run of the paced worker; its answers and windows checked. */
+static void gathered_run(const char *tasks, int n, const char *protocol, const char *pace,
+                         const char *gather)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "-o",
+                          protocol,
+                          "-o",
+                          "worker.prefetch=64",
+                          "-o",
+                          gather,
+                          "--",
+                          "python3",
+                          "-c",
+                          pace,
+                          NULL};
+    long long pid[2] = {0, 0}, after[2] = {0, 0};
+    char want[16];
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, (size_t)n, NULL);
+    for (int i = 1; i <= n; i++) {
+        json_t *res = run_result(&r, (size_t)i);
+        long long p = jint(res, "pid");
+        int k = p == pid[0] || pid[0] == 0 ? 0 : 1;
+
+        snprintf(want, sizeof want, "task-%d", i);
+        ck_assert_str_eq(jstr(res, "result"), want);
+        if (pid[k] == p)
+            ck_assert_msg(jint(res, "mem_before") == after[k],
+                          "%s %s: task %d: mem_before %lld, the worker's task before ended at %lld",
+                          protocol, gather, i, jint(res, "mem_before"), after[k]);
+        ck_assert_int_eq(jint(res, "retained"), jint(res, "mem_after") - jint(res, "mem_before"));
+        pid[k] = p;
+        after[k] = jint(res, "mem_after");
+    }
+    run_free(&r);
+}
+
+START_TEST(gathered_answers_pair_and_chain)
+{
+    enum { N = 1500 };
+    char *tasks = calloc(N, 16);
+    size_t used = 0;
+
+    for (int i = 1; i <= N; i++)
+        used += (size_t)sprintf(tasks + used, "task-%d\n", i);
+    gathered_run(tasks, N, "worker.protocol=lines", pace_lines, "worker.gather=yes");
+    gathered_run(tasks, N, "worker.protocol=lines", pace_lines, "worker.gather=no");
+    gathered_run(tasks, N, "worker.protocol=api", pace_api, "worker.gather=yes");
+    gathered_run(tasks, N, "worker.protocol=api", pace_api, "worker.gather=no");
+    free(tasks);
+}
+END_TEST
+
 /* A bad spares count is a configuration error naming the key. */
 START_TEST(spares_out_of_range_is_a_config_error)
 {
@@ -835,6 +915,7 @@ Suite *recycle_suite(void)
     tcase_add_test(tc, lines_replacement_starts_before_the_old_worker_exits);
     tcase_add_test(tc, a_cgroup_made_ahead_starts_the_replacement_at_once);
     tcase_add_test(tc, lines_answers_pair_with_tasks_at_prefetch_64);
+    tcase_add_test(tc, gathered_answers_pair_and_chain);
     suite_add_tcase(s, tc);
     return s;
 }

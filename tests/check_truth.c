@@ -610,6 +610,21 @@ START_TEST(probe_sees_stdin_idle_and_through_a_wrapper)
     mv_waitprobe_close(&p);
     stop_sh(pid, in);
 
+    /* A thread started after the first looks, that reads stdin while the main thread waits
+     * for it: picked up (its threads are listed again when their count moves). */
+    pid = start_sh("exec python3 -c 'import sys, threading, time\n"
+                   "time.sleep(0.05)\n"
+                   "t = threading.Thread(target=sys.stdin.read)\n"
+                   "t.start()\n"
+                   "t.join()'",
+                   &in);
+    ck_assert_int_eq(mv_waitprobe_open(&p, pid), 0);
+    ck_assert_int_eq(look_for(&p, MV_WAIT_STDIN), MV_WAIT_STDIN);
+    ck_assert_int_gt(p.n, 1);
+    ck_assert_int_gt(p.stdin_at, 0); /* not the main thread */
+    mv_waitprobe_close(&p);
+    stop_sh(pid, in);
+
     /* Gone. */
     pid = start_sh("exit 0", &in);
     waitpid(pid, NULL, 0);

@@ -9,6 +9,7 @@ Suite *protocol_suite(void);
 Suite *worker_api_suite(void);
 Suite *fsm_suite(void);
 Suite *policy_suite(void);
+Suite *gather_suite(void);
 Suite *tasks_suite(void);
 Suite *e2e_suite(void);
 Suite *faults_suite(void);

@@ -9,7 +9,7 @@ import sys
 LAYERS = {
     # 0: pure, plus what every file may use (util, log, the configuration)
     0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak isolate resume "
-       "confdiff addr kind kindpool paths metrics progress rurl tpolicy",
+       "confdiff addr kind kindpool paths metrics progress rurl tpolicy gather",
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "

@@ -1,0 +1,46 @@
+/*
+ * gather: when a busy worker's answers are read in batches (prefetch > 1), as pure functions
+ * of plain facts (tests/check_gather.c); worker.c carries them out (mv_chan_pause).
+ *
+ * With prefetch a worker holds tasks ahead, and nothing needs its answers the moment each is
+ * written: the tasks it holds keep it busy. Read as they come, every answer (one or two per
+ * read at W1's ~70 us a task) costs memvisor a wake-up (epoll, a read, a reading of the worker,
+ * a peak reset, a write of new tasks) and the worker the wake-up of memvisor, on two shared
+ * cores. So once a dispatch pass has refilled a worker that holds at least
+ * MV_GATHER_AHEAD_NS of work (at the rate its answers came), its answers are read again only
+ * after MV_GATHER_MS: many per read, one reading and one peak reset for them (the tasks of
+ * one read share a reading: docs/run-files.md "With prefetch > 1"). A worker whose answers
+ * come slower than MV_GATHER_BUSY_NS apart is read as they come: its answers would be held
+ * back for little. Docs: docs/recycling.md "Gathered answers".
+ */
+#ifndef MV_GATHER_H
+#define MV_GATHER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MV_GATHER_MS       1                /* the pause (a libuv timer: ~1-2 ms) */
+#define MV_GATHER_AHEAD_NS (2500ULL * 1000) /* work it must hold to be paused */
+#define MV_GATHER_BUSY_NS  (1000ULL * 1000) /* answers at least this often */
+
+typedef struct mv_gather {
+    uint64_t at_ns; /* the previous read that brought answers */
+    uint64_t done;  /* answers so far, at that read */
+    bool busy;      /* it held tasks after that read: the time since is all work */
+    bool due;       /* answers came: whether to pause is decided after the refill */
+    /* Time it spent busy and the answers it gave meanwhile, over the recent reads (each read
+     * counts for 3/4 of the one after): their ratio is its time per answer. */
+    uint64_t busy_ns, answers; /* answers in 1/256ths */
+    uint64_t ns_per;           /* time per answer; 0 = not known yet */
+} mv_gather_t;
+
+/* A read at now_ns: `done` answers so far (all reads), `in_hand` tasks it still holds. Updates
+ * the rate; a read that brought answers makes a pause due. */
+void mv_gather_read(mv_gather_t *g, uint64_t now_ns, uint64_t done, unsigned in_hand);
+
+/* After the dispatch pass that follows a read: how long to wait before reading the worker
+ * again, in ms, now that it holds in_hand tasks (0: read its answers as they come). Once per
+ * read that brought answers. */
+uint64_t mv_gather_pause(mv_gather_t *g, unsigned in_hand);
+
+#endif
