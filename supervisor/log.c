@@ -681,21 +681,34 @@ static bool output_full(struct mv_log_writer *w)
 
 /* events.jsonl is full: it becomes events.1.jsonl (replacing the one before) and the same fd
  * number a new events.jsonl, whose first line says so. An event is never dropped for it:
- * when a step fails, writing goes on where it was and the bound is given up. */
+ * when a step fails, writing goes on where it was, the bound is given up, and one warning
+ * (events_rotate_failed, in the log and the file) says so: else the file's growth past its
+ * bound would be a mystery. */
 static void rotate_events(mv_log_t *lg, const char *ts)
 {
     size_t n = strlen(lg->events_path);
     char *old = malloc(n + 8);
     mv_buf_t b = {0};
-    int fd = -1;
+    const char *call = "malloc", *error = NULL;
+    int fd = -1, err = ENOMEM;
 
-    if (!old || n < 6 || strcmp(lg->events_path + n - 6, ".jsonl") != 0)
+    if (!old)
         goto give_up;
+    call = "name";
+    error = "not a .jsonl name";
+    if (n < 6 || strcmp(lg->events_path + n - 6, ".jsonl") != 0)
+        goto give_up;
+    error = NULL;
     snprintf(old, n + 8, "%.*s.1.jsonl", (int)(n - 6), lg->events_path);
-    if (rename(lg->events_path, old) < 0)
+    call = "rename";
+    if (rename(lg->events_path, old) < 0) {
+        err = errno;
         goto give_up;
+    }
     fd = open(lg->events_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    call = fd < 0 ? "open" : "dup3";
     if (fd < 0 || dup3(fd, lg->events_fd, O_CLOEXEC) < 0) {
+        err = errno;
         rename(old, lg->events_path); /* the fd still writes to it: put it back */
         goto give_up;
     }
@@ -713,7 +726,11 @@ give_up:
     if (fd >= 0)
         close(fd);
     free(old);
+    /* No bound from here on: the warning below cannot come back here. */
     lg->events_max = 0;
+    mv_warn(lg, "events_rotate_failed", MV_S("file", lg->events_path), MV_S("call", call),
+            MV_S("error", error ? error : strerror(err)),
+            MV_S("msg", "events.jsonl is not rotated: it grows past [log] events_max"));
 }
 
 void mv_log_kv(mv_log_t *lg, mv_level_t level, const char *event, const mv_kv_t *kv)

@@ -70,7 +70,7 @@ bool mv_policy_last_task(const mv_take_facts_t *f)
 
 bool mv_policy_premature(const mv_start_facts_t *f)
 {
-    return !f->ready || (f->soft > 0 && f->startup >= f->soft);
+    return !f->ready || (f->soft > 0 && f->startup >= f->soft && !f->serving);
 }
 
 bool mv_policy_is_failure(mv_reason_t reason, bool premature)

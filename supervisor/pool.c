@@ -48,7 +48,7 @@ static double rand01(mv_pool_t *p)
 
 static bool premature(const mv_worker_t *w)
 {
-    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes, w->ready_serving};
 
     return mv_policy_premature(&f);
 }

@@ -664,7 +664,7 @@ static int judge(const char *path, int fd, const struct stat *st, bool resume, b
                  char *why, size_t n)
 {
     char who[256];
-    int rc = mv_lock_take(fd, MV_LOCK_GRACE_MS);
+    int rc = mv_lock_take(fd, MV_LOCK_GRACE_MS, true);
 
     if (rc == -EWOULDBLOCK) {
         mv_lock_describe(mv_lock_holder(fd), who, sizeof who);

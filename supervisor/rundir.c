@@ -51,7 +51,7 @@ static int lock_run_dir(mv_rundir_t *r, char *why, size_t n)
         snprintf(why, n, "cannot open %s: %s", r->dir, strerror(errno));
         return rc;
     }
-    rc = mv_lock_take(fd, MV_LOCK_GRACE_MS);
+    rc = mv_lock_take(fd, MV_LOCK_GRACE_MS, true);
     if (rc == 0) {
         r->lock_fd = fd;
         return 0;

@@ -46,16 +46,27 @@ static bool running(pid_t pid)
     return !(p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X'));
 }
 
-int mv_lock_take(int fd, int wait_ms)
+int mv_lock_take(int fd, int wait_ms, bool wait_unseen)
 {
     int r = mv_lock_try(fd);
 
     for (int waited = 0; r == -EWOULDBLOCK && waited < wait_ms; waited += 10) {
         pid_t holder = mv_lock_holder(fd);
+        /* No holder in /proc/locks may be a lock let go since the try: a dead locker's child
+         * that exec'd meanwhile (the usual end of the wait below). Read as "a live run of
+         * another namespace", it refused a rerun right after a SIGKILL; so it is tried again
+         * first, and only a lock still held is looked up again. */
+        if (holder <= 0) {
+            r = mv_lock_try(fd);
+            if (r != -EWOULDBLOCK)
+                break;
+            holder = mv_lock_holder(fd);
+        }
         /* A live locker keeps its lock for good: no point waiting. One this pid namespace
-         * cannot see (0) is taken for alive: a live run of another namespace must not delay
-         * every start. */
-        if (holder <= 0 || running(holder))
+         * cannot see (0) is a live run of another namespace or a dead locker of this one
+         * (its pid freed once reaped: /proc/locks lists it no more, kernel 6.1 fs/locks.c
+         * locks_show); only a claim waits to know which (see runlock.h). */
+        if (holder > 0 ? running(holder) : !wait_unseen)
             break;
         nanosleep(&(struct timespec){0, 10000000}, NULL);
         r = mv_lock_try(fd);
@@ -69,7 +80,7 @@ int mv_lock_path(const char *path, int wait_ms)
 
     if (fd < 0)
         return -errno;
-    r = mv_lock_take(fd, wait_ms);
+    r = mv_lock_take(fd, wait_ms, false);
     if (r < 0) {
         close(fd);
         return r;

@@ -12,6 +12,7 @@
 #ifndef MV_RUNLOCK_H
 #define MV_RUNLOCK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -25,15 +26,20 @@
 /* Takes an exclusive flock on fd without waiting. 0; -EWOULDBLOCK when another open file
  * holds it; or -errno. */
 int mv_lock_try(int fd);
-/* Takes fd's lock. While the process that took it is alive (or cannot be seen: another pid
- * namespace), -EWOULDBLOCK at once. While that process is gone, waits up to wait_ms for the
- * lock to go too: a child that memvisor forked just before it died shares the open file, so
- * the lock outlives memvisor until that child's exec closes it (close-on-exec acts at exec,
- * not at fork; measured: a rerun right after a SIGKILL was refused). 0, -EWOULDBLOCK or
- * -errno. Before the loop runs only. */
-int mv_lock_take(int fd, int wait_ms);
-/* Opens `path` read-only (a directory is fine) and takes its lock (mv_lock_take): the fd
- * (O_CLOEXEC, keep it open to keep the lock), -EWOULDBLOCK when it is held, or -errno. */
+/* Takes fd's lock. While the process that took it is alive, -EWOULDBLOCK at once. While that
+ * process is gone, waits up to wait_ms for the lock to go too: a child that memvisor forked
+ * just before it died shares the open file, so the lock outlives memvisor until that child's
+ * exec closes it (close-on-exec acts at exec, not at fork; measured: a rerun right after a
+ * SIGKILL was refused). A holder this pid namespace cannot see (another namespace's live
+ * run, or in a container a dead locker whose pid was freed when it was reaped: the kernel
+ * names neither) is waited for the same way when wait_unseen (a claim: the results file, a
+ * run directory, which a live holder refuses anyway, only later), else taken for alive at
+ * once (a scan of other runs' directories, which must not wait on each live one). 0,
+ * -EWOULDBLOCK or -errno. Before the loop runs only. */
+int mv_lock_take(int fd, int wait_ms, bool wait_unseen);
+/* Opens `path` read-only (a directory is fine) and takes its lock (mv_lock_take, an unseen
+ * holder taken for alive): the fd (O_CLOEXEC, keep it open to keep the lock), -EWOULDBLOCK
+ * when it is held, or -errno. */
 int mv_lock_path(const char *path, int wait_ms);
 /* The pid holding an flock on the file `fd` refers to, as this pid namespace sees it (from
  * /proc/locks): > 0, or 0 when unknown (not held, or by a process this namespace cannot see). */

@@ -176,7 +176,7 @@ static void sp_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_spare_t *sp = spare_of(w);
     mv_spares_t *s = sp->s;
     const mv_config_t *cfg = w->o.cfg;
-    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes};
+    mv_start_facts_t f = {w->ready, w->startup, w->lim.soft_bytes, w->ready_serving};
     bool failure = !sp->retire || (w->reason == MV_R_SOFT_LIMIT && mv_policy_premature(&f));
     uint64_t age = w->spawned_ms ? mv_now_ms() - w->spawned_ms : 0, delay;
 

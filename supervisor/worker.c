@@ -748,7 +748,7 @@ static const mv_proc_events_t proc_events = {proc_exit, proc_closed, mv_worker_p
 static mv_exit_verdict_t classify(mv_worker_t *w)
 {
     uint64_t n = 0;
-    mv_start_facts_t s = {w->ready, w->startup, w->lim.soft_bytes};
+    mv_start_facts_t s = {w->ready, w->startup, w->lim.soft_bytes, w->ready_serving};
     mv_exit_facts_t f = {
         .asked = w->reason,
         .term_signal = w->proc.term_signal,

@@ -191,6 +191,7 @@ struct mv_worker {
      * by its slot 0). */
     bool hold_go;
     int64_t startup;       /* its memory then (the soft limit's figure), -1 = unknown */
+    bool ready_serving;    /* a none worker first seen serving, not waiting (policy.h) */
     int64_t startup_ms;    /* from its spawn to then (a spare's own, not its slot's) */
     bool first_unmeasured; /* readiness could not be seen: its first task has no figures */
     uint64_t idle_ns;      /* since when it has had nothing to do (uv_hrtime) */

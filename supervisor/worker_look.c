@@ -105,7 +105,9 @@ static void look_for_ready(mv_worker_t *w)
 {
     int r = mv_waitprobe_look(&w->probe);
 
-    if (r == MV_WAIT_STDIN || r == MV_WAIT_IDLE || (r >= 0 && serving(w)))
+    /* Seen serving rather than waiting: its memory now is no start-up figure (policy.h). */
+    w->ready_serving = r >= 0 && r != MV_WAIT_STDIN && r != MV_WAIT_IDLE && serving(w);
+    if (r == MV_WAIT_STDIN || r == MV_WAIT_IDLE || w->ready_serving)
         mv_worker_became_ready(w);
     else if (r == -ESRCH)
         return; /* gone: its exit follows */

@@ -307,6 +307,62 @@ START_TEST(events_file_rotates_at_its_bound)
 }
 END_TEST
 
+/* Writes 1000 ticks with events.jsonl at `name` bounded at 4 KiB, where events.1.jsonl cannot
+ * be made (a directory holds its name); checks that none is lost, in order, in one file that
+ * grew past the bound, said once by events_rotate_failed with `call`; and the log says it. */
+static void rotation_fails(const char *name, const char *call)
+{
+    char path[96], old[96], sub[128], want[64], *text;
+    const char *p;
+    int n = 0;
+
+    open_stalled(MV_LOGFMT_TEXT, 1 << 20);
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    snprintf(old, sizeof old, "%s/events.1.jsonl", tmp);
+    snprintf(sub, sizeof sub, "%s/kept", old);
+    ck_assert_int_eq(mkdir(old, 0755), 0);
+    close(open(sub, O_WRONLY | O_CREAT, 0644)); /* not empty: rename cannot replace it */
+    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(lg.events_fd, 0);
+    lg.events_path = strdup(path);
+    lg.events_max = 4096;
+    for (int i = 0; i < 1000; i++)
+        mv_info(&lg, "tick", MV_I("n", i));
+    close(lg.events_fd);
+    lg.events_fd = -1;
+    text = read_text(path);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_gt(strlen(text), 4096 * 4);
+    for (p = text; (p = strstr(p, "\"n\":")); p += 4, n++)
+        ck_assert_int_eq(atoi(p + 4), n);
+    ck_assert_int_eq(n, 1000);
+    ck_assert_int_eq(count(text, "\"event\":\"events_rotate_failed\""), 1);
+    snprintf(want, sizeof want, "\"call\":\"%s\"", call);
+    ck_assert_msg(strstr(text, want), "%.300s", strstr(text, "events_rotate_failed"));
+    ck_assert_int_eq(count(text, "events_rotated"), 0);
+    free(text);
+    /* The log says it too (its own copy of the event). */
+    free(read_until("event=events_rotate_failed"));
+    ck_assert_int_eq(access(sub, F_OK), 0); /* what was there is untouched */
+    free(lg.events_path);
+    lg.events_path = NULL;
+}
+
+/* A rename that fails (events.1.jsonl's name taken by a directory), or a file name the
+ * rotation cannot derive events.1.jsonl from: the bound is given up, every event is kept in
+ * the one file, and a warning says so. */
+START_TEST(events_file_that_cannot_rotate_keeps_every_event_and_says_so)
+{
+    rotation_fails("events.jsonl", "rename");
+}
+END_TEST
+
+START_TEST(events_file_without_a_jsonl_name_is_not_rotated_and_says_so)
+{
+    rotation_fails("events.log", "name");
+}
+END_TEST
+
 START_TEST(close_gives_up_on_a_reader_that_never_comes_back)
 {
     char buf[4096];
@@ -579,6 +635,8 @@ Suite *log_suite(void)
     tcase_add_test(tc, own_events_are_dropped_last_and_counted);
     tcase_add_test(tc, events_file_gets_every_event_while_the_log_stalls);
     tcase_add_test(tc, events_file_rotates_at_its_bound);
+    tcase_add_test(tc, events_file_that_cannot_rotate_keeps_every_event_and_says_so);
+    tcase_add_test(tc, events_file_without_a_jsonl_name_is_not_rotated_and_says_so);
     tcase_add_test(tc, close_gives_up_on_a_reader_that_never_comes_back);
     tcase_add_test(tc, a_reader_that_leaves_costs_nothing);
     tcase_add_test(tc, status_line_is_erased_for_log_lines_and_redrawn);

@@ -277,13 +277,17 @@ END_TEST
 
 START_TEST(premature_and_failure)
 {
-    mv_start_facts_t starting = {false, 0, 100}, fits = {true, 99, 100}, too_big = {true, 100, 100},
-                     no_soft = {true, 1000, 0};
+    mv_start_facts_t starting = {false, 0, 100, false}, fits = {true, 99, 100, false},
+                     too_big = {true, 100, 100, false}, no_soft = {true, 1000, 0, false},
+                     served = {true, 100, 100, true}, served_starting = {false, 0, 100, true};
 
     ck_assert(mv_policy_premature(&starting)); /* stopped before it was ready */
     ck_assert(!mv_policy_premature(&fits));    /* it fit: any later memory stop is a recycle */
     ck_assert(mv_policy_premature(&too_big));  /* ready already at its soft limit */
     ck_assert(!mv_policy_premature(&no_soft));
+    /* first seen serving: what it holds includes what it served, so it started */
+    ck_assert(!mv_policy_premature(&served));
+    ck_assert(mv_policy_premature(&served_starting));
     ck_assert(mv_policy_is_failure(MV_R_CRASH, false));
     ck_assert(mv_policy_is_failure(MV_R_READY_TIMEOUT, false));
     ck_assert(mv_policy_is_failure(MV_R_PROTOCOL_ERROR, false));

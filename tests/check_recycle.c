@@ -791,6 +791,74 @@ START_TEST(a_child_that_ignores_its_signal_is_killed)
 }
 END_TEST
 
+/* [recycle] child_signal: each value but TERM (the other tests' default) is the signal the
+ * chosen child gets. A Python master whose children say which signal stopped them (each has
+ * a handler for all six), exit at once, and are replaced; the first child told to stop names
+ * the configured one, and nobody needed a SIGKILL. */
+START_TEST(each_child_signal_is_the_one_the_child_gets)
+{
+    const char *master = "import os, signal, sys, time\n"
+                         "def stop(n, f):\n"
+                         "    sys.stderr.write('stopped by %s pid=%d\\n' % "
+                         "(signal.Signals(n).name, os.getpid()))\n"
+                         "    sys.stderr.flush()\n"
+                         "    os._exit(0)\n"
+                         "while True:\n"
+                         "    pid = os.fork()\n"
+                         "    if pid == 0:\n"
+                         "        for s in ('TERM', 'INT', 'QUIT', 'HUP', 'USR1', 'USR2'):\n"
+                         "            signal.signal(getattr(signal, 'SIG' + s), stop)\n"
+                         "        keep = []\n"
+                         "        while True:\n"
+                         "            keep.append(bytearray(1 << 20))\n"
+                         "            time.sleep(0.005)\n"
+                         "    os.waitpid(pid, 0)\n";
+    static const char *const sigs[] = {"INT", "QUIT", "HUP", "USR1", "USR2"};
+
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        char opt[64], want[64], child[32], *line;
+        const char *args[] = {"run",
+                              "-o",
+                              "worker.protocol=none",
+                              "-o",
+                              "supervisor.workers=1",
+                              "-o",
+                              "limits.memory_soft=48M",
+                              "-o",
+                              "limits.memory_hard=1G",
+                              "-o",
+                              "recycle.target=child",
+                              "-o",
+                              opt,
+                              "--",
+                              "python3",
+                              "-c",
+                              master,
+                              NULL};
+        mvrun_t r;
+
+        snprintf(opt, sizeof opt, "recycle.child_signal=%s", sigs[i]);
+        run_init(&r, NULL);
+        r.service = true;
+        run_start(&r, args, NULL);
+        line = run_wait_for(&r, "action=child ");
+        snprintf(child, sizeof child, " pid=%ld", atol(strstr(line, " child=") + 7));
+        free(line);
+        line = run_wait_for(&r, "stopped by SIG");
+        snprintf(want, sizeof want, "stopped by SIG%s%s", sigs[i], child);
+        ck_assert_msg(strstr(line, want), "%s: %s", want, line);
+        free(line);
+        free(run_wait_for(&r, "event=child_gone "));
+        kill(r.pid, SIGTERM);
+        run_finish(&r);
+        ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 0);
+        ck_assert_int_eq(run_count(&r, "event=master_exited"), 0);
+        ck_assert_int_eq(run_count(&r, "event=spawn "), 1);
+        run_free(&r);
+    }
+}
+END_TEST
+
 /* Only a protocol-none worker is a master whose children memvisor may stop. */
 START_TEST(target_child_needs_protocol_none)
 {
@@ -838,6 +906,7 @@ Suite *recycle_suite(void)
     tcase_add_test(tc, a_worker_without_children_is_recycled_whole);
     tcase_add_test(tc, a_worker_that_is_no_master_is_named);
     tcase_add_test(tc, a_child_that_ignores_its_signal_is_killed);
+    tcase_add_test(tc, each_child_signal_is_the_one_the_child_gets);
     tcase_add_test(tc, target_child_needs_protocol_none);
     suite_add_tcase(s, tc);
 

@@ -159,12 +159,31 @@ static void load_start(load_t *l, const svc_t *s, const char *path, const char *
     }
 }
 
-/* Waits for wrk; returns the requests it completed and asserts it saw no error at all. */
+#define IDLE_CLOSE "closed an idle keep-alive connection"
+
+/* Whether the draining workers' closes of idle keep-alive connections explain `n` "read"
+ * errors of wrk: it counts finding a pooled connection closed as one, although it had sent
+ * nothing on it; a client that was stalled through a drain's idle allowance (200 ms; wrk
+ * under load, once in ~60 runs beside 5 busy loops: "read 4", its 4 idle connections
+ * closed together) sees it. The example says each close on stderr, a moment after wrk may
+ * have seen it: the log is read a little longer for them (bounded). */
+static bool idle_closes_explain(svc_t *s, long n)
+{
+    for (int i = 0; i < 100 && run_count(&s->r, IDLE_CLOSE) < n; i++) {
+        struct pollfd pfd = {.fd = s->r.log_fd, .events = POLLIN};
+        poll(&pfd, 1, 20);
+        run_drain(&s->r);
+    }
+    return run_count(&s->r, IDLE_CLOSE) >= n;
+}
+
+/* Waits for wrk; returns the requests it completed and asserts that none failed: no socket
+ * error but the read errors of idle connections a drain closed (none lost a request). */
 static long load_finish(load_t *l, svc_t *s)
 {
     int status;
     char *text, *p;
-    long requests;
+    long requests, conn = -1, rd = -1, wr = -1, tmo = -1;
 
     /* Meanwhile memvisor's log keeps flowing (recycles): read it, or its pipe fills up. */
     while (waitpid(l->pid, &status, WNOHANG) == 0) {
@@ -176,7 +195,14 @@ static long load_finish(load_t *l, svc_t *s)
     text = read_text(l->out);
     ck_assert_ptr_nonnull(text);
     /* wrk prints these lines only when there were errors. */
-    ck_assert_msg(!strstr(text, "Socket errors"), "wrk saw socket errors:\n%s", text);
+    if ((p = strstr(text, "Socket errors: "))) {
+        ck_assert_int_eq(sscanf(p, "Socket errors: connect %ld, read %ld, write %ld, timeout %ld",
+                                &conn, &rd, &wr, &tmo),
+                         4);
+        ck_assert_msg(conn == 0 && wr == 0 && tmo == 0 && idle_closes_explain(s, rd),
+                      "wrk saw socket errors (%d idle connections closed):\n%s",
+                      run_count(&s->r, IDLE_CLOSE), text);
+    }
     ck_assert_msg(!strstr(text, "Non-2xx"), "wrk saw failed responses:\n%s", text);
     p = strstr(text, " requests in ");
     ck_assert_msg(p != NULL, "no wrk summary:\n%s", text);
