@@ -104,6 +104,12 @@ START_TEST(the_leaking_kind_is_named_within_the_window)
                      "[heap]");
     ck_assert_str_eq(jstr(run_result(&r, 3), "kind"), "load");
     json_decref(snap);
+    /* The summary names it, with what it keeps a task and its evidence, and where to look. */
+    line = run_summary(&r);
+    ck_assert_msg(strstr(line, "\n  leaks     1 kind confirmed: load ") &&
+                      strstr(line, " a task (heap,isolation)\n") &&
+                      strstr(line, "their evidence and snapshots: memvisor report /"),
+                  "%s", line);
     free(tasks);
     run_free(&r);
 }
@@ -118,6 +124,7 @@ START_TEST(churn_is_not_a_leak)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 400, NULL);
     ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "\n  leaks     none confirmed\n"));
     free(tasks);
     run_free(&r);
 }
@@ -132,6 +139,8 @@ START_TEST(a_handle_leak_is_named)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     ck_assert_int_eq(run_count(&r, "rule=fd_trend"), 1);
     ck_assert_ptr_nonnull(strstr(r.log, "kind=files"));
+    ck_assert_msg(strstr(run_summary(&r), "leaks     1 kind confirmed: files 1.0 fds a task ("),
+                  "%s", run_summary(&r));
     free(tasks);
     run_free(&r);
 }
@@ -141,20 +150,12 @@ START_TEST(observe_only_recycles_nothing)
 {
     mvrun_t r;
     char *tasks = repeat_line("alloc 1", 60);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.enforce=no",
-                          "-o",
-                          "limits.memory_soft=8M",
-                          "-o",
-                          "limits.memory_hard=16M",
-                          "-o",
-                          "limits.max_tasks=10",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.enforce=no", "limits.memory_soft=8M",
+                          "limits.memory_hard=16M", "limits.max_tasks=10"),
+                 RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 60, NULL);
@@ -168,6 +169,15 @@ START_TEST(observe_only_recycles_nothing)
     ck_assert_int_eq(run_count(&r, "reason=hard_limit"), 1);
     /* It really grew past the "hard limit": nothing stopped it. */
     ck_assert_int_gt(jint(run_result(&r, 60), "mem_after"), 50 * MiB);
+    free(tasks);
+    run_free(&r);
+    /* Leak detection off: the summary says nothing of leaks (it did not look). */
+    tasks = repeat_line("alloc 1", 20);
+    ck_assert_int_eq(run_batch(&r, tasks,
+                               (const char *[]){"run", "-o", "supervisor.workers=1", "-o",
+                                                "leak.detect=no", "--", MVTEST, NULL}),
+                     0);
+    ck_assert_ptr_null(strstr(run_summary(&r), "  leaks "));
     free(tasks);
     run_free(&r);
 }
@@ -230,20 +240,12 @@ END_TEST
 START_TEST(near_the_kernel_limit_a_snapshot_comes_first)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "limits.sample_interval=5ms",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=32M",
+                          "limits.sample_interval=5ms", "tasks.max_attempts=1"),
+                 RUN_CMD(MVTEST));
     json_t *snap = NULL;
     char *line;
 
@@ -266,16 +268,10 @@ START_TEST(hostile_payloads_keep_every_file_json)
     mvrun_t r;
     size_t big = 1 << 20;
     char *tasks = malloc(big + 4096), *p = tasks;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "leak.window=10",
-                          "-o",
-                          "leak.min_slope=1K",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "leak.window=10", "leak.min_slope=1K"),
+                 RUN_CMD(MVTEST));
     json_t *snap = NULL;
 
     /* A leaking kind whose payloads are not UTF-8, then a 1 MiB line of text. */
