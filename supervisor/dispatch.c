@@ -355,6 +355,21 @@ static bool held_back(mv_dispatch_t *d)
     return true;
 }
 
+void mv_dispatch_eager(mv_dispatch_t *d, mv_worker_t *w)
+{
+    mv_task_t *t;
+
+    if (w->cap != 1 || !w->flush_at_dispatch || !d->accepting || d->paused || d->nr > 0 ||
+        !d->tasks->queued || mv_results_backlogged(d->results) ||
+        (d->filter && d->filter->active(d->filter->arg, w)) || !mv_worker_takes_tasks(w) ||
+        !(t = next_task(d)))
+        return;
+    t->attempts++;
+    stamp_sent(t, w, mv_wall_us());
+    mv_worker_send_task(w, t);
+    mv_worker_flush(w);
+}
+
 static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;

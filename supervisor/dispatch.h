@@ -121,6 +121,11 @@ void mv_dispatch_pause(mv_dispatch_t *d, unsigned reason, bool on);
 
 /* A worker's answer (batch) or the end of a request (service): its result line. */
 void mv_dispatch_answer(mv_dispatch_t *d, mv_worker_t *w, const mv_answer_t *a);
+/* A lock-step worker that answered (and was judged: it may be leaving) is sent its next task
+ * now, as the pass would, instead of after the other answers of this loop iteration are
+ * handled and measured (docs/accounting.md). Workers with prefetch, or under a filter, wait
+ * for the pass, which writes their tasks together. */
+void mv_dispatch_eager(mv_dispatch_t *d, mv_worker_t *w);
 /* Service mode: a worker began a request (t NULL: it could not be recorded). */
 void mv_dispatch_begin(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t);
 /* The tasks of a worker that is gone. */

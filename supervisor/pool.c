@@ -452,6 +452,7 @@ static void w_answer(mv_worker_t *w, const mv_answer_t *a)
 
     mv_dispatch_answer(&p->dispatch, w, a);
     mv_watch_check(&p->watch, &member_of(w)->watch, a->after);
+    mv_dispatch_eager(&p->dispatch, w); /* after the recycle is decided */
 }
 
 static void w_begin(mv_worker_t *w, mv_task_t *t)

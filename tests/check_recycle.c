@@ -759,6 +759,49 @@ START_TEST(target_child_needs_protocol_none)
 }
 END_TEST
 
+/* Lock-step: a worker whose answer puts it past its stop point (the soft limit, with a
+ * handover headroom of 1 byte) is sent no other task, though its next task now goes at its
+ * answer (mv_dispatch_eager): the recycle is decided first. Per worker, only its last task
+ * may end over the soft limit. */
+START_TEST(a_worker_over_its_soft_limit_at_an_answer_is_sent_no_other_task)
+{
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=2", "limits.memory_soft=40M", "limits.memory_hard=512M",
+                 "recycle.max_concurrent=2", "recycle.handover_headroom=1"),
+        RUN_CMD(MVTEST));
+    char *tasks = repeat_line("alloc 8", 40);
+    int gone = 0;
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 40, NULL);
+    for (size_t i = 0; i < r.nres; i++) {
+        long long pid = jint(r.res[i], "pid"), over = 0;
+        const char *last_end = "";
+        for (size_t j = 0; j < r.nres; j++) {
+            if (jint(r.res[j], "pid") != pid)
+                continue;
+            if (strcmp(jstr(r.res[j], "ended"), last_end) > 0)
+                last_end = jstr(r.res[j], "ended");
+            over += jint(r.res[j], "mem_after") >= 40LL << 20;
+        }
+        /* The one task over the limit is its last: none was started after it. */
+        ck_assert_msg(over <= 1, "pid %lld ran %lld tasks over the soft limit", pid, over);
+        if (jint(r.res[i], "mem_after") >= 40LL << 20) {
+            ck_assert_msg(strcmp(jstr(r.res[i], "ended"), last_end) == 0,
+                          "pid %lld ran a task after the one over its limit", pid);
+            gone++;
+        }
+    }
+    ck_assert_int_ge(gone, 2); /* it did recycle, more than once */
+    ck_assert_int_ge(run_count(&r, "reason=soft_limit"), 2);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *recycle_suite(void)
 {
     Suite *s = suite_create("recycle");
@@ -790,6 +833,7 @@ Suite *recycle_suite(void)
     tcase_add_test(tc, a_cgroup_made_ahead_starts_the_replacement_at_once);
     tcase_add_test(tc, lines_answers_pair_with_tasks_at_prefetch_64);
     tcase_add_test(tc, gathered_answers_pair_and_chain);
+    tcase_add_test(tc, a_worker_over_its_soft_limit_at_an_answer_is_sent_no_other_task);
     suite_add_tcase(s, tc);
     return s;
 }
