@@ -94,6 +94,9 @@ def main():
     ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
                     help="one more memvisor row, the template one with these options too "
                     "(comma-separated, e.g. recycle.spares=2,recycle.successor=no); repeatable")
+    ap.add_argument("--against", metavar="BUILD",
+                    help="one more row: the template one with another build's memvisor and "
+                    "bench/fork_task (an A/B of two builds raced in one run)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="memvisor-bench-fork-")
@@ -125,6 +128,12 @@ def main():
                   lambda o=o: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup,
                                        extra=o.split(",")))
                  for o in args.also]
+            if args.against:
+                other = os.path.abspath(args.against)
+                oprog = [os.path.join(other, "bench", "fork_task")] if name == "C" else prog
+                cases.append((f"memvisor, template, build {args.against}",
+                              lambda other=other, oprog=oprog: memvisor(
+                                  tmp, other, tasks, args.tasks, oprog, cgroup=args.cgroup)))
             took = {c: [] for c, _ in cases}
             for i in range(args.runs):
                 for case, run in cases:
