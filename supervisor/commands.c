@@ -131,11 +131,12 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     uint64_t now = mv_now_ms();
     mv_pool_view_t v;
     mv_progress_t pg;
-    json_t *workers = json_array(), *spares = json_array(), *reply;
+    json_t *workers = json_array(), *spares = json_array(), *successors = json_array(), *reply;
 
     if (mv_pool_view(&mv->pool, &v) < 0 || mv_ticker_figures(mv, &pg) < 0) {
         json_decref(workers);
         json_decref(spares);
+        json_decref(successors);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -143,6 +144,8 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
         json_array_append_new(workers, worker_json(&v.workers[i]));
     for (int i = 0; i < v.nspares; i++)
         json_array_append_new(spares, worker_json(&v.spares[i]));
+    for (int i = 0; i < v.nsuccessors; i++)
+        json_array_append_new(successors, worker_json(&v.successors[i]));
     reply = json_pack("{s:{s:s?, s:i, s:s, s:f, s:s, s:s?, s:i, s:b}}", "run", "id", mv->run.id,
                       "pid", (int)getpid(), "mode", mv->service ? "service" : "batch", "uptime_s",
                       (double)(now - mv->started_ms) / 1000.0, "cgroup",
@@ -158,6 +161,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                   (json_int_t)cfg->limits.max_lifetime, "enforce", cfg->limits.enforce));
     json_object_set_new(reply, "workers", workers);
     json_object_set_new(reply, "spares", spares); /* spares.h: slot 0, counted in no total */
+    json_object_set_new(reply, "successors", successors); /* succ.h: counted in no total */
     json_object_set_new(reply, "dispatch", dispatch_json(mv));
     json_object_set_new(reply, "template", template_json(&v.tmpl));
     /* queue: tasks not sent to a worker yet (null while the total is not known). */
@@ -183,12 +187,13 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
 
 /* ---- metrics: the Prometheus text exposition format (metrics.h) ---- */
 
-static int64_t spares_usage(const mv_pool_view_t *v)
+/* The usage of workers that wait for a slot (spares, successors), together. */
+static int64_t usage_of(const mv_worker_view_t *ws, int n)
 {
     int64_t sum = 0;
 
-    for (int i = 0; i < v->nspares; i++)
-        sum += v->spares[i].usage > 0 ? v->spares[i].usage : 0;
+    for (int i = 0; i < n; i++)
+        sum += ws[i].usage > 0 ? ws[i].usage : 0;
     return sum;
 }
 
@@ -263,7 +268,9 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .queue = pg.queue,
                              .in_flight = (int64_t)v.in_flight,
                              .spares = v.nspares,
-                             .spares_usage = spares_usage(&v),
+                             .spares_usage = usage_of(v.spares, v.nspares),
+                             .successors = v.nsuccessors,
+                             .successors_usage = usage_of(v.successors, v.nsuccessors),
                              .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
                              .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
                              .paused_results = mv_results_backlogged(&mv->results),

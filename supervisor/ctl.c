@@ -433,6 +433,10 @@ static void print_workers(json_t *reply, FILE *out)
     {
         print_row(w, out);
     }
+    json_array_foreach(json_object_get(reply, "successors"), i, w)
+    {
+        print_row(w, out);
+    }
     print_template(json_object_get(reply, "template"), out);
 }
 

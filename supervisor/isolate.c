@@ -82,6 +82,12 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
      * shows too little of the noise to say growth is not there. */
     if (short_run)
         return MV_ISO_V_INCONCLUSIVE;
+    /* Grown at a leak's rate, and still growing so in the second half, just not in every
+     * segment: growth in steps longer than a segment (pages come an arena or a heap
+     * extension at a time). That is no evidence of a clean kind: longer tells, and at the
+     * longest run it is not cleared. */
+    if (*slope >= floor && s2 >= floor)
+        return !final && n < cfg->max_tasks ? MV_ISO_V_PENDING : MV_ISO_V_INCONCLUSIVE;
     /* Not steady: it grew at first and then flattened (a plateau), or it never grew. */
     if (s1 >= GREW * floor && s2 < SLOWING * s1 && s2 < floor)
         return MV_ISO_V_PLATEAU;

@@ -165,6 +165,12 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
     put(&o, "memvisor_spares %" PRId64 "\n", v->spares);
     family(&o, "spares_usage_bytes", "gauge", "Memory charged to the spares' cgroups, together.");
     put(&o, "memvisor_spares_usage_bytes %" PRId64 "\n", v->spares_usage);
+    family(&o, "successors", "gauge",
+           "Successors, started at their slot's last task and waiting for its answer.");
+    put(&o, "memvisor_successors %" PRId64 "\n", v->successors);
+    family(&o, "successors_usage_bytes", "gauge",
+           "Memory charged to the successors' cgroups, together.");
+    put(&o, "memvisor_successors_usage_bytes %" PRId64 "\n", v->successors_usage);
     family(&o, "queue_depth", "gauge", "Tasks not sent to a worker yet.");
     if (v->queue >= 0)
         put(&o, "memvisor_queue_depth %" PRId64 "\n", v->queue);

@@ -74,7 +74,8 @@ typedef struct mv_metrics_view {
     uint64_t spawned, reloads;
     int64_t workers, queue, in_flight; /* -1 = unknown */
     double uptime_s;
-    int64_t spares, spares_usage; /* spares (spares.h) ready or starting; their usage */
+    int64_t spares, spares_usage;         /* spares (spares.h) ready or starting; their usage */
+    int64_t successors, successors_usage; /* successors (succ.h) waiting; their usage */
     /* The pause tier ([supervisor] pause_below) and the subreaper. */
     bool paused_host, paused_results;       /* new tasks held back: host memory, results writer */
     bool have_host;                         /* the host's memory was read (else left out) */

@@ -171,6 +171,8 @@ typedef struct mv_pool_view {
     mv_worker_view_t *spares; /* slot 0, oldest first; `state` "spare" once ready */
     int nspares;
     uint64_t spares_started, spares_taken, spares_lost;
+    mv_worker_view_t *successors; /* succ.h: slots' next workers, waiting; in slot order */
+    int nsuccessors;
     mv_template_view_t tmpl; /* the warm template (tmpl.on: there is one) */
 } mv_pool_view_t;
 

@@ -38,9 +38,27 @@ static mv_worker_view_t view_of(const mv_pool_t *p, const mv_worker_t *w, const 
     };
 }
 
-/* The spares (slot 0): what they hold while they wait. 0 or -ENOMEM. */
-static int view_spares(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
+/* A worker that waits for a slot (a spare or a successor) into out[*n]: nothing samples it
+ * (it is not watched), so it is read for the view; `waiting` names its state once ready. */
+static void view_waiting(const mv_pool_t *p, mv_worker_t *w, bool ready, bool retire,
+                         const char *waiting, uint64_t now, mv_worker_view_t *out, int *n)
 {
+    const mv_reading_t *r;
+
+    if (w->state == MV_W_DEAD)
+        return;
+    r = mv_fsm_has_process(w->state) ? mv_worker_read(w, false) : NULL;
+    out[*n] = view_of(p, w, r, now);
+    if (ready && !retire)
+        out[*n].state = waiting;
+    out[(*n)++].recycling = retire;
+}
+
+/* The spares (slot 0) and the successors (their slots'): what they hold while they wait.
+ * 0 or -ENOMEM. */
+static int view_standby(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
+{
+    const mv_succ_t *s = &p->succ;
     int n = 0;
 
     v->spares_started = p->spares.started;
@@ -48,26 +66,20 @@ static int view_spares(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
     v->spares_lost = p->spares.lost;
     for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next)
         n++;
-    if (n == 0)
-        return 0;
-    if (!(v->spares = calloc((size_t)n, sizeof *v->spares))) {
-        mv_pool_view_free(v);
-        return -ENOMEM;
-    }
-    for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next) {
-        mv_worker_t *w = sp->w;
-        const mv_reading_t *r;
-
-        if (w->state == MV_W_DEAD)
-            continue;
-        /* Nothing samples a spare (it is not watched): read it for the view. */
-        r = mv_fsm_has_process(w->state) ? mv_worker_read(w, false) : NULL;
-        v->spares[v->nspares] = view_of(p, w, r, now);
-        if (sp->ready && !sp->retire)
-            v->spares[v->nspares].state = "spare";
-        v->spares[v->nspares++].recycling = sp->retire;
-    }
+    if (n && !(v->spares = calloc((size_t)n, sizeof *v->spares)))
+        goto nomem;
+    for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next)
+        view_waiting(p, sp->w, sp->ready, sp->retire, "spare", now, v->spares, &v->nspares);
+    if ((n = s->n) && !(v->successors = calloc((size_t)n, sizeof *v->successors)))
+        goto nomem;
+    for (int i = 0; i < s->n; i++)
+        if (s->slot[i])
+            view_waiting(p, s->slot[i]->w, s->slot[i]->w->state == MV_W_READY, s->slot[i]->retire,
+                         "successor", now, v->successors, &v->nsuccessors);
     return 0;
+nomem:
+    mv_pool_view_free(v);
+    return -ENOMEM;
 }
 
 int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
@@ -129,7 +141,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
     }
     for (int r = 1; r < MV_R_COUNT; r++)
         v->recycled += r != MV_R_SHUTDOWN ? p->recycles[r] : 0;
-    return view_spares(p, v, now);
+    return view_standby(p, v, now);
 }
 
 void mv_pool_view_free(mv_pool_view_t *v)
@@ -137,6 +149,8 @@ void mv_pool_view_free(mv_pool_view_t *v)
     free(v->workers);
     free(v->slot_peak);
     free(v->spares);
+    free(v->successors);
+    v->successors = NULL;
     v->workers = NULL;
     v->slot_peak = NULL;
     v->spares = NULL;

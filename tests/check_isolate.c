@@ -96,6 +96,24 @@ START_TEST(short_runs_confirm_but_never_clear)
 }
 END_TEST
 
+/* A leak of 30 KiB a task whose last segment is flat because something else was freed then
+ * (200 KiB at task 45: a collector, a cache trimmed) is not steady, but it is no clean kind:
+ * it grew at a leak's rate in both halves. It runs longer, which shows it steady; a run
+ * that has to end there leaves it unsaid (it was cleared before). */
+START_TEST(a_leak_with_a_late_free_is_never_cleared)
+{
+    double inc[150], slope, conf;
+
+    for (int i = 0; i < 150; i++)
+        inc[i] = 30 * KiB - (i == 45 ? 200 * KiB : 0);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert(slope >= 16 * KiB);
+    ck_assert(conf < 0.8);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 150, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+}
+END_TEST
+
 START_TEST(an_arm_of_several_kinds_has_a_lower_floor)
 {
     double inc[50], slope, conf;
@@ -367,6 +385,7 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, a_cache_that_fills_then_stops_is_a_plateau);
     tcase_add_test(tc, short_runs_confirm_but_never_clear);
     tcase_add_test(tc, an_arm_of_several_kinds_has_a_lower_floor);
+    tcase_add_test(tc, a_leak_with_a_late_free_is_never_cleared);
     tcase_add_test(tc, isolation_from_start_to_verdict);
     tcase_add_test(tc, isolation_clears_a_kind_that_does_not_grow_alone);
     tcase_add_test(tc, a_lost_worker_or_the_timeout_ends_it);

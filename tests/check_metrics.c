@@ -39,9 +39,32 @@ static const mv_metrics_template_t tmpl = {true, 2, 9 << 20, 10 << 20, 11 << 20,
 
 static mv_metrics_view_t view(void)
 {
-    return (mv_metrics_view_t){slots, 2,     tasks, 3,       recycles,  2,    suspects, 2,
-                               5,     1,     1,     7,       1,         3.25, 2,        8 << 20,
-                               true,  false, true,  1 << 30, 2LL << 30, 4,    &tmpl,    6};
+    return (mv_metrics_view_t){.slots = slots,
+                               .nslots = 2,
+                               .tasks = tasks,
+                               .ntasks = 3,
+                               .recycles = recycles,
+                               .nrecycles = 2,
+                               .suspects = suspects,
+                               .nsuspects = 2,
+                               .spawned = 5,
+                               .reloads = 1,
+                               .workers = 1,
+                               .queue = 7,
+                               .in_flight = 1,
+                               .uptime_s = 3.25,
+                               .spares = 2,
+                               .spares_usage = 8 << 20,
+                               .successors = 1,
+                               .successors_usage = 3 << 20,
+                               .paused_host = true,
+                               .paused_results = false,
+                               .have_host = true,
+                               .host_available = 1 << 30,
+                               .host_threshold = 2LL << 30,
+                               .orphans_reaped = 4,
+                               .tmpl = &tmpl,
+                               .child_recycles = 6};
 }
 
 static char *render(void)
@@ -82,6 +105,9 @@ START_TEST(test_render_lines)
     ck_assert_ptr_nonnull(strstr(t, "memvisor_queue_depth 7\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_spares 2\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_spares_usage_bytes 8388608\n"));
+    ck_assert_ptr_nonnull(strstr(t, "# TYPE memvisor_successors gauge\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_successors 1\n"));
+    ck_assert_ptr_nonnull(strstr(t, "memvisor_successors_usage_bytes 3145728\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_dispatch_paused{reason=\"host_memory\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_dispatch_paused{reason=\"results_backlog\"} 0\n"));
     ck_assert_ptr_nonnull(strstr(t, "memvisor_host_memory_available_bytes 1073741824\n"));

@@ -67,22 +67,6 @@ static bool cgroups_here(const mvrun_t *r)
     return false;
 }
 
-/* The `status --json` reply of a running memvisor (free it). */
-static json_t *status_of(const mvrun_t *r)
-{
-    char sock[160], *out = NULL;
-    json_t *j;
-
-    snprintf(sock, sizeof sock, "%s/state/control.sock", r->dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "status", "--json", "--socket", sock, NULL}, &out),
-        0);
-    j = json_loads(out, 0, NULL);
-    ck_assert_msg(j != NULL, "%s", out);
-    free(out);
-    return j;
-}
-
 /* api: the spare is started, in its own cgroup, shown by status, and takes the slot in the
  * pass that decides the recycle (its spare_taken comes before the old worker's exit); the
  * tasks after it are its; at the end its cgroup and every spare's are gone. */
@@ -109,7 +93,7 @@ START_TEST(a_spare_takes_the_slot_at_the_recycle)
     /* The slot's worker holds its first task until the spare is ready. */
     wait_both(&r, "held pid=", "event=ready worker=0 ");
     held = strstr(r.log, "held pid=");
-    st = status_of(&r);
+    st = run_status(&r);
     sp = json_array_get(json_object_get(st, "spares"), 0);
     ck_assert_ptr_nonnull(sp);
     ck_assert_int_eq(json_integer_value(json_object_get(sp, "slot")), 0);

@@ -113,7 +113,8 @@ START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
                           NULL};
     int first, succ;
     const char *taken, *drain;
-    json_t *t3;
+    char *text;
+    json_t *t3, *st, *sv;
     mvrun_t r;
 
     succ = start_held(&r, "ok\nhold 0\ncgroup\nok\nok\n", args, &first);
@@ -121,6 +122,25 @@ START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
     /* Ready, it waits: no task of it yet, and the recycle is still to be decided. */
     ck_assert_ptr_null(at(&r, NULL, "event=successor_taken"));
     ck_assert_ptr_null(at(&r, NULL, "action=drain"));
+    /* status and metrics show it and what it holds, counted in no total. */
+    st = run_status(&r);
+    sv = json_array_get(json_object_get(st, "successors"), 0);
+    ck_assert_msg(sv != NULL, "%s", json_dumps(st, 0));
+    ck_assert_int_eq(jint(sv, "slot"), 1);
+    ck_assert_int_eq(jint(sv, "gen"), 2);
+    ck_assert_int_eq(jint(sv, "pid"), succ);
+    ck_assert_str_eq(jstr(sv, "state"), "successor");
+    ck_assert_int_eq(json_array_size(json_object_get(st, "successors")), 1);
+    ck_assert_int_eq(jint(json_object_get(st, "totals"), "workers"), 1);
+    json_decref(st);
+    text = run_ask(&r, "metrics", false);
+    ck_assert_msg(strstr(text, "\nmemvisor_successors 1\n") != NULL, "%s", text);
+    if (strstr(r.log, "memory=\"cgroup v")) /* its cgroup's usage: its process, started */
+        ck_assert_ptr_null(strstr(text, "\nmemvisor_successors_usage_bytes 0\n"));
+    free(text);
+    text = run_ask(&r, "status", false); /* the table: one row more, its own state */
+    ck_assert_msg(strstr(text, " successor ") != NULL, "%s", text);
+    free(text);
     ck_assert_int_eq(kill(first, SIGUSR1), 0);
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 5, NULL);

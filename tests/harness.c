@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,6 +317,30 @@ int run_ctl(const char *cmd, const char *sock)
                 run_summary(&c));
     run_free(&c);
     return code;
+}
+
+char *run_ask(const mvrun_t *r, const char *cmd, bool json)
+{
+    char sock[PATH_MAX], *out = NULL;
+    const char *argv[] = {MEMVISOR, cmd, "--socket", sock, NULL, NULL};
+    int code;
+
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r->dir);
+    if (json)
+        argv[2] = "--json", argv[3] = "--socket", argv[4] = sock;
+    code = run_capture(argv, &out);
+    ck_assert_msg(code == 0, "memvisor %s: exit %d: %s", cmd, code, out);
+    return out;
+}
+
+json_t *run_status(const mvrun_t *r)
+{
+    char *out = run_ask(r, "status", true);
+    json_t *j = json_loads(out, 0, NULL);
+
+    ck_assert_msg(j != NULL, "%s", out);
+    free(out);
+    return j;
 }
 
 int run_count(const mvrun_t *r, const char *needle)

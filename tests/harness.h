@@ -78,6 +78,11 @@ int run_finish(mvrun_t *r);
 /* `memvisor CMD --socket SOCK` (status, stop...): its exit code; its output is printed when
  * it is not 0. */
 int run_ctl(const char *cmd, const char *sock);
+/* The output of `memvisor CMD [--json] --socket <the run's control socket>` asked of the
+ * running r, which must answer (exit 0). Free it. */
+char *run_ask(const mvrun_t *r, const char *cmd, bool json);
+/* The `status --json` reply of the running r (json_decref it). */
+json_t *run_status(const mvrun_t *r);
 /* Shorthand: init, start, finish. */
 int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
 /* Counts log lines containing `needle`. */
