@@ -15,8 +15,9 @@ default: on v1 a slot's cgroup is reused for its next worker, docs/recycling.md;
 off` shows memvisor without them, as the peer runs), every other setting at its default
 (per-task accounting and leak detection on). The same with `[recycle] successor = yes` (each
 slot's next worker started at its worker's last task), and the exec'd worker without a
-template, are shown too; `--also` adds rows. Times are wall clock from start to exit, start-up included
-(what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
+template, are shown too; `--also` adds rows, and `--against BUILD` a row of another build's
+memvisor (an A/B of two builds in one run). Times are wall clock from start to exit, start-up
+included (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
 Targets (DESIGN §9): C >= 2x, Python >= 10x.
 
