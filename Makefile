@@ -270,7 +270,7 @@ check-html: deps
 demo:
 	@bash .ci/deps build
 	@echo "memvisor: building (make V=1 shows the commands)"
-	@$(MAKE) -s --no-print-directory SAY=@true $(BIN) $(BUILD)/examples/leaky_worker
+	@$(MAKE) -s --no-print-directory SAY=@true $(BIN) $(HEAPLIB) $(BUILD)/examples/leaky_worker
 	@bash examples/demo.sh $(abspath $(BUILD))
 
 bench:

@@ -182,6 +182,49 @@ static int start_signals(mv_t *mv)
     return 0;
 }
 
+/* Confirmed leak suspects, most kept per task first (fd leaks after). */
+static int cmp_leak(const void *a, const void *b)
+{
+    const mv_suspect_count_t *x = a, *y = b;
+
+    if (x->per_task != y->per_task)
+        return x->per_task < y->per_task ? 1 : -1;
+    return (x->fds_per_task < y->fds_per_task) - (x->fds_per_task > y->fds_per_task);
+}
+
+/* The summary's leaks line: the confirmed suspects, the three biggest named with what they
+ * keep a task and their evidence, and where the rest is (with leak detection off: none). */
+static void summary_leaks(const mv_t *mv, const mv_pool_view_t *v)
+{
+    mv_suspect_count_t *k;
+    size_t n = v->nkinds;
+
+    if (!mv->cfg->leak.detect)
+        return;
+    if (n == 0 || !(k = malloc(n * sizeof *k))) {
+        printf("  leaks     %s\n", n ? "(out of memory)" : "none confirmed");
+        return;
+    }
+    memcpy(k, v->suspects_by_kind, n * sizeof *k);
+    qsort(k, n, sizeof *k, cmp_leak);
+    printf("  leaks     %zu kind%s confirmed:", n, n == 1 ? "" : "s");
+    for (size_t i = 0; i < n && i < 3; i++) {
+        char per[24];
+        if (k[i].per_task > 0)
+            mv_fmt_bytes(k[i].per_task, per);
+        else
+            snprintf(per, sizeof per, "%.1f fds", k[i].fds_per_task);
+        printf("%s %s %s a task (%s)", i ? "," : "", k[i].kind, per,
+               k[i].evidence ? k[i].evidence : "?");
+    }
+    if (n > 3)
+        printf(", %zu more", n - 3);
+    printf("\n");
+    if (mv->run.dir)
+        printf("            their evidence and snapshots: memvisor report %s\n", mv->run.dir);
+    free(k);
+}
+
 static void summary(mv_t *mv, int code)
 {
     const uint64_t *c = mv->results.count;
@@ -235,6 +278,7 @@ static void summary(mv_t *mv, int code)
     }
     printf("; limits soft %s, hard %s\n", mv->cfg->limits.memory_soft ? a : "off",
            mv->cfg->limits.memory_hard ? b : "off");
+    summary_leaks(mv, &v);
     if (mv->results.error)
         printf("  results   %s: WRITING FAILED (%s): lines after the failure are missing\n",
                mv->results.path, uv_strerror(mv->results.error));

@@ -407,25 +407,32 @@ static void snapshot_sites(mv_suspect_t *s, mv_suspected_t *sw, int sites, const
     snprintf(sw->snap->kind, sizeof sw->snap->kind, "%s", kind);
 }
 
-/* Counts a suspect of `kind` (the kinds are as few as the detector tracks). */
-static void count_kind(mv_suspect_t *s, const char *kind)
+/* Counts a confirmed suspect of `kind` (the kinds are as few as the detector tracks) and
+ * keeps what it said: per_task bytes or fds per task, and its evidence (static). */
+static void count_kind(mv_suspect_t *s, const char *kind, int64_t per_task, double fds,
+                       const char *evidence)
 {
-    mv_suspect_count_t *grown;
+    mv_suspect_count_t *grown, *k = NULL;
 
-    for (size_t i = 0; i < s->nkinds; i++)
-        if (strcmp(s->by_kind[i].kind, kind) == 0) {
-            s->by_kind[i].n++;
-            return;
+    for (size_t i = 0; i < s->nkinds && !k; i++)
+        if (strcmp(s->by_kind[i].kind, kind) == 0)
+            k = &s->by_kind[i];
+    if (!k) {
+        if (s->nkinds == s->capkinds) {
+            size_t cap = s->capkinds ? s->capkinds * 2 : 8;
+            if (cap > MV_LEAK_KINDS_MAX || !(grown = realloc(s->by_kind, cap * sizeof *grown)))
+                return;
+            s->by_kind = grown;
+            s->capkinds = cap;
         }
-    if (s->nkinds == s->capkinds) {
-        size_t cap = s->capkinds ? s->capkinds * 2 : 8;
-        if (cap > MV_LEAK_KINDS_MAX || !(grown = realloc(s->by_kind, cap * sizeof *grown)))
-            return;
-        s->by_kind = grown;
-        s->capkinds = cap;
+        k = &s->by_kind[s->nkinds++];
+        memset(k, 0, sizeof *k);
+        snprintf(k->kind, sizeof k->kind, "%s", kind);
     }
-    snprintf(s->by_kind[s->nkinds].kind, sizeof s->by_kind[0].kind, "%s", kind);
-    s->by_kind[s->nkinds++].n = 1;
+    k->n++;
+    k->per_task = per_task;
+    k->fds_per_task = fds;
+    k->evidence = evidence;
 }
 
 /* ---- what a finished task says ---- */
@@ -536,7 +543,8 @@ static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdi
 
     if (confirmed) {
         s->suspects++;
-        count_kind(s, v->kind ? v->kind : "(none)");
+        count_kind(s, v->kind ? v->kind : "(none)", v->rule == MV_LEAK_FD_TREND ? 0 : v->per_task,
+                   v->fds_per_task, ev);
     }
     mv_log(s->log, confirmed ? MV_LVL_WARN : MV_LVL_INFO, "leak_suspect", MV_S("kind", v->kind),
            MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", v->fds_per_task),
@@ -700,7 +708,7 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
         path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false) : NULL;
         snapshot_sites(s, sw, SITES_LINK, v->kind);
         s->suspects++;
-        count_kind(s, v->kind);
+        count_kind(s, v->kind, v->per_task, 0, evidence(v->heap, true));
         mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind),
                 MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", 0),
                 MV_D("confidence", v->confidence), MV_I("tasks", v->tasks), MV_S("rule", "trend"),

@@ -71,10 +71,13 @@ typedef struct mv_suspected {
     } group;
 } mv_suspected_t;
 
-/* Leak suspects reported for one kind. */
+/* Leak suspects reported for one kind (confirmed ones), and what the latest one said. */
 typedef struct mv_suspect_count {
     char kind[MV_LEAK_KIND_MAX + 1];
     uint64_t n;
+    int64_t per_task;     /* bytes kept per task (0: a handle leak) */
+    double fds_per_task;  /* fds kept per task */
+    const char *evidence; /* what it stood on, as the event says it (a static string) */
 } mv_suspect_count_t;
 
 typedef struct mv_suspect_events {

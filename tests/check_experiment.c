@@ -270,6 +270,20 @@ static const char *keep_and_stash(int i)
     return i % 4 == 1 ? "keep" : i % 4 == 3 ? "stash" : "ok";
 }
 
+/* Log lines holding both a and b. */
+static int lines_with(const mvrun_t *r, const char *a, const char *b)
+{
+    int n = 0;
+
+    for (const char *p = r->log; p && (p = strstr(p, a)); p += strlen(a)) {
+        const char *bol = p, *eol = strchr(p, '\n');
+        while (bol > r->log && bol[-1] != '\n')
+            bol--;
+        n += (bool)memmem(bol, eol ? (size_t)(eol - bol) : strlen(bol), b, strlen(b));
+    }
+    return n;
+}
+
 START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
 {
     char *tasks = lines_of(1200, keep_and_stash);
@@ -278,12 +292,16 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 1200, NULL);
-    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 2)
+    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 2 ||
+        run_count(&r, "event=leak_suspect kind=stash ") != 2)
         fprintf(stderr, "%s", r.log); /* too long for a Check message */
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=keep "), 2);
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=stash "), 2);
+    /* Each confirmed once, by its own isolation, and neither ever cleared. An isolation cut
+     * short on a slow host may say inconclusive first (isolate.c: growth never clears). */
+    ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=keep ", "confirmed=true"), 1);
+    ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=stash ", "confirmed=true"), 1);
     ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 2);
-    ck_assert_int_eq(run_count(&r, "step=verdict mode=isolation"), 2);
+    ck_assert_int_eq(run_count(&r, "event=leak_cleared"), 0);
+    ck_assert_int_ge(run_count(&r, "step=verdict mode=isolation"), 2);
     /* Whichever came second was saved for (the first, too, while its snapshot was taken). */
     ck_assert_int_ge(run_count(&r, "step=saving"), 1);
     ck_assert_int_eq(run_count(&r, "step=released"), 0);

@@ -104,6 +104,12 @@ START_TEST(the_leaking_kind_is_named_within_the_window)
                      "[heap]");
     ck_assert_str_eq(jstr(run_result(&r, 3), "kind"), "load");
     json_decref(snap);
+    /* The summary names it, with what it keeps a task and its evidence, and where to look. */
+    line = run_summary(&r);
+    ck_assert_msg(strstr(line, "\n  leaks     1 kind confirmed: load ") &&
+                      strstr(line, " a task (heap,isolation)\n") &&
+                      strstr(line, "their evidence and snapshots: memvisor report /"),
+                  "%s", line);
     free(tasks);
     run_free(&r);
 }
@@ -118,6 +124,7 @@ START_TEST(churn_is_not_a_leak)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 400, NULL);
     ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 0);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "\n  leaks     none confirmed\n"));
     free(tasks);
     run_free(&r);
 }
@@ -132,6 +139,8 @@ START_TEST(a_handle_leak_is_named)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     ck_assert_int_eq(run_count(&r, "rule=fd_trend"), 1);
     ck_assert_ptr_nonnull(strstr(r.log, "kind=files"));
+    ck_assert_msg(strstr(run_summary(&r), "leaks     1 kind confirmed: files 1.0 fds a task ("),
+                  "%s", run_summary(&r));
     free(tasks);
     run_free(&r);
 }
@@ -168,6 +177,15 @@ START_TEST(observe_only_recycles_nothing)
     ck_assert_int_eq(run_count(&r, "reason=hard_limit"), 1);
     /* It really grew past the "hard limit": nothing stopped it. */
     ck_assert_int_gt(jint(run_result(&r, 60), "mem_after"), 50 * MiB);
+    free(tasks);
+    run_free(&r);
+    /* Leak detection off: the summary says nothing of leaks (it did not look). */
+    tasks = repeat_line("alloc 1", 20);
+    ck_assert_int_eq(run_batch(&r, tasks,
+                               (const char *[]){"run", "-o", "supervisor.workers=1", "-o",
+                                                "leak.detect=no", "--", MVTEST, NULL}),
+                     0);
+    ck_assert_ptr_null(strstr(run_summary(&r), "  leaks "));
     free(tasks);
     run_free(&r);
 }
