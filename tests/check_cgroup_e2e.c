@@ -62,18 +62,11 @@ static int leftovers(pid_t pid)
 START_TEST(kernel_oom_kill_loses_no_task)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.memory_soft=0",
+                                                "limits.memory_hard=32M", "tasks.max_attempts=2"),
+                                       RUN_CMD(MVTEST));
     json_t *j, *h;
 
     if (!cgroups_here())
@@ -105,16 +98,10 @@ START_TEST(no_worker_ever_passes_the_hard_limit)
 {
     mvrun_t r;
     char *tasks = repeat_line("alloc 1", 120);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=24M",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "limits.memory_soft=0", "limits.memory_hard=24M"),
+        RUN_CMD(MVTEST));
 
     if (!cgroups_here())
         return;
@@ -166,22 +153,12 @@ END_TEST
 START_TEST(a_slots_cgroup_is_reused_and_its_figures_start_fresh)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "-o",
-                          "log.level=debug",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", "limits.memory_soft=0",
+                          "limits.memory_hard=32M", "tasks.max_attempts=1", "log.level=debug"),
+                 RUN_CMD(MVTEST));
     int reused = 0;
     char want[64];
 
@@ -224,20 +201,12 @@ START_TEST(soft_limit_is_noticed_by_a_kernel_event)
     mvrun_t r;
     /* No sampling (1 h) and no per-task readings: only the cgroup's threshold event can see
      * the worker cross 16 MiB in the middle of its task. */
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=16M",
-                          "-o",
-                          "limits.memory_hard=0",
-                          "-o",
-                          "limits.sample_interval=1h",
-                          "-o",
-                          "tasks.accounting=no",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.memory_soft=16M", "limits.memory_hard=0",
+                          "limits.sample_interval=1h", "tasks.accounting=no"),
+                 RUN_CMD(MVTEST));
     char *line;
 
     if (!cgroups_here())
@@ -365,22 +334,12 @@ END_TEST
 START_TEST(a_worker_too_big_to_start_backs_off_and_gives_up)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=16M",
-                          "-o",
-                          "worker.crash_limit=3",
-                          "-o",
-                          "worker.backoff_min=5ms",
-                          "--",
-                          MVTEST,
-                          "--alloc-at-start",
-                          "64",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=16M",
+                          "worker.crash_limit=3", "worker.backoff_min=5ms"),
+                 RUN_CMD(MVTEST, "--alloc-at-start", "64"));
 
     if (!cgroups_here())
         return;

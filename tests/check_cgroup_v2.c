@@ -207,16 +207,10 @@ START_TEST(memvisor_moves_into_a_leaf_and_offers_memory_to_its_workers)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=64M",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "limits.memory_soft=0", "limits.memory_hard=64M"),
+        RUN_CMD(MVTEST));
     char where[256], run[192], wcg[256], sup[192];
     pid_t wpid;
 
@@ -261,8 +255,9 @@ START_TEST(each_worker_generation_has_a_cgroup_removed_after_it)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
-                          MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1"), RUN_CMD(MVTEST));
     char seen[4][160];
 
     if (!v2_here())
@@ -291,9 +286,9 @@ START_TEST(a_worker_is_charged_from_its_first_instruction)
     mvrun_t r;
     deleg_t d;
     char mv[192], work[192], opt[256];
-    const char *args[] = {
-        "run", "-o",      opt, "-o", "supervisor.workers=1", "--", MVTEST, "--alloc-at-start",
-        "32",  "--fatal", NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av, RUN_OPTS(opt, "supervisor.workers=1"),
+                                       RUN_CMD(MVTEST, "--alloc-at-start", "32", "--fatal"));
 
     if (!v2_here())
         return;
@@ -322,18 +317,11 @@ START_TEST(memory_max_kills_a_hog_inside_its_own_cgroup_only)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.memory_soft=0",
+                                                "limits.memory_hard=32M", "tasks.max_attempts=2"),
+                                       RUN_CMD(MVTEST));
     json_t *j, *h;
 
     if (!v2_here())
@@ -376,20 +364,12 @@ START_TEST(the_soft_limit_event_lifts_memory_high)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=16M",
-                          "-o",
-                          "limits.memory_hard=96M",
-                          "-o",
-                          "limits.sample_interval=1h",
-                          "-o",
-                          "tasks.accounting=no",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "limits.memory_soft=16M",
+                                                "limits.memory_hard=96M",
+                                                "limits.sample_interval=1h", "tasks.accounting=no"),
+                                       RUN_CMD(MVTEST));
     char wcg[256], *line;
     pid_t wpid;
 
@@ -530,9 +510,9 @@ START_TEST(nothing_left_after_sigterm_or_sigkill)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=2", "-o", "supervisor.grace_period=200ms", "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "supervisor.grace_period=200ms"), RUN_CMD(MVTEST));
     char stale[192], sup[192], opt[160];
     const char *again[] = {"run", "-o", opt, "--", MVTEST, NULL};
     pid_t killed;
@@ -590,18 +570,11 @@ START_TEST(a_subtree_delegated_to_another_user)
 {
     mvrun_t r;
     deleg_t d;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "limits.memory_soft=16M",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.memory_hard=32M",
+                                                "limits.memory_soft=16M", "tasks.max_attempts=1"),
+                                       RUN_CMD(MVTEST));
     struct passwd *nobody = getpwnam("nobody");
     char *before, *after, run[192];
 

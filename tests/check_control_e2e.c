@@ -57,16 +57,11 @@ START_TEST(clients_that_never_read_lock_nobody_out)
 {
     mvrun_t r;
     char sock[128];
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "supervisor.grace_period=0",
-                          "-o",
-                          "worker.kill_timeout=100ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=1", "supervisor.grace_period=0", "worker.kill_timeout=100ms"),
+        RUN_CMD(MVTEST));
     int fds[ABUSERS];
     long before, after;
 

@@ -20,8 +20,9 @@ START_TEST(recycles_on_task_count)
 {
     mvrun_t r;
     char *tasks = repeat_line("ok", 300);
-    const char *args[] = {"run",  "-o", "supervisor.workers=2", "-o", "limits.max_tasks=50", "--",
-                          MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "limits.max_tasks=50"), RUN_CMD(MVTEST));
     int pids;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
@@ -42,16 +43,10 @@ START_TEST(a_run_rotates_its_events_file)
 {
     mvrun_t r;
     char *tasks = repeat_line("ok", 60), path[320], *now, *out = NULL;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "log.events_max=2K",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", "log.events_max=2K"),
+                 RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 60, NULL);
@@ -159,18 +154,11 @@ START_TEST(result_lines_carry_times_and_generation)
 {
     mvrun_t r;
     char *tasks = repeat_line("ok", 30), *t;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=10",
-                          "-o",
-                          "tasks.max_size=64",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "limits.max_tasks=10",
+                                                "tasks.max_size=64", "tasks.max_attempts=2"),
+                                       RUN_CMD(MVTEST));
     long long before = (long long)time(NULL) * 1000000, after;
     char want[96];
     json_t *j;
@@ -214,18 +202,12 @@ START_TEST(prefetch_pipelines_and_recycles_lose_nothing)
 {
     mvrun_t r;
     char *tasks = repeat_line("ok", 3000);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.prefetch=16",
-                          "-o",
-                          "limits.max_tasks=333",
-                          "-o",
-                          "limits.max_tasks_jitter=50",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=2", "worker.prefetch=16", "limits.max_tasks=333",
+                          "limits.max_tasks_jitter=50"),
+                 RUN_CMD(MVTEST));
     int pids;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
@@ -244,15 +226,10 @@ START_TEST(lines_protocol_with_a_shell_worker)
                         "fail no good\n"
                         "\n"
                         "one two three\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "supervisor.workers=2",
-                          "--",
-                          "/bin/sh",
-                          SOURCE_DIR "/examples/line_worker.sh",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("worker.protocol=lines", "supervisor.workers=2"),
+                 RUN_CMD("/bin/sh", SOURCE_DIR "/examples/line_worker.sh"));
     const size_t skip[] = {3, 0}; /* the empty line is not a task */
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 1);
@@ -269,15 +246,10 @@ START_TEST(lines_protocol_with_python)
 {
     mvrun_t r;
     char *tasks = repeat_line("the quick brown fox", 200);
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "limits.max_tasks=60",
-                          "--",
-                          "python3",
-                          SOURCE_DIR "/examples/line_worker.py",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("worker.protocol=lines", "limits.max_tasks=60"),
+                 RUN_CMD("python3", SOURCE_DIR "/examples/line_worker.py"));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 200, NULL);
@@ -356,9 +328,9 @@ START_TEST(second_signal_kills_at_once)
 {
     mvrun_t r;
     const char *tasks = "say hung hang\nhang\nok\n";
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=2", "-o", "supervisor.grace_period=1h", "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "supervisor.grace_period=1h"), RUN_CMD(MVTEST));
     char *line;
 
     run_init(&r, tasks);
@@ -380,17 +352,12 @@ START_TEST(grace_period_then_sigterm_then_sigkill)
 {
     mvrun_t r;
     const char *tasks = "say hung hang\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "supervisor.grace_period=50ms",
-                          "-o",
-                          "worker.kill_timeout=50ms",
-                          "--",
-                          MVTEST,
-                          "--ignore-term",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "supervisor.grace_period=50ms",
+                          "worker.kill_timeout=50ms"),
+                 RUN_CMD(MVTEST, "--ignore-term"));
     char *line;
 
     run_init(&r, tasks);
@@ -409,17 +376,10 @@ END_TEST
 START_TEST(protocol_none_recycles_by_age)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "limits.max_lifetime=100ms",
-                          "-o",
-                          "supervisor.workers=1",
-                          "--",
-                          "/bin/sleep",
-                          "60",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("worker.protocol=none", "limits.max_lifetime=100ms", "supervisor.workers=1"),
+        RUN_CMD("/bin/sleep", "60"));
     char *line;
 
     run_init(&r, NULL);
@@ -444,8 +404,9 @@ END_TEST
 START_TEST(json_log_lines)
 {
     mvrun_t r;
-    const char *args[] = {"run",  "-o", "log.format=json", "-o", "limits.max_tasks=2", "--",
-                          MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("log.format=json", "limits.max_tasks=2"), RUN_CMD(MVTEST));
     char *p, *save = NULL;
     int events = 0;
 
@@ -544,9 +505,9 @@ START_TEST(a_sample_is_not_reused_as_a_task_end)
 {
     mvrun_t r;
     char *tasks = repeat_line("allocfree 16", 40);
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=1", "-o", "limits.sample_interval=1ms", "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.sample_interval=1ms"), RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 40, NULL);
@@ -564,20 +525,12 @@ END_TEST
  * within a task of soft + headroom. */
 START_TEST(a_worker_waiting_its_turn_stops_at_the_headroom)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=16M",
-                          "-o",
-                          "limits.memory_hard=512M",
-                          "-o",
-                          "recycle.spacing=60s",
-                          "-o",
-                          "recycle.handover_headroom=8M",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.memory_soft=16M",
+                                                "limits.memory_hard=512M", "recycle.spacing=60s",
+                                                "recycle.handover_headroom=8M"),
+                                       RUN_CMD(MVTEST));
     char *tasks = repeat_line("alloc 1", 120), *p;
     mvrun_t r;
     int n = 0;
@@ -621,27 +574,13 @@ static char *exit_line(const mvrun_t *r, long pid)
 START_TEST(a_draining_service_worker_is_stopped_at_the_headroom)
 {
     const long long cap = 40LL << 20; /* soft 24M + headroom 16M */
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=24M",
-                          "-o",
-                          "limits.memory_hard=512M",
-                          "-o",
-                          "recycle.handover_headroom=16M",
-                          "-o",
-                          "worker.kill_timeout=60s",
-                          "-o",
-                          "recycle.drain_cap=yes",
-                          "--",
-                          MVTEST,
-                          "--ignore-term",
-                          "--leak-forever",
-                          "2",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "limits.memory_soft=24M",
+                          "limits.memory_hard=512M", "recycle.handover_headroom=16M",
+                          "worker.kill_timeout=60s", "recycle.drain_cap=yes"),
+                 RUN_CMD(MVTEST, "--ignore-term", "--leak-forever", "2"));
     mvrun_t r;
 
     run_init(&r, NULL);
@@ -679,15 +618,10 @@ END_TEST
 START_TEST(a_new_worker_reads_go_and_its_first_task_at_once)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "--",
-                          "python3",
-                          SOURCE_DIR "/tests/helpers/first_read.py",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1"),
+                 RUN_CMD("python3", SOURCE_DIR "/tests/helpers/first_read.py"));
 
     ck_assert_int_eq(run_batch(&r, "a\nb\n", args), 0);
     run_assert_once(&r, 2, NULL);

@@ -152,20 +152,12 @@ static const char *memory_reason(const mvrun_t *r)
 START_TEST(an_oom_killed_task_runs_again_with_twice_the_limit)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_hard=64M",
-                          "-o",
-                          "limits.escalate=2x",
-                          "-o",
-                          "limits.escalate_max=256M",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=2", "limits.memory_hard=64M", "limits.escalate=2x",
+                          "limits.escalate_max=256M", "tasks.max_attempts=1"),
+                 RUN_CMD(MVTEST));
     json_t *t1, *e;
     char want[160];
 
@@ -198,20 +190,12 @@ END_TEST
 START_TEST(a_task_killed_at_escalate_max_is_quarantined)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_hard=64M",
-                          "-o",
-                          "limits.escalate=32M",
-                          "-o",
-                          "limits.escalate_max=128M",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.memory_hard=64M", "limits.escalate=32M",
+                          "limits.escalate_max=128M", "tasks.max_attempts=1"),
+                 RUN_CMD(MVTEST));
     json_t *q, *a;
 
     run_init(&r, "alloc 300\nok\n");

@@ -127,8 +127,9 @@ END_TEST
 START_TEST(confirm_off_stands_on_the_heap_figures)
 {
     char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
-    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", "leak.confirm=off", "--",
-                          KINDS, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "leak.confirm=off"), RUN_CMD(KINDS));
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
@@ -149,20 +150,11 @@ START_TEST(without_heap_figures_the_kernel_trend_is_the_evidence)
                      "    keep.append(bytearray(256 * 1024))\n"
                      "    print('ok', flush=True)\n";
     char *tasks = mix(150, 1, "keep", "x");
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "leak.heap=off",
-                          "-o",
-                          "leak.confirm=off",
-                          "--",
-                          "python3",
-                          "-c",
-                          py,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "worker.protocol=lines",
+                                                "leak.heap=off", "leak.confirm=off"),
+                                       RUN_CMD("python3", "-c", py));
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
@@ -185,18 +177,10 @@ START_TEST(a_lines_leak_with_prefetch_is_confirmed_not_cleared)
                      "    keep.append(b'x' * 65536)\n"
                      "    print('ok', flush=True)\n";
     char *tasks = mix(3000, 1, "t", "t");
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "worker.prefetch=64",
-                          "--",
-                          "python3",
-                          "-c",
-                          py,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines", "worker.prefetch=64"),
+        RUN_CMD("python3", "-c", py));
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
@@ -232,15 +216,10 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
      * host showed once ("defer was not demoted"), and what 30 ms shows every time. The
      * deadline is not what this test is about: room for a loaded host. */
     char *tasks = lines_of(1200, keep_then_defer);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "leak.snapshot_timeout=30s",
-                          "--",
-                          "python3",
-                          SOURCE_DIR "/tests/helpers/sites_worker.py",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "leak.snapshot_timeout=30s"),
+                 RUN_CMD("python3", SOURCE_DIR "/tests/helpers/sites_worker.py"));
     mvrun_t r;
 
     setenv("MEMVISOR_TRACEMALLOC", "1", 1);
@@ -319,18 +298,12 @@ START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
      * sanitizer build under load once ended 240 tasks before any experiment began, and make
      * check beside two QEMU guests 480). */
     char *tasks = mix(960, 2, "alloc 1", "ok");
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=8M",
-                          "-o",
-                          "recycle.handover_headroom=256M",
-                          "-o",
-                          "recycle.spacing=1h",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=2", "limits.memory_soft=8M",
+                          "recycle.handover_headroom=256M", "recycle.spacing=1h"),
+                 RUN_CMD(MVTEST));
     mvrun_t r;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);

@@ -59,16 +59,10 @@ START_TEST(always_crashing_worker_backs_off_and_quarantines)
 {
     mvrun_t r;
     char *tasks = repeat_line("crash", 4);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.backoff_min=5ms",
-                          "-o",
-                          "worker.backoff_max=20ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "worker.backoff_min=5ms", "worker.backoff_max=20ms"),
+        RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 1);
     run_assert_once(&r, 4, NULL);
@@ -91,8 +85,9 @@ START_TEST(poison_task_is_quarantined_after_max_attempts)
 {
     mvrun_t r;
     char *a = repeat_line("ok", 10), *tasks = malloc(2 * strlen(a) + 16);
-    const char *args[] = {"run",  "-o", "supervisor.workers=2", "-o", "tasks.max_attempts=2", "--",
-                          MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "tasks.max_attempts=2"), RUN_CMD(MVTEST));
 
     sprintf(tasks, "%scrash\n%s", a, a);
     ck_assert_int_eq(run_batch(&r, tasks, args), 1);
@@ -112,17 +107,10 @@ END_TEST
 START_TEST(crash_at_start_gives_up_with_exit_3)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.crash_limit=4",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "-o",
-                          "worker.backoff_max=5ms",
-                          "--",
-                          MVTEST,
-                          "--crash-at-start",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("worker.crash_limit=4", "worker.backoff_min=1ms", "worker.backoff_max=5ms"),
+        RUN_CMD(MVTEST, "--crash-at-start"));
 
     ck_assert_int_eq(run_batch(&r, "ok\nok\n", args), 3);
     ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
@@ -160,16 +148,10 @@ START_TEST(protocol_errors_condemn_only_that_worker)
 {
     mvrun_t r;
     const char *tasks = "ok 1\ngarbage\nok 3\noversize\nok 5\noutoforder\nok 7\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "-o",
-                          "worker.kill_timeout=100ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "tasks.max_attempts=2", "worker.kill_timeout=100ms"),
+        RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 1);
     run_assert_once(&r, 7, NULL);
@@ -191,16 +173,11 @@ END_TEST
 START_TEST(task_timeout_terminates_and_quarantines)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "limits.task_timeout=100ms",
-                          "-o",
-                          "worker.kill_timeout=100ms",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("limits.task_timeout=100ms", "worker.kill_timeout=100ms", "tasks.max_attempts=2"),
+        RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, "ok a\nhang\nok c\n", args), 1);
     run_assert_once(&r, 3, NULL);
@@ -217,18 +194,10 @@ START_TEST(stop_ignored_escalates_to_sigkill)
 {
     mvrun_t r;
     char *tasks = repeat_line("ok", 6);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=2",
-                          "-o",
-                          "worker.kill_timeout=50ms",
-                          "--",
-                          MVTEST,
-                          "--ignore-stop",
-                          "--ignore-term",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=2", "worker.kill_timeout=50ms"),
+        RUN_CMD(MVTEST, "--ignore-stop", "--ignore-term"));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 6, NULL);
@@ -241,19 +210,12 @@ END_TEST
 START_TEST(ready_timeout_for_a_silent_worker)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.ready_timeout=50ms",
-                          "-o",
-                          "worker.kill_timeout=50ms",
-                          "-o",
-                          "worker.crash_limit=2",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "--",
-                          MVTEST,
-                          "--no-hello",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("worker.ready_timeout=50ms", "worker.kill_timeout=50ms",
+                          "worker.crash_limit=2", "worker.backoff_min=1ms"),
+                 RUN_CMD(MVTEST, "--no-hello"));
 
     ck_assert_int_eq(run_batch(&r, "ok\n", args), 3);
     ck_assert_int_ge(run_count(&r, "event=ready_timeout"), 1);
@@ -264,20 +226,12 @@ END_TEST
 START_TEST(hard_limit_by_sampling_kills_a_growing_task)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.cgroup=off",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=24M",
-                          "-o",
-                          "limits.sample_interval=5ms",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.cgroup=off", "limits.memory_soft=0", "limits.memory_hard=24M",
+                          "limits.sample_interval=5ms", "tasks.max_attempts=2"),
+                 RUN_CMD(MVTEST));
     json_t *j;
 
     ck_assert_int_eq(run_batch(&r, "ok\ngrow 200 2\nok\n", args), 1);
@@ -295,22 +249,12 @@ START_TEST(heavy_churn_keeps_exactly_once)
 {
     mvrun_t r;
     char *ok = repeat_line("ok", 100), *tasks = malloc(10 * (strlen(ok) + 8) + 1);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=3",
-                          "-o",
-                          "worker.prefetch=4",
-                          "-o",
-                          "limits.max_tasks=7",
-                          "-o",
-                          "recycle.max_concurrent=2",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "-o",
-                          "worker.backoff_max=5ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=3", "worker.prefetch=4",
+                                                "limits.max_tasks=7", "recycle.max_concurrent=2",
+                                                "worker.backoff_min=1ms", "worker.backoff_max=5ms"),
+                                       RUN_CMD(MVTEST));
 
     tasks[0] = '\0';
     for (int i = 0; i < 10; i++) {
@@ -333,21 +277,12 @@ END_TEST
 START_TEST(ignored_sigterm_is_killed_even_when_a_prefetched_task_begins)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.prefetch=2",
-                          "-o",
-                          "limits.task_timeout=150ms",
-                          "-o",
-                          "worker.kill_timeout=300ms",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          "--ignore-term",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "worker.prefetch=2", "limits.task_timeout=150ms",
+                          "worker.kill_timeout=300ms", "tasks.max_attempts=1"),
+                 RUN_CMD(MVTEST, "--ignore-term"));
 
     /* Task 1 overruns its timeout (SIGTERM, ignored) but answers at 250 ms; task 2 then
      * begins and hangs: only the SIGKILL at 450 ms ends it. */
@@ -365,24 +300,12 @@ END_TEST
 START_TEST(crash_streak_of_a_service_resets_with_uptime)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "-o",
-                          "worker.backoff_max=150ms",
-                          "-o",
-                          "worker.crash_limit=3",
-                          "-o",
-                          "limits.sample_interval=20ms",
-                          "--",
-                          "/bin/sh",
-                          "-c",
-                          "sleep 0.3; exit 1",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "worker.backoff_min=1ms",
+                 "worker.backoff_max=150ms", "worker.crash_limit=3", "limits.sample_interval=20ms"),
+        RUN_CMD("/bin/sh", "-c", "sleep 0.3; exit 1"));
 
     run_init(&r, NULL);
     strcpy(r.tasks, "");
@@ -446,9 +369,10 @@ END_TEST
 START_TEST(a_worker_exiting_with_its_answer_keeps_real_figures)
 {
     mvrun_t r;
-    const char *args[] = {
-        "run",     "-o", "worker.protocol=lines", "-o", "supervisor.cgroup=off", "--",
-        "/bin/sh", "-c", "read l; echo \"$l\"",   NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("worker.protocol=lines", "supervisor.cgroup=off"),
+                 RUN_CMD("/bin/sh", "-c", "read l; echo \"$l\""));
 
     ck_assert_int_eq(run_batch(&r, "one\ntwo\n", args), 0);
     run_assert_once(&r, 2, NULL);

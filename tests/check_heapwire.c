@@ -218,26 +218,18 @@ END_TEST
 
 /* ---- real runs ---- */
 
-/* Runs `tasks` with the options (NULL-terminated, before "--") on argv; returns the run. */
+/* Runs `tasks` with the -o options (NULL-terminated) on argv; returns the run. */
 static void run_with(mvrun_t *r, const char *tasks, const char *const *opts,
                      const char *const *argv)
 {
-    const char *args[32];
-    int n = 0;
+    mvargs_t av;
 
-    args[n++] = "run";
-    for (int i = 0; opts[i]; i++)
-        args[n++] = opts[i];
-    args[n++] = "--";
-    for (int i = 0; argv[i]; i++)
-        args[n++] = argv[i];
-    args[n] = NULL;
-    ck_assert_int_eq(run_batch(r, tasks, args), 0);
+    ck_assert_int_eq(run_batch(r, tasks, run_argv(&av, opts, argv)), 0);
 }
 
 START_TEST(results_carry_the_heap_figures_of_each_task)
 {
-    const char *opts[] = {"-o", "supervisor.workers=1", NULL};
+    const char *opts[] = {"supervisor.workers=1", NULL};
     const char *argv[] = {MVTEST, NULL};
     mvrun_t r;
     json_t *a, *f;
@@ -260,9 +252,8 @@ END_TEST
 
 START_TEST(no_heap_figures_when_off)
 {
-    const char *off[] = {"-o", "supervisor.workers=1",  "-o", "leak.heap=off",
-                         "-o", "worker.protocol=lines", NULL};
-    const char *lines[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=lines", NULL};
+    const char *off[] = {"supervisor.workers=1", "leak.heap=off", "worker.protocol=lines", NULL};
+    const char *lines[] = {"supervisor.workers=1", "worker.protocol=lines", NULL};
     const char *sh[] = {"sh", "-c", "while read l; do echo \"$LD_PRELOAD\"; done", NULL};
     mvrun_t r;
 
@@ -281,7 +272,7 @@ END_TEST
 
 START_TEST(python_gets_pythonmalloc_unless_it_has_one)
 {
-    const char *opts[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=lines", NULL};
+    const char *opts[] = {"supervisor.workers=1", "worker.protocol=lines", NULL};
     const char *py[] = {"python3", "-c",
                         "import os, sys\n"
                         "for l in sys.stdin:\n"
@@ -303,7 +294,7 @@ END_TEST
 
 START_TEST(without_the_preload_an_api_worker_reports_its_own)
 {
-    const char *opts[] = {"-o", "supervisor.workers=1", "-o", "leak.heap=off", NULL};
+    const char *opts[] = {"supervisor.workers=1", "leak.heap=off", NULL};
     const char *argv[] = {MVTEST, NULL};
     mvrun_t r;
     json_t *a;
@@ -322,11 +313,9 @@ END_TEST
  * worker's own figures like any other worker's; and it was started with the preload. */
 START_TEST(a_spare_that_takes_a_slot_has_heap_figures)
 {
-    const char *off[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
-                         "-o", "limits.max_tasks=2",   "-o", "leak.heap=off",
-                         NULL};
-    const char *on[] = {"-o", "supervisor.workers=1", "-o", "recycle.spares=1",
-                        "-o", "limits.max_tasks=2",   NULL};
+    const char *off[] = {"supervisor.workers=1", "recycle.spares=1", "limits.max_tasks=2",
+                         "leak.heap=off", NULL};
+    const char *on[] = {"supervisor.workers=1", "recycle.spares=1", "limits.max_tasks=2", NULL};
     const char *argv[] = {MVTEST, NULL};
     const char *tasks = "sleep 300\nalloc 1\nalloc 1\nalloc 3\n";
     mvrun_t r;

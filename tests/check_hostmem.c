@@ -147,16 +147,11 @@ START_TEST(dispatch_pauses_and_resumes_on_host_memory)
 {
     mvrun_t r;
     char *rest = repeat_line("ok", 20), *tasks = malloc(strlen(rest) + 64), fixture[128];
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "supervisor.pause_below=1G",
-                          "-o",
-                          "limits.sample_interval=20ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "supervisor.pause_below=1G",
+                                                "limits.sample_interval=20ms"),
+                                       RUN_CMD(MVTEST));
     json_t *s;
     char *line;
     int held;

@@ -150,20 +150,12 @@ START_TEST(observe_only_recycles_nothing)
 {
     mvrun_t r;
     char *tasks = repeat_line("alloc 1", 60);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.enforce=no",
-                          "-o",
-                          "limits.memory_soft=8M",
-                          "-o",
-                          "limits.memory_hard=16M",
-                          "-o",
-                          "limits.max_tasks=10",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.enforce=no", "limits.memory_soft=8M",
+                          "limits.memory_hard=16M", "limits.max_tasks=10"),
+                 RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 60, NULL);
@@ -248,20 +240,12 @@ END_TEST
 START_TEST(near_the_kernel_limit_a_snapshot_comes_first)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=0",
-                          "-o",
-                          "limits.memory_hard=32M",
-                          "-o",
-                          "limits.sample_interval=5ms",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=32M",
+                          "limits.sample_interval=5ms", "tasks.max_attempts=1"),
+                 RUN_CMD(MVTEST));
     json_t *snap = NULL;
     char *line;
 
@@ -284,16 +268,10 @@ START_TEST(hostile_payloads_keep_every_file_json)
     mvrun_t r;
     size_t big = 1 << 20;
     char *tasks = malloc(big + 4096), *p = tasks;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "leak.window=10",
-                          "-o",
-                          "leak.min_slope=1K",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "leak.window=10", "leak.min_slope=1K"),
+                 RUN_CMD(MVTEST));
     json_t *snap = NULL;
 
     /* A leaking kind whose payloads are not UTF-8, then a 1 MiB line of text. */

@@ -415,16 +415,11 @@ START_TEST(a_log_reader_that_stalls_stalls_nothing_else)
 {
     mvrun_t r;
     char sock[128], *tasks = repeat_line("spew 400", 20), *all, *line;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "supervisor.grace_period=0",
-                          "-o",
-                          "worker.kill_timeout=100ms",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=2", "supervisor.grace_period=0", "worker.kill_timeout=100ms"),
+        RUN_CMD(MVTEST));
     int unread = 0;
 
     all = malloc(strlen(tasks) + 8);

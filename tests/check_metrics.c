@@ -515,17 +515,10 @@ static double slot_value(json_t *j, const char *family, const char *slot, size_t
 START_TEST(test_scrape_a_running_memvisor)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "metrics.listen=127.0.0.1:0",
-                          "--",
-                          "sleep",
-                          "60",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "worker.protocol=none", "metrics.listen=127.0.0.1:0"),
+        RUN_CMD("sleep", "60"));
     char addr[96], *line, *a;
     size_t n1, n2;
     json_t *j;

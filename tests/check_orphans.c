@@ -142,15 +142,18 @@ static void run_cgroup(mvrun_t *r, char *out, size_t n)
 START_TEST(workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up)
 {
     const char *api[] = {"run", "-o", "supervisor.workers=2", "--", LEAKY, "--sleep", "60s", NULL};
-    const char *lines[] = {
-        "run",     "-o", "supervisor.workers=2",    "-o", "worker.protocol=lines", "--",
-        "/bin/sh", "-c", "read l; exec sleep 1000", NULL};
-    const char *none[] = {
-        "run",  "-o", "supervisor.workers=2", "-o", "worker.protocol=none", "--", "/bin/sleep",
-        "1000", NULL};
-    const char *child[] = {
-        "run",     "-o", "supervisor.workers=1",         "-o", "worker.protocol=none", "--",
-        "/bin/sh", "-c", "sleep 1001 & exec sleep 1002", NULL};
+    mvargs_t lines_av;
+    const char *const *lines =
+        run_argv(&lines_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines"),
+                 RUN_CMD("/bin/sh", "-c", "read l; exec sleep 1000"));
+    mvargs_t none_av;
+    const char *const *none =
+        run_argv(&none_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=none"),
+                 RUN_CMD("/bin/sleep", "1000"));
+    mvargs_t child_av;
+    const char *const *child =
+        run_argv(&child_av, RUN_OPTS("supervisor.workers=1", "worker.protocol=none"),
+                 RUN_CMD("/bin/sh", "-c", "sleep 1001 & exec sleep 1002"));
     const char *next[] = {"run", "--", MVTEST, NULL};
     mvrun_t r[4], after;
     pid_t w[7], grandchild = 0;

@@ -103,20 +103,11 @@ START_TEST(lines_workers_run_as_numeric_ids)
         "    print('uid=%d gid=%d groups=%d pdeathsig=%d cgwrite=%s task=%s' % (os.getuid(),\n"
         "          os.getgid(), len(os.getgroups()), v.value, cgwrite(), line.strip()),\n"
         "          flush=True)\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "worker.user=65534",
-                          "-o",
-                          "worker.group=65534",
-                          "--",
-                          "python3",
-                          "-c",
-                          script,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "worker.protocol=lines",
+                                                "worker.user=65534", "worker.group=65534"),
+                                       RUN_CMD("python3", "-c", script));
 
     if (!can_drop("lines_workers_run_as_numeric_ids"))
         return;

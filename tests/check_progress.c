@@ -385,8 +385,9 @@ START_TEST(on_a_pipe_auto_draws_nothing_and_on_draws)
 {
     char *tasks = repeat_line("sleep 5", 100);
     const char *autoargs[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
-    const char *onargs[] = {"run",  "-o", "supervisor.workers=1", "-o", "log.progress=on", "--",
-                            MVTEST, NULL};
+    mvargs_t onargs_av;
+    const char *const *onargs =
+        run_argv(&onargs_av, RUN_OPTS("supervisor.workers=1", "log.progress=on"), RUN_CMD(MVTEST));
     screen_t sc;
     size_t bad;
     mvrun_t r;

@@ -138,8 +138,9 @@ static const char *orphan_tasks = "orphan 400 7\norphan 300 9\nsleep 900\nexit 3
 START_TEST(orphans_are_reaped_and_no_worker_status_is_lost)
 {
     mvrun_t r;
-    const char *args[] = {
-        "run", "-o", "supervisor.workers=1", "-o", "supervisor.subreaper=yes", "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "supervisor.subreaper=yes"), RUN_CMD(MVTEST));
     char want[96];
     int g1, g2, pp;
     json_t *q, *e;
@@ -184,8 +185,9 @@ END_TEST
 START_TEST(without_the_subreaper_orphans_are_not_memvisors)
 {
     mvrun_t r;
-    const char *args[] = {
-        "run", "-o", "supervisor.workers=1", "-o", "supervisor.subreaper=no", "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "supervisor.subreaper=no"), RUN_CMD(MVTEST));
     int g;
 
     run_init(&r, "orphan 500 7\nsleep 50\n");
@@ -235,9 +237,9 @@ START_TEST(as_pid_1_it_reaps_and_obeys_sigterm)
 {
     mvrun_t r;
     const char *wrap[] = {"unshare", "--pid", "--fork", "--mount-proc", NULL};
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=1", "-o", "supervisor.grace_period=1h", "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "supervisor.grace_period=1h"), RUN_CMD(MVTEST));
     char want[96];
     int g, mv;
 

@@ -72,16 +72,10 @@ static bool cgroups_here(const mvrun_t *r)
  * tasks after it are its; at the end its cgroup and every spare's are gone. */
 START_TEST(a_spare_takes_the_slot_at_the_recycle)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "recycle.spares=1",
-                          "-o",
-                          "limits.max_tasks=3",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "recycle.spares=1", "limits.max_tasks=3"),
+                 RUN_CMD(MVTEST));
     char pid[32], cg[512], ms[32];
     const char *held;
     const char *taken, *exit1;
@@ -137,8 +131,9 @@ END_TEST
 /* A reload retires the spares (they run the old command and limits) and starts new ones. */
 START_TEST(a_reload_replaces_the_spares)
 {
-    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "recycle.spares=1", "--",
-                          MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "recycle.spares=1"), RUN_CMD(MVTEST));
     char sock[160], *out = NULL;
     mvrun_t r;
 
@@ -175,29 +170,19 @@ START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
                          "  while [ ! -e \"$d/go\" ]; do sleep 0.01; done\n"
                          "  echo \"ok $MEMVISOR_SLOT $line\"\n"
                          "done\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "recycle.spares=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "worker.crash_limit=1",
-                          "-o",
-                          "worker.backoff_min=10ms",
-                          "-o",
-                          "limits.max_tasks=2",
-                          "--",
-                          NULL,
-                          NULL};
+    mvargs_t av;
+    const char *const *args;
     char path[256], go[256];
     mvrun_t r;
 
     run_init(&r, "a\nb\nc\nd\n");
     snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
     chmod(path, 0755);
-    args[14] = path;
+    args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "recycle.spares=1", "worker.protocol=lines",
+                          "worker.crash_limit=1", "worker.backoff_min=10ms", "limits.max_tasks=2"),
+                 RUN_CMD(path));
     run_start(&r, args, NULL);
     run_wait_nth(&r, "event=spare_gone ", 3);
     free(run_wait_for(&r, "event=spawn worker=0 gen=4 "));
@@ -220,19 +205,11 @@ END_TEST
  * asked over the control socket, and the stop ends it. */
 START_TEST(a_none_spare_takes_the_slot_of_a_service)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "recycle.spares=1",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "worker.kill_timeout=1s",
-                          "--",
-                          "sleep",
-                          "300",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "recycle.spares=1",
+                                                "worker.protocol=none", "worker.kill_timeout=1s"),
+                                       RUN_CMD("sleep", "300"));
     char sock[160], pid[32], *out = NULL;
     mvrun_t r;
 
@@ -273,18 +250,8 @@ START_TEST(lines_replacement_starts_before_the_old_worker_exits)
                          "while [ ! -d \"$d/started.$((i+1))\" ] && [ $n -lt 100 ]; do\n"
                          "  sleep 0.1; n=$((n+1))\n"
                          "done\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "limits.max_tasks=3",
-                          "-o",
-                          "worker.kill_timeout=30s",
-                          "--",
-                          NULL,
-                          NULL};
+    mvargs_t av;
+    const char *const *args;
     char path[256];
     const char *spawn2, *exit1;
     mvrun_t r;
@@ -292,7 +259,10 @@ START_TEST(lines_replacement_starts_before_the_old_worker_exits)
     run_init(&r, "a\nb\nc\nd\ne\n");
     snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
     chmod(path, 0755);
-    args[10] = path;
+    args = run_argv(&av,
+                    RUN_OPTS("supervisor.workers=1", "worker.protocol=lines", "limits.max_tasks=3",
+                             "worker.kill_timeout=30s"),
+                    RUN_CMD(path));
     ck_assert_int_eq((run_start(&r, args, NULL), run_finish(&r)), 0);
     run_assert_once(&r, 5, NULL);
     spawn2 = log_at(&r, NULL, "event=spawn worker=1 gen=2 ");
@@ -314,18 +284,8 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
                          "  while [ ! -e \"$d/go\" ]; do sleep 0.01; done\n"
                          "  echo ok\n"
                          "done\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "log.level=debug",
-                          "--",
-                          NULL,
-                          NULL};
+    mvargs_t av;
+    const char *const *args;
     char path[256], made[512], used[512];
     const char *rec, *spawn2, *exit1;
     char *line;
@@ -334,7 +294,10 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
     run_init(&r, "a\nb\n");
     snprintf(path, sizeof path, "%s", run_file(&r, "w.sh", script));
     chmod(path, 0755);
-    args[10] = path;
+    args = run_argv(&av,
+                    RUN_OPTS("supervisor.workers=1", "worker.protocol=lines", "limits.max_tasks=1",
+                             "log.level=debug"),
+                    RUN_CMD(path));
     run_start(&r, args, NULL);
     if (!strstr((line = run_wait_for(&r, "event=start ")), "memory=\"cgroup v")) {
         fprintf(stderr, "check_recycle: no memory cgroup here, cgroup_ahead not checked\n");
@@ -386,26 +349,13 @@ END_TEST
  * worker (the same directory); the spare takes the slot. */
 START_TEST(escalation_workers_take_no_spare_and_no_cgroup_made_ahead)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "recycle.spares=1",
-                          "-o",
-                          "recycle.cgroup_ahead=yes",
-                          "-o",
-                          "limits.memory_hard=64M",
-                          "-o",
-                          "limits.escalate=2x",
-                          "-o",
-                          "limits.escalate_max=256M",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "-o",
-                          "log.level=debug",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "recycle.spares=1", "recycle.cgroup_ahead=yes",
+                          "limits.memory_hard=64M", "limits.escalate=2x",
+                          "limits.escalate_max=256M", "tasks.max_attempts=1", "log.level=debug"),
+                 RUN_CMD(MVTEST));
     char needle[64], esc_cg[512], made[512];
     const char *taken, *at;
     json_t *t1;
@@ -453,16 +403,10 @@ END_TEST
 START_TEST(lines_answers_pair_with_tasks_at_prefetch_64)
 {
     enum { N = 2000 };
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "worker.prefetch=64",
-                          "--",
-                          "cat",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines", "worker.prefetch=64"),
+        RUN_CMD("cat"));
     char *tasks = calloc(N, 16), want[16];
     size_t used = 0;
     mvrun_t r;
@@ -506,20 +450,10 @@ static const char *const pace_api = "import sys, time\n"
 static void gathered_run(const char *tasks, int n, const char *protocol, const char *pace,
                          const char *gather)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          protocol,
-                          "-o",
-                          "worker.prefetch=64",
-                          "-o",
-                          gather,
-                          "--",
-                          "python3",
-                          "-c",
-                          pace,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", protocol, "worker.prefetch=64", gather),
+                 RUN_CMD("python3", "-c", pace));
     long long pid[2] = {0, 0}, after[2] = {0, 0};
     char want[16];
     mvrun_t r;
@@ -646,22 +580,12 @@ END_TEST
  * and the log says why. */
 START_TEST(a_worker_without_children_is_recycled_whole)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=24M",
-                          "-o",
-                          "limits.memory_hard=512M",
-                          "-o",
-                          "recycle.target=child",
-                          "--",
-                          MVTEST,
-                          "--leak-forever",
-                          "5",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "limits.memory_soft=24M",
+                          "limits.memory_hard=512M", "recycle.target=child"),
+                 RUN_CMD(MVTEST, "--leak-forever", "5"));
     char *line;
     mvrun_t r;
 
@@ -686,22 +610,12 @@ END_TEST
 START_TEST(a_worker_that_is_no_master_is_named)
 {
     char cmd[512];
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=24M",
-                          "-o",
-                          "limits.memory_hard=512M",
-                          "-o",
-                          "recycle.target=child",
-                          "--",
-                          "/bin/sh",
-                          "-c",
-                          cmd,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "limits.memory_soft=24M",
+                          "limits.memory_hard=512M", "recycle.target=child"),
+                 RUN_CMD("/bin/sh", "-c", cmd));
     char *line;
     mvrun_t r;
 
@@ -735,24 +649,12 @@ START_TEST(a_child_that_ignores_its_signal_is_killed)
                          "            keep.append(bytearray(1 << 20))\n"
                          "            time.sleep(0.005)\n"
                          "    os.waitpid(pid, 0)\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.protocol=none",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_soft=48M",
-                          "-o",
-                          "limits.memory_hard=1G",
-                          "-o",
-                          "recycle.target=child",
-                          "-o",
-                          "worker.kill_timeout=300ms",
-                          "--",
-                          "python3",
-                          "-c",
-                          master,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "limits.memory_soft=48M",
+                 "limits.memory_hard=1G", "recycle.target=child", "worker.kill_timeout=300ms"),
+        RUN_CMD("python3", "-c", master));
     char *line, child[32];
     mvrun_t r;
 
@@ -801,24 +703,12 @@ START_TEST(each_child_signal_is_the_one_the_child_gets)
 
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
         char opt[64], want[64], child[32], *line;
-        const char *args[] = {"run",
-                              "-o",
-                              "worker.protocol=none",
-                              "-o",
-                              "supervisor.workers=1",
-                              "-o",
-                              "limits.memory_soft=48M",
-                              "-o",
-                              "limits.memory_hard=1G",
-                              "-o",
-                              "recycle.target=child",
-                              "-o",
-                              opt,
-                              "--",
-                              "python3",
-                              "-c",
-                              master,
-                              NULL};
+        mvargs_t av;
+        const char *const *args = run_argv(
+            &av,
+            RUN_OPTS("worker.protocol=none", "supervisor.workers=1", "limits.memory_soft=48M",
+                     "limits.memory_hard=1G", "recycle.target=child", opt),
+            RUN_CMD("python3", "-c", master));
         mvrun_t r;
 
         snprintf(opt, sizeof opt, "recycle.child_signal=%s", sigs[i]);

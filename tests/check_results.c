@@ -328,9 +328,10 @@ START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
         /* Same state directory with its own results and no control socket: it runs beside A,
          * in a run directory of its own, and its pruning (keep_runs = 1) spares A's, whose
          * lock A holds. */
-        const char *beside[] = {
-            "run", "-o",   opt_state, "-o", "control.socket=none", "-o", "supervisor.keep_runs=1",
-            "--",  MVTEST, NULL};
+        mvargs_t beside_av;
+        const char *const *beside = run_argv(
+            &beside_av, RUN_OPTS(opt_state, "control.socket=none", "supervisor.keep_runs=1"),
+            RUN_CMD(MVTEST));
         run_init(&b, "ok 1\n");
         run_start(&b, beside, NULL);
         ck_assert_int_eq(run_finish(&b), 0);
@@ -387,8 +388,9 @@ static void resize(const char *mnt, const char *size)
 START_TEST(a_full_disk_leaves_whole_lines_and_resume_finishes)
 {
     enum { N = 600 };
-    const char *args[] = {
-        "run", "-o", "supervisor.workers=2", "-o", "tasks.results_retry=1s", "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "tasks.results_retry=1s"), RUN_CMD(MVTEST));
     const char *again[] = {"run", "--resume", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
     char *tasks = repeat_line("ok", N), mnt[128], *text;
     struct stat st;
@@ -430,8 +432,9 @@ END_TEST
 START_TEST(a_full_disk_that_recovers_loses_nothing)
 {
     enum { N = 600 };
-    const char *args[] = {
-        "run", "-o", "supervisor.workers=2", "-o", "tasks.results_retry=30s", "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "tasks.results_retry=30s"), RUN_CMD(MVTEST));
     char *tasks = repeat_line("ok", N), mnt[128], *line;
     mvrun_t r;
 

@@ -266,8 +266,9 @@ START_TEST(sigkill_at_several_points_then_resume_runs_every_task_once)
         {"event=recycle ", 12}, {"event=recycle ", 30}, {"event=resume ", 1},
         {"event=exit ", 9},     {"event=spawn ", 20},   {NULL, 0},
     };
-    const char *first[] = {"run",  "-o", "supervisor.workers=2", "-o", "limits.max_tasks=5", "--",
-                           MVTEST, NULL};
+    mvargs_t first_av;
+    const char *const *first = run_argv(
+        &first_av, RUN_OPTS("supervisor.workers=2", "limits.max_tasks=5"), RUN_CMD(MVTEST));
     const char *again[] = {"run", "--resume",           "-o", "supervisor.workers=2",
                            "-o",  "limits.max_tasks=5", "--", MVTEST,
                            NULL};

@@ -480,18 +480,10 @@ END_TEST
 START_TEST(begin_end_misuse_is_a_protocol_error)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "control.socket=none",
-                          "-o",
-                          "worker.crash_limit=0",
-                          "--",
-                          MVTEST,
-                          "--service",
-                          "begin a; alloc 1; end 0; rawend 99",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "control.socket=none", "worker.crash_limit=0"),
+        RUN_CMD(MVTEST, "--service", "begin a; alloc 1; end 0; rawend 99"));
 
     run_init(&r, NULL);
     r.service = true;
@@ -563,16 +555,10 @@ START_TEST(socket_activation_sockets_are_passed_on)
     char listen[64], url[96], body[256];
     int port = free_port();
     const char *wrap[] = {"systemd-socket-activate", "-l", listen, "--fdname=web", NULL};
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "control.socket=none",
-                          "-o",
-                          "service.listen=127.0.0.1:1",
-                          "--",
-                          HTTP,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=2", "control.socket=none", "service.listen=127.0.0.1:1"),
+        RUN_CMD(HTTP));
     char *line;
 
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);

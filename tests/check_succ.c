@@ -97,20 +97,11 @@ static int results_of(const mvrun_t *r, int pid)
  * decided) and runs the next two, in the slot's cgroup, with its own per-task figures. */
 START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=2",
-                          "-o",
-                          "worker.template=yes",
-                          "-o",
-                          "log.level=debug",
-                          "-o",
-                          ON,
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "limits.max_tasks=2",
+                                                "worker.template=yes", "log.level=debug", ON),
+                                       RUN_CMD(MVTEST));
     int first, succ;
     const char *taken, *drain;
     char *text;
@@ -172,20 +163,11 @@ END_TEST
  * not reached), and the slot's next worker is started the ordinary way; no task is lost. */
 START_TEST(a_successor_that_dies_while_waiting_is_no_crash)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "worker.crash_limit=1",
-                          "-o",
-                          "worker.template=yes",
-                          "-o",
-                          ON,
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1",
+                                                "worker.crash_limit=1", "worker.template=yes", ON),
+                                       RUN_CMD(MVTEST));
     int first, succ;
     mvrun_t r;
 
@@ -208,9 +190,9 @@ END_TEST
  * and run nothing; the held tasks finish; nothing runs twice. */
 START_TEST(a_stop_while_successors_wait_runs_nothing_on_them)
 {
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "-o", ON, "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", ON), RUN_CMD(MVTEST));
     int first, succ;
     mvrun_t r;
 
@@ -232,9 +214,9 @@ END_TEST
  * slot's next worker starts with the new configuration; every task runs once. */
 START_TEST(a_reload_retires_the_waiting_successor)
 {
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "-o", ON, "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", ON), RUN_CMD(MVTEST));
     char sock[160], *out = NULL;
     int first, succ;
     mvrun_t r;
@@ -259,18 +241,10 @@ END_TEST
  * template. */
 START_TEST(a_successor_outlives_its_template)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "worker.template=yes",
-                          "-o",
-                          ON,
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", "worker.template=yes", ON),
+        RUN_CMD(MVTEST));
     int first, succ, tp;
     mvrun_t r;
 
@@ -294,16 +268,10 @@ END_TEST
  * configuration error. */
 START_TEST(successors_are_off_by_default_and_bad_values_are_errors)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "log.level=debug",
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", "log.level=debug"),
+                 RUN_CMD(MVTEST));
     char *out = NULL;
     mvrun_t r;
 

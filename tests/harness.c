@@ -319,6 +319,25 @@ int run_ctl(const char *cmd, const char *sock)
     return code;
 }
 
+const char *const *run_argv(mvargs_t *a, const char *const *opts, const char *const *cmd)
+{
+    size_t n = 0, max = sizeof a->v / sizeof a->v[0] - 1;
+
+    a->v[n++] = "run";
+    for (; *opts; opts++) {
+        ck_assert_uint_lt(n + 2, max);
+        a->v[n++] = "-o";
+        a->v[n++] = *opts;
+    }
+    a->v[n++] = "--";
+    for (; *cmd; cmd++) {
+        ck_assert_uint_lt(n, max);
+        a->v[n++] = *cmd;
+    }
+    a->v[n] = NULL;
+    return a->v;
+}
+
 char *run_ask(const mvrun_t *r, const char *cmd, bool json)
 {
     char sock[PATH_MAX], *out = NULL;

@@ -83,6 +83,14 @@ int run_ctl(const char *cmd, const char *sock);
 char *run_ask(const mvrun_t *r, const char *cmd, bool json);
 /* The `status --json` reply of the running r (json_decref it). */
 json_t *run_status(const mvrun_t *r);
+/* The argv of `memvisor run -o OPTS... -- CMD...` (both NULL-terminated, e.g. RUN_OPTS and
+ * RUN_CMD), built in a. */
+typedef struct mvargs {
+    const char *v[64];
+} mvargs_t;
+const char *const *run_argv(mvargs_t *a, const char *const *opts, const char *const *cmd);
+#define RUN_OPTS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define RUN_CMD(...)  ((const char *const[]){__VA_ARGS__, NULL})
 /* Shorthand: init, start, finish. */
 int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
 /* Counts log lines containing `needle`. */
