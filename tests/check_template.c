@@ -573,21 +573,12 @@ END_TEST
 START_TEST(forks_go_with_memvisors_fds_when_nothing_is_queued)
 {
     mvrun_t r;
+    mvargs_t a;
     char *tasks = repeat_line("ok", 30);
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.max_tasks=1",
-                          "-o",
-                          "recycle.max_concurrent=2",
-                          "-o",
-                          "log.level=debug",
-                          "-o",
-                          T,
-                          "--",
-                          MVTEST,
-                          NULL};
+    const char *const *args = run_argv(&a,
+                                       RUN_OPTS("supervisor.workers=2", "limits.max_tasks=1",
+                                                "recycle.max_concurrent=2", "log.level=debug", T),
+                                       RUN_CMD(MVTEST));
     int direct, copied;
     long long fds;
 
