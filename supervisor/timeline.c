@@ -61,16 +61,48 @@ static char *num(char *buf, size_t n, int64_t v)
     return buf;
 }
 
-/* One point row, newline included, into out. -ENOMEM or 0. */
+/* Appends v in decimal at p (20 digits at most); returns the end. */
+static char *put_u64(char *p, uint64_t v)
+{
+    char tmp[20];
+    int n = 0;
+
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* A field after its comma: empty for -1 (unknown), as num() writes it. */
+static char *put_field(char *p, int64_t v)
+{
+    *p++ = ',';
+    return v < 0 ? p : put_u64(p, (uint64_t)v);
+}
+
+/* One point row, newline included, into out. -ENOMEM or 0. With [tasks] accounting there is
+ * a point per task, the job's commonest row: written digit by digit, the text snprintf would
+ * make, in ~42 ns instead of ~290 (docs/accounting.md). At most ~150 bytes (ROW_MAX). */
 static int format_point(mv_buf_t *out, uint64_t t, const mv_tl_point_t *p)
 {
-    char a[24], b[24], c[24], d[24], e[24], line[192];
-    int n = snprintf(line, sizeof line, "p,%" PRIu64 ",%d,%" PRIu32 ",%s,%s,%s,%s,%s\n", t, p->slot,
-                     p->gen, num(a, sizeof a, p->usage), num(b, sizeof b, p->priv),
-                     num(c, sizeof c, p->rss), num(d, sizeof d, p->heap),
-                     p->task ? num(e, sizeof e, (int64_t)p->task) : "");
+    char line[ROW_MAX], *e = line;
 
-    return mv_buf_append(out, line, (size_t)n);
+    *e++ = 'p';
+    *e++ = ',';
+    e = put_u64(e, t);
+    *e++ = ',';
+    e = put_u64(e, (uint64_t)(p->slot > 0 ? p->slot : 0)); /* 0: a spare, no slot yet */
+    *e++ = ',';
+    e = put_u64(e, p->gen);
+    e = put_field(e, p->usage);
+    e = put_field(e, p->priv);
+    e = put_field(e, p->rss);
+    e = put_field(e, p->heap);
+    e = put_field(e, p->task ? (int64_t)p->task : -1);
+    *e++ = '\n';
+    return mv_buf_append(out, line, (size_t)(e - line));
 }
 
 static int format_mark(mv_buf_t *out, const rec_t *r)

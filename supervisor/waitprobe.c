@@ -323,3 +323,10 @@ void mv_waitprobe_close(mv_waitprobe_t *p)
     close_threads(p);
     mv_waitprobe_init(p);
 }
+
+uint64_t mv_waitprobe_held_delay_ns(uint64_t age_ns)
+{
+    if (age_ns >= MV_PROBE_HELD_FINE_NS)
+        return MV_PROBE_HELD_SLOW_NS;
+    return age_ns / 2 > MV_PROBE_HELD_STEP_NS ? age_ns / 2 : MV_PROBE_HELD_STEP_NS;
+}

@@ -31,6 +31,7 @@
 #define MV_WAITPROBE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #define MV_PROBE_THREADS      8  /* threads of the worker looked at (the first ones: main first) */
@@ -38,6 +39,11 @@
 #define MV_PROBE_SERVER_LOOKS 3  /* ...and a none worker */
 #define MV_PROBE_DEPTH        4  /* wrappers followed down to their child */
 #define MV_PROBE_RELIST       16 /* looks between listings of its threads when none came */
+/* A held answer (a lines worker in lock-step, worker_look.c) is looked at again this soon... */
+#define MV_PROBE_HELD_STEP_NS 20000ULL
+/* ...then half its age later, while it is younger than this; then every millisecond. */
+#define MV_PROBE_HELD_FINE_NS 2000000ULL
+#define MV_PROBE_HELD_SLOW_NS 1000000ULL
 
 /* One thread's system call, parsed. */
 typedef enum mv_sc_state {
@@ -97,5 +103,12 @@ bool mv_waitprobe_has_socket(const mv_waitprobe_t *p, int first_fd);
  * again. 1, 0, or -errno. */
 int mv_waitprobe_back_on_stdin(mv_waitprobe_t *p);
 void mv_waitprobe_close(mv_waitprobe_t *p);
+
+/* How long to wait before the next look at an answer held for `age_ns` until its worker is
+ * back on its stdin: MV_PROBE_HELD_STEP_NS at first, then half its age (a worker that is not
+ * back at once is busy: looks grow rarer), MV_PROBE_HELD_SLOW_NS from MV_PROBE_HELD_FINE_NS
+ * on. The caller sleeps in between, never spins: a worker that shares the supervisor's CPU
+ * gets back to its stdin only while the supervisor is off that CPU. */
+uint64_t mv_waitprobe_held_delay_ns(uint64_t age_ns);
 
 #endif

@@ -29,6 +29,11 @@ static void part_closed(mv_worker_t *w)
         w->ev->on_closed(w);
 }
 
+void mv_worker_part_closed(mv_worker_t *w)
+{
+    part_closed(w);
+}
+
 static void handle_closed_cb(uv_handle_t *h)
 {
     part_closed(h->data);
@@ -58,7 +63,7 @@ void mv_worker_close(mv_worker_t *w)
     mv_waitprobe_close(&w->probe);
     w->probe_ok = false;
     uv_close((uv_handle_t *)&w->look, handle_closed_cb);
-    uv_close((uv_handle_t *)&w->spin, handle_closed_cb);
+    mv_wlook_close(w);
     if (w->notify_open) {
         w->notify_open = false;
         uv_close((uv_handle_t *)&w->notify, handle_closed_cb);
@@ -784,7 +789,9 @@ static void log_exit(mv_worker_t *w, bool failed)
            MV_I("tasks", w->tasks_done), MV_I("peak", w->mem.peak),
            MV_I("age_ms", (long long)(mv_now_ms() - w->spawned_ms)),
            MV_I("startup_mem", w->ready ? w->startup : -1),
-           MV_I("startup_ms", w->ready ? (long long)w->startup_ms : -1));
+           MV_I("startup_ms", w->ready ? (long long)w->startup_ms : -1),
+           MV_I("held", w->held.count), MV_I("held_looks", w->held.looks),
+           MV_I("held_slow", w->held.slow));
     /* An api worker that failed without a HELLO (a crash at start, or one that does not speak
      * the protocol: exiting 0 ends the run with the same hint, pool.c). */
     if (failed && w->reason != MV_R_NO_HELLO && w->o.cfg->worker.protocol == MV_PROTO_API &&
@@ -861,8 +868,7 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
     w->timer.data = w;
     uv_timer_init(o->loop, &w->look);
     w->look.data = w;
-    uv_idle_init(o->loop, &w->spin);
-    w->spin.data = w;
+    w->fine_fd = -1;
     mv_waitprobe_init(&w->probe);
     w->startup = -1;
     mv_chan_init(&w->chan, o->loop,
@@ -870,6 +876,6 @@ mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
                                    o->cfg->worker.fail_prefix, o->service},
                  &chan_events, w);
     mv_proc_init(&w->proc, &proc_events, w);
-    w->open = 5; /* the two timers, the idle handle, the channel and the process */
+    w->open = 4; /* the two timers, the channel and the process (and `fine` once opened) */
     return w;
 }

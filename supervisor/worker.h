@@ -167,7 +167,10 @@ typedef struct mv_held {
     bool held;
     bool ok;
     mv_buf_t payload;
-    uint64_t at_ns; /* when it arrived */
+    uint64_t at_ns;  /* when it arrived */
+    long long count; /* answers held over its life (exit event: held)... */
+    long long looks; /* ...looks at them (held_looks)... */
+    long long slow;  /* ...of which at a millisecond or more old (held_slow) */
 } mv_held_t;
 
 struct mv_worker {
@@ -226,7 +229,8 @@ struct mv_worker {
     mv_waitprobe_t probe;
     bool probe_ok;   /* its system calls can be looked at */
     uv_timer_t look; /* the next look */
-    uv_idle_t spin;  /* ...or on the loop's next pass (a held answer's first LOOK_SPIN_NS) */
+    uv_poll_t fine;  /* ...or on `fine_fd`, a timerfd (microseconds: a held answer's looks) */
+    int fine_fd;     /* -1 until its first held answer */
     unsigned looks;
     mv_held_t held;
     mv_reading_t end_reading; /* service: the reading at the latest END, the next "before" */

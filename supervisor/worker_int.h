@@ -22,6 +22,9 @@ void mv_worker_became_ready(mv_worker_t *w);
 void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kind_len,
                         const void *payload, size_t n, uint64_t since_ns);
 
+/* One of its handles or parts is closed (mv_worker_close counts them down). */
+void mv_worker_part_closed(mv_worker_t *w);
+
 /* worker_start.c: the process module's events of a start (proc.h). */
 void mv_worker_proc_started(void *owner);
 void mv_worker_proc_failed(void *owner, int err, bool retry);
@@ -36,6 +39,8 @@ void mv_wlook_assume_ready(mv_worker_t *w, const char *why);
 void mv_wlook_hold(mv_worker_t *w, bool ok, const void *payload, size_t n);
 /* Releases a held answer (nothing more can come for it); a no-op when none is held. */
 void mv_wlook_release(mv_worker_t *w, uint64_t since_ns);
+/* Closes what looking took (mv_worker_close). */
+void mv_wlook_close(mv_worker_t *w);
 /* A line that is no answer: a protocol error that says what to do. */
 void mv_wlook_stray(mv_worker_t *w, const char *when);
 

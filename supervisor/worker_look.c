@@ -1,15 +1,21 @@
 /*
  * worker_look: what a lines or none worker waits for (waitprobe.h), part of the worker module
  * (worker.h): when it is ready, and, for a lines worker in lock-step, when its answer is
- * certain. Looks are taken on the worker's `look` timer: every millisecond while it starts
- * (every 10 ms after 200 looks); while an answer is held, on every pass of the loop (the
- * `spin` idle handle) for the first LOOK_SPIN_NS after it came (a worker is back on its stdin
- * microseconds after it wrote its answer: a millisecond's wait would cap lock-step at ~1,000 tasks
- * a second), then every millisecond.
+ * certain. Looks while it starts are taken on the worker's `look` timer: every millisecond
+ * (every 10 ms after 200 looks). Looks at a held answer are taken at once, then on `fine`, a
+ * timerfd: microseconds apart at first (mv_waitprobe_held_delay_ns), every millisecond once
+ * the answer is MV_PROBE_HELD_FINE_NS old. A worker is back on its stdin tens of microseconds
+ * after its answer, given a CPU: a millisecond timer capped lock-step at ~1,000 tasks a second.
+ * The supervisor sleeps between looks rather than spin on the loop: a spin kept a worker that
+ * shared its CPU off it until the spin gave up, so every task waited for the millisecond
+ * timer (1 run in 7 of bench/w1 lines lock-step ran ~10x slower), and a CPU kept busy made
+ * the scheduler put both workers on the other one.
  */
 #include "worker_int.h"
 
 #include <errno.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +31,7 @@ void mv_wlook_hold(mv_worker_t *w, bool ok, const void *payload, size_t n)
     w->held.held = true;
     w->held.ok = ok;
     w->held.at_ns = w->chan.rx_ns;
+    w->held.count++;
     w->looks = 0;
     settle(w);
 }
@@ -36,7 +43,6 @@ void mv_wlook_release(mv_worker_t *w, uint64_t since_ns)
         return;
     w->held.held = false;
     uv_timer_stop(&w->look);
-    uv_idle_stop(&w->spin);
     mv_worker_answered(w, w->held.ok, NULL, 0, mv_buf_head(&w->held.payload),
                        mv_buf_unread(&w->held.payload), since_ns);
 }
@@ -51,33 +57,66 @@ void mv_wlook_stray(mv_worker_t *w, const char *when)
              when);
     w->held.held = false;
     uv_timer_stop(&w->look);
-    uv_idle_stop(&w->spin);
     mv_chan_fail(&w->chan, what);
 }
 
 #define LOOK_FAST_MS    1   /* between looks while it starts... */
 #define LOOK_FAST_LOOKS 200 /* ...for the first looks, then: */
 #define LOOK_SLOW_MS    10
-#define LOOK_SPIN_NS    300000 /* a held answer: looked at on every loop pass this long */
 
 static void look_cb(uv_timer_t *t);
-static void spin_cb(uv_idle_t *h);
+static void fine_cb(uv_poll_t *h, int status, int events);
+static void fine_closed_cb(uv_handle_t *h);
+
+/* The `fine` timer, opened at the first held answer and polled from then on: it fires only
+ * when armed, and a late firing (the answer went another way) is one look too many. 0 or
+ * -errno (then the `look` timer). */
+static int fine_open(mv_worker_t *w)
+{
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+    if (fd < 0)
+        return -errno;
+    if (uv_poll_init(w->o.loop, &w->fine, fd) < 0) {
+        close(fd);
+        return -ENOMEM;
+    }
+    w->fine.data = w;
+    w->fine_fd = fd;
+    w->open++;
+    uv_poll_start(&w->fine, UV_READABLE, fine_cb);
+    return 0;
+}
+
+/* The next look at a held answer, `ns` from now. 0 or -errno. */
+static int fine_start(mv_worker_t *w, uint64_t ns)
+{
+    struct itimerspec at = {.it_value = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)}};
+
+    if (w->fine_fd < 0 && fine_open(w) < 0)
+        return -ENOTSUP;
+    return timerfd_settime(w->fine_fd, 0, &at, NULL) < 0 ? -errno : 0;
+}
+
+void mv_wlook_close(mv_worker_t *w)
+{
+    if (w->fine_fd >= 0)
+        uv_close((uv_handle_t *)&w->fine, fine_closed_cb);
+}
 
 void mv_wlook_later(mv_worker_t *w)
 {
-    uint64_t ms = w->held.held                 ? LOOK_FAST_MS
-                  : w->looks < LOOK_FAST_LOOKS ? LOOK_FAST_MS
-                                               : LOOK_SLOW_MS;
+    uint64_t ns;
 
     w->looks++;
-    /* An idle handle runs once per pass of the loop, which then polls without blocking. Not
-     * a 0 ms timer: libuv before 1.48 runs a timer restarted from its own callback again in
-     * the same pass, against the same clock (libuv#4245), and no I/O would be read. */
-    if (w->held.held && uv_hrtime() - w->held.at_ns < LOOK_SPIN_NS) {
-        uv_idle_start(&w->spin, spin_cb);
+    if (!w->held.held) {
+        uv_timer_start(&w->look, look_cb, w->looks <= LOOK_FAST_LOOKS ? LOOK_FAST_MS : LOOK_SLOW_MS,
+                       0);
         return;
     }
-    uv_timer_start(&w->look, look_cb, ms, 0);
+    ns = mv_waitprobe_held_delay_ns(uv_hrtime() - w->held.at_ns);
+    if (ns >= MV_PROBE_HELD_SLOW_NS || fine_start(w, ns) < 0)
+        uv_timer_start(&w->look, look_cb, (ns + 999999) / 1000000, 0);
 }
 
 /* It cannot be seen starting: taken as ready now. A lines worker's first task then has no
@@ -123,6 +162,8 @@ static void settle(mv_worker_t *w)
 {
     int r = mv_waitprobe_back_on_stdin(&w->probe);
 
+    w->held.looks++;
+    w->held.slow += uv_hrtime() - w->held.at_ns >= MV_PROBE_HELD_SLOW_NS;
     if (r == 1 && mv_chan_input_pending(&w->chan) == 0) {
         mv_chan_drain(&w->chan);
         mv_wlook_release(w, uv_hrtime()); /* unless drain found a stray line */
@@ -134,11 +175,23 @@ static void settle(mv_worker_t *w)
     }
 }
 
-static void spin_cb(uv_idle_t *h)
+static void fine_closed_cb(uv_handle_t *h)
 {
     mv_worker_t *w = h->data;
 
-    uv_idle_stop(h);
+    close(w->fine_fd);
+    w->fine_fd = -1;
+    mv_worker_part_closed(w);
+}
+
+static void fine_cb(uv_poll_t *h, int status, int events)
+{
+    mv_worker_t *w = h->data;
+    uint64_t expired;
+
+    (void)status, (void)events;
+    if (read(w->fine_fd, &expired, sizeof expired) < 0)
+        return; /* re-armed since it fired */
     if (w->held.held)
         settle(w);
 }

@@ -142,6 +142,35 @@ START_TEST(test_points_and_marks)
 }
 END_TEST
 
+/* Point rows are written digit by digit (a point per task): the text is what printf would
+ * write, at the edges too; a figure below zero (unknown, or a bad one) is an empty field. */
+START_TEST(test_point_rows_at_the_edges)
+{
+    uv_loop_t loop;
+    mv_timeline_t tl;
+    size_t np;
+    char **pr;
+
+    uv_loop_init(&loop);
+    ck_assert_int_eq(mv_timeline_open(&tl, &loop, tmp, NULL), 0);
+    mv_timeline_point(&tl, &(mv_tl_point_t){0, 0, 0, 0, 0, 0, 0});
+    mv_timeline_point(&tl, &(mv_tl_point_t){64, UINT32_MAX, INT64_MAX, 9, 10, 123456789012LL,
+                                            (uint64_t)INT64_MAX});
+    mv_timeline_point(&tl, &(mv_tl_point_t){3, 1, -5, INT64_MIN, -1, -2, 1});
+    close_all(&tl, &loop);
+    ck_assert_int_eq(tl.error, 0);
+    pr = rows('p', &np);
+    ck_assert_uint_eq(np, 3);
+    ck_assert_msg(strstr(pr[0], ",0,0,0,0,0,0,") != NULL && field(pr[0], 0) >= 0, "%s", pr[0]);
+    ck_assert_msg(strstr(pr[1], ",64,4294967295,9223372036854775807,9,10,123456789012,"
+                                "9223372036854775807") != NULL,
+                  "%s", pr[1]);
+    ck_assert_msg(strstr(pr[2], ",3,1,,,,,1") != NULL, "%s", pr[2]);
+    free_rows(pr, np);
+    mv_timeline_free(&tl);
+}
+END_TEST
+
 /* A long feed in small batches, the loop run between them: a small bound holds, nothing that
  * must stay is lost. */
 START_TEST(test_bound_keeps_marks_first_and_recent)
@@ -440,6 +469,7 @@ Suite *timeline_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_points_and_marks);
+    tcase_add_test(tc, test_point_rows_at_the_edges);
     tcase_add_test(tc, test_bound_keeps_marks_first_and_recent);
     tcase_add_test(tc, test_backlog_drops_points_not_marks);
     tcase_add_test(tc, test_buffers_stay_small_and_shrink_after_a_burst);

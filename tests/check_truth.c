@@ -22,6 +22,7 @@
  * worker that dies at once), and the waitprobe that tells when a lines worker is ready.
  */
 #include <check.h>
+#include <sched.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -634,6 +635,102 @@ START_TEST(probe_sees_stdin_idle_and_through_a_wrapper)
 }
 END_TEST
 
+/* ---- held answers: looked at asleep ---- */
+
+/* The schedule of looks at a held answer: 20 us apart, then half its age, then every ms; at
+ * most 10 looks before it is a millisecond old, whatever the delays on the way. */
+START_TEST(held_answer_looks_grow_rarer)
+{
+    uint64_t age = 0;
+    int fast = 0;
+
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(0), MV_PROBE_HELD_STEP_NS);
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(30000), MV_PROBE_HELD_STEP_NS);
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(300000), 150000);
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(MV_PROBE_HELD_FINE_NS - 2), 999999);
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(MV_PROBE_HELD_FINE_NS), MV_PROBE_HELD_SLOW_NS);
+    ck_assert_uint_eq(mv_waitprobe_held_delay_ns(UINT64_MAX), MV_PROBE_HELD_SLOW_NS);
+    for (; age < MV_PROBE_HELD_SLOW_NS; age += mv_waitprobe_held_delay_ns(age))
+        fast++;
+    ck_assert_int_eq(fast, 10);
+}
+END_TEST
+
+/* Sums field `key` over the exit events of the log. */
+static long long exit_sum(const mvrun_t *r, const char *key)
+{
+    char needle[32];
+    long long sum = 0;
+    const char *p = r->log, *end, *f;
+
+    snprintf(needle, sizeof needle, " %s=", key);
+    while ((p = strstr(p, "event=exit "))) {
+        end = strchr(p, '\n');
+        f = strstr(p, needle);
+        if (f && (!end || f < end))
+            sum += atoll(f + strlen(needle));
+        p += 11;
+    }
+    return sum;
+}
+
+/* A lines worker that is not back on its stdin for 2 ms after each answer (it sleeps), with
+ * memvisor, its worker and everything on one CPU: every answer is held until the worker reads
+ * again, and the supervisor sleeps between its looks. It used to look on every pass of its
+ * loop for 300 us (dozens of looks per answer, its CPU kept from a worker that shared it),
+ * then every millisecond. Now: at most 10 looks before the answer is 1 ms old (the schedule
+ * above; later delays only make fewer), and each answer still its own task's. */
+START_TEST(held_answers_are_awaited_asleep)
+{
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.protocol=lines",
+                          "--",
+                          "python3",
+                          "-c",
+                          "import sys, time\n"
+                          "for line in sys.stdin:\n"
+                          "    print('got ' + line.strip(), flush=True)\n"
+                          "    time.sleep(0.002)\n",
+                          NULL};
+    char *tasks = malloc(64 * 8), *p = tasks;
+    cpu_set_t was, one;
+    long long held, looks, slow;
+    mvrun_t r;
+
+    for (int i = 1; i <= 30; i++)
+        p += sprintf(p, "t%d\n", i);
+    ck_assert_int_eq(sched_getaffinity(0, sizeof was, &was), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &was)) {
+            CPU_SET(c, &one); /* the first CPU this test may use */
+            break;
+        }
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof was, &was), 0);
+    free(tasks);
+    run_assert_once(&r, 30, NULL);
+    for (size_t id = 1; id <= 30; id++) {
+        char want[16];
+
+        snprintf(want, sizeof want, "got t%zu", id);
+        ck_assert_str_eq(jstr(run_result(&r, id), "result"), want);
+    }
+    held = exit_sum(&r, "held");
+    looks = exit_sum(&r, "held_looks");
+    slow = exit_sum(&r, "held_slow");
+    ck_assert_int_eq(held, 30);
+    ck_assert_msg(slow >= held, "held %lld, slow %lld: the worker sleeps 2 ms", held, slow);
+    ck_assert_msg(looks - slow <= 10 * held, "held %lld, looks %lld of which %lld at 1 ms+", held,
+                  looks, slow);
+    run_free(&r);
+}
+END_TEST
+
 Suite *truth_suite(void)
 {
     Suite *s = suite_create("truth");
@@ -651,6 +748,12 @@ Suite *truth_suite(void)
     tc = tcase_create("waitprobe");
     tcase_add_test(tc, syscall_lines_parse);
     tcase_add_test(tc, probe_sees_stdin_idle_and_through_a_wrapper);
+    tcase_add_test(tc, held_answer_looks_grow_rarer);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("held_answers");
+    tcase_set_timeout(tc, 60); /* one CPU for everything: slow when the machine is busy */
+    tcase_add_test(tc, held_answers_are_awaited_asleep);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("lines_safety");
