@@ -15,8 +15,9 @@ default: on v1 a slot's cgroup is reused for its next worker, docs/recycling.md;
 off` shows memvisor without them, as the peer runs), every other setting at its default
 (per-task accounting and leak detection on). The same with `[recycle] successor = yes` (each
 slot's next worker started at its worker's last task), and the exec'd worker without a
-template, are shown too; `--also` adds rows. Times are wall clock from start to exit, start-up included
-(what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
+template, are shown too; `--also` adds rows, and `--against BUILD` a row of another build's
+memvisor (an A/B of two builds in one run). Times are wall clock from start to exit, start-up
+included (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
 Targets (DESIGN §9): C >= 2x, Python >= 10x.
 
@@ -94,6 +95,9 @@ def main():
     ap.add_argument("--also", action="append", default=[], metavar="KEY=VALUE",
                     help="one more memvisor row, the template one with these options too "
                     "(comma-separated, e.g. recycle.spares=2,recycle.successor=no); repeatable")
+    ap.add_argument("--against", metavar="BUILD",
+                    help="one more row: the template one with another build's memvisor and "
+                    "bench/fork_task (an A/B of two builds raced in one run)")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     tmp = tempfile.mkdtemp(prefix="memvisor-bench-fork-")
@@ -125,6 +129,12 @@ def main():
                   lambda o=o: memvisor(tmp, build, tasks, args.tasks, prog, cgroup=args.cgroup,
                                        extra=o.split(",")))
                  for o in args.also]
+            if args.against:
+                other = os.path.abspath(args.against)
+                oprog = [os.path.join(other, "bench", "fork_task")] if name == "C" else prog
+                cases.append((f"memvisor, template, build {args.against}",
+                              lambda other=other, oprog=oprog: memvisor(
+                                  tmp, other, tasks, args.tasks, oprog, cgroup=args.cgroup)))
             took = {c: [] for c, _ in cases}
             for i in range(args.runs):
                 for case, run in cases:

@@ -106,6 +106,7 @@ const mv_reading_t *mv_template_read(mv_template_t *t)
     }
     t->last = r;
     t->have = true;
+    t->read_ns = uv_hrtime();
     t->peak = MV_MAX(t->peak, MV_MAX(r.usage, r.peak));
     return &t->last;
 }
@@ -233,6 +234,63 @@ void mv_template_send(mv_template_t *t, mv_freq_t *r)
     arm(t);
 }
 
+/*
+ * A FORK sent at once with the caller's own fds: the kernel takes its references to them in
+ * the sendmsg, so no copies are made (three fcntl and three close a worker). Only when
+ * nothing waits to be sent before it (the stream stays in order) and the first byte goes now
+ * (the fds go with it); the rest of a short write is queued as any message. false: nothing
+ * was sent or queued, the fds are untouched, and the caller sends it the ordinary way.
+ */
+bool mv_template_send_now(mv_template_t *t, mv_freq_t *r, const int *fds, int nfds)
+{
+    uint8_t msg[MVW_HEADER_SIZE + sizeof r->body];
+    union {
+        char b[CMSG_SPACE(sizeof r->fds)];
+        struct cmsghdr align;
+    } cm;
+    struct iovec iov = {msg, sizeof msg};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b};
+    struct cmsghdr *c;
+    mv_freq_t **pp = &t->sent;
+    ssize_t n;
+
+    if (t->state != MV_T_READY || !t->ctl_open || t->closing || mv_buf_unread(&t->wbuf) > 0 ||
+        t->attach || nfds < 1 || nfds > (int)MV_ARRAY_LEN(r->fds))
+        return false;
+    mvw_put_header(msg, MVW_MSG_FORK, 0, r->id, (uint32_t)sizeof r->body);
+    memcpy(msg + MVW_HEADER_SIZE, &r->body, sizeof r->body);
+    memset(&cm, 0, sizeof cm);
+    mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
+    c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
+    do
+        n = sendmsg(t->ctl[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) /* EAGAIN, or an error the ordinary way meets and reports */
+        return false;
+    if ((size_t)n < sizeof msg && mv_buf_append(&t->wbuf, msg + n, sizeof msg - (size_t)n) < 0) {
+        broken(t, "out of memory for the control channel"); /* the stream is cut: it goes */
+        t->wpos += (uint64_t)n;
+    } else {
+        t->wpos += (uint64_t)n;
+        t->ctl_writable = mv_buf_unread(&t->wbuf) > 0;
+        ctl_watch(t);
+    }
+    while (*pp)
+        pp = &(*pp)->next;
+    r->next = NULL;
+    *pp = r;
+    r->asked_ms = mv_now_ms();
+    r->at = t->wpos - (uint64_t)n;
+    r->nfds = 0;
+    r->fds_sent = r->direct = true;
+    arm(t);
+    return true;
+}
+
 /* ---- the control channel: reading ---- */
 
 static void on_hello(mv_template_t *t, const struct mvw_msg *m)
@@ -291,7 +349,11 @@ static void on_forked(mv_template_t *t, const struct mvw_msg *m)
     t->sent = r->next;
     if (ans.pid > 0)
         t->forks++;
-    mv_template_read(t);
+    /* A fork leaves the template as it was, but for what its own code does before (a
+     * template that grows): read at most every MV_TEMPLATE_READ_MS, not at each of hundreds of
+     * forks a second (three reads); its cgroup's soft-limit notification comes at once. */
+    if (!t->have || uv_hrtime() - t->read_ns >= MV_TEMPLATE_READ_MS * 1000000ull)
+        mv_template_read(t);
     arm(t);
     t->ev->on_forked(t, r, ans.pid, ans.error, (ans.flags & MVW_FORKED_IN_CGROUP) != 0);
 }

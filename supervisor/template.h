@@ -38,6 +38,10 @@
 
 typedef struct mv_template mv_template_t;
 
+/* How old the template's memory reading may be at a FORKED (a read is three system calls,
+ * and a worker per task forks hundreds of times a second). */
+#define MV_TEMPLATE_READ_MS 10
+
 /* One fork request: for whom, and what to send. */
 typedef struct mv_freq {
     mv_proc_t *p; /* the process that waits; NULL: cancelled (a child that comes is killed) */
@@ -49,6 +53,7 @@ typedef struct mv_freq {
     uint64_t queued_ns; /* asked for (uv_hrtime): the fork's latency counts from it */
     uint64_t at;        /* template.c: where its FORK starts in the channel's byte stream */
     bool fds_sent;      /* template.c */
+    bool direct;        /* sent at once with the caller's fds, no copies (mv_template_send_now) */
     struct mv_freq *next;
 } mv_freq_t;
 
@@ -79,7 +84,7 @@ typedef struct mv_tgone {
 typedef struct mv_template_events {
     void (*on_ready)(mv_template_t *t);
     /* The answer to r (the owner's again): a pid (> 0) or err (an errno); in_cgroup: the child
-     * was born in its cgroup. Its memory was read just before. */
+     * was born in its cgroup. Its memory was read at most MV_TEMPLATE_READ_MS before. */
     void (*on_forked)(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_cgroup);
     /* Its cgroup said something (soft limit, OOM): its memory was read anew. */
     void (*on_memory)(mv_template_t *t);
@@ -123,6 +128,7 @@ struct mv_template {
     mv_meter_t meter;
     bool meter_ok, have;
     mv_reading_t last;
+    uint64_t read_ns; /* when `last` was read (uv_hrtime) */
     int64_t peak;
     int64_t at_ready; /* the soft limit's figure when it became ready; -1: not read */
 };
@@ -135,6 +141,10 @@ mv_template_t *mv_template_new(const mv_worker_opts_t *o, uint32_t gen,
 void mv_template_start(mv_template_t *t);
 /* Sends a request (READY only): its answer comes through on_forked, or with on_gone. */
 void mv_template_send(mv_template_t *t, mv_freq_t *r);
+/* Sends r's FORK now with `fds` (the caller's: out_fd, the fds, the cgroup's) when the
+ * channel has nothing queued, without copying them; true when sent (as mv_template_send), false
+ * when nothing was done. */
+bool mv_template_send_now(mv_template_t *t, mv_freq_t *r, const int *fds, int nfds);
 /* Retire: STOP (it answers what it was sent, then exits); SIGKILL after kill_timeout. A
  * template still being prepared is dropped. */
 void mv_template_retire(mv_template_t *t);

@@ -128,6 +128,31 @@ static int dup_in(mv_freq_t *r, int fd)
     return 0;
 }
 
+/* The request sent at once with the caller's fds (mv_template_send_now): nothing queued
+ * before it, the template ready. The flags say which fds go, as for the copies below. */
+static bool send_now(mv_template_t *t, mv_freq_t *r, const mv_fork_spec_t *s)
+{
+    int fds[MV_ARRAY_LEN(r->fds)], n = 0;
+    uint32_t flags = 0;
+
+    fds[n++] = s->out_fd;
+    for (int i = 0; i < s->nfds; i++)
+        fds[n++] = s->fds[i];
+    if (s->cgroup_dir_fd >= 0) {
+        flags |= MVW_FORK_CGROUP_DIR;
+        fds[n++] = s->cgroup_dir_fd;
+    }
+    if (s->cgroup_procs_fd >= 0) {
+        flags |= MVW_FORK_CGROUP_PROCS;
+        fds[n++] = s->cgroup_procs_fd;
+    }
+    r->body.flags |= flags;
+    if (mv_template_send_now(t, r, fds, n))
+        return true;
+    r->body.flags &= ~flags;
+    return false;
+}
+
 static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
 {
     mv_templates_t *ts = self;
@@ -145,6 +170,9 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
     r->id = ++ts->next_id;
     r->body.slot = (uint32_t)s->slot;
     r->body.nfds = (uint32_t)s->nfds;
+    r->queued_ns = uv_hrtime();
+    if (!ts->queue && ts->serving && send_now(ts->serving, r, s))
+        return 0;
     err = dup_in(r, s->out_fd);
     for (int i = 0; err == 0 && i < s->nfds; i++)
         err = dup_in(r, s->fds[i]);
@@ -160,7 +188,6 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
         mv_freq_free(r);
         return err;
     }
-    r->queued_ns = uv_hrtime();
     for (pp = &ts->queue; *pp;)
         pp = &(*pp)->next;
     *pp = r;
@@ -274,7 +301,8 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
 
     mv_debug(ts->o.log, "forked", MV_I("template", t->gen), MV_I("slot", r->body.slot),
              MV_I("pid", pid), MV_I("us", (long long)((uv_hrtime() - r->queued_ns) / 1000)),
-             MV_S("cgroup", in_cgroup ? "born_in" : "joins"));
+             MV_S("cgroup", in_cgroup ? "born_in" : "joins"),
+             MV_S("fds", r->direct ? "direct" : "copied"));
     mv_freq_free(r);
     if (pid > 0) {
         ts->streak = 0;

@@ -566,6 +566,47 @@ START_TEST(status_and_metrics_show_the_template)
 }
 END_TEST
 
+/* A FORK goes with memvisor's own fds when nothing is queued before it (no copies: three
+ * fcntl and three close a worker); requests queued while the template starts or is replaced
+ * take copies. Either way each worker gets exactly its own fds (the same count in every
+ * task, against a leaked or a missing one), and every one is a normal worker. */
+START_TEST(forks_go_with_memvisors_fds_when_nothing_is_queued)
+{
+    mvrun_t r;
+    mvargs_t a;
+    char *tasks = repeat_line("ok", 30);
+    const char *const *args = run_argv(&a,
+                                       RUN_OPTS("supervisor.workers=2", "limits.max_tasks=1",
+                                                "recycle.max_concurrent=2", "log.level=debug", T),
+                                       RUN_CMD(MVTEST));
+    int direct, copied;
+    long long fds;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 30, NULL);
+    direct = run_count(&r, " fds=direct");
+    copied = run_count(&r, " fds=copied");
+    ck_assert_int_ge(direct, 20);
+    ck_assert_int_eq(direct + copied, run_count(&r, "event=forked "));
+    ck_assert_int_eq(run_count(&r, "event=spawn "), run_count(&r, "start=fork"));
+    /* A replacement asked for at the end may be forked and then not needed (an orphan). */
+    ck_assert_int_le(run_count(&r, "event=spawn "), direct + copied);
+    ck_assert_int_ge(run_count(&r, "event=spawn "), 30);
+    fds = jint(run_result(&r, 1), "fds_before");
+    ck_assert_int_gt(fds, 2);
+    for (size_t i = 1; i <= 30; i++) {
+        ck_assert_str_eq(jstr(run_result(&r, i), "status"), "ok");
+        ck_assert_int_eq(jint(run_result(&r, i), "fds_before"), fds);
+    }
+    /* Each exited 0 after its one task (the last with the run's end, not max_tasks). */
+    ck_assert_int_eq(run_count(&r, " status=0 tasks=1 "), 30);
+    ck_assert_int_ge(run_count(&r, " reason=max_tasks status=0 "), 29);
+    ck_assert_int_eq(run_count(&r, "template_protocol_error"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -584,6 +625,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, forked_workers_run_as_the_worker_user);
     tcase_add_test(tc, kill_9_of_memvisor_leaves_no_template_and_no_worker);
     tcase_add_test(tc, status_and_metrics_show_the_template);
+    tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     suite_add_tcase(s, tc);
     return s;
 }
