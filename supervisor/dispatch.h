@@ -4,7 +4,8 @@
  *   - once per loop iteration when kicked (a libuv check handle), one task per worker that takes
  *     tasks, round after round, so tasks spread over workers; then one write per worker;
  *     nothing new starts while the results writer is backlogged or a pause reason holds it
- *     (the host's memory: mv_dispatch_pause);
+ *     (the host's memory: mv_dispatch_pause); a lock-step worker that answered is sent its
+ *     next task at once (mv_dispatch_eager) rather than waiting for the pass;
  *   - an answer becomes a result line with its memory figures and times (one written
  *     definition each: docs/run-files.md; `started` is stamped here as a task is sent,
  *     `ended` as its answer arrives) and attempt record;
