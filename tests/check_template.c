@@ -89,9 +89,9 @@ START_TEST(forked_workers_exit_with_their_exact_status)
 {
     mvrun_t r;
     const char *tasks = "ok\nexit 3\ncrash\ncgroup\nok\n";
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=2", "-o", "tasks.max_attempts=1", "-o", T, "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "tasks.max_attempts=1", T), RUN_CMD(MVTEST));
     json_t *why;
     pid_t tp;
 
@@ -137,18 +137,11 @@ END_TEST
 START_TEST(forked_workers_keep_their_status_with_a_subreaper)
 {
     mvrun_t r;
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "-o",
-                          "supervisor.subreaper=yes",
-                          "-o",
-                          T,
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=2", "tasks.max_attempts=1", "supervisor.subreaper=yes", T),
+        RUN_CMD(MVTEST));
     json_t *why;
 
     ck_assert_int_eq(run_batch(&r, "exit 5\ncrash\nok\nexit 6\nok\n", args), 1);
@@ -170,18 +163,10 @@ START_TEST(the_hard_limit_kills_a_forked_worker_and_only_it)
 {
     mvrun_t r;
     const char *tasks = "ok\nalloc 200\nok\nok\nok\n";
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "limits.memory_hard=48M",
-                          "-o",
-                          "tasks.max_attempts=2",
-                          "-o",
-                          T,
-                          "--",
-                          MVTEST,
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.memory_hard=48M", "tasks.max_attempts=2", T),
+        RUN_CMD(MVTEST));
     json_t *j, *a;
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 1);
@@ -220,8 +205,9 @@ START_TEST(per_task_figures_of_a_forked_worker_match_its_own)
     mvrun_t r;
     const char *tasks = "selfmem 8\nselfmem 8\nselfmem 4\n";
     /* The template keeps 16 MiB (touched) before mvw_open: its workers map those pages. */
-    const char *args[] = {"run", "-o",   "supervisor.workers=1", "-o", T,
-                          "--",  MVTEST, "--alloc-at-start",     "16", NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av, RUN_OPTS("supervisor.workers=1", T),
+                                       RUN_CMD(MVTEST, "--alloc-at-start", "16"));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 3, NULL);
@@ -267,22 +253,11 @@ START_TEST(a_template_over_the_soft_limit_from_its_start_is_kept)
     /* 40 MiB at start, soft 32M: the template is over it before it forks anything, and its
      * workers map those 40 MiB. Neither is recycled for it: a new template would be as big,
      * and the pages are not the workers'. */
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "limits.memory_soft=32M",
-                          "-o",
-                          "limits.memory_hard=256M",
-                          "-o",
-                          "limits.max_tasks=4",
-                          "-o",
-                          T,
-                          "--",
-                          MVTEST,
-                          "--alloc-at-start",
-                          "40",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.memory_soft=32M",
+                                                "limits.memory_hard=256M", "limits.max_tasks=4", T),
+                                       RUN_CMD(MVTEST, "--alloc-at-start", "40"));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 20, NULL);
@@ -300,18 +275,10 @@ START_TEST(a_template_that_crashes_at_start_falls_back_to_exec)
     mvrun_t r;
     char *tasks = repeat_line("ok", 10);
     /* It aborts before mvw_open only as the template (MEMVISOR_SLOT=0). */
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=2",
-                          "-o",
-                          "worker.backoff_min=5ms",
-                          "-o",
-                          T,
-                          "--",
-                          MVTEST,
-                          "--crash-at-start-slot",
-                          "0",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "worker.backoff_min=5ms", T),
+                 RUN_CMD(MVTEST, "--crash-at-start-slot", "0"));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 10, NULL);
@@ -332,8 +299,9 @@ END_TEST
 START_TEST(a_template_fatal_exit_ends_the_run)
 {
     mvrun_t r;
-    const char *args[] = {"run",     "-o", "supervisor.workers=2", "-o", T, "--", MVTEST,
-                          "--fatal", NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", T), RUN_CMD(MVTEST, "--fatal"));
 
     ck_assert_int_ne(run_batch(&r, "ok\nok\n", args), 0);
     ck_assert_int_eq(run_count(&r, "event=fatal_exit template=1"), 1);
@@ -348,9 +316,9 @@ START_TEST(a_template_killed_later_is_replaced_and_its_workers_live_on)
 {
     mvrun_t r;
     const char *tasks = "ok\nsay busy sleep 500\nok\nok\nok\nok\n";
-    const char *args[] = {
-        "run",  "-o", "supervisor.workers=2", "-o", "limits.max_tasks=1", "-o", T, "--",
-        MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "limits.max_tasks=1", T), RUN_CMD(MVTEST));
     char *line;
     pid_t tp, busy;
     json_t *j;
@@ -497,7 +465,8 @@ END_TEST
 START_TEST(kill_9_of_memvisor_leaves_no_template_and_no_worker)
 {
     mvrun_t r;
-    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", T, "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av, RUN_OPTS("supervisor.workers=2", T), RUN_CMD(MVTEST));
     pid_t tp, w[2];
     char *line;
 
@@ -521,7 +490,8 @@ END_TEST
 START_TEST(status_and_metrics_show_the_template)
 {
     mvrun_t r, c;
-    const char *args[] = {"run", "-o", "supervisor.workers=2", "-o", T, "--", MVTEST, NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av, RUN_OPTS("supervisor.workers=2", T), RUN_CMD(MVTEST));
     char sock[160];
     const char *ctl[] = {"status", "--json", "--socket", sock, NULL};
     json_error_t je;

@@ -357,22 +357,12 @@ END_TEST
  * at crash_limit with the reason (not a shifted answer for every task). */
 START_TEST(a_line_before_any_task_ends_in_crash_limit)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "worker.crash_limit=3",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "-o",
-                          "worker.backoff_max=5ms",
-                          "--",
-                          "python3",
-                          TRUTH,
-                          "--print-at-start",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "worker.protocol=lines", "worker.crash_limit=3",
+                          "worker.backoff_min=1ms", "worker.backoff_max=5ms"),
+                 RUN_CMD("python3", TRUTH, "--print-at-start"));
     mvrun_t r;
 
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
@@ -389,9 +379,10 @@ END_TEST
 /* A Python lines worker that never flushes still answers: memvisor sets PYTHONUNBUFFERED. */
 START_TEST(an_unflushed_python_worker_answers)
 {
-    const char *args[] = {
-        "run",     "-o",  "supervisor.workers=1", "-o", "worker.protocol=lines", "--",
-        "python3", TRUTH, "--no-flush",           NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.protocol=lines"),
+                 RUN_CMD("python3", TRUTH, "--no-flush"));
     mvrun_t r;
 
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
@@ -409,24 +400,12 @@ END_TEST
 START_TEST(a_silent_task_is_said_to_be_slow)
 {
     char opt_sock[PATH_MAX + 32], sock[PATH_MAX];
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "-o",
-                          "limits.task_warn=100ms",
-                          "-o",
-                          "limits.task_timeout=2s",
-                          "-o",
-                          "tasks.max_attempts=1",
-                          "-o",
-                          opt_sock,
-                          "--",
-                          "python3",
-                          TRUTH,
-                          "--no-flush",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "worker.protocol=lines", "limits.task_warn=100ms",
+                          "limits.task_timeout=2s", "tasks.max_attempts=1", opt_sock),
+                 RUN_CMD("python3", TRUTH, "--no-flush"));
     const char *status[] = {MEMVISOR, "status", "--json", "--socket", sock, NULL};
     char *out, *line;
     json_t *st, *w;
@@ -480,18 +459,11 @@ START_TEST(instant_deaths_trip_crash_limit_for_every_protocol)
 {
     static const char *const protocols[] = {"worker.protocol=lines", "worker.protocol=none",
                                             "worker.protocol=api"};
-    const char *args[] = {"run",
-                          "-o",
-                          "worker.crash_limit=4",
-                          "-o",
-                          "worker.backoff_min=1ms",
-                          "-o",
-                          "worker.backoff_max=2ms",
-                          "-o",
-                          protocols[_i],
-                          "--",
-                          "false",
-                          NULL};
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("worker.crash_limit=4", "worker.backoff_min=1ms",
+                                                "worker.backoff_max=2ms", protocols[_i]),
+                                       RUN_CMD("false"));
     mvrun_t r;
 
     run_init(&r, _i == 1 ? NULL : "a\nb\nc\n");
@@ -682,19 +654,14 @@ static long long exit_sum(const mvrun_t *r, const char *key)
  * above; later delays only make fewer), and each answer still its own task's. */
 START_TEST(held_answers_are_awaited_asleep)
 {
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.protocol=lines",
-                          "--",
-                          "python3",
-                          "-c",
-                          "import sys, time\n"
-                          "for line in sys.stdin:\n"
-                          "    print('got ' + line.strip(), flush=True)\n"
-                          "    time.sleep(0.002)\n",
-                          NULL};
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.protocol=lines"),
+                 RUN_CMD("python3", "-c",
+                         "import sys, time\n"
+                         "for line in sys.stdin:\n"
+                         "    print('got ' + line.strip(), flush=True)\n"
+                         "    time.sleep(0.002)\n"));
     char *tasks = malloc(64 * 8), *p = tasks;
     cpu_set_t was, one;
     long long held, looks, slow;
