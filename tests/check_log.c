@@ -260,6 +260,20 @@ START_TEST(events_file_gets_every_event_while_the_log_stalls)
 }
 END_TEST
 
+/* Writes 1000 "tick" events (n = 0..999) to events.jsonl at `path`, bounded at 4 KiB, and
+ * closes it (lg.events_path stays set: the caller frees it). */
+static void write_ticks(const char *path)
+{
+    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ck_assert_int_ge(lg.events_fd, 0);
+    lg.events_path = strdup(path);
+    lg.events_max = 4096;
+    for (int i = 0; i < 1000; i++)
+        mv_info(&lg, "tick", MV_I("n", i));
+    close(lg.events_fd);
+    lg.events_fd = -1;
+}
+
 /* [log] events_max: past the bound, events.jsonl becomes events.1.jsonl (replacing the one
  * before) and a new file starts with an events_rotated line; no event of the last two files
  * is lost, and neither file grows past the bound by more than one line. */
@@ -272,14 +286,7 @@ START_TEST(events_file_rotates_at_its_bound)
     open_stalled(MV_LOGFMT_TEXT, 1 << 20);
     snprintf(path, sizeof path, "%s/events.jsonl", tmp);
     snprintf(old, sizeof old, "%s/events.1.jsonl", tmp);
-    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    ck_assert_int_ge(lg.events_fd, 0);
-    lg.events_path = strdup(path);
-    lg.events_max = 4096;
-    for (int i = 0; i < 1000; i++)
-        mv_info(&lg, "tick", MV_I("n", i));
-    close(lg.events_fd);
-    lg.events_fd = -1;
+    write_ticks(path);
     free(lg.events_path);
     lg.events_path = NULL;
     now = read_text(path);
@@ -322,14 +329,7 @@ static void rotation_fails(const char *name, const char *call)
     snprintf(sub, sizeof sub, "%s/kept", old);
     ck_assert_int_eq(mkdir(old, 0755), 0);
     close(open(sub, O_WRONLY | O_CREAT, 0644)); /* not empty: rename cannot replace it */
-    lg.events_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    ck_assert_int_ge(lg.events_fd, 0);
-    lg.events_path = strdup(path);
-    lg.events_max = 4096;
-    for (int i = 0; i < 1000; i++)
-        mv_info(&lg, "tick", MV_I("n", i));
-    close(lg.events_fd);
-    lg.events_fd = -1;
+    write_ticks(path);
     text = read_text(path);
     ck_assert_ptr_nonnull(text);
     ck_assert_uint_gt(strlen(text), 4096 * 4);

@@ -85,6 +85,38 @@ START_TEST(results_check_refuses_what_it_must)
 }
 END_TEST
 
+/* Forks a locker of `path`: it takes the lock, forks a child that shares the open file (as a
+ * worker memvisor forked before its exec does) and exits at once. The child lets go after
+ * 300 ms (go NULL), or once a byte comes on the pipe `go` (its read end; the write end is
+ * closed in the child, so the caller's end is the last) and it has spun `spin` rounds. The
+ * locker's pid (the caller reaps it). */
+static pid_t fork_locker(const char *path, const int *go, int spin)
+{
+    pid_t a = fork();
+    int fd;
+    char c;
+
+    ck_assert_int_ge(a, 0);
+    if (a > 0)
+        return a;
+    fd = open(path, O_RDONLY);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0)
+        _exit(1);
+    if (fork() == 0) {
+        if (!go) {
+            nap_ms(300);
+            _exit(0);
+        }
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) /* go */
+            _exit(1);
+        for (volatile int i = 0; i < spin; i++)
+            ;
+        _exit(0);
+    }
+    _exit(0);
+}
+
 /* A lock that outlives its locker for a moment (memvisor SIGKILLed just after a fork: the
  * child shares the open file until its exec closes it) is waited for, not taken for a live
  * run: a rerun right after a crash is not refused. */
@@ -98,19 +130,7 @@ START_TEST(a_lock_left_by_a_dead_lockers_child_is_waited_for)
     snprintf(path, sizeof path, "%s/r.jsonl", dir);
     fd = open(path, O_WRONLY | O_CREAT, 0644);
     close(fd);
-    a = fork();
-    ck_assert_int_ge(a, 0);
-    if (a == 0) {
-        /* the locker: locks, forks a child that keeps the open file 300 ms, dies */
-        fd = open(path, O_RDONLY);
-        if (fd < 0 || flock(fd, LOCK_EX) < 0)
-            _exit(1);
-        if (fork() == 0) {
-            nap_ms(300);
-            _exit(0);
-        }
-        _exit(0);
-    }
+    a = fork_locker(path, NULL, 0);
     /* The locker has exited but is not reaped while memvisor looks: a zombie (as a SIGKILLed
      * memvisor is until its parent reaps it), whose pid no other process can take meanwhile. */
     ck_assert_int_eq(waitid(P_PID, (id_t)a, &(siginfo_t){0}, WEXITED | WNOWAIT), 0);
@@ -138,26 +158,9 @@ START_TEST(a_lock_let_go_while_its_holder_is_looked_up_is_taken)
     for (int round = 0; round < 300; round++) {
         int p[2];
         pid_t a;
-        char c;
 
         ck_assert_int_eq(pipe(p), 0);
-        a = fork();
-        ck_assert_int_ge(a, 0);
-        if (a == 0) {
-            /* the locker: locks, forks a child that keeps the open file a little, dies */
-            fd = open(path, O_RDONLY);
-            if (fd < 0 || flock(fd, LOCK_EX) < 0)
-                _exit(1);
-            if (fork() == 0) {
-                close(p[1]);
-                if (read(p[0], &c, 1) != 1) /* go */
-                    _exit(1);
-                for (volatile int spin = 0; spin < (round % 30) * 2000; spin++)
-                    ;
-                _exit(0);
-            }
-            _exit(0);
-        }
+        a = fork_locker(path, p, (round % 30) * 2000);
         close(p[0]);
         ck_assert_int_eq(waitpid(a, NULL, 0), a);
         fd = open(path, O_RDONLY | O_CLOEXEC);
