@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from . import _codec, _run
+from . import _codec, _handoff, _run
 from ._errors import PoolBroken, PoolError, PoolTerminated, TaskStats
 from ._progress import Progress
 from ._results import AsyncResult, IMapIterator, _Job
@@ -152,6 +152,7 @@ class Pool:
         given.update(options or {})
         self._binary = _run.find_binary(memvisor)
         self._args, effective = _run.build_options(self._binary, config, given)
+        self._effective = effective
         if effective.get("control", {}).get("socket", "") == "":
             # Two pools in one directory would share STATE_DIR/control.sock: none unless asked.
             self._args += ["-o", "control.socket=none"]
@@ -179,6 +180,9 @@ class Pool:
         self._output: Deque[str] = collections.deque(maxlen=12)  # a traceback's end
         self._cleaned = False
         self.last_stats: Optional[TaskStats] = None
+        # How the first template came: "fork" (from this process: _handoff), "exec" (started
+        # by memvisor), None (not yet). memvisor's template_adopted event says it was taken.
+        self.template_start: Optional[str] = None
         self._progress = Progress(sys.stderr, progress, soft)
         _live.add(self)
 
@@ -378,13 +382,24 @@ class Pool:
         sv = _run.Supervisor(self._binary, self._args, env, self._tmpdir, self._on_result,
                              self._on_log, self._on_end)
         try:
-            sv.start(_run.worker_command())
+            sv.start(_run.worker_command(), self._handoff(spec, env))
         except BaseException:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             raise
         self._sv = sv
         self._feeder = threading.Thread(target=self._feed, name="memvisor-feeder", daemon=True)
         self._feeder.start()
+
+    def _handoff(self, spec: Dict[str, Any], env: Dict[str, str]) -> Optional[_handoff.Handoff]:
+        """The first template forked from this process (_handoff), or None (memvisor starts
+        it: why at DEBUG)."""
+        why = _handoff.unusable(self._effective)
+        if why is not None:
+            log.debug("memvisor.Pool: the template is started by memvisor: %s", why)
+            self.template_start = "exec"
+            return None
+        self.template_start = "fork"
+        return _handoff.Handoff(spec, env)
 
     # ---- the feeder thread: task lines to memvisor ---------------------------------------
 

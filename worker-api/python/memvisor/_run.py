@@ -190,7 +190,9 @@ class Supervisor:
         self._hold = -1
         self._write_lock = threading.Lock()
 
-    def start(self, worker_cmd: List[str]) -> None:
+    def start(self, worker_cmd: List[str], handoff: Any = None) -> None:
+        """Starts memvisor; handoff (a _handoff.Handoff): its first template is forked from
+        this process on the way (closed here either way)."""
         fifo = os.path.join(self._tmpdir, "results.fifo")
         os.mkfifo(fifo, 0o600)
         # Our own writer keeps the FIFO from reading EOF before memvisor opens it, and after
@@ -201,12 +203,20 @@ class Supervisor:
         results = io.open(rfd, "rb", buffering=1 << 16)
         cmd = [self._binary, "run", *self._args, "-o", "log.format=json", "--tasks", "-",
                "--results", fifo, "--", *worker_cmd]
-        with open(os.path.join(self._tmpdir, "summary.txt"), "wb") as summary:
-            # Its own session: a Ctrl-C at the terminal reaches the caller (whose
-            # KeyboardInterrupt terminates the pool), not memvisor's graceful stop.
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=summary,
-                                         stderr=subprocess.PIPE, env=self._env,
-                                         start_new_session=True, close_fds=True)
+        env, extra = self._env, {}
+        if handoff is not None:
+            env = dict(env, **{handoff.ENV: handoff.env_value})
+            extra = {"pass_fds": handoff.pass_fds, "preexec_fn": handoff.in_child}
+        try:
+            with open(os.path.join(self._tmpdir, "summary.txt"), "wb") as summary:
+                # Its own session: a Ctrl-C at the terminal reaches the caller (whose
+                # KeyboardInterrupt terminates the pool), not memvisor's graceful stop.
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=summary,
+                                             stderr=subprocess.PIPE, env=env,
+                                             start_new_session=True, close_fds=True, **extra)
+        finally:
+            if handoff is not None:
+                handoff.close()
         for target, arg in ((self._read_log, None), (self._read_results, results)):
             t = threading.Thread(target=target, args=(arg,) if arg else (),
                                  name=f"memvisor-{target.__name__[1:]}", daemon=True)
