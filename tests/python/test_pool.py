@@ -254,7 +254,49 @@ class Leaks(PoolTest):
         self.assertLess(len(sizes), 2000, "quick items were not grouped")
         self.assertLessEqual(max(sizes), 20000 // (2 * 50))
         self.assertEqual(sizes[0], 1)  # before any answer: one item
+        # ... and no more single items than 2 a worker before the first answer came (the
+        # last task may hold the one item left)
+        self.assertLessEqual(sizes.count(1), 2 * 2 + 1, sizes[:20])
         self.assertEqual({s.items for s in slow.stats}, {1})
+
+    def test_auto_chunks_wait_for_answers_with_two_tasks_a_worker_in_flight(self):
+        from memvisor import _pool, _results
+        job = _results.AsyncResult(10000, False, None, None)
+        waits = []
+
+        def next_answer(j, n):  # the answer comes: a task of the sizes sent took 1 us an item
+            waits.append((n, j.timed))
+            j.time_items(1e-6 * sizes[n], sizes[n])
+        sizes = []
+        for chunk, first in _pool._auto_chunks(job, range(10000), 10000, 2, next_answer):
+            self.assertEqual(first, sum(sizes))
+            sizes.append(len(chunk))
+        self.assertEqual(sum(sizes), 10000)
+        self.assertEqual(sizes[:4], [1, 1, 1, 1])  # nothing known: one item, 4 in flight
+        self.assertEqual(waits[0], (0, 0))  # then it waited for the first answer
+        self.assertEqual(sizes[4], 10000 // (2 * 50))  # 1 us items: the 50-a-worker cap
+        # every wait came with 4 tasks in flight, for the answer of the oldest
+        self.assertEqual([n for n, _t in waits], list(range(len(waits))))
+        self.assertEqual(len(waits), len(sizes) - 4)
+        # the item time is weighted by items: one cold single item weighs little
+        job2 = _results.AsyncResult(10, False, None, None)
+        job2.time_items(100e-6, 1)
+        job2.time_items(100 * 2e-6, 100)
+        self.assertLess(job2.item_seconds, 4e-6)
+
+    def test_answers_carry_the_functions_own_time(self):
+        from memvisor import _codec
+        body = _codec.encode_done([1, "two"], 0.25)
+        obj = {"task": 3, "status": "ok", "result": body.decode(), "duration_ms": 900}
+        ok, values, stats, seconds = _codec.decode_result(obj, 2, 0)
+        self.assertEqual((ok, values, seconds, stats.duration), (True, [1, "two"], 0.25, 0.9))
+        # an answer without it (base64 alone) still reads; no timing then
+        obj["result"] = body.split(b" ")[0].decode()
+        self.assertEqual(_codec.decode_result(obj, 2, 0)[3], None)
+        obj["result"] = body.decode() + "x"  # a bad figure: the answer cannot be read
+        ok, err, _stats, _seconds = _codec.decode_result(obj, 2, 0)
+        self.assertFalse(ok)
+        self.assertIsInstance(err, memvisor.PoolError)
 
     def test_auto_chunk_size(self):
         from memvisor import _pool

@@ -29,6 +29,7 @@ import os
 import pickle
 import runpy
 import sys
+import time
 import traceback
 import types
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -129,7 +130,9 @@ def serve(worker: memvisor_worker.Worker) -> None:
                     fn = pickle.loads(base64.b64decode(token))
                     entry = cache[token] = (fn, _codec.kind_of(fn))
                 task.kind = entry[1]
-                body = _codec.encode_done(_call(entry[0], mode, items))
+                start = time.perf_counter()
+                results = _call(entry[0], mode, items)
+                body = _codec.encode_done(results, time.perf_counter() - start)
             except Exception as exc:  # noqa: BLE001 - any error fails its task only
                 worker.fail(_codec.encode_fail(exc, _traceback(exc)))
             else:
