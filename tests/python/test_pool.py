@@ -599,6 +599,7 @@ class HandedOverTemplate(PoolTest):
     def test_forked_from_the_caller_as_memvisor_would_start_it(self):
         r, w = os.pipe()  # the caller's: the template must not hold it open
         old = signal.signal(signal.SIGUSR1, lambda *_: None)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
         try:
             with self.assertLogs("memvisor", logging.DEBUG) as logs:
                 pool = self.pool(workers=2)
@@ -615,6 +616,9 @@ class HandedOverTemplate(PoolTest):
                 bit = 1 << (signal.SIGUSR1 - 1)
                 self.assertTrue(_status_mask(os.getpid(), "SigCgt") & bit)
                 self.assertFalse(_status_mask(tpid, "SigCgt") & bit)
+                blocked = 1 << (signal.SIGUSR2 - 1)
+                self.assertTrue(_status_mask(threading.get_native_id(), "SigBlk") & blocked)
+                self.assertFalse(_status_mask(tpid, "SigBlk") & blocked)
                 # The environment memvisor gives a template, not the caller's.
                 names = ("MEMVISOR_POOL_SPEC", "MEMVISOR_TEMPLATE_HANDOFF", "MEMVISOR_FD")
                 self.assertNotIn("MEMVISOR_POOL_SPEC", os.environ)
@@ -632,6 +636,7 @@ class HandedOverTemplate(PoolTest):
                 pool.terminate()
         finally:
             signal.signal(signal.SIGUSR1, old)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
             os.close(r)
             os.close(w)
         self.assertEqual(len(_events(logs, "template_spawn")), 1)

@@ -20,7 +20,8 @@ What the template does before it is one, so that it is what memvisor would have 
   other fd of the caller that is not a regular file is replaced by /dev/null (the caller's
   pipes and sockets are not held open; the number stays taken, so an object of the caller that
   still names it cannot write into an fd opened later);
-- the signal handlers the caller installed go back to the defaults, and no wakeup fd;
+- the signal handlers the caller installed go back to the defaults, no wakeup fd, no signal
+  blocked;
 - its environment is the one memvisor gives a template (the Pool's, with MEMVISOR_FD and
   MEMVISOR_SLOT);
 - stdout and stderr unbuffered, as PYTHONUNBUFFERED=1 makes them for a started template;
@@ -212,9 +213,11 @@ def _fds(ctl: int, out: int) -> None:
 
 
 def _signals() -> None:
-    """Handlers the caller installed go back to the defaults; no wakeup fd."""
+    """Handlers the caller installed go back to the defaults; no wakeup fd, nothing blocked
+    (as memvisor's exec shim leaves them)."""
     try:
         signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
     except (ValueError, OSError):
         pass
     for sig in signal.valid_signals():
