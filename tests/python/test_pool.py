@@ -491,6 +491,40 @@ class Settings(PoolTest):
             args, _ = _run.build_options("fake", None, {"only_a": 5, "b.shared": 4})
         self.assertEqual(args, ["-o", "a.only_a=5", "-o", "b.shared=4"])
 
+    def test_settings_are_checked_once_until_the_config_file_changes(self):
+        from memvisor import _run
+        config = os.path.join(self.tmp, "a.ini")
+        with open(config, "w") as f:
+            f.write("[limits]\nmemory_soft = 100M\n")
+        real, calls = _run._check, []
+
+        def counting(binary, args):
+            calls.append(args)
+            return real(binary, args)
+        with mock.patch.object(_run, "_check", counting), \
+                mock.patch.dict(_run._checked_cache, clear=True):
+            binary = _run.find_binary()
+            for _ in range(2):
+                _, eff = _run.build_options(binary, config, {"workers": 2})
+                self.assertEqual(eff["limits"]["memory_soft"], "100M")
+                eff["limits"]["memory_soft"] = "changed by the caller"  # a copy each time
+            self.assertEqual(len(calls), 1)
+            _run.build_options(binary, config, {"workers": 3})  # other settings: checked
+            self.assertEqual(len(calls), 2)
+            with open(config, "w") as f:
+                f.write("[limits]\nmemory_soft = 200M\n")
+            os.utime(config, ns=(0, os.stat(config).st_mtime_ns + 10 ** 9))
+            _, eff = _run.build_options(binary, config, {"workers": 2})
+            self.assertEqual(eff["limits"]["memory_soft"], "200M")
+            self.assertEqual(len(calls), 3)
+            with open(config, "w") as f:  # a bad value is refused, and not kept
+                f.write("[limits]\nmemory_soft = lots\n")
+            os.utime(config, ns=(0, os.stat(config).st_mtime_ns + 2 * 10 ** 9))
+            for _ in range(2):
+                with self.assertRaises(ValueError):
+                    _run.build_options(binary, config, {"workers": 2})
+            self.assertEqual(len(calls), 5)
+
     def test_two_pools_in_one_state_directory(self):
         # No control socket unless asked: two pools would share STATE_DIR/control.sock.
         with self.pool(workers=1) as a, self.pool(workers=1) as b:
