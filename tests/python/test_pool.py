@@ -644,7 +644,8 @@ class HandedOverTemplate(PoolTest):
                 with open(f"/proc/{tpid}/stat") as f:
                     self.assertEqual(int(f.read().rsplit(")", 1)[1].split()[1]), pool.pid)
                 self.assertEqual(os.getsid(tpid), tpid)  # a session of its own
-                theirs = {os.readlink(f"/proc/{tpid}/fd/{n}") for n in os.listdir(f"/proc/{tpid}/fd")}
+                fds = f"/proc/{tpid}/fd"
+                theirs = {os.readlink(f"{fds}/{n}") for n in os.listdir(fds)}
                 for fd in (r, w):
                     self.assertNotIn(os.readlink(f"/proc/self/fd/{fd}"), theirs)
                 bit = 1 << (signal.SIGUSR1 - 1)

@@ -235,10 +235,11 @@ def _stdio() -> None:
     _kept.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__,
                   sys.__stderr__))
     enc = "utf-8"
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
-                                                 encoding=enc)
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.FileIO(1, "w", closefd=False),  # type: ignore[arg-type]
-                                                   encoding=enc, write_through=True)
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(io.FileIO(2, "w", closefd=False),  # type: ignore[arg-type]
-                                                   encoding=enc, errors="backslashreplace",
+    raw_in = io.BufferedReader(io.FileIO(0, "r", closefd=False))
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(raw_in, encoding=enc)
+    # Unbuffered, as -u makes them: a text layer straight on the fd.
+    out: Any = io.FileIO(1, "w", closefd=False)
+    err: Any = io.FileIO(2, "w", closefd=False)
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(out, encoding=enc, write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(err, encoding=enc, errors="backslashreplace",
                                                    write_through=True)
