@@ -724,6 +724,16 @@ static void take_handoff(mv_t *mv)
         mv_handoff_drop(&h);
         return;
     }
+    /* Without memory cgroups a worker's limit figure is its private memory, which counts the
+     * pages it shares with its template: forked from a copy of a big caller, every worker would
+     * be over its soft limit from its start. A template started from the command holds only
+     * what its start-up loads. */
+    if (mv->cg.version == MV_CG_OFF) {
+        mv_info(&mv->log, "template_handoff_refused", MV_I("pid", h.pid),
+                MV_S("error", "no memory cgroups: the template is started from the command"));
+        mv_handoff_drop(&h);
+        return;
+    }
     mv_template_offer(&h);
 }
 

@@ -116,6 +116,29 @@ START_TEST(a_handoff_without_templates_is_refused_and_its_child_killed)
 }
 END_TEST
 
+/* Without memory cgroups a forked worker's limit figure counts the pages it shares with its
+ * template: a copy of a big caller would put every worker over its soft limit. */
+START_TEST(without_cgroups_a_handoff_is_refused_and_the_template_started)
+{
+    mvrun_t r;
+    const char *const wrap[] = {HANDOFF, MVTEST, "--", NULL};
+    pid_t pid;
+
+    ck_assert_int_eq(
+        handed_over(&r, 10, wrap, RUN_OPTS("supervisor.workers=2", "supervisor.cgroup=off", T)), 0);
+    run_assert_once(&r, 10, NULL);
+    ck_assert_int_eq(run_count(&r, "event=template_handoff_refused"), 1);
+    ck_assert_int_eq(run_count(&r, "no memory cgroups"), 1);
+    pid = (pid_t)first_field(&r, "event=template_handoff_refused", " pid=");
+    ck_assert_int_gt(pid, 1);
+    ck_assert_msg(gone_soon(pid), "the refused template %d still runs", (int)pid);
+    ck_assert_int_eq(run_count(&r, "event=template_adopted"), 0);
+    ck_assert_int_eq(run_count(&r, "event=template_spawn template=1"), 1);
+    ck_assert_int_ge(run_count(&r, "start=fork"), 1);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(a_bad_handoff_is_refused_and_memvisor_starts_the_template)
 {
     static const char *const values[] = {"1,2,x", "40,41,42"}; /* not fds; fds not open */
@@ -165,6 +188,7 @@ Suite *handoff_suite(void)
     tcase_add_test(tc, a_handed_over_template_is_adopted_and_forks_the_workers);
     tcase_add_test(tc, a_handoff_without_templates_is_refused_and_its_child_killed);
     tcase_add_test(tc, a_bad_handoff_is_refused_and_memvisor_starts_the_template);
+    tcase_add_test(tc, without_cgroups_a_handoff_is_refused_and_the_template_started);
     tcase_add_test(tc, a_template_that_dies_at_adoption_is_replaced_by_a_started_one);
     suite_add_tcase(s, tc);
     return s;
