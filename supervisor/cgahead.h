@@ -7,9 +7,10 @@
  * waits 5-15 ms, serialized across workers (CGROUP-FACTS §6; docs/recycling.md has the
  * figures). Done ahead, in the thread pool (cgasync.h), that wait is off the critical path.
  *
- * One cgroup per slot, named for the generation that will use it (w<slot>.<gen>), made with
- * the run's limits as they are when it is asked for. It is taken only by that generation: a
- * slot whose next generation went to a spare (spares.h) has it removed and a new one made.
+ * Each cgroup made ahead is named for the generation that will use it (w<slot>.<gen>), made
+ * with the run's limits as they are when it is asked for. It is taken only by that
+ * generation: one whose generation went elsewhere (a spare, spares.h) is let go when a later
+ * generation of the slot is asked for or taken (kept for reuse, or removed).
  * A reload changes the limits: every cgroup made ahead is dropped (removed in the thread
  * pool) and the next ones are made with the new limits.
  *
@@ -17,7 +18,9 @@
  * (mv_cgahead_keep), and the next one asked for is that one, renamed, instead of a new one
  * (mv_cg_reuse: the threshold registration is what a new v1 cgroup costs; measured figures
  * in docs/recycling.md). Up to MV_CGAHEAD_KEEP a slot; kept ones go at a reload and at the
- * end. v2 makes new ones: its cgroups cost no grace period, and v2 cannot rename them.
+ * end. Kept ones are reused several at once, for the slot's next generations, in one
+ * thread-pool run (MV_CGAHEAD_BATCH). v2 makes new ones: its cgroups cost no grace period,
+ * and v2 cannot rename them.
  */
 #ifndef MV_CGAHEAD_H
 #define MV_CGAHEAD_H
