@@ -19,10 +19,14 @@ the peer, lines >= 1.0x, at either limit.
 The ceiling rows are what no supervisor can beat on this machine: 2 processes forked from
 this script run the task in a loop, a fresh fork every time a worker would reach the limit
 (the limit less a 10 MiB interpreter, in 64 KiB tasks), with no IPC, no results and no
-accounting at all. A target above the ceiling cannot be met by any supervisor here.
+accounting at all. A target above the ceiling cannot be met by any supervisor here. The
+lines ceiling is the same for a worker that cannot be forked from a template: this script
+starts a fresh `python3 w1_lines.py` at every limit, 2 at a time, writes it all its lines at
+once and reads its answers from a pipe (no supervisor, no results file, no accounting).
 """
 
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import multiprocessing
@@ -75,6 +79,23 @@ def run_ceiling(n, soft):
     return {"took": time.monotonic() - t0, "recycles": None, "peak": None}
 
 
+def run_lines_ceiling(command, n, soft):
+    per = max(1, (soft - 10 * MiB) // (64 << 10))
+
+    def one(start):
+        lines = "".join(f"{i}\n" for i in range(start, min(n, start + per))).encode()
+        p = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, _ = p.communicate(lines)
+        assert p.returncode == 0 and out.count(b"\n") == lines.count(b"\n")
+        return out.count(b"\n")
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        done = sum(ex.map(one, range(0, n, per)))
+    assert done == n
+    return {"took": time.monotonic() - t0, "recycles": None, "peak": None}
+
+
 def run_memvisor(build, tmp, tasks, n, command, opts):
     results = os.path.join(tmp, "results.jsonl")
     if os.path.exists(results):
@@ -119,6 +140,8 @@ def main():
     for soft in ("128M", "32M"):
         cases.append((f"ceiling: no supervisor, fork every {soft}",
                       lambda s=int(soft[:-1]) * MiB: run_ceiling(args.tasks, s)))
+        cases.append((f"lines ceiling: no supervisor, python3 every {soft}",
+                      lambda s=int(soft[:-1]) * MiB: run_lines_ceiling(lines, args.tasks, s)))
         for name, cmd, extra in (("module + template", module, ["worker.template=yes"]),
                                  ("lines", lines, ["worker.protocol=lines"])):
             for prefetch in (1, 64):
