@@ -9,6 +9,8 @@
 
 #include "cgasync.h"
 
+_Static_assert(MV_CGAHEAD_BATCH <= MV_CG_BATCH_MAX, "a batch is one mv_cg_reuse_async");
+
 int mv_cgahead_init(mv_cgahead_t *a, uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int nslots,
                     bool on)
 {
