@@ -162,19 +162,22 @@ static int reuse(mv_cgahead_t *a, mv_cgnext_t *x, uint32_t gen)
     return n;
 }
 
-/* Starts making a slot's requested cgroup(s): kept ones renamed, or a new one. A batch of
- * fewer than MV_CGAHEAD_BATCH that took every kept one also makes a new one after it, so
- * that the slot's cgroups grow to a batch's worth (each made once: its threshold
- * registration is the cost, docs/recycling.md). */
+/* Starts making a slot's requested cgroup(s): kept ones renamed, or a new one. In a slot
+ * that recycles fast (MV_CGAHEAD_FAST_NS), a batch of fewer than MV_CGAHEAD_BATCH that took
+ * every kept one also makes a new one after it, so that the slot's cgroups grow to a batch's
+ * worth (each made once: its threshold registration is the cost, docs/recycling.md). */
 static void make(mv_cgahead_t *a, mv_cgnext_t *x)
 {
     uint32_t gen = x->queued;
+    uint64_t now = uv_hrtime();
+    bool fast = x->asked_ns && now - x->asked_ns < MV_CGAHEAD_FAST_NS;
     mv_cgpre_t *e;
     int n;
 
     x->queued = 0;
+    x->asked_ns = now;
     n = reuse(a, x, gen);
-    if (n == MV_CGAHEAD_BATCH || (n > 0 && x->nkept > 0))
+    if (n == MV_CGAHEAD_BATCH || (n > 0 && (x->nkept > 0 || !fast)))
         return;
     if (find(x, gen + (uint32_t)n) || !(e = unused(x)))
         return;

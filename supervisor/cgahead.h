@@ -45,6 +45,11 @@ typedef struct mv_cgahead mv_cgahead_t;
 /* Gone workers' cgroups a slot keeps for reuse: a batch's worth, and one more, for with
  * surge a slot's worker and its replacement live at once. */
 #define MV_CGAHEAD_KEEP (MV_CGAHEAD_BATCH + 1)
+/* A slot asks again within this of its last request: it recycles fast, and may grow its
+ * cgroups to a batch's worth (make(), cgahead.c). A slot that recycles more slowly keeps the
+ * few it has: an empty v1 memcg costs kernel memory (its per-CPU statistics), and a job every
+ * 100 ms or more costs nothing worth batching. */
+#define MV_CGAHEAD_FAST_NS (100 * 1000 * 1000ULL)
 /* At most this many slots' cgroups made at once; the other slots' requests wait their turn.
  * The pool asks for every slot's next cgroup at its start: 64 jobs that the kernel serializes
  * anyway (the threshold registration) held all four thread-pool threads for ~270 ms, while
@@ -74,6 +79,7 @@ struct mv_cgnext {
      * one kept: a slot that never recycles holds no room for them) */
     mv_cgw_t *kept;
     int nkept;
+    uint64_t asked_ns; /* uv_hrtime of its last request started (0: none yet) */
 };
 
 struct mv_cgahead {

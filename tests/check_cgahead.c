@@ -175,7 +175,8 @@ END_TEST
 /* A slot's kept cgroups are reused for its next generations in one thread-pool run
  * (cgahead.h): each renamed for its generation; one a process is still in is removed (the
  * process killed) and its generation gets none; a batch that took every kept one makes one
- * new after them; a generation passed over gives its cgroup back to the kept ones. */
+ * new after them when the slot recycles fast, none when it does not; a generation passed
+ * over gives its cgroup back to the kept ones. */
 START_TEST(v1_kept_cgroups_are_reused_together)
 {
     char path[512], c, name[16];
@@ -198,6 +199,7 @@ START_TEST(v1_kept_cgroups_are_reused_together)
     ck_assert_int_eq(read(ready[0], &c, 1), 1);
     for (int i = 0; i < 3; i++)
         ck_assert(mv_cgahead_keep(a, 1, &w[i]));
+    x->asked_ns = uv_hrtime(); /* as a slot that asked a moment ago: it recycles fast */
     mv_cgahead_prepare(a, 1, 4);
     ck_assert_uint_eq(a->runs, 1);
     ck_assert_int_eq(x->nkept, 0);
@@ -223,6 +225,12 @@ START_TEST(v1_kept_cgroups_are_reused_together)
         ck_assert_ptr_nonnull(strstr(x->kept[i].path, name));
     }
     ck_assert(!mv_cgahead_holds(a, 1, 6));
+    /* A slot that asked long ago reuses what it keeps and makes no new one after them */
+    x->asked_ns = 1;
+    mv_cgahead_prepare(a, 1, 8);
+    ck_assert_uint_eq(a->runs, 2);
+    ck_assert(mv_cgahead_holds(a, 1, 8) && mv_cgahead_holds(a, 1, 9));
+    ck_assert(!mv_cgahead_holds(a, 1, 10));
     mv_cg_remove_async(&f.loop, &f.lg, &out);
     fx_close(&f);
 }
