@@ -526,7 +526,7 @@ START_TEST(v1_a_reused_cgroup_counts_only_later_oom_kills)
 {
     mv_cg_t cg;
     mv_cgw_t w;
-    int ready[2], go[2], st;
+    int ready[2], go[2], st, run_fd;
     char why[512];
     uint64_t n = 0;
     pid_t pid;
@@ -541,7 +541,11 @@ START_TEST(v1_a_reused_cgroup_counts_only_later_oom_kills)
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
     ck_assert_uint_eq(n, 1);
+    run_fd = cg.run_fd; /* without the run directory's fd: by absolute paths */
+    cg.run_fd = -1;
     ck_assert_msg(reuse_when_settled(&cg, 1, 2, &w, why, sizeof why) == 0, "%s", why);
+    cg.run_fd = run_fd;
+    ck_assert_ptr_nonnull(strstr(w.path, "/w1.2"));
     ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
     ck_assert_uint_eq(n, 0);
     pid = child_in(&w, 64, ready[1], go[0]);
