@@ -287,6 +287,20 @@ bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen)
            (a->slot[slot - 1].queued == gen || has(&a->slot[slot - 1], gen));
 }
 
+uint32_t mv_cgahead_last(const mv_cgahead_t *a, int slot)
+{
+    const mv_cgnext_t *x;
+    uint32_t last;
+
+    if (slot < 1 || slot > a->n)
+        return 0;
+    x = &a->slot[slot - 1];
+    last = x->queued > x->first.gen ? x->queued : x->first.gen;
+    for (int i = 0; x->more && i < MV_CGAHEAD_BATCH; i++)
+        last = x->more[i].gen > last ? x->more[i].gen : last;
+    return last;
+}
+
 void mv_cgahead_drop(mv_cgahead_t *a, bool on)
 {
     a->on = false; /* nothing released now is kept */

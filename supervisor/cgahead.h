@@ -117,6 +117,11 @@ bool mv_cgahead_holds(const mv_cgahead_t *a, int slot, uint32_t gen);
  * be exact (v1, made with the run's limits now, room in the slot): true, and *cg is the
  * slot's now (cleared). false: the caller removes it. */
 bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg);
+/* The last generation `slot` has a cgroup asked for, made or being made (0: none). Dropped,
+ * it is removed under that name in the thread pool: a later worker of that generation would
+ * make a cgroup of the same name meanwhile (its removal would kill that worker, or its files
+ * be gone): the slot's numbering passes it first (mv_slots_pass). */
+uint32_t mv_cgahead_last(const mv_cgahead_t *a, int slot);
 /* Removes every cgroup made ahead or kept (reload, stop); `on` for the requests from now on. */
 void mv_cgahead_drop(mv_cgahead_t *a, bool on);
 /* Drops everything and frees the table (after the loop, or at the pool's end). */

@@ -205,6 +205,8 @@ START_TEST(v1_kept_cgroups_are_reused_together)
     ck_assert_int_eq(x->nkept, 0);
     for (uint32_t gen = 4; gen <= 7; gen++) /* 4-6 reused, 7 new */
         ck_assert(mv_cgahead_holds(a, 1, gen));
+    ck_assert_uint_eq(mv_cgahead_last(a, 1), 7); /* what a reload's slots pass over */
+    ck_assert_uint_eq(mv_cgahead_last(a, 2), 0);
     while (x->first.job || x->more[0].job || x->more[1].job || x->more[2].job)
         uv_run(&f.loop, UV_RUN_ONCE);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
