@@ -162,6 +162,23 @@ void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     p->ev->on_started(p->owner);
 }
 
+int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd)
+{
+    int r;
+
+    if (p->inited || p->closing || p->pending)
+        return -EALREADY;
+    r = uv_poll_init(loop, &p->pidpoll, pidfd);
+    if (r < 0)
+        return r;
+    p->pidfd = pidfd;
+    p->pidpoll.data = p;
+    p->inited = p->forked = true;
+    p->pid = pid;
+    uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
+    return 0;
+}
+
 /* ---- exec'd ---- */
 
 int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)

@@ -128,6 +128,10 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s);
  * not the process's failure). on_started or on_failed follows at once; a pid it cannot watch
  * is killed and the start fails. */
 void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
+/* Adopts a running child that memvisor did not start (a template handed over: handoff.h),
+ * watched and reaped through its pidfd as a forked one; the pidfd is p's from then on (closed
+ * with it), on success only. 0 or -errno. */
+int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd);
 /* Sends a signal while the pid is still its own. 0, -ESRCH (gone) or -errno. */
 int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */

@@ -15,6 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "handoff.h"
+#include "template.h"
+
 static void close_signals(mv_t *mv)
 {
     mv_reaper_close(&mv->reaper);
@@ -703,10 +706,32 @@ static void start_pool(mv_t *mv)
         open_hostmem(mv);
 }
 
+/* A template handed over by whoever exec'd us (handoff.h, memvisor.Pool): the first template
+ * adopts it. Refused (killed) when it is not what it says, or templates are off. */
+static void take_handoff(mv_t *mv)
+{
+    mv_handoff_t h;
+    char why[256];
+    int r = mv_handoff_take(&h, why, sizeof why);
+
+    if (r < 0)
+        mv_warn(&mv->log, "template_handoff_refused", MV_S("error", why));
+    if (r <= 0)
+        return;
+    if (!mv->cfg->worker.template || mv->cfg->worker.protocol != MV_PROTO_API) {
+        mv_warn(&mv->log, "template_handoff_refused", MV_I("pid", h.pid),
+                MV_S("error", "[worker] template is off (or the protocol is not api)"));
+        mv_handoff_drop(&h);
+        return;
+    }
+    mv_template_offer(&h);
+}
+
 /* Everything the run opened, closed in order; the loop runs once more so that closing
  * handles and jobs finish. */
 static void close_run(mv_t *mv)
 {
+    mv_template_offer_drop(); /* the run ended before a template took it */
     mv_ticker_stop(mv);
     close_signals(mv);
     if (mv->control_open) {
@@ -770,7 +795,9 @@ int mv_run(mv_t *mv)
         goto out;
     }
 
+    take_handoff(mv);
     start_pool(mv);
+    mv_template_offer_drop(); /* no template took it: templates are off */
     write_run_json(mv, 0, false);
     if ((r = mv_ticker_start(mv)) < 0)
         mv_warn(&mv->log, "progress_unavailable", MV_S("error", uv_strerror(r)));

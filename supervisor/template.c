@@ -19,6 +19,9 @@
 static void reap(mv_template_t *t);
 static void arm(mv_template_t *t);
 
+/* A template handed over to memvisor at its start, until a template adopts it. */
+static mv_handoff_t offered = {-1, -1, -1, 0};
+
 const char *mv_tstate_name(mv_tstate_t s)
 {
     static const char *const names[] = {"preparing", "starting", "ready", "retiring", "dead"};
@@ -63,6 +66,7 @@ static void close_all(mv_template_t *t)
         mv_job_detach(t->cg_job);
         t->cg_job = NULL;
     }
+    mv_handoff_drop(&t->handoff); /* not adopted yet: nobody else will */
     mv_chan_close(&t->out);
     mv_proc_close(&t->proc);
     if (t->ctl_open) { /* off epoll at once: the fd can close now */
@@ -567,6 +571,23 @@ static void spawn_failed(mv_template_t *t, const char *call, const char *error, 
     reap(t);
 }
 
+/* It runs: its control channel and its output are watched from now on. */
+static int watch_channels(mv_template_t *t, const char **call)
+{
+    int r;
+
+    t->spawned_ms = mv_now_ms();
+    *call = "uv_poll_init";
+    r = uv_poll_init(t->o.loop, &t->ctlpoll, t->ctl[0]);
+    if (r < 0)
+        return r;
+    t->ctlpoll.data = t;
+    t->ctl_open = true;
+    t->open++;
+    ctl_watch(t);
+    return mv_chan_start(&t->out, call);
+}
+
 /* Its process, exec'd like a worker's (fds 3...: the listen sockets, then its channel). */
 static int spawn(mv_template_t *t, const char **call)
 {
@@ -610,22 +631,42 @@ static int spawn(mv_template_t *t, const char **call)
     t->ctl[1] = -1;
     if (r < 0)
         return r;
-    t->spawned_ms = mv_now_ms();
-    *call = "uv_poll_init";
-    r = uv_poll_init(t->o.loop, &t->ctlpoll, t->ctl[0]);
+    return watch_channels(t, call);
+}
+
+/* The handed-over template becomes ours: its output and control channel are the ones it was
+ * given, its pidfd watches it (handoff.h). Its cgroup was joined already. */
+static int adopt(mv_template_t *t, const char **call)
+{
+    mv_chan_stdio_t io;
+    int r;
+
+    *call = "pipe";
+    r = mv_chan_prepare(&t->out, &io);
     if (r < 0)
         return r;
-    t->ctlpoll.data = t;
-    t->ctl_open = true;
-    t->open++;
-    ctl_watch(t);
-    return mv_chan_start(&t->out, call);
+    /* Our end of its output is the pipe it writes to already (the one made here goes). */
+    *call = "dup3";
+    r = dup3(t->handoff.out, t->out.fd_out[0], O_CLOEXEC) < 0 ? -errno : 0;
+    mv_chan_spawned(&t->out);
+    if (r < 0)
+        return r;
+    *call = "uv_poll_init";
+    r = mv_proc_adopt(&t->proc, t->o.loop, t->handoff.pid, t->handoff.pidfd);
+    if (r < 0)
+        return r;
+    t->ctl[0] = t->handoff.ctl;
+    close(t->handoff.out);
+    mv_handoff_init(&t->handoff); /* every part is t's now */
+    mv_info(t->o.log, "template_adopted", MV_I("template", t->gen), MV_I("pid", t->proc.pid),
+            MV_S("cgroup", t->has_cg ? t->cg.path : "none"));
+    return watch_channels(t, call);
 }
 
 static void start_process(mv_template_t *t)
 {
     const char *call;
-    int r = spawn(t, &call);
+    int r = t->handoff.pid > 0 ? adopt(t, &call) : spawn(t, &call);
 
     if (r < 0 && t->proc.pid <= 0) {
         spawn_failed(t, call, uv_strerror(r), mv_policy_spawn_hopeless(r));
@@ -646,6 +687,63 @@ static void start_process(mv_template_t *t)
             MV_S("cgroup", t->has_cg ? t->cg.path : "none"));
 }
 
+/* Moving a handed-over template into its cgroup: a write to cgroup.procs may wait for an RCU
+ * grace period (5-15 ms), so in the thread pool. */
+typedef struct move_job {
+    mv_job_t job;
+    int procs, pid, err;
+} move_job_t;
+
+static void move_work(mv_job_t *j)
+{
+    move_job_t *m = (move_job_t *)j;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%d", m->pid);
+
+    m->err = write(m->procs, text, (size_t)n) == n ? 0 : -errno;
+}
+
+static void move_done(mv_job_t *j, void *owner, int cancelled)
+{
+    move_job_t *m = (move_job_t *)j;
+    mv_template_t *t = owner;
+
+    close(m->procs);
+    if (!t)
+        return; /* closed meanwhile: close_all dropped the handoff */
+    t->cg_job = NULL;
+    if (cancelled || m->err < 0) {
+        /* Not in its cgroup, its figures would be wrong: a template is started instead. */
+        mv_warn(t->o.log, "template_adopt_failed", MV_I("template", t->gen),
+                MV_I("pid", t->handoff.pid), MV_S("call", "cgroup.procs"),
+                MV_S("error", cancelled ? "cancelled" : strerror(-m->err)),
+                MV_S("msg", "the handed-over template is killed; the command starts instead"));
+        mv_handoff_drop(&t->handoff);
+    }
+    start_process(t);
+}
+
+static void move_into_cgroup(mv_template_t *t)
+{
+    move_job_t *m = calloc(1, sizeof *m);
+
+    if (m)
+        m->procs = fcntl(t->cg.procs_fd, F_DUPFD_CLOEXEC, 3);
+    if (!m || m->procs < 0) {
+        free(m);
+        spawn_failed(t, "cgroup.procs", "cannot move the handed-over template", false);
+        return;
+    }
+    m->pid = t->handoff.pid;
+    if (mv_job_queue(t->o.loop, &m->job, move_work, move_done, t) < 0) {
+        close(m->procs);
+        free(m);
+        spawn_failed(t, "uv_queue_work", "cannot queue the cgroup job", false);
+        return;
+    }
+    t->cg_job = &m->job;
+}
+
 static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
 {
     mv_template_t *t = owner;
@@ -657,12 +755,32 @@ static void cg_created(void *owner, int result, mv_cgw_t *cg, const char *why)
     }
     t->cg = *cg;
     t->has_cg = true;
-    start_process(t);
+    if (t->handoff.pid > 0)
+        move_into_cgroup(t);
+    else
+        start_process(t);
+}
+
+void mv_template_offer(mv_handoff_t *h)
+{
+    mv_handoff_drop(&offered);
+    offered = *h;
+    mv_handoff_init(h);
+}
+
+void mv_template_offer_drop(void)
+{
+    mv_handoff_drop(&offered);
 }
 
 void mv_template_start(mv_template_t *t)
 {
     const mv_cg_t *cg = t->o.cg;
+
+    if (offered.pid > 0) { /* the first template started: the one handed over */
+        t->handoff = offered;
+        mv_handoff_init(&offered);
+    }
 
     if (!cg || cg->version == MV_CG_OFF) {
         start_process(t);
@@ -725,6 +843,7 @@ mv_template_t *mv_template_new(const mv_worker_opts_t *o, uint32_t gen,
     t->state = MV_T_PREPARING;
     t->ctl[0] = t->ctl[1] = -1;
     t->at_ready = -1;
+    mv_handoff_init(&t->handoff);
     mv_meter_init(&t->meter);
     t->cg.procs_fd = t->cg.notify_fd = -1;
     uv_timer_init(o->loop, &t->timer);

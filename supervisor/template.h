@@ -31,6 +31,7 @@
 
 #include "cgroup.h"
 #include "channel.h"
+#include "handoff.h"
 #include "job.h"
 #include "meter.h"
 #include "proc.h"
@@ -130,7 +131,8 @@ struct mv_template {
     mv_reading_t last;
     uint64_t read_ns; /* when `last` was read (uv_hrtime) */
     int64_t peak;
-    int64_t at_ready; /* the soft limit's figure when it became ready; -1: not read */
+    int64_t at_ready;     /* the soft limit's figure when it became ready; -1: not read */
+    mv_handoff_t handoff; /* a template handed over, to adopt instead of starting one */
 };
 
 /* A template of generation `gen` (not started). NULL on ENOMEM. */
@@ -139,6 +141,11 @@ mv_template_t *mv_template_new(const mv_worker_opts_t *o, uint32_t gen,
 /* Makes its cgroup, then starts it; on_ready or on_gone follows (maybe before this returns,
  * when it cannot start). */
 void mv_template_start(mv_template_t *t);
+/* A template handed over (handoff.h): the next template started adopts it (into its cgroup,
+ * then as if it had just been started) instead of running the command. h is taken. */
+void mv_template_offer(mv_handoff_t *h);
+/* The offer nobody took (templates off, the run ended first): its child is killed and reaped. */
+void mv_template_offer_drop(void);
 /* Sends a request (READY only): its answer comes through on_forked, or with on_gone. */
 void mv_template_send(mv_template_t *t, mv_freq_t *r);
 /* Sends r's FORK now with `fds` (the caller's: out_fd, the fds, the cgroup's) when the

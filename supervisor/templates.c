@@ -520,7 +520,7 @@ void mv_templates_close(mv_templates_t *ts, void (*cb)(void *arg), void *arg)
 bool mv_templates_keeps(const mv_templates_t *ts, int pid)
 {
     for (const mv_template_t *t = ts->all; t; t = t->link)
-        if (t->sent)
+        if (t->sent || (t->proc.forked && t->proc.pid == pid)) /* sent; or handed over */
             return true;
     for (const orphan_t *o = ts->orphans; o; o = o->next)
         if (o->p.pid == pid)

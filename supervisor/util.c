@@ -110,9 +110,14 @@ bool mv_utf8_valid(const void *p, size_t n)
     size_t i = 0, k;
 
     while (i < n) {
-        /* Fast path for ASCII runs. */
+        /* Fast path for ASCII runs, 8 bytes at a time (answers of 100 KB are common). */
         if (s[i] < 0x80) {
-            i++;
+            uint64_t w;
+
+            while (i + 8 <= n && (memcpy(&w, s + i, 8), (w & 0x8080808080808080ull) == 0))
+                i += 8;
+            if (i < n && s[i] < 0x80)
+                i++;
             continue;
         }
         k = utf8_seq(s + i, n - i);

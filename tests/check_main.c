@@ -64,6 +64,7 @@ int main(void)
         truth_suite,
         tpolicy_suite,
         template_suite,
+        handoff_suite,
         succ_suite,
     };
     /* clang-format on */

@@ -873,6 +873,23 @@ START_TEST(utf8_rules)
     ck_assert(!mv_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
     ck_assert(!mv_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
     ck_assert(!mv_utf8_valid("\xe2\x82", 2));         /* truncated */
+    /* ASCII runs are read 8 bytes at a time: a bad byte (or a good sequence) anywhere after
+     * or inside a run, at every offset, and the ragged end. */
+    for (size_t len = 1; len <= 40; len++)
+        for (size_t at = 0; at < len; at++) {
+            char text[48];
+
+            memset(text, 'a', len);
+            text[at] = '\xff';
+            ck_assert_msg(!mv_utf8_valid(text, len), "0xff at %zu of %zu", at, len);
+            text[at] = 'b';
+            ck_assert(mv_utf8_valid(text, len));
+            if (at + 2 <= len) {
+                memcpy(text + at, "\xc3\xa9", 2);
+                ck_assert(mv_utf8_valid(text, len));
+                ck_assert(!mv_utf8_valid(text, at + 1)); /* cut inside the sequence */
+            }
+        }
     mv_buf_t b = {0};
     ck_assert_int_eq(mv_utf8_sanitize("a\xffz", 3, &b), 0);
     ck_assert_uint_eq(b.len, 5);

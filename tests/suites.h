@@ -55,6 +55,7 @@ Suite *redis_suite(void);
 Suite *rentry_suite(void);
 Suite *tpolicy_suite(void);
 Suite *template_suite(void);
+Suite *handoff_suite(void);
 Suite *succ_suite(void);
 Suite *progress_suite(void);
 

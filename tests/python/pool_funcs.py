@@ -111,3 +111,11 @@ def init_get(x):
 
 def init_fail(value):
     raise RuntimeError(f"initializer refuses {value}")
+
+
+def parent(x):
+    return os.getppid()
+
+
+def environ(*names):
+    return [os.environ.get(n) for n in names]

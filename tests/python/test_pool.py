@@ -18,10 +18,12 @@ import pickle
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import types
 import unittest
 from unittest import mock
@@ -210,21 +212,29 @@ class Leaks(PoolTest):
         self.assertGreaterEqual(max(s.mem_after for s in stats), 38 * MiB)
 
     def test_stats_of_each_task(self):
-        with self.pool(workers=1) as pool:
-            pool.apply(pf.sq, (1,))  # a worker's first task also pays for its warm-up
-            self.assertEqual(pool.apply(pf.keep_mib, (16,)), 16)
-            s = pool.last_stats
-            r = pool.map_async(pf.sq, range(3))
-            r.get(TIMEOUT)
-        self.assertEqual((s.status, s.worker, s.attempts, s.items), ("ok", 1, 1, 1))
-        self.assertEqual(s.kind, "pool_funcs.keep_mib")
-        # 16 MiB kept; the kernel's figures, with room for what the allocator does.
-        self.assertGreaterEqual(s.retained, 8 * MiB)
-        self.assertEqual(s.retained, s.mem_after - s.mem_before)
-        self.assertGreaterEqual(s.mem_peak, s.mem_after)
-        self.assertGreaterEqual(s.duration, 0)
-        self.assertEqual(len(r.stats), 3)
-        self.assertEqual(len({st.task for st in r.stats}), 3)
+        for start in ("exec", "fork"):
+            with mock.patch.dict(os.environ, {"MEMVISOR_POOL_FORK": "no" if start == "exec"
+                                              else "yes"}):
+                with self.pool(workers=1) as pool:
+                    pool.apply(pf.sq, (1,))  # a worker's first task also pays for its warm-up
+                    self.assertEqual(pool.apply(pf.keep_mib, (16,)), 16)
+                    s = pool.last_stats
+                    r = pool.map_async(pf.sq, range(3))
+                    r.get(TIMEOUT)
+                    self.assertEqual(pool.template_start, start)
+            self.assertEqual((s.status, s.worker, s.attempts, s.items), ("ok", 1, 1, 1))
+            self.assertEqual(s.kind, "pool_funcs.keep_mib")
+            # 16 MiB kept; the kernel's figures, with room for what the allocator does.
+            self.assertGreaterEqual(s.retained, 8 * MiB)
+            self.assertEqual(s.retained, s.mem_after - s.mem_before)
+            # The peak is the worker's cgroup's; mem_after, its private memory, also counts
+            # the template's anonymous pages it maps (docs/templates.md): a template started
+            # by memvisor is smaller than what the task kept, one forked from this test
+            # process is not.
+            self.assertGreaterEqual(s.mem_peak, s.mem_after if start == "exec" else s.retained)
+            self.assertGreaterEqual(s.duration, 0)
+            self.assertEqual(len(r.stats), 3)
+            self.assertEqual(len({st.task for st in r.stats}), 3)
 
     def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
         # Without a chunksize: tiny items go in tasks of ~5 ms (at least 50 tasks a worker),
@@ -244,7 +254,49 @@ class Leaks(PoolTest):
         self.assertLess(len(sizes), 2000, "quick items were not grouped")
         self.assertLessEqual(max(sizes), 20000 // (2 * 50))
         self.assertEqual(sizes[0], 1)  # before any answer: one item
+        # ... and no more single items than 2 a worker before the first answer came (the
+        # last task may hold the one item left)
+        self.assertLessEqual(sizes.count(1), 2 * 2 + 1, sizes[:20])
         self.assertEqual({s.items for s in slow.stats}, {1})
+
+    def test_auto_chunks_wait_for_answers_with_two_tasks_a_worker_in_flight(self):
+        from memvisor import _pool, _results
+        job = _results.AsyncResult(10000, False, None, None)
+        waits = []
+
+        def next_answer(j, n):  # the answer comes: a task of the sizes sent took 1 us an item
+            waits.append((n, j.timed))
+            j.time_items(1e-6 * sizes[n], sizes[n])
+        sizes = []
+        for chunk, first in _pool._auto_chunks(job, range(10000), 10000, 2, next_answer):
+            self.assertEqual(first, sum(sizes))
+            sizes.append(len(chunk))
+        self.assertEqual(sum(sizes), 10000)
+        self.assertEqual(sizes[:4], [1, 1, 1, 1])  # nothing known: one item, 4 in flight
+        self.assertEqual(waits[0], (0, 0))  # then it waited for the first answer
+        self.assertEqual(sizes[4], 10000 // (2 * 50))  # 1 us items: the 50-a-worker cap
+        # every wait came with 4 tasks in flight, for the answer of the oldest
+        self.assertEqual([n for n, _t in waits], list(range(len(waits))))
+        self.assertEqual(len(waits), len(sizes) - 4)
+        # the item time is weighted by items: one cold single item weighs little
+        job2 = _results.AsyncResult(10, False, None, None)
+        job2.time_items(100e-6, 1)
+        job2.time_items(100 * 2e-6, 100)
+        self.assertLess(job2.item_seconds, 4e-6)
+
+    def test_answers_carry_the_functions_own_time(self):
+        from memvisor import _codec
+        body = _codec.encode_done([1, "two"], 0.25)
+        obj = {"task": 3, "status": "ok", "result": body.decode(), "duration_ms": 900}
+        ok, values, stats, seconds = _codec.decode_result(obj, 2, 0)
+        self.assertEqual((ok, values, seconds, stats.duration), (True, [1, "two"], 0.25, 0.9))
+        # an answer without it (base64 alone) still reads; no timing then
+        obj["result"] = body.split(b" ")[0].decode()
+        self.assertEqual(_codec.decode_result(obj, 2, 0)[3], None)
+        obj["result"] = body.decode() + "x"  # a bad figure: the answer cannot be read
+        ok, err, _stats, _seconds = _codec.decode_result(obj, 2, 0)
+        self.assertFalse(ok)
+        self.assertIsInstance(err, memvisor.PoolError)
 
     def test_auto_chunk_size(self):
         from memvisor import _pool
@@ -439,6 +491,40 @@ class Settings(PoolTest):
             args, _ = _run.build_options("fake", None, {"only_a": 5, "b.shared": 4})
         self.assertEqual(args, ["-o", "a.only_a=5", "-o", "b.shared=4"])
 
+    def test_settings_are_checked_once_until_the_config_file_changes(self):
+        from memvisor import _run
+        config = os.path.join(self.tmp, "a.ini")
+        with open(config, "w") as f:
+            f.write("[limits]\nmemory_soft = 100M\n")
+        real, calls = _run._check, []
+
+        def counting(binary, args):
+            calls.append(args)
+            return real(binary, args)
+        with mock.patch.object(_run, "_check", counting), \
+                mock.patch.dict(_run._checked_cache, clear=True):
+            binary = _run.find_binary()
+            for _ in range(2):
+                _, eff = _run.build_options(binary, config, {"workers": 2})
+                self.assertEqual(eff["limits"]["memory_soft"], "100M")
+                eff["limits"]["memory_soft"] = "changed by the caller"  # a copy each time
+            self.assertEqual(len(calls), 1)
+            _run.build_options(binary, config, {"workers": 3})  # other settings: checked
+            self.assertEqual(len(calls), 2)
+            with open(config, "w") as f:
+                f.write("[limits]\nmemory_soft = 200M\n")
+            os.utime(config, ns=(0, os.stat(config).st_mtime_ns + 10 ** 9))
+            _, eff = _run.build_options(binary, config, {"workers": 2})
+            self.assertEqual(eff["limits"]["memory_soft"], "200M")
+            self.assertEqual(len(calls), 3)
+            with open(config, "w") as f:  # a bad value is refused, and not kept
+                f.write("[limits]\nmemory_soft = lots\n")
+            os.utime(config, ns=(0, os.stat(config).st_mtime_ns + 2 * 10 ** 9))
+            for _ in range(2):
+                with self.assertRaises(ValueError):
+                    _run.build_options(binary, config, {"workers": 2})
+            self.assertEqual(len(calls), 5)
+
     def test_two_pools_in_one_state_directory(self):
         # No control socket unless asked: two pools would share STATE_DIR/control.sock.
         with self.pool(workers=1) as a, self.pool(workers=1) as b:
@@ -517,6 +603,107 @@ def _tree(root):
         tree |= more
         grew = bool(more)
     return {p: start[p] for p in tree if p in start}
+
+
+def _events(logs, event):
+    """memvisor's events named `event` among captured log records."""
+    return [r.memvisor for r in logs.records
+            if getattr(r, "memvisor", {}).get("event") == event]
+
+
+def _status_mask(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        line = next(x for x in f if x.startswith(field + ":"))
+    return int(line.split()[1], 16)
+
+
+def _gone(pids):
+    """Waits (bounded) until none of pids runs; the ones still there."""
+    for _ in range(int(TIMEOUT * 10)):
+        left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        if not left:
+            return []
+        select.select([], [], [], 0.1)
+    return left
+
+
+class HandedOverTemplate(PoolTest):
+    """The first template forked from the caller itself (memvisor/_handoff.py)."""
+
+    def test_forked_from_the_caller_as_memvisor_would_start_it(self):
+        r, w = os.pipe()  # the caller's: the template must not hold it open
+        old = signal.signal(signal.SIGUSR1, lambda *_: None)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+        try:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                pool = self.pool(workers=2)
+                self.assertEqual(pool.map(pf.sq, range(10)), [x * x for x in range(10)])
+                self.assertEqual(pool.template_start, "fork")
+                self.assertEqual(set(pool.map(pf.parent, range(4), chunksize=1)), {pool.pid})
+                tpid = _events(logs, "template_adopted")[0]["pid"]
+                with open(f"/proc/{tpid}/stat") as f:
+                    self.assertEqual(int(f.read().rsplit(")", 1)[1].split()[1]), pool.pid)
+                self.assertEqual(os.getsid(tpid), tpid)  # a session of its own
+                fds = f"/proc/{tpid}/fd"
+                theirs = {os.readlink(f"{fds}/{n}") for n in os.listdir(fds)}
+                for fd in (r, w):
+                    self.assertNotIn(os.readlink(f"/proc/self/fd/{fd}"), theirs)
+                bit = 1 << (signal.SIGUSR1 - 1)
+                self.assertTrue(_status_mask(os.getpid(), "SigCgt") & bit)
+                self.assertFalse(_status_mask(tpid, "SigCgt") & bit)
+                blocked = 1 << (signal.SIGUSR2 - 1)
+                self.assertTrue(_status_mask(threading.get_native_id(), "SigBlk") & blocked)
+                self.assertFalse(_status_mask(tpid, "SigBlk") & blocked)
+                # The environment memvisor gives a template, not the caller's.
+                names = ("MEMVISOR_POOL_SPEC", "MEMVISOR_TEMPLATE_HANDOFF", "MEMVISOR_FD")
+                self.assertNotIn("MEMVISOR_POOL_SPEC", os.environ)
+                got = pool.apply(pf.environ, names)
+                self.assertTrue(got[0].endswith("spec.pickle"), got)
+                self.assertEqual(got[1:], [None, "3"])
+                with open(f"/proc/{tpid}/cgroup") as f:
+                    cgroups = f.read()
+                if f"memvisor-{pool.pid}/" in cgroups:  # memvisor runs with cgroups here
+                    self.assertIn(f"memvisor-{pool.pid}/w0.1\n", cgroups)
+                # memvisor killed: the template and the workers die with it.
+                others = [tpid] + list(pool.worker_pids)
+                os.kill(pool.pid, signal.SIGKILL)
+                self.assertEqual(_gone(others), [])
+                pool.terminate()
+        finally:
+            signal.signal(signal.SIGUSR1, old)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGUSR2])
+            os.close(r)
+            os.close(w)
+        self.assertEqual(len(_events(logs, "template_spawn")), 1)
+
+    def test_other_threads_make_memvisor_start_the_template(self):
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait)
+        t.start()
+        try:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                with self.pool(workers=1) as pool:
+                    self.assertEqual(pool.map(pf.sq, range(5)), [0, 1, 4, 9, 16])
+                    self.assertEqual(pool.template_start, "exec")
+        finally:
+            stop.set()
+            t.join()
+        self.assertTrue(any("threads in this process" in r.getMessage()
+                            for r in logs.records), [r.getMessage() for r in logs.records])
+        self.assertEqual(_events(logs, "template_adopted"), [])
+        self.assertEqual(len(_events(logs, "template_ready")), 1)
+
+    def test_a_template_that_dies_at_adoption_is_replaced_by_a_started_one(self):
+        from memvisor import _handoff
+        with mock.patch.object(_handoff, "_template", lambda *_: os._exit(9)):
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                with self.pool(workers=2) as pool:
+                    self.assertEqual(pool.map(pf.sq, range(20)), [x * x for x in range(20)])
+                    self.assertEqual(pool.template_start, "fork")
+        gone = _events(logs, "template_exit")
+        self.assertEqual((gone[0]["template"], gone[0]["status"], gone[0]["reason"]),
+                         (1, 9, "crash"))
+        self.assertEqual([e["template"] for e in _events(logs, "template_ready")], [2])
 
 
 class Terminate(PoolTest):

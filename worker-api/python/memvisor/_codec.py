@@ -10,8 +10,10 @@ number. A Pool task line is ``TOKEN MODE PAYLOAD``:
   each item; ``s`` a chunk for starmap, fn(*item) for each item.
 - PAYLOAD: base64 of pickle((args, kwargs)) for ``c``, of the chunk's list of items otherwise.
 
-The worker answers DONE with base64 of pickle(list of the chunk's results), and FAIL with a
-JSON object: ``{"type", "message", "traceback", "exception": base64 of pickle(exc) or null}``.
+The worker answers DONE with base64 of pickle(list of the chunk's results), a space and the
+seconds the function took over the chunk (what sizes a map's tasks: memvisor's duration of a
+task also holds its round trip, which for tiny items is most of it), and FAIL with a JSON
+object: ``{"type", "message", "traceback", "exception": base64 of pickle(exc) or null}``.
 
 Why base64 on both ways: a task must be one line and a pickle holds any byte, newlines
 included. memvisor writes an answer that is valid UTF-8 as a JSON string (``result``) and
@@ -94,8 +96,15 @@ def decode_task(line: bytes) -> Tuple[bytes, bytes, Any]:
     return token, mode, pickle.loads(base64.b64decode(rest[1:], validate=True))
 
 
-def encode_done(results: List[Any]) -> bytes:
-    return base64.b64encode(pickle.dumps(results, PICKLE_PROTOCOL))
+def encode_done(results: List[Any], seconds: float) -> bytes:
+    return b"%s %.9f" % (base64.b64encode(pickle.dumps(results, PICKLE_PROTOCOL)), seconds)
+
+
+def _done(text: str) -> Tuple[Any, Optional[float]]:
+    """(results, seconds the function took or None) of a DONE payload."""
+    data, _, seconds = text.partition(" ")
+    return pickle.loads(base64.b64decode(data, validate=True)), \
+        float(seconds) if seconds else None
 
 
 def encode_fail(exc: BaseException, tb: str) -> bytes:
@@ -159,9 +168,11 @@ def _int(obj: dict, key: str) -> Optional[int]:
     return v if isinstance(v, int) else None
 
 
-def decode_result(obj: dict, items: int, index: Optional[int]) -> Tuple[bool, Any, TaskStats]:
-    """(ok, values or exception, stats) of one result line (a dict) of a task of `items`
-    items whose first is at `index` in the input (None for apply)."""
+def decode_result(obj: dict, items: int,
+                  index: Optional[int]) -> Tuple[bool, Any, TaskStats, Optional[float]]:
+    """(ok, values or exception, stats, seconds the function took or None) of one result line
+    (a dict) of a task of `items` items whose first is at `index` in the input (None for
+    apply)."""
     status = str(obj.get("status"))
     dur = obj.get("duration_ms")
     stats = TaskStats(int(obj.get("task") or 0), status, _int(obj, "worker"), _int(obj, "pid"),
@@ -170,20 +181,20 @@ def decode_result(obj: dict, items: int, index: Optional[int]) -> Tuple[bool, An
                       float(dur) / 1000.0 if isinstance(dur, (int, float)) else 0.0, items,
                       obj.get("kind") if isinstance(obj.get("kind"), str) else None)
     if status == "quarantined":
-        return False, _quarantined(obj, stats, index), stats
+        return False, _quarantined(obj, stats, index), stats, None
     try:
         if status == "ok":
-            values = pickle.loads(base64.b64decode(obj["result"], validate=True))
+            values, seconds = _done(obj["result"])
             if not isinstance(values, list) or len(values) != items:
                 raise ValueError(f"the worker answered {type(values).__name__}, not a list of "
                                  f"{items} results")
-            return True, values, stats
+            return True, values, stats, seconds
         error = obj.get("error")
         if error is None and "error_base64" in obj:
             error = base64.b64decode(obj["error_base64"]).decode("utf-8", "replace")
-        return False, _failure(str(error)), stats
+        return False, _failure(str(error)), stats, None
     except Exception as exc:  # noqa: BLE001 - unpickling can raise anything
         err = PoolError(f"task {stats.task}: its answer cannot be read here: "
                         f"{type(exc).__name__}: {exc}")
         err.__cause__ = exc
-        return False, err, stats
+        return False, err, stats, None

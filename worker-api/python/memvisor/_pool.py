@@ -20,7 +20,7 @@ import threading
 import weakref
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
-from . import _codec, _run
+from . import _codec, _handoff, _run
 from ._errors import PoolBroken, PoolError, PoolTerminated, TaskStats
 from ._progress import Progress
 from ._results import AsyncResult, IMapIterator, _Job
@@ -37,9 +37,14 @@ _live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 # in tasks of about that long (a task's round trip costs ~0.1 ms: a task per 10-us item is
 # ~10x slower than multiprocessing's chunks), an item that takes longer stays a task of its
 # own (its memory figures its own); and there are at least AUTO_TASKS_PER_WORKER tasks a
-# worker, so leak windows and recycling still have tasks to work with.
+# worker, so leak windows and recycling still have tasks to work with. How long an item
+# takes is what the worker timed (the function alone), and at most AUTO_AHEAD_PER_WORKER
+# tasks a worker are in flight, so that each task is sized on recent answers (single items
+# before the first): memvisor's input would take thousands of tasks sized on the first,
+# cold, answer before the second came.
 AUTO_TASK_SECONDS = 0.005
 AUTO_TASKS_PER_WORKER = 50
+AUTO_AHEAD_PER_WORKER = 2
 
 
 def _chunks(iterable: Iterable[Any], size: int) -> Iterator[Tuple[List[Any], int]]:
@@ -63,13 +68,18 @@ def _auto_size(n: int, workers: int, item_seconds: Optional[float]) -> int:
     return max(1, min(cap, int(AUTO_TASK_SECONDS / max(item_seconds, 1e-7))))
 
 
-def _auto_chunks(job: _Job, items: Iterable[Any], n: int,
-                 workers: int) -> Iterator[Tuple[List[Any], int]]:
+def _auto_chunks(job: _Job, items: Iterable[Any], n: int, workers: int,
+                 next_answer: Callable[[_Job, int], None]) -> Iterator[Tuple[List[Any], int]]:
     """(items, index of the first) for each task of a map without a chunksize, sized as the
-    feeder makes it from how long this call's items took so far (job.item_seconds)."""
+    feeder makes it from how long this call's items took so far (job.item_seconds); with
+    AUTO_AHEAD_PER_WORKER tasks a worker in flight, next_answer(job, n) waits for one more
+    answer than n."""
     it = iter(items)
-    index = 0
-    while True:
+    index = sent = 0
+    while index < n:  # n: len(items), so no wait comes after the last task
+        if sent - job.timed >= AUTO_AHEAD_PER_WORKER * workers:
+            next_answer(job, sent - AUTO_AHEAD_PER_WORKER * workers)
+        sent += 1
         chunk = list(itertools.islice(it, _auto_size(n, workers, job.item_seconds)))
         if not chunk:
             return
@@ -152,6 +162,7 @@ class Pool:
         given.update(options or {})
         self._binary = _run.find_binary(memvisor)
         self._args, effective = _run.build_options(self._binary, config, given)
+        self._effective = effective
         if effective.get("control", {}).get("socket", "") == "":
             # Two pools in one directory would share STATE_DIR/control.sock: none unless asked.
             self._args += ["-o", "control.socket=none"]
@@ -179,6 +190,9 @@ class Pool:
         self._output: Deque[str] = collections.deque(maxlen=12)  # a traceback's end
         self._cleaned = False
         self.last_stats: Optional[TaskStats] = None
+        # How the first template came: "fork" (from this process: _handoff), "exec" (started
+        # by memvisor), None (not yet). memvisor's template_adopted event says it was taken.
+        self.template_start: Optional[str] = None
         self._progress = Progress(sys.stderr, progress, soft)
         _live.add(self)
 
@@ -328,7 +342,8 @@ class Pool:
         if n == 0:
             _codec.function_token(func)  # a lambda is refused, whatever the input
         elif chunksize is None:
-            self._submit(func, mode, job, _auto_chunks(job, items, n, self.workers), n)
+            self._submit(func, mode, job,
+                         _auto_chunks(job, items, n, self.workers, self._next_answer), n)
         else:
             self._submit(func, mode, job, _chunks(items, chunksize), n)
         return job
@@ -343,6 +358,12 @@ class Pool:
         job = IMapIterator(ordered, with_stats, return_exceptions)
         self._submit(func, _codec.MODE_MAP, job, _chunks(iterable, chunksize), n)
         return job
+
+    def _next_answer(self, job: _Job, timed: int) -> None:
+        """Waits (in the feeder) until job has more than `timed` answers, or the pool ended."""
+        with job.answered:
+            while job.timed <= timed and self._broken is None and self._state != TERMINATE:
+                job.answered.wait(0.05)
 
     def _check_running(self) -> None:
         if self._state != RUN:
@@ -378,13 +399,24 @@ class Pool:
         sv = _run.Supervisor(self._binary, self._args, env, self._tmpdir, self._on_result,
                              self._on_log, self._on_end)
         try:
-            sv.start(_run.worker_command())
+            sv.start(_run.worker_command(), self._handoff(spec, env))
         except BaseException:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             raise
         self._sv = sv
         self._feeder = threading.Thread(target=self._feed, name="memvisor-feeder", daemon=True)
         self._feeder.start()
+
+    def _handoff(self, spec: Dict[str, Any], env: Dict[str, str]) -> Optional[_handoff.Handoff]:
+        """The first template forked from this process (_handoff), or None (memvisor starts
+        it: why at DEBUG)."""
+        why = _handoff.unusable(self._effective)
+        if why is not None:
+            log.debug("memvisor.Pool: the template is started by memvisor: %s", why)
+            self.template_start = "exec"
+            return None
+        self.template_start = "fork"
+        return _handoff.Handoff(spec, env)
 
     # ---- the feeder thread: task lines to memvisor ---------------------------------------
 
@@ -426,6 +458,7 @@ class Pool:
                         f"{self._max_line} bytes; raise it with Pool(max_size=...))")
             except Exception as exc:  # noqa: BLE001 - pickling can raise anything
                 job._set(sent, False, exc, None, nitems)
+                job.ended()  # an answer of sorts: an auto-sized map's feeder may wait for one
                 sent, items = sent + 1, items + nitems
                 continue
             with self._lock:
@@ -468,11 +501,12 @@ class Pool:
             log.error("memvisor.Pool: a result for task %s, which is not pending", task_id)
             return
         job, ci, nitems, first = entry
-        ok, value, stats = _codec.decode_result(obj, nitems, first)
+        ok, value, stats, seconds = _codec.decode_result(obj, nitems, first)
         self.last_stats = stats
-        if ok and stats.duration > 0:  # a moving average: items change as a map goes on
-            t = stats.duration / nitems
-            job.item_seconds = t if job.item_seconds is None else 0.7 * job.item_seconds + 0.3 * t
+        if ok:  # the worker's own timing; memvisor's duration (a round trip more) if none
+            job.time_items(seconds if seconds is not None else stats.duration, nitems)
+        else:
+            job.ended()
         self._progress.task_ended(nitems, stats.status, stats.mem_after)
         job._set(ci, ok, value, stats, nitems)
 
@@ -510,6 +544,7 @@ class Pool:
             pending, self._pending = self._pending, {}
         for job, ci, nitems, _first in pending.values():
             job._set(ci, False, err, None, nitems)
+            job.ended()
         self._run_known.set()
 
     # ---- the log thread ------------------------------------------------------------------

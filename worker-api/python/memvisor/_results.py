@@ -25,10 +25,30 @@ class _Job:
 
     def __init__(self, return_exceptions: bool) -> None:
         self._return_exceptions = return_exceptions
-        # How long one of its items takes (seconds, a moving average of its answers so
-        # far; None before the first): what sizes a map's tasks without a chunksize.
+        # How long one of its items takes (seconds, from its answers so far: time_items;
+        # None before the first): what sizes a map's tasks without a chunksize.
         self.item_seconds: Optional[float] = None
+        self.timed = 0  # answers that said how long their items took
+        self._secs = self._items_timed = 0.0
+        self.answered = threading.Condition(threading.Lock())  # notified at each answer
         self._cond = threading.Condition(threading.Lock())
+
+    def time_items(self, seconds: float, nitems: int) -> None:
+        """A task of nitems items took `seconds` in its function: item_seconds is the mean of
+        the answers so far, weighted by their items (a single item's cold first call, the
+        first answer, weighs little once a chunk has answered), older answers decaying."""
+        with self.answered:
+            self._secs = 0.7 * self._secs + seconds
+            self._items_timed = 0.7 * self._items_timed + nitems
+            self.item_seconds = self._secs / self._items_timed
+            self.timed += 1
+            self.answered.notify_all()
+
+    def ended(self) -> None:
+        """A task ended without timing (failed, quarantined, never ran): wakes the feeder."""
+        with self.answered:
+            self.timed += 1
+            self.answered.notify_all()
 
     def _set(self, ci: int, ok: bool, value: Any, stats: Optional[TaskStats],
              nitems: int) -> None:

@@ -37,6 +37,9 @@ RESERVED = {
 }
 
 _sections_cache: Dict[str, Dict[str, str]] = {}
+# `memvisor check` of a Pool's settings, by (binary and its mtime, config file and its mtime,
+# arguments): a second Pool with the same settings does not run it again (1.5-2 ms).
+_checked_cache: Dict[Tuple[Any, ...], Dict[str, Dict[str, str]]] = {}
 
 
 def find_binary(path: Optional[str] = None) -> str:
@@ -157,6 +160,9 @@ def build_options(binary: str, config: Optional[str],
         names.append(name)
         args += ["-o", f"{full}={render(name, value)}"]
     head = ["-c", config] if config else []
+    key = (binary, _mtime(binary), config, _mtime(config) if config else None, tuple(args))
+    if key in _checked_cache:
+        return args, {k: dict(v) for k, v in _checked_cache[key].items()}
     cp = _check(binary, head + args)
     if cp.returncode == 2:
         # "-o:N" names the Nth override: say the keyword the caller wrote.
@@ -166,7 +172,17 @@ def build_options(binary: str, config: Optional[str],
         raise ValueError(f"memvisor.Pool: invalid settings:\n{text}")
     if cp.returncode != 0:
         raise PoolError(f"{binary} check failed ({cp.returncode}): {cp.stderr.strip()}")
-    return args, parse_ini(cp.stdout)
+    effective = parse_ini(cp.stdout)
+    if key[1] is not None and (not config or key[3] is not None):
+        _checked_cache[key] = {k: dict(v) for k, v in effective.items()}
+    return args, effective
+
+
+def _mtime(path: str) -> Optional[int]:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 class Supervisor:
@@ -190,7 +206,9 @@ class Supervisor:
         self._hold = -1
         self._write_lock = threading.Lock()
 
-    def start(self, worker_cmd: List[str]) -> None:
+    def start(self, worker_cmd: List[str], handoff: Any = None) -> None:
+        """Starts memvisor; handoff (a _handoff.Handoff): its first template is forked from
+        this process on the way (closed here either way)."""
         fifo = os.path.join(self._tmpdir, "results.fifo")
         os.mkfifo(fifo, 0o600)
         # Our own writer keeps the FIFO from reading EOF before memvisor opens it, and after
@@ -201,12 +219,20 @@ class Supervisor:
         results = io.open(rfd, "rb", buffering=1 << 16)
         cmd = [self._binary, "run", *self._args, "-o", "log.format=json", "--tasks", "-",
                "--results", fifo, "--", *worker_cmd]
-        with open(os.path.join(self._tmpdir, "summary.txt"), "wb") as summary:
-            # Its own session: a Ctrl-C at the terminal reaches the caller (whose
-            # KeyboardInterrupt terminates the pool), not memvisor's graceful stop.
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=summary,
-                                         stderr=subprocess.PIPE, env=self._env,
-                                         start_new_session=True, close_fds=True)
+        env, extra = self._env, {}
+        if handoff is not None:
+            env = dict(env, **{handoff.ENV: handoff.env_value})
+            extra = {"pass_fds": handoff.pass_fds, "preexec_fn": handoff.in_child}
+        try:
+            with open(os.path.join(self._tmpdir, "summary.txt"), "wb") as summary:
+                # Its own session: a Ctrl-C at the terminal reaches the caller (whose
+                # KeyboardInterrupt terminates the pool), not memvisor's graceful stop.
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=summary,
+                                             stderr=subprocess.PIPE, env=env,
+                                             start_new_session=True, close_fds=True, **extra)
+        finally:
+            if handoff is not None:
+                handoff.close()
         for target, arg in ((self._read_log, None), (self._read_results, results)):
             t = threading.Thread(target=target, args=(arg,) if arg else (),
                                  name=f"memvisor-{target.__name__[1:]}", daemon=True)

@@ -29,9 +29,10 @@ import os
 import pickle
 import runpy
 import sys
+import time
 import traceback
 import types
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import memvisor_worker
 
@@ -129,7 +130,9 @@ def serve(worker: memvisor_worker.Worker) -> None:
                     fn = pickle.loads(base64.b64decode(token))
                     entry = cache[token] = (fn, _codec.kind_of(fn))
                 task.kind = entry[1]
-                body = _codec.encode_done(_call(entry[0], mode, items))
+                start = time.perf_counter()
+                results = _call(entry[0], mode, items)
+                body = _codec.encode_done(results, time.perf_counter() - start)
             except Exception as exc:  # noqa: BLE001 - any error fails its task only
                 worker.fail(_codec.encode_fail(exc, _traceback(exc)))
             else:
@@ -145,13 +148,16 @@ def cannot_start() -> None:
     os._exit(memvisor_worker.EXIT_FATAL)
 
 
-def main() -> None:
+def main(spec: Optional[Dict[str, Any]] = None) -> None:
+    """The worker's (or template's) whole life. spec: given by a template forked from the
+    caller (_handoff), else read from $MEMVISOR_POOL_SPEC."""
     # Run with -m, this module is __main__; under its own name too, so that a Pool created
     # while bootstrap() imports the caller's main module finds `bootstrapping` set.
     sys.modules.setdefault(__spec__.name if __spec__ else "memvisor._worker",
                            sys.modules[__name__])
     try:
-        spec = load_spec()
+        if spec is None:
+            spec = load_spec()
         bootstrap(spec)
     except BaseException:  # noqa: BLE001 - whatever it is, this worker cannot work
         cannot_start()

@@ -1,0 +1,245 @@
+"""The Pool's first template, forked from the caller itself (docs/templates.md, "A template
+handed over"; docs/python.md, "Start-up").
+
+A template started by memvisor is a fresh ``python3 -m memvisor._worker``: the interpreter, its
+``site`` (tens of ms where a .pth file imports something), this package, then the caller's main
+module and the function's module imported again, before the first worker says HELLO.
+multiprocessing's fork start method pays none of it: each worker is a copy of the caller. Here
+the template is: the process that becomes memvisor (subprocess's child, in ``preexec_fn``)
+forks the template from itself (a copy of the caller, everything imported) and then execs
+``memvisor run``; exec keeps children, so the template is memvisor's child, handed over with
+$MEMVISOR_TEMPLATE_HANDOFF=PIDFD,CTL,OUT (supervisor/handoff.h), and memvisor adopts it as its
+first template: into its cgroup, then HELLO, GO and forks as for any template. Later templates
+(a replacement at the soft limit, after a crash, at a reload) are the usual fresh ones.
+
+What the template does before it is one, so that it is what memvisor would have started:
+
+- the parent-death signal (SIGKILL), checked against a parent that died before it was armed;
+- a session of its own (a Ctrl-C at the terminal goes to the caller, as before);
+- its fds: /dev/null on 0, its output pipe on 1 and 2, its channel on 3 ($MEMVISOR_FD); every
+  other fd of the caller that is not a regular file is replaced by /dev/null (the caller's
+  pipes and sockets are not held open; the number stays taken, so an object of the caller that
+  still names it cannot write into an fd opened later);
+- the signal handlers the caller installed go back to the defaults, no wakeup fd, no signal
+  blocked;
+- its environment is the one memvisor gives a template (the Pool's, with MEMVISOR_FD and
+  MEMVISOR_SLOT);
+- stdout and stderr unbuffered, as PYTHONUNBUFFERED=1 makes them for a started template;
+- modules made at run time (without a __spec__) are forgotten, as a fresh interpreter never
+  had them;
+- then the same start-up as a started template (memvisor._worker): the main module imported
+  again as __mp_main__, the function's module, the initializer in each worker. Modules
+  already imported are not imported again, which is where the time goes.
+
+It is not used (the template is started as before, said at DEBUG on logger "memvisor") when
+the caller has other threads (a fork copies only the calling thread: a lock another one held
+would stay held in every worker; multiprocessing's fork has the same hazard and does it
+anyway), with ``template=False``, with [worker] user or group (the template would run as the
+caller), with listen sockets, without os.pidfd_open, or with $MEMVISOR_POOL_FORK=no.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import stat
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+ENV = "MEMVISOR_TEMPLATE_HANDOFF"  # MV_HANDOFF_ENV
+ENV_OFF = "MEMVISOR_POOL_FORK"
+EXIT_SETUP = 125  # as memvisor's exec shim: could not set up
+# Variables a template gets its own values of, or none (mv_worker_env_private and the pool's).
+_PRIVATE = ("MEMVISOR_FD", "MEMVISOR_SLOT", "MEMVISOR_HEAP_FD", "MEMVISOR_SHIM_PRELOAD",
+            "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", ENV)
+_PR_SET_PDEATHSIG = 1
+_kept: list = []  # the caller's stdio objects: never freed here (that would close 0, 1, 2)
+
+
+def threads() -> int:
+    """Threads of this process now (Python's and any library's)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0  # unknown: not Linux
+
+
+def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
+    """Why the template cannot be forked from this process now; None when it can."""
+    off = os.environ.get(ENV_OFF, "").strip().lower()
+    if off in ("0", "no", "false", "off"):
+        return f"${ENV_OFF}={off}"
+    if not hasattr(os, "pidfd_open") or not hasattr(os, "fork"):
+        return "no os.pidfd_open (Linux 5.3 and Python 3.9 are needed)"
+    worker = effective.get("worker", {})
+    if worker.get("template") != "yes":
+        return "no template (template=False)"
+    if worker.get("user") or worker.get("group"):
+        return "[worker] user or group: a template forked here would run as this process"
+    if effective.get("service", {}).get("listen"):
+        return "listen sockets: memvisor hands them to the template it starts"
+    n = threads()
+    if n != 1:
+        return f"{n} threads in this process: a fork copies only the calling one" if n else \
+            "no /proc/self/task: cannot tell whether this process has other threads"
+    return None
+
+
+class Handoff:
+    """One handed-over template, from Pool._start to memvisor's exec: the fds, and
+    ``in_child`` for subprocess's ``preexec_fn``."""
+
+    ENV = ENV
+
+    def __init__(self, spec: Dict[str, Any], env: Dict[str, str]) -> None:
+        self._spec = spec
+        self._env = {k: v for k, v in env.items() if k not in _PRIVATE}
+        self._env.update(MEMVISOR_FD="3", MEMVISOR_SLOT="0")
+        self._ctl, self._ctl_t = socket.socketpair()
+        self._out_r, self._out_w = os.pipe()
+        # The number the template's pidfd will have in memvisor: /dev/null until then, so
+        # that a failed fork leaves an fd memvisor refuses (not a pidfd) rather than none.
+        self._slot = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):  # the template must not print them again
+            try:
+                if stream is not None:
+                    stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    @property
+    def pass_fds(self) -> Tuple[int, int, int]:
+        return (self._slot, self._ctl.fileno(), self._out_r)
+
+    @property
+    def env_value(self) -> str:
+        return f"{self._slot},{self._ctl.fileno()},{self._out_r}"
+
+    def close(self) -> None:
+        """The caller's copies: memvisor and the template have theirs."""
+        for fd in (self._slot, self._out_r, self._out_w):
+            os.close(fd)
+        self._ctl.close()
+        self._ctl_t.close()
+
+    def in_child(self) -> None:
+        """subprocess's preexec_fn, in the process that becomes memvisor: forks the template,
+        leaves its pidfd on the slot. Never raises (a raise would fail the Pool): without a
+        pidfd there, memvisor refuses the handoff and starts a template itself."""
+        try:
+            parent = os.getpid()
+            pid = os.fork()
+        except BaseException:  # noqa: BLE001 - see above
+            return
+        if pid == 0:
+            _template(parent, self._ctl_t.fileno(), self._out_w, self._env, self._spec)
+        try:
+            fd = os.pidfd_open(pid)
+            os.dup2(fd, self._slot)
+            os.close(fd)
+        except BaseException:  # noqa: BLE001 - see above
+            os.kill(pid, signal.SIGKILL)
+
+
+def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[str, Any]) -> None:
+    """The forked template: set up as memvisor would have (see the module's docstring), then
+    memvisor._worker's start-up. Never returns."""
+    try:
+        _arm_parent_death(parent)
+        os.setsid()
+        _fds(ctl, out)
+        _signals()
+        os.environ.clear()
+        os.environ.update(env)
+        _stdio()
+        _forget_made_modules()
+        from . import _worker
+        import memvisor_template  # noqa: F401 - what GO would load, loaded before HELLO
+    except BaseException:  # noqa: BLE001 - nothing to report to yet: the shim's code
+        os._exit(EXIT_SETUP)
+    _worker.main(spec)
+    os._exit(EXIT_SETUP)  # not reached: main() ends with os._exit
+
+
+def _forget_made_modules() -> None:
+    """Modules made at run time (no __spec__: types.ModuleType put in sys.modules) are
+    forgotten: a started template could not import them, and the workers must fail the same
+    way whichever template forked them."""
+    for name, module in list(sys.modules.items()):
+        if name not in ("__main__", "__mp_main__") and module is not None and \
+                getattr(module, "__spec__", True) is None:
+            del sys.modules[name]
+
+
+def _arm_parent_death(parent: int) -> None:
+    """SIGKILL when the process that becomes memvisor dies (it is the thread that forked
+    this one, and stays so across its exec); exits if it died before the signal was armed."""
+    import ctypes  # noqa: PLC0415 - only the template needs it (memvisor_template loads it too)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
+        os._exit(EXIT_SETUP)
+
+
+def _fds(ctl: int, out: int) -> None:
+    """/dev/null on 0, the output on 1 and 2, the channel on 3; every other fd that is not a
+    regular file becomes /dev/null (close-on-exec)."""
+    import fcntl  # noqa: PLC0415
+
+    def high(fd: int) -> int:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+
+    ctl, out = high(ctl), high(out)
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    null = high(null)
+    os.dup2(null, 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.dup2(ctl, 3)
+    ours = (ctl, out, null)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 3 or fd in ours:
+            continue
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            continue  # the directory listdir read, closed now
+        if not stat.S_ISREG(mode):
+            os.dup2(null, fd, inheritable=False)
+    for fd in ours:
+        os.close(fd)
+
+
+def _signals() -> None:
+    """Handlers the caller installed go back to the defaults; no wakeup fd, nothing blocked
+    (as memvisor's exec shim leaves them)."""
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    except (ValueError, OSError):
+        pass
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+            if callable(handler) and handler is not signal.default_int_handler:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                              else signal.SIG_DFL)
+        except (OSError, ValueError, RuntimeError):
+            pass
+
+
+def _stdio() -> None:
+    """stdin from /dev/null, stdout and stderr unbuffered on the output pipe."""
+    _kept.extend((sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__,
+                  sys.__stderr__))
+    enc = "utf-8"
+    raw_in = io.BufferedReader(io.FileIO(0, "r", closefd=False))
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(raw_in, encoding=enc)
+    # Unbuffered, as -u makes them: a text layer straight on the fd.
+    out: Any = io.FileIO(1, "w", closefd=False)
+    err: Any = io.FileIO(2, "w", closefd=False)
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(out, encoding=enc, write_through=True)
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(err, encoding=enc, errors="backslashreplace",
+                                                   write_through=True)
