@@ -15,6 +15,7 @@ typedef struct create_job {
     unsigned gen;
     mv_cgw_t cg; /* made, or (reuse) the kept one to take first */
     bool reuse;
+    bool fallback; /* reuse: a new one made when the kept one cannot be reused */
     int result;
     char why[256];
     mv_cg_created_cb cb;
@@ -49,6 +50,8 @@ static void create_work(mv_job_t *j)
         if (path)
             mv_cg_remove(c->conf.version, path, tmp, sizeof tmp);
         free(path);
+        if (!c->fallback) /* a rider of a batch: the slot makes its own when it comes to it */
+            return;
         c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, tmp, sizeof tmp);
         if (c->result < 0)
             snprintf(c->why, sizeof c->why, "%s", tmp);
@@ -80,47 +83,74 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
     c->cb(owner, c->result, &c->cg, c->why);
 }
 
-/* Queues the making (kept NULL) or the reuse of a cgroup. */
-static int queue_create(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
-                        mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job)
+static create_job_t *new_create(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot,
+                                unsigned gen, mv_cg_created_cb cb)
 {
     create_job_t *c = calloc(1, sizeof *c);
-    int r;
 
-    if (!c)
-        return -ENOMEM;
-    c->conf = *cg;
-    c->slot = slot;
-    c->gen = gen;
-    c->cg.procs_fd = c->cg.notify_fd = -1;
-    if (kept) {
-        c->cg = *kept;
-        c->reuse = true;
+    if (c) {
+        c->conf = *cg;
+        c->slot = slot;
+        c->gen = gen;
+        c->cg.procs_fd = c->cg.notify_fd = -1;
+        c->fallback = true;
+        c->cb = cb;
+        c->loop = loop;
+        c->log = log;
     }
-    c->cb = cb;
-    c->loop = loop;
-    c->log = log;
-    r = mv_job_queue(loop, &c->job, create_work, create_done, owner);
+    return c;
+}
+
+/* Queues the making (kept NULL, n 1) or the reuse of n kept cgroups as gen, gen + 1, ...
+ * in one thread-pool run; only the first falls back to a new cgroup. */
+static int queue_create(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
+                        mv_cgw_t *kept, int n, mv_cg_created_cb cb, void *const *owners,
+                        mv_job_t **jobs)
+{
+    create_job_t *c[MV_CG_BATCH_MAX];
+    int r = n >= 1 && n <= MV_CG_BATCH_MAX ? 0 : -EINVAL;
+
+    for (int i = 0; r == 0 && i < n; i++) {
+        if (!(c[i] = new_create(loop, log, cg, slot, gen + (unsigned)i, cb))) {
+            while (i-- > 0)
+                free(c[i]);
+            r = -ENOMEM;
+        }
+    }
+    if (r < 0)
+        return r;
+    for (int i = 0; i < n; i++) {
+        jobs[i] = &c[i]->job;
+        if (kept) {
+            c[i]->cg = kept[i];
+            c[i]->reuse = true;
+            c[i]->fallback = i == 0;
+        }
+    }
+    r = mv_job_queue_all(loop, jobs, n, create_work, create_done, owners);
     if (r < 0) {
-        free(c);
+        for (int i = 0; i < n; i++) {
+            free(c[i]);
+            jobs[i] = NULL;
+        }
         return r;
     }
-    if (kept) /* the job has it now */
-        mv_cg_forget(kept);
-    *job = &c->job;
+    for (int i = 0; kept && i < n; i++) /* the jobs have them now */
+        mv_cg_forget(&kept[i]);
     return 0;
 }
 
 int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
                        mv_cg_created_cb cb, void *owner, mv_job_t **job)
 {
-    return queue_create(loop, log, cg, slot, gen, NULL, cb, owner, job);
+    return queue_create(loop, log, cg, slot, gen, NULL, 1, cb, &owner, job);
 }
 
 int mv_cg_reuse_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
-                      mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job)
+                      mv_cgw_t *kept, int n, mv_cg_created_cb cb, void *const *owners,
+                      mv_job_t **jobs)
 {
-    return queue_create(loop, log, cg, slot, gen, kept, cb, owner, job);
+    return queue_create(loop, log, cg, slot, gen, kept, n, cb, owners, jobs);
 }
 
 void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner)

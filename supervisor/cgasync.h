@@ -24,12 +24,19 @@ int mv_cg_create_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int sl
  * not reused (mv_cg_reuse): two 256 KiB per-CPU charge batches, the grain a new cgroup's
  * figures move in on this 2-CPU machine anyway. */
 #define MV_CG_REUSE_LEFT (512 * 1024)
-/* mv_cg_create_async that first tries to reuse `kept`, the cgroup of a gone worker
- * (mv_cg_reuse; the job takes it over: *kept is cleared). When it cannot be reused it is
- * removed and a new one made: the callback then gets result 0 with `why` saying why not
- * (it is "" after a reuse); cg->inherited says which happened. */
+/* At most this many cgroups reused in one thread-pool run (mv_cg_reuse_async). */
+#define MV_CG_BATCH_MAX 8
+/* mv_cg_create_async for n gone workers' cgroups kept[0..n-1] (mv_cg_reuse; the jobs take
+ * them over: kept[] is cleared), reused as <run>/w<slot>.<gen + i>, all in one thread-pool
+ * run (mv_job_queue_all: one wake-up of a pool thread and of the loop for n workers). Each
+ * is its own job (jobs[i], owners[i]: detached or retargeted alone). When kept[0] cannot be
+ * reused it is removed and a new one made: its callback then gets result 0 with `why`
+ * saying why not (it is "" after a reuse); cg->inherited says which happened. Any other
+ * that cannot be reused is removed and its callback gets -errno (why says why): its slot
+ * makes that one when it needs it. 0 or -errno (nothing queued, kept[] untouched). */
 int mv_cg_reuse_async(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *cg, int slot, unsigned gen,
-                      mv_cgw_t *kept, mv_cg_created_cb cb, void *owner, mv_job_t **job);
+                      mv_cgw_t *kept, int n, mv_cg_created_cb cb, void *const *owners,
+                      mv_job_t **jobs);
 /* Hands a creation job still under way to another owner and callback (a cgroup made ahead
  * for a worker that needs it now: cgahead.h). */
 void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner);

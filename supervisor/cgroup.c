@@ -775,30 +775,51 @@ bool mv_cg_reusable(const mv_cg_t *cg, const mv_cgw_t *w)
            w->made_hard == hard && w->made_soft == (cg->soft > 0 ? cg->soft : 0);
 }
 
-/* Whether a cgroup holds no process (cgroup.procs reads empty). */
-static int holds_nothing(const char *dir)
+/* Whether a cgroup holds no process (cgroup.procs reads empty); `name` is relative to `at`. */
+static int holds_nothing(int at, const char *name)
 {
     char buf[64], path[4096];
     ssize_t r;
+    int fd;
 
-    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-    r = read_file(path, buf, sizeof buf);
+    snprintf(path, sizeof path, "%s/cgroup.procs", name);
+    if ((fd = openat(at, path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    r = pread_text(fd, buf, sizeof buf);
+    close(fd);
     return r < 0 ? (int)r : r == 0 ? 0 : -EBUSY;
+}
+
+/* Where a worker cgroup's name is looked up from: the run directory's fd and the name in it
+ * (a walk of one component where its absolute path walks eight here: the emptiness check and
+ * the rename of a reuse took 10.4 us of CPU instead of 15.9, docs/recycling.md), or
+ * AT_FDCWD and the path. */
+static const char *in_run(const mv_cg_t *cg, const char *path, int *at)
+{
+    size_t n = cg->run ? strlen(cg->run) : 0;
+
+    *at = AT_FDCWD;
+    if (cg->run_fd < 0 || !n || strncmp(path, cg->run, n) != 0 || path[n] != '/')
+        return path;
+    *at = cg->run_fd;
+    return path + n + 1;
 }
 
 int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t max_left, char *why,
                 size_t n)
 {
     uint64_t ooms = 0, count;
+    const char *from, *to;
     int64_t left;
+    int r, at, at_to;
     char *path;
-    int r;
 
     if (!mv_cg_reusable(cg, w)) {
         snprintf(why, n, "%s was made with other limits", w->path ? w->path : "?");
         return -EINVAL;
     }
-    if ((r = holds_nothing(w->path)) < 0) {
+    from = in_run(cg, w->path, &at);
+    if ((r = holds_nothing(at, from)) < 0) {
         snprintf(why, n, "%s %s", w->path,
                  r == -EBUSY ? "still holds a process" : "cannot be read");
         return r;
@@ -825,7 +846,8 @@ int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t 
     if (!path)
         return -ENOMEM;
     /* v1 renames a cgroup in place (cgroup1_rename); the open files stay valid. */
-    if (rename(w->path, path) < 0) {
+    to = in_run(cg, path, &at_to);
+    if (renameat(at, from, at_to, to) < 0) {
         r = -errno;
         snprintf(why, n, "rename %s to %s: %s", w->path, path, strerror(errno));
         free(path);

@@ -25,10 +25,18 @@ struct mv_job {
     mv_job_fn work;
     mv_job_done_fn done;
     void *owner;
+    mv_job_t *next; /* riders: done in the same thread-pool run (mv_job_queue_all) */
 };
 
 /* Queues the job. 0, or -errno with nothing queued (the caller still owns and frees j). */
 int mv_job_queue(uv_loop_t *loop, mv_job_t *j, mv_job_fn work, mv_job_done_fn done, void *owner);
+/* Queues n jobs as one thread-pool run: the work of each in turn (jobs[0] first), then each
+ * one's done callback with its own owner (each stays its own job: detached one by one). One
+ * wake-up of a pool thread and one of the loop for all, where n jobs cost n of each (a
+ * switch to another thread and back is a large part of a small job's CPU here). 0, or
+ * -errno with nothing queued (the caller still owns and frees them). */
+int mv_job_queue_all(uv_loop_t *loop, mv_job_t *const *jobs, int n, mv_job_fn work,
+                     mv_job_done_fn done, void *const *owners);
 /* The owner goes away: the done callback will see NULL. */
 void mv_job_detach(mv_job_t *j);
 

@@ -1025,6 +1025,8 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
      * cgroups made ahead carry the old command and limits. */
     if (p->tmpl.started)
         mv_templates_reconfigure(&p->tmpl, cfg, argv);
+    for (int i = 1; i <= p->nslots; i++) /* never a name being removed: cgahead.h */
+        mv_slots_pass(&p->slots, i, mv_cgahead_last(&p->ahead, i));
     mv_cgahead_drop(&p->ahead, cfg->recycle.cgroup_ahead);
     pool_spares(p);
     {

@@ -47,6 +47,12 @@ uint32_t mv_slots_reserve(mv_slots_t *s, int slot)
     return ++s->slot[slot - 1].gen;
 }
 
+void mv_slots_pass(mv_slots_t *s, int slot, uint32_t gen)
+{
+    if (slot >= 1 && slot <= s->n && s->slot[slot - 1].gen < gen)
+        s->slot[slot - 1].gen = gen;
+}
+
 void mv_slots_take_reserved(mv_slots_t *s, mv_seat_t *w, int slot)
 {
     memset(w, 0, sizeof *w);

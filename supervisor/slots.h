@@ -94,6 +94,9 @@ uint32_t mv_slots_take(mv_slots_t *s, mv_seat_t *w, int slot);
  * succ.h): no other worker gets it, whether that one takes the slot or not (its cgroup
  * w<slot>.<gen> is its own, kept or not). */
 uint32_t mv_slots_reserve(mv_slots_t *s, int slot);
+/* `slot`'s next generations come after `gen` (those up to it named cgroups that are being
+ * removed: cgahead.h, a reload). */
+void mv_slots_pass(mv_slots_t *s, int slot, uint32_t gen);
 /* mv_slots_take for the worker started ahead with a reserved generation (it keeps it). */
 void mv_slots_take_reserved(mv_slots_t *s, mv_seat_t *w, int slot);
 /* A worker beside `slot`'s active one, never active itself (an escalated task's: escalate.h):

@@ -17,7 +17,7 @@
 
 #include <uv.h>
 
-#include "cgahead.h"
+#include "cg_util.h"
 #include "cgroup.h"
 #include "suites.h"
 
@@ -342,39 +342,6 @@ END_TEST
 
 /* ---- v1 on the real kernel ---- */
 
-/* Whether this machine gives us a writable v1 memory cgroup; says why not otherwise. */
-static bool v1_here(mv_cg_t *cg, int64_t soft, int64_t hard)
-{
-    mv_cg_opts_t o = {
-        .mode = MV_CGMODE_V1, .parent = "", .soft = soft, .hard = hard, .enforce = true};
-    char why[512];
-
-    if (mv_cg_setup(cg, &o, why, sizeof why) < 0) {
-        fprintf(stderr, "check_cgroup: skipped, no writable v1 memory cgroup here: %s\n", why);
-        return false;
-    }
-    return true;
-}
-
-/* A child that joins the cgroup, allocates `mib` and waits for a byte on `go`. */
-static pid_t child_in(mv_cgw_t *w, int mib, int ready, int go)
-{
-    pid_t pid = fork();
-
-    if (pid == 0) {
-        char c;
-        if (write(w->procs_fd, "0", 1) != 1)
-            _exit(3);
-        volatile char *p = malloc((size_t)mib * MiB);
-        for (long i = 0; p && i < (long)mib * MiB; i += 4096)
-            p[i] = 1;
-        if (write(ready, "r", 1) != 1 || read(go, &c, 1) < 0)
-            _exit(4);
-        _exit(0);
-    }
-    return pid;
-}
-
 START_TEST(v1_worker_cgroup_on_the_kernel)
 {
     mv_cg_t cg;
@@ -478,77 +445,6 @@ START_TEST(v1_leftover_children_are_killed_on_removal)
 }
 END_TEST
 
-static int ahead_making(const mv_cgahead_t *a, int *queued, int *ready)
-{
-    int n = 0;
-
-    *queued = *ready = 0;
-    for (int i = 0; i < a->n; i++) {
-        n += a->slot[i].job != NULL;
-        *queued += a->slot[i].queued;
-        *ready += a->slot[i].ready;
-    }
-    return n;
-}
-
-/* cgahead makes at most MV_CGAHEAD_JOBS cgroups at once (the rest of the thread pool stays
- * free for results and timeline jobs: bench/footprint); the others wait and are all made in
- * turn; a queued request taken by its worker is dropped (the worker makes its own) and never
- * made; a slot has room for gone workers' cgroups once it keeps one; everything goes at the
- * end. */
-START_TEST(v1_cgroups_made_ahead_a_few_at_a_time)
-{
-    enum { N = 6 };
-    char log_path[] = "/tmp/mv-cgahead-log-XXXXXX", why[512];
-    mv_cgahead_t a;
-    mv_log_t lg;
-    uv_loop_t loop;
-    mv_cgw_t out;
-    mv_job_t *job = NULL;
-    int queued, ready, fd;
-    mv_cg_t cg;
-
-    if (!v1_here(&cg, 0, 64 * MiB))
-        return;
-    fd = mkstemp(log_path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_DEBUG, log_path), 0);
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    ck_assert_int_eq(mv_cgahead_init(&a, &loop, &lg, &cg, N, true), 0);
-    ck_assert(a.on);
-    for (int slot = 1; slot <= N; slot++)
-        mv_cgahead_prepare(&a, slot, 2);
-    ck_assert_int_eq(ahead_making(&a, &queued, &ready), MV_CGAHEAD_JOBS);
-    ck_assert_int_eq(queued, N - MV_CGAHEAD_JOBS);
-    ck_assert(mv_cgahead_holds(&a, N, 2)); /* queued: asked for, its name taken */
-    /* The last slot's worker comes before its turn: nothing for it, and nothing made later */
-    ck_assert_int_eq(mv_cgahead_take(&a, N, 2, &out, &job), MV_AHEAD_NONE);
-    ck_assert(!mv_cgahead_holds(&a, N, 2));
-    while (ahead_making(&a, &queued, &ready) > 0 || queued > 0) {
-        ck_assert_int_le(ahead_making(&a, &queued, &ready), MV_CGAHEAD_JOBS);
-        uv_run(&loop, UV_RUN_ONCE);
-    }
-    ck_assert_int_eq(ready, N - 1);
-    ck_assert(!a.slot[N - 1].ready);
-    ck_assert_uint_eq(a.made, N - 1);
-    /* Room for gone workers' cgroups only once one is kept */
-    ck_assert_ptr_null(a.slot[0].kept);
-    ck_assert_int_eq(mv_cgahead_take(&a, 1, 2, &out, &job), MV_AHEAD_READY);
-    ck_assert(mv_cgahead_keep(&a, 1, &out));
-    ck_assert_ptr_nonnull(a.slot[0].kept);
-    ck_assert_int_eq(a.slot[0].nkept, 1);
-    ck_assert_ptr_null(out.path); /* the slot's now */
-    mv_cgahead_free(&a);
-    while (uv_run(&loop, UV_RUN_ONCE)) /* the removals */
-        ;
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
-    mv_log_close(&lg);
-    unlink(log_path);
-    ck_assert_msg(mv_cg_teardown(&cg, why, sizeof why) == 0, "%s", why);
-}
-END_TEST
-
 /* Removes a worker cgroup and the run's (the end of a test). */
 static void remove_all(mv_cg_t *cg, mv_cgw_t *w)
 {
@@ -559,16 +455,6 @@ static void remove_all(mv_cg_t *cg, mv_cgw_t *w)
     ck_assert_int_eq(access(path, F_OK), -1);
     free(path);
     ck_assert_int_eq(mv_cg_teardown(cg, why, sizeof why), 0);
-}
-
-/* Lets a child_in go and reaps it. */
-static void child_done(pid_t pid, int go)
-{
-    int st;
-
-    ck_assert_int_eq(write(go, "g", 1), 1);
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 /* mv_cg_reuse once the kernel has freed what it frees late after a worker's exit (slab
@@ -640,7 +526,7 @@ START_TEST(v1_a_reused_cgroup_counts_only_later_oom_kills)
 {
     mv_cg_t cg;
     mv_cgw_t w;
-    int ready[2], go[2], st;
+    int ready[2], go[2], st, run_fd;
     char why[512];
     uint64_t n = 0;
     pid_t pid;
@@ -655,7 +541,11 @@ START_TEST(v1_a_reused_cgroup_counts_only_later_oom_kills)
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
     ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
     ck_assert_uint_eq(n, 1);
+    run_fd = cg.run_fd; /* without the run directory's fd: by absolute paths */
+    cg.run_fd = -1;
     ck_assert_msg(reuse_when_settled(&cg, 1, 2, &w, why, sizeof why) == 0, "%s", why);
+    cg.run_fd = run_fd;
+    ck_assert_ptr_nonnull(strstr(w.path, "/w1.2"));
     ck_assert_int_eq(mv_cg_oom_kills(&w, &n), 0);
     ck_assert_uint_eq(n, 0);
     pid = child_in(&w, 64, ready[1], go[0]);
@@ -773,7 +663,6 @@ Suite *cgroup_suite(void)
     tcase_add_test(v1, v1_leftover_children_are_killed_on_removal);
     tcase_add_test(v1, v1_stale_runs_are_removed);
     tcase_add_test(v1, v1_a_gone_workers_cgroup_is_reused_with_fresh_figures);
-    tcase_add_test(v1, v1_cgroups_made_ahead_a_few_at_a_time);
     tcase_add_test(v1, v1_a_reused_cgroup_counts_only_later_oom_kills);
     tcase_add_test(v1, v1_reuse_is_refused_where_it_would_not_be_exact);
     suite_add_tcase(s, parse);

@@ -20,6 +20,7 @@ int main(void)
         gather_suite,
         tasks_suite,
         cgroup_suite,
+        cgahead_suite,
         leak_suite,
         isolate_suite,
         heapwire_suite,

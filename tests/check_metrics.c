@@ -541,9 +541,10 @@ START_TEST(test_scrape_a_running_memvisor)
     kill(r.pid, SIGHUP);
     free(run_wait_for(&r, "event=ready worker=")); /* both new workers, in either order */
     free(run_wait_for(&r, "event=ready worker="));
-    ck_assert_int_eq(run_count(&r, "event=spawn worker=1 gen=2 "), 1);
+    /* 2, or 3 when the cgroup made ahead for 2 went with the old limits (cgahead.h) */
+    ck_assert_int_eq(run_count(&r, "event=spawn worker=1 gen="), 2);
     j = scrape(addr);
-    ck_assert(slot_value(j, "memvisor_worker_generation", "1", &n2) == 2);
+    ck_assert(slot_value(j, "memvisor_worker_generation", "1", &n2) >= 2);
     ck_assert_uint_eq(n2, n1);
     json_decref(j);
     kill(r.pid, SIGTERM);

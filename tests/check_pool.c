@@ -93,6 +93,13 @@ START_TEST(a_reserved_generation_is_given_once)
     ck_assert_uint_eq(mv_slots_reserve(&s, 1), 3);     /* this one dies unused... */
     ck_assert_uint_eq(mv_slots_take(&s, &next, 1), 4); /* ...and its number is not reused */
     ck_assert_ptr_eq(s.slot[0].active, &next);
+    /* Generations whose cgroups are being removed (a reload) are passed over; passing one
+     * already given, or a slot out of range, changes nothing */
+    mv_slots_pass(&s, 1, 7);
+    mv_slots_pass(&s, 1, 3);
+    mv_slots_pass(&s, 2, 9);
+    mv_slots_pass(&s, 0, 9);
+    ck_assert_uint_eq(mv_slots_take(&s, &next, 1), 8);
     mv_slots_free(&s);
 }
 END_TEST

@@ -331,14 +331,17 @@ START_TEST(cgahead_holds_only_the_generation_asked)
     ck_assert_int_eq(mv_cgahead_init(&a, NULL, NULL, NULL, 2, true), 0);
     ck_assert(!a.on); /* no cgroups: nothing is ever made */
     ck_assert(!mv_cgahead_holds(&a, 1, 0));
-    a.slot[1].gen = 3; /* as mv_cgahead_prepare(&a, 2, 3) leaves it while it is made */
+    a.slot[1].first.gen = 3; /* as mv_cgahead_prepare(&a, 2, 3) leaves it while it is made */
     ck_assert(mv_cgahead_holds(&a, 2, 3));
     ck_assert(!mv_cgahead_holds(&a, 2, 4));
     ck_assert(!mv_cgahead_holds(&a, 1, 3));
     ck_assert(!mv_cgahead_holds(&a, 0, 3));
     ck_assert(!mv_cgahead_holds(&a, 3, 3));
     ck_assert(!mv_cgahead_holds(&a, -1, 3));
-    a.slot[1].gen = 0;
+    a.slot[1].first.gen = 0;
+    a.slot[0].queued = 5; /* asked for, waiting for its turn: its name is taken too */
+    ck_assert(mv_cgahead_holds(&a, 1, 5));
+    a.slot[0].queued = 0;
     mv_cgahead_free(&a);
 }
 END_TEST

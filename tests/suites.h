@@ -14,6 +14,7 @@ Suite *tasks_suite(void);
 Suite *e2e_suite(void);
 Suite *faults_suite(void);
 Suite *cgroup_suite(void);
+Suite *cgahead_suite(void);
 Suite *leak_suite(void);
 Suite *isolate_suite(void);
 Suite *heapwire_suite(void);
