@@ -27,6 +27,7 @@ typedef struct remove_job {
     mv_job_t job;
     mv_cg_version_t version;
     char *path;
+    int patient_ms; /* mv_cg_remove_patient */
     int result;
     char why[256];
     mv_log_t *log;
@@ -165,7 +166,7 @@ static void remove_work(mv_job_t *j)
 {
     remove_job_t *r = (remove_job_t *)j;
 
-    r->result = mv_cg_remove(r->version, r->path, r->why, sizeof r->why);
+    r->result = mv_cg_remove_patient(r->version, r->path, r->patient_ms, r->why, sizeof r->why);
 }
 
 static void remove_done(mv_job_t *j, void *owner, int cancelled)
@@ -180,9 +181,15 @@ static void remove_done(mv_job_t *j, void *owner, int cancelled)
 
 void mv_cg_remove_async(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg)
 {
+    mv_cg_remove_async_patient(loop, log, cg, 0);
+}
+
+void mv_cg_remove_async_patient(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg, int patient_ms)
+{
     remove_job_t *r = calloc(1, sizeof *r);
 
     if (r) {
+        r->patient_ms = patient_ms;
         r->version = cg->version;
         r->path = cg->path; /* the job owns the path now */
         r->log = log;

@@ -43,5 +43,7 @@ void mv_cg_create_retarget(mv_job_t *job, mv_cg_created_cb cb, void *owner);
 /* Closes a worker cgroup's files now and removes its directory in the thread pool (killing
  * whatever its worker left in it); a failure is logged. */
 void mv_cg_remove_async(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg);
+/* ...after giving what is in it `patient_ms` to leave by itself (mv_cg_remove_patient). */
+void mv_cg_remove_async_patient(uv_loop_t *loop, mv_log_t *log, mv_cgw_t *cg, int patient_ms);
 
 #endif

@@ -1059,20 +1059,22 @@ static int kill_leftovers(mv_cg_version_t v, const char *path, char *pids, size_
     return count;
 }
 
-int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
-                         char *why, size_t n)
+/* rmdir, retried every ms while it is busy: for `patient_ms` with the processes left alone,
+ * then once they are killed, for 200 ms more. */
+static int remove_after(mv_cg_version_t v, const char *path, int patient_ms, int *killed,
+                        char *pids, size_t pn, char *why, size_t n)
 {
     /* Plain rmdir, not libcgroup: its delete moves live tasks to the parent instead of
      * failing, and with CGFLAG_DELETE_EMPTY_ONLY returns 0 without deleting (2.0.2). */
     int e = 0;
 
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < patient_ms + 200; i++) {
         if (rmdir(path) == 0 || errno == ENOENT)
             return 0;
         e = errno;
         if (e != EBUSY)
             break;
-        if (i == 0)
+        if (i == patient_ms)
             *killed += kill_leftovers(v, path, pids, pn);
         nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: sleeping is fine */
     }
@@ -1080,11 +1082,23 @@ int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char 
     return -e;
 }
 
-int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n)
+int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
+                         char *why, size_t n)
+{
+    return remove_after(v, path, 0, killed, pids, pn, why, n);
+}
+
+int mv_cg_remove_patient(mv_cg_version_t v, const char *path, int patient_ms, char *why, size_t n)
 {
     char pids[8];
     int killed = 0;
 
     pids[0] = '\0';
-    return mv_cg_remove_counted(v, path, &killed, pids, sizeof pids, why, n);
+    return remove_after(v, path, patient_ms > 0 ? patient_ms : 0, &killed, pids, sizeof pids, why,
+                        n);
+}
+
+int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n)
+{
+    return mv_cg_remove_patient(v, path, 0, why, n);
 }

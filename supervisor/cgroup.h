@@ -137,6 +137,11 @@ int mv_cg_remove(mv_cg_version_t v, const char *path, char *why, size_t n);
  * ("1,2,3") to `pids` (stale.c reports them). */
 int mv_cg_remove_counted(mv_cg_version_t v, const char *path, int *killed, char *pids, size_t pn,
                          char *why, size_t n);
+/* mv_cg_remove that first gives the processes in it up to `patient_ms` to leave by
+ * themselves, and kills only what is left then: a template's cgroup, where a worker it forked
+ * last may still be moving itself into its own cgroup (on v1 a write to cgroup.procs that can
+ * wait ~10 ms in the kernel; killed, it was a worker lost at its birth). */
+int mv_cg_remove_patient(mv_cg_version_t v, const char *path, int patient_ms, char *why, size_t n);
 
 /* Reads usage and peak; anon too when usage is at least `anon_from` (memory.stat costs
  * ~6-12 us, lags the charges on v1, and anon <= usage: below that it cannot matter). With a

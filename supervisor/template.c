@@ -15,6 +15,9 @@
 #include "cgasync.h"
 
 #define CTL_MAX_MESSAGE 4096 /* the template sends small fixed-size messages only */
+/* How long a gone template's cgroup waits for its last children to leave it (a v1 join can
+ * wait ~10 ms in the kernel, more on a busy host) before what is left is killed. */
+#define JOIN_PATIENCE_MS 500
 
 static void reap(mv_template_t *t);
 static void arm(mv_template_t *t);
@@ -535,7 +538,9 @@ static void reap(mv_template_t *t)
         uv_poll_stop(&t->notify);
     if (t->has_cg) {
         t->has_cg = false;
-        mv_cg_remove_async(t->o.loop, t->o.log, &t->cg);
+        /* A worker it forked last may still be writing itself into its own cgroup (v1): it
+         * leaves this one by itself. Only what is left after that is killed. */
+        mv_cg_remove_async_patient(t->o.loop, t->o.log, &t->cg, JOIN_PATIENCE_MS);
     }
     t->ev->on_gone(t, &g);
     close_all(t);

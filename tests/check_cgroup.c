@@ -445,6 +445,52 @@ START_TEST(v1_leftover_children_are_killed_on_removal)
 }
 END_TEST
 
+/* A patient removal (a template's cgroup) lets a process that is leaving by itself go: a
+ * worker it forked last, still moving itself into its own cgroup. The plain one kills it
+ * (above). */
+START_TEST(v1_a_patient_removal_lets_a_leaving_process_go)
+{
+    mv_cg_t cg;
+    mv_cgw_t w, next;
+    int ready[2], go[2], st;
+    char why[512], c, *path;
+    pid_t pid;
+
+    if (!v1_here(&cg, 0, 0))
+        return;
+    ck_assert_int_eq(mv_cg_create(&cg, 1, 1, &w, why, sizeof why), 0);
+    ck_assert_int_eq(mv_cg_create(&cg, 2, 1, &next, why, sizeof why), 0);
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = fork();
+    if (pid == 0) { /* born in w, it moves to `next` 50 ms later */
+        if (write(w.procs_fd, "0", 1) != 1 || write(ready[1], "r", 1) != 1)
+            _exit(3);
+        usleep(50 * 1000);
+        if (write(next.procs_fd, "0", 1) != 1 || read(go[0], &c, 1) < 0)
+            _exit(4);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    path = strdup(w.path);
+    mv_cg_close(&w);
+    ck_assert_int_eq(mv_cg_remove_patient(MV_CG_V1, path, 1000, why, sizeof why), 0);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(kill(pid, 0), 0); /* alive, in its own cgroup now */
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    free(path);
+    path = strdup(next.path);
+    mv_cg_close(&next);
+    ck_assert_int_eq(mv_cg_remove(MV_CG_V1, path, why, sizeof why), 0);
+    free(path);
+    for (int i = 0; i < 4; i++)
+        close(i < 2 ? ready[i] : go[i - 2]);
+    ck_assert_int_eq(mv_cg_teardown(&cg, why, sizeof why), 0);
+}
+END_TEST
+
 /* Removes a worker cgroup and the run's (the end of a test). */
 static void remove_all(mv_cg_t *cg, mv_cgw_t *w)
 {
@@ -661,6 +707,7 @@ Suite *cgroup_suite(void)
     tcase_add_test(v1, v1_worker_cgroup_on_the_kernel);
     tcase_add_test(v1, v1_oom_kill_is_counted_and_stays_inside);
     tcase_add_test(v1, v1_leftover_children_are_killed_on_removal);
+    tcase_add_test(v1, v1_a_patient_removal_lets_a_leaving_process_go);
     tcase_add_test(v1, v1_stale_runs_are_removed);
     tcase_add_test(v1, v1_a_gone_workers_cgroup_is_reused_with_fresh_figures);
     tcase_add_test(v1, v1_a_reused_cgroup_counts_only_later_oom_kills);
