@@ -156,8 +156,10 @@ void mv_handoff_drop(mv_handoff_t *h)
     int *fds[] = {&h->pidfd, &h->ctl, &h->out};
 
     if (h->pid > 0) {
-        /* Our child, which waits for a GO that will not come: it goes now. */
-        (void)pidfd_send_signal(h->pidfd, SIGKILL, NULL, 0);
+        /* Our child, which waits for a GO that will not come: it goes now (by its pid when the
+         * pidfd cannot signal, as under valgrind: not reaped yet, the pid is still its own). */
+        if (pidfd_send_signal(h->pidfd, SIGKILL, NULL, 0) < 0)
+            (void)kill(h->pid, SIGKILL);
         (void)waitid(P_PIDFD, (id_t)h->pidfd, &(siginfo_t){0}, WEXITED);
     }
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)

@@ -59,6 +59,40 @@ static void owner_closed(void *owner)
     part_closed(owner);
 }
 
+/* A handed-over template not adopted after all: killed and reaped in the thread pool (its
+ * exit can take a while on a loaded host, and a copy of a big caller has much to unmap). */
+typedef struct drop_job {
+    mv_job_t job;
+    mv_handoff_t h;
+} drop_job_t;
+
+static void drop_work(mv_job_t *j)
+{
+    mv_handoff_drop(&((drop_job_t *)j)->h);
+}
+
+static void drop_done(mv_job_t *j, void *owner, int cancelled)
+{
+    (void)owner;
+    if (cancelled) /* the loop is closing: it goes here */
+        mv_handoff_drop(&((drop_job_t *)j)->h);
+}
+
+static void drop_handoff(mv_template_t *t)
+{
+    drop_job_t *d = t->handoff.pid > 0 ? malloc(sizeof *d) : NULL;
+
+    if (d) {
+        d->h = t->handoff;
+        if (mv_job_queue(t->o.loop, &d->job, drop_work, drop_done, NULL) == 0) {
+            mv_handoff_init(&t->handoff);
+            return;
+        }
+        free(d);
+    }
+    mv_handoff_drop(&t->handoff); /* no child to wait for (or no memory): here */
+}
+
 /* Closes every handle; on_closed follows. */
 static void close_all(mv_template_t *t)
 {
@@ -69,7 +103,7 @@ static void close_all(mv_template_t *t)
         mv_job_detach(t->cg_job);
         t->cg_job = NULL;
     }
-    mv_handoff_drop(&t->handoff); /* not adopted yet: nobody else will */
+    drop_handoff(t); /* not adopted yet: nobody else will */
     mv_chan_close(&t->out);
     mv_proc_close(&t->proc);
     if (t->ctl_open) { /* off epoll at once: the fd can close now */
@@ -723,7 +757,7 @@ static void move_done(mv_job_t *j, void *owner, int cancelled)
                 MV_I("pid", t->handoff.pid), MV_S("call", "cgroup.procs"),
                 MV_S("error", cancelled ? "cancelled" : strerror(-m->err)),
                 MV_S("msg", "the handed-over template is killed; the command starts instead"));
-        mv_handoff_drop(&t->handoff);
+        drop_handoff(t);
     }
     start_process(t);
 }
