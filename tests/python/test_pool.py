@@ -693,6 +693,18 @@ class HandedOverTemplate(PoolTest):
         self.assertEqual(_events(logs, "template_adopted"), [])
         self.assertEqual(len(_events(logs, "template_ready")), 1)
 
+    def test_without_memory_cgroups_memvisor_starts_the_template(self):
+        # A worker's limit figure would be its private memory, which counts what it shares
+        # with a copy of the caller: the Pool does not fork it, memvisor would refuse it.
+        with self.assertLogs("memvisor", logging.DEBUG) as logs:
+            with self.pool(workers=1, cgroup="off") as pool:
+                self.assertEqual(pool.map(pf.sq, range(5)), [0, 1, 4, 9, 16])
+                self.assertEqual(pool.template_start, "exec")
+        self.assertTrue(any("no memory cgroups" in r.getMessage() for r in logs.records),
+                        [r.getMessage() for r in logs.records])
+        self.assertEqual(_events(logs, "template_adopted"), [])
+        self.assertEqual(_events(logs, "template_handoff_refused"), [])
+
     def test_a_template_that_dies_at_adoption_is_replaced_by_a_started_one(self):
         from memvisor import _handoff
         with mock.patch.object(_handoff, "_template", lambda *_: os._exit(9)):

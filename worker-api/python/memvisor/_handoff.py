@@ -35,7 +35,9 @@ It is not used (the template is started as before, said at DEBUG on logger "memv
 the caller has other threads (a fork copies only the calling thread: a lock another one held
 would stay held in every worker; multiprocessing's fork has the same hazard and does it
 anyway), with ``template=False``, with [worker] user or group (the template would run as the
-caller), with listen sockets, without os.pidfd_open, or with $MEMVISOR_POOL_FORK=no.
+caller), with listen sockets, with cgroup="off" (memvisor refuses a handoff without memory
+cgroups too, where the limits would count the caller's pages in every worker), without
+os.pidfd_open, or with $MEMVISOR_POOL_FORK=no.
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
         return "[worker] user or group: a template forked here would run as this process"
     if effective.get("service", {}).get("listen"):
         return "listen sockets: memvisor hands them to the template it starts"
+    if effective.get("supervisor", {}).get("cgroup") == "off":
+        # A worker's limit figure would count the pages it shares with a copy of this process
+        # (memvisor refuses a handoff without memory cgroups: supervisor.c, take_handoff).
+        return "no memory cgroups ([supervisor] cgroup = off)"
     n = threads()
     if n != 1:
         return f"{n} threads in this process: a fork copies only the calling one" if n else \
