@@ -99,18 +99,25 @@ START_TEST(a_handed_over_template_is_adopted_and_forks_the_workers)
 }
 END_TEST
 
+/* One refusal was logged, and the handed-over child it names is gone. */
+static void assert_refused_and_killed(mvrun_t *r)
+{
+    pid_t pid;
+
+    ck_assert_int_eq(run_count(r, "event=template_handoff_refused"), 1);
+    pid = (pid_t)first_field(r, "event=template_handoff_refused", " pid=");
+    ck_assert_int_gt(pid, 1);
+    ck_assert_msg(gone_soon(pid), "the refused template %d still runs", (int)pid);
+}
+
 START_TEST(a_handoff_without_templates_is_refused_and_its_child_killed)
 {
     mvrun_t r;
     const char *const wrap[] = {HANDOFF, MVTEST, "--", NULL};
-    pid_t pid;
 
     ck_assert_int_eq(handed_over(&r, 5, wrap, RUN_OPTS("supervisor.workers=1")), 0);
     run_assert_once(&r, 5, NULL);
-    ck_assert_int_eq(run_count(&r, "event=template_handoff_refused"), 1);
-    pid = (pid_t)first_field(&r, "event=template_handoff_refused", " pid=");
-    ck_assert_int_gt(pid, 1);
-    ck_assert_msg(gone_soon(pid), "the refused template %d still runs", (int)pid);
+    assert_refused_and_killed(&r);
     ck_assert_int_eq(run_count(&r, "event=template_"), 1);
     run_free(&r);
 }
@@ -122,16 +129,12 @@ START_TEST(without_cgroups_a_handoff_is_refused_and_the_template_started)
 {
     mvrun_t r;
     const char *const wrap[] = {HANDOFF, MVTEST, "--", NULL};
-    pid_t pid;
 
     ck_assert_int_eq(
         handed_over(&r, 10, wrap, RUN_OPTS("supervisor.workers=2", "supervisor.cgroup=off", T)), 0);
     run_assert_once(&r, 10, NULL);
-    ck_assert_int_eq(run_count(&r, "event=template_handoff_refused"), 1);
+    assert_refused_and_killed(&r);
     ck_assert_int_eq(run_count(&r, "no memory cgroups"), 1);
-    pid = (pid_t)first_field(&r, "event=template_handoff_refused", " pid=");
-    ck_assert_int_gt(pid, 1);
-    ck_assert_msg(gone_soon(pid), "the refused template %d still runs", (int)pid);
     ck_assert_int_eq(run_count(&r, "event=template_adopted"), 0);
     ck_assert_int_eq(run_count(&r, "event=template_spawn template=1"), 1);
     ck_assert_int_ge(run_count(&r, "start=fork"), 1);
