@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -705,6 +706,26 @@ class HandedOverTemplate(PoolTest):
         self.assertEqual(_events(logs, "template_adopted"), [])
         self.assertEqual(_events(logs, "template_handoff_refused"), [])
 
+    def test_a_caller_with_its_stdio_closed_hands_the_template_over(self):
+        # The handoff's fds would be 0-2, which memvisor refuses (subprocess puts memvisor's
+        # stdio there): the forked template was then left a zombie for the run, and its
+        # pidfd was in every worker.
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "closed.py")
+        with open(script, "w") as f:
+            f.write(CLOSED_STDIO_SCRIPT)
+        out = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', sys.executable, script,
+                              MODULE_DIR, os.path.join(self.tmp, "state"), report],
+                             timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(10)])
+        self.assertEqual(got["start"], "fork")
+        self.assertEqual(got["refused"], [])
+        self.assertEqual(len(got["adopted"]), 1)
+        self.assertEqual(got["pidfds"], {})  # none in memvisor's children
+
     def test_a_template_that_dies_at_adoption_is_replaced_by_a_started_one(self):
         from memvisor import _handoff
         with mock.patch.object(_handoff, "_template", lambda *_: os._exit(9)):
@@ -750,6 +771,42 @@ class Terminate(PoolTest):
         with self.assertRaises(memvisor.PoolTerminated):
             endless.next(TIMEOUT)
         pool.join()  # after terminate: returns at once
+
+
+# Run with fds 0, 1 and 2 closed: a Pool, then what its memvisor did, as JSON in argv[3].
+CLOSED_STDIO_SCRIPT = textwrap.dedent('''
+    import json, logging, os, sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def sq(x):
+        return x * x
+
+    if __name__ == "__main__":
+        seen = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                seen.append(getattr(record, "memvisor", {}))
+        logging.getLogger("memvisor").addHandler(Keep())
+        logging.getLogger("memvisor").setLevel(logging.DEBUG)
+        with memvisor.Pool(2, state_dir=sys.argv[2]) as pool:
+            got = {"result": pool.map(sq, range(10)), "start": pool.template_start}
+            pidfds = {}
+            for pid in os.popen(f"ps -o pid= --ppid {pool.pid}").read().split():
+                try:
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                    links = [os.readlink(f"/proc/{pid}/fd/{n}") for n in fds]
+                except OSError:
+                    continue  # gone meanwhile
+                if any("pidfd" in x for x in links):
+                    pidfds[pid] = links
+            got["pidfds"] = pidfds
+        for what in ("refused", "adopted"):
+            got[what] = [e for e in seen if e.get("event") == "template_handoff_" + what or
+                         e.get("event") == "template_" + what]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
 
 
 PROGRESS_SCRIPT = textwrap.dedent('''
