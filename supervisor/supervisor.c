@@ -170,8 +170,10 @@ static void signal_cb(uv_signal_t *h, int signum)
 static int start_signals(mv_t *mv)
 {
     static const int which[] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t set;
     int r;
 
+    sigemptyset(&set);
     for (size_t i = 0; i < MV_ARRAY_LEN(which); i++) {
         uv_signal_init(&mv->loop, &mv->sig[i]);
         mv->sig[i].data = mv;
@@ -180,8 +182,15 @@ static int start_signals(mv_t *mv)
             return r;
         /* Signal handles must not keep the loop alive on their own. */
         uv_unref((uv_handle_t *)&mv->sig[i]);
+        sigaddset(&set, which[i]);
     }
     mv->sig_open = true;
+    /* The mask is inherited across exec: from a caller that blocks the signals it sigwaits
+     * for (a memvisor.Pool caller), a stop would wait for ever (the Pool's terminate killed
+     * us after 20 s, the cgroups left behind). Unblocked once handled: one that came before
+     * is delivered now, to the handler. SIGCHLD too: libuv and the reaper learn of exits by it. */
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
 

@@ -809,6 +809,37 @@ CLOSED_STDIO_SCRIPT = textwrap.dedent('''
 ''')
 
 
+class CallerSignalMask(PoolTest):
+    def test_signals_the_caller_blocks_still_stop_memvisor(self):
+        # memvisor inherits the caller's signal mask: a caller that blocks the signals it
+        # waits for (signal.sigwait) had terminate's SIGTERM held for ever (20 s, then
+        # SIGKILL, and the run's cgroups were left behind).
+        stop = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        try:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                pool = self.pool(workers=1)
+                notes = os.path.join(self.tmp, "notes")
+                os.mkdir(notes)
+                r = pool.apply_async(pf.note_and_sleep, (notes, 1))
+                for _ in range(int(TIMEOUT * 10)):  # the worker is inside its task
+                    if os.listdir(notes):
+                        break
+                    select.select([], [], [], 0.1)
+                pool.terminate()
+                pool.join()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        self.assertNotEqual(pool._sv.proc.returncode, -signal.SIGKILL)
+        self.assertGreaterEqual(len(_events(logs, "signal")), 1)
+        with open("/proc/self/cgroup") as f:  # v1 here: memvisor's run is memvisor-PID in ours
+            ours = [line.split(":", 2)[2].strip() for line in f if ":memory:" in line]
+        run = f"/sys/fs/cgroup/memory{ours[0] if ours else '/-'}/memvisor-{pool.pid}"
+        self.assertFalse(os.path.exists(run), run)
+        with self.assertRaises(memvisor.PoolTerminated):
+            r.get(TIMEOUT)
+
+
 PROGRESS_SCRIPT = textwrap.dedent('''
     import os, sys
     sys.path[:0] = [sys.argv[1]]
