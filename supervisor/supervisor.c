@@ -194,6 +194,19 @@ static int start_signals(mv_t *mv)
     return 0;
 }
 
+/* An ignored SIGCHLD is inherited across exec too (a caller that ignores it to leave no
+ * zombies, then runs memvisor.Pool): the kernel then reaps our children itself, and a
+ * waitid on a pidfd finds none (every forked worker's and template's exit status was lost:
+ * -1). Back to the default, before any child of ours can exit. */
+static void default_sigchld(void)
+{
+    struct sigaction sa;
+
+    if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+        (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+        (void)signal(SIGCHLD, SIG_DFL);
+}
+
 /* Confirmed leak suspects, most kept per task first (fd leaks after). */
 static int cmp_leak(const void *a, const void *b)
 {
@@ -653,6 +666,7 @@ static int open_io(mv_t *mv)
         return -1;
     }
     mv_rtasks_attach_results(&mv->tasks, &mv->results); /* a Redis source acks when written */
+    default_sigchld();
     r = start_signals(mv);
     if (r < 0) {
         mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),

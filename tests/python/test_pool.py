@@ -809,7 +809,7 @@ CLOSED_STDIO_SCRIPT = textwrap.dedent('''
 ''')
 
 
-class CallerSignalMask(PoolTest):
+class CallerSignals(PoolTest):
     def test_signals_the_caller_blocks_still_stop_memvisor(self):
         # memvisor inherits the caller's signal mask: a caller that blocks the signals it
         # waits for (signal.sigwait) had terminate's SIGTERM held for ever (20 s, then
@@ -838,6 +838,50 @@ class CallerSignalMask(PoolTest):
         self.assertFalse(os.path.exists(run), run)
         with self.assertRaises(memvisor.PoolTerminated):
             r.get(TIMEOUT)
+
+    def test_a_caller_that_ignores_sigchld_still_has_exit_statuses(self):
+        # An ignored SIGCHLD is inherited across exec: the kernel reaped memvisor's children
+        # itself, and every worker's and template's exit status was lost (-1).
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "sigchld.py")
+        with open(script, "w") as f:
+            f.write(SIGCHLD_IGNORED_SCRIPT)
+        out = subprocess.run([sys.executable, script, MODULE_DIR, os.path.join(self.tmp, "state"),
+                              report], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(20)])
+        self.assertGreaterEqual(len(got["exits"]), 4)  # recycled every 5 tasks
+        self.assertEqual([e for e in got["exits"] if e[0] != 0], [])
+
+
+# Ignores SIGCHLD, runs a Pool that recycles, and writes the exits memvisor logged to argv[3].
+SIGCHLD_IGNORED_SCRIPT = textwrap.dedent('''
+    import json, logging, signal, sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def sq(x):
+        return x * x
+
+    if __name__ == "__main__":
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the caller's idiom
+        seen = []
+        class Keep(logging.Handler):
+            def emit(self, record):
+                seen.append(getattr(record, "memvisor", {}))
+        logging.getLogger("memvisor").addHandler(Keep())
+        logging.getLogger("memvisor").setLevel(logging.DEBUG)
+        pool = memvisor.Pool(2, state_dir=sys.argv[2], maxtasksperchild=5)
+        got = {"result": pool.map(sq, range(20), chunksize=1)}
+        pool.close()
+        pool.join()
+        got["exits"] = [[e.get("status"), e.get("signal"), e.get("reason")] for e in seen
+                        if e.get("event") in ("exit", "template_exit")]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
 
 
 PROGRESS_SCRIPT = textwrap.dedent('''
