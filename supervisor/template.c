@@ -829,7 +829,8 @@ void mv_template_start(mv_template_t *t)
         start_process(t);
         return;
     }
-    if (mv_cg_create_async(t->o.loop, t->o.log, cg, 0, t->gen, cg_created, t, &t->cg_job) < 0)
+    if (mv_cg_create_async(t->o.loop, t->o.log, cg, MV_CG_TEMPLATE_SLOT, t->gen, cg_created, t,
+                           &t->cg_job) < 0)
         spawn_failed(t, "uv_queue_work", "cannot queue the cgroup job", false);
 }
 

@@ -664,7 +664,7 @@ class HandedOverTemplate(PoolTest):
                 with open(f"/proc/{tpid}/cgroup") as f:
                     cgroups = f.read()
                 if f"memvisor-{pool.pid}/" in cgroups:  # memvisor runs with cgroups here
-                    self.assertIn(f"memvisor-{pool.pid}/w0.1\n", cgroups)
+                    self.assertIn(f"memvisor-{pool.pid}/t.1\n", cgroups)
                 # memvisor killed: the template and the workers die with it.
                 others = [tpid] + list(pool.worker_pids)
                 os.kill(pool.pid, signal.SIGKILL)
