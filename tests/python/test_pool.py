@@ -773,22 +773,30 @@ class Terminate(PoolTest):
         pool.join()  # after terminate: returns at once
 
 
-# Run with fds 0, 1 and 2 closed: a Pool, then what its memvisor did, as JSON in argv[3].
-CLOSED_STDIO_SCRIPT = textwrap.dedent('''
-    import json, logging, os, sys
+# The start of a script run as python3 SCRIPT MODULE_DIR STATE_DIR REPORT: `sq` for its Pool,
+# and `seen`, memvisor's events as the Pool logs them (the main process's).
+EVENTS_SCRIPT = textwrap.dedent('''
+    import json, logging, os, signal, sys
     sys.path[:0] = [sys.argv[1]]
     import memvisor
 
     def sq(x):
         return x * x
 
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(getattr(record, "memvisor", {}))
+
     if __name__ == "__main__":
-        seen = []
-        class Keep(logging.Handler):
-            def emit(self, record):
-                seen.append(getattr(record, "memvisor", {}))
         logging.getLogger("memvisor").addHandler(Keep())
         logging.getLogger("memvisor").setLevel(logging.DEBUG)
+''')
+
+# Run with fds 0, 1 and 2 closed: a Pool, then what its memvisor did, as JSON in argv[3].
+CLOSED_STDIO_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
+    if __name__ == "__main__":
         with memvisor.Pool(2, state_dir=sys.argv[2]) as pool:
             got = {"result": pool.map(sq, range(10)), "start": pool.template_start}
             pidfds = {}
@@ -857,22 +865,9 @@ class CallerSignals(PoolTest):
 
 
 # Ignores SIGCHLD, runs a Pool that recycles, and writes the exits memvisor logged to argv[3].
-SIGCHLD_IGNORED_SCRIPT = textwrap.dedent('''
-    import json, logging, signal, sys
-    sys.path[:0] = [sys.argv[1]]
-    import memvisor
-
-    def sq(x):
-        return x * x
-
+SIGCHLD_IGNORED_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
     if __name__ == "__main__":
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the caller's idiom
-        seen = []
-        class Keep(logging.Handler):
-            def emit(self, record):
-                seen.append(getattr(record, "memvisor", {}))
-        logging.getLogger("memvisor").addHandler(Keep())
-        logging.getLogger("memvisor").setLevel(logging.DEBUG)
         pool = memvisor.Pool(2, state_dir=sys.argv[2], maxtasksperchild=5)
         got = {"result": pool.map(sq, range(20), chunksize=1)}
         pool.close()
