@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -663,7 +664,7 @@ class HandedOverTemplate(PoolTest):
                 with open(f"/proc/{tpid}/cgroup") as f:
                     cgroups = f.read()
                 if f"memvisor-{pool.pid}/" in cgroups:  # memvisor runs with cgroups here
-                    self.assertIn(f"memvisor-{pool.pid}/w0.1\n", cgroups)
+                    self.assertIn(f"memvisor-{pool.pid}/t.1\n", cgroups)
                 # memvisor killed: the template and the workers die with it.
                 others = [tpid] + list(pool.worker_pids)
                 os.kill(pool.pid, signal.SIGKILL)
@@ -704,6 +705,26 @@ class HandedOverTemplate(PoolTest):
                         [r.getMessage() for r in logs.records])
         self.assertEqual(_events(logs, "template_adopted"), [])
         self.assertEqual(_events(logs, "template_handoff_refused"), [])
+
+    def test_a_caller_with_its_stdio_closed_hands_the_template_over(self):
+        # The handoff's fds would be 0-2, which memvisor refuses (subprocess puts memvisor's
+        # stdio there): the forked template was then left a zombie for the run, and its
+        # pidfd was in every worker.
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "closed.py")
+        with open(script, "w") as f:
+            f.write(CLOSED_STDIO_SCRIPT)
+        out = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', sys.executable, script,
+                              MODULE_DIR, os.path.join(self.tmp, "state"), report],
+                             timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(10)])
+        self.assertEqual(got["start"], "fork")
+        self.assertEqual(got["refused"], [])
+        self.assertEqual(len(got["adopted"]), 1)
+        self.assertEqual(got["pidfds"], {})  # none in memvisor's children
 
     def test_a_template_that_dies_at_adoption_is_replaced_by_a_started_one(self):
         from memvisor import _handoff
@@ -750,6 +771,112 @@ class Terminate(PoolTest):
         with self.assertRaises(memvisor.PoolTerminated):
             endless.next(TIMEOUT)
         pool.join()  # after terminate: returns at once
+
+
+# The start of a script run as python3 SCRIPT MODULE_DIR STATE_DIR REPORT: `sq` for its Pool,
+# and `seen`, memvisor's events as the Pool logs them (the main process's).
+EVENTS_SCRIPT = textwrap.dedent('''
+    import json, logging, os, signal, sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def sq(x):
+        return x * x
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(getattr(record, "memvisor", {}))
+
+    if __name__ == "__main__":
+        logging.getLogger("memvisor").addHandler(Keep())
+        logging.getLogger("memvisor").setLevel(logging.DEBUG)
+''')
+
+# Run with fds 0, 1 and 2 closed: a Pool, then what its memvisor did, as JSON in argv[3].
+CLOSED_STDIO_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
+    if __name__ == "__main__":
+        with memvisor.Pool(2, state_dir=sys.argv[2]) as pool:
+            got = {"result": pool.map(sq, range(10)), "start": pool.template_start}
+            pidfds = {}
+            for pid in os.popen(f"ps -o pid= --ppid {pool.pid}").read().split():
+                try:
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                    links = [os.readlink(f"/proc/{pid}/fd/{n}") for n in fds]
+                except OSError:
+                    continue  # gone meanwhile
+                if any("pidfd" in x for x in links):
+                    pidfds[pid] = links
+            got["pidfds"] = pidfds
+        for what in ("refused", "adopted"):
+            got[what] = [e for e in seen if e.get("event") == "template_handoff_" + what or
+                         e.get("event") == "template_" + what]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
+
+
+class CallerSignals(PoolTest):
+    def test_signals_the_caller_blocks_still_stop_memvisor(self):
+        # memvisor inherits the caller's signal mask: a caller that blocks the signals it
+        # waits for (signal.sigwait) had terminate's SIGTERM held for ever (20 s, then
+        # SIGKILL, and the run's cgroups were left behind).
+        stop = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        try:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                pool = self.pool(workers=1)
+                notes = os.path.join(self.tmp, "notes")
+                os.mkdir(notes)
+                r = pool.apply_async(pf.note_and_sleep, (notes, 1))
+                for _ in range(int(TIMEOUT * 10)):  # the worker is inside its task
+                    if os.listdir(notes):
+                        break
+                    select.select([], [], [], 0.1)
+                pool.terminate()
+                pool.join()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        self.assertNotEqual(pool._sv.proc.returncode, -signal.SIGKILL)
+        self.assertGreaterEqual(len(_events(logs, "signal")), 1)
+        with open("/proc/self/cgroup") as f:  # v1 here: memvisor's run is memvisor-PID in ours
+            ours = [line.split(":", 2)[2].strip() for line in f if ":memory:" in line]
+        run = f"/sys/fs/cgroup/memory{ours[0] if ours else '/-'}/memvisor-{pool.pid}"
+        self.assertFalse(os.path.exists(run), run)
+        with self.assertRaises(memvisor.PoolTerminated):
+            r.get(TIMEOUT)
+
+    def test_a_caller_that_ignores_sigchld_still_has_exit_statuses(self):
+        # An ignored SIGCHLD is inherited across exec: the kernel reaped memvisor's children
+        # itself, and every worker's and template's exit status was lost (-1).
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "sigchld.py")
+        with open(script, "w") as f:
+            f.write(SIGCHLD_IGNORED_SCRIPT)
+        out = subprocess.run([sys.executable, script, MODULE_DIR, os.path.join(self.tmp, "state"),
+                              report], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(20)])
+        self.assertGreaterEqual(len(got["exits"]), 4)  # recycled every 5 tasks
+        self.assertEqual([e for e in got["exits"] if e[0] != 0], [])
+
+
+# Ignores SIGCHLD, runs a Pool that recycles, and writes the exits memvisor logged to argv[3].
+SIGCHLD_IGNORED_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
+    if __name__ == "__main__":
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the caller's idiom
+        pool = memvisor.Pool(2, state_dir=sys.argv[2], maxtasksperchild=5)
+        got = {"result": pool.map(sq, range(20), chunksize=1)}
+        pool.close()
+        pool.join()
+        got["exits"] = [[e.get("status"), e.get("signal"), e.get("reason")] for e in seen
+                        if e.get("event") in ("exit", "template_exit")]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
 
 
 PROGRESS_SCRIPT = textwrap.dedent('''

@@ -103,11 +103,12 @@ class Handoff:
         self._spec = spec
         self._env = {k: v for k, v in env.items() if k not in _PRIVATE}
         self._env.update(MEMVISOR_FD="3", MEMVISOR_SLOT="0")
-        self._ctl, self._ctl_t = socket.socketpair()
-        self._out_r, self._out_w = os.pipe()
+        self._ctl, self._ctl_t = (socket.socket(fileno=_above_stdio(s.detach()))
+                                  for s in socket.socketpair())
+        self._out_r, self._out_w = (_above_stdio(fd) for fd in os.pipe())
         # The number the template's pidfd will have in memvisor: /dev/null until then, so
         # that a failed fork leaves an fd memvisor refuses (not a pidfd) rather than none.
-        self._slot = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._slot = _above_stdio(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
         for stream in (sys.stdout, sys.stderr):  # the template must not print them again
             try:
                 if stream is not None:
@@ -147,6 +148,20 @@ class Handoff:
             os.close(fd)
         except BaseException:  # noqa: BLE001 - see above
             os.kill(pid, signal.SIGKILL)
+
+
+def _above_stdio(fd: int) -> int:
+    """fd, or when it is 0, 1 or 2 (the caller closed its stdio) a close-on-exec copy above 2
+    (fd closed): subprocess puts memvisor's stdio on 0-2 over them, and memvisor takes only
+    fds above 2 (refused, the forked template was a zombie for the run, its pidfd in every
+    worker)."""
+    if fd > 2:
+        return fd
+    import fcntl  # noqa: PLC0415 - only a caller without stdio needs it
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    finally:
+        os.close(fd)
 
 
 def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[str, Any]) -> None:
