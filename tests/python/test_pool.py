@@ -7,10 +7,12 @@ wait is bounded; nothing sleeps to synchronise.
     MEMVISOR_BIN=build/memvisor python3 -m unittest -v tests/python/test_pool.py
 """
 
+import base64
 import contextlib
 import functools
 import io
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -290,13 +292,23 @@ class Leaks(PoolTest):
         obj = {"task": 3, "status": "ok", "result": body.decode(), "duration_ms": 900}
         ok, values, stats, seconds = _codec.decode_result(obj, 2, 0)
         self.assertEqual((ok, values, seconds, stats.duration), (True, [1, "two"], 0.25, 0.9))
-        # an answer without it (base64 alone) still reads; no timing then
-        obj["result"] = body.split(b" ")[0].decode()
+        # the results as Latin-1 text through memvisor's JSON: every byte comes back
+        values = [b"\n\x00\xff \x80", "\u00e9 \U0001f600", 2.5, None, 2 ** 70]
+        body = _codec.encode_done(values, 0.5)
+        body.decode("utf-8")  # memvisor writes it as "result", never as "result_base64"
+        obj["result"] = json.loads(json.dumps(body.decode()))
+        self.assertEqual(_codec.decode_result(obj, 5, 0)[:2], (True, values))
+        # the older form, base64 (and its seconds), still reads; no timing without them
+        old = base64.b64encode(pickle.dumps([1, "two"])).decode()
+        obj["result"] = old + " 0.125"
+        self.assertEqual(_codec.decode_result(obj, 2, 0)[1:4:2], ([1, "two"], 0.125))
+        obj["result"] = old
         self.assertEqual(_codec.decode_result(obj, 2, 0)[3], None)
-        obj["result"] = body.decode() + "x"  # a bad figure: the answer cannot be read
-        ok, err, _stats, _seconds = _codec.decode_result(obj, 2, 0)
-        self.assertFalse(ok)
-        self.assertIsInstance(err, memvisor.PoolError)
+        for bad in ("x" + body.decode(), body.decode()[:-3], old + " x"):
+            obj["result"] = bad  # a bad figure or a cut pickle: the answer cannot be read
+            ok, err, _stats, _seconds = _codec.decode_result(obj, 5, 0)
+            self.assertFalse(ok)
+            self.assertIsInstance(err, memvisor.PoolError)
 
     def test_auto_chunk_size(self):
         from memvisor import _pool
