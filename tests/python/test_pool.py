@@ -239,7 +239,7 @@ class Leaks(PoolTest):
             self.assertEqual(len({st.task for st in r.stats}), 3)
 
     def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
-        # Without a chunksize: tiny items go in tasks of ~5 ms (at least 50 tasks a worker),
+        # Without a chunksize: tiny items go in tasks of ~20 ms (at least 50 tasks a worker),
         # once the first answers say how long an item takes; slow items stay one a task.
         # The task time is a task's duration as memvisor measures it, a round trip included:
         # 0.2 s here, so that a loaded host's slow round trips cannot hide the grouping.
@@ -314,7 +314,10 @@ class Leaks(PoolTest):
         from memvisor import _pool
         self.assertEqual(_pool._auto_size(100000, 2, None), 1)  # nothing timed yet
         self.assertEqual(_pool._auto_size(100000, 2, 0.02), 1)  # slower than 5 ms
-        self.assertEqual(_pool._auto_size(100000, 2, 0.0001), 50)  # 5 ms of 0.1-ms items
+        self.assertEqual(_pool._auto_size(100000, 2, 0.005), 1)  # 5 ms: still alone
+        self.assertEqual(_pool._auto_size(100000, 2, 0.004), 5)  # quicker: ~20-ms tasks
+        self.assertEqual(_pool._auto_size(100000, 2, 0.002), 10)
+        self.assertEqual(_pool._auto_size(100000, 2, 0.0001), 200)  # 20 ms of 0.1-ms items
         self.assertEqual(_pool._auto_size(100000, 2, 1e-9), 1000)  # 50 tasks a worker
         self.assertEqual(_pool._auto_size(150, 2, 1e-9), 1)  # small maps: one item a task
         self.assertEqual(_pool._auto_size(10 ** 6, 4, 1e-6), 5000)
