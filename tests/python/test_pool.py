@@ -691,6 +691,48 @@ class HandedOverTemplate(PoolTest):
             os.close(w)
         self.assertEqual(len(_events(logs, "template_spawn")), 1)
 
+    def test_the_pool_starts_before_the_template_has_set_itself_up(self):
+        # The template holds a copy of subprocess's error pipe, whose EOF ends the caller's
+        # Popen, until it sets up its fds: that comes first, so the pool's start (Popen) ends
+        # at memvisor's exec and not after the template's other set-up, held here until the
+        # test lets it go (a FIFO: the template replaces the caller's pipes by /dev/null).
+        from memvisor import _handoff
+        gate = os.path.join(self.tmp, "gate")
+        os.mkfifo(gate)
+        real = _handoff._arm_parent_death
+
+        def held(parent):
+            with open(gate, "rb") as f:
+                f.read()
+            real(parent)
+
+        def stuck(*_):
+            raise AssertionError("the pool's start waited for the template's set-up")
+
+        old = signal.signal(signal.SIGALRM, stuck)
+        signal.alarm(int(TIMEOUT))
+        try:
+            with mock.patch.object(_handoff, "_arm_parent_death", held):
+                pool = self.pool(workers=1)
+                r = pool.apply_async(pf.sq, (7,))  # starts memvisor, forks the template
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        with pool:
+            self.assertEqual(pool.template_start, "fork")
+            fd = -1
+            for _ in range(int(TIMEOUT * 10)):  # until the held template reads the gate
+                try:
+                    fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:  # ENXIO: no reader (yet)
+                    select.select([], [], [], 0.1)
+            self.assertGreaterEqual(fd, 0, "the template never waited at the gate")
+            self.assertFalse(r.ready())  # the template is held: no worker yet
+            os.write(fd, b"go")
+            os.close(fd)
+            self.assertEqual(r.get(TIMEOUT), 49)
+
     def test_other_threads_make_memvisor_start_the_template(self):
         stop = threading.Event()
         t = threading.Thread(target=stop.wait)
