@@ -6,7 +6,7 @@ or 2,000 items of 2 ms of CPU), the with block's exit; and over the map the call
 memvisor.Pool and multiprocessing.Pool (fork) alternate in one run; medians of the rounds.
 Measures, asserts nothing (the machine is shared: compare within one run).
 
-    MEMVISOR_BIN=build/memvisor python3 bench/pool_map_split.py [--runs 5] [--work tiny|2ms] [--items N]
+    MEMVISOR_BIN=build/memvisor python3 bench/pool_map_split.py [--runs 5] [--work 2ms]
 """
 
 import argparse
