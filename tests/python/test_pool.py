@@ -144,6 +144,13 @@ class SameAsMultiprocessing(unittest.TestCase):
         err = self.assert_same_error(lambda p: p.map(pf.fail_on, range(6)))
         self.assertIsInstance(err.__cause__, memvisor.RemoteTraceback)
 
+    def test_results_of_every_byte_come_back_and_report_reads_them(self):
+        # Answers go as a pickle read as Latin-1 through memvisor's JSON ("\u0000" and all):
+        # each byte comes back, and `memvisor report` reads the results file that holds them.
+        self.assert_same(lambda p: p.map(pf.every_byte, range(5)))
+        self.assert_same(lambda p: p.map(pf.every_byte, range(5), chunksize=1))
+        self.assertIn("\n  pool_funcs.every_byte: 10 tasks\n", self.mv.report())
+
     def test_starmap(self):
         pairs = [(i, i + 1) for i in range(15)]
         self.assert_same(lambda p: p.starmap(pf.add, pairs))
