@@ -26,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import types
 import unittest
 from unittest import mock
@@ -633,6 +634,15 @@ def _events(logs, event):
             if getattr(r, "memvisor", {}).get("event") == event]
 
 
+def _wait_events(logs, event, timeout=10.0):
+    """_events, once there is one: memvisor's log lines come through their own thread, which
+    may deliver an event after results that came later (a loaded host)."""
+    deadline = time.monotonic() + timeout
+    while not _events(logs, event) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _events(logs, event)
+
+
 def _status_mask(pid, field):
     with open(f"/proc/{pid}/status") as f:
         line = next(x for x in f if x.startswith(field + ":"))
@@ -662,7 +672,7 @@ class HandedOverTemplate(PoolTest):
                 self.assertEqual(pool.map(pf.sq, range(10)), [x * x for x in range(10)])
                 self.assertEqual(pool.template_start, "fork")
                 self.assertEqual(set(pool.map(pf.parent, range(4), chunksize=1)), {pool.pid})
-                tpid = _events(logs, "template_adopted")[0]["pid"]
+                tpid = _wait_events(logs, "template_adopted")[0]["pid"]
                 with open(f"/proc/{tpid}/stat") as f:
                     self.assertEqual(int(f.read().rsplit(")", 1)[1].split()[1]), pool.pid)
                 self.assertEqual(os.getsid(tpid), tpid)  # a session of its own
@@ -739,6 +749,34 @@ class HandedOverTemplate(PoolTest):
             os.write(fd, b"go")
             os.close(fd)
             self.assertEqual(r.get(TIMEOUT), 49)
+
+    def test_a_thread_leaving_the_kernel_is_waited_for_a_moment(self):
+        # A joined thread outlives join() in the kernel for a moment (a Pool closed just
+        # before this one): the count waits for it when Python knows of no other thread; a
+        # library's own thread (here a raw pthread, unknown to Python) is counted after the
+        # wait. Raw threads: pthread_create(usleep, N): the thread sleeps N us and exits.
+        import ctypes
+        from memvisor import _handoff
+        libc = ctypes.CDLL(None, use_errno=True)
+        usleep = ctypes.cast(libc.usleep, ctypes.c_void_p)
+
+        def raw_thread(us):
+            tid = ctypes.c_ulong()
+            self.assertEqual(libc.pthread_create(ctypes.byref(tid), None, usleep,
+                                                 ctypes.c_void_p(us)), 0)
+            return tid
+
+        self.assertEqual(threading.active_count(), 1)
+        short = raw_thread(20_000)
+        with mock.patch.object(_handoff, "_EXITING_WAIT", 30.0):
+            self.assertEqual(_handoff.threads(), 1)  # gone within the wait
+        libc.pthread_join(short, None)
+        long = raw_thread(500_000)
+        try:
+            with mock.patch.object(_handoff, "_EXITING_WAIT", 0.05):
+                self.assertEqual(_handoff.threads(), 2)  # still there after it
+        finally:
+            libc.pthread_join(long, None)
 
     def test_other_threads_make_memvisor_start_the_template(self):
         stop = threading.Event()

@@ -49,6 +49,8 @@ import signal
 import socket
 import stat
 import sys
+import threading
+import time
 from typing import Any, Dict, Optional, Tuple
 
 ENV = "MEMVISOR_TEMPLATE_HANDOFF"  # MV_HANDOFF_ENV
@@ -58,15 +60,29 @@ EXIT_SETUP = 125  # as memvisor's exec shim: could not set up
 _PRIVATE = ("MEMVISOR_FD", "MEMVISOR_SLOT", "MEMVISOR_HEAP_FD", "MEMVISOR_SHIM_PRELOAD",
             "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", ENV)
 _PR_SET_PDEATHSIG = 1
+_EXITING_WAIT = 0.1  # s: the most a Pool's start waits for joined threads to leave the kernel
 _kept: list = []  # the caller's stdio objects: never freed here (that would close 0, 1, 2)
 
 
 def threads() -> int:
-    """Threads of this process now (Python's and any library's)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0  # unknown: not Linux
+    """Threads of this process now (Python's and any library's). A Python thread that was
+    just joined (an earlier Pool's, closed a moment ago) lives on for a moment in the kernel
+    after join() returns: when Python knows of no other thread, those are waited for, at most
+    _EXITING_WAIT seconds, so that a Pool after a Pool still forks its template."""
+    deadline = None
+    while True:
+        try:
+            n = len(os.listdir("/proc/self/task"))
+        except OSError:
+            return 0  # unknown: not Linux
+        if n == 1 or threading.active_count() != 1:
+            return n
+        now = time.monotonic()
+        if deadline is None:
+            deadline = now + _EXITING_WAIT
+        elif now >= deadline:
+            return n  # a library's own threads (not Python's): they stay
+        time.sleep(0.001)
 
 
 def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
