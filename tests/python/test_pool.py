@@ -778,6 +778,19 @@ class HandedOverTemplate(PoolTest):
         finally:
             libc.pthread_join(long, None)
 
+    def test_a_start_that_fails_before_memvisor_leaves_no_fd_open(self):
+        # The results FIFO cannot be made: the error reaches the caller, and the handoff's
+        # fds (a socketpair, a pipe, the pidfd's slot) are closed with the FIFO's.
+        from memvisor import _run
+        before = set(os.listdir("/proc/self/fd"))
+        pool = self.pool(workers=1)
+        with mock.patch.object(_run.os, "mkfifo", side_effect=OSError(28, "No space left")):
+            with self.assertRaises(OSError):
+                pool.map(pf.sq, range(3))
+        self.assertEqual(pool.template_start, "fork")
+        pool.terminate()
+        self.assertEqual(set(os.listdir("/proc/self/fd")) - before, set())
+
     def test_other_threads_make_memvisor_start_the_template(self):
         stop = threading.Event()
         t = threading.Thread(target=stop.wait)

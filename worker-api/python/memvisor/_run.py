@@ -210,26 +210,36 @@ class Supervisor:
         """Starts memvisor; handoff (a _handoff.Handoff): its first template is forked from
         this process on the way (closed here either way)."""
         fifo = os.path.join(self._tmpdir, "results.fifo")
-        os.mkfifo(fifo, 0o600)
-        # Our own writer keeps the FIFO from reading EOF before memvisor opens it, and after
-        # it closes it for the last time: EOF comes when memvisor has exited (log thread).
-        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        self._hold = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
-        os.set_blocking(rfd, True)
-        results = io.open(rfd, "rb", buffering=1 << 16)
-        cmd = [self._binary, "run", *self._args, "-o", "log.format=json", "--tasks", "-",
-               "--results", fifo, "--", *worker_cmd]
-        env, extra = self._env, {}
-        if handoff is not None:
-            env = dict(env, **{handoff.ENV: handoff.env_value})
-            extra = {"pass_fds": handoff.pass_fds, "preexec_fn": handoff.in_child}
+        results = None
         try:
+            os.mkfifo(fifo, 0o600)
+            # Our own writer keeps the FIFO from reading EOF before memvisor opens it, and
+            # after it closes it for the last time: EOF comes when memvisor has exited (log
+            # thread).
+            rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            results = io.open(rfd, "rb", buffering=1 << 16)
+            self._hold = os.open(fifo, os.O_WRONLY | os.O_CLOEXEC)
+            os.set_blocking(rfd, True)
+            cmd = [self._binary, "run", *self._args, "-o", "log.format=json", "--tasks", "-",
+                   "--results", fifo, "--", *worker_cmd]
+            env, extra = self._env, {}
+            if handoff is not None:
+                env = dict(env, **{handoff.ENV: handoff.env_value})
+                extra = {"pass_fds": handoff.pass_fds, "preexec_fn": handoff.in_child}
             with open(os.path.join(self._tmpdir, "summary.txt"), "wb") as summary:
                 # Its own session: a Ctrl-C at the terminal reaches the caller (whose
                 # KeyboardInterrupt terminates the pool), not memvisor's graceful stop.
                 self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=summary,
                                              stderr=subprocess.PIPE, env=env,
                                              start_new_session=True, close_fds=True, **extra)
+        except BaseException:
+            # Nothing started: nothing of this start stays open in the caller.
+            if results is not None:
+                results.close()
+            if self._hold >= 0:
+                os.close(self._hold)
+                self._hold = -1
+            raise
         finally:
             if handoff is not None:
                 handoff.close()
