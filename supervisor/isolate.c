@@ -246,6 +246,15 @@ void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool mea
     add_kind(a->ran, &a->nran, kind_name(kind));
 }
 
+void mv_iso_working(mv_iso_t *e, int arm, uint64_t now)
+{
+    if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
+        return;
+    /* since == 0: its first task is not done (a fresh worker starting is not timed). */
+    if (e->arm[arm].state == MV_ARM_RUNNING && e->arm[arm].since)
+        e->arm[arm].since = now ? now : 1;
+}
+
 /* Judges an arm (final: on what it has) and marks it done when decided. */
 static void judge_arm(mv_iso_t *e, mv_iso_arm_t *a, bool final)
 {

@@ -132,6 +132,11 @@ void mv_iso_bound(mv_iso_t *e, int arm);
  * figure, the task still counts toward the warm-up), `now` tasks ended anywhere. */
 void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured,
                     uint64_t now);
+/* Arm `arm`'s worker is at work on one of its tasks at `now`: progress, as a task that ends
+ * is. The timeout counts tasks ended elsewhere, and a kind whose tasks are slow beside fast
+ * ones (50 ms beside 20 us) sees thousands end during one of its own: without this it was
+ * given up in the middle of its second task. A task that hangs is its own task timeout's. */
+void mv_iso_working(mv_iso_t *e, int arm, uint64_t now);
 /* Arm `arm`'s worker is gone, or will get no more tasks (nothing left for it): it is judged
  * on what it has. */
 void mv_iso_stop_arm(mv_iso_t *e, int arm);

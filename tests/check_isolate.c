@@ -375,6 +375,34 @@ START_TEST(bisection_where_no_half_grows_is_unexplained)
 }
 END_TEST
 
+START_TEST(an_arm_at_work_on_a_slow_task_is_not_timed_out)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    mv_iso_isolate(&e, "slow", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    mv_iso_observe(&e, 0, "slow", 32768, true, 10);
+    /* its second task runs while 5,000 quick ones end elsewhere: at work, not timed out */
+    for (uint64_t now = 500; now <= 5000; now += 500) {
+        mv_iso_working(&e, 0, now);
+        ck_assert(!mv_iso_step(&e, now).ended);
+    }
+    mv_iso_observe(&e, 0, "slow", 32768, true, 5010);
+    /* idle from then on (no task of its kind comes): the timeout counts again */
+    ck_assert(!mv_iso_step(&e, 6010).ended);
+    st = mv_iso_step(&e, 6011);
+    ck_assert(st.ended);
+    ck_assert_str_eq(st.result.why, "timed out");
+    /* no experiment, or an arm that is not running: nothing to do */
+    mv_iso_working(&e, 0, 7000);
+    mv_iso_working(&e, 5, 7000);
+    mv_iso_free(&e);
+}
+END_TEST
+
 Suite *isolate_suite(void)
 {
     Suite *s = suite_create("isolate");
@@ -389,6 +417,7 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, isolation_from_start_to_verdict);
     tcase_add_test(tc, isolation_clears_a_kind_that_does_not_grow_alone);
     tcase_add_test(tc, a_lost_worker_or_the_timeout_ends_it);
+    tcase_add_test(tc, an_arm_at_work_on_a_slow_task_is_not_timed_out);
     tcase_add_test(tc, bisection_finds_the_kind_with_two_slots);
     tcase_add_test(tc, bisection_with_one_slot_runs_the_arms_in_turn);
     tcase_add_test(tc, bisection_where_no_half_grows_is_unexplained);
