@@ -11,7 +11,7 @@ LAYERS = {
     0: "util log config config_int config_ext options units reason exitcode fsm policy escalate slots leak isolate resume "
        "confdiff addr kind kindpool paths metrics progress rurl tpolicy gather",
     # 1: mechanics, knowing nothing of pools or tasks in flight
-    1: "proc handoff channel job cgroup cgasync cgahead lean meter snapshot rundir tasks results listen "
+    1: "proc handoff channel job cgroup cgroup_int cgroup_worker cgasync cgahead lean meter snapshot rundir tasks results listen "
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
        "rscript rconn rtasks rtasks_int rheld kids",
     # 2: one worker

@@ -26,7 +26,7 @@ checkout=$(cd "$here/../.." && pwd)
 kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
 # A command alone runs no suite unless MV_V2_SUITES names some.
-if [ -n "${MV_V2_CMD:-}" ]; then suites=${MV_V2_SUITES:-}; else suites=${MV_V2_SUITES:-cgroup_v2 e2e faults truth template recycle/kids}; fi
+if [ -n "${MV_V2_CMD:-}" ]; then suites=${MV_V2_SUITES:-}; else suites=${MV_V2_SUITES:-cgroup_v2 e2e faults truth template handoff succ recycle}; fi
 timeout=${MV_V2_TIMEOUT:-600}
 v2=$build/v2
 
