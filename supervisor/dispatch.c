@@ -335,8 +335,17 @@ static mv_task_t *next_for(mv_dispatch_t *d, mv_worker_t *w)
             break;
         end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
     }
-    if (!t)
+    if (!t) {
         f->starved(f->arg, w, mv_tasks_source_done(d->tasks));
+        /* Starving can end the experiment (nothing more will come: it is judged on what
+         * ran), and then nothing else may wake the loop for another pass (the source is
+         * done, every worker idle): this pass goes on without the filter. */
+        if (!f->active(f->arg, w)) {
+            d->refilter = true;
+            if (mv_worker_takes_tasks(w))
+                t = next_task(d);
+        }
+    }
     return t;
 }
 
@@ -385,7 +394,7 @@ static void dispatch_cb(uv_check_t *h)
     if (d->accepting && !d->paused && !mv_results_backlogged(d->results)) {
         give_reserved(d);
         do {
-            gave = false;
+            gave = d->refilter = false;
             for (int i = 0; i < d->nws && d->tasks->queued; i++) {
                 if (!mv_worker_takes_tasks(d->ws[i]))
                     continue;
@@ -402,7 +411,7 @@ static void dispatch_cb(uv_check_t *h)
                 mv_worker_send_task(d->ws[i], t);
                 gave = any = true;
             }
-        } while (gave && d->tasks->queued);
+        } while ((gave || d->refilter) && d->tasks->queued);
         /* Filters must never leave tasks waiting that no worker will ever take. */
         if (d->filter && free_worker && !any && d->tasks->queued && held_back(d) &&
             d->filter->stuck(d->filter->arg))
