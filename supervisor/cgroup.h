@@ -2,7 +2,7 @@
  * cgroup: one memory cgroup per worker generation, for cgroup v1 and v2. The only file that
  * knows the two apart and the only user of libcgroup (CGROUP-FACTS.md, DESIGN §2 and §4).
  *
- * Layout:  <base>/memvisor-<pid>/w<slot>.<gen>
+ * Layout:  <base>/memvisor-<pid>/w<slot>.<gen> (a template's: t.<gen>)
  *   base = [supervisor] cgroup_parent, or memvisor's own memory cgroup. On v2 memvisor first
  *   moves itself into <base>/supervisor (no internal processes) and enables +memory for the
  *   children of <base>; at the end it moves back and undoes exactly that.
@@ -112,7 +112,13 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n);
  * subtree_control. Reports what it could not undo in `why` (0 or -errno). */
 int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n);
 
-/* Thread pool: makes <run>/w<slot>.<gen> with its limits and opens its files. */
+/* The slot a template's cgroup is made for: <run>/t.<gen>. Spares are slot 0 (w0.<n>), and
+ * each counts its own generations: a template's w0.<gen> was a spare's w0.<n> too, the spare
+ * measured with the template, and the template killed when the spare's cgroup went. */
+#define MV_CG_TEMPLATE_SLOT (-1)
+
+/* Thread pool: makes <run>/w<slot>.<gen> (<run>/t.<gen>: MV_CG_TEMPLATE_SLOT) with its limits
+ * and opens its files. */
 int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n);
 /* Thread pool, v1: the cgroup of a gone worker (w, its files still open) becomes the
  * cgroup of <run>/w<slot>.<gen>, instead of a new one: renamed, its peak reset, its pending

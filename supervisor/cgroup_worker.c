@@ -173,9 +173,18 @@ static int create_v2(const mv_cg_t *cg, mv_cgw_t *w, char *why, size_t n)
     return 0;
 }
 
+/* A worker cgroup's name in the run: w<slot>.<gen>, or a template's t.<gen>. */
+static void cg_name(char *buf, size_t n, int slot, unsigned gen)
+{
+    if (slot == MV_CG_TEMPLATE_SLOT)
+        snprintf(buf, n, "t.%u", gen);
+    else
+        snprintf(buf, n, "w%d.%u", slot, gen);
+}
+
 int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n)
 {
-    char rel[4096];
+    char rel[4096], name[32];
     int r;
 
     memset(w, 0, sizeof *w);
@@ -185,11 +194,12 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
     w->version = cg->version;
     /* Observe-only: no kernel limit, so the hard limit is checked on readings of usage. */
     w->usage_gate = !cg->enforce && cg->hard > 0 ? cg->hard : INT64_MAX;
-    w->path = mv_cg_join("%s/w%d.%u", cg->run, slot, gen);
+    cg_name(name, sizeof name, slot, gen);
+    w->path = mv_cg_join("%s/%s", cg->run, name);
     if (!w->path)
         return -ENOMEM;
     if (cg->version == MV_CG_V1) {
-        snprintf(rel, sizeof rel, "%s/w%d.%u", cg->v1_rel, slot, gen);
+        snprintf(rel, sizeof rel, "%s/%s", cg->v1_rel, name);
         r = create_v1(cg, rel, w, why, n);
     } else {
         r = create_v2(cg, w, why, n);
@@ -267,7 +277,7 @@ int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t 
     const char *from, *to;
     int64_t left;
     int r, at, at_to;
-    char *path;
+    char *path, name[32];
 
     if (!mv_cg_reusable(cg, w)) {
         snprintf(why, n, "%s was made with other limits", w->path ? w->path : "?");
@@ -297,7 +307,8 @@ int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t 
         snprintf(why, n, "%lld bytes are still charged to %s", (long long)left, w->path);
         return -E2BIG;
     }
-    path = mv_cg_join("%s/w%d.%u", cg->run, slot, gen);
+    cg_name(name, sizeof name, slot, gen);
+    path = mv_cg_join("%s/%s", cg->run, name);
     if (!path)
         return -ENOMEM;
     /* v1 renames a cgroup in place (cgroup1_rename); the open files stay valid. */

@@ -282,8 +282,9 @@ static int load_run(rep_t *r, const char *path)
 
 /* Calls cb for each JSON object line of `path` (blank lines skipped). A last line with no
  * newline that does not parse is skipped when the run is still running (the supervisor may be
- * writing it); anywhere else a bad line is an error naming it. Returns lines read or -errno. */
-static long read_lines(rep_t *r, const char *path, line_cb cb, bool *tail)
+ * writing it); anywhere else a bad line is an error naming it. flags: jansson's (JSON_ALLOW_NUL
+ * for results). Returns lines read or -errno. */
+static long read_lines(rep_t *r, const char *path, size_t flags, line_cb cb, bool *tail)
 {
     src_t s = {path, 0, NULL};
     FILE *f = fopen(path, "r");
@@ -301,7 +302,7 @@ static long read_lines(rep_t *r, const char *path, line_cb cb, bool *tail)
         s.line++;
         if (strspn(line, " \t\r\n") == (size_t)len)
             continue;
-        o = json_loadb(line, (size_t)len, 0, &je);
+        o = json_loadb(line, (size_t)len, flags, &je);
         if (!o && line[len - 1] != '\n' && r->dir && r->running) {
             *tail = true;
             s.line--;
@@ -595,19 +596,20 @@ static int load(rep_t *r, const char *path)
          * itself rotated once, older events are gone (events_cut). */
         snprintf(events, sizeof events, "%s/events.1.jsonl", r->dir);
         if (access(events, F_OK) == 0) {
-            if ((n = read_lines(r, events, on_event, &r->events_tail)) < 0)
+            if ((n = read_lines(r, events, 0, on_event, &r->events_tail)) < 0)
                 return (int)n;
             r->event_lines = n;
             r->events_cut = r->rotations > 0;
         }
         snprintf(events, sizeof events, "%s/events.jsonl", r->dir);
-        if ((n = read_lines(r, events, on_event, &r->events_tail)) < 0)
+        if ((n = read_lines(r, events, 0, on_event, &r->events_tail)) < 0)
             return (int)n;
         r->event_lines += n;
     }
     if (!r->results)
         return 0;
-    if ((n = read_lines(r, r->results, on_result, &r->results_tail)) < 0)
+    /* A result may hold NUL bytes ("a\u0000b", valid UTF-8): resume reads them too. */
+    if ((n = read_lines(r, r->results, JSON_ALLOW_NUL, on_result, &r->results_tail)) < 0)
         return (int)n;
     r->result_lines = n;
     if (!r->dir && r->all.tasks == 0)

@@ -60,7 +60,8 @@ static void remove_run(const mv_cg_t *cg, const char *dir, mv_log_t *log, char *
         char *wd;
         int r;
 
-        if (w->d_type != DT_DIR || w->d_name[0] != 'w')
+        /* A worker's cgroup (w<slot>.<gen>) or a template's (t.<gen>, cgroup.h). */
+        if (w->d_type != DT_DIR || (w->d_name[0] != 'w' && w->d_name[0] != 't'))
             continue;
         wd = asprintf_or_null("%s/%s", dir, w->d_name);
         workers++;

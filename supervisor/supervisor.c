@@ -170,8 +170,10 @@ static void signal_cb(uv_signal_t *h, int signum)
 static int start_signals(mv_t *mv)
 {
     static const int which[] = {SIGINT, SIGTERM, SIGHUP};
+    sigset_t set;
     int r;
 
+    sigemptyset(&set);
     for (size_t i = 0; i < MV_ARRAY_LEN(which); i++) {
         uv_signal_init(&mv->loop, &mv->sig[i]);
         mv->sig[i].data = mv;
@@ -180,9 +182,29 @@ static int start_signals(mv_t *mv)
             return r;
         /* Signal handles must not keep the loop alive on their own. */
         uv_unref((uv_handle_t *)&mv->sig[i]);
+        sigaddset(&set, which[i]);
     }
     mv->sig_open = true;
+    /* The mask is inherited across exec: from a caller that blocks the signals it sigwaits
+     * for (a memvisor.Pool caller), a stop would wait for ever (the Pool's terminate killed
+     * us after 20 s, the cgroups left behind). Unblocked once handled: one that came before
+     * is delivered now, to the handler. SIGCHLD too: libuv and the reaper learn of exits by it. */
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return 0;
+}
+
+/* An ignored SIGCHLD is inherited across exec too (a caller that ignores it to leave no
+ * zombies, then runs memvisor.Pool): the kernel then reaps our children itself, and a
+ * waitid on a pidfd finds none (every forked worker's and template's exit status was lost:
+ * -1). Back to the default, before any child of ours can exit. */
+static void default_sigchld(void)
+{
+    struct sigaction sa;
+
+    if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+        (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT)))
+        (void)signal(SIGCHLD, SIG_DFL);
 }
 
 /* Confirmed leak suspects, most kept per task first (fd leaks after). */
@@ -644,6 +666,7 @@ static int open_io(mv_t *mv)
         return -1;
     }
     mv_rtasks_attach_results(&mv->tasks, &mv->results); /* a Redis source acks when written */
+    default_sigchld();
     r = start_signals(mv);
     if (r < 0) {
         mv_error(&mv->log, "start_failed", MV_S("call", "uv_signal_start"),

@@ -104,6 +104,10 @@ static void close_all(mv_template_t *t)
         t->cg_job = NULL;
     }
     drop_handoff(t); /* not adopted yet: nobody else will */
+    if (t->has_cg) { /* dropped while the handed-over template moved in: reap() never ran */
+        t->has_cg = false;
+        mv_cg_remove_async_patient(t->o.loop, t->o.log, &t->cg, JOIN_PATIENCE_MS);
+    }
     mv_chan_close(&t->out);
     mv_proc_close(&t->proc);
     if (t->ctl_open) { /* off epoll at once: the fd can close now */
@@ -825,7 +829,8 @@ void mv_template_start(mv_template_t *t)
         start_process(t);
         return;
     }
-    if (mv_cg_create_async(t->o.loop, t->o.log, cg, 0, t->gen, cg_created, t, &t->cg_job) < 0)
+    if (mv_cg_create_async(t->o.loop, t->o.log, cg, MV_CG_TEMPLATE_SLOT, t->gen, cg_created, t,
+                           &t->cg_job) < 0)
         spawn_failed(t, "uv_queue_work", "cannot queue the cgroup job", false);
 }
 

@@ -2,7 +2,7 @@
  * template: one warm template process (docs/templates.md). The worker command, started once
  * like a worker, runs its start-up; GO (mode template, protocol version 2) then makes it fork
  * a worker per FORK request instead of taking tasks. It has what a worker has of its own: a
- * cgroup (<run>/w0.<gen>: the workers' limits, its notifications), its process (exec'd
+ * cgroup (<run>/t.<gen>: the workers' limits, its notifications), its process (exec'd
  * through the shim: parent-death signal, cgroup before any of its code), its output in the
  * log, its memory readings. Workers do not depend on it once forked (the template clones them
  * with CLONE_PARENT: memvisor is their parent), so it can go at any time.

@@ -4,7 +4,8 @@
  * then the real binary, exec'd by tests/helpers/handoff_exec after it forked the template
  * (mvtest_worker): adopted and forking workers; refused when the templates are off (the child
  * is killed) or the variable is bad (the run goes on with a template it starts); a handed-over
- * template that dies at adoption is replaced by one memvisor starts.
+ * template that dies at adoption is replaced by one memvisor starts; one dropped while it moves
+ * into its cgroup (a stop, in the loop of the test) leaves neither the cgroup nor an fd.
  */
 #include <check.h>
 #include <errno.h>
@@ -12,9 +13,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
 
 #include "../supervisor/handoff.h"
+#include "../supervisor/template.h"
+#include "cg_util.h"
 #include "harness.h"
 #include "suites.h"
 
@@ -179,6 +188,113 @@ START_TEST(a_template_that_dies_at_adoption_is_replaced_by_a_started_one)
 }
 END_TEST
 
+/* ---- a template stopped while the one handed over moves into its cgroup ---- */
+
+static int fds_open(void)
+{
+    char path[64];
+    int n = 0;
+
+    for (int fd = 0; fd < 1024; fd++) {
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+static int tgone, tclosed;
+
+static void tv_ready(mv_template_t *t)
+{
+    (void)t;
+}
+
+static void tv_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_cgroup)
+{
+    (void)t, (void)pid, (void)err, (void)in_cgroup;
+    mv_freq_free(r);
+}
+
+static void tv_gone(mv_template_t *t, mv_tgone_t *g)
+{
+    (void)t;
+    ck_assert_ptr_null(g->unanswered);
+    tgone++;
+}
+
+static void tv_closed(mv_template_t *t)
+{
+    mv_template_free(t);
+    tclosed++;
+}
+
+static const mv_template_events_t tv_events = {tv_ready, tv_forked, tv_ready, tv_gone, tv_closed};
+
+/* A stop (or a reload) while the handed-over template is written into its new cgroup in the
+ * thread pool: the template is killed and reaped, and its cgroup goes with its files (it was
+ * left, six fds open, until the run's end). */
+START_TEST(a_template_dropped_while_it_moves_in_leaves_no_cgroup_and_no_fd)
+{
+    char *const argv[] = {"/bin/true", NULL};
+    mv_config_t cfg;
+    mv_cg_t cg;
+    mv_log_t lg;
+    uv_loop_t loop;
+    mv_handoff_t h;
+    mv_worker_opts_t o;
+    mv_template_t *t;
+    int ctl[2], out[2], before;
+    char why[512], *path;
+    pid_t pid;
+
+    if (!v1_here(&cg, 0, 0))
+        return;
+    ck_assert_int_eq(mv_config_init(&cfg), 0);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_ERROR, "/dev/null"), 0);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    before = fds_open();
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    pid = fork();
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    ck_assert_int_gt(pid, 0);
+    close(ctl[1]);
+    close(out[1]);
+    h = (mv_handoff_t){pidfd_open(pid, 0), ctl[0], out[0], pid};
+    ck_assert_int_ge(h.pidfd, 0);
+    mv_template_offer(&h);
+
+    tgone = tclosed = 0;
+    o = (mv_worker_opts_t){.loop = &loop, .log = &lg, .cfg = &cfg, .argv = argv, .cg = &cg};
+    t = mv_template_new(&o, 1, &tv_events, NULL);
+    ck_assert_ptr_nonnull(t);
+    mv_template_start(t);
+    /* Its cgroup made, the move queued (its answer needs another turn of the loop). */
+    while (!tgone && !(t->has_cg && t->cg_job))
+        ck_assert_int_ne(uv_run(&loop, UV_RUN_ONCE), 0);
+    ck_assert_int_eq(tgone, 0);
+    ck_assert_int_eq(t->state, MV_T_PREPARING);
+    path = strdup(t->cg.path);
+    mv_template_retire(t);
+    while (uv_run(&loop, UV_RUN_ONCE)) /* the move, the kill, the removal, the handles */
+        ;
+    ck_assert_int_eq(tgone, 1);
+    ck_assert_int_eq(tclosed, 1);
+    ck_assert_msg(access(path, F_OK) != 0, "%s left behind", path);
+    ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), -1); /* killed and reaped by the drop */
+    ck_assert_int_eq(errno, ECHILD);
+    ck_assert_int_eq(fds_open(), before);
+    free(path);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    mv_log_close(&lg);
+    mv_config_free(&cfg);
+    ck_assert_msg(mv_cg_teardown(&cg, why, sizeof why) == 0, "%s", why);
+}
+END_TEST
+
 Suite *handoff_suite(void)
 {
     Suite *s = suite_create("handoff");
@@ -186,6 +302,7 @@ Suite *handoff_suite(void)
     TCase *tc = tcase_create("e2e");
 
     tcase_add_test(unit, the_variable_is_three_distinct_fds_above_2);
+    tcase_add_test(unit, a_template_dropped_while_it_moves_in_leaves_no_cgroup_and_no_fd);
     suite_add_tcase(s, unit);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, a_handed_over_template_is_adopted_and_forks_the_workers);

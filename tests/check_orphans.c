@@ -244,6 +244,39 @@ START_TEST(workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up)
 }
 END_TEST
 
+/* A dead run's template cgroup (t.<gen>, beside the workers' w<slot>.<gen>) goes with the rest
+ * of its run directory when the next run cleans up. */
+START_TEST(a_sigkilled_runs_template_cgroup_is_removed_by_the_next_run)
+{
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.template=yes"), RUN_CMD(MVTEST));
+    const char *next[] = {"run", "--", MVTEST, NULL};
+    char rundir[512], tcg[600], *line;
+    mvrun_t r, after;
+
+    run_init(&r, "sleep 60000\n");
+    run_start(&r, args, NULL);
+    run_cgroup(&r, rundir, sizeof rundir);
+    free(run_wait_for(&r, "event=template_ready"));
+    line = run_wait_for(&r, "event=spawn ");
+    free(line);
+    ck_assert_int_eq(kill(r.pid, SIGKILL), 0);
+    ck_assert_int_eq(run_finish(&r), 128 + SIGKILL);
+    run_free(&r);
+    if (!*rundir) {
+        fprintf(stderr, "check_orphans: no cgroups here: skipped the template cleanup\n");
+        return;
+    }
+    snprintf(tcg, sizeof tcg, "%s/t.1", rundir);
+    ck_assert_msg(access(tcg, F_OK) == 0, "%s: not left by the dead run", tcg);
+    ck_assert_int_eq(run_batch(&after, "ok\n", next), 0);
+    ck_assert_msg(access(rundir, F_OK) != 0, "%s not cleaned", rundir);
+    ck_assert_int_eq(run_count(&after, "cgroup_stale"), 0);
+    run_free(&after);
+}
+END_TEST
+
 /* The cgroup base memvisor uses here (dirname of a run directory), or "" without cgroups. */
 static void cgroup_base(char *out, size_t n)
 {
@@ -400,6 +433,7 @@ Suite *orphans_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up);
+    tcase_add_test(tc, a_sigkilled_runs_template_cgroup_is_removed_by_the_next_run);
     tcase_add_test(tc, a_run_is_dead_when_its_lock_is_free_not_when_its_pid_is_gone);
     tcase_add_test(tc, a_pid_namespace_twin_gets_its_own_run_directory);
     tcase_add_test(tc, the_shim_runs_nothing_for_a_parent_that_is_gone);

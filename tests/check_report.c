@@ -439,6 +439,20 @@ START_TEST(results_file_alone)
 }
 END_TEST
 
+/* A result may hold a NUL byte: valid UTF-8, which memvisor writes as "\u0000" (memvisor.Pool's
+ * answers are pickles read as Latin-1); the report reads it as resume does. */
+START_TEST(a_result_with_a_nul_byte_reads)
+{
+    char *s;
+
+    put("r.jsonl", "{'task': 1, 'status': 'ok', 'result': 'a\\u0000b', 'mem_peak': 1048576}\n");
+    s = report_ok("r.jsonl");
+    HAS(s, "(1 lines)");
+    HAS(s, "  tasks      1 ok, 0 failed, 0 quarantined\n");
+    free(s);
+}
+END_TEST
+
 /* Suspects an experiment did not confirm, and kinds it cleared, are listed with why; the
  * advice is built on confirmed suspects only. */
 START_TEST(unconfirmed_and_cleared_suspects)
@@ -848,6 +862,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, rich_advice);
     tcase_add_test(tc, state_dir_follows_latest);
     tcase_add_test(tc, results_file_alone);
+    tcase_add_test(tc, a_result_with_a_nul_byte_reads);
     tcase_add_test(tc, no_leak_and_no_results);
     tcase_add_test(tc, results_through_a_fifo);
     tcase_add_test(tc, partial_figures);

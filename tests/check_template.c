@@ -110,7 +110,7 @@ START_TEST(forked_workers_exit_with_their_exact_status)
     for (size_t i = 1; i <= 5; i++)
         ck_assert_int_ne(jint(run_result(&r, i), "pid"), tp);
     ck_assert_str_eq(jstr(run_result(&r, 5), "status"), "ok");
-    /* In its own cgroup (w<slot>.<gen>), not the template's (w0.<gen>): born there on v2,
+    /* In its own cgroup (w<slot>.<gen>), not the template's (t.<gen>): born there on v2,
      * moved there before any of its code ran on v1. */
     if (cgroups(&r)) {
         const char *cg = jstr(run_result(&r, 4), "result");
@@ -577,6 +577,40 @@ START_TEST(forks_go_with_memvisors_fds_when_nothing_is_queued)
 }
 END_TEST
 
+/* Spares are slot 0 (w0.<n>) and count their own generations; a template's cgroup is t.<gen>.
+ * Both were w0.<n>: the first spare was made in the template's cgroup (its figures counted the
+ * template), and the template was killed when that cgroup was removed or reused. */
+START_TEST(a_spare_never_shares_the_templates_cgroup)
+{
+    mvrun_t r;
+    mvargs_t a;
+    char *tasks = repeat_line("ok", 200), needle[4200];
+    const char *const *args =
+        run_argv(&a, RUN_OPTS("supervisor.workers=2", "recycle.spares=1", "limits.max_tasks=20", T),
+                 RUN_CMD(MVTEST));
+    const char *at, *end;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 200, NULL);
+    ck_assert_int_ge(run_count(&r, "event=spare_taken"), 1);
+    if (cgroups(&r)) {
+        at = strstr(strstr(r.log, "event=template_spawn template=1 "), " cgroup=");
+        ck_assert_ptr_nonnull(at);
+        at += strlen(" cgroup=");
+        end = strpbrk(at, " \n");
+        ck_assert_ptr_nonnull(end);
+        snprintf(needle, sizeof needle, "cgroup=%.*s ", (int)(end - at), at);
+        ck_assert_msg(run_count(&r, needle) == 0, "a worker in the template's %s", needle);
+    }
+    ck_assert_int_eq(run_count(&r, "event=template_ready"), 1); /* never killed, never replaced */
+    ck_assert_int_eq(run_count(&r, "event=template_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "reason=retired"), 1);
+    ck_assert_int_eq(run_count(&r, "event=spawn_failed"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -596,6 +630,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, kill_9_of_memvisor_leaves_no_template_and_no_worker);
     tcase_add_test(tc, status_and_metrics_show_the_template);
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
+    tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
     suite_add_tcase(s, tc);
     return s;
 }

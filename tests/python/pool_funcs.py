@@ -119,3 +119,9 @@ def parent(x):
 
 def environ(*names):
     return [os.environ.get(n) for n in names]
+
+
+def every_byte(x):
+    """Results whose pickle holds every byte value (NUL, controls, 0x80-0xff) and text that is
+    not ASCII."""
+    return (bytes(range(256)) * x, "\u00e9\x00\n\U0001f600" * x, float(x) / 3, -x << 70)

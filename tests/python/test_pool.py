@@ -7,10 +7,12 @@ wait is bounded; nothing sleeps to synchronise.
     MEMVISOR_BIN=build/memvisor python3 -m unittest -v tests/python/test_pool.py
 """
 
+import base64
 import contextlib
 import functools
 import io
 import itertools
+import json
 import logging
 import multiprocessing
 import os
@@ -142,6 +144,13 @@ class SameAsMultiprocessing(unittest.TestCase):
         err = self.assert_same_error(lambda p: p.map(pf.fail_on, range(6)))
         self.assertIsInstance(err.__cause__, memvisor.RemoteTraceback)
 
+    def test_results_of_every_byte_come_back_and_report_reads_them(self):
+        # Answers go as a pickle read as Latin-1 through memvisor's JSON ("\u0000" and all):
+        # each byte comes back, and `memvisor report` reads the results file that holds them.
+        self.assert_same(lambda p: p.map(pf.every_byte, range(5)))
+        self.assert_same(lambda p: p.map(pf.every_byte, range(5), chunksize=1))
+        self.assertIn("\n  pool_funcs.every_byte: 10 tasks\n", self.mv.report())
+
     def test_starmap(self):
         pairs = [(i, i + 1) for i in range(15)]
         self.assert_same(lambda p: p.starmap(pf.add, pairs))
@@ -237,7 +246,7 @@ class Leaks(PoolTest):
             self.assertEqual(len({st.task for st in r.stats}), 3)
 
     def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
-        # Without a chunksize: tiny items go in tasks of ~5 ms (at least 50 tasks a worker),
+        # Without a chunksize: tiny items go in tasks of ~20 ms (at least 50 tasks a worker),
         # once the first answers say how long an item takes; slow items stay one a task.
         # The task time is a task's duration as memvisor measures it, a round trip included:
         # 0.2 s here, so that a loaded host's slow round trips cannot hide the grouping.
@@ -290,19 +299,32 @@ class Leaks(PoolTest):
         obj = {"task": 3, "status": "ok", "result": body.decode(), "duration_ms": 900}
         ok, values, stats, seconds = _codec.decode_result(obj, 2, 0)
         self.assertEqual((ok, values, seconds, stats.duration), (True, [1, "two"], 0.25, 0.9))
-        # an answer without it (base64 alone) still reads; no timing then
-        obj["result"] = body.split(b" ")[0].decode()
+        # the results as Latin-1 text through memvisor's JSON: every byte comes back
+        values = [b"\n\x00\xff \x80", "\u00e9 \U0001f600", 2.5, None, 2 ** 70]
+        body = _codec.encode_done(values, 0.5)
+        body.decode("utf-8")  # memvisor writes it as "result", never as "result_base64"
+        obj["result"] = json.loads(json.dumps(body.decode()))
+        self.assertEqual(_codec.decode_result(obj, 5, 0)[:2], (True, values))
+        # the older form, base64 (and its seconds), still reads; no timing without them
+        old = base64.b64encode(pickle.dumps([1, "two"])).decode()
+        obj["result"] = old + " 0.125"
+        self.assertEqual(_codec.decode_result(obj, 2, 0)[1:4:2], ([1, "two"], 0.125))
+        obj["result"] = old
         self.assertEqual(_codec.decode_result(obj, 2, 0)[3], None)
-        obj["result"] = body.decode() + "x"  # a bad figure: the answer cannot be read
-        ok, err, _stats, _seconds = _codec.decode_result(obj, 2, 0)
-        self.assertFalse(ok)
-        self.assertIsInstance(err, memvisor.PoolError)
+        for bad in ("x" + body.decode(), body.decode()[:-3], old + " x"):
+            obj["result"] = bad  # a bad figure or a cut pickle: the answer cannot be read
+            ok, err, _stats, _seconds = _codec.decode_result(obj, 5, 0)
+            self.assertFalse(ok)
+            self.assertIsInstance(err, memvisor.PoolError)
 
     def test_auto_chunk_size(self):
         from memvisor import _pool
         self.assertEqual(_pool._auto_size(100000, 2, None), 1)  # nothing timed yet
         self.assertEqual(_pool._auto_size(100000, 2, 0.02), 1)  # slower than 5 ms
-        self.assertEqual(_pool._auto_size(100000, 2, 0.0001), 50)  # 5 ms of 0.1-ms items
+        self.assertEqual(_pool._auto_size(100000, 2, 0.005), 1)  # 5 ms: still alone
+        self.assertEqual(_pool._auto_size(100000, 2, 0.004), 5)  # quicker: ~20-ms tasks
+        self.assertEqual(_pool._auto_size(100000, 2, 0.002), 10)
+        self.assertEqual(_pool._auto_size(100000, 2, 0.0001), 200)  # 20 ms of 0.1-ms items
         self.assertEqual(_pool._auto_size(100000, 2, 1e-9), 1000)  # 50 tasks a worker
         self.assertEqual(_pool._auto_size(150, 2, 1e-9), 1)  # small maps: one item a task
         self.assertEqual(_pool._auto_size(10 ** 6, 4, 1e-6), 5000)
@@ -663,7 +685,7 @@ class HandedOverTemplate(PoolTest):
                 with open(f"/proc/{tpid}/cgroup") as f:
                     cgroups = f.read()
                 if f"memvisor-{pool.pid}/" in cgroups:  # memvisor runs with cgroups here
-                    self.assertIn(f"memvisor-{pool.pid}/w0.1\n", cgroups)
+                    self.assertIn(f"memvisor-{pool.pid}/t.1\n", cgroups)
                 # memvisor killed: the template and the workers die with it.
                 others = [tpid] + list(pool.worker_pids)
                 os.kill(pool.pid, signal.SIGKILL)
@@ -675,6 +697,48 @@ class HandedOverTemplate(PoolTest):
             os.close(r)
             os.close(w)
         self.assertEqual(len(_events(logs, "template_spawn")), 1)
+
+    def test_the_pool_starts_before_the_template_has_set_itself_up(self):
+        # The template holds a copy of subprocess's error pipe, whose EOF ends the caller's
+        # Popen, until it sets up its fds: that comes first, so the pool's start (Popen) ends
+        # at memvisor's exec and not after the template's other set-up, held here until the
+        # test lets it go (a FIFO: the template replaces the caller's pipes by /dev/null).
+        from memvisor import _handoff
+        gate = os.path.join(self.tmp, "gate")
+        os.mkfifo(gate)
+        real = _handoff._arm_parent_death
+
+        def held(parent):
+            with open(gate, "rb") as f:
+                f.read()
+            real(parent)
+
+        def stuck(*_):
+            raise AssertionError("the pool's start waited for the template's set-up")
+
+        old = signal.signal(signal.SIGALRM, stuck)
+        signal.alarm(int(TIMEOUT))
+        try:
+            with mock.patch.object(_handoff, "_arm_parent_death", held):
+                pool = self.pool(workers=1)
+                r = pool.apply_async(pf.sq, (7,))  # starts memvisor, forks the template
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        with pool:
+            self.assertEqual(pool.template_start, "fork")
+            fd = -1
+            for _ in range(int(TIMEOUT * 10)):  # until the held template reads the gate
+                try:
+                    fd = os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:  # ENXIO: no reader (yet)
+                    select.select([], [], [], 0.1)
+            self.assertGreaterEqual(fd, 0, "the template never waited at the gate")
+            self.assertFalse(r.ready())  # the template is held: no worker yet
+            os.write(fd, b"go")
+            os.close(fd)
+            self.assertEqual(r.get(TIMEOUT), 49)
 
     def test_other_threads_make_memvisor_start_the_template(self):
         stop = threading.Event()
@@ -704,6 +768,26 @@ class HandedOverTemplate(PoolTest):
                         [r.getMessage() for r in logs.records])
         self.assertEqual(_events(logs, "template_adopted"), [])
         self.assertEqual(_events(logs, "template_handoff_refused"), [])
+
+    def test_a_caller_with_its_stdio_closed_hands_the_template_over(self):
+        # The handoff's fds would be 0-2, which memvisor refuses (subprocess puts memvisor's
+        # stdio there): the forked template was then left a zombie for the run, and its
+        # pidfd was in every worker.
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "closed.py")
+        with open(script, "w") as f:
+            f.write(CLOSED_STDIO_SCRIPT)
+        out = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', sys.executable, script,
+                              MODULE_DIR, os.path.join(self.tmp, "state"), report],
+                             timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(10)])
+        self.assertEqual(got["start"], "fork")
+        self.assertEqual(got["refused"], [])
+        self.assertEqual(len(got["adopted"]), 1)
+        self.assertEqual(got["pidfds"], {})  # none in memvisor's children
 
     def test_a_template_that_dies_at_adoption_is_replaced_by_a_started_one(self):
         from memvisor import _handoff
@@ -750,6 +834,112 @@ class Terminate(PoolTest):
         with self.assertRaises(memvisor.PoolTerminated):
             endless.next(TIMEOUT)
         pool.join()  # after terminate: returns at once
+
+
+# The start of a script run as python3 SCRIPT MODULE_DIR STATE_DIR REPORT: `sq` for its Pool,
+# and `seen`, memvisor's events as the Pool logs them (the main process's).
+EVENTS_SCRIPT = textwrap.dedent('''
+    import json, logging, os, signal, sys
+    sys.path[:0] = [sys.argv[1]]
+    import memvisor
+
+    def sq(x):
+        return x * x
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(getattr(record, "memvisor", {}))
+
+    if __name__ == "__main__":
+        logging.getLogger("memvisor").addHandler(Keep())
+        logging.getLogger("memvisor").setLevel(logging.DEBUG)
+''')
+
+# Run with fds 0, 1 and 2 closed: a Pool, then what its memvisor did, as JSON in argv[3].
+CLOSED_STDIO_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
+    if __name__ == "__main__":
+        with memvisor.Pool(2, state_dir=sys.argv[2]) as pool:
+            got = {"result": pool.map(sq, range(10)), "start": pool.template_start}
+            pidfds = {}
+            for pid in os.popen(f"ps -o pid= --ppid {pool.pid}").read().split():
+                try:
+                    fds = os.listdir(f"/proc/{pid}/fd")
+                    links = [os.readlink(f"/proc/{pid}/fd/{n}") for n in fds]
+                except OSError:
+                    continue  # gone meanwhile
+                if any("pidfd" in x for x in links):
+                    pidfds[pid] = links
+            got["pidfds"] = pidfds
+        for what in ("refused", "adopted"):
+            got[what] = [e for e in seen if e.get("event") == "template_handoff_" + what or
+                         e.get("event") == "template_" + what]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
+
+
+class CallerSignals(PoolTest):
+    def test_signals_the_caller_blocks_still_stop_memvisor(self):
+        # memvisor inherits the caller's signal mask: a caller that blocks the signals it
+        # waits for (signal.sigwait) had terminate's SIGTERM held for ever (20 s, then
+        # SIGKILL, and the run's cgroups were left behind).
+        stop = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP]
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        try:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                pool = self.pool(workers=1)
+                notes = os.path.join(self.tmp, "notes")
+                os.mkdir(notes)
+                r = pool.apply_async(pf.note_and_sleep, (notes, 1))
+                for _ in range(int(TIMEOUT * 10)):  # the worker is inside its task
+                    if os.listdir(notes):
+                        break
+                    select.select([], [], [], 0.1)
+                pool.terminate()
+                pool.join()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        self.assertNotEqual(pool._sv.proc.returncode, -signal.SIGKILL)
+        self.assertGreaterEqual(len(_events(logs, "signal")), 1)
+        with open("/proc/self/cgroup") as f:  # v1 here: memvisor's run is memvisor-PID in ours
+            ours = [line.split(":", 2)[2].strip() for line in f if ":memory:" in line]
+        run = f"/sys/fs/cgroup/memory{ours[0] if ours else '/-'}/memvisor-{pool.pid}"
+        self.assertFalse(os.path.exists(run), run)
+        with self.assertRaises(memvisor.PoolTerminated):
+            r.get(TIMEOUT)
+
+    def test_a_caller_that_ignores_sigchld_still_has_exit_statuses(self):
+        # An ignored SIGCHLD is inherited across exec: the kernel reaped memvisor's children
+        # itself, and every worker's and template's exit status was lost (-1).
+        report = os.path.join(self.tmp, "report.json")
+        script = os.path.join(self.tmp, "sigchld.py")
+        with open(script, "w") as f:
+            f.write(SIGCHLD_IGNORED_SCRIPT)
+        out = subprocess.run([sys.executable, script, MODULE_DIR, os.path.join(self.tmp, "state"),
+                              report], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        with open(report) as f:
+            got = json.load(f)
+        self.assertEqual(got["result"], [x * x for x in range(20)])
+        self.assertGreaterEqual(len(got["exits"]), 4)  # recycled every 5 tasks
+        self.assertEqual([e for e in got["exits"] if e[0] != 0], [])
+
+
+# Ignores SIGCHLD, runs a Pool that recycles, and writes the exits memvisor logged to argv[3].
+SIGCHLD_IGNORED_SCRIPT = EVENTS_SCRIPT + textwrap.dedent('''
+    if __name__ == "__main__":
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # no zombies: the caller's idiom
+        pool = memvisor.Pool(2, state_dir=sys.argv[2], maxtasksperchild=5)
+        got = {"result": pool.map(sq, range(20), chunksize=1)}
+        pool.close()
+        pool.join()
+        got["exits"] = [[e.get("status"), e.get("signal"), e.get("reason")] for e in seen
+                        if e.get("event") in ("exit", "template_exit")]
+        with open(sys.argv[3], "w") as f:
+            json.dump(got, f)
+''')
 
 
 PROGRESS_SCRIPT = textwrap.dedent('''

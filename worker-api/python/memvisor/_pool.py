@@ -33,16 +33,19 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.DEBUG, "warn": logging.WARNIN
 _SKIP_FIELDS = ("ts", "level", "event")
 _live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
-# map and starmap without a chunksize: items that take less than AUTO_TASK_SECONDS each go
-# in tasks of about that long (a task's round trip costs ~0.1 ms: a task per 10-us item is
-# ~10x slower than multiprocessing's chunks), an item that takes longer stays a task of its
-# own (its memory figures its own); and there are at least AUTO_TASKS_PER_WORKER tasks a
-# worker, so leak windows and recycling still have tasks to work with. How long an item
-# takes is what the worker timed (the function alone), and at most AUTO_AHEAD_PER_WORKER
+# map and starmap without a chunksize: an item that takes AUTO_ALONE_SECONDS or more stays a
+# task of its own (its memory figures, retries and quarantine its own; a task's round trip,
+# ~0.1-0.2 ms of memvisor's and this process's CPU, is then under 4% of it); quicker items go
+# in tasks of about AUTO_TASK_SECONDS (a task per 10-us item is ~10x slower than
+# multiprocessing's chunks; tasks of 5 ms cost 2-ms items ~10% of the time the workers had:
+# 2,000 of them went in 1,000-1,400 tasks); and there are at least AUTO_TASKS_PER_WORKER
+# tasks a worker, so leak windows and recycling still have tasks to work with. How long an
+# item takes is what the worker timed (the function alone), and at most AUTO_AHEAD_PER_WORKER
 # tasks a worker are in flight, so that each task is sized on recent answers (single items
-# before the first): memvisor's input would take thousands of tasks sized on the first,
-# cold, answer before the second came.
-AUTO_TASK_SECONDS = 0.005
+# before the first): memvisor's input would take thousands of tasks sized on the first, cold,
+# answer before the second came.
+AUTO_ALONE_SECONDS = 0.005
+AUTO_TASK_SECONDS = 0.02
 AUTO_TASKS_PER_WORKER = 50
 AUTO_AHEAD_PER_WORKER = 2
 
@@ -62,7 +65,7 @@ def _chunks(iterable: Iterable[Any], size: int) -> Iterator[Tuple[List[Any], int
 def _auto_size(n: int, workers: int, item_seconds: Optional[float]) -> int:
     """Items in the next task of a map of n items without a chunksize: one until the first
     results say how long an item takes."""
-    if item_seconds is None:
+    if item_seconds is None or item_seconds >= AUTO_ALONE_SECONDS:
         return 1
     cap = max(1, n // (workers * AUTO_TASKS_PER_WORKER))
     return max(1, min(cap, int(AUTO_TASK_SECONDS / max(item_seconds, 1e-7))))
