@@ -319,6 +319,10 @@ static void drive(mv_experiment_t *x)
             mv_iso_abort(&x->iso, "the batch ran out of tasks: judged on what ran");
         if (x->iso.mode == MV_ISO_BISECT)
             say_arms(x);
+        /* An arm's worker with a task in flight is at work, however slow its kind. */
+        for (int i = 0; i < MV_ISO_ARMS; i++)
+            if (x->arm[i].w && x->arm[i].w->count > 0)
+                mv_iso_working(&x->iso, i, now(x));
         st = mv_iso_step(&x->iso, now(x));
         if (x->iso.mode == MV_ISO_BISECT)
             say_arms(x);

@@ -38,23 +38,30 @@ static void add_kind(kind_t *set, int *n, const char *kind)
 
 /* ---- an arm's verdict ---- */
 
-/* Growth per task over inc[0..n): Theil-Sen on the cumulative series when there are enough
- * points for it (mv_leak_trend needs 10), else the mean. */
-static double half_slope(const double *inc, int n)
+static double mean(const double *inc, int n)
 {
-    double conf, sum = 0;
+    double sum = 0;
 
-    if (n >= 2 * MV_LEAK_SEGMENTS)
-        return mv_leak_trend(inc, n, &conf);
     for (int i = 0; i < n; i++)
         sum += inc[i];
     return n ? sum / n : 0;
 }
 
+/* Growth per task over inc[0..n): Theil-Sen on the cumulative series when there are enough
+ * points for it (mv_leak_trend needs 10), else the mean. */
+static double half_slope(const double *inc, int n)
+{
+    double conf;
+
+    if (n >= 2 * MV_LEAK_SEGMENTS)
+        return mv_leak_trend(inc, n, &conf);
+    return mean(inc, n);
+}
+
 mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n, int kinds,
                               bool final, double *slope, double *confidence)
 {
-    double floor, s1, s2;
+    double leak = (double)cfg->min_slope / (kinds > 1 ? kinds : 1), floor, s1, s2;
     int half = n / 2;
     bool short_run;
 
@@ -63,10 +70,14 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
         return final ? MV_ISO_V_INCONCLUSIVE : MV_ISO_V_PENDING;
     if (!final && n < cfg->tasks)
         return MV_ISO_V_PENDING;
+    /* Longer means a whole window longer: judged again at every task past the first window,
+     * a kind near the line (a cache of 64 entries still filling at about a leak's rate)
+     * was called a leak by the first task whose figures happened to cross it. */
+    if (!final && n > cfg->tasks && n < cfg->max_tasks && n % cfg->tasks != 0)
+        return MV_ISO_V_PENDING;
     short_run = n < cfg->tasks;
     /* A kind among k in an arm shows 1/k of its leak per task of the arm, about. */
-    floor = fmax((double)cfg->min_slope / (kinds > 1 ? kinds : 1),
-                 MV_LEAK_Z * mv_leak_block_noise(inc, n));
+    floor = fmax(leak, MV_LEAK_Z * mv_leak_block_noise(inc, n));
     *slope = mv_leak_trend(inc, n, confidence);
     s1 = half_slope(inc, half);
     s2 = half_slope(inc + half, n - half);
@@ -85,8 +96,13 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
     /* Grown at a leak's rate, and still growing so in the second half, just not in every
      * segment: growth in steps longer than a segment (pages come an arena or a heap
      * extension at a time). That is no evidence of a clean kind: longer tells, and at the
-     * longest run it is not cleared. */
-    if (*slope >= floor && s2 >= floor)
+     * longest run it is not cleared. Nor is a kind whose halves each kept half a leak's
+     * worth a task or more, however unsteady or noisy: a leak on one task in ten (256 KiB
+     * at a time) or beside a dict's table doubling sits under the noise floor, and
+     * Theil-Sen reads steps as less than their mean; clearing needs growth well under a
+     * leak's in a half at least. */
+    if ((*slope >= floor && s2 >= floor) ||
+        (mean(inc, half) >= GREW * leak && mean(inc + half, n - half) >= GREW * leak))
         return !final && n < cfg->max_tasks ? MV_ISO_V_PENDING : MV_ISO_V_INCONCLUSIVE;
     /* Not steady: it grew at first and then flattened (a plateau), or it never grew. */
     if (s1 >= GREW * floor && s2 < SLOWING * s1 && s2 < floor)
@@ -244,6 +260,15 @@ void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool mea
         return;
     a->inc[a->n++] = inc;
     add_kind(a->ran, &a->nran, kind_name(kind));
+}
+
+void mv_iso_working(mv_iso_t *e, int arm, uint64_t now)
+{
+    if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
+        return;
+    /* since == 0: its first task is not done (a fresh worker starting is not timed). */
+    if (e->arm[arm].state == MV_ARM_RUNNING && e->arm[arm].since)
+        e->arm[arm].since = now ? now : 1;
 }
 
 /* Judges an arm (final: on what it has) and marks it done when decided. */

@@ -24,9 +24,13 @@
  * An arm's verdict: the trend of its growth per task (mv_leak_trend: Theil-Sen slope of the
  * cumulative series, five segments) against max(min_slope / kinds it ran, 5 standard errors
  * of the noise). Steady growth that slows down (second half below half the first's slope) is
- * run longer, up to `max_tasks`, to see whether it flattens: a plateau. A worker lost, nothing
- * left for it to run, or the timeout: judged on what it has when that is at least
- * MV_ISO_MIN_TASKS tasks, else inconclusive.
+ * run longer, up to `max_tasks`, to see whether it flattens: a plateau. Clean needs evidence:
+ * growth that is not steady, or under the noise, but that kept half a leak's worth a task or
+ * more in both halves (a leak on one task in ten, a cache turning unbounded) is run longer
+ * too, and at the longest run it is inconclusive, never cleared. Longer is judged a whole
+ * window (`tasks`) at a time, not at each task. A worker lost, nothing left for it to run,
+ * or the timeout: judged on what it has when that is at least MV_ISO_MIN_TASKS tasks, else
+ * inconclusive.
  */
 #ifndef MV_ISOLATE_H
 #define MV_ISOLATE_H
@@ -132,6 +136,11 @@ void mv_iso_bound(mv_iso_t *e, int arm);
  * figure, the task still counts toward the warm-up), `now` tasks ended anywhere. */
 void mv_iso_observe(mv_iso_t *e, int arm, const char *kind, double inc, bool measured,
                     uint64_t now);
+/* Arm `arm`'s worker is at work on one of its tasks at `now`: progress, as a task that ends
+ * is. The timeout counts tasks ended elsewhere, and a kind whose tasks are slow beside fast
+ * ones (50 ms beside 20 us) sees thousands end during one of its own: without this it was
+ * given up in the middle of its second task. A task that hangs is its own task timeout's. */
+void mv_iso_working(mv_iso_t *e, int arm, uint64_t now);
 /* Arm `arm`'s worker is gone, or will get no more tasks (nothing left for it): it is judged
  * on what it has. */
 void mv_iso_stop_arm(mv_iso_t *e, int arm);

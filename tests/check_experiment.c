@@ -342,6 +342,36 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
 }
 END_TEST
 
+/* One task in 100 of the first 3,000 keeps 1 MiB and takes 100 ms; every other task ends in
+ * microseconds (9,000 of them after the last slow one). */
+static const char *slow_among_quick(int i)
+{
+    return i <= 3000 && i % 100 == 0 ? "grow 1 100" : "ok";
+}
+
+START_TEST(a_slow_kind_among_quick_ones_is_not_timed_out)
+{
+    /* The experiment's timeout counts tasks ended elsewhere: more than a thousand quick ones
+     * end during one `grow` task, and its isolation was given up in the middle of its second
+     * task ("timed out", inconclusive): a steady leak was never confirmed. */
+    char *tasks = lines_of(12000, slow_among_quick);
+    const char *args[] = {
+        "run",  "-o", "supervisor.workers=2", "-o", "leak.window=10", "-o", "leak.warmup=2", "--",
+        MVTEST, NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 12000, NULL);
+    if (!strstr(r.log, "kind=grow verdict=leak"))
+        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+    ck_assert_ptr_null(strstr(r.log, "why=\"timed out\""));
+    ck_assert_ptr_nonnull(strstr(r.log, "step=verdict mode=isolation kind=grow verdict=leak"));
+    ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 1);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 /* After one recycle for memory, [recycle] spacing holds the next back for an hour. The
  * worker an experiment recycles for a fresh one does not wait its turn: the experiment holds
  * its kind's tasks back until that fresh worker is ready. */
@@ -509,6 +539,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_second_suspect_keeps_tasks_for_its_isolation);
     tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
+    tcase_add_test(tc, a_slow_kind_among_quick_ones_is_not_timed_out);
     suite_add_tcase(s, tc);
     return s;
 }

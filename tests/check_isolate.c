@@ -114,6 +114,62 @@ START_TEST(a_leak_with_a_late_free_is_never_cleared)
 }
 END_TEST
 
+/* A kind that keeps 256 KiB on one task in ten grows 25.6 KiB a task, in steps: its block
+ * noise puts the floor above that, so it is not steady enough to confirm at 50 tasks; nor is
+ * a kind that grows just under a leak's rate (a cache that turns unbounded within the run).
+ * Neither is evidence of a clean kind: both kept half a leak's worth a task or more in each
+ * half. They run longer and are never cleared (both were cleared as clean before). */
+START_TEST(growth_in_rare_steps_is_never_cleared)
+{
+    double inc[150], slope, conf;
+    uint64_t seed = 3;
+
+    for (int i = 0; i < 150; i++)
+        inc[i] = i % 10 == 3 ? 256 * KiB : 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_CLEAN);
+    ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_PLATEAU);
+    /* the same at random, one task in ten */
+    for (int i = 0; i < 150; i++)
+        inc[i] = noise(&seed, 1.0) > 0.8 ? 256 * KiB : 0;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_CLEAN);
+    /* steady, just under min_slope */
+    for (int i = 0; i < 150; i++)
+        inc[i] = 15 * KiB + noise(&seed, 2 * KiB);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+    /* big temporaries freed, over the longest run: still clean */
+    for (int i = 0; i < 150; i++)
+        inc[i] = noise(&seed, 64 * KiB);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_CLEAN);
+}
+END_TEST
+
+/* A cache of 64 entries of 24 KiB on random keys, alone from its 11th call: misses come at
+ * about a leak's rate for a window, then fewer and fewer. Judged again at every task past
+ * the first window, some task's figures crossed the line and it was confirmed as a leak;
+ * judged a window at a time, it shows it flattens. */
+START_TEST(a_cache_still_filling_is_judged_a_window_at_a_time)
+{
+    double inc[150], slope, conf;
+    bool have[64] = {false};
+    uint64_t seed = 4;
+    int k;
+
+    for (int call = 1; call <= 160; call++) {
+        k = (int)((noise(&seed, 1.0) + 1.0) * 32.0) % 64;
+        if (call > 10)
+            inc[call - 11] = have[k] ? 0 : 24 * KiB;
+        have[k] = true;
+    }
+    for (int n = 51; n < 100; n++)
+        ck_assert_int_eq(mv_iso_judge(&cfg, inc, n, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_ne(mv_iso_judge(&cfg, inc, 100, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+    ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_LEAK);
+}
+END_TEST
+
 START_TEST(an_arm_of_several_kinds_has_a_lower_floor)
 {
     double inc[50], slope, conf;
@@ -375,6 +431,34 @@ START_TEST(bisection_where_no_half_grows_is_unexplained)
 }
 END_TEST
 
+START_TEST(an_arm_at_work_on_a_slow_task_is_not_timed_out)
+{
+    mv_iso_t e;
+    mv_iso_step_t st;
+
+    mv_iso_init(&e, &cfg);
+    mv_iso_isolate(&e, "slow", 2, 0);
+    mv_iso_step(&e, 0);
+    mv_iso_bound(&e, 0);
+    mv_iso_observe(&e, 0, "slow", 32768, true, 10);
+    /* its second task runs while 5,000 quick ones end elsewhere: at work, not timed out */
+    for (uint64_t now = 500; now <= 5000; now += 500) {
+        mv_iso_working(&e, 0, now);
+        ck_assert(!mv_iso_step(&e, now).ended);
+    }
+    mv_iso_observe(&e, 0, "slow", 32768, true, 5010);
+    /* idle from then on (no task of its kind comes): the timeout counts again */
+    ck_assert(!mv_iso_step(&e, 6010).ended);
+    st = mv_iso_step(&e, 6011);
+    ck_assert(st.ended);
+    ck_assert_str_eq(st.result.why, "timed out");
+    /* no experiment, or an arm that is not running: nothing to do */
+    mv_iso_working(&e, 0, 7000);
+    mv_iso_working(&e, 5, 7000);
+    mv_iso_free(&e);
+}
+END_TEST
+
 Suite *isolate_suite(void)
 {
     Suite *s = suite_create("isolate");
@@ -386,9 +470,12 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, short_runs_confirm_but_never_clear);
     tcase_add_test(tc, an_arm_of_several_kinds_has_a_lower_floor);
     tcase_add_test(tc, a_leak_with_a_late_free_is_never_cleared);
+    tcase_add_test(tc, growth_in_rare_steps_is_never_cleared);
+    tcase_add_test(tc, a_cache_still_filling_is_judged_a_window_at_a_time);
     tcase_add_test(tc, isolation_from_start_to_verdict);
     tcase_add_test(tc, isolation_clears_a_kind_that_does_not_grow_alone);
     tcase_add_test(tc, a_lost_worker_or_the_timeout_ends_it);
+    tcase_add_test(tc, an_arm_at_work_on_a_slow_task_is_not_timed_out);
     tcase_add_test(tc, bisection_finds_the_kind_with_two_slots);
     tcase_add_test(tc, bisection_with_one_slot_runs_the_arms_in_turn);
     tcase_add_test(tc, bisection_where_no_half_grows_is_unexplained);

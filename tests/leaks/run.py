@@ -210,9 +210,10 @@ def report(runs):
     scores = totals(labelled)
     if labelled:
         say_totals("all  ", scores)
-    held = [r for r in runs if r.w.held_out]
-    if held:
-        print("held out (written after the design, not enforced):")
+    for name in sorted({str(r.w.held_out) for r in runs if r.w.held_out}):
+        held = [r for r in runs if r.w.held_out and str(r.w.held_out) == name]
+        which = "" if name == "True" else f", {name} set"
+        print(f"held out{which} (written after the design, not enforced):")
         say_totals("held ", totals(held))
     return scores
 

@@ -20,10 +20,11 @@ LEAK_TASKS = 360  # tasks of each leaking kind, at least: 300 to be named in, an
 
 class Workload:
     def __init__(self, name, mix, story, seed, fast=False, c_worker=None, labels=None,
-                 held_out=False):
+                 held_out=False, leak_tasks=LEAK_TASKS):
         self.name = name
         # Held out: written after the detector was designed and never used to choose anything
-        # in it; scored and reported on their own, not enforced (docs/leak-suite.md).
+        # in it; scored and reported on their own, not enforced (docs/leak-suite.md). True
+        # for the first set, a name ("second") for a later one: each set is scored apart.
         self.held_out = held_out
         self.mix = mix  # kind -> weight
         self.story = story
@@ -33,7 +34,7 @@ class Workload:
         self.labels = labels or {k: KINDS[k][1] for k in mix}
         leaky = [w for k, w in mix.items() if self.labels[k] in (LEAK, FD)]
         share = min(leaky) / sum(mix.values()) if leaky else 0.25
-        self.tasks = int(math.ceil(LEAK_TASKS / share / 100.0)) * 100
+        self.tasks = int(math.ceil(leak_tasks / share / 100.0)) * 100
 
     def modes(self):
         return ["api"] if self.c_worker else ["lines", "api"]
@@ -106,6 +107,37 @@ WORKLOADS = [
       "C: a socket per connect never closed, next to big parse and render temporaries",
       seed=14, fast=True, c_worker="c_conn_parse",
       labels={"connect": FD, "parse": CLEAN, "render": CLEAN}),
+]
+
+# Held out, second set (scenarios_blind.py, c_names_mapper.c): shapes the first suite does not
+# have, written to see how the detector generalises (docs/leak-suite.md).
+WORKLOADS += [
+    W("big_blobs", {"blob_keep": 1, "frag_pool": 2, "lazy_import": 2},
+      "held out 2: a 160 KiB payload kept per task, next to a noisy pool of 256 random-size "
+      "buffers and a kind that imports a dozen modules once", seed=21, held_out="second"),
+    W("near_threshold", {"slow_leak": 1, "frag_churn": 1, "tiny": 1},
+      "held out 2: 18.5 KB kept per task (13% above min_slope), next to heap fragmentation "
+      "and sub-100 us lookups", seed=22, held_out="second"),
+    W("conditional", {"cond_leak": 1, "frag_churn": 1, "tiny": 1},
+      "held out 2: 256 KiB kept by one task in ten of its kind, next to heap fragmentation",
+      seed=23, held_out="second"),
+    W("late_growth", {"late_cache": 1, "steady_cache": 1, "lazy_import": 1},
+      "held out 2: a cache that turns unbounded after its warm-up, next to the same cache "
+      "staying bounded", seed=24, held_out="second", leak_tasks=500),
+    W("rare_slow", {"rare_slow": 1, "tiny": 19},
+      "held out 2: a 50 ms job keeping 24 KiB, 1 task in 20, among sub-100 us lookups",
+      seed=25, held_out="second"),
+    W("two_rates", {"ring_leak": 1, "intern_leak": 1, "frag_churn": 1},
+      "held out 2: 64 KiB frames and 42 KB of interned metric labels kept per task, next to "
+      "heap fragmentation", seed=26, held_out="second"),
+    W("noisy", {"noisy_leak": 1, "late_init": 1, "tiny": 1},
+      "held out 2: 24 KiB kept per task by a kind whose own pool churns +-45 KiB a task, next "
+      "to a 3 MiB table built once on a kind's 80th call", seed=28, held_out="second"),
+    W("c_names_mapper", {"names": 1, "mapper": 1, "shuffle": 1, "tally": 1},
+      "held out 2, C: 600 strdup'd names kept per task, a 128 KiB mapping kept every 4th "
+      "task, next to 2,000 blocks freed in a shuffled order", seed=27,
+      c_worker="c_names_mapper", held_out="second",
+      labels={"names": LEAK, "mapper": LEAK, "shuffle": CLEAN, "tally": CLEAN}),
 ]
 
 assert all(lab in (LEAK, FD, CLEAN, PLATEAU) for w in WORKLOADS for lab in w.labels.values())
