@@ -975,7 +975,11 @@ class CallerSignals(PoolTest):
             got = json.load(f)
         self.assertEqual(got["result"], [x * x for x in range(20)])
         self.assertGreaterEqual(len(got["exits"]), 4)  # recycled every 5 tasks
-        self.assertEqual([e for e in got["exits"] if e[0] != 0], [])
+        # Each exit has its status, or the signal memvisor killed it with (a template retired
+        # at the end on a loaded host): none is lost (-1, the kernel reaped it).
+        lost = [e for e in got["exits"] if e[0] == -1 or (e[0] is None) == (e[1] is None)]
+        self.assertEqual(lost, [])
+        self.assertEqual([e for e in got["exits"] if e[0] not in (0, None)], [])
 
 
 # Ignores SIGCHLD, runs a Pool that recycles, and writes the exits memvisor logged to argv[3].
