@@ -335,16 +335,15 @@ static mv_task_t *next_for(mv_dispatch_t *d, mv_worker_t *w)
             break;
         end_task(d, NULL, t, MV_ST_FAILED, t->bad, strlen(t->bad), NULL);
     }
-    if (!t) {
-        f->starved(f->arg, w, mv_tasks_source_done(d->tasks));
-        /* Starving can end the experiment (nothing more will come: it is judged on what
-         * ran), and then nothing else may wake the loop for another pass (the source is
-         * done, every worker idle): this pass goes on without the filter. */
-        if (!f->active(f->arg, w)) {
-            d->refilter = true;
-            if (mv_worker_takes_tasks(w))
-                t = next_task(d);
-        }
+    /* Starving can end the experiment (nothing more will come: it is judged on what ran),
+     * and then nothing else may wake the loop for another pass (the source is done, every
+     * worker idle): this pass looks again. Without the filter, w takes the head now; and the
+     * next experiment may have begun on a worker bound at once (a fresh one that ran
+     * nothing, w itself or one already passed): the next round hands it its kind. */
+    if (!t && f->starved(f->arg, w, mv_tasks_source_done(d->tasks))) {
+        d->refilter = true;
+        if (!f->active(f->arg, w) && mv_worker_takes_tasks(w))
+            t = next_task(d);
     }
     return t;
 }

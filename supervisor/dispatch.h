@@ -57,8 +57,9 @@ typedef struct mv_dispatch_filter {
     bool (*active)(void *arg, const mv_worker_t *w); /* w has a filter */
     bool (*may_take)(void *arg, const mv_worker_t *w, const mv_task_t *t);
     /* A free worker with a filter found no task it may take; `source_done`: no more tasks
-     * will come from the source (requeued ones aside). */
-    void (*starved)(void *arg, mv_worker_t *w, bool source_done);
+     * will come from the source (requeued ones aside). Returns true when that changed the
+     * filters (an experiment ended, or the next one began): dispatch looks again. */
+    bool (*starved)(void *arg, mv_worker_t *w, bool source_done);
     /* A pass ended with tasks queued, a worker free, nothing handed out, and no serving
      * worker that may take any queued task. Whoever set the filters relaxes them (returns
      * true: dispatch passes again) unless a worker that will take them is on its way. */

@@ -550,7 +550,7 @@ static bool arm_coming(const mv_experiment_t *x)
     return false;
 }
 
-static void f_starved(void *arg, mv_worker_t *w, bool source_done)
+static bool f_starved(void *arg, mv_worker_t *w, bool source_done)
 {
     mv_experiment_t *x = arg;
     int arm = arm_of(x, w);
@@ -558,11 +558,12 @@ static void f_starved(void *arg, mv_worker_t *w, bool source_done)
     /* Nothing more will come for it: judged on what it ran. Else more may come: it waits
      * (the timeout bounds that). */
     if (arm < 0 || !source_done)
-        return;
+        return false;
     mv_info(x->log, "leak_experiment", MV_S("step", "arm_starved"), MV_I("arm", arm),
             MV_I("worker", w->slot), MV_I("tasks", x->iso.arm[arm].n));
     mv_iso_stop_arm(&x->iso, arm);
     drive(x);
+    return true;
 }
 
 static bool f_stuck(void *arg)

@@ -177,6 +177,54 @@ START_TEST(an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest)
 }
 END_TEST
 
+START_TEST(the_next_isolation_bound_at_once_at_the_sources_end_takes_its_kind)
+{
+    /* A worker grows on a kind of its own naming ("bad": no line is known to be of it): its
+     * isolation's fresh worker (slot 1) will find none. While that worker starts (held at a
+     * gate), worker 2 runs "alloc" tasks until that kind is suspected too; its next tasks are
+     * saved for its own isolation, and the source ends. The fresh worker is ready, starved at
+     * the source's end: the first experiment ends inside a dispatch pass, and the second one
+     * binds that same worker at once (it ran nothing: fresh). Nothing else would wake the
+     * loop (the source is done, both workers idle): the same pass must hand it the saved
+     * tasks (they waited for ever). */
+    char gate[128], script[512];
+    const char *const *args;
+    mvrun_t r;
+    int fd, gfd;
+
+    run_init(&r, NULL);
+    snprintf(gate, sizeof gate, "%s/gate", r.dir);
+    snprintf(script, sizeof script, "while [ -e '%s' ]; do sleep 0.02; done; exec '%s'", gate,
+             MVTEST);
+    args = run_argv(&(mvargs_t){0},
+                    RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
+                    RUN_CMD("/bin/sh", "-c", script));
+    ck_assert_int_eq(mkfifo(r.tasks, 0600), 0);
+    run_start(&r, args, NULL);
+    fd = open(r.tasks, O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    free(run_wait_for(&r, "event=ready"));
+    free(run_wait_for(&r, "event=ready"));
+    /* From here on a worker that starts waits at the gate. */
+    gfd = open(gate, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    ck_assert_int_ge(gfd, 0);
+    close(gfd);
+    write_bad(fd, 0, 60);
+    free(run_wait_for(&r, "step=fresh_worker"));
+    for (int i = 0; i < 25; i++)
+        ck_assert_int_eq(write(fd, "alloc 1\n", 8), 8);
+    free(run_wait_for(&r, "step=saving kind=alloc"));
+    close(fd);
+    usleep(200 * 1000); /* memvisor reads the source's end while the fresh worker waits */
+    ck_assert_int_eq(unlink(gate), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 85, NULL);
+    ck_assert_ptr_nonnull(strstr(r.log, "step=arm_starved"));
+    ck_assert_ptr_nonnull(strstr(r.log, "step=start mode=isolation kind=alloc"));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(confirm_off_stands_on_the_heap_figures)
 {
     char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
@@ -531,6 +579,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, one_slot_runs_the_experiment_and_every_task_once);
     tcase_add_test(tc, a_kind_that_stops_coming_is_not_waited_for);
     tcase_add_test(tc, an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest);
+    tcase_add_test(tc, the_next_isolation_bound_at_once_at_the_sources_end_takes_its_kind);
     tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
