@@ -118,6 +118,7 @@ static void arm_reset(mv_iso_arm_t *a)
     a->complement = false;
     a->nkinds = a->nran = a->n = a->seen = 0;
     a->since = 0;
+    a->stopped = false;
     a->verdict = MV_ISO_V_PENDING;
     a->slope = a->confidence = 0;
 }
@@ -286,8 +287,10 @@ void mv_iso_stop_arm(mv_iso_t *e, int arm)
     if (e->mode == MV_ISO_NONE || arm < 0 || arm >= MV_ISO_ARMS)
         return;
     a = &e->arm[arm];
-    if (a->state == MV_ARM_RUNNING || a->state == MV_ARM_WANTED)
+    if (a->state == MV_ARM_RUNNING || a->state == MV_ARM_WANTED) {
+        a->stopped = true;
         judge_arm(e, a, true);
+    }
 }
 
 void mv_iso_abort(mv_iso_t *e, const char *why)
@@ -388,7 +391,9 @@ mv_iso_step_t mv_iso_step(mv_iso_t *e, uint64_t now)
             return finish(e, a->verdict, a, e->subject,
                           timed_out     ? "timed out"
                           : e->aborting ? e->abort_why
-                                        : "the kind ran alone");
+                          /* not "ran alone": it may have run none of its tasks */
+                          : a->stopped ? "its worker stopped before the end: judged on what ran"
+                                       : "the kind ran alone");
     } else if (e->arm[0].state == MV_ARM_DONE && e->arm[1].state == MV_ARM_DONE) {
         return next_round(e, now);
     }

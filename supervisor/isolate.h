@@ -77,6 +77,7 @@ typedef struct mv_iso_arm {
     double *inc;    /* growth per measured task */
     int n, seen;    /* measured tasks; every task its worker finished */
     uint64_t since; /* tasks ended anywhere at its last task's end; 0: none yet */
+    bool stopped;   /* mv_iso_stop_arm: its worker gone, or starved, before the end */
     mv_iso_verdict_t verdict;
     double slope, confidence;
 } mv_iso_arm_t;

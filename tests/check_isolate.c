@@ -269,6 +269,8 @@ START_TEST(a_lost_worker_or_the_timeout_ends_it)
     st = mv_iso_step(&e, 20);
     ck_assert(st.ended);
     ck_assert_int_eq(st.result.verdict, MV_ISO_V_INCONCLUSIVE);
+    /* its log line says so: it was not "the kind ran alone" (it said that before) */
+    ck_assert_str_eq(st.result.why, "its worker stopped before the end: judged on what ran");
     /* ...after 30: enough to confirm */
     mv_iso_isolate(&e, "a", 2, 0);
     mv_iso_step(&e, 0);
