@@ -418,6 +418,17 @@ class Errors(PoolTest):
             with self.assertRaisesRegex(TypeError, "pickle"):
                 pool.apply(pf.returns_a_lock, (1,))
 
+    def test_an_exception_whose_str_raises_fails_its_task_only(self):
+        # It crashed the worker (str(exc) in the FAIL answer raised): three workers died on
+        # it and it came back TaskQuarantined; multiprocessing gives the exception.
+        with self.pool(workers=1) as pool:
+            with self.assertRaises(pf.NoStr) as cm:
+                pool.map(pf.raises_no_str, [1, 2], chunksize=1)
+            self.assertEqual(cm.exception.args, (1,))
+            self.assertIn("in raises_no_str", str(cm.exception.__cause__))
+            self.assertEqual(pool.last_stats.attempts, 1)
+            self.assertEqual(pool.apply(pf.sq, (3,)), 9)
+
     def test_functions_that_cannot_be_imported(self):
         def local(x):
             return x

@@ -125,7 +125,11 @@ def encode_fail(exc: BaseException, tb: str) -> bytes:
     kind = type(exc)
     name = kind.__qualname__ if kind.__module__ == "builtins" else \
         f"{kind.__module__}.{kind.__qualname__}"
-    return json.dumps({"type": name, "message": str(exc), "traceback": tb,
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a __str__ that raises must not kill the worker
+        message = "<exception str() failed>"  # what traceback and multiprocessing print
+    return json.dumps({"type": name, "message": message, "traceback": tb,
                        "exception": pickled}, ensure_ascii=False).encode("utf-8", "replace")
 
 
