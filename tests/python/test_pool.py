@@ -429,6 +429,29 @@ class Errors(PoolTest):
             self.assertEqual(pool.last_stats.attempts, 1)
             self.assertEqual(pool.apply(pf.sq, (3,)), 9)
 
+    def test_an_answer_over_max_message_fails_its_task_only(self):
+        # A result over [worker] max_message (16 MiB by default; 30 MiB of bytes come back
+        # from multiprocessing) ended its worker with a protocol error, three times, and came
+        # back TaskQuarantined; over 64 MiB the worker raised and crashed, as often.
+        with self.pool(workers=1, max_size="64K", max_message="256K") as pool:
+            got = pool.map(pf.big_bytes, [(0x61, 0), (0xFF, 1), (0x00, 0)], chunksize=1,
+                           return_exceptions=True)
+            self.assertEqual(got[0], b"")
+            self.assertIsInstance(got[1], ValueError)
+            self.assertIn("max_message 262144 bytes", str(got[1]))
+            self.assertEqual(got[2], b"")
+            self.assertEqual(pool.last_stats.attempts, 1)
+            pid = pool.last_stats.pid
+            # An exception too long for a message comes back cut, as a RuntimeError.
+            with self.assertRaisesRegex(RuntimeError, "ValueError .*too long.*: mmmm") as cm:
+                pool.apply(pf.fail_long, (1,))
+            self.assertLess(len(str(cm.exception)), 256 << 10)
+            self.assertEqual((pool.last_stats.attempts, pool.last_stats.pid), (1, pid))
+            # Just under the limit, a result comes back whole.
+            n = (256 << 10) - 400
+            self.assertEqual(pool.apply(pf.big_bytes, ((0x61, 0),)), b"")
+            self.assertEqual(len(pool.apply(bytes, (n,))), n)
+
     def test_functions_that_cannot_be_imported(self):
         def local(x):
             return x
