@@ -362,6 +362,8 @@ class Leaks(PoolTest):
         # The report reads the run directory, and the copy of the results kept there.
         self.assertIn("pool_funcs.leak_64k", report)
         self.assertRegex(report, r"results\.jsonl \(120 lines")
+        # In the with block the run has not ended: its counts so far (it said 0 ok).
+        self.assertIn("tasks      120 ok, 0 failed, 0 quarantined so far", report)
 
 
 class Deaths(PoolTest):
