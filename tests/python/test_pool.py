@@ -454,6 +454,24 @@ class Errors(PoolTest):
             self.assertEqual(pool.apply(pf.big_bytes, ((0x61, 0),)), b"")
             self.assertEqual(len(pool.apply(bytes, (n,))), n)
 
+    def test_a_failed_map_calls_its_error_callback_once(self):
+        # Item 1 fails in the feeder (it does not pickle) while item 0 runs and fails in the
+        # worker: the second failure, arriving while the first one's callback ran, called the
+        # error_callback again and changed what get() raised. multiprocessing calls it once.
+        calls = []
+        with self.pool(workers=1) as pool:
+            def on_error(exc):
+                calls.append(exc)
+                deadline = time.monotonic() + TIMEOUT
+                while pool.last_stats is None and time.monotonic() < deadline:
+                    time.sleep(0.01)  # until item 0's failure has come back
+            r = pool.map_async(pf.fail_on, [3, threading.Lock(), 5], chunksize=1,
+                               error_callback=on_error)
+            with self.assertRaises(TypeError) as cm:
+                r.get(TIMEOUT)
+            self.assertIsNotNone(pool.last_stats)
+        self.assertEqual(calls, [cm.exception])
+
     def test_functions_that_cannot_be_imported(self):
         def local(x):
             return x
