@@ -472,6 +472,30 @@ class Errors(PoolTest):
             self.assertIsNotNone(pool.last_stats)
         self.assertEqual(calls, [cm.exception])
 
+    def test_terminate_from_a_callback(self):
+        # As multiprocessing allows: from the results thread (a result's callback) and from
+        # the feeder (the error_callback of an item that does not pickle). It raised
+        # RuntimeError("cannot join current thread") and left the pool half cleaned up.
+        for args, kind in (([2], "callback"), ([threading.Lock()], "error_callback")):
+            said = []
+            pool = self.pool(workers=1)
+            try:
+                pool.apply(pf.sq, (1,))  # memvisor runs
+
+                def stop(_value, pool=pool, said=said):
+                    try:
+                        pool.terminate()
+                        said.append("terminated")
+                    except BaseException as exc:  # noqa: BLE001 - what the test looks at
+                        said.append(repr(exc))
+                r = pool.map_async(pf.sq, args, **{kind: stop})
+                r.wait(TIMEOUT)
+                self.assertTrue(r.ready())
+                self.assertEqual(said, ["terminated"], kind)
+                self.assertIsNotNone(pool._sv.proc.returncode)  # memvisor is gone
+            finally:
+                pool.terminate()
+
     def test_functions_that_cannot_be_imported(self):
         def local(x):
             return x

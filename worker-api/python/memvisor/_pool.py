@@ -609,7 +609,10 @@ class Pool:
         sv = self._sv
         if sv is not None:
             sv.wait()
-            if self._feeder is not None:
+            # Not the thread calling: terminate() from a callback, which runs in the results
+            # thread or, for an item that does not pickle, in the feeder (as multiprocessing's
+            # does from its result handler; join() raised "cannot join current thread").
+            if self._feeder is not None and self._feeder is not threading.current_thread():
                 self._feeder.join(10.0)
         with self._lock:
             if self._cleaned:
