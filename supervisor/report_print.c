@@ -72,8 +72,14 @@ static void print_header(const rep_t *r, FILE *out)
             str_or(r->run, "config", "(built-in defaults)"), str_or(r->run, "started", "?"),
             str_or(r->run, "ended", "(still running, or it ended without saying so)"),
             int_or(r->run, "exit", false, a));
-    fprintf(out, "  tasks      %s ok, %s failed, %s quarantined\n", int_or(t, "ok", false, a),
-            int_or(t, "failed", false, b), int_or(t, "quarantined", false, c));
+    if (r->results && !json_is_string(json_object_get(r->run, "ended")))
+        /* run.json's counts are those of its start until the run ends (memvisor.Pool's
+         * report() in its with block said 0 ok): a running run's are its results so far */
+        fprintf(out, "  tasks      %lld ok, %lld failed, %lld quarantined so far (its results)\n",
+                (long long)r->st[0], (long long)r->st[1], (long long)r->st[2]);
+    else
+        fprintf(out, "  tasks      %s ok, %s failed, %s quarantined\n", int_or(t, "ok", false, a),
+                int_or(t, "failed", false, b), int_or(t, "quarantined", false, c));
     fprintf(out, "  workers    %s; memory: %s\n", int_or(r->run, "workers", false, a),
             str_or(r->run, "cgroup", "sampled from /proc, no cgroup"));
     fprintf(out, "  limits     soft %s, hard %s, max_tasks %s, enforce %s, metric %s\n",

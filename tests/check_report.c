@@ -517,6 +517,8 @@ START_TEST(no_leak_and_no_results)
     s = report_ok("run");
     HAS(s, "  No leak suspected\n");
     HAS(s, "  ended      (still running, or it ended without saying so)\n");
+    /* run.json's counts are its start's until the run ends: the results say them */
+    HAS(s, "  tasks      8 ok, 1 failed, 1 quarantined so far (its results)\n");
     HAS(s, "  limits     soft ?, hard ?, max_tasks ?, enforce ?, metric ?\n");
     HAS(s, "  max_tasks       0 (off)  no leak suspected, memory limits are enough\n");
     HAS(s, "max_tasks = 0\n");

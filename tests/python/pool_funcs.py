@@ -125,3 +125,24 @@ def every_byte(x):
     """Results whose pickle holds every byte value (NUL, controls, 0x80-0xff) and text that is
     not ASCII."""
     return (bytes(range(256)) * x, "\u00e9\x00\n\U0001f600" * x, float(x) / 3, -x << 70)
+
+
+class NoStr(Exception):
+    """An exception whose __str__ raises (traceback prints "<exception str() failed>")."""
+
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+def raises_no_str(x):
+    raise NoStr(x)
+
+
+def big_bytes(spec):
+    """(value, MiB): bytes of that value, MiB long: a result near or over max_message."""
+    value, mib = spec
+    return bytes((value,)) * (mib << 20)
+
+
+def fail_long(mib):
+    raise ValueError("m" * (mib << 20))

@@ -362,6 +362,8 @@ class Leaks(PoolTest):
         # The report reads the run directory, and the copy of the results kept there.
         self.assertIn("pool_funcs.leak_64k", report)
         self.assertRegex(report, r"results\.jsonl \(120 lines")
+        # In the with block the run has not ended: its counts so far (it said 0 ok).
+        self.assertIn("tasks      120 ok, 0 failed, 0 quarantined so far", report)
 
 
 class Deaths(PoolTest):
@@ -417,6 +419,82 @@ class Errors(PoolTest):
             # A result that does not pickle fails its task, and says why.
             with self.assertRaisesRegex(TypeError, "pickle"):
                 pool.apply(pf.returns_a_lock, (1,))
+
+    def test_an_exception_whose_str_raises_fails_its_task_only(self):
+        # It crashed the worker (str(exc) in the FAIL answer raised): three workers died on
+        # it and it came back TaskQuarantined; multiprocessing gives the exception.
+        with self.pool(workers=1) as pool:
+            with self.assertRaises(pf.NoStr) as cm:
+                pool.map(pf.raises_no_str, [1, 2], chunksize=1)
+            self.assertEqual(cm.exception.args, (1,))
+            self.assertIn("in raises_no_str", str(cm.exception.__cause__))
+            self.assertEqual(pool.last_stats.attempts, 1)
+            self.assertEqual(pool.apply(pf.sq, (3,)), 9)
+
+    def test_an_answer_over_max_message_fails_its_task_only(self):
+        # A result over [worker] max_message (16 MiB by default; 30 MiB of bytes come back
+        # from multiprocessing) ended its worker with a protocol error, three times, and came
+        # back TaskQuarantined; over 64 MiB the worker raised and crashed, as often.
+        with self.pool(workers=1, max_size="64K", max_message="256K") as pool:
+            got = pool.map(pf.big_bytes, [(0x61, 0), (0xFF, 1), (0x00, 0)], chunksize=1,
+                           return_exceptions=True)
+            self.assertEqual(got[0], b"")
+            self.assertIsInstance(got[1], ValueError)
+            self.assertIn("max_message 262144 bytes", str(got[1]))
+            self.assertEqual(got[2], b"")
+            self.assertEqual(pool.last_stats.attempts, 1)
+            pid = pool.last_stats.pid
+            # An exception too long for a message comes back cut, as a RuntimeError.
+            with self.assertRaisesRegex(RuntimeError, "ValueError .*too long.*: mmmm") as cm:
+                pool.apply(pf.fail_long, (1,))
+            self.assertLess(len(str(cm.exception)), 256 << 10)
+            self.assertEqual((pool.last_stats.attempts, pool.last_stats.pid), (1, pid))
+            # Just under the limit, a result comes back whole.
+            n = (256 << 10) - 400
+            self.assertEqual(pool.apply(pf.big_bytes, ((0x61, 0),)), b"")
+            self.assertEqual(len(pool.apply(bytes, (n,))), n)
+
+    def test_a_failed_map_calls_its_error_callback_once(self):
+        # Item 1 fails in the feeder (it does not pickle) while item 0 runs and fails in the
+        # worker: the second failure, arriving while the first one's callback ran, called the
+        # error_callback again and changed what get() raised. multiprocessing calls it once.
+        calls = []
+        with self.pool(workers=1) as pool:
+            def on_error(exc):
+                calls.append(exc)
+                deadline = time.monotonic() + TIMEOUT
+                while pool.last_stats is None and time.monotonic() < deadline:
+                    time.sleep(0.01)  # until item 0's failure has come back
+            r = pool.map_async(pf.fail_on, [3, threading.Lock(), 5], chunksize=1,
+                               error_callback=on_error)
+            with self.assertRaises(TypeError) as cm:
+                r.get(TIMEOUT)
+            self.assertIsNotNone(pool.last_stats)
+        self.assertEqual(calls, [cm.exception])
+
+    def test_terminate_from_a_callback(self):
+        # As multiprocessing allows: from the results thread (a result's callback) and from
+        # the feeder (the error_callback of an item that does not pickle). It raised
+        # RuntimeError("cannot join current thread") and left the pool half cleaned up.
+        for args, kind in (([2], "callback"), ([threading.Lock()], "error_callback")):
+            said = []
+            pool = self.pool(workers=1)
+            try:
+                pool.apply(pf.sq, (1,))  # memvisor runs
+
+                def stop(_value, pool=pool, said=said):
+                    try:
+                        pool.terminate()
+                        said.append("terminated")
+                    except BaseException as exc:  # noqa: BLE001 - what the test looks at
+                        said.append(repr(exc))
+                r = pool.map_async(pf.sq, args, **{kind: stop})
+                r.wait(TIMEOUT)
+                self.assertTrue(r.ready())
+                self.assertEqual(said, ["terminated"], kind)
+                self.assertIsNotNone(pool._sv.proc.returncode)  # memvisor is gone
+            finally:
+                pool.terminate()
 
     def test_functions_that_cannot_be_imported(self):
         def local(x):

@@ -115,6 +115,15 @@ def _done(text: str) -> Tuple[Any, Optional[float]]:
     return pickle.loads(base64.b64decode(head, validate=True)), float(rest) if rest else None
 
 
+def safe_str(exc: BaseException) -> str:
+    """str(exc), or what traceback and multiprocessing print when its __str__ raises (that
+    must not kill the worker)."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - any __str__ may raise anything
+        return "<exception str() failed>"
+
+
 def encode_fail(exc: BaseException, tb: str) -> bytes:
     """The FAIL payload for an exception raised in a worker, with its traceback text."""
     try:
@@ -125,7 +134,7 @@ def encode_fail(exc: BaseException, tb: str) -> bytes:
     kind = type(exc)
     name = kind.__qualname__ if kind.__module__ == "builtins" else \
         f"{kind.__module__}.{kind.__qualname__}"
-    return json.dumps({"type": name, "message": str(exc), "traceback": tb,
+    return json.dumps({"type": name, "message": safe_str(exc), "traceback": tb,
                        "exception": pickled}, ensure_ascii=False).encode("utf-8", "replace")
 
 

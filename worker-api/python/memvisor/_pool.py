@@ -171,6 +171,7 @@ class Pool:
             self._args += ["-o", "control.socket=none"]
         self.workers = int(effective["supervisor"]["workers"]) or (os.cpu_count() or 1)
         self._max_line = _run.parse_size(effective["tasks"]["max_size"])
+        self._max_message = _run.parse_size(effective["worker"]["max_message"])
         soft = _run.parse_size(effective["limits"]["memory_soft"])
         self._initializer: Optional[bytes] = None
         if initializer is not None:
@@ -388,7 +389,7 @@ class Pool:
         self._tmpdir = tempfile.mkdtemp(prefix="memvisor-pool-")
         module = getattr(getattr(func, "func", func), "__module__", None)
         spec = dict(_main_spec(), sys_path=list(sys.path), sys_argv=list(sys.argv),
-                    initializer=self._initializer,
+                    initializer=self._initializer, max_message=self._max_message,
                     preload=[module] if module and module not in ("__main__", "__mp_main__")
                     else [])
         spec_path = os.path.join(self._tmpdir, "spec.pickle")
@@ -608,7 +609,10 @@ class Pool:
         sv = self._sv
         if sv is not None:
             sv.wait()
-            if self._feeder is not None:
+            # Not the thread calling: terminate() from a callback, which runs in the results
+            # thread or, for an item that does not pickle, in the feeder (as multiprocessing's
+            # does from its result handler; join() raised "cannot join current thread").
+            if self._feeder is not None and self._feeder is not threading.current_thread():
                 self._feeder.join(10.0)
         with self._lock:
             if self._cleaned:

@@ -119,7 +119,9 @@ class AsyncResult(_Job):
     def _set(self, ci: int, ok: bool, value: Any, stats: Optional[TaskStats],
              nitems: int) -> None:
         with self._cond:
-            if self._event.is_set() or ci in self._chunks or nitems > self._left:
+            # _success is set once, under this lock: a failure arriving while the first
+            # one's callback runs (the feeder's and the results thread's) changes nothing.
+            if self._success is not None or ci in self._chunks or nitems > self._left:
                 return
             self._chunks[ci] = (ok, value, stats, nitems)
             self._left -= nitems

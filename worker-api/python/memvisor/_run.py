@@ -291,7 +291,8 @@ class Supervisor:
     def wait(self, timeout: Optional[float] = None) -> None:
         """Waits for memvisor's exit and for both threads (every result and log line read)."""
         for t in self._threads:
-            t.join(timeout)
+            if t is not threading.current_thread():  # terminate() from a result callback
+                t.join(timeout)
         if self.proc is not None and self.proc.returncode is not None:
             for pipe in (self.proc.stdin, self.proc.stderr):
                 try:

@@ -116,8 +116,38 @@ def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def serve(worker: memvisor_worker.Worker) -> None:
-    """Step 3: every task until memvisor says STOP."""
+# What an answer carries besides its body: the task kind (a length byte and up to 255
+# bytes) and the heap figures (struct mvw_heap, 16 bytes).
+_ANSWER_PREFIX_MAX = 1 + _codec.KIND_MAX + 16
+
+
+def _too_long(body: bytes, limit: int) -> Optional[ValueError]:
+    """Why an answer cannot go to memvisor (a payload over [worker] max_message ends the
+    worker with a protocol error, and the task is retried until quarantined), or None."""
+    if len(body) + _ANSWER_PREFIX_MAX <= limit:
+        return None
+    return ValueError(
+        f"the task's answer is {len(body)} bytes (its results pickled, bytes 0x80-0xff taking "
+        f"2), more than memvisor's longest message ([worker] max_message {limit} bytes with "
+        f"{_ANSWER_PREFIX_MAX} for the task kind; raise it with Pool(max_message=...), up to "
+        f"{memvisor_worker.MAX_PAYLOAD}, or return less)")
+
+
+def _fail_body(exc: BaseException, tb: str, limit: int) -> bytes:
+    """The FAIL answer for exc, cut to fit the limit (its message and traceback ends kept, the
+    pickled exception left out) when it does not."""
+    body = _codec.encode_fail(exc, tb)
+    if len(body) + _ANSWER_PREFIX_MAX <= limit:
+        return body
+    keep = max(256, (limit - _ANSWER_PREFIX_MAX) // 8)  # JSON escapes take up to 6 bytes
+    cut = RuntimeError(f"{type(exc).__name__} (its answer, {len(body)} bytes, was too long "
+                       f"for [worker] max_message; message cut): {_codec.safe_str(exc)[:keep]}")
+    return _codec.encode_fail(cut, tb[-keep:])
+
+
+def serve(worker: memvisor_worker.Worker, limit: int = memvisor_worker.MAX_PAYLOAD) -> None:
+    """Step 3: every task until memvisor says STOP. limit: memvisor's [worker] max_message
+    (an answer must fit it)."""
     cache: Dict[bytes, Tuple[Callable[..., Any], str]] = {}
     with worker:
         for task in worker:
@@ -133,8 +163,13 @@ def serve(worker: memvisor_worker.Worker) -> None:
                 start = time.perf_counter()
                 results = _call(entry[0], mode, items)
                 body = _codec.encode_done(results, time.perf_counter() - start)
+                del results
+                too_long = _too_long(body, limit)
+                if too_long is not None:
+                    body = b""
+                    raise too_long
             except Exception as exc:  # noqa: BLE001 - any error fails its task only
-                worker.fail(_codec.encode_fail(exc, _traceback(exc)))
+                worker.fail(_fail_body(exc, _traceback(exc), limit))
             else:
                 worker.done(body)
 
@@ -169,7 +204,7 @@ def main(spec: Optional[Dict[str, Any]] = None) -> None:
             initialize(spec)
         except BaseException:  # noqa: BLE001 - as above
             cannot_start()
-        serve(worker)
+        serve(worker, int(spec.get("max_message") or memvisor_worker.MAX_PAYLOAD))
     except memvisor_worker.MemvisorError as exc:
         print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
         code = 1
