@@ -10,7 +10,6 @@ Measures, asserts nothing (the machine is shared: compare within one run).
 """
 
 import argparse
-import hashlib
 import multiprocessing
 import os
 import statistics
@@ -22,18 +21,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "worker-api", "python"))
 os.environ.setdefault("MEMVISOR_BIN", os.path.join(HERE, "..", "build", "memvisor"))
 
 import memvisor  # noqa: E402
-
-
-def tiny(x):
-    return hashlib.sha256(str(x).encode()).hexdigest()
-
-
-def two_ms(x):
-    end = time.thread_time() + 0.002
-    while time.thread_time() < end:
-        pass
-    return x
-
+from pool_map import tiny, two_ms  # noqa: E402 - the same two workloads as bench/pool_map.py
 
 WORK = {"tiny": (tiny, 100000), "2ms": (two_ms, 2000)}
 
