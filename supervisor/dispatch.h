@@ -93,7 +93,7 @@ struct mv_dispatch {
     void (*closed)(void *arg);
     void *closed_arg;
     bool pending;     /* kicked: a pass is due at the end of this loop iteration */
-    bool refilter;    /* in a pass: a starved worker's filter let go (look again) */
+    bool refilter;    /* in a pass: a starved() changed the filters (look again) */
     bool accepting;   /* tasks may be handed out */
     unsigned paused;  /* MV_PAUSE_* reasons holding new tasks back */
     mv_worker_t **ws; /* workers that may take tasks */
