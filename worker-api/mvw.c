@@ -38,6 +38,7 @@
 #define FLUSH_BYTES    (64u << 10)
 #define FLUSH_AGE_NS   200000ull /* since the last flush */
 #define FLUSH_SLOW_NS  50000ull  /* a task this slow is answered at once */
+#define TBUF_INIT      256u
 #define TBUF_KEEP      (1u << 20)
 #define SNAP_CAP_FIRST (64u << 10)
 #define SNAP_CAP_MAX   (16u << 20)
@@ -495,7 +496,15 @@ static int open_channel(mvw_t **out, int forked)
         return -ENOMEM;
     w->fd = fd;
     w->last_flush_ns = now_ns();
-    rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, NULL, &hello, sizeof hello);
+    /* Every buffer a conversation needs is made before HELLO: memvisor reads the first task's
+     * starting memory once the worker has said HELLO, and a buffer made after it (the input
+     * buffer when the first read waits, the task buffer when the first task is taken) would
+     * count as the first task's, or not, by a race (64 KiB of heap_retained). */
+    w->tbuf = malloc(TBUF_INIT);
+    w->tcap = w->tbuf ? TBUF_INIT : 0;
+    rc = w->tbuf ? rbuf_prepare(w) : -ENOMEM;
+    if (rc == 0)
+        rc = mvw__queue(w, MVW_MSG_HELLO, 0, NULL, 0, NULL, &hello, sizeof hello);
     if (rc == 0)
         rc = mvw__flush(w);
     if (rc == 0)
@@ -572,7 +581,7 @@ static int take_task(mvw_t *w, mvw_task_t *task)
     if (w->tcap < need || (w->tcap > TBUF_KEEP && need <= TBUF_KEEP / 4)) {
         cap = w->tcap < need ? w->tcap * 2 : need; /* grow geometrically, shrink to fit */
         if (cap < need)
-            cap = need < 256 ? 256 : need;
+            cap = need < TBUF_INIT ? TBUF_INIT : need;
         p = realloc(w->tbuf, cap);
         if (!p)
             return -ENOMEM;
