@@ -172,7 +172,11 @@ START_TEST(an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest)
     ck_assert_int_eq(kill(r.pid, SIGCONT), 0);
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 31, NULL);
-    ck_assert_ptr_nonnull(strstr(r.log, "step=arm_starved"));
+    /* Mostly the hang-up is seen in the pass that queues the rest (the path that froze); on a
+     * loaded host the loop may queue the rest first and relax the experiment (stuck), then see
+     * the end: every task must end once either way. */
+    ck_assert_msg(strstr(r.log, "step=arm_starved") || strstr(r.log, "step=relaxed"), "%s",
+                  r.log);
     run_free(&r);
 }
 END_TEST
