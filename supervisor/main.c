@@ -337,6 +337,21 @@ static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
     return code;
 }
 
+/* A SIGHUP (a reload: systemd's ExecReload, a deploy script) that comes while the run starts
+ * (its configuration read, the checks, the results file's lock) waits for the handler:
+ * start_signals() unblocks it once libuv handles it, and the reload is done then. Its default
+ * action killed memvisor in those first milliseconds. SIGTERM and SIGINT keep theirs until
+ * then: a stop asked before anything ran needs nothing undone, and a long --resume read-back
+ * stays interruptible. */
+static void hold_reloads(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
 int main(int argc, char **argv)
 {
     const mv_cli_cmd_t *cmd;
@@ -375,7 +390,10 @@ int main(int argc, char **argv)
     case MV_CMD_STOP:
     case MV_CMD_METRICS: return mv_ctl_main(argc, argv);
     case MV_CMD_SUBMIT: return mv_submit_main(cmd, argc, argv);
-    case MV_CMD_RUN: mv_lean_malloc(); return cmd_config(cmd, argc, argv);
+    case MV_CMD_RUN:
+        hold_reloads();
+        mv_lean_malloc();
+        return cmd_config(cmd, argc, argv);
     case MV_CMD_CHECK: return cmd_config(cmd, argc, argv);
     default: return mv_exec_shim(argc, argv); /* MV_CMD_EXEC_SHIM: handled above */
     }

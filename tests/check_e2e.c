@@ -3,11 +3,14 @@
  * sockets and pipes. Recycling, protocols, signals, configuration mistakes.
  */
 #include <check.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -320,6 +323,54 @@ START_TEST(sigterm_mid_batch_finishes_running_tasks)
     run_assert_at_most_once(&r, 61);
     free(rest);
     free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* Opens the FIFO at `path` for writing within 10 s (its reader may not have opened it yet),
+ * writes `text` and closes it. */
+static void feed_fifo(const char *path, const char *text)
+{
+    int fd = -1;
+
+    for (int i = 0; i < 1000 && fd < 0; i++) {
+        fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) {
+            ck_assert_int_eq(errno, ENXIO); /* no reader yet */
+            usleep(10000);
+        }
+    }
+    ck_assert_msg(fd >= 0, "nobody opened %s to read it within 10 s", path);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+}
+
+/* A reload asked while the run starts (here: while memvisor reads its configuration, from a
+ * FIFO that holds it there) is done once the run is up; it killed memvisor before. */
+START_TEST(a_reload_while_the_run_starts_waits_for_it)
+{
+    const char *conf = "[supervisor]\nworkers = 1\n";
+    char fifo[128];
+    const char *args[] = {"run", "-c", fifo, "--", MVTEST, NULL};
+    mvrun_t r;
+    int fd;
+
+    run_init(&r, "ok\nok\n");
+    snprintf(fifo, sizeof fifo, "%s/memvisor.ini", r.dir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    signal(SIGPIPE, SIG_IGN); /* memvisor gone: a failed write, not a dead test */
+    run_start(&r, args, NULL);
+    /* Blocks until memvisor opens it to read: it is past exec and into its start then. */
+    fd = open(fifo, O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    ck_assert_int_eq(write(fd, conf, strlen(conf)), (ssize_t)strlen(conf));
+    close(fd);
+    free(run_wait_for(&r, "event=signal signal=SIGHUP"));
+    feed_fifo(fifo, conf); /* the reload reads the file again */
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_int_eq(run_count(&r, "event=reload"), 1);
     run_free(&r);
 }
 END_TEST
@@ -657,6 +708,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, a_sample_is_not_reused_as_a_task_end);
     tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
     tcase_add_test(batch, a_draining_service_worker_is_stopped_at_the_headroom);
+    tcase_add_test(sig, a_reload_while_the_run_starts_waits_for_it);
     tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
     tcase_add_test(sig, second_signal_kills_at_once);
     tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);
