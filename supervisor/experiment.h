@@ -59,7 +59,8 @@ typedef struct mv_exp_verdict {
 
 typedef struct mv_experiment_events {
     /* A fresh worker is wanted in `slot`: its worker is recycled (or, when it has not run a
-     * task yet, given to mv_experiment_attach as it is). */
+     * task yet and holds none, given to mv_experiment_attach as it is; one busy with a task
+     * it took before is recycled too: pool.c on_fresh). */
     void (*on_fresh)(void *arg, int slot);
     void (*on_verdict)(void *arg, const mv_exp_verdict_t *v);
 } mv_experiment_events_t;

@@ -229,6 +229,63 @@ START_TEST(the_next_isolation_bound_at_once_at_the_sources_end_takes_its_kind)
 }
 END_TEST
 
+START_TEST(an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before)
+{
+    /* Two workers. One takes a task that holds (its first: it has run nothing, "fresh")
+     * until the test signals it; the other runs "alloc" tasks (1 MiB kept each) until that
+     * kind is suspected. Its isolation wants a fresh worker in the other slot (the suspect's
+     * is spared for its snapshot): the holding one. Bound as it was, the arm held alloc's
+     * tasks back behind the held task while the other worker sat idle (review2 defect 3:
+     * nothing ran until the hold gave up by itself, 120 s; the test's timeout is 60 s). Now
+     * the busy worker is drained like any worker that ran something, and its replacement,
+     * which runs nothing but alloc from its start, is the arm: the verdict comes while the
+     * task of before still holds, on a worker it never ran on. */
+    const char *const *args =
+        run_argv(&(mvargs_t){0},
+                 RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
+                 RUN_CMD(MVTEST));
+    mvrun_t r;
+    char *line, drained[96];
+    json_t *held;
+    pid_t pid;
+    int fd, arm_slot, arm_gen;
+
+    run_init(&r, NULL);
+    ck_assert_int_eq(mkfifo(r.tasks, 0600), 0);
+    run_start(&r, args, NULL);
+    fd = open(r.tasks, O_WRONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "hold 1\n", 7), 7);
+    line = run_wait_for(&r, "held pid=");
+    pid = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    for (int i = 0; i < 80; i++)
+        ck_assert_int_eq(write(fd, "alloc 1\n", 8), 8);
+    line = run_wait_for(&r, "step=arm_started");
+    arm_slot = atoi(strstr(line, " worker=") + 8);
+    arm_gen = atoi(strstr(line, " gen=") + 5);
+    free(line);
+    line = run_wait_for(&r, "step=verdict");
+    ck_assert_msg(strstr(line, "mode=isolation kind=alloc verdict=leak"), "%s", line);
+    free(line);
+    /* Only now may the task of before end. */
+    ck_assert_int_eq(kill(pid, SIGUSR1), 0);
+    close(fd);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 81, NULL);
+    held = run_result(&r, 1);
+    ck_assert_str_eq(jstr(held, "result"), "held=1"); /* signalled, not given up */
+    /* Its worker left for the experiment, and the arm ran on another one. */
+    snprintf(drained, sizeof drained, "pid=%d reason=leak_experiment action=drain", (int)pid);
+    ck_assert_int_eq(run_count(&r, "reason=leak_experiment action=drain"), 1);
+    ck_assert_ptr_nonnull(strstr(r.log, drained));
+    ck_assert_msg(jint(held, "worker") != arm_slot || jint(held, "gen") != arm_gen,
+                  "the arm was bound to the worker busy with task 1");
+    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(confirm_off_stands_on_the_heap_figures)
 {
     char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
@@ -584,6 +641,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_kind_that_stops_coming_is_not_waited_for);
     tcase_add_test(tc, an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest);
     tcase_add_test(tc, the_next_isolation_bound_at_once_at_the_sources_end_takes_its_kind);
+    tcase_add_test(tc, an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before);
     tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
