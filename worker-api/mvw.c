@@ -359,6 +359,14 @@ static int rbuf_prepare(mvw_t *w)
 /*
  * Reads what is there (dontwait) or blocks for at least one byte. Returns bytes read,
  * -EAGAIN (dontwait, nothing there) or a fatal error (EOF is -EPIPE).
+ *
+ * The wait is in poll(), never in a blocking recv(): a unix socket wakes whoever sleeps in
+ * recv() on it each time memvisor reads what this worker sent (unix_write_space wakes the
+ * socket's wait queue with no regard for what the sleeper waits for), while poll() is woken
+ * only when there is something to read. A worker per task slept 2.75 times a task in recv
+ * (HELLO and its answer each read by memvisor while it waited, then GO and STOP), its
+ * template 1.6 times a fork in recvmsg; in poll the two sleep 2.7 times a task together
+ * (sched_switch, bench/fork_per_task.py's C run, docs/benchmarks.md).
  */
 static long read_in(mvw_t *w, int dontwait)
 {
@@ -369,7 +377,7 @@ static long read_in(mvw_t *w, int dontwait)
     if (rc < 0)
         return rc;
     for (;;) {
-        r = recv(w->fd, w->rbuf + w->rlen, w->rcap - w->rlen, dontwait ? MSG_DONTWAIT : 0);
+        r = recv(w->fd, w->rbuf + w->rlen, w->rcap - w->rlen, MSG_DONTWAIT);
         if (r > 0) {
             w->rlen += (size_t)r;
             return r;

@@ -118,7 +118,8 @@ static int take_fds(struct msghdr *mh, tmsg_t *t)
 /*
  * Reads exactly n bytes into t->buf + off: first what the handshake read ahead (no fds come
  * with it: memvisor sends FORK only after TEMPLATE), then from the socket, keeping the fds
- * that come along. 0 or a negative errno.
+ * that come along; it waits in poll(), not in recvmsg(), for the reason read_in (mvw.c) gives.
+ * 0 or a negative errno.
  */
 static int read_exact(mvw_t *w, tmsg_t *t, size_t off, size_t n)
 {
@@ -137,7 +138,7 @@ static int read_exact(mvw_t *w, tmsg_t *t, size_t off, size_t n)
         struct iovec iov = {t->buf + off + got, n - got};
         struct msghdr mh = {
             .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.b, .msg_controllen = sizeof cm.b};
-        ssize_t r = recvmsg(w->fd, &mh, MSG_CMSG_CLOEXEC);
+        ssize_t r = recvmsg(w->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 
         if (r < 0 && errno == EINTR)
             continue;
