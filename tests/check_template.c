@@ -611,6 +611,57 @@ START_TEST(a_spare_never_shares_the_templates_cgroup)
 }
 END_TEST
 
+/* A Python worker whose first forked child exits 0 before its HELLO (an at-fork hook of its
+ * start-up, os.register_at_fork(after_in_child=...), runs in each child before HELLO): the
+ * file named by argv[2] marks that it happened once. */
+static const char *quitter = "import os, sys\n"
+                             "sys.path.insert(0, sys.argv[1])\n"
+                             "TEMPLATE = os.getpid()\n"
+                             "def child():\n"
+                             "    if os.getpid() != TEMPLATE and not os.path.exists(sys.argv[2]):\n"
+                             "        open(sys.argv[2], 'w').close()\n"
+                             "        os._exit(0)\n"
+                             "os.register_at_fork(after_in_child=child)\n"
+                             "import memvisor_worker\n"
+                             "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* A forked worker that exits 0 before HELLO is a crash of that worker (respawned, counted
+ * toward crash_limit), not a worker that does not speak the protocol: its template said
+ * HELLO. It ended the run (`no_hello ... needs [worker] protocol = lines; the run ends`). */
+START_TEST(a_forked_worker_that_exits_0_before_hello_is_a_crash)
+{
+    mvrun_t r;
+    char flag[128];
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.backoff_min=5ms",
+                          "-o",
+                          T,
+                          "--",
+                          "python3",
+                          NULL,
+                          SOURCE_DIR "/worker-api/python",
+                          flag,
+                          NULL};
+
+    run_init(&r, "ok\nok\nok\n");
+    args[9] = run_file(&r, "quitter.py", quitter);
+    snprintf(flag, sizeof flag, "%s/quit", r.dir);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    for (size_t i = 1; i <= 3; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i), "status"), "ok");
+    ck_assert_int_eq(access(flag, F_OK), 0);
+    ck_assert_int_eq(run_count(&r, "reason=crash status=0 tasks=0"), 1);
+    ck_assert_int_eq(run_count(&r, "event=no_hello"), 0);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -631,6 +682,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, status_and_metrics_show_the_template);
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
+    tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
     suite_add_tcase(s, tc);
     return s;
 }
