@@ -195,17 +195,25 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
     return 0;
 }
 
-static void t_cancel(void *self, mv_proc_t *p)
+/* Takes p's request out of a list (not sent, or its template gone) and frees it. */
+static bool drop_request(mv_freq_t **list, mv_proc_t *p)
 {
-    mv_templates_t *ts = self;
-
-    for (mv_freq_t **pp = &ts->queue; *pp; pp = &(*pp)->next)
+    for (mv_freq_t **pp = list; *pp; pp = &(*pp)->next)
         if ((*pp)->p == p) {
             mv_freq_t *r = *pp;
             *pp = r->next;
             mv_freq_free(r);
-            return;
+            return true;
         }
+    return false;
+}
+
+static void t_cancel(void *self, mv_proc_t *p)
+{
+    mv_templates_t *ts = self;
+
+    if (drop_request(&ts->queue, p) || drop_request(&ts->unanswered, p))
+        return;
     for (mv_template_t *t = ts->all; t; t = t->link)
         for (mv_freq_t *r = t->sent; r; r = r->next)
             if (r->p == p) {
@@ -344,8 +352,14 @@ static void tm_gone(mv_template_t *t, mv_tgone_t *g)
                           ts->streak};
     mv_tplan_t plan =
         mv_tpolicy_gone(&f, ts->o.cfg->worker.backoff_min, ts->o.cfg->worker.backoff_max);
-    mv_freq_t *r;
+    mv_freq_t *r, **pp = &ts->unanswered;
 
+    /* What it did not answer stays where a cancel finds it until it is handed back: the plan
+     * below can stop the run (a fatal exit, a crash_limit), which lets go of those workers. */
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = g->unanswered;
+    g->unanswered = NULL;
     if (t == ts->serving) { /* its replacement, if one is starting, serves once ready */
         ts->serving = ts->next;
         ts->next = NULL;
@@ -381,8 +395,8 @@ static void tm_gone(mv_template_t *t, mv_tgone_t *g)
     }
     /* What it did not answer: those workers start again at once (through the next
      * template, or by exec); a child it made meanwhile finds its channel closed. */
-    while ((r = g->unanswered)) {
-        g->unanswered = r->next;
+    while ((r = ts->unanswered)) {
+        ts->unanswered = r->next;
         fail_request(ts, r, -ECONNRESET, true);
     }
 }

@@ -662,6 +662,43 @@ START_TEST(a_forked_worker_that_exits_0_before_hello_is_a_crash)
 }
 END_TEST
 
+/* A Python template that exits with the fatal code (78) in its at-fork hook at its 5th FORK:
+ * that request is in flight when it goes. */
+static const char *fatal_at_fork = "import os, sys\n"
+                                   "sys.path.insert(0, sys.argv[1])\n"
+                                   "N = [0]\n"
+                                   "def before():\n"
+                                   "    N[0] += 1\n"
+                                   "    if N[0] == 5:\n"
+                                   "        os._exit(78)\n"
+                                   "os.register_at_fork(before=before)\n"
+                                   "import memvisor_worker\n"
+                                   "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* The template's fatal exit stops the run, which lets go of the worker waiting for the FORK
+ * it never answered; that request is not answered afterwards as if the worker still waited
+ * (it was: `cant_happen state=dead fsm_event=spawn_failed`, on a worker the stop had let go). */
+START_TEST(a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 20);
+    const char *args[] = {
+        "run",     "-o", "supervisor.workers=2",          "-o", "limits.max_tasks=1", "-o", T, "--",
+        "python3", NULL, SOURCE_DIR "/worker-api/python", NULL};
+
+    run_init(&r, tasks);
+    args[9] = run_file(&r, "fatal_at_fork.py", fatal_at_fork);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 3);
+    run_assert_at_most_once(&r, 20);
+    ck_assert_int_eq(run_count(&r, "event=fatal_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "forks=4"), 1);
+    ck_assert_int_eq(run_count(&r, "event=cant_happen"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -683,6 +720,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
     tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
+    tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
     suite_add_tcase(s, tc);
     return s;
 }
