@@ -133,7 +133,17 @@ static int fork_spawn(mv_proc_t *p, const mv_proc_spec_t *s)
     return 0;
 }
 
-void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
+/* 0 when the process of pidfd is memvisor's child, else -ECHILD: waitid on another
+ * process's pidfd fails so. Nothing is waited for or reaped (WNOHANG, WNOWAIT). */
+static int own_child(int pidfd)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof si);
+    return waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ? -errno : 0;
+}
+
+int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
 {
     int r = -ECHILD;
 
@@ -141,10 +151,15 @@ void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     p->forker = NULL;
     if (pid > 0) {
         p->pidfd = pidfd_open(pid, 0);
-        r = p->pidfd < 0 ? -errno : uv_poll_init(loop, &p->pidpoll, p->pidfd);
+        r = p->pidfd < 0 ? -errno : own_child(p->pidfd);
+        if (r == 0)
+            r = uv_poll_init(loop, &p->pidpoll, p->pidfd);
         if (r < 0) {
-            /* Ours, and nothing can watch it: it goes now (and stays a zombie). */
-            kill(pid, SIGKILL);
+            /* Ours, and nothing can watch it: it goes now (and stays a zombie). A pid that
+             * is not memvisor's child (the forker's word is all there is) is never signalled;
+             * one that could not be looked at, neither: ours, it finds its channel closed. */
+            if (p->pidfd >= 0 && r != -ECHILD)
+                pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
             if (p->pidfd >= 0)
                 close(p->pidfd);
             p->pidfd = -1;
@@ -153,13 +168,14 @@ void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     }
     if (r < 0) {
         p->ev->on_failed(p->owner, err < 0 ? err : -ECHILD, retry);
-        return;
+        return r;
     }
     p->pidpoll.data = p;
     p->inited = p->forked = true;
     p->pid = pid;
     uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
     p->ev->on_started(p->owner);
+    return 0;
 }
 
 int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd)

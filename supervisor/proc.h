@@ -126,8 +126,9 @@ void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner);
 int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s);
 /* A forker's answer for p: its pid (> 0), or err (< 0) when it could not be started (retry:
  * not the process's failure). on_started or on_failed follows at once; a pid it cannot watch
- * is killed and the start fails. */
-void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
+ * is killed and the start fails. A pid that is not memvisor's child is never signalled or
+ * watched: the start fails and -ECHILD is returned (the forker lied). 0: it started. */
+int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
 /* Adopts a running child that memvisor did not start (a template handed over: handoff.h),
  * watched and reaped through its pidfd as a forked one; the pidfd is p's from then on (closed
  * with it), on success only. 0 or -errno. */

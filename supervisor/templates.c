@@ -66,22 +66,21 @@ static void orphan_failed(void *owner, int err, bool retry)
 static const mv_proc_events_t orphan_events = {orphan_exit, orphan_closed, orphan_started,
                                                orphan_failed};
 
-/* A child forked for a request that was cancelled meanwhile: killed, and reaped. */
-static void reap_orphan(mv_templates_t *ts, int pid)
+/* A child forked for a request that was cancelled meanwhile: killed, and reaped. 0, or
+ * -ECHILD when the pid is not memvisor's child (refused, see mv_proc_forked). */
+static int reap_orphan(mv_templates_t *ts, int pid)
 {
     orphan_t *o = calloc(1, sizeof *o);
 
     mv_debug(ts->o.log, "template_orphan", MV_I("pid", pid), MV_S("action", "SIGKILL"));
-    if (!o) {
-        kill(pid, SIGKILL); /* our child: its pid stays ours until reaped (a zombie now) */
-        return;
-    }
+    if (!o)
+        return 0; /* ours, it finds its channel closed and exits; the reaper waits for it */
     o->ts = ts;
     o->next = ts->orphans;
     ts->orphans = o;
     ts->open++;
     mv_proc_init(&o->p, &orphan_events, o);
-    mv_proc_forked(&o->p, ts->o.loop, pid, 0, false);
+    return mv_proc_forked(&o->p, ts->o.loop, pid, 0, false);
 }
 
 /* ---- requests ---- */
@@ -305,7 +304,7 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
 {
     mv_templates_t *ts = t->data;
     mv_proc_t *p = r->p;
-    bool hopeless = pid <= 0 && mv_tpolicy_fork_hopeless(err);
+    bool hopeless = pid <= 0 && mv_tpolicy_fork_hopeless(err), lied = false;
 
     mv_debug(ts->o.log, "forked", MV_I("template", t->gen), MV_I("slot", r->body.slot),
              MV_I("pid", pid), MV_I("us", (long long)((uv_hrtime() - r->queued_ns) / 1000)),
@@ -323,10 +322,18 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
     if (hopeless) /* before the answer: the slot's next start is an exec */
         fall_back(ts, "the template cannot fork here");
     if (!p && pid > 0)
-        reap_orphan(ts, pid);
+        lied = reap_orphan(ts, pid) == -ECHILD;
     if (p) {
         p->in_cgroup = in_cgroup;
-        mv_proc_forked(p, ts->o.loop, pid, pid > 0 ? 0 : -err, hopeless);
+        lied =
+            mv_proc_forked(p, ts->o.loop, pid, pid > 0 ? 0 : -err, hopeless) == -ECHILD && pid > 0;
+    }
+    if (lied) { /* refused, never signalled (proc.h): the template goes */
+        mv_error(ts->o.log, "template_protocol_error", MV_I("template", t->gen),
+                 MV_I("pid", t->proc.pid), MV_I("child", pid),
+                 MV_S("error", "FORKED names a process that is not memvisor's child"));
+        mv_template_kill(t);
+        return;
     }
     check_memory(ts, t);
 }

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -699,6 +701,65 @@ START_TEST(a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly)
 }
 END_TEST
 
+/* A template that lies in its FORKED: it forks nothing and names another process (argv[2])
+ * as the child, as code in a template could, writing to its control socket itself. */
+static const char *liar =
+    "import sys\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "import memvisor_template\n"
+    "VICTIM = int(sys.argv[2])\n"
+    "memvisor_template._Clone.clone = lambda self, cgdir: (VICTIM, 0, False)\n"
+    "import memvisor_worker\n"
+    "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* memvisor watches and signals only its own children: a pid a template names that is not one
+ * (here the test's own child) is refused, never signalled. It was taken for the worker, and
+ * SIGKILLed at its kill_timeout: a template (the worker's code, as [worker] user) could have
+ * memvisor, as root, kill any process. */
+START_TEST(a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never)
+{
+    mvrun_t r;
+    char victim_text[16];
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "worker.crash_limit=2",
+                          "-o",
+                          "worker.kill_timeout=200ms",
+                          "-o",
+                          "worker.ready_timeout=500ms",
+                          "-o",
+                          T,
+                          "--",
+                          "python3",
+                          NULL,
+                          SOURCE_DIR "/worker-api/python",
+                          victim_text,
+                          NULL};
+    pid_t victim = fork();
+    int status;
+
+    ck_assert_int_ge(victim, 0);
+    if (victim == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;)
+            pause();
+    }
+    snprintf(victim_text, sizeof victim_text, "%d", (int)victim);
+    run_init(&r, "ok\nok\n");
+    args[13] = run_file(&r, "liar.py", liar);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 3);                    /* no worker ever starts: crash_limit */
+    ck_assert_int_eq(waitpid(victim, &status, WNOHANG), 0); /* still running */
+    ck_assert_int_ge(run_count(&r, "not memvisor's child"), 1);
+    ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 0);
+    kill(victim, SIGKILL);
+    ck_assert_int_eq(waitpid(victim, &status, 0), victim);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -721,6 +782,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
     tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
     tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
+    tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);
     suite_add_tcase(s, tc);
     return s;
 }
