@@ -77,6 +77,38 @@ void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner)
 
 /* ---- forked ---- */
 
+/* ---- the processes watched through their pidfds ---- */
+
+static mv_proc_t *watched; /* loop thread only */
+
+static void watch_link(mv_proc_t *p)
+{
+    p->wnext = watched;
+    p->wprev = &watched;
+    if (watched)
+        watched->wprev = &p->wnext;
+    watched = p;
+}
+
+static void watch_unlink(mv_proc_t *p)
+{
+    if (!p->wprev)
+        return;
+    *p->wprev = p->wnext;
+    if (p->wnext)
+        p->wnext->wprev = p->wprev;
+    p->wnext = NULL;
+    p->wprev = NULL;
+}
+
+bool mv_proc_watching(int pid)
+{
+    for (const mv_proc_t *p = watched; p; p = p->wnext)
+        if (p->pid == pid)
+            return true;
+    return false;
+}
+
 /* Its pidfd is readable: it exited. Reaped here, by pidfd only. */
 static void pidfd_cb(uv_poll_t *h, int status, int events)
 {
@@ -97,6 +129,7 @@ static void pidfd_cb(uv_poll_t *h, int status, int events)
         return; /* not yet */
     }
     uv_poll_stop(h);
+    watch_unlink(p); /* reaped: its pid is not ours any more */
     p->exited = true;
     if (si.si_code == CLD_EXITED) {
         p->status = si.si_status;
@@ -173,6 +206,7 @@ int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     p->pidpoll.data = p;
     p->inited = p->forked = true;
     p->pid = pid;
+    watch_link(p);
     uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
     p->ev->on_started(p->owner);
     return 0;
@@ -191,6 +225,7 @@ int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd)
     p->pidpoll.data = p;
     p->inited = p->forked = true;
     p->pid = pid;
+    watch_link(p);
     uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
     return 0;
 }
@@ -257,6 +292,7 @@ static void pidpoll_closed_cb(uv_handle_t *h)
 {
     mv_proc_t *p = h->data;
 
+    watch_unlink(p); /* closed before its exit (memvisor stops): nothing watches it now */
     close(p->pidfd);
     p->pidfd = -1;
     p->ev->on_closed(p->owner);

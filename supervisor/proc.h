@@ -118,6 +118,8 @@ struct mv_proc {
     bool in_cgroup;    /* it was born in its cgroup (no migration) */
     int pidfd;         /* -1 until forked */
     uv_poll_t pidpoll; /* readable at its exit */
+    /* while its pidfd watches it (forked or adopted, not reaped): mv_proc_watching */
+    struct mv_proc *wnext, **wprev;
 };
 
 /* Sets up a process that is not started yet; mv_proc_close must follow. */
@@ -133,6 +135,11 @@ int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
  * watched and reaped through its pidfd as a forked one; the pidfd is p's from then on (closed
  * with it), on success only. 0 or -errno. */
 int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd);
+/* Whether pid is a forked or adopted process whose pidfd is watched and that is not reaped
+ * yet: its status is collected through its pidfd, so nobody else waits for it (the reaper:
+ * reaper.h). Every one, whoever owns it: a slot's worker, a spare, a successor, a template's
+ * orphan, a handed-over template. Loop thread only. */
+bool mv_proc_watching(int pid);
 /* Sends a signal while the pid is still its own. 0, -ESRCH (gone) or -errno. */
 int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */
