@@ -633,25 +633,16 @@ static const char *quitter = "import os, sys\n"
 START_TEST(a_forked_worker_that_exits_0_before_hello_is_a_crash)
 {
     mvrun_t r;
+    mvargs_t av;
     char flag[128];
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.backoff_min=5ms",
-                          "-o",
-                          T,
-                          "--",
-                          "python3",
-                          NULL,
-                          SOURCE_DIR "/worker-api/python",
-                          flag,
-                          NULL};
 
     run_init(&r, "ok\nok\nok\n");
-    args[9] = run_file(&r, "quitter.py", quitter);
     snprintf(flag, sizeof flag, "%s/quit", r.dir);
-    run_start(&r, args, NULL);
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.backoff_min=5ms", T),
+                       RUN_CMD("python3", run_file(&r, "quitter.py", quitter),
+                               SOURCE_DIR "/worker-api/python", flag)),
+              NULL);
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 3, NULL);
     for (size_t i = 1; i <= 3; i++)
@@ -683,14 +674,15 @@ static const char *fatal_at_fork = "import os, sys\n"
 START_TEST(a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly)
 {
     mvrun_t r;
+    mvargs_t av;
     char *tasks = repeat_line("ok", 20);
-    const char *args[] = {
-        "run",     "-o", "supervisor.workers=2",          "-o", "limits.max_tasks=1", "-o", T, "--",
-        "python3", NULL, SOURCE_DIR "/worker-api/python", NULL};
 
     run_init(&r, tasks);
-    args[9] = run_file(&r, "fatal_at_fork.py", fatal_at_fork);
-    run_start(&r, args, NULL);
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=2", "limits.max_tasks=1", T),
+                       RUN_CMD("python3", run_file(&r, "fatal_at_fork.py", fatal_at_fork),
+                               SOURCE_DIR "/worker-api/python")),
+              NULL);
     ck_assert_int_eq(run_finish(&r), 3);
     run_assert_at_most_once(&r, 20);
     ck_assert_int_eq(run_count(&r, "event=fatal_exit template=1"), 1);
@@ -719,24 +711,8 @@ static const char *liar =
 START_TEST(a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never)
 {
     mvrun_t r;
+    mvargs_t av;
     char victim_text[16];
-    const char *args[] = {"run",
-                          "-o",
-                          "supervisor.workers=1",
-                          "-o",
-                          "worker.crash_limit=2",
-                          "-o",
-                          "worker.kill_timeout=200ms",
-                          "-o",
-                          "worker.ready_timeout=500ms",
-                          "-o",
-                          T,
-                          "--",
-                          "python3",
-                          NULL,
-                          SOURCE_DIR "/worker-api/python",
-                          victim_text,
-                          NULL};
     pid_t victim = fork();
     int status;
 
@@ -748,8 +724,13 @@ START_TEST(a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_nev
     }
     snprintf(victim_text, sizeof victim_text, "%d", (int)victim);
     run_init(&r, "ok\nok\n");
-    args[13] = run_file(&r, "liar.py", liar);
-    run_start(&r, args, NULL);
+    run_start(&r,
+              run_argv(&av,
+                       RUN_OPTS("supervisor.workers=1", "worker.crash_limit=2",
+                                "worker.kill_timeout=200ms", "worker.ready_timeout=500ms", T),
+                       RUN_CMD("python3", run_file(&r, "liar.py", liar),
+                               SOURCE_DIR "/worker-api/python", victim_text)),
+              NULL);
     ck_assert_int_eq(run_finish(&r), 3);                    /* no worker ever starts: crash_limit */
     ck_assert_int_eq(waitpid(victim, &status, WNOHANG), 0); /* still running */
     ck_assert_int_ge(run_count(&r, "not memvisor's child"), 1);
