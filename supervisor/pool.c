@@ -969,7 +969,7 @@ bool mv_pool_keeps(const mv_pool_t *p, int pid)
     if (!p->tmpl.started)
         return false;
     /* a slot's worker, a spare, a successor: each reaped through its pidfd (proc.h) */
-    return mv_templates_keeps(&p->tmpl, pid) || mv_proc_watching(pid);
+    return mv_templates_keeps(&p->tmpl, pid) || mv_proc_known(pid);
 }
 
 int mv_pool_live(const mv_pool_t *p)

@@ -18,11 +18,44 @@
 
 #include "runlock.h"
 
+/* ---- the processes of mv_proc_t, not reaped yet ---- */
+
+static mv_proc_t *watched; /* loop thread only */
+
+static void watch_link(mv_proc_t *p)
+{
+    p->wnext = watched;
+    p->wprev = &watched;
+    if (watched)
+        watched->wprev = &p->wnext;
+    watched = p;
+}
+
+static void watch_unlink(mv_proc_t *p)
+{
+    if (!p->wprev)
+        return;
+    *p->wprev = p->wnext;
+    if (p->wnext)
+        p->wnext->wprev = p->wprev;
+    p->wnext = NULL;
+    p->wprev = NULL;
+}
+
+bool mv_proc_known(int pid)
+{
+    for (const mv_proc_t *p = watched; p; p = p->wnext)
+        if (p->pid == pid)
+            return true;
+    return false;
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal)
 {
     mv_proc_t *p = h->data;
 
     p->exited = true; /* libuv reaped it: from here on its pid is not ours to signal */
+    watch_unlink(p);
     p->status = status;
     p->term_signal = term_signal;
     p->ev->on_exit(p->owner, status, term_signal);
@@ -32,6 +65,7 @@ static void closed_cb(uv_handle_t *h)
 {
     mv_proc_t *p = h->data;
 
+    watch_unlink(p);
     p->ev->on_closed(p->owner);
 }
 
@@ -76,38 +110,6 @@ void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner)
 }
 
 /* ---- forked ---- */
-
-/* ---- the processes watched through their pidfds ---- */
-
-static mv_proc_t *watched; /* loop thread only */
-
-static void watch_link(mv_proc_t *p)
-{
-    p->wnext = watched;
-    p->wprev = &watched;
-    if (watched)
-        watched->wprev = &p->wnext;
-    watched = p;
-}
-
-static void watch_unlink(mv_proc_t *p)
-{
-    if (!p->wprev)
-        return;
-    *p->wprev = p->wnext;
-    if (p->wnext)
-        p->wnext->wprev = p->wprev;
-    p->wnext = NULL;
-    p->wprev = NULL;
-}
-
-bool mv_proc_watching(int pid)
-{
-    for (const mv_proc_t *p = watched; p; p = p->wnext)
-        if (p->pid == pid)
-            return true;
-    return false;
-}
 
 /* Its pidfd is readable: it exited. Reaped here, by pidfd only. */
 static void pidfd_cb(uv_poll_t *h, int status, int events)
@@ -184,7 +186,8 @@ int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     p->forker = NULL;
     if (pid > 0) {
         p->pidfd = pidfd_open(pid, 0);
-        r = p->pidfd < 0 ? -errno : own_child(p->pidfd);
+        /* a new child: memvisor's, and none it has already (a template naming itself) */
+        r = p->pidfd < 0 ? -errno : mv_proc_known(pid) ? -ECHILD : own_child(p->pidfd);
         if (r == 0)
             r = uv_poll_init(loop, &p->pidpoll, p->pidfd);
         if (r < 0) {
@@ -273,8 +276,10 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
     /* Unix uv_spawn initialises the handle before anything can fail: always close it. */
     p->inited = true;
     free(args);
-    if (r == 0)
+    if (r == 0) {
         p->pid = p->h.pid;
+        watch_link(p);
+    }
     return r;
 }
 

@@ -331,7 +331,8 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
     if (lied) { /* refused, never signalled (proc.h): the template goes */
         mv_error(ts->o.log, "template_protocol_error", MV_I("template", t->gen),
                  MV_I("pid", t->proc.pid), MV_I("child", pid),
-                 MV_S("error", "FORKED names a process that is not memvisor's child"));
+                 MV_S("error", "FORKED names a process that is not memvisor's child, or one it "
+                               "has already"));
         mv_template_kill(t);
         return;
     }

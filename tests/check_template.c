@@ -783,6 +783,40 @@ START_TEST(a_spare_killed_with_its_template_keeps_its_exact_status_under_a_subre
 }
 END_TEST
 
+/* A template that names itself in its FORKED. */
+static const char *narcissus = "import os, sys\n"
+                               "sys.path.insert(0, sys.argv[1])\n"
+                               "import memvisor_template\n"
+                               "memvisor_template._Clone.clone = lambda self, cgdir: (os.getpid(), "
+                               "0, False)\n"
+                               "import memvisor_worker\n"
+                               "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* A pid memvisor has already (here the template's own, its child) is no new worker either:
+ * refused as above. It froze the run: the template was taken for its own worker, that
+ * worker's pidfd reaped the template, so libuv never reported the template's exit; no other
+ * template started, no crash_limit came, and SIGTERM did not end it. */
+START_TEST(a_template_that_names_itself_is_refused_and_the_run_goes_on)
+{
+    mvrun_t r;
+    mvargs_t av;
+
+    run_init(&r, "ok\nok\n");
+    run_start(&r,
+              run_argv(&av,
+                       RUN_OPTS("supervisor.workers=1", "worker.crash_limit=2",
+                                "worker.kill_timeout=200ms", "worker.ready_timeout=500ms", T),
+                       RUN_CMD("python3", run_file(&r, "narcissus.py", narcissus),
+                               SOURCE_DIR "/worker-api/python")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 3); /* no worker ever starts: crash_limit */
+    ck_assert_int_ge(run_count(&r, "not memvisor's child"), 1);
+    ck_assert_int_ge(run_count(&r, "event=template_exit template=2 "), 1); /* replaced */
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -806,6 +840,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
     tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
     tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);
+    tcase_add_test(tc, a_template_that_names_itself_is_refused_and_the_run_goes_on);
     tcase_add_test(tc, a_spare_killed_with_its_template_keeps_its_exact_status_under_a_subreaper);
     suite_add_tcase(s, tc);
     return s;
