@@ -977,12 +977,8 @@ bool mv_pool_keeps(const mv_pool_t *p, int pid)
 {
     if (!p->tmpl.started)
         return false;
-    if (mv_templates_keeps(&p->tmpl, pid))
-        return true;
-    for (const mv_member_t *m = p->members; m; m = m->next)
-        if (m->w->proc.forked && m->w->proc.pid == pid)
-            return true;
-    return false;
+    /* a slot's worker, a spare, a successor: each reaped through its pidfd (proc.h) */
+    return mv_templates_keeps(&p->tmpl, pid) || mv_proc_known(pid);
 }
 
 int mv_pool_live(const mv_pool_t *p)

@@ -18,11 +18,44 @@
 
 #include "runlock.h"
 
+/* ---- the processes of mv_proc_t, not reaped yet ---- */
+
+static mv_proc_t *watched; /* loop thread only */
+
+static void watch_link(mv_proc_t *p)
+{
+    p->wnext = watched;
+    p->wprev = &watched;
+    if (watched)
+        watched->wprev = &p->wnext;
+    watched = p;
+}
+
+static void watch_unlink(mv_proc_t *p)
+{
+    if (!p->wprev)
+        return;
+    *p->wprev = p->wnext;
+    if (p->wnext)
+        p->wnext->wprev = p->wprev;
+    p->wnext = NULL;
+    p->wprev = NULL;
+}
+
+bool mv_proc_known(int pid)
+{
+    for (const mv_proc_t *p = watched; p; p = p->wnext)
+        if (p->pid == pid)
+            return true;
+    return false;
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal)
 {
     mv_proc_t *p = h->data;
 
     p->exited = true; /* libuv reaped it: from here on its pid is not ours to signal */
+    watch_unlink(p);
     p->status = status;
     p->term_signal = term_signal;
     p->ev->on_exit(p->owner, status, term_signal);
@@ -32,6 +65,7 @@ static void closed_cb(uv_handle_t *h)
 {
     mv_proc_t *p = h->data;
 
+    watch_unlink(p);
     p->ev->on_closed(p->owner);
 }
 
@@ -97,6 +131,7 @@ static void pidfd_cb(uv_poll_t *h, int status, int events)
         return; /* not yet */
     }
     uv_poll_stop(h);
+    watch_unlink(p); /* reaped: its pid is not ours any more */
     p->exited = true;
     if (si.si_code == CLD_EXITED) {
         p->status = si.si_status;
@@ -133,7 +168,17 @@ static int fork_spawn(mv_proc_t *p, const mv_proc_spec_t *s)
     return 0;
 }
 
-void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
+/* 0 when the process of pidfd is memvisor's child, else -ECHILD: waitid on another
+ * process's pidfd fails so. Nothing is waited for or reaped (WNOHANG, WNOWAIT). */
+static int own_child(int pidfd)
+{
+    siginfo_t si;
+
+    memset(&si, 0, sizeof si);
+    return waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ? -errno : 0;
+}
+
+int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
 {
     int r = -ECHILD;
 
@@ -141,10 +186,16 @@ void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     p->forker = NULL;
     if (pid > 0) {
         p->pidfd = pidfd_open(pid, 0);
-        r = p->pidfd < 0 ? -errno : uv_poll_init(loop, &p->pidpoll, p->pidfd);
+        /* a new child: memvisor's, and none it has already (a template naming itself) */
+        r = p->pidfd < 0 ? -errno : mv_proc_known(pid) ? -ECHILD : own_child(p->pidfd);
+        if (r == 0)
+            r = uv_poll_init(loop, &p->pidpoll, p->pidfd);
         if (r < 0) {
-            /* Ours, and nothing can watch it: it goes now (and stays a zombie). */
-            kill(pid, SIGKILL);
+            /* Ours, and nothing can watch it: it goes now (and stays a zombie). A pid that
+             * is not memvisor's child (the forker's word is all there is) is never signalled;
+             * one that could not be looked at, neither: ours, it finds its channel closed. */
+            if (p->pidfd >= 0 && r != -ECHILD)
+                pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
             if (p->pidfd >= 0)
                 close(p->pidfd);
             p->pidfd = -1;
@@ -153,13 +204,15 @@ void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry)
     }
     if (r < 0) {
         p->ev->on_failed(p->owner, err < 0 ? err : -ECHILD, retry);
-        return;
+        return r;
     }
     p->pidpoll.data = p;
     p->inited = p->forked = true;
     p->pid = pid;
+    watch_link(p);
     uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
     p->ev->on_started(p->owner);
+    return 0;
 }
 
 int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd)
@@ -175,6 +228,7 @@ int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd)
     p->pidpoll.data = p;
     p->inited = p->forked = true;
     p->pid = pid;
+    watch_link(p);
     uv_poll_start(&p->pidpoll, UV_READABLE, pidfd_cb);
     return 0;
 }
@@ -222,8 +276,10 @@ int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s)
     /* Unix uv_spawn initialises the handle before anything can fail: always close it. */
     p->inited = true;
     free(args);
-    if (r == 0)
+    if (r == 0) {
         p->pid = p->h.pid;
+        watch_link(p);
+    }
     return r;
 }
 
@@ -241,6 +297,7 @@ static void pidpoll_closed_cb(uv_handle_t *h)
 {
     mv_proc_t *p = h->data;
 
+    watch_unlink(p); /* closed before its exit (memvisor stops): nothing watches it now */
     close(p->pidfd);
     p->pidfd = -1;
     p->ev->on_closed(p->owner);

@@ -118,6 +118,8 @@ struct mv_proc {
     bool in_cgroup;    /* it was born in its cgroup (no migration) */
     int pidfd;         /* -1 until forked */
     uv_poll_t pidpoll; /* readable at its exit */
+    /* while its process is ours (spawned, forked or adopted, not reaped): mv_proc_known */
+    struct mv_proc *wnext, **wprev;
 };
 
 /* Sets up a process that is not started yet; mv_proc_close must follow. */
@@ -126,12 +128,19 @@ void mv_proc_init(mv_proc_t *p, const mv_proc_events_t *ev, void *owner);
 int mv_proc_spawn(mv_proc_t *p, uv_loop_t *loop, const mv_proc_spec_t *s);
 /* A forker's answer for p: its pid (> 0), or err (< 0) when it could not be started (retry:
  * not the process's failure). on_started or on_failed follows at once; a pid it cannot watch
- * is killed and the start fails. */
-void mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
+ * is killed and the start fails. A pid that is not memvisor's child, or that is one of its
+ * known processes already (mv_proc_known), is never signalled or watched: the start fails and
+ * -ECHILD is returned (the forker lied). 0: it started. */
+int mv_proc_forked(mv_proc_t *p, uv_loop_t *loop, int pid, int err, bool retry);
 /* Adopts a running child that memvisor did not start (a template handed over: handoff.h),
  * watched and reaped through its pidfd as a forked one; the pidfd is p's from then on (closed
  * with it), on success only. 0 or -errno. */
 int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd);
+/* Whether pid is the process of an mv_proc_t, not reaped yet: spawned (libuv reaps it), or
+ * forked or adopted (reaped through its pidfd, so nobody else may wait for it: the reaper,
+ * reaper.h). Every one, whoever owns it: a slot's worker, a spare, a successor, a template,
+ * a template's orphan. Loop thread only. */
+bool mv_proc_known(int pid);
 /* Sends a signal while the pid is still its own. 0, -ESRCH (gone) or -errno. */
 int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */

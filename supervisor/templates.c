@@ -66,22 +66,21 @@ static void orphan_failed(void *owner, int err, bool retry)
 static const mv_proc_events_t orphan_events = {orphan_exit, orphan_closed, orphan_started,
                                                orphan_failed};
 
-/* A child forked for a request that was cancelled meanwhile: killed, and reaped. */
-static void reap_orphan(mv_templates_t *ts, int pid)
+/* A child forked for a request that was cancelled meanwhile: killed, and reaped. 0, or
+ * -ECHILD when the pid is not memvisor's child (refused, see mv_proc_forked). */
+static int reap_orphan(mv_templates_t *ts, int pid)
 {
     orphan_t *o = calloc(1, sizeof *o);
 
     mv_debug(ts->o.log, "template_orphan", MV_I("pid", pid), MV_S("action", "SIGKILL"));
-    if (!o) {
-        kill(pid, SIGKILL); /* our child: its pid stays ours until reaped (a zombie now) */
-        return;
-    }
+    if (!o)
+        return 0; /* ours, it finds its channel closed and exits; the reaper waits for it */
     o->ts = ts;
     o->next = ts->orphans;
     ts->orphans = o;
     ts->open++;
     mv_proc_init(&o->p, &orphan_events, o);
-    mv_proc_forked(&o->p, ts->o.loop, pid, 0, false);
+    return mv_proc_forked(&o->p, ts->o.loop, pid, 0, false);
 }
 
 /* ---- requests ---- */
@@ -195,17 +194,25 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
     return 0;
 }
 
-static void t_cancel(void *self, mv_proc_t *p)
+/* Takes p's request out of a list (not sent, or its template gone) and frees it. */
+static bool drop_request(mv_freq_t **list, mv_proc_t *p)
 {
-    mv_templates_t *ts = self;
-
-    for (mv_freq_t **pp = &ts->queue; *pp; pp = &(*pp)->next)
+    for (mv_freq_t **pp = list; *pp; pp = &(*pp)->next)
         if ((*pp)->p == p) {
             mv_freq_t *r = *pp;
             *pp = r->next;
             mv_freq_free(r);
-            return;
+            return true;
         }
+    return false;
+}
+
+static void t_cancel(void *self, mv_proc_t *p)
+{
+    mv_templates_t *ts = self;
+
+    if (drop_request(&ts->queue, p) || drop_request(&ts->unanswered, p))
+        return;
     for (mv_template_t *t = ts->all; t; t = t->link)
         for (mv_freq_t *r = t->sent; r; r = r->next)
             if (r->p == p) {
@@ -297,7 +304,7 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
 {
     mv_templates_t *ts = t->data;
     mv_proc_t *p = r->p;
-    bool hopeless = pid <= 0 && mv_tpolicy_fork_hopeless(err);
+    bool hopeless = pid <= 0 && mv_tpolicy_fork_hopeless(err), lied = false;
 
     mv_debug(ts->o.log, "forked", MV_I("template", t->gen), MV_I("slot", r->body.slot),
              MV_I("pid", pid), MV_I("us", (long long)((uv_hrtime() - r->queued_ns) / 1000)),
@@ -315,10 +322,19 @@ static void tm_forked(mv_template_t *t, mv_freq_t *r, int pid, int err, bool in_
     if (hopeless) /* before the answer: the slot's next start is an exec */
         fall_back(ts, "the template cannot fork here");
     if (!p && pid > 0)
-        reap_orphan(ts, pid);
+        lied = reap_orphan(ts, pid) == -ECHILD;
     if (p) {
         p->in_cgroup = in_cgroup;
-        mv_proc_forked(p, ts->o.loop, pid, pid > 0 ? 0 : -err, hopeless);
+        lied =
+            mv_proc_forked(p, ts->o.loop, pid, pid > 0 ? 0 : -err, hopeless) == -ECHILD && pid > 0;
+    }
+    if (lied) { /* refused, never signalled (proc.h): the template goes */
+        mv_error(ts->o.log, "template_protocol_error", MV_I("template", t->gen),
+                 MV_I("pid", t->proc.pid), MV_I("child", pid),
+                 MV_S("error", "FORKED names a process that is not memvisor's child, or one it "
+                               "has already"));
+        mv_template_kill(t);
+        return;
     }
     check_memory(ts, t);
 }
@@ -344,8 +360,14 @@ static void tm_gone(mv_template_t *t, mv_tgone_t *g)
                           ts->streak};
     mv_tplan_t plan =
         mv_tpolicy_gone(&f, ts->o.cfg->worker.backoff_min, ts->o.cfg->worker.backoff_max);
-    mv_freq_t *r;
+    mv_freq_t *r, **pp = &ts->unanswered;
 
+    /* What it did not answer stays where a cancel finds it until it is handed back: the plan
+     * below can stop the run (a fatal exit, a crash_limit), which lets go of those workers. */
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = g->unanswered;
+    g->unanswered = NULL;
     if (t == ts->serving) { /* its replacement, if one is starting, serves once ready */
         ts->serving = ts->next;
         ts->next = NULL;
@@ -381,8 +403,8 @@ static void tm_gone(mv_template_t *t, mv_tgone_t *g)
     }
     /* What it did not answer: those workers start again at once (through the next
      * template, or by exec); a child it made meanwhile finds its channel closed. */
-    while ((r = g->unanswered)) {
-        g->unanswered = r->next;
+    while ((r = ts->unanswered)) {
+        ts->unanswered = r->next;
         fail_request(ts, r, -ECONNRESET, true);
     }
 }

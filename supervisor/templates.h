@@ -37,6 +37,7 @@ typedef struct mv_templates {
     mv_template_t *next;    /* being started to replace `serving` */
     mv_template_t *all;     /* every template not closed yet */
     mv_freq_t *queue;       /* waiting for a ready template, oldest first */
+    mv_freq_t *unanswered;  /* a gone template's, being handed back (a cancel finds them) */
     struct orphan *orphans; /* children nobody waits for, being killed and reaped */
     uint64_t next_id;
     uint32_t gen;

@@ -760,7 +760,8 @@ static mv_exit_verdict_t classify(mv_worker_t *w)
         .exit_status = w->proc.status,
         .fatal_exit = w->o.cfg->worker.fatal_exit,
         .cgroup_oom = w->has_cg && mv_cg_oom_kills(&w->cg, &n) == 0 && n > 0,
-        .no_hello = w->o.cfg->worker.protocol == MV_PROTO_API && !w->chan.hello,
+        /* A forked worker's template said HELLO: its own death before it is a crash. */
+        .no_hello = w->o.cfg->worker.protocol == MV_PROTO_API && !w->chan.hello && !w->proc.forked,
         .premature = mv_policy_premature(&s),
     };
 
@@ -795,7 +796,7 @@ static void log_exit(mv_worker_t *w, bool failed)
     /* An api worker that failed without a HELLO (a crash at start, or one that does not speak
      * the protocol: exiting 0 ends the run with the same hint, pool.c). */
     if (failed && w->reason != MV_R_NO_HELLO && w->o.cfg->worker.protocol == MV_PROTO_API &&
-        !w->chan.hello)
+        !w->chan.hello && !w->proc.forked)
         mv_warn(w->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("msg",
                      "it failed before saying HELLO; if it is a worker that reads tasks from "

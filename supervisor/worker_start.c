@@ -233,7 +233,9 @@ void mv_worker_proc_failed(void *owner, int err, bool retry)
     mv_worker_t *w = owner;
 
     w->spawn_retry = retry;
-    spawn_failed(w, "template", uv_strerror(err), false);
+    /* strerror: uv_strerror allocates (and never frees) the text of a code libuv does not
+     * name, such as ECHILD (a pid the template named that is not memvisor's child). */
+    spawn_failed(w, "template", strerror(-err), false);
 }
 
 /* Its process runs (r < 0: but its channel could not be opened, `call` says how). */

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -611,6 +613,210 @@ START_TEST(a_spare_never_shares_the_templates_cgroup)
 }
 END_TEST
 
+/* A Python worker whose first forked child exits 0 before its HELLO (an at-fork hook of its
+ * start-up, os.register_at_fork(after_in_child=...), runs in each child before HELLO): the
+ * file named by argv[2] marks that it happened once. */
+static const char *quitter = "import os, sys\n"
+                             "sys.path.insert(0, sys.argv[1])\n"
+                             "TEMPLATE = os.getpid()\n"
+                             "def child():\n"
+                             "    if os.getpid() != TEMPLATE and not os.path.exists(sys.argv[2]):\n"
+                             "        open(sys.argv[2], 'w').close()\n"
+                             "        os._exit(0)\n"
+                             "os.register_at_fork(after_in_child=child)\n"
+                             "import memvisor_worker\n"
+                             "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* A forked worker that exits 0 before HELLO is a crash of that worker (respawned, counted
+ * toward crash_limit), not a worker that does not speak the protocol: its template said
+ * HELLO. It ended the run (`no_hello ... needs [worker] protocol = lines; the run ends`). */
+START_TEST(a_forked_worker_that_exits_0_before_hello_is_a_crash)
+{
+    mvrun_t r;
+    mvargs_t av;
+    char flag[128];
+
+    run_init(&r, "ok\nok\nok\n");
+    snprintf(flag, sizeof flag, "%s/quit", r.dir);
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.backoff_min=5ms", T),
+                       RUN_CMD("python3", run_file(&r, "quitter.py", quitter),
+                               SOURCE_DIR "/worker-api/python", flag)),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    for (size_t i = 1; i <= 3; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i), "status"), "ok");
+    ck_assert_int_eq(access(flag, F_OK), 0);
+    ck_assert_int_eq(run_count(&r, "reason=crash status=0 tasks=0"), 1);
+    ck_assert_int_eq(run_count(&r, "event=no_hello"), 0);
+    ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* A Python template that exits with the fatal code (78) in its at-fork hook at its 5th FORK:
+ * that request is in flight when it goes. */
+static const char *fatal_at_fork = "import os, sys\n"
+                                   "sys.path.insert(0, sys.argv[1])\n"
+                                   "N = [0]\n"
+                                   "def before():\n"
+                                   "    N[0] += 1\n"
+                                   "    if N[0] == 5:\n"
+                                   "        os._exit(78)\n"
+                                   "os.register_at_fork(before=before)\n"
+                                   "import memvisor_worker\n"
+                                   "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* The template's fatal exit stops the run, which lets go of the worker waiting for the FORK
+ * it never answered; that request is not answered afterwards as if the worker still waited
+ * (it was: `cant_happen state=dead fsm_event=spawn_failed`, on a worker the stop had let go). */
+START_TEST(a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly)
+{
+    mvrun_t r;
+    mvargs_t av;
+    char *tasks = repeat_line("ok", 20);
+
+    run_init(&r, tasks);
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=2", "limits.max_tasks=1", T),
+                       RUN_CMD("python3", run_file(&r, "fatal_at_fork.py", fatal_at_fork),
+                               SOURCE_DIR "/worker-api/python")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 3);
+    run_assert_at_most_once(&r, 20);
+    ck_assert_int_eq(run_count(&r, "event=fatal_exit template=1"), 1);
+    ck_assert_int_eq(run_count(&r, "forks=4"), 1);
+    ck_assert_int_eq(run_count(&r, "event=cant_happen"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* A template that lies in its FORKED: it forks nothing and names another process (argv[2])
+ * as the child, as code in a template could, writing to its control socket itself. */
+static const char *liar =
+    "import sys\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "import memvisor_template\n"
+    "VICTIM = int(sys.argv[2])\n"
+    "memvisor_template._Clone.clone = lambda self, cgdir: (VICTIM, 0, False)\n"
+    "import memvisor_worker\n"
+    "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* memvisor watches and signals only its own children: a pid a template names that is not one
+ * (here the test's own child) is refused, never signalled. It was taken for the worker, and
+ * SIGKILLed at its kill_timeout: a template (the worker's code, as [worker] user) could have
+ * memvisor, as root, kill any process. */
+START_TEST(a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never)
+{
+    mvrun_t r;
+    mvargs_t av;
+    char victim_text[16];
+    pid_t victim = fork();
+    int status;
+
+    ck_assert_int_ge(victim, 0);
+    if (victim == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (;;)
+            pause();
+    }
+    snprintf(victim_text, sizeof victim_text, "%d", (int)victim);
+    run_init(&r, "ok\nok\n");
+    run_start(&r,
+              run_argv(&av,
+                       RUN_OPTS("supervisor.workers=1", "worker.crash_limit=2",
+                                "worker.kill_timeout=200ms", "worker.ready_timeout=500ms", T),
+                       RUN_CMD("python3", run_file(&r, "liar.py", liar),
+                               SOURCE_DIR "/worker-api/python", victim_text)),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 3);                    /* no worker ever starts: crash_limit */
+    ck_assert_int_eq(waitpid(victim, &status, WNOHANG), 0); /* still running */
+    ck_assert_int_ge(run_count(&r, "not memvisor's child"), 1);
+    ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 0);
+    kill(victim, SIGKILL);
+    ck_assert_int_eq(waitpid(victim, &status, 0), victim);
+    run_free(&r);
+}
+END_TEST
+
+/* A spare (or a successor) is forked, watched through its pidfd and reaped there: the reaper
+ * ([supervisor] subreaper) leaves it alone, as it leaves the slots' workers. It did not: a
+ * sweep run by another child's SIGCHLD (here the template's, killed at the same moment) took
+ * the spare's status (`orphan_reaped`), and the spare's own reap found nothing:
+ * `spare_gone ... status=-1`. A race: 2 of 15 rounds lost it here; 100 rounds are run. */
+START_TEST(a_spare_killed_with_its_template_keeps_its_exact_status_under_a_subreaper)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "supervisor.subreaper=yes", "recycle.spares=1",
+                          "worker.backoff_min=5ms", "worker.backoff_max=20ms",
+                          "supervisor.grace_period=100ms", T),
+                 RUN_CMD(MVTEST));
+    const int rounds = 100;
+
+    run_init(&r, "hang\n");
+    run_start(&r, args, NULL);
+    for (int i = 0; i < rounds; i++) {
+        pid_t tp = template_pid(&r);
+        char *line = run_wait_for(&r, "event=ready worker=0 ");
+        pid_t sp = (pid_t)field(line, " pid=");
+
+        free(line);
+        ck_assert_int_gt(sp, 0);
+        kill(tp, SIGKILL);
+        kill(sp, SIGKILL);
+    }
+    template_pid(&r); /* the last ones are replaced: their exits are in */
+    free(run_wait_for(&r, "event=ready worker=0 "));
+    kill(r.pid, SIGTERM);
+    run_finish(&r);
+    ck_assert_int_eq(run_count(&r, "event=orphan_reaped"), 0);
+    ck_assert_int_eq(run_count(&r, "status=-1 "), 0);
+    ck_assert_int_eq(run_count(&r, "event=spare_gone"), rounds);
+    ck_assert_int_eq(run_count(&r, "reason=crash signal=Killed"), rounds); /* the spares */
+    ck_assert_int_eq(run_count(&r, "signal=Killed reason=crash"), rounds); /* the templates */
+    run_free(&r);
+}
+END_TEST
+
+/* A template that names itself in its FORKED. */
+static const char *narcissus = "import os, sys\n"
+                               "sys.path.insert(0, sys.argv[1])\n"
+                               "import memvisor_template\n"
+                               "memvisor_template._Clone.clone = lambda self, cgdir: (os.getpid(), "
+                               "0, False)\n"
+                               "import memvisor_worker\n"
+                               "memvisor_worker.main(lambda task: 'ok')\n";
+
+/* A pid memvisor has already (here the template's own, its child) is no new worker either:
+ * refused as above. It froze the run: the template was taken for its own worker, that
+ * worker's pidfd reaped the template, so libuv never reported the template's exit; no other
+ * template started, no crash_limit came, and SIGTERM did not end it. */
+START_TEST(a_template_that_names_itself_is_refused_and_the_run_goes_on)
+{
+    mvrun_t r;
+    mvargs_t av;
+
+    run_init(&r, "ok\nok\n");
+    run_start(&r,
+              run_argv(&av,
+                       RUN_OPTS("supervisor.workers=1", "worker.crash_limit=2",
+                                "worker.kill_timeout=200ms", "worker.ready_timeout=500ms", T),
+                       RUN_CMD("python3", run_file(&r, "narcissus.py", narcissus),
+                               SOURCE_DIR "/worker-api/python")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 3); /* no worker ever starts: crash_limit */
+    ck_assert_int_ge(run_count(&r, "not memvisor's child"), 1);
+    ck_assert_int_ge(run_count(&r, "event=template_exit template=2 "), 1); /* replaced */
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
+    run_free(&r);
+}
+END_TEST
+
 Suite *template_suite(void)
 {
     Suite *s = suite_create("template");
@@ -631,6 +837,11 @@ Suite *template_suite(void)
     tcase_add_test(tc, status_and_metrics_show_the_template);
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
+    tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
+    tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
+    tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);
+    tcase_add_test(tc, a_template_that_names_itself_is_refused_and_the_run_goes_on);
+    tcase_add_test(tc, a_spare_killed_with_its_template_keeps_its_exact_status_under_a_subreaper);
     suite_add_tcase(s, tc);
     return s;
 }
