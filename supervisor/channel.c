@@ -118,6 +118,7 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
         c->hello = true;
         memcpy(&hello, m->payload, sizeof hello);
         c->version = hello.version;
+        c->hello_flags = hello.flags;
         c->ev->on_hello(c->owner, hello.version);
         return;
     case MVW_MSG_DONE:
@@ -128,7 +129,8 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
             return mv_chan_fail(c, "bad kind prefix");
         /* The worker's own heap figures (v2), for the owner to take during on_answer. */
         c->heap_fresh = mvw_split_heap(m, &rest, &rest_len, &c->heap);
-        if (c->heap_fresh < 0 || (c->heap_fresh && c->version < 2))
+        if (c->heap_fresh < 0 || (c->heap_fresh && c->version < 2) ||
+            ((m->h.flags & MVW_F_HEAP_LATE) && !c->heap_late))
             return mv_chan_fail(c, "bad heap figures");
         c->ev->on_answer(c->owner, m->h.task, m->h.type == MVW_MSG_DONE, kind, kind_len, rest,
                          rest_len);

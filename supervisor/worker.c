@@ -493,8 +493,14 @@ static void queue_go(mv_worker_t *w)
     struct mvw_go go = {w->chan.version, (uint32_t)w->slot, w->cap,
                         w->o.service ? MVW_MODE_SERVICE : MVW_MODE_BATCH};
 
-    if (wants_heap_reports(w, w->chan.version))
+    if (wants_heap_reports(w, w->chan.version)) {
         go.mode |= MVW_GO_HEAP;
+        /* A big answer's figures at its end, measured once its result is freed, for a
+         * worker that said it can (docs/protocols.md, "Big answers"). */
+        w->chan.heap_late = (w->chan.hello_flags & MVW_HELLO_HEAP_LATE) != 0;
+        if (w->chan.heap_late)
+            go.mode |= MVW_GO_HEAP_LATE;
+    }
     mv_chan_send(&w->chan, MVW_MSG_GO, 0, &go, sizeof go);
 }
 

@@ -252,6 +252,42 @@ static uint16_t sent_flags(int fd)
 
 /* Version 2: TASKs ask for a collection when the owner says so; answers carry the worker's
  * heap figures. A version-1 worker gets no such flag and may send no figures. */
+/* A big answer's heap figures at its end (MVW_F_HEAP_LATE): taken from there once GO allowed
+ * them (the worker's HELLO said it can: worker.c sets heap_late), a protocol error before. */
+START_TEST(api_v2_late_heap_figures)
+{
+    struct mvw_hello late = {MVW_PROTOCOL_VERSION, MVW_HELLO_HEAP_LATE};
+    struct mvw_heap h = {5000, 12};
+    uint8_t p[64];
+    rec_t r;
+    int sock, out;
+
+    p[0] = 1;
+    p[1] = 'k';
+    memcpy(p + 2, "ok", 2);
+    memcpy(p + 4, &h, sizeof h);
+    for (int allowed = 1; allowed >= 0; allowed--) {
+        api_open(&r, false, 1024, &sock, &out);
+        put(sock, MVW_MSG_HELLO, 0, 0, &late, sizeof late);
+        until(&r, "hello 2\n");
+        ck_assert_uint_eq(r.c.hello_flags, MVW_HELLO_HEAP_LATE);
+        r.c.heap_late = allowed;
+        ck_assert_int_eq(mv_chan_send_task(&r.c, 1, "a", 1), 0);
+        mv_chan_flush(&r.c);
+        put(sock, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP | MVW_F_HEAP_LATE, 1, p, 4 + sizeof h);
+        if (allowed) {
+            until(&r, "heap 5000 12");
+            ck_assert_str_eq(r.log, "hello 2\ndone 1 [k] ok\nheap 5000 12\n");
+        } else {
+            until(&r, "error bad heap figures");
+        }
+        close(sock);
+        close(out);
+        finish(&r);
+    }
+}
+END_TEST
+
 START_TEST(api_v2_collect_and_heap_figures)
 {
     struct mvw_hello v1 = {1, 0};
@@ -707,6 +743,7 @@ Suite *channel_suite(void)
     tcase_add_test(tc, api_conversation);
     tcase_add_test(tc, api_byte_by_byte);
     tcase_add_test(tc, api_v2_collect_and_heap_figures);
+    tcase_add_test(tc, api_v2_late_heap_figures);
     tcase_add_test(tc, service_begin_end);
     tcase_add_test(tc, api_mistakes);
     tcase_add_test(tc, a_failure_found_above_breaks_it_too);

@@ -195,7 +195,7 @@ START_TEST(test_unknown_flags)
     const uint16_t no_kind[] = {MVW_MSG_HELLO, MVW_MSG_END};
     const uint16_t no_kind_sup[] = {MVW_MSG_GO, MVW_MSG_TASK, MVW_MSG_STOP, MVW_MSG_SNAPSHOT};
 
-    for (unsigned bit = 3; bit < 16; bit++) {
+    for (unsigned bit = 4; bit < 16; bit++) {
         ck_assert_int_eq(dec_header(MVW_MSG_DONE, (uint16_t)(1u << bit), 0, MVW_FROM_WORKER),
                          -EBADMSG);
         ck_assert_int_eq(dec_header(MVW_MSG_TASK, (uint16_t)(1u << bit), 0, MVW_FROM_SUPERVISOR),
@@ -211,6 +211,18 @@ START_TEST(test_unknown_flags)
                      -EBADMSG);
     ck_assert_int_eq(dec_header(MVW_MSG_END, MVW_F_HEAP, 4, MVW_FROM_WORKER), -EBADMSG);
     ck_assert_int_eq(dec_header(MVW_MSG_HELLO, MVW_F_COLLECT, 8, MVW_FROM_WORKER), -EBADMSG);
+    /* MVW_F_HEAP_LATE: with MVW_F_HEAP only, so on answers only. */
+    ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_HEAP | MVW_F_HEAP_LATE, 16, MVW_FROM_WORKER),
+                     0);
+    ck_assert_int_eq(
+        dec_header(MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_HEAP_LATE | MVW_F_KIND, 18, MVW_FROM_WORKER), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_HEAP_LATE, 16, MVW_FROM_SUPERVISOR), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP_LATE | MVW_F_KIND, 18, MVW_FROM_WORKER),
+                     -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_END, MVW_F_HEAP | MVW_F_HEAP_LATE, 4, MVW_FROM_WORKER),
+                     -EBADMSG);
+    ck_assert_int_eq(
+        dec_header(MVW_MSG_TASK, MVW_F_HEAP | MVW_F_HEAP_LATE, 16, MVW_FROM_SUPERVISOR), -EBADMSG);
     /* MVW_F_KIND is known, but only DONE, FAIL and BEGIN may carry it. */
     for (size_t i = 0; i < sizeof no_kind / sizeof no_kind[0]; i++)
         ck_assert_int_eq(dec_header(no_kind[i], MVW_F_KIND, (uint32_t)mvw_fixed_size(no_kind[i]),
@@ -353,6 +365,34 @@ START_TEST(test_heap_split)
     ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
     ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
     ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), -EBADMSG);
+    n = enc(buf, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP | MVW_F_HEAP_LATE, 9, p, k);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), -EBADMSG);
+    /* late (MVW_F_HEAP_LATE): kind, result, then the figures at the payload's end */
+    got = (struct mvw_heap){-7, -7};
+    k = kind_payload(p, "parse", "result");
+    memcpy(p + k, &h, sizeof h);
+    n = enc(buf, MVW_MSG_DONE, MVW_F_KIND | MVW_F_HEAP | MVW_F_HEAP_LATE, 9, p, k + sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_int_eq(got.live_bytes, 123456789);
+    ck_assert_int_eq(got.blocks, 42);
+    ck_assert_uint_eq(rl, 6);
+    ck_assert_mem_eq(rest, "result", 6);
+    /* late without MVW_F_HEAP: the decoder lets it by (an answer's flag), the split refuses */
+    n = enc(buf, MVW_MSG_DONE, MVW_F_HEAP_LATE, 9, p, sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), -EBADMSG);
+    /* late, no kind, nothing but the figures */
+    memcpy(p, &h, sizeof h);
+    n = enc(buf, MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_HEAP_LATE, 9, p, sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_uint_eq(rl, 0);
 }
 END_TEST
 

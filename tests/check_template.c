@@ -248,6 +248,46 @@ START_TEST(per_task_figures_of_a_forked_worker_match_its_own)
 }
 END_TEST
 
+/* A forked worker (no heap preload: its heap figures are its own, MVW_GO_HEAP) that keeps
+ * nothing and answers 12 MiB: heap_retained and retained are what it measured of itself
+ * before it made the answer (mvtest_worker's "answer": mallinfo2 and statm), not the
+ * answer's buffer (its heap figures come at the answer's end, MVW_F_HEAP_LATE, measured
+ * once the buffer is freed: docs/protocols.md, "Big answers"); nor does the task after it
+ * show the buffer going away. */
+START_TEST(a_forked_workers_big_answer_is_not_what_the_task_kept)
+{
+    mvrun_t r;
+    const char *tasks = "answer 0\nanswer 12\nanswer 0\nanswer 12\nanswer 0\n";
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", T), RUN_CMD(MVTEST));
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 5, NULL);
+    for (size_t i = 2; i <= 5; i++) {
+        json_t *j = run_result(&r, i), *own = json_loads(jstr(j, "result"), 0, NULL);
+        json_t *start = json_object_get(own, "start"), *end = json_object_get(own, "end");
+        long long heap = jint(end, "heap") - jint(start, "heap");
+        long long priv = jint(end, "priv") - jint(start, "priv");
+
+        ck_assert_ptr_nonnull(own);
+        ck_assert_msg(jstr(j, "heap_source") && strcmp(jstr(j, "heap_source"), "worker") == 0,
+                      "task %zu: heap_source %s", i, jstr(j, "heap_source"));
+        ck_assert_msg(llabs(jint(j, "heap_retained") - heap) <= 256 * 1024,
+                      "task %zu (%s): heap_retained %lld, the worker's own %lld", i,
+                      jstr(own, "task"), jint(j, "heap_retained"), heap);
+        /* After a big answer the library gives the allocator's free memory back
+         * (malloc_trim): lower by at most what the allocator held free. */
+        ck_assert_msg(jint(j, "retained") - priv <= 256 * 1024 &&
+                          jint(j, "retained") - priv >= -256 * 1024 - jint(end, "free"),
+                      "task %zu (%s): retained %lld, the worker's own %lld (%lld free)", i,
+                      jstr(own, "task"), jint(j, "retained"), priv, jint(end, "free"));
+        json_decref(own);
+    }
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(a_template_over_the_soft_limit_from_its_start_is_kept)
 {
     mvrun_t r;
@@ -830,6 +870,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, forked_workers_keep_their_status_with_a_subreaper);
     tcase_add_test(tc, the_hard_limit_kills_a_forked_worker_and_only_it);
     tcase_add_test(tc, per_task_figures_of_a_forked_worker_match_its_own);
+    tcase_add_test(tc, a_forked_workers_big_answer_is_not_what_the_task_kept);
     tcase_add_test(tc, a_template_over_the_soft_limit_from_its_start_is_kept);
     tcase_add_test(tc, a_template_that_crashes_at_start_falls_back_to_exec);
     tcase_add_test(tc, a_template_fatal_exit_ends_the_run);

@@ -34,6 +34,10 @@
 #define RBUF_KEEP      (1u << 20)  /* an empty input buffer above this is shrunk back */
 #define WBUF_INIT      (4u << 10)
 #define WBUF_DIRECT    (64u << 10) /* answers this big bypass the write buffer */
+/* An answer this big goes out but for its last byte, which follows when the worker is back
+ * for its next task (see mvw__queue): glibc's default mmap threshold, the smallest block whose
+ * free() gives memory back at once; below it a freed buffer stays in the arena anyway. */
+#define SETTLE_BYTES   (128u << 10)
 #define FLUSH_COUNT    64u
 #define FLUSH_BYTES    (64u << 10)
 #define FLUSH_AGE_NS   200000ull /* since the last flush */
@@ -129,7 +133,11 @@ static int send_iov(mvw_t *w, struct iovec *iov, int n)
     return 0;
 }
 
-/* Sends the write buffer. */
+static void heap_figures(struct mvw_heap *h);
+
+const struct mvw_heap mvw__heap_late = {-1, -1};
+
+/* Sends the write buffer. A big answer's late heap figures are measured now (mvw__queue). */
 int mvw__flush(mvw_t *w)
 {
     struct iovec iov;
@@ -137,6 +145,12 @@ int mvw__flush(mvw_t *w)
 
     if (w->err)
         return w->err;
+    if (w->settle == 2) {
+        struct mvw_heap h;
+
+        heap_figures(&h);
+        memcpy(w->wbuf + w->settle_at, &h, sizeof h);
+    }
     if (w->wlen == 0) {
         w->wcount = 0; /* answers that went out directly */
         return 0;
@@ -146,6 +160,7 @@ int mvw__flush(mvw_t *w)
     rc = send_iov(w, &iov, 1);
     w->wlen = 0;
     w->wcount = 0;
+    w->settle = 0;
     w->last_flush_ns = now_ns();
     return rc;
 }
@@ -172,14 +187,28 @@ static int wbuf_reserve(mvw_t *w, size_t n)
  * Queues one message: header, optional kind prefix (u8 n + n bytes), optional heap figures
  * (struct mvw_heap), then body. Large bodies go out at once, without a copy, after what is
  * already buffered.
+ *
+ * An answer (DONE, FAIL) of SETTLE_BYTES or more goes out but for its last byte, which is
+ * kept in the write buffer (w->settle) and sent when the worker is back for its next task
+ * (mvw_next), or by any flush before. memvisor reads the worker's memory (mem_after, the
+ * heap preload's page) once an answer has arrived whole: by then the caller has freed the
+ * result it answered with and the reading is what the task kept, not the answer's carrier
+ * (docs/run-files.md, "Per-task figures"). The bytes on the wire are the same: memvisor of
+ * any version reads the message as it always did.
+ *
+ * `heap` == &mvw__heap_late (a big answer, GO said MVW_GO_HEAP_LATE): the heap figures go at
+ * the payload's end (MVW_F_HEAP | MVW_F_HEAP_LATE) and what is kept for mvw_next is them,
+ * measured when they are sent, after the result is freed.
  */
 int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
                const struct mvw_heap *heap, const void *body, size_t len)
 {
     uint8_t hdr[MVW_HEADER_SIZE + 1];
+    int late = heap == &mvw__heap_late;
     size_t pre = (kind_len ? 1 + kind_len : 0) + (heap ? sizeof *heap : 0);
-    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0), hsize = heap ? sizeof *heap : 0;
-    uint16_t flags = (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0);
+    size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0), hsize = heap && !late ? sizeof *heap : 0;
+    uint16_t flags = (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0) |
+                     (late ? MVW_F_HEAP_LATE : 0);
     struct iovec iov[4];
     int rc;
 
@@ -187,18 +216,36 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
         return w->err;
     if (len > MVW_MAX_PAYLOAD - pre)
         return -EMSGSIZE;
+    if (late && len < SETTLE_BYTES)
+        return -EINVAL; /* answer() asks for it only then */
     mvw_put_header(hdr, type, flags, task, (uint32_t)(pre + len));
     hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
     if (len >= WBUF_DIRECT) {
+        /* 1: the last byte waits; 2: the late heap figures wait (the body goes whole). */
+        int settle = late ? 2
+                     : len >= SETTLE_BYTES && (type == MVW_MSG_DONE || type == MVW_MSG_FAIL);
+        size_t keep = settle == 2 ? sizeof(struct mvw_heap) : (size_t)settle;
+
         rc = mvw__flush(w);
         if (rc < 0)
+            return rc;
+        if (settle && (rc = wbuf_reserve(w, keep)) < 0) /* before anything goes out */
             return rc;
         iov[0] = (struct iovec){hdr, hlen};
         iov[1] = (struct iovec){(void *)kind, kind_len};
         iov[2] = (struct iovec){(void *)heap, hsize};
-        iov[3] = (struct iovec){(void *)body, len};
+        iov[3] = (struct iovec){(void *)body, len - (settle == 1)};
         rc = send_iov(w, iov, 4);
         w->last_flush_ns = now_ns();
+        if (settle && rc == 0) {
+            w->settle_at = w->wlen;
+            if (settle == 1)
+                w->wbuf[w->wlen] = ((const uint8_t *)body)[len - 1];
+            else
+                memset(w->wbuf + w->wlen, 0, keep); /* filled by mvw__flush */
+            w->wlen += keep;
+            w->settle = settle;
+        }
         return rc;
     }
     rc = wbuf_reserve(w, hlen + kind_len + hsize + len);
@@ -216,6 +263,21 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
         memcpy(w->wbuf + w->wlen, body, len);
     w->wlen += len;
     return 0;
+}
+
+/*
+ * Before a big answer's last byte: the free memory at the top of glibc's heap, and its free
+ * pages, given back (malloc_trim). free() unmaps a block of the mmap threshold or more at
+ * once, but that threshold is dynamic: the first such block freed raises it to the block's
+ * size (up to 32 MiB), so the next answer of that size comes from the heap, and its bytes,
+ * freed, would stay there and read as kept by the task after it. Only after an answer of
+ * SETTLE_BYTES or more, whose copy and send already cost far more.
+ */
+static void settle_heap(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 /* The heap figures sent with each answer when memvisor asks (MVW_GO_HEAP): glibc's
@@ -452,6 +514,7 @@ static int handshake(mvw_t *w)
             w->prefetch = go.prefetch;
             w->version = go.version;
             w->report_heap = (go.mode & MVW_GO_HEAP) && w->mode == MVW_MODE_BATCH;
+            w->heap_late = w->report_heap && (go.mode & MVW_GO_HEAP_LATE);
             /* What came with GO is handled now: a service polls the fd, which will not
              * wake it for bytes already buffered here. */
             return mvw__scan(w);
@@ -478,7 +541,8 @@ static int open_channel(mvw_t **out, int forked)
     /* A single-threaded process can serve as a template (template.c). A worker just forked
      * has one thread (the clone copies only the calling one): no /proc read to say so. */
     struct mvw_hello hello = {MVW_PROTOCOL_VERSION,
-                              forked || mvw__can_template() ? MVW_HELLO_TEMPLATE : 0};
+                              MVW_HELLO_HEAP_LATE |
+                                  (forked || mvw__can_template() ? MVW_HELLO_TEMPLATE : 0)};
     int fd, flags, type, rc;
     socklen_t tl = sizeof type;
     mvw_t *w;
@@ -624,6 +688,13 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
         return -EINPROGRESS;
     if (w->mode != MVW_MODE_BATCH)
         return -EOPNOTSUPP;
+    /* A big answer's last byte: the caller is back, its result freed (see mvw__queue). */
+    if (w->settle) {
+        settle_heap();
+        rc = mvw__flush(w);
+        if (rc < 0)
+            return rc;
+    }
     for (;;) {
         if (w->err)
             return w->err;
@@ -660,18 +731,24 @@ static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
         return -EINVAL;
     if (!body && len)
         return -EINVAL;
-    /* MVW_F_COLLECT asks for garbage to be collected first: C has none to collect. */
-    if (w->report_heap)
-        heap_figures(&heap);
-    rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, w->report_heap ? &heap : NULL, body,
-                    len);
+    /* MVW_F_COLLECT asks for garbage to be collected first: C has none to collect. A big
+     * answer's figures are measured once the caller has freed its result (mvw__queue). */
+    if (w->report_heap && w->heap_late && len >= SETTLE_BYTES)
+        rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, &mvw__heap_late, body, len);
+    else {
+        if (w->report_heap)
+            heap_figures(&heap);
+        rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, w->report_heap ? &heap : NULL,
+                        body, len);
+    }
     if (rc == -EMSGSIZE || rc == -ENOMEM)
         return rc; /* still in hand: the caller may answer again, shorter */
     w->in_task = 0;
     w->wcount++;
     if (rc < 0)
         return rc;
-    return want_flush(w) ? mvw__flush(w) : 0;
+    /* A big answer's last byte waits for mvw_next (see mvw__queue). */
+    return !w->settle && want_flush(w) ? mvw__flush(w) : 0;
 }
 
 MVW_API int mvw_done(mvw_t *w, const void *result, size_t len)

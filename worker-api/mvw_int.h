@@ -37,6 +37,9 @@ struct mvw {
     uint8_t *wbuf; /* output not sent yet */
     size_t wcap, wlen;
     unsigned wcount; /* answers in wbuf */
+    int settle;        /* wbuf holds a big answer's end, for mvw_next (see mvw__queue): */
+    size_t settle_at;  /* its last byte (1), or where its late heap figures go (2) */
+    int heap_late;     /* GO allowed MVW_F_HEAP_LATE (MVW_GO_HEAP_LATE) */
     uint64_t last_flush_ns;
 
     int svc_open; /* service mode: BEGIN sent, END not yet */
@@ -52,6 +55,9 @@ int mvw__wait_fd(int fd, short events);
 int mvw__fail(mvw_t *w, int err);
 /* Sends the write buffer. */
 int mvw__flush(mvw_t *w);
+/* mvw__queue's `heap` for a big answer whose heap figures go at its end, measured when it
+ * is flushed (MVW_F_HEAP_LATE). */
+extern const struct mvw_heap mvw__heap_late;
 /* Queues one message (header, optional kind, optional heap figures, body). */
 int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t kind_len,
                const struct mvw_heap *heap, const void *body, size_t len);

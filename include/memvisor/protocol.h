@@ -43,6 +43,13 @@
  *   and the fds that come during those reads belong to that message. TEMPLATE is what allows
  *   memvisor to send FORK at all: the template's handshake reads ahead with plain recv(),
  *   which would drop the fds of a FORK it read along with GO.
+ *   - a big answer's heap figures at its end: a worker whose HELLO carries
+ *     MVW_HELLO_HEAP_LATE, asked for heap figures (MVW_GO_HEAP), gets MVW_GO_HEAP_LATE too and
+ *     may then send DONE/FAIL with MVW_F_HEAP | MVW_F_HEAP_LATE: the struct mvw_heap is the
+ *     payload's last bytes, measured once the answer's result is freed (the library sends
+ *     the rest first and them when the worker is back for its next task). A HELLO flag and a
+ *     GO bit, not a version: memvisor ignores HELLO flags it does not know, and sends the bit
+ *     only to a worker that said it understands it (docs/protocols.md, "Big answers").
  * A version-1 worker gets none of these.
  *
  * The decoder below checks the length against the caller's limit before anything is copied,
@@ -87,12 +94,14 @@ enum mvw_msg_type {
 
 /* Flags. DONE/FAIL/BEGIN with MVW_F_KIND: payload starts with u8 n, then n bytes of task
  * kind, then the result/error (BEGIN: nothing else). DONE/FAIL with MVW_F_HEAP (v2): a
- * struct mvw_heap follows the kind (or starts the payload), then the result/error. TASK with
- * MVW_F_COLLECT (v2): collect garbage before answering. */
-#define MVW_F_KIND    0x0001u
-#define MVW_F_HEAP    0x0002u
-#define MVW_F_COLLECT 0x0004u
-#define MVW_F_VALID   0x0007u
+ * struct mvw_heap follows the kind (or starts the payload), then the result/error; with
+ * MVW_F_HEAP_LATE too (after MVW_GO_HEAP_LATE), the struct is the payload's last bytes
+ * instead. TASK with MVW_F_COLLECT (v2): collect garbage before answering. */
+#define MVW_F_KIND      0x0001u
+#define MVW_F_HEAP      0x0002u
+#define MVW_F_COLLECT   0x0004u
+#define MVW_F_HEAP_LATE 0x0008u
+#define MVW_F_VALID     0x000fu
 
 /* GO modes: the low byte; higher bits are requests (v2). */
 #define MVW_MODE_BATCH    0u      /* memvisor sends TASKs */
@@ -100,10 +109,12 @@ enum mvw_msg_type {
 #define MVW_MODE_TEMPLATE 2u      /* version 2: fork workers on FORK (see above) */
 #define MVW_MODE_MASK     0x00ffu /* the mode itself */
 #define MVW_GO_HEAP       0x0100u /* answer every task with MVW_F_HEAP (batch mode) */
-#define MVW_GO_VALID      (MVW_MODE_MASK | MVW_GO_HEAP)
+#define MVW_GO_HEAP_LATE  0x0200u /* with MVW_GO_HEAP: MVW_F_HEAP_LATE allowed (HELLO said so) */
+#define MVW_GO_VALID      (MVW_MODE_MASK | MVW_GO_HEAP | MVW_GO_HEAP_LATE)
 
-/* HELLO flags. */
-#define MVW_HELLO_TEMPLATE 0x1u /* version 2: this worker can serve as a template */
+/* HELLO flags. memvisor ignores the ones it does not know. */
+#define MVW_HELLO_TEMPLATE  0x1u /* version 2: this worker can serve as a template */
+#define MVW_HELLO_HEAP_LATE 0x2u /* version 2: it can send MVW_F_HEAP_LATE answers */
 
 struct mvw_hello {
     uint32_t version; /* MVW_PROTOCOL_VERSION the worker speaks */
@@ -253,7 +264,9 @@ static inline long mvw_decode(const uint8_t *buf, size_t len, uint32_t max_paylo
     if ((h.flags & MVW_F_KIND) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
         h.type != MVW_MSG_BEGIN)
         return -EBADMSG;
-    if ((h.flags & MVW_F_HEAP) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL)
+    /* MVW_F_HEAP(_LATE) on answers only (mvw_split_heap refuses a late one without F_HEAP). */
+    if ((h.flags & (MVW_F_HEAP | MVW_F_HEAP_LATE)) && h.type != MVW_MSG_DONE &&
+        h.type != MVW_MSG_FAIL)
         return -EBADMSG;
     if ((h.flags & MVW_F_COLLECT) && h.type != MVW_MSG_TASK)
         return -EBADMSG;
@@ -297,18 +310,23 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
 }
 
 /* After mvw_split_kind: takes the struct mvw_heap of a DONE/FAIL with MVW_F_HEAP off the
- * front of rest[0..*rest_len) into *heap. 1 when there was one, 0 when the message has none
- * (*heap untouched), -EBADMSG when it is cut short. */
+ * front of rest[0..*rest_len) (with MVW_F_HEAP_LATE, off its end) into *heap. 1 when there
+ * was one, 0 when the message has none (*heap untouched), -EBADMSG when it is cut short or
+ * has MVW_F_HEAP_LATE without MVW_F_HEAP. */
 static inline int mvw_split_heap(const struct mvw_msg *m, const uint8_t **rest, size_t *rest_len,
                                  struct mvw_heap *heap)
 {
     if (!(m->h.flags & MVW_F_HEAP))
-        return 0;
+        return m->h.flags & MVW_F_HEAP_LATE ? -EBADMSG : 0;
     if (*rest_len < sizeof *heap)
         return -EBADMSG;
+    *rest_len -= sizeof *heap;
+    if (m->h.flags & MVW_F_HEAP_LATE) {
+        memcpy(heap, *rest + *rest_len, sizeof *heap);
+        return 1;
+    }
     memcpy(heap, *rest, sizeof *heap);
     *rest += sizeof *heap;
-    *rest_len -= sizeof *heap;
     return 1;
 }
 

@@ -72,7 +72,10 @@ int mvw_next(mvw_t *w, mvw_task_t *task);
 
 /* Answers the current task: success with a result, or failure with an error text. -EINVAL
  * without a task in hand. The answer goes out at once when the task took >= 50 us, else with
- * the next batch (64 answers, 64 KiB, 200 us, or before mvw_next blocks). */
+ * the next batch (64 answers, 64 KiB, 200 us, or before mvw_next blocks). An answer of 128 KiB
+ * or more goes out at once but for its last byte, which the next mvw_next sends after
+ * malloc_trim(0) (any flush sends it before): memvisor reads the worker's memory when the
+ * answer is whole, once the caller has freed `result` (docs/protocols.md, "Big answers"). */
 int mvw_done(mvw_t *w, const void *result, size_t len);
 int mvw_fail(mvw_t *w, const void *error, size_t len);
 

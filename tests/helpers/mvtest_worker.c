@@ -42,6 +42,12 @@
  *   oversize       write a header claiming a 0x7fffffff-byte payload, then go on
  *   outoforder     send DONE for task id + 1000, then go on
  *   big N          done with a result of N bytes
+ *   answer MIB     keeps nothing and answers MIB MiB: what it measured of itself at its start
+ *                  and before it made the answer, as tests/helpers/truth_worker.py answers
+ *                  (JSON: "start" and "end" with "priv", "usage", "heap" (glibc's
+ *                  uordblks + hblkhd), "free" (its fordblks), "pid", "task"), padded with
+ *                  MIB MiB of 'x' in "pad";
+ *                  the answer's buffer is freed once mvw_done returns
  *   anything else  fail "unknown command"
  *
  * Options: --alloc-at-start MIB (allocate and keep MIB MiB before mvw_open),
@@ -359,6 +365,52 @@ static int self_measured(mvw_t *w, unsigned long mib)
     return mvw_done(w, out, (size_t)n);
 }
 
+/* Live heap bytes as glibc's allocator sees them (mallinfo2), and the free bytes it holds
+ * in *free_bytes; -1 when unknown. */
+static long long own_heap(long long *free_bytes)
+{
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    struct mallinfo2 mi = mallinfo2();
+
+    *free_bytes = (long long)mi.fordblks;
+    return (long long)(mi.uordblks + mi.hblkhd);
+#else
+    *free_bytes = -1;
+    return -1;
+#endif
+}
+
+/* "answer MIB": keeps nothing, answers MIB MiB (its own figures, then the padding) from a
+ * buffer it frees once mvw_done returns. */
+static int big_answer(mvw_t *w, const char *task, size_t task_len, unsigned long mib)
+{
+    long long f0, f1, p0 = own_private(), u0 = own_usage(), h0 = own_heap(&f0), p1, u1, h1;
+    size_t pad = (size_t)mib << 20, n;
+    char *out;
+    int rc;
+
+    p1 = own_private();
+    u1 = own_usage();
+    h1 = own_heap(&f1);
+    out = malloc(512 + pad);
+    if (!out)
+        return mvw_fail(w, "out of memory", 13);
+    n = (size_t)snprintf(out, 512,
+                         "{\"task\":\"%.*s\",\"cgroup\":\"\",\"pid\":%d,"
+                         "\"start\":{\"priv\":%lld,\"usage\":%lld,\"peak\":-1,\"heap\":%lld,"
+                         "\"free\":%lld},"
+                         "\"end\":{\"priv\":%lld,\"usage\":%lld,\"peak\":-1,\"heap\":%lld,"
+                         "\"free\":%lld},\"pad\":\"",
+                         (int)(task_len < 64 ? task_len : 64), task, (int)getpid(), p0, u0, h0, f0,
+                         p1, u1, h1, f1);
+    memset(out + n, 'x', pad);
+    n += pad;
+    memcpy(out + n, "\"}", 2);
+    rc = mvw_done(w, out, n + 2);
+    free(out);
+    return rc;
+}
+
 /* Runs one command (the task bytes p[0..n)) and answers it. */
 static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
 {
@@ -516,6 +568,8 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         raw_write(w, m, sizeof m);
         return mvw_done(w, "outoforder", 10);
     }
+    if (is_cmd(p, n, "answer", &arg, &len))
+        return big_answer(w, p, n, num(arg, len));
     if (is_cmd(p, n, "big", &arg, &len)) {
         size_t size = num(arg, len);
         char *out = malloc(size ? size : 1);

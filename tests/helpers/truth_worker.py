@@ -8,8 +8,10 @@ answers with them as JSON:
 
     {"task": "spike 50", "start": {...}, "end": {...}, "cgroup": "v1", "pid": N}
 
-with each reading {"usage": B, "peak": B, "priv": B, "rss": B} (usage/peak: -1 when it has no
-memory cgroup of its own). The end reading is taken after the work, just before the answer
+with each reading {"usage": B, "peak": B, "priv": B, "rss": B, "heap": B, "free": B}
+(usage/peak: -1 when it has no memory cgroup of its own; heap: glibc's mallinfo2() uordblks +
+hblkhd, the bytes malloc has handed out; free: its fordblks, the free bytes it holds; -1 when
+unknown). The end reading is taken after the work, just before the answer
 is written. On v1 "peak" is memory.max_usage_in_bytes, which memvisor resets at each task's
 start: the worker sees memvisor's window. On v2, memory.peak read through a new fd is the
 cgroup's peak since its creation. The worker never writes it: on 6.12 a write through any fd
@@ -20,6 +22,9 @@ Task lines:
     spike MIB     touch MIB MiB and free it again (a peak, nothing retained)
     leak MIB      touch MIB MiB and keep it
     say TEXT      write TEXT on stdout first (a stray line, lines mode only), then answer
+    answer MIB    keep nothing and answer MIB MiB: the answer's JSON gets "pad", MIB MiB of
+                  "x" (made after the end reading: the answer is no part of what the task
+                  kept; the worker drops it once written)
     sleep MS      sleep MS milliseconds
 
 Modes: `truth_worker.py` is a `lines` worker (one task per stdin line, one answer per stdout
@@ -75,12 +80,34 @@ def number(path):
         return -1
 
 
+def mallinfo2():
+    """glibc's mallinfo2 through ctypes (2.33+), as memvisor_worker reads it, or None."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                    "worker-api", "python"))
+    from memvisor_worker import _mallinfo2  # noqa: PLC0415
+
+    return _mallinfo2() or None
+
+
+MALLINFO2 = mallinfo2()
+
+
+def heap():
+    """(live, free) heap bytes as glibc's allocator counts them."""
+    if MALLINFO2 is None:
+        return -1, -1
+    mi = MALLINFO2()
+    return mi.uordblks + mi.hblkhd, mi.fordblks
+
+
 def reading():
     with open("/proc/self/statm") as f:
         fields = f.read().split()
     resident, shared = int(fields[1]), int(fields[2])
+    live, free = heap()
     return {"usage": number(USAGE), "peak": number(PEAK),
-            "priv": max(resident - shared, 0) * PAGE, "rss": resident * PAGE}
+            "priv": max(resident - shared, 0) * PAGE, "rss": resident * PAGE, "heap": live,
+            "free": free}
 
 
 def touch(mib):
@@ -102,9 +129,10 @@ def work(line, out):
     elif cmd == "sleep":
         time.sleep(int(arg) / 1000)
     end = reading()
-    return json.dumps({"task": line, "start": start, "end": end,
-                       "cgroup": VERSION,
-                       "pid": os.getpid()})
+    answer = {"task": line, "start": start, "end": end, "cgroup": VERSION, "pid": os.getpid()}
+    if cmd == "answer":
+        answer["pad"] = "x" * (int(arg) * MIB)
+    return json.dumps(answer)
 
 
 def lines_main(flush):
@@ -112,8 +140,7 @@ def lines_main(flush):
         print("hello from start-up", flush=True)
     out = sys.stdout
     for raw in sys.stdin:
-        answer = work(raw.strip(), out)
-        out.write(answer + "\n")
+        out.write(work(raw.strip(), out) + "\n")  # nothing of the answer kept
         if flush:
             out.flush()
 

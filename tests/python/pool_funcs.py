@@ -146,3 +146,27 @@ def big_bytes(spec):
 
 def fail_long(mib):
     raise ValueError("m" * (mib << 20))
+
+
+def _own_memory():
+    """(private bytes as memvisor reads them: statm's resident - shared, free bytes glibc's
+    allocator holds: mallinfo2's fordblks, live bytes it handed out: uordblks + hblkhd; -1
+    when unknown)."""
+    import memvisor_worker  # a memvisor.Pool worker runs it: its mallinfo2 through ctypes
+
+    with open("/proc/self/statm") as f:
+        fields = f.read().split()
+    private = (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+    fn = memvisor_worker._mallinfo2()
+    if not fn:
+        return private, -1, -1
+    mi = fn()
+    return private, mi.fordblks, mi.uordblks + mi.hblkhd
+
+
+def answer_mib(mib):
+    """Keeps nothing and returns MIB MiB: its own figures at its start and before it made the
+    result ((private, free, live heap bytes), as _own_memory), then the result's bytes."""
+    start = _own_memory()
+    end = _own_memory()
+    return start, end, b"a" * (mib << 20)

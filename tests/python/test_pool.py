@@ -10,6 +10,7 @@ wait is bounded; nothing sleeps to synchronise.
 import base64
 import contextlib
 import functools
+import glob
 import io
 import itertools
 import json
@@ -245,6 +246,38 @@ class Leaks(PoolTest):
             self.assertGreaterEqual(s.duration, 0)
             self.assertEqual(len(r.stats), 3)
             self.assertEqual(len({st.task for st in r.stats}), 3)
+
+    def test_a_big_answer_is_not_what_the_task_kept(self):
+        # A task that keeps nothing and returns 12 MiB: its retained and heap_retained are
+        # what it kept, as the worker measured itself before it made the result (its private
+        # memory, statm; its live heap bytes, mallinfo2), not the result and its pickled
+        # bytes (docs/run-files.md, "Per-task figures"); nor does the task after it show them
+        # going away. After a big answer the worker library gives the allocator's free memory
+        # back (malloc_trim): retained may be lower, by what the allocator held free.
+        # Lock-step, one worker forked from the template: its heap figures are its own
+        # (heap_source "worker"), sent at the big answer's end.
+        with self.pool(workers=1) as pool:
+            pool.apply(pf.sq, (1,))
+            seen = []
+            for mib in (0, 12, 0, 12, 0):
+                start, end, result = pool.apply(pf.answer_mib, (mib,))
+                self.assertEqual(len(result), mib * MiB)
+                del result
+                seen.append((mib, start, end, pool.last_stats))
+        rows = {}
+        for path in glob.glob(os.path.join(self.tmp, "state", "*", "results.jsonl")):
+            with open(path) as f:
+                rows.update((r["task"], r) for r in map(json.loads, f))
+        for mib, start, end, s in seen:
+            self.assertEqual(s.retained, s.mem_after - s.mem_before)
+            own, free = end[0] - start[0], end[1]
+            why = (mib, own, free, [(m, x.retained) for m, _, _, x in seen])
+            self.assertLessEqual(s.retained - own, 2 * MiB, why)
+            self.assertGreaterEqual(s.retained - own, -2 * MiB - max(free, 0), why)
+            row = rows[s.task]
+            self.assertEqual(row.get("heap_source"), "worker", row.get("heap_source"))
+            self.assertLessEqual(abs(row["heap_retained"] - (end[2] - start[2])), 2 * MiB,
+                                 (mib, [(m, rows[x.task]["heap_retained"]) for m, _, _, x in seen]))
 
     def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
         # Without a chunksize: tiny items go in tasks of ~20 ms (at least 50 tasks a worker),

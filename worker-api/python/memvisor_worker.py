@@ -132,13 +132,15 @@ MSG_TEMPLATE = 12  # w->s template ready: {u32 pid, u32 features}
 F_KIND = 0x0001  # MVW_F_KIND: payload starts with u8 n + n bytes of task kind
 F_HEAP = 0x0002  # MVW_F_HEAP (v2): DONE/FAIL carry struct mvw_heap after the kind
 F_COLLECT = 0x0004  # MVW_F_COLLECT (v2): TASK: collect garbage before answering
-F_VALID = 0x0007  # MVW_F_VALID
+F_HEAP_LATE = 0x0008  # MVW_F_HEAP_LATE: with F_HEAP, struct mvw_heap ends the payload
+F_VALID = 0x000F  # MVW_F_VALID
 
 MODE_BATCH = 0  # MVW_MODE_BATCH
 MODE_SERVICE = 1  # MVW_MODE_SERVICE
 MODE_TEMPLATE = 2  # MVW_MODE_TEMPLATE
 
 HELLO_TEMPLATE = 0x1  # MVW_HELLO_TEMPLATE
+HELLO_HEAP_LATE = 0x2  # MVW_HELLO_HEAP_LATE: this worker can send F_HEAP_LATE answers
 FORK_CGROUP_DIR = 0x1  # MVW_FORK_CGROUP_DIR
 FORK_CGROUP_PROCS = 0x2  # MVW_FORK_CGROUP_PROCS
 FORK_MAX_FDS = 64  # MVW_FORK_MAX_FDS
@@ -146,7 +148,8 @@ FORKED_IN_CGROUP = 0x1  # MVW_FORKED_IN_CGROUP
 TEMPLATE_TID = 0x1  # MVW_TEMPLATE_TID
 MODE_MASK = 0x00FF  # MVW_MODE_MASK
 GO_HEAP = 0x0100  # MVW_GO_HEAP (v2): answer every task with heap figures
-GO_VALID = 0x01FF  # MVW_GO_VALID
+GO_HEAP_LATE = 0x0200  # MVW_GO_HEAP_LATE: F_HEAP_LATE allowed (our HELLO said so)
+GO_VALID = 0x03FF  # MVW_GO_VALID
 
 # Host byte order, standard sizes, no padding ("=" in struct): the socket never leaves the host.
 _HEADER = struct.Struct("=IHHQ")
@@ -157,6 +160,7 @@ _FORK = struct.Struct("=IIII")
 _FORKED = struct.Struct("=iiII")
 _TEMPLATE = struct.Struct("=II")
 _HEAP = struct.Struct("=qq")  # struct mvw_heap: live_bytes, blocks (-1 = unknown)
+_HEAP_LATE = _HEAP.pack(-1, -1)  # _queue's heap: at the answer's end, measured when sent
 _HEADER_HEAP = struct.Struct("=IHHQqq")  # a header, then struct mvw_heap (an answer, no kind)
 # Payload sizes fixed for what memvisor sends (its SNAPSHOT is a request: empty); TASK varies.
 _FIXED_SIZE = {MSG_GO: _GO.size, MSG_STOP: 0, MSG_SNAPSHOT: 0, MSG_FORK: _FORK.size}
@@ -172,6 +176,10 @@ _FLUSH_BYTES = 64 << 10  # bytes buffered
 _FLUSH_AGE_NS = 200_000  # since the last flush
 _FLUSH_SLOW_NS = 50_000  # a task this slow is answered at once
 _DIRECT_BYTES = 64 << 10  # answers this big bypass the write buffer
+# An answer this big goes out but for its last byte, sent when the worker is back for its
+# next task (see _queue): glibc's default mmap threshold, the smallest block whose free()
+# gives memory back at once (Python's objects above 512 bytes are malloc's).
+_SETTLE_BYTES = 128 << 10
 _KIND_MAX = 255
 _TB_FRAMES = 8  # a failed task's error keeps the traceback's last frames...
 _TB_BYTES = 4096  # ...and at most this much of it (the head line, then the end)
@@ -365,10 +373,14 @@ class Worker:
         # decoded, not started: (id, payload, flags)
         self._tasks: Deque[Tuple[int, bytes, int]] = collections.deque()
         self._report_heap = False  # GO asked for heap figures with every answer (v2)
+        self._heap_late = False  # GO allowed them at a big answer's end (F_HEAP_LATE)
         self.version = PROTOCOL_VERSION  # the conversation's, from GO
         self._bad: Optional[ProtocolError] = None  # malformed input behind buffered tasks
         self._out = bytearray()  # answers not sent yet
         self._out_count = 0
+        # _out starts with a big answer's end, for next_task (_queue): its last byte (1) or
+        # its late heap figures (2)
+        self._settle = 0
         self._last_flush_ns = time.monotonic_ns()
         self._task: Optional[Task] = None  # handed out, not answered yet
         self._task_start_ns = 0
@@ -380,7 +392,7 @@ class Worker:
         # A worker just forked from the template has one thread (a clone copies only the
         # calling one) and memvisor_template loaded: it can, without reading /proc (an open,
         # a read and a parse in every forked worker, before its HELLO).
-        flags = HELLO_TEMPLATE if self.forked or _can_template() else 0
+        flags = HELLO_HEAP_LATE | (HELLO_TEMPLATE if self.forked or _can_template() else 0)
         self._queue(MSG_HELLO, 0, None, _HELLO.pack(PROTOCOL_VERSION, flags))
         self._flush()
         self._handshake(flags)
@@ -420,6 +432,11 @@ class Worker:
             raise RuntimeError(f"task {self._task.id} was not answered with done() or fail()")
         if self.mode != MODE_BATCH:
             raise RuntimeError("next_task() is for batch mode; this worker runs as a service")
+        if self._settle:
+            # A big answer's last byte: its result is freed by now (_queue), and glibc's
+            # heap gives back what it would keep of it (_settle_heap).
+            _settle_heap()
+            self._flush()
         tasks = self._tasks
         while True:
             # _scan() leaves no whole message in the input: a header's worth is needed.
@@ -653,6 +670,7 @@ class Worker:
                 self.version = version
                 self.mode = base
                 self._report_heap = bool(mode & GO_HEAP) and self.mode == MODE_BATCH
+                self._heap_late = self._report_heap and bool(mode & GO_HEAP_LATE)
                 # What came with GO is handled now: a service polls the fd, which will not
                 # wake it for bytes already buffered here.
                 self._scan()
@@ -795,11 +813,16 @@ class Worker:
             else:
                 self._out += _HEADER.pack(len(body), mtype, 0, task.id)
             self._out += body
+        elif self._heap_late and len(body) >= _SETTLE_BYTES:
+            # Its heap figures go at its end, measured once its result is freed (_queue).
+            self._queue(mtype, task.id, kind, body, _HEAP_LATE)
         else:
             heap = _heap_figures() if self._report_heap else None
             self._queue(mtype, task.id, kind, body, heap)  # a ValueError leaves it in hand
         self._task = None
         self._out_count += 1
+        if self._settle:
+            return  # a big answer's last byte waits for next_task() (_queue)
         # Flushed when many or large answers are buffered, the last flush was 200 us ago, or
         # the task just answered was slow (then its answer is worth a syscall on its own).
         if self._out_count >= _FLUSH_COUNT or len(self._out) >= _FLUSH_BYTES:
@@ -814,19 +837,40 @@ class Worker:
                heap: Optional[bytes] = None) -> None:
         """Buffers one message: header, optional kind prefix, optional heap figures (packed
         struct mvw_heap), body. Large bodies go out at once, after what is buffered, without
-        a copy."""
+        a copy.
+
+        An answer (DONE, FAIL) of _SETTLE_BYTES or more goes out but for its last byte, kept
+        in _out (_settle) and sent when the worker is back for its next task (next_task), or
+        by any flush before. memvisor reads the worker's memory (mem_after, the heap preload's
+        page) once an answer has arrived whole: by then the result and its bytes are freed,
+        and the reading is what the task kept, not the answer's carrier (docs/run-files.md,
+        "Per-task figures"). The bytes on the wire are the same as ever.
+
+        heap is _HEAP_LATE (a big answer, GO said GO_HEAP_LATE): the heap figures go at the
+        payload's end (F_HEAP | F_HEAP_LATE), and what waits for next_task is them, measured
+        when they are sent, after the result is freed."""
+        late = heap is _HEAP_LATE
         prefix = bytes((len(kind),)) + kind if kind else b""
-        if heap is not None:
+        if heap is not None and not late:
             prefix += heap
-        length = len(prefix) + len(body)
+        length = len(prefix) + len(body) + (_HEAP.size if late else 0)
         if length > MAX_PAYLOAD:
             raise ValueError(f"a message payload is at most {MAX_PAYLOAD} bytes, not {length}")
-        header = _HEADER.pack(length, mtype, (F_KIND if kind else 0) | (F_HEAP if heap else 0),
-                              task)
+        header = _HEADER.pack(length, mtype, (F_KIND if kind else 0) | (F_HEAP if heap else 0)
+                              | (F_HEAP_LATE if late else 0), task)
         if len(body) >= _DIRECT_BYTES:
             self._flush()
             self._send(header + prefix)
-            self._send(body)
+            if late:
+                self._send(body)
+                self._out += _HEAP_LATE  # filled in by _flush
+                self._settle = 2
+            elif len(body) >= _SETTLE_BYTES and mtype in (MSG_DONE, MSG_FAIL):
+                self._send(memoryview(body)[:-1])
+                self._out += body[-1:]
+                self._settle = 1
+            else:
+                self._send(body)
             self._last_flush_ns = time.monotonic_ns()
             return
         self._out += header
@@ -836,6 +880,9 @@ class Worker:
     def _flush(self) -> None:
         """Sends the write buffer."""
         self._out_count = 0  # also answers that went out directly
+        if self._settle == 2:  # a big answer's late heap figures, measured now (_queue)
+            self._out[:_HEAP.size] = _heap_figures()
+        self._settle = 0
         if not self._out:
             return
         data = bytes(self._out)
@@ -942,6 +989,28 @@ def _traced_sites() -> Dict[Tuple[str, int], Tuple[int, int]]:
 
 
 _MALLINFO2: Any = None  # glibc's mallinfo2 through ctypes; False when there is none
+_MALLOC_TRIM: Any = None  # glibc's malloc_trim through ctypes; False when there is none
+
+
+def _settle_heap() -> None:
+    """Before a big answer's last byte: glibc's malloc_trim(0), the free memory at the top of
+    its heap and its free pages given back. free() unmaps a block of the mmap threshold or
+    more at once, but that threshold is dynamic: the first such block freed raises it to the
+    block's size (up to 32 MiB), so the next answer of that size comes from the heap, and its
+    bytes, freed, would stay there and read as kept by the task after it. Only after an
+    answer of _SETTLE_BYTES or more (ctypes is imported then, the first time)."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        import ctypes
+
+        try:
+            _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+            _MALLOC_TRIM.argtypes = [ctypes.c_size_t]
+            _MALLOC_TRIM.restype = ctypes.c_int
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
 
 
 def _mallinfo2() -> Any:

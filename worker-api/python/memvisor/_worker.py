@@ -151,27 +151,35 @@ def serve(worker: memvisor_worker.Worker, limit: int = memvisor_worker.MAX_PAYLO
     cache: Dict[bytes, Tuple[Callable[..., Any], str]] = {}
     with worker:
         for task in worker:
-            try:
-                token, mode, items = _codec.decode_task(task.data)
-                entry = cache.get(token)
-                if entry is None:
-                    if len(cache) >= _CACHE_MAX:
-                        cache.clear()
-                    fn = pickle.loads(base64.b64decode(token))
-                    entry = cache[token] = (fn, _codec.kind_of(fn))
-                task.kind = entry[1]
-                start = time.perf_counter()
-                results = _call(entry[0], mode, items)
-                body = _codec.encode_done(results, time.perf_counter() - start)
-                del results
-                too_long = _too_long(body, limit)
-                if too_long is not None:
-                    body = b""
-                    raise too_long
-            except Exception as exc:  # noqa: BLE001 - any error fails its task only
-                worker.fail(_fail_body(exc, _traceback(exc), limit))
-            else:
-                worker.done(body)
+            _serve_one(worker, task, cache, limit)
+
+
+def _serve_one(worker: memvisor_worker.Worker, task: memvisor_worker.Task,
+               cache: Dict[bytes, Tuple[Callable[..., Any], str]], limit: int) -> None:
+    """One task, answered. A function of its own so that its results and their pickled bytes
+    are freed when it returns: a big answer's last byte goes out when the worker is back for
+    its next task, and memvisor's reading then (mem_after) must not hold them."""
+    try:
+        token, mode, items = _codec.decode_task(task.data)
+        entry = cache.get(token)
+        if entry is None:
+            if len(cache) >= _CACHE_MAX:
+                cache.clear()
+            fn = pickle.loads(base64.b64decode(token))
+            entry = cache[token] = (fn, _codec.kind_of(fn))
+        task.kind = entry[1]
+        start = time.perf_counter()
+        results = _call(entry[0], mode, items)
+        body = _codec.encode_done(results, time.perf_counter() - start)
+        del results
+        too_long = _too_long(body, limit)
+        if too_long is not None:
+            body = b""
+            raise too_long
+    except Exception as exc:  # noqa: BLE001 - any error fails its task only
+        worker.fail(_fail_body(exc, _traceback(exc), limit))
+    else:
+        worker.done(body)
 
 
 def cannot_start() -> None:
