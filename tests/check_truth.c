@@ -282,6 +282,56 @@ START_TEST(a_big_answer_is_not_what_the_task_kept)
 }
 END_TEST
 
+/* A task that comes in big (3 MiB of padding, under [tasks] max_size) and keeps nothing:
+ * its retained and heap_retained are what the task kept (the worker's own view, taken from
+ * its start to its end), not the library's buffers that carried it in (its read buffer and
+ * the task's copy: +6 MiB, then -6 MiB on the next task, before they were given back ahead
+ * of the answer's end). C api (mvtest_worker's "answer 0"), lock-step. */
+START_TEST(a_big_task_is_not_what_the_task_kept)
+{
+    const char *argv[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    size_t pad = 3u << 20, cap = 4 * pad + 256, len = 0;
+    char *tasks = malloc(cap);
+    mvrun_t r;
+    json_t *ans;
+    int code;
+
+    if (!cgroups_here()) {
+        free(tasks);
+        return;
+    }
+    ck_assert_ptr_nonnull(tasks);
+    for (int i = 0; i < 5; i++) {
+        len += (size_t)snprintf(tasks + len, cap - len, "answer 0 ");
+        if (i % 2) {
+            memset(tasks + len, 'x', pad);
+            len += pad;
+        }
+        tasks[len++] = '\n';
+    }
+    tasks[len] = '\0';
+    code = run_batch(&r, tasks, argv);
+    ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r.log ? r.log : "");
+    for (size_t id = 1; id <= 5; id++) {
+        truth_t t = truth_of(&r, id, &ans);
+        json_t *res = run_result(&r, id);
+        long long h0 = jint(json_object_get(ans, "start"), "heap"),
+                  h1 = jint(json_object_get(ans, "end"), "heap");
+
+        ck_assert_msg(llabs(t.retained - (t.end_priv - t.start_priv)) <= TOL,
+                      "task %zu: retained %lld, the worker's memory went %lld -> %lld", id,
+                      t.retained, t.start_priv, t.end_priv);
+        if (json_is_integer(json_object_get(res, "heap_retained")) && h0 >= 0 && h1 >= 0)
+            ck_assert_msg(llabs(jint(res, "heap_retained") - (h1 - h0)) <= TOL,
+                          "task %zu: heap_retained %lld, the worker's heap went %lld -> %lld", id,
+                          jint(res, "heap_retained"), h0, h1);
+        json_decref(ans);
+    }
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 /* prefetch = 8: windows chain (each begins where the previous task's ended on that worker),
  * and every spike shows in its own task's peak or the one before it (the worker may have
  * begun it before memvisor saw that one's answer). */
@@ -760,6 +810,7 @@ Suite *truth_suite(void)
     tcase_add_loop_test(tc, samples_colliding_with_answers, 0, 2);
     tcase_add_loop_test(tc, prefetch_windows_chain_and_lose_no_peak, 0, 2);
     tcase_add_loop_test(tc, a_big_answer_is_not_what_the_task_kept, 0, 3);
+    tcase_add_test(tc, a_big_task_is_not_what_the_task_kept);
     tcase_add_loop_test(tc, without_a_cgroup_the_process_peak_is_per_task, 0, 4);
     suite_add_tcase(s, tc);
 

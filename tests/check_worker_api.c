@@ -590,6 +590,65 @@ START_TEST(test_big_answer_ends_when_the_worker_is_back)
 }
 END_TEST
 
+/*
+ * A task of 128 KiB or more: its answer, however small, ends when the worker is back for its
+ * next task, once the library gave back the buffers that carried the task in (memvisor reads
+ * the worker's memory then). _i = 1: its heap figures go at its end, measured then: no task
+ * bytes more than after a small task.
+ */
+START_TEST(test_big_task_answer_ends_when_the_worker_is_back)
+{
+    uint32_t mode = _i ? MVW_GO_HEAP | MVW_GO_HEAP_LATE : 0;
+    struct mvw_go go = {MVW_PROTOCOL_VERSION, 1, 1, MVW_MODE_BATCH | mode};
+    const size_t pad = 300000;
+    struct mvw_heap small_h = {0, 0}, big_h = {0, 0};
+    const uint8_t *kind, *rest;
+    char *task = malloc(pad + 16);
+    size_t kl, rl, n;
+    struct mvw_msg m;
+    struct sup s;
+    uint8_t one;
+    int gate[2];
+
+    ck_assert_ptr_nonnull(task);
+    n = (size_t)snprintf(task, 16, "big 100 ");
+    memset(task + n, 'x', pad);
+    ck_assert_int_eq(pipe2(gate, O_CLOEXEC), 0);
+    sup_start(&s, gated_worker, gate);
+    close(gate[0]);
+    sup_expect(&s, &m, MVW_MSG_HELLO, 0);
+    sup_send(&s, MVW_MSG_GO, 0, 0, &go, sizeof go);
+    sup_send(&s, MVW_MSG_TASK, 0, 1, "big 100", 7);
+    ck_assert_int_eq(write(gate[1], "g", 1), 1);
+    sup_expect(&s, &m, MVW_MSG_DONE, 1);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &small_h), _i);
+    for (uint64_t id = 2; id <= 3; id++) {
+        sup_send(&s, MVW_MSG_TASK, 0, id, task, n + pad);
+        usleep(100 * 1000); /* time to answer, were it to answer at once (a delay, no timing) */
+        ck_assert_msg(recv(s.fd, &one, 1, MSG_PEEK | MSG_DONTWAIT) < 0 && errno == EAGAIN,
+                      "a big task's answer came before the worker was back");
+        ck_assert_int_eq(write(gate[1], "g", 1), 1);
+        sup_expect(&s, &m, MVW_MSG_DONE, id);
+        ck_assert_uint_eq(m.h.flags, _i ? MVW_F_HEAP | MVW_F_HEAP_LATE : 0);
+        ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+        ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &big_h), _i);
+        ck_assert_uint_eq(rl, 100);
+#ifndef __SANITIZE_ADDRESS__
+        if (_i)
+            ck_assert_msg(llabs(big_h.live_bytes - small_h.live_bytes) < 65536,
+                          "live bytes %lld after the big task, %lld after the small one",
+                          (long long)big_h.live_bytes, (long long)small_h.live_bytes);
+#endif
+    }
+    sup_send(&s, MVW_MSG_STOP, 0, 0, NULL, 0);
+    sup_expect_eof(&s);
+    sup_finish(&s);
+    close(gate[1]);
+    free(task);
+}
+END_TEST
+
 /* A memvisor that speaks version 1: no figures; and version 1 knows no request bits. */
 static int old_go_worker(void *arg)
 {
@@ -1465,6 +1524,7 @@ Suite *worker_api_suite(void)
     tcase_add_test(tc, test_heap_figures_on_request);
     tcase_add_test(tc, test_buffers_made_before_hello);
     tcase_add_loop_test(tc, test_big_answer_ends_when_the_worker_is_back, 0, 2);
+    tcase_add_loop_test(tc, test_big_task_answer_ends_when_the_worker_is_back, 0, 2);
     tcase_add_test(tc, test_version_1_conversation);
     tcase_add_test(tc, test_stop_before_go);
     tcase_add_test(tc, test_stop_with_go);

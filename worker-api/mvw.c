@@ -216,14 +216,15 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
         return w->err;
     if (len > MVW_MAX_PAYLOAD - pre)
         return -EMSGSIZE;
-    if (late && len < SETTLE_BYTES)
+    if (late && len < SETTLE_BYTES && !w->task_big)
         return -EINVAL; /* answer() asks for it only then */
     mvw_put_header(hdr, type, flags, task, (uint32_t)(pre + len));
     hdr[MVW_HEADER_SIZE] = (uint8_t)kind_len;
     if (len >= WBUF_DIRECT) {
         /* 1: the last byte waits; 2: the late heap figures wait (the body goes whole). */
         int settle = late ? 2
-                     : len >= SETTLE_BYTES && (type == MVW_MSG_DONE || type == MVW_MSG_FAIL);
+                     : (len >= SETTLE_BYTES || w->task_big) &&
+                           (type == MVW_MSG_DONE || type == MVW_MSG_FAIL);
         size_t keep = settle == 2 ? sizeof(struct mvw_heap) : (size_t)settle;
 
         rc = mvw__flush(w);
@@ -248,7 +249,7 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
         }
         return rc;
     }
-    rc = wbuf_reserve(w, hlen + kind_len + hsize + len);
+    rc = wbuf_reserve(w, hlen + kind_len + hsize + len + (late ? sizeof(struct mvw_heap) : 0));
     if (rc < 0)
         return rc;
     memcpy(w->wbuf + w->wlen, hdr, hlen);
@@ -262,6 +263,12 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
     if (len)
         memcpy(w->wbuf + w->wlen, body, len);
     w->wlen += len;
+    if (late) { /* a big task's small answer: its figures are measured at the flush */
+        w->settle_at = w->wlen;
+        memset(w->wbuf + w->wlen, 0, sizeof(struct mvw_heap));
+        w->wlen += sizeof(struct mvw_heap);
+        w->settle = 2;
+    }
     return 0;
 }
 
@@ -664,6 +671,7 @@ static int take_task(mvw_t *w, mvw_task_t *task)
     w->tbuf[m.h.length] = '\0';
     w->rpos += (size_t)n;
     w->in_task = 1;
+    w->task_big = m.h.length >= SETTLE_BYTES;
     w->task_id = m.h.task;
     w->kind_len = 0;
     task->id = m.h.task;
@@ -678,6 +686,30 @@ static int take_task(mvw_t *w, mvw_task_t *task)
  * sends every buffered answer; it first looks (without blocking) whether input is already
  * there, so that a worker with prefetched tasks keeps batching its answers.
  */
+/*
+ * A big task's input buffers, given back before its answer ends: the read buffer that held
+ * its message (when nothing else is in it) and the task buffer that held its copy, both
+ * back to their first size. memvisor reads the task's end once its answer has arrived whole;
+ * a buffer kept from the task's bytes is the carrier, not what the task kept (12 MiB tasks
+ * read +24 MiB retained, and the next task -24 MiB). The caller is back in mvw_next: the
+ * task's data it was given is no longer its to read.
+ */
+static void release_input(mvw_t *w)
+{
+    uint8_t *p;
+
+    w->task_big = 0;
+    if (w->tcap > TBUF_INIT && (p = realloc(w->tbuf, TBUF_INIT))) {
+        w->tbuf = p;
+        w->tcap = TBUF_INIT;
+    }
+    if (w->rpos == w->rlen && w->rcap > RBUF_INIT && (p = realloc(w->rbuf, RBUF_INIT))) {
+        w->rbuf = p;
+        w->rcap = RBUF_INIT;
+        w->rpos = w->rlen = w->scan = 0;
+    }
+}
+
 MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
 {
     struct mvw_msg m;
@@ -688,8 +720,11 @@ MVW_API int mvw_next(mvw_t *w, mvw_task_t *task)
         return -EINPROGRESS;
     if (w->mode != MVW_MODE_BATCH)
         return -EOPNOTSUPP;
-    /* A big answer's last byte: the caller is back, its result freed (see mvw__queue). */
-    if (w->settle) {
+    /* A big answer's last byte: the caller is back, its result freed (see mvw__queue). A big
+     * task's answer: its input buffers go first. */
+    if (w->settle || w->task_big) {
+        if (w->task_big)
+            release_input(w);
         settle_heap();
         rc = mvw__flush(w);
         if (rc < 0)
@@ -733,7 +768,7 @@ static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
         return -EINVAL;
     /* MVW_F_COLLECT asks for garbage to be collected first: C has none to collect. A big
      * answer's figures are measured once the caller has freed its result (mvw__queue). */
-    if (w->report_heap && w->heap_late && len >= SETTLE_BYTES)
+    if (w->report_heap && w->heap_late && (len >= SETTLE_BYTES || w->task_big))
         rc = mvw__queue(w, type, w->task_id, w->kind, w->kind_len, &mvw__heap_late, body, len);
     else {
         if (w->report_heap)
@@ -747,8 +782,9 @@ static int answer(mvw_t *w, uint16_t type, const void *body, size_t len)
     w->wcount++;
     if (rc < 0)
         return rc;
-    /* A big answer's last byte waits for mvw_next (see mvw__queue). */
-    return !w->settle && want_flush(w) ? mvw__flush(w) : 0;
+    /* A big answer's last byte, and a big task's answer, wait for mvw_next (mvw__queue,
+     * release_input). */
+    return !w->settle && !w->task_big && want_flush(w) ? mvw__flush(w) : 0;
 }
 
 MVW_API int mvw_done(mvw_t *w, const void *result, size_t len)
