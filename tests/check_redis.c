@@ -709,6 +709,54 @@ START_TEST(results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_asid
 }
 END_TEST
 
+/* Results to a file alone: a task's line is in the file, Redis dies before its entry is
+ * acknowledged, then memvisor is SIGKILLed. The resumed run takes the entry over (claim_idle)
+ * and finds the task's line in its file: it acknowledges the entry and does not run the task
+ * again, so the file keeps one line per task. */
+START_TEST(a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    char src[256];
+    const char *args[] = {"run",   "-o",      "supervisor.workers=1", "-o",      "tasks.claim_idle=1s",
+                          "--tasks", src,     "--results",            NULL,      "--",
+                          MVTEST,  NULL,      NULL};
+    const char *again[] = {"run",     "-o", "supervisor.workers=1", "-o",   "tasks.claim_idle=1s",
+                           "--tasks", src,  "--results",            NULL,   "--resume",
+                           "--",      MVTEST, NULL};
+
+    redis_start(&r, true, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "say one sleep 200\nok two\n", NULL), 0);
+    snprintf(src, sizeof src, "%s/jobs", r.url);
+    run_init(&m, NULL);
+    m.service = true;
+    args[8] = again[8] = m.results;
+    run_start(&m, args, NULL);
+    free(run_wait_for(&m, "one pid="));
+    redis_kill(&r); /* task 1 runs on: its line is written, its entry stays pending */
+    for (int i = 0; i < 500 && file_lines(m.results) < 1; i++)
+        nap_ms(10);
+    ck_assert_uint_eq(file_lines(m.results), 1);
+    kill(m.pid, SIGKILL);
+    ck_assert_int_eq(run_finish(&m), 128 + SIGKILL);
+    ck_assert(spawn_server(&r));
+    run_again(&m);
+    run_start(&m, again, NULL);
+    ck_assert_int_eq(run_finish(&m), 0);
+    ck_assert_int_eq(run_count(&m, "event=redis_claimed task=1"), 1);
+    ck_assert_int_eq(run_count(&m, "event=redis_result_in_file task=1"), 1);
+    ck_assert_int_eq(run_count(&m, "one pid="), 0); /* not run again */
+    run_assert_once(&m, 2, NULL);
+    c = cli(&r);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 2);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* Mistakes are named before anything runs (exit 2); what Redis refuses ends the run with
  * the server's words and the stream's URL (exit 3). */
 START_TEST(bad_urls_and_redis_errors_are_named)
@@ -872,6 +920,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
