@@ -814,6 +814,10 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     record_t *rec;
     int rc;
 
+    /* Resumed: a task whose line the file holds ran again only for a Redis results stream
+     * (memvisor died before the result reached it): its line and count are there already. */
+    if (mv_idset_has(&r->done, res->task))
+        return 0;
     r->count[res->status]++;
     r->added++;
     if (r->fd < 0 || r->error)

@@ -709,51 +709,69 @@ START_TEST(results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_asid
 }
 END_TEST
 
-/* Results to a file alone: a task's line is in the file, Redis dies before its entry is
- * acknowledged, then memvisor is SIGKILLed. The resumed run takes the entry over (claim_idle)
- * and finds the task's line in its file: it acknowledges the entry and does not run the task
- * again, so the file keeps one line per task. */
+/* A task's line is in the results file, Redis dies before its entry is acknowledged, then
+ * memvisor is SIGKILLed. The resumed run takes the entry over (claim_idle) and finds the
+ * task's line in its file. With a file alone it acknowledges the entry and does not run the
+ * task again; with a results stream too it runs it again (the stream is the record and has
+ * no result yet) but does not append a second line. Either way the file keeps one line per
+ * task. */
 START_TEST(a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged)
 {
-    redis_t r;
-    mvrun_t m;
-    redisContext *c;
-    char src[256];
-    const char *args[] = {"run",   "-o",      "supervisor.workers=1", "-o",      "tasks.claim_idle=1s",
-                          "--tasks", src,     "--results",            NULL,      "--",
-                          MVTEST,  NULL,      NULL};
-    const char *again[] = {"run",     "-o", "supervisor.workers=1", "-o",   "tasks.claim_idle=1s",
-                           "--tasks", src,  "--results",            NULL,   "--resume",
-                           "--",      MVTEST, NULL};
+    for (int stream = 0; stream < 2; stream++) {
+        redis_t r;
+        mvrun_t m;
+        redisContext *c;
+        char src[256], res[256];
+        const char *args[20] = {
+            "run", "-o", "supervisor.workers=1", "-o", "tasks.claim_idle=1s", "--tasks", src};
+        int n = 7;
 
-    redis_start(&r, true, NULL);
-    ck_assert_int_eq(submit(&r, "jobs", "say one sleep 200\nok two\n", NULL), 0);
-    snprintf(src, sizeof src, "%s/jobs", r.url);
-    run_init(&m, NULL);
-    m.service = true;
-    args[8] = again[8] = m.results;
-    run_start(&m, args, NULL);
-    free(run_wait_for(&m, "one pid="));
-    redis_kill(&r); /* task 1 runs on: its line is written, its entry stays pending */
-    for (int i = 0; i < 500 && file_lines(m.results) < 1; i++)
-        nap_ms(10);
-    ck_assert_uint_eq(file_lines(m.results), 1);
-    kill(m.pid, SIGKILL);
-    ck_assert_int_eq(run_finish(&m), 128 + SIGKILL);
-    ck_assert(spawn_server(&r));
-    run_again(&m);
-    run_start(&m, again, NULL);
-    ck_assert_int_eq(run_finish(&m), 0);
-    ck_assert_int_eq(run_count(&m, "event=redis_claimed task=1"), 1);
-    ck_assert_int_eq(run_count(&m, "event=redis_result_in_file task=1"), 1);
-    ck_assert_int_eq(run_count(&m, "one pid="), 0); /* not run again */
-    run_assert_once(&m, 2, NULL);
-    c = cli(&r);
-    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
-    ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 2);
-    redisFree(c);
-    run_free(&m);
-    redis_stop(&r);
+        redis_start(&r, true, NULL);
+        ck_assert_int_eq(submit(&r, "jobs", "say one sleep 200\nok two\n", NULL), 0);
+        snprintf(src, sizeof src, "%s/jobs", r.url);
+        snprintf(res, sizeof res, "%s/results", r.url);
+        run_init(&m, NULL);
+        m.service = true;
+        if (stream) {
+            args[n++] = "--results";
+            args[n++] = res;
+        }
+        args[n++] = "--results";
+        args[n++] = m.results;
+        args[n++] = "--";
+        args[n++] = MVTEST;
+        run_start(&m, args, NULL);
+        free(run_wait_for(&m, "one pid="));
+        redis_kill(&r); /* task 1 runs on: its line is written, its entry stays pending */
+        for (int i = 0; i < 500 && file_lines(m.results) < 1; i++)
+            nap_ms(10);
+        ck_assert_uint_eq(file_lines(m.results), 1);
+        kill(m.pid, SIGKILL);
+        ck_assert_int_eq(run_finish(&m), 128 + SIGKILL);
+        ck_assert(spawn_server(&r));
+        run_again(&m);
+        args[n - 2] = "--resume";
+        args[n - 1] = "--";
+        args[n++] = MVTEST;
+        run_start(&m, args, NULL);
+        ck_assert_int_eq(run_finish(&m), 0);
+        ck_assert_int_eq(run_count(&m, "event=redis_claimed task=1"), 1);
+        ck_assert_int_eq(run_count(&m, "event=redis_result_in_file task=1"), !stream);
+        ck_assert_int_eq(run_count(&m, "one pid="), stream); /* run again for the stream only */
+        run_assert_once(&m, 2, NULL);
+        ck_assert_ptr_nonnull(strstr(run_summary(&m), "2 ok, 0 failed"));
+        c = cli(&r);
+        ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+        ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 2);
+        if (stream) {
+            json_t *all = stream_results(c, "results");
+            ck_assert_int_eq(assert_each_once(all, 2), 0);
+            json_decref(all);
+        }
+        redisFree(c);
+        run_free(&m);
+        redis_stop(&r);
+    }
 }
 END_TEST
 
