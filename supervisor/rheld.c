@@ -293,7 +293,7 @@ static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
                 MV_S("entry", h->eid),
                 MV_S("msg", "another memvisor wrote this task's result first: this one is "
                             "dropped"));
-    } else if (h->op == OP_FINISH) {
+    } else if (h->op == OP_FINISH) { /* 1, or 2: its own, sent again after a lost reply */
         rt->finished++;
     }
     mv__rt_held_free(rt, h);

@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "rscript.h"
 #include "suites.h"
 
 /* ---- a redis-server per test ---- */
@@ -775,6 +776,45 @@ START_TEST(a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged
 }
 END_TEST
 
+/* The finish script, sent again after its reply was lost with the connection (a Redis slower
+ * than the reply timeout): it says the result is this consumer's own, written before, not
+ * another memvisor's (measured: DEBUG SLEEP 20 mid-batch gave redis_result_duplicate for the
+ * two results in flight, "by another first" in the summary, though no other memvisor ran
+ * them). */
+START_TEST(a_finish_sent_again_is_told_apart_from_another_memvisors_result)
+{
+    redis_t r;
+    redisContext *c;
+    redisReply *rep;
+    char eid[64];
+
+    redis_start(&r, false, NULL);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XGROUP CREATE jobs memvisor 0 MKSTREAM"));
+    freeReplyObject(redisCommand(c, "XADD jobs * id 1 data x"));
+    freeReplyObject(redisCommand(c, "XADD jobs * id 2 data y"));
+    rep = redisCommand(c, "XREADGROUP GROUP memvisor me COUNT 2 STREAMS jobs >");
+    ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
+    snprintf(eid, sizeof eid, "%s", rep->element[0]->element[1]->element[0]->element[0]->str);
+    freeReplyObject(rep);
+    for (int i = 0; i < 3; i++) {
+        /* 1: written; 2: the same consumer's again; 0: another consumer's, dropped */
+        static const long long want[] = {1, 2, 0};
+        rep = redisCommand(
+            c, "EVAL %s 4 jobs jobs:done results jobs:quarantine memvisor %s 1 %s %s 0",
+            mv_rscript_text(MV_RS_FINISH), eid, "{\"task\":1}", i < 2 ? "me" : "other");
+        ck_assert_msg(rep && rep->type == REDIS_REPLY_INTEGER, "%s",
+                      rep && rep->str ? rep->str : "no reply");
+        ck_assert_int_eq(rep->integer, want[i]);
+        freeReplyObject(rep);
+    }
+    ck_assert_int_eq(INT(c, "XLEN", "results"), 1);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 1); /* task 2's entry */
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
 /* Mistakes are named before anything runs (exit 2); what Redis refuses ends the run with
  * the server's words and the stream's URL (exit 3). */
 START_TEST(bad_urls_and_redis_errors_are_named)
@@ -938,6 +978,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, a_finish_sent_again_is_told_apart_from_another_memvisors_result);
     tcase_add_test(e2e, a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
