@@ -378,6 +378,7 @@ static void keep_whole_lines(mv_results_t *r)
 static void job_cb(uv_work_t *req)
 {
     mv_results_t *r = req->data;
+    struct stat st;
     uint64_t now;
 
     r->job_error = 0;
@@ -391,6 +392,12 @@ static void job_cb(uv_work_t *req)
     }
     r->started = true;
     r->torn = 0;
+    /* The file was removed under the run: what is appended would go with it. */
+    if (r->regular && fstat(r->fd, &st) == 0 && st.st_nlink == 0) {
+        r->job_error = -ENOENT;
+        r->job_fatal = true;
+        return;
+    }
     /* Slice by slice: a burst's batch is not held twice over, as records and as its text. */
     while (r->encoded || r->batch_off < mv_buf_unread(&r->batch)) {
         if (!r->encoded && encode_slice(r) < 0) {
@@ -807,6 +814,10 @@ int mv_results_add(mv_results_t *r, const mv_result_t *res)
     record_t *rec;
     int rc;
 
+    /* Resumed: a task whose line the file holds ran again only for a Redis results stream
+     * (memvisor died before the result reached it): its line and count are there already. */
+    if (mv_idset_has(&r->done, res->task))
+        return 0;
     r->count[res->status]++;
     r->added++;
     if (r->fd < 0 || r->error)

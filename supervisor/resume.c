@@ -143,7 +143,10 @@ static int take_line(mv_resume_scan_t *s, const char *p, size_t n)
         /* A duplicate is counted, not refused: the id is done either way. In-order ids are
          * checked against the last range only; mv_resume_end finds the others by count. */
         r = mv_idset_add(&s->done, id);
-        s->count[k]++;
+        if (r == 0 && k == MV_RESUME_FAILED)
+            r = mv_idset_add(&s->failed, id);
+        else if (r == 0 && k == MV_RESUME_QUARANTINED)
+            r = mv_idset_add(&s->quarantined, id);
         s->lines++;
     }
     json_decref(o);
@@ -179,14 +182,44 @@ int mv_resume_feed(mv_resume_scan_t *s, const void *buf, size_t n)
     return 0;
 }
 
+/* Ids in both finished sets. */
+static uint64_t idset_common(const mv_idset_t *a, const mv_idset_t *b)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0, j = 0; i < a->n && j < b->n;) {
+        uint64_t lo = a->r[i].lo > b->r[j].lo ? a->r[i].lo : b->r[j].lo;
+        uint64_t hi = a->r[i].hi < b->r[j].hi ? a->r[i].hi : b->r[j].hi;
+
+        if (lo <= hi)
+            n += hi - lo + 1;
+        if (a->r[i].hi < b->r[j].hi)
+            i++;
+        else
+            j++;
+    }
+    return n;
+}
+
 int mv_resume_end(mv_resume_scan_t *s)
 {
+    uint64_t tasks;
+
     s->torn = s->fed - s->valid;
     mv_buf_free(&s->carry);
     mv_idset_finish(&s->done);
+    mv_idset_finish(&s->failed);
+    mv_idset_finish(&s->quarantined);
     if (s->bad_line)
         return -EINVAL;
-    s->dups = s->lines - mv_idset_count(&s->done);
+    tasks = mv_idset_count(&s->done);
+    s->dups = s->lines - tasks;
+    /* Each task once (a file with duplicate lines, concatenated or repaired, must not count
+     * a task twice): quarantined over failed over ok. */
+    s->count[MV_RESUME_QUARANTINED] = mv_idset_count(&s->quarantined);
+    s->count[MV_RESUME_FAILED] =
+        mv_idset_count(&s->failed) - idset_common(&s->failed, &s->quarantined);
+    s->count[MV_RESUME_OK] = tasks - s->count[MV_RESUME_QUARANTINED] - s->count[MV_RESUME_FAILED];
     return 0;
 }
 
@@ -204,5 +237,7 @@ int mv_resume_scan(mv_resume_scan_t *s, const void *p, size_t n)
 void mv_resume_free(mv_resume_scan_t *s)
 {
     mv_idset_free(&s->done);
+    mv_idset_free(&s->failed);
+    mv_idset_free(&s->quarantined);
     mv_buf_free(&s->carry);
 }

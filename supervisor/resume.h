@@ -48,13 +48,15 @@ enum { MV_RESUME_OK, MV_RESUME_FAILED, MV_RESUME_QUARANTINED, MV_RESUME_NSTATUS 
 
 typedef struct mv_resume_scan {
     mv_idset_t done;                   /* ids with a final line (finished by mv_resume_end) */
-    uint64_t count[MV_RESUME_NSTATUS]; /* lines per status */
+    uint64_t count[MV_RESUME_NSTATUS]; /* tasks per status (by mv_resume_end): a task with
+                                          several lines counts once, as its worst status */
     uint64_t lines;                    /* complete result lines */
     uint64_t dups;                     /* lines whose id had a line already */
     uint64_t valid;                    /* bytes up to the end of the last complete line */
     uint64_t torn;                     /* bytes after it: a line without its newline */
     uint64_t bad_line;                 /* the first line that is not a result; 0 = none */
     char why[160];                     /* what is wrong with it */
+    mv_idset_t failed, quarantined;    /* ids with a line of that status */
     mv_buf_t carry;                    /* the current incomplete line */
     uint64_t fed;                      /* bytes seen */
 } mv_resume_scan_t;

@@ -159,6 +159,39 @@ static void orphan(mv_rtasks_t *rt, held_t *h, mv_task_t *t, const mv_rgot_t *g)
     too_big(h, t, -1);
 }
 
+static int finish_call(mv_rtasks_t *rt, held_t *h, const mv_task_t *t, const mv_result_t *res);
+
+/* Results to a file alone, resumed: a task whose line the file holds already (a run killed
+ * after writing it, before acknowledging its entry) is acknowledged, not run again, so the
+ * file keeps one line per task. Its status is not read back: a quarantined task's copy in
+ * the quarantine stream is not written here. Whether it was taken care of (t freed). */
+static bool in_file(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
+{
+    mv_result_t res = {.status = MV_ST_OK};
+    int n;
+
+    if (!rt->wait_file || !rt->results || !mv_idset_has(&rt->results->done, t->id))
+        return false;
+    mv_info(rt->log, "redis_result_in_file", MV_I("task", (long long)t->id), MV_S("entry", h->eid),
+            MV_S("file", rt->results->path),
+            MV_S("msg", "the results file holds its line already: acknowledged, not run again"));
+    t->ref = NULL;
+    h->task = NULL;
+    h->op = OP_FINISH;
+    n = finish_call(rt, h, t, &res);
+    mv_task_free(t);
+    if (n < 0) {
+        mv_error(rt->log, "redis_result_lost", MV_I("task", (long long)h->task_id),
+                 MV_S("error", "out of memory"),
+                 MV_S("msg", "its entry stays pending: another memvisor runs it again"));
+        mv__rt_held_free(rt, h);
+        return true;
+    }
+    h->cmdlen = (size_t)n;
+    mv__rt_send(rt, h);
+    return true;
+}
+
 /* An entry read, claimed or found pending here becomes a task in the queue. */
 void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
 {
@@ -192,6 +225,8 @@ void mv__rt_take(mv_rtasks_t *rt, const mv_rgot_t *g)
     rt->taken++;
     rt->claimed += g->deliveries > 1;
     rt->routed_in += g->stream != NULL;
+    if (in_file(rt, h, t))
+        return;
     if (!t->bad && g->orphan)
         orphan(rt, h, t, g);
     else if (!t->bad && t->limit > rt->ceiling) {
@@ -258,7 +293,7 @@ static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
                 MV_S("entry", h->eid),
                 MV_S("msg", "another memvisor wrote this task's result first: this one is "
                             "dropped"));
-    } else if (h->op == OP_FINISH) {
+    } else if (h->op == OP_FINISH) { /* 1, or 2: its own, sent again after a lost reply */
         rt->finished++;
     }
     mv__rt_held_free(rt, h);

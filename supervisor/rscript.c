@@ -60,6 +60,8 @@ static const char finish_lua[] =
     "  end\n"
     "  if ARGV[6] == '1' then redis.call('XADD', KEYS[4], '*', unpack(ARGV, 7)) end\n"
     "end\n"
+    "-- 2: written before by this consumer (a call sent again: its reply was lost)\n"
+    "if fresh == 0 and redis.call('HGET', KEYS[2], ARGV[3]) == ARGV[5] then fresh = 2 end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
     "return fresh\n";

@@ -6,7 +6,8 @@
  * writes it to its AOF as one MULTI/EXEC); each is idempotent, so that a script whose reply
  * was lost with the connection can be sent again without doing its work twice:
  *   finish   the result once per task id (HSETNX on STREAM:done; then XADD to the results
- *            stream, and to STREAM:quarantine for a quarantined task), then XACK + XDEL
+ *            stream, and to STREAM:quarantine for a quarantined task), then XACK + XDEL;
+ *            1 written, 0 another consumer's was there, 2 this consumer's was (sent again)
  *   readd    a task that lost an attempt goes back with its attempts: only while this
  *            consumer still owns the entry, and not when the task has a result; XACK + XDEL
  *            of the old entry and XADD of the new one

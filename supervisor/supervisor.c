@@ -127,8 +127,14 @@ static void results_error_cb(void *arg)
 {
     mv_t *mv = arg;
 
-    mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
-             MV_S("error", uv_strerror(mv->results.error)));
+    if (mv->results.error == UV_ENOENT) /* results.c's word for a removed file */
+        mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
+                 MV_S("error", uv_strerror(mv->results.error)),
+                 MV_S("msg", "the results file was removed while the run wrote it: its lines "
+                             "are gone with it; run the batch again"));
+    else
+        mv_error(&mv->log, "results_write_failed", MV_S("file", mv->results.path),
+                 MV_S("error", uv_strerror(mv->results.error)));
     mv->cant_run = true;
     mv_stop(mv, true);
 }

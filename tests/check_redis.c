@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "harness.h"
+#include "rscript.h"
 #include "suites.h"
 
 /* ---- a redis-server per test ---- */
@@ -709,6 +710,111 @@ START_TEST(results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_asid
 }
 END_TEST
 
+/* A task's line is in the results file, Redis dies before its entry is acknowledged, then
+ * memvisor is SIGKILLed. The resumed run takes the entry over (claim_idle) and finds the
+ * task's line in its file. With a file alone it acknowledges the entry and does not run the
+ * task again; with a results stream too it runs it again (the stream is the record and has
+ * no result yet) but does not append a second line. Either way the file keeps one line per
+ * task. */
+START_TEST(a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged)
+{
+    for (int stream = 0; stream < 2; stream++) {
+        redis_t r;
+        mvrun_t m;
+        redisContext *c;
+        char src[256], res[256];
+        const char *args[20] = {
+            "run", "-o", "supervisor.workers=1", "-o", "tasks.claim_idle=1s", "--tasks", src};
+        int n = 7;
+
+        redis_start(&r, true, NULL);
+        ck_assert_int_eq(submit(&r, "jobs", "say one sleep 200\nok two\n", NULL), 0);
+        snprintf(src, sizeof src, "%s/jobs", r.url);
+        snprintf(res, sizeof res, "%s/results", r.url);
+        run_init(&m, NULL);
+        m.service = true;
+        if (stream) {
+            args[n++] = "--results";
+            args[n++] = res;
+        }
+        args[n++] = "--results";
+        args[n++] = m.results;
+        args[n++] = "--";
+        args[n++] = MVTEST;
+        run_start(&m, args, NULL);
+        free(run_wait_for(&m, "one pid="));
+        redis_kill(&r); /* task 1 runs on: its line is written, its entry stays pending */
+        for (int i = 0; i < 500 && file_lines(m.results) < 1; i++)
+            nap_ms(10);
+        ck_assert_uint_eq(file_lines(m.results), 1);
+        kill(m.pid, SIGKILL);
+        ck_assert_int_eq(run_finish(&m), 128 + SIGKILL);
+        ck_assert(spawn_server(&r));
+        run_again(&m);
+        args[n - 2] = "--resume";
+        args[n - 1] = "--";
+        args[n++] = MVTEST;
+        run_start(&m, args, NULL);
+        ck_assert_int_eq(run_finish(&m), 0);
+        ck_assert_int_eq(run_count(&m, "event=redis_claimed task=1"), 1);
+        ck_assert_int_eq(run_count(&m, "event=redis_result_in_file task=1"), !stream);
+        ck_assert_int_eq(run_count(&m, "one pid="), stream); /* run again for the stream only */
+        run_assert_once(&m, 2, NULL);
+        ck_assert_ptr_nonnull(strstr(run_summary(&m), "2 ok, 0 failed"));
+        c = cli(&r);
+        ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+        ck_assert_int_eq(INT(c, "HLEN", "jobs:done"), 2);
+        if (stream) {
+            json_t *all = stream_results(c, "results");
+            ck_assert_int_eq(assert_each_once(all, 2), 0);
+            json_decref(all);
+        }
+        redisFree(c);
+        run_free(&m);
+        redis_stop(&r);
+    }
+}
+END_TEST
+
+/* The finish script, sent again after its reply was lost with the connection (a Redis slower
+ * than the reply timeout): it says the result is this consumer's own, written before, not
+ * another memvisor's (measured: DEBUG SLEEP 20 mid-batch gave redis_result_duplicate for the
+ * two results in flight, "by another first" in the summary, though no other memvisor ran
+ * them). */
+START_TEST(a_finish_sent_again_is_told_apart_from_another_memvisors_result)
+{
+    redis_t r;
+    redisContext *c;
+    redisReply *rep;
+    char eid[64];
+
+    redis_start(&r, false, NULL);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XGROUP CREATE jobs memvisor 0 MKSTREAM"));
+    freeReplyObject(redisCommand(c, "XADD jobs * id 1 data x"));
+    freeReplyObject(redisCommand(c, "XADD jobs * id 2 data y"));
+    rep = redisCommand(c, "XREADGROUP GROUP memvisor me COUNT 2 STREAMS jobs >");
+    ck_assert_int_eq(rep->type, REDIS_REPLY_ARRAY);
+    snprintf(eid, sizeof eid, "%s", rep->element[0]->element[1]->element[0]->element[0]->str);
+    freeReplyObject(rep);
+    for (int i = 0; i < 3; i++) {
+        /* 1: written; 2: the same consumer's again; 0: another consumer's, dropped */
+        static const long long want[] = {1, 2, 0};
+        rep = redisCommand(
+            c, "EVAL %s 4 jobs jobs:done results jobs:quarantine memvisor %s 1 %s %s 0",
+            mv_rscript_text(MV_RS_FINISH), eid, "{\"task\":1}", i < 2 ? "me" : "other");
+        ck_assert_msg(rep && rep->type == REDIS_REPLY_INTEGER, "%s",
+                      rep && rep->str ? rep->str : "no reply");
+        ck_assert_int_eq(rep->integer, want[i]);
+        freeReplyObject(rep);
+    }
+    ck_assert_int_eq(INT(c, "XLEN", "results"), 1);
+    ck_assert_int_eq(INT(c, "XLEN", "jobs"), 1); /* task 2's entry */
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
 /* Mistakes are named before anything runs (exit 2); what Redis refuses ends the run with
  * the server's words and the stream's URL (exit 3). */
 START_TEST(bad_urls_and_redis_errors_are_named)
@@ -872,6 +978,8 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
+    tcase_add_test(e2e, a_finish_sent_again_is_told_apart_from_another_memvisors_result);
+    tcase_add_test(e2e, a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);

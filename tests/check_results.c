@@ -461,6 +461,29 @@ out:
 END_TEST
 
 /* results_retry = 0: a write error ends the run at once (exit 3), loudly. */
+/* The results file removed under a running memvisor: its lines would go to a file no one can
+ * open. The run stops at the next write, exit 3, naming the error. */
+START_TEST(a_results_file_removed_mid_run_stops_the_run)
+{
+    enum { N = 200 };
+    char *tasks = repeat_line("sleep 5", N);
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    mvrun_t r;
+
+    run_init(&r, tasks);
+    run_start(&r, args, NULL);
+    wait_lines(r.results, 1);
+    ck_assert_int_eq(unlink(r.results), 0);
+    ck_assert_int_eq(run_finish(&r), 3);
+    ck_assert_int_eq(run_count(&r, "event=results_write_failed"), 1);
+    ck_assert_int_eq(run_count(&r, "the results file was removed"), 1);
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "WRITING FAILED"));
+    ck_assert_ptr_nonnull(strstr(run_summary(&r), "not run")); /* it stopped early */
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(no_retry_gives_up_at_once)
 {
     const char *args[] = {"run",  "-o", "tasks.results_retry=0", "--results", "/dev/full", "--",
@@ -495,6 +518,7 @@ Suite *results_suite(void)
     tcase_add_test(disk, a_full_disk_leaves_whole_lines_and_resume_finishes);
     tcase_add_test(disk, a_full_disk_that_recovers_loses_nothing);
     tcase_add_test(disk, no_retry_gives_up_at_once);
+    tcase_add_test(disk, a_results_file_removed_mid_run_stops_the_run);
     suite_add_tcase(s, disk);
     return s;
 }

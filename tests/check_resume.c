@@ -126,6 +126,26 @@ START_TEST(reader_counts_duplicates_and_keeps_any_payload)
 }
 END_TEST
 
+/* Duplicate lines (files concatenated, or a copy repaired by hand) count each task once, as
+ * its worst status, so the summary never counts more tasks than the batch has. */
+START_TEST(reader_counts_each_task_once_as_its_worst_status)
+{
+    static const char text[] =
+        LINE(1, "ok") LINE(1, "failed") LINE(2, "quarantined") LINE(3, "failed") LINE(2, "failed")
+            LINE(3, "failed") LINE(4, "ok") LINE(4, "ok") LINE(2, "ok");
+    mv_resume_scan_t s;
+
+    ck_assert_int_eq(mv_resume_scan(&s, text, sizeof text - 1), 0);
+    ck_assert_uint_eq(s.lines, 9);
+    ck_assert_uint_eq(s.dups, 5);
+    ck_assert_uint_eq(mv_idset_count(&s.done), 4);
+    ck_assert_uint_eq(s.count[MV_RESUME_OK], 1);          /* 4 */
+    ck_assert_uint_eq(s.count[MV_RESUME_FAILED], 2);      /* 1, 3 */
+    ck_assert_uint_eq(s.count[MV_RESUME_QUARANTINED], 1); /* 2 */
+    mv_resume_free(&s);
+}
+END_TEST
+
 /* Lines written before result lines had times and a generation, and lines with them, in one
  * file: both are results (a batch begun by an older memvisor resumes under a newer one). */
 START_TEST(reader_reads_lines_with_and_without_times)
@@ -454,6 +474,7 @@ Suite *resume_suite(void)
     tcase_add_test(tc, reader_finds_ids_counts_and_a_torn_tail);
     tcase_add_test(tc, reader_gives_the_same_answer_for_any_chunks);
     tcase_add_test(tc, reader_counts_duplicates_and_keeps_any_payload);
+    tcase_add_test(tc, reader_counts_each_task_once_as_its_worst_status);
     tcase_add_test(tc, reader_reads_lines_with_and_without_times);
     tcase_add_test(tc, reader_refuses_a_line_that_is_not_a_result);
     tcase_add_test(tc, reader_of_nothing_or_only_a_torn_line);

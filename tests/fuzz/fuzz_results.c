@@ -45,8 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         if (whole.valid + whole.torn != n || (whole.valid && d[whole.valid - 1] != '\n') ||
             memchr(d + whole.valid, '\n', whole.torn))
             abort();
-        if (whole.lines != whole.count[0] + whole.count[1] + whole.count[2] ||
-            whole.lines < mv_idset_count(&whole.done))
+        if (mv_idset_count(&whole.done) != whole.count[0] + whole.count[1] + whole.count[2] ||
+            whole.lines != mv_idset_count(&whole.done) + whole.dups)
             abort();
         for (size_t i = 0; i < whole.done.n; i++)
             if (whole.done.r[i].lo == 0 || whole.done.r[i].lo > whole.done.r[i].hi ||
