@@ -670,6 +670,50 @@ START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
 }
 END_TEST
 
+/* cgroup v1: at the hard limit the kernel's OOM killer takes the largest process of the
+ * worker's cgroup. A master's child taken while the master lives on (it forks another) lost
+ * the request it served: said once as kernel_oom process=child kills=1 on the master, counted
+ * in the report, and the master's own exit later is not taken for an OOM kill. */
+START_TEST(a_kernel_oom_kill_of_a_masters_child_is_said)
+{
+    svc_t s;
+    char url[96], body[256], path[300], *line, *out;
+    const char *extra[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=none",
+                           "-o", "limits.memory_soft=0", "-o", "limits.memory_hard=32M",
+                           "-o", "limits.sample_interval=5ms", NULL};
+    long master;
+
+    svc_init(&s);
+    svc_start(&s, extra, "--leak-kb 0 --children 1");
+    if (!strstr(s.r.log, "memory=\"cgroup v1 ")) { /* v2 kills the whole worker (oom.group) */
+        fprintf(stderr, "a_kernel_oom_kill_of_a_masters_child_is_said: skipped, not cgroup v1\n");
+        svc_stop(&s);
+        run_free(&s.r);
+        return;
+    }
+    master = atol(strstr(strstr(s.r.log, "event=spawn "), " pid=") + 5);
+    /* The child touches 64 MiB under a 32 MiB limit: killed in the request. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok?kb=65536", s.port);
+    ck_assert_int_ne(curl(url, body, sizeof body), 0);
+    line = run_wait_for(&s.r, "event=kernel_oom ");
+    ck_assert_msg(strstr(line, " process=child kills=1 "), "%s", line);
+    ck_assert_int_eq(atol(strstr(line, " pid=") + 5), master);
+    free(line);
+    /* The master's next child serves. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", s.port);
+    ck_assert_int_eq(curl(url, body, sizeof body), 0);
+    svc_stop(&s);
+    ck_assert_int_eq(run_count(&s.r, "event=kernel_oom "), 1);
+    ck_assert_int_eq(run_count(&s.r, "event=spawn "), 1);
+    ck_assert_int_eq(run_count(&s.r, "reason=shutdown status=0"), 1); /* not kernel_oom */
+    snprintf(path, sizeof path, "%s/state/latest", s.r.dir);
+    ck_assert_int_eq(run_capture((const char *[]){MEMVISOR, "report", path, NULL}, &out), 0);
+    ck_assert_msg(strstr(out, "kernel_oom                1\n"), "%s", out);
+    free(out);
+    run_free(&s.r);
+}
+END_TEST
+
 Suite *service_suite(void)
 {
     Suite *s = suite_create("service");
@@ -686,6 +730,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, socket_activation_sockets_are_passed_on);
     tcase_add_test(tc, systemd_hears_ready_once_every_slot_is_up);
     tcase_add_test(tc, a_hard_limit_kill_is_the_only_lost_request_and_says_so);
+    tcase_add_test(tc, a_kernel_oom_kill_of_a_masters_child_is_said);
     suite_add_tcase(s, tc);
 
     /* Runs binaries as another user (check_checkout runs this case from a 0700 checkout). */
