@@ -659,6 +659,9 @@ START_TEST(a_hard_limit_kill_is_the_only_lost_request_and_says_so)
     lost = s.r.res[0], ok = s.r.res[1];
     ck_assert_str_eq(jstr(lost, "status"), "failed");
     ck_assert_int_eq(jint(lost, "gen"), 1);
+    /* No END came: it has no duration (not 0 ms); the served one has its own. */
+    ck_assert(json_is_null(json_object_get(lost, "duration_ms")));
+    ck_assert(json_is_real(json_object_get(ok, "duration_ms")));
     ck_assert_str_eq(jstr(ok, "status"), "ok");
     ck_assert_int_eq(jint(ok, "gen"), 2);
     /* ISO 8601 UTC with microseconds sort as text: BEGIN <= END, and the lost one first. */
