@@ -4,6 +4,7 @@
 #include "dispatch.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,8 @@ static void end_task(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t, mv_status_t
             res.heap = *a->heap;
         res.shared_reading = a->shared;
     }
-    if (a)
-        res.duration_ms = a->duration_ms;
+    /* No answer (quarantined, written off, a request lost with its worker): no duration. */
+    res.duration_ms = a ? a->duration_ms : NAN;
     if (mv_results_add(d->results, &res) < 0)
         mv_error(d->log, "result_lost", MV_I("task", (long long)t->id),
                  MV_S("error", "out of memory encoding the result"));
@@ -128,7 +129,8 @@ static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t 
         mv_warn(d->log, "request_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("request", (long long)t->id), MV_S("reason", mv_reason_name(why)));
         end_task(d, w, t, MV_ST_FAILED, msg, strlen(msg),
-                 &(mv_answer_t){.kind = (const uint8_t *)t->data, .kind_len = t->len});
+                 &(mv_answer_t){.kind = (const uint8_t *)t->data, .kind_len = t->len,
+                                .duration_ms = NAN});
     }
     return g->ntasks;
 }

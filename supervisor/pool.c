@@ -5,7 +5,9 @@
 #include "pool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -312,6 +314,69 @@ static void learn_overshoot(mv_pool_t *p, const mv_member_t *m)
         p->overshoot = mv_policy_overshoot(p->overshoot, m->w->mem.peak - m->stop_mem);
 }
 
+/* Whether w's process is on its way out: gone, a zombie, exiting (PF_EXITING), or with a
+ * SIGKILL pending (the OOM killer's, not acted on yet), from /proc/PID/stat (state, the 9th
+ * field flags, the 31st signal). An unreadable file counts as on its way out. */
+static bool dying(const mv_worker_t *w)
+{
+    char path[64], buf[1024], state = 0;
+    unsigned long flags = 0, pending = 0;
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", w->proc.pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return true;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 1,
+                     " %c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                     "%*u %*u %*d %*u %*u %*u %*u %*u %*u %lu",
+                     &state, &flags, &pending) != 3)
+        return true;
+    return state == 'Z' || state == 'X' || (flags & 0x4) || (pending & (1ul << (SIGKILL - 1)));
+}
+
+/*
+ * cgroup v1: at the hard limit the kernel's OOM killer takes the largest process of the
+ * worker's cgroup, which may be one of its children (a master's server, a subprocess) while
+ * the worker lives on, and no exit would ever say so (the requests that child had were lost).
+ * A kill the cgroup counted that is still unexplained a sample interval later, with the worker
+ * neither gone nor dying (no SIGKILL pending, not exiting: its own kill is reaped and
+ * classified kernel_oom by its exit; 5 ms after the count it may not even be acted on yet),
+ * was of another of its processes: logged as kernel_oom with process=child and kills=N, and
+ * taken off the count its own exit is classified by. v2 kills the whole worker
+ * (memory.oom.group).
+ */
+static void oom_inside(mv_pool_t *p, mv_member_t *m)
+{
+    mv_worker_t *w = m->w;
+    uint64_t n = 0, now = mv_now_ms();
+
+    if (!w->has_cg || w->cg.version != MV_CG_V1 || mv_cg_oom_kills(&w->cg, &n) < 0 || n == 0)
+        return;
+    if (m->oom_seen_ms && now - m->oom_seen_ms >= (uint64_t)p->o.cfg->limits.sample_interval &&
+        !dying(w)) {
+        w->cg.oom_base += m->oom_seen;
+        mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_S("process", "child"), MV_I("kills", (long long)m->oom_seen),
+                MV_S("cgroup", w->cg.path), MV_I("limit", m->cap ? m->cap : w->lim.hard_bytes),
+                MV_S("msg", "the kernel's OOM killer took another of this worker's processes "
+                            "at the hard limit: the worker lives on, what that one served is lost"));
+        n -= m->oom_seen;
+        m->oom_seen_ms = 0;
+    }
+    if (n > 0 && !m->oom_seen_ms) {
+        m->oom_seen = n;
+        m->oom_seen_ms = now;
+    }
+}
+
 static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verdict_t v,
                      bool sampled)
 {
@@ -319,6 +384,8 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
     mv_member_t *m = member_of(ww->w);
     mv_worker_t *w = m->w;
 
+    if (sampled)
+        oom_inside(p, m);
     mv_suspect_near_limit(&p->suspect, &m->suspect, r);
     /* Serving on while its replacement starts, or while it waits its turn to recycle, but
      * not without bound: past the headroom it drains and the other workers take the load. */

@@ -52,6 +52,8 @@ typedef struct mv_member {
     mv_kidstop_t *kids;     /* pool_kids.c: its children told to stop (target = child), or NULL */
     bool kid_follow;        /* pool_kids.c: followed since a child was told to stop */
     uint64_t kid_told_ms;   /* pool_kids.c: when a child was last told (mv_now_ms), 0 = never */
+    uint64_t oom_seen;      /* pool.c: v1 OOM kills in its cgroup seen at oom_seen_ms, unsaid */
+    uint64_t oom_seen_ms;   /* pool.c: when they were first seen (mv_now_ms), 0 = none */
 } mv_member_t;
 
 /* What a pool runs with; the pointers outlive it. */

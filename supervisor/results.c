@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,7 +233,9 @@ static int put_result(put_t *p, const mv_result_t *res, const char *host, const 
         if (res->heap.measured)
             heap_json(p, &res->heap);
     }
-    if ((cur = in_place(p, "duration_ms", JSON_REAL)))
+    if (isnan(res->duration_ms)) /* no answer came (quarantined, lost, written off) */
+        put_int_if(p, "duration_ms", false, 0);
+    else if ((cur = in_place(p, "duration_ms", JSON_REAL)))
         set_or_differ(p, json_real_set(cur, res->duration_ms));
     else if (!p->differs)
         put(p, "duration_ms", json_real(res->duration_ms));

@@ -144,6 +144,12 @@ void mv_stop(mv_t *mv, bool graceful)
     if (!mv->stopping)
         mv_notify_stopping(&mv->notify);
     mv->stopping = true;
+    /* A service that stops starts no worker again: its copy of each listening socket goes now,
+     * so that once the draining workers have closed theirs a client is refused (and may try
+     * elsewhere) instead of being queued by the kernel until memvisor exits and then reset,
+     * its request sent and never served. Under socket activation systemd keeps its own. */
+    if (mv->service)
+        mv_listen_close(&mv->listen);
     mv_pool_stop(&mv->pool, graceful);
 }
 

@@ -334,6 +334,24 @@ START_TEST(rich_recycles_and_exits)
 }
 END_TEST
 
+/* A kernel_oom of a worker's other processes (cgroup v1: a master's child) counts its kills;
+ * a worker's own, or a kills that is not a count, counts one. */
+START_TEST(kernel_oom_kills_of_children_are_counted)
+{
+    char *s;
+
+    put("run/run.json", "{'run': 'r4', 'results': '@/results.jsonl', 'ended': null}");
+    put("run/events.jsonl",
+        EV("kernel_oom", ", 'worker': 1, 'pid': 10, 'process': 'child', 'kills': 3")
+            EV("kernel_oom", ", 'worker': 1, 'pid': 10, 'process': 'child', 'kills': 'x'")
+                EV("kernel_oom", ", 'worker': 2, 'pid': 11, 'limit': 536870912"));
+    put("results.jsonl", results);
+    s = report_ok("run");
+    HAS(s, "  kernel_oom                5\n");
+    free(s);
+}
+END_TEST
+
 /* [log] events_max: events.1.jsonl, the older half, is read first and counted too; when it
  * begins with a rotation itself, older events are gone and the report says so. */
 START_TEST(rotated_events_are_counted_and_a_cut_is_said)
@@ -859,6 +877,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, rich_header_and_suspects);
     tcase_add_test(tc, unconfirmed_and_cleared_suspects);
     tcase_add_test(tc, rich_recycles_and_exits);
+    tcase_add_test(tc, kernel_oom_kills_of_children_are_counted);
     tcase_add_test(tc, rotated_events_are_counted_and_a_cut_is_said);
     tcase_add_test(tc, rich_distributions);
     tcase_add_test(tc, rich_advice);
