@@ -534,6 +534,29 @@ static void gated_answer(struct sup *s, const int *gate, uint64_t id, size_t n, 
     ck_assert_uint_eq(m->h.length, len);
 }
 
+/* Checks an answer of `len` bytes that came after a big answer or task: with late heap figures
+ * (late), flagged so and measured with the big bytes given back (live bytes within 64 KiB of
+ * `small`'s, a small task's); else without figures. Returns its result. */
+static const uint8_t *late_answer(const struct mvw_msg *m, int late, size_t len,
+                                  const struct mvw_heap *small)
+{
+    struct mvw_heap h = {0, 0};
+    const uint8_t *kind, *rest;
+    size_t kl, rl;
+
+    ck_assert_uint_eq(m->h.flags, late ? MVW_F_HEAP | MVW_F_HEAP_LATE : 0);
+    ck_assert_int_eq(mvw_split_kind(m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(m, &rest, &rl, &h), late);
+    ck_assert_uint_eq(rl, len);
+#ifndef __SANITIZE_ADDRESS__
+    if (late)
+        ck_assert_msg(llabs(h.live_bytes - small->live_bytes) < 65536,
+                      "live bytes %lld after the big one, %lld after a small one",
+                      (long long)h.live_bytes, (long long)small->live_bytes);
+#endif
+    return rest;
+}
+
 /*
  * An answer of 128 KiB or more is sent but for its end until the worker is back for its next
  * task, so that memvisor reads the worker's memory once the answer's result is freed
@@ -547,7 +570,7 @@ START_TEST(test_big_answer_ends_when_the_worker_is_back)
     struct mvw_go go = {MVW_PROTOCOL_VERSION, 1, 1, MVW_MODE_BATCH | mode};
     const size_t big = 300000;
     const uint8_t *kind, *rest;
-    struct mvw_heap small_h = {0, 0}, big_h = {0, 0};
+    struct mvw_heap small_h = {0, 0};
     size_t kl, rl;
     struct mvw_msg m;
     struct sup s;
@@ -568,20 +591,12 @@ START_TEST(test_big_answer_ends_when_the_worker_is_back)
     ck_assert_uint_eq(rl, 100);
     /* a big one, twice (the second comes from glibc's heap: the mmap threshold moved up) */
     for (uint64_t id = 2; id <= 3; id++) {
-        gated_answer(&s, gate, id, big, big + (_i ? sizeof big_h : 0), _i ? sizeof big_h : 1, &m);
-        ck_assert_uint_eq(m.h.flags, _i ? MVW_F_HEAP | MVW_F_HEAP_LATE : 0);
-        ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
-        ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &big_h), _i);
-        ck_assert_uint_eq(rl, big);
+        gated_answer(&s, gate, id, big, big + (_i ? sizeof(struct mvw_heap) : 0),
+                     _i ? sizeof(struct mvw_heap) : 1, &m);
+        /* measured with the result freed: no 300000 bytes more than after the small one */
+        rest = late_answer(&m, _i, big, &small_h);
         ck_assert_int_eq(rest[0], 'b');
         ck_assert_int_eq(rest[big - 1], 'b');
-#ifndef __SANITIZE_ADDRESS__
-        /* measured with the result freed: no 300000 bytes more than after the small one */
-        if (_i)
-            ck_assert_msg(llabs(big_h.live_bytes - small_h.live_bytes) < 65536,
-                          "live bytes %lld after the big answer, %lld after the small one",
-                          (long long)big_h.live_bytes, (long long)small_h.live_bytes);
-#endif
     }
     sup_send(&s, MVW_MSG_STOP, 0, 0, NULL, 0);
     sup_expect_eof(&s);
@@ -601,7 +616,7 @@ START_TEST(test_big_task_answer_ends_when_the_worker_is_back)
     uint32_t mode = _i ? MVW_GO_HEAP | MVW_GO_HEAP_LATE : 0;
     struct mvw_go go = {MVW_PROTOCOL_VERSION, 1, 1, MVW_MODE_BATCH | mode};
     const size_t pad = 300000;
-    struct mvw_heap small_h = {0, 0}, big_h = {0, 0};
+    struct mvw_heap small_h = {0, 0};
     const uint8_t *kind, *rest;
     char *task = malloc(pad + 16);
     size_t kl, rl, n;
@@ -630,16 +645,7 @@ START_TEST(test_big_task_answer_ends_when_the_worker_is_back)
                       "a big task's answer came before the worker was back");
         ck_assert_int_eq(write(gate[1], "g", 1), 1);
         sup_expect(&s, &m, MVW_MSG_DONE, id);
-        ck_assert_uint_eq(m.h.flags, _i ? MVW_F_HEAP | MVW_F_HEAP_LATE : 0);
-        ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
-        ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &big_h), _i);
-        ck_assert_uint_eq(rl, 100);
-#ifndef __SANITIZE_ADDRESS__
-        if (_i)
-            ck_assert_msg(llabs(big_h.live_bytes - small_h.live_bytes) < 65536,
-                          "live bytes %lld after the big task, %lld after the small one",
-                          (long long)big_h.live_bytes, (long long)small_h.live_bytes);
-#endif
+        late_answer(&m, _i, 100, &small_h);
     }
     sup_send(&s, MVW_MSG_STOP, 0, 0, NULL, 0);
     sup_expect_eof(&s);
