@@ -756,7 +756,10 @@ START_TEST(a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged
         args[n++] = MVTEST;
         run_start(&m, args, NULL);
         ck_assert_int_eq(run_finish(&m), 0);
-        ck_assert_int_eq(run_count(&m, "event=redis_claimed task=1"), 1);
+        /* Claimed from the dead run, or read anew: Redis (appendfsync everysec) may postpone
+         * its AOF write while a background fsync runs and still answer, so the kill -9 can
+         * lose the delivery (seen in CI on a loaded host). The file keeps one line either way. */
+        ck_assert_int_le(run_count(&m, "event=redis_claimed task=1"), 1);
         ck_assert_int_eq(run_count(&m, "event=redis_result_in_file task=1"), !stream);
         ck_assert_int_eq(run_count(&m, "one pid="), stream); /* run again for the stream only */
         run_assert_once(&m, 2, NULL);
