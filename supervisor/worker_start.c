@@ -193,8 +193,12 @@ static int spawn(mv_worker_t *w, const char **call)
 /* It could not be started: gone, with the failed call as its verdict. */
 static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bool hopeless)
 {
-    mv_error(w->o.log, "spawn_failed", MV_I("worker", w->slot), MV_S("command", w->o.argv[0]),
-             MV_S("call", call), MV_S("error", error));
+    /* A start the template's going away cancelled is started again (not the worker's
+     * failure, no crash counted): a warning. A template crash loop made one error line per
+     * request in flight while no task failed. */
+    mv_log(w->o.log, w->spawn_retry ? MV_LVL_WARN : MV_LVL_ERROR, "spawn_failed",
+           MV_I("worker", w->slot), MV_S("command", w->o.argv[0]), MV_S("call", call),
+           MV_S("error", error));
     w->spawn_call = call;
     snprintf(w->spawn_why, sizeof w->spawn_why, "%s", error);
     w->hopeless = hopeless;

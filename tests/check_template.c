@@ -653,6 +653,37 @@ START_TEST(a_spare_never_shares_the_templates_cgroup)
 }
 END_TEST
 
+/* A Python template that dies as it is asked to fork (an at-fork hook of its start-up): every
+ * FORK in flight is cancelled and asked again of the next template, which dies too, until
+ * templates are given up and workers exec'd. No task fails: each cancelled start is said as a
+ * warning that it is started again, not as an error (one error line per request was logged
+ * while nothing failed). */
+static const char *dies_at_fork = "import os, sys\n"
+                                  "sys.path.insert(0, sys.argv[1])\n"
+                                  "os.register_at_fork(before=lambda: os._exit(1))\n"
+                                  "import memvisor_worker\n"
+                                  "memvisor_worker.main(lambda task: 'ok')\n";
+
+START_TEST(a_template_dying_at_each_fork_warns_its_starts_are_retried)
+{
+    mvrun_t r;
+    mvargs_t av;
+
+    run_init(&r, "ok\nok\nok\n");
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.ready_timeout=10s", T),
+                       RUN_CMD("python3", run_file(&r, "dies.py", dies_at_fork),
+                               SOURCE_DIR "/worker-api/python")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_int_ge(run_count(&r, "event=template_fallback"), 1);
+    ck_assert_msg(run_count(&r, "warn  event=spawn_failed") >= 1, "%s", r.log);
+    ck_assert_msg(run_count(&r, "error event=spawn_failed") == 0, "%s", r.log);
+    run_free(&r);
+}
+END_TEST
+
 /* A Python worker whose first forked child exits 0 before its HELLO (an at-fork hook of its
  * start-up, os.register_at_fork(after_in_child=...), runs in each child before HELLO): the
  * file named by argv[2] marks that it happened once. */
@@ -882,6 +913,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
     tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
+    tcase_add_test(tc, a_template_dying_at_each_fork_warns_its_starts_are_retried);
     tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
     tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);
     tcase_add_test(tc, a_template_that_names_itself_is_refused_and_the_run_goes_on);
