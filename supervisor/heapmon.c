@@ -386,7 +386,7 @@ void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const
         return;
     }
     if (mode == MV_HEAPMODE_AUTO && !tasks) {
-        plan->why = "no tasks to attribute (protocol none)";
+        plan->why = "no batch tasks to attribute (a service, or protocol none)";
         return;
     }
     if (!argv || !argv[0]) {

@@ -73,7 +73,8 @@ START_TEST(plan_follows_the_mode_the_command_and_python)
     ck_assert(!p.preload);
     ck_assert_str_eq(p.why, "heap = off");
     mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, false, c_worker, MEMVISOR, &p);
-    ck_assert(!p.preload); /* protocol none: no tasks to attribute */
+    ck_assert(!p.preload); /* a service or protocol none: no batch tasks to attribute */
+    ck_assert_str_eq(p.why, "no batch tasks to attribute (a service, or protocol none)");
     mv_heapmon_plan(MV_HEAPMODE_PRELOAD, MV_HEAPPY_AUTO, false, c_worker, MEMVISOR, &p);
     ck_assert(p.preload); /* asked for: the heap figures still show in snapshots */
     mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, static_cmd, MEMVISOR, &p);
