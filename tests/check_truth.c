@@ -45,7 +45,7 @@
 typedef struct truth {
     long long before, after, peak, retained; /* memvisor's */
     long long start_priv, end_priv, start_usage, end_usage, start_peak, end_peak, pid;
-    long long end_free; /* free bytes its allocator held at its end (-1: unknown) */
+    long long end_free;        /* free bytes its allocator held at its end (-1: unknown) */
     const char *task, *cgroup; /* the worker's */
 } truth_t;
 
@@ -243,11 +243,11 @@ static void assert_spike_seen(const truth_t *t, const truth_t *prev, size_t id)
                   prev ? prev->peak : -1);
 }
 
-/* A task that keeps nothing and answers 12 MiB (under [worker] max_message, 16M): mem_after, retained and the heap figures are
- * what the task kept (the worker's own view, taken before it made its answer), not the
- * answer's carrier (the result, its encoded bytes: docs/run-files.md, "Per-task figures");
- * and the task after it does not show them going away. _i: 0 = lines, 1 = api (Python,
- * memvisor_worker), 2 = api (C, libmemvisor: mvtest_worker's "answer"), lock-step. */
+/* A task that keeps nothing and answers 12 MiB (under [worker] max_message, 16M): mem_after,
+ * retained and the heap figures are what the task kept (the worker's own view, taken before it made
+ * its answer), not the answer's carrier (the result, its encoded bytes: docs/run-files.md,
+ * "Per-task figures"); and the task after it does not show them going away. _i: 0 = lines, 1 = api
+ * (Python, memvisor_worker), 2 = api (C, libmemvisor: mvtest_worker's "answer"), lock-step. */
 START_TEST(a_big_answer_is_not_what_the_task_kept)
 {
     const char *tasks = "answer 0\nanswer 12\nanswer 0\nanswer 12\nanswer 0\n";
@@ -282,15 +282,19 @@ START_TEST(a_big_answer_is_not_what_the_task_kept)
 }
 END_TEST
 
-/* A task that comes in big (3 MiB of padding, under [tasks] max_size) and keeps nothing:
+/* A task that comes in big (8 MiB of padding; [tasks] max_size 16M) and keeps nothing:
  * its retained and heap_retained are what the task kept (the worker's own view, taken from
  * its start to its end), not the library's buffers that carried it in (its read buffer and
- * the task's copy: +6 MiB, then -6 MiB on the next task, before they were given back ahead
- * of the answer's end). C api (mvtest_worker's "answer 0"), lock-step. */
+ * the task's copy: +16 MiB, then -16 MiB on the next task, before they were given back ahead
+ * of the answer's end). _i: 0 = C api (mvtest_worker's "answer 0"), 1 = Python api
+ * (memvisor_worker, truth_worker.py's "answer 0": its answer holds the task's text, so it is
+ * big too), lock-step. */
 START_TEST(a_big_task_is_not_what_the_task_kept)
 {
-    const char *argv[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
-    size_t pad = 3u << 20, cap = 4 * pad + 256, len = 0;
+    const char *argv[] = {"run",  "-o", "supervisor.workers=1", "-o", "tasks.max_size=16M", "--",
+                          MVTEST, NULL};
+    const char *opts[] = {"tasks.max_size=16M", NULL};
+    size_t pad = 8u << 20, cap = 4 * pad + 256, len = 0;
     char *tasks = malloc(cap);
     mvrun_t r;
     json_t *ans;
@@ -310,17 +314,29 @@ START_TEST(a_big_task_is_not_what_the_task_kept)
         tasks[len++] = '\n';
     }
     tasks[len] = '\0';
-    code = run_batch(&r, tasks, argv);
-    ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r.log ? r.log : "");
+    if (_i == 0) {
+        code = run_batch(&r, tasks, argv);
+        ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r.log ? r.log : "");
+    } else {
+        run_truth(&r, tasks, true, opts);
+    }
     for (size_t id = 1; id <= 5; id++) {
         truth_t t = truth_of(&r, id, &ans);
         json_t *res = run_result(&r, id);
         long long h0 = jint(json_object_get(ans, "start"), "heap"),
                   h1 = jint(json_object_get(ans, "end"), "heap");
 
-        ck_assert_msg(llabs(t.retained - (t.end_priv - t.start_priv)) <= TOL,
-                      "task %zu: retained %lld, the worker's memory went %lld -> %lld", id,
-                      t.retained, t.start_priv, t.end_priv);
+        /* Python: the trim before the first big answer's end gives back the start-up's free
+         * heap once (~1.8 MiB less than the worker's own reading: protocols.md, "Big
+         * answers"), so there only no growth is checked; C: exact. */
+        if (_i == 1)
+            ck_assert_msg(t.retained <= (t.end_priv - t.start_priv) + TOL,
+                          "task %zu: retained %lld, the worker's memory went %lld -> %lld", id,
+                          t.retained, t.start_priv, t.end_priv);
+        else
+            ck_assert_msg(llabs(t.retained - (t.end_priv - t.start_priv)) <= TOL,
+                          "task %zu: retained %lld, the worker's memory went %lld -> %lld", id,
+                          t.retained, t.start_priv, t.end_priv);
         if (json_is_integer(json_object_get(res, "heap_retained")) && h0 >= 0 && h1 >= 0)
             ck_assert_msg(llabs(jint(res, "heap_retained") - (h1 - h0)) <= TOL,
                           "task %zu: heap_retained %lld, the worker's heap went %lld -> %lld", id,
@@ -810,7 +826,7 @@ Suite *truth_suite(void)
     tcase_add_loop_test(tc, samples_colliding_with_answers, 0, 2);
     tcase_add_loop_test(tc, prefetch_windows_chain_and_lose_no_peak, 0, 2);
     tcase_add_loop_test(tc, a_big_answer_is_not_what_the_task_kept, 0, 3);
-    tcase_add_test(tc, a_big_task_is_not_what_the_task_kept);
+    tcase_add_loop_test(tc, a_big_task_is_not_what_the_task_kept, 0, 2);
     tcase_add_loop_test(tc, without_a_cgroup_the_process_peak_is_per_task, 0, 4);
     suite_add_tcase(s, tc);
 

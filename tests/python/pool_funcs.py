@@ -164,6 +164,14 @@ def _own_memory():
     return private, mi.fordblks, mi.uordblks + mi.hblkhd
 
 
+def given_mib(data):
+    """Keeps nothing of a big argument and returns its length with its own figures at its
+    start and end ((private, free, live heap bytes), as _own_memory)."""
+    start = _own_memory()
+    end = _own_memory()
+    return start, end, len(data)
+
+
 def answer_mib(mib):
     """Keeps nothing and returns MIB MiB: its own figures at its start and before it made the
     result ((private, free, live heap bytes), as _own_memory), then the result's bytes."""

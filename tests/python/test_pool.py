@@ -279,6 +279,34 @@ class Leaks(PoolTest):
             self.assertLessEqual(abs(row["heap_retained"] - (end[2] - start[2])), 2 * MiB,
                                  (mib, [(m, rows[x.task]["heap_retained"]) for m, _, _, x in seen]))
 
+    def test_a_big_task_is_not_what_the_task_kept(self):
+        # A task given 2 MiB that keeps nothing: its retained and heap_retained are what it
+        # kept, as the worker measured itself, not the task's bytes and its decoded argument
+        # (held until the next task, they read +10 MiB and the next task as much negative);
+        # the worker lets them go before its answer ends (docs/protocols.md, "Big tasks").
+        # A first big task, not measured, has the trim give back what the allocator held
+        # free (the caller's heap the worker was forked with, as for big answers).
+        with self.pool(workers=1) as pool:
+            pool.apply(pf.sq, (1,))
+            pool.apply(pf.given_mib, (b"w" * (2 * MiB),))
+            seen = []
+            for mib in (0, 2, 0, 2, 0):
+                start, end, n = pool.apply(pf.given_mib, (b"t" * (mib * MiB),))
+                self.assertEqual(n, mib * MiB)
+                seen.append((mib, start, end, pool.last_stats))
+        rows = {}
+        for path in glob.glob(os.path.join(self.tmp, "state", "*", "results.jsonl")):
+            with open(path) as f:
+                rows.update((r["task"], r) for r in map(json.loads, f))
+        for mib, start, end, s in seen:
+            own, free = end[0] - start[0], end[1]
+            why = (mib, own, free, [(m, x.retained) for m, _, _, x in seen])
+            self.assertLessEqual(s.retained - own, 2 * MiB, why)
+            self.assertGreaterEqual(s.retained - own, -2 * MiB - max(free, 0), why)
+            row = rows[s.task]
+            self.assertLessEqual(abs(row["heap_retained"] - (end[2] - start[2])), 2 * MiB,
+                                 (mib, [(m, rows[x.task]["heap_retained"]) for m, _, _, x in seen]))
+
     def test_map_groups_quick_items_and_keeps_slow_ones_alone(self):
         # Without a chunksize: tiny items go in tasks of ~20 ms (at least 50 tasks a worker),
         # once the first answers say how long an item takes; slow items stay one a task.

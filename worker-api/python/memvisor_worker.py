@@ -378,9 +378,11 @@ class Worker:
         self._bad: Optional[ProtocolError] = None  # malformed input behind buffered tasks
         self._out = bytearray()  # answers not sent yet
         self._out_count = 0
-        # _out starts with a big answer's end, for next_task (_queue): its last byte (1) or
-        # its late heap figures (2)
+        # _out holds a big answer's end, for next_task (_queue): its last byte (1) or its
+        # late heap figures (2, at _settle_at)
         self._settle = 0
+        self._settle_at = 0
+        self._task_big = False  # the task in hand, or the one just answered, came in big
         self._last_flush_ns = time.monotonic_ns()
         self._task: Optional[Task] = None  # handed out, not answered yet
         self._task_start_ns = 0
@@ -421,6 +423,7 @@ class Worker:
             if task is None:
                 return
             yield task
+            del task  # not held while the next is awaited (a big task's bytes: next_task)
 
     def next_task(self) -> Optional[Task]:
         """Batch mode: waits for the next task; None when memvisor asked the worker to stop
@@ -432,9 +435,15 @@ class Worker:
             raise RuntimeError(f"task {self._task.id} was not answered with done() or fail()")
         if self.mode != MODE_BATCH:
             raise RuntimeError("next_task() is for batch mode; this worker runs as a service")
-        if self._settle:
+        if self._settle or self._task_big:
             # A big answer's last byte: its result is freed by now (_queue), and glibc's
-            # heap gives back what it would keep of it (_settle_heap).
+            # heap gives back what it would keep of it (_settle_heap). A big task's answer:
+            # the input buffer that carried it goes first (its bytes went with the task,
+            # which run() and serve() no longer hold).
+            if self._task_big:
+                self._task_big = False
+                if not self._in:
+                    self._in = bytearray()
             _settle_heap()
             self._flush()
         tasks = self._tasks
@@ -448,6 +457,7 @@ class Worker:
             if tasks:
                 task_id, data, flags = tasks.popleft()
                 task = self._task = Task(task_id, data, flags & F_COLLECT)
+                self._task_big = len(data) >= _SETTLE_BYTES
                 self._task_start_ns = _monotonic_ns()
                 return task
             if self._bad is not None:
@@ -492,6 +502,7 @@ class Worker:
                 raise
             except Exception as exc:  # noqa: BLE001 - any handler error fails its task only
                 self.fail(format_error(exc))
+            task = None  # its bytes are not held while the next task is awaited
 
     def begin(self, kind: Union[str, bytes, None] = None) -> None:
         """Service mode: a request begins (kind: None or 1..255 bytes). Sent at once."""
@@ -802,7 +813,8 @@ class Worker:
         if task._collect:
             gc.collect()  # memvisor reads the heap at this answer: no garbage in it
         kind = task._kind
-        if kind is None and len(body) < _DIRECT_BYTES:
+        big = self._task_big
+        if kind is None and len(body) < _DIRECT_BYTES and not (big and self._heap_late):
             # The common answer, buffered in two appends: header (with the heap figures
             # when memvisor asked for them: struct mvw_heap comes first in the payload),
             # then the body.
@@ -813,7 +825,7 @@ class Worker:
             else:
                 self._out += _HEADER.pack(len(body), mtype, 0, task.id)
             self._out += body
-        elif self._heap_late and len(body) >= _SETTLE_BYTES:
+        elif self._heap_late and (len(body) >= _SETTLE_BYTES or big):
             # Its heap figures go at its end, measured once its result is freed (_queue).
             self._queue(mtype, task.id, kind, body, _HEAP_LATE)
         else:
@@ -821,8 +833,8 @@ class Worker:
             self._queue(mtype, task.id, kind, body, heap)  # a ValueError leaves it in hand
         self._task = None
         self._out_count += 1
-        if self._settle:
-            return  # a big answer's last byte waits for next_task() (_queue)
+        if self._settle or big:
+            return  # a big answer's last byte, a big task's answer, wait for next_task()
         # Flushed when many or large answers are buffered, the last flush was 200 us ago, or
         # the task just answered was slow (then its answer is worth a syscall on its own).
         if self._out_count >= _FLUSH_COUNT or len(self._out) >= _FLUSH_BYTES:
@@ -863,9 +875,11 @@ class Worker:
             self._send(header + prefix)
             if late:
                 self._send(body)
+                self._settle_at = len(self._out)
                 self._out += _HEAP_LATE  # filled in by _flush
                 self._settle = 2
-            elif len(body) >= _SETTLE_BYTES and mtype in (MSG_DONE, MSG_FAIL):
+            elif ((len(body) >= _SETTLE_BYTES or self._task_big)
+                  and mtype in (MSG_DONE, MSG_FAIL)):
                 self._send(memoryview(body)[:-1])
                 self._out += body[-1:]
                 self._settle = 1
@@ -876,12 +890,16 @@ class Worker:
         self._out += header
         self._out += prefix
         self._out += body
+        if late:  # a big task's small answer: its figures are measured at the flush
+            self._settle_at = len(self._out)
+            self._out += _HEAP_LATE
+            self._settle = 2
 
     def _flush(self) -> None:
         """Sends the write buffer."""
         self._out_count = 0  # also answers that went out directly
         if self._settle == 2:  # a big answer's late heap figures, measured now (_queue)
-            self._out[:_HEAP.size] = _heap_figures()
+            self._out[self._settle_at:self._settle_at + _HEAP.size] = _heap_figures()
         self._settle = 0
         if not self._out:
             return

@@ -150,8 +150,14 @@ def serve(worker: memvisor_worker.Worker, limit: int = memvisor_worker.MAX_PAYLO
     (an answer must fit it)."""
     cache: Dict[bytes, Tuple[Callable[..., Any], str]] = {}
     with worker:
-        for task in worker:
+        while True:
+            task = worker.next_task()
+            if task is None:
+                return
             _serve_one(worker, task, cache, limit)
+            # Not held while the next is awaited: a big task's bytes (and its decoded
+            # arguments, gone with _serve_one) are no longer the worker's when its answer ends.
+            del task
 
 
 def _serve_one(worker: memvisor_worker.Worker, task: memvisor_worker.Task,
