@@ -100,13 +100,13 @@ typedef struct mv_chan {
     mv_buf_t *lent;   /* rbuf or outline while it points at the shared read buffer (channel.c)... */
     mv_buf_t stash;   /* ...and its own storage meanwhile */
 
-    uint64_t rx_ns;   /* when the bytes being handled were read (uv_hrtime) */
-    bool hello;       /* api: HELLO seen */
-    uint32_t version; /* api: the version the worker's HELLO said */
+    uint64_t rx_ns;       /* when the bytes being handled were read (uv_hrtime) */
+    bool hello;           /* api: HELLO seen */
+    uint32_t version;     /* api: the version the worker's HELLO said */
     uint32_t hello_flags; /* api: its HELLO's flags (MVW_HELLO_*) */
     bool heap_late;       /* api v2: GO allowed MVW_F_HEAP_LATE answers (MVW_GO_HEAP_LATE) */
-    bool collect;     /* api v2: TASKs ask the worker to collect garbage before answering */
-    int heap_fresh;   /* api v2: the answer being handled came with `heap` (1) or not (0) */
+    bool collect;         /* api v2: TASKs ask the worker to collect garbage before answering */
+    int heap_fresh;       /* api v2: the answer being handled came with `heap` (1) or not (0) */
     struct mvw_heap heap;
     bool stop_sent;      /* api: STOP sent */
     bool eof;            /* the worker closed its end */

@@ -129,8 +129,8 @@ static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t 
         mv_warn(d->log, "request_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_I("request", (long long)t->id), MV_S("reason", mv_reason_name(why)));
         end_task(d, w, t, MV_ST_FAILED, msg, strlen(msg),
-                 &(mv_answer_t){.kind = (const uint8_t *)t->data, .kind_len = t->len,
-                                .duration_ms = NAN});
+                 &(mv_answer_t){
+                     .kind = (const uint8_t *)t->data, .kind_len = t->len, .duration_ms = NAN});
     }
     return g->ntasks;
 }

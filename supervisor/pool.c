@@ -366,8 +366,9 @@ static void oom_inside(mv_pool_t *p, mv_member_t *m)
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("process", "child"), MV_I("kills", (long long)m->oom_seen),
                 MV_S("cgroup", w->cg.path), MV_I("limit", m->cap ? m->cap : w->lim.hard_bytes),
-                MV_S("msg", "the kernel's OOM killer took another of this worker's processes "
-                            "at the hard limit: the worker lives on, what that one served is lost"));
+                MV_S("msg",
+                     "the kernel's OOM killer took another of this worker's processes "
+                     "at the hard limit: the worker lives on, what that one served is lost"));
         n -= m->oom_seen;
         m->oom_seen_ms = 0;
     }

@@ -464,9 +464,10 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
         return on_cleared(r, s, o);
     if (strcmp(ev, "kernel_oom") == 0) { /* a worker's own, or kills=N of its other processes */
         json_t *k = json_object_get(o, "kills");
-        r->ooms += json_is_integer(k) && json_integer_value(k) > 0 && json_integer_value(k) <= MAX_COUNT
-                       ? json_integer_value(k)
-                       : 1;
+        r->ooms +=
+            json_is_integer(k) && json_integer_value(k) > 0 && json_integer_value(k) <= MAX_COUNT
+                ? json_integer_value(k)
+                : 1;
     }
     r->rotations += strcmp(ev, "events_rotated") == 0;
     r->requeues += strcmp(ev, "requeue") == 0;

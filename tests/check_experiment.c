@@ -175,8 +175,7 @@ START_TEST(an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest)
     /* Mostly the hang-up is seen in the pass that queues the rest (the path that froze); on a
      * loaded host the loop may queue the rest first and relax the experiment (stuck), then see
      * the end: every task must end once either way. */
-    ck_assert_msg(strstr(r.log, "step=arm_starved") || strstr(r.log, "step=relaxed"), "%s",
-                  r.log);
+    ck_assert_msg(strstr(r.log, "step=arm_starved") || strstr(r.log, "step=relaxed"), "%s", r.log);
     run_free(&r);
 }
 END_TEST
@@ -240,10 +239,9 @@ START_TEST(an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before)
      * the busy worker is drained like any worker that ran something, and its replacement,
      * which runs nothing but alloc from its start, is the arm: the verdict comes while the
      * task of before still holds, on a worker it never ran on. */
-    const char *const *args =
-        run_argv(&(mvargs_t){0},
-                 RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
-                 RUN_CMD(MVTEST));
+    const char *const *args = run_argv(
+        &(mvargs_t){0}, RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
+        RUN_CMD(MVTEST));
     mvrun_t r;
     char *line, drained[96];
     json_t *held;

@@ -215,7 +215,8 @@ START_TEST(test_unknown_flags)
     ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_HEAP | MVW_F_HEAP_LATE, 16, MVW_FROM_WORKER),
                      0);
     ck_assert_int_eq(
-        dec_header(MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_HEAP_LATE | MVW_F_KIND, 18, MVW_FROM_WORKER), 0);
+        dec_header(MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_HEAP_LATE | MVW_F_KIND, 18, MVW_FROM_WORKER),
+        0);
     ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_HEAP_LATE, 16, MVW_FROM_SUPERVISOR), -EBADMSG);
     ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP_LATE | MVW_F_KIND, 18, MVW_FROM_WORKER),
                      -EBADMSG);

@@ -681,8 +681,8 @@ START_TEST(a_kernel_oom_kill_of_a_masters_child_is_said)
 {
     svc_t s;
     char url[96], body[256], path[300], *line, *out;
-    const char *extra[] = {"-o", "supervisor.workers=1", "-o", "worker.protocol=none",
-                           "-o", "limits.memory_soft=0", "-o", "limits.memory_hard=32M",
+    const char *extra[] = {"-o", "supervisor.workers=1",       "-o", "worker.protocol=none",
+                           "-o", "limits.memory_soft=0",       "-o", "limits.memory_hard=32M",
                            "-o", "limits.sample_interval=5ms", NULL};
     long master;
 

@@ -259,8 +259,7 @@ START_TEST(a_forked_workers_big_answer_is_not_what_the_task_kept)
     mvrun_t r;
     const char *tasks = "answer 0\nanswer 12\nanswer 0\nanswer 12\nanswer 0\n";
     mvargs_t av;
-    const char *const *args =
-        run_argv(&av, RUN_OPTS("supervisor.workers=1", T), RUN_CMD(MVTEST));
+    const char *const *args = run_argv(&av, RUN_OPTS("supervisor.workers=1", T), RUN_CMD(MVTEST));
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 5, NULL);

@@ -499,7 +499,7 @@ static int gated_worker(void *arg)
  * that those do not come while the worker has not come back for its next task, lets it come
  * back, and decodes the whole answer into *m. */
 static void gated_answer(struct sup *s, const int *gate, uint64_t id, size_t n, size_t len,
-                       size_t held, struct mvw_msg *m)
+                         size_t held, struct mvw_msg *m)
 {
     size_t total = MVW_HEADER_SIZE + len, got = 0;
     char task[32];

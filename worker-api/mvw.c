@@ -30,10 +30,10 @@
 
 #define MVW_API __attribute__((visibility("default")))
 
-#define RBUF_INIT      (64u << 10) /* one read takes up to this much */
-#define RBUF_KEEP      (1u << 20)  /* an empty input buffer above this is shrunk back */
-#define WBUF_INIT      (4u << 10)
-#define WBUF_DIRECT    (64u << 10) /* answers this big bypass the write buffer */
+#define RBUF_INIT   (64u << 10) /* one read takes up to this much */
+#define RBUF_KEEP   (1u << 20)  /* an empty input buffer above this is shrunk back */
+#define WBUF_INIT   (4u << 10)
+#define WBUF_DIRECT (64u << 10) /* answers this big bypass the write buffer */
 /* An answer this big goes out but for its last byte, which follows when the worker is back
  * for its next task (see mvw__queue): glibc's default mmap threshold, the smallest block whose
  * free() gives memory back at once; below it a freed buffer stays in the arena anyway. */
@@ -207,8 +207,8 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
     int late = heap == &mvw__heap_late;
     size_t pre = (kind_len ? 1 + kind_len : 0) + (heap ? sizeof *heap : 0);
     size_t hlen = MVW_HEADER_SIZE + (kind_len ? 1 : 0), hsize = heap && !late ? sizeof *heap : 0;
-    uint16_t flags = (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0) |
-                     (late ? MVW_F_HEAP_LATE : 0);
+    uint16_t flags =
+        (kind_len ? MVW_F_KIND : 0) | (heap ? MVW_F_HEAP : 0) | (late ? MVW_F_HEAP_LATE : 0);
     struct iovec iov[4];
     int rc;
 
@@ -223,8 +223,8 @@ int mvw__queue(mvw_t *w, uint16_t type, uint64_t task, const char *kind, size_t 
     if (len >= WBUF_DIRECT) {
         /* 1: the last byte waits; 2: the late heap figures wait (the body goes whole). */
         int settle = late ? 2
-                     : (len >= SETTLE_BYTES || w->task_big) &&
-                           (type == MVW_MSG_DONE || type == MVW_MSG_FAIL);
+                          : (len >= SETTLE_BYTES || w->task_big) &&
+                                (type == MVW_MSG_DONE || type == MVW_MSG_FAIL);
         size_t keep = settle == 2 ? sizeof(struct mvw_heap) : (size_t)settle;
 
         rc = mvw__flush(w);

@@ -36,12 +36,12 @@ struct mvw {
 
     uint8_t *wbuf; /* output not sent yet */
     size_t wcap, wlen;
-    unsigned wcount; /* answers in wbuf */
-    int task_big;      /* the task in hand, or the one just answered, came in SETTLE_BYTES or
-                        * more: its answer ends once its input buffers are given back */
-    int settle;        /* wbuf holds a big answer's end, for mvw_next (see mvw__queue): */
-    size_t settle_at;  /* its last byte (1), or where its late heap figures go (2) */
-    int heap_late;     /* GO allowed MVW_F_HEAP_LATE (MVW_GO_HEAP_LATE) */
+    unsigned wcount;  /* answers in wbuf */
+    int task_big;     /* the task in hand, or the one just answered, came in SETTLE_BYTES or
+                       * more: its answer ends once its input buffers are given back */
+    int settle;       /* wbuf holds a big answer's end, for mvw_next (see mvw__queue): */
+    size_t settle_at; /* its last byte (1), or where its late heap figures go (2) */
+    int heap_late;    /* GO allowed MVW_F_HEAP_LATE (MVW_GO_HEAP_LATE) */
     uint64_t last_flush_ns;
 
     int svc_open; /* service mode: BEGIN sent, END not yet */
