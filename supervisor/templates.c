@@ -241,7 +241,7 @@ static void fall_back(mv_templates_t *ts, const char *why)
 {
     if (ts->off)
         return;
-    ts->off = true;
+    ts->off = ts->gave_up = true;
     mv_warn(ts->o.log, "template_fallback", MV_S("reason", why),
             MV_S("msg", "templates given up: workers are started by exec from now on"));
     uv_timer_stop(&ts->backoff);
@@ -490,6 +490,14 @@ void mv_templates_reconfigure(mv_templates_t *ts, const mv_config_t *cfg, char *
     ts->o.cfg = cfg;
     if (argv)
         ts->o.argv = argv;
+    if (ts->gave_up && !ts->stopping) {
+        mv_info(ts->o.log, "template_retry", MV_S("reason", "reload"),
+                MV_S("msg", "templates given up before: trying again with the new configuration"));
+        ts->off = ts->gave_up = false;
+        ts->streak = 0;
+        start_template(ts);
+        return;
+    }
     if (!ts->started || ts->off || ts->stopping)
         return;
     if (ts->serving)

@@ -43,6 +43,7 @@ typedef struct mv_templates {
     uint32_t gen;
     int streak; /* failed templates in a row (tpolicy.h) */
     bool started, off, stopping, closing, said_big, said_observed;
+    bool gave_up; /* off by a fallback (crash loop, refused forks): a reload tries again */
     uv_timer_t backoff;
     unsigned open; /* templates, orphans and the timer not closed yet */
     void (*closed_cb)(void *arg);
@@ -67,7 +68,8 @@ int mv_templates_start(mv_templates_t *ts, const mv_worker_opts_t *o,
                        const mv_templates_events_t *ev, void *arg);
 /* What a worker is started with: the forker, or NULL (off, given up, stopping). */
 const mv_forker_t *mv_templates_forker(mv_templates_t *ts);
-/* A reload: templates from now on run cfg and argv (a new one replaces the serving one). */
+/* A reload: templates from now on run cfg and argv (a new one replaces the serving one).
+ * Templates given up by a fallback get another start: the reload may have fixed them. */
 void mv_templates_reconfigure(mv_templates_t *ts, const mv_config_t *cfg, char *const *argv);
 /* No more forks: waiting requests fail, templates retire (graceful) or are killed. */
 void mv_templates_stop(mv_templates_t *ts, bool graceful);

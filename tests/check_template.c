@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -333,6 +334,55 @@ START_TEST(a_template_that_crashes_at_start_falls_back_to_exec)
     ck_assert_int_eq(run_count(&r, "start=fork"), 0);
     ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
     free(tasks);
+    run_free(&r);
+}
+END_TEST
+
+/* Templates given up after a crash loop are tried again at a reload, which may have fixed the
+ * start-up: here the reload drops the option that crashed it, a template becomes ready and
+ * the workers from then on are forked from it. Every task runs once. */
+START_TEST(a_reload_tries_templates_given_up_again)
+{
+    mvrun_t r;
+    char conf[PATH_MAX], text[PATH_MAX + 64];
+    const char *args[] = {"run",
+                          "-c",
+                          conf,
+                          "-o",
+                          "supervisor.workers=1",
+                          "-o",
+                          "limits.max_tasks=1",
+                          "-o",
+                          "worker.backoff_min=5ms",
+                          "-o",
+                          T,
+                          NULL};
+    char *line;
+    pid_t held;
+
+    run_init(&r, "hold 0\nok\nok\nok\nok\n");
+    snprintf(text, sizeof text, "[worker]\ncommand = %s --crash-at-start-slot 0\n", MVTEST);
+    snprintf(conf, sizeof conf, "%s", run_file(&r, "t.ini", text));
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=template_fallback reason=crash_limit"));
+    line = run_wait_for(&r, "held pid=");
+    held = (pid_t)field(line, "held pid=");
+    free(line);
+    ck_assert_int_gt(held, 1);
+    snprintf(text, sizeof text, "[worker]\ncommand = %s\n", MVTEST);
+    run_file(&r, "t.ini", text);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    free(run_wait_for(&r, "event=template_retry reason=reload"));
+    free(run_wait_for(&r, "event=template_ready template=4 "));
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 5, NULL);
+    ck_assert_int_eq(jint(run_result(&r, 1), "pid"), held);
+    ck_assert_int_eq(run_count(&r, "event=template_fallback"), 1);
+    /* The held task's worker was exec'd; the tasks after the reload went to forked ones. */
+    ck_assert_int_ge(run_count(&r, "start=exec"), 1);
+    ck_assert_int_ge(run_count(&r, "start=fork"), 1);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
     run_free(&r);
 }
 END_TEST
@@ -916,6 +966,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
     tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);
     tcase_add_test(tc, a_template_that_names_itself_is_refused_and_the_run_goes_on);
+    tcase_add_test(tc, a_reload_tries_templates_given_up_again);
     tcase_add_test(tc, a_spare_killed_with_its_template_keeps_its_exact_status_under_a_subreaper);
     suite_add_tcase(s, tc);
     return s;
