@@ -52,11 +52,31 @@ static void pool_stopped_cb(void *arg)
     mv_results_close(&mv->results, results_closed_cb);
 }
 
+/* A resumed results file with lines for tasks the source does not have (ids past its end,
+ * or of its empty lines) was written from another source, or the source changed: said once
+ * the whole source was read, since the summary counts those lines as they are. */
+static void check_resumed(mv_t *mv)
+{
+    const mv_tasks_t *t = &mv->tasks;
+    uint64_t had = mv_idset_count(&mv->results.done);
+
+    if ((t->kind != MV_SRC_FILE && t->kind != MV_SRC_STREAM) || !t->eof || t->error ||
+        had <= t->skipped)
+        return;
+    mv_warn(&mv->log, "resume_mismatch",
+            MV_I("results_without_task", (long long)(had - t->skipped)),
+            MV_I("source_lines", (long long)t->lineno),
+            MV_S("msg", "the results file has lines for tasks that the task source does not have "
+                        "(past its end, or empty lines): was it written from another source? "
+                        "The summary counts them"));
+}
+
 /* Whether the batch is complete: then the workers are let go. */
 static void check_done(mv_t *mv)
 {
     if (mv->stopping || mv->service || !mv_tasks_all_ended(&mv->tasks))
         return;
+    check_resumed(mv);
     mv_info(&mv->log, "batch_done", MV_I("tasks", (long long)mv->tasks.ended));
     mv_stop(mv, true);
 }

@@ -459,6 +459,28 @@ START_TEST(resuming_a_finished_batch_runs_nothing)
     ck_assert_int_eq(run_finish(&r), 1);
     ck_assert_uint_eq(r.nres, 2); /* no line added */
     ck_assert_ptr_nonnull(strstr(run_summary(&r), "1 ok, 0 failed, 1 quarantined"));
+    ck_assert_int_eq(run_count(&r, "event=resume_mismatch"), 0); /* its own source */
+    run_free(&r);
+}
+END_TEST
+
+/* A results file with lines for tasks the source does not have (an empty line's id, ids past
+ * its end: it was written from another source) is resumed, with one warning naming how many. */
+START_TEST(results_for_tasks_the_source_lacks_are_warned_of)
+{
+    const char *args[] = {"run", "--resume", "--", MVTEST, NULL};
+    mvrun_t r;
+    FILE *f;
+
+    run_init(&r, "ok a\n\nok c\n");
+    f = fopen(r.results, "w");
+    fputs(LINE(1, "ok") LINE(2, "ok") LINE(5, "ok") LINE(6, "failed"), f);
+    fclose(f);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 1);
+    ck_assert_uint_eq(r.nres, 5); /* task 3 ran */
+    ck_assert_int_eq(run_count(&r, "event=resume_mismatch results_without_task=3 source_lines=3 "),
+                     1);
     run_free(&r);
 }
 END_TEST
@@ -486,6 +508,7 @@ Suite *resume_suite(void)
     tcase_add_test(e2e, non_empty_results_without_resume_is_refused_untouched);
     tcase_add_test(e2e, resume_needs_a_results_file_a_task_source_and_a_results_file_it_can_read);
     tcase_add_test(e2e, resuming_a_finished_batch_runs_nothing);
+    tcase_add_test(e2e, results_for_tasks_the_source_lacks_are_warned_of);
     suite_add_tcase(s, e2e);
     return s;
 }
