@@ -684,6 +684,11 @@ static int open_io(mv_t *mv)
                  MV_S("error", why));
         return -1;
     }
+    if (cfg->tasks.follow && mv->tasks.kind != MV_SRC_REDIS && !mv->service)
+        mv_warn(&mv->log, "follow_ignored", MV_S("source", cfg->tasks.source),
+                MV_S("msg", "[tasks] follow is for a Redis source: a file source ends at its "
+                            "end (to follow a growing file, pipe it in: tail -f FILE | memvisor "
+                            "run --tasks - ...)"));
     /* Checks and locks the results (with --resume, reads them back); writes nothing: the
      * first write comes from the loop, after every check that can refuse the run. */
     r = mv_results_open(&mv->results, &mv->loop,

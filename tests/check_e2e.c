@@ -683,6 +683,22 @@ START_TEST(a_new_worker_reads_go_and_its_first_task_at_once)
 }
 END_TEST
 
+/* [tasks] follow is for a Redis source: with a file, the batch ends at the file's end, with a
+ * warning that says so. */
+START_TEST(follow_with_a_file_source_is_warned_of)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "tasks.follow=yes"), RUN_CMD(MVTEST));
+
+    ck_assert_int_eq(run_batch(&r, "ok\nok\n", args), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_int_eq(run_count(&r, "event=follow_ignored "), 1);
+    run_free(&r);
+}
+END_TEST
+
 Suite *e2e_suite(void)
 {
     Suite *s = suite_create("e2e");
@@ -694,6 +710,7 @@ Suite *e2e_suite(void)
     tcase_set_timeout(sig, 60);
     tcase_set_timeout(cfg, 30);
     tcase_add_test(batch, recycles_on_task_count);
+    tcase_add_test(batch, follow_with_a_file_source_is_warned_of);
     tcase_add_test(batch, a_run_rotates_its_events_file);
     tcase_add_test(batch, recycles_on_memory_before_the_hard_limit);
     tcase_add_test(batch, result_lines_carry_memory_and_payloads);
