@@ -139,11 +139,15 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
     case MVW_MSG_END:
         if (!c->hello || !c->o.service)
             return mv_chan_fail(c, "BEGIN/END outside service mode");
+        /* The worker's heap figures as the request began or ended (v2, when GO asked). */
+        if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0)
+            return mv_chan_fail(c, "bad kind prefix");
+        c->heap_fresh = mvw_split_heap(m, &rest, &rest_len, &c->heap);
+        if (c->heap_fresh < 0 || (c->heap_fresh && c->version < 2))
+            return mv_chan_fail(c, "bad heap figures");
         if (m->h.type == MVW_MSG_END) {
-            memcpy(&status, m->payload, sizeof status);
+            memcpy(&status, rest, sizeof status); /* mvw_decode: exactly the status is left */
             c->ev->on_end(c->owner, m->h.task, status);
-        } else if (mvw_split_kind(m, &kind, &kind_len, &rest, &rest_len) < 0) {
-            mv_chan_fail(c, "bad kind prefix");
         } else {
             c->ev->on_begin(c->owner, m->h.task, kind, kind_len);
         }

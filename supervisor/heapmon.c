@@ -474,6 +474,14 @@ void mv_heapwin_close(mv_heapwin_t *hw, const struct mvw_heap *rep, mv_heap_task
     hw->prev = (struct mvh_report){rep->live_bytes, rep->blocks, true};
 }
 
+void mv_heapwin_begin(mv_heapwin_t *hw, const struct mvw_heap *rep)
+{
+    if (hw->hm.page)
+        return;
+    hw->prev = rep && rep->live_bytes >= 0 ? (struct mvh_report){rep->live_bytes, rep->blocks, true}
+                                           : (struct mvh_report){0, 0, false};
+}
+
 void mv_heapwin_since_close(mv_heapwin_t *hw)
 {
     hw->open = hw->closed;

@@ -142,6 +142,9 @@ void mv_heapwin_open(mv_heapwin_t *hw);
  * the figures the worker sent with this answer, or NULL; used when there is no page, with the
  * previous answer's as "before". */
 void mv_heapwin_close(mv_heapwin_t *hw, const struct mvw_heap *rep, mv_heap_task_t *out);
+/* Service mode, a request begins: `rep`, the figures the worker sent with its BEGIN (or
+ * NULL), are its "before" when there is no page. */
+void mv_heapwin_begin(mv_heapwin_t *hw, const struct mvw_heap *rep);
 /* Service mode: the window that opens starts at the last window's end (requests are marked
  * after their work is done, so a reading now would already hold the request's memory). */
 void mv_heapwin_since_close(mv_heapwin_t *hw);

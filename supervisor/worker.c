@@ -478,12 +478,12 @@ void mv_worker_became_ready(mv_worker_t *w)
     w->ev->on_ready(w);
 }
 
-/* Whether a batch worker should send its own heap figures with each answer (v2): only when
- * they are used (accounting and detection on) and nothing better counts (no preload page). */
+/* Whether a worker should send its own heap figures with each answer, or each request's
+ * BEGIN and END (v2): only when they are used (accounting and detection on) and nothing
+ * better counts (no preload page). */
 static bool wants_heap_reports(const mv_worker_t *w, uint32_t version)
 {
-    return version >= 2 && !w->o.service && !w->heap.hm.page && w->o.cfg->tasks.accounting &&
-           w->o.cfg->leak.detect;
+    return version >= 2 && !w->heap.hm.page && w->o.cfg->tasks.accounting && w->o.cfg->leak.detect;
 }
 
 /* Queues GO, in the version the worker's HELLO said, with its slot (and whether to send heap
@@ -496,8 +496,9 @@ static void queue_go(mv_worker_t *w)
     if (wants_heap_reports(w, w->chan.version)) {
         go.mode |= MVW_GO_HEAP;
         /* A big answer's figures at its end, measured once its result is freed, for a
-         * worker that said it can (docs/protocols.md, "Big answers"). */
-        w->chan.heap_late = (w->chan.hello_flags & MVW_HELLO_HEAP_LATE) != 0;
+         * worker that said it can (docs/protocols.md, "Big answers"); a service has no
+         * answers. */
+        w->chan.heap_late = !w->o.service && (w->chan.hello_flags & MVW_HELLO_HEAP_LATE) != 0;
         if (w->chan.heap_late)
             go.mode |= MVW_GO_HEAP_LATE;
     }
@@ -629,6 +630,8 @@ static void chan_begin(void *owner, uint64_t id, const uint8_t *kind, size_t kin
     open_window(w, w->have_end ? &w->end_reading : task_reading(w, w->idle_ns), uv_hrtime());
     if (w->have_end)
         mv_heapwin_since_close(&w->heap); /* the same for the heap */
+    /* Without a page, the worker's own figures as it began (when GO asked for them). */
+    mv_heapwin_begin(&w->heap, w->chan.heap_fresh > 0 ? &w->chan.heap : NULL);
     mv_worker_step(w, MV_EV_DISPATCH);
     arm_task(w);
     w->ev->on_begin(w, t);
@@ -675,7 +678,7 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
     } else {
         a.before = NULL;
     }
-    mv_heapwin_close(&w->heap, NULL, &heap);
+    mv_heapwin_close(&w->heap, w->chan.heap_fresh > 0 ? &w->chan.heap : NULL, &heap);
     a.heap = a.before ? &heap : NULL;
     w->tasks_done++;
     idle(w);

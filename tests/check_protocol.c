@@ -201,15 +201,21 @@ START_TEST(test_unknown_flags)
         ck_assert_int_eq(dec_header(MVW_MSG_TASK, (uint16_t)(1u << bit), 0, MVW_FROM_SUPERVISOR),
                          -EBADMSG);
     }
-    /* v2: MVW_F_HEAP on answers only, MVW_F_COLLECT on TASK only. */
+    /* v2: MVW_F_HEAP on answers, MVW_F_COLLECT on TASK only. */
     ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_HEAP, 16, MVW_FROM_WORKER), 0);
     ck_assert_int_eq(dec_header(MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_KIND, 18, MVW_FROM_WORKER), 0);
     ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_COLLECT, 3, MVW_FROM_SUPERVISOR), 0);
     ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_COLLECT, 3, MVW_FROM_WORKER), -EBADMSG);
     ck_assert_int_eq(dec_header(MVW_MSG_TASK, MVW_F_HEAP, 16, MVW_FROM_SUPERVISOR), -EBADMSG);
-    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP | MVW_F_KIND, 18, MVW_FROM_WORKER),
-                     -EBADMSG);
+    /* ...and on a service's BEGIN (after its kind, or alone: exactly the figures) and END
+     * (the figures, then the status: 4 + 16 bytes, no other size). */
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP | MVW_F_KIND, 18, MVW_FROM_WORKER), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP, 16, MVW_FROM_WORKER), 0);
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP, 15, MVW_FROM_WORKER), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_BEGIN, MVW_F_HEAP, 0, MVW_FROM_WORKER), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_END, MVW_F_HEAP, 20, MVW_FROM_WORKER), 0);
     ck_assert_int_eq(dec_header(MVW_MSG_END, MVW_F_HEAP, 4, MVW_FROM_WORKER), -EBADMSG);
+    ck_assert_int_eq(dec_header(MVW_MSG_END, 0, 20, MVW_FROM_WORKER), -EBADMSG);
     ck_assert_int_eq(dec_header(MVW_MSG_HELLO, MVW_F_COLLECT, 8, MVW_FROM_WORKER), -EBADMSG);
     /* MVW_F_HEAP_LATE: with MVW_F_HEAP only, so on answers only. */
     ck_assert_int_eq(dec_header(MVW_MSG_DONE, MVW_F_HEAP | MVW_F_HEAP_LATE, 16, MVW_FROM_WORKER),
@@ -387,6 +393,28 @@ START_TEST(test_heap_split)
     ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
     ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
     ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), -EBADMSG);
+    /* a service's BEGIN: kind, then the figures; END: the figures, then the status */
+    got = (struct mvw_heap){-7, -7};
+    k = kind_payload(p, "http", "");
+    memcpy(p + k, &h, sizeof h);
+    n = enc(buf, MVW_MSG_BEGIN, MVW_F_KIND | MVW_F_HEAP, 3, p, k + sizeof h);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_mem_eq(kind, "http", 4);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_int_eq(got.live_bytes, 123456789);
+    ck_assert_uint_eq(rl, 0);
+    n = enc(buf, MVW_MSG_BEGIN, MVW_F_KIND | MVW_F_HEAP, 3, p, k + sizeof h - 1); /* cut */
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), -EBADMSG);
+    memcpy(p, &h, sizeof h);
+    memcpy(p + sizeof h, "\x02\0\0\0", 4);
+    n = enc(buf, MVW_MSG_END, MVW_F_HEAP, 3, p, sizeof h + 4);
+    ck_assert_int_eq(dec(buf, n, MVW_FROM_WORKER, &m), (long)n);
+    ck_assert_int_eq(mvw_split_kind(&m, &kind, &kl, &rest, &rl), 0);
+    ck_assert_int_eq(mvw_split_heap(&m, &rest, &rl, &got), 1);
+    ck_assert_uint_eq(rl, 4);
+    ck_assert_int_eq(rest[0], 2);
     /* late, no kind, nothing but the figures */
     memcpy(p, &h, sizeof h);
     n = enc(buf, MVW_MSG_FAIL, MVW_F_HEAP | MVW_F_HEAP_LATE, 9, p, sizeof h);

@@ -142,21 +142,33 @@ typedef struct load {
     char out[160];
 } load_t;
 
-static void load_start(load_t *l, const svc_t *s, const char *path, const char *secs)
+/* wrk on `path` for `secs`; with `script` (Lua, may be NULL), the requests it makes. */
+static void load_start_with(load_t *l, svc_t *s, const char *path, const char *secs,
+                            const char *script)
 {
-    char url[96];
+    char url[96], lua[192];
 
     snprintf(l->out, sizeof l->out, "%s/wrk.txt", s->r.dir);
     snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    snprintf(lua, sizeof lua, "%s", script ? run_file(&s->r, "load.lua", script) : "");
     l->pid = fork();
     ck_assert_int_ge(l->pid, 0);
     if (l->pid == 0) {
         int fd = open(l->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
-        execlp("wrk", "wrk", "-t2", "-c8", "-d", secs, "--timeout", "5s", url, (char *)NULL);
+        if (*lua)
+            execlp("wrk", "wrk", "-t2", "-c8", "-d", secs, "--timeout", "5s", "-s", lua, url,
+                   (char *)NULL);
+        else
+            execlp("wrk", "wrk", "-t2", "-c8", "-d", secs, "--timeout", "5s", url, (char *)NULL);
         _exit(127);
     }
+}
+
+static void load_start(load_t *l, svc_t *s, const char *path, const char *secs)
+{
+    load_start_with(l, s, path, secs, NULL);
 }
 
 #define IDLE_CLOSE "closed an idle keep-alive connection"
@@ -278,6 +290,56 @@ END_TEST
  * arbiter) leaking under load. Each memory recycle tells the largest child to stop, and the
  * master forks its replacement: the worker itself (the master) is never replaced, no
  * request fails, and status and the log count the child recycles. */
+/* Mixed requests under load, one kind of three leaking 64 KiB each: each request's heap
+ * figures are the worker's own at its BEGIN and END (memvisor reads the messages after the
+ * fact, often several at once), so each leaking request retained its 64 KiB and the others
+ * nothing, and the leak suspect is that kind alone. Before, page growth read late landed on
+ * whichever requests were open then, and all three kinds were suspected. */
+START_TEST(a_mixed_service_names_the_leaking_request_kind_alone)
+{
+    static const char lua[] = "local paths = {'/leak', '/ok', '/', '/ok'}\n"
+                              "local i = 0\n"
+                              "request = function()\n"
+                              "  i = i + 1\n"
+                              "  return wrk.format('GET', paths[(i % #paths) + 1])\n"
+                              "end\n";
+    svc_t s;
+    load_t l;
+    const char *extra[] = {"-o", "supervisor.workers=2",  "-o",        "limits.memory_soft=1G",
+                           "-o", "limits.memory_hard=2G", "--results", NULL,
+                           NULL};
+    size_t leaks = 0, others = 0;
+
+    svc_init(&s);
+    extra[7] = s.r.results;
+    svc_start(&s, extra, "--leak-kb 64");
+    load_start_with(&l, &s, "/", "2s", lua);
+    ck_assert_int_gt(load_finish(&l, &s), 400);
+    svc_stop(&s);
+    for (size_t i = 0; i < s.r.nres; i++) {
+        json_t *j = s.r.res[i];
+        const char *kind = jstr(j, "kind");
+        long long kept = jint(j, "heap_retained");
+
+        ck_assert_str_eq(jstr(j, "heap_source"), "worker");
+        if (strcmp(kind, "leak") == 0) {
+            /* 64 KiB and glibc's chunk header, rounded */
+            ck_assert_msg(kept >= 65536 && kept <= 65536 + 32, "leak retained %lld", kept);
+            leaks++;
+        } else {
+            ck_assert_msg(kept == 0, "%s retained %lld", kind, kept);
+            others++;
+        }
+    }
+    ck_assert_uint_gt(leaks, 100);
+    ck_assert_uint_gt(others, 200);
+    ck_assert_int_ge(run_count(&s.r, "event=leak_suspect kind=leak "), 1);
+    ck_assert_int_eq(run_count(&s.r, "event=leak_suspect"),
+                     run_count(&s.r, "event=leak_suspect kind=leak "));
+    run_free(&s.r);
+}
+END_TEST
+
 START_TEST(a_leaking_master_has_its_children_recycled_not_itself)
 {
     svc_t s;
@@ -781,6 +843,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, a_leaking_service_under_load_is_recycled_not_failed);
     tcase_add_test(tc, a_leaking_master_has_its_children_recycled_not_itself);
     tcase_add_test(tc, recycle_all_and_reload_under_load_lose_no_request);
+    tcase_add_test(tc, a_mixed_service_names_the_leaking_request_kind_alone);
     tcase_add_test(tc, an_invalid_reload_changes_nothing);
     tcase_add_test(tc, status_shows_the_workers_that_exist);
     tcase_add_test(tc, begin_end_misuse_is_a_protocol_error);

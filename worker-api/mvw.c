@@ -520,8 +520,11 @@ static int handshake(mvw_t *w)
             w->slot = go.slot;
             w->prefetch = go.prefetch;
             w->version = go.version;
-            w->report_heap = (go.mode & MVW_GO_HEAP) && w->mode == MVW_MODE_BATCH;
-            w->heap_late = w->report_heap && (go.mode & MVW_GO_HEAP_LATE);
+            /* Batch: with each answer; a service: with each BEGIN and END. */
+            w->report_heap = (go.mode & MVW_GO_HEAP) &&
+                             (w->mode == MVW_MODE_BATCH || w->mode == MVW_MODE_SERVICE);
+            w->heap_late =
+                w->report_heap && w->mode == MVW_MODE_BATCH && (go.mode & MVW_GO_HEAP_LATE);
             /* What came with GO is handled now: a service polls the fd, which will not
              * wake it for bytes already buffered here. */
             return mvw__scan(w);
@@ -822,6 +825,7 @@ MVW_API int mvw_set_kind(mvw_t *w, const char *kind)
 /* Service mode: a request begins; BEGIN goes out at once with the next task id. */
 MVW_API int mvw_begin(mvw_t *w, const char *kind)
 {
+    struct mvw_heap heap;
     int n = 0, rc;
 
     if (w->mode != MVW_MODE_SERVICE)
@@ -833,7 +837,10 @@ MVW_API int mvw_begin(mvw_t *w, const char *kind)
         if (n < 0)
             return n;
     }
-    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, NULL, NULL, 0);
+    if (w->report_heap) /* the heap as the request begins: its "before" */
+        heap_figures(&heap);
+    rc = mvw__queue(w, MVW_MSG_BEGIN, w->svc_id + 1, kind, (size_t)n, w->report_heap ? &heap : NULL,
+                    NULL, 0);
     if (rc < 0)
         return rc;
     w->svc_id++;
@@ -845,13 +852,17 @@ MVW_API int mvw_begin(mvw_t *w, const char *kind)
 MVW_API int mvw_end(mvw_t *w, int status)
 {
     uint32_t st = (uint32_t)status;
+    struct mvw_heap heap;
     int rc;
 
     if (w->mode != MVW_MODE_SERVICE)
         return -EOPNOTSUPP;
     if (!w->svc_open)
         return -EINVAL;
-    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, NULL, &st, sizeof st);
+    if (w->report_heap) /* ...and as it ends: the payload is the figures, then the status */
+        heap_figures(&heap);
+    rc = mvw__queue(w, MVW_MSG_END, w->svc_id, NULL, 0, w->report_heap ? &heap : NULL, &st,
+                    sizeof st);
     if (rc < 0)
         return rc;
     w->svc_open = 0;

@@ -26,7 +26,10 @@
  * Version 2 adds, for leak attribution (docs/leaks.md):
  *   - GO's mode may carry MVW_GO_HEAP: the worker answers every task with its own heap
  *     figures (MVW_F_HEAP on DONE/FAIL, struct mvw_heap after the kind). memvisor asks only
- *     when it has no better figures (no heap preload) and counts them for attribution only;
+ *     when it has no better figures (no heap preload) and counts them for attribution only.
+ *     In service mode the figures go with BEGIN (after the kind) and END (before the status),
+ *     measured as the request begins and ends: memvisor reads a request's messages after
+ *     the fact, so only the worker can say what its heap was at both ends;
  *   - TASK may carry MVW_F_COLLECT: the worker collects garbage (Python: gc.collect()) after
  *     the task and before it answers, so that the reading at the answer holds no garbage
  *     waiting for a collector. Sent for the tasks whose readings a verdict is made from.
@@ -259,20 +262,28 @@ static inline long mvw_decode(const uint8_t *buf, size_t len, uint32_t max_paylo
     if (h.length > max_payload || h.length > MVW_MAX_PAYLOAD)
         return -EMSGSIZE;
     fixed = mvw_fixed_size(h.type);
-    if (fixed >= 0 && (long)h.length != fixed)
-        return -EBADMSG;
     if ((h.flags & MVW_F_KIND) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
         h.type != MVW_MSG_BEGIN)
         return -EBADMSG;
-    /* MVW_F_HEAP(_LATE) on answers only (mvw_split_heap refuses a late one without F_HEAP). */
-    if ((h.flags & (MVW_F_HEAP | MVW_F_HEAP_LATE)) && h.type != MVW_MSG_DONE &&
-        h.type != MVW_MSG_FAIL)
+    /* MVW_F_HEAP on answers, BEGIN and END; MVW_F_HEAP_LATE on answers only (mvw_split_heap
+     * refuses a late one without F_HEAP). END's fixed status grows by the figures. */
+    if ((h.flags & MVW_F_HEAP_LATE) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL)
+        return -EBADMSG;
+    if ((h.flags & MVW_F_HEAP) && h.type != MVW_MSG_DONE && h.type != MVW_MSG_FAIL &&
+        h.type != MVW_MSG_BEGIN && h.type != MVW_MSG_END)
+        return -EBADMSG;
+    if (h.type == MVW_MSG_END && (h.flags & MVW_F_HEAP))
+        fixed += (long)sizeof(struct mvw_heap);
+    if (fixed >= 0 && (long)h.length != fixed)
         return -EBADMSG;
     if ((h.flags & MVW_F_COLLECT) && h.type != MVW_MSG_TASK)
         return -EBADMSG;
-    /* Payloads the conversation says are empty: a SNAPSHOT request, a BEGIN without kind. */
-    if (h.length != 0 && ((h.type == MVW_MSG_SNAPSHOT && dir == MVW_FROM_SUPERVISOR) ||
-                          (h.type == MVW_MSG_BEGIN && !(h.flags & MVW_F_KIND))))
+    /* Payloads the conversation says are empty: a SNAPSHOT request, a BEGIN without kind
+     * (or with heap figures only: exactly them). */
+    if (h.length != 0 && h.type == MVW_MSG_SNAPSHOT && dir == MVW_FROM_SUPERVISOR)
+        return -EBADMSG;
+    if (h.type == MVW_MSG_BEGIN && !(h.flags & MVW_F_KIND) &&
+        h.length != ((h.flags & MVW_F_HEAP) ? sizeof(struct mvw_heap) : 0))
         return -EBADMSG;
     if (len - MVW_HEADER_SIZE < h.length)
         return 0;
@@ -299,8 +310,9 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
     n = m->payload[0];
     if (n == 0 || n > m->h.length - 1)
         return -EBADMSG;
-    /* BEGIN carries the kind and nothing else. */
-    if (m->h.type == MVW_MSG_BEGIN && m->h.length != 1 + n)
+    /* BEGIN carries the kind and nothing else (but its heap figures). */
+    if (m->h.type == MVW_MSG_BEGIN &&
+        m->h.length != 1 + n + ((m->h.flags & MVW_F_HEAP) ? sizeof(struct mvw_heap) : 0))
         return -EBADMSG;
     *kind = m->payload + 1;
     *kind_len = n;
@@ -309,8 +321,8 @@ static inline int mvw_split_kind(const struct mvw_msg *m, const uint8_t **kind, 
     return 0;
 }
 
-/* After mvw_split_kind: takes the struct mvw_heap of a DONE/FAIL with MVW_F_HEAP off the
- * front of rest[0..*rest_len) (with MVW_F_HEAP_LATE, off its end) into *heap. 1 when there
+/* After mvw_split_kind: takes the struct mvw_heap of a DONE/FAIL/BEGIN/END with MVW_F_HEAP
+ * off the front of rest[0..*rest_len) (with MVW_F_HEAP_LATE, off its end) into *heap. 1 when there
  * was one, 0 when the message has none (*heap untouched), -EBADMSG when it is cut short or
  * has MVW_F_HEAP_LATE without MVW_F_HEAP. */
 static inline int mvw_split_heap(const struct mvw_msg *m, const uint8_t **rest, size_t *rest_len,

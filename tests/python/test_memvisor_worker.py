@@ -802,6 +802,26 @@ class Service(FakeMemvisor):
         self.expect_eof()
         self.assert_exit(0)
 
+    def test_begin_and_end_carry_heap_figures_when_go_asks(self):
+        # BEGIN: the kind prefix, then struct mvw_heap; END: struct mvw_heap, then the status.
+        self.spawn("service")
+        self.handshake(mode=1 | GO_HEAP)
+        for mtype, task_id, flags, prefix, rest in (
+                (BEGIN, 1, F_KIND | F_HEAP, b"\x03req", b""),
+                (END, 1, F_HEAP, b"", struct.pack("=I", 0)),
+                (BEGIN, 2, F_HEAP, b"", b""),
+                (END, 2, F_HEAP, b"", struct.pack("=I", 7))):
+            got_type, got_flags, got_task, payload = self.recv()
+            self.assertEqual((got_type, got_flags, got_task), (mtype, flags, task_id))
+            self.assertEqual(payload[:len(prefix)], prefix)
+            live, blocks = struct.unpack_from("=qq", payload, len(prefix))
+            self.assertGreater(live, 0)
+            self.assertGreater(blocks, 0)
+            self.assertEqual(payload[len(prefix) + 16:], rest)
+        self.send(STOP)
+        self.expect_eof()
+        self.assert_exit(0)
+
     def test_task_in_service_mode_is_a_protocol_error(self):
         self.spawn("service")
         self.handshake(mode=1)

@@ -58,7 +58,7 @@ about 1 s per million traced blocks with tracemalloc on.
 
 Leak attribution (protocol version 2): when memvisor has no heap preload in the worker, GO
 asks for the worker's own heap figures, and every answer carries them (glibc's mallinfo2()
-through ctypes, and sys.getallocatedblocks()); a TASK of a leak experiment asks for a
+through ctypes, and sys.getallocatedblocks()), or in a service every begin() and end(); a TASK of a leak experiment asks for a
 gc.collect() before its answer, so that garbage waiting for the collector is not read as
 growth. Nothing to do in the handler (docs/leaks.md).
 
@@ -512,7 +512,9 @@ class Worker:
         if self._svc_open:
             raise RuntimeError(f"request {self._svc_id} has not ended")
         raw = _check_kind(kind)
-        self._queue(MSG_BEGIN, self._svc_id + 1, raw, b"")
+        # The heap as the request begins (GO asked): its "before".
+        self._queue(MSG_BEGIN, self._svc_id + 1, raw, b"",
+                    _heap_figures() if self._report_heap else None)
         self._svc_id += 1
         self._svc_open = True
         self._flush()
@@ -524,7 +526,9 @@ class Worker:
             raise RuntimeError("end() is for service mode; this worker runs a batch")
         if not self._svc_open:
             raise RuntimeError("end() without a request begun")
-        self._queue(MSG_END, self._svc_id, None, _END.pack(status & 0xFFFFFFFF))
+        # ...and as it ends: the payload is the figures, then the status.
+        self._queue(MSG_END, self._svc_id, None, _END.pack(status & 0xFFFFFFFF),
+                    _heap_figures() if self._report_heap else None)
         self._svc_open = False
         self._flush()
 
@@ -680,8 +684,11 @@ class Worker:
                     self._fail(ProtocolError(f"GO with unknown mode {mode:#x}"))
                 self.version = version
                 self.mode = base
-                self._report_heap = bool(mode & GO_HEAP) and self.mode == MODE_BATCH
-                self._heap_late = self._report_heap and bool(mode & GO_HEAP_LATE)
+                # Batch: with each answer; a service: with each begin() and end().
+                self._report_heap = bool(mode & GO_HEAP) and self.mode in (MODE_BATCH,
+                                                                            MODE_SERVICE)
+                self._heap_late = (self._report_heap and self.mode == MODE_BATCH
+                                   and bool(mode & GO_HEAP_LATE))
                 # What came with GO is handled now: a service polls the fd, which will not
                 # wake it for bytes already buffered here.
                 self._scan()
