@@ -289,6 +289,17 @@ class FakeMemvisor(unittest.TestCase):
         self.send(TASK, task_id, data)
         return self.recv()
 
+    def recv_figures(self, mtype, flags, task_id, prefix):
+        """The next message, which must be this one, with heap figures (struct mvw_heap,
+        both counts known) after `prefix`; the payload after them."""
+        got_type, got_flags, got_task, payload = self.recv()
+        self.assertEqual((got_type, got_flags, got_task), (mtype, flags, task_id))
+        self.assertEqual(payload[:len(prefix)], prefix)
+        live, blocks = struct.unpack_from("=qq", payload, len(prefix))
+        self.assertGreater(live, 0)
+        self.assertGreater(blocks, 0)
+        return payload[len(prefix) + 16:]
+
     def snapshot(self):
         self.send(SNAPSHOT)
         mtype, flags, task, payload = self.recv()
@@ -449,13 +460,8 @@ class HeapFigures(FakeMemvisor):
                 (FAIL, F_HEAP | F_KIND, 3, b"\x05parse", b"ValueError: bad"),
                 (DONE, F_HEAP, 4, b"", b"text y")]
         for mtype, flags, task_id, prefix, body in want:
-            got_type, got_flags, got_task, payload = self.recv()
-            self.assertEqual((got_type, got_flags, got_task), (mtype, flags, task_id))
-            self.assertEqual(payload[:len(prefix)], prefix)
-            live, blocks = struct.unpack_from("=qq", payload, len(prefix))
-            self.assertGreater(live, 0)
-            self.assertGreater(blocks, 0)
-            self.assertTrue(payload[len(prefix) + 16:].startswith(body), payload)
+            rest = self.recv_figures(mtype, flags, task_id, prefix)
+            self.assertTrue(rest.startswith(body), rest)
         self.send(STOP)
         self.assert_exit(0)
 
@@ -811,13 +817,7 @@ class Service(FakeMemvisor):
                 (END, 1, F_HEAP, b"", struct.pack("=I", 0)),
                 (BEGIN, 2, F_HEAP, b"", b""),
                 (END, 2, F_HEAP, b"", struct.pack("=I", 7))):
-            got_type, got_flags, got_task, payload = self.recv()
-            self.assertEqual((got_type, got_flags, got_task), (mtype, flags, task_id))
-            self.assertEqual(payload[:len(prefix)], prefix)
-            live, blocks = struct.unpack_from("=qq", payload, len(prefix))
-            self.assertGreater(live, 0)
-            self.assertGreater(blocks, 0)
-            self.assertEqual(payload[len(prefix) + 16:], rest)
+            self.assertEqual(self.recv_figures(mtype, flags, task_id, prefix), rest)
         self.send(STOP)
         self.expect_eof()
         self.assert_exit(0)
