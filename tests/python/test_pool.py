@@ -1282,6 +1282,37 @@ class Packaging(PoolTest):
         self.run_installed(libdir, os.path.join(dest, "usr/local/bin/memvisor"))
 
 
+class TaskRaisesBaseException(PoolTest):
+    def test_it_ends_its_worker_as_it_would_a_program_and_says_so(self):
+        # The default start (the template forked from this process): a task's SystemExit or
+        # KeyboardInterrupt escaped into subprocess's preexec_fn in the worker, which exited
+        # 255 without a word: every attempt "crash, exit 255", no traceback anywhere. Without
+        # a template the worker said it and exited as Python does; now both do.
+        for template in (True, False):
+            err = io.StringIO()
+            with self.subTest(template=template), contextlib.redirect_stderr(err):
+                with self.pool(workers=1, template=template, max_attempts=1) as pool:
+                    got = pool.map(pf.raises_base, [0, 7, "kbi", "base", 0], chunksize=1,
+                                   return_exceptions=True)
+                    pool.close()
+                    pool.join()
+                self.assertEqual(got[0], 0)
+                self.assertEqual(got[4], 0)
+                for g in got[1:4]:
+                    self.assertIsInstance(g, memvisor.TaskQuarantined)
+                    self.assertEqual(len(g.attempts), 1)
+                    self.assertEqual(g.attempts[0].reason, "crash")
+                self.assertEqual((got[1].attempts[0].exit, got[1].attempts[0].signal), (7, None))
+                self.assertEqual(got[2].attempts[0].signal, signal.SIGINT)
+                self.assertEqual((got[3].attempts[0].exit, got[3].attempts[0].signal), (1, None))
+                said = err.getvalue()
+                for name in ("SystemExit", "KeyboardInterrupt", "pool_funcs.NotAnException"):
+                    self.assertIn(f"the task raised {name}, which is not an Exception", said)
+                self.assertIn("KeyboardInterrupt: kbi in task", said)
+                self.assertIn("pool_funcs.NotAnException: base in task", said)
+                self.assertIn("in raises_base", said)
+
+
 class WorkerOutput(PoolTest):
     def test_prints_reach_the_callers_stderr(self):
         err = io.StringIO()
