@@ -1313,6 +1313,47 @@ class TaskRaisesBaseException(PoolTest):
                 self.assertIn("in raises_base", said)
 
 
+class ForkedFromTheCaller(PoolTest):
+    def test_a_forked_process_cannot_use_the_pool_nor_end_it(self):
+        # A process forked from the pool's maker had the pool but none of its threads: a map
+        # there waited forever, and its exit (the atexit hook that terminates live pools)
+        # hung, so that the maker waited for it forever too (or, had it ended, it removed the
+        # maker's temporary directory). multiprocessing's finalizers skip other processes.
+        from memvisor import _pool
+        with self.pool(workers=1) as pool:
+            self.assertEqual(pool.map(pf.sq, [2]), [4])
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: says what happened, on the pipe, then ends at once
+                os.close(r)
+                said = "no error"
+                try:
+                    pool.map(pf.sq, [3])
+                except RuntimeError as exc:
+                    said = str(exc)
+                except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                    said = f"{type(exc).__name__}: {exc}"
+                _pool._terminate_live_pools()  # what the child's exit runs
+                pool.close()
+                pool.join()
+                os.write(w, said.encode())
+                os._exit(0)
+            os.close(w)
+            try:
+                ready, _, _ = select.select([r], [], [], TIMEOUT)
+                said = os.read(r, 4096).decode() if ready else "the child hung"
+            finally:
+                os.close(r)
+                if not ready:
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            self.assertIn(f"made by process {os.getpid()}: a process forked from it", said)
+            self.assertIn(f"(this one, {pid}) cannot use it", said)
+            # The maker's pool is whole: its memvisor, its temporary directory.
+            self.assertTrue(os.path.isdir(pool._tmpdir))
+            self.assertEqual(pool.map(pf.sq, [5, 6]), [25, 36])
+
+
 class WorkerOutput(PoolTest):
     def test_prints_reach_the_callers_stderr(self):
         err = io.StringIO()
