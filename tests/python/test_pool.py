@@ -447,6 +447,8 @@ class Deaths(PoolTest):
             self.assertGreaterEqual(a.mem_peak, 60 * MiB)
             self.assertEqual(a.signal, 9)
         self.assertEqual(exc.stats.status, "quarantined")
+        # Its function, as every answered task says (it was the pickled function's base64).
+        self.assertEqual(exc.stats.kind, "pool_funcs.hog_on")
         self.assertIn("died on each of 2 attempts", str(exc))
         self.assertIsInstance(listed[0], memvisor.TaskQuarantined)
         self.assertEqual(listed[1], 12)

@@ -398,6 +398,7 @@ class Pool:
     def _submit(self, func: Callable[..., Any], mode: bytes, job: _Job,
                 chunks: Iterator[Tuple[Any, Optional[int]]], nitems: Optional[int]) -> None:
         token = _codec.function_token(func)  # NotImportable here, before anything runs
+        job.kind = _codec.kind_of(func)
         self._check_running()  # in a forked process, before a lock its maker may hold
         with self._start_lock:
             self._check_running()
@@ -528,7 +529,7 @@ class Pool:
             log.error("memvisor.Pool: a result for task %s, which is not pending", task_id)
             return
         job, ci, nitems, first = entry
-        ok, value, stats, seconds = _codec.decode_result(obj, nitems, first)
+        ok, value, stats, seconds = _codec.decode_result(obj, nitems, first, job.kind)
         self.last_stats = stats
         if ok:  # the worker's own timing; memvisor's duration (a round trip more) if none
             job.time_items(seconds if seconds is not None else stats.duration, nitems)
