@@ -588,8 +588,34 @@ static int kill_leftovers(mv_cg_version_t v, const char *path, char *pids, size_
     return count;
 }
 
+/* Removes the cgroups a worker made inside its own (a memvisor.Pool made in a Pool's task
+ * runs a memvisor whose run cgroup lands there; a worker may mkdir one itself), deepest
+ * first, their processes killed: while one is there, the worker's cgroup cannot be removed
+ * (rmdir says EBUSY) and was left in place, and the run's with it. */
+static void remove_children(mv_cg_version_t v, const char *path, int depth, int *killed, char *pids,
+                            size_t pn)
+{
+    char sub[4096];
+    struct dirent *e;
+    DIR *d;
+
+    if (depth > 32 || !(d = opendir(path)))
+        return;
+    while ((e = readdir(d))) {
+        if (e->d_type != DT_DIR || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub)
+            continue;
+        remove_children(v, sub, depth + 1, killed, pids, pn);
+        *killed += kill_leftovers(v, sub, pids, pn);
+        for (int i = 0; i < 200 && rmdir(sub) < 0 && errno == EBUSY; i++)
+            nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: as below */
+    }
+    closedir(d);
+}
+
 /* rmdir, retried every ms while it is busy: for `patient_ms` with the processes left alone,
- * then once they are killed, for 200 ms more. */
+ * then once they are killed (and the cgroups made inside it removed), for 200 ms more. */
 static int remove_after(mv_cg_version_t v, const char *path, int patient_ms, int *killed,
                         char *pids, size_t pn, char *why, size_t n)
 {
@@ -603,8 +629,10 @@ static int remove_after(mv_cg_version_t v, const char *path, int patient_ms, int
         e = errno;
         if (e != EBUSY)
             break;
-        if (i == patient_ms)
+        if (i == patient_ms) {
+            remove_children(v, path, 0, killed, pids, pn);
             *killed += kill_leftovers(v, path, pids, pn);
+        }
         nanosleep(&(struct timespec){0, 1000000}, NULL); /* thread pool: sleeping is fine */
     }
     snprintf(why, n, "rmdir %s: %s", path, strerror(e));

@@ -240,13 +240,21 @@ bool mv_cg_reusable(const mv_cg_t *cg, const mv_cgw_t *w)
            w->made_hard == hard && w->made_soft == (cg->soft > 0 ? cg->soft : 0);
 }
 
-/* Whether a cgroup holds no process (cgroup.procs reads empty); `name` is relative to `at`. */
+/* Whether a cgroup holds no process (cgroup.procs reads empty) and no cgroup (a worker may
+ * make some in its own, with processes in them that cgroup.procs does not list: reused, they
+ * lived on in the next worker's cgroup, their memory in its figures); `name` is relative to
+ * `at`. A cgroup directory's link count is 2 + its subdirectories (kernfs). */
 static int holds_nothing(int at, const char *name)
 {
     char buf[64], path[4096];
+    struct stat st;
     ssize_t r;
     int fd;
 
+    if (fstatat(at, name, &st, 0) < 0)
+        return -errno;
+    if (st.st_nlink > 2)
+        return -EBUSY;
     snprintf(path, sizeof path, "%s/cgroup.procs", name);
     if ((fd = openat(at, path, O_RDONLY | O_CLOEXEC)) < 0)
         return -errno;
@@ -286,7 +294,7 @@ int mv_cg_reuse(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, int64_t 
     from = in_run(cg, w->path, &at);
     if ((r = holds_nothing(at, from)) < 0) {
         snprintf(why, n, "%s %s", w->path,
-                 r == -EBUSY ? "still holds a process" : "cannot be read");
+                 r == -EBUSY ? "still holds a process or a cgroup" : "cannot be read");
         return r;
     }
     /* Its peak restarts from what is left (a new cgroup's starts from 0): the peak of the

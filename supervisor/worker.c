@@ -586,6 +586,12 @@ static void chan_answer(void *owner, uint64_t id, bool ok, const uint8_t *kind, 
     mv_task_t *t = mv_worker_current(w);
     char what[96];
 
+    if (!t && w->o.cfg->worker.protocol == MV_PROTO_API) {
+        /* Not a line on stdout: an answered task answered again (by a process forked from the
+         * worker, which shares its channel), or a DONE made up. */
+        snprintf(what, sizeof what, "answer for task %" PRIu64 " while it had no task", id);
+        return mv_chan_fail(&w->chan, what);
+    }
     if (!t)
         return mv_wlook_stray(w, "while it had no task");
     if (w->o.cfg->worker.protocol == MV_PROTO_API) {

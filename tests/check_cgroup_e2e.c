@@ -264,6 +264,32 @@ START_TEST(nothing_left_behind_after_a_run_sigterm_or_sigkill)
 }
 END_TEST
 
+/* A worker that makes cgroups inside its own (as a memvisor.Pool made in a Pool's task does:
+ * its memvisor's run cgroup) with a process in one: its cgroup was reused for a later worker
+ * of the slot with them (`sub` was there again: that worker's subcg failed, and the process
+ * lived on in its cgroup), and a cgroup not reused could not be removed (EBUSY), nor the
+ * run's: both left in place, the processes in them alive. */
+START_TEST(cgroups_a_worker_made_in_its_own_are_removed_with_it)
+{
+    mvrun_t r;
+    const char *args[] = {"run",  "-o", "supervisor.workers=1", "-o", "limits.max_tasks=1", "--",
+                          MVTEST, NULL};
+    json_t *j;
+
+    if (!cgroups_here())
+        return;
+    ck_assert_int_eq(run_batch(&r, "subcg\nsubcg\nsubcg\nsubcg\nsubcg\nsubcg\n", args), 0);
+    for (int i = 1; i <= 6; i++) {
+        j = run_result(&r, i);
+        ck_assert_str_eq(jstr(j, "status"), "ok");
+        ck_assert_ptr_nonnull(strstr(jstr(j, "result"), "/sub/inner"));
+    }
+    ck_assert_ptr_null(strstr(r.log, "left in place"));
+    ck_assert_int_eq(leftovers(r.pid), 0);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(unprivileged_user_falls_back_to_proc)
 {
     mvrun_t r;
@@ -364,6 +390,7 @@ Suite *cgroup_e2e_suite(void)
     tcase_add_test(tc, soft_limit_is_noticed_by_a_kernel_event);
     tcase_add_test(tc, a_slots_cgroup_is_reused_and_its_figures_start_fresh);
     tcase_add_test(tc, nothing_left_behind_after_a_run_sigterm_or_sigkill);
+    tcase_add_test(tc, cgroups_a_worker_made_in_its_own_are_removed_with_it);
     tcase_add_test(tc, an_explicit_mode_that_cannot_work_exits_3);
     tcase_add_test(tc, cgroup_parent_names_where_workers_go);
     tcase_add_test(tc, a_worker_too_big_to_start_backs_off_and_gives_up);

@@ -170,6 +170,25 @@ START_TEST(protocol_errors_condemn_only_that_worker)
 }
 END_TEST
 
+/* An api worker's answer when it has no task (the task answered again, as a process forked
+ * from the worker, which shares its channel, may do): the first answer is the task's, and the
+ * error names the answer, not "a line to stdout" (the lines protocol's words it had). */
+START_TEST(an_api_answer_without_a_task_is_named_as_such)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "worker.kill_timeout=100ms"), RUN_CMD(MVTEST));
+
+    ck_assert_int_eq(run_batch(&r, "ok 1\ntwice\n", args), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 2), "result"), "twice");
+    ck_assert_ptr_nonnull(strstr(r.log, "answer for task 2 while it had no task"));
+    ck_assert_ptr_null(strstr(r.log, "stdout"));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(task_timeout_terminates_and_quarantines)
 {
     mvrun_t r;
@@ -398,6 +417,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, fatal_exit_code_is_not_respawned);
     tcase_add_test(tc, missing_command_exits_3_and_names_it);
     tcase_add_test(tc, protocol_errors_condemn_only_that_worker);
+    tcase_add_test(tc, an_api_answer_without_a_task_is_named_as_such);
     tcase_add_test(tc, task_timeout_terminates_and_quarantines);
     tcase_add_test(tc, stop_ignored_escalates_to_sigkill);
     tcase_add_test(tc, ready_timeout_for_a_silent_worker);

@@ -32,6 +32,8 @@
  *   cgwrite        tries to open its own cgroup's hard-limit file for writing (v1
  *                  memory.limit_in_bytes, v2 memory.max) and writes nothing: done with
  *                  "cgwrite=ok", "cgwrite=denied" (EACCES/EPERM/EROFS) or "cgwrite=errno:N"
+ *   subcg          makes cgroups inside its own (sub, sub/inner) with a child of its own in
+ *                  the inner one, sleeping up to 120 s: done "subcg=PATH" (the inner one)
  *   orphan MS CODE double-forks a grandchild that exits CODE after MS ms (its parent, the
  *                  child, exits at once, so the grandchild is an orphan); writes
  *                  "orphan=PID worker=PID" on stderr and is done with "orphan=PID" once the
@@ -41,6 +43,7 @@
  *   garbage        write 32 bytes that are no message to the socket, then go on
  *   oversize       write a header claiming a 0x7fffffff-byte payload, then go on
  *   outoforder     send DONE for task id + 1000, then go on
+ *   twice          done "twice", sent at once, then the same task's DONE again ("again")
  *   big N          done with a result of N bytes
  *   answer MIB     keeps nothing and answers MIB MiB: what it measured of itself at its start
  *                  and before it made the answer, as tests/helpers/truth_worker.py answers
@@ -75,6 +78,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -247,23 +251,39 @@ static int whoami(mvw_t *w)
     return mvw_done(w, out, (size_t)n);
 }
 
-/* Answers whether its own cgroup's hard-limit file opens for writing (nothing is written). */
-static int cgwrite(mvw_t *w)
+/* This worker's memory cgroup directory, as /proc/self/cgroup says: v1's memory hierarchy
+ * (returns 1), else the unified one (2); 0 and "" without either. */
+static int own_cgroup_dir(char *dir, size_t n)
 {
-    char line[512], path[700] = "", out[64];
+    char line[512];
     FILE *f = fopen("/proc/self/cgroup", "re");
-    int fd, n;
+    int v = 0;
 
+    dir[0] = '\0';
     while (f && fgets(line, sizeof line, f)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         line[strcspn(line, "\n")] = '\0';
-        if (c2 && memmem(c1, (size_t)(c2 - c1), "memory", 6))
-            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", c2 + 1);
-        else if (c2 && c2 == c1 + 1 && !path[0])
-            snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", c2 + 1);
+        if (c2 && memmem(c1, (size_t)(c2 - c1), "memory", 6)) {
+            snprintf(dir, n, "/sys/fs/cgroup/memory%s", c2 + 1);
+            v = 1;
+        } else if (c2 && c2 == c1 + 1 && !dir[0]) {
+            snprintf(dir, n, "/sys/fs/cgroup%s", c2 + 1);
+            v = 2;
+        }
     }
     if (f)
         fclose(f);
+    return v;
+}
+
+/* Answers whether its own cgroup's hard-limit file opens for writing (nothing is written). */
+static int cgwrite(mvw_t *w)
+{
+    char dir[700], path[760] = "", out[64];
+    int v = own_cgroup_dir(dir, sizeof dir), fd, n;
+
+    if (v)
+        snprintf(path, sizeof path, "%s/%s", dir, v == 1 ? "memory.limit_in_bytes" : "memory.max");
     fd = path[0] ? open(path, O_WRONLY | O_CLOEXEC) : -1;
     if (fd >= 0) {
         close(fd);
@@ -273,6 +293,47 @@ static int cgwrite(mvw_t *w)
         return mvw_done(w, "cgwrite=denied", 14);
     n = snprintf(out, sizeof out, "cgwrite=errno:%d", path[0] ? errno : 0);
     return mvw_done(w, out, (size_t)n);
+}
+
+/* Makes cgroups inside its own, sub/inner, and a child that joins sub/inner and sleeps (at
+ * most 120 s: it does not die with this worker, whose cgroup's removal must kill it);
+ * answers "subcg=PATH" (the inner one) once the child is in it, else fails with why. */
+static int subcg(mvw_t *w)
+{
+    char dir[700], inner[760], procs[800], out[800];
+    int p[2];
+    pid_t child;
+    char c = 0;
+
+    own_cgroup_dir(dir, sizeof dir);
+    snprintf(inner, sizeof inner, "%s/sub", dir);
+    if (!dir[0] || mkdir(inner, 0755) < 0)
+        return mvw_fail(w, "subcg: mkdir sub failed", 23);
+    snprintf(inner, sizeof inner, "%s/sub/inner", dir);
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", inner);
+    if (mkdir(inner, 0755) < 0 || pipe(p) < 0)
+        return mvw_fail(w, "subcg: mkdir sub/inner failed", 29);
+    mvw_flush(w);
+    child = fork();
+    if (child == 0) {
+        FILE *pf = fopen(procs, "we");
+        prctl(PR_SET_PDEATHSIG, 0);
+        close(p[0]);
+        c = pf && fprintf(pf, "%d\n", (int)getpid()) > 0 && fclose(pf) == 0 ? 'y' : 'n';
+        if (write(p[1], &c, 1) != 1 || c != 'y')
+            _exit(1);
+        close(p[1]);
+        sleep(120);
+        _exit(0);
+    }
+    close(p[1]);
+    if (child < 0 || read(p[0], &c, 1) != 1 || c != 'y') {
+        close(p[0]);
+        return mvw_fail(w, "subcg: the child did not join sub/inner", 39);
+    }
+    close(p[0]);
+    snprintf(out, sizeof out, "subcg=%s", inner);
+    return mvw_done(w, out, strlen(out));
 }
 
 /* Double-forks a grandchild that exits `code` after `ms`; answers "orphan=PID". */
@@ -519,6 +580,8 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         return whoami(w);
     if (is_cmd(p, n, "cgwrite", &arg, &len))
         return cgwrite(w);
+    if (is_cmd(p, n, "subcg", &arg, &len))
+        return subcg(w);
     if (is_cmd(p, n, "orphan", &arg, &len)) {
         const char *sp = memchr(arg, ' ', len);
         unsigned long ms = num(arg, sp ? (size_t)(sp - arg) : len);
@@ -559,6 +622,18 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         mvw_put_header(h, MVW_MSG_DONE, 0, t->id, 0x7fffffffu);
         raw_write(w, h, sizeof h);
         return mvw_done(w, "oversize", 8);
+    }
+    if (is_cmd(p, n, "twice", &arg, &len)) {
+        uint8_t m[MVW_HEADER_SIZE + 5];
+        int rc = mvw_done(w, "twice", 5);
+
+        /* The same answer again, as a process forked from a worker might send it. */
+        if (rc == 0 && (rc = mvw_flush(w)) == 0) {
+            mvw_put_header(m, MVW_MSG_DONE, 0, t->id, 5);
+            memcpy(m + MVW_HEADER_SIZE, "again", 5);
+            raw_write(w, m, sizeof m);
+        }
+        return rc;
     }
     if (is_cmd(p, n, "outoforder", &arg, &len)) {
         uint8_t m[MVW_HEADER_SIZE + 10];

@@ -2,6 +2,7 @@
 workers need them. The same ones run in multiprocessing.Pool for comparison."""
 
 import os
+import sys
 import threading
 import time
 
@@ -136,6 +137,21 @@ class NoStr(Exception):
 
 def raises_no_str(x):
     raise NoStr(x)
+
+
+class NotAnException(BaseException):
+    """Raised by a task: not an Exception, so it ends the worker as SystemExit does."""
+
+
+def raises_base(x):
+    """x: what the task raises (an exit code for SystemExit, "kbi", or "base"); 0 returns."""
+    if x == "kbi":
+        raise KeyboardInterrupt("kbi in task")
+    if x == "base":
+        raise NotAnException("base in task")
+    if x:
+        sys.exit(x)
+    return x
 
 
 def big_bytes(spec):

@@ -109,6 +109,9 @@ def handle(task):
                 sys.stdout.flush()
         threading.Thread(target=report, daemon=True).start()
         return b"probing"
+    if word == b"closefd":  # the handler closes the channel's fd under the worker
+        os.close(int(os.environ["MEMVISOR_FD"]))
+        return b"closed"
     if word == b"info":
         return json.dumps({"slot": W.slot, "prefetch": W.prefetch, "mode": W.mode,
                            "inheritable": os.get_inheritable(W.fileno())})
@@ -850,6 +853,17 @@ class Errors(FakeMemvisor):
         self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
         self.assert_exit(10, "SupervisorGone")
+
+    def test_a_channel_fd_closed_by_the_handler_is_said_once_without_a_traceback(self):
+        # Worker.close() closed the socket whose fd was gone: OSError (EBADF) from the with
+        # block's end replaced the error that said it, with a traceback of socket.close.
+        self.spawn(mode="main")
+        self.handshake()
+        self.send(TASK, 1, b"closefd")
+        rc, err = self.wait_exit()
+        self.assertEqual(rc, 1, "worker stderr:\n" + err)
+        self.assertIn("I/O on the memvisor channel failed", err)
+        self.assertNotIn("Traceback", err)
 
     def test_eof_before_go_raises_supervisor_gone(self):
         self.spawn()

@@ -447,6 +447,8 @@ class Deaths(PoolTest):
             self.assertGreaterEqual(a.mem_peak, 60 * MiB)
             self.assertEqual(a.signal, 9)
         self.assertEqual(exc.stats.status, "quarantined")
+        # Its function, as every answered task says (it was the pickled function's base64).
+        self.assertEqual(exc.stats.kind, "pool_funcs.hog_on")
         self.assertIn("died on each of 2 attempts", str(exc))
         self.assertIsInstance(listed[0], memvisor.TaskQuarantined)
         self.assertEqual(listed[1], 12)
@@ -1280,6 +1282,78 @@ class Packaging(PoolTest):
         version = "%d.%d" % sys.version_info[:2]
         libdir = os.path.join(dest, f"usr/local/lib/python{version}/dist-packages")
         self.run_installed(libdir, os.path.join(dest, "usr/local/bin/memvisor"))
+
+
+class TaskRaisesBaseException(PoolTest):
+    def test_it_ends_its_worker_as_it_would_a_program_and_says_so(self):
+        # The default start (the template forked from this process): a task's SystemExit or
+        # KeyboardInterrupt escaped into subprocess's preexec_fn in the worker, which exited
+        # 255 without a word: every attempt "crash, exit 255", no traceback anywhere. Without
+        # a template the worker said it and exited as Python does; now both do.
+        for template in (True, False):
+            err = io.StringIO()
+            with self.subTest(template=template), contextlib.redirect_stderr(err):
+                with self.pool(workers=1, template=template, max_attempts=1) as pool:
+                    got = pool.map(pf.raises_base, [0, 7, "kbi", "base", 0], chunksize=1,
+                                   return_exceptions=True)
+                    pool.close()
+                    pool.join()
+                self.assertEqual(got[0], 0)
+                self.assertEqual(got[4], 0)
+                for g in got[1:4]:
+                    self.assertIsInstance(g, memvisor.TaskQuarantined)
+                    self.assertEqual(len(g.attempts), 1)
+                    self.assertEqual(g.attempts[0].reason, "crash")
+                self.assertEqual((got[1].attempts[0].exit, got[1].attempts[0].signal), (7, None))
+                self.assertEqual(got[2].attempts[0].signal, signal.SIGINT)
+                self.assertEqual((got[3].attempts[0].exit, got[3].attempts[0].signal), (1, None))
+                said = err.getvalue()
+                for name in ("SystemExit", "KeyboardInterrupt", "pool_funcs.NotAnException"):
+                    self.assertIn(f"the task raised {name}, which is not an Exception", said)
+                self.assertIn("KeyboardInterrupt: kbi in task", said)
+                self.assertIn("pool_funcs.NotAnException: base in task", said)
+                self.assertIn("in raises_base", said)
+
+
+class ForkedFromTheCaller(PoolTest):
+    def test_a_forked_process_cannot_use_the_pool_nor_end_it(self):
+        # A process forked from the pool's maker had the pool but none of its threads: a map
+        # there waited forever, and its exit (the atexit hook that terminates live pools)
+        # hung, so that the maker waited for it forever too (or, had it ended, it removed the
+        # maker's temporary directory). multiprocessing's finalizers skip other processes.
+        from memvisor import _pool
+        with self.pool(workers=1) as pool:
+            self.assertEqual(pool.map(pf.sq, [2]), [4])
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: says what happened, on the pipe, then ends at once
+                os.close(r)
+                said = "no error"
+                try:
+                    pool.map(pf.sq, [3])
+                except RuntimeError as exc:
+                    said = str(exc)
+                except BaseException as exc:  # noqa: BLE001 - reported to the parent
+                    said = f"{type(exc).__name__}: {exc}"
+                _pool._terminate_live_pools()  # what the child's exit runs
+                pool.close()
+                pool.join()
+                os.write(w, said.encode())
+                os._exit(0)
+            os.close(w)
+            try:
+                ready, _, _ = select.select([r], [], [], TIMEOUT)
+                said = os.read(r, 4096).decode() if ready else "the child hung"
+            finally:
+                os.close(r)
+                if not ready:
+                    os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            self.assertIn(f"made by process {os.getpid()}: a process forked from it", said)
+            self.assertIn(f"(this one, {pid}) cannot use it", said)
+            # The maker's pool is whole: its memvisor, its temporary directory.
+            self.assertTrue(os.path.isdir(pool._tmpdir))
+            self.assertEqual(pool.map(pf.sq, [5, 6]), [25, 36])
 
 
 class WorkerOutput(PoolTest):

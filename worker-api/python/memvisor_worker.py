@@ -562,8 +562,13 @@ class Worker:
         except MemvisorError:
             pass
         finally:
-            self._sock.close()
-            self._sock = None
+            sock, self._sock = self._sock, None
+            try:
+                sock.close()
+            except OSError:
+                # Its fd was closed or replaced under it (the worker's own code): the error
+                # that said so came first, and an OSError here would take its place.
+                pass
 
     def __enter__(self) -> "Worker":
         return self

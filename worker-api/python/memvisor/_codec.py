@@ -185,17 +185,20 @@ def _int(obj: dict, key: str) -> Optional[int]:
     return v if isinstance(v, int) else None
 
 
-def decode_result(obj: dict, items: int,
-                  index: Optional[int]) -> Tuple[bool, Any, TaskStats, Optional[float]]:
+def decode_result(obj: dict, items: int, index: Optional[int],
+                  kind: Optional[str] = None) -> Tuple[bool, Any, TaskStats, Optional[float]]:
     """(ok, values or exception, stats, seconds the function took or None) of one result line
     (a dict) of a task of `items` items whose first is at `index` in the input (None for
-    apply)."""
+    apply). kind: its function's (kind_of), which the worker names its answer with; a task
+    with no answer (quarantined) has memvisor's kind from the line, its first word: the
+    pickled function's TOKEN."""
     status = str(obj.get("status"))
     dur = obj.get("duration_ms")
     stats = TaskStats(int(obj.get("task") or 0), status, _int(obj, "worker"), _int(obj, "pid"),
                       _int(obj, "attempts") or 0, _int(obj, "mem_before"), _int(obj, "mem_after"),
                       _int(obj, "mem_peak"), _int(obj, "retained"),
                       float(dur) / 1000.0 if isinstance(dur, (int, float)) else 0.0, items,
+                      kind if kind is not None else
                       obj.get("kind") if isinstance(obj.get("kind"), str) else None)
     if status == "quarantined":
         return False, _quarantined(obj, stats, index), stats, None

@@ -139,6 +139,7 @@ class Pool:
                  processes: Optional[int] = None, **settings: Any) -> None:
         self._state = RUN
         self._sv: Optional[_run.Supervisor] = None
+        self._owner = os.getpid()  # a process forked from this one does not own the pool
         w = sys.modules.get("memvisor._worker")
         if w is not None and getattr(w, "bootstrapping", False):
             raise RuntimeError(
@@ -260,6 +261,8 @@ class Pool:
 
     def close(self) -> None:
         """No more tasks: the workers finish those submitted, then exit (join() waits)."""
+        if self._forgotten():
+            return
         with self._start_lock:
             if self._state == RUN:
                 self._state = CLOSE
@@ -269,6 +272,8 @@ class Pool:
     def terminate(self) -> None:
         """Stops now: running tasks are killed with their workers, tasks not ended raise
         PoolTerminated. Returns once memvisor and every worker are gone."""
+        if self._forgotten():
+            return
         with self._start_lock:
             was = self._state
             self._state = TERMINATE
@@ -281,6 +286,8 @@ class Pool:
 
     def join(self) -> None:
         """Waits for the workers to exit; after close() or terminate()."""
+        if self._forgotten():
+            return
         if self._state == RUN:
             raise ValueError("Pool is still running")
         self._finish()
@@ -369,13 +376,30 @@ class Pool:
             while job.timed <= timed and self._broken is None and self._state != TERMINATE:
                 job.answered.wait(0.05)
 
+    def _forgotten(self) -> bool:
+        """In a process forked from the one that made the pool: the pool is not this
+        process's (memvisor, its threads and its temporary directory are the maker's), so it
+        is marked terminated here and left alone. Its calls hung (no thread here feeds
+        memvisor) and its end, at exit, hung or removed the maker's temporary directory."""
+        if self._owner == os.getpid():
+            return False
+        self._state = TERMINATE
+        _live.discard(self)
+        return True
+
     def _check_running(self) -> None:
+        if self._forgotten():
+            raise RuntimeError(
+                f"this memvisor.Pool was made by process {self._owner}: a process forked from "
+                f"it (this one, {os.getpid()}) cannot use it; make a Pool here")
         if self._state != RUN:
             raise ValueError("Pool not running")
 
     def _submit(self, func: Callable[..., Any], mode: bytes, job: _Job,
                 chunks: Iterator[Tuple[Any, Optional[int]]], nitems: Optional[int]) -> None:
         token = _codec.function_token(func)  # NotImportable here, before anything runs
+        job.kind = _codec.kind_of(func)
+        self._check_running()  # in a forked process, before a lock its maker may hold
         with self._start_lock:
             self._check_running()
             if self._sv is None:
@@ -505,7 +529,7 @@ class Pool:
             log.error("memvisor.Pool: a result for task %s, which is not pending", task_id)
             return
         job, ci, nitems, first = entry
-        ok, value, stats, seconds = _codec.decode_result(obj, nitems, first)
+        ok, value, stats, seconds = _codec.decode_result(obj, nitems, first, job.kind)
         self.last_stats = stats
         if ok:  # the worker's own timing; memvisor's duration (a round trip more) if none
             job.time_items(seconds if seconds is not None else stats.duration, nitems)

@@ -25,6 +25,9 @@ class _Job:
 
     def __init__(self, return_exceptions: bool) -> None:
         self._return_exceptions = return_exceptions
+        # Its function's task kind (module.qualname), set when it is submitted: what
+        # TaskStats.kind says for its tasks, answered or not (_codec.decode_result).
+        self.kind: Optional[str] = None
         # How long one of its items takes (seconds, from its answers so far: time_items;
         # None before the first): what sizes a map's tasks without a chunksize.
         self.item_seconds: Optional[float] = None

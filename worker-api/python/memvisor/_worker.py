@@ -16,7 +16,9 @@ other two run in each worker. Without a template every worker runs all three.
    HELLO: in the worker, not in the template, so that what it opens is the worker's own).
 3. ``serve(worker)``: every task: the function is unpickled from the task's
    TOKEN once and cached; each task runs the function on its chunk and answers DONE with the
-   pickled results, or FAIL with the exception and its traceback (see _codec).
+   pickled results, or FAIL with the exception and its traceback (see _codec). What is not
+   an Exception (SystemExit, KeyboardInterrupt) ends the worker, as it ends a program
+   (_task_ended_worker).
 
 The spec is a pickle file named by $MEMVISOR_POOL_SPEC, written by the Pool.
 """
@@ -188,6 +190,41 @@ def _serve_one(worker: memvisor_worker.Worker, task: memvisor_worker.Task,
         worker.done(body)
 
 
+def _task_ended_worker(exc: BaseException) -> int:
+    """A task raised what is not an Exception (SystemExit, KeyboardInterrupt, a
+    BaseException of its own): it ends this worker, as it would end a Python program: the
+    traceback on stderr (memvisor logs it, the Pool shows it) and Python's exit status
+    (SystemExit's code; 1, or SIGINT for KeyboardInterrupt, otherwise). The task is retried as
+    after any crash. Said here, whichever way the worker started: in a worker forked from a
+    template the Pool forked (memvisor._handoff), it escaped into subprocess's preexec_fn,
+    which exits 255 without a word. Returns the exit code; kills itself for
+    KeyboardInterrupt."""
+    name = type(exc).__qualname__ if type(exc).__module__ == "builtins" else \
+        f"{type(exc).__module__}.{type(exc).__qualname__}"
+    code = 1
+    if isinstance(exc, SystemExit):
+        if exc.code is None:
+            code = 0
+        elif isinstance(exc.code, int):
+            code = exc.code & 0xFF
+        else:
+            print(exc.code, file=sys.stderr)
+    else:
+        sys.stderr.write(_traceback(exc))
+    what = f"the task raised {name}, which is not an Exception: it ends" \
+        if not isinstance(exc, Exception) else f"{name} ends"  # not a task's: serve's own
+    print(f"memvisor.Pool worker: {what} the worker "
+          f"(exit {'SIGINT' if isinstance(exc, KeyboardInterrupt) else code}) and its task "
+          f"counts as crashed (retried up to max_attempts)", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if isinstance(exc, KeyboardInterrupt):
+        import signal  # noqa: PLC0415 - only this end needs it
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code
+
+
 def cannot_start() -> None:
     """The start-up failed: the traceback for the Pool to show, and the fatal code (memvisor
     ends the run instead of respawning a worker that cannot work)."""
@@ -222,6 +259,8 @@ def main(spec: Optional[Dict[str, Any]] = None) -> None:
     except memvisor_worker.MemvisorError as exc:
         print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
         code = 1
+    except BaseException as exc:  # noqa: BLE001 - a task's SystemExit, KeyboardInterrupt...
+        code = _task_ended_worker(exc)
     # As multiprocessing's workers end: no interpreter teardown (a leaky heap's objects freed
     # one by one, atexit handlers): the replacement waits for this exit.
     sys.stdout.flush()
