@@ -30,7 +30,7 @@ import os
 import socket
 import struct
 import sys
-import threading
+from _thread import get_native_id  # not threading: its at-fork hook would run in every child
 
 TYPE_CHECKING = False  # typing is for type checkers: a template starts without it
 if TYPE_CHECKING:
@@ -68,7 +68,16 @@ class _Clone:
         self._libc = ctypes.PyDLL(None, use_errno=True)
         self._syscall = self._libc.syscall
         self._syscall.restype = ctypes.c_long
+        # What the child calls, found here once: a first `libc.NAME` in each child was a
+        # dlsym() and a new function object, and the pages that wrote (a third of a forked
+        # worker's copy-on-write faults before its HELLO, docs/templates.md "Costs").
+        self._prctl = self._libc.prctl
+        self._write = self._libc.write
+        self._fflush = self._libc.fflush
         self._api = ctypes.pythonapi
+        self._before_fork = self._api.PyOS_BeforeFork
+        self._after_child = self._api.PyOS_AfterFork_Child
+        self._after_parent = self._api.PyOS_AfterFork_Parent
         self._tid = self._tid_field()
 
     def _tid_field(self) -> int:
@@ -84,7 +93,7 @@ class _Clone:
         if desc[0] != 32 or desc[1] != 1 or desc[2] > 65536 or not base:
             return 0
         addr = base + desc[2]
-        return addr if ctypes.c_int.from_address(addr).value == threading.get_native_id() else 0
+        return addr if ctypes.c_int.from_address(addr).value == get_native_id() else 0
 
     @property
     def sets_tid(self) -> bool:
@@ -100,7 +109,7 @@ class _Clone:
         if in_cgroup:
             args.flags |= _CLONE_INTO_CGROUP
             args.cgroup = cgdir
-        self._api.PyOS_BeforeFork()
+        self._before_fork()
         pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
                             ctypes.c_size_t(ctypes.sizeof(args)))
         err = ctypes.get_errno() if pid < 0 else 0
@@ -115,22 +124,20 @@ class _Clone:
                                 ctypes.c_size_t(_CLONE3_SIZE_VER0))
             err = ctypes.get_errno() if pid < 0 else 0
         if pid != 0:
-            self._api.PyOS_AfterFork_Parent()
+            self._after_parent()
         return pid, err, in_cgroup
 
     def child_first(self, parent: int, procs: int) -> None:
         """In the child, before anything of Python's runs: the parent-death signal (checked
         against a memvisor that died before it was armed), its cgroup; then the interpreter's
         after-fork work. Exits 125 (as the exec shim: could not set up) on failure."""
-        libc = self._libc
-        if (libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0
-                or libc.getppid() != parent):
+        if self._prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
             os._exit(125)
-        if procs >= 0 and libc.write(procs, b"0", 1) != 1:
+        if procs >= 0 and self._write(procs, b"0", 1) != 1:
             msg = f"memvisor worker (forked): cannot join its cgroup: errno {ctypes.get_errno()}\n"
-            libc.write(2, msg.encode(), len(msg))
+            self._write(2, msg.encode(), len(msg))
             os._exit(125)
-        self._api.PyOS_AfterFork_Child()
+        self._after_child()
 
 
 _clone: Optional[_Clone] = None
@@ -225,7 +232,7 @@ def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
-    _clone._libc.fflush(None)
+    _clone._fflush(None)
     gc.freeze()  # the child's collections leave the template's objects (and their pages) alone
     pid, err, in_cgroup = _clone.clone(cgdir)
     if pid == 0:

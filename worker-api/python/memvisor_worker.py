@@ -349,7 +349,9 @@ class Worker:
                 self._sock.detach()  # that fd number is this worker's channel now
                 self._sock = None
                 self.forked = True
-                self._init_channel_state()
+                # The template's read buffer is kept: a new 64 KiB one, zeroed, was 16 pages
+                # written in every child before its HELLO; a read writes only what it reads.
+                self._init_channel_state(self._rbuf)
                 self._sock = _open_channel(None)
                 self._connect()
         except BaseException:
@@ -358,7 +360,7 @@ class Worker:
             self._sock = None
             raise
 
-    def _init_channel_state(self) -> None:
+    def _init_channel_state(self, rbuf: Optional[memoryview] = None) -> None:
         self._error: Optional[MemvisorError] = None  # sticky: the channel is unusable
         self._stopped = False
         self.slot = 0
@@ -369,7 +371,7 @@ class Worker:
         # waits, so a worker waiting for its next task held a fresh 64 KiB block that the heap
         # preload counted as live when memvisor opened that task's window, and the task then
         # "freed" it (-40 KiB for a kind that keeps 24 KiB, in an experiment's worker).
-        self._rbuf = memoryview(bytearray(_RECV_SIZE))
+        self._rbuf = memoryview(bytearray(_RECV_SIZE)) if rbuf is None else rbuf
         # decoded, not started: (id, payload, flags)
         self._tasks: Deque[Tuple[int, bytes, int]] = collections.deque()
         self._report_heap = False  # GO asked for heap figures with every answer (v2)
