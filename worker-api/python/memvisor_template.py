@@ -194,10 +194,11 @@ def _close(fds: List[int]) -> None:
         os.close(fd)
 
 
-def _child_setup(slot: int, fds: List[int], nfds: int) -> None:
+def _child_setup(slot: int, fds: List[int], nfds: int, listen: bool) -> None:
     """In the new worker, after the clone: a session of its own, its fds where an exec'd
     worker has them (the output on 1 and 2, then 3, 4, ...: its channel lands on the fd
-    MEMVISOR_FD names, over the template's), its slot."""
+    MEMVISOR_FD names, over the template's), its slot; LISTEN_PID when the template's
+    environment has LISTEN_FDS (`listen`, looked up once in the template)."""
     os.setsid()
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + nfds) for fd in fds[:1 + nfds]]
     _close(fds)
@@ -207,11 +208,12 @@ def _child_setup(slot: int, fds: List[int], nfds: int) -> None:
         os.dup2(moved[1 + i], 3 + i)
     _close(moved)
     os.environ["MEMVISOR_SLOT"] = str(slot)
-    if "LISTEN_FDS" in os.environ:  # socket activation: the sockets are this process's now
+    if listen:  # socket activation: the sockets are this process's now
         os.environ["LISTEN_PID"] = str(os.getpid())
 
 
-def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -> bool:
+def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int],
+              listen: bool) -> bool:
     """One FORK: True in the child, False in the template once FORKED is sent."""
     slot, nfds, flags, _ = _mw._FORK.unpack(payload)
     want = 1 + nfds + bool(flags & _mw.FORK_CGROUP_DIR) + bool(flags & _mw.FORK_CGROUP_PROCS)
@@ -237,7 +239,7 @@ def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -
     pid, err, in_cgroup = _clone.clone(cgdir)
     if pid == 0:
         _clone.child_first(parent, -1 if in_cgroup else procs)
-        _child_setup(slot, fds, nfds)
+        _child_setup(slot, fds, nfds, listen)
         return True
     _close(fds)
     reply = _mw._FORKED.pack(max(pid, 0), 0 if pid > 0 else err,
@@ -266,10 +268,13 @@ def serve(worker: "_mw.Worker") -> bool:
     features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
     worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
     worker._flush()
+    # Looked up here, not in each child (os.environ's `in` is Python code, and a KeyError when
+    # absent): nothing of the start-up runs while the template serves, so it cannot change.
+    listen = "LISTEN_FDS" in os.environ
     while True:
         mtype, task, payload, fds = _read_msg(worker)
         if mtype == _mw.MSG_FORK:
-            if _fork_one(worker, task, payload, fds):
+            if _fork_one(worker, task, payload, fds, listen):
                 return True
         elif mtype == _mw.MSG_STOP:
             _close(fds)
