@@ -295,7 +295,7 @@ INST_CONF   := $(SYSCONFDIR)/memvisor/memvisor.ini $(SYSCONFDIR)/memvisor/servic
 INST_EX     := $(patsubst $(BUILD)/examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EXAMPLES)) \
                $(patsubst examples/%,$(PREFIX)/lib/memvisor/examples/%,$(EX_DATA))
 INST_OTHER  := $(UNITDIR)/memvisor.service $(MANDIR)/man1/memvisor.1 \
-               $(PYTHONDIR)/memvisor_worker.py \
+               $(PYTHONDIR)/memvisor_worker.py $(PYTHONDIR)/memvisor_template.py \
                $(patsubst worker-api/python/%,$(PYTHONDIR)/%,$(wildcard worker-api/python/memvisor/*.py))
 # The installed service: its example worker where install puts it, its state where the
 # unit's StateDirectory= and RuntimeDirectory= make room (/var/lib/memvisor, /run/memvisor).
@@ -322,7 +322,8 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 	sed $(UNIT_SED) conf/memvisor.service > $(DESTDIR)$(UNITDIR)/memvisor.service
 	install -m 644 docs/memvisor.1 $(DESTDIR)$(MANDIR)/man1/memvisor.1
 	install -d $(DESTDIR)$(PYTHONDIR)/memvisor
-	install -m 644 worker-api/python/memvisor_worker.py $(DESTDIR)$(PYTHONDIR)/
+	install -m 644 worker-api/python/memvisor_worker.py worker-api/python/memvisor_template.py \
+	    $(DESTDIR)$(PYTHONDIR)/
 	install -m 644 worker-api/python/memvisor/*.py $(DESTDIR)$(PYTHONDIR)/memvisor/
 	install -m 755 $(EXAMPLES) $(DESTDIR)$(PREFIX)/lib/memvisor/examples/
 	for f in $(EX_DATA); do \

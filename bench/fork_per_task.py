@@ -16,7 +16,8 @@ off` shows memvisor without them, as the peer runs), every other setting at its 
 (per-task accounting and leak detection on). The same with `[recycle] successor = yes` (each
 slot's next worker started at its worker's last task), and the exec'd worker without a
 template, are shown too; `--also` adds rows, and `--against BUILD` a row of another build's
-memvisor (an A/B of two builds in one run). Times are wall clock from start to exit, start-up
+memvisor (an A/B of two builds in one run; with the C worker and the Python module of BUILD's
+source tree, the directory above it). Times are wall clock from start to exit, start-up
 included (what a user waits for); rounds alternate peer and memvisor, and the medians are compared:
 the machine is shared, so only ratios within one run mean anything. Measures, asserts nothing.
 Targets (DESIGN §9): C >= 2x, Python >= 10x.
@@ -131,7 +132,11 @@ def main():
                  for o in args.also]
             if args.against:
                 other = os.path.abspath(args.against)
-                oprog = [os.path.join(other, "bench", "fork_task")] if name == "C" else prog
+                # The other build's own Python task too, when its tree has one: it finds that
+                # tree's worker-api/python, so an A/B of the Python module compares modules.
+                opy = os.path.join(os.path.dirname(other), "bench", "fork_task.py")
+                oprog = [os.path.join(other, "bench", "fork_task")] if name == "C" else \
+                    [args.python, opy] if os.path.exists(opy) else prog
                 cases.append((f"memvisor, template, build {args.against}",
                               lambda other=other, oprog=oprog: memvisor(
                                   tmp, other, tasks, args.tasks, oprog, cgroup=args.cgroup)))

@@ -702,6 +702,57 @@ START_TEST(a_spare_never_shares_the_templates_cgroup)
 }
 END_TEST
 
+/* A forked Python worker's channel is on the fd $MEMVISOR_FD names and not inherited by what
+ * it runs, whether the template's Worker took that fd (its socket object is kept for the
+ * worker) or was given another (`Worker(fd)`, a wrapper that moved it: the worker then holds
+ * no copy of the template's channel). Each task answers: forked, its channel on
+ * $MEMVISOR_FD, that fd inheritable, the moved fd still open. */
+static const char *channel_fd = "import os, sys\n"
+                                "sys.path.insert(0, sys.argv[1])\n"
+                                "import memvisor_worker\n"
+                                "FD = int(os.environ['MEMVISOR_FD'])\n"
+                                "MOVED = os.dup(FD) if sys.argv[2] == 'moved' else None\n"
+                                "def is_open(fd):\n"
+                                "    try:\n"
+                                "        os.fstat(fd)\n"
+                                "        return True\n"
+                                "    except OSError:\n"
+                                "        return False\n"
+                                "w = memvisor_worker.Worker(MOVED)\n"
+                                "for task in w:\n"
+                                "    w.done('%s %s %s %s' % (w.forked, w.fileno() == FD,\n"
+                                "        os.get_inheritable(FD), MOVED is not None and is_open(MOVED)))\n"
+                                "w.close()\n";
+
+START_TEST(a_forked_python_workers_channel_is_its_own_and_not_inherited)
+{
+    static const char *const ways[] = {"same", "moved"};
+
+    for (size_t k = 0; k < 2; k++) {
+        mvrun_t r;
+        mvargs_t av;
+
+        run_init(&r, "a\nb\nc\n");
+        run_start(&r,
+                  run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", T),
+                           RUN_CMD("python3", run_file(&r, "channel.py", channel_fd),
+                                   SOURCE_DIR "/worker-api/python", ways[k])),
+                  NULL);
+        ck_assert_int_eq(run_finish(&r), 0);
+        run_assert_once(&r, 3, NULL);
+        ck_assert_int_eq(run_count(&r, "start=exec"), 0);
+        for (size_t i = 1; i <= 3; i++) {
+            json_t *j = run_result(&r, i);
+
+            ck_assert_str_eq(jstr(j, "status"), "ok");
+            ck_assert_msg(strcmp(jstr(j, "result"), "True True False False") == 0,
+                          "%s: task %zu answered %s", ways[k], i, jstr(j, "result"));
+        }
+        run_free(&r);
+    }
+}
+END_TEST
+
 /* A Python template that dies as it is asked to fork (an at-fork hook of its start-up): every
  * FORK in flight is cancelled and asked again of the next template, which dies too, until
  * templates are given up and workers exec'd. No task fails: each cancelled start is said as a
@@ -962,6 +1013,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, forks_go_with_memvisors_fds_when_nothing_is_queued);
     tcase_add_test(tc, a_spare_never_shares_the_templates_cgroup);
     tcase_add_test(tc, a_forked_worker_that_exits_0_before_hello_is_a_crash);
+    tcase_add_test(tc, a_forked_python_workers_channel_is_its_own_and_not_inherited);
     tcase_add_test(tc, a_template_dying_at_each_fork_warns_its_starts_are_retried);
     tcase_add_test(tc, a_template_fatal_exit_with_a_fork_in_flight_ends_the_run_cleanly);
     tcase_add_test(tc, a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_never);

@@ -1221,9 +1221,14 @@ INSTALLED_SCRIPT = textwrap.dedent('''
     def sq(x):
         return x * x
 
+    def forked(_):
+        # Loaded in the template only: a worker exec'd (no template) has not imported it.
+        return "memvisor_template" in sys.modules
+
     if __name__ == "__main__":
         with memvisor.Pool(1, state_dir=sys.argv[1]) as pool:
             print(pool.map(sq, [1, 2, 3]))
+            print(pool.map(forked, [1]))
         print(memvisor.__file__)
         print(memvisor_worker.__file__)
 ''')
@@ -1243,8 +1248,11 @@ class Packaging(PoolTest):
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = out.stdout.split("\n")
         self.assertEqual(lines[0], "[1, 4, 9]")
-        self.assertEqual(lines[1], os.path.join(libdir, "memvisor", "__init__.py"))
-        self.assertEqual(lines[2], os.path.join(libdir, "memvisor_worker.py"))
+        # memvisor_template is installed: the workers were forked from a template, not
+        # exec'd each (template_unsupported) for want of it.
+        self.assertEqual(lines[1], "[True]", out.stderr)
+        self.assertEqual(lines[2], os.path.join(libdir, "memvisor", "__init__.py"))
+        self.assertEqual(lines[3], os.path.join(libdir, "memvisor_worker.py"))
 
     def test_pip_install_offline(self):
         # Offline, the build backend is the one installed: Debian's python3-setuptools (and

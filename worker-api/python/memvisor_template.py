@@ -30,7 +30,7 @@ import os
 import socket
 import struct
 import sys
-import threading
+from _thread import get_native_id  # not threading: its at-fork hook would run in every child
 
 TYPE_CHECKING = False  # typing is for type checkers: a template starts without it
 if TYPE_CHECKING:
@@ -68,7 +68,16 @@ class _Clone:
         self._libc = ctypes.PyDLL(None, use_errno=True)
         self._syscall = self._libc.syscall
         self._syscall.restype = ctypes.c_long
+        # What the child calls, found here once: a first `libc.NAME` in each child was a
+        # dlsym() and a new function object, and the pages that wrote (a third of a forked
+        # worker's copy-on-write faults before its HELLO, docs/templates.md "Costs").
+        self._prctl = self._libc.prctl
+        self._write = self._libc.write
+        self._fflush = self._libc.fflush
         self._api = ctypes.pythonapi
+        self._before_fork = self._api.PyOS_BeforeFork
+        self._after_child = self._api.PyOS_AfterFork_Child
+        self._after_parent = self._api.PyOS_AfterFork_Parent
         self._tid = self._tid_field()
 
     def _tid_field(self) -> int:
@@ -84,7 +93,7 @@ class _Clone:
         if desc[0] != 32 or desc[1] != 1 or desc[2] > 65536 or not base:
             return 0
         addr = base + desc[2]
-        return addr if ctypes.c_int.from_address(addr).value == threading.get_native_id() else 0
+        return addr if ctypes.c_int.from_address(addr).value == get_native_id() else 0
 
     @property
     def sets_tid(self) -> bool:
@@ -100,7 +109,7 @@ class _Clone:
         if in_cgroup:
             args.flags |= _CLONE_INTO_CGROUP
             args.cgroup = cgdir
-        self._api.PyOS_BeforeFork()
+        self._before_fork()
         pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
                             ctypes.c_size_t(ctypes.sizeof(args)))
         err = ctypes.get_errno() if pid < 0 else 0
@@ -115,22 +124,20 @@ class _Clone:
                                 ctypes.c_size_t(_CLONE3_SIZE_VER0))
             err = ctypes.get_errno() if pid < 0 else 0
         if pid != 0:
-            self._api.PyOS_AfterFork_Parent()
+            self._after_parent()
         return pid, err, in_cgroup
 
     def child_first(self, parent: int, procs: int) -> None:
         """In the child, before anything of Python's runs: the parent-death signal (checked
         against a memvisor that died before it was armed), its cgroup; then the interpreter's
         after-fork work. Exits 125 (as the exec shim: could not set up) on failure."""
-        libc = self._libc
-        if (libc.prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0
-                or libc.getppid() != parent):
+        if self._prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0) != 0 or os.getppid() != parent:
             os._exit(125)
-        if procs >= 0 and libc.write(procs, b"0", 1) != 1:
+        if procs >= 0 and self._write(procs, b"0", 1) != 1:
             msg = f"memvisor worker (forked): cannot join its cgroup: errno {ctypes.get_errno()}\n"
-            libc.write(2, msg.encode(), len(msg))
+            self._write(2, msg.encode(), len(msg))
             os._exit(125)
-        self._api.PyOS_AfterFork_Child()
+        self._after_child()
 
 
 _clone: Optional[_Clone] = None
@@ -187,10 +194,11 @@ def _close(fds: List[int]) -> None:
         os.close(fd)
 
 
-def _child_setup(slot: int, fds: List[int], nfds: int) -> None:
+def _child_setup(slot: int, fds: List[int], nfds: int, listen: bool) -> None:
     """In the new worker, after the clone: a session of its own, its fds where an exec'd
     worker has them (the output on 1 and 2, then 3, 4, ...: its channel lands on the fd
-    MEMVISOR_FD names, over the template's), its slot."""
+    MEMVISOR_FD names, over the template's), its slot; LISTEN_PID when the template's
+    environment has LISTEN_FDS (`listen`, looked up once in the template)."""
     os.setsid()
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + nfds) for fd in fds[:1 + nfds]]
     _close(fds)
@@ -200,11 +208,12 @@ def _child_setup(slot: int, fds: List[int], nfds: int) -> None:
         os.dup2(moved[1 + i], 3 + i)
     _close(moved)
     os.environ["MEMVISOR_SLOT"] = str(slot)
-    if "LISTEN_FDS" in os.environ:  # socket activation: the sockets are this process's now
+    if listen:  # socket activation: the sockets are this process's now
         os.environ["LISTEN_PID"] = str(os.getpid())
 
 
-def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -> bool:
+def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int],
+              listen: bool) -> bool:
     """One FORK: True in the child, False in the template once FORKED is sent."""
     slot, nfds, flags, _ = _mw._FORK.unpack(payload)
     want = 1 + nfds + bool(flags & _mw.FORK_CGROUP_DIR) + bool(flags & _mw.FORK_CGROUP_PROCS)
@@ -225,12 +234,12 @@ def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int]) -
             stream.flush()
         except (AttributeError, OSError, ValueError):
             pass
-    _clone._libc.fflush(None)
+    _clone._fflush(None)
     gc.freeze()  # the child's collections leave the template's objects (and their pages) alone
     pid, err, in_cgroup = _clone.clone(cgdir)
     if pid == 0:
         _clone.child_first(parent, -1 if in_cgroup else procs)
-        _child_setup(slot, fds, nfds)
+        _child_setup(slot, fds, nfds, listen)
         return True
     _close(fds)
     reply = _mw._FORKED.pack(max(pid, 0), 0 if pid > 0 else err,
@@ -259,10 +268,13 @@ def serve(worker: "_mw.Worker") -> bool:
     features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
     worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
     worker._flush()
+    # Looked up here, not in each child (os.environ's `in` is Python code, and a KeyError when
+    # absent): nothing of the start-up runs while the template serves, so it cannot change.
+    listen = "LISTEN_FDS" in os.environ
     while True:
         mtype, task, payload, fds = _read_msg(worker)
         if mtype == _mw.MSG_FORK:
-            if _fork_one(worker, task, payload, fds):
+            if _fork_one(worker, task, payload, fds, listen):
                 return True
         elif mtype == _mw.MSG_STOP:
             _close(fds)

@@ -341,16 +341,30 @@ class Worker:
             self._connect()
             # Asked to be the warm template: everything before Worker() was the workers'
             # start-up; each child comes back here as a new worker (memvisor_template).
+            # Its channel lands on the fd $MEMVISOR_FD names: when that is this socket's, the
+            # socket object is kept for it (the same kind: a stream socket from memvisor),
+            # rather than made again in every child (socket() and its checks were a tenth of
+            # a forked worker's pages written before its HELLO). Else (`fd` named another)
+            # the child closes its copy of the template's channel and opens its own.
+            env = os.environ.get(ENV_FD) if self.mode == MODE_TEMPLATE else None
+            same_fd = env is not None and env.isascii() and env.isdigit() and len(env) <= 10 \
+                and int(env) == self._sock.fileno()
             while self.mode == MODE_TEMPLATE:
                 import memvisor_template  # noqa: PLC0415 - only templates need it
                 if not memvisor_template.serve(self):
                     self.mode = MODE_BATCH  # retired: iteration says STOP, as after STOP
                     break
-                self._sock.detach()  # that fd number is this worker's channel now
-                self._sock = None
                 self.forked = True
-                self._init_channel_state()
-                self._sock = _open_channel(None)
+                # The template's read buffer is kept: a new 64 KiB one, zeroed, was 16 pages
+                # written in every child before its HELLO; a read writes only what it reads.
+                self._init_channel_state(self._rbuf)
+                if same_fd:  # that fd number is this worker's channel now
+                    os.set_inheritable(self._sock.fileno(), False)
+                else:
+                    self._sock.close()  # the template's: not this worker's to hold
+                    self._sock = None
+                    self._sock = _open_channel(None)
+                    same_fd = True
                 self._connect()
         except BaseException:
             if self._sock is not None:
@@ -358,7 +372,7 @@ class Worker:
             self._sock = None
             raise
 
-    def _init_channel_state(self) -> None:
+    def _init_channel_state(self, rbuf: Optional[memoryview] = None) -> None:
         self._error: Optional[MemvisorError] = None  # sticky: the channel is unusable
         self._stopped = False
         self.slot = 0
@@ -369,7 +383,7 @@ class Worker:
         # waits, so a worker waiting for its next task held a fresh 64 KiB block that the heap
         # preload counted as live when memvisor opened that task's window, and the task then
         # "freed" it (-40 KiB for a kind that keeps 24 KiB, in an experiment's worker).
-        self._rbuf = memoryview(bytearray(_RECV_SIZE))
+        self._rbuf = memoryview(bytearray(_RECV_SIZE)) if rbuf is None else rbuf
         # decoded, not started: (id, payload, flags)
         self._tasks: Deque[Tuple[int, bytes, int]] = collections.deque()
         self._report_heap = False  # GO asked for heap figures with every answer (v2)
