@@ -2,7 +2,7 @@
  * bench/accounting: what per-task accounting costs the supervisor, read by read (DESIGN §9:
  * <= 3 us per task at p99).
  *
- *     accounting [--tasks N]
+ *     accounting [--tasks N] [--pin same|apart]
  *
  * A child process in a worker cgroup of its own (made by memvisor's cgroup.c, limits and
  * notifications set as for a worker) does tasks on request over a pipe: "n" does nothing,
@@ -21,10 +21,14 @@
  *   - the same boundary reading everything every time ("all reads": the meter before
  *     issue 13), and each of the boundary's four syscalls timed alone where the boundary
  *     makes them (after a task), next to their tight-loop cost above.
+ * --pin puts this process on CPU 0 and the child on CPU 0 too (same) or on CPU 1 (apart: as a
+ * supervisor's workers mostly are, with more than one of them); without it the scheduler
+ * places both (here mostly on one CPU: the child is woken where it was woken from).
  * The task itself is not timed, only the accounting around it. It measures and asserts
  * nothing; it needs root and a memory cgroup (v1 or v2). docs/accounting.md has the
  * figures and what the tail is.
  */
+#include <sched.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +47,7 @@
 #include "meter.h"
 
 static int n_tasks = 20000;
+static int pin = -1;           /* the child's CPU with --pin (this process on CPU 0), -1 = none */
 static int n_control = 4;      /* getpid() calls in the control: see control() */
 static double getpid_ns = 100; /* one getpid(), p50 (measured in reads()) */
 static double *v;
@@ -83,6 +88,16 @@ static long faults(void)
 
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_minflt + ru.ru_majflt;
+}
+
+/* Keeps the calling process on one CPU. 0 or -1 (errno set). */
+static int on_cpu(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set);
 }
 
 /* The child: one task per byte read, one byte back when done. */
@@ -327,13 +342,22 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tasks") && i + 1 < argc)
             n_tasks = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--pin") && i + 1 < argc && !strcmp(argv[i + 1], "same"))
+            pin = 0, i++;
+        else if (!strcmp(argv[i], "--pin") && i + 1 < argc && !strcmp(argv[i + 1], "apart"))
+            pin = 1, i++;
         else {
-            fprintf(stderr, "usage: accounting [--tasks N]\n");
+            fprintf(stderr, "usage: accounting [--tasks N] [--pin same|apart]\n");
             return 2;
         }
     }
     if (n_tasks < 100 || !(v = calloc((size_t)n_tasks, sizeof *v)))
         return 2;
+    /* The child's CPU is tried here, before anything is made; the child inherits CPU 0. */
+    if (pin >= 0 && (on_cpu(pin) < 0 || on_cpu(0) < 0)) {
+        fprintf(stderr, "accounting: --pin: CPU %d: %s\n", pin, strerror(errno));
+        return 1;
+    }
     if (mv_cg_setup(&cg, &o, why, sizeof why) < 0 || cg.version == MV_CG_OFF) {
         fprintf(stderr, "accounting: no memory cgroup: %s\n", why);
         return 1;
@@ -345,6 +369,8 @@ int main(int argc, char **argv)
     }
     if (pipe(down) < 0 || pipe(up) < 0 || (pid = fork()) < 0)
         return 1;
+    if (pid == 0 && pin > 0 && on_cpu(pin) < 0)
+        _exit(1); /* it could a moment ago */
     if (pid == 0) {
         close(down[1]);
         close(up[0]);
@@ -356,8 +382,11 @@ int main(int argc, char **argv)
     if (mv_meter_open(&m, pid, &w, o.soft) < 0) {
         code = 1;
     } else {
-        printf("accounting: cgroup %s, %d reads of each, us\n",
-               cg.version == MV_CG_V1 ? "v1" : "v2", n_tasks);
+        printf("accounting: cgroup %s, %d reads of each, us%s\n",
+               cg.version == MV_CG_V1 ? "v1" : "v2", n_tasks,
+               pin < 0 ? ""
+               : pin   ? "; the child on CPU 1, this on CPU 0"
+                       : "; both on CPU 0");
         reads(&m, &w);
         boundaries(&m, &w, down[1], up[0]);
         mv_meter_close(&m);
