@@ -23,7 +23,7 @@
  *     makes them (after a task), next to their tight-loop cost above.
  * --pin puts this process on CPU 0 and the child on CPU 0 too (same) or on CPU 1 (apart: as a
  * supervisor's workers mostly are, with more than one of them); without it the scheduler
- * places both (here mostly on one CPU: the child is woken where it was woken from).
+ * places both (here mostly on one CPU).
  * The task itself is not timed, only the accounting around it. It measures and asserts
  * nothing; it needs root and a memory cgroup (v1 or v2). docs/accounting.md has the
  * figures and what the tail is.
