@@ -26,11 +26,17 @@ void mv_gather_read(mv_gather_t *g, uint64_t now_ns, uint64_t done, unsigned in_
 
 uint64_t mv_gather_pause(mv_gather_t *g, unsigned in_hand)
 {
+    uint64_t held, ms;
+
     if (!g->due)
         return 0;
     g->due = false;
     g->busy = in_hand > 0; /* refilled: it holds tasks from now on */
     if (g->ns_per == 0 || g->ns_per > MV_GATHER_BUSY_NS)
         return 0;
-    return (uint64_t)in_hand * g->ns_per >= MV_GATHER_AHEAD_NS ? MV_GATHER_MS : 0;
+    held = (uint64_t)in_hand * g->ns_per;
+    if (held < MV_GATHER_AHEAD_NS)
+        return 0;
+    ms = (held - MV_GATHER_SLACK_NS) / (1000ULL * 1000);
+    return ms < MV_GATHER_MAX_MS ? ms : MV_GATHER_MAX_MS;
 }
