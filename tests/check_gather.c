@@ -146,6 +146,30 @@ START_TEST(the_pause_grows_with_the_work_held)
 }
 END_TEST
 
+/* How long a pause lasts follows the fastest the worker answered lately: a read slowed by a
+ * stall (the worker lost the CPU, or sat idle) raises the rate that decides whether to pause,
+ * but a pause sized by it outlasted the work in hand. */
+START_TEST(a_stall_does_not_lengthen_the_pause)
+{
+    mv_gather_t g = {0};
+    uint64_t ms;
+
+    ck_assert_uint_eq(steady(&g, 70 * US, 2, 64, 6), 2);
+    /* 2 answers 1.5 ms after the last read: ns_per triples, the work held is still ~4.5 ms */
+    ms = read_then_pass(&g, g.at_ns + 1500 * US, 2, 62, 64);
+    ck_assert_uint_gt(g.ns_per, 200 * US);
+    ck_assert_uint_le(ms * MS + MV_GATHER_SLACK_NS, 64 * 75 * US);
+    ck_assert_uint_eq(ms, 3); /* sized by ns_per: 4 ms, more than 64 tasks of 70 us last */
+    /* and again: the rate a pause is sized by rises by 1/16 a read at most */
+    ms = read_then_pass(&g, g.at_ns + 1500 * US, 2, 62, 64);
+    ck_assert_uint_le(ms, 3);
+    ck_assert_uint_le(g.fast_ns, 70 * US * 17 / 16 * 17 / 16 + 1);
+    /* it is fast again: back to its own rate at once */
+    ck_assert_uint_eq(steady(&g, 70 * US, 2, 64, 1), 2);
+    ck_assert_uint_eq(g.fast_ns, 70 * US);
+}
+END_TEST
+
 Suite *gather_suite(void)
 {
     Suite *s = suite_create("gather");
@@ -153,6 +177,7 @@ Suite *gather_suite(void)
 
     tcase_add_test(tc, a_fast_worker_holding_work_is_paused);
     tcase_add_test(tc, the_pause_grows_with_the_work_held);
+    tcase_add_test(tc, a_stall_does_not_lengthen_the_pause);
     tcase_add_test(tc, the_decision_counts_the_refill);
     tcase_add_test(tc, one_pause_per_read_with_answers);
     tcase_add_test(tc, slow_answers_are_read_as_they_come);
