@@ -94,8 +94,9 @@ const mv_option_t mv__options[] = {
           "yes = run the command once as a template (its start-up before mvw_open) and fork "
           "each worker from it (api only; docs/templates.md)"),
     OPT(worker, gather, MV_OPT_BOOL, "yes", 0, 1, NULL,
-        "prefetch > 1: a worker holding a few ms of work has its answers read about once a "
-        "millisecond, together, not each as it comes (fewer wake-ups; docs/recycling.md)"),
+        "prefetch > 1: a worker holding a few ms of work has its answers read together every "
+        "1-4 ms (as long as that work lasts), not each as it comes (fewer wake-ups; "
+        "docs/recycling.md)"),
 
     OPT(limits, max_tasks, MV_OPT_INT, "0", 0, INT64_C(1000000000000), NULL,
         "recycle a worker after this many tasks; 0 = off"),

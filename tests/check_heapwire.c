@@ -7,7 +7,9 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,6 +90,72 @@ START_TEST(plan_follows_the_mode_the_command_and_python)
     ck_assert_ptr_nonnull(strstr(p.why, "not found"));
     mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, NULL, MEMVISOR, &p);
     ck_assert(!p.preload);
+}
+END_TEST
+
+/* A dynamic ELF's first 4 KiB (its header and program headers: all the plan reads of it
+ * but the sanitizer search) then zeros up to `size`, with `name` and its NUL at `at`. */
+static void fake_elf(const char *path, off_t size, off_t at, const char *name)
+{
+    char head[4096];
+    int in = open("/bin/true", O_RDONLY | O_CLOEXEC), out;
+
+    ck_assert_int_ge(in, 0);
+    ck_assert_int_eq(read(in, head, sizeof head), sizeof head);
+    close(in);
+    out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    ck_assert_int_ge(out, 0);
+    ck_assert_int_eq(write(out, head, sizeof head), sizeof head);
+    ck_assert_int_eq(ftruncate(out, size), 0);
+    ck_assert_int_eq(pwrite(out, name, strlen(name) + 1, at), (ssize_t)(strlen(name) + 1));
+    close(out);
+}
+
+/* Whether the plan takes the ELF at path for a sanitizer's. */
+static bool judged_sanitized(const char *path)
+{
+    char *cmd[] = {(char *)path, NULL};
+    mv_heapplan_t p;
+
+    mv_heapmon_plan(MV_HEAPMODE_AUTO, MV_HEAPPY_AUTO, true, cmd, MEMVISOR, &p);
+    if (!p.preload)
+        ck_assert_ptr_nonnull(strstr(p.why, "sanitizer"));
+    return !p.preload;
+}
+
+/* The search for a sanitizer's init symbol reads the file's first 4 MiB a chunk at a time: a
+ * name is found wherever it lies in them, across a chunk's end too, and only whole (its NUL
+ * included), as when the 4 MiB were read at once. */
+START_TEST(sanitizer_names_are_found_anywhere_in_the_first_4_mib)
+{
+    const off_t K64 = 64 << 10, M4 = 4 << 20;
+    static const struct {
+        off_t at;
+        const char *name;
+        bool found;
+    } cases[] = {
+        {0, "", false},                            /* the head alone */
+        {(64 << 10) - 5, "__asan_init", true},     /* across the first chunk's end */
+        {(128 << 10) - 13, "__hwasan_init", true}, /* its NUL alone in the next chunk */
+        {(128 << 10) - 2, "__msan_init", true},    /* its tail alone in the next one */
+        {(4 << 20) - 12, "__tsan_init", true},     /* its NUL the last byte searched */
+        {(4 << 20) - 4, "__tsan_init", false},     /* past the 4 MiB */
+        {100000, "__asan_initial", false},         /* a longer name */
+        {100000, "x_hwasan_init", false},          /* not the prefix of any */
+        {100000, "x__asan_init", true},            /* as memmem found it before */
+    };
+    mvrun_t r;
+    char path[PATH_MAX];
+
+    run_init(&r, NULL);
+    snprintf(path, sizeof path, "%s/elf", r.dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fake_elf(path, M4 + K64, cases[i].at ? cases[i].at : 8192, cases[i].name);
+        if (judged_sanitized(path) != cases[i].found)
+            ck_abort_msg("case %zu (%s at %lld): found %d", i, cases[i].name,
+                         (long long)cases[i].at, !cases[i].found);
+    }
+    run_free(&r);
 }
 END_TEST
 
@@ -341,6 +409,7 @@ Suite *heapwire_suite(void)
     TCase *runs = tcase_create("runs");
 
     tcase_add_test(unit, plan_follows_the_mode_the_command_and_python);
+    tcase_add_test(unit, sanitizer_names_are_found_anywhere_in_the_first_4_mib);
     tcase_add_test(unit, windows_over_the_page);
     tcase_add_test(unit, windows_over_the_workers_own_figures);
     tcase_add_test(unit, the_shim_preloads_the_command_only);
