@@ -201,6 +201,9 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
+    mv.tasks_from_cli = c->tasks != NULL;
+    mv.results_from_cli = c->results || c->results_to;
+    mv.resume_from_cli = c->resume;
     /* For the exec shim's parent-death check (proc.h): the workers' parent is this process. */
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     setenv(MV_ENV_SUPERVISOR_PID, pid, 1);

@@ -375,6 +375,33 @@ START_TEST(a_reload_while_the_run_starts_waits_for_it)
 }
 END_TEST
 
+/* --tasks and --results win over the file at a reload as at the start: a reload that changes
+ * nothing says so. It named tasks.source and tasks.results in restart_needed, every time. */
+START_TEST(a_reload_keeps_what_the_command_line_set)
+{
+    char conf[256], *line;
+    const char *args[] = {"run", "-c", conf, "--", MVTEST, NULL};
+    mvrun_t r;
+    pid_t held;
+
+    run_init(&r, "hold 0\nok\n");
+    snprintf(conf, sizeof conf, "%s",
+             run_file(&r, "memvisor.ini", "[supervisor]\nworkers = 1\n[tasks]\nsource = x\n"));
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    line = run_wait_for(&r, "event=reload ");
+    ck_assert_msg(strstr(line, " changed=[] restart_needed=[] "), "%s", line);
+    free(line);
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 2, NULL);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(second_signal_kills_at_once)
 {
     mvrun_t r;
@@ -709,6 +736,7 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
     tcase_add_test(batch, a_draining_service_worker_is_stopped_at_the_headroom);
     tcase_add_test(sig, a_reload_while_the_run_starts_waits_for_it);
+    tcase_add_test(sig, a_reload_keeps_what_the_command_line_set);
     tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
     tcase_add_test(sig, second_signal_kills_at_once);
     tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);
