@@ -1331,6 +1331,19 @@ START_TEST(test_reload_diff)
     ck_assert_str_eq(nc.supervisor.state_dir, old.supervisor.state_dir);
     ck_assert_int_eq(nc.limits.memory_soft, 100 << 20);
     mv_config_diff_free(&d);
+    /* What was resolved from kept keys is kept too: a reload that drops [worker] user (its
+     * ids fall back to memvisor's own, root's) starts no worker as root. */
+    free(old.worker.user);
+    ck_assert_ptr_nonnull(old.worker.user = strdup("nobody"));
+    old.worker.uid = old.worker.gid = 65534;
+    old.supervisor.pause_permille = 100;
+    nc.worker.uid = nc.worker.gid = 0;
+    ck_assert_int_eq(mv_config_diff(&nc, &old, &d), 0);
+    ck_assert_str_eq(nc.worker.user, "nobody");
+    ck_assert_int_eq(nc.worker.uid, 65534);
+    ck_assert_int_eq(nc.worker.gid, 65534);
+    ck_assert_int_eq(nc.supervisor.pause_permille, 100);
+    mv_config_diff_free(&d);
     /* The same configuration: nothing. */
     ck_assert_int_eq(mv_config_diff(&nc, &nc, &d), 0);
     ck_assert_uint_eq(d.nchanged + d.nkept, 0);
