@@ -409,7 +409,7 @@ static json_t *reload(mv_t *mv, char *err, size_t errlen)
         return NULL;
     }
     mv_notify_reloading(&mv->notify);
-    r = mv_config_build(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
+    r = mv_config_rebuild(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
     if (r == 0)
         r = cli_wins(mv, nc);
     if (r == 0)

@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -513,16 +515,36 @@ static int handler(void *user, const char *section, const char *name, const char
     return 1;
 }
 
-/* The whole file, NUL-terminated. 0 or -errno. */
-static int slurp(const char *path, char **out, size_t *len)
+/* The whole file, NUL-terminated. 0 or -errno. `nowait`: only a regular file, opened without
+ * waiting (a FIFO opened for reading waits for a writer): -ESPIPE for anything else. */
+static int slurp(const char *path, char **out, size_t *len, bool nowait)
 {
-    FILE *f = fopen(path, "r");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (nowait ? O_NONBLOCK : 0));
+    FILE *f;
+    struct stat st;
     size_t n = 0, cap = 4096, r;
     char *buf = NULL, *nb;
     int rc = 0;
 
-    if (!f)
+    if (fd < 0)
         return -errno;
+    if (nowait) {
+        if (fstat(fd, &st) < 0)
+            rc = -errno;
+        else if (S_ISDIR(st.st_mode))
+            rc = -EISDIR;
+        else if (!S_ISREG(st.st_mode))
+            rc = -ESPIPE;
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    if (!(f = fdopen(fd, "r"))) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
     for (;;) {
         if (!buf || n == cap) {
             if (buf && cap >= MAX_FILE) {
@@ -579,7 +601,7 @@ static void ini_setup(void)
     ini_stop_on_first_error = 0;
 }
 
-int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
+static int load(mv_config_t *c, const char *path, mv_errors_t *errs, bool nowait)
 {
     load_t x = {.c = c, .errs = errs, .bol = true};
     size_t n0 = errs->n, lines = 1;
@@ -591,9 +613,12 @@ int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
         return -EINVAL;
     if (!(x.path = keep_path(c, path)))
         return -ENOMEM;
-    if ((rc = slurp(path, &buf, &x.len)) < 0) {
+    if ((rc = slurp(path, &buf, &x.len, nowait)) < 0) {
         mv_errors_add(errs, "%s: cannot read: %s", path,
-                      rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+                      rc == -EFBIG    ? "larger than 16 MiB"
+                      : rc == -ESPIPE ? "not a regular file (a FIFO, socket or device): a reload "
+                                        "reads only regular files, it must not wait for a writer"
+                                      : strerror(-rc));
         return rc;
     }
     x.buf = buf;
@@ -629,6 +654,11 @@ out:
     free(x.seen);
     free(buf);
     return rc;
+}
+
+int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
+{
+    return load(c, path, errs, false);
 }
 
 /* ---- overrides ----------------------------------------------------------------------- */
@@ -842,14 +872,14 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
     return bad ? -EINVAL : 0;
 }
 
-int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
-                    mv_errors_t *errs)
+static int build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                 mv_errors_t *errs, bool nowait)
 {
     bool bad = false;
 
     if (mv_config_init(c) < 0)
         return -ENOMEM;
-    if (path && mv_config_load(c, path, errs) < 0)
+    if (path && load(c, path, errs, nowait) < 0)
         bad = true;
     for (int i = 0; i < n; i++)
         if (mv_config_override(c, overrides[i], i + 1, errs) < 0)
@@ -857,6 +887,18 @@ int mv_config_build(mv_config_t *c, const char *path, const char *const *overrid
     if (!bad && mv_config_finish(c, errs) < 0)
         bad = true;
     return bad ? -EINVAL : 0;
+}
+
+int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                    mv_errors_t *errs)
+{
+    return build(c, path, overrides, n, errs, false);
+}
+
+int mv_config_rebuild(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                      mv_errors_t *errs)
+{
+    return build(c, path, overrides, n, errs, true);
 }
 
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,

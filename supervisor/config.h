@@ -227,6 +227,12 @@ bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_
  * frees c either way. */
 int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
                     mv_errors_t *errs);
+/* mv_config_build for a reload, in the supervisor's loop: the file is opened without waiting
+ * and must be a regular file. A FIFO at the path (which mv_config_build reads, blocking, at
+ * the start) would hold the loop until some writer came; a reload of one fails instead,
+ * "not a regular file", and nothing changes. */
+int mv_config_rebuild(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                      mv_errors_t *errs);
 /* mv_config_build, and every mistake (or the lack of memory) said on `out`. */
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
                            FILE *out);

@@ -863,6 +863,27 @@ START_TEST(test_unreadable)
     ck_assert_int_eq(c.worker.prefetch, 1);
     mv_config_free(&c);
     mv_errors_free(&e);
+
+    /* A reload's read waits for nothing: a FIFO (no writer) is refused at once, a directory
+     * as at the start, a regular file read. */
+    snprintf(p, sizeof p, "%s/fifo.ini", tmpdir);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_int_eq(mv_config_rebuild(&c, p, NULL, 0, &e), -EINVAL);
+    ck_assert(has(&e, "%s: cannot read: not a regular file (a FIFO, socket or device): a reload "
+                      "reads only regular files, it must not wait for a writer",
+                  p));
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(mv_config_rebuild(&c, tmpdir, NULL, 0, &e), -EINVAL);
+    ck_assert(has(&e, "%s: cannot read: %s", tmpdir, strerror(EISDIR)));
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    write_file("regular.ini", "[worker]\nprefetch = 2\n", p);
+    ck_assert_int_eq(mv_config_rebuild(&c, p, NULL, 0, &e), 0);
+    ck_assert_int_eq(c.worker.prefetch, 2);
+    mv_config_free(&c);
+    mv_errors_free(&e);
 }
 END_TEST
 
