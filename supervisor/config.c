@@ -17,6 +17,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -809,6 +810,27 @@ static int resolve_path(mv_config_t *c, const mv_option_t *o, mv_errors_t *errs)
     free(*v);
     *v = abs;
     return 0;
+}
+
+int mv_config_check_socket(const mv_config_t *c, mv_errors_t *errs)
+{
+    const char *sock = c->control.socket, *dir = c->supervisor.state_dir;
+    const mv_option_t *o =
+        mv_config_find(*sock ? "control" : "supervisor", *sock ? "socket" : "state_dir");
+    size_t cap = sizeof(((struct sockaddr_un *)0)->sun_path), dl = strlen(dir), len;
+    bool slash = dl == 0 || dir[dl - 1] == '/';
+
+    if (strcmp(sock, "none") == 0)
+        return 0;
+    len = *sock ? strlen(sock) : dl + !slash + strlen("control.sock");
+    if (len < cap)
+        return 0;
+    report(errs, c->origin[o - mv__options], o->section, o->name,
+           "the control socket %s%s%s is %zu bytes long; a Unix socket path holds at most %zu: "
+           "set a shorter [control] socket, or none",
+           *sock ? sock : dir, *sock || slash ? "" : "/", *sock ? "" : "control.sock", len,
+           cap - 1);
+    return -EINVAL;
 }
 
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs)

@@ -219,6 +219,11 @@ int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *e
  * rule: against the config file's directory, or the working directory). Call once after
  * load and overrides. 0 or -EINVAL (errs filled). */
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs);
+/* Whether the control socket a run would bind ([control] socket, else STATE_DIR/control.sock)
+ * fits in a sockaddr_un: 0, or -EINVAL with the mistake in errs, against the key that made
+ * the path. For `run` and `check` (a report or a status needs no socket of its own): the run
+ * refused it only at its start, "control socket path too long", naming neither. */
+int mv_config_check_socket(const mv_config_t *c, mv_errors_t *errs);
 /* Whether option `o` has the same value in both. */
 bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o);
 

@@ -83,7 +83,14 @@ static int parse_cli(int argc, char **argv, cli_t *c)
 static int load_config(const cli_t *c, mv_config_t *cfg)
 {
     int r = mv_config_build_or_say(cfg, c->config, c->overrides, c->noverrides, stderr);
+    mv_errors_t errs = {0};
 
+    if (r == 0 && mv_config_check_socket(cfg, &errs) < 0) {
+        mv_errors_print(&errs, stderr);
+        fprintf(stderr, "memvisor: configuration has 1 error\n");
+        r = -EINVAL;
+    }
+    mv_errors_free(&errs);
     return r == -ENOMEM ? MV_EXIT_CANT_RUN : r < 0 ? MV_EXIT_USAGE : -1;
 }
 
