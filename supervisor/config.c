@@ -390,13 +390,25 @@ static void trim(const char **s, const char **e)
         (*e)--;
 }
 
+/* "sections: supervisor, worker, ...": every section of the table, in its order (the table
+ * keeps a section's keys together). A list written out by hand had lost four of them. */
+static void section_list(char *out, size_t cap)
+{
+    size_t used = (size_t)snprintf(out, cap, "sections:");
+
+    for (size_t i = 0; i < mv__noptions && used < cap; i++)
+        if (i == 0 || strcmp(mv__options[i].section, mv__options[i - 1].section) != 0)
+            used += (size_t)snprintf(out + used, cap - used, "%s %s", i ? "," : "",
+                                     mv__options[i].section);
+}
+
 /* Judges line x->line (starting at x->pos) the way inih will, so that every syntax error
  * and unknown section is reported, not only the first. */
 static void classify(load_t *x)
 {
     const char *s = x->buf + x->pos, *nl = memchr(s, '\n', x->len - x->pos);
     const char *e = nl ? nl : x->buf + x->len, *end;
-    char name[64], hint[128];
+    char name[64], hint[160];
     const char *close;
 
     if ((size_t)(e - s) + 3 > MAX_LINE) {
@@ -432,7 +444,7 @@ static void classify(load_t *x)
     if ((close = mv__config_closest(name, NULL)))
         snprintf(hint, sizeof hint, "did you mean [%s]?", close);
     else
-        snprintf(hint, sizeof hint, "sections: supervisor, worker, limits, recycle, tasks, log");
+        section_list(hint, sizeof hint);
     report(x->errs, here(x), name, NULL, "unknown section (%s)", hint);
     x->reported[x->line] = 1;
 }

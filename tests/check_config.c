@@ -714,7 +714,7 @@ START_TEST(test_each_mistake)
     ck_assert(has(&e, "%s:20: [worker]: missing key name before \"=\"", p));
     ck_assert(has(&e,
                   "%s:21: [nothing_like_it]: unknown section (sections: supervisor, worker, "
-                  "limits, recycle, tasks, log)",
+                  "limits, recycle, service, control, metrics, tasks, leak, log)",
                   p));
     ck_assert(has(&e, "%s:23: [worker] protocol: \"tcp\": not one of api, lines, none", p));
     ck_assert_uint_eq(e.n, 17);
