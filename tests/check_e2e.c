@@ -359,30 +359,46 @@ START_TEST(a_reload_while_the_run_starts_waits_for_it)
 }
 END_TEST
 
+/* `run -c CONF -- MVTEST` (CONF a file of `text` in the run's dir, its path in conf) on the
+ * tasks "hold 0" and "ok": returns once the first task holds its worker, with that worker's
+ * pid. finish_held lets it go and checks the run ends well, each task once. */
+static pid_t start_held(mvrun_t *r, char *conf, size_t cap, const char *text)
+{
+    const char *args[] = {"run", "-c", conf, "--", MVTEST, NULL};
+    char *line;
+    pid_t held;
+
+    run_init(r, "hold 0\nok\n");
+    snprintf(conf, cap, "%s", run_file(r, "memvisor.ini", text));
+    run_start(r, args, NULL);
+    line = run_wait_for(r, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    return held;
+}
+
+static void finish_held(mvrun_t *r, pid_t held)
+{
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(r), 0);
+    run_assert_once(r, 2, NULL);
+    run_free(r);
+}
+
 /* --tasks and --results win over the file at a reload as at the start: a reload that changes
  * nothing says so. It named tasks.source and tasks.results in restart_needed, every time. */
 START_TEST(a_reload_keeps_what_the_command_line_set)
 {
     char conf[256], *line;
-    const char *args[] = {"run", "-c", conf, "--", MVTEST, NULL};
     mvrun_t r;
-    pid_t held;
+    pid_t held =
+        start_held(&r, conf, sizeof conf, "[supervisor]\nworkers = 1\n[tasks]\nsource = x\n");
 
-    run_init(&r, "hold 0\nok\n");
-    snprintf(conf, sizeof conf, "%s",
-             run_file(&r, "memvisor.ini", "[supervisor]\nworkers = 1\n[tasks]\nsource = x\n"));
-    run_start(&r, args, NULL);
-    line = run_wait_for(&r, "held pid=");
-    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
-    free(line);
     ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
     line = run_wait_for(&r, "event=reload ");
     ck_assert_msg(strstr(line, " changed=[] restart_needed=[] "), "%s", line);
     free(line);
-    ck_assert_int_eq(kill(held, SIGUSR1), 0);
-    ck_assert_int_eq(run_finish(&r), 0);
-    run_assert_once(&r, 2, NULL);
-    run_free(&r);
+    finish_held(&r, held);
 }
 END_TEST
 
@@ -392,17 +408,10 @@ END_TEST
 START_TEST(a_reload_of_a_fifo_fails_and_waits_for_nothing)
 {
     char conf[256], *line;
-    const char *args[] = {"run", "-c", conf, "--", MVTEST, NULL};
     mvrun_t r;
+    pid_t held = start_held(&r, conf, sizeof conf, "[supervisor]\nworkers = 1\n");
     json_t *st;
-    pid_t held;
 
-    run_init(&r, "hold 0\nok\n");
-    snprintf(conf, sizeof conf, "%s", run_file(&r, "memvisor.ini", "[supervisor]\nworkers = 1\n"));
-    run_start(&r, args, NULL);
-    line = run_wait_for(&r, "held pid=");
-    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
-    free(line);
     ck_assert_int_eq(unlink(conf), 0);
     ck_assert_int_eq(mkfifo(conf, 0600), 0);
     ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
@@ -412,10 +421,7 @@ START_TEST(a_reload_of_a_fifo_fails_and_waits_for_nothing)
     st = run_status(&r); /* the loop answers */
     ck_assert_int_eq(jint(json_object_get(st, "run"), "reloads"), 0);
     json_decref(st);
-    ck_assert_int_eq(kill(held, SIGUSR1), 0);
-    ck_assert_int_eq(run_finish(&r), 0);
-    run_assert_once(&r, 2, NULL);
-    run_free(&r);
+    finish_held(&r, held);
 }
 END_TEST
 
