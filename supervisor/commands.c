@@ -368,6 +368,30 @@ static int new_command(mv_t *mv, const mv_config_t *nc, char ***argv, char *err,
     return 0;
 }
 
+/* What the command line set (--tasks, --results, --resume) wins over the file at a reload as
+ * it did at the start; without this every reload of such a run named them in restart_needed.
+ * 0 or -ENOMEM. */
+static int cli_wins(const mv_t *mv, mv_config_t *nc)
+{
+    char *s;
+
+    if (mv->tasks_from_cli) {
+        if (!(s = strdup(mv->cfg->tasks.source)))
+            return -ENOMEM;
+        free(nc->tasks.source);
+        nc->tasks.source = s;
+    }
+    if (mv->results_from_cli) {
+        if (!(s = strdup(mv->cfg->tasks.results)))
+            return -ENOMEM;
+        free(nc->tasks.results);
+        nc->tasks.results = s;
+    }
+    if (mv->resume_from_cli)
+        nc->tasks.resume = mv->cfg->tasks.resume;
+    return 0;
+}
+
 static json_t *reload(mv_t *mv, char *err, size_t errlen)
 {
     mv_config_t *nc = calloc(1, sizeof *nc);
@@ -385,7 +409,9 @@ static json_t *reload(mv_t *mv, char *err, size_t errlen)
         return NULL;
     }
     mv_notify_reloading(&mv->notify);
-    r = mv_config_build(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
+    r = mv_config_rebuild(nc, mv->config_path, mv->overrides, mv->noverrides, &errs);
+    if (r == 0)
+        r = cli_wins(mv, nc);
     if (r == 0)
         r = mv_config_diff(nc, mv->cfg, &diff);
     for (size_t i = 0; i < diff.nchanged; i++)

@@ -26,6 +26,23 @@ static int keep_value(mv_config_t *to, const mv_config_t *from, const mv_option_
     return 0;
 }
 
+/* What mv_config_finish resolves from keys a running memvisor keeps ([worker] user and
+ * group, [supervisor] pause_below) is kept with them, whether or not the key's text changed:
+ * the workers' ids are those of the user the run started with (a reload that dropped `user`
+ * started the next workers as root while it named worker.user in restart_needed), and a
+ * name that resolves to another id now changes nothing until restart either. */
+static void keep_resolved(mv_config_t *nc, const mv_config_t *old)
+{
+    if (!mv_config_find("worker", "user")->reload || !mv_config_find("worker", "group")->reload) {
+        nc->worker.uid = old->worker.uid;
+        nc->worker.gid = old->worker.gid;
+    }
+    if (!mv_config_find("supervisor", "pause_below")->reload) {
+        nc->supervisor.pause_bytes = old->supervisor.pause_bytes;
+        nc->supervisor.pause_permille = old->supervisor.pause_permille;
+    }
+}
+
 int mv_config_diff(mv_config_t *nc, const mv_config_t *old, mv_config_diff_t *d)
 {
     size_t n;
@@ -47,6 +64,7 @@ int mv_config_diff(mv_config_t *nc, const mv_config_t *old, mv_config_diff_t *d)
                 return -ENOMEM;
         }
     }
+    keep_resolved(nc, old);
     return 0;
 }
 

@@ -18,7 +18,9 @@ typedef struct mv_config_diff {
     size_t nkept;
 } mv_config_diff_t;
 
-/* Compares `nc` with `old` and copies the kept values back into `nc`. 0 or -ENOMEM (nc may
+/* Compares `nc` with `old` and copies the kept values back into `nc`, with what
+ * mv_config_finish resolved from them (the workers' uid and gid, pause_below's bytes or
+ * permille). 0 or -ENOMEM (nc may
  * then hold some of the old values). Free d with mv_config_diff_free. */
 int mv_config_diff(mv_config_t *nc, const mv_config_t *old, mv_config_diff_t *d);
 void mv_config_diff_free(mv_config_diff_t *d);

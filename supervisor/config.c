@@ -15,6 +15,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -387,13 +390,25 @@ static void trim(const char **s, const char **e)
         (*e)--;
 }
 
+/* "sections: supervisor, worker, ...": every section of the table, in its order (the table
+ * keeps a section's keys together). A list written out by hand had lost four of them. */
+static void section_list(char *out, size_t cap)
+{
+    size_t used = (size_t)snprintf(out, cap, "sections:");
+
+    for (size_t i = 0; i < mv__noptions && used < cap; i++)
+        if (i == 0 || strcmp(mv__options[i].section, mv__options[i - 1].section) != 0)
+            used += (size_t)snprintf(out + used, cap - used, "%s %s", i ? "," : "",
+                                     mv__options[i].section);
+}
+
 /* Judges line x->line (starting at x->pos) the way inih will, so that every syntax error
  * and unknown section is reported, not only the first. */
 static void classify(load_t *x)
 {
     const char *s = x->buf + x->pos, *nl = memchr(s, '\n', x->len - x->pos);
     const char *e = nl ? nl : x->buf + x->len, *end;
-    char name[64], hint[128];
+    char name[64], hint[160];
     const char *close;
 
     if ((size_t)(e - s) + 3 > MAX_LINE) {
@@ -429,7 +444,7 @@ static void classify(load_t *x)
     if ((close = mv__config_closest(name, NULL)))
         snprintf(hint, sizeof hint, "did you mean [%s]?", close);
     else
-        snprintf(hint, sizeof hint, "sections: supervisor, worker, limits, recycle, tasks, log");
+        section_list(hint, sizeof hint);
     report(x->errs, here(x), name, NULL, "unknown section (%s)", hint);
     x->reported[x->line] = 1;
 }
@@ -513,16 +528,36 @@ static int handler(void *user, const char *section, const char *name, const char
     return 1;
 }
 
-/* The whole file, NUL-terminated. 0 or -errno. */
-static int slurp(const char *path, char **out, size_t *len)
+/* The whole file, NUL-terminated. 0 or -errno. `nowait`: only a regular file, opened without
+ * waiting (a FIFO opened for reading waits for a writer): -ESPIPE for anything else. */
+static int slurp(const char *path, char **out, size_t *len, bool nowait)
 {
-    FILE *f = fopen(path, "r");
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (nowait ? O_NONBLOCK : 0));
+    FILE *f;
+    struct stat st;
     size_t n = 0, cap = 4096, r;
     char *buf = NULL, *nb;
     int rc = 0;
 
-    if (!f)
+    if (fd < 0)
         return -errno;
+    if (nowait) {
+        if (fstat(fd, &st) < 0)
+            rc = -errno;
+        else if (S_ISDIR(st.st_mode))
+            rc = -EISDIR;
+        else if (!S_ISREG(st.st_mode))
+            rc = -ESPIPE;
+        if (rc < 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    if (!(f = fdopen(fd, "r"))) {
+        rc = -errno;
+        close(fd);
+        return rc;
+    }
     for (;;) {
         if (!buf || n == cap) {
             if (buf && cap >= MAX_FILE) {
@@ -579,7 +614,7 @@ static void ini_setup(void)
     ini_stop_on_first_error = 0;
 }
 
-int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
+static int load(mv_config_t *c, const char *path, mv_errors_t *errs, bool nowait)
 {
     load_t x = {.c = c, .errs = errs, .bol = true};
     size_t n0 = errs->n, lines = 1;
@@ -591,9 +626,12 @@ int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
         return -EINVAL;
     if (!(x.path = keep_path(c, path)))
         return -ENOMEM;
-    if ((rc = slurp(path, &buf, &x.len)) < 0) {
+    if ((rc = slurp(path, &buf, &x.len, nowait)) < 0) {
         mv_errors_add(errs, "%s: cannot read: %s", path,
-                      rc == -EFBIG ? "larger than 16 MiB" : strerror(-rc));
+                      rc == -EFBIG    ? "larger than 16 MiB"
+                      : rc == -ESPIPE ? "not a regular file (a FIFO, socket or device): a reload "
+                                        "reads only regular files, it must not wait for a writer"
+                                      : strerror(-rc));
         return rc;
     }
     x.buf = buf;
@@ -629,6 +667,11 @@ out:
     free(x.seen);
     free(buf);
     return rc;
+}
+
+int mv_config_load(mv_config_t *c, const char *path, mv_errors_t *errs)
+{
+    return load(c, path, errs, false);
 }
 
 /* ---- overrides ----------------------------------------------------------------------- */
@@ -781,6 +824,27 @@ static int resolve_path(mv_config_t *c, const mv_option_t *o, mv_errors_t *errs)
     return 0;
 }
 
+int mv_config_check_socket(const mv_config_t *c, mv_errors_t *errs)
+{
+    const char *sock = c->control.socket, *dir = c->supervisor.state_dir;
+    const mv_option_t *o =
+        mv_config_find(*sock ? "control" : "supervisor", *sock ? "socket" : "state_dir");
+    size_t cap = sizeof(((struct sockaddr_un *)0)->sun_path), dl = strlen(dir), len;
+    bool slash = dl == 0 || dir[dl - 1] == '/';
+
+    if (strcmp(sock, "none") == 0)
+        return 0;
+    len = *sock ? strlen(sock) : dl + !slash + strlen("control.sock");
+    if (len < cap)
+        return 0;
+    report(errs, c->origin[o - mv__options], o->section, o->name,
+           "the control socket %s%s%s is %zu bytes long; a Unix socket path holds at most %zu: "
+           "set a shorter [control] socket, or none",
+           *sock ? sock : dir, *sock || slash ? "" : "/", *sock ? "" : "control.sock", len,
+           cap - 1);
+    return -EINVAL;
+}
+
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
 {
 #define O(s, k) mv_config_find(#s, #k)
@@ -842,14 +906,14 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
     return bad ? -EINVAL : 0;
 }
 
-int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
-                    mv_errors_t *errs)
+static int build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                 mv_errors_t *errs, bool nowait)
 {
     bool bad = false;
 
     if (mv_config_init(c) < 0)
         return -ENOMEM;
-    if (path && mv_config_load(c, path, errs) < 0)
+    if (path && load(c, path, errs, nowait) < 0)
         bad = true;
     for (int i = 0; i < n; i++)
         if (mv_config_override(c, overrides[i], i + 1, errs) < 0)
@@ -857,6 +921,18 @@ int mv_config_build(mv_config_t *c, const char *path, const char *const *overrid
     if (!bad && mv_config_finish(c, errs) < 0)
         bad = true;
     return bad ? -EINVAL : 0;
+}
+
+int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                    mv_errors_t *errs)
+{
+    return build(c, path, overrides, n, errs, false);
+}
+
+int mv_config_rebuild(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                      mv_errors_t *errs)
+{
+    return build(c, path, overrides, n, errs, true);
 }
 
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,

@@ -219,6 +219,11 @@ int mv_config_override(mv_config_t *c, const char *spec, int nth, mv_errors_t *e
  * rule: against the config file's directory, or the working directory). Call once after
  * load and overrides. 0 or -EINVAL (errs filled). */
 int mv_config_finish(mv_config_t *c, mv_errors_t *errs);
+/* Whether the control socket a run would bind ([control] socket, else STATE_DIR/control.sock)
+ * fits in a sockaddr_un: 0, or -EINVAL with the mistake in errs, against the key that made
+ * the path. For `run` and `check` (a report or a status needs no socket of its own): the run
+ * refused it only at its start, "control socket path too long", naming neither. */
+int mv_config_check_socket(const mv_config_t *c, mv_errors_t *errs);
 /* Whether option `o` has the same value in both. */
 bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_t *o);
 
@@ -227,6 +232,12 @@ bool mv_config_same(const mv_config_t *a, const mv_config_t *b, const mv_option_
  * frees c either way. */
 int mv_config_build(mv_config_t *c, const char *path, const char *const *overrides, int n,
                     mv_errors_t *errs);
+/* mv_config_build for a reload, in the supervisor's loop: the file is opened without waiting
+ * and must be a regular file. A FIFO at the path (which mv_config_build reads, blocking, at
+ * the start) would hold the loop until some writer came; a reload of one fails instead,
+ * "not a regular file", and nothing changes. */
+int mv_config_rebuild(mv_config_t *c, const char *path, const char *const *overrides, int n,
+                      mv_errors_t *errs);
 /* mv_config_build, and every mistake (or the lack of memory) said on `out`. */
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
                            FILE *out);

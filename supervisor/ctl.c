@@ -154,11 +154,16 @@ static int connect_to(const char *path, uint64_t deadline, char *why, size_t n)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     socklen_t len = sizeof(int);
+    struct stat st;
     int fd, r, err = 0;
 
     if (strlen(path) >= sizeof sa.sun_path) {
         snprintf(why, n, "control socket path %s is too long for a Unix socket", path);
         return -ENAMETOOLONG;
+    }
+    if (!*path) { /* an all-zero sun_path names an abstract socket, not no path */
+        snprintf(why, n, "the control socket path is empty");
+        return -EINVAL;
     }
     strcpy(sa.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -182,6 +187,8 @@ static int connect_to(const char *path, uint64_t deadline, char *why, size_t n)
                  "no control socket at %s: is memvisor running with this "
                  "configuration?",
                  path);
+    else if (r == -ECONNREFUSED && lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+        snprintf(why, n, "%s is not a socket: give the path of memvisor's control socket", path);
     else if (r == -ECONNREFUSED)
         snprintf(why, n, "nobody listens on %s: memvisor is not running (a stale socket)", path);
     else if (r == -EAGAIN)

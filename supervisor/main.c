@@ -83,7 +83,14 @@ static int parse_cli(int argc, char **argv, cli_t *c)
 static int load_config(const cli_t *c, mv_config_t *cfg)
 {
     int r = mv_config_build_or_say(cfg, c->config, c->overrides, c->noverrides, stderr);
+    mv_errors_t errs = {0};
 
+    if (r == 0 && mv_config_check_socket(cfg, &errs) < 0) {
+        mv_errors_print(&errs, stderr);
+        fprintf(stderr, "memvisor: configuration has 1 error\n");
+        r = -EINVAL;
+    }
+    mv_errors_free(&errs);
     return r == -ENOMEM ? MV_EXIT_CANT_RUN : r < 0 ? MV_EXIT_USAGE : -1;
 }
 
@@ -201,6 +208,9 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     mv.overrides = c->overrides;
     mv.noverrides = c->noverrides;
     mv.argv_from_cli = c->argv != NULL;
+    mv.tasks_from_cli = c->tasks != NULL;
+    mv.results_from_cli = c->results || c->results_to;
+    mv.resume_from_cli = c->resume;
     /* For the exec shim's parent-death check (proc.h): the workers' parent is this process. */
     snprintf(pid, sizeof pid, "%d", (int)getpid());
     setenv(MV_ENV_SUPERVISOR_PID, pid, 1);

@@ -53,6 +53,8 @@ typedef struct mv {
     int noverrides;
     char **argv;        /* the worker command */
     bool argv_from_cli; /* after `--`: a reload keeps it */
+    /* --tasks, --results, --resume: they win over the file at a reload too */
+    bool tasks_from_cli, results_from_cli, resume_from_cli;
     mv_log_t log;
     mv_cg_t cg;
     mv_rundir_t run;     /* the run directory: events, snapshots, run.json */

@@ -714,7 +714,7 @@ START_TEST(test_each_mistake)
     ck_assert(has(&e, "%s:20: [worker]: missing key name before \"=\"", p));
     ck_assert(has(&e,
                   "%s:21: [nothing_like_it]: unknown section (sections: supervisor, worker, "
-                  "limits, recycle, tasks, log)",
+                  "limits, recycle, service, control, metrics, tasks, leak, log)",
                   p));
     ck_assert(has(&e, "%s:23: [worker] protocol: \"tcp\": not one of api, lines, none", p));
     ck_assert_uint_eq(e.n, 17);
@@ -861,6 +861,28 @@ START_TEST(test_unreadable)
     ck_assert_int_eq(mv_config_load(&c, p, &e), -EINVAL);
     ck_assert(has(&e, "%s:3: NUL byte: not a text file", p));
     ck_assert_int_eq(c.worker.prefetch, 1);
+    mv_config_free(&c);
+    mv_errors_free(&e);
+
+    /* A reload's read waits for nothing: a FIFO (no writer) is refused at once, a directory
+     * as at the start, a regular file read. */
+    snprintf(p, sizeof p, "%s/fifo.ini", tmpdir);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    ck_assert_int_eq(mv_config_rebuild(&c, p, NULL, 0, &e), -EINVAL);
+    ck_assert(has(&e,
+                  "%s: cannot read: not a regular file (a FIFO, socket or device): a reload "
+                  "reads only regular files, it must not wait for a writer",
+                  p));
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    ck_assert_int_eq(unlink(p), 0);
+    ck_assert_int_eq(mv_config_rebuild(&c, tmpdir, NULL, 0, &e), -EINVAL);
+    ck_assert(has(&e, "%s: cannot read: %s", tmpdir, strerror(EISDIR)));
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    write_file("regular.ini", "[worker]\nprefetch = 2\n", p);
+    ck_assert_int_eq(mv_config_rebuild(&c, p, NULL, 0, &e), 0);
+    ck_assert_int_eq(c.worker.prefetch, 2);
     mv_config_free(&c);
     mv_errors_free(&e);
 }
@@ -1167,6 +1189,54 @@ START_TEST(test_paths)
 }
 END_TEST
 
+/* The control socket must fit in a Unix socket address (107 bytes): said by `memvisor check`,
+ * naming the key that made the path; a run refused it only at its start, with neither. */
+START_TEST(test_socket_path_fits)
+{
+    char sock[160], dir[160], spec[200], want[400];
+    const char *ovr[2] = {spec, "control.socket=none"};
+    mv_errors_t e = {0};
+    mv_config_t c;
+
+    memset(sock, 'a', sizeof sock);
+    memcpy(sock, "/tmp/", 5);
+    sock[108] = '\0'; /* 108 bytes: one too many */
+    snprintf(spec, sizeof spec, "control.socket=%s", sock);
+    ck_assert_int_eq(mv_config_build(&c, NULL, ovr, 1, &e), 0);
+    ck_assert_int_eq(mv_config_check_socket(&c, &e), -EINVAL);
+    snprintf(want, sizeof want,
+             "-o:1: [control] socket: the control socket %s is 108 bytes long; a Unix "
+             "socket path holds at most 107: set a shorter [control] socket, or none",
+             sock);
+    ck_assert_msg(has(&e, "%s", want), "%s", e.n ? e.msg[0] : "(none)");
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    sock[107] = '\0'; /* 107 fits */
+    snprintf(spec, sizeof spec, "control.socket=%s", sock);
+    ck_assert_int_eq(mv_config_build(&c, NULL, ovr, 1, &e), 0);
+    ck_assert_int_eq(mv_config_check_socket(&c, &e), 0);
+    mv_config_free(&c);
+
+    /* STATE_DIR/control.sock: the state directory is the key to blame, unless socket = none */
+    memcpy(dir, sock, 96);
+    dir[96] = '\0'; /* + "/control.sock" = 109 */
+    snprintf(spec, sizeof spec, "supervisor.state_dir=%s", dir);
+    ck_assert_int_eq(mv_config_build(&c, NULL, ovr, 1, &e), 0);
+    ck_assert_int_eq(mv_config_check_socket(&c, &e), -EINVAL);
+    snprintf(want, sizeof want,
+             "-o:1: [supervisor] state_dir: the control socket %s/control.sock is 109 bytes long",
+             dir);
+    ck_assert_msg(e.n == 1 && strncmp(e.msg[0], want, strlen(want)) == 0, "%s",
+                  e.n ? e.msg[0] : "(none)");
+    mv_config_free(&c);
+    mv_errors_free(&e);
+    ck_assert_int_eq(mv_config_build(&c, NULL, ovr, 2, &e), 0);
+    ck_assert_int_eq(mv_config_check_socket(&c, &e), 0);
+    mv_config_free(&c);
+    ck_assert_uint_eq(e.n, 0);
+}
+END_TEST
+
 START_TEST(test_kind_values)
 {
     mv_config_t c;
@@ -1331,6 +1401,19 @@ START_TEST(test_reload_diff)
     ck_assert_str_eq(nc.supervisor.state_dir, old.supervisor.state_dir);
     ck_assert_int_eq(nc.limits.memory_soft, 100 << 20);
     mv_config_diff_free(&d);
+    /* What was resolved from kept keys is kept too: a reload that drops [worker] user (its
+     * ids fall back to memvisor's own, root's) starts no worker as root. */
+    free(old.worker.user);
+    ck_assert_ptr_nonnull(old.worker.user = strdup("nobody"));
+    old.worker.uid = old.worker.gid = 65534;
+    old.supervisor.pause_permille = 100;
+    nc.worker.uid = nc.worker.gid = 0;
+    ck_assert_int_eq(mv_config_diff(&nc, &old, &d), 0);
+    ck_assert_str_eq(nc.worker.user, "nobody");
+    ck_assert_int_eq(nc.worker.uid, 65534);
+    ck_assert_int_eq(nc.worker.gid, 65534);
+    ck_assert_int_eq(nc.supervisor.pause_permille, 100);
+    mv_config_diff_free(&d);
     /* The same configuration: nothing. */
     ck_assert_int_eq(mv_config_diff(&nc, &nc, &d), 0);
     ck_assert_uint_eq(d.nchanged + d.nkept, 0);
@@ -1425,6 +1508,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_cross_keys);
     tcase_add_test(tc, test_auto_limits);
     tcase_add_test(tc, test_paths);
+    tcase_add_test(tc, test_socket_path_fits);
     tcase_add_test(tc, test_kind_values);
     suite_add_tcase(s, tc);
 

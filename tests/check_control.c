@@ -1064,6 +1064,14 @@ START_TEST(cli_usage_and_config_errors)
     snprintf(o, sizeof o, "supervisor.state_dir=%s", tmp);
     ctl_expect((const char *[]){"status", "-o", o, NULL}, 3, NULL, "/control.sock");
     ctl_expect((const char *[]){"status", "-o", o, NULL}, 3, NULL, tmp);
+    /* Something that is not a socket is not "a stale socket" of a memvisor that died. */
+    snprintf(o, sizeof o,
+             "memvisor status: %s is not a socket: give the path of memvisor's control "
+             "socket\n",
+             tmp);
+    ctl_expect((const char *[]){"status", "--socket", tmp, NULL}, 3, NULL, o);
+    ctl_expect((const char *[]){"status", "--socket", "", NULL}, 3, NULL,
+               "memvisor status: the control socket path is empty");
 }
 END_TEST
 

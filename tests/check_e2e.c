@@ -327,24 +327,6 @@ START_TEST(sigterm_mid_batch_finishes_running_tasks)
 }
 END_TEST
 
-/* Opens the FIFO at `path` for writing within 10 s (its reader may not have opened it yet),
- * writes `text` and closes it. */
-static void feed_fifo(const char *path, const char *text)
-{
-    int fd = -1;
-
-    for (int i = 0; i < 1000 && fd < 0; i++) {
-        fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        if (fd < 0) {
-            ck_assert_int_eq(errno, ENXIO); /* no reader yet */
-            usleep(10000);
-        }
-    }
-    ck_assert_msg(fd >= 0, "nobody opened %s to read it within 10 s", path);
-    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-}
-
 /* A reload asked while the run starts (here: while memvisor reads its configuration, from a
  * FIFO that holds it there) is done once the run is up; it killed memvisor before. */
 START_TEST(a_reload_while_the_run_starts_waits_for_it)
@@ -363,15 +345,83 @@ START_TEST(a_reload_while_the_run_starts_waits_for_it)
     /* Blocks until memvisor opens it to read: it is past exec and into its start then. */
     fd = open(fifo, O_WRONLY | O_CLOEXEC);
     ck_assert_int_ge(fd, 0);
+    /* The reload reads the path again, in the loop, which reads regular files only: memvisor
+     * holds the FIFO open already, so a file can take its name now. */
+    ck_assert_int_eq(rename(run_file(&r, "regular.ini", conf), fifo), 0);
     ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
     ck_assert_int_eq(write(fd, conf, strlen(conf)), (ssize_t)strlen(conf));
     close(fd);
     free(run_wait_for(&r, "event=signal signal=SIGHUP"));
-    feed_fifo(fifo, conf); /* the reload reads the file again */
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 2, NULL);
     ck_assert_int_eq(run_count(&r, "event=reload"), 1);
     run_free(&r);
+}
+END_TEST
+
+/* `run -c CONF -- MVTEST` (CONF a file of `text` in the run's dir, its path in conf) on the
+ * tasks "hold 0" and "ok": returns once the first task holds its worker, with that worker's
+ * pid. finish_held lets it go and checks the run ends well, each task once. */
+static pid_t start_held(mvrun_t *r, char *conf, size_t cap, const char *text)
+{
+    const char *args[] = {"run", "-c", conf, "--", MVTEST, NULL};
+    char *line;
+    pid_t held;
+
+    run_init(r, "hold 0\nok\n");
+    snprintf(conf, cap, "%s", run_file(r, "memvisor.ini", text));
+    run_start(r, args, NULL);
+    line = run_wait_for(r, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    return held;
+}
+
+static void finish_held(mvrun_t *r, pid_t held)
+{
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(r), 0);
+    run_assert_once(r, 2, NULL);
+    run_free(r);
+}
+
+/* --tasks and --results win over the file at a reload as at the start: a reload that changes
+ * nothing says so. It named tasks.source and tasks.results in restart_needed, every time. */
+START_TEST(a_reload_keeps_what_the_command_line_set)
+{
+    char conf[256], *line;
+    mvrun_t r;
+    pid_t held =
+        start_held(&r, conf, sizeof conf, "[supervisor]\nworkers = 1\n[tasks]\nsource = x\n");
+
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    line = run_wait_for(&r, "event=reload ");
+    ck_assert_msg(strstr(line, " changed=[] restart_needed=[] "), "%s", line);
+    free(line);
+    finish_held(&r, held);
+}
+END_TEST
+
+/* A reload reads the configuration in the loop: a FIFO put at its path is refused at once,
+ * naming the file, and the run goes on as it was. The reload waited for a writer before,
+ * and with it the whole supervisor: no control request, metric, recycle or respawn. */
+START_TEST(a_reload_of_a_fifo_fails_and_waits_for_nothing)
+{
+    char conf[256], *line;
+    mvrun_t r;
+    pid_t held = start_held(&r, conf, sizeof conf, "[supervisor]\nworkers = 1\n");
+    json_t *st;
+
+    ck_assert_int_eq(unlink(conf), 0);
+    ck_assert_int_eq(mkfifo(conf, 0600), 0);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    line = run_wait_for(&r, "event=reload_failed ");
+    ck_assert_msg(strstr(line, "memvisor.ini: cannot read: not a regular file"), "%s", line);
+    free(line);
+    st = run_status(&r); /* the loop answers */
+    ck_assert_int_eq(jint(json_object_get(st, "run"), "reloads"), 0);
+    json_decref(st);
+    finish_held(&r, held);
 }
 END_TEST
 
@@ -726,6 +776,8 @@ Suite *e2e_suite(void)
     tcase_add_test(batch, a_worker_waiting_its_turn_stops_at_the_headroom);
     tcase_add_test(batch, a_draining_service_worker_is_stopped_at_the_headroom);
     tcase_add_test(sig, a_reload_while_the_run_starts_waits_for_it);
+    tcase_add_test(sig, a_reload_keeps_what_the_command_line_set);
+    tcase_add_test(sig, a_reload_of_a_fifo_fails_and_waits_for_nothing);
     tcase_add_test(sig, sigterm_mid_batch_finishes_running_tasks);
     tcase_add_test(sig, second_signal_kills_at_once);
     tcase_add_test(sig, grace_period_then_sigterm_then_sigkill);

@@ -507,6 +507,37 @@ START_TEST(control_commands_find_it_from_anywhere)
 }
 END_TEST
 
+/* A control socket path that cannot be bound (over 107 bytes, here a deep state_dir's) is a
+ * mistake of the file, said by check and run with its FILE:LINE and key; run refused it only
+ * at its start, "control socket path too long", naming neither. A report needs no socket. */
+START_TEST(a_socket_path_too_long_is_a_configuration_error)
+{
+    char text[400], dir[300], ini[300], want[PATH_MAX], *out = NULL, *err = NULL;
+
+    snprintf(dir, sizeof dir, "%s/%0100d", at("deep"), 0);
+    snprintf(text, sizeof text, "[supervisor]\nstate_dir = %s\n", dir);
+    snprintf(ini, sizeof ini, "%s", at("deep.ini"));
+    put(ini, text);
+    snprintf(want, sizeof want,
+             "%s:2: [supervisor] state_dir: the control socket %s/control.sock is ", ini, dir);
+    ck_assert_int_eq(MV("/", &out, &err, "check", "-c", ini), 2);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV("/", &out, &err, "run", "-c", ini, "--", "true"), 2);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV("/", &out, &err, "check", "-c", ini, "-o", "control.socket=none"), 0);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV("/", &out, &err, "report", "-c", ini), 3);
+    ck_assert_msg(strstr(err, "no run in"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* ---- help and the man page ----------------------------------------------------------------- */
 
 START_TEST(help_lists_every_command_and_option)
@@ -876,6 +907,7 @@ Suite *ops_suite(void)
     tc = tcase_create("find");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, control_commands_find_it_from_anywhere);
+    tcase_add_test(tc, a_socket_path_too_long_is_a_configuration_error);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 

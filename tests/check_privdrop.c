@@ -9,6 +9,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +190,42 @@ START_TEST(service_workers_as_nobody_accept_on_the_listen_socket)
 }
 END_TEST
 
+/* A reload cannot change the workers' user: [worker] user and group are kept until restart
+ * (the reply names them in restart_needed), and so are the ids they resolved to. A reload
+ * that dropped `user` started the next workers as root while saying it kept the old user. */
+START_TEST(a_reload_keeps_the_workers_user)
+{
+    mvrun_t r;
+    char conf[256], *line;
+    const char *args[] = {"run", "-c", conf, "--", NULL, NULL};
+    pid_t held;
+
+    if (!can_drop("a_reload_keeps_the_workers_user"))
+        return;
+    run_init(&r, "whoami\nhold 0\nwhoami\n");
+    snprintf(conf, sizeof conf, "%s",
+             run_file(&r, "memvisor.ini",
+                      "[supervisor]\nworkers = 1\n[worker]\nuser = nobody\n[limits]\n"
+                      "max_tasks = 1\n"));
+    args[4] = run_reachable(&r, MVTEST);
+    run_start(&r, args, NULL);
+    line = run_wait_for(&r, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    run_file(&r, "memvisor.ini", "[supervisor]\nworkers = 1\n[limits]\nmax_tasks = 1\n");
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    line = run_wait_for(&r, "event=reload ");
+    ck_assert_ptr_nonnull(strstr(line, "restart_needed=\"[\\\"worker.user\\\"]\""));
+    free(line);
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "uid=65534 gid=65534 groups=0 pdeathsig=9");
+    ck_assert_str_eq(jstr(run_result(&r, 3), "result"), "uid=65534 gid=65534 groups=0 pdeathsig=9");
+    run_free(&r);
+}
+END_TEST
+
 /* Not root: refused at `memvisor check`, naming the key. */
 START_TEST(refused_when_memvisor_is_not_root)
 {
@@ -242,6 +279,10 @@ Suite *privdrop_suite(void)
     tcase_add_test(tc, api_workers_run_as_nobody);
     tcase_add_test(tc, lines_workers_run_as_numeric_ids);
     tcase_add_test(tc, service_workers_as_nobody_accept_on_the_listen_socket);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reload");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_reload_keeps_the_workers_user);
     suite_add_tcase(s, tc);
     tc = tcase_create("refusals");
     tcase_set_timeout(tc, 30);
