@@ -101,8 +101,11 @@ static int parse_scaled(const char *s, const char **end, int64_t *num_int, uint6
     return 0;
 }
 
-/* int_part.frac * mult, rounded to the nearest unit; -ERANGE past INT64_MAX. */
-static int scale(int64_t v, uint64_t f, uint64_t den, int64_t mult, int64_t *out, const char **why)
+/* int_part.frac * mult, rounded to the nearest unit; -ERANGE past INT64_MAX. A value above 0
+ * that rounds to 0 is refused with `tiny` (-EINVAL): 0 means "off" for most keys, which a
+ * setting of 0.1 bytes or 0.4 ms never meant. */
+static int scale(int64_t v, uint64_t f, uint64_t den, int64_t mult, int64_t *out, const char **why,
+                 const char *tiny)
 {
     unsigned __int128 r = (unsigned __int128)v * (uint64_t)mult;
 
@@ -110,6 +113,10 @@ static int scale(int64_t v, uint64_t f, uint64_t den, int64_t mult, int64_t *out
     if (r > INT64_MAX) {
         *why = "too large";
         return -ERANGE;
+    }
+    if (r == 0 && (v != 0 || f != 0)) {
+        *why = tiny;
+        return -EINVAL;
     }
     *out = (int64_t)r;
     return 0;
@@ -159,7 +166,8 @@ int mv_parse_size(const char *s, int64_t *out, const char **why)
         return rc;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcmp(unit, units[i].unit) == 0)
-            return scale(v, f, den, units[i].mult, out, why);
+            return scale(v, f, den, units[i].mult, out, why,
+                         "rounds to 0 bytes, and 0 means off: give at least 1 byte (or 0)");
     if (strcmp(unit, "kb") == 0 || strcmp(unit, "mb") == 0 || strcmp(unit, "gb") == 0 ||
         strcmp(unit, "tb") == 0)
         *why =
@@ -196,7 +204,8 @@ int mv_parse_duration(const char *s, int64_t *out_ms, const char **why)
     }
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (strcmp(unit, units[i].unit) == 0)
-            return scale(v, f, den, units[i].mult, out_ms, why);
+            return scale(v, f, den, units[i].mult, out_ms, why,
+                         "rounds to 0ms, and 0 means off: give at least 1ms (or 0)");
     *why = "bad unit (use ms, s, m, h or d)";
     return -EINVAL;
 }

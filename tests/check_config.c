@@ -485,7 +485,6 @@ START_TEST(test_sizes)
         {"0.5K", 512},
         {"1.0005K", 1025}, /* 1024.512 rounds up */
         {"1.0004K", 1024}, /* 1024.4096 rounds down */
-        {"0.1", 0},
         {"1.5", 2},
         {"8388607T", INT64_C(8388607) << 40},
         {"9223372036854775807", INT64_MAX},
@@ -511,6 +510,8 @@ START_TEST(test_sizes)
         {"16M x", -EINVAL, "unexpected text after the number"},
         {"16M!", -EINVAL, "unexpected text"},
         {"1,5G", -EINVAL, "unexpected text"},
+        {"0.1", -EINVAL, "rounds to 0 bytes, and 0 means off"}, /* never "off" by rounding */
+        {"0.0001K", -EINVAL, "at least 1 byte"},
         {"8388608T", -ERANGE, "too large"},
         {"9223372036854775808", -ERANGE, "too large"},
         {"99999999999999999999K", -ERANGE, "too large"},
@@ -550,7 +551,6 @@ START_TEST(test_durations)
         {"0.5s", 500},
         {"1.5h", 5400000},
         {"2.5ms", 3},
-        {"0.0004s", 0},
         {"30 s", 30000},
         {"0.001s", 1},
         {"365d", INT64_C(365) * 86400000},
@@ -570,6 +570,8 @@ START_TEST(test_durations)
         {"1s2", -EINVAL, "unexpected text"},
         {"1h30m", -EINVAL, "unexpected text"},
         {"", -EINVAL, "not a number"},
+        {"0.0004s", -EINVAL, "rounds to 0ms, and 0 means off"},
+        {"0.4ms", -EINVAL, "at least 1ms"},
         {"999999999999999999d", -ERANGE, "too large"},
     };
     int64_t v;
