@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -476,6 +477,57 @@ START_TEST(kill_9_of_a_worker_loses_nothing)
 }
 END_TEST
 
+/* memvisor started in a cgroup another process lives in (a wrapper script left in a unit's
+ * cgroup, a login session's scope): v2's "no internal processes" rule forbids +memory there.
+ * It runs on /proc samples, says why with v2's reason (it gave only v1's "no v1 memory
+ * cgroup"), and leaves that cgroup as it found it. */
+START_TEST(a_cgroup_shared_with_another_process_is_said_and_left_as_it_was)
+{
+    mvrun_t r;
+    deleg_t d;
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    char *ctl, sup[192];
+    pid_t other;
+
+    if (!v2_here())
+        return;
+    deleg_make(&d, "shared", 0, 0);
+    other = fork();
+    ck_assert_int_ge(other, 0);
+    if (other == 0) {
+        char self[32];
+        snprintf(self, sizeof self, "%d", (int)getpid());
+        put(d.path, "cgroup.procs", self);
+        pause();
+        _exit(0);
+    }
+    for (int i = 0; i < 5000; i++) { /* until it is in */
+        char *procs = get(d.path, "cgroup.procs");
+        bool in = procs && *procs;
+        free(procs);
+        if (in)
+            break;
+        usleep(1000);
+    }
+    start_in(&r, d.path, NULL, "alloc 2\nok\n", args);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_int_eq(run_count(&r, "event=cgroup_unavailable"), 1);
+    ck_assert_int_eq(run_count(&r, "other processes live in that cgroup"), 1);
+    ck_assert_int_eq(run_count(&r, "reason=\"v2: cannot enable +memory in"), 1);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "peak_source"), "process");
+    ctl = get(d.path, "cgroup.subtree_control");
+    ck_assert_str_eq(ctl ? ctl : "?", "");
+    free(ctl);
+    snprintf(sup, sizeof sup, "%s/supervisor", d.path);
+    ck_assert_int_eq(access(sup, F_OK), -1);
+    run_free(&r);
+    kill(other, SIGKILL);
+    waitpid(other, NULL, 0);
+    deleg_clean(&d);
+}
+END_TEST
+
 /* A cgroup memvisor may not write (root's, memvisor runs as nobody): it samples /proc, says so
  * once, and touches nothing; asked for v2 explicitly, it refuses to run. */
 START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
@@ -494,6 +546,8 @@ START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 2, NULL);
     ck_assert_int_eq(run_count(&r, "event=cgroup_unavailable"), 1);
+    /* The reason is v2's (v1's "no v1 memory cgroup" was all it said on a pure v2 host). */
+    ck_assert_int_eq(run_count(&r, "reason=\"v2: cannot move memvisor into"), 1);
     ck_assert_str_eq(jstr(run_result(&r, 1), "peak_source"), "process");
     ck_assert_int_ge(jint(run_result(&r, 1), "retained"), 2 * MiB - 256 * 1024);
     run_free(&r);
@@ -617,6 +671,7 @@ Suite *cgroup_v2_suite(void)
     tcase_add_test(tc, per_task_peaks_from_the_kernel_on_either_kernel);
     tcase_add_test(tc, kill_9_of_a_worker_loses_nothing);
     tcase_add_test(tc, a_cgroup_it_cannot_write_falls_back_to_proc);
+    tcase_add_test(tc, a_cgroup_shared_with_another_process_is_said_and_left_as_it_was);
     tcase_add_test(tc, nothing_left_after_sigterm_or_sigkill);
     tcase_add_test(tc, a_subtree_delegated_to_another_user);
     suite_add_tcase(s, tc);
