@@ -287,7 +287,8 @@ static int v1_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
     return cg->base ? 0 : -ENOMEM;
 }
 
-static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char *why, size_t n)
+static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char **own_abs,
+                       char *why, size_t n)
 {
     char *root = NULL, *ctl;
     const char *rel = own;
@@ -297,17 +298,44 @@ static int v2_discover(mv_cg_t *cg, const mv_cg_opts_t *o, const char *own, char
         snprintf(why, n, "no cgroup2 mount in mountinfo");
         return r;
     }
-    /* Inside a cgroup namespace or a bind mount, the mount shows a subtree: strip it. */
-    if (strcmp(root, "/") != 0 && strncmp(own, root, strlen(root)) == 0)
-        rel = own + strlen(root);
+    /* Inside a cgroup namespace or a bind mount, the mount shows a subtree: strip it. A
+     * mount whose root is not above memvisor's cgroup ("/.." in a cgroup namespace that
+     * kept the host's mount, where /proc/self/cgroup is relative to the namespace's root,
+     * not the mount's) gives no path to it: the mount's root would be taken for it, and
+     * memvisor would leave its own cgroup for a child of the mount's root (seen in the 6.12
+     * guest, docs/cgroup-v2-tests.md). */
+    if (strcmp(root, "/") != 0) {
+        size_t k = strlen(root);
+        if (strncmp(root, "/..", 3) == 0 || strncmp(own, root, k) != 0 ||
+            (own[k] != '/' && own[k] != '\0')) {
+            snprintf(why, n,
+                     "memvisor's cgroup %s is not under the cgroup2 mount %s (its root: %s; in "
+                     "a cgroup namespace, mount cgroup2 inside it)",
+                     own, cg->mount, root);
+            free(root);
+            return -ENOTSUP;
+        }
+        rel = own + k;
+        if (!*rel)
+            rel = "/";
+    }
+    /* memvisor's own cgroup as a path: the mount plus its path below the mount's root. */
+    *own_abs = mv_cg_join("%s%s", cg->mount, strcmp(rel, "/") == 0 ? "" : rel);
     if (*o->parent)
         cg->base = mv_cg_join("%s/%s", cg->mount, o->parent + (o->parent[0] == '/'));
     else
         cg->base = mv_cg_join("%s%s", cg->mount, strcmp(rel, "/") == 0 ? "" : rel);
     free(root);
-    if (!cg->base)
+    if (!cg->base || !*own_abs)
         return -ENOMEM;
     ctl = mv_cg_join("%s/cgroup.controllers", cg->base);
+    if (ctl && access(ctl, F_OK) < 0 && errno == ENOENT) {
+        r = *o->parent ? -ENOENT : -ENOTSUP;
+        snprintf(why, n, "%s is not a cgroup%s", cg->base,
+                 *o->parent ? " ([supervisor] cgroup_parent)" : "");
+        free(ctl);
+        return r;
+    }
     r = ctl && file_has_word(ctl, "memory") ? 0 : -ENOTSUP;
     if (r < 0)
         snprintf(why, n, "the memory controller is not available in %s", cg->base);
@@ -342,7 +370,10 @@ static int v2_vacate(mv_cg_t *cg, const char *own_abs, char *why, size_t n)
         r = mv_cg_write_file(ctl, "+memory");
         if (r < 0)
             snprintf(why, n, "cannot enable +memory in %s: %s%s", ctl, strerror(-r),
-                     r == -EBUSY ? " (other processes live in that cgroup)" : "");
+                     r == -EBUSY ? " (other processes live in that cgroup: start memvisor in a "
+                                   "cgroup of its own, e.g. a unit or scope with Delegate=yes, "
+                                   "or set [supervisor] cgroup_parent to one)"
+                                 : "");
         else
             cg->enabled = true;
     }
@@ -454,11 +485,10 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
         snprintf(why, n, "no %s memory cgroup in /proc/self/cgroup", v == MV_CG_V1 ? "v1" : "v2");
         return r;
     }
-    r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n) : v2_discover(cg, o, own, why, n);
-    if (r == 0 && v == MV_CG_V2) {
-        own_abs = mv_cg_join("%s%s", cg->mount, strcmp(own, "/") == 0 ? "" : own);
-        r = own_abs ? v2_vacate(cg, own_abs, why, n) : -ENOMEM;
-    }
+    r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n)
+                      : v2_discover(cg, o, own, &own_abs, why, n);
+    if (r == 0 && v == MV_CG_V2)
+        r = v2_vacate(cg, own_abs, why, n);
     if (r == 0) {
         int base_fd = mv_cg_lock_base(cg->base);
         mv_cg_remove_stale(cg, o->log, stale, sizeof stale);
@@ -504,8 +534,18 @@ int mv_cg_setup(mv_cg_t *cg, const mv_cg_opts_t *o, char *why, size_t n)
     /* auto: v2 where it has the memory controller (most systems), else v1 (hybrid). */
     if (o->mode == MV_CGMODE_AUTO || o->mode == MV_CGMODE_V2)
         r = try_version(cg, MV_CG_V2, o, text, why, n);
-    if (r < 0 && (o->mode == MV_CGMODE_AUTO || o->mode == MV_CGMODE_V1))
+    if (r < 0 && (o->mode == MV_CGMODE_AUTO || o->mode == MV_CGMODE_V1)) {
+        /* auto: when v1 fails too, both reasons are said (on a pure v2 host v1's is only
+         * "no v1 memory cgroup", and v2's is the one to act on). */
+        char v2why[512];
+        snprintf(v2why, sizeof v2why, "%s", o->mode == MV_CGMODE_AUTO ? why : "");
         r = try_version(cg, MV_CG_V1, o, text, why, n);
+        if (r < 0 && *v2why) {
+            char v1why[512];
+            snprintf(v1why, sizeof v1why, "%s", why);
+            snprintf(why, n, "v2: %s; v1: %s", v2why, v1why);
+        }
+    }
     if (r < 0)
         reset(cg); /* nothing half-made remains, and version is OFF */
     cg->soft = o->soft;

@@ -158,9 +158,12 @@ int mv_meter_read(mv_meter_t *m, mv_reading_t *r)
         return -EBADF;
     rc = read_statm(m, &r->rss, &r->priv);
     if (m->cg) {
-        /* The cgroup outlives its process: usage and peak can still be read after death. */
-        if (mv_cg_read(m->cg, m->anon_from, &c) < 0)
-            return rc < 0 ? rc : -EIO;
+        /* The cgroup outlives its process: usage and peak can still be read after death.
+         * A live process whose cgroup reads ENODEV: the cgroup was removed under it (moved
+         * out by someone else, then rmdir), its files are dead. */
+        int cr = mv_cg_read(m->cg, m->anon_from, &c);
+        if (cr < 0)
+            return rc < 0 ? rc : cr == -ENODEV ? -ENODEV : -EIO;
         r->usage = c.usage;
         r->usage_fresh = c.usage_fresh;
         r->peak = c.peak;

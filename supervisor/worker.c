@@ -154,12 +154,26 @@ static const mv_reading_t *read_since(mv_worker_t *w, uint64_t since_ns)
 {
     mv_wmem_t *m = &w->mem;
     mv_reading_t r;
+    int rc;
 
     if (!m->meter_ok)
         return NULL;
     if (m->have && m->taken_ns >= since_ns)
         return &m->last;
-    if (mv_meter_read(&m->meter, &r) < 0)
+    rc = mv_meter_read(&m->meter, &r);
+    if (rc == -ENODEV && m->meter.cg) {
+        /* Its cgroup was removed while it runs (someone moved it out first): the last
+         * reading would stand for every later task (retained 0, limits never reached, as
+         * the 6.12 guest showed), the kernel's limits no longer hold it. From now on its
+         * figures are its process's own, its limits are checked on samples. */
+        mv_warn(w->o.log, "cgroup_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+                MV_S("cgroup", w->cg.path ? w->cg.path : "?"),
+                MV_S("msg", "its cgroup was removed under it: its memory is now read from "
+                            "/proc and its limits are enforced by sampling"));
+        m->meter.cg = NULL;
+        rc = mv_meter_read(&m->meter, &r);
+    }
+    if (rc < 0)
         return m->have ? &m->last : NULL; /* gone: its last reading stands */
     if (r.priv < 0 && m->have) {
         /* The process is gone, its cgroup not: fresh usage and peak, its last own figures. */

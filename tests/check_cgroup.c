@@ -228,7 +228,66 @@ START_TEST(v2_without_the_memory_controller)
     ck_assert_int_eq(mv_cg_setup(&cg, &o, why, sizeof why), 0);
     ck_assert_int_eq(cg.version, MV_CG_OFF);
     ck_assert_ptr_nonnull(strstr(cg.desc, "sampling"));
-    ck_assert_str_ne(why, "");
+    /* On a pure v2 host v1 has nothing to say but "no v1 memory cgroup": v2's reason is the
+     * one the log must give (it said only v1's). */
+    ck_assert_msg(strstr(why, "v2: the memory controller is not available") != NULL, "%s", why);
+    ck_assert_msg(strstr(why, "v1: no v1 memory cgroup") != NULL, "%s", why);
+    /* A cgroup_parent that does not exist is said to be missing (it was reported as a cgroup
+     * without the memory controller). */
+    o.mode = MV_CGMODE_V2;
+    o.parent = "/no/such";
+    ck_assert_int_eq(mv_cg_setup(&cg, &o, why, sizeof why), -ENOENT);
+    ck_assert_msg(strstr(why, "/no/such is not a cgroup ([supervisor] cgroup_parent)") != NULL,
+                  "%s", why);
+    nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+/* make_v2, and options that read its /proc/self/cgroup and mountinfo. */
+static void make_v2_opts(fixture_t *f, mv_cg_opts_t *o)
+{
+    make_v2(f, o->pid);
+    o->proc_cgroup = f->proc_cgroup;
+    o->mountinfo = f->mountinfo;
+}
+
+/* In a cgroup namespace that kept the host's cgroup2 mount, /proc/self/cgroup says "/" (the
+ * namespace's root) and the mount's root reads "/..": memvisor's cgroup is somewhere below
+ * the mount, not at its root. It took the mount's root for its own, moved itself into
+ * <mount>/supervisor (out of its cgroup) and made its run there (the 6.12 guest). It now
+ * refuses v2 and touches nothing. */
+START_TEST(v2_a_mount_above_the_cgroup_namespace_is_refused)
+{
+    fixture_t f;
+    mv_cg_t cg;
+    mv_cg_opts_t o = {.mode = MV_CGMODE_V2, .parent = "", .pid = 4242};
+    char why[512], text[512], sup[256];
+
+    make_v2_opts(&f, &o);
+    put(f.root, "proc-cgroup", "0::/\n");
+    snprintf(text, sizeof text, "30 1 0:26 /.. %s rw,nosuid - cgroup2 cgroup2 rw\n", f.root);
+    put(f.root, "mountinfo", text);
+    /* What the old code needed to move into <mount>/supervisor and make its run there. */
+    put(f.root, "cgroup.controllers", "memory\n");
+    put(f.root, "cgroup.subtree_control", "");
+    snprintf(sup, sizeof sup, "%s/supervisor", f.root);
+    mkdir(sup, 0755);
+    put(sup, "cgroup.procs", "");
+    ck_assert_int_lt(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "is not under the cgroup2 mount") != NULL, "%s", why);
+    ck_assert_str_eq(get(sup, "cgroup.procs"), "");
+    ck_assert_str_eq(get(f.root, "cgroup.subtree_control"), "");
+    /* A bind mount of a subtree that does not hold memvisor's cgroup: refused as well. */
+    put(f.root, "proc-cgroup", "0::/svcx/a\n");
+    snprintf(text, sizeof text, "30 1 0:26 /svc %s rw,nosuid - cgroup2 cgroup2 rw\n", f.root);
+    put(f.root, "mountinfo", text);
+    ck_assert_int_lt(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "is not under the cgroup2 mount") != NULL, "%s", why);
+    /* One that does: memvisor's cgroup is found below the mount (/svc/x is <mount>/x). */
+    put(f.root, "proc-cgroup", "0::/svc/x\n");
+    ck_assert_int_lt(mv_cg_setup(&cg, &o, why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "/x is not a cgroup") != NULL && strstr(why, "/svc/x") == NULL,
+                  "%s", why);
     nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST
@@ -701,6 +760,7 @@ Suite *cgroup_suite(void)
     tcase_add_test(parse, libcgroup_errors_without_its_bugs);
     tcase_add_test(v2, v2_setup_vacates_enables_and_restores);
     tcase_add_test(v2, v2_without_the_memory_controller);
+    tcase_add_test(v2, v2_a_mount_above_the_cgroup_namespace_is_refused);
     tcase_add_test(v2, v2_worker_cgroup_limits_readings_events);
     tcase_add_test(v2, v2_read_only_peak_is_sampled);
     tcase_set_timeout(v1, 30);

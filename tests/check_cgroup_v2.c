@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -476,6 +477,100 @@ START_TEST(kill_9_of_a_worker_loses_nothing)
 }
 END_TEST
 
+/* memvisor started in a cgroup another process lives in (a wrapper script left in a unit's
+ * cgroup, a login session's scope): v2's "no internal processes" rule forbids +memory there.
+ * It runs on /proc samples, says why with v2's reason (it gave only v1's "no v1 memory
+ * cgroup"), and leaves that cgroup as it found it. */
+START_TEST(a_cgroup_shared_with_another_process_is_said_and_left_as_it_was)
+{
+    mvrun_t r;
+    deleg_t d;
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    char *ctl, sup[192];
+    pid_t other;
+
+    if (!v2_here())
+        return;
+    deleg_make(&d, "shared", 0, 0);
+    other = fork();
+    ck_assert_int_ge(other, 0);
+    if (other == 0) {
+        char self[32];
+        snprintf(self, sizeof self, "%d", (int)getpid());
+        put(d.path, "cgroup.procs", self);
+        pause();
+        _exit(0);
+    }
+    for (int i = 0; i < 5000; i++) { /* until it is in */
+        char *procs = get(d.path, "cgroup.procs");
+        bool in = procs && *procs;
+        free(procs);
+        if (in)
+            break;
+        usleep(1000);
+    }
+    start_in(&r, d.path, NULL, "alloc 2\nok\n", args);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 2, NULL);
+    ck_assert_int_eq(run_count(&r, "event=cgroup_unavailable"), 1);
+    ck_assert_int_eq(run_count(&r, "other processes live in that cgroup"), 1);
+    ck_assert_int_eq(run_count(&r, "reason=\"v2: cannot enable +memory in"), 1);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "peak_source"), "process");
+    ctl = get(d.path, "cgroup.subtree_control");
+    ck_assert_str_eq(ctl ? ctl : "?", "");
+    free(ctl);
+    snprintf(sup, sizeof sup, "%s/supervisor", d.path);
+    ck_assert_int_eq(access(sup, F_OK), -1);
+    run_free(&r);
+    kill(other, SIGKILL);
+    waitpid(other, NULL, 0);
+    deleg_clean(&d);
+}
+END_TEST
+
+/* Someone moves a worker out of its cgroup and removes the cgroup (its files then read
+ * ENODEV): every later task took the last reading (retained 0, a worker leaking 4 MiB a task
+ * never reaching a limit; seen in the 6.12 guest). Now memvisor says so once and reads the
+ * worker's own memory from /proc. */
+START_TEST(a_cgroup_removed_under_its_worker_is_said_and_measured_from_proc)
+{
+    mvrun_t r;
+    deleg_t d;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0"), RUN_CMD(MVTEST));
+    char *own, wcg[256];
+    pid_t pid;
+
+    if (!v2_here())
+        return;
+    deleg_make(&d, "lost", 0, 0);
+    start_in(&r, d.path, NULL, "alloc 4\nhold 1\nalloc 4\nalloc 4\nalloc 4\n", args);
+    pid = wait_held(&r);
+    snprintf(wcg, sizeof wcg, "/proc/%d/cgroup", (int)pid);
+    own = read_text(wcg);
+    ck_assert_ptr_nonnull(own);
+    ck_assert_ptr_nonnull(strstr(own, "0::/"));
+    snprintf(wcg, sizeof wcg, CG_ROOT "%.*s", (int)strcspn(own + 3, "\n"), own + 3);
+    free(own);
+    {
+        char text[32];
+        snprintf(text, sizeof text, "%d", (int)pid);
+        put(CG_ROOT, "cgroup.procs", text); /* moved out, as another tool would */
+    }
+    ck_assert_msg(rmdir(wcg) == 0, "rmdir %s: %s", wcg, strerror(errno));
+    kill(pid, SIGUSR1);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 5, NULL);
+    for (int i = 3; i <= 5; i++)
+        ck_assert_msg(jint(run_result(&r, i), "retained") >= 4 * MiB - 512 * 1024,
+                      "task %d: retained %lld", i, (long long)jint(run_result(&r, i), "retained"));
+    ck_assert_int_eq(run_count(&r, "event=cgroup_lost"), 1);
+    run_free(&r);
+    deleg_clean(&d);
+}
+END_TEST
+
 /* A cgroup memvisor may not write (root's, memvisor runs as nobody): it samples /proc, says so
  * once, and touches nothing; asked for v2 explicitly, it refuses to run. */
 START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
@@ -494,6 +589,8 @@ START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 2, NULL);
     ck_assert_int_eq(run_count(&r, "event=cgroup_unavailable"), 1);
+    /* The reason is v2's (v1's "no v1 memory cgroup" was all it said on a pure v2 host). */
+    ck_assert_int_eq(run_count(&r, "reason=\"v2: cannot move memvisor into"), 1);
     ck_assert_str_eq(jstr(run_result(&r, 1), "peak_source"), "process");
     ck_assert_int_ge(jint(run_result(&r, 1), "retained"), 2 * MiB - 256 * 1024);
     run_free(&r);
@@ -616,7 +713,9 @@ Suite *cgroup_v2_suite(void)
     tcase_add_test(tc, the_soft_limit_event_lifts_memory_high);
     tcase_add_test(tc, per_task_peaks_from_the_kernel_on_either_kernel);
     tcase_add_test(tc, kill_9_of_a_worker_loses_nothing);
+    tcase_add_test(tc, a_cgroup_removed_under_its_worker_is_said_and_measured_from_proc);
     tcase_add_test(tc, a_cgroup_it_cannot_write_falls_back_to_proc);
+    tcase_add_test(tc, a_cgroup_shared_with_another_process_is_said_and_left_as_it_was);
     tcase_add_test(tc, nothing_left_after_sigterm_or_sigkill);
     tcase_add_test(tc, a_subtree_delegated_to_another_user);
     suite_add_tcase(s, tc);
