@@ -485,8 +485,7 @@ static int try_version(mv_cg_t *cg, mv_cg_version_t v, const mv_cg_opts_t *o, co
         snprintf(why, n, "no %s memory cgroup in /proc/self/cgroup", v == MV_CG_V1 ? "v1" : "v2");
         return r;
     }
-    r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n)
-                      : v2_discover(cg, o, own, &own_abs, why, n);
+    r = v == MV_CG_V1 ? v1_discover(cg, o, own, why, n) : v2_discover(cg, o, own, &own_abs, why, n);
     if (r == 0 && v == MV_CG_V2)
         r = v2_vacate(cg, own_abs, why, n);
     if (r == 0) {

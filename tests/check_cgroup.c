@@ -286,8 +286,8 @@ START_TEST(v2_a_mount_above_the_cgroup_namespace_is_refused)
     /* One that does: memvisor's cgroup is found below the mount (/svc/x is <mount>/x). */
     put(f.root, "proc-cgroup", "0::/svc/x\n");
     ck_assert_int_lt(mv_cg_setup(&cg, &o, why, sizeof why), 0);
-    ck_assert_msg(strstr(why, "/x is not a cgroup") != NULL && strstr(why, "/svc/x") == NULL,
-                  "%s", why);
+    ck_assert_msg(strstr(why, "/x is not a cgroup") != NULL && strstr(why, "/svc/x") == NULL, "%s",
+                  why);
     nftw(f.root, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 END_TEST

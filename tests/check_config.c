@@ -552,7 +552,7 @@ START_TEST(test_durations)
         {"1.5h", 5400000},
         {"2.5ms", 3},
         {"30 s", 30000},
-        {"0.001s", 1},
+        {"0.001s", 1}, /* the least above 0: 0.4ms is refused (below) */
         {"365d", INT64_C(365) * 86400000},
     };
     static const struct {

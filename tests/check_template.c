@@ -707,22 +707,23 @@ END_TEST
  * worker) or was given another (`Worker(fd)`, a wrapper that moved it: the worker then holds
  * no copy of the template's channel). Each task answers: forked, its channel on
  * $MEMVISOR_FD, that fd inheritable, the moved fd still open. */
-static const char *channel_fd = "import os, sys\n"
-                                "sys.path.insert(0, sys.argv[1])\n"
-                                "import memvisor_worker\n"
-                                "FD = int(os.environ['MEMVISOR_FD'])\n"
-                                "MOVED = os.dup(FD) if sys.argv[2] == 'moved' else None\n"
-                                "def is_open(fd):\n"
-                                "    try:\n"
-                                "        os.fstat(fd)\n"
-                                "        return True\n"
-                                "    except OSError:\n"
-                                "        return False\n"
-                                "w = memvisor_worker.Worker(MOVED)\n"
-                                "for task in w:\n"
-                                "    w.done('%s %s %s %s' % (w.forked, w.fileno() == FD,\n"
-                                "        os.get_inheritable(FD), MOVED is not None and is_open(MOVED)))\n"
-                                "w.close()\n";
+static const char *channel_fd =
+    "import os, sys\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "import memvisor_worker\n"
+    "FD = int(os.environ['MEMVISOR_FD'])\n"
+    "MOVED = os.dup(FD) if sys.argv[2] == 'moved' else None\n"
+    "def is_open(fd):\n"
+    "    try:\n"
+    "        os.fstat(fd)\n"
+    "        return True\n"
+    "    except OSError:\n"
+    "        return False\n"
+    "w = memvisor_worker.Worker(MOVED)\n"
+    "for task in w:\n"
+    "    w.done('%s %s %s %s' % (w.forked, w.fileno() == FD,\n"
+    "        os.get_inheritable(FD), MOVED is not None and is_open(MOVED)))\n"
+    "w.close()\n";
 
 START_TEST(a_forked_python_workers_channel_is_its_own_and_not_inherited)
 {
