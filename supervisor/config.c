@@ -935,6 +935,12 @@ int mv_config_rebuild(mv_config_t *c, const char *path, const char *const *overr
     return build(c, path, overrides, n, errs, true);
 }
 
+void mv_errors_say(const mv_errors_t *errs, FILE *out)
+{
+    mv_errors_print(errs, out);
+    fprintf(out, "memvisor: configuration has %zu error%s\n", errs->n, errs->n == 1 ? "" : "s");
+}
+
 int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *overrides, int n,
                            FILE *out)
 {
@@ -944,8 +950,7 @@ int mv_config_build_or_say(mv_config_t *c, const char *path, const char *const *
     if (r == -ENOMEM) {
         fprintf(out, "memvisor: out of memory\n");
     } else if (r < 0) {
-        mv_errors_print(&errs, out);
-        fprintf(out, "memvisor: configuration has %zu error%s\n", errs.n, errs.n == 1 ? "" : "s");
+        mv_errors_say(&errs, out);
     }
     mv_errors_free(&errs);
     return r;

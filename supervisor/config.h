@@ -271,6 +271,8 @@ void mv_argv_free(char **argv);
 
 void mv_errors_add(mv_errors_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mv_errors_print(const mv_errors_t *e, FILE *out);
+/* The errors, then "memvisor: configuration has N error(s)". */
+void mv_errors_say(const mv_errors_t *errs, FILE *out);
 void mv_errors_free(mv_errors_t *e);
 
 #endif

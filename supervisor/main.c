@@ -86,8 +86,7 @@ static int load_config(const cli_t *c, mv_config_t *cfg)
     mv_errors_t errs = {0};
 
     if (r == 0 && mv_config_check_socket(cfg, &errs) < 0) {
-        mv_errors_print(&errs, stderr);
-        fprintf(stderr, "memvisor: configuration has 1 error\n");
+        mv_errors_say(&errs, stderr);
         r = -EINVAL;
     }
     mv_errors_free(&errs);
