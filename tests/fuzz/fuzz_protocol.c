@@ -49,7 +49,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         EXPECT(mvw_type_allowed(m.h.type, dir));
         EXPECT((m.h.flags & ~MVW_F_VALID) == 0);
         EXPECT(m.payload == data + off + MVW_HEADER_SIZE);
-        EXPECT(mvw_fixed_size(m.h.type) < 0 || mvw_fixed_size(m.h.type) == (long)m.h.length);
+        /* END with MVW_F_HEAP: the figures, then its fixed status. */
+        EXPECT(mvw_fixed_size(m.h.type) < 0 ||
+               mvw_fixed_size(m.h.type) + (m.h.type == MVW_MSG_END && (m.h.flags & MVW_F_HEAP)
+                                               ? (long)sizeof(struct mvw_heap)
+                                               : 0) ==
+                   (long)m.h.length);
         for (uint32_t i = 0; i < m.h.length; i++)
             sink ^= m.payload[i];
         if (mvw_split_kind(&m, &kind, &kl, &rest, &rl) == 0) {
