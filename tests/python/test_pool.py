@@ -421,6 +421,26 @@ class Leaks(PoolTest):
         # In the with block the run has not ended: its counts so far (it said 0 ok).
         self.assertIn("tasks      120 ok, 0 failed, 0 quarantined so far", report)
 
+    def test_a_suspect_among_other_functions_is_confirmed_by_running_it_alone(self):
+        # Task lines start with the function's kind, so memvisor can tell a suspect's tasks
+        # from the others' by their lines and run them alone on a fresh worker (before, the
+        # lines started with the pickled function: no kind memvisor could route by, and a
+        # growing worker was bisected over kinds that matched nothing).
+        with self.pool(workers=2, window=20, warmup=2) as pool:
+            calls = [pool.apply_async(pf.leak_64k if i % 2 else pf.sq, (i,))
+                     for i in range(400)]
+            self.assertEqual([c.get(TIMEOUT) for c in calls],
+                             [i if i % 2 else i * i for i in range(400)])
+            run_dir = pool.run_dir
+        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
+            events = [json.loads(line) for line in f]
+        verdicts = [(e.get("kind"), e.get("verdict")) for e in events
+                    if e.get("event") == "leak_experiment" and e.get("step") == "verdict"]
+        self.assertIn(("pool_funcs.leak_64k", "leak"), verdicts, verdicts)
+        named = {e.get("kind") for e in events
+                 if e.get("event") == "leak_suspect" and e.get("confirmed") is not False}
+        self.assertEqual(named, {"pool_funcs.leak_64k"})
+
 
 class Deaths(PoolTest):
     def test_a_poison_input_is_quarantined_and_the_others_arrive(self):
@@ -449,6 +469,11 @@ class Deaths(PoolTest):
         self.assertEqual(exc.stats.status, "quarantined")
         # Its function, as every answered task says (it was the pickled function's base64).
         self.assertEqual(exc.stats.kind, "pool_funcs.hog_on")
+        # memvisor's own results say so too: the task line starts with the function's kind.
+        with open(os.path.join(pool.run_dir, "results.jsonl"), encoding="utf-8") as f:
+            mine = [json.loads(line) for line in f]
+        self.assertEqual({r["kind"] for r in mine if r["status"] == "quarantined"},
+                         {"pool_funcs.hog_on"})
         self.assertIn("died on each of 2 attempts", str(exc))
         self.assertIsInstance(listed[0], memvisor.TaskQuarantined)
         self.assertEqual(listed[1], 12)

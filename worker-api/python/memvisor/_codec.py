@@ -1,8 +1,12 @@
 """Task lines and answers between memvisor.Pool and its workers (both sides use this file).
 
 memvisor's tasks are lines: one line written to its stdin is one task, whose id is its line
-number. A Pool task line is ``TOKEN MODE PAYLOAD``:
+number. A Pool task line is ``KIND TOKEN MODE PAYLOAD``:
 
+- KIND: the function's ``module.qualname`` (kind_of), first so that memvisor's own reading of
+  a line's kind (``[leak] kind = auto``: its first word) is the kind the worker names: a task
+  that never answered (crashed, quarantined) is reported under it, and a leak suspect's tasks
+  can be told from the others by their line, which its isolation needs.
 - TOKEN: base64 of pickle(fn). Pickle sends a function by reference (module and qualified
   name), so the token is short, the same for every task of a call, and a worker unpickles it
   (imports the module) once and caches the function under it.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import re
 import sys
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -87,17 +92,25 @@ def kind_of(fn: Callable[..., Any]) -> str:
     return raw.decode("utf-8", "ignore") or "?"
 
 
-def encode_task(token: bytes, mode: bytes, items: Any) -> bytes:
-    """One task line, without its newline."""
-    return b"".join((token, b" ", mode, base64.b64encode(pickle.dumps(items, PICKLE_PROTOCOL))))
+def kind_word(kind: str) -> bytes:
+    """A kind as a task line's first word: no blank in it (a qualified name has none, but
+    a function's __qualname__ can be set to anything)."""
+    return re.sub(rb"\s", b"?", kind.encode("utf-8", "replace")) or b"?"
+
+
+def encode_task(kind: bytes, token: bytes, mode: bytes, items: Any) -> bytes:
+    """One task line, without its newline. kind: kind_word(kind_of(fn))."""
+    return b"".join((kind, b" ", token, b" ", mode,
+                     base64.b64encode(pickle.dumps(items, PICKLE_PROTOCOL))))
 
 
 def decode_task(line: bytes) -> Tuple[bytes, bytes, Any]:
     """(token, mode, items) of a task line. Raises ValueError on a line no Pool wrote."""
-    token, sep, rest = line.partition(b" ")
+    kind, sep1, rest = line.partition(b" ")
+    token, sep2, rest = rest.partition(b" ")
     mode = rest[:1]
-    if not sep or not token or mode not in MODES:
-        raise ValueError("not a memvisor.Pool task line (TOKEN MODE PAYLOAD)")
+    if not sep1 or not sep2 or not kind or not token or mode not in MODES:
+        raise ValueError("not a memvisor.Pool task line (KIND TOKEN MODE PAYLOAD)")
     return token, mode, pickle.loads(base64.b64decode(rest[1:], validate=True))
 
 
@@ -189,9 +202,10 @@ def decode_result(obj: dict, items: int, index: Optional[int],
                   kind: Optional[str] = None) -> Tuple[bool, Any, TaskStats, Optional[float]]:
     """(ok, values or exception, stats, seconds the function took or None) of one result line
     (a dict) of a task of `items` items whose first is at `index` in the input (None for
-    apply). kind: its function's (kind_of), which the worker names its answer with; a task
-    with no answer (quarantined) has memvisor's kind from the line, its first word: the
-    pickled function's TOKEN."""
+    apply). kind: its function's (kind_of), which the worker names its answer with and the
+    task line starts with; memvisor's for a task with no answer (quarantined) is read from
+    that first word, and cuts a numeric suffix from it ("mod.step_2" -> "mod.step"):
+    this one is exact."""
     status = str(obj.get("status"))
     dur = obj.get("duration_ms")
     stats = TaskStats(int(obj.get("task") or 0), status, _int(obj, "worker"), _int(obj, "pid"),

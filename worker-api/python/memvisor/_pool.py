@@ -465,6 +465,7 @@ class Pool:
         """Sends one call's tasks. An item that cannot be sent (it does not pickle, or is too
         long for a task line) fails at its place; an input that raises ends there."""
         assert self._sv is not None
+        kind = _codec.kind_word(job.kind)
         sent = items = 0
         while True:
             try:
@@ -478,7 +479,7 @@ class Pool:
             batch, first = chunk
             nitems = len(batch) if mode != _codec.MODE_CALL else 1
             try:
-                line = _codec.encode_task(token, mode, batch)
+                line = _codec.encode_task(kind, token, mode, batch)
                 if len(line) >= self._max_line:
                     raise ValueError(
                         f"the arguments of item {first or 0} pickle to {len(line)} bytes, more "

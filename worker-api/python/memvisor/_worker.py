@@ -15,7 +15,7 @@ other two run in each worker. Without a template every worker runs all three.
 2. ``initialize(spec)``: the Pool's ``initializer(*initargs)``, once per worker (after its
    HELLO: in the worker, not in the template, so that what it opens is the worker's own).
 3. ``serve(worker)``: every task: the function is unpickled from the task's
-   TOKEN once and cached; each task runs the function on its chunk and answers DONE with the
+   TOKEN (after its KIND, see _codec) once and cached; each task runs the function on its chunk and answers DONE with the
    pickled results, or FAIL with the exception and its traceback (see _codec). What is not
    an Exception (SystemExit, KeyboardInterrupt) ends the worker, as it ends a program
    (_task_ended_worker).
