@@ -7,6 +7,7 @@
 #include "channel.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -164,6 +165,60 @@ static void api_message(mv_chan_t *c, const struct mvw_msg *m)
     }
 }
 
+/* ---- answers over max_message ----
+ *
+ * An answer longer than [worker] max_message, but one the protocol allows (the worker cannot
+ * know the setting), is not a broken worker: its bytes are dropped as they come and its task
+ * fails with an error that says why. Breaking the channel killed the worker, and the task was
+ * retried, to fail the same way, until it was quarantined. */
+
+static void long_answer_failed(mv_chan_t *c, uint64_t id)
+{
+    char why[200];
+    int n = snprintf(why, sizeof why,
+                     "its answer was %" PRIu64 " bytes, over [worker] max_message (%" PRIu32
+                     " bytes), and was not kept: raise max_message or answer less",
+                     c->drop_len, c->o.max_message);
+
+    c->dropping = false;
+    c->drop_left = c->drop_len = 0;
+    c->heap_fresh = 0;
+    c->ev->on_answer(c->owner, id, false, NULL, 0, why, (size_t)n);
+}
+
+/* api: whether rbuf starts with the header of an answer the protocol allows but max_message
+ * does not (mvw_decode said -EMSGSIZE); if so it is dropped from here on. */
+static bool drop_long(mv_chan_t *c)
+{
+    const uint8_t *p = mv_buf_head(&c->rbuf);
+    uint32_t length;
+    uint16_t type;
+
+    memcpy(&length, p, 4);
+    memcpy(&type, p + 4, 2);
+    if (!c->hello || (type != MVW_MSG_DONE && type != MVW_MSG_FAIL) || length > MVW_MAX_PAYLOAD)
+        return false;
+    memcpy(&c->drop_task, p + 8, 8);
+    c->drop_len = length;
+    c->drop_left = (uint64_t)MVW_HEADER_SIZE + length;
+    return true;
+}
+
+/* api: drops what rbuf holds of the answer being dropped; true once it is all gone. */
+static bool dropped(mv_chan_t *c)
+{
+    size_t n = mv_buf_unread(&c->rbuf);
+
+    if (n > c->drop_left)
+        n = (size_t)c->drop_left;
+    mv_buf_consume(&c->rbuf, n);
+    c->drop_left -= n;
+    if (c->drop_left > 0)
+        return false;
+    long_answer_failed(c, c->drop_task);
+    return true;
+}
+
 /* Decodes and handles every whole message in rbuf. Stops at the first protocol error. */
 static void api_process(mv_chan_t *c)
 {
@@ -171,10 +226,17 @@ static void api_process(mv_chan_t *c)
     long used;
 
     while (!c->broken && !c->closing) {
+        if (c->drop_left > 0) {
+            if (!dropped(c))
+                break;
+            continue; /* its failure was handed on: the owner may have closed the channel */
+        }
         used = mvw_decode(mv_buf_head(&c->rbuf), mv_buf_unread(&c->rbuf), c->o.max_message,
                           MVW_FROM_WORKER, &m);
         if (used == 0)
             break;
+        if (used == -EMSGSIZE && drop_long(c))
+            continue;
         if (used < 0) {
             mv_buf_reset(&c->rbuf);
             mv_chan_fail(c, used == -EMSGSIZE ? "message longer than max_message"
@@ -200,8 +262,18 @@ static void lines_process(mv_chan_t *c, bool eof)
         p = mv_buf_head(&c->rbuf);
         n = mv_buf_unread(&c->rbuf);
         nl = memchr(p, '\n', n);
-        if ((nl ? (size_t)(nl - p) : n) > c->o.max_message)
-            return mv_chan_fail(c, "result line longer than max_message");
+        if (c->dropping || (nl ? (size_t)(nl - p) : n) > c->o.max_message) {
+            /* Over max_message: dropped up to its end, then its task fails (drop_long). */
+            n = nl ? (size_t)(nl - p) : n;
+            c->dropping = true;
+            c->drop_len += n;
+            mv_buf_consume(&c->rbuf, nl ? n + 1 : n);
+            if (nl)
+                long_answer_failed(c, 0);
+            else if (eof)
+                mv_chan_fail(c, "unterminated result line at end of output");
+            continue;
+        }
         if (!nl) {
             if (eof)
                 mv_chan_fail(c, "unterminated result line at end of output");

@@ -112,6 +112,12 @@ typedef struct mv_chan {
     bool eof;            /* the worker closed its end */
     bool broken;         /* it broke the protocol: nothing more it says counts */
     unsigned snap_asked; /* SNAPSHOT requests sent and not answered yet */
+    /* An answer over max_message (within the protocol's own cap), dropped as it arrives
+     * and then answered for as a failure of its task (channel.c, drop_long). */
+    bool dropping;      /* lines: up to the end of the current line */
+    uint64_t drop_left; /* api: bytes of it still to come */
+    uint64_t drop_len;  /* its length (lines: so far) */
+    uint64_t drop_task; /* api: its task id */
 } mv_chan_t;
 
 void mv_chan_init(mv_chan_t *c, uv_loop_t *loop, const mv_chan_opts_t *o,

@@ -73,7 +73,7 @@ const mv_option_t mv__options[] = {
         "from spawn to the worker's HELLO (api protocol) before it is killed"),
     OPT(worker, kill_timeout, MV_OPT_DURATION, "5s", 0, HOUR, NULL, "from STOP/SIGTERM to SIGKILL"),
     OPT(worker, max_message, MV_OPT_SIZE, "16M", 4 * KIB, 64 * MIB, NULL,
-        "largest protocol payload, result line or output line"),
+        "largest protocol payload, result line or output line; a longer answer fails its task"),
     OPT(worker, fatal_exit, MV_OPT_INT, "78", 1, 255, NULL,
         "exit code by which a worker says \"do not respawn me\"; the run then ends"),
     OPT(worker, backoff_min, MV_OPT_DURATION, "100ms", 1, HOUR, NULL,

@@ -421,12 +421,23 @@ static void unasked_snapshot(int fd)
     put(fd, MVW_MSG_SNAPSHOT, 0, 0, "{}", 2);
 }
 
+/* A header claiming more than the protocol's own cap (max_message only lowers it). */
 static void too_long(int fd)
+{
+    uint8_t h[MVW_HEADER_SIZE];
+
+    hello(fd);
+    mvw_put_header(h, MVW_MSG_DONE, 0, 1, MVW_MAX_PAYLOAD + 1);
+    ck_assert_int_eq(write(fd, h, sizeof h), (ssize_t)sizeof h);
+}
+
+/* A snapshot reply over max_message: not an answer, so not a task's to fail. */
+static void long_snapshot(int fd)
 {
     uint8_t big[100] = {0};
 
     hello(fd);
-    put(fd, MVW_MSG_DONE, 0, 1, big, sizeof big); /* max_message is 64 */
+    put(fd, MVW_MSG_SNAPSHOT, 0, 0, big, sizeof big);
 }
 
 static void garbage(int fd)
@@ -451,8 +462,45 @@ START_TEST(api_mistakes)
     one_mistake(false, begin_in_batch, "BEGIN/END outside service mode");
     one_mistake(false, unasked_snapshot, "not asked for");
     one_mistake(false, too_long, "longer than max_message");
+    one_mistake(false, long_snapshot, "longer than max_message");
     one_mistake(false, garbage, "malformed message");
     one_mistake(true, bad_kind, "bad kind prefix");
+}
+END_TEST
+
+/* An answer over max_message that the protocol allows is no broken worker: its bytes are
+ * dropped as they come (here in three writes) and its task fails saying why; the next answer
+ * is read as usual. Before, the channel broke: the worker was killed and the task retried. */
+START_TEST(an_answer_over_max_message_fails_its_task_only)
+{
+    uint8_t m[MVW_HEADER_SIZE + 100];
+    rec_t r;
+    int sock, out;
+
+    api_open(&r, false, 64, &sock, &out);
+    hello(sock);
+    memset(m, 'z', sizeof m);
+    mvw_put_header(m, MVW_MSG_DONE, 0, 1, 100);
+    ck_assert_int_eq(write(sock, m, 20), 20);
+    until(&r, "hello");
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(write(sock, m + 20, 50), 50);
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_ptr_null(strstr(r.log, "fail 1"));
+    ck_assert_int_eq(write(sock, m + 70, sizeof m - 70), (ssize_t)(sizeof m - 70));
+    put(sock, MVW_MSG_DONE, 0, 2, "ok", 2);
+    until(&r, "done 2");
+    ck_assert_msg(strstr(r.log, "fail 1 [-] its answer was 100 bytes, over [worker] max_message "
+                                "(64 bytes), and was not kept: raise max_message or answer less\n"
+                                "done 2 [-] ok\n"),
+                  "got: %s", r.log);
+    ck_assert_int_eq(r.errors, 0);
+    ck_assert(!r.c.broken);
+    close(sock);
+    close(out);
+    finish(&r);
 }
 END_TEST
 
@@ -507,6 +555,23 @@ START_TEST(closing_from_inside_an_event)
     until(&r, "done 1");
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_ptr_null(strstr(r.log, "done 2")); /* nothing after the close */
+    ck_assert_int_eq(r.closed, 1);
+    close(sock);
+    close(out);
+
+    /* The same from the failure of an answer over max_message, the next one in the read. */
+    uint8_t m[MVW_HEADER_SIZE + 100];
+
+    api_open(&r, false, 64, &sock, &out);
+    r.close_on_answer = true;
+    hello(sock);
+    memset(m, 'z', sizeof m);
+    mvw_put_header(m, MVW_MSG_DONE, 0, 1, 100);
+    ck_assert_int_eq(write(sock, m, sizeof m), (ssize_t)sizeof m);
+    put(sock, MVW_MSG_DONE, 0, 2, "b", 1);
+    until(&r, "fail 1");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_ptr_null(strstr(r.log, "done 2"));
     ck_assert_int_eq(r.closed, 1);
     close(sock);
     close(out);
@@ -690,7 +755,7 @@ START_TEST(closing_a_paused_channel)
 }
 END_TEST
 
-START_TEST(lines_unterminated_and_too_long)
+START_TEST(lines_unterminated_and_over_max_message)
 {
     rec_t r;
     uv_process_t proc;
@@ -705,12 +770,18 @@ START_TEST(lines_unterminated_and_too_long)
     ck_assert_ptr_nonnull(strstr(r.log, "unterminated result line"));
     finish(&r);
 
+    /* A line over max_message fails its task and the next one is read (it broke the
+     * channel: the worker was killed, the task retried to fail again). */
     lines_open(&r, 100, &proc);
     memset(big, 'y', sizeof big);
     mv_chan_send_task(&r.c, 1, big, sizeof big);
+    mv_chan_send_task(&r.c, 2, "next", 4);
     mv_chan_flush(&r.c);
-    until(&r, "error ");
-    ck_assert_ptr_nonnull(strstr(r.log, "longer than max_message"));
+    until(&r, "done 0 [-] next");
+    ck_assert_msg(strstr(r.log, "fail 0 [-] its answer was 200 bytes, over [worker] max_message "
+                                "(100 bytes)"),
+                  "got: %s", r.log);
+    ck_assert_int_eq(r.errors, 0);
     mv_chan_close_input(&r.c);
     finish(&r);
 }
@@ -746,13 +817,14 @@ Suite *channel_suite(void)
     tcase_add_test(tc, api_v2_late_heap_figures);
     tcase_add_test(tc, service_begin_end);
     tcase_add_test(tc, api_mistakes);
+    tcase_add_test(tc, an_answer_over_max_message_fails_its_task_only);
     tcase_add_test(tc, a_failure_found_above_breaks_it_too);
     tcase_add_test(tc, drain_reads_what_a_dead_worker_left);
     tcase_add_test(tc, closing_from_inside_an_event);
     tcase_add_test(tc, output_lines_are_bounded);
     tcase_add_test(tc, lines_conversation);
     tcase_add_test(tc, lines_stdio_are_pipes_and_unread_input_is_seen);
-    tcase_add_test(tc, lines_unterminated_and_too_long);
+    tcase_add_test(tc, lines_unterminated_and_over_max_message);
     tcase_add_test(tc, a_pause_gathers_answers_into_one_read);
     tcase_add_test(tc, closing_a_paused_channel);
     tcase_add_test(tc, fed_input_without_a_process);

@@ -144,6 +144,45 @@ START_TEST(missing_command_exits_3_and_names_it)
 }
 END_TEST
 
+/* An answer over [worker] max_message (the worker cannot know the setting) fails its task,
+ * once, saying why, and the worker goes on: api and lines. Before, the worker was killed as
+ * broken and the task retried until quarantined, failing the same way each time. */
+START_TEST(an_answer_over_max_message_fails_its_task_and_the_worker_goes_on)
+{
+    static const char *const lines_cmd =
+        "while read -r t n; do if [ \"$t\" = big ]; then head -c \"$n\" /dev/zero | tr '\\0' x; "
+        "echo; else echo \"$t $n\"; fi; done";
+    for (int lines = 0; lines <= 1; lines++) {
+        mvrun_t r;
+        mvargs_t av;
+        const char *const *args =
+            lines ? run_argv(&av,
+                             RUN_OPTS("supervisor.workers=1", "worker.max_message=64K",
+                                      "tasks.max_size=4K", "worker.protocol=lines"),
+                             RUN_CMD("sh", "-c", lines_cmd))
+                  : run_argv(&av,
+                             RUN_OPTS("supervisor.workers=1", "worker.max_message=64K",
+                                      "tasks.max_size=4K"),
+                             RUN_CMD(MVTEST));
+        json_t *j;
+
+        ck_assert_int_eq(run_batch(&r, "ok 1\nbig 100000\nok 3\n", args), 1);
+        run_assert_once(&r, 3, NULL);
+        j = run_result(&r, 2);
+        ck_assert_str_eq(jstr(j, "status"), "failed");
+        ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 1);
+        ck_assert_msg(strstr(jstr(j, "error"), "its answer was 100000 bytes, over [worker] "
+                                               "max_message (65536 bytes)"),
+                      "%s", jstr(j, "error"));
+        ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
+        ck_assert_str_eq(jstr(run_result(&r, 3), "status"), "ok");
+        ck_assert_int_eq(run_count(&r, "event=spawn"), 1);
+        ck_assert_int_eq(run_count(&r, "event=protocol_error"), 0);
+        run_free(&r);
+    }
+}
+END_TEST
+
 START_TEST(protocol_errors_condemn_only_that_worker)
 {
     mvrun_t r;
@@ -417,6 +456,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, fatal_exit_code_is_not_respawned);
     tcase_add_test(tc, missing_command_exits_3_and_names_it);
     tcase_add_test(tc, protocol_errors_condemn_only_that_worker);
+    tcase_add_test(tc, an_answer_over_max_message_fails_its_task_and_the_worker_goes_on);
     tcase_add_test(tc, an_api_answer_without_a_task_is_named_as_such);
     tcase_add_test(tc, task_timeout_terminates_and_quarantines);
     tcase_add_test(tc, stop_ignored_escalates_to_sigkill);

@@ -15,7 +15,11 @@
  * marked with mvw_begin()/mvw_end(), which only write (no round trip).
  *
  * Every call returns 0 (or a count) on success and a negative errno on failure; -EPIPE means
- * memvisor is gone. Not thread-safe: use one mvw_t from one thread.
+ * memvisor is gone. Not thread-safe: use one mvw_t from one thread. Not async-signal-safe
+ * either (they allocate, and may be in the middle of a message): never call them from a
+ * signal handler; set a flag there and answer from the loop. An answer longer than memvisor's
+ * [worker] max_message (16 MiB by default; the library only knows the protocol's 64 MiB cap)
+ * fails its task with an error saying so, and the worker goes on.
  */
 #ifndef MEMVISOR_WORKER_H
 #define MEMVISOR_WORKER_H
