@@ -85,12 +85,19 @@ struct mv_log_writer {
 static const char *const level_name[] = {"debug", "info", "warn", "error"};
 
 /* Whether a text value must be quoted: empty, blanks, quotes, '=', or any non-printable. */
+/* A C1 control (U+0080..U+009F) in UTF-8 at s: a terminal may take U+009B as CSI, as ESC [. */
+static bool is_c1(const uint8_t *s, size_t n)
+{
+    return n >= 2 && s[0] == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f;
+}
+
 static int needs_quotes(const uint8_t *s, size_t n)
 {
     if (n == 0)
         return 1;
     for (size_t i = 0; i < n; i++)
-        if (s[i] <= ' ' || s[i] == '"' || s[i] == '=' || s[i] == '\\' || s[i] == 0x7f)
+        if (s[i] <= ' ' || s[i] == '"' || s[i] == '=' || s[i] == '\\' || s[i] == 0x7f ||
+            is_c1(s + i, n - i))
             return 1;
     return 0;
 }
@@ -99,7 +106,7 @@ static int needs_quotes(const uint8_t *s, size_t n)
 static void text_value(mv_buf_t *b, const void *p, size_t n)
 {
     const uint8_t *s = p;
-    char esc[8];
+    char esc[12];
 
     if (!needs_quotes(s, n)) {
         mv_buf_append(b, s, n);
@@ -119,6 +126,10 @@ static void text_value(mv_buf_t *b, const void *p, size_t n)
         } else if (c < ' ' || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\x%02x", c);
             mv_buf_append(b, esc, 4);
+        } else if (is_c1(s + i, n - i)) { /* both bytes, as the bytes they are */
+            snprintf(esc, sizeof esc, "\\xc2\\x%02x", s[i + 1]);
+            mv_buf_append(b, esc, 8);
+            i++;
         } else {
             mv_buf_append(b, &c, 1);
         }

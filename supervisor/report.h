@@ -49,11 +49,15 @@ typedef struct mv_report {
     char *stream;  /* a results pipe or FIFO the run wrote, with no copy to read; or NULL */
     json_t *run;   /* run.json, checked */
     bool running, results_b64;
+    bool died;        /* no end in run.json and no one holds the run's lock: memvisor died */
+    int64_t until_us; /* results ended after this are a later run's (--resume); 0: no bound */
+    long later;       /* result lines skipped as a later run's */
     long event_lines, result_lines;
     bool events_tail, results_tail;   /* an incomplete last line of a running run was skipped */
     int64_t rotations;                /* events_rotated lines read ([log] events_max) */
     bool events_cut;                  /* events older than events.1.jsonl were rotated away */
-    json_t *recycles, *would, *exits; /* reason -> count */
+    json_t *recycles, *would, *exits; /* reason -> count: recycle, would_recycle, exit events */
+    json_t *left; /* reason -> workers that left but at shutdown (exits): the summary's recycles */
     int64_t ooms, requeues, quarantines, st[3], transient_max;
     mv_report_kind_t all;    /* every task */
     mv_report_kind_t *kinds; /* ranked once loaded: the nsus suspects first, by bytes per task */
@@ -61,6 +65,7 @@ typedef struct mv_report {
     json_t *kind_index; /* name -> index in kinds, while loading (then kinds are ranked) */
     mv_report_vec_t after, fresh;            /* every mem_after; each worker's first mem_before */
     mv_report_vec_t startup_mem, startup_us; /* each worker's start-up (exit events) */
+    int64_t worker_peak;                     /* the largest `peak` of an exit event */
     json_t *fresh_seen;                      /* "slot/pid" -> true */
     /* Set before loading, may be NULL: sees every result line once it is checked (report_html
      * takes its times from there). 0, or -errno with why filled: the load fails. */
@@ -79,16 +84,20 @@ typedef struct mv_advice_in {
     int64_t after_p95;     /* p95 of mem_after */
     int64_t fresh_p50;     /* p50 of each worker's first mem_before; -1 = unknown */
     int64_t leak;          /* the largest suspect's bytes retained per task; 0 = none */
+    int64_t worker_peak;   /* the largest peak of a worker over its life (exit events: its
+                            * start-up included, which no task's peak sees); 0 = unknown */
 } mv_advice_in_t;
 
 /* The suggestions, and which rule produced each (the report prints the reasoning). */
 typedef struct mv_advice {
-    int64_t hard;       /* memory_hard: peak_max x 1.25 rounded up to a MiB (>= 1 MiB) */
+    int64_t hard;       /* memory_hard: the larger of peak_max and worker_peak x 1.25, rounded
+                         * up to a MiB (>= 1 MiB) */
     int64_t soft;       /* memory_soft: hard - transient rounded down to a MiB, >= floor */
     int64_t floor;      /* after_p95 x 1.1 rounded up to a MiB */
     int64_t max_tasks;  /* 0 = off (no leak); -1 = no suggestion (baseline unknown) */
     bool floored;       /* soft was raised to the floor, and hard to floor + transient */
     bool baseline_over; /* the fresh baseline is at or above soft: max_tasks is 1 */
+    bool worker_over;   /* a worker's own peak was above every task's: hard is built on it */
 } mv_advice_t;
 
 /* Computes the suggested [limits] from the figures in `in`. Pure. */

@@ -314,14 +314,17 @@ static json_t *page_data(const mv_report_t *r, const ctx_t *c, json_t *tl)
                   "s:o,s:o?}",
                   "generated", now, "dir", r->dir, "results", r->results, "run", r->run,
                   "event_lines", (json_int_t)r->event_lines, "result_lines",
-                  (json_int_t)r->result_lines, "recycles", r->recycles, "would", r->would, "exits",
+                  (json_int_t)r->result_lines, "recycles", r->left, "would", r->would, "exits",
                   r->exits, "ooms", (json_int_t)r->ooms, "requeues", (json_int_t)r->requeues,
                   "quarantines", (json_int_t)r->quarantines, "status", (json_int_t)r->st[0],
                   (json_int_t)r->st[1], (json_int_t)r->st[2], "kinds", kinds(r), "suspects",
                   suspects(r), "advice", advice(r), "throughput", throughput(c, tl), "timeline",
                   tl);
-    if (d)
+    if (d) {
         json_object_set_new(d, "not_confirmed", not_confirmed(r));
+        json_object_set_new(d, "died", json_boolean(r->died));
+        json_object_set_new(d, "later_results", json_integer(r->later));
+    }
     if (d && !tl)
         json_object_set_new(d, "timeline_note",
                             json_string(r->dir ? "this run directory has no timeline.csv (a run "

@@ -21,6 +21,9 @@ extern const char *const mv__report_rule_name[4];
 int mv__report_load(mv_report_t *r, const char *path);
 void mv__report_free(mv_report_t *r);
 
+/* s as a terminal may show it: control characters (C0, DEL, C1) as \xNN; s itself when it has
+ * none, else its escaped copy in buf (n bytes, cut with "..." when it does not fit). */
+const char *mv__report_text(const char *s, char *buf, size_t n);
 /* A string field of a checked object, or dflt. */
 const char *mv__report_str_or(json_t *o, const char *key, const char *dflt);
 /* An integer field as text, "?" when absent; with bytes, as a size and "off" for 0 (buf

@@ -12,12 +12,16 @@
 #include "report.h"
 #include "report_int.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -95,7 +99,7 @@ static const spec_t cleared_spec[] = {STR("kind"), STR("verdict"), STR("evidence
 enum { C_KIND, C_VERDICT, C_EVIDENCE, C_WHY, C_SITE, C_OTHER, C_N };
 static const spec_t event_spec[] = {STR("event"), STR("reason"),
                                     INT("startup_mem", -1, MAX_BYTES),
-                                    INT("startup_ms", -1, MAX_COUNT)};
+                                    INT("startup_ms", -1, MAX_COUNT), INT("peak", 0, MAX_BYTES)};
 /* clang-format on */
 
 /* Fills `why` and returns err: the one way every error leaves this file. */
@@ -225,6 +229,12 @@ void mv_advise(const mv_advice_in_t *in, mv_advice_t *a)
     int64_t after = clamp(in->after_p95), leak = clamp(in->leak);
 
     memset(a, 0, sizeof *a);
+    /* A hard limit under what a worker needed to start kills every new worker before its
+     * first task: no task's peak sees the start-up, a worker's own peak does. */
+    if (clamp(in->worker_peak) > peak) {
+        peak = clamp(in->worker_peak);
+        a->worker_over = true;
+    }
     /* x1.25 and x1.1 in integers, rounded up: peak + ceil(peak / 4), after + ceil(after / 10). */
     a->hard = MV_MAX(mib_up(peak + (peak + 3) / 4), MIB);
     a->floor = mib_up(after + (after + 9) / 10);
@@ -248,6 +258,85 @@ void mv_advise(const mv_advice_in_t *in, mv_advice_t *a)
     } else {
         a->max_tasks = MV_MIN(MV_MAX((a->soft - in->fresh_p50) / leak, 1), MAX_TASKS);
     }
+}
+
+/* "2026-11-21T16:00:00.123456Z" (the fraction optional) as microseconds since the epoch; -1
+ * when it is not such a time. */
+static int64_t iso_us(const char *s)
+{
+    struct tm tm = {0};
+    int n = 0, digits = 0;
+    char frac[8] = "";
+    int64_t us = 0;
+
+    if (!s ||
+        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
+        n != 19)
+        return -1;
+    if (s[n] == '.' && sscanf(s + n + 1, "%6[0-9]%n", frac, &digits) == 1) {
+        us = atoi(frac);
+        for (int i = digits; i < 6; i++)
+            us *= 10;
+        n += 1 + digits;
+    }
+    if (strcmp(s + n, "Z") != 0 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000000 + us;
+}
+
+/* Whether the run of r->dir died: its run.json has no end, and no memvisor holds the lock a
+ * run keeps on its directory for its life (a file system without flock: not known, false). */
+static bool run_died(const rep_t *r)
+{
+    int fd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool free_lock;
+
+    if (fd < 0)
+        return false;
+    /* shared: a looker never stands in a live run's way */
+    free_lock = flock(fd, LOCK_SH | LOCK_NB) == 0;
+    close(fd);
+    return free_lock;
+}
+
+/* A run that died wrote its results up to its death; a run that resumed the batch later
+ * (--resume, the same results file) appended its own. The earliest such run's start, from the
+ * run directories beside this one, bounds this run's lines; 0 when there is none. */
+static int64_t next_run_start(const rep_t *r)
+{
+    char parent[PATH_MAX], p[PATH_MAX + 300];
+    int64_t mine = iso_us(json_string_value(json_object_get(r->run, "started"))), best = 0;
+    struct dirent *de;
+    char *slash;
+    DIR *d;
+
+    if (mine < 0 || !realpath(r->dir, parent) || !(slash = strrchr(parent, '/')))
+        return 0;
+    *slash = '\0';
+    if (!(d = opendir(parent[0] ? parent : "/")))
+        return 0;
+    while ((de = readdir(d))) {
+        json_t *o;
+        int64_t t;
+
+        if (de->d_name[0] == '.' || strcmp(de->d_name, slash + 1) == 0 ||
+            strcmp(de->d_name, "latest") == 0)
+            continue;
+        snprintf(p, sizeof p, "%s/%s/run.json", parent, de->d_name);
+        if (!(o = json_load_file(p, 0, NULL)))
+            continue;
+        t = iso_us(json_string_value(json_object_get(o, "started")));
+        if (t > mine && (best == 0 || t < best) && json_is_string(json_object_get(o, "results")) &&
+            strcmp(json_string_value(json_object_get(o, "results")), r->results) == 0)
+            best = t;
+        json_decref(o);
+    }
+    closedir(d);
+    return best;
 }
 
 /* Reads and checks run.json; notes where the results are and whether the run is over. */
@@ -277,6 +366,12 @@ static int load_run(rep_t *r, const char *path)
     r->results_b64 = v[RUN_RESULTS].set == 2;
     if (v[RUN_RESULTS].set == 1 && !(r->results = strdup(v[RUN_RESULTS].s)))
         return OOM(r);
+    /* The batch up to this run's end: lines a later run appended (--resume) are not its. A run
+     * that died has no end of its own: the next run on the same results file began after it. */
+    if (v[RUN_ENDED].set == 1)
+        r->until_us = MV_MAX(iso_us(v[RUN_ENDED].s), 0);
+    else if ((r->died = run_died(r)) && r->results)
+        r->until_us = next_run_start(r);
     return 0;
 }
 
@@ -450,7 +545,7 @@ static int on_cleared(rep_t *r, const src_t *s, json_t *o)
 /* One events.jsonl line: counts what the report shows; other events are ignored. */
 static int on_event(rep_t *r, const src_t *s, json_t *o)
 {
-    val_t v[4];
+    val_t v[5];
     json_t *counts = NULL;
     const char *ev, *why;
     int e;
@@ -480,8 +575,11 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
         counts = r->exits;
     if (!counts)
         return 0;
-    if ((e = get_all(r, s, o, event_spec, counts == r->exits ? 4 : 2, v)) < 0)
+    if ((e = get_all(r, s, o, event_spec, counts == r->exits ? 5 : 2, v)) < 0)
         return e;
+    /* A worker's peak over its life: its start-up's too, which no task's window sees. */
+    if (counts == r->exits && v[4].set == 1)
+        r->worker_peak = MV_MAX(r->worker_peak, v[4].i);
     /* Each worker's start-up, as it said at its exit (-1: it never finished starting). */
     if (counts == r->exits && v[2].set == 1 && v[2].i >= 0 && v[3].set == 1 && v[3].i >= 0 &&
         (vec_push(&r->startup_mem, v[2].i) < 0 || vec_push(&r->startup_us, v[3].i * 1000) < 0))
@@ -489,6 +587,11 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
     why = v[1].set == 1 ? v[1].s : "(no reason)";
     e = json_object_set_new(counts, why,
                             json_integer(json_integer_value(json_object_get(counts, why)) + 1));
+    /* A worker's recycle, as the run's summary and /metrics count it: once, by why it finally
+     * left (a drain that ended in a kernel OOM kill is kernel_oom; a crash is one too). */
+    if (e == 0 && counts == r->exits && strcmp(why, "shutdown") != 0)
+        e = json_object_set_new(
+            r->left, why, json_integer(json_integer_value(json_object_get(r->left, why)) + 1));
     return e < 0 ? OOM(r) : 0;
 }
 
@@ -513,6 +616,10 @@ static int on_result(rep_t *r, const src_t *s, json_t *o)
 
     if ((e = get_all(r, s, o, result_spec, R_N, v)) < 0)
         return e;
+    if (r->until_us > 0 && v[R_ENDED].set == 1 && iso_us(v[R_ENDED].s) > r->until_us) {
+        r->later++;
+        return 0;
+    }
     if (r->on_result && (e = r->on_result(r->arg, s->file, s->line, o)) < 0)
         return e;
     for (size_t i = 0; v[R_STATUS].set == 1 && i < MV_ARRAY_LEN(st); i++)
@@ -668,7 +775,7 @@ void mv__report_free(rep_t *r)
     }
     free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->startup_mem.v),
         free(r->startup_us.v), free(r->dir), free(r->results), free(r->stream);
-    json_decref(r->recycles), json_decref(r->would), json_decref(r->exits);
+    json_decref(r->recycles), json_decref(r->would), json_decref(r->exits), json_decref(r->left);
     json_decref(r->kind_index), json_decref(r->fresh_seen), json_decref(r->run);
 }
 
@@ -678,8 +785,9 @@ int mv__report_load(rep_t *r, const char *path)
     int e;
 
     r->recycles = json_object(), r->would = json_object(), r->exits = json_object();
+    r->left = json_object();
     r->kind_index = json_object(), r->fresh_seen = json_object();
-    if (!r->recycles || !r->would || !r->exits || !r->kind_index || !r->fresh_seen)
+    if (!r->recycles || !r->would || !r->exits || !r->left || !r->kind_index || !r->fresh_seen)
         return OOM(r);
     if ((e = load(r, path)) == 0)
         rank(r);

@@ -139,6 +139,30 @@ START_TEST(lines_reach_a_file_whole_and_in_order)
 }
 END_TEST
 
+/* A worker's output line reaches a terminal through the text log: control characters are
+ * escaped, C1 controls in UTF-8 too (U+009B is CSI to a terminal, as ESC [ is); other UTF-8
+ * stays as it is. */
+START_TEST(text_log_escapes_c1_controls)
+{
+    char path[96], *text;
+
+    snprintf(path, sizeof path, "%s/log", tmp);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    lg_open = true;
+    mv_info(&lg, "output",
+            MV_S("line", "a\xc2\x9b"
+                         "31mb\x1b[0m \xc3\xa9 \xc2\xa0"),
+            MV_S("bare", "x\xc2\x85y"));
+    ck_assert_int_eq(mv_log_flush(&lg, 10000), 0);
+    text = read_text(path);
+    ck_assert_msg(strstr(text, "line=\"a\\xc2\\x9b31mb\\x1b[0m \xc3\xa9 \xc2\xa0\""), "%s", text);
+    ck_assert_msg(strstr(text, " bare=\"x\\xc2\\x85y\"\n"), "%s", text);
+    ck_assert_ptr_null(strstr(text, "\xc2\x9b"));
+    ck_assert_ptr_null(strstr(text, "\xc2\x85"));
+    free(text);
+}
+END_TEST
+
 /* The loop wakes the writer only when it sleeps with nothing queued, and the writer gathers
  * what follows for MV_LOG_GATHER_MS (log.c): lines logged one at a time, and a burst logged
  * while it gathers, all reach the reader without a flush, whole and in order (a writer
@@ -625,6 +649,7 @@ Suite *log_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, lines_reach_a_file_whole_and_in_order);
+    tcase_add_test(tc, text_log_escapes_c1_controls);
     tcase_add_test(tc, lines_reach_a_reader_without_a_flush_one_by_one_and_in_bursts);
     tcase_add_test(tc, a_stalled_reader_costs_worker_output_first);
     tcase_add_test(tc, own_events_are_dropped_last_and_counted);

@@ -8,13 +8,16 @@
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "report.h"
+#include "report_int.h"
 #include "suites.h"
 #include "util.h"
 
@@ -66,6 +69,19 @@ static const char *put_in(const char *base, const char *rel, const char *text)
 static const char *put(const char *rel, const char *text)
 {
     return put_in(tmp, rel, text);
+}
+
+/* Holds tmp/rel's run lock as a live memvisor does (flock on the directory); close the fd. */
+static int hold_run_lock(const char *rel)
+{
+    char path[256];
+    int fd;
+
+    snprintf(path, sizeof path, "%s/%s", tmp, rel);
+    fd = open(path, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_EX | LOCK_NB), 0);
+    return fd;
 }
 
 /* mv_report of base/rel into a malloc'd string; the return code in *rc, the error in why. */
@@ -240,7 +256,7 @@ END_TEST
 
 START_TEST(advice_rules)
 {
-    mv_advice_in_t in = {8 * MiB, 5952 * KiB, 2244 * KiB, 1 * MiB, 80 * KiB};
+    mv_advice_in_t in = {8 * MiB, 5952 * KiB, 2244 * KiB, 1 * MiB, 80 * KiB, 0};
     mv_advice_t a;
 
     /* hard = 8 MiB x 1.25; soft = 10 MiB - 5.8 MiB rounded down; (4 MiB - 1 MiB) / 80 KiB. */
@@ -251,12 +267,12 @@ START_TEST(advice_rules)
     ck_assert_int_eq(a.max_tasks, 38);
     ck_assert(!a.floored && !a.baseline_over);
     /* x1.25 rounds up to a whole MiB. */
-    in = (mv_advice_in_t){100 * MiB + 1, 0, 0, -1, 0};
+    in = (mv_advice_in_t){100 * MiB + 1, 0, 0, -1, 0, 0};
     mv_advise(&in, &a);
     ck_assert_int_eq(a.hard, 126 * MiB);
     ck_assert_int_eq(a.max_tasks, 0);
     /* The soft limit never goes below p95 mem_after x 1.1; hard grows to floor + transient. */
-    in = (mv_advice_in_t){100 * MiB, 90 * MiB, 80 * MiB, 10 * MiB, MiB};
+    in = (mv_advice_in_t){100 * MiB, 90 * MiB, 80 * MiB, 10 * MiB, MiB, 0};
     mv_advise(&in, &a);
     ck_assert(a.floored);
     ck_assert_int_eq(a.floor, 88 * MiB);
@@ -265,24 +281,36 @@ START_TEST(advice_rules)
     ck_assert_int_eq(a.max_tasks, 78);
     /* Raised soft (77 MiB) + transient (50 MiB) above 125 MiB: hard grows to 127 MiB, so a
      * worker just under soft can still run its biggest task. Unknown baseline: no max_tasks. */
-    in = (mv_advice_in_t){100 * MiB, 50 * MiB, 70 * MiB, -1, MiB};
+    in = (mv_advice_in_t){100 * MiB, 50 * MiB, 70 * MiB, -1, MiB, 0};
     mv_advise(&in, &a);
     ck_assert(a.floored);
     ck_assert_int_eq(a.soft, 77 * MiB);
     ck_assert_int_eq(a.hard, 127 * MiB);
     ck_assert_int_eq(a.max_tasks, -1);
     /* A fresh worker already at soft; absurd figures are clamped, never overflow. */
-    in = (mv_advice_in_t){10 * MiB, 0, 0, 64 * MiB, KiB};
+    in = (mv_advice_in_t){10 * MiB, 0, 0, 64 * MiB, KiB, 0};
     mv_advise(&in, &a);
     ck_assert(a.baseline_over && a.max_tasks == 1);
-    in = (mv_advice_in_t){INT64_MAX, INT64_MAX, INT64_MAX, 0, 1};
+    in = (mv_advice_in_t){INT64_MAX, INT64_MAX, INT64_MAX, 0, 1, 0};
     mv_advise(&in, &a);
     ck_assert(a.hard > 0 && a.soft > 0 && a.max_tasks >= 1 && a.max_tasks <= 1000000000000);
-    in = (mv_advice_in_t){0, -5, -5, 0, -5};
+    in = (mv_advice_in_t){0, -5, -5, 0, -5, -5};
     mv_advise(&in, &a);
     ck_assert_int_eq(a.hard, MiB);
     ck_assert_int_eq(a.soft, MiB);
     ck_assert_int_eq(a.max_tasks, 0);
+    ck_assert(!a.worker_over);
+    /* A worker that peaked at 90 MiB starting up (tasks at 8 MiB): hard must let it start,
+     * soft stays hard minus the transient. A worker peak under the tasks' changes nothing. */
+    in = (mv_advice_in_t){8 * MiB, 512 * KiB, 7 * MiB, 7 * MiB, 0, 90 * MiB};
+    mv_advise(&in, &a);
+    ck_assert(a.worker_over && !a.floored);
+    ck_assert_int_eq(a.hard, 113 * MiB);
+    ck_assert_int_eq(a.soft, 112 * MiB);
+    in.worker_peak = 8 * MiB;
+    mv_advise(&in, &a);
+    ck_assert(!a.worker_over);
+    ck_assert_int_eq(a.hard, 10 * MiB);
 }
 END_TEST
 
@@ -321,11 +349,15 @@ START_TEST(rich_recycles_and_exits)
 
     rich_run();
     s = report_ok("run");
-    HAS(s, "Recycles by reason\n"
+    HAS(s, "Recycles by reason (workers that left, by why they finally did, as the run's "
+           "summary counts them)\n"
+           "  soft_limit                1\n"
+           "  kernel_oom                1\n"
+           "  hard_limit                2  would have recycled (observe-only)\n"
+           "Recycles decided (drains and kills begun)\n"
            "  soft_limit                3\n"
            "  max_tasks                 1\n"
-           "  hard_limit                2  would have recycled (observe-only)\n"
-           "  kernel_oom                1\n"
+           "Kernel OOM kills 1 (of workers or of their children)\n"
            "Exits by reason\n"
            "  soft_limit                1\n"
            "  kernel_oom                1\n"
@@ -336,6 +368,29 @@ END_TEST
 
 /* A kernel_oom of a worker's other processes (cgroup v1: a master's child) counts its kills;
  * a worker's own, or a kills that is not a count, counts one. */
+/* Workers that died on their own (a crash) or were killed after a drain are recycles as the
+ * run's summary counts them ("recycles: crash 2"), by why they finally left; measured before:
+ * the report said "Recycles by reason: none" for a run whose summary said "crash 2". */
+START_TEST(recycles_count_as_the_summary_does)
+{
+    char *s;
+
+    put("run/run.json", "{'run': 'r5', 'ended': '2026-11-21T16:00:12Z'}");
+    put("run/events.jsonl", EV("exit", ", 'worker': 1, 'reason': 'crash', 'signal': 9")
+                                EV("exit", ", 'worker': 2, 'reason': 'crash', 'signal': 9")
+                                    EV("recycle", ", 'worker': 1, 'reason': 'soft_limit'")
+                                        EV("exit", ", 'worker': 1, 'reason': 'kernel_oom'")
+                                            EV("exit", ", 'worker': 1, 'reason': 'shutdown'"));
+    s = report_ok("run");
+    HAS(s, "summary counts them)\n"
+           "  crash                     2\n"
+           "  kernel_oom                1\n"
+           "Recycles decided (drains and kills begun)\n"
+           "  soft_limit                1\n");
+    free(s);
+}
+END_TEST
+
 START_TEST(kernel_oom_kills_of_children_are_counted)
 {
     char *s;
@@ -347,7 +402,7 @@ START_TEST(kernel_oom_kills_of_children_are_counted)
                 EV("kernel_oom", ", 'worker': 2, 'pid': 11, 'limit': 536870912"));
     put("results.jsonl", results);
     s = report_ok("run");
-    HAS(s, "  kernel_oom                5\n");
+    HAS(s, "Kernel OOM kills 5 (of workers or of their children)\n");
     free(s);
 }
 END_TEST
@@ -525,14 +580,89 @@ START_TEST(unconfirmed_and_cleared_suspects)
 }
 END_TEST
 
+/* Every text the files hold (kinds, reasons, notes, paths, a worker's type names and mappings,
+ * the command) may carry control characters: a crafted results or events file, a type or a
+ * mapped file a worker named. None reaches the terminal: no escape sequence, no bell, no C1
+ * control, no newline that would start a line of its own (a forged [limits] block). */
+START_TEST(control_characters_never_reach_the_terminal)
+{
+    static const char esc_snapshot[] =
+        "{'mappings_growth': [{'mapping': '/tmp/m\\u001b[2Jap', 'growth': 8388608}],\n"
+        " 'heap': {'tracemalloc': {'top': [{'where': 'w\\u0007.py:1', 'size_diff': 1}]},\n"
+        "  'types': [{'type': 'T\\u009b31m', 'count': 2, 'diff': 1}]}}\n";
+    char *s;
+
+    put("run/run.json", "{'run': 'r\\u001b]0;title\\u0007', 'command': ['w\\u001b[31m'], "
+                        "'results': '@/results.jsonl', 'ended': '2026-11-21\\u0007T16:00:12Z', "
+                        "'limits': {'max_tasks': 7}}");
+    put("run/snapshots/s.json", esc_snapshot);
+    put("run/events.jsonl",
+        EV("leak_suspect", ", 'kind': 'k\\u001b[2J\\n[limits]\\nmemory_hard = 1G', "
+                           "'per_task': 65536, 'rule': 'trend', 'evidence': 'heap\\u001b[0m', "
+                           "'pid': 7, 'snapshot': 'snapshots/s.json'")
+            EV("leak_cleared", ", 'kind': 'c\\u0085', 'verdict': 'plateau', 'why': 'a\\u001bb'")
+                EV("recycle", ", 'reason': 'soft\\u001b[1A'"));
+    put("results.jsonl",
+        "{'task': 1, 'status': 'ok', 'kind': 'k\\u001b[2J\\n[limits]\\nmemory_hard = 1G', "
+        "'worker': 1, 'pid': 7, 'mem_before': 1048576, 'mem_after': 1114112, "
+        "'mem_peak': 1572864}\n");
+    s = report_ok("run");
+    for (const char *c = s; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 && *c != 0x7f
+                          ? !((unsigned char)c[0] == 0xc2 && (unsigned char)c[1] >= 0x80 &&
+                              (unsigned char)c[1] <= 0x9f)
+                          : *c == '\n',
+                      "control byte 0x%02x at %zu in:\n%.2500s", (unsigned char)*c, (size_t)(c - s),
+                      s);
+    HASNT(s, "\n[limits]\nmemory_hard = 1G");
+    HAS(s, "memvisor report: run r\\x1b]0;title\\x07\n");
+    HAS(s, "  command    w\\x1b[31m\n");
+    HAS(s, "  ended      2026-11-21\\x07T16:00:12Z\n");
+    HAS(s, ", max_tasks 7, enforce ?");
+    HAS(s, "  k\\x1b[2J\\x0a[limits]\\x0amemory_hard = 1G   64.0 KiB/task");
+    HAS(s, "    confirmed  by heap\\x1b[0m\n");
+    HAS(s, "               tracemalloc  w\\x07.py:1 grew");
+    HAS(s, "               type         T\\x9b31m +1 (2 now)\n");
+    HAS(s, "               mapping      /tmp/m\\x1b[2Jap grew 8.0 MiB\n");
+    HAS(s, "  c\\x85        plateau, by ?: a\\x1bb\n");
+    HAS(s, "  soft\\x1b[1A               1\n");
+    HAS(s, "  k\\x1b[2J\\x0a[limits]\\x0amemory_hard = 1G: 1 task\n");
+    HAS(s, "per task (k\\x1b[2J\\x0a[limits]\\x0amemory_hard = 1G), rounded down");
+    free(s);
+}
+END_TEST
+
+/* The escaping itself: text without controls is returned as is; a long one is cut at a
+ * character's first byte, never inside a UTF-8 sequence, and says so. */
+START_TEST(report_text_escapes_and_cuts)
+{
+    char buf[32], big[64];
+
+    ck_assert_str_eq(mv__report_text("plain \xc3\xa9t\xc3\xa9", buf, sizeof buf),
+                     "plain \xc3\xa9t\xc3\xa9");
+    ck_assert_str_eq(mv__report_text("a\tb\x7f\xc2\x9b", buf, sizeof buf), "a\\x09b\\x7f\\x9b");
+    ck_assert_str_eq(mv__report_text("\x1b", buf, 8), "?");
+    memset(big, 0, sizeof big);
+    for (int i = 0; i < 20; i++)
+        memcpy(big + 2 * i, "\xc3\xa9", 2);
+    big[0] = '\x1b';
+    mv__report_text(big, buf, sizeof buf);
+    ck_assert_msg(strlen(buf) < sizeof buf && strcmp(buf + strlen(buf) - 3, "...") == 0, "%s", buf);
+    ck_assert_msg(((unsigned char)buf[strlen(buf) - 4] & 0xc0) == 0x80, "cut inside: %s", buf);
+}
+END_TEST
+
 START_TEST(no_leak_and_no_results)
 {
     char *s;
+    int fd;
 
     put("run/run.json", "{'run': 'r1', 'results': '@/results.jsonl', 'ended': null}");
     put("run/events.jsonl", EV("recycle", ", 'reason': 'max_tasks'"));
     put("results.jsonl", results);
+    fd = hold_run_lock("run"); /* a live run */
     s = report_ok("run");
+    close(fd);
     HAS(s, "  No leak suspected\n");
     HAS(s, "  ended      (still running, or it ended without saying so)\n");
     /* run.json's counts are its start's until the run ends: the results say them */
@@ -548,7 +678,7 @@ START_TEST(no_leak_and_no_results)
     HAS(s, "  results    none\n");
     HAS(s, "  no results file: no per-task figures\n");
     HAS(s, "  no task with memory figures: no suggestion\n");
-    HAS(s, "Recycles by reason\n  none\n");
+    HAS(s, "summary counts them)\n  none\nRecycles decided (drains and kills begun)\n  none\n");
     free(s);
     /* An empty results file in a run: a partial report. */
     put("run/run.json", "{'run': 'r3', 'results': '@/empty.jsonl'}");
@@ -789,17 +919,109 @@ START_TEST(running_run_tolerates_a_partial_last_line)
 {
     char *s;
 
+    int fd;
+
     put("run/run.json", "{'run': 'live', 'results': '@/results.jsonl', 'ended': null}");
     put("run/events.jsonl", EV("recycle", ", 'reason': 'soft_limit'") "{'event': 'rec");
     put("results.jsonl", "{'task': 1, 'mem_before': 1, 'mem_after': 2, 'mem_peak': 3}\n{'ta");
+    fd = hold_run_lock("run");
     s = report_ok("run");
+    close(fd);
     HAS(s, "  events     1 lines (an incomplete last line, still being written, skipped)\n");
     HAS(s, ".jsonl (1 lines, an incomplete last line skipped)\n");
     HAS(s, "  soft_limit                1\n");
     free(s);
+    /* the same files, with no memvisor holding the lock: it died mid-write */
+    s = report_ok("run");
+    HAS(s, "  events     1 lines (an incomplete last line, cut when memvisor died, skipped)\n");
+    HAS(s, "  ended      never: memvisor died (killed or crashed) before it could say so; no run "
+           "holds its directory's lock\n");
+    HAS(s, "  tasks      0 ok, 0 failed, 0 quarantined in its results (it died before it counted "
+           "them)\n");
+    free(s);
     /* A bad line that ends in a newline is corrupt even while running. */
     put("run/events.jsonl", "{'event': 'rec\n" EV("recycle", ""));
     report_fails("run", -EINVAL, "events.jsonl:1: invalid JSON");
+}
+END_TEST
+
+/* A batch resumed (--resume) on one results file: each run's report covers the batch up to its
+ * own end. A run that ended counts no line that ended after it; a run that died (no end, its
+ * lock free) none that ended after the next run on that file began. The resumed run counts
+ * the whole batch, earlier lines included. */
+#define RLINE(n, ended)                                                                     \
+    "{'task': " #n ", 'status': 'ok', 'kind': 'k', 'worker': 1, 'pid': 7, 'ended': '" ended \
+    "', 'mem_before': 1048576, 'mem_after': 1048576, 'mem_peak': 2097152}\n"
+START_TEST(a_resumed_batch_counts_each_run_up_to_its_end)
+{
+    static const char batch[] = RLINE(1, "2026-12-01T10:00:01.000000Z")
+        RLINE(2, "2026-12-01T10:00:02.5Z") RLINE(3, "2026-12-01T10:00:03Z")
+            RLINE(4, "2026-12-01T10:05:01.000001Z") RLINE(5, "2026-12-01T10:05:02.000000Z");
+    char *s;
+
+    put("results.jsonl", batch);
+    put("state/20261201T100000Z-1/run.json",
+        "{'run': 'a', 'started': '2026-12-01T10:00:00.000000Z', 'ended': null, "
+        "'results': '@/results.jsonl'}");
+    put("state/20261201T100000Z-1/events.jsonl", "");
+    /* another batch's run in the same state directory: not this one's successor */
+    put("state/20261201T100100Z-2/run.json",
+        "{'run': 'x', 'started': '2026-12-01T10:01:00.000000Z', 'results': '@/other.jsonl'}");
+    put("state/20261201T100500Z-3/run.json",
+        "{'run': 'b', 'started': '2026-12-01T10:05:00.000000Z', 'ended': "
+        "'2026-12-01T10:05:03.000000Z', 'results': '@/results.jsonl', "
+        "'tasks': {'ok': 5, 'failed': 0, 'quarantined': 0}}");
+    put("state/20261201T100500Z-3/events.jsonl", "");
+    s = report_ok("state/20261201T100000Z-1");
+    HAS(s, "  tasks      3 ok, 0 failed, 0 quarantined in its results (it died before it counted "
+           "them)\n");
+    HAS(s, "(5 lines)\n             2 of them ended after this run did: a later run's "
+           "(--resume), not counted here\n");
+    HAS(s, "  (all): 3 tasks\n");
+    free(s);
+    /* the resumed run: the whole batch */
+    s = report_ok("state/20261201T100500Z-3");
+    HAS(s, "  tasks      5 ok, 0 failed, 0 quarantined\n");
+    HAS(s, "  (all): 5 tasks\n");
+    HASNT(s, "not counted here");
+    HASNT(s, "  results    none\n");
+    free(s);
+    /* a first run that ended (stopped, then resumed): its end bounds it */
+    put("state/20261201T100000Z-1/run.json",
+        "{'run': 'a', 'started': '2026-12-01T10:00:00.000000Z', 'ended': "
+        "'2026-12-01T10:00:02.600000Z', 'results': '@/results.jsonl', "
+        "'tasks': {'ok': 2, 'failed': 0, 'quarantined': 0}}");
+    s = report_ok("state/20261201T100000Z-1");
+    HAS(s, "  tasks      2 ok, 0 failed, 0 quarantined\n");
+    HAS(s, "             3 of them ended after this run did");
+    HAS(s, "  (all): 2 tasks\n");
+    free(s);
+}
+END_TEST
+
+/* A worker that needs more to start than any task's peak shows (an import-time spike): the
+ * advice's hard limit is built on the workers' own peaks (exit events), or it would kill every
+ * new worker before its first task (measured: 10 of 10 killed, the run gave up). */
+START_TEST(advice_lets_a_worker_start)
+{
+    char *s;
+
+    put("run/run.json",
+        "{'run': 'r', 'results': '@/results.jsonl', 'ended': '2026-11-21T16:00:12Z'}");
+    put("run/events.jsonl", EV("exit", ", 'worker': 1, 'reason': 'shutdown', 'peak': 91365376")
+                                EV("exit", ", 'worker': 2, 'reason': 'shutdown', 'peak': 8000000"));
+    put("results.jsonl",
+        "{'task': 1, 'status': 'ok', 'worker': 1, 'pid': 7, 'mem_before': 7340032, "
+        "'mem_after': 7340032, 'mem_peak': 7667712}\n");
+    s = report_ok("run");
+    HAS(s, "  memory_hard   109.0 MiB  largest worker peak 87.1 MiB x 1.25, rounded up to a MiB: "
+           "above every task's (7.3 MiB), from its start-up (or between tasks), which a worker "
+           "must get through (now ?)\n");
+    HAS(s, "[limits]\nmemory_soft = 108M\nmemory_hard = 109M\n");
+    free(s);
+    /* a bad peak is an error naming it */
+    put("run/events.jsonl", EV("exit", ", 'worker': 1, 'reason': 'shutdown', 'peak': 'big'"));
+    report_fails("run", -EINVAL, "events.jsonl:1: peak: expected an integer");
 }
 END_TEST
 
@@ -857,6 +1079,15 @@ START_TEST(binary_exit_codes)
     ck_assert_int_eq(run_report(&r, dir, NULL), 3);
     HAS(r.log, "bad.jsonl:2: invalid JSON");
     run_free(&r);
+
+    /* the error names the file: a name with an escape sequence is written escaped */
+    run_init(&r, NULL);
+    put_in(r.dir, "b\033[2Jad.jsonl", "{'task': \n");
+    snprintf(dir, sizeof dir, "%s/b\033[2Jad.jsonl", r.dir);
+    ck_assert_int_eq(run_report(&r, dir, NULL), 3);
+    HAS(r.log, "/b\\x1b[2Jad.jsonl:1: invalid JSON");
+    HASNT(r.log, "\033");
+    run_free(&r);
 }
 END_TEST
 
@@ -869,6 +1100,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, percentile_nearest_rank);
     tcase_add_test(tc, sizes_for_people);
     tcase_add_test(tc, advice_rules);
+    tcase_add_test(tc, report_text_escapes_and_cuts);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fixtures");
@@ -878,6 +1110,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, unconfirmed_and_cleared_suspects);
     tcase_add_test(tc, rich_recycles_and_exits);
     tcase_add_test(tc, kernel_oom_kills_of_children_are_counted);
+    tcase_add_test(tc, recycles_count_as_the_summary_does);
     tcase_add_test(tc, rotated_events_are_counted_and_a_cut_is_said);
     tcase_add_test(tc, rich_distributions);
     tcase_add_test(tc, rich_advice);
@@ -890,6 +1123,9 @@ Suite *report_suite(void)
     tcase_add_test(tc, snapshot_problems_cost_only_evidence);
     tcase_add_test(tc, c_worker_heap_and_many_kinds);
     tcase_add_test(tc, running_run_tolerates_a_partial_last_line);
+    tcase_add_test(tc, control_characters_never_reach_the_terminal);
+    tcase_add_test(tc, a_resumed_batch_counts_each_run_up_to_its_end);
+    tcase_add_test(tc, advice_lets_a_worker_start);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_input");

@@ -7,10 +7,12 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -246,6 +248,50 @@ START_TEST(test_bad_timeline)
 END_TEST
 
 /* The real binary: usage errors, and the text report unchanged by --html's arguments. */
+/* The page says what the text says of a run that died (no end, its lock free) and of result
+ * lines a later run appended (--resume): its header reads "died" and "later_results". */
+START_TEST(test_died_and_later_results)
+{
+    char why[512], res[160], line[300], dir[128];
+    json_t *d;
+    int rc, fd;
+    FILE *f;
+
+    run_dir(true);
+    snprintf(res, sizeof res, "%s/results.jsonl", tmp);
+    snprintf(line, sizeof line,
+             "{\"run\": \"R1\", \"started\": \"2026-12-01T10:00:00Z\", \"results\": \"%s\"}", res);
+    put("run/run.json", line);
+    f = fopen(res, "w");
+    fputs("{\"task\": 1, \"status\": \"ok\", \"ended\": \"2026-12-01T10:00:01Z\"}\n"
+          "{\"task\": 2, \"status\": \"ok\", \"ended\": \"2026-12-01T10:09:01Z\"}\n",
+          f);
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/next", tmp);
+    mkdir(dir, 0755);
+    snprintf(line, sizeof line,
+             "{\"run\": \"R2\", \"started\": \"2026-12-01T10:09:00Z\", \"results\": \"%s\"}", res);
+    put("next/run.json", line);
+    d = page_data(&rc, why, sizeof why);
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert(json_is_true(json_object_get(d, "died")));
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "later_results")), 1);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(d, "status"), 0)), 1);
+    json_decref(d);
+    /* held, as a live run holds it: not dead, and nothing after it is a later run's */
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    fd = open(dir, O_RDONLY | O_DIRECTORY);
+    ck_assert_int_eq(flock(fd, LOCK_EX), 0);
+    d = page_data(&rc, why, sizeof why);
+    close(fd);
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert(json_is_false(json_object_get(d, "died")));
+    ck_assert_int_eq(json_integer_value(json_object_get(d, "later_results")), 0);
+    ck_assert_int_eq(json_integer_value(json_array_get(json_object_get(d, "status"), 0)), 2);
+    json_decref(d);
+}
+END_TEST
+
 START_TEST(test_cli)
 {
     char cmd[512];
@@ -274,6 +320,7 @@ Suite *report_html_suite(void)
     tcase_add_test(tc, test_timeline_downsampled);
     tcase_add_test(tc, test_results_times_and_escaping);
     tcase_add_test(tc, test_bad_timeline);
+    tcase_add_test(tc, test_died_and_later_results);
     tcase_add_test(tc, test_cli);
     suite_add_tcase(s, tc);
     return s;

@@ -38,7 +38,11 @@
     while (x >= 1024 && i < u.length - 1) { x /= 1024; i++; }
     return (v < 0 ? "-" : "") + (i ? x.toFixed(1) : x) + " " + u[i];
   }
-  function sbytes(v) { return v < 0 ? "-" + bytes(-v) : bytes(v); }
+  /* signed sizes; unknown (no measured task) is "?", never 0 B */
+  function sbytes(v) {
+    if (v === null || v === undefined) return "?";
+    return v < 0 ? "-" + bytes(-v) : bytes(v);
+  }
   function hex2rgb(h) {
     return [parseInt(h.substr(1, 2), 16), parseInt(h.substr(3, 2), 16), parseInt(h.substr(5, 2), 16)];
   }
@@ -72,17 +76,24 @@
 
   /* ---- header ---------------------------------------------------------------------- */
   function header() {
-    var run = D.run || {}, lim = run.limits || {}, st = D.status || [0, 0, 0];
+    var run = D.run || {}, lim = run.limits || {}, st = D.status || [0, 0, 0], rt = run.tasks;
+    /* as the text report: an ended run's own counts (the whole batch, also when its results
+     * went to a stream with no copy); a running or dead one's, its result lines */
+    var ended = run.ended && rt && typeof rt.ok === "number";
+    if (ended) st = [rt.ok, rt.failed, rt.quarantined];
     var h = add(root, "header", "mv-header");
     add(h, "h1", null, "memvisor report" + (run.run ? " — run " + run.run : ""));
     var rows = [];
     if (D.dir) rows.push(["directory", D.dir]);
     if (run.command) rows.push(["command", run.command.join(" ")]);
     if (run.started) rows.push(["started", run.started]);
-    if (D.dir) rows.push(["ended", run.ended || "(still running, or it ended without saying so)"]);
+    if (D.dir) rows.push(["ended", run.ended || (D.died
+      ? "never: memvisor died (killed or crashed) before it could say so; no run holds its directory's lock"
+      : "(still running, or it ended without saying so)")]);
     if (run.exit !== undefined && run.exit !== null) rows.push(["exit", run.exit]);
     rows.push(["tasks", st[0] + " ok, " + st[1] + " failed, " + st[2] + " quarantined" +
-      (D.requeues ? ", " + D.requeues + " requeued" : "")]);
+      (D.requeues ? ", " + D.requeues + " requeued" : "") + (ended || !D.dir ? ""
+        : D.died ? " in its results (it died before it counted them)" : " so far (its results)")]);
     if (run.workers) rows.push(["workers", run.workers + (run.cgroup ? "; " + run.cgroup : "; memory sampled from /proc")]);
     if (D.dir) rows.push(["limits", "soft " + (lim.memory_soft ? bytes(lim.memory_soft) : "off") +
       ", hard " + (lim.memory_hard ? bytes(lim.memory_hard) : "off") + ", max_tasks " +
@@ -93,7 +104,9 @@
     if (D.dir) rows.push(["recycles", (rec.length ? rec.join(", ") : "none") +
       (would.length ? "; would have recycled (observe only): " + would.join(", ") : "") +
       (D.ooms ? "; kernel OOM kills " + D.ooms : "")]);
-    if (D.results) rows.push(["results", D.results + " (" + D.result_lines + " lines)"]);
+    if (D.results) rows.push(["results", D.results + " (" + D.result_lines + " lines" +
+      (D.later_results ? "; " + D.later_results + " of them ended after this run did: a later " +
+        "run's (--resume), not counted here" : "") + ")"]);
     rows.push(["generated", D.generated]);
     var t = add(h, "table", "mv-facts");
     rows.forEach(function (r) {
@@ -262,7 +275,7 @@
     var rows = K.kinds.map(function (k) {
       var p = k.peak || {}, r = k.retained || {};
       return [k.name + (k.suspect ? " (suspect)" : ""), k.tasks, bytes(p.p50), bytes(p.p95), bytes(p.max),
-        sbytes(r.p50 || 0), sbytes(r.p95 || 0), sbytes(r.max || 0)];
+        sbytes(r.p50), sbytes(r.p95), sbytes(r.max)];
     });
     table(sec, ["kind", "tasks", "peak p50", "peak p95", "peak max", "retained p50", "retained p95", "retained max"], rows);
     if (K.more > 0) add(sec, "p", "mv-note", K.more + " more kinds not shown.");

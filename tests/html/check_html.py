@@ -142,6 +142,39 @@ def main():
         check("corrupt timeline row: exit 3 naming the line", p.returncode == 3 and
               re.search(r"timeline\.csv:\d+: not a timeline row", p.stderr), p.stderr)
 
+        # hostile kinds (markup, a closing script tag, an event handler, quotes, control
+        # characters, bidi and other unicode) and a kind with no measured task: shown as
+        # text, nothing runs, and an unmeasured figure is "?", never "0 B"
+        xss = os.path.join(work, "xss-run")
+        shutil.copytree(run, xss)
+        hostile = ['<img src=x onerror="document.body.setAttribute(\'data-pwned\',1)">',
+                   '</script><script>document.body.setAttribute("data-pwned",2)</script>',
+                   "q'\"&amp;\u202e\u0007\u001b[31m\u00e9"]
+        rj = json.load(open(os.path.join(xss, "run.json")))
+        res = os.path.join(xss, "hostile.jsonl")
+        rj["results"] = res
+        json.dump(rj, open(os.path.join(xss, "run.json"), "w"))
+        with open(res, "w") as f:
+            for i, k in enumerate(hostile * 3):
+                f.write(json.dumps({"task": i + 1, "status": "ok", "kind": k, "worker": 1,
+                                    "pid": 5, "mem_before": 1 << 20, "mem_after": 1 << 20,
+                                    "mem_peak": 2 << 20, "retained": 0}) + "\n")
+            f.write(json.dumps({"task": 99, "status": "quarantined", "kind": "unmeasured",
+                                "mem_before": None, "mem_after": None, "mem_peak": None}) + "\n")
+        page4 = os.path.join(OUT, "hostile.html")
+        p = report(xss, page4)
+        check("hostile kinds: report --html exits 0", p.returncode == 0, p.stderr)
+        st, errs, dom = status(page4)
+        check("hostile kinds: no script error", st.get("errors") == "0" and not errs.strip(),
+              errs + json.dumps(st))
+        check("hostile kinds: no injected markup ran", not re.search(r"<body[^>]*data-pwned", dom)
+              and not re.search(r"<img[^>]*onerror", dom), "")
+        check("hostile kinds: shown as text", "&lt;img src=x onerror=" in dom, "")
+        row = re.search(r"<td>unmeasured</td>((?:<td>[^<]*</td>){7})", dom)
+        check("a kind with no measured task shows ? for its figures, not 0 B",
+              row is not None and "0 B" not in row.group(1) and row.group(1).count("?") == 6,
+              row.group(0) if row else "no row for the kind")
+
         # the checker itself: a page that throws must be caught
         broken = os.path.join(OUT, "throws.html")
         text = open(page).read().replace("</body>", "<script>null.boom();</script></body>")

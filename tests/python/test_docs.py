@@ -105,8 +105,14 @@ class FirstWorker(unittest.TestCase):
             self.assertEqual(report.returncode, 0, report.stderr)
         # The report names the leaking kind, as the README shows it.
         shown = section(README, "Where to look")
-        self.assertIn("resize         64.0 KiB/task", shown)
+        self.assertIn("resize         64.1 KiB/task", shown)
         self.assertRegex(report.stdout, r"Leak suspects.*\n  resize +\d+\.\d KiB/task")
+        # and the lines under it, as the report prints them (the README once left out
+        # the confirmation and the live heap figure)
+        for line in ("\n    confirmed  by ",
+                     " tasks of this kind (live heap bytes p50 "):
+            self.assertIn(line, report.stdout)
+            self.assertIn(line.replace("\n    ", "\n      "), shown)
 
 
 class Links(unittest.TestCase):
