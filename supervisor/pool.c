@@ -1170,7 +1170,7 @@ int mv_pool_scale(mv_pool_t *p, int n, const char *from)
 
     if (n < 1 || n > MV_POOL_MAX_WORKERS)
         return -EINVAL;
-    if (p->stopping || p->fatal)
+    if (!p->started || p->stopping || p->fatal)
         return -ECANCELED;
     if (n == was)
         return 0;
