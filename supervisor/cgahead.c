@@ -229,6 +229,8 @@ void mv_cgahead_prepare(mv_cgahead_t *a, int slot, uint32_t gen)
     if (!a->on || slot < 1 || slot > a->n)
         return;
     x = &a->slot[slot - 1];
+    if (x->retired)
+        return;
     release_below(x, gen);
     if (x->queued == gen || find(x, gen))
         return;
@@ -240,7 +242,7 @@ static bool keep(mv_cgnext_t *x, mv_cgw_t *cg)
 {
     mv_cgahead_t *a = x->ahead;
 
-    if (!a->on || !mv_cg_reusable(a->cg, cg) || x->nkept >= MV_CGAHEAD_KEEP)
+    if (!a->on || x->retired || !mv_cg_reusable(a->cg, cg) || x->nkept >= MV_CGAHEAD_KEEP)
         return false;
     if (!x->kept && !(x->kept = calloc(MV_CGAHEAD_KEEP, sizeof *x->kept)))
         return false;
@@ -301,23 +303,65 @@ uint32_t mv_cgahead_last(const mv_cgahead_t *a, int slot)
     return last;
 }
 
+/* Lets go of everything of one slot (a->on false: nothing is kept). */
+static void forget(mv_cgahead_t *a, mv_cgnext_t *x)
+{
+    mv_cgpre_t *e;
+
+    x->queued = 0;
+    for (int k = 0; k <= MV_CGAHEAD_BATCH && (e = entry(x, k)); k++)
+        release(e);
+    free(x->more);
+    x->more = NULL;
+    while (x->nkept > 0)
+        mv_cg_remove_async(a->loop, a->log, &x->kept[--x->nkept]);
+    free(x->kept);
+    x->kept = NULL;
+}
+
 void mv_cgahead_drop(mv_cgahead_t *a, bool on)
 {
     a->on = false; /* nothing released now is kept */
-    for (int i = 0; i < a->n; i++) {
-        mv_cgnext_t *x = &a->slot[i];
-        mv_cgpre_t *e;
-        x->queued = 0;
-        for (int k = 0; k <= MV_CGAHEAD_BATCH && (e = entry(x, k)); k++)
-            release(e);
-        free(x->more);
-        x->more = NULL;
-        while (x->nkept > 0)
-            mv_cg_remove_async(a->loop, a->log, &x->kept[--x->nkept]);
-        free(x->kept);
-        x->kept = NULL;
-    }
+    for (int i = 0; i < a->n; i++)
+        forget(a, &a->slot[i]);
     a->on = on && a->cg && a->cg->version != MV_CG_OFF;
+}
+
+void mv_cgahead_forget(mv_cgahead_t *a, int slot)
+{
+    bool on = a->on;
+
+    if (slot < 1 || slot > a->n)
+        return;
+    a->on = false;
+    forget(a, &a->slot[slot - 1]);
+    a->slot[slot - 1].retired = true;
+    a->on = on;
+}
+
+void mv_cgahead_revive(mv_cgahead_t *a, int slot)
+{
+    if (slot >= 1 && slot <= a->n)
+        a->slot[slot - 1].retired = false;
+}
+
+int mv_cgahead_grow(mv_cgahead_t *a, int n)
+{
+    mv_cgnext_t *grown;
+
+    if (n <= a->n)
+        return 0;
+    mv_cgahead_drop(a, a->on);
+    if (!(grown = realloc(a->slot, (size_t)n * sizeof *grown)))
+        return -ENOMEM;
+    memset(grown + a->n, 0, (size_t)(n - a->n) * sizeof *grown);
+    a->slot = grown;
+    a->n = n;
+    for (int i = 0; i < n; i++) {
+        a->slot[i].ahead = a;
+        a->slot[i].first.x = &a->slot[i];
+    }
+    return 0;
 }
 
 void mv_cgahead_free(mv_cgahead_t *a)

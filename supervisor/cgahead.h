@@ -80,6 +80,7 @@ struct mv_cgnext {
     mv_cgw_t *kept;
     int nkept;
     uint64_t asked_ns; /* uv_hrtime of its last request started (0: none yet) */
+    bool retired;      /* mv_cgahead_forget: nothing is made or kept for it */
 };
 
 struct mv_cgahead {
@@ -124,6 +125,15 @@ bool mv_cgahead_keep(mv_cgahead_t *a, int slot, mv_cgw_t *cg);
 uint32_t mv_cgahead_last(const mv_cgahead_t *a, int slot);
 /* Removes every cgroup made ahead or kept (reload, stop); `on` for the requests from now on. */
 void mv_cgahead_drop(mv_cgahead_t *a, bool on);
+/* Removes what `slot` has made ahead or kept, and makes or keeps nothing for it until
+ * mv_cgahead_revive (it is retired: a pool scaled down; its workers' cgroups are removed as
+ * they go). The slot's numbering passes mv_cgahead_last first, as for mv_cgahead_drop. */
+void mv_cgahead_forget(mv_cgahead_t *a, int slot);
+void mv_cgahead_revive(mv_cgahead_t *a, int slot);
+/* Room for slots up to n (a pool scaled up). The table moves: everything made ahead or kept
+ * is dropped first (mv_cgahead_drop; the numbering passes mv_cgahead_last of every slot
+ * before). 0 or -ENOMEM (then it still has its old room, emptied). */
+int mv_cgahead_grow(mv_cgahead_t *a, int n);
 /* Drops everything and frees the table (after the loop, or at the pool's end). */
 void mv_cgahead_free(mv_cgahead_t *a);
 

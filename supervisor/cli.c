@@ -88,6 +88,11 @@ static const mv_cli_cmd_t commands[] = {
      "re-read the configuration file and apply what can change live (like SIGHUP)", CTL_OPTS,
      CTL_EXIT, false},
     {MV_CMD_STOP, "stop", "", "stop gracefully, like SIGTERM", CTL_OPTS, CTL_EXIT, false},
+    {MV_CMD_WORKERS, "workers", "N",
+     "run N workers from now on (1 to 1024), without a restart: added ones start at once, "
+     "removed ones finish their task first; the file's [supervisor] workers wins at the next "
+     "reload",
+     CTL_OPTS, CTL_EXIT, false},
     {MV_CMD_METRICS, "metrics", "", "the metrics, in Prometheus text format", CTL_OPTS, CTL_EXIT,
      false},
     {MV_CMD_SUBMIT,

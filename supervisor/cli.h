@@ -42,6 +42,7 @@ typedef enum {
     MV_CMD_RECYCLE,
     MV_CMD_RELOAD,
     MV_CMD_STOP,
+    MV_CMD_WORKERS,
     MV_CMD_METRICS,
     MV_CMD_SUBMIT,
     MV_CMD_VERSION,

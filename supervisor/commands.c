@@ -6,7 +6,8 @@
  * then swaps the configuration: an invalid file changes nothing and the reply says why. The
  * new settings reach workers by a rolling replacement of every worker (each new worker gets
  * the new limits and command); settings a running pool cannot change (sockets, cgroup mode,
- * the number of slots...) keep their old values and are named in `restart_needed`.
+ * ...) keep their old values and are named in `restart_needed`. The number of workers
+ * changes live (mv_pool_scale), from the file at a reload or from the `workers` command.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -167,7 +168,7 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
     /* queue: tasks not sent to a worker yet (null while the total is not known). */
     json_object_set_new(
         reply, "totals",
-        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I}", "slots", v.nslots,
+        json_pack("{s:i, s:i, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:I}", "slots", v.target,
                   "workers", v.live, "tasks",
                   (json_int_t)(count[MV_ST_OK] + count[MV_ST_FAILED] + count[MV_ST_QUARANTINED]),
                   "ok", (json_int_t)count[MV_ST_OK], "failed", (json_int_t)count[MV_ST_FAILED],
@@ -204,7 +205,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
     mv_metrics_slot_t *slots;
     mv_metrics_count_t tasks[MV_ST_COUNT], recycles[MV_R_COUNT], *kinds;
     mv_metrics_template_t tm;
-    size_t nrecycles = 0;
+    size_t nrecycles = 0, nslots = 0;
     mv_pool_view_t v;
     mv_progress_t pg;
     int r;
@@ -219,20 +220,25 @@ static int metrics(mv_t *mv, mv_buf_t *out)
         mv_pool_view_free(&v);
         return -ENOMEM;
     }
+    /* The live slots only: a slot retired by a scale down has no series (its number may
+     * come back with a scale up). */
     for (int i = 0; i < v.nslots; i++)
-        slots[i] = (mv_metrics_slot_t){.slot = i + 1,
-                                       .mem = -1,
-                                       .usage = -1,
-                                       .priv = -1,
-                                       .rss = -1,
-                                       .peak = v.slot_peak[i],
-                                       .tasks = -1,
-                                       .age_s = -1};
+        if (v.slot_live[i])
+            slots[nslots++] = (mv_metrics_slot_t){.slot = i + 1,
+                                                  .mem = -1,
+                                                  .usage = -1,
+                                                  .priv = -1,
+                                                  .rss = -1,
+                                                  .peak = v.slot_peak[i],
+                                                  .tasks = -1,
+                                                  .age_s = -1};
     for (int i = 0; i < v.nworkers; i++) {
         const mv_worker_view_t *w = &v.workers[i];
-        mv_metrics_slot_t *sl = &slots[w->slot - 1];
+        mv_metrics_slot_t *sl = NULL;
 
-        if (!w->active)
+        for (size_t k = 0; k < nslots && !sl; k++)
+            sl = slots[k].slot == w->slot ? &slots[k] : NULL;
+        if (!w->active || !sl)
             continue;
         *sl = (mv_metrics_slot_t){w->slot,  w->pid > 0, w->gen, w->soft, w->hard,  w->mem,
                                   w->usage, w->priv,    w->rss, w->peak, w->tasks, w->age_s};
@@ -254,7 +260,8 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                                  v.tmpl.replaced};
     r = mv_metrics_render(
         &(mv_metrics_view_t){.slots = slots,
-                             .nslots = (size_t)v.nslots,
+                             .nslots = nslots,
+                             .target = v.target,
                              .tasks = tasks,
                              .ntasks = MV_ST_COUNT,
                              .recycles = recycles,
@@ -324,6 +331,53 @@ static json_t *recycle(mv_t *mv, json_t *req, char *err, size_t errlen)
     mv_info(&mv->log, "recycle_requested", MV_S("slot", n ? "one" : "all"),
             MV_I("workers", (long long)json_array_size(asked)));
     return json_pack("{s:o}", "workers", asked);
+}
+
+/* ---- workers: the pool's size, live ---- */
+
+/* The reply to a scale, and its message. NULL (err said) when it could not be done. */
+static json_t *scale(mv_t *mv, int n, const char *by, char *err, size_t errlen)
+{
+    int was = mv->pool.slots.live, r = mv_pool_scale(&mv->pool, n, by);
+
+    if (r == -ECANCELED)
+        snprintf(err, errlen, "memvisor is stopping");
+    else if (r == -EINVAL)
+        snprintf(err, errlen, "%d workers is out of range: 1 to %d", n, MV_POOL_MAX_WORKERS);
+    else if (r < 0)
+        snprintf(err, errlen, "out of memory: still %d workers", was);
+    if (r < 0)
+        return NULL;
+    if (!mv->service) /* the task source reads for as many workers as there are now */
+        mv_rtasks_capacity(&mv->tasks, mv->cfg, n);
+    return json_pack("{s:i, s:i, s:s}", "from", was, "to", n, "message",
+                     n > was   ? "scaling up: the new workers start now"
+                     : n < was ? "scaling down: the workers removed finish their task first"
+                               : "unchanged: as many workers as asked already");
+}
+
+/* `workers` {"n": N}: the number of workers, without a restart. The file is not written: its
+ * [supervisor] workers applies again at the next reload (docs/operations.md). */
+static json_t *workers(mv_t *mv, json_t *req, char *err, size_t errlen)
+{
+    json_t *n = json_object_get(req, "n"), *reply;
+    json_int_t v;
+
+    if (!json_is_integer(n) || (v = json_integer_value(n)) < 1 || v > MV_POOL_MAX_WORKERS) {
+        char *got = n ? json_dumps(n, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        snprintf(err, errlen,
+                 "the request's \"n\" must be a number of workers from 1 to %d, not %.40s",
+                 MV_POOL_MAX_WORKERS, got ? got : "missing");
+        free(got);
+        return NULL;
+    }
+    if (mv->stopping) {
+        snprintf(err, errlen, "memvisor is stopping");
+        return NULL;
+    }
+    if ((reply = scale(mv, (int)v, "control", err, errlen)))
+        mv_notify_status(&mv->notify, "%d workers asked (control socket)", (int)v);
+    return reply;
 }
 
 /* ---- reload ---- */
@@ -455,6 +509,14 @@ static json_t *reload(mv_t *mv, char *err, size_t errlen)
     mv->cg.hard = nc->limits.memory_hard;
     mv->cg.enforce = nc->limits.enforce;
     mv_pool_reconfigure(&mv->pool, nc, argv);
+    /* The file's worker count wins at a reload, over a `workers` command before it. */
+    if (nc->supervisor.workers != mv->pool.slots.live) {
+        char why[160];
+        json_t *s = scale(mv, nc->supervisor.workers, "reload", why, sizeof why);
+        if (!s)
+            mv_warn(&mv->log, "scale_failed", MV_S("config", mv->config_path), MV_S("error", why));
+        json_decref(s);
+    }
     mv->reloads++;
     reply = json_pack("{s:s?, s:o, s:o, s:o}", "config", mv->config_path, "changed", changed,
                       "restart_needed", kept, "workers", recycle_all_json(mv, 0));
@@ -515,6 +577,8 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
         return recycle(mv, req, err, errlen);
     if (strcmp(cmd, "reload") == 0)
         return reload(mv, err, errlen);
+    if (strcmp(cmd, "workers") == 0)
+        return workers(mv, req, err, errlen);
     if (strcmp(cmd, "stop") == 0) {
         mv_info(&mv->log, "stop_requested", MV_S("from", "control socket"));
         if (!mv->stopping) {
@@ -523,8 +587,8 @@ static json_t *control(void *arg, const char *cmd, json_t *req, char *err, size_
         }
         return json_object();
     }
-    snprintf(err, errlen, "unknown command \"%.40s\": status, recycle, reload, stop or metrics",
-             cmd);
+    snprintf(err, errlen,
+             "unknown command \"%.40s\": status, recycle, reload, workers, stop or metrics", cmd);
     return NULL;
 }
 

@@ -1,5 +1,5 @@
 /*
- * ctl: `memvisor status|recycle|reload|stop|metrics`, the control socket's client.
+ * ctl: `memvisor status|recycle|reload|workers|stop|metrics`, the control socket's client.
  *
  * One request line, one reply line, a deadline of MV_CONTROL_CTL_MS over both; no libuv
  * loop, just poll(2). The reply is printed as JSON (--json) or for people by small
@@ -28,7 +28,7 @@
 
 typedef struct ctl_cli {
     const char *cmd;
-    const char *target; /* recycle: SLOT or all */
+    const char *target; /* recycle: SLOT or all; workers: N */
     const char *socket;
     const char *config;
     const char **overrides;
@@ -63,13 +63,15 @@ static int parse_cli(int argc, char **argv, ctl_cli_t *c)
         default:
             if (a[0] == '-' && a[1] != '\0')
                 return mv_cli_usage_error(cmd, "unknown option: ", a);
-            if (cmd->id != MV_CMD_RECYCLE || c->target)
+            if ((cmd->id != MV_CMD_RECYCLE && cmd->id != MV_CMD_WORKERS) || c->target)
                 return mv_cli_usage_error(cmd, "unexpected argument: ", a);
             c->target = a;
         }
     }
     if (cmd->id == MV_CMD_RECYCLE && !c->target)
         return mv_cli_usage_error(cmd, "recycle needs a worker slot or all", "");
+    if (cmd->id == MV_CMD_WORKERS && !c->target)
+        return mv_cli_usage_error(cmd, "workers needs a number of workers", "");
     return -1;
 }
 
@@ -86,6 +88,20 @@ static json_t *build_request(const ctl_cli_t *c, int *code)
     }
     if (!c->target)
         return req;
+    if (strcmp(c->cmd, "workers") == 0) {
+        /* Any whole number goes as it is: memvisor says what its bounds are. */
+        errno = 0;
+        slot = strtol(c->target, &end, 10);
+        if (errno || end == c->target || *end || slot < INT_MIN || slot > INT_MAX) {
+            json_decref(req);
+            *code = mv_cli_usage_error(mv_cli_find("workers"),
+                                       "workers: N is a number of workers (1, 2, ...), not ",
+                                       c->target);
+            return NULL;
+        }
+        json_object_set_new(req, "n", json_integer(slot));
+        return req;
+    }
     if (strcmp(c->target, "all") == 0) {
         json_object_set_new(req, "slot", json_string("all"));
         return req;
@@ -612,6 +628,9 @@ void mv_ctl_print(const char *cmd, json_t *reply, FILE *out)
         print_list(reply, "restart_needed", "restart needed:", out);
     } else if (strcmp(cmd, "stop") == 0) {
         fputs("stopping\n", out);
+    } else if (strcmp(cmd, "workers") == 0) {
+        s = json_string_value(json_object_get(reply, "message"));
+        fprintf(out, "%s\n", s ? s : "scaled");
     } else if ((dump = json_dumps(reply, JSON_COMPACT))) {
         fprintf(out, "%s\n", dump);
         free(dump);

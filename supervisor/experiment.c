@@ -641,3 +641,31 @@ void mv_experiment_free(mv_experiment_t *x)
     x->sites = NULL;
     x->nkinds = x->capkinds = x->nsites = x->capsites = 0;
 }
+
+void mv_experiment_slots(mv_experiment_t *x, int n)
+{
+    x->slots = n > 0 ? n : 1;
+    if (x->iso.mode != MV_ISO_NONE)
+        x->iso.slots = x->slots;
+}
+
+bool mv_experiment_uses(const mv_experiment_t *x, int slot)
+{
+    for (int i = 0; i < MV_ISO_ARMS && x->iso.mode != MV_ISO_NONE; i++)
+        if (x->arm[i].slot == slot)
+            return true;
+    return false;
+}
+
+void mv_experiment_slot_retired(mv_experiment_t *x, int slot)
+{
+    bool stopped = false;
+
+    for (int i = 0; i < MV_ISO_ARMS && x->iso.mode != MV_ISO_NONE; i++)
+        if (x->arm[i].slot == slot && !x->arm[i].w) {
+            mv_iso_stop_arm(&x->iso, i);
+            stopped = true;
+        }
+    if (stopped)
+        drive(x);
+}

@@ -166,5 +166,13 @@ void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *othe
 
 /* The dispatch predicate (dispatch.h) over this experiment. */
 const mv_dispatch_filter_t *mv_experiment_filter(mv_experiment_t *x);
+/* The pool's worker count is n now (scaled): experiments plan their arms for it, and one
+ * under way with its arms in two slots runs them one after the other once n is 1. */
+void mv_experiment_slots(mv_experiment_t *x, int n);
+/* Whether an experiment under way has an arm in `slot` (the pool retires it last). */
+bool mv_experiment_uses(const mv_experiment_t *x, int slot);
+/* `slot` is retired (a scale down): an arm waiting for a fresh worker there, which will never
+ * come, ends with what it has (as when its worker is gone). */
+void mv_experiment_slot_retired(mv_experiment_t *x, int slot);
 
 #endif

@@ -397,6 +397,7 @@ int main(int argc, char **argv)
     case MV_CMD_RECYCLE:
     case MV_CMD_RELOAD:
     case MV_CMD_STOP:
+    case MV_CMD_WORKERS:
     case MV_CMD_METRICS: return mv_ctl_main(argc, argv);
     case MV_CMD_SUBMIT: return mv_submit_main(cmd, argc, argv);
     case MV_CMD_RUN:

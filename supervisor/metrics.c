@@ -161,6 +161,9 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
     family(&o, "workers", "gauge", "Workers serving now (ready or busy, not leaving).");
     if (v->workers >= 0)
         put(&o, "memvisor_workers %" PRId64 "\n", v->workers);
+    sample(&o, "workers_target", "gauge",
+           "Worker slots the pool keeps ([supervisor] workers, as last scaled).",
+           v->target > 0 ? v->target : -1);
     family(&o, "spares", "gauge", "Spare workers, started and waiting for a slot.");
     put(&o, "memvisor_spares %" PRId64 "\n", v->spares);
     family(&o, "spares_usage_bytes", "gauge", "Memory charged to the spares' cgroups, together.");

@@ -15,7 +15,7 @@
  *   worker_peak_bytes, worker_tasks, worker_age_seconds          gauges, {slot}
  *   tasks_total {status}, recycles_total {reason}, leak_suspects_total {kind},
  *   workers_spawned_total, reloads_total, child_recycles_total    counters
- *   workers, queue_depth, tasks_in_flight, uptime_seconds          gauges
+ *   workers, workers_target, queue_depth, tasks_in_flight, uptime_seconds  gauges
  *   dispatch_paused {reason}, host_memory_available_bytes,
  *   host_memory_pause_threshold_bytes                              gauges
  *   orphans_reaped_total                                           counter
@@ -73,6 +73,7 @@ typedef struct mv_metrics_view {
     size_t nsuspects;
     uint64_t spawned, reloads;
     int64_t workers, queue, in_flight; /* -1 = unknown */
+    int target; /* worker slots kept ([supervisor] workers, as scaled); 0 = not said */
     double uptime_s;
     int64_t spares, spares_usage;         /* spares (spares.h) ready or starting; their usage */
     int64_t successors, successors_usage; /* successors (succ.h) waiting; their usage */

@@ -42,8 +42,9 @@ static const char *const csig_choices[] = {"TERM", "INT", "QUIT", "HUP", "USR1",
     OPTION(sec, key, typ, dflt, lo, hi, ch, text, false)
 
 const mv_option_t mv__options[] = {
-    FIXED(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
-          "worker processes; 0 = one per online CPU"),
+    OPT(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
+        "worker processes; 0 = one per online CPU; a reload applies it live (so does "
+        "`memvisor workers N`, until the next reload)"),
     OPT(supervisor, grace_period, MV_OPT_DURATION, "30s", 0, DAY, NULL,
         "after SIGINT/SIGTERM, time running tasks get to finish before workers are stopped"),
     FIXED(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,

@@ -83,9 +83,11 @@ static void handle_closed_cb(uv_handle_t *h)
 
 static void backoff_closed_cb(uv_handle_t *h)
 {
-    mv_pool_slot_t *s = h->data;
+    mv_backoff_t *b = h->data;
+    mv_pool_t *p = b->pool;
 
-    part_closed(s->pool);
+    free(b);
+    part_closed(p);
 }
 
 /* Once stopping and every worker is gone, closes the pool's own handles (then on_stopped). */
@@ -104,9 +106,9 @@ static void maybe_stopped(mv_pool_t *p)
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
     for (int i = 0; i < p->nslots; i++)
-        if (p->slot[i].backoff_open) {
-            p->slot[i].backoff_open = false;
-            uv_close((uv_handle_t *)&p->slot[i].backoff, backoff_closed_cb);
+        if (p->slot[i].backoff) {
+            uv_close((uv_handle_t *)&p->slot[i].backoff->timer, backoff_closed_cb);
+            p->slot[i].backoff = NULL;
         }
 }
 
@@ -854,11 +856,11 @@ static bool successors_on(const mv_pool_t *p, const mv_config_t *cfg)
 
 static void backoff_cb(uv_timer_t *t)
 {
-    mv_pool_slot_t *s = t->data;
-    mv_pool_t *p = s->pool;
-    int slot = (int)(s - p->slot) + 1;
+    mv_backoff_t *b = t->data;
+    mv_pool_t *p = b->pool;
+    int slot = b->slot;
 
-    s->backoff_armed = false;
+    p->slot[slot - 1].backoff_armed = false;
     if (mv_slots_may_spawn(&p->slots, slot))
         spawn_slot(p, slot);
 }
@@ -873,17 +875,22 @@ static void schedule_respawn(mv_pool_t *p, int slot, uint64_t delay_ms)
         spawn_slot(p, slot);
         return;
     }
-    if (!s->backoff_open) {
-        uv_timer_init(p->o.loop, &s->backoff);
-        s->backoff.data = s;
-        s->backoff_open = true;
+    if (!s->backoff) {
+        if (!(s->backoff = calloc(1, sizeof *s->backoff))) {
+            spawn_slot(p, slot); /* out of memory: no wait rather than no worker */
+            return;
+        }
+        uv_timer_init(p->o.loop, &s->backoff->timer);
+        s->backoff->timer.data = s->backoff;
+        s->backoff->pool = p;
+        s->backoff->slot = slot;
         p->open++;
     }
     mv_warn(p->o.log, "backoff", MV_I("worker", slot),
             MV_I("crashes", p->slots.slot[slot - 1].crashes),
             MV_I("delay_ms", (long long)delay_ms));
     s->backoff_armed = true;
-    uv_timer_start(&s->backoff, backoff_cb, delay_ms, 0);
+    uv_timer_start(&s->backoff->timer, backoff_cb, delay_ms, 0);
 }
 
 /* ---- public ---- */
@@ -963,8 +970,6 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
         mv_pool_free(p);
         return -ENOMEM;
     }
-    for (int i = 0; i < p->nslots; i++)
-        p->slot[i].pool = p;
     mv_dispatch_init(&p->dispatch, o->loop, o->log, cfg, o->tasks, o->results, o->service,
                      &dispatch_events, p);
     mv_watch_init(&p->watch, o->loop, o->log, cfg, &watch_events, p);
@@ -1024,7 +1029,7 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
         for (int i = 0; i < p->nslots; i++)
             if (p->slot[i].backoff_armed) {
                 p->slot[i].backoff_armed = false;
-                uv_timer_stop(&p->slot[i].backoff);
+                uv_timer_stop(&p->slot[i].backoff->timer);
             }
         if (graceful)
             uv_timer_start(&p->grace, grace_cb, (uint64_t)p->o.cfg->supervisor.grace_period, 0);
@@ -1077,6 +1082,138 @@ int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots)
         recycle(p, m, reason);
     }
     return n;
+}
+
+/* How much a slot's worker would lose by being retired (mv_slots_scale_plan): lower first. */
+static int retire_rank(const mv_pool_t *p, int slot)
+{
+    const mv_seat_t *seat = p->slots.slot[slot - 1].active;
+    const mv_worker_t *w = seat ? member_of_seat((mv_seat_t *)seat)->w : NULL;
+
+    if (mv_experiment_uses(&p->exp, slot))
+        return 4; /* its arm would end early */
+    if (!w || mv_worker_leaving(w))
+        return 0; /* nothing serves it: a backoff, or a worker leaving already */
+    if (w->count > 0)
+        return 3; /* a task in flight: it finishes it first */
+    if (w->state != MV_W_READY)
+        return 2; /* starting: a start-up spent for nothing */
+    return w->tasks_done > 0 || p->o.service ? 1 : 0;
+}
+
+/* `slot` serves no more: its worker finishes what it holds and stops, unreplaced. */
+static void retire_slot(mv_pool_t *p, int slot)
+{
+    mv_slot_t *sl = &p->slots.slot[slot - 1];
+    mv_seat_t *seat;
+
+    if (p->slot[slot - 1].backoff_armed) {
+        p->slot[slot - 1].backoff_armed = false;
+        uv_timer_stop(&p->slot[slot - 1].backoff->timer);
+    }
+    mv_succ_retire_slot(&p->succ, slot);
+    mv_slots_pass(&p->slots, slot, mv_cgahead_last(&p->ahead, slot)); /* cgahead.h */
+    mv_cgahead_forget(&p->ahead, slot);
+    seat = mv_slots_retire(&p->slots, slot);
+    mv_experiment_slot_retired(&p->exp, slot);
+    /* Workers in handover wait for a replacement that will not come: they drain now. */
+    while (sl->handing) {
+        mv_member_t *old = member_of_seat(sl->handing);
+        mv_slots_handover_end(&p->slots, sl->handing);
+        mv_watch_follow(&p->watch, &old->watch, false);
+        mv_worker_replaced(old->w);
+    }
+    if (!seat)
+        return;
+    {
+        mv_member_t *m = member_of_seat(seat);
+        mv_worker_t *w = m->w;
+
+        if (w->state == MV_W_PREPARING) {
+            mv_worker_kill(w, MV_R_SCALED); /* no process yet: dropped */
+        } else if (mv_fsm_has_process(w->state) && !mv_worker_leaving(w)) {
+            log_leaving(p, w, MV_R_SCALED, "drain");
+            mv_watch_follow(&p->watch, &m->watch, false);
+            mv_worker_drain(w, MV_R_SCALED);
+        }
+    }
+}
+
+/* Room for slots up to n: the pool's table, the slots', the successors', cgahead's. */
+static int grow(mv_pool_t *p, int n)
+{
+    mv_pool_slot_t *grown;
+
+    if (n <= p->nslots)
+        return 0;
+    if (!(grown = realloc(p->slot, (size_t)n * sizeof *grown)))
+        return -ENOMEM;
+    memset(grown + p->nslots, 0, (size_t)(n - p->nslots) * sizeof *grown);
+    p->slot = grown;
+    if (mv_slots_grow(&p->slots, n) < 0 || mv_succ_grow(&p->succ, n) < 0)
+        return -ENOMEM;
+    /* cgahead's table moves: what it made is dropped, under names the numbering passes. */
+    for (int i = 1; i <= p->nslots; i++)
+        mv_slots_pass(&p->slots, i, mv_cgahead_last(&p->ahead, i));
+    if (mv_cgahead_grow(&p->ahead, n) < 0)
+        return -ENOMEM;
+    p->nslots = n;
+    return 0;
+}
+
+int mv_pool_scale(mv_pool_t *p, int n, const char *from)
+{
+    int was = p->slots.live, k, *rank = NULL, *out = NULL, top = 0;
+    char list[256];
+    size_t used = 0;
+    bool up;
+
+    if (n < 1 || n > MV_POOL_MAX_WORKERS)
+        return -EINVAL;
+    if (!p->started || p->stopping || p->fatal)
+        return -ECANCELED;
+    if (n == was)
+        return 0;
+    rank = calloc((size_t)p->nslots + 1, sizeof *rank);
+    out = calloc((size_t)(n > was ? n - was : was - n) + (size_t)p->nslots + 1, sizeof *out);
+    if (!rank || !out) {
+        free(rank);
+        free(out);
+        return -ENOMEM;
+    }
+    for (int i = 1; i <= p->nslots; i++)
+        rank[i - 1] = retire_rank(p, i);
+    k = mv_slots_scale_plan(&p->slots, n, rank, out, &up);
+    for (int i = 0; i < k; i++)
+        top = MV_MAX(top, out[i]);
+    if (up && grow(p, top) < 0) {
+        free(rank);
+        free(out);
+        mv_error(p->o.log, "scale_failed", MV_I("from", was), MV_I("to", n),
+                 MV_S("error", "out of memory"));
+        return -ENOMEM;
+    }
+    list[0] = '\0';
+    for (int i = 0; i < k && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", i ? "," : "", out[i]);
+    mv_experiment_slots(&p->exp, n);
+    mv_info(p->o.log, "scaled", MV_I("from", was), MV_I("to", n),
+            MV_S(up ? "added" : "retired", list), MV_S("by", from));
+    for (int i = 0; i < k; i++) {
+        if (!up) {
+            retire_slot(p, out[i]);
+            continue;
+        }
+        mv_slots_revive(&p->slots, out[i]);
+        mv_cgahead_revive(&p->ahead, out[i]);
+        if (mv_slots_may_spawn(&p->slots, out[i]))
+            spawn_slot(p, out[i]);
+    }
+    free(rank);
+    free(out);
+    start_queued(p);
+    mv_dispatch_kick(&p->dispatch);
+    return 0;
 }
 
 void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv)

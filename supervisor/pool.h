@@ -36,6 +36,9 @@
 #include "watch.h"
 #include "worker.h"
 
+/* [supervisor] workers' largest value (options.c), the bound of a live scale. */
+#define MV_POOL_MAX_WORKERS 1024
+
 /* The pool's record of one worker: each part written by its own module. */
 typedef struct mv_member {
     struct mv_pool *pool;
@@ -81,10 +84,16 @@ typedef struct mv_pool_events {
     void (*on_stopped)(void *arg);  /* every worker is gone and every handle closed */
 } mv_pool_events_t;
 
-typedef struct mv_pool_slot {
+/* A slot's respawn timer, on the heap: the slots' table moves when the pool grows. */
+typedef struct mv_backoff {
+    uv_timer_t timer;
     struct mv_pool *pool;
-    uv_timer_t backoff;
-    bool backoff_open, backoff_armed;
+    int slot;
+} mv_backoff_t;
+
+typedef struct mv_pool_slot {
+    mv_backoff_t *backoff; /* its respawn timer once needed (closed with the pool), or NULL */
+    bool backoff_armed;
     int64_t peak; /* highest usage of any of its workers */
 } mv_pool_slot_t;
 
@@ -108,7 +117,7 @@ typedef struct mv_pool {
 
     mv_slots_t slots;
     mv_pool_slot_t *slot;
-    int nslots;
+    int nslots; /* slot numbers ever used; the live ones (the worker count) are slots.live */
     mv_member_t *members;
     mv_dispatch_t dispatch;
     mv_watch_t watch;
@@ -156,8 +165,10 @@ typedef struct mv_worker_view {
 } mv_worker_view_t;
 
 typedef struct mv_pool_view {
-    int nslots;
-    int live; /* serving now: ready or busy, not leaving */
+    int nslots;      /* slot numbers ever used (slot_peak's length) */
+    int target;      /* slots serving: the worker count now ([supervisor] workers, scaled) */
+    bool *slot_live; /* [nslots]: not retired by a scale down */
+    int live;        /* serving now: ready or busy, not leaving */
     uint64_t spawned, requeued, protocol_errors, suspects, in_flight;
     uint64_t child_recycles; /* [recycle] target = child: children told to stop */
     uint64_t escalated;      /* requeued tasks that got more memory (escalate.h) */
@@ -189,6 +200,14 @@ void mv_pool_stop(mv_pool_t *p, bool graceful);
  * many were asked (their slots in `slots`, room for nslots, may be NULL), or -EINVAL for a
  * slot that does not exist. */
 int mv_pool_recycle(mv_pool_t *p, int slot, mv_reason_t reason, int *slots);
+/* [supervisor] workers, live: n slots serve from now on (1 <= n <= 1024). Growing, retired
+ * slots are revived (lowest first), then new ones numbered; each gets a worker through the
+ * ordinary spawn path (a successor, a spare, a cgroup made ahead). Shrinking, slots are
+ * retired, idle workers' first (then starting ones, then busy ones; a leak experiment's
+ * last; slot 1 never): each one's worker finishes the tasks it holds and stops (reason
+ * scaled_down), is not replaced, and its cgroup is removed. Logged as `scaled`. 0, -EINVAL
+ * (n out of bounds), -ECANCELED (stopping) or -ENOMEM (nothing changed). */
+int mv_pool_scale(mv_pool_t *p, int n, const char *from);
 /* A new configuration and command for the workers started from now on (reload). */
 void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv);
 /* Whether pid is a child the pool reaps itself (a worker forked by its template, or one that

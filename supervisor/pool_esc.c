@@ -86,7 +86,7 @@ static void pump(mv_pool_t *p)
     mv_task_t *t;
     int slot;
 
-    while (e->head && !e->hold && !p->stopping && !p->fatal && e->live < p->nslots) {
+    while (e->head && !e->hold && !p->stopping && !p->fatal && e->live < p->slots.live) {
         if (e->failures > 0 && !e->waited) {
             e->hold = true;
             uv_timer_start(&e->timer, timer_cb,
@@ -99,7 +99,9 @@ static void pump(mv_pool_t *p)
         t = pop(e);
         base = mv_policy_limits(cfg, 0, 0); /* its own max_tasks and lifetime: no jitter */
         lim = mv_escalate_limits(&base, t->limit);
-        slot = e->next_slot++ % p->nslots + 1;
+        do /* a live slot's numbering (a scaled-down pool's retired slots are skipped) */
+            slot = e->next_slot++ % p->nslots + 1;
+        while (p->slots.slot[slot - 1].retired);
         if (mv__pool_spawn(p, slot, &lim, t)) {
             e->live++;
         } else {

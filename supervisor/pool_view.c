@@ -92,13 +92,17 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
         n++;
     v->workers = calloc((size_t)(n ? n : 1), sizeof *v->workers);
     v->slot_peak = calloc((size_t)(p->nslots ? p->nslots : 1), sizeof *v->slot_peak);
-    if (!v->workers || !v->slot_peak) {
+    v->slot_live = calloc((size_t)(p->nslots ? p->nslots : 1), sizeof *v->slot_live);
+    if (!v->workers || !v->slot_peak || !v->slot_live) {
         mv_pool_view_free(v);
         return -ENOMEM;
     }
-    for (int i = 0; i < p->nslots; i++)
+    for (int i = 0; i < p->nslots; i++) {
         v->slot_peak[i] = p->slot[i].peak;
+        v->slot_live[i] = !p->slots.slot[i].retired;
+    }
     v->nslots = p->nslots;
+    v->target = p->slots.live;
     v->live = mv_pool_live(p);
     v->spawned = p->spawned;
     v->child_recycles = p->child_recycles;
@@ -148,10 +152,12 @@ void mv_pool_view_free(mv_pool_view_t *v)
 {
     free(v->workers);
     free(v->slot_peak);
+    free(v->slot_live);
     free(v->spares);
     free(v->successors);
     v->successors = NULL;
     v->workers = NULL;
     v->slot_peak = NULL;
+    v->slot_live = NULL;
     v->spares = NULL;
 }

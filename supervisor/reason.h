@@ -22,6 +22,7 @@ typedef enum {
     MV_R_NO_HELLO,   /* an api worker that exited 0 without a HELLO: not an api worker */
     MV_R_LOST,       /* the memvisor holding the task went silent (Redis source): another took it */
     MV_R_EXPERIMENT, /* a leak experiment wants a fresh worker in its slot */
+    MV_R_SCALED,     /* its slot was retired: the pool was scaled down ([supervisor] workers) */
     MV_R_COUNT
 } mv_reason_t;
 

@@ -741,6 +741,20 @@ int mv_rtasks_open_any(mv_tasks_t *t, uv_loop_t *loop, mv_log_t *log, const mv_c
     return r;
 }
 
+void mv_rtasks_capacity(mv_tasks_t *t, const mv_config_t *cfg, int workers)
+{
+    mv_rtasks_t *rt = t->src_data;
+    int capacity = MV_MAX(workers * cfg->worker.prefetch, 1);
+
+    if (t->kind != MV_SRC_REDIS || !rt) {
+        t->read_ahead = (size_t)capacity * 2 + 256; /* as mv_rtasks_open_any's */
+        return;
+    }
+    rt->capacity = capacity;
+    t->read_ahead = (size_t)capacity; /* as mv_tasks_init's in mv_rtasks_open */
+    pump(t);
+}
+
 void mv_rtasks_attach_results(mv_tasks_t *t, mv_results_t *r)
 {
     mv_rtasks_t *rt = t->src_data;

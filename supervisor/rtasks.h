@@ -68,6 +68,11 @@ int mv_rtasks_open_any(mv_tasks_t *t, uv_loop_t *loop, mv_log_t *log, const mv_c
 /* Once the results file is open: without a results stream, a task is acknowledged when its
  * line is synced in that file (results.h's on_written). Nothing for another source. */
 void mv_rtasks_attach_results(mv_tasks_t *t, mv_results_t *r);
+/* The pool runs `workers` now (scaled): a file's read-ahead, and a stream's tasks held at
+ * once (workers x prefetch: exactly the free slots), follow it, as mv_rtasks_open_any sized
+ * them for the start's. A stream holding more than that lets the excess go as its tasks end;
+ * one holding fewer reads more at once. */
+void mv_rtasks_capacity(mv_tasks_t *t, const mv_config_t *cfg, int workers);
 
 /* What `memvisor status` shows of a Redis source. */
 typedef struct mv_rtasks_view {

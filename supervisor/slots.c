@@ -17,6 +17,7 @@ int mv_slots_init(mv_slots_t *s, int nslots, const mv_slots_cfg_t *cfg)
     if (!s->slot)
         return -ENOMEM;
     s->n = nslots;
+    s->live = nslots;
     return 0;
 }
 
@@ -128,7 +129,7 @@ static bool surge(mv_slots_t *s, mv_seat_t *w)
 {
     mv_slot_t *sl = slot_of(s, w);
 
-    if (w->replaced || s->stopping || s->fatal || sl->fatal)
+    if (w->replaced || s->stopping || s->fatal || sl->fatal || sl->retired)
         return false;
     w->replaced = true;
     if (sl->active != w)
@@ -241,7 +242,7 @@ mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fat
     }
     if (sl->active == w) {
         sl->active = NULL;
-        p.respawn = !s->stopping && !s->fatal && !sl->fatal;
+        p.respawn = !s->stopping && !s->fatal && !sl->fatal && !sl->retired;
         p.delay_ms =
             failure ? mv_policy_backoff(sl->crashes, s->cfg.backoff_min, s->cfg.backoff_max) : 0;
     }
@@ -284,10 +285,86 @@ void mv_slots_unqueue(mv_slots_t *s, mv_seat_t *w)
 
 bool mv_slots_may_spawn(const mv_slots_t *s, int slot)
 {
-    return !s->stopping && !s->fatal && !s->slot[slot - 1].fatal && !s->slot[slot - 1].active;
+    return !s->stopping && !s->fatal && !s->slot[slot - 1].fatal && !s->slot[slot - 1].retired &&
+           !s->slot[slot - 1].active;
 }
 
 void mv_slots_stop(mv_slots_t *s)
 {
     s->stopping = true;
+}
+
+int mv_slots_scale_plan(const mv_slots_t *s, int want, const int *rank, int *out, bool *grow)
+{
+    int n = 0;
+
+    *grow = want > s->live;
+    if (want < 1 || want == s->live)
+        return 0;
+    if (*grow) {
+        for (int i = 0; i < s->n && s->live + n < want; i++)
+            if (s->slot[i].retired)
+                out[n++] = i + 1;
+        for (int slot = s->n + 1; s->live + n < want; slot++)
+            out[n++] = slot;
+        return n;
+    }
+    while (s->live - n > want) {
+        int best = 0;
+        for (int slot = s->n; slot >= 2; slot--) {
+            bool taken = s->slot[slot - 1].retired;
+            for (int k = 0; k < n && !taken; k++)
+                taken = out[k] == slot;
+            if (!taken && (!best || rank[slot - 1] < rank[best - 1]))
+                best = slot;
+        }
+        if (!best)
+            break;
+        out[n++] = best;
+    }
+    return n;
+}
+
+int mv_slots_grow(mv_slots_t *s, int n)
+{
+    mv_slot_t *grown;
+
+    if (n <= s->n)
+        return 0;
+    if (!(grown = realloc(s->slot, (size_t)n * sizeof *grown)))
+        return -ENOMEM;
+    memset(grown + s->n, 0, (size_t)(n - s->n) * sizeof *grown);
+    for (int i = s->n; i < n; i++)
+        grown[i].retired = true;
+    s->slot = grown;
+    s->n = n;
+    return 0;
+}
+
+void mv_slots_revive(mv_slots_t *s, int slot)
+{
+    mv_slot_t *sl = &s->slot[slot - 1];
+
+    if (!sl->retired)
+        return;
+    sl->retired = false;
+    sl->crashes = 0;
+    s->live++;
+}
+
+mv_seat_t *mv_slots_retire(mv_slots_t *s, int slot)
+{
+    mv_slot_t *sl = &s->slot[slot - 1];
+    mv_seat_t *w = sl->active;
+
+    if (sl->retired)
+        return NULL;
+    sl->retired = true;
+    s->live--;
+    sl->active = NULL;
+    if (w) {
+        w->replaced = true;
+        dequeue(s, w);
+    }
+    return w;
 }

@@ -43,6 +43,7 @@ typedef struct mv_slot {
     uint32_t gen;       /* generations started */
     int crashes;        /* consecutive failures of this slot's workers */
     bool fatal;         /* its worker asked not to be respawned */
+    bool retired;       /* scaled away: no worker is started for it until it is revived */
 } mv_slot_t;
 
 typedef struct mv_slots_cfg {
@@ -57,8 +58,9 @@ typedef struct mv_slots_cfg {
 typedef struct mv_slots {
     mv_slots_cfg_t cfg;
     mv_slot_t *slot; /* [n], indexed by slot - 1 */
-    int n;
-    int recycling;            /* recycles under way (counted against max_concurrent) */
+    int n;           /* slot numbers ever used (live or retired) */
+    int live;        /* slots not retired: the pool's worker count ([supervisor] workers) */
+    int recycling;   /* recycles under way (counted against max_concurrent) */
     uint64_t last_recycle_ms; /* start of the latest planned recycle */
     mv_seat_t *queue;         /* recycles waiting their turn, most urgent first */
     uint64_t seq;
@@ -143,6 +145,29 @@ void mv_slots_unqueue(mv_slots_t *s, mv_seat_t *w);
 bool mv_slots_may_spawn(const mv_slots_t *s, int slot);
 /* Stopping: nothing is respawned or started from the queue from now on. */
 void mv_slots_stop(mv_slots_t *s);
+
+/* Scaling (a reload's or the control socket's `workers`). Slot numbers are the workers'
+ * names (cgroups w<slot>.<gen>, the timeline, the log), so a pool that shrinks retires
+ * slots instead of renumbering them, and one that grows revives retired slots, lowest
+ * first, before it numbers new ones.
+ *
+ * mv_slots_scale_plan: which slots change to make `want` live (1 <= want). Growing, the
+ * revived or new slot numbers are written to out (lowest first); shrinking, the slots to
+ * retire, chosen by rank[slot - 1] (lower first: an idle worker before one starting, before
+ * one with a task; the caller ranks a slot it must keep, as a leak experiment's, highest),
+ * a tie to the highest number; slot 1 is never retired, so a pool always keeps its first
+ * slot. out has room for |want - live| + n entries; returns how many it wrote; `grow` says
+ * which way. No change is made. */
+int mv_slots_scale_plan(const mv_slots_t *s, int want, const int *rank, int *out, bool *grow);
+/* Room for slots up to n (n > s->n: new ones start retired, revived by mv_slots_revive).
+ * 0 or -ENOMEM (nothing changed). */
+int mv_slots_grow(mv_slots_t *s, int n);
+/* `slot` serves again: its next worker may be started (its crash count starts over). */
+void mv_slots_revive(mv_slots_t *s, int slot);
+/* `slot` is retired: nothing is respawned or started for it; its active worker (returned,
+ * or NULL) stays its seat's until gone, counted as replaced (no surge, no respawn); the
+ * caller drains it. Its recycle waiting in the queue is dropped. */
+mv_seat_t *mv_slots_retire(mv_slots_t *s, int slot);
 
 /* Urgency of a recycle reason: higher first (memory, then counts and requests). */
 int mv_slots_urgency(mv_reason_t r);

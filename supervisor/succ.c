@@ -241,6 +241,36 @@ void mv_succ_stop(mv_succ_t *s, bool graceful)
             retire(s->slot[i], MV_R_SHUTDOWN, !graceful);
 }
 
+int mv_succ_grow(mv_succ_t *s, int n)
+{
+    mv_succ_rec_t **slot;
+    bool *plain;
+
+    if (n <= s->n)
+        return 0;
+    if (!(slot = calloc((size_t)n, sizeof *slot)) || !(plain = calloc((size_t)n, sizeof *plain))) {
+        free(slot);
+        return -ENOMEM;
+    }
+    memcpy(slot, s->slot, (size_t)s->n * sizeof *slot);
+    memcpy(plain, s->plain, (size_t)s->n * sizeof *plain);
+    free(s->slot);
+    free(s->plain);
+    s->slot = slot;
+    s->plain = plain;
+    s->n = n;
+    return 0;
+}
+
+void mv_succ_retire_slot(mv_succ_t *s, int slot)
+{
+    if (slot < 1 || slot > s->n)
+        return;
+    s->plain[slot - 1] = false;
+    if (s->slot[slot - 1])
+        retire(s->slot[slot - 1], MV_R_REQUESTED, false);
+}
+
 bool mv_succ_done(const mv_succ_t *s)
 {
     return s->open == 0;

@@ -99,6 +99,10 @@ mv_succ_taken_t mv_succ_take(mv_succ_t *s, int slot);
 void mv_succ_reconfigure(mv_succ_t *s, const mv_worker_opts_t *wo, bool on);
 /* No more successors: the waiting ones leave (STOP, or SIGKILL when not graceful). */
 void mv_succ_stop(mv_succ_t *s, bool graceful);
+/* Room for slots up to n (a pool scaled up). 0 or -ENOMEM (nothing changed). */
+int mv_succ_grow(mv_succ_t *s, int n);
+/* `slot` is retired (a pool scaled down): its waiting successor, if any, is told to leave. */
+void mv_succ_retire_slot(mv_succ_t *s, int slot);
 /* Whether every successor is gone and closed. */
 bool mv_succ_done(const mv_succ_t *s);
 /* Successors waiting now (ready or starting). */

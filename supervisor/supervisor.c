@@ -94,15 +94,15 @@ static void ready_cb(void *arg)
     int live = mv_pool_live(p);
     uint64_t done = mv->results.count[MV_ST_OK] + mv->results.count[MV_ST_FAILED];
 
-    if (!mv->announced && live >= p->nslots) {
+    if (!mv->announced && live >= p->slots.live) {
         mv->announced = true;
         mv_info(&mv->log, "pool_ready", MV_I("workers", live));
         mv_notify_ready(&mv->notify, "ready");
     }
     if (mv->announced)
         mv_notify_status(&mv->notify, "%d/%d workers ready, %llu %s done, %llu spawned", live,
-                         p->nslots, (unsigned long long)done, mv->service ? "requests" : "tasks",
-                         (unsigned long long)p->spawned);
+                         p->slots.live, (unsigned long long)done,
+                         mv->service ? "requests" : "tasks", (unsigned long long)p->spawned);
 }
 
 static void fatal_cb(void *arg)
@@ -314,8 +314,10 @@ static void summary(mv_t *mv, int code)
         printf("  not run   %llu loaded but unfinished, and the rest of %s (not counted): no "
                "result line\n",
                (unsigned long long)left, mv->tasks.name ? mv->tasks.name : "the source");
-    printf("  workers   %d slots, %llu spawned; recycles:", v.nslots,
-           (unsigned long long)v.spawned);
+    printf("  workers   %d slots", v.target);
+    if (v.nslots != v.target) /* scaled: slot numbers that served at some time */
+        printf(" (%d numbered)", v.nslots);
+    printf(", %llu spawned; recycles:", (unsigned long long)v.spawned);
     for (int r = 1; r < MV_R_COUNT; r++)
         if (v.recycles[r] && r != MV_R_SHUTDOWN) {
             printf("%s %s %llu", any ? "," : "", mv_reason_name(r),
@@ -506,7 +508,8 @@ static void write_run_json(mv_t *mv, int code, bool final)
                     "run", mv->run.id, "pid", (int)getpid(), "started", mv->started_iso, "ended",
                     final ? now : NULL, "command", cmd, "config", mv->config_path, "results",
                     *results ? results : NULL, "cgroup", mv->cg.desc, "workers",
-                    cfg->supervisor.workers);
+                    /* as scaled last (`memvisor workers N` is in no configuration) */
+                    mv->pool.started ? mv->pool.slots.live : cfg->supervisor.workers);
     json_object_set_new(doc, "limits",
                         json_pack("{s:I, s:I, s:I, s:I, s:s, s:b}", "memory_soft",
                                   (json_int_t)cfg->limits.memory_soft, "memory_hard",

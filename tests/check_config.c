@@ -132,7 +132,8 @@ START_TEST(test_table_sane)
     /* What a reload applies, and what a running memvisor keeps until restart. */
     ck_assert(mv_config_find("limits", "memory_soft")->reload);
     ck_assert(mv_config_find("worker", "command")->reload);
-    ck_assert(!mv_config_find("supervisor", "workers")->reload);
+    ck_assert(mv_config_find("supervisor", "workers")->reload); /* scaled live */
+    ck_assert(!mv_config_find("supervisor", "cgroup")->reload);
     ck_assert(!mv_config_find("service", "listen")->reload);
     ck_assert(!mv_config_find("worker", "protocol")->reload);
 
@@ -1392,14 +1393,17 @@ START_TEST(test_reload_diff)
     ck_assert_int_eq(mv_config_init(&old), 0);
     ck_assert_int_eq(mv_config_init(&nc), 0);
     ck_assert_int_eq(mv_config_override(&nc, "limits.memory_soft=100M", 1, &errs), 0);
-    ck_assert_int_eq(mv_config_override(&nc, "supervisor.workers=7", 2, &errs), 0);
+    ck_assert_int_eq(mv_config_override(&nc, "supervisor.keep_runs=7", 2, &errs), 0);
     ck_assert_int_eq(mv_config_override(&nc, "supervisor.state_dir=/elsewhere", 3, &errs), 0);
+    ck_assert_int_eq(mv_config_override(&nc, "supervisor.workers=7", 4, &errs), 0);
     ck_assert_int_eq(mv_config_diff(&nc, &old, &d), 0);
-    ck_assert_uint_eq(d.nchanged, 1);
-    ck_assert_str_eq(d.changed[0]->name, "memory_soft");
+    ck_assert_uint_eq(d.nchanged, 2); /* workers changes live (mv_pool_scale) */
+    ck_assert_str_eq(d.changed[0]->name, "workers");
+    ck_assert_str_eq(d.changed[1]->name, "memory_soft");
+    ck_assert_int_eq(nc.supervisor.workers, 7);
     ck_assert_uint_eq(d.nkept, 2);
     /* What is kept until restart is the old value again, strings included. */
-    ck_assert_int_eq(nc.supervisor.workers, old.supervisor.workers);
+    ck_assert_int_eq(nc.supervisor.keep_runs, old.supervisor.keep_runs);
     ck_assert_str_eq(nc.supervisor.state_dir, old.supervisor.state_dir);
     ck_assert_int_eq(nc.limits.memory_soft, 100 << 20);
     mv_config_diff_free(&d);

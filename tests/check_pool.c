@@ -298,6 +298,88 @@ START_TEST(stopping_respawns_nothing_and_starts_no_queued_recycle)
 }
 END_TEST
 
+/* Scaling down retires the slots whose workers lose least (rank), a tie to the highest
+ * number, never slot 1; scaling up revives retired slots, lowest first, then numbers new
+ * ones. A wanted count out of bounds or equal to the live one changes nothing. */
+START_TEST(a_scale_plan_retires_the_idle_first_and_revives_the_lowest)
+{
+    mv_slots_t s;
+    mv_seat_t w[5];
+    int rank[6] = {0, 3, 0, 3, 1, 0}, out[16];
+    bool up;
+
+    start(&s, w, 5, cfg(1, 0, 10, false));
+    ck_assert_int_eq(mv_slots_scale_plan(&s, 5, rank, out, &up), 0);
+    ck_assert_int_eq(mv_slots_scale_plan(&s, 0, rank, out, &up), 0);
+    /* 5 -> 2: slot 3 (rank 0), then 5 (1), then the busy 4 over the busy 2 (higher). */
+    ck_assert_int_eq(mv_slots_scale_plan(&s, 2, rank, out, &up), 3);
+    ck_assert(!up);
+    ck_assert_int_eq(out[0], 3);
+    ck_assert_int_eq(out[1], 5);
+    ck_assert_int_eq(out[2], 4);
+    /* 5 -> 1: slot 1, idle as it is, stays. */
+    ck_assert_int_eq(mv_slots_scale_plan(&s, 1, rank, out, &up), 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_ne(out[i], 1);
+    ck_assert_ptr_eq(mv_slots_retire(&s, 3), &w[2]);
+    ck_assert_ptr_eq(mv_slots_retire(&s, 5), &w[4]);
+    ck_assert_ptr_eq(mv_slots_retire(&s, 4), &w[3]);
+    ck_assert_int_eq(s.live, 2);
+    ck_assert_ptr_null(mv_slots_retire(&s, 3)); /* once */
+    ck_assert_int_eq(s.live, 2);
+    /* 2 -> 6: 3, 4, 5 come back before a new 6. */
+    ck_assert_int_eq(mv_slots_scale_plan(&s, 6, rank, out, &up), 4);
+    ck_assert(up);
+    ck_assert_int_eq(out[0], 3);
+    ck_assert_int_eq(out[1], 4);
+    ck_assert_int_eq(out[2], 5);
+    ck_assert_int_eq(out[3], 6);
+    ck_assert_int_eq(mv_slots_grow(&s, 6), 0);
+    ck_assert_int_eq(s.n, 6);
+    ck_assert(s.slot[5].retired); /* room only: revived by the caller */
+    ck_assert_int_eq(s.live, 2);
+    ck_assert(!mv_slots_may_spawn(&s, 6));
+    mv_slots_revive(&s, 6);
+    ck_assert_int_eq(s.live, 3);
+    ck_assert(mv_slots_may_spawn(&s, 6));
+    mv_slots_free(&s);
+}
+END_TEST
+
+/* A retired slot's worker is not replaced: no surge when it recycles, no respawn when it
+ * goes, its queued recycle dropped; revived, the slot may get a worker again. */
+START_TEST(a_retired_slot_gets_no_replacement_until_revived)
+{
+    mv_slots_t s;
+    mv_seat_t w[3], repl;
+    mv_recycle_plan_t p;
+    mv_gone_plan_t g;
+
+    start(&s, w, 3, cfg(1, 60000, 10, false));
+    p = mv_slots_recycle(&s, &w[0], MV_R_MAX_TASKS, false, 1000);
+    ck_assert(p.go);
+    ck_assert(!mv_slots_recycle(&s, &w[2], MV_R_MAX_TASKS, false, 1001).go); /* queued */
+    ck_assert_ptr_eq(s.queue, &w[2]);
+    ck_assert_ptr_eq(mv_slots_retire(&s, 3), &w[2]);
+    ck_assert_ptr_null(s.queue);
+    ck_assert_ptr_null(s.slot[2].active);
+    ck_assert(!mv_slots_may_spawn(&s, 3));
+    ck_assert(!mv_slots_replace_now(&s, &w[2], false));
+    g = mv_slots_gone(&s, &w[2], false, false);
+    ck_assert(!g.respawn && !g.run_ends);
+    /* A crash of a retired slot's worker respawns nothing either. */
+    ck_assert_ptr_eq(mv_slots_retire(&s, 2), &w[1]);
+    g = mv_slots_gone(&s, &w[1], true, false);
+    ck_assert(!g.respawn);
+    ck_assert_int_eq(s.live, 1);
+    mv_slots_revive(&s, 3);
+    ck_assert(mv_slots_may_spawn(&s, 3));
+    ck_assert_uint_eq(mv_slots_take(&s, &repl, 3), 2); /* its numbering goes on */
+    ck_assert_int_eq(s.live, 2);
+    mv_slots_free(&s);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -313,6 +395,8 @@ Suite *pool_suite(void)
     tcase_add_test(tc, backoff_grows_with_the_crash_streak_and_progress_ends_it);
     tcase_add_test(tc, crash_limit_and_the_fatal_code_end_the_run);
     tcase_add_test(tc, stopping_respawns_nothing_and_starts_no_queued_recycle);
+    tcase_add_test(tc, a_scale_plan_retires_the_idle_first_and_revives_the_lowest);
+    tcase_add_test(tc, a_retired_slot_gets_no_replacement_until_revived);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -462,6 +462,44 @@ START_TEST(a_memvisor_started_before_redis_waits_for_it)
 }
 END_TEST
 
+/* A host scaled up holds as many stream entries as it has workers now (workers x prefetch):
+ * three workers, three tasks running at once (each holds its worker until let go); it held
+ * one, the start's count, for good. */
+START_TEST(a_host_scaled_up_reads_for_its_new_workers)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res;
+    char sock[160], *out = NULL;
+    const char *p;
+    int held = 0;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "hold 0\nhold 0\nhold 0\nok\n", NULL), 0);
+    host_start(&m, &r, "60s", 1, (const char *[]){"-o", "tasks.follow=yes", NULL});
+    free(run_wait_for(&m, "held pid="));
+    snprintf(sock, sizeof sock, "%s/state/control.sock", m.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "3", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    run_wait_nth(&m, "held pid=", 2);
+    for (p = m.log; (p = strstr(p, "held pid=")); p += 9, held++)
+        ck_assert_int_eq(kill(atoi(p + 9), SIGUSR1), 0);
+    ck_assert_int_eq(held, 3);
+    wait_len(&r, "results", 4, (mvrun_t *const[]){&m, NULL});
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0);
+    c = cli(&r);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 4), 0);
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A group set back in time (as a Redis restored from a snapshot would be) delivers again an
  * entry this memvisor holds: it is not run a second time. */
 START_TEST(a_group_set_back_does_not_run_a_held_task_twice)
@@ -981,6 +1019,7 @@ Suite *redis_suite(void)
     tcase_set_timeout(e2e, 60);
     tcase_add_test(e2e, three_hosts_one_killed_and_a_redis_restart_give_each_result_once);
     tcase_add_test(e2e, a_slow_host_and_its_taker_write_one_result);
+    tcase_add_test(e2e, a_host_scaled_up_reads_for_its_new_workers);
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);

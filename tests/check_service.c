@@ -421,6 +421,41 @@ START_TEST(recycle_all_and_reload_under_load_lose_no_request)
 }
 END_TEST
 
+/* A service scaled under load, 2 -> 4 -> 1 (`memvisor workers N`): the new workers share the
+ * listening socket and serve, the removed ones drain what their connections have in flight,
+ * and no request fails; status counts the slots each time. */
+START_TEST(scaling_a_service_under_load_loses_no_request)
+{
+    svc_t s;
+    load_t l;
+    json_t *reply;
+    char *line;
+
+    svc_init(&s);
+    svc_start(&s, (const char *[]){"-o", "supervisor.workers=2", NULL}, "--leak-kb 0");
+    load_start(&l, &s, "/ok", "3s");
+    ck_assert_int_eq(ctl(&s, "workers", "4", &reply), 0);
+    ck_assert_int_eq(jint(reply, "from"), 2);
+    ck_assert_int_eq(jint(reply, "to"), 4);
+    json_decref(reply);
+    run_wait_nth(&s.r, "event=ready worker=", 2);
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    ck_assert_int_eq(jint(json_object_get(reply, "totals"), "slots"), 4);
+    json_decref(reply);
+    ck_assert_int_eq(ctl(&s, "workers", "1", NULL), 0);
+    ck_assert_int_gt(load_finish(&l, &s), 1000);
+    ck_assert_int_eq(ctl(&s, "status", NULL, &reply), 0);
+    ck_assert_int_eq(jint(json_object_get(reply, "totals"), "slots"), 1);
+    ck_assert_int_eq(jint(json_object_get(reply, "totals"), "workers"), 1);
+    json_decref(reply);
+    svc_stop(&s);
+    line = strstr(s.r.log, "event=scaled from=4 to=1 ");
+    ck_assert_msg(line, "%s", s.r.log);
+    ck_assert_int_eq(run_count(&s.r, "reason=scaled_down action=drain"), 3);
+    run_free(&s.r);
+}
+END_TEST
+
 START_TEST(an_invalid_reload_changes_nothing)
 {
     svc_t s;
@@ -843,6 +878,7 @@ Suite *service_suite(void)
     tcase_add_test(tc, a_leaking_service_under_load_is_recycled_not_failed);
     tcase_add_test(tc, a_leaking_master_has_its_children_recycled_not_itself);
     tcase_add_test(tc, recycle_all_and_reload_under_load_lose_no_request);
+    tcase_add_test(tc, scaling_a_service_under_load_loses_no_request);
     tcase_add_test(tc, a_mixed_service_names_the_leaking_request_kind_alone);
     tcase_add_test(tc, an_invalid_reload_changes_nothing);
     tcase_add_test(tc, status_shows_the_workers_that_exist);

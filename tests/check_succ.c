@@ -239,6 +239,50 @@ END_TEST
 /* The template killed while a successor it forked waits: the successor is a worker of its own
  * (memvisor's child), takes the slot and runs the next task; later workers come from the new
  * template. */
+/* A scale down that retires a slot whose successor waits (its worker was sent its last
+ * task): the successor leaves unused, the worker finishes its task, and nothing replaces
+ * either; the kept slot's successor takes its slot as usual. */
+START_TEST(a_scale_down_retires_the_waiting_successor_of_its_slot)
+{
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", ON), RUN_CMD(MVTEST));
+    char sock[160], *out = NULL;
+    const char *second;
+    int first, held2, succ2;
+    mvrun_t r;
+
+    start_held(&r, "hold 0\nhold 0\nok\nok\n", args, &first);
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "2", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    wait_seen(&r, "event=spawn worker=2 gen=1 ");
+    for (;;) { /* slot 2's worker holds the second task */
+        run_drain(&r);
+        if ((second = strstr(strstr(r.log, "held pid=") + 9, "held pid=")))
+            break;
+        usleep(10000);
+    }
+    held2 = atoi(second + 9);
+    succ2 = successor_ready(&r, 2, 2);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "1", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    wait_seen(&r, "event=exit worker=2 gen=2 ");
+    ck_assert(pid_alive(held2)); /* its task is not cut short */
+    ck_assert_int_eq(kill(held2, SIGUSR1), 0);
+    wait_seen(&r, "event=exit worker=2 gen=1 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 4, NULL);
+    ck_assert_int_eq(results_of(&r, succ2), 0);
+    ck_assert_ptr_nonnull(strstr(at(&r, NULL, "event=exit worker=2 gen=1 "), "reason=scaled_down"));
+    ck_assert_ptr_null(strstr(r.log, "event=spawn worker=2 gen=3 "));
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(a_successor_outlives_its_template)
 {
     mvargs_t av;
@@ -299,6 +343,7 @@ Suite *succ_suite(void)
     tcase_add_test(tc, a_successor_that_dies_while_waiting_is_no_crash);
     tcase_add_test(tc, a_stop_while_successors_wait_runs_nothing_on_them);
     tcase_add_test(tc, a_reload_retires_the_waiting_successor);
+    tcase_add_test(tc, a_scale_down_retires_the_waiting_successor_of_its_slot);
     tcase_add_test(tc, a_successor_outlives_its_template);
     tcase_add_test(tc, successors_are_off_by_default_and_bad_values_are_errors);
     suite_add_tcase(s, tc);
