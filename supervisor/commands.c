@@ -42,7 +42,7 @@ static json_t *recycles_json(const uint64_t *recycles)
     json_t *o = json_object();
 
     for (int r = 1; r < MV_R_COUNT; r++)
-        if (recycles[r] && r != MV_R_SHUTDOWN)
+        if (recycles[r] && mv_reason_recycles((mv_reason_t)r))
             json_object_set_new(o, mv_reason_name((mv_reason_t)r),
                                 json_integer((json_int_t)recycles[r]));
     return o;
@@ -246,7 +246,7 @@ static int metrics(mv_t *mv, mv_buf_t *out)
     for (int st = 0; st < MV_ST_COUNT; st++)
         tasks[st] = (mv_metrics_count_t){mv_status_name((mv_status_t)st), mv->results.count[st]};
     for (int rr = 1; rr < MV_R_COUNT; rr++)
-        if (rr != MV_R_SHUTDOWN && rr != MV_R_LOST) /* lost: a task's attempt, no recycle */
+        if (mv_reason_recycles((mv_reason_t)rr))
             recycles[nrecycles++] =
                 (mv_metrics_count_t){mv_reason_name((mv_reason_t)rr), v.recycles[rr]};
     for (size_t k = 0; k < v.nkinds; k++)

@@ -144,7 +144,7 @@ int mv_pool_view(const mv_pool_t *p, mv_pool_view_t *v)
             v->top = i;
     }
     for (int r = 1; r < MV_R_COUNT; r++)
-        v->recycled += r != MV_R_SHUTDOWN ? p->recycles[r] : 0;
+        v->recycled += mv_reason_recycles((mv_reason_t)r) ? p->recycles[r] : 0;
     return view_standby(p, v, now);
 }
 

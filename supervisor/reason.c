@@ -17,6 +17,12 @@ const char *mv_reason_name(mv_reason_t r)
     return (unsigned)r < MV_R_COUNT ? n[r] : "?";
 }
 
+bool mv_reason_recycles(mv_reason_t r)
+{
+    return r != MV_R_NONE && r != MV_R_SHUTDOWN && r != MV_R_SCALED && r != MV_R_LOST &&
+           (unsigned)r < MV_R_COUNT;
+}
+
 mv_reason_t mv_reason_from_name(const char *name)
 {
     for (int r = 0; name && r < MV_R_COUNT; r++)

@@ -5,6 +5,8 @@
 #ifndef MV_REASON_H
 #define MV_REASON_H
 
+#include <stdbool.h>
+
 typedef enum {
     MV_R_NONE,
     MV_R_MAX_TASKS,
@@ -30,5 +32,9 @@ typedef enum {
 const char *mv_reason_name(mv_reason_t r);
 /* The reason of a name mv_reason_name gives; MV_R_NONE for any other (a newer memvisor's). */
 mv_reason_t mv_reason_from_name(const char *name);
+/* Whether a worker that left for r counts as a recycle (in the summary, status, /metrics and
+ * the report): not at the run's end (shutdown), nor when its slot was retired (scaled_down),
+ * nor for lost (a task's attempt on another host, never a worker's leaving). */
+bool mv_reason_recycles(mv_reason_t r);
 
 #endif

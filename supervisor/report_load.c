@@ -11,6 +11,7 @@
  */
 #include "report.h"
 #include "report_int.h"
+#include "reason.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -588,8 +589,10 @@ static int on_event(rep_t *r, const src_t *s, json_t *o)
     e = json_object_set_new(counts, why,
                             json_integer(json_integer_value(json_object_get(counts, why)) + 1));
     /* A worker's recycle, as the run's summary and /metrics count it: once, by why it finally
-     * left (a drain that ended in a kernel OOM kill is kernel_oom; a crash is one too). */
-    if (e == 0 && counts == r->exits && strcmp(why, "shutdown") != 0)
+     * left (a drain that ended in a kernel OOM kill is kernel_oom; a crash is one too); a
+     * reason this memvisor does not know (a newer one's) counts. */
+    if (e == 0 && counts == r->exits &&
+        (mv_reason_from_name(why) == MV_R_NONE || mv_reason_recycles(mv_reason_from_name(why))))
         e = json_object_set_new(
             r->left, why, json_integer(json_integer_value(json_object_get(r->left, why)) + 1));
     return e < 0 ? OOM(r) : 0;

@@ -319,7 +319,7 @@ static void summary(mv_t *mv, int code)
         printf(" (%d numbered)", v.nslots);
     printf(", %llu spawned; recycles:", (unsigned long long)v.spawned);
     for (int r = 1; r < MV_R_COUNT; r++)
-        if (v.recycles[r] && r != MV_R_SHUTDOWN) {
+        if (v.recycles[r] && mv_reason_recycles((mv_reason_t)r)) {
             printf("%s %s %llu", any ? "," : "", mv_reason_name(r),
                    (unsigned long long)v.recycles[r]);
             any = 1;

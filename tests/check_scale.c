@@ -135,8 +135,12 @@ START_TEST(a_batch_scaled_up_then_down_runs_every_task_once)
     st = run_status(&r);
     ck_assert_int_eq(jint(json_object_get(st, "totals"), "slots"), 1);
     ck_assert_int_eq(pid_of(st, 2) + pid_of(st, 3) + pid_of(st, 4), 0);
+    /* A retired slot's worker left, but was not recycled: no replacement, no recycle. */
+    ck_assert_int_eq(json_object_size(json_object_get(json_object_get(st, "totals"), "recycles")),
+                     0);
     json_decref(st);
     ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_msg(strstr(run_summary(&r), "recycles: none"), "%s", run_summary(&r));
     run_assert_once(&r, 401, NULL);
     ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
     {
