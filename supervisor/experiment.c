@@ -151,6 +151,11 @@ static int arm_of(const mv_experiment_t *x, const mv_worker_t *w)
     return -1;
 }
 
+bool mv_experiment_in_place(const mv_experiment_t *x)
+{
+    return x->iso.mode == MV_ISO_ISOLATE && x->in_place > 0;
+}
+
 bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w)
 {
     return arm_of(x, w) >= 0;
@@ -184,6 +189,8 @@ static void want_worker(mv_experiment_t *x, int arm)
 
     if (x->iso.mode == MV_ISO_ISOLATE && x->slots >= 2 && x->spare_slot == slot)
         slot = slot == 1 ? 2 : 1;
+    if (x->iso.mode == MV_ISO_ISOLATE && x->in_place > 0 && x->in_place <= x->slots)
+        slot = x->in_place; /* the worker that showed the growth, as it is */
 
     unbind(x, arm);
     x->arm[arm] = (struct mv_exp_arm){slot, NULL, 0, false, false};
@@ -228,9 +235,11 @@ static void start_next(mv_experiment_t *x)
         }
         x->suspected = true;
         x->experiments++;
+        x->in_place = k->in_place_slot;
+        k->in_place_slot = 0;
         mv_info(x->log, "leak_experiment", MV_S("step", "start"), MV_S("mode", "isolation"),
                 MV_S("kind", k->name), MV_I("tasks", x->iso.cfg.tasks),
-                MV_I("warmup", x->iso.cfg.warmup));
+                MV_I("warmup", x->iso.cfg.warmup), MV_T("in_place", x->in_place > 0));
     }
 }
 
@@ -278,6 +287,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
      * fresh worker, and the same growth would start the same experiment at the next task. */
     if (res->verdict != MV_ISO_V_LEAK && (res->mode == MV_ISO_BISECT || !x->suspected))
         x->bisect_after = now(x) + UNEXPLAINED * window(x);
+    x->in_place = 0;
     x->ev->on_verdict(x->arg, &v);
     for (int i = 0; i < MV_ISO_ARMS; i++)
         unbind(x, i);
@@ -353,9 +363,18 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
         return MV_EXP_NOW;
     if (k->state == MV_EXP_KNOWN || k->state == MV_EXP_QUEUED)
         return (mv_exp_answer_t)k->state;
-    if (k->state == MV_EXP_CLEARED &&
-        (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x)))
+    /* Cleared by a fresh worker, and suspected again: on figures from after that (the
+     * detector forgets a kind's figures when it is cleared), so the growth goes on where it
+     * was seen. A fresh worker cannot show a leak that needs what an older process has (a
+     * kind that starts to leak on its 100th call, a cache turned unbounded by a reload):
+     * the next try runs the kind alone on the worker that grew, as it is, without waiting. */
+    if (k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES && slot > 0) {
+        k->in_place_tried = true;
+        k->in_place_slot = slot;
+    } else if (k->state == MV_EXP_CLEARED &&
+               (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x))) {
         return MV_EXP_CLEARED;
+    }
     k->state = MV_EXP_QUEUED;
     k->heap = heap;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
@@ -381,6 +400,22 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
     if (!x->enabled || x->iso.mode != MV_ISO_NONE || mv_experiment_explains(x) ||
         now(x) < x->bisect_after)
         return;
+    /* A kind it runs was cleared on a fresh worker: the growth goes on where it was seen, so
+     * that kind is tried again alone on this worker, as it is, before a bisection recycles
+     * the worker and its state with it (mv_experiment_suspect). */
+    for (int i = 0; i < n; i++) {
+        mv_exp_kind_t *k = kind_rec(x, kinds[i], false);
+        if (k && k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES) {
+            k->in_place_tried = true;
+            k->in_place_slot = w->slot;
+            k->state = MV_EXP_QUEUED;
+            k->held = false;
+            mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
+                    MV_I("worker", w->slot), MV_S("why", "a worker grows unexplained"));
+            drive(x);
+            return;
+        }
+    }
     r = mv_iso_bisect(&x->iso, kinds, n, x->slots, now(x));
     if (r == -EINVAL && n > 0) {
         /* One kind: its isolation, as if it were suspected (but it was not). */

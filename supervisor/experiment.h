@@ -60,7 +60,8 @@ typedef struct mv_exp_verdict {
 typedef struct mv_experiment_events {
     /* A fresh worker is wanted in `slot`: its worker is recycled (or, when it has not run a
      * task yet and holds none, given to mv_experiment_attach as it is; one busy with a task
-     * it took before is recycled too: pool.c on_fresh). */
+     * it took before is recycled too: pool.c on_fresh). For an isolation in place
+     * (mv_experiment_in_place), the slot's worker is attached as it is. */
     void (*on_fresh)(void *arg, int slot);
     void (*on_verdict)(void *arg, const mv_exp_verdict_t *v);
 } mv_experiment_events_t;
@@ -84,6 +85,8 @@ typedef struct mv_exp_kind {
     bool held;           /* its suspect's snapshot is being taken: its evidence may demote
                           * the suspect, so the isolation waits for it (snapshot_timeout) */
     bool saved;          /* waits for its isolation: its first queued tasks are kept for it */
+    int in_place_slot;   /* >0: its next isolation binds this slot's worker as it is */
+    bool in_place_tried; /* it had (or has) its isolation in place */
     int seen;            /* its tasks met so far in the current look through the queue */
 } mv_exp_kind_t;
 
@@ -104,6 +107,8 @@ typedef struct mv_experiment {
         bool said;      /* its verdict was logged */
     } arm[MV_ISO_ARMS];
     bool suspected; /* the running isolation was asked by a suspect */
+    int in_place;   /* >0: the running isolation's arm is this slot's worker as it is, not a
+                     * fresh one (a kind cleared on a fresh worker, suspected again) */
     int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
@@ -133,6 +138,9 @@ void mv_experiment_free(mv_experiment_t *x);
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot);
 /* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. */
 void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n);
+/* Whether the arm wanted now takes its slot's worker as it is (on_fresh attaches it, busy
+ * or not, instead of recycling it): an isolation in place. */
+bool mv_experiment_in_place(const mv_experiment_t *x);
 /* Whether the worker is an arm's (its growth is the experiment's to judge). */
 bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w);
 /* Whether some kind explains a worker's growth: known to leak, or suspected (queued, under

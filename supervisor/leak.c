@@ -16,6 +16,7 @@ typedef struct kind_state {
     char name[MV_LEAK_KIND_MAX + 1];
     double *mem; /* ring: retained of the last `window` tasks */
     double *fds; /* ring: fd deltas (0 when unknown) */
+    double *all; /* ring: every kind's growth so far (mv_leak.total) after each task */
     int head, n;
     uint64_t seen;           /* tasks of the kind so far */
     uint64_t last_eval;      /* `seen` at the last trend evaluation */
@@ -23,6 +24,7 @@ typedef struct kind_state {
     mv_leak_rule_t pending;  /* the previous judgement's rule: a suspect needs two */
     mv_leak_rule_t reported; /* what was last reported (NONE: nothing yet) */
     double reported_value;
+    bool handoff_said; /* its growth was found freed by other kinds' tasks: said once */
 } kind_state_t;
 
 struct mv_leak {
@@ -30,6 +32,7 @@ struct mv_leak {
     kind_state_t **table; /* open addressing, power-of-two size */
     size_t cap, count;
     double *series; /* scratch: the window in order */
+    double total;   /* growth of every measured task in the rings so far, every kind */
 };
 
 static uint32_t hash(const char *s)
@@ -246,9 +249,11 @@ static kind_state_t *new_kind(const mv_leak_t *l, const char *name)
         return NULL;
     k->mem = calloc((size_t)l->cfg.window, sizeof *k->mem);
     k->fds = calloc((size_t)l->cfg.window, sizeof *k->fds);
-    if (!k->mem || !k->fds) {
+    k->all = calloc((size_t)l->cfg.window, sizeof *k->all);
+    if (!k->mem || !k->fds || !k->all) {
         free(k->mem);
         free(k->fds);
+        free(k->all);
         free(k);
         return NULL;
     }
@@ -303,6 +308,7 @@ void mv_leak_free(mv_leak_t *l)
         if (l->table[i]) {
             free(l->table[i]->mem);
             free(l->table[i]->fds);
+            free(l->table[i]->all);
             free(l->table[i]);
         }
     free(l->table);
@@ -322,6 +328,31 @@ static double in_order(mv_leak_t *l, const kind_state_t *k, const double *r)
     return sum / k->n;
 }
 
+/*
+ * Whether the growth of kind k over its window was freed by other kinds' tasks: a producer
+ * whose items a consumer kind frees, garbage a collector frees during whatever task runs.
+ * Run alone (an isolation) such a kind grows, but the workers it runs in do not: it is not a
+ * leak of the workload. Over the span of k's window (its oldest task to now), every kind's
+ * tasks on every worker together kept under a quarter of what k's kept. Every kind's, not
+ * the freeing kinds' alone: a free does not say whose memory it gave back, and a real leak
+ * beside a producer and its consumer grows the workers by its own (then both are suspects).
+ * A quarter: garbage made before the span and collected within it (a cyclic collector's
+ * batch) takes up to a batch off the workers' growth.
+ */
+static bool handed_off(const mv_leak_t *l, const kind_state_t *k)
+{
+    int w = l->cfg.window, oldest = k->head % w;
+    double kept = 0, all;
+
+    if (k->n < 2)
+        return false;
+    for (int i = 0; i < k->n; i++)
+        kept += k->mem[i];
+    /* every kind's growth since just before k's oldest task */
+    all = l->total - (k->all[oldest] - k->mem[oldest]);
+    return kept > 0 && all < 0.25 * kept;
+}
+
 /* The trend verdict of a kind with a full window (memory first, then fds). */
 static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
 {
@@ -335,9 +366,15 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
         double floor = fmax((double)l->cfg.min_slope, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
         slope = mv_leak_trend(l->series, k->n, &conf);
         if (slope >= floor && conf >= 0.8) {
-            v.rule = MV_LEAK_TREND;
-            v.per_task = slope;
-            v.confidence = conf;
+            if (handed_off(l, k)) {
+                v.handed_off = !k->handoff_said;
+                k->handoff_said = true;
+                v.per_task = slope;
+            } else {
+                v.rule = MV_LEAK_TREND;
+                v.per_task = slope;
+                v.confidence = conf;
+            }
         }
     }
     if (in_order(l, k, k->fds) >= 0.5 * MV_LEAK_FD_SLOPE) {
@@ -412,6 +449,8 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
      * that a kernel delta never lands in a series of heap deltas. */
     k->mem[(k->head + k->n) % w] = o->no_memory ? 0 : (double)o->retained;
     k->fds[(k->head + k->n) % w] = o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
+    l->total += o->no_memory ? 0 : (double)o->retained;
+    k->all[(k->head + k->n) % w] = l->total;
     if (k->n < w)
         k->n++;
     else
@@ -440,6 +479,19 @@ const char *mv_leak_rule_name(mv_leak_rule_t r)
 {
     static const char *const n[] = {"none", "trend", "task_growth", "fd_trend"};
     return (unsigned)r < sizeof n / sizeof n[0] ? n[r] : "?";
+}
+
+void mv_leak_forget(mv_leak_t *l, const char *kind)
+{
+    kind_state_t *k = find_kind(l, kind);
+
+    if (!k)
+        return;
+    k->head = k->n = 0;
+    k->seen = k->last_eval = 0;
+    k->every = 0;
+    k->pending = k->reported = MV_LEAK_NONE;
+    k->reported_value = 0;
 }
 
 bool mv_leak_judged(mv_leak_t *l, const char *kind)

@@ -66,6 +66,10 @@ typedef struct mv_leak_verdict {
     int tasks;         /* observations of the kind behind the verdict */
     bool report;       /* new, or changed materially since the last report: say it */
     bool heap;         /* a memory verdict made of live heap bytes (else kernel figures) */
+    bool handed_off;   /* (rule NONE) the kind grew at a leak's rate, but other kinds' tasks
+                        * freed it: all kinds together kept under a quarter of its growth
+                        * over its window (a producer and its consumer, garbage collected in
+                        * other tasks); set once per kind, per_task is its growth */
     const char *kind;  /* the kind as tracked (valid until the next observation) */
 } mv_leak_verdict_t;
 
@@ -103,6 +107,10 @@ double mv_leak_noise(const double *inc, int n);
 double mv_leak_block_noise(const double *inc, int n);
 
 const char *mv_leak_rule_name(mv_leak_rule_t r);
+
+/* Forgets a kind's figures and what was said of it (an isolation cleared it): a suspect of it
+ * again stands on tasks after this, and is said again. */
+void mv_leak_forget(mv_leak_t *l, const char *kind);
 
 /* Whether the trend rule has judged `kind` twice (a suspect needs two judgements): before
  * that, "no suspect" says nothing about it. */

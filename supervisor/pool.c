@@ -472,7 +472,7 @@ static void on_fresh(void *arg, int slot)
 
     if (!m || mv_worker_leaving(m->w))
         return;
-    if (m->w->tasks_done == 0 && m->w->count == 0)
+    if ((m->w->tasks_done == 0 && m->w->count == 0) || mv_experiment_in_place(&p->exp))
         mv_experiment_attach(&p->exp, m->w);
     else if (m->w->state != MV_W_DEAD && !seat->gone)
         drain_now(p, m, MV_R_EXPERIMENT);

@@ -595,6 +595,12 @@ static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, 
     /* A suspect first: it may explain the worker's growth. */
     if (v.rule != MV_LEAK_NONE && v.report)
         judge_suspect(s, sw, &v, t, res);
+    else if (v.handed_off)
+        mv_info(s->log, "leak_cleared", MV_S("kind", v.kind), MV_S("verdict", "handed_off"),
+                MV_I("per_task", (long long)v.per_task), MV_I("tasks", v.tasks),
+                MV_S("evidence", v.heap ? "heap" : "kernel-trend"),
+                MV_S("why", "other kinds' tasks freed what it kept"),
+                MV_I("task", t ? (long long)t->id : 0));
     if (s->exp && !o->no_memory)
         watch_growth(s, sw, o->kind, o->retained);
 }
@@ -728,6 +734,9 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
                 MV_I("pid", 0), MV_I("task", (long long)v->task), MV_S("snapshot", NULL));
         return;
     }
+    /* Suspected again, it is on figures from after this (and tried in place: experiment.c). */
+    if (v->mode == MV_ISO_ISOLATE)
+        mv_leak_forget(s->leak, v->kind);
     /* A kind that ran alone: its growing sites are its own, even when it is not a leak. */
     path = sw ? snapshot(s, sw, "leak_cleared", v->kind, &lv, NULL, NULL, true, false) : NULL;
     snapshot_sites(s, sw, SITES_LINK, v->kind);

@@ -16,6 +16,9 @@
  *   defer KIB      keep KIB KiB as garbage a collector frees: at the start of any task
  *                  after 8 such blocks (a generational collector's threshold), all of them
  *                  are freed -- by whatever task comes, of whatever kind, done "deferred=KIB"
+ *   later N KIB    keep nothing for this process's first N calls of `later`, then KIB KiB
+ *                  more each call (a leak that needs an older process: a feature turned on
+ *                  after N requests), done "later=CALLS"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
@@ -204,6 +207,27 @@ static int defer_kib(unsigned long kib)
     memset(p, 0x33, kib << 10);
     __asm__ volatile("" : : "r"(p) : "memory");
     garbage[ngarbage++] = p;
+    return 0;
+}
+
+/* The later command: its calls in this process so far, and what it keeps after N of them. */
+static int later_kib(unsigned long after, unsigned long kib, unsigned long *calls)
+{
+    static void **kept;
+    static size_t nkept;
+    void **k, *p;
+
+    if (++*calls <= after)
+        return 0;
+    if (!(p = malloc(kib ? kib << 10 : 1)))
+        return -ENOMEM;
+    memset(p, 0x44, kib << 10);
+    if (!(k = realloc(kept, (nkept + 1) * sizeof *k))) {
+        free(p);
+        return -ENOMEM;
+    }
+    kept = k;
+    kept[nkept++] = p;
     return 0;
 }
 
@@ -534,6 +558,16 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (alloc_mib(num(arg, len), 1) < 0)
             return mvw_fail(w, "out of memory", 13);
         return done_num(w, "allocated", num(arg, len));
+    }
+    if (is_cmd(p, n, "later", &arg, &len)) {
+        static unsigned long calls;
+        const char *sp = memchr(arg, ' ', len);
+        unsigned long after = num(arg, sp ? (size_t)(sp - arg) : len);
+        unsigned long kib = sp ? num(sp + 1, len - (size_t)(sp - arg) - 1) : 0;
+
+        if (later_kib(after, kib, &calls) < 0)
+            return mvw_fail(w, "out of memory", 13);
+        return done_num(w, "later", calls);
     }
     if (is_cmd(p, n, "grow", &arg, &len)) {
         const char *sp = memchr(arg, ' ', len);

@@ -95,7 +95,7 @@ def execute(w, mode, args):
     cmd = [os.path.join(args.build, "memvisor"), "run",
            "-o", f"supervisor.state_dir={d}/state", "-o", "supervisor.workers=2",
            "-o", f"worker.protocol={mode}"]
-    for o in args.o:
+    for o in w.options + args.o:
         cmd += ["-o", o]
     cmd += ["--tasks", tasks, "--results", results, "--"] + worker_command(w, mode, args.build)
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MV_LEAKS_DIR=d,
@@ -223,6 +223,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--fast", action="store_true", help="the workloads marked fast only")
     ap.add_argument("--only", action="append", default=[], help="this workload (repeatable)")
+    ap.add_argument("--held-out", action="append", default=[],
+                    help="the held-out workloads of this set (first, second, third; repeatable)")
     ap.add_argument("--mode", choices=["lines", "api"], help="this mode only")
     ap.add_argument("-o", action="append", default=[], help="memvisor -o SECTION.KEY=VALUE")
     ap.add_argument("--enforce", action="store_true", help="fail on wrong labels in --fast")
@@ -233,8 +235,13 @@ def main():
     args.build = os.path.abspath(args.build)
     enforce = (not args.fast or args.enforce or os.environ.get("MV_LEAKS_ENFORCE") == "1"
                or os.path.exists(ENFORCE_MARKER))
+    sets = {"first" if w.held_out is True else w.held_out for w in WORKLOADS if w.held_out}
+    if set(args.held_out) - sets:
+        ap.error(f"no such held-out set: {', '.join(sorted(set(args.held_out) - sets))}")
     chosen = [w for w in WORKLOADS if (not args.fast or w.fast)
-              and (not args.only or w.name in args.only)]
+              and (not args.only or w.name in args.only)
+              and (not args.held_out or ("first" if w.held_out is True else w.held_out)
+                   in args.held_out)]
     unknown = set(args.only) - {w.name for w in WORKLOADS}
     if unknown or not chosen:
         ap.error(f"no such workload: {', '.join(sorted(unknown)) or 'none chosen'}")

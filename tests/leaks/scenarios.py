@@ -505,3 +505,8 @@ KINDS = {
 from scenarios_blind import BLIND_KINDS  # noqa: E402
 
 KINDS.update(BLIND_KINDS)
+
+# ---- held out, third set (scenarios_third.py) ----
+from scenarios_third import THIRD_KINDS  # noqa: E402
+
+KINDS.update(THIRD_KINDS)

@@ -20,8 +20,11 @@ LEAK_TASKS = 360  # tasks of each leaking kind, at least: 300 to be named in, an
 
 class Workload:
     def __init__(self, name, mix, story, seed, fast=False, c_worker=None, labels=None,
-                 held_out=False, leak_tasks=LEAK_TASKS):
+                 held_out=False, leak_tasks=LEAK_TASKS, options=()):
         self.name = name
+        # memvisor -o SECTION.KEY=VALUE of this workload's runs (recycling), before the
+        # runner's own -o (which can override them)
+        self.options = list(options)
         # Held out: written after the detector was designed and never used to choose anything
         # in it; scored and reported on their own, not enforced (docs/leak-suite.md). True
         # for the first set, a name ("second") for a later one: each set is scored apart.
@@ -138,6 +141,40 @@ WORKLOADS += [
       "task, next to 2,000 blocks freed in a shuffled order", seed=27,
       c_worker="c_names_mapper", held_out="second",
       labels={"names": LEAK, "mapper": LEAK, "shuffle": CLEAN, "tally": CLEAN}),
+]
+
+# Held out, third set (scenarios_third.py, c_realloc_log.c): real-world shapes neither earlier
+# set has, written before the detector was touched (docs/leak-suite.md).
+WORKLOADS += [
+    W("buffers", {"view_leak": 1, "view_temp": 1, "re_churn": 1},
+      "held out 3: a 32 KiB array kept alive by a memoryview of its header, next to 1 MiB "
+      "frames viewed and released and the re module's cache churning", seed=31,
+      held_out="third"),
+    W("registries", {"method_lru": 1, "id_registry": 1, "id_registry_ok": 1},
+      "held out 3: lru_cache on a method (self kept) and a class registry keyed by id(), next "
+      "to the registry done right", seed=32, held_out="third"),
+    W("pipeline", {"produce": 2, "consume": 1, "late_start": 2},
+      "held out 3: a producer whose jobs a consumer frees (clean overall), next to a kind that "
+      "starts leaking after its 100th call in a process", seed=33, held_out="third",
+      leak_tasks=600),
+    W("small_leak", {"small_leak": 1, "checksum": 1, "view_temp": 1},
+      "held out 3: 6 KiB kept per task (below min_slope), next to big temporaries", seed=34,
+      held_out="third"),
+    W("big_leak", {"big_leak": 1, "checksum": 2},
+      "held out 3: 1 MiB kept per task; memory_soft = 64M recycles its workers every few "
+      "dozen of its tasks", seed=35, held_out="third", options=["limits.memory_soft=64M"]),
+    W("recycled", {"mmap_keep": 1, "checksum": 1, "mmap_temp": 1},
+      "held out 3: mmap.mmap regions kept, next to small tasks and mappings closed, every "
+      "worker recycled after 50 tasks (max_tasks)", seed=36, held_out="third",
+      options=["limits.max_tasks=50"]),
+    W("background", {"thread_leak": 1, "thread_ok": 1, "checksum": 1},
+      "held out 3: a thread that keeps 24 KiB ~2 ms after its task answered, next to the same "
+      "thread dropping it", seed=37, held_out="third"),
+    W("c_realloc_log", {"log_append": 1, "burst": 1, "shrink": 1},
+      "held out 3, C: a log buffer grown by realloc 24 KiB a task, next to 2 MiB of small "
+      "blocks freed (holes) and a realloc up and down", seed=38, c_worker="c_realloc_log",
+      held_out="third",
+      labels={"log_append": LEAK, "burst": CLEAN, "shrink": CLEAN}),
 ]
 
 assert all(lab in (LEAK, FD, CLEAN, PLATEAU) for w in WORKLOADS for lab in w.labels.values())
