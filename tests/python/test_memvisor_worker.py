@@ -957,6 +957,95 @@ class NotStartedByMemvisor(unittest.TestCase):
         self.assertIn(b"memvisor run", proc.stderr)
 
 
+# A template's warm-up (memvisor_template._warm), in a fresh interpreter: its code counters
+# start at zero there. Prints one JSON line.
+WARM = r'''
+import dis, json, os, socket, sys
+sys.path.insert(0, sys.argv[1])
+import memvisor_worker as mw
+import memvisor_template as mt
+
+PATH = [mw.Worker.next_task, mw.Worker.done, mw.Worker._answer, mw.Worker._handshake,
+        mw.Worker._read, mw.Worker._scan_tasks, mw.Worker._flush]
+
+
+def specialised():
+    """Per function of the forked worker's path: its instructions CPython specialised."""
+    out = {}
+    for fn in PATH:
+        plain = [i.opname for i in dis.get_instructions(fn)]
+        out[fn.__name__] = sum(a != b.opname for a, b in
+                               zip(plain, dis.get_instructions(fn, adaptive=True)))
+    return out
+
+
+def fds():
+    return sorted(os.listdir("/proc/self/fd"))
+
+
+# The template's worker, as serve() has it: its handshake done, its channel to memvisor.
+ours, sup = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+w = mw.Worker.__new__(mw.Worker)
+w._sock = None
+w.forked = False
+w._prev_types, w._prev_sites = {}, {}
+w._init_channel_state()
+w._sock = ours
+w.mode, w.slot = mw.MODE_TEMPLATE, 0
+state = lambda: (bytes(w._in), bytes(w._out), list(w._tasks), w.mode, w.slot, w._stopped,
+                 w._error, w._sock.fileno(), w.forked)
+before, open_before, spec_before = state(), fds(), specialised()
+calls = []
+real = mt._warm_task
+mt._warm_task = lambda task: calls.append(task.text) or real(task)
+if sys.argv[2] == "fail":  # the warm-up's channel cannot be made
+    def refuse(*a):
+        raise OSError(24, "Too many open files")
+    socket.socketpair = refuse
+mt._warm(w)
+sup.setblocking(False)
+try:
+    sent = len(sup.recv(4096))
+except BlockingIOError:
+    sent = 0
+print(json.dumps({"calls": calls, "same_state": state() == before, "sent": sent,
+                  "same_fds": fds() == open_before, "spec_before": spec_before,
+                  "spec_after": specialised()}))
+'''
+
+
+class TemplateWarmUp(unittest.TestCase):
+    """memvisor_template warms a forked worker's path in the template before its first fork."""
+
+    def warm(self, how):
+        out = subprocess.run([sys.executable, "-c", WARM, MODULE_DIR, how], capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return json.loads(out.stdout)
+
+    @unittest.skipUnless(sys.version_info >= (3, 11), "adaptive bytecode is CPython 3.11's")
+    def test_the_workers_path_is_run_and_specialised_in_the_template(self):
+        r = self.warm("ok")
+        self.assertEqual(set(r["spec_before"].values()), {0})
+        for name, n in r["spec_after"].items():  # the handshake's, the task's, the answer's
+            self.assertGreater(n, 0, name)
+
+    def test_the_warm_up_leaves_the_template_and_its_channel_alone(self):
+        r = self.warm("ok")
+        # its own task, never the worker's handler; 3.11 specialises after 8 calls
+        self.assertEqual(r["calls"], ["warm"] * 8)
+        self.assertTrue(r["same_state"])
+        self.assertEqual(r["sent"], 0)  # nothing went to memvisor
+        self.assertTrue(r["same_fds"])  # its socket pair and dups are closed
+
+    def test_a_warm_up_that_cannot_run_is_skipped(self):
+        r = self.warm("fail")
+        self.assertEqual(r["calls"], [])
+        self.assertTrue(r["same_state"])
+        self.assertEqual(r["sent"], 0)
+        self.assertTrue(r["same_fds"])
+
+
 class Units(unittest.TestCase):
     """Pure pieces, in this process."""
 

@@ -16,6 +16,9 @@ and ``logging`` reset their locks). The C library's pthread_atfork() handlers do
 template must be single-threaded (a process with threads says in its HELLO that it cannot be
 a template, and memvisor then starts every worker by exec).
 
+Before its first fork, the template runs a worker's conversation a few times over a socket
+pair of its own (_warm): the code every child runs is then specialised in the template, once.
+
 On cgroup v2 the child is born in its cgroup (CLONE_INTO_CGROUP); otherwise it writes "0" to
 its cgroup.procs before anything else runs in it, at-fork hooks included.
 """
@@ -48,6 +51,8 @@ _PR_SET_PDEATHSIG = 1
 _SIGKILL = 9
 _MAX_FDS = 3 + _mw.FORK_MAX_FDS  # the output, nfds, the cgroup dir, cgroup.procs
 _INT = struct.Struct("=i")
+_FORKED_MSG = struct.Struct("=IHHQiiII")  # a header, then a FORKED's payload
+_ANC_SPACE = socket.CMSG_SPACE(_MAX_FDS * 4)
 _INTO_CGROUP_REFUSED = (errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP, errno.EBUSY, errno.EBADF,
                         errno.EACCES, errno.EPERM)
 
@@ -79,6 +84,14 @@ class _Clone:
         self._after_child = self._api.PyOS_AfterFork_Child
         self._after_parent = self._api.PyOS_AfterFork_Parent
         self._tid = self._tid_field()
+        # The arguments of every clone, made once: a new ctypes Structure, its byref and two
+        # ctypes integers per fork were objects the template wrote after each fork (pages its
+        # live workers still shared, copied again), docs/templates.md "Costs".
+        self._args = _CloneArgs()
+        self._args_ref = ctypes.byref(self._args)
+        self._nr = ctypes.c_long(_SYS_CLONE3)
+        self._size = ctypes.c_size_t(ctypes.sizeof(self._args))
+        self._size_ver0 = ctypes.c_size_t(_CLONE3_SIZE_VER0)
 
     def _tid_field(self) -> int:
         """The address of glibc's thread id field of this (the main) thread, where its fork()
@@ -101,27 +114,27 @@ class _Clone:
 
     def clone(self, cgdir: int) -> Tuple[int, int, bool]:
         """(pid, errno, born in the cgroup): pid 0 in the child, -1 on failure."""
-        args = _CloneArgs(flags=_CLONE_PARENT)
+        args = self._args
+        flags = _CLONE_PARENT
         if self._tid:
-            args.flags |= _CLONE_CHILD_SETTID | _CLONE_CHILD_CLEARTID
-            args.child_tid = self._tid
+            flags |= _CLONE_CHILD_SETTID | _CLONE_CHILD_CLEARTID
         in_cgroup = cgdir >= 0
         if in_cgroup:
-            args.flags |= _CLONE_INTO_CGROUP
-            args.cgroup = cgdir
+            flags |= _CLONE_INTO_CGROUP
+        args.flags = flags
+        args.child_tid = self._tid
+        args.cgroup = cgdir if in_cgroup else 0
         self._before_fork()
-        pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
-                            ctypes.c_size_t(ctypes.sizeof(args)))
+        pid = self._syscall(self._nr, self._args_ref, self._size)
         err = ctypes.get_errno() if pid < 0 else 0
         if pid < 0 and in_cgroup and err in _INTO_CGROUP_REFUSED:
             # Before 5.7, a cgroup a process cannot be born in, or a template that may not
             # write the cgroups' common ancestor ([worker] user): the child writes the
             # cgroup.procs memvisor opened instead.
-            args.flags &= ~_CLONE_INTO_CGROUP
+            args.flags = flags & ~_CLONE_INTO_CGROUP
             args.cgroup = 0
             in_cgroup = False
-            pid = self._syscall(ctypes.c_long(_SYS_CLONE3), ctypes.byref(args),
-                                ctypes.c_size_t(_CLONE3_SIZE_VER0))
+            pid = self._syscall(self._nr, self._args_ref, self._size_ver0)
             err = ctypes.get_errno() if pid < 0 else 0
         if pid != 0:
             self._after_parent()
@@ -151,7 +164,7 @@ def _read_exact(worker: "_mw.Worker", n: int, fds: List[int]) -> bytes:
     sock = worker._channel()
     while len(data) < n:
         try:
-            chunk, anc, flags, _ = sock.recvmsg(n - len(data), socket.CMSG_SPACE(_MAX_FDS * 4),
+            chunk, anc, flags, _ = sock.recvmsg(n - len(data), _ANC_SPACE,
                                                 socket.MSG_CMSG_CLOEXEC)
         except BlockingIOError:
             worker._wait(_mw.select.POLLIN)
@@ -160,8 +173,8 @@ def _read_exact(worker: "_mw.Worker", n: int, fds: List[int]) -> bytes:
             worker._fail_io(exc)
         for level, kind, blob in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(blob) - len(blob) % 4
-                fds.extend(_INT.unpack_from(blob, i)[0] for i in range(0, usable, 4))
+                for i in range(0, len(blob) - 3, 4):  # no generator: a function per FORK
+                    fds.append(_INT.unpack_from(blob, i)[0])
         if flags & socket.MSG_CTRUNC:
             worker._fail(_mw.ProtocolError("fds of a FORK were lost (MSG_CTRUNC)"))
         if not chunk:
@@ -242,11 +255,67 @@ def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int],
         _child_setup(slot, fds, nfds, listen)
         return True
     _close(fds)
-    reply = _mw._FORKED.pack(max(pid, 0), 0 if pid > 0 else err,
-                             _mw.FORKED_IN_CGROUP if in_cgroup else 0, 0)
-    worker._queue(_mw.MSG_FORKED, task, None, reply)
-    worker._flush()
+    # Sent as it is, not through the answer buffer (nothing is buffered in a template: a
+    # SNAPSHOT's answer is flushed at once): fewer objects written per fork.
+    worker._send(_FORKED_MSG.pack(_mw._FORKED.size, _mw.MSG_FORKED, 0, task, max(pid, 0),
+                                  0 if pid > 0 else err,
+                                  _mw.FORKED_IN_CGROUP if in_cgroup else 0, 0))
     return False
+
+
+_WARM_ROUNDS = 8  # CPython 3.11 specialises a function's code after 8 calls (quickening)
+
+
+def _warm_task(task: "_mw.Task") -> bytes:
+    return task.data
+
+
+def _warm(worker: "_mw.Worker") -> None:
+    """Runs a worker's whole conversation (HELLO, GO, TASK, DONE, STOP, close) a few times on
+    a socket pair of its own, before the first fork, through the same code a forked worker
+    runs: what a first run does once (a function's code specialised, the type attribute
+    cache filled, strings hashed, buffers sized) is done here, in the template, not again
+    in (and copied into) every worker. No handler of the worker's is called, nothing is sent
+    to memvisor, and the template's own channel state is not touched. Best effort: any
+    failure leaves the template as it was, unwarmed."""
+    ours = theirs = None
+    stop = _mw._HEADER.pack(0, _mw.MSG_STOP, 0, 0)
+
+    def handler(task: "_mw.Task") -> bytes:
+        # STOP once the task is in hand: sent with it, it would drop it (tasks not started).
+        theirs.sendall(stop)
+        return _warm_task(task)
+
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for i in range(_WARM_ROUNDS):
+            # Both kinds of GO: with heap figures with every answer (no heap preload) and
+            # without (memvisor's preload measures the heap).
+            go = _mw.GO_HEAP | _mw.GO_HEAP_LATE if i % 2 else 0
+            theirs.sendall(_mw._HEADER.pack(_mw._GO.size, _mw.MSG_GO, 0, 0)
+                           + _mw._GO.pack(worker.version, 1, 1, _mw.MODE_BATCH | go)
+                           + _mw._HEADER.pack(4, _mw.MSG_TASK, 0, 1) + b"warm")
+            w = _mw.Worker.__new__(_mw.Worker)
+            w._sock = None
+            w.forked = True  # as the children: their HELLO says so without reading /proc
+            w._prev_types = {}
+            w._prev_sites = {}
+            w._init_channel_state(worker._rbuf)  # the buffer the children read into
+            w._sock = ours.dup()
+            with w:
+                w._connect()
+                w.run(handler)
+            try:
+                while theirs.recv(4096, socket.MSG_DONTWAIT):  # HELLO and DONE, dropped
+                    pass
+            except BlockingIOError:
+                pass
+    except Exception:  # noqa: BLE001 - a warm-up that fails only leaves the template cold
+        pass
+    finally:
+        for sock in (ours, theirs):
+            if sock is not None:
+                sock.close()
 
 
 def serve(worker: "_mw.Worker") -> bool:
@@ -262,8 +331,9 @@ def serve(worker: "_mw.Worker") -> bool:
         # glibc's mallinfo2 found once here, not in every worker that memvisor asks for heap
         # figures (50-70 us of each fork's first answer, and the pages a ctypes class dirties).
         _mw._heap_source()
-        # What loading ctypes made is no worker's growth: the census the workers' first
-        # snapshots compare with is taken again.
+        _warm(worker)
+        # What loading ctypes and the warm-up made is no worker's growth: the census the
+        # workers' first snapshots compare with is taken again.
         worker._type_growth()
     features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
     worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
