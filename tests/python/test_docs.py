@@ -51,6 +51,8 @@ def shape(line):
     # Which reasons recycled workers varies with the host's load (a leak experiment's fresh
     # worker, or none when the heap already confirmed the leak): the list's shape is enough.
     line = re.sub(r"(recycles: )[a-z_]+ \d+(, [a-z_]+ \d+)*", r"\1LIST", line)
+    # ...and so does the reason of each of the first recycles in the log.
+    line = re.sub(r"reason=[a-z_]+", "reason=R", line)
     line = re.sub(r"(~|/)[\w./~-]*/", "PATH/", line)
     line = re.sub(r"\d+(\.\d+)?", "N", line)
     return line
