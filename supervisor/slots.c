@@ -237,7 +237,9 @@ mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fat
     } else if (failure) {
         sl->crashes++;
         s->streak++;
-        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit)
+        /* Once: the run is ending already after the first (the others failing meanwhile,
+         * e.g. many workers timing out together, say nothing new). */
+        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit && !s->fatal)
             s->fatal = p.run_ends = p.crash_limit = true;
     }
     if (sl->active == w) {
