@@ -4,6 +4,7 @@
 #include "slots.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -369,4 +370,22 @@ mv_seat_t *mv_slots_retire(mv_slots_t *s, int slot)
         dequeue(s, w);
     }
     return w;
+}
+
+void mv_slots_list(char *buf, size_t cap, const int *out, int k)
+{
+    size_t used = 0;
+    char item[16];
+
+    buf[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        int len = snprintf(item, sizeof item, "%s%d", i ? "," : "", out[i]);
+        /* room for this one, and for ",..." after it unless it is the last */
+        if (used + (size_t)len + (i + 1 < k ? 4 : 0) >= cap) {
+            snprintf(buf + used, cap - used, "%s...", i ? "," : "");
+            return;
+        }
+        memcpy(buf + used, item, (size_t)len + 1);
+        used += (size_t)len;
+    }
 }
