@@ -1165,7 +1165,6 @@ int mv_pool_scale(mv_pool_t *p, int n, const char *from)
 {
     int was = p->slots.live, k, *rank = NULL, *out = NULL, top = 0;
     char list[256];
-    size_t used = 0;
     bool up;
 
     if (n < 1 || n > MV_POOL_MAX_WORKERS)
@@ -1193,9 +1192,7 @@ int mv_pool_scale(mv_pool_t *p, int n, const char *from)
                  MV_S("error", "out of memory"));
         return -ENOMEM;
     }
-    list[0] = '\0';
-    for (int i = 0; i < k && used < sizeof list; i++)
-        used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", i ? "," : "", out[i]);
+    mv_slots_list(list, sizeof list, out, k);
     mv_experiment_slots(&p->exp, n);
     mv_info(p->o.log, "scaled", MV_I("from", was), MV_I("to", n),
             MV_S(up ? "added" : "retired", list), MV_S("by", from));

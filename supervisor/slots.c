@@ -4,6 +4,7 @@
 #include "slots.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,7 +238,9 @@ mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fat
     } else if (failure) {
         sl->crashes++;
         s->streak++;
-        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit)
+        /* Once: the run is ending already after the first (the others failing meanwhile,
+         * e.g. many workers timing out together, say nothing new). */
+        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit && !s->fatal)
             s->fatal = p.run_ends = p.crash_limit = true;
     }
     if (sl->active == w) {
@@ -367,4 +370,22 @@ mv_seat_t *mv_slots_retire(mv_slots_t *s, int slot)
         dequeue(s, w);
     }
     return w;
+}
+
+void mv_slots_list(char *buf, size_t cap, const int *out, int k)
+{
+    size_t used = 0;
+    char item[16];
+
+    buf[0] = '\0';
+    for (int i = 0; i < k; i++) {
+        int len = snprintf(item, sizeof item, "%s%d", i ? "," : "", out[i]);
+        /* room for this one, and for ",..." after it unless it is the last */
+        if (used + (size_t)len + (i + 1 < k ? 4 : 0) >= cap) {
+            snprintf(buf + used, cap - used, "%s...", i ? "," : "");
+            return;
+        }
+        memcpy(buf + used, item, (size_t)len + 1);
+        used += (size_t)len;
+    }
 }

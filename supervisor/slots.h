@@ -20,6 +20,7 @@
 #define MV_SLOTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "reason.h"
@@ -159,6 +160,11 @@ void mv_slots_stop(mv_slots_t *s);
  * slot. out has room for |want - live| + n entries; returns how many it wrote; `grow` says
  * which way. No change is made. */
 int mv_slots_scale_plan(const mv_slots_t *s, int want, const int *rank, int *out, bool *grow);
+
+/* The slot numbers out[0..k) as a log value "3,4,5" in buf (cap > 4): whole numbers only;
+ * when they do not all fit, as many as fit with ",..." after them, so that a cut never names
+ * a slot that is not in the list. */
+void mv_slots_list(char *buf, size_t cap, const int *out, int k);
 /* Room for slots up to n (n > s->n: new ones start retired, revived by mv_slots_revive).
  * 0 or -ENOMEM (nothing changed). */
 int mv_slots_grow(mv_slots_t *s, int n);

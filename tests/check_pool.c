@@ -380,6 +380,28 @@ START_TEST(a_retired_slot_gets_no_replacement_until_revived)
 }
 END_TEST
 
+/* The crash limit is reached once: the other workers failing as the run ends (a pool of many,
+ * every one timing out together) do not report it again, one error line each. */
+START_TEST(the_crash_limit_is_reported_once)
+{
+    mv_slots_t s;
+    mv_seat_t w[4];
+    mv_gone_plan_t g;
+
+    start(&s, w, 4, cfg(1, 0, 2, false));
+    g = mv_slots_gone(&s, &w[0], true, false);
+    ck_assert(!g.crash_limit && !g.run_ends);
+    g = mv_slots_gone(&s, &w[1], true, false);
+    ck_assert(g.crash_limit && g.run_ends);
+    g = mv_slots_gone(&s, &w[2], true, false);
+    ck_assert(!g.crash_limit && !g.respawn);
+    g = mv_slots_gone(&s, &w[3], true, false);
+    ck_assert(!g.crash_limit && !g.respawn);
+    ck_assert(s.fatal);
+    mv_slots_free(&s);
+}
+END_TEST
+
 Suite *pool_suite(void)
 {
     Suite *s = suite_create("pool");
@@ -394,6 +416,7 @@ Suite *pool_suite(void)
     tcase_add_test(tc, handover_releases_the_old_worker_when_the_new_one_is_ready);
     tcase_add_test(tc, backoff_grows_with_the_crash_streak_and_progress_ends_it);
     tcase_add_test(tc, crash_limit_and_the_fatal_code_end_the_run);
+    tcase_add_test(tc, the_crash_limit_is_reported_once);
     tcase_add_test(tc, stopping_respawns_nothing_and_starts_no_queued_recycle);
     tcase_add_test(tc, a_scale_plan_retires_the_idle_first_and_revives_the_lowest);
     tcase_add_test(tc, a_retired_slot_gets_no_replacement_until_revived);

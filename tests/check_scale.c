@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "slots.h"
 #include "suites.h"
 
 /* `memvisor workers ARG` on r's control socket: its exit code; its output in *out (may be
@@ -341,12 +342,41 @@ START_TEST(a_scale_down_during_a_leak_experiment_ends_the_batch)
 }
 END_TEST
 
+/* The event=scaled list of a big change: whole slot numbers, as many as fit, then ",..."
+ * (2 -> 1024 logged "added=3,...,88,89,9": slot 9 for the rest); a short one in full. */
+START_TEST(a_long_scaled_list_is_cut_between_numbers)
+{
+    int out[1022], n = 0, want = 3;
+    char buf[256], *save = NULL, *tok;
+
+    for (int i = 0; i < 1022; i++)
+        out[i] = i + 3;
+    mv_slots_list(buf, sizeof buf, out, 1022);
+    ck_assert_uint_lt(strlen(buf), sizeof buf);
+    ck_assert_msg(strlen(buf) > 4 && strcmp(buf + strlen(buf) - 4, ",...") == 0, "%s", buf);
+    buf[strlen(buf) - 4] = '\0';
+    for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save), n++)
+        ck_assert_int_eq(atoi(tok), want++); /* each one whole, in order */
+    ck_assert_int_gt(n, 50);
+    /* Fits exactly, or not at all past the first: */
+    mv_slots_list(buf, sizeof buf, (int[]){3, 4}, 2);
+    ck_assert_str_eq(buf, "3,4");
+    mv_slots_list(buf, 9, (int[]){1000, 1001}, 2);
+    ck_assert_str_eq(buf, "1000,...");
+    mv_slots_list(buf, 8, (int[]){1000, 1001}, 2);
+    ck_assert_str_eq(buf, "...");
+    mv_slots_list(buf, 10, (int[]){1000, 1001}, 2);
+    ck_assert_str_eq(buf, "1000,1001");
+}
+END_TEST
+
 Suite *scale_suite(void)
 {
     Suite *s = suite_create("scale");
     TCase *tc = tcase_create("scale");
 
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_long_scaled_list_is_cut_between_numbers);
     tcase_add_test(tc, a_batch_scaled_up_then_down_runs_every_task_once);
     tcase_add_test(tc, scaling_up_again_reuses_retired_slots);
     tcase_add_test(tc, a_bad_worker_count_is_refused);
