@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -43,42 +42,17 @@ typedef struct ctx {
     size_t nends, cap;
 } ctx_t;
 
-/* "2026-11-21T16:00:00.123456Z" (fraction optional) -> Unix ms; -1 when malformed. */
-static int64_t iso_ms(const char *s)
-{
-    struct tm tm = {0};
-    int us = 0, n = 0, digits = 0;
-    char frac[8] = "";
-
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-        n != 19)
-        return -1;
-    if (s[n] == '.' && sscanf(s + n + 1, "%6[0-9]%n", frac, &digits) == 1) {
-        us = atoi(frac);
-        for (int i = digits; i < 6; i++)
-            us *= 10;
-        n += 1 + digits;
-    }
-    if (strcmp(s + n, "Z") != 0 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60 || tm.tm_year < 1970)
-        return -1;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000 + us / 1000;
-}
-
 /* The report's hook on each checked result line: keeps its end time, when it has one. */
 static int on_result(void *arg, const char *file, long line, json_t *o)
 {
     ctx_t *c = arg;
     json_t *j = json_object_get(o, "ended");
     const char *st = json_string_value(json_object_get(o, "status"));
-    int64_t ms;
+    int64_t us;
 
     if (!j || json_is_null(j))
         return 0;
-    if (!json_is_string(j) || (ms = iso_ms(json_string_value(j))) < 0) {
+    if (!json_is_string(j) || (us = mv__report_iso_us(json_string_value(j))) < 0) {
         snprintf(c->r->why, c->r->nwhy, "%s:%ld: ended: expected an ISO 8601 UTC time", file, line);
         return -EINVAL;
     }
@@ -91,7 +65,7 @@ static int on_result(void *arg, const char *file, long line, json_t *o)
         c->ends = v;
         c->cap = cap;
     }
-    c->ends[c->nends++] = ms * 2 + (st && strcmp(st, "ok") != 0);
+    c->ends[c->nends++] = us / 1000 * 2 + (st && strcmp(st, "ok") != 0); /* ms, and failed */
     return 0;
 }
 

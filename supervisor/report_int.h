@@ -20,6 +20,9 @@ extern const char *const mv__report_rule_name[4];
  * filled. Free r with mv__report_free either way. */
 int mv__report_load(mv_report_t *r, const char *path);
 void mv__report_free(mv_report_t *r);
+/* "2026-11-21T16:00:00.123456Z" (the fraction optional) as microseconds since the epoch; -1
+ * when s is NULL or not such a time (UTC, from 1970). */
+int64_t mv__report_iso_us(const char *s);
 
 /* s as a terminal may show it: control characters (C0, DEL, C1) as \xNN; s itself when it has
  * none, else its escaped copy in buf (n bytes, cut with "..." when it does not fit). */

@@ -261,9 +261,7 @@ void mv_advise(const mv_advice_in_t *in, mv_advice_t *a)
     }
 }
 
-/* "2026-11-21T16:00:00.123456Z" (the fraction optional) as microseconds since the epoch; -1
- * when it is not such a time. */
-static int64_t iso_us(const char *s)
+int64_t mv__report_iso_us(const char *s)
 {
     struct tm tm = {0};
     int n = 0, digits = 0;
@@ -310,7 +308,8 @@ static bool run_died(const rep_t *r)
 static int64_t next_run_start(const rep_t *r)
 {
     char parent[PATH_MAX], p[PATH_MAX + 300];
-    int64_t mine = iso_us(json_string_value(json_object_get(r->run, "started"))), best = 0;
+    int64_t mine = mv__report_iso_us(json_string_value(json_object_get(r->run, "started"))),
+            best = 0;
     struct dirent *de;
     char *slash;
     DIR *d;
@@ -330,7 +329,7 @@ static int64_t next_run_start(const rep_t *r)
         snprintf(p, sizeof p, "%s/%s/run.json", parent, de->d_name);
         if (!(o = json_load_file(p, 0, NULL)))
             continue;
-        t = iso_us(json_string_value(json_object_get(o, "started")));
+        t = mv__report_iso_us(json_string_value(json_object_get(o, "started")));
         if (t > mine && (best == 0 || t < best) && json_is_string(json_object_get(o, "results")) &&
             strcmp(json_string_value(json_object_get(o, "results")), r->results) == 0)
             best = t;
@@ -370,7 +369,7 @@ static int load_run(rep_t *r, const char *path)
     /* The batch up to this run's end: lines a later run appended (--resume) are not its. A run
      * that died has no end of its own: the next run on the same results file began after it. */
     if (v[RUN_ENDED].set == 1)
-        r->until_us = MV_MAX(iso_us(v[RUN_ENDED].s), 0);
+        r->until_us = MV_MAX(mv__report_iso_us(v[RUN_ENDED].s), 0);
     else if ((r->died = run_died(r)) && r->results)
         r->until_us = next_run_start(r);
     return 0;
@@ -619,7 +618,7 @@ static int on_result(rep_t *r, const src_t *s, json_t *o)
 
     if ((e = get_all(r, s, o, result_spec, R_N, v)) < 0)
         return e;
-    if (r->until_us > 0 && v[R_ENDED].set == 1 && iso_us(v[R_ENDED].s) > r->until_us) {
+    if (r->until_us > 0 && v[R_ENDED].set == 1 && mv__report_iso_us(v[R_ENDED].s) > r->until_us) {
         r->later++;
         return 0;
     }
