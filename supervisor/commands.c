@@ -179,6 +179,9 @@ static json_t *status_json(mv_t *mv, char *err, size_t errlen)
                         json_integer((json_int_t)v.escalated));
     json_object_set_new(json_object_get(reply, "totals"), "child_recycles",
                         json_integer((json_int_t)v.child_recycles));
+    json_object_set_new(json_object_get(reply, "totals"), "starting", json_integer(v.starting));
+    json_object_set_new(json_object_get(reply, "totals"), "waiting_to_start",
+                        json_integer(v.waiting_to_start));
     if (!mv->service)
         json_object_set_new(reply, "progress", progress_json(&pg));
     mv_pool_view_free(&v);
@@ -278,6 +281,8 @@ static int metrics(mv_t *mv, mv_buf_t *out)
                              .spares_usage = usage_of(v.spares, v.nspares),
                              .successors = v.nsuccessors,
                              .successors_usage = usage_of(v.successors, v.nsuccessors),
+                             .starting = v.starting,
+                             .waiting_to_start = v.waiting_to_start,
                              .uptime_s = (double)(mv_now_ms() - mv->started_ms) / 1000.0,
                              .paused_host = mv->pool.dispatch.paused & MV_PAUSE_HOST_MEMORY,
                              .paused_results = mv_results_backlogged(&mv->results),

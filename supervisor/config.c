@@ -899,10 +899,13 @@ int mv_config_finish(mv_config_t *c, mv_errors_t *errs)
         bad = true;
     }
 #undef O
-    if (c->supervisor.workers == 0) {
-        cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        c->supervisor.workers = cpus < 1 ? 1 : cpus > 1024 ? 1024 : (int)cpus;
-    }
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    if (c->supervisor.workers == 0)
+        c->supervisor.workers = cpus > 1024 ? 1024 : (int)cpus;
+    if (c->supervisor.max_starting == 0)
+        c->supervisor.max_starting = cpus > 512 ? 1024 : 2 * (int)cpus;
     return bad ? -EINVAL : 0;
 }
 

@@ -53,6 +53,7 @@ typedef struct mv_origin {
 typedef struct mv_config {
     struct {
         int workers;          /* 0 = one per online CPU (resolved by mv_config_finish) */
+        int max_starting;     /* workers starting at once; 0 = twice the online CPUs (same) */
         int64_t grace_period; /* ms running tasks get to finish after SIGINT/SIGTERM */
         mv_cgmode_t cgroup;   /* auto|v1|v2|off */
         char *cgroup_parent;  /* "" = memvisor's own memory cgroup */

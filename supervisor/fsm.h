@@ -17,7 +17,8 @@
 #include <stdbool.h>
 
 typedef enum {
-    MV_W_PREPARING, /* its cgroup is being made in the thread pool; no process yet */
+    MV_W_PREPARING, /* its cgroup is being made, or it waits its turn to start (startgate.h);
+                     * no process yet */
     MV_W_SPAWNING,  /* process started, not ready yet (api: waiting for HELLO) */
     MV_W_READY,     /* idle, takes tasks */
     MV_W_BUSY,      /* one or more tasks in flight, takes more up to prefetch */

@@ -174,6 +174,12 @@ int mv_metrics_render(const mv_metrics_view_t *v, mv_buf_t *out)
     family(&o, "successors_usage_bytes", "gauge",
            "Memory charged to the successors' cgroups, together.");
     put(&o, "memvisor_successors_usage_bytes %" PRId64 "\n", v->successors_usage);
+    family(&o, "workers_starting", "gauge",
+           "Workers starting: from their cgroup to ready ([supervisor] max_starting at most).");
+    put(&o, "memvisor_workers_starting %" PRId64 "\n", v->starting);
+    family(&o, "workers_waiting_to_start", "gauge",
+           "Workers waiting their turn to start ([supervisor] max_starting).");
+    put(&o, "memvisor_workers_waiting_to_start %" PRId64 "\n", v->waiting_to_start);
     family(&o, "queue_depth", "gauge", "Tasks not sent to a worker yet.");
     if (v->queue >= 0)
         put(&o, "memvisor_queue_depth %" PRId64 "\n", v->queue);

@@ -77,6 +77,7 @@ typedef struct mv_metrics_view {
     double uptime_s;
     int64_t spares, spares_usage;         /* spares (spares.h) ready or starting; their usage */
     int64_t successors, successors_usage; /* successors (succ.h) waiting; their usage */
+    int64_t starting, waiting_to_start;   /* at the start gate ([supervisor] max_starting) */
     /* The pause tier ([supervisor] pause_below) and the subreaper. */
     bool paused_host, paused_results;       /* new tasks held back: host memory, results writer */
     bool have_host;                         /* the host's memory was read (else left out) */

@@ -45,6 +45,9 @@ const mv_option_t mv__options[] = {
     OPT(supervisor, workers, MV_OPT_INT, "0", 0, 1024, NULL,
         "worker processes; 0 = one per online CPU; a reload applies it live (so does "
         "`memvisor workers N`, until the next reload)"),
+    OPT(supervisor, max_starting, MV_OPT_INT, "0", 0, 1024, NULL,
+        "workers starting at once (from spawn to ready); the others wait their turn with no "
+        "ready_timeout running; 0 = twice the online CPUs"),
     OPT(supervisor, grace_period, MV_OPT_DURATION, "30s", 0, DAY, NULL,
         "after SIGINT/SIGTERM, time running tasks get to finish before workers are stopped"),
     FIXED(supervisor, cgroup, MV_OPT_ENUM, "auto", 0, 0, cgroup_choices,

@@ -105,6 +105,7 @@ static void maybe_stopped(mv_pool_t *p)
         mv_templates_close(&p->tmpl, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
+    mv_startgate_close(&p->gate, part_closed, p);
     for (int i = 0; i < p->nslots; i++)
         if (p->slot[i].backoff) {
             uv_close((uv_handle_t *)&p->slot[i].backoff->timer, backoff_closed_cb);
@@ -723,6 +724,7 @@ static mv_worker_opts_t worker_opts(mv_pool_t *p)
         .timeline = p->o.timeline,
         .forker = mv_templates_forker(&p->tmpl),
         .heap = &p->heap,
+        .gate = &p->gate,
     };
 }
 
@@ -983,7 +985,8 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
-    p->open = 5; /* dispatch, watch, grace, spacer, spares */
+    mv_startgate_init(&p->gate, o->loop, cfg->supervisor.max_starting);
+    p->open = 6; /* dispatch, watch, grace, spacer, spares, gate */
     mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -1228,6 +1231,7 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->slots.cfg.backoff_min = cfg->worker.backoff_min;
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
+    mv_startgate_set_cap(&p->gate, cfg->supervisor.max_starting);
     /* The template first: spares started from here on fork from the new one. Spares and
      * cgroups made ahead carry the old command and limits. */
     if (p->tmpl.started)

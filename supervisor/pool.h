@@ -28,6 +28,7 @@
 #include "rundir.h"
 #include "slots.h"
 #include "spares.h"
+#include "startgate.h"
 #include "succ.h"
 #include "suspect.h"
 #include "tasks.h"
@@ -127,6 +128,7 @@ typedef struct mv_pool {
     mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
     mv_succ_t succ;      /* succ.c: each slot's next worker, started at its last task */
     mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
+    mv_startgate_t gate; /* startgate.c: [supervisor] max_starting, every worker's start */
     uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
@@ -186,7 +188,9 @@ typedef struct mv_pool_view {
     uint64_t spares_started, spares_taken, spares_lost;
     mv_worker_view_t *successors; /* succ.h: slots' next workers, waiting; in slot order */
     int nsuccessors;
-    mv_template_view_t tmpl; /* the warm template (tmpl.on: there is one) */
+    mv_template_view_t tmpl;        /* the warm template (tmpl.on: there is one) */
+    int starting, waiting_to_start; /* at the start gate (startgate.h): holding a place, and
+                                     * waiting for one */
 } mv_pool_view_t;
 
 /* Sets up the pool and starts its workers. 0, or -errno before anything was started (no

@@ -25,7 +25,7 @@ static mv_worker_view_t view_of(const mv_pool_t *p, const mv_worker_t *w, const 
         .slot = w->slot,
         .gen = w->gen,
         .pid = w->proc.pid,
-        .state = mv_wstate_name(w->state),
+        .state = w->gate.state == MV_GATE_WAITING ? "waiting_to_start" : mv_wstate_name(w->state),
         .age_s = w->spawned_ms ? (double)(now - w->spawned_ms) / 1000.0 : 0.0,
         .mem = r ? mv_reading_limit_metric(r, p->o.cfg->limits.metric) : -1,
         .usage = r ? r->usage : -1,
@@ -62,6 +62,8 @@ static int view_standby(const mv_pool_t *p, mv_pool_view_t *v, uint64_t now)
     int n = 0;
 
     v->spares_started = p->spares.started;
+    v->starting = p->gate.in;
+    v->waiting_to_start = p->gate.waiting;
     v->spares_taken = p->spares.taken;
     v->spares_lost = p->spares.lost;
     for (const mv_spare_t *sp = p->spares.list; sp; sp = sp->next)

@@ -54,6 +54,8 @@ void mv_worker_close(mv_worker_t *w)
     if (w->closing)
         return;
     w->closing = true;
+    if (w->gate.state != MV_GATE_OUT) /* dropped while it waited its turn to start */
+        mv_startgate_leave(w->o.gate, &w->gate);
     if (w->cg_job) { /* dropped while its cgroup was being made: the job removes it */
         mv_job_detach(w->cg_job);
         w->cg_job = NULL;
@@ -378,6 +380,9 @@ void mv_worker_step(mv_worker_t *w, mv_wevent_t ev)
     if (t.action != MV_ACT_IMPOSSIBLE && t.next != w->state) {
         w->state = t.next;
         arm_state(w);
+        /* Started (ready, or gone or stopped on the way): its place at the gate is free. */
+        if (w->gate.state == MV_GATE_IN && w->state != MV_W_SPAWNING)
+            mv_startgate_leave(w->o.gate, &w->gate);
     }
     act(w, t.action, ev);
     /* Draining with nothing in hand is idle at once. */

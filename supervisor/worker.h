@@ -51,6 +51,7 @@
 #include "meter.h"
 #include "policy.h"
 #include "proc.h"
+#include "startgate.h"
 #include "tasks.h"
 #include "timeline.h"
 #include "waitprobe.h"
@@ -78,6 +79,7 @@ typedef struct mv_worker_opts {
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
     const mv_forker_t *forker; /* the warm template to fork it from; NULL: exec'd */
     const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
+    mv_startgate_t *gate;      /* [supervisor] max_starting (startgate.h); NULL: no cap */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */
@@ -217,7 +219,8 @@ struct mv_worker {
     mv_job_t *cg_job; /* its cgroup being made, or NULL */
     /* Its slot's cgroups made ahead: its own is offered back there when it is gone. */
     mv_cgahead_t *ahead;
-    uv_poll_t notify; /* the cgroup's notification fd (soft limit, OOM) */
+    mv_gate_entry_t gate; /* its place at the start gate (startgate.h) */
+    uv_poll_t notify;     /* the cgroup's notification fd (soft limit, OOM) */
     bool notify_open;
 
     mv_task_t **inflight; /* oldest first from head; the oldest is being worked on */
@@ -258,8 +261,10 @@ char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x);
 /* A new worker for `slot` (not started). NULL on ENOMEM. */
 mv_worker_t *mv_worker_new(const mv_worker_opts_t *o, int slot, uint32_t gen,
                            const mv_wlimits_t *lim, const mv_worker_events_t *ev, void *data);
-/* Makes its cgroup (in the thread pool), then starts its process. What happens is reported
- * by on_ready or on_gone (which may come before this returns, when it cannot start). */
+/* Makes its cgroup (in the thread pool), then starts its process, once its turn at the start
+ * gate comes when one is set and full (startgate.h: it waits PREPARING, its cgroup made). What
+ * happens is reported by on_ready or on_gone (which may come before this returns, when it
+ * cannot start). */
 void mv_worker_start(mv_worker_t *w);
 
 /* mv_worker_start with the cgroup made ahead for its slot and generation (cgahead.h): its

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,7 +209,7 @@ static void spawn_failed(mv_worker_t *w, const char *call, const char *error, bo
 
 static void running(mv_worker_t *w, int r, const char *call);
 
-static void start_process(mv_worker_t *w)
+static void spawn_now(mv_worker_t *w)
 {
     const char *call;
     int r = spawn(w, &call);
@@ -219,6 +220,28 @@ static void start_process(mv_worker_t *w)
     }
     if (!w->proc.pending)
         running(w, r, call);
+}
+
+/* ---- the start gate (startgate.h) ---- */
+
+static void gate_go(mv_gate_entry_t *e)
+{
+    spawn_now((mv_worker_t *)(void *)((char *)e - offsetof(mv_worker_t, gate)));
+}
+
+/* Its process starts now, or when its turn at the start gate comes (it waits PREPARING, its
+ * cgroup made: a cgroup taken from the ones made ahead stays its own meanwhile). */
+static void start_process(mv_worker_t *w)
+{
+    if (w->o.gate) {
+        w->gate.go = gate_go;
+        if (!mv_startgate_enter(w->o.gate, &w->gate)) {
+            mv_debug(w->o.log, "start_waits", MV_I("worker", w->slot), MV_I("gen", w->gen),
+                     MV_I("starting", w->o.gate->in), MV_I("waiting", w->o.gate->waiting));
+            return;
+        }
+    }
+    spawn_now(w);
 }
 
 /* A template forked it: its channel is read from now on (not before: its HELLO must find it

@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 77);
+    ck_assert_uint_eq(n, 78);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -454,6 +454,34 @@ START_TEST(test_finish_workers)
     ck_assert_int_eq(mv_config_finish(&c, &e), 0);
     ck_assert_int_eq(c.supervisor.workers, 3);
     ck_assert_uint_eq(e.n, 0);
+    mv_config_free(&c);
+}
+END_TEST
+
+/* [supervisor] max_starting: 0 is twice the online CPUs; a number stands; out of range is
+ * refused where it was given. */
+START_TEST(test_finish_max_starting)
+{
+    mv_config_t c;
+    mv_errors_t e = {0};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    ck_assert(mv_config_find("supervisor", "max_starting")->reload);
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_int_eq(c.supervisor.max_starting, cpus < 1 ? 2 : cpus > 512 ? 1024 : 2 * cpus);
+    mv_config_free(&c);
+    ck_assert_int_eq(mv_config_init(&c), 0);
+    ck_assert_int_eq(mv_config_override(&c, "supervisor.max_starting=1", 1, &e), 0);
+    ck_assert_int_eq(mv_config_finish(&c, &e), 0);
+    ck_assert_int_eq(c.supervisor.max_starting, 1);
+    ck_assert_int_lt(mv_config_override(&c, "supervisor.max_starting=1025", 2, &e), 0);
+    ck_assert_int_lt(mv_config_override(&c, "supervisor.max_starting=-1", 3, &e), 0);
+    ck_assert_uint_eq(e.n, 2);
+    ck_assert(has(&e, "-o:2: [supervisor] max_starting: \"1025\": out of range (0..1024)"));
+    ck_assert(has(&e, "-o:3: [supervisor] max_starting: \"-1\": out of range (0..1024)"));
+    ck_assert_int_eq(c.supervisor.max_starting, 1);
+    mv_errors_free(&e);
     mv_config_free(&c);
 }
 END_TEST
@@ -1483,6 +1511,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_finish_workers);
+    tcase_add_test(tc, test_finish_max_starting);
     tcase_add_test(tc, test_shipped_conf);
     tcase_add_test(tc, test_configuration_table);
     suite_add_tcase(s, tc);

@@ -67,6 +67,7 @@ int main(void)
         template_suite,
         handoff_suite,
         succ_suite,
+        startgate_suite,
     };
     /* clang-format on */
     SRunner *sr = srunner_create(NULL);

@@ -59,5 +59,6 @@ Suite *template_suite(void);
 Suite *handoff_suite(void);
 Suite *succ_suite(void);
 Suite *progress_suite(void);
+Suite *startgate_suite(void);
 
 #endif

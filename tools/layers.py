@@ -13,7 +13,7 @@ LAYERS = {
     # 1: mechanics, knowing nothing of pools or tasks in flight
     1: "proc handoff channel job cgroup cgroup_int cgroup_worker cgasync cgahead lean meter snapshot rundir tasks results listen "
        "notify reaper hostmem heapmon runlock stale control timeline metrics_http waitprobe rentry "
-       "rscript rconn rtasks rtasks_int rheld kids",
+       "rscript rconn rtasks rtasks_int rheld kids startgate",
     # 2: one worker
     2: "worker worker_int worker_start worker_look template",
     # 3: tasks to workers, memory to verdicts, leaks to snapshots

@@ -62,7 +62,8 @@
  * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
  * --ignore-term (ignore SIGTERM), --leak-forever MS (a `none` worker: never opens the API,
- * keeps 1 MiB more every MS milliseconds until it is killed).
+ * keeps 1 MiB more every MS milliseconds until it is killed), --start-ms MS (sleep MS
+ * milliseconds before mvw_open: a slow start-up that takes no CPU).
  *
  * Deterministic: before anything abnormal (crash, exit, hang, raw bytes) the buffered answers
  * are flushed, so what memvisor received does not depend on timing. It never forks (but for
@@ -770,6 +771,12 @@ int main(int argc, char **argv)
             ignore_stop = 1;
         } else if (!strcmp(argv[i], "--ignore-term")) {
             signal(SIGTERM, SIG_IGN);
+        } else if (!strcmp(argv[i], "--start-ms") && i + 1 < argc) {
+            long ms = strtol(argv[++i], NULL, 10);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+            if (ms < 0)
+                usage();
+            nanosleep(&ts, NULL);
         } else if (!strcmp(argv[i], "--leak-forever") && i + 1 < argc) {
             leak_ms = strtol(argv[++i], NULL, 10);
             if (leak_ms <= 0)

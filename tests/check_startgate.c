@@ -1,0 +1,313 @@
+/*
+ * startgate: [supervisor] max_starting. The gate alone on a real libuv loop (places, the
+ * order of turns, turns given from the loop, a raised cap, a dropped waiter), then the real
+ * binary: workers that take 300 ms to start, never more of them starting at once than the
+ * cap, the waiting ones shown in status and never timed by ready_timeout, a reload that
+ * raises the cap, a scale up through the same gate.
+ */
+#include <check.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "harness.h"
+#include "startgate.h"
+#include "suites.h"
+
+/* ---- the gate alone ---- */
+
+typedef struct fake {
+    mv_gate_entry_t e;
+    mv_startgate_t *g;
+    int id;
+    bool fail_at_once; /* its start fails within go: it gives its place back there */
+} fake_t;
+
+static int order[16], norder;
+
+static void fake_go(mv_gate_entry_t *e)
+{
+    fake_t *f = (fake_t *)(void *)e;
+
+    order[norder++] = f->id;
+    if (f->fail_at_once)
+        mv_startgate_leave(f->g, e);
+}
+
+static void closed(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+START_TEST(places_turns_and_order)
+{
+    uv_loop_t loop;
+    mv_startgate_t g;
+    fake_t f[6];
+    bool done = false;
+
+    uv_loop_init(&loop);
+    mv_startgate_init(&g, &loop, 2);
+    norder = 0;
+    for (int i = 0; i < 6; i++)
+        f[i] = (fake_t){.e = {.go = fake_go}, .g = &g, .id = i};
+    ck_assert(mv_startgate_enter(&g, &f[0].e));
+    ck_assert(mv_startgate_enter(&g, &f[1].e));
+    ck_assert(!mv_startgate_enter(&g, &f[2].e));
+    ck_assert(!mv_startgate_enter(&g, &f[3].e));
+    ck_assert(!mv_startgate_enter(&g, &f[4].e));
+    ck_assert_int_eq(g.in, 2);
+    ck_assert_int_eq(g.waiting, 3);
+    ck_assert_int_eq((int)g.waited, 3);
+
+    /* A place given back: the next turn comes from the loop, not from within leave. */
+    mv_startgate_leave(&g, &f[0].e);
+    ck_assert_int_eq(norder, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 1);
+    ck_assert_int_eq(order[0], 2);
+    ck_assert_int_eq(f[2].e.state, MV_GATE_IN);
+
+    /* A waiter dropped (its worker stopped before its turn) leaves the line. */
+    mv_startgate_leave(&g, &f[3].e);
+    ck_assert_int_eq(g.waiting, 1);
+    ck_assert_int_eq(f[3].e.state, MV_GATE_OUT);
+
+    /* One that comes while others wait goes behind them, even with a place free. */
+    mv_startgate_leave(&g, &f[1].e);
+    ck_assert(!mv_startgate_enter(&g, &f[5].e));
+    /* A start that fails at once gives its place back: the next goes in the same pass. */
+    f[4].fail_at_once = true;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 3);
+    ck_assert_int_eq(order[1], 4);
+    ck_assert_int_eq(order[2], 5);
+    ck_assert_int_eq(g.in, 2); /* 2 and 5 */
+    ck_assert_int_eq(g.waiting, 0);
+
+    mv_startgate_close(&g, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(done);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(a_raised_cap_lets_the_waiting_start)
+{
+    uv_loop_t loop;
+    mv_startgate_t g;
+    fake_t f[5];
+    bool done = false;
+
+    uv_loop_init(&loop);
+    mv_startgate_init(&g, &loop, 1);
+    norder = 0;
+    for (int i = 0; i < 5; i++) {
+        f[i] = (fake_t){.e = {.go = fake_go}, .g = &g, .id = i};
+        ck_assert(mv_startgate_enter(&g, &f[i].e) == (i == 0));
+    }
+    mv_startgate_set_cap(&g, 3);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 2);
+    ck_assert_int_eq(order[0], 1);
+    ck_assert_int_eq(order[1], 2);
+    /* Lowered: those in keep their place; no one goes in until fewer than the cap are. */
+    mv_startgate_set_cap(&g, 1);
+    mv_startgate_leave(&g, &f[0].e);
+    mv_startgate_leave(&g, &f[1].e);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 2);
+    mv_startgate_leave(&g, &f[2].e);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 3);
+    ck_assert_int_eq(order[2], 3);
+    mv_startgate_set_cap(&g, 0); /* never below one place */
+    ck_assert_int_eq(g.cap, 1);
+    mv_startgate_close(&g, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(done);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* ---- the real binary ---- */
+
+/* The most workers between their spawn and their ready line at once, by the log's order
+ * (a place is taken before the spawn line and given back before the ready line). */
+static int most_starting(const char *log)
+{
+    int now = 0, most = 0;
+
+    for (const char *p = log; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        const char *eol = strchr(p, '\n');
+        const char *spawn = strstr(p, "event=spawn "), *ready = strstr(p, "event=ready ");
+
+        if (spawn && (!eol || spawn < eol))
+            now++;
+        else if (ready && (!eol || ready < eol))
+            now--;
+        if (now > most)
+            most = now;
+    }
+    return most;
+}
+
+/* 10 workers that take 300 ms each to start, 3 at a time: at most 3 between spawn and
+ * ready, the others shown waiting; the last ones wait 900 ms for their turn, past a 500 ms
+ * ready_timeout that does not run while they wait; every task runs once. */
+START_TEST(at_most_max_starting_workers_start_at_once)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=10", "supervisor.max_starting=3",
+                          "worker.ready_timeout=500ms", "supervisor.grace_period=0"),
+                 RUN_CMD(MVTEST, "--start-ms", "300"));
+    char *tasks = repeat_line("sleep 300", 30);
+    json_t *st, *w;
+    size_t i;
+    int waiting = 0;
+    char *metrics;
+
+    run_init(&r, tasks);
+    free(tasks);
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=spawn "));
+    st = run_status(&r);
+    json_array_foreach(json_object_get(st, "workers"), i, w) waiting +=
+        strcmp(jstr(w, "state"), "waiting_to_start") == 0 && jint(w, "pid") == 0;
+    ck_assert_msg(waiting >= 4, "%d of 10 shown waiting_to_start", waiting);
+    ck_assert_int_eq(jint(json_object_get(st, "totals"), "waiting_to_start"), waiting);
+    ck_assert_int_le(jint(json_object_get(st, "totals"), "starting"), 3);
+    ck_assert_int_ge(jint(json_object_get(st, "totals"), "starting"), 1);
+    json_decref(st);
+    metrics = run_ask(&r, "metrics", false);
+    ck_assert_msg(strstr(metrics, "\nmemvisor_workers_waiting_to_start ") &&
+                      strstr(metrics, "\nmemvisor_workers_starting "),
+                  "%s", metrics);
+    free(metrics);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_eq(run_count(&r, "event=ready "), 10);
+    ck_assert_int_eq(run_count(&r, "ready_timeout"), 0);
+    ck_assert_int_eq(most_starting(r.log), 3);
+    run_assert_once(&r, 30, NULL);
+    run_free(&r);
+}
+END_TEST
+
+/* A reload that raises the cap lets the waiting ones start at once. */
+START_TEST(a_reload_raises_max_starting)
+{
+    mvrun_t r;
+    char conf[256];
+    const char *args[] = {"run", "-c", conf, "--", MVTEST, "--start-ms", "400", NULL};
+
+    run_init(&r, "hang\n");
+    snprintf(conf, sizeof conf, "%s",
+             run_file(&r, "memvisor.ini",
+                      "[supervisor]\nworkers = 6\nmax_starting = 1\ngrace_period = 0\n"
+                      "[worker]\nkill_timeout = 100ms\n"));
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=spawn "));
+    run_file(&r, "memvisor.ini",
+             "[supervisor]\nworkers = 6\nmax_starting = 6\ngrace_period = 0\n"
+             "[worker]\nkill_timeout = 100ms\n");
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    free(run_wait_for(&r, "event=pool_ready"));
+    kill(r.pid, SIGTERM);
+    run_finish(&r);
+    /* The first alone (the others waited: no other spawn before the reload), then the five
+     * others together. */
+    {
+        const char *reload = strstr(r.log, "event=reload ");
+        char *upto;
+        int before;
+
+        ck_assert_ptr_nonnull(reload);
+        upto = strndup(r.log, (size_t)(reload - r.log));
+        before = most_starting(upto);
+        free(upto);
+        ck_assert_int_eq(before, 1);
+    }
+    ck_assert_int_ge(most_starting(r.log), 5);
+    run_free(&r);
+}
+END_TEST
+
+/* Scaling 1 -> 8 goes through the same gate. */
+START_TEST(a_scale_up_starts_max_starting_at_once)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "supervisor.max_starting=2",
+                          "supervisor.grace_period=0", "worker.kill_timeout=100ms"),
+                 RUN_CMD(MVTEST, "--start-ms", "200"));
+    char sock[PATH_MAX + 32], *out = NULL;
+
+    run_init(&r, "hang\n");
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=pool_ready"));
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "8", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    run_wait_nth(&r, "event=ready ", 7);
+    kill(r.pid, SIGTERM);
+    run_finish(&r);
+    ck_assert_int_eq(most_starting(r.log), 2);
+    ck_assert_int_eq(run_count(&r, "ready_timeout"), 0);
+    run_free(&r);
+}
+END_TEST
+
+/* Successors that wait their turn keep the cgroup made ahead for them: the slot's next one,
+ * made at once, must not take it (a worker per 3 tasks, one start at a time, so a successor
+ * often waits; a cgroup let go while its worker was still to start was removed later, killing
+ * the worker that had started in it: SIGKILL, reason=crash). */
+START_TEST(successors_waiting_their_turn_keep_their_cgroups)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=2", "supervisor.max_starting=1", "limits.max_tasks=3",
+                          "recycle.successor=yes", "recycle.max_concurrent=2", "log.level=debug"),
+                 RUN_CMD(MVTEST));
+    char *tasks = repeat_line("ok", 300);
+
+    run_init(&r, tasks);
+    free(tasks);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_gt(run_count(&r, "event=start_waits "), 0);
+    ck_assert_int_eq(run_count(&r, "reason=crash"), 0);
+    ck_assert_int_eq(run_count(&r, "event=requeue "), 0);
+    ck_assert_int_le(most_starting(r.log), 1);
+    run_assert_once(&r, 300, NULL);
+    run_free(&r);
+}
+END_TEST
+
+Suite *startgate_suite(void)
+{
+    Suite *s = suite_create("startgate");
+    TCase *gate = tcase_create("gate"), *e2e = tcase_create("starts");
+
+    tcase_add_test(gate, places_turns_and_order);
+    tcase_add_test(gate, a_raised_cap_lets_the_waiting_start);
+    tcase_set_timeout(e2e, 60);
+    tcase_add_test(e2e, at_most_max_starting_workers_start_at_once);
+    tcase_add_test(e2e, a_reload_raises_max_starting);
+    tcase_add_test(e2e, a_scale_up_starts_max_starting_at_once);
+    tcase_add_test(e2e, successors_waiting_their_turn_keep_their_cgroups);
+    suite_add_tcase(s, gate);
+    suite_add_tcase(s, e2e);
+    return s;
+}
