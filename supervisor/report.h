@@ -47,6 +47,7 @@ typedef struct mv_report {
     char *dir;     /* the run directory; NULL for a results file alone */
     char *results; /* the results file; NULL when none */
     char *stream;  /* a results pipe or FIFO the run wrote, with no copy to read; or NULL */
+    char *missing; /* the run's results file, gone since (moved or removed); or NULL */
     json_t *run;   /* run.json, checked */
     bool running, results_b64;
     bool died;        /* no end in run.json and no one holds the run's lock: memvisor died */

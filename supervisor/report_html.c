@@ -298,6 +298,8 @@ static json_t *page_data(const mv_report_t *r, const ctx_t *c, json_t *tl)
         json_object_set_new(d, "not_confirmed", not_confirmed(r));
         json_object_set_new(d, "died", json_boolean(r->died));
         json_object_set_new(d, "later_results", json_integer(r->later));
+        json_object_set_new(d, "results_missing",
+                            r->missing ? json_string(r->missing) : json_null());
     }
     if (d && !tl)
         json_object_set_new(d, "timeline_note",

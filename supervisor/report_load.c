@@ -673,12 +673,14 @@ static int resolve(rep_t *r, const char *path)
 
 /* A run whose results went to a pipe or FIFO (memvisor.Pool reads them as they come) left
  * nothing to re-read there (and opening a FIFO would wait for a writer): its reader may keep
- * a copy as results.jsonl in the run directory, read instead. A regular file is read as is. */
+ * a copy as results.jsonl in the run directory, read instead. A regular file is read as is;
+ * one that is gone is reported as gone, with what the events say. */
 static int stream_results(rep_t *r)
 {
     char copy[PATH_MAX + 16];
     struct stat st;
     bool exists = stat(r->results, &st) == 0;
+    int why = exists ? 0 : errno;
 
     if (exists && S_ISREG(st.st_mode))
         return 0;
@@ -690,8 +692,13 @@ static int stream_results(rep_t *r)
     if (exists) { /* a pipe, FIFO, device or socket, with no copy */
         r->stream = r->results;
         r->results = NULL;
+    } else if (why == ENOENT) {
+        /* Moved or removed since: the run's events still say the rest (suspects, recycles,
+         * counts). Any other error (a permission) stays one, said when it is read. */
+        r->missing = r->results;
+        r->results = NULL;
     }
-    return 0; /* a missing file stays an error, said when it is read */
+    return 0;
 }
 
 /* Reads everything the report needs: run.json, events.jsonl, the results. */
@@ -776,7 +783,7 @@ void mv__report_free(rep_t *r)
         json_decref(k->workers);
     }
     free(r->kinds), free(r->after.v), free(r->fresh.v), free(r->startup_mem.v),
-        free(r->startup_us.v), free(r->dir), free(r->results), free(r->stream);
+        free(r->startup_us.v), free(r->dir), free(r->results), free(r->stream), free(r->missing);
     json_decref(r->recycles), json_decref(r->would), json_decref(r->exits), json_decref(r->left);
     json_decref(r->kind_index), json_decref(r->fresh_seen), json_decref(r->run);
 }

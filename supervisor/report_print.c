@@ -151,6 +151,11 @@ static void print_header(const rep_t *r, FILE *out)
     } else if (r->stream) {
         fprintf(out, "  results    %s (a pipe or FIFO, read as the run went; no copy kept)\n",
                 tx(r->stream, e1));
+    } else if (r->missing) {
+        fprintf(out,
+                "  results    %s (not found: moved or removed since the run; what follows is "
+                "from its events)\n",
+                tx(r->missing, e1));
     } else {
         fprintf(out, "  results    %s\n",
                 r->results_b64 ? "(a path that is not UTF-8: not read)" : "none");
@@ -343,7 +348,8 @@ static void print_kinds(const rep_t *r, FILE *out)
 
     fprintf(out, "\nPer kind (nearest-rank percentiles over the tasks with memory figures)\n");
     if (!r->results)
-        fprintf(out, "  no results file: no per-task figures\n");
+        fprintf(out, "  %s: no per-task figures\n",
+                r->missing ? "the results file is gone" : "no results file");
     for (size_t i = 0; r->results && i <= r->nkinds; i++) {
         const kind_t *k = i ? &r->kinds[i - 1] : &r->all;
 

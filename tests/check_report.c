@@ -697,8 +697,6 @@ START_TEST(bad_paths)
     report_fails("plain", -ENOENT, "not a run directory (no run.json) nor a state directory");
     put("run/run.json", run_json);
     report_fails("run", -ENOENT, "run/events.jsonl: No such file or directory");
-    put("run/events.jsonl", events);
-    report_fails("run", -ENOENT, "/results.jsonl: No such file or directory");
     put("empty.jsonl", "");
     report_fails("empty.jsonl", -ENODATA, "empty.jsonl: no result lines");
     put("blank.jsonl", "\n  \n");
@@ -821,6 +819,24 @@ START_TEST(results_through_a_fifo)
     ck_assert_int_eq(unlink(fifo), 0);
     s = report_ok("run");
     HAS(s, "/run/results.jsonl (10 lines)\n");
+    free(s);
+}
+END_TEST
+
+/* The run's results file moved or removed since: the report still says what the events say
+ * (counts, suspects) and names the file as gone, rather than failing whole. A results file
+ * named alone that is missing is still an error (bad_paths). */
+START_TEST(a_results_file_gone_since_the_run)
+{
+    char *s;
+
+    put("run/run.json", "{'run': 'r1', 'results': '@/gone.jsonl', 'ended': null}");
+    put("run/events.jsonl", events);
+    s = report_ok("run");
+    HAS(s, "/gone.jsonl (not found: moved or removed since the run; what follows is from its "
+           "events)\n");
+    HAS(s, "  the results file is gone: no per-task figures\n");
+    HAS(s, "parse");
     free(s);
 }
 END_TEST
@@ -1119,6 +1135,7 @@ Suite *report_suite(void)
     tcase_add_test(tc, a_result_with_a_nul_byte_reads);
     tcase_add_test(tc, no_leak_and_no_results);
     tcase_add_test(tc, results_through_a_fifo);
+    tcase_add_test(tc, a_results_file_gone_since_the_run);
     tcase_add_test(tc, partial_figures);
     tcase_add_test(tc, snapshot_problems_cost_only_evidence);
     tcase_add_test(tc, c_worker_heap_and_many_kinds);

@@ -107,6 +107,8 @@
     if (D.results) rows.push(["results", D.results + " (" + D.result_lines + " lines" +
       (D.later_results ? "; " + D.later_results + " of them ended after this run did: a later " +
         "run's (--resume), not counted here" : "") + ")"]);
+    else if (D.results_missing) rows.push(["results", D.results_missing +
+      " (not found: moved or removed since the run; what follows is from its events)"]);
     rows.push(["generated", D.generated]);
     var t = add(h, "table", "mv-facts");
     rows.forEach(function (r) {

@@ -175,6 +175,22 @@ def main():
               row is not None and "0 B" not in row.group(1) and row.group(1).count("?") == 6,
               row.group(0) if row else "no row for the kind")
 
+        # the run's results file removed since: the page still renders, from the events,
+        # and says the file is gone
+        gone = os.path.join(work, "gone-run")
+        shutil.copytree(run, gone)
+        rj = json.load(open(os.path.join(gone, "run.json")))
+        rj["results"] = os.path.join(gone, "removed.jsonl")
+        json.dump(rj, open(os.path.join(gone, "run.json"), "w"))
+        page5 = os.path.join(OUT, "results-gone.html")
+        p = report(gone, page5)
+        check("results file gone: report --html exits 0", p.returncode == 0, p.stderr)
+        st, errs, dom = status(page5)
+        check("results file gone: no script error", st.get("errors") == "0" and not errs.strip(),
+              errs + json.dumps(st))
+        check("results file gone: said so", "removed.jsonl (not found: moved or removed since "
+              "the run" in dom, "")
+
         # the checker itself: a page that throws must be caught
         broken = os.path.join(OUT, "throws.html")
         text = open(page).read().replace("</body>", "<script>null.boom();</script></body>")
