@@ -249,6 +249,56 @@ static int cmp_leak(const void *a, const void *b)
     return (x->fds_per_task < y->fds_per_task) - (x->fds_per_task > y->fds_per_task);
 }
 
+/* The summary's peaks: each slot's, up to MV_SUMMARY_SLOTS slots; past that the highest,
+ * the median and the lowest (status and /metrics list every slot). A slot no worker was
+ * measured in (none started before the end) has no peak: "-", never "0 B". */
+#define MV_SUMMARY_SLOTS 8
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+
+    return (a > b) - (a < b);
+}
+
+static void summary_peaks(const mv_pool_view_t *v)
+{
+    char hi[24], mid[24], lo[24];
+    int64_t *sorted;
+    int n = 0, top = 0, low = 0;
+
+    if (v->nslots <= MV_SUMMARY_SLOTS) {
+        for (int i = 0; i < v->nslots; i++) {
+            mv_fmt_bytes(v->slot_peak[i], hi);
+            printf("%s #%d %s", i ? "," : "", i + 1, v->slot_peak[i] > 0 ? hi : "-");
+        }
+        return;
+    }
+    if (!(sorted = malloc((size_t)v->nslots * sizeof *sorted))) {
+        printf(" (out of memory)");
+        return;
+    }
+    for (int i = 0; i < v->nslots; i++)
+        if (v->slot_peak[i] > 0) {
+            sorted[n++] = v->slot_peak[i];
+            top = v->slot_peak[i] > v->slot_peak[top] ? i : top;
+            low = v->slot_peak[low] <= 0 || v->slot_peak[i] < v->slot_peak[low] ? i : low;
+        }
+    if (n == 0) {
+        printf(" none measured");
+    } else {
+        qsort(sorted, (size_t)n, sizeof *sorted, cmp_i64);
+        mv_fmt_bytes(v->slot_peak[top], hi);
+        mv_fmt_bytes(sorted[(n - 1) / 2], mid);
+        mv_fmt_bytes(v->slot_peak[low], lo);
+        printf(" highest %s (#%d), median %s, lowest %s (#%d) of %d slots", hi, top + 1, mid, lo,
+               low + 1, n);
+    }
+    if (n < v->nslots)
+        printf(", %d never measured (no worker started there before the end)", v->nslots - n);
+    free(sorted);
+}
+
 /* The summary's leaks line: the confirmed suspects, the three biggest named with what they
  * keep a task and their evidence, and where the rest is (with leak detection off: none). */
 static void summary_leaks(const mv_t *mv, const mv_pool_view_t *v)
@@ -330,11 +380,7 @@ static void summary(mv_t *mv, int code)
     printf("  memory    peak per worker (%s):", mv->cg.version == MV_CG_V1   ? "cgroup v1"
                                                 : mv->cg.version == MV_CG_V2 ? "cgroup v2"
                                                                              : "sampled");
-    for (int i = 0; i < v.nslots; i++) {
-        char pk[24];
-        mv_fmt_bytes(v.slot_peak[i], pk);
-        printf("%s #%d %s", i ? "," : "", i + 1, pk);
-    }
+    summary_peaks(&v);
     printf("; limits soft %s, hard %s\n", mv->cfg->limits.memory_soft ? a : "off",
            mv->cfg->limits.memory_hard ? b : "off");
     summary_leaks(mv, &v);

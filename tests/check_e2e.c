@@ -555,6 +555,44 @@ START_TEST(config_mistakes_exit_2_naming_file_and_line)
 }
 END_TEST
 
+/* The summary's peak per worker: each slot's up to 8 slots, "-" for one no worker was
+ * measured in (never "0 B"); past 8, the highest, median and lowest, and how many slots
+ * were never measured. Workers that take 300 ms to start, one or two at a time
+ * (max_starting), and a batch that ends before the later ones start. */
+START_TEST(the_summary_peaks_say_what_was_measured)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *s, *line;
+
+    run_init(&r, "sleep 50\n");
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=3", "supervisor.max_starting=1"),
+                       RUN_CMD(MVTEST, "--start-ms", "300")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    s = run_summary(&r);
+    ck_assert_msg((line = strstr(s, "peak per worker")) && strstr(line, ", #3 -;") &&
+                      !strstr(line, " 0 B"),
+                  "%s", s);
+    run_free(&r);
+
+    run_init(&r, "sleep 50\nsleep 50\n");
+    run_start(&r,
+              run_argv(&av, RUN_OPTS("supervisor.workers=10", "supervisor.max_starting=2"),
+                       RUN_CMD(MVTEST, "--start-ms", "300")),
+              NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    s = run_summary(&r);
+    line = strstr(s, "peak per worker");
+    ck_assert_msg(line && strstr(line, ": highest ") && strstr(line, ", median ") &&
+                      strstr(line, ", lowest ") && strstr(line, " never measured (no worker") &&
+                      !strstr(line, " 0 B") && !strstr(line, "#10 "),
+                  "%s", s);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(check_prints_the_effective_settings)
 {
     mvrun_t r;
@@ -784,6 +822,7 @@ Suite *e2e_suite(void)
     tcase_add_test(sig, protocol_none_recycles_by_age);
     tcase_add_test(cfg, config_mistakes_exit_2_naming_file_and_line);
     tcase_add_test(cfg, check_prints_the_effective_settings);
+    tcase_add_test(batch, the_summary_peaks_say_what_was_measured);
     tcase_add_test(cfg, usage_errors_exit_2);
     suite_add_tcase(s, batch);
     suite_add_tcase(s, sig);
