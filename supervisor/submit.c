@@ -135,8 +135,8 @@ static int feed(sub_t *s, FILE *in, int64_t max_size)
 
     while (code < 0 && (len = getline(&line, &cap, in)) >= 0) {
         lineno++;
-        if (len > 0 && line[len - 1] == '\n')
-            len--;
+        if (len > 0 && line[len - 1] == '\n' && --len > 0 && line[len - 1] == '\r')
+            len--; /* CR LF: the CR goes too, as in a task file (tasks.c) */
         if (len == 0)
             continue; /* an empty line is no task, as in a task file */
         if (len > max_size) {

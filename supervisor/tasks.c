@@ -218,14 +218,22 @@ static void emit(mv_tasks_t *t, const char *p, size_t n, const char *bad)
     mv_tasks_add(t, task);
 }
 
-/* The line in `t->line` (or the one being skipped) is complete: it becomes a task. */
-static void end_line(mv_tasks_t *t, const char *too_long)
+/* The line in `t->line` (or the one being skipped) is complete: it becomes a task. A line
+ * that ends in CR LF (a file written on Windows) loses its CR, as Python's universal newlines
+ * and Go's and Rust's line readers drop it: a CR inside a line, or before the end of input
+ * with no LF, is kept. */
+static void end_line(mv_tasks_t *t, const char *too_long, bool lf)
 {
+    size_t n = mv_buf_unread(&t->line);
+    const char *p = (const char *)mv_buf_head(&t->line);
+
     t->lineno++;
+    if (lf && n > 0 && p[n - 1] == '\r')
+        n--;
     if (t->skipping)
         emit(t, NULL, 0, too_long);
     else
-        emit(t, (const char *)mv_buf_head(&t->line), mv_buf_unread(&t->line), NULL);
+        emit(t, p, n, NULL);
     mv_buf_reset(&t->line);
     t->skipping = false;
 }
@@ -250,11 +258,11 @@ void mv_tasks_feed(mv_tasks_t *t, const char *p, size_t n, bool eof)
         }
         if (!nl)
             break;
-        end_line(t, too_long);
+        end_line(t, too_long, true);
         p = nl + 1;
     }
     if (eof && (t->skipping || mv_buf_unread(&t->line) > 0))
-        end_line(t, too_long);
+        end_line(t, too_long, false);
 }
 
 /* The source ended: its total is what was read. */
@@ -590,8 +598,8 @@ uint64_t mv_tasks_count_lines(const char *p, size_t n, bool *in_line)
             *in_line = true;
             break;
         }
-        if (nl > p || *in_line)
-            k++;
+        if ((nl > p && !(nl == p + 1 && *p == '\r')) || *in_line)
+            k++; /* a blank line, CR LF ones too, is no task */
         *in_line = false;
         p = nl + 1;
     }

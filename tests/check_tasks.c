@@ -68,6 +68,36 @@ START_TEST(lines_become_tasks_with_line_numbers)
 }
 END_TEST
 
+/* CR LF line ends (a file written on Windows) lose their CR; a CR elsewhere stays; a line of
+ * CR LF alone is blank (no task) and counted as none. */
+START_TEST(crlf_line_ends_lose_their_cr)
+{
+    mv_tasks_t *t = fresh(100);
+    static const char in[] = "parse id=1\r\n\r\nrender\r\r\nmid\rdle\n\r\r\nlast\r";
+    static const char *const want[] = {"parse id=1", "render\r", "mid\rdle", "\r", "last\r"};
+    static const uint64_t ids[] = {1, 3, 4, 5, 6};
+    bool in_line = false;
+    mv_task_t *x;
+
+    /* Split between a CR and its LF, too. */
+    mv_tasks_feed(t, in, 11, false);
+    mv_tasks_feed(t, in + 11, sizeof in - 1 - 11, true);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        x = mv_tasks_pop(t);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_uint_eq(x->id, ids[i]);
+        ck_assert_uint_eq(x->len, strlen(want[i]));
+        ck_assert_mem_eq(x->data, want[i], x->len);
+        mv_task_free(x);
+    }
+    ck_assert_ptr_null(mv_tasks_pop(t));
+    mv_tasks_free(t);
+    /* The unterminated last line is the caller's to count (in_line). */
+    ck_assert_uint_eq(mv_tasks_count_lines(in, sizeof in - 1, &in_line), 4);
+    ck_assert(in_line);
+}
+END_TEST
+
 START_TEST(any_bytes_survive)
 {
     mv_tasks_t *t = fresh(100);
@@ -1061,6 +1091,7 @@ Suite *tasks_suite(void)
     tcase_add_test(tc, lines_become_tasks_with_line_numbers);
     tcase_add_test(tc, take_the_first_task_a_filter_accepts);
     tcase_add_test(tc, any_bytes_survive);
+    tcase_add_test(tc, crlf_line_ends_lose_their_cr);
     tcase_add_test(tc, too_long_lines_become_failed_tasks);
     tcase_add_test(tc, requeue_goes_first_and_attempts_are_recorded);
     tcase_set_timeout(src, 20);
