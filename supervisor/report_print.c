@@ -240,8 +240,8 @@ static void print_suspects(const rep_t *r, FILE *out)
             fprintf(out, "\n    confirmed  by %s", tx(k->evidence, e));
         mv_fmt_bytes(mv_percentile(k->retained.v, k->retained.n, 50), sz);
         if (k->retained.n)
-            fprintf(out, "\n    evidence   retained p50 %s over %zu tasks of this kind", sz,
-                    k->retained.n);
+            fprintf(out, "\n    evidence   retained p50 %s over %zu task%s of this kind", sz,
+                    k->retained.n, k->retained.n == 1 ? "" : "s");
         else
             fprintf(out, "\n    evidence   no measured task of this kind in the results");
         mv_fmt_bytes(mv_percentile(k->heap.v, k->heap.n, 50), sz);

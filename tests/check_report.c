@@ -912,7 +912,7 @@ START_TEST(c_worker_heap_and_many_kinds)
     fclose(f);
     s = report_ok("run");
     HAS(s, "  k7             64.0 KiB/task  confidence 0.00  rule ?  1 event\n"
-           "    evidence   retained p50 64.0 KiB over 1 tasks of this kind; seen on 0 workers\n");
+           "    evidence   retained p50 64.0 KiB over 1 task of this kind; seen on 0 workers\n");
     HAS(s, "run/snapshots/s.json\n               mapping      [heap] grew 2.2 MiB\n"
            "               heap         glibc allocator: 2.4 MiB in use, 67.1 KiB free\n");
     /* The suspect kind first, then 19 more; the other 5 are counted, not listed. */
