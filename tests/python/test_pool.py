@@ -663,6 +663,62 @@ class Settings(PoolTest):
         pool.close()
         pool.join()
 
+    def test_a_pool_of_its_own_keywords_runs_memvisor_check_once(self):
+        # Pool() ran `memvisor check` twice: for every key's section (key_sections), then on
+        # its settings. The Pool's own keywords carry their sections (_run.POOL_SECTIONS);
+        # other names, and errors, still ask memvisor for its keys.
+        from memvisor import _run
+        real, calls = _run._check, []
+
+        def counting(binary, args):
+            calls.append(list(args))
+            return real(binary, args)
+
+        state = {"supervisor.state_dir": os.path.join(self.tmp, "state")}
+
+        def fresh():
+            calls.clear()
+            return mock.patch.dict(_run._sections_cache, clear=True), \
+                mock.patch.dict(_run._checked_cache, clear=True)
+
+        with mock.patch.object(_run, "_check", counting):
+            a, b = fresh()
+            with a, b:
+                pool = memvisor.Pool(2, memory_soft="100M", maxtasksperchild=3, template=True,
+                                     options=state)
+                self.assertEqual(len(calls), 1, calls)
+                self.assertIn("limits.memory_soft=100M", pool._args)
+                self.assertIn("limits.max_tasks=3", pool._args)
+                self.assertEqual(pool.map(pf.sq, range(4)), [0, 1, 4, 9])
+                pool.close()
+                pool.join()
+                # memvisor's keys are known from that check: no second one for them.
+                pool = memvisor.Pool(1, task_timeout="30s", options=state)
+                self.assertEqual(len(calls), 2, calls)
+                pool.close()
+            a, b = fresh()
+            with a, b:  # a dotted key memvisor does not know: still the TypeError
+                with self.assertRaisesRegex(TypeError, "no setting 'limits.nope'"):
+                    memvisor.Pool(1, options={"limits.nope": 1})
+                self.assertEqual(len(calls), 2, calls)
+                with self.assertRaisesRegex(ValueError, r"Pool\(memory_soft=...\): \[limits\] "
+                                                        r"memory_soft: 600M is above"):
+                    memvisor.Pool(1, memory_soft="600M", memory_hard="512M")
+                self.assertEqual(len(calls), 3, calls)
+            a, b = fresh()
+            moved = dict(_run.POOL_SECTIONS, workers="limits")  # as if memvisor moved it
+            with a, b, mock.patch.object(_run, "POOL_SECTIONS", moved):
+                pool = memvisor.Pool(2, options=state)
+                self.assertIn("supervisor.workers=2", pool._args)
+                self.assertEqual(pool.workers, 2)
+                self.assertEqual(len(calls), 3, calls)
+                pool.close()
+            a, b = fresh()
+            with a, b:  # a keyword of its own that memvisor refuses: memvisor's message
+                with self.assertRaisesRegex(ValueError, r"Pool\(memory_hard=...\)"):
+                    memvisor.Pool(1, memory_hard="lots")
+                self.assertEqual(len(calls), 2, calls)
+
     def test_a_key_in_two_sections_is_named_with_its_section(self):
         # No memvisor key is in two sections today: a `memvisor check` that says otherwise.
         from memvisor import _run
