@@ -1359,6 +1359,23 @@ INSTALLED_SCRIPT = textwrap.dedent('''
 class Packaging(PoolTest):
     """The modules as installed, used from outside the source tree."""
 
+    def test_neither_the_pool_nor_its_workers_import_typing(self):
+        # typing took ~25 ms of CPU to import here (`python -c "import typing"` against
+        # `pass`, medians, a loaded 2-core machine): part of `import memvisor`, of Pool(), and
+        # of each exec'd worker's start-up (memvisor._worker). Annotations are strings
+        # (`from __future__ import annotations`): only type checkers need it. -S: no site
+        # (.pth files) importing it on its own.
+        code = ("import sys, memvisor\n"
+                "memvisor.Pool\n"
+                "from memvisor import _worker\n"
+                "s = memvisor.TaskStats(*range(12))\n"
+                "print('typing' in sys.modules, s.kind, s._fields[0], len(s))\n")
+        out = subprocess.run([sys.executable, "-S", "-c", code],
+                             env=dict(os.environ, PYTHONPATH=MODULE_DIR), capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.split(), ["False", "11", "task", "12"])
+
     def run_installed(self, libdir, binary):
         script = os.path.join(self.tmp, "installed.py")
         with open(script, "w") as f:
