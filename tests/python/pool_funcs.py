@@ -72,6 +72,15 @@ def leak_64k(x):
     return x
 
 
+class Kept:
+    """What leak_kept keeps, one a call: a type a snapshot's census can name."""
+
+
+def leak_kept(x):
+    KEPT.append((Kept(), bytearray(b"k" * (64 << 10))))
+    return x
+
+
 def keep_mib(n):
     KEPT.append(bytearray(b"z" * (n << 20)))
     return n

@@ -663,6 +663,62 @@ class Settings(PoolTest):
         pool.close()
         pool.join()
 
+    def test_a_pool_of_its_own_keywords_runs_memvisor_check_once(self):
+        # Pool() ran `memvisor check` twice: for every key's section (key_sections), then on
+        # its settings. The Pool's own keywords carry their sections (_run.POOL_SECTIONS);
+        # other names, and errors, still ask memvisor for its keys.
+        from memvisor import _run
+        real, calls = _run._check, []
+
+        def counting(binary, args):
+            calls.append(list(args))
+            return real(binary, args)
+
+        state = {"supervisor.state_dir": os.path.join(self.tmp, "state")}
+
+        def fresh():
+            calls.clear()
+            return mock.patch.dict(_run._sections_cache, clear=True), \
+                mock.patch.dict(_run._checked_cache, clear=True)
+
+        with mock.patch.object(_run, "_check", counting):
+            a, b = fresh()
+            with a, b:
+                pool = memvisor.Pool(2, memory_soft="100M", maxtasksperchild=3, template=True,
+                                     options=state)
+                self.assertEqual(len(calls), 1, calls)
+                self.assertIn("limits.memory_soft=100M", pool._args)
+                self.assertIn("limits.max_tasks=3", pool._args)
+                self.assertEqual(pool.map(pf.sq, range(4)), [0, 1, 4, 9])
+                pool.close()
+                pool.join()
+                # memvisor's keys are known from that check: no second one for them.
+                pool = memvisor.Pool(1, task_timeout="30s", options=state)
+                self.assertEqual(len(calls), 2, calls)
+                pool.close()
+            a, b = fresh()
+            with a, b:  # a dotted key memvisor does not know: still the TypeError
+                with self.assertRaisesRegex(TypeError, "no setting 'limits.nope'"):
+                    memvisor.Pool(1, options={"limits.nope": 1})
+                self.assertEqual(len(calls), 2, calls)
+                with self.assertRaisesRegex(ValueError, r"Pool\(memory_soft=...\): \[limits\] "
+                                                        r"memory_soft: 600M is above"):
+                    memvisor.Pool(1, memory_soft="600M", memory_hard="512M")
+                self.assertEqual(len(calls), 3, calls)
+            a, b = fresh()
+            moved = dict(_run.POOL_SECTIONS, workers="limits")  # as if memvisor moved it
+            with a, b, mock.patch.object(_run, "POOL_SECTIONS", moved):
+                pool = memvisor.Pool(2, options=state)
+                self.assertIn("supervisor.workers=2", pool._args)
+                self.assertEqual(pool.workers, 2)
+                self.assertEqual(len(calls), 3, calls)
+                pool.close()
+            a, b = fresh()
+            with a, b:  # a keyword of its own that memvisor refuses: memvisor's message
+                with self.assertRaisesRegex(ValueError, r"Pool\(memory_hard=...\)"):
+                    memvisor.Pool(1, memory_hard="lots")
+                self.assertEqual(len(calls), 2, calls)
+
     def test_a_key_in_two_sections_is_named_with_its_section(self):
         # No memvisor key is in two sections today: a `memvisor check` that says otherwise.
         from memvisor import _run
@@ -910,6 +966,47 @@ class HandedOverTemplate(PoolTest):
             os.write(fd, b"go")
             os.close(fd)
             self.assertEqual(r.get(TIMEOUT), 49)
+
+    def test_the_template_leaves_the_callers_heap_shared(self):
+        # The template wrote to every object the caller had: a census of them before its
+        # HELLO and again after its warm-up (gc.get_objects() takes a reference to each) and
+        # any full collection there; each page of the caller's heap holding one was copied
+        # into the template, charged to its cgroup (a caller holding 2M lists: 165 MB, and
+        # 2.6-4.2 s before its first fork). They are frozen in it now.
+        held = [[i] for i in range(400_000)]  # ~45 MiB of small objects, the caller's
+        with self.assertLogs("memvisor", logging.DEBUG) as logs:
+            pool = self.pool(workers=1)
+            self.assertEqual(pool.map(pf.sq, range(3)), [0, 1, 4])
+            self.assertEqual(pool.template_start, "fork")
+            pool.close()
+            pool.join()
+        del held
+        ready = _events(logs, "template_ready")
+        gone = _events(logs, "template_exit")
+        if not ready or "usage" not in ready[0]:
+            self.skipTest("no memory cgroups: the template's own memory is not measured")
+        self.assertLess(ready[0]["usage"], 16 * MiB, ready[0])
+        self.assertLess(gone[0]["peak"], 16 * MiB, gone[0])
+
+    def test_a_forked_workers_snapshot_counts_the_types_it_grew(self):
+        # A forked worker's census sees only objects made since its fork (the template
+        # freezes its own before each): the baseline its snapshots compare with was the
+        # template's census of everything it held, so a type the caller also held (here
+        # 5,000 Kept) never showed as grown in the worker that kept more of them.
+        held = [pf.Kept() for _ in range(5000)]
+        with self.pool(workers=1, window=20, warmup=2) as pool:
+            with self.assertLogs("memvisor", logging.WARNING) as logs:
+                list(pool.imap_unordered(pf.leak_kept, range(120)))
+            self.assertEqual(pool.template_start, "fork")
+        del held
+        said = [r.memvisor for r in logs.records
+                if r.getMessage().startswith("leak suspect")]
+        self.assertTrue(said, [r.getMessage() for r in logs.records])
+        with open(said[0]["snapshot"], encoding="utf-8") as f:
+            snap = json.load(f)
+        types = {t["type"]: t for t in snap["heap"]["types"]}
+        self.assertIn("Kept", types, snap)
+        self.assertGreater(types["Kept"]["diff"], 0)
 
     def test_a_thread_leaving_the_kernel_is_waited_for_a_moment(self):
         # A joined thread outlives join() in the kernel for a moment (a Pool closed just
@@ -1261,6 +1358,23 @@ INSTALLED_SCRIPT = textwrap.dedent('''
 
 class Packaging(PoolTest):
     """The modules as installed, used from outside the source tree."""
+
+    def test_neither_the_pool_nor_its_workers_import_typing(self):
+        # typing took ~25 ms of CPU to import here (`python -c "import typing"` against
+        # `pass`, medians, a loaded 2-core machine): part of `import memvisor`, of Pool(), and
+        # of each exec'd worker's start-up (memvisor._worker). Annotations are strings
+        # (`from __future__ import annotations`): only type checkers need it. -S: no site
+        # (.pth files) importing it on its own.
+        code = ("import sys, memvisor\n"
+                "memvisor.Pool\n"
+                "from memvisor import _worker\n"
+                "s = memvisor.TaskStats(*range(12))\n"
+                "print('typing' in sys.modules, s.kind, s._fields[0], len(s))\n")
+        out = subprocess.run([sys.executable, "-S", "-c", code],
+                             env=dict(os.environ, PYTHONPATH=MODULE_DIR), capture_output=True,
+                             text=True, timeout=TIMEOUT)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(out.stdout.split(), ["False", "11", "task", "12"])
 
     def run_installed(self, libdir, binary):
         script = os.path.join(self.tmp, "installed.py")

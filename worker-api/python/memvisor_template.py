@@ -332,9 +332,13 @@ def serve(worker: "_mw.Worker") -> bool:
         # figures (50-70 us of each fork's first answer, and the pages a ctypes class dirties).
         _mw._heap_source()
         _warm(worker)
-        # What loading ctypes and the warm-up made is no worker's growth: the census the
-        # workers' first snapshots compare with is taken again.
-        worker._type_growth()
+    # What the start-up, ctypes and the warm-up made is no worker's growth: it is frozen here
+    # (as before every fork), and a census (gc.get_objects()) sees only what is not frozen,
+    # so the workers' first snapshots and this template's count from nothing. No census of
+    # the start-up's objects: it would take a reference to each one, writing (in a template
+    # forked from memvisor.Pool's caller: copying) every page that holds one.
+    gc.freeze()
+    worker._prev_types = {}
     features = _mw.TEMPLATE_TID if _clone.sets_tid else 0
     worker._queue(_mw.MSG_TEMPLATE, 0, None, _mw._TEMPLATE.pack(os.getpid(), features))
     worker._flush()

@@ -334,11 +334,16 @@ class Worker:
         self._init_channel_state()
         self._sock = _open_channel(fd)
         _start_tracemalloc()
-        # The census the first snapshot's type growth is measured against: what this
-        # process holds once started, so that a snapshot shows what grew since.
-        self._type_growth()
         try:
             self._connect()
+            if self.mode != MODE_TEMPLATE:
+                # The census the first snapshot's type growth is measured against: what this
+                # process holds once started, so that a snapshot shows what grew since. Not
+                # in a template (memvisor_template.serve: its start-up's objects are frozen,
+                # which a census does not see): gc.get_objects() takes a reference to every
+                # object, and a template forked from memvisor.Pool's caller then wrote (and
+                # copied) every page of the caller's heap that holds one.
+                self._type_growth()
             # Asked to be the warm template: everything before Worker() was the workers'
             # start-up; each child comes back here as a new worker (memvisor_template).
             # Its channel lands on the fd $MEMVISOR_FD names: when that is this socket's, the

@@ -66,12 +66,14 @@ What differs from multiprocessing.Pool:
 """
 
 import sys as _sys
-from typing import TYPE_CHECKING, Any
 
 from ._errors import (Attempt, MemvisorNotFound, NotImportable, PoolBroken, PoolError,
                       PoolTerminated, RemoteError, RemoteTraceback, TaskQuarantined, TaskStats)
 
+TYPE_CHECKING = False  # typing is for type checkers: importing it costs ~25 ms of CPU
 if TYPE_CHECKING:
+    from typing import Any
+
     from multiprocessing import TimeoutError
 
     from ._pool import Pool
@@ -98,7 +100,7 @@ _LAZY = {"Pool": "._pool", "AsyncResult": "._results", "IMapIterator": "._result
          "TimeoutError": "multiprocessing"}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     """The pool's machinery (threads, subprocess, logging, multiprocessing) is imported when
     first used: a worker imports this package too, and its start-up time is every recycle's."""
     where = _LAZY.get(name)

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional
+import collections
+
+TYPE_CHECKING = False  # typing is for type checkers: importing it costs ~25 ms of CPU
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
-class TaskStats(NamedTuple):
+# Fields: (task: int, status: str, worker, pid: Optional[int], attempts: int, mem_before,
+# mem_after, mem_peak, retained: Optional[int], duration: float, items: int, kind:
+# Optional[str]). collections.namedtuple, not typing.NamedTuple (TYPE_CHECKING above).
+class TaskStats(collections.namedtuple(
+        "TaskStats", "task status worker pid attempts mem_before mem_after mem_peak retained "
+        "duration items kind")):
     """What memvisor measured of one task (one chunk of items, with chunksize > 1).
 
     Memory figures are bytes, read by memvisor from the kernel (never by the worker):
@@ -19,31 +28,16 @@ class TaskStats(NamedTuple):
     detector judged it under (the function's name), ``status`` ok, failed or quarantined.
     """
 
-    task: int
-    status: str
-    worker: Optional[int]
-    pid: Optional[int]
-    attempts: int
-    mem_before: Optional[int]
-    mem_after: Optional[int]
-    mem_peak: Optional[int]
-    retained: Optional[int]
-    duration: float
-    items: int
-    kind: Optional[str]
+    __slots__ = ()
 
 
-class Attempt(NamedTuple):
+# Fields: (reason: str, worker, pid, signal, exit, mem_peak: Optional[int]).
+class Attempt(collections.namedtuple("Attempt", "reason worker pid signal exit mem_peak")):
     """One attempt at a task that ended with its worker's death: why (memvisor's reason:
     ``kernel_oom``, ``hard_limit``, ``crash``, ``task_timeout``, ...), the worker slot and pid,
     the signal or exit status, and the peak memory the worker reached (bytes, or None)."""
 
-    reason: str
-    worker: Optional[int]
-    pid: Optional[int]
-    signal: Optional[int]
-    exit: Optional[int]
-    mem_peak: Optional[int]
+    __slots__ = ()
 
 
 class PoolError(Exception):

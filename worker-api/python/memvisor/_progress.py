@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Optional, TextIO
+# typing only for type checkers: importing it costs a Pool ~25 ms of CPU on a
+# loaded 2-core machine (annotations are strings here: `from __future__ import
+# annotations`), as memvisor_worker does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
 
 _PERIOD = 0.25  # seconds between redraws
 

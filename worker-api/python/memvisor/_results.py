@@ -10,14 +10,20 @@ import logging
 import threading
 import time
 from multiprocessing import TimeoutError
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+# typing only for type checkers: importing it costs a Pool ~25 ms of CPU on a
+# loaded 2-core machine (annotations are strings here: `from __future__ import
+# annotations`), as memvisor_worker does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from ._errors import TaskStats
 
 log = logging.getLogger("memvisor")
 
 # One item as it is handed out: (raise it?, value or exception, stats).
-_Entry = Tuple[bool, Any, Optional[TaskStats]]
+if TYPE_CHECKING:
+    _Entry = Tuple[bool, Any, Optional[TaskStats]]
 
 
 class _Job:

@@ -17,7 +17,12 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+# typing only for type checkers: importing it costs a Pool ~25 ms of CPU on a
+# loaded 2-core machine (annotations are strings here: `from __future__ import
+# annotations`), as memvisor_worker does.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._errors import MemvisorNotFound, PoolError
 
@@ -102,11 +107,7 @@ def key_sections(binary: str) -> Dict[str, str]:
         cp = _check(binary, [])
         if cp.returncode != 0:
             raise PoolError(f"{binary} check failed ({cp.returncode}): {cp.stderr.strip()}")
-        cached = {}
-        for section, keys in parse_ini(cp.stdout).items():
-            for key in keys:
-                # A key in two sections names neither: "" asks for options={"s.key": v}.
-                cached[key] = "" if key in cached else section
+        cached = _sections_of(parse_ini(cp.stdout))
         _sections_cache[binary] = cached
     return cached
 
@@ -127,19 +128,34 @@ def render(name: str, value: Any) -> str:
                     "(use str, int, float, bool or datetime.timedelta)")
 
 
-def build_options(binary: str, config: Optional[str],
-                  given: Dict[str, Any]) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
-    """The ``-o`` arguments for `given` ({keyword or "section.key": value}; None = unset),
-    checked by `memvisor check`, and the effective settings. A keyword memvisor does not
-    know, or one a Pool sets itself, is a TypeError; a bad value a ValueError with
-    memvisor's message."""
-    sections = key_sections(binary)
+# The sections of the Pool's own keywords (its signature names them), so that a Pool made
+# with them alone runs `memvisor check` once, on its settings, and not once more before that
+# to learn every key's section (key_sections: 5-12 ms on a loaded 2-core machine). Any other
+# keyword asks memvisor, as does a name here that memvisor refuses (its error is then the one
+# key_sections gives).
+POOL_SECTIONS = {"workers": "supervisor", "memory_soft": "limits", "memory_hard": "limits",
+                 "max_tasks": "limits", "template": "worker"}
+
+
+class _Unresolved(Exception):
+    """A keyword whose section only memvisor knows (key_sections)."""
+
+
+def _overrides(given: Dict[str, Any],
+               sections: Optional[Dict[str, str]]) -> Tuple[List[str], List[str]]:
+    """(the keywords, the ``-o`` arguments) for `given`. sections None: not known yet, only
+    dotted names and POOL_SECTIONS are resolved (unchecked: memvisor checks them), any other
+    name raises _Unresolved."""
     names: List[str] = []
     args: List[str] = []
     for name, value in given.items():
         if value is None:
             continue
-        if "." in name:
+        if sections is None:
+            if "." not in name and name not in POOL_SECTIONS:
+                raise _Unresolved(name)
+            full = name if "." in name else f"{POOL_SECTIONS[name]}.{name}"
+        elif "." in name:
             full = name
             if name.split(".", 1)[1] not in sections:
                 raise TypeError(f"memvisor has no setting {name!r}")
@@ -159,11 +175,46 @@ def build_options(binary: str, config: Optional[str],
                             f"({RESERVED[full]})")
         names.append(name)
         args += ["-o", f"{full}={render(name, value)}"]
+    return names, args
+
+
+def _sections_of(effective: Dict[str, Dict[str, str]]) -> Dict[str, str]:
+    """{key: section} from settings `memvisor check` printed (every key it knows); "" for a
+    key of more than one section."""
+    out: Dict[str, str] = {}
+    for section, keys in effective.items():
+        for key in keys:
+            # A key in two sections names neither: "" asks for options={"s.key": v}.
+            out[key] = "" if key in out else section
+    return out
+
+
+def build_options(binary: str, config: Optional[str],
+                  given: Dict[str, Any]) -> Tuple[List[str], Dict[str, Dict[str, str]]]:
+    """The ``-o`` arguments for `given` ({keyword or "section.key": value}; None = unset),
+    checked by `memvisor check`, and the effective settings. A keyword memvisor does not
+    know, or one a Pool sets itself, is a TypeError; a bad value a ValueError with
+    memvisor's message."""
+    sections = _sections_cache.get(binary)
+    try:
+        names, args = _overrides(given, sections)
+    except _Unresolved:
+        sections = key_sections(binary)
+        names, args = _overrides(given, sections)
     head = ["-c", config] if config else []
     key = (binary, _mtime(binary), config, _mtime(config) if config else None, tuple(args))
     if key in _checked_cache:
         return args, {k: dict(v) for k, v in _checked_cache[key].items()}
     cp = _check(binary, head + args)
+    if cp.returncode == 2 and sections is None:
+        # Names resolved without memvisor's list of keys: one it does not know is the
+        # TypeError key_sections gives (raised here); one of POOL_SECTIONS that memvisor
+        # moved is checked again where it is now.
+        names, resolved = _overrides(given, key_sections(binary))
+        if resolved != args:
+            args = resolved
+            key = key[:-1] + (tuple(args),)
+            cp = _check(binary, head + args)
     if cp.returncode == 2:
         # "-o:N" names the Nth override: say the keyword the caller wrote.
         text = re.sub(r"-o:(\d+)",
@@ -173,6 +224,7 @@ def build_options(binary: str, config: Optional[str],
     if cp.returncode != 0:
         raise PoolError(f"{binary} check failed ({cp.returncode}): {cp.stderr.strip()}")
     effective = parse_ini(cp.stdout)
+    _sections_cache.setdefault(binary, _sections_of(effective))
     if key[1] is not None and (not config or key[3] is not None):
         _checked_cache[key] = {k: dict(v) for k, v in effective.items()}
     return args, effective
