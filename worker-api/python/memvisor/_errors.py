@@ -6,15 +6,37 @@ import collections
 
 TYPE_CHECKING = False  # typing is for type checkers: importing it costs ~25 ms of CPU
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import List, NamedTuple, Optional
 
+    class _TaskStats(NamedTuple):
+        task: int
+        status: str
+        worker: Optional[int]
+        pid: Optional[int]
+        attempts: int
+        mem_before: Optional[int]
+        mem_after: Optional[int]
+        mem_peak: Optional[int]
+        retained: Optional[int]
+        duration: float
+        items: int
+        kind: Optional[str]
 
-# Fields: (task: int, status: str, worker, pid: Optional[int], attempts: int, mem_before,
-# mem_after, mem_peak, retained: Optional[int], duration: float, items: int, kind:
-# Optional[str]). collections.namedtuple, not typing.NamedTuple (TYPE_CHECKING above).
-class TaskStats(collections.namedtuple(
+    class _Attempt(NamedTuple):
+        reason: str
+        worker: Optional[int]
+        pid: Optional[int]
+        signal: Optional[int]
+        exit: Optional[int]
+        mem_peak: Optional[int]
+else:  # the same fields, without typing at run time
+    _TaskStats = collections.namedtuple(
         "TaskStats", "task status worker pid attempts mem_before mem_after mem_peak retained "
-        "duration items kind")):
+        "duration items kind")
+    _Attempt = collections.namedtuple("Attempt", "reason worker pid signal exit mem_peak")
+
+
+class TaskStats(_TaskStats):
     """What memvisor measured of one task (one chunk of items, with chunksize > 1).
 
     Memory figures are bytes, read by memvisor from the kernel (never by the worker):
@@ -31,8 +53,7 @@ class TaskStats(collections.namedtuple(
     __slots__ = ()
 
 
-# Fields: (reason: str, worker, pid, signal, exit, mem_peak: Optional[int]).
-class Attempt(collections.namedtuple("Attempt", "reason worker pid signal exit mem_peak")):
+class Attempt(_Attempt):
     """One attempt at a task that ended with its worker's death: why (memvisor's reason:
     ``kernel_oom``, ``hard_limit``, ``crash``, ``task_timeout``, ...), the worker slot and pid,
     the signal or exit status, and the peak memory the worker reached (bytes, or None)."""
