@@ -572,9 +572,15 @@ START_TEST(the_summary_peaks_say_what_was_measured)
               NULL);
     ck_assert_int_eq(run_finish(&r), 0);
     s = run_summary(&r);
-    ck_assert_msg((line = strstr(s, "peak per worker")) && strstr(line, ", #3 -;") &&
-                      !strstr(line, " 0 B"),
-                  "%s", s);
+    /* A slot never started: which depends on whose cgroup was made last. */
+    line = strstr(s, "peak per worker");
+    ck_assert_msg(line && !strstr(line, " 0 B"), "%s", s);
+    {
+        int dashes = 0;
+        for (const char *q = line; *q && *q != '\n'; q++)
+            dashes += q[0] == ' ' && q[1] == '-' && (q[2] == ',' || q[2] == ';');
+        ck_assert_msg(dashes >= 1, "%s", s);
+    }
     run_free(&r);
 
     run_init(&r, "sleep 50\nsleep 50\n");
