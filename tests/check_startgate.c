@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -239,6 +240,80 @@ START_TEST(a_reload_raises_max_starting)
 }
 END_TEST
 
+/* Whether process pid's command line has the argument `arg`. */
+static bool cmdline_has(pid_t pid, const char *arg)
+{
+    char path[64], buf[4096];
+    size_t n = 0, len = strlen(arg);
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return false;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+        if (strlen(buf + i) == len && memcmp(buf + i, arg, len) == 0)
+            return true;
+    return false;
+}
+
+/* A reload that changes the command while workers wait their turn: those start with the new
+ * command, not the one they were made with (they would keep it: a worker not started yet
+ * is not recycled). Waits until each of the 4 slots has a ready (or busy: one takes the task)
+ * worker, then reads their command lines. */
+START_TEST(a_reload_gives_the_waiting_the_new_command)
+{
+    mvrun_t r;
+    char conf[256], text[PATH_MAX + 256];
+    const char *args[] = {"run", "-c", conf, NULL};
+    int ready = 0, old = 0;
+
+    run_init(&r, "hang\n");
+    snprintf(text, sizeof text,
+             "[supervisor]\nworkers = 4\nmax_starting = 1\ngrace_period = 0\n"
+             "[worker]\nkill_timeout = 100ms\ncommand = %s --start-ms 300\n",
+             MVTEST);
+    snprintf(conf, sizeof conf, "%s", run_file(&r, "memvisor.ini", text));
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=spawn "));
+    snprintf(text, sizeof text,
+             "[supervisor]\nworkers = 4\nmax_starting = 1\ngrace_period = 0\n"
+             "[worker]\nkill_timeout = 100ms\ncommand = %s --start-ms 301\n",
+             MVTEST);
+    run_file(&r, "memvisor.ini", text);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    free(run_wait_for(&r, "event=reload "));
+    for (int tries = 0; tries < 300 && ready < 4; tries++) {
+        json_t *st = run_status(&r), *w;
+        bool seen[5] = {false};
+        size_t i;
+
+        ready = old = 0;
+        json_array_foreach(json_object_get(st, "workers"), i, w)
+        {
+            long long slot = jint(w, "slot");
+            const char *state = jstr(w, "state");
+            if ((strcmp(state, "ready") != 0 && strcmp(state, "busy") != 0) || slot < 1 ||
+                slot > 4 || seen[slot])
+                continue;
+            seen[slot] = true;
+            ready++;
+            old += !cmdline_has((pid_t)jint(w, "pid"), "301");
+        }
+        json_decref(st);
+        if (ready < 4)
+            usleep(100 * 1000);
+    }
+    kill(r.pid, SIGTERM);
+    run_finish(&r);
+    ck_assert_int_eq(ready, 4);
+    ck_assert_msg(old == 0, "%d of 4 ready workers run the command before the reload", old);
+    run_free(&r);
+}
+END_TEST
+
 /* Scaling 1 -> 8 goes through the same gate. */
 START_TEST(a_scale_up_starts_max_starting_at_once)
 {
@@ -307,6 +382,7 @@ Suite *startgate_suite(void)
     tcase_add_test(e2e, a_reload_raises_max_starting);
     tcase_add_test(e2e, a_scale_up_starts_max_starting_at_once);
     tcase_add_test(e2e, successors_waiting_their_turn_keep_their_cgroups);
+    tcase_add_test(e2e, a_reload_gives_the_waiting_the_new_command);
     suite_add_tcase(s, gate);
     suite_add_tcase(s, e2e);
     return s;
