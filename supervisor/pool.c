@@ -157,7 +157,7 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         /* Brand new: nothing to recycle. Only a shutdown drops it. */
         if (reason == MV_R_SHUTDOWN) {
             mv_worker_drain(w, reason);
-        } else if (w->gate.state == MV_GATE_WAITING &&
+        } else if (w->gate.state == MV_GATE_WAITING && !p->slots.stopping && !p->slots.fatal &&
                    (w->o.cfg != p->o.cfg || w->o.argv != p->o.argv)) {
             /* Still waiting its turn to start (startgate.h), with the command and settings a
              * reload replaced: it would start with them and stay. A new one, with what is
