@@ -157,11 +157,12 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         /* Brand new: nothing to recycle. Only a shutdown drops it. */
         if (reason == MV_R_SHUTDOWN) {
             mv_worker_drain(w, reason);
-        } else if (w->gate.state == MV_GATE_WAITING && !p->slots.stopping && !p->slots.fatal &&
+        } else if (w->gate.state != MV_GATE_IN && !p->slots.stopping && !p->slots.fatal &&
                    (w->o.cfg != p->o.cfg || w->o.argv != p->o.argv)) {
-            /* Still waiting its turn to start (startgate.h), with the command and settings a
-             * reload replaced: it would start with them and stay. A new one, with what is
-             * current, takes its slot (and waits its turn); it has nothing to lose. */
+            /* Not started yet (its cgroup being made, or waiting its turn: startgate.h), with
+             * the command and settings a reload replaced: it would start with them and stay.
+             * A new one, with what is current, takes its slot (and waits its turn); it has
+             * nothing to lose. */
             int slot = w->slot;
 
             mv_worker_kill(w, reason);
