@@ -64,7 +64,6 @@ bool mv_startgate_enter(mv_startgate_t *g, mv_gate_entry_t *e)
         g->head = e;
     g->tail = e;
     g->waiting++;
-    g->waited++;
     kick_later(g);
     return false;
 }

@@ -42,7 +42,6 @@ typedef struct mv_startgate {
     int in;          /* workers starting */
     int waiting;
     mv_gate_entry_t *head, *tail; /* waiting, first come first */
-    uint64_t waited;              /* workers that have waited their turn since the start */
     bool closed;
     void (*on_closed)(void *arg);
     void *arg;

@@ -63,7 +63,6 @@ START_TEST(places_turns_and_order)
     ck_assert(!mv_startgate_enter(&g, &f[4].e));
     ck_assert_int_eq(g.in, 2);
     ck_assert_int_eq(g.waiting, 3);
-    ck_assert_int_eq((int)g.waited, 3);
 
     /* A place given back: the next turn comes from the loop, not from within leave. */
     mv_startgate_leave(&g, &f[0].e);
@@ -172,7 +171,7 @@ START_TEST(at_most_max_starting_workers_start_at_once)
                           "worker.ready_timeout=1s", "supervisor.grace_period=0"),
                  RUN_CMD(MVTEST, "--start-ms", "300"));
     char *tasks = repeat_line("sleep 300", 30);
-    json_t *st, *w;
+    json_t *st = NULL, *w;
     size_t i;
     int waiting = 0;
     char *metrics;
@@ -181,12 +180,22 @@ START_TEST(at_most_max_starting_workers_start_at_once)
     free(tasks);
     run_start(&r, args, NULL);
     free(run_wait_for(&r, "event=spawn "));
-    st = run_status(&r);
-    json_array_foreach(json_object_get(st, "workers"), i, w) waiting +=
-        strcmp(jstr(w, "state"), "waiting_to_start") == 0 && jint(w, "pid") == 0;
-    ck_assert_msg(waiting >= 4, "%d of 10 shown waiting_to_start", waiting);
+    /* Workers reach the gate as their cgroups are made (in the thread pool): look until most
+     * of the 8 not started are waiting there (they wait >= 300 ms a turn; no time assert). */
+    for (int look = 0; look < 200; look++) {
+        st = run_status(&r);
+        waiting = 0;
+        json_array_foreach(json_object_get(st, "workers"), i, w) waiting +=
+            strcmp(jstr(w, "state"), "waiting_to_start") == 0 && jint(w, "pid") == 0;
+        if (waiting >= 4)
+            break;
+        json_decref(st);
+        st = NULL;
+        usleep(10 * 1000);
+    }
+    ck_assert_msg(st, "never 4 of 10 shown waiting_to_start (last: %d)", waiting);
     ck_assert_int_eq(jint(json_object_get(st, "totals"), "waiting_to_start"), waiting);
-    ck_assert_int_le(jint(json_object_get(st, "totals"), "starting"), 3);
+    ck_assert_int_le(jint(json_object_get(st, "totals"), "starting"), 2);
     ck_assert_int_ge(jint(json_object_get(st, "totals"), "starting"), 1);
     json_decref(st);
     metrics = run_ask(&r, "metrics", false);
