@@ -293,7 +293,8 @@ void mv_spares_init(mv_spares_t *s, const mv_worker_opts_t *wo, int want,
 {
     memset(s, 0, sizeof *s);
     s->wo = *wo;
-    s->wo.timeline = NULL; /* a spare has no slot to plot yet */
+    s->wo.timeline = NULL;   /* a spare has no slot to plot yet */
+    s->wo.start_last = true; /* nobody needs it before a recycle (startgate.h) */
     s->want = want;
     s->ev = ev;
     s->arg = arg;
@@ -309,6 +310,7 @@ void mv_spares_reconfigure(mv_spares_t *s, const mv_worker_opts_t *wo, int want)
 {
     s->wo = *wo;
     s->wo.timeline = NULL;
+    s->wo.start_last = true;
     s->want = want;
     s->streak = 0;
     uv_timer_stop(&s->backoff);

@@ -7,25 +7,39 @@
 
 static void kick_cb(uv_timer_t *t);
 
+static bool anyone_waits(const mv_startgate_t *g)
+{
+    return g->line[0].head || g->line[1].head;
+}
+
 static void kick_later(mv_startgate_t *g)
 {
-    if (!g->closed && g->head && g->in < g->cap && !uv_is_active((uv_handle_t *)&g->kick))
+    if (!g->closed && anyone_waits(g) && g->in < g->cap && !uv_is_active((uv_handle_t *)&g->kick))
         uv_timer_start(&g->kick, kick_cb, 0, 0);
 }
 
-/* The waiting ones whose turn it is, first come first. A start that fails at once gives its
- * place back before go returns, and the next one goes in the same pass. */
+/* The first of the line, taken out of it. */
+static mv_gate_entry_t *pop(mv_gate_line_t *l)
+{
+    mv_gate_entry_t *e = l->head;
+
+    l->head = e->next;
+    if (!l->head)
+        l->tail = NULL;
+    e->next = NULL;
+    return e;
+}
+
+/* The waiting ones whose turn it is: the workers to serve first, then the spares, each first
+ * come first. A start that fails at once gives its place back before go returns, and the next
+ * one goes in the same pass. */
 static void kick_cb(uv_timer_t *t)
 {
     mv_startgate_t *g = t->data;
     mv_gate_entry_t *e;
 
-    while (!g->closed && g->head && g->in < g->cap) {
-        e = g->head;
-        g->head = e->next;
-        if (!g->head)
-            g->tail = NULL;
-        e->next = NULL;
+    while (!g->closed && anyone_waits(g) && g->in < g->cap) {
+        e = pop(&g->line[g->line[0].head ? 0 : 1]);
         g->waiting--;
         e->state = MV_GATE_IN;
         g->in++;
@@ -48,21 +62,24 @@ void mv_startgate_set_cap(mv_startgate_t *g, int cap)
 
 bool mv_startgate_enter(mv_startgate_t *g, mv_gate_entry_t *e)
 {
+    mv_gate_line_t *l = &g->line[e->last];
+
     if (e->state != MV_GATE_OUT)
         return e->state == MV_GATE_IN;
-    /* Behind the ones already waiting, even with a place free: their kick is on its way. */
-    if (!g->head && g->in < g->cap) {
+    /* Behind the ones already waiting ahead of it, even with a place free: their kick is on
+     * its way. A worker to serve passes waiting spares. */
+    if (!g->line[0].head && (!e->last || !g->line[1].head) && g->in < g->cap) {
         e->state = MV_GATE_IN;
         g->in++;
         return true;
     }
     e->state = MV_GATE_WAITING;
     e->next = NULL;
-    if (g->tail)
-        g->tail->next = e;
+    if (l->tail)
+        l->tail->next = e;
     else
-        g->head = e;
-    g->tail = e;
+        l->head = e;
+    l->tail = e;
     g->waiting++;
     kick_later(g);
     return false;
@@ -70,25 +87,25 @@ bool mv_startgate_enter(mv_startgate_t *g, mv_gate_entry_t *e)
 
 void mv_startgate_leave(mv_startgate_t *g, mv_gate_entry_t *e)
 {
+    mv_gate_line_t *l = &g->line[e->last];
     mv_gate_entry_t **pp, *prev = NULL;
 
     if (e->state == MV_GATE_IN) {
         g->in--;
         kick_later(g);
     } else if (e->state == MV_GATE_WAITING) {
-        for (pp = &g->head; *pp && *pp != e; pp = &(*pp)->next)
+        for (pp = &l->head; *pp && *pp != e; pp = &(*pp)->next)
             prev = *pp;
         if (*pp) {
             *pp = e->next;
-            if (g->tail == e)
-                g->tail = prev;
+            if (l->tail == e)
+                l->tail = prev;
             g->waiting--;
         }
     }
     e->state = MV_GATE_OUT;
     e->next = NULL;
 }
-
 static void closed_cb(uv_handle_t *h)
 {
     mv_startgate_t *g = h->data;

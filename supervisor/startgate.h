@@ -13,11 +13,12 @@
  * start-ups that wait on something else.
  *
  * Every worker of a pool goes through the gate: a slot's, a successor, a spare, an
- * escalation worker. A place is given back when the worker leaves its starting state
- * (SPAWNING; PREPARING while a template's fork is pending) for any other, or is dropped while
- * it waits. The next
- * waiting worker is started from the loop (a zero timer), never from inside another worker's
- * state change.
+ * escalation worker. Turns are first come, first served, except that a spare (`last`) waits
+ * behind every worker that is to serve: a slot whose worker crashed, a successor or an
+ * escalation never waits for spares, which nobody needs until a recycle. A place is given back when
+ * the worker leaves its starting state (SPAWNING; PREPARING while a template's fork is pending) for
+ * any other, or is dropped while it waits. The next waiting worker is started from the loop (a zero
+ * timer), never from inside another worker's state change.
  */
 #ifndef MV_STARTGATE_H
 #define MV_STARTGATE_H
@@ -34,14 +35,20 @@ typedef struct mv_gate_entry {
     struct mv_gate_entry *next;
     void (*go)(struct mv_gate_entry *e); /* its turn: start now */
     mv_gate_state_t state;
+    bool last; /* a spare: its turn comes when no other worker waits */
 } mv_gate_entry_t;
+
+/* The waiting of one rank, first come first. */
+typedef struct mv_gate_line {
+    mv_gate_entry_t *head, *tail;
+} mv_gate_line_t;
 
 typedef struct mv_startgate {
     uv_timer_t kick; /* starts the next waiting ones, from the loop */
     int cap;         /* places; >= 1 */
     int in;          /* workers starting */
     int waiting;
-    mv_gate_entry_t *head, *tail; /* waiting, first come first */
+    mv_gate_line_t line[2]; /* waiting: [0] workers to serve, [1] spares (entry.last) */
     bool closed;
     void (*on_closed)(void *arg);
     void *arg;

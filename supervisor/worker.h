@@ -80,6 +80,7 @@ typedef struct mv_worker_opts {
     const mv_forker_t *forker; /* the warm template to fork it from; NULL: exec'd */
     const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
     mv_startgate_t *gate;      /* [supervisor] max_starting (startgate.h); NULL: no cap */
+    bool start_last;           /* a spare: its turn at the gate comes after every other's */
 } mv_worker_opts_t;
 
 /* A task's answer, with what the worker measured around it. */

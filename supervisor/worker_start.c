@@ -235,6 +235,7 @@ static void start_process(mv_worker_t *w)
 {
     if (w->o.gate) {
         w->gate.go = gate_go;
+        w->gate.last = w->o.start_last;
         if (!mv_startgate_enter(w->o.gate, &w->gate)) {
             mv_debug(w->o.log, "start_waits", MV_I("worker", w->slot), MV_I("gen", w->gen),
                      MV_I("starting", w->o.gate->in), MV_I("waiting", w->o.gate->waiting));

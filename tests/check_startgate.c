@@ -134,6 +134,54 @@ START_TEST(a_raised_cap_lets_the_waiting_start)
 }
 END_TEST
 
+/* A spare (entry.last) waits behind every worker to serve, whenever either came. */
+START_TEST(spares_wait_behind_workers_to_serve)
+{
+    uv_loop_t loop;
+    mv_startgate_t g;
+    fake_t f[5];
+    bool done = false;
+
+    uv_loop_init(&loop);
+    mv_startgate_init(&g, &loop, 1);
+    norder = 0;
+    for (int i = 0; i < 5; i++)
+        f[i] = (fake_t){.e = {.go = fake_go, .last = i == 1 || i == 2}, .g = &g, .id = i};
+    ck_assert(mv_startgate_enter(&g, &f[0].e));
+    ck_assert(!mv_startgate_enter(&g, &f[1].e)); /* spares, first */
+    ck_assert(!mv_startgate_enter(&g, &f[2].e));
+    ck_assert(!mv_startgate_enter(&g, &f[3].e)); /* then workers to serve */
+    ck_assert(!mv_startgate_enter(&g, &f[4].e));
+    ck_assert_int_eq(g.waiting, 4);
+    mv_startgate_leave(&g, &f[2].e); /* a spare dropped while it waits */
+    ck_assert_int_eq(g.waiting, 3);
+    for (int i = 0, next[] = {0, 3, 4, 1}; i < 4; i++) {
+        mv_startgate_leave(&g, &f[next[i]].e);
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    ck_assert_int_eq(norder, 3);
+    ck_assert_int_eq(order[0], 3);
+    ck_assert_int_eq(order[1], 4);
+    ck_assert_int_eq(order[2], 1);
+    /* A place free (its kick not run yet) with a spare waiting: a worker to serve goes in at
+     * once, before the spare. */
+    ck_assert(mv_startgate_enter(&g, &f[0].e));
+    ck_assert(!mv_startgate_enter(&g, &f[2].e));
+    mv_startgate_set_cap(&g, 2);
+    ck_assert(mv_startgate_enter(&g, &f[3].e));
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 3);
+    mv_startgate_leave(&g, &f[0].e);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 4);
+    ck_assert_int_eq(order[3], 2);
+    mv_startgate_close(&g, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(done);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 /* ---- the real binary ---- */
 
 /* The most workers between their spawn and their ready line at once, by the log's order
@@ -381,6 +429,41 @@ START_TEST(successors_waiting_their_turn_keep_their_cgroups)
 }
 END_TEST
 
+/* Slots scaled up while spares wait their turn start first: 1 worker, 2 spares, one start at
+ * a time, each taking 1 s; `workers 3` comes while the slot's first worker starts and the
+ * spares wait. First come, first served started both spares before the new slots. */
+START_TEST(new_slots_start_before_waiting_spares)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "recycle.spares=2", "supervisor.max_starting=1",
+                          "worker.ready_timeout=20s", "supervisor.grace_period=0",
+                          "worker.kill_timeout=100ms", "log.level=debug"),
+                 RUN_CMD(MVTEST, "--start-ms", "1000"));
+    char sock[PATH_MAX + 32], *out = NULL;
+    const char *w0, *w3;
+
+    run_init(&r, "hang\n");
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=start_waits worker=0 gen=2 "));
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "3", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    free(run_wait_for(&r, "event=spawn worker=0 "));
+    kill(r.pid, SIGTERM);
+    run_finish(&r);
+    w3 = strstr(r.log, "event=spawn worker=3 ");
+    w0 = strstr(r.log, "event=spawn worker=0 ");
+    ck_assert_msg(w3 && w0 && w3 < w0, "a spare started before slot 3:\n%s", r.log);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=spawn worker=2 "));
+    ck_assert_int_eq(most_starting(r.log), 1);
+    run_free(&r);
+}
+END_TEST
+
 Suite *startgate_suite(void)
 {
     Suite *s = suite_create("startgate");
@@ -388,12 +471,14 @@ Suite *startgate_suite(void)
 
     tcase_add_test(gate, places_turns_and_order);
     tcase_add_test(gate, a_raised_cap_lets_the_waiting_start);
+    tcase_add_test(gate, spares_wait_behind_workers_to_serve);
     tcase_set_timeout(e2e, 60);
     tcase_add_test(e2e, at_most_max_starting_workers_start_at_once);
     tcase_add_test(e2e, a_reload_raises_max_starting);
     tcase_add_test(e2e, a_scale_up_starts_max_starting_at_once);
     tcase_add_test(e2e, successors_waiting_their_turn_keep_their_cgroups);
     tcase_add_test(e2e, a_reload_gives_the_waiting_the_new_command);
+    tcase_add_test(e2e, new_slots_start_before_waiting_spares);
     suite_add_tcase(s, gate);
     suite_add_tcase(s, e2e);
     return s;
