@@ -141,6 +141,12 @@ static void spacer_cb(uv_timer_t *t)
     start_queued(t->data);
 }
 
+bool mv__pool_unstarted_stale(const mv_pool_t *p, const mv_worker_t *w)
+{
+    return w->state == MV_W_PREPARING && w->gate.state != MV_GATE_IN &&
+           (w->o.cfg != p->o.cfg || w->o.argv != p->o.argv);
+}
+
 /* A planned recycle (or a shutdown): with surge and handover, or queued for its turn.
  * Returns whether a decision is taken (it recycles, or waits its turn). */
 static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
@@ -157,12 +163,9 @@ static bool recycle(mv_pool_t *p, mv_member_t *m, mv_reason_t reason)
         /* Brand new: nothing to recycle. Only a shutdown drops it. */
         if (reason == MV_R_SHUTDOWN) {
             mv_worker_drain(w, reason);
-        } else if (w->gate.state != MV_GATE_IN && !p->slots.stopping && !p->slots.fatal &&
-                   (w->o.cfg != p->o.cfg || w->o.argv != p->o.argv)) {
-            /* Not started yet (its cgroup being made, or waiting its turn: startgate.h), with
-             * the command and settings a reload replaced: it would start with them and stay.
-             * A new one, with what is current, takes its slot (and waits its turn); it has
-             * nothing to lose. */
+        } else if (!p->slots.stopping && !p->slots.fatal && mv__pool_unstarted_stale(p, w)) {
+            /* It would start with what a reload replaced, and stay. A new one, with what is
+             * current, takes its slot (and waits its turn); it has nothing to lose. */
             int slot = w->slot;
 
             mv_worker_kill(w, reason);
@@ -1243,6 +1246,7 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     p->slots.cfg.backoff_max = cfg->worker.backoff_max;
     p->slots.cfg.crash_limit = cfg->worker.crash_limit;
     mv_startgate_set_cap(&p->gate, cfg->supervisor.max_starting);
+    mv__pool_esc_reconfigure(p);
     /* The template first: spares started from here on fork from the new one. Spares and
      * cgroups made ahead carry the old command and limits. */
     if (p->tmpl.started)

@@ -179,6 +179,22 @@ void mv__pool_esc_stop(mv_pool_t *p)
     p->esc.hold = false;
 }
 
+/* A reload: an escalation worker not started yet would start with the command and settings
+ * it replaced. It goes; its task, first in line again, gets a worker with what is current (it
+ * had nothing to lose). One that has started keeps its task, as a slot's worker would. */
+void mv__pool_esc_reconfigure(mv_pool_t *p)
+{
+    mv_member_t *m, *next;
+
+    if (p->stopping || p->fatal)
+        return;
+    for (m = p->members; m; m = next) {
+        next = m->next;
+        if (m->esc && mv__pool_unstarted_stale(p, m->w))
+            mv_worker_kill(m->w, MV_R_REQUESTED);
+    }
+}
+
 void mv__pool_esc_close(mv_pool_t *p)
 {
     if (!p->esc.timer_open)

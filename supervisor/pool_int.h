@@ -13,6 +13,10 @@
  * when out of memory (logged; the slot's own worker is respawned later). */
 mv_member_t *mv__pool_spawn(mv_pool_t *p, int slot, const mv_wlimits_t *lim, mv_task_t *esc);
 
+/* pool.c: w has not started (its cgroup being made, or waiting its turn at the start gate)
+ * and was made with the command or settings a reload replaced: it would start with them. */
+bool mv__pool_unstarted_stale(const mv_pool_t *p, const mv_worker_t *w);
+
 /* pool_esc.c, the hooks. */
 void mv__pool_esc_init(mv_pool_t *p);                  /* mv_pool_start */
 void mv__pool_esc_task(void *arg, mv_task_t *t);       /* dispatch's on_escalate */
@@ -20,6 +24,7 @@ void mv__pool_esc_ready(mv_pool_t *p, mv_member_t *m); /* an escalation worker i
 void mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g); /* ...is gone */
 void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m);                   /* ...is closed */
 void mv__pool_esc_stop(mv_pool_t *p);                                     /* mv_pool_stop */
+void mv__pool_esc_reconfigure(mv_pool_t *p);                              /* mv_pool_reconfigure */
 void mv__pool_esc_close(mv_pool_t *p); /* the pool's handles close */
 
 /* pool_kids.c: [recycle] target = child. A look at m with reading r and verdict v: whether

@@ -373,6 +373,49 @@ START_TEST(a_reload_gives_the_waiting_the_new_command)
 }
 END_TEST
 
+/* The same for an escalation worker (a task killed at its hard limit runs again on a worker
+ * of its own with a raised one): one waiting its turn at a reload that changes the command
+ * starts with the new command (it kept the old one). Two slots, one start at a time, 1 s
+ * each: the first slot's worker takes `hold 100`, is killed at 64 MiB while the second slot's
+ * worker starts, so the escalation worker waits; the reload comes then. */
+#define ESC_INI                                                                         \
+    "[supervisor]\nworkers = 2\nmax_starting = 1\ngrace_period = 0\n"                   \
+    "[worker]\nkill_timeout = 100ms\nready_timeout = 20s\ncommand = %s --start-ms %d\n" \
+    "[limits]\nmemory_hard = 64M\nescalate = 2x\nescalate_max = 256M\n"                 \
+    "[log]\nlevel = debug\n"
+
+START_TEST(a_reload_gives_a_waiting_escalation_worker_the_new_command)
+{
+    mvrun_t r;
+    char conf[256], text[PATH_MAX + 256], *line;
+    const char *args[] = {"run", "-c", conf, NULL};
+    pid_t held;
+    json_t *t1;
+
+    run_init(&r, "hold 100\n");
+    snprintf(text, sizeof text, ESC_INI, MVTEST, 1000);
+    snprintf(conf, sizeof conf, "%s", run_file(&r, "memvisor.ini", text));
+    run_start(&r, args, NULL);
+    free(run_wait_for(&r, "event=escalate task=1 "));
+    free(run_wait_for(&r, "event=start_waits worker=1 "));
+    snprintf(text, sizeof text, ESC_INI, MVTEST, 1001);
+    run_file(&r, "memvisor.ini", text);
+    ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
+    line = run_wait_for(&r, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    ck_assert_msg(cmdline_has(held, "1001"), "the escalated task runs on the old command");
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 1, NULL);
+    t1 = run_result(&r, 1);
+    ck_assert_str_eq(jstr(t1, "status"), "ok");
+    ck_assert_int_eq(jint(t1, "escalations"), 1);
+    ck_assert_int_eq(jint(t1, "mem_limit"), 128 * 1024 * 1024);
+    run_free(&r);
+}
+END_TEST
+
 /* Scaling 1 -> 8 goes through the same gate. */
 START_TEST(a_scale_up_starts_max_starting_at_once)
 {
@@ -479,6 +522,7 @@ Suite *startgate_suite(void)
     tcase_add_test(e2e, successors_waiting_their_turn_keep_their_cgroups);
     tcase_add_test(e2e, a_reload_gives_the_waiting_the_new_command);
     tcase_add_test(e2e, new_slots_start_before_waiting_spares);
+    tcase_add_test(e2e, a_reload_gives_a_waiting_escalation_worker_the_new_command);
     suite_add_tcase(s, gate);
     suite_add_tcase(s, e2e);
     return s;
