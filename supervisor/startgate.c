@@ -12,6 +12,12 @@ static bool anyone_waits(const mv_startgate_t *g)
     return g->line[0].head || g->line[1].head;
 }
 
+/* A spare may take a place: none kept for the workers to serve on their way. */
+static bool room_for_spare(const mv_startgate_t *g)
+{
+    return g->in + g->coming < g->cap;
+}
+
 static void kick_later(mv_startgate_t *g)
 {
     if (!g->closed && anyone_waits(g) && g->in < g->cap && !uv_is_active((uv_handle_t *)&g->kick))
@@ -39,6 +45,8 @@ static void kick_cb(uv_timer_t *t)
     mv_gate_entry_t *e;
 
     while (!g->closed && anyone_waits(g) && g->in < g->cap) {
+        if (!g->line[0].head && !room_for_spare(g))
+            break;
         e = pop(&g->line[g->line[0].head ? 0 : 1]);
         g->waiting--;
         e->state = MV_GATE_IN;
@@ -60,15 +68,28 @@ void mv_startgate_set_cap(mv_startgate_t *g, int cap)
     kick_later(g);
 }
 
+void mv_startgate_expect(mv_startgate_t *g, mv_gate_entry_t *e)
+{
+    if (e->state != MV_GATE_OUT || e->last)
+        return;
+    e->state = MV_GATE_COMING;
+    g->coming++;
+}
+
 bool mv_startgate_enter(mv_startgate_t *g, mv_gate_entry_t *e)
 {
     mv_gate_line_t *l = &g->line[e->last];
 
+    if (e->state == MV_GATE_COMING) {
+        e->state = MV_GATE_OUT;
+        g->coming--;
+    }
     if (e->state != MV_GATE_OUT)
         return e->state == MV_GATE_IN;
     /* Behind the ones already waiting ahead of it, even with a place free: their kick is on
      * its way. A worker to serve passes waiting spares. */
-    if (!g->line[0].head && (!e->last || !g->line[1].head) && g->in < g->cap) {
+    if (!g->line[0].head && g->in < g->cap &&
+        (!e->last || (!g->line[1].head && room_for_spare(g)))) {
         e->state = MV_GATE_IN;
         g->in++;
         return true;
@@ -93,6 +114,9 @@ void mv_startgate_leave(mv_startgate_t *g, mv_gate_entry_t *e)
     if (e->state == MV_GATE_IN) {
         g->in--;
         kick_later(g);
+    } else if (e->state == MV_GATE_COMING) {
+        g->coming--;
+        kick_later(g); /* a spare may have the place kept for it */
     } else if (e->state == MV_GATE_WAITING) {
         for (pp = &l->head; *pp && *pp != e; pp = &(*pp)->next)
             prev = *pp;
@@ -106,6 +130,7 @@ void mv_startgate_leave(mv_startgate_t *g, mv_gate_entry_t *e)
     e->state = MV_GATE_OUT;
     e->next = NULL;
 }
+
 static void closed_cb(uv_handle_t *h)
 {
     mv_startgate_t *g = h->data;

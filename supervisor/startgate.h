@@ -13,12 +13,16 @@
  * start-ups that wait on something else.
  *
  * Every worker of a pool goes through the gate: a slot's, a successor, a spare, an
- * escalation worker. Turns are first come, first served, except that a spare (`last`) waits
- * behind every worker that is to serve: a slot whose worker crashed, a successor or an
- * escalation never waits for spares, which nobody needs until a recycle. A place is given back when
- * the worker leaves its starting state (SPAWNING; PREPARING while a template's fork is pending) for
- * any other, or is dropped while it waits. The next waiting worker is started from the loop (a zero
- * timer), never from inside another worker's state change.
+ * escalation worker. Turns are first come, first served, except for spares (`last`): nobody
+ * needs a spare until a recycle, while a slot without its worker runs nothing. A spare waits
+ * behind every worker to serve that waits, and leaves the places those on their way (their
+ * cgroups being made: mv_startgate_expect) will take: at a run's start, a spare whose cgroup
+ * was made first took the only place before the slots' workers got there.
+ *
+ * A place is given back when the worker leaves its starting state (SPAWNING; PREPARING while
+ * a template's fork is pending) for any other, or is dropped while it waits or is on its way.
+ * The next waiting worker is started from the loop (a zero timer), never from inside another
+ * worker's state change.
  */
 #ifndef MV_STARTGATE_H
 #define MV_STARTGATE_H
@@ -28,7 +32,7 @@
 
 #include <uv.h>
 
-typedef enum { MV_GATE_OUT, MV_GATE_WAITING, MV_GATE_IN } mv_gate_state_t;
+typedef enum { MV_GATE_OUT, MV_GATE_COMING, MV_GATE_WAITING, MV_GATE_IN } mv_gate_state_t;
 
 /* One worker's place at the gate (embedded in it). */
 typedef struct mv_gate_entry {
@@ -48,6 +52,7 @@ typedef struct mv_startgate {
     int cap;         /* places; >= 1 */
     int in;          /* workers starting */
     int waiting;
+    int coming;             /* workers to serve on their way (mv_startgate_expect) */
     mv_gate_line_t line[2]; /* waiting: [0] workers to serve, [1] spares (entry.last) */
     bool closed;
     void (*on_closed)(void *arg);
@@ -57,10 +62,14 @@ typedef struct mv_startgate {
 void mv_startgate_init(mv_startgate_t *g, uv_loop_t *loop, int cap);
 /* A new cap (a reload): a higher one lets more of the waiting start. */
 void mv_startgate_set_cap(mv_startgate_t *g, int cap);
+/* e, a worker to serve, will enter soon (its cgroup is being made): spares leave it a place.
+ * Nothing for a spare, or an entry not OUT. */
+void mv_startgate_expect(mv_startgate_t *g, mv_gate_entry_t *e);
 /* Whether e may start now (it holds a place); otherwise it waits, and e->go is called, from
  * the loop, when its turn comes. */
 bool mv_startgate_enter(mv_startgate_t *g, mv_gate_entry_t *e);
-/* e is ready or gone (or dropped while it waited): its place, or its turn, is given up. */
+/* e is ready or gone (or dropped while it waited or was on its way): its place, its turn or
+ * the place kept for it is given up. */
 void mv_startgate_leave(mv_startgate_t *g, mv_gate_entry_t *e);
 /* Closes the timer (on_closed(arg) when done); nothing waits then (the pool has stopped). */
 void mv_startgate_close(mv_startgate_t *g, void (*on_closed)(void *), void *arg);

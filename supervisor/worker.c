@@ -54,7 +54,7 @@ void mv_worker_close(mv_worker_t *w)
     if (w->closing)
         return;
     w->closing = true;
-    if (w->gate.state != MV_GATE_OUT) /* dropped while it waited its turn to start */
+    if (w->gate.state != MV_GATE_OUT) /* dropped on its way to the gate, or waiting there */
         mv_startgate_leave(w->o.gate, &w->gate);
     if (w->cg_job) { /* dropped while its cgroup was being made: the job removes it */
         mv_job_detach(w->cg_job);
@@ -381,7 +381,8 @@ void mv_worker_step(mv_worker_t *w, mv_wevent_t ev)
         w->state = t.next;
         arm_state(w);
         /* Started (ready, or gone or stopped on the way): its place at the gate is free. */
-        if (w->gate.state == MV_GATE_IN && w->state != MV_W_SPAWNING)
+        if ((w->gate.state == MV_GATE_IN && w->state != MV_W_SPAWNING) ||
+            (w->gate.state == MV_GATE_COMING && w->state != MV_W_PREPARING))
             mv_startgate_leave(w->o.gate, &w->gate);
     }
     act(w, t.action, ev);

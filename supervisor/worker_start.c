@@ -229,13 +229,22 @@ static void gate_go(mv_gate_entry_t *e)
     spawn_now((mv_worker_t *)(void *)((char *)e - offsetof(mv_worker_t, gate)));
 }
 
+/* On its way to the start gate (its cgroup to be made first): spares leave it a place. */
+static void expect_turn(mv_worker_t *w)
+{
+    if (!w->o.gate)
+        return;
+    w->gate.go = gate_go;
+    w->gate.last = w->o.start_last;
+    mv_startgate_expect(w->o.gate, &w->gate);
+}
+
 /* Its process starts now, or when its turn at the start gate comes (it waits PREPARING, its
  * cgroup made: a cgroup taken from the ones made ahead stays its own meanwhile). */
 static void start_process(mv_worker_t *w)
 {
     if (w->o.gate) {
-        w->gate.go = gate_go;
-        w->gate.last = w->o.start_last;
+        expect_turn(w); /* no cgroup: straight there */
         if (!mv_startgate_enter(w->o.gate, &w->gate)) {
             mv_debug(w->o.log, "start_waits", MV_I("worker", w->slot), MV_I("gen", w->gen),
                      MV_I("starting", w->o.gate->in), MV_I("waiting", w->o.gate->waiting));
@@ -330,6 +339,7 @@ void mv_worker_start(mv_worker_t *w)
         start_process(w);
         return;
     }
+    expect_turn(w);
     /* Its cgroup gets its own limits: the run's, or an escalated task's raised ones. */
     own = *cg;
     own.soft = w->lim.soft_bytes;
@@ -347,6 +357,7 @@ void mv_worker_start_ahead(mv_worker_t *w, mv_cgahead_t *ahead)
     mv_job_t *job = NULL;
 
     w->ahead = ahead;
+    expect_turn(w);
     switch (mv_cgahead_take(ahead, w->slot, w->gen, &cg, &job)) {
     case MV_AHEAD_READY: cg_created(w, 0, &cg, ""); break;
     case MV_AHEAD_MAKING: /* its job is ours now: closing the worker detaches it, as usual */

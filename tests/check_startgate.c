@@ -182,6 +182,52 @@ START_TEST(spares_wait_behind_workers_to_serve)
 }
 END_TEST
 
+/* A spare leaves the places that workers to serve on their way (their cgroups being made)
+ * will take: at a run's start a spare whose cgroup came first took the only place. */
+START_TEST(spares_leave_places_to_workers_on_their_way)
+{
+    uv_loop_t loop;
+    mv_startgate_t g;
+    fake_t f[4];
+    bool done = false;
+
+    uv_loop_init(&loop);
+    mv_startgate_init(&g, &loop, 2);
+    norder = 0;
+    for (int i = 0; i < 4; i++)
+        f[i] = (fake_t){.e = {.go = fake_go, .last = i >= 2}, .g = &g, .id = i};
+    mv_startgate_expect(&g, &f[0].e);
+    mv_startgate_expect(&g, &f[1].e);
+    mv_startgate_expect(&g, &f[2].e); /* nothing for a spare */
+    ck_assert_int_eq(g.coming, 2);
+    ck_assert_int_eq(f[2].e.state, MV_GATE_OUT);
+    ck_assert(!mv_startgate_enter(&g, &f[2].e)); /* both places kept */
+    ck_assert(mv_startgate_enter(&g, &f[0].e));
+    ck_assert_int_eq(g.coming, 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 0);
+    /* One on its way dropped (its worker stopped while its cgroup was made): the place it
+     * kept goes to the spare, from the loop. */
+    mv_startgate_leave(&g, &f[1].e);
+    ck_assert_int_eq(g.coming, 0);
+    ck_assert_int_eq(norder, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(norder, 1);
+    ck_assert_int_eq(order[0], 2);
+    /* With room left over, a spare goes in at once. */
+    mv_startgate_set_cap(&g, 4);
+    mv_startgate_expect(&g, &f[1].e);
+    ck_assert(mv_startgate_enter(&g, &f[3].e));
+    ck_assert(mv_startgate_enter(&g, &f[1].e));
+    ck_assert_int_eq(g.in, 4);
+    ck_assert_int_eq(g.coming, 0);
+    mv_startgate_close(&g, closed, &done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert(done);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
 /* ---- the real binary ---- */
 
 /* The most workers between their spawn and their ready line at once, by the log's order
@@ -375,13 +421,13 @@ END_TEST
 
 /* The same for an escalation worker (a task killed at its hard limit runs again on a worker
  * of its own with a raised one): one waiting its turn at a reload that changes the command
- * starts with the new command (it kept the old one). Two slots, one start at a time, 1 s
- * each: the first slot's worker takes `hold 100`, is killed at 64 MiB while the second slot's
+ * starts with the new command (it kept the old one). Two slots, one start at a time, 2 s
+ * each: the first slot's worker takes `hold 24`, is killed at 16 MiB while the second slot's
  * worker starts, so the escalation worker waits; the reload comes then. */
 #define ESC_INI                                                                         \
     "[supervisor]\nworkers = 2\nmax_starting = 1\ngrace_period = 0\n"                   \
     "[worker]\nkill_timeout = 100ms\nready_timeout = 20s\ncommand = %s --start-ms %d\n" \
-    "[limits]\nmemory_hard = 64M\nescalate = 2x\nescalate_max = 256M\n"                 \
+    "[limits]\nmemory_hard = 16M\nescalate = 4x\nescalate_max = 64M\n"                  \
     "[log]\nlevel = debug\n"
 
 START_TEST(a_reload_gives_a_waiting_escalation_worker_the_new_command)
@@ -392,26 +438,28 @@ START_TEST(a_reload_gives_a_waiting_escalation_worker_the_new_command)
     pid_t held;
     json_t *t1;
 
-    run_init(&r, "hold 100\n");
-    snprintf(text, sizeof text, ESC_INI, MVTEST, 1000);
+    run_init(&r, "hold 24\n");
+    snprintf(text, sizeof text, ESC_INI, MVTEST, 2000);
     snprintf(conf, sizeof conf, "%s", run_file(&r, "memvisor.ini", text));
     run_start(&r, args, NULL);
     free(run_wait_for(&r, "event=escalate task=1 "));
+    /* A worker for slot 1 behind the second slot's: the escalation worker, or the slot's
+     * next one (the escalation worker is then still on its way: not started either). */
     free(run_wait_for(&r, "event=start_waits worker=1 "));
-    snprintf(text, sizeof text, ESC_INI, MVTEST, 1001);
+    snprintf(text, sizeof text, ESC_INI, MVTEST, 2001);
     run_file(&r, "memvisor.ini", text);
     ck_assert_int_eq(kill(r.pid, SIGHUP), 0);
     line = run_wait_for(&r, "held pid=");
     held = (pid_t)atoi(strstr(line, "held pid=") + 9);
     free(line);
-    ck_assert_msg(cmdline_has(held, "1001"), "the escalated task runs on the old command");
+    ck_assert_msg(cmdline_has(held, "2001"), "the escalated task runs on the old command");
     ck_assert_int_eq(kill(held, SIGUSR1), 0);
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 1, NULL);
     t1 = run_result(&r, 1);
     ck_assert_str_eq(jstr(t1, "status"), "ok");
     ck_assert_int_eq(jint(t1, "escalations"), 1);
-    ck_assert_int_eq(jint(t1, "mem_limit"), 128 * 1024 * 1024);
+    ck_assert_int_eq(jint(t1, "mem_limit"), 64 * 1024 * 1024);
     run_free(&r);
 }
 END_TEST
@@ -474,7 +522,8 @@ END_TEST
 
 /* Slots scaled up while spares wait their turn start first: 1 worker, 2 spares, one start at
  * a time, each taking 1 s; `workers 3` comes while the slot's first worker starts and the
- * spares wait. First come, first served started both spares before the new slots. */
+ * spares wait. First come, first served started both spares before the new slots, and a
+ * spare whose cgroup was made before the slot's took the first place. */
 START_TEST(new_slots_start_before_waiting_spares)
 {
     mvrun_t r;
@@ -501,6 +550,9 @@ START_TEST(new_slots_start_before_waiting_spares)
     w3 = strstr(r.log, "event=spawn worker=3 ");
     w0 = strstr(r.log, "event=spawn worker=0 ");
     ck_assert_msg(w3 && w0 && w3 < w0, "a spare started before slot 3:\n%s", r.log);
+    /* ...and at the start before slot 1, whichever cgroup was made first. */
+    ck_assert_msg(strstr(r.log, "event=spawn worker=1 ") == strstr(r.log, "event=spawn "),
+                  "a spare started first:\n%s", r.log);
     ck_assert_ptr_nonnull(strstr(r.log, "event=spawn worker=2 "));
     ck_assert_int_eq(most_starting(r.log), 1);
     run_free(&r);
@@ -515,6 +567,7 @@ Suite *startgate_suite(void)
     tcase_add_test(gate, places_turns_and_order);
     tcase_add_test(gate, a_raised_cap_lets_the_waiting_start);
     tcase_add_test(gate, spares_wait_behind_workers_to_serve);
+    tcase_add_test(gate, spares_leave_places_to_workers_on_their_way);
     tcase_set_timeout(e2e, 60);
     tcase_add_test(e2e, at_most_max_starting_workers_start_at_once);
     tcase_add_test(e2e, a_reload_raises_max_starting);
