@@ -456,7 +456,8 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 1200, NULL);
     if (run_count(&r, "confirmed=true evidence=heap,isolation") != 2 ||
-        run_count(&r, "event=leak_suspect kind=stash ") != 2)
+        run_count(&r, "event=leak_suspect kind=stash ") != 2 ||
+        run_count(&r, "event=leak_cleared") != 0)
         fprintf(stderr, "%s", r.log); /* too long for a Check message */
     /* Each confirmed once, by its own isolation, and neither ever cleared. An isolation cut
      * short on a slow host may say inconclusive first (isolate.c: growth never clears). */
