@@ -565,6 +565,56 @@ START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
 }
 END_TEST
 
+/* A task re-added with a limit another host raised it to runs at that limit only when it is
+ * more than this host gives every task: a host with memory_hard 64M runs a task raised to
+ * 32M elsewhere at 64M (it was quarantined at 32M, with escalate off), and a limit no worker
+ * starts in (a page, from another producer) does not hold the batch up for ever (its
+ * escalation worker was OOM-killed before its task, again and again). A host without
+ * memory_hard gives no limit. */
+START_TEST(a_raised_limit_never_gives_less_than_this_host_gives_every_task)
+{
+    static const char *const hard[] = {"-o", "limits.memory_hard=64M", NULL};
+    static const char *const none[] = {"-o", "limits.memory_hard=0", NULL};
+    const char *const *cfgs[] = {hard, none};
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res, *o;
+    size_t i;
+
+    redis_start(&r, false, NULL);
+    c = cli(&r);
+    for (int k = 0; k < 2; k++) {
+        freeReplyObject(redisCommand(c, "DEL jobs results jobs:done"));
+        freeReplyObject(redisCommand(
+            c, "XADD jobs * id 1 data %s limit %d escalations 1 attempts 1 hist %s", "alloc 40",
+            32 << 20, "[{\"reason\":\"kernel_oom\",\"mem_limit\":16777216}]"));
+        freeReplyObject(redisCommand(c, "XADD jobs * id 2 data ok limit 4096 escalations 1"));
+        freeReplyObject(redisCommand(c, "XADD jobs * id 3 data ok"));
+        host_start(&m, &r, "1s", 2, cfgs[k]);
+        wait_len(&r, "results", 3, (mvrun_t *const[]){&m, NULL});
+        ck_assert_int_eq(run_finish(&m), 0);
+        res = stream_results(c, "results");
+        ck_assert_int_eq(assert_each_once(res, 3), 0);
+        json_array_foreach(res, i, o)
+        {
+            ck_assert_str_eq(jstr(o, "status"), "ok");
+            ck_assert_int_eq(jint(o, "attempts"), jint(o, "task") == 1 ? 2 : 1);
+            if (k == 0)
+                ck_assert_int_eq(jint(o, "mem_limit"), 64 << 20);
+            else
+                ck_assert_msg(!json_integer_value(json_object_get(o, "mem_limit")),
+                              "task %lld ran under a limit", jint(o, "task"));
+        }
+        json_decref(res);
+        ck_assert_int_eq(run_count(&m, "event=kernel_oom"), 0);
+        run_free(&m);
+    }
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
 /* Hosts of different sizes (issue 14 #4): a task killed at the small host's ceiling
  * (escalate_max 64M) goes to the routed stream of 128M, and the big host (256M) runs it there:
  * ok, once, with the small host's attempts. A task too big for both climbs to the big host's
@@ -1031,6 +1081,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
     tcase_add_test(e2e, a_task_too_big_for_its_host_runs_on_a_bigger_one);
+    tcase_add_test(e2e, a_raised_limit_never_gives_less_than_this_host_gives_every_task);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;
