@@ -380,6 +380,16 @@ void mv_dispatch_eager(mv_dispatch_t *d, mv_worker_t *w)
     mv_worker_flush(w);
 }
 
+/* What the attached workers can hold at once, for the task source (tasks.h ready_slots). */
+static void count_ready_slots(mv_dispatch_t *d)
+{
+    int64_t n = 0;
+
+    for (int i = 0; i < d->nws; i++)
+        n += d->ws[i]->cap;
+    d->tasks->ready_slots = n;
+}
+
 static void dispatch_cb(uv_check_t *h)
 {
     mv_dispatch_t *d = h->data;
@@ -421,6 +431,7 @@ static void dispatch_cb(uv_check_t *h)
     /* Every pass, given tasks or not: a new worker's GO waits here (mv_dispatch_attach). */
     for (int i = 0; i < d->nws; i++)
         mv_worker_flush(d->ws[i]);
+    count_ready_slots(d);
     mv_tasks_pump(d->tasks);
 }
 
@@ -490,6 +501,7 @@ int mv_dispatch_init(mv_dispatch_t *d, uv_loop_t *loop, mv_log_t *log, const mv_
     d->ev = ev;
     d->arg = arg;
     d->accepting = true;
+    d->tasks->ready_slots = 0; /* none yet */
     uv_check_init(loop, &d->check);
     d->check.data = d;
     uv_check_start(&d->check, dispatch_cb);

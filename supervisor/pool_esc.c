@@ -98,7 +98,10 @@ static void pump(mv_pool_t *p)
         e->waited = false;
         t = pop(e);
         base = mv_policy_limits(cfg, 0, 0); /* its own max_tasks and lifetime: no jitter */
-        lim = mv_escalate_limits(&base, t->limit);
+        /* A limit raised on another host (a Redis source's) never gives less than this host
+         * gives every task: its memory_hard, or none. */
+        lim =
+            mv_escalate_limits(&base, base.hard_bytes <= 0 ? 0 : MV_MAX(t->limit, base.hard_bytes));
         do /* a live slot's numbering (a scaled-down pool's retired slots are skipped) */
             slot = e->next_slot++ % p->nslots + 1;
         while (p->slots.slot[slot - 1].retired);

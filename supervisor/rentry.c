@@ -117,8 +117,11 @@ int mv_rentry_decode(const mv_rbytes_t *fv, size_t n, int64_t max_size, mv_task_
         else if (is(&fv[i], "escalations"))
             esc = v;
     }
-    if (!id || !number(id, UINT64_MAX, &idv) || idv == 0) {
-        snprintf(why, wn, "%s", id ? "the id field is not an integer > 0" : "no id field");
+    /* At most INT64_MAX: results and the done record carry it as a JSON integer (signed), and
+     * `INCR STREAM:ids` never goes beyond it. */
+    if (!id || !number(id, INT64_MAX, &idv) || idv == 0) {
+        snprintf(why, wn, "%s",
+                 id ? "the id field is not an integer in 1..9223372036854775807" : "no id field");
         return -EINVAL;
     }
     if (!data) {

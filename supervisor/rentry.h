@@ -2,8 +2,8 @@
  * rentry: a task as a Redis stream entry, and back (pure: no I/O).
  *
  * A task entry's fields (docs/many-hosts.md):
- *   id        the task id, a decimal integer > 0, unique in the stream (memvisor submit takes
- *             them from the counter STREAM:ids)
+ *   id        the task id, a decimal integer in 1..2^63-1, unique in the stream (memvisor
+ *             submit takes them from the counter STREAM:ids)
  *   data      the task's bytes (what a line of a task file holds)
  *   attempts  attempts that did not end it, so far, on any host (absent = 0)
  *   hist      why they ended: a JSON array like a result's attempt_errors, each with its

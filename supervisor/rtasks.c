@@ -105,11 +105,15 @@ static void take_read(void *arg, const mv_rgot_t *g)
     mv__rt_take(rt, g);
 }
 
-/* Tasks wanted now: free slots, less what is already asked for. */
+/* Tasks wanted now: free slots, less what is already asked for. Only the slots of workers
+ * that are ready: one still starting (the start gate lets max_starting start at once) would
+ * hold its task here while other hosts have workers free. */
 static int64_t wanted(const mv_rtasks_t *rt)
 {
-    return rt->capacity - (int64_t)mv_tasks_outstanding(rt->t) - rt->reading - rt->claiming -
-           rt->routing;
+    int64_t slots =
+        rt->t->ready_slots < 0 ? rt->capacity : MV_MIN(rt->capacity, rt->t->ready_slots);
+
+    return slots - (int64_t)mv_tasks_outstanding(rt->t) - rt->reading - rt->claiming - rt->routing;
 }
 
 static void poll_cb(uv_timer_t *tm)

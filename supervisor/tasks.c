@@ -433,6 +433,7 @@ void mv_tasks_init(mv_tasks_t *t, uv_loop_t *loop, int64_t max_size, size_t read
     t->total = -1;
     t->max_size = max_size;
     t->read_ahead = read_ahead ? read_ahead : 1;
+    t->ready_slots = -1;
     t->on_input = on_input;
     t->arg = arg;
     t->req.data = t;

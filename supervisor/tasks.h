@@ -97,7 +97,11 @@ struct mv_tasks {
     size_t queued;
     size_t read_ahead; /* stop reading the source at this many queued tasks... */
     size_t room;       /* ...plus this many, held back by a dispatch filter */
-    int64_t max_size;  /* longest line */
+    /* Tasks the workers ready now can hold (each its prefetch), set by dispatch; -1 before
+     * it is: a shared source (Redis) reads no more, so that tasks wait where any host can
+     * take them, not here for a worker still starting. */
+    int64_t ready_slots;
+    int64_t max_size; /* longest line */
 
     /* source */
     enum { MV_SRC_NONE, MV_SRC_FILE, MV_SRC_STREAM, MV_SRC_REDIS } kind;

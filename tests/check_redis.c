@@ -272,9 +272,9 @@ static int submit(const redis_t *r, const char *stream, const char *text, const 
     return code;
 }
 
-/* A memvisor "host" on the stream, its results to the results stream. */
-static void host_start(mvrun_t *m, const redis_t *r, const char *claim_idle, int workers,
-                       const char *const *more)
+/* A memvisor "host" on the stream, its results to the results stream; the worker gets wargs. */
+static void host_start_w(mvrun_t *m, const redis_t *r, const char *claim_idle, int workers,
+                         const char *const *more, const char *const *wargs)
 {
     static char tasks[4][256], results[4][256], idle[4][64], wk[4][64];
     static int k;
@@ -291,11 +291,19 @@ static void host_start(mvrun_t *m, const redis_t *r, const char *claim_idle, int
         args[n++] = *more;
     args[n++] = "--";
     args[n++] = MVTEST;
+    for (; wargs && *wargs; wargs++)
+        args[n++] = *wargs;
     args[n] = NULL;
     run_init(m, NULL);
     m->service = true; /* no --tasks FILE from the harness: ours */
     run_start(m, args, NULL);
     k = (k + 1) % 4;
+}
+
+static void host_start(mvrun_t *m, const redis_t *r, const char *claim_idle, int workers,
+                       const char *const *more)
+{
+    host_start_w(m, r, claim_idle, workers, more, NULL);
 }
 
 /* Waits until the stream `key` has at least n entries. */
@@ -500,6 +508,50 @@ START_TEST(a_host_scaled_up_reads_for_its_new_workers)
 }
 END_TEST
 
+/* A host reads for the workers that are ready, not for those still starting: scaled up to 2
+ * workers, the second of which never starts (it crashes at its start, again and again), it
+ * holds one task, its running one, and the others wait in the stream for any host (it read
+ * one for the worker that never came, and held it). */
+START_TEST(a_host_reads_only_for_workers_that_are_ready)
+{
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    redisReply *p;
+    json_t *res;
+    char sock[160], *out = NULL;
+    const char *at;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "hold 0\nok\nok\n", NULL), 0);
+    host_start_w(&m, &r, "60s", 1,
+                 (const char *[]){"-o", "tasks.follow=yes", "-o", "worker.crash_limit=0", NULL},
+                 (const char *[]){"--crash-at-start-slot", "2", NULL});
+    free(run_wait_for(&m, "held pid="));
+    snprintf(sock, sizeof sock, "%s/state/control.sock", m.dir);
+    ck_assert_int_eq(
+        run_capture((const char *[]){MEMVISOR, "workers", "2", "--socket", sock, NULL}, &out), 0);
+    free(out);
+    /* The read for the new slot went out with the scale, before its first worker crashed. */
+    run_wait_nth(&m, "event=exit worker=2 ", 2);
+    c = cli(&r);
+    p = redisCommand(c, "XPENDING jobs memvisor");
+    ck_assert_int_eq(p->element[0]->integer, 1);
+    freeReplyObject(p);
+    at = strstr(m.log, "held pid=");
+    ck_assert_int_eq(kill(atoi(at + 9), SIGUSR1), 0);
+    wait_len(&r, "results", 3, (mvrun_t *const[]){&m, NULL});
+    kill(m.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&m), 0);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 3), 0);
+    json_decref(res);
+    redisFree(c);
+    run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A group set back in time (as a Redis restored from a snapshot would be) delivers again an
  * entry this memvisor holds: it is not run a second time. */
 START_TEST(a_group_set_back_does_not_run_a_held_task_twice)
@@ -561,6 +613,56 @@ START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
     json_decref(res);
     redisFree(c);
     run_free(&m);
+    redis_stop(&r);
+}
+END_TEST
+
+/* A task re-added with a limit another host raised it to runs at that limit only when it is
+ * more than this host gives every task: a host with memory_hard 64M runs a task raised to
+ * 32M elsewhere at 64M (it was quarantined at 32M, with escalate off), and a limit no worker
+ * starts in (a page, from another producer) does not hold the batch up for ever (its
+ * escalation worker was OOM-killed before its task, again and again). A host without
+ * memory_hard gives no limit. */
+START_TEST(a_raised_limit_never_gives_less_than_this_host_gives_every_task)
+{
+    static const char *const hard[] = {"-o", "limits.memory_hard=64M", NULL};
+    static const char *const none[] = {"-o", "limits.memory_hard=0", NULL};
+    const char *const *cfgs[] = {hard, none};
+    redis_t r;
+    mvrun_t m;
+    redisContext *c;
+    json_t *res, *o;
+    size_t i;
+
+    redis_start(&r, false, NULL);
+    c = cli(&r);
+    for (int k = 0; k < 2; k++) {
+        freeReplyObject(redisCommand(c, "DEL jobs results jobs:done"));
+        freeReplyObject(redisCommand(
+            c, "XADD jobs * id 1 data %s limit %d escalations 1 attempts 1 hist %s", "alloc 40",
+            32 << 20, "[{\"reason\":\"kernel_oom\",\"mem_limit\":16777216}]"));
+        freeReplyObject(redisCommand(c, "XADD jobs * id 2 data ok limit 4096 escalations 1"));
+        freeReplyObject(redisCommand(c, "XADD jobs * id 3 data ok"));
+        host_start(&m, &r, "1s", 2, cfgs[k]);
+        wait_len(&r, "results", 3, (mvrun_t *const[]){&m, NULL});
+        ck_assert_int_eq(run_finish(&m), 0);
+        res = stream_results(c, "results");
+        ck_assert_int_eq(assert_each_once(res, 3), 0);
+        json_array_foreach(res, i, o)
+        {
+            ck_assert_str_eq(jstr(o, "status"), "ok");
+            ck_assert_int_eq(jint(o, "attempts"), jint(o, "task") == 1 ? 2 : 1);
+            if (k == 0)
+                ck_assert_int_eq(jint(o, "mem_limit"), 64 << 20);
+            else
+                ck_assert_msg(!json_integer_value(json_object_get(o, "mem_limit")),
+                              "task %lld ran under a limit", jint(o, "task"));
+        }
+        json_decref(res);
+        ck_assert_int_eq(run_count(&m, "event=kernel_oom"), 0);
+        run_free(&m);
+    }
+    redisFree(c);
     redis_stop(&r);
 }
 END_TEST
@@ -1022,6 +1124,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, three_hosts_one_killed_and_a_redis_restart_give_each_result_once);
     tcase_add_test(e2e, a_slow_host_and_its_taker_write_one_result);
     tcase_add_test(e2e, a_host_scaled_up_reads_for_its_new_workers);
+    tcase_add_test(e2e, a_host_reads_only_for_workers_that_are_ready);
     tcase_add_test(e2e, a_task_longer_than_claim_idle_is_not_taken_from_a_live_host);
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
@@ -1031,6 +1134,7 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
     tcase_add_test(e2e, a_task_too_big_for_its_host_runs_on_a_bigger_one);
+    tcase_add_test(e2e, a_raised_limit_never_gives_less_than_this_host_gives_every_task);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);
     suite_add_tcase(s, e2e);
     return s;

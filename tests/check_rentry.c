@@ -194,10 +194,12 @@ START_TEST(entry_decoder_refuses_what_is_no_task)
         const char *says;
     } bad[] = {
         {{"data", "x"}, "no id field"},
-        {{"id", "0", "data", "x"}, "not an integer > 0"},
-        {{"id", "12a", "data", "x"}, "not an integer > 0"},
-        {{"id", "99999999999999999999", "data", "x"}, "not an integer > 0"},
-        {{"id", "", "data", "x"}, "not an integer > 0"},
+        {{"id", "0", "data", "x"}, "not an integer in 1.."},
+        {{"id", "12a", "data", "x"}, "not an integer in 1.."},
+        {{"id", "99999999999999999999", "data", "x"}, "not an integer in 1.."},
+        {{"id", "18446744073709551615", "data", "x"}, "not an integer in 1.."},
+        {{"id", "9223372036854775808", "data", "x"}, "not an integer in 1.."},
+        {{"id", "", "data", "x"}, "not an integer in 1.."},
         {{"id", "7"}, "no data field"},
         {{"id", "7", "data", "x", "attempts", "x"}, "attempts"},
         {{"id", "7", "data", "x", "attempts", "70000"}, "attempts"},
@@ -225,13 +227,13 @@ START_TEST(entry_decoder_refuses_what_is_no_task)
     /* Too long for max_size: a task that ends as failed, without its data. Unknown fields
      * are left alone. */
     fv[0] = (mv_rbytes_t){"id", 2};
-    fv[1] = (mv_rbytes_t){"18446744073709551615", 20};
+    fv[1] = (mv_rbytes_t){"9223372036854775807", 19};
     fv[2] = (mv_rbytes_t){"data", 4};
     fv[3] = (mv_rbytes_t){"0123456789", 10};
     fv[4] = (mv_rbytes_t){"future", 6};
     fv[5] = (mv_rbytes_t){"x", 1};
     ck_assert_int_eq(mv_rentry_decode(fv, 6, 9, &t, why, sizeof why), 0);
-    ck_assert_uint_eq(t->id, UINT64_MAX);
+    ck_assert_uint_eq(t->id, INT64_MAX);
     ck_assert_str_eq(t->bad, mv_rentry_too_long);
     ck_assert_uint_eq(t->len, 0);
     mv_task_free(t);
