@@ -11,7 +11,7 @@
  *     those workers' tasks ask to collect garbage before answering (api v2: gc.collect());
  *   - a suspected kind that waits for its isolation (another runs, or its snapshot is being
  *     taken) has its next tasks saved for it: the other workers leave the first ones queued
- *     (an isolation's warm-up and window of them, at most half the read-ahead), so that a
+ *     (an isolation's warm-up and window of them, at most half the read-ahead each), so that a
  *     short batch does not run out of them before its turn; the rest run as usual;
  *   - it never holds tasks back for good: an arm with nothing left to run is judged on what
  *     it has; saved tasks that would leave a worker idle are released; when filters leave queued

@@ -474,6 +474,43 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
 }
 END_TEST
 
+static const char *four_leaks(int i)
+{
+    static const char *const k[] = {"keep", "stash", "hold", "pin", "ok"};
+
+    return k[i % 5];
+}
+
+/* Four kinds that leak at one rate are suspected together; one experiment runs at a time, so
+ * three wait while the first is isolated. Each keeps its warm-up and window of tasks for its
+ * isolation (the other workers take the rest): shared, half the read-ahead gave the third
+ * 43 of its 60, and its isolation took the rest from wherever the batch had got to. */
+START_TEST(kinds_suspected_together_each_keep_their_isolations_tasks)
+{
+    char *tasks = lines_of(2500, four_leaks);
+    const char *args[] = SITES_ARGS(2);
+    static const char *const leaks[] = {"keep", "stash", "hold", "pin"};
+    char want[96];
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 2500, NULL);
+    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 4)
+        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+    ck_assert_int_ge(run_count(&r, "step=saving"), 3);
+    for (int i = 0; i < 4; i++) {
+        snprintf(want, sizeof want, "event=leak_suspect kind=%s ", leaks[i]);
+        ck_assert_int_eq(lines_with(&r, want, "confirmed=true"), 1);
+        /* saved for, or isolated at once: never fewer than its warm-up and window */
+        snprintf(want, sizeof want, "step=saving kind=%s ", leaks[i]);
+        ck_assert_int_eq(lines_with(&r, want, "tasks=60"), run_count(&r, want));
+    }
+    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=ok "), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 /* A kind that keeps nothing for a process's first 100 calls of it, then 32 KiB a call (a
  * feature turned on after some requests), beside a clean kind, on two workers. Its fresh
  * worker's isolation (a warm-up and a window: 60 calls) cannot show it, and clears it; the
@@ -695,6 +732,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
     tcase_add_test(tc, a_second_suspect_keeps_tasks_for_its_isolation);
+    tcase_add_test(tc, kinds_suspected_together_each_keep_their_isolations_tasks);
     tcase_add_test(tc, a_leak_that_needs_an_older_process_is_confirmed_in_place);
     tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);

@@ -333,6 +333,61 @@ START_TEST(anonymous_mappings_count_and_others_do_not)
 }
 END_TEST
 
+/* A runtime's heap inside a PROT_NONE reservation grows by mprotect, not by mmap: what it
+ * commits is counted, what it decommits is not, and nothing else that mprotect touches. */
+START_TEST(commits_inside_a_reservation_count)
+{
+    probe_t p;
+    mv_heap_reading_t a, b;
+    const long pg = sysconf(_SC_PAGESIZE);
+
+    probe_start(&p, PAGE_FD_TEXT, -1);
+    cmd(&p, "mmap_none 1 %ld", 64 * pg);
+    a = rd(&p);
+    cmd(&p, "protect 1 0 %ld", 8 * pg);
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, 8 * pg);
+    cmd(&p, "protect 1 %ld %ld", 8 * pg, 8 * pg); /* the next piece */
+    cmd(&p, "protect 1 0 %ld", 16 * pg);          /* committed already: no change */
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, 16 * pg);
+    cmd(&p, "unprotect 1 %ld %ld", 4 * pg, 4 * pg); /* a decommit in the middle */
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, 12 * pg);
+    cmd(&p, "protect 1 0 %ld", 32 * pg); /* the hole and 16 more pages */
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, 32 * pg);
+    cmd(&p, "munmap 1 0 %ld", 64 * pg);
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes, a.mmap_bytes);
+    /* A page at a time joins its neighbour: more commits than the table has ranges. */
+    cmd(&p, "mmap_none 1 %ld", 9000 * pg);
+    cmd(&p, "protect_pages 1 0 9000");
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, 9000 * pg);
+    ck_assert_uint_eq(b.flags & MVH_F_UNTRACKED, 0);
+    cmd(&p, "munmap 1 0 %ld", 9000 * pg);
+    /* A counted mapping made PROT_NONE is a reservation; read-write again, counted again. */
+    cmd(&p, "mmap 3 %ld", 4 * pg);
+    a = rd(&p);
+    cmd(&p, "unprotect 3 0 %ld", 4 * pg);
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes - a.mmap_bytes, -4 * pg);
+    cmd(&p, "protect 3 0 %ld", 4 * pg);
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes, a.mmap_bytes);
+    cmd(&p, "munmap 3 0 %ld", 4 * pg);
+    /* A file mapping made writable is not heap. */
+    cmd(&p, "mmap_file 2 %ld", pg);
+    a = rd(&p);
+    cmd(&p, "protect 2 0 %ld", pg);
+    b = rd(&p);
+    ck_assert_int_eq(b.mmap_bytes, a.mmap_bytes);
+    cmd(&p, "munmap 2 0 %ld", pg);
+    ck_assert_int_eq(probe_stop(&p), 0);
+}
+END_TEST
+
 /* ---- threads, fork, exec, spawn ---- */
 
 START_TEST(threads_count_exactly)
@@ -707,6 +762,7 @@ Suite *heap_suite(void)
     tcase_add_test(counts, aligned_allocations_count);
     tcase_add_test(counts, null_and_overflow_count_nothing);
     tcase_add_test(counts, anonymous_mappings_count_and_others_do_not);
+    tcase_add_test(counts, commits_inside_a_reservation_count);
     tcase_add_test(procs, threads_count_exactly);
     tcase_add_test(procs, forked_child_counts_privately);
     tcase_add_test(procs, forked_child_attaches_to_its_own_page);

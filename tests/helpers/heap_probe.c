@@ -14,6 +14,8 @@
  *   calloc_overflow | reallocarray_overflow S    -> ok null (nothing allocated)
  *   mmap S N | mmap_none S N | mmap_file S N      -> ok (anonymous rw, PROT_NONE, a file)
  *   munmap S OFF LEN | mremap S NEWLEN            -> ok
+ *   protect S OFF LEN | unprotect S OFF LEN       -> ok (mprotect read-write / PROT_NONE)
+ *   protect_pages S OFF N                         -> ok (N pages read-write, one call each)
  *   threads T N K       T threads: N malloc/free pairs each, K blocks kept -> ok KEPT_USABLE
  *   threads_free        frees the kept blocks
  *   fork N              a child allocates N bytes and exits -> ok CHILD_STATE
@@ -222,6 +224,17 @@ static int map_slot_cmd(const char *cmd, int s, long b, long c, const char *self
         return map_cmd(cmd, s, b, self) < 0 ? -1 : 1;
     if (strcmp(cmd, "munmap") == 0)
         return munmap((char *)mslot[s] + b, (size_t)c) < 0 ? -1 : 1;
+    if (strcmp(cmd, "protect") == 0 || strcmp(cmd, "unprotect") == 0) {
+        int prot = cmd[0] == 'p' ? PROT_READ | PROT_WRITE : PROT_NONE;
+        return mprotect((char *)mslot[s] + b, (size_t)c, prot) < 0 ? -1 : 1;
+    }
+    if (strcmp(cmd, "protect_pages") == 0) {
+        const long pg = sysconf(_SC_PAGESIZE);
+        for (long i = 0; i < c; i++)
+            if (mprotect((char *)mslot[s] + b + i * pg, (size_t)pg, PROT_READ | PROT_WRITE) < 0)
+                return -1;
+        return 1;
+    }
     if (strcmp(cmd, "mremap") == 0) {
         void *q = mremap(mslot[s], maplen[s], (size_t)b, MREMAP_MAYMOVE);
         if (q == MAP_FAILED)

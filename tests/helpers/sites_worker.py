@@ -2,6 +2,8 @@
 
     keep    keeps a 48 KiB bytes object in a global list (a leak, at one line: THE LEAK)
     stash   keeps a 32 KiB bytearray in another global list (a second leak, another line)
+    hold    keeps a 32 KiB bytearray in a third list (a third leak)
+    pin     keeps a 32 KiB bytearray in a fourth list (a fourth leak)
     defer   adds 64 KiB of garbage to a pool a "collector" empties at the start of any task
             once it holds 8 (as a cyclic collector would): the pool's growth shows in the
             defer tasks, its frees in whatever task comes next
@@ -18,6 +20,8 @@ import memvisor_worker  # noqa: E402
 
 KEPT = []
 STASH = []
+HELD = []
+PINNED = []
 POOL = []
 
 
@@ -29,6 +33,10 @@ def handle(task):
         KEPT.append(b"k" * (48 * 1024 + len(KEPT) % 7))  # THE LEAK
     elif kind == "stash":
         STASH.append(bytearray(32 * 1024))  # THE SECOND LEAK
+    elif kind == "hold":
+        HELD.append(bytearray(32 * 1024))
+    elif kind == "pin":
+        PINNED.append(bytearray(32 * 1024))
     elif kind == "defer":
         POOL.append(bytearray(64 * 1024))
     return kind

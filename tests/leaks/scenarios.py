@@ -510,3 +510,8 @@ KINDS.update(BLIND_KINDS)
 from scenarios_third import THIRD_KINDS  # noqa: E402
 
 KINDS.update(THIRD_KINDS)
+
+# The fourth held-out set's kinds (scenarios_fourth.py): see docs/leak-suite.md.
+from scenarios_fourth import FOURTH_KINDS  # noqa: E402
+
+KINDS.update(FOURTH_KINDS)

@@ -177,4 +177,51 @@ WORKLOADS += [
       labels={"log_append": LEAK, "burst": CLEAN, "shrink": CLEAN}),
 ]
 
+# Held out, fourth set (scenarios_fourth.py, c_thread_frag.c): shapes none of the three earlier
+# sets has, written before the detector was touched (docs/leak-suite.md).
+WORKLOADS += [
+    W("two_speeds", {"flood": 1, "drip": 3, "alloc_free": 2},
+      "held out 4: 256 KiB of frames kept by 1 task in 6 and an 18 KiB profile cache keyed by "
+      "a rarely repeating id, next to a kind that allocates 2 MiB and frees it all",
+      seed=41, held_out="fourth"),
+    W("rare_fast", {"rare_leak": 1, "alloc_free": 3, "lookup": 36},
+      "held out 4: a quick kind keeping 24 KiB on 1 task in 40, among quick lookups and big "
+      "temporaries", seed=42, held_out="fourth"),
+    W("fd_heap", {"libc_leak": 1, "spool_keep": 1, "alloc_free": 1},
+      "held out 4: libc malloc through ctypes never freed, next to a temporary file kept open "
+      "per task", seed=43, held_out="fourth"),
+    W("executors", {"pool_per_task": 1, "pool_shared": 1, "lookup": 1},
+      "held out 4: a ThreadPoolExecutor made per task and never shut down (a thread kept), "
+      "next to one executor shared", seed=44, held_out="fourth"),
+    W("loggers", {"logger_per_req": 1, "log_shared": 1, "alloc_free": 1},
+      "held out 4: a logger (and its handler and stream) made per request, next to one shared "
+      "logger", seed=45, held_out="fourth"),
+    W("spikes", {"metric_labels": 1, "spike": 1, "lookup": 1},
+      "held out 4: metric labels of unbounded cardinality (19 KiB a new label), next to a 16 "
+      "MiB temporary per task", seed=46, held_out="fourth"),
+    W("batching", {"flush_batch": 1, "alloc_free": 1, "lookup": 1},
+      "held out 4: nothing leaks: a batch buffer that grows 24 KiB a call and is flushed every "
+      "32 calls (a saw-tooth), next to big temporaries", seed=47, held_out="fourth"),
+    W("c_thread_frag", {"thread_keep": 1, "align_leak": 1, "frag_keep": 1, "big_spike": 1},
+      "held out 4, C: 24 KiB kept from a helper thread's arena and 20 KiB posix_memalign'd "
+      "blocks kept, next to small blocks pinning freed space and a 24 MiB spike", seed=48,
+      c_worker="c_thread_frag", held_out="fourth",
+      labels={"thread_keep": LEAK, "align_leak": LEAK, "frag_keep": CLEAN, "big_spike": CLEAN}),
+    W("default_lru", {"lru_default": 2, "concat_log": 1, "alloc_free": 1},
+      "held out 4: functools.lru_cache at its default maxsize (128) of 20 KiB values (a "
+      "plateau at 2.6 MiB), next to a bytes log grown by concatenation", seed=49,
+      held_out="fourth"),
+    W("flushes", {"flush_long": 1, "shm_keep": 1, "lookup": 1},
+      "held out 4: a batch flushed every 100 calls (a long saw-tooth, bounded), next to "
+      "shared-memory segments never closed (fd and mapping)", seed=50, held_out="fourth"),
+    W("middleware", {"mw_get": 1, "mw_post": 1, "mw_put": 1, "mw_delete": 1},
+      "held out 4: every kind leaks: a middleware keeps each request's 20 KiB context", seed=51,
+      held_out="fourth"),
+    W("c_reserve_commit", {"commit_leak": 1, "commit_ok": 1, "tally": 1},
+      "held out 4, C: 32 KiB committed by mprotect in a PROT_NONE reservation per task and "
+      "kept, next to 1 MiB committed and decommitted", seed=52, c_worker="c_reserve_commit",
+      held_out="fourth",
+      labels={"commit_leak": LEAK, "commit_ok": CLEAN, "tally": CLEAN}),
+]
+
 assert all(lab in (LEAK, FD, CLEAN, PLATEAU) for w in WORKLOADS for lab in w.labels.values())

@@ -78,6 +78,7 @@ static struct {
     void *(*mmap)(void *, size_t, int, int, int, off_t);
     int (*munmap)(void *, size_t);
     void *(*mremap)(void *, size_t, size_t, int, ...);
+    int (*mprotect)(void *, size_t, int);
 } real;
 
 static int resolved; /* 0 not yet, 1 in progress (dlsym may call back into us), 2 done */
@@ -151,6 +152,7 @@ static void resolve(void)
     real.mmap = must("mmap");
     real.munmap = must("munmap");
     real.mremap = must("mremap");
+    real.mprotect = must("mprotect");
     __atomic_store_n(&resolved, 2, __ATOMIC_RELEASE);
 }
 
@@ -367,8 +369,15 @@ typedef struct range {
     uintptr_t lo, hi;
 } range_t;
 
-static range_t maps[MAPS_MAX]; /* sorted, disjoint */
-static size_t nmaps;
+/* Ranges, sorted and disjoint. A page is in one table at most: counted (anonymous and
+ * accessible) or reserved (anonymous PROT_NONE: address space a runtime commits later with
+ * mprotect, counted from then on). Both are changed with maps_lock held. */
+typedef struct table {
+    range_t r[MAPS_MAX];
+    size_t n;
+} table_t;
+
+static table_t counted_maps, reserved;
 static pthread_mutex_t maps_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uintptr_t round_up(uintptr_t n)
@@ -376,14 +385,14 @@ static uintptr_t round_up(uintptr_t n)
     return (n + pagesz - 1) & ~(uintptr_t)(pagesz - 1);
 }
 
-/* The first tracked range that ends above `a`. */
-static size_t first_above(uintptr_t a)
+/* The first range of t that ends above `a`. */
+static size_t first_above(const table_t *t, uintptr_t a)
 {
-    size_t lo = 0, hi = nmaps;
+    size_t lo = 0, hi = t->n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (maps[mid].hi <= a)
+        if (t->r[mid].hi <= a)
             lo = mid + 1;
         else
             hi = mid;
@@ -399,28 +408,28 @@ static void flag_untracked(void)
         __atomic_fetch_or(&pg->flags, (uint64_t)MVH_F_UNTRACKED, RELAXED);
 }
 
-/* Removes [a, b) from the tracked ranges; returns how many tracked bytes it covered. Called
+/* Removes [a, b) from the ranges of t; returns how many of its bytes it covered. Called
  * with maps_lock held. */
-static int64_t untrack(uintptr_t a, uintptr_t b)
+static int64_t untrack(table_t *t, uintptr_t a, uintptr_t b)
 {
-    size_t i = first_above(a);
+    size_t i = first_above(t, a);
     int64_t gone = 0;
 
-    while (i < nmaps && maps[i].lo < b) {
-        range_t *r = &maps[i];
+    while (i < t->n && t->r[i].lo < b) {
+        range_t *r = &t->r[i];
         uintptr_t lo = r->lo > a ? r->lo : a, hi = r->hi < b ? r->hi : b;
 
         gone += (int64_t)(hi - lo);
         if (lo == r->lo && hi == r->hi) {
-            memmove(r, r + 1, (nmaps - i - 1) * sizeof *r);
-            nmaps--;
+            memmove(r, r + 1, (t->n - i - 1) * sizeof *r);
+            t->n--;
         } else if (lo == r->lo) {
             r->lo = hi;
             i++;
         } else if (hi == r->hi) {
             r->hi = lo;
             i++;
-        } else if (nmaps == MAPS_MAX) {
+        } else if (t->n == MAPS_MAX) {
             /* A hole in the middle and no room to split: drop the right part too, so the
              * figure errs low (never a phantom leak), and say the figures are incomplete. */
             gone += (int64_t)(r->hi - hi);
@@ -428,31 +437,79 @@ static int64_t untrack(uintptr_t a, uintptr_t b)
             flag_untracked();
             i++;
         } else {
-            memmove(r + 2, r + 1, (nmaps - i - 1) * sizeof *r);
+            memmove(r + 2, r + 1, (t->n - i - 1) * sizeof *r);
             r[1].lo = hi;
             r[1].hi = r->hi;
             r->hi = lo;
-            nmaps++;
+            t->n++;
             i += 2;
         }
     }
     return gone;
 }
 
-/* Tracks [a, b); returns the bytes now counted (0 when the table is full). maps_lock held. */
-static int64_t track(uintptr_t a, uintptr_t b)
+/* Tracks [a, b) (untracked in t) in t; returns its bytes (0 when the table is full: for the
+ * counted table, the figures are then incomplete). maps_lock held. */
+static int64_t track(table_t *t, uintptr_t a, uintptr_t b)
 {
-    size_t i = first_above(a);
+    size_t i = first_above(t, a);
 
-    if (nmaps == MAPS_MAX) {
-        flag_untracked();
+    if (t->n == MAPS_MAX) {
+        if (t == &counted_maps)
+            flag_untracked();
         return 0;
     }
-    memmove(&maps[i + 1], &maps[i], (nmaps - i) * sizeof maps[0]);
-    maps[i].lo = a;
-    maps[i].hi = b;
-    nmaps++;
+    memmove(&t->r[i + 1], &t->r[i], (t->n - i) * sizeof t->r[0]);
+    t->r[i].lo = a;
+    t->r[i].hi = b;
+    t->n++;
     return (int64_t)(b - a);
+}
+
+/* Joins [a, b) (in no range of t) to a neighbour in t, or tracks it; returns its bytes, 0
+ * when t is full. maps_lock held. */
+static int64_t join(table_t *t, uintptr_t a, uintptr_t b)
+{
+    size_t j = first_above(t, a);
+
+    if (j > 0 && t->r[j - 1].hi == a) {
+        t->r[j - 1].hi = b;
+        if (j < t->n && t->r[j].lo == b) {
+            t->r[j - 1].hi = t->r[j].hi;
+            memmove(&t->r[j], &t->r[j + 1], (t->n - j - 1) * sizeof t->r[0]);
+            t->n--;
+        }
+        return (int64_t)(b - a);
+    }
+    if (j < t->n && t->r[j].lo == b) {
+        t->r[j].lo = a;
+        return (int64_t)(b - a);
+    }
+    return track(t, a, b);
+}
+
+/* Moves the parts of [a, b) that are in `from` to `to`, each joined to a neighbour when it
+ * has one (a runtime commits its reservation a piece at a time): a commit (reserved to
+ * counted) or a decommit (the reverse). Returns the bytes it adds to the counted table, or
+ * takes from it. maps_lock held. */
+static int64_t move_ranges(table_t *from, table_t *to, uintptr_t a, uintptr_t b)
+{
+    int64_t counted = 0;
+
+    for (;;) {
+        size_t i = first_above(from, a);
+        uintptr_t lo, hi;
+        int64_t out, in;
+
+        if (i == from->n || from->r[i].lo >= b)
+            return counted;
+        lo = from->r[i].lo > a ? from->r[i].lo : a;
+        hi = from->r[i].hi < b ? from->r[i].hi : b;
+        out = untrack(from, lo, hi); /* more than hi - lo only when from is full */
+        in = join(to, lo, hi);
+        counted += from == &counted_maps ? out : in;
+        a = hi;
+    }
 }
 
 static void account_maps(int64_t added, int64_t gone)
@@ -475,7 +532,7 @@ static void *sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t
 
 EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
-    bool anon = (flags & MAP_ANONYMOUS) && prot != PROT_NONE;
+    bool anon = flags & MAP_ANONYMOUS;
     int64_t added = 0, gone = 0;
     void *r;
 
@@ -489,9 +546,12 @@ EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
         uintptr_t a = (uintptr_t)r, b = a + round_up(len);
         /* MAP_FIXED replaces whatever was there; a stale range (unmapped behind our back,
          * e.g. by a raw system call) is forgotten the same way. */
-        gone = untrack(a, b);
-        if (anon)
-            added = track(a, b);
+        gone = untrack(&counted_maps, a, b);
+        untrack(&reserved, a, b);
+        if (anon && prot != PROT_NONE)
+            added = track(&counted_maps, a, b);
+        else if (anon)
+            track(&reserved, a, b); /* not memory until committed (mprotect, below) */
     }
     pthread_mutex_unlock(&maps_lock);
     account_maps(added, gone);
@@ -514,8 +574,10 @@ EXPORT int munmap(void *addr, size_t len)
         return real.munmap(addr, len);
     pthread_mutex_lock(&maps_lock);
     r = real.munmap(addr, len);
-    if (r == 0)
-        gone = untrack((uintptr_t)addr, (uintptr_t)addr + round_up(len));
+    if (r == 0) {
+        gone = untrack(&counted_maps, (uintptr_t)addr, (uintptr_t)addr + round_up(len));
+        untrack(&reserved, (uintptr_t)addr, (uintptr_t)addr + round_up(len));
+    }
     pthread_mutex_unlock(&maps_lock);
     account_maps(0, gone);
     return r;
@@ -540,10 +602,42 @@ EXPORT void *mremap(void *old, size_t oldlen, size_t newlen, int flags, ...)
     r = real.mremap(old, oldlen, newlen, flags, to);
     if (r != MAP_FAILED) {
         uintptr_t a = (uintptr_t)r, b = a + round_up(newlen);
-        int64_t was = untrack((uintptr_t)old, (uintptr_t)old + round_up(oldlen));
-        gone = was + untrack(a, b); /* MREMAP_FIXED replaced what was at the target */
+        int64_t was = untrack(&counted_maps, (uintptr_t)old, (uintptr_t)old + round_up(oldlen));
+        gone = was + untrack(&counted_maps, a, b); /* MREMAP_FIXED replaced the target */
+        /* a reservation moved or resized is forgotten: its commits after are not counted
+         * (low, never a phantom leak) */
+        untrack(&reserved, (uintptr_t)old, (uintptr_t)old + round_up(oldlen));
+        untrack(&reserved, a, b);
         if (was > 0)
-            added = track(a, b); /* a counted mapping moved or resized: still counted */
+            added = track(&counted_maps, a, b); /* a counted mapping moved: still counted */
+    }
+    pthread_mutex_unlock(&maps_lock);
+    account_maps(added, gone);
+    return r;
+}
+
+/* Commits and decommits inside anonymous mappings: part of a reservation made accessible
+ * (a runtime's or an arena allocator's heap growing in its PROT_NONE address space) is
+ * counted from then on; part of a counted mapping made PROT_NONE is a reservation again (a
+ * decommit, as mmap(MAP_FIXED, PROT_NONE) is). Other mappings (files, stacks, code) are in
+ * neither table and are left alone. */
+EXPORT int mprotect(void *addr, size_t len, int prot)
+{
+    uintptr_t a = (uintptr_t)addr, b = a + round_up(len);
+    int64_t added = 0, gone = 0;
+    int r;
+
+    if (!ready())
+        return (int)syscall(SYS_mprotect, addr, len, prot);
+    if (!counting())
+        return real.mprotect(addr, len, prot);
+    pthread_mutex_lock(&maps_lock);
+    r = real.mprotect(addr, len, prot);
+    if (r == 0) {
+        if (prot != PROT_NONE)
+            added = move_ranges(&reserved, &counted_maps, a, b);
+        else
+            gone = move_ranges(&counted_maps, &reserved, a, b);
     }
     pthread_mutex_unlock(&maps_lock);
     account_maps(added, gone);
