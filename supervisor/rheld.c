@@ -291,8 +291,8 @@ static void held_cb(mv_rconn_t *c, redisReply *r, void *priv)
         rt->duplicates++;
         mv_info(rt->log, "redis_result_duplicate", MV_I("task", (long long)h->task_id),
                 MV_S("entry", h->eid),
-                MV_S("msg", "another memvisor wrote this task's result first: this one is "
-                            "dropped"));
+                MV_S("msg", "this task's result was written first by another memvisor, or "
+                            "for another entry with the same id: this one is dropped"));
     } else if (h->op == OP_FINISH) { /* 1, or 2: its own, sent again after a lost reply */
         rt->finished++;
     }

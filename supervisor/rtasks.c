@@ -805,7 +805,7 @@ void mv_rtasks_summary(const mv_tasks_t *t, FILE *out)
         return;
     fprintf(out,
             "  stream    %s: %llu taken (%llu taken over), %llu re-added, %llu results written "
-            "here, %llu by another first%s%s\n",
+            "here, %llu dropped as written already%s%s\n",
             rt->name, (unsigned long long)rt->taken, (unsigned long long)rt->claimed,
             (unsigned long long)rt->readded, (unsigned long long)rt->finished,
             (unsigned long long)rt->duplicates, *rt->results_stream ? "; results to " : "",
