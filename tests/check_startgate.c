@@ -44,16 +44,32 @@ static void closed(void *arg)
     *(bool *)arg = true;
 }
 
+/* A gate of `cap` places on a loop of its own. */
+static void gate_open(uv_loop_t *loop, mv_startgate_t *g, int cap)
+{
+    uv_loop_init(loop);
+    mv_startgate_init(g, loop, cap);
+    norder = 0;
+}
+
+/* The gate's timer closed, and the loop with nothing left on it. */
+static void gate_close(uv_loop_t *loop, mv_startgate_t *g)
+{
+    bool done = false;
+
+    mv_startgate_close(g, closed, &done);
+    uv_run(loop, UV_RUN_DEFAULT);
+    ck_assert(done);
+    ck_assert_int_eq(uv_loop_close(loop), 0);
+}
+
 START_TEST(places_turns_and_order)
 {
     uv_loop_t loop;
     mv_startgate_t g;
     fake_t f[6];
-    bool done = false;
 
-    uv_loop_init(&loop);
-    mv_startgate_init(&g, &loop, 2);
-    norder = 0;
+    gate_open(&loop, &g, 2);
     for (int i = 0; i < 6; i++)
         f[i] = (fake_t){.e = {.go = fake_go}, .g = &g, .id = i};
     ck_assert(mv_startgate_enter(&g, &f[0].e));
@@ -89,10 +105,7 @@ START_TEST(places_turns_and_order)
     ck_assert_int_eq(g.in, 2); /* 2 and 5 */
     ck_assert_int_eq(g.waiting, 0);
 
-    mv_startgate_close(&g, closed, &done);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert(done);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    gate_close(&loop, &g);
 }
 END_TEST
 
@@ -101,11 +114,8 @@ START_TEST(a_raised_cap_lets_the_waiting_start)
     uv_loop_t loop;
     mv_startgate_t g;
     fake_t f[5];
-    bool done = false;
 
-    uv_loop_init(&loop);
-    mv_startgate_init(&g, &loop, 1);
-    norder = 0;
+    gate_open(&loop, &g, 1);
     for (int i = 0; i < 5; i++) {
         f[i] = (fake_t){.e = {.go = fake_go}, .g = &g, .id = i};
         ck_assert(mv_startgate_enter(&g, &f[i].e) == (i == 0));
@@ -127,10 +137,7 @@ START_TEST(a_raised_cap_lets_the_waiting_start)
     ck_assert_int_eq(order[2], 3);
     mv_startgate_set_cap(&g, 0); /* never below one place */
     ck_assert_int_eq(g.cap, 1);
-    mv_startgate_close(&g, closed, &done);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert(done);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    gate_close(&loop, &g);
 }
 END_TEST
 
@@ -140,11 +147,8 @@ START_TEST(spares_wait_behind_workers_to_serve)
     uv_loop_t loop;
     mv_startgate_t g;
     fake_t f[5];
-    bool done = false;
 
-    uv_loop_init(&loop);
-    mv_startgate_init(&g, &loop, 1);
-    norder = 0;
+    gate_open(&loop, &g, 1);
     for (int i = 0; i < 5; i++)
         f[i] = (fake_t){.e = {.go = fake_go, .last = i == 1 || i == 2}, .g = &g, .id = i};
     ck_assert(mv_startgate_enter(&g, &f[0].e));
@@ -175,10 +179,7 @@ START_TEST(spares_wait_behind_workers_to_serve)
     uv_run(&loop, UV_RUN_NOWAIT);
     ck_assert_int_eq(norder, 4);
     ck_assert_int_eq(order[3], 2);
-    mv_startgate_close(&g, closed, &done);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert(done);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    gate_close(&loop, &g);
 }
 END_TEST
 
@@ -189,11 +190,8 @@ START_TEST(spares_leave_places_to_workers_on_their_way)
     uv_loop_t loop;
     mv_startgate_t g;
     fake_t f[4];
-    bool done = false;
 
-    uv_loop_init(&loop);
-    mv_startgate_init(&g, &loop, 2);
-    norder = 0;
+    gate_open(&loop, &g, 2);
     for (int i = 0; i < 4; i++)
         f[i] = (fake_t){.e = {.go = fake_go, .last = i >= 2}, .g = &g, .id = i};
     mv_startgate_expect(&g, &f[0].e);
@@ -221,10 +219,7 @@ START_TEST(spares_leave_places_to_workers_on_their_way)
     ck_assert(mv_startgate_enter(&g, &f[1].e));
     ck_assert_int_eq(g.in, 4);
     ck_assert_int_eq(g.coming, 0);
-    mv_startgate_close(&g, closed, &done);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    ck_assert(done);
-    ck_assert_int_eq(uv_loop_close(&loop), 0);
+    gate_close(&loop, &g);
 }
 END_TEST
 
