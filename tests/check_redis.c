@@ -480,7 +480,6 @@ START_TEST(a_host_scaled_up_reads_for_its_new_workers)
     mvrun_t m;
     redisContext *c;
     json_t *res;
-    char sock[160], *out = NULL;
     const char *p;
     int held = 0;
 
@@ -488,10 +487,7 @@ START_TEST(a_host_scaled_up_reads_for_its_new_workers)
     ck_assert_int_eq(submit(&r, "jobs", "hold 0\nhold 0\nhold 0\nok\n", NULL), 0);
     host_start(&m, &r, "60s", 1, (const char *[]){"-o", "tasks.follow=yes", NULL});
     free(run_wait_for(&m, "held pid="));
-    snprintf(sock, sizeof sock, "%s/state/control.sock", m.dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "3", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&m, 3);
     run_wait_nth(&m, "held pid=", 2);
     for (p = m.log; (p = strstr(p, "held pid=")); p += 9, held++)
         ck_assert_int_eq(kill(atoi(p + 9), SIGUSR1), 0);
@@ -520,7 +516,6 @@ START_TEST(a_host_reads_only_for_workers_that_are_ready)
     redisContext *c;
     redisReply *p;
     json_t *res;
-    char sock[160], *out = NULL;
     const char *at;
 
     redis_start(&r, false, NULL);
@@ -529,10 +524,7 @@ START_TEST(a_host_reads_only_for_workers_that_are_ready)
                  (const char *[]){"-o", "tasks.follow=yes", "-o", "worker.crash_limit=0", NULL},
                  (const char *[]){"--crash-at-start-slot", "2", NULL});
     free(run_wait_for(&m, "held pid="));
-    snprintf(sock, sizeof sock, "%s/state/control.sock", m.dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "2", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&m, 2);
     /* The read for the new slot went out with the scale, before its first worker crashed. */
     run_wait_nth(&m, "event=exit worker=2 ", 2);
     c = cli(&r);

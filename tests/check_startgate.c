@@ -469,15 +469,11 @@ START_TEST(a_scale_up_starts_max_starting_at_once)
                  RUN_OPTS("supervisor.workers=1", "supervisor.max_starting=2",
                           "supervisor.grace_period=0", "worker.kill_timeout=100ms"),
                  RUN_CMD(MVTEST, "--start-ms", "200"));
-    char sock[PATH_MAX + 32], *out = NULL;
 
     run_init(&r, "hang\n");
     run_start(&r, args, NULL);
     free(run_wait_for(&r, "event=pool_ready"));
-    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "8", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&r, 8);
     run_wait_nth(&r, "event=ready ", 7);
     kill(r.pid, SIGTERM);
     run_finish(&r);
@@ -529,16 +525,12 @@ START_TEST(new_slots_start_before_waiting_spares)
                           "worker.ready_timeout=20s", "supervisor.grace_period=0",
                           "worker.kill_timeout=100ms", "log.level=debug"),
                  RUN_CMD(MVTEST, "--start-ms", "1000"));
-    char sock[PATH_MAX + 32], *out = NULL;
     const char *w0, *w3;
 
     run_init(&r, "hang\n");
     run_start(&r, args, NULL);
     free(run_wait_for(&r, "event=start_waits worker=0 gen=2 "));
-    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "3", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&r, 3);
     free(run_wait_for(&r, "event=spawn worker=0 "));
     kill(r.pid, SIGTERM);
     run_finish(&r);

@@ -247,16 +247,12 @@ START_TEST(a_scale_down_retires_the_waiting_successor_of_its_slot)
     mvargs_t av;
     const char *const *args =
         run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", ON), RUN_CMD(MVTEST));
-    char sock[160], *out = NULL;
     const char *second;
     int first, held2, succ2;
     mvrun_t r;
 
     start_held(&r, "hold 0\nhold 0\nok\nok\n", args, &first);
-    snprintf(sock, sizeof sock, "%s/state/control.sock", r.dir);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "2", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&r, 2);
     wait_seen(&r, "event=spawn worker=2 gen=1 ");
     for (;;) { /* slot 2's worker holds the second task */
         run_drain(&r);
@@ -266,9 +262,7 @@ START_TEST(a_scale_down_retires_the_waiting_successor_of_its_slot)
     }
     held2 = atoi(second + 9);
     succ2 = successor_ready(&r, 2, 2);
-    ck_assert_int_eq(
-        run_capture((const char *[]){MEMVISOR, "workers", "1", "--socket", sock, NULL}, &out), 0);
-    free(out);
+    run_workers(&r, 1);
     wait_seen(&r, "event=exit worker=2 gen=2 ");
     ck_assert(pid_alive(held2)); /* its task is not cut short */
     ck_assert_int_eq(kill(held2, SIGUSR1), 0);

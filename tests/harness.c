@@ -352,6 +352,18 @@ char *run_ask(const mvrun_t *r, const char *cmd, bool json)
     return out;
 }
 
+void run_workers(const mvrun_t *r, int n)
+{
+    char sock[PATH_MAX], count[16], *out = NULL;
+    int code;
+
+    snprintf(sock, sizeof sock, "%s/state/control.sock", r->dir);
+    snprintf(count, sizeof count, "%d", n);
+    code = run_capture((const char *[]){MEMVISOR, "workers", count, "--socket", sock, NULL}, &out);
+    ck_assert_msg(code == 0, "memvisor workers %d: exit %d: %s", n, code, out);
+    free(out);
+}
+
 json_t *run_status(const mvrun_t *r)
 {
     char *out = run_ask(r, "status", true);

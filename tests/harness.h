@@ -81,6 +81,8 @@ int run_ctl(const char *cmd, const char *sock);
 /* The output of `memvisor CMD [--json] --socket <the run's control socket>` asked of the
  * running r, which must answer (exit 0). Free it. */
 char *run_ask(const mvrun_t *r, const char *cmd, bool json);
+/* `memvisor workers N` to r's control socket: asserts it succeeded. */
+void run_workers(const mvrun_t *r, int n);
 /* The `status --json` reply of the running r (json_decref it). */
 json_t *run_status(const mvrun_t *r);
 /* The argv of `memvisor run -o OPTS... -- CMD...` (both NULL-terminated, e.g. RUN_OPTS and
