@@ -192,6 +192,7 @@ static bool charge(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_task
         t->escalations++;
         s->escalated++;
         d->escalated++;
+        mv_tasks_escalated(d->tasks, t);
         d->ev->on_escalate(d->arg, t);
         return false;
     }

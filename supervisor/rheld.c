@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "rentry.h"
 
@@ -74,9 +75,10 @@ static void bad_entry(mv_rtasks_t *rt, const mv_rgot_t *g, const char *why)
             MV_S("msg", "moved to the quarantine stream"), MV_S("quarantine", rt->quar_key));
     if (mv__rt_held_find(rt, g->stream, g->eid) || !(h = mv__rt_held_new(rt, g->stream, g->eid)))
         return;
-    mv_rargs_evalsha(&a, rt->sha[MV_RS_BAD], 2);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_BAD], 3);
     mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->quar_key);
+    mv_rargs_str(&a, rt->esc_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, g->eid);
     mv_rargs_str(&a, "entry");
@@ -341,9 +343,10 @@ void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
     char id[24];
 
     snprintf(id, sizeof id, "%llu", (unsigned long long)t->id);
-    mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 2);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_READD], 3);
     mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->done_key);
+    mv_rargs_str(&a, rt->esc_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, h->eid);
     mv_rargs_str(&a, rt->consumer);
@@ -383,12 +386,13 @@ static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
     mv_info(rt->log, "redis_route", MV_I("task", (long long)t->id), MV_S("entry", h->eid),
             MV_I("limit", t->limit), MV_I("ceiling", rt->ceiling), MV_S("to", to),
             MV_I("attempts", t->attempts));
-    mv_rargs_evalsha(&a, rt->sha[MV_RS_ROUTE], 5);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_ROUTE], 6);
     mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->done_key);
     mv_rargs_str(&a, rt->need_key);
     mv_rargs_str(&a, rt->hosts_key);
     mv_rargs_str(&a, to);
+    mv_rargs_str(&a, rt->esc_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, h->eid);
     mv_rargs_str(&a, rt->consumer);
@@ -400,6 +404,54 @@ static void send_route(mv_rtasks_t *rt, held_t *h, mv_task_t *t)
     h->op = OP_ROUTE;
     rt->routed_out++;
     send_with_entry(rt, h, &a, t);
+}
+
+/* ---- an escalation kept for a take-over ---- */
+
+static void escalated_cb(mv_rconn_t *c, redisReply *r, void *priv)
+{
+    mv_rtasks_t *rt = priv;
+
+    (void)c;
+    if (mv__rt_is_error(r))
+        mv__rt_error(rt, "HSET escalated", r);
+}
+
+/* A task's hard limit was raised here while its entry stays held: if this memvisor dies, the
+ * memvisor that takes the entry over (claim_idle) reads what it needs to go on at that limit
+ * (its attempts, hist, limit and escalations, as a re-added entry would carry them) from the
+ * escalated hash, which the claim scripts append to the entry's fields, rather than climbing
+ * the ladder again from the stream's first limit. Letting the entry go (finish, readd, route,
+ * bad) deletes it. */
+void mv__rt_escalated(mv_tasks_t *t, mv_task_t *task)
+{
+    mv_rtasks_t *rt = t->src_data;
+    held_t *h = task->ref;
+    mv_rentry_t e;
+    json_t *o = NULL;
+    char field[ROUTED_MAX + 64], *v = NULL;
+    int r = -ENOMEM;
+
+    if (!h)
+        return;
+    if (mv_rentry_encode(task, rt->host, &e) == 0 && (o = json_object())) {
+        r = 0;
+        for (int i = 4; i + 1 < e.argc && r == 0; i += 2) /* past id and data */
+            r = json_object_set_new(o, e.argv[i], json_stringn(e.argv[i + 1], e.len[i + 1]));
+        v = r == 0 ? json_dumps(o, JSON_COMPACT) : NULL;
+    }
+    json_decref(o);
+    mv_rentry_free(&e);
+    snprintf(field, sizeof field, "%s %s", h->stream, h->eid);
+    r = v ? mv_rconn_command(&rt->conn, escalated_cb, rt, 4,
+                             (const char *[]){"HSET", rt->esc_key, field, v}, NULL)
+          : -ENOMEM;
+    free(v);
+    if (r < 0)
+        mv_warn(rt->log, "redis_escalation_unsaved", MV_I("task", (long long)task->id),
+                MV_S("entry", h->eid), MV_I("limit", task->limit),
+                MV_S("error", r == -ENOMEM ? "out of memory" : "not connected"),
+                MV_S("msg", "a memvisor that takes the task over runs it at its own limit"));
 }
 
 bool mv__rt_route(mv_tasks_t *t, mv_task_t *task)
@@ -431,11 +483,12 @@ static int finish_call(mv_rtasks_t *rt, held_t *h, const mv_task_t *t, const mv_
               mv_rentry_add(&e, "error", res->payload, res->len) < 0 ||
               mv_rentry_add(&e, "host", rt->consumer, strlen(rt->consumer)) < 0))
         goto out;
-    mv_rargs_evalsha(&a, rt->sha[MV_RS_FINISH], 4);
+    mv_rargs_evalsha(&a, rt->sha[MV_RS_FINISH], 5);
     mv_rargs_str(&a, h->stream);
     mv_rargs_str(&a, rt->done_key);
     mv_rargs_str(&a, *rt->results_stream ? rt->results_stream : rt->done_key);
     mv_rargs_str(&a, rt->quar_key);
+    mv_rargs_str(&a, rt->esc_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, h->eid);
     mv_rargs_str(&a, id);

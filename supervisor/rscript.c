@@ -45,13 +45,29 @@
     "  return top\n"                                                                   \
     "end\n"
 
+/* What a memvisor that raised an entry's hard limit kept for whoever takes the entry over
+ * (rheld.c: the escalated hash, "STREAM ENTRY" -> a JSON object of the entry's attempts,
+ * hist, limit and escalations, as strings): appended to the entry's fields, where the last
+ * of a name wins. */
+#define ESCALATED                                                              \
+    "local function escalated(k, s, id, f)\n"                                  \
+    "  local v = redis.call('HGET', k, s .. ' ' .. id)\n"                      \
+    "  if not v then return f end\n"                                           \
+    "  local ok, o = pcall(cjson.decode, v)\n"                                 \
+    "  if not ok or type(o) ~= 'table' then return f end\n"                    \
+    "  for _, n in ipairs({'attempts', 'hist', 'limit', 'escalations'}) do\n"  \
+    "    if type(o[n]) == 'string' then f[#f + 1] = n; f[#f + 1] = o[n] end\n" \
+    "  end\n"                                                                  \
+    "  return f\n"                                                             \
+    "end\n"
+
 static const char finish_lua[] =
-    "-- KEYS: tasks, done, results, quarantine\n"
+    "-- KEYS: tasks, done, results, quarantine, escalated\n"
     "-- ARGV: group, entry, task id, result JSON ('' = no results stream), consumer,\n"
     "--       quarantined ('1'), then the quarantine entry's fields\n" TYPE_CHECK
     "local e = wrong(KEYS[1], 'stream') or wrong(KEYS[2], 'hash')\n"
     "  or (ARGV[4] ~= '' and wrong(KEYS[3], 'stream'))\n"
-    "  or (ARGV[6] == '1' and wrong(KEYS[4], 'stream'))\n"
+    "  or (ARGV[6] == '1' and wrong(KEYS[4], 'stream')) or wrong(KEYS[5], 'hash')\n"
     "if e then return e end\n"
     "-- the record: this consumer and this entry (another entry with the same id, a\n"
     "-- producer's mistake, is a duplicate even when this consumer ran both)\n"
@@ -67,28 +83,30 @@ static const char finish_lua[] =
     "if fresh == 0 and redis.call('HGET', KEYS[2], ARGV[3]) == mine then fresh = 2 end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[5], KEYS[1] .. ' ' .. ARGV[2])\n"
     "return fresh\n";
 
 static const char readd_lua[] =
-    "-- KEYS: tasks, done; ARGV: group, entry, consumer, task id, the new entry's fields\n"
-    "-- (XPENDING fails on a tasks key of another type: before any write)\n" TYPE_CHECK
-    "local e = wrong(KEYS[2], 'hash')\n"
+    "-- KEYS: tasks, done, escalated; ARGV: group, entry, consumer, task id, the new\n"
+    "-- entry's fields (XPENDING fails on a tasks key of another type: before any "
+    "write)\n" TYPE_CHECK "local e = wrong(KEYS[2], 'hash') or wrong(KEYS[3], 'hash')\n"
     "if e then return e end\n"
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
     "if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end\n"
     "local done = redis.call('HEXISTS', KEYS[2], ARGV[4]) == 1\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[3], KEYS[1] .. ' ' .. ARGV[2])\n"
     "if done then return 1 end\n"
     "redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))\n"
     "return 2\n";
 
 static const char route_lua[] =
-    "-- KEYS: tasks (the entry's stream), done, need, hosts, the routed stream\n"
+    "-- KEYS: tasks (the entry's stream), done, need, hosts, the routed stream, escalated\n"
     "-- ARGV: group, entry, consumer, task id, limit, claim_idle ms, the new entry's "
     "fields\n" TYPE_CHECK LIVE_CEILING
     "local e = wrong(KEYS[2], 'hash') or wrong(KEYS[3], 'zset') or wrong(KEYS[4], 'hash')\n"
-    "  or wrong(KEYS[5], 'stream')\n"
+    "  or wrong(KEYS[5], 'stream') or wrong(KEYS[6], 'hash')\n"
     "if e then return e end\n"
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end\n"
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)\n"
@@ -100,6 +118,7 @@ static const char route_lua[] =
     "end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])\n"
     "redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "redis.call('HDEL', KEYS[6], KEYS[1] .. ' ' .. ARGV[2])\n"
     "if done then return 1 end\n"
     "redis.call('ZADD', KEYS[3], ARGV[5], KEYS[5])\n"
     "redis.pcall('XGROUP', 'CREATE', KEYS[5], ARGV[1], '0', 'MKSTREAM')\n"
@@ -109,7 +128,9 @@ static const char route_lua[] =
 /* The routed streams are named by the need zset, not declared: Redis Cluster is not
  * supported anyway (docs/many-hosts.md). */
 static const char routed_lua[] =
-    "-- KEYS: need, hosts; ARGV: group, consumer, ceiling, claim_idle ms, count\n" LIVE_CEILING
+    "-- KEYS: need, hosts, escalated; ARGV: group, consumer, ceiling, claim_idle ms, "
+    "count\n" TYPE_CHECK LIVE_CEILING ESCALATED "local e = wrong(KEYS[3], 'hash')\n"
+    "if e then return e end\n"
     "local left, out, top = tonumber(ARGV[5]), {}, nil\n"
     "local z = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')\n"
     "for i = 1, #z, 2 do\n"
@@ -130,7 +151,8 @@ static const char routed_lua[] =
     "                                    unpack(ids))) do\n"
     "        if type(e) == 'table' and type(e[2]) == 'table' then\n"
     "          local d = redis.call('XPENDING', s, ARGV[1], e[1], e[1], 1)\n"
-    "          got[#got + 1] = {e[1], e[2], d[1] and d[1][4] or 1, owner[e[1]] or ''}\n"
+    "          got[#got + 1] = {e[1], escalated(KEYS[3], s, e[1], e[2]),\n"
+    "                           d[1] and d[1][4] or 1, owner[e[1]] or ''}\n"
     "        end\n"
     "      end\n"
     "    end\n"
@@ -148,18 +170,21 @@ static const char routed_lua[] =
     "return out\n";
 
 static const char bad_lua[] =
-    "-- KEYS: tasks, quarantine; ARGV: group, entry, the quarantine entry's fields\n" TYPE_CHECK
-    "local e = wrong(KEYS[2], 'stream')\n"
+    "-- KEYS: tasks, quarantine, escalated; ARGV: group, entry, the quarantine entry's\n"
+    "-- fields\n" TYPE_CHECK "local e = wrong(KEYS[2], 'stream') or wrong(KEYS[3], 'hash')\n"
     "if e then return e end\n"
     "if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
     "  redis.call('XDEL', KEYS[1], ARGV[2])\n"
+    "  redis.call('HDEL', KEYS[3], KEYS[1] .. ' ' .. ARGV[2])\n"
     "  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))\n"
     "  return 1\n"
     "end\n"
     "return 0\n";
 
 static const char claim_lua[] =
-    "-- KEYS: tasks; ARGV: group, consumer, min idle ms, cursor, count\n"
+    "-- KEYS: tasks, escalated; ARGV: group, consumer, min idle ms, cursor, count\n" TYPE_CHECK
+        ESCALATED "local e = wrong(KEYS[2], 'hash')\n"
+    "if e then return e end\n"
     "local owner = {}\n"
     "for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4],\n"
     "                              '+', ARGV[5])) do\n"
@@ -171,7 +196,8 @@ static const char claim_lua[] =
     "for _, e in ipairs(r[2]) do\n"
     "  if type(e) == 'table' and type(e[2]) == 'table' then\n"
     "    local d = redis.call('XPENDING', KEYS[1], ARGV[1], e[1], e[1], 1)\n"
-    "    out[#out + 1] = {e[1], e[2], d[1] and d[1][4] or 1, owner[e[1]] or ''}\n"
+    "    out[#out + 1] = {e[1], escalated(KEYS[2], KEYS[1], e[1], e[2]),\n"
+    "                     d[1] and d[1][4] or 1, owner[e[1]] or ''}\n"
     "  end\n"
     "end\n"
     "return {r[1], out}\n";

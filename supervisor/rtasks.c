@@ -182,7 +182,7 @@ static bool read_routed(mv_rtasks_t *rt, int64_t want)
 {
     char count[24], idle[24];
     const char *argv[] = {
-        "EVALSHA", rt->sha[MV_RS_ROUTED], "2",           rt->need_key, rt->hosts_key,
+        "EVALSHA", rt->sha[MV_RS_ROUTED], "3",           rt->need_key, rt->hosts_key, rt->esc_key,
         rt->group, rt->consumer,          rt->ceiling_s, idle,         count};
 
     if (rt->routed <= 0 || rt->routed_fresh || rt->routing)
@@ -322,8 +322,10 @@ static void claim(mv_rtasks_t *rt, mv_rscript_t which)
         return;
     snprintf(idle, sizeof idle, "%lld", (long long)rt->claim_idle);
     snprintf(count, sizeof count, "%lld", (long long)want);
-    mv_rargs_evalsha(&a, rt->sha[which], 1);
+    mv_rargs_evalsha(&a, rt->sha[which], which == MV_RS_CLAIM ? 2 : 1);
     mv_rargs_str(&a, rt->url.stream);
+    if (which == MV_RS_CLAIM)
+        mv_rargs_str(&a, rt->esc_key);
     mv_rargs_str(&a, rt->group);
     mv_rargs_str(&a, rt->consumer);
     if (which == MV_RS_CLAIM) {
@@ -645,6 +647,7 @@ static const mv_tasks_source_t redis_source = {
     .pump = pump,
     .requeue = mv__rt_requeue,
     .route = mv__rt_route,
+    .escalated = mv__rt_escalated,
     .end = mv__rt_end,
     .close = rt_close,
     .free = rt_free,
@@ -687,6 +690,7 @@ int mv_rtasks_open(mv_tasks_t *t, const mv_rtasks_opts_t *o, char *why, size_t n
     snprintf(rt->quar_key, sizeof rt->quar_key, "%s:quarantine", rt->url.stream);
     snprintf(rt->need_key, sizeof rt->need_key, "%s:need", rt->url.stream);
     snprintf(rt->hosts_key, sizeof rt->hosts_key, "%s:hosts", rt->url.stream);
+    snprintf(rt->esc_key, sizeof rt->esc_key, "%s:escalated", rt->url.stream);
     rt->ceiling = o->ceiling > 0 ? o->ceiling : INT64_MAX;
     snprintf(rt->ceiling_s, sizeof rt->ceiling_s, "%lld", (long long)rt->ceiling);
     snprintf(rt->group, sizeof rt->group, "%s", o->group);

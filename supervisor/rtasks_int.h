@@ -63,9 +63,10 @@ struct mv_rtasks {
     char name[512];
     char results_stream[MV_RURL_STREAM_MAX + 1]; /* "" = none */
     char done_key[KEY_MAX], quar_key[KEY_MAX], need_key[KEY_MAX], hosts_key[KEY_MAX];
-    int64_t ceiling;    /* the highest hard limit this memvisor gives a task */
-    char ceiling_s[24]; /* ...in decimal */
-    int64_t routed;     /* routed streams (stat), and entries in them */
+    char esc_key[KEY_MAX]; /* STREAM:escalated (rheld.c, mv__rt_escalated) */
+    int64_t ceiling;       /* the highest hard limit this memvisor gives a task */
+    char ceiling_s[24];    /* ...in decimal */
+    int64_t routed;        /* routed streams (stat), and entries in them */
     int64_t routed_len;
     bool routed_fresh; /* the routed streams were read since the last read of the stream */
     char group[128], consumer[160], host[64];
@@ -112,6 +113,7 @@ void mv__rt_send(mv_rtasks_t *rt, held_t *h);
 void mv__rt_readd(mv_rtasks_t *rt, held_t *h, mv_task_t *t);
 bool mv__rt_requeue(mv_tasks_t *t, mv_task_t *task);
 bool mv__rt_route(mv_tasks_t *t, mv_task_t *task);
+void mv__rt_escalated(mv_tasks_t *t, mv_task_t *task);
 void mv__rt_end(mv_tasks_t *t, mv_task_t *task, const mv_result_t *res);
 void mv__rt_written(void *arg, uint64_t lines, bool closed);
 

@@ -182,6 +182,12 @@ bool mv_tasks_route(mv_tasks_t *t, mv_task_t *task)
     return true;
 }
 
+void mv_tasks_escalated(mv_tasks_t *t, mv_task_t *task)
+{
+    if (t->src && t->src->escalated)
+        t->src->escalated(t, task);
+}
+
 void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res)
 {
     if (t->src && t->src->end)

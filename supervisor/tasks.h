@@ -89,6 +89,10 @@ typedef struct mv_tasks_source {
      * source took it to hand to a host that can (Redis: the routed streams; it frees the
      * task), false when it cannot (the task is then quarantined here). */
     bool (*route)(mv_tasks_t *t, mv_task_t *task);
+    /* A task's hard limit was raised here (task->limit, task->escalations): a source whose
+     * tasks another host may take over keeps what it needs to go on at that limit (Redis:
+     * the escalated hash). */
+    void (*escalated)(mv_tasks_t *t, mv_task_t *task);
 } mv_tasks_source_t;
 
 struct mv_tasks {
@@ -187,11 +191,13 @@ json_t *mv_attempts_json(const mv_attempt_t *h, int n, const char *here);
 /* Appends an attempt to a task's record. 0 or -ENOMEM. */
 int mv_task_note_attempt(mv_task_t *task, mv_reason_t reason, int slot, int pid, int status,
                          int64_t peak);
-/* A task reached its final status (`res`: its result, which the source may forward): count
- * it and free it. */
 /* Hands a task that needs more memory than this host gives to the source (its `route`):
  * true when the source took it (counted as returned), false when it has nowhere to send it. */
 bool mv_tasks_route(mv_tasks_t *t, mv_task_t *task);
+/* Tells the source a task's hard limit was raised here (an escalation). */
+void mv_tasks_escalated(mv_tasks_t *t, mv_task_t *task);
+/* A task reached its final status (`res`: its result, which the source may forward): count
+ * it and free it. */
 void mv_tasks_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res);
 void mv_task_free(mv_task_t *task);
 /* Whether every task of the source has ended (source exhausted, queue empty, none out). */

@@ -610,6 +610,57 @@ START_TEST(escalated_tasks_keep_their_raised_limit_across_the_stream)
 }
 END_TEST
 
+/* A host killed -9 while its task runs at a raised limit: the host that takes the entry over
+ * goes on at that limit (STREAM:escalated), with the dead host's attempts, rather than at its
+ * first limit (before: killed for memory again there, and raised again); the hash is emptied
+ * when the entry is let go. */
+START_TEST(a_task_taken_over_from_a_dead_host_keeps_its_raised_limit)
+{
+    static const char *const esc[] = {"-o", "limits.memory_hard=64M",   "-o", "limits.escalate=2x",
+                                      "-o", "limits.escalate_max=256M", NULL};
+    redis_t r;
+    mvrun_t a, b;
+    redisContext *c;
+    json_t *res, *o, *errs;
+    char *line;
+
+    redis_start(&r, false, NULL);
+    ck_assert_int_eq(submit(&r, "jobs", "hold 100\n", NULL), 0);
+    host_start(&a, &r, "1s", 1, esc);
+    free(run_wait_for(&a, "held pid=")); /* on its escalation worker, at 128M */
+    c = cli(&r);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:escalated"), 1);
+    kill(a.pid, SIGKILL);
+    ck_assert_int_eq(run_finish(&a), 128 + SIGKILL);
+    host_start(&b, &r, "1s", 1, esc);
+    line = run_wait_for(&b, "held pid=");
+    ck_assert_int_eq(kill((pid_t)atoi(strstr(line, "held pid=") + 9), SIGUSR1), 0);
+    free(line);
+    wait_len(&r, "results", 1, (mvrun_t *const[]){&b, NULL});
+    ck_assert_int_eq(run_finish(&b), 0);
+    ck_assert_msg(run_count(&b, "event=escalate ") == 0 && run_count(&b, "event=kernel_oom") == 0,
+                  "%s", b.log);
+    ck_assert_int_eq(run_count(&b, "event=redis_claimed"), 1);
+    res = stream_results(c, "results");
+    ck_assert_int_eq(assert_each_once(res, 1), 0);
+    o = json_array_get(res, 0);
+    ck_assert_str_eq(jstr(o, "status"), "ok");
+    ck_assert_int_eq(jint(o, "mem_limit"), 128 << 20);
+    ck_assert_int_eq(jint(o, "escalations"), 1);
+    ck_assert_int_eq(jint(o, "attempts"), 3); /* killed at 64M, lost with host a, ran */
+    errs = json_object_get(o, "attempt_errors");
+    ck_assert_int_eq(json_array_size(errs), 2);
+    ck_assert_str_ne(jstr(json_array_get(errs, 0), "reason"), "lost");
+    ck_assert_str_eq(jstr(json_array_get(errs, 1), "reason"), "lost");
+    json_decref(res);
+    ck_assert_int_eq(INT(c, "HLEN", "jobs:escalated"), 0);
+    redisFree(c);
+    run_free(&a);
+    run_free(&b);
+    redis_stop(&r);
+}
+END_TEST
+
 /* A task re-added with a limit another host raised it to runs at that limit only when it is
  * more than this host gives every task: a host with memory_hard 64M runs a task raised to
  * 32M elsewhere at 64M (it was quarantined at 32M, with escalate off), and a limit no worker
@@ -944,7 +995,8 @@ START_TEST(a_finish_sent_again_is_told_apart_from_another_memvisors_result)
          * consumer's second entry with the same id (2 before: its result was dropped unsaid) */
         static const long long want[] = {1, 2, 0, 0};
         rep = redisCommand(
-            c, "EVAL %s 4 jobs jobs:done results jobs:quarantine memvisor %s 1 %s %s 0",
+            c,
+            "EVAL %s 5 jobs jobs:done results jobs:quarantine jobs:escalated memvisor %s 1 %s %s 0",
             mv_rscript_text(MV_RS_FINISH), eid[i == 3], "{\"task\":1}", i == 2 ? "other" : "me");
         ck_assert_msg(rep && rep->type == REDIS_REPLY_INTEGER, "%s",
                       rep && rep->str ? rep->str : "no reply");
@@ -953,6 +1005,56 @@ START_TEST(a_finish_sent_again_is_told_apart_from_another_memvisors_result)
     }
     ck_assert_int_eq(INT(c, "XLEN", "results"), 1);
     ck_assert_int_eq(INT(c, "XLEN", "jobs"), 0);
+    redisFree(c);
+    redis_stop(&r);
+}
+END_TEST
+
+/* The claim script appends what STREAM:escalated keeps of an entry to its fields (the last of
+ * a name wins when the entry is read); a value that is no JSON object is left out, and a key
+ * of another type fails the script before it claims anything. */
+START_TEST(the_claim_script_reads_what_a_dead_host_kept_of_an_escalation)
+{
+    static const char *const want[][2] = {{"id", "1"}, {"data", "x"}, {"limit", "134217728"}};
+    static const char *const kept[] = {"not json", "{\"limit\":\"134217728\",\"other\":3}"};
+    redis_t r;
+    redisContext *c;
+    redisReply *rep, *f;
+    char eid[64], field[96];
+
+    redis_start(&r, false, NULL);
+    c = cli(&r);
+    freeReplyObject(redisCommand(c, "XGROUP CREATE jobs memvisor 0 MKSTREAM"));
+    freeReplyObject(redisCommand(c, "XADD jobs * id 1 data x"));
+    rep = redisCommand(c, "XREADGROUP GROUP memvisor dead COUNT 1 STREAMS jobs >");
+    snprintf(eid, sizeof eid, "%s", rep->element[0]->element[1]->element[0]->element[0]->str);
+    freeReplyObject(rep);
+    snprintf(field, sizeof field, "jobs %s", eid);
+    for (int i = 0; i < 2; i++) {
+        freeReplyObject(redisCommand(c, "HSET jobs:escalated %s %s", field, kept[i]));
+        rep = redisCommand(c, "EVAL %s 2 jobs jobs:escalated memvisor me 0 0-0 10",
+                           mv_rscript_text(MV_RS_CLAIM));
+        ck_assert_msg(rep->type == REDIS_REPLY_ARRAY && rep->element[1]->elements == 1, "%s",
+                      rep->str ? rep->str : "");
+        f = rep->element[1]->element[0]->element[1];
+        ck_assert_int_eq(f->elements, i == 0 ? 4 : 6); /* "not json" is left out */
+        for (size_t k = 0; k < f->elements / 2; k++) {
+            ck_assert_str_eq(f->element[2 * k]->str, want[k][0]);
+            ck_assert_str_eq(f->element[2 * k + 1]->str, want[k][1]);
+        }
+        freeReplyObject(rep);
+    }
+    /* a key of another type: an error, and the entry is not claimed ("me" still owns it) */
+    freeReplyObject(redisCommand(c, "DEL jobs:escalated"));
+    freeReplyObject(redisCommand(c, "SET jobs:escalated x"));
+    rep = redisCommand(c, "EVAL %s 2 jobs jobs:escalated memvisor other 0 0-0 10",
+                       mv_rscript_text(MV_RS_CLAIM));
+    ck_assert_int_eq(rep->type, REDIS_REPLY_ERROR);
+    ck_assert_ptr_nonnull(strstr(rep->str, "WRONGTYPE"));
+    freeReplyObject(rep);
+    rep = redisCommand(c, "XPENDING jobs memvisor - + 10 me");
+    ck_assert_int_eq(rep->elements, 1);
+    freeReplyObject(rep);
     redisFree(c);
     redis_stop(&r);
 }
@@ -1126,10 +1228,12 @@ Suite *redis_suite(void)
     tcase_add_test(e2e, results_to_a_file_status_shows_the_stream_and_a_bad_entry_is_set_aside);
     tcase_add_test(e2e, bad_urls_and_redis_errors_are_named);
     tcase_add_test(e2e, a_finish_sent_again_is_told_apart_from_another_memvisors_result);
+    tcase_add_test(e2e, the_claim_script_reads_what_a_dead_host_kept_of_an_escalation);
     tcase_add_test(e2e, a_resumed_file_keeps_one_line_for_a_task_written_but_not_acknowledged);
     tcase_add_test(e2e, a_memvisor_started_before_redis_waits_for_it);
     tcase_add_test(e2e, a_group_set_back_does_not_run_a_held_task_twice);
     tcase_add_test(e2e, escalated_tasks_keep_their_raised_limit_across_the_stream);
+    tcase_add_test(e2e, a_task_taken_over_from_a_dead_host_keeps_its_raised_limit);
     tcase_add_test(e2e, a_task_too_big_for_its_host_runs_on_a_bigger_one);
     tcase_add_test(e2e, a_raised_limit_never_gives_less_than_this_host_gives_every_task);
     tcase_add_test(e2e, submit_adds_numbered_tasks_and_refuses_bad_input);

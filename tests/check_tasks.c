@@ -264,8 +264,11 @@ static void fake_end(mv_tasks_t *t, mv_task_t *task, const struct mv_result *res
 
 START_TEST(a_source_takes_back_what_lost_an_attempt_and_hears_each_end)
 {
-    static const mv_tasks_source_t src = {"fake", fake_pump, fake_requeue, fake_end,
-                                          NULL,   NULL,      fake_route};
+    static const mv_tasks_source_t src = {.kind = "fake",
+                                          .pump = fake_pump,
+                                          .requeue = fake_requeue,
+                                          .end = fake_end,
+                                          .route = fake_route};
     fake_t f = {0};
     mv_tasks_t t;
     mv_task_t *a = mv_task_new(1, "a", 1), *b = mv_task_new(2, "b", 1), *x;
