@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import pickle
 import pty
@@ -813,6 +814,32 @@ class Settings(PoolTest):
         self.assertEqual(pool._sv.proc.returncode, 0)
         with self.assertRaises(NotImplementedError):
             pickle.dumps(pool)
+        # A pool closed or terminated cannot be entered again (CPython's test_enter): the
+        # with block's exit would terminate it anyway.
+        with self.assertRaisesRegex(ValueError, "not running"):
+            with pool:
+                pass
+        unused = self.pool()
+        with unused:
+            pass
+        with self.assertRaisesRegex(ValueError, "not running"):
+            with unused:
+                pass
+
+    def test_a_calls_arguments_and_results_are_not_kept_after_it(self):
+        # CPython's test_release_task_refs: the feeder held the last call (its job, with
+        # the map's results) until the next call came.
+        with self.pool() as pool:
+            objs = [pf.Counted() for _ in range(10)]
+            self.assertEqual(pf.Counted.alive, 10)
+            self.assertEqual(len(pool.map(pf.same, objs)), 10)  # 10 copies, dropped here
+            self.assertEqual(len(list(pool.imap(pf.same, objs))), 10)
+            self.assertEqual(len(pool.apply(pf.same, (objs,))), 10)
+            del objs
+            deadline = time.monotonic() + 10.0  # the feeder ends its loop after the answer
+            while pf.Counted.alive and time.monotonic() < deadline:
+                select.select([], [], [], 0.01)
+            self.assertEqual(pf.Counted.alive, 0)
 
 
 def _alive(pid, start):

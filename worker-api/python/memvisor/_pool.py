@@ -298,6 +298,7 @@ class Pool:
         self._finish()
 
     def __enter__(self) -> "Pool":
+        self._check_running()  # a closed or terminated pool: ValueError, as multiprocessing's
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -463,6 +464,10 @@ class Pool:
                 self._feed_job(*item)
             except Exception:  # noqa: BLE001 - a bug here must not stop the other calls
                 log.exception("memvisor.Pool: feeding a call's tasks failed")
+            # Not held while the next call is awaited: the call's job holds its results (a
+            # map's list), which lived on here until the next call (CPython's
+            # test_release_task_refs).
+            item = None
         self._sv.end_input()
 
     def _feed_job(self, job: _Job, token: bytes, mode: bytes,
