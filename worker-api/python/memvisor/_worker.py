@@ -115,6 +115,14 @@ def _call(fn: Callable[..., Any], mode: bytes, items: Any) -> list:
     return results
 
 
+def _not_encoded(exc: Exception, value: Any) -> Exception:
+    """What a result that does not pickle raises in the caller: multiprocessing's
+    MaybeEncodingError (its reprs of the error and of the value), as multiprocessing's
+    worker sends; imported here only then (multiprocessing.pool costs ~20 ms)."""
+    from multiprocessing.pool import MaybeEncodingError
+    return MaybeEncodingError(exc, value)
+
+
 def _traceback(exc: BaseException) -> str:
     """The traceback of an exception raised in a task, without this module's frames."""
     tb = exc.__traceback__
@@ -183,7 +191,10 @@ def _serve_one(worker: memvisor_worker.Worker, task: memvisor_worker.Task,
         task.kind = entry[1]
         start = time.perf_counter()
         results = _call(entry[0], mode, items)
-        body = _codec.encode_done(results, time.perf_counter() - start)
+        try:
+            body = _codec.encode_done(results, time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - pickling a result can raise anything
+            raise _not_encoded(exc, results[0] if mode == _codec.MODE_CALL else results)
         del results
         too_long = _too_long(body, limit)
         if too_long is not None:
