@@ -1149,6 +1149,23 @@ class HandedOverTemplate(PoolTest):
         self.assertEqual([e["template"] for e in _events(logs, "template_ready")], [2])
 
 
+class Proxies(PoolTest):
+    def test_a_managers_proxies_work_in_workers_forked_or_started(self):
+        # CPython's test_pool_initializer with a task (workers start at the first): a
+        # started worker had its own authkey (AuthenticationError: the pool broke), and a
+        # template forked from here kept this process's connection to the manager, which
+        # wrote into the template's channel or /dev/null (quarantined, or the pool broke).
+        with multiprocessing.Manager() as mgr:
+            for template in (True, False):
+                ns = mgr.Namespace()
+                ns.inits = ns.total = 0
+                with self.pool(workers=1, initializer=pf.init_ns, initargs=(ns,),
+                               template=template) as pool:
+                    self.assertEqual(pool.apply(pf.ns_add, (ns, 5)), 5)
+                    self.assertEqual(pool.template_start, "fork" if template else "exec")
+                self.assertEqual((ns.inits, ns.total), (1, 5), template)
+
+
 class Terminate(PoolTest):
     def test_terminate_mid_map_leaves_no_process_behind(self):
         notes = os.path.join(self.tmp, "notes")
