@@ -8,6 +8,8 @@
 #   make fuzz       the libFuzzer harnesses, FUZZ_TIME seconds each (tests/fuzz/fuzz.mk)
 #   make check-leaks      the labelled leak suite (tests/leaks/): kinds named vs labels
 #   make check-html the HTML report of a real batch in headless chromium (installed if missing)
+#   make check-mp   CPython's own multiprocessing.Pool tests against memvisor.Pool (Debian's
+#                   libpython3.X-testsuite, installed if missing; tests/python/mp_suite.py)
 #   make check-v2   the cgroup v2 tests on real kernels: Debian 6.1 and 6.12 booted under QEMU
 #   make bench      the benchmarks in bench/
 #   make soak       an hour of constant recycling: the supervisor's RSS and fds stay flat
@@ -78,7 +80,8 @@ LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctl
 HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
 
-.PHONY: all deps demo check check-asan check-valgrind check-leaks check-html check-v2 bench soak install \
+.PHONY: all deps demo check check-asan check-valgrind check-leaks check-html check-mp check-v2 bench \
+        soak install \
         uninstall clean format lint FORCE
 all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
      $(TESTBIN) \
@@ -265,6 +268,16 @@ check-html: deps
 	    DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
 	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 	@python3 tests/html/check_html.py $(abspath $(BUILD))
+
+# CPython's Pool tests (test/_test_multiprocessing.py) with memvisor.Pool in place of
+# multiprocessing's: the ones that differ by design are skipped with their reasons
+# (tests/python/mp_suite.py EXPECTED_SKIPS); any other failure, or a process or temporary file
+# left behind, fails. Debian's python3 and its test suite (.ci/deps mp).
+MP_PYTHON ?= /usr/bin/python3
+check-mp: deps
+	@bash .ci/deps mp
+	@$(MAKE) --no-print-directory $(BIN)
+	@MEMVISOR_BIN=$(abspath $(BIN)) PYTHONDONTWRITEBYTECODE=1 $(MP_PYTHON) tests/python/mp_suite.py
 
 # Only what the demo runs: no test runner, no benchmarks, one line while it builds.
 demo:

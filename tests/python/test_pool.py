@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.pool
 import os
 import pickle
 import pty
@@ -487,7 +488,9 @@ class Errors(PoolTest):
             exc = cm.exception
             self.assertEqual(exc.args, ("deep 7",))
             cause = exc.__cause__
-            self.assertIsInstance(cause, memvisor.RemoteTraceback)
+            # multiprocessing's own class, as its Pool gives (CPython's test_traceback).
+            self.assertIs(type(cause), multiprocessing.pool.RemoteTraceback)
+            self.assertIs(memvisor.RemoteTraceback, multiprocessing.pool.RemoteTraceback)
             with open(pf.__file__) as f:
                 line = next(i for i, text in enumerate(f, 1) if "THE RAISE" in text)
             self.assertIn(f'pool_funcs.py", line {line}, in _inner', str(cause))
@@ -499,9 +502,18 @@ class Errors(PoolTest):
             self.assertEqual(cm.exception.type_name, "pool_funcs.NeedsArgs")
             self.assertEqual(cm.exception.message, "no way back 1")
             self.assertIn("in raises_unpicklable", cm.exception.traceback)
-            # A result that does not pickle fails its task, and says why.
-            with self.assertRaisesRegex(TypeError, "pickle"):
+            # A result that does not pickle fails its task with multiprocessing's
+            # MaybeEncodingError (CPython's test_unpickleable_result): the error and the
+            # value as text; a map's holds its chunk's values.
+            with self.assertRaises(multiprocessing.pool.MaybeEncodingError) as cm:
                 pool.apply(pf.returns_a_lock, (1,))
+            self.assertIn("pickle", cm.exception.exc)
+            self.assertIn("lock", cm.exception.value)
+            with self.assertRaises(multiprocessing.pool.MaybeEncodingError) as cm:
+                pool.map(pf.returns_a_lock, [1, 2], chunksize=2)
+            self.assertTrue(cm.exception.value.startswith("[<unlocked _thread.lock"),
+                            cm.exception.value)
+            self.assertEqual(pool.apply(pf.sq, (4,)), 16)  # the worker goes on
 
     def test_an_exception_whose_str_raises_fails_its_task_only(self):
         # It crashed the worker (str(exc) in the FAIL answer raised): three workers died on
@@ -813,6 +825,32 @@ class Settings(PoolTest):
         self.assertEqual(pool._sv.proc.returncode, 0)
         with self.assertRaises(NotImplementedError):
             pickle.dumps(pool)
+        # A pool closed or terminated cannot be entered again (CPython's test_enter): the
+        # with block's exit would terminate it anyway.
+        with self.assertRaisesRegex(ValueError, "not running"):
+            with pool:
+                pass
+        unused = self.pool()
+        with unused:
+            pass
+        with self.assertRaisesRegex(ValueError, "not running"):
+            with unused:
+                pass
+
+    def test_a_calls_arguments_and_results_are_not_kept_after_it(self):
+        # CPython's test_release_task_refs: the feeder held the last call (its job, with
+        # the map's results) until the next call came.
+        with self.pool() as pool:
+            objs = [pf.Counted() for _ in range(10)]
+            self.assertEqual(pf.Counted.alive, 10)
+            self.assertEqual(len(pool.map(pf.same, objs)), 10)  # 10 copies, dropped here
+            self.assertEqual(len(list(pool.imap(pf.same, objs))), 10)
+            self.assertEqual(len(pool.apply(pf.same, (objs,))), 10)
+            del objs
+            deadline = time.monotonic() + 10.0  # the feeder ends its loop after the answer
+            while pf.Counted.alive and time.monotonic() < deadline:
+                select.select([], [], [], 0.01)
+            self.assertEqual(pf.Counted.alive, 0)
 
 
 def _alive(pid, start):
@@ -1109,6 +1147,23 @@ class HandedOverTemplate(PoolTest):
         self.assertEqual((gone[0]["template"], gone[0]["status"], gone[0]["reason"]),
                          (1, 9, "crash"))
         self.assertEqual([e["template"] for e in _events(logs, "template_ready")], [2])
+
+
+class Proxies(PoolTest):
+    def test_a_managers_proxies_work_in_workers_forked_or_started(self):
+        # CPython's test_pool_initializer with a task (workers start at the first): a
+        # started worker had its own authkey (AuthenticationError: the pool broke), and a
+        # template forked from here kept this process's connection to the manager, which
+        # wrote into the template's channel or /dev/null (quarantined, or the pool broke).
+        with multiprocessing.Manager() as mgr:
+            for template in (True, False):
+                ns = mgr.Namespace()
+                ns.inits = ns.total = 0
+                with self.pool(workers=1, initializer=pf.init_ns, initargs=(ns,),
+                               template=template) as pool:
+                    self.assertEqual(pool.apply(pf.ns_add, (ns, 5)), 5)
+                    self.assertEqual(pool.template_start, "fork" if template else "exec")
+                self.assertEqual((ns.inits, ns.total), (1, 5), template)
 
 
 class Terminate(PoolTest):

@@ -30,7 +30,9 @@ What memvisor adds:
   on a new worker; past ``max_attempts`` it raises TaskQuarantined at its place in the
   results (with each attempt's reason and peak memory), and the pool goes on.
 - An exception raised by the function is re-raised in the caller with the worker's
-  traceback as its ``__cause__`` (RemoteTraceback), as multiprocessing does.
+  traceback as its ``__cause__`` (multiprocessing.pool.RemoteTraceback, also
+  memvisor.RemoteTraceback), as multiprocessing does; a result that does not pickle raises
+  multiprocessing.pool.MaybeEncodingError, as there.
 - Per-task memory, read by memvisor from the kernel: ``pool.last_stats`` (the task that
   ended last), ``AsyncResult.stats``, ``imap[_unordered](..., with_stats=True)`` yielding
   (result, TaskStats).
@@ -68,13 +70,14 @@ What differs from multiprocessing.Pool:
 import sys as _sys
 
 from ._errors import (Attempt, MemvisorNotFound, NotImportable, PoolBroken, PoolError,
-                      PoolTerminated, RemoteError, RemoteTraceback, TaskQuarantined, TaskStats)
+                      PoolTerminated, RemoteError, TaskQuarantined, TaskStats)
 
 TYPE_CHECKING = False  # typing is for type checkers: importing it costs ~25 ms of CPU
 if TYPE_CHECKING:
     from typing import Any
 
     from multiprocessing import TimeoutError
+    from multiprocessing.pool import RemoteTraceback
 
     from ._pool import Pool
     from ._results import AsyncResult, IMapIterator
@@ -97,7 +100,7 @@ __all__ = [
 ]
 
 _LAZY = {"Pool": "._pool", "AsyncResult": "._results", "IMapIterator": "._results",
-         "TimeoutError": "multiprocessing"}
+         "TimeoutError": "multiprocessing", "RemoteTraceback": "multiprocessing.pool"}
 
 
 def __getattr__(name: str) -> "Any":

@@ -47,7 +47,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, List, Optional, Tuple
 
-from ._errors import (Attempt, PoolError, RemoteError, RemoteTraceback, TaskQuarantined,
+from ._errors import (Attempt, PoolError, RemoteError, TaskQuarantined,
                       TaskStats, NotImportable)
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -174,6 +174,9 @@ def _failure(error: str) -> BaseException:
             exc = None
     if not isinstance(exc, BaseException):
         exc = RemoteError(str(doc.get("type")), str(doc.get("message")), tb)
+    # multiprocessing's own class, as its Pool sets (code that checks for it, CPython's
+    # test_traceback, finds it); imported only here, when a task failed: ~20 ms.
+    from multiprocessing.pool import RemoteTraceback
     exc.__cause__ = RemoteTraceback(f'\n"""\n{tb}"""')
     return exc
 

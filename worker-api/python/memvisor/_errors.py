@@ -107,18 +107,6 @@ class TaskQuarantined(PoolError):
         self.index = index
 
 
-class RemoteTraceback(Exception):
-    """The worker's traceback, attached as ``__cause__`` of an exception raised by the
-    function in a worker (as multiprocessing does)."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
 class RemoteError(PoolError):
     """An exception raised by the function in a worker that could not be re-created here (it
     did not pickle, or does not unpickle): its type name, message and traceback as text."""
@@ -132,5 +120,5 @@ class RemoteError(PoolError):
 
 # Shown as memvisor.X in tracebacks and reprs, where users import them from.
 for _cls in (TaskStats, Attempt, PoolError, MemvisorNotFound, NotImportable, PoolBroken,
-             PoolTerminated, TaskQuarantined, RemoteTraceback, RemoteError):
+             PoolTerminated, TaskQuarantined, RemoteError):
     _cls.__module__ = "memvisor"

@@ -14,6 +14,9 @@ first template: into its cgroup, then HELLO, GO and forks as for any template. L
 
 What the template does before it is one, so that it is what memvisor would have started:
 
+- multiprocessing's after-fork hooks, when the caller imported it, as a child multiprocessing
+  forks runs them: a manager's proxies let go of the caller's connections (closing the
+  caller's fds, before the channel takes fd 3) and connect again;
 - its fds: /dev/null on 0, its output pipe on 1 and 2, its channel on 3 ($MEMVISOR_FD); every
   other fd of the caller that is not a regular file is replaced by /dev/null (the caller's
   pipes and sockets are not held open; the number stays taken, so an object of the caller that
@@ -194,6 +197,9 @@ def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[s
         # The fds first: this process holds a copy of subprocess's error pipe, whose EOF (at
         # memvisor's exec, once every copy is closed) ends the caller's Popen; closed before
         # the parent-death signal's ctypes import, Popen took 5.0-6.2 ms instead of 10.5-11.1.
+        # multiprocessing's objects let go of the caller's connections before: what they
+        # close is still the caller's fd, not the channel dup'ed onto its number.
+        _multiprocessing_after_fork()
         _fds(ctl, out)
         # Every object of the caller's is frozen: the collector never walks them here (a
         # full collection writes to each one, copying the caller's heap into the template;
@@ -212,6 +218,17 @@ def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[s
         os._exit(EXIT_SETUP)
     _worker.main(spec)
     os._exit(EXIT_SETUP)  # not reached: main() ends with os._exit
+
+
+def _multiprocessing_after_fork() -> None:
+    """What multiprocessing runs in a child it forks (util._run_after_forkers): its objects
+    of the caller's let go of what was the caller's. A manager's proxy drops the caller's
+    connection and connects again: it kept the caller's, whose fd was /dev/null here or, on fd
+    3, the channel, where a proxy given to the initializer wrote its request (memvisor read a
+    malformed message, and the task was quarantined). Only when the caller imported it."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util._run_after_forkers()
 
 
 def _forget_made_modules() -> None:

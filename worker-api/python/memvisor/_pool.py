@@ -109,6 +109,15 @@ def _main_spec() -> Dict[str, Optional[str]]:
     return {"main_name": None, "main_path": None}
 
 
+def _authkey() -> Optional[bytes]:
+    """This process's multiprocessing authkey, which workers take as spawn's children do: a
+    manager's proxy given to a worker authenticates with it (a worker's own, random, was
+    rejected: AuthenticationError). None when multiprocessing is not imported (_results
+    imports it)."""
+    process = sys.modules.get("multiprocessing.process")
+    return bytes(process.current_process().authkey) if process is not None else None
+
+
 def _python_path() -> List[str]:
     """Where the workers find this package and memvisor_worker."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -298,6 +307,7 @@ class Pool:
         self._finish()
 
     def __enter__(self) -> "Pool":
+        self._check_running()  # a closed or terminated pool: ValueError, as multiprocessing's
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -419,6 +429,7 @@ class Pool:
         module = getattr(getattr(func, "func", func), "__module__", None)
         spec = dict(_main_spec(), sys_path=list(sys.path), sys_argv=list(sys.argv),
                     initializer=self._initializer, max_message=self._max_message,
+                    authkey=_authkey(),
                     preload=[module] if module and module not in ("__main__", "__mp_main__")
                     else [])
         spec_path = os.path.join(self._tmpdir, "spec.pickle")
@@ -463,6 +474,10 @@ class Pool:
                 self._feed_job(*item)
             except Exception:  # noqa: BLE001 - a bug here must not stop the other calls
                 log.exception("memvisor.Pool: feeding a call's tasks failed")
+            # Not held while the next call is awaited: the call's job holds its results (a
+            # map's list), which lived on here until the next call (CPython's
+            # test_release_task_refs).
+            item = None
         self._sv.end_input()
 
     def _feed_job(self, job: _Job, token: bytes, mode: bytes,

@@ -79,9 +79,46 @@ def _import_main(spec: Dict[str, Any]) -> None:
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
+class _AuthkeyOnImport:
+    """A finder that sets multiprocessing's authkey once multiprocessing.process is imported
+    (its import makes a random one), then leaves sys.meta_path: importing it here to set the
+    key would cost every started worker ~20 ms, and most never use multiprocessing."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "multiprocessing.process":
+            return None
+        sys.meta_path.remove(self)
+        import importlib.util  # noqa: PLC0415 - runpy has imported it already
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        load, key = spec.loader.exec_module, self.key
+
+        def exec_module(module: types.ModuleType) -> None:
+            load(module)
+            module.current_process().authkey = key
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+def _use_authkey(key: bytes) -> None:
+    """The caller's multiprocessing authkey, as spawn gives its children: a manager's proxy
+    passed to a worker (in initargs or a task) authenticates with it."""
+    process = sys.modules.get("multiprocessing.process")
+    if process is not None:
+        process.current_process().authkey = key
+    elif not any(isinstance(f, _AuthkeyOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AuthkeyOnImport(key))
+
+
 def bootstrap(spec: Dict[str, Any]) -> None:
     """Step 1: sys.path, the main module, the modules to preload."""
     global bootstrapping
+    if spec.get("authkey"):
+        _use_authkey(spec["authkey"])
     sys.path[:] = list(spec.get("sys_path") or sys.path)
     if spec.get("sys_argv"):
         sys.argv[:] = spec["sys_argv"]  # the main script may read it at import, as in the caller
@@ -113,6 +150,14 @@ def _call(fn: Callable[..., Any], mode: bytes, items: Any) -> list:
         for item in items:
             results.append(fn(item))
     return results
+
+
+def _not_encoded(exc: Exception, value: Any) -> Exception:
+    """What a result that does not pickle raises in the caller: multiprocessing's
+    MaybeEncodingError (its reprs of the error and of the value), as multiprocessing's
+    worker sends; imported here only then (multiprocessing.pool costs ~20 ms)."""
+    from multiprocessing.pool import MaybeEncodingError
+    return MaybeEncodingError(exc, value)
 
 
 def _traceback(exc: BaseException) -> str:
@@ -183,7 +228,10 @@ def _serve_one(worker: memvisor_worker.Worker, task: memvisor_worker.Task,
         task.kind = entry[1]
         start = time.perf_counter()
         results = _call(entry[0], mode, items)
-        body = _codec.encode_done(results, time.perf_counter() - start)
+        try:
+            body = _codec.encode_done(results, time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - pickling a result can raise anything
+            raise _not_encoded(exc, results[0] if mode == _codec.MODE_CALL else results)
         del results
         too_long = _too_long(body, limit)
         if too_long is not None:
