@@ -1166,6 +1166,42 @@ class Proxies(PoolTest):
                 self.assertEqual((ns.inits, ns.total), (1, 5), template)
 
 
+class FdThree(PoolTest):
+    def test_a_file_a_module_opened_on_fd_3_is_its_own_in_the_workers(self):
+        # A template forked from this process put its channel on fd 3 over the module's file:
+        # each note() wrote into the channel (protocol_error 3 times, the task quarantined).
+        # Such a process's template is started by memvisor, which imports the module again.
+        log = os.path.join(self.tmp, "notes")
+        saved = [fd for fd in (3, 4) if _fd_open(fd)]
+        kept = {fd: os.dup(fd) for fd in saved}
+        for fd in saved:
+            os.close(fd)
+        try:
+            with mock.patch.dict(os.environ, POOL_FD3_LOG=log):
+                sys.modules.pop("pool_fd3", None)
+                import pool_fd3  # noqa: PLC0415 - its file must land on fd 3
+                self.assertEqual(pool_fd3.LOG.fileno(), 3)
+                with self.pool(workers=1) as pool:
+                    self.assertEqual(pool.map(pool_fd3.note, range(3), chunksize=1), [0, 1, 2])
+                    self.assertEqual(pool.template_start, "exec")
+                pool_fd3.LOG.close()
+        finally:
+            sys.modules.pop("pool_fd3", None)
+            for fd, copy in kept.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+        with open(log, encoding="utf-8") as f:
+            self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
+
+
+def _fd_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 class Terminate(PoolTest):
     def test_terminate_mid_map_leaves_no_process_behind(self):
         notes = os.path.join(self.tmp, "notes")

@@ -40,8 +40,10 @@ the caller has other threads (a fork copies only the calling thread: a lock anot
 would stay held in every worker; multiprocessing's fork has the same hazard and does it
 anyway), with ``template=False``, with [worker] user or group (the template would run as the
 caller), with listen sockets, with cgroup="off" (memvisor refuses a handoff without memory
-cgroups too, where the limits would count the caller's pages in every worker), without
-os.pidfd_open, or with $MEMVISOR_POOL_FORK=no.
+cgroups too, where the limits would count the caller's pages in every worker), when the
+caller has a regular file on fd 3 or 4 (a worker's channel and heap socket go there: a file a
+module opened at its import, written to in a task, wrote into the channel), without os.pidfd_open,
+or with $MEMVISOR_POOL_FORK=no.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ EXIT_SETUP = 125  # as memvisor's exec shim: could not set up
 # Variables a template gets its own values of, or none (mv_worker_env_private and the pool's).
 _PRIVATE = ("MEMVISOR_FD", "MEMVISOR_SLOT", "MEMVISOR_HEAP_FD", "MEMVISOR_SHIM_PRELOAD",
             "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", ENV)
+# The fds a worker has from memvisor (MV_PROC_FIRST_FD...: its channel, then its heap socket):
+# this process's must be closed there for the template to be forked from it.
+_WORKER_FDS = (3, 4)
 _PR_SET_PDEATHSIG = 1
 _EXITING_WAIT = 0.1  # s: the most a Pool's start waits for joined threads to leave the kernel
 _kept: list = []  # the caller's stdio objects: never freed here (that would close 0, 1, 2)
@@ -94,6 +99,13 @@ def threads() -> int:
         time.sleep(0.001)
 
 
+def _regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
 def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
     """Why the template cannot be forked from this process now; None when it can."""
     off = os.environ.get(ENV_OFF, "").strip().lower()
@@ -112,6 +124,15 @@ def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
         # A worker's limit figure would count the pages it shares with a copy of this process
         # (memvisor refuses a handoff without memory cgroups: supervisor.c, take_handoff).
         return "no memory cgroups ([supervisor] cgroup = off)"
+    busy = [fd for fd in _WORKER_FDS if _regular(fd)]
+    if busy:
+        # Each worker's channel (and heap socket) land on these numbers, in the template and
+        # in every worker it forks: a file of this process there (a module's, opened at its
+        # import: a logging handler's), which the template would keep, would be the channel,
+        # and what the module writes to it would go into the channel. A started template
+        # imports that module again, its file on a number of its own. (Pipes and sockets are
+        # not kept: _fds.)
+        return f"fd {busy[0]} is a file of this process, where a worker's channel goes"
     n = threads()
     if n != 1:
         return f"{n} threads in this process: a fork copies only the calling one" if n else \
