@@ -570,6 +570,36 @@ START_TEST(a_control_socket_that_cannot_be_bound_names_the_key_to_change)
 }
 END_TEST
 
+/* A worker command that cannot run is said with where it came from (the words after --, a
+ * -o, or [worker] command at FILE:LINE): what to edit. It named the command alone. */
+START_TEST(a_command_that_cannot_run_is_said_with_where_it_was_given)
+{
+    char ini[300], tasks[300], want[PATH_MAX + 128], *out = NULL, *err = NULL;
+
+    snprintf(tasks, sizeof tasks, "%s", at("t.txt"));
+    put(tasks, "a\n");
+    snprintf(ini, sizeof ini, "%s", at("w.ini"));
+    put(ini, "; a worker that is not there\n[worker]\ncommand = /nonexistent/w --flag\n");
+    snprintf(want, sizeof want,
+             "cannot run the worker command /nonexistent/w ([worker] command at %s:3): ", ini);
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-c", ini, "--tasks", tasks), 3);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-c", ini, "-o", "worker.command=/nonexistent/o",
+                        "--tasks", tasks),
+                     3);
+    ck_assert_msg(strstr(err, "command /nonexistent/o (-o worker.command): "), "%s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(
+        MV(NULL, &out, &err, "run", "-c", ini, "--tasks", tasks, "--", "/nonexistent/d"), 3);
+    ck_assert_msg(strstr(err, "command /nonexistent/d (given after --): "), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* ---- help and the man page ----------------------------------------------------------------- */
 
 START_TEST(help_lists_every_command_and_option)
@@ -941,6 +971,7 @@ Suite *ops_suite(void)
     tcase_add_test(tc, control_commands_find_it_from_anywhere);
     tcase_add_test(tc, a_socket_path_too_long_is_a_configuration_error);
     tcase_add_test(tc, a_control_socket_that_cannot_be_bound_names_the_key_to_change);
+    tcase_add_test(tc, a_command_that_cannot_run_is_said_with_where_it_was_given);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 
