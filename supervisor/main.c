@@ -340,6 +340,31 @@ static int cmd_version(const mv_cli_cmd_t *cmd, int argc, char **argv)
     return MV_EXIT_OK;
 }
 
+/* `memvisor check`: a [worker] command that `run` would refuse (not found, not executable,
+ * out of the worker user's reach) is said as a warning, with where it was set; the exit code
+ * stays 0, since a configuration may be checked on a host without the worker. */
+static void check_command(const mv_config_t *cfg)
+{
+    char **words = NULL, from[PATH_MAX + 64];
+    const char *why = NULL;
+    bool as_user = *cfg->worker.user || *cfg->worker.group;
+    int n = 0, r;
+
+    if (mv_split_words(cfg->worker.command, &words, &n, &why) < 0 || n == 0) {
+        mv_argv_free(words);
+        return;
+    }
+    r = mv_proc_check_command_as(words[0], as_user ? cfg->worker.uid : -1, cfg->worker.gid);
+    if (r < 0) {
+        command_origin(cfg, false, from, sizeof from);
+        fprintf(stderr,
+                "memvisor check: warning: the worker command %s%s (%s) cannot run here: %s "
+                "(memvisor run refuses it with exit 3)\n",
+                words[0], as_user ? " as [worker] user/group" : "", from, strerror(-r));
+    }
+    mv_argv_free(words);
+}
+
 /* `memvisor run|check ...`. */
 static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
 {
@@ -356,6 +381,7 @@ static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
         memset(&cfg, 0, sizeof cfg);
     if (code < 0 && cmd->id == MV_CMD_CHECK) {
         mv_config_print(&cfg, stdout);
+        check_command(&cfg);
         code = MV_EXIT_OK;
     } else if (code < 0) {
         code = cmd_run(&c, &cfg);

@@ -597,6 +597,20 @@ START_TEST(a_command_that_cannot_run_is_said_with_where_it_was_given)
     ck_assert_msg(strstr(err, "command /nonexistent/d (given after --): "), "%s", err);
     free(out);
     free(err);
+    /* check says it too, as a warning (the file may be checked on a host without the worker):
+     * it said nothing, and exit 0, as if the run would start. */
+    snprintf(want, sizeof want,
+             "memvisor check: warning: the worker command /nonexistent/w ([worker] command at "
+             "%s:3) cannot run here: No such file or directory",
+             ini);
+    ck_assert_int_eq(MV(NULL, &out, &err, "check", "-c", ini), 0);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV(NULL, &out, &err, "check", "-c", ini, "-o", "worker.command=true"), 0);
+    ck_assert_msg(!strstr(err, "warning"), "%s", err);
+    free(out);
+    free(err);
 }
 END_TEST
 
