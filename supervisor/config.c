@@ -247,7 +247,8 @@ static int parse_value(const mv_option_t *o, const char *s, int64_t *num, char *
     if (o->type == MV_OPT_STRING)
         return check_string(o, s, q, why, wlen);
     if (!*s) {
-        snprintf(why, wlen, "empty value");
+        snprintf(why, wlen, "empty value: give one, or leave the key out for its default (%s)",
+                 o->def);
         return -EINVAL;
     }
     if (takes_auto(o) && strcasecmp(s, "auto") == 0) {

@@ -136,6 +136,22 @@ static int check_results(const mv_config_t *cfg)
     return r == -EBUSY ? MV_EXIT_CANT_RUN : r == -EEXIST || r == -EINVAL ? MV_EXIT_USAGE : -1;
 }
 
+/* Where the worker command came from, for a message about it: the words after --, a -o, or
+ * [worker] command at FILE:LINE, so that an operator knows what to edit. */
+static void command_origin(const mv_config_t *cfg, bool after_dashes, char *buf, size_t n)
+{
+    mv_origin_t at = mv_config_origin(cfg, "worker", "command");
+
+    if (after_dashes)
+        snprintf(buf, n, "given after --");
+    else if (at.file && strcmp(at.file, "-o") == 0)
+        snprintf(buf, n, "-o worker.command");
+    else if (at.file)
+        snprintf(buf, n, "[worker] command at %s:%d", at.file, at.line);
+    else
+        snprintf(buf, n, "[worker] command");
+}
+
 static int cmd_run(const cli_t *c, mv_config_t *cfg)
 {
     char **words = NULL, cwd[PATH_MAX], config_abs[PATH_MAX], pid[24];
@@ -170,8 +186,11 @@ static int cmd_run(const cli_t *c, mv_config_t *cfg)
     if ((n = mv_proc_check_command_as(
              mv.argv[0], *cfg->worker.user || *cfg->worker.group ? cfg->worker.uid : -1,
              cfg->worker.gid)) < 0) {
-        fprintf(stderr, "memvisor run: cannot run the worker command %s%s: %s\n", mv.argv[0],
-                *cfg->worker.user || *cfg->worker.group ? " as [worker] user/group" : "",
+        char from[PATH_MAX + 64];
+
+        command_origin(cfg, c->argv != NULL, from, sizeof from);
+        fprintf(stderr, "memvisor run: cannot run the worker command %s%s (%s): %s\n", mv.argv[0],
+                *cfg->worker.user || *cfg->worker.group ? " as [worker] user/group" : "", from,
                 strerror(-n));
         code = MV_EXIT_CANT_RUN;
         goto out;
@@ -321,6 +340,31 @@ static int cmd_version(const mv_cli_cmd_t *cmd, int argc, char **argv)
     return MV_EXIT_OK;
 }
 
+/* `memvisor check`: a [worker] command that `run` would refuse (not found, not executable,
+ * out of the worker user's reach) is said as a warning, with where it was set; the exit code
+ * stays 0, since a configuration may be checked on a host without the worker. */
+static void check_command(const mv_config_t *cfg)
+{
+    char **words = NULL, from[PATH_MAX + 64];
+    const char *why = NULL;
+    bool as_user = *cfg->worker.user || *cfg->worker.group;
+    int n = 0, r;
+
+    if (mv_split_words(cfg->worker.command, &words, &n, &why) < 0 || n == 0) {
+        mv_argv_free(words);
+        return;
+    }
+    r = mv_proc_check_command_as(words[0], as_user ? cfg->worker.uid : -1, cfg->worker.gid);
+    if (r < 0) {
+        command_origin(cfg, false, from, sizeof from);
+        fprintf(stderr,
+                "memvisor check: warning: the worker command %s%s (%s) cannot run here: %s "
+                "(memvisor run refuses it with exit 3)\n",
+                words[0], as_user ? " as [worker] user/group" : "", from, strerror(-r));
+    }
+    mv_argv_free(words);
+}
+
 /* `memvisor run|check ...`. */
 static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
 {
@@ -337,6 +381,7 @@ static int cmd_config(const mv_cli_cmd_t *cmd, int argc, char **argv)
         memset(&cfg, 0, sizeof cfg);
     if (code < 0 && cmd->id == MV_CMD_CHECK) {
         mv_config_print(&cfg, stdout);
+        check_command(&cfg);
         code = MV_EXIT_OK;
     } else if (code < 0) {
         code = cmd_run(&c, &cfg);

@@ -633,6 +633,19 @@ static void open_run(mv_t *mv)
         mv_warn(&mv->log, "leak_unavailable", MV_S("error", "out of memory"));
 }
 
+/* What to change when the control socket cannot be made: the key that placed it. By default
+ * it is in state_dir, which an operator set for the runs and may not think of as the
+ * socket's place (an unwritable state_dir ends the run here, after run_dir_unavailable). */
+static const char *control_fix(const mv_config_t *cfg)
+{
+    if (cfg->control.socket && *cfg->control.socket)
+        return "set [control] socket to a path memvisor can bind, or to none for no control "
+               "socket";
+    return "the control socket is STATE_DIR/control.sock: make [supervisor] state_dir a "
+           "directory memvisor can write, or set [control] socket to another path, or to none "
+           "for no control socket";
+}
+
 /* A control socket another memvisor answers on refuses the run, before its run directory is
  * made (mv_control_open replaces a stale one later). 0 or -1 (logged). */
 static int probe_control(mv_t *mv)
@@ -710,7 +723,8 @@ static int open_service(mv_t *mv)
     }
     if (mv_control_open(&mv->control, &mv->loop, &mv->log, path, mv->commands->control, mv, why,
                         sizeof why) < 0) {
-        mv_error(&mv->log, "control_failed", MV_S("socket", path), MV_S("error", why));
+        mv_error(&mv->log, "control_failed", MV_S("socket", path), MV_S("error", why),
+                 MV_S("msg", control_fix(cfg)));
         return -1;
     }
     mv->control_open = true;

@@ -829,14 +829,20 @@ static void log_exit(mv_worker_t *w, bool failed)
            MV_I("held", w->held.count), MV_I("held_looks", w->held.looks),
            MV_I("held_slow", w->held.slow));
     /* An api worker that failed without a HELLO (a crash at start, or one that does not speak
-     * the protocol: exiting 0 ends the run with the same hint, pool.c). */
+     * the protocol: exiting 0 ends the run with the same hint, pool.c). Its own output says
+     * which more often than the protocol does: a Python worker that cannot import
+     * memvisor_worker (not installed, run from the source tree) exits 1 with a traceback. */
     if (failed && w->reason != MV_R_NO_HELLO && w->o.cfg->worker.protocol == MV_PROTO_API &&
         !w->chan.hello && !w->proc.forked)
         mv_warn(w->o.log, "no_hello", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("msg",
-                     "it failed before saying HELLO; if it is a worker that reads tasks from "
-                     "stdin and writes one result line per task to stdout, it needs "
-                     "[worker] protocol = lines"));
+                w->proc.term_signal ? MV_S("signal", strsignal(w->proc.term_signal))
+                                    : MV_I("status", w->proc.status),
+                MV_S("msg", "it failed before saying HELLO: its output, if any (event=output, "
+                            "above), says why; "
+                            "a Python worker needs memvisor_worker importable (make install, or "
+                            "PYTHONPATH=worker-api/python of the source tree); a worker that reads "
+                            "tasks from stdin and writes one result line per task to stdout needs "
+                            "[worker] protocol = lines"));
 }
 
 /* Gone: the verdict and its tasks go up, then everything it had is let go. */

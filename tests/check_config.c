@@ -736,7 +736,10 @@ START_TEST(test_each_mistake)
                   "%s:12: [worker] max_message: \"16MB\": KB, MB, GB and TB are not accepted: K "
                   "means 1024 here (write K or KiB, M or MiB, ...)",
                   p));
-    ck_assert(has(&e, "%s:13: [worker] kill_timeout: empty value", p));
+    ck_assert(has(&e,
+                  "%s:13: [worker] kill_timeout: empty value: give one, or leave the key out for "
+                  "its default (5s)",
+                  p));
     ck_assert(has(&e, "%s:14: syntax error: \"[\" without \"]\"", p));
     ck_assert(has(&e, "%s:15: [worker] memory_soft: unknown key (it belongs in [limits])", p));
     ck_assert(has(&e, "%s:17: [worker] prefetch: set twice (first at line 16)", p));
@@ -975,7 +978,8 @@ START_TEST(test_overrides)
     ck_assert_int_eq(c.worker.prefetch, 16);
     ck_assert_int_eq(mv_config_origin(&c, "worker", "prefetch").line, 5);
     ck_assert_int_eq(mv_config_override(&c, "worker.prefetch=", 7, &e), -EINVAL);
-    ck_assert(has(&e, "-o:7: [worker] prefetch: empty value"));
+    ck_assert(has(&e, "-o:7: [worker] prefetch: empty value: give one, or leave the key out "
+                      "for its default (1)"));
     ck_assert_int_eq(mv_config_override(&c, "worker.perfetch=3", 8, &e), -EINVAL);
     ck_assert(has(&e, "-o:8: [worker] perfetch: unknown key (did you mean \"prefetch\"?)"));
     ck_assert_int_eq(mv_config_override(&c, "wroker.prefetch=3", 9, &e), -EINVAL);

@@ -538,6 +538,82 @@ START_TEST(a_socket_path_too_long_is_a_configuration_error)
 }
 END_TEST
 
+/* A control socket that cannot be bound at the start (a state_dir memvisor cannot make: a
+ * newcomer's first unwritable path) ends the run with exit 3; the error says which key to
+ * change: state_dir for the default socket, [control] socket for one set. It named only the
+ * path and the errno, after a warning that the run went on without a run directory. */
+START_TEST(a_control_socket_that_cannot_be_bound_names_the_key_to_change)
+{
+    char tasks[300], state[400], *out = NULL, *err = NULL;
+
+    snprintf(tasks, sizeof tasks, "%s", at("t.txt"));
+    put(tasks, "a\n");
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-o", "supervisor.state_dir=/proc/no/such", "-o",
+                        "worker.protocol=lines", "--tasks", tasks, "--results", at("r0.jsonl"),
+                        "--", "cat"),
+                     3);
+    ck_assert_msg(strstr(err, "event=control_failed"), "%s", err);
+    ck_assert_msg(strstr(err, "make [supervisor] state_dir a directory memvisor can write"), "%s",
+                  err);
+    free(out);
+    free(err);
+    snprintf(state, sizeof state, "supervisor.state_dir=%s", at("state"));
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-o", state, "-o",
+                        "control.socket=/proc/no/such/c.sock", "-o", "worker.protocol=lines",
+                        "--tasks", tasks, "--results", at("r.jsonl"), "--", "cat"),
+                     3);
+    ck_assert_msg(strstr(err, "event=control_failed"), "%s", err);
+    ck_assert_msg(strstr(err, "set [control] socket to a path memvisor can bind"), "%s", err);
+    ck_assert_msg(!strstr(err, "[supervisor] state_dir"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
+/* A worker command that cannot run is said with where it came from (the words after --, a
+ * -o, or [worker] command at FILE:LINE): what to edit. It named the command alone. */
+START_TEST(a_command_that_cannot_run_is_said_with_where_it_was_given)
+{
+    char ini[300], tasks[300], want[PATH_MAX + 128], *out = NULL, *err = NULL;
+
+    snprintf(tasks, sizeof tasks, "%s", at("t.txt"));
+    put(tasks, "a\n");
+    snprintf(ini, sizeof ini, "%s", at("w.ini"));
+    put(ini, "; a worker that is not there\n[worker]\ncommand = /nonexistent/w --flag\n");
+    snprintf(want, sizeof want,
+             "cannot run the worker command /nonexistent/w ([worker] command at %s:3): ", ini);
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-c", ini, "--tasks", tasks), 3);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV(NULL, &out, &err, "run", "-c", ini, "-o", "worker.command=/nonexistent/o",
+                        "--tasks", tasks),
+                     3);
+    ck_assert_msg(strstr(err, "command /nonexistent/o (-o worker.command): "), "%s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(
+        MV(NULL, &out, &err, "run", "-c", ini, "--tasks", tasks, "--", "/nonexistent/d"), 3);
+    ck_assert_msg(strstr(err, "command /nonexistent/d (given after --): "), "%s", err);
+    free(out);
+    free(err);
+    /* check says it too, as a warning (the file may be checked on a host without the worker):
+     * it said nothing, and exit 0, as if the run would start. */
+    snprintf(want, sizeof want,
+             "memvisor check: warning: the worker command /nonexistent/w ([worker] command at "
+             "%s:3) cannot run here: No such file or directory",
+             ini);
+    ck_assert_int_eq(MV(NULL, &out, &err, "check", "-c", ini), 0);
+    ck_assert_msg(strstr(err, want), "no %s in\n%s", want, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(MV(NULL, &out, &err, "check", "-c", ini, "-o", "worker.command=true"), 0);
+    ck_assert_msg(!strstr(err, "warning"), "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 /* ---- help and the man page ----------------------------------------------------------------- */
 
 START_TEST(help_lists_every_command_and_option)
@@ -908,6 +984,8 @@ Suite *ops_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, control_commands_find_it_from_anywhere);
     tcase_add_test(tc, a_socket_path_too_long_is_a_configuration_error);
+    tcase_add_test(tc, a_control_socket_that_cannot_be_bound_names_the_key_to_change);
+    tcase_add_test(tc, a_command_that_cannot_run_is_said_with_where_it_was_given);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
 

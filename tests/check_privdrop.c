@@ -264,7 +264,8 @@ START_TEST(a_command_that_user_cannot_reach_is_refused)
     ck_assert_int_eq(symlink("/bin/true", priv), 0);
     run_start(&r, args, NULL);
     ck_assert_int_eq(run_finish(&r), 3);
-    ck_assert_ptr_nonnull(strstr(r.log, "as [worker] user/group: Permission denied"));
+    ck_assert_ptr_nonnull(
+        strstr(r.log, "as [worker] user/group (given after --): Permission denied"));
     ck_assert_int_eq(run_count(&r, "event=spawn "), 0);
     run_free(&r);
 }

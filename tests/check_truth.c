@@ -569,6 +569,33 @@ START_TEST(the_wrong_protocol_gets_a_hint)
 }
 END_TEST
 
+/* An api worker that fails before its HELLO with an error of its own (a Python worker that
+ * cannot import memvisor_worker exits 1 with a traceback): the hint says how it exited and
+ * points at its output and at what such a worker needs, not only at the lines protocol. */
+START_TEST(a_worker_failing_before_hello_is_pointed_at_its_output)
+{
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("worker.crash_limit=2", "worker.backoff_min=1ms", "worker.backoff_max=2ms"),
+        RUN_CMD("sh", "-c", "echo \"ModuleNotFoundError: no memvisor_worker\" >&2; exit 7"));
+    mvrun_t r;
+    const char *hint, *eol;
+    char line[1024];
+
+    ck_assert_int_eq(run_batch(&r, "a\nb\n", args), 3);
+    hint = strstr(r.log, "event=no_hello");
+    ck_assert_msg(hint != NULL, "%s", r.log);
+    eol = strchr(hint, '\n');
+    snprintf(line, sizeof line, "%.*s", (int)(eol ? eol - hint : (long)strlen(hint)), hint);
+    ck_assert_msg(strstr(line, " status=7 "), "%s", line);
+    ck_assert_msg(strstr(line, "its output, if any (event=output, above)"), "%s", line);
+    ck_assert_msg(strstr(line, "PYTHONPATH=worker-api/python"), "%s", line);
+    ck_assert_msg(strstr(line, "[worker] protocol = lines"), "%s", line);
+    ck_assert_ptr_nonnull(strstr(r.log, "ModuleNotFoundError"));
+    run_free(&r);
+}
+END_TEST
+
 /* Workers that die at once count toward crash_limit whatever their protocol: a lines worker
  * is never handed a task before it reads its stdin, so no quarantine resets the streak. */
 START_TEST(instant_deaths_trip_crash_limit_for_every_protocol)
@@ -848,6 +875,7 @@ Suite *truth_suite(void)
     tcase_add_test(tc, an_unflushed_python_worker_answers);
     tcase_add_test(tc, a_silent_task_is_said_to_be_slow);
     tcase_add_test(tc, the_wrong_protocol_gets_a_hint);
+    tcase_add_test(tc, a_worker_failing_before_hello_is_pointed_at_its_output);
     tcase_add_loop_test(tc, instant_deaths_trip_crash_limit_for_every_protocol, 0, 3);
     suite_add_tcase(s, tc);
     return s;
