@@ -332,11 +332,14 @@ START_TEST(rich_header_and_suspects)
     HAS(s, "  render          4.0 KiB/task  confidence 0.60  rule task_growth  1 event  "
            "0.50 fds/task\n");
     ck_assert(strstr(s, "  parse ") < strstr(s, "  render "));
-    HAS(s, "    evidence   retained p50 64.0 KiB over 5 tasks of this kind; seen on 2 workers\n");
+    HAS(s,
+        "    evidence   retained mean 76.8 KiB, p50 64.0 KiB over 5 tasks of this kind; seen on 2 "
+        "workers\n");
     HAS(s, "               tracemalloc  examples/python/mixed.py:17 grew 1.0 MiB\n");
     HAS(s, "               type         dict +1000 (1200 now)\n");
     HAS(s, "               mapping      [heap] grew 8.0 MiB\n");
-    HAS(s, "    evidence   retained p50 4.0 KiB over 3 tasks of this kind; seen on 1 worker\n"
+    HAS(s, "    evidence   retained mean 2.7 KiB, p50 4.0 KiB over 3 tasks of this kind; seen on 1 "
+           "worker\n"
            "    snapshot   none\n");
     HASNT(s, "No leak suspected");
     free(s);
@@ -911,8 +914,10 @@ START_TEST(c_worker_heap_and_many_kinds)
                 i + 1, i, 1048576 + i * 65536, 1048576 + (i + 1) * 65536);
     fclose(f);
     s = report_ok("run");
-    HAS(s, "  k7             64.0 KiB/task  confidence 0.00  rule ?  1 event\n"
-           "    evidence   retained p50 64.0 KiB over 1 task of this kind; seen on 0 workers\n");
+    HAS(s,
+        "  k7             64.0 KiB/task  confidence 0.00  rule ?  1 event\n"
+        "    evidence   retained mean 64.0 KiB, p50 64.0 KiB over 1 task of this kind; seen on 0 "
+        "workers\n");
     HAS(s, "run/snapshots/s.json\n               mapping      [heap] grew 2.2 MiB\n"
            "               heap         glibc allocator: 2.4 MiB in use, 67.1 KiB free\n");
     /* The suspect kind first, then 19 more; the other 5 are counted, not listed. */

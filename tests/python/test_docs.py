@@ -112,7 +112,7 @@ class FirstWorker(unittest.TestCase):
         # and the lines under it, as the report prints them (the README once left out
         # the confirmation and the live heap figure)
         for line in ("\n    confirmed  by ",
-                     " tasks of this kind (live heap bytes p50 "):
+                     " tasks of this kind (live heap bytes mean "):
             self.assertIn(line, report.stdout)
             self.assertIn(line.replace("\n    ", "\n      "), shown)
 
