@@ -58,6 +58,18 @@ static double half_slope(const double *inc, int n)
     return mean(inc, n);
 }
 
+/* Whether inc[0..n) kept `leak` a task on average and GREW * leak in each of its whole
+ * windows of `w` tasks, with three windows at least. */
+static bool kept_in_every_window(const double *inc, int n, int w, double leak)
+{
+    if (w < 1 || n / w < 3 || mean(inc, n) < leak)
+        return false;
+    for (int k = 0; k + w <= n; k += w)
+        if (mean(inc + k, w) < GREW * leak)
+            return false;
+    return true;
+}
+
 mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n, int kinds,
                               bool final, double *slope, double *confidence)
 {
@@ -102,8 +114,21 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
      * Theil-Sen reads steps as less than their mean; clearing needs growth well under a
      * leak's in a half at least. */
     if ((*slope >= floor && s2 >= floor) ||
-        (mean(inc, half) >= GREW * leak && mean(inc + half, n - half) >= GREW * leak))
-        return !final && n < cfg->max_tasks ? MV_ISO_V_PENDING : MV_ISO_V_INCONCLUSIVE;
+        (mean(inc, half) >= GREW * leak && mean(inc + half, n - half) >= GREW * leak)) {
+        if (!final && n < cfg->max_tasks)
+            return MV_ISO_V_PENDING;
+        /* At the longest run: kept a leak's worth a task over the run and at least half of
+         * one in every window of it, three windows or more. Steps of uneven size (a body
+         * kept whose size follows the request, a failure path taken one task in three) keep
+         * Theil-Sen and the noise floor from calling it steady for ever, but memory that
+         * grows in every window for three is not a cache that filled (its last window would
+         * be flat) nor a temporary (a window's growth is the heap's change over it). */
+        if (kept_in_every_window(inc, n, cfg->tasks, leak)) {
+            *slope = mean(inc, n);
+            return MV_ISO_V_LEAK;
+        }
+        return MV_ISO_V_INCONCLUSIVE;
+    }
     /* Not steady: it grew at first and then flattened (a plateau), or it never grew. */
     if (s1 >= GREW * floor && s2 < SLOWING * s1 && s2 < floor)
         return MV_ISO_V_PLATEAU;

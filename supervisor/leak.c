@@ -377,10 +377,20 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
             }
         }
     }
+    /* Handles: no allocator keeps fds for reuse, so steady growth is a leak down to
+     * MV_LEAK_FD_SLOPE (an fd left open on an error path that one task in three or four
+     * takes); it must show in both halves of the window, so that a pool that opened its
+     * connections and stopped is not named. */
     if (in_order(l, k, k->fds) >= 0.5 * MV_LEAK_FD_SLOPE) {
         double floor = fmax(MV_LEAK_FD_SLOPE, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
+        int half = k->n / 2;
+        double first = 0, second = 0;
+
+        for (int i = 0; i < k->n; i++)
+            *(i < half ? &first : &second) += l->series[i];
         slope = mv_leak_trend(l->series, k->n, &conf);
-        if (slope >= floor && conf >= 0.8) {
+        if (slope >= floor && conf >= 0.8 && first >= MV_LEAK_FD_SLOPE * half &&
+            second >= MV_LEAK_FD_SLOPE * (k->n - half)) {
             v.fds_per_task = slope;
             if (v.rule == MV_LEAK_NONE) {
                 v.rule = MV_LEAK_FD_TREND;

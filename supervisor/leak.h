@@ -36,7 +36,7 @@
 #define MV_LEAK_SEGMENTS  5
 #define MV_LEAK_KIND_MAX  64   /* longer kinds are cut */
 #define MV_LEAK_KINDS_MAX 1024 /* kinds tracked; later ones share "(other)" */
-#define MV_LEAK_FD_SLOPE  0.5  /* fds per task that make a handle leak */
+#define MV_LEAK_FD_SLOPE  0.2  /* fds per task that make a handle leak (0.5 before) */
 #define MV_LEAK_Z         5.0  /* standard errors the slope must stand above the noise */
 
 typedef struct mv_leak_cfg {

@@ -224,4 +224,32 @@ WORKLOADS += [
       labels={"commit_leak": LEAK, "commit_ok": CLEAN, "tally": CLEAN}),
 ]
 
+# Held out, fifth set (scenarios_fifth.py, c_files_pool.c): shapes none of the four earlier
+# sets has, written before the detector was touched (docs/leak-suite.md).
+WORKLOADS += [
+    W("error_path", {"retry_keep": 1, "validate": 1, "burst10": 1},
+      "held out 5: a 64 KiB request and its exception kept when its parse fails (1 in 3), next "
+      "to the same failures dropped and a 7 MiB temporary on every 10th call", seed=61,
+      held_out="fifth"),
+    W("heavy_tail", {"arg_sized": 1, "geo_buffer": 1, "lookup": 1},
+      "held out 5: request bodies kept whose size follows the request (4 KiB mostly, up to "
+      "304 KiB), next to a journal buffer doubled when full (rare big steps)", seed=62,
+      held_out="fifth"),
+    W("shared_helper", {"h_render": 1, "h_export": 1, "h_list": 1, "h_health": 1},
+      "held out 5: a helper that memoises 20 KiB per request, called by two kinds of four",
+      seed=63, held_out="fifth"),
+    W("library_heap", {"sqlite_keep": 1, "sqlite_ring": 1, "env_keep": 1},
+      "held out 5: rows kept in an in-memory SQLite table (SQLite's heap), next to the same "
+      "table bounded to 8 rows, and a per-request environment variable (setenv)", seed=64,
+      held_out="fifth"),
+    W("warnings_fd", {"warn_unique": 1, "err_fd": 1, "pipe_ok": 1},
+      "held out 5: unique warning texts kept by __warningregistry__, a raw fd left open on "
+      "the error path (1 in 3), next to pipes closed", seed=65, held_out="fifth"),
+    W("c_files_pool", {"fopen_keep": 1, "tls_pool": 1, "err_leak": 1, "scratch": 1},
+      "held out 5, C: fopen without fclose, 24 KiB kept in thread-locals of a 4-thread pool, "
+      "64 KiB forgotten on the error path (1 in 3), next to a 2 MiB scratch", seed=66,
+      c_worker="c_files_pool", held_out="fifth",
+      labels={"fopen_keep": FD, "tls_pool": LEAK, "err_leak": LEAK, "scratch": CLEAN}),
+]
+
 assert all(lab in (LEAK, FD, CLEAN, PLATEAU) for w in WORKLOADS for lab in w.labels.values())
