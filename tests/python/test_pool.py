@@ -427,7 +427,8 @@ class Leaks(PoolTest):
         # from the others' by their lines and run them alone on a fresh worker (before, the
         # lines started with the pickled function: no kind memvisor could route by, and a
         # growing worker was bisected over kinds that matched nothing).
-        with self.pool(workers=2, window=20, warmup=2) as pool:
+        with self.assertLogs("memvisor", logging.WARNING) as logs, \
+                self.pool(workers=2, window=20, warmup=2) as pool:
             calls = [pool.apply_async(pf.leak_64k if i % 2 else pf.sq, (i,))
                      for i in range(400)]
             self.assertEqual([c.get(TIMEOUT) for c in calls],
@@ -441,6 +442,16 @@ class Leaks(PoolTest):
         named = {e.get("kind") for e in events
                  if e.get("event") == "leak_suspect" and e.get("confirmed") is not False}
         self.assertEqual(named, {"pool_funcs.leak_64k"})
+        # Logger "memvisor" says it in sentences: the suspicion, the experiment's verdict and
+        # the confirmation (the verdict was memvisor's key=value line).
+        said = [r.getMessage() for r in logs.records]
+        self.assertTrue(any(m.startswith("leak suspect: tasks of pool_funcs.leak_64k")
+                            and "to be confirmed by running it alone" in m for m in said), said)
+        self.assertTrue(any(m.startswith("leak experiment on pool_funcs.leak_64k (isolation, ")
+                            and "): leak, " in m for m in said), said)
+        self.assertTrue(any(m.startswith("leak suspect: tasks of pool_funcs.leak_64k")
+                            and "confirmed by heap,isolation" in m for m in said), said)
+        self.assertFalse([m for m in said if "step=" in m], said)
 
 
 class Deaths(PoolTest):

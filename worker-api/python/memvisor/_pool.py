@@ -635,10 +635,31 @@ class Pool:
             self._errors.append(f"{event} {fields}")
         if event == "leak_suspect":
             self._progress.clear()
+            # Said when suspected and again when confirmed (memvisor runs the function alone
+            # first: pool.report() has the evidence); which one this is, in words.
+            state = (f"confirmed by {obj.get('evidence')}" if obj.get("confirmed")
+                     else "to be confirmed by running it alone"
+                     if obj.get("experiment") in ("queued", "isolation", "bisect")
+                     else "not confirmed")
             log.warning("leak suspect: tasks of %s keep %s bytes each (rule %s, confidence "
-                        "%s, over %s tasks); snapshot %s", obj.get("kind"), obj.get("per_task"),
-                        obj.get("rule"), obj.get("confidence"), obj.get("tasks"),
-                        obj.get("snapshot"), extra={"memvisor": obj})
+                        "%s, over %s tasks), %s; snapshot %s", obj.get("kind"),
+                        obj.get("per_task"), obj.get("rule"), obj.get("confidence"),
+                        obj.get("tasks"), state, obj.get("snapshot"), extra={"memvisor": obj})
+            return
+        if event == "leak_experiment" and (obj.get("step") == "verdict" or obj.get("why")):
+            # memvisor's own line is key=value; a Pool's user reads a sentence.
+            lvl = _LEVELS.get(str(level), logging.INFO)
+            if lvl >= logging.WARNING:
+                self._progress.clear()
+            per = obj.get("per_task")
+            if obj.get("step") == "verdict":
+                log.log(lvl, "leak experiment on %s (%s, %s tasks): %s%s (%s)", obj.get("kind"),
+                        obj.get("mode"), obj.get("tasks"), obj.get("verdict"),
+                        f", {per} bytes a task" if isinstance(per, int) and per else "",
+                        obj.get("why"), extra={"memvisor": obj})
+            else:
+                log.log(lvl, "leak experiment %s (%s): %s", obj.get("step"), obj.get("mode"),
+                        obj.get("why"), extra={"memvisor": obj})
             return
         lvl = _LEVELS.get(str(level), logging.INFO)
         if log.isEnabledFor(lvl):
