@@ -551,6 +551,10 @@ int run_capture(const char *const *argv, char **out)
         prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its timeout takes python along */
         dup2(p[1], STDOUT_FILENO);
         dup2(p[1], STDERR_FILENO);
+        /* Only stdio: Check's own files (its messages go through a temporary file) are not
+         * the program's (a memvisor.Pool that found a file of its caller's on fd 3, where a
+         * worker's channel goes, started its template instead of forking it). */
+        close_range(3, ~0U, 0);
         if (chdir(SOURCE_DIR) < 0)
             _exit(126);
         execvp(argv[0], (char **)argv);
