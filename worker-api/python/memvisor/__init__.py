@@ -49,10 +49,11 @@ What differs from multiprocessing.Pool:
   submitted. Workers import the main script as ``__mp_main__``: guard the pool's creation
   with ``if __name__ == "__main__":``.
 - Workers start at the first submitted task, not in Pool(); they import that function's
-  module before their first task.
+  module before their first task, and run the initializer then: a pool closed before any
+  task never runs it.
 - map and starmap without a chunksize time their items as the answers come: items that
   take 5 ms or more are one task each (memory figures, retries, quarantine and
-  ``max_tasks`` per item); quicker ones are grouped into tasks of about 5 ms, and at least
+  ``max_tasks`` per item); quicker ones are grouped into tasks of about 20 ms, and at least
   50 tasks a worker (multiprocessing's map picks len / (4 x workers) whatever the items).
   imap and imap_unordered default to 1, as in multiprocessing. A chunk fails or is
   quarantined as a whole, as in multiprocessing.
