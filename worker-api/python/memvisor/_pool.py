@@ -637,10 +637,10 @@ class Pool:
             self._progress.clear()
             # Said when suspected and again when confirmed (memvisor runs the function alone
             # first: pool.report() has the evidence); which one this is, in words.
+            how = obj.get("experiment")  # queued, or (not confirmed) inconclusive
             state = (f"confirmed by {obj.get('evidence')}" if obj.get("confirmed")
-                     else "to be confirmed by running it alone"
-                     if obj.get("experiment") in ("queued", "isolation", "bisect")
-                     else "not confirmed")
+                     else "to be confirmed by running it alone" if how == "queued"
+                     else f"not confirmed ({how})" if how else "not confirmed")
             log.warning("leak suspect: tasks of %s keep %s bytes each (rule %s, confidence "
                         "%s, over %s tasks), %s; snapshot %s", obj.get("kind"),
                         obj.get("per_task"), obj.get("rule"), obj.get("confidence"),
