@@ -1616,5 +1616,92 @@ class WorkerOutput(PoolTest):
         self.assertIn("chatty says 1\nchatty says 2\n", err.getvalue())
 
 
+class LeakSuspectWords(PoolTest):
+    """The leak_suspect events memvisor sends, as logger "memvisor" says them: queued (to be
+    confirmed), confirmed, and not confirmed because the experiment was inconclusive."""
+
+    def test_an_inconclusive_experiment_is_said_with_its_reason_not_its_zeros(self):
+        # 30 tasks that keep 64 KiB each, window 20: the suspect is named at task 20 (18
+        # measured after the warm-up) and its tasks go to a fresh worker, which after its 2
+        # warm-up tasks has 8 or fewer to measure when the batch runs out, under the 10 an
+        # isolation needs (isolate.h, MV_ISO_MIN_TASKS): memvisor says the suspect again,
+        # experiment=inconclusive, with per_task 0, confidence 0 and no snapshot.
+        with self.assertLogs("memvisor", logging.WARNING) as logs:
+            with self.pool(workers=1, window=20, warmup=2) as pool:
+                self.assertEqual(pool.map(pf.leak_64k, range(30), chunksize=1),
+                                 list(range(30)))
+                pool.close()
+                pool.join()
+                run_dir = pool.run_dir
+        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
+            events = [e for e in map(json.loads, f) if e.get("event") == "leak_suspect"]
+        self.assertEqual([e.get("experiment") for e in events], ["queued", "inconclusive"],
+                         events)
+        queued, inconclusive = events
+        self.assertEqual((inconclusive["per_task"], inconclusive["snapshot"]), (0, None))
+        said = {json.dumps(r.memvisor, sort_keys=True): r.getMessage() for r in logs.records
+                if r.getMessage().startswith("leak suspect")}
+        first = said[json.dumps(queued, sort_keys=True)]
+        self.assertIn(f"keep {queued['per_task']} bytes each", first)
+        self.assertIn("to be confirmed by running it alone", first)
+        self.assertIn(f"; snapshot {queued['snapshot']}", first)
+        last = said[json.dumps(inconclusive, sort_keys=True)]
+        self.assertEqual(
+            last, f"leak suspect: tasks of pool_funcs.leak_64k not confirmed: the experiment "
+            f"was inconclusive after {inconclusive['tasks']} tasks ({inconclusive['why']}); "
+            f"still a suspect")
+
+    def test_each_kind_of_suspect_in_words(self):
+        # Lines as memvisor writes them (suspect.c: say_suspect, mv_suspect_verdict; the
+        # confirmed one and the queued one copied from a run's events.jsonl), fed to the
+        # pool's log handling as its log thread does.
+        lines = {
+            "queued": '{"ts":"2026-12-06T16:20:34.713480Z","level":"info","event":"leak_suspect",'
+                      '"kind":"pool_funcs.leak_64k","per_task":65680,"fds_per_task":0.0,'
+                      '"confidence":1.0,"tasks":18,"rule":"trend","confirmed":false,'
+                      '"evidence":"heap","experiment":"queued","worker":1,"pid":15380,'
+                      '"task":20,"snapshot":"/s/0001-leak_suspect-pool_funcs_leak_64k-w1.json"}',
+            # confirmed by the isolation after its worker was gone: no snapshot
+            "confirmed": '{"ts":"2026-12-06T16:20:34.838824Z","level":"warn",'
+                         '"event":"leak_suspect","kind":"pool_funcs.leak_64k",'
+                         '"per_task":65680,"fds_per_task":0.0,"confidence":1.0,"tasks":18,'
+                         '"rule":"trend","confirmed":true,"evidence":"heap,isolation",'
+                         '"experiment":"isolation","why":"the batch ran out of tasks: judged '
+                         'on what ran","worker":0,"pid":0,"task":40,"snapshot":null}',
+            # a handle leak: no experiment, its figure is fds, not bytes
+            "fd": '{"ts":"2026-12-06T16:20:35.000000Z","level":"warn","event":"leak_suspect",'
+                  '"kind":"open_files","per_task":0,"fds_per_task":0.5,"confidence":0.9,'
+                  '"tasks":50,"rule":"fd_trend","confirmed":true,"evidence":"kernel-trend",'
+                  '"experiment":"none","worker":2,"pid":4242,"task":77,"snapshot":null}',
+            "inconclusive": '{"ts":"2026-12-06T16:20:32.766581Z","level":"warn",'
+                            '"event":"leak_suspect","kind":"pool_funcs.leak_64k","per_task":0,'
+                            '"fds_per_task":0.0,"confidence":0.0,"tasks":8,"rule":"trend",'
+                            '"confirmed":false,"evidence":"heap","experiment":"inconclusive",'
+                            '"why":"timed out","worker":0,"pid":0,"task":30,"snapshot":null}',
+        }
+        with self.pool(workers=1) as pool:
+            self.assertEqual(pool.apply(pf.sq, (3,)), 9)
+            with self.assertLogs("memvisor", logging.WARNING) as logs:
+                for line in lines.values():
+                    pool._on_log(json.loads(line))
+        said = dict(zip(lines, (r.getMessage() for r in logs.records)))
+        self.assertEqual(len(logs.records), len(lines), said)
+        self.assertEqual(said["queued"], "leak suspect: tasks of pool_funcs.leak_64k keep 65680 "
+                         "bytes each (rule trend, confidence 1.0, over 18 tasks), to be "
+                         "confirmed by running it alone; snapshot "
+                         "/s/0001-leak_suspect-pool_funcs_leak_64k-w1.json")
+        self.assertEqual(said["confirmed"], "leak suspect: tasks of pool_funcs.leak_64k keep "
+                         "65680 bytes each (rule trend, confidence 1.0, over 18 tasks), "
+                         "confirmed by heap,isolation")
+        self.assertEqual(said["fd"], "leak suspect: tasks of open_files keep 0.50 fds each "
+                         "(rule fd_trend, confidence 0.9, over 50 tasks), confirmed by "
+                         "kernel-trend")
+        self.assertEqual(said["inconclusive"], "leak suspect: tasks of pool_funcs.leak_64k not "
+                         "confirmed: the experiment was inconclusive after 8 tasks (timed "
+                         "out); still a suspect")
+        for r, line in zip(logs.records, lines.values()):
+            self.assertEqual(r.memvisor, json.loads(line))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -635,16 +635,7 @@ class Pool:
             self._errors.append(f"{event} {fields}")
         if event == "leak_suspect":
             self._progress.clear()
-            # Said when suspected and again when confirmed (memvisor runs the function alone
-            # first: pool.report() has the evidence); which one this is, in words.
-            how = obj.get("experiment")  # queued, or (not confirmed) inconclusive
-            state = (f"confirmed by {obj.get('evidence')}" if obj.get("confirmed")
-                     else "to be confirmed by running it alone" if how == "queued"
-                     else f"not confirmed ({how})" if how else "not confirmed")
-            log.warning("leak suspect: tasks of %s keep %s bytes each (rule %s, confidence "
-                        "%s, over %s tasks), %s; snapshot %s", obj.get("kind"),
-                        obj.get("per_task"), obj.get("rule"), obj.get("confidence"),
-                        obj.get("tasks"), state, obj.get("snapshot"), extra={"memvisor": obj})
+            log.warning("leak suspect: %s", _suspect_words(obj), extra={"memvisor": obj})
             return
         if event == "leak_experiment" and (obj.get("step") == "verdict" or obj.get("why")):
             # memvisor's own line is key=value; a Pool's user reads a sentence.
@@ -691,6 +682,29 @@ class Pool:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
         self._progress.finish()
         _live.discard(self)
+
+
+def _suspect_words(obj: Dict[str, Any]) -> str:
+    """A leak_suspect event in words. Said when suspected and again when an experiment
+    (memvisor runs the function alone: pool.report() has the evidence) confirmed it or could
+    not say; which one this is, in words. An inconclusive experiment's event carries no
+    figures of its own (per_task 0, confidence 0, no snapshot): it says why instead."""
+    kind, how = obj.get("kind"), obj.get("experiment")
+    if how == "inconclusive" and not obj.get("confirmed"):
+        return (f"tasks of {kind} not confirmed: the experiment was inconclusive after "
+                f"{obj.get('tasks')} tasks ({obj.get('why')}); still a suspect")
+    if obj.get("rule") == "fd_trend":
+        fds = obj.get("fds_per_task")
+        kept = f"{fds:.2f} fds" if isinstance(fds, (int, float)) else f"{fds} fds"
+    else:
+        kept = f"{obj.get('per_task')} bytes"
+    state = (f"confirmed by {obj.get('evidence')}" if obj.get("confirmed")
+             else "to be confirmed by running it alone" if how == "queued"
+             else f"not confirmed ({how})" if how else "not confirmed")
+    snap = obj.get("snapshot")
+    return (f"tasks of {kind} keep {kept} each (rule {obj.get('rule')}, confidence "
+            f"{obj.get('confidence')}, over {obj.get('tasks')} tasks), {state}"
+            + (f"; snapshot {snap}" if isinstance(snap, str) else ""))
 
 
 @atexit.register
