@@ -374,6 +374,37 @@ int mv_heapmon_library(const char *exe, char *buf, size_t cap)
     return -ENOENT;
 }
 
+int mv_heapmon_source_python(const char *exe, char *buf, size_t cap)
+{
+    char self[PATH_MAX], dir[PATH_MAX], cand[PATH_MAX + 64], real[PATH_MAX];
+    char *slash;
+    ssize_t n;
+
+    if (!exe) {
+        n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0)
+            return -errno;
+        self[n] = '\0';
+        exe = self;
+    }
+    if ((size_t)snprintf(dir, sizeof dir, "%s", exe) >= sizeof dir)
+        return -ENAMETOOLONG;
+    slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        strcpy(dir, ".");
+    snprintf(cand, sizeof cand, "%s/../worker-api/python/memvisor_worker.py", dir);
+    if (access(cand, R_OK) != 0)
+        return -ENOENT;
+    snprintf(cand, sizeof cand, "%s/../worker-api/python", dir);
+    if (!realpath(cand, real))
+        return -errno;
+    if ((size_t)snprintf(buf, cap, "%s", real) >= cap)
+        return -ENAMETOOLONG;
+    return 0;
+}
+
 /* ---- the plan ---- */
 
 /* Whether a file name is a CPython interpreter's: python, python3, python3.11, python3.11d. */
@@ -402,6 +433,19 @@ static const char *command_run(char *const *argv)
     while (argv[i] && (argv[i][0] == '-' || strchr(argv[i], '=')))
         i++;
     return argv[i] ? argv[i] : argv[0];
+}
+
+bool mv_heapmon_python(char *const *argv)
+{
+    const char *cmd;
+    bool python = false;
+
+    if (!argv || !argv[0])
+        return false;
+    cmd = command_run(argv);
+    if (python_name(cmd))
+        return true;
+    return probe(cmd, NULL, 0, &python, NULL) >= 0 && python;
 }
 
 void mv_heapmon_plan(mv_heapmode_t mode, mv_heappy_t py, bool tasks, char *const *argv,

@@ -82,6 +82,17 @@ int mv_heapmon_library(const char *exe, char *buf, size_t cap);
  * `env NAME` too) in elf[cap] when elf is not NULL. */
 int mv_heapmon_probe(const char *cmd, char *elf, size_t cap);
 
+/* Whether argv runs a CPython interpreter, as the plan judges it (the command after `env
+ * [VAR=...]`, or a python* name on the way to the ELF that runs: a script's "#!", a pyenv
+ * shim). Reads a few files: once per configuration. */
+bool mv_heapmon_python(char *const *argv);
+
+/* The worker module's directory of the source tree when `exe` (NULL: this process) runs from
+ * its build tree: the parent of exe's directory holds worker-api/python/memvisor_worker.py
+ * (build/memvisor in the tree; an installed bin/memvisor has no such sibling). Its physical
+ * path in buf. 0, -ENOENT (none: installed), -ENAMETOOLONG, or -errno of /proc/self/exe. */
+int mv_heapmon_source_python(const char *exe, char *buf, size_t cap);
+
 /* ---- what a pool's workers get: [leak] heap, decided once per configuration ---- */
 
 typedef enum { MV_HEAPMODE_OFF, MV_HEAPMODE_PRELOAD, MV_HEAPMODE_AUTO } mv_heapmode_t;

@@ -738,6 +738,7 @@ static mv_worker_opts_t worker_opts(mv_pool_t *p)
         .timeline = p->o.timeline,
         .forker = mv_templates_forker(&p->tmpl),
         .heap = &p->heap,
+        .pythonpath = p->pythonpath[0] ? p->pythonpath : NULL,
         .gate = &p->gate,
     };
 }
@@ -949,6 +950,33 @@ static void plan_heap(mv_pool_t *p, const mv_config_t *cfg)
            MV_S("python_malloc", p->heap.python ? "yes" : "no"), MV_S("why", p->heap.why));
 }
 
+/* A Python api worker of memvisor run from its build tree (not installed) imports the
+ * worker module of the same tree: its worker-api/python goes after the PYTHONPATH of the
+ * environment, whose own memvisor_worker, if any, comes first. Said once per configuration. */
+static void plan_pythonpath(mv_pool_t *p, const mv_config_t *cfg)
+{
+    char dir[PATH_MAX];
+    const char *have = NULL;
+    int n;
+
+    p->pythonpath[0] = '\0';
+    if (cfg->worker.protocol != MV_PROTO_API || !mv_heapmon_python(p->o.argv) ||
+        mv_heapmon_source_python(p->o.self_exe, dir, sizeof dir) < 0)
+        return;
+    for (char *const *e = p->env; e && *e; e++)
+        if (strncmp(*e, "PYTHONPATH=", 11) == 0)
+            have = *e + 11;
+    n = have && *have ? snprintf(p->pythonpath, sizeof p->pythonpath, "PYTHONPATH=%s:%s", have, dir)
+                      : snprintf(p->pythonpath, sizeof p->pythonpath, "PYTHONPATH=%s", dir);
+    if (n < 0 || (size_t)n >= sizeof p->pythonpath) {
+        p->pythonpath[0] = '\0';
+        return;
+    }
+    mv_info(p->o.log, "python_path", MV_S("added", dir), MV_S("pythonpath", p->pythonpath + 11),
+            MV_S("why", "memvisor runs from its build tree: Python workers import its "
+                        "memvisor_worker"));
+}
+
 /* memvisor's environment minus what each worker gets its own value of, or none (NOTIFY_SOCKET
  * is memvisor's). NULL on ENOMEM. */
 static char **pool_env(char *const *env)
@@ -1005,6 +1033,7 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
     plan_heap(p, cfg);
+    plan_pythonpath(p, cfg);
     mv_spares_init(&p->spares, &(mv_worker_opts_t){.loop = o->loop}, 0, &spares_events, p);
     if (cfg->worker.template) {
         mv_worker_opts_t wo = worker_opts(p);
@@ -1236,6 +1265,7 @@ void mv_pool_reconfigure(mv_pool_t *p, const mv_config_t *cfg, char *const *argv
     if (argv)
         p->o.argv = argv;
     plan_heap(p, cfg);
+    plan_pythonpath(p, cfg);
     p->dispatch.cfg = cfg;
     p->suspect.cfg = cfg;
     p->exp.cfg = cfg;

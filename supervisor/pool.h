@@ -37,6 +37,9 @@
 #include "watch.h"
 #include "worker.h"
 
+/* The longest PYTHONPATH entry memvisor makes for workers run from a build tree. */
+#define MV_POOL_PYTHONPATH_MAX 8192
+
 /* [supervisor] workers' largest value (options.c), the bound of a live scale. */
 #define MV_POOL_MAX_WORKERS 1024
 
@@ -137,6 +140,9 @@ typedef struct mv_pool {
 
     mv_pool_esc_t esc;
     mv_heapplan_t heap; /* [leak] heap for the workers started from now on */
+    /* "PYTHONPATH=..." for a Python api worker of memvisor run from its build tree: the
+     * environment's PYTHONPATH, then the source tree's worker-api/python; "": none. */
+    char pythonpath[MV_POOL_PYTHONPATH_MAX];
 
     uint64_t spawned;
     uint64_t recycles[MV_R_COUNT]; /* workers that left, by why they finally left */

@@ -79,6 +79,7 @@ typedef struct mv_worker_opts {
     mv_timeline_t *timeline;   /* its fresh readings, its spawn and its exit; NULL: none */
     const mv_forker_t *forker; /* the warm template to fork it from; NULL: exec'd */
     const mv_heapplan_t *heap; /* [leak] heap: the preload plan (NULL: no preload) */
+    const char *pythonpath;    /* "PYTHONPATH=..." in place of the environment's, or NULL */
     mv_startgate_t *gate;      /* [supervisor] max_starting (startgate.h); NULL: no cap */
     bool start_last;           /* a spare: its turn at the gate comes after every other's */
 } mv_worker_opts_t;
@@ -253,6 +254,7 @@ typedef struct mv_worker_env {
     int heap_at; /* the child's fd number of the heap page, -1: none (set it) */
 } mv_worker_env_t;
 /* The environment of slot's worker (the warm template's: slot 0): the pool's, plus
+ * its PYTHONPATH in place of the pool's when o->pythonpath (a build tree's worker module, pool.c),
  * MEMVISOR_SLOT, MEMVISOR_FD (api), PYTHONUNBUFFERED=1 (lines, unless set), the heap
  * preload's (heap_at >= 0) and, with listen sockets, LISTEN_FDS and LISTEN_FDNAMES
  * (LISTEN_PID: the exec shim, or the forked child). Free the array (not its strings); NULL on

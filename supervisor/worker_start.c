@@ -94,11 +94,16 @@ char **mv_worker_env(const mv_worker_opts_t *o, int slot, mv_worker_env_t *x)
 
     while (o->env && o->env[n])
         unbuffered |= strncmp(o->env[n++], "PYTHONUNBUFFERED=", 17) == 0;
-    env = calloc(n + 9, sizeof *env);
+    env = calloc(n + 10, sizeof *env);
     if (!env)
         return NULL;
-    memcpy(env, o->env, n * sizeof *env);
-    k = n;
+    /* A build tree's worker module (pool.c): its PYTHONPATH holds the environment's. */
+    for (size_t i = 0; i < n; i++)
+        if (!o->pythonpath || strncmp(o->env[i], "PYTHONPATH=", 11) != 0)
+            env[k++] = o->env[i];
+    if (o->pythonpath)
+        env[k++] = (char *)o->pythonpath;
+    n = k;
     k += heap_env(o, x, env + k, env, n);
     snprintf(x->slot, sizeof x->slot, "MEMVISOR_SLOT=%d", slot);
     env[k++] = x->slot;

@@ -743,6 +743,60 @@ START_TEST(library_is_found_next_to_memvisor_or_in_lib)
 }
 END_TEST
 
+/* The worker module of the source tree memvisor runs from (build/memvisor): none for an
+ * installed bin/memvisor, whose parent has no worker-api/python/memvisor_worker.py. */
+START_TEST(source_python_is_found_only_from_a_build_tree)
+{
+    mvrun_t r;
+    char buf[PATH_MAX], path[256], want[PATH_MAX];
+
+    ck_assert_int_eq(mv_heapmon_source_python(MEMVISOR, buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(realpath(SOURCE_DIR "/worker-api/python", want));
+    ck_assert_str_eq(buf, want);
+    run_init(&r, NULL);
+    snprintf(path, sizeof path, "%s/bin", r.dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/bin/memvisor", r.dir);
+    ck_assert_int_eq(mv_heapmon_source_python(path, buf, sizeof buf), -ENOENT);
+    /* A directory without the module is not a source tree. */
+    snprintf(path, sizeof path, "%s/worker-api", r.dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/worker-api/python", r.dir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/bin/memvisor", r.dir);
+    ck_assert_int_eq(mv_heapmon_source_python(path, buf, sizeof buf), -ENOENT);
+    run_file(&r, "worker-api/python/memvisor_worker.py", "");
+    ck_assert_int_eq(mv_heapmon_source_python(path, buf, sizeof buf), 0);
+    snprintf(path, sizeof path, "%s/worker-api/python", r.dir);
+    ck_assert_ptr_nonnull(realpath(path, want));
+    ck_assert_str_eq(buf, want);
+    snprintf(path, sizeof path, "%s/bin/memvisor", r.dir);
+    ck_assert_int_eq(mv_heapmon_source_python(path, buf, 8), -ENAMETOOLONG);
+    run_free(&r);
+}
+END_TEST
+
+/* What runs python: the plan's judgement, through `env` and a script's "#!" too. */
+START_TEST(python_commands_are_told_from_others)
+{
+    mvrun_t r;
+    char *const py[] = {"python3", "w.py", NULL};
+    char *const env_py[] = {"env", "A=1", "python3", "w.py", NULL};
+    char *const sh[] = {"sh", "-c", "true", NULL};
+    char *script[] = {NULL, NULL};
+
+    ck_assert(mv_heapmon_python(py));
+    ck_assert(mv_heapmon_python(env_py));
+    ck_assert(!mv_heapmon_python(sh));
+    ck_assert(!mv_heapmon_python(NULL));
+    run_init(&r, NULL);
+    script[0] = (char *)run_file(&r, "w", "#!/usr/bin/env python3\nprint(1)\n");
+    ck_assert_int_eq(chmod(script[0], 0755), 0);
+    ck_assert(mv_heapmon_python(script));
+    run_free(&r);
+}
+END_TEST
+
 Suite *heap_suite(void)
 {
     Suite *s = suite_create("heap");
@@ -774,6 +828,8 @@ Suite *heap_suite(void)
     tcase_add_test(python, python_small_objects_are_counted);
     tcase_add_test(files, dynamic_check_reads_elf_and_scripts);
     tcase_add_test(files, library_is_found_next_to_memvisor_or_in_lib);
+    tcase_add_test(files, source_python_is_found_only_from_a_build_tree);
+    tcase_add_test(files, python_commands_are_told_from_others);
     suite_add_tcase(s, page);
     suite_add_tcase(s, counts);
     suite_add_tcase(s, procs);

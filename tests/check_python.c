@@ -11,6 +11,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,70 @@ START_TEST(module_worker_sends_tracebacks_and_json)
 }
 END_TEST
 
+/* memvisor run from its build tree (this build's, not installed): a Python api worker that
+ * imports memvisor_worker with no PYTHONPATH of its own says HELLO (it failed before, with the
+ * no_hello hint to set PYTHONPATH); a PYTHONPATH given keeps its entries first; a lines worker,
+ * which needs no module, gets none. Each worker answers with its PYTHONPATH and its module. */
+START_TEST(module_worker_from_the_build_tree_needs_no_pythonpath)
+{
+    static const char api[] = "import os, memvisor_worker\n"
+                              "memvisor_worker.main(lambda task: os.environ.get('PYTHONPATH', '-')"
+                              " + ' ' + memvisor_worker.__file__)\n";
+    static const char lines[] = "import os, sys\n"
+                                "for line in sys.stdin:\n"
+                                "    print(os.environ.get('PYTHONPATH', '-'), flush=True)\n";
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", "python3", NULL, NULL};
+    const char *largs[] = {
+        "run", "-o", "supervisor.workers=1", "-o", "worker.protocol=lines", "--", "python3",
+        NULL,  NULL};
+    char dir[PATH_MAX], want[2 * PATH_MAX + 64];
+    mvrun_t r;
+    int code;
+
+    ck_assert_ptr_nonnull(realpath(SOURCE_DIR "/worker-api/python", dir));
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    unsetenv("PYTHONPATH");
+    run_init(&r, "a\n");
+    args[5] = run_file(&r, "w.py", api);
+    run_start(&r, args, NULL);
+    code = run_finish(&r);
+    if (code != 0)
+        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
+    ck_assert_int_eq(code, 0);
+    run_assert_once(&r, 1, NULL);
+    snprintf(want, sizeof want, "%s %s/memvisor_worker.py", dir, dir);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want);
+    ck_assert_ptr_nonnull(strstr(r.log, "event=python_path"));
+    run_free(&r);
+
+    /* The user's entries first (a module there would win); an empty one adds nothing. */
+    setenv("PYTHONPATH", "/nonexistent/mine", 1);
+    run_init(&r, "a\n");
+    args[5] = run_file(&r, "w.py", api);
+    run_start(&r, args, NULL);
+    code = run_finish(&r);
+    if (code != 0)
+        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
+    ck_assert_int_eq(code, 0);
+    snprintf(want, sizeof want, "/nonexistent/mine:%s %s/memvisor_worker.py", dir, dir);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want);
+    run_free(&r);
+
+    unsetenv("PYTHONPATH");
+    run_init(&r, "a\n");
+    largs[7] = run_file(&r, "l.py", lines);
+    run_start(&r, largs, NULL);
+    code = run_finish(&r);
+    if (code != 0)
+        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
+    ck_assert_int_eq(code, 0);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "-");
+    ck_assert_ptr_null(strstr(r.log, "event=python_path"));
+    run_free(&r);
+}
+END_TEST
+
 Suite *python_suite(void)
 {
     Suite *s = suite_create("python");
@@ -246,6 +311,7 @@ Suite *python_suite(void)
     tcase_add_test(e2e, mixed_recycles_by_task_count_and_loses_nothing);
     tcase_add_test(e2e, mixed_with_prefetch_recycles_and_loses_nothing);
     tcase_add_test(e2e, module_worker_sends_tracebacks_and_json);
+    tcase_add_test(e2e, module_worker_from_the_build_tree_needs_no_pythonpath);
     suite_add_tcase(s, unit);
     suite_add_tcase(s, e2e);
     return s;
