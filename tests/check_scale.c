@@ -370,6 +370,99 @@ START_TEST(a_long_scaled_list_is_cut_between_numbers)
 }
 END_TEST
 
+/* The generations of slot `slot`'s workers in the log, in spawn order, each checked against
+ * its cgroup's name (w<slot>.<gen>, when cgroups are on): their count. */
+static int spawned_gens(const mvrun_t *r, int slot, unsigned *gen, int max)
+{
+    char needle[48], name[32];
+    const char *p = r->log;
+    int n = 0;
+
+    snprintf(needle, sizeof needle, "event=spawn worker=%d gen=", slot);
+    while (n < max && (p = strstr(p, needle))) {
+        const char *eol = strchr(p, '\n'), *c = strstr(p, " cgroup=");
+
+        gen[n] = (unsigned)strtoul(p + strlen(needle), NULL, 10);
+        snprintf(name, sizeof name, "/w%d.%u", slot, gen[n]);
+        if (c && (!eol || c < eol) && strncmp(c + 8, "none", 4) != 0) {
+            const char *end = c + 8 + strcspn(c + 8, " \n");
+
+            ck_assert_msg(end - (c + 8) >= (long)strlen(name) &&
+                              strncmp(end - strlen(name), name, strlen(name)) == 0,
+                          "%.*s", (int)(eol ? eol - p : (long)strlen(p)), p);
+        }
+        n++;
+        p += strlen(needle);
+    }
+    return n;
+}
+
+/* Slot 2 retired while its worker holds a task, then revived: the generations of its workers
+ * (and their cgroups, w2.<gen>) go up, and a number is skipped only for a cgroup made ahead
+ * for it (event=cgroup_ahead, debug), dropped at the retirement and removed off the loop: the
+ * revived worker never takes a name that may still be being removed. Without cgroups made
+ * ahead, the revived worker is the next number. */
+static void revive_slot_two(const char *ahead, unsigned *gen, mvrun_t *r)
+{
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=2", "log.level=debug", ahead), RUN_CMD(MVTEST));
+    pid_t one, two;
+    json_t *st;
+
+    run_init(r, "hold 0\nhold 0\n");
+    run_start(r, args, NULL);
+    run_wait_nth(r, "held pid=", 2);
+    st = run_status(r);
+    one = pid_of(st, 1);
+    two = pid_of(st, 2);
+    json_decref(st);
+    ck_assert_int_gt(one, 0);
+    ck_assert_int_gt(two, 0);
+    ck_assert_int_eq(workers_cmd(r, "1", NULL), 0);
+    free(run_wait_for(r, "event=scaled from=2 to=1 retired=2"));
+    /* Slot 2's worker finishes its task and goes. */
+    ck_assert_int_eq(kill(two, SIGUSR1), 0);
+    free(run_wait_for(r, "reason=scaled_down status=0"));
+    ck_assert_int_eq(workers_cmd(r, "2", NULL), 0);
+    free(run_wait_for(r, "event=scaled from=1 to=2 added=2"));
+    free(run_wait_for(r, "event=ready worker=2 "));
+    ck_assert_int_eq(spawned_gens(r, 2, gen, 8), 2);
+    /* The first worker's task is let go: the batch ends. */
+    ck_assert_int_eq(kill(one, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(r), 0);
+    run_assert_once(r, 2, NULL);
+}
+
+START_TEST(a_revived_slot_skips_only_the_generations_made_ahead)
+{
+    mvrun_t r;
+    unsigned gen[8];
+    char needle[64];
+    int made = 0;
+
+    revive_slot_two("recycle.cgroup_ahead=yes", gen, &r);
+    ck_assert_uint_eq(gen[0], 1);
+    ck_assert_uint_gt(gen[1], gen[0]);
+    for (unsigned g = gen[0] + 1; g < gen[1]; g++) {
+        snprintf(needle, sizeof needle, "event=cgroup_ahead worker=2 gen=%u ", g);
+        ck_assert_msg(run_count(&r, needle) == 1 || !strstr(r.log, "cgroup=/sys/fs/cgroup"),
+                      "generation %u was skipped, but no cgroup was made ahead for it", g);
+        made++;
+    }
+    /* On this machine's cgroups one was made ahead (w2.2) while the first worker served. */
+    if (strstr(r.log, "event=cgroup_ahead worker=2 "))
+        ck_assert_int_ge(made, 1);
+    run_free(&r);
+
+    revive_slot_two("recycle.cgroup_ahead=no", gen, &r);
+    ck_assert_uint_eq(gen[0], 1);
+    ck_assert_uint_eq(gen[1], 2);
+    ck_assert_int_eq(run_count(&r, "event=cgroup_ahead worker="), 0);
+    run_free(&r);
+}
+END_TEST
+
 Suite *scale_suite(void)
 {
     Suite *s = suite_create("scale");
@@ -379,6 +472,7 @@ Suite *scale_suite(void)
     tcase_add_test(tc, a_long_scaled_list_is_cut_between_numbers);
     tcase_add_test(tc, a_batch_scaled_up_then_down_runs_every_task_once);
     tcase_add_test(tc, scaling_up_again_reuses_retired_slots);
+    tcase_add_test(tc, a_revived_slot_skips_only_the_generations_made_ahead);
     tcase_add_test(tc, a_bad_worker_count_is_refused);
     tcase_add_test(tc, a_reload_applies_the_files_worker_count);
     tcase_add_test(tc, a_new_slot_takes_a_ready_spare);
