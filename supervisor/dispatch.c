@@ -117,6 +117,29 @@ static void quarantine(mv_dispatch_t *d, mv_task_t *t, mv_reason_t why, mv_worke
     end_task(d, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
 }
 
+void mv_dispatch_esc_lost(mv_dispatch_t *d, mv_task_t *t, const mv_worker_t *w, const mv_gone_t *g)
+{
+    char last[160], msg[400];
+
+    if (g->spawn_call)
+        snprintf(last, sizeof last, "could not be started (%s: %s)", g->spawn_call,
+                 g->spawn_error ? g->spawn_error : "failed");
+    else if (g->status < 0)
+        snprintf(last, sizeof last, "%s, signal %d", mv_reason_name(g->verdict.reason), -g->status);
+    else
+        snprintf(last, sizeof last, "%s, status %d", mv_reason_name(g->verdict.reason), g->status);
+    snprintf(msg, sizeof msg,
+             "quarantined: its escalation workers (hard limit %lld bytes) failed %u times in a "
+             "row before taking it (crash_limit); last: %s",
+             (long long)w->lim.hard_bytes, (unsigned)t->esc_lost, last);
+    mv_warn(d->log, "quarantine", MV_I("task", (long long)t->id), MV_I("attempts", t->attempts),
+            MV_S("reason", "escalation_not_started"), MV_I("worker", w->slot),
+            MV_I("pid", w->proc.pid), MV_I("limit", w->lim.hard_bytes),
+            MV_I("failures", t->esc_lost), MV_S("last", last));
+    end_task(d, NULL, t, MV_ST_QUARANTINED, msg, strlen(msg), NULL);
+    mv_dispatch_kick(d);
+}
+
 /* Service mode: a request cannot be replayed, so the one a dead worker had open is lost. Only
  * a kill does that (hard limit, kernel OOM, a crash): a drain lets requests finish. */
 static unsigned lose_requests(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_t *g, mv_reason_t why)

@@ -138,6 +138,9 @@ mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_
 int mv_dispatch_reserve(mv_dispatch_t *d, mv_worker_t *w, mv_task_t *t);
 /* A reserved worker is gone before it got its task: the task back (the caller's), or NULL. */
 mv_task_t *mv_dispatch_unreserve(mv_dispatch_t *d, mv_worker_t *w);
+/* An escalated task whose escalation workers kept failing before they took it (t->esc_lost
+ * of them; `w` and `g`, the last): quarantined with why (pool_esc.c). */
+void mv_dispatch_esc_lost(mv_dispatch_t *d, mv_task_t *t, const mv_worker_t *w, const mv_gone_t *g);
 
 /* Closes its check handle; cb(arg) once it is closed. */
 void mv_dispatch_close(mv_dispatch_t *d, void (*cb)(void *arg), void *arg);

@@ -631,6 +631,7 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_member_t *m = member_of(w);
     mv_reason_t why = g->verdict.reason;
     mv_gone_plan_t plan;
+    bool esc_lost;
 
     if (g->spawn_call && g->hopeless)
         fatal(p); /* the command can never start: retrying is pointless */
@@ -654,13 +655,12 @@ static void w_gone(mv_worker_t *w, const mv_gone_t *g)
                             "low for this worker to start"));
     mv_dispatch_detach(&p->dispatch, w);
     mv_dispatch_settle(&p->dispatch, w, g);
-    if (m->esc)
-        mv__pool_esc_gone(p, m, g);
+    esc_lost = m->esc && mv__pool_esc_gone(p, m, g);
     mv_watch_remove(&p->watch, &m->watch);
     mv_suspect_release(&p->suspect, &m->suspect);
     p->slot[w->slot - 1].peak = MV_MAX(p->slot[w->slot - 1].peak, w->mem.peak);
     learn_overshoot(p, m);
-    plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless,
+    plan = mv_slots_gone(&p->slots, &m->seat, g->verdict.failure && !g->hopeless && !esc_lost,
                          why == MV_R_FATAL || why == MV_R_NO_HELLO);
     if (plan.run_ends && why == MV_R_FATAL)
         mv_error(p->o.log, "fatal_exit", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),

@@ -13,9 +13,15 @@
  * An escalated task waits here until such a worker is ready, then dispatch holds it for that
  * worker (mv_dispatch_reserve) and hands it over at its next pass (so a pause, or a results
  * backlog, holds it back like any task). A worker that goes before it got its task gives the
- * task back here; when that is its failure (it crashed, timed out getting ready) the next one
- * waits the crash backoff, and the failure counts toward crash_limit like any worker's. When
- * the run stops, waiting tasks go back to the queue and count as not run.
+ * task back here; when that is its failure (it crashed, timed out getting ready, its cgroup
+ * could not be made) the next one waits the crash backoff. Such failures are the task's, not
+ * the pool's: a worker that cannot start at the raised limit is no sign that the worker
+ * program is broken (the slots' workers serve on), so they count neither toward crash_limit
+ * nor toward the borrowed slot's backoff; after crash_limit of them in a row for one task (0:
+ * never) the task is quarantined with why, once. Before, they counted toward crash_limit,
+ * whose streak a slot's worker that stays up resets: the run retried such a task forever
+ * (every backoff_max), or, with nothing else running, ended at crash_limit with the task not
+ * run. When the run stops, waiting tasks go back to the queue and count as not run.
  */
 #include <stdlib.h>
 
@@ -140,6 +146,8 @@ void mv__pool_esc_ready(mv_pool_t *p, mv_member_t *m)
 
     m->esc_task = NULL;
     p->esc.failures = 0;
+    if (t)
+        t->esc_lost = 0; /* it started at that limit */
     if (t && mv_dispatch_reserve(&p->dispatch, m->w, t) < 0) {
         mv_error(p->o.log, "escalate_failed", MV_I("task", (long long)t->id),
                  MV_S("error", "out of memory"));
@@ -149,16 +157,26 @@ void mv__pool_esc_ready(mv_pool_t *p, mv_member_t *m)
     pump(p); /* the ones held back by a failure may go */
 }
 
-void mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g)
+bool mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g)
 {
     mv_task_t *t = m->esc_task ? m->esc_task : mv_dispatch_unreserve(&p->dispatch, m->w);
+    int limit = p->o.cfg->worker.crash_limit;
 
     m->esc_task = NULL;
     if (!t)
-        return; /* it had its task: dispatch settled it */
-    if (g->verdict.failure)
-        p->esc.failures++;
-    give_back(p, t);
+        return false; /* it had its task: dispatch settled it */
+    if (!g->verdict.failure || g->hopeless) {
+        give_back(p, t);
+        return false;
+    }
+    p->esc.failures++;
+    if (t->esc_lost < UINT16_MAX)
+        t->esc_lost++;
+    if (limit > 0 && t->esc_lost >= limit && !p->stopping && !p->fatal)
+        mv_dispatch_esc_lost(&p->dispatch, t, m->w, g);
+    else
+        give_back(p, t);
+    return true;
 }
 
 void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m)

@@ -21,11 +21,13 @@ bool mv__pool_unstarted_stale(const mv_pool_t *p, const mv_worker_t *w);
 void mv__pool_esc_init(mv_pool_t *p);                  /* mv_pool_start */
 void mv__pool_esc_task(void *arg, mv_task_t *t);       /* dispatch's on_escalate */
 void mv__pool_esc_ready(mv_pool_t *p, mv_member_t *m); /* an escalation worker is ready */
-void mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g); /* ...is gone */
-void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m);                   /* ...is closed */
-void mv__pool_esc_stop(mv_pool_t *p);                                     /* mv_pool_stop */
-void mv__pool_esc_reconfigure(mv_pool_t *p);                              /* mv_pool_reconfigure */
-void mv__pool_esc_close(mv_pool_t *p); /* the pool's handles close */
+/* ...is gone: true when it failed before it took its task (not the worker program failing
+ * at the pool's limits: it counts toward the task's end, not crash_limit). */
+bool mv__pool_esc_gone(mv_pool_t *p, mv_member_t *m, const mv_gone_t *g);
+void mv__pool_esc_closed(mv_pool_t *p, mv_member_t *m); /* ...is closed */
+void mv__pool_esc_stop(mv_pool_t *p);                   /* mv_pool_stop */
+void mv__pool_esc_reconfigure(mv_pool_t *p);            /* mv_pool_reconfigure */
+void mv__pool_esc_close(mv_pool_t *p);                  /* the pool's handles close */
 
 /* pool_kids.c: [recycle] target = child. A look at m with reading r and verdict v: whether
  * it took the look (a child of m's master told to stop, or still stopping); otherwise the

@@ -52,6 +52,7 @@ typedef struct mv_task {
     uint16_t attempts;    /* times it was handed to a worker that started it */
     uint16_t nhist;       /* entries in hist */
     uint16_t escalations; /* attempts that ended in a memory escalation (escalate.h) */
+    uint16_t esc_lost;    /* its escalation workers in a row that failed before taking it */
     mv_attempt_t *hist;   /* why earlier attempts ended */
     const char *bad;      /* why the line could not become a task (static, or the source's) */
     bool quarantine;      /* with `bad`: it used up its attempts elsewhere (quarantined, not

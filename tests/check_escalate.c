@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "escalate.h"
 #include "harness.h"
@@ -222,6 +223,70 @@ START_TEST(a_task_killed_at_escalate_max_is_quarantined)
 }
 END_TEST
 
+/* A worker program that will not start under a hard limit above 64 MiB (as a runtime that
+ * sizes itself from its cgroup's limit and fails can): its cgroup's limit, v1 or v2, read at
+ * start. The pool's own workers (64M) serve; escalation workers (128M) exit 1 before HELLO. */
+static const char refuses_above_64m[] =
+    "#!/bin/sh\n"
+    "v1=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3}' /proc/self/cgroup)\n"
+    "v2=$(awk -F: '$1 == \"0\" {print $3}' /proc/self/cgroup)\n"
+    "if [ -n \"$v1\" ]; then lim=$(cat /sys/fs/cgroup/memory$v1/memory.limit_in_bytes)\n"
+    "else lim=$(cat /sys/fs/cgroup$v2/memory.max); fi\n"
+    "if [ \"$lim\" != max ] && [ \"$lim\" -gt 67108864 ]; then\n"
+    "    echo \"will not start under a limit of $lim\" >&2; exit 1\n"
+    "fi\n"
+    "exec \"$1\"\n";
+
+/* Its escalation workers fail before they take the task: after crash_limit of them the task
+ * ends once, quarantined with why, and the run ends as any run with a quarantined task (1),
+ * not at crash_limit (3), nor retried for ever while the slot's worker stays up. */
+START_TEST(an_escalation_that_cannot_start_quarantines_its_task_not_the_run)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args = NULL;
+    const char *script;
+    json_t *q;
+    int code;
+
+    run_init(&r, "alloc 100\nok\nok\n");
+    script = run_file(&r, "w.sh", refuses_above_64m);
+    ck_assert_int_eq(chmod(script, 0755), 0);
+    args = run_argv(&av,
+                    RUN_OPTS("supervisor.workers=1", "limits.memory_hard=64M", "limits.escalate=2x",
+                             "limits.escalate_max=256M", "worker.crash_limit=3",
+                             "worker.backoff_min=10ms", "worker.backoff_max=100ms"),
+                    RUN_CMD("/bin/sh", script, MVTEST));
+    run_start(&r, args, NULL);
+    code = run_finish(&r);
+    if (!strstr(r.log, "cgroup=/sys/fs/cgroup")) {
+        /* No cgroups: the script sees no limit, the escalation worker starts; nothing here. */
+        run_free(&r);
+        return;
+    }
+    if (code != 1)
+        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log);
+    ck_assert_int_eq(code, 1);
+    run_assert_once(&r, 3, NULL);
+    ck_assert_int_eq(run_count(&r, "event=escalate task=1 from=67108864 to=134217728 "), 1);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    ck_assert_int_eq(run_count(&r, "will not start under a limit of 134217728"), 3);
+    ck_assert_int_eq(run_count(&r, "event=quarantine task=1 attempts=1 "
+                                   "reason=escalation_not_started "),
+                     1);
+    q = run_result(&r, 1);
+    ck_assert_str_eq(jstr(q, "status"), "quarantined");
+    ck_assert_int_eq(jint(q, "escalations"), 1);
+    ck_assert_msg(strstr(jstr(q, "error"), "its escalation workers (hard limit 134217728 bytes) "
+                                           "failed 3 times in a row before taking it") &&
+                      strstr(jstr(q, "error"), "last: crash, status 1"),
+                  "%s", jstr(q, "error"));
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "ok");
+    ck_assert_str_eq(jstr(run_result(&r, 3), "status"), "ok");
+    run_free(&r);
+}
+END_TEST
+
 Suite *escalate_suite(void)
 {
     Suite *s = suite_create("escalate");
@@ -237,6 +302,7 @@ Suite *escalate_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, an_oom_killed_task_runs_again_with_twice_the_limit);
     tcase_add_test(tc, a_task_killed_at_escalate_max_is_quarantined);
+    tcase_add_test(tc, an_escalation_that_cannot_start_quarantines_its_task_not_the_run);
     suite_add_tcase(s, tc);
     return s;
 }
