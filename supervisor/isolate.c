@@ -73,9 +73,9 @@ static bool kept_in_every_window(const double *inc, int n, int w, double leak)
 mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n, int kinds,
                               bool final, double *slope, double *confidence)
 {
-    double leak = (double)cfg->min_slope / (kinds > 1 ? kinds : 1), floor, s1, s2;
+    double leak = (double)cfg->min_slope / (kinds > 1 ? kinds : 1), floor, s1, s2, rise;
     int half = n / 2;
-    bool short_run;
+    bool short_run, troughs;
 
     *slope = *confidence = 0;
     if (n < MV_ISO_MIN_TASKS)
@@ -113,7 +113,10 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
      * at a time) or beside a dict's table doubling sits under the noise floor, and
      * Theil-Sen reads steps as less than their mean; clearing needs growth well under a
      * leak's in a half at least. */
-    if ((*slope >= floor && s2 >= floor) ||
+    /* A saw-tooth whose troughs rise (a table swept every few tasks that keeps part of what
+     * it swept): its drops set the block noise and can leave a half with little growth. */
+    troughs = mv_leak_troughs_rise(inc, n, leak, &rise);
+    if ((*slope >= floor && s2 >= floor) || troughs ||
         (mean(inc, half) >= GREW * leak && mean(inc + half, n - half) >= GREW * leak)) {
         if (!final && n < cfg->max_tasks)
             return MV_ISO_V_PENDING;
@@ -125,6 +128,13 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
          * be flat) nor a temporary (a window's growth is the heap's change over it). */
         if (kept_in_every_window(inc, n, cfg->tasks, leak)) {
             *slope = mean(inc, n);
+            return MV_ISO_V_LEAK;
+        }
+        /* Or a saw-tooth whose troughs rose over the whole run, three windows or more: a
+         * bounded one comes back to the same trough, a cache that filled is flat at its end. */
+        if (troughs && cfg->tasks > 0 && n / cfg->tasks >= 3) {
+            *slope = rise;
+            *confidence = 1;
             return MV_ISO_V_LEAK;
         }
         return MV_ISO_V_INCONCLUSIVE;

@@ -239,6 +239,48 @@ double mv_leak_trend(const double *inc, int n, double *confidence)
     return slope;
 }
 
+/*
+ * A saw-tooth whose troughs rise: a table swept every few calls that keeps some of what it
+ * swept (sessions still "active", entries a bug never expires). Its drops break most of the
+ * trend's segments and set its noise floor, so the trend does not see the drift. Here the
+ * window's cumulative series is cut in thirds: the lowest point of each (a trough, or the
+ * third's start when it only grows) must rise into the next by a leak's worth a task, and
+ * the series must grow again from the last third's low to the end. A bounded saw-tooth comes
+ * back to the same trough; a cache that filled and stopped is flat in its last third; a
+ * one-off step rises into one third only. The floor: min_slope, or 5 standard errors from
+ * the MAD of the increments alone (which a few drops do not move; noise does).
+ * *per_task: the rise from the first third's trough to the last's, a task.
+ */
+bool mv_leak_troughs_rise(const double *inc, int n, double min_slope, double *per_task)
+{
+    double cum = 0, low[3], floor, med, mad, third = (double)(n + 1) / 3, *scratch;
+    int at[3], b[4] = {0, (n + 1) / 3, 2 * (n + 1) / 3, n + 1};
+
+    if (n < 3 * MV_LEAK_SEGMENTS || !(scratch = malloc((size_t)n * sizeof *scratch)))
+        return false;
+    for (int t = 0; t < 3; t++)
+        low[t] = INFINITY, at[t] = b[t];
+    for (int i = 0; i <= n; i++) {
+        int t = i < b[1] ? 0 : i < b[2] ? 1 : 2;
+
+        if (i > 0)
+            cum += inc[i - 1];
+        if (cum < low[t])
+            low[t] = cum, at[t] = i;
+    }
+    for (int i = 0; i < n; i++)
+        scratch[i] = inc[i];
+    med = select_kth(scratch, (size_t)n, (size_t)n / 2);
+    for (int i = 0; i < n; i++)
+        scratch[i] = fabs(inc[i] - med);
+    mad = select_kth(scratch, (size_t)n, (size_t)n / 2);
+    free(scratch);
+    floor = fmax(min_slope, MV_LEAK_Z * 1.4826 * mad / sqrt(third));
+    *per_task = (low[2] - low[0]) / (double)MV_MAX(1, at[2] - at[0]);
+    return low[1] - low[0] >= floor * third && low[2] - low[1] >= floor * third &&
+           cum - low[2] >= floor * (double)(n - at[2]);
+}
+
 /* ---- the kinds ---- */
 
 static kind_state_t *new_kind(const mv_leak_t *l, const char *name)
@@ -364,8 +406,15 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
      * walk, whose slope over a window is easily larger than min_slope. */
     if (in_order(l, k, k->mem) >= 0.5 * (double)l->cfg.min_slope) {
         double floor = fmax((double)l->cfg.min_slope, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
+        bool grows;
+
         slope = mv_leak_trend(l->series, k->n, &conf);
-        if (slope >= floor && conf >= 0.8) {
+        grows = slope >= floor && conf >= 0.8;
+        if (!grows && mv_leak_troughs_rise(l->series, k->n, (double)l->cfg.min_slope, &slope)) {
+            grows = true;
+            conf = 1; /* every third's trough rose */
+        }
+        if (grows) {
             if (handed_off(l, k)) {
                 v.handed_off = !k->handoff_said;
                 k->handoff_said = true;

@@ -89,6 +89,14 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o);
 double mv_leak_trend(const double *inc, int n, double *confidence);
 
 /*
+ * Whether the cumulative sum of inc[0..n) is a saw-tooth whose troughs rise: the lowest point
+ * of each third rises into the next by min_slope a task (or 5 standard errors from the MAD of
+ * the increments, if more), and the series grows again from the last third's low to its
+ * end. *per_task: the rise from the first third's low to the last's, a task. See leak.c.
+ */
+bool mv_leak_troughs_rise(const double *inc, int n, double min_slope, double *per_task);
+
+/*
  * The k-th smallest of v[0..n) (0-based), the value a plain quickselect finds, found faster
  * on a large v (the ~n^2/2 slopes of the trend): an evenly spaced sample brackets it, one pass
  * keeps the few values inside the bracket, and the k-th is selected among them. v must hold

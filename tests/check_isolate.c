@@ -114,6 +114,26 @@ START_TEST(a_leak_with_a_late_free_is_never_cleared)
 }
 END_TEST
 
+/* A table swept every 16 tasks that keeps a quarter of what it swept: +96 KiB on 15 tasks,
+ * -1.1 MiB on the 16th, 24 KiB a task kept. Its drops set the block noise and leave a half
+ * of 50 tasks with 3 of them nearly flat: it was cleared at 50 tasks. Its troughs rise: it
+ * runs longer and is a leak at the longest run. The same sweep keeping nothing is still
+ * cleared at 50 tasks. */
+START_TEST(a_saw_tooth_whose_troughs_rise_is_not_cleared)
+{
+    double inc[150], slope, conf;
+
+    for (int i = 0; i < 150; i++)
+        inc[i] = 96 * KiB - (i % 16 == 7 ? 12 * 96 * KiB : 0);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 150, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+    ck_assert_double_eq_tol(slope, 24 * KiB, 6 * KiB);
+    for (int i = 0; i < 150; i++)
+        inc[i] = 96 * KiB - (i % 16 == 7 ? 16 * 96 * KiB : 0);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+}
+END_TEST
+
 /* A kind that keeps 256 KiB on one task in ten grows 25.6 KiB a task, in steps: its block
  * noise puts the floor above that, so it is not steady enough to confirm at 50 tasks; nor is
  * a kind that grows just under a leak's rate (a cache that turns unbounded within the run).
@@ -521,6 +541,7 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, short_runs_confirm_but_never_clear);
     tcase_add_test(tc, an_arm_of_several_kinds_has_a_lower_floor);
     tcase_add_test(tc, a_leak_with_a_late_free_is_never_cleared);
+    tcase_add_test(tc, a_saw_tooth_whose_troughs_rise_is_not_cleared);
     tcase_add_test(tc, growth_in_rare_steps_is_never_cleared);
     tcase_add_test(tc, growth_in_uneven_steps_in_every_window_is_a_leak);
     tcase_add_test(tc, a_cache_still_filling_is_judged_a_window_at_a_time);
