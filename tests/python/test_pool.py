@@ -23,6 +23,7 @@ import pty
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -1181,6 +1182,74 @@ class Proxies(PoolTest):
                 self.assertEqual((ns.inits, ns.total), (1, 5), template)
 
 
+class StoppedAtStart(unittest.TestCase):
+    """memvisor._worker with a fake memvisor: no initializer in a process that is stopped as
+    it starts (a template memvisor retires returns from Worker() stopped, as a worker given
+    STOP before its first task)."""
+
+    def start(self, tmp, mode, marker, stop=False):
+        import memvisor_worker as mw  # noqa: PLC0415
+        spec = os.path.join(tmp, "spec")
+        with open(spec, "wb") as f:
+            pickle.dump({"initializer": pickle.dumps((os.mkdir, (marker,)))}, f)
+        sup, theirs = socket.socketpair()
+        sup.settimeout(TIMEOUT)
+        env = dict(os.environ, MEMVISOR_FD=str(theirs.fileno()), MEMVISOR_POOL_SPEC=spec,
+                   PYTHONPATH=MODULE_DIR)
+        proc = subprocess.Popen([sys.executable, "-m", "memvisor._worker"], env=env,
+                                pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        theirs.close()
+
+        def recv():
+            head = b""
+            while len(head) < mw.HEADER_SIZE:
+                head += sup.recv(mw.HEADER_SIZE - len(head))
+            length, mtype = mw._HEADER.unpack(head)[:2]
+            body = b""
+            while len(body) < length:
+                body += sup.recv(length - len(body))
+            return mtype
+
+        self.assertEqual(recv(), mw.MSG_HELLO)
+        sup.sendall(mw._HEADER.pack(mw._GO.size, mw.MSG_GO, 0, 0)
+                    + mw._GO.pack(mw.PROTOCOL_VERSION, 1, 1, mode)
+                    + (mw._HEADER.pack(0, mw.MSG_STOP, 0, 0) if stop else b""))
+        if mode == mw.MODE_TEMPLATE:
+            self.assertEqual(recv(), mw.MSG_TEMPLATE)  # serving: memvisor retires it now
+        return proc, sup
+
+    def stop(self, proc, sup):
+        import memvisor_worker as mw  # noqa: PLC0415
+        sup.sendall(mw._HEADER.pack(0, mw.MSG_STOP, 0, 0))
+        _, err = proc.communicate(timeout=TIMEOUT)
+        sup.close()
+        self.assertEqual(proc.returncode, 0, err)
+
+    def test_a_retired_template_or_a_worker_stopped_at_once_runs_no_initializer(self):
+        # A retiring template ran the initializer (Worker() returned, stopped, and main()
+        # went on): a pool's manager counted 2 initializer calls for 1 worker.
+        import memvisor_worker as mw  # noqa: PLC0415
+        tmp = tempfile.mkdtemp(prefix="mv-pool-test-")
+        try:
+            for mode in (mw.MODE_TEMPLATE, mw.MODE_BATCH):
+                marker = os.path.join(tmp, f"init-{mode}")
+                # a worker: STOP with GO, read with it (before the initializer)
+                proc, sup = self.start(tmp, mode, marker, stop=mode == mw.MODE_BATCH)
+                self.stop(proc, sup)
+                self.assertFalse(os.path.exists(marker), mode)
+            # A worker not stopped runs it (at GO, before its first task).
+            marker = os.path.join(tmp, "init-ran")
+            proc, sup = self.start(tmp, mw.MODE_BATCH, marker)
+            deadline = time.monotonic() + TIMEOUT
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.stop(proc, sup)
+            self.assertTrue(os.path.exists(marker))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class FdThree(PoolTest):
     """A regular file of this process's on fd 3 or 4 (a module's, opened at its import: a
     logging FileHandler's), where an exec'd worker has its channel and heap page. A template
@@ -1249,6 +1318,37 @@ class FdThree(PoolTest):
                 with open(log, encoding="utf-8") as f:
                     self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
                 self.assertEqual(_events(logs, "protocol_error"), [])
+
+    def test_a_pipe_of_this_process_on_fd_3_is_not_the_channel(self):
+        # A pipe's write end on fd 3 (as a module's socket or pipe opened at its import: a
+        # logging SysLogHandler's): the template replaced it by its channel, and each write
+        # to it in a task went into the channel (protocol_error, the task quarantined). It is
+        # /dev/null there now, as the caller's other pipes.
+        saved = [n for n in (3, 4, 5) if _fd_open(n)]
+        kept = {n: os.dup(n) for n in saved}
+        for n in saved:
+            os.close(n)
+        try:
+            hold = os.open(os.devnull, os.O_RDONLY)
+            r, w = os.pipe()
+            os.dup2(w, 3)  # over `hold`: the write end on 3
+            os.close(w)
+            self.assertEqual(hold, 3)
+            try:
+                with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                    with self.pool(workers=1) as pool:
+                        got = pool.map(functools.partial(pf.write_fd, 3), range(3), chunksize=1)
+                        start = pool.template_start
+            finally:
+                os.close(3)
+                os.close(r)
+        finally:
+            for n, copy in kept.items():
+                os.dup2(copy, n)
+                os.close(copy)
+        self.assertEqual(start, "fork")
+        self.assertEqual(got, [0, 1, 2])
+        self.assertEqual(_events(logs, "protocol_error"), [])
 
     def test_the_channel_goes_to_the_lowest_number_this_process_has_no_fd_on(self):
         from memvisor import _handoff
