@@ -1046,6 +1046,83 @@ class TemplateWarmUp(unittest.TestCase):
         self.assertTrue(r["same_fds"])
 
 
+class ForkedFds(unittest.TestCase):
+    """Where memvisor_template puts a forked worker's fds: the listen sockets on 3, 4, ...,
+    its channel on the number $MEMVISOR_FD names (3 + the sockets in a template memvisor
+    started; another in one memvisor.Pool forked from a caller with a file on 3)."""
+
+    def targets(self, env):
+        import memvisor_template as mt  # noqa: PLC0415 - loads ctypes: only here
+        names = ("MEMVISOR_FD", "LISTEN_FDS")
+        with mock.patch.dict(os.environ, {k: v for k, v in env.items() if v is not None}):
+            for k in names:
+                if env.get(k) is None:
+                    os.environ.pop(k, None)
+            return mt._targets("LISTEN_FDS" in os.environ)
+
+    def test_the_channel_goes_where_memvisor_fd_says(self):
+        self.assertEqual(self.targets({"MEMVISOR_FD": "3"}), (0, 3))
+        self.assertEqual(self.targets({"MEMVISOR_FD": "7"}), (0, 7))  # a handed-over one
+        self.assertEqual(self.targets({"MEMVISOR_FD": "5", "LISTEN_FDS": "2"}), (2, 5))
+
+    def test_a_bad_memvisor_fd_or_listen_fds_leaves_the_started_templates_numbers(self):
+        for fd in (None, "", "x", "-4", "+4", " 4", "4 ", "99999999999", "\u0664"):
+            self.assertEqual(self.targets({"MEMVISOR_FD": fd}), (0, 3), fd)
+        # on a listen socket's number: not there, after the sockets
+        self.assertEqual(self.targets({"MEMVISOR_FD": "3", "LISTEN_FDS": "2"}), (2, 5))
+        self.assertEqual(self.targets({"MEMVISOR_FD": "6", "LISTEN_FDS": "zwei"}), (0, 6))
+
+    def child_fds(self, nfds, nl, chan):
+        """_child_setup in a forked child given an output pipe and nfds sockets: {fd number
+        in the child: which socket (0..)}, the sockets known by their inodes."""
+        import memvisor_template as mt  # noqa: PLC0415
+        out_r, out_w = os.pipe()
+        pairs = [socket.socketpair() for _ in range(nfds)]
+        inodes = [os.fstat(a.fileno()).st_ino for a, _ in pairs]
+        rep_r, rep_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.close(rep_r)
+                rep = os.dup(rep_w)
+                os.set_inheritable(rep, False)
+                mt._child_setup(1, [out_w] + [a.fileno() for a, _ in pairs], nfds, nl > 0,
+                                nl, chan)
+                got = {}
+                for fd in range(3, 64):
+                    try:
+                        ino = os.fstat(fd).st_ino
+                    except OSError:
+                        continue
+                    if fd != rep and ino in inodes and os.get_inheritable(fd):
+                        got[fd] = inodes.index(ino)
+                os.write(rep, json.dumps(got).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(rep_w)
+        os.close(out_w)
+        with os.fdopen(rep_r, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        os.close(out_r)
+        for a, b in pairs:
+            a.close()
+            b.close()
+        self.assertEqual(status, 0)
+        return {int(k): v for k, v in json.loads(data).items()}
+
+    def test_a_forked_workers_fds_land_where_its_environment_says(self):
+        # Each socket's number in the child (its inheritable copies: the moved ones were
+        # close-on-exec and closed): the listen sockets on 3.., the channel on `chan`.
+        # Before: always 3, 4, ...
+        self.assertEqual(self.child_fds(1, 0, 9), {9: 0})  # a handed-over template's
+        self.assertEqual(self.child_fds(2, 1, 8), {3: 0, 8: 1})
+        self.assertEqual(self.child_fds(2, 1, 4), {3: 0, 4: 1})  # a started one's, as before
+        self.assertEqual(self.child_fds(1, 0, 3), {3: 0})
+
+
 class Units(unittest.TestCase):
     """Pure pieces, in this process."""
 

@@ -23,6 +23,7 @@ import pty
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -957,7 +958,11 @@ class HandedOverTemplate(PoolTest):
                 self.assertNotIn("MEMVISOR_POOL_SPEC", os.environ)
                 got = pool.apply(pf.environ, names)
                 self.assertTrue(got[0].endswith("spec.pickle"), got)
-                self.assertEqual(got[1:], [None, "3"])
+                self.assertIsNone(got[1])
+                # The channel's number: 3 unless this process had an fd there (r and w may
+                # be 3 and 4): never one of this process's (FdThree).
+                self.assertTrue(got[2].isdigit(), got)
+                self.assertNotIn(int(got[2]), (r, w))
                 with open(f"/proc/{tpid}/cgroup") as f:
                     cgroups = f.read()
                 if f"memvisor-{pool.pid}/" in cgroups:  # memvisor runs with cgroups here
@@ -1177,32 +1182,211 @@ class Proxies(PoolTest):
                 self.assertEqual((ns.inits, ns.total), (1, 5), template)
 
 
-class FdThree(PoolTest):
-    def test_a_file_a_module_opened_on_fd_3_is_its_own_in_the_workers(self):
-        # A template forked from this process put its channel on fd 3 over the module's file:
-        # each note() wrote into the channel (protocol_error 3 times, the task quarantined).
-        # Such a process's template is started by memvisor, which imports the module again.
-        log = os.path.join(self.tmp, "notes")
-        saved = [fd for fd in (3, 4) if _fd_open(fd)]
-        kept = {fd: os.dup(fd) for fd in saved}
-        for fd in saved:
-            os.close(fd)
+class StoppedAtStart(unittest.TestCase):
+    """memvisor._worker with a fake memvisor: no initializer in a process that is stopped as
+    it starts (a template memvisor retires returns from Worker() stopped, as a worker given
+    STOP before its first task)."""
+
+    def start(self, tmp, mode, marker, stop=False):
+        import memvisor_worker as mw  # noqa: PLC0415
+        spec = os.path.join(tmp, "spec")
+        with open(spec, "wb") as f:
+            pickle.dump({"initializer": pickle.dumps((os.mkdir, (marker,)))}, f)
+        sup, theirs = socket.socketpair()
+        sup.settimeout(TIMEOUT)
+        env = dict(os.environ, MEMVISOR_FD=str(theirs.fileno()), MEMVISOR_POOL_SPEC=spec,
+                   PYTHONPATH=MODULE_DIR)
+        proc = subprocess.Popen([sys.executable, "-m", "memvisor._worker"], env=env,
+                                pass_fds=(theirs.fileno(),), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        theirs.close()
+
+        def recv():
+            head = b""
+            while len(head) < mw.HEADER_SIZE:
+                head += sup.recv(mw.HEADER_SIZE - len(head))
+            length, mtype = mw._HEADER.unpack(head)[:2]
+            body = b""
+            while len(body) < length:
+                body += sup.recv(length - len(body))
+            return mtype
+
+        self.assertEqual(recv(), mw.MSG_HELLO)
+        sup.sendall(mw._HEADER.pack(mw._GO.size, mw.MSG_GO, 0, 0)
+                    + mw._GO.pack(mw.PROTOCOL_VERSION, 1, 1, mode)
+                    + (mw._HEADER.pack(0, mw.MSG_STOP, 0, 0) if stop else b""))
+        if mode == mw.MODE_TEMPLATE:
+            self.assertEqual(recv(), mw.MSG_TEMPLATE)  # serving: memvisor retires it now
+        return proc, sup
+
+    def stop(self, proc, sup):
+        import memvisor_worker as mw  # noqa: PLC0415
+        sup.sendall(mw._HEADER.pack(0, mw.MSG_STOP, 0, 0))
+        _, err = proc.communicate(timeout=TIMEOUT)
+        sup.close()
+        self.assertEqual(proc.returncode, 0, err)
+
+    def test_a_retired_template_or_a_worker_stopped_at_once_runs_no_initializer(self):
+        # A retiring template ran the initializer (Worker() returned, stopped, and main()
+        # went on): a pool's manager counted 2 initializer calls for 1 worker.
+        import memvisor_worker as mw  # noqa: PLC0415
+        tmp = tempfile.mkdtemp(prefix="mv-pool-test-")
         try:
+            for mode in (mw.MODE_TEMPLATE, mw.MODE_BATCH):
+                marker = os.path.join(tmp, f"init-{mode}")
+                # a worker: STOP with GO, read with it (before the initializer)
+                proc, sup = self.start(tmp, mode, marker, stop=mode == mw.MODE_BATCH)
+                self.stop(proc, sup)
+                self.assertFalse(os.path.exists(marker), mode)
+            # A worker not stopped runs it (at GO, before its first task).
+            marker = os.path.join(tmp, "init-ran")
+            proc, sup = self.start(tmp, mw.MODE_BATCH, marker)
+            deadline = time.monotonic() + TIMEOUT
+            while not os.path.exists(marker) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.stop(proc, sup)
+            self.assertTrue(os.path.exists(marker))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FdThree(PoolTest):
+    """A regular file of this process's on fd 3 or 4 (a module's, opened at its import: a
+    logging FileHandler's), where an exec'd worker has its channel and heap page. A template
+    forked from here put its channel on fd 3 over the module's file: each note() wrote into
+    the channel (protocol_error 3 times, the task quarantined); then (6da7f68) such a
+    process's template was started by memvisor (template_start "exec"), which imports the
+    module again. Now the template is forked, its channel and its workers' on a number this
+    process did not have."""
+
+    @contextlib.contextmanager
+    def module_file_on(self, fd, log):
+        """pool_fd3 imported with its file on `fd` (3 or 4; on 4, a file of the test's own on
+        3), this process's fds 3 and 4 set aside meanwhile."""
+        saved = [n for n in (3, 4) if _fd_open(n)]
+        kept = {n: os.dup(n) for n in saved}
+        for n in saved:
+            os.close(n)
+        other = None
+        try:
+            if fd == 4:
+                other = open(os.path.join(self.tmp, "other"), "w", encoding="utf-8")
+                self.assertEqual(other.fileno(), 3)
             with mock.patch.dict(os.environ, POOL_FD3_LOG=log):
                 sys.modules.pop("pool_fd3", None)
-                import pool_fd3  # noqa: PLC0415 - its file must land on fd 3
-                self.assertEqual(pool_fd3.LOG.fileno(), 3)
-                with self.pool(workers=1) as pool:
-                    self.assertEqual(pool.map(pool_fd3.note, range(3), chunksize=1), [0, 1, 2])
-                    self.assertEqual(pool.template_start, "exec")
-                pool_fd3.LOG.close()
+                import pool_fd3  # noqa: PLC0415 - its file must land on `fd`
+                self.assertEqual(pool_fd3.LOG.fileno(), fd)
+                try:
+                    yield pool_fd3
+                finally:
+                    pool_fd3.LOG.close()
         finally:
             sys.modules.pop("pool_fd3", None)
-            for fd, copy in kept.items():
-                os.dup2(copy, fd)
+            if other is not None:
+                other.close()
+            for n, copy in kept.items():
+                os.dup2(copy, n)
                 os.close(copy)
+
+    def check_worker(self, got, fd, log):
+        """A task's view of its worker: the module's file where it was, the channel a socket
+        on another number, named by $MEMVISOR_FD."""
+        self.assertEqual((got["log_fd"], got["log_is"]), (fd, log), got)
+        self.assertNotEqual(got["chan"], 3 if fd == 4 else fd, got)  # no file of the test's
+        self.assertTrue(got["chan_is"].startswith("socket:"), got)
+
+    def test_a_file_a_module_opened_on_fd_3_or_4_stays_its_own_in_a_forked_template(self):
+        for fd in (3, 4):
+            with self.subTest(fd=fd):
+                log = os.path.join(self.tmp, f"notes{fd}")
+                with self.module_file_on(fd, log) as mod:
+                    with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                        with self.pool(workers=1) as pool:
+                            got = pool.map(mod.where, range(3), chunksize=1)
+                            stats = pool.last_stats
+                            start = pool.template_start
+                    self.assertEqual(start, "fork")  # "exec" before: started by memvisor
+                    self.assertEqual(len(_events(logs, "template_adopted")), 1)
+                    self.assertEqual([g["x"] for g in got], [0, 1, 2])
+                    for g in got:
+                        self.check_worker(g, fd, log)
+                    # The worker's figures of each task still come (the channel was found).
+                    self.assertIsNotNone(stats)
+                    self.assertEqual((stats.status, stats.attempts, stats.items), ("ok", 1, 1))
+                    self.assertEqual(stats.kind, "pool_fd3.where")
+                    self.assertIsNotNone(stats.mem_after)
+                with open(log, encoding="utf-8") as f:
+                    self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
+                self.assertEqual(_events(logs, "protocol_error"), [])
+
+    def test_a_pipe_of_this_process_on_fd_3_is_not_the_channel(self):
+        # A pipe's write end on fd 3 (as a module's socket or pipe opened at its import: a
+        # logging SysLogHandler's): the template replaced it by its channel, and each write
+        # to it in a task went into the channel (protocol_error, the task quarantined). It is
+        # /dev/null there now, as the caller's other pipes.
+        saved = [n for n in (3, 4, 5) if _fd_open(n)]
+        kept = {n: os.dup(n) for n in saved}
+        for n in saved:
+            os.close(n)
+        try:
+            hold = os.open(os.devnull, os.O_RDONLY)
+            r, w = os.pipe()
+            os.dup2(w, 3)  # over `hold`: the write end on 3
+            os.close(w)
+            self.assertEqual(hold, 3)
+            try:
+                with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                    with self.pool(workers=1) as pool:
+                        got = pool.map(functools.partial(pf.write_fd, 3), range(3), chunksize=1)
+                        start = pool.template_start
+            finally:
+                os.close(3)
+                os.close(r)
+        finally:
+            for n, copy in kept.items():
+                os.dup2(copy, n)
+                os.close(copy)
+        self.assertEqual(start, "fork")
+        self.assertEqual(got, [0, 1, 2])
+        self.assertEqual(_events(logs, "protocol_error"), [])
+
+    def test_the_channel_goes_to_the_lowest_number_this_process_has_no_fd_on(self):
+        from memvisor import _handoff
+        self.assertEqual(_handoff._channel_fd(()), 3)
+        self.assertEqual(_handoff._channel_fd((3, 4, 6)), 5)
+        self.assertEqual(_handoff._channel_fd((4, 5)), 3)
+        taken = _handoff._open_fds()
+        self.assertTrue(all(n > 2 and _fd_open(n) for n in taken), taken)  # not the listing's
+        r, w = os.pipe()
+        try:
+            now = _handoff._open_fds()
+            self.assertEqual(set(now) - set(taken), {r, w})
+            self.assertNotIn(_handoff._channel_fd(now), now)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    def test_workers_the_template_forks_after_a_recycle_get_the_right_fds(self):
+        log = os.path.join(self.tmp, "notes")
+        with self.module_file_on(3, log) as mod:
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                with self.pool(workers=1, max_tasks=2) as pool:
+                    got = pool.map(mod.where, range(8), chunksize=1)
+                    start = pool.template_start
+        self.assertEqual(start, "fork")
+        self.assertEqual([g["x"] for g in got], list(range(8)))
+        pids = {g["pid"] for g in got}
+        self.assertGreaterEqual(len(pids), 4)  # 2 tasks a worker, then a new one
+        # Each one forked by a template (an exec'd worker has no memvisor_template), and the
+        # only template was the handed-over one (1): none started after it.
+        self.assertEqual({g["from_template"] for g in got}, {True})
+        self.assertEqual(len(_events(logs, "template_adopted")), 1)
+        self.assertEqual({e["template"] for e in _events(logs, "template_ready")}, {1})
+        for g in got:
+            self.check_worker(g, 3, log)
         with open(log, encoding="utf-8") as f:
-            self.assertEqual(sorted(f.read().split()), ["0", "1", "2"])
+            self.assertEqual(sorted(f.read().split(), key=int), [str(x) for x in range(8)])
+        self.assertEqual(_events(logs, "protocol_error"), [])
 
 
 def _fd_open(fd):

@@ -207,26 +207,49 @@ def _close(fds: List[int]) -> None:
         os.close(fd)
 
 
-def _child_setup(slot: int, fds: List[int], nfds: int, listen: bool) -> None:
+def _child_setup(slot: int, fds: List[int], nfds: int, listen: bool, nl: int, chan: int) -> None:
     """In the new worker, after the clone: a session of its own, its fds where an exec'd
-    worker has them (the output on 1 and 2, then 3, 4, ...: its channel lands on the fd
-    MEMVISOR_FD names, over the template's), its slot; LISTEN_PID when the template's
-    environment has LISTEN_FDS (`listen`, looked up once in the template)."""
+    worker has them (the output on 1 and 2, the listen sockets on 3, 4, ..., then its channel
+    on the fd MEMVISOR_FD names, `chan`, over the template's: 3 + the listen sockets in a
+    template memvisor started, a number of its own in one forked from memvisor.Pool's caller,
+    whose file on 3 stays the caller's), its slot; LISTEN_PID when the template's
+    environment has LISTEN_FDS (`listen`; `nl` and `chan` from _targets, once in the
+    template)."""
     os.setsid()
-    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + nfds) for fd in fds[:1 + nfds]]
+    top = max(chan + nfds, 3 + nfds)  # above every number they go to
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, top) for fd in fds[:1 + nfds]]
     _close(fds)
     os.dup2(moved[0], 1)
     os.dup2(moved[0], 2)
     for i in range(nfds):
-        os.dup2(moved[1 + i], 3 + i)
+        os.dup2(moved[1 + i], 3 + i if i < nl else chan + i - nl)
     _close(moved)
     os.environ["MEMVISOR_SLOT"] = str(slot)
     if listen:  # socket activation: the sockets are this process's now
         os.environ["LISTEN_PID"] = str(os.getpid())
 
 
+def _number(name: str) -> Optional[int]:
+    """$name as an fd number or count (decimal digits only, as _mw._open_channel), else None."""
+    v = os.environ.get(name)
+    if v is None or not v.isascii() or not v.isdigit() or len(v) > 10 or int(v) > 2**31 - 1:
+        return None
+    return int(v)
+
+
+def _targets(listen: bool) -> Tuple[int, int]:
+    """(listen sockets, the channel's fd) in a forked worker: the sockets go to 3, 4, ... (as
+    systemd's LISTEN_FDS says), the channel (and any fd after it) to the number $MEMVISOR_FD
+    names, as in this template: 3 + the sockets in a template memvisor started (where the
+    supervisor put it), another in one memvisor.Pool forked from its caller (memvisor._handoff:
+    the caller's file on fd 3 stays the caller's)."""
+    nl = (_number("LISTEN_FDS") or 0) if listen else 0
+    chan = _number(_mw.ENV_FD)
+    return nl, 3 + nl if chan is None or chan < 3 + nl else chan
+
+
 def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int],
-              listen: bool) -> bool:
+              listen: bool, nl: int, chan: int) -> bool:
     """One FORK: True in the child, False in the template once FORKED is sent."""
     slot, nfds, flags, _ = _mw._FORK.unpack(payload)
     want = 1 + nfds + bool(flags & _mw.FORK_CGROUP_DIR) + bool(flags & _mw.FORK_CGROUP_PROCS)
@@ -252,7 +275,7 @@ def _fork_one(worker: "_mw.Worker", task: int, payload: bytes, fds: List[int],
     pid, err, in_cgroup = _clone.clone(cgdir)
     if pid == 0:
         _clone.child_first(parent, -1 if in_cgroup else procs)
-        _child_setup(slot, fds, nfds, listen)
+        _child_setup(slot, fds, nfds, listen, nl, chan)
         return True
     _close(fds)
     # Sent as it is, not through the answer buffer (nothing is buffered in a template: a
@@ -345,10 +368,11 @@ def serve(worker: "_mw.Worker") -> bool:
     # Looked up here, not in each child (os.environ's `in` is Python code, and a KeyError when
     # absent): nothing of the start-up runs while the template serves, so it cannot change.
     listen = "LISTEN_FDS" in os.environ
+    nl, chan = _targets(listen)
     while True:
         mtype, task, payload, fds = _read_msg(worker)
         if mtype == _mw.MSG_FORK:
-            if _fork_one(worker, task, payload, fds, listen):
+            if _fork_one(worker, task, payload, fds, listen, nl, chan):
                 return True
         elif mtype == _mw.MSG_STOP:
             _close(fds)

@@ -16,12 +16,16 @@ What the template does before it is one, so that it is what memvisor would have 
 
 - multiprocessing's after-fork hooks, when the caller imported it, as a child multiprocessing
   forks runs them: a manager's proxies let go of the caller's connections (closing the
-  caller's fds, before the channel takes fd 3) and connect again;
-- its fds: /dev/null on 0, its output pipe on 1 and 2, its channel on 3 ($MEMVISOR_FD); every
-  other fd of the caller that is not a regular file is replaced by /dev/null (the caller's
-  pipes and sockets are not held open; the number stays taken, so an object of the caller that
-  still names it cannot write into an fd opened later); first, because one of them is
-  subprocess's error pipe, which the caller's Popen reads until every copy is closed;
+  caller's fds, before the channel takes its number) and connect again;
+- its fds: /dev/null on 0, its output pipe on 1 and 2, its channel ($MEMVISOR_FD) on the
+  lowest number above 2 the caller had no fd on when the Pool started (3 unless it had; each
+  worker it forks gets its channel on that number too, memvisor_template): a file the caller
+  has there (a logging FileHandler a module opened at its import, on fd 3) stays the
+  caller's at its number, and a task's writes to it go to the file, not into the channel;
+  every other fd of the caller that is not a regular file is replaced by /dev/null (the
+  caller's pipes and sockets are not held open; the number stays taken, so an object of the
+  caller that still names it cannot write into an fd opened later); first, because one of
+  them is subprocess's error pipe, which the caller's Popen reads until every copy is closed;
 - the parent-death signal (SIGKILL), checked against a parent that died before it was armed;
 - a session of its own (a Ctrl-C at the terminal goes to the caller, as before);
 - the signal handlers the caller installed go back to the defaults, no wakeup fd, no signal
@@ -40,10 +44,11 @@ the caller has other threads (a fork copies only the calling thread: a lock anot
 would stay held in every worker; multiprocessing's fork has the same hazard and does it
 anyway), with ``template=False``, with [worker] user or group (the template would run as the
 caller), with listen sockets, with cgroup="off" (memvisor refuses a handoff without memory
-cgroups too, where the limits would count the caller's pages in every worker), when the
-caller has a regular file on fd 3 or 4 (a worker's channel and heap socket go there: a file a
-module opened at its import, written to in a task, wrote into the channel), without os.pidfd_open,
-or with $MEMVISOR_POOL_FORK=no.
+cgroups too, where the limits would count the caller's pages in every worker), without
+os.pidfd_open, or with $MEMVISOR_POOL_FORK=no. (From 6da7f68 to the thirteenth session it was
+not used either when the caller had a regular file on fd 3 or 4, where the channel went: the
+channel now goes elsewhere. A forked worker has no heap page (memvisor gives none to a worker
+of a template), so nothing else of memvisor's lands on 4.)
 """
 
 from __future__ import annotations
@@ -70,9 +75,6 @@ EXIT_SETUP = 125  # as memvisor's exec shim: could not set up
 # Variables a template gets its own values of, or none (mv_worker_env_private and the pool's).
 _PRIVATE = ("MEMVISOR_FD", "MEMVISOR_SLOT", "MEMVISOR_HEAP_FD", "MEMVISOR_SHIM_PRELOAD",
             "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", ENV)
-# The fds a worker has from memvisor (MV_PROC_FIRST_FD...: its channel, then its heap socket):
-# this process's must be closed there for the template to be forked from it.
-_WORKER_FDS = (3, 4)
 _PR_SET_PDEATHSIG = 1
 _EXITING_WAIT = 0.1  # s: the most a Pool's start waits for joined threads to leave the kernel
 _kept: list = []  # the caller's stdio objects: never freed here (that would close 0, 1, 2)
@@ -99,11 +101,34 @@ def threads() -> int:
         time.sleep(0.001)
 
 
-def _regular(fd: int) -> bool:
+def _open_fds() -> Tuple[int, ...]:
+    """This process's open fds above stdio (the listing's own fd, closed by now, left out)."""
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        listed = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
-        return False
+        listed = list(range(3, 1024))  # no /proc: each number looked at
+    taken = []
+    for fd in listed:
+        if fd > 2:
+            try:
+                os.fstat(fd)
+            except OSError:
+                continue
+            taken.append(fd)
+    return tuple(taken)
+
+
+def _channel_fd(taken: Tuple[int, ...]) -> int:
+    """The number the template's channel (and each forked worker's) goes to: the lowest above
+    stdio that the caller had no fd on when the Pool started (3 unless it had), so that no
+    object of the caller's names it: a file a module opened at its import (a logging
+    FileHandler's, often on fd 3) stays the module's at its number, and what the module writes
+    to it in a task goes to the file, not into the channel."""
+    busy = set(taken)
+    fd = 3
+    while fd in busy:
+        fd += 1
+    return fd
 
 
 def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
@@ -124,15 +149,6 @@ def unusable(effective: Dict[str, Dict[str, str]]) -> Optional[str]:
         # A worker's limit figure would count the pages it shares with a copy of this process
         # (memvisor refuses a handoff without memory cgroups: supervisor.c, take_handoff).
         return "no memory cgroups ([supervisor] cgroup = off)"
-    busy = [fd for fd in _WORKER_FDS if _regular(fd)]
-    if busy:
-        # Each worker's channel (and heap socket) land on these numbers, in the template and
-        # in every worker it forks: a file of this process there (a module's, opened at its
-        # import: a logging handler's), which the template would keep, would be the channel,
-        # and what the module writes to it would go into the channel. A started template
-        # imports that module again, its file on a number of its own. (Pipes and sockets are
-        # not kept: _fds.)
-        return f"fd {busy[0]} is a file of this process, where a worker's channel goes"
     n = threads()
     if n != 1:
         return f"{n} threads in this process: a fork copies only the calling one" if n else \
@@ -148,8 +164,11 @@ class Handoff:
 
     def __init__(self, spec: Dict[str, Any], env: Dict[str, str]) -> None:
         self._spec = spec
+        # The caller's fds now, before this makes its own (and subprocess its pipes): the
+        # template's channel goes to a number none of them has (_channel_fd).
+        self._channel = _channel_fd(_open_fds())
         self._env = {k: v for k, v in env.items() if k not in _PRIVATE}
-        self._env.update(MEMVISOR_FD="3", MEMVISOR_SLOT="0")
+        self._env.update(MEMVISOR_FD=str(self._channel), MEMVISOR_SLOT="0")
         self._ctl, self._ctl_t = (socket.socket(fileno=_above_stdio(s.detach()))
                                   for s in socket.socketpair())
         self._out_r, self._out_w = (_above_stdio(fd) for fd in os.pipe())
@@ -188,7 +207,8 @@ class Handoff:
         except BaseException:  # noqa: BLE001 - see above
             return
         if pid == 0:
-            _template(parent, self._ctl_t.fileno(), self._out_w, self._env, self._spec)
+            _template(parent, self._ctl_t.fileno(), self._out_w, self._channel, self._env,
+                      self._spec)
         try:
             fd = os.pidfd_open(pid)
             os.dup2(fd, self._slot)
@@ -211,7 +231,8 @@ def _above_stdio(fd: int) -> int:
         os.close(fd)
 
 
-def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[str, Any]) -> None:
+def _template(parent: int, ctl: int, out: int, channel: int, env: Dict[str, str],
+              spec: Dict[str, Any]) -> None:
     """The forked template: set up as memvisor would have (see the module's docstring), then
     memvisor._worker's start-up. Never returns."""
     try:
@@ -221,7 +242,7 @@ def _template(parent: int, ctl: int, out: int, env: Dict[str, str], spec: Dict[s
         # multiprocessing's objects let go of the caller's connections before: what they
         # close is still the caller's fd, not the channel dup'ed onto its number.
         _multiprocessing_after_fork()
-        _fds(ctl, out)
+        _fds(ctl, out, channel)
         # Every object of the caller's is frozen: the collector never walks them here (a
         # full collection writes to each one, copying the caller's heap into the template;
         # a caller holding 2M lists had its 165 MB copied), nor does a census.
@@ -271,13 +292,14 @@ def _arm_parent_death(parent: int) -> None:
         os._exit(EXIT_SETUP)
 
 
-def _fds(ctl: int, out: int) -> None:
-    """/dev/null on 0, the output on 1 and 2, the channel on 3; every other fd that is not a
-    regular file becomes /dev/null (close-on-exec)."""
+def _fds(ctl: int, out: int, channel: int) -> None:
+    """/dev/null on 0, the output on 1 and 2, the channel on `channel` ($MEMVISOR_FD: 3 unless
+    the caller had an fd there); every other fd that is not a regular file becomes /dev/null
+    (close-on-exec)."""
     import fcntl  # noqa: PLC0415
 
     def high(fd: int) -> int:
-        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 4)
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, channel + 1)
 
     ctl, out = high(ctl), high(out)
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -285,11 +307,11 @@ def _fds(ctl: int, out: int) -> None:
     os.dup2(null, 0)
     os.dup2(out, 1)
     os.dup2(out, 2)
-    os.dup2(ctl, 3)
+    os.dup2(ctl, channel)
     ours = (ctl, out, null)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
-        if fd <= 3 or fd in ours:
+        if fd <= 2 or fd == channel or fd in ours:
             continue
         try:
             mode = os.fstat(fd).st_mode

@@ -304,10 +304,15 @@ def main(spec: Optional[Dict[str, Any]] = None) -> None:
     try:
         # With a template, this process forks here and each worker returns on its own.
         worker = memvisor_worker.Worker()
-        try:
-            initialize(spec)
-        except BaseException:  # noqa: BLE001 - as above
-            cannot_start()
+        # Stopped already: a template memvisor retired (it returns from Worker() so, not as a
+        # worker), or a worker stopped before its first task. No initializer: it ran in the
+        # retiring template of a pool ending (a manager's counter of initializer calls said 2
+        # for a 1-worker pool, test_pool Proxies, ~3 runs in 100).
+        if not worker.stop_requested:
+            try:
+                initialize(spec)
+            except BaseException:  # noqa: BLE001 - as above
+                cannot_start()
         serve(worker, int(spec.get("max_message") or memvisor_worker.MAX_PAYLOAD))
     except memvisor_worker.MemvisorError as exc:
         print(f"memvisor.Pool worker: {exc}", file=sys.stderr)
