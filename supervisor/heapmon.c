@@ -342,11 +342,10 @@ int mv_heapmon_dynamic(const char *cmd)
     return probe(cmd, NULL, 0, NULL, NULL);
 }
 
-int mv_heapmon_library(const char *exe, char *buf, size_t cap)
+/* The directory of the executable `exe` (NULL: this process's), in dir[PATH_MAX]. */
+static int exe_dir(const char *exe, char *dir)
 {
-    static const char *const where[] = {"", "/../lib"};
-    char self[PATH_MAX], dir[PATH_MAX], cand[PATH_MAX + 64], real[PATH_MAX];
-    char *slash;
+    char self[PATH_MAX], *slash;
     ssize_t n;
 
     if (!exe) {
@@ -356,13 +355,24 @@ int mv_heapmon_library(const char *exe, char *buf, size_t cap)
         self[n] = '\0';
         exe = self;
     }
-    if ((size_t)snprintf(dir, sizeof dir, "%s", exe) >= sizeof dir)
+    if ((size_t)snprintf(dir, PATH_MAX, "%s", exe) >= PATH_MAX)
         return -ENAMETOOLONG;
     slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
     else
         strcpy(dir, ".");
+    return 0;
+}
+
+int mv_heapmon_library(const char *exe, char *buf, size_t cap)
+{
+    static const char *const where[] = {"", "/../lib"};
+    char dir[PATH_MAX], cand[PATH_MAX + 64], real[PATH_MAX];
+    int rc = exe_dir(exe, dir);
+
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
         snprintf(cand, sizeof cand, "%s%s/libmemvisor-heap.so", dir, where[i]);
         if (access(cand, R_OK) == 0 && realpath(cand, real)) {
@@ -376,24 +386,11 @@ int mv_heapmon_library(const char *exe, char *buf, size_t cap)
 
 int mv_heapmon_source_python(const char *exe, char *buf, size_t cap)
 {
-    char self[PATH_MAX], dir[PATH_MAX], cand[PATH_MAX + 64], real[PATH_MAX];
-    char *slash;
-    ssize_t n;
+    char dir[PATH_MAX], cand[PATH_MAX + 64], real[PATH_MAX];
+    int rc = exe_dir(exe, dir);
 
-    if (!exe) {
-        n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n < 0)
-            return -errno;
-        self[n] = '\0';
-        exe = self;
-    }
-    if ((size_t)snprintf(dir, sizeof dir, "%s", exe) >= sizeof dir)
-        return -ENAMETOOLONG;
-    slash = strrchr(dir, '/');
-    if (slash)
-        *slash = '\0';
-    else
-        strcpy(dir, ".");
+    if (rc < 0)
+        return rc;
     snprintf(cand, sizeof cand, "%s/../worker-api/python/memvisor_worker.py", dir);
     if (access(cand, R_OK) != 0)
         return -ENOENT;
