@@ -231,6 +231,20 @@ START_TEST(module_worker_sends_tracebacks_and_json)
 }
 END_TEST
 
+/* One task through `args` (its script, `text`, at args[at]) in r, which must exit 0. */
+static void run_one_script(mvrun_t *r, const char **args, int at, const char *text)
+{
+    int code;
+
+    run_init(r, "a\n");
+    args[at] = run_file(r, "w.py", text);
+    run_start(r, args, NULL);
+    code = run_finish(r);
+    if (code != 0)
+        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r->log ? r->log : "");
+    ck_assert_int_eq(code, 0);
+}
+
 /* memvisor run from its build tree (this build's, not installed): a Python api worker that
  * imports memvisor_worker with no PYTHONPATH of its own says HELLO (it failed before, with the
  * no_hello hint to set PYTHONPATH); a PYTHONPATH given keeps its entries first; a lines worker,
@@ -249,18 +263,11 @@ START_TEST(module_worker_from_the_build_tree_needs_no_pythonpath)
         NULL,  NULL};
     char dir[PATH_MAX], want[2 * PATH_MAX + 64];
     mvrun_t r;
-    int code;
 
     ck_assert_ptr_nonnull(realpath(SOURCE_DIR "/worker-api/python", dir));
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
     unsetenv("PYTHONPATH");
-    run_init(&r, "a\n");
-    args[5] = run_file(&r, "w.py", api);
-    run_start(&r, args, NULL);
-    code = run_finish(&r);
-    if (code != 0)
-        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
-    ck_assert_int_eq(code, 0);
+    run_one_script(&r, args, 5, api);
     run_assert_once(&r, 1, NULL);
     snprintf(want, sizeof want, "%s %s/memvisor_worker.py", dir, dir);
     ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "ok");
@@ -270,25 +277,18 @@ START_TEST(module_worker_from_the_build_tree_needs_no_pythonpath)
 
     /* The user's entries first (a module there would win); an empty one adds nothing. */
     setenv("PYTHONPATH", "/nonexistent/mine", 1);
-    run_init(&r, "a\n");
-    args[5] = run_file(&r, "w.py", api);
-    run_start(&r, args, NULL);
-    code = run_finish(&r);
-    if (code != 0)
-        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
-    ck_assert_int_eq(code, 0);
+    run_one_script(&r, args, 5, api);
     snprintf(want, sizeof want, "/nonexistent/mine:%s %s/memvisor_worker.py", dir, dir);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want);
+    run_free(&r);
+    setenv("PYTHONPATH", "", 1);
+    run_one_script(&r, args, 5, api);
+    snprintf(want, sizeof want, "%s %s/memvisor_worker.py", dir, dir);
     ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want);
     run_free(&r);
 
     unsetenv("PYTHONPATH");
-    run_init(&r, "a\n");
-    largs[7] = run_file(&r, "l.py", lines);
-    run_start(&r, largs, NULL);
-    code = run_finish(&r);
-    if (code != 0)
-        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log ? r.log : "");
-    ck_assert_int_eq(code, 0);
+    run_one_script(&r, largs, 7, lines);
     ck_assert_str_eq(jstr(run_result(&r, 1), "result"), "-");
     ck_assert_ptr_null(strstr(r.log, "event=python_path"));
     run_free(&r);
