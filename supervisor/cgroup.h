@@ -170,6 +170,9 @@ int mv_cg_notified(mv_cgw_t *w);
 int mv_cg_cap(mv_cgw_t *w, int64_t bytes);
 /* How many times the kernel OOM-killed in this cgroup (since it was taken, when reused). */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
+/* Whether process pid is in w (its /proc/PID/cgroup names w): 1, or 0 when someone moved it
+ * out; -errno when that cannot be told (the file unreadable, the process gone). */
+int mv_cg_holds(const mv_cgw_t *w, pid_t pid);
 
 /* Parsers, exposed for tests. */
 int mv_cg_parse_stat(const char *text, const char *key, int64_t *out);

@@ -487,6 +487,27 @@ int mv_cg_cap(mv_cgw_t *w, int64_t bytes)
     return r;
 }
 
+int mv_cg_holds(const mv_cgw_t *w, pid_t pid)
+{
+    char file[64], text[4096], *rel = NULL;
+    size_t lw, lr;
+    ssize_t n;
+    int r;
+
+    snprintf(file, sizeof file, "/proc/%d/cgroup", (int)pid);
+    if ((n = mv_cg_read_file(file, text, sizeof text)) < 0)
+        return (int)n;
+    if ((r = mv_cg_parse_proc_cgroup(text, w->version, &rel)) < 0)
+        return r;
+    /* The path there is relative to the reader's cgroup namespace: w's absolute path ends
+     * with it ("/" alone is the namespace's root, never a worker's cgroup). */
+    lw = strlen(w->path);
+    lr = strlen(rel);
+    r = lr > 1 && lr <= lw && strcmp(w->path + lw - lr, rel) == 0;
+    free(rel);
+    return r;
+}
+
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n)
 {
     char buf[512];

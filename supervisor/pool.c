@@ -331,34 +331,6 @@ static void learn_overshoot(mv_pool_t *p, const mv_member_t *m)
         p->overshoot = mv_policy_overshoot(p->overshoot, m->w->mem.peak - m->stop_mem);
 }
 
-/* Whether w's process is on its way out: gone, a zombie, exiting (PF_EXITING), or with a
- * SIGKILL pending (the OOM killer's, not acted on yet), from /proc/PID/stat (state, the 9th
- * field flags, the 31st signal). An unreadable file counts as on its way out. */
-static bool dying(const mv_worker_t *w)
-{
-    char path[64], buf[1024], state = 0;
-    unsigned long flags = 0, pending = 0;
-    const char *p;
-    ssize_t n;
-    int fd;
-
-    snprintf(path, sizeof path, "/proc/%d/stat", w->proc.pid);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return true;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return true;
-    buf[n] = '\0';
-    p = strrchr(buf, ')');
-    if (!p || sscanf(p + 1,
-                     " %c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
-                     "%*u %*u %*d %*u %*u %*u %*u %*u %*u %lu",
-                     &state, &flags, &pending) != 3)
-        return true;
-    return state == 'Z' || state == 'X' || (flags & 0x4) || (pending & (1ul << (SIGKILL - 1)));
-}
-
 /*
  * cgroup v1: at the hard limit the kernel's OOM killer takes the largest process of the
  * worker's cgroup, which may be one of its children (a master's server, a subprocess) while
@@ -378,7 +350,7 @@ static void oom_inside(mv_pool_t *p, mv_member_t *m)
     if (!w->has_cg || w->cg.version != MV_CG_V1 || mv_cg_oom_kills(&w->cg, &n) < 0 || n == 0)
         return;
     if (m->oom_seen_ms && now - m->oom_seen_ms >= (uint64_t)p->o.cfg->limits.sample_interval &&
-        !dying(w)) {
+        !mv_proc_dying(w->proc.pid)) {
         w->cg.oom_base += m->oom_seen;
         mv_warn(p->o.log, "kernel_oom", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
                 MV_S("process", "child"), MV_I("kills", (long long)m->oom_seen),

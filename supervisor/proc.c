@@ -50,6 +50,31 @@ bool mv_proc_known(int pid)
     return false;
 }
 
+bool mv_proc_dying(int pid)
+{
+    char path[64], buf[1024], state = 0;
+    unsigned long flags = 0, pending = 0;
+    const char *p;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return true;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    if (!p || sscanf(p + 1,
+                     " %c %*d %*d %*d %*d %*d %lu %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d "
+                     "%*u %*u %*d %*u %*u %*u %*u %*u %*u %lu",
+                     &state, &flags, &pending) != 3)
+        return true;
+    return state == 'Z' || state == 'X' || (flags & 0x4) || (pending & (1ul << (SIGKILL - 1)));
+}
+
 static void exit_cb(uv_process_t *h, int64_t status, int term_signal)
 {
     mv_proc_t *p = h->data;

@@ -141,6 +141,10 @@ int mv_proc_adopt(mv_proc_t *p, uv_loop_t *loop, int pid, int pidfd);
  * reaper.h). Every one, whoever owns it: a slot's worker, a spare, a successor, a template,
  * a template's orphan. Loop thread only. */
 bool mv_proc_known(int pid);
+/* Whether process pid is on its way out: gone, a zombie, exiting (PF_EXITING), or with a
+ * SIGKILL pending (the OOM killer's, not acted on yet), from /proc/PID/stat (state, the 9th
+ * field flags, the 31st signal). An unreadable file counts as on its way out. */
+bool mv_proc_dying(int pid);
 /* Sends a signal while the pid is still its own. 0, -ESRCH (gone) or -errno. */
 int mv_proc_signal(mv_proc_t *p, int sig);
 /* Closes its handle (on_closed follows; at once when it was never started). */

@@ -31,7 +31,7 @@ static bool look(mv_watch_t *wt, mv_watched_t *ww, const mv_reading_t *r, bool s
         .age_ms = mv_now_ms() - w->spawned_ms,
         .soft_value = r ? mv_reading_limit_metric(r, cfg->limits.metric) : -1,
         .hard_value = r ? r->usage : -1,
-        .hard_by_kernel = w->has_cg && cfg->limits.enforce,
+        .hard_by_kernel = mv_worker_kernel_limits(w) && cfg->limits.enforce,
     };
     mv_verdict_t v = mv_policy_check(&w->lim, &f);
 
@@ -87,6 +87,7 @@ static void sample_cb(uv_timer_t *h)
         next = ww->next; /* a decision may end it (a kill of a /proc-sampled worker) */
         if (!mv_fsm_watched(ww->w->state))
             continue;
+        mv_worker_check_placement(ww->w);
         r = mv_worker_read(ww->w, true);
         check_slow(wt, ww, r);
         look(wt, ww, r, true);

@@ -21,6 +21,9 @@
 
 #include "cgasync.h"
 
+/* How often a sampled worker's /proc/PID/cgroup is read to see it still in its cgroup. */
+#define PLACEMENT_CHECK_MS 1000
+
 /* ---- handles ---- */
 
 static void part_closed(mv_worker_t *w)
@@ -150,6 +153,24 @@ bool mv_worker_takes_tasks(const mv_worker_t *w)
 
 /* ---- memory ---- */
 
+/* Its cgroup no longer holds it: removed under it (its files read ENODEV) or it was moved
+ * out (the cgroup left in place, its figures stop growing). The last reading would stand for
+ * every later task (retained 0, limits never reached, as the 6.12 guest showed) and the
+ * kernel's limits no longer hold it. From now on its figures are its process's own and its
+ * limits, the hard one too, are checked on samples; the task in hand, begun on the cgroup's
+ * figures, gets none (a cgroup "before" and a /proc "after" are two different measures). */
+static void cgroup_lost(mv_worker_t *w, const char *why)
+{
+    char msg[160];
+
+    snprintf(msg, sizeof msg,
+             "%s: its memory is now read from /proc and its limits are enforced by sampling", why);
+    mv_warn(w->o.log, "cgroup_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
+            MV_S("cgroup", w->cg.path ? w->cg.path : "?"), MV_S("msg", msg));
+    w->mem.meter.cg = NULL;
+    w->win.measured = false;
+}
+
 /* A reading taken at or after `since_ns` (uv_hrtime): the last one when it is that recent,
  * else a new one. NULL when it cannot be read (never could, or gone before any reading). */
 static const mv_reading_t *read_since(mv_worker_t *w, uint64_t since_ns)
@@ -164,15 +185,7 @@ static const mv_reading_t *read_since(mv_worker_t *w, uint64_t since_ns)
         return &m->last;
     rc = mv_meter_read(&m->meter, &r);
     if (rc == -ENODEV && m->meter.cg) {
-        /* Its cgroup was removed while it runs (someone moved it out first): the last
-         * reading would stand for every later task (retained 0, limits never reached, as
-         * the 6.12 guest showed), the kernel's limits no longer hold it. From now on its
-         * figures are its process's own, its limits are checked on samples. */
-        mv_warn(w->o.log, "cgroup_lost", MV_I("worker", w->slot), MV_I("pid", w->proc.pid),
-                MV_S("cgroup", w->cg.path ? w->cg.path : "?"),
-                MV_S("msg", "its cgroup was removed under it: its memory is now read from "
-                            "/proc and its limits are enforced by sampling"));
-        m->meter.cg = NULL;
+        cgroup_lost(w, "its cgroup was removed under it");
         rc = mv_meter_read(&m->meter, &r);
     }
     if (rc < 0)
@@ -200,6 +213,27 @@ static const mv_reading_t *read_since(mv_worker_t *w, uint64_t since_ns)
 const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh)
 {
     return read_since(w, fresh ? UINT64_MAX : 0);
+}
+
+bool mv_worker_kernel_limits(const mv_worker_t *w)
+{
+    return w->has_cg && (!w->mem.meter_ok || w->mem.meter.cg);
+}
+
+void mv_worker_check_placement(mv_worker_t *w)
+{
+    uint64_t now = mv_now_ms();
+
+    /* Not before it serves: a worker forked by a template enters its cgroup on its own,
+     * before its HELLO. */
+    if (!w->has_cg || !w->mem.meter_ok || !w->mem.meter.cg || w->proc.pid <= 0 ||
+        !mv_fsm_takes_tasks(w->state) || now - w->mem.placed_ms < PLACEMENT_CHECK_MS)
+        return;
+    w->mem.placed_ms = now;
+    /* A process on its way out may have left its cgroup already (v1 moves an exiting task
+     * to the root): that is its exit, not a move. */
+    if (mv_cg_holds(&w->cg, w->proc.pid) == 0 && !mv_proc_dying(w->proc.pid))
+        cgroup_lost(w, "it was moved out of its cgroup");
 }
 
 /* A reading for the task accounting taken at or after since_ns, or NULL when [tasks]
@@ -311,6 +345,18 @@ static int64_t window_peak(mv_worker_t *w, const mv_reading_t *after, const char
         peak = MV_MAX(peak, before->usage + (hwm - before->rss));
     }
     return peak;
+}
+
+/* An answer's figures: its "after" (a reading taken at or after since_ns), then its "before"
+ * (a copy of the window's) when the window was measured, and its peak. The reading comes
+ * first: a cgroup it finds lost leaves the window unmeasured. */
+static void answer_figures(mv_worker_t *w, mv_answer_t *a, const mv_reading_t *before,
+                           uint64_t since_ns)
+{
+    a->after = task_reading(w, since_ns);
+    a->before = a->after && w->win.measured ? before : NULL;
+    if (a->after)
+        a->peak = window_peak(w, a->after, &a->peak_source);
 }
 
 /* The task deadline of the task just begun, in a state that has one. */
@@ -572,18 +618,15 @@ void mv_worker_answered(mv_worker_t *w, bool ok, const uint8_t *kind, size_t kin
                      kind_len,
                      payload,
                      n,
-                     w->win.measured ? &before : NULL,
-                     task_reading(w, since_ns),
+                     NULL,
+                     NULL,
                      0,
                      NULL,
                      (double)(since_ns - MV_MIN(since_ns, w->win.started_ns)) / 1e6,
                      NULL,
                      false};
 
-    if (a.after)
-        a.peak = window_peak(w, a.after, &a.peak_source);
-    else
-        a.before = NULL;
+    answer_figures(w, &a, &before, since_ns);
     /* The heap's "after" next to the kernel's; an api worker's own figures came with it. */
     mv_heapwin_close(&w->heap, own_heap ? &w->chan.heap : NULL, &heap);
     a.heap = a.before ? &heap : NULL;
@@ -690,19 +733,17 @@ static void chan_end(void *owner, uint64_t id, uint32_t status)
                       t->len,
                       status == 0 ? "" : what,
                       status == 0 ? 0 : strlen(what),
-                      w->win.measured ? &before : NULL,
-                      task_reading(w, w->chan.rx_ns),
+                      NULL,
+                      NULL,
                       0,
                       NULL,
                       (double)(uv_hrtime() - w->win.started_ns) / 1e6,
                       NULL,
                       false};
+    answer_figures(w, &a, &before, w->chan.rx_ns);
     if (a.after) {
-        a.peak = window_peak(w, a.after, &a.peak_source);
         w->end_reading = *a.after;
         w->have_end = true;
-    } else {
-        a.before = NULL;
     }
     mv_heapwin_close(&w->heap, w->chan.heap_fresh > 0 ? &w->chan.heap : NULL, &heap);
     a.heap = a.before ? &heap : NULL;

@@ -154,6 +154,7 @@ typedef struct mv_wmem {
     uint64_t hwm_seq;   /* the reading hwm was read with (answers that share it share it) */
     int64_t hwm;        /* the process's high-water mark then */
     int64_t peak;       /* highest usage seen over its life */
+    uint64_t placed_ms; /* when its cgroup was last seen to hold it (mv_now_ms) */
 } mv_wmem_t;
 
 /* The window of the task being worked on (the head of the in-flight list). */
@@ -303,6 +304,13 @@ int mv_worker_cap(mv_worker_t *w, int64_t bytes);
 /* A reading of its memory: fresh, or the one taken earlier in this loop pass. NULL when it
  * cannot be read (never could, or gone before any reading). */
 const mv_reading_t *mv_worker_read(mv_worker_t *w, bool fresh);
+/* Whether the kernel holds it to its hard limit: in its cgroup, and the cgroup not lost
+ * (cgroup_lost: then its limits are checked on samples). */
+bool mv_worker_kernel_limits(const mv_worker_t *w);
+/* On samples, at most once a second: a worker someone moved out of its cgroup (the cgroup
+ * left in place, so its figures would stop growing) is said (event=cgroup_lost) and read from
+ * /proc from then on, its limits checked on samples. */
+void mv_worker_check_placement(mv_worker_t *w);
 /* Whether the tasks sent from now on are measured for a verdict: an api worker (v2) collects
  * its garbage before it answers (Python: gc.collect()), and every worker gets one task at a
  * time whatever the prefetch (tasks answered together share one reading: the first shows

@@ -571,6 +571,47 @@ START_TEST(a_cgroup_removed_under_its_worker_is_said_and_measured_from_proc)
 }
 END_TEST
 
+/* A worker only moved out, its cgroup left in place: the cgroup's figures stopped growing
+ * (later tasks read retained ~0) and its hard limit no longer held it. memvisor sees it on a
+ * sample (its /proc/PID/cgroup), says so once, reads it from /proc (the task in hand gets no
+ * figures) and checks its hard limit on its readings: killed past 24 MiB. */
+START_TEST(a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc)
+{
+    mvrun_t r;
+    deleg_t d;
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=24M"),
+        RUN_CMD(MVTEST));
+    char text[32], *line;
+    pid_t pid;
+
+    if (!v2_here())
+        return;
+    deleg_make(&d, "moved", 0, 0);
+    start_in(&r, d.path, NULL,
+             "alloc 1\nhold 1\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nok\n", args);
+    pid = wait_held(&r);
+    snprintf(text, sizeof text, "%d", (int)pid);
+    put(CG_ROOT, "cgroup.procs", text); /* moved out, as another tool would */
+    line = run_wait_for(&r, "event=cgroup_lost");
+    ck_assert_ptr_nonnull(strstr(line, "moved out of its cgroup"));
+    free(line);
+    kill(pid, SIGUSR1);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_assert_once(&r, 9, NULL);
+    ck_assert(json_is_null(json_object_get(run_result(&r, 2), "mem_before")));
+    for (size_t id = 3; id <= 8; id++)
+        ck_assert_msg(jint(run_result(&r, id), "retained") >= 4 * MiB - 512 * 1024,
+                      "task %zu: retained %lld", id,
+                      (long long)jint(run_result(&r, id), "retained"));
+    ck_assert_int_eq(run_count(&r, "event=cgroup_lost"), 1);
+    ck_assert_int_ge(run_count(&r, "reason=hard_limit"), 1);
+    run_free(&r);
+    deleg_clean(&d);
+}
+END_TEST
+
 /* A cgroup memvisor may not write (root's, memvisor runs as nobody): it samples /proc, says so
  * once, and touches nothing; asked for v2 explicitly, it refuses to run. */
 START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
@@ -714,6 +755,7 @@ Suite *cgroup_v2_suite(void)
     tcase_add_test(tc, per_task_peaks_from_the_kernel_on_either_kernel);
     tcase_add_test(tc, kill_9_of_a_worker_loses_nothing);
     tcase_add_test(tc, a_cgroup_removed_under_its_worker_is_said_and_measured_from_proc);
+    tcase_add_test(tc, a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc);
     tcase_add_test(tc, a_cgroup_it_cannot_write_falls_back_to_proc);
     tcase_add_test(tc, a_cgroup_shared_with_another_process_is_said_and_left_as_it_was);
     tcase_add_test(tc, nothing_left_after_sigterm_or_sigkill);
