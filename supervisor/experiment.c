@@ -171,6 +171,8 @@ static void unbind(mv_experiment_t *x, int arm)
         mv_worker_measure_exactly(x->arm[arm].w, false);
     x->arm[arm].w = NULL;
     x->arm[arm].slot = 0;
+    free(x->arm[arm].snapshot);
+    x->arm[arm].snapshot = NULL;
 }
 
 /* The kinds an arm runs, for the log: "a,b" (its candidates), or "all but a,b". */
@@ -196,7 +198,7 @@ static void want_worker(mv_experiment_t *x, int arm)
         slot = x->in_place; /* the worker that showed the growth, as it is */
 
     unbind(x, arm);
-    x->arm[arm] = (struct mv_exp_arm){slot, NULL, 0, false, false};
+    x->arm[arm] = (struct mv_exp_arm){.slot = slot};
     arm_kinds(x, arm, kinds, sizeof kinds);
     mv_info(x->log, "leak_experiment", MV_S("step", "fresh_worker"),
             MV_S("mode", mv_iso_mode_name(x->iso.mode)), MV_I("arm", arm), MV_I("worker", slot),
@@ -210,6 +212,7 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
         if (x->arm[i].slot != w->slot || x->arm[i].w || x->iso.arm[i].state != MV_ARM_WANTED)
             continue;
         x->arm[i].w = w;
+        x->arm[i].gen = w->gen;
         mv_iso_bound(&x->iso, i);
         /* Its readings make the verdict: one task per reading, no garbage waiting for a
          * collector in them. */
@@ -252,7 +255,14 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
     /* Isolation decides on arm 0; a bisection that found a kind, on arm 0 alone too. */
     int a = res->mode == MV_ISO_ISOLATE || res->verdict == MV_ISO_V_LEAK ? 0 : -1;
     mv_exp_kind_t *k = res->kind ? kind_rec(x, res->kind, true) : NULL;
-    mv_exp_verdict_t v = {
+    struct mv_exp_arm *arm = a >= 0 ? &x->arm[a] : NULL;
+    mv_exp_verdict_t v;
+
+    if (arm && arm->w) { /* alive: as it is now (its pid is known once it started) */
+        arm->gen = arm->w->gen;
+        arm->pid = arm->w->proc.pid;
+    }
+    v = (mv_exp_verdict_t){
         .kind = res->kind,
         .verdict = res->verdict,
         .mode = res->mode,
@@ -264,8 +274,12 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
         .suspected = x->suspected,
         .suspect_heap = x->suspected && k && k->heap,
         .why = res->why,
-        .w = a >= 0 ? x->arm[a].w : NULL,
-        .task = a >= 0 ? x->arm[a].last : 0,
+        .w = arm ? arm->w : NULL,
+        .slot = arm && arm->pid > 0 ? arm->slot : 0,
+        .gen = arm ? arm->gen : 0,
+        .pid = arm ? arm->pid : 0,
+        .snapshot = arm ? arm->snapshot : NULL,
+        .task = arm ? arm->last : 0,
     };
 
     mv_log(x->log, res->verdict == MV_ISO_V_LEAK ? MV_LVL_WARN : MV_LVL_INFO, "leak_experiment",
@@ -463,7 +477,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     drive(x);
 }
 
-void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w)
+void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot)
 {
     int arm = arm_of(x, w);
 
@@ -471,6 +485,11 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w)
         return;
     mv_iso_stop_arm(&x->iso, arm);
     x->arm[arm].w = NULL; /* nothing to clear: it is gone */
+    /* A verdict its arm decides later still names it (docs/leaks.md). */
+    x->arm[arm].gen = w->gen;
+    x->arm[arm].pid = w->proc.pid;
+    free(x->arm[arm].snapshot);
+    x->arm[arm].snapshot = snapshot ? strdup(snapshot) : NULL; /* NULL too without memory */
     drive(x);
 }
 
@@ -670,6 +689,10 @@ void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cf
 
 void mv_experiment_free(mv_experiment_t *x)
 {
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        free(x->arm[i].snapshot);
+        x->arm[i].snapshot = NULL;
+    }
     mv_iso_free(&x->iso);
     free(x->kinds);
     free(x->index);

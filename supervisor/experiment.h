@@ -54,7 +54,13 @@ typedef struct mv_exp_verdict {
     bool suspect_heap; /* ...and that suspect was made of heap bytes */
     const char *why;   /* static */
     mv_worker_t *w;    /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
-    uint64_t task;     /* the deciding arm's last task, 0 = none */
+    /* The deciding arm's worker, said even after it left (w NULL): slot, generation and pid
+     * (slot 0 / pid 0: the arm never had a worker), the last snapshot taken of it (or NULL). */
+    int slot;
+    uint32_t gen;
+    int pid;
+    const char *snapshot;
+    uint64_t task; /* the deciding arm's last task, 0 = none */
 } mv_exp_verdict_t;
 
 typedef struct mv_experiment_events {
@@ -105,6 +111,11 @@ typedef struct mv_experiment {
         uint64_t last;  /* its last task */
         bool heap;      /* its figures were heap bytes */
         bool said;      /* its verdict was logged */
+        /* Its worker, kept for the verdict after it left (w NULL): its generation, its pid
+         * (0: none yet), and the last snapshot taken of it (owned; NULL: none). */
+        uint32_t gen;
+        int pid;
+        char *snapshot;
     } arm[MV_ISO_ARMS];
     bool suspected; /* the running isolation was asked by a suspect */
     int in_place;   /* >0: the running isolation's arm is this slot's worker as it is, not a
@@ -156,8 +167,9 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w);
 /* A task of w ended: growth `inc` (measured false: none) of `kind`. */
 void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
                            double inc, bool measured, bool heap);
-/* The worker is gone. */
-void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w);
+/* The worker is gone; `snapshot`: the last snapshot taken of it (NULL: none), said with a
+ * verdict its arm decides (its slot, generation and pid are kept for that too). */
+void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot);
 
 /* The isolation of a queued `kind` waits for (held) or may go on after (not) its suspect's
  * snapshot. */

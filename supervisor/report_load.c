@@ -505,8 +505,10 @@ static int on_suspect(rep_t *r, const src_t *s, json_t *o)
     for (unsigned i = 0; v[S_RULE].set == 1 && i < 3; i++)
         bit = strcmp(v[S_RULE].s, rule_name[i]) == 0 ? i : bit;
     k->rules |= v[S_RULE].set ? 1u << bit : 0;
+    /* The worker it was seen on; an older run's worker 0, pid 0 (a confirmation after its
+     * worker left) named none. */
     snprintf(key, sizeof key, "%lld/%lld", (long long)v[S_SLOT].i, (long long)v[S_PID].i);
-    if ((v[S_SLOT].set || v[S_PID].set) && json_object_set_new(k->workers, key, json_true()) < 0)
+    if (v[S_SLOT].i > 0 && v[S_PID].i > 0 && json_object_set_new(k->workers, key, json_true()) < 0)
         return OOM(r);
     if (v[S_SNAP].set == 1) {
         free(k->snapshot);

@@ -260,7 +260,9 @@ static void print_suspects(const rep_t *r, FILE *out)
         mv_fmt_bytes(mv_percentile(k->heap.v, k->heap.n, 50), sz);
         if (k->heap.n)
             fprintf(out, " (live heap bytes mean %s, p50 %s over %zu)", mn, sz, k->heap.n);
-        fprintf(out, "; seen on %zu worker%s\n", nw, nw == 1 ? "" : "s");
+        if (nw) /* none known: an older run's confirmation after its worker left */
+            fprintf(out, "; seen on %zu worker%s", nw, nw == 1 ? "" : "s");
+        fprintf(out, "\n");
         if (k->snapshot)
             print_snapshot(r, out, k->snapshot);
         else

@@ -533,6 +533,19 @@ static const char *evidence(bool heap, bool isolation)
     return heap ? "heap" : "kernel-trend";
 }
 
+/* A worker's slot, generation or pid in an event: null when there is none (0 would read as
+ * a real one). */
+static mv_kv_t id_kv(const char *key, long long x)
+{
+    return x > 0 ? MV_I(key, x) : MV_S(key, NULL);
+}
+
+/* Why an event has no snapshot, as its last field; none (the list ends there) for NULL. */
+static mv_kv_t last_reason(const char *why)
+{
+    return why ? MV_S("snapshot_reason", why) : MV_KV_END_MARKER;
+}
+
 /* Says a suspect: confirmed (with its evidence), or suspected until an experiment says. */
 static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
                         const mv_task_t *t, const mv_result_t *res, bool confirmed, const char *ev,
@@ -551,7 +564,7 @@ static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdi
            MV_D("confidence", v->confidence), MV_I("tasks", v->tasks),
            MV_S("rule", mv_leak_rule_name(v->rule)), MV_T("confirmed", confirmed),
            MV_S("evidence", ev), MV_S("experiment", experiment), MV_I("worker", w->slot),
-           MV_I("pid", w->proc.pid), MV_I("task", t ? (long long)t->id : 0),
+           MV_I("gen", w->gen), id_kv("pid", w->proc.pid), MV_I("task", t ? (long long)t->id : 0),
            MV_S("snapshot", path));
 }
 
@@ -707,11 +720,24 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
                             .heap = v->heap,
                             .kind = v->kind};
     const char *path;
+    long long slot = 0, gen = 0, pid = 0;
 
     if (!v->kind)
         return; /* a bisection that found nothing: its leak_experiment event said so */
+    /* The worker that showed it: the deciding arm's, named even after it left (its slot,
+     * generation and pid as they were; null, never 0, when there was none). */
+    if (sw) {
+        slot = sw->w->slot;
+        gen = sw->w->gen;
+        pid = sw->w->proc.pid;
+    } else if (v->slot > 0) {
+        slot = v->slot;
+        gen = v->gen;
+        pid = v->pid;
+    }
     if (v->verdict == MV_ISO_V_LEAK) {
-        path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false) : NULL;
+        path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false)
+                  : v->snapshot;
         snapshot_sites(s, sw, SITES_LINK, v->kind);
         s->suspects++;
         count_kind(s, v->kind, v->per_task, 0, evidence(v->heap, true));
@@ -719,9 +745,12 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
                 MV_I("per_task", (long long)v->per_task), MV_D("fds_per_task", 0),
                 MV_D("confidence", v->confidence), MV_I("tasks", v->tasks), MV_S("rule", "trend"),
                 MV_T("confirmed", true), MV_S("evidence", evidence(v->heap, true)),
-                MV_S("experiment", how), MV_S("why", v->why), MV_I("worker", sw ? sw->w->slot : 0),
-                MV_I("pid", sw ? sw->w->proc.pid : 0), MV_I("task", (long long)v->task),
-                MV_S("snapshot", path));
+                MV_S("experiment", how), MV_S("why", v->why), id_kv("worker", slot),
+                id_kv("gen", slot ? gen : 0), id_kv("pid", pid), MV_I("task", (long long)v->task),
+                MV_S("snapshot", path),
+                last_reason(path || sw ? NULL
+                                       : "the worker exited before the verdict; no snapshot "
+                                         "was taken of it"));
         return;
     }
     /* The experiment could not say: the suspect stays a suspect, not confirmed. */
@@ -730,8 +759,10 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
                 MV_D("fds_per_task", 0), MV_D("confidence", 0), MV_I("tasks", v->tasks),
                 MV_S("rule", "trend"), MV_T("confirmed", false),
                 MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
-                MV_S("experiment", "inconclusive"), MV_S("why", v->why), MV_I("worker", 0),
-                MV_I("pid", 0), MV_I("task", (long long)v->task), MV_S("snapshot", NULL));
+                MV_S("experiment", "inconclusive"), MV_S("why", v->why), id_kv("worker", slot),
+                id_kv("gen", slot ? gen : 0), id_kv("pid", pid), MV_I("task", (long long)v->task),
+                MV_S("snapshot", NULL),
+                last_reason("an inconclusive experiment takes no snapshot"));
         return;
     }
     /* Suspected again, it is on figures from after this (and tried in place: experiment.c). */
@@ -790,6 +821,10 @@ void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w)
 
 void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
 {
+    /* Its last snapshot, for a verdict of an experiment it was an arm of. */
+    const char *last = mv_suspect_last_snapshot(sw);
+    char *snap = s->exp && last ? strdup(last) : NULL;
+
     if (sw->snap) {
         mv_snapjob_t *sj = sw->snap;
         sj->sw = NULL;
@@ -811,7 +846,8 @@ void mv_suspect_release(mv_suspect_t *s, mv_suspected_t *sw)
     sw->group.fds = NULL;
     sw->group.n = sw->group.cap = 0;
     if (s->exp)
-        mv_experiment_gone(s->exp, sw->w);
+        mv_experiment_gone(s->exp, sw->w, snap);
+    free(snap);
 }
 
 void mv_suspect_init(mv_suspect_t *s, uv_loop_t *loop, mv_log_t *log, const mv_config_t *cfg,

@@ -308,6 +308,62 @@ START_TEST(an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before)
 }
 END_TEST
 
+/* The text log's line with both needles (the first), or NULL; caller frees. */
+static char *line_with(const mvrun_t *r, const char *a, const char *b)
+{
+    for (const char *p = r->log; (p = strstr(p, a)) != NULL; p++) {
+        const char *start = p, *end = strchr(p, '\n');
+        while (start > r->log && start[-1] != '\n')
+            start--;
+        if (!end)
+            end = p + strlen(p);
+        if (memmem(start, (size_t)(end - start), b, strlen(b)))
+            return strndup(start, (size_t)(end - start));
+    }
+    return NULL;
+}
+
+START_TEST(a_leak_confirmed_after_its_worker_left_names_that_worker)
+{
+    /* Every worker leaves after 30 tasks (max_tasks): the isolation's worker leaves before
+     * the isolation's window (its warm-up and 50 tasks), so the kind is judged on what ran
+     * after its worker is gone. The confirmation names that worker (slot, generation, pid as
+     * its exit said them), not worker 0, pid 0, and says why it has no snapshot. */
+    char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av, RUN_OPTS("supervisor.workers=1", "limits.max_tasks=30"), RUN_CMD(KINDS));
+    char *line, exit_line[128];
+    long slot, gen, pid;
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 600, NULL);
+    line = line_with(&r, "event=leak_suspect kind=load ", "confirmed=true");
+    ck_assert_msg(line != NULL, "no confirmed suspect:\n%s", r.log);
+    ck_assert_msg(strstr(line, "its worker stopped before the end"), "%s", line);
+    ck_assert_msg(strstr(line, " worker=") && strstr(line, " gen=") && strstr(line, " pid="), "%s",
+                  line);
+    slot = atol(strstr(line, " worker=") + 8);
+    gen = atol(strstr(line, " gen=") + 5);
+    pid = atol(strstr(line, " pid=") + 5);
+    ck_assert_msg(slot == 1 && gen > 1 && pid > 0, "%s", line);
+    /* That worker ran the kind alone and left at its max_tasks. */
+    snprintf(exit_line, sizeof exit_line, "event=exit worker=%ld gen=%ld pid=%ld reason=max_tasks",
+             slot, gen, pid);
+    ck_assert_msg(strstr(r.log, exit_line), "%s: no %s", line, exit_line);
+    ck_assert_msg(run_count(&r, "step=arm_started") == 1 && strstr(r.log, "arm_started arm=0"),
+                  "one isolation");
+    /* None was taken of it: the event says so, rather than a bare null. */
+    ck_assert_msg(strstr(line, " snapshot=\"\" snapshot_reason=\"the worker exited before the "
+                               "verdict; no snapshot was taken of it\""),
+                  "%s", line);
+    free(line);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(confirm_off_stands_on_the_heap_figures)
 {
     char *tasks = read_text(SOURCE_DIR "/examples/kinds.tasks");
@@ -727,6 +783,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, the_next_isolation_bound_at_once_at_the_sources_end_takes_its_kind);
     tcase_add_test(tc, an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before);
     tcase_add_test(tc, confirm_off_stands_on_the_heap_figures);
+    tcase_add_test(tc, a_leak_confirmed_after_its_worker_left_names_that_worker);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);

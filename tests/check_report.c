@@ -583,6 +583,44 @@ START_TEST(unconfirmed_and_cleared_suspects)
 }
 END_TEST
 
+/* The workers a confirmed kind was seen on: each named one once (slot and pid); none for an
+ * older run's confirmation after its worker left (worker 0, pid 0), nor for a worker given
+ * as null: the report says no count rather than count a worker that never was. */
+START_TEST(a_confirmation_without_its_worker_counts_no_worker)
+{
+    char *s;
+
+    put("run/run.json", "{'run': 'r4', 'results': '@/results.jsonl', 'ended': null}");
+    put("results.jsonl", results);
+    put("run/events.jsonl",
+        EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                           "'confirmed': true, 'evidence': 'heap,isolation', 'experiment': "
+                           "'isolation', 'worker': 0, 'pid': 0, 'snapshot': null"));
+    s = report_ok("run");
+    HAS(s, "    confirmed  by heap,isolation\n");
+    HASNT(s, "seen on");
+    free(s);
+    put("run/events.jsonl",
+        EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                           "'confirmed': true, 'evidence': 'heap', 'experiment': 'none', "
+                           "'worker': 2, 'gen': 3, 'pid': 4250, 'snapshot': null")
+            EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                               "'confirmed': true, 'evidence': 'heap,isolation', 'experiment': "
+                               "'isolation', 'worker': 0, 'pid': 0, 'snapshot': null")
+                EV("leak_suspect", ", 'kind': 'parse', 'per_task': 65536, 'rule': 'trend', "
+                                   "'confirmed': true, 'evidence': 'heap,isolation', "
+                                   "'experiment': 'isolation', 'worker': 1, 'gen': 4, 'pid': "
+                                   "4251, 'snapshot': null, 'snapshot_reason': 'the worker "
+                                   "exited before the verdict; no snapshot was taken of it'")
+                    EV("leak_suspect", ", 'kind': 'parse', 'per_task': 0, 'rule': 'trend', "
+                                       "'confirmed': false, 'experiment': 'inconclusive', "
+                                       "'worker': null, 'gen': null, 'pid': null"));
+    s = report_ok("run");
+    HAS(s, "over 5 tasks of this kind; seen on 2 workers\n");
+    free(s);
+}
+END_TEST
+
 /* Every text the files hold (kinds, reasons, notes, paths, a worker's type names and mappings,
  * the command) may carry control characters: a crafted results or events file, a type or a
  * mapped file a worker named. None reaches the terminal: no escape sequence, no bell, no C1
@@ -914,10 +952,8 @@ START_TEST(c_worker_heap_and_many_kinds)
                 i + 1, i, 1048576 + i * 65536, 1048576 + (i + 1) * 65536);
     fclose(f);
     s = report_ok("run");
-    HAS(s,
-        "  k7             64.0 KiB/task  confidence 0.00  rule ?  1 event\n"
-        "    evidence   retained mean 64.0 KiB, p50 64.0 KiB over 1 task of this kind; seen on 0 "
-        "workers\n");
+    HAS(s, "  k7             64.0 KiB/task  confidence 0.00  rule ?  1 event\n"
+           "    evidence   retained mean 64.0 KiB, p50 64.0 KiB over 1 task of this kind\n");
     HAS(s, "run/snapshots/s.json\n               mapping      [heap] grew 2.2 MiB\n"
            "               heap         glibc allocator: 2.4 MiB in use, 67.1 KiB free\n");
     /* The suspect kind first, then 19 more; the other 5 are counted, not listed. */
@@ -1129,6 +1165,7 @@ Suite *report_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, rich_header_and_suspects);
     tcase_add_test(tc, unconfirmed_and_cleared_suspects);
+    tcase_add_test(tc, a_confirmation_without_its_worker_counts_no_worker);
     tcase_add_test(tc, rich_recycles_and_exits);
     tcase_add_test(tc, kernel_oom_kills_of_children_are_counted);
     tcase_add_test(tc, recycles_count_as_the_summary_does);

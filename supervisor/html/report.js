@@ -307,7 +307,7 @@
         s.confidence.toFixed(2) + ", rule " + (s.rules.join(",") || "?") + ", " + s.events +
         " event" + (s.events === 1 ? "" : "s") + (s.fds_per_task > 0 ? ", " + s.fds_per_task.toFixed(2) + " fds/task" : ""));
       if (s.evidence) add(card, "p", null, "confirmed by " + s.evidence);
-      var seen = "; seen on " + s.workers + " worker" + (s.workers === 1 ? "" : "s");
+      var seen = s.workers ? "; seen on " + s.workers + " worker" + (s.workers === 1 ? "" : "s") : "";
       add(card, "p", null, s.retained_n ? "retained p50 " + sbytes(s.retained_p50) + " over " + s.retained_n +
         " task" + (s.retained_n === 1 ? "" : "s") + " of this kind" + seen
         : "no measured task of this kind in the results" + seen);

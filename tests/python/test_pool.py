@@ -407,7 +407,7 @@ class Leaks(PoolTest):
             self.assertGreaterEqual(s.mem_peak, s.retained)
 
     def test_a_leak_suspect_is_logged_with_its_snapshot(self):
-        with self.assertLogs("memvisor", logging.WARNING) as logs:
+        with self.assertLogs("memvisor", logging.INFO) as logs:
             with self.pool(workers=1, window=20, warmup=2) as pool:
                 list(pool.imap_unordered(pf.leak_64k, range(120)))
                 report = pool.report()
@@ -428,7 +428,7 @@ class Leaks(PoolTest):
         # from the others' by their lines and run them alone on a fresh worker (before, the
         # lines started with the pickled function: no kind memvisor could route by, and a
         # growing worker was bisected over kinds that matched nothing).
-        with self.assertLogs("memvisor", logging.WARNING) as logs, \
+        with self.assertLogs("memvisor", logging.INFO) as logs, \
                 self.pool(workers=2, window=20, warmup=2) as pool:
             calls = [pool.apply_async(pf.leak_64k if i % 2 else pf.sq, (i,))
                      for i in range(400)]
@@ -1049,7 +1049,7 @@ class HandedOverTemplate(PoolTest):
         # 5,000 Kept) never showed as grown in the worker that kept more of them.
         held = [pf.Kept() for _ in range(5000)]
         with self.pool(workers=1, window=20, warmup=2) as pool:
-            with self.assertLogs("memvisor", logging.WARNING) as logs:
+            with self.assertLogs("memvisor", logging.INFO) as logs:
                 list(pool.imap_unordered(pf.leak_kept, range(120)))
             self.assertEqual(pool.template_start, "fork")
         del held
@@ -1810,7 +1810,7 @@ class LeakSuspectWords(PoolTest):
         # warm-up tasks has 8 or fewer to measure when the batch runs out, under the 10 an
         # isolation needs (isolate.h, MV_ISO_MIN_TASKS): memvisor says the suspect again,
         # experiment=inconclusive, with per_task 0, confidence 0 and no snapshot.
-        with self.assertLogs("memvisor", logging.WARNING) as logs:
+        with self.assertLogs("memvisor", logging.INFO) as logs:
             with self.pool(workers=1, window=20, warmup=2) as pool:
                 self.assertEqual(pool.map(pf.leak_64k, range(30), chunksize=1),
                                  list(range(30)))
@@ -1865,7 +1865,7 @@ class LeakSuspectWords(PoolTest):
         }
         with self.pool(workers=1) as pool:
             self.assertEqual(pool.apply(pf.sq, (3,)), 9)
-            with self.assertLogs("memvisor", logging.WARNING) as logs:
+            with self.assertLogs("memvisor", logging.INFO) as logs:
                 for line in lines.values():
                     pool._on_log(json.loads(line))
         said = dict(zip(lines, (r.getMessage() for r in logs.records)))
@@ -1885,6 +1885,100 @@ class LeakSuspectWords(PoolTest):
                          "out); still a suspect")
         for r, line in zip(logs.records, lines.values()):
             self.assertEqual(r.memvisor, json.loads(line))
+
+
+class LeakSuspectLevels(PoolTest):
+    """A leak's story at memvisor's levels (suspect.c, experiment.c): a suspect queued for its
+    experiment is info, a confirmed one or one left inconclusive a warning; the experiment's
+    verdict at its own level (leak: warn, cleared: info); its other steps at DEBUG as any
+    other info event."""
+
+    def test_levels_follow_memvisors(self):
+        def ev(level, event, **fields):
+            return dict({"ts": "2026-12-06T16:20:34.713480Z", "level": level, "event": event},
+                        **fields)
+
+        suspect = {"kind": "k", "per_task": 65536, "fds_per_task": 0.0, "confidence": 1.0,
+                   "tasks": 20, "rule": "trend", "worker": 1, "gen": 2, "pid": 4242,
+                   "task": 20, "snapshot": None}
+        lines = [
+            (logging.INFO, ev("info", "leak_suspect", confirmed=False, evidence="heap",
+                              experiment="queued", **suspect)),
+            (logging.WARNING, ev("warn", "leak_suspect", confirmed=True,
+                                 evidence="heap,isolation", experiment="isolation",
+                                 **suspect)),
+            (logging.WARNING, ev("warn", "leak_suspect", confirmed=False, evidence="heap",
+                                 experiment="inconclusive", why="timed out", **suspect)),
+            (logging.WARNING, ev("warn", "leak_experiment", step="verdict", mode="isolation",
+                                 kind="k", verdict="leak", per_task=65536, tasks=20,
+                                 why="the kind ran alone")),
+            (logging.INFO, ev("info", "leak_experiment", step="verdict", mode="isolation",
+                              kind="k", verdict="clean", per_task=0, tasks=20,
+                              why="the kind ran alone")),
+            (logging.DEBUG, ev("info", "leak_experiment", step="released", kinds=1,
+                               why="saved tasks were all a free worker could take")),
+        ]
+        with self.pool(workers=1) as pool:
+            self.assertEqual(pool.apply(pf.sq, (3,)), 9)
+            with self.assertLogs("memvisor", logging.DEBUG) as logs:
+                for _, obj in lines:
+                    pool._on_log(obj)
+        got = [(r.levelno, r.memvisor) for r in logs.records if hasattr(r, "memvisor")]
+        self.assertEqual(got, [(lvl, obj) for lvl, obj in lines])
+
+    def test_a_real_runs_queued_suspect_is_info_and_its_confirmation_a_warning(self):
+        with self.assertLogs("memvisor", logging.DEBUG) as logs:
+            with self.pool(workers=1, window=20, warmup=2) as pool:
+                self.assertEqual(pool.map(pf.leak_64k, range(60), chunksize=1),
+                                 list(range(60)))
+                pool.close()
+                pool.join()
+        said = [(r.levelno, r.memvisor) for r in logs.records
+                if getattr(r, "memvisor", {}).get("event") == "leak_suspect"]
+        self.assertTrue(said, "no leak_suspect said")
+        for lvl, obj in said:
+            self.assertEqual(lvl, {"info": logging.INFO, "warn": logging.WARNING}[obj["level"]],
+                             obj)
+        self.assertIn((logging.INFO, "queued"), [(lvl, o["experiment"]) for lvl, o in said])
+
+
+class LeakConfirmedAfterItsWorkerLeft(PoolTest):
+    """A suspect whose isolation's worker leaves before the isolation's end (max_tasks) is
+    confirmed on what ran: memvisor names that worker (slot, generation and pid, as its exit
+    event does), not worker 0 / pid 0, and says why there is no snapshot; the Pool says it."""
+
+    def test_the_worker_that_showed_it_is_named(self):
+        # window 20, warm-up 2: the isolation wants 22 tasks of its worker, which leaves
+        # after 15 (13 measured: above the 10 an isolation needs).
+        with self.assertLogs("memvisor", logging.INFO) as logs:
+            with self.pool(workers=1, window=20, warmup=2, max_tasks=15) as pool:
+                self.assertEqual(pool.map(pf.leak_64k, range(80), chunksize=1),
+                                 list(range(80)))
+                pool.close()
+                pool.join()
+                run_dir = pool.run_dir
+        with open(os.path.join(run_dir, "events.jsonl"), encoding="utf-8") as f:
+            events = [json.loads(line) for line in f]
+        confirmed = [e for e in events if e["event"] == "leak_suspect" and e["confirmed"]]
+        self.assertEqual(len(confirmed), 1, confirmed)
+        c = confirmed[0]
+        self.assertIn("its worker stopped before the end", c["why"])
+        arms = [e for e in events
+                if e["event"] == "leak_experiment" and e.get("step") == "arm_started"]
+        self.assertEqual(len(arms), 1, arms)
+        exits = [e for e in events if e["event"] == "exit" and e["worker"] == c["worker"]
+                 and e["gen"] == c["gen"] and e["pid"] == c["pid"]]
+        self.assertEqual([(e["reason"], e["gen"]) for e in exits],
+                         [("max_tasks", arms[0]["gen"])], c)
+        self.assertEqual((c["worker"], c["snapshot"]), (1, None))
+        self.assertEqual(c["snapshot_reason"],
+                         "the worker exited before the verdict; no snapshot was taken of it")
+        said = [r.getMessage() for r in logs.records
+                if getattr(r, "memvisor", None) == c]
+        self.assertEqual(len(said), 1)
+        self.assertTrue(said[0].endswith(
+            "confirmed by heap,isolation; no snapshot: the worker exited before the verdict; "
+            "no snapshot was taken of it"), said[0])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ log = logging.getLogger("memvisor")
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 _LEVELS = {"debug": logging.DEBUG, "info": logging.DEBUG, "warn": logging.WARNING,
            "error": logging.ERROR}
+# A leak's story (suspected, the experiment's verdict, confirmed) at memvisor's own levels.
+_LEAK_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+                "error": logging.ERROR}
 _SKIP_FIELDS = ("ts", "level", "event")
 _live: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
@@ -634,12 +637,19 @@ class Pool:
         if level == "error":
             self._errors.append(f"{event} {fields}")
         if event == "leak_suspect":
-            self._progress.clear()
-            log.warning("leak suspect: %s", _suspect_words(obj), extra={"memvisor": obj})
+            # At memvisor's level: a suspect queued for its experiment is info, a confirmed
+            # one (or one the experiment could not confirm) a warning.
+            lvl = _LEAK_LEVELS.get(str(level), logging.WARNING)
+            if lvl >= logging.WARNING:
+                self._progress.clear()
+            log.log(lvl, "leak suspect: %s", _suspect_words(obj), extra={"memvisor": obj})
             return
         if event == "leak_experiment" and (obj.get("step") == "verdict" or obj.get("why")):
-            # memvisor's own line is key=value; a Pool's user reads a sentence.
-            lvl = _LEVELS.get(str(level), logging.INFO)
+            # memvisor's own line is key=value; a Pool's user reads a sentence. A verdict
+            # answers a suspect said at info: at memvisor's level too (a clearing one is info);
+            # the experiment's other steps, its info at DEBUG as any other event's.
+            levels = _LEAK_LEVELS if obj.get("step") == "verdict" else _LEVELS
+            lvl = levels.get(str(level), logging.INFO)
             if lvl >= logging.WARNING:
                 self._progress.clear()
             per = obj.get("per_task")
@@ -701,10 +711,11 @@ def _suspect_words(obj: Dict[str, Any]) -> str:
     state = (f"confirmed by {obj.get('evidence')}" if obj.get("confirmed")
              else "to be confirmed by running it alone" if how == "queued"
              else f"not confirmed ({how})" if how else "not confirmed")
-    snap = obj.get("snapshot")
+    snap, why_none = obj.get("snapshot"), obj.get("snapshot_reason")
     return (f"tasks of {kind} keep {kept} each (rule {obj.get('rule')}, confidence "
             f"{obj.get('confidence')}, over {obj.get('tasks')} tasks), {state}"
-            + (f"; snapshot {snap}" if isinstance(snap, str) else ""))
+            + (f"; snapshot {snap}" if isinstance(snap, str)
+               else f"; no snapshot: {why_none}" if isinstance(why_none, str) else ""))
 
 
 @atexit.register
