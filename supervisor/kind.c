@@ -91,17 +91,24 @@ static bool is_uuid(const char *s, size_t n)
     return true;
 }
 
-/* YYYY-MM-DD at the start: a date, or an ISO 8601 time (2026-12-01T10:00:00Z). */
-static bool is_date(const char *s, size_t n)
+/* s starts with `shape`: 'd' a digit, any other byte itself. */
+static bool shaped(const char *s, size_t n, const char *shape)
 {
-    static const char shape[] = "dddd-dd-dd";
+    size_t m = strlen(shape);
 
-    if (n < 10)
+    if (n < m)
         return false;
-    for (size_t i = 0; i < 10; i++)
-        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != '-')
+    for (size_t i = 0; i < m; i++)
+        if (shape[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != shape[i])
             return false;
     return true;
+}
+
+/* YYYY-MM-DD at the start: a date, or an ISO 8601 time (2026-12-01T10:00:00Z); or an ISO
+ * 8601 time in its basic format (20261201T100000Z). */
+static bool is_date(const char *s, size_t n)
+{
+    return shaped(s, n, "dddd-dd-dd") || shaped(s, n, "ddddddddTdddddd");
 }
 
 /* [+-] digits [. digits] [e [+-] digits], or the same starting with ".": a number that has
@@ -130,6 +137,26 @@ static bool is_float(const char *s, size_t n)
     return true;
 }
 
+/* WORD_LETTERS or more letters, then 1 to NUMBER_DIGITS digits, nothing else ("decade12",
+ * "cafe0042"). A random 8-hex-digit id has this shape about once in 150 (6^k * 10^(8-k)
+ * over 16^8, k = 4..7), one of 12 digits about once in 7,700: such an id gives a kind of
+ * its own (kind.h). */
+#define WORD_LETTERS  4
+#define NUMBER_DIGITS 4
+static bool word_and_number(const char *s, size_t n)
+{
+    size_t letters = 0;
+
+    while (letters < n && isalpha((unsigned char)s[letters]))
+        letters++;
+    if (letters < WORD_LETTERS || n - letters > NUMBER_DIGITS || letters == n)
+        return false;
+    for (size_t i = letters; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
 bool mv_kind_is_id(const char *s, size_t n)
 {
     bool letter = false, digit = false;
@@ -146,7 +173,9 @@ bool mv_kind_is_id(const char *s, size_t n)
         return true;
     if (is_uuid(s, n) || is_float(s, n) || is_date(s, n))
         return true;
-    return n >= 8 && all_hex(s, n); /* a hash or an object id: has a digit, seen above */
+    /* A hash or an object id: has a digit, seen above; unless it reads as a word and a
+     * number, as a kind's name does (decade12, cafe0042; stage1 has no hex shape at all). */
+    return n >= 8 && all_hex(s, n) && !word_and_number(s, n);
 }
 
 /* Cuts a numeric suffix after a separator ("job-1234" -> "job"), again while one is left. */

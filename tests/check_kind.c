@@ -108,6 +108,64 @@ START_TEST(auto_reads_json_lines)
 }
 END_TEST
 
+/* A kind's name that happens to be hex: a word of 4+ letters and a number of 1-4 digits
+ * (decade12, cafe0042) is a kind in every mode that reads one from the line; random-looking
+ * hex (letters and digits mixed, digits first, a short word, a long number), hashes, UUIDs
+ * and timestamps stay ids; stage1 and stage2 stay two kinds. */
+START_TEST(a_hex_word_and_number_is_a_kind)
+{
+    static const char *const kinds[] = {"decade12", "cafe0042", "DECADE12", "deadbeef",
+                                        "facade1",  "beaded7",  "faded2024"};
+    static const char *const ids[] = {"5f2b3c8e",
+                                      "a1b2c3d4",
+                                      "0042cafe",
+                                      "abc12345",
+                                      "decade12345",
+                                      "dead12beef",
+
+                                      "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+                                      "1733500000",
+                                      "20261206T190000Z",
+                                      "2026-12-06T19:00:00Z",
+                                      "123e4567-e89b-12d3-a456-426614174000"};
+
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        ck_assert_msg(!mv_kind_is_id(kinds[i], strlen(kinds[i])), "%s should be a kind", kinds[i]);
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        ck_assert_msg(mv_kind_is_id(ids[i], strlen(ids[i])), "%s should be an id", ids[i]);
+    ck_assert_str_eq(kind_of(NULL, "decade12 a.png"), "decade12");
+    ck_assert_str_eq(kind_of("word", "cafe0042 x"), "cafe0042");
+    ck_assert_str_eq(kind_of("json:op", "{\"op\": \"decade12\", \"id\": 7}"), "decade12");
+    ck_assert_str_eq(kind_of(NULL, "{\"kind\": \"cafe0042\"}"), "cafe0042");
+    ck_assert_str_eq(kind_of(NULL, "decade12-77 x"), "decade12"); /* its id cut, as job-77 */
+    ck_assert_str_eq(kind_of(NULL, "stage1 x"), "stage1");
+    ck_assert_str_eq(kind_of(NULL, "stage2 x"), "stage2");
+    ck_assert_str_eq(kind_of("word", "5f2b3c8e resize"), "");
+    ck_assert_str_eq(kind_of(NULL, "{\"op\": \"a1b2c3d4\"}"), "");
+}
+END_TEST
+
+/* A kind the worker names itself (api: mvw_set_kind) is taken as it is, whatever it looks
+ * like: an id's shape, a hex word, digits. The line's kind is never put in its place. */
+START_TEST(a_kind_the_worker_names_is_never_rewritten)
+{
+    static const char *const named[] = {"decade12", "5f2b3c8e", "12345",
+                                        "123e4567-e89b-12d3-a456-426614174000", "job-1234"};
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
+    char tasks[512];
+    size_t len = 0, n = sizeof named / sizeof named[0];
+    mvrun_t r;
+
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(tasks + len, sizeof tasks - len, "kind %s ok\n", named[i]);
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, n, NULL);
+    for (size_t i = 0; i < n; i++)
+        ck_assert_str_eq(jstr(run_result(&r, i + 1), "kind"), named[i]);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(word_json_and_none)
 {
     ck_assert_str_eq(kind_of("word", "{\"op\": \"thumb\"}"), "{\"op\":");
@@ -299,6 +357,7 @@ Suite *kind_suite(void)
     TCase *tc = tcase_create("rules");
 
     tcase_add_test(tc, ids_are_not_kinds);
+    tcase_add_test(tc, a_hex_word_and_number_is_a_kind);
     tcase_add_test(tc, auto_reads_json_lines);
     tcase_add_test(tc, word_json_and_none);
     tcase_add_test(tc, spec_parsing);
@@ -308,6 +367,7 @@ Suite *kind_suite(void)
     tc = tcase_create("batch");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, json_tasks_end_to_end);
+    tcase_add_test(tc, a_kind_the_worker_names_is_never_rewritten);
     suite_add_tcase(s, tc);
     return s;
 }
