@@ -942,6 +942,11 @@ static void plan_pythonpath(mv_pool_t *p, const mv_config_t *cfg)
                       : snprintf(p->pythonpath, sizeof p->pythonpath, "PYTHONPATH=%s", dir);
     if (n < 0 || (size_t)n >= sizeof p->pythonpath) {
         p->pythonpath[0] = '\0';
+        mv_warn(p->o.log, "python_path_too_long", MV_S("dir", dir), MV_I("bytes", n - 11),
+                MV_I("max", (long long)sizeof p->pythonpath - 12), /* its value's length */
+                MV_S("msg", "the environment's PYTHONPATH with the build tree's worker-api/python "
+                            "after it is too long: not added; a Python worker imports "
+                            "memvisor_worker from the environment's PYTHONPATH or not at all"));
         return;
     }
     mv_info(p->o.log, "python_path", MV_S("added", dir), MV_S("pythonpath", p->pythonpath + 11),

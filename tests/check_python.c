@@ -295,6 +295,45 @@ START_TEST(module_worker_from_the_build_tree_needs_no_pythonpath)
 }
 END_TEST
 
+/* A PYTHONPATH that, with the build tree's entry after it, would pass the 8 KiB memvisor
+ * keeps for it: the entry is not added, and a warning says so (it was silent before). Its
+ * first entry is the tree's worker-api/python, so the worker still starts. */
+START_TEST(a_build_tree_pythonpath_too_long_is_said)
+{
+    static const char api[] =
+        "import os, memvisor_worker\n"
+        "memvisor_worker.main(lambda task: str(len(os.environ['PYTHONPATH'])))"
+        "\n";
+    const char *args[] = {"run", "-o", "supervisor.workers=1", "--", "python3", NULL, NULL};
+    char dir[PATH_MAX], *pp, want[32];
+    size_t len;
+    mvrun_t r;
+
+    ck_assert_ptr_nonnull(realpath(SOURCE_DIR "/worker-api/python", dir));
+    len = strlen(dir) + 9000;
+    ck_assert_ptr_nonnull(pp = malloc(len + 1));
+    strcpy(pp, dir);
+    for (size_t i = strlen(dir); i < len; i += 9)
+        memcpy(pp + i, ":/nx/nx/", 9 < len - i ? 8 : len - i);
+    for (size_t i = strlen(dir); i < len; i++)
+        if (!pp[i])
+            pp[i] = 'x';
+    pp[len] = '\0';
+    setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
+    setenv("PYTHONPATH", pp, 1);
+    run_one_script(&r, args, 5, api);
+    unsetenv("PYTHONPATH");
+    snprintf(want, sizeof want, "%zu", len);
+    ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want); /* the environment's, as it was */
+    ck_assert_ptr_null(strstr(r.log, "event=python_path added"));
+    ck_assert_msg(strstr(r.log, "warn  event=python_path_too_long dir="), "%s", r.log);
+    snprintf(want, sizeof want, " bytes=%zu max=8180 ", len + 1 + strlen(dir));
+    ck_assert_msg(strstr(r.log, want), "no%s in %s", want, r.log);
+    free(pp);
+    run_free(&r);
+}
+END_TEST
+
 Suite *python_suite(void)
 {
     Suite *s = suite_create("python");
@@ -312,6 +351,7 @@ Suite *python_suite(void)
     tcase_add_test(e2e, mixed_with_prefetch_recycles_and_loses_nothing);
     tcase_add_test(e2e, module_worker_sends_tracebacks_and_json);
     tcase_add_test(e2e, module_worker_from_the_build_tree_needs_no_pythonpath);
+    tcase_add_test(e2e, a_build_tree_pythonpath_too_long_is_said);
     suite_add_tcase(s, unit);
     suite_add_tcase(s, e2e);
     return s;
