@@ -385,23 +385,37 @@ static double in_order(mv_leak_t *l, const kind_state_t *k, const double *r)
  * beside a producer and its consumer grows the workers by its own (then both are suspects).
  * A quarter: garbage made before the span and collected within it (a cyclic collector's
  * batch) takes up to a batch off the workers' growth.
- * The same holds for fds (`ring` k->fds, `all_ring` k->fdall, `total` l->fd_total): a file
- * or socket dropped inside a reference cycle is closed when the collector frees the cycle,
- * mostly in other kinds' tasks; a pool one kind fills and another drains.
+ * The workers' growth is the Theil-Sen slope of every kind's total as it stood after each of
+ * k's tasks, against k's own (`slope`): not the total's change between the span's two ends,
+ * which another kind's memory held between its tasks decides (a working set of 16 MiB and
+ * 1 MiB in turn, held until its next call: the span's ends fall on either, and a leak of
+ * 1.2 MB over the window read as handed off). The median of the pairs' slopes is what
+ * swings both ways leave alone. With too few tasks for it, the two ends.
+ * The same holds for fds (`ring` k->fds, `all_ring` k->fdall): a file or socket dropped
+ * inside a reference cycle is closed when the collector frees the cycle, mostly in other
+ * kinds' tasks; a pool one kind fills and another drains.
  */
-static bool handed_off(const mv_leak_t *l, const kind_state_t *k, const double *ring,
-                       const double *all_ring, double total)
+static bool handed_off(mv_leak_t *l, const kind_state_t *k, const double *ring,
+                       const double *all_ring, double total, double slope)
 {
     int w = l->cfg.window, oldest = k->head % w;
-    double kept = 0, all;
+    double kept = 0, all, conf;
 
     if (k->n < 2)
         return false;
     for (int i = 0; i < k->n; i++)
         kept += ring[i];
+    if (kept <= 0)
+        return false;
+    if (k->n - 1 >= 2 * MV_LEAK_SEGMENTS && slope > 0) {
+        /* the total's steps from one of k's tasks to the next, oldest first */
+        for (int i = 1; i < k->n; i++)
+            l->series[i - 1] = all_ring[(k->head + i) % w] - all_ring[(k->head + i - 1) % w];
+        return mv_leak_trend(l->series, k->n - 1, &conf) < 0.25 * slope;
+    }
     /* every kind's growth since just before k's oldest task */
     all = total - (all_ring[oldest] - ring[oldest]);
-    return kept > 0 && all < 0.25 * kept;
+    return all < 0.25 * kept;
 }
 
 /* The trend verdict of a kind with a full window (memory first, then fds). */
@@ -424,7 +438,7 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
             conf = 1; /* every third's trough rose */
         }
         if (grows) {
-            if (handed_off(l, k, k->mem, k->all, l->total)) {
+            if (handed_off(l, k, k->mem, k->all, l->total, slope)) {
                 v.handed_off = !k->handoff_said;
                 k->handoff_said = true;
                 v.per_task = slope;
@@ -451,7 +465,7 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
         slope = mv_leak_trend(l->series, k->n, &conf);
         if (slope >= floor && conf >= 0.8 && first >= MV_LEAK_FD_SLOPE * half &&
             second >= MV_LEAK_FD_SLOPE * (k->n - half) &&
-            !handed_off(l, k, k->fds, k->fdall, l->fd_total)) {
+            !handed_off(l, k, k->fds, k->fdall, l->fd_total, slope)) {
             v.fds_per_task = slope;
             if (v.rule == MV_LEAK_NONE) {
                 v.rule = MV_LEAK_FD_TREND;
