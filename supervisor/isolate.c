@@ -58,6 +58,21 @@ static double half_slope(const double *inc, int n)
     return mean(inc, n);
 }
 
+/* Whether inc[0..n) on its own is steady growth at `leak` a task or more: Theil-Sen over its
+ * noise floor, growing in most segments and the last. Half a run has few blocks (5 in 25
+ * tasks), whose spread alone comes out small by chance now and then: the floor is the
+ * larger of the block noise and the per-task noise (leak.c's, from the MAD). */
+static bool steady_on_its_own(const double *inc, int n, double leak)
+{
+    double conf, s, noise;
+
+    if (n < 2 * MV_LEAK_SEGMENTS)
+        return false;
+    noise = fmax(mv_leak_block_noise(inc, n), mv_leak_noise(inc, n));
+    s = mv_leak_trend(inc, n, &conf);
+    return s >= fmax(leak, MV_LEAK_Z * noise) && conf >= STEADY;
+}
+
 /* Whether inc[0..n) kept `leak` a task on average and GREW * leak in each of its whole
  * windows of `w` tasks, with three windows at least. */
 static bool kept_in_every_window(const double *inc, int n, int w, double leak)
@@ -75,7 +90,7 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
 {
     double leak = (double)cfg->min_slope / (kinds > 1 ? kinds : 1), floor, s1, s2, rise;
     int half = n / 2;
-    bool short_run, troughs;
+    bool short_run, troughs, started;
 
     *slope = *confidence = 0;
     if (n < MV_ISO_MIN_TASKS)
@@ -116,7 +131,12 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
     /* A saw-tooth whose troughs rise (a table swept every few tasks that keeps part of what
      * it swept): its drops set the block noise and can leave a half with little growth. */
     troughs = mv_leak_troughs_rise(inc, n, leak, &rise);
-    if ((*slope >= floor && s2 >= floor) || troughs ||
+    /* Growth that started within the run: its second half alone is a steady leak (a kind
+     * that leaks once a process has run it N times, N inside the run: a statement cache
+     * that turns unbounded once the pool is warm). The mirror of a plateau: the latest
+     * evidence is a leak's, and its flat start is no evidence of a clean kind. */
+    started = steady_on_its_own(inc + half, n - half, leak);
+    if ((*slope >= floor && s2 >= floor) || troughs || started ||
         (mean(inc, half) >= GREW * leak && mean(inc + half, n - half) >= GREW * leak)) {
         if (!final && n < cfg->max_tasks)
             return MV_ISO_V_PENDING;

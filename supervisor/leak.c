@@ -14,9 +14,10 @@
 
 typedef struct kind_state {
     char name[MV_LEAK_KIND_MAX + 1];
-    double *mem; /* ring: retained of the last `window` tasks */
-    double *fds; /* ring: fd deltas (0 when unknown) */
-    double *all; /* ring: every kind's growth so far (mv_leak.total) after each task */
+    double *mem;   /* ring: retained of the last `window` tasks */
+    double *fds;   /* ring: fd deltas (0 when unknown) */
+    double *all;   /* ring: every kind's growth so far (mv_leak.total) after each task */
+    double *fdall; /* ring: every kind's fd deltas so far (mv_leak.fd_total) after each task */
     int head, n;
     uint64_t seen;           /* tasks of the kind so far */
     uint64_t last_eval;      /* `seen` at the last trend evaluation */
@@ -31,8 +32,9 @@ struct mv_leak {
     mv_leak_cfg_t cfg;
     kind_state_t **table; /* open addressing, power-of-two size */
     size_t cap, count;
-    double *series; /* scratch: the window in order */
-    double total;   /* growth of every measured task in the rings so far, every kind */
+    double *series;  /* scratch: the window in order */
+    double total;    /* growth of every measured task in the rings so far, every kind */
+    double fd_total; /* the same for fd deltas */
 };
 
 static uint32_t hash(const char *s)
@@ -292,10 +294,12 @@ static kind_state_t *new_kind(const mv_leak_t *l, const char *name)
     k->mem = calloc((size_t)l->cfg.window, sizeof *k->mem);
     k->fds = calloc((size_t)l->cfg.window, sizeof *k->fds);
     k->all = calloc((size_t)l->cfg.window, sizeof *k->all);
-    if (!k->mem || !k->fds || !k->all) {
+    k->fdall = calloc((size_t)l->cfg.window, sizeof *k->fdall);
+    if (!k->mem || !k->fds || !k->all || !k->fdall) {
         free(k->mem);
         free(k->fds);
         free(k->all);
+        free(k->fdall);
         free(k);
         return NULL;
     }
@@ -351,6 +355,7 @@ void mv_leak_free(mv_leak_t *l)
             free(l->table[i]->mem);
             free(l->table[i]->fds);
             free(l->table[i]->all);
+            free(l->table[i]->fdall);
             free(l->table[i]);
         }
     free(l->table);
@@ -380,19 +385,37 @@ static double in_order(mv_leak_t *l, const kind_state_t *k, const double *r)
  * beside a producer and its consumer grows the workers by its own (then both are suspects).
  * A quarter: garbage made before the span and collected within it (a cyclic collector's
  * batch) takes up to a batch off the workers' growth.
+ * The workers' growth is the Theil-Sen slope of every kind's total as it stood after each of
+ * k's tasks, against k's own (`slope`): not the total's change between the span's two ends,
+ * which another kind's memory held between its tasks decides (a working set of 16 MiB and
+ * 1 MiB in turn, held until its next call: the span's ends fall on either, and a leak of
+ * 1.2 MB over the window read as handed off). The median of the pairs' slopes is what
+ * swings both ways leave alone. With too few tasks for it, the two ends.
+ * The same holds for fds (`ring` k->fds, `all_ring` k->fdall): a file or socket dropped
+ * inside a reference cycle is closed when the collector frees the cycle, mostly in other
+ * kinds' tasks; a pool one kind fills and another drains.
  */
-static bool handed_off(const mv_leak_t *l, const kind_state_t *k)
+static bool handed_off(mv_leak_t *l, const kind_state_t *k, const double *ring,
+                       const double *all_ring, double total, double slope)
 {
     int w = l->cfg.window, oldest = k->head % w;
-    double kept = 0, all;
+    double kept = 0, all, conf;
 
     if (k->n < 2)
         return false;
     for (int i = 0; i < k->n; i++)
-        kept += k->mem[i];
+        kept += ring[i];
+    if (kept <= 0)
+        return false;
+    if (k->n - 1 >= 2 * MV_LEAK_SEGMENTS && slope > 0) {
+        /* the total's steps from one of k's tasks to the next, oldest first */
+        for (int i = 1; i < k->n; i++)
+            l->series[i - 1] = all_ring[(k->head + i) % w] - all_ring[(k->head + i - 1) % w];
+        return mv_leak_trend(l->series, k->n - 1, &conf) < 0.25 * slope;
+    }
     /* every kind's growth since just before k's oldest task */
-    all = l->total - (k->all[oldest] - k->mem[oldest]);
-    return kept > 0 && all < 0.25 * kept;
+    all = total - (all_ring[oldest] - ring[oldest]);
+    return all < 0.25 * kept;
 }
 
 /* The trend verdict of a kind with a full window (memory first, then fds). */
@@ -415,7 +438,7 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
             conf = 1; /* every third's trough rose */
         }
         if (grows) {
-            if (handed_off(l, k)) {
+            if (handed_off(l, k, k->mem, k->all, l->total, slope)) {
                 v.handed_off = !k->handoff_said;
                 k->handoff_said = true;
                 v.per_task = slope;
@@ -429,7 +452,9 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
     /* Handles: no allocator keeps fds for reuse, so steady growth is a leak down to
      * MV_LEAK_FD_SLOPE (an fd left open on an error path that one task in three or four
      * takes); it must show in both halves of the window, so that a pool that opened its
-     * connections and stopped is not named. */
+     * connections and stopped is not named; and the workers must keep them: fds another
+     * kind's tasks close (a collector freeing files dropped in cycles) are handed off, as
+     * memory is (not said: the event is memory's). */
     if (in_order(l, k, k->fds) >= 0.5 * MV_LEAK_FD_SLOPE) {
         double floor = fmax(MV_LEAK_FD_SLOPE, MV_LEAK_Z * mv_leak_noise(l->series, k->n));
         int half = k->n / 2;
@@ -439,7 +464,8 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
             *(i < half ? &first : &second) += l->series[i];
         slope = mv_leak_trend(l->series, k->n, &conf);
         if (slope >= floor && conf >= 0.8 && first >= MV_LEAK_FD_SLOPE * half &&
-            second >= MV_LEAK_FD_SLOPE * (k->n - half)) {
+            second >= MV_LEAK_FD_SLOPE * (k->n - half) &&
+            !handed_off(l, k, k->fds, k->fdall, l->fd_total, slope)) {
             v.fds_per_task = slope;
             if (v.rule == MV_LEAK_NONE) {
                 v.rule = MV_LEAK_FD_TREND;
@@ -510,6 +536,8 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     k->fds[(k->head + k->n) % w] = o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
     l->total += o->no_memory ? 0 : (double)o->retained;
     k->all[(k->head + k->n) % w] = l->total;
+    l->fd_total += o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
+    k->fdall[(k->head + k->n) % w] = l->fd_total;
     if (k->n < w)
         k->n++;
     else

@@ -166,6 +166,51 @@ START_TEST(growth_in_rare_steps_is_never_cleared)
 }
 END_TEST
 
+/* A kind that leaks once a process has run it 30 times (a statement cache that turns
+ * unbounded when the pool is warm): on a fresh worker, after the warm-up of 10, 20 flat
+ * tasks and then 24 KiB a task. Its first half kept too little and the whole run is not
+ * steady: it was cleared as clean at 50 tasks, though its second half is a steady leak.
+ * Now it runs longer and is a leak at 100 tasks; a run that ended at 50 leaves it
+ * inconclusive. Not a leak: noise, garbage a collector frees every 8 tasks (cleared), a
+ * batch of 24 KiB a call flushed every 32 calls, at every phase. (A simulation of whole
+ * isolations, 2,000 seeded series each: noise, garbage freed at random, a one-slot holder of
+ * lognormal sizes, such batches with and without noise, a 64-entry cache filling: the same
+ * verdicts as before, to the series; this start at 20: 2,000 leaks, 0 before.) */
+START_TEST(growth_that_starts_within_the_run_is_not_cleared)
+{
+    double inc[150], slope, conf;
+    uint64_t seed = 9;
+
+    for (int i = 0; i < 150; i++)
+        inc[i] = (i < 20 ? 0 : 24 * KiB) + noise(&seed, 2 * KiB);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_PENDING);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, true, &slope, &conf), MV_ISO_V_INCONCLUSIVE);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 100, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+    ck_assert_double_gt(slope, 16 * KiB);
+    /* starting at 45, its second half is mostly flat: cleared as before (tried in place
+     * later, leak.md) */
+    for (int i = 0; i < 150; i++)
+        inc[i] = (i < 45 ? 0 : 24 * KiB) + noise(&seed, 2 * KiB);
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+    for (uint64_t run = 1; run <= 20; run++) {
+        seed = run;
+        for (int i = 0; i < 150; i++)
+            inc[i] = noise(&seed, 64 * KiB);
+        ck_assert_int_ne(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_LEAK);
+        ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_LEAK);
+    }
+    for (int i = 0; i < 150; i++)
+        inc[i] = i % 8 == 7 ? -7 * 80 * KiB : 80 * KiB;
+    ck_assert_int_eq(mv_iso_judge(&cfg, inc, 50, 1, false, &slope, &conf), MV_ISO_V_CLEAN);
+    for (int phase = 0; phase < 32; phase++) {
+        for (int i = 0; i < 150; i++)
+            inc[i] = (i + phase) % 32 == 31 ? -31 * 24 * KiB : 24 * KiB;
+        ck_assert_int_ne(mv_iso_judge(&cfg, inc, 50, 1, true, &slope, &conf), MV_ISO_V_LEAK);
+        ck_assert_int_ne(mv_iso_judge(&cfg, inc, 150, 1, true, &slope, &conf), MV_ISO_V_LEAK);
+    }
+}
+END_TEST
+
 /* Memory kept in steps of uneven size: a request body kept whose size follows the request
  * (4 KiB for 7 tasks in 8, 16-304 KiB for the 8th: ~23 KiB a task), and a failure path
  * that keeps 64 KiB on one task in three. Theil-Sen and the noise floor never call such
@@ -543,6 +588,7 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, a_leak_with_a_late_free_is_never_cleared);
     tcase_add_test(tc, a_saw_tooth_whose_troughs_rise_is_not_cleared);
     tcase_add_test(tc, growth_in_rare_steps_is_never_cleared);
+    tcase_add_test(tc, growth_that_starts_within_the_run_is_not_cleared);
     tcase_add_test(tc, growth_in_uneven_steps_in_every_window_is_a_leak);
     tcase_add_test(tc, a_cache_still_filling_is_judged_a_window_at_a_time);
     tcase_add_test(tc, isolation_from_start_to_verdict);

@@ -290,3 +290,43 @@ WORKLOADS += [
       "task): nothing leaks", seed=78, c_worker="c_libc_queue", held_out="sixth",
       labels={"push": CLEAN, "pop": CLEAN, "tally": CLEAN}),
 ]
+
+# Held out, seventh set (scenarios_seventh.py, c_ttl_swing.c): shapes none of the six earlier
+# sets has, written before the detector was touched (docs/leak-suite.md).
+WORKLOADS += [
+    W("heavy_tail_ln", {"lognormal_keep": 1, "last_reply": 1, "swing": 1},
+      "held out 7: request bodies kept whose size is lognormal (100x spread, mean ~29 KiB), "
+      "next to the last reply held alone (the same sizes) and a working set held until the "
+      "next call, alternately 16 MiB and 1 MiB", seed=81, held_out="seventh"),
+    W("finalizers", {"del_log": 1, "cycle_file": 1, "parse_rows": 1},
+      "held out 7: a __del__ that keeps a 24 KiB report when the collector frees a "
+      "connection (often in another kind's task), next to a file in a cycle whose fd the "
+      "collector closes and a kind whose containers start the collector's passes", seed=82,
+      held_out="seventh"),
+    W("contexts", {"ctxvar_leak": 1, "ctxvar_ok": 1, "deque_ring": 1},
+      "held out 7: a ContextVar per request set to 24 KiB in the process's context, next to "
+      "one ContextVar set per request and a deque(maxlen=50) of 20 KiB records", seed=83,
+      held_out="seventh"),
+    W("patterns", {"pattern_keep": 1, "parse_rows": 1, "lookup": 1},
+      "held out 7: a compiled routing filter (64 alternatives, ~20 KB) kept per request, "
+      "next to many small containers made and dropped", seed=84, held_out="seventh"),
+    W("mixed_service", {"del_log": 1, "lognormal_keep": 1, "last_reply": 1, "swing": 1,
+                        "ctxvar_ok": 1},
+      "held out 7: two leaks of the set (one landing at collections, one heavy-tailed) "
+      "interleaved with three clean kinds that hold memory between tasks", seed=85,
+      held_out="seventh"),
+    W("population", {"user_cache": 1, "byte_budget": 1, "lookup": 1},
+      "held out 7: a 48 KiB profile cached per user of a heavy-tailed population (growth "
+      "that slows as repeat users come back, and never stops), next to a cache bounded at "
+      "1 MiB whose entries have lognormal sizes", seed=87, held_out="seventh"),
+    W("warmups", {"warm_leak": 1, "fill_cache": 1, "lookup": 1},
+      "held out 7: a leak that starts after its kind's 30th call in a process (inside an "
+      "isolation's window), next to a table that fills in its first 30 calls and stops",
+      seed=88, held_out="seventh"),
+    W("c_ttl_swing", {"ttl_big": 1, "ttl_small": 1, "swing": 1, "tally": 1},
+      "held out 7, C: strdup'd keys in a hash table, 9 in 10 expired at the next call and "
+      "the rest kept (2,000 keys a call: ~22 KB a task; 320: ~4 KB, under min_slope), next "
+      "to a working set held until the next call, alternately 16 MiB and 1 MiB", seed=86,
+      c_worker="c_ttl_swing", held_out="seventh",
+      labels={"ttl_big": LEAK, "ttl_small": LEAK, "swing": CLEAN, "tally": CLEAN}),
+]
