@@ -309,8 +309,18 @@ class Leaks(PoolTest):
         # once the first answers say how long an item takes; slow items stay one a task.
         # The task time is a task's duration as memvisor measures it, a round trip included:
         # 0.2 s here, so that a loaded host's slow round trips cannot hide the grouping.
+        # Each task's size is what the item time known when it was sized says: a single
+        # item while nothing is known, or while the answers so far say items are slow (a
+        # worker's wall-clock time: a loaded host preempts a 1-us call for milliseconds).
         from memvisor import _pool
-        with self.pool() as pool, mock.patch.object(_pool, "AUTO_TASK_SECONDS", 0.2):
+        known = []  # item_seconds each task of the quick map was sized on, in order
+
+        def sized(n, workers, item_seconds):
+            known.append(item_seconds)
+            return auto_size(n, workers, item_seconds)
+        auto_size = _pool._auto_size
+        with self.pool() as pool, mock.patch.object(_pool, "AUTO_TASK_SECONDS", 0.2), \
+                mock.patch.object(_pool, "_auto_size", sized):
             quick = pool.map_async(pf.sq, range(20000))
             self.assertEqual(quick.get(TIMEOUT), [x * x for x in range(20000)])
         with self.pool() as pool:
@@ -322,9 +332,15 @@ class Leaks(PoolTest):
         self.assertLess(len(sizes), 2000, "quick items were not grouped")
         self.assertLessEqual(max(sizes), 20000 // (2 * 50))
         self.assertEqual(sizes[0], 1)  # before any answer: one item
-        # ... and no more single items than 2 a worker before the first answer came (the
-        # last task may hold the one item left)
-        self.assertLessEqual(sizes.count(1), 2 * 2 + 1, sizes[:20])
+        # ... and no more tasks than 2 a worker before the first answer came
+        self.assertEqual(len(known), len(sizes))
+        self.assertIsNone(known[0])
+        self.assertLessEqual(known.count(None), 2 * 2, known[:20])
+        # single items only while no answer said items are quick (the last task may hold
+        # the one item left); grouped ones once they did
+        for size, seconds in zip(sizes[:-1], known):
+            quick_items = seconds is not None and seconds < _pool.AUTO_ALONE_SECONDS
+            self.assertEqual(size > 1, quick_items, (sizes[:20], known[:20]))
         self.assertEqual({s.items for s in slow.stats}, {1})
 
     def test_auto_chunks_wait_for_answers_with_two_tasks_a_worker_in_flight(self):
