@@ -136,31 +136,71 @@ static void run_cgroup(mvrun_t *r, char *out, size_t n)
     free(line);
 }
 
+/* The cgroup base memvisor uses here (dirname of a run directory), or "" without cgroups. */
+static void cgroup_base(char *out, size_t n)
+{
+    const char *args[] = {"run", "--", MVTEST, NULL};
+    char dir[512];
+    mvrun_t r;
+
+    run_init(&r, "ok\n");
+    run_start(&r, args, NULL);
+    run_cgroup(&r, dir, sizeof dir);
+    ck_assert_int_eq(run_finish(&r), 0);
+    run_free(&r);
+    snprintf(out, n, "%s", *dir ? dirname(dir) : "");
+}
+
+/* A parent cgroup of the test's own (`priv`, under the base) and the option that gives it to
+ * memvisor (`opt`): a memvisor looks for dead runs under its parent, and any other memvisor
+ * that starts on the host meanwhile, under the base, would clean up the test's dead runs
+ * before its next run could ("not cleaned" or its grandchild gone already: 9 runs in 10 with
+ * memvisors starting one after another beside it). Without cgroups, "" and an empty parent
+ * (memvisor's own cgroup). */
+static void private_parent(const char *name, char *priv, size_t npriv, char *opt, size_t nopt)
+{
+    const char *mount = "/sys/fs/cgroup";
+    char base[512];
+
+    cgroup_base(base, sizeof base);
+    priv[0] = '\0';
+    if (*base) {
+        snprintf(priv, npriv, "%s/mv-orphans-%s-%d", base, name, (int)getpid());
+        ck_assert_int_eq(mkdir(priv, 0755), 0);
+        if (!strncmp(base, "/sys/fs/cgroup/memory", strlen("/sys/fs/cgroup/memory")))
+            mount = "/sys/fs/cgroup/memory";
+    }
+    snprintf(opt, nopt, "supervisor.cgroup_parent=%s", *priv ? priv + strlen(mount) : "");
+}
+
 /* SIGKILL of memvisor: its busy api and lines workers and its none workers die at once. A
  * worker's own child survives them, in the dead run's cgroup; the next memvisor kills it
  * and removes every cgroup of the dead runs. */
 START_TEST(workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up)
 {
-    const char *api[] = {"run", "-o", "supervisor.workers=2", "--", LEAKY, "--sleep", "60s", NULL};
+    char priv[600], opt[660]; /* filled before the first run (private_parent) */
+    const char *api[] = {"run", "-o", "supervisor.workers=2", "-o", opt, "--", LEAKY, "--sleep",
+                         "60s", NULL};
     mvargs_t lines_av;
     const char *const *lines =
-        run_argv(&lines_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines"),
+        run_argv(&lines_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines", opt),
                  RUN_CMD("/bin/sh", "-c", "read l; exec sleep 1000"));
     mvargs_t none_av;
     const char *const *none =
-        run_argv(&none_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=none"),
+        run_argv(&none_av, RUN_OPTS("supervisor.workers=2", "worker.protocol=none", opt),
                  RUN_CMD("/bin/sleep", "1000"));
     mvargs_t child_av;
     const char *const *child =
-        run_argv(&child_av, RUN_OPTS("supervisor.workers=1", "worker.protocol=none"),
+        run_argv(&child_av, RUN_OPTS("supervisor.workers=1", "worker.protocol=none", opt),
                  RUN_CMD("/bin/sh", "-c", "sleep 1001 & exec sleep 1002"));
-    const char *next[] = {"run", "--", MVTEST, NULL};
+    const char *next[] = {"run", "-o", opt, "--", MVTEST, NULL};
     mvrun_t r[4], after;
     pid_t w[7], grandchild = 0;
     char cg[7][512], rundir[4][512], procs[600], text[256], want[2100];
     double t0, waited;
     bool all;
 
+    private_parent("kill", priv, sizeof priv, opt, sizeof opt);
     run_init(&r[0], "x\nx\nx\n");
     run_start(&r[0], api, NULL);
     run_init(&r[1], "x\nx\nx\n");
@@ -241,6 +281,7 @@ START_TEST(workers_die_with_a_sigkilled_memvisor_and_the_next_run_cleans_up)
         nap_ms(10);
     ck_assert(gone(grandchild));
     run_free(&after);
+    ck_assert_int_eq(rmdir(priv), 0); /* the runs removed what they made */
 }
 END_TEST
 
@@ -249,12 +290,14 @@ END_TEST
 START_TEST(a_sigkilled_runs_template_cgroup_is_removed_by_the_next_run)
 {
     mvargs_t av;
-    const char *const *args =
-        run_argv(&av, RUN_OPTS("supervisor.workers=1", "worker.template=yes"), RUN_CMD(MVTEST));
-    const char *next[] = {"run", "--", MVTEST, NULL};
+    char priv[600], opt[660]; /* filled before the first run (private_parent) */
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "worker.template=yes", opt), RUN_CMD(MVTEST));
+    const char *next[] = {"run", "-o", opt, "--", MVTEST, NULL};
     char rundir[512], tcg[600], *line;
     mvrun_t r, after;
 
+    private_parent("template", priv, sizeof priv, opt, sizeof opt);
     run_init(&r, "sleep 60000\n");
     run_start(&r, args, NULL);
     run_cgroup(&r, rundir, sizeof rundir);
@@ -274,23 +317,9 @@ START_TEST(a_sigkilled_runs_template_cgroup_is_removed_by_the_next_run)
     ck_assert_msg(access(rundir, F_OK) != 0, "%s not cleaned", rundir);
     ck_assert_int_eq(run_count(&after, "cgroup_stale"), 0);
     run_free(&after);
+    ck_assert_int_eq(rmdir(priv), 0);
 }
 END_TEST
-
-/* The cgroup base memvisor uses here (dirname of a run directory), or "" without cgroups. */
-static void cgroup_base(char *out, size_t n)
-{
-    const char *args[] = {"run", "--", MVTEST, NULL};
-    char dir[512];
-    mvrun_t r;
-
-    run_init(&r, "ok\n");
-    run_start(&r, args, NULL);
-    run_cgroup(&r, dir, sizeof dir);
-    ck_assert_int_eq(run_finish(&r), 0);
-    run_free(&r);
-    snprintf(out, n, "%s", *dir ? dirname(dir) : "");
-}
 
 /* A pid that names no process now. */
 static pid_t dead_pid(void)
@@ -309,24 +338,18 @@ static pid_t dead_pid(void)
  * removed. Before locks, both decisions went the other way. */
 START_TEST(a_run_is_dead_when_its_lock_is_free_not_when_its_pid_is_gone)
 {
-    const char *mount = "/sys/fs/cgroup";
-    char base[512], priv[560], opt[620], live[600], dead[600], sub[640], want[700];
+    char priv[600], opt[660], live[700], dead[700], sub[740], want[800];
     const char *args[] = {"run", "-o", opt, "--", MVTEST, NULL};
     mvrun_t r;
     int fd;
 
-    cgroup_base(base, sizeof base);
-    if (!*base) {
+    /* The runs look for dead runs under a parent of this test's own: any other memvisor on
+     * the host, under the base, would clean up "live" once it is let go. */
+    private_parent("lock", priv, sizeof priv, opt, sizeof opt);
+    if (!*priv) {
         fprintf(stderr, "check_orphans: no cgroups here: skipped the stale-run test\n");
         return;
     }
-    /* The runs look for dead runs under a parent of this test's own (cgroup_parent): any
-     * other memvisor on the host, under the base, would clean up "live" once it is let go. */
-    snprintf(priv, sizeof priv, "%s/mv-orphans-%d", base, (int)getpid());
-    ck_assert_int_eq(mkdir(priv, 0755), 0);
-    if (!strncmp(base, "/sys/fs/cgroup/memory", strlen("/sys/fs/cgroup/memory")))
-        mount = "/sys/fs/cgroup/memory";
-    snprintf(opt, sizeof opt, "supervisor.cgroup_parent=%s", priv + strlen(mount));
     /* "live": named after a dead pid, but its lock is held (by this test) */
     snprintf(live, sizeof live, "%s/memvisor-%d", priv, (int)dead_pid());
     /* "dead": named after a live pid (this test), its lock free, with a worker cgroup */

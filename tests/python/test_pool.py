@@ -309,8 +309,18 @@ class Leaks(PoolTest):
         # once the first answers say how long an item takes; slow items stay one a task.
         # The task time is a task's duration as memvisor measures it, a round trip included:
         # 0.2 s here, so that a loaded host's slow round trips cannot hide the grouping.
+        # Each task's size is what the item time known when it was sized says: a single
+        # item while nothing is known, or while the answers so far say items are slow (a
+        # worker's wall-clock time: a loaded host preempts a 1-us call for milliseconds).
         from memvisor import _pool
-        with self.pool() as pool, mock.patch.object(_pool, "AUTO_TASK_SECONDS", 0.2):
+        known = []  # item_seconds each task of the quick map was sized on, in order
+
+        def sized(n, workers, item_seconds):
+            known.append(item_seconds)
+            return auto_size(n, workers, item_seconds)
+        auto_size = _pool._auto_size
+        with self.pool() as pool, mock.patch.object(_pool, "AUTO_TASK_SECONDS", 0.2), \
+                mock.patch.object(_pool, "_auto_size", sized):
             quick = pool.map_async(pf.sq, range(20000))
             self.assertEqual(quick.get(TIMEOUT), [x * x for x in range(20000)])
         with self.pool() as pool:
@@ -322,9 +332,15 @@ class Leaks(PoolTest):
         self.assertLess(len(sizes), 2000, "quick items were not grouped")
         self.assertLessEqual(max(sizes), 20000 // (2 * 50))
         self.assertEqual(sizes[0], 1)  # before any answer: one item
-        # ... and no more single items than 2 a worker before the first answer came (the
-        # last task may hold the one item left)
-        self.assertLessEqual(sizes.count(1), 2 * 2 + 1, sizes[:20])
+        # ... and no more tasks than 2 a worker before the first answer came
+        self.assertEqual(len(known), len(sizes))
+        self.assertIsNone(known[0])
+        self.assertLessEqual(known.count(None), 2 * 2, known[:20])
+        # single items only while no answer said items are quick (the last task may hold
+        # the one item left); grouped ones once they did
+        for size, seconds in zip(sizes[:-1], known):
+            quick_items = seconds is not None and seconds < _pool.AUTO_ALONE_SECONDS
+            self.assertEqual(size > 1, quick_items, (sizes[:20], known[:20]))
         self.assertEqual({s.items for s in slow.stats}, {1})
 
     def test_auto_chunks_wait_for_answers_with_two_tasks_a_worker_in_flight(self):
@@ -1219,9 +1235,12 @@ class StoppedAtStart(unittest.TestCase):
             self.assertEqual(recv(), mw.MSG_TEMPLATE)  # serving: memvisor retires it now
         return proc, sup
 
-    def stop(self, proc, sup):
+    def stop(self, proc, sup, told=False):
+        """Stops it (told: it had its STOP with GO, and may be gone already: a STOP sent
+        now could find its end of the socket closed, EPIPE)."""
         import memvisor_worker as mw  # noqa: PLC0415
-        sup.sendall(mw._HEADER.pack(0, mw.MSG_STOP, 0, 0))
+        if not told:
+            sup.sendall(mw._HEADER.pack(0, mw.MSG_STOP, 0, 0))
         _, err = proc.communicate(timeout=TIMEOUT)
         sup.close()
         self.assertEqual(proc.returncode, 0, err)
@@ -1235,8 +1254,9 @@ class StoppedAtStart(unittest.TestCase):
             for mode in (mw.MODE_TEMPLATE, mw.MODE_BATCH):
                 marker = os.path.join(tmp, f"init-{mode}")
                 # a worker: STOP with GO, read with it (before the initializer)
-                proc, sup = self.start(tmp, mode, marker, stop=mode == mw.MODE_BATCH)
-                self.stop(proc, sup)
+                told = mode == mw.MODE_BATCH
+                proc, sup = self.start(tmp, mode, marker, stop=told)
+                self.stop(proc, sup, told)
                 self.assertFalse(os.path.exists(marker), mode)
             # A worker not stopped runs it (at GO, before its first task).
             marker = os.path.join(tmp, "init-ran")
