@@ -36,6 +36,26 @@ static long long field(const char *line, const char *key)
     return p ? atoll(p + strlen(key)) : -1;
 }
 
+/* How many orphans reaped were workers (a pid an event=spawn line named). A fork the pool
+ * asked for as the batch ended, which the template made but never reported (it retired
+ * first), was no worker: its cgroup removed, it exits 125 and is reaped as an orphan. */
+static int workers_reaped_as_orphans(const mvrun_t *r)
+{
+    const char *o, *s, *eol, *hit;
+    char needle[48];
+    int n = 0;
+
+    for (o = strstr(r->log, "event=orphan_reaped "); o; o = strstr(o + 1, "event=orphan_reaped ")) {
+        snprintf(needle, sizeof needle, " pid=%lld ", field(o, " pid="));
+        for (s = strstr(r->log, "event=spawn "); s; s = strstr(s + 1, "event=spawn ")) {
+            eol = strchr(s, '\n');
+            hit = strstr(s, needle);
+            n += hit && (!eol || hit < eol);
+        }
+    }
+    return n;
+}
+
 /* The pid of the template that became ready (the next template_ready line). */
 static pid_t template_pid(mvrun_t *r)
 {
@@ -156,7 +176,7 @@ START_TEST(forked_workers_keep_their_status_with_a_subreaper)
     why = json_array_get(json_object_get(run_result(&r, 4), "attempt_errors"), 0);
     ck_assert_int_eq(jint(why, "exit"), 6);
     ck_assert_int_eq(run_count(&r, "event=subreaper state=on"), 1);
-    ck_assert_int_eq(run_count(&r, "event=orphan_reaped"), 0);
+    ck_assert_int_eq(workers_reaped_as_orphans(&r), 0);
     ck_assert_int_eq(run_count(&r, "start=exec"), 0);
     run_free(&r);
 }
