@@ -235,43 +235,12 @@ END_TEST
 START_TEST(a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc)
 {
     mvrun_t r;
-    mvargs_t av;
-    const char *const *args = run_argv(
-        &av, RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=24M"),
-        RUN_CMD(MVTEST));
-    char tasks[256], procs[PATH_MAX], text[32], *line;
-    pid_t pid;
-    FILE *f;
+    char procs[PATH_MAX];
 
     if (!cgroups_here())
         return;
-    snprintf(tasks, sizeof tasks, "alloc 1\nhold 1\n%s%s%sok\n", "alloc 4\nalloc 4\n",
-             "alloc 4\nalloc 4\n", "alloc 4\nalloc 4\n");
-    run_init(&r, tasks);
-    run_start(&r, args, NULL);
-    line = run_wait_for(&r, "held pid=");
-    pid = (pid_t)atoi(strstr(line, "held pid=") + 9);
-    free(line);
-    ck_assert_int_gt(pid, 1);
-    snprintf(procs, sizeof procs, "%s/cgroup.procs", own_memcg()); /* as another tool would */
-    snprintf(text, sizeof text, "%d", (int)pid);
-    ck_assert_ptr_nonnull(f = fopen(procs, "w"));
-    ck_assert_int_gt(fputs(text, f), 0);
-    ck_assert_int_eq(fclose(f), 0);
-    line = run_wait_for(&r, "event=cgroup_lost");
-    ck_assert_ptr_nonnull(strstr(line, "moved out of its cgroup"));
-    free(line);
-    kill(pid, SIGUSR1);
-    ck_assert_int_eq(run_finish(&r), 0);
-    run_assert_once(&r, 9, NULL);
-    ck_assert(json_is_null(json_object_get(run_result(&r, 2), "mem_before")));
-    for (size_t id = 3; id <= 8; id++)
-        ck_assert_msg(jint(run_result(&r, id), "retained") >= 4 * MiB - 512 * 1024,
-                      "task %zu: retained %lld", id,
-                      (long long)jint(run_result(&r, id), "retained"));
-    ck_assert_int_eq(run_count(&r, "event=cgroup_lost"), 1);
-    ck_assert_int_ge(run_count(&r, "reason=hard_limit"), 1);
-    ck_assert_int_eq(kill(pid, 0), -1);
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", own_memcg());
+    run_moved_out_drill(&r, NULL, procs);
     run_free(&r);
 }
 END_TEST

@@ -579,34 +579,11 @@ START_TEST(a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc)
 {
     mvrun_t r;
     deleg_t d;
-    mvargs_t av;
-    const char *const *args = run_argv(
-        &av, RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=24M"),
-        RUN_CMD(MVTEST));
-    char text[32], *line;
-    pid_t pid;
 
     if (!v2_here())
         return;
     deleg_make(&d, "moved", 0, 0);
-    start_in(&r, d.path, NULL,
-             "alloc 1\nhold 1\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nok\n", args);
-    pid = wait_held(&r);
-    snprintf(text, sizeof text, "%d", (int)pid);
-    put(CG_ROOT, "cgroup.procs", text); /* moved out, as another tool would */
-    line = run_wait_for(&r, "event=cgroup_lost");
-    ck_assert_ptr_nonnull(strstr(line, "moved out of its cgroup"));
-    free(line);
-    kill(pid, SIGUSR1);
-    ck_assert_int_eq(run_finish(&r), 0);
-    run_assert_once(&r, 9, NULL);
-    ck_assert(json_is_null(json_object_get(run_result(&r, 2), "mem_before")));
-    for (size_t id = 3; id <= 8; id++)
-        ck_assert_msg(jint(run_result(&r, id), "retained") >= 4 * MiB - 512 * 1024,
-                      "task %zu: retained %lld", id,
-                      (long long)jint(run_result(&r, id), "retained"));
-    ck_assert_int_eq(run_count(&r, "event=cgroup_lost"), 1);
-    ck_assert_int_ge(run_count(&r, "reason=hard_limit"), 1);
+    run_moved_out_drill(&r, d.path, CG_ROOT "/cgroup.procs");
     run_free(&r);
     deleg_clean(&d);
 }

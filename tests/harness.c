@@ -691,3 +691,39 @@ void screen_free(screen_t *s)
     free(s->draws);
     memset(s, 0, sizeof *s);
 }
+
+void run_moved_out_drill(mvrun_t *r, const char *cgroup, const char *procs)
+{
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av, RUN_OPTS("supervisor.workers=1", "limits.memory_soft=0", "limits.memory_hard=24M"),
+        RUN_CMD(MVTEST));
+    char text[32], *line;
+    pid_t pid;
+    FILE *f;
+
+    run_init(r, "alloc 1\nhold 1\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nalloc 4\nok\n");
+    r->cgroup = cgroup;
+    run_start(r, args, NULL);
+    line = run_wait_for(r, "held pid=");
+    pid = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    ck_assert_int_gt(pid, 1);
+    snprintf(text, sizeof text, "%d", (int)pid);
+    ck_assert_msg((f = fopen(procs, "w")) != NULL, "%s: %s", procs, strerror(errno));
+    ck_assert_int_gt(fputs(text, f), 0);
+    ck_assert_int_eq(fclose(f), 0);
+    line = run_wait_for(r, "event=cgroup_lost");
+    ck_assert_ptr_nonnull(strstr(line, "moved out of its cgroup"));
+    free(line);
+    kill(pid, SIGUSR1);
+    ck_assert_int_eq(run_finish(r), 0);
+    run_assert_once(r, 9, NULL);
+    ck_assert(json_is_null(json_object_get(run_result(r, 2), "mem_before")));
+    for (size_t id = 3; id <= 8; id++)
+        ck_assert_msg(jint(run_result(r, id), "retained") >= 4 * 1048576LL - 512 * 1024,
+                      "task %zu: retained %lld", id, jint(run_result(r, id), "retained"));
+    ck_assert_int_eq(run_count(r, "event=cgroup_lost"), 1);
+    ck_assert_int_ge(run_count(r, "reason=hard_limit"), 1);
+    ck_assert(!pid_alive(pid));
+}

@@ -131,6 +131,13 @@ const char *jstr(json_t *o, const char *key);
 int run_capture(const char *const *argv, char **out);
 /* Whether a process exists. */
 bool pid_alive(pid_t pid);
+/* The moved-out drill (check_cgroup_e2e on v1, check_cgroup_v2): memvisor, started in
+ * `cgroup` (NULL: the test's own), with one worker and a 24 MiB hard limit; the worker of a
+ * `hold` task is written into `procs` (another cgroup's cgroup.procs, as another tool would),
+ * its cgroup left in place, and then leaks 4 MiB a task. Asserts that memvisor says so once,
+ * gives the task in hand no figures and the later ones their own, and kills it past its hard
+ * limit. */
+void run_moved_out_drill(mvrun_t *r, const char *cgroup, const char *procs);
 
 /* A terminal's byte stream with a status line on it (log.h): draws ("\r" TEXT "\033[K"),
  * erasures ("\r\033[K") and whole lines (ending in "\n", or "\r\n" from a pty). */
