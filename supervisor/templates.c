@@ -106,6 +106,12 @@ static void fail_queue(mv_templates_t *ts)
     }
 }
 
+/* A FORK went to template t (debug: with `forked`, the request's two ends). */
+static void asked(const mv_templates_t *ts, const mv_template_t *t, const mv_freq_t *r)
+{
+    mv_debug(ts->o.log, "fork_asked", MV_I("template", t->gen), MV_I("slot", r->body.slot));
+}
+
 /* Hands the queue to the serving template while it is ready. */
 static void dispatch(mv_templates_t *ts)
 {
@@ -113,6 +119,7 @@ static void dispatch(mv_templates_t *ts)
 
     while ((r = ts->queue) && ts->serving && ts->serving->state == MV_T_READY) {
         ts->queue = r->next;
+        asked(ts, ts->serving, r);
         mv_template_send(ts->serving, r);
     }
 }
@@ -170,8 +177,10 @@ static int t_fork(void *self, mv_proc_t *p, const mv_fork_spec_t *s)
     r->body.slot = (uint32_t)s->slot;
     r->body.nfds = (uint32_t)s->nfds;
     r->queued_ns = uv_hrtime();
-    if (!ts->queue && ts->serving && send_now(ts->serving, r, s))
+    if (!ts->queue && ts->serving && send_now(ts->serving, r, s)) {
+        asked(ts, ts->serving, r);
         return 0;
+    }
     err = dup_in(r, s->out_fd);
     for (int i = 0; err == 0 && i < s->nfds; i++)
         err = dup_in(r, s->fds[i]);
@@ -542,6 +551,12 @@ void mv_templates_close(mv_templates_t *ts, void (*cb)(void *arg), void *arg)
     for (mv_template_t *t = ts->all, *next; t; t = next) {
         next = t->link;
         t->asked = true;
+        /* A retiring one with a fork in flight answers it before it exits: the child of a
+         * request cancelled meanwhile (a slot's replacement asked for as the batch ended) is
+         * then killed and reaped as the template's (reap_orphan), not left to find its cgroup
+         * gone and the orphan reaper. Its retire deadline (kill_timeout) bounds the wait. */
+        if (t->state == MV_T_RETIRING && t->sent && t->deadline_ms)
+            continue;
         mv_template_kill(t); /* retiring ones that still run */
     }
     uv_close((uv_handle_t *)&ts->backoff, backoff_closed_cb);
