@@ -16,8 +16,9 @@
  * Never one kind per task: a word or value that looks like a number or an id is not a
  * kind (the task gets no kind): a token with no letter (12345, -1.5, 2026-12-01,
  * 10.0.0.1), a number with an exponent (1e6), 0x1F, a UUID, a date-time
- * (2026-12-01T10:00:00Z, 20261201T100000Z), and 8 or more hex digits with a digit among them (a hash, an
- * object id), unless they read as a word of 4 or more letters and a number of 1 to 4 digits
+ * (2026-12-01T10:00:00Z, 20261201T100000Z), and 8 or more hex digits with a digit among them (a
+ * hash, an object id), unless they read as a word of 4 or more letters and a number of 1 to 4
+ * digits
  * ("decade12", "cafe0042" are kinds; "5f2b3c8e", "a1b2c3d4", "0042cafe" are not; about one
  * random 8-digit hex id in 150 has that shape and is a kind of its own; a kind that is a
  * word alone, "deadbeef", has no digit and was never an id). A kind with a numeric suffix
