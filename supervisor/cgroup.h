@@ -170,11 +170,16 @@ int mv_cg_notified(mv_cgw_t *w);
 int mv_cg_cap(mv_cgw_t *w, int64_t bytes);
 /* How many times the kernel OOM-killed in this cgroup (since it was taken, when reused). */
 int mv_cg_oom_kills(mv_cgw_t *w, uint64_t *n);
-/* Whether process pid is in w (its /proc/PID/cgroup names w): 1, or 0 when someone moved it
- * out; -errno when that cannot be told (the file unreadable, the process gone). */
+/* Whether process pid is in w or in a cgroup inside w (its /proc/PID/cgroup names one: a
+ * worker may make cgroups in its own and move itself into one, as a v2 delegation asks,
+ * and w's figures and limits still hold it): 1, or 0 when someone moved it out; -errno when
+ * that cannot be told (the file unreadable, the process gone). */
 int mv_cg_holds(const mv_cgw_t *w, pid_t pid);
 
 /* Parsers, exposed for tests. */
+/* Whether rel, a process's cgroup as /proc/PID/cgroup names it (relative to the reader's
+ * cgroup namespace), is the cgroup at absolute path `path` or one inside it. */
+bool mv_cg_path_holds(const char *path, const char *rel);
 int mv_cg_parse_stat(const char *text, const char *key, int64_t *out);
 /* The v1 memory (or the v2) path in /proc/self/cgroup text. 0, -ENOENT or -EINVAL. */
 int mv_cg_parse_proc_cgroup(const char *text, mv_cg_version_t v, char **path);

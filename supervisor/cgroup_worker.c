@@ -487,10 +487,27 @@ int mv_cg_cap(mv_cgw_t *w, int64_t bytes)
     return r;
 }
 
+bool mv_cg_path_holds(const char *path, const char *rel)
+{
+    size_t lp = strlen(path), lr = strlen(rel);
+
+    /* rel is relative to the reader's cgroup namespace: w's absolute path ends with it, or
+     * with one of its ancestors when the process is in a cgroup inside w's ("/" alone is the
+     * namespace's root, never a worker's cgroup). */
+    while (lr > 1) {
+        if (lr <= lp && strncmp(path + lp - lr, rel, lr) == 0)
+            return true;
+        while (lr > 0 && rel[lr - 1] != '/')
+            lr--;
+        if (lr > 0)
+            lr--; /* the '/' before the last component */
+    }
+    return false;
+}
+
 int mv_cg_holds(const mv_cgw_t *w, pid_t pid)
 {
     char file[64], text[4096], *rel = NULL;
-    size_t lw, lr;
     ssize_t n;
     int r;
 
@@ -499,11 +516,7 @@ int mv_cg_holds(const mv_cgw_t *w, pid_t pid)
         return (int)n;
     if ((r = mv_cg_parse_proc_cgroup(text, w->version, &rel)) < 0)
         return r;
-    /* The path there is relative to the reader's cgroup namespace: w's absolute path ends
-     * with it ("/" alone is the namespace's root, never a worker's cgroup). */
-    lw = strlen(w->path);
-    lr = strlen(rel);
-    r = lr > 1 && lr <= lw && strcmp(w->path + lw - lr, rel) == 0;
+    r = mv_cg_path_holds(w->path, rel);
     free(rel);
     return r;
 }

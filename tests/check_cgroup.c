@@ -97,6 +97,27 @@ START_TEST(proc_cgroup_lines)
 }
 END_TEST
 
+/* A worker's cgroup holds a process that /proc/PID/cgroup places in it or in a cgroup inside
+ * it (seen from the root or from a cgroup namespace inside), not one moved beside, above or to
+ * a cgroup whose name only begins like it. */
+START_TEST(a_cgroup_holds_what_is_in_it_or_inside_it)
+{
+    const char *w = "/sys/fs/cgroup/memory/process_api/abc/memvisor-7/w1.2";
+
+    ck_assert(mv_cg_path_holds(w, "/process_api/abc/memvisor-7/w1.2"));
+    ck_assert(mv_cg_path_holds(w, "/memvisor-7/w1.2")); /* a namespace's view */
+    ck_assert(mv_cg_path_holds(w, "/process_api/abc/memvisor-7/w1.2/self"));
+    ck_assert(mv_cg_path_holds(w, "/process_api/abc/memvisor-7/w1.2/sub/inner"));
+    ck_assert(!mv_cg_path_holds(w, "/process_api/abc/memvisor-7/w1.3"));
+    ck_assert(!mv_cg_path_holds(w, "/process_api/abc/memvisor-7"));
+    ck_assert(!mv_cg_path_holds(w, "/process_api/abc/memvisor-7/w1.23"));
+    ck_assert(!mv_cg_path_holds(w, "/process_api/abc/memvisor-7/x/w1.2x"));
+    ck_assert(!mv_cg_path_holds(w, "/elsewhere"));
+    ck_assert(!mv_cg_path_holds(w, "/"));
+    ck_assert(!mv_cg_path_holds(w, ""));
+}
+END_TEST
+
 START_TEST(memory_stat_keys)
 {
     const char *v1 = "cache 1933312\nrss 2347008\nrss_huge 0\ntotal_rss 9\n";
@@ -759,6 +780,7 @@ Suite *cgroup_suite(void)
     TCase *v1 = tcase_create("v1-kernel");
 
     tcase_add_test(parse, proc_cgroup_lines);
+    tcase_add_test(parse, a_cgroup_holds_what_is_in_it_or_inside_it);
     tcase_add_test(parse, memory_stat_keys);
     tcase_add_test(parse, libcgroup_errors_without_its_bugs);
     tcase_add_test(v2, v2_setup_vacates_enables_and_restores);

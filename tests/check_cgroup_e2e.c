@@ -245,6 +245,19 @@ START_TEST(a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc)
 }
 END_TEST
 
+/* A worker that moves itself into a cgroup inside its own is still in it (harness.h). */
+START_TEST(a_worker_in_a_cgroup_inside_its_own_is_not_lost)
+{
+    mvrun_t r;
+
+    if (!cgroups_here())
+        return;
+    run_inside_own_drill(&r, NULL);
+    ck_assert_int_eq(leftovers(r.pid), 0);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(nothing_left_behind_after_a_run_sigterm_or_sigkill)
 {
     mvrun_t r;
@@ -409,6 +422,7 @@ Suite *cgroup_e2e_suite(void)
     tcase_add_test(tc, soft_limit_is_noticed_by_a_kernel_event);
     tcase_add_test(tc, a_slots_cgroup_is_reused_and_its_figures_start_fresh);
     tcase_add_test(tc, a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc);
+    tcase_add_test(tc, a_worker_in_a_cgroup_inside_its_own_is_not_lost);
     tcase_add_test(tc, nothing_left_behind_after_a_run_sigterm_or_sigkill);
     tcase_add_test(tc, cgroups_a_worker_made_in_its_own_are_removed_with_it);
     tcase_add_test(tc, an_explicit_mode_that_cannot_work_exits_3);

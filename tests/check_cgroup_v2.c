@@ -589,6 +589,21 @@ START_TEST(a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc)
 }
 END_TEST
 
+/* A worker that moves itself into a cgroup inside its own is still in it (harness.h). */
+START_TEST(a_worker_in_a_cgroup_inside_its_own_is_not_lost)
+{
+    mvrun_t r;
+    deleg_t d;
+
+    if (!v2_here())
+        return;
+    deleg_make(&d, "inside", 0, 0);
+    run_inside_own_drill(&r, d.path);
+    run_free(&r);
+    deleg_clean(&d);
+}
+END_TEST
+
 /* A cgroup memvisor may not write (root's, memvisor runs as nobody): it samples /proc, says so
  * once, and touches nothing; asked for v2 explicitly, it refuses to run. */
 START_TEST(a_cgroup_it_cannot_write_falls_back_to_proc)
@@ -733,6 +748,7 @@ Suite *cgroup_v2_suite(void)
     tcase_add_test(tc, kill_9_of_a_worker_loses_nothing);
     tcase_add_test(tc, a_cgroup_removed_under_its_worker_is_said_and_measured_from_proc);
     tcase_add_test(tc, a_worker_moved_out_of_its_cgroup_is_said_and_measured_from_proc);
+    tcase_add_test(tc, a_worker_in_a_cgroup_inside_its_own_is_not_lost);
     tcase_add_test(tc, a_cgroup_it_cannot_write_falls_back_to_proc);
     tcase_add_test(tc, a_cgroup_shared_with_another_process_is_said_and_left_as_it_was);
     tcase_add_test(tc, nothing_left_after_sigterm_or_sigkill);

@@ -727,3 +727,22 @@ void run_moved_out_drill(mvrun_t *r, const char *cgroup, const char *procs)
     ck_assert_int_ge(run_count(r, "reason=hard_limit"), 1);
     ck_assert(!pid_alive(pid));
 }
+
+void run_inside_own_drill(mvrun_t *r, const char *cgroup)
+{
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=1", "limits.sample_interval=100ms", "limits.memory_soft=0"),
+        RUN_CMD(MVTEST));
+
+    run_init(r, "enter_sub\ngrow 6 300\nok\n");
+    r->cgroup = cgroup;
+    run_start(r, args, NULL);
+    ck_assert_int_eq(run_finish(r), 0);
+    run_assert_once(r, 3, NULL);
+    ck_assert_ptr_nonnull(strstr(jstr(run_result(r, 1), "result"), "entered="));
+    ck_assert_int_eq(run_count(r, "event=cgroup_lost"), 0);
+    ck_assert_str_eq(jstr(run_result(r, 2), "peak_source"), "kernel");
+    ck_assert_int_ge(jint(run_result(r, 2), "retained"), 5 * 1048576LL);
+}

@@ -37,6 +37,9 @@
  *                  "cgwrite=ok", "cgwrite=denied" (EACCES/EPERM/EROFS) or "cgwrite=errno:N"
  *   subcg          makes cgroups inside its own (sub, sub/inner) with a child of its own in
  *                  the inner one, sleeping up to 120 s: done "subcg=PATH" (the inner one)
+ *   enter_sub      makes a cgroup inside its own (self) and moves itself into it, as a v2
+ *                  delegation asks of a process that gives cgroups to children: done
+ *                  "entered=PATH"
  *   orphan MS CODE double-forks a grandchild that exits CODE after MS ms (its parent, the
  *                  child, exits at once, so the grandchild is an orphan); writes
  *                  "orphan=PID worker=PID" on stderr and is done with "orphan=PID" once the
@@ -76,6 +79,7 @@
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +365,28 @@ static int subcg(mvw_t *w)
     return mvw_done(w, out, strlen(out));
 }
 
+/* Makes `self` inside its own cgroup and moves itself into it; answers "entered=PATH". */
+static int enter_sub(mvw_t *w)
+{
+    char dir[700], sub[760], procs[800], out[800];
+    bool moved;
+    FILE *f;
+
+    own_cgroup_dir(dir, sizeof dir);
+    snprintf(sub, sizeof sub, "%s/self", dir);
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", sub);
+    if (!dir[0] || mkdir(sub, 0755) < 0)
+        return mvw_fail(w, "enter_sub: mkdir self failed", 28);
+    f = fopen(procs, "we");
+    moved = f && fprintf(f, "%d\n", (int)getpid()) > 0;
+    if (f && fclose(f) != 0)
+        moved = false;
+    if (!moved)
+        return mvw_fail(w, "enter_sub: could not move into self", 35);
+    snprintf(out, sizeof out, "entered=%s", sub);
+    return mvw_done(w, out, strlen(out));
+}
+
 /* Double-forks a grandchild that exits `code` after `ms`; answers "orphan=PID". */
 static int orphan(mvw_t *w, unsigned long ms, int code)
 {
@@ -617,6 +643,8 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         return cgwrite(w);
     if (is_cmd(p, n, "subcg", &arg, &len))
         return subcg(w);
+    if (is_cmd(p, n, "enter_sub", &arg, &len))
+        return enter_sub(w);
     if (is_cmd(p, n, "orphan", &arg, &len)) {
         const char *sp = memchr(arg, ' ', len);
         unsigned long ms = num(arg, sp ? (size_t)(sp - arg) : len);
