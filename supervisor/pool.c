@@ -399,8 +399,10 @@ static bool on_check(void *arg, mv_watched_t *ww, const mv_reading_t *r, mv_verd
         return true;
     }
     /* A worker with no tasks to prove itself (protocol none) ends a crash streak by staying
-     * up as long as the longest backoff. */
-    if (sampled && mv_now_ms() - w->spawned_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
+     * up as long as the longest backoff once it has started: one still starting proves
+     * nothing (an api worker that never says HELLO lives until ready_timeout, longer than a
+     * short backoff_max, and reset the streak so that crash_limit never or late tripped). */
+    if (sampled && w->ready && mv_now_ms() - w->ready_ms >= (uint64_t)p->o.cfg->worker.backoff_max)
         mv_slots_survived(&p->slots, &m->seat);
     if (v.kind == MV_VERDICT_KILL) {
         kill_now(p, m, v.reason);

@@ -281,6 +281,37 @@ START_TEST(ready_timeout_for_a_silent_worker)
 }
 END_TEST
 
+/* Drill of 2026-12-06: an api worker that never says HELLO lives until ready_timeout (here
+ * also kill_timeout, as it ignores SIGTERM); when that is longer than backoff_max, a sample
+ * of it counted as "staying up" (the streak reset meant for started `none` workers), so
+ * crash_limit tripped late or never: this run went on spawning (the wait below found no
+ * crash_limit after 3 exits; without --ignore-term 5, 11 and 16 spawns for a crash_limit of
+ * 3, and 25 spawns in 36 s with a template). After: 3 spawns, exit 3. */
+START_TEST(a_worker_that_never_says_hello_trips_crash_limit_at_once)
+{
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args = run_argv(
+        &av,
+        RUN_OPTS("supervisor.workers=1", "worker.ready_timeout=100ms", "worker.kill_timeout=200ms",
+                 "worker.backoff_min=1ms", "worker.backoff_max=20ms", "limits.sample_interval=10ms",
+                 "worker.crash_limit=3"),
+        RUN_CMD(MVTEST, "--ignore-term", "--no-hello"));
+    int limit;
+
+    run_init(&r, "ok\n");
+    run_start(&r, args, NULL);
+    run_wait_nth(&r, "event=exit ", 3);
+    limit = run_count(&r, "event=crash_limit");
+    if (!limit)
+        kill(r.pid, SIGTERM);
+    ck_assert_int_eq(run_finish(&r), 3);
+    ck_assert_int_eq(limit, 1);
+    ck_assert_int_eq(run_count(&r, "event=spawn "), 3);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(hard_limit_by_sampling_kills_a_growing_task)
 {
     mvrun_t r;
@@ -461,6 +492,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, task_timeout_terminates_and_quarantines);
     tcase_add_test(tc, stop_ignored_escalates_to_sigkill);
     tcase_add_test(tc, ready_timeout_for_a_silent_worker);
+    tcase_add_test(tc, a_worker_that_never_says_hello_trips_crash_limit_at_once);
     tcase_add_test(tc, hard_limit_by_sampling_kills_a_growing_task);
     tcase_add_test(tc, heavy_churn_keeps_exactly_once);
     tcase_add_test(tc, ignored_sigterm_is_killed_even_when_a_prefetched_task_begins);

@@ -419,6 +419,12 @@ static void revive_slot_two(const char *ahead, unsigned *gen, mvrun_t *r)
     json_decref(st);
     ck_assert_int_gt(one, 0);
     ck_assert_int_gt(two, 0);
+    /* With cgroups, the cgroup made ahead for w2.2 is waited for before the retirement: a
+     * job still making it then is detached, its cgroup removed when it ends, with no event,
+     * and gen 2 skipped all the same (a loaded machine: 9 of 10 runs failed so). */
+    if (strstr(ahead, "=yes") && strstr(r->log, "cgroup=/sys/fs/cgroup") &&
+        run_count(r, "event=cgroup_ahead worker=2 ") == 0)
+        free(run_wait_for(r, "event=cgroup_ahead worker=2 "));
     ck_assert_int_eq(workers_cmd(r, "1", NULL), 0);
     free(run_wait_for(r, "event=scaled from=2 to=1 retired=2"));
     /* Slot 2's worker finishes its task and goes. */

@@ -173,6 +173,10 @@ class InStepWithTheCode(unittest.TestCase):
             events |= set(re.findall(r'\bmv_(?:info|warn|error|debug)\(\s*[^,]+,\s*"([a-z_]+)"',
                                      src))
             events |= set(re.findall(r'\bmv_log\(\s*[^,]+,\s*[^,]+,\s*"([a-z_]+)"', src))
+            # An event named by a condition: mv_warn(log, c ? "one" : "other", ...).
+            for pair in re.findall(r'\bmv_(?:info|warn|error|debug)\(\s*[^,]+,\s*[^,"()]*\?\s*'
+                                   r'"([a-z_]+)"\s*:\s*"([a-z_]+)"', src):
+                events |= set(pair)
         ops = read("docs/operations.md")
         logs = ops[ops.index("## Logs"):]
         logs = logs[:logs.index("\n## ", 5)]
