@@ -84,6 +84,9 @@ static void release(mv_cgpre_t *e)
     mv_cgahead_t *a = e->x->ahead;
 
     if (e->job) {
+        /* Its name is passed all the same (mv_cgahead_last): said, as a made one is. */
+        mv_debug(a->log, "cgroup_ahead_dropped", MV_I("worker", slot_of(e->x)), MV_I("gen", e->gen),
+                 MV_S("msg", "dropped while being made: removed once made"));
         mv_job_detach(e->job);
         e->job = NULL;
     }

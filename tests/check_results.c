@@ -283,20 +283,30 @@ static int count_runs(const char *state)
     return n;
 }
 
+/* A runs until the test lets it end: its one worker holds the task in the middle (hold 0,
+ * released by SIGUSR1) while the second runs are tried. Before, A's 400 tasks of 3 ms ended
+ * on their own; under ASan at load 14-25 they ended while the refused runs were still being
+ * tried, and a run on the results file A had let go was refused for its results instead
+ * (exit 2, "already holds N bytes", where 3 names the running holder). */
 START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
 {
-    enum { N = 400 };
-    char state[128], opt_state[160], *tasks = repeat_line("sleep 3", N);
+    enum { HALF = 20, N = 2 * HALF + 1 };
+    char state[128], opt_state[160], *oks = repeat_line("ok", HALF), *tasks, *line;
     const char *a_args[] = {"run", "-o", "supervisor.workers=1", "--", MVTEST, NULL};
     mvrun_t a, b;
-    pid_t holder;
+    pid_t holder, held;
     size_t before;
 
+    ck_assert_int_gt(asprintf(&tasks, "%shold 0\n%s", oks, oks), 0);
+    free(oks);
     run_init(&a, tasks);
     run_start(&a, a_args, NULL);
     snprintf(state, sizeof state, "%s/state", a.dir);
     snprintf(opt_state, sizeof opt_state, "supervisor.state_dir=%s", state);
-    wait_lines(a.results, 1);
+    line = run_wait_for(&a, "held pid=");
+    held = (pid_t)atoi(strstr(line, "held pid=") + 9);
+    free(line);
+    wait_lines(a.results, HALF); /* the tasks before the held one, written meanwhile */
     ck_assert_int_eq(mv_rundir_running(state, &holder), 1);
     ck_assert_int_eq(holder, a.pid);
     {
@@ -342,6 +352,7 @@ START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
         ck_assert_int_eq(count_runs(state), 2);
         run_free(&b);
     }
+    ck_assert_int_eq(kill(held, SIGUSR1), 0);
     ck_assert_int_eq(run_finish(&a), 0);
     run_assert_once(&a, N, NULL);
     ck_assert_int_eq(mv_rundir_running(state, &holder), 0); /* A ended: its lock is free */

@@ -450,14 +450,22 @@ START_TEST(a_revived_slot_skips_only_the_generations_made_ahead)
     revive_slot_two("recycle.cgroup_ahead=yes", gen, &r);
     ck_assert_uint_eq(gen[0], 1);
     ck_assert_uint_gt(gen[1], gen[0]);
+    /* Made (event=cgroup_ahead) or dropped while being made (event=cgroup_ahead_dropped: the
+     * retirement came first, as it does on an idle machine, where the scale down follows the
+     * spawn within 15 ms): either way that name may be in use until removed. */
     for (unsigned g = gen[0] + 1; g < gen[1]; g++) {
+        char dropped[80];
+
         snprintf(needle, sizeof needle, "event=cgroup_ahead worker=2 gen=%u ", g);
-        ck_assert_msg(run_count(&r, needle) == 1 || !strstr(r.log, "cgroup=/sys/fs/cgroup"),
+        snprintf(dropped, sizeof dropped, "event=cgroup_ahead_dropped worker=2 gen=%u ", g);
+        ck_assert_msg(run_count(&r, needle) + run_count(&r, dropped) == 1 ||
+                          !strstr(r.log, "cgroup=/sys/fs/cgroup"),
                       "generation %u was skipped, but no cgroup was made ahead for it", g);
         made++;
     }
     /* On this machine's cgroups one was made ahead (w2.2) while the first worker served. */
-    if (strstr(r.log, "event=cgroup_ahead worker=2 "))
+    if (strstr(r.log, "event=cgroup_ahead worker=2 ") ||
+        strstr(r.log, "event=cgroup_ahead_dropped worker=2 "))
         ck_assert_int_ge(made, 1);
     run_free(&r);
 

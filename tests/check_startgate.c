@@ -245,32 +245,42 @@ static int most_starting(const char *log)
     return most;
 }
 
-/* 10 workers that take 300 ms each to start, 2 at a time: at most 2 between spawn and
- * ready, the others shown waiting; the last ones wait 1.2 s or more for their turn, past a
- * 1 s ready_timeout that does not run while they wait; every task runs once. (The 1 s leaves
- * a start 700 ms to spare on a loaded machine: with 500 ms, a cold ASan run had 6 of 10
- * workers time out.) */
+/* 20 workers that take 300 ms each to start, 2 at a time: at most 2 between spawn and
+ * ready, the others shown waiting; the last ones wait 9 starts (2.7 s or more) for their
+ * turn, past a 2 s ready_timeout that does not run while they wait; every task runs once.
+ * The timeout leaves a start (spawn, the exec shim, the worker's exec, its 300 ms, HELLO)
+ * 1.7 s to spare on a loaded machine, and load that slows the starts lengthens the wait with
+ * them. It had 700 ms (10 workers, 1 s: 4 starts of wait): ASan starts took 400-470 ms at
+ * load 13 here, and it failed under ASan at load 14-25; with 500 ms, a cold ASan run had 6
+ * of 10 workers time out. Each worker holds a task (hold 0) until all 20 hold one: the batch
+ * cannot end before the last start, however slow the starts (with 300 ms tasks for the
+ * first ones, it ended at load 13 with 10 of 20 started). */
 START_TEST(at_most_max_starting_workers_start_at_once)
 {
+    enum { WORKERS = 20 };
     mvrun_t r;
     mvargs_t av;
     const char *const *args =
         run_argv(&av,
-                 RUN_OPTS("supervisor.workers=10", "supervisor.max_starting=2",
-                          "worker.ready_timeout=1s", "supervisor.grace_period=0"),
+                 RUN_OPTS("supervisor.workers=20", "supervisor.max_starting=2",
+                          "worker.ready_timeout=2s", "supervisor.grace_period=0"),
                  RUN_CMD(MVTEST, "--start-ms", "300"));
-    char *tasks = repeat_line("sleep 300", 30);
+    char *holds = repeat_line("hold 0", WORKERS), *sleeps = repeat_line("sleep 300", 10), *tasks;
     json_t *st = NULL, *w;
     size_t i;
     int waiting = 0;
-    char *metrics;
+    char *metrics, *line;
+    pid_t held[WORKERS];
 
+    ck_assert_int_gt(asprintf(&tasks, "%s%s", holds, sleeps), 0);
+    free(holds);
+    free(sleeps);
     run_init(&r, tasks);
     free(tasks);
     run_start(&r, args, NULL);
     free(run_wait_for(&r, "event=spawn "));
-    /* Workers reach the gate as their cgroups are made (in the thread pool): look until most
-     * of the 8 not started are waiting there (they wait >= 300 ms a turn; no time assert). */
+    /* Workers reach the gate as their cgroups are made (in the thread pool): look until 4 of
+     * the 18 not started are waiting there (they wait >= 300 ms a turn; no time assert). */
     for (int look = 0; look < 200; look++) {
         st = run_status(&r);
         waiting = 0;
@@ -282,7 +292,7 @@ START_TEST(at_most_max_starting_workers_start_at_once)
         st = NULL;
         usleep(10 * 1000);
     }
-    ck_assert_msg(st, "never 4 of 10 shown waiting_to_start (last: %d)", waiting);
+    ck_assert_msg(st, "never 4 of 20 shown waiting_to_start (last: %d)", waiting);
     ck_assert_int_eq(jint(json_object_get(st, "totals"), "waiting_to_start"), waiting);
     ck_assert_int_le(jint(json_object_get(st, "totals"), "starting"), 2);
     ck_assert_int_ge(jint(json_object_get(st, "totals"), "starting"), 1);
@@ -292,8 +302,16 @@ START_TEST(at_most_max_starting_workers_start_at_once)
                       strstr(metrics, "\nmemvisor_workers_starting "),
                   "%s", metrics);
     free(metrics);
+    /* One task a worker (prefetch 1): the 20 holds are held by 20 workers, all ready. */
+    for (int k = 0; k < WORKERS; k++) {
+        line = run_wait_for(&r, "held pid=");
+        held[k] = (pid_t)atoi(strstr(line, "held pid=") + 9);
+        free(line);
+    }
+    for (int k = 0; k < WORKERS; k++)
+        ck_assert_int_eq(kill(held[k], SIGUSR1), 0);
     ck_assert_int_eq(run_finish(&r), 0);
-    ck_assert_int_eq(run_count(&r, "event=ready "), 10);
+    ck_assert_int_eq(run_count(&r, "event=ready "), WORKERS);
     ck_assert_int_eq(run_count(&r, "ready_timeout"), 0);
     ck_assert_int_eq(most_starting(r.log), 2);
     run_assert_once(&r, 30, NULL);
