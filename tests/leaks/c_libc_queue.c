@@ -136,16 +136,6 @@ static int pop(long n, long arg, char *out, size_t outcap)
     return 0;
 }
 
-static int tally(long n, long arg, char *out, size_t outcap)
-{
-    long sum = 0;
-
-    for (long k = 0; k < 1000; k++)
-        sum += (arg + k) % 7;
-    snprintf(out, outcap, "tally %ld", sum);
-    return 0;
-}
-
 int main(void)
 {
     static const leak_kind_t kinds[] = {
@@ -154,7 +144,7 @@ int main(void)
         {"regex_ok", regex_ok},
         {"push", push},
         {"pop", pop},
-        {"tally", tally},
+        {"tally", leak_tally},
     };
 
     return leak_worker_main("c_libc_queue", kinds, sizeof kinds / sizeof kinds[0]);

@@ -117,23 +117,13 @@ static int swing(long n, long arg, char *out, size_t outcap)
     return 0;
 }
 
-static int tally(long n, long arg, char *out, size_t outcap)
-{
-    long sum = 0;
-
-    for (long k = 0; k < 1000; k++)
-        sum += (arg + k) % 7;
-    snprintf(out, outcap, "tally %ld", sum);
-    return 0;
-}
-
 int main(void)
 {
     static const leak_kind_t kinds[] = {
         {"ttl_big", ttl_big},
         {"ttl_small", ttl_small},
         {"swing", swing},
-        {"tally", tally},
+        {"tally", leak_tally},
     };
 
     return leak_worker_main("c_ttl_swing", kinds, sizeof kinds / sizeof kinds[0]);

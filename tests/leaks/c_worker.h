@@ -65,6 +65,18 @@ static inline unsigned touch(volatile unsigned char *p, size_t n)
     return sum;
 }
 
+/* A small sum: the quick clean kind of several C workloads. */
+static inline int leak_tally(long n, long arg, char *out, size_t outcap)
+{
+    long sum = 0;
+
+    (void)n;
+    for (long k = 0; k < 1000; k++)
+        sum += (arg + k) % 7;
+    snprintf(out, outcap, "tally %ld", sum);
+    return 0;
+}
+
 /* A 1 MiB scratch buffer, touched and freed: the big temporary of several workloads. */
 static inline int leak_render(long n, long arg, char *out, size_t outcap)
 {

@@ -224,7 +224,7 @@ def main():
     ap.add_argument("--fast", action="store_true", help="the workloads marked fast only")
     ap.add_argument("--only", action="append", default=[], help="this workload (repeatable)")
     ap.add_argument("--held-out", action="append", default=[],
-                    help="the held-out workloads of this set (first, second, third, fourth, fifth, sixth, seventh; repeatable)")
+                    help="the held-out workloads of this set (first, second, third, fourth, fifth, sixth, seventh, eighth; repeatable)")
     ap.add_argument("--mode", choices=["lines", "api"], help="this mode only")
     ap.add_argument("-o", action="append", default=[], help="memvisor -o SECTION.KEY=VALUE")
     ap.add_argument("--enforce", action="store_true", help="fail on wrong labels in --fast")

@@ -330,3 +330,46 @@ WORKLOADS += [
       c_worker="c_ttl_swing", held_out="seventh",
       labels={"ttl_big": LEAK, "ttl_small": LEAK, "swing": CLEAN, "tally": CLEAN}),
 ]
+
+# Held out, eighth set (scenarios_eighth.py, c_thread_stack.c): shapes none of the seven
+# earlier sets has, written before the detector was touched (docs/leak-suite.md).
+WORKLOADS += [
+    W("phases", {"phase_leak": 1, "churn8": 1, "lookup": 1},
+      "held out 8: a tracer switched on and off every 40 calls in a process, keeping 48 KiB "
+      "a call while on (a leak at half the time), next to a kind that allocates 1 MiB and "
+      "frees it", seed=91, held_out="eighth"),
+    W("aging", {"age_history": 2, "nan_memo": 1, "lookup": 1},
+      "held out 8: an undo stack keeping a copy of the whole document at every call (a leak "
+      "that grows with the process's age: 120 bytes times the calls so far), next to a memo "
+      "keyed by a float that is NaN for 5 requests in 6", seed=92, held_out="eighth"),
+    W("timers", {"timer_leak": 1, "timer_grace": 1, "lookup": 1},
+      "held out 8: a Timer(3600) per request never cancelled (a thread and a 24 KiB session "
+      "each), next to a 24 KiB session freed 30 ms later on a timer's thread", seed=93,
+      held_out="eighth"),
+    W("weak_caches", {"weak_pinned": 1, "weak_ok": 1, "default_arg": 1},
+      "held out 8: a WeakValueDictionary whose documents pin themselves through a bound "
+      "method subscribed to a signal, the same cache done right, and a mutable default "
+      "argument collecting 20 KiB rows", seed=94, held_out="eighth"),
+    W("subprocesses", {"popen_keep": 1, "shell_ok": 1, "lookup": 1},
+      "held out 8: Popen objects kept with their stdout pipe (an fd and a zombie a call), "
+      "next to subprocess.run", seed=95, held_out="eighth"),
+    W("hooks_maps", {"audit_hook": 1, "mmap_file": 1, "churn8": 1},
+      "held out 8: sys.addaudithook per request (never removable, a 24 KiB context each), "
+      "next to a file-backed mmap kept (an fd and page-cache pages a call)", seed=96,
+      held_out="eighth"),
+    W("generated", {"linecache_src": 1, "tombstones": 1, "churn8": 1},
+      "held out 8: generated source registered in linecache under a unique name per request, "
+      "next to a session dict whose keys churn (bounded)", seed=97, held_out="eighth"),
+    W("mixed8", {"phase_leak": 1, "nan_memo": 1, "timer_grace": 1, "weak_ok": 1,
+                 "tombstones": 1},
+      "held out 8: the phased leak and the NaN memo beside three bounded or clean kinds of "
+      "the set", seed=98, held_out="eighth"),
+    W("c_thread_stack", {"stack_keep": 1, "thread_ok": 1, "strdup_small": 1, "trim_late": 1,
+                         "tally": 1},
+      "held out 8, C: threads never joined (a 48 KiB stack touched and kept a call: no "
+      "malloc, no mmap of the worker's), the same joined, a 200-byte strdup a call (under "
+      "min_slope), and a heap top pinned between calls", seed=99,
+      c_worker="c_thread_stack", held_out="eighth",
+      labels={"stack_keep": LEAK, "thread_ok": CLEAN, "strdup_small": LEAK,
+              "trim_late": CLEAN, "tally": CLEAN}),
+]
