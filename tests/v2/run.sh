@@ -4,7 +4,7 @@
 #   tests/v2/run.sh BUILD_DIR [KERNEL...]        KERNEL: 6.1, 6.12 (default: both)
 #
 # Environment: MV_V2_SUITES (Check suites run in the guest, in order; default below),
-# MV_V2_TIMEOUT (seconds per guest before it is killed; default 600), MV_V2_CMD (a shell
+# MV_V2_TIMEOUT (seconds per guest before it is killed; default 1200), MV_V2_CMD (a shell
 # command run in the guest after the suites, e.g. a benchmark; with it, no suite runs unless
 # MV_V2_SUITES names some), MV_V2_KEEP=1 (print the console log of a passing run too).
 #
@@ -27,7 +27,7 @@ kernels=("$@")
 [ ${#kernels[@]} -gt 0 ] || kernels=(6.1 6.12)
 # A command alone runs no suite unless MV_V2_SUITES names some.
 if [ -n "${MV_V2_CMD:-}" ]; then suites=${MV_V2_SUITES:-}; else suites=${MV_V2_SUITES:-cgroup_v2 e2e faults truth template handoff succ recycle}; fi
-timeout=${MV_V2_TIMEOUT:-600}
+timeout=${MV_V2_TIMEOUT:-1200}
 v2=$build/v2
 
 # The exact kernel packages. 6.1: what `apt-cache depends linux-image-amd64` names on Debian 12
