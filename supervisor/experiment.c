@@ -607,6 +607,20 @@ static bool arm_coming(const mv_experiment_t *x)
     return false;
 }
 
+/* Whether a running arm's worker is on its way out (max_tasks, a limit, a fault): its exit
+ * stops the arm, which is then judged on what it ran, and the tasks held back go. */
+static bool arm_leaving(const mv_experiment_t *x)
+{
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        const mv_worker_t *w = x->arm[i].w;
+        if (x->iso.arm[i].state == MV_ARM_RUNNING && w &&
+            (w->state == MV_W_DRAINING || w->state == MV_W_STOPPING || w->state == MV_W_FROZEN ||
+             w->state == MV_W_KILLING))
+            return true;
+    }
+    return false;
+}
+
 static bool f_starved(void *arg, mv_worker_t *w, bool source_done)
 {
     mv_experiment_t *x = arg;
@@ -629,6 +643,11 @@ static bool f_stuck(void *arg)
 
     if (x->iso.mode != MV_ISO_NONE && arm_coming(x))
         return false; /* its worker will take them: dispatch is kicked when it is ready */
+    /* An arm whose worker is leaving ends at its exit ("its worker stopped before the end"),
+     * which releases them: relaxing first named the wrong cause (tasks held back) for a
+     * replacement that happened to be ready before the exit was seen. */
+    if (x->iso.mode != MV_ISO_NONE && arm_leaving(x))
+        return false;
     /* Saved tasks are all that is queued for an idle worker: they run now. */
     if (x->nsaved > 0) {
         mv_info(x->log, "leak_experiment", MV_S("step", "released"),
