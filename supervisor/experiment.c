@@ -607,15 +607,17 @@ static bool arm_coming(const mv_experiment_t *x)
     return false;
 }
 
-/* Whether a running arm's worker is on its way out (max_tasks, a limit, a fault): its exit
- * stops the arm, which is then judged on what it ran, and the tasks held back go. */
+/* Whether a running arm's worker is about to exit (max_tasks, a limit, a fault): asked to,
+ * or draining with no task left in hand, so its exit comes within kill_timeout. It stops the
+ * arm, which is then judged on what it ran, and the tasks held back go. (One draining with a
+ * task in hand may take as long as that task: not waited for.) */
 static bool arm_leaving(const mv_experiment_t *x)
 {
     for (int i = 0; i < MV_ISO_ARMS; i++) {
         const mv_worker_t *w = x->arm[i].w;
         if (x->iso.arm[i].state == MV_ARM_RUNNING && w &&
-            (w->state == MV_W_DRAINING || w->state == MV_W_STOPPING || w->state == MV_W_FROZEN ||
-             w->state == MV_W_KILLING))
+            ((w->state == MV_W_DRAINING && w->count == 0) || w->state == MV_W_STOPPING ||
+             w->state == MV_W_FROZEN || w->state == MV_W_KILLING))
             return true;
     }
     return false;
