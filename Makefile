@@ -141,11 +141,12 @@ STATIC_A = $(if $(filter yes,$(STATIC_LIBS)),$(foreach a,libuv_a.a libhiredis.a 
              libinih.a,$(filter /%,$(shell $(CC) -print-file-name=$(a)))))
 BIN_LIBS = $(STATIC_A) $(filter-out $(patsubst %_a,%,$(patsubst lib%.a,-l%,$(notdir $(STATIC_A)))),\
              $(PKG_LIBS))
-# supervisor/assets.ld: the report's embedded files away from the data a run reads (assets.S).
-$(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB) supervisor/assets.ld
+# supervisor/layout.ld: the code a run does not use apart from the code it does, and the
+# report's embedded files (assets.S) away from the data a run reads (bench/footprint).
+$(BIN): $(BUILD)/obj/supervisor/main.o $(SUPLIB) supervisor/layout.ld
 	$(SAY) LD $@
 	$(Q)$(CC) $(LDFLAGS) $(filter %.o %.a,$^) $(BIN_LIBS) -Wl,-Bstatic -lm -Wl,-Bdynamic \
-	    -Wl,-T,supervisor/assets.ld -o $@
+	    -Wl,-T,supervisor/layout.ld -o $@
 
 $(LIBA): $(WAPI_OBJ)
 	@rm -f $@

@@ -7,7 +7,7 @@
 /* A section of their own, not .rodata: only `memvisor report --html` reads them. In .rodata
  * they sat between the strings and tables a run reads, and the kernel maps a file's pages up to
  * 64 KiB around each one touched (fault-around), so every run mapped most of them too (~64
- * KiB resident, bench/footprint). supervisor/assets.ld puts the section after the unwind
+ * KiB resident, bench/footprint). supervisor/layout.ld puts the section after the unwind
  * tables (.eh_frame, ~90 KiB that a C program reads only to unwind): what a run reads stays
  * that far from them. */
     .section mv_assets, "a"

@@ -36,6 +36,7 @@ int main(void)
         control_suite,
         log_suite,
         control_e2e_suite,
+        layout_suite,
         scale_suite,
         checkout_suite,
         channel_suite,

@@ -33,6 +33,7 @@ Suite *worker_suite(void);
 Suite *pool_suite(void);
 Suite *log_suite(void);
 Suite *control_e2e_suite(void);
+Suite *layout_suite(void);
 Suite *scale_suite(void);
 Suite *checkout_suite(void);
 Suite *heap_suite(void);
