@@ -79,12 +79,18 @@ BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LEAKS     := $(LEAKS_SRC:tests/leaks/%.c=$(BUILD)/leaks/%) $(BUILD)/leaks/libctleak.so
 HELPLIBS  := $(patsubst tests/helpers/preload/%.c,$(BUILD)/helpers/lib%.so,$(wildcard tests/helpers/preload/*.c))
 TESTBIN   := $(BUILD)/tests/check_memvisor
+# The Python modules, byte-compiled where they are (worker-api/python/__pycache__), as an
+# install does: an interpreter that may not write its cache (PYTHONDONTWRITEBYTECODE, a
+# directory not its user's) compiles their ~80 KB of source at every start otherwise, 12-20 ms
+# of each template's or exec'd worker's (docs/templates.md, "Byte code").
+PY_SRC    := $(wildcard worker-api/python/*.py worker-api/python/memvisor/*.py)
+PYC       := $(BUILD)/pyc.stamp
 
 .PHONY: all deps demo check check-asan check-valgrind check-leaks check-html check-mp check-v2 bench \
         soak install \
         uninstall clean format lint FORCE
 all: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES) $(HELPERS) $(HELPLIBS) $(LEAKS) \
-     $(TESTBIN) \
+     $(TESTBIN) $(PYC) \
      $(if $(SANITIZE),,$(BENCHES))
 
 # One short line per file built; V=1 shows the whole commands instead.
@@ -174,6 +180,12 @@ $(PCFILE): worker-api/memvisor.pc.in $(BUILD)/prefix Makefile
 	@mkdir -p $(@D)
 	$(SAY) GEN $@
 	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' $< > $@
+
+$(PYC): $(PY_SRC)
+	@mkdir -p $(@D)
+	$(SAY) PYC worker-api/python
+	$(Q)python3 -m compileall -q worker-api/python
+	@touch $@
 
 $(BUILD)/examples/%: examples/%.c $(WAPI_SRC)
 	@mkdir -p $(@D)
@@ -311,6 +323,9 @@ INST_EX     := $(patsubst $(BUILD)/examples/%,$(PREFIX)/lib/memvisor/examples/%,
 INST_OTHER  := $(UNITDIR)/memvisor.service $(MANDIR)/man1/memvisor.1 \
                $(PYTHONDIR)/memvisor_worker.py $(PYTHONDIR)/memvisor_template.py \
                $(patsubst worker-api/python/%,$(PYTHONDIR)/%,$(wildcard worker-api/python/memvisor/*.py))
+# The modules' byte code (install compiles them; any interpreter's, optimized or not).
+INST_PYC    := $(PYTHONDIR)/__pycache__/memvisor_worker.*.pyc \
+               $(PYTHONDIR)/__pycache__/memvisor_template.*.pyc $(PYTHONDIR)/memvisor/__pycache__/*.pyc
 # The installed service: its example worker where install puts it, its state where the
 # unit's StateDirectory= and RuntimeDirectory= make room (/var/lib/memvisor, /run/memvisor).
 SERVICE_SED := -e 's|^command = build/examples/|command = $(PREFIX)/lib/memvisor/examples/|' \
@@ -339,6 +354,8 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 	install -m 644 worker-api/python/memvisor_worker.py worker-api/python/memvisor_template.py \
 	    $(DESTDIR)$(PYTHONDIR)/
 	install -m 644 worker-api/python/memvisor/*.py $(DESTDIR)$(PYTHONDIR)/memvisor/
+	python3 -m compileall -q $(if $(DESTDIR),-s $(DESTDIR) -p /) \
+	    $(addprefix $(DESTDIR)$(PYTHONDIR)/,memvisor_worker.py memvisor_template.py memvisor)
 	install -m 755 $(EXAMPLES) $(DESTDIR)$(PREFIX)/lib/memvisor/examples/
 	for f in $(EX_DATA); do \
 	    install -m $$(test -x $$f && echo 755 || echo 644) $$f \
@@ -346,10 +363,11 @@ install: $(BIN) $(LIBA) $(LIBSO) $(HEAPLIB) $(PCFILE) $(EXAMPLES)
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INST_BIN) $(INST_LIB) $(INST_INC) $(INST_CONF) $(INST_EX) \
-	    $(INST_OTHER))
+	    $(INST_OTHER) $(INST_PYC))
 	@for d in $(addprefix $(DESTDIR),$(PREFIX)/lib/memvisor/examples/python \
 	    $(PREFIX)/lib/memvisor/examples $(PREFIX)/lib/memvisor $(PREFIX)/include/memvisor \
-	    $(SYSCONFDIR)/memvisor $(PYTHONDIR)/memvisor/__pycache__ $(PYTHONDIR)/memvisor); do \
+	    $(SYSCONFDIR)/memvisor $(PYTHONDIR)/memvisor/__pycache__ $(PYTHONDIR)/memvisor \
+	    $(PYTHONDIR)/__pycache__); do \
 	    rmdir $$d 2>/dev/null || true; done
 
 format:
@@ -365,7 +383,8 @@ lint:
 	python3 tools/layers.py .
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz worker-api/python/__pycache__ \
+	    worker-api/python/memvisor/__pycache__
 
 include tests/fuzz/fuzz.mk
 

@@ -837,6 +837,21 @@ START_TEST(install_follows_prefix)
     snprintf(want, sizeof want, "prefix=%s\n", p1);
     ck_assert_msg(strstr(text, want) == text, "%s", text);
     free(text);
+    /* The Python modules installed with their byte code (an interpreter that may not write
+     * its cache would compile them at every start). */
+    ck_assert_msg(sh(NULL, NULL, &out, &err,
+                     (const char *[]){"python3", "-c",
+                                      "import glob, importlib.util, os, sys\n"
+                                      "py = glob.glob(sys.argv[1] + '/lib/python3*/dist-packages/"
+                                      "**/*.py', recursive=True)\n"
+                                      "bare = [f for f in py if not os.path.exists("
+                                      "importlib.util.cache_from_source(f))]\n"
+                                      "print(len(py), 'modules, not compiled:', *bare)\n"
+                                      "sys.exit(1 if len(py) < 10 or bare else 0)",
+                                      p1, NULL}) == 0,
+                  "%s%s", out, err);
+    free(out);
+    free(err);
 
     /* A worker built against the installed header and library, run by the installed
      * memvisor, nothing from the source tree. */

@@ -9,6 +9,7 @@ to be inside a task has the task tell it so on a pipe.
     python3 -m unittest -v tests/python/test_memvisor_worker.py
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -1121,6 +1122,27 @@ class ForkedFds(unittest.TestCase):
         self.assertEqual(self.child_fds(2, 1, 8), {3: 0, 8: 1})
         self.assertEqual(self.child_fds(2, 1, 4), {3: 0, 4: 1})  # a started one's, as before
         self.assertEqual(self.child_fds(1, 0, 3), {3: 0})
+
+
+class ByteCode(unittest.TestCase):
+    """The build byte-compiles the modules where they are (make, as make install does): an
+    interpreter that may not write its cache (PYTHONDONTWRITEBYTECODE, a directory that is not
+    its user's) would otherwise compile their source at every start of a template or worker."""
+
+    def test_the_modules_load_compiled_where_no_cache_may_be_written(self):
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=MODULE_DIR)
+        out = subprocess.run([sys.executable, "-v", "-c",
+                              "import memvisor_worker, memvisor_template, memvisor._pool"],
+                             env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+        for name in ("memvisor_worker", "memvisor_template", "memvisor/__init__",
+                     "memvisor/_pool"):
+            src = os.path.join(MODULE_DIR, name + ".py")
+            cached = importlib.util.cache_from_source(src)
+            # importlib says where each code object came from (python -v).
+            self.assertTrue(f"# code object from '{cached}'" in out.stderr,
+                            f"{src} was compiled at import: run make (it byte-compiles "
+                            f"worker-api/python)")
 
 
 class Units(unittest.TestCase):
