@@ -19,6 +19,9 @@
  *   later N KIB    keep nothing for this process's first N calls of `later`, then KIB KiB
  *                  more each call (a leak that needs an older process: a feature turned on
  *                  after N requests), done "later=CALLS"
+ *   thread KIB     start a thread that touches KIB KiB of its own stack and exits, never
+ *                  joined nor detached: glibc keeps its stack (memory no malloc-family call
+ *                  and no mmap of the worker's made), done "threads=N"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
@@ -78,6 +81,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -233,6 +237,27 @@ static int later_kib(unsigned long after, unsigned long kib, unsigned long *call
     }
     kept = k;
     kept[nkept++] = p;
+    return 0;
+}
+
+/* The thread command: a thread that touches its stack and exits, never joined. */
+static void *stack_toucher(void *arg)
+{
+    unsigned long kib = (unsigned long)(uintptr_t)arg;
+    volatile unsigned char *buf = __builtin_alloca(kib << 10);
+
+    for (size_t i = 0; i < kib << 10; i += 256)
+        buf[i] = (unsigned char)i;
+    return NULL;
+}
+
+static int unjoined_thread(unsigned long kib, unsigned long *threads)
+{
+    pthread_t t;
+
+    if (kib > 1024 || pthread_create(&t, NULL, stack_toucher, (void *)(uintptr_t)kib) != 0)
+        return -1;
+    ++*threads; /* the bug under test: t is neither joined nor detached */
     return 0;
 }
 
@@ -595,6 +620,13 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (later_kib(after, kib, &calls) < 0)
             return mvw_fail(w, "out of memory", 13);
         return done_num(w, "later", calls);
+    }
+    if (is_cmd(p, n, "thread", &arg, &len)) {
+        static unsigned long threads;
+
+        if (unjoined_thread(num(arg, len), &threads) < 0)
+            return mvw_fail(w, "no thread", 9);
+        return done_num(w, "threads", threads);
     }
     if (is_cmd(p, n, "grow", &arg, &len)) {
         const char *sp = memchr(arg, ' ', len);
