@@ -438,6 +438,33 @@ START_TEST(memory_outside_the_heap_figures_is_bisected_on_kernel_figures)
 }
 END_TEST
 
+/* Two kinds in three are nothing; the third starts the same thread and joins it. */
+static const char *ok_and_joined(int i)
+{
+    return i % 3 == 0 ? "joined 48" : i % 3 == 1 ? "ok" : "echo";
+}
+
+START_TEST(memory_outside_the_heap_figures_that_rises_once_is_not_bisected)
+{
+    /* Joined threads give their stacks back to glibc's cache and the next thread reuses
+     * one: the worker's kernel figures rise once outside its heap figures, then stay. No
+     * growth outside the heap figures is seen, nothing is bisected or named. */
+    char *tasks = lines_of(1200, ok_and_joined);
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 1200, NULL);
+    if (run_count(&r, "event=worker_grows") != 0)
+        fprintf(stderr, "%s", r.log);
+    ck_assert_int_eq(run_count(&r, "event=worker_grows"), 0);
+    ck_assert_int_eq(run_count(&r, "event=leak_experiment"), 0);
+    ck_assert_int_eq(run_count(&r, "confirmed=true"), 0);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(a_lines_leak_with_prefetch_is_confirmed_not_cleared)
 {
     /* One kind, 64 KiB kept per line; with prefetch the answers come in bursts and the tasks
@@ -831,6 +858,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_leak_confirmed_after_its_worker_left_names_that_worker);
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, memory_outside_the_heap_figures_is_bisected_on_kernel_figures);
+    tcase_add_test(tc, memory_outside_the_heap_figures_that_rises_once_is_not_bisected);
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
