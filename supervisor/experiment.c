@@ -240,6 +240,7 @@ static void start_next(mv_experiment_t *x)
             continue;
         }
         x->suspected = true;
+        x->kernel = false;
         x->experiments++;
         x->in_place = k->in_place_slot;
         k->in_place_slot = 0;
@@ -305,6 +306,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
     if (res->verdict != MV_ISO_V_LEAK && (res->mode == MV_ISO_BISECT || !x->suspected))
         x->bisect_after = now(x) + UNEXPLAINED * window(x);
     x->in_place = 0;
+    x->kernel = false;
     x->ev->on_verdict(x->arg, &v);
     for (int i = 0; i < MV_ISO_ARMS; i++)
         unbind(x, i);
@@ -410,7 +412,8 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
     return MV_EXP_QUEUED;
 }
 
-void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n)
+void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n,
+                         bool off_heap)
 {
     int r;
 
@@ -441,16 +444,20 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
     if (r < 0)
         return;
     x->suspected = false;
+    x->kernel = off_heap;
     x->experiments++;
     mv_info(x->log, "leak_experiment", MV_S("step", "start"),
-            MV_S("mode", mv_iso_mode_name(x->iso.mode)), MV_S("why", "a worker grows unexplained"),
+            MV_S("mode", mv_iso_mode_name(x->iso.mode)),
+            MV_S("why", off_heap ? "a worker grows outside its heap figures"
+                                 : "a worker grows unexplained"),
             MV_I("worker", w->slot),
-            MV_I("candidates", x->iso.mode == MV_ISO_BISECT ? x->iso.ncand : 1));
+            MV_I("candidates", x->iso.mode == MV_ISO_BISECT ? x->iso.ncand : 1),
+            MV_S("figures", off_heap ? "kernel" : "heap"));
     drive(x);
 }
 
 void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
-                           double inc, bool measured, bool heap)
+                           double inc, bool measured, bool heap, double kernel)
 {
     char line_kind[MV_LEAK_KIND_MAX + 1];
     mv_exp_kind_t *k;
@@ -470,6 +477,11 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     if (x->iso.mode == MV_ISO_NONE)
         return;
     if ((arm = arm_of(x, w)) >= 0) {
+        if (x->kernel) { /* growth its heap figures do not count: the kernel's */
+            inc = kernel;
+            heap = false;
+            measured = true;
+        }
         mv_iso_observe(&x->iso, arm, kind, inc, measured, now(x));
         x->arm[arm].last = t->id;
         x->arm[arm].heap = heap;

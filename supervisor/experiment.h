@@ -118,6 +118,9 @@ typedef struct mv_experiment {
         char *snapshot;
     } arm[MV_ISO_ARMS];
     bool suspected; /* the running isolation was asked by a suspect */
+    /* The running experiment judges its arms on the kernel's figures: it looks for growth
+     * the heap figures do not count (mv_experiment_grows, off_heap). */
+    bool kernel;
     int in_place;   /* >0: the running isolation's arm is this slot's worker as it is, not a
                      * fresh one (a kind cleared on a fresh worker, suspected again) */
     int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
@@ -147,8 +150,12 @@ void mv_experiment_free(mv_experiment_t *x);
 /* `slot`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
  * elsewhere when there is another slot. */
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot);
-/* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. */
-void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n);
+/* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. off_heap:
+ * its heap figures do not grow, its kernel figures do (memory no malloc-family call and no
+ * mmap of its own made: a thread's stack, a raw system call), so the experiment's arms are
+ * judged on the kernel's figures. */
+void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *const *kinds, int n,
+                         bool off_heap);
 /* Whether the arm wanted now takes its slot's worker as it is (on_fresh attaches it, busy
  * or not, instead of recycling it): an isolation in place. */
 bool mv_experiment_in_place(const mv_experiment_t *x);
@@ -164,9 +171,10 @@ bool mv_experiment_settled(const mv_experiment_t *x);
 /* A new worker in its slot (before its process starts): it may be the fresh worker an arm
  * waits for. */
 void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w);
-/* A task of w ended: growth `inc` (measured false: none) of `kind`. */
+/* A task of w ended: growth `inc` (measured false: none) of `kind`; `kernel`: the kernel's
+ * figure of it (what an experiment on kernel figures takes). */
 void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
-                           double inc, bool measured, bool heap);
+                           double inc, bool measured, bool heap, double kernel);
 /* The worker is gone; `snapshot`: the last snapshot taken of it (NULL: none), said with a
  * verdict its arm decides (its slot, generation and pid are kept for that too). */
 void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot);

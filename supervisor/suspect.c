@@ -103,9 +103,11 @@ static void forget(mv_suspect_t *s, mv_suspected_t *sw)
         drop_kind(s, sw->grow_kind[(sw->grow_head + i) % sw->grow_cap]);
     free(sw->history);
     free(sw->grow);
+    free(sw->grow_off);
     free(sw->grow_kind);
     sw->history = NULL;
     sw->grow = NULL;
+    sw->grow_off = NULL;
     sw->grow_kind = NULL;
     sw->hist_n = sw->grow_n = 0;
 }
@@ -471,27 +473,35 @@ static bool kinds_judged(mv_suspect_t *s, const mv_suspected_t *sw, const char *
 }
 
 /* Its growth, for the bisection of a worker that grows while no kind is suspected: judged
- * every tenth of a window from 80% of one (as a kind's trend), twice in a row. */
-static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, int64_t fig)
+ * every tenth of a window from 80% of one (as a kind's trend), twice in a row. A worker with
+ * heap figures is judged on them, and, when they do not grow, on its growth outside them
+ * (`off`: the kernel's figure less the heap's): memory that no malloc-family call and no
+ * mmap of its own made (threads never joined keep their stacks, which glibc maps itself)
+ * grows the worker with no kind's heap figures growing, and the kernel's per-task figures
+ * cannot say whose it is (a thread touches its stack after its task answered). */
+static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, int64_t fig,
+                         int64_t off)
 {
     const mv_config_t *cfg = s->cfg;
     mv_leak_cfg_t lc = {cfg->leak.window, cfg->leak.warmup, cfg->leak.min_slope,
                         cfg->leak.task_growth};
     const char *kinds[MV_ISO_KINDS_MAX];
-    double series[1024], per;
+    double series[1024], offs[1024], per;
     unsigned cap = sw->grow_cap, n;
     int nk = 0;
-    bool grows;
+    bool grows, off_grows = false;
 
     if (cap == 0 || sw->w->tasks_done <= cfg->leak.warmup || mv_experiment_is_arm(s->exp, sw->w))
         return;
     if (!sw->grow && (!(sw->grow = calloc(cap, sizeof *sw->grow)) ||
+                      !(sw->grow_off = calloc(cap, sizeof *sw->grow_off)) ||
                       !(sw->grow_kind = calloc(cap, sizeof *sw->grow_kind)))) {
         sw->grow_cap = 0; /* out of memory: this worker is not watched */
         return;
     }
     n = (sw->grow_head + sw->grow_n) % cap;
     sw->grow[n] = (double)fig;
+    sw->grow_off[n] = (double)off;
     if (sw->grow_n < cap) {
         sw->grow_n++;
     } else {
@@ -510,19 +520,24 @@ static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, 
         unsigned at = (sw->grow_head + i) % cap;
         int j = 0;
         series[i] = sw->grow[at];
+        offs[i] = sw->grow_off[at];
         while (j < nk && strcmp(kinds[j], sw->grow_kind[at]) != 0)
             j++;
         if (j == nk && nk < MV_ISO_KINDS_MAX)
             kinds[nk++] = sw->grow_kind[at];
     }
     grows = mv_leak_grows(&lc, series, (int)sw->grow_n, nk, &per);
-    if (grows && sw->grow_pending && !mv_experiment_explains(s->exp) &&
-        kinds_judged(s, sw, kinds, nk)) {
+    if (!grows && sw->heap_seen)
+        off_grows = mv_leak_grows(&lc, offs, (int)sw->grow_n, nk, &per);
+    if (((grows && sw->grow_pending) || (off_grows && sw->off_pending)) &&
+        !mv_experiment_explains(s->exp) && kinds_judged(s, sw, kinds, nk)) {
         mv_info(s->log, "worker_grows", MV_I("worker", sw->w->slot), MV_I("pid", sw->w->proc.pid),
-                MV_I("per_task", (long long)per), MV_I("kinds", nk), MV_I("tasks", sw->grow_n));
-        mv_experiment_grows(s->exp, sw->w, kinds, nk);
+                MV_I("per_task", (long long)per), MV_I("kinds", nk), MV_I("tasks", sw->grow_n),
+                MV_S("figures", grows ? (sw->heap_seen ? "heap" : "kernel") : "off_heap"));
+        mv_experiment_grows(s->exp, sw->w, kinds, nk, !grows);
     }
     sw->grow_pending = grows;
+    sw->off_pending = off_grows;
 }
 
 /* The evidence a memory verdict stands on, as the events say it. */
@@ -600,8 +615,8 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
 
 /* One observation for the detector; t and res: the task that ended (what a verdict made now
  * names and snapshots). */
-static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, const mv_task_t *t,
-                   const mv_result_t *res)
+static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, int64_t off,
+                   const mv_task_t *t, const mv_result_t *res)
 {
     mv_leak_verdict_t v = mv_leak_observe(s->leak, o);
 
@@ -615,7 +630,7 @@ static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, 
                 MV_S("why", "other kinds' tasks freed what it kept"),
                 MV_I("task", t ? (long long)t->id : 0));
     if (s->exp && !o->no_memory)
-        watch_growth(s, sw, o->kind, o->retained);
+        watch_growth(s, sw, o->kind, o->retained, off);
 }
 
 /* ---- answers that share a reading ----
@@ -641,15 +656,17 @@ static void flush_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
     sw->group.n = 0;
     for (unsigned i = 0; i < n; i++) {
         int64_t share = sw->group.growth / n + (i == 0 ? sw->group.growth % n : 0);
+        int64_t off = sw->group.off / n + (i == 0 ? sw->group.off % n : 0);
         mv_leak_obs_t o = {sw->group.kind[i], share,          sw->group.fds[i],
                            sw->group.age + i, sw->group.heap, !sw->group.known};
-        detect(s, sw, &o, t, res);
+        detect(s, sw, &o, off, t, res);
     }
 }
 
 /* Keeps o in the group: the first of a new one, or one more that shared its reading. False
  * when it cannot be kept (no memory, or the group is full). */
-static bool keep_in_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, bool first)
+static bool keep_in_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, int64_t off,
+                          bool first)
 {
     const char *kind = mv_leak_kind_name(s->leak, o->kind);
     unsigned cap = sw->w->cap;
@@ -663,6 +680,7 @@ static bool keep_in_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs
         return false;
     if (first) {
         sw->group.growth = o->retained;
+        sw->group.off = off;
         sw->group.age = o->worker_age;
         sw->group.heap = o->heap;
         sw->group.known = !o->no_memory;
@@ -677,7 +695,7 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
 {
     mv_worker_t *w = sw->w;
     mv_leak_obs_t o;
-    int64_t fig;
+    int64_t fig, off;
     bool heap, known;
 
     if (!s->leak || !res->measured)
@@ -689,6 +707,9 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         !(w->lim.max_tasks > 0 && w->tasks_done >= w->lim.max_tasks))
         take_baseline(s, sw);
     known = task_figure(sw, res, &fig, &heap);
+    /* Its growth outside the heap figures, for a task the preload counted (a worker's own
+     * figures estimate its small objects: no base for a difference); else none. */
+    off = heap && strcmp(res->heap.source, "preload") == 0 ? res->retained - fig : 0;
     o = (mv_leak_obs_t){
         res->kind,
         fig,
@@ -697,17 +718,18 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         heap,
         !known};
     if (s->exp)
-        mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap);
+        mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap,
+                              (double)res->retained);
     if (!in_groups(sw)) {
         flush_group(s, sw, t, res); /* kept before it became an experiment's worker */
-        detect(s, sw, &o, t, res);
+        detect(s, sw, &o, off, t, res);
         return;
     }
-    if (res->shared_reading && sw->group.n > 0 && keep_in_group(s, sw, &o, false))
+    if (res->shared_reading && sw->group.n > 0 && keep_in_group(s, sw, &o, off, false))
         return;
     flush_group(s, sw, t, res);
-    if (!keep_in_group(s, sw, &o, true))
-        detect(s, sw, &o, t, res);
+    if (!keep_in_group(s, sw, &o, off, true))
+        detect(s, sw, &o, off, t, res);
 }
 
 void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdict_t *v)

@@ -56,9 +56,13 @@ typedef struct mv_suspected {
     /* Its growth per task over its last [leak] window tasks, and their kinds: a worker that
      * grows while no kind is suspected asks for a bisection (experiment.h). */
     double *grow;
+    /* ...and the growth its heap figures do not count: the kernel's figure of each task
+     * less its heap figure (0 for a worker without heap figures) */
+    double *grow_off;
     const char **grow_kind; /* references to the module's copies (kindpool.h) */
     unsigned grow_head, grow_n, grow_cap, grow_since;
     bool grow_pending; /* the previous judgement said it grows: a bisection needs two */
+    bool off_pending;  /* the same, of its growth outside its heap figures */
     /* Answers that shared one reading (prefetch), kept until the next reading shows where
      * they end: the detector gets their growth spread over them (suspect.c). */
     struct {
@@ -66,6 +70,7 @@ typedef struct mv_suspected {
         int32_t *fds;      /* each task's fd delta (INT32_MIN: unknown) */
         unsigned n, cap;
         int64_t growth; /* the first task's figure: the growth of all of them */
+        int64_t off;    /* and its growth outside the heap figures (suspect.c: off_heap) */
         uint64_t age;   /* the first task's worker age */
         bool heap, known;
     } group;

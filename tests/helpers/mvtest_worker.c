@@ -19,6 +19,11 @@
  *   later N KIB    keep nothing for this process's first N calls of `later`, then KIB KiB
  *                  more each call (a leak that needs an older process: a feature turned on
  *                  after N requests), done "later=CALLS"
+ *   thread KIB     start a thread that touches KIB KiB of its own stack and exits, never
+ *                  joined nor detached: glibc keeps its stack (memory no malloc-family call
+ *                  and no mmap of the worker's made), done "threads=N"
+ *   joined KIB     the same thread, joined: its stack goes back to glibc's cache and the
+ *                  next one reuses it (the process's memory rises once), done "joined=N"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
@@ -78,6 +83,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -233,6 +239,31 @@ static int later_kib(unsigned long after, unsigned long kib, unsigned long *call
     }
     kept = k;
     kept[nkept++] = p;
+    return 0;
+}
+
+/* The body of the thread and joined commands' thread: it touches its stack and exits. */
+static void *stack_toucher(void *arg)
+{
+    unsigned long kib = (unsigned long)(uintptr_t)arg;
+    volatile unsigned char *buf = __builtin_alloca(kib << 10);
+
+    for (size_t i = 0; i < kib << 10; i += 256)
+        buf[i] = (unsigned char)i;
+    return NULL;
+}
+
+/* The thread and joined commands: a thread that touches KIB KiB of its stack, joined or not
+ * (the bug under test: neither joined nor detached, its stack is never given back). */
+static int stack_thread(unsigned long kib, bool join, unsigned long *threads)
+{
+    pthread_t t;
+
+    if (kib > 1024 || pthread_create(&t, NULL, stack_toucher, (void *)(uintptr_t)kib) != 0)
+        return -1;
+    if (join && pthread_join(t, NULL) != 0)
+        return -1;
+    ++*threads;
     return 0;
 }
 
@@ -595,6 +626,20 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (later_kib(after, kib, &calls) < 0)
             return mvw_fail(w, "out of memory", 13);
         return done_num(w, "later", calls);
+    }
+    if (is_cmd(p, n, "thread", &arg, &len)) {
+        static unsigned long threads;
+
+        if (stack_thread(num(arg, len), false, &threads) < 0)
+            return mvw_fail(w, "no thread", 9);
+        return done_num(w, "threads", threads);
+    }
+    if (is_cmd(p, n, "joined", &arg, &len)) {
+        static unsigned long joined;
+
+        if (stack_thread(num(arg, len), true, &joined) < 0)
+            return mvw_fail(w, "no thread", 9);
+        return done_num(w, "joined", joined);
     }
     if (is_cmd(p, n, "grow", &arg, &len)) {
         const char *sp = memchr(arg, ' ', len);
