@@ -171,8 +171,24 @@ static void unbind(mv_experiment_t *x, int arm)
         mv_worker_measure_exactly(x->arm[arm].w, false);
     x->arm[arm].w = NULL;
     x->arm[arm].slot = 0;
+    x->arm[arm].left = NULL;
+    x->arm[arm].left_slot = 0;
     free(x->arm[arm].snapshot);
     x->arm[arm].snapshot = NULL;
+}
+
+/* A decided arm's worker takes other work while the other arm runs on: the verdict its arm
+ * decided names it still (docs/leaks.md), as it is then or as it was when it left. */
+static void release(mv_experiment_t *x, int arm)
+{
+    mv_worker_t *w = x->arm[arm].w;
+    int slot = x->arm[arm].slot;
+
+    unbind(x, arm);
+    x->arm[arm].left = w;
+    x->arm[arm].left_slot = slot;
+    x->arm[arm].gen = w->gen;
+    x->arm[arm].pid = w->proc.pid;
 }
 
 /* The kinds an arm runs, for the log: "a,b" (its candidates), or "all but a,b". */
@@ -259,9 +275,10 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
     struct mv_exp_arm *arm = a >= 0 ? &x->arm[a] : NULL;
     mv_exp_verdict_t v;
 
-    if (arm && arm->w) { /* alive: as it is now (its pid is known once it started) */
-        arm->gen = arm->w->gen;
-        arm->pid = arm->w->proc.pid;
+    if (arm && (arm->w || arm->left)) { /* alive: as it is now (its pid once it started) */
+        const mv_worker_t *w = arm->w ? arm->w : arm->left;
+        arm->gen = w->gen;
+        arm->pid = w->proc.pid;
     }
     v = (mv_exp_verdict_t){
         .kind = res->kind,
@@ -275,8 +292,8 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
         .suspected = x->suspected,
         .suspect_heap = x->suspected && k && k->heap,
         .why = res->why,
-        .w = arm ? arm->w : NULL,
-        .slot = arm && arm->pid > 0 ? arm->slot : 0,
+        .w = arm ? (arm->w ? arm->w : arm->left) : NULL,
+        .slot = arm && arm->pid > 0 ? (arm->slot ? arm->slot : arm->left_slot) : 0,
         .gen = arm ? arm->gen : 0,
         .pid = arm ? arm->pid : 0,
         .snapshot = arm ? arm->snapshot : NULL,
@@ -356,9 +373,14 @@ static void drive(mv_experiment_t *x)
         if (x->iso.mode == MV_ISO_BISECT)
             say_arms(x);
         /* Arms that are decided, or not started: their workers take anything. */
-        for (int i = 0; i < MV_ISO_ARMS; i++)
-            if (x->arm[i].w && x->iso.arm[i].state != MV_ARM_RUNNING && !st.ended)
+        for (int i = 0; i < MV_ISO_ARMS; i++) {
+            if (!x->arm[i].w || x->iso.arm[i].state == MV_ARM_RUNNING || st.ended)
+                continue;
+            if (x->iso.arm[i].state == MV_ARM_DONE)
+                release(x, i);
+            else
                 unbind(x, i);
+        }
         if (st.ended)
             conclude(x, &st.result);
         else if (st.start_arm >= 0)
@@ -493,6 +515,16 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot
 {
     int arm = arm_of(x, w);
 
+    for (int i = 0; i < MV_ISO_ARMS; i++) {
+        if (x->arm[i].left != w)
+            continue;
+        /* A decided arm's worker, let go: its verdict names it as it was. */
+        x->arm[i].left = NULL;
+        x->arm[i].gen = w->gen;
+        x->arm[i].pid = w->proc.pid;
+        free(x->arm[i].snapshot);
+        x->arm[i].snapshot = snapshot ? strdup(snapshot) : NULL;
+    }
     if (arm < 0)
         return;
     mv_iso_stop_arm(&x->iso, arm);

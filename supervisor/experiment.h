@@ -116,6 +116,11 @@ typedef struct mv_experiment {
         uint32_t gen;
         int pid;
         char *snapshot;
+        /* Its worker, let go alive when the arm was decided while the other ran on (it
+         * takes other work then): the verdict still names it, and snapshots it while it
+         * lives (NULL once it is gone: then as above). left_slot: its slot. */
+        mv_worker_t *left;
+        int left_slot;
     } arm[MV_ISO_ARMS];
     bool suspected; /* the running isolation was asked by a suspect */
     /* The running experiment judges its arms on the kernel's figures: it looks for growth

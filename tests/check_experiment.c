@@ -438,6 +438,51 @@ START_TEST(memory_outside_the_heap_figures_is_bisected_on_kernel_figures)
 }
 END_TEST
 
+/* The leaking kind's arm is quick, the other's slow: the bisection decides the quick arm
+ * first and its worker takes other work while the slow one runs on. */
+static const char *threads_and_sleeps(int i)
+{
+    return i % 3 == 0 ? "thread 48" : i % 3 == 1 ? "sleep 20" : "ok";
+}
+
+START_TEST(a_verdict_decided_before_the_other_arm_names_its_live_worker)
+{
+    /* The arm that ran the leaking kind was decided first and let its worker go while the
+     * other arm ran on: the verdict named no worker and said "the worker exited before the
+     * verdict", of a worker that ran until the end. It names that worker now, and snapshots
+     * it -- or, when it really had left before the verdict, says so of the worker it was. */
+    char *tasks = lines_of(900, threads_and_sleeps), *line, *at, want[128];
+    const char *args[] = {"run", "-o", "supervisor.workers=2", "--", MVTEST, NULL};
+    long slot, gen, pid;
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 900, NULL);
+    line = line_with(&r, "event=leak_suspect kind=thread ", "confirmed=true");
+    ck_assert_msg(line != NULL, "no confirmed suspect:\n%s", r.log);
+    ck_assert_msg(strstr(line, " worker=") && strstr(line, " gen=") && strstr(line, " pid="), "%s",
+                  line);
+    slot = atol(strstr(line, " worker=") + 8);
+    gen = atol(strstr(line, " gen=") + 5);
+    pid = atol(strstr(line, " pid=") + 5);
+    ck_assert_msg(slot > 0 && gen > 0 && pid > 0, "%s", line);
+    at = strstr(r.log, line);
+    snprintf(want, sizeof want, "event=exit worker=%ld gen=%ld pid=%ld ", slot, gen, pid);
+    if (strstr(line, "the worker exited before the verdict")) {
+        const char *exit = strstr(r.log, want);
+        ck_assert_msg(exit && exit < at, "%s: %s came after it, or never", line, want);
+    } else {
+        snprintf(want, sizeof want, "event=snapshot path=%.*s pid=%ld ",
+                 (int)strcspn(strstr(line, " snapshot=") + 10, " \n"),
+                 strstr(line, " snapshot=") + 10, pid);
+        ck_assert_msg(strstr(r.log, want), "%s: no %s", line, want);
+    }
+    free(line);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 /* Two kinds in three are nothing; the third starts the same thread and joins it. */
 static const char *ok_and_joined(int i)
 {
@@ -859,6 +904,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, without_heap_figures_the_kernel_trend_is_the_evidence);
     tcase_add_test(tc, memory_outside_the_heap_figures_is_bisected_on_kernel_figures);
     tcase_add_test(tc, memory_outside_the_heap_figures_that_rises_once_is_not_bisected);
+    tcase_add_test(tc, a_verdict_decided_before_the_other_arm_names_its_live_worker);
     tcase_add_test(tc, a_lines_leak_with_prefetch_is_confirmed_not_cleared);
     tcase_add_test(tc, a_suspect_growing_at_another_kinds_site_is_demoted);
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
