@@ -323,6 +323,16 @@ static char *line_with(const mvrun_t *r, const char *a, const char *b)
     return NULL;
 }
 
+/* The worker an event line names: its slot, generation and pid (each must be there). */
+static void named_worker(const char *line, long *slot, long *gen, long *pid)
+{
+    ck_assert_msg(strstr(line, " worker=") && strstr(line, " gen=") && strstr(line, " pid="), "%s",
+                  line);
+    *slot = atol(strstr(line, " worker=") + 8);
+    *gen = atol(strstr(line, " gen=") + 5);
+    *pid = atol(strstr(line, " pid=") + 5);
+}
+
 START_TEST(a_leak_confirmed_after_its_worker_left_names_that_worker)
 {
     /* Every worker leaves after 30 tasks (max_tasks): the isolation's worker leaves before
@@ -342,11 +352,7 @@ START_TEST(a_leak_confirmed_after_its_worker_left_names_that_worker)
     line = line_with(&r, "event=leak_suspect kind=load ", "confirmed=true");
     ck_assert_msg(line != NULL, "no confirmed suspect:\n%s", r.log);
     ck_assert_msg(strstr(line, "its worker stopped before the end"), "%s", line);
-    ck_assert_msg(strstr(line, " worker=") && strstr(line, " gen=") && strstr(line, " pid="), "%s",
-                  line);
-    slot = atol(strstr(line, " worker=") + 8);
-    gen = atol(strstr(line, " gen=") + 5);
-    pid = atol(strstr(line, " pid=") + 5);
+    named_worker(line, &slot, &gen, &pid);
     ck_assert_msg(slot == 1 && gen > 1 && pid > 0, "%s", line);
     /* That worker ran the kind alone and left at its max_tasks. */
     snprintf(exit_line, sizeof exit_line, "event=exit worker=%ld gen=%ld pid=%ld reason=max_tasks",
@@ -460,11 +466,7 @@ START_TEST(a_verdict_decided_before_the_other_arm_names_its_live_worker)
     run_assert_once(&r, 900, NULL);
     line = line_with(&r, "event=leak_suspect kind=thread ", "confirmed=true");
     ck_assert_msg(line != NULL, "no confirmed suspect:\n%s", r.log);
-    ck_assert_msg(strstr(line, " worker=") && strstr(line, " gen=") && strstr(line, " pid="), "%s",
-                  line);
-    slot = atol(strstr(line, " worker=") + 8);
-    gen = atol(strstr(line, " gen=") + 5);
-    pid = atol(strstr(line, " pid=") + 5);
+    named_worker(line, &slot, &gen, &pid);
     ck_assert_msg(slot > 0 && gen > 0 && pid > 0, "%s", line);
     at = strstr(r.log, line);
     snprintf(want, sizeof want, "event=exit worker=%ld gen=%ld pid=%ld ", slot, gen, pid);
