@@ -61,8 +61,9 @@
  *
  * Options: --alloc-at-start MIB (allocate and keep MIB MiB before mvw_open),
  * --crash-at-start (abort before mvw_open), --crash-at-start-slot N (the same when
- * MEMVISOR_SLOT is N: 0 is the warm template), --fatal (exit MVW_EXIT_FATAL before
- * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
+ * MEMVISOR_SLOT is N: 0 is the warm template), --crash-first N FILE (abort before mvw_open
+ * in the first N processes started: each appends a byte to FILE), --fatal (exit MVW_EXIT_FATAL
+ * before mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
  * --ignore-term (ignore SIGTERM), --leak-forever MS (a `none` worker: never opens the API,
  * keeps 1 MiB more every MS milliseconds until it is killed), --start-ms MS (sleep MS
@@ -96,7 +97,7 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
-                    "       [--crash-at-start-slot N] [--fatal]\n"
+                    "       [--crash-at-start-slot N] [--crash-first N FILE] [--fatal]\n"
                     "       [--no-hello]\n"
                     "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n"
                     "       [--leak-forever MS]\n");
@@ -778,6 +779,15 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--crash-at-start-slot") && i + 1 < argc) {
             const char *slot = getenv("MEMVISOR_SLOT");
             if (slot && !strcmp(slot, argv[++i]))
+                abort();
+        } else if (!strcmp(argv[i], "--crash-first") && i + 2 < argc) {
+            long n = strtol(argv[++i], NULL, 10);
+            int fd = open(argv[++i], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+            struct stat st;
+            if (fd < 0 || write(fd, "x", 1) != 1 || fstat(fd, &st) < 0)
+                return 1;
+            close(fd);
+            if (st.st_size <= n)
                 abort();
         } else if (!strcmp(argv[i], "--fatal")) {
             fprintf(stderr, "mvtest_worker: --fatal: exiting with %d\n", MVW_EXIT_FATAL);
