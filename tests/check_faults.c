@@ -160,6 +160,44 @@ START_TEST(crash_limit_counts_every_failed_start_spares_too)
 }
 END_TEST
 
+/* A task that lost an attempt (here: a task_timeout) goes behind the tasks queued, so two
+ * `hang` tasks with max_attempts 3 on 2 workers no longer hold both workers until they are
+ * quarantined: every fresh task ends before either is given up. Before, a retry went to the
+ * front: both hangs ran their 3 attempts first (about 1 s each here), and every `ok`
+ * result came after the quarantines. */
+START_TEST(a_retried_task_waits_behind_fresh_tasks)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 10), *all = malloc(strlen(tasks) + 16);
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.task_timeout=300ms",
+                                                "worker.kill_timeout=100ms", "tasks.max_attempts=3",
+                                                "worker.backoff_min=1ms"),
+                                       RUN_CMD(MVTEST));
+    size_t last_ok = 0, first_q = SIZE_MAX;
+
+    snprintf(all, strlen(tasks) + 16, "hang\nhang\n%s", tasks);
+    ck_assert_int_eq(run_batch(&r, all, args), 1);
+    run_assert_once(&r, 12, NULL);
+    for (size_t i = 0; i < r.nres; i++) {
+        const char *st = jstr(r.res[i], "status");
+        if (!strcmp(st, "ok"))
+            last_ok = i;
+        else if (first_q == SIZE_MAX)
+            first_q = i;
+    }
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "quarantined");
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "quarantined");
+    ck_assert_int_eq(jint(run_result(&r, 1), "attempts"), 3);
+    /* Results are written as tasks end: every fresh task ended before a hang was given up. */
+    ck_assert_uint_lt(last_ok, first_q);
+    free(tasks);
+    free(all);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(fatal_exit_code_is_not_respawned)
 {
     mvrun_t r;
@@ -525,6 +563,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, poison_task_is_quarantined_after_max_attempts);
     tcase_add_test(tc, crash_at_start_gives_up_with_exit_3);
     tcase_add_loop_test(tc, crash_limit_counts_every_failed_start_spares_too, 0, 6);
+    tcase_add_test(tc, a_retried_task_waits_behind_fresh_tasks);
     tcase_add_test(tc, fatal_exit_code_is_not_respawned);
     tcase_add_test(tc, missing_command_exits_3_and_names_it);
     tcase_add_test(tc, protocol_errors_condemn_only_that_worker);
