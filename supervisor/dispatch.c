@@ -249,6 +249,8 @@ mv_settled_t mv_dispatch_settle(mv_dispatch_t *d, mv_worker_t *w, const mv_gone_
          * the queue, counted as not run). */
         if (t->limit > 0 && why != MV_R_SHUTDOWN)
             d->ev->on_escalate(d->arg, t);
+        else if (started)
+            mv_tasks_retry(d->tasks, t); /* behind the work queued now (tasks.h) */
         else
             mv_tasks_requeue(d->tasks, t);
     }

@@ -85,9 +85,10 @@ const mv_option_t mv__options[] = {
     OPT(worker, backoff_max, MV_OPT_DURATION, "10s", 1, DAY, NULL,
         "bound of the exponential respawn backoff"),
     OPT(worker, crash_limit, MV_OPT_INT, "10", 0, 1000000, NULL,
-        "crashes in a row with no task ending (done or quarantined): give up; an escalated "
-        "task whose escalation workers fail this many times in a row before taking it: "
-        "quarantined; 0 = never"),
+        "crashes in a row with no task ending (done or quarantined): give up; every start "
+        "of the command counts, a spare's or a successor's that fails before it is ready "
+        "too; an escalated task whose escalation workers fail this many times in a row "
+        "before taking it: quarantined; 0 = never"),
     OPT(worker, fail_prefix, MV_OPT_STRING, "FAIL:", 0, 0, NULL,
         "lines protocol: a reply line starting with this marks the task failed"),
     FIXED(worker, user, MV_OPT_STRING, "", 0, 0, NULL,

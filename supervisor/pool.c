@@ -493,6 +493,9 @@ static void w_ready(mv_worker_t *w)
     mv_seat_t *old[8];
     int n;
 
+    /* The command starts again: spares held back while it did not are started now. */
+    if (mv_slots_started(&p->slots, &m->seat))
+        mv_spares_fill(&p->spares);
     if (m->esc) { /* made for one escalated task: it takes that one only */
         mv__pool_esc_ready(p, m);
         return;
@@ -821,7 +824,47 @@ static void spare_closed(void *arg)
     maybe_stopped(arg);
 }
 
-static const mv_spares_events_t spares_events = {spare_closed};
+/* A spare or a waiting successor failed. Before it was ready, that is a failed start of the
+ * command, counted toward crash_limit as a slot's worker's would be (slots.h), and a command
+ * that can never start ends the run as it does for a slot's worker. Once ready it proved the
+ * command starts: its death while it waits (a kill from outside, mostly) is not counted. */
+static void extra_failed(void *arg, mv_worker_t *w, const mv_gone_t *g)
+{
+    mv_pool_t *p = arg;
+    mv_gone_plan_t plan;
+
+    if (p->fatal)
+        return;
+    if (g->spawn_call && g->hopeless) {
+        fatal(p);
+        return;
+    }
+    if (w->ready)
+        return;
+    plan = mv_slots_failed(&p->slots);
+    if (plan.crash_limit)
+        mv_error(p->o.log, "crash_limit", MV_I("crashes", p->slots.streak),
+                 MV_S("msg", "workers keep failing without a task ending: giving up"));
+    if (plan.run_ends)
+        fatal(p);
+}
+
+static void spare_ready(void *arg)
+{
+    mv_pool_t *p = arg;
+
+    mv_slots_started(&p->slots, NULL);
+}
+
+static int spares_failing(void *arg)
+{
+    mv_pool_t *p = arg;
+
+    return p->slots.unstarted;
+}
+
+static const mv_spares_events_t spares_events = {spare_closed, extra_failed, spare_ready,
+                                                 spares_failing};
 
 /* The spares the configuration asks for now, started with its command (start, reload). */
 static void pool_spares(mv_pool_t *p)
@@ -836,7 +879,7 @@ static void successor_closed(void *arg)
     maybe_stopped(arg);
 }
 
-static const mv_succ_events_t succ_events = {successor_closed};
+static const mv_succ_events_t succ_events = {successor_closed, extra_failed};
 
 /* Whether the configuration has slots start their next worker at the last task (succ.h):
  * batch workers that take tasks. */

@@ -77,6 +77,10 @@ typedef struct mv_forker {
     /* p does not wait for the answer any more (it is being closed): a child that still
      * comes is the forker's to kill and reap. */
     void (*cancel)(void *self, mv_proc_t *p);
+    /* Whether it forks at all now; false: it was given up (templates fell back to exec), and
+     * a worker whose options still name it (a spare, a successor: their options are copied
+     * at a start or reload) is exec'd instead. NULL: always. */
+    bool (*usable)(const void *self);
     void *self;
 } mv_forker_t;
 

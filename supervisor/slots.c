@@ -219,6 +219,36 @@ void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w)
         unhand(s, w);
 }
 
+/* One more failure in the streak (and in the failed starts when it never became ready). */
+static mv_gone_plan_t count_failure(mv_slots_t *s, bool started)
+{
+    mv_gone_plan_t p = {0};
+
+    s->streak++;
+    if (!started)
+        s->unstarted++;
+    /* Once: the run is ending already after the first (the others failing meanwhile,
+     * e.g. many workers timing out together, say nothing new). */
+    if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit && !s->fatal)
+        s->fatal = p.run_ends = p.crash_limit = true;
+    return p;
+}
+
+mv_gone_plan_t mv_slots_failed(mv_slots_t *s)
+{
+    return count_failure(s, false);
+}
+
+bool mv_slots_started(mv_slots_t *s, mv_seat_t *w)
+{
+    bool was = s->unstarted > 0;
+
+    if (w)
+        w->started = true;
+    s->unstarted = 0;
+    return was;
+}
+
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal)
 {
     mv_slot_t *sl = slot_of(s, w);
@@ -237,11 +267,7 @@ mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fat
         s->fatal = p.run_ends = true;
     } else if (failure) {
         sl->crashes++;
-        s->streak++;
-        /* Once: the run is ending already after the first (the others failing meanwhile,
-         * e.g. many workers timing out together, say nothing new). */
-        if (s->cfg.crash_limit > 0 && s->streak >= s->cfg.crash_limit && !s->fatal)
-            s->fatal = p.run_ends = p.crash_limit = true;
+        p = count_failure(s, w->started);
     }
     if (sl->active == w) {
         sl->active = NULL;

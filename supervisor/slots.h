@@ -12,7 +12,11 @@
  *     turn may reach the hard limit), then in order of arrival;
  *   - a worker that fails (crash, protocol error, ready timeout, a start that does not fit
  *     the limits) is respawned with exponential backoff and counts toward crash_limit; any
- *     task that ends resets the streak; the fatal exit code ends the run.
+ *     task that ends resets the streak; the fatal exit code ends the run;
+ *   - so does a worker started for no slot yet (a spare, a successor) that fails before it
+ *     is ready: crash_limit counts the failed starts of the pool's command, whoever asked
+ *     for them (mv_slots_failed); `unstarted` counts those of workers that never became
+ *     ready, none ready since, which pace the spares (spares.h).
  *
  * No I/O and no clock: callers pass `now` (ms).
  */
@@ -32,6 +36,7 @@ typedef struct mv_seat {
     bool replaced;      /* its slot has (or is getting) another worker */
     bool handover;      /* serves until its replacement is ready */
     bool gone;          /* it exited (its seat is free) */
+    bool started;       /* it became ready (mv_slots_started) */
     mv_reason_t queued; /* a recycle waiting its turn; MV_R_NONE when none */
     uint64_t queued_seq;
     struct mv_seat *qnext; /* the recycle queue */
@@ -65,7 +70,10 @@ typedef struct mv_slots {
     uint64_t last_recycle_ms; /* start of the latest planned recycle */
     mv_seat_t *queue;         /* recycles waiting their turn, most urgent first */
     uint64_t seq;
-    int streak; /* consecutive failures pool-wide, no task ending in between */
+    int streak;    /* consecutive failures pool-wide, no task ending in between: the slots'
+                    * workers', the spares', the successors' (every start of the command) */
+    int unstarted; /* failures in a row of workers that never became ready, none becoming
+                    * ready since: the command does not start now (spares.h: failing) */
     bool stopping;
     bool fatal; /* the run ends */
 } mv_slots_t;
@@ -132,6 +140,13 @@ int mv_slots_ready(mv_slots_t *s, const mv_seat_t *w, mv_seat_t **out, int max);
 void mv_slots_handover_end(mv_slots_t *s, mv_seat_t *w);
 /* w is gone (failure: mv_policy_exit's verdict; fatal: the fatal exit code). */
 mv_gone_plan_t mv_slots_gone(mv_slots_t *s, mv_seat_t *w, bool failure, bool fatal);
+/* A worker that no slot has yet (a spare, a successor) failed before it was ready: a failed
+ * start, counted in the streak like a slot's worker's; the plan says whether the run ends
+ * (crash_limit; respawn and delay_ms stay 0: it has no slot). */
+mv_gone_plan_t mv_slots_failed(mv_slots_t *s);
+/* A worker became ready (w: a slot's, NULL: a spare or a successor): the command starts.
+ * Returns true when that ends a run of failed starts (spares may start again). */
+bool mv_slots_started(mv_slots_t *s, mv_seat_t *w);
 /* A task ended (done, failed or quarantined): the pool is getting somewhere. */
 void mv_slots_progress(mv_slots_t *s, const mv_seat_t *w);
 /* A worker stayed up as long as the longest backoff: its slot's streak is over. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "policy.h"
+#include "util.h"
 
 static void start_one(mv_spares_t *s);
 
@@ -46,6 +47,11 @@ static void retire(mv_spare_t *sp, mv_reason_t why, bool now)
         mv_worker_drain(sp->w, why);
 }
 
+static int failing(const mv_spares_t *s)
+{
+    return s->ev->failing ? s->ev->failing(s->arg) : 0;
+}
+
 static void backoff_cb(uv_timer_t *t)
 {
     mv_spares_fill(t->data);
@@ -53,9 +59,14 @@ static void backoff_cb(uv_timer_t *t)
 
 void mv_spares_fill(mv_spares_t *s)
 {
+    int n, want;
+
     if (s->stopping || uv_is_active((uv_handle_t *)&s->backoff))
         return;
-    for (int n = mv_spares_alive(s, NULL); n < s->want; n++)
+    /* While starts fail, one spare tries at a time (the others would fail the same way). */
+    n = mv_spares_alive(s, NULL);
+    want = failing(s) > 0 ? MV_MIN(s->want, n + 1) : s->want;
+    for (; n < want; n++)
         start_one(s);
 }
 
@@ -68,7 +79,11 @@ static void sp_started(mv_worker_t *w)
 
 static void sp_ready(mv_worker_t *w)
 {
+    mv_spares_t *s = spare_of(w)->s;
+
     spare_of(w)->ready = true;
+    if (s->ev->on_ready)
+        s->ev->on_ready(s->arg);
 }
 
 static void sp_answer(mv_worker_t *w, const mv_answer_t *a)
@@ -191,8 +206,19 @@ static void sp_gone(mv_worker_t *w, const mv_gone_t *g)
                 MV_I("pid", w->proc.pid), MV_I("status", g->status),
                 MV_S("error", g->spawn_error ? g->spawn_error : mv_reason_name(g->verdict.reason)));
     }
+    /* Unasked, a failure by the exit's verdict (not a start the template's going away
+     * cancelled); asked, only a start-up that did not fit the limits. */
+    if (failure && (sp->retire || g->verdict.failure) && s->ev->on_failed) {
+        s->ev->on_failed(s->arg, w, g); /* may end the run: stopping then */
+        if (s->stopping)
+            return;
+    }
     delay = mv_policy_spare_delay(&s->streak, failure, age, cfg->worker.backoff_min,
                                   cfg->worker.backoff_max);
+    /* Not sooner than a slot would retry after that many failed starts in a row. */
+    if (failure)
+        delay = MV_MAX(
+            delay, mv_policy_backoff(failing(s), cfg->worker.backoff_min, cfg->worker.backoff_max));
     if (delay > 0 && !uv_is_active((uv_handle_t *)&s->backoff))
         uv_timer_start(&s->backoff, backoff_cb, delay, 0);
     mv_spares_fill(s);

@@ -10,13 +10,18 @@
  *     worker has no conversation to hold it back: with [service] listen sockets it accepts
  *     connections as soon as it runs);
  *   - it counts against nothing: not a slot, not max_concurrent, not the live count, not
- *     crash_limit, not the slots' peaks; its max_lifetime starts when it takes a slot;
+ *     the slots' peaks; its max_lifetime starts when it takes a slot; but one that fails
+ *     before it is ready is a failed start of the pool's command, counted toward
+ *     crash_limit (on_failed);
  *   - its cgroup is <run>/w0.<n> (n counts spares), MEMVISOR_SLOT is 0, logs say worker=0
  *     gen=n; the timeline has no points of it until it takes a slot (then a spawn mark);
  *     status lists it under "spares" with its memory, metrics count it
  *     (memvisor_spares, memvisor_spares_usage_bytes);
  *   - one that dies or cannot start is replaced, after the crash backoff while spares keep
- *     dying young (mv_policy_spare_delay), and never counts as a crash of the pool; one that
+ *     dying young (mv_policy_spare_delay); while the command's starts keep failing (a slot's
+ *     or a spare's, none ready since: failing), one at a time, after at least the slots'
+ *     backoff for that many failures, so spares never try a broken command faster than one
+ *     more slot would; one that
  *     crosses the soft limit while it waits (or is found over it when a slot would take it)
  *     is stopped and replaced the same way, with the backoff only when its start-up memory
  *     was already at the limit (mv_policy_premature): a `none` spare serving the shared
@@ -48,6 +53,16 @@ typedef struct mv_spare {
 
 typedef struct mv_spares_events {
     void (*on_closed)(void *arg); /* a spare's handles are all closed (the pool may be done) */
+    /* A spare failed: it died or could not start unasked, or its start-up did not fit the
+     * limits (g: how it went). Before it was ready, a failed start of the pool's command:
+     * crash_limit's. */
+    void (*on_failed)(void *arg, mv_worker_t *w, const mv_gone_t *g);
+    /* A spare became ready: the command starts. */
+    void (*on_ready)(void *arg);
+    /* The pool's failed starts of the command in a row, none ready since (0: it starts);
+     * while there are some, spares start one at a time, after the slots' backoff for that
+     * count. NULL: always 0. */
+    int (*failing)(void *arg);
 } mv_spares_events_t;
 
 struct mv_spares {
@@ -70,7 +85,8 @@ struct mv_spares {
 /* No spare yet (mv_spares_fill starts them); wo is copied. */
 void mv_spares_init(mv_spares_t *s, const mv_worker_opts_t *wo, int want,
                     const mv_spares_events_t *ev, void *arg);
-/* Starts spares until `want` are alive (not leaving), unless a backoff holds them. */
+/* Starts spares until `want` are alive (not leaving), unless a backoff holds them; while
+ * the command's starts fail (failing), only one. */
 void mv_spares_fill(mv_spares_t *s);
 /* A ready spare, no longer the module's (adopt it now: mv_worker_adopt), or NULL; a new
  * spare is started in its place. */

@@ -105,6 +105,8 @@ static void sc_gone(mv_worker_t *w, const mv_gone_t *g)
     mv_warn(w->o.log, "successor_gone", MV_I("worker", w->slot), MV_I("gen", w->gen),
             MV_I("pid", w->proc.pid), MV_I("status", g->status),
             MV_S("error", g->spawn_error ? g->spawn_error : mv_reason_name(g->verdict.reason)));
+    if (g->verdict.failure && s->ev->on_failed)
+        s->ev->on_failed(s->arg, w, g);
 }
 
 static void sc_closed(mv_worker_t *w)

@@ -18,12 +18,15 @@
  *   - its slot's next generation: MEMVISOR_SLOT is its slot, its cgroup w<slot>.<gen> (v1:
  *     three in rotation a slot, the gone worker's, the serving one's and the successor's);
  *     logs say its slot and generation; no timeline point; it counts against nothing (not
- *     the live count, not max_concurrent, not crash_limit);
+ *     the live count, not max_concurrent) but crash_limit when it fails before it is
+ *     ready (on_failed);
  *   - its generation is reserved for it (mv_slots_reserve): no other worker of the slot gets
  *     it or its cgroup's name, whether it takes the slot or dies first;
  *   - adopted by its slot's next start, ready or still starting (then it reports its start
  *     and readiness to the pool, as a worker started there would);
- *   - one that dies or fails to start while it waits is logged (successor_gone) and the
+ *   - one that dies or fails to start while it waits is logged (successor_gone), counted
+ *     toward crash_limit when it was not ready yet (a failed start of the command:
+ *     on_failed), and the
  *     slot's next worker is started the ordinary way (exec or fork, with the crash backoff
  *     and crash_limit of any worker): a successor is never started again for the slot until
  *     one of its workers has been started that way, so a command that cannot wait never
@@ -56,6 +59,9 @@ typedef struct mv_succ_rec {
 
 typedef struct mv_succ_events {
     void (*on_closed)(void *arg); /* a successor's handles are all closed (the pool may be done) */
+    /* A waiting successor failed (died or could not start unasked): before it was ready, a
+     * failed start of the pool's command, counted toward crash_limit. */
+    void (*on_failed)(void *arg, mv_worker_t *w, const mv_gone_t *g);
 } mv_succ_events_t;
 
 struct mv_succ {

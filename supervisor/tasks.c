@@ -159,18 +159,32 @@ const mv_task_t *mv_tasks_find(const mv_tasks_t *t, bool (*ok)(void *arg, const 
     return NULL;
 }
 
-void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
+/* A task goes back: true when the source took it (it freed the task). */
+static bool give_back(mv_tasks_t *t, mv_task_t *task)
 {
     t->requeued++;
     if (t->src && t->src->requeue && t->src->requeue(t, task)) {
         t->returned++;
-        return;
+        return true;
     }
+    return false;
+}
+
+void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task)
+{
+    if (give_back(t, task))
+        return;
     task->next = t->head;
     t->head = task;
     if (!t->tail)
         t->tail = task;
     t->queued++;
+}
+
+void mv_tasks_retry(mv_tasks_t *t, mv_task_t *task)
+{
+    if (!give_back(t, task))
+        enqueue(t, task);
 }
 
 bool mv_tasks_route(mv_tasks_t *t, mv_task_t *task)

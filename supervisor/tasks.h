@@ -13,7 +13,12 @@
  * (ids stay line numbers). A line longer than [tasks] max_size becomes a task that already
  * carries its error, so it still ends in the results exactly once.
  *
- * Requeued tasks go to the front of the queue: the task of a dead worker runs next.
+ * A task that was sent ahead and not started (prefetch, a STOP, a shutdown) goes back to the
+ * front of the queue, where it was taken from. A task that lost an attempt (its worker died
+ * on it, was killed for its limits or its timeout) goes behind the tasks already queued
+ * (mv_tasks_retry), as a Redis source re-adds it at its stream's end: a task that keeps
+ * hanging or crashing its worker takes a worker again only after the fresh work queued
+ * before it, instead of holding every worker for max_attempts x task_timeout.
  *
  * Resume (`--resume`): ids in `skip` (those with a final line in the results file already)
  * are read and counted, never queued; the others keep their line numbers as ids.
@@ -184,6 +189,9 @@ static inline bool mv_tasks_source_done(const mv_tasks_t *t)
 }
 /* Puts a task back: to the source when it takes it, else at the front. */
 void mv_tasks_requeue(mv_tasks_t *t, mv_task_t *task);
+/* Puts back a task that lost an attempt: to the source when it takes it, else behind the
+ * tasks queued now. */
+void mv_tasks_retry(mv_tasks_t *t, mv_task_t *task);
 /* Adds a task made in memory (tests, service mode); id is the caller's. */
 mv_task_t *mv_task_new(uint64_t id, const void *data, size_t len);
 /* A task's attempt record as a JSON array (the results' attempt_errors, a Redis entry's

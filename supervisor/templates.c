@@ -230,6 +230,16 @@ static void t_cancel(void *self, mv_proc_t *p)
             }
 }
 
+/* Given up after a crash loop (fall_back) is for good until a reload: workers whose options
+ * were copied while templates served are exec'd from then on. A stop or a fatal exit is not
+ * "given up": those starts are cancelled (t_fork), the run is ending. */
+static bool t_usable(const void *self)
+{
+    const mv_templates_t *ts = self;
+
+    return !ts->gave_up || ts->stopping;
+}
+
 const mv_forker_t *mv_templates_forker(mv_templates_t *ts)
 {
     return ts->started && !ts->off && !ts->stopping ? &ts->forker : NULL;
@@ -483,7 +493,7 @@ int mv_templates_start(mv_templates_t *ts, const mv_worker_opts_t *o,
     ts->o.forker = NULL;
     ts->ev = ev;
     ts->arg = arg;
-    ts->forker = (mv_forker_t){t_fork, t_cancel, ts};
+    ts->forker = (mv_forker_t){t_fork, t_cancel, t_usable, ts};
     uv_timer_init(o->loop, &ts->backoff);
     ts->backoff.data = ts;
     ts->open = 1; /* the timer */

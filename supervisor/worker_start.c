@@ -150,6 +150,10 @@ static int spawn(mv_worker_t *w, const char **call)
     mv_worker_env_t extra = {.heap_at = -1};
     char **env;
 
+    /* Templates given up since its options were copied (a spare's, a successor's): exec'd,
+     * like the slots' workers from then on, not cancelled at every start forever. */
+    if (w->o.forker && w->o.forker->usable && !w->o.forker->usable(w->o.forker->self))
+        w->o.forker = NULL;
     *call = "pipe";
     r = mv_chan_prepare(&w->chan, &io);
     if (r < 0)

@@ -120,6 +120,84 @@ START_TEST(crash_at_start_gives_up_with_exit_3)
 }
 END_TEST
 
+/* crash_limit counts the failed starts of the command, whoever asked for them: the slots'
+ * workers, the spares (and successors), with or without a template; while starts keep
+ * failing, spares are started again one at a time after the slots' backoff for the failures
+ * so far (never faster than one more slot), and the run ends at the limit. _i: spares =
+ * _i % 3, a template when _i >= 3. Before: spares'
+ * failures did not count and they had their own backoff: 14 (spares = 1) and 16 (spares =
+ * 2) spawns before crash_limit = 10 stopped a 2-worker run, 4 and 6 of them spares; with a
+ * template given up, spares kept asking it for a fork ("operation canceled") until the end. */
+START_TEST(crash_limit_counts_every_failed_start_spares_too)
+{
+    enum { LIMIT = 10, WORKERS = 2 };
+    int spares = _i % 3, w1, w2;
+    char sp[32], want[48];
+    mvrun_t r;
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=2", sp, "worker.crash_limit=10",
+                          "worker.backoff_min=5ms", "worker.backoff_max=100ms",
+                          _i >= 3 ? "worker.template=yes" : "worker.template=no"),
+                 RUN_CMD(MVTEST, "--crash-at-start"));
+
+    snprintf(sp, sizeof sp, "recycle.spares=%d", spares);
+    ck_assert_int_eq(run_batch(&r, "ok\nok\n", args), 3);
+    snprintf(want, sizeof want, "event=crash_limit crashes=%d ", LIMIT);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
+    ck_assert_int_eq(run_count(&r, want), 1);
+    /* After their first start, the spares started no more often than a slot's worker. */
+    w1 = run_count(&r, "event=spawn worker=1 ");
+    w2 = run_count(&r, "event=spawn worker=2 ");
+    ck_assert_int_le(run_count(&r, "event=spawn worker=0 ") - spares, (w1 < w2 ? w1 : w2));
+    /* The limit, and at most one more start of each other slot and a spare under way. */
+    ck_assert_int_ge(run_count(&r, "event=spawn "), LIMIT);
+    ck_assert_int_le(run_count(&r, "event=spawn "), LIMIT + WORKERS - 1 + (spares > 0));
+    ck_assert_int_eq(run_count(&r, "call=uv_spawn error=\"operation canceled\""), 0);
+    ck_assert_uint_eq(r.nres, 0);
+    run_free(&r);
+}
+END_TEST
+
+/* A task that lost an attempt (here: a task_timeout) goes behind the tasks queued, so two
+ * `hang` tasks with max_attempts 3 on 2 workers no longer hold both workers until they are
+ * quarantined: every fresh task ends before either is given up. Before, a retry went to the
+ * front: both hangs ran their 3 attempts first (about 1 s each here), and every `ok`
+ * result came after the quarantines. */
+START_TEST(a_retried_task_waits_behind_fresh_tasks)
+{
+    mvrun_t r;
+    char *tasks = repeat_line("ok", 10), *all = malloc(strlen(tasks) + 16);
+    mvargs_t av;
+    const char *const *args = run_argv(&av,
+                                       RUN_OPTS("supervisor.workers=2", "limits.task_timeout=300ms",
+                                                "worker.kill_timeout=100ms", "tasks.max_attempts=3",
+                                                "worker.backoff_min=1ms"),
+                                       RUN_CMD(MVTEST));
+    size_t last_ok = 0, first_q = SIZE_MAX;
+
+    snprintf(all, strlen(tasks) + 16, "hang\nhang\n%s", tasks);
+    ck_assert_int_eq(run_batch(&r, all, args), 1);
+    run_assert_once(&r, 12, NULL);
+    for (size_t i = 0; i < r.nres; i++) {
+        const char *st = jstr(r.res[i], "status");
+        if (!strcmp(st, "ok"))
+            last_ok = i;
+        else if (first_q == SIZE_MAX)
+            first_q = i;
+    }
+    ck_assert_str_eq(jstr(run_result(&r, 1), "status"), "quarantined");
+    ck_assert_str_eq(jstr(run_result(&r, 2), "status"), "quarantined");
+    ck_assert_int_eq(jint(run_result(&r, 1), "attempts"), 3);
+    /* Results are written as tasks end: every fresh task ended before a hang was given up. */
+    ck_assert_uint_lt(last_ok, first_q);
+    free(tasks);
+    free(all);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(fatal_exit_code_is_not_respawned)
 {
     mvrun_t r;
@@ -484,6 +562,8 @@ Suite *faults_suite(void)
     tcase_add_test(tc, always_crashing_worker_backs_off_and_quarantines);
     tcase_add_test(tc, poison_task_is_quarantined_after_max_attempts);
     tcase_add_test(tc, crash_at_start_gives_up_with_exit_3);
+    tcase_add_loop_test(tc, crash_limit_counts_every_failed_start_spares_too, 0, 6);
+    tcase_add_test(tc, a_retried_task_waits_behind_fresh_tasks);
     tcase_add_test(tc, fatal_exit_code_is_not_respawned);
     tcase_add_test(tc, missing_command_exits_3_and_names_it);
     tcase_add_test(tc, protocol_errors_condemn_only_that_worker);

@@ -155,8 +155,9 @@ START_TEST(a_reload_replaces_the_spares)
 }
 END_TEST
 
-/* lines: spares that die at their start (three of them) are replaced, with crash_limit 1
- * still not reached: a spare's death is no crash of the pool. The fourth one takes the slot. */
+/* lines: spares that die at their start (three of them) are replaced; each is a failed
+ * start of the command, counted toward crash_limit (4: not reached; it was "no crash of the
+ * pool" before, tested with crash_limit 1). The fourth one takes the slot. */
 START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
 {
     const char *script = "#!/bin/sh\n"
@@ -181,7 +182,7 @@ START_TEST(a_spare_that_dies_while_waiting_is_replaced_and_no_crash)
     args =
         run_argv(&av,
                  RUN_OPTS("supervisor.workers=1", "recycle.spares=1", "worker.protocol=lines",
-                          "worker.crash_limit=1", "worker.backoff_min=10ms", "limits.max_tasks=2"),
+                          "worker.crash_limit=4", "worker.backoff_min=10ms", "limits.max_tasks=2"),
                  RUN_CMD(path));
     run_start(&r, args, NULL);
     run_wait_nth(&r, "event=spare_gone ", 3);

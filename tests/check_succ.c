@@ -186,6 +186,36 @@ START_TEST(a_successor_that_dies_while_waiting_is_no_crash)
 }
 END_TEST
 
+/* A successor that fails before it is ready, while it waits (every second process started
+ * aborts before its HELLO: the successor, while the slot's worker holds its task) is a failed
+ * start of the command, counted toward crash_limit like a slot's worker: with crash_limit 1
+ * the run ends (exit 3). Before, a successor's death was never counted: the run went on to
+ * the end (exit 0). */
+START_TEST(a_successor_that_fails_its_start_counts_toward_crash_limit)
+{
+    char count[128];
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "limits.max_tasks=1", "worker.crash_limit=1",
+                          "worker.backoff_min=1ms", ON),
+                 RUN_CMD(MVTEST, "--crash-every", "2", count));
+    mvrun_t r;
+
+    int first;
+
+    run_init(&r, "hold 0\n");
+    snprintf(count, sizeof count, "%s/starts", r.dir);
+    run_start(&r, args, NULL);
+    first = holder(&r);
+    wait_seen(&r, "event=successor_gone worker=1 gen=2 ");
+    ck_assert_int_eq(kill(first, SIGUSR1), 0);
+    ck_assert_int_eq(run_finish(&r), 3);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit crashes=1 "), 1);
+    run_free(&r);
+}
+END_TEST
+
 /* memvisor stopped (SIGTERM) while both slots' successors wait: they leave cleanly (STOP)
  * and run nothing; the held tasks finish; nothing runs twice. */
 START_TEST(a_stop_while_successors_wait_runs_nothing_on_them)
@@ -335,6 +365,7 @@ Suite *succ_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, a_successor_waits_and_takes_the_slot_at_the_answer);
     tcase_add_test(tc, a_successor_that_dies_while_waiting_is_no_crash);
+    tcase_add_test(tc, a_successor_that_fails_its_start_counts_toward_crash_limit);
     tcase_add_test(tc, a_stop_while_successors_wait_runs_nothing_on_them);
     tcase_add_test(tc, a_reload_retires_the_waiting_successor);
     tcase_add_test(tc, a_scale_down_retires_the_waiting_successor_of_its_slot);

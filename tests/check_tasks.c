@@ -142,6 +142,42 @@ START_TEST(too_long_lines_become_failed_tasks)
 }
 END_TEST
 
+/* A task that lost an attempt goes behind the tasks queued now, with its record; a task
+ * sent ahead and not started goes back to the front. Before, both went to the front, so a
+ * task that hangs its worker took one again before any fresh task. */
+START_TEST(a_retry_goes_behind_the_queued_tasks)
+{
+    mv_tasks_t *t = fresh(100);
+    mv_task_t *a, *b;
+
+    mv_tasks_feed(t, "a\nb\nc\nd\n", 8, true);
+    t->eof = true;
+    a = mv_tasks_pop(t);
+    b = mv_tasks_pop(t);
+    ck_assert_int_eq(mv_task_note_attempt(a, MV_R_TASK_TIMEOUT, 1, 100, 15, -1), 0);
+    mv_tasks_requeue(t, b); /* not started */
+    mv_tasks_retry(t, a);
+    ck_assert_ptr_eq(mv_tasks_pop(t), b);
+    mv_tasks_end(t, b, NULL);
+    for (uint64_t id = 3; id <= 4; id++) {
+        mv_task_t *c = mv_tasks_pop(t);
+        ck_assert_uint_eq(c->id, id);
+        mv_tasks_end(t, c, NULL);
+    }
+    ck_assert_ptr_eq(mv_tasks_pop(t), a);
+    ck_assert_uint_eq(a->nhist, 1);
+    ck_assert_ptr_null(mv_tasks_pop(t));
+    ck_assert_uint_eq(t->requeued, 2);
+    /* Alone in the queue, it is both ends. */
+    mv_tasks_retry(t, a);
+    ck_assert_ptr_eq(mv_tasks_pop(t), a);
+    ck_assert_ptr_null(mv_tasks_pop(t));
+    mv_tasks_end(t, a, NULL);
+    ck_assert(mv_tasks_all_ended(t));
+    mv_tasks_free(t);
+}
+END_TEST
+
 START_TEST(requeue_goes_first_and_attempts_are_recorded)
 {
     mv_tasks_t *t = fresh(100);
@@ -1097,6 +1133,7 @@ Suite *tasks_suite(void)
     tcase_add_test(tc, crlf_line_ends_lose_their_cr);
     tcase_add_test(tc, too_long_lines_become_failed_tasks);
     tcase_add_test(tc, requeue_goes_first_and_attempts_are_recorded);
+    tcase_add_test(tc, a_retry_goes_behind_the_queued_tasks);
     tcase_set_timeout(src, 20);
     tcase_add_test(src, file_source_streams_through_the_loop);
     tcase_add_test(src, a_file_is_queued_only_to_twice_read_ahead);

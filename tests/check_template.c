@@ -382,6 +382,35 @@ START_TEST(a_template_that_crashes_at_start_falls_back_to_exec)
 }
 END_TEST
 
+/* Spares (and successors) started after templates were given up are exec'd like the slots'
+ * workers: their options, copied while templates served, still named the template, so each
+ * start was cancelled ("call=uv_spawn error=operation canceled", spare_gone) and, with the
+ * backoff, tried again until a reload: no spare ever took a slot. The first 3 processes (the
+ * templates) crash; every later one starts. */
+START_TEST(spares_start_by_exec_after_templates_are_given_up)
+{
+    mvrun_t r;
+    char count[128];
+    mvargs_t av;
+    const char *const *args =
+        run_argv(&av,
+                 RUN_OPTS("supervisor.workers=1", "recycle.spares=1", "worker.backoff_min=5ms",
+                          "tasks.max_attempts=1", T),
+                 RUN_CMD(MVTEST, "--crash-first", "3", count));
+
+    run_init(&r, "ok\ncrash\nok\ncrash\nok\ncrash\nok\ncrash\nok\n");
+    snprintf(count, sizeof count, "%s/starts", r.dir);
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 1);
+    run_assert_once(&r, 9, NULL);
+    ck_assert_int_eq(run_count(&r, "event=template_fallback reason=crash_limit"), 1);
+    ck_assert_int_eq(run_count(&r, "call=uv_spawn error=\"operation canceled\""), 0);
+    ck_assert_int_ge(run_count(&r, "event=spare_taken"), 1);
+    ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);
+    run_free(&r);
+}
+END_TEST
+
 /* Templates given up after a crash loop are tried again at a reload, which may have fixed the
  * start-up: here the reload drops the option that crashed it, a template becomes ready and
  * the workers from then on are forked from it. Every task runs once. */
@@ -1055,6 +1084,7 @@ Suite *template_suite(void)
     tcase_add_test(tc, a_forked_workers_big_answer_is_not_what_the_task_kept);
     tcase_add_test(tc, a_template_over_the_soft_limit_from_its_start_is_kept);
     tcase_add_test(tc, a_template_that_crashes_at_start_falls_back_to_exec);
+    tcase_add_test(tc, spares_start_by_exec_after_templates_are_given_up);
     tcase_add_test(tc, a_template_fatal_exit_ends_the_run);
     tcase_add_test(tc, a_template_killed_later_is_replaced_and_its_workers_live_on);
     tcase_add_test(tc, a_python_template_that_grows_past_the_soft_limit_is_replaced);

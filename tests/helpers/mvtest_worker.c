@@ -66,8 +66,10 @@
  *
  * Options: --alloc-at-start MIB (allocate and keep MIB MiB before mvw_open),
  * --crash-at-start (abort before mvw_open), --crash-at-start-slot N (the same when
- * MEMVISOR_SLOT is N: 0 is the warm template), --fatal (exit MVW_EXIT_FATAL before
- * mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
+ * MEMVISOR_SLOT is N: 0 is the warm template), --crash-first N FILE (abort before mvw_open
+ * in the first N processes started: each appends a byte to FILE), --crash-every N FILE (the
+ * same in every Nth process started), --fatal (exit MVW_EXIT_FATAL
+ * before mvw_open), --no-hello (never call mvw_open; sleep forever), --crash-after N (abort when
  * task N+1 arrives, so that task is in flight), --ignore-stop (after STOP, sleep forever),
  * --ignore-term (ignore SIGTERM), --leak-forever MS (a `none` worker: never opens the API,
  * keeps 1 MiB more every MS milliseconds until it is killed), --start-ms MS (sleep MS
@@ -101,12 +103,30 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
-                    "       [--crash-at-start-slot N] [--fatal]\n"
-                    "       [--no-hello]\n"
-                    "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n"
-                    "       [--leak-forever MS]\n");
+    fprintf(stderr,
+            "usage: mvtest_worker [--alloc-at-start MIB] [--crash-at-start]\n"
+            "       [--crash-at-start-slot N] [--crash-first N FILE] [--crash-every N FILE]\n"
+            "       [--fatal]\n"
+            "       [--no-hello]\n"
+            "       [--crash-after N] [--ignore-stop] [--ignore-term] [--service SCRIPT]\n"
+            "       [--leak-forever MS]\n");
     exit(2);
+}
+
+/* This process's start, counted in `path` (a byte appended by each): 1 for the first; -1
+ * on an error. */
+static long count_start(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    struct stat st;
+    long k = -1;
+
+    if (fd < 0)
+        return -1;
+    if (write(fd, "x", 1) == 1 && fstat(fd, &st) == 0)
+        k = (long)st.st_size;
+    close(fd);
+    return k;
 }
 
 /* Sleeps forever (pause() returns on every caught signal). */
@@ -823,6 +843,18 @@ int main(int argc, char **argv)
         } else if (!strcmp(argv[i], "--crash-at-start-slot") && i + 1 < argc) {
             const char *slot = getenv("MEMVISOR_SLOT");
             if (slot && !strcmp(slot, argv[++i]))
+                abort();
+        } else if (!strcmp(argv[i], "--crash-first") && i + 2 < argc) {
+            long n = strtol(argv[++i], NULL, 10), k = count_start(argv[++i]);
+            if (k < 0)
+                return 1;
+            if (k <= n)
+                abort();
+        } else if (!strcmp(argv[i], "--crash-every") && i + 2 < argc) {
+            long n = strtol(argv[++i], NULL, 10), k = count_start(argv[++i]);
+            if (k < 0 || n < 1)
+                return 1;
+            if (k % n == 0)
                 abort();
         } else if (!strcmp(argv[i], "--fatal")) {
             fprintf(stderr, "mvtest_worker: --fatal: exiting with %d\n", MVW_EXIT_FATAL);
