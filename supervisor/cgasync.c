@@ -4,9 +4,11 @@
 #include "cgasync.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct create_job {
     mv_job_t job;
@@ -22,6 +24,19 @@ typedef struct create_job {
     uv_loop_t *loop;
     mv_log_t *log;
 } create_job_t;
+
+/* A new v1 cgroup's soft-limit threshold, registered after its owner took it (cgroup.h,
+ * mv_cg_create_later): on copies of its eventfd and usage file, which the registration keeps
+ * what it needs of. */
+typedef struct soft_job {
+    mv_job_t job;
+    char *path;
+    int notify_fd, usage_fd;
+    int64_t soft;
+    int result;
+    char why[256];
+    mv_log_t *log;
+} soft_job_t;
 
 typedef struct remove_job {
     mv_job_t job;
@@ -53,12 +68,65 @@ static void create_work(mv_job_t *j)
         free(path);
         if (!c->fallback) /* a rider of a batch: the slot makes its own when it comes to it */
             return;
-        c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, tmp, sizeof tmp);
+        c->result = mv_cg_create_later(&c->conf, c->slot, c->gen, &c->cg, tmp, sizeof tmp);
         if (c->result < 0)
             snprintf(c->why, sizeof c->why, "%s", tmp);
         return;
     }
-    c->result = mv_cg_create(&c->conf, c->slot, c->gen, &c->cg, c->why, sizeof c->why);
+    c->result = mv_cg_create_later(&c->conf, c->slot, c->gen, &c->cg, c->why, sizeof c->why);
+}
+
+static void soft_work(mv_job_t *j)
+{
+    soft_job_t *s = (soft_job_t *)j;
+
+    s->result =
+        mv_cg_register_soft(s->path, s->notify_fd, s->usage_fd, s->soft, s->why, sizeof s->why);
+}
+
+static void soft_done(mv_job_t *j, void *owner, int cancelled)
+{
+    soft_job_t *s = (soft_job_t *)j;
+
+    (void)owner;
+    /* Gone meanwhile (its worker's cgroup removed): nothing to say. */
+    if ((s->result < 0 && s->result != -ENOENT) || cancelled)
+        mv_warn(s->log, "soft_threshold_failed", MV_S("cgroup", s->path),
+                MV_S("error", cancelled ? "the registration was cancelled" : s->why),
+                MV_S("msg", "its soft limit is checked on readings of its memory only"));
+    close(s->notify_fd);
+    close(s->usage_fd);
+    free(s->path);
+}
+
+/* Registers the soft-limit threshold of a cgroup just made, off its owner's way. */
+static void register_soft(create_job_t *c)
+{
+    soft_job_t *s = calloc(1, sizeof *s);
+    mv_cgw_t *cg = &c->cg;
+
+    cg->soft_unregistered = false;
+    if (s) {
+        s->path = strdup(cg->path);
+        s->notify_fd = fcntl(cg->notify_fd, F_DUPFD_CLOEXEC, 0);
+        s->usage_fd = fcntl(cg->usage_fd, F_DUPFD_CLOEXEC, 0);
+        s->soft = cg->made_soft;
+        s->log = c->log;
+    }
+    if (s && s->path && s->notify_fd >= 0 && s->usage_fd >= 0 &&
+        mv_job_queue(c->loop, &s->job, soft_work, soft_done, NULL) == 0)
+        return;
+    mv_warn(c->log, "soft_threshold_failed", MV_S("cgroup", cg->path),
+            MV_S("error", "cannot queue the registration"),
+            MV_S("msg", "its soft limit is checked on readings of its memory only"));
+    if (s) {
+        if (s->notify_fd >= 0)
+            close(s->notify_fd);
+        if (s->usage_fd >= 0)
+            close(s->usage_fd);
+        free(s->path);
+        free(s);
+    }
 }
 
 static void create_done(mv_job_t *j, void *owner, int cancelled)
@@ -81,6 +149,8 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
             mv_cg_remove_async(c->loop, c->log, &c->cg);
         return;
     }
+    if (c->result == 0 && c->cg.soft_unregistered)
+        register_soft(c);
     c->cb(owner, c->result, &c->cg, c->why);
 }
 

@@ -101,8 +101,28 @@ void mv_cg_close(mv_cgw_t *w)
     w->path = NULL;
 }
 
-/* v1: limits, files, and the soft-limit threshold eventfd. */
-static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, char *why, size_t n)
+int mv_cg_register_soft(const char *path, int notify_fd, int usage_fd, int64_t soft, char *why,
+                        size_t n)
+{
+    char value[64];
+    uint64_t one = 1;
+
+    snprintf(value, sizeof value, "%d %d %lld", notify_fd, usage_fd, (long long)soft);
+    if (write_in(path, "cgroup.event_control", value) < 0) {
+        snprintf(why, n, "cannot register the soft limit threshold in %s: %s", path,
+                 strerror(errno));
+        return -errno;
+    }
+    /* Its owner reads usage again. (A failed write can only be a full counter, which is
+     * readable already.) */
+    if (write(notify_fd, &one, sizeof one) < 0)
+        errno = 0;
+    return 0;
+}
+
+/* v1: limits, files, and the soft-limit threshold eventfd (registered now, or `later`). */
+static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, bool later, char *why,
+                     size_t n)
 {
     char value[64];
     int64_t hard = cg->enforce ? cg->hard : 0; /* observe-only: measure, never limit */
@@ -123,12 +143,17 @@ static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, char *why,
     if (cg->soft > 0 && w->usage_fd >= 0) {
         w->made_soft = cg->soft;
         w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        snprintf(value, sizeof value, "%d %d %lld", w->notify_fd, w->usage_fd, (long long)cg->soft);
-        if (w->notify_fd < 0 || write_in(w->path, "cgroup.event_control", value) < 0) {
-            snprintf(why, n, "cannot register the soft limit threshold in %s: %s", w->path,
+        if (w->notify_fd < 0) {
+            snprintf(why, n, "cannot make the soft limit's eventfd for %s: %s", w->path,
                      strerror(errno));
             return -errno;
         }
+        if (later) {
+            w->soft_unregistered = true;
+            return 0;
+        }
+        if ((r = mv_cg_register_soft(w->path, w->notify_fd, w->usage_fd, cg->soft, why, n)) < 0)
+            return r;
     }
     return 0;
 }
@@ -182,7 +207,8 @@ static void cg_name(char *buf, size_t n, int slot, unsigned gen)
         snprintf(buf, n, "w%d.%u", slot, gen);
 }
 
-int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n)
+static int create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, bool later, char *why,
+                  size_t n)
 {
     char rel[4096], name[32];
     int r;
@@ -200,7 +226,7 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
         return -ENOMEM;
     if (cg->version == MV_CG_V1) {
         snprintf(rel, sizeof rel, "%s/%s", cg->v1_rel, name);
-        r = create_v1(cg, rel, w, why, n);
+        r = create_v1(cg, rel, w, later, why, n);
     } else {
         r = create_v2(cg, w, why, n);
     }
@@ -230,6 +256,16 @@ int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *w
         free(path);
     }
     return r;
+}
+
+int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n)
+{
+    return create(cg, slot, gen, w, false, why, n);
+}
+
+int mv_cg_create_later(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n)
+{
+    return create(cg, slot, gen, w, true, why, n);
 }
 
 bool mv_cg_reusable(const mv_cg_t *cg, const mv_cgw_t *w)

@@ -4,6 +4,8 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +240,70 @@ START_TEST(v1_kept_cgroups_are_reused_together)
 }
 END_TEST
 
+/* The owner of a cgroup made in the thread pool: takes it. */
+static void taken(void *owner, int result, mv_cgw_t *cg, const char *why)
+{
+    ck_assert_msg(result == 0, "%s", why);
+    *(mv_cgw_t *)owner = *cg;
+}
+
+/* Whether fd becomes readable within 10 s. */
+static bool readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, 10000) == 1;
+}
+
+/* A new v1 cgroup goes to its owner before its soft-limit threshold is registered (the write
+ * to cgroup.event_control waits for an RCU grace period in the kernel, which a process need
+ * not wait for to start in it: cgroup.h, mv_cg_create_later). The registration follows in
+ * the thread pool and then makes the eventfd readable once, so that the owner reads usage
+ * again (it may have crossed the limit before there was a threshold to say so); after it, a
+ * crossing fires as ever. Before, the cgroup came with its threshold, and its eventfd said
+ * nothing until a crossing. */
+START_TEST(v1_soft_threshold_registered_after_the_cgroup_is_handed_over)
+{
+    aheadfx_t f;
+    mv_cgw_t w = {.notify_fd = -1};
+    mv_job_t *job = NULL;
+    int ready[2], go[2], null;
+    char c, why[512];
+    pid_t pid;
+
+    if (!fx_open(&f, 4 * MiB, 64 * MiB, 1))
+        return;
+    ck_assert_int_eq(mv_cg_create_async(&f.loop, &f.lg, &f.cg, 1, 1, taken, &w, &job), 0);
+    while (!w.path)
+        ck_assert(uv_run(&f.loop, UV_RUN_ONCE) || w.path);
+    ck_assert(!w.soft_unregistered);
+    ck_assert_int_ge(w.notify_fd, 0);
+    /* Registered: readable once, with nothing in the cgroup. */
+    ck_assert_msg(readable(w.notify_fd), "the registration never said it was done");
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    ck_assert_int_eq(mv_cg_notified(&w), 0);
+    /* A process in it past 4 MiB: the threshold fires. */
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = child_in(&w, 8, ready[1], go[0]);
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    ck_assert_msg(readable(w.notify_fd), "no threshold event past the soft limit");
+    ck_assert_int_eq(mv_cg_notified(&w), MV_CG_EV_SOFT);
+    child_done(pid, go[1]);
+    for (int i = 0; i < 2; i++) {
+        close(ready[i]);
+        close(go[i]);
+    }
+    /* A file that is not the cgroup's usage: refused, and said (cgasync logs it then). */
+    ck_assert_int_ge(null = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+    ck_assert_int_lt(mv_cg_register_soft(w.path, w.notify_fd, null, 4 * MiB, why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "cannot register the soft limit threshold"), "%s", why);
+    close(null);
+    mv_cg_remove_async(&f.loop, &f.lg, &w);
+    fx_close(&f);
+}
+END_TEST
+
 Suite *cgahead_suite(void)
 {
     Suite *s = suite_create("cgahead");
@@ -248,6 +314,7 @@ Suite *cgahead_suite(void)
     tcase_set_timeout(v1, 30);
     tcase_add_test(v1, v1_cgroups_made_ahead_a_few_at_a_time);
     tcase_add_test(v1, v1_kept_cgroups_are_reused_together);
+    tcase_add_test(v1, v1_soft_threshold_registered_after_the_cgroup_is_handed_over);
     suite_add_tcase(s, job);
     suite_add_tcase(s, v1);
     return s;
