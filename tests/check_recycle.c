@@ -411,7 +411,7 @@ START_TEST(lines_answers_pair_with_tasks_at_prefetch_64)
     const char *const *args = run_argv(
         &av, RUN_OPTS("supervisor.workers=2", "worker.protocol=lines", "worker.prefetch=64"),
         RUN_CMD("cat"));
-    char *tasks = calloc(N, 16), want[16];
+    char *tasks = calloc(N, 16), want[24];
     size_t used = 0;
     mvrun_t r;
 

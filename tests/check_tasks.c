@@ -981,6 +981,7 @@ START_TEST(base64_vectors)
 }
 END_TEST
 
+#ifndef __SANITIZE_ADDRESS__
 /* This process's resident bytes, from /proc/self/statm. */
 static long resident_bytes(void)
 {
@@ -992,6 +993,7 @@ static long resident_bytes(void)
     fclose(f);
     return rss * sysconf(_SC_PAGESIZE);
 }
+#endif
 
 /* mv_lean_trim gives back the pages of free chunks inside the heap (below a live block, so
  * glibc's own trimming of the heap's top cannot): 4 MiB freed there stay resident until then.
