@@ -75,7 +75,9 @@ static void remove_run(const mv_cg_t *cg, const char *dir, mv_log_t *log, char *
     if (sub)
         closedir(sub);
     if (rmdir(dir) < 0) {
-        if (!*why)
+        /* ENOENT: gone already -- its own run removed it between our open and its lock's
+         * release (a finishing run's, or a dead locker's child's that outlived it). */
+        if (errno != ENOENT && !*why)
             snprintf(why, n, "stale cgroup %s left in place: %s", dir, strerror(errno));
         return;
     }
