@@ -853,7 +853,10 @@ static void spare_ready(void *arg)
 {
     mv_pool_t *p = arg;
 
-    mv_slots_started(&p->slots, NULL);
+    /* The command starts again: the spares held back while it did not are started now (a
+     * slot's worker may have been ready all along: w_ready has nothing to end then). */
+    if (mv_slots_started(&p->slots, NULL))
+        mv_spares_fill(&p->spares);
 }
 
 static int spares_failing(void *arg)

@@ -198,6 +198,37 @@ START_TEST(a_retried_task_waits_behind_fresh_tasks)
 }
 END_TEST
 
+/* Spares held back while the command's starts fail (one at a time) are all started again
+ * once a start succeeds, also when that start is a spare's: here the slot's worker was ready
+ * all along, and the spares' first three starts crash (300 ms in, long after it). Before,
+ * the spare the backoff started (one at a time) became ready and nothing started the third
+ * one: 2 of 3 spares for the rest of the run (every run; the 4 s task leaves it time). */
+START_TEST(spares_held_back_are_all_started_once_a_spare_starts)
+{
+    mvrun_t r;
+    mvargs_t av;
+    char script[1024];
+    const char *const *args;
+
+    run_init(&r, "sleep 4000\n");
+    snprintf(script, sizeof script,
+             "if [ \"$MEMVISOR_SLOT\" = 0 ]; then sleep 0.3; "
+             "n=$(flock %s/c sh -c 'n=$(($(cat %s/c 2>/dev/null || echo 0) + 1)); "
+             "echo $n > %s/c; echo $n'); [ $n -le 3 ] && kill -ABRT $$; fi; exec \"$0\"",
+             r.dir, r.dir, r.dir);
+    args = run_argv(&av,
+                    RUN_OPTS("supervisor.workers=1", "recycle.spares=3", "worker.crash_limit=100",
+                             "worker.backoff_min=50ms", "worker.backoff_max=400ms"),
+                    RUN_CMD("/bin/sh", "-c", script, MVTEST));
+    run_start(&r, args, NULL);
+    ck_assert_int_eq(run_finish(&r), 0);
+    ck_assert_int_eq(run_count(&r, "event=spare_gone "), 3);
+    /* The three that replace them, each ready once, alive at the end. */
+    ck_assert_int_eq(run_count(&r, "event=ready worker=0 "), 3);
+    run_free(&r);
+}
+END_TEST
+
 START_TEST(fatal_exit_code_is_not_respawned)
 {
     mvrun_t r;
@@ -564,6 +595,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, crash_at_start_gives_up_with_exit_3);
     tcase_add_loop_test(tc, crash_limit_counts_every_failed_start_spares_too, 0, 6);
     tcase_add_test(tc, a_retried_task_waits_behind_fresh_tasks);
+    tcase_add_test(tc, spares_held_back_are_all_started_once_a_spare_starts);
     tcase_add_test(tc, fatal_exit_code_is_not_respawned);
     tcase_add_test(tc, missing_command_exits_3_and_names_it);
     tcase_add_test(tc, protocol_errors_condemn_only_that_worker);
