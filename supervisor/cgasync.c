@@ -26,12 +26,13 @@ typedef struct create_job {
 } create_job_t;
 
 /* A new v1 cgroup's soft-limit threshold, registered after its owner took it (cgroup.h,
- * mv_cg_create_later): on copies of its eventfd and usage file, which the registration keeps
- * what it needs of. */
+ * mv_cg_create_later): through its cgroup.event_control opened at the mkdir (a reuse may
+ * rename the cgroup meanwhile), on copies of its eventfd and usage file, which the
+ * registration keeps what it needs of. */
 typedef struct soft_job {
     mv_job_t job;
-    char *path;
-    int notify_fd, usage_fd;
+    char *path; /* for the log */
+    int control_fd, notify_fd, usage_fd;
     int64_t soft;
     int result;
     char why[256];
@@ -80,8 +81,8 @@ static void soft_work(mv_job_t *j)
 {
     soft_job_t *s = (soft_job_t *)j;
 
-    s->result =
-        mv_cg_register_soft(s->path, s->notify_fd, s->usage_fd, s->soft, s->why, sizeof s->why);
+    s->result = mv_cg_register_soft(s->control_fd, s->notify_fd, s->usage_fd, s->soft, s->why,
+                                    sizeof s->why);
 }
 
 static void soft_done(mv_job_t *j, void *owner, int cancelled)
@@ -89,11 +90,12 @@ static void soft_done(mv_job_t *j, void *owner, int cancelled)
     soft_job_t *s = (soft_job_t *)j;
 
     (void)owner;
-    /* Gone meanwhile (its worker's cgroup removed): nothing to say. */
-    if ((s->result < 0 && s->result != -ENOENT) || cancelled)
+    /* Removed meanwhile (its worker gone): nothing to say. */
+    if ((s->result < 0 && s->result != -ENOENT && s->result != -ENODEV) || cancelled)
         mv_warn(s->log, "soft_threshold_failed", MV_S("cgroup", s->path),
                 MV_S("error", cancelled ? "the registration was cancelled" : s->why),
                 MV_S("msg", "its soft limit is checked on readings of its memory only"));
+    close(s->control_fd);
     close(s->notify_fd);
     close(s->usage_fd);
     free(s->path);
@@ -105,8 +107,9 @@ static void register_soft(create_job_t *c)
     soft_job_t *s = calloc(1, sizeof *s);
     mv_cgw_t *cg = &c->cg;
 
-    cg->soft_unregistered = false;
     if (s) {
+        s->control_fd = cg->soft_control_fd; /* the job's now */
+        cg->soft_control_fd = -1;
         s->path = strdup(cg->path);
         s->notify_fd = fcntl(cg->notify_fd, F_DUPFD_CLOEXEC, 0);
         s->usage_fd = fcntl(cg->usage_fd, F_DUPFD_CLOEXEC, 0);
@@ -119,7 +122,11 @@ static void register_soft(create_job_t *c)
     mv_warn(c->log, "soft_threshold_failed", MV_S("cgroup", cg->path),
             MV_S("error", "cannot queue the registration"),
             MV_S("msg", "its soft limit is checked on readings of its memory only"));
-    if (s) {
+    if (!s) {
+        close(cg->soft_control_fd);
+        cg->soft_control_fd = -1;
+    } else {
+        close(s->control_fd);
         if (s->notify_fd >= 0)
             close(s->notify_fd);
         if (s->usage_fd >= 0)
@@ -149,7 +156,7 @@ static void create_done(mv_job_t *j, void *owner, int cancelled)
             mv_cg_remove_async(c->loop, c->log, &c->cg);
         return;
     }
-    if (c->result == 0 && c->cg.soft_unregistered)
+    if (c->result == 0 && c->cg.soft_control_fd >= 0)
         register_soft(c);
     c->cb(owner, c->result, &c->cg, c->why);
 }
@@ -163,7 +170,7 @@ static create_job_t *new_create(uv_loop_t *loop, mv_log_t *log, const mv_cg_t *c
         c->conf = *cg;
         c->slot = slot;
         c->gen = gen;
-        c->cg.procs_fd = c->cg.notify_fd = -1;
+        c->cg.procs_fd = c->cg.notify_fd = c->cg.soft_control_fd = -1;
         c->fallback = true;
         c->cb = cb;
         c->loop = loop;

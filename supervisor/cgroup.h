@@ -87,9 +87,10 @@ typedef struct mv_cgw {
     int64_t made_soft,
         made_hard; /* the threshold's and the kernel limit's bytes, 0 = none, -1 = capped since */
     uint64_t oom_base; /* oom_kill count when it was taken: only later ones count */
-    /* v1, made by mv_cg_create_later: its soft-limit threshold is still to be registered
-     * (mv_cg_register_soft); notify_fd is its eventfd already. */
-    bool soft_unregistered;
+    /* v1, made by mv_cg_create_later: its cgroup.event_control (O_WRONLY), opened at the
+     * mkdir, while its soft-limit threshold is still to be registered (mv_cg_register_soft;
+     * notify_fd is its eventfd already); -1: nothing to register. */
+    int soft_control_fd;
     int64_t inherited; /* reused: usage left when it was taken; -1 = made new */
 } mv_cgw_t;
 
@@ -124,15 +125,16 @@ int mv_cg_teardown(mv_cg_t *cg, char *why, size_t n);
  * and opens its files. */
 int mv_cg_create(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n);
 /* The same, but on v1 the soft-limit threshold is left to mv_cg_register_soft (its eventfd
- * made, soft_unregistered set): the registration waits for an RCU grace period in the kernel
+ * made, soft_control_fd open): the registration waits for an RCU grace period in the kernel
  * (synchronize_rcu, 10-20 ms here), which a process need not wait for to start in the cgroup
  * -- the hard limit is the kernel's from the start. */
 int mv_cg_create_later(const mv_cg_t *cg, int slot, unsigned gen, mv_cgw_t *w, char *why, size_t n);
-/* Thread pool: registers a v1 soft-limit threshold of `soft` bytes on the cgroup at `path`
- * (notify_fd: its eventfd, usage_fd: its memory.usage_in_bytes), then makes the eventfd
- * readable once, so that its owner reads usage again: usage may have crossed the limit before
- * there was a threshold to say so. 0 or -errno (why says it). */
-int mv_cg_register_soft(const char *path, int notify_fd, int usage_fd, int64_t soft, char *why,
+/* Thread pool: registers a v1 soft-limit threshold of `soft` bytes through control_fd (the
+ * cgroup's cgroup.event_control; notify_fd: its eventfd, usage_fd: its memory.usage_in_bytes),
+ * then makes the eventfd readable once, so that its owner reads usage again: usage may have
+ * crossed the limit before there was a threshold to say so. 0 or -errno (why says it; -ENOENT
+ * or -ENODEV: the cgroup was removed meanwhile). */
+int mv_cg_register_soft(int control_fd, int notify_fd, int usage_fd, int64_t soft, char *why,
                         size_t n);
 /* Thread pool, v1: the cgroup of a gone worker (w, its files still open) becomes the
  * cgroup of <run>/w<slot>.<gen>, instead of a new one: renamed, its peak reset, its pending

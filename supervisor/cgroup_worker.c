@@ -76,7 +76,7 @@ static int write_in(const char *dir, const char *name, const char *value)
 static void init_fds(mv_cgw_t *w)
 {
     w->procs_fd = w->usage_fd = w->stat_fd = w->peak_fd = w->events_fd = w->notify_fd = -1;
-    w->high_fd = -1;
+    w->high_fd = w->soft_control_fd = -1;
 }
 
 void mv_cg_forget(mv_cgw_t *w)
@@ -88,7 +88,8 @@ void mv_cg_forget(mv_cgw_t *w)
 
 void mv_cg_close(mv_cgw_t *w)
 {
-    int *fds[] = {&w->procs_fd, &w->usage_fd, &w->stat_fd, &w->peak_fd, &w->events_fd, &w->high_fd};
+    int *fds[] = {&w->procs_fd,  &w->usage_fd, &w->stat_fd,        &w->peak_fd,
+                  &w->events_fd, &w->high_fd,  &w->soft_control_fd};
 
     /* v2 polls events_fd itself: close it once. */
     if (w->notify_fd >= 0 && w->notify_fd != w->events_fd)
@@ -101,17 +102,17 @@ void mv_cg_close(mv_cgw_t *w)
     w->path = NULL;
 }
 
-int mv_cg_register_soft(const char *path, int notify_fd, int usage_fd, int64_t soft, char *why,
+int mv_cg_register_soft(int control_fd, int notify_fd, int usage_fd, int64_t soft, char *why,
                         size_t n)
 {
     char value[64];
     uint64_t one = 1;
+    int len = snprintf(value, sizeof value, "%d %d %lld", notify_fd, usage_fd, (long long)soft);
 
-    snprintf(value, sizeof value, "%d %d %lld", notify_fd, usage_fd, (long long)soft);
-    if (write_in(path, "cgroup.event_control", value) < 0) {
-        snprintf(why, n, "cannot register the soft limit threshold in %s: %s", path,
-                 strerror(errno));
-        return -errno;
+    if (write(control_fd, value, (size_t)len) != len) {
+        int e = errno ? errno : EIO;
+        snprintf(why, n, "cannot register the soft limit threshold: %s", strerror(e));
+        return -e;
     }
     /* Its owner reads usage again. (A failed write can only be a full counter, which is
      * readable already.) */
@@ -148,11 +149,18 @@ static int create_v1(const mv_cg_t *cg, const char *rel, mv_cgw_t *w, bool later
                      strerror(errno));
             return -errno;
         }
-        if (later) {
-            w->soft_unregistered = true;
-            return 0;
+        /* Opened now, while the path is the one just made (a reuse renames it later). */
+        w->soft_control_fd = open_in(w->path, "cgroup.event_control", O_WRONLY);
+        if (w->soft_control_fd < 0) {
+            snprintf(why, n, "cannot open %s/cgroup.event_control: %s", w->path, strerror(errno));
+            return -errno;
         }
-        if ((r = mv_cg_register_soft(w->path, w->notify_fd, w->usage_fd, cg->soft, why, n)) < 0)
+        if (later)
+            return 0;
+        r = mv_cg_register_soft(w->soft_control_fd, w->notify_fd, w->usage_fd, cg->soft, why, n);
+        close(w->soft_control_fd);
+        w->soft_control_fd = -1;
+        if (r < 0)
             return r;
     }
     return 0;

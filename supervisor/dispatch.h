@@ -9,8 +9,9 @@
  *   - an answer becomes a result line with its memory figures and times (one written
  *     definition each: docs/run-files.md; `started` is stamped here as a task is sent,
  *     `ended` as its answer arrives) and attempt record;
- *   - the tasks of a worker that is gone are settled: requeued at the front (the task it
- *     worked on charged with an attempt, mv_policy_charge), escalated to run again on a
+ *   - the tasks of a worker that is gone are settled: the ones it had not started back at
+ *     the front, the one it worked on charged with an attempt (mv_policy_charge) and retried
+ *     behind the tasks queued (tasks.h), escalated to run again on a
  *     worker of its own with more memory when it was killed for memory (escalate.h), or
  *     quarantined after max_attempts; in service mode a request cannot be replayed, so an
  *     open one is lost.

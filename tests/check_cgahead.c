@@ -267,8 +267,8 @@ START_TEST(v1_soft_threshold_registered_after_the_cgroup_is_handed_over)
     aheadfx_t f;
     mv_cgw_t w = {.notify_fd = -1};
     mv_job_t *job = NULL;
-    int ready[2], go[2], null;
-    char c, why[512];
+    int ready[2], go[2], null, control;
+    char c, why[512], path[600];
     pid_t pid;
 
     if (!fx_open(&f, 4 * MiB, 64 * MiB, 1))
@@ -276,7 +276,7 @@ START_TEST(v1_soft_threshold_registered_after_the_cgroup_is_handed_over)
     ck_assert_int_eq(mv_cg_create_async(&f.loop, &f.lg, &f.cg, 1, 1, taken, &w, &job), 0);
     while (!w.path)
         ck_assert(uv_run(&f.loop, UV_RUN_ONCE) || w.path);
-    ck_assert(!w.soft_unregistered);
+    ck_assert_int_eq(w.soft_control_fd, -1); /* the registration's */
     ck_assert_int_ge(w.notify_fd, 0);
     /* Registered: readable once, with nothing in the cgroup. */
     ck_assert_msg(readable(w.notify_fd), "the registration never said it was done");
@@ -296,7 +296,10 @@ START_TEST(v1_soft_threshold_registered_after_the_cgroup_is_handed_over)
     }
     /* A file that is not the cgroup's usage: refused, and said (cgasync logs it then). */
     ck_assert_int_ge(null = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
-    ck_assert_int_lt(mv_cg_register_soft(w.path, w.notify_fd, null, 4 * MiB, why, sizeof why), 0);
+    snprintf(path, sizeof path, "%s/cgroup.event_control", w.path);
+    ck_assert_int_ge(control = open(path, O_WRONLY | O_CLOEXEC), 0);
+    ck_assert_int_lt(mv_cg_register_soft(control, w.notify_fd, null, 4 * MiB, why, sizeof why), 0);
+    close(control);
     ck_assert_msg(strstr(why, "cannot register the soft limit threshold"), "%s", why);
     close(null);
     mv_cg_remove_async(&f.loop, &f.lg, &w);
