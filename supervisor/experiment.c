@@ -132,6 +132,12 @@ bool mv_experiment_explains(const mv_experiment_t *x)
     return false;
 }
 
+bool mv_experiment_takes_growth(const mv_experiment_t *x)
+{
+    return x->enabled && x->iso.mode == MV_ISO_NONE && !mv_experiment_explains(x) &&
+           now(x) >= x->bisect_after;
+}
+
 bool mv_experiment_settled(const mv_experiment_t *x)
 {
     /* A known kind stays known (mv_experiment_suspect answers KNOWN for it and nothing
@@ -256,7 +262,8 @@ static void start_next(mv_experiment_t *x)
             continue;
         }
         x->suspected = true;
-        x->kernel = false;
+        x->kernel = k->kernel;
+        k->kernel = false;
         x->experiments++;
         x->in_place = k->in_place_slot;
         k->in_place_slot = 0;
@@ -418,6 +425,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
     }
     k->state = MV_EXP_QUEUED;
     k->heap = heap;
+    k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     x->spare_slot = slot;
     /* A bisection looks for growth no kind explains: this one may. Its isolation first. */
@@ -439,8 +447,7 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
 {
     int r;
 
-    if (!x->enabled || x->iso.mode != MV_ISO_NONE || mv_experiment_explains(x) ||
-        now(x) < x->bisect_after)
+    if (!mv_experiment_takes_growth(x))
         return;
     /* A kind it runs was cleared on a fresh worker: the growth goes on where it was seen, so
      * that kind is tried again alone on this worker, as it is, before a bisection recycles
@@ -452,8 +459,12 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
             k->in_place_slot = w->slot;
             k->state = MV_EXP_QUEUED;
             k->held = false;
+            k->kernel = off_heap; /* judged on the figures that showed the growth */
             mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
-                    MV_I("worker", w->slot), MV_S("why", "a worker grows unexplained"));
+                    MV_I("worker", w->slot),
+                    MV_S("why", off_heap ? "a worker grows outside its heap figures"
+                                         : "a worker grows unexplained"),
+                    MV_S("figures", off_heap ? "kernel" : "heap"));
             drive(x);
             return;
         }

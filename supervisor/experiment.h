@@ -93,6 +93,8 @@ typedef struct mv_exp_kind {
     bool saved;          /* waits for its isolation: its first queued tasks are kept for it */
     int in_place_slot;   /* >0: its next isolation binds this slot's worker as it is */
     bool in_place_tried; /* it had (or has) its isolation in place */
+    bool kernel;         /* its next isolation judges on kernel figures: it was queued for a
+                          * worker's growth outside its heap figures (mv_experiment_grows) */
     int seen;            /* its tasks met so far in the current look through the queue */
 } mv_exp_kind_t;
 
@@ -169,6 +171,10 @@ bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w);
 /* Whether some kind explains a worker's growth: known to leak, or suspected (queued, under
  * experiment). */
 bool mv_experiment_explains(const mv_experiment_t *x);
+/* Whether a worker's growth would start an experiment now (mv_experiment_grows): enabled,
+ * nothing running, nothing explaining it, and not within the pause after an experiment that
+ * could not pin growth on a kind. */
+bool mv_experiment_takes_growth(const mv_experiment_t *x);
 /* Whether that holds for good (a kind is known to leak): no worker's growth can start an
  * experiment any more, so judging it is wasted. */
 bool mv_experiment_settled(const mv_experiment_t *x);

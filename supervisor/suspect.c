@@ -530,7 +530,7 @@ static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, 
     if (!grows && sw->heap_seen)
         off_grows = mv_leak_grows(&lc, offs, (int)sw->grow_n, nk, &per);
     if (((grows && sw->grow_pending) || (off_grows && sw->off_pending)) &&
-        !mv_experiment_explains(s->exp) && kinds_judged(s, sw, kinds, nk)) {
+        mv_experiment_takes_growth(s->exp) && kinds_judged(s, sw, kinds, nk)) {
         mv_info(s->log, "worker_grows", MV_I("worker", sw->w->slot), MV_I("pid", sw->w->proc.pid),
                 MV_I("per_task", (long long)per), MV_I("kinds", nk), MV_I("tasks", sw->grow_n),
                 MV_S("figures", grows ? (sw->heap_seen ? "heap" : "kernel") : "off_heap"));
