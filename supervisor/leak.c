@@ -18,6 +18,7 @@ typedef struct kind_state {
     double *fds;   /* ring: fd deltas (0 when unknown) */
     double *all;   /* ring: every kind's growth so far (mv_leak.total) after each task */
     double *fdall; /* ring: every kind's fd deltas so far (mv_leak.fd_total) after each task */
+    uint64_t *src; /* ring: the process each task ran in (mv_leak_obs_t.source) */
     int head, n;
     uint64_t seen;           /* tasks of the kind so far */
     uint64_t last_eval;      /* `seen` at the last trend evaluation */
@@ -295,11 +296,13 @@ static kind_state_t *new_kind(const mv_leak_t *l, const char *name)
     k->fds = calloc((size_t)l->cfg.window, sizeof *k->fds);
     k->all = calloc((size_t)l->cfg.window, sizeof *k->all);
     k->fdall = calloc((size_t)l->cfg.window, sizeof *k->fdall);
-    if (!k->mem || !k->fds || !k->all || !k->fdall) {
+    k->src = calloc((size_t)l->cfg.window, sizeof *k->src);
+    if (!k->mem || !k->fds || !k->all || !k->fdall || !k->src) {
         free(k->mem);
         free(k->fds);
         free(k->all);
         free(k->fdall);
+        free(k->src);
         free(k);
         return NULL;
     }
@@ -356,6 +359,7 @@ void mv_leak_free(mv_leak_t *l)
             free(l->table[i]->fds);
             free(l->table[i]->all);
             free(l->table[i]->fdall);
+            free(l->table[i]->src);
             free(l->table[i]);
         }
     free(l->table);
@@ -476,6 +480,34 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
     return v;
 }
 
+/* Of the window's tasks, the source whose tasks of `ring` (memory or fds) added up to the
+ * most; the latest task's on a tie, 0 when none kept anything. A window holds a few workers'
+ * tasks: quadratic in the window, but only for a verdict that is said. */
+static uint64_t top_source(const kind_state_t *k, const double *ring, int w)
+{
+    uint64_t best = 0;
+    double most = 0;
+
+    for (int i = k->n - 1; i >= 0; i--) {
+        uint64_t src = k->src[(k->head + i) % w];
+        double sum = 0;
+        bool counted = false;
+
+        for (int j = k->n - 1; j > i && !counted; j--)
+            counted = k->src[(k->head + j) % w] == src;
+        if (counted || src == 0)
+            continue; /* summed at its latest task */
+        for (int j = 0; j <= i; j++)
+            if (k->src[(k->head + j) % w] == src)
+                sum += ring[(k->head + j) % w];
+        if (sum > most) {
+            most = sum;
+            best = src;
+        }
+    }
+    return best;
+}
+
 /* Whether a verdict is news: the first of its kind, another rule, or a new estimate. */
 static bool newsworthy(kind_state_t *k, const mv_leak_verdict_t *v)
 {
@@ -525,6 +557,7 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
         v.per_task = (double)o->retained;
         v.confidence = 1;
         v.tasks = 1;
+        v.source = o->source;
         v.report = newsworthy(k, &v);
         return v;
     }
@@ -538,6 +571,7 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
     k->all[(k->head + k->n) % w] = l->total;
     l->fd_total += o->fds_delta == INT32_MIN ? 0 : o->fds_delta;
     k->fdall[(k->head + k->n) % w] = l->fd_total;
+    k->src[(k->head + k->n) % w] = o->source;
     if (k->n < w)
         k->n++;
     else
@@ -557,6 +591,8 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
         k->pending = now;
         if (v.rule != MV_LEAK_NONE)
             v.report = newsworthy(k, &v);
+        if (v.report)
+            v.source = top_source(k, v.rule == MV_LEAK_FD_TREND ? k->fds : k->mem, w);
         k->every = next_every(l, k, &v);
     }
     return v;

@@ -54,6 +54,7 @@ typedef struct mv_leak_obs {
     int64_t worker_age; /* tasks the worker finished before this one */
     bool heap;          /* `retained` is live heap bytes (the preload, or the worker's own) */
     bool no_memory;     /* no memory figure for this task: only its fds count */
+    uint64_t source;    /* the process that ran it, as the caller names processes (0: none) */
 } mv_leak_obs_t;
 
 typedef enum { MV_LEAK_NONE, MV_LEAK_TREND, MV_LEAK_TASK_GROWTH, MV_LEAK_FD_TREND } mv_leak_rule_t;
@@ -71,6 +72,11 @@ typedef struct mv_leak_verdict {
                         * over its window (a producer and its consumer, garbage collected in
                         * other tasks); set once per kind, per_task is its growth */
     const char *kind;  /* the kind as tracked (valid until the next observation) */
+    /* The process it was seen on: of the window's tasks, the source whose tasks kept the most
+     * (memory, or fds for a handle leak); the task's own for task_growth. A kind's window
+     * mixes every worker's tasks of it, and the one whose task completed it may have kept
+     * nothing (a leak that needs an older process grows only on the oldest). */
+    uint64_t source;
 } mv_leak_verdict_t;
 
 typedef struct mv_leak mv_leak_t;

@@ -467,6 +467,15 @@ static void on_fresh(void *arg, int slot)
         drain_now(p, m, MV_R_EXPERIMENT);
 }
 
+static mv_suspected_t *find_suspected(void *arg, int slot, uint32_t gen)
+{
+    mv_pool_t *p = arg;
+    mv_seat_t *seat = slot >= 1 && slot <= p->slots.n ? p->slots.slot[slot - 1].active : NULL;
+    mv_member_t *m = seat ? member_of_seat(seat) : NULL;
+
+    return m && m->w->gen == gen && !mv_worker_leaving(m->w) ? &m->suspect : NULL;
+}
+
 static void on_verdict(void *arg, const mv_exp_verdict_t *v)
 {
     mv_pool_t *p = arg;
@@ -477,7 +486,7 @@ static void on_verdict(void *arg, const mv_exp_verdict_t *v)
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
 static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
 static const mv_watch_events_t watch_events = {on_check};
-static const mv_suspect_events_t suspect_events = {on_kill_ready};
+static const mv_suspect_events_t suspect_events = {on_kill_ready, find_suspected};
 
 /* ---- what a worker reports ---- */
 

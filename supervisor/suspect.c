@@ -540,6 +540,12 @@ static void watch_growth(mv_suspect_t *s, mv_suspected_t *sw, const char *kind, 
     sw->off_pending = off_grows;
 }
 
+/* A worker as the detector's observations name it (mv_leak_obs_t.source). */
+static uint64_t source_of(const mv_worker_t *w)
+{
+    return (uint64_t)(uint32_t)w->slot << 32 | w->gen;
+}
+
 /* The evidence a memory verdict stands on, as the events say it. */
 static const char *evidence(bool heap, bool isolation)
 {
@@ -561,13 +567,18 @@ static mv_kv_t last_reason(const char *why)
     return why ? MV_S("snapshot_reason", why) : MV_KV_END_MARKER;
 }
 
-/* Says a suspect: confirmed (with its evidence), or suspected until an experiment says. */
-static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
+/* Says a suspect: confirmed (with its evidence), or suspected until an experiment says.
+ * Whether a snapshot of it was started (none while another of the worker's is in progress). */
+static bool say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
                         const mv_task_t *t, const mv_result_t *res, bool confirmed, const char *ev,
                         const char *experiment)
 {
-    const char *path = snapshot(s, sw, "leak_suspect", v->kind, v, t, res, true, false);
     mv_worker_t *w = sw->w;
+    /* The task that completed the verdict, in the snapshot of the worker that ran it; the
+     * worker named may be another (judge_suspect). */
+    bool own = res && res->slot == w->slot && res->gen == w->gen;
+    const char *path =
+        snapshot(s, sw, "leak_suspect", v->kind, v, own ? t : NULL, own ? res : NULL, true, false);
 
     if (confirmed) {
         s->suspects++;
@@ -581,22 +592,47 @@ static void say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdi
            MV_S("evidence", ev), MV_S("experiment", experiment), MV_I("worker", w->slot),
            MV_I("gen", w->gen), id_kv("pid", w->proc.pid), MV_I("task", t ? (long long)t->id : 0),
            MV_S("snapshot", path));
+    return path != NULL;
 }
 
 /* A verdict of the detector: a handle leak stands on the kernel's fd counts; a memory one is
- * confirmed by an isolation when there can be one, else stands on its own figures. */
+ * confirmed by an isolation when there can be one, else stands on its own figures.
+ *
+ * A kind's window holds every worker's tasks of it, and the task that completed the verdict
+ * (sw's) may have kept nothing: the verdict names the worker whose tasks kept the most of the
+ * window, and that worker is the one the suspect names and snapshots, and the one an
+ * isolation in place runs on (a leak that needs an older process grows on the oldest only;
+ * named by the task's worker, the isolation ran on a process that had not reached it yet,
+ * and cleared it). When that worker is leaving or gone, the task's worker is named, and no
+ * isolation runs in place. */
 static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
                           const mv_task_t *t, const mv_result_t *res)
 {
     mv_exp_answer_t a = MV_EXP_NOW;
+    int slot = sw->w->slot;
 
+    if (v->source && v->source != source_of(sw->w)) {
+        mv_suspected_t *grew = s->ev->find(s->arg, (int)(v->source >> 32), (uint32_t)v->source);
+        if (grew) {
+            sw = grew;
+            slot = grew->w->slot;
+        } else {
+            slot = 0;
+        }
+    }
     if (v->rule != MV_LEAK_FD_TREND && s->exp)
-        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w->slot);
+        a = mv_experiment_suspect(s->exp, v->kind, v->heap, slot);
     switch (a) {
     case MV_EXP_QUEUED:
-        say_suspect(s, sw, v, t, res, false, evidence(v->heap, false), "queued");
+        /* Held for its snapshot's evidence; with no heap view coming, it may go now. A
+         * snapshot of the worker already in progress is another suspect's: relabelled, it
+         * released this kind when its view came and held that one for good (four kinds
+         * suspected on one worker within its first snapshot: three never isolated). */
+        if (!say_suspect(s, sw, v, t, res, false, evidence(v->heap, false), "queued")) {
+            mv_experiment_hold(s->exp, v->kind, false);
+            break;
+        }
         snapshot_sites(s, sw, SITES_CHECK, v->kind);
-        /* Held for its snapshot's evidence; with no heap view coming, it may go now. */
         if (!sw->snap || sw->snap->sites != SITES_CHECK || sw->snap->queued)
             mv_experiment_hold(s->exp, v->kind, false);
         break;
@@ -658,7 +694,8 @@ static void flush_group(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         int64_t share = sw->group.growth / n + (i == 0 ? sw->group.growth % n : 0);
         int64_t off = sw->group.off / n + (i == 0 ? sw->group.off % n : 0);
         mv_leak_obs_t o = {sw->group.kind[i], share,          sw->group.fds[i],
-                           sw->group.age + i, sw->group.heap, !sw->group.known};
+                           sw->group.age + i, sw->group.heap, !sw->group.known,
+                           source_of(sw->w)};
         detect(s, sw, &o, off, t, res);
     }
 }
@@ -716,7 +753,8 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
         res->fds_before >= 0 && res->fds_after >= 0 ? res->fds_after - res->fds_before : INT32_MIN,
         w->tasks_done - 1,
         heap,
-        !known};
+        !known,
+        source_of(w)};
     if (s->exp)
         mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap,
                               (double)res->retained);

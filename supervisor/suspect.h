@@ -88,6 +88,9 @@ typedef struct mv_suspect_count {
 typedef struct mv_suspect_events {
     /* The snapshot taken before a hard-limit kill is written: the worker may be killed. */
     void (*on_kill_ready)(void *arg, mv_suspected_t *sw);
+    /* The worker in `slot` if it is still generation `gen` and not leaving, else NULL: the
+     * one a leak verdict was seen on, when its task is not the one that completed it. */
+    mv_suspected_t *(*find)(void *arg, int slot, uint32_t gen);
 } mv_suspect_events_t;
 
 typedef struct mv_suspect {

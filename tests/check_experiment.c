@@ -706,6 +706,42 @@ START_TEST(kinds_suspected_together_each_keep_their_isolations_tasks)
 }
 END_TEST
 
+/* The same four kinds, with heap snapshots that take the workers 300 ms to answer: the four
+ * are suspected within a few tasks, so at least two on a worker whose first snapshot is still
+ * waiting for its heap view. Each waits for its own snapshot's evidence, and one that has
+ * none goes at once: the snapshot in progress, relabelled with the later kind, released that
+ * kind when its view came and held the earlier ones for good (1 of 4 confirmed, 4 runs of 4,
+ * the rest never isolated). */
+START_TEST(kinds_suspected_during_a_snapshot_are_each_isolated)
+{
+    char *tasks = lines_of(2500, four_leaks);
+    const char *args[] = {"run",
+                          "-o",
+                          "supervisor.workers=2",
+                          "--",
+                          "env",
+                          "SITES_SNAPSHOT_SLEEP=0.3",
+                          "python3",
+                          SOURCE_DIR "/tests/helpers/sites_worker.py",
+                          NULL};
+    static const char *const leaks[] = {"keep", "stash", "hold", "pin"};
+    char want[96];
+    mvrun_t r;
+
+    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
+    run_assert_once(&r, 2500, NULL);
+    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 4)
+        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+    for (int i = 0; i < 4; i++) {
+        snprintf(want, sizeof want, "event=leak_suspect kind=%s ", leaks[i]);
+        ck_assert_int_eq(lines_with(&r, want, "confirmed=true"), 1);
+    }
+    ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 4);
+    free(tasks);
+    run_free(&r);
+}
+END_TEST
+
 /* A kind that keeps nothing for a process's first 100 calls of it, then 32 KiB a call (a
  * feature turned on after some requests), beside a clean kind, on two workers. Its fresh
  * worker's isolation (a warm-up and a window: 60 calls) cannot show it, and clears it; the
@@ -945,6 +981,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, an_experiment_does_not_wait_behind_recycle_spacing);
     tcase_add_test(tc, a_second_suspect_keeps_tasks_for_its_isolation);
     tcase_add_test(tc, kinds_suspected_together_each_keep_their_isolations_tasks);
+    tcase_add_test(tc, kinds_suspected_during_a_snapshot_are_each_isolated);
     tcase_add_test(tc, a_leak_that_needs_an_older_process_is_confirmed_in_place);
     tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);

@@ -40,7 +40,7 @@ static run_t feed(mv_leak_t *l, const char *kind, int n, int64_t (*f)(int, uint6
     uint64_t seed = 42;
 
     for (int i = 1; i <= n; i++) {
-        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1, false, false};
+        mv_leak_obs_t o = {kind, f(i, &seed), fds_per_task, i - 1, false, false, 0};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             if (!r.first_flag)
@@ -258,7 +258,8 @@ START_TEST(mixed_kinds_are_told_apart)
                            0,
                            i - 1,
                            false,
-                           false};
+                           false,
+                           0};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule != MV_LEAK_NONE) {
             ck_assert_str_eq(v.kind, parse ? "parse" : "render");
@@ -290,7 +291,7 @@ END_TEST
 static int feed_fds(mv_leak_t *l, const char *kind, int n, int (*fds)(int))
 {
     for (int i = 1; i <= n; i++) {
-        mv_leak_obs_t o = {kind, 0, fds(i), i - 1, false, false};
+        mv_leak_obs_t o = {kind, 0, fds(i), i - 1, false, false, 0};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.rule == MV_LEAK_FD_TREND)
             return i;
@@ -374,7 +375,7 @@ static fdc_t fds_closed_by_a_collector(int every, int kept_share_of_4, int keep_
         } else if (pick >= 2) {
             fds = 1;
         }
-        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, noise(&seed, KiB), fds, i, true, false});
+        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, noise(&seed, KiB), fds, i, true, false, 0});
         if (v.rule == MV_LEAK_FD_TREND) {
             r.spool += strcmp(v.kind, "spool") == 0;
             r.parse += strcmp(v.kind, "parse") == 0;
@@ -409,8 +410,8 @@ END_TEST
 START_TEST(one_task_retaining_too_much)
 {
     mv_leak_t *l = mv_leak_new(&cfg);
-    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0, false, false};
-    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1, false, false};
+    mv_leak_obs_t first = {"load", 40 * MiB, 0, 0, false, false, 0};
+    mv_leak_obs_t later = {"load", 40 * MiB, 0, 1, false, false, 0};
     mv_leak_verdict_t v;
 
     v = mv_leak_observe(l, &first); /* a worker's first task is warm-up */
@@ -436,11 +437,11 @@ START_TEST(kinds_are_bounded)
 
     for (int i = 0; i < 3000; i++) {
         snprintf(name, sizeof name, "kind-%d", i);
-        mv_leak_obs_t o = {name, 0, 0, 1, false, false};
+        mv_leak_obs_t o = {name, 0, 0, 1, false, false, 0};
         v = mv_leak_observe(l, &o);
     }
     ck_assert_str_eq(v.kind, "(other)");
-    mv_leak_obs_t none = {NULL, 0, 0, 1, false, false};
+    mv_leak_obs_t none = {NULL, 0, 0, 1, false, false, 0};
     ck_assert_str_eq(mv_leak_observe(l, &none).kind, "(other)");
     mv_leak_free(l);
 }
@@ -459,7 +460,7 @@ START_TEST(warm_up_tasks_stay_out_of_the_trend)
     l = mv_leak_new(&c);
     for (int worker = 0; worker < 5; worker++)
         for (int age = 0; age < 100; age++) {
-            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age, false, false};
+            mv_leak_obs_t o = {"fill", age < 40 ? 64 * KiB : 0, 0, age, false, false, 0};
             flagged += mv_leak_observe(l, &o).rule != MV_LEAK_NONE;
         }
     ck_assert_int_eq(flagged, 0);
@@ -661,7 +662,7 @@ END_TEST
 START_TEST(judged_kinds_and_tasks_without_figures)
 {
     mv_leak_t *l = mv_leak_new(&cfg);
-    mv_leak_obs_t o = {"k", 0, 0, 5, true, false};
+    mv_leak_obs_t o = {"k", 0, 0, 5, true, false, 0};
     int i;
 
     ck_assert(!mv_leak_judged(l, "k"));
@@ -673,12 +674,12 @@ START_TEST(judged_kinds_and_tasks_without_figures)
     /* Huge kernel deltas without a heap figure: never a memory suspect, not even by the
      * one-task rule; and the heap figures around them say nothing grows. */
     for (i = 0; i < 200; i++) {
-        mv_leak_obs_t k = {"mixed", i % 2 ? 64 * MiB : 0, 0, 5, i % 2 == 0, i % 2 == 1};
+        mv_leak_obs_t k = {"mixed", i % 2 ? 64 * MiB : 0, 0, 5, i % 2 == 0, i % 2 == 1, 0};
         ck_assert_int_eq(mv_leak_observe(l, &k).rule, MV_LEAK_NONE);
     }
     /* a heap verdict says so */
     for (i = 0; i < 60; i++) {
-        mv_leak_obs_t h = {"heapy", 24 * KiB, 0, 5, true, false};
+        mv_leak_obs_t h = {"heapy", 24 * KiB, 0, 5, true, false, 0};
         mv_leak_verdict_t v = mv_leak_observe(l, &h);
         if (v.rule != MV_LEAK_NONE) {
             ck_assert(v.heap);
@@ -686,6 +687,49 @@ START_TEST(judged_kinds_and_tasks_without_figures)
         }
     }
     ck_assert_int_lt(i, 60);
+    mv_leak_free(l);
+}
+END_TEST
+
+/* A kind's window holds every worker's tasks of it: the verdict names the worker whose tasks
+ * kept the most, not the one whose task completed it (a leak that needs an older process
+ * grows on the oldest only: an isolation in place on the task's worker ran on a process that
+ * had kept nothing, and cleared the kind). The same for a handle leak; a task_growth verdict
+ * names the task's own worker. */
+START_TEST(a_verdict_names_the_worker_whose_tasks_kept_the_most)
+{
+    mv_leak_t *l = mv_leak_new(&cfg);
+    int mem = 0, fds = 0, elsewhere = 0;
+
+    for (int i = 1; i <= 300; i++) {
+        uint64_t src = 11 * (uint64_t)(1 + i % 3); /* 11, 22 and 33 in turn */
+        mv_leak_obs_t m = {"m", src == 22 ? 96 * KiB : 0, 0, i, true, false, src};
+        mv_leak_obs_t f = {"f", 0, src == 33 ? 1 : 0, i, true, false, src};
+        mv_leak_verdict_t v = mv_leak_observe(l, &m);
+
+        if (v.report) {
+            ck_assert_int_eq(v.rule, MV_LEAK_TREND);
+            ck_assert_uint_eq(v.source, 22);
+            elsewhere += src != 22;
+            mem++;
+        }
+        v = mv_leak_observe(l, &f);
+        if (v.report) {
+            ck_assert_int_eq(v.rule, MV_LEAK_FD_TREND);
+            ck_assert_uint_eq(v.source, 33);
+            elsewhere += src != 33;
+            fds++;
+        }
+    }
+    ck_assert_int_ge(mem, 1);
+    ck_assert_int_ge(fds, 1);
+    ck_assert_int_ge(elsewhere, 1); /* named another worker than the task's at least once */
+    {
+        mv_leak_obs_t big = {"m", 200 * MiB, 0, 400, true, false, 11};
+        mv_leak_verdict_t v = mv_leak_observe(l, &big);
+        ck_assert_int_eq(v.rule, MV_LEAK_TASK_GROWTH);
+        ck_assert_uint_eq(v.source, 11);
+    }
     mv_leak_free(l);
 }
 END_TEST
@@ -700,7 +744,7 @@ START_TEST(a_reported_leak_backs_off_but_a_change_is_still_said)
     int w = cfg.window, judged = 0, reports = 0, said = 0, after = 0;
 
     for (int i = 1; i <= 1000; i++) {
-        mv_leak_obs_t o = {"k", 64 * KiB, 0, i, false, false};
+        mv_leak_obs_t o = {"k", 64 * KiB, 0, i, false, false, 0};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         reports += v.report;
         judged += i > 500 && v.rule != MV_LEAK_NONE;
@@ -711,7 +755,7 @@ START_TEST(a_reported_leak_backs_off_but_a_change_is_still_said)
     ck_assert_int_le(judged, 500 / w + 1);
     /* it now leaks four times as much */
     for (int i = 1001; i <= 1000 + 3 * w; i++) {
-        mv_leak_obs_t o = {"k", 256 * KiB, 0, i, false, false};
+        mv_leak_obs_t o = {"k", 256 * KiB, 0, i, false, false, 0};
         mv_leak_verdict_t v = mv_leak_observe(l, &o);
         if (v.report) {
             ck_assert_int_eq(said, 0);
@@ -761,7 +805,7 @@ static pc_t producer_consumer(double queued_share, int other_w, int64_t other_ke
         } else {
             ret = other_keeps + noise(&seed, 2 * KiB);
         }
-        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, ret, 0, i, true, false});
+        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, ret, 0, i, true, false, 0});
         r.handed_off += v.handed_off;
         if (v.rule == MV_LEAK_TREND) {
             r.produce_flagged += strcmp(v.kind, "produce") == 0;
@@ -821,7 +865,7 @@ static sw_t beside_a_swing(int64_t keep_bytes, bool free_drains)
             ret = -queued;
             queued = 0;
         }
-        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, ret, 0, i, true, false});
+        v = mv_leak_observe(l, &(mv_leak_obs_t){kind, ret, 0, i, true, false, 0});
         if (v.kind && strcmp(v.kind, "keep") == 0) {
             r.handed_off += v.handed_off;
             r.flagged += v.rule == MV_LEAK_TREND;
@@ -910,6 +954,7 @@ Suite *leak_suite(void)
     tcase_add_test(tc, a_worker_grows_by_its_share_of_a_leak);
     tcase_add_test(tc, judged_kinds_and_tasks_without_figures);
     tcase_add_test(tc, a_reported_leak_backs_off_but_a_change_is_still_said);
+    tcase_add_test(tc, a_verdict_names_the_worker_whose_tasks_kept_the_most);
     tcase_add_test(tc, a_packed_baseline_unpacks_to_the_same_mappings);
     tcase_add_test(tc, a_producer_whose_items_another_kind_frees_is_not_a_leak);
     tcase_add_test(tc, a_leak_beside_memory_held_between_tasks_is_not_handed_off);

@@ -9,10 +9,12 @@
             defer tasks, its frees in whatever task comes next
     ok      nothing
 
-The kind is the line's first word (the worker names none).
+The kind is the line's first word (the worker names none). SITES_SNAPSHOT_SLEEP=S in the
+environment: the worker takes S seconds more to answer a heap snapshot request.
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "worker-api", "python"))
@@ -41,5 +43,15 @@ def handle(task):
         POOL.append(bytearray(64 * 1024))
     return kind
 
+
+SLEEP = float(os.environ.get("SITES_SNAPSHOT_SLEEP", "0"))
+if SLEEP > 0:
+    _snapshot = memvisor_worker.Worker.snapshot
+
+    def slow_snapshot(self):
+        time.sleep(SLEEP)
+        return _snapshot(self)
+
+    memvisor_worker.Worker.snapshot = slow_snapshot
 
 memvisor_worker.main(handle)
