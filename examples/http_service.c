@@ -112,6 +112,7 @@ struct server {
 };
 
 static volatile sig_atomic_t got_signal;
+static sigset_t stop_signals; /* SIGTERM and SIGINT, blocked outside ppoll */
 
 static void on_signal(int sig)
 {
@@ -706,11 +707,14 @@ static int serve_once(struct server *s, const sigset_t *mask)
     for (int i = 0; listening && i < s->nlisten; i++)
         s->pfd[nfd++] = (struct pollfd){.fd = s->lfd[i], .events = POLLIN};
 
-    /* ppoll with the signals unblocked only while waiting: a SIGTERM is never missed. */
+    /* ppoll with the signals unblocked only while waiting. It delivers a pending signal only
+     * when it waits: a server with a ready fd at every round (busy under constant load)
+     * never saw SIGTERM, and served on with keep-alive -- a leaking worker memvisor stopped
+     * grew on to its hard limit (1.2 GB in 2.5 s under wrk). A pending one is taken here. */
     if (ppoll(s->pfd, nfd, &ts, mask) < 0 && errno != EINTR)
         return -errno;
     now = now_ms();
-    if (got_signal)
+    if (got_signal || sigtimedwait(&stop_signals, NULL, &(struct timespec){0, 0}) > 0)
         start_drain(s);
     if (s->w && s->pfd[0].revents) {
         int rc = mvw_poll(s->w);
@@ -833,7 +837,7 @@ int main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     char *listen_arg = NULL, *end;
     long start_ms = 0, children = 0;
-    sigset_t block, orig;
+    sigset_t orig;
     int rc, n;
 
     /* Buffers of 32 KiB and more are mmap'd and returned on free: otherwise /ok's freed
@@ -915,10 +919,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    sigprocmask(SIG_BLOCK, &block, &orig);
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop_signals, &orig);
 
     while (!s.draining || s.nconns > 0) {
         rc = serve_once(&s, &orig);
