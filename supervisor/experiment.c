@@ -399,7 +399,15 @@ static void drive(mv_experiment_t *x)
 
 /* ---- what the run says ---- */
 
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot)
+bool mv_experiment_queued(mv_experiment_t *x, const char *kind)
+{
+    const mv_exp_kind_t *k = x->enabled ? kind_rec(x, kind, false) : NULL;
+
+    return k && k->state == MV_EXP_QUEUED;
+}
+
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot,
+                                      bool in_place)
 {
     mv_exp_kind_t *k;
 
@@ -416,7 +424,8 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
      * was seen. A fresh worker cannot show a leak that needs what an older process has (a
      * kind that starts to leak on its 100th call, a cache turned unbounded by a reload):
      * the next try runs the kind alone on the worker that grew, as it is, without waiting. */
-    if (k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES && slot > 0) {
+    if (k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES && in_place &&
+        slot > 0) {
         k->in_place_tried = true;
         k->in_place_slot = slot;
     } else if (k->state == MV_EXP_CLEARED &&
@@ -608,7 +617,7 @@ void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *othe
             MV_S("evidence", "snapshot"), MV_S("site", site), MV_S("other", other),
             MV_S("why", "its snapshot grows most at a site of another kind"));
     if (o && o->state != MV_EXP_KNOWN)
-        mv_experiment_suspect(x, other, k->heap, 0);
+        mv_experiment_suspect(x, other, k->heap, 0, false);
 }
 
 /* ---- the dispatch predicate ---- */

@@ -155,8 +155,12 @@ void mv_experiment_free(mv_experiment_t *x);
  * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
  * it (mv_experiment_demote) before an isolation is spent on it. */
 /* `slot`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
- * elsewhere when there is another slot. */
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot);
+ * elsewhere when there is another slot. `in_place`: that worker is the one that grew, and a
+ * kind cleared before may be tried again on it as it is. */
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot,
+                                      bool in_place);
+/* Whether `kind` is suspected and waits for, or is under, its experiment (no verdict yet). */
+bool mv_experiment_queued(mv_experiment_t *x, const char *kind);
 /* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. off_heap:
  * its heap figures do not grow, its kernel figures do (memory no malloc-family call and no
  * mmap of its own made: a thread's stack, a raw system call), so the experiment's arms are

@@ -29,13 +29,20 @@ typedef struct kind_state {
     bool handoff_said; /* its growth was found freed by other kinds' tasks: said once */
 } kind_state_t;
 
+typedef struct source_sum {
+    uint64_t src;
+    double kept;
+    int last; /* its latest task's place in the window */
+} source_sum_t;
+
 struct mv_leak {
     mv_leak_cfg_t cfg;
     kind_state_t **table; /* open addressing, power-of-two size */
     size_t cap, count;
-    double *series;  /* scratch: the window in order */
-    double total;    /* growth of every measured task in the rings so far, every kind */
-    double fd_total; /* the same for fd deltas */
+    double *series;     /* scratch: the window in order */
+    source_sum_t *sums; /* scratch: the window by source (top_source) */
+    double total;       /* growth of every measured task in the rings so far, every kind */
+    double fd_total;    /* the same for fd deltas */
 };
 
 static uint32_t hash(const char *s)
@@ -342,7 +349,8 @@ mv_leak_t *mv_leak_new(const mv_leak_cfg_t *cfg)
     l->cap = 2048; /* twice MV_LEAK_KINDS_MAX: probing stays short */
     l->table = calloc(l->cap, sizeof *l->table);
     l->series = calloc((size_t)l->cfg.window, sizeof *l->series);
-    if (!l->table || !l->series) {
+    l->sums = calloc((size_t)l->cfg.window, sizeof *l->sums);
+    if (!l->table || !l->series || !l->sums) {
         mv_leak_free(l);
         return NULL;
     }
@@ -364,6 +372,7 @@ void mv_leak_free(mv_leak_t *l)
         }
     free(l->table);
     free(l->series);
+    free(l->sums);
     free(l);
 }
 
@@ -480,32 +489,35 @@ static mv_leak_verdict_t judge_trend(mv_leak_t *l, kind_state_t *k)
     return v;
 }
 
-/* Of the window's tasks, the source whose tasks of `ring` (memory or fds) added up to the
- * most; the latest task's on a tie, 0 when none kept anything. A window holds a few workers'
- * tasks: quadratic in the window, but only for a verdict that is said. */
-static uint64_t top_source(const kind_state_t *k, const double *ring, int w)
+static int by_source(const void *a, const void *b)
 {
-    uint64_t best = 0;
-    double most = 0;
+    uint64_t x = ((const source_sum_t *)a)->src, y = ((const source_sum_t *)b)->src;
 
-    for (int i = k->n - 1; i >= 0; i--) {
-        uint64_t src = k->src[(k->head + i) % w];
-        double sum = 0;
-        bool counted = false;
+    return (x > y) - (x < y);
+}
 
-        for (int j = k->n - 1; j > i && !counted; j--)
-            counted = k->src[(k->head + j) % w] == src;
-        if (counted || src == 0)
-            continue; /* summed at its latest task */
-        for (int j = 0; j <= i; j++)
-            if (k->src[(k->head + j) % w] == src)
-                sum += ring[(k->head + j) % w];
-        if (sum > most) {
-            most = sum;
-            best = src;
+/* Of the window's tasks, the source whose tasks of `ring` (memory or fds) added up to the
+ * most; the latest task's on a tie, 0 when none kept anything. Sorted by source: a window of
+ * short-lived workers holds as many sources as tasks. */
+static uint64_t top_source(mv_leak_t *l, const kind_state_t *k, const double *ring, int w)
+{
+    source_sum_t *t = l->sums, best = {0, 0, -1};
+    int n = 0;
+
+    for (int i = 0; i < k->n; i++)
+        t[n++] = (source_sum_t){k->src[(k->head + i) % w], ring[(k->head + i) % w], i};
+    qsort(t, (size_t)n, sizeof *t, by_source);
+    for (int i = 0; i < n;) {
+        source_sum_t sum = t[i];
+        while (++i < n && t[i].src == sum.src) {
+            sum.kept += t[i].kept;
+            sum.last = t[i].last > sum.last ? t[i].last : sum.last;
         }
+        if (sum.src != 0 && sum.kept > 0 &&
+            (sum.kept > best.kept || (sum.kept == best.kept && sum.last > best.last)))
+            best = sum;
     }
-    return best;
+    return best.src;
 }
 
 /* Whether a verdict is news: the first of its kind, another rule, or a new estimate. */
@@ -592,7 +604,7 @@ mv_leak_verdict_t mv_leak_observe(mv_leak_t *l, const mv_leak_obs_t *o)
         if (v.rule != MV_LEAK_NONE)
             v.report = newsworthy(k, &v);
         if (v.report)
-            v.source = top_source(k, v.rule == MV_LEAK_FD_TREND ? k->fds : k->mem, w);
+            v.source = top_source(l, k, v.rule == MV_LEAK_FD_TREND ? k->fds : k->mem, w);
         k->every = next_every(l, k, &v);
     }
     return v;

@@ -603,37 +603,40 @@ static bool say_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdi
  * window, and that worker is the one the suspect names and snapshots, and the one an
  * isolation in place runs on (a leak that needs an older process grows on the oldest only;
  * named by the task's worker, the isolation ran on a process that had not reached it yet,
- * and cleared it). When that worker is leaving or gone, the task's worker is named, and no
- * isolation runs in place. */
+ * and cleared it). When that worker is leaving or gone, or an experiment's arm, the task's
+ * worker is named, and no isolation runs in place. */
 static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_verdict_t *v,
                           const mv_task_t *t, const mv_result_t *res)
 {
     mv_exp_answer_t a = MV_EXP_NOW;
-    int slot = sw->w->slot;
+    bool grew_here = true, queued = false;
 
     if (v->source && v->source != source_of(sw->w)) {
         mv_suspected_t *grew = s->ev->find(s->arg, (int)(v->source >> 32), (uint32_t)v->source);
-        if (grew) {
+        /* An experiment's arm runs its own kind now: not this suspect's to snapshot. */
+        if (grew && !(s->exp && mv_experiment_is_arm(s->exp, grew->w)))
             sw = grew;
-            slot = grew->w->slot;
-        } else {
-            slot = 0;
-        }
+        else
+            grew_here = false;
     }
-    if (v->rule != MV_LEAK_FD_TREND && s->exp)
-        a = mv_experiment_suspect(s->exp, v->kind, v->heap, slot);
+    if (v->rule != MV_LEAK_FD_TREND && s->exp) {
+        queued = mv_experiment_queued(s->exp, v->kind);
+        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w->slot, grew_here);
+    }
     switch (a) {
     case MV_EXP_QUEUED:
-        /* Held for its snapshot's evidence; with no heap view coming, it may go now. A
-         * snapshot of the worker already in progress is another suspect's: relabelled, it
-         * released this kind when its view came and held that one for good (four kinds
-         * suspected on one worker within its first snapshot: three never isolated). */
+        /* Newly queued, it is held for its snapshot's evidence; with no heap view coming, it
+         * may go now. A snapshot of the worker already in progress is another suspect's:
+         * relabelled, it released this kind when its view came and held that one for good
+         * (four kinds suspected on one worker within its first snapshot: three never
+         * isolated). A kind queued before keeps the hold its first snapshot took. */
         if (!say_suspect(s, sw, v, t, res, false, evidence(v->heap, false), "queued")) {
-            mv_experiment_hold(s->exp, v->kind, false);
+            if (!queued)
+                mv_experiment_hold(s->exp, v->kind, false);
             break;
         }
         snapshot_sites(s, sw, SITES_CHECK, v->kind);
-        if (!sw->snap || sw->snap->sites != SITES_CHECK || sw->snap->queued)
+        if (!queued && (!sw->snap || sw->snap->sites != SITES_CHECK || sw->snap->queued))
             mv_experiment_hold(s->exp, v->kind, false);
         break;
     case MV_EXP_KNOWN: say_suspect(s, sw, v, t, res, true, evidence(v->heap, true), NULL); break;
@@ -798,7 +801,8 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
     if (v->verdict == MV_ISO_V_LEAK) {
         path = sw ? snapshot(s, sw, "leak_suspect", v->kind, &lv, NULL, NULL, true, false)
                   : v->snapshot;
-        snapshot_sites(s, sw, SITES_LINK, v->kind);
+        if (sw && path) /* a snapshot in progress is another's: not relabelled */
+            snapshot_sites(s, sw, SITES_LINK, v->kind);
         s->suspects++;
         count_kind(s, v->kind, v->per_task, 0, evidence(v->heap, true));
         mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind),
@@ -830,7 +834,8 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
         mv_leak_forget(s->leak, v->kind);
     /* A kind that ran alone: its growing sites are its own, even when it is not a leak. */
     path = sw ? snapshot(s, sw, "leak_cleared", v->kind, &lv, NULL, NULL, true, false) : NULL;
-    snapshot_sites(s, sw, SITES_LINK, v->kind);
+    if (path)
+        snapshot_sites(s, sw, SITES_LINK, v->kind);
     mv_info(s->log, "leak_cleared", MV_S("kind", v->kind),
             MV_S("verdict", mv_iso_verdict_name(v->verdict)),
             MV_I("per_task", (long long)v->per_task), MV_I("tasks", v->tasks),

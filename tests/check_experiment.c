@@ -915,7 +915,10 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     memset(&arm, 0, sizeof arm);
     ck_assert(!f->active(f->arg, &mixed)); /* nothing suspected: no filter */
     /* a: saved while its snapshot is taken, then tried alone (an arm in slot 1 wanted) */
-    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, 2), MV_EXP_QUEUED);
+    ck_assert(!mv_experiment_queued(&x, "a"));
+    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, 2, true), MV_EXP_QUEUED);
+    ck_assert(mv_experiment_queued(&x, "a")); /* a suspect of it again takes no new hold */
+    ck_assert(!mv_experiment_queued(&x, "c"));
     ck_assert_int_eq(x.nsaved, 1);
     ck_assert_uint_eq(tasks.room, 60); /* warm-up 10 + window 50 */
     ck_assert_int_eq(takes(&x, &mixed, "a"), 100 - 60);
@@ -924,7 +927,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert_int_eq(x.nsaved, 0);
     ck_assert_uint_eq(tasks.room, 0);
     /* b: suspected while a runs alone: saved; c runs as usual; a waits for its arm */
-    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, 1), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, 1, true), MV_EXP_QUEUED);
     ck_assert(f->active(f->arg, &mixed));
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60);
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60); /* each look counts anew */
