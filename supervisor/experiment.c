@@ -273,14 +273,62 @@ static void start_next(mv_experiment_t *x)
     }
 }
 
-/* The experiment ended: the verdict goes up, the arms' workers take anything again. */
-static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
+/* A fresh worker cleared a suspect that grew on a worker older than the fresh one became,
+ * and that worker lives: a fresh worker cannot show a leak that needs what an older process
+ * has (a kind that starts to keep on its 100th call, one that keeps more the older its
+ * process), so the kind is not cleared yet: it runs alone on that worker next, as it is
+ * (in_place_next). Waiting for it to be suspected again, as a kind cleared on its own
+ * figures is, took windows of tasks, and a batch that ended before heard it cleared. */
+static bool cleared_younger(const mv_experiment_t *x, const mv_exp_kind_t *k,
+                            const mv_iso_result_t *res)
 {
+    const struct mv_exp_arm *fresh = &x->arm[0];
+    int slot = k->grew_slot;
+
+    return res->mode == MV_ISO_ISOLATE && x->suspected && x->in_place == 0 &&
+           (res->verdict == MV_ISO_V_CLEAN || res->verdict == MV_ISO_V_PLATEAU) && slot > 0 &&
+           slot <= x->slots && slot != fresh->slot && slot != fresh->left_slot &&
+           !k->in_place_tried && k->tries + 1 < MAX_TRIES &&
+           k->grew_tasks > (int64_t)x->iso.cfg.warmup + res->tasks;
+}
+
+/* The fresh arm's verdict is logged; the isolation in place that follows decides the kind. */
+static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
+{
+    k->tries++;
+    k->in_place_tried = true;
+    k->in_place_slot = k->grew_slot;
+    k->state = MV_EXP_QUEUED;
+    k->held = false;
+    mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
+            MV_I("worker", k->grew_slot),
+            MV_S("why", "cleared on a fresh worker, grown on an older one"),
+            MV_S("figures", x->kernel ? "kernel" : "heap"));
+    k->kernel = x->kernel;
+    x->in_place = 0;
+    x->kernel = false;
+    for (int i = 0; i < MV_ISO_ARMS; i++)
+        unbind(x, i);
+}
+
+/* The experiment ended: the verdict goes up, the arms' workers take anything again. */
+static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
+{
+    mv_iso_result_t r = *decided;
+    const mv_iso_result_t *res = &r;
     /* Isolation decides on arm 0; a bisection that found a kind, on arm 0 alone too. */
     int a = res->mode == MV_ISO_ISOLATE || res->verdict == MV_ISO_V_LEAK ? 0 : -1;
     mv_exp_kind_t *k = res->kind ? kind_rec(x, res->kind, true) : NULL;
     struct mv_exp_arm *arm = a >= 0 ? &x->arm[a] : NULL;
+    bool next = k && cleared_younger(x, k, res);
     mv_exp_verdict_t v;
+
+    /* With no task of it left, the try in place cannot run: not cleared all the same. */
+    if (next && mv_tasks_source_done(x->tasks) && x->tasks->queued == 0) {
+        r.verdict = MV_ISO_V_INCONCLUSIVE;
+        r.why = "cleared on a fresh worker, grown on an older one: no task left to run there";
+        next = false;
+    }
 
     if (arm && (arm->w || arm->left)) { /* alive: as it is now (its pid once it started) */
         const mv_worker_t *w = arm->w ? arm->w : arm->left;
@@ -313,6 +361,10 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *res)
            MV_I("per_task", (long long)res->slope), MV_D("confidence", res->confidence),
            MV_I("tasks", res->tasks), MV_I("rounds", res->rounds),
            MV_S("figures", v.heap ? "heap" : "kernel"), MV_S("why", res->why));
+    if (next) {
+        in_place_next(x, k);
+        return;
+    }
     if (k) {
         if (res->verdict == MV_ISO_V_LEAK) {
             k->state = MV_EXP_KNOWN;
@@ -406,9 +458,10 @@ bool mv_experiment_queued(mv_experiment_t *x, const char *kind)
     return k && k->state == MV_EXP_QUEUED;
 }
 
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot,
-                                      bool in_place)
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
+                                      const mv_worker_t *w, bool in_place)
 {
+    int slot = w->slot;
     mv_exp_kind_t *k;
 
     if (!x->enabled || !(k = kind_rec(x, kind, true)))
@@ -436,6 +489,9 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
     k->heap = heap;
     k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
+    k->grew_slot = in_place ? slot : 0;
+    k->grew_gen = w->gen;
+    k->grew_tasks = w->tasks_done;
     x->spare_slot = slot;
     /* A bisection looks for growth no kind explains: this one may. Its isolation first. */
     if (x->iso.mode == MV_ISO_BISECT) {
@@ -545,6 +601,9 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot
         free(x->arm[i].snapshot);
         x->arm[i].snapshot = snapshot ? strdup(snapshot) : NULL;
     }
+    for (size_t i = 0; i < x->nkinds; i++)
+        if (x->kinds[i].grew_slot == w->slot && x->kinds[i].grew_gen == w->gen)
+            x->kinds[i].grew_slot = 0; /* nothing to run in place on */
     if (arm < 0)
         return;
     mv_iso_stop_arm(&x->iso, arm);

@@ -96,6 +96,12 @@ typedef struct mv_exp_kind {
     bool kernel;         /* its next isolation judges on kernel figures: it was queued for a
                           * worker's growth outside its heap figures (mv_experiment_grows) */
     int seen;            /* its tasks met so far in the current look through the queue */
+    /* The worker that grew with it when it was suspected, while it lives (grew_slot 0: none,
+     * or gone), and the tasks it had run then: an isolation on a fresh worker that clears
+     * the kind hands over to one in place on that worker when it was the older. */
+    int grew_slot;
+    uint32_t grew_gen;
+    int64_t grew_tasks;
 } mv_exp_kind_t;
 
 typedef struct mv_experiment {
@@ -154,11 +160,11 @@ void mv_experiment_free(mv_experiment_t *x);
 /* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. A kind newly
  * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
  * it (mv_experiment_demote) before an isolation is spent on it. */
-/* `slot`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
- * elsewhere when there is another slot. `in_place`: that worker is the one that grew, and a
- * kind cleared before may be tried again on it as it is. */
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap, int slot,
-                                      bool in_place);
+/* `w`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
+ * elsewhere when there is another slot. `in_place`: that worker is the one that grew, and the
+ * kind may be tried on it as it is (after a fresh worker cleared it). */
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
+                                      const mv_worker_t *w, bool in_place);
 /* Whether `kind` is suspected and waits for, or is under, its experiment (no verdict yet). */
 bool mv_experiment_queued(mv_experiment_t *x, const char *kind);
 /* A worker (not an arm's) grows with no kind suspected: bisect the kinds it ran. off_heap:

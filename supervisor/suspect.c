@@ -621,7 +621,7 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
     }
     if (v->rule != MV_LEAK_FD_TREND && s->exp) {
         queued = mv_experiment_queued(s->exp, v->kind);
-        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w->slot, grew_here);
+        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w, grew_here);
     }
     switch (a) {
     case MV_EXP_QUEUED:

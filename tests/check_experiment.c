@@ -669,11 +669,33 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
 }
 END_TEST
 
+/* Four kinds that leak at one rate, and a clean one. */
+static const char *const four_kinds[] = {"keep", "stash", "hold", "pin", "ok"};
+
 static const char *four_leaks(int i)
 {
-    static const char *const k[] = {"keep", "stash", "hold", "pin", "ok"};
+    return four_kinds[i % 5];
+}
 
-    return k[i % 5];
+/* Runs 2,500 tasks of the four leaking kinds and `ok` with `args`, and asserts what every run
+ * of them must show: each task once, each leaking kind confirmed once by its isolation, `ok`
+ * never suspected. */
+static void run_four_leaks(mvrun_t *r, const char *const *args)
+{
+    char *tasks = lines_of(2500, four_leaks);
+    char want[96];
+
+    ck_assert_int_eq(run_batch(r, tasks, args), 0);
+    free(tasks);
+    run_assert_once(r, 2500, NULL);
+    if (run_count(r, "confirmed=true evidence=heap,isolation") != 4)
+        fprintf(stderr, "%s", r->log); /* too long for a Check message */
+    for (int i = 0; i < 4; i++) {
+        snprintf(want, sizeof want, "event=leak_suspect kind=%s ", four_kinds[i]);
+        ck_assert_int_eq(lines_with(r, want, "confirmed=true"), 1);
+    }
+    ck_assert_int_eq(run_count(r, "confirmed=true evidence=heap,isolation"), 4);
+    ck_assert_int_eq(run_count(r, "event=leak_suspect kind=ok "), 0);
 }
 
 /* Four kinds that leak at one rate are suspected together; one experiment runs at a time, so
@@ -682,26 +704,17 @@ static const char *four_leaks(int i)
  * 43 of its 60, and its isolation took the rest from wherever the batch had got to. */
 START_TEST(kinds_suspected_together_each_keep_their_isolations_tasks)
 {
-    char *tasks = lines_of(2500, four_leaks);
     const char *args[] = SITES_ARGS(2);
-    static const char *const leaks[] = {"keep", "stash", "hold", "pin"};
     char want[96];
     mvrun_t r;
 
-    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
-    run_assert_once(&r, 2500, NULL);
-    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 4)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+    run_four_leaks(&r, args);
     ck_assert_int_ge(run_count(&r, "step=saving"), 3);
+    /* Each saved for, or isolated at once: never fewer than its warm-up and window. */
     for (int i = 0; i < 4; i++) {
-        snprintf(want, sizeof want, "event=leak_suspect kind=%s ", leaks[i]);
-        ck_assert_int_eq(lines_with(&r, want, "confirmed=true"), 1);
-        /* saved for, or isolated at once: never fewer than its warm-up and window */
-        snprintf(want, sizeof want, "step=saving kind=%s ", leaks[i]);
+        snprintf(want, sizeof want, "step=saving kind=%s ", four_kinds[i]);
         ck_assert_int_eq(lines_with(&r, want, "tasks=60"), run_count(&r, want));
     }
-    ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=ok "), 0);
-    free(tasks);
     run_free(&r);
 }
 END_TEST
@@ -714,7 +727,6 @@ END_TEST
  * the rest never isolated). */
 START_TEST(kinds_suspected_during_a_snapshot_are_each_isolated)
 {
-    char *tasks = lines_of(2500, four_leaks);
     const char *args[] = {"run",
                           "-o",
                           "supervisor.workers=2",
@@ -724,29 +736,18 @@ START_TEST(kinds_suspected_during_a_snapshot_are_each_isolated)
                           "python3",
                           SOURCE_DIR "/tests/helpers/sites_worker.py",
                           NULL};
-    static const char *const leaks[] = {"keep", "stash", "hold", "pin"};
-    char want[96];
     mvrun_t r;
 
-    ck_assert_int_eq(run_batch(&r, tasks, args), 0);
-    run_assert_once(&r, 2500, NULL);
-    if (run_count(&r, "confirmed=true evidence=heap,isolation") != 4)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
-    for (int i = 0; i < 4; i++) {
-        snprintf(want, sizeof want, "event=leak_suspect kind=%s ", leaks[i]);
-        ck_assert_int_eq(lines_with(&r, want, "confirmed=true"), 1);
-    }
-    ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 4);
-    free(tasks);
+    run_four_leaks(&r, args);
     run_free(&r);
 }
 END_TEST
 
 /* A kind that keeps nothing for a process's first 100 calls of it, then 32 KiB a call (a
  * feature turned on after some requests), beside a clean kind, on two workers. Its fresh
- * worker's isolation (a warm-up and a window: 60 calls) cannot show it, and clears it; the
- * workers that grew go on growing, so it is suspected again, and run alone on the worker that
- * grew, as it is: confirmed there. */
+ * worker's isolation (a warm-up and a window: 60 calls) cannot show it; the worker that grew
+ * is older, so the kind runs alone on it next, as it is: confirmed there, never said cleared
+ * (it was said cleared, and tried in place only once suspected again, windows later). */
 START_TEST(a_leak_that_needs_an_older_process_is_confirmed_in_place)
 {
     char *tasks = mix(1600, 2, "later 100 32", "ok");
@@ -771,6 +772,8 @@ START_TEST(a_leak_that_needs_an_older_process_is_confirmed_in_place)
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=later ", "experiment=isolation "), 1);
     ck_assert_int_eq(confirmed, 1 + known);
     ck_assert_int_eq(lines_with(&r, "step=start mode=isolation kind=later ", "in_place=true"), 1);
+    ck_assert_int_eq(lines_with(&r, "step=in_place kind=later ", "grown on an older one"), 1);
+    ck_assert_int_eq(run_count(&r, "event=leak_cleared kind=later "), 0);
     ck_assert_int_eq(run_count(&r, "event=leak_suspect kind=ok "), 0);
     free(tasks);
     run_free(&r);
@@ -867,9 +870,14 @@ static void on_fresh(void *arg, int slot)
     fresh_slot = slot;
 }
 
+static int verdicts;
+static mv_exp_verdict_t last_verdict;
+
 static void on_verdict(void *arg, const mv_exp_verdict_t *v)
 {
-    (void)arg, (void)v;
+    (void)arg;
+    verdicts++;
+    last_verdict = *v;
 }
 
 /* How many of the queued tasks of `kind` worker w may take, in one look through the queue. */
@@ -894,7 +902,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
 {
     static const mv_experiment_events_t ev = {on_fresh, on_verdict};
     const mv_dispatch_filter_t *f;
-    mv_worker_t mixed, arm;
+    mv_worker_t mixed, arm, w1 = {.slot = 1}, w2 = {.slot = 2};
     mv_experiment_t x;
     mv_config_t cfg;
     mv_tasks_t tasks;
@@ -916,7 +924,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert(!f->active(f->arg, &mixed)); /* nothing suspected: no filter */
     /* a: saved while its snapshot is taken, then tried alone (an arm in slot 1 wanted) */
     ck_assert(!mv_experiment_queued(&x, "a"));
-    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, 2, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, &w2, true), MV_EXP_QUEUED);
     ck_assert(mv_experiment_queued(&x, "a")); /* a suspect of it again takes no new hold */
     ck_assert(!mv_experiment_queued(&x, "c"));
     ck_assert_int_eq(x.nsaved, 1);
@@ -927,7 +935,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert_int_eq(x.nsaved, 0);
     ck_assert_uint_eq(tasks.room, 0);
     /* b: suspected while a runs alone: saved; c runs as usual; a waits for its arm */
-    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, 1, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, &w1, true), MV_EXP_QUEUED);
     ck_assert(f->active(f->arg, &mixed));
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60);
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60); /* each look counts anew */
@@ -954,6 +962,76 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert_int_eq(takes(&x, &mixed, "a"), 100);
     mv_experiment_free(&x);
     mv_tasks_free(&tasks);
+    mv_log_close(&lg);
+    mv_config_free(&cfg);
+}
+END_TEST
+
+/* Runs kind `a`'s isolation on a fresh worker in slot 1 that keeps nothing over its warm-up
+ * and window (60 tasks), for a suspect seen on `grew` (slot 2), with `left` tasks of `a`
+ * queued behind those 60. */
+static void isolate_clean(mv_experiment_t *x, mv_tasks_t *tasks, mv_worker_t *grew, int left)
+{
+    mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
+    char line[32];
+
+    for (int i = 1; i <= 60 + left; i++) {
+        int n = snprintf(line, sizeof line, "a %d", i);
+        mv_tasks_add(tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+    }
+    ck_assert_int_eq(mv_experiment_suspect(x, "a", true, grew, true), MV_EXP_QUEUED);
+    mv_experiment_hold(x, "a", false);
+    ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
+    mv_experiment_attach(x, &fresh);
+    for (int i = 0; i < 60; i++) {
+        mv_task_t *t = mv_tasks_pop(tasks);
+        tasks->ended++;
+        mv_experiment_observe(x, &fresh, t, "a", 0, true, true, 0);
+        mv_task_free(t);
+    }
+}
+
+/* A fresh worker cannot show a leak that needs an older process: its isolation that would
+ * clear a suspect seen on an older worker, alive, hands the kind to an isolation on that
+ * worker as it is, and says no verdict of the kind; with no task of it left for that, the
+ * fresh arm's verdict is inconclusive, not clean. A worker no older than the fresh one
+ * became clears it as before. */
+START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
+{
+    static const mv_experiment_events_t ev = {on_fresh, on_verdict};
+    mv_worker_t old = {.slot = 2, .gen = 1, .tasks_done = 500};
+    mv_worker_t young = {.slot = 2, .gen = 1, .tasks_done = 60};
+    mv_experiment_t x;
+    mv_config_t cfg;
+    mv_tasks_t tasks;
+    mv_log_t lg;
+
+    ck_assert_int_eq(mv_config_init(&cfg), 0);
+    cfg.supervisor.workers = 2;
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_ERROR, "/dev/null"), 0);
+    for (int run = 0; run < 3; run++) {
+        mv_tasks_init(&tasks, NULL, 1024, 1000, NULL, NULL);
+        mv_experiment_init(&x, &lg, &cfg, &tasks, false, &ev, NULL);
+        verdicts = 0;
+        fresh_slot = 0;
+        isolate_clean(&x, &tasks, run == 2 ? &young : &old, run == 1 ? 0 : 40);
+        if (run == 0) { /* tasks left: in place on slot 2, no verdict yet */
+            ck_assert_int_eq(verdicts, 0);
+            ck_assert_int_eq(fresh_slot, 2);
+            ck_assert(mv_experiment_in_place(&x));
+            ck_assert(mv_experiment_queued(&x, "a"));
+        } else if (run == 1) { /* none left: not cleared */
+            ck_assert_int_eq(verdicts, 1);
+            ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_INCONCLUSIVE);
+            ck_assert_ptr_nonnull(strstr(last_verdict.why, "no task left"));
+        } else { /* the fresh worker was as old: cleared */
+            ck_assert_int_eq(verdicts, 1);
+            ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
+            ck_assert(!mv_experiment_in_place(&x));
+        }
+        mv_experiment_free(&x);
+        mv_tasks_free(&tasks);
+    }
     mv_log_close(&lg);
     mv_config_free(&cfg);
 }
@@ -988,6 +1066,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_leak_that_needs_an_older_process_is_confirmed_in_place);
     tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
+    tcase_add_test(tc, a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older);
     tcase_add_test(tc, a_slow_kind_among_quick_ones_is_not_timed_out);
     suite_add_tcase(s, tc);
     return s;
