@@ -233,6 +233,10 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
     for (int i = 0; i < MV_ISO_ARMS && x->iso.mode != MV_ISO_NONE; i++) {
         if (x->arm[i].slot != w->slot || x->arm[i].w || x->iso.arm[i].state != MV_ARM_WANTED)
             continue;
+        /* In place: the worker that grew, not a successor started in its slot while it
+         * leaves (its exit ends the isolation: mv_experiment_gone). */
+        if (mv_experiment_in_place(x) && w->gen != x->in_place_gen)
+            continue;
         x->arm[i].w = w;
         x->arm[i].gen = w->gen;
         mv_iso_bound(&x->iso, i);
@@ -247,15 +251,29 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
 
 /* ---- starting and ending ---- */
 
+/* The kind waits for its isolation, behind the kinds queued before it. */
+static void queue(mv_experiment_t *x, mv_exp_kind_t *k)
+{
+    k->state = MV_EXP_QUEUED;
+    k->queued = ++x->queued;
+}
+
 static void drive(mv_experiment_t *x);
 
 /* Starts the isolation of the first queued kind, if any (and nothing runs). */
 static void start_next(mv_experiment_t *x)
 {
-    for (size_t i = 0; i < x->nkinds && x->iso.mode == MV_ISO_NONE; i++) {
-        mv_exp_kind_t *k = &x->kinds[i];
-        if (k->state != MV_EXP_QUEUED || k->held)
-            continue;
+    while (x->iso.mode == MV_ISO_NONE) {
+        mv_exp_kind_t *k = NULL;
+        /* The one queued first. In the order of their first tasks (as before), a kind
+         * suspected first waited behind kinds suspected after it, and a short batch could
+         * end before its turn. */
+        for (size_t i = 0; i < x->nkinds; i++)
+            if (x->kinds[i].state == MV_EXP_QUEUED && !x->kinds[i].held &&
+                (!k || x->kinds[i].queued < k->queued))
+                k = &x->kinds[i];
+        if (!k)
+            return;
         unsave(x, k); /* its arm takes its tasks from here on */
         if (mv_iso_isolate(&x->iso, k->name, x->slots, now(x)) < 0) {
             k->state = MV_EXP_NOW; /* out of memory: it stands on its own evidence */
@@ -266,6 +284,7 @@ static void start_next(mv_experiment_t *x)
         k->kernel = false;
         x->experiments++;
         x->in_place = k->in_place_slot;
+        x->in_place_gen = k->in_place_gen;
         k->in_place_slot = 0;
         mv_info(x->log, "leak_experiment", MV_S("step", "start"), MV_S("mode", "isolation"),
                 MV_S("kind", k->name), MV_I("tasks", x->iso.cfg.tasks),
@@ -298,7 +317,8 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     k->tries++;
     k->in_place_tried = true;
     k->in_place_slot = k->grew_slot;
-    k->state = MV_EXP_QUEUED;
+    k->in_place_gen = k->grew_gen;
+    queue(x, k);
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
             MV_I("worker", k->grew_slot),
@@ -309,6 +329,7 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     x->kernel = false;
     for (int i = 0; i < MV_ISO_ARMS; i++)
         unbind(x, i);
+    save(x, k); /* its tasks wait for it while kinds queued before it go first */
 }
 
 /* The experiment ended: the verdict goes up, the arms' workers take anything again. */
@@ -461,7 +482,7 @@ bool mv_experiment_queued(mv_experiment_t *x, const char *kind)
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
                                       const mv_worker_t *w, bool in_place)
 {
-    int slot = w->slot;
+    int slot = w ? w->slot : 0;
     mv_exp_kind_t *k;
 
     if (!x->enabled || !(k = kind_rec(x, kind, true)))
@@ -481,17 +502,18 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
         slot > 0) {
         k->in_place_tried = true;
         k->in_place_slot = slot;
+        k->in_place_gen = w->gen;
     } else if (k->state == MV_EXP_CLEARED &&
                (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x))) {
         return MV_EXP_CLEARED;
     }
-    k->state = MV_EXP_QUEUED;
+    queue(x, k);
     k->heap = heap;
     k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     k->grew_slot = in_place ? slot : 0;
-    k->grew_gen = w->gen;
-    k->grew_tasks = w->tasks_done;
+    k->grew_gen = w ? w->gen : 0;
+    k->grew_tasks = w ? w->tasks_done : 0;
     x->spare_slot = slot;
     /* A bisection looks for growth no kind explains: this one may. Its isolation first. */
     if (x->iso.mode == MV_ISO_BISECT) {
@@ -522,7 +544,8 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
         if (k && k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES) {
             k->in_place_tried = true;
             k->in_place_slot = w->slot;
-            k->state = MV_EXP_QUEUED;
+            k->in_place_gen = w->gen;
+            queue(x, k);
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */
             mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
@@ -601,9 +624,21 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot
         free(x->arm[i].snapshot);
         x->arm[i].snapshot = snapshot ? strdup(snapshot) : NULL;
     }
-    for (size_t i = 0; i < x->nkinds; i++)
-        if (x->kinds[i].grew_slot == w->slot && x->kinds[i].grew_gen == w->gen)
-            x->kinds[i].grew_slot = 0; /* nothing to run in place on */
+    /* Nothing to run in place on: a kind queued for it runs on a fresh worker; an isolation
+     * in place not started on it yet ends (inconclusive). */
+    for (size_t i = 0; i < x->nkinds; i++) {
+        mv_exp_kind_t *k = &x->kinds[i];
+        if (k->grew_slot == w->slot && k->grew_gen == w->gen)
+            k->grew_slot = 0;
+        if (k->in_place_slot == w->slot && k->in_place_gen == w->gen)
+            k->in_place_slot = 0;
+    }
+    if (arm < 0 && mv_experiment_in_place(x) && x->in_place == w->slot &&
+        x->in_place_gen == w->gen && !x->arm[0].w) {
+        mv_iso_abort(&x->iso, "the worker it was to run on in place exited");
+        drive(x);
+        return;
+    }
     if (arm < 0)
         return;
     mv_iso_stop_arm(&x->iso, arm);
@@ -676,7 +711,7 @@ void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *othe
             MV_S("evidence", "snapshot"), MV_S("site", site), MV_S("other", other),
             MV_S("why", "its snapshot grows most at a site of another kind"));
     if (o && o->state != MV_EXP_KNOWN)
-        mv_experiment_suspect(x, other, k->heap, 0, false);
+        mv_experiment_suspect(x, other, k->heap, NULL, false);
 }
 
 /* ---- the dispatch predicate ---- */

@@ -84,24 +84,26 @@ typedef struct mv_exp_kind {
     char name[MV_LEAK_KIND_MAX + 1];
     int state; /* mv_exp_answer_t: QUEUED while waiting or running, KNOWN, CLEARED */
     int tries;
-    uint64_t cleared_at; /* tasks ended when it was cleared */
-    bool heap;           /* the suspect's figures were heap bytes */
-    uint64_t line_ok;    /* its tasks whose line gives this kind ([leak] kind)... */
-    uint64_t line_bad;   /* ...and those whose line gives another (the worker names it) */
-    bool held;           /* its suspect's snapshot is being taken: its evidence may demote
-                          * the suspect, so the isolation waits for it (snapshot_timeout) */
-    bool saved;          /* waits for its isolation: its first queued tasks are kept for it */
-    int in_place_slot;   /* >0: its next isolation binds this slot's worker as it is */
-    bool in_place_tried; /* it had (or has) its isolation in place */
-    bool kernel;         /* its next isolation judges on kernel figures: it was queued for a
-                          * worker's growth outside its heap figures (mv_experiment_grows) */
-    int seen;            /* its tasks met so far in the current look through the queue */
+    uint64_t cleared_at;   /* tasks ended when it was cleared */
+    bool heap;             /* the suspect's figures were heap bytes */
+    uint64_t line_ok;      /* its tasks whose line gives this kind ([leak] kind)... */
+    uint64_t line_bad;     /* ...and those whose line gives another (the worker names it) */
+    bool held;             /* its suspect's snapshot is being taken: its evidence may demote
+                            * the suspect, so the isolation waits for it (snapshot_timeout) */
+    bool saved;            /* waits for its isolation: its first queued tasks are kept for it */
+    int in_place_slot;     /* >0: its next isolation binds this slot's worker as it is... */
+    uint32_t in_place_gen; /* ...this generation of it (dropped when that one exits) */
+    bool in_place_tried;   /* it had (or has) its isolation in place */
+    bool kernel;           /* its next isolation judges on kernel figures: it was queued for a
+                            * worker's growth outside its heap figures (mv_experiment_grows) */
+    int seen;              /* its tasks met so far in the current look through the queue */
     /* The worker that grew with it when it was suspected, while it lives (grew_slot 0: none,
      * or gone), and the tasks it had run then: an isolation on a fresh worker that clears
      * the kind hands over to one in place on that worker when it was the older. */
     int grew_slot;
     uint32_t grew_gen;
     int64_t grew_tasks;
+    uint64_t queued; /* when it was queued last (x->queued then): isolations go in that order */
 } mv_exp_kind_t;
 
 typedef struct mv_experiment {
@@ -134,9 +136,10 @@ typedef struct mv_experiment {
     /* The running experiment judges its arms on the kernel's figures: it looks for growth
      * the heap figures do not count (mv_experiment_grows, off_heap). */
     bool kernel;
-    int in_place;   /* >0: the running isolation's arm is this slot's worker as it is, not a
-                     * fresh one (a kind cleared on a fresh worker, suspected again) */
-    int spare_slot; /* the suspect's worker: its snapshot is under way (0: none) */
+    int in_place;          /* >0: the running isolation's arm is this slot's worker as it is, not a
+                            * fresh one (a kind cleared on a fresh worker, suspected again) */
+    uint32_t in_place_gen; /* that worker's generation: no other binds */
+    int spare_slot;        /* the suspect's worker: its snapshot is under way (0: none) */
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
     uint32_t saved[MV_EXP_SAVED_MAX]; /* the saved kinds (positions in kinds) */
@@ -144,6 +147,7 @@ typedef struct mv_experiment {
     uint32_t *index;       /* KIND_INDEX_CAP slots: a kind's position in kinds + 1, 0 = free */
     uint64_t bisect_after; /* no experiment for unexplained growth before this many tasks ended */
     uint64_t experiments;  /* started so far */
+    uint64_t queued;       /* kinds queued so far */
     struct mv_exp_site {
         char site[MV_EXP_SITE_MAX];
         char kind[MV_LEAK_KIND_MAX + 1]; /* "" = more than one kind grows there */
@@ -160,9 +164,9 @@ void mv_experiment_free(mv_experiment_t *x);
 /* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. A kind newly
  * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
  * it (mv_experiment_demote) before an isolation is spent on it. */
-/* `w`: the worker it was seen on, whose snapshot is being taken: the fresh worker goes
- * elsewhere when there is another slot. `in_place`: that worker is the one that grew, and the
- * kind may be tried on it as it is (after a fresh worker cleared it). */
+/* `w`: the worker it was seen on, whose snapshot is being taken (NULL: none): the fresh
+ * worker goes elsewhere when there is another slot. `in_place`: that worker is the one that
+ * grew, and the kind may be tried on it as it is (after a fresh worker cleared it). */
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
                                       const mv_worker_t *w, bool in_place);
 /* Whether `kind` is suspected and waits for, or is under, its experiment (no verdict yet). */
