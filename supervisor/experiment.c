@@ -344,7 +344,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
     bool next = k && cleared_younger(x, k, res);
     mv_exp_verdict_t v;
 
-    /* With no task of it left, the try in place cannot run: not cleared all the same. */
+    /* With no task left in the batch, the try in place cannot run: not cleared all the same. */
     if (next && mv_tasks_source_done(x->tasks) && x->tasks->queued == 0) {
         r.verdict = MV_ISO_V_INCONCLUSIVE;
         r.why = "cleared on a fresh worker, grown on an older one: no task left to run there";
