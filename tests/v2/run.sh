@@ -167,8 +167,9 @@ for k in "${kernels[@]}"; do
 done
 # A guest whose kernel panicked (its console says so, and no status came back) is booted once
 # more: CI's 6.12 guest double-faulted in the kernel's slab allocator under TCG (EFLAGS with
-# reserved bits set: the emulation's), in a mkdir of a cgroup, 1 boot in ~8 that had passed
-# before. A second panic, or any test's failure, fails the target.
+# reserved bits set: the emulation's), in a mkdir of a cgroup, where the same build's tests had
+# passed on that kernel in the runs before. A second panic, or any test's failure, fails the
+# target.
 for k in "${kernels[@]}"; do
     boot "$k" && continue
     if [ "$(cat "$v2/$k/status" 2>/dev/null || echo none)" = none ] &&
