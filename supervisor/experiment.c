@@ -251,6 +251,14 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
 
 /* ---- starting and ending ---- */
 
+/* Its next isolation binds this generation of the slot's worker as it is; once per kind. */
+static void aim_in_place(mv_exp_kind_t *k, int slot, uint32_t gen)
+{
+    k->in_place_tried = true;
+    k->in_place_slot = slot;
+    k->in_place_gen = gen;
+}
+
 /* The kind waits for its isolation, behind the kinds queued before it. */
 static void queue(mv_experiment_t *x, mv_exp_kind_t *k)
 {
@@ -315,9 +323,7 @@ static bool cleared_younger(const mv_experiment_t *x, const mv_exp_kind_t *k,
 static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
 {
     k->tries++;
-    k->in_place_tried = true;
-    k->in_place_slot = k->grew_slot;
-    k->in_place_gen = k->grew_gen;
+    aim_in_place(k, k->grew_slot, k->grew_gen);
     queue(x, k);
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
@@ -500,9 +506,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
      * the next try runs the kind alone on the worker that grew, as it is, without waiting. */
     if (k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES && in_place &&
         slot > 0) {
-        k->in_place_tried = true;
-        k->in_place_slot = slot;
-        k->in_place_gen = w->gen;
+        aim_in_place(k, slot, w->gen);
     } else if (k->state == MV_EXP_CLEARED &&
                (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x))) {
         return MV_EXP_CLEARED;
@@ -542,9 +546,7 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
     for (int i = 0; i < n; i++) {
         mv_exp_kind_t *k = kind_rec(x, kinds[i], false);
         if (k && k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES) {
-            k->in_place_tried = true;
-            k->in_place_slot = w->slot;
-            k->in_place_gen = w->gen;
+            aim_in_place(k, w->slot, w->gen);
             queue(x, k);
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */

@@ -1003,47 +1003,55 @@ static void unit_close(unit_t *u)
     mv_config_free(&u->cfg);
 }
 
-/* Runs kind `a`'s isolation on a fresh worker in slot 1 that keeps nothing over its warm-up
- * and window (60 tasks), for a suspect seen on `grew` (slot 2), with `left` tasks of `a`
- * queued behind those 60. */
-static void isolate_clean(mv_experiment_t *x, mv_tasks_t *tasks, mv_worker_t *grew, int left)
+/* Feeds the arm's worker its warm-up and window (60 tasks) of `kind`, keeping nothing: each
+ * the queue's next when `dequeue`, else one line of the kind. */
+static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool dequeue)
 {
-    mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
     char line[32];
+    int n = snprintf(line, sizeof line, "%s 0", kind);
+    mv_task_t *one = mv_task_new(1000, line, (size_t)n);
 
-    for (int i = 1; i <= 60 + left; i++) {
-        int n = snprintf(line, sizeof line, "a %d", i);
-        mv_tasks_add(tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-    }
-    ck_assert_int_eq(mv_experiment_suspect(x, "a", true, grew, true), MV_EXP_QUEUED);
-    mv_experiment_hold(x, "a", false);
-    ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
-    mv_experiment_attach(x, &fresh);
     for (int i = 0; i < 60; i++) {
-        mv_task_t *t = mv_tasks_pop(tasks);
-        tasks->ended++;
-        mv_experiment_observe(x, &fresh, t, "a", 0, true, true, 0);
-        mv_task_free(t);
+        mv_task_t *t = dequeue ? mv_tasks_pop(&u->tasks) : one;
+        u->tasks.ended++;
+        mv_experiment_observe(&u->x, arm, t, kind, 0, true, true, 0);
+        if (t != one)
+            mv_task_free(t);
     }
+    mv_task_free(one);
 }
 
 /* A fresh worker cannot show a leak that needs an older process: its isolation that would
  * clear a suspect seen on an older worker, alive, hands the kind to an isolation on that
  * worker as it is, and says no verdict of the kind; with no task of it left for that, the
  * fresh arm's verdict is inconclusive, not clean. A worker no older than the fresh one
- * became clears it as before. */
+ * became, or one gone before the verdict, clears it as before. */
 START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
 {
     mv_worker_t old = {.slot = 2, .gen = 1, .tasks_done = 500};
     mv_worker_t young = {.slot = 2, .gen = 1, .tasks_done = 60};
 
-    for (int run = 0; run < 3; run++) {
+    for (int run = 0; run < 4; run++) {
+        mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
         mv_worker_t successor = {.slot = 2, .gen = 2};
+        int left = run == 1 ? 0 : 40; /* tasks of `a` queued behind the fresh arm's 60 */
         unit_t u;
         mv_experiment_t *x = &u.x;
 
         unit_open(&u);
-        isolate_clean(x, &u.tasks, run == 2 ? &young : &old, run == 1 ? 0 : 40);
+        for (int i = 1; i <= 60 + left; i++) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "a %d", i);
+            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+        }
+        ck_assert_int_eq(mv_experiment_suspect(x, "a", true, run == 2 ? &young : &old, true),
+                         MV_EXP_QUEUED);
+        mv_experiment_hold(x, "a", false);
+        ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
+        mv_experiment_attach(x, &fresh);
+        if (run == 3)
+            mv_experiment_gone(x, &old, NULL);
+        keep_nothing(&u, &fresh, "a", true);
         if (run == 0) { /* tasks left: in place on slot 2, no verdict yet */
             ck_assert_int_eq(verdicts, 0);
             ck_assert_int_eq(fresh_slot, 2);
@@ -1060,7 +1068,7 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
             ck_assert_int_eq(verdicts, 1);
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_INCONCLUSIVE);
             ck_assert_ptr_nonnull(strstr(last_verdict.why, "no task left"));
-        } else { /* the fresh worker was as old: cleared */
+        } else { /* as young as the fresh worker, or gone: cleared */
             ck_assert_int_eq(verdicts, 1);
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
             ck_assert(!mv_experiment_in_place(x));
@@ -1117,12 +1125,7 @@ START_TEST(kinds_are_isolated_in_the_order_they_were_suspected)
     ck_assert_str_eq(x->iso.subject, "c");
     /* c's arm keeps nothing over its 60 tasks: cleared (its suspect's worker was as young). */
     mv_experiment_attach(x, &fresh);
-    t = mv_task_new(1000, "c 1", 3);
-    for (int i = 0; i < 60; i++) {
-        u.tasks.ended++;
-        mv_experiment_observe(x, &fresh, t, "c", 0, true, true, 0);
-    }
-    mv_task_free(t);
+    keep_nothing(&u, &fresh, "c", false);
     ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
     ck_assert_str_eq(x->iso.subject, "b");
     unit_close(&u);
