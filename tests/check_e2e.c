@@ -541,7 +541,7 @@ START_TEST(config_mistakes_exit_2_naming_file_and_line)
     snprintf(want, sizeof want, "%s:3: [worker] prefetch:", conf);
     run_start(&r, args, NULL);
     ck_assert_int_eq(run_finish(&r), 2);
-    ck_assert_msg(strstr(r.log, want) != NULL, "no \"%s\" in:\n%s", want, r.log);
+    ck_assert_log(&r, strstr(r.log, want) != NULL, "no \"%s\" in the log", want);
     ck_assert_ptr_nonnull(strstr(r.log, ":4:"));
     ck_assert_uint_eq(r.nres, 0);
     run_free(&r);

@@ -264,9 +264,7 @@ START_TEST(an_escalation_that_cannot_start_quarantines_its_task_not_the_run)
         run_free(&r);
         return;
     }
-    if (code != 1)
-        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r.log);
-    ck_assert_int_eq(code, 1);
+    ck_assert_log(&r, code == 1, "memvisor exited %d", code);
     run_assert_once(&r, 3, NULL);
     ck_assert_int_eq(run_count(&r, "event=escalate task=1 from=67108864 to=134217728 "), 1);
     ck_assert_int_eq(run_count(&r, "event=crash_limit"), 0);

@@ -66,9 +66,8 @@ START_TEST(deferred_garbage_is_handed_off_not_suspected)
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 800, NULL);
-    if (run_count(&r, "event=leak_cleared kind=defer verdict=handed_off") != 1)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
-    ck_assert_int_eq(run_count(&r, "event=leak_cleared kind=defer verdict=handed_off"), 1);
+    ck_assert_log(&r, run_count(&r, "event=leak_cleared kind=defer verdict=handed_off") == 1,
+                  "defer not handed off once");
     ck_assert_int_eq(run_count(&r, "event=leak_suspect"), 0);
     ck_assert_int_eq(run_count(&r, "step=start"), 0);
     free(tasks);
@@ -94,7 +93,7 @@ START_TEST(deferred_garbage_is_suspected_then_cleared_alone)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 1000, NULL);
     if (run_count(&r, "event=leak_cleared kind=defer verdict=clean") < 1)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     ck_assert_int_ge(lines_with(&r, "event=leak_suspect kind=defer ", "experiment=queued"), 1);
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=defer ", "confirmed=true"), 0);
     ck_assert_int_ge(run_count(&r, "event=leak_cleared kind=defer verdict=clean"), 1);
@@ -199,7 +198,8 @@ START_TEST(an_arm_starved_at_the_sources_end_lets_its_worker_take_the_rest)
     /* Mostly the hang-up is seen in the pass that queues the rest (the path that froze); on a
      * loaded host the loop may queue the rest first and relax the experiment (stuck), then see
      * the end: every task must end once either way. */
-    ck_assert_msg(strstr(r.log, "step=arm_starved") || strstr(r.log, "step=relaxed"), "%s", r.log);
+    ck_assert_log(&r, strstr(r.log, "step=arm_starved") || strstr(r.log, "step=relaxed"),
+                  "neither arm_starved nor relaxed");
     run_free(&r);
 }
 END_TEST
@@ -350,9 +350,7 @@ START_TEST(a_leak_confirmed_after_its_worker_left_names_that_worker)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 600, NULL);
     line = line_with(&r, "event=leak_suspect kind=load ", "confirmed=true");
-    if (!line)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
-    ck_assert_msg(line != NULL, "no confirmed suspect");
+    ck_assert_log(&r, line != NULL, "no confirmed suspect");
     ck_assert_msg(strstr(line, "its worker stopped before the end"), "%s", line);
     named_worker(line, &slot, &gen, &pid);
     ck_assert_msg(slot == 1 && gen > 1 && pid > 0, "%s", line);
@@ -436,7 +434,7 @@ START_TEST(memory_outside_the_heap_figures_is_bisected_on_kernel_figures)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 2400, NULL);
     if (lines_with(&r, "event=leak_suspect kind=thread ", "confirmed=true") != 1)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     ck_assert_int_ge(run_count(&r, "figures=off_heap"), 1);
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=thread ", "confirmed=true"), 1);
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=thread ", "evidence=isolation"), 1);
@@ -471,9 +469,7 @@ START_TEST(a_verdict_decided_before_the_other_arm_names_its_live_worker)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 1500, NULL);
     line = line_with(&r, "event=leak_suspect kind=thread ", "confirmed=true");
-    if (!line)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
-    ck_assert_msg(line != NULL, "no confirmed suspect");
+    ck_assert_log(&r, line != NULL, "no confirmed suspect");
     named_worker(line, &slot, &gen, &pid);
     ck_assert_msg(slot > 0 && gen > 0 && pid > 0, "%s", line);
     at = strstr(r.log, line);
@@ -541,9 +537,7 @@ START_TEST(memory_outside_the_heap_figures_that_rises_once_is_not_bisected)
 
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 1200, NULL);
-    if (run_count(&r, "event=worker_grows") != 0)
-        fprintf(stderr, "%s", r.log);
-    ck_assert_int_eq(run_count(&r, "event=worker_grows"), 0);
+    ck_assert_log(&r, run_count(&r, "event=worker_grows") == 0, "a worker_grows");
     ck_assert_int_eq(run_count(&r, "event=leak_experiment"), 0);
     ck_assert_int_eq(run_count(&r, "confirmed=true"), 0);
     free(tasks);
@@ -576,7 +570,7 @@ START_TEST(a_lines_leak_with_prefetch_is_confirmed_not_cleared)
     /* Once (under a load of 15 on 2 cores) an isolation cleared it before a second one
      * confirmed it: shown here should it come again, and no storm of experiments. */
     if (run_count(&r, "event=leak_cleared") > 0 || run_count(&r, "step=start") > 2)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     ck_assert_int_le(run_count(&r, "event=leak_cleared"), 1);
     ck_assert_int_le(run_count(&r, "step=start"), 2);
     free(tasks);
@@ -615,10 +609,9 @@ START_TEST(a_suspect_growing_at_another_kinds_site_is_demoted)
     ck_assert_ptr_nonnull(strstr(r.log, "kind=keep per_task"));
     ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
     /* Seen once under load (a helper's benchmarks beside make check): the log, should it
-     * come again (too long for a Check message). */
-    if (!strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"))
-        fprintf(stderr, "%s", r.log);
-    ck_assert_msg(strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"),
+     * come again. */
+    ck_assert_log(&r,
+                  strstr(r.log, "event=leak_cleared kind=defer verdict=demoted evidence=snapshot"),
                   "defer was not demoted");
     ck_assert_ptr_nonnull(strstr(r.log, "sites_worker.py:"));
     ck_assert_ptr_null(strstr(r.log, "step=start mode=isolation kind=defer"));
@@ -660,7 +653,7 @@ START_TEST(a_second_suspect_keeps_tasks_for_its_isolation)
     if (run_count(&r, "confirmed=true evidence=heap,isolation") != 2 ||
         run_count(&r, "event=leak_suspect kind=stash ") != 2 ||
         run_count(&r, "event=leak_cleared") != 0)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     /* Each confirmed once, by its own isolation, and neither ever cleared. An isolation cut
      * short on a slow host may say inconclusive first (isolate.c: growth never clears). */
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=keep ", "confirmed=true"), 1);
@@ -696,7 +689,7 @@ static void run_four_leaks(mvrun_t *r, const char *const *args)
     free(tasks);
     run_assert_once(r, 2500, NULL);
     if (run_count(r, "confirmed=true evidence=heap,isolation") != 4)
-        fprintf(stderr, "%s", r->log); /* too long for a Check message */
+        run_print_log(r);
     for (int i = 0; i < 4; i++) {
         snprintf(want, sizeof want, "event=leak_suspect kind=%s ", four_kinds[i]);
         ck_assert_int_eq(lines_with(r, want, "confirmed=true"), 1);
@@ -777,7 +770,7 @@ START_TEST(a_leak_that_needs_an_older_process_is_confirmed_in_place)
                        "experiment=\"\" ");
     if (lines_with(&r, "event=leak_suspect kind=later ", "experiment=isolation ") != 1 ||
         confirmed != 1 + known)
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     ck_assert_int_eq(lines_with(&r, "event=leak_suspect kind=later ", "experiment=isolation "), 1);
     ck_assert_int_eq(confirmed, 1 + known);
     ck_assert_int_eq(lines_with(&r, "step=start mode=isolation kind=later ", "in_place=true"), 1);
@@ -808,7 +801,7 @@ START_TEST(a_slow_kind_among_quick_ones_is_not_timed_out)
     ck_assert_int_eq(run_batch(&r, tasks, args), 0);
     run_assert_once(&r, 12000, NULL);
     if (!strstr(r.log, "kind=grow verdict=leak"))
-        fprintf(stderr, "%s", r.log); /* too long for a Check message */
+        run_print_log(&r);
     ck_assert_ptr_null(strstr(r.log, "why=\"timed out\""));
     ck_assert_ptr_nonnull(strstr(r.log, "step=verdict mode=isolation kind=grow verdict=leak"));
     ck_assert_int_eq(run_count(&r, "confirmed=true evidence=heap,isolation"), 1);

@@ -367,7 +367,7 @@ START_TEST(a_run_is_dead_when_its_lock_is_free_not_when_its_pid_is_gone)
     ck_assert_ptr_null(strstr(r.log, want));
     ck_assert_int_ne(access(dead, F_OK), 0);
     snprintf(want, sizeof want, "cgroup=%s workers=1 killed=0", dead);
-    ck_assert_msg(strstr(r.log, want), "%s", r.log);
+    ck_assert_log(&r, strstr(r.log, want), "no \"%s\" in the log", want);
     run_free(&r);
 
     close(fd); /* that run ends: the next start removes its directory */

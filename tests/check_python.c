@@ -326,9 +326,10 @@ START_TEST(a_build_tree_pythonpath_too_long_is_said)
     snprintf(want, sizeof want, "%zu", len);
     ck_assert_str_eq(jstr(run_result(&r, 1), "result"), want); /* the environment's, as it was */
     ck_assert_ptr_null(strstr(r.log, "event=python_path added"));
-    ck_assert_msg(strstr(r.log, "warn  event=python_path_too_long dir="), "%s", r.log);
+    ck_assert_log(&r, strstr(r.log, "warn  event=python_path_too_long dir="),
+                  "no python_path_too_long");
     snprintf(want, sizeof want, " bytes=%zu max=8180 ", len + 1 + strlen(dir));
-    ck_assert_msg(strstr(r.log, want), "no%s in %s", want, r.log);
+    ck_assert_log(&r, strstr(r.log, want), "no%s in the log", want);
     free(pp);
     run_free(&r);
 }

@@ -102,7 +102,7 @@ START_TEST(a_spare_takes_the_slot_at_the_recycle)
     log_field(&r, "event=spawn worker=0 gen=1 ", "pid", pid, sizeof pid);
     taken = log_at(&r, NULL, "event=spare_taken worker=1 gen=2 ");
     exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
-    ck_assert_msg(taken && exit1 && taken < exit1, "%s", r.log);
+    ck_assert_log(&r, taken && exit1 && taken < exit1, "the spare not taken before the exit");
     ck_assert_ptr_nonnull(
         log_at(&r, log_at(&r, NULL, "reason=max_tasks action=drain"), "event=spare_taken"));
     ck_assert_int_eq(atoi(pid), atoi(strstr(taken, " pid=") + 5));
@@ -268,7 +268,8 @@ START_TEST(lines_replacement_starts_before_the_old_worker_exits)
     run_assert_once(&r, 5, NULL);
     spawn2 = log_at(&r, NULL, "event=spawn worker=1 gen=2 ");
     exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
-    ck_assert_msg(spawn2 && exit1 && spawn2 < exit1, "%s", r.log);
+    ck_assert_log(&r, spawn2 && exit1 && spawn2 < exit1,
+                  "no surge: gen 2 not spawned before gen 1 exited");
     ck_assert_str_eq(jstr(run_result(&r, 4), "result"), "ok 2");
     run_free(&r);
 }
@@ -315,7 +316,8 @@ START_TEST(a_cgroup_made_ahead_starts_the_replacement_at_once)
     rec = log_at(&r, NULL, "event=recycle worker=1 gen=1 ");
     spawn2 = log_at(&r, NULL, "event=spawn worker=1 gen=2 ");
     exit1 = log_at(&r, NULL, "event=exit worker=1 gen=1 ");
-    ck_assert_msg(rec && spawn2 && exit1 && rec < spawn2 && spawn2 < exit1, "%s", r.log);
+    ck_assert_log(&r, rec && spawn2 && exit1 && rec < spawn2 && spawn2 < exit1,
+                  "not recycle, then gen 2, then gen 1's exit");
     log_field(&r, "event=cgroup_ahead worker=1 gen=2 ", "cgroup", made, sizeof made);
     log_field(&r, "event=spawn worker=1 gen=2 ", "cgroup", used, sizeof used);
     ck_assert_str_eq(made, used);
@@ -381,7 +383,7 @@ START_TEST(escalation_workers_take_no_spare_and_no_cgroup_made_ahead)
     ck_assert_int_ne(atoll(strstr(taken, " pid=") + 5), esc_pid);
     /* Made where one was made ahead, its cgroup failed (v1: libcgroup refuses a cgroup that
      * exists) or was shared (v2: mkdir finds it). */
-    ck_assert_msg(run_count(&r, "event=spawn_failed") == 0, "%s", r.log);
+    ck_assert_log(&r, run_count(&r, "event=spawn_failed") == 0, "a spawn failed");
     ck_assert_int_eq(run_count(&r, "event=cgroup_remove_failed"), 0);
     if (!cgroups_here(&r)) {
         run_free(&r);

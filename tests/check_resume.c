@@ -304,7 +304,7 @@ START_TEST(sigkill_at_several_points_then_resume_runs_every_task_once)
             ck_assert_int_eq(resumed_done(&r), (long long)before);
         /* The killed run's cgroup was cleaned by this start (when there are cgroups). */
         if (*dead && strstr(r.log, "memory=\"cgroup"))
-            ck_assert_msg(strstr(r.log, dead), "no stale_run_removed for %s:\n%s", dead, r.log);
+            ck_assert_log(&r, strstr(r.log, dead), "no stale_run_removed for %s", dead);
         snprintf(dead, sizeof dead, "/memvisor-%d workers=", (int)r.pid);
         if (plan[i].needle) {
             if (strcmp(plan[i].needle, "event=resume ") != 0)

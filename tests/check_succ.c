@@ -43,7 +43,7 @@ static void wait_seen(mvrun_t *r, const char *needle)
         run_drain(r);
         if (r->log && strstr(r->log, needle))
             return;
-        ck_assert_msg(pid_alive(r->pid), "memvisor ended before %s:\n%s", needle, r->log);
+        ck_assert_log(r, pid_alive(r->pid), "memvisor ended before %s", needle);
         usleep(10000);
     }
 }
@@ -144,7 +144,7 @@ START_TEST(a_successor_waits_and_takes_the_slot_at_the_answer)
     ck_assert_ptr_nonnull(drain);
     ck_assert_ptr_nonnull(strstr(drain, "reason=max_tasks action=drain"));
     taken = at(&r, drain, "event=successor_taken worker=1 gen=2 ");
-    ck_assert_msg(taken != NULL, "%s", r.log);
+    ck_assert_log(&r, taken != NULL, "no successor taken");
     /* A normal worker: its own figures, its exit status, the slot's cgroup. */
     t3 = run_result(&r, 3);
     ck_assert_int_gt(jint(t3, "mem_before"), 0);

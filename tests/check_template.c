@@ -857,8 +857,8 @@ START_TEST(a_template_dying_at_each_fork_warns_its_starts_are_retried)
     ck_assert_int_eq(run_finish(&r), 0);
     run_assert_once(&r, 3, NULL);
     ck_assert_int_ge(run_count(&r, "event=template_fallback"), 1);
-    ck_assert_msg(run_count(&r, "warn  event=spawn_failed") >= 1, "%s", r.log);
-    ck_assert_msg(run_count(&r, "error event=spawn_failed") == 0, "%s", r.log);
+    ck_assert_log(&r, run_count(&r, "warn  event=spawn_failed") >= 1, "no spawn_failed warning");
+    ck_assert_log(&r, run_count(&r, "error event=spawn_failed") == 0, "a spawn_failed error");
     run_free(&r);
 }
 END_TEST
@@ -983,7 +983,7 @@ START_TEST(a_template_that_names_a_pid_not_memvisors_child_gets_it_signalled_nev
               NULL);
     ck_assert_int_eq(run_finish(&r), 3);                    /* no worker ever starts: crash_limit */
     ck_assert_int_eq(waitpid(victim, &status, WNOHANG), 0); /* still running */
-    ck_assert_msg(run_count(&r, "not memvisor's child") >= 1, "%s", r.log);
+    ck_assert_log(&r, run_count(&r, "not memvisor's child") >= 1, "no \"not memvisor's child\"");
     ck_assert_int_eq(run_count(&r, "event=kill_timeout"), 0);
     kill(victim, SIGKILL);
     ck_assert_int_eq(waitpid(victim, &status, 0), victim);

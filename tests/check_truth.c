@@ -464,7 +464,7 @@ START_TEST(a_stray_line_is_never_an_answer)
     q = run_result(&r, 2);
     ck_assert_str_eq(jstr(q, "status"), "quarantined");
     ck_assert_int_eq(run_count(&r, "event=protocol_error"), 2);
-    ck_assert_msg(strstr(r.log, "debug output belongs on stderr"), "%s", r.log);
+    ck_assert_log(&r, strstr(r.log, "debug output belongs on stderr"), "no hint about stderr");
     run_free(&r);
 }
 END_TEST
@@ -485,7 +485,7 @@ START_TEST(a_line_before_any_task_ends_in_crash_limit)
     ck_assert_int_eq(run_batch(&r, "ok\nok\n", args), 3);
     ck_assert_int_ge(run_count(&r, "event=protocol_error"), 3);
     ck_assert_int_eq(run_count(&r, "event=crash_limit"), 1);
-    ck_assert_msg(strstr(r.log, "debug output belongs on stderr"), "%s", r.log);
+    ck_assert_log(&r, strstr(r.log, "debug output belongs on stderr"), "no hint about stderr");
     for (size_t i = 0; i < r.nres; i++)
         ck_assert_str_ne(jstr(r.res[i], "status"), "ok");
     run_free(&r);
@@ -584,7 +584,7 @@ START_TEST(a_worker_failing_before_hello_is_pointed_at_its_output)
 
     ck_assert_int_eq(run_batch(&r, "a\nb\n", args), 3);
     hint = strstr(r.log, "event=no_hello");
-    ck_assert_msg(hint != NULL, "%s", r.log);
+    ck_assert_log(&r, hint != NULL, "no hint");
     eol = strchr(hint, '\n');
     snprintf(line, sizeof line, "%.*s", (int)(eol ? eol - hint : (long)strlen(hint)), hint);
     ck_assert_msg(strstr(line, " status=7 "), "%s", line);

@@ -256,9 +256,10 @@ char *run_wait_for(mvrun_t *r, const char *needle)
             *nl = '\n';
             p = nl + 1;
         }
-        if (!read_more(r))
-            ck_abort_msg("log ended before \"%s\" appeared; log:\n%s", needle,
-                         r->log ? r->log : "");
+        if (!read_more(r)) {
+            run_print_log(r);
+            ck_abort_msg("log ended before \"%s\" appeared (the log is on stderr)", needle);
+        }
     }
 }
 
@@ -383,6 +384,12 @@ int run_count(const mvrun_t *r, const char *needle)
     return n;
 }
 
+void run_print_log(const mvrun_t *r)
+{
+    fprintf(stderr, "---- memvisor's log, %zu bytes ----\n%s---- end of memvisor's log ----\n",
+            r->log_len, r->log ? r->log : "");
+}
+
 char *run_summary(mvrun_t *r)
 {
     static char buf[8192];
@@ -430,8 +437,8 @@ void run_assert_once(const mvrun_t *r, size_t n, const size_t *skip)
         bool skipped = false;
         for (const size_t *s = skip; s && *s; s++)
             skipped |= *s == id;
-        ck_assert_msg(seen[id] || skipped, "task %zu has no result line; log:\n%s", id,
-                      r->log ? r->log : "");
+        ck_assert_log(r, seen[id] || skipped, "task %zu has no result line (the log is on stderr)",
+                      id);
     }
     free(seen);
 }

@@ -97,6 +97,18 @@ const char *const *run_argv(mvargs_t *a, const char *const *opts, const char *co
 int run_batch(mvrun_t *r, const char *tasks, const char *const *args);
 /* Counts log lines containing `needle`. */
 int run_count(const mvrun_t *r, const char *needle);
+/* Writes the run's whole log to stderr, between two marker lines. */
+void run_print_log(const mvrun_t *r);
+/* ck_assert_msg for a test of a run's log: when `cond` fails, the whole log goes to stderr
+ * first. A Check message is cut at 8 KiB and one longer than 4 KiB fails as "Message string
+ * too long": a log does not belong in it. */
+#define ck_assert_log(r, cond, ...)      \
+    do {                                 \
+        bool ok_ = (cond);               \
+        if (!ok_)                        \
+            run_print_log(r);            \
+        ck_assert_msg(ok_, __VA_ARGS__); \
+    } while (0)
 /* The summary memvisor printed. */
 char *run_summary(mvrun_t *r);
 /* Asserts that tasks 1..n (minus lines listed in `skip`, 0-terminated) each have exactly one
