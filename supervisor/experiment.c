@@ -373,6 +373,9 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
         .heap = a >= 0 && x->arm[a].heap,
         .suspected = x->suspected,
         .suspect_heap = x->suspected && k && k->heap,
+        .suspect_per_task = x->suspected && k ? k->per_task : 0,
+        .suspect_fds = x->suspected && k ? k->fds : 0,
+        .suspect_confidence = x->suspected && k ? k->confidence : 0,
         .why = res->why,
         .w = arm ? (arm->w ? arm->w : arm->left) : NULL,
         .slot = arm && arm->pid > 0 ? (arm->slot ? arm->slot : arm->left_slot) : 0,
@@ -485,13 +488,13 @@ bool mv_experiment_queued(mv_experiment_t *x, const char *kind)
     return k && k->state == MV_EXP_QUEUED;
 }
 
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_t *v,
                                       const mv_worker_t *w, bool in_place)
 {
     int slot = w ? w->slot : 0;
     mv_exp_kind_t *k;
 
-    if (!x->enabled || !(k = kind_rec(x, kind, true)))
+    if (!x->enabled || !(k = kind_rec(x, v->kind, true)))
         return MV_EXP_NOW;
     /* Its tasks must be told apart by their lines for a worker to take only them. */
     if (k->line_ok + k->line_bad > 0 &&
@@ -512,7 +515,10 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
         return MV_EXP_CLEARED;
     }
     queue(x, k);
-    k->heap = heap;
+    k->heap = v->heap;
+    k->per_task = v->per_task;
+    k->fds = v->fds_per_task;
+    k->confidence = v->confidence;
     k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     k->grew_slot = in_place ? slot : 0;
@@ -528,7 +534,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool
     }
     drive(x);
     /* Not tried alone at once: its next tasks wait for its turn. */
-    if ((k = kind_rec(x, kind, false)) && k->state == MV_EXP_QUEUED && !isolating(x, k))
+    if ((k = kind_rec(x, v->kind, false)) && k->state == MV_EXP_QUEUED && !isolating(x, k))
         save(x, k);
     return MV_EXP_QUEUED;
 }
@@ -550,6 +556,7 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
             queue(x, k);
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */
+            k->per_task = k->fds = k->confidence = 0; /* not the detector's: its were cleared */
             mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
                     MV_I("worker", w->slot),
                     MV_S("why", off_heap ? "a worker grows outside its heap figures"
@@ -713,7 +720,8 @@ void mv_experiment_demote(mv_experiment_t *x, const char *kind, const char *othe
             MV_S("evidence", "snapshot"), MV_S("site", site), MV_S("other", other),
             MV_S("why", "its snapshot grows most at a site of another kind"));
     if (o && o->state != MV_EXP_KNOWN)
-        mv_experiment_suspect(x, other, k->heap, NULL, false);
+        /* Suspected on the snapshot's evidence: no figures of its own. */
+        mv_experiment_suspect(x, &(mv_leak_verdict_t){.kind = other, .heap = k->heap}, NULL, false);
 }
 
 /* ---- the dispatch predicate ---- */

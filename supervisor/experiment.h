@@ -32,6 +32,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "isolate.h"
+#include "leak.h"
 #include "log.h"
 #include "results.h"
 #include "tasks.h"
@@ -52,8 +53,11 @@ typedef struct mv_exp_verdict {
     bool heap;         /* the arm's figures were live heap bytes (else the kernel's) */
     bool suspected;    /* a suspect asked for it (else a bisection found it) */
     bool suspect_heap; /* ...and that suspect was made of heap bytes */
-    const char *why;   /* static */
-    mv_worker_t *w;    /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
+    /* ...and its figures (the detector's: bytes and fds kept per task, confidence), which
+     * an inconclusive verdict leaves standing; 0 for a kind suspected on other evidence. */
+    double suspect_per_task, suspect_fds, suspect_confidence;
+    const char *why; /* static */
+    mv_worker_t *w;  /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
     /* The deciding arm's worker, said even after it left (w NULL): slot, generation and pid
      * (slot 0 / pid 0: the arm never had a worker), the last snapshot taken of it (or NULL). */
     int slot;
@@ -84,9 +88,10 @@ typedef struct mv_exp_kind {
     char name[MV_LEAK_KIND_MAX + 1];
     int state; /* mv_exp_answer_t: QUEUED while waiting or running, KNOWN, CLEARED */
     int tries;
-    uint64_t cleared_at;   /* tasks ended when it was cleared */
-    bool heap;             /* the suspect's figures were heap bytes */
-    uint64_t line_ok;      /* its tasks whose line gives this kind ([leak] kind)... */
+    uint64_t cleared_at;              /* tasks ended when it was cleared */
+    bool heap;                        /* the suspect's figures were heap bytes... */
+    double per_task, fds, confidence; /* ...and were these (mv_exp_verdict_t) */
+    uint64_t line_ok;                 /* its tasks whose line gives this kind ([leak] kind)... */
     uint64_t line_bad;     /* ...and those whose line gives another (the worker names it) */
     bool held;             /* its suspect's snapshot is being taken: its evidence may demote
                             * the suspect, so the isolation waits for it (snapshot_timeout) */
@@ -161,13 +166,14 @@ void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cf
                         void *arg);
 void mv_experiment_free(mv_experiment_t *x);
 
-/* A memory suspect of `kind` (heap: made of heap bytes): see mv_exp_answer_t. A kind newly
- * queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot may demote
- * it (mv_experiment_demote) before an isolation is spent on it. */
-/* `w`: the worker it was seen on, whose snapshot is being taken (NULL: none): the fresh
+/* A memory suspect, the detector's verdict v (its kind; heap: made of heap bytes; its
+ * figures, which an inconclusive experiment's verdict gives back): see mv_exp_answer_t. A
+ * kind newly queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot
+ * may demote it (mv_experiment_demote) before an isolation is spent on it.
+ * `w`: the worker it was seen on, whose snapshot is being taken (NULL: none): the fresh
  * worker goes elsewhere when there is another slot. `in_place`: that worker is the one that
  * grew, and the kind may be tried on it as it is (after a fresh worker cleared it). */
-mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const char *kind, bool heap,
+mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_t *v,
                                       const mv_worker_t *w, bool in_place);
 /* Whether `kind` is suspected and waits for, or is under, its experiment (no verdict yet). */
 bool mv_experiment_queued(mv_experiment_t *x, const char *kind);

@@ -621,7 +621,7 @@ static void judge_suspect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_ver
     }
     if (v->rule != MV_LEAK_FD_TREND && s->exp) {
         queued = mv_experiment_queued(s->exp, v->kind);
-        a = mv_experiment_suspect(s->exp, v->kind, v->heap, sw->w, grew_here);
+        a = mv_experiment_suspect(s->exp, v, sw->w, grew_here);
     }
     switch (a) {
     case MV_EXP_QUEUED:
@@ -817,11 +817,14 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
                                          "was taken of it"));
         return;
     }
-    /* The experiment could not say: the suspect stays a suspect, not confirmed. */
+    /* The experiment could not say: the suspect stays a suspect, not confirmed, on the
+     * figures it was suspected on (the experiment's say nothing: "per_task 0" read as a
+     * kind that keeps nothing). */
     if (v->verdict == MV_ISO_V_INCONCLUSIVE) {
-        mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind), MV_I("per_task", 0),
-                MV_D("fds_per_task", 0), MV_D("confidence", 0), MV_I("tasks", v->tasks),
-                MV_S("rule", "trend"), MV_T("confirmed", false),
+        mv_warn(s->log, "leak_suspect", MV_S("kind", v->kind),
+                MV_I("per_task", (long long)v->suspect_per_task),
+                MV_D("fds_per_task", v->suspect_fds), MV_D("confidence", v->suspect_confidence),
+                MV_I("tasks", v->tasks), MV_S("rule", "trend"), MV_T("confirmed", false),
                 MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
                 MV_S("experiment", "inconclusive"), MV_S("why", v->why), id_kv("worker", slot),
                 id_kv("gen", slot ? gen : 0), id_kv("pid", pid), MV_I("task", (long long)v->task),

@@ -17,6 +17,7 @@
 #include "experiment.h"
 #include "harness.h"
 #include "suites.h"
+#include "suspect.h"
 
 #define KINDS MV_BUILD_DIR "/examples/kinds_worker"
 
@@ -870,6 +871,56 @@ static void on_fresh(void *arg, int slot)
     fresh_slot = slot;
 }
 
+/* The detector's verdict that suspects `kind`: 4,096 bytes a task, confidence 0.75. */
+static const mv_leak_verdict_t *suspicion(const char *kind)
+{
+    static mv_leak_verdict_t v;
+
+    v = (mv_leak_verdict_t){.rule = MV_LEAK_TREND,
+                            .per_task = 4096,
+                            .confidence = 0.75,
+                            .tasks = 60,
+                            .heap = true,
+                            .kind = kind};
+    return &v;
+}
+
+/* The leak_suspect line suspect.c writes of an experiment's verdict (free it). */
+static char *suspect_line(const mv_exp_verdict_t *v)
+{
+    char path[] = "/tmp/mv-exp-suspect-XXXXXX", *text, *line;
+    int fd = mkstemp(path);
+    mv_config_t cfg;
+    mv_log_t lg;
+    mv_suspect_t s;
+    FILE *f;
+    long n;
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(mv_config_init(&cfg), 0);
+    ck_assert_int_eq(mv_log_open(&lg, MV_LOGFMT_TEXT, MV_LVL_INFO, path), 0);
+    mv_suspect_init(&s, NULL, &lg, &cfg, NULL, NULL, NULL, NULL);
+    mv_suspect_verdict(&s, NULL, v);
+    mv_suspect_free(&s);
+    mv_log_close(&lg);
+    mv_config_free(&cfg);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    rewind(f);
+    text = calloc(1, (size_t)n + 1);
+    ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    unlink(path);
+    line = strstr(text, "event=leak_suspect");
+    ck_assert_msg(line != NULL, "no leak_suspect in: %s", text);
+    line = strndup(line, strcspn(line, "\n"));
+    free(text);
+    return line;
+}
+
 static int verdicts;
 static mv_exp_verdict_t last_verdict;
 
@@ -924,7 +975,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert(!f->active(f->arg, &mixed)); /* nothing suspected: no filter */
     /* a: saved while its snapshot is taken, then tried alone (an arm in slot 1 wanted) */
     ck_assert(!mv_experiment_queued(&x, "a"));
-    ck_assert_int_eq(mv_experiment_suspect(&x, "a", true, &w2, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&x, suspicion("a"), &w2, true), MV_EXP_QUEUED);
     ck_assert(mv_experiment_queued(&x, "a")); /* a suspect of it again takes no new hold */
     ck_assert(!mv_experiment_queued(&x, "c"));
     ck_assert_int_eq(x.nsaved, 1);
@@ -935,7 +986,7 @@ START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
     ck_assert_int_eq(x.nsaved, 0);
     ck_assert_uint_eq(tasks.room, 0);
     /* b: suspected while a runs alone: saved; c runs as usual; a waits for its arm */
-    ck_assert_int_eq(mv_experiment_suspect(&x, "b", true, &w1, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&x, suspicion("b"), &w1, true), MV_EXP_QUEUED);
     ck_assert(f->active(f->arg, &mixed));
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60);
     ck_assert_int_eq(takes(&x, &mixed, "b"), 100 - 60); /* each look counts anew */
@@ -1037,7 +1088,7 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
             int n = snprintf(line, sizeof line, "a %d", i);
             mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
         }
-        ck_assert_int_eq(mv_experiment_suspect(x, "a", true, run == 2 ? &young : &old, true),
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), run == 2 ? &young : &old, true),
                          MV_EXP_QUEUED);
         mv_experiment_hold(x, "a", false);
         ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
@@ -1058,9 +1109,17 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
             ck_assert_int_eq(verdicts, 1);
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_INCONCLUSIVE);
         } else if (run == 1) { /* none left: not cleared */
+            char *line;
             ck_assert_int_eq(verdicts, 1);
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_INCONCLUSIVE);
             ck_assert_ptr_nonnull(strstr(last_verdict.why, "no task left"));
+            /* Still a suspect, on the figures it was suspected on: not "per_task 0". */
+            line = suspect_line(&last_verdict);
+            ck_assert_msg(strstr(line, " per_task=4096 ") && strstr(line, " confidence=0.75") &&
+                              strstr(line, " confirmed=false ") &&
+                              strstr(line, " experiment=inconclusive "),
+                          "%s", line);
+            free(line);
         } else { /* as young as the fresh worker, or gone: cleared */
             ck_assert_int_eq(verdicts, 1);
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
@@ -1079,7 +1138,7 @@ START_TEST(a_demoted_suspect_queues_the_other_kind)
     unit_t u;
 
     unit_open(&u);
-    ck_assert_int_eq(mv_experiment_suspect(&u.x, "a", true, &w, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(&u.x, suspicion("a"), &w, true), MV_EXP_QUEUED);
     mv_experiment_demote(&u.x, "a", "b", "app.py:12");
     ck_assert(!mv_experiment_queued(&u.x, "a"));
     ck_assert(mv_experiment_queued(&u.x, "b"));
@@ -1108,12 +1167,12 @@ START_TEST(kinds_are_isolated_in_the_order_they_were_suspected)
     t = mv_task_new(1, "a 0", 3); /* a is known first */
     mv_experiment_observe(x, &grew, t, "a", 0, true, true, 0);
     mv_task_free(t);
-    ck_assert_int_eq(mv_experiment_suspect(x, "c", true, &grew, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
     mv_experiment_hold(x, "c", false);
     ck_assert_str_eq(x->iso.subject, "c");
-    ck_assert_int_eq(mv_experiment_suspect(x, "b", true, &grew, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
     mv_experiment_hold(x, "b", false);
-    ck_assert_int_eq(mv_experiment_suspect(x, "a", true, &grew, true), MV_EXP_QUEUED);
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
     mv_experiment_hold(x, "a", false);
     ck_assert_str_eq(x->iso.subject, "c");
     /* c's arm keeps nothing over its 60 tasks: cleared (its suspect's worker was as young). */
