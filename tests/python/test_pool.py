@@ -1829,7 +1829,7 @@ class LeakSuspectWords(PoolTest):
         # measured after the warm-up) and its tasks go to a fresh worker, which after its 2
         # warm-up tasks has 8 or fewer to measure when the batch runs out, under the 10 an
         # isolation needs (isolate.h, MV_ISO_MIN_TASKS): memvisor says the suspect again,
-        # experiment=inconclusive, with per_task 0, confidence 0 and no snapshot.
+        # experiment=inconclusive, with the figures it was suspected on and no snapshot.
         with self.assertLogs("memvisor", logging.INFO) as logs:
             with self.pool(workers=1, window=20, warmup=2) as pool:
                 self.assertEqual(pool.map(pf.leak_64k, range(30), chunksize=1),
@@ -1842,7 +1842,10 @@ class LeakSuspectWords(PoolTest):
         self.assertEqual([e.get("experiment") for e in events], ["queued", "inconclusive"],
                          events)
         queued, inconclusive = events
-        self.assertEqual((inconclusive["per_task"], inconclusive["snapshot"]), (0, None))
+        self.assertEqual((inconclusive["per_task"], inconclusive["confidence"],
+                          inconclusive["snapshot"]),
+                         (queued["per_task"], queued["confidence"], None))
+        self.assertGreater(queued["per_task"], 60000)
         said = {json.dumps(r.memvisor, sort_keys=True): r.getMessage() for r in logs.records
                 if r.getMessage().startswith("leak suspect")}
         first = said[json.dumps(queued, sort_keys=True)]
@@ -1853,7 +1856,7 @@ class LeakSuspectWords(PoolTest):
         self.assertEqual(
             last, f"leak suspect: tasks of pool_funcs.leak_64k not confirmed: the experiment "
             f"was inconclusive after {inconclusive['tasks']} tasks ({inconclusive['why']}); "
-            f"still a suspect")
+            f"still a suspect, suspected at {queued['per_task']} bytes a task")
 
     def test_each_kind_of_suspect_in_words(self):
         # Lines as memvisor writes them (suspect.c: say_suspect, mv_suspect_verdict; the
@@ -1900,6 +1903,7 @@ class LeakSuspectWords(PoolTest):
         self.assertEqual(said["fd"], "leak suspect: tasks of open_files keep 0.50 fds each "
                          "(rule fd_trend, confidence 0.9, over 50 tasks), confirmed by "
                          "kernel-trend")
+        # An older memvisor's event (per_task 0): no figure said.
         self.assertEqual(said["inconclusive"], "leak suspect: tasks of pool_funcs.leak_64k not "
                          "confirmed: the experiment was inconclusive after 8 tasks (timed "
                          "out); still a suspect")

@@ -697,12 +697,15 @@ class Pool:
 def _suspect_words(obj: Dict[str, Any]) -> str:
     """A leak_suspect event in words. Said when suspected and again when an experiment
     (memvisor runs the function alone: pool.report() has the evidence) confirmed it or could
-    not say; which one this is, in words. An inconclusive experiment's event carries no
-    figures of its own (per_task 0, confidence 0, no snapshot): it says why instead."""
+    not say; which one this is, in words. An inconclusive experiment's event says why, and
+    carries the figures the kind was suspected on (an older memvisor's says per_task 0), no
+    snapshot."""
     kind, how = obj.get("kind"), obj.get("experiment")
     if how == "inconclusive" and not obj.get("confirmed"):
+        per = obj.get("per_task")
+        seen = f", suspected at {per} bytes a task" if isinstance(per, int) and per > 0 else ""
         return (f"tasks of {kind} not confirmed: the experiment was inconclusive after "
-                f"{obj.get('tasks')} tasks ({obj.get('why')}); still a suspect")
+                f"{obj.get('tasks')} tasks ({obj.get('why')}); still a suspect{seen}")
     if obj.get("rule") == "fd_trend":
         fds = obj.get("fds_per_task")
         kept = f"{fds:.2f} fds" if isinstance(fds, (int, float)) else f"{fds} fds"
