@@ -325,6 +325,10 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     k->tries++;
     aim_in_place(k, k->grew_slot, k->grew_gen);
     queue(x, k);
+    /* Next, before kinds queued before it: the second half of an isolation already run, on
+     * a worker that grows and may be recycled any time (its exit before it binds leaves the
+     * kind inconclusive), with its tasks saved and the batch perhaps near its end. */
+    k->queued = 0;
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
             MV_I("worker", k->grew_slot),
@@ -335,7 +339,7 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     x->kernel = false;
     for (int i = 0; i < MV_ISO_ARMS; i++)
         unbind(x, i);
-    save(x, k); /* its tasks wait for it while kinds queued before it go first */
+    save(x, k); /* its tasks wait for it until it starts */
 }
 
 /* The experiment ended: the verdict goes up, the arms' workers take anything again. */

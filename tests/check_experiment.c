@@ -1067,7 +1067,8 @@ static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool deq
 
 /* A fresh worker cannot show a leak that needs an older process: its isolation that would
  * clear a suspect seen on an older worker, alive, hands the kind to an isolation on that
- * worker as it is, and says no verdict of the kind; with no task of it left for that, the
+ * worker as it is, next (before a kind queued before it: that worker may not live long), and
+ * says no verdict of the kind; with no task of it left for that, the
  * fresh arm's verdict is inconclusive, not clean. A worker no older than the fresh one
  * became, or one gone before the verdict, clears it as before. */
 START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
@@ -1093,13 +1094,19 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
         mv_experiment_hold(x, "a", false);
         ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
         mv_experiment_attach(x, &fresh);
+        if (run == 0) { /* b waits for its turn meanwhile */
+            ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &old, true), MV_EXP_QUEUED);
+            mv_experiment_hold(x, "b", false);
+        }
         if (run == 3)
             mv_experiment_gone(x, &old, NULL);
         keep_nothing(&u, &fresh, "a", true);
-        if (run == 0) { /* tasks left: in place on slot 2, no verdict yet */
+        if (run == 0) { /* tasks left: in place on slot 2 next, before b; no verdict yet */
             ck_assert_int_eq(verdicts, 0);
             ck_assert_int_eq(fresh_slot, 2);
             ck_assert(mv_experiment_in_place(x));
+            ck_assert_str_eq(x->iso.subject, "a");
+            ck_assert(mv_experiment_queued(x, "b"));
             ck_assert(mv_experiment_queued(x, "a"));
             /* Only the worker that grew binds, not a successor in its slot; its exit
              * before it bound ends the isolation, inconclusive (not cleared). */
