@@ -259,6 +259,18 @@ static void aim_in_place(mv_exp_kind_t *k, int slot, uint32_t gen)
     k->in_place_gen = gen;
 }
 
+/* The figures a detector's verdict suspects the kind on, its latest (none: suspected on other
+ * evidence, a demoted suspect's snapshot, which leaves figures it had as they were). */
+static void remember(mv_exp_kind_t *k, const mv_leak_verdict_t *v)
+{
+    if (v->rule == MV_LEAK_NONE)
+        return;
+    k->per_task = v->per_task;
+    k->fds = v->fds_per_task;
+    k->confidence = v->confidence;
+    k->rule = v->rule;
+}
+
 /* The kind waits for its isolation, behind the kinds queued before it. */
 static void queue(mv_experiment_t *x, mv_exp_kind_t *k)
 {
@@ -339,7 +351,7 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     x->kernel = false;
     for (int i = 0; i < MV_ISO_ARMS; i++)
         unbind(x, i);
-    save(x, k); /* its tasks wait for it until it starts */
+    /* Not saved: it starts as soon as conclude() returns (drive), before any task goes. */
 }
 
 /* The experiment ended: the verdict goes up, the arms' workers take anything again. */
@@ -380,6 +392,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
         .suspect_per_task = x->suspected && k ? k->per_task : 0,
         .suspect_fds = x->suspected && k ? k->fds : 0,
         .suspect_confidence = x->suspected && k ? k->confidence : 0,
+        .suspect_rule = x->suspected && k ? k->rule : MV_LEAK_NONE,
         .why = res->why,
         .w = arm ? (arm->w ? arm->w : arm->left) : NULL,
         .slot = arm && arm->pid > 0 ? (arm->slot ? arm->slot : arm->left_slot) : 0,
@@ -504,6 +517,8 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
     if (k->line_ok + k->line_bad > 0 &&
         (double)k->line_ok < LINE_KIND_OK * (double)(k->line_ok + k->line_bad))
         return MV_EXP_NOW;
+    if (k->state == MV_EXP_QUEUED)
+        remember(k, v); /* suspected again while it waits or runs */
     if (k->state == MV_EXP_KNOWN || k->state == MV_EXP_QUEUED)
         return (mv_exp_answer_t)k->state;
     /* Cleared by a fresh worker, and suspected again: on figures from after that (the
@@ -520,9 +535,9 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
     }
     queue(x, k);
     k->heap = v->heap;
-    k->per_task = v->per_task;
-    k->fds = v->fds_per_task;
-    k->confidence = v->confidence;
+    k->per_task = k->fds = k->confidence = 0;
+    k->rule = MV_LEAK_NONE;
+    remember(k, v);
     k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     k->grew_slot = in_place ? slot : 0;
@@ -560,7 +575,9 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
             queue(x, k);
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */
-            k->per_task = k->fds = k->confidence = 0; /* not the detector's: its were cleared */
+            /* No detector's figures: the kind's were forgotten when it was cleared. */
+            k->per_task = k->fds = k->confidence = 0;
+            k->rule = MV_LEAK_NONE;
             mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
                     MV_I("worker", w->slot),
                     MV_S("why", off_heap ? "a worker grows outside its heap figures"

@@ -53,9 +53,11 @@ typedef struct mv_exp_verdict {
     bool heap;         /* the arm's figures were live heap bytes (else the kernel's) */
     bool suspected;    /* a suspect asked for it (else a bisection found it) */
     bool suspect_heap; /* ...and that suspect was made of heap bytes */
-    /* ...and its figures (the detector's: bytes and fds kept per task, confidence), which
-     * an inconclusive verdict leaves standing; 0 for a kind suspected on other evidence. */
+    /* ...and its figures (the detector's latest: bytes and fds kept per task, confidence,
+     * the rule), which an inconclusive verdict leaves standing; 0 (rule NONE) for a kind
+     * queued on other evidence (a worker's growth, a demoted suspect's snapshot). */
     double suspect_per_task, suspect_fds, suspect_confidence;
+    mv_leak_rule_t suspect_rule;
     const char *why; /* static */
     mv_worker_t *w;  /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
     /* The deciding arm's worker, said even after it left (w NULL): slot, generation and pid
@@ -90,7 +92,8 @@ typedef struct mv_exp_kind {
     int tries;
     uint64_t cleared_at;              /* tasks ended when it was cleared */
     bool heap;                        /* the suspect's figures were heap bytes... */
-    double per_task, fds, confidence; /* ...and were these (mv_exp_verdict_t) */
+    double per_task, fds, confidence; /* ...and were these, of its latest suspicion... */
+    mv_leak_rule_t rule;              /* ...by this rule (mv_exp_verdict_t) */
     uint64_t line_ok;                 /* its tasks whose line gives this kind ([leak] kind)... */
     uint64_t line_bad;     /* ...and those whose line gives another (the worker names it) */
     bool held;             /* its suspect's snapshot is being taken: its evidence may demote

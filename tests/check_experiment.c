@@ -871,18 +871,24 @@ static void on_fresh(void *arg, int slot)
     fresh_slot = slot;
 }
 
-/* The detector's verdict that suspects `kind`: 4,096 bytes a task, confidence 0.75. */
-static const mv_leak_verdict_t *suspicion(const char *kind)
+/* A detector's verdict that suspects `kind` by `rule`, confidence 0.75. */
+static const mv_leak_verdict_t *suspicion_by(const char *kind, double per_task, mv_leak_rule_t rule)
 {
     static mv_leak_verdict_t v;
 
-    v = (mv_leak_verdict_t){.rule = MV_LEAK_TREND,
-                            .per_task = 4096,
+    v = (mv_leak_verdict_t){.rule = rule,
+                            .per_task = per_task,
                             .confidence = 0.75,
                             .tasks = 60,
                             .heap = true,
                             .kind = kind};
     return &v;
+}
+
+/* ...on its trend, 4,096 bytes a task. */
+static const mv_leak_verdict_t *suspicion(const char *kind)
+{
+    return suspicion_by(kind, 4096, MV_LEAK_TREND);
 }
 
 /* The leak_suspect line suspect.c writes of an experiment's verdict (free it). */
@@ -906,6 +912,7 @@ static char *suspect_line(const mv_exp_verdict_t *v)
     mv_log_close(&lg);
     mv_config_free(&cfg);
     f = fopen(path, "r");
+    unlink(path);
     ck_assert_ptr_nonnull(f);
     fseek(f, 0, SEEK_END);
     n = ftell(f);
@@ -913,7 +920,6 @@ static char *suspect_line(const mv_exp_verdict_t *v)
     text = calloc(1, (size_t)n + 1);
     ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
     fclose(f);
-    unlink(path);
     line = strstr(text, "event=leak_suspect");
     ck_assert_msg(line != NULL, "no leak_suspect in: %s", text);
     line = strndup(line, strcspn(line, "\n"));
@@ -1094,6 +1100,10 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
         mv_experiment_hold(x, "a", false);
         ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
         mv_experiment_attach(x, &fresh);
+        if (run == 1) /* suspected again while it runs: its latest figures stand */
+            ck_assert_int_eq(
+                mv_experiment_suspect(x, suspicion_by("a", 8192, MV_LEAK_TASK_GROWTH), &old, true),
+                MV_EXP_QUEUED);
         if (run == 0) { /* b waits for its turn meanwhile */
             ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &old, true), MV_EXP_QUEUED);
             mv_experiment_hold(x, "b", false);
@@ -1122,7 +1132,8 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
             ck_assert_ptr_nonnull(strstr(last_verdict.why, "no task left"));
             /* Still a suspect, on the figures it was suspected on: not "per_task 0". */
             line = suspect_line(&last_verdict);
-            ck_assert_msg(strstr(line, " per_task=4096 ") && strstr(line, " confidence=0.75") &&
+            ck_assert_msg(strstr(line, " per_task=8192 ") && strstr(line, " confidence=0.75") &&
+                              strstr(line, " rule=task_growth ") &&
                               strstr(line, " confirmed=false ") &&
                               strstr(line, " experiment=inconclusive "),
                           "%s", line);

@@ -112,7 +112,7 @@ static size_t run_example(mvrun_t *r, const char *name, const char *const *opts)
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
     tasks = example_tasks(name, &lines);
     code = run_batch(r, tasks, args);
-    ck_assert_msg(code == 0, "%s exited %d; log:\n%s", name, code, r->log ? r->log : "");
+    ck_assert_log(r, code == 0, "%s exited %d", name, code);
     run_assert_once(r, lines, NULL);
     for (size_t i = 0; i < r->nres; i++)
         ck_assert_msg(strcmp(jstr(r->res[i], "status"), "ok") == 0, "%s: task %lld is %s: %s", name,
@@ -240,9 +240,7 @@ static void run_one_script(mvrun_t *r, const char **args, int at, const char *te
     args[at] = run_file(r, "w.py", text);
     run_start(r, args, NULL);
     code = run_finish(r);
-    if (code != 0)
-        fprintf(stderr, "memvisor exited %d; log:\n%s\n", code, r->log ? r->log : "");
-    ck_assert_int_eq(code, 0);
+    ck_assert_log(r, code == 0, "memvisor exited %d", code);
 }
 
 /* memvisor run from its build tree (this build's, not installed): a Python api worker that

@@ -605,8 +605,8 @@ START_TEST(a_worker_without_children_is_recycled_whole)
     kill(r.pid, SIGTERM);
     run_finish(&r);
     ck_assert_int_eq(run_count(&r, "action=child"), 0);
-    ck_assert_msg(strstr(strstr(r.log, "event=recycle worker=1 gen=1 "), "reason=soft_limit"), "%s",
-                  r.log);
+    ck_assert_log(&r, strstr(strstr(r.log, "event=recycle worker=1 gen=1 "), "reason=soft_limit"),
+                  "worker 1's first recycle was not for soft_limit");
     run_free(&r);
 }
 END_TEST

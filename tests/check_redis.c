@@ -640,8 +640,9 @@ START_TEST(a_task_taken_over_from_a_dead_host_keeps_its_raised_limit)
     free(line);
     wait_len(&r, "results", 1, (mvrun_t *const[]){&b, NULL});
     ck_assert_int_eq(run_finish(&b), 0);
-    ck_assert_msg(run_count(&b, "event=escalate ") == 0 && run_count(&b, "event=kernel_oom") == 0,
-                  "%s", b.log);
+    ck_assert_log(&b,
+                  run_count(&b, "event=escalate ") == 0 && run_count(&b, "event=kernel_oom") == 0,
+                  "b escalated or saw an OOM kill");
     ck_assert_int_eq(run_count(&b, "event=redis_claimed"), 1);
     res = stream_results(c, "results");
     ck_assert_int_eq(assert_each_once(res, 1), 0);

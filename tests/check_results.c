@@ -327,8 +327,8 @@ START_TEST(a_refused_second_run_leaves_the_running_batch_intact)
             run_init(&b, "ok 1\n");
             run_start(&b, cases[i], NULL);
             ck_assert_int_eq(run_finish(&b), 3);
-            ck_assert_msg(strstr(b.log, "in use by") && strstr(b.log, pid_text), "case %zu: %s", i,
-                          b.log);
+            ck_assert_log(&b, strstr(b.log, "in use by") && strstr(b.log, pid_text),
+                          "case %zu: not \"in use by\" %s", i, pid_text);
             ck_assert_ptr_nonnull(strstr(b.log, i < 3 ? a.results : state));
             ck_assert_int_eq(run_count(&b, "event=spawn"), 0);
             ck_assert_int_eq(run_count(&b, "event=start"), 0); /* no run directory made */

@@ -556,8 +556,8 @@ START_TEST(new_slots_start_before_waiting_spares)
     w0 = strstr(r.log, "event=spawn worker=0 ");
     ck_assert_log(&r, w3 && w0 && w3 < w0, "a spare started before slot 3");
     /* ...and at the start before slot 1, whichever cgroup was made first. */
-    ck_assert_msg(strstr(r.log, "event=spawn worker=1 ") == strstr(r.log, "event=spawn "),
-                  "a spare started first:\n%s", r.log);
+    ck_assert_log(&r, strstr(r.log, "event=spawn worker=1 ") == strstr(r.log, "event=spawn "),
+                  "a spare started first");
     ck_assert_ptr_nonnull(strstr(r.log, "event=spawn worker=2 "));
     ck_assert_int_eq(most_starting(r.log), 1);
     run_free(&r);

@@ -175,7 +175,7 @@ static void run_truth(mvrun_t *r, const char *tasks, bool api, const char *const
     args[n] = NULL;
     setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
     code = run_batch(r, tasks, args);
-    ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r->log ? r->log : "");
+    ck_assert_log(r, code == 0, "memvisor exited %d", code);
 }
 
 static const char mixed[] = "spike 50\nleak 8\nspike 50\nok\nleak 4\nspike 30\nok\nok\n";
@@ -259,7 +259,7 @@ START_TEST(a_big_answer_is_not_what_the_task_kept)
         return;
     if (_i == 2) {
         int code = run_batch(&r, tasks, c_api);
-        ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r.log ? r.log : "");
+        ck_assert_log(&r, code == 0, "memvisor exited %d", code);
     } else {
         run_truth(&r, tasks, _i == 1, NULL);
     }
@@ -316,7 +316,7 @@ START_TEST(a_big_task_is_not_what_the_task_kept)
     tasks[len] = '\0';
     if (_i == 0) {
         code = run_batch(&r, tasks, argv);
-        ck_assert_msg(code == 0, "memvisor exited %d; log:\n%s", code, r.log ? r.log : "");
+        ck_assert_log(&r, code == 0, "memvisor exited %d", code);
     } else {
         run_truth(&r, tasks, true, opts);
     }

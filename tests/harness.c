@@ -258,7 +258,7 @@ char *run_wait_for(mvrun_t *r, const char *needle)
         }
         if (!read_more(r)) {
             run_print_log(r);
-            ck_abort_msg("log ended before \"%s\" appeared (the log is on stderr)", needle);
+            ck_abort_msg("log ended before \"%s\" appeared", needle);
         }
     }
 }
@@ -417,8 +417,8 @@ static unsigned char *mark_seen(const mvrun_t *r, size_t n)
 
     for (size_t i = 0; i < r->nres; i++) {
         long long id = jint(r->res[i], "task");
-        ck_assert_msg(id >= 1 && (size_t)id <= n, "result for unknown task %lld", id);
-        ck_assert_msg(!seen[id], "task %lld has two result lines", id);
+        ck_assert_log(r, id >= 1 && (size_t)id <= n, "result for unknown task %lld", id);
+        ck_assert_log(r, !seen[id], "task %lld has two result lines", id);
         seen[id] = 1;
     }
     return seen;
@@ -437,8 +437,7 @@ void run_assert_once(const mvrun_t *r, size_t n, const size_t *skip)
         bool skipped = false;
         for (const size_t *s = skip; s && *s; s++)
             skipped |= *s == id;
-        ck_assert_log(r, seen[id] || skipped, "task %zu has no result line (the log is on stderr)",
-                      id);
+        ck_assert_log(r, seen[id] || skipped, "task %zu has no result line", id);
     }
     free(seen);
 }

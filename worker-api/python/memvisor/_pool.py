@@ -698,8 +698,8 @@ def _suspect_words(obj: Dict[str, Any]) -> str:
     """A leak_suspect event in words. Said when suspected and again when an experiment
     (memvisor runs the function alone: pool.report() has the evidence) confirmed it or could
     not say; which one this is, in words. An inconclusive experiment's event says why, and
-    carries the figures the kind was suspected on (an older memvisor's says per_task 0), no
-    snapshot."""
+    carries the figures the kind was suspected on (none, per_task 0, for a kind queued on
+    other evidence, and in an older memvisor's), no snapshot."""
     kind, how = obj.get("kind"), obj.get("experiment")
     if how == "inconclusive" and not obj.get("confirmed"):
         per = obj.get("per_task")
