@@ -339,7 +339,7 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
     queue(x, k);
     /* Next, before kinds queued before it: the second half of an isolation already run, on
      * a worker that grows and may be recycled any time (its exit before it binds leaves the
-     * kind inconclusive), with its tasks saved and the batch perhaps near its end. */
+     * kind inconclusive), with the batch perhaps near its end. */
     k->queued = 0;
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
