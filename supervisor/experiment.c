@@ -259,16 +259,13 @@ static void aim_in_place(mv_exp_kind_t *k, int slot, uint32_t gen)
     k->in_place_gen = gen;
 }
 
-/* The figures a detector's verdict suspects the kind on, its latest (none: suspected on other
- * evidence, a demoted suspect's snapshot, which leaves figures it had as they were). */
-static void remember(mv_exp_kind_t *k, const mv_leak_verdict_t *v)
+/* The figures a verdict suspects a kind on (none when it is not the detector's: a demoted
+ * suspect's snapshot suspects the other kind). */
+static mv_exp_figures_t figures_of(const mv_leak_verdict_t *v)
 {
     if (v->rule == MV_LEAK_NONE)
-        return;
-    k->per_task = v->per_task;
-    k->fds = v->fds_per_task;
-    k->confidence = v->confidence;
-    k->rule = v->rule;
+        return (mv_exp_figures_t){0};
+    return (mv_exp_figures_t){v->per_task, v->fds_per_task, v->confidence, v->rule};
 }
 
 /* The kind waits for its isolation, behind the kinds queued before it. */
@@ -389,10 +386,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
         .heap = a >= 0 && x->arm[a].heap,
         .suspected = x->suspected,
         .suspect_heap = x->suspected && k && k->heap,
-        .suspect_per_task = x->suspected && k ? k->per_task : 0,
-        .suspect_fds = x->suspected && k ? k->fds : 0,
-        .suspect_confidence = x->suspected && k ? k->confidence : 0,
-        .suspect_rule = x->suspected && k ? k->rule : MV_LEAK_NONE,
+        .suspicion = x->suspected && k ? k->suspicion : (mv_exp_figures_t){0},
         .why = res->why,
         .w = arm ? (arm->w ? arm->w : arm->left) : NULL,
         .slot = arm && arm->pid > 0 ? (arm->slot ? arm->slot : arm->left_slot) : 0,
@@ -517,8 +511,8 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
     if (k->line_ok + k->line_bad > 0 &&
         (double)k->line_ok < LINE_KIND_OK * (double)(k->line_ok + k->line_bad))
         return MV_EXP_NOW;
-    if (k->state == MV_EXP_QUEUED)
-        remember(k, v); /* suspected again while it waits or runs */
+    if (k->state == MV_EXP_QUEUED && v->rule != MV_LEAK_NONE)
+        k->suspicion = figures_of(v); /* suspected again while it waits or runs */
     if (k->state == MV_EXP_KNOWN || k->state == MV_EXP_QUEUED)
         return (mv_exp_answer_t)k->state;
     /* Cleared by a fresh worker, and suspected again: on figures from after that (the
@@ -535,9 +529,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
     }
     queue(x, k);
     k->heap = v->heap;
-    k->per_task = k->fds = k->confidence = 0;
-    k->rule = MV_LEAK_NONE;
-    remember(k, v);
+    k->suspicion = figures_of(v);
     k->kernel = false;
     k->held = true; /* until its suspect's snapshot is in: mv_experiment_hold */
     k->grew_slot = in_place ? slot : 0;
@@ -576,8 +568,7 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */
             /* No detector's figures: the kind's were forgotten when it was cleared. */
-            k->per_task = k->fds = k->confidence = 0;
-            k->rule = MV_LEAK_NONE;
+            k->suspicion = (mv_exp_figures_t){0};
             mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
                     MV_I("worker", w->slot),
                     MV_S("why", off_heap ? "a worker grows outside its heap figures"

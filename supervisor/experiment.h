@@ -42,6 +42,13 @@
 #define MV_EXP_SITES_MAX 512 /* sites linked to kinds; more are not remembered */
 #define MV_EXP_SAVED_MAX 4   /* kinds whose tasks are saved for their isolations at once */
 
+/* The figures a kind was suspected on: the detector's (bytes and fds kept per task, the
+ * confidence, the rule), or none (all 0, rule NONE: queued on other evidence). */
+typedef struct mv_exp_figures {
+    double per_task, fds, confidence;
+    mv_leak_rule_t rule;
+} mv_exp_figures_t;
+
 /* What an experiment decided about a kind. */
 typedef struct mv_exp_verdict {
     const char *kind;
@@ -53,11 +60,9 @@ typedef struct mv_exp_verdict {
     bool heap;         /* the arm's figures were live heap bytes (else the kernel's) */
     bool suspected;    /* a suspect asked for it (else a bisection found it) */
     bool suspect_heap; /* ...and that suspect was made of heap bytes */
-    /* ...and its figures (the detector's latest: bytes and fds kept per task, confidence,
-     * the rule), which an inconclusive verdict leaves standing; 0 (rule NONE) for a kind
-     * queued on other evidence (a worker's growth, a demoted suspect's snapshot). */
-    double suspect_per_task, suspect_fds, suspect_confidence;
-    mv_leak_rule_t suspect_rule;
+    /* ...and the figures of its latest suspicion, which an inconclusive verdict leaves
+     * standing (none for a kind queued on a worker's growth or a demoted suspect's snapshot) */
+    mv_exp_figures_t suspicion;
     const char *why; /* static */
     mv_worker_t *w;  /* the deciding arm's worker while it lives (a snapshot of it), or NULL */
     /* The deciding arm's worker, said even after it left (w NULL): slot, generation and pid
@@ -90,14 +95,13 @@ typedef struct mv_exp_kind {
     char name[MV_LEAK_KIND_MAX + 1];
     int state; /* mv_exp_answer_t: QUEUED while waiting or running, KNOWN, CLEARED */
     int tries;
-    uint64_t cleared_at;              /* tasks ended when it was cleared */
-    bool heap;                        /* the suspect's figures were heap bytes... */
-    double per_task, fds, confidence; /* ...and were these, of its latest suspicion... */
-    mv_leak_rule_t rule;              /* ...by this rule (mv_exp_verdict_t) */
-    uint64_t line_ok;                 /* its tasks whose line gives this kind ([leak] kind)... */
-    uint64_t line_bad;     /* ...and those whose line gives another (the worker names it) */
-    bool held;             /* its suspect's snapshot is being taken: its evidence may demote
-                            * the suspect, so the isolation waits for it (snapshot_timeout) */
+    uint64_t cleared_at;        /* tasks ended when it was cleared */
+    bool heap;                  /* the suspect's figures were heap bytes... */
+    mv_exp_figures_t suspicion; /* ...and were these, its latest (mv_exp_verdict_t) */
+    uint64_t line_ok;           /* its tasks whose line gives this kind ([leak] kind)... */
+    uint64_t line_bad;          /* ...and those whose line gives another (the worker names it) */
+    bool held;                  /* its suspect's snapshot is being taken: its evidence may demote
+                                 * the suspect, so the isolation waits for it (snapshot_timeout) */
     bool saved;            /* waits for its isolation: its first queued tasks are kept for it */
     int in_place_slot;     /* >0: its next isolation binds this slot's worker as it is... */
     uint32_t in_place_gen; /* ...this generation of it (dropped when that one exits) */

@@ -822,13 +822,13 @@ void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdic
      * kind that keeps nothing). */
     if (v->verdict == MV_ISO_V_INCONCLUSIVE) {
         /* Queued on other evidence (no figures, 0): "trend", as these lines always said. */
-        mv_leak_rule_t rule = v->suspect_rule == MV_LEAK_NONE ? MV_LEAK_TREND : v->suspect_rule;
+        const mv_exp_figures_t *f = &v->suspicion;
+        mv_leak_rule_t rule = f->rule == MV_LEAK_NONE ? MV_LEAK_TREND : f->rule;
         mv_warn(
-            s->log, "leak_suspect", MV_S("kind", v->kind),
-            MV_I("per_task", (long long)v->suspect_per_task), MV_D("fds_per_task", v->suspect_fds),
-            MV_D("confidence", v->suspect_confidence), MV_I("tasks", v->tasks),
-            MV_S("rule", mv_leak_rule_name(rule)), MV_T("confirmed", false),
-            MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
+            s->log, "leak_suspect", MV_S("kind", v->kind), MV_I("per_task", (long long)f->per_task),
+            MV_D("fds_per_task", f->fds), MV_D("confidence", f->confidence),
+            MV_I("tasks", v->tasks), MV_S("rule", mv_leak_rule_name(rule)),
+            MV_T("confirmed", false), MV_S("evidence", v->suspect_heap ? "heap" : "kernel-trend"),
             MV_S("experiment", "inconclusive"), MV_S("why", v->why), id_kv("worker", slot),
             id_kv("gen", slot ? gen : 0), id_kv("pid", pid), MV_I("task", (long long)v->task),
             MV_S("snapshot", NULL), last_reason("an inconclusive experiment takes no snapshot"));

@@ -899,8 +899,6 @@ static char *suspect_line(const mv_exp_verdict_t *v)
     mv_config_t cfg;
     mv_log_t lg;
     mv_suspect_t s;
-    FILE *f;
-    long n;
 
     ck_assert_int_ge(fd, 0);
     close(fd);
@@ -911,15 +909,9 @@ static char *suspect_line(const mv_exp_verdict_t *v)
     mv_suspect_free(&s);
     mv_log_close(&lg);
     mv_config_free(&cfg);
-    f = fopen(path, "r");
+    text = read_text(path);
     unlink(path);
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    rewind(f);
-    text = calloc(1, (size_t)n + 1);
-    ck_assert_uint_eq(fread(text, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
+    ck_assert_ptr_nonnull(text);
     line = strstr(text, "event=leak_suspect");
     ck_assert_msg(line != NULL, "no leak_suspect in: %s", text);
     line = strndup(line, strcspn(line, "\n"));
