@@ -102,6 +102,7 @@ typedef struct mv_exp_kind {
     uint64_t line_bad;          /* ...and those whose line gives another (the worker names it) */
     bool held;                  /* its suspect's snapshot is being taken: its evidence may demote
                                  * the suspect, so the isolation waits for it (snapshot_timeout) */
+    uint64_t held_at;           /* tasks ended when it was held (kinds queued after it wait) */
     bool saved;            /* waits for its isolation: its first queued tasks are kept for it */
     int in_place_slot;     /* >0: its next isolation binds this slot's worker as it is... */
     uint32_t in_place_gen; /* ...this generation of it (dropped when that one exits) */
@@ -153,6 +154,7 @@ typedef struct mv_experiment {
                             * fresh one (a kind cleared on a fresh worker, suspected again) */
     uint32_t in_place_gen; /* that worker's generation: no other binds */
     int spare_slot;        /* the suspect's worker: its snapshot is under way (0: none) */
+    bool behind_held;      /* a kind waits for one queued before it to be let go (start_next) */
     mv_exp_kind_t *kinds;
     size_t nkinds, capkinds;
     uint32_t saved[MV_EXP_SAVED_MAX]; /* the saved kinds (positions in kinds) */

@@ -1148,11 +1148,67 @@ START_TEST(a_demoted_suspect_queues_the_other_kind)
     unit_t u;
 
     unit_open(&u);
+    for (int i = 1; i <= 100; i++) { /* queued: the batch has not run out */
+        char line[32];
+        int n = snprintf(line, sizeof line, "%c %d", "ab"[i % 2], i);
+        mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+    }
     ck_assert_int_eq(mv_experiment_suspect(&u.x, suspicion("a"), &w, true), MV_EXP_QUEUED);
     mv_experiment_demote(&u.x, "a", "b", "app.py:12");
     ck_assert(!mv_experiment_queued(&u.x, "a"));
     ck_assert(mv_experiment_queued(&u.x, "b"));
+    /* Its evidence is the snapshot just read: it has none of its own to wait for (it was
+     * held for one that never came, and never isolated). */
+    ck_assert_int_eq(u.x.iso.mode, MV_ISO_ISOLATE);
+    ck_assert_str_eq(u.x.iso.subject, "b");
     unit_close(&u);
+}
+END_TEST
+
+/* A kind held for its suspect's snapshot keeps its turn: `b`, suspected after `a` on the
+ * worker whose snapshot of `a` is being taken, takes no snapshot of its own and is let go at
+ * once, but waits for `a` (run 0: `a`'s snapshot comes; before, `b` went first and `a` waited
+ * out b's isolation: the second held-out set's `late_growth` named after 488 tasks of it).
+ * For a window of tasks at most (run 1: a snapshot that is slow to come does not hold the
+ * others for longer). */
+START_TEST(a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_window)
+{
+    mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 60};
+
+    for (int run = 0; run < 2; run++) {
+        unit_t u;
+        mv_experiment_t *x = &u.x;
+        mv_task_t *t;
+
+        unit_open(&u);
+        for (int i = 1; i <= 300; i++) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "%c %d", "abc"[i % 3], i);
+            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+        }
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
+        mv_experiment_hold(x, "b", false);
+        ck_assert_int_eq(x->iso.mode, MV_ISO_NONE);
+        if (run == 0) {
+            mv_experiment_hold(x, "a", false);
+            ck_assert_str_eq(x->iso.subject, "a");
+            unit_close(&u);
+            continue;
+        }
+        t = mv_task_new(1000, "c 0", 3);
+        for (int i = 1; i <= 4 * u.cfg.leak.window; i++) { /* HOLD_WINDOWS */
+            ck_assert_int_eq(x->iso.mode, MV_ISO_NONE);
+            u.tasks.ended++;
+            mv_experiment_observe(x, &grew, t, "c", 0, true, true, 0);
+        }
+        mv_task_free(t);
+        ck_assert_int_eq(x->iso.mode, MV_ISO_ISOLATE);
+        ck_assert_str_eq(x->iso.subject, "b");
+        mv_experiment_hold(x, "a", false); /* next, after b */
+        ck_assert(mv_experiment_queued(x, "a"));
+        unit_close(&u);
+    }
 }
 END_TEST
 
@@ -1226,6 +1282,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older);
     tcase_add_test(tc, kinds_are_isolated_in_the_order_they_were_suspected);
     tcase_add_test(tc, a_demoted_suspect_queues_the_other_kind);
+    tcase_add_test(tc, a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_window);
     tcase_add_test(tc, a_slow_kind_among_quick_ones_is_not_timed_out);
     suite_add_tcase(s, tc);
     return s;
