@@ -269,11 +269,14 @@ static mv_exp_figures_t figures_of(const mv_leak_verdict_t *v)
     return (mv_exp_figures_t){v->per_task, v->fds_per_task, v->confidence, v->rule};
 }
 
-/* The kind waits for its isolation, behind the kinds queued before it. */
+/* The kind waits for its isolation, behind the kinds queued before it. One to run in place
+ * goes first: the worker it must run on is the one that grows, which a recycle (or an earlier
+ * kind's fresh worker) can take any time, leaving only a fresh worker that cannot show its
+ * leak; and a short batch may be near its end. */
 static void queue(mv_experiment_t *x, mv_exp_kind_t *k)
 {
     k->state = MV_EXP_QUEUED;
-    k->queued = ++x->queued;
+    k->queued = k->in_place_slot > 0 ? 0 : ++x->queued;
 }
 
 static void drive(mv_experiment_t *x);
@@ -362,11 +365,7 @@ static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
 {
     k->tries++;
     aim_in_place(k, k->grew_slot, k->grew_gen);
-    queue(x, k);
-    /* Next, before kinds queued before it: the second half of an isolation already run, on
-     * a worker that grows and may be recycled any time (its exit before it binds leaves the
-     * kind inconclusive), with the batch perhaps near its end. */
-    k->queued = 0;
+    queue(x, k); /* next: the second half of an isolation already run */
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
             MV_I("worker", k->grew_slot),

@@ -117,7 +117,7 @@ typedef struct mv_exp_kind {
     uint32_t grew_gen;
     int64_t grew_tasks;
     uint64_t queued; /* when it was queued last (x->queued then): isolations go in that order;
-                      * 0: handed over in place, it goes first (in_place_next) */
+                      * 0: to run in place, it goes first (queue) */
 } mv_exp_kind_t;
 
 typedef struct mv_experiment {

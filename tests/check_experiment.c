@@ -1215,7 +1215,9 @@ END_TEST
 /* Kinds wait for their isolations in the order they were suspected. `a`'s tasks came first,
  * `b` was suspected before it while `c` ran alone: `b` goes next (it went after `a`, in the
  * order of their first tasks: a kind suspected first waited behind later ones, and a short
- * batch ran out before its turn). */
+ * batch ran out before its turn). A kind to run in place goes first: `c`, cleared on a fresh
+ * worker and suspected again on the worker that grows, goes before `a` (it waited behind it,
+ * while a recycle could take that worker). */
 START_TEST(kinds_are_isolated_in_the_order_they_were_suspected)
 {
     mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 60};
@@ -1246,6 +1248,15 @@ START_TEST(kinds_are_isolated_in_the_order_they_were_suspected)
     keep_nothing(&u, &fresh, "c", false);
     ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
     ck_assert_str_eq(x->iso.subject, "b");
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
+    mv_experiment_hold(x, "c", false);
+    fresh.gen = 3;
+    mv_experiment_attach(x, &fresh);
+    keep_nothing(&u, &fresh, "b", false);
+    ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
+    ck_assert_str_eq(x->iso.subject, "c");
+    ck_assert(mv_experiment_in_place(x));
+    ck_assert(mv_experiment_queued(x, "a"));
     unit_close(&u);
 }
 END_TEST
