@@ -288,11 +288,12 @@ static void hold(mv_experiment_t *x, mv_exp_kind_t *k)
 }
 
 /* Whether a kind queued before k is held for its snapshot, for less than HOLD_WINDOWS
- * windows of tasks so far: its turn comes first. A kind suspected on the same worker while that
- * snapshot was taken (it takes none of its own, so it was let go at once) went first, and the other
- * waited out its whole isolation (the second held-out set's `late_growth`: named after 488
- * tasks of it, not ~110). A snapshot whose heap view is slow does not hold the others for
- * longer than that: one that took 350 ms held four kinds until a short batch ran out. */
+ * windows of tasks so far: its turn comes first. A kind suspected on the same worker while
+ * that snapshot is taken takes none of its own and is let go at once; before, it went first
+ * and the earlier kind waited out its whole isolation (the second held-out set's
+ * `late_growth`: named after 488 tasks of it, not ~110). A snapshot whose heap view is slow
+ * does not hold the others for longer than that (bounded by the wall clock instead, one
+ * snapshot of 350 ms held four kinds until a short batch ran out). */
 static bool behind_held(const mv_experiment_t *x, const mv_exp_kind_t *k)
 {
     for (size_t i = 0; i < x->nkinds; i++) {
@@ -554,6 +555,10 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
     } else if (k->state == MV_EXP_CLEARED &&
                (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x))) {
         return MV_EXP_CLEARED;
+    } else {
+        /* Not in place: an aim of an earlier suspicion, demoted before it ran, is not this
+         * one's (it bound that worker, and queue() put the kind first). */
+        k->in_place_slot = 0;
     }
     queue(x, k);
     k->heap = v->heap;
@@ -676,14 +681,17 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot
         free(x->arm[i].snapshot);
         x->arm[i].snapshot = snapshot ? strdup(snapshot) : NULL;
     }
-    /* Nothing to run in place on: a kind queued for it runs on a fresh worker; an isolation
-     * in place not started on it yet ends (inconclusive). */
+    /* Nothing to run in place on: a kind queued for it runs on a fresh worker, and waits its
+     * turn as any; an isolation in place not started on it yet ends (inconclusive). */
     for (size_t i = 0; i < x->nkinds; i++) {
         mv_exp_kind_t *k = &x->kinds[i];
         if (k->grew_slot == w->slot && k->grew_gen == w->gen)
             k->grew_slot = 0;
-        if (k->in_place_slot == w->slot && k->in_place_gen == w->gen)
+        if (k->in_place_slot == w->slot && k->in_place_gen == w->gen) {
             k->in_place_slot = 0;
+            if (k->state == MV_EXP_QUEUED && k->queued == 0)
+                k->queued = ++x->queued;
+        }
     }
     if (arm < 0 && mv_experiment_in_place(x) && x->in_place == w->slot &&
         x->in_place_gen == w->gen && !x->arm[0].w) {

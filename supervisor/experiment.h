@@ -179,7 +179,8 @@ void mv_experiment_free(mv_experiment_t *x);
 /* A memory suspect, the detector's verdict v (its kind; heap: made of heap bytes; its
  * figures, which an inconclusive experiment's verdict gives back): see mv_exp_answer_t. A
  * kind newly queued is held until mv_experiment_hold(x, kind, false): its suspect's snapshot
- * may demote it (mv_experiment_demote) before an isolation is spent on it.
+ * may demote it (mv_experiment_demote) before an isolation is spent on it. Kinds queued after
+ * it wait meanwhile, for four windows of tasks at most.
  * `w`: the worker it was seen on, whose snapshot is being taken (NULL: none): the fresh
  * worker goes elsewhere when there is another slot. `in_place`: that worker is the one that
  * grew, and the kind may be tried on it as it is (after a fresh worker cleared it). */

@@ -1169,9 +1169,9 @@ END_TEST
  * worker whose snapshot of `a` is being taken, takes no snapshot of its own and is let go at
  * once, but waits for `a` (run 0: `a`'s snapshot comes; before, `b` went first and `a` waited
  * out b's isolation: the second held-out set's `late_growth` named after 488 tasks of it).
- * For a window of tasks at most (run 1: a snapshot that is slow to come does not hold the
- * others for longer). */
-START_TEST(a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_window)
+ * For four windows of tasks at most (run 1: a snapshot that is slow to come does not hold
+ * the others for longer). */
+START_TEST(a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_while)
 {
     mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 60};
 
@@ -1207,6 +1207,60 @@ START_TEST(a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_window)
         ck_assert_str_eq(x->iso.subject, "b");
         mv_experiment_hold(x, "a", false); /* next, after b */
         ck_assert(mv_experiment_queued(x, "a"));
+        unit_close(&u);
+    }
+}
+END_TEST
+
+/* A kind aimed in place goes first only while it is to run in place. `c`, cleared on a fresh
+ * worker and suspected again on the worker that grows while `a` runs alone and `b` waits, is
+ * aimed there; then that worker exits before c's turn (run 0), or c's suspect is demoted and
+ * c suspected again windows later, not in place (run 1). Either way c waits its turn, behind
+ * b, and binds no worker as it is (before: it went first, and in run 1 bound the worker of
+ * the demoted suspicion). */
+START_TEST(a_kind_no_longer_to_run_in_place_waits_its_turn)
+{
+    mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 60};
+
+    for (int run = 0; run < 2; run++) {
+        mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
+        unit_t u;
+        mv_experiment_t *x = &u.x;
+
+        unit_open(&u);
+        for (int i = 1; i <= 300; i++) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "%c %d", "abc"[i % 3], i);
+            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
+        }
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
+        mv_experiment_hold(x, "c", false);
+        mv_experiment_attach(x, &fresh);
+        keep_nothing(&u, &fresh, "c", false); /* its suspect's worker was as young: cleared */
+        ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
+        mv_experiment_hold(x, "a", false);
+        ck_assert_str_eq(x->iso.subject, "a");
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
+        mv_experiment_hold(x, "b", false);
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
+        if (run == 0) {
+            mv_experiment_hold(x, "c", false);
+            mv_experiment_gone(x, &grew, NULL);
+        } else {
+            mv_experiment_demote(x, "c", "a", "app.py:12");
+            ck_assert(!mv_experiment_queued(x, "c"));
+            mv_experiment_hold(x, "c", false);
+            u.tasks.ended += 20 * (uint64_t)u.cfg.leak.window; /* RETRY_WINDOWS */
+            ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, false), MV_EXP_QUEUED);
+            mv_experiment_hold(x, "c", false);
+        }
+        fresh.gen = 3;
+        mv_experiment_attach(x, &fresh);
+        keep_nothing(&u, &fresh, "a", false);
+        ck_assert_str_eq(x->iso.subject, "b");
+        ck_assert(!mv_experiment_in_place(x));
+        ck_assert(mv_experiment_queued(x, "c"));
         unit_close(&u);
     }
 }
@@ -1292,8 +1346,9 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
     tcase_add_test(tc, a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older);
     tcase_add_test(tc, kinds_are_isolated_in_the_order_they_were_suspected);
+    tcase_add_test(tc, a_kind_no_longer_to_run_in_place_waits_its_turn);
     tcase_add_test(tc, a_demoted_suspect_queues_the_other_kind);
-    tcase_add_test(tc, a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_window);
+    tcase_add_test(tc, a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_while);
     tcase_add_test(tc, a_slow_kind_among_quick_ones_is_not_timed_out);
     suite_add_tcase(s, tc);
     return s;
