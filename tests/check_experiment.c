@@ -1045,6 +1045,25 @@ static void unit_close(unit_t *u)
     mv_config_free(&u->cfg);
 }
 
+/* `kind` suspected on w, the worker that grew, and its suspect's snapshot in. */
+static void suspected(mv_experiment_t *x, const char *kind, const mv_worker_t *w)
+{
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion(kind), w, true), MV_EXP_QUEUED);
+    mv_experiment_hold(x, kind, false);
+}
+
+/* Queues tasks 1..n, their kinds taken in turn from `kinds` (a letter each: "a 1", "b 2"). */
+static void queue_tasks(unit_t *u, int n, const char *kinds)
+{
+    size_t nk = strlen(kinds);
+
+    for (int i = 1; i <= n; i++) {
+        char line[32];
+        int len = snprintf(line, sizeof line, "%c %d", kinds[(size_t)i % nk], i);
+        mv_tasks_add(&u->tasks, mv_task_new((uint64_t)i, line, (size_t)len));
+    }
+}
+
 /* Feeds the arm's worker its warm-up and window (60 tasks) of `kind`, keeping nothing: each
  * the queue's next when `dequeue`, else one line of the kind. */
 static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool dequeue)
@@ -1082,11 +1101,7 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
         mv_experiment_t *x = &u.x;
 
         unit_open(&u);
-        for (int i = 1; i <= 60 + left; i++) {
-            char line[32];
-            int n = snprintf(line, sizeof line, "a %d", i);
-            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-        }
+        queue_tasks(&u, 60 + left, "a");
         ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), run == 2 ? &young : &old, true),
                          MV_EXP_QUEUED);
         mv_experiment_hold(x, "a", false);
@@ -1097,8 +1112,7 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
                 mv_experiment_suspect(x, suspicion_by("a", 8192, MV_LEAK_TASK_GROWTH), &old, true),
                 MV_EXP_QUEUED);
         if (run == 0) { /* b waits for its turn meanwhile */
-            ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &old, true), MV_EXP_QUEUED);
-            mv_experiment_hold(x, "b", false);
+            suspected(x, "b", &old);
         }
         if (run == 3)
             mv_experiment_gone(x, &old, NULL);
@@ -1148,11 +1162,7 @@ START_TEST(a_demoted_suspect_queues_the_other_kind)
     unit_t u;
 
     unit_open(&u);
-    for (int i = 1; i <= 100; i++) { /* queued: the batch has not run out */
-        char line[32];
-        int n = snprintf(line, sizeof line, "%c %d", "ab"[i % 2], i);
-        mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-    }
+    queue_tasks(&u, 100, "ab"); /* queued: the batch has not run out */
     ck_assert_int_eq(mv_experiment_suspect(&u.x, suspicion("a"), &w, true), MV_EXP_QUEUED);
     mv_experiment_demote(&u.x, "a", "b", "app.py:12");
     ck_assert(!mv_experiment_queued(&u.x, "a"));
@@ -1181,14 +1191,9 @@ START_TEST(a_kind_held_for_its_snapshot_goes_before_later_ones_for_a_while)
         mv_task_t *t;
 
         unit_open(&u);
-        for (int i = 1; i <= 300; i++) {
-            char line[32];
-            int n = snprintf(line, sizeof line, "%c %d", "abc"[i % 3], i);
-            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-        }
+        queue_tasks(&u, 300, "abc");
         ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
-        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
-        mv_experiment_hold(x, "b", false);
+        suspected(x, "b", &grew);
         ck_assert_int_eq(x->iso.mode, MV_ISO_NONE);
         if (run == 0) {
             mv_experiment_hold(x, "a", false);
@@ -1228,21 +1233,14 @@ START_TEST(a_kind_no_longer_to_run_in_place_waits_its_turn)
         mv_experiment_t *x = &u.x;
 
         unit_open(&u);
-        for (int i = 1; i <= 300; i++) {
-            char line[32];
-            int n = snprintf(line, sizeof line, "%c %d", "abc"[i % 3], i);
-            mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-        }
-        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
-        mv_experiment_hold(x, "c", false);
+        queue_tasks(&u, 300, "abc");
+        suspected(x, "c", &grew);
         mv_experiment_attach(x, &fresh);
         keep_nothing(&u, &fresh, "c", false); /* its suspect's worker was as young: cleared */
         ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
-        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
-        mv_experiment_hold(x, "a", false);
+        suspected(x, "a", &grew);
         ck_assert_str_eq(x->iso.subject, "a");
-        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
-        mv_experiment_hold(x, "b", false);
+        suspected(x, "b", &grew);
         ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
         if (run == 0) {
             mv_experiment_hold(x, "c", false);
@@ -1281,29 +1279,21 @@ START_TEST(kinds_are_isolated_in_the_order_they_were_suspected)
     mv_task_t *t;
 
     unit_open(&u);
-    for (int i = 1; i <= 300; i++) { /* queued: the batch has not run out */
-        char line[32];
-        int n = snprintf(line, sizeof line, "%c %d", "acb"[i % 3], i);
-        mv_tasks_add(&u.tasks, mv_task_new((uint64_t)i, line, (size_t)n));
-    }
+    queue_tasks(&u, 300, "acb");  /* queued: the batch has not run out */
     t = mv_task_new(1, "a 0", 3); /* a is known first */
     mv_experiment_observe(x, &grew, t, "a", 0, true, true, 0);
     mv_task_free(t);
-    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
-    mv_experiment_hold(x, "c", false);
+    suspected(x, "c", &grew);
     ck_assert_str_eq(x->iso.subject, "c");
-    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("b"), &grew, true), MV_EXP_QUEUED);
-    mv_experiment_hold(x, "b", false);
-    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &grew, true), MV_EXP_QUEUED);
-    mv_experiment_hold(x, "a", false);
+    suspected(x, "b", &grew);
+    suspected(x, "a", &grew);
     ck_assert_str_eq(x->iso.subject, "c");
     /* c's arm keeps nothing over its 60 tasks: cleared (its suspect's worker was as young). */
     mv_experiment_attach(x, &fresh);
     keep_nothing(&u, &fresh, "c", false);
     ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
     ck_assert_str_eq(x->iso.subject, "b");
-    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("c"), &grew, true), MV_EXP_QUEUED);
-    mv_experiment_hold(x, "c", false);
+    suspected(x, "c", &grew);
     fresh.gen = 3;
     mv_experiment_attach(x, &fresh);
     keep_nothing(&u, &fresh, "b", false);
