@@ -651,7 +651,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     }
     if (x->iso.mode == MV_ISO_NONE) {
         if (x->behind_held)
-            drive(x); /* a window of tasks may have ended since the held kind was held */
+            drive(x); /* the held kind's turn may be up (HOLD_WINDOWS) */
         return;
     }
     if ((arm = arm_of(x, w)) >= 0) {
