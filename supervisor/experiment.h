@@ -183,7 +183,9 @@ void mv_experiment_free(mv_experiment_t *x);
  * it wait meanwhile, for four windows of tasks at most.
  * `w`: the worker it was seen on, whose snapshot is being taken (NULL: none): the fresh
  * worker goes elsewhere when there is another slot. `in_place`: that worker is the one that
- * grew, and the kind may be tried on it as it is (after a fresh worker cleared it). */
+ * grew, and the kind may be tried on it as it is: first, on heap figures, when the kind is
+ * suspected late and that worker is older than a fresh one gets (a try that can only
+ * confirm); or after a fresh worker cleared it. */
 mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_t *v,
                                       const mv_worker_t *w, bool in_place);
 /* Whether `kind` is suspected and waits for, or is under, its experiment (no verdict yet). */

@@ -263,10 +263,13 @@ START_TEST(an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before)
      * nothing ran until the hold gave up by itself, 120 s; the test's timeout is 60 s). Now
      * the busy worker is drained like any worker that ran something, and its replacement,
      * which runs nothing but alloc from its start, is the arm: the verdict comes while the
-     * task of before still holds, on a worker it never ran on. */
-    const char *const *args = run_argv(
-        &(mvargs_t){0}, RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
-        RUN_CMD(MVTEST));
+     * task of before still holds, on a worker it never ran on. `max_tasks` leaves the
+     * suspect's worker no room for the longest isolation (warm-up 10, three windows), so the
+     * kind's first try is on a fresh worker, not in place on that worker. */
+    const char *const *args = run_argv(&(mvargs_t){0},
+                                       RUN_OPTS("supervisor.workers=2", "leak.window=10",
+                                                "leak.min_slope=1K", "limits.max_tasks=40"),
+                                       RUN_CMD(MVTEST));
     mvrun_t r;
     char *line, drained[96];
     json_t *held;
@@ -818,7 +821,9 @@ START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
 {
     /* 960: room for the suspect to be judged and its experiment to start on a slow run (the
      * sanitizer build under load once ended 240 tasks before any experiment began, and make
-     * check beside two QEMU guests 480). */
+     * check beside two QEMU guests 480). The suspect's worker is over its soft limit (its
+     * recycle waits for the spacing): no room for an isolation in place, so the kind's first
+     * try is on a fresh worker. */
     char *tasks = mix(960, 2, "alloc 1", "ok");
     mvargs_t av;
     const char *const *args =
@@ -889,6 +894,16 @@ static const mv_leak_verdict_t *suspicion_by(const char *kind, double per_task, 
 static const mv_leak_verdict_t *suspicion(const char *kind)
 {
     return suspicion_by(kind, 4096, MV_LEAK_TREND);
+}
+
+/* ...on kernel figures (a worker with no heap figures). */
+static const mv_leak_verdict_t *kernel_suspicion(const char *kind)
+{
+    static mv_leak_verdict_t v;
+
+    v = *suspicion(kind);
+    v.heap = false;
+    return &v;
 }
 
 /* The leak_suspect line suspect.c writes of an experiment's verdict (free it). */
@@ -1064,6 +1079,20 @@ static void queue_tasks(unit_t *u, int n, const char *kinds)
     }
 }
 
+/* n tasks of `kind` end on w while no experiment runs (the kind's tasks seen so far). */
+static void ran(unit_t *u, mv_worker_t *w, const char *kind, int n)
+{
+    char line[32];
+    int len = snprintf(line, sizeof line, "%s 0", kind);
+    mv_task_t *t = mv_task_new(1000, line, (size_t)len);
+
+    for (int i = 0; i < n; i++) {
+        u->tasks.ended++;
+        mv_experiment_observe(&u->x, w, t, kind, 0, true, true, 0);
+    }
+    mv_task_free(t);
+}
+
 /* Feeds the arm's worker its warm-up and window (60 tasks) of `kind`, keeping nothing: each
  * the queue's next when `dequeue`, else one line of the kind. */
 static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool dequeue)
@@ -1087,7 +1116,8 @@ static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool deq
  * worker as it is, next (before a kind queued before it: that worker may not live long), and
  * says no verdict of the kind; with no task of it left for that, the
  * fresh arm's verdict is inconclusive, not clean. A worker no older than the fresh one
- * became, or one gone before the verdict, clears it as before. */
+ * became, or one gone before the verdict, clears it as before. On kernel figures: on heap
+ * figures an older worker is the first try (a_first_suspicion_on_an_older_worker_runs_in_place). */
 START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
 {
     mv_worker_t old = {.slot = 2, .gen = 1, .tasks_done = 500};
@@ -1102,8 +1132,9 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
 
         unit_open(&u);
         queue_tasks(&u, 60 + left, "a");
-        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), run == 2 ? &young : &old, true),
-                         MV_EXP_QUEUED);
+        ck_assert_int_eq(
+            mv_experiment_suspect(x, kernel_suspicion("a"), run == 2 ? &young : &old, true),
+            MV_EXP_QUEUED);
         mv_experiment_hold(x, "a", false);
         ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
         mv_experiment_attach(x, &fresh);
@@ -1112,7 +1143,9 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
                 mv_experiment_suspect(x, suspicion_by("a", 8192, MV_LEAK_TASK_GROWTH), &old, true),
                 MV_EXP_QUEUED);
         if (run == 0) { /* b waits for its turn meanwhile */
-            suspected(x, "b", &old);
+            ck_assert_int_eq(mv_experiment_suspect(x, kernel_suspicion("b"), &old, true),
+                             MV_EXP_QUEUED);
+            mv_experiment_hold(x, "b", false);
         }
         if (run == 3)
             mv_experiment_gone(x, &old, NULL);
@@ -1149,6 +1182,113 @@ START_TEST(a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older)
             ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
             ck_assert(!mv_experiment_in_place(x));
         }
+        unit_close(&u);
+    }
+}
+END_TEST
+
+/* A kind first suspected late (after more than two windows of its tasks: it did not keep
+ * while the processes were younger), on heap figures, on a worker older than a fresh one gets
+ * (it ran more than an isolation's warm-up and window), is tried on that worker as it is,
+ * first: a fresh worker cannot show a leak that needs an older process, and tried in place
+ * only after that, such a leak was named late or, in a short batch, never (run 0). A fresh
+ * worker, as before: on kernel figures, which an old worker's free memory can hide (run 1);
+ * on a worker no older than a fresh one gets (run 2); on one whose `max_tasks` (run 3) or
+ * soft limit, at the suspected rate (run 4), would end it before the longest isolation
+ * (warm-up 10, three windows: 160 tasks); on one whose recycle is decided (run 5); for a
+ * kind suspected within its first two windows (run 6), which leaks from the start. */
+START_TEST(a_first_suspicion_on_an_older_worker_runs_in_place)
+{
+    for (int run = 0; run < 7; run++) {
+        mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
+        unit_t u;
+        mv_experiment_t *x = &u.x;
+
+        unit_open(&u);
+        grew.lim.soft_bytes = 64 << 20;
+        grew.mem.have = true;
+        grew.mem.last.group_priv = (64 << 20) - 160 * 4096 - 1; /* room for 160 tasks */
+        if (run == 2)
+            grew.tasks_done = 60;
+        if (run == 3)
+            grew.lim.max_tasks = 310; /* 150 + 160 */
+        if (run == 4)
+            grew.mem.last.group_priv++;
+        if (run == 5)
+            grew.reason = MV_R_SOFT_LIMIT;
+        ran(&u, &grew, "a", run == 6 ? 100 : 101);
+        queue_tasks(&u, 300, "ab");
+        ck_assert_int_eq(mv_experiment_suspect(x, run == 1 ? kernel_suspicion("a") : suspicion("a"),
+                                               &grew, true),
+                         MV_EXP_QUEUED);
+        mv_experiment_hold(x, "a", false);
+        ck_assert_str_eq(x->iso.subject, "a");
+        if (run == 0) {
+            ck_assert(mv_experiment_in_place(x));
+            ck_assert_int_eq(fresh_slot, 2);
+            mv_experiment_attach(x, &grew);
+            ck_assert_ptr_eq(x->arm[0].w, &grew);
+        } else {
+            ck_assert_msg(!mv_experiment_in_place(x), "run %d", run);
+            ck_assert_int_eq(fresh_slot, 1); /* the suspect's worker is spared */
+        }
+        unit_close(&u);
+    }
+}
+END_TEST
+
+/* A first try in place confirms, never clears: its window starts wherever the kind is in
+ * that process (a leak in phases may be in an off one). A kind it does not confirm goes to a
+ * fresh worker, with no verdict said: the worker exits before the isolation binds it (run 0),
+ * after 20 of its tasks (run 1: before, `inconclusive`, and the suspect was never
+ * confirmed), or keeps nothing over its whole window (run 2). The fresh worker then clears
+ * the kind, once. With no task left for a fresh worker (run 3), the kind is not cleared:
+ * `inconclusive`. */
+START_TEST(a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker)
+{
+    for (int run = 0; run < 4; run++) {
+        mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
+        mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
+        unit_t u;
+        mv_experiment_t *x = &u.x;
+
+        unit_open(&u);
+        ran(&u, &grew, "a", 101);
+        queue_tasks(&u, run == 3 ? 60 : 300, run == 3 ? "a" : "ab");
+        suspected(x, "a", &grew);
+        ck_assert(mv_experiment_in_place(x));
+        if (run == 1) {
+            mv_task_t *t = mv_task_new(1000, "a 0", 3);
+            mv_experiment_attach(x, &grew);
+            for (int i = 0; i < 20; i++) {
+                u.tasks.ended++;
+                mv_experiment_observe(x, &grew, t, "a", 0, true, true, 0);
+            }
+            mv_task_free(t);
+        }
+        fresh_slot = 0;
+        if (run >= 2) {
+            mv_experiment_attach(x, &grew);
+            keep_nothing(&u, &grew, "a", run == 3);
+        } else {
+            mv_experiment_gone(x, &grew, NULL);
+        }
+        if (run == 3) {
+            ck_assert_int_eq(verdicts, 1);
+            ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_INCONCLUSIVE);
+            ck_assert_ptr_nonnull(strstr(last_verdict.why, "no task left for a fresh worker"));
+            unit_close(&u);
+            continue;
+        }
+        ck_assert_int_eq(verdicts, 0);
+        ck_assert_int_eq(x->iso.mode, MV_ISO_ISOLATE);
+        ck_assert_str_eq(x->iso.subject, "a");
+        ck_assert(!mv_experiment_in_place(x));
+        ck_assert_int_eq(fresh_slot, 1);
+        mv_experiment_attach(x, &fresh);
+        keep_nothing(&u, &fresh, "a", false);
+        ck_assert_int_eq(verdicts, 1);
+        ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
         unit_close(&u);
     }
 }
@@ -1347,6 +1487,8 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, saved_tasks_stay_queued_until_they_would_idle_a_worker);
     tcase_add_test(tc, a_known_kind_settles_the_experiments_for_good);
     tcase_add_test(tc, a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older);
+    tcase_add_test(tc, a_first_suspicion_on_an_older_worker_runs_in_place);
+    tcase_add_test(tc, a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker);
     tcase_add_test(tc, kinds_are_isolated_in_the_order_they_were_suspected);
     tcase_add_test(tc, a_kind_no_longer_to_run_in_place_waits_its_turn);
     tcase_add_test(tc, a_demoted_suspect_queues_the_other_kind);
