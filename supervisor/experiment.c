@@ -555,18 +555,19 @@ static void drive(mv_experiment_t *x)
 
 /* Whether kind k, first suspected late, on this worker, at `per_task` bytes a task, is first
  * tried on it, as it is, rather than on a fresh worker. Late: after more than LATE_WINDOWS
- * windows of its tasks, so its first windows were judged and not suspected: it did not keep,
- * or not enough, while the processes were younger, and a fresh worker, young, may not show
- * it (a leak that starts on a process's 100th call, an undo stack that keeps more the older
- * its process: cleared on a fresh worker and tried in place only after that, a fresh
- * worker's start-up and window later, they were named after ~490 tasks, or never when a
- * batch ran out first: the third and eighth held-out sets' `late_start` and `age_history`).
- * A kind suspected in its first windows leaks from the start: a fresh worker shows it, and
- * decides sooner than an old one, whose figures carry other kinds' frees (tried in place
- * first, 11 such kinds of the held-out sets were named 15-100 tasks later). The worker: it
- * has run more tasks than an isolation's warm-up and window (what a fresh worker would
- * reach), serves with no recycle decided, and has room for the longest isolation under its
- * `max_tasks` and, at that rate, under its soft limit (else a recycle would cut the
+ * windows of its tasks past their workers' warm-up (the tasks the detector judges: with many
+ * workers, their warm-ups alone are windows of a kind's tasks), so its first windows were
+ * judged and not suspected: it did not keep, or not enough, while the processes were younger,
+ * and a fresh worker, young, may not show it (a leak that starts on a process's 100th call, an
+ * undo stack that keeps more the older its process: cleared on a fresh worker and tried in
+ * place only after that, a fresh worker's start-up and window later, they were named after ~490
+ * tasks, or never when a batch ran out first: the third and eighth held-out sets' `late_start`
+ * and `age_history`). A kind suspected in its first windows leaks from the start: a fresh
+ * worker shows it, and decides sooner than an old one, whose figures carry other kinds' frees
+ * (tried in place first, 11 such kinds of the held-out sets were named 15-100 tasks later). The
+ * worker: it has run more tasks than an isolation's warm-up and window (what a fresh worker
+ * would reach), serves with no recycle decided, and has room for the longest isolation under
+ * its `max_tasks` and, at that rate, under its soft limit (else a recycle would cut the
  * isolation short). The caller gives heap figures: live bytes, which an old worker's free
  * memory does not hide (its kernel figures stay flat while a leak reuses what others freed,
  * which is what a fresh worker is for). A try in place only confirms (fresh_next). */
@@ -577,7 +578,7 @@ static bool older_than_fresh(const mv_experiment_t *x, const mv_exp_kind_t *k, c
     int64_t longest = (int64_t)x->iso.cfg.warmup + x->iso.cfg.max_tasks;
     int64_t soft = w->lim.soft_bytes, max = w->lim.max_tasks;
 
-    if (k->line_ok + k->line_bad <= LATE_WINDOWS * window(x))
+    if (k->judged <= LATE_WINDOWS * window(x))
         return false;
     if (w->tasks_done <= fresh || mv_worker_leaving(w) || !mv_fsm_serving(w->state))
         return false;
@@ -724,6 +725,8 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
             k->line_ok++;
         else
             k->line_bad++;
+        if (w->tasks_done > (int64_t)x->cfg->leak.warmup)
+            k->judged++; /* past its worker's warm-up: one the detector judged */
     }
     if (x->iso.mode == MV_ISO_NONE) {
         if (x->behind_held)

@@ -100,6 +100,7 @@ typedef struct mv_exp_kind {
     mv_exp_figures_t suspicion; /* ...and were these, its latest (mv_exp_verdict_t) */
     uint64_t line_ok;           /* its tasks whose line gives this kind ([leak] kind)... */
     uint64_t line_bad;          /* ...and those whose line gives another (the worker names it) */
+    uint64_t judged;            /* its tasks past their worker's warm-up (the detector's) */
     bool held;                  /* its suspect's snapshot is being taken: its evidence may demote
                                  * the suspect, so the isolation waits for it (snapshot_timeout) */
     uint64_t held_at;           /* tasks ended when it was held (kinds queued after it wait) */

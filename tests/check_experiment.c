@@ -263,13 +263,10 @@ START_TEST(an_arm_is_not_bound_to_a_worker_busy_with_a_task_of_before)
      * nothing ran until the hold gave up by itself, 120 s; the test's timeout is 60 s). Now
      * the busy worker is drained like any worker that ran something, and its replacement,
      * which runs nothing but alloc from its start, is the arm: the verdict comes while the
-     * task of before still holds, on a worker it never ran on. `max_tasks` leaves the
-     * suspect's worker no room for the longest isolation (warm-up 10, three windows), so the
-     * kind's first try is on a fresh worker, not in place on that worker. */
-    const char *const *args = run_argv(&(mvargs_t){0},
-                                       RUN_OPTS("supervisor.workers=2", "leak.window=10",
-                                                "leak.min_slope=1K", "limits.max_tasks=40"),
-                                       RUN_CMD(MVTEST));
+     * task of before still holds, on a worker it never ran on. */
+    const char *const *args = run_argv(
+        &(mvargs_t){0}, RUN_OPTS("supervisor.workers=2", "leak.window=10", "leak.min_slope=1K"),
+        RUN_CMD(MVTEST));
     mvrun_t r;
     char *line, drained[96];
     json_t *held;
@@ -821,9 +818,7 @@ START_TEST(an_experiment_does_not_wait_behind_recycle_spacing)
 {
     /* 960: room for the suspect to be judged and its experiment to start on a slow run (the
      * sanitizer build under load once ended 240 tasks before any experiment began, and make
-     * check beside two QEMU guests 480). The suspect's worker is over its soft limit (its
-     * recycle waits for the spacing): no room for an isolation in place, so the kind's first
-     * try is on a fresh worker. */
+     * check beside two QEMU guests 480). */
     char *tasks = mix(960, 2, "alloc 1", "ok");
     mvargs_t av;
     const char *const *args =
