@@ -253,10 +253,14 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
 
 /* ---- starting and ending ---- */
 
-/* Its next isolation binds this generation of the slot's worker as it is; once per kind. */
-static void aim_in_place(mv_exp_kind_t *k, int slot, uint32_t gen)
+/* Its next isolation binds this generation of the slot's worker as it is; once per kind. A
+ * first try (older_than_fresh) counts as the kind's try in place once it starts: an aim
+ * dropped before (that worker left, the suspect was demoted) leaves the kind its handover in
+ * place after a fresh worker's clearing. */
+static void aim_in_place(mv_exp_kind_t *k, int slot, uint32_t gen, bool first)
 {
-    k->in_place_tried = true;
+    k->in_place_tried = k->in_place_tried || !first;
+    k->first_in_place = first;
     k->in_place_slot = slot;
     k->in_place_gen = gen;
 }
@@ -336,7 +340,10 @@ static void start_next(mv_experiment_t *x)
         x->experiments++;
         x->in_place = k->in_place_slot;
         x->in_place_gen = k->in_place_gen;
+        x->first_in_place = x->in_place > 0 && k->first_in_place;
+        k->in_place_tried = k->in_place_tried || x->first_in_place;
         k->in_place_slot = 0;
+        k->first_in_place = false;
         mv_info(x->log, "leak_experiment", MV_S("step", "start"), MV_S("mode", "isolation"),
                 MV_S("kind", k->name), MV_I("tasks", x->iso.cfg.tasks),
                 MV_I("warmup", x->iso.cfg.warmup), MV_T("in_place", x->in_place > 0));
@@ -368,17 +375,16 @@ static bool cleared_younger(const mv_experiment_t *x, const mv_exp_kind_t *k,
  * which a fresh worker, starting afresh, confirms), and a worker that leaves before the
  * window's end leaves it undecided. Any other verdict hands the kind to a fresh worker, as
  * before the first try in place. */
-static bool fresh_next(const mv_experiment_t *x, const mv_exp_kind_t *k, const mv_iso_result_t *res)
+static bool fresh_next(const mv_experiment_t *x, const mv_iso_result_t *res)
 {
-    return res->mode == MV_ISO_ISOLATE && x->suspected && x->in_place > 0 && k->tries == 0 &&
-           res->verdict != MV_ISO_V_LEAK;
+    return res->mode == MV_ISO_ISOLATE && x->first_in_place && res->verdict != MV_ISO_V_LEAK;
 }
 
 /* The fresh arm's verdict is logged; the isolation in place that follows decides the kind. */
 static void in_place_next(mv_experiment_t *x, mv_exp_kind_t *k)
 {
     k->tries++;
-    aim_in_place(k, k->grew_slot, k->grew_gen);
+    aim_in_place(k, k->grew_slot, k->grew_gen, false);
     queue(x, k); /* next: the second half of an isolation already run */
     k->held = false;
     mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
@@ -403,7 +409,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
     mv_exp_kind_t *k = res->kind ? kind_rec(x, res->kind, true) : NULL;
     struct mv_exp_arm *arm = a >= 0 ? &x->arm[a] : NULL;
     bool next = k && cleared_younger(x, k, res);
-    bool fresh = k && !next && fresh_next(x, k, res);
+    bool fresh = k && !next && fresh_next(x, res);
     mv_exp_verdict_t v;
 
     /* With no task left in the batch, the next try cannot run: not cleared all the same. */
@@ -453,8 +459,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
         in_place_next(x, k);
         return;
     }
-    if (fresh) {
-        k->tries++;
+    if (fresh) { /* not a clearing: `tries` counts those */
         k->in_place_slot = 0;
         queue(x, k);
         save(x, k); /* its tasks wait for its fresh worker, behind any kind queued before */
@@ -462,6 +467,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
         mv_info(x->log, "leak_experiment", MV_S("step", "requeued"), MV_S("kind", k->name),
                 MV_S("why", "not confirmed in place: a fresh worker next"));
         x->in_place = 0;
+        x->first_in_place = false;
         x->kernel = false;
         for (int i = 0; i < MV_ISO_ARMS; i++)
             unbind(x, i);
@@ -484,6 +490,7 @@ static void conclude(mv_experiment_t *x, const mv_iso_result_t *decided)
     if (res->verdict != MV_ISO_V_LEAK && (res->mode == MV_ISO_BISECT || !x->suspected))
         x->bisect_after = now(x) + UNEXPLAINED * window(x);
     x->in_place = 0;
+    x->first_in_place = false;
     x->kernel = false;
     x->ev->on_verdict(x->arg, &v);
     for (int i = 0; i < MV_ISO_ARMS; i++)
@@ -620,14 +627,14 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
      * the next try runs the kind alone on the worker that grew, as it is, without waiting. */
     if (k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES && in_place &&
         slot > 0) {
-        aim_in_place(k, slot, w->gen);
+        aim_in_place(k, slot, w->gen, false);
     } else if (k->state == MV_EXP_CLEARED &&
                (k->tries >= MAX_TRIES || now(x) - k->cleared_at < RETRY_WINDOWS * window(x))) {
         return MV_EXP_CLEARED;
     } else if (k->tries == 0 && !k->in_place_tried && in_place && slot > 0 && v->heap &&
                older_than_fresh(x, k, w, v->per_task)) {
         /* Its first try: on the worker that grew with it, as it is (older_than_fresh). */
-        aim_in_place(k, slot, w->gen);
+        aim_in_place(k, slot, w->gen, true);
         mv_info(x->log, "leak_experiment", MV_S("step", "in_place"), MV_S("kind", k->name),
                 MV_I("worker", slot),
                 MV_S("why", "suspected late, on a worker older than a fresh one"),
@@ -636,6 +643,7 @@ mv_exp_answer_t mv_experiment_suspect(mv_experiment_t *x, const mv_leak_verdict_
         /* Not in place: an aim of an earlier suspicion, demoted before it ran, is not this
          * one's (it bound that worker, and queue() put the kind first). */
         k->in_place_slot = 0;
+        k->first_in_place = false;
     }
     queue(x, k);
     k->heap = v->heap;
@@ -673,7 +681,7 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
     for (int i = 0; i < n; i++) {
         mv_exp_kind_t *k = kind_rec(x, kinds[i], false);
         if (k && k->state == MV_EXP_CLEARED && !k->in_place_tried && k->tries < MAX_TRIES) {
-            aim_in_place(k, w->slot, w->gen);
+            aim_in_place(k, w->slot, w->gen, false);
             queue(x, k);
             k->held = false;
             k->kernel = off_heap; /* judged on the figures that showed the growth */
@@ -725,8 +733,8 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
             k->line_ok++;
         else
             k->line_bad++;
-        if (w->tasks_done > (int64_t)x->cfg->leak.warmup)
-            k->judged++; /* past its worker's warm-up: one the detector judged */
+        if (w->tasks_done > (int64_t)x->cfg->leak.warmup && arm_of(x, w) < 0)
+            k->judged++; /* past its worker's warm-up, not an arm's: the detector judged it */
     }
     if (x->iso.mode == MV_ISO_NONE) {
         if (x->behind_held)
@@ -768,6 +776,7 @@ void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot
             k->grew_slot = 0;
         if (k->in_place_slot == w->slot && k->in_place_gen == w->gen) {
             k->in_place_slot = 0;
+            k->first_in_place = false;
             if (k->state == MV_EXP_QUEUED && k->queued == 0)
                 k->queued = ++x->queued;
         }

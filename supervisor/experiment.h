@@ -107,7 +107,8 @@ typedef struct mv_exp_kind {
     bool saved;            /* waits for its isolation: its first queued tasks are kept for it */
     int in_place_slot;     /* >0: its next isolation binds this slot's worker as it is... */
     uint32_t in_place_gen; /* ...this generation of it (dropped when that one exits) */
-    bool in_place_tried;   /* it had (or has) its isolation in place */
+    bool in_place_tried;   /* it had (or has) its isolation in place, or is aimed for one */
+    bool first_in_place;   /* its aim is a first try (mv_experiment_suspect): it only confirms */
     bool kernel;           /* its next isolation judges on kernel figures: it was queued for a
                             * worker's growth outside its heap figures (mv_experiment_grows) */
     int seen;              /* its tasks met so far in the current look through the queue */
@@ -154,6 +155,7 @@ typedef struct mv_experiment {
     int in_place;          /* >0: the running isolation's arm is this slot's worker as it is, not a
                             * fresh one (a kind cleared on a fresh worker, suspected again) */
     uint32_t in_place_gen; /* that worker's generation: no other binds */
+    bool first_in_place;   /* and it is the kind's first try, which only confirms (conclude) */
     int spare_slot;        /* the suspect's worker: its snapshot is under way (0: none) */
     bool behind_held;      /* a kind waits for one queued before it to be let go (start_next) */
     mv_exp_kind_t *kinds;

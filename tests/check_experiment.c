@@ -1237,7 +1237,9 @@ END_TEST
  * fresh worker, with no verdict said: the worker exits before the isolation binds it (run 0),
  * after 20 of its tasks (run 1: before, `inconclusive`, and the suspect was never
  * confirmed), or keeps nothing over its whole window (run 2). The fresh worker then clears
- * the kind, once. With no task left for a fresh worker (run 3), the kind is not cleared:
+ * the kind, once: the try in place was no clearing, so the kind is tried again when
+ * suspected again later (a review found it counted as one, and the kind left alone for
+ * good). With no task left for a fresh worker (run 3), the kind is not cleared:
  * `inconclusive`. */
 START_TEST(a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker)
 {
@@ -1284,8 +1286,46 @@ START_TEST(a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker)
         keep_nothing(&u, &fresh, "a", false);
         ck_assert_int_eq(verdicts, 1);
         ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
+        u.tasks.ended += 20 * (uint64_t)u.cfg.leak.window; /* RETRY_WINDOWS */
+        ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &fresh, false), MV_EXP_QUEUED);
         unit_close(&u);
     }
+}
+END_TEST
+
+/* A first try in place that never started leaves the kind its try in place. `a`, suspected
+ * late on an old worker while `b` runs alone, waits; that worker exits, so `a` runs on a
+ * fresh worker, which clears it. Suspected again on another old worker that grows, it runs
+ * there as it is at once, as a kind cleared on a fresh worker does (a review found the aim
+ * alone had used up that try, and the kind waited 20 windows for another fresh worker). */
+START_TEST(a_first_try_in_place_never_started_leaves_the_kind_its_try_in_place)
+{
+    mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
+    mv_worker_t other = {.slot = 2, .gen = 2, .tasks_done = 150, .state = MV_W_BUSY};
+    mv_worker_t fresh = {.slot = 1, .gen = 2, .state = MV_W_BUSY};
+    unit_t u;
+    mv_experiment_t *x = &u.x;
+
+    unit_open(&u);
+    ran(&u, &grew, "a", 101);
+    queue_tasks(&u, 300, "ab");
+    suspected(x, "b", &grew); /* b leaks from the start: a fresh worker */
+    ck_assert_str_eq(x->iso.subject, "b");
+    suspected(x, "a", &grew);
+    mv_experiment_gone(x, &grew, NULL);
+    mv_experiment_attach(x, &fresh);
+    keep_nothing(&u, &fresh, "b", false);
+    ck_assert_str_eq(x->iso.subject, "a");
+    ck_assert(!mv_experiment_in_place(x));
+    fresh.gen = 3;
+    mv_experiment_attach(x, &fresh);
+    keep_nothing(&u, &fresh, "a", false);
+    ck_assert_int_eq(last_verdict.verdict, MV_ISO_V_CLEAN);
+    ck_assert_int_eq(mv_experiment_suspect(x, suspicion("a"), &other, true), MV_EXP_QUEUED);
+    mv_experiment_hold(x, "a", false);
+    ck_assert_str_eq(x->iso.subject, "a");
+    ck_assert(mv_experiment_in_place(x));
+    unit_close(&u);
 }
 END_TEST
 
@@ -1484,6 +1524,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_kind_cleared_on_a_fresh_worker_goes_on_in_place_on_the_older);
     tcase_add_test(tc, a_first_suspicion_on_an_older_worker_runs_in_place);
     tcase_add_test(tc, a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker);
+    tcase_add_test(tc, a_first_try_in_place_never_started_leaves_the_kind_its_try_in_place);
     tcase_add_test(tc, kinds_are_isolated_in_the_order_they_were_suspected);
     tcase_add_test(tc, a_kind_no_longer_to_run_in_place_waits_its_turn);
     tcase_add_test(tc, a_demoted_suspect_queues_the_other_kind);
