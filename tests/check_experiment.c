@@ -1191,10 +1191,11 @@ END_TEST
  * on a worker no older than a fresh one gets (run 2); on one whose `max_tasks` (run 3) or
  * soft limit, at the suspected rate (run 4), would end it before the longest isolation
  * (warm-up 10, three windows: 160 tasks); on one whose recycle is decided (run 5); for a
- * kind suspected within its first two windows (run 6), which leaks from the start. */
+ * kind suspected within its first two windows (run 6), which leaks from the start; on a
+ * `lines` worker with prefetch (run 7), whose answers in flight share readings. */
 START_TEST(a_first_suspicion_on_an_older_worker_runs_in_place)
 {
-    for (int run = 0; run < 7; run++) {
+    for (int run = 0; run < 8; run++) {
         mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
         unit_t u;
         mv_experiment_t *x = &u.x;
@@ -1211,6 +1212,10 @@ START_TEST(a_first_suspicion_on_an_older_worker_runs_in_place)
             grew.mem.last.group_priv++;
         if (run == 5)
             grew.reason = MV_R_SOFT_LIMIT;
+        if (run == 7) {
+            u.cfg.worker.protocol = MV_PROTO_LINES;
+            u.cfg.worker.prefetch = 64;
+        }
         ran(&u, &grew, "a", run == 6 ? 100 : 101);
         queue_tasks(&u, 300, "ab");
         ck_assert_int_eq(mv_experiment_suspect(x, run == 1 ? kernel_suspicion("a") : suspicion("a"),
