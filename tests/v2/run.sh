@@ -162,6 +162,7 @@ boot() {
 
 install_tools
 failed=0
+failures=()
 for k in "${kernels[@]}"; do
     prepare_kernel "$k"
 done
@@ -178,5 +179,15 @@ for k in "${kernels[@]}"; do
         boot "$k" && continue
     fi
     failed=1
+    failures+=("$k")
+done
+# The console logs above are long, and a CI log may keep only its end: say again, last, what
+# failed where (Check's :F:/:E: lines, or the guest's last lines when it gave none).
+for k in ${failures[@]+"${failures[@]}"}; do
+    if grep -qE ':[EF]:' "$v2/$k/check.log" 2>/dev/null; then
+        log "$k: failed: $(grep -E ':[EF]:' "$v2/$k/check.log" | head -5 | tr '\n' ' ')"
+    else
+        log "$k: failed with no test's failure in its log; its console ends: $(tail -3 "$v2/$k/console.log" 2>/dev/null | tr '\n' ' ')"
+    fi
 done
 exit $failed
