@@ -241,6 +241,7 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w)
             continue;
         x->arm[i].w = w;
         x->arm[i].gen = w->gen;
+        x->arm[i].own_from = w->count ? w->tasks_done + (int64_t)w->count + 1 : 0;
         mv_iso_bound(&x->iso, i);
         /* Its readings make the verdict: one task per reading, no garbage waiting for a
          * collector in them. */
@@ -572,12 +573,13 @@ static void drive(mv_experiment_t *x)
  * and `age_history`). A kind suspected in its first windows leaks from the start: a fresh
  * worker shows it, and decides sooner than an old one, whose figures carry other kinds' frees
  * (tried in place first, 11 such kinds of the held-out sets were named 15-100 tasks later). The
- * worker: not a `lines` one with prefetch, it has run more tasks than an isolation's warm-up
- * and window (what a fresh worker would reach), serves with no recycle decided, and has room for
- * the longest isolation under its `max_tasks` and, at that rate, under its soft limit (else a
- * recycle would cut the isolation short). The caller gives heap figures: live bytes, which an old
- * worker's free memory does not hide (its kernel figures stay flat while a leak reuses what others
- * freed, which is what a fresh worker is for). A try in place only confirms (fresh_next). */
+ * worker has run more tasks than an isolation's warm-up and window (what a fresh worker would
+ * reach), serves with no recycle decided, and has room for the longest isolation under its
+ * `max_tasks` and, at that rate, under its soft limit (else a recycle would cut the isolation
+ * short). The answers it owes when bound are not the arm's (mv_experiment_attach: own_from). The
+ * caller gives heap figures: live bytes, which an old worker's free memory does not hide (its
+ * kernel figures stay flat while a leak reuses what others freed, which is what a fresh worker is
+ * for). A try in place only confirms (fresh_next). */
 static bool older_than_fresh(const mv_experiment_t *x, const mv_exp_kind_t *k, const mv_worker_t *w,
                              double per_task)
 {
@@ -586,12 +588,6 @@ static bool older_than_fresh(const mv_experiment_t *x, const mv_exp_kind_t *k, c
     int64_t soft = w->lim.soft_bytes, max = w->lim.max_tasks;
 
     if (k->judged <= LATE_WINDOWS * window(x))
-        return false;
-    /* A lines worker with prefetch holds tasks whose answers share readings (the first shows
-     * their growth, the others none): bound as it is, its first measured tasks are those,
-     * and a kind keeping 64 KiB a task read as clean there (check_experiment's prefetch
-     * test, under ASan). A fresh worker starts with one task at a time. */
-    if (x->cfg->worker.protocol != MV_PROTO_API && x->cfg->worker.prefetch > 1)
         return false;
     if (w->tasks_done <= fresh || mv_worker_leaving(w) || !mv_fsm_serving(w->state))
         return false;
@@ -747,7 +743,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
             drive(x); /* the held kind's turn may be up (HOLD_WINDOWS) */
         return;
     }
-    if ((arm = arm_of(x, w)) >= 0) {
+    if ((arm = arm_of(x, w)) >= 0 && w->tasks_done >= x->arm[arm].own_from) {
         if (x->kernel) { /* growth its heap figures do not count: the kernel's */
             inc = kernel;
             heap = false;

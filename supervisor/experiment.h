@@ -137,6 +137,11 @@ typedef struct mv_experiment {
         uint64_t last;  /* its last task */
         bool heap;      /* its figures were heap bytes */
         bool said;      /* its verdict was logged */
+        /* Its own answers are its worker's from this one on (mv_worker_t.tasks_done when
+         * it is counted; 0: all): those of the tasks it had when it bound (in place) were
+         * sent before the arm's filter and its one task at a time, and with prefetch they
+         * share readings. They are not observed. */
+        int64_t own_from;
         /* Its worker, kept for the verdict after it left (w NULL): its generation, its pid
          * (0: none yet), and the last snapshot taken of it (owned; NULL: none). */
         uint32_t gen;
