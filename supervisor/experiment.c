@@ -574,9 +574,9 @@ static void drive(mv_experiment_t *x)
  * worker shows it, and decides sooner than an old one, whose figures carry other kinds' frees
  * (tried in place first, 11 such kinds of the held-out sets were named 15-100 tasks later). The
  * worker has run more tasks than an isolation's warm-up and window (what a fresh worker would
- * reach), serves with no recycle decided, and has room for the longest isolation under its
- * `max_tasks` and, at that rate, under its soft limit (else a recycle would cut the isolation
- * short). The answers it owes when bound are not the arm's (mv_experiment_attach: own_from). The
+ * reach), serves with no recycle decided, and has room for the longest isolation and the
+ * answers it owes (not the arm's: mv_experiment_attach, own_from) under its `max_tasks` and,
+ * at that rate, under its soft limit (else a recycle would cut the isolation short). The
  * caller gives heap figures: live bytes, which an old worker's free memory does not hide (its
  * kernel figures stay flat while a leak reuses what others freed, which is what a fresh worker is
  * for). A try in place only confirms (fresh_next). */
@@ -591,6 +591,7 @@ static bool older_than_fresh(const mv_experiment_t *x, const mv_exp_kind_t *k, c
         return false;
     if (w->tasks_done <= fresh || mv_worker_leaving(w) || !mv_fsm_serving(w->state))
         return false;
+    longest += (int64_t)w->count; /* the answers it owes come first (own_from) */
     if (max > 0 && w->tasks_done + longest >= max)
         return false;
     return soft <= 0 || !w->mem.have ||
@@ -725,9 +726,12 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     mv_exp_kind_t *k;
     const char *lk;
     int arm;
+    bool own; /* one of an arm's tasks (not one its worker owed when bound: own_from) */
 
     if (!x->enabled)
         return;
+    arm = arm_of(x, w);
+    own = arm >= 0 && w->tasks_done >= x->arm[arm].own_from;
     /* Whether this kind can be told by its line (a worker may name kinds its own way). */
     if ((k = kind_rec(x, kind, true))) {
         lk = mv_kind_of_line(x->cfg, (const uint8_t *)t->data, t->len, line_kind);
@@ -735,7 +739,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
             k->line_ok++;
         else
             k->line_bad++;
-        if (w->tasks_done > (int64_t)x->cfg->leak.warmup && arm_of(x, w) < 0)
+        if (w->tasks_done > (int64_t)x->cfg->leak.warmup && !own)
             k->judged++; /* past its worker's warm-up, not an arm's: the detector judged it */
     }
     if (x->iso.mode == MV_ISO_NONE) {
@@ -743,7 +747,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
             drive(x); /* the held kind's turn may be up (HOLD_WINDOWS) */
         return;
     }
-    if ((arm = arm_of(x, w)) >= 0 && w->tasks_done >= x->arm[arm].own_from) {
+    if (own) {
         if (x->kernel) { /* growth its heap figures do not count: the kernel's */
             inc = kernel;
             heap = false;

@@ -220,8 +220,8 @@ bool mv_experiment_takes_growth(const mv_experiment_t *x);
  * experiment any more, so judging it is wasted. */
 bool mv_experiment_settled(const mv_experiment_t *x);
 
-/* A new worker in its slot (before its process starts): it may be the fresh worker an arm
- * waits for. */
+/* A worker in a slot an arm waits for: a new one (before its process starts), the fresh
+ * worker it waits for; or, in place, the one that grew, as it is (pool.c: on_fresh). */
 void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w);
 /* A task of w ended: growth `inc` (measured false: none) of `kind`; `kernel`: the kernel's
  * figure of it (what an experiment on kernel figures takes). */

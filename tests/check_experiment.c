@@ -1208,10 +1208,11 @@ END_TEST
  * (warm-up 10, three windows: 160 tasks); on one whose recycle is decided (run 5); for a
  * kind suspected within its first two windows (run 6), which leaks from the start. A `lines`
  * worker with prefetch is tried in place too (run 7): the answers it owes when bound are not
- * the arm's (answers_due_when_an_arm_binds_in_place_are_not_its_own). */
+ * the arm's (answers_due_when_an_arm_binds_in_place_are_not_its_own), and they come before
+ * the isolation under its `max_tasks` (run 8: one owed, no room left under 311). */
 START_TEST(a_first_suspicion_on_an_older_worker_runs_in_place)
 {
-    for (int run = 0; run < 8; run++) {
+    for (int run = 0; run < 9; run++) {
         mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
         unit_t u;
         mv_experiment_t *x = &u.x;
@@ -1231,6 +1232,10 @@ START_TEST(a_first_suspicion_on_an_older_worker_runs_in_place)
         if (run == 7) {
             u.cfg.worker.protocol = MV_PROTO_LINES;
             u.cfg.worker.prefetch = 64;
+        }
+        if (run == 8) {
+            grew.lim.max_tasks = 311; /* 150 + 160 < 311: room, but for the one it owes */
+            grew.count = 1;
         }
         ran(&u, &grew, "a", run == 6 ? 100 : 101);
         queue_tasks(&u, 300, "ab");
@@ -1345,6 +1350,11 @@ START_TEST(answers_due_when_an_arm_binds_in_place_are_not_its_own)
         mv_experiment_observe(x, &grew, t, "a", i == 0 ? 40.0 * 65536 : 0, true, true, 0);
     }
     ck_assert_int_eq(verdicts, 0);
+    ck_assert_int_eq(x->iso.arm[0].seen, 0); /* none of the 40: the first is the next */
+    grew.tasks_done++;
+    u.tasks.ended++;
+    mv_experiment_observe(x, &grew, t, "a", 65536, true, true, 0);
+    ck_assert_int_eq(x->iso.arm[0].seen, 1);
     for (int i = 0; i < 200 && verdicts == 0; i++) {
         grew.tasks_done++;
         u.tasks.ended++;

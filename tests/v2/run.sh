@@ -182,12 +182,15 @@ for k in "${kernels[@]}"; do
     failures+=("$k")
 done
 # The console logs above are long, and a CI log may keep only its end: say again, last, what
-# failed where (Check's :F:/:E: lines, or the guest's last lines when it gave none).
+# failed where: the guest's status (none: killed at the time limit, or its kernel panicked),
+# and Check's :F:/:E: lines (the first five), or the console's last lines when it gave none.
 for k in ${failures[@]+"${failures[@]}"}; do
-    if grep -qE ':[EF]:' "$v2/$k/check.log" 2>/dev/null; then
-        log "$k: failed: $(grep -E ':[EF]:' "$v2/$k/check.log" | head -5 | tr '\n' ' ')"
+    status=$(cat "$v2/$k/status" 2>/dev/null || echo none)
+    n=$(grep -cE ':[EF]:' "$v2/$k/check.log" 2>/dev/null || true)
+    if [ "${n:-0}" -gt 0 ]; then
+        log "$k: status $status, $n failed test(s): $(grep -E ':[EF]:' "$v2/$k/check.log" | head -5 | tr '\n' ' ')"
     else
-        log "$k: failed with no test's failure in its log; its console ends: $(tail -3 "$v2/$k/console.log" 2>/dev/null | tr '\n' ' ')"
+        log "$k: status $status, no test's failure in its log; its console ends: $(tail -3 "$v2/$k/console.log" 2>/dev/null | tr '\n' ' ')"
     fi
 done
 exit $failed
