@@ -172,6 +172,13 @@ bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w)
     return arm_of(x, w) >= 0;
 }
 
+bool mv_experiment_owes(const mv_experiment_t *x, const mv_worker_t *w)
+{
+    int arm = arm_of(x, w);
+
+    return arm >= 0 && w->tasks_done < x->arm[arm].own_from;
+}
+
 /* The arm's worker goes back to taking anything. */
 static void unbind(mv_experiment_t *x, int arm)
 {
@@ -731,7 +738,7 @@ void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *
     if (!x->enabled)
         return;
     arm = arm_of(x, w);
-    own = arm >= 0 && w->tasks_done >= x->arm[arm].own_from;
+    own = arm >= 0 && !mv_experiment_owes(x, w);
     /* Whether this kind can be told by its line (a worker may name kinds its own way). */
     if ((k = kind_rec(x, kind, true))) {
         lk = mv_kind_of_line(x->cfg, (const uint8_t *)t->data, t->len, line_kind);

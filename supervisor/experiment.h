@@ -209,6 +209,10 @@ void mv_experiment_grows(mv_experiment_t *x, const mv_worker_t *w, const char *c
 bool mv_experiment_in_place(const mv_experiment_t *x);
 /* Whether the worker is an arm's (its growth is the experiment's to judge). */
 bool mv_experiment_is_arm(const mv_experiment_t *x, const mv_worker_t *w);
+/* Whether the answer w just gave (counted in its tasks_done) is one it owed when an arm bound
+ * it in place: a task sent before, not the arm's (own_from); with prefetch such answers came
+ * together, and share readings. */
+bool mv_experiment_owes(const mv_experiment_t *x, const mv_worker_t *w);
 /* Whether some kind explains a worker's growth: known to leak, or suspected (queued, under
  * experiment). */
 bool mv_experiment_explains(const mv_experiment_t *x);

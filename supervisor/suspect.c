@@ -679,11 +679,13 @@ static void detect(mv_suspect_t *s, mv_suspected_t *sw, const mv_leak_obs_t *o, 
  * no growth at all: a leak of 64 KiB a task with prefetch 64 went unseen. The detector gets
  * the group's growth spread evenly over its tasks instead (all the readings say of each),
  * when the next reading shows where the group ended. An experiment's worker takes one task
- * at a time (worker.h: mv_worker_measure_exactly): its figures are its own. */
+ * at a time (worker.h: mv_worker_measure_exactly): its figures are its own, but for the
+ * answers it owed when bound in place (mv_experiment_owes), which came together still. */
 
-static bool in_groups(const mv_suspected_t *sw)
+bool mv_suspect_in_groups(const mv_suspect_t *s, const mv_suspected_t *sw)
 {
-    return sw->w->cap > 1 && !sw->w->one_at_a_time;
+    return sw->w->cap > 1 &&
+           (!sw->w->one_at_a_time || (s->exp && mv_experiment_owes(s->exp, sw->w)));
 }
 
 /* Feeds the detector the group kept so far, if any. */
@@ -761,7 +763,7 @@ void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
     if (s->exp)
         mv_experiment_observe(s->exp, w, t, res->kind, (double)fig, known, heap,
                               (double)res->retained);
-    if (!in_groups(sw)) {
+    if (!mv_suspect_in_groups(s, sw)) {
         flush_group(s, sw, t, res); /* kept before it became an experiment's worker */
         detect(s, sw, &o, off, t, res);
         return;

@@ -114,6 +114,10 @@ void mv_suspect_attach(mv_suspect_t *s, mv_suspected_t *sw, mv_worker_t *w);
 /* A task of w ended with these figures: its history, the detector, maybe a snapshot. */
 void mv_suspect_observe(mv_suspect_t *s, mv_suspected_t *sw, const mv_task_t *t,
                         const mv_result_t *res);
+/* Whether w's answers that share a reading are kept as a group and their growth spread over
+ * them (prefetch > 1, and the answers an experiment's worker owed when bound in place), or
+ * each is its own (an experiment's worker's tasks, one at a time). */
+bool mv_suspect_in_groups(const mv_suspect_t *s, const mv_suspected_t *sw);
 /* An experiment's verdict on a kind (sw: the deciding arm's worker, NULL when gone). */
 void mv_suspect_verdict(mv_suspect_t *s, mv_suspected_t *sw, const mv_exp_verdict_t *v);
 /* A reading of w: one snapshot when it comes near its hard limit. */

@@ -1369,6 +1369,42 @@ START_TEST(answers_due_when_an_arm_binds_in_place_are_not_its_own)
 }
 END_TEST
 
+/* ...nor the detector's one by one: they came together and share readings, so the detector
+ * keeps them as a group and spreads its growth over them, as before the binding (a review
+ * found each burst's growth fed whole to its first task, of whatever kind, once the worker
+ * took one task at a time). The arm's own tasks, one at a time, are each their own. */
+START_TEST(answers_owed_in_place_stay_grouped_for_the_detector)
+{
+    mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY, .cap = 64};
+    mv_suspected_t sw = {.w = &grew};
+    mv_suspect_t s;
+    unit_t u;
+    mv_experiment_t *x = &u.x;
+
+    unit_open(&u);
+    u.cfg.worker.protocol = MV_PROTO_LINES;
+    u.cfg.worker.prefetch = 64;
+    mv_suspect_init(&s, NULL, &u.lg, &u.cfg, NULL, NULL, NULL, NULL);
+    s.exp = x;
+    ck_assert(mv_suspect_in_groups(&s, &sw)); /* prefetch */
+    ran(&u, &grew, "a", 101);
+    queue_tasks(&u, 300, "ab");
+    suspected(x, "a", &grew);
+    grew.count = 3;
+    mv_experiment_attach(x, &grew);
+    ck_assert(grew.one_at_a_time);
+    for (int i = 0; i < 3; i++) { /* as each answer is observed (tasks_done counts it) */
+        grew.tasks_done++;
+        grew.count--;
+        ck_assert_msg(mv_suspect_in_groups(&s, &sw), "owed answer %d", i);
+    }
+    grew.tasks_done++; /* the arm's first own task */
+    ck_assert(!mv_suspect_in_groups(&s, &sw));
+    mv_suspect_free(&s);
+    unit_close(&u);
+}
+END_TEST
+
 /* A first try in place that never started leaves the kind its try in place. `a`, suspected
  * late on an old worker while `b` runs alone, waits; that worker exits, so `a` runs on a
  * fresh worker, which clears it. Suspected again on another old worker that grows, it runs
@@ -1602,6 +1638,7 @@ Suite *experiment_suite(void)
     tcase_add_test(tc, a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker);
     tcase_add_test(tc, a_first_try_in_place_never_started_leaves_the_kind_its_try_in_place);
     tcase_add_test(tc, answers_due_when_an_arm_binds_in_place_are_not_its_own);
+    tcase_add_test(tc, answers_owed_in_place_stay_grouped_for_the_detector);
     tcase_add_test(tc, kinds_are_isolated_in_the_order_they_were_suspected);
     tcase_add_test(tc, a_kind_no_longer_to_run_in_place_waits_its_turn);
     tcase_add_test(tc, a_demoted_suspect_queues_the_other_kind);
