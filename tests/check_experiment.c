@@ -1121,6 +1121,15 @@ static void keep_nothing(unit_t *u, mv_worker_t *arm, const char *kind, bool deq
     mv_task_free(one);
 }
 
+/* Opens u with `a` late on the old worker `grew`: 101 of its tasks there past their warm-up
+ * (more than two windows), then tasks 1..n of `kinds` queued. */
+static void unit_late(unit_t *u, mv_worker_t *grew, int n, const char *kinds)
+{
+    unit_open(u);
+    ran(u, grew, "a", 101);
+    queue_tasks(u, n, kinds);
+}
+
 /* A fresh worker cannot show a leak that needs an older process: its isolation that would
  * clear a suspect seen on an older worker, alive, hands the kind to an isolation on that
  * worker as it is, next (before a kind queued before it: that worker may not live long), and
@@ -1275,9 +1284,7 @@ START_TEST(a_first_try_in_place_that_does_not_confirm_goes_to_a_fresh_worker)
         unit_t u;
         mv_experiment_t *x = &u.x;
 
-        unit_open(&u);
-        ran(&u, &grew, "a", 101);
-        queue_tasks(&u, run == 3 ? 60 : 300, run == 3 ? "a" : "ab");
+        unit_late(&u, &grew, run == 3 ? 60 : 300, run == 3 ? "a" : "ab");
         suspected(x, "a", &grew);
         ck_assert(mv_experiment_in_place(x));
         if (run == 1) {
@@ -1326,21 +1333,24 @@ END_TEST
  * task, its window of the arm's own tasks (before: that staircase was in its window and the
  * kind read clean, so a first try in place was left out for such a worker; by hand, a leak
  * that starts at each process's 151st line, tried in place so, was missed in 7 runs of 8).
- * Tasks that arrive one at a time after binding (a fresh worker's) are all its own. */
+ * Tasks that arrive one at a time after binding (a fresh worker's) are all its own. The owed
+ * answers count as judged, as the detector's (what makes a later suspicion late), the arm's
+ * do not. */
 START_TEST(answers_due_when_an_arm_binds_in_place_are_not_its_own)
 {
     mv_worker_t grew = {.slot = 2, .gen = 1, .tasks_done = 150, .state = MV_W_BUSY};
     mv_task_t *t = mv_task_new(1000, "a 0", 3);
+    const mv_exp_kind_t *a;
     unit_t u;
     mv_experiment_t *x = &u.x;
 
-    unit_open(&u);
+    unit_late(&u, &grew, 300, "ab");
     u.cfg.worker.protocol = MV_PROTO_LINES;
     u.cfg.worker.prefetch = 64;
-    ran(&u, &grew, "a", 101);
-    queue_tasks(&u, 300, "ab");
     suspected(x, "a", &grew);
     ck_assert(mv_experiment_in_place(x));
+    a = &x->kinds[0];
+    ck_assert_str_eq(a->name, "a");
     grew.count = 40;
     mv_experiment_attach(x, &grew);
     for (int i = 0; i < 40; i++) { /* the staircase's step */
@@ -1351,10 +1361,12 @@ START_TEST(answers_due_when_an_arm_binds_in_place_are_not_its_own)
     }
     ck_assert_int_eq(verdicts, 0);
     ck_assert_int_eq(x->iso.arm[0].seen, 0); /* none of the 40: the first is the next */
+    ck_assert_uint_eq(a->judged, 101 + 40);  /* the detector's: judged */
     grew.tasks_done++;
     u.tasks.ended++;
     mv_experiment_observe(x, &grew, t, "a", 65536, true, true, 0);
     ck_assert_int_eq(x->iso.arm[0].seen, 1);
+    ck_assert_uint_eq(a->judged, 101 + 40); /* the arm's: not */
     for (int i = 0; i < 200 && verdicts == 0; i++) {
         grew.tasks_done++;
         u.tasks.ended++;
@@ -1381,14 +1393,12 @@ START_TEST(answers_owed_in_place_stay_grouped_for_the_detector)
     unit_t u;
     mv_experiment_t *x = &u.x;
 
-    unit_open(&u);
+    unit_late(&u, &grew, 300, "ab");
     u.cfg.worker.protocol = MV_PROTO_LINES;
     u.cfg.worker.prefetch = 64;
     mv_suspect_init(&s, NULL, &u.lg, &u.cfg, NULL, NULL, NULL, NULL);
     s.exp = x;
     ck_assert(mv_suspect_in_groups(&s, &sw)); /* prefetch */
-    ran(&u, &grew, "a", 101);
-    queue_tasks(&u, 300, "ab");
     suspected(x, "a", &grew);
     grew.count = 3;
     mv_experiment_attach(x, &grew);
@@ -1418,9 +1428,7 @@ START_TEST(a_first_try_in_place_never_started_leaves_the_kind_its_try_in_place)
     unit_t u;
     mv_experiment_t *x = &u.x;
 
-    unit_open(&u);
-    ran(&u, &grew, "a", 101);
-    queue_tasks(&u, 300, "ab");
+    unit_late(&u, &grew, 300, "ab");
     suspected(x, "b", &grew); /* b leaks from the start: a fresh worker */
     ck_assert_str_eq(x->iso.subject, "b");
     suspected(x, "a", &grew);
