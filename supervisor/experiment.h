@@ -81,6 +81,8 @@ typedef struct mv_experiment_events {
      * (mv_experiment_in_place), the slot's worker is attached as it is. */
     void (*on_fresh)(void *arg, int slot);
     void (*on_verdict)(void *arg, const mv_exp_verdict_t *v);
+    /* Call mv_experiment_settle_due in `ms` ([leak] settle: an isolation's worker idles). */
+    void (*settle)(void *arg, uint64_t ms);
 } mv_experiment_events_t;
 
 /* What mv_experiment_suspect makes of a suspect. */
@@ -142,6 +144,7 @@ typedef struct mv_experiment {
          * sent before the arm's filter and its one task at a time, and with prefetch they
          * share readings. They are not observed. */
         int64_t own_from;
+        uint64_t first_ms; /* when its first own answer came (mv_now_ms; 0: none yet) */
         /* Its worker, kept for the verdict after it left (w NULL): its generation, its pid
          * (0: none yet), and the last snapshot taken of it (owned; NULL: none). */
         uint32_t gen;
@@ -177,6 +180,10 @@ typedef struct mv_experiment {
     } * sites;
     size_t nsites, capsites;
     mv_dispatch_filter_t filter;
+    /* An isolation that found a leak, its worker idling ([leak] settle) before the verdict
+     * goes up: whether it idles, and the verdict. */
+    bool settling;
+    mv_iso_result_t settled;
 } mv_experiment_t;
 
 void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cfg,
@@ -231,6 +238,11 @@ void mv_experiment_attach(mv_experiment_t *x, mv_worker_t *w);
  * figure of it (what an experiment on kernel figures takes). */
 void mv_experiment_observe(mv_experiment_t *x, mv_worker_t *w, const mv_task_t *t, const char *kind,
                            double inc, bool measured, bool heap, double kernel);
+/* [leak] settle is over (events.settle): the isolation's verdict goes up, a plateau when its
+ * idle worker gave back half its run's growth or more. */
+void mv_experiment_settle_due(mv_experiment_t *x);
+/* The worker of an isolation idling for [leak] settle, or NULL. */
+mv_worker_t *mv_experiment_settling(const mv_experiment_t *x);
 /* The worker is gone; `snapshot`: the last snapshot taken of it (NULL: none), said with a
  * verdict its arm decides (its slot, generation and pid are kept for that too). */
 void mv_experiment_gone(mv_experiment_t *x, mv_worker_t *w, const char *snapshot);

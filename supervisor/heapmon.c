@@ -561,6 +561,18 @@ void mv_heapwin_since_close(mv_heapwin_t *hw)
     hw->open_ok = hw->closed_ok;
 }
 
+bool mv_heapwin_since_last(mv_heapwin_t *hw, int64_t *last, int64_t *now)
+{
+    mv_heap_reading_t r;
+
+    if (!hw->hm.page || !hw->closed_ok || mv_heapmon_read(&hw->hm, &r) != 0 ||
+        r.pid != hw->closed.pid || r.generation != hw->closed.generation)
+        return false;
+    *last = mv_heap_total(&hw->closed);
+    *now = mv_heap_total(&r);
+    return true;
+}
+
 void mv_heapwin_end(mv_heapwin_t *hw)
 {
     mv_heapmon_close(&hw->hm);

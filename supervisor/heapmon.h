@@ -159,6 +159,9 @@ void mv_heapwin_begin(mv_heapwin_t *hw, const struct mvw_heap *rep);
 /* Service mode: the window that opens starts at the last window's end (requests are marked
  * after their work is done, so a reading now would already hold the request's memory). */
 void mv_heapwin_since_close(mv_heapwin_t *hw);
+/* Live heap bytes now (*now) and at the last window's end (*last), from the page: false
+ * when there is none, or when either reading failed or the page changed owner in between. */
+bool mv_heapwin_since_last(mv_heapwin_t *hw, int64_t *last, int64_t *now);
 /* The worker is gone: the page is let go. */
 void mv_heapwin_end(mv_heapwin_t *hw);
 

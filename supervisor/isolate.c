@@ -13,6 +13,7 @@
 #define STEADY     0.8 /* share of segments that must grow (as leak.c's trend rule) */
 #define SLOWING    0.5 /* second half's slope below this share of the first's: slowing down */
 #define GREW       0.5 /* a plateau grew at this share of a leak's floor, at least, at first */
+#define GIVEN_BACK 0.5 /* share of a run's growth its idle worker gives back: held for a time */
 
 typedef char kind_t[MV_LEAK_KIND_MAX + 1];
 
@@ -163,6 +164,16 @@ mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n,
     if (s1 >= GREW * floor && s2 < SLOWING * s1 && s2 < floor)
         return MV_ISO_V_PLATEAU;
     return MV_ISO_V_CLEAN;
+}
+
+double mv_iso_kept(const double *inc, int n)
+{
+    return mean(inc, n) * n;
+}
+
+bool mv_iso_given_back(double kept, double given)
+{
+    return kept > 0 && given >= GIVEN_BACK * kept;
 }
 
 /* ---- set-up ---- */

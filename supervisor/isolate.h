@@ -160,6 +160,13 @@ mv_iso_step_t mv_iso_step(mv_iso_t *e, uint64_t now);
 mv_iso_verdict_t mv_iso_judge(const mv_iso_cfg_t *cfg, const double *inc, int n, int kinds,
                               bool final, double *slope, double *confidence);
 
+/* The bytes a run kept: the sum of its growth per task inc[0..n). */
+double mv_iso_kept(const double *inc, int n);
+/* Whether a run that kept `kept` bytes gave back `given` bytes once its worker idled
+ * (experiment.c, [leak] settle): half of them or more, its growth was memory held for a time
+ * (a grace period, a timer, a deferred free), not kept for good. */
+bool mv_iso_given_back(double kept, double given);
+
 const char *mv_iso_verdict_name(mv_iso_verdict_t v);
 const char *mv_iso_mode_name(mv_iso_mode_t m);
 

@@ -240,6 +240,10 @@ const mv_option_t mv__options[] = {
     FIXED(leak, confirm, MV_OPT_ENUM, "isolate", 0, 0, confirm_choices,
           "batch mode: confirm a leak suspect by running its kind alone on a fresh worker "
           "(and bisect kinds when a worker grows unexplained): isolate, or off"),
+    FIXED(leak, settle, MV_OPT_DURATION, "250ms", 0, HOUR, NULL,
+          "before an isolation confirms a leak, its worker idles this long while no other kind "
+          "waits: a kind whose growth it gives back (memory held for a time) is a plateau; "
+          "0 = off"),
 
     FIXED(log, format, MV_OPT_ENUM, "text", 0, 0, format_choices,
           "log line format: text for key=value fields, json for one JSON object per line"),

@@ -105,6 +105,7 @@ static void maybe_stopped(mv_pool_t *p)
         mv_templates_close(&p->tmpl, part_closed, p);
     uv_close((uv_handle_t *)&p->grace, handle_closed_cb);
     uv_close((uv_handle_t *)&p->spacer, handle_closed_cb);
+    uv_close((uv_handle_t *)&p->settle, handle_closed_cb);
     mv_startgate_close(&p->gate, part_closed, p);
     for (int i = 0; i < p->nslots; i++)
         if (p->slot[i].backoff) {
@@ -483,10 +484,44 @@ static void on_verdict(void *arg, const mv_exp_verdict_t *v)
     mv_suspect_verdict(&p->suspect, v->w ? &member_of(v->w)->suspect : NULL, v);
 }
 
+static void settle_cb(uv_timer_t *t)
+{
+    mv_pool_t *p = t->data;
+    mv_worker_t *w = mv_experiment_settling(&p->exp);
+    mv_member_t *m = w ? member_of(w) : NULL;
+
+    mv_experiment_settle_due(&p->exp);
+    if (!m || !p->stopping || mv_worker_leaving(w)) {
+        mv_dispatch_kick(&p->dispatch); /* its worker takes tasks again */
+        return;
+    }
+    /* mv_pool_stop let it idle: it stops now, or once the verdict's snapshot of it is
+     * written (stopped first, the snapshot had the worker gone: no smaps, no status). */
+    if (m->suspect.snap)
+        m->suspect.stop_after_snapshot = true;
+    else
+        recycle(p, m, MV_R_SHUTDOWN);
+}
+
+static void on_snapshot_done(void *arg, mv_suspected_t *sw)
+{
+    mv_pool_t *p = arg;
+
+    if (p->stopping && !mv_worker_leaving(sw->w))
+        recycle(p, member_of(sw->w), MV_R_SHUTDOWN);
+}
+
+static void on_settle(void *arg, uint64_t ms)
+{
+    mv_pool_t *p = arg;
+
+    uv_timer_start(&p->settle, settle_cb, ms, 0);
+}
+
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
-static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict};
+static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict, on_settle};
 static const mv_watch_events_t watch_events = {on_check};
-static const mv_suspect_events_t suspect_events = {on_kill_ready, find_suspected};
+static const mv_suspect_events_t suspect_events = {on_kill_ready, find_suspected, on_snapshot_done};
 
 /* ---- what a worker reports ---- */
 
@@ -1061,8 +1096,10 @@ int mv_pool_start(mv_pool_t *p, const mv_pool_opts_t *o, const mv_pool_events_t 
     p->grace.data = p;
     uv_timer_init(o->loop, &p->spacer);
     p->spacer.data = p;
+    uv_timer_init(o->loop, &p->settle);
+    p->settle.data = p;
     mv_startgate_init(&p->gate, o->loop, cfg->supervisor.max_starting);
-    p->open = 6; /* dispatch, watch, grace, spacer, spares, gate */
+    p->open = 7; /* dispatch, watch, grace, spacer, settle, spares, gate */
     mv__pool_esc_init(p);
     p->started = true;
     p->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
@@ -1097,7 +1134,13 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
 {
     mv_member_t *m, *next;
 
+    /* A leak's isolation idling ([leak] settle): its worker stops once the idle is over and
+     * the verdict went up (settle_cb), at most that much later; at once when not graceful. */
+    mv_worker_t *idle = graceful ? mv_experiment_settling(&p->exp) : NULL;
+
     mv_dispatch_stop(&p->dispatch);
+    if (!graceful)
+        mv_experiment_settle_due(&p->exp);
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
@@ -1118,6 +1161,8 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     mv_succ_stop(&p->succ, graceful);
     for (m = p->members; m; m = next) {
         next = m->next;
+        if (m->w == idle)
+            continue;
         if (graceful)
             recycle(p, m, MV_R_SHUTDOWN);
         else

@@ -133,6 +133,7 @@ typedef struct mv_pool {
     mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
     mv_startgate_t gate; /* startgate.c: [supervisor] max_starting, every worker's start */
     uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
+    uv_timer_t settle;   /* [leak] settle: an isolation's worker idles before its verdict */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;

@@ -217,6 +217,10 @@ static void write_done(mv_job_t *j, void *owner, int cancelled)
         sw->snap = NULL;
         free(sw->last_snapshot);
         sw->last_snapshot = sj->path ? strdup(sj->path) : NULL;
+        if (sw->stop_after_snapshot) {
+            sw->stop_after_snapshot = false;
+            s->ev->on_snapshot_done(s->arg, sw);
+        }
         if (sj->kill) {
             sw->kill_snapshot_done = true;
             s->ev->on_kill_ready(s->arg, sw); /* it was stopped while it was read */

@@ -45,14 +45,15 @@ typedef struct mv_suspected {
     mv_worker_t *w;
     mv_taskrec_t *history; /* ring of the last [leak] history tasks */
     unsigned hist_cap, hist_head, hist_n;
-    char *baseline;          /* resident memory per mapping after its first task (packed) */
-    mv_job_t *basejob;       /* the baseline being read, or NULL */
-    struct mv_snapjob *snap; /* its snapshot in progress, or NULL */
-    char *last_snapshot;     /* path of its latest snapshot (kernel_oom events name it) */
-    bool near_hard_done;     /* one near-hard-limit snapshot per worker */
-    bool kill_snapshot_done; /* the snapshot before a hard-limit kill is written */
-    bool kill_snapshot_next; /* ...is due once the snapshot in progress is written */
-    bool heap_seen;          /* a task of it had heap figures: tasks without have no figure */
+    char *baseline;           /* resident memory per mapping after its first task (packed) */
+    mv_job_t *basejob;        /* the baseline being read, or NULL */
+    struct mv_snapjob *snap;  /* its snapshot in progress, or NULL */
+    char *last_snapshot;      /* path of its latest snapshot (kernel_oom events name it) */
+    bool near_hard_done;      /* one near-hard-limit snapshot per worker */
+    bool kill_snapshot_done;  /* the snapshot before a hard-limit kill is written */
+    bool kill_snapshot_next;  /* ...is due once the snapshot in progress is written */
+    bool stop_after_snapshot; /* the pool stops it once the snapshot in progress is written */
+    bool heap_seen;           /* a task of it had heap figures: tasks without have no figure */
     /* Its growth per task over its last [leak] window tasks, and their kinds: a worker that
      * grows while no kind is suspected asks for a bisection (experiment.h). */
     double *grow;
@@ -91,6 +92,8 @@ typedef struct mv_suspect_events {
     /* The worker in `slot` if it is still generation `gen` and not leaving, else NULL: the
      * one a leak verdict was seen on, when its task is not the one that completed it. */
     mv_suspected_t *(*find)(void *arg, int slot, uint32_t gen);
+    /* The snapshot in progress is written, and stop_after_snapshot was set. */
+    void (*on_snapshot_done)(void *arg, mv_suspected_t *sw);
 } mv_suspect_events_t;
 
 typedef struct mv_suspect {

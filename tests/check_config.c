@@ -105,7 +105,7 @@ START_TEST(test_table_sane)
     size_t len = 0, k = 0;
     FILE *f;
 
-    ck_assert_uint_eq(n, 78);
+    ck_assert_uint_eq(n, 79);
     for (i = 0; i < n; i++) {
         ck_assert_ptr_eq(mv_config_find(t[i].section, t[i].name), &t[i]);
         ck_assert(t[i].doc && t[i].doc[0] && !strchr(t[i].doc, '\n'));
@@ -299,6 +299,7 @@ static const char *every_key_changed = "[supervisor]\n"
                                        "heap = off\n"
                                        "python_malloc = no\n"
                                        "confirm = off\n"
+                                       "settle = 1s\n"
                                        "[log]\n"
                                        "format = json\n"
                                        "level = debug\n"
@@ -380,6 +381,7 @@ START_TEST(test_roundtrip)
     ck_assert_int_eq(c.leak.heap, MV_HEAPMODE_OFF);
     ck_assert_int_eq(c.leak.python_malloc, MV_HEAPPY_NO);
     ck_assert_int_eq(c.leak.confirm, MV_CONFIRM_OFF);
+    ck_assert_int_eq(c.leak.settle, 1000);
     ck_assert_int_eq(c.log.format, MV_LOGFMT_JSON);
     ck_assert_int_eq(c.log.level, MV_LVL_DEBUG);
     ck_assert_str_eq(c.log.file, "/var/log/memvisor.log");
@@ -662,7 +664,9 @@ START_TEST(test_value_reasons)
                                "memory_hard = 2048T\n" /* 13 */
                                "metric = pss\n"        /* 14 */
                                "[log]\n"
-                               "level = trace\n", /* 16 */
+                               "level = trace\n" /* 16 */
+                               "[leak]\n"
+                               "settle = 2h\n", /* 18 */
                                p),
                      -EINVAL);
     ck_assert(has(&e, "%s:2: [supervisor] workers: \"-5\": out of range (0..1024)", p));
@@ -680,7 +684,8 @@ START_TEST(test_value_reasons)
     ck_assert(has(
         &e, "%s:14: [limits] metric: \"pss\": not one of private, rss (did you mean \"rss\"?)", p));
     ck_assert(has(&e, "%s:16: [log] level: \"trace\": not one of debug, info, warn, error", p));
-    ck_assert_uint_eq(e.n, 11);
+    ck_assert(has(&e, "%s:18: [leak] settle: \"2h\": out of range (0..1h)", p));
+    ck_assert_uint_eq(e.n, 12);
     ck_assert_int_eq(c.supervisor.cgroup, MV_CGMODE_V2);
     ck_assert_int_eq(c.worker.prefetch, 1); /* bad values leave the previous one */
     mv_errors_free(&e);

@@ -575,6 +575,27 @@ START_TEST(an_arm_at_work_on_a_slow_task_is_not_timed_out)
 }
 END_TEST
 
+/* What an idle worker gives back of a run's growth ([leak] settle): half or more, and the
+ * growth was held for a time. */
+START_TEST(a_run_whose_growth_is_given_back_was_held_for_a_time)
+{
+    double inc[10];
+
+    for (int i = 0; i < 10; i++)
+        inc[i] = i % 2 ? 98304 : 32768; /* 64 KiB a task, unevenly */
+    ck_assert(mv_iso_kept(inc, 10) == 655360);
+    ck_assert(mv_iso_given_back(655360, 655360));  /* all of it */
+    ck_assert(mv_iso_given_back(655360, 327680));  /* half */
+    ck_assert(mv_iso_given_back(655360, 900000));  /* more: held from before the run too */
+    ck_assert(!mv_iso_given_back(655360, 327679)); /* under half */
+    ck_assert(!mv_iso_given_back(655360, 0));      /* nothing: a leak */
+    ck_assert(!mv_iso_given_back(655360, -4096));  /* it grew while idle */
+    ck_assert(mv_iso_kept(inc, 0) == 0);
+    ck_assert(!mv_iso_given_back(0, 655360));      /* a run that kept nothing */
+    ck_assert(!mv_iso_given_back(-65536, 655360)); /* or gave back */
+}
+END_TEST
+
 Suite *isolate_suite(void)
 {
     Suite *s = suite_create("isolate");
@@ -598,6 +619,7 @@ Suite *isolate_suite(void)
     tcase_add_test(tc, bisection_finds_the_kind_with_two_slots);
     tcase_add_test(tc, bisection_with_one_slot_runs_the_arms_in_turn);
     tcase_add_test(tc, bisection_where_no_half_grows_is_unexplained);
+    tcase_add_test(tc, a_run_whose_growth_is_given_back_was_held_for_a_time);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -25,6 +25,9 @@
  *   joined KIB     the same thread, joined: its stack goes back to glibc's cache and the
  *                  next one reuses it (the process's memory rises once), done "joined=N"
  *   grow MIB MS    keep 1 MiB more every MS milliseconds until MIB MiB, done "grown=MIB"
+ *   grace KIB MS   keep KIB KiB (touched) for MS milliseconds, then a thread of its own frees
+ *                  it, between or during later tasks (a closed session kept for a grace
+ *                  period: memory held for a time, bounded), done "grace=KIB"
  *   hold MIB       keep MIB MiB more (1 MiB at a time, no pause), write "held pid=PID task=ID"
  *                  on stderr, wait for SIGUSR1 (the test looks at its cgroup meanwhile), then
  *                  done "held=MIB" ("held=0" when no SIGUSR1 came within 120 s)
@@ -284,6 +287,47 @@ static int stack_thread(unsigned long kib, bool join, unsigned long *threads)
     if (join && pthread_join(t, NULL) != 0)
         return -1;
     ++*threads;
+    return 0;
+}
+
+/* The grace command: a block freed MS ms later by a detached thread of its own. */
+struct grace {
+    void *block;
+    unsigned long ms;
+};
+
+static void *grace_reaper(void *arg)
+{
+    struct grace *g = arg;
+
+    nanosleep(&(struct timespec){(time_t)(g->ms / 1000), (long)(g->ms % 1000) * 1000000}, NULL);
+    free(g->block);
+    free(g);
+    return NULL;
+}
+
+static int grace_keep(unsigned long kib, unsigned long ms)
+{
+    struct grace *g = malloc(sizeof *g);
+    pthread_attr_t attr;
+    pthread_t t;
+    int rc;
+
+    if (!g || kib > 65536 || !(g->block = malloc(kib << 10))) {
+        free(g);
+        return -1;
+    }
+    memset(g->block, 'G', kib << 10);
+    g->ms = ms;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, grace_reaper, g);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(g->block);
+        free(g);
+        return -1;
+    }
     return 0;
 }
 
@@ -646,6 +690,14 @@ static int run(mvw_t *w, const mvw_task_t *t, const char *p, size_t n)
         if (later_kib(after, kib, &calls) < 0)
             return mvw_fail(w, "out of memory", 13);
         return done_num(w, "later", calls);
+    }
+    if (is_cmd(p, n, "grace", &arg, &len)) {
+        const char *sp = memchr(arg, ' ', len);
+        unsigned long kib = num(arg, sp ? (size_t)(sp - arg) : len);
+
+        if (!sp || grace_keep(kib, num(sp + 1, len - (size_t)(sp - arg) - 1)) < 0)
+            return mvw_fail(w, "no grace", 8);
+        return done_num(w, "grace", kib);
     }
     if (is_cmd(p, n, "thread", &arg, &len)) {
         static unsigned long threads;
