@@ -648,11 +648,16 @@ START_TEST(a_lines_leak_with_prefetch_is_confirmed_not_cleared)
     run_assert_once(&r, 3000, NULL);
     /* Once (under a load of 15 on 2 cores) an isolation cleared run 0's kind before a second
      * one confirmed it: shown here should it come again, and no storm of experiments. */
-    if (!strstr(r.log, "confirmed=true evidence=heap,isolation") ||
+    if (!strstr(r.log, "confirmed=true evidence=") ||
         (_i == 0 && (run_count(&r, "event=leak_cleared") > 0 || run_count(&r, "step=start") > 2)))
         run_print_log(&r);
     ck_assert_ptr_nonnull(strstr(r.log, "event=leak_suspect kind=t "));
-    ck_assert_ptr_nonnull(strstr(r.log, "confirmed=true evidence=heap,isolation"));
+    /* Confirmed by an isolation: on heap figures, or (1 run in 6 under ASan, on 13f1530 too)
+     * on kernel figures, when the worker's growth was first read as outside its heap figures
+     * (`why="a worker grows outside its heap figures"`) before the kind was suspected. */
+    ck_assert_msg(strstr(r.log, "confirmed=true evidence=heap,isolation") ||
+                      strstr(r.log, "confirmed=true evidence=isolation"),
+                  "t not confirmed by an isolation");
     if (_i == 0) {
         ck_assert_int_le(run_count(&r, "event=leak_cleared"), 1);
         ck_assert_int_le(run_count(&r, "step=start"), 2);
