@@ -159,8 +159,8 @@ typedef struct mv_config {
         int heap;                 /* mv_heapmode_t: off|preload|auto (heapmon.h) */
         int python_malloc;        /* mv_heappy_t: auto|yes|no */
         int confirm;              /* mv_confirm_t: isolate|off */
-        int64_t settle;           /* ms an isolation's fresh worker idles before it confirms a
-                                   * leak: memory held for a time is given back (0 = off) */
+        int64_t settle;           /* ms an isolation's worker idles before it confirms a leak:
+                                   * memory held for a time is given back (0 = off) */
     } leak;
     struct {
         mv_logfmt_t format;          /* text|json */

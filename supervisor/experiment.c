@@ -36,11 +36,13 @@ static bool batch_over(const mv_experiment_t *x)
     return mv_tasks_source_done(x->tasks) && x->tasks->queued == 0;
 }
 
-/* Whether a kind other than `kind` waits for its experiment. */
+/* Whether a kind other than `kind` waits for its experiment, and could start it now: one held
+ * for its suspect's snapshot cannot yet (mv_experiment_hold lets it go, and drives). */
 static bool others_wait(const mv_experiment_t *x, const char *kind)
 {
     for (size_t i = 0; i < x->nkinds; i++)
-        if (x->kinds[i].state == MV_EXP_QUEUED && strcmp(x->kinds[i].name, kind) != 0)
+        if (x->kinds[i].state == MV_EXP_QUEUED && !x->kinds[i].held &&
+            strcmp(x->kinds[i].name, kind) != 0)
             return true;
     return false;
 }
@@ -105,7 +107,8 @@ static int save_quota(const mv_experiment_t *x)
 /* Whether `k` is the kind being tried alone now. */
 static bool isolating(const mv_experiment_t *x, const mv_exp_kind_t *k)
 {
-    return x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, k->name) == 0;
+    return (x->iso.mode == MV_ISO_ISOLATE && strcmp(x->iso.subject, k->name) == 0) ||
+           (x->settling && strcmp(x->settled_kind, k->name) == 0); /* its verdict is coming */
 }
 
 static void save(mv_experiment_t *x, mv_exp_kind_t *k)
@@ -548,6 +551,9 @@ static bool settle(mv_experiment_t *x, const mv_iso_result_t *res)
         return false;
     x->settling = true;
     x->settled = *res;
+    snprintf(x->settled_kind, sizeof x->settled_kind, "%s", res->kind);
+    x->settled.kind = x->settled_kind;
+    x->settled_kept = mv_iso_kept(x->iso.arm[0].inc, x->iso.arm[0].n);
     mv_info(x->log, "leak_experiment", MV_S("step", "settling"), MV_S("kind", res->kind),
             MV_I("worker", w->slot), MV_I("ms", (long long)x->cfg->leak.settle),
             MV_I("run_ms", x->arm[0].first_ms ? (long long)(mv_now_ms() - x->arm[0].first_ms) : 0),
@@ -558,22 +564,21 @@ static bool settle(mv_experiment_t *x, const mv_iso_result_t *res)
 
 /* The verdict of a settling isolation goes up: a plateau when its worker gave back half the
  * run's growth or more. `gone`: that worker left (its slot, generation, pid and last
- * `snapshot` are kept for the verdict, as an arm's: mv_experiment_gone). */
+ * `snapshot` are kept for the verdict, as an arm's: mv_experiment_gone). A worker that left,
+ * or is leaving, frees what it holds as it exits (an interpreter's teardown, destructors):
+ * what its page says then is no evidence, and the leak stands as found. */
 static void settle_end(mv_experiment_t *x, mv_worker_t *gone, const char *snapshot)
 {
     mv_iso_result_t res = x->settled;
     mv_worker_t *w = x->arm[0].w;
-    const mv_iso_arm_t *a = &x->iso.arm[0];
     int64_t last, now_bytes;
 
     x->settling = false;
-    if (w && mv_heapwin_since_last(&w->heap, &last, &now_bytes)) {
-        double kept = mv_iso_kept(a->inc, a->n);
-
+    if (w && !gone && !mv_worker_leaving(w) && mv_heapwin_since_last(&w->heap, &last, &now_bytes)) {
         mv_info(x->log, "leak_experiment", MV_S("step", "settled"), MV_S("kind", res.kind),
-                MV_I("worker", w->slot), MV_I("kept", (long long)kept),
+                MV_I("worker", w->slot), MV_I("kept", (long long)x->settled_kept),
                 MV_I("given_back", (long long)(last - now_bytes)));
-        if (mv_iso_given_back(kept, (double)(last - now_bytes))) {
+        if (mv_iso_given_back(x->settled_kept, (double)(last - now_bytes))) {
             res.verdict = MV_ISO_V_PLATEAU;
             res.why = "its idle worker gave back what the run kept: memory held for a time";
         }
@@ -584,8 +589,11 @@ static void settle_end(mv_experiment_t *x, mv_worker_t *gone, const char *snapsh
         x->arm[0].pid = gone->proc.pid;
         free(x->arm[0].snapshot);
         x->arm[0].snapshot = snapshot ? strdup(snapshot) : NULL;
+        w = NULL;
     }
     conclude(x, &res);
+    if (x->ev->settled)
+        x->ev->settled(x->arg, w);
     drive(x);
 }
 

@@ -83,6 +83,9 @@ typedef struct mv_experiment_events {
     void (*on_verdict)(void *arg, const mv_exp_verdict_t *v);
     /* Call mv_experiment_settle_due in `ms` ([leak] settle: an isolation's worker idles). */
     void (*settle)(void *arg, uint64_t ms);
+    /* The idle is over, however it ended (its verdict went up): `w` may take tasks again
+     * (NULL: it left). */
+    void (*settled)(void *arg, mv_worker_t *w);
 } mv_experiment_events_t;
 
 /* What mv_experiment_suspect makes of a suspect. */
@@ -181,9 +184,12 @@ typedef struct mv_experiment {
     size_t nsites, capsites;
     mv_dispatch_filter_t filter;
     /* An isolation that found a leak, its worker idling ([leak] settle) before the verdict
-     * goes up: whether it idles, and the verdict. */
+     * goes up: whether it idles, the verdict (its kind in settled_kind: the next experiment
+     * may not reuse the isolation's), and what the run kept. */
     bool settling;
     mv_iso_result_t settled;
+    char settled_kind[MV_LEAK_KIND_MAX + 1];
+    double settled_kept;
 } mv_experiment_t;
 
 void mv_experiment_init(mv_experiment_t *x, mv_log_t *log, const mv_config_t *cfg,

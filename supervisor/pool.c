@@ -464,8 +464,8 @@ static void on_fresh(void *arg, int slot)
         return;
     if ((m->w->tasks_done == 0 && m->w->count == 0) || mv_experiment_in_place(&p->exp))
         mv_experiment_attach(&p->exp, m->w);
-    else if (m->w->state != MV_W_DEAD && !seat->gone)
-        drain_now(p, m, MV_R_EXPERIMENT);
+    else if (m->w->state != MV_W_DEAD && !seat->gone && !p->stopping)
+        drain_now(p, m, MV_R_EXPERIMENT); /* no replacement is started while the pool stops */
 }
 
 static mv_suspected_t *find_suspected(void *arg, int slot, uint32_t gen)
@@ -487,16 +487,36 @@ static void on_verdict(void *arg, const mv_exp_verdict_t *v)
 static void settle_cb(uv_timer_t *t)
 {
     mv_pool_t *p = t->data;
-    mv_worker_t *w = mv_experiment_settling(&p->exp);
-    mv_member_t *m = w ? member_of(w) : NULL;
 
-    mv_experiment_settle_due(&p->exp);
-    if (!m || !p->stopping || mv_worker_leaving(w)) {
-        mv_dispatch_kick(&p->dispatch); /* its worker takes tasks again */
+    mv_experiment_settle_due(&p->exp); /* on_settled follows */
+}
+
+static void on_settle(void *arg, uint64_t ms)
+{
+    mv_pool_t *p = arg;
+
+    uv_timer_start(&p->settle, settle_cb, ms, 0);
+}
+
+/* The idle is over, whatever ended it (the timer, another kind's suspicion, the worker's
+ * exit). A worker mv_pool_stop left idling stops now, or once the verdict's snapshot of it
+ * is written (stopped first, the snapshot had the worker gone: no smaps, no status). */
+static void on_settled(void *arg, mv_worker_t *w)
+{
+    mv_pool_t *p = arg;
+    mv_member_t *m;
+
+    uv_timer_stop(&p->settle);
+    if (!w || w != p->settle_idle) {
+        p->settle_idle = NULL;
+        if (!p->stopping)
+            mv_dispatch_kick(&p->dispatch); /* it takes tasks again */
         return;
     }
-    /* mv_pool_stop let it idle: it stops now, or once the verdict's snapshot of it is
-     * written (stopped first, the snapshot had the worker gone: no smaps, no status). */
+    p->settle_idle = NULL;
+    m = member_of(w);
+    if (mv_worker_leaving(w))
+        return;
     if (m->suspect.snap)
         m->suspect.stop_after_snapshot = true;
     else
@@ -511,15 +531,9 @@ static void on_snapshot_done(void *arg, mv_suspected_t *sw)
         recycle(p, member_of(sw->w), MV_R_SHUTDOWN);
 }
 
-static void on_settle(void *arg, uint64_t ms)
-{
-    mv_pool_t *p = arg;
-
-    uv_timer_start(&p->settle, settle_cb, ms, 0);
-}
-
 static const mv_dispatch_events_t dispatch_events = {on_result, on_progress, mv__pool_esc_task};
-static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict, on_settle};
+static const mv_experiment_events_t experiment_events = {on_fresh, on_verdict, on_settle,
+                                                         on_settled};
 static const mv_watch_events_t watch_events = {on_check};
 static const mv_suspect_events_t suspect_events = {on_kill_ready, find_suspected, on_snapshot_done};
 
@@ -1135,12 +1149,10 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     mv_member_t *m, *next;
 
     /* A leak's isolation idling ([leak] settle): its worker stops once the idle is over and
-     * the verdict went up (settle_cb), at most that much later; at once when not graceful. */
+     * the verdict went up (on_settled), at most that much later; at once when not graceful. */
     mv_worker_t *idle = graceful ? mv_experiment_settling(&p->exp) : NULL;
 
     mv_dispatch_stop(&p->dispatch);
-    if (!graceful)
-        mv_experiment_settle_due(&p->exp);
     if (!p->stopping) {
         p->stopping = true;
         mv_slots_stop(&p->slots);
@@ -1159,6 +1171,10 @@ void mv_pool_stop(mv_pool_t *p, bool graceful)
     }
     mv_spares_stop(&p->spares, graceful);
     mv_succ_stop(&p->succ, graceful);
+    if (idle)
+        p->settle_idle = idle;
+    else /* after `stopping`: a verdict that requeues its kind starts no worker now */
+        mv_experiment_settle_due(&p->exp);
     for (m = p->members; m; m = next) {
         next = m->next;
         if (m->w == idle)

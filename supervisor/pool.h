@@ -126,14 +126,15 @@ typedef struct mv_pool {
     mv_dispatch_t dispatch;
     mv_watch_t watch;
     mv_suspect_t suspect;
-    mv_experiment_t exp; /* leak experiments: fresh workers through recycle() */
-    mv_spares_t spares;  /* spares.c: workers started ahead, taken by spawn_slot */
-    mv_cgahead_t ahead;  /* cgahead.c: each slot's next cgroup */
-    mv_succ_t succ;      /* succ.c: each slot's next worker, started at its last task */
-    mv_templates_t tmpl; /* [worker] template = yes (tmpl.started) */
-    mv_startgate_t gate; /* startgate.c: [supervisor] max_starting, every worker's start */
-    uv_timer_t spacer;   /* [recycle] spacing: the queue may move then */
-    uv_timer_t settle;   /* [leak] settle: an isolation's worker idles before its verdict */
+    mv_experiment_t exp;      /* leak experiments: fresh workers through recycle() */
+    mv_spares_t spares;       /* spares.c: workers started ahead, taken by spawn_slot */
+    mv_cgahead_t ahead;       /* cgahead.c: each slot's next cgroup */
+    mv_succ_t succ;           /* succ.c: each slot's next worker, started at its last task */
+    mv_templates_t tmpl;      /* [worker] template = yes (tmpl.started) */
+    mv_startgate_t gate;      /* startgate.c: [supervisor] max_starting, every worker's start */
+    uv_timer_t spacer;        /* [recycle] spacing: the queue may move then */
+    uv_timer_t settle;        /* [leak] settle: an isolation's worker idles before its verdict */
+    mv_worker_t *settle_idle; /* ...and mv_pool_stop left it idling: on_settled stops it */
     uv_timer_t grace;
     unsigned open; /* the pool's own handles and parts not yet closed */
     bool started, stopping, closing, fatal;

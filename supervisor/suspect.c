@@ -178,6 +178,17 @@ static void timer_closed_cb(uv_handle_t *h)
     unref(h->data);
 }
 
+/* The worker's snapshot in progress is over (written, or dropped): the next may start, and
+ * a pool that waited for it to stop the worker is told (stop_after_snapshot). */
+static void snapshot_over(mv_suspect_t *s, mv_suspected_t *sw)
+{
+    sw->snap = NULL;
+    if (sw->stop_after_snapshot) {
+        sw->stop_after_snapshot = false;
+        s->ev->on_snapshot_done(s->arg, sw);
+    }
+}
+
 static void write_work(mv_job_t *j)
 {
     mv_snapjob_t *sj = ((write_job_t *)j)->snap;
@@ -214,13 +225,9 @@ static void write_done(mv_job_t *j, void *owner, int cancelled)
         mv_warn(s->log, "snapshots_trimmed", MV_I("removed", 0), MV_I("keep", sj->keep),
                 MV_S("error", strerror(-sj->trimmed)));
     if (sw) {
-        sw->snap = NULL;
         free(sw->last_snapshot);
         sw->last_snapshot = sj->path ? strdup(sj->path) : NULL;
-        if (sw->stop_after_snapshot) {
-            sw->stop_after_snapshot = false;
-            s->ev->on_snapshot_done(s->arg, sw);
-        }
+        snapshot_over(s, sw);
         if (sj->kill) {
             sw->kill_snapshot_done = true;
             s->ev->on_kill_ready(s->arg, sw); /* it was stopped while it was read */
@@ -266,7 +273,7 @@ static bool go(mv_snapjob_t *sj, const char *heap_status)
     }
     mv_warn(sj->s->log, "snapshot", MV_S("path", sj->path), MV_S("result", "failed"));
     if (sj->sw)
-        sj->sw->snap = NULL;
+        snapshot_over(sj->s, sj->sw);
     unref(sj); /* the job's reference (the timer's, if any, goes when it is closed) */
     return false;
 }

@@ -1047,7 +1047,7 @@ static int takes(mv_experiment_t *x, const mv_worker_t *w, const char *kind)
  * worker could take are released (and then an isolation without a coming arm relaxes). */
 START_TEST(saved_tasks_stay_queued_until_they_would_idle_a_worker)
 {
-    static const mv_experiment_events_t ev = {on_fresh, on_verdict, NULL};
+    static const mv_experiment_events_t ev = {on_fresh, on_verdict, NULL, NULL};
     const mv_dispatch_filter_t *f;
     mv_worker_t mixed, arm, w1 = {.slot = 1}, w2 = {.slot = 2};
     mv_experiment_t x;
@@ -1124,7 +1124,7 @@ typedef struct unit {
 
 static void unit_open(unit_t *u)
 {
-    static const mv_experiment_events_t ev = {on_fresh, on_verdict, NULL};
+    static const mv_experiment_events_t ev = {on_fresh, on_verdict, NULL, NULL};
 
     ck_assert_int_eq(mv_config_init(&u->cfg), 0);
     u->cfg.supervisor.workers = 2;
